@@ -1,0 +1,212 @@
+"""Typed stubs of the Rust extension (``rust/python``). ``tests/test_stubs.py`` checks them with stubtest."""
+
+import os
+from collections.abc import Iterable
+from typing import Literal, final
+
+__version__: str
+COMPILED_RULES_MAGIC: bytes
+"""The first bytes of every blob written by ``Rules.serialize``."""
+ISSUE_KINDS: list[str]
+"""Every ``ScanIssue.kind`` the engine can report."""
+
+Verdict = Literal["clean", "findings", "incomplete"]
+MetaValue = int | float | bool | str | bytes
+
+@final
+class Rules:
+    """A compiled YARA-X rule set, shared read-only by every scanning thread."""
+
+    @staticmethod
+    def compile(sources: dict[str, str]) -> Rules:
+        """Compile ``origin -> YARA source`` into one namespace (a duplicate rule name is an error).
+
+        Raises ``dragonfly_hybrid.errors.RuleCompileError`` naming origin, line and column.
+        """
+    @staticmethod
+    def deserialize(data: bytes) -> Rules:
+        """Load a blob written by ``serialize``; ``dragonfly_hybrid.errors.RulesFormatError`` if it is not one."""
+    def serialize(self) -> bytes:
+        """A blob that ``deserialize`` loads without compiling again (keeps ``hash``)."""
+    @property
+    def hash(self) -> str:
+        """Stable SHA-256 over the sorted (origin, source) pairs the set was compiled from."""
+    @property
+    def count(self) -> int: ...
+    @property
+    def identifiers(self) -> list[str]: ...
+    def __len__(self) -> int: ...
+    def __repr__(self) -> str: ...
+
+@final
+class Limits:
+    """Hostile-input limits; every one, when hit, produces a ``ScanIssue`` naming the member and the limit."""
+
+    def __init__(
+        self,
+        *,
+        max_member_size: int = 256_000_000,
+        max_total_size: int = 2_000_000_000,
+        max_members: int = 100_000,
+        max_ratio: int = 1000,
+        max_depth: int = 3,
+        timeout: float = 10.0,
+    ) -> None: ...
+    @property
+    def max_member_size(self) -> int: ...
+    @property
+    def max_total_size(self) -> int: ...
+    @property
+    def max_members(self) -> int: ...
+    @property
+    def max_ratio(self) -> int: ...
+    @property
+    def max_depth(self) -> int: ...
+    @property
+    def timeout(self) -> float: ...
+    def __repr__(self) -> str: ...
+    def __eq__(self, other: object) -> bool: ...
+
+@final
+class PatternMatch:
+    """One match of one pattern: where it starts in the file and how long it is."""
+
+    @property
+    def identifier(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def length(self) -> int: ...
+    @property
+    def data(self) -> bytes:
+        """The first bytes of the match (at most 64)."""
+
+@final
+class RuleMatch:
+    """A rule that matched a file (after the rule's ``filetype`` filter)."""
+
+    @property
+    def identifier(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def tags(self) -> list[str]: ...
+    @property
+    def metadata(self) -> dict[str, MetaValue]: ...
+    @property
+    def weight(self) -> int: ...
+    @property
+    def patterns(self) -> list[PatternMatch]:
+        """Matched patterns, at most 16 matches per pattern identifier."""
+
+@final
+class FileResult:
+    """A scanned file that matched at least one rule."""
+
+    @property
+    def path(self) -> str:
+        """Archive-relative path; members of nested archives are ``outer!/inner``."""
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def score(self) -> int:
+        """Sum of the weights of the rules that matched this file."""
+    @property
+    def matches(self) -> list[RuleMatch]: ...
+
+@final
+class ScanIssue:
+    """A problem met while scanning. ``unscanned`` is True when content was left unscanned."""
+
+    @property
+    def path(self) -> str:
+        """The member it concerns, or ``""`` for the distribution as a whole."""
+    @property
+    def kind(self) -> str:
+        """A stable, kebab-case identifier (see the README's table of issue kinds)."""
+    @property
+    def message(self) -> str: ...
+    @property
+    def unscanned(self) -> bool: ...
+
+@final
+class DistributionResult:
+    """The outcome of one distribution (an archive, or a plain file)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def format(self) -> str:
+        """``tar.gz``, ``tar.bz2``, ``tar.xz``, ``tar``, ``zip``, ``gzip``, ``bzip2``, ``xz`` or ``file``."""
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def files_scanned(self) -> int: ...
+    @property
+    def bytes_scanned(self) -> int: ...
+    @property
+    def score(self) -> int:
+        """Sum of the weights of the distinct rules that matched anywhere in the distribution."""
+    @property
+    def rules_matched(self) -> list[str]: ...
+    @property
+    def top_file(self) -> str | None: ...
+    @property
+    def files(self) -> list[FileResult]: ...
+    @property
+    def issues(self) -> list[ScanIssue]: ...
+    @property
+    def complete(self) -> bool:
+        """True when every byte of the distribution was scanned."""
+    @property
+    def verdict(self) -> Verdict: ...
+
+@final
+class ReleaseResult:
+    """One release: every distribution, scored as the Dragonfly mainframe expects."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def distributions(self) -> list[DistributionResult]: ...
+    @property
+    def score(self) -> int:
+        """The maximum distribution score."""
+    @property
+    def rules_matched(self) -> list[str]: ...
+    @property
+    def inspector_url(self) -> str | None: ...
+    @property
+    def complete(self) -> bool: ...
+    @property
+    def verdict(self) -> Verdict: ...
+    @property
+    def failure_reason(self) -> str | None:
+        """Why the release cannot be reported clean (``None`` unless the verdict is ``incomplete``)."""
+
+@final
+class Scanner:
+    """Scans distributions in parallel on its own thread pool, with the GIL released."""
+
+    def __init__(self, rules: Rules, limits: Limits | None = None, threads: int | None = None) -> None: ...
+    @property
+    def rules(self) -> Rules: ...
+    @property
+    def limits(self) -> Limits: ...
+    @property
+    def threads(self) -> int: ...
+    def scan_bytes(self, data: bytes, name: str, url: str | None = None) -> DistributionResult: ...
+    def scan_path(self, path: str | os.PathLike[str], name: str | None = None) -> DistributionResult: ...
+    def scan_many(self, items: Iterable[tuple[str, bytes | str, str | None]]) -> list[DistributionResult]:
+        """Scan ``(name, bytes or file path, url)`` items in parallel; results keep the input order."""
+    def scan_release(
+        self, name: str, version: str, distributions: Iterable[tuple[str, bytes | str, str | None]]
+    ) -> ReleaseResult: ...

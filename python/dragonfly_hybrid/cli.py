@@ -1,0 +1,438 @@
+"""The ``dragonfly-hybrid`` command line: ``scan``, ``rules check``, ``rules compile`` and ``version``.
+
+Exit codes are a public contract (see :data:`EXIT_CODES_HELP`): 0 clean, 1 findings, 2 usage or
+configuration error, 3 could not scan completely.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Annotated, Literal, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from dragonfly_hybrid import __version__
+from dragonfly_hybrid._core import Limits, Rules, Scanner
+from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+from dragonfly_hybrid.pypi import (
+    DEFAULT_MAX_DOWNLOAD_SIZE,
+    ProgressCallback,
+    ProjectNotFound,
+    PyPIClient,
+    VersionNotFound,
+)
+from dragonfly_hybrid.report import (
+    EXIT_INCOMPLETE,
+    EXIT_USAGE,
+    TargetResult,
+    exit_code,
+    ndjson_line,
+    render,
+)
+from dragonfly_hybrid.scanning import load_rules
+from dragonfly_hybrid.targets import Resolved, TargetError, TargetScanner, parse_target
+
+EXIT_CODES_HELP = """\
+**Exit codes** (a stable contract, for CI):
+
+* **0**: every target was scanned completely and no rule matched.
+* **1**: at least one rule matched. Findings win over incomplete scans: a malicious signal is never lost.
+* **2**: usage or configuration error: a bad option, rules that cannot be read or do not compile, a path
+  that does not exist and is not a PyPI name, a project or version the index does not have.
+* **3**: could not scan: some target was left incomplete (a download failed, an archive member was over
+  a limit or corrupt) and no rule matched anywhere.
+"""
+
+EXIT_INTERRUPTED = 130
+_DEFAULT_LIMITS = Limits()
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+}  # fmt: skip
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+app = typer.Typer(
+    name="dragonfly-hybrid",
+    help="Fast, hardened YARA-X malware scanner for PyPI packages.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+rules_app = typer.Typer(
+    help="Check rule sets and compile them to a blob that loads without compiling.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+app.add_typer(rules_app, name="rules")
+
+
+def parse_size(value: str | int) -> int:
+    """A byte count: a plain integer or one with a K/M/G (x1000) or KiB/MiB/GiB (x1024) suffix."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    unit = _UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise ValueError(f"{value!r} is not a size (examples: 5000000, 500K, 128M, 2G, 64MiB)")
+    return int(float(match.group(1)) * unit)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print ``error: message`` on stderr and exit."""
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _origin_path(origin: str, paths: Sequence[Path]) -> str:
+    """Map a rule origin given by ``load_rules`` back to the file it came from, when possible."""
+    for path in paths:
+        if path.is_dir():
+            relative = origin if len(paths) == 1 else origin.removeprefix(f"{path.name}/")
+            if (len(paths) == 1 or origin.startswith(f"{path.name}/")) and (path / relative).is_file():
+                return str(path / relative)
+        elif path.name == origin:
+            return str(path)
+    return origin
+
+
+def _compile_diagnostics(err: RuleCompileError, paths: Sequence[Path]) -> str:
+    lines = [
+        f"{_origin_path(origin, paths)}:{line}:{column}: {message}"
+        for origin, line, column, message in err.diagnostics
+    ]
+    return "\n".join(lines) if lines else str(err)
+
+
+def _load_rules(paths: Sequence[Path]) -> Rules:
+    """Load rules or exit 2 with a precise reason (compile diagnostics as ``file:line:column: message``)."""
+    shown = ", ".join(str(p) for p in paths) or "the bundled rule set"
+    try:
+        return load_rules(paths)
+    except RuleCompileError as err:
+        count = len(err.diagnostics) or 1
+        fail(f"rules do not compile ({count} error(s)):\n{_compile_diagnostics(err, paths)}")
+    except RulesFormatError as err:
+        fail(f"cannot load compiled rules from {shown}: {err}")
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        fail(f"cannot read rules{where}: {err.strerror or err}")
+    except ValueError as err:
+        fail(f"cannot load rules from {shown}: {err}")
+
+
+# ---------------------------------------------------------------------------------------------- progress
+
+
+class RichHooks:
+    """Progress display for ``scan``: one line per stage and one bar per download, on stderr."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress = progress
+        self.overall: TaskID = progress.add_task("starting", total=total)
+        self.downloads: dict[str, TaskID] = {}
+
+    def stage(self, text: str) -> None:
+        self.progress.update(self.overall, description=text)
+
+    def target_done(self) -> None:
+        self.progress.advance(self.overall)
+
+    def download(self, filename: str, size: int | None) -> ProgressCallback:
+        task = self.progress.add_task(f"  {filename}", total=size)
+        self.downloads[filename] = task
+
+        def update(received: int, total: int | None) -> None:
+            self.progress.update(task, completed=received, total=total or size)
+
+        return update
+
+    def downloaded(self, filename: str) -> None:
+        task = self.downloads.pop(filename, None)
+        if task is not None:
+            self.progress.remove_task(task)
+
+
+class QuietHooks:
+    def stage(self, text: str) -> None:
+        pass
+
+    def target_done(self) -> None:
+        pass
+
+    def download(self, filename: str, size: int | None) -> ProgressCallback:
+        return lambda received, total: None
+
+    def downloaded(self, filename: str) -> None:
+        pass
+
+
+@contextmanager
+def _hooks(show: bool, total: int) -> Iterator[RichHooks | QuietHooks]:
+    if not show:
+        yield QuietHooks()
+        return
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+    )
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True, redirect_stdout=False) as progress:
+        yield RichHooks(progress, total)
+
+
+# ------------------------------------------------------------------------------------------------- scan
+
+Format = Literal["table", "json", "ndjson", "sarif"]
+
+
+def _cli_size(value: str | int) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+
+
+def _size_option(help_text: str) -> typer.models.OptionInfo:
+    option: typer.models.OptionInfo = typer.Option(help=help_text, parser=_cli_size, metavar="SIZE")
+    return option
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        stream = path.open("w", encoding="utf-8")
+    except OSError as err:
+        fail(f"cannot write {path}: {err.strerror or err}")
+    with stream:
+        yield stream
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def scan(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="What to scan: an archive (sdist, wheel, zip, egg; the format is detected from the bytes), "
+            "a loose file, a directory (every file under it, recursively), `name==version` (that release "
+            "on the index: every sdist and wheel) or `name` (its latest release).",
+            metavar="TARGET",
+            show_default=False,
+        ),
+    ],
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--rules",
+            "-r",
+            help="Rule set: a directory (read recursively for .yar/.yara), a YARA source file, or a blob "
+            "written by `rules compile`. Repeatable. Default: the bundled rule set.",
+            metavar="PATH",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="Report format: table, json, ndjson or sarif.")
+    ] = "table",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.", metavar="FILE"),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Scanning threads. Default: every available core.", min=1, show_default=False),
+    ] = None,
+    max_member_size: Annotated[
+        int, _size_option("Largest archive member scanned, inflated; a larger one is an issue.")
+    ] = _DEFAULT_LIMITS.max_member_size,
+    max_total_size: Annotated[
+        int, _size_option("Most bytes inflated per distribution; the rest is an issue.")
+    ] = _DEFAULT_LIMITS.max_total_size,
+    max_members: Annotated[
+        int, typer.Option(help="Most members scanned per distribution.", min=1)
+    ] = _DEFAULT_LIMITS.max_members,
+    max_ratio: Annotated[
+        int, typer.Option(help="Highest compression ratio accepted per member (N:1).", min=1)
+    ] = _DEFAULT_LIMITS.max_ratio,
+    max_depth: Annotated[
+        int, typer.Option(help="How deep nested archives are opened (0: not at all).", min=0)
+    ] = _DEFAULT_LIMITS.max_depth,
+    timeout: Annotated[
+        float, typer.Option(help="YARA-X timeout per file, in seconds.", min=0.001)
+    ] = _DEFAULT_LIMITS.timeout,
+    max_download_size: Annotated[
+        int,
+        _size_option("Largest file downloaded from the index; a larger one makes the release incomplete."),
+    ] = DEFAULT_MAX_DOWNLOAD_SIZE,
+    index_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Simple repository API (PEP 691) to resolve `name` and `name==version` on. Default: "
+            "PIP_INDEX_URL, else pip's configured index-url, else PyPI (pypi.org/simple/).",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress display and no summary line.")
+    ] = False,
+) -> None:
+    """Scan archives, files, directories and PyPI releases with YARA-X rules.
+
+    Archives are inflated in memory (nothing is extracted to disk) and every member is scanned in
+    parallel; hostile-input limits apply to every archive, and anything left unscanned is reported as an
+    issue (never as clean). Sizes accept plain integers and K/M/G (x1000) or KiB/MiB/GiB (x1024) suffixes.
+    """
+    try:
+        parsed = [parse_target(raw) for raw in targets]
+    except TargetError as err:
+        fail(str(err))
+    ruleset = _load_rules(rules or [])
+    try:
+        limits = Limits(
+            max_member_size=max_member_size,
+            max_total_size=max_total_size,
+            max_members=max_members,
+            max_ratio=max_ratio,
+            max_depth=max_depth,
+            timeout=timeout,
+        )
+    except (ValueError, OverflowError) as err:
+        fail(f"invalid limits: {err}")
+    engine = Scanner(ruleset, limits, threads)
+    show_progress = not quiet and sys.stderr.isatty()
+    with PyPIClient(index_url, max_download_size=max_download_size) as pypi, _output(output) as out:
+        # NDJSON lines are written as targets finish, except to a terminal that shows the progress display.
+        stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
+        try:
+            with _hooks(show_progress, len(parsed)) as hooks:
+                scanner = TargetScanner(engine, pypi, hooks)
+                resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
+                results = _scan_all(scanner, resolved, hooks, stream)
+        except (ProjectNotFound, VersionNotFound) as err:
+            fail(str(err))
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        if stream is None:
+            render(results, ruleset, fmt, out, quiet=quiet)
+    raise typer.Exit(exit_code(results))
+
+
+def _scan_all(
+    scanner: TargetScanner,
+    resolved: Sequence[Resolved],
+    hooks: RichHooks | QuietHooks,
+    stream: IO[str] | None,
+) -> list[TargetResult]:
+    """Scan every target in order; with ``stream``, write each NDJSON line as soon as it is known."""
+    results = []
+    for item in resolved:
+        result = scanner.scan(item)
+        results.append(result)
+        hooks.target_done()
+        if stream is not None:
+            stream.write(ndjson_line(result) + "\n")
+            stream.flush()
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ rules
+
+
+RulePaths = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Directories (read recursively for .yar/.yara), YARA source files, or one compiled blob.",
+        metavar="PATH",
+        show_default=False,
+    ),
+]
+
+
+@rules_app.command("check")
+def rules_check(paths: RulePaths) -> None:
+    """Compile rules and print their count and hash; exit 2 with `file:line:column: message` if they fail."""
+    ruleset = _load_rules(paths)
+    print(f"ok: {ruleset.count} rule(s), hash {ruleset.hash}")
+
+
+@rules_app.command("compile")
+def rules_compile(
+    paths: RulePaths,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the compiled blob.", metavar="FILE")
+    ],
+) -> None:
+    """Compile rules to a blob that `scan --rules FILE` loads without compiling again (same hash)."""
+    ruleset = _load_rules(paths)
+    try:
+        output.write_bytes(ruleset.serialize())
+    except OSError as err:
+        fail(f"cannot write {output}: {err.strerror or err}")
+    print(f"wrote {ruleset.count} rule(s), hash {ruleset.hash}, to {output}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------- misc
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(f"dragonfly-hybrid {__version__}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"dragonfly-hybrid {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Fast, hardened YARA-X malware scanner for PyPI packages."""
+
+
+def main() -> None:
+    """Console-script entry point: expected errors are one `error:` line; a crash is exit 3, never 1."""
+    try:
+        app(prog_name="dragonfly-hybrid")
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as err:  # a bug: show it, and never let it pass for "findings" (exit 1)
+        traceback.print_exc()
+        print(f"error: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(EXIT_INCOMPLETE)
+
+
+if __name__ == "__main__":
+    main()

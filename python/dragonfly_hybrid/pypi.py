@@ -1,0 +1,384 @@
+"""Resolving releases on a PEP 691 simple index and downloading their distributions.
+
+``name==version`` selects exactly that version (yanked files included: an exact pin may select a yanked
+release, PEP 592); a bare ``name`` selects the highest version that has at least one non-yanked file and is
+not a pre-release (pre-releases only when nothing else exists, as pip does). Project names are normalized per
+PEP 503 before the index is asked.
+
+Downloads are streamed, capped while streaming (never truncated silently), checked against the sha256 the
+index publishes, and retried with exponential backoff on 5xx answers and connection errors. Every error is a
+:class:`PyPIError` whose message names the project, version or file concerned; URLs in messages never carry
+the credentials that an index URL may embed.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+from packaging.version import InvalidVersion, Version
+from pypi_simple import ACCEPT_JSON_PREFERRED, DistributionPackage, ProjectPage
+
+from dragonfly_hybrid import __version__
+
+DEFAULT_INDEX_URL = "https://pypi.org/simple/"
+DEFAULT_MAX_DOWNLOAD_SIZE = 128_000_000
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 0.5
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called with (bytes received so far, total size when known) while a file downloads."""
+
+_CHUNK_SIZE = 1 << 16
+_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+_HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
+
+
+class PyPIError(Exception):
+    """Base class of every error raised while resolving or downloading from an index."""
+
+
+class ProjectNotFound(PyPIError):
+    """The index has no project of that name (HTTP 404)."""
+
+
+class VersionNotFound(PyPIError):
+    """The project exists but has no distribution file for the requested version."""
+
+
+class IndexUnavailable(PyPIError):
+    """The index could not be reached or gave an unusable answer (after retries)."""
+
+
+class DownloadError(PyPIError):
+    """A distribution file could not be downloaded."""
+
+
+class DownloadTooLarge(DownloadError):
+    """A distribution file is larger than the download cap."""
+
+
+class DigestMismatch(DownloadError):
+    """A downloaded file does not have the sha256 digest the index published for it."""
+
+
+def normalize_name(name: str) -> str:
+    """The PEP 503 normalized form of a project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the user name and password it may embed (safe to print or log)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _pip_config_files(env: Mapping[str, str], home: Path) -> list[Path]:
+    """pip's configuration files, lowest priority first (the order pip applies them)."""
+    config_file = env.get("PIP_CONFIG_FILE")
+    if config_file == os.devnull:
+        return []
+    files = [Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf")]
+    if not (config_file and Path(config_file).exists()):
+        xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+        files += [home / ".pip" / "pip.conf", xdg / "pip" / "pip.conf"]
+    if env.get("VIRTUAL_ENV"):
+        files.append(Path(env["VIRTUAL_ENV"]) / "pip.conf")
+    if config_file:
+        files.append(Path(config_file))
+    return files
+
+
+def _index_url_in(path: Path) -> str | None:
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return None
+    for section in ("install", "global"):
+        value = parser.get(section, "index-url", fallback=None) or parser.get(
+            section, "index_url", fallback=None
+        )
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def configured_index_url(env: Mapping[str, str] | None = None, home: Path | None = None) -> str:
+    """The index pip would use: ``PIP_INDEX_URL``, else ``index-url`` in pip's config files, else PyPI."""
+    env = os.environ if env is None else env
+    if env.get("PIP_INDEX_URL", "").strip():
+        return env["PIP_INDEX_URL"].strip()
+    found = None
+    for path in _pip_config_files(env, home or Path.home()):
+        found = _index_url_in(path) or found
+    return found or DEFAULT_INDEX_URL
+
+
+@dataclass(frozen=True)
+class DistributionFile:
+    """One file of a release, as listed by the index."""
+
+    filename: str
+    url: str
+    sha256: str | None
+    size: int | None
+    yanked: bool
+
+
+@dataclass(frozen=True)
+class Release:
+    """A resolved release: its project name as the index spells it, its version and its files."""
+
+    name: str
+    version: str
+    files: tuple[DistributionFile, ...]
+
+
+def _parse_version(text: str | None) -> Version | None:
+    if text is None:
+        return None
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _file_of(package: DistributionPackage) -> DistributionFile:
+    sha256 = package.digests.get("sha256")
+    return DistributionFile(
+        filename=package.filename,
+        url=package.url,
+        sha256=sha256.lower() if sha256 else None,
+        size=package.size,
+        yanked=package.is_yanked,
+    )
+
+
+def _by_version(page: ProjectPage) -> dict[Version, list[DistributionPackage]]:
+    versions: dict[Version, list[DistributionPackage]] = {}
+    for package in page.packages:
+        version = _parse_version(package.version)
+        if version is not None:
+            versions.setdefault(version, []).append(package)
+    return versions
+
+
+def _latest(versions: dict[Version, list[DistributionPackage]]) -> Version | None:
+    live = [v for v, packages in versions.items() if any(not p.is_yanked for p in packages)]
+    finals = [v for v in live if not v.is_prerelease]
+    return max(finals or live, default=None)
+
+
+def select_release(page: ProjectPage, version: str | None) -> Release:
+    """Pick the files of ``version`` (or of the latest version) from a parsed project page."""
+    versions = _by_version(page)
+    status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
+    if version is None:
+        chosen = _latest(versions)
+        if chosen is None:
+            raise VersionNotFound(f"project {page.project!r} has no installable release{status}")
+        packages = [p for p in versions[chosen] if not p.is_yanked]
+    else:
+        wanted = _parse_version(version)
+        if wanted is None:
+            raise VersionNotFound(f"{version!r} is not a valid version (PEP 440)")
+        packages = versions.get(wanted, [])
+        if not packages:
+            known = ", ".join(str(v) for v in sorted(versions)[-5:]) or "none"
+            raise VersionNotFound(
+                f"project {page.project!r} has no files for version {version}{status}; "
+                f"latest versions on the index: {known}"
+            )
+        chosen = wanted
+    packages.sort(key=lambda p: p.filename)
+    # The version as the index spells it (the first file's), not a re-normalized form.
+    spelled = packages[0].version or str(chosen)
+    return Release(name=page.project, version=spelled, files=tuple(_file_of(p) for p in packages))
+
+
+def _is_retryable(response: httpx.Response) -> bool:
+    return response.status_code >= 500 or response.status_code == 429
+
+
+class PyPIClient:
+    """A small client for one simple index: resolve releases, download their files.
+
+    Use it as a context manager (it owns an ``httpx.Client``, which is thread-safe, so files can be
+    downloaded from several threads at once).
+    """
+
+    def __init__(
+        self,
+        index_url: str | None = None,
+        *,
+        max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        url = index_url or configured_index_url()
+        self.index_url = url if url.endswith("/") else url + "/"
+        self.max_download_size = max_download_size
+        self.retries = max(1, retries)
+        self.backoff = backoff
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            follow_redirects=True,
+            headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
+            transport=transport,
+        )
+
+    def __enter__(self) -> PyPIClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _attempts(self) -> Iterator[int]:
+        """Yield attempt numbers, sleeping with exponential backoff before every retry."""
+        for attempt in range(self.retries):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            yield attempt
+
+    def project_page(self, name: str) -> ProjectPage:
+        """Fetch and parse the project page of ``name`` (JSON preferred, HTML accepted)."""
+        url = urljoin(self.index_url, normalize_name(name) + "/")
+        shown = redact_url(url)
+        problem = ""
+        for _ in self._attempts():
+            try:
+                response = self._client.get(url, headers={"Accept": ACCEPT_JSON_PREFERRED})
+            except httpx.TransportError as err:
+                problem = _describe(err)
+                continue
+            if response.status_code == 404:
+                raise ProjectNotFound(f"no project named {name!r} on {redact_url(self.index_url)}")
+            if _is_retryable(response):
+                problem = f"HTTP {response.status_code}"
+                continue
+            if response.status_code != 200:
+                raise IndexUnavailable(f"index answered HTTP {response.status_code} for {shown}")
+            return _parse_project_page(response, name, shown)
+        raise IndexUnavailable(f"could not fetch {shown} after {self.retries} attempts ({problem})")
+
+    def resolve(self, name: str, version: str | None = None) -> Release:
+        """The files of ``name==version``, or of the latest version of ``name`` when version is None."""
+        return select_release(self.project_page(name), version)
+
+    def download(
+        self, file: DistributionFile, sink: BinaryIO, progress: ProgressCallback | None = None
+    ) -> None:
+        """Stream ``file`` into ``sink``: size-capped, sha256-checked, retried on transient errors.
+
+        ``sink`` must be seekable: a retry starts again from its beginning.
+        """
+        if file.size is not None and file.size > self.max_download_size:
+            raise DownloadTooLarge(self._too_large(file, f"the index lists {file.size} bytes"))
+        problem = ""
+        for _ in self._attempts():
+            sink.seek(0)
+            sink.truncate()
+            try:
+                digest = self._stream(file, sink, progress)
+            except _Retryable as err:
+                problem = str(err)
+                continue
+            except httpx.TransportError as err:
+                problem = _describe(err)
+                continue
+            if file.sha256 is not None and digest != file.sha256:
+                raise DigestMismatch(
+                    f"sha256 of {file.filename} is {digest}, but the index lists {file.sha256} "
+                    f"(from {redact_url(file.url)})"
+                )
+            return
+        raise DownloadError(
+            f"could not download {file.filename} from {redact_url(file.url)} "
+            f"after {self.retries} attempts ({problem})"
+        )
+
+    def _too_large(self, file: DistributionFile, detail: str) -> str:
+        return (
+            f"{file.filename} exceeds the download size cap of {self.max_download_size} bytes ({detail}); "
+            "raise it with --max-download-size"
+        )
+
+    def _stream(self, file: DistributionFile, sink: BinaryIO, progress: ProgressCallback | None) -> str:
+        """One download attempt; returns the sha256 hex digest of what was written."""
+        hasher = hashlib.sha256()
+        # Identity encoding: the cap and the digest apply to the file as stored, never to a re-encoding.
+        with self._client.stream("GET", file.url, headers={"Accept-Encoding": "identity"}) as response:
+            if _is_retryable(response):
+                raise _Retryable(f"HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise DownloadError(
+                    f"could not download {file.filename}: HTTP {response.status_code} "
+                    f"from {redact_url(file.url)}"
+                )
+            total = _content_length(response)
+            if total is not None and total > self.max_download_size:
+                raise DownloadTooLarge(self._too_large(file, f"the server announces {total} bytes"))
+            received = 0
+            for chunk in response.iter_raw(_CHUNK_SIZE):
+                received += len(chunk)
+                if received > self.max_download_size:
+                    raise DownloadTooLarge(
+                        self._too_large(file, f"more than {self.max_download_size} bytes received")
+                    )
+                hasher.update(chunk)
+                sink.write(chunk)
+                if progress is not None:
+                    progress(received, total)
+        return hasher.hexdigest()
+
+
+def _describe(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+class _Retryable(Exception):
+    """An answer worth retrying (5xx, 429)."""
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _parse_project_page(response: httpx.Response, name: str, shown: str) -> ProjectPage:
+    content_type = response.headers.get("content-type", "text/html").split(";")[0].strip().lower()
+    try:
+        if content_type == _JSON_TYPE:
+            return ProjectPage.from_json_data(response.json(), str(response.url))
+        if content_type in _HTML_TYPES:
+            return ProjectPage.from_html(name, response.content, str(response.url), response.charset_encoding)
+    except Exception as err:  # pydantic, JSON and HTML parser errors: the page is unusable
+        raise IndexUnavailable(f"malformed project page at {shown}: {err}") from err
+    raise IndexUnavailable(f"unsupported content type {content_type!r} for {shown}")

@@ -1,0 +1,143 @@
+/*
+ * dragonfly-hybrid bundled rules: credential theft.
+ *
+ * Browser password and cookie stores, Discord tokens, SSH keys, cloud and developer credential
+ * files and the process environment, each combined with the decryption or sending that turns
+ * reading them into theft.
+ */
+
+rule credentials_browser_store
+{
+    meta:
+        description = "Reads Chromium or Firefox password and cookie databases together with the keys or queries needed to decrypt them."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw"
+
+    strings:
+        $chromium_root = "User Data"
+        $chromium_logins = "Login Data"
+        $chromium_webdata = "Web Data"
+        $chromium_cookies = /Network['",\s]{0,4}[\\\/,]{1,2}['",\s]{0,4}Cookies/
+        $chromium_key = "encrypted_key"
+        $chromium_dpapi = "CryptUnprotectData"
+        $chromium_column = "password_value"
+        $firefox_logins = "logins.json"
+        $firefox_key4 = "key4.db"
+        $firefox_nss = "PK11SDR_Decrypt"
+        $firefox_field = "encryptedPassword"
+
+    condition:
+        (
+            $chromium_root and
+            ($chromium_logins or $chromium_webdata or $chromium_cookies) and
+            ($chromium_key or $chromium_dpapi or $chromium_column)
+        ) or
+        ($chromium_logins and $chromium_column) or
+        ($firefox_logins and ($firefox_key4 or $firefox_nss) and ($firefox_nss or $firefox_field))
+}
+
+rule credentials_discord_token
+{
+    meta:
+        description = "Searches Discord LevelDB storage for user tokens using token regexes or the encrypted token prefix."
+        weight = 9
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw"
+
+    strings:
+        $discord = "discord" nocase
+        $leveldb = /Local Storage['",\s]{0,4}[\\\/,]{1,2}['",\s]{0,4}leveldb/
+        // encrypted tokens in the LevelDB files of the desktop client are prefixed with this marker
+        $encrypted_prefix = "dQw4w9WgXcQ:"
+        // the source text of the usual token regexes: mfa\.[\w-]{84} and [\w-]{24}\.[\w-]{6}\.[\w-]{27}
+        $mfa_regex = "mfa\\.["
+        $token_regex = /\{2[3-6](,[0-9]{1,3})?\}\\\.\[[^\]\n]{1,24}\]\{6\}\\\./
+        $users_me = "/users/@me"
+
+    condition:
+        $discord and (
+            ($encrypted_prefix and ($leveldb or $token_regex or $users_me)) or
+            ($leveldb and ($mfa_regex or $token_regex)) or
+            ($token_regex and $users_me)
+        )
+}
+
+rule credentials_ssh_key_exfil
+{
+    meta:
+        description = "Reads an SSH private key from ~/.ssh and sends data over HTTP, mail or FTP from the same file."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $key = /\.ssh['"]?\s{0,2}[\\\/,+]{1,2}\s{0,2}['"]?\s{0,2}id_(rsa|dsa|ecdsa|ed25519)\b/
+        $net_post = /\b(requests|httpx|session)\s{0,2}\.\s{0,2}(post|put)\s{0,2}\(/
+        $net_urllib = /\b(urlopen|urllib\.request\.Request)\s{0,2}\(/
+        $net_smtp = /\bsmtplib\s{0,2}\.\s{0,2}SMTP(_SSL)?\s{0,2}\(/
+        $net_ftp = /\b(storbinary|storlines)\s{0,2}\(/
+        $net_webhook = /(discord(app)?\.com\/api\/webhooks|api\.telegram\.org\/bot|hooks\.slack\.com\/services)/
+
+    condition:
+        $key and any of ($net_*)
+}
+
+rule credentials_dev_secrets_harvest
+{
+    meta:
+        description = "Collects credential files of two or more cloud or developer tools (AWS, gcloud, Azure, kube, Docker, PyPI, npm, git) and sends data out."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $cred_aws = /\.aws['"]?\s{0,2}[\\\/,+]{1,2}\s{0,2}['"]?\s{0,2}credentials/
+        $cred_gcloud = /gcloud['"]?\s{0,2}[\\\/,+]{1,2}\s{0,2}['"]?\s{0,2}(application_default_credentials\.json|credentials\.db|access_tokens\.db|legacy_credentials)/
+        $cred_azure = /\.azure['"]?\s{0,2}[\\\/,+]{1,2}\s{0,2}['"]?\s{0,2}(accessTokens\.json|msal_token_cache|azureProfile\.json)/
+        $cred_kube = /\.kube['"]?\s{0,2}[\\\/,+]{1,2}\s{0,2}['"]?\s{0,2}config\b/
+        $cred_docker = /\.docker['"]?\s{0,2}[\\\/,+]{1,2}\s{0,2}['"]?\s{0,2}config\.json/
+        $cred_pypirc = ".pypirc"
+        $cred_git = ".git-credentials"
+        $cred_npm = ".npmrc"
+        $net_post = /\b(requests|httpx|session)\s{0,2}\.\s{0,2}(post|put)\s{0,2}\(/
+        $net_urllib = /\b(urlopen|urllib\.request\.Request)\s{0,2}\(/
+        $net_smtp = /\bsmtplib\s{0,2}\.\s{0,2}SMTP(_SSL)?\s{0,2}\(/
+        $net_ftp = /\b(storbinary|storlines)\s{0,2}\(/
+        $net_webhook = /(discord(app)?\.com\/api\/webhooks|api\.telegram\.org\/bot|hooks\.slack\.com\/services)/
+
+    condition:
+        2 of ($cred_*) and any of ($net_*)
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule credentials_environ_exfil
+{
+    meta:
+        description = "Serializes the whole process environment (os.environ) and sends it over the network."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // requests.post(url, json=dict(os.environ)), data=os.environ.copy()
+        $post_environ = /\b(json|data|params)\s{0,2}=\s{0,2}(dict\s{0,2}\(\s{0,2})?os\.environ(\.copy\s{0,2}\(\s{0,2}\))?\s{0,2}[,)]/
+        // json.dumps(dict(os.environ)), str(os.environ), base64.b64encode(str(os.environ).encode())
+        $serialize = /\b(json\.dumps|str|repr|urlencode|b64encode|pformat)\s{0,2}\(\s{0,2}(str\s{0,2}\(\s{0,2})?(dict\s{0,2}\(\s{0,2})?os\.environ(\.copy\s{0,2}\(\s{0,2}\)|\.items\s{0,2}\(\s{0,2}\))?\s{0,2}\)/
+        $net_post = /\b(requests|httpx|session)\s{0,2}\.\s{0,2}(post|put|get)\s{0,2}\(/
+        $net_urllib = /\b(urlopen|urllib\.request\.Request)\s{0,2}\(/
+        $net_socket = /\.\s{0,2}(sendall|sendto)\s{0,2}\(/
+        $net_webhook = /(discord(app)?\.com\/api\/webhooks|api\.telegram\.org\/bot|hooks\.slack\.com\/services)/
+
+    condition:
+        (
+            $post_environ and
+            for any i in (1..#post_environ) : (
+                for any of ($net_*) : ( $ in (@post_environ[i] - 300..@post_environ[i]) )
+            )
+        ) or
+        for any i in (1..#serialize) : (
+            for any of ($net_*) : ( $ in (@serialize[i] - 300..@serialize[i] + 800) )
+        )
+}

@@ -1,0 +1,76 @@
+/*
+ * dragonfly-hybrid bundled rules: droppers.
+ *
+ * Second stages launched from Python through Windows living-off-the-land binaries (encoded
+ * PowerShell, certutil, mshta, bitsadmin, regsvr32, rundll32) and executables embedded in source.
+ */
+
+rule dropper_powershell_encoded
+{
+    meta:
+        description = "Launches PowerShell with an encoded command, or with a download cradle piped to Invoke-Expression."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $encoded = /powershell(\.exe)?['"]?[^\n]{0,200}[\s'"]-(e|ec|enc|enco|encodedcommand)['"]?[\s,]{1,4}['"]?[A-Za-z0-9+\/]{16}/ nocase
+        $encoded_var = /powershell(\.exe)?['"]?[^\n]{0,200}[\s'"]-(e|ec|enc|enco|encodedcommand)['"]?\s{0,4},\s{0,4}[a-z_]\w{0,40}\s{0,4}[,\]]/ nocase
+        $cradle = /powershell(\.exe)?['"]?[^\n]{0,400}(DownloadString|DownloadData|Invoke-WebRequest|\biwr\b|Net\.WebClient)[^\n]{0,400}(\bIEX\b|Invoke-Expression)/ nocase
+        $cradle_rev = /powershell(\.exe)?['"]?[^\n]{0,400}(\bIEX\b|Invoke-Expression)[^\n]{0,40}(DownloadString|Invoke-WebRequest|\biwr\b|Net\.WebClient)/ nocase
+        $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile)\s{0,2}\(/
+        $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
+        $launch_shellexec = "ShellExecute"
+
+    condition:
+        ($encoded or $encoded_var or $cradle or $cradle_rev) and any of ($launch_*)
+}
+
+rule dropper_lolbin_download
+{
+    meta:
+        description = "Launches certutil, mshta, bitsadmin, regsvr32 or rundll32 to download, decode or run a remote payload."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $certutil = /certutil(\.exe)?['"]?[\s,]{1,4}[^\n]{0,40}-(urlcache|decode|decodehex)\b/ nocase
+        $mshta = /mshta(\.exe)?['"]?[\s,]{1,4}['"]?(https?:|vbscript:|javascript:)/ nocase
+        $bitsadmin = /bitsadmin(\.exe)?['"]?[\s,]{1,4}[^\n]{0,40}\/transfer\b/ nocase
+        $regsvr32 = /regsvr32(\.exe)?['"]?[^\n]{0,80}\/i:\s{0,2}https?:/ nocase
+        $rundll32 = /rundll32(\.exe)?['"]?[\s,]{1,4}[^\n]{0,40}javascript:/ nocase
+        $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile)\s{0,2}\(/
+        $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
+        $launch_shellexec = "ShellExecute"
+
+    condition:
+        ($certutil or $mshta or $bitsadmin or $regsvr32 or $rundll32) and any of ($launch_*)
+}
+
+rule dropper_embedded_executable
+{
+    meta:
+        description = "Python source embeds a Windows PE or Linux ELF executable as base64, hex or escaped bytes and decodes or writes it."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // base64 of the standard MZ header and DOS stub, of a Borland-style MZ header, of a 64-bit ELF header
+        $pe_b64 = "TVqQAAMAAAAEAAAA"
+        $pe_b64_borland = "TVpQAAIAAAAEAA8A"
+        $pe_b64_stub = "VGhpcyBwcm9ncmFtIGNhbm5vdCBiZSBydW4gaW4gRE9TIG1vZGU"
+        $elf_b64 = "f0VMRgIBAQAAAAAAAAAAAA"
+        $pe_hex = "4d5a90000300000004000000ffff0000" nocase
+        $elf_hex = "7f454c46020101000000000000000000" nocase
+        $pe_escaped = "MZ\\x90\\x00\\x03\\x00\\x00\\x00\\x04\\x00"
+        $elf_escaped = "\\x7fELF\\x02\\x01\\x01"
+        $use_decode = /\b(b64decode|decodebytes|fromhex|unhexlify)\s{0,2}\(/
+        $use_write = /\bopen\s{0,2}\([^\n)]{0,200}['"](wb|ab|w\+b|xb)['"]/
+        $use_write_bytes = /\.\s{0,2}write_bytes\s{0,2}\(/
+        $use_run = /\b(os\s{0,2}\.\s{0,2}(startfile|system|chmod)|subprocess\s{0,2}\.\s{0,2}(Popen|call|run)|ctypes)\b/
+
+    condition:
+        any of ($pe_*, $elf_*) and any of ($use_*)
+}

@@ -1,0 +1,99 @@
+/*
+ * dragonfly-hybrid bundled rules: exfiltration.
+ *
+ * Host and user data sent to chat webhooks (Discord, Telegram, Slack), to paste, file-drop or
+ * request-capture services, or beaconed from install-time code (dependency-confusion recon).
+ */
+
+rule exfil_chat_webhook
+{
+    meta:
+        description = "Sends host, user or credential data to a Discord, Telegram or Slack webhook."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $webhook_discord = /discord(app)?\.com\/api\/webhooks\//
+        $webhook_telegram = "api.telegram.org/bot"
+        $webhook_slack = "hooks.slack.com/services/"
+        // a webhook or bot token written into the code: the sender owns the channel
+        $token_discord = /discord(app)?\.com\/api\/webhooks\/\d{17,20}\/[\w-]{20,100}/
+        $token_telegram = /['"\/]\d{8,12}:AA[\w-]{30,40}['"\/]/
+        $token_slack = /hooks\.slack\.com\/services\/T[A-Z0-9]{8,12}\/B[A-Z0-9]{8,12}\/[A-Za-z0-9]{20,32}/
+        $data_user = /\b(getpass\s{0,2}\.\s{0,2}getuser|os\s{0,2}\.\s{0,2}getlogin)\s{0,2}\(/
+        $data_host = /\b(gethostname|platform\s{0,2}\.\s{0,2}node|getfqdn)\s{0,2}\(/
+        $data_ip = /(api\.ipify\.org|ipinfo\.io|ip-api\.com|ifconfig\.me|checkip\.amazonaws\.com|icanhazip\.com|wtfismyip\.com)/
+        $data_env = /\b(json\.dumps|str|dict)\s{0,2}\(\s{0,2}(dict\s{0,2}\(\s{0,2})?os\.environ\b/
+        $data_ssh = /\.ssh['"]?\s{0,2}[\\\/,]/
+        $data_browser = "Login Data"
+        $data_leveldb = "leveldb"
+        $data_screenshot = /ImageGrab\s{0,2}\.\s{0,2}grab\s{0,2}\(/
+        $data_mac = /uuid\s{0,2}\.\s{0,2}getnode\s{0,2}\(/
+        $data_cookies = /Network['",\s]{0,4}[\\\/,]{1,2}['",\s]{0,4}Cookies/
+
+    condition:
+        any of ($webhook_*) and (
+            2 of ($data_*) or
+            (any of ($token_*) and any of ($data_*))
+        )
+}
+
+rule exfil_paste_service
+{
+    meta:
+        description = "Uploads host, user or credential data to a paste, file-drop or request-capture service."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $svc_pastebin = "pastebin.com/api"
+        $svc_hastebin = "hastebin.com/documents"
+        $svc_pasteee = "api.paste.ee"
+        $svc_transfer = "://transfer.sh"
+        $svc_fileio = "://file.io"
+        $svc_0x0 = "://0x0.st"
+        $svc_termbin = "termbin.com"
+        $svc_gofile = /gofile\.io\/(uploadFile|contents|upload)/
+        $svc_anonfiles = "anonfiles.com/upload"
+        $svc_bashupload = "://bashupload.com"
+        $svc_webhooksite = "://webhook.site/"
+        $svc_pipedream = ".m.pipedream.net"
+        $svc_requestbin = /requestbin\.(net|com)/
+        $svc_oast = /\.(oast\.(fun|live|me|online|pro|site)|interact\.sh|burpcollaborator\.net|oastify\.com|dnslog\.cn|ceye\.io)\b/
+        $svc_ngrok = /\.(ngrok\.io|ngrok-free\.app|ngrok\.app)\b/
+        $data_user = /\b(getpass\s{0,2}\.\s{0,2}getuser|os\s{0,2}\.\s{0,2}getlogin)\s{0,2}\(/
+        $data_host = /\b(gethostname|platform\s{0,2}\.\s{0,2}node|getfqdn)\s{0,2}\(/
+        $data_env = /\b(json\.dumps|str|dict)\s{0,2}\(\s{0,2}(dict\s{0,2}\(\s{0,2})?os\.environ\b/
+        $data_ssh = /\.ssh['"]?\s{0,2}[\\\/,]/
+        $data_aws = /\.aws['"]?\s{0,2}[\\\/,]/
+        $data_passwd = "/etc/passwd"
+        $data_browser = "Login Data"
+        $data_whoami = /['"]whoami['"]/
+
+    condition:
+        any of ($svc_*) and any of ($data_*)
+}
+
+rule exfil_install_recon_beacon
+{
+    meta:
+        description = "Install or import-time code that sends the host name and user name over the network (dependency-confusion recon)."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = "setup.py __init__.py .pth"
+
+    strings:
+        $host = /\b(gethostname|platform\s{0,2}\.\s{0,2}node|getfqdn|os\s{0,2}\.\s{0,2}uname)\s{0,2}\(/
+        $user_getuser = /\b(getpass\s{0,2}\.\s{0,2}getuser|os\s{0,2}\.\s{0,2}getlogin)\s{0,2}\(/
+        $user_whoami = /['"]whoami['"]/
+        $net_requests = /\b(requests|httpx)\s{0,2}\.\s{0,2}(get|post|put)\s{0,2}\(/
+        $net_urllib = /\b(urlopen|urllib\.request\.Request)\s{0,2}\(/
+        $net_http = /\b(HTTPConnection|HTTPSConnection)\s{0,2}\(/
+        $net_dns = /\b(gethostbyname|getaddrinfo)\s{0,2}\(\s{0,2}(f['"]|['"][^'"\n]{0,100}['"]\s{0,2}(%|\.format|\+))/
+        $net_nslookup = /['"](nslookup|dig|ping)\s/
+
+    condition:
+        $host and any of ($user_*) and any of ($net_*)
+}

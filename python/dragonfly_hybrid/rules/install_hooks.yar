@@ -1,0 +1,115 @@
+/*
+ * dragonfly-hybrid bundled rules: install-time execution.
+ *
+ * Code that runs when a package is installed or when the interpreter starts: setup.py command
+ * overrides, download-and-execute in setup.py / __init__.py, code-executing .pth files and shell
+ * one-liners that fetch and run a script.
+ */
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule install_cmdclass_shell
+{
+    meta:
+        description = "setup.py overrides the install, develop or egg_info command and runs a shell command from it."
+        weight = 5
+        author = "dragonfly-hybrid"
+        filetype = "setup.py"
+
+    strings:
+        $cmdclass = "cmdclass"
+        $override = /class\s{1,4}\w{1,64}\s{0,4}\(\s{0,4}[\w.]{0,48}(install|develop|egg_info|Install|Develop|EggInfo)\w{0,16}\s{0,4}\)\s{0,4}:/
+        $run_system = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|spawn[lv]p?e?|exec[lv]p?e?)\s{0,2}\(/
+        $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput|getstatusoutput)\s{0,2}\(/
+        $run_pty = /\bpty\s{0,2}\.\s{0,2}spawn\s{0,2}\(/
+
+    condition:
+        $cmdclass and
+        for any i in (1..#override) : (
+            for any of ($run_*) : ( $ in (@override[i]..@override[i] + 2000) )
+        )
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule install_cmdclass_network
+{
+    meta:
+        description = "setup.py overrides the install, develop or egg_info command and opens a network connection from it."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = "setup.py"
+
+    strings:
+        $cmdclass = "cmdclass"
+        $override = /class\s{1,4}\w{1,64}\s{0,4}\(\s{0,4}[\w.]{0,48}(install|develop|egg_info|Install|Develop|EggInfo)\w{0,16}\s{0,4}\)\s{0,4}:/
+        $net_urllib = /\b(urlopen|urlretrieve)\s{0,2}\(/
+        $net_requests = /\b(requests|httpx|session)\s{0,2}\.\s{0,2}(get|post|put|request)\s{0,2}\(/
+        $net_http = /\b(HTTPConnection|HTTPSConnection|PoolManager|create_connection|gethostbyname)\s{0,2}\(/
+        $net_socket = /\bsocket\s{0,2}\.\s{0,2}socket\s{0,2}\(/
+
+    condition:
+        $cmdclass and
+        for any i in (1..#override) : (
+            for any of ($net_*) : ( $ in (@override[i]..@override[i] + 2000) )
+        )
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule install_download_exec
+{
+    meta:
+        description = "setup.py, __init__.py or a .pth file downloads content and executes it or launches a process right after."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = "setup.py __init__.py .pth"
+
+    strings:
+        // exec(urlopen(url).read()), eval(requests.get(url).text)
+        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}[\w.]{0,40}\b(urlopen|urlretrieve|requests\.get|httpx\.get)\s{0,4}\(/
+        $fetch = /\b(urlopen|urlretrieve|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|wget\s{0,2}\.\s{0,2}download)\s{0,4}\(/
+        $run_exec = /\b(exec|eval)\s{0,4}\(/
+        $run_system = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|exec[lv]p?e?)\s{0,2}\(/
+        $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output)\s{0,2}\(/
+
+    condition:
+        $direct or
+        for any i in (1..#fetch) : (
+            for any of ($run_*) : ( $ in (@fetch[i]..@fetch[i] + 600) )
+        )
+}
+
+rule install_pth_code_exec
+{
+    meta:
+        description = "A .pth file whose import line decodes a payload, starts a process or opens a network connection at interpreter start-up."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".pth"
+
+    strings:
+        // site.py executes .pth lines that start with "import"; legitimate ones only set up import hooks
+        $import_line = /(^|\n)import[ \t][^\n]{0,4000}(b64decode|base64|decompress|marshal|fromhex|unhexlify|codecs\.decode|subprocess|os\.system|os\.popen|Popen|startfile|urlopen|urllib|socket|requests|http\.client)/
+
+    condition:
+        $import_line
+}
+
+rule install_shell_downloader
+{
+    meta:
+        description = "Python launches a shell one-liner that downloads a script and pipes it to a shell or makes it executable."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $pipe_shell = /\b(curl|wget)\s[^\n'"]{0,200}\|\s{0,3}(sudo\s{1,4})?(ba|z|da|k)?sh\b/
+        $chmod = /\b(curl|wget)\s[^\n'"]{0,200}(&&|;)\s{0,3}chmod\s{1,4}(\+x|[0-7]{3,4})\b/
+        $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen)\s{0,2}\(/
+        $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
+
+    condition:
+        ($pipe_shell or $chmod) and any of ($launch_*)
+}

@@ -1,0 +1,94 @@
+/*
+ * dragonfly-hybrid bundled rules: obfuscation.
+ *
+ * Python that hides its real code and rebuilds it at run time (base64, zlib, marshal, codecs, hex,
+ * chr() lists, string reversal, dynamic imports) before handing it to exec/eval.
+ */
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule obfuscation_exec_decoded_payload
+{
+    meta:
+        description = "Executes a payload decoded at run time with base64, zlib, lzma, marshal, codecs or hex."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // exec(base64.b64decode(...)), eval(compile(zlib.decompress(...), ...)), exec(bytes.fromhex(...))
+        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}\b(b64decode|b32decode|b16decode|b85decode|a85decode|decodebytes|decompress|unhexlify|fromhex|marshal\.loads)\s{0,4}\(/
+        // exec(codecs.decode("...", "rot13"))
+        $codecs = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?codecs\.decode\s{0,4}\(/
+        // two steps: payload = base64.b64decode(...) followed closely by exec(payload)
+        $decode = /\b(b64decode|b32decode|b85decode|a85decode|decompress|unhexlify)\s{0,4}\(/
+        $exec = /\bexec\s{0,4}\(/
+
+    condition:
+        $direct or $codecs or
+        for any i in (1..#decode) : ( $exec in (@decode[i]..@decode[i] + 300) )
+}
+
+rule obfuscation_dynamic_import
+{
+    meta:
+        description = "Reaches decoders, builtins or os through __import__ with literal or encoded names to hide what the code calls."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // __import__('base64').b64decode(...), __import__("zlib").decompress(...)
+        $decoder = /__import__\s{0,3}\(\s{0,3}['"](base64|zlib|marshal|codecs|binascii|lzma|bz2)['"]\s{0,3}\)\s{0,3}\.\s{0,3}(b64decode|b32decode|b16decode|b85decode|a85decode|decodebytes|decompress|loads|decode|unhexlify)\b/
+        // __import__('builtins').exec(...)
+        $builtins = /__import__\s{0,3}\(\s{0,3}['"](builtins|__builtin__)['"]\s{0,3}\)\s{0,3}\.\s{0,3}(exec|eval|compile)\b/
+        // getattr(__import__('os'), 'system')
+        $getattr = /getattr\s{0,3}\(\s{0,3}__import__\s{0,3}\(\s{0,3}['"](base64|zlib|marshal|codecs|binascii|builtins|os|subprocess|socket)['"]\s{0,3}\)\s{0,3},/
+        // __import__('\x62\x61\x73\x65\x36\x34')
+        $hex_name = /__import__\s{0,3}\(\s{0,3}['"](\\x[0-9a-fA-F]{2}){3}/
+        // __import__(''.join(...)), __import__(chr(98) + ...), __import__(base64.b64decode(...).decode())
+        $built_name = /__import__\s{0,3}\(\s{0,3}((''|"")\.join\s{0,3}\(|chr\s{0,3}\(|bytes\.fromhex\s{0,3}\(|base64\.b64decode\s{0,3}\(|codecs\.decode\s{0,3}\()/
+
+    condition:
+        any of them
+}
+
+rule obfuscation_marshal_code_object
+{
+    meta:
+        description = "Loads a serialized Python code object from an embedded marshal blob instead of shipping source."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $loads = /marshal\s{0,3}\.\s{0,3}loads\s{0,3}\(/
+        // a marshalled code object starts with 0xe3 (TYPE_CODE | FLAG_REF) followed by the zero arg count
+        $escaped = /b['"]\\x[eE]3(\\x00){4}/
+        $b64 = "4wAAAAAAAAAAAAAA"
+        $hex = "e3000000000000000000" nocase
+
+    condition:
+        $loads and ($escaped or $b64 or $hex)
+}
+
+rule obfuscation_exec_built_string
+{
+    meta:
+        description = "Executes code assembled from chr() codes, a list of byte values or a reversed string."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // exec(''.join(chr(c) for c in ...)), exec("".join(map(chr, [...])))
+        $chr_join = /\b(exec|eval)\s{0,4}\(\s{0,4}(''|"")\s{0,2}\.join\s{0,4}\(\s{0,4}(map\s{0,4}\(\s{0,4}chr\b|chr\s{0,4}\(|\[\s{0,4}chr\s{0,4}\()/
+        // exec(bytes([112, 114, 105, ...]).decode())
+        $byte_list = /\b(exec|eval)\s{0,4}\(\s{0,4}(bytes|bytearray)\s{0,4}\(\s{0,4}\[\s{0,4}\d{1,3}\s{0,4},\s{0,4}\d{1,3}\s{0,4},/
+        // exec(payload[::-1]), exec("...".join(reversed(...)))
+        $reversed = /\b(exec|eval)\s{0,4}\(\s{0,4}\w{1,40}\s{0,2}\[\s{0,2}::\s{0,2}-1\s{0,2}\]/
+        $reversed_join = /\b(exec|eval)\s{0,4}\(\s{0,4}(''|"")\s{0,2}\.join\s{0,4}\(\s{0,4}reversed\s{0,4}\(/
+
+    condition:
+        any of them
+}

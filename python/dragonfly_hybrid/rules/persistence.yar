@@ -1,0 +1,118 @@
+/*
+ * dragonfly-hybrid bundled rules: persistence.
+ *
+ * Code that makes itself start again: Windows Run keys and Startup folder, cron, systemd units,
+ * macOS LaunchAgents and planted SSH authorized_keys entries.
+ */
+
+rule persistence_registry_run_key
+{
+    meta:
+        description = "Writes a value under the Windows CurrentVersion\\Run or RunOnce registry key to start at logon."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw"
+
+    strings:
+        $run_key = /CurrentVersion\\{1,2}Run(Once)?\b/ nocase
+        $winreg_set = /\bSetValueEx?\s{0,2}\(/
+        $reg_add = /\breg(\.exe)?['"]?\s{0,2},?\s{0,2}['"]?add\b/ nocase
+
+    condition:
+        $run_key and ($winreg_set or $reg_add)
+}
+
+rule persistence_startup_folder
+{
+    meta:
+        description = "Copies or writes a file into the Windows Startup folder so it runs at every logon."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw"
+
+    strings:
+        $startup_path = /Start Menu['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}Programs['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}Startup/ nocase
+        $startup_shell = "shell:startup" nocase
+        $write_copy = /\bshutil\s{0,2}\.\s{0,2}(copy|copy2|copyfile|move)\s{0,2}\(/
+        $write_open = /\bopen\s{0,2}\([^\n)]{0,200}['"][wa]b?['"]/
+        $write_text = /\.\s{0,2}write_(text|bytes)\s{0,2}\(/
+
+    condition:
+        ($startup_path or $startup_shell) and any of ($write_*)
+}
+
+rule persistence_cron_job
+{
+    meta:
+        description = "Installs a cron job from Python, by piping into crontab or writing to a cron directory."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $crontab_pipe = /crontab\s{1,4}-l[^\n]{0,200}\|\s{0,4}crontab\s{1,4}-/
+        $crontab_echo = /\becho\s[^\n]{0,300}\|\s{0,4}crontab\b/
+        $cron_reboot = /@reboot\s{1,8}[^\n'"]{0,200}(python|curl|wget|sh|bash|nohup|\/tmp\/|~\/)/
+        $cron_dir = /\/(etc\/cron\.(d|hourly|daily)|var\/spool\/cron)\//
+        $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen)\s{0,2}\(/
+        $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
+        $write_open = /\bopen\s{0,2}\([^\n)]{0,200}['"][wa]b?['"]/
+
+    condition:
+        (($crontab_pipe or $crontab_echo or $cron_reboot) and any of ($launch_*)) or
+        ($cron_dir and $write_open and ($cron_reboot or any of ($launch_*)))
+}
+
+rule persistence_systemd_unit
+{
+    meta:
+        description = "Writes a systemd service unit from Python and enables it so it runs at every boot or login."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $unit_dir = /(\.config\/systemd\/user|\/etc\/systemd\/system|\/lib\/systemd\/system)/
+        $exec_start = "ExecStart="
+        $enable = /systemctl['"]?\s{0,2},?\s{0,2}(['"]--user['"]\s{0,2},\s{0,2}|--user\s{1,4})?['"]?(enable|daemon-reload)/
+
+    condition:
+        $unit_dir and $exec_start and $enable
+}
+
+rule persistence_launch_agent
+{
+    meta:
+        description = "Writes a macOS LaunchAgent or LaunchDaemon property list that runs a program at load."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $dir = /Library['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}Launch(Agents|Daemons)/
+        $run_at_load = "RunAtLoad"
+        $keep_alive = "KeepAlive"
+        $program = "ProgramArguments"
+        $launchctl = /launchctl['"]?\s{0,2},?\s{0,2}['"]?(load|bootstrap)/
+
+    condition:
+        $dir and ($run_at_load or $keep_alive) and ($program or $launchctl)
+}
+
+rule persistence_ssh_authorized_keys
+{
+    meta:
+        description = "Appends a hard-coded public key to ~/.ssh/authorized_keys (SSH backdoor)."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $authorized_keys = "authorized_keys"
+        $key = /(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp256) AAAA[0-9A-Za-z+\/]{20}/
+        $append_open = /\bopen\s{0,2}\([^\n)]{0,200}['"]a\+?b?['"]/
+        $append_echo = /echo\s[^\n]{0,800}>>\s{0,4}[^\n'"]{0,100}authorized_keys/
+
+    condition:
+        $authorized_keys and $key and ($append_open or $append_echo)
+}

@@ -1,0 +1,233 @@
+//! The scanning engine: one shared compiled rule set, one YARA-X scanner per worker thread, a
+//! rayon pool for parallelism inside and across distributions, and a content-hash cache so that
+//! identical file contents are scanned once per rule set.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::issue::{Issue, IssueKind};
+use crate::limits::Limits;
+use crate::report::{DistributionReport, PatternHit, ReleaseReport, RuleHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES};
+use crate::rules::{hex, Inner, RuleSet};
+use crate::walk::DistScan;
+
+/// Bytes of one distribution to scan.
+pub enum Input<'a> {
+    Bytes(&'a [u8]),
+    Owned(Vec<u8>),
+    Path(PathBuf),
+}
+
+/// One distribution to scan: a display name (normally the file name), its download URL if any,
+/// and its bytes.
+pub struct DistInput<'a> {
+    pub name: String,
+    pub url: Option<String>,
+    pub input: Input<'a>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot start {threads} scanning threads: {message}")]
+    ThreadPool { threads: usize, message: String },
+}
+
+/// A rule match before `filetype` filtering, as cached per content hash.
+#[derive(Debug, Clone)]
+pub(crate) struct RawHit {
+    pub rule: usize,
+    pub patterns: Vec<PatternHit>,
+}
+
+pub(crate) type ContentHash = [u8; 32];
+
+/// Entries kept in the content cache before it is emptied; a full-size entry is small (most
+/// contents match nothing), so this bounds it to a few tens of MB.
+const CACHE_ENTRIES: usize = 500_000;
+
+self_cell::self_cell!(
+    /// A YARA-X scanner together with the rule set it borrows.
+    struct OwnedScanner {
+        owner: Arc<Inner>,
+        #[not_covariant]
+        dependent: Scanner,
+    }
+);
+type Scanner<'a> = yara_x::Scanner<'a>;
+
+thread_local! {
+    // YARA-X scanners are not Send; each worker thread keeps its own for the last rule set it used.
+    static THREAD_SCANNER: RefCell<Option<OwnedScanner>> = const { RefCell::new(None) };
+}
+
+/// The outcome of scanning one file's bytes.
+pub(crate) enum ScanOutcome {
+    Hits(Arc<[RawHit]>),
+    Failed(IssueKind, String),
+}
+
+pub struct Engine {
+    rules: RuleSet,
+    limits: Limits,
+    pool: rayon::ThreadPool,
+    cache: Mutex<HashMap<ContentHash, Arc<[RawHit]>>>,
+}
+
+impl Engine {
+    /// `threads`: worker threads; `None` or 0 means every available core.
+    pub fn new(rules: RuleSet, limits: Limits, threads: Option<usize>) -> Result<Self, EngineError> {
+        let threads = threads
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("dragonfly-scan-{i}"))
+            .build()
+            .map_err(|err| EngineError::ThreadPool { threads, message: err.to_string() })?;
+        Ok(Self { rules, limits, pool, cache: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Scan one distribution, in parallel inside it.
+    pub fn scan(&self, dist: DistInput<'_>) -> DistributionReport {
+        self.pool.install(|| self.scan_in_pool(dist))
+    }
+
+    /// Scan several distributions, in parallel across and inside them; results keep input order.
+    pub fn scan_many(&self, dists: Vec<DistInput<'_>>) -> Vec<DistributionReport> {
+        self.pool.install(|| dists.into_par_iter().map(|dist| self.scan_in_pool(dist)).collect())
+    }
+
+    /// Scan every distribution of a release and score it as the Dragonfly mainframe expects.
+    pub fn scan_release(&self, name: &str, version: &str, dists: Vec<DistInput<'_>>) -> ReleaseReport {
+        ReleaseReport { name: name.to_owned(), version: version.to_owned(), distributions: self.scan_many(dists) }
+    }
+
+    fn scan_in_pool(&self, dist: DistInput<'_>) -> DistributionReport {
+        let DistInput { name, url, input } = dist;
+        let owned;
+        let data: &[u8] = match input {
+            Input::Bytes(bytes) => bytes,
+            Input::Owned(bytes) => {
+                owned = bytes;
+                &owned
+            }
+            Input::Path(path) => match read_limited(&path, self.limits.max_total_size) {
+                Ok(bytes) => {
+                    owned = bytes;
+                    &owned
+                }
+                Err(issue) => return DistributionReport::unreadable(name, url, issue),
+            },
+        };
+        DistScan::new(self, &name).run(data, name.clone(), url)
+    }
+
+    /// Scan one file's bytes with every rule (before `filetype` filtering), using the cache.
+    pub(crate) fn scan_content(&self, hash: &ContentHash, data: &[u8]) -> ScanOutcome {
+        if let Some(hits) = self.cache.lock().expect("cache lock").get(hash) {
+            return ScanOutcome::Hits(Arc::clone(hits));
+        }
+        match self.run_yara(data) {
+            Ok(hits) => {
+                let hits: Arc<[RawHit]> = hits.into();
+                let mut cache = self.cache.lock().expect("cache lock");
+                if cache.len() >= CACHE_ENTRIES {
+                    cache.clear();
+                }
+                cache.insert(*hash, Arc::clone(&hits));
+                ScanOutcome::Hits(hits)
+            }
+            Err((kind, message)) => ScanOutcome::Failed(kind, message),
+        }
+    }
+
+    fn run_yara(&self, data: &[u8]) -> Result<Vec<RawHit>, (IssueKind, String)> {
+        let inner = self.rules.inner();
+        THREAD_SCANNER.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if !slot.as_ref().is_some_and(|s| Arc::ptr_eq(s.borrow_owner(), inner)) {
+                *slot = Some(OwnedScanner::new(Arc::clone(inner), |inner| yara_x::Scanner::new(&inner.rules)));
+            }
+            let scanner = slot.as_mut().expect("scanner was just created");
+            scanner.with_dependent_mut(|_, scanner| {
+                scanner.set_timeout(self.limits.timeout);
+                let results = scanner.scan(data).map_err(|err| match err {
+                    yara_x::ScanError::Timeout => (
+                        IssueKind::ScanTimeout,
+                        format!("YARA-X scan did not finish within {:?}", self.limits.timeout),
+                    ),
+                    other => (IssueKind::ScanError, other.to_string()),
+                })?;
+                Ok(results
+                    .matching_rules()
+                    .filter_map(|rule| {
+                        let index = self.rules.index_of(rule.namespace(), rule.identifier())?;
+                        let patterns = rule
+                            .patterns()
+                            .flat_map(|pattern| {
+                                let identifier = pattern.identifier();
+                                pattern.matches().take(MATCHES_PER_PATTERN).map(move |m| {
+                                    let range = m.range();
+                                    PatternHit {
+                                        identifier: identifier.to_owned(),
+                                        offset: range.start as u64,
+                                        length: range.len() as u64,
+                                        data: m.data()[..m.data().len().min(MATCH_DATA_BYTES)].to_vec(),
+                                    }
+                                })
+                            })
+                            .collect();
+                        Some(RawHit { rule: index, patterns })
+                    })
+                    .collect())
+            })
+        })
+    }
+
+    /// Resolve cached hits for a file at `path`, keeping only rules whose `filetype` fits.
+    pub(crate) fn hits_for_path(&self, raw: &[RawHit], path: &str) -> Vec<RuleHit> {
+        let infos = self.rules.infos();
+        raw.iter()
+            .filter(|hit| infos[hit.rule].applies_to(path))
+            .map(|hit| RuleHit { rule: Arc::clone(&infos[hit.rule]), patterns: hit.patterns.clone() })
+            .collect()
+    }
+}
+
+pub(crate) fn sha256(data: &[u8]) -> ContentHash {
+    Sha256::digest(data).into()
+}
+
+pub(crate) fn sha256_hex(hash: &ContentHash) -> String {
+    hex(hash)
+}
+
+fn read_limited(path: &PathBuf, limit: u64) -> Result<Vec<u8>, Issue> {
+    let unreadable = |err: std::io::Error| Issue::new("", IssueKind::Unreadable, format!("cannot read {}: {err}", path.display()));
+    let size = std::fs::metadata(path).map_err(unreadable)?.len();
+    if size > limit {
+        return Err(Issue::new(
+            "",
+            IssueKind::TotalSizeExceeded,
+            format!("{} is {size} bytes, over the total-size limit of {limit} bytes", path.display()),
+        ));
+    }
+    std::fs::read(path).map_err(unreadable)
+}

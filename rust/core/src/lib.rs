@@ -1,0 +1,23 @@
+//! dragonfly-core: the attacker-facing hot path of dragonfly-hybrid, free of Python.
+//!
+//! Detects a distribution's format from its bytes, walks tarballs and zips in memory under
+//! hostile-input [`Limits`], scans every regular file with YARA-X in parallel, and scores the
+//! results as the Dragonfly mainframe expects.
+
+mod engine;
+mod format;
+mod issue;
+mod limits;
+mod report;
+mod rules;
+mod walk;
+
+pub use engine::{DistInput, Engine, EngineError, Input};
+pub use format::{detect, Container, Format};
+pub use issue::{Issue, IssueKind};
+pub use limits::{Limits, RATIO_GRACE_BYTES};
+pub use report::{
+    inspector_url, DistributionReport, FileReport, PatternHit, ReleaseReport, RuleHit, Verdict, MATCHES_PER_PATTERN,
+    MATCH_DATA_BYTES,
+};
+pub use rules::{Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC};

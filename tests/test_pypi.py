@@ -190,8 +190,12 @@ def test_credentials_are_used_but_never_shown(fake_index: FakeIndex) -> None:
             download(pypi, release.files[0])
         with pytest.raises(ProjectNotFound) as missing:
             pypi.resolve("missing")
-    for error in (download_error.value, missing.value):
-        assert "s3cret-token" not in str(error) and "alice" not in str(error)
+    wrong = fake_index.url.replace("http://", "http://alice:wrong-s3cret@")
+    with PyPIClient(wrong, backoff=0.0) as pypi, pytest.raises(IndexUnavailable) as refused:
+        pypi.resolve("demo-pkg")
+    assert "refused access (HTTP 401)" in str(refused.value)
+    for error in (download_error.value, missing.value, refused.value):
+        assert "s3cret" not in str(error) and "alice" not in str(error)
 
 
 # ----------------------------------------------------------------------------------------- downloads

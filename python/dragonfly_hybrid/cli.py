@@ -20,11 +20,14 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import Limits, Rules, Scanner
@@ -44,7 +47,7 @@ from dragonfly_hybrid.report import (
     ndjson_line,
     render,
 )
-from dragonfly_hybrid.scanning import load_rules
+from dragonfly_hybrid.scanning import bundled_rules_dir, load_rules
 from dragonfly_hybrid.targets import Resolved, TargetError, TargetScanner, parse_target
 
 EXIT_CODES_HELP = """\
@@ -115,6 +118,7 @@ def _origin_path(origin: str, paths: Sequence[Path]) -> str:
 
 
 def _compile_diagnostics(err: RuleCompileError, paths: Sequence[Path]) -> str:
+    paths = paths or [bundled_rules_dir()]
     lines = [
         f"{_origin_path(origin, paths)}:{line}:{column}: {message}"
         for origin, line, column, message in err.diagnostics
@@ -157,7 +161,7 @@ class RichHooks:
         self.progress.advance(self.overall)
 
     def download(self, filename: str, size: int | None) -> ProgressCallback:
-        task = self.progress.add_task(f"  {filename}", total=size)
+        task = self.progress.add_task(f"  {filename}", total=size, download=True)
         self.downloads[filename] = task
 
         def update(received: int, total: int | None) -> None:
@@ -185,6 +189,19 @@ class QuietHooks:
         pass
 
 
+class _AmountColumn(ProgressColumn):
+    """Bytes for a download, ``done/total targets`` for the overall task."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bytes = DownloadColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("download"):
+            return self._bytes.render(task)
+        return Text(f"{int(task.completed)}/{int(task.total or 0)} targets", style="progress.download")
+
+
 @contextmanager
 def _hooks(show: bool, total: int) -> Iterator[RichHooks | QuietHooks]:
     if not show:
@@ -194,7 +211,7 @@ def _hooks(show: bool, total: int) -> Iterator[RichHooks | QuietHooks]:
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        _AmountColumn(),
         TimeElapsedColumn(),
     )
     console = Console(stderr=True)

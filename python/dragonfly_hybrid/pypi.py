@@ -281,6 +281,10 @@ class PyPIClient:
             if _is_retryable(response):
                 problem = f"HTTP {response.status_code}"
                 continue
+            if response.status_code in (401, 403):
+                raise IndexUnavailable(
+                    f"index refused access (HTTP {response.status_code}) to {shown}; check its credentials"
+                )
             if response.status_code != 200:
                 raise IndexUnavailable(f"index answered HTTP {response.status_code} for {shown}")
             return _parse_project_page(response, name, shown)
@@ -323,10 +327,7 @@ class PyPIClient:
         )
 
     def _too_large(self, file: DistributionFile, detail: str) -> str:
-        return (
-            f"{file.filename} exceeds the download size cap of {self.max_download_size} bytes ({detail}); "
-            "raise it with --max-download-size"
-        )
+        return f"{file.filename} exceeds the download size cap of {self.max_download_size} bytes ({detail})"
 
     def _stream(self, file: DistributionFile, sink: BinaryIO, progress: ProgressCallback | None) -> str:
         """One download attempt; returns the sha256 hex digest of what was written."""
@@ -357,8 +358,13 @@ class PyPIClient:
         return hasher.hexdigest()
 
 
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
 def _describe(err: Exception) -> str:
-    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    """``Type: message`` of a transport error, with any credentials in URLs it quotes removed."""
+    text = _USERINFO.sub("", str(err))
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 class _Retryable(Exception):

@@ -226,6 +226,7 @@ class TargetScanner:
 
     def _scan_release(self, target: ReleaseTarget, release: Release) -> TargetResult:
         label = f"{release.name}=={release.version}"
+        self.hooks.stage(f"downloading {label}")
         with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
             fetched, errors = self._download_all(release.files, Path(tmp))
             if not fetched:

@@ -9,7 +9,7 @@
 rule credentials_browser_store
 {
     meta:
-        description = "Reads Chromium or Firefox password and cookie databases together with the keys or queries needed to decrypt them."
+        description = "Reads Chromium or Firefox saved passwords with the keys or queries needed to decrypt them, or decrypts browser cookies and sends them out."
         weight = 8
         author = "dragonfly-hybrid"
         filetype = ".py .pyw"
@@ -26,15 +26,25 @@ rule credentials_browser_store
         $firefox_key4 = "key4.db"
         $firefox_nss = "PK11SDR_Decrypt"
         $firefox_field = "encryptedPassword"
+        $net_post = /\b(requests|httpx|session)\s{0,2}\.\s{0,2}(post|put)\s{0,2}\(/
+        $net_urllib = /\b(urlopen|urllib\.request\.Request)\s{0,2}\(/
+        $net_smtp = /\bsmtplib\s{0,2}\.\s{0,2}SMTP(_SSL)?\s{0,2}\(/
+        $net_webhook = /(discord(app)?\.com\/api\/webhooks|api\.telegram\.org\/bot|hooks\.slack\.com\/services)/
 
     condition:
+        // saved passwords: the store and the means to decrypt or query it
         (
             $chromium_root and
-            ($chromium_logins or $chromium_webdata or $chromium_cookies) and
+            ($chromium_logins or $chromium_webdata) and
             ($chromium_key or $chromium_dpapi or $chromium_column)
         ) or
         ($chromium_logins and $chromium_column) or
-        ($firefox_logins and ($firefox_key4 or $firefox_nss) and ($firefox_nss or $firefox_field))
+        ($firefox_logins and ($firefox_key4 or $firefox_nss) and ($firefox_nss or $firefox_field)) or
+        // cookies: decrypting them is what cookie libraries do too, so only count it when they are sent out
+        (
+            $chromium_root and $chromium_cookies and ($chromium_key or $chromium_dpapi) and
+            any of ($net_*)
+        )
 }
 
 rule credentials_discord_token

@@ -74,3 +74,25 @@ rule dropper_embedded_executable
     condition:
         any of ($pe_*, $elf_*) and any of ($use_*)
 }
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule dropper_exec_remote_code
+{
+    meta:
+        description = "Executes code fetched over HTTP directly, as in exec(urlopen(url).read()) or exec(requests.get(url).text)."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // exec(urlopen(url).read()), exec(requests.get(url).text), eval(httpx.get(url).text)
+        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}\b(urlopen|requests\.get|requests\.post|httpx\.get|session\.get)\s{0,4}\(/
+        $fetch = /\b(urlopen|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|session\s{0,2}\.\s{0,2}get)\s{0,4}\(/
+        // r = requests.get(url); exec(r.text) / resp = urlopen(url); exec(resp.read())
+        $exec_response = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?\w{1,40}\s{0,2}\.\s{0,2}(text|content|read\s{0,2}\(\s{0,2}\))/
+
+    condition:
+        $direct or
+        for any i in (1..#fetch) : ( $exec_response in (@fetch[i]..@fetch[i] + 300) )
+}

@@ -16,12 +16,13 @@ rule obfuscation_exec_decoded_payload
         filetype = ".py .pyw .pth"
 
     strings:
-        // exec(base64.b64decode(...)), eval(compile(zlib.decompress(...), ...)), exec(bytes.fromhex(...))
-        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}\b(b64decode|b32decode|b16decode|b85decode|a85decode|decodebytes|decompress|unhexlify|fromhex|marshal\.loads)\s{0,4}\(/
+        // exec(base64.b64decode(...)), eval(compile(zlib.decompress(...), ...)), exec(bytes.fromhex(...));
+        // the argument may not start with "{{": code templates rendered elsewhere (remote bootstrap shims)
+        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}\b(b64decode|b32decode|b16decode|b85decode|a85decode|decodebytes|decompress|unhexlify|fromhex|marshal\.loads)\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
         // exec(codecs.decode("...", "rot13"))
-        $codecs = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?codecs\.decode\s{0,4}\(/
+        $codecs = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?codecs\.decode\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
         // two steps: payload = base64.b64decode(...) followed closely by exec(payload)
-        $decode = /\b(b64decode|b32decode|b85decode|a85decode|decompress|unhexlify)\s{0,4}\(/
+        $decode = /\b(b64decode|b32decode|b85decode|a85decode|decompress|unhexlify)\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
         $exec = /\bexec\s{0,4}\(/
 
     condition:

@@ -8,7 +8,7 @@
 rule persistence_registry_run_key
 {
     meta:
-        description = "Writes a value under the Windows CurrentVersion\\Run or RunOnce registry key to start at logon."
+        description = "Writes a value under the Windows Run or RunOnce registry key (CurrentVersion Run) to start at logon."
         weight = 7
         author = "dragonfly-hybrid"
         filetype = ".py .pyw"
@@ -66,37 +66,42 @@ rule persistence_cron_job
 rule persistence_systemd_unit
 {
     meta:
-        description = "Writes a systemd service unit from Python and enables it so it runs at every boot or login."
+        description = "Writes and enables a systemd user unit, or a system unit that runs Python itself or a hidden or temporary file."
         weight = 6
         author = "dragonfly-hybrid"
         filetype = ".py .pyw .pth"
 
     strings:
-        $unit_dir = /(\.config\/systemd\/user|\/etc\/systemd\/system|\/lib\/systemd\/system)/
+        $user_dir = /\.config['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}systemd['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}user/
+        $system_dir = /\/(etc|lib|usr\/lib)\/systemd\/system/
         $exec_start = "ExecStart="
+        // a unit that starts this interpreter or a file hidden in a dot directory, /tmp or /dev/shm
+        $exec_start_suspicious = /ExecStart=[^\n]{0,200}(\{sys\.executable\}|\{__file__\}|\/tmp\/|\/dev\/shm\/|\/\.[\w-]{1,40}\/)/
         $enable = /systemctl['"]?\s{0,2},?\s{0,2}(['"]--user['"]\s{0,2},\s{0,2}|--user\s{1,4})?['"]?(enable|daemon-reload)/
 
     condition:
-        $unit_dir and $exec_start and $enable
+        $exec_start and $enable and ($user_dir or ($system_dir and $exec_start_suspicious))
 }
 
 rule persistence_launch_agent
 {
     meta:
-        description = "Writes a macOS LaunchAgent or LaunchDaemon property list that runs a program at load."
+        description = "Writes a macOS LaunchAgent property list that runs a program at load (per-user persistence)."
         weight = 7
         author = "dragonfly-hybrid"
         filetype = ".py .pyw .pth"
 
     strings:
-        $dir = /Library['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}Launch(Agents|Daemons)/
+        $dir = /Library['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}LaunchAgents/
         $run_at_load = "RunAtLoad"
-        $keep_alive = "KeepAlive"
         $program = "ProgramArguments"
         $launchctl = /launchctl['"]?\s{0,2},?\s{0,2}['"]?(load|bootstrap)/
+        $write_plistlib = /\bplistlib\s{0,2}\.\s{0,2}(dump|writePlist)\s{0,2}\(/
+        $write_open = /\bopen\s{0,2}\([^\n)]{0,200}['"][wa]b?['"]/
+        $write_text = /\.\s{0,2}write_(text|bytes)\s{0,2}\(/
 
     condition:
-        $dir and ($run_at_load or $keep_alive) and ($program or $launchctl)
+        $dir and $run_at_load and ($program or $launchctl) and any of ($write_*)
 }
 
 rule persistence_ssh_authorized_keys

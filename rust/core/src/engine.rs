@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
-use crate::report::{DistributionReport, PatternHit, ReleaseReport, RuleHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES};
+use crate::report::{
+    DistributionReport, PatternHit, ReleaseReport, RuleHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES,
+};
 use crate::rules::{hex, Inner, RuleSet};
 use crate::walk::DistScan;
 
@@ -116,7 +118,11 @@ impl Engine {
 
     /// Scan every distribution of a release and score it as the Dragonfly mainframe expects.
     pub fn scan_release(&self, name: &str, version: &str, dists: Vec<DistInput<'_>>) -> ReleaseReport {
-        ReleaseReport { name: name.to_owned(), version: version.to_owned(), distributions: self.scan_many(dists) }
+        ReleaseReport {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            distributions: self.scan_many(dists),
+        }
     }
 
     fn scan_in_pool(&self, dist: DistInput<'_>) -> DistributionReport {
@@ -163,7 +169,8 @@ impl Engine {
         THREAD_SCANNER.with(|cell| {
             let mut slot = cell.borrow_mut();
             if !slot.as_ref().is_some_and(|s| Arc::ptr_eq(s.borrow_owner(), inner)) {
-                *slot = Some(OwnedScanner::new(Arc::clone(inner), |inner| yara_x::Scanner::new(&inner.rules)));
+                *slot =
+                    Some(OwnedScanner::new(Arc::clone(inner), |inner| yara_x::Scanner::new(&inner.rules)));
             }
             let scanner = slot.as_mut().expect("scanner was just created");
             scanner.with_dependent_mut(|_, scanner| {
@@ -220,7 +227,9 @@ pub(crate) fn sha256_hex(hash: &ContentHash) -> String {
 }
 
 fn read_limited(path: &PathBuf, limit: u64) -> Result<Vec<u8>, Issue> {
-    let unreadable = |err: std::io::Error| Issue::new("", IssueKind::Unreadable, format!("cannot read {}: {err}", path.display()));
+    let unreadable = |err: std::io::Error| {
+        Issue::new("", IssueKind::Unreadable, format!("cannot read {}: {err}", path.display()))
+    };
     let size = std::fs::metadata(path).map_err(unreadable)?.len();
     if size > limit {
         return Err(Issue::new(

@@ -89,7 +89,8 @@ pub fn is_tar_header(data: &[u8]) -> bool {
         return data.len() >= 2 * TAR_BLOCK && data[TAR_BLOCK..2 * TAR_BLOCK].iter().all(|&b| b == 0);
     }
     let field = &block[148..156];
-    let digits: Vec<u8> = field.iter().copied().skip_while(|b| *b == b' ').take_while(|b| (b'0'..=b'7').contains(b)).collect();
+    let digits: Vec<u8> =
+        field.iter().copied().skip_while(|b| *b == b' ').take_while(|b| (b'0'..=b'7').contains(b)).collect();
     if digits.is_empty() {
         return false;
     }

@@ -100,10 +100,8 @@ pub struct Issue {
 
 impl Issue {
     pub fn new(path: impl Into<String>, kind: IssueKind, message: impl Into<String>) -> Self {
-        let unscanned = !matches!(
-            kind,
-            IssueKind::LinkNotFollowed | IssueKind::SpecialEntry | IssueKind::BadChecksum
-        );
+        let unscanned =
+            !matches!(kind, IssueKind::LinkNotFollowed | IssueKind::SpecialEntry | IssueKind::BadChecksum);
         Self { path: path.into(), kind, message: message.into(), unscanned }
     }
 

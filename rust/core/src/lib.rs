@@ -17,7 +17,7 @@ pub use format::{detect, Container, Format};
 pub use issue::{Issue, IssueKind};
 pub use limits::{Limits, RATIO_GRACE_BYTES};
 pub use report::{
-    inspector_url, DistributionReport, FileReport, PatternHit, ReleaseReport, RuleHit, Verdict, MATCHES_PER_PATTERN,
-    MATCH_DATA_BYTES,
+    inspector_url, DistributionReport, FileReport, PatternHit, ReleaseReport, RuleHit, Verdict,
+    MATCHES_PER_PATTERN, MATCH_DATA_BYTES,
 };
 pub use rules::{Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC};

@@ -165,7 +165,8 @@ impl ReleaseReport {
 
     /// Union of the matched rule identifiers, sorted.
     pub fn rules_matched(&self) -> Vec<String> {
-        let names: BTreeSet<String> = self.distributions.iter().flat_map(DistributionReport::rules_matched).collect();
+        let names: BTreeSet<String> =
+            self.distributions.iter().flat_map(DistributionReport::rules_matched).collect();
         names.into_iter().collect()
     }
 
@@ -195,9 +196,12 @@ impl ReleaseReport {
         let unscanned: Vec<String> = self
             .distributions
             .iter()
-            .flat_map(|dist| dist.issues.iter().filter(|i| i.unscanned).map(move |i| format!("{}: {}", dist.name, i)))
+            .flat_map(|dist| {
+                dist.issues.iter().filter(|i| i.unscanned).map(move |i| format!("{}: {}", dist.name, i))
+            })
             .collect();
-        let mut reason = format!("could not scan everything: {}", unscanned[..unscanned.len().min(SHOWN)].join("; "));
+        let mut reason =
+            format!("could not scan everything: {}", unscanned[..unscanned.len().min(SHOWN)].join("; "));
         if unscanned.len() > SHOWN {
             reason.push_str(&format!("; and {} more", unscanned.len() - SHOWN));
         }
@@ -289,7 +293,11 @@ mod tests {
 
     #[test]
     fn nothing_matched_means_no_inspector_url_and_clean() {
-        let release = ReleaseReport { name: "p".into(), version: "1".into(), distributions: vec![dist("a.whl", vec![])] };
+        let release = ReleaseReport {
+            name: "p".into(),
+            version: "1".into(),
+            distributions: vec![dist("a.whl", vec![])],
+        };
         assert_eq!(release.score(), 0);
         assert_eq!(release.inspector_url(), None);
         assert_eq!(release.verdict(), Verdict::Clean);

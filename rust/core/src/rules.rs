@@ -128,10 +128,13 @@ fn rule_infos(rules: &yara_x::Rules) -> Vec<Arc<RuleInfo>> {
         .map(|rule| {
             let metadata: Vec<(String, Meta)> =
                 rule.metadata().map(|(key, value)| (key.to_owned(), owned_meta(value))).collect();
-            let weight = metadata
-                .iter()
-                .find(|(key, _)| key == "weight")
-                .map_or(0, |(_, value)| if let Meta::Int(w) = value { *w } else { 0 });
+            let weight = metadata.iter().find(|(key, _)| key == "weight").map_or(0, |(_, value)| {
+                if let Meta::Int(w) = value {
+                    *w
+                } else {
+                    0
+                }
+            });
             let filetypes = metadata
                 .iter()
                 .find(|(key, _)| key == "filetype" || key == "filetypes")
@@ -222,9 +225,8 @@ impl RuleSet {
     }
 
     pub fn deserialize(data: &[u8]) -> Result<Self, RulesError> {
-        let rest = data
-            .strip_prefix(COMPILED_MAGIC)
-            .ok_or_else(|| RulesError::Format("missing header".into()))?;
+        let rest =
+            data.strip_prefix(COMPILED_MAGIC).ok_or_else(|| RulesError::Format("missing header".into()))?;
         if rest.len() < HASH_HEX_LEN + 1 || rest[HASH_HEX_LEN] != b'\n' {
             return Err(RulesError::Format("truncated header".into()));
         }

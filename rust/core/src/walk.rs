@@ -156,7 +156,10 @@ fn limit_issue(trip: Trip, path: &str, limits: &Limits) -> Issue {
         _ => Issue::new(
             path,
             IssueKind::TotalSizeExceeded,
-            format!("inflates past the total-size limit of {} bytes; the rest was not scanned", limits.max_total_size),
+            format!(
+                "inflates past the total-size limit of {} bytes; the rest was not scanned",
+                limits.max_total_size
+            ),
         ),
     }
 }
@@ -203,7 +206,10 @@ impl<'e> DistScan<'e> {
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                self.issue(vec![u32::MAX], Issue::new("", IssueKind::InternalError, format!("scanner bug: {message}")));
+                self.issue(
+                    vec![u32::MAX],
+                    Issue::new("", IssueKind::InternalError, format!("scanner bug: {message}")),
+                );
                 Format::compressed(detect(data), false)
             }
         };
@@ -280,11 +286,16 @@ impl<'e> DistScan<'e> {
                 if holds_tar {
                     self.walk_tar(stream, prefix, depth, order, parallel);
                 } else {
-                    let path = format!("{prefix}{}", decompressed_name(if label.is_empty() { self.name } else { label }));
+                    let path = format!(
+                        "{prefix}{}",
+                        decompressed_name(if label.is_empty() { self.name } else { label })
+                    );
                     let mut member_order = order.to_vec();
                     member_order.push(0);
                     if self.count_member(&member_order) {
-                        if let Some(data) = self.read_member(&mut stream.reader, &stream.guard, &path, None, &member_order) {
+                        if let Some(data) =
+                            self.read_member(&mut stream.reader, &stream.guard, &path, None, &member_order)
+                        {
                             self.file(Member { order: member_order, path, data, depth });
                         }
                     }
@@ -339,8 +350,14 @@ impl<'e> DistScan<'e> {
                 Err(err) => {
                     data.truncate(start);
                     let issue = match guard.tripped() {
-                        Trip::None if err.to_string().contains("checksum") || err.to_string().contains("CRC") => {
-                            Issue::new(path, IssueKind::BadChecksum, format!("content does not match its checksum: {err}"))
+                        Trip::None
+                            if err.to_string().contains("checksum") || err.to_string().contains("CRC") =>
+                        {
+                            Issue::new(
+                                path,
+                                IssueKind::BadChecksum,
+                                format!("content does not match its checksum: {err}"),
+                            )
                         }
                         Trip::None => Issue::new(
                             path,
@@ -410,7 +427,10 @@ impl<'e> DistScan<'e> {
         let archive = match zip::ZipArchive::new(Cursor::new(data)) {
             Ok(archive) => archive,
             Err(err) => {
-                self.issue(order.to_vec(), Issue::new(label, IssueKind::Corrupt, format!("not a readable zip archive: {err}")));
+                self.issue(
+                    order.to_vec(),
+                    Issue::new(label, IssueKind::Corrupt, format!("not a readable zip archive: {err}")),
+                );
                 return false;
             }
         };
@@ -427,7 +447,14 @@ impl<'e> DistScan<'e> {
         true
     }
 
-    fn zip_member(&self, archive: &mut zip::ZipArchive<Cursor<&[u8]>>, index: usize, prefix: &str, depth: u32, order: Order) {
+    fn zip_member(
+        &self,
+        archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
+        index: usize,
+        prefix: &str,
+        depth: u32,
+        order: Order,
+    ) {
         let Ok(entry) = archive.by_index_data(index) else {
             return;
         };
@@ -457,12 +484,13 @@ impl<'e> DistScan<'e> {
             Ok(file) => file,
             Err(err) => {
                 let kind = match err {
-                    zip::result::ZipError::UnsupportedArchive(msg) if msg == zip::result::ZipError::PASSWORD_REQUIRED => {
+                    zip::result::ZipError::UnsupportedArchive(msg)
+                        if msg == zip::result::ZipError::PASSWORD_REQUIRED =>
+                    {
                         IssueKind::Encrypted
                     }
-                    zip::result::ZipError::CompressionMethodNotSupported(_) | zip::result::ZipError::UnsupportedArchive(_) => {
-                        IssueKind::UnsupportedCompression
-                    }
+                    zip::result::ZipError::CompressionMethodNotSupported(_)
+                    | zip::result::ZipError::UnsupportedArchive(_) => IssueKind::UnsupportedCompression,
                     _ => IssueKind::Corrupt,
                 };
                 self.issue(order, Issue::new(path, kind, format!("cannot read member: {err}")));
@@ -496,26 +524,34 @@ impl<'e> DistScan<'e> {
         });
     }
 
-    fn read_tar(&self, stream: Stream<'_>, prefix: &str, depth: u32, order: &[u32], emit: &mut dyn FnMut(Member)) {
+    fn read_tar(
+        &self,
+        stream: Stream<'_>,
+        prefix: &str,
+        depth: u32,
+        order: &[u32],
+        emit: &mut dyn FnMut(Member),
+    ) {
         let label = prefix.strip_suffix("!/").unwrap_or(prefix);
         let Stream { reader, guard } = stream;
         let mut archive = tar::Archive::new(reader);
         let entries = match archive.entries() {
             Ok(entries) => entries,
             Err(err) => {
-                self.issue(order.to_vec(), Issue::new(label, IssueKind::Corrupt, format!("not a readable tar archive: {err}")));
+                self.issue(
+                    order.to_vec(),
+                    Issue::new(label, IssueKind::Corrupt, format!("not a readable tar archive: {err}")),
+                );
                 return;
             }
         };
-        let stopped = |index: usize, err: io::Error| {
-            match guard.tripped() {
-                Trip::None => Issue::new(
-                    label,
-                    IssueKind::Corrupt,
-                    format!("malformed or truncated tar at entry {index}: {err}; the rest was not scanned"),
-                ),
-                trip => limit_issue(trip, label, self.limits),
-            }
+        let stopped = |index: usize, err: io::Error| match guard.tripped() {
+            Trip::None => Issue::new(
+                label,
+                IssueKind::Corrupt,
+                format!("malformed or truncated tar at entry {index}: {err}; the rest was not scanned"),
+            ),
+            trip => limit_issue(trip, label, self.limits),
         };
         for (index, entry) in entries.enumerate() {
             let mut member_order = order.to_vec();
@@ -539,11 +575,21 @@ impl<'e> DistScan<'e> {
                 EntryType::Symlink | EntryType::Link => {
                     let target = entry.link_name_bytes().map(|t| lossy(&t)).unwrap_or_default();
                     let what = if kind == EntryType::Symlink { "symlink" } else { "hard link" };
-                    self.issue(member_order, Issue::new(path, IssueKind::LinkNotFollowed, format!("{what} to {target:?} recorded, not followed")));
+                    self.issue(
+                        member_order,
+                        Issue::new(
+                            path,
+                            IssueKind::LinkNotFollowed,
+                            format!("{what} to {target:?} recorded, not followed"),
+                        ),
+                    );
                     continue;
                 }
                 EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                    self.issue(member_order, Issue::new(path, IssueKind::SpecialEntry, "device or FIFO entry has no content"));
+                    self.issue(
+                        member_order,
+                        Issue::new(path, IssueKind::SpecialEntry, "device or FIFO entry has no content"),
+                    );
                     continue;
                 }
                 // Regular, contiguous, sparse and unknown types: content is content, scan it.
@@ -569,16 +615,73 @@ impl<'e> DistScan<'e> {
         }
         // Whatever follows the end-of-archive marker is read too: a truncated or corrupt
         // compressed stream is an issue, and non-zero bytes there are scanned and reported.
-        let mut rest = archive.into_inner();
         let order: Order = [order, &[u32::MAX]].concat();
         let path = format!("{prefix}<after end of archive>");
-        if let Some(trailing) = self.read_member(&mut rest, &guard, &path, None, &order) {
-            if trailing.iter().any(|&b| b != 0) {
-                let message = format!("{} bytes after the tar end-of-archive marker; scanned as one blob", trailing.len());
-                self.issue(order.clone(), Issue::new(&*path, IssueKind::HiddenData, message).scanned());
-                self.scan_blob(order, path, &trailing);
+        if let Some((offset, hidden)) = self.trailing_bytes(&mut archive.into_inner(), &guard, &path, &order)
+        {
+            let message = format!(
+                "{} bytes after the tar end-of-archive marker (from offset {offset} past it); scanned as one blob",
+                hidden.len()
+            );
+            self.issue(order.clone(), Issue::new(&*path, IssueKind::HiddenData, message).scanned());
+            self.scan_blob(order, path, &hidden);
+        }
+    }
+
+    /// Read a stream to its end, keeping only what starts at its first non-zero byte (zero
+    /// padding after a tar end marker is normal). Returns that offset and the bytes, if any.
+    fn trailing_bytes(
+        &self,
+        reader: &mut dyn Read,
+        guard: &Guard,
+        path: &str,
+        order: &Order,
+    ) -> Option<(u64, Vec<u8>)> {
+        let max = self.limits.max_member_size as usize;
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let (mut offset, mut kept): (u64, Option<Vec<u8>>) = (0, None);
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    let issue = match guard.tripped() {
+                        Trip::None => Issue::new(
+                            path,
+                            IssueKind::Corrupt,
+                            format!(
+                                "the compressed stream is truncated or corrupt after the last member: {err}"
+                            ),
+                        ),
+                        trip => limit_issue(trip, path, self.limits),
+                    };
+                    self.issue(order.clone(), issue);
+                    break;
+                }
+            };
+            match kept.as_mut() {
+                Some(kept) => kept.extend_from_slice(&chunk[..n]),
+                None => match chunk[..n].iter().position(|&b| b != 0) {
+                    Some(first) => {
+                        offset += first as u64;
+                        kept = Some(chunk[first..n].to_vec());
+                    }
+                    None => offset += n as u64,
+                },
+            }
+            if kept.as_ref().is_some_and(|k| k.len() > max) {
+                let message = format!(
+                    "hidden data after the end marker exceeds {max} bytes; only the first {max} were scanned"
+                );
+                self.issue(order.clone(), Issue::new(path, IssueKind::MemberTooLarge, message));
+                break;
             }
         }
+        kept.map(|mut k| {
+            k.truncate(max);
+            (offset, k)
+        })
     }
 
     /// A regular file: scan it, then open it as an archive if it is one and depth allows.
@@ -617,7 +720,8 @@ impl<'e> DistScan<'e> {
                 self.bytes_scanned.fetch_add(data.len() as u64, Ordering::Relaxed);
                 let hits = self.engine.hits_for_path(&raw, &path);
                 if !hits.is_empty() {
-                    let report = FileReport { path, size: data.len() as u64, sha256: sha256_hex(&hash), hits };
+                    let report =
+                        FileReport { path, size: data.len() as u64, sha256: sha256_hex(&hash), hits };
                     self.files.lock().unwrap_or_else(|e| e.into_inner()).push((order, report));
                 }
             }

@@ -39,8 +39,11 @@ fn compile_errors_name_file_line_and_column() {
 
 #[test]
 fn duplicate_rule_names_across_sources_are_errors() {
-    let err = RuleSet::compile([("a.yar", "rule same { condition: true }"), ("b.yar", "rule same { condition: true }")])
-        .unwrap_err();
+    let err = RuleSet::compile([
+        ("a.yar", "rule same { condition: true }"),
+        ("b.yar", "rule same { condition: true }"),
+    ])
+    .unwrap_err();
     assert!(err.to_string().contains("same"), "{err}");
 }
 
@@ -68,9 +71,15 @@ fn serialize_round_trip_keeps_hash_and_rules() {
 
 #[test]
 fn hash_is_stable_and_order_independent() {
-    let a = RuleSet::compile([("a.yar", "rule a { condition: true }"), ("b.yar", "rule b { condition: true }")]).unwrap();
-    let b = RuleSet::compile([("b.yar", "rule b { condition: true }"), ("a.yar", "rule a { condition: true }")]).unwrap();
+    let a =
+        RuleSet::compile([("a.yar", "rule a { condition: true }"), ("b.yar", "rule b { condition: true }")])
+            .unwrap();
+    let b =
+        RuleSet::compile([("b.yar", "rule b { condition: true }"), ("a.yar", "rule a { condition: true }")])
+            .unwrap();
     assert_eq!(a.hash(), b.hash());
-    let c = RuleSet::compile([("a.yar", "rule a { condition: false }"), ("b.yar", "rule b { condition: true }")]).unwrap();
+    let c =
+        RuleSet::compile([("a.yar", "rule a { condition: false }"), ("b.yar", "rule b { condition: true }")])
+            .unwrap();
     assert_ne!(a.hash(), c.hash());
 }

@@ -65,7 +65,11 @@ fn plain_and_single_compressed_files() {
 #[test]
 fn filetype_limits_where_a_rule_counts() {
     let engine = engine(Limits::default(), 2);
-    let data = tar_gz(&[("p/a.py", b"PY_ONLY_MARKER"), ("p/a.txt", b"PY_ONLY_MARKER"), ("p/b.pyi", b"PY_ONLY_MARKER")]);
+    let data = tar_gz(&[
+        ("p/a.py", b"PY_ONLY_MARKER"),
+        ("p/a.txt", b"PY_ONLY_MARKER"),
+        ("p/b.pyi", b"PY_ONLY_MARKER"),
+    ]);
     let report = scan(&engine, "p.tar.gz", &data);
     assert_eq!(paths(&report), vec!["p/a.py", "p/b.pyi"]);
     assert_eq!(report.score(), 3);
@@ -86,7 +90,8 @@ fn identical_contents_are_reported_at_every_path() {
 fn results_are_in_archive_order_whatever_the_thread_count() {
     let bodies: Vec<Vec<u8>> = (0..200).map(|i| format!("# file {i}\nEVIL_MARKER\n").into_bytes()).collect();
     let names: Vec<String> = (0..200).map(|i| format!("pkg/m{i:03}.py")).collect();
-    let entries: Vec<(&str, &[u8])> = names.iter().map(String::as_str).zip(bodies.iter().map(Vec::as_slice)).collect();
+    let entries: Vec<(&str, &[u8])> =
+        names.iter().map(String::as_str).zip(bodies.iter().map(Vec::as_slice)).collect();
     for data in [tar_gz(&entries), zip(&entries)] {
         let one = scan(&engine(Limits::default(), 1), "x", &data);
         let two = scan(&engine(Limits::default(), 2), "x", &data);
@@ -148,7 +153,10 @@ fn links_and_directories_are_recorded_not_followed() {
 fn member_size_limit_is_enforced_while_reading() {
     let big = vec![b'A'; 4096];
     let limits = Limits { max_member_size: 1000, ..Limits::default() };
-    for (name, data) in [("t.tar.gz", tar_gz(&[("p/big.bin", &big), ("p/s.py", SETUP)])), ("z.zip", zip(&[("p/big.bin", &big), ("p/s.py", SETUP)]))] {
+    for (name, data) in [
+        ("t.tar.gz", tar_gz(&[("p/big.bin", &big), ("p/s.py", SETUP)])),
+        ("z.zip", zip(&[("p/big.bin", &big), ("p/s.py", SETUP)])),
+    ] {
         let report = scan(&engine(limits.clone(), 2), name, &data);
         assert_eq!(issue_kinds(&report), vec!["member-too-large"], "{name}");
         assert_eq!(report.issues[0].path, "p/big.bin");
@@ -256,8 +264,16 @@ fn release_scoring_matches_the_contract() {
         "p",
         "1",
         vec![
-            DistInput { name: "p-1.tar.gz".into(), url: Some(format!("{url}/p-1.tar.gz")), input: Input::Bytes(&sdist) },
-            DistInput { name: "p-1-py3-none-any.whl".into(), url: Some(format!("{url}/p-1-py3-none-any.whl")), input: Input::Owned(wheel) },
+            DistInput {
+                name: "p-1.tar.gz".into(),
+                url: Some(format!("{url}/p-1.tar.gz")),
+                input: Input::Bytes(&sdist),
+            },
+            DistInput {
+                name: "p-1-py3-none-any.whl".into(),
+                url: Some(format!("{url}/p-1-py3-none-any.whl")),
+                input: Input::Owned(wheel),
+            },
         ],
     );
     assert_eq!(release.score(), 8);
@@ -272,7 +288,30 @@ fn release_scoring_matches_the_contract() {
 #[test]
 fn unreadable_paths_are_issues() {
     let engine = engine(Limits::default(), 2);
-    let report = engine.scan(DistInput { name: "gone".into(), url: None, input: Input::Path("/nonexistent/x.tar.gz".into()) });
+    let report = engine.scan(DistInput {
+        name: "gone".into(),
+        url: None,
+        input: Input::Path("/nonexistent/x.tar.gz".into()),
+    });
     assert_eq!(report.issues[0].kind, IssueKind::Unreadable);
     assert_eq!(report.verdict(), Verdict::Incomplete);
+}
+
+#[test]
+fn scan_timeout_is_an_issue_and_other_files_still_scan() {
+    // Nested loops over the file: far more work than a one-second timeout allows.
+    let slow = dragonfly_core::RuleSet::compile([(
+        "slow.yar",
+        r#"rule slow { condition: for any i in (0..filesize) : (for any j in (0..filesize) : (uint8(i) == uint8(j) + 1 and uint8(j) == 0xff)) }
+           rule quick { meta: weight = 1 strings: $a = "QUICK" condition: $a }"#,
+    )])
+    .unwrap();
+    let limits = Limits { timeout: std::time::Duration::from_secs(1), ..Limits::default() };
+    let engine = dragonfly_core::Engine::new(slow, limits, Some(2)).unwrap();
+    let data = zip(&[("p/big.bin", &vec![b'a'; 200_000]), ("p/q.py", b"QUICK")]);
+    let report = scan(&engine, "slow.zip", &data);
+    assert_eq!(issue_kinds(&report), vec!["scan-timeout"]);
+    assert_eq!(report.issues[0].path, "p/big.bin");
+    assert_eq!(paths(&report), vec!["p/q.py"]);
+    assert!(!report.complete());
 }

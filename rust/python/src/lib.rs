@@ -20,10 +20,8 @@ fn raise_from_errors_module(py: Python<'_>, name: &str, args: Bound<'_, PyTuple>
 fn rules_error(py: Python<'_>, err: core::RulesError) -> PyErr {
     match &err {
         core::RulesError::Compile(diagnostics) => {
-            let items: Vec<(String, usize, usize, String)> = diagnostics
-                .iter()
-                .map(|d| (d.origin.clone(), d.line, d.column, d.message.clone()))
-                .collect();
+            let items: Vec<(String, usize, usize, String)> =
+                diagnostics.iter().map(|d| (d.origin.clone(), d.line, d.column, d.message.clone())).collect();
             match (err.to_string(), items).into_pyobject(py) {
                 Ok(args) => raise_from_errors_module(py, "RuleCompileError", args),
                 Err(err) => err,
@@ -473,9 +471,12 @@ fn extract_items<'py>(items: &Bound<'py, PyAny>) -> PyResult<Vec<(String, Source
     let mut out = Vec::new();
     for item in items.try_iter()? {
         let item = item?;
-        let (name, data, url): (String, Bound<'py, PyAny>, Option<String>) = item.extract().map_err(|_| {
-            PyTypeError::new_err("each distribution must be a (name, bytes or path str, url or None) tuple")
-        })?;
+        let (name, data, url): (String, Bound<'py, PyAny>, Option<String>) =
+            item.extract().map_err(|_| {
+                PyTypeError::new_err(
+                    "each distribution must be a (name, bytes or path str, url or None) tuple",
+                )
+            })?;
         let source = if let Ok(bytes) = data.cast::<PyBytes>() {
             Source::Bytes(bytes.clone())
         } else if let Ok(path) = data.extract::<PathBuf>() {
@@ -514,7 +515,12 @@ struct Scanner {
 impl Scanner {
     #[new]
     #[pyo3(signature = (rules, limits=None, threads=None))]
-    fn new(py: Python<'_>, rules: Py<Rules>, limits: Option<Py<Limits>>, threads: Option<usize>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        rules: Py<Rules>,
+        limits: Option<Py<Limits>>,
+        threads: Option<usize>,
+    ) -> PyResult<Self> {
         if threads == Some(0) {
             return Err(PyValueError::new_err("threads must be a positive integer (or None for every core)"));
         }
@@ -541,10 +547,17 @@ impl Scanner {
     }
 
     #[pyo3(signature = (data, name, url=None))]
-    fn scan_bytes(&self, py: Python<'_>, data: &Bound<'_, PyBytes>, name: String, url: Option<String>) -> DistributionResult {
+    fn scan_bytes(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyBytes>,
+        name: String,
+        url: Option<String>,
+    ) -> DistributionResult {
         let bytes = data.as_bytes();
         let engine = &self.engine;
-        let report = py.detach(|| engine.scan(core::DistInput { name, url, input: core::Input::Bytes(bytes) }));
+        let report =
+            py.detach(|| engine.scan(core::DistInput { name, url, input: core::Input::Bytes(bytes) }));
         DistributionResult { inner: Arc::new(report) }
     }
 
@@ -562,7 +575,8 @@ impl Scanner {
             path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
         });
         let engine = &self.engine;
-        let report = py.detach(|| engine.scan(core::DistInput { name, url: None, input: core::Input::Path(path) }));
+        let report =
+            py.detach(|| engine.scan(core::DistInput { name, url: None, input: core::Input::Path(path) }));
         Ok(DistributionResult { inner: Arc::new(report) })
     }
 
@@ -593,10 +607,7 @@ impl Scanner {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("COMPILED_RULES_MAGIC", PyBytes::new(m.py(), core::COMPILED_MAGIC))?;
-    m.add(
-        "ISSUE_KINDS",
-        PyList::new(m.py(), core::IssueKind::ALL.iter().map(|k| k.as_str()))?,
-    )?;
+    m.add("ISSUE_KINDS", PyList::new(m.py(), core::IssueKind::ALL.iter().map(|k| k.as_str()))?)?;
     m.add_class::<Rules>()?;
     m.add_class::<Limits>()?;
     m.add_class::<PatternMatch>()?;

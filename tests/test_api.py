@@ -1,0 +1,249 @@
+"""The public Python API over real archives built in the tests."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import dragonfly_hybrid as dh
+from dragonfly_hybrid import _core
+from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+
+RULES = {
+    "markers.yar": """
+rule evil_marker {
+    meta: weight = 5 description = "marker" author = "tests" ratio = 1.5 flag = true
+    strings: $a = "EVIL_MARKER"
+    condition: $a
+}
+rule py_only {
+    meta: weight = 3 filetype = ".py"
+    strings: $a = "PY_ONLY"
+    condition: $a
+}
+"""
+}
+URL = "https://files.pythonhosted.org/packages/ab/cd/ef"
+
+
+def make_tar_gz(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def make_zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def rules() -> dh.Rules:
+    return dh.Rules.compile(RULES)
+
+
+@pytest.fixture(scope="module")
+def scanner(rules: dh.Rules) -> dh.Scanner:
+    return dh.Scanner(rules, threads=2)
+
+
+def test_rules_properties_and_round_trip(rules: dh.Rules) -> None:
+    assert rules.count == len(rules) == 2
+    assert rules.identifiers == ["evil_marker", "py_only"]
+    assert len(rules.hash) == 64
+    blob = rules.serialize()
+    assert blob.startswith(_core.COMPILED_RULES_MAGIC)
+    again = dh.Rules.deserialize(blob)
+    assert again.hash == rules.hash and again.identifiers == rules.identifiers
+
+
+def test_compile_error_names_file_line_and_column() -> None:
+    with pytest.raises(RuleCompileError) as info:
+        dh.Rules.compile({"ok.yar": "rule ok { condition: true }", "broken.yar": "rule x {\n  condition: $nope\n}"})
+    assert str(info.value).startswith("broken.yar:2:14: ")
+    assert info.value.diagnostics[0][:3] == ("broken.yar", 2, 14)
+    assert isinstance(info.value, ValueError)
+
+
+def test_bad_blob_and_bad_arguments() -> None:
+    with pytest.raises(RulesFormatError):
+        dh.Rules.deserialize(b"not rules")
+    with pytest.raises(TypeError):
+        dh.Rules.compile({"a.yar": 3})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="max_ratio"):
+        dh.Limits(max_ratio=0)
+    with pytest.raises(ValueError, match="timeout"):
+        dh.Limits(timeout=float("nan"))
+    with pytest.raises(ValueError, match="threads"):
+        dh.Scanner(dh.Rules.compile(RULES), threads=0)
+
+
+def test_scan_bytes_result_objects(scanner: dh.Scanner) -> None:
+    data = make_tar_gz({"p-1/setup.py": b"x = 'EVIL_MARKER PY_ONLY'", "p-1/notes.txt": b"PY_ONLY", "p-1/a.py": b"ok"})
+    result = scanner.scan_bytes(data, "p-1.tar.gz", url=f"{URL}/p-1.tar.gz")
+    assert (result.name, result.url, result.format) == ("p-1.tar.gz", f"{URL}/p-1.tar.gz", "tar.gz")
+    assert result.size == len(data) and len(result.sha256) == 64
+    assert result.files_scanned == 3
+    assert result.score == 8 and result.rules_matched == ["evil_marker", "py_only"]
+    assert result.verdict == "findings" and result.complete and result.issues == []
+    assert result.top_file == "p-1/setup.py"
+    [file] = result.files
+    assert (file.path, file.size, file.score) == ("p-1/setup.py", 25, 8)
+    evil = next(m for m in file.matches if m.identifier == "evil_marker")
+    assert evil.namespace == "default" and evil.weight == 5 and evil.tags == []
+    assert evil.metadata == {"weight": 5, "description": "marker", "author": "tests", "ratio": 1.5, "flag": True}
+    [pattern] = evil.patterns
+    assert (pattern.identifier, pattern.offset, pattern.length, pattern.data) == ("$a", 5, 11, b"EVIL_MARKER")
+
+
+def test_scan_path_and_errors(scanner: dh.Scanner, tmp_path: Path) -> None:
+    wheel = tmp_path / "p-1-py3-none-any.whl"
+    wheel.write_bytes(make_zip({"p/__init__.py": b"EVIL_MARKER"}))
+    result = scanner.scan_path(wheel)
+    assert (result.name, result.format, result.url) == ("p-1-py3-none-any.whl", "zip", None)
+    assert result.rules_matched == ["evil_marker"]
+    assert scanner.scan_path(str(wheel), name="renamed.whl").name == "renamed.whl"
+    with pytest.raises(FileNotFoundError):
+        scanner.scan_path(tmp_path / "missing.whl")
+    with pytest.raises(OSError):
+        scanner.scan_path(tmp_path)
+
+
+def test_scan_many_keeps_order_and_reports_unreadable(scanner: dh.Scanner, tmp_path: Path) -> None:
+    clean = tmp_path / "clean.py"
+    clean.write_bytes(b"print('hello')")
+    results = scanner.scan_many(
+        [("a.py", b"EVIL_MARKER", None), ("clean.py", str(clean), None), ("gone", str(tmp_path / "gone"), None)]
+    )
+    assert [r.verdict for r in results] == ["findings", "clean", "incomplete"]
+    assert results[2].issues[0].kind == "unreadable"
+    assert results[2].issues[0].unscanned
+    with pytest.raises(TypeError):
+        scanner.scan_many([("bad", 42, None)])  # type: ignore[list-item]
+
+
+def test_scan_release_scores_like_the_mainframe(scanner: dh.Scanner) -> None:
+    sdist = make_tar_gz({"p-1/setup.py": b"EVIL_MARKER"})
+    wheel = make_zip({"p/x.py": b"EVIL_MARKER PY_ONLY"})
+    release = scanner.scan_release(
+        "p", "1", [("p-1.tar.gz", sdist, f"{URL}/p-1.tar.gz"), ("p-1.whl", wheel, f"{URL}/p-1.whl")]
+    )
+    assert release.score == 8  # the maximum over distributions, not the sum (5 + 8)
+    assert release.rules_matched == ["evil_marker", "py_only"]
+    assert release.inspector_url == "https://inspector.pypi.io/project/p/1/packages/ab/cd/ef/p-1.whl/p/x.py"
+    assert release.verdict == "findings" and release.failure_reason is None
+    assert [d.name for d in release.distributions] == ["p-1.tar.gz", "p-1.whl"]
+
+
+def test_incomplete_release_has_a_failure_reason(rules: dh.Rules) -> None:
+    scanner = dh.Scanner(rules, limits=dh.Limits(max_member_size=10))
+    release = scanner.scan_release("p", "1", [("p-1.tar.gz", make_tar_gz({"p-1/big.py": b"x" * 100}), None)])
+    assert release.verdict == "incomplete"
+    assert release.inspector_url is None
+    assert release.failure_reason is not None
+    assert "p-1.tar.gz: p-1/big.py: member-too-large" in release.failure_reason
+    [issue] = release.distributions[0].issues
+    assert issue.kind in _core.ISSUE_KINDS
+
+
+def test_empty_release_is_clean(scanner: dh.Scanner) -> None:
+    release = scanner.scan_release("p", "1", [])
+    assert (release.verdict, release.score, release.rules_matched, release.inspector_url) == ("clean", 0, [], None)
+
+
+def test_scanner_defaults(rules: dh.Rules) -> None:
+    scanner = dh.Scanner(rules)
+    assert scanner.threads >= 1
+    assert scanner.limits == dh.Limits()
+    assert scanner.rules.hash == rules.hash
+    assert dh.Limits().timeout == 10.0 and dh.Limits().max_depth == 3
+
+
+def test_gil_is_released_during_scans(rules: dh.Rules) -> None:
+    """A pure-Python thread keeps running while another thread is inside a scan."""
+    scanner = dh.Scanner(rules, threads=1)
+    # Many small members: a scan long enough for the other thread to get many turns if it can.
+    data = make_zip({f"p/m{i}.txt": b"filler " * 200 for i in range(3000)})
+    ticks_during_scan = []
+    scanning = threading.Event()
+    done = threading.Event()
+
+    def count() -> None:
+        scanning.wait()
+        ticks = 0
+        while not done.is_set():
+            ticks += 1
+        ticks_during_scan.append(ticks)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    scanning.set()
+    scanner.scan_bytes(data, "many.zip")
+    done.set()
+    counter.join()
+    assert ticks_during_scan[0] > 1000
+
+
+def test_python_threads_scan_concurrently_with_identical_results(scanner: dh.Scanner) -> None:
+    data = make_tar_gz({f"p/{i}.py": (b"EVIL_MARKER" if i % 7 == 0 else b"ok") for i in range(300)})
+    results: list[list[str]] = []
+
+    def work() -> None:
+        results.append([f.path for f in scanner.scan_bytes(data, "p.tar.gz").files])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and all(r == results[0] for r in results)
+    assert len(results[0]) == 43
+
+
+def test_load_rules_from_directory_file_and_blob(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.yar").write_text("rule a { condition: true }")
+    (tmp_path / "b.yara").write_text("rule b { condition: false }")
+    (tmp_path / "ignored.txt").write_text("not a rule")
+    from_dir = dh.load_rules([tmp_path])
+    assert sorted(from_dir.identifiers) == ["a", "b"]
+    # The hash does not depend on where the directory lives.
+    moved = tmp_path.parent / (tmp_path.name + "-copy")
+    (moved / "sub").mkdir(parents=True)
+    (moved / "sub" / "a.yar").write_text("rule a { condition: true }")
+    (moved / "b.yara").write_text("rule b { condition: false }")
+    assert dh.load_rules([moved]).hash == from_dir.hash
+
+    blob = tmp_path / "rules.bin"
+    blob.write_bytes(from_dir.serialize())
+    assert dh.load_rules([blob]).hash == from_dir.hash
+    with pytest.raises(ValueError, match="compiled rule set"):
+        dh.load_rules([blob, tmp_path / "b.yara"])
+    with pytest.raises(FileNotFoundError):
+        dh.load_rules([tmp_path / "nope.yar"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no .yar"):
+        dh.load_rules([empty])
+    bad = tmp_path / "bad.yar"
+    bad.write_text("rule {")
+    with pytest.raises(RuleCompileError, match=r"bad\.yar:1:"):
+        dh.load_rules([bad])
+
+
+def test_bundled_rules_compile() -> None:
+    rules = dh.bundled_rules()
+    assert rules.count >= 15
+    assert rules.hash == dh.load_rules().hash

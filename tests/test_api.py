@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 import threading
-import zipfile
 from pathlib import Path
 
-import pytest
-
 import dragonfly_hybrid as dh
+import pytest
 from dragonfly_hybrid import _core
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+from fake_pypi import tar_gz_bytes, zip_bytes
 
 RULES = {
     "markers.yar": """
@@ -29,24 +26,6 @@ rule py_only {
 """
 }
 URL = "https://files.pythonhosted.org/packages/ab/cd/ef"
-
-
-def make_tar_gz(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def make_zip(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +50,9 @@ def test_rules_properties_and_round_trip(rules: dh.Rules) -> None:
 
 def test_compile_error_names_file_line_and_column() -> None:
     with pytest.raises(RuleCompileError) as info:
-        dh.Rules.compile({"ok.yar": "rule ok { condition: true }", "broken.yar": "rule x {\n  condition: $nope\n}"})
+        dh.Rules.compile(
+            {"ok.yar": "rule ok { condition: true }", "broken.yar": "rule x {\n  condition: $nope\n}"}
+        )
     assert str(info.value).startswith("broken.yar:2:14: ")
     assert info.value.diagnostics[0][:3] == ("broken.yar", 2, 14)
     assert isinstance(info.value, ValueError)
@@ -91,7 +72,9 @@ def test_bad_blob_and_bad_arguments() -> None:
 
 
 def test_scan_bytes_result_objects(scanner: dh.Scanner) -> None:
-    data = make_tar_gz({"p-1/setup.py": b"x = 'EVIL_MARKER PY_ONLY'", "p-1/notes.txt": b"PY_ONLY", "p-1/a.py": b"ok"})
+    data = tar_gz_bytes(
+        {"p-1/setup.py": b"x = 'EVIL_MARKER PY_ONLY'", "p-1/notes.txt": b"PY_ONLY", "p-1/a.py": b"ok"}
+    )
     result = scanner.scan_bytes(data, "p-1.tar.gz", url=f"{URL}/p-1.tar.gz")
     assert (result.name, result.url, result.format) == ("p-1.tar.gz", f"{URL}/p-1.tar.gz", "tar.gz")
     assert result.size == len(data) and len(result.sha256) == 64
@@ -103,14 +86,20 @@ def test_scan_bytes_result_objects(scanner: dh.Scanner) -> None:
     assert (file.path, file.size, file.score) == ("p-1/setup.py", 25, 8)
     evil = next(m for m in file.matches if m.identifier == "evil_marker")
     assert evil.namespace == "default" and evil.weight == 5 and evil.tags == []
-    assert evil.metadata == {"weight": 5, "description": "marker", "author": "tests", "ratio": 1.5, "flag": True}
+    assert evil.metadata == {
+        "weight": 5,
+        "description": "marker",
+        "author": "tests",
+        "ratio": 1.5,
+        "flag": True,
+    }
     [pattern] = evil.patterns
     assert (pattern.identifier, pattern.offset, pattern.length, pattern.data) == ("$a", 5, 11, b"EVIL_MARKER")
 
 
 def test_scan_path_and_errors(scanner: dh.Scanner, tmp_path: Path) -> None:
     wheel = tmp_path / "p-1-py3-none-any.whl"
-    wheel.write_bytes(make_zip({"p/__init__.py": b"EVIL_MARKER"}))
+    wheel.write_bytes(zip_bytes({"p/__init__.py": b"EVIL_MARKER"}))
     result = scanner.scan_path(wheel)
     assert (result.name, result.format, result.url) == ("p-1-py3-none-any.whl", "zip", None)
     assert result.rules_matched == ["evil_marker"]
@@ -125,7 +114,11 @@ def test_scan_many_keeps_order_and_reports_unreadable(scanner: dh.Scanner, tmp_p
     clean = tmp_path / "clean.py"
     clean.write_bytes(b"print('hello')")
     results = scanner.scan_many(
-        [("a.py", b"EVIL_MARKER", None), ("clean.py", str(clean), None), ("gone", str(tmp_path / "gone"), None)]
+        [
+            ("a.py", b"EVIL_MARKER", None),
+            ("clean.py", str(clean), None),
+            ("gone", str(tmp_path / "gone"), None),
+        ]
     )
     assert [r.verdict for r in results] == ["findings", "clean", "incomplete"]
     assert results[2].issues[0].kind == "unreadable"
@@ -135,8 +128,8 @@ def test_scan_many_keeps_order_and_reports_unreadable(scanner: dh.Scanner, tmp_p
 
 
 def test_scan_release_scores_like_the_mainframe(scanner: dh.Scanner) -> None:
-    sdist = make_tar_gz({"p-1/setup.py": b"EVIL_MARKER"})
-    wheel = make_zip({"p/x.py": b"EVIL_MARKER PY_ONLY"})
+    sdist = tar_gz_bytes({"p-1/setup.py": b"EVIL_MARKER"})
+    wheel = zip_bytes({"p/x.py": b"EVIL_MARKER PY_ONLY"})
     release = scanner.scan_release(
         "p", "1", [("p-1.tar.gz", sdist, f"{URL}/p-1.tar.gz"), ("p-1.whl", wheel, f"{URL}/p-1.whl")]
     )
@@ -149,7 +142,7 @@ def test_scan_release_scores_like_the_mainframe(scanner: dh.Scanner) -> None:
 
 def test_incomplete_release_has_a_failure_reason(rules: dh.Rules) -> None:
     scanner = dh.Scanner(rules, limits=dh.Limits(max_member_size=10))
-    release = scanner.scan_release("p", "1", [("p-1.tar.gz", make_tar_gz({"p-1/big.py": b"x" * 100}), None)])
+    release = scanner.scan_release("p", "1", [("p-1.tar.gz", tar_gz_bytes({"p-1/big.py": b"x" * 100}), None)])
     assert release.verdict == "incomplete"
     assert release.inspector_url is None
     assert release.failure_reason is not None
@@ -160,7 +153,12 @@ def test_incomplete_release_has_a_failure_reason(rules: dh.Rules) -> None:
 
 def test_empty_release_is_clean(scanner: dh.Scanner) -> None:
     release = scanner.scan_release("p", "1", [])
-    assert (release.verdict, release.score, release.rules_matched, release.inspector_url) == ("clean", 0, [], None)
+    assert (release.verdict, release.score, release.rules_matched, release.inspector_url) == (
+        "clean",
+        0,
+        [],
+        None,
+    )
 
 
 def test_scanner_defaults(rules: dh.Rules) -> None:
@@ -175,7 +173,7 @@ def test_gil_is_released_during_scans(rules: dh.Rules) -> None:
     """A pure-Python thread keeps running while another thread is inside a scan."""
     scanner = dh.Scanner(rules, threads=1)
     # Many small members: a scan long enough for the other thread to get many turns if it can.
-    data = make_zip({f"p/m{i}.txt": b"filler " * 200 for i in range(3000)})
+    data = zip_bytes({f"p/m{i}.txt": b"filler " * 200 for i in range(3000)})
     ticks_during_scan = []
     scanning = threading.Event()
     done = threading.Event()
@@ -197,7 +195,7 @@ def test_gil_is_released_during_scans(rules: dh.Rules) -> None:
 
 
 def test_python_threads_scan_concurrently_with_identical_results(scanner: dh.Scanner) -> None:
-    data = make_tar_gz({f"p/{i}.py": (b"EVIL_MARKER" if i % 7 == 0 else b"ok") for i in range(300)})
+    data = tar_gz_bytes({f"p/{i}.py": (b"EVIL_MARKER" if i % 7 == 0 else b"ok") for i in range(300)})
     results: list[list[str]] = []
 
     def work() -> None:
@@ -235,7 +233,7 @@ def test_load_rules_from_directory_file_and_blob(tmp_path: Path) -> None:
         dh.load_rules([tmp_path / "nope.yar"])
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match="no .yar"):
+    with pytest.raises(FileNotFoundError, match=r"no \.yar"):
         dh.load_rules([empty])
     bad = tmp_path / "bad.yar"
     bad.write_text("rule {")

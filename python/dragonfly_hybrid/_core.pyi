@@ -40,7 +40,10 @@ class Rules:
         """
     @staticmethod
     def deserialize(data: bytes) -> Rules:
-        """Load a blob written by ``serialize``; ``dragonfly_hybrid.errors.RulesFormatError`` if it is not one."""
+        """Load a blob written by ``serialize``.
+
+        Raises ``dragonfly_hybrid.errors.RulesFormatError`` if it is not one.
+        """
     def serialize(self) -> bytes:
         """A blob that ``deserialize`` loads without compiling again (keeps ``hash``)."""
     @property

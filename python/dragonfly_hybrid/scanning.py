@@ -24,9 +24,7 @@ def bundled_rules() -> Rules:
 
 
 def _sources_in_directory(directory: Path) -> dict[str, str]:
-    files = sorted(
-        p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in RULE_SUFFIXES
-    )
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in RULE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no .yar or .yara files under {directory}")
     # Origins are relative to the directory so the rule-set hash does not depend on where it lives.

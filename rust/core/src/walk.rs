@@ -324,6 +324,17 @@ impl<'e> DistScan<'e> {
         false
     }
 
+    /// A member whose header declares more than the member-size limit is not read at all.
+    fn declared_too_large(&self, declared: u64, path: &str, order: &Order) -> bool {
+        let max = self.limits.max_member_size;
+        if declared > max {
+            let message =
+                format!("declares {declared} bytes, over the member-size limit of {max} bytes; not scanned");
+            self.issue(order.clone(), Issue::new(path, IssueKind::MemberTooLarge, message));
+        }
+        declared > max
+    }
+
     /// Read one member's content under the member, total and ratio limits. Returns what could be
     /// read (to be scanned) or `None` when nothing useful was read; every shortfall is an issue.
     fn read_member(
@@ -472,12 +483,7 @@ impl<'e> DistScan<'e> {
             return;
         }
         let (declared, compressed) = (entry.size(), entry.compressed_size());
-        if declared > self.limits.max_member_size {
-            let message = format!(
-                "declares {declared} bytes, over the member-size limit of {} bytes; not scanned",
-                self.limits.max_member_size
-            );
-            self.issue(order, Issue::new(path, IssueKind::MemberTooLarge, message));
+        if self.declared_too_large(declared, &path, &order) {
             return;
         }
         let file = match archive.by_index(index) {
@@ -595,13 +601,7 @@ impl<'e> DistScan<'e> {
                 // Regular, contiguous, sparse and unknown types: content is content, scan it.
                 _ => {}
             }
-            let declared = entry.size();
-            if declared > self.limits.max_member_size {
-                let message = format!(
-                    "declares {declared} bytes, over the member-size limit of {} bytes; not scanned",
-                    self.limits.max_member_size
-                );
-                self.issue(member_order, Issue::new(path, IssueKind::MemberTooLarge, message));
+            if self.declared_too_large(entry.size(), &path, &member_order) {
                 continue;
             }
             let data = self.read_member(&mut entry, &guard, &path, None, &member_order);

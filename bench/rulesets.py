@@ -48,6 +48,7 @@ rule DFH_BENCH_curl_sh {
 rule DFH_BENCH_webhook {
     meta:
         weight = 3
+        filetype = ".py .txt .cfg"
     strings:
         $a = "discord.com/api/webhooks/"
     condition:
@@ -67,6 +68,7 @@ rule DFH_BENCH_elf_mark {
 rule DFH_BENCH_b64decode_anywhere {
     meta:
         weight = 0
+        filetype = ".py .txt"
     strings:
         $a = "b64decode("
     condition:

@@ -5,6 +5,8 @@
  * PowerShell, certutil, mshta, bitsadmin, regsvr32, rundll32) and executables embedded in source.
  */
 
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
 rule dropper_powershell_encoded
 {
     meta:
@@ -14,16 +16,25 @@ rule dropper_powershell_encoded
         filetype = ".py .pyw .pth"
 
     strings:
-        $encoded = /powershell(\.exe)?['"]?[^\n]{0,200}[\s'"]-(e|ec|enc|enco|encodedcommand)['"]?[\s,]{1,4}['"]?[A-Za-z0-9+\/]{16}/ nocase
-        $encoded_var = /powershell(\.exe)?['"]?[^\n]{0,200}[\s'"]-(e|ec|enc|enco|encodedcommand)['"]?\s{0,4},\s{0,4}[a-z_]\w{0,40}\s{0,4}[,\]]/ nocase
-        $cradle = /powershell(\.exe)?['"]?[^\n]{0,400}(DownloadString|DownloadData|Invoke-WebRequest|\biwr\b|Net\.WebClient)[^\n]{0,400}(\bIEX\b|Invoke-Expression)/ nocase
-        $cradle_rev = /powershell(\.exe)?['"]?[^\n]{0,400}(\bIEX\b|Invoke-Expression)[^\n]{0,40}(DownloadString|Invoke-WebRequest|\biwr\b|Net\.WebClient)/ nocase
+        $powershell = /\bpowershell(\.exe)?\b/ nocase
+        // -enc <base64> on one command line, or "-EncodedCommand", variable in an argument list
+        $flag_literal = /[\s'"]-(e|ec|enc|enco|encodedcommand)['"]?[\s,]{1,4}['"]?[A-Za-z0-9+\/]{16}/ nocase
+        $flag_variable = /[\s'"]-(e|ec|enc|enco|encodedcommand)['"]?\s{0,4},\s{0,4}[a-z_]\w{0,40}\s{0,4}[,\]]/ nocase
+        $cradle_download = /(DownloadString|DownloadData|Invoke-WebRequest|\biwr\b|Net\.WebClient)/ nocase
+        $cradle_invoke = /(\bIEX\b|Invoke-Expression)/ nocase
         $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile)\s{0,2}\(/
         $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
         $launch_shellexec = "ShellExecute"
 
     condition:
-        ($encoded or $encoded_var or $cradle or $cradle_rev) and any of ($launch_*)
+        any of ($launch_*) and
+        for any i in (1..#powershell) : (
+            for any of ($flag_*) : ( $ in (@powershell[i]..@powershell[i] + 200) ) or
+            (
+                $cradle_download in (@powershell[i]..@powershell[i] + 400) and
+                $cradle_invoke in (@powershell[i]..@powershell[i] + 400)
+            )
+        )
 }
 
 rule dropper_lolbin_download
@@ -67,7 +78,7 @@ rule dropper_embedded_executable
         $pe_escaped = "MZ\\x90\\x00\\x03\\x00\\x00\\x00\\x04\\x00"
         $elf_escaped = "\\x7fELF\\x02\\x01\\x01"
         $use_decode = /\b(b64decode|decodebytes|fromhex|unhexlify)\s{0,2}\(/
-        $use_write = /\bopen\s{0,2}\([^\n)]{0,200}['"](wb|ab|w\+b|xb)['"]/
+        $use_write = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](wb|ab|xb|wb\+|w\+b)['"]\s{0,2}[,)]/
         $use_write_bytes = /\.\s{0,2}write_bytes\s{0,2}\(/
         $use_run = /\b(os\s{0,2}\.\s{0,2}(startfile|system|chmod)|subprocess\s{0,2}\.\s{0,2}(Popen|call|run)|ctypes)\b/
 

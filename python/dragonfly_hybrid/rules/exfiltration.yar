@@ -5,6 +5,8 @@
  * request-capture services, or beaconed from install-time code (dependency-confusion recon).
  */
 
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
 rule exfil_chat_webhook
 {
     meta:
@@ -19,7 +21,8 @@ rule exfil_chat_webhook
         $webhook_slack = "hooks.slack.com/services/"
         // a webhook or bot token written into the code: the sender owns the channel
         $token_discord = /discord(app)?\.com\/api\/webhooks\/\d{17,20}\/[\w-]{20,100}/
-        $token_telegram = /['"\/]\d{8,12}:AA[\w-]{30,40}['"\/]/
+        // <bot id>:AA<secret>; the digit before the colon is checked in the condition (cheaper than \d atoms)
+        $bot_secret_telegram = /:AA[\w-]{30,40}['"\/]/
         $token_slack = /hooks\.slack\.com\/services\/T[A-Z0-9]{8,12}\/B[A-Z0-9]{8,12}\/[A-Za-z0-9]{20,32}/
         $data_user = /\b(getpass\s{0,2}\.\s{0,2}getuser|os\s{0,2}\.\s{0,2}getlogin)\s{0,2}\(/
         $data_host = /\b(gethostname|platform\s{0,2}\.\s{0,2}node|getfqdn)\s{0,2}\(/
@@ -35,7 +38,14 @@ rule exfil_chat_webhook
     condition:
         any of ($webhook_*) and (
             2 of ($data_*) or
-            (any of ($token_*) and any of ($data_*))
+            (
+                (
+                    any of ($token_*) or
+                    for any i in (1..#bot_secret_telegram) : (
+                        uint8(@bot_secret_telegram[i] - 1) >= 0x30 and uint8(@bot_secret_telegram[i] - 1) <= 0x39
+                    )
+                ) and any of ($data_*)
+            )
         )
 }
 

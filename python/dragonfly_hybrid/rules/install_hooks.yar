@@ -80,6 +80,8 @@ rule install_download_exec
         )
 }
 
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
 rule install_pth_code_exec
 {
     meta:
@@ -89,13 +91,22 @@ rule install_pth_code_exec
         filetype = ".pth"
 
     strings:
-        // site.py executes .pth lines that start with "import"; legitimate ones only set up import hooks
-        $import_line = /(^|\n)import[ \t][^\n]{0,4000}(b64decode|base64|decompress|marshal|fromhex|unhexlify|codecs\.decode|subprocess|os\.system|os\.popen|Popen|startfile|urlopen|urllib|socket|requests|http\.client)/
+        // site.py executes the .pth lines that start with "import"; legitimate ones only set up import hooks
+        $import_line = /(^|\n)import[ \t]/
+        $use_decoder = /\b(b64decode|b32decode|b85decode|decompress|fromhex|unhexlify|marshal\.loads|codecs\.decode)\s{0,2}\(/
+        $use_module = /\b(base64|marshal|zlib|subprocess|socket|urllib|requests|http\.client)\s{0,2}\.\s{0,2}[a-zA-Z_]/
+        $use_dynamic = /__import__\s{0,2}\(\s{0,2}['"](base64|marshal|zlib|codecs|subprocess|socket|urllib|requests)/
+        $use_os = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|exec[lv]p?e?|spawn[lv]p?e?)\s{0,2}\(/
+        $use_call = /\b(Popen|urlopen|urlretrieve)\s{0,2}\(/
 
     condition:
-        $import_line
+        for any i in (1..#import_line) : (
+            for any of ($use_*) : ( $ in (@import_line[i]..@import_line[i] + 2000) )
+        )
 }
 
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
 rule install_shell_downloader
 {
     meta:
@@ -105,11 +116,15 @@ rule install_shell_downloader
         filetype = ".py .pyw .pth"
 
     strings:
-        $pipe_shell = /\b(curl|wget)\s[^\n'"]{0,200}\|\s{0,3}(sudo\s{1,4})?(ba|z|da|k)?sh\b/
-        $chmod = /\b(curl|wget)\s[^\n'"]{0,200}(&&|;)\s{0,3}chmod\s{1,4}(\+x|[0-7]{3,4})\b/
+        $fetcher = /\b(curl|wget)\s{1,4}-{0,2}[\w:]/
+        $pipe_shell = /\|\s{0,3}(sudo\s{1,4})?(ba|z|da|k)?sh\b/
+        $chmod = /(&&|;)\s{0,3}chmod\s{1,4}(\+x|[0-7]{3,4})\b/
         $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen)\s{0,2}\(/
         $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
 
     condition:
-        ($pipe_shell or $chmod) and any of ($launch_*)
+        any of ($launch_*) and (
+            for any i in (1..#pipe_shell) : ( $fetcher in (@pipe_shell[i] - 200..@pipe_shell[i]) ) or
+            for any i in (1..#chmod) : ( $fetcher in (@chmod[i] - 200..@chmod[i]) )
+        )
 }

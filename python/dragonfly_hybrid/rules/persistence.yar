@@ -34,13 +34,15 @@ rule persistence_startup_folder
         $startup_path = /Start Menu['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}Programs['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}Startup/ nocase
         $startup_shell = "shell:startup" nocase
         $write_copy = /\bshutil\s{0,2}\.\s{0,2}(copy|copy2|copyfile|move)\s{0,2}\(/
-        $write_open = /\bopen\s{0,2}\([^\n)]{0,200}['"][wa]b?['"]/
+        $write_mode = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](w|a|wb|ab|wt|at|w\+|a\+)['"]\s{0,2}[,)]/
         $write_text = /\.\s{0,2}write_(text|bytes)\s{0,2}\(/
 
     condition:
         ($startup_path or $startup_shell) and any of ($write_*)
 }
 
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
 rule persistence_cron_job
 {
     meta:
@@ -50,19 +52,29 @@ rule persistence_cron_job
         filetype = ".py .pyw .pth"
 
     strings:
-        $crontab_pipe = /crontab\s{1,4}-l[^\n]{0,200}\|\s{0,4}crontab\s{1,4}-/
-        $crontab_echo = /\becho\s[^\n]{0,300}\|\s{0,4}crontab\b/
-        $cron_reboot = /@reboot\s{1,8}[^\n'"]{0,200}(python|curl|wget|sh|bash|nohup|\/tmp\/|~\/)/
+        $pipe_crontab = /\|\s{0,4}crontab\s{1,4}-(\s|['"]|$)/
+        $crontab_list = /crontab\s{1,4}-l\b/
+        $echo = /\becho\s/
+        $cron_reboot = /@reboot\s/
         $cron_dir = /\/(etc\/cron\.(d|hourly|daily)|var\/spool\/cron)\//
         $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen)\s{0,2}\(/
         $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
-        $write_open = /\bopen\s{0,2}\([^\n)]{0,200}['"][wa]b?['"]/
+        $write_mode = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](w|a|wt|at|w\+|a\+)['"]\s{0,2}[,)]/
 
     condition:
-        (($crontab_pipe or $crontab_echo or $cron_reboot) and any of ($launch_*)) or
-        ($cron_dir and $write_open and ($cron_reboot or any of ($launch_*)))
+        // (crontab -l; echo "...") | crontab -   or   echo "..." | crontab -
+        (
+            any of ($launch_*) and
+            for any i in (1..#pipe_crontab) : (
+                $crontab_list in (@pipe_crontab[i] - 200..@pipe_crontab[i]) or
+                $echo in (@pipe_crontab[i] - 300..@pipe_crontab[i])
+            )
+        ) or
+        ($cron_dir and $write_mode and ($cron_reboot or any of ($launch_*)))
 }
 
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
 rule persistence_systemd_unit
 {
     meta:
@@ -75,12 +87,15 @@ rule persistence_systemd_unit
         $user_dir = /\.config['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}systemd['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}user/
         $system_dir = /\/(etc|lib|usr\/lib)\/systemd\/system/
         $exec_start = "ExecStart="
-        // a unit that starts this interpreter or a file hidden in a dot directory, /tmp or /dev/shm
-        $exec_start_suspicious = /ExecStart=[^\n]{0,200}(\{sys\.executable\}|\{__file__\}|\/tmp\/|\/dev\/shm\/|\/\.[\w-]{1,40}\/)/
+        // what a unit of a system directory must start to count: this interpreter, or a hidden or temporary file
+        $target = /(\{sys\.executable\}|\{__file__\}|\/tmp\/|\/dev\/shm\/|\/\.[\w-]{1,40}\/)/
         $enable = /systemctl['"]?\s{0,2},?\s{0,2}(['"]--user['"]\s{0,2},\s{0,2}|--user\s{1,4})?['"]?(enable|daemon-reload)/
 
     condition:
-        $exec_start and $enable and ($user_dir or ($system_dir and $exec_start_suspicious))
+        $exec_start and $enable and (
+            $user_dir or
+            ($system_dir and for any i in (1..#exec_start) : ( $target in (@exec_start[i]..@exec_start[i] + 200) ))
+        )
 }
 
 rule persistence_launch_agent
@@ -97,7 +112,7 @@ rule persistence_launch_agent
         $program = "ProgramArguments"
         $launchctl = /launchctl['"]?\s{0,2},?\s{0,2}['"]?(load|bootstrap)/
         $write_plistlib = /\bplistlib\s{0,2}\.\s{0,2}(dump|writePlist)\s{0,2}\(/
-        $write_open = /\bopen\s{0,2}\([^\n)]{0,200}['"][wa]b?['"]/
+        $write_mode = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](w|a|wb|ab|wt|at|w\+|a\+)['"]\s{0,2}[,)]/
         $write_text = /\.\s{0,2}write_(text|bytes)\s{0,2}\(/
 
     condition:
@@ -115,9 +130,9 @@ rule persistence_ssh_authorized_keys
     strings:
         $authorized_keys = "authorized_keys"
         $key = /(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp256) AAAA[0-9A-Za-z+\/]{20}/
-        $append_open = /\bopen\s{0,2}\([^\n)]{0,200}['"]a\+?b?['"]/
-        $append_echo = /echo\s[^\n]{0,800}>>\s{0,4}[^\n'"]{0,100}authorized_keys/
+        $append_mode = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](a|ab|at|a\+)['"]\s{0,2}[,)]/
+        $append_redirect = />>\s{0,4}[^\n'"]{0,60}authorized_keys/
 
     condition:
-        $authorized_keys and $key and ($append_open or $append_echo)
+        $authorized_keys and $key and ($append_mode or $append_redirect)
 }

@@ -38,8 +38,8 @@ rule shells_dev_tcp_netcat
         $dev_tcp = "/dev/tcp/"
         // sh <&196 >&196 2>&196 after exec 196<>/dev/tcp/...: a shell reading from the socket descriptor
         $fd_shell = /\b(ba|z)?sh\s{1,4}<&\s{0,2}\d{1,3}\s{1,4}>&\s{0,2}\d{1,3}/
-        $netcat_exec = /\b(nc|ncat|netcat)(\.exe)?\s[^\n'"]{0,100}\s-(e|c)\s{1,4}(\/bin\/(ba|z)?sh|cmd(\.exe)?)\b/
-        $mkfifo = /mkfifo\s{1,4}\/tmp\/\w{1,20}\s{0,4};[^\n'"]{0,80}\b(nc|ncat|netcat)\s/
+        $netcat_exec = /\b(nc|ncat|netcat)(\.exe)?\s[^\n'"]{0,60}\s-(e|c)\s{1,4}(\/bin\/(ba|z)?sh|cmd(\.exe)?)\b/
+        $mkfifo = /mkfifo\s{1,4}\/tmp\/\w{1,20}\s{0,4};[^\n'";]{0,40};[^\n'";]{0,40}\b(nc|ncat|netcat)\s/
 
     condition:
         $dev_tcp_interactive or $dev_tcp_redirect or ($dev_tcp and $fd_shell) or $netcat_exec or $mkfifo

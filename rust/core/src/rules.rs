@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) infos: Vec<Arc<RuleInfo>>,
     /// namespace -> identifier -> position in `infos`.
     pub(crate) index: HashMap<String, HashMap<String, usize>>,
+    /// Every `filetype` suffix of the set, or `None` when some rule counts for every file.
+    suffixes: Option<Vec<String>>,
     hash: String,
 }
 
@@ -157,11 +159,19 @@ fn rule_infos(rules: &yara_x::Rules) -> Vec<Arc<RuleInfo>> {
 impl RuleSet {
     fn from_parts(rules: yara_x::Rules, hash: String) -> Self {
         let infos = rule_infos(&rules);
+        let suffixes = if infos.iter().all(|info| !info.filetypes.is_empty()) {
+            let mut all: Vec<String> = infos.iter().flat_map(|info| info.filetypes.iter().cloned()).collect();
+            all.sort_unstable();
+            all.dedup();
+            Some(all)
+        } else {
+            None
+        };
         let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
         for (i, info) in infos.iter().enumerate() {
             index.entry(info.namespace.clone()).or_default().insert(info.identifier.clone(), i);
         }
-        Self { inner: Arc::new(Inner { rules, infos, index, hash }) }
+        Self { inner: Arc::new(Inner { rules, infos, index, suffixes, hash }) }
     }
 
     /// Compile `(origin, source)` pairs together in one namespace, as the Dragonfly mainframe
@@ -263,6 +273,12 @@ impl RuleSet {
 
     pub(crate) fn index_of(&self, namespace: &str, identifier: &str) -> Option<usize> {
         self.inner.index.get(namespace)?.get(identifier).copied()
+    }
+
+    /// Whether any rule can count for a file at `path`. When every rule has a `filetype` and none
+    /// fits, scanning the file cannot change any result, so it is skipped.
+    pub fn may_apply(&self, path: &str) -> bool {
+        self.inner.suffixes.as_ref().is_none_or(|all| all.iter().any(|suffix| path.ends_with(suffix.as_str())))
     }
 
     /// Same compiled object (not merely equal sources).

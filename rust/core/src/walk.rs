@@ -713,6 +713,13 @@ impl<'e> DistScan<'e> {
 
     /// Scan bytes as one file and record its matches or its failure.
     fn scan_blob(&self, order: Order, path: String, data: &[u8]) {
+        if !self.engine.rules().may_apply(&path) {
+            // No rule can count for this file (all have a `filetype` that does not fit): its
+            // content is covered without running YARA-X.
+            self.files_scanned.fetch_add(1, Ordering::Relaxed);
+            self.bytes_scanned.fetch_add(data.len() as u64, Ordering::Relaxed);
+            return;
+        }
         let hash = sha256(data);
         match self.engine.scan_content(&hash, data) {
             ScanOutcome::Hits(raw) => {

@@ -83,3 +83,18 @@ fn hash_is_stable_and_order_independent() {
             .unwrap();
     assert_ne!(a.hash(), c.hash());
 }
+
+#[test]
+fn files_no_rule_can_count_for_are_known() {
+    let typed = RuleSet::compile([(
+        "a.yar",
+        r#"rule a { meta: filetype = ".py .pth" condition: true } rule b { meta: filetype = "setup.py" condition: true }"#,
+    )])
+    .unwrap();
+    assert!(typed.may_apply("pkg/x.py") && typed.may_apply("x.pth") && typed.may_apply("setup.py"));
+    assert!(!typed.may_apply("pkg/data.json") && !typed.may_apply("pkg/x.pyc"));
+    let untyped =
+        RuleSet::compile([("a.yar", r#"rule a { meta: filetype = ".py" condition: true } rule b { condition: true }"#)])
+            .unwrap();
+    assert!(untyped.may_apply("pkg/data.json"));
+}

@@ -315,3 +315,20 @@ fn scan_timeout_is_an_issue_and_other_files_still_scan() {
     assert_eq!(paths(&report), vec!["p/q.py"]);
     assert!(!report.complete());
 }
+
+#[test]
+fn files_no_rule_applies_to_are_covered_without_scanning() {
+    let typed = dragonfly_core::RuleSet::compile([(
+        "t.yar",
+        r#"rule py { meta: weight = 2 filetype = ".py" strings: $a = "MARK" condition: $a }"#,
+    )])
+    .unwrap();
+    let engine = dragonfly_core::Engine::new(typed, Limits::default(), Some(2)).unwrap();
+    let inner = zip(&[("inner.py", b"MARK")]);
+    let data = tar_gz(&[("p/a.py", b"MARK"), ("p/data.json", b"MARK"), ("p/nested.zip", &inner)]);
+    let report = scan(&engine, "p.tar.gz", &data);
+    // The .json cannot count for any rule; the nested zip is still opened.
+    assert_eq!(paths(&report), vec!["p/a.py", "p/nested.zip!/inner.py"]);
+    assert_eq!(report.files_scanned, 4);
+    assert!(report.complete());
+}

@@ -1,0 +1,328 @@
+"""Node configuration: the reference node's ``DRAGONFLY_*`` variables (same names, same defaults) plus ours.
+
+Sources, highest priority first: explicit overrides (CLI flags) > environment variables > a ``.env`` file >
+a TOML file (``load_settings(config_file=...)`` or the path in ``DRAGONFLY_CONFIG``) > defaults. In the TOML
+file keys are the lower-case setting names without the prefix (``bulk_size = 20``); an unknown key is an
+error, so a typo cannot silently leave a default in place.
+
+Every invalid value fails at start-up with a :class:`ConfigError` holding one line per problem, each naming
+the environment variable (``DRAGONFLY_BULK_SIZE: Input should be greater than or equal to 1``). Values are
+never echoed, so a misplaced secret cannot leak through an error message. Secrets are ``SecretStr``: they
+show as ``**********`` in reprs and as ``********`` in :meth:`NodeSettings.masked`.
+
+Credentials are only required by what needs them: :meth:`NodeSettings.auth_scheme` raises when the node
+cannot authenticate, while ``dragonfly-hybrid scan`` never asks.
+
+The current reference node names the Cloudflare Access service token ``DRAGONFLY_CF_ACCESS_CLIENT_ID`` /
+``DRAGONFLY_CF_ACCESS_CLIENT_SECRET``; those names are accepted as alternatives of ``DRAGONFLY_CLIENT_ID`` /
+``DRAGONFLY_CLIENT_SECRET`` (and ``cf_access_client_id`` / ``cf_access_client_secret`` in TOML).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from dragonfly_hybrid._core import Limits
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "DRAGONFLY_"
+CONFIG_ENV_VAR = "DRAGONFLY_CONFIG"
+"""Environment variable holding the path of the TOML configuration file."""
+MASK = "********"
+
+AuthScheme = Literal["cloudflare", "auth0"]
+
+_DEFAULT_LIMITS = Limits()
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+_TOML_ALIASES = {"cf_access_client_id": "client_id", "cf_access_client_secret": "client_secret"}
+_OFF = ("", "0", "off", "none", "false", "no")
+
+logger = logging.getLogger(__name__)
+
+# Values read from the TOML file by ``load_settings``, handed to ``settings_customise_sources`` (a classmethod
+# with no access to constructor arguments). A ContextVar keeps concurrent loads in threads independent.
+_toml_values: contextvars.ContextVar[Mapping[str, object] | None] = contextvars.ContextVar(
+    "dragonfly_hybrid_toml_values", default=None
+)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid or incomplete; the message names every offending variable."""
+
+
+def env_var(field: str) -> str:
+    """The environment variable that sets ``field`` (``bulk_size`` -> ``DRAGONFLY_BULK_SIZE``)."""
+    name = field.upper()
+    return name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (affinity-aware where the platform says), at least 1."""
+    counter = getattr(os, "process_cpu_count", None)  # Python >= 3.13
+    if counter is not None:
+        return int(counter() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def default_rules_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/dragonfly-hybrid/rules``, by default ``~/.cache/dragonfly-hybrid/rules``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dragonfly-hybrid" / "rules"
+
+
+def _secret_is_set(secret: SecretStr | None) -> bool:
+    return secret is not None and secret.get_secret_value() != ""
+
+
+class NodeSettings(BaseSettings):
+    """Settings of the scanning node. Build with :func:`load_settings` to include the TOML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # The reference node's variables, with its defaults.
+    base_url: str = "https://dragonfly.vipyrsec.com"
+    client_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DRAGONFLY_CLIENT_ID", "DRAGONFLY_CF_ACCESS_CLIENT_ID"),
+    )
+    client_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DRAGONFLY_CLIENT_SECRET", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET"),
+    )
+    auth0_domain: str = "vipyrsec.us.auth0.com"
+    audience: str = "https://dragonfly.vipyrsec.com"
+    username: str | None = None
+    password: SecretStr | None = None
+    threads: int = Field(default_factory=available_cores, ge=1)
+    load_duration: float = Field(default=60.0, ge=0)
+    bulk_size: int = Field(default=20, ge=1)
+    max_scan_size: int = Field(default=128_000_000, ge=1)
+
+    # Ours.
+    job_timeout: float = Field(default=120.0, gt=0)
+    max_member_size: int = Field(default=_DEFAULT_LIMITS.max_member_size, ge=1)
+    max_total_size: int = Field(default=_DEFAULT_LIMITS.max_total_size, ge=1)
+    max_members: int = Field(default=_DEFAULT_LIMITS.max_members, ge=1)
+    max_ratio: int = Field(default=_DEFAULT_LIMITS.max_ratio, ge=1)
+    max_depth: int = Field(default=_DEFAULT_LIMITS.max_depth, ge=0)
+    scan_timeout: float = Field(default=_DEFAULT_LIMITS.timeout, gt=0)
+    download_concurrency: int = Field(default=8, ge=1)
+    submit_concurrency: int = Field(default=4, ge=1)
+    grace_period: float = Field(default=60.0, ge=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=9100, ge=1, le=65535)
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    rules_cache_dir: Path = Field(default_factory=default_rules_cache_dir)
+    http_timeout: float = Field(default=30.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = InitSettingsSource(settings_cls, init_kwargs=dict(_toml_values.get() or {}))
+        return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("auth0_domain")
+    @classmethod
+    def _check_domain(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("audience", "metrics_host")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _port_off(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip().lower() in _OFF) or value == 0:
+            return None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _check_log_level(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        level = value.strip().upper()
+        level = "WARNING" if level == "WARN" else level
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @field_validator("rules_cache_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    def auth_scheme(self) -> AuthScheme:
+        """How the node logs in: ``"auth0"`` when a user name or password is configured (the password
+        grant, which also needs the client id and secret), else ``"cloudflare"`` (service token).
+
+        Raises ConfigError naming the variables that are missing.
+        """
+        has = {
+            "client_id": bool(self.client_id),
+            "client_secret": _secret_is_set(self.client_secret),
+            "username": bool(self.username),
+            "password": _secret_is_set(self.password),
+        }
+        if has["username"] or has["password"]:
+            scheme: AuthScheme = "auth0"
+            needed: tuple[str, ...] = ("client_id", "client_secret", "username", "password")
+        elif has["client_id"] or has["client_secret"]:
+            scheme = "cloudflare"
+            needed = ("client_id", "client_secret")
+        else:
+            raise ConfigError(
+                "no mainframe credentials: set DRAGONFLY_CLIENT_ID and DRAGONFLY_CLIENT_SECRET (Cloudflare "
+                "Access service token), plus DRAGONFLY_USERNAME and DRAGONFLY_PASSWORD for the Auth0 "
+                "password grant"
+            )
+        missing = [env_var(name) for name in needed if not has[name]]
+        if missing:
+            raise ConfigError(f"{scheme} authentication needs {', '.join(missing)} (not set or empty)")
+        return scheme
+
+    def auth0_token_url(self) -> str:
+        """``https://{auth0_domain}/oauth/token``; a domain given with a scheme keeps it (tests use http)."""
+        domain = self.auth0_domain
+        origin = domain if "://" in domain else f"https://{domain}"
+        return f"{origin}/oauth/token"
+
+    def limits(self) -> Limits:
+        """The scanner's hostile-input limits from these settings."""
+        return Limits(
+            max_member_size=self.max_member_size,
+            max_total_size=self.max_total_size,
+            max_members=self.max_members,
+            max_ratio=self.max_ratio,
+            max_depth=self.max_depth,
+            timeout=self.scan_timeout,
+        )
+
+    def masked(self) -> dict[str, object]:
+        """Every setting by name, secrets replaced by ``"********"`` (None when unset); safe to print."""
+        shown: dict[str, object] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown[name] = MASK if value.get_secret_value() else None
+            elif isinstance(value, Path):
+                shown[name] = str(value)
+            else:
+                shown[name] = value
+        return shown
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """``DRAGONFLY_X: message`` for one pydantic error (the input value is deliberately left out)."""
+    loc = error.get("loc") or ("?",)
+    field = str(loc[0])
+    where = env_var(field)
+    if len(loc) > 1:
+        where += "." + ".".join(str(part) for part in loc[1:])
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{CONFIG_ENV_VAR}: configuration file {path} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"{CONFIG_ENV_VAR}: cannot read {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{CONFIG_ENV_VAR}: {path} is not valid TOML: {err}") from None
+    values = {_TOML_ALIASES.get(key.lower(), key.lower()): value for key, value in data.items()}
+    unknown = sorted(set(values) - set(NodeSettings.model_fields))
+    if unknown:
+        raise ConfigError(f"{CONFIG_ENV_VAR}: unknown setting(s) in {path}: {', '.join(unknown)}")
+    return values
+
+
+def _toml_path(config_file: Path | str | None) -> Path | None:
+    if config_file is not None:
+        return Path(config_file).expanduser()
+    from_env = os.environ.get(CONFIG_ENV_VAR, "").strip()
+    return Path(from_env).expanduser() if from_env else None
+
+
+def load_settings(
+    config_file: Path | str | None = None,
+    overrides: Mapping[str, object] | None = None,
+    *,
+    env_file: Path | str | None = ".env",
+) -> NodeSettings:
+    """Build the node settings from every source (see the module docstring for the precedence).
+
+    ``overrides`` maps setting names to values (CLI flags); entries whose value is None are ignored (a
+    flag that was not given). ``env_file`` is the ``.env`` file to read (None: none). Raises ConfigError.
+    """
+    given: dict[str, Any] = {key: value for key, value in (overrides or {}).items() if value is not None}
+    unknown = sorted(set(given) - set(NodeSettings.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    path = _toml_path(config_file)
+    token = _toml_values.set(_read_toml(path) if path is not None else {})
+    try:
+        return NodeSettings(_env_file=env_file, **given)  # type: ignore[call-arg]
+    except ValidationError as err:
+        problems = [_describe(e) for e in err.errors(include_input=False, include_url=False)]
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None
+    except SettingsError as err:
+        raise ConfigError(f"invalid configuration: {err}") from None
+    finally:
+        _toml_values.reset(token)

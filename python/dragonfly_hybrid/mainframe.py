@@ -1,0 +1,755 @@
+"""Asynchronous client of the Dragonfly mainframe API (the contract in ``shared/dragonfly-api.md``).
+
+Authentication is chosen by :meth:`NodeSettings.auth_scheme`:
+
+* **Cloudflare Access service token**: ``GET {base}/`` with ``CF-Access-Client-Id`` / ``-Secret`` headers;
+  the ``CF_Authorization`` cookie it sets is sent on every call. The cookie's JWT ``exp`` (read without
+  verifying) decides when to log in again, ``refresh_margin`` seconds early. A token without a readable
+  ``exp`` is assumed to last :data:`DEFAULT_SESSION_LIFETIME` (a warning is logged; the 401 path covers a
+  wrong guess). A login answered 2xx without the cookie (no Cloudflare in front) falls back to sending the
+  two headers on every call, which the contract allows.
+* **Auth0 password grant**: ``POST https://{auth0_domain}/oauth/token``; ``Authorization: Bearer``, renewed
+  ``refresh_margin`` seconds before ``expires_in`` runs out.
+
+Either way, a 401/403 answer makes the client log in again once and repeat the call once. Only one login
+runs at a time: concurrent callers wait for it and share its result. Failed logins back off exponentially
+with full jitter (capped). The very first login (start-up) gives up after ``login_attempts`` tries with
+:class:`AuthError`; once the node has logged in, a later login keeps retrying for as long as it takes.
+
+Retries of the calls themselves:
+
+* ``GET /`` and ``GET /rules`` are idempotent: 5xx, 429, persistent 401/403, timeouts and network errors
+  are retried with backoff (``retries`` times), then :class:`MainframeError`.
+* ``PUT /package`` is retried the same way until the caller's ``deadline`` (``time.monotonic()``), or
+  ``retries`` times without one. 409 means the lease is lost (:attr:`SubmitOutcome.LEASE_LOST`, never
+  retried); 404 and 422/other 4xx are final outcomes too. A 409 after an earlier attempt whose answer was
+  lost (dropped connection, 5xx) may mean that attempt landed: it is logged as such.
+* ``POST /jobs`` is **not** idempotent (each call leases jobs). It is retried only when the request cannot
+  have reached the server (connect errors, connect/pool timeouts). After a read timeout, a dropped
+  connection or a 5xx the claim may have happened server-side, but the answer is lost: ``claim_jobs``
+  returns ``[]`` and the caller simply claims again on its next iteration. The leases of the lost claim
+  expire on the server after ``JOB_TIMEOUT`` and the jobs are handed out again (with ``attempt + 1``).
+
+Secrets (client secret, password, cookies, tokens) never appear in logs, exception messages or reprs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import enum
+import importlib.util
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+import httpx
+
+from dragonfly_hybrid import __version__
+from dragonfly_hybrid.config import NodeSettings
+from dragonfly_hybrid.pypi import redact_url
+
+logger = logging.getLogger(__name__)
+
+CF_COOKIE = "CF_Authorization"
+DEFAULT_SESSION_LIFETIME = 300.0
+"""Seconds a session is assumed to last when its token says nothing usable about its expiry."""
+DEFAULT_REFRESH_MARGIN = 60.0
+"""Seconds before a token's expiry at which the client logs in again."""
+MIN_SESSION_REUSE = 1.0
+"""A fresh session is reused for at least this long, whatever its token claims (never a login per call)."""
+
+_HAS_H2 = importlib.util.find_spec("h2") is not None
+_DETAIL_LIMIT = 300
+_MIN_LAST_TRY = 0.1
+_T = TypeVar("_T")
+
+HttpErrorHook = Callable[[str], None]
+"""Called with a short error kind: ``connect``, ``timeout``, ``network``, ``5xx``, ``401``, ``403``,
+``404``, ``409``, ``422``, ``429``, ``4xx`` (other), ``login`` (a failed login attempt)."""
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed job: scan every distribution of ``name==version`` with the rules of ``hash``."""
+
+    name: str
+    version: str
+    distributions: list[str]
+    hash: str
+    attempt: int
+    assignment_id: str
+
+
+@dataclass(frozen=True)
+class RulesPayload:
+    """The mainframe's rule set: the rules repository commit and ``rule name -> YARA source``."""
+
+    hash: str
+    rules: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SuccessBody:
+    """A scan result (``PUT /package`` success body)."""
+
+    name: str
+    version: str
+    score: int
+    inspector_url: str | None
+    rules_matched: list[str]
+    commit: str
+    attempt: int
+    assignment_id: str
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FailureBody:
+    """A terminal failure (``PUT /package`` failure body): the server never retries the job."""
+
+    name: str
+    version: str
+    reason: str
+    attempt: int
+    assignment_id: str
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class SubmitOutcome(enum.Enum):
+    """How the mainframe took a submitted result."""
+
+    ACCEPTED = "accepted"
+    """2xx: recorded."""
+    LEASE_LOST = "lease_lost"
+    """409: already finished, dead-lettered, or the lease is no longer this node's. Never retried."""
+    NOT_FOUND = "not_found"
+    """404: the server does not know the release."""
+    REJECTED = "rejected"
+    """422 or another 4xx: the body was refused (the server's detail is logged)."""
+
+
+class MainframeError(Exception):
+    """A mainframe call failed (after retries). Messages never contain secrets."""
+
+
+class AuthError(MainframeError):
+    """Logging in failed at start-up (after backing off ``login_attempts`` times): fatal."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter.
+
+    Retry ``n`` (counted from 0) waits ``uniform(0, min(cap, base * 2**n))`` seconds.
+    """
+
+    base: float = 1.0
+    cap: float = 60.0
+
+    def ceiling(self, retry: int) -> float:
+        return float(min(self.cap, self.base * 2 ** min(retry, 32)))
+
+    def delay(self, retry: int) -> float:
+        return random.uniform(0.0, self.ceiling(retry))
+
+
+DEFAULT_RETRY_BACKOFF = Backoff(0.5, 30.0)
+"""Backoff between retries of a call: 0.5 s doubling, capped at 30 s (full jitter)."""
+DEFAULT_LOGIN_BACKOFF = Backoff(1.0, 60.0)
+"""Backoff between failed logins: 1 s doubling, capped at 60 s (full jitter)."""
+
+
+# ---------------------------------------------------------------------------------------------- tokens
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim (unix seconds) of a JWT, read without verifying it; None when unreadable."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        return None
+    return float(exp)
+
+
+def refresh_delay(lifetime: float, margin: float) -> float:
+    """Seconds until a session valid for ``lifetime`` seconds should be renewed.
+
+    ``margin`` seconds early, or halfway through a lifetime shorter than twice the margin; never sooner than
+    :data:`MIN_SESSION_REUSE`.
+    """
+    usable = lifetime - margin if lifetime > 2 * margin else lifetime / 2
+    return max(usable, MIN_SESSION_REUSE)
+
+
+@dataclass(frozen=True)
+class _Session:
+    headers: dict[str, str] = field(repr=False)
+    refresh_at: float
+    """``time.monotonic()`` after which the session is renewed before use."""
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.refresh_at
+
+
+class _LoginFailed(Exception):
+    """One login attempt failed; the message is safe to log."""
+
+
+class _Authenticator(Protocol):
+    scheme: str
+
+    async def login(self, http: httpx.AsyncClient, margin: float) -> _Session: ...
+
+
+def _session(headers: dict[str, str], lifetime: float, margin: float) -> _Session:
+    return _Session(headers=headers, refresh_at=time.monotonic() + refresh_delay(lifetime, margin))
+
+
+def _cookie(response: httpx.Response, name: str) -> str | None:
+    for header in response.headers.get_list("set-cookie"):
+        key, _, value = header.split(";", 1)[0].partition("=")
+        if key.strip() == name and value.strip():
+            return value.strip().strip('"')
+    return None
+
+
+def _token_lifetime(token: str) -> float:
+    exp = jwt_expiry(token)
+    if exp is None:
+        logger.warning(
+            "the %s cookie has no readable exp claim; assuming it lasts %.0f s",
+            CF_COOKIE,
+            DEFAULT_SESSION_LIFETIME,
+        )
+        return DEFAULT_SESSION_LIFETIME
+    lifetime = exp - time.time()
+    if lifetime <= 0:
+        logger.warning(
+            "the %s cookie expired %.0f s ago by the local clock (clock skew?); assuming it lasts %.0f s",
+            CF_COOKIE,
+            -lifetime,
+            DEFAULT_SESSION_LIFETIME,
+        )
+        return DEFAULT_SESSION_LIFETIME
+    return lifetime
+
+
+class _Cloudflare:
+    scheme = "cloudflare"
+
+    def __init__(self, settings: NodeSettings) -> None:
+        assert settings.client_id is not None and settings.client_secret is not None
+        self._url = settings.base_url + "/"
+        self._headers = {
+            "CF-Access-Client-Id": settings.client_id,
+            "CF-Access-Client-Secret": settings.client_secret.get_secret_value(),
+        }
+
+    async def login(self, http: httpx.AsyncClient, margin: float) -> _Session:
+        response = await http.get(self._url, headers=self._headers)
+        if not response.is_success:
+            raise _LoginFailed(f"Cloudflare Access login answered HTTP {response.status_code}")
+        http.cookies.delete(CF_COOKIE)  # sent explicitly per request; never from the shared jar
+        token = _cookie(response, CF_COOKIE)
+        if token is None:
+            logger.warning(
+                "login answered HTTP %s without a %s cookie (no Cloudflare Access in front?); sending the "
+                "service token headers on every call",
+                response.status_code,
+                CF_COOKIE,
+            )
+            return _session(dict(self._headers), DEFAULT_SESSION_LIFETIME, margin)
+        return _session({"Cookie": f"{CF_COOKIE}={token}"}, _token_lifetime(token), margin)
+
+
+class _Auth0:
+    scheme = "auth0"
+
+    def __init__(self, settings: NodeSettings) -> None:
+        assert settings.client_secret is not None and settings.password is not None
+        self._url = settings.auth0_token_url()
+        self._body = {
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret.get_secret_value(),
+            "audience": settings.audience,
+            "grant_type": "password",
+            "username": settings.username,
+            "password": settings.password.get_secret_value(),
+        }
+
+    async def login(self, http: httpx.AsyncClient, margin: float) -> _Session:
+        response = await http.post(self._url, json=self._body)
+        if not response.is_success:
+            raise _LoginFailed(
+                f"Auth0 token endpoint answered HTTP {response.status_code}{_auth0_error(response)}"
+            )
+        try:
+            data = response.json()
+            token = data["access_token"]
+            lifetime = data.get("expires_in", DEFAULT_SESSION_LIFETIME)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise _LoginFailed("Auth0 token endpoint gave an answer without access_token") from None
+        if not isinstance(token, str) or not token:
+            raise _LoginFailed("Auth0 token endpoint gave an empty access_token")
+        if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
+            lifetime = DEFAULT_SESSION_LIFETIME
+        return _session({"Authorization": f"Bearer {token}"}, float(lifetime), margin)
+
+
+def _auth0_error(response: httpx.Response) -> str:
+    """`` (error: description)`` from an OAuth error answer (these never echo the credentials)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(data, dict) or not isinstance(data.get("error"), str):
+        return ""
+    description = data.get("error_description")
+    text = data["error"] + (f": {description}" if isinstance(description, str) else "")
+    return f" ({text[:_DETAIL_LIMIT]})"
+
+
+def _authenticator(settings: NodeSettings) -> _Authenticator:
+    if settings.auth_scheme() == "auth0":
+        return _Auth0(settings)
+    return _Cloudflare(settings)
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+
+def _kind(err: httpx.TransportError) -> str:
+    if isinstance(err, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(err, httpx.ConnectError):
+        return "connect"
+    return "network"
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _never_sent(err: httpx.TransportError) -> bool:
+    """The request provably did not reach the server (so even a non-idempotent call may be repeated)."""
+    return isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+def _transient(response: httpx.Response) -> bool:
+    return response.status_code >= 500 or response.status_code in (401, 403, 408, 429)
+
+
+def _detail(response: httpx.Response) -> str:
+    """The server's explanation of an error answer, shortened."""
+    try:
+        data = response.json()
+        detail = data.get("detail", data) if isinstance(data, dict) else data
+        text = detail if isinstance(detail, str) else json.dumps(detail)
+    except ValueError:
+        text = response.text
+    text = " ".join(text.split())
+    return text[:_DETAIL_LIMIT] + ("..." if len(text) > _DETAIL_LIMIT else "")
+
+
+def _status_kind(status: int) -> str:
+    if status >= 500:
+        return "5xx"
+    if status in (401, 403, 404, 409, 422, 429):
+        return str(status)
+    return "4xx"
+
+
+def _require(data: dict[str, Any], key: str, kind: type[_T]) -> _T:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"{key!r} is missing or not a {kind.__name__}")
+    return value
+
+
+def parse_job(item: object) -> Job:
+    """A :class:`Job` from one element of the ``POST /jobs`` answer; ValueError when malformed."""
+    if not isinstance(item, dict):
+        raise ValueError("a job is not a JSON object")
+    distributions = _require(item, "distributions", list)
+    if not all(isinstance(url, str) for url in distributions):
+        raise ValueError("'distributions' holds a non-string")
+    return Job(
+        name=_require(item, "name", str),
+        version=_require(item, "version", str),
+        distributions=list(distributions),
+        hash=_require(item, "hash", str),
+        attempt=_require(item, "attempt", int),
+        assignment_id=str(_require(item, "assignment_id", str)),
+    )
+
+
+def parse_rules(data: object) -> RulesPayload:
+    """A :class:`RulesPayload` from the ``GET /rules`` answer; ValueError when malformed."""
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not a JSON object")
+    rules = _require(data, "rules", dict)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in rules.items()):
+        raise ValueError("'rules' must map names to source strings")
+    return RulesPayload(hash=_require(data, "hash", str), rules=dict(rules))
+
+
+# --------------------------------------------------------------------------------------------- client
+
+
+class MainframeClient:
+    """The mainframe API for one node (one worker identity). Safe to call from many coroutines at once.
+
+    ``client``: an ``httpx.AsyncClient`` to use (not closed by this object); by default one is created
+    (HTTP/2 when ``h2`` is installed, timeouts from ``settings.http_timeout``). The remaining keyword
+    arguments tune retries and logins (tests use small values). Raises ConfigError when the settings hold
+    no usable credentials.
+    """
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        *,
+        client: httpx.AsyncClient | None = None,
+        on_http_error: HttpErrorHook | None = None,
+        retries: int = 5,
+        retry_backoff: Backoff = DEFAULT_RETRY_BACKOFF,
+        login_attempts: int = 5,
+        login_backoff: Backoff = DEFAULT_LOGIN_BACKOFF,
+        refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+    ) -> None:
+        self.settings = settings
+        self.base_url = settings.base_url
+        self.on_http_error = on_http_error
+        self.retries = max(0, retries)
+        self.retry_backoff = retry_backoff
+        self.login_attempts = max(1, login_attempts)
+        self.login_backoff = login_backoff
+        self.refresh_margin = refresh_margin
+        self.logins = 0
+        """Successful logins so far."""
+        self.login_failures = 0
+        """Failed login attempts so far."""
+        self._auth = _authenticator(settings)
+        self._owns_client = client is None
+        self._http = client if client is not None else _new_http_client(settings)
+        self._session: _Session | None = None
+        self._lock = asyncio.Lock()
+        self._shown = redact_url(self.base_url)
+
+    @property
+    def auth_scheme(self) -> str:
+        return self._auth.scheme
+
+    async def __aenter__(self) -> MainframeClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"<MainframeClient {self._shown} auth={self._auth.scheme}>"
+
+    # ------------------------------------------------------------------------------------------ auth
+
+    async def login(self) -> None:
+        """Make sure the client holds a valid session (logs in when needed). At start-up this is the check
+        that the credentials work: raises AuthError after ``login_attempts`` failed tries."""
+        session = self._session
+        if session is None or session.due():
+            await self._renew(session)
+
+    async def _current(self) -> _Session:
+        session = self._session
+        if session is not None and not session.due():
+            return session
+        return await self._renew(session)
+
+    async def _renew(self, stale: _Session | None) -> _Session:
+        """Log in unless another caller already replaced ``stale`` with a valid session."""
+        async with self._lock:
+            current = self._session
+            if current is not None and current is not stale and not current.due():
+                return current
+            self._session = await self._login_with_backoff()
+            return self._session
+
+    async def _login_with_backoff(self) -> _Session:
+        bounded = self.logins == 0
+        failures = 0
+        while True:
+            try:
+                session = await self._auth.login(self._http, self.refresh_margin)
+            except (_LoginFailed, httpx.TransportError) as err:
+                reason = str(err) if isinstance(err, _LoginFailed) else _describe(err)
+            else:
+                self.logins += 1
+                logger.info(
+                    "logged in to %s (%s); renewing in %.0f s",
+                    self._shown,
+                    self._auth.scheme,
+                    session.refresh_at - time.monotonic(),
+                )
+                return session
+            failures += 1
+            self.login_failures += 1
+            self._notify("login")
+            if bounded and failures >= self.login_attempts:
+                raise AuthError(
+                    f"could not log in to {self._shown} ({self._auth.scheme}): {reason}; "
+                    f"gave up after {failures} attempts"
+                )
+            delay = self.login_backoff.delay(failures - 1)
+            logger.warning("login to %s failed (%s); retrying in %.1f s", self._shown, reason, delay)
+            await asyncio.sleep(delay)
+
+    # --------------------------------------------------------------------------------------- requests
+
+    def _notify(self, kind: str) -> None:
+        if self.on_http_error is None:
+            return
+        try:
+            self.on_http_error(kind)
+        except Exception:
+            logger.exception("the on_http_error hook failed")
+
+    async def _send(
+        self, method: str, path: str, session: _Session, params: dict[str, int] | None, body: object
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                method, self.base_url + path, params=params, json=body, headers=session.headers
+            )
+        except httpx.TransportError as err:
+            self._notify(_kind(err))
+            raise
+        if response.status_code >= 400:
+            self._notify(_status_kind(response.status_code))
+        return response
+
+    async def _request(
+        self, method: str, path: str, *, params: dict[str, int] | None = None, body: object = None
+    ) -> httpx.Response:
+        """One authenticated call; after a 401/403, log in again and repeat it once."""
+        session = await self._current()
+        response = await self._send(method, path, session, params, body)
+        if response.status_code not in (401, 403):
+            return response
+        logger.info("%s %s answered HTTP %s; logging in again", method, path, response.status_code)
+        session = await self._renew(session)
+        return await self._send(method, path, session, params, body)
+
+    async def _within(self, call: Awaitable[_T], deadline: float | None) -> _T:
+        if deadline is None:
+            return await call
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if asyncio.iscoroutine(call):
+                call.close()
+            raise _DeadlinePassed
+        try:
+            return await asyncio.wait_for(call, remaining)
+        except asyncio.TimeoutError:
+            raise _DeadlinePassed from None
+
+    async def _pause(self, retry: int, deadline: float | None, what: str, problem: str) -> None:
+        """Sleep before retry number ``retry`` (from 1), or raise MainframeError when out of retries/time.
+
+        With a deadline, the backoff is shortened to half the time left so a last try still fits.
+        """
+        delay = self.retry_backoff.delay(retry - 1)
+        if deadline is None:
+            if retry > self.retries:
+                raise MainframeError(f"{what} failed after {retry} attempts ({problem})")
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining < _MIN_LAST_TRY:
+                raise MainframeError(f"{what} failed: deadline passed after {retry} attempts ({problem})")
+            delay = min(delay, remaining / 2)
+        logger.warning("%s failed (%s); retrying in %.1f s", what, problem, delay)
+        await asyncio.sleep(delay)
+
+    async def _retrying(
+        self, method: str, path: str, *, body: object = None, deadline: float | None = None
+    ) -> httpx.Response:
+        """An idempotent call, retried on transient answers and transport errors; returns the final answer."""
+        what = f"{method} {path}"
+        retry = 0
+        while True:
+            try:
+                response = await self._within(self._request(method, path, body=body), deadline)
+            except httpx.TransportError as err:
+                problem = _describe(err)
+            except _DeadlinePassed:
+                raise MainframeError(f"{what} failed: deadline passed after {retry + 1} attempts") from None
+            else:
+                if not _transient(response):
+                    return response
+                problem = f"HTTP {response.status_code}"
+            retry += 1
+            await self._pause(retry, deadline, what, problem)
+
+    # -------------------------------------------------------------------------------------- endpoints
+
+    async def server_info(self) -> dict[str, Any]:
+        """``GET /``: ``{"server_commit": ..., "rules_commit": ...}``."""
+        response = await self._retrying("GET", "/")
+        data = self._json(response, "GET /")
+        if not isinstance(data, dict):
+            raise MainframeError(f"GET / on {self._shown} did not answer a JSON object")
+        return data
+
+    async def get_rules(self) -> RulesPayload:
+        """``GET /rules``: the rule set the mainframe wants used (retried on transient errors)."""
+        response = await self._retrying("GET", "/rules")
+        try:
+            return parse_rules(self._json(response, "GET /rules"))
+        except ValueError as err:
+            raise MainframeError(f"malformed GET /rules answer from {self._shown}: {err}") from None
+
+    async def claim_jobs(self, batch: int) -> list[Job]:
+        """``POST /jobs?batch=N``: lease up to ``batch`` jobs; ``[]`` when there is no work *or* when the
+        answer was lost after the request was sent (see the module docstring)."""
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, not {batch}")
+        retry = 0
+        while True:
+            try:
+                response = await self._request("POST", "/jobs", params={"batch": batch})
+            except httpx.TransportError as err:
+                if not _never_sent(err):
+                    logger.warning(
+                        "POST /jobs: %s after the request was sent; claiming again later", _describe(err)
+                    )
+                    return []
+                problem = _describe(err)
+            else:
+                return self._jobs_from(response)
+            retry += 1
+            if retry > self.retries:
+                logger.warning(
+                    "POST /jobs failed after %d attempts (%s); claiming again later", retry, problem
+                )
+                return []
+            delay = self.retry_backoff.delay(retry - 1)
+            logger.warning("POST /jobs failed (%s); retrying in %.1f s", problem, delay)
+            await asyncio.sleep(delay)
+
+    def _jobs_from(self, response: httpx.Response) -> list[Job]:
+        status = response.status_code
+        if status >= 500 or status in (401, 403, 408, 429):
+            logger.warning(
+                "POST /jobs answered HTTP %s (%s); claiming again later", status, _detail(response)
+            )
+            return []
+        data = self._json(response, "POST /jobs")
+        if not isinstance(data, list):
+            logger.error("POST /jobs did not answer a JSON array; ignoring the answer")
+            return []
+        jobs = []
+        for item in data:
+            try:
+                jobs.append(parse_job(item))
+            except ValueError as err:
+                logger.error("POST /jobs gave a malformed job (%s); its lease will expire", err)
+        return jobs
+
+    def _json(self, response: httpx.Response, what: str) -> Any:
+        if response.status_code != 200:
+            raise MainframeError(
+                f"{what} on {self._shown} answered HTTP {response.status_code}: {_detail(response)}"
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise MainframeError(f"{what} on {self._shown} did not answer JSON") from None
+
+    async def submit(
+        self, body: SuccessBody | FailureBody, *, deadline: float | None = None
+    ) -> SubmitOutcome:
+        """``PUT /package``: report one job's outcome.
+
+        Retries 5xx, 429, persistent 401/403 and network errors with backoff until ``deadline``
+        (``time.monotonic()``; without one, ``retries`` times), then raises MainframeError. 409, 404 and
+        other 4xx answers are final (see :class:`SubmitOutcome`).
+        """
+        what = f"PUT /package for {body.name} {body.version} (attempt {body.attempt})"
+        payload = body.to_json()
+        unconfirmed = False
+        retry = 0
+        while True:
+            try:
+                response = await self._within(self._request("PUT", "/package", body=payload), deadline)
+            except httpx.TransportError as err:
+                problem = _describe(err)
+                unconfirmed = unconfirmed or not _never_sent(err)
+            except _DeadlinePassed:
+                raise MainframeError(f"{what} failed: deadline passed after {retry + 1} attempts") from None
+            else:
+                if not _transient(response):
+                    return self._outcome(response, what, unconfirmed)
+                problem = f"HTTP {response.status_code}"
+                unconfirmed = unconfirmed or response.status_code >= 500
+            retry += 1
+            await self._pause(retry, deadline, what, problem)
+
+    def _outcome(self, response: httpx.Response, what: str, unconfirmed: bool) -> SubmitOutcome:
+        status = response.status_code
+        if response.is_success:
+            return SubmitOutcome.ACCEPTED
+        if status == 409:
+            if unconfirmed:
+                logger.info(
+                    "%s: HTTP 409 after an attempt whose answer was lost; that attempt probably landed", what
+                )
+            else:
+                logger.warning("%s: lease lost (HTTP 409: %s)", what, _detail(response))
+            return SubmitOutcome.LEASE_LOST
+        if status == 404:
+            logger.warning(
+                "%s: the mainframe does not know this release (HTTP 404: %s)", what, _detail(response)
+            )
+            return SubmitOutcome.NOT_FOUND
+        logger.error("%s: rejected (HTTP %s: %s)", what, status, _detail(response))
+        return SubmitOutcome.REJECTED
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+def _new_http_client(settings: NodeSettings) -> httpx.AsyncClient:
+    timeout = settings.http_timeout
+    return httpx.AsyncClient(
+        http2=_HAS_H2,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
+        follow_redirects=False,
+    )

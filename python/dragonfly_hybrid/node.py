@@ -1,0 +1,532 @@
+"""The long-running scanning node: Source -> Fetch -> Scan -> Sink, connected by bounded queues.
+
+Jobs are claimed only as fast as the node finishes them (the claim limit follows the measured
+throughput, so everything claimed is submitted well inside the server's lease), downloaded
+concurrently, scanned by the Rust engine on every core with the GIL released, and submitted
+concurrently. SIGTERM/SIGINT stop claiming; what is in flight is finished and submitted within the
+grace period, and whatever is left is the server's to lease again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from dragonfly_hybrid import __version__
+from dragonfly_hybrid._core import Limits, ReleaseResult, Rules, Scanner
+from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+from dragonfly_hybrid.fetch import FetchError, download, filename_of
+from dragonfly_hybrid.mainframe import FailureBody, Job, MainframeError, SubmitOutcome, SuccessBody
+from dragonfly_hybrid.metrics import NodeMetrics
+from dragonfly_hybrid.sinks import ResultBody, ResultSink
+from dragonfly_hybrid.sources import JobSource
+
+log = logging.getLogger(__name__)
+
+# Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
+LEASE_SHARE = 0.5
+# A job whose lease ends sooner than this when its scan would start is left to the server.
+MIN_LEASE_LEFT = 5.0
+SCAN_WORKERS = 2
+
+T = TypeVar("T")
+
+
+@dataclass
+class NodeOptions:
+    """How the pipeline behaves; `from_settings` fills it from the node's configuration."""
+
+    job_timeout: float = 120.0
+    bulk_size: int = 20
+    load_duration: float = 60.0
+    max_scan_size: int = 128_000_000
+    download_concurrency: int = 8
+    submit_concurrency: int = 4
+    grace_period: float = 60.0
+    once: bool = False
+    max_jobs: int | None = None
+
+
+@dataclass
+class Work:
+    """One claimed job on its way through the pipeline."""
+
+    job: Job
+    claimed_at: float
+    distributions: list[tuple[str, bytes, str | None]] = field(default_factory=list)
+    # Downloads that cannot succeed (404, over the cap): reported in a failure body.
+    permanent_errors: list[str] = field(default_factory=list)
+    # Downloads that may succeed later: without findings, the job is left to the server.
+    transient_errors: list[str] = field(default_factory=list)
+
+
+class ThroughputMeter:
+    """Releases settled per second over a sliding window."""
+
+    def __init__(self, window: float = 120.0) -> None:
+        self._window = window
+        self._events: deque[float] = deque()
+
+    def record(self, now: float) -> None:
+        self._events.append(now)
+
+    def rate(self, now: float) -> float | None:
+        while self._events and self._events[0] < now - self._window:
+            self._events.popleft()
+        if len(self._events) < 3:
+            return None
+        span = max(now - self._events[0], 1.0)
+        return len(self._events) / span
+
+
+def claim_limit(rate: float | None, options: NodeOptions, threads: int) -> int:
+    """How many jobs the node may hold at once: what it finishes in `LEASE_SHARE` of the lease."""
+    if rate is None:
+        # Nothing measured yet: enough to keep the scanners busy, no more.
+        return max(1, min(options.bulk_size, threads + 1))
+    fits_in_lease = int(rate * options.job_timeout * LEASE_SHARE)
+    return max(1, min(2 * options.bulk_size, fits_in_lease))
+
+
+class RuleState:
+    """The loaded rule set and its Scanner; reloaded when a job expects another hash."""
+
+    def __init__(
+        self,
+        source: JobSource,
+        limits: Limits,
+        threads: int,
+        cache_dir: Path | None,
+        *,
+        initial: tuple[Rules, str] | None = None,
+    ) -> None:
+        self._source = source
+        self._limits = limits
+        self._threads = threads
+        self._cache_dir = cache_dir
+        self._lock = asyncio.Lock()
+        self._failed_hash: str | None = None
+        self.scanner: Scanner | None = None
+        self.commit = ""
+        if initial is not None:
+            self._install(*initial)
+
+    def _install(self, rules: Rules, commit: str) -> None:
+        self.scanner = Scanner(rules, self._limits, self._threads)
+        self.commit = commit
+        log.info("rules loaded", extra={"commit": commit, "rules": rules.count})
+
+    def _cache_path(self, commit: str) -> Path | None:
+        if self._cache_dir is None:
+            return None
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in commit) or "empty"
+        return self._cache_dir / f"{safe}.rules"
+
+    def _compile(self, commit: str, sources: dict[str, str]) -> Rules:
+        path = self._cache_path(commit)
+        if path is not None and path.is_file():
+            try:
+                return Rules.deserialize(path.read_bytes())
+            except (RulesFormatError, OSError) as err:
+                log.warning("ignoring unusable cached rules", extra={"path": str(path), "error": str(err)})
+        rules = Rules.compile(sources)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(f".{os.getpid()}.tmp")
+                partial.write_bytes(rules.serialize())
+                partial.replace(path)
+        return rules
+
+    async def ensure(self, wanted: str | None) -> Scanner:
+        """The scanner for `wanted` (fetching and compiling it if needed), else the last good one."""
+        if self.scanner is not None and (wanted is None or wanted == self.commit):
+            return self.scanner
+        async with self._lock:
+            if self.scanner is not None and (wanted == self.commit or wanted == self._failed_hash):
+                return self.scanner
+            try:
+                payload = await self._source.rules()
+            except MainframeError as err:
+                if self.scanner is None:
+                    raise
+                log.error("fetching rules failed; scanning with the last good set", extra={"error": str(err)})
+                return self.scanner
+            if payload is None:
+                if self.scanner is None:
+                    raise RuntimeError("no rules: the job source serves none and none were given")
+                return self.scanner
+            if payload.hash != self.commit:
+                try:
+                    rules = await asyncio.to_thread(self._compile, payload.hash, payload.rules)
+                except RuleCompileError as err:
+                    self._failed_hash = wanted
+                    if self.scanner is None:
+                        raise
+                    log.error(
+                        "new rules do not compile; scanning with the last good set",
+                        extra={"wanted": payload.hash, "using": self.commit, "errors": str(err)},
+                    )
+                else:
+                    self._install(rules, payload.hash)
+            if wanted is not None and wanted != self.commit:
+                # The server has moved on again, or keeps serving another hash: do not refetch per job.
+                self._failed_hash = wanted
+            assert self.scanner is not None
+            return self.scanner
+
+
+def result_body(work: Work, release: ReleaseResult | None, commit: str) -> ResultBody | None:
+    """The one result to submit for a job, or None when the job must be left to the server.
+
+    Findings are always submitted (the malicious signal must not be lost), even if part of the release
+    could not be scanned. Without findings, anything unscanned is a failure with the precise reason;
+    a transient download error leaves the job to be leased again instead of failing it for good.
+    """
+    job = work.job
+    if release is not None and release.verdict == "findings":
+        if work.permanent_errors or work.transient_errors or not release.complete:
+            log.warning(
+                "submitting findings for a partly unscanned release",
+                extra={"job": job.name, "version": job.version, "unscanned": release.failure_reason},
+            )
+        return SuccessBody(
+            name=job.name,
+            version=job.version,
+            score=release.score,
+            inspector_url=release.inspector_url,
+            rules_matched=release.rules_matched,
+            commit=commit,
+            attempt=job.attempt,
+            assignment_id=job.assignment_id,
+        )
+    if work.transient_errors:
+        return None
+    reasons = list(work.permanent_errors)
+    if release is not None and release.failure_reason:
+        reasons.append(release.failure_reason)
+    if reasons:
+        return FailureBody(
+            name=job.name,
+            version=job.version,
+            reason="; ".join(reasons),
+            attempt=job.attempt,
+            assignment_id=job.assignment_id,
+        )
+    return SuccessBody(
+        name=job.name,
+        version=job.version,
+        score=0,
+        inspector_url=None,
+        rules_matched=[],
+        commit=commit,
+        attempt=job.attempt,
+        assignment_id=job.assignment_id,
+    )
+
+
+_DONE = object()
+
+
+class Node:
+    def __init__(
+        self,
+        source: JobSource,
+        sink: ResultSink,
+        rules: RuleState,
+        options: NodeOptions,
+        *,
+        threads: int,
+        metrics: NodeMetrics | None = None,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.rules = rules
+        self.options = options
+        self.threads = threads
+        self.metrics = metrics or NodeMetrics()
+        self._http = http
+        self._clock = clock
+        self._meter = ThroughputMeter()
+        self._stopping = asyncio.Event()
+        self._abort = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._in_flight = 0
+        self._claimed = 0
+        self._download_slots = asyncio.Semaphore(options.download_concurrency)
+        self._fetch_queue: asyncio.Queue[Work | object] = asyncio.Queue(maxsize=options.download_concurrency)
+        self._scan_queue: asyncio.Queue[Work | object] = asyncio.Queue(maxsize=SCAN_WORKERS)
+        self._send_queue: asyncio.Queue[tuple[Work, ResultBody] | object] = asyncio.Queue(
+            maxsize=options.submit_concurrency
+        )
+        self.running = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; in-flight jobs are finished and submitted."""
+        if not self._stopping.is_set():
+            log.info("stopping: no new claims; finishing in-flight jobs", extra={"in_flight": self._in_flight})
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def healthy(self) -> bool:
+        return self.running and self.rules.scanner is not None
+
+    async def run(self) -> None:
+        """Run until stopped (or drained, with `once` / `max_jobs`)."""
+        owns_http = self._http is None
+        http = self._http or httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=15.0),
+            follow_redirects=True,
+            headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
+        )
+        self._http = http
+        await self.rules.ensure(None)
+        self.running = True
+        opts = self.options
+        stages = [
+            asyncio.ensure_future(self._stage(1, self._load, self._fetch_queue, opts.download_concurrency)),
+            asyncio.ensure_future(
+                self._stage(opts.download_concurrency, self._fetch_loop, self._scan_queue, SCAN_WORKERS)
+            ),
+            asyncio.ensure_future(
+                self._stage(SCAN_WORKERS, self._scan_loop, self._send_queue, opts.submit_concurrency)
+            ),
+            asyncio.ensure_future(self._stage(opts.submit_concurrency, self._send_loop, None, 0)),
+        ]
+        try:
+            await self._wait_for_drain(stages)
+        finally:
+            self.running = False
+            for stage in stages:
+                stage.cancel()
+            await asyncio.gather(*stages, return_exceptions=True)
+            if owns_http:
+                await http.aclose()
+
+    def abort(self) -> None:
+        """End the grace period now: unsubmitted jobs are left for the server to lease again."""
+        self.request_stop()
+        self._abort.set()
+
+    async def _wait_for_drain(self, stages: list[asyncio.Future[None]]) -> None:
+        pipeline = asyncio.ensure_future(asyncio.gather(*stages))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        abort = asyncio.ensure_future(self._abort.wait())
+        try:
+            await asyncio.wait({pipeline, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not pipeline.done():
+                await asyncio.wait(
+                    {pipeline, abort}, timeout=self.options.grace_period, return_when=asyncio.FIRST_COMPLETED
+                )
+            if not pipeline.done():
+                log.warning(
+                    "grace period over; unsubmitted jobs are left for the server to lease again",
+                    extra={"left": self._in_flight},
+                )
+                return
+            pipeline.result()  # a stage's crash is the node's crash
+        finally:
+            for waiter in (pipeline, stop, abort):
+                waiter.cancel()
+
+    async def _stage(
+        self,
+        workers: int,
+        loop: Callable[[], Awaitable[None]],
+        downstream: asyncio.Queue[T] | None,
+        downstream_workers: int,
+    ) -> None:
+        """Run `workers` copies of `loop`; when all are done, tell each downstream worker to finish."""
+        await asyncio.gather(*(loop() for _ in range(workers)))
+        if downstream is not None:
+            for _ in range(downstream_workers):
+                await downstream.put(_DONE)  # type: ignore[arg-type]
+
+    def _settle(self, work: Work, outcome: str) -> None:
+        now = self._clock()
+        self._in_flight -= 1
+        self.metrics.in_flight.set(self._in_flight)
+        self._meter.record(now)
+        if outcome in ("success", "failure"):
+            self.metrics.jobs_finished.labels(outcome).inc()
+            self.metrics.job_seconds.observe(now - work.claimed_at)
+        else:
+            self.metrics.jobs_dropped.labels(outcome).inc()
+        self._settled.set()
+
+    # -- stages ----------------------------------------------------------------------------------
+
+    async def _load(self) -> None:
+        backoff = 1.0
+        while not self._stopping.is_set():
+            max_jobs = self.options.max_jobs
+            if max_jobs is not None and self._claimed >= max_jobs:
+                return
+            limit = claim_limit(self._meter.rate(self._clock()), self.options, self.threads)
+            self.metrics.claim_limit.set(limit)
+            room = limit - self._in_flight
+            if room <= 0:
+                self._settled.clear()
+                await self._interruptible(self._settled.wait(), None)
+                continue
+            batch = min(room, self.options.bulk_size)
+            if max_jobs is not None:
+                batch = min(batch, max_jobs - self._claimed)
+            try:
+                jobs = await self.source.claim(batch)
+            except MainframeError as err:
+                log.error("claiming jobs failed", extra={"error": str(err)})
+                await self._interruptible(asyncio.sleep(backoff), None)
+                backoff = min(backoff * 2, self.options.load_duration)
+                continue
+            backoff = 1.0
+            if not jobs:
+                if self.options.once:
+                    return
+                await self._interruptible(asyncio.sleep(self.options.load_duration), None)
+                continue
+            now = self._clock()
+            self._claimed += len(jobs)
+            self._in_flight += len(jobs)
+            self.metrics.jobs_claimed.inc(len(jobs))
+            self.metrics.in_flight.set(self._in_flight)
+            log.info("claimed jobs", extra={"count": len(jobs), "limit": limit})
+            for job in jobs:
+                await self._fetch_queue.put(Work(job, now))
+
+    async def _interruptible(self, waiting: Awaitable[object], default: object) -> object:
+        """Wait for `waiting` unless a stop is requested first."""
+        task = asyncio.ensure_future(waiting)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for pending in (task, stop):
+            if pending not in done:
+                pending.cancel()
+        return task.result() if task in done and not task.cancelled() else default
+
+    async def _fetch_loop(self) -> None:
+        while (item := await self._fetch_queue.get()) is not _DONE:
+            assert isinstance(item, Work)
+            await asyncio.gather(*(self._fetch_one(item, url) for url in item.job.distributions))
+            await self._scan_queue.put(item)
+
+    async def _fetch_one(self, work: Work, url: str) -> None:
+        assert self._http is not None
+        async with self._download_slots:
+            try:
+                data = await download(self._http, url, self.options.max_scan_size)
+            except FetchError as err:
+                self.metrics.http_errors.labels("download").inc()
+                (work.permanent_errors if err.permanent else work.transient_errors).append(str(err))
+                log.warning("download failed", extra={"job": work.job.name, "error": str(err)})
+                return
+            except httpx.InvalidURL as err:
+                work.permanent_errors.append(f"invalid distribution URL {url!r}: {err}")
+                return
+        self.metrics.bytes_downloaded.inc(len(data))
+        work.distributions.append((filename_of(url), data, url))
+
+    async def _scan_loop(self) -> None:
+        while (item := await self._scan_queue.get()) is not _DONE:
+            assert isinstance(item, Work)
+            try:
+                body = await self._scan_one(item)
+            except Exception:
+                # One bad job must not stop the node; its lease expires and the server retries it.
+                log.exception("scanning failed", extra={"job": item.job.name, "version": item.job.version})
+                self._settle(item, "internal-error")
+                continue
+            if body is not None:
+                await self._send_queue.put((item, body))
+
+    async def _scan_one(self, item: Work) -> ResultBody | None:
+        job = item.job
+        lease_left = item.claimed_at + self.options.job_timeout - self._clock()
+        if lease_left < MIN_LEASE_LEFT:
+            log.warning("lease nearly over before scanning; leaving the job", extra={"job": job.name})
+            self._settle(item, "lease-expired")
+            return None
+        scanner = await self.rules.ensure(job.hash)
+        commit = self.rules.commit
+        # Keep the order of the job's URLs whatever order the downloads finished in.
+        order = {url: i for i, url in enumerate(job.distributions)}
+        item.distributions.sort(key=lambda d: order.get(d[2] or "", 0))
+        release = None
+        if item.distributions or not (item.permanent_errors or item.transient_errors):
+            started = time.perf_counter()
+            release = await asyncio.to_thread(scanner.scan_release, job.name, job.version, item.distributions)
+            self.metrics.scan_seconds.observe(time.perf_counter() - started)
+            for dist in release.distributions:
+                self.metrics.files_scanned.inc(dist.files_scanned)
+                self.metrics.bytes_scanned.inc(dist.bytes_scanned)
+        item.distributions.clear()  # the bytes are not needed past this point
+        body = result_body(item, release, commit)
+        if body is None:
+            log.warning(
+                "transient download errors; leaving the job to be leased again",
+                extra={"job": job.name, "version": job.version, "errors": item.transient_errors},
+            )
+            self._settle(item, "download-error")
+        return body
+
+    async def _send_loop(self) -> None:
+        while (item := await self._send_queue.get()) is not _DONE:
+            assert isinstance(item, tuple)
+            work, body = item
+            deadline = work.claimed_at + self.options.job_timeout
+            try:
+                outcome = await self.sink.submit(body, deadline=deadline)
+            except MainframeError as err:
+                log.error("result not delivered within the lease", extra={"job": work.job.name, "error": str(err)})
+                self._settle(work, "submit-error")
+                continue
+            except Exception:
+                log.exception("delivering the result failed", extra={"job": work.job.name})
+                self._settle(work, "submit-error")
+                continue
+            kind = "success" if isinstance(body, SuccessBody) else "failure"
+            extra = {"job": work.job.name, "version": work.job.version, "result": kind}
+            if outcome is SubmitOutcome.ACCEPTED:
+                if isinstance(body, SuccessBody):
+                    extra.update(score=body.score, rules=",".join(body.rules_matched))
+                log.info("result submitted", extra=extra)
+                self._settle(work, kind)
+            elif outcome is SubmitOutcome.LEASE_LOST:
+                self.metrics.lease_lost.inc()
+                log.warning("lease lost (409): result dropped", extra=extra)
+                self._settle(work, "lease-lost")
+            else:
+                log.error("result refused", extra={**extra, "outcome": outcome.name})
+                self._settle(work, outcome.name.lower())
+
+
+def install_signal_handlers(node: Node) -> None:
+    """SIGTERM/SIGINT stop claiming and drain; a second signal ends the grace period at once."""
+    loop = asyncio.get_running_loop()
+
+    def handle() -> None:
+        if node.stopping:
+            node.abort()
+        else:
+            node.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handle)

@@ -1,0 +1,59 @@
+"""Where the node's jobs and rules come from: the Dragonfly mainframe, or a local list of releases."""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from typing import Protocol
+
+from dragonfly_hybrid.mainframe import Job, MainframeClient, RulesPayload
+
+
+class JobSource(Protocol):
+    async def claim(self, batch: int) -> list[Job]:
+        """Up to ``batch`` jobs; an empty list when there is no work right now."""
+        ...
+
+    async def rules(self) -> RulesPayload | None:
+        """The rule set jobs expect, or None when the node keeps the rules it was started with."""
+        ...
+
+
+class MainframeSource:
+    """Jobs and rules from the mainframe: ``POST /jobs?batch=N`` and ``GET /rules``."""
+
+    def __init__(self, client: MainframeClient) -> None:
+        self._client = client
+
+    async def claim(self, batch: int) -> list[Job]:
+        return await self._client.claim_jobs(batch)
+
+    async def rules(self) -> RulesPayload | None:
+        return await self._client.get_rules()
+
+
+class LocalSource:
+    """Releases given on the command line or in a file, already resolved to their download URLs."""
+
+    def __init__(self, releases: Iterable[tuple[str, str, list[str]]], rules_hash: str) -> None:
+        self._pending = deque(
+            Job(
+                name=name,
+                version=version,
+                distributions=urls,
+                hash=rules_hash,
+                attempt=1,
+                assignment_id=str(uuid.uuid4()),
+            )
+            for name, version, urls in releases
+        )
+
+    async def claim(self, batch: int) -> list[Job]:
+        taken = []
+        while self._pending and len(taken) < batch:
+            taken.append(self._pending.popleft())
+        return taken
+
+    async def rules(self) -> RulesPayload | None:
+        return None

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, Literal, NoReturn
+from typing import IO, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -30,8 +30,9 @@ from rich.progress import (
 from rich.text import Text
 
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid._core import Limits, Rules, Scanner
-from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+from dragonfly_hybrid._core import Limits, Scanner
+from dragonfly_hybrid.cli_common import fail, load_rules_or_exit
+from dragonfly_hybrid.cli_node import NODE_EXIT_CODES_HELP, config_command, node_command
 from dragonfly_hybrid.pypi import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     ProgressCallback,
@@ -41,13 +42,11 @@ from dragonfly_hybrid.pypi import (
 )
 from dragonfly_hybrid.report import (
     EXIT_INCOMPLETE,
-    EXIT_USAGE,
     TargetResult,
     exit_code,
     ndjson_line,
     render,
 )
-from dragonfly_hybrid.scanning import bundled_rules_dir, load_rules
 from dragonfly_hybrid.targets import Resolved, TargetError, TargetScanner, parse_target
 
 EXIT_CODES_HELP = """\
@@ -97,50 +96,6 @@ def parse_size(value: str | int) -> int:
     if match is None or unit is None:
         raise ValueError(f"{value!r} is not a size (examples: 5000000, 500K, 128M, 2G, 64MiB)")
     return int(float(match.group(1)) * unit)
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print ``error: message`` on stderr and exit."""
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(code)
-
-
-def _origin_path(origin: str, paths: Sequence[Path]) -> str:
-    """Map a rule origin given by ``load_rules`` back to the file it came from, when possible."""
-    for path in paths:
-        if path.is_dir():
-            relative = origin if len(paths) == 1 else origin.removeprefix(f"{path.name}/")
-            if (len(paths) == 1 or origin.startswith(f"{path.name}/")) and (path / relative).is_file():
-                return str(path / relative)
-        elif path.name == origin:
-            return str(path)
-    return origin
-
-
-def _compile_diagnostics(err: RuleCompileError, paths: Sequence[Path]) -> str:
-    paths = paths or [bundled_rules_dir()]
-    lines = [
-        f"{_origin_path(origin, paths)}:{line}:{column}: {message}"
-        for origin, line, column, message in err.diagnostics
-    ]
-    return "\n".join(lines) if lines else str(err)
-
-
-def _load_rules(paths: Sequence[Path]) -> Rules:
-    """Load rules or exit 2 with a precise reason (compile diagnostics as ``file:line:column: message``)."""
-    shown = ", ".join(str(p) for p in paths) or "the bundled rule set"
-    try:
-        return load_rules(paths)
-    except RuleCompileError as err:
-        count = len(err.diagnostics) or 1
-        fail(f"rules do not compile ({count} error(s)):\n{_compile_diagnostics(err, paths)}")
-    except RulesFormatError as err:
-        fail(f"cannot load compiled rules from {shown}: {err}")
-    except OSError as err:
-        where = f" {err.filename}" if err.filename else ""
-        fail(f"cannot read rules{where}: {err.strerror or err}")
-    except ValueError as err:
-        fail(f"cannot load rules from {shown}: {err}")
 
 
 # ---------------------------------------------------------------------------------------------- progress
@@ -328,7 +283,7 @@ def scan(
         parsed = [parse_target(raw) for raw in targets]
     except TargetError as err:
         fail(str(err))
-    ruleset = _load_rules(rules or [])
+    ruleset = load_rules_or_exit(rules or [])
     try:
         limits = Limits(
             max_member_size=max_member_size,
@@ -393,7 +348,7 @@ RulePaths = Annotated[
 @rules_app.command("check")
 def rules_check(paths: RulePaths) -> None:
     """Compile rules and print their count and hash; exit 2 with `file:line:column: message` if they fail."""
-    ruleset = _load_rules(paths)
+    ruleset = load_rules_or_exit(paths)
     print(f"ok: {ruleset.count} rule(s), hash {ruleset.hash}")
 
 
@@ -405,7 +360,7 @@ def rules_compile(
     ],
 ) -> None:
     """Compile rules to a blob that `scan --rules FILE` loads without compiling again (same hash)."""
-    ruleset = _load_rules(paths)
+    ruleset = load_rules_or_exit(paths)
     try:
         output.write_bytes(ruleset.serialize())
     except OSError as err:
@@ -436,6 +391,10 @@ def _root(
     ] = False,
 ) -> None:
     """Fast, hardened YARA-X malware scanner for PyPI packages."""
+
+
+app.command("node", epilog=NODE_EXIT_CODES_HELP)(node_command)
+app.command("config")(config_command)
 
 
 def main() -> None:

@@ -37,9 +37,7 @@ class NodeMetrics:
         self.files_scanned = Counter("dragonfly_files_scanned", "Files scanned.", registry=r)
         self.bytes_scanned = Counter("dragonfly_bytes_scanned", "Bytes scanned (inflated).", registry=r)
         self.bytes_downloaded = Counter("dragonfly_bytes_downloaded", "Bytes downloaded.", registry=r)
-        self.http_errors = Counter(
-            "dragonfly_http_errors", "HTTP errors met, by kind.", ["kind"], registry=r
-        )
+        self.http_errors = Counter("dragonfly_http_errors", "HTTP errors met, by kind.", ["kind"], registry=r)
         self.scan_seconds = Histogram(
             "dragonfly_scan_seconds", "Time to scan one release.", buckets=LATENCY_BUCKETS, registry=r
         )
@@ -51,7 +49,9 @@ class NodeMetrics:
         )
         self.in_flight = Gauge("dragonfly_jobs_in_flight", "Jobs claimed and not yet settled.", registry=r)
         self.claim_limit = Gauge(
-            "dragonfly_claim_limit", "Jobs the node may hold at once, from its measured throughput.", registry=r
+            "dragonfly_claim_limit",
+            "Jobs the node may hold at once, from its measured throughput.",
+            registry=r,
         )
 
     def exposition(self) -> bytes:
@@ -79,7 +79,7 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 del format, args  # scrapes every few seconds would flood the node's log
 
         self._server = ThreadingHTTPServer((host, port), Handler)

@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 # Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
 LEASE_SHARE = 0.5
-# A job whose lease ends sooner than this when its scan would start is left to the server.
-MIN_LEASE_LEFT = 5.0
 SCAN_WORKERS = 2
 
 T = TypeVar("T")
@@ -54,6 +52,8 @@ class NodeOptions:
     download_concurrency: int = 8
     submit_concurrency: int = 4
     grace_period: float = 60.0
+    # A job whose lease ends sooner than this when its scan would start is left to the server.
+    min_lease_left: float = 5.0
     once: bool = False
     max_jobs: int | None = None
 
@@ -279,7 +279,9 @@ class Node:
     def request_stop(self) -> None:
         """Stop claiming; in-flight jobs are finished and submitted."""
         if not self._stopping.is_set():
-            log.info("stopping: no new claims; finishing in-flight jobs", extra={"in_flight": self._in_flight})
+            log.info(
+                "stopping: no new claims; finishing in-flight jobs", extra={"in_flight": self._in_flight}
+            )
         self._stopping.set()
 
     @property
@@ -460,7 +462,7 @@ class Node:
     async def _scan_one(self, item: Work) -> ResultBody | None:
         job = item.job
         lease_left = item.claimed_at + self.options.job_timeout - self._clock()
-        if lease_left < MIN_LEASE_LEFT:
+        if lease_left < self.options.min_lease_left:
             log.warning("lease nearly over before scanning; leaving the job", extra={"job": job.name})
             self._settle(item, "lease-expired")
             return None
@@ -495,7 +497,9 @@ class Node:
             try:
                 outcome = await self.sink.submit(body, deadline=deadline)
             except MainframeError as err:
-                log.error("result not delivered within the lease", extra={"job": work.job.name, "error": str(err)})
+                log.error(
+                    "result not delivered within the lease", extra={"job": work.job.name, "error": str(err)}
+                )
                 self._settle(work, "submit-error")
                 continue
             except Exception:

@@ -142,7 +142,12 @@ impl Engine {
                 Err(issue) => return DistributionReport::unreadable(name, url, issue),
             },
         };
-        DistScan::new(self, &name).run(data, name.clone(), url)
+        DistScan::new(self, &name).run_as(data, name.clone(), url, None)
+    }
+
+    /// Walk `data` as `container` whatever its magic bytes say (for the fuzz targets).
+    pub(crate) fn walk_as(&self, container: crate::Container, data: &[u8]) -> DistributionReport {
+        self.pool.install(|| DistScan::new(self, "fuzz").run_as(data, "fuzz".into(), None, Some(container)))
     }
 
     /// Scan one file's bytes with every rule (before `filetype` filtering), using the cache.

@@ -38,10 +38,19 @@ pub enum IssueKind {
     Unreadable,
     /// A bug in the scanner caught while handling this member.
     InternalError,
+    /// Zip entries that share bytes (the "overlapping entries" bomb); each is still scanned.
+    OverlappingEntries,
+    /// Several members with the same name; every one is scanned (extractors keep only one).
+    DuplicateName,
+    /// A member's declared size (or a zip64 size) differs from what its data inflates to.
+    SizeMismatch,
+    /// A member name that is absolute, climbs out with `..`, holds control characters or is not
+    /// valid UTF-8 (names are never used on the host; this flags the intent).
+    UnsafePath,
 }
 
 impl IssueKind {
-    pub const ALL: [IssueKind; 16] = [
+    pub const ALL: [IssueKind; 20] = [
         IssueKind::MemberTooLarge,
         IssueKind::TotalSizeExceeded,
         IssueKind::TooManyMembers,
@@ -58,6 +67,10 @@ impl IssueKind {
         IssueKind::HiddenData,
         IssueKind::Unreadable,
         IssueKind::InternalError,
+        IssueKind::OverlappingEntries,
+        IssueKind::DuplicateName,
+        IssueKind::SizeMismatch,
+        IssueKind::UnsafePath,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +91,10 @@ impl IssueKind {
             IssueKind::HiddenData => "hidden-data",
             IssueKind::Unreadable => "unreadable",
             IssueKind::InternalError => "internal-error",
+            IssueKind::OverlappingEntries => "overlapping-entries",
+            IssueKind::DuplicateName => "duplicate-name",
+            IssueKind::SizeMismatch => "size-mismatch",
+            IssueKind::UnsafePath => "unsafe-path",
         }
     }
 }
@@ -100,9 +117,25 @@ pub struct Issue {
 
 impl Issue {
     pub fn new(path: impl Into<String>, kind: IssueKind, message: impl Into<String>) -> Self {
-        let unscanned =
-            !matches!(kind, IssueKind::LinkNotFollowed | IssueKind::SpecialEntry | IssueKind::BadChecksum);
+        // Informational kinds: the content concerned was scanned (or has none).
+        let unscanned = !matches!(
+            kind,
+            IssueKind::LinkNotFollowed
+                | IssueKind::SpecialEntry
+                | IssueKind::BadChecksum
+                | IssueKind::OverlappingEntries
+                | IssueKind::DuplicateName
+                | IssueKind::SizeMismatch
+                | IssueKind::UnsafePath
+        );
         Self { path: path.into(), kind, message: message.into(), unscanned }
+    }
+
+    /// The same issue, but content was left unscanned because of it after all (e.g. a checksum
+    /// error that stopped a compressed stream).
+    pub fn unscanned(mut self) -> Self {
+        self.unscanned = true;
+        self
     }
 
     /// The same issue, but its content was scanned after all (e.g. hidden bytes scanned as a blob).

@@ -11,6 +11,7 @@ mod limits;
 mod report;
 mod rules;
 mod walk;
+mod zipdir;
 
 pub use engine::{DistInput, Engine, EngineError, Input};
 pub use format::{detect, Container, Format};
@@ -21,3 +22,14 @@ pub use report::{
     MATCHES_PER_PATTERN, MATCH_DATA_BYTES,
 };
 pub use rules::{Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC};
+
+/// Entry points for the fuzz targets under `rust/core/fuzz`; not a stable interface.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::{Container, DistributionReport, Engine};
+
+    /// Walk `data` as `container`, bypassing format detection, on the engine's pool.
+    pub fn walk_as(engine: &Engine, container: Container, data: &[u8]) -> DistributionReport {
+        engine.walk_as(container, data)
+    }
+}

@@ -1,0 +1,185 @@
+"""The ``node`` and ``config`` commands of the ``dragonfly-hybrid`` CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Annotated, Literal
+
+import typer
+
+from dragonfly_hybrid.cli_common import fail, load_rules_or_exit
+from dragonfly_hybrid.config import ConfigError, NodeSettings, load_settings
+from dragonfly_hybrid.logs import setup_logging
+from dragonfly_hybrid.mainframe import AuthError, MainframeError
+from dragonfly_hybrid.pypi import PyPIClient, PyPIError
+from dragonfly_hybrid.report import EXIT_INCOMPLETE, EXIT_USAGE
+from dragonfly_hybrid.service import LocalJobs, run
+
+NODE_EXIT_CODES_HELP = """\
+**Exit codes**: **0** stopped normally (SIGTERM/SIGINT after draining, `--once` drained, `--max-jobs`
+reached); **2** configuration error (the message names the variable); **3** could not start or run
+(login refused, mainframe unreachable, a crash).
+"""
+
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML file of settings (keys are the variable names without DRAGONFLY_, lower case). "
+        "Default: the path in DRAGONFLY_CONFIG, if set.",
+        metavar="FILE",
+        show_default=False,
+    ),
+]
+
+
+def _settings(config: Path | None, overrides: dict[str, object]) -> NodeSettings:
+    try:
+        return load_settings(config, overrides)
+    except ConfigError as err:
+        fail(str(err), EXIT_USAGE)
+
+
+_SPEC = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:==\s*(\S+))?\s*$")
+
+
+def read_job_specs(jobs: Sequence[str], jobs_file: Path | None) -> list[tuple[str, str | None]]:
+    """``name==version`` (or ``name``) specs from the command line and a file (one per line, # comments)."""
+    lines = list(jobs)
+    if jobs_file is not None:
+        try:
+            text = jobs_file.read_text(encoding="utf-8")
+        except OSError as err:
+            fail(f"cannot read {jobs_file}: {err.strerror or err}", EXIT_USAGE)
+        lines += [line.split("#", 1)[0] for line in text.splitlines()]
+    specs = []
+    for line in lines:
+        if not line.strip():
+            continue
+        match = _SPEC.match(line)
+        if match is None:
+            fail(f"{line.strip()!r} is not name==version or name", EXIT_USAGE)
+        specs.append((match.group(1), match.group(2)))
+    return specs
+
+
+def resolve_releases(
+    specs: Sequence[tuple[str, str | None]], index_url: str | None
+) -> list[tuple[str, str, list[str]]]:
+    """Every release's download URLs, from the index; an unknown project or version is a usage error."""
+    releases = []
+    with PyPIClient(index_url) as pypi:
+        for name, version in specs:
+            try:
+                release = pypi.resolve(name, version)
+            except PyPIError as err:
+                fail(str(err), EXIT_USAGE)
+            releases.append((release.name, release.version, [f.url for f in release.files]))
+    return releases
+
+
+@contextmanager
+def _results_stream(output: Path | None) -> Iterator[IO[str]]:
+    if output is None or str(output) == "-":
+        yield sys.stdout
+        return
+    try:
+        stream = output.open("a", encoding="utf-8")
+    except OSError as err:
+        fail(f"cannot write {output}: {err.strerror or err}", EXIT_USAGE)
+    with stream:
+        yield stream
+
+
+def node_command(
+    config: ConfigFile = None,
+    once: Annotated[bool, typer.Option("--once", help="Drain the jobs available now, then exit.")] = False,
+    max_jobs: Annotated[
+        int | None, typer.Option(help="Claim at most N jobs, finish them, then exit.", min=1, metavar="N")
+    ] = None,
+    job: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--job",
+            help="Standalone mode: scan this release (name==version or name) instead of claiming jobs "
+            "from the mainframe. Repeatable. No account needed.",
+            metavar="SPEC",
+            show_default=False,
+        ),
+    ] = None,
+    jobs_file: Annotated[
+        Path | None,
+        typer.Option(help="Standalone mode: a file of releases, one name==version per line.", metavar="FILE"),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Standalone mode: append results as JSON lines to FILE (default stdout).",
+            metavar="FILE",
+        ),
+    ] = None,
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--rules", "-r", help="Standalone mode: rule set (default: the bundled rules).", metavar="PATH"
+        ),
+    ] = None,
+    index_url: Annotated[
+        str | None, typer.Option(help="Standalone mode: the index to resolve releases on.", metavar="URL")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="DRAGONFLY_BASE_URL.", metavar="URL")] = None,
+    threads: Annotated[int | None, typer.Option(help="DRAGONFLY_THREADS.", metavar="N")] = None,
+    bulk_size: Annotated[int | None, typer.Option(help="DRAGONFLY_BULK_SIZE.", metavar="N")] = None,
+    job_timeout: Annotated[float | None, typer.Option(help="DRAGONFLY_JOB_TIMEOUT.", metavar="S")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="DRAGONFLY_METRICS_PORT.", metavar="PORT")] = None,
+    log_format: Annotated[
+        Literal["text", "json"] | None, typer.Option(help="DRAGONFLY_LOG_FORMAT.", show_default=False)
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="DRAGONFLY_LOG_LEVEL.", metavar="LEVEL")] = None,
+) -> None:
+    """Run a Dragonfly scanning node: claim jobs, download, scan, submit, until stopped.
+
+    Configured with the `DRAGONFLY_*` environment variables, a `.env` file or `--config FILE`; the flags
+    below override them. SIGTERM/SIGINT stop claiming and finish in-flight jobs within the grace period
+    (a second signal stops at once). With `--job`/`--jobs-file` the node runs standalone: releases come
+    from the index and results are written as JSON lines.
+    """
+    overrides: dict[str, object] = {
+        "base_url": base_url,
+        "threads": threads,
+        "bulk_size": bulk_size,
+        "job_timeout": job_timeout,
+        "metrics_port": metrics_port,
+        "log_format": log_format,
+        "log_level": log_level,
+    }
+    settings = _settings(config, overrides)
+    setup_logging(settings.log_format, settings.log_level)
+    specs = read_job_specs(job or [], jobs_file)
+    try:
+        if specs or jobs_file is not None:
+            ruleset = load_rules_or_exit(rules or [])
+            releases = resolve_releases(specs, index_url)
+            with _results_stream(output) as stream:
+                run(settings, once=True, max_jobs=max_jobs, local=LocalJobs(releases, ruleset, stream))
+        else:
+            run(settings, once=once, max_jobs=max_jobs)
+    except ConfigError as err:
+        fail(str(err), EXIT_USAGE)
+    except AuthError as err:
+        fail(f"cannot log in to the mainframe: {err}", EXIT_INCOMPLETE)
+    except MainframeError as err:
+        fail(f"mainframe: {err}", EXIT_INCOMPLETE)
+
+
+def config_command(config: ConfigFile = None) -> None:
+    """Show the effective node configuration (secrets masked) as JSON; exit 2 if it is invalid."""
+    settings = _settings(config, {})
+    print(json.dumps(settings.masked(), indent=2, default=str))

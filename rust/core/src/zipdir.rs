@@ -1,0 +1,485 @@
+//! A zip reader that sees what pip sees. pip installs wheels (and unpacks zip sdists) with
+//! CPython's `zipfile`, so this follows its rules: the end-of-central-directory record is the last
+//! one in the final 64 KiB, offsets are corrected for prepended data, the central directory is read
+//! by its declared *size* (not its entry count), and every record is a member, duplicates included
+//! (the `zip` crate keeps only one member per name, which would hide the others from the rules).
+//!
+//! It also reports what `zipfile` does not: which byte ranges no entry accounts for (data hidden
+//! before the first entry, between entries, in the comment or after the end record) and which
+//! entries share bytes (the "overlapping entries" zip bomb). Nothing here trusts a size: every range
+//! is clamped to the data, and members are inflated by the walker under its limits.
+
+use std::io::{self, Read};
+use std::ops::Range;
+
+const LOCAL_SIG: &[u8; 4] = b"PK\x03\x04";
+const CENTRAL_SIG: &[u8; 4] = b"PK\x01\x02";
+const END_SIG: &[u8; 4] = b"PK\x05\x06";
+const ZIP64_LOCATOR_SIG: &[u8; 4] = b"PK\x06\x07";
+const ZIP64_END_SIG: &[u8; 4] = b"PK\x06\x06";
+const DESCRIPTOR_SIG: &[u8; 4] = b"PK\x07\x08";
+
+const END_LEN: usize = 22;
+const ZIP64_LOCATOR_LEN: usize = 20;
+const ZIP64_END_LEN: usize = 56;
+const CENTRAL_LEN: usize = 46;
+const LOCAL_LEN: usize = 30;
+/// The end record may be followed by a comment of at most this many bytes.
+const MAX_COMMENT: usize = 0xffff;
+
+pub(crate) const FLAG_ENCRYPTED: u16 = 0x0001;
+pub(crate) const FLAG_LZMA_EOS: u16 = 0x0002;
+const FLAG_DESCRIPTOR: u16 = 0x0008;
+pub(crate) const FLAG_STRONG_ENCRYPTION: u16 = 0x0040;
+const FLAG_UTF8: u16 = 0x0800;
+
+/// Why a zip archive could not be opened at all (as `zipfile` would refuse it too).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ZipError {
+    #[error("no end-of-central-directory record in the last 64 KiB")]
+    NoEndRecord,
+    #[error("the archive spans several disks")]
+    MultiDisk,
+    #[error("the central directory offset points before the start of the data")]
+    BadDirectoryOffset,
+    #[error("the central directory is truncated at record {0}")]
+    TruncatedDirectory(usize),
+    #[error("central directory record {0} has a bad signature")]
+    BadDirectorySignature(usize),
+}
+
+/// Why one member's local header could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LocalError {
+    #[error("its local header at offset {0} lies outside the archive")]
+    OutOfRange(u64),
+    #[error("its local header at offset {0} has a bad signature")]
+    BadSignature(u64),
+}
+
+/// One central-directory record.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// The name's bytes, as a range of the archive data (names are never copied).
+    pub name: Range<usize>,
+    pub flags: u16,
+    pub method: u16,
+    pub crc: u32,
+    pub compressed_size: u64,
+    pub size: u64,
+    /// Absolute offset of the local header (corrected for prepended data); may be out of range.
+    pub header_offset: u64,
+    /// The "version made by" host system (3: Unix).
+    pub system: u8,
+    pub external_attr: u32,
+    /// A zip64 extra field supplied at least one of the sizes or the offset.
+    pub zip64: bool,
+    /// A malformed extra field was ignored.
+    pub bad_extra: bool,
+}
+
+impl Entry {
+    /// The name as `zipfile` decodes it: UTF-8 when flagged (lossy here), CP437 otherwise, cut at
+    /// the first NUL byte. Returns the name and whether it was not valid UTF-8.
+    pub fn decoded_name(&self, data: &[u8]) -> (String, bool) {
+        decode_name(&data[self.name.clone()], self.flags)
+    }
+
+    pub fn raw_name<'a>(&self, data: &'a [u8]) -> &'a [u8] {
+        &data[self.name.clone()]
+    }
+
+    pub fn is_dir(&self, data: &[u8]) -> bool {
+        self.raw_name(data).last() == Some(&b'/')
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.system == 3 && (self.external_attr >> 16) & 0o170000 == 0o120000
+    }
+}
+
+/// Where a member's compressed bytes are.
+#[derive(Debug, Clone)]
+pub(crate) struct Local {
+    /// Compressed data, clamped to the archive.
+    pub data: Range<usize>,
+    /// The data runs past the end of the archive (so it was cut short).
+    pub truncated: bool,
+    /// The local header's own name, when it differs from the central directory's.
+    pub other_name: Option<String>,
+}
+
+/// A parsed zip archive: its members and the byte ranges its structures account for.
+#[derive(Debug)]
+pub(crate) struct Directory {
+    pub entries: Vec<Entry>,
+    /// Bytes of the central directory (absolute, clamped).
+    pub central: Range<usize>,
+    /// The end records: the zip64 record and locator when present, then the classic record.
+    pub end: Range<usize>,
+    /// The archive comment.
+    pub comment: Range<usize>,
+}
+
+fn u16_at(data: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([data[at], data[at + 1]])
+}
+
+fn u32_at(data: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(data[at..at + 4].try_into().expect("four bytes"))
+}
+
+fn u64_at(data: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(data[at..at + 8].try_into().expect("eight bytes"))
+}
+
+fn clamp(start: u64, len: u64, max: usize) -> Range<usize> {
+    let start = start.min(max as u64) as usize;
+    let end = (start as u64).saturating_add(len).min(max as u64) as usize;
+    start..end
+}
+
+/// CP437 as `zipfile` decodes names without the UTF-8 flag (the upper half; the lower is ASCII).
+const CP437_HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u{a0}";
+
+fn decode_name(raw: &[u8], flags: u16) -> (String, bool) {
+    let raw = raw.split(|&b| b == 0).next().unwrap_or(raw);
+    if raw.is_ascii() {
+        return (String::from_utf8_lossy(raw).into_owned(), false);
+    }
+    if flags & FLAG_UTF8 != 0 {
+        return match std::str::from_utf8(raw) {
+            Ok(name) => (name.to_owned(), false),
+            Err(_) => (String::from_utf8_lossy(raw).into_owned(), true),
+        };
+    }
+    let high: Vec<char> = CP437_HIGH.chars().collect();
+    (raw.iter().map(|&b| if b < 0x80 { b as char } else { high[(b - 0x80) as usize] }).collect(), false)
+}
+
+/// Find the end record as `zipfile._EndRecData` does: at the very end with no comment, else the
+/// last signature in the final 64 KiB + 22 bytes.
+fn find_end(data: &[u8]) -> Option<usize> {
+    let n = data.len();
+    if n < END_LEN {
+        return None;
+    }
+    let tail = n - END_LEN;
+    if &data[tail..tail + 4] == END_SIG && data[n - 2..] == [0, 0] {
+        return Some(tail);
+    }
+    let from = n.saturating_sub(MAX_COMMENT + 1 + END_LEN);
+    let at = data[from..].windows(4).rposition(|w| w == END_SIG)? + from;
+    (at + END_LEN <= n).then_some(at)
+}
+
+impl Directory {
+    pub fn parse(data: &[u8]) -> Result<Directory, ZipError> {
+        let n = data.len();
+        let at = find_end(data).ok_or(ZipError::NoEndRecord)?;
+        let comment_len = u16_at(data, at + 20) as usize;
+        let comment = (at + END_LEN)..(at + END_LEN + comment_len).min(n);
+        let mut size = u64::from(u32_at(data, at + 12));
+        let mut offset = u64::from(u32_at(data, at + 16));
+        let mut end_start = at;
+        let mut zip64 = false;
+        if at >= ZIP64_LOCATOR_LEN && &data[at - ZIP64_LOCATOR_LEN..at - ZIP64_LOCATOR_LEN + 4] == ZIP64_LOCATOR_SIG
+        {
+            let loc = at - ZIP64_LOCATOR_LEN;
+            if u32_at(data, loc + 4) != 0 || u32_at(data, loc + 16) > 1 {
+                return Err(ZipError::MultiDisk);
+            }
+            // Like zipfile, look for the zip64 record right before the locator (its own offset
+            // field is not trusted).
+            if loc >= ZIP64_END_LEN && &data[loc - ZIP64_END_LEN..loc - ZIP64_END_LEN + 4] == ZIP64_END_SIG {
+                let rec = loc - ZIP64_END_LEN;
+                size = u64_at(data, rec + 40);
+                offset = u64_at(data, rec + 48);
+                end_start = rec;
+                zip64 = true;
+            }
+        }
+        // Bytes prepended to the archive shift every offset: `zipfile` corrects them by where the
+        // central directory actually ends.
+        let location = if zip64 { end_start } else { at } as i128;
+        let concat = location - i128::from(size) - i128::from(offset);
+        let start = i128::from(offset) + concat;
+        if start < 0 {
+            return Err(ZipError::BadDirectoryOffset);
+        }
+        let central = clamp(start as u64, size, n);
+        let dir = &data[central.clone()];
+        let mut entries = Vec::new();
+        let mut pos = 0usize;
+        while (pos as u64) < size {
+            let index = entries.len();
+            if pos + CENTRAL_LEN > dir.len() {
+                return Err(ZipError::TruncatedDirectory(index));
+            }
+            let rec = &dir[pos..];
+            if &rec[..4] != CENTRAL_SIG {
+                return Err(ZipError::BadDirectorySignature(index));
+            }
+            let name_len = u16_at(rec, 28) as usize;
+            let extra_len = u16_at(rec, 30) as usize;
+            let comment_len = u16_at(rec, 32) as usize;
+            let base = central.start + pos;
+            let name = clamp((base + CENTRAL_LEN) as u64, name_len as u64, central.end);
+            let extra = clamp(name.end as u64, extra_len as u64, central.end);
+            let mut entry = Entry {
+                name,
+                flags: u16_at(rec, 8),
+                method: u16_at(rec, 10),
+                crc: u32_at(rec, 16),
+                compressed_size: u64::from(u32_at(rec, 20)),
+                size: u64::from(u32_at(rec, 24)),
+                header_offset: u64::from(u32_at(rec, 42)),
+                system: rec[5],
+                external_attr: u32_at(rec, 38),
+                zip64: false,
+                bad_extra: false,
+            };
+            decode_extra(&data[extra], &mut entry);
+            let header = i128::from(entry.header_offset) + concat;
+            entry.header_offset = u64::try_from(header).unwrap_or(u64::MAX);
+            entries.push(entry);
+            pos += CENTRAL_LEN + name_len + extra_len + comment_len;
+        }
+        let end = end_start..(at + END_LEN);
+        Ok(Directory { entries, central, end, comment })
+    }
+
+    /// Read a member's local header as `zipfile.ZipFile.open` does.
+    pub fn local(&self, data: &[u8], entry: &Entry) -> Result<Local, LocalError> {
+        let at = entry.header_offset;
+        let start = usize::try_from(at).ok().filter(|&s| s.saturating_add(LOCAL_LEN) <= data.len());
+        let start = start.ok_or(LocalError::OutOfRange(at))?;
+        let header = &data[start..start + LOCAL_LEN];
+        if &header[..4] != LOCAL_SIG {
+            return Err(LocalError::BadSignature(at));
+        }
+        let flags = u16_at(header, 6);
+        let name_len = u16_at(header, 26) as u64;
+        let extra_len = u16_at(header, 28) as u64;
+        let name = clamp((start + LOCAL_LEN) as u64, name_len, data.len());
+        let (local_name, _) = decode_name(&data[name.clone()], flags);
+        let (central_name, _) = entry.decoded_name(data);
+        let data_start = (start + LOCAL_LEN) as u64 + name_len + extra_len;
+        let range = clamp(data_start, entry.compressed_size, data.len());
+        let truncated = data_start.saturating_add(entry.compressed_size) > data.len() as u64;
+        Ok(Local {
+            data: range,
+            truncated,
+            other_name: (local_name != central_name).then_some(local_name),
+        })
+    }
+
+    /// The bytes an entry occupies: local header, data and data descriptor (unclamped end).
+    fn span(&self, data: &[u8], entry: &Entry) -> Option<Range<u64>> {
+        let local = self.local(data, entry).ok()?;
+        let data_end = (local.data.start as u64).saturating_add(entry.compressed_size);
+        let mut end = data_end;
+        if entry.flags & FLAG_DESCRIPTOR != 0 && !local.truncated {
+            // The descriptor: an optional signature, the CRC, then 4- or 8-byte sizes. Only
+            // counted when it is really there, so that it cannot hide anything.
+            let at = data_end as usize;
+            let sig = data.get(at..at + 4) == Some(&DESCRIPTOR_SIG[..]);
+            let crc_at = at + if sig { 4 } else { 0 };
+            if sig || data.get(crc_at..crc_at + 4) == Some(&entry.crc.to_le_bytes()[..]) {
+                end = (crc_at + 4 + if entry.zip64 { 16 } else { 8 }) as u64;
+            }
+        }
+        Some(entry.header_offset..end)
+    }
+
+    /// Pairs `(entry, other)` where `entry` shares bytes with an earlier-starting `other`, and
+    /// entries whose bytes run into the central directory (`other` = `None`).
+    pub fn overlaps(&self, data: &[u8]) -> Vec<(usize, Option<usize>)> {
+        let mut spans: Vec<(Range<u64>, usize)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| self.span(data, e).map(|s| (s, i)))
+            .collect();
+        spans.sort_by_key(|(s, i)| (s.start, s.end, *i));
+        let central = self.central.start as u64;
+        let mut found = Vec::new();
+        let mut widest: Option<(u64, usize)> = None;
+        for (span, index) in &spans {
+            match widest {
+                Some((end, other)) if span.start < end => found.push((*index, Some(other))),
+                _ if span.start < central && span.end > central => found.push((*index, None)),
+                _ => {}
+            }
+            if widest.is_none_or(|(end, _)| span.end > end) {
+                widest = Some((span.end, *index));
+            }
+        }
+        found.sort_unstable();
+        found
+    }
+
+    /// Byte ranges that no structure accounts for and that hold something other than zeros,
+    /// with a description of where they are. The comment is reported apart.
+    pub fn hidden(&self, data: &[u8]) -> Vec<(Range<usize>, &'static str)> {
+        let n = data.len() as u64;
+        let mut covered: Vec<Range<u64>> =
+            self.entries.iter().filter_map(|e| self.span(data, e)).map(|s| s.start.min(n)..s.end.min(n)).collect();
+        covered.push(self.central.start as u64..self.central.end as u64);
+        covered.push(self.end.start as u64..self.end.end as u64);
+        covered.push(self.comment.start as u64..self.comment.end as u64);
+        covered.sort_by_key(|r| (r.start, r.end));
+        let first = covered.iter().map(|r| r.start).min().unwrap_or(n);
+        let mut gaps = Vec::new();
+        let mut cursor = 0u64;
+        for range in &covered {
+            if range.start > cursor {
+                gaps.push(cursor..range.start);
+            }
+            cursor = cursor.max(range.end);
+        }
+        if cursor < n {
+            gaps.push(cursor..n);
+        }
+        gaps.into_iter()
+            .map(|g| g.start as usize..g.end as usize)
+            .filter(|g| data[g.clone()].iter().any(|&b| b != 0))
+            .map(|g| {
+                let place = if g.start == 0 && g.end as u64 <= first {
+                    "before the first zip entry"
+                } else if g.start >= self.comment.end {
+                    "after the end of the zip archive"
+                } else {
+                    "between zip entries"
+                };
+                (g, place)
+            })
+            .collect()
+    }
+}
+
+/// Apply the zip64 extra field (0x0001) as `ZipInfo._decodeExtra` does: each 64-bit value present
+/// replaces a 32-bit field that is saturated, in the order size, compressed size, offset.
+fn decode_extra(mut extra: &[u8], entry: &mut Entry) {
+    while extra.len() >= 4 {
+        let (kind, len) = (u16_at(extra, 0), u16_at(extra, 2) as usize);
+        if len + 4 > extra.len() {
+            entry.bad_extra = true;
+            return;
+        }
+        if kind == 1 {
+            let mut field = &extra[4..4 + len];
+            let mut take = |value: &mut u64, saturated: bool| {
+                if saturated {
+                    if field.len() < 8 {
+                        entry.bad_extra = true;
+                        return;
+                    }
+                    *value = u64_at(field, 0);
+                    field = &field[8..];
+                    entry.zip64 = true;
+                }
+            };
+            let (mut size, mut compressed, mut offset) =
+                (entry.size, entry.compressed_size, entry.header_offset);
+            take(&mut size, size == 0xffff_ffff);
+            take(&mut compressed, compressed == 0xffff_ffff);
+            take(&mut offset, offset == 0xffff_ffff);
+            (entry.size, entry.compressed_size, entry.header_offset) = (size, compressed, offset);
+        }
+        extra = &extra[4 + len..];
+    }
+}
+
+/// Largest LZMA dictionary a zip member may ask for (KiB), as for xz streams.
+pub(crate) const LZMA_MEMORY_LIMIT_KB: u32 = 256 * 1024;
+
+/// Why a member's compressed data cannot be inflated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum MethodError {
+    #[error("compression method {0} is not supported")]
+    Unsupported(u16),
+    #[error("AES encryption (method 99)")]
+    Aes,
+    #[error("bad LZMA header: {0}")]
+    LzmaHeader(String),
+}
+
+/// A decoder for a member's compressed bytes.
+pub(crate) fn decoder<'a>(
+    method: u16,
+    flags: u16,
+    size: u64,
+    raw: &'a [u8],
+) -> Result<Box<dyn Read + Send + 'a>, MethodError> {
+    Ok(match method {
+        0 => Box::new(raw),
+        8 => Box::new(flate2::bufread::DeflateDecoder::new(raw)),
+        9 => Box::new(deflate64::Deflate64Decoder::with_buffer(raw)),
+        12 => Box::new(bzip2::bufread::BzDecoder::new(raw)),
+        14 => {
+            // A 2-byte version, a 2-byte properties size (5), then the LZMA properties.
+            if raw.len() < 9 || u16_at(raw, 2) != 5 {
+                return Err(MethodError::LzmaHeader("truncated or unexpected properties size".into()));
+            }
+            let (props, dict) = (raw[4], u32_at(raw, 5));
+            let need = lzma_rust2::lzma_get_memory_usage_by_props(dict, props)
+                .map_err(|e| MethodError::LzmaHeader(e.to_string()))?;
+            if need > LZMA_MEMORY_LIMIT_KB {
+                return Err(MethodError::LzmaHeader(format!(
+                    "needs {need} KiB of memory, over the limit of {LZMA_MEMORY_LIMIT_KB} KiB"
+                )));
+            }
+            let size = if flags & FLAG_LZMA_EOS != 0 { u64::MAX } else { size };
+            let reader = lzma_rust2::LzmaReader::new_with_props(&raw[9..], size, props, dict, None)
+                .map_err(|e| MethodError::LzmaHeader(e.to_string()))?;
+            Box::new(reader)
+        }
+        95 => Box::new(lzma_rust2::XzReader::new_mem_limit(raw, false, LZMA_MEMORY_LIMIT_KB)),
+        99 => return Err(MethodError::Aes),
+        other => return Err(MethodError::Unsupported(other)),
+    })
+}
+
+/// Computes the CRC-32 of everything read through it.
+pub(crate) struct CrcReader<R> {
+    pub inner: R,
+    pub crc: flate2::Crc,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cp437_table_is_complete() {
+        assert_eq!(CP437_HIGH.chars().count(), 128);
+        assert_eq!(decode_name(b"caf\x82", 0).0, "café");
+        assert_eq!(decode_name("café".as_bytes(), FLAG_UTF8).0, "café");
+        assert_eq!(decode_name(b"a\xffb", FLAG_UTF8), ("a\u{fffd}b".to_owned(), true));
+        assert_eq!(decode_name(b"evil.py\0.txt", 0).0, "evil.py");
+    }
+
+    #[test]
+    fn no_end_record() {
+        assert_eq!(Directory::parse(b"PK\x03\x04 not a zip").unwrap_err(), ZipError::NoEndRecord);
+        assert_eq!(Directory::parse(b"").unwrap_err(), ZipError::NoEndRecord);
+    }
+
+    #[test]
+    fn empty_archive() {
+        let mut data = END_SIG.to_vec();
+        data.extend_from_slice(&[0; 18]);
+        let dir = Directory::parse(&data).unwrap();
+        assert!(dir.entries.is_empty());
+        assert!(dir.hidden(&data).is_empty());
+    }
+}

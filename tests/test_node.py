@@ -1,0 +1,356 @@
+"""The node against a fake mainframe and file host on 127.0.0.1: real HTTP, real leases, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dragonfly_hybrid.config import NodeSettings
+from dragonfly_hybrid.metrics import MetricsServer, NodeMetrics
+from dragonfly_hybrid.service import serve
+from fake_mainframe import FakeMainframe
+from fake_pypi import FakeIndex, tar_gz_bytes, wheel
+
+MARK = b"x = 'DRAGONFLY_TEST_MARKER'\n"
+LIGHT = b"y = 'DRAGONFLY_LIGHT_MARKER'\n"
+CLEAN = b"print('hello')\n"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeMainframe]:
+    with FakeMainframe(job_timeout=30) as server:
+        yield server
+
+
+def settings_for(
+    fake: FakeMainframe, tmp_path: Path, worker: str | None = None, **extra: object
+) -> NodeSettings:
+    values = {
+        "metrics_port": None,
+        "load_duration": 0.1,
+        "rules_cache_dir": tmp_path / "rules-cache",
+        "threads": 2,
+        **extra,
+    }
+    return NodeSettings(**fake.node_settings(worker, **values))
+
+
+def run_node(settings: NodeSettings, **kwargs: object) -> NodeMetrics:
+    metrics = NodeMetrics()
+    asyncio.run(serve(settings, metrics=metrics, **kwargs))  # type: ignore[arg-type]
+    return metrics
+
+
+def add_releases(fake: FakeMainframe, count: int) -> None:
+    for i in range(count):
+        body = MARK if i % 3 == 0 else CLEAN
+        fake.add_release(
+            f"pkg{i}", "1.0", {"setup.py": body, f"pkg{i}/__init__.py": LIGHT if i % 5 == 0 else CLEAN}
+        )
+
+
+def accepted_by_job(fake: FakeMainframe) -> Counter[tuple[str, str]]:
+    return Counter((s.body["name"], s.body["version"]) for s in fake.results)
+
+
+def test_happy_path_many_jobs_each_get_one_correct_result(fake: FakeMainframe, tmp_path: Path) -> None:
+    add_releases(fake, 30)
+    metrics = run_node(settings_for(fake, tmp_path), once=True)
+    results = {s.body["name"]: s.body for s in fake.results}
+    assert set(accepted_by_job(fake).values()) == {1} and len(results) == 30
+    for i in range(30):
+        body = results[f"pkg{i}"]
+        expected = {"test_marker"} if i % 3 == 0 else set()
+        if i % 5 == 0:
+            expected.add("light_marker")
+        assert set(body["rules_matched"]) == expected, body
+        # Both distributions (sdist, wheel) match the same rules: the score is their max, not their sum.
+        assert body["score"] == (5 if i % 3 == 0 else 0) + (1 if i % 5 == 0 else 0)
+        assert body["commit"] == fake.rules_hash
+        state = fake.state(f"pkg{i}", "1.0")
+        assert (body["attempt"], body["assignment_id"]) == (state.attempt, state.assignment_id)
+        if expected:
+            url = body["inspector_url"]
+            assert url.startswith(f"https://inspector.pypi.io/project/pkg{i}/1.0/packages/")
+            assert url.endswith(("/setup.py", f"/pkg{i}/__init__.py"))
+        else:
+            assert body["inspector_url"] is None
+    assert metrics.jobs_claimed._value.get() == 30
+    assert metrics.jobs_finished.labels("success")._value.get() == 30
+
+
+def test_server_errors_and_dropped_connections_are_retried(fake: FakeMainframe, tmp_path: Path) -> None:
+    add_releases(fake, 6)
+    fake.fail_next("package", 503, count=3)
+    fake.drop_next("package", count=2)
+    fake.fail_next("rules", 502, count=1)
+    fake.drop_next("files", count=2)
+    run_node(settings_for(fake, tmp_path), once=True)
+    assert accepted_by_job(fake) == Counter({(f"pkg{i}", "1.0"): 1 for i in range(6)})
+    assert fake.count("package", 503) == 3
+
+
+def test_expired_token_and_401_lead_to_a_new_login(fake: FakeMainframe, tmp_path: Path) -> None:
+    add_releases(fake, 8)
+    fake.delay("files", 0.05)
+    settings = settings_for(fake, tmp_path)
+
+    def disturb() -> None:
+        fake.wait_until(lambda: len(fake.results) >= 2)
+        fake.expire_tokens()
+        fake.wait_until(lambda: len(fake.results) >= 5)
+        fake.unauthorized_next(1)
+
+    thread = threading.Thread(target=disturb)
+    thread.start()
+    run_node(settings, once=True)
+    thread.join()
+    assert len(accepted_by_job(fake)) == 8
+    assert fake.logins >= 2
+
+
+def test_lost_lease_409_is_not_retried(fake: FakeMainframe, tmp_path: Path) -> None:
+    fake.strict_leases = True
+    fake.job_timeout = 1.0
+    fake.add_release("slow", "1.0", {"setup.py": MARK})
+    fake.delay("package", 1.5)  # the result arrives after the lease ended
+    metrics = run_node(settings_for(fake, tmp_path, job_timeout=10, min_lease_left=0), once=True)
+    assert [s.status for s in fake.submissions] == [409]
+    assert metrics.lease_lost._value.get() == 1
+    assert fake.results == []
+
+
+def test_rules_hash_change_mid_run_reloads_rules(fake: FakeMainframe, tmp_path: Path) -> None:
+    new_rule = 'rule new_rule { meta: weight = 9 strings: $a = "BRAND_NEW_MARKER" condition: $a }'
+    for i in range(4):
+        fake.add_release(f"early{i}", "1.0", {"setup.py": b"BRAND_NEW_MARKER"})
+    settings = settings_for(fake, tmp_path, bulk_size=2)
+
+    def change() -> None:
+        fake.wait_until(lambda: len(fake.results) >= 2)
+        fake.set_rules("fake-rules-2", {"new.yar": new_rule})
+        for i in range(4):
+            fake.add_release(f"late{i}", "1.0", {"setup.py": b"BRAND_NEW_MARKER"})
+
+    thread = threading.Thread(target=change)
+    thread.start()
+    run_node(settings, max_jobs=8)
+    thread.join()
+    by_name = {s.body["name"]: s.body for s in fake.results}
+    assert len(by_name) == 8
+    for i in range(4):
+        late = by_name[f"late{i}"]
+        assert (late["commit"], late["rules_matched"], late["score"]) == ("fake-rules-2", ["new_rule"], 9)
+    # Every result names the rules it was scanned with.
+    for body in by_name.values():
+        assert body["commit"] in ("fake-rules-1", "fake-rules-2")
+        assert (body["commit"] == "fake-rules-2") == (body["rules_matched"] == ["new_rule"])
+    assert any(p.suffix == ".rules" for p in (tmp_path / "rules-cache").iterdir())
+
+
+def test_rules_that_do_not_compile_keep_the_last_good_set(fake: FakeMainframe, tmp_path: Path) -> None:
+    fake.add_release("a", "1.0", {"setup.py": MARK})
+    fake.set_rules("broken-rules", {"broken.yar": "rule broken { condition: nope }"})
+    with pytest.raises(Exception, match=r"broken\.yar"):
+        run_node(settings_for(fake, tmp_path), once=True)  # no good set yet: cannot start
+    fake.set_rules(
+        "fake-rules-1", {"m.yar": 'rule m { strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }'}
+    )
+    fake.add_release("b", "1.0", {"setup.py": MARK})
+
+    def break_rules() -> None:
+        fake.wait_until(lambda: len(fake.claims) >= 1)
+        fake.set_rules("broken-rules", {"broken.yar": "rule broken { condition: nope }"})
+        fake.add_release("c", "1.0", {"setup.py": MARK})
+
+    thread = threading.Thread(target=break_rules)
+    thread.start()
+    run_node(settings_for(fake, tmp_path, bulk_size=1), max_jobs=3)
+    thread.join()
+    bodies = {s.body["name"]: s.body for s in fake.results}
+    assert bodies["c"]["commit"] == "fake-rules-1" and bodies["c"]["rules_matched"] == ["m"]
+
+
+def test_oversized_download_is_a_failure_naming_the_cap(fake: FakeMainframe, tmp_path: Path) -> None:
+    fake.add_release("big", "1.0", {"data.bin": os.urandom(300_000)}, wheel=False)
+    run_node(settings_for(fake, tmp_path, max_scan_size=100_000), once=True)
+    [result] = fake.results
+    assert "100000" in result.body["reason"] and "download limit" in result.body["reason"]
+    assert fake.state("big", "1.0").status == "FAILED"
+
+
+def test_hostile_archive_is_a_precise_failure(fake: FakeMainframe, tmp_path: Path) -> None:
+    bomb = tar_gz_bytes({"bomb-1.0/zeros.bin": bytes(20_000_000)})
+    fake.add_release("bomb", "1.0", distributions=[fake.host_file("bomb-1.0.tar.gz", bomb)])
+    whole = tar_gz_bytes({"cut-1.0/a.py": CLEAN * 999})
+    fake.add_release("cut", "1.0", distributions=[fake.host_file("cut-1.0.tar.gz", whole[: len(whole) // 2])])
+    run_node(settings_for(fake, tmp_path, max_ratio=100), once=True)
+    reasons = {s.body["name"]: s.body.get("reason") for s in fake.results}
+    assert "compression-ratio" in reasons["bomb"]
+    assert "corrupt" in reasons["cut"]
+
+
+def test_hostile_archive_with_findings_is_still_a_success(fake: FakeMainframe, tmp_path: Path) -> None:
+    """The malicious signal is not lost because another part could not be scanned."""
+    archive = tar_gz_bytes({"p-1.0/setup.py": MARK, "p-1.0/big.bin": bytes(2_000)})
+    fake.add_release("p", "1.0", distributions=[fake.host_file("p-1.0.tar.gz", archive)])
+    run_node(settings_for(fake, tmp_path, max_member_size=1_000), once=True)
+    [result] = fake.results
+    assert result.body["rules_matched"] == ["test_marker"] and result.body["score"] == 5
+
+
+def test_missing_distribution_is_a_failure_and_empty_release_is_clean(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    fake.add_release("gone", "1.0", distributions=[fake.url + "/packages/aa/bb/cc/gone-1.0.tar.gz"])
+    fake.add_release("empty", "1.0")
+    run_node(settings_for(fake, tmp_path), once=True)
+    bodies = {s.body["name"]: s.body for s in fake.results}
+    assert "HTTP 404" in bodies["gone"]["reason"]
+    assert bodies["empty"]["score"] == 0 and bodies["empty"]["rules_matched"] == []
+
+
+def test_two_nodes_share_the_queue_without_double_work(fake: FakeMainframe, tmp_path: Path) -> None:
+    add_releases(fake, 40)
+    fake.add_worker("worker-2")
+    first = settings_for(fake, tmp_path / "a")
+    second = settings_for(fake, tmp_path / "b", worker="worker-2")
+
+    async def both() -> None:
+        await asyncio.gather(serve(first, once=True), serve(second, once=True))
+
+    asyncio.run(both())
+    assert accepted_by_job(fake) == Counter({(f"pkg{i}", "1.0"): 1 for i in range(40)})
+    workers = Counter(s.worker for s in fake.results)
+    assert set(workers) <= {"worker-1", "worker-2"}
+    assert len(fake.claims) == 40  # no job was claimed twice: none had to be scanned twice
+
+
+def test_metrics_and_health_endpoints(fake: FakeMainframe, tmp_path: Path) -> None:
+    add_releases(fake, 3)
+    metrics = run_node(settings_for(fake, tmp_path), once=True)
+    server = MetricsServer(metrics, lambda: True, "127.0.0.1", 0).start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        text = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        health = urllib.request.urlopen(f"{base}/healthz", timeout=5)
+    finally:
+        server.close()
+    assert health.status == 200
+    for name in (
+        "dragonfly_jobs_claimed_total 3.0",
+        'dragonfly_jobs_finished_total{outcome="success"} 3.0',
+        "dragonfly_files_scanned_total",
+        "dragonfly_bytes_scanned_total",
+        "dragonfly_scan_seconds_bucket",
+        "dragonfly_job_seconds_bucket",
+        "dragonfly_lease_lost_total 0.0",
+    ):
+        assert name in text, name
+
+
+def node_process(fake: FakeMainframe, tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DRAGONFLY_")}
+    for key, value in fake.node_settings(metrics_port=None, load_duration=0.2, grace_period=20).items():
+        environment[f"DRAGONFLY_{key.upper()}"] = str(value)
+    environment["DRAGONFLY_RULES_CACHE_DIR"] = str(tmp_path / "cache")
+    environment.update(env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dragonfly_hybrid.cli", "node", *args],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+
+
+def test_sigterm_mid_scan_finishes_in_flight_work_and_exits_0(fake: FakeMainframe, tmp_path: Path) -> None:
+    add_releases(fake, 40)
+    fake.delay("files", 0.3)  # keep several jobs in flight when the signal arrives
+    proc = node_process(fake, tmp_path, DRAGONFLY_BULK_SIZE="4")
+    assert fake.wait_until(lambda: len(fake.results) >= 2, timeout=30), proc.stderr
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    claimed = {(c.name, c.version) for c in fake.claims}
+    submitted = accepted_by_job(fake)
+    # Every claimed job got exactly one result; none was claimed after the signal and left hanging.
+    assert set(submitted) == claimed and set(submitted.values()) == {1}
+    assert len(claimed) < 40
+    assert "stopping" in stderr
+
+
+def test_secrets_never_reach_the_logs(fake: FakeMainframe, tmp_path: Path) -> None:
+    add_releases(fake, 2)
+    fake.unauthorized_next(1)
+    proc = node_process(fake, tmp_path, "--once", DRAGONFLY_LOG_LEVEL="DEBUG", DRAGONFLY_LOG_FORMAT="json")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert fake.worker.client_secret not in stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(line["message"] == "result submitted" for line in lines)
+
+
+def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    with FakeMainframe() as fake:
+        proc = node_process(fake, tmp_path, "--once", DRAGONFLY_BULK_SIZE="zero")
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "DRAGONFLY_BULK_SIZE" in stderr
+
+
+def test_standalone_node_writes_json_lines(fake_index: FakeIndex, rules_dir: Path, tmp_path: Path) -> None:
+    fake_index.add("standalone-demo", wheel("standalone-demo", "1.0", {"demo/__init__.py": MARK}))
+    out = tmp_path / "results.jsonl"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dragonfly_hybrid.cli",
+            "node",
+            "--job",
+            "standalone-demo==1.0",
+            "--index-url",
+            fake_index.url,
+            "--rules",
+            str(rules_dir),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("DRAGONFLY_")}
+        | {"DRAGONFLY_METRICS_PORT": "0"},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [line] = [json.loads(text) for text in out.read_text().splitlines()]
+    assert line["status"] == "success" and line["name"] == "standalone-demo" and line["score"] == 5
+    assert line["rules_matched"] == ["test_marker"]
+
+
+def test_throughput_decides_how_much_is_claimed() -> None:
+    from dragonfly_hybrid.node import NodeOptions, ThroughputMeter, claim_limit
+
+    options = NodeOptions(job_timeout=120, bulk_size=20)
+    assert claim_limit(None, options, threads=2) == 3  # nothing measured: only enough to start
+    assert claim_limit(0.05, options, threads=2) == 3  # 1 job / 20 s: 3 fit in half a lease
+    assert claim_limit(0.001, options, threads=2) == 1
+    assert claim_limit(100.0, options, threads=2) == 40  # capped at twice the bulk size
+    meter = ThroughputMeter(window=10)
+    for t in (0.0, 1.0, 2.0, 3.0):
+        meter.record(t)
+    assert meter.rate(4.0) == pytest.approx(1.0)
+    assert meter.rate(100.0) is None  # old events leave the window

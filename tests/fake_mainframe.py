@@ -31,9 +31,12 @@ Every public method is thread-safe (one lock guards all state; handlers run in s
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
+import socket
+import sys
 import threading
 import time
 import uuid
@@ -221,6 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     timeout = 30  # idle keep-alive connections do not keep a thread forever
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stalls
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -253,7 +257,35 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 drops SYNs under concurrent connects (1 s client stalls)
     fake: FakeMainframe
+
+    def server_activate(self) -> None:
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut every open (kept-alive) connection, so a closed fake really stops answering."""
+        with self.connections_lock:
+            connections = list(self.connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that went away is no error
+            super().handle_error(request, client_address)
 
 
 class FakeMainframe:
@@ -326,6 +358,7 @@ class FakeMainframe:
         self._closed = True
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         self._thread.join(timeout=5)
 
     def __enter__(self) -> FakeMainframe:
@@ -352,14 +385,14 @@ class FakeMainframe:
         return worker
 
     def node_settings(
-        self, worker: Worker | str | None = None, *, scheme: str = "cloudflare", **extra: object
-    ) -> dict[str, object]:
+        self, worker: Worker | str | None = None, *, scheme: str = "cloudflare", **extra: Any
+    ) -> dict[str, Any]:
         """Keyword arguments for ``NodeSettings`` that make a node log in here as ``worker``."""
         if worker is None:
             worker = self.worker
         elif isinstance(worker, str):
             worker = self._workers[worker]
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "base_url": self.url,
             "client_id": worker.client_id,
             "client_secret": worker.client_secret,
@@ -488,6 +521,12 @@ class FakeMainframe:
         """Successful logins (either scheme), all workers."""
         with self._lock:
             return sum(self._logins.values())
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every token (cookie value or bearer token) issued so far, e.g. to check none leaks into logs."""
+        with self._lock:
+            return list(self._tokens)
 
     def logins_of(self, worker: str) -> int:
         with self._lock:
@@ -683,7 +722,7 @@ class FakeMainframe:
             detail = [{"loc": ["query", "batch"], "msg": "Input should be a positive integer"}]
             return _json_reply(422, {"detail": detail})
         now = time.monotonic()
-        claimed = []
+        claimed: list[dict[str, object]] = []
         for job in self._jobs.values():
             if len(claimed) == batch:
                 break

@@ -7,7 +7,6 @@ import traceback
 from pathlib import Path
 
 import pytest
-
 from dragonfly_hybrid import Limits
 from dragonfly_hybrid.config import (
     MASK,
@@ -76,7 +75,9 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.auth_scheme() == "cloudflare"
 
 
-def test_precedence_overrides_env_dotenv_toml_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_precedence_overrides_env_dotenv_toml_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     toml = write(
         tmp_path / "node.toml",
         "bulk_size = 1\nthreads = 1\nload_duration = 1\nmax_scan_size = 1\njob_timeout = 1\n",
@@ -121,7 +122,9 @@ def test_reference_cloudflare_variable_names(monkeypatch: pytest.MonkeyPatch, tm
     assert settings.client_id == "ref.access" and settings.auth_scheme() == "cloudflare"
     monkeypatch.delenv("DRAGONFLY_CF_ACCESS_CLIENT_ID")
     monkeypatch.delenv("DRAGONFLY_CF_ACCESS_CLIENT_SECRET")
-    toml = write(tmp_path / "c.toml", f'cf_access_client_id = "toml.access"\ncf_access_client_secret = "{SECRET}"\n')
+    toml = write(
+        tmp_path / "c.toml", f'cf_access_client_id = "toml.access"\ncf_access_client_secret = "{SECRET}"\n'
+    )
     assert load_settings(toml).client_id == "toml.access"
     # The prefixed name wins over the TOML file, and an override over both.
     monkeypatch.setenv("DRAGONFLY_CLIENT_ID", "env.access")
@@ -174,7 +177,9 @@ def test_each_invalid_value_is_reported(monkeypatch: pytest.MonkeyPatch, variabl
 
 
 def test_invalid_secrets_are_never_echoed(tmp_path: Path) -> None:
-    toml = write(tmp_path / "c.toml", f'password = ["{PASSWORD}"]\nclient_secret = {{ value = "{SECRET}" }}\n')
+    toml = write(
+        tmp_path / "c.toml", f'password = ["{PASSWORD}"]\nclient_secret = {{ value = "{SECRET}" }}\n'
+    )
     with pytest.raises(ConfigError) as caught:
         load_settings(toml)
     error = caught.value
@@ -190,14 +195,14 @@ def test_toml_problems(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(write(tmp_path / "bad.toml", "bulk_size = = 3\n"))
-    with pytest.raises(ConfigError, match="unknown setting.*bulk_sise"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*bulk_sise"):
         load_settings(write(tmp_path / "typo.toml", "bulk_sise = 3\n"))
     with pytest.raises(ConfigError, match="DRAGONFLY_BULK_SIZE: Input should be a valid integer"):
         load_settings(write(tmp_path / "type.toml", 'bulk_size = "lots"\n'))
 
 
 def test_unknown_override() -> None:
-    with pytest.raises(ConfigError, match="unknown setting.*bulksize"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*bulksize"):
         load_settings(overrides={"bulksize": 3})
 
 
@@ -229,7 +234,9 @@ def test_auth_scheme_selection() -> None:
         scheme(client_id="a", client_secret="")  # empty counts as missing
     with pytest.raises(ConfigError, match="auth0 authentication needs DRAGONFLY_PASSWORD"):
         scheme(client_id="a", client_secret="b", username="u")
-    with pytest.raises(ConfigError, match="auth0 authentication needs DRAGONFLY_CLIENT_ID, DRAGONFLY_CLIENT_SECRET"):
+    with pytest.raises(
+        ConfigError, match="auth0 authentication needs DRAGONFLY_CLIENT_ID, DRAGONFLY_CLIENT_SECRET"
+    ):
         scheme(username="u", password="p")
 
 
@@ -249,9 +256,9 @@ def test_normalisation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.log_level == "WARNING"
     assert settings.rules_cache_dir == Path.home() / "rules-cache"
     assert settings.auth0_token_url() == "http://127.0.0.1:9999/oauth/token"
-    assert load_settings(env_file=None, overrides={"auth0_domain": "vipyrsec.us.auth0.com"}).auth0_token_url() == (
-        "https://vipyrsec.us.auth0.com/oauth/token"
-    )
+    assert load_settings(
+        env_file=None, overrides={"auth0_domain": "vipyrsec.us.auth0.com"}
+    ).auth0_token_url() == ("https://vipyrsec.us.auth0.com/oauth/token")
 
 
 def test_rules_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -260,7 +267,13 @@ def test_rules_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 
 def test_limits_from_settings() -> None:
-    overrides = {"max_member_size": 10, "max_total_size": 20, "max_members": 30, "max_ratio": 40, "max_depth": 1}
+    overrides = {
+        "max_member_size": 10,
+        "max_total_size": 20,
+        "max_members": 30,
+        "max_ratio": 40,
+        "max_depth": 1,
+    }
     limits = load_settings(overrides={**overrides, "scan_timeout": 2.5}).limits()
     assert limits == Limits(
         max_member_size=10, max_total_size=20, max_members=30, max_ratio=40, max_depth=1, timeout=2.5

@@ -16,8 +16,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from fake_mainframe import FakeMainframe, make_jwt
-
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid.config import ConfigError, NodeSettings
 from dragonfly_hybrid.mainframe import (
@@ -28,6 +26,7 @@ from dragonfly_hybrid.mainframe import (
     Job,
     MainframeClient,
     MainframeError,
+    RulesPayload,
     SubmitOutcome,
     SuccessBody,
     jwt_expiry,
@@ -35,6 +34,7 @@ from dragonfly_hybrid.mainframe import (
     parse_rules,
     refresh_delay,
 )
+from fake_mainframe import FakeMainframe, make_jwt
 
 T = TypeVar("T")
 FAST = Backoff(0.005, 0.02)
@@ -59,8 +59,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def settings_for(fake: FakeMainframe, worker: str | None = None, **values: object) -> NodeSettings:
-    return NodeSettings(**fake.node_settings(worker, **values), _env_file=None)  # type: ignore[arg-type]
+def settings_for(fake: FakeMainframe, worker: str | None = None, **values: Any) -> NodeSettings:
+    return NodeSettings(**fake.node_settings(worker, **values), _env_file=None)  # type: ignore[call-arg]
 
 
 def client_for(
@@ -158,7 +158,9 @@ def test_batches(fake_mainframe: FakeMainframe) -> None:
 
 def test_file_host_serves_pypi_shaped_urls(fake_mainframe: FakeMainframe) -> None:
     sdist_url, wheel_url = fake_mainframe.add_release("demo-pkg", "2.0", {"demo_pkg/a.py": b"print('a')"})
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/packages/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}/.+", sdist_url)
+    assert re.fullmatch(
+        r"http://127\.0\.0\.1:\d+/packages/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}/.+", sdist_url
+    )
     assert sdist_url.endswith("/demo_pkg-2.0.tar.gz") and wheel_url.endswith("/demo_pkg-2.0-py3-none-any.whl")
     content = httpx.get(sdist_url).content
     with tarfile.open(fileobj=io.BytesIO(content)) as archive:
@@ -264,7 +266,10 @@ def test_two_workers_are_told_apart(fake_mainframe: FakeMainframe) -> None:
         fake_mainframe.add_release(f"p{index}", "1.0")
 
     async def scenario() -> None:
-        async with client_for(fake_mainframe) as one, client_for(fake_mainframe, "worker-2", scheme="auth0") as two:
+        async with (
+            client_for(fake_mainframe) as one,
+            client_for(fake_mainframe, "worker-2", scheme="auth0") as two,
+        ):
             jobs_one, jobs_two = await asyncio.gather(one.claim_jobs(2), two.claim_jobs(2))
             outcomes = await asyncio.gather(
                 *(one.submit(success(j)) for j in jobs_one), *(two.submit(success(j)) for j in jobs_two)
@@ -294,6 +299,18 @@ def test_login_failures_back_off_and_give_up_at_startup(fake_mainframe: FakeMain
     assert fake_mainframe.count("root") == 4  # bounded, and nothing else was attempted
     assert fake_mainframe.count("rules") == 0
     assert client.login_failures == 4 and kinds == ["login"] * 4
+
+
+def test_concurrent_callers_share_a_failed_startup_login(fake_mainframe: FakeMainframe) -> None:
+    fake_mainframe.fail_next("root", 503, count=100)
+
+    async def scenario() -> list[BaseException | RulesPayload]:
+        async with client_for(fake_mainframe, login_attempts=3) as client:
+            return await asyncio.gather(*(client.get_rules() for _ in range(5)), return_exceptions=True)
+
+    outcomes = run(scenario())
+    assert all(isinstance(outcome, AuthError) for outcome in outcomes)
+    assert fake_mainframe.count("root") == 3  # one round of attempts, not one per caller
 
 
 def test_login_failures_during_a_run_keep_retrying(fake_mainframe: FakeMainframe) -> None:
@@ -326,7 +343,7 @@ def test_secrets_never_logged_or_shown(
     worker = fake_mainframe.worker
     wrong = NodeSettings(
         **{**fake_mainframe.node_settings(scheme=scheme), "client_secret": "wrong-" + worker.client_secret},
-        _env_file=None,
+        _env_file=None,  # type: ignore[call-arg]
     )
 
     async def scenario() -> tuple[str, str]:
@@ -343,7 +360,7 @@ def test_secrets_never_logged_or_shown(
     with caplog.at_level(logging.DEBUG):
         shown, error = run(scenario())
     assert "HTTP 403" in error
-    tokens = [claim for claim in fake_mainframe._tokens]  # every token the fake issued
+    tokens = fake_mainframe.issued_tokens
     assert tokens
     for text in (caplog.text, shown, error):
         for secret in (worker.client_secret, worker.password, *tokens):
@@ -480,7 +497,9 @@ def test_dropped_connection_retried_for_put(fake_mainframe: FakeMainframe) -> No
     assert [s.status for s in fake_mainframe.submissions] == [None, 200]
 
 
-def test_put_whose_answer_was_lost_then_409(fake_mainframe: FakeMainframe, caplog: pytest.LogCaptureFixture) -> None:
+def test_put_whose_answer_was_lost_then_409(
+    fake_mainframe: FakeMainframe, caplog: pytest.LogCaptureFixture
+) -> None:
     fake_mainframe.add_release("demo", "1.0")
 
     async def scenario() -> SubmitOutcome:
@@ -555,10 +574,17 @@ def test_claim_retried_on_connect_errors(fake_mainframe: FakeMainframe) -> None:
 def test_jwt_expiry() -> None:
     assert jwt_expiry(make_jwt({"exp": 1_700_000_000})) == 1_700_000_000
     assert jwt_expiry(make_jwt({"exp": 1.5})) == 1.5
-    for bad in ("", "abc", "a.b", "a.!!!.c", make_jwt({"exp": "soon"}), make_jwt({"exp": True}), make_jwt({})):
+    for bad in (
+        "",
+        "abc",
+        "a.b",
+        "a.!!!.c",
+        make_jwt({"exp": "soon"}),
+        make_jwt({"exp": True}),
+        make_jwt({}),
+    ):
         assert jwt_expiry(bad) is None
-    not_object = "x." + make_jwt({}).split(".")[1][:0] + "WzFd.y"  # payload [1]
-    assert jwt_expiry(not_object) is None
+    assert jwt_expiry("x.WzFd.y") is None  # the payload is [1], not an object
 
 
 def test_refresh_delay() -> None:
@@ -568,12 +594,21 @@ def test_refresh_delay() -> None:
 
 
 def test_parsers() -> None:
-    job = {"name": "a", "version": "1", "distributions": ["u"], "hash": "h", "attempt": 1, "assignment_id": "x"}
+    job = {
+        "name": "a",
+        "version": "1",
+        "distributions": ["u"],
+        "hash": "h",
+        "attempt": 1,
+        "assignment_id": "x",
+    }
     assert parse_job(job) == Job("a", "1", ["u"], "h", 1, "x")
+    broken: Any
     for broken in ({**job, "attempt": "1"}, {**job, "distributions": [1]}, {**job, "hash": None}, []):
         with pytest.raises(ValueError):
             parse_job(broken)
     assert parse_rules({"hash": "h", "rules": {"r": "rule r { condition: true }"}}).hash == "h"
+    broken_rules: Any
     for broken_rules in ({"hash": "h", "rules": {"r": 1}}, {"rules": {}}, "x"):
         with pytest.raises(ValueError):
             parse_rules(broken_rules)

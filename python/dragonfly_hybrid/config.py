@@ -293,6 +293,19 @@ def _read_toml(path: Path) -> dict[str, object]:
     return values
 
 
+def _keyed_for_validation(values: Mapping[str, object]) -> dict[str, Any]:
+    """``values`` with aliased fields keyed by their alias (``client_id`` -> ``DRAGONFLY_CLIENT_ID``).
+
+    Older pydantic-settings releases let an environment alias beat an init value given by field name; keyed
+    by the alias, overrides and TOML values take their documented place in the precedence everywhere.
+    """
+    keyed: dict[str, Any] = {}
+    for key, value in values.items():
+        alias = NodeSettings.model_fields[key].validation_alias
+        keyed[str(alias.choices[0]) if isinstance(alias, AliasChoices) else key] = value
+    return keyed
+
+
 def _toml_path(config_file: Path | str | None) -> Path | None:
     if config_file is not None:
         return Path(config_file).expanduser()
@@ -316,9 +329,9 @@ def load_settings(
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
     path = _toml_path(config_file)
-    token = _toml_values.set(_read_toml(path) if path is not None else {})
+    token = _toml_values.set(_keyed_for_validation(_read_toml(path)) if path is not None else {})
     try:
-        return NodeSettings(_env_file=env_file, **given)  # type: ignore[call-arg]
+        return NodeSettings(_env_file=env_file, **_keyed_for_validation(given))  # type: ignore[call-arg]
     except ValidationError as err:
         problems = [_describe(e) for e in err.errors(include_input=False, include_url=False)]
         raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None

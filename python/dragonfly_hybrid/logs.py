@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Literal
 
+from dragonfly_hybrid.mainframe import quiet_http_debug_logs
+
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -43,3 +45,5 @@ def setup_logging(fmt: Literal["text", "json"] = "text", level: str = "INFO") ->
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # HTTP libraries' debug logs print raw headers (cookies, tokens): never let them through.
+    quiet_http_debug_logs()

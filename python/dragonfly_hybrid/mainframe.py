@@ -173,6 +173,19 @@ DEFAULT_LOGIN_BACKOFF = Backoff(1.0, 60.0)
 """Backoff between failed logins: 1 s doubling, capped at 60 s (full jitter)."""
 
 
+_VERBOSE_HTTP_LOGGERS = ("httpcore", "h2", "hpack")
+
+
+def quiet_http_debug_logs() -> None:
+    """Keep httpcore, h2 and hpack below DEBUG: their debug logs print raw headers (``Set-Cookie`` with the
+    session token, ``Authorization``, ``Cookie``). Called by :class:`MainframeClient`; call it from the
+    logging set-up too. A logger explicitly set to a level above NOTSET and at least INFO is left alone."""
+    for name in _VERBOSE_HTTP_LOGGERS:
+        chosen = logging.getLogger(name)
+        if chosen.level < logging.INFO:
+            chosen.setLevel(logging.INFO)
+
+
 # ---------------------------------------------------------------------------------------------- tokens
 
 
@@ -456,7 +469,10 @@ class MainframeClient:
         self._http = client if client is not None else _new_http_client(settings)
         self._session: _Session | None = None
         self._lock = asyncio.Lock()
+        self._login_rounds = 0
+        self._auth_error: AuthError | None = None
         self._shown = redact_url(self.base_url)
+        quiet_http_debug_logs()
 
     @property
     def auth_scheme(self) -> str:
@@ -493,12 +509,26 @@ class MainframeClient:
         return await self._renew(session)
 
     async def _renew(self, stale: _Session | None) -> _Session:
-        """Log in unless another caller already replaced ``stale`` with a valid session."""
+        """Log in unless another caller already replaced ``stale`` with a valid session.
+
+        Callers that waited for a start-up login which gave up get its AuthError instead of starting
+        another round of attempts.
+        """
+        round_seen = self._login_rounds
         async with self._lock:
             current = self._session
             if current is not None and current is not stale and not current.due():
                 return current
-            self._session = await self._login_with_backoff()
+            if self._login_rounds != round_seen and self._auth_error is not None:
+                raise AuthError(str(self._auth_error))
+            self._auth_error = None
+            try:
+                self._session = await self._login_with_backoff()
+            except AuthError as err:
+                self._auth_error = err
+                raise
+            finally:
+                self._login_rounds += 1  # counts finished rounds: waiters compare with what they saw
             return self._session
 
     async def _login_with_backoff(self) -> _Session:

@@ -65,7 +65,7 @@ DEFAULT_REFRESH_MARGIN = 60.0
 MIN_SESSION_REUSE = 1.0
 """A fresh session is reused for at least this long, whatever its token claims (never a login per call)."""
 
-_HAS_H2 = importlib.util.find_spec("h2") is not None
+HAS_H2 = importlib.util.find_spec("h2") is not None
 _DETAIL_LIMIT = 300
 _MIN_LAST_TRY = 0.1
 _T = TypeVar("_T")
@@ -778,7 +778,7 @@ class _DeadlinePassed(Exception):
 def _new_http_client(settings: NodeSettings) -> httpx.AsyncClient:
     timeout = settings.http_timeout
     return httpx.AsyncClient(
-        http2=_HAS_H2,
+        http2=HAS_H2,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
         follow_redirects=False,

@@ -27,7 +27,7 @@ from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import Limits, ReleaseResult, Rules, Scanner
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.fetch import FetchError, download, filename_of
-from dragonfly_hybrid.mainframe import FailureBody, Job, MainframeError, SubmitOutcome, SuccessBody
+from dragonfly_hybrid.mainframe import HAS_H2, FailureBody, Job, MainframeError, SubmitOutcome, SuccessBody
 from dragonfly_hybrid.metrics import NodeMetrics
 from dragonfly_hybrid.sinks import ResultBody, ResultSink
 from dragonfly_hybrid.sources import JobSource
@@ -294,7 +294,9 @@ class Node:
     async def run(self) -> None:
         """Run until stopped (or drained, with `once` / `max_jobs`)."""
         owns_http = self._http is None
+        # Downloads get their own client: the mainframe's session cookie must never go to file hosts.
         http = self._http or httpx.AsyncClient(
+            http2=HAS_H2,
             timeout=httpx.Timeout(60.0, connect=15.0),
             follow_redirects=True,
             headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},

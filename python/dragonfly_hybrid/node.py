@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -69,6 +69,19 @@ class Work:
     permanent_errors: list[str] = field(default_factory=list)
     # Downloads that may succeed later: without findings, the job is left to the server.
     transient_errors: list[str] = field(default_factory=list)
+    # Filled in as the job goes through the pipeline, for sinks that keep details (`DetailedSink`).
+    release: ReleaseResult | None = None
+    fetch_seconds: float = 0.0
+    scan_seconds: float = 0.0
+
+
+class DetailedSink(Protocol):
+    """A sink that keeps more than the result body: the whole scan result, errors and timings of a job.
+
+    When the node's sink has this method, the node calls it instead of ``submit``.
+    """
+
+    async def submit_work(self, body: ResultBody, work: Work, *, deadline: float) -> SubmitOutcome: ...
 
 
 class ThroughputMeter:
@@ -429,7 +442,9 @@ class Node:
     async def _fetch_loop(self) -> None:
         while (item := await self._fetch_queue.get()) is not _DONE:
             assert isinstance(item, Work)
+            started = time.perf_counter()
             await asyncio.gather(*(self._fetch_one(item, url) for url in item.job.distributions))
+            item.fetch_seconds = time.perf_counter() - started
             await self._scan_queue.put(item)
 
     async def _fetch_one(self, work: Work, url: str) -> None:
@@ -477,11 +492,13 @@ class Node:
         if item.distributions or not (item.permanent_errors or item.transient_errors):
             started = time.perf_counter()
             release = await asyncio.to_thread(scanner.scan_release, job.name, job.version, item.distributions)
-            self.metrics.scan_seconds.observe(time.perf_counter() - started)
+            item.scan_seconds = time.perf_counter() - started
+            self.metrics.scan_seconds.observe(item.scan_seconds)
             for dist in release.distributions:
                 self.metrics.files_scanned.inc(dist.files_scanned)
                 self.metrics.bytes_scanned.inc(dist.bytes_scanned)
         item.distributions.clear()  # the bytes are not needed past this point
+        item.release = release
         body = result_body(item, release, commit)
         if body is None:
             log.warning(
@@ -497,7 +514,11 @@ class Node:
             work, body = item
             deadline = work.claimed_at + self.options.job_timeout
             try:
-                outcome = await self.sink.submit(body, deadline=deadline)
+                submit_work = getattr(self.sink, "submit_work", None)  # see DetailedSink
+                if submit_work is not None:
+                    outcome = await submit_work(body, work, deadline=deadline)
+                else:
+                    outcome = await self.sink.submit(body, deadline=deadline)
             except MainframeError as err:
                 log.error(
                     "result not delivered within the lease", extra={"job": work.job.name, "error": str(err)}

@@ -1,0 +1,648 @@
+"""The embedded results store: one SQLite file (stdlib ``sqlite3``, WAL mode) of scanned releases.
+
+Who writes it: ``scan --store PATH`` (or ``DRAGONFLY_STORE``), ``watch`` (always) and ``diff`` (the releases
+it had to scan). Who reads it: ``report``, ``diff`` and ``watch`` (to resume).
+
+Schema (version 1; ``schema_version`` holds the version, :data:`MIGRATIONS` the steps)::
+
+    rulesets      (id, hash UNIQUE, count, first_seen)            -- every rule set a scan used
+    releases      (id, name, normalized, version, UNIQUE(normalized, version))
+    scans         (id, release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched JSON,
+                   inspector_url, error, download_seconds, scan_seconds)      -- one row per scan of a release
+    distributions (id, scan_id, filename, url, format, size, sha256, files_scanned, bytes_scanned, score,
+                   rules_matched JSON, top_file, verdict, complete)
+    files         (id, distribution_id, path, size, sha256, score)           -- files that matched a rule
+    matches       (id, file_id, rule, namespace, weight, tags JSON, metadata JSON,
+                   patterns JSON [{identifier, offset, length, data}])       -- data: matched bytes (<= 64)
+    issues        (id, distribution_id, path, kind, message, unscanned)
+    watch_state   (key PRIMARY KEY, value)                                   -- the watcher's resume point
+
+A release is scanned once per (release, rule set) by ``watch``; ``scan --store`` and ``diff`` add a scan
+row each time they scan. Readers use the latest scan of a release. Timestamps are ISO-8601 UTC strings
+(``2026-01-31T12:00:00.123456+00:00``), so they sort as text.
+
+Not here yet: the persisted content-hash dedup cache (content sha256 + rules hash -> matches, so a file
+already scanned with the same rules is never scanned again across runs). It needs an engine API that
+accepts known results per content hash, which the Rust core does not offer yet. When it does, migration 2
+adds ``content_cache (content_sha256, rules_hash, matches JSON, PRIMARY KEY (content_sha256, rules_hash))``.
+
+Durability and concurrency: WAL journal, ``synchronous=NORMAL``: every committed transaction survives the
+process being killed (kill -9) and the file is never corrupted; a power loss may lose the last few
+commits, never the file. One writer at a time (``busy_timeout`` waits for the lock); readers never block
+the writer and never see a half-written release (each scan is one transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from dragonfly_hybrid._core import DistributionResult, RuleMatch, Rules
+from dragonfly_hybrid.pypi import normalize_name
+from dragonfly_hybrid.report import TargetResult, meta_value
+
+STORE_ENV = "DRAGONFLY_STORE"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1
+    """
+    CREATE TABLE rulesets (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        count INTEGER,
+        first_seen TEXT NOT NULL
+    );
+    CREATE TABLE releases (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        normalized TEXT NOT NULL,
+        version TEXT NOT NULL,
+        UNIQUE (normalized, version)
+    );
+    CREATE TABLE scans (
+        id INTEGER PRIMARY KEY,
+        release_id INTEGER NOT NULL REFERENCES releases (id),
+        ruleset_id INTEGER REFERENCES rulesets (id),
+        source TEXT NOT NULL,
+        scanned_at TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        score INTEGER NOT NULL,
+        rules_matched TEXT NOT NULL,
+        inspector_url TEXT,
+        error TEXT,
+        download_seconds REAL,
+        scan_seconds REAL
+    );
+    CREATE INDEX scans_release ON scans (release_id, id);
+    CREATE INDEX scans_time ON scans (scanned_at);
+    CREATE TABLE distributions (
+        id INTEGER PRIMARY KEY,
+        scan_id INTEGER NOT NULL REFERENCES scans (id),
+        filename TEXT NOT NULL,
+        url TEXT,
+        format TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        files_scanned INTEGER NOT NULL,
+        bytes_scanned INTEGER NOT NULL,
+        score INTEGER NOT NULL,
+        rules_matched TEXT NOT NULL,
+        top_file TEXT,
+        verdict TEXT NOT NULL,
+        complete INTEGER NOT NULL
+    );
+    CREATE INDEX distributions_scan ON distributions (scan_id);
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        distribution_id INTEGER NOT NULL REFERENCES distributions (id),
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        score INTEGER NOT NULL
+    );
+    CREATE INDEX files_distribution ON files (distribution_id);
+    CREATE TABLE matches (
+        id INTEGER PRIMARY KEY,
+        file_id INTEGER NOT NULL REFERENCES files (id),
+        rule TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        weight INTEGER NOT NULL,
+        tags TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        patterns TEXT NOT NULL
+    );
+    CREATE INDEX matches_file ON matches (file_id);
+    CREATE INDEX matches_rule ON matches (rule);
+    CREATE TABLE issues (
+        id INTEGER PRIMARY KEY,
+        distribution_id INTEGER NOT NULL REFERENCES distributions (id),
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        unscanned INTEGER NOT NULL
+    );
+    CREATE INDEX issues_distribution ON issues (distribution_id);
+    CREATE TABLE watch_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+"""``MIGRATIONS[i]`` takes a store from schema version ``i`` to ``i + 1``; append, never edit."""
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used (newer schema, not a database, unwritable)."""
+
+
+def default_store_path(env: dict[str, str] | None = None) -> Path:
+    """``$DRAGONFLY_STORE``, else ``$XDG_DATA_HOME/dragonfly-hybrid/store.db`` (``~/.local/share``)."""
+    env = dict(os.environ) if env is None else env
+    if env.get(STORE_ENV, "").strip():
+        return Path(env[STORE_ENV].strip()).expanduser()
+    data_home = env.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "dragonfly-hybrid" / "store.db"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _patterns(match: RuleMatch) -> list[dict[str, Any]]:
+    """A match's patterns; ``data`` (the matched bytes) as text, undecodable bytes written ``\\xNN``."""
+    return [
+        {
+            "identifier": p.identifier,
+            "offset": p.offset,
+            "length": p.length,
+            "data": p.data.decode("utf-8", "backslashreplace"),
+        }
+        for p in match.patterns
+    ]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule that matched one file of a stored scan."""
+
+    distribution: str
+    path: str
+    rule: str
+    weight: int
+    patterns: list[dict[str, Any]]
+
+    @property
+    def label(self) -> str:
+        """``<distribution>/<member>`` (just the distribution for a plain file), as in scan reports."""
+        if not self.path or self.path == self.distribution:
+            return self.distribution
+        return f"{self.distribution}/{self.path}"
+
+
+@dataclass(frozen=True)
+class StoredScan:
+    """The summary of one scan of a release, as stored."""
+
+    id: int
+    name: str
+    version: str
+    source: str
+    scanned_at: str
+    verdict: str
+    score: int
+    rules_matched: list[str]
+    inspector_url: str | None
+    error: str | None
+    rules_hash: str | None
+    download_seconds: float | None
+    scan_seconds: float | None
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "source": self.source,
+            "scanned_at": self.scanned_at,
+            "verdict": self.verdict,
+            "score": self.score,
+            "rules_matched": self.rules_matched,
+            "inspector_url": self.inspector_url,
+            "error": self.error,
+            "rules_hash": self.rules_hash,
+            "download_seconds": self.download_seconds,
+            "scan_seconds": self.scan_seconds,
+        }
+
+
+_SCAN_COLUMNS = """
+    s.id, r.name, r.version, s.source, s.scanned_at, s.verdict, s.score, s.rules_matched, s.inspector_url,
+    s.error, rs.hash, s.download_seconds, s.scan_seconds
+"""
+_SCAN_FROM = """
+    FROM scans s JOIN releases r ON r.id = s.release_id LEFT JOIN rulesets rs ON rs.id = s.ruleset_id
+"""
+
+
+def _scan_of(row: Sequence[Any]) -> StoredScan:
+    return StoredScan(
+        id=row[0],
+        name=row[1],
+        version=row[2],
+        source=row[3],
+        scanned_at=row[4],
+        verdict=row[5],
+        score=row[6],
+        rules_matched=json.loads(row[7]),
+        inspector_url=row[8],
+        error=row[9],
+        rules_hash=row[10],
+        download_seconds=row[11],
+        scan_seconds=row[12],
+    )
+
+
+class Store:
+    """A connection to the store. Thread-safe (one lock per connection); use as a context manager.
+
+    ``readonly=True`` opens an existing store for queries only (``report``); it never creates or migrates.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise StoreError(f"no store at {self.path}")
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(
+                    uri,
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+                )
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not readonly:
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"{self.path}: cannot switch to WAL mode (journal mode {mode})")
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                self._db.execute("PRAGMA foreign_keys = ON")
+                self._migrate()
+            else:
+                self._check_version(self.schema_version())
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: {err}") from err
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        with self._lock:
+            exists = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            if not exists:
+                return 0
+            row = self._db.execute("SELECT version FROM schema_version").fetchone()
+            return int(row[0]) if row else 0
+
+    def _check_version(self, version: int) -> None:
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this dragonfly-hybrid knows "
+                f"({len(MIGRATIONS)}); upgrade dragonfly-hybrid"
+            )
+        if self.readonly and version < len(MIGRATIONS):
+            raise StoreError(f"{self.path} has schema version {version}; open it once for writing to migrate")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            version = self.schema_version()
+            self._check_version(version)
+            for step in MIGRATIONS[version:]:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS),))
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def _ruleset_id(self, db: sqlite3.Connection, rules_hash: str, count: int | None) -> int:
+        db.execute(
+            "INSERT INTO rulesets (hash, count, first_seen) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+            (rules_hash, count, utc_now()),
+        )
+        if count is not None:
+            db.execute("UPDATE rulesets SET count = ? WHERE hash = ? AND count IS NULL", (count, rules_hash))
+        return int(db.execute("SELECT id FROM rulesets WHERE hash = ?", (rules_hash,)).fetchone()[0])
+
+    def _release_id(self, db: sqlite3.Connection, name: str, version: str) -> int:
+        db.execute(
+            "INSERT INTO releases (name, normalized, version) VALUES (?, ?, ?) "
+            "ON CONFLICT (normalized, version) DO NOTHING",
+            (name, normalize_name(name), version),
+        )
+        row = db.execute(
+            "SELECT id FROM releases WHERE normalized = ? AND version = ?", (normalize_name(name), version)
+        ).fetchone()
+        return int(row[0])
+
+    def record(
+        self,
+        result: TargetResult,
+        *,
+        rules_hash: str,
+        rules_count: int | None = None,
+        source: str = "scan",
+        download_seconds: float | None = None,
+        scan_seconds: float | None = None,
+        scanned_at: str | None = None,
+    ) -> int:
+        """Store one scanned release (every distribution, matching file, match and issue) in one
+        transaction; returns the scan id. ``result.version`` must be set (a release, not a path)."""
+        if result.version is None:
+            raise ValueError(f"{result.target}: only releases (name==version) are stored")
+        with self.transaction() as db:
+            scan_id = self._insert(db, result, rules_hash, rules_count, source, download_seconds,
+                                   scan_seconds, scanned_at or utc_now())  # fmt: skip
+        return scan_id
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        result: TargetResult,
+        rules_hash: str,
+        rules_count: int | None,
+        source: str,
+        download_seconds: float | None,
+        scan_seconds: float | None,
+        scanned_at: str,
+    ) -> int:
+        assert result.version is not None
+        release_id = self._release_id(db, result.name, result.version)
+        ruleset_id = self._ruleset_id(db, rules_hash, rules_count)
+        cursor = db.execute(
+            "INSERT INTO scans (release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched, "
+            "inspector_url, error, download_seconds, scan_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                release_id, ruleset_id, source, scanned_at, result.verdict, result.score,
+                _json(list(result.rules_matched)), result.inspector_url, result.error,
+                download_seconds, scan_seconds,
+            ),
+        )  # fmt: skip
+        scan_id = int(cursor.lastrowid or 0)
+        for dist in result.distributions:
+            self._insert_distribution(db, scan_id, dist)
+        return scan_id
+
+    def _insert_distribution(self, db: sqlite3.Connection, scan_id: int, dist: DistributionResult) -> None:
+        cursor = db.execute(
+            "INSERT INTO distributions (scan_id, filename, url, format, size, sha256, files_scanned, "
+            "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                scan_id, dist.name, dist.url, dist.format, dist.size, dist.sha256, dist.files_scanned,
+                dist.bytes_scanned, dist.score, _json(list(dist.rules_matched)), dist.top_file, dist.verdict,
+                int(dist.complete),
+            ),
+        )  # fmt: skip
+        dist_id = cursor.lastrowid
+        for file in dist.files:
+            file_id = db.execute(
+                "INSERT INTO files (distribution_id, path, size, sha256, score) VALUES (?, ?, ?, ?, ?)",
+                (dist_id, file.path, file.size, file.sha256, file.score),
+            ).lastrowid
+            db.executemany(
+                "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        file_id, m.identifier, m.namespace, m.weight, _json(list(m.tags)),
+                        _json({k: meta_value(v) for k, v in m.metadata.items()}),
+                        _json(_patterns(m)),
+                    )
+                    for m in file.matches
+                ],
+            )  # fmt: skip
+        db.executemany(
+            "INSERT INTO issues (distribution_id, path, kind, message, unscanned) VALUES (?, ?, ?, ?, ?)",
+            [(dist_id, i.path, i.kind, i.message, int(i.unscanned)) for i in dist.issues],
+        )
+
+    def record_unless_stored(
+        self,
+        result: TargetResult,
+        files: set[str],
+        *,
+        rules_hash: str,
+        rules_count: int | None = None,
+        source: str = "watch",
+        download_seconds: float | None = None,
+        scan_seconds: float | None = None,
+    ) -> int | None:
+        """:meth:`record`, unless every one of ``files`` (non-empty) of the release is stored already
+        (then None). The check and the write are one transaction: a result is never stored twice."""
+        if result.version is None:
+            raise ValueError(f"{result.target}: only releases (name==version) are stored")
+        with self.transaction() as db:
+            if files and files <= self.stored_files(result.name, result.version):
+                return None
+            return self._insert(db, result, rules_hash, rules_count, source, download_seconds,
+                                scan_seconds, utc_now())  # fmt: skip
+
+    def record_many(
+        self, results: Sequence[TargetResult], rules: Rules, *, source: str = "scan"
+    ) -> list[int]:
+        """Store every release among ``results`` (paths and directories are not), a transaction each."""
+        return [
+            self.record(r, rules_hash=rules.hash, rules_count=rules.count, source=source)
+            for r in results
+            if r.kind == "release" and r.version is not None
+        ]
+
+    def set_state(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO watch_state (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def get_state(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM watch_state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def stored_files(self, name: str, version: str, rules_hash: str | None = None) -> set[str]:
+        """File names of ``name==version`` already scanned (by any scan, or by one with ``rules_hash``)."""
+        sql = (
+            "SELECT DISTINCT d.filename FROM distributions d JOIN scans s ON s.id = d.scan_id "
+            "JOIN releases r ON r.id = s.release_id LEFT JOIN rulesets rs ON rs.id = s.ruleset_id "
+            "WHERE r.normalized = ? AND r.version = ?"
+        )
+        params: list[Any] = [normalize_name(name), version]
+        if rules_hash is not None:
+            sql += " AND rs.hash = ?"
+            params.append(rules_hash)
+        return {row[0] for row in self._query(sql, params)}
+
+    def has_scan(self, name: str, version: str, rules_hash: str | None = None) -> bool:
+        sql = (
+            "SELECT 1 FROM scans s JOIN releases r ON r.id = s.release_id "
+            "LEFT JOIN rulesets rs ON rs.id = s.ruleset_id WHERE r.normalized = ? AND r.version = ?"
+        )
+        params: list[Any] = [normalize_name(name), version]
+        if rules_hash is not None:
+            sql += " AND rs.hash = ?"
+            params.append(rules_hash)
+        return bool(self._query(sql + " LIMIT 1", params))
+
+    def latest_scan(self, name: str, version: str, rules_hash: str | None = None) -> StoredScan | None:
+        """The newest scan of ``name==version`` (with ``rules_hash``, when given)."""
+        sql = f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE r.normalized = ? AND r.version = ?"
+        params: list[Any] = [normalize_name(name), version]
+        if rules_hash is not None:
+            sql += " AND rs.hash = ?"
+            params.append(rules_hash)
+        rows = self._query(sql + " ORDER BY s.id DESC LIMIT 1", params)
+        return _scan_of(rows[0]) if rows else None
+
+    def scans(
+        self, *, since: str | None = None, findings_only: bool = False, limit: int | None = None
+    ) -> list[StoredScan]:
+        """Scans, newest first; ``since`` is an ISO-8601 UTC timestamp."""
+        sql = f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE 1 = 1"
+        params: list[Any] = []
+        if since is not None:
+            sql += " AND s.scanned_at >= ?"
+            params.append(since)
+        if findings_only:
+            sql += " AND s.verdict = 'findings'"
+        sql += " ORDER BY s.scanned_at DESC, s.id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_scan_of(row) for row in self._query(sql, params)]
+
+    def rule_counts(self, *, since: str | None = None) -> list[dict[str, Any]]:
+        """Per rule: how many releases (latest scan each) and files it matched, its weight, last seen."""
+        sql = """
+            SELECT m.rule, MAX(m.weight), COUNT(DISTINCT s.release_id), COUNT(DISTINCT f.id),
+                MAX(s.scanned_at)
+            FROM matches m JOIN files f ON f.id = m.file_id JOIN distributions d ON d.id = f.distribution_id
+            JOIN scans s ON s.id = d.scan_id
+            WHERE s.id IN (SELECT MAX(id) FROM scans GROUP BY release_id)
+        """
+        params: list[Any] = []
+        if since is not None:
+            sql += " AND s.scanned_at >= ?"
+            params.append(since)
+        sql += " GROUP BY m.rule ORDER BY COUNT(DISTINCT s.release_id) DESC, m.rule"
+        return [
+            {"rule": r[0], "weight": r[1], "releases": r[2], "files": r[3], "last_seen": r[4]}
+            for r in self._query(sql, params)
+        ]
+
+    def findings(self, scan_id: int) -> list[Finding]:
+        rows = self._query(
+            "SELECT d.filename, f.path, m.rule, m.weight, m.patterns FROM matches m "
+            "JOIN files f ON f.id = m.file_id JOIN distributions d ON d.id = f.distribution_id "
+            "WHERE d.scan_id = ? ORDER BY d.id, f.id, m.id",
+            (scan_id,),
+        )
+        return [Finding(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def details(self, scan_id: int) -> list[dict[str, Any]]:
+        """The distributions of a scan, each with its issues and its matching files and matches."""
+        dists = self._query(
+            "SELECT id, filename, url, format, size, sha256, files_scanned, bytes_scanned, score, "
+            "rules_matched, top_file, verdict, complete FROM distributions WHERE scan_id = ? ORDER BY id",
+            (scan_id,),
+        )
+        out = []
+        for d in dists:
+            files = []
+            for f in self._query(
+                "SELECT id, path, size, sha256, score FROM files WHERE distribution_id = ? ORDER BY id",
+                (d[0],),
+            ):
+                matches = [
+                    {"rule": m[0], "namespace": m[1], "weight": m[2], "tags": json.loads(m[3]),
+                     "metadata": json.loads(m[4]), "patterns": json.loads(m[5])}
+                    for m in self._query(
+                        "SELECT rule, namespace, weight, tags, metadata, patterns FROM matches "
+                        "WHERE file_id = ? ORDER BY id",
+                        (f[0],),
+                    )
+                ]  # fmt: skip
+                files.append({"path": f[1], "size": f[2], "sha256": f[3], "score": f[4], "matches": matches})
+            issues = [
+                {"path": i[0], "kind": i[1], "message": i[2], "unscanned": bool(i[3])}
+                for i in self._query(
+                    "SELECT path, kind, message, unscanned FROM issues WHERE distribution_id = ? ORDER BY id",
+                    (d[0],),
+                )
+            ]
+            out.append({
+                "name": d[1], "url": d[2], "format": d[3], "size": d[4], "sha256": d[5],
+                "files_scanned": d[6], "bytes_scanned": d[7], "score": d[8],
+                "rules_matched": json.loads(d[9]), "top_file": d[10], "verdict": d[11],
+                "complete": bool(d[12]), "issues": issues, "files": files,
+            })  # fmt: skip
+        return out
+
+    def count(self, table: str) -> int:
+        if table not in {"releases", "scans", "distributions", "files", "matches", "issues", "rulesets"}:
+            raise ValueError(f"unknown table {table!r}")
+        return int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+    def integrity_check(self) -> str:
+        return str(self._query("PRAGMA integrity_check")[0][0])
+
+
+def findings_of(result: TargetResult) -> list[Finding]:
+    """The findings of a scan result, shaped as :meth:`Store.findings` returns stored ones."""
+    return [
+        Finding(
+            dist.name,
+            file.path,
+            match.identifier,
+            match.weight,
+            _patterns(match),
+        )
+        for dist in result.distributions
+        for file in dist.files
+        for match in file.matches
+    ]

@@ -1,0 +1,115 @@
+"""``diff OLD NEW``: what is new in NEW. Releases come from the store when scanned with the same rules,
+else they are downloaded from the fake index and scanned (and stored)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.cli_store import version_free
+from dragonfly_hybrid.store import Store
+from fake_pypi import LIGHT_MARKER, MARKER, FakeIndex, sdist, wheel
+from typer.testing import CliRunner, Result
+
+BAD = b"import os\n# " + MARKER + b"\n"
+LIGHT = b"# " + LIGHT_MARKER + b"\n"
+
+
+def run(*args: object) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def index(fake_index: FakeIndex) -> FakeIndex:
+    # 1.0: a light finding (accepted); 1.1: same, plus a new heavy finding in a new file; 1.2: light only.
+    for version, files in (
+        ("1.0", {"lib/util.py": LIGHT}),
+        ("1.1", {"lib/util.py": LIGHT, "lib/_boot.py": BAD}),
+        ("1.2", {"lib/util.py": LIGHT}),
+    ):
+        fake_index.add("trusted", sdist("trusted", version, files), wheel("trusted", version, files))
+    fake_index.add("gone", sdist("gone", "1.0", {}))
+    return fake_index
+
+
+def diff_json(*args: object) -> tuple[int, dict[str, Any]]:
+    result = run("diff", *args, "-f", "json")
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_a_new_finding_in_a_new_version_exits_1_and_names_rule_and_files(
+    index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    store = tmp_path / "store.db"
+    common = ("-r", rules_dir, "--index-url", index.url, "--store", store)
+    code, data = diff_json("trusted==1.0", "trusted==1.1", *common)
+    assert code == 1
+    assert data["new_rules"] == ["test_marker"] and data["removed_rules"] == []
+    assert sorted(f["file"] for f in data["new_findings"]) == [
+        "trusted-1.1-py3-none-any.whl/lib/_boot.py",
+        "trusted-1.1.tar.gz/trusted-1.1/lib/_boot.py",
+    ]
+    assert data["new_findings"][0]["patterns"][0]["offset"] == 12
+    assert data["unchanged_findings"] == 2  # lib/util.py in the sdist and the wheel: not new
+    assert (data["old"]["from"], data["new"]["from"]) == ("scan", "scan")
+    # Both releases are in the store now: the second diff downloads nothing.
+    downloads = len([r for r in index.requests if r.startswith("/files/")])
+    code, data = diff_json("trusted==1.0", "trusted==1.1", *common)
+    assert code == 1 and (data["old"]["from"], data["new"]["from"]) == ("store", "store")
+    assert len([r for r in index.requests if r.startswith("/files/")]) == downloads
+    table = run("diff", "trusted==1.0", "trusted==1.1", *common)
+    assert table.exit_code == 1
+    assert "new rules in trusted==1.1: test_marker" in table.stdout and "lib/_boot.py" in table.stdout
+
+
+def test_nothing_new_exits_0_and_a_removed_finding_is_shown(
+    index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    common = ("-r", rules_dir, "--index-url", index.url, "--store", tmp_path / "s.db")
+    code, data = diff_json("trusted==1.1", "trusted==1.2", *common)
+    assert code == 0 and data["new_findings"] == [] and data["removed_rules"] == ["test_marker"]
+    assert len(data["removed_findings"]) == 2
+    result = run("diff", "trusted==1.0", "trusted==1.2", *common)
+    assert result.exit_code == 0 and "nothing new in trusted==1.2" in result.stdout
+
+
+def test_without_a_store_both_releases_are_scanned_directly(
+    index: FakeIndex, tmp_path: Path, rules_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DRAGONFLY_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    code, data = diff_json("trusted==1.0", "trusted==1.1", "-r", rules_dir, "--index-url", index.url)
+    assert code == 1 and data["new"]["from"] == "scan"
+    assert not (tmp_path / "xdg").exists()  # no store was created
+
+
+def test_stored_scans_with_other_rules_are_not_used(
+    index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    store = tmp_path / "s.db"
+    assert run("scan", "trusted==1.0", "--index-url", index.url, "--store", store, "-q").exit_code in (0, 1)
+    code, data = diff_json("trusted==1.0", "trusted==1.1", "-r", rules_dir, "--index-url", index.url,
+                           "--store", store)  # fmt: skip
+    assert code == 1 and data["old"]["from"] == "scan"  # stored with the bundled rules: scanned again
+    with Store(store, readonly=True) as db:
+        assert db.count("scans") == 3 and db.count("rulesets") == 2
+
+
+def test_diff_usage_errors_and_incomplete(index: FakeIndex, tmp_path: Path, rules_dir: Path) -> None:
+    common = ("-r", rules_dir, "--index-url", index.url, "--store", tmp_path / "s.db")
+    assert run("diff", "trusted", "trusted==1.1", *common).exit_code == 2
+    assert run("diff", "trusted==1.0", "trusted==9.9", *common).exit_code == 2
+    index.faults.missing.add("gone-1.0.tar.gz")
+    code, data = diff_json("gone==1.0", "gone==1.0", *common)
+    assert code == 3 and data["new"]["verdict"] == "incomplete"
+
+
+def test_version_free_labels() -> None:
+    assert version_free("pkg-1.0.tar.gz/pkg-1.0/setup.py", "1.0") == "pkg-*.tar.gz/pkg-*/setup.py"
+    assert version_free("pkg-1.0-py3-none-any.whl/pkg-1.0.dist-info/RECORD", "1.0") == (
+        "pkg-*-py3-none-any.whl/pkg-*.dist-info/RECORD"
+    )
+    assert version_free("pkg-1.0.tar.gz/pkg-1.0/v1.0.txt", "1.0") == "pkg-*.tar.gz/pkg-*/v1.0.txt"

@@ -1,0 +1,157 @@
+"""``scan --requirements``: pinned dependencies from requirements files and lock files, each scanned as
+``name==version`` against the fake index, with ``scan``'s exit codes; and ``scan --store``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.requirements import RequirementsError, lock_format, read_pins
+from dragonfly_hybrid.store import Store
+from fake_pypi import MARKER, FakeIndex, sdist, wheel
+from typer.testing import CliRunner, Result
+
+BAD = b"import os\n# " + MARKER + b"\n"
+
+
+def run(*args: object, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, env=env)
+
+
+def pins_of(path: Path) -> list[tuple[str, str]]:
+    return [(p.name, p.version) for p in read_pins([path]).pins]
+
+
+def test_requirements_file_with_options_hashes_markers_includes_and_continuations(tmp_path: Path) -> None:
+    (tmp_path / "base.txt").write_text("six==1.16.0\n")
+    req = tmp_path / "requirements.txt"
+    req.write_text(
+        "# a comment\n"
+        "--index-url https://example.invalid/simple/\n"
+        "-r base.txt\n"
+        "requests[socks]==2.31.0 ; python_version >= '3.8'  # pinned\n"
+        "idna==3.6 \\\n"
+        "    --hash=sha256:aaaa \\\n"
+        "    --hash=sha256:bbbb\n"
+        "Six==1.16.0\n"
+        "-e ./local-project\n"
+        "pkg @ https://example.invalid/pkg-1.0.tar.gz\n"
+        "weird===1.0-custom\n"
+    )
+    pins = read_pins([req])
+    assert [(p.name, p.version) for p in pins.pins] == [
+        ("six", "1.16.0"),
+        ("requests", "2.31.0"),
+        ("idna", "3.6"),
+        ("weird", "1.0-custom"),
+    ]
+    assert pins.pins[1].origin == f"{req}:4"
+    assert len(pins.skipped) == 2 and "editable" in pins.skipped[0] and "URL" in pins.skipped[1]
+
+
+@pytest.mark.parametrize("line", ["requests>=2", "flask", "django==4.*", "a==1,<2"])
+def test_an_unpinned_requirement_is_an_error_naming_the_line(tmp_path: Path, line: str) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"six==1.0\n{line}\n")
+    with pytest.raises(RequirementsError, match=r"requirements.txt:2: .*not pinned"):
+        read_pins([req])
+
+
+def test_pylock_uv_and_poetry_locks(tmp_path: Path) -> None:
+    pylock = tmp_path / "pylock.toml"
+    pylock.write_text(
+        'lock-version = "1.0"\ncreated-by = "x"\n'
+        '[[packages]]\nname = "attrs"\nversion = "23.2.0"\n'
+        '[[packages]]\nname = "mine"\n[packages.directory]\npath = "."\n'
+    )
+    uv = tmp_path / "uv.lock"
+    uv.write_text(
+        'version = 1\n[[package]]\nname = "attrs"\nversion = "23.2.0"\n'
+        'source = { registry = "https://pypi.org/simple" }\n'
+        '[[package]]\nname = "app"\nversion = "0.1.0"\nsource = { editable = "." }\n'
+    )
+    poetry = tmp_path / "poetry.lock"
+    poetry.write_text(
+        '[[package]]\nname = "click"\nversion = "8.1.7"\n'
+        '[[package]]\nname = "lib"\nversion = "1.0"\n[package.source]\ntype = "git"\nurl = "https://x"\n'
+        '[[package]]\nname = "mirrored"\nversion = "2.0"\n[package.source]\ntype = "legacy"\nurl = "https://m"\n'
+    )
+    assert [lock_format(p) for p in (pylock, uv, poetry, tmp_path / "pylock.dev.toml")] == [
+        "pylock", "uv", "poetry", "pylock",
+    ]  # fmt: skip
+    assert pins_of(pylock) == [("attrs", "23.2.0")]
+    assert pins_of(uv) == [("attrs", "23.2.0")]
+    assert pins_of(poetry) == [("click", "8.1.7"), ("mirrored", "2.0")]
+    assert "directory" in read_pins([pylock]).skipped[0]
+    (tmp_path / "uv2").mkdir()
+    broken = tmp_path / "uv2" / "uv.lock"
+    broken.write_text("[[package]\n")
+    with pytest.raises(RequirementsError, match="not valid TOML"):
+        read_pins([broken])
+
+
+@pytest.fixture
+def index(fake_index: FakeIndex) -> FakeIndex:
+    fake_index.add(
+        "good", sdist("good", "1.0", {"a.py": b"pass\n"}), wheel("good", "1.0", {"good/a.py": b""})
+    )
+    fake_index.add("evil", sdist("evil", "2.0", {"setup.py": BAD}))
+    return fake_index
+
+
+def test_scan_requirements_reports_each_dependency_with_scan_exit_codes(
+    index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    clean = tmp_path / "clean.txt"
+    clean.write_text("good==1.0\n")
+    result = run(
+        "scan", "--requirements", clean, "--rules", rules_dir, "--index-url", index.url, "-f", "json"
+    )
+    assert result.exit_code == 0, result.output
+    assert [t["target"] for t in json.loads(result.stdout)["targets"]] == ["good==1.0"]
+
+    both = tmp_path / "requirements.txt"
+    both.write_text("good==1.0\nevil==2.0\n")
+    result = run("scan", "-R", both, "-r", rules_dir, "--index-url", index.url, "-f", "json")
+    assert result.exit_code == 1
+    targets = {t["target"]: t["verdict"] for t in json.loads(result.stdout)["targets"]}
+    assert targets == {"good==1.0": "clean", "evil==2.0": "findings"}
+
+    missing = tmp_path / "missing.txt"
+    missing.write_text("good==9.9\n")
+    result = run("scan", "-R", missing, "-r", rules_dir, "--index-url", index.url)
+    assert result.exit_code == 2 and "9.9" in result.stderr
+    unpinned = tmp_path / "unpinned.txt"
+    unpinned.write_text("good>=1\n")
+    result = run("scan", "-R", unpinned, "-r", rules_dir, "--index-url", index.url)
+    assert result.exit_code == 2 and "not pinned" in result.stderr
+    assert run("scan", "-r", rules_dir).exit_code == 2  # nothing to scan
+
+
+def test_scan_requirements_mixed_with_targets_and_stored(
+    index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    lock = tmp_path / "uv.lock"
+    lock.write_text('[[package]]\nname = "evil"\nversion = "2.0"\nsource = { registry = "x" }\n')
+    store = tmp_path / "store.db"
+    args = ("scan", "good==1.0", "-R", lock, "-r", rules_dir, "--index-url", index.url, "-q")
+    result = run(*args, "--store", store)
+    assert result.exit_code == 1, result.output
+    with Store(store, readonly=True) as db:
+        assert db.count("scans") == 2
+        evil = db.latest_scan("evil", "2.0")
+        assert evil is not None and evil.verdict == "findings" and evil.source == "scan"
+    result = run(*args, env={"DRAGONFLY_STORE": str(store)})  # the variable works like --store
+    assert result.exit_code == 1
+    with Store(store, readonly=True) as db:
+        assert db.count("scans") == 4
+    local = tmp_path / "x.py"
+    local.write_text("print(1)\n")
+    assert run("scan", local, "-r", rules_dir, "--store", store).exit_code == 0  # paths are not stored
+    with Store(store, readonly=True) as db:
+        assert db.count("scans") == 4
+    (tmp_path / "junk.db").write_text("not sqlite" * 100)
+    result = run("scan", local, "-r", rules_dir, "--store", tmp_path / "junk.db")
+    assert result.exit_code == 2 and "cannot open the store" in result.stderr

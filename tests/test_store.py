@@ -1,0 +1,240 @@
+"""The embedded results store: schema and migrations, what a scan stores, concurrent readers, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from dragonfly_hybrid import store as store_module
+from dragonfly_hybrid._core import Scanner
+from dragonfly_hybrid.report import TargetResult
+from dragonfly_hybrid.scanning import load_rules
+from dragonfly_hybrid.store import SCHEMA_VERSION, Store, StoreError, default_store_path, findings_of
+from fake_pypi import LIGHT_MARKER, MARKER, sdist, wheel
+
+
+def release_result(scanner: Scanner, name: str, version: str, marked: bool = True) -> TargetResult:
+    body = b"import os\n# " + (MARKER if marked else b"clean") + b"\n"
+    files = [
+        sdist(name, version, {"setup.py": body, "light.py": b"# " + LIGHT_MARKER}),
+        wheel(name, version, {f"{name}/__init__.py": b"pass\n"}),
+    ]
+    release = scanner.scan_release(name, version, [(f, data, f"https://files/{f}") for f, data in files])
+    return TargetResult.from_release(f"{name}=={version}", release)
+
+
+@pytest.fixture
+def scanner(rules_dir: Path) -> Scanner:
+    return Scanner(load_rules([rules_dir]), threads=2)
+
+
+def test_new_store_is_wal_at_the_current_schema_and_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "store.db"
+    with Store(path) as db:
+        assert db.schema_version() == SCHEMA_VERSION
+    with Store(path) as db:
+        assert db.schema_version() == SCHEMA_VERSION
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"schema_version", "rulesets", "releases", "scans", "distributions", "files", "matches"} <= tables
+    assert {"issues", "watch_state"} <= tables
+    raw.close()
+
+
+def test_migrations_apply_in_order_and_keep_data(
+    tmp_path: Path, scanner: Scanner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.db"
+    with Store(path) as db:
+        db.record(release_result(scanner, "pkg", "1.0"), rules_hash="h1")
+    extra = "CREATE TABLE content_cache (content_sha256 TEXT, rules_hash TEXT, matches TEXT)"
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, extra))
+    with Store(path) as db:
+        assert db.schema_version() == SCHEMA_VERSION + 1
+        assert db.count("scans") == 1 and db.latest_scan("pkg", "1.0") is not None
+        assert db._query("SELECT COUNT(*) FROM content_cache")[0][0] == 0
+
+
+def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    Store(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE schema_version SET version = 99")
+    raw.commit()
+    raw.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(path)
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(path, readonly=True)
+
+
+def test_readonly_store_must_exist_and_cannot_write(tmp_path: Path, scanner: Scanner) -> None:
+    with pytest.raises(StoreError, match="no store"):
+        Store(tmp_path / "missing.db", readonly=True)
+    Store(tmp_path / "s.db").close()
+    with Store(tmp_path / "s.db", readonly=True) as db, pytest.raises(StoreError):
+        try:
+            db.record(release_result(scanner, "pkg", "1.0"), rules_hash="h")
+        except sqlite3.OperationalError as err:
+            raise StoreError(str(err)) from err
+
+
+def test_default_path_honours_env_and_xdg(tmp_path: Path) -> None:
+    assert default_store_path({"DRAGONFLY_STORE": str(tmp_path / "x.db")}) == tmp_path / "x.db"
+    assert default_store_path({"XDG_DATA_HOME": str(tmp_path)}) == tmp_path / "dragonfly-hybrid" / "store.db"
+    assert default_store_path({}).parts[-4:] == (".local", "share", "dragonfly-hybrid", "store.db")
+
+
+def test_a_scan_is_stored_with_files_matches_offsets_issues_and_rules(
+    tmp_path: Path, scanner: Scanner
+) -> None:
+    result = release_result(scanner, "pkg", "1.0")
+    rules = scanner.rules
+    with Store(tmp_path / "s.db") as db:
+        scan_id = db.record(result, rules_hash=rules.hash, rules_count=rules.count, scan_seconds=0.5)
+        scan = db.latest_scan("PKG", "1.0")
+        assert scan is not None and scan.id == scan_id
+        assert (scan.verdict, scan.score, scan.rules_hash, scan.scan_seconds) == (
+            "findings",
+            6,
+            rules.hash,
+            0.5,
+        )
+        assert set(scan.rules_matched) == {"test_marker", "light_marker"}
+        details = db.details(scan_id)
+        assert [d["name"] for d in details] == [d.name for d in result.distributions]
+        sdist_row = details[0]
+        matched = {m["rule"]: m for f in sdist_row["files"] for m in f["matches"]}
+        pattern = matched["test_marker"]["patterns"][0]
+        assert pattern["data"] == MARKER.decode() and pattern["offset"] == len(b"import os\n# ")
+        assert matched["test_marker"]["metadata"]["description"] == "the test marker string"
+        assert {f.label for f in db.findings(scan_id)} == {f.label for f in findings_of(result)}
+        assert db.stored_files("pkg", "1.0") == {d.name for d in result.distributions}
+        assert db.rule_counts()[0]["releases"] == 1
+        assert db._query("SELECT hash, count FROM rulesets") == [(rules.hash, rules.count)]
+        assert db.scans(since="2999-01-01") == [] and len(db.scans(findings_only=True)) == 1
+
+
+def test_record_unless_stored_never_stores_the_same_files_twice(tmp_path: Path, scanner: Scanner) -> None:
+    result = release_result(scanner, "pkg", "1.0")
+    files = {d.name for d in result.distributions}
+    with Store(tmp_path / "s.db") as db:
+        assert db.record_unless_stored(result, files, rules_hash="h") is not None
+        assert db.record_unless_stored(result, files, rules_hash="h") is None
+        assert db.record_unless_stored(result, files | {"new.whl"}, rules_hash="h") is not None
+        assert db.count("scans") == 2
+
+
+def test_readers_run_while_a_writer_writes_and_never_see_half_a_release(
+    tmp_path: Path, scanner: Scanner
+) -> None:
+    path = tmp_path / "s.db"
+    Store(path).close()
+    results = [release_result(scanner, f"pkg{i}", "1.0", marked=i % 2 == 0) for i in range(60)]
+    done = threading.Event()
+    errors: list[BaseException] = []
+    reads = [0]
+
+    def write() -> None:
+        try:
+            with Store(path) as db:
+                for result in results:
+                    db.record(result, rules_hash="h")
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            done.set()
+
+    def read() -> None:
+        try:
+            with Store(path, readonly=True) as db:
+                while not done.is_set():
+                    rows = db._query(
+                        "SELECT s.id, COUNT(d.id) FROM scans s LEFT JOIN distributions d ON d.scan_id = s.id "
+                        "GROUP BY s.id"
+                    )
+                    assert all(count == 2 for _, count in rows), rows
+                    reads[0] += 1
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=write), *(threading.Thread(target=read) for _ in range(2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert reads[0] > 0
+    with Store(path, readonly=True) as db:
+        assert db.count("scans") == 60 and db.count("distributions") == 120
+
+
+CHILD = r"""
+import sys
+from dragonfly_hybrid._core import Scanner
+from dragonfly_hybrid.report import TargetResult
+from dragonfly_hybrid.scanning import load_rules
+from dragonfly_hybrid.store import Store
+
+sys.path.insert(0, sys.argv[3])
+from fake_pypi import MARKER, sdist
+
+scanner = Scanner(load_rules([sys.argv[2]]), threads=1)
+# Many matching files per release: every transaction writes hundreds of rows.
+files = {f"m{i}.py": b"# " + MARKER for i in range(150)}
+data = sdist("pkg", "1.0", files)[1]
+release = scanner.scan_release("pkg", "1.0", [("pkg-1.0.tar.gz", data, None)])
+with Store(sys.argv[1]) as db:
+    for i in range(100000):
+        result = TargetResult.from_release(f"pkg{i}==1.0", release)
+        result = TargetResult(**{**result.__dict__, "name": f"pkg{i}"})
+        db.record(result, rules_hash="h")
+        print(i, flush=True)
+"""
+
+
+def test_kill_9_mid_write_leaves_a_sound_store_with_every_committed_release(
+    tmp_path: Path, rules_dir: Path
+) -> None:
+    path = tmp_path / "s.db"
+    tests_dir = str(Path(__file__).parent)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), str(rules_dir), tests_dir],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    committed = []
+    assert child.stdout is not None
+    try:
+        for line in child.stdout:
+            committed.append(int(line))
+            if len(committed) >= 15:
+                break
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL, child.stderr.read() if child.stderr else ""
+    assert len(committed) >= 15
+    with Store(path) as db:
+        assert db.integrity_check() == "ok"
+        for i in committed:
+            scan = db.latest_scan(f"pkg{i}", "1.0")
+            assert scan is not None and scan.verdict == "findings"
+            assert len(db.findings(scan.id)) == 150
+        # Whatever was in flight is either all there or not there at all.
+        rows = db._query(
+            "SELECT s.id, COUNT(f.id) FROM scans s JOIN distributions d ON d.scan_id = s.id "
+            "JOIN files f ON f.distribution_id = d.id GROUP BY s.id"
+        )
+        assert all(count == 150 for _, count in rows)
+        assert db.count("scans") >= len(committed)
+        assert json.loads(db._query("SELECT rules_matched FROM scans LIMIT 1")[0][0]) == ["test_marker"]

@@ -1,0 +1,213 @@
+"""``watch`` against a fake PyPI on 127.0.0.1: project list with serials, pages, files, webhook.
+
+The watcher must scan every release published after its baseline exactly once, across restarts (clean
+stops and kill -9 alike), honour its filters, and POST findings to the webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dragonfly_hybrid._core import Rules
+from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.scanning import load_rules
+from dragonfly_hybrid.store import Store
+from dragonfly_hybrid.watch import SERIAL_KEY, WatchConfig, WatchFilters, WatchSummary, Webhook, serve_watch
+from fake_pypi import MARKER, FakeFile, FakeIndex, sdist, wheel
+from typer.testing import CliRunner
+
+OLD = "2024-01-01T00:00:00Z"
+BAD = b"import os\n# " + MARKER + b"\n"
+CLEAN = b"print('hello')\n"
+
+
+@pytest.fixture
+def rules(rules_dir: Path) -> Rules:
+    return load_rules([rules_dir])
+
+
+def publish(index: FakeIndex, name: str, version: str, body: bytes = CLEAN, *, old: bool = False) -> None:
+    files = [sdist(name, version, {"setup.py": body}), wheel(name, version, {f"{name}/__init__.py": body})]
+    index.add(name, *(FakeFile(f, data, upload_time=OLD if old else None) for f, data in files))
+
+
+def watch(index: FakeIndex, store: Path, rules: Rules, **options: object) -> WatchSummary:
+    values: dict[str, object] = {"once": True, "threads": 2, "interval": 0.05, "handle_signals": False}
+    values.update(options)
+    config = WatchConfig(store_path=store, rules=rules, index_url=index.url, **values)  # type: ignore[arg-type]
+    return asyncio.run(serve_watch(config))
+
+
+def scans_per_release(store: Path) -> dict[str, int]:
+    with Store(store, readonly=True) as db:
+        rows = db._query(
+            "SELECT r.name || '==' || r.version, COUNT(*) FROM scans s "
+            "JOIN releases r ON r.id = s.release_id GROUP BY r.id"
+        )
+    return dict(rows)
+
+
+def file_requests(index: FakeIndex) -> list[str]:
+    return [r for r in index.requests if r.startswith("/files/")]
+
+
+def test_first_run_records_a_baseline_then_new_releases_are_scanned_filtered_and_hooked(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules
+) -> None:
+    store = tmp_path / "store.db"
+    publish(fake_index, "trusted", "1.0", old=True)
+    publish(fake_index, "other", "2.0", BAD, old=True)
+    first = watch(fake_index, store, rules)
+    assert (first.polls, first.stored, first.serial) == (1, 0, fake_index.serial)
+    assert file_requests(fake_index) == [] and scans_per_release(store) == {}
+
+    publish(fake_index, "trusted", "1.1", BAD)  # a new version of a known project
+    publish(fake_index, "fresh", "0.1")  # a new project
+    fake_index.add("big", FakeFile("big-1.0.tar.gz", sdist("big", "1.0", {})[1], listed_size=20_000))
+    publish(fake_index, "skipme-tool", "1.0", BAD)
+    webhook = Webhook(fake_index.hook_url, min_score=5)
+    filters = WatchFilters(exclude=("skipme-*",), max_size=10_000)
+    second = watch(fake_index, store, rules, filters=filters, webhook=webhook)
+    assert second.stored == 2 and second.serial == fake_index.serial
+    assert scans_per_release(store) == {"trusted==1.1": 1, "fresh==0.1": 1}
+    with Store(store, readonly=True) as db:
+        bad = db.latest_scan("trusted", "1.1")
+        assert bad is not None and bad.verdict == "findings" and bad.rules_matched == ["test_marker"]
+        assert bad.source == "watch" and bad.rules_hash == rules.hash and bad.scan_seconds is not None
+        assert len(db.details(bad.id)) == 2
+        clean = db.latest_scan("fresh", "0.1")
+        assert clean is not None and clean.verdict == "clean"
+    assert [(h["name"], h["version"], h["score"]) for h in fake_index.hooks] == [("trusted", "1.1", 5)]
+    assert {f["path"] for f in fake_index.hooks[0]["files"]} == {
+        "trusted-1.1/setup.py",
+        "trusted/__init__.py",
+    }
+    assert not any("big" in r or "skipme" in r or "1.0" in r for r in file_requests(fake_index))
+
+    before = len(file_requests(fake_index))
+    third = watch(fake_index, store, rules, filters=filters)
+    assert third.stored == 0 and len(file_requests(fake_index)) == before
+
+
+def test_an_interrupted_round_resumes_without_missing_or_repeating_a_release(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules
+) -> None:
+    store = tmp_path / "store.db"
+    publish(fake_index, "seed", "1.0", old=True)
+    baseline = watch(fake_index, store, rules).serial
+    for i in range(6):
+        publish(fake_index, f"pkg{i}", "1.0", BAD if i % 2 else CLEAN)
+    stopped = watch(fake_index, store, rules, max_jobs=2)
+    assert stopped.stored == 2 and stopped.serial == baseline  # the round is not finished: serial stays
+    resumed = watch(fake_index, store, rules)
+    assert resumed.stored == 4 and resumed.serial == fake_index.serial
+    assert scans_per_release(store) == {f"pkg{i}==1.0": 1 for i in range(6)}
+
+    # A wheel added later to a release already scanned: only that file is scanned.
+    fake_index.add("pkg0", FakeFile("pkg0-1.0-py2-none-any.whl", wheel("pkg0", "1.0", {"x.py": BAD})[1]))
+    late = watch(fake_index, store, rules)
+    assert late.stored == 1
+    with Store(store, readonly=True) as db:
+        scan = db.latest_scan("pkg0", "1.0")
+        assert scan is not None and scan.verdict == "findings"
+        assert [d["name"] for d in db.details(scan.id)] == ["pkg0-1.0-py2-none-any.whl"]
+
+
+def test_a_stale_project_page_holds_the_serial_back_until_it_is_fresh(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules
+) -> None:
+    store = tmp_path / "store.db"
+    publish(fake_index, "seed", "1.0", old=True)
+    baseline = watch(fake_index, store, rules).serial
+    publish(fake_index, "alpha", "1.0")
+    publish(fake_index, "beta", "1.0")
+    fake_index.faults.stale_pages["beta"] = baseline  # a CDN copy from before the upload
+    held = watch(fake_index, store, rules)
+    assert held.stored == 1 and held.serial == fake_index.project_serials["beta"] - 1
+    del fake_index.faults.stale_pages["beta"]
+    fresh = watch(fake_index, store, rules)
+    assert fresh.stored == 1 and fresh.serial == fake_index.serial
+    assert scans_per_release(store) == {"alpha==1.0": 1, "beta==1.0": 1}
+
+
+def test_a_failed_download_is_stored_as_a_failure_and_the_webhook_retries(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules
+) -> None:
+    store = tmp_path / "store.db"
+    publish(fake_index, "seed", "1.0", old=True)
+    watch(fake_index, store, rules)
+    publish(fake_index, "gone", "1.0")
+    publish(fake_index, "evil", "1.0", BAD)
+    fake_index.faults.missing.update(f.filename for f in fake_index.projects["gone"])  # 404: permanent
+    fake_index.faults.hook_status[:] = [500]  # the first POST fails, the retry succeeds
+    summary = watch(fake_index, store, rules, webhook=Webhook(fake_index.hook_url, min_score=1))
+    assert summary.stored == 2 and summary.serial == fake_index.serial
+    with Store(store, readonly=True) as db:
+        failed = db.latest_scan("gone", "1.0")
+        assert failed is not None and failed.verdict == "incomplete"
+        assert failed.error is not None and "HTTP 404" in failed.error
+    assert [h["name"] for h in fake_index.hooks] == ["evil"]
+    assert fake_index.requests.count("POST /hook") == 2
+
+
+def test_watch_cli_once_and_its_exit_codes(fake_index: FakeIndex, tmp_path: Path, rules_dir: Path) -> None:
+    store = tmp_path / "store.db"
+    runner = CliRunner()
+    args = ["watch", "--once", "--store", str(store), "--rules", str(rules_dir), "--threads", "2"]
+    result = runner.invoke(app, [*args, "--index-url", fake_index.url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "1 poll(s), 0 release(s) stored" in result.stderr
+    unreachable = runner.invoke(app, [*args, "--index-url", "http://127.0.0.1:9/simple/"])
+    assert unreachable.exit_code == 3 and "cannot poll the index" in unreachable.stderr
+    bad_size = runner.invoke(app, [*args, "--index-url", fake_index.url, "--max-size", "lots"])
+    assert bad_size.exit_code == 2
+    (tmp_path / "not-a-db").write_text("hello" * 1000)
+    bad_store = runner.invoke(
+        app, [*args[:2], "--store", str(tmp_path / "not-a-db"), "--index-url", fake_index.url]
+    )
+    assert bad_store.exit_code == 2 and "cannot open the store" in bad_store.stderr
+
+
+def test_kill_9_mid_watch_then_restart_scans_every_release_exactly_once(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules, rules_dir: Path
+) -> None:
+    store = tmp_path / "store.db"
+    publish(fake_index, "seed", "1.0", old=True)
+    watch(fake_index, store, rules)
+    for i in range(4):
+        publish(fake_index, f"quick{i}", "1.0", BAD if i == 0 else CLEAN)
+    for i in range(2):
+        publish(fake_index, f"slow{i}", "1.0")
+        for f in fake_index.projects[f"slow{i}"]:
+            fake_index.faults.delay[f.filename] = 30.0
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "watch", "--once", "--store", str(store),
+               "--rules", str(rules_dir), "--index-url", fake_index.url, "--threads", "2"]  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if len([k for k in scans_per_release(store) if k.startswith("quick")]) == 4:
+                break
+            time.sleep(0.05)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL
+    assert set(scans_per_release(store)) == {f"quick{i}==1.0" for i in range(4)}
+    with Store(store) as db:
+        assert db.integrity_check() == "ok"
+        assert int(db.get_state(SERIAL_KEY) or 0) < fake_index.serial
+    fake_index.faults.delay.clear()
+    resumed = watch(fake_index, store, rules)
+    assert resumed.stored == 2 and resumed.serial == fake_index.serial
+    assert scans_per_release(store) == {
+        **{f"quick{i}==1.0": 1 for i in range(4)},
+        **{f"slow{i}==1.0": 1 for i in range(2)},
+    }

@@ -7,6 +7,8 @@ Environment:
   DFH_BENCH_ROUNDS         rounds for every group; or DFH_BENCH_ROUNDS_LIGHT (5) / DFH_BENCH_ROUNDS_HEAVY (3)
   DFH_BENCH_THREADS        thread count of the "all threads" Rust variant (default os.cpu_count())
   DFH_BENCH_POOL_WORKERS   processes of the baseline pool (default 2)
+
+The node benchmark (test_bench_node.py) has its own variables, listed there, and its own table.
 """
 
 from __future__ import annotations
@@ -47,6 +49,25 @@ class Row:
     median: float
     inflated: int
     compressed: int
+
+
+@dataclass
+class NodeRow:
+    """One variant of the node benchmark (test_bench_node.py): wall time to drain the whole queue."""
+
+    variant: str
+    median: float
+    rounds: int
+    releases: int
+    distributions: int
+    inflated: int
+    compressed: int
+    rules: str
+
+
+NODE_ROWS = pytest.StashKey[list[NodeRow]]()
+NODE_REFERENCE = "reference-loop"
+NODE_TARGET = 5.0
 
 
 @dataclass
@@ -173,9 +194,14 @@ def record(request: pytest.FixtureRequest, ctx: BenchContext):
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     rows = config.stash.get(_ROWS, [])
-    if not rows:
-        return
-    tr = terminalreporter
+    if rows:
+        _speedup_table(terminalreporter, rows)
+    node_rows = config.stash.get(NODE_ROWS, [])
+    if node_rows:
+        _node_table(terminalreporter, node_rows)
+
+
+def _speedup_table(tr: Any, rows: list[Row]) -> None:
     tr.write_sep("=", "dragonfly-hybrid speed-up vs single-thread baseline (median of rounds)")
     for group in sorted({r.group for r in rows}, key=lambda g: (*RULESETS, g).index(g)):
         group_rows = [r for r in rows if r.group == group]
@@ -189,4 +215,31 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             tr.write_line(
                 f"  {r.variant:<22}{r.median:>10.3f}{ratio:>10}"
                 f"{r.inflated / 1e6 / r.median:>12.1f}{r.compressed / 1e6 / r.median:>13.1f}"
+            )
+
+
+def _node_table(tr: Any, rows: list[NodeRow]) -> None:
+    tr.write_sep("=", "dragonfly-hybrid node vs reference-style loop (median of rounds)")
+    first = rows[0]
+    tr.write_line(
+        f"[node] {first.releases} releases, {first.distributions} distributions, "
+        f"{first.compressed / 1e6:.1f} MB compressed, {first.inflated / 1e6:.1f} MB inflated, "
+        f"{first.rules}, {first.rounds} rounds"
+    )
+    base = next((r for r in rows if r.variant == NODE_REFERENCE), None)
+    tr.write_line(
+        f"  {'variant':<22}{'median s':>10}{'releases/min':>14}{'MB/s infl.':>12}{'vs reference':>14}"
+    )
+    for r in rows:
+        ratio = f"{base.median / r.median:.2f}x" if base and r.median else "-"
+        tr.write_line(
+            f"  {r.variant:<22}{r.median:>10.3f}{r.releases / r.median * 60:>14.1f}"
+            f"{r.inflated / 1e6 / r.median:>12.1f}{ratio:>14}"
+        )
+    for r in rows:
+        if base and r is not base and r.median:
+            ratio = base.median / r.median
+            verdict = "met" if ratio >= NODE_TARGET else "NOT met"
+            tr.write_line(
+                f"  target >= {NODE_TARGET:g}x releases/min for {r.variant}: {verdict} ({ratio:.2f}x)"
             )

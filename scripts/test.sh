@@ -12,3 +12,7 @@ python -m pip install --quiet --upgrade maturin
 python -m pip install --quiet --no-build-isolation -e '.[test]'
 cargo test --release -p dragonfly-core
 python -m pytest
+
+# Last, so that the test results come first: the release wheel, built and smoke-tested by the same script
+# as the Dockerfile's builder stage. It reuses the target directory above (about a minute).
+bash scripts/build-wheel.sh

@@ -143,7 +143,7 @@ class ScanIssue:
         """The member it concerns, or ``""`` for the distribution as a whole."""
     @property
     def kind(self) -> str:
-        """A stable, kebab-case identifier (see the README's table of issue kinds)."""
+        """A stable, kebab-case identifier, one of ``ISSUE_KINDS`` (see docs/security.md for each)."""
     @property
     def message(self) -> str: ...
     @property

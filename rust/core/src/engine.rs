@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -51,6 +52,10 @@ pub(crate) type ContentHash = [u8; 32];
 /// Entries kept in the content cache before it is emptied; a full-size entry is small (most
 /// contents match nothing), so this bounds it to a few tens of MB.
 const CACHE_ENTRIES: usize = 500_000;
+
+/// The shortest YARA-X timeout applied, whatever the limits say (a positive timeout can round
+/// down to zero on its way from seconds as a float).
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
 self_cell::self_cell!(
     /// A YARA-X scanner together with the rule set it borrows.
@@ -179,7 +184,8 @@ impl Engine {
             }
             let scanner = slot.as_mut().expect("scanner was just created");
             scanner.with_dependent_mut(|_, scanner| {
-                scanner.set_timeout(self.limits.timeout);
+                // A zero timeout would fail every file at once: never less than a millisecond.
+                scanner.set_timeout(self.limits.timeout.max(MIN_TIMEOUT));
                 let results = scanner.scan(data).map_err(|err| match err {
                     yara_x::ScanError::Timeout => (
                         IssueKind::ScanTimeout,

@@ -71,6 +71,8 @@ pub fn detect(data: &[u8]) -> Container {
         Container::Zip
     } else if is_tar_header(data) {
         Container::Tar
+    } else if crate::zipdir::is_prefixed_zip(data) {
+        Container::Zip
     } else {
         Container::Plain
     }
@@ -86,7 +88,10 @@ pub fn is_tar_header(data: &[u8]) -> bool {
         return true;
     }
     if block.iter().all(|&b| b == 0) {
-        return data.len() >= 2 * TAR_BLOCK && data[TAR_BLOCK..2 * TAR_BLOCK].iter().all(|&b| b == 0);
+        // An empty tarball is nothing but zeros. Anything else that starts with zeros (a disk
+        // image, a sparse file's hole) is a file: scanned whole rather than as a tarball that
+        // ends at once and hides the rest.
+        return data.len() >= 2 * TAR_BLOCK && data.iter().all(|&b| b == 0);
     }
     let field = &block[148..156];
     let digits: Vec<u8> =
@@ -121,5 +126,14 @@ mod tests {
         assert_eq!(detect(b""), Container::Plain);
         assert_eq!(detect(&[0u8; 1024]), Container::Tar);
         assert_eq!(detect(&[0u8; 512]), Container::Plain);
+        let mut zeros_then_data = vec![0u8; 4096];
+        zeros_then_data.push(b'x');
+        assert_eq!(detect(&zeros_then_data), Container::Plain);
+        // An end record with nothing valid before it is not a zip.
+        assert_eq!(detect(b"print('PK\x05\x06')\n"), Container::Plain);
+        let mut fake = b"#!/bin/sh\n".to_vec();
+        fake.extend_from_slice(b"PK\x05\x06");
+        fake.extend_from_slice(&[0xff; 18]);
+        assert_eq!(detect(&fake), Container::Plain);
     }
 }

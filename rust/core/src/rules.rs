@@ -278,7 +278,10 @@ impl RuleSet {
     /// Whether any rule can count for a file at `path`. When every rule has a `filetype` and none
     /// fits, scanning the file cannot change any result, so it is skipped.
     pub fn may_apply(&self, path: &str) -> bool {
-        self.inner.suffixes.as_ref().is_none_or(|all| all.iter().any(|suffix| path.ends_with(suffix.as_str())))
+        self.inner
+            .suffixes
+            .as_ref()
+            .is_none_or(|all| all.iter().any(|suffix| path.ends_with(suffix.as_str())))
     }
 
     /// Same compiled object (not merely equal sources).

@@ -1,11 +1,19 @@
 //! Walking one distribution: open the container found by its magic bytes, read every member in
 //! memory under the limits, hand each regular file to the engine, and open nested archives to a
 //! bounded depth. Nothing is written to disk and no archive path is ever used on the host.
+//!
+//! What bounds what (see docs/security.md): inflated bytes by the member, total and ratio limits,
+//! enforced while streaming (declared sizes are never trusted); tar metadata (GNU long names, PAX
+//! records, sparse maps) by [`TAR_METADATA_LIMIT`]; members waiting to be scanned by
+//! [`QUEUE_BYTES`]; the issue list by [`ISSUES_PER_KIND`] and [`PATH_DISPLAY_LIMIT`].
 
+use std::collections::hash_map::RandomState;
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::io::{self, Cursor, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use rayon::iter::{IntoParallelIterator, ParallelBridge, ParallelIterator};
 
@@ -14,13 +22,28 @@ use crate::format::{detect, is_tar_header, Container, Format, TAR_BLOCK};
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
+use crate::zipdir::{self, Directory};
 
 /// Position of a member in archive order; nested members extend their container's position.
 type Order = Vec<u32>;
 
 const READ_CHUNK: usize = 256 * 1024;
+/// First read past a member's declared size (normally it just finds the end).
+const PROBE_READ: usize = 8 * 1024;
 /// Largest LZMA dictionary an xz stream may ask for (KiB); real packages use at most 64 MiB.
 const XZ_MEMORY_LIMIT_KB: u32 = 256 * 1024;
+/// Most bytes of tar metadata (GNU long name/link, PAX records, sparse maps) read for one entry.
+/// The tar crate reads these whole into memory; real ones are a few hundred bytes.
+pub const TAR_METADATA_LIMIT: u64 = 1 << 20;
+/// Bytes of tar members read ahead of the scanners. A larger member may still wait alone.
+pub const QUEUE_BYTES: u64 = 64 << 20;
+/// Issues of one kind kept per distribution; the rest are counted in one summary issue.
+pub const ISSUES_PER_KIND: u64 = 1000;
+/// Longest member path kept in a report (bytes); longer names are cut and flagged.
+pub const PATH_DISPLAY_LIMIT: usize = 4096;
+/// Nested archives are never opened deeper than this, whatever `max_depth` says: each level
+/// recurses on a worker's stack, and thousands of levels (cheap to build) would overflow it.
+pub const MAX_NESTING_DEPTH: u32 = 32;
 
 /// A regular file read from an archive, on its way to be scanned.
 struct Member {
@@ -37,7 +60,11 @@ enum Trip {
     None = 0,
     Total = 1,
     Ratio = 2,
+    Metadata = 3,
 }
+
+/// No metadata budget in force (member content is being read).
+const UNLIMITED: u64 = u64::MAX;
 
 /// Counts compressed bytes consumed by a decoder.
 struct CountingReader<'a> {
@@ -53,37 +80,109 @@ impl Read for CountingReader<'_> {
     }
 }
 
+/// The members of a gzip stream one after the other, as gzip(1) and Python's tarfile read
+/// concatenated members. Unlike a multi-member decoder it knows exactly where the last member
+/// ends, so bytes after it are found and scanned instead of failing the stream.
+/// A CRC mismatch in a member's trailer is recorded and the next member read: the content
+/// came out whole, only its checksum is wrong.
+struct GzipMembers<'a> {
+    decoder: Option<flate2::bufread::GzDecoder<&'a [u8]>>,
+    len: usize,
+    guard: Guard,
+}
+
+impl<'a> GzipMembers<'a> {
+    fn new(data: &'a [u8], guard: Guard) -> Self {
+        Self { decoder: Some(flate2::bufread::GzDecoder::new(data)), len: data.len(), guard }
+    }
+}
+
+impl Read for GzipMembers<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(decoder) = self.decoder.as_mut() else { return Ok(0) };
+            let n = match decoder.read(buf) {
+                Ok(n) => n,
+                // The trailer is read only after the member's last byte: nothing is lost.
+                Err(err) if is_checksum_error(&err) => {
+                    self.guard.bad_checksum.store(true, Ordering::Relaxed);
+                    0
+                }
+                Err(err) => return Err(err),
+            };
+            self.guard.consumed.store((self.len - decoder.get_ref().len()) as u64, Ordering::Relaxed);
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let rest = self.decoder.take().map(|d| d.into_inner()).unwrap_or_default();
+            if rest.starts_with(&[0x1f, 0x8b]) {
+                self.decoder = Some(flate2::bufread::GzDecoder::new(rest));
+            } else if rest.iter().any(|&b| b != 0) {
+                // gzip(1) and Python ignore zero padding after the last member, nothing else.
+                self.guard.trailing.store((self.len - rest.len()) as u64, Ordering::Relaxed);
+                return Ok(0);
+            } else {
+                return Ok(0);
+            }
+        }
+    }
+}
+
 /// Stops a decompressing stream once it inflates past the total-size limit or the ratio limit,
-/// whoever reads it (the tar crate also inflates data it skips).
+/// whoever reads it (the tar crate also inflates data it skips), and caps what the tar crate
+/// reads between two entries (its headers and metadata) while a metadata budget is set.
 struct GuardedReader<R> {
     inner: R,
     inflated: u64,
-    consumed: Arc<AtomicU64>,
+    guard: Guard,
     limits: Limits,
-    trip: Arc<AtomicU8>,
 }
 
 impl<R: Read> Read for GuardedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.inflated += n as u64;
+        let budget = self.guard.metadata.load(Ordering::Relaxed);
         let trip = if self.inflated > self.limits.max_total_size {
             Trip::Total
-        } else if self.limits.ratio_exceeded(self.inflated, self.consumed.load(Ordering::Relaxed)) {
+        } else if self.limits.ratio_exceeded(self.inflated, self.guard.consumed.load(Ordering::Relaxed)) {
             Trip::Ratio
+        } else if budget != UNLIMITED && n as u64 > budget {
+            Trip::Metadata
         } else {
+            if budget != UNLIMITED {
+                self.guard.metadata.store(budget - n as u64, Ordering::Relaxed);
+            }
             return Ok(n);
         };
-        self.trip.store(trip as u8, Ordering::Relaxed);
+        self.guard.trip.store(trip as u8, Ordering::Relaxed);
         Err(io::Error::other("stream limit reached"))
     }
 }
 
 /// What a stream's guard saw: compressed bytes consumed and why it tripped, if it did.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Guard {
     trip: Arc<AtomicU8>,
     consumed: Arc<AtomicU64>,
+    /// Bytes the tar crate may still read before the next entry is handed over.
+    metadata: Arc<AtomicU64>,
+    /// Where non-zero bytes after the last gzip member start (`UNLIMITED`: nowhere).
+    trailing: Arc<AtomicU64>,
+    /// A gzip member's CRC did not match (its content was read whole).
+    bad_checksum: Arc<AtomicBool>,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Self {
+            trip: Arc::default(),
+            consumed: Arc::default(),
+            metadata: Arc::new(AtomicU64::new(UNLIMITED)),
+            trailing: Arc::new(AtomicU64::new(UNLIMITED)),
+            bad_checksum: Arc::default(),
+        }
+    }
 }
 
 impl Guard {
@@ -91,35 +190,38 @@ impl Guard {
         match self.trip.load(Ordering::Relaxed) {
             1 => Trip::Total,
             2 => Trip::Ratio,
+            3 => Trip::Metadata,
             _ => Trip::None,
         }
     }
+
+    /// Bytes hidden after the last gzip member, if any.
+    fn trailing_offset(&self) -> Option<usize> {
+        let at = self.trailing.load(Ordering::Relaxed);
+        (at != UNLIMITED).then_some(at as usize)
+    }
 }
 
-/// A decompressed stream (`Send`, so a reader thread can own it) and its guard.
+/// A decompressed stream (`Send`, so a reader thread can own it), its guard and its source.
 struct Stream<'a> {
     reader: Box<dyn Read + Send + 'a>,
     guard: Guard,
+    source: &'a [u8],
 }
 
 fn open_stream<'a>(container: Container, data: &'a [u8], limits: &Limits) -> Stream<'a> {
     let guard = Guard::default();
     let input = CountingReader { inner: data, consumed: Arc::clone(&guard.consumed) };
     let decoder: Box<dyn Read + Send + 'a> = match container {
-        // Concatenated members are one stream, as gzip(1) and Python's tarfile read them.
-        Container::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Container::Gzip => Box::new(GzipMembers::new(data, guard.clone())),
+        // Concatenated streams are one stream, as bzip2(1), xz(1) and Python read them.
         Container::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
         Container::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(input, true, XZ_MEMORY_LIMIT_KB)),
         Container::Zip | Container::Tar | Container::Plain => Box::new(input),
     };
-    let reader = Box::new(GuardedReader {
-        inner: decoder,
-        inflated: 0,
-        consumed: Arc::clone(&guard.consumed),
-        limits: limits.clone(),
-        trip: Arc::clone(&guard.trip),
-    });
-    Stream { reader, guard }
+    let reader =
+        Box::new(GuardedReader { inner: decoder, inflated: 0, guard: guard.clone(), limits: limits.clone() });
+    Stream { reader, guard, source: data }
 }
 
 /// Reads at most `limit` bytes, retrying on interruption; fewer only at end of stream.
@@ -129,8 +231,37 @@ fn read_up_to(reader: &mut dyn Read, limit: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// A name as shown in reports: lossy UTF-8, at most [`PATH_DISPLAY_LIMIT`] bytes.
+fn display_name(raw: &[u8]) -> String {
+    let raw = &raw[..raw.len().min(PATH_DISPLAY_LIMIT)];
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+/// What is wrong with a member name, if anything. Names are never used on the host; this is a
+/// signal (an sdist that tries to write outside its directory is up to something).
+fn name_problem(raw: &[u8], check_utf8: bool) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let parts = || text.split(['/', '\\']);
+    let problem = if raw.is_empty() {
+        "the name is empty".to_owned()
+    } else if raw.len() > PATH_DISPLAY_LIMIT {
+        format!("the name is {} bytes long; shown cut to {PATH_DISPLAY_LIMIT}", raw.len())
+    } else if raw[0] == b'/' || raw[0] == b'\\' {
+        "an absolute path".to_owned()
+    } else if raw.len() >= 2 && raw[0].is_ascii_alphabetic() && raw[1] == b':' {
+        "an absolute Windows path".to_owned()
+    } else if parts().any(|p| p == "..") {
+        "climbs out of the archive with '..'".to_owned()
+    } else if raw.contains(&0) {
+        "contains a NUL byte (extractors cut the name there)".to_owned()
+    } else if raw.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        "contains control characters".to_owned()
+    } else if check_utf8 && std::str::from_utf8(raw).is_err() {
+        "is not valid UTF-8 (shown with replacement characters)".to_owned()
+    } else {
+        return None;
+    };
+    Some(problem)
 }
 
 /// The name of the single file inside a compressed, non-tar stream: `x.txt.gz` -> `x.txt`.
@@ -153,6 +284,14 @@ fn limit_issue(trip: Trip, path: &str, limits: &Limits) -> Issue {
             IssueKind::CompressionRatio,
             format!("stream inflates more than {}:1; the rest was not scanned", limits.max_ratio),
         ),
+        Trip::Metadata => Issue::new(
+            path,
+            IssueKind::MemberTooLarge,
+            format!(
+                "a tar header's metadata (GNU long name or link, PAX records or sparse map) is over the \
+                 {TAR_METADATA_LIMIT}-byte metadata limit; the rest was not scanned"
+            ),
+        ),
         _ => Issue::new(
             path,
             IssueKind::TotalSizeExceeded,
@@ -162,6 +301,63 @@ fn limit_issue(trip: Trip, path: &str, limits: &Limits) -> Issue {
             ),
         ),
     }
+}
+
+fn is_checksum_error(err: &io::Error) -> bool {
+    let text = err.to_string().to_ascii_lowercase();
+    text.contains("checksum") || text.contains("crc")
+}
+
+/// The zip-wide inflation budget: entries that share compressed bytes (or repeat them) cannot
+/// inflate more than `max_ratio` times the archive's own size, whatever each entry's ratio.
+struct ArchiveBudget {
+    inflated: AtomicU64,
+    limit: u64,
+    size: u64,
+    tripped: AtomicBool,
+}
+
+/// Bounds the bytes of members read ahead of the scanners (a member count alone would let a few
+/// huge members pile up). A member larger than the budget still passes when nothing waits.
+struct ByteGate {
+    used: Mutex<u64>,
+    freed: Condvar,
+}
+
+impl ByteGate {
+    fn acquire(&self, bytes: u64) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used > 0 && *used + bytes > QUEUE_BYTES {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += bytes;
+    }
+
+    fn release(&self, bytes: u64) {
+        *self.used.lock().unwrap_or_else(|e| e.into_inner()) -= bytes;
+        self.freed.notify_all();
+    }
+}
+
+/// A member holding its share of the gate until it is scanned or dropped (also on a panic).
+struct Gated<'g> {
+    member: Option<Member>,
+    bytes: u64,
+    gate: &'g ByteGate,
+}
+
+impl Drop for Gated<'_> {
+    fn drop(&mut self) {
+        self.gate.release(self.bytes);
+    }
+}
+
+/// How reading one member ended.
+struct MemberRead {
+    /// What was read, to be scanned; `None` when nothing useful was.
+    data: Option<Vec<u8>>,
+    /// The member was read to its end with no error and no limit hit.
+    whole: bool,
 }
 
 /// The shared state of one distribution's scan; `Sync`, used from every worker thread.
@@ -178,6 +374,12 @@ pub(crate) struct DistScan<'e> {
     bytes_scanned: AtomicU64,
     files: Mutex<Vec<(Order, FileReport)>>,
     issues: Mutex<Vec<(Order, Issue)>>,
+    /// Issues per kind so far, and whether any dropped past the cap left content unscanned.
+    issue_counts: [AtomicU64; IssueKind::ALL.len()],
+    dropped_unscanned: [AtomicBool; IssueKind::ALL.len()],
+    /// Hashes of the member paths seen, to flag duplicates without keeping every name.
+    names: Mutex<HashSet<u64>>,
+    hasher: RandomState,
 }
 
 impl<'e> DistScan<'e> {
@@ -194,11 +396,22 @@ impl<'e> DistScan<'e> {
             bytes_scanned: AtomicU64::new(0),
             files: Mutex::new(Vec::new()),
             issues: Mutex::new(Vec::new()),
+            issue_counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            dropped_unscanned: std::array::from_fn(|_| AtomicBool::new(false)),
+            names: Mutex::new(HashSet::new()),
+            hasher: RandomState::new(),
         }
     }
 
-    pub(crate) fn run(self, data: &[u8], name: String, url: Option<String>) -> DistributionReport {
-        let format = match catch_unwind(AssertUnwindSafe(|| self.walk_top(data))) {
+    /// Scan `data`; `container` forces a container instead of detecting it (fuzzing).
+    pub(crate) fn run_as(
+        self,
+        data: &[u8],
+        name: String,
+        url: Option<String>,
+        container: Option<Container>,
+    ) -> DistributionReport {
+        let format = match catch_unwind(AssertUnwindSafe(|| self.walk_top(data, container))) {
             Ok(format) => format,
             Err(panic) => {
                 let message = panic
@@ -217,6 +430,19 @@ impl<'e> DistScan<'e> {
         files.sort_by(|a, b| a.0.cmp(&b.0));
         let mut issues = self.issues.into_inner().unwrap_or_else(|e| e.into_inner());
         issues.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut issues: Vec<Issue> = issues.into_iter().map(|(_, i)| i).collect();
+        for (i, kind) in IssueKind::ALL.iter().enumerate() {
+            let count = self.issue_counts[i].load(Ordering::Relaxed);
+            if count > ISSUES_PER_KIND {
+                let mut summary = Issue::new(
+                    "",
+                    *kind,
+                    format!("{} more {kind} issues were not listed", count - ISSUES_PER_KIND),
+                );
+                summary.unscanned = self.dropped_unscanned[i].load(Ordering::Relaxed);
+                issues.push(summary);
+            }
+        }
         DistributionReport {
             name,
             url,
@@ -226,17 +452,51 @@ impl<'e> DistScan<'e> {
             files_scanned: self.files_scanned.into_inner(),
             bytes_scanned: self.bytes_scanned.into_inner(),
             files: files.into_iter().map(|(_, f)| f).collect(),
-            issues: issues.into_iter().map(|(_, i)| i).collect(),
+            issues,
         }
     }
 
+    /// Record an issue; past [`ISSUES_PER_KIND`] of one kind only count it (an archive of a
+    /// million symlinks must not grow the report without bound).
     fn issue(&self, order: Order, issue: Issue) {
+        let kind = IssueKind::ALL.iter().position(|k| *k == issue.kind).unwrap_or(0);
+        if self.issue_counts[kind].fetch_add(1, Ordering::Relaxed) >= ISSUES_PER_KIND {
+            if issue.unscanned {
+                self.dropped_unscanned[kind].store(true, Ordering::Relaxed);
+            }
+            return;
+        }
         self.issues.lock().unwrap_or_else(|e| e.into_inner()).push((order, issue));
     }
 
+    /// Flag a name seen before in this distribution (every copy is still scanned).
+    fn check_duplicate(&self, path: &str, order: &Order) {
+        let hash = self.hasher.hash_one(path);
+        if !self.names.lock().unwrap_or_else(|e| e.into_inner()).insert(hash) {
+            self.issue(
+                order.clone(),
+                Issue::new(
+                    path,
+                    IssueKind::DuplicateName,
+                    "another member has the same name; both were scanned (extractors keep only one)",
+                ),
+            );
+        }
+    }
+
+    /// Flag an unsafe name (see [`name_problem`]).
+    fn check_name(&self, raw: &[u8], check_utf8: bool, path: &str, order: &Order) {
+        if let Some(problem) = name_problem(raw, check_utf8) {
+            self.issue(
+                order.clone(),
+                Issue::new(path, IssueKind::UnsafePath, format!("the member name {problem}")),
+            );
+        }
+    }
+
     /// The distribution itself: an archive whose members are walked, or one plain file.
-    fn walk_top(&self, data: &[u8]) -> Format {
-        let container = detect(data);
+    fn walk_top(&self, data: &[u8], forced: Option<Container>) -> Format {
+        let container = forced.unwrap_or_else(|| detect(data));
         if container == Container::Plain {
             self.scan_blob(vec![0], self.name.to_owned(), data);
             return Format::File;
@@ -293,11 +553,19 @@ impl<'e> DistScan<'e> {
                     let mut member_order = order.to_vec();
                     member_order.push(0);
                     if self.count_member(&member_order) {
-                        if let Some(data) =
-                            self.read_member(&mut stream.reader, &stream.guard, &path, None, &member_order)
-                        {
+                        let read = self.read_member(
+                            &mut stream.reader,
+                            &stream.guard,
+                            &path,
+                            None,
+                            None,
+                            None,
+                            &member_order,
+                        );
+                        if let Some(data) = read.data {
                             self.file(Member { order: member_order, path, data, depth });
                         }
+                        self.after_stream(&stream, prefix, order);
                     }
                 }
                 (Format::compressed(container, holds_tar), true)
@@ -306,14 +574,52 @@ impl<'e> DistScan<'e> {
         }
     }
 
+    /// Scan what follows the last gzip member, if anything does.
+    fn after_stream(&self, stream: &Stream<'_>, prefix: &str, order: &[u32]) {
+        if stream.guard.bad_checksum.load(Ordering::Relaxed) {
+            let label = prefix.strip_suffix("!/").unwrap_or(prefix);
+            let message = "a gzip member's CRC-32 does not match its content; the content was scanned";
+            self.issue([order, &[u32::MAX, 0]].concat(), Issue::new(label, IssueKind::BadChecksum, message));
+        }
+        let Some(at) = stream.guard.trailing_offset() else { return };
+        let hidden = &stream.source[at.min(stream.source.len())..];
+        let order: Order = [order, &[u32::MAX, 1]].concat();
+        let path = format!("{prefix}<after end of gzip stream>");
+        let max = self.limits.max_member_size as usize;
+        let message = if hidden.len() > max {
+            format!(
+                "{} bytes after the last gzip member (from offset {at}); only the first {max} were scanned",
+                hidden.len()
+            )
+        } else {
+            format!(
+                "{} bytes after the last gzip member (from offset {at}); scanned as one blob",
+                hidden.len()
+            )
+        };
+        let mut issue = Issue::new(&*path, IssueKind::HiddenData, message);
+        issue.unscanned = hidden.len() > max;
+        self.issue(order.clone(), issue);
+        self.scan_blob(order, path, &hidden[..hidden.len().min(max)]);
+    }
+
     /// Count one more member; false (with one issue for the distribution) past `max_members`.
     fn count_member(&self, order: &[u32]) -> bool {
-        if self.members.fetch_add(1, Ordering::Relaxed) < self.limits.max_members {
-            return true;
-        }
-        if !self.members_exceeded.swap(true, Ordering::Relaxed) {
+        self.count_members(1, order) == 1
+    }
+
+    /// Count `n` more members at once; returns how many of them fit under `max_members` (the
+    /// first ones: a zip's entries are then read in parallel, but always the same ones).
+    fn count_members(&self, n: u64, order: &[u32]) -> u64 {
+        let before = self.members.fetch_add(n, Ordering::Relaxed);
+        let allowed = self.limits.max_members.saturating_sub(before).min(n);
+        if allowed < n && !self.members_exceeded.swap(true, Ordering::Relaxed) {
+            let mut order = order.to_vec();
+            if n > 1 {
+                order.push(allowed as u32);
+            }
             self.issue(
-                order.to_vec(),
+                order,
                 Issue::new(
                     "",
                     IssueKind::TooManyMembers,
@@ -321,55 +627,59 @@ impl<'e> DistScan<'e> {
                 ),
             );
         }
-        false
+        allowed
     }
 
-    /// A member whose header declares more than the member-size limit is not read at all.
-    fn declared_too_large(&self, declared: u64, path: &str, order: &Order) -> bool {
-        let max = self.limits.max_member_size;
-        if declared > max {
-            let message =
-                format!("declares {declared} bytes, over the member-size limit of {max} bytes; not scanned");
-            self.issue(order.clone(), Issue::new(path, IssueKind::MemberTooLarge, message));
-        }
-        declared > max
-    }
-
-    /// Read one member's content under the member, total and ratio limits. Returns what could be
-    /// read (to be scanned) or `None` when nothing useful was read; every shortfall is an issue.
+    /// Read one member's content under the member, total and ratio limits (and the archive's
+    /// budget for zips). Headers are never trusted: `declared` only words the issue and sizes
+    /// the buffer. Every shortfall is an issue.
+    #[allow(clippy::too_many_arguments)]
     fn read_member(
         &self,
         reader: &mut dyn Read,
         guard: &Guard,
         path: &str,
         compressed: Option<u64>,
+        declared: Option<u64>,
+        budget: Option<&ArchiveBudget>,
         order: &Order,
-    ) -> Option<Vec<u8>> {
+    ) -> MemberRead {
+        let nothing = MemberRead { data: None, whole: false };
         if self.total_exceeded.load(Ordering::Relaxed) {
-            return None;
+            return nothing;
         }
         let max = self.limits.max_member_size;
-        let mut data = Vec::new();
+        // The declared size only sizes the reads and pre-sizes the buffer (untouched capacity costs
+        // no memory): an honest member is read into one allocation with no copy, and a small one
+        // does not pay for zeroing a large chunk. Past the declared size, reads start small and
+        // double, so a lying header costs no more than the bytes really there.
+        // `max + 1` would wrap for a limit of u64::MAX (then every member would read as empty).
+        let over = max.saturating_add(1);
+        let expected = declared.unwrap_or(0).min(over).min(1 << 30) as usize;
+        let mut data = Vec::with_capacity(expected + 1 + PROBE_READ);
         loop {
             let start = data.len();
-            let want = READ_CHUNK.min((max + 1).saturating_sub(start as u64) as usize);
+            let want =
+                if start < expected { expected - start + 1 } else { (start - expected).max(PROBE_READ) };
+            let want = want.min(READ_CHUNK).min(over.saturating_sub(start as u64) as usize);
             data.resize(start + want, 0);
-            let read = reader.read(&mut data[start..]);
-            let n = match read {
+            let n = match reader.read(&mut data[start..]) {
                 Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => 0,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                    data.truncate(start);
+                    continue;
+                }
                 Err(err) => {
                     data.truncate(start);
                     let issue = match guard.tripped() {
-                        Trip::None
-                            if err.to_string().contains("checksum") || err.to_string().contains("CRC") =>
-                        {
-                            Issue::new(
-                                path,
-                                IssueKind::BadChecksum,
-                                format!("content does not match its checksum: {err}"),
-                            )
-                        }
+                        Trip::None if is_checksum_error(&err) => Issue::new(
+                            path,
+                            IssueKind::BadChecksum,
+                            format!(
+                                "a checksum failed after {start} bytes: {err}; the rest of the stream was not scanned"
+                            ),
+                        )
+                        .unscanned(),
                         Trip::None => Issue::new(
                             path,
                             IssueKind::Corrupt,
@@ -377,26 +687,26 @@ impl<'e> DistScan<'e> {
                         ),
                         trip => limit_issue(trip, path, self.limits),
                     };
-                    let complete = issue.kind == IssueKind::BadChecksum;
                     self.issue(order.clone(), issue);
-                    return (complete || start > 0).then_some(data);
+                    return MemberRead { data: (start > 0).then_some(data), whole: false };
                 }
             };
             data.truncate(start + n);
             if n == 0 {
-                return Some(data);
+                return MemberRead { data: Some(data), whole: true };
             }
             if data.len() as u64 > max {
                 data.truncate(max as usize);
-                self.issue(
-                    order.clone(),
-                    Issue::new(
-                        path,
-                        IssueKind::MemberTooLarge,
-                        format!("larger than the member-size limit of {max} bytes; only the first {max} bytes were scanned"),
+                let message = match declared {
+                    Some(size) if size > max => format!(
+                        "declares {size} bytes, over the member-size limit of {max} bytes; only the first {max} bytes were scanned"
                     ),
-                );
-                return Some(data);
+                    _ => format!(
+                        "larger than the member-size limit of {max} bytes; only the first {max} bytes were scanned"
+                    ),
+                };
+                self.issue(order.clone(), Issue::new(path, IssueKind::MemberTooLarge, message));
+                return MemberRead { data: Some(data), whole: false };
             }
             let total = self.inflated.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
             if total > self.limits.max_total_size {
@@ -413,7 +723,7 @@ impl<'e> DistScan<'e> {
                         ),
                     );
                 }
-                return None;
+                return nothing;
             }
             let consumed = compressed.unwrap_or_else(|| guard.consumed.load(Ordering::Relaxed));
             if self.limits.ratio_exceeded(data.len() as u64, consumed) {
@@ -428,15 +738,29 @@ impl<'e> DistScan<'e> {
                         ),
                     ),
                 );
-                return Some(data);
+                return MemberRead { data: Some(data), whole: false };
+            }
+            if let Some(budget) = budget {
+                let inflated = budget.inflated.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                if inflated > crate::limits::RATIO_GRACE_BYTES && inflated > budget.limit {
+                    if !budget.tripped.swap(true, Ordering::Relaxed) {
+                        let message = format!(
+                            "the zip archive ({} bytes) inflates more than {}:1 in all (its entries share or \
+                             repeat compressed data); this member's rest and the members not yet read were not scanned",
+                            budget.size, self.limits.max_ratio
+                        );
+                        self.issue(order.clone(), Issue::new(path, IssueKind::CompressionRatio, message));
+                    }
+                    return MemberRead { data: Some(data), whole: false };
+                }
             }
         }
     }
 
     fn walk_zip(&self, data: &[u8], prefix: &str, depth: u32, order: &[u32]) -> bool {
         let label = prefix.strip_suffix("!/").unwrap_or(prefix);
-        let archive = match zip::ZipArchive::new(Cursor::new(data)) {
-            Ok(archive) => archive,
+        let dir = match Directory::parse(data) {
+            Ok(dir) => dir,
             Err(err) => {
                 self.issue(
                     order.to_vec(),
@@ -445,69 +769,164 @@ impl<'e> DistScan<'e> {
                 return false;
             }
         };
-        (0..archive.len()).into_par_iter().for_each_init(
-            || archive.clone(),
-            |archive, index| {
-                let mut member_order = order.to_vec();
-                member_order.push(index as u32);
-                if self.count_member(&member_order) {
-                    self.zip_member(archive, index, prefix, depth, member_order);
-                }
-            },
-        );
+        let entry_order = |index: usize| -> Order { [order, &[index as u32]].concat() };
+        let entry_path = |index: usize| {
+            let (name, _) = dir.entries[index].decoded_name(data);
+            format!("{prefix}{}", display_name(name.as_bytes()))
+        };
+        for (index, other) in dir.overlaps(data) {
+            let message = match other {
+                Some(other) => format!(
+                    "shares bytes with the entry {:?}; both were scanned, within the archive's inflation budget",
+                    entry_path(other)
+                ),
+                None => "its data runs into the central directory; scanned within the archive's inflation budget"
+                    .to_owned(),
+            };
+            self.issue(
+                entry_order(index),
+                Issue::new(entry_path(index), IssueKind::OverlappingEntries, message),
+            );
+        }
+        let max = self.limits.max_member_size as usize;
+        let mut hidden: Vec<(std::ops::Range<usize>, String, String)> = dir
+            .hidden(data)
+            .into_iter()
+            .map(|(range, place)| {
+                let what = format!("{} bytes {place} (offset {})", range.len(), range.start);
+                (range.clone(), format!("{prefix}<{place} at offset {}>", range.start), what)
+            })
+            .collect();
+        if !dir.comment.is_empty() {
+            let what = format!("a {}-byte archive comment", dir.comment.len());
+            hidden.push((dir.comment.clone(), format!("{prefix}<zip comment>"), what));
+        }
+        for (i, (range, path, what)) in hidden.into_iter().enumerate() {
+            let bytes = &data[range];
+            let hidden_order: Order = [order, &[u32::MAX, i as u32]].concat();
+            let mut issue = Issue::new(&*path, IssueKind::HiddenData, format!("{what}; scanned as one blob"));
+            if bytes.len() > max {
+                issue.message = format!("{what}; only the first {max} bytes were scanned");
+            } else {
+                issue.unscanned = false;
+            }
+            self.issue(hidden_order.clone(), issue);
+            self.scan_blob(hidden_order, path, &bytes[..bytes.len().min(max)]);
+        }
+        let budget = ArchiveBudget {
+            inflated: AtomicU64::new(0),
+            limit: self.limits.max_ratio.saturating_mul(data.len() as u64),
+            size: data.len() as u64,
+            tripped: AtomicBool::new(false),
+        };
+        let allowed = self.count_members(dir.entries.len() as u64, order) as usize;
+        (0..allowed).into_par_iter().for_each(|index| {
+            if !budget.tripped.load(Ordering::Relaxed) {
+                self.zip_member(&dir, data, index, prefix, depth, entry_order(index), &budget);
+            }
+        });
         true
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn zip_member(
         &self,
-        archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
+        dir: &Directory,
+        data: &[u8],
         index: usize,
         prefix: &str,
         depth: u32,
         order: Order,
+        budget: &ArchiveBudget,
     ) {
-        let Ok(entry) = archive.by_index_data(index) else {
+        let entry = &dir.entries[index];
+        let (name, _) = entry.decoded_name(data);
+        let path = format!("{prefix}{}", display_name(name.as_bytes()));
+        if entry.is_dir(data) && entry.compressed_size == 0 {
             return;
-        };
-        let name = entry.name().map(|n| n.into_owned()).unwrap_or_else(|_| lossy(entry.name_raw()));
-        let path = format!("{prefix}{name}");
-        if entry.is_dir() {
-            return;
+        }
+        // Without the UTF-8 flag a name is CP437, where every byte is valid.
+        self.check_name(entry.raw_name(data), entry.flags & zipdir::FLAG_UTF8 != 0, &path, &order);
+        self.check_duplicate(&path, &order);
+        if entry.bad_extra {
+            let message = "a malformed extra field was ignored".to_owned();
+            self.issue(order.clone(), Issue::new(&*path, IssueKind::Corrupt, message).scanned());
         }
         if entry.is_symlink() {
-            self.issue(order, Issue::new(path, IssueKind::LinkNotFollowed, "symlink recorded, not followed"));
-            return;
+            // pip writes a zip symlink as a regular file holding its target: scan that.
+            let message = "symlink recorded, not followed; its target text was scanned";
+            self.issue(order.clone(), Issue::new(&*path, IssueKind::LinkNotFollowed, message));
         }
-        if entry.encrypted() {
+        if entry.flags & (zipdir::FLAG_ENCRYPTED | zipdir::FLAG_STRONG_ENCRYPTION) != 0 || entry.method == 99
+        {
             self.issue(order, Issue::new(path, IssueKind::Encrypted, "encrypted member cannot be read"));
             return;
         }
-        let (declared, compressed) = (entry.size(), entry.compressed_size());
-        if self.declared_too_large(declared, &path, &order) {
-            return;
-        }
-        let file = match archive.by_index(index) {
-            Ok(file) => file,
+        let local = match dir.local(data, entry) {
+            Ok(local) => local,
             Err(err) => {
-                let kind = match err {
-                    zip::result::ZipError::UnsupportedArchive(msg)
-                        if msg == zip::result::ZipError::PASSWORD_REQUIRED =>
-                    {
-                        IssueKind::Encrypted
-                    }
-                    zip::result::ZipError::CompressionMethodNotSupported(_)
-                    | zip::result::ZipError::UnsupportedArchive(_) => IssueKind::UnsupportedCompression,
-                    _ => IssueKind::Corrupt,
-                };
-                self.issue(order, Issue::new(path, kind, format!("cannot read member: {err}")));
+                self.issue(order, Issue::new(path, IssueKind::Corrupt, format!("cannot read member: {err}")));
                 return;
             }
         };
-        let mut file = file;
-        if let Some(data) = self.read_member(&mut file, &Guard::default(), &path, Some(compressed), &order) {
-            drop(file);
-            self.file(Member { order, path, data, depth });
+        if let Some(other) = &local.other_name {
+            let message = format!(
+                "its local header names it {:?} (extractors that read local headers see that name); content scanned",
+                display_name(other.as_bytes())
+            );
+            self.issue(order.clone(), Issue::new(&*path, IssueKind::Corrupt, message).scanned());
         }
+        let guard = Guard::default();
+        let raw =
+            zipdir::CountingSlice { data: &data[local.data.clone()], consumed: Arc::clone(&guard.consumed) };
+        let decoder = match zipdir::decoder(entry.method, entry.flags, entry.size, raw) {
+            Ok(decoder) => decoder,
+            Err(err @ zipdir::MethodError::Aes) => {
+                self.issue(
+                    order,
+                    Issue::new(path, IssueKind::Encrypted, format!("cannot read member: {err}")),
+                );
+                return;
+            }
+            Err(err @ zipdir::MethodError::Unsupported(_)) => {
+                let message = format!("cannot read member: {err}");
+                self.issue(order, Issue::new(path, IssueKind::UnsupportedCompression, message));
+                return;
+            }
+            Err(err) => {
+                self.issue(order, Issue::new(path, IssueKind::Corrupt, format!("cannot read member: {err}")));
+                return;
+            }
+        };
+        let mut reader = zipdir::CrcReader { inner: decoder, crc: flate2::Crc::new() };
+        let read = self.read_member(&mut reader, &guard, &path, None, Some(entry.size), Some(budget), &order);
+        let Some(content) = read.data else { return };
+        if read.whole {
+            let actual = content.len() as u64;
+            if local.truncated {
+                let message = format!(
+                    "its compressed data runs past the end of the archive; the {actual} bytes present were scanned"
+                );
+                self.issue(order.clone(), Issue::new(&*path, IssueKind::Corrupt, message).scanned());
+            } else if actual != entry.size {
+                let zip64 = if entry.zip64 { " (zip64)" } else { "" };
+                let message = format!(
+                    "declares{zip64} {} bytes but inflates to {actual}; all of it was scanned",
+                    entry.size
+                );
+                self.issue(order.clone(), Issue::new(&*path, IssueKind::SizeMismatch, message));
+            }
+            if reader.crc.sum() != entry.crc {
+                let message = format!(
+                    "content does not match its CRC-32 (declared {:08x}, computed {:08x}); content scanned",
+                    entry.crc,
+                    reader.crc.sum()
+                );
+                self.issue(order.clone(), Issue::new(&*path, IssueKind::BadChecksum, message));
+            }
+        }
+        drop(reader);
+        self.file(Member { order, path, data: content, depth });
     }
 
     /// Walk a tar stream. At the top level one thread inflates and parses while the pool scans
@@ -517,16 +936,25 @@ impl<'e> DistScan<'e> {
             self.read_tar(stream, prefix, depth, order, &mut |member| self.file(member));
             return;
         }
-        // Bounded: at most this many members wait in memory for a scanner.
-        let (sender, receiver) = mpsc::sync_channel::<Member>(2 * self.engine.threads());
+        // Bounded in count and in bytes: members wait in memory for a scanner.
+        let gate = ByteGate { used: Mutex::new(0), freed: Condvar::new() };
+        let (sender, receiver) = mpsc::sync_channel::<Gated<'_>>(2 * self.engine.threads());
         std::thread::scope(|scope| {
+            let gate = &gate;
             scope.spawn(move || {
                 self.read_tar(stream, prefix, depth, order, &mut |member| {
-                    // The receiver only goes away if scanning panicked; the panic is reported.
-                    let _ = sender.send(member);
+                    let bytes = member.data.len() as u64;
+                    gate.acquire(bytes);
+                    // The receiver only goes away if scanning panicked; the panic is reported
+                    // (and the dropped member releases its share of the gate).
+                    let _ = sender.send(Gated { member: Some(member), bytes, gate });
                 });
             });
-            receiver.into_iter().par_bridge().for_each(|member| self.file(member));
+            receiver.into_iter().par_bridge().for_each(|mut gated| {
+                if let Some(member) = gated.member.take() {
+                    self.file(member);
+                }
+            });
         });
     }
 
@@ -539,9 +967,9 @@ impl<'e> DistScan<'e> {
         emit: &mut dyn FnMut(Member),
     ) {
         let label = prefix.strip_suffix("!/").unwrap_or(prefix);
-        let Stream { reader, guard } = stream;
+        let Stream { reader, guard, source } = stream;
         let mut archive = tar::Archive::new(reader);
-        let entries = match archive.entries() {
+        let mut entries = match archive.entries() {
             Ok(entries) => entries,
             Err(err) => {
                 self.issue(
@@ -551,35 +979,55 @@ impl<'e> DistScan<'e> {
                 return;
             }
         };
-        let stopped = |index: usize, err: io::Error| match guard.tripped() {
-            Trip::None => Issue::new(
-                label,
-                IssueKind::Corrupt,
-                format!("malformed or truncated tar at entry {index}: {err}; the rest was not scanned"),
-            ),
-            trip => limit_issue(trip, label, self.limits),
-        };
-        for (index, entry) in entries.enumerate() {
+        // While the tar crate looks for the next entry it may skip the rest of the previous one
+        // and must read headers and metadata (held whole in memory): cap that.
+        let mut skip = 0u64;
+        let mut index = 0usize;
+        let stopped = loop {
+            guard.metadata.store(skip.saturating_add(TAR_METADATA_LIMIT), Ordering::Relaxed);
+            let next = entries.next();
+            guard.metadata.store(UNLIMITED, Ordering::Relaxed);
             let mut member_order = order.to_vec();
             member_order.push(index as u32);
-            let mut entry = match entry {
-                Ok(entry) => entry,
-                Err(err) => {
-                    self.issue(member_order, stopped(index, err));
-                    return;
+            index += 1;
+            let mut entry = match next {
+                None => break None,
+                Some(Ok(entry)) => entry,
+                Some(Err(err)) => {
+                    let issue = match guard.tripped() {
+                        Trip::None => Issue::new(
+                            label,
+                            IssueKind::Corrupt,
+                            format!(
+                                "malformed or truncated tar at entry {}: {err}; the rest was not scanned",
+                                index - 1
+                            ),
+                        ),
+                        trip => limit_issue(trip, label, self.limits),
+                    };
+                    self.issue(member_order, issue);
+                    break Some(guard.tripped());
                 }
             };
+            let stream_size = entry.header().entry_size().unwrap_or(0).max(entry.size());
+            skip = stream_size.saturating_add(2 * TAR_BLOCK as u64);
             if !self.count_member(&member_order) || self.total_exceeded.load(Ordering::Relaxed) {
                 return;
             }
-            let path = format!("{prefix}{}", lossy(&entry.path_bytes()));
+            let raw_name = entry.path_bytes().into_owned();
+            let path = format!("{prefix}{}", display_name(&raw_name));
             let kind = entry.header().entry_type();
             use tar::EntryType;
+            if matches!(kind, EntryType::Directory | EntryType::XGlobalHeader | EntryType::XHeader)
+                || matches!(kind, EntryType::GNULongName | EntryType::GNULongLink)
+            {
+                continue;
+            }
+            self.check_name(&raw_name, true, &path, &member_order);
+            self.check_duplicate(&path, &member_order);
             match kind {
-                EntryType::Directory | EntryType::XGlobalHeader | EntryType::XHeader => continue,
-                EntryType::GNULongName | EntryType::GNULongLink => continue,
                 EntryType::Symlink | EntryType::Link => {
-                    let target = entry.link_name_bytes().map(|t| lossy(&t)).unwrap_or_default();
+                    let target = entry.link_name_bytes().map(|t| display_name(&t)).unwrap_or_default();
                     let what = if kind == EntryType::Symlink { "symlink" } else { "hard link" };
                     self.issue(
                         member_order,
@@ -601,31 +1049,52 @@ impl<'e> DistScan<'e> {
                 // Regular, contiguous, sparse and unknown types: content is content, scan it.
                 _ => {}
             }
-            if self.declared_too_large(entry.size(), &path, &member_order) {
-                continue;
-            }
-            let data = self.read_member(&mut entry, &guard, &path, None, &member_order);
+            let declared = entry.size();
+            // Sparse holes are not compressed data (the ratio would always trip on them); they
+            // are bounded by the member and total limits, and the stream's own ratio still
+            // guards the data blocks.
+            let compressed = (kind == EntryType::GNUSparse).then_some(u64::MAX);
+            let read =
+                self.read_member(&mut entry, &guard, &path, compressed, Some(declared), None, &member_order);
             let failed = guard.tripped() != Trip::None;
-            if let Some(data) = data {
+            if let Some(data) = &read.data {
+                if read.whole && data.len() as u64 != declared {
+                    let message = format!(
+                        "declares {declared} bytes but the archive ends after {}; all of it was scanned",
+                        data.len()
+                    );
+                    self.issue(member_order.clone(), Issue::new(&*path, IssueKind::SizeMismatch, message));
+                }
+            }
+            if let Some(data) = read.data {
                 emit(Member { order: member_order, path, data, depth });
             }
             if failed {
                 return;
             }
+        };
+        if stopped.is_some_and(|trip| trip != Trip::None) {
+            return;
         }
-        // Whatever follows the end-of-archive marker is read too: a truncated or corrupt
-        // compressed stream is an issue, and non-zero bytes there are scanned and reported.
+        // Whatever follows the end-of-archive marker (or a corrupt header) is read too: a
+        // truncated or corrupt compressed stream is an issue, and non-zero bytes there are
+        // scanned as one blob and reported.
         let order: Order = [order, &[u32::MAX]].concat();
-        let path = format!("{prefix}<after end of archive>");
-        if let Some((offset, hidden)) = self.trailing_bytes(&mut archive.into_inner(), &guard, &path, &order)
-        {
-            let message = format!(
-                "{} bytes after the tar end-of-archive marker (from offset {offset} past it); scanned as one blob",
-                hidden.len()
-            );
-            self.issue(order.clone(), Issue::new(&*path, IssueKind::HiddenData, message).scanned());
-            self.scan_blob(order, path, &hidden);
+        let place = if stopped.is_some() { "after the corrupt tar entry" } else { "after end of archive" };
+        let path = format!("{prefix}<{place}>");
+        let mut reader = archive.into_inner();
+        if let Some((offset, hidden)) = self.trailing_bytes(&mut reader, &guard, &path, &order) {
+            if stopped.is_none() {
+                let message = format!(
+                    "{} bytes after the tar end-of-archive marker (from offset {offset} past it); scanned as one blob",
+                    hidden.len()
+                );
+                self.issue(order.clone(), Issue::new(&*path, IssueKind::HiddenData, message).scanned());
+            }
+            self.scan_blob(order.clone(), path, &hidden);
         }
+        let stream = Stream { reader, guard, source };
+        self.after_stream(&stream, prefix, &order[..order.len() - 1]);
     }
 
     /// Read a stream to its end, keeping only what starts at its first non-zero byte (zero
@@ -647,6 +1116,12 @@ impl<'e> DistScan<'e> {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => {
                     let issue = match guard.tripped() {
+                        // Every member came out before the stream's final check failed.
+                        Trip::None if is_checksum_error(&err) => Issue::new(
+                            path,
+                            IssueKind::BadChecksum,
+                            format!("the compressed stream's checksum does not match: {err}; its content was scanned"),
+                        ),
                         Trip::None => Issue::new(
                             path,
                             IssueKind::Corrupt,
@@ -689,7 +1164,8 @@ impl<'e> DistScan<'e> {
         let Member { order, path, data, depth } = member;
         let container = detect(&data);
         if container != Container::Plain {
-            if depth < self.limits.max_depth {
+            let max_depth = self.limits.max_depth.min(MAX_NESTING_DEPTH);
+            if depth < max_depth {
                 let prefix = format!("{path}!/");
                 // Nested archives are walked inside this task: the pool is already busy with
                 // the outer archive's members.
@@ -701,8 +1177,7 @@ impl<'e> DistScan<'e> {
                         &*path,
                         IssueKind::NestingTooDeep,
                         format!(
-                            "archive nested deeper than the limit of {} levels; scanned only as raw bytes",
-                            self.limits.max_depth
+                            "archive nested deeper than the limit of {max_depth} levels; scanned only as raw bytes"
                         ),
                     ),
                 );

@@ -31,7 +31,7 @@ pub(crate) const FLAG_ENCRYPTED: u16 = 0x0001;
 pub(crate) const FLAG_LZMA_EOS: u16 = 0x0002;
 const FLAG_DESCRIPTOR: u16 = 0x0008;
 pub(crate) const FLAG_STRONG_ENCRYPTION: u16 = 0x0040;
-const FLAG_UTF8: u16 = 0x0800;
+pub(crate) const FLAG_UTF8: u16 = 0x0800;
 
 /// Why a zip archive could not be opened at all (as `zipfile` would refuse it too).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,8 +169,22 @@ fn find_end(data: &[u8]) -> Option<usize> {
         return Some(tail);
     }
     let from = n.saturating_sub(MAX_COMMENT + 1 + END_LEN);
-    let at = data[from..].windows(4).rposition(|w| w == END_SIG)? + from;
+    let at = memchr::memmem::rfind(&data[from..], END_SIG)? + from;
     (at + END_LEN <= n).then_some(at)
+}
+
+/// Whether `data` is a zip archive that does not start with a zip signature (an executable stub,
+/// a script or anything else prepended to it). `zipfile`, and so pip, opens such files: they must
+/// not pass for plain files whose compressed members nobody looks into. Only an archive whose
+/// central directory parses and whose first member's local header is where it says counts.
+pub(crate) fn is_prefixed_zip(data: &[u8]) -> bool {
+    if find_end(data).is_none() {
+        return false;
+    }
+    match Directory::parse(data) {
+        Ok(dir) => dir.entries.first().is_some_and(|e| dir.local(data, e).is_ok()),
+        Err(_) => false,
+    }
 }
 
 impl Directory {
@@ -183,7 +197,8 @@ impl Directory {
         let mut offset = u64::from(u32_at(data, at + 16));
         let mut end_start = at;
         let mut zip64 = false;
-        if at >= ZIP64_LOCATOR_LEN && &data[at - ZIP64_LOCATOR_LEN..at - ZIP64_LOCATOR_LEN + 4] == ZIP64_LOCATOR_SIG
+        if at >= ZIP64_LOCATOR_LEN
+            && &data[at - ZIP64_LOCATOR_LEN..at - ZIP64_LOCATOR_LEN + 4] == ZIP64_LOCATOR_SIG
         {
             let loc = at - ZIP64_LOCATOR_LEN;
             if u32_at(data, loc + 4) != 0 || u32_at(data, loc + 16) > 1 {
@@ -267,11 +282,7 @@ impl Directory {
         let data_start = (start + LOCAL_LEN) as u64 + name_len + extra_len;
         let range = clamp(data_start, entry.compressed_size, data.len());
         let truncated = data_start.saturating_add(entry.compressed_size) > data.len() as u64;
-        Ok(Local {
-            data: range,
-            truncated,
-            other_name: (local_name != central_name).then_some(local_name),
-        })
+        Ok(Local { data: range, truncated, other_name: (local_name != central_name).then_some(local_name) })
     }
 
     /// The bytes an entry occupies: local header, data and data descriptor (unclamped end).
@@ -295,12 +306,8 @@ impl Directory {
     /// Pairs `(entry, other)` where `entry` shares bytes with an earlier-starting `other`, and
     /// entries whose bytes run into the central directory (`other` = `None`).
     pub fn overlaps(&self, data: &[u8]) -> Vec<(usize, Option<usize>)> {
-        let mut spans: Vec<(Range<u64>, usize)> = self
-            .entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| self.span(data, e).map(|s| (s, i)))
-            .collect();
+        let mut spans: Vec<(Range<u64>, usize)> =
+            self.entries.iter().enumerate().filter_map(|(i, e)| self.span(data, e).map(|s| (s, i))).collect();
         spans.sort_by_key(|(s, i)| (s.start, s.end, *i));
         let central = self.central.start as u64;
         let mut found = Vec::new();
@@ -323,8 +330,12 @@ impl Directory {
     /// with a description of where they are. The comment is reported apart.
     pub fn hidden(&self, data: &[u8]) -> Vec<(Range<usize>, &'static str)> {
         let n = data.len() as u64;
-        let mut covered: Vec<Range<u64>> =
-            self.entries.iter().filter_map(|e| self.span(data, e)).map(|s| s.start.min(n)..s.end.min(n)).collect();
+        let mut covered: Vec<Range<u64>> = self
+            .entries
+            .iter()
+            .filter_map(|e| self.span(data, e))
+            .map(|s| s.start.min(n)..s.end.min(n))
+            .collect();
         covered.push(self.central.start as u64..self.central.end as u64);
         covered.push(self.end.start as u64..self.end.end as u64);
         covered.push(self.comment.start as u64..self.comment.end as u64);
@@ -369,23 +380,18 @@ fn decode_extra(mut extra: &[u8], entry: &mut Entry) {
         }
         if kind == 1 {
             let mut field = &extra[4..4 + len];
-            let mut take = |value: &mut u64, saturated: bool| {
-                if saturated {
-                    if field.len() < 8 {
-                        entry.bad_extra = true;
-                        return;
-                    }
-                    *value = u64_at(field, 0);
-                    field = &field[8..];
-                    entry.zip64 = true;
+            for value in [&mut entry.size, &mut entry.compressed_size, &mut entry.header_offset] {
+                if *value != 0xffff_ffff {
+                    continue;
                 }
-            };
-            let (mut size, mut compressed, mut offset) =
-                (entry.size, entry.compressed_size, entry.header_offset);
-            take(&mut size, size == 0xffff_ffff);
-            take(&mut compressed, compressed == 0xffff_ffff);
-            take(&mut offset, offset == 0xffff_ffff);
-            (entry.size, entry.compressed_size, entry.header_offset) = (size, compressed, offset);
+                if field.len() < 8 {
+                    entry.bad_extra = true;
+                    break;
+                }
+                *value = u64_at(field, 0);
+                field = &field[8..];
+                entry.zip64 = true;
+            }
         }
         extra = &extra[4 + len..];
     }
@@ -405,12 +411,39 @@ pub(crate) enum MethodError {
     LzmaHeader(String),
 }
 
+/// A member's compressed bytes, counting what its decoder has consumed (the compression ratio is
+/// judged on that as it goes, not on the declared compressed size at the end).
+pub(crate) struct CountingSlice<'a> {
+    pub data: &'a [u8],
+    pub consumed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Read for CountingSlice<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.data.read(buf)?;
+        self.consumed.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl io::BufRead for CountingSlice<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        Ok(self.data)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        let amount = amount.min(self.data.len());
+        self.data = &self.data[amount..];
+        self.consumed.fetch_add(amount as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A decoder for a member's compressed bytes.
 pub(crate) fn decoder<'a>(
     method: u16,
     flags: u16,
     size: u64,
-    raw: &'a [u8],
+    mut raw: CountingSlice<'a>,
 ) -> Result<Box<dyn Read + Send + 'a>, MethodError> {
     Ok(match method {
         0 => Box::new(raw),
@@ -419,10 +452,11 @@ pub(crate) fn decoder<'a>(
         12 => Box::new(bzip2::bufread::BzDecoder::new(raw)),
         14 => {
             // A 2-byte version, a 2-byte properties size (5), then the LZMA properties.
-            if raw.len() < 9 || u16_at(raw, 2) != 5 {
+            let header = raw.data;
+            if header.len() < 9 || u16_at(header, 2) != 5 {
                 return Err(MethodError::LzmaHeader("truncated or unexpected properties size".into()));
             }
-            let (props, dict) = (raw[4], u32_at(raw, 5));
+            let (props, dict) = (header[4], u32_at(header, 5));
             let need = lzma_rust2::lzma_get_memory_usage_by_props(dict, props)
                 .map_err(|e| MethodError::LzmaHeader(e.to_string()))?;
             if need > LZMA_MEMORY_LIMIT_KB {
@@ -431,7 +465,8 @@ pub(crate) fn decoder<'a>(
                 )));
             }
             let size = if flags & FLAG_LZMA_EOS != 0 { u64::MAX } else { size };
-            let reader = lzma_rust2::LzmaReader::new_with_props(&raw[9..], size, props, dict, None)
+            io::BufRead::consume(&mut raw, 9);
+            let reader = lzma_rust2::LzmaReader::new_with_props(raw, size, props, dict, None)
                 .map_err(|e| MethodError::LzmaHeader(e.to_string()))?;
             Box::new(reader)
         }

@@ -93,8 +93,10 @@ fn files_no_rule_can_count_for_are_known() {
     .unwrap();
     assert!(typed.may_apply("pkg/x.py") && typed.may_apply("x.pth") && typed.may_apply("setup.py"));
     assert!(!typed.may_apply("pkg/data.json") && !typed.may_apply("pkg/x.pyc"));
-    let untyped =
-        RuleSet::compile([("a.yar", r#"rule a { meta: filetype = ".py" condition: true } rule b { condition: true }"#)])
-            .unwrap();
+    let untyped = RuleSet::compile([(
+        "a.yar",
+        r#"rule a { meta: filetype = ".py" condition: true } rule b { condition: true }"#,
+    )])
+    .unwrap();
     assert!(untyped.may_apply("pkg/data.json"));
 }

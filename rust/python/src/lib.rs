@@ -10,6 +10,9 @@ use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeErr
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn raise_from_errors_module(py: Python<'_>, name: &str, args: Bound<'_, PyTuple>) -> PyErr {
     match py.import("dragonfly_hybrid.errors").and_then(|m| m.getattr(name)).and_then(|cls| cls.call1(args)) {
         Ok(instance) => PyErr::from_value(instance),

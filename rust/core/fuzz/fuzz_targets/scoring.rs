@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use dragonfly_core::{
-    inspector_url, DistributionReport, FileReport, Format, Issue, IssueKind, ReleaseReport, RuleHit, RuleInfo,
-    Verdict,
+    inspector_url, DistributionReport, FileReport, Format, Issue, IssueKind, ReleaseReport, RuleHit,
+    RuleInfo, Verdict,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -72,7 +72,12 @@ fuzz_target!(|input: Release| {
                         .filter(|rule| rule.applies_to(&f.path))
                         .map(|rule| RuleHit { rule: Arc::clone(rule), patterns: vec![] })
                         .collect();
-                    (!hits.is_empty()).then(|| FileReport { path: f.path.clone(), size: 0, sha256: String::new(), hits })
+                    (!hits.is_empty()).then(|| FileReport {
+                        path: f.path.clone(),
+                        size: 0,
+                        sha256: String::new(),
+                        hits,
+                    })
                 })
                 .collect();
             let issues = d

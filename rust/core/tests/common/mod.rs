@@ -1,6 +1,8 @@
 //! Builders of real archives for the tests, in memory.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::io::{Cursor, Write};
 
 use dragonfly_core::{DistInput, DistributionReport, Engine, Input, Limits, RuleSet};

@@ -1,0 +1,377 @@
+"""Releases per minute of the node against a reference-style loop, on the same fake mainframe and corpus.
+
+Every release of the synthetic corpus (``bench/synthetic.py``) is queued on a fresh
+``tests/fake_mainframe.FakeMainframe`` per round, its distributions hosted on the fake's file host at
+PyPI-shaped URLs; the fake serves the bundled rule set (``python/dragonfly_hybrid/rules``; see
+``DFH_BENCH_NODE_RULES`` for others) as the mainframe's rules. Each round drains the whole queue and its
+wall time is measured.
+
+* ``reference-loop``: a Python re-creation of how the reference node works, one job at a time: log in
+  (Cloudflare service token), ``GET /rules`` and compile them with the ``yara-x`` Python package, then
+  ``POST /jobs?batch=1``, download each distribution in turn, scan each member serially
+  (``bench/baseline.py``: tarfile/zipfile + one ``yara_x.Scanner``, the Dragonfly scoring), compute
+  score / rules_matched / inspector_url, ``PUT /package``, repeat until no job is left.
+* ``node-<N>threads``: ``dragonfly_hybrid.service.serve(settings, once=True)`` with the default
+  concurrency settings and ``threads`` = every core (``DFH_BENCH_THREADS``), a fresh rules cache per round
+  (so it compiles the rules like the reference loop does).
+
+Timed: from the start of the variant (login included) until the queue is drained. Not timed: building the
+fake and queueing the jobs (``benchmark.pedantic`` setup), checking and tearing down.
+
+Guard: in every round each release gets exactly one accepted result, a success; every round of a variant
+gives the same results; and the two variants agree on every release's ``score`` and ``rules_matched``.
+
+Environment (besides ``DFH_BENCH_SEED``, ``DFH_BENCH_CACHE``, ``DFH_BENCH_THREADS``, see conftest):
+  DFH_BENCH_NODE_SCALE     corpus scale of this benchmark (default: DFH_BENCH_SCALE, else 1.0)
+  DFH_BENCH_NODE_RELEASES  release count (default: 30 x scale, as the corpus generator)
+  DFH_BENCH_ROUNDS_NODE    rounds per variant (default: DFH_BENCH_ROUNDS, else 5)
+  DFH_BENCH_NODE_RULES     bundled (default), light (bundled + bench markers) or heavy (~2,000 rules)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # fake_mainframe, fake_pypi
+
+from dragonfly_hybrid.config import NodeSettings
+from dragonfly_hybrid.metrics import NodeMetrics
+from dragonfly_hybrid.service import serve
+from fake_mainframe import FakeMainframe
+
+from bench import rulesets
+from bench.baseline import BaselineScanner, members
+from bench.conftest import NODE_REFERENCE, NODE_ROWS, NodeRow, all_threads
+from bench.synthetic import DEFAULT_SEED, Corpus, CorpusSpec, ensure_corpus
+
+DEFAULT_NODE_ROUNDS = 5
+REFERENCE = NODE_REFERENCE
+CF_COOKIE = "CF_Authorization"
+
+pytestmark = pytest.mark.benchmark(group="node")
+
+
+def node_rounds() -> int:
+    value = os.environ.get("DFH_BENCH_ROUNDS_NODE") or os.environ.get("DFH_BENCH_ROUNDS")
+    return max(1, int(value)) if value else DEFAULT_NODE_ROUNDS
+
+
+def node_spec() -> CorpusSpec:
+    scale = os.environ.get("DFH_BENCH_NODE_SCALE") or os.environ.get("DFH_BENCH_SCALE") or "1.0"
+    releases = os.environ.get("DFH_BENCH_NODE_RELEASES")
+    return CorpusSpec(
+        seed=int(os.environ.get("DFH_BENCH_SEED", str(DEFAULT_SEED))),
+        scale=float(scale),
+        releases=int(releases) if releases else None,
+    )
+
+
+# --- the queue ----------------------------------------------------------------------------------------------
+@dataclass
+class Queue:
+    """The corpus as releases in memory, and the rule set the mainframe serves."""
+
+    corpus: Corpus
+    releases: list[tuple[str, str, list[tuple[str, bytes]]]]
+    """(name, version, [(file name, archive bytes), ...]) in corpus order."""
+    rules: dict[str, str]
+    rules_hash: str
+
+    def fake(self) -> FakeMainframe:
+        """A fresh fake mainframe with every release queued (the bytes are shared, not copied)."""
+        fake = FakeMainframe()
+        fake.set_rules(self.rules_hash, self.rules)
+        for name, version, dists in self.releases:
+            urls = [fake.host_file(filename, data) for filename, data in dists]
+            fake.add_release(name, version, distributions=urls)
+        return fake
+
+
+@pytest.fixture(scope="module")
+def queue() -> Queue:
+    corpus = ensure_corpus(node_spec())
+    releases: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+    for d in corpus.distributions:
+        releases.setdefault((d.release, d.version), []).append((d.filename, d.path.read_bytes()))
+    name, rules = node_rules()
+    digest = hashlib.sha256(repr(sorted(rules.items())).encode()).hexdigest()[:12]
+    print(f"\n[node corpus] {corpus.root}: {len(releases)} releases, {corpus.describe()}; {name} rules")
+    return Queue(corpus, [(n, v, ds) for (n, v), ds in releases.items()], rules, f"{name}-{digest}")
+
+
+def node_rules() -> tuple[str, dict[str, str]]:
+    """``DFH_BENCH_NODE_RULES``: ``bundled`` (default), or a rule set of the scan benchmark (``light``:
+    bundled + bench markers, ``heavy``: ~2,000 generated rules)."""
+    name = os.environ.get("DFH_BENCH_NODE_RULES") or "bundled"
+    if name != "bundled":
+        return name, dict(rulesets.get(name)[0])
+    directory = rulesets.bundled_rules_dir()
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in (".yar", ".yara"))
+    assert files, f"no bundled rules under {directory}"
+    return name, {p.relative_to(directory).as_posix(): p.read_text(encoding="utf-8") for p in files}
+
+
+# --- variant A: the reference-style loop ------------------------------------------------------------------
+@dataclass
+class DistributionScan:
+    url: str
+    score: int
+    rules: dict[str, int]
+    top_file: str
+
+
+class ReferenceScanner(BaselineScanner):
+    """``BaselineScanner``'s member walk and scoring, keeping what a node reports: per-file scores and the
+    top file of a distribution (ties: the last, as the reference node's ``max_by_key``)."""
+
+    def scan_distribution(self, data: bytes, url: str) -> DistributionScan:
+        matched: dict[str, int] = {}
+        top_file, top_score = "", -1
+        for path, content in members(data, url.rsplit("/", 1)[-1]):
+            in_file: dict[str, int] = {}
+            for rule in self.scanner.scan(content).matching_rules:
+                weight, suffixes = self._rule_info(rule)
+                if suffixes is not None and not path.endswith(suffixes):
+                    continue
+                in_file[rule.identifier] = weight
+            score = sum(in_file.values())
+            if score >= top_score:
+                top_file, top_score = path, score
+            matched.update(in_file)
+        return DistributionScan(url, sum(matched.values()), matched, top_file)
+
+
+def release_body(job: dict, scans: list[DistributionScan], commit: str) -> dict:
+    """The success body the reference node sends: max distribution score, union of rules, inspector URL of
+    the top file of the top distribution (filled even when nothing matched, as the reference node does)."""
+    top: DistributionScan | None = None
+    for scan in scans:
+        if top is None or scan.score >= top.score:
+            top = scan
+    rules: set[str] = set()
+    for scan in scans:
+        rules.update(scan.rules)
+    inspector_url = None
+    if top is not None:
+        path = urlsplit(top.url).path.lstrip("/")
+        inspector_url = (
+            f"https://inspector.pypi.io/project/{job['name']}/{job['version']}/{path}/{top.top_file}"
+        )
+    return {
+        "name": job["name"],
+        "version": job["version"],
+        "score": top.score if top is not None else 0,
+        "inspector_url": inspector_url,
+        "rules_matched": sorted(rules),
+        "commit": commit,
+        "attempt": job["attempt"],
+        "assignment_id": job["assignment_id"],
+    }
+
+
+class ReferenceNode:
+    """Synchronous, one job at a time: what the reference node does, in Python."""
+
+    def __init__(self, base_url: str, client_id: str, client_secret: str) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(60.0, connect=15.0))
+        self._credentials = {"CF-Access-Client-Id": client_id, "CF-Access-Client-Secret": client_secret}
+        self.scanner: ReferenceScanner | None = None
+        self.commit = ""
+
+    def login(self) -> None:
+        response = self.http.get("/", headers=self._credentials)
+        response.raise_for_status()
+        token = response.cookies.get(CF_COOKIE)
+        assert token, "the Cloudflare login set no cookie"
+        self.http.headers["Cookie"] = f"{CF_COOKIE}={token}"
+
+    def call(self, method: str, path: str, **kwargs) -> httpx.Response:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code in (401, 403):
+            self.login()
+            response = self.http.request(method, path, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def load_rules(self) -> None:
+        payload = self.call("GET", "/rules").json()
+        self.scanner = ReferenceScanner(payload["rules"])
+        self.commit = payload["hash"]
+
+    def run(self) -> int:
+        """Drain the queue; the number of jobs submitted."""
+        self.login()
+        self.load_rules()
+        done = 0
+        while jobs := self.call("POST", "/jobs", params={"batch": 1}).json():
+            job = jobs[0]
+            if job["hash"] != self.commit:
+                self.load_rules()
+            assert self.scanner is not None
+            scans = []
+            for url in job["distributions"]:
+                response = self.http.get(url)
+                response.raise_for_status()
+                scans.append(self.scanner.scan_distribution(response.content, url))
+            self.call("PUT", "/package", json=release_body(job, scans, self.commit))
+            done += 1
+        return done
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def reference_loop(fake: FakeMainframe) -> int:
+    node = ReferenceNode(fake.url, fake.worker.client_id, fake.worker.client_secret)
+    try:
+        return node.run()
+    finally:
+        node.close()
+
+
+# --- variant B: the node ----------------------------------------------------------------------------------
+def hybrid_node(fake: FakeMainframe, cache_dir: Path, threads: int) -> None:
+    values = fake.node_settings(metrics_port=None, rules_cache_dir=cache_dir, threads=threads)
+    settings = NodeSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    asyncio.run(serve(settings, once=True, metrics=NodeMetrics()))
+
+
+# --- rounds, checks, table ----------------------------------------------------------------------------------
+Outcomes = dict[tuple[str, str], tuple[int, tuple[str, ...], str | None]]
+
+_OUTCOMES: dict[str, Outcomes] = {}
+"""Per variant: (name, version) -> (score, rules_matched, inspector_url) of its first round."""
+_COMPARED: set[tuple[str, str]] = set()
+
+
+def harvest(fake: FakeMainframe, queue: Queue, variant: str) -> Outcomes:
+    """The accepted results of a drained fake; every release exactly once, all successes."""
+    results = fake.results
+    keys = [(s.body["name"], s.body["version"]) for s in results]
+    expected = {(name, version) for name, version, _ in queue.releases}
+    assert len(keys) == len(set(keys)) and set(keys) == expected, (
+        f"{variant}: {len(keys)} accepted results for {len(expected)} releases "
+        f"(missing: {sorted(expected - set(keys))[:5]})"
+    )
+    failures = [s.body for s in results if "reason" in s.body]
+    assert not failures, f"{variant}: failure results: {failures[:3]}"
+    assert all(s.body["commit"] == queue.rules_hash for s in results)
+    return {
+        (s.body["name"], s.body["version"]): (
+            s.body["score"],
+            tuple(sorted(s.body["rules_matched"])),
+            s.body["inspector_url"],
+        )
+        for s in results
+    }
+
+
+def check(variant: str, outcomes: Outcomes) -> None:
+    """Same results every round; score and rules_matched equal to every other variant's."""
+    first = _OUTCOMES.setdefault(variant, outcomes)
+    assert outcomes == first, f"{variant}: results differ between rounds"
+    assert any(rules for _, rules, _ in outcomes.values()), "no release matched: matches are not exercised"
+    for other, theirs in _OUTCOMES.items():
+        if other == variant:
+            continue
+        diff = [
+            f"{name}=={version}: {variant} score {outcomes[(name, version)][0]} "
+            f"{list(outcomes[(name, version)][1])}, {other} score {theirs[(name, version)][0]} "
+            f"{list(theirs[(name, version)][1])}"
+            for name, version in sorted(outcomes)
+            if outcomes[(name, version)][:2] != theirs[(name, version)][:2]
+        ]
+        assert not diff, f"{variant} and {other} disagree:\n" + "\n".join(diff)
+        if (variant, other) in _COMPARED:
+            continue
+        _COMPARED.add((variant, other))
+        # Informational: the top file may legitimately differ on ties.
+        findings = [k for k, v in outcomes.items() if v[1]]
+        same_url = sum(1 for k in findings if outcomes[k][2] == theirs[k][2])
+        print(
+            f"\n[guard] {variant} and {other} agree on score and rules_matched of {len(outcomes)} releases "
+            f"({len(findings)} with findings; same inspector_url for {same_url} of them)"
+        )
+
+
+def run_rounds(benchmark, request, queue: Queue, variant: str, target) -> None:
+    """``benchmark.pedantic`` over fresh fakes: building one is setup (not timed); each is checked and
+    closed once the next round is set up, the last one afterwards."""
+    fakes: list[FakeMainframe] = []
+    made = 0
+
+    def settle() -> None:
+        while fakes:
+            fake = fakes.pop()
+            try:
+                check(variant, harvest(fake, queue, variant))
+            finally:
+                fake.close()
+
+    def setup():
+        nonlocal made
+        settle()
+        fake = queue.fake()
+        fakes.append(fake)
+        made += 1
+        return (fake, made), {}
+
+    rounds = node_rounds()
+    try:
+        benchmark.pedantic(target, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
+        settle()
+    finally:
+        for fake in fakes:
+            fake.close()
+    corpus = queue.corpus
+    benchmark.extra_info.update(
+        releases=len(queue.releases),
+        distributions=len(corpus.distributions),
+        files=corpus.file_count,
+        mb_compressed=round(corpus.compressed_bytes / 1e6, 2),
+        mb_inflated=round(corpus.inflated_bytes / 1e6, 2),
+        rules=len(queue.rules),
+        ruleset=queue.rules_hash,
+    )
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:  # --benchmark-disable
+        return
+    median = stats.stats.median
+    benchmark.extra_info["releases_per_minute"] = round(len(queue.releases) / median * 60, 1)
+    request.config.stash.setdefault(NODE_ROWS, []).append(
+        NodeRow(
+            variant=variant,
+            median=median,
+            rounds=rounds,
+            releases=len(queue.releases),
+            distributions=len(corpus.distributions),
+            inflated=corpus.inflated_bytes,
+            compressed=corpus.compressed_bytes,
+            rules=f"{queue.rules_hash.rsplit('-', 1)[0]} rules ({len(queue.rules)} files)",
+        )
+    )
+
+
+def test_reference_loop(benchmark, request, queue):
+    def target(fake, _round):
+        assert reference_loop(fake) == len(queue.releases)
+
+    run_rounds(benchmark, request, queue, REFERENCE, target)
+
+
+def test_node(benchmark, request, queue, tmp_path):
+    threads = all_threads()
+
+    def target(fake, round_no):
+        hybrid_node(fake, tmp_path / f"rules-cache-{round_no}", threads)
+
+    run_rounds(benchmark, request, queue, f"node-{threads}thread{'s' if threads > 1 else ''}", target)

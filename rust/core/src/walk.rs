@@ -13,9 +13,9 @@ use std::hash::BuildHasher;
 use std::io::{self, Cursor, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
-use rayon::iter::{IntoParallelIterator, ParallelBridge, ParallelIterator};
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use crate::engine::{sha256, sha256_hex, Engine, ScanOutcome};
 use crate::format::{detect, is_tar_header, Container, Format, TAR_BLOCK};
@@ -35,7 +35,7 @@ const XZ_MEMORY_LIMIT_KB: u32 = 256 * 1024;
 /// Most bytes of tar metadata (GNU long name/link, PAX records, sparse maps) read for one entry.
 /// The tar crate reads these whole into memory; real ones are a few hundred bytes.
 pub const TAR_METADATA_LIMIT: u64 = 1 << 20;
-/// Bytes of tar members read ahead of the scanners. A larger member may still wait alone.
+/// Bytes of tar members waiting for a scanner; past this the thread reading the tarball scans them itself.
 pub const QUEUE_BYTES: u64 = 64 << 20;
 /// Issues of one kind kept per distribution; the rest are counted in one summary issue.
 pub const ISSUES_PER_KIND: u64 = 1000;
@@ -315,41 +315,6 @@ struct ArchiveBudget {
     limit: u64,
     size: u64,
     tripped: AtomicBool,
-}
-
-/// Bounds the bytes of members read ahead of the scanners (a member count alone would let a few
-/// huge members pile up). A member larger than the budget still passes when nothing waits.
-struct ByteGate {
-    used: Mutex<u64>,
-    freed: Condvar,
-}
-
-impl ByteGate {
-    fn acquire(&self, bytes: u64) {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        while *used > 0 && *used + bytes > QUEUE_BYTES {
-            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
-        }
-        *used += bytes;
-    }
-
-    fn release(&self, bytes: u64) {
-        *self.used.lock().unwrap_or_else(|e| e.into_inner()) -= bytes;
-        self.freed.notify_all();
-    }
-}
-
-/// A member holding its share of the gate until it is scanned or dropped (also on a panic).
-struct Gated<'g> {
-    member: Option<Member>,
-    bytes: u64,
-    gate: &'g ByteGate,
-}
-
-impl Drop for Gated<'_> {
-    fn drop(&mut self) {
-        self.gate.release(self.bytes);
-    }
 }
 
 /// How reading one member ended.
@@ -936,24 +901,24 @@ impl<'e> DistScan<'e> {
             self.read_tar(stream, prefix, depth, order, &mut |member| self.file(member));
             return;
         }
-        // Bounded in count and in bytes: members wait in memory for a scanner.
-        let gate = ByteGate { used: Mutex::new(0), freed: Condvar::new() };
-        let (sender, receiver) = mpsc::sync_channel::<Gated<'_>>(2 * self.engine.threads());
-        std::thread::scope(|scope| {
-            let gate = &gate;
-            scope.spawn(move || {
-                self.read_tar(stream, prefix, depth, order, &mut |member| {
-                    let bytes = member.data.len() as u64;
-                    gate.acquire(bytes);
-                    // The receiver only goes away if scanning panicked; the panic is reported
-                    // (and the dropped member releases its share of the gate).
-                    let _ = sender.send(Gated { member: Some(member), bytes, gate });
-                });
-            });
-            receiver.into_iter().par_bridge().for_each(|mut gated| {
-                if let Some(member) = gated.member.take() {
+        // A tarball is one stream: this thread inflates and parses it and hands each member to the
+        // pool as a task. Nothing blocks and no thread is added: once the members waiting for a
+        // scanner hold `QUEUE_BYTES`, this thread scans the next one itself, which bounds memory
+        // and keeps it busy when inflating outruns scanning.
+        let waiting = AtomicU64::new(0);
+        rayon::scope(|scope| {
+            let waiting = &waiting;
+            self.read_tar(stream, prefix, depth, order, &mut |member| {
+                let bytes = member.data.len() as u64;
+                if waiting.load(Ordering::Relaxed) + bytes > QUEUE_BYTES {
                     self.file(member);
+                    return;
                 }
+                waiting.fetch_add(bytes, Ordering::Relaxed);
+                scope.spawn(move |_| {
+                    self.file(member);
+                    waiting.fetch_sub(bytes, Ordering::Relaxed);
+                });
             });
         });
     }

@@ -112,34 +112,39 @@ impl Limits {
     #[new]
     #[pyo3(signature = (*, max_member_size=256_000_000, max_total_size=2_000_000_000, max_members=100_000, max_ratio=1000, max_depth=3, timeout=10.0))]
     fn new(
-        max_member_size: u64,
-        max_total_size: u64,
-        max_members: u64,
-        max_ratio: u64,
-        max_depth: u32,
+        max_member_size: i128,
+        max_total_size: i128,
+        max_members: i128,
+        max_ratio: i128,
+        max_depth: i128,
         timeout: f64,
     ) -> PyResult<Self> {
-        for (name, value) in [
-            ("max_member_size", max_member_size),
-            ("max_total_size", max_total_size),
-            ("max_members", max_members),
-            ("max_ratio", max_ratio),
-        ] {
-            if value == 0 {
-                return Err(PyValueError::new_err(format!("{name} must be a positive integer, got 0")));
+        // Taken as wide integers so that a negative or huge value is a ValueError naming the limit,
+        // not an OverflowError from the conversion.
+        let positive = |name: &str, value: i128| -> PyResult<u64> {
+            match u64::try_from(value) {
+                Ok(v) if v > 0 => Ok(v),
+                _ => Err(PyValueError::new_err(format!(
+                    "{name} must be a positive integer below 2**64, got {value}"
+                ))),
             }
-        }
-        if !(timeout.is_finite() && timeout > 0.0 && timeout <= 86_400.0) {
+        };
+        let max_depth = u32::try_from(max_depth).map_err(|_| {
+            PyValueError::new_err(format!(
+                "max_depth must be an integer from 0 to 4294967295, got {max_depth}"
+            ))
+        })?;
+        if !(timeout.is_finite() && (0.001..=86_400.0).contains(&timeout)) {
             return Err(PyValueError::new_err(format!(
-                "timeout must be a number of seconds in (0, 86400], got {timeout}"
+                "timeout must be a number of seconds from 0.001 to 86400, got {timeout:?}"
             )));
         }
         Ok(Self {
             inner: core::Limits {
-                max_member_size,
-                max_total_size,
-                max_members,
-                max_ratio,
+                max_member_size: positive("max_member_size", max_member_size)?,
+                max_total_size: positive("max_total_size", max_total_size)?,
+                max_members: positive("max_members", max_members)?,
+                max_ratio: positive("max_ratio", max_ratio)?,
                 max_depth,
                 timeout: Duration::from_secs_f64(timeout),
             },

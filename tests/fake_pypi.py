@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import re
+import sys
 import tarfile
 import threading
 import zipfile
@@ -309,6 +310,12 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     index: FakeIndex
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients that stop reading on purpose (size caps, dropped-connection tests) are not errors.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class FakeIndex:

@@ -14,7 +14,7 @@
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim AS builder
-# curl for rustup; gcc and libc6-dev because rustc links with the system C toolchain.
+# curl for rustup; gcc and libc6-dev: rustc links with the system C toolchain, and mimalloc is C.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*

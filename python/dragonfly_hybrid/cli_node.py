@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -18,7 +19,7 @@ from dragonfly_hybrid.logs import setup_logging
 from dragonfly_hybrid.mainframe import AuthError, MainframeError
 from dragonfly_hybrid.pypi import PyPIClient, PyPIError
 from dragonfly_hybrid.report import EXIT_INCOMPLETE, EXIT_USAGE
-from dragonfly_hybrid.service import LocalJobs, run
+from dragonfly_hybrid.service import LocalJobs, serve
 
 NODE_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after draining, `--once` drained, `--max-jobs`
@@ -168,9 +169,10 @@ def node_command(
             ruleset = load_rules_or_exit(rules or [])
             releases = resolve_releases(specs, index_url)
             with _results_stream(output) as stream:
-                run(settings, once=True, max_jobs=max_jobs, local=LocalJobs(releases, ruleset, stream))
+                local = LocalJobs(releases, ruleset, stream)
+                asyncio.run(serve(settings, once=True, max_jobs=max_jobs, local=local))
         else:
-            run(settings, once=once, max_jobs=max_jobs)
+            asyncio.run(serve(settings, once=once, max_jobs=max_jobs))
     except ConfigError as err:
         fail(str(err), EXIT_USAGE)
     except AuthError as err:

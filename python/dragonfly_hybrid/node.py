@@ -43,7 +43,7 @@ T = TypeVar("T")
 
 @dataclass
 class NodeOptions:
-    """How the pipeline behaves; `from_settings` fills it from the node's configuration."""
+    """How the pipeline behaves; `service.node_options` fills it from the node's configuration."""
 
     job_timeout: float = 120.0
     bulk_size: int = 20

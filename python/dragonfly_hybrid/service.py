@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,8 +96,3 @@ async def serve(
             metrics=metrics,
         )
         await _run(node, settings)
-
-
-def run(settings: NodeSettings, **kwargs: object) -> None:
-    """`serve` on a fresh event loop (the CLI's entry)."""
-    asyncio.run(serve(settings, **kwargs))  # type: ignore[arg-type]

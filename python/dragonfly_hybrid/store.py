@@ -518,17 +518,6 @@ class Store:
             params.append(rules_hash)
         return {row[0] for row in self._query(sql, params)}
 
-    def has_scan(self, name: str, version: str, rules_hash: str | None = None) -> bool:
-        sql = (
-            "SELECT 1 FROM scans s JOIN releases r ON r.id = s.release_id "
-            "LEFT JOIN rulesets rs ON rs.id = s.ruleset_id WHERE r.normalized = ? AND r.version = ?"
-        )
-        params: list[Any] = [normalize_name(name), version]
-        if rules_hash is not None:
-            sql += " AND rs.hash = ?"
-            params.append(rules_hash)
-        return bool(self._query(sql + " LIMIT 1", params))
-
     def latest_scan(self, name: str, version: str, rules_hash: str | None = None) -> StoredScan | None:
         """The newest scan of ``name==version`` (with ``rules_hash``, when given)."""
         sql = f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE r.normalized = ? AND r.version = ?"

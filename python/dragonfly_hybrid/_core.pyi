@@ -214,13 +214,37 @@ class ReleaseResult:
 class Scanner:
     """Scans distributions in parallel on its own thread pool, with the GIL released."""
 
-    def __new__(cls, rules: Rules, limits: Limits | None = None, threads: int | None = None) -> Scanner: ...
+    def __new__(
+        cls,
+        rules: Rules,
+        limits: Limits | None = None,
+        threads: int | None = None,
+        *,
+        fast_scan: bool = False,
+        record_cache: bool = False,
+    ) -> Scanner:
+        """``fast_scan``: stop looking for a pattern after its first match when its rule only asks whether
+        it occurs (same rules match; reports keep one match of such patterns). ``record_cache``: journal
+        every newly scanned content for ``cache_export`` (not with ``fast_scan``)."""
     @property
     def rules(self) -> Rules: ...
     @property
     def limits(self) -> Limits: ...
     @property
     def threads(self) -> int: ...
+    @property
+    def fast_scan(self) -> bool: ...
+    @property
+    def cache_stats(self) -> dict[str, int]:
+        """``entries`` held in the content cache, ``hits`` (files answered from it), ``misses`` (files
+        scanned by YARA-X)."""
+    def cache_export(self) -> list[tuple[bytes, bytes]]:
+        """The contents scanned since the last call, as (sha256 digest, encoded matches) pairs; raises
+        ``ValueError`` unless the Scanner was created with ``record_cache=True``."""
+    def cache_import(self, entries: Iterable[tuple[bytes, bytes]]) -> tuple[int, str | None]:
+        """Load entries exported by a Scanner with the same rules (same ``Rules.hash``): those contents
+        are not scanned again. Returns how many were loaded and why the first refused entry (one that
+        does not fit this rule set) was refused, if any."""
     def scan_bytes(self, data: bytes, name: str, url: str | None = None) -> DistributionResult: ...
     def scan_path(self, path: str | os.PathLike[str], name: str | None = None) -> DistributionResult: ...
     def scan_many(self, items: Iterable[tuple[str, bytes | str, str | None]]) -> list[DistributionResult]:

@@ -5,12 +5,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{self, CacheEntryError};
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 use crate::report::{
@@ -51,7 +53,7 @@ pub(crate) type ContentHash = [u8; 32];
 
 /// Entries kept in the content cache before it is emptied; a full-size entry is small (most
 /// contents match nothing), so this bounds it to a few tens of MB.
-const CACHE_ENTRIES: usize = 500_000;
+pub const CACHE_ENTRIES: usize = 500_000;
 
 /// The shortest YARA-X timeout applied, whatever the limits say (a positive timeout can round
 /// down to zero on its way from seconds as a float).
@@ -78,11 +80,27 @@ pub(crate) enum ScanOutcome {
     Failed(IssueKind, String),
 }
 
+/// Content-cache counters since the engine was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Distinct contents whose results are held now.
+    pub entries: usize,
+    /// Files whose results came from the cache instead of YARA-X.
+    pub hits: u64,
+    /// Files scanned by YARA-X.
+    pub misses: u64,
+}
+
 pub struct Engine {
     rules: RuleSet,
     limits: Limits,
     pool: rayon::ThreadPool,
+    fast_scan: bool,
     cache: Mutex<HashMap<ContentHash, Arc<[RawHit]>>>,
+    /// Contents scanned since the last [`Engine::take_cache_journal`], when journaling is on.
+    journal: Option<Mutex<Vec<(ContentHash, Arc<[RawHit]>)>>>,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
 }
 
 impl Engine {
@@ -96,7 +114,77 @@ impl Engine {
             .thread_name(|i| format!("dragonfly-scan-{i}"))
             .build()
             .map_err(|err| EngineError::ThreadPool { threads, message: err.to_string() })?;
-        Ok(Self { rules, limits, pool, cache: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            rules,
+            limits,
+            pool,
+            fast_scan: false,
+            cache: Mutex::new(HashMap::new()),
+            journal: None,
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+        })
+    }
+
+    /// Stop looking for a pattern after its first match when the rule only asks whether it
+    /// occurs. Which rules match is unchanged; reports keep only the first match of such patterns.
+    /// For callers that need rule identities only, such as the node.
+    pub fn with_fast_scan(mut self, yes: bool) -> Self {
+        self.fast_scan = yes;
+        self
+    }
+
+    /// Record every content scanned from now on, for [`Engine::take_cache_journal`].
+    pub fn with_cache_journal(mut self, yes: bool) -> Self {
+        self.journal = yes.then(|| Mutex::new(Vec::new()));
+        self
+    }
+
+    pub fn fast_scan(&self) -> bool {
+        self.fast_scan
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.cache.lock().expect("cache lock").len(),
+            hits: self.cache_hits.load(Ordering::Relaxed),
+            misses: self.cache_misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The contents scanned since the last call, as (SHA-256, encoded matches) to persist, or
+    /// `None` when the engine does not journal. At most [`CACHE_ENTRIES`] are kept between calls.
+    pub fn take_cache_journal(&self) -> Option<Vec<([u8; 32], Vec<u8>)>> {
+        let journal = self.journal.as_ref()?;
+        let taken = std::mem::take(&mut *journal.lock().expect("journal lock"));
+        Some(taken.into_iter().map(|(hash, hits)| (hash, cache::encode(&self.rules, &hits))).collect())
+    }
+
+    /// Load persisted entries (as returned by [`Engine::take_cache_journal`] of an engine with
+    /// the same rule set) so that those contents are not scanned again. Stops when the cache is
+    /// full. Returns how many entries were loaded; an entry that cannot be decoded for this rule
+    /// set is not loaded, and the first such error is returned with the count.
+    pub fn import_cache<'a, I>(&self, entries: I) -> (usize, Option<CacheEntryError>)
+    where
+        I: IntoIterator<Item = ([u8; 32], &'a [u8])>,
+    {
+        let mut cache = self.cache.lock().expect("cache lock");
+        let (mut loaded, mut first_error) = (0, None);
+        for (hash, data) in entries {
+            if cache.len() >= CACHE_ENTRIES {
+                break;
+            }
+            match cache::decode(&self.rules, data) {
+                Ok(hits) => {
+                    cache.insert(hash, hits.into());
+                    loaded += 1;
+                }
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        (loaded, first_error)
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -158,16 +246,26 @@ impl Engine {
     /// Scan one file's bytes with every rule (before `filetype` filtering), using the cache.
     pub(crate) fn scan_content(&self, hash: &ContentHash, data: &[u8]) -> ScanOutcome {
         if let Some(hits) = self.cache.lock().expect("cache lock").get(hash) {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return ScanOutcome::Hits(Arc::clone(hits));
         }
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
         match self.run_yara(data) {
             Ok(hits) => {
                 let hits: Arc<[RawHit]> = hits.into();
-                let mut cache = self.cache.lock().expect("cache lock");
-                if cache.len() >= CACHE_ENTRIES {
-                    cache.clear();
+                {
+                    let mut cache = self.cache.lock().expect("cache lock");
+                    if cache.len() >= CACHE_ENTRIES {
+                        cache.clear();
+                    }
+                    cache.insert(*hash, Arc::clone(&hits));
                 }
-                cache.insert(*hash, Arc::clone(&hits));
+                if let Some(journal) = &self.journal {
+                    let mut journal = journal.lock().expect("journal lock");
+                    if journal.len() < CACHE_ENTRIES {
+                        journal.push((*hash, Arc::clone(&hits)));
+                    }
+                }
                 ScanOutcome::Hits(hits)
             }
             Err((kind, message)) => ScanOutcome::Failed(kind, message),
@@ -186,6 +284,7 @@ impl Engine {
             scanner.with_dependent_mut(|_, scanner| {
                 // A zero timeout would fail every file at once: never less than a millisecond.
                 scanner.set_timeout(self.limits.timeout.max(MIN_TIMEOUT));
+                scanner.fast_scan(self.fast_scan);
                 let results = scanner.scan(data).map_err(|err| match err {
                     yara_x::ScanError::Timeout => (
                         IssueKind::ScanTimeout,

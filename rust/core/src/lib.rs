@@ -4,6 +4,7 @@
 //! hostile-input [`Limits`], scans every regular file with YARA-X in parallel, and scores the
 //! results as the Dragonfly mainframe expects.
 
+mod cache;
 mod engine;
 mod format;
 mod issue;
@@ -13,7 +14,8 @@ mod rules;
 mod walk;
 mod zipdir;
 
-pub use engine::{DistInput, Engine, EngineError, Input};
+pub use cache::CacheEntryError;
+pub use engine::{CacheStats, DistInput, Engine, EngineError, Input, CACHE_ENTRIES};
 pub use format::{detect, Container, Format};
 pub use issue::{Issue, IssueKind};
 pub use limits::{Limits, RATIO_GRACE_BYTES};

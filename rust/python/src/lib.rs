@@ -522,22 +522,31 @@ struct Scanner {
 #[pymethods]
 impl Scanner {
     #[new]
-    #[pyo3(signature = (rules, limits=None, threads=None))]
+    #[pyo3(signature = (rules, limits=None, threads=None, *, fast_scan=false, record_cache=false))]
     fn new(
         py: Python<'_>,
         rules: Py<Rules>,
         limits: Option<Py<Limits>>,
         threads: Option<usize>,
+        fast_scan: bool,
+        record_cache: bool,
     ) -> PyResult<Self> {
         if threads == Some(0) {
             return Err(PyValueError::new_err("threads must be a positive integer (or None for every core)"));
+        }
+        if fast_scan && record_cache {
+            // Entries of a fast scan keep only first matches: persisted, they would short-change
+            // a later full scan that loads them.
+            return Err(PyValueError::new_err("record_cache cannot be combined with fast_scan"));
         }
         let limits = match limits {
             Some(limits) => limits,
             None => Py::new(py, Limits { inner: core::Limits::default() })?,
         };
         let engine = core::Engine::new(rules.get().inner.clone(), limits.get().inner.clone(), threads)
-            .map_err(|err| PyRuntimeError::new_err(err.to_string()))?;
+            .map_err(|err| PyRuntimeError::new_err(err.to_string()))?
+            .with_fast_scan(fast_scan)
+            .with_cache_journal(record_cache);
         Ok(Self { engine: Arc::new(engine), rules, limits })
     }
 
@@ -552,6 +561,55 @@ impl Scanner {
     #[getter]
     fn threads(&self) -> usize {
         self.engine.threads()
+    }
+    #[getter]
+    fn fast_scan(&self) -> bool {
+        self.engine.fast_scan()
+    }
+
+    /// Content-cache counters: entries held, files answered from the cache, files scanned.
+    #[getter]
+    fn cache_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.engine.cache_stats();
+        let out = PyDict::new(py);
+        out.set_item("entries", stats.entries)?;
+        out.set_item("hits", stats.hits)?;
+        out.set_item("misses", stats.misses)?;
+        Ok(out)
+    }
+
+    /// The contents scanned since the last call, as (sha256 digest, encoded matches) pairs.
+    fn cache_export<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+        let engine = &self.engine;
+        let entries = py.detach(|| engine.take_cache_journal()).ok_or_else(|| {
+            PyValueError::new_err("this Scanner does not record its cache: create it with record_cache=True")
+        })?;
+        Ok(entries.iter().map(|(hash, blob)| (PyBytes::new(py, hash), PyBytes::new(py, blob))).collect())
+    }
+
+    /// Load entries exported by a Scanner with the same rules. Returns how many were loaded and,
+    /// when some did not fit this rule set, why the first of them was refused.
+    fn cache_import(&self, py: Python<'_>, entries: &Bound<'_, PyAny>) -> PyResult<(usize, Option<String>)> {
+        let mut owned: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+        for item in entries.try_iter()? {
+            let (hash, blob): (Vec<u8>, Vec<u8>) = item?.extract().map_err(|_| {
+                PyTypeError::new_err("each cache entry must be a (sha256 digest bytes, entry bytes) tuple")
+            })?;
+            let hash: [u8; 32] = hash.try_into().map_err(|h: Vec<u8>| {
+                PyValueError::new_err(format!(
+                    "a cache key must be a 32-byte sha256 digest, not {} bytes",
+                    h.len()
+                ))
+            })?;
+            owned.push((hash, blob));
+        }
+        let engine = &self.engine;
+        let (loaded, error) =
+            py.detach(|| engine.import_cache(owned.iter().map(|(hash, blob)| (*hash, blob.as_slice()))));
+        Ok((loaded, error.map(|err| err.to_string())))
     }
 
     #[pyo3(signature = (data, name, url=None))]

@@ -1,0 +1,136 @@
+//! The content cache's persistent form: one entry per distinct file content, keyed by its
+//! SHA-256, holding the rules that matched it (before `filetype` filtering) and their patterns.
+//!
+//! An entry is only meaningful for the rule set that produced it; callers key stored entries by
+//! [`RuleSet::hash`](crate::RuleSet::hash) too. Rules are stored by name, not by position, so a
+//! decoded entry that names a rule the set does not have is rejected rather than misattributed.
+
+use crate::engine::RawHit;
+use crate::report::{PatternHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES};
+use crate::rules::RuleSet;
+
+/// Format version, the first byte of every non-empty entry. Contents that matched nothing (most
+/// of them) encode as zero bytes.
+const VERSION: u8 = 1;
+
+/// Why a stored cache entry could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheEntryError {
+    #[error("unknown cache entry format version {0}")]
+    Version(u8),
+    #[error("cache entry is truncated")]
+    Truncated,
+    #[error("cache entry has {0} trailing bytes")]
+    Trailing(usize),
+    #[error("cache entry names rule {0:?}, which this rule set does not have")]
+    UnknownRule(String),
+    #[error("cache entry is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+pub(crate) fn encode(rules: &RuleSet, hits: &[RawHit]) -> Vec<u8> {
+    if hits.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![VERSION];
+    put_len(&mut out, hits.len());
+    for hit in hits {
+        let info = &rules.infos()[hit.rule];
+        put_bytes(&mut out, info.namespace.as_bytes());
+        put_bytes(&mut out, info.identifier.as_bytes());
+        put_len(&mut out, hit.patterns.len());
+        for pattern in &hit.patterns {
+            put_bytes(&mut out, pattern.identifier.as_bytes());
+            out.extend_from_slice(&pattern.offset.to_le_bytes());
+            out.extend_from_slice(&pattern.length.to_le_bytes());
+            put_bytes(&mut out, &pattern.data);
+        }
+    }
+    out
+}
+
+pub(crate) fn decode(rules: &RuleSet, data: &[u8]) -> Result<Vec<RawHit>, CacheEntryError> {
+    let Some((&version, rest)) = data.split_first() else {
+        return Ok(Vec::new());
+    };
+    if version != VERSION {
+        return Err(CacheEntryError::Version(version));
+    }
+    let mut reader = Reader(rest);
+    let count = reader.len()?;
+    if count > rules.len() {
+        return Err(CacheEntryError::Malformed("more rules than the rule set has"));
+    }
+    let mut hits = Vec::with_capacity(count);
+    for _ in 0..count {
+        let namespace = reader.text()?;
+        let identifier = reader.text()?;
+        let rule = rules
+            .index_of(namespace, identifier)
+            .ok_or_else(|| CacheEntryError::UnknownRule(format!("{namespace}.{identifier}")))?;
+        let patterns = reader.len()?;
+        // Every pattern of a rule keeps at most MATCHES_PER_PATTERN matches; a rule has far
+        // fewer than 2^16 patterns. Bounds the allocation whatever the entry says.
+        if patterns > MATCHES_PER_PATTERN << 16 {
+            return Err(CacheEntryError::Malformed("too many pattern matches"));
+        }
+        let mut hit = RawHit { rule, patterns: Vec::with_capacity(patterns.min(1024)) };
+        for _ in 0..patterns {
+            let identifier = reader.text()?.to_owned();
+            let offset = reader.u64()?;
+            let length = reader.u64()?;
+            let data = reader.bytes()?;
+            if data.len() > MATCH_DATA_BYTES {
+                return Err(CacheEntryError::Malformed("match data longer than kept"));
+            }
+            hit.patterns.push(PatternHit { identifier, offset, length, data: data.to_vec() });
+        }
+        hits.push(hit);
+    }
+    if !reader.0.is_empty() {
+        return Err(CacheEntryError::Trailing(reader.0.len()));
+    }
+    Ok(hits)
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    let len = u32::try_from(len).expect("cache entry field longer than 4 GiB");
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CacheEntryError> {
+        if self.0.len() < n {
+            return Err(CacheEntryError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn len(&mut self) -> Result<usize, CacheEntryError> {
+        let raw = self.take(4)?;
+        Ok(u32::from_le_bytes(raw.try_into().expect("4 bytes")) as usize)
+    }
+
+    fn u64(&mut self) -> Result<u64, CacheEntryError> {
+        let raw = self.take(8)?;
+        Ok(u64::from_le_bytes(raw.try_into().expect("8 bytes")))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], CacheEntryError> {
+        let len = self.len()?;
+        self.take(len)
+    }
+
+    fn text(&mut self) -> Result<&'a str, CacheEntryError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| CacheEntryError::Malformed("name is not UTF-8"))
+    }
+}

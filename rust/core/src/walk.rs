@@ -627,13 +627,11 @@ impl<'e> DistScan<'e> {
             let want =
                 if start < expected { expected - start + 1 } else { (start - expected).max(PROBE_READ) };
             let want = want.min(READ_CHUNK).min(over.saturating_sub(start as u64) as usize);
-            data.resize(start + want, 0);
-            let n = match reader.read(&mut data[start..]) {
+            // `read_to_end` on a `Take` fills the reserved capacity without zeroing it first (a
+            // resize-then-read would zero the rest of the chunk again after every short read).
+            data.reserve(want);
+            let n = match (&mut *reader).take(want as u64).read_to_end(&mut data) {
                 Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {
-                    data.truncate(start);
-                    continue;
-                }
                 Err(err) => {
                     data.truncate(start);
                     let issue = match guard.tripped() {
@@ -656,7 +654,6 @@ impl<'e> DistScan<'e> {
                     return MemberRead { data: (start > 0).then_some(data), whole: false };
                 }
             };
-            data.truncate(start + n);
             if n == 0 {
                 return MemberRead { data: Some(data), whole: true };
             }

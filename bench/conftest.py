@@ -1,32 +1,43 @@
-"""Shared fixtures of the benchmark suite and the speed-up table printed at the end of the run.
+"""Shared fixtures of the benchmark suite and the summary tables printed at the end of the run.
 
 Environment:
-  DFH_BENCH_SCALE          corpus size factor (default 1.0: ~30 releases, ~70 MB compressed, ~180 MB inflated)
-  DFH_BENCH_SEED           corpus seed
-  DFH_BENCH_CACHE          corpus cache directory (default ~/.cache/dragonfly-hybrid/bench)
+  DFH_BENCH_CORPUS         real (default: bench/corpus.txt, downloaded once) or synthetic (generated)
+  DFH_BENCH_CORPUS_CACHE   where the real corpus is kept (default ~/.cache/dragonfly-hybrid/corpus)
+  DFH_BENCH_SCALE          synthetic corpus size factor (default 1.0: ~30 releases, ~70 MB compressed)
+  DFH_BENCH_SEED           synthetic corpus seed
+  DFH_BENCH_CACHE          synthetic corpus cache directory (default ~/.cache/dragonfly-hybrid/bench)
   DFH_BENCH_ROUNDS         rounds for every group; or DFH_BENCH_ROUNDS_LIGHT (5) / DFH_BENCH_ROUNDS_HEAVY (3)
-  DFH_BENCH_THREADS        thread count of the "all threads" Rust variant (default os.cpu_count())
+  DFH_BENCH_THREADS        thread count of the "all threads" Rust variant, and the "cores" of the per-core
+                           limits (default os.cpu_count())
   DFH_BENCH_POOL_WORKERS   processes of the baseline pool (default 2)
+  DFH_BENCH_RSS            1 (default): measure each variant's peak RSS in a child process; 0: skip
+  DFH_BENCH_EXTRACT_DIR    where reference-extract makes its temporary directories (default: the system's)
 
 The node benchmark (test_bench_node.py) has its own variables, listed there, and its own table.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import rulesets
 from bench.baseline import BaselinePool, Outcome, compile_rules, disagreements, outcome_of
-from bench.synthetic import Corpus, ensure_corpus, spec_from_env
+from bench.corpora import BenchCorpus, WalkStats, corpus_kind, load_corpus, release_count, walk_stats
+from bench.summary import Measurement, NodeMeasurement, node_text_lines, summarize, text_lines
 
 DEFAULT_ROUNDS = {"light": 5, "heavy": 3}
 RULESETS = ("light", "heavy")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def rounds_for(group: str) -> int:
@@ -42,43 +53,41 @@ def pool_workers() -> int:
     return int(os.environ.get("DFH_BENCH_POOL_WORKERS") or 2)
 
 
-@dataclass
-class Row:
-    group: str
-    variant: str
-    median: float
-    inflated: int
-    compressed: int
+def rss_enabled() -> bool:
+    return (os.environ.get("DFH_BENCH_RSS") or "1").strip() not in ("0", "no", "false", "")
 
 
-@dataclass
-class NodeRow:
-    """One variant of the node benchmark (test_bench_node.py): wall time to drain the whole queue."""
+def child_peak_rss(kind: str, ruleset: str, workers: int) -> dict[str, Any]:
+    """Run ``python -m bench.rss`` in a fresh child process (same environment, so the same corpus)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.rss", kind, "--ruleset", ruleset, "--workers", str(workers)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, f"bench.rss {kind} {ruleset} failed:\n{done.stderr[-3000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
-    variant: str
-    median: float
-    rounds: int
-    releases: int
-    distributions: int
-    inflated: int
-    compressed: int
-    rules: str
 
-
-NODE_ROWS = pytest.StashKey[list[NodeRow]]()
-NODE_REFERENCE = "reference-loop"
-NODE_TARGET = 5.0
+NODE_ROWS = pytest.StashKey[list[NodeMeasurement]]()
 
 
 @dataclass
 class BenchContext:
     """Per-session state: the corpus, rule sets compiled once per engine, and the agreed reference results."""
 
-    corpus: Corpus
+    corpus: BenchCorpus
+    kind: str = "synthetic"
     _sources: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)
     _yara: dict[str, Any] = field(default_factory=dict)
     _rust: dict[str, Any] = field(default_factory=dict)
     _reference: dict[str, list[Outcome]] = field(default_factory=dict)
+    _stats: WalkStats | None = None
+    _overhead: dict[str, float] = field(default_factory=dict)
 
     @property
     def paths(self) -> list[str]:
@@ -92,6 +101,13 @@ class BenchContext:
     def items(self) -> list[tuple[str, str, None]]:
         """``scan_many`` items: (name, file path, url)."""
         return [(d.filename, str(d.path), None) for d in self.corpus.distributions]
+
+    @property
+    def stats(self) -> WalkStats:
+        """Largest download and member, distinct contents: one walk of the corpus, outside any timing."""
+        if self._stats is None:
+            self._stats = walk_stats(self.corpus.distributions)
+        return self._stats
 
     def sources(self, name: str) -> dict[str, str]:
         if name not in self._sources:
@@ -149,97 +165,127 @@ class BenchContext:
         diff = disagreements(self.names, self.reference(name), outcomes)
         assert not diff, "\n".join(diff)
 
+    def fixed_overhead(self, name: str) -> float | None:
+        """Peak RSS (MB) of a child that compiles ``name`` with the engine and builds an all-threads
+        Scanner but scans nothing: the fixed overhead of the issue's RSS bound."""
+        if not rss_enabled():
+            return None
+        if name not in self._overhead:
+            self._overhead[name] = child_peak_rss("idle", name, all_threads())["maxrss_mb"]
+        return self._overhead[name]
+
+    def peak_rss(self, name: str, kind: str, workers: int) -> float | None:
+        """Peak RSS (MB) of the variant run once in a fresh child process (outside any timing)."""
+        if not rss_enabled():
+            return None
+        result = child_peak_rss(kind, name, workers)
+        if "files_scanned" in result:
+            assert result["files_scanned"] > 0, f"bench.rss {kind}: nothing scanned"
+        if result.get("complete") is False:
+            raise AssertionError(f"bench.rss {kind}: the engine left content unscanned")
+        return float(result["maxrss_mb"])
+
+    def measurement(
+        self, name: str, variant: str, kind: str, median: float, workers: int, **more: Any
+    ) -> Measurement:
+        c = self.corpus
+        stats = self.stats
+        return Measurement(
+            group=name,
+            variant=variant,
+            kind=kind,
+            median=median,
+            rounds=rounds_for(name),
+            workers=workers,
+            cores=all_threads(),
+            corpus=self.kind,
+            distributions=len(c.distributions),
+            releases=release_count(c.distributions),
+            files=c.file_count,
+            inflated=c.inflated_bytes,
+            compressed=c.compressed_bytes,
+            rules=len(list(self.yara_rules(name))),
+            ruleset=self.note(name),
+            fixed_overhead_mb=self.fixed_overhead(name) if kind == "rust" else None,
+            largest_download=stats.largest_download,
+            largest_member=stats.largest_member,
+            distinct_files=stats.distinct_files,
+            distinct_bytes=stats.distinct_bytes,
+            **more,
+        )
+
     def extra_info(self, name: str, **more: Any) -> dict[str, Any]:
         c = self.corpus
         return {
+            "corpus": self.kind,
             "mb_compressed": round(c.compressed_bytes / 1e6, 2),
             "mb_inflated": round(c.inflated_bytes / 1e6, 2),
             "files": c.file_count,
             "distributions": len(c.distributions),
+            "releases": release_count(c.distributions),
             "rules": len(list(self.yara_rules(name))),
             "ruleset": self.note(name),
             **more,
         }
 
 
-_ROWS = pytest.StashKey[list[Row]]()
+_ROWS = pytest.StashKey[list[Measurement]]()
 
 
 @pytest.fixture(scope="session")
 def ctx() -> BenchContext:
-    corpus = ensure_corpus(spec_from_env())
+    kind = corpus_kind()
+    corpus = load_corpus(kind)
     for d in corpus.distributions:  # warm the page cache: every variant reads the archives from it
         d.path.read_bytes()
-    print(f"\n[corpus] {corpus.root}: {corpus.describe()}")
-    return BenchContext(corpus)
+    print(f"\n[corpus] {kind}: {corpus.root}: {corpus.describe()}")
+    return BenchContext(corpus, kind)
 
 
 @pytest.fixture
 def record(request: pytest.FixtureRequest, ctx: BenchContext):
-    """Call ``record(benchmark, group, variant)`` after timing to add a row to the speed-up table."""
+    """``record(benchmark, group, variant, kind, workers, rss_mb=..., **extra)`` after timing: adds a row to
+    the summary table and the row (and ``extra``) to the benchmark's ``extra_info``."""
     rows = request.config.stash.setdefault(_ROWS, [])
 
-    def _record(benchmark: Any, group: str, variant: str, **more: Any) -> None:
-        benchmark.extra_info.update(ctx.extra_info(group, **more))
+    def _record(
+        benchmark: Any,
+        group: str,
+        variant: str,
+        kind: str,
+        workers: int,
+        rss_mb: float | None = None,
+        rss_note: str = "",
+        **extra: Any,
+    ) -> None:
+        benchmark.extra_info.update(ctx.extra_info(group, variant=variant, kind=kind, **extra))
         stats = getattr(benchmark, "stats", None)
         if stats is None:  # --benchmark-disable
             return
-        rows.append(
-            Row(group, variant, stats.stats.median, ctx.corpus.inflated_bytes, ctx.corpus.compressed_bytes)
+        row = ctx.measurement(
+            group, variant, kind, stats.stats.median, workers, rss_mb=rss_mb, rss_note=rss_note
         )
+        benchmark.extra_info["row"] = asdict(row)
+        rows.append(row)
 
     return _record
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    from bench.machine import describe
+
+    machine_info["dfh"] = describe()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     rows = config.stash.get(_ROWS, [])
     if rows:
-        _speedup_table(terminalreporter, rows)
+        terminalreporter.write_sep("=", "dragonfly-hybrid scan benchmark (median of rounds)")
+        for line in text_lines(summarize(rows)):
+            terminalreporter.write_line(line)
     node_rows = config.stash.get(NODE_ROWS, [])
     if node_rows:
-        _node_table(terminalreporter, node_rows)
-
-
-def _speedup_table(tr: Any, rows: list[Row]) -> None:
-    tr.write_sep("=", "dragonfly-hybrid speed-up vs single-thread baseline (median of rounds)")
-    for group in sorted({r.group for r in rows}, key=lambda g: (*RULESETS, g).index(g)):
-        group_rows = [r for r in rows if r.group == group]
-        base = next((r for r in group_rows if r.variant == "baseline-1proc"), None)
-        tr.write_line(f"[{group}] {group_rows[0].inflated / 1e6:.1f} MB inflated, {rounds_for(group)} rounds")
-        tr.write_line(
-            f"  {'variant':<22}{'median s':>10}{'speed-up':>10}{'MB/s infl.':>12}{'MB/s compr.':>13}"
-        )
-        for r in group_rows:
-            ratio = f"{base.median / r.median:.2f}x" if base and r.median else "-"
-            tr.write_line(
-                f"  {r.variant:<22}{r.median:>10.3f}{ratio:>10}"
-                f"{r.inflated / 1e6 / r.median:>12.1f}{r.compressed / 1e6 / r.median:>13.1f}"
-            )
-
-
-def _node_table(tr: Any, rows: list[NodeRow]) -> None:
-    tr.write_sep("=", "dragonfly-hybrid node vs reference-style loop (median of rounds)")
-    first = rows[0]
-    tr.write_line(
-        f"[node] {first.releases} releases, {first.distributions} distributions, "
-        f"{first.compressed / 1e6:.1f} MB compressed, {first.inflated / 1e6:.1f} MB inflated, "
-        f"{first.rules}, {first.rounds} rounds"
-    )
-    base = next((r for r in rows if r.variant == NODE_REFERENCE), None)
-    tr.write_line(
-        f"  {'variant':<22}{'median s':>10}{'releases/min':>14}{'MB/s infl.':>12}{'vs reference':>14}"
-    )
-    for r in rows:
-        ratio = f"{base.median / r.median:.2f}x" if base and r.median else "-"
-        tr.write_line(
-            f"  {r.variant:<22}{r.median:>10.3f}{r.releases / r.median * 60:>14.1f}"
-            f"{r.inflated / 1e6 / r.median:>12.1f}{ratio:>14}"
-        )
-    for r in rows:
-        if base and r is not base and r.median:
-            ratio = base.median / r.median
-            verdict = "met" if ratio >= NODE_TARGET else "NOT met"
-            tr.write_line(
-                f"  target >= {NODE_TARGET:g}x releases/min for {r.variant}: {verdict} ({ratio:.2f}x)"
-            )
+        terminalreporter.write_sep("=", "dragonfly-hybrid node vs reference-style loop (median of rounds)")
+        for line in node_text_lines(node_rows):
+            terminalreporter.write_line(line)

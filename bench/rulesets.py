@@ -5,6 +5,7 @@
 * ``heavy``: ~2,000 deterministic generated rules (literals, hex with jumps, bounded regexes, ``nocase`` /
   ``wide`` / ``fullword``, ``filetype`` metadata, weights) that mostly do not match the corpus, plus the
   marker rules, so that YARA-X dominates the cost. A handful of "noisy" rules do match common code.
+* ``never`` (``never_sources``): one rule that can apply to no file, for the inflate-only limit.
 
 The marker rules match the snippets ``bench/synthetic.py`` plants in a few releases, so both scan paths
 produce findings (and exercise ``filetype``, weight 0 and a non-integer weight). Everything uses the core
@@ -205,6 +206,15 @@ def bundled_rules_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "python" / "dragonfly_hybrid" / "rules"
 
 
+def _shown(directory: Path) -> str:
+    """``directory`` relative to the repository when it is inside it (shorter, and the same on every
+    machine), else as it is."""
+    try:
+        return directory.resolve().relative_to(Path(__file__).resolve().parents[1]).as_posix()
+    except ValueError:
+        return str(directory)
+
+
 def _rare(rng: random.Random, lo: int = 7, hi: int = 14) -> str:
     consonants = "bcdfghjklmnpqrstvwxz"
     vowels = "aeiouy"
@@ -362,12 +372,30 @@ def light_sources() -> tuple[dict[str, str], str]:
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in (".yar", ".yara"))
     if files:
         sources = {p.relative_to(directory).as_posix(): p.read_text(encoding="utf-8") for p in files}
-        note = f"bundled rules ({len(files)} files from {directory}) + bench markers"
+        note = f"bundled rules ({len(files)} files from {_shown(directory)}) + bench markers"
     else:
         sources = {"fallback/light.yar": FALLBACK_LIGHT_RULES}
         note = f"NO bundled .yar under {directory}: using 20 fallback light rules + bench markers"
     sources["bench/markers.yar"] = MARKER_RULES
     return sources, note
+
+
+NEVER_SUFFIX = ".dfh-bench-no-such-suffix"
+NEVER_RULES = f"""
+rule dfh_bench_never {{
+    meta:
+        filetype = "{NEVER_SUFFIX}"
+    condition:
+        false
+}}
+"""
+
+
+def never_sources() -> dict[str, str]:
+    """One rule whose ``filetype`` no file has: the engine then runs neither YARA-X nor a hash on any
+    file (``Engine::scan_blob`` / ``RuleSet::may_apply``), so scanning with it times inflating and walking
+    alone (the ``limit-inflate`` variant)."""
+    return {"bench/never.yar": NEVER_RULES}
 
 
 def get(name: str) -> tuple[dict[str, str], str]:

@@ -1,10 +1,12 @@
 """Releases per minute of the node against a reference-style loop, on the same fake mainframe and corpus.
 
-Every release of the synthetic corpus (``bench/synthetic.py``) is queued on a fresh
-``tests/fake_mainframe.FakeMainframe`` per round, its distributions hosted on the fake's file host at
-PyPI-shaped URLs; the fake serves the bundled rule set (``python/dragonfly_hybrid/rules``; see
-``DFH_BENCH_NODE_RULES`` for others) as the mainframe's rules. Each round drains the whole queue and its
-wall time is measured.
+Every release of the corpus (``DFH_BENCH_CORPUS``: the real one by default, where each line of
+``bench/corpus.txt`` is a release with one distribution; or the synthetic one, ``bench/synthetic.py``) is
+queued on a fresh ``tests/fake_mainframe.FakeMainframe`` per round, its distributions hosted on the fake's
+file host at PyPI-shaped URLs; the fake serves the ``light`` rule set (the bundled rules plus the bench
+markers; see ``DFH_BENCH_NODE_RULES`` for others) as the mainframe's rules. The fake runs in a child
+process (``bench/remote_fake.py``): like the live, remote mainframe, its HTTP threads share no GIL with the
+variant being measured. Each round drains the whole queue and its wall time is measured.
 
 * ``reference-loop``: a Python re-creation of how the reference node works, one job at a time: log in
   (Cloudflare service token), ``GET /rules`` and compile them with the ``yara-x`` Python package, then
@@ -21,11 +23,12 @@ fake and queueing the jobs (``benchmark.pedantic`` setup), checking and tearing 
 Guard: in every round each release gets exactly one accepted result, a success; every round of a variant
 gives the same results; and the two variants agree on every release's ``score`` and ``rules_matched``.
 
-Environment (besides ``DFH_BENCH_SEED``, ``DFH_BENCH_CACHE``, ``DFH_BENCH_THREADS``, see conftest):
-  DFH_BENCH_NODE_SCALE     corpus scale of this benchmark (default: DFH_BENCH_SCALE, else 1.0)
-  DFH_BENCH_NODE_RELEASES  release count (default: 30 x scale, as the corpus generator)
+Environment (besides ``DFH_BENCH_CORPUS``, ``DFH_BENCH_SEED``, ``DFH_BENCH_CACHE``, ``DFH_BENCH_THREADS``,
+see conftest):
+  DFH_BENCH_NODE_SCALE     synthetic corpus scale of this benchmark (default: DFH_BENCH_SCALE, else 1.0)
+  DFH_BENCH_NODE_RELEASES  synthetic release count (default: 30 x scale, as the corpus generator)
   DFH_BENCH_ROUNDS_NODE    rounds per variant (default: DFH_BENCH_ROUNDS, else 5)
-  DFH_BENCH_NODE_RULES     bundled (default), light (bundled + bench markers) or heavy (~2,000 rules)
+  DFH_BENCH_NODE_RULES     light (default: bundled + bench markers), bundled, or heavy (~2,000 rules)
 """
 
 from __future__ import annotations
@@ -33,25 +36,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # fake_mainframe, fake_pypi
-
 from dragonfly_hybrid.config import NodeSettings
 from dragonfly_hybrid.metrics import NodeMetrics
 from dragonfly_hybrid.service import serve
-from fake_mainframe import FakeMainframe
 
 from bench import rulesets
 from bench.baseline import BaselineScanner, members
-from bench.conftest import NODE_REFERENCE, NODE_ROWS, NodeRow, all_threads
-from bench.synthetic import DEFAULT_SEED, Corpus, CorpusSpec, ensure_corpus
+from bench.conftest import NODE_ROWS, all_threads
+from bench.corpora import BenchCorpus, corpus_kind, load_corpus
+from bench.remote_fake import FakeProcess, ReleaseSpec, RemoteFake
+from bench.summary import NODE_REFERENCE, NodeMeasurement
+from bench.synthetic import DEFAULT_SEED, CorpusSpec, ensure_corpus
 
 DEFAULT_NODE_ROUNDS = 5
 REFERENCE = NODE_REFERENCE
@@ -75,43 +78,51 @@ def node_spec() -> CorpusSpec:
     )
 
 
+def node_corpus() -> tuple[str, BenchCorpus]:
+    kind = corpus_kind()
+    return kind, (load_corpus(kind) if kind == "real" else ensure_corpus(node_spec()))
+
+
 # --- the queue ----------------------------------------------------------------------------------------------
 @dataclass
 class Queue:
-    """The corpus as releases in memory, and the rule set the mainframe serves."""
+    """The corpus as releases, and the rule set the mainframe serves."""
 
-    corpus: Corpus
-    releases: list[tuple[str, str, list[tuple[str, bytes]]]]
-    """(name, version, [(file name, archive bytes), ...]) in corpus order."""
+    kind: str
+    corpus: BenchCorpus
+    releases: list[ReleaseSpec]
+    """In corpus order; a release's distributions in corpus order."""
     rules: dict[str, str]
     rules_hash: str
-
-    def fake(self) -> FakeMainframe:
-        """A fresh fake mainframe with every release queued (the bytes are shared, not copied)."""
-        fake = FakeMainframe()
-        fake.set_rules(self.rules_hash, self.rules)
-        for name, version, dists in self.releases:
-            urls = [fake.host_file(filename, data) for filename, data in dists]
-            fake.add_release(name, version, distributions=urls)
-        return fake
 
 
 @pytest.fixture(scope="module")
 def queue() -> Queue:
-    corpus = ensure_corpus(node_spec())
-    releases: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+    kind, corpus = node_corpus()
+    grouped: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for d in corpus.distributions:
-        releases.setdefault((d.release, d.version), []).append((d.filename, d.path.read_bytes()))
+        grouped.setdefault((d.release, d.version), []).append((d.filename, str(d.path)))
+    releases = [ReleaseSpec(n, v, tuple(files)) for (n, v), files in grouped.items()]
     name, rules = node_rules()
     digest = hashlib.sha256(repr(sorted(rules.items())).encode()).hexdigest()[:12]
-    print(f"\n[node corpus] {corpus.root}: {len(releases)} releases, {corpus.describe()}; {name} rules")
-    return Queue(corpus, [(n, v, ds) for (n, v), ds in releases.items()], rules, f"{name}-{digest}")
+    print(
+        f"\n[node corpus] {kind}: {corpus.root}: {len(releases)} releases, {corpus.describe()}; {name} rules"
+    )
+    return Queue(kind, corpus, releases, rules, f"{name}-{digest}")
+
+
+@pytest.fixture(scope="module")
+def fakes(queue: Queue) -> Iterator[FakeProcess]:
+    """The child process that hosts a fresh fake mainframe per round."""
+    with FakeProcess(queue.releases, queue.rules_hash, queue.rules) as process:
+        yield process
 
 
 def node_rules() -> tuple[str, dict[str, str]]:
-    """``DFH_BENCH_NODE_RULES``: ``bundled`` (default), or a rule set of the scan benchmark (``light``:
-    bundled + bench markers, ``heavy``: ~2,000 generated rules)."""
-    name = os.environ.get("DFH_BENCH_NODE_RULES") or "bundled"
+    """``DFH_BENCH_NODE_RULES``: ``light`` (default: the bundled rules + the bench markers, as the scan
+    benchmark's light group; the markers make the real corpus produce findings, which the bundled rules
+    alone do not), ``bundled``, or ``heavy`` (~2,000 generated rules)."""
+    name = os.environ.get("DFH_BENCH_NODE_RULES") or "light"
     if name != "bundled":
         return name, dict(rulesets.get(name)[0])
     directory = rulesets.bundled_rules_dir()
@@ -230,8 +241,8 @@ class ReferenceNode:
         self.http.close()
 
 
-def reference_loop(fake: FakeMainframe) -> int:
-    node = ReferenceNode(fake.url, fake.worker.client_id, fake.worker.client_secret)
+def reference_loop(fake: RemoteFake) -> int:
+    node = ReferenceNode(fake.url, fake.client_id, fake.client_secret)
     try:
         return node.run()
     finally:
@@ -239,7 +250,7 @@ def reference_loop(fake: FakeMainframe) -> int:
 
 
 # --- variant B: the node ----------------------------------------------------------------------------------
-def hybrid_node(fake: FakeMainframe, cache_dir: Path, threads: int) -> None:
+def hybrid_node(fake: RemoteFake, cache_dir: Path, threads: int) -> None:
     values = fake.node_settings(metrics_port=None, rules_cache_dir=cache_dir, threads=threads)
     settings = NodeSettings(_env_file=None, **values)  # type: ignore[call-arg]
     asyncio.run(serve(settings, once=True, metrics=NodeMetrics()))
@@ -253,25 +264,24 @@ _OUTCOMES: dict[str, Outcomes] = {}
 _COMPARED: set[tuple[str, str]] = set()
 
 
-def harvest(fake: FakeMainframe, queue: Queue, variant: str) -> Outcomes:
-    """The accepted results of a drained fake; every release exactly once, all successes."""
-    results = fake.results
-    keys = [(s.body["name"], s.body["version"]) for s in results]
-    expected = {(name, version) for name, version, _ in queue.releases}
+def harvest(results: list[dict[str, Any]], queue: Queue, variant: str) -> Outcomes:
+    """The accepted results (bodies) of a drained fake; every release exactly once, all successes."""
+    keys = [(body["name"], body["version"]) for body in results]
+    expected = {(r.name, r.version) for r in queue.releases}
     assert len(keys) == len(set(keys)) and set(keys) == expected, (
         f"{variant}: {len(keys)} accepted results for {len(expected)} releases "
         f"(missing: {sorted(expected - set(keys))[:5]})"
     )
-    failures = [s.body for s in results if "reason" in s.body]
+    failures = [body for body in results if "reason" in body]
     assert not failures, f"{variant}: failure results: {failures[:3]}"
-    assert all(s.body["commit"] == queue.rules_hash for s in results)
+    assert all(body["commit"] == queue.rules_hash for body in results)
     return {
-        (s.body["name"], s.body["version"]): (
-            s.body["score"],
-            tuple(sorted(s.body["rules_matched"])),
-            s.body["inspector_url"],
+        (body["name"], body["version"]): (
+            body["score"],
+            tuple(sorted(body["rules_matched"])),
+            body["inspector_url"],
         )
-        for s in results
+        for body in results
     }
 
 
@@ -303,25 +313,25 @@ def check(variant: str, outcomes: Outcomes) -> None:
         )
 
 
-def run_rounds(benchmark, request, queue: Queue, variant: str, target) -> None:
-    """``benchmark.pedantic`` over fresh fakes: building one is setup (not timed); each is checked and
-    closed once the next round is set up, the last one afterwards."""
-    fakes: list[FakeMainframe] = []
+def run_rounds(benchmark, request, queue: Queue, process: FakeProcess, variant: str, target) -> None:
+    """``benchmark.pedantic`` over fresh fakes (in the child process): building one is setup (not timed);
+    each is checked and closed once the next round is set up, the last one afterwards."""
+    live: list[RemoteFake] = []
     made = 0
 
     def settle() -> None:
-        while fakes:
-            fake = fakes.pop()
+        while live:
+            fake = live.pop()
             try:
-                check(variant, harvest(fake, queue, variant))
+                check(variant, harvest(fake.results(), queue, variant))
             finally:
                 fake.close()
 
     def setup():
         nonlocal made
         settle()
-        fake = queue.fake()
-        fakes.append(fake)
+        fake = process.new_round()
+        live.append(fake)
         made += 1
         return (fake, made), {}
 
@@ -330,10 +340,12 @@ def run_rounds(benchmark, request, queue: Queue, variant: str, target) -> None:
         benchmark.pedantic(target, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
         settle()
     finally:
-        for fake in fakes:
+        for fake in live:
             fake.close()
     corpus = queue.corpus
     benchmark.extra_info.update(
+        variant=variant,
+        corpus=queue.kind,
         releases=len(queue.releases),
         distributions=len(corpus.distributions),
         files=corpus.file_count,
@@ -347,31 +359,32 @@ def run_rounds(benchmark, request, queue: Queue, variant: str, target) -> None:
         return
     median = stats.stats.median
     benchmark.extra_info["releases_per_minute"] = round(len(queue.releases) / median * 60, 1)
-    request.config.stash.setdefault(NODE_ROWS, []).append(
-        NodeRow(
-            variant=variant,
-            median=median,
-            rounds=rounds,
-            releases=len(queue.releases),
-            distributions=len(corpus.distributions),
-            inflated=corpus.inflated_bytes,
-            compressed=corpus.compressed_bytes,
-            rules=f"{queue.rules_hash.rsplit('-', 1)[0]} rules ({len(queue.rules)} files)",
-        )
+    row = NodeMeasurement(
+        variant=variant,
+        median=median,
+        rounds=rounds,
+        releases=len(queue.releases),
+        distributions=len(corpus.distributions),
+        inflated=corpus.inflated_bytes,
+        compressed=corpus.compressed_bytes,
+        rules=f"{queue.rules_hash.rsplit('-', 1)[0]} rules ({len(queue.rules)} files)",
+        corpus=queue.kind,
     )
+    benchmark.extra_info["node_row"] = asdict(row)
+    request.config.stash.setdefault(NODE_ROWS, []).append(row)
 
 
-def test_reference_loop(benchmark, request, queue):
+def test_reference_loop(benchmark, request, queue, fakes):
     def target(fake, _round):
         assert reference_loop(fake) == len(queue.releases)
 
-    run_rounds(benchmark, request, queue, REFERENCE, target)
+    run_rounds(benchmark, request, queue, fakes, REFERENCE, target)
 
 
-def test_node(benchmark, request, queue, tmp_path):
+def test_node(benchmark, request, queue, fakes, tmp_path):
     threads = all_threads()
 
     def target(fake, round_no):
         hybrid_node(fake, tmp_path / f"rules-cache-{round_no}", threads)
 
-    run_rounds(benchmark, request, queue, f"node-{threads}thread{'s' if threads > 1 else ''}", target)
+    run_rounds(benchmark, request, queue, fakes, f"node-{threads}thread{'s' if threads > 1 else ''}", target)

@@ -55,12 +55,36 @@ def test_migrations_apply_in_order_and_keep_data(
     path = tmp_path / "store.db"
     with Store(path) as db:
         db.record(release_result(scanner, "pkg", "1.0"), rules_hash="h1")
-    extra = "CREATE TABLE content_cache (content_sha256 TEXT, rules_hash TEXT, matches TEXT)"
+    extra = "CREATE TABLE future_table (key TEXT, value TEXT)"
     monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, extra))
     with Store(path) as db:
         assert db.schema_version() == SCHEMA_VERSION + 1
         assert db.count("scans") == 1 and db.latest_scan("pkg", "1.0") is not None
-        assert db._query("SELECT COUNT(*) FROM content_cache")[0][0] == 0
+        assert db._query("SELECT COUNT(*) FROM future_table")[0][0] == 0
+
+
+def test_a_version_1_store_migrates_to_2_keeping_its_data(
+    tmp_path: Path, scanner: Scanner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+        with Store(path) as db:
+            db.record(release_result(scanner, "pkg", "1.0"), rules_hash="h1", rules_count=2)
+            db.set_state("serial", "42")
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT version FROM schema_version").fetchone() == (1,)
+    assert "content_cache" not in {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
+    raw.close()
+    with Store(path) as db:
+        assert db.schema_version() == SCHEMA_VERSION == 2
+        scan = db.latest_scan("pkg", "1.0")
+        assert scan is not None and scan.verdict == "findings" and scan.rules_hash == "h1"
+        assert len(db.findings(scan.id)) == 2 and db.get_state("serial") == "42"
+        assert db.content_cache_entries() == 0
+        assert db.save_content_cache("h1", [(b"\x01" * 32, b"")]) == 1
+        assert list(db.content_cache_pages("h1")) == [[(b"\x01" * 32, b"")]]
+        assert db.integrity_check() == "ok"
 
 
 def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 Who writes it: ``scan --store PATH`` (or ``DRAGONFLY_STORE``), ``watch`` (always) and ``diff`` (the releases
 it had to scan). Who reads it: ``report``, ``diff`` and ``watch`` (to resume).
 
-Schema (version 1; ``schema_version`` holds the version, :data:`MIGRATIONS` the steps)::
+Schema (version 2; ``schema_version`` holds the version, :data:`MIGRATIONS` the steps)::
 
     rulesets      (id, hash UNIQUE, count, first_seen)            -- every rule set a scan used
     releases      (id, name, normalized, version, UNIQUE(normalized, version))
@@ -16,15 +16,35 @@ Schema (version 1; ``schema_version`` holds the version, :data:`MIGRATIONS` the 
                    patterns JSON [{identifier, offset, length, data}])       -- data: matched bytes (<= 64)
     issues        (id, distribution_id, path, kind, message, unscanned)
     watch_state   (key PRIMARY KEY, value)                                   -- the watcher's resume point
+    -- version 2: the persisted content cache
+    content_cache (rules_hash, sha256 BLOB, matches BLOB, saved_at, PRIMARY KEY (rules_hash, sha256))
+                  WITHOUT ROWID                 -- one file content's engine result under one rule set
+    content_cache_rulesets (rules_hash PRIMARY KEY, entries, saved_at)       -- per rule set: row count
 
 A release is scanned once per (release, rule set) by ``watch``; ``scan --store`` and ``diff`` add a scan
 row each time they scan. Readers use the latest scan of a release. Timestamps are ISO-8601 UTC strings
 (``2026-01-31T12:00:00.123456+00:00``), so they sort as text.
 
-Not here yet: the persisted content-hash dedup cache (content sha256 + rules hash -> matches, so a file
-already scanned with the same rules is never scanned again across runs). It needs an engine API that
-accepts known results per content hash, which the Rust core does not offer yet. When it does, migration 2
-adds ``content_cache (content_sha256, rules_hash, matches JSON, PRIMARY KEY (content_sha256, rules_hash))``.
+The content cache
+-----------------
+Every file content the engine scans with YARA-X is one entry: its SHA-256 digest (32 bytes) and the
+engine's encoding of the rules it matched with their patterns (``Scanner.cache_export``; ``b""`` when it
+matched nothing, which is most files). An entry is only valid for the rule set that produced it, so it is
+keyed by ``Rules.hash`` too. ``scan --store``, ``diff`` and ``watch`` load the entries of their rule set
+into the engine before scanning (``Scanner.cache_import``) and save what the engine scanned after each
+release (:mod:`dragonfly_hybrid.content_cache`): a file already scanned with the same rules is never
+scanned again, across runs and releases. ``saved_at`` (Unix time in microseconds, above every earlier
+save's) orders the entries for eviction. Bounds, enforced by every save (in its transaction):
+
+* at most :data:`CONTENT_CACHE_LIMIT` (500,000, what the engine holds in memory) entries per rule set;
+  beyond it the oldest entries of that rule set are deleted;
+* entries for at most :data:`CONTENT_CACHE_RULE_SETS` (3) rule sets, the ones saved to most recently;
+  the others' entries are deleted.
+
+An entry that matched nothing takes about 260 bytes on disk with its index (the 64-character rules hash
+is in both), so a full rule set's cache is about 130 MB (measured: 500,000 entries, 129 MB).
+``content_cache_rulesets.entries`` counts each rule set's rows, so that the bound is checked without
+counting them.
 
 Durability and concurrency: WAL journal, ``synchronous=NORMAL``: every committed transaction survives the
 process being killed (kill -9) and the file is never corrupted; a power loss may lose the last few
@@ -38,6 +58,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,7 +72,13 @@ from dragonfly_hybrid.pypi import normalize_name
 from dragonfly_hybrid.report import TargetResult, meta_value
 
 STORE_ENV = "DRAGONFLY_STORE"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+CONTENT_CACHE_LIMIT = 500_000
+"""Most content-cache entries kept per rule set: what the engine keeps in memory."""
+CONTENT_CACHE_RULE_SETS = 3
+"""Rule sets whose content-cache entries are kept (the most recently saved to)."""
+CONTENT_CACHE_PAGE = 20_000
+"""Entries read per query when loading the content cache (bounds the memory a load needs)."""
 BUSY_TIMEOUT_MS = 30_000
 
 MIGRATIONS: tuple[str, ...] = (
@@ -134,6 +161,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX issues_distribution ON issues (distribution_id);
     CREATE TABLE watch_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 1 -> 2
+    """
+    CREATE TABLE content_cache (
+        rules_hash TEXT NOT NULL,
+        sha256 BLOB NOT NULL,
+        matches BLOB NOT NULL,
+        saved_at INTEGER NOT NULL,
+        PRIMARY KEY (rules_hash, sha256)
+    ) WITHOUT ROWID;
+    CREATE INDEX content_cache_age ON content_cache (rules_hash, saved_at);
+    CREATE TABLE content_cache_rulesets (
+        rules_hash TEXT PRIMARY KEY,
+        entries INTEGER NOT NULL,
+        saved_at INTEGER NOT NULL
+    );
     """,
 )
 """``MIGRATIONS[i]`` takes a store from schema version ``i`` to ``i + 1``; append, never edit."""
@@ -499,6 +542,108 @@ class Store:
             row = self._db.execute("SELECT value FROM watch_state WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    # -- the content cache -------------------------------------------------------------------------
+
+    def save_content_cache(
+        self,
+        rules_hash: str,
+        entries: Sequence[tuple[bytes, bytes]],
+        *,
+        replace: bool = False,
+        limit: int = CONTENT_CACHE_LIMIT,
+        rule_sets: int = CONTENT_CACHE_RULE_SETS,
+    ) -> int:
+        """Keep ``(sha256 digest, encoded matches)`` entries (``Scanner.cache_export``) of ``rules_hash``,
+        then apply the bounds (module doc); one transaction. Returns how many entries were new.
+
+        An entry already stored is left as it is (``INSERT OR IGNORE``), unless ``replace``: then it is
+        overwritten (for a rule set whose stored entries the engine refused to load).
+        """
+        if not entries:
+            return 0
+        for digest, _ in entries:
+            if len(digest) != 32:
+                raise ValueError(f"a content-cache key is a 32-byte sha256 digest, not {len(digest)} bytes")
+        with self.transaction() as db:
+            # Each save's stamp is above every earlier one, whatever the clock does: eviction order holds.
+            (last,) = db.execute("SELECT COALESCE(MAX(saved_at), 0) FROM content_cache_rulesets").fetchone()
+            now = max(time.time_ns() // 1000, last + 1)
+            rows = [(rules_hash, bytes(digest), bytes(matches), now) for digest, matches in entries]
+            added = db.executemany(
+                "INSERT OR IGNORE INTO content_cache (rules_hash, sha256, matches, saved_at) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
+            ).rowcount
+            if replace:
+                db.executemany(
+                    "UPDATE content_cache SET matches = ?3, saved_at = ?4 "
+                    "WHERE rules_hash = ?1 AND sha256 = ?2 AND matches != ?3",
+                    rows,
+                )
+            db.execute(
+                "INSERT INTO content_cache_rulesets (rules_hash, entries, saved_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (rules_hash) DO UPDATE "
+                "SET entries = entries + excluded.entries, saved_at = excluded.saved_at",
+                (rules_hash, added, now),
+            )
+            self._evict_content_cache(db, rules_hash, limit, rule_sets)
+        return max(added, 0)
+
+    def _evict_content_cache(
+        self, db: sqlite3.Connection, rules_hash: str, limit: int, rule_sets: int
+    ) -> None:
+        (entries,) = db.execute(
+            "SELECT entries FROM content_cache_rulesets WHERE rules_hash = ?", (rules_hash,)
+        ).fetchone()
+        if entries > limit:
+            gone = db.execute(
+                "DELETE FROM content_cache WHERE rules_hash = ?1 AND sha256 IN (SELECT sha256 FROM "
+                "content_cache WHERE rules_hash = ?1 ORDER BY saved_at, sha256 LIMIT ?2)",
+                (rules_hash, entries - limit),
+            ).rowcount
+            db.execute(
+                "UPDATE content_cache_rulesets SET entries = entries - ? WHERE rules_hash = ?",
+                (gone, rules_hash),
+            )
+        stale = db.execute(
+            "SELECT rules_hash FROM content_cache_rulesets ORDER BY saved_at DESC, rules_hash "
+            "LIMIT -1 OFFSET ?",
+            (max(rule_sets, 1),),
+        ).fetchall()
+        for (old,) in stale:
+            db.execute("DELETE FROM content_cache WHERE rules_hash = ?", (old,))
+            db.execute("DELETE FROM content_cache_rulesets WHERE rules_hash = ?", (old,))
+
+    def content_cache_pages(
+        self, rules_hash: str, *, limit: int = CONTENT_CACHE_LIMIT, page: int = CONTENT_CACHE_PAGE
+    ) -> Iterator[list[tuple[bytes, bytes]]]:
+        """The content-cache entries stored for ``rules_hash`` (at most ``limit``), ``page`` at a time:
+        each page is one query, so a load never holds more than a page of them in Python."""
+        after = b""
+        left = limit
+        while left > 0:
+            rows = self._query(
+                "SELECT sha256, matches FROM content_cache WHERE rules_hash = ? AND sha256 > ? "
+                "ORDER BY sha256 LIMIT ?",
+                (rules_hash, after, min(page, left)),
+            )
+            if not rows:
+                return
+            yield [(bytes(digest), bytes(matches)) for digest, matches in rows]
+            after = rows[-1][0]
+            left -= len(rows)
+
+    def content_cache_entries(self, rules_hash: str | None = None) -> int:
+        """How many content-cache entries are stored (for ``rules_hash``, or for every rule set)."""
+        if rules_hash is None:
+            rows = self._query("SELECT COALESCE(SUM(entries), 0) FROM content_cache_rulesets")
+        else:
+            rows = self._query(
+                "SELECT COALESCE(SUM(entries), 0) FROM content_cache_rulesets WHERE rules_hash = ?",
+                (rules_hash,),
+            )
+        return int(rows[0][0])
+
     # -- reading ---------------------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -613,7 +758,17 @@ class Store:
         return out
 
     def count(self, table: str) -> int:
-        if table not in {"releases", "scans", "distributions", "files", "matches", "issues", "rulesets"}:
+        tables = {
+            "releases",
+            "scans",
+            "distributions",
+            "files",
+            "matches",
+            "issues",
+            "rulesets",
+            "content_cache",
+        }
+        if table not in tables:
             raise ValueError(f"unknown table {table!r}")
         return int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
 

@@ -1,8 +1,10 @@
-"""Downloading distributions for the node: streamed, size-capped while streaming, retried when transient."""
+"""Downloading distributions for the node: streamed, size-capped while streaming, retried when transient,
+and checked against the sha256 the index lists when the job carries one (``watch``)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 
 import httpx
@@ -30,7 +32,7 @@ def filename_of(url: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1] or "distribution"
 
 
-async def _download_once(client: httpx.AsyncClient, url: str, cap: int) -> bytes:
+async def _download_once(client: httpx.AsyncClient, url: str, cap: int, sha256: str | None) -> bytes:
     shown = redact_url(url)
     async with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
         if response.status_code in RETRY_STATUSES:
@@ -44,6 +46,7 @@ async def _download_once(client: httpx.AsyncClient, url: str, cap: int) -> bytes
             )
         chunks: list[bytes] = []
         received = 0
+        hasher = hashlib.sha256()
         async for chunk in response.aiter_raw():
             received += len(chunk)
             if received > cap:
@@ -52,16 +55,34 @@ async def _download_once(client: httpx.AsyncClient, url: str, cap: int) -> bytes
                     permanent=True,
                 )
             chunks.append(chunk)
-        return b"".join(chunks)
+            hasher.update(chunk)
+    if sha256 is not None and hasher.hexdigest() != sha256.lower():
+        # The whole body arrived (httpx checks Content-Length): these are not the bytes the index lists.
+        raise FetchError(
+            f"sha256 mismatch for {filename_of(url)}: the index lists {sha256.lower()}, the downloaded "
+            f"file ({received} bytes) hashes to {hasher.hexdigest()} (from {shown})",
+            permanent=True,
+        )
+    return b"".join(chunks)
 
 
 async def download(
-    client: httpx.AsyncClient, url: str, cap: int, *, attempts: int = 3, backoff: float = 0.5
+    client: httpx.AsyncClient,
+    url: str,
+    cap: int,
+    *,
+    sha256: str | None = None,
+    attempts: int = 3,
+    backoff: float = 0.5,
 ) -> bytes:
-    """Download ``url`` into memory, at most ``cap`` bytes; retry transient errors with jittered backoff."""
+    """Download ``url`` into memory, at most ``cap`` bytes; retry transient errors with jittered backoff.
+
+    With ``sha256`` (hex), bytes that do not hash to it are a permanent :class:`FetchError` naming the
+    file, the listed digest and the actual one: they are never scanned, and the release is a failure.
+    """
     for attempt in range(1, attempts + 1):
         try:
-            return await _download_once(client, url, cap)
+            return await _download_once(client, url, cap, sha256)
         except FetchError as err:
             if err.permanent or attempt == attempts:
                 raise

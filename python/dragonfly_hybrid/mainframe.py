@@ -88,6 +88,9 @@ class Job:
     hash: str
     attempt: int
     assignment_id: str
+    sha256: dict[str, str] = field(default_factory=dict)
+    """URL -> the sha256 (hex) the index lists for that distribution; the download must match it.
+    Filled by ``watch`` from the Simple API; empty for the mainframe's jobs, which carry no digests."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,3 +25,13 @@ def rules_dir(tmp_path: Path) -> Path:
     (directory / "marker.yar").write_text(MARKER_RULE)
     (directory / "sub" / "light.yara").write_text(LIGHT_RULE)
     return directory
+
+
+@pytest.fixture(autouse=True)
+def _package_logging_restored() -> Iterator[None]:
+    """In-process ``watch``/``node`` runs route the package's logs to the stderr of their CliRunner (closed
+    afterwards) and stop propagation: undo that, so later tests log normally and ``caplog`` sees them."""
+    logger = logging.getLogger("dragonfly_hybrid")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid.cli import app, parse_size
+from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.cli_common import parse_size
 from fake_pypi import (
     BROKEN_RULE,
     LIGHT_MARKER,
@@ -233,6 +235,31 @@ def test_help_documents_exit_codes() -> None:
     result = run("scan", "--help")
     assert result.exit_code == 0
     assert "Exit codes" in result.stdout and "could not scan" in result.stdout
+
+
+LIMIT_FLAGS = ["--max-member-size", "--max-total-size", "--max-members", "--max-ratio", "--max-depth",
+               "--timeout"]  # fmt: skip
+PUBLIC_FLAGS = {
+    "scan": ["--requirements", "-R", "--store", "--rules", "-r", "--format", "-f", "--output", "-o",
+             "--threads", *LIMIT_FLAGS, "--max-download-size", "--index-url", "--quiet", "-q"],
+    "watch": ["--store", "--rules", "-r", "--index-url", "--include", "--exclude", "--max-size", "--webhook",
+              "--webhook-min-score", "--interval", "--lease", "--threads", *LIMIT_FLAGS,
+              "--max-download-size", "--once", "--max-jobs", "--log-format", "--log-level"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", sorted(PUBLIC_FLAGS))
+def test_public_flags_are_pinned(command: str) -> None:
+    """Flags are a public contract: scripts and CI use them. ``scan`` and ``watch`` share the limit flags
+    (one definition, ``cli_common.limit_options``), with the same defaults and help."""
+    group: Any = typer.main.get_command(app)
+    params = group.commands[command].params
+    flags = [flag for p in params if p.param_type_name == "option" for flag in p.opts + p.secondary_opts]
+    assert flags == PUBLIC_FLAGS[command]
+    limits = {p.opts[0]: (p.default, p.help) for p in params if p.opts[0] in LIMIT_FLAGS}
+    assert limits["--max-member-size"][0] == 256_000_000 and limits["--timeout"][0] == 10.0
+    scan_limits = {p.opts[0]: (p.default, p.help) for p in group.commands["scan"].params}
+    assert all(scan_limits[flag] == value for flag, value in limits.items())
 
 
 # ----------------------------------------------------------------------------------------------- PyPI

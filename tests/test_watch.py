@@ -14,13 +14,15 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from dragonfly_hybrid._core import Rules
 from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.fetch import FetchError, download
 from dragonfly_hybrid.scanning import load_rules
 from dragonfly_hybrid.store import Store
 from dragonfly_hybrid.watch import SERIAL_KEY, WatchConfig, WatchFilters, WatchSummary, Webhook, serve_watch
-from fake_pypi import MARKER, FakeFile, FakeIndex, sdist, wheel
+from fake_pypi import MARKER, FakeFile, FakeIndex, sdist, tar_gz_bytes, wheel
 from typer.testing import CliRunner
 
 OLD = "2024-01-01T00:00:00Z"
@@ -43,6 +45,12 @@ def watch(index: FakeIndex, store: Path, rules: Rules, **options: object) -> Wat
     values.update(options)
     config = WatchConfig(store_path=store, rules=rules, index_url=index.url, **values)  # type: ignore[arg-type]
     return asyncio.run(serve_watch(config))
+
+
+def watch_from_now(index: FakeIndex, store: Path, rules: Rules) -> int:
+    """A first run on an index with an old release: the baseline serial, nothing scanned."""
+    publish(index, "seed", "1.0", old=True)
+    return watch(index, store, rules).serial
 
 
 def scans_per_release(store: Path) -> dict[str, int]:
@@ -100,8 +108,7 @@ def test_an_interrupted_round_resumes_without_missing_or_repeating_a_release(
     fake_index: FakeIndex, tmp_path: Path, rules: Rules
 ) -> None:
     store = tmp_path / "store.db"
-    publish(fake_index, "seed", "1.0", old=True)
-    baseline = watch(fake_index, store, rules).serial
+    baseline = watch_from_now(fake_index, store, rules)
     for i in range(6):
         publish(fake_index, f"pkg{i}", "1.0", BAD if i % 2 else CLEAN)
     stopped = watch(fake_index, store, rules, max_jobs=2)
@@ -124,8 +131,7 @@ def test_a_stale_project_page_holds_the_serial_back_until_it_is_fresh(
     fake_index: FakeIndex, tmp_path: Path, rules: Rules
 ) -> None:
     store = tmp_path / "store.db"
-    publish(fake_index, "seed", "1.0", old=True)
-    baseline = watch(fake_index, store, rules).serial
+    baseline = watch_from_now(fake_index, store, rules)
     publish(fake_index, "alpha", "1.0")
     publish(fake_index, "beta", "1.0")
     fake_index.faults.stale_pages["beta"] = baseline  # a CDN copy from before the upload
@@ -141,8 +147,7 @@ def test_a_failed_download_is_stored_as_a_failure_and_the_webhook_retries(
     fake_index: FakeIndex, tmp_path: Path, rules: Rules
 ) -> None:
     store = tmp_path / "store.db"
-    publish(fake_index, "seed", "1.0", old=True)
-    watch(fake_index, store, rules)
+    watch_from_now(fake_index, store, rules)
     publish(fake_index, "gone", "1.0")
     publish(fake_index, "evil", "1.0", BAD)
     fake_index.faults.missing.update(f.filename for f in fake_index.projects["gone"])  # 404: permanent
@@ -179,8 +184,7 @@ def test_kill_9_mid_watch_then_restart_scans_every_release_exactly_once(
     fake_index: FakeIndex, tmp_path: Path, rules: Rules, rules_dir: Path
 ) -> None:
     store = tmp_path / "store.db"
-    publish(fake_index, "seed", "1.0", old=True)
-    watch(fake_index, store, rules)
+    watch_from_now(fake_index, store, rules)
     for i in range(4):
         publish(fake_index, f"quick{i}", "1.0", BAD if i == 0 else CLEAN)
     for i in range(2):
@@ -211,3 +215,106 @@ def test_kill_9_mid_watch_then_restart_scans_every_release_exactly_once(
         **{f"quick{i}==1.0": 1 for i in range(4)},
         **{f"slow{i}==1.0": 1 for i in range(2)},
     }
+
+
+def repacked(project: str, members: dict[str, bytes]) -> FakeFile:
+    """An sdist of ``project`` 1.0 whose members are exactly ``members`` (the same bytes in every project)."""
+    return FakeFile(f"{project}-1.0.tar.gz", tar_gz_bytes(members))
+
+
+def test_a_restarted_watch_answers_files_it_has_seen_from_the_stored_content_cache(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules
+) -> None:
+    store = tmp_path / "store.db"
+    members = {"src/evil.py": BAD, "src/ok.py": CLEAN}
+    watch_from_now(fake_index, store, rules)
+    fake_index.add("first", repacked("first", members))
+    first = watch(fake_index, store, rules)
+    assert first.stored == 1 and (first.cache_loaded, first.cache_hits, first.cache_misses) == (0, 0, 2)
+    assert first.cache_saved == 2
+
+    fake_index.add("second", repacked("second", members))  # a new project shipping the same files
+    second = watch(fake_index, store, rules)  # a new run: a new Scanner, loaded from the store
+    assert second.stored == 1 and second.cache_loaded == 2
+    assert (second.cache_hits, second.cache_misses, second.cache_saved) == (2, 0, 0)
+    with Store(store, readonly=True) as db:
+        scans = [db.latest_scan(name, "1.0") for name in ("first", "second")]
+        assert all(s is not None and s.verdict == "findings" for s in scans)
+        details = [db.details(s.id) for s in scans if s is not None]
+        assert details[0][0]["files"] == details[1][0]["files"]  # same matches, patterns and offsets
+        assert details[1][0]["files_scanned"] == 2
+
+
+def test_a_download_that_does_not_match_the_index_sha256_is_stored_as_a_failure(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules
+) -> None:
+    store = tmp_path / "store.db"
+    watch_from_now(fake_index, store, rules)
+    listed = "ab" * 32
+    bad_sdist = FakeFile(*sdist("tampered", "1.0", {"setup.py": BAD}), listed_sha256=listed)
+    fake_index.add("tampered", bad_sdist, FakeFile(*wheel("tampered", "1.0", {"t/__init__.py": CLEAN})))
+    only = FakeFile(*sdist("swapped", "1.0", {"setup.py": BAD}), listed_sha256=listed.upper())
+    fake_index.add("swapped", only)
+    summary = watch(fake_index, store, rules, webhook=Webhook(fake_index.hook_url, min_score=1))
+    assert summary.stored == 2 and summary.serial == fake_index.serial
+    with Store(store, readonly=True) as db:
+        for name, file in (("tampered", bad_sdist), ("swapped", only)):
+            scan = db.latest_scan(name, "1.0")
+            assert scan is not None and scan.verdict == "incomplete" and scan.error is not None
+            assert f"sha256 mismatch for {file.filename}: the index lists {listed}" in scan.error
+            assert f"hashes to {file.sha256}" in scan.error
+        tampered = db.latest_scan("tampered", "1.0")
+        assert tampered is not None
+        # The mismatched bytes were never scanned; the wheel, which matched its digest, was.
+        assert [d["name"] for d in db.details(tampered.id)] == ["tampered-1.0-py3-none-any.whl"]
+    assert fake_index.hooks == []  # BAD is in the unverified sdists only: no finding reported
+
+
+def test_downloads_are_checked_against_the_listed_digest_only_when_there_is_one(
+    fake_index: FakeIndex,
+) -> None:
+    (good,) = fake_index.add("pkg", FakeFile("pkg-1.0.tar.gz", b"the real bytes"))
+    url = fake_index.file_url("pkg", good.filename)
+
+    async def fetch(sha256: str | None) -> bytes:
+        async with httpx.AsyncClient() as client:
+            return await download(client, url, 1000, sha256=sha256)
+
+    assert asyncio.run(fetch(good.sha256)) == b"the real bytes"
+    assert asyncio.run(fetch(None)) == b"the real bytes"  # mainframe jobs carry no digests
+    with pytest.raises(FetchError) as caught:
+        asyncio.run(fetch("0" * 64))
+    assert caught.value.permanent
+    assert str(caught.value) == (
+        f"sha256 mismatch for pkg-1.0.tar.gz: the index lists {'0' * 64}, the downloaded file "
+        f"(14 bytes) hashes to {good.sha256} (from {url})"
+    )
+
+
+def test_watch_limit_flags_apply_to_every_archive(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    store = tmp_path / "store.db"
+    runner = CliRunner()
+    args = ["watch", "--once", "--store", str(store), "--rules", str(rules_dir), "--threads", "2",
+            "--index-url", fake_index.url]  # fmt: skip
+    assert runner.invoke(app, args, catch_exceptions=False).exit_code == 0  # the baseline
+    fake_index.add(
+        "bulky", repacked("bulky", {"bulky-1.0/big.py": b"x = 1\n" * 500, "bulky-1.0/a.py": CLEAN})
+    )
+    result = runner.invoke(
+        app, [*args, "--max-member-size", "1K", "--max-depth", "0"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 release(s) stored" in result.stderr
+    with Store(store, readonly=True) as db:
+        scan = db.latest_scan("bulky", "1.0")
+        assert scan is not None and scan.verdict == "incomplete"
+        (dist,) = db.details(scan.id)
+        assert [(i["path"], i["kind"], i["unscanned"]) for i in dist["issues"]] == [
+            ("bulky-1.0/big.py", "member-too-large", True)
+        ]
+    for bad in (["--max-members", "0"], ["--max-member-size", "lots"], ["--max-ratio", "-1"]):
+        assert runner.invoke(app, [*args, *bad]).exit_code == 2
+    huge = runner.invoke(app, [*args, "--max-member-size", str(2**70)])
+    assert huge.exit_code == 2 and "invalid limits" in huge.stderr

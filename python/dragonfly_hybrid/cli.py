@@ -7,7 +7,6 @@ configuration error, 3 could not scan completely.
 
 from __future__ import annotations
 
-import re
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -31,8 +30,15 @@ from rich.progress import (
 from rich.text import Text
 
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid._core import Limits, Scanner
-from dragonfly_hybrid.cli_common import fail, load_rules_or_exit
+from dragonfly_hybrid._core import Limits
+from dragonfly_hybrid.cli_common import (
+    DEFAULT_LIMITS,
+    MaxDownloadSizeOption,
+    ThreadsOption,
+    fail,
+    limit_options,
+    load_rules_or_exit,
+)
 from dragonfly_hybrid.cli_node import NODE_EXIT_CODES_HELP, config_command, node_command
 from dragonfly_hybrid.cli_store import (
     DIFF_EXIT_CODES_HELP,
@@ -45,6 +51,7 @@ from dragonfly_hybrid.cli_store import (
     store_scan_results,
     watch_command,
 )
+from dragonfly_hybrid.content_cache import cached_scanner
 from dragonfly_hybrid.pypi import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     ProgressCallback,
@@ -73,13 +80,6 @@ EXIT_CODES_HELP = """\
 """
 
 EXIT_INTERRUPTED = 130
-_DEFAULT_LIMITS = Limits()
-_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
-}  # fmt: skip
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 app = typer.Typer(
     name="dragonfly-hybrid",
@@ -97,17 +97,6 @@ rules_app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(rules_app, name="rules")
-
-
-def parse_size(value: str | int) -> int:
-    """A byte count: a plain integer or one with a K/M/G (x1000) or KiB/MiB/GiB (x1024) suffix."""
-    if isinstance(value, int):
-        return value
-    match = _SIZE.match(value)
-    unit = _UNITS.get(match.group(2).lower()) if match else None
-    if match is None or unit is None:
-        raise ValueError(f"{value!r} is not a size (examples: 5000000, 500K, 128M, 2G, 64MiB)")
-    return int(float(match.group(1)) * unit)
 
 
 # ---------------------------------------------------------------------------------------------- progress
@@ -191,18 +180,6 @@ def _hooks(show: bool, total: int) -> Iterator[RichHooks | QuietHooks]:
 Format = Literal["table", "json", "ndjson", "sarif"]
 
 
-def _cli_size(value: str | int) -> int:
-    try:
-        return parse_size(value)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-
-
-def _size_option(help_text: str) -> typer.models.OptionInfo:
-    option: typer.models.OptionInfo = typer.Option(help=help_text, parser=_cli_size, metavar="SIZE")
-    return option
-
-
 @contextmanager
 def _output(path: Path | None) -> Iterator[IO[str]]:
     if path is None:
@@ -217,6 +194,7 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
 
 
 @app.command(epilog=EXIT_CODES_HELP)
+@limit_options
 def scan(
     targets: Annotated[
         list[str] | None,
@@ -267,32 +245,9 @@ def scan(
         Path | None,
         typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.", metavar="FILE"),
     ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option(help="Scanning threads. Default: every available core.", min=1, show_default=False),
-    ] = None,
-    max_member_size: Annotated[
-        int, _size_option("Largest archive member scanned, inflated; a larger one is an issue.")
-    ] = _DEFAULT_LIMITS.max_member_size,
-    max_total_size: Annotated[
-        int, _size_option("Most bytes inflated per distribution; the rest is an issue.")
-    ] = _DEFAULT_LIMITS.max_total_size,
-    max_members: Annotated[
-        int, typer.Option(help="Most members scanned per distribution.", min=1)
-    ] = _DEFAULT_LIMITS.max_members,
-    max_ratio: Annotated[
-        int, typer.Option(help="Highest compression ratio accepted per member (N:1).", min=1)
-    ] = _DEFAULT_LIMITS.max_ratio,
-    max_depth: Annotated[
-        int, typer.Option(help="How deep nested archives are opened (0: not at all).", min=0)
-    ] = _DEFAULT_LIMITS.max_depth,
-    timeout: Annotated[
-        float, typer.Option(help="YARA-X timeout per file, in seconds.", min=0.001)
-    ] = _DEFAULT_LIMITS.timeout,
-    max_download_size: Annotated[
-        int,
-        _size_option("Largest file downloaded from the index; a larger one makes the release incomplete."),
-    ] = DEFAULT_MAX_DOWNLOAD_SIZE,
+    threads: ThreadsOption = None,
+    limits: Limits = DEFAULT_LIMITS,
+    max_download_size: MaxDownloadSizeOption = DEFAULT_MAX_DOWNLOAD_SIZE,
     index_url: Annotated[
         str | None,
         typer.Option(
@@ -321,18 +276,7 @@ def scan(
     parsed += requirement_targets(requirements or []) if requirements else []
     results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
     ruleset = load_rules_or_exit(rules or [])
-    try:
-        limits = Limits(
-            max_member_size=max_member_size,
-            max_total_size=max_total_size,
-            max_members=max_members,
-            max_ratio=max_ratio,
-            max_depth=max_depth,
-            timeout=timeout,
-        )
-    except (ValueError, OverflowError) as err:
-        fail(f"invalid limits: {err}")
-    engine = Scanner(ruleset, limits, threads)
+    engine, cache = cached_scanner(ruleset, limits, threads, results_store)
     show_progress = not quiet and sys.stderr.isatty()
     with PyPIClient(index_url, max_download_size=max_download_size) as pypi, _output(output) as out:
         # NDJSON lines are written as targets finish, except to a terminal that shows the progress display.
@@ -348,7 +292,10 @@ def scan(
             fail("interrupted", EXIT_INTERRUPTED)
         if stream is None:
             render(results, ruleset, fmt, out, quiet=quiet)
-    raise typer.Exit(store_scan_results(results_store, results, ruleset, exit_code(results)))
+    code = exit_code(results)
+    raise typer.Exit(
+        store_scan_results(results_store, results, ruleset, code, scanner=engine, cache=cache, quiet=quiet)
+    )
 
 
 def _scan_all(

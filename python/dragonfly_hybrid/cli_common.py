@@ -1,18 +1,33 @@
-"""Pieces shared by the CLI's commands: the `error:` line and loading rules with exit code 2."""
+"""Pieces shared by the CLI's commands: the `error:` line, loading rules with exit code 2, sizes, and the
+options that ``scan`` and ``watch`` both take (scanning threads, download cap, per-archive limits)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
-from dragonfly_hybrid._core import Rules
+from dragonfly_hybrid._core import Limits, Rules
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.report import EXIT_USAGE
 from dragonfly_hybrid.scanning import bundled_rules_dir, load_rules
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_LIMITS = Limits()
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+}  # fmt: skip
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -57,3 +72,99 @@ def load_rules_or_exit(paths: Sequence[Path]) -> Rules:
         fail(f"cannot read rules{where}: {err.strerror or err}")
     except ValueError as err:
         fail(f"cannot load rules from {shown}: {err}")
+
+
+# ------------------------------------------------------------------------------------------------ sizes
+
+
+def parse_size(value: str | int) -> int:
+    """A byte count: a plain integer or one with a K/M/G (x1000) or KiB/MiB/GiB (x1024) suffix."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    unit = _UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise ValueError(f"{value!r} is not a size (examples: 5000000, 500K, 128M, 2G, 64MiB)")
+    return int(float(match.group(1)) * unit)
+
+
+def _cli_size(value: str | int) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+
+
+def size_option(help_text: str) -> typer.models.OptionInfo:
+    """An option whose value is a size (``parse_size``); a bad one is a usage error (exit 2)."""
+    option: typer.models.OptionInfo = typer.Option(help=help_text, parser=_cli_size, metavar="SIZE")
+    return option
+
+
+# ------------------------------------------------------------------------------------- shared options
+
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(help="Scanning threads. Default: every available core.", min=1, show_default=False),
+]
+MaxDownloadSizeOption = Annotated[
+    int,
+    size_option("Largest file downloaded from the index; a larger one makes the release incomplete."),
+]
+
+_LIMIT_OPTIONS: dict[str, tuple[object, object]] = {
+    "max_member_size": (
+        Annotated[int, size_option("Largest archive member scanned, inflated; a larger one is an issue.")],
+        DEFAULT_LIMITS.max_member_size,
+    ),
+    "max_total_size": (
+        Annotated[int, size_option("Most bytes inflated per distribution; the rest is an issue.")],
+        DEFAULT_LIMITS.max_total_size,
+    ),
+    "max_members": (
+        Annotated[int, typer.Option(help="Most members scanned per distribution.", min=1)],
+        DEFAULT_LIMITS.max_members,
+    ),
+    "max_ratio": (
+        Annotated[int, typer.Option(help="Highest compression ratio accepted per member (N:1).", min=1)],
+        DEFAULT_LIMITS.max_ratio,
+    ),
+    "max_depth": (
+        Annotated[int, typer.Option(help="How deep nested archives are opened (0: not at all).", min=0)],
+        DEFAULT_LIMITS.max_depth,
+    ),
+    "timeout": (
+        Annotated[float, typer.Option(help="YARA-X timeout per file, in seconds.", min=0.001)],
+        DEFAULT_LIMITS.timeout,
+    ),
+}
+
+
+def limit_options(command: Callable[P, R]) -> Callable[P, R]:
+    """Give a command the per-archive limit options (``--max-member-size``, ``--max-total-size``,
+    ``--max-members``, ``--max-ratio``, ``--max-depth``, ``--timeout``) in place of its ``limits``
+    parameter, which then receives them as one :class:`Limits` (out-of-range values exit 2)."""
+    signature = inspect.signature(command, eval_str=True)
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        if parameter.name != "limits":
+            parameters.append(parameter)
+            continue
+        parameters.extend(
+            inspect.Parameter(name, parameter.kind, default=default, annotation=annotation)
+            for name, (annotation, default) in _LIMIT_OPTIONS.items()
+        )
+    if len(parameters) == len(signature.parameters):
+        raise TypeError(f"{command.__name__} has no 'limits' parameter")
+
+    @functools.wraps(command)
+    def with_limits(*args: P.args, **kwargs: P.kwargs) -> R:
+        values = {name: kwargs.pop(name) for name in _LIMIT_OPTIONS}
+        try:
+            kwargs["limits"] = Limits(**values)  # type: ignore[arg-type]
+        except (ValueError, OverflowError) as err:
+            fail(f"invalid limits: {err}")
+        return command(*args, **kwargs)
+
+    with_limits.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return with_limits

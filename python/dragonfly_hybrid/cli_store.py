@@ -22,7 +22,16 @@ from rich.table import Table
 from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules, Scanner
-from dragonfly_hybrid.cli_common import fail, load_rules_or_exit
+from dragonfly_hybrid.cli_common import (
+    DEFAULT_LIMITS,
+    MaxDownloadSizeOption,
+    ThreadsOption,
+    fail,
+    limit_options,
+    load_rules_or_exit,
+    size_option,
+)
+from dragonfly_hybrid.content_cache import StoreContentCache, cached_scanner
 from dragonfly_hybrid.logs import setup_logging
 from dragonfly_hybrid.pypi import DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
 from dragonfly_hybrid.report import (
@@ -132,9 +141,18 @@ def open_scan_store(option: Path | None) -> Store | None:
     return None if path is None else _open_store(path)
 
 
-def store_scan_results(db: Store | None, results: Sequence[TargetResult], rules: Rules, code: int) -> int:
-    """Keep the releases among ``results`` in ``db``; the exit code of the scan (3 instead of 0 when the
-    results could not be stored; findings stay 1)."""
+def store_scan_results(
+    db: Store | None,
+    results: Sequence[TargetResult],
+    rules: Rules,
+    code: int,
+    *,
+    scanner: Scanner | None = None,
+    cache: StoreContentCache | None = None,
+    quiet: bool = False,
+) -> int:
+    """Keep the releases among ``results`` in ``db`` and what ``scanner`` scanned in its content cache;
+    the exit code of the scan (3 instead of 0 when the results could not be stored; findings stay 1)."""
     if db is None:
         return code
     with db:
@@ -143,21 +161,26 @@ def store_scan_results(db: Store | None, results: Sequence[TargetResult], rules:
         except (StoreError, sqlite3.Error, OSError) as err:
             print(f"error: could not store the results in {db.path}: {err}", file=sys.stderr)
             return code if code != EXIT_CLEAN else EXIT_INCOMPLETE
+        if scanner is not None and cache is not None:
+            cache.save(scanner)
+            if not quiet:
+                print(cache_summary(scanner, cache), file=sys.stderr)
     return code
+
+
+def cache_summary(scanner: Scanner, cache: StoreContentCache) -> str:
+    """One line: what the persisted content cache saved (the engine's own counters)."""
+    stats = scanner.cache_stats
+    return (
+        f"content cache: {cache.loaded} entries loaded from {cache.store.path}; {stats['hits']} file(s) "
+        f"answered from the cache, {stats['misses']} scanned with YARA-X, {cache.saved} new entries saved"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- watch
 
 
-def _size(value: str) -> int:
-    from dragonfly_hybrid.cli import parse_size  # the CLI module imports this one
-
-    try:
-        return parse_size(value)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-
-
+@limit_options
 def watch_command(
     store: StoreOption = None,
     rules: RulesOption = None,
@@ -177,8 +200,7 @@ def watch_command(
         ),
     ] = None,
     max_size: Annotated[
-        str | None,
-        typer.Option(help="Skip files the index lists as larger than SIZE (e.g. 50M).", metavar="SIZE"),
+        int | None, size_option("Skip files the index lists as larger than SIZE (e.g. 50M).")
     ] = None,
     webhook: Annotated[
         str | None,
@@ -194,10 +216,9 @@ def watch_command(
     lease: Annotated[
         float, typer.Option(help="Seconds a release may take before it is issued again.", min=1.0)
     ] = 600.0,
-    threads: Annotated[int | None, typer.Option(help="Scanning threads. Default: every core.", min=1)] = None,
-    max_download_size: Annotated[
-        str, typer.Option(help="Largest file downloaded; a larger one is a failure.", metavar="SIZE")
-    ] = str(DEFAULT_MAX_DOWNLOAD_SIZE),
+    threads: ThreadsOption = None,
+    limits: Limits = DEFAULT_LIMITS,
+    max_download_size: MaxDownloadSizeOption = DEFAULT_MAX_DOWNLOAD_SIZE,
     once: Annotated[bool, typer.Option("--once", help="Poll once, scan what is new, then exit.")] = False,
     max_jobs: Annotated[
         int | None, typer.Option(help="Scan at most N releases, then exit.", min=1, metavar="N")
@@ -218,15 +239,13 @@ def watch_command(
         store_path=path,
         rules=ruleset,
         index_url=index_url,
-        filters=WatchFilters(
-            tuple(include or ()), tuple(exclude or ()), _size(max_size) if max_size is not None else None
-        ),
+        filters=WatchFilters(tuple(include or ()), tuple(exclude or ()), max_size),
         webhook=Webhook(webhook, webhook_min_score) if webhook else None,
         interval=interval,
         lease=lease,
-        limits=Limits(),
+        limits=limits,
         threads=threads or os.cpu_count() or 1,
-        max_download_size=_size(max_download_size),
+        max_download_size=max_download_size,
         once=once,
         max_jobs=max_jobs,
     )
@@ -239,7 +258,9 @@ def watch_command(
         fail(f"store: {err}")
     print(
         f"watch: {summary.polls} poll(s), {summary.stored} release(s) stored in {path}, "
-        f"serial {summary.serial}",
+        f"serial {summary.serial}; content cache: {summary.cache_loaded} entries loaded, "
+        f"{summary.cache_hits} file(s) answered from the cache, {summary.cache_misses} scanned with "
+        f"YARA-X, {summary.cache_saved} new entries saved",
         file=sys.stderr,
     )
 
@@ -528,12 +549,15 @@ def diff_command(
     ruleset = load_rules_or_exit(rules or [])
     path = store or default_store_path()
     db = _open_store(path) if store is not None or path.is_file() else None
+    engine, cache = cached_scanner(ruleset, None, None, db)
     try:
         with PyPIClient(index_url) as pypi:
-            scanner = TargetScanner(Scanner(ruleset), pypi)
+            scanner = TargetScanner(engine, pypi)
             before, after = (_side(spec, db, ruleset, scanner, rescan) for spec in specs)
     finally:
         if db is not None:
+            if cache is not None:
+                cache.save(engine)
             db.close()
     added = [f for key, f in after.keys.items() if key not in before.keys]
     removed = [f for key, f in before.keys.items() if key not in after.keys]

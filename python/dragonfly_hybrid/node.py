@@ -71,6 +71,8 @@ class Work:
     transient_errors: list[str] = field(default_factory=list)
     # Filled in as the job goes through the pipeline, for sinks that keep details (`DetailedSink`).
     release: ReleaseResult | None = None
+    scanner: Scanner | None = None
+    """The Scanner the job was scanned with (its content cache holds what the job scanned)."""
     fetch_seconds: float = 0.0
     scan_seconds: float = 0.0
 
@@ -82,6 +84,18 @@ class DetailedSink(Protocol):
     """
 
     async def submit_work(self, body: ResultBody, work: Work, *, deadline: float) -> SubmitOutcome: ...
+
+
+class ContentCache(Protocol):
+    """Keeps Scanners' content caches across runs (``watch``: in the results store).
+
+    ``load`` fills a new Scanner (created with ``record_cache=True``) with what is kept for its rule set;
+    ``save`` keeps what a Scanner scanned since its last save, keyed by that Scanner's rule set.
+    """
+
+    def load(self, scanner: Scanner) -> object: ...
+
+    def save(self, scanner: Scanner) -> int: ...
 
 
 class ThroughputMeter:
@@ -113,7 +127,11 @@ def claim_limit(rate: float | None, options: NodeOptions, threads: int) -> int:
 
 
 class RuleState:
-    """The loaded rule set and its Scanner; reloaded when a job expects another hash."""
+    """The loaded rule set and its Scanner; reloaded when a job expects another hash.
+
+    With a ``content_cache``, every Scanner records its cache: a new one is loaded from the cache when it
+    is built, and the one it replaces saves what it scanned first.
+    """
 
     def __init__(
         self,
@@ -123,22 +141,34 @@ class RuleState:
         cache_dir: Path | None,
         *,
         initial: tuple[Rules, str] | None = None,
+        content_cache: ContentCache | None = None,
     ) -> None:
         self._source = source
         self._limits = limits
         self._threads = threads
         self._cache_dir = cache_dir
+        self._content_cache = content_cache
         self._lock = asyncio.Lock()
         self._failed_hash: str | None = None
         self.scanner: Scanner | None = None
         self.commit = ""
         if initial is not None:
-            self._install(*initial)
+            self._install(self._build(initial[0]), initial[1])
 
-    def _install(self, rules: Rules, commit: str) -> None:
-        self.scanner = Scanner(rules, self._limits, self._threads)
+    def _build(self, rules: Rules) -> Scanner:
+        """A Scanner for ``rules`` (blocking: loading the content cache reads the store)."""
+        cache = self._content_cache
+        scanner = Scanner(rules, self._limits, self._threads, record_cache=cache is not None)
+        if cache is not None:
+            if self.scanner is not None:
+                cache.save(self.scanner)  # what the outgoing set scanned stays, under its own hash
+            cache.load(scanner)
+        return scanner
+
+    def _install(self, scanner: Scanner, commit: str) -> None:
+        self.scanner = scanner
         self.commit = commit
-        log.info("rules loaded", extra={"commit": commit, "rules": rules.count})
+        log.info("rules loaded", extra={"commit": commit, "rules": scanner.rules.count})
 
     def _cache_path(self, commit: str) -> Path | None:
         if self._cache_dir is None:
@@ -192,7 +222,7 @@ class RuleState:
                         extra={"wanted": payload.hash, "using": self.commit, "errors": str(err)},
                     )
                 else:
-                    self._install(rules, payload.hash)
+                    self._install(await asyncio.to_thread(self._build, rules), payload.hash)
             if wanted is not None and wanted != self.commit:
                 # The server has moved on again, or keeps serving another hash: do not refetch per job.
                 self._failed_hash = wanted
@@ -451,7 +481,8 @@ class Node:
         assert self._http is not None
         async with self._download_slots:
             try:
-                data = await download(self._http, url, self.options.max_scan_size)
+                expected = work.job.sha256.get(url)
+                data = await download(self._http, url, self.options.max_scan_size, sha256=expected)
             except FetchError as err:
                 self.metrics.http_errors.labels("download").inc()
                 (work.permanent_errors if err.permanent else work.transient_errors).append(str(err))
@@ -491,6 +522,7 @@ class Node:
         release = None
         if item.distributions or not (item.permanent_errors or item.transient_errors):
             started = time.perf_counter()
+            item.scanner = scanner
             release = await asyncio.to_thread(scanner.scan_release, job.name, job.version, item.distributions)
             item.scan_seconds = time.perf_counter() - started
             self.metrics.scan_seconds.observe(item.scan_seconds)

@@ -34,11 +34,22 @@ Resume, exactly once
   the next poll looks at it again.
 * A job not stored within its lease (a transient download error) is issued again, up to
   ``max_attempts`` times; then a failure is stored for it with the reason.
+
+Downloads and scans
+-------------------
+* Each job carries the sha256 the project page lists for each of its files; a download whose bytes do
+  not hash to it is not scanned, and the release is stored as a failure naming the file, the listed
+  digest and the actual one (:func:`dragonfly_hybrid.fetch.download`).
+* The Scanner records its content cache: the entries stored for the rule set are loaded when the rules
+  are set up (and again if they change), and what each release scanned is saved after the release is
+  stored, so a file already scanned with the same rules is never scanned again, across restarts too.
+* ``WatchConfig.limits`` (``watch --max-member-size`` and the rest) bound every archive as for ``scan``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import json
 import logging
@@ -57,6 +68,7 @@ from pypi_simple import DistributionPackage, ProjectPage
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import Limits, Rules
+from dragonfly_hybrid.content_cache import StoreContentCache
 from dragonfly_hybrid.fetch import filename_of
 from dragonfly_hybrid.mainframe import Job, MainframeError, RulesPayload, SubmitOutcome
 from dragonfly_hybrid.metrics import NodeMetrics
@@ -221,9 +233,8 @@ class PyPIWatchSource:
                 self.settled(job.name, job.version)
                 continue
             log.warning("job not stored within its lease; issuing it again", extra={"job": job.name})
-            self._queue.append(
-                Job(job.name, job.version, job.distributions, job.hash, job.attempt + 1, str(uuid.uuid4()))
-            )
+            again = dataclasses.replace(job, attempt=job.attempt + 1, assignment_id=str(uuid.uuid4()))
+            self._queue.append(again)
 
     async def _poll(self) -> None:
         self.polls += 1
@@ -289,6 +300,7 @@ class PyPIWatchSource:
                 continue
             stored = self.store.stored_files(page.project, version)
             wanted = []
+            digests = {}
             for p in sorted(new, key=lambda p: p.filename):
                 if p.filename in stored:
                     continue
@@ -296,8 +308,12 @@ class PyPIWatchSource:
                     log.info("skipping file over --max-size", extra={"file": p.filename, "size": p.size})
                     continue
                 wanted.append(p.url)
+                if p.digests.get("sha256"):
+                    digests[p.url] = p.digests["sha256"].lower()
             if wanted:
-                jobs.append(Job(page.project, version, wanted, self.rules_hash, 1, str(uuid.uuid4())))
+                jobs.append(
+                    Job(page.project, version, wanted, self.rules_hash, 1, str(uuid.uuid4()), sha256=digests)
+                )
         return jobs
 
     # -- HTTP --------------------------------------------------------------------------------------------
@@ -419,6 +435,7 @@ class StoreSink:
         on_stored: Callable[[str, str], None] | None = None,
         webhook: Webhook | None = None,
         http: httpx.AsyncClient | None = None,
+        content_cache: StoreContentCache | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -426,14 +443,17 @@ class StoreSink:
         self.on_stored = on_stored
         self.webhook = webhook
         self._http = http
+        self.content_cache = content_cache
         self.stored = 0
 
     async def submit(self, body: ResultBody, *, deadline: float) -> SubmitOutcome:
         raise TypeError("StoreSink needs the whole job: the node calls submit_work")
 
     def _record(self, result: TargetResult, work: Work) -> int | None:
+        """Store the release, then what its scan added to the content cache (the release comes first: a
+        crash in between costs a scan next time, never a result)."""
         files = {filename_of(url) for url in work.job.distributions}
-        return self.store.record_unless_stored(
+        scan_id = self.store.record_unless_stored(
             result,
             files,
             rules_hash=self.rules.hash,
@@ -442,6 +462,9 @@ class StoreSink:
             download_seconds=work.fetch_seconds,
             scan_seconds=work.scan_seconds,
         )
+        if self.content_cache is not None and work.scanner is not None:
+            self.content_cache.save(work.scanner)
+        return scan_id
 
     async def submit_work(self, body: ResultBody, work: Work, *, deadline: float) -> SubmitOutcome:
         del deadline  # a local write cannot outlive a lease
@@ -521,9 +544,17 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             lease=config.lease,
             fail_fast=config.once,
         )
-        sink = StoreSink(store, config.rules, on_stored=source.settled, webhook=config.webhook)
+        cache = StoreContentCache(store)
+        sink = StoreSink(
+            store, config.rules, on_stored=source.settled, webhook=config.webhook, content_cache=cache
+        )
         rule_state = RuleState(
-            source, config.limits, config.threads, None, initial=(config.rules, config.rules.hash)
+            source,
+            config.limits,
+            config.threads,
+            None,
+            initial=(config.rules, config.rules.hash),
+            content_cache=cache,
         )
         options = NodeOptions(
             job_timeout=config.lease,
@@ -540,8 +571,17 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             await node.run()
         finally:
             await source.aclose()
+            if rule_state.scanner is not None:
+                cache.save(rule_state.scanner)  # what jobs left unstored scanned (transient errors)
+        stats = rule_state.scanner.cache_stats if rule_state.scanner is not None else {}
         return WatchSummary(
-            polls=source.polls, stored=sink.stored, serial=int(store.get_state(SERIAL_KEY) or 0)
+            polls=source.polls,
+            stored=sink.stored,
+            serial=int(store.get_state(SERIAL_KEY) or 0),
+            cache_loaded=cache.loaded,
+            cache_hits=stats.get("hits", 0),
+            cache_misses=stats.get("misses", 0),
+            cache_saved=cache.saved,
         )
 
 
@@ -550,3 +590,11 @@ class WatchSummary:
     polls: int
     stored: int
     serial: int
+    cache_loaded: int = 0
+    """Content-cache entries loaded from the store when the rules were set up."""
+    cache_hits: int = 0
+    """Files answered from the content cache instead of being scanned."""
+    cache_misses: int = 0
+    """Files scanned by YARA-X."""
+    cache_saved: int = 0
+    """New content-cache entries saved to the store."""

@@ -17,7 +17,9 @@ Inflated size and file count of each distribution (its regular members, walked w
 ``bench.baseline.members``, as the baseline counts them) are computed once and kept in ``manifest.json``
 next to the files, keyed by sha256, so later runs do not walk the archives again.
 
-``python -m bench.realcorpus`` downloads (or verifies) the corpus and prints it.
+``python -m bench.realcorpus`` downloads (or verifies) the corpus and prints it; with ``--markdown`` as a
+markdown table, with ``--update FILE`` into the ``<!-- real-corpus:begin -->`` ... ``end`` section of FILE
+(``BENCHMARKS.md``).
 """
 
 from __future__ import annotations
@@ -264,11 +266,55 @@ def _distributions(root: Path, entries: Sequence[Entry]) -> list[Distribution]:
     return distributions
 
 
-if __name__ == "__main__":
+MARKDOWN_BEGIN = "<!-- real-corpus:begin -->"
+MARKDOWN_END = "<!-- real-corpus:end -->"
+
+
+def markdown(corpus: RealCorpus) -> str:
+    """The corpus as a markdown table (sizes from the list, inflated sizes and counts from the walk)."""
+    lines = [
+        "| release | file | MB compressed | MB inflated | files | sha256 (first 12) |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for d in corpus.distributions:
+        lines.append(
+            f"| {d.release}=={d.version} | `{d.filename}` | {d.size / 1e6:.2f} | {d.inflated / 1e6:.2f} "
+            f"| {d.files:,} | `{d.sha256[:12]}` |"
+        )
+    lines.append(
+        f"| **{len(corpus.distributions)} releases** | | **{corpus.compressed_bytes / 1e6:.1f}** "
+        f"| **{corpus.inflated_bytes / 1e6:.1f}** | **{corpus.file_count:,}** | |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
     import time
 
+    parser = argparse.ArgumentParser(prog="python -m bench.realcorpus", description=__doc__.split("\n")[0])
+    parser.add_argument("--markdown", action="store_true", help="print the corpus as a markdown table")
+    parser.add_argument("--update", type=Path, metavar="FILE", help="write the table into FILE's section")
+    args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    corpus = ensure_real_corpus()
-    for d in corpus.distributions:
-        print(f"{d.release}=={d.version}\t{d.filename}\t{d.size}\t{d.inflated}\t{d.files}")
-    print(f"{corpus.root}: {corpus.describe()} ({time.perf_counter() - t0:.1f} s)")
+    try:
+        corpus = ensure_real_corpus()
+    except CorpusError as err:
+        print(f"bench.realcorpus: {err}", file=sys.stderr)
+        return 1
+    if args.update:
+        from bench.report import update
+
+        update(args.update, markdown(corpus), MARKDOWN_BEGIN, MARKDOWN_END)
+    elif args.markdown:
+        sys.stdout.write(markdown(corpus))
+    else:
+        for d in corpus.distributions:
+            print(f"{d.release}=={d.version}\t{d.filename}\t{d.size}\t{d.inflated}\t{d.files}")
+        print(f"{corpus.root}: {corpus.describe()} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

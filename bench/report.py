@@ -74,12 +74,13 @@ def render(data: dict[str, Any]) -> str:
     return ("\n".join(head) + "\n\n" if head else "") + body
 
 
-def update(target: Path, text: str) -> None:
+def update(target: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the text between the ``begin`` and ``end`` marker lines of ``target``."""
     content = target.read_text()
-    start, end = content.find(BEGIN), content.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"{target}: no {BEGIN} ... {END} section to replace")
-    target.write_text(content[: start + len(BEGIN)] + "\n" + text + content[end:])
+    start, stop = content.find(begin), content.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"{target}: no {begin} ... {end} section to replace")
+    target.write_text(content[: start + len(begin)] + "\n" + text + content[stop:])
 
 
 def main(argv: list[str] | None = None) -> int:

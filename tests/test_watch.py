@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from dragonfly_hybrid._core import Rules
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.fetch import FetchError, download
+from dragonfly_hybrid.fetch import Downloader, FetchError
 from dragonfly_hybrid.scanning import load_rules
 from dragonfly_hybrid.store import Store
 from dragonfly_hybrid.watch import SERIAL_KEY, WatchConfig, WatchFilters, WatchSummary, Webhook, serve_watch
@@ -277,8 +276,11 @@ def test_downloads_are_checked_against_the_listed_digest_only_when_there_is_one(
     url = fake_index.file_url("pkg", good.filename)
 
     async def fetch(sha256: str | None) -> bytes:
-        async with httpx.AsyncClient() as client:
-            return await download(client, url, 1000, sha256=sha256)
+        downloader = Downloader(2)
+        try:
+            return await downloader.download(url, 1000, sha256=sha256)
+        finally:
+            downloader.close()
 
     assert asyncio.run(fetch(good.sha256)) == b"the real bytes"
     assert asyncio.run(fetch(None)) == b"the real bytes"  # mainframe jobs carry no digests

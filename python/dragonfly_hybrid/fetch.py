@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from dragonfly_hybrid.pypi import redact_url
+from dragonfly_hybrid._core import __version__
+from dragonfly_hybrid.mainframe import HAS_H2
+from dragonfly_hybrid.pypi import redact_url, tls_context
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Bytes asked of the socket per read: large reads keep Python's per-chunk work small.
+READ_SIZE = 1 << 20
 
 
 class FetchError(Exception):
@@ -32,9 +37,9 @@ def filename_of(url: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1] or "distribution"
 
 
-async def _download_once(client: httpx.AsyncClient, url: str, cap: int, sha256: str | None) -> bytes:
+def _download_once(client: httpx.Client, url: str, cap: int, sha256: str | None) -> bytes:
     shown = redact_url(url)
-    async with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
+    with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
         if response.status_code in RETRY_STATUSES:
             raise FetchError(f"{shown}: HTTP {response.status_code}", permanent=False)
         if response.status_code != 200:
@@ -46,8 +51,7 @@ async def _download_once(client: httpx.AsyncClient, url: str, cap: int, sha256: 
             )
         chunks: list[bytes] = []
         received = 0
-        hasher = hashlib.sha256()
-        async for chunk in response.aiter_raw():
+        for chunk in response.iter_raw(READ_SIZE):
             received += len(chunk)
             if received > cap:
                 raise FetchError(
@@ -55,41 +59,68 @@ async def _download_once(client: httpx.AsyncClient, url: str, cap: int, sha256: 
                     permanent=True,
                 )
             chunks.append(chunk)
-            hasher.update(chunk)
-    if sha256 is not None and hasher.hexdigest() != sha256.lower():
-        # The whole body arrived (httpx checks Content-Length): these are not the bytes the index lists.
-        raise FetchError(
-            f"sha256 mismatch for {filename_of(url)}: the index lists {sha256.lower()}, the downloaded "
-            f"file ({received} bytes) hashes to {hasher.hexdigest()} (from {shown})",
-            permanent=True,
-        )
-    return b"".join(chunks)
+    data = b"".join(chunks)
+    if sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256.lower():
+            # The whole body arrived (httpx checks Content-Length): these are not the bytes the index lists.
+            raise FetchError(
+                f"sha256 mismatch for {filename_of(url)}: the index lists {sha256.lower()}, the downloaded "
+                f"file ({len(data)} bytes) hashes to {actual} (from {shown})",
+                permanent=True,
+            )
+    return data
 
 
-async def download(
-    client: httpx.AsyncClient,
-    url: str,
-    cap: int,
-    *,
-    sha256: str | None = None,
-    attempts: int = 3,
-    backoff: float = 0.5,
-) -> bytes:
-    """Download ``url`` into memory, at most ``cap`` bytes; retry transient errors with jittered backoff.
+class Downloader:
+    """Downloads into memory on a thread pool of its own, with a blocking ``httpx.Client``.
 
-    With ``sha256`` (hex), bytes that do not hash to it are a permanent :class:`FetchError` naming the
-    file, the listed digest and the actual one: they are never scanned, and the release is a failure.
+    Why not the async client: on a 2-core host, downloading 67 MB over loopback cost ~0.75 CPU-seconds
+    through httpx's async stack against ~0.3 for the same client used from threads, and every CPU-second
+    spent there is taken from the scanners. The threads wait on sockets with the GIL released.
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            return await _download_once(client, url, cap, sha256)
-        except FetchError as err:
-            if err.permanent or attempt == attempts:
-                raise
-        except (httpx.TransportError, httpx.StreamError) as err:
-            if attempt == attempts:
-                raise FetchError(
-                    f"{redact_url(url)}: {type(err).__name__} after {attempts} tries", permanent=False
-                ) from None
-        await asyncio.sleep(random.uniform(0, backoff * 2 ** (attempt - 1)))
-    raise AssertionError("unreachable")
+
+    def __init__(self, concurrency: int, *, client: httpx.Client | None = None) -> None:
+        self._client = client or httpx.Client(
+            http2=HAS_H2,
+            timeout=httpx.Timeout(60.0, connect=15.0),
+            follow_redirects=True,
+            headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
+            verify=tls_context(),
+        )
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="dragonfly-fetch")
+
+    async def download(
+        self,
+        url: str,
+        cap: int,
+        *,
+        sha256: str | None = None,
+        attempts: int = 3,
+        backoff: float = 0.5,
+    ) -> bytes:
+        """Download ``url``, at most ``cap`` bytes; retry transient errors with jittered backoff.
+
+        With ``sha256`` (hex), bytes that do not hash to it are a permanent :class:`FetchError` naming the
+        file, the listed digest and the actual one: they are never scanned, and the release is a failure.
+        """
+        loop = asyncio.get_running_loop()
+        for attempt in range(1, attempts + 1):
+            try:
+                return await loop.run_in_executor(self._pool, _download_once, self._client, url, cap, sha256)
+            except FetchError as err:
+                if err.permanent or attempt == attempts:
+                    raise
+            except (httpx.TransportError, httpx.StreamError) as err:
+                if attempt == attempts:
+                    raise FetchError(
+                        f"{redact_url(url)}: {type(err).__name__} after {attempts} tries", permanent=False
+                    ) from None
+            await asyncio.sleep(random.uniform(0, backoff * 2 ** (attempt - 1)))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Stop: queued downloads are dropped and the connections closed, so that downloads under way fail
+        at once instead of holding up the exit."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()

@@ -53,7 +53,7 @@ import httpx
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid.config import NodeSettings
-from dragonfly_hybrid.pypi import redact_url
+from dragonfly_hybrid.pypi import redact_url, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -785,4 +785,5 @@ def _new_http_client(settings: NodeSettings) -> httpx.AsyncClient:
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
         follow_redirects=False,
+        verify=tls_context(),
     )

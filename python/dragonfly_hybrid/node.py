@@ -23,11 +23,10 @@ from typing import Protocol, TypeVar
 
 import httpx
 
-from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import Limits, ReleaseResult, Rules, Scanner
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
-from dragonfly_hybrid.fetch import FetchError, download, filename_of
-from dragonfly_hybrid.mainframe import HAS_H2, FailureBody, Job, MainframeError, SubmitOutcome, SuccessBody
+from dragonfly_hybrid.fetch import Downloader, FetchError, filename_of
+from dragonfly_hybrid.mainframe import FailureBody, Job, MainframeError, SubmitOutcome, SuccessBody
 from dragonfly_hybrid.metrics import NodeMetrics
 from dragonfly_hybrid.sinks import ResultBody, ResultSink
 from dragonfly_hybrid.sources import JobSource
@@ -130,7 +129,8 @@ class RuleState:
     """The loaded rule set and its Scanner; reloaded when a job expects another hash.
 
     With a ``content_cache``, every Scanner records its cache: a new one is loaded from the cache when it
-    is built, and the one it replaces saves what it scanned first.
+    is built, and the one it replaces saves what it scanned first. ``fast_scan`` is for sinks that need
+    only which rules matched which files (the mainframe's result body), not every matched string.
     """
 
     def __init__(
@@ -142,8 +142,10 @@ class RuleState:
         *,
         initial: tuple[Rules, str] | None = None,
         content_cache: ContentCache | None = None,
+        fast_scan: bool = False,
     ) -> None:
         self._source = source
+        self._fast_scan = fast_scan
         self._limits = limits
         self._threads = threads
         self._cache_dir = cache_dir
@@ -158,7 +160,9 @@ class RuleState:
     def _build(self, rules: Rules) -> Scanner:
         """A Scanner for ``rules`` (blocking: loading the content cache reads the store)."""
         cache = self._content_cache
-        scanner = Scanner(rules, self._limits, self._threads, record_cache=cache is not None)
+        scanner = Scanner(
+            rules, self._limits, self._threads, fast_scan=self._fast_scan, record_cache=cache is not None
+        )
         if cache is not None:
             if self.scanner is not None:
                 cache.save(self.scanner)  # what the outgoing set scanned stays, under its own hash
@@ -292,7 +296,7 @@ class Node:
         *,
         threads: int,
         metrics: NodeMetrics | None = None,
-        http: httpx.AsyncClient | None = None,
+        downloader: Downloader | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
@@ -301,7 +305,7 @@ class Node:
         self.options = options
         self.threads = threads
         self.metrics = metrics or NodeMetrics()
-        self._http = http
+        self._downloader = downloader
         self._clock = clock
         self._meter = ThroughputMeter()
         self._stopping = asyncio.Event()
@@ -336,15 +340,10 @@ class Node:
 
     async def run(self) -> None:
         """Run until stopped (or drained, with `once` / `max_jobs`)."""
-        owns_http = self._http is None
+        owns_downloader = self._downloader is None
         # Downloads get their own client: the mainframe's session cookie must never go to file hosts.
-        http = self._http or httpx.AsyncClient(
-            http2=HAS_H2,
-            timeout=httpx.Timeout(60.0, connect=15.0),
-            follow_redirects=True,
-            headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
-        )
-        self._http = http
+        downloader = self._downloader or Downloader(self.options.download_concurrency)
+        self._downloader = downloader
         await self.rules.ensure(None)
         self.running = True
         opts = self.options
@@ -365,8 +364,8 @@ class Node:
             for stage in stages:
                 stage.cancel()
             await asyncio.gather(*stages, return_exceptions=True)
-            if owns_http:
-                await http.aclose()
+            if owns_downloader:
+                downloader.close()
 
     def abort(self) -> None:
         """End the grace period now: unsubmitted jobs are left for the server to lease again."""
@@ -478,11 +477,11 @@ class Node:
             await self._scan_queue.put(item)
 
     async def _fetch_one(self, work: Work, url: str) -> None:
-        assert self._http is not None
+        assert self._downloader is not None
         async with self._download_slots:
             try:
                 expected = work.job.sha256.get(url)
-                data = await download(self._http, url, self.options.max_scan_size, sha256=expected)
+                data = await self._downloader.download(url, self.options.max_scan_size, sha256=expected)
             except FetchError as err:
                 self.metrics.http_errors.labels("download").inc()
                 (work.permanent_errors if err.permanent else work.transient_errors).append(str(err))

@@ -74,7 +74,10 @@ async def serve(
     limits = settings.limits()
     if local is not None:
         source = LocalSource(local.releases, local.rules.hash)
-        rules = RuleState(source, limits, settings.threads, None, initial=(local.rules, local.rules.hash))
+        # Result bodies need only which rules matched which files: a fast scan finds the same ones.
+        rules = RuleState(
+            source, limits, settings.threads, None, initial=(local.rules, local.rules.hash), fast_scan=True
+        )
         node = Node(
             source, JsonLinesSink(local.output), rules, options, threads=settings.threads, metrics=metrics
         )
@@ -86,7 +89,7 @@ async def serve(
         await client.login()
         mainframe_source = MainframeSource(client)
         cache: Path = settings.rules_cache_dir
-        rule_state = RuleState(mainframe_source, limits, settings.threads, cache)
+        rule_state = RuleState(mainframe_source, limits, settings.threads, cache, fast_scan=True)
         node = Node(
             mainframe_source,
             MainframeSink(client),

@@ -65,11 +65,13 @@ def machine_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(data: dict[str, Any]) -> str:
+def render(data: dict[str, Any], source: str | None = None) -> str:
     scan, node = rows(data)
     if not scan and not node:
         raise ValueError("no dragonfly-hybrid benchmark rows in this file (run pytest bench/ with it)")
     head = machine_lines(data)
+    if source:
+        head.append(f"- data: `{source}` (rendered by `python -m bench.report`)")
     body = markdown(summarize(scan), node)
     return ("\n".join(head) + "\n\n" if head else "") + body
 
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update", type=Path, metavar="FILE", help="replace the generated section of FILE")
     args = parser.parse_args(argv)
     try:
-        text = render(load(args.json))
+        text = render(load(args.json), args.json.as_posix())
         if args.update:
             update(args.update, text)
         else:

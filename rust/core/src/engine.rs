@@ -5,11 +5,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{self, CacheEntryError};
@@ -26,6 +25,17 @@ pub enum Input<'a> {
     Bytes(&'a [u8]),
     Owned(Vec<u8>),
     Path(PathBuf),
+}
+
+impl Input<'_> {
+    /// Size in bytes when known without reading (for scheduling only).
+    fn size_hint(&self) -> u64 {
+        match self {
+            Input::Bytes(bytes) => bytes.len() as u64,
+            Input::Owned(bytes) => bytes.len() as u64,
+            Input::Path(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
+        }
+    }
 }
 
 /// One distribution to scan: a display name (normally the file name), its download URL if any,
@@ -50,6 +60,8 @@ pub(crate) struct RawHit {
 }
 
 pub(crate) type ContentHash = [u8; 32];
+/// A content's hash and its matches, as the cache holds them.
+type CacheEntry = (ContentHash, Arc<[RawHit]>);
 
 /// Entries kept in the content cache before it is emptied; a full-size entry is small (most
 /// contents match nothing), so this bounds it to a few tens of MB.
@@ -98,7 +110,7 @@ pub struct Engine {
     fast_scan: bool,
     cache: Mutex<HashMap<ContentHash, Arc<[RawHit]>>>,
     /// Contents scanned since the last [`Engine::take_cache_journal`], when journaling is on.
-    journal: Option<Mutex<Vec<(ContentHash, Arc<[RawHit]>)>>>,
+    journal: Option<Mutex<Vec<CacheEntry>>>,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
 }
@@ -205,8 +217,36 @@ impl Engine {
     }
 
     /// Scan several distributions, in parallel across and inside them; results keep input order.
+    ///
+    /// One driver per thread takes the next distribution, largest first, and scans it with the
+    /// whole pool helping inside it. So at most `threads` distributions are held in memory at once
+    /// (a parallel iterator would let a thread waiting inside one distribution start another, and
+    /// another), and the largest ones do not start last and leave one thread working alone.
     pub fn scan_many(&self, dists: Vec<DistInput<'_>>) -> Vec<DistributionReport> {
-        self.pool.install(|| dists.into_par_iter().map(|dist| self.scan_in_pool(dist)).collect())
+        let count = dists.len();
+        let mut order: Vec<usize> = (0..count).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(dists[i].input.size_hint()));
+        let slots: Vec<Mutex<Option<DistInput<'_>>>> =
+            dists.into_iter().map(|d| Mutex::new(Some(d))).collect();
+        let reports: Vec<Mutex<Option<DistributionReport>>> = (0..count).map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        self.pool.install(|| {
+            rayon::scope(|scope| {
+                for _ in 0..self.threads().min(count) {
+                    scope.spawn(|_| {
+                        while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            let dist = slots[i].lock().expect("slot lock").take().expect("taken once");
+                            let report = self.scan_in_pool(dist);
+                            *reports[i].lock().expect("report lock") = Some(report);
+                        }
+                    });
+                }
+            });
+        });
+        reports
+            .into_iter()
+            .map(|r| r.into_inner().expect("report lock").expect("every distribution was scanned"))
+            .collect()
     }
 
     /// Scan every distribution of a release and score it as the Dragonfly mainframe expects.

@@ -3,15 +3,6 @@
 The scanning engine is the Rust extension ``dragonfly_hybrid._core``; this package is its public face.
 """
 
-import os
-
-# The extension allocates with mimalloc, which by default keeps freed memory committed for a while and
-# commits its arenas eagerly: the peak RSS of scanning the benchmark corpus on 2 threads was 172 MB with
-# that and 75 MB with these (no measurable change in speed). Read once, when the extension loads;
-# variables already set by the user win.
-os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
-os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-
 from dragonfly_hybrid._core import (
     DistributionResult,
     FileResult,

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from dragonfly_hybrid.pypi import PyPIClient, PyPIError
 
-from bench.synthetic import Distribution
+from bench.synthetic import CorpusTotals, Distribution
 
 CORPUS_LIST = Path(__file__).with_name("corpus.txt")
 MANIFEST = "manifest.json"
@@ -60,30 +60,12 @@ class Entry:
 
 
 @dataclass
-class RealCorpus:
+class RealCorpus(CorpusTotals):
     """The downloaded, verified real corpus (same interface as ``bench.synthetic.Corpus``)."""
 
     root: Path
     source: Path
     distributions: list[Distribution]
-
-    @property
-    def compressed_bytes(self) -> int:
-        return sum(d.size for d in self.distributions)
-
-    @property
-    def inflated_bytes(self) -> int:
-        return sum(d.inflated for d in self.distributions)
-
-    @property
-    def file_count(self) -> int:
-        return sum(d.files for d in self.distributions)
-
-    def describe(self) -> str:
-        return (
-            f"{len(self.distributions)} distributions, {self.file_count} files, "
-            f"{self.compressed_bytes / 1e6:.1f} MB compressed, {self.inflated_bytes / 1e6:.1f} MB inflated"
-        )
 
 
 def default_cache_dir() -> Path:

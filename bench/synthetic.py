@@ -158,10 +158,9 @@ class Distribution:
     markers: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Corpus:
-    root: Path
-    spec: CorpusSpec
+class CorpusTotals:
+    """Totals over ``distributions``, shared by the synthetic and the real corpus."""
+
     distributions: list[Distribution]
 
     @property
@@ -181,6 +180,13 @@ class Corpus:
             f"{len(self.distributions)} distributions, {self.file_count} files, "
             f"{self.compressed_bytes / 1e6:.1f} MB compressed, {self.inflated_bytes / 1e6:.1f} MB inflated"
         )
+
+
+@dataclass
+class Corpus(CorpusTotals):
+    root: Path
+    spec: CorpusSpec
+    distributions: list[Distribution]
 
 
 def spec_from_env() -> CorpusSpec:

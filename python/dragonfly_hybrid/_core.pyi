@@ -33,8 +33,12 @@ class Rules:
     """A compiled YARA-X rule set, shared read-only by every scanning thread."""
 
     @staticmethod
-    def compile(sources: dict[str, str]) -> Rules:
+    def compile(sources: dict[str, str], *, route_by_filetype: bool = True) -> Rules:
         """Compile ``origin -> YARA source`` into one namespace (a duplicate rule name is an error).
+
+        With ``route_by_filetype`` (the default), rules whose ``filetype`` metadata limits where
+        they count are compiled apart, when the sources allow it, so that each file is scanned
+        only with the rules that can count for its path. Results are the same either way.
 
         Raises ``dragonfly_hybrid.errors.RuleCompileError`` naming origin, line and column.
         """
@@ -51,6 +55,9 @@ class Rules:
         """Stable SHA-256 over the sorted (origin, source) pairs the set was compiled from."""
     @property
     def count(self) -> int: ...
+    @property
+    def filetype_classes(self) -> int | None:
+        """How many filetype classes the set is routed into, or ``None`` when compiled whole."""
     @property
     def identifiers(self) -> list[str]: ...
     def __len__(self) -> int: ...
@@ -239,7 +246,9 @@ class Scanner:
         """``entries`` held in the content cache, ``hits`` (files answered from it), ``misses`` (files
         scanned by YARA-X)."""
     def cache_export(self) -> list[tuple[bytes, bytes]]:
-        """The contents scanned since the last call, as (sha256 digest, encoded matches) pairs; raises
+        """The contents scanned since the last call, as (cache key, encoded matches) pairs: the key is
+        the content's SHA-256, or when the rules are routed by filetype, a SHA-256 of it and the
+        rules its path was scanned with. Raises
         ``ValueError`` unless the Scanner was created with ``record_cache=True``."""
     def cache_import(self, entries: Iterable[tuple[bytes, bytes]]) -> tuple[int, str | None]:
         """Load entries exported by a Scanner with the same rules (same ``Rules.hash``): those contents

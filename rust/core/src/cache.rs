@@ -1,5 +1,7 @@
 //! The content cache's persistent form: one entry per distinct file content, keyed by its
-//! SHA-256, holding the rules that matched it (before `filetype` filtering) and their patterns.
+//! SHA-256 (mixed with the filetype class's rules when the set is routed, see
+//! [`crate::routing`]), holding the rules that matched it (before `filetype` filtering) and their
+//! patterns.
 //!
 //! An entry is only meaningful for the rule set that produced it; callers key stored entries by
 //! [`RuleSet::hash`](crate::RuleSet::hash) too. Rules are stored by name, not by position, so a

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -17,7 +17,7 @@ use crate::limits::Limits;
 use crate::report::{
     DistributionReport, PatternHit, ReleaseReport, RuleHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES,
 };
-use crate::rules::{hex, Inner, RuleSet};
+use crate::rules::{hex, Inner, Route, RuleSet};
 use crate::walk::DistScan;
 
 /// Bytes of one distribution to scan.
@@ -72,18 +72,18 @@ pub const CACHE_ENTRIES: usize = 500_000;
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
 self_cell::self_cell!(
-    /// A YARA-X scanner together with the rule set it borrows.
-    struct OwnedScanner {
+    /// A rule set together with YARA-X scanners for its compiled parts, made on first use.
+    struct OwnedScanners {
         owner: Arc<Inner>,
         #[not_covariant]
-        dependent: Scanner,
+        dependent: Scanners,
     }
 );
-type Scanner<'a> = yara_x::Scanner<'a>;
+type Scanners<'a> = Vec<Option<yara_x::Scanner<'a>>>;
 
 thread_local! {
     // YARA-X scanners are not Send; each worker thread keeps its own for the last rule set it used.
-    static THREAD_SCANNER: RefCell<Option<OwnedScanner>> = const { RefCell::new(None) };
+    static THREAD_SCANNERS: RefCell<Option<OwnedScanners>> = const { RefCell::new(None) };
 }
 
 /// The outcome of scanning one file's bytes.
@@ -164,7 +164,7 @@ impl Engine {
         }
     }
 
-    /// The contents scanned since the last call, as (SHA-256, encoded matches) to persist, or
+    /// The contents scanned since the last call, as (cache key, encoded matches) to persist, or
     /// `None` when the engine does not journal. At most [`CACHE_ENTRIES`] are kept between calls.
     pub fn take_cache_journal(&self) -> Option<Vec<([u8; 32], Vec<u8>)>> {
         let journal = self.journal.as_ref()?;
@@ -283,14 +283,15 @@ impl Engine {
         self.pool.install(|| DistScan::new(self, "fuzz").run_as(data, "fuzz".into(), None, Some(container)))
     }
 
-    /// Scan one file's bytes with every rule (before `filetype` filtering), using the cache.
-    pub(crate) fn scan_content(&self, hash: &ContentHash, data: &[u8]) -> ScanOutcome {
-        if let Some(hits) = self.cache.lock().expect("cache lock").get(hash) {
+    /// Scan one file's bytes with the rules of `route` (before `filetype` filtering), using the
+    /// cache under `key` (see [`Route::cache_key`]).
+    pub(crate) fn scan_content(&self, key: &ContentHash, route: &Route<'_>, data: &[u8]) -> ScanOutcome {
+        if let Some(hits) = self.cache.lock().expect("cache lock").get(key) {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return ScanOutcome::Hits(Arc::clone(hits));
         }
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
-        match self.run_yara(data) {
+        match self.run_yara(route, data) {
             Ok(hits) => {
                 let hits: Arc<[RawHit]> = hits.into();
                 {
@@ -298,12 +299,12 @@ impl Engine {
                     if cache.len() >= CACHE_ENTRIES {
                         cache.clear();
                     }
-                    cache.insert(*hash, Arc::clone(&hits));
+                    cache.insert(*key, Arc::clone(&hits));
                 }
                 if let Some(journal) = &self.journal {
                     let mut journal = journal.lock().expect("journal lock");
                     if journal.len() < CACHE_ENTRIES {
-                        journal.push((*hash, Arc::clone(&hits)));
+                        journal.push((*key, Arc::clone(&hits)));
                     }
                 }
                 ScanOutcome::Hits(hits)
@@ -312,29 +313,35 @@ impl Engine {
         }
     }
 
-    fn run_yara(&self, data: &[u8]) -> Result<Vec<RawHit>, (IssueKind, String)> {
+    fn run_yara(&self, route: &Route<'_>, data: &[u8]) -> Result<Vec<RawHit>, (IssueKind, String)> {
         let inner = self.rules.inner();
-        THREAD_SCANNER.with(|cell| {
+        let started = Instant::now();
+        let mut hits = Vec::new();
+        THREAD_SCANNERS.with(|cell| {
             let mut slot = cell.borrow_mut();
             if !slot.as_ref().is_some_and(|s| Arc::ptr_eq(s.borrow_owner(), inner)) {
-                *slot =
-                    Some(OwnedScanner::new(Arc::clone(inner), |inner| yara_x::Scanner::new(&inner.rules)));
+                *slot = Some(OwnedScanners::new(Arc::clone(inner), |inner| {
+                    (0..inner.part_count()).map(|_| None).collect()
+                }));
             }
-            let scanner = slot.as_mut().expect("scanner was just created");
-            scanner.with_dependent_mut(|_, scanner| {
-                // A zero timeout would fail every file at once: never less than a millisecond.
-                scanner.set_timeout(self.limits.timeout.max(MIN_TIMEOUT));
-                scanner.fast_scan(self.fast_scan);
-                let results = scanner.scan(data).map_err(|err| match err {
-                    yara_x::ScanError::Timeout => (
-                        IssueKind::ScanTimeout,
-                        format!("YARA-X scan did not finish within {:?}", self.limits.timeout),
-                    ),
-                    other => (IssueKind::ScanError, other.to_string()),
-                })?;
-                Ok(results
-                    .matching_rules()
-                    .filter_map(|rule| {
+            let scanners = slot.as_mut().expect("scanners were just created");
+            scanners.with_dependent_mut(|inner, scanners| {
+                for part in route.parts.into_iter().flatten() {
+                    let scanner =
+                        scanners[part].get_or_insert_with(|| yara_x::Scanner::new(inner.part(part)));
+                    // The file's timeout covers all its parts; never less than a millisecond, as
+                    // a zero timeout would fail every file at once.
+                    let left = self.limits.timeout.saturating_sub(started.elapsed());
+                    scanner.set_timeout(left.max(MIN_TIMEOUT));
+                    scanner.fast_scan(self.fast_scan);
+                    let results = scanner.scan(data).map_err(|err| match err {
+                        yara_x::ScanError::Timeout => (
+                            IssueKind::ScanTimeout,
+                            format!("YARA-X scan did not finish within {:?}", self.limits.timeout),
+                        ),
+                        other => (IssueKind::ScanError, other.to_string()),
+                    })?;
+                    hits.extend(results.matching_rules().filter_map(|rule| {
                         let index = self.rules.index_of(rule.namespace(), rule.identifier())?;
                         let patterns = rule
                             .patterns()
@@ -352,10 +359,14 @@ impl Engine {
                             })
                             .collect();
                         Some(RawHit { rule: index, patterns })
-                    })
-                    .collect())
+                    }));
+                }
+                Ok(())
             })
-        })
+        })?;
+        // Rule order, whichever parts the hits came from.
+        hits.sort_by_key(|hit| hit.rule);
+        Ok(hits)
     }
 
     /// Resolve cached hits for a file at `path`, keeping only rules whose `filetype` fits.

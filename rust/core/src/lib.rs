@@ -10,6 +10,7 @@ mod format;
 mod issue;
 mod limits;
 mod report;
+mod routing;
 mod rules;
 mod walk;
 mod zipdir;
@@ -23,7 +24,9 @@ pub use report::{
     inspector_url, DistributionReport, FileReport, PatternHit, ReleaseReport, RuleHit, Verdict,
     MATCHES_PER_PATTERN, MATCH_DATA_BYTES,
 };
-pub use rules::{Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC};
+pub use rules::{
+    Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC, COMPILED_PREFIX, COMPILED_ROUTED_MAGIC,
+};
 
 /// Entry points for the fuzz targets under `rust/core/fuzz`; not a stable interface.
 #[doc(hidden)]

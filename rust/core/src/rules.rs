@@ -5,11 +5,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use yara_x::{Compiler, MetaValue, SourceCode};
 
-/// The first bytes of every serialized rule set.
+use crate::routing::{self, Plan};
+
+/// The first bytes of every serialized rule set, whatever its format version.
+pub const COMPILED_PREFIX: &[u8] = b"DFHYBRID-RULES";
+/// The first bytes of a serialized rule set compiled whole.
 pub const COMPILED_MAGIC: &[u8] = b"DFHYBRID-RULES\x01\n";
+/// The first bytes of a serialized rule set compiled in filetype-routed parts.
+pub const COMPILED_ROUTED_MAGIC: &[u8] = b"DFHYBRID-RULES\x02\n";
 const HASH_HEX_LEN: usize = 64;
 
 /// A metadata value of a rule, owned.
@@ -75,13 +82,79 @@ pub struct RuleSet {
 }
 
 pub(crate) struct Inner {
-    pub(crate) rules: yara_x::Rules,
+    compiled: Compiled,
     pub(crate) infos: Vec<Arc<RuleInfo>>,
     /// namespace -> identifier -> position in `infos`.
     pub(crate) index: HashMap<String, HashMap<String, usize>>,
-    /// Every `filetype` suffix of the set, or `None` when some rule counts for every file.
-    suffixes: Option<Vec<String>>,
     hash: String,
+}
+
+enum Compiled {
+    Whole {
+        rules: yara_x::Rules,
+        /// Every `filetype` suffix of the set, or `None` when some rule counts for every file.
+        suffixes: Option<Vec<String>>,
+    },
+    Routed(Routed),
+}
+
+/// A rule set compiled in parts (see [`crate::routing`]).
+struct Routed {
+    common: Option<yara_x::Rules>,
+    classes: Vec<yara_x::Rules>,
+    /// Each suffix of a routable rule and its class, longest suffix first.
+    suffixes: Vec<(String, usize)>,
+    /// Per class, then for paths in no class: a digest of the rules such a path is scanned with,
+    /// mixed into content-cache keys so that matches from one set of parts never stand in for
+    /// another's.
+    salts: Vec<[u8; 32]>,
+}
+
+/// The compiled parts a file at some path must be scanned with.
+pub(crate) struct Route<'a> {
+    /// Indices for [`Inner::part`]; both `None` when no rule can count for the file.
+    pub(crate) parts: [Option<usize>; 2],
+    salt: Option<&'a [u8; 32]>,
+}
+
+impl Route<'_> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parts.iter().all(Option::is_none)
+    }
+
+    /// The content-cache key of a content with SHA-256 `hash` scanned along this route.
+    pub(crate) fn cache_key(&self, hash: &[u8; 32]) -> [u8; 32] {
+        match self.salt {
+            None => *hash,
+            Some(salt) => {
+                let mut hasher = Sha256::new();
+                hasher.update(hash);
+                hasher.update(salt);
+                hasher.finalize().into()
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// How many compiled parts there are: one when whole, else the common part and the classes.
+    pub(crate) fn part_count(&self) -> usize {
+        match &self.compiled {
+            Compiled::Whole { .. } => 1,
+            Compiled::Routed(routed) => 1 + routed.classes.len(),
+        }
+    }
+
+    pub(crate) fn part(&self, index: usize) -> &yara_x::Rules {
+        match (&self.compiled, index) {
+            (Compiled::Whole { rules, .. }, 0) => rules,
+            (Compiled::Routed(routed), 0) => {
+                routed.common.as_ref().expect("routes skip an empty common part")
+            }
+            (Compiled::Routed(routed), i) => &routed.classes[i - 1],
+            (Compiled::Whole { .. }, _) => unreachable!("a whole rule set has one part"),
+        }
+    }
 }
 
 fn line_column(source: &str, offset: usize) -> (usize, usize) {
@@ -102,6 +175,56 @@ fn hash_sources(sources: &[(&str, &str)]) -> String {
         hasher.update(text.as_bytes());
     }
     hex(&hasher.finalize())
+}
+
+fn sorted_sources<'a, I>(sources: I) -> Result<Vec<(&'a str, &'a str)>, RulesError>
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    let mut sources: Vec<(&str, &str)> = sources.into_iter().collect();
+    sources.sort_unstable();
+    if sources.is_empty() {
+        return Err(RulesError::Compile(vec![Diagnostic {
+            origin: String::new(),
+            line: 0,
+            column: 0,
+            message: "no rule sources given".into(),
+        }]));
+    }
+    Ok(sources)
+}
+
+/// Compile sources into one namespace, or every diagnostic located in its source.
+fn build(sources: &[(&str, &str)]) -> Result<yara_x::Rules, RulesError> {
+    let mut compiler = Compiler::new();
+    compiler.relaxed_re_syntax(true);
+    for (origin, text) in sources {
+        // Errors are collected below from `compiler.errors()`, which holds all of them.
+        let _ = compiler.add_source(SourceCode::from(*text).with_origin(*origin));
+    }
+    let errors = compiler.errors();
+    if errors.is_empty() {
+        return Ok(compiler.build());
+    }
+    let by_origin: HashMap<&str, &str> = sources.iter().copied().collect();
+    let diagnostics = errors
+        .iter()
+        .map(|err| {
+            let label = err.labels().next();
+            let origin = label.as_ref().and_then(|l| l.origin()).unwrap_or("").to_owned();
+            let (line, column) = match (&label, by_origin.get(origin.as_str())) {
+                (Some(label), Some(text)) => line_column(text, label.span().start()),
+                _ => (0, 0),
+            };
+            let detail = label.as_ref().map(|l| l.text()).filter(|t| !t.is_empty());
+            let message = match detail {
+                Some(detail) if detail != err.title() => format!("{}: {}", err.title(), detail),
+                _ => err.title().to_owned(),
+            };
+            Diagnostic { origin, line, column, message }
+        })
+        .collect();
+    Err(RulesError::Compile(diagnostics))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -157,7 +280,15 @@ fn rule_infos(rules: &yara_x::Rules) -> Vec<Arc<RuleInfo>> {
 }
 
 impl RuleSet {
-    fn from_parts(rules: yara_x::Rules, hash: String) -> Self {
+    fn new(compiled: Compiled, infos: Vec<Arc<RuleInfo>>, hash: String) -> Self {
+        let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for (i, info) in infos.iter().enumerate() {
+            index.entry(info.namespace.clone()).or_default().insert(info.identifier.clone(), i);
+        }
+        Self { inner: Arc::new(Inner { compiled, infos, index, hash }) }
+    }
+
+    fn from_whole(rules: yara_x::Rules, hash: String) -> Self {
         let infos = rule_infos(&rules);
         let suffixes = if infos.iter().all(|info| !info.filetypes.is_empty()) {
             let mut all: Vec<String> = infos.iter().flat_map(|info| info.filetypes.iter().cloned()).collect();
@@ -167,76 +298,175 @@ impl RuleSet {
         } else {
             None
         };
-        let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
-        for (i, info) in infos.iter().enumerate() {
-            index.entry(info.namespace.clone()).or_default().insert(info.identifier.clone(), i);
+        Self::new(Compiled::Whole { rules, suffixes }, infos, hash)
+    }
+
+    /// Assemble a routed set from its compiled parts; `order` lists every rule identifier in
+    /// source order. `None` when the parts do not hold exactly the rules of `order`, once each.
+    fn from_routed(
+        common: Option<yara_x::Rules>,
+        classes: Vec<yara_x::Rules>,
+        mut suffixes: Vec<(String, usize)>,
+        order: &[String],
+        hash: String,
+    ) -> Option<Self> {
+        let common_infos = common.as_ref().map(rule_infos).unwrap_or_default();
+        let class_infos: Vec<Vec<Arc<RuleInfo>>> = classes.iter().map(rule_infos).collect();
+        if suffixes.iter().any(|(_, class)| *class >= classes.len()) {
+            return None;
         }
-        Self { inner: Arc::new(Inner { rules, infos, index, suffixes, hash }) }
+        let mut by_name: HashMap<&str, Arc<RuleInfo>> = HashMap::new();
+        for info in &common_infos {
+            if by_name.insert(&info.identifier, Arc::clone(info)).is_some() {
+                return None;
+            }
+        }
+        for info in class_infos.iter().flatten() {
+            match by_name.get(info.identifier.as_str()) {
+                Some(seen)
+                    if common_infos.iter().any(|c| c.identifier == info.identifier) || **seen != **info =>
+                {
+                    return None;
+                }
+                Some(_) => {}
+                None => {
+                    by_name.insert(&info.identifier, Arc::clone(info));
+                }
+            }
+        }
+        if by_name.len() != order.len() {
+            return None;
+        }
+        let infos: Vec<Arc<RuleInfo>> =
+            order.iter().map(|id| by_name.get(id.as_str()).cloned()).collect::<Option<_>>()?;
+        let salt = |rules: &mut dyn Iterator<Item = &Arc<RuleInfo>>| -> [u8; 32] {
+            let mut names: Vec<&str> = rules.map(|info| info.identifier.as_str()).collect();
+            names.sort_unstable();
+            let mut hasher = Sha256::new();
+            hasher.update(b"dragonfly-hybrid filetype route\0");
+            for name in names {
+                hasher.update(name.as_bytes());
+                hasher.update([0]);
+            }
+            hasher.finalize().into()
+        };
+        let mut salts: Vec<[u8; 32]> =
+            class_infos.iter().map(|class| salt(&mut common_infos.iter().chain(class))).collect();
+        salts.push(salt(&mut common_infos.iter()));
+        suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let routed = Routed { common, classes, suffixes, salts };
+        Some(Self::new(Compiled::Routed(routed), infos, hash))
     }
 
     /// Compile `(origin, source)` pairs together in one namespace, as the Dragonfly mainframe
     /// expects (a duplicate rule name is an error). Regular expressions use the relaxed syntax
     /// that libyara accepts, so rule sets written for libyara compile too.
+    ///
+    /// When the sources allow it, the set is compiled in filetype-routed parts so that each file
+    /// is scanned only with the rules that can count for it; results are the same either way.
     pub fn compile<'a, I>(sources: I) -> Result<Self, RulesError>
     where
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
-        let mut sources: Vec<(&str, &str)> = sources.into_iter().collect();
-        sources.sort_unstable();
-        if sources.is_empty() {
-            return Err(RulesError::Compile(vec![Diagnostic {
-                origin: String::new(),
-                line: 0,
-                column: 0,
-                message: "no rule sources given".into(),
-            }]));
-        }
-        let mut compiler = Compiler::new();
-        compiler.relaxed_re_syntax(true);
-        for (origin, text) in &sources {
-            // Errors are collected below from `compiler.errors()`, which holds all of them.
-            let _ = compiler.add_source(SourceCode::from(*text).with_origin(*origin));
-        }
-        let errors = compiler.errors();
-        if !errors.is_empty() {
-            let by_origin: HashMap<&str, &str> = sources.iter().copied().collect();
-            let diagnostics = errors
-                .iter()
-                .map(|err| {
-                    let label = err.labels().next();
-                    let origin = label.as_ref().and_then(|l| l.origin()).unwrap_or("").to_owned();
-                    let (line, column) = match (&label, by_origin.get(origin.as_str())) {
-                        (Some(label), Some(text)) => line_column(text, label.span().start()),
-                        _ => (0, 0),
-                    };
-                    let detail = label.as_ref().map(|l| l.text()).filter(|t| !t.is_empty());
-                    let message = match detail {
-                        Some(detail) if detail != err.title() => format!("{}: {}", err.title(), detail),
-                        _ => err.title().to_owned(),
-                    };
-                    Diagnostic { origin, line, column, message }
-                })
-                .collect();
-            return Err(RulesError::Compile(diagnostics));
-        }
+        let sources = sorted_sources(sources)?;
         let hash = hash_sources(&sources);
-        Ok(Self::from_parts(compiler.build(), hash))
+        if let Some(set) = routing::plan(&sources).and_then(|plan| Self::compile_routed(plan, &hash)) {
+            return Ok(set);
+        }
+        Ok(Self::from_whole(build(&sources)?, hash))
+    }
+
+    /// [`RuleSet::compile`] without filetype routing: one compiled part holding every rule. For
+    /// comparing the two.
+    pub fn compile_whole<'a, I>(sources: I) -> Result<Self, RulesError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let sources = sorted_sources(sources)?;
+        let hash = hash_sources(&sources);
+        Ok(Self::from_whole(build(&sources)?, hash))
+    }
+
+    /// Compile the parts of `plan`; `None` when any part fails (compiling whole then reports the
+    /// errors where the author wrote them) or the compiled metadata disagrees with the plan.
+    fn compile_routed(plan: Plan, hash: &str) -> Option<Self> {
+        let common = match &plan.common {
+            Some(common) => {
+                let borrowed: Vec<(&str, &str)> =
+                    common.iter().map(|(o, t)| (o.as_str(), t.as_str())).collect();
+                Some(build(&borrowed).ok()?)
+            }
+            None => None,
+        };
+        let classes: Vec<yara_x::Rules> = plan
+            .classes
+            .par_iter()
+            .enumerate()
+            .map(|(i, class)| build(&[(&format!("filetype class {i}"), &class.source)]).ok())
+            .collect::<Option<_>>()?;
+        let set = Self::from_routed(common, classes, plan.suffixes, &plan.order, hash.to_owned())?;
+        let agrees = set.infos().iter().all(|info| match plan.routed.get(&info.identifier) {
+            Some(filetypes) => *filetypes == info.filetypes,
+            None => true,
+        });
+        agrees.then_some(set)
+    }
+
+    /// Whether the set is compiled in filetype-routed parts, and how many classes it has.
+    pub fn routed_classes(&self) -> Option<usize> {
+        match &self.inner.compiled {
+            Compiled::Whole { .. } => None,
+            Compiled::Routed(routed) => Some(routed.classes.len()),
+        }
     }
 
     /// A blob that [`RuleSet::deserialize`] loads without compiling again.
     pub fn serialize(&self) -> Vec<u8> {
-        let body = self.inner.rules.serialize().expect("serializing compiled rules to memory cannot fail");
-        let mut out = Vec::with_capacity(COMPILED_MAGIC.len() + HASH_HEX_LEN + 1 + body.len());
-        out.extend_from_slice(COMPILED_MAGIC);
-        out.extend_from_slice(self.inner.hash.as_bytes());
-        out.push(b'\n');
-        out.extend_from_slice(&body);
+        let blob = |rules: &yara_x::Rules| {
+            rules.serialize().expect("serializing compiled rules to memory cannot fail")
+        };
+        let mut out = Vec::new();
+        match &self.inner.compiled {
+            Compiled::Whole { rules, .. } => {
+                out.extend_from_slice(COMPILED_MAGIC);
+                out.extend_from_slice(self.inner.hash.as_bytes());
+                out.push(b'\n');
+                out.extend_from_slice(&blob(rules));
+            }
+            Compiled::Routed(routed) => {
+                out.extend_from_slice(COMPILED_ROUTED_MAGIC);
+                out.extend_from_slice(self.inner.hash.as_bytes());
+                out.push(b'\n');
+                put_u32(&mut out, self.inner.infos.len());
+                for info in &self.inner.infos {
+                    put_bytes(&mut out, info.identifier.as_bytes());
+                }
+                put_u32(&mut out, routed.suffixes.len());
+                for (suffix, class) in &routed.suffixes {
+                    put_bytes(&mut out, suffix.as_bytes());
+                    put_u32(&mut out, *class);
+                }
+                out.push(u8::from(routed.common.is_some()));
+                if let Some(common) = &routed.common {
+                    put_part(&mut out, &blob(common));
+                }
+                put_u32(&mut out, routed.classes.len());
+                for class in &routed.classes {
+                    put_part(&mut out, &blob(class));
+                }
+            }
+        }
         out
     }
 
     pub fn deserialize(data: &[u8]) -> Result<Self, RulesError> {
-        let rest =
-            data.strip_prefix(COMPILED_MAGIC).ok_or_else(|| RulesError::Format("missing header".into()))?;
+        let (routed, rest) = if let Some(rest) = data.strip_prefix(COMPILED_MAGIC) {
+            (false, rest)
+        } else if let Some(rest) = data.strip_prefix(COMPILED_ROUTED_MAGIC) {
+            (true, rest)
+        } else {
+            return Err(RulesError::Format("missing header".into()));
+        };
         if rest.len() < HASH_HEX_LEN + 1 || rest[HASH_HEX_LEN] != b'\n' {
             return Err(RulesError::Format("truncated header".into()));
         }
@@ -245,9 +475,29 @@ impl RuleSet {
             .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| RulesError::Format("bad rule-set hash".into()))?
             .to_owned();
-        let rules = yara_x::Rules::deserialize(&rest[HASH_HEX_LEN + 1..])
-            .map_err(|err| RulesError::Format(err.to_string()))?;
-        Ok(Self::from_parts(rules, hash))
+        let body = &rest[HASH_HEX_LEN + 1..];
+        let load =
+            |blob: &[u8]| yara_x::Rules::deserialize(blob).map_err(|err| RulesError::Format(err.to_string()));
+        if !routed {
+            return Ok(Self::from_whole(load(body)?, hash));
+        }
+        let mut reader = Reader { data: body };
+        let order = (0..reader.count()?).map(|_| reader.string()).collect::<Result<Vec<_>, _>>()?;
+        let suffixes = (0..reader.count()?)
+            .map(|_| Ok((reader.string()?, reader.u32()? as usize)))
+            .collect::<Result<Vec<_>, RulesError>>()?;
+        let has_common = match reader.take(1)? {
+            [0] => false,
+            [1] => true,
+            _ => return Err(RulesError::Format("bad common-part flag".into())),
+        };
+        let common = if has_common { Some(load(reader.blob()?)?) } else { None };
+        let classes = (0..reader.count()?).map(|_| load(reader.blob()?)).collect::<Result<Vec<_>, _>>()?;
+        if !reader.data.is_empty() {
+            return Err(RulesError::Format("trailing bytes after the last part".into()));
+        }
+        Self::from_routed(common, classes, suffixes, &order, hash)
+            .ok_or_else(|| RulesError::Format("the compiled parts do not hold the listed rules".into()))
     }
 
     /// Stable SHA-256 of the sorted (origin, source) pairs the set was compiled from.
@@ -275,18 +525,89 @@ impl RuleSet {
         self.inner.index.get(namespace)?.get(identifier).copied()
     }
 
-    /// Whether any rule can count for a file at `path`. When every rule has a `filetype` and none
-    /// fits, scanning the file cannot change any result, so it is skipped.
+    /// The compiled parts a file at `path` must be scanned with; none when no rule can count for
+    /// it (every rule has a `filetype` and none fits), so that scanning it cannot change any result.
+    pub(crate) fn route(&self, path: &str) -> Route<'_> {
+        match &self.inner.compiled {
+            Compiled::Whole { suffixes, .. } => {
+                let applies =
+                    suffixes.as_ref().is_none_or(|all| all.iter().any(|s| path.ends_with(s.as_str())));
+                Route { parts: [applies.then_some(0), None], salt: None }
+            }
+            Compiled::Routed(routed) => {
+                // The longest suffix that fits names the class: every shorter one that fits the
+                // path is a suffix of it, so it fits the same rules.
+                let class = routed.suffixes.iter().find(|(s, _)| path.ends_with(s.as_str())).map(|(_, c)| *c);
+                Route {
+                    parts: [routed.common.as_ref().map(|_| 0), class.map(|c| c + 1)],
+                    salt: Some(&routed.salts[class.unwrap_or(routed.classes.len())]),
+                }
+            }
+        }
+    }
+
+    /// Whether any rule can count for a file at `path`.
     pub fn may_apply(&self, path: &str) -> bool {
-        self.inner
-            .suffixes
-            .as_ref()
-            .is_none_or(|all| all.iter().any(|suffix| path.ends_with(suffix.as_str())))
+        !self.route(path).is_empty()
     }
 
     /// Same compiled object (not merely equal sources).
     pub fn ptr_eq(&self, other: &RuleSet) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).expect("counts fit in 32 bits").to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+fn put_part(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+    out.extend_from_slice(part);
+}
+
+/// Bounded reading of a routed blob's fields.
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RulesError> {
+        if n > self.data.len() {
+            return Err(RulesError::Format("truncated routed rule set".into()));
+        }
+        let (head, rest) = self.data.split_at(n);
+        self.data = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, RulesError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    /// A count of entries of at least 4 bytes each, checked against what is left.
+    fn count(&mut self) -> Result<usize, RulesError> {
+        let n = self.u32()? as usize;
+        if n > self.data.len() / 4 {
+            return Err(RulesError::Format(format!("count {n} exceeds the blob")));
+        }
+        Ok(n)
+    }
+
+    fn string(&mut self) -> Result<String, RulesError> {
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| RulesError::Format("a name is not UTF-8".into()))
+    }
+
+    fn blob(&mut self) -> Result<&'a [u8], RulesError> {
+        let len = u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
+        self.take(usize::try_from(len).map_err(|_| RulesError::Format("part too large".into()))?)
     }
 }
 

@@ -1151,7 +1151,8 @@ impl<'e> DistScan<'e> {
 
     /// Scan bytes as one file and record its matches or its failure.
     fn scan_blob(&self, order: Order, path: String, data: &[u8]) {
-        if !self.engine.rules().may_apply(&path) {
+        let route = self.engine.rules().route(&path);
+        if route.is_empty() {
             // No rule can count for this file (all have a `filetype` that does not fit): its
             // content is covered without running YARA-X.
             self.files_scanned.fetch_add(1, Ordering::Relaxed);
@@ -1159,7 +1160,7 @@ impl<'e> DistScan<'e> {
             return;
         }
         let hash = sha256(data);
-        match self.engine.scan_content(&hash, data) {
+        match self.engine.scan_content(&route.cache_key(&hash), &route, data) {
             ScanOutcome::Hits(raw) => {
                 self.files_scanned.fetch_add(1, Ordering::Relaxed);
                 self.bytes_scanned.fetch_add(data.len() as u64, Ordering::Relaxed);

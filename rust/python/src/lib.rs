@@ -46,7 +46,8 @@ struct Rules {
 #[pymethods]
 impl Rules {
     #[staticmethod]
-    fn compile(py: Python<'_>, sources: &Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (sources, *, route_by_filetype = true))]
+    fn compile(py: Python<'_>, sources: &Bound<'_, PyAny>, route_by_filetype: bool) -> PyResult<Self> {
         let mapping = sources
             .cast::<PyDict>()
             .map_err(|_| PyTypeError::new_err("sources must be a dict of origin -> YARA source"))?;
@@ -59,8 +60,14 @@ impl Rules {
                 .map_err(|_| PyTypeError::new_err(format!("the source of {origin:?} must be str")))?;
             owned.push((origin, text));
         }
-        let result =
-            py.detach(|| core::RuleSet::compile(owned.iter().map(|(o, t)| (o.as_str(), t.as_str()))));
+        let pairs = || owned.iter().map(|(o, t)| (o.as_str(), t.as_str()));
+        let result = py.detach(|| {
+            if route_by_filetype {
+                core::RuleSet::compile(pairs())
+            } else {
+                core::RuleSet::compile_whole(pairs())
+            }
+        });
         result.map(|inner| Self { inner }).map_err(|err| rules_error(py, err))
     }
 
@@ -84,6 +91,11 @@ impl Rules {
     #[getter]
     fn count(&self) -> usize {
         self.inner.len()
+    }
+
+    #[getter]
+    fn filetype_classes(&self) -> Option<usize> {
+        self.inner.routed_classes()
     }
 
     #[getter]
@@ -688,7 +700,7 @@ fn tune_allocator() {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tune_allocator();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("COMPILED_RULES_MAGIC", PyBytes::new(m.py(), core::COMPILED_MAGIC))?;
+    m.add("COMPILED_RULES_MAGIC", PyBytes::new(m.py(), core::COMPILED_PREFIX))?;
     m.add("ISSUE_KINDS", PyList::new(m.py(), core::IssueKind::ALL.iter().map(|k| k.as_str()))?)?;
     m.add_class::<Rules>()?;
     m.add_class::<Limits>()?;

@@ -1,0 +1,311 @@
+//! Filetype routing: which rules a file needs to be scanned with at all.
+//!
+//! A match of a rule with a `filetype` only counts for paths ending in one of its suffixes, so a
+//! file scanned with such a rule that does not fit its path is scanned for nothing. When the
+//! sources allow it, a rule set is compiled in parts instead of whole: a *common* part (every rule
+//! that cannot be routed) and one *class* part per distinct set of routable rules a path can fit.
+//! Each file is then scanned with the common part and its class, and the matches that count are
+//! exactly those of the whole set.
+//!
+//! A rule is routable only when moving it into another compiled part cannot change any result:
+//! it has a plain `filetype` string, it is neither `global` nor `private`, no other rule's
+//! condition names it (or a wildcard that could cover it), and its own condition names no rule.
+//! Sources with `include` statements or global rules are never split; a plan for sources with
+//! errors fails to compile and the set is then compiled whole, which reports them. Identifiers
+//! are matched as bare tokens, over-approximating references: a false reference only keeps a
+//! rule in the common part.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use yara_x_parser::cst::{Immutable, Node, NodeOrToken, SyntaxKind};
+use yara_x_parser::Parser;
+
+/// More classes than this and routing is not worth its compile time.
+pub const MAX_CLASSES: usize = 64;
+
+/// How to compile a rule set in parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// The sources with every routable rule blanked out (same origins, same byte offsets, so
+    /// compile diagnostics point at the right place); `None` when no rule is left.
+    pub common: Option<Vec<(String, String)>>,
+    /// One source per class, holding the imports of every source and the class's rules.
+    pub classes: Vec<ClassPlan>,
+    /// Each `filetype` suffix of a routable rule and the class of a path ending in it.
+    pub suffixes: Vec<(String, usize)>,
+    /// Every rule identifier, in source order (sources sorted by origin).
+    pub order: Vec<String>,
+    /// The `filetype` suffixes of each routable rule, to check against the compiled metadata.
+    pub routed: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClassPlan {
+    pub rules: Vec<String>,
+    pub source: String,
+}
+
+/// One rule declaration as the planner sees it.
+struct Decl {
+    origin: usize,
+    identifier: String,
+    span: std::ops::Range<usize>,
+    text: String,
+    private: bool,
+    filetypes: Option<Vec<String>>,
+    /// Bare identifiers in the condition, and prefixes written as `prefix*`.
+    names: HashSet<String>,
+    wildcards: Vec<String>,
+}
+
+/// Plan a split of `sources` (sorted by origin), or `None` when it is impossible or pointless.
+pub(crate) fn plan(sources: &[(&str, &str)]) -> Option<Plan> {
+    let mut decls = Vec::new();
+    let mut imports = Vec::new();
+    for (origin, (_, text)) in sources.iter().enumerate() {
+        let cst = Parser::new(text.as_bytes()).try_into_cst().ok()?;
+        let root = cst.root();
+        for item in root.children() {
+            match item.kind() {
+                SyntaxKind::IMPORT_STMT => imports.push(item.text().to_string()),
+                SyntaxKind::RULE_DECL => decls.push(declaration(origin, &item)?),
+                // `include` pulls in text the planner has not seen.
+                _ => return None,
+            }
+        }
+    }
+    let declared: HashSet<&str> = decls.iter().map(|d| d.identifier.as_str()).collect();
+    if declared.len() != decls.len() {
+        return None; // duplicate names: compiling whole reports the error
+    }
+    let names_a_rule = |d: &Decl| {
+        d.names.iter().any(|n| declared.contains(n.as_str()))
+            || d.wildcards.iter().any(|w| declared.iter().any(|r| r.starts_with(w.as_str())))
+    };
+    let referenced = |identifier: &str| {
+        decls.iter().any(|d| {
+            d.identifier != identifier
+                && (d.names.contains(identifier)
+                    || d.wildcards.iter().any(|w| identifier.starts_with(w.as_str())))
+        })
+    };
+    let routed: BTreeMap<String, Vec<String>> = decls
+        .iter()
+        .filter(|d| !d.private && !names_a_rule(d) && !referenced(&d.identifier))
+        .filter_map(|d| Some((d.identifier.clone(), d.filetypes.clone()?)))
+        .collect();
+    if routed.is_empty() {
+        return None;
+    }
+
+    let suffix_set: BTreeSet<&str> = routed.values().flatten().map(String::as_str).collect();
+    let mut class_of_rules: BTreeMap<Vec<&str>, usize> = BTreeMap::new();
+    let mut suffixes = Vec::new();
+    for suffix in suffix_set {
+        let members: Vec<&str> = routed
+            .iter()
+            .filter(|(_, fts)| fts.iter().any(|ft| suffix.ends_with(ft.as_str())))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let next = class_of_rules.len();
+        let class = *class_of_rules.entry(members).or_insert(next);
+        suffixes.push((suffix.to_owned(), class));
+    }
+    if class_of_rules.len() > MAX_CLASSES {
+        return None;
+    }
+    let mut classes = vec![None; class_of_rules.len()];
+    let import_block: String = imports.iter().map(|i| format!("{i}\n")).collect();
+    for (members, class) in class_of_rules {
+        let member_set: HashSet<&str> = members.iter().copied().collect();
+        let mut source = import_block.clone();
+        for d in decls.iter().filter(|d| member_set.contains(d.identifier.as_str())) {
+            source.push_str(&d.text);
+            source.push('\n');
+        }
+        classes[class] = Some(ClassPlan { rules: members.iter().map(|m| (*m).to_owned()).collect(), source });
+    }
+    let classes: Vec<ClassPlan> = classes.into_iter().map(|c| c.expect("every class numbered")).collect();
+
+    let common = (decls.len() > routed.len()).then(|| {
+        sources
+            .iter()
+            .enumerate()
+            .map(|(origin, (name, text))| {
+                let mut bytes = text.as_bytes().to_vec();
+                for d in decls.iter().filter(|d| d.origin == origin && routed.contains_key(&d.identifier)) {
+                    for b in &mut bytes[d.span.clone()] {
+                        if *b != b'\n' {
+                            *b = b' ';
+                        }
+                    }
+                }
+                // Whole UTF-8 sequences inside the blanked spans became spaces byte by byte.
+                ((*name).to_owned(), String::from_utf8(bytes).expect("only whole rules blanked"))
+            })
+            .collect()
+    });
+    let order = decls.iter().map(|d| d.identifier.clone()).collect();
+    Some(Plan { common, classes, suffixes, order, routed })
+}
+
+/// Every token under `node`, in order, without trivia.
+fn tokens(node: &Node<Immutable>, out: &mut Vec<(SyntaxKind, String)>) {
+    for child in node.children_with_tokens() {
+        match child {
+            NodeOrToken::Node(n) => tokens(&n, out),
+            NodeOrToken::Token(t) => {
+                if !matches!(t.kind(), SyntaxKind::WHITESPACE | SyntaxKind::NEWLINE | SyntaxKind::COMMENT) {
+                    out.push((t.kind(), t.text().to_owned()));
+                }
+            }
+        }
+    }
+}
+
+fn declaration(origin: usize, rule: &Node<Immutable>) -> Option<Decl> {
+    let mut identifier = None;
+    let (mut private, mut filetypes, mut meta_seen) = (false, None, false);
+    let (mut names, mut wildcards) = (HashSet::new(), Vec::new());
+    for child in rule.children_with_tokens() {
+        match child {
+            NodeOrToken::Token(t) if t.kind() == SyntaxKind::IDENT && identifier.is_none() => {
+                identifier = Some(t.text().to_owned());
+            }
+            NodeOrToken::Token(_) => {}
+            NodeOrToken::Node(n) => match n.kind() {
+                SyntaxKind::RULE_MODS => {
+                    let mut mods = Vec::new();
+                    tokens(&n, &mut mods);
+                    if mods.iter().any(|(k, _)| *k == SyntaxKind::GLOBAL_KW) {
+                        return None; // a global rule constrains every rule: never split
+                    }
+                    private = mods.iter().any(|(k, _)| *k == SyntaxKind::PRIVATE_KW);
+                }
+                SyntaxKind::META_BLK => {
+                    for def in n.children().filter(|d| d.kind() == SyntaxKind::META_DEF) {
+                        let mut parts = Vec::new();
+                        tokens(&def, &mut parts);
+                        let is_filetype =
+                            parts.first().is_some_and(|(_, key)| key == "filetype" || key == "filetypes");
+                        if is_filetype && !meta_seen {
+                            // The first `filetype`/`filetypes` entry is the one scoring reads.
+                            meta_seen = true;
+                            filetypes = match parts.as_slice() {
+                                [_, _, (SyntaxKind::STRING_LIT, lit)] => plain_string(lit)
+                                    .map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                                    .filter(|v| !v.is_empty()),
+                                _ => None,
+                            };
+                        }
+                    }
+                }
+                SyntaxKind::CONDITION_BLK => {
+                    let mut toks = Vec::new();
+                    tokens(&n, &mut toks);
+                    for (i, (kind, text)) in toks.iter().enumerate() {
+                        if *kind == SyntaxKind::IDENT {
+                            if toks.get(i + 1).is_some_and(|(k, _)| *k == SyntaxKind::ASTERISK) {
+                                wildcards.push(text.clone());
+                            }
+                            names.insert(text.clone());
+                        }
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    let span = rule.span().range();
+    Some(Decl {
+        origin,
+        identifier: identifier?,
+        text: rule.text().to_string(),
+        span,
+        private,
+        filetypes,
+        names,
+        wildcards,
+    })
+}
+
+/// The value of a string literal without escapes; `None` when it has any (left unrouted rather
+/// than risk reading it differently from the compiler).
+fn plain_string(literal: &str) -> Option<&str> {
+    let inner = literal.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(text: &str) -> Option<Plan> {
+        plan(&[("a.yar", text)])
+    }
+
+    const ROUTABLE: &str = r#"
+import "math"
+rule py_only { meta: filetype = ".py" strings: $a = "x" condition: $a }
+rule js_only { meta: filetype = ".js .mjs" strings: $a = "y" condition: $a and math.entropy(0, filesize) > 1 }
+rule everywhere { strings: $a = "z" condition: $a }
+"#;
+
+    #[test]
+    fn splits_filetyped_rules_into_classes() {
+        let plan = plan_of(ROUTABLE).expect("routable");
+        assert_eq!(plan.order, ["py_only", "js_only", "everywhere"]);
+        assert_eq!(plan.routed.len(), 2);
+        let common = &plan.common.as_ref().expect("one rule stays common")[0].1;
+        assert_eq!(common.len(), ROUTABLE.len());
+        assert!(common.contains("rule everywhere") && !common.contains("py_only"));
+        let class_of = |suffix: &str| plan.suffixes.iter().find(|(s, _)| s == suffix).map(|(_, c)| *c);
+        assert_eq!(plan.classes[class_of(".py").unwrap()].rules, ["py_only"]);
+        assert_eq!(class_of(".js"), class_of(".mjs"));
+        assert!(plan.classes[class_of(".js").unwrap()].source.starts_with("import \"math\"\n"));
+    }
+
+    #[test]
+    fn nested_suffixes_share_rules() {
+        let plan = plan_of(
+            r#"rule a { meta: filetype = ".py" condition: true }
+               rule b { meta: filetype = "setup.py" condition: true }"#,
+        )
+        .expect("routable");
+        assert!(plan.common.is_none());
+        let class = plan.suffixes.iter().find(|(s, _)| s == "setup.py").unwrap().1;
+        assert_eq!(plan.classes[class].rules, ["a", "b"]);
+    }
+
+    #[test]
+    fn references_keep_rules_common() {
+        // Referenced by name, by wildcard, referencing another rule, private: none is routed.
+        for text in [
+            r#"rule a { meta: filetype = ".py" condition: true } rule b { condition: a }"#,
+            r#"rule gen_a { meta: filetype = ".py" condition: true } rule b { condition: any of (gen_*) }"#,
+            r#"rule a { condition: true } rule b { meta: filetype = ".py" condition: a }"#,
+            r#"private rule a { meta: filetype = ".py" condition: true } rule b { condition: true }"#,
+            r#"rule a { meta: filetype = "\x2epy" condition: true }"#,
+            r#"rule a { meta: filetype = 3 condition: true }"#,
+        ] {
+            assert_eq!(plan_of(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn never_splits_global_rules_includes_or_duplicates() {
+        for text in [
+            r#"global rule g { condition: filesize < 10 } rule a { meta: filetype = ".py" condition: true }"#,
+            r#"include "other.yar" rule a { meta: filetype = ".py" condition: true }"#,
+            r#"rule a { meta: filetype = ".py" condition: true } rule a { condition: true }"#,
+        ] {
+            assert_eq!(plan_of(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_first_filetype_entry_counts() {
+        let plan = plan_of(r#"rule a { meta: filetype = ".py" filetype = ".js" condition: true }"#).unwrap();
+        assert_eq!(plan.routed["a"], [".py"]);
+    }
+}

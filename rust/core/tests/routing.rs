@@ -1,0 +1,188 @@
+//! Filetype routing: a rule set compiled in parts gives exactly the results of the same set
+//! compiled whole, survives serialization, reports compile errors where they were written, and
+//! never lets one class's cached matches stand in for another's.
+
+mod common;
+
+use common::{scan, tar_gz, zip};
+use dragonfly_core::{Engine, Limits, RuleSet, RulesError, COMPILED_MAGIC, COMPILED_ROUTED_MAGIC};
+
+const SUFFIXES: [&str; 7] = [".py", ".py .pyi", "setup.py", ".js", ".txt .md", ".pth", ".sh .bat"];
+const WORDS: [&str; 6] = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+const PATHS: [&str; 10] = [
+    "pkg/a.py",
+    "pkg/setup.py",
+    "pkg/x.pyi",
+    "web/app.js",
+    "README.md",
+    "notes.txt",
+    "hook.pth",
+    "run.sh",
+    "data.bin",
+    "pkg/nosuffix",
+];
+
+/// A small deterministic generator, so the cases are the same in every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
+
+/// Rules over a few words: some count everywhere, some only for some suffixes, one references
+/// another (which keeps both whole) and one is private.
+fn rule_source(rng: &mut Lcg, count: usize) -> String {
+    let mut out = String::from("import \"math\"\n");
+    for i in 0..count {
+        let filetype = if rng.next(3) == 0 {
+            String::new()
+        } else {
+            format!(" filetype = \"{}\"", SUFFIXES[rng.next(SUFFIXES.len())])
+        };
+        let (a, b) = (WORDS[rng.next(WORDS.len())], WORDS[rng.next(WORDS.len())]);
+        let condition = match rng.next(4) {
+            0 => "$a or #b > 3".to_owned(),
+            1 => "$a and $b".to_owned(),
+            2 => "#a > 1 or ($b and math.entropy(0, filesize) > 1)".to_owned(),
+            _ => "any of them".to_owned(),
+        };
+        out.push_str(&format!(
+            "rule r{i} {{ meta: weight = {}{filetype} strings: $a = \"{a}\" $b = \"{b}\" condition: {condition} }}\n",
+            i % 5
+        ));
+    }
+    out.push_str("private rule hidden { meta: filetype = \".js\" strings: $a = \"echo\" condition: $a }\n");
+    out.push_str("rule uses_hidden { meta: weight = 2 filetype = \".py\" condition: hidden or r0 }\n");
+    out
+}
+
+fn files(rng: &mut Lcg) -> Vec<(String, Vec<u8>)> {
+    (0..40)
+        .map(|i| {
+            let words: Vec<&str> = (0..rng.next(5)).map(|_| WORDS[rng.next(WORDS.len())]).collect();
+            (format!("{i}/{}", PATHS[rng.next(PATHS.len())]), words.join(" ").into_bytes())
+        })
+        .collect()
+}
+
+fn engine(rules: RuleSet) -> Engine {
+    Engine::new(rules, Limits::default(), Some(2)).unwrap()
+}
+
+#[test]
+fn routed_results_equal_whole_results() {
+    let mut rng = Lcg(7);
+    for case in 0..12 {
+        let source = rule_source(&mut rng, 30);
+        let routed = RuleSet::compile([("gen.yar", source.as_str())]).unwrap();
+        let whole = RuleSet::compile_whole([("gen.yar", source.as_str())]).unwrap();
+        assert!(routed.routed_classes().is_some_and(|n| n > 1), "case {case} is routed");
+        assert_eq!(whole.routed_classes(), None);
+        assert_eq!(routed.hash(), whole.hash());
+        let ids = |set: &RuleSet| set.infos().iter().map(|i| i.identifier.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&routed), ids(&whole), "same rules in the same order");
+        assert_eq!(routed.infos(), whole.infos());
+
+        let entries = files(&mut rng);
+        let borrowed: Vec<(&str, &[u8])> = entries.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+        for (name, archive) in [("c.tar.gz", tar_gz(&borrowed)), ("c.zip", zip(&borrowed))] {
+            let expected = scan(&engine(whole.clone()), name, &archive);
+            let actual = scan(&engine(routed.clone()), name, &archive);
+            assert!(!expected.files.is_empty(), "case {case}: the generator makes matches");
+            assert_eq!(actual.files, expected.files, "case {case} {name}");
+            assert_eq!(actual.issues, expected.issues);
+            assert_eq!((actual.files_scanned, actual.score()), (expected.files_scanned, expected.score()));
+        }
+    }
+}
+
+#[test]
+fn serialized_routed_sets_stay_routed() {
+    let source = rule_source(&mut Lcg(3), 20);
+    let rules = RuleSet::compile([("gen.yar", source.as_str())]).unwrap();
+    let blob = rules.serialize();
+    assert!(blob.starts_with(COMPILED_ROUTED_MAGIC));
+    let back = RuleSet::deserialize(&blob).unwrap();
+    assert_eq!((back.hash(), back.routed_classes()), (rules.hash(), rules.routed_classes()));
+    assert_eq!(back.infos(), rules.infos());
+    let entries = files(&mut Lcg(5));
+    let borrowed: Vec<(&str, &[u8])> = entries.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+    let archive = tar_gz(&borrowed);
+    assert_eq!(
+        scan(&engine(back), "t.tar.gz", &archive).files,
+        scan(&engine(rules), "t.tar.gz", &archive).files
+    );
+
+    // Every truncation, and trailing bytes, are refused with a format error.
+    for cut in
+        [COMPILED_ROUTED_MAGIC.len() + 10, COMPILED_ROUTED_MAGIC.len() + 70, blob.len() / 2, blob.len() - 1]
+    {
+        assert!(matches!(RuleSet::deserialize(&blob[..cut]), Err(RulesError::Format(_))), "cut at {cut}");
+    }
+    let mut longer = blob.clone();
+    longer.push(0);
+    assert!(matches!(RuleSet::deserialize(&longer), Err(RulesError::Format(_))));
+
+    // A whole set still writes and reads the first format.
+    let whole = RuleSet::compile_whole([("gen.yar", source.as_str())]).unwrap();
+    let whole_blob = whole.serialize();
+    assert!(whole_blob.starts_with(COMPILED_MAGIC));
+    assert_eq!(RuleSet::deserialize(&whole_blob).unwrap().routed_classes(), None);
+}
+
+#[test]
+fn errors_in_routable_rules_point_at_their_source() {
+    let err = RuleSet::compile([
+        ("good.yar", "rule ok { condition: true }"),
+        ("bad.yar", "rule fine { meta: filetype = \".py\" condition: true }\nrule broken {\n  meta: filetype = \".js\"\n  strings: $a = \"x\"\n  condition: $b\n}"),
+    ])
+    .unwrap_err();
+    let RulesError::Compile(diags) = &err else { panic!("{err}") };
+    assert_eq!((diags[0].origin.as_str(), diags[0].line, diags[0].column), ("bad.yar", 5, 14), "{err}");
+}
+
+#[test]
+fn one_content_at_two_paths_gets_each_paths_rules() {
+    let source = r#"
+rule py_word { meta: weight = 3 filetype = ".py" strings: $a = "shared" condition: $a }
+rule js_word { meta: weight = 4 filetype = ".js" strings: $a = "shared" condition: $a }
+rule any_word { meta: weight = 1 strings: $a = "shared" condition: $a }
+"#;
+    let rules = RuleSet::compile([("r.yar", source)]).unwrap();
+    assert_eq!(rules.routed_classes(), Some(2));
+    let engine = Engine::new(rules, Limits::default(), Some(1)).unwrap().with_cache_journal(true);
+    let archive =
+        tar_gz(&[("a.py", b"shared"), ("b.js", b"shared"), ("c.txt", b"shared"), ("d.py", b"shared")]);
+    let report = scan(&engine, "s.tar.gz", &archive);
+    let hits: Vec<(&str, Vec<&str>)> = report
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.hits.iter().map(|h| h.rule.identifier.as_str()).collect()))
+        .collect();
+    assert_eq!(
+        hits,
+        [
+            ("a.py", vec!["py_word", "any_word"]),
+            ("b.js", vec!["js_word", "any_word"]),
+            ("c.txt", vec!["any_word"]),
+            ("d.py", vec!["py_word", "any_word"]),
+        ]
+    );
+    // Three routes, three cache entries; the second .py file is a hit.
+    let stats = engine.cache_stats();
+    assert_eq!((stats.entries, stats.misses, stats.hits), (3, 3, 1), "{stats:?}");
+
+    // Entries journaled by the routed engine never answer for the whole set (keys differ), so
+    // an engine loading them still scans and finds everything.
+    let journal = engine.take_cache_journal().unwrap();
+    let whole = Engine::new(RuleSet::compile_whole([("r.yar", source)]).unwrap(), Limits::default(), Some(1))
+        .unwrap();
+    whole.import_cache(journal.iter().map(|(k, b)| (*k, b.as_slice())));
+    let again = scan(&whole, "s.tar.gz", &archive);
+    assert_eq!(again.files, report.files);
+    let stats = whole.cache_stats();
+    assert_eq!((stats.misses, stats.hits), (1, 3), "the whole set's keys are plain content hashes");
+}

@@ -84,7 +84,7 @@ class BenchContext:
     kind: str = "synthetic"
     _sources: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)
     _yara: dict[str, Any] = field(default_factory=dict)
-    _rust: dict[str, Any] = field(default_factory=dict)
+    _rust: dict[tuple[str, bool], Any] = field(default_factory=dict)
     _reference: dict[str, list[Outcome]] = field(default_factory=dict)
     _stats: WalkStats | None = None
     _overhead: dict[str, float] = field(default_factory=dict)
@@ -123,12 +123,13 @@ class BenchContext:
             self._yara[name] = compile_rules(self.sources(name))
         return self._yara[name]
 
-    def rust_rules(self, name: str) -> Any:
-        if name not in self._rust:
+    def rust_rules(self, name: str, route_by_filetype: bool = True) -> Any:
+        key = (name, route_by_filetype)
+        if key not in self._rust:
             from dragonfly_hybrid import Rules
 
-            self._rust[name] = Rules.compile(self.sources(name))
-        return self._rust[name]
+            self._rust[key] = Rules.compile(self.sources(name), route_by_filetype=route_by_filetype)
+        return self._rust[key]
 
     def reference(self, name: str) -> list[Outcome]:
         """Correctness guard, run once per rule set before any timing: the baseline (on a process pool, to

@@ -34,6 +34,7 @@ BASELINE = "baseline"
 POOL = "pool"
 REFERENCE = "reference"
 RUST = "rust"
+RUST_WHOLE = "rust-whole"
 LIMIT_INFLATE = "limit-inflate"
 LIMIT_SCAN = "limit-scan"
 KIND_ORDER = (BASELINE, POOL, REFERENCE, RUST, LIMIT_INFLATE, LIMIT_SCAN)
@@ -174,7 +175,7 @@ def _summarize_group(group: str, ms: Sequence[Measurement]) -> GroupSummary:
 
     def row(variant: str, seconds: float, m: Measurement | None, derived: bool = False) -> TableRow:
         efficiency = vs_limit = None
-        if m is not None and m.kind == RUST:
+        if m is not None and m.kind in (RUST, RUST_WHOLE):
             if rust_1 is not None and m is rust_n and m.workers > 1:
                 efficiency = _ratio(rust_1.median, m.workers * m.median)
             vs_limit = _ratio(m.median, scan_per_core)
@@ -207,6 +208,13 @@ def _summarize_group(group: str, ms: Sequence[Measurement]) -> GroupSummary:
             f"limit-scan scans the {scan.distinct_files} distinct contents "
             f"({scan.distinct_bytes / MB:.1f} MB) of the {ref.files} files ({ref.inflated / MB:.1f} MB) "
             f"once each (dedup by sha256); its MB/s, files/s and rel/min are over the whole corpus"
+        )
+    whole = next((m for m in ms if m.kind == RUST_WHOLE), None)
+    same_threads = next((m for m in rust if whole and m.workers == whole.workers), None)
+    if whole and same_threads:
+        summary.notes.append(
+            f"filetype routing: {same_threads.variant} takes {same_threads.median / whole.median:.2f}x "
+            f"the time of {whole.variant} (the same rules compiled whole), same results"
         )
     for m in ms:
         if m.rss_note:

@@ -8,7 +8,8 @@ checks that the baseline and the engine agree on every distribution's score and 
 run's own results are checked against that reference afterwards.
 
 Variants (per rule set): ``baseline-1proc``, ``baseline-<N>proc`` (process pool), ``reference-extract``
-(extract to a temporary directory, scan file by file), ``rust-1thread``, ``rust-<N>threads``, and the two
+(extract to a temporary directory, scan file by file), ``rust-1thread``, ``rust-<N>threads``,
+``rust-<N>threads-whole`` (the same rules compiled whole, without filetype routing), and the two
 limits: ``limit-inflate`` (the engine with a rule that applies to no file: inflate and walk only, 1 thread)
 and ``limit-scan`` (one ``yara_x.Scanner`` over the distinct contents, pre-inflated outside the timing,
 1 thread). After timing, each variant runs once more in a child process to measure its peak RSS.
@@ -119,6 +120,21 @@ def test_rust_all_threads(benchmark, ctx, record, ruleset):
     if all_threads() == 1:
         pytest.skip("one CPU: same as test_rust_one_thread")
     _rust(benchmark, ctx, record, ruleset, all_threads())
+
+
+@pytest.mark.parametrize("ruleset", RULESET)
+def test_rust_all_threads_whole(benchmark, ctx, record, ruleset):
+    """Filetype routing off (the rules compiled whole): what routing saves, measured in the same run."""
+    from dragonfly_hybrid import Scanner
+
+    ctx.reference(ruleset)
+    rules = ctx.rust_rules(ruleset, route_by_filetype=False)
+    assert rules.filetype_classes is None
+    results = _rust_rounds(benchmark, ruleset, rules, all_threads(), ctx.items)
+    ctx.check(ruleset, [outcome_of(r) for r in results])
+    used = Scanner(rules, threads=all_threads()).threads
+    variant = _threads_label("rust", used) + "-whole"
+    record(benchmark, ruleset, variant, "rust-whole", used, None, engine="dragonfly-hybrid", threads=used)
 
 
 @pytest.mark.parametrize("ruleset", RULESET)

@@ -245,3 +245,48 @@ def test_bundled_rules_compile() -> None:
     rules = dh.bundled_rules()
     assert rules.count >= 15
     assert rules.hash == dh.load_rules().hash
+
+
+ROUTED_RULES = {
+    "routed.yar": """
+rule py_word { meta: weight = 3 filetype = ".py" strings: $a = "shared" condition: $a }
+rule js_word { meta: weight = 4 filetype = ".js .mjs" strings: $a = "shared" condition: $a }
+rule any_word { meta: weight = 1 strings: $a = "shared" condition: $a }
+"""
+}
+
+
+def _matches(result: dh.DistributionResult) -> list[tuple[str, list[str]]]:
+    return [(f.path, [m.identifier for m in f.matches]) for f in result.files]
+
+
+def test_filetype_routing_gives_the_results_of_the_whole_set(tmp_path: Path) -> None:
+    routed = dh.Rules.compile(ROUTED_RULES)
+    whole = dh.Rules.compile(ROUTED_RULES, route_by_filetype=False)
+    assert routed.filetype_classes == 2 and whole.filetype_classes is None
+    assert (routed.hash, routed.identifiers) == (whole.hash, whole.identifiers)
+    back = dh.Rules.deserialize(routed.serialize())
+    assert back.filetype_classes == 2 and back.hash == routed.hash
+    # One content at paths of every class, and in a nested archive.
+    files = {p: b"x = 'shared'" for p in ("a.py", "b.js", "c.mjs", "d.txt", "e.py", "f")}
+    files["inner.zip"] = zip_bytes({"g.js": b"shared", "h.py": b"shared"})
+    data = tar_gz_bytes(files)
+    results = [dh.Scanner(r, threads=2).scan_bytes(data, "r-1.0.tar.gz") for r in (routed, whole, back)]
+    assert _matches(results[0]) == _matches(results[1]) == _matches(results[2])
+    assert dict(_matches(results[0])) == {
+        "a.py": ["py_word", "any_word"],
+        "b.js": ["js_word", "any_word"],
+        "c.mjs": ["js_word", "any_word"],
+        "d.txt": ["any_word"],
+        "e.py": ["py_word", "any_word"],
+        "f": ["any_word"],
+        "inner.zip!/g.js": ["js_word", "any_word"],
+        "inner.zip!/h.py": ["py_word", "any_word"],
+    }
+    assert results[0].score == results[1].score == 3 + 4 + 1
+
+
+def test_rules_that_reference_each_other_are_compiled_whole() -> None:
+    source = 'rule a { meta: filetype = ".py" condition: true } rule b { condition: a }'
+    assert dh.Rules.compile({"r.yar": source}).filetype_classes is None
+    assert dh.load_rules().filetype_classes is not None, "the bundled rules are routed"

@@ -134,6 +134,24 @@ fn serialized_routed_sets_stay_routed() {
 }
 
 #[test]
+fn blobs_whose_routing_table_lies_are_refused() {
+    let rules = RuleSet::compile([(
+        "r.yar",
+        r#"rule p { meta: filetype = ".py" condition: true } rule j { meta: filetype = ".js" condition: true }"#,
+    )])
+    .unwrap();
+    let blob = rules.serialize();
+    let entry = b"\x03\x00\x00\x00.py";
+    let at = blob.windows(entry.len()).position(|w| w == entry).expect("the .py entry") + entry.len();
+    let class = u32::from_le_bytes(blob[at..at + 4].try_into().unwrap());
+    let mut forged = blob.clone();
+    forged[at..at + 4].copy_from_slice(&(1 - class).to_le_bytes());
+    // `.py` files would be scanned with the `.js` rule only: reported clean. Refused instead.
+    assert!(matches!(RuleSet::deserialize(&forged), Err(RulesError::Format(_))));
+    assert!(RuleSet::deserialize(&blob).is_ok());
+}
+
+#[test]
 fn errors_in_routable_rules_point_at_their_source() {
     let err = RuleSet::compile([
         ("good.yar", "rule ok { condition: true }"),

@@ -99,33 +99,36 @@ pub(crate) fn plan(sources: &[(&str, &str)]) -> Option<Plan> {
     }
 
     let suffix_set: BTreeSet<&str> = routed.values().flatten().map(String::as_str).collect();
-    let mut class_of_rules: BTreeMap<Vec<&str>, usize> = BTreeMap::new();
+    let mut classes: Vec<BTreeSet<&str>> = Vec::new();
     let mut suffixes = Vec::new();
     for suffix in suffix_set {
-        let members: Vec<&str> = routed
+        let members: BTreeSet<&str> = routed
             .iter()
             .filter(|(_, fts)| fts.iter().any(|ft| suffix.ends_with(ft.as_str())))
             .map(|(id, _)| id.as_str())
             .collect();
-        let next = class_of_rules.len();
-        let class = *class_of_rules.entry(members).or_insert(next);
+        let class = classes.iter().position(|c| *c == members).unwrap_or_else(|| {
+            classes.push(members);
+            classes.len() - 1
+        });
         suffixes.push((suffix.to_owned(), class));
     }
-    if class_of_rules.len() > MAX_CLASSES {
+    merge_close_classes(&mut classes, &mut suffixes);
+    if classes.len() > MAX_CLASSES {
         return None;
     }
-    let mut classes = vec![None; class_of_rules.len()];
     let import_block: String = imports.iter().map(|i| format!("{i}\n")).collect();
-    for (members, class) in class_of_rules {
-        let member_set: HashSet<&str> = members.iter().copied().collect();
-        let mut source = import_block.clone();
-        for d in decls.iter().filter(|d| member_set.contains(d.identifier.as_str())) {
-            source.push_str(&d.text);
-            source.push('\n');
-        }
-        classes[class] = Some(ClassPlan { rules: members.iter().map(|m| (*m).to_owned()).collect(), source });
-    }
-    let classes: Vec<ClassPlan> = classes.into_iter().map(|c| c.expect("every class numbered")).collect();
+    let classes: Vec<ClassPlan> = classes
+        .iter()
+        .map(|members| {
+            let mut source = import_block.clone();
+            for d in decls.iter().filter(|d| members.contains(d.identifier.as_str())) {
+                source.push_str(&d.text);
+                source.push('\n');
+            }
+            ClassPlan { rules: members.iter().map(|m| (*m).to_owned()).collect(), source }
+        })
+        .collect();
 
     let common = (decls.len() > routed.len()).then(|| {
         sources
@@ -147,6 +150,35 @@ pub(crate) fn plan(sources: &[(&str, &str)]) -> Option<Plan> {
     });
     let order = decls.iter().map(|d| d.identifier.clone()).collect();
     Some(Plan { common, classes, suffixes, order, routed })
+}
+
+/// Merge classes that differ by a few rules: each compiled part costs a fixed compile time (and a
+/// scanner per thread), while scanning a path with a few rules that cannot count for it costs
+/// little and changes nothing, since matches are filtered by `filetype` afterwards anyway.
+fn merge_close_classes(classes: &mut Vec<BTreeSet<&str>>, suffixes: &mut [(String, usize)]) {
+    loop {
+        let mut best: Option<(usize, usize, usize)> = None;
+        for i in 0..classes.len() {
+            for j in i + 1..classes.len() {
+                let union = classes[i].union(&classes[j]).count();
+                let larger = classes[i].len().max(classes[j].len());
+                let close = union <= larger + (larger / 4).max(2);
+                if close && best.is_none_or(|(_, _, u)| union < u) {
+                    best = Some((i, j, union));
+                }
+            }
+        }
+        let Some((keep, gone, _)) = best else { return };
+        let absorbed = classes.remove(gone);
+        classes[keep].extend(absorbed);
+        for (_, class) in suffixes.iter_mut() {
+            if *class == gone {
+                *class = keep;
+            } else if *class > gone {
+                *class -= 1;
+            }
+        }
+    }
 }
 
 /// Every token under `node`, in order, without trivia.
@@ -246,23 +278,30 @@ mod tests {
 
     const ROUTABLE: &str = r#"
 import "math"
-rule py_only { meta: filetype = ".py" strings: $a = "x" condition: $a }
-rule js_only { meta: filetype = ".js .mjs" strings: $a = "y" condition: $a and math.entropy(0, filesize) > 1 }
+rule py_1 { meta: filetype = ".py" strings: $a = "x" condition: $a }
+rule py_2 { meta: filetype = ".py" strings: $a = "x" condition: $a }
+rule py_3 { meta: filetype = ".py" strings: $a = "x" condition: $a }
+rule js_1 { meta: filetype = ".js .mjs" strings: $a = "y" condition: $a and math.entropy(0, filesize) > 1 }
+rule js_2 { meta: filetype = ".js" strings: $a = "y" condition: $a }
+rule js_3 { meta: filetype = ".js" strings: $a = "y" condition: $a }
 rule everywhere { strings: $a = "z" condition: $a }
 "#;
 
     #[test]
     fn splits_filetyped_rules_into_classes() {
         let plan = plan_of(ROUTABLE).expect("routable");
-        assert_eq!(plan.order, ["py_only", "js_only", "everywhere"]);
-        assert_eq!(plan.routed.len(), 2);
+        assert_eq!(plan.order, ["py_1", "py_2", "py_3", "js_1", "js_2", "js_3", "everywhere"]);
+        assert_eq!(plan.routed.len(), 6);
         let common = &plan.common.as_ref().expect("one rule stays common")[0].1;
         assert_eq!(common.len(), ROUTABLE.len());
-        assert!(common.contains("rule everywhere") && !common.contains("py_only"));
+        assert!(common.contains("rule everywhere") && !common.contains("py_1"));
         let class_of = |suffix: &str| plan.suffixes.iter().find(|(s, _)| s == suffix).map(|(_, c)| *c);
-        assert_eq!(plan.classes[class_of(".py").unwrap()].rules, ["py_only"]);
+        assert_eq!(plan.classes[class_of(".py").unwrap()].rules, ["py_1", "py_2", "py_3"]);
+        // `.mjs` fits only js_1, but a class one rule away from `.js`'s is not worth a part.
         assert_eq!(class_of(".js"), class_of(".mjs"));
+        assert_eq!(plan.classes[class_of(".js").unwrap()].rules, ["js_1", "js_2", "js_3"]);
         assert!(plan.classes[class_of(".js").unwrap()].source.starts_with("import \"math\"\n"));
+        assert_eq!(plan.classes.len(), 2);
     }
 
     #[test]
@@ -275,6 +314,25 @@ rule everywhere { strings: $a = "z" condition: $a }
         assert!(plan.common.is_none());
         let class = plan.suffixes.iter().find(|(s, _)| s == "setup.py").unwrap().1;
         assert_eq!(plan.classes[class].rules, ["a", "b"]);
+    }
+
+    #[test]
+    fn close_classes_merge_and_distant_ones_do_not() {
+        let mut source = String::new();
+        for (prefix, suffix, n) in [("a", ".a", 8), ("b", ".b", 8), ("xa", "x.a", 1)] {
+            for i in 0..n {
+                source.push_str(&format!(
+                    "rule {prefix}_{i} {{ meta: filetype = \"{suffix}\" condition: true }}\n"
+                ));
+            }
+        }
+        let plan = plan_of(&source).unwrap();
+        // `.a` (8 rules) and `x.a` (the same 8 + 1) merge; `.b` (8 others) stays apart.
+        assert_eq!(plan.classes.len(), 2);
+        let class_of = |suffix: &str| plan.suffixes.iter().find(|(s, _)| s == suffix).map(|(_, c)| *c);
+        assert_eq!(class_of(".a"), class_of("x.a"));
+        assert_ne!(class_of(".a"), class_of(".b"));
+        assert_eq!(plan.classes[class_of(".a").unwrap()].rules.len(), 9);
     }
 
     #[test]

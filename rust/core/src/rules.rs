@@ -339,9 +339,10 @@ impl RuleSet {
         }
         let infos: Vec<Arc<RuleInfo>> =
             order.iter().map(|id| by_name.get(id.as_str()).cloned()).collect::<Option<_>>()?;
-        // The routing table must send every path to exactly the class rules that fit it (a blob
-        // is checked like a fresh compile): each suffix's class holds the routed rules that fit a
-        // path ending in it, and every suffix of a routed rule has an entry.
+        // The routing table must send every path to at least the class rules that fit it (a blob
+        // is checked like a fresh compile): each suffix's class holds every routed rule that fits
+        // a path ending in it (extra rules are harmless: their matches are filtered by
+        // `filetype`), and every suffix of a routed rule has an entry.
         let common_names: std::collections::HashSet<&str> =
             common_infos.iter().map(|i| i.identifier.as_str()).collect();
         let routed_rules: Vec<&Arc<RuleInfo>> =
@@ -350,12 +351,9 @@ impl RuleSet {
             !info.filetypes.is_empty()
                 && info.filetypes.iter().all(|ft| suffixes.iter().any(|(s, _)| s == ft))
         }) && suffixes.iter().all(|(suffix, class)| {
-            let mut expected: Vec<&str> =
-                routed_rules.iter().filter(|i| i.applies_to(suffix)).map(|i| i.identifier.as_str()).collect();
-            let mut actual: Vec<&str> = class_infos[*class].iter().map(|i| i.identifier.as_str()).collect();
-            expected.sort_unstable();
-            actual.sort_unstable();
-            expected == actual
+            let held: std::collections::HashSet<&str> =
+                class_infos[*class].iter().map(|i| i.identifier.as_str()).collect();
+            routed_rules.iter().filter(|i| i.applies_to(suffix)).all(|i| held.contains(i.identifier.as_str()))
         });
         if !consistent {
             return None;

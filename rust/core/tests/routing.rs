@@ -75,11 +75,13 @@ fn engine(rules: RuleSet) -> Engine {
 #[test]
 fn routed_results_equal_whole_results() {
     let mut rng = Lcg(7);
+    let mut class_counts = Vec::new();
     for case in 0..12 {
-        let source = rule_source(&mut rng, 30);
+        let source = rule_source(&mut rng, 10 + 10 * case);
         let routed = RuleSet::compile([("gen.yar", source.as_str())]).unwrap();
         let whole = RuleSet::compile_whole([("gen.yar", source.as_str())]).unwrap();
-        assert!(routed.routed_classes().is_some_and(|n| n > 1), "case {case} is routed");
+        class_counts.extend(routed.routed_classes());
+        assert!(routed.routed_classes().is_some(), "case {case} is routed");
         assert_eq!(whole.routed_classes(), None);
         assert_eq!(routed.hash(), whole.hash());
         let ids = |set: &RuleSet| set.infos().iter().map(|i| i.identifier.clone()).collect::<Vec<_>>();
@@ -97,6 +99,8 @@ fn routed_results_equal_whole_results() {
             assert_eq!((actual.files_scanned, actual.score()), (expected.files_scanned, expected.score()));
         }
     }
+    // Both merged (one class) and separate classes were exercised.
+    assert!(class_counts.contains(&1) && class_counts.iter().any(|&n| n > 2), "{class_counts:?}");
 }
 
 #[test]
@@ -133,20 +137,28 @@ fn serialized_routed_sets_stay_routed() {
     assert_eq!(RuleSet::deserialize(&whole_blob).unwrap().routed_classes(), None);
 }
 
+/// Three rules per suffix: classes far enough apart not to be merged.
+const SEPARATE_CLASSES: &str = r#"
+rule py_a { meta: weight = 3 filetype = ".py" strings: $a = "shared" condition: $a }
+rule py_b { meta: weight = 3 filetype = ".py" strings: $a = "nothing" condition: $a }
+rule py_c { meta: weight = 3 filetype = ".py" strings: $a = "nothing" condition: $a }
+rule js_a { meta: weight = 4 filetype = ".js" strings: $a = "shared" condition: $a }
+rule js_b { meta: weight = 4 filetype = ".js" strings: $a = "nothing" condition: $a }
+rule js_c { meta: weight = 4 filetype = ".js" strings: $a = "nothing" condition: $a }
+rule any_word { meta: weight = 1 strings: $a = "shared" condition: $a }
+"#;
+
 #[test]
 fn blobs_whose_routing_table_lies_are_refused() {
-    let rules = RuleSet::compile([(
-        "r.yar",
-        r#"rule p { meta: filetype = ".py" condition: true } rule j { meta: filetype = ".js" condition: true }"#,
-    )])
-    .unwrap();
+    let rules = RuleSet::compile([("r.yar", SEPARATE_CLASSES)]).unwrap();
+    assert_eq!(rules.routed_classes(), Some(2));
     let blob = rules.serialize();
     let entry = b"\x03\x00\x00\x00.py";
     let at = blob.windows(entry.len()).position(|w| w == entry).expect("the .py entry") + entry.len();
     let class = u32::from_le_bytes(blob[at..at + 4].try_into().unwrap());
     let mut forged = blob.clone();
     forged[at..at + 4].copy_from_slice(&(1 - class).to_le_bytes());
-    // `.py` files would be scanned with the `.js` rule only: reported clean. Refused instead.
+    // `.py` files would be scanned with the `.js` rules only: reported clean. Refused instead.
     assert!(matches!(RuleSet::deserialize(&forged), Err(RulesError::Format(_))));
     assert!(RuleSet::deserialize(&blob).is_ok());
 }
@@ -164,11 +176,7 @@ fn errors_in_routable_rules_point_at_their_source() {
 
 #[test]
 fn one_content_at_two_paths_gets_each_paths_rules() {
-    let source = r#"
-rule py_word { meta: weight = 3 filetype = ".py" strings: $a = "shared" condition: $a }
-rule js_word { meta: weight = 4 filetype = ".js" strings: $a = "shared" condition: $a }
-rule any_word { meta: weight = 1 strings: $a = "shared" condition: $a }
-"#;
+    let source = SEPARATE_CLASSES;
     let rules = RuleSet::compile([("r.yar", source)]).unwrap();
     assert_eq!(rules.routed_classes(), Some(2));
     let engine = Engine::new(rules, Limits::default(), Some(1)).unwrap().with_cache_journal(true);
@@ -183,10 +191,10 @@ rule any_word { meta: weight = 1 strings: $a = "shared" condition: $a }
     assert_eq!(
         hits,
         [
-            ("a.py", vec!["py_word", "any_word"]),
-            ("b.js", vec!["js_word", "any_word"]),
+            ("a.py", vec!["py_a", "any_word"]),
+            ("b.js", vec!["js_a", "any_word"]),
             ("c.txt", vec!["any_word"]),
-            ("d.py", vec!["py_word", "any_word"]),
+            ("d.py", vec!["py_a", "any_word"]),
         ]
     );
     // Three routes, three cache entries; the second .py file is a hit.

@@ -113,7 +113,6 @@ pub(crate) fn plan(sources: &[(&str, &str)]) -> Option<Plan> {
         });
         suffixes.push((suffix.to_owned(), class));
     }
-    merge_close_classes(&mut classes, &mut suffixes);
     if classes.len() > MAX_CLASSES {
         return None;
     }
@@ -150,35 +149,6 @@ pub(crate) fn plan(sources: &[(&str, &str)]) -> Option<Plan> {
     });
     let order = decls.iter().map(|d| d.identifier.clone()).collect();
     Some(Plan { common, classes, suffixes, order, routed })
-}
-
-/// Merge classes that differ by a few rules: each compiled part costs a fixed compile time (and a
-/// scanner per thread), while scanning a path with a few rules that cannot count for it costs
-/// little and changes nothing, since matches are filtered by `filetype` afterwards anyway.
-fn merge_close_classes(classes: &mut Vec<BTreeSet<&str>>, suffixes: &mut [(String, usize)]) {
-    loop {
-        let mut best: Option<(usize, usize, usize)> = None;
-        for i in 0..classes.len() {
-            for j in i + 1..classes.len() {
-                let union = classes[i].union(&classes[j]).count();
-                let larger = classes[i].len().max(classes[j].len());
-                let close = union <= larger + (larger / 4).max(2);
-                if close && best.is_none_or(|(_, _, u)| union < u) {
-                    best = Some((i, j, union));
-                }
-            }
-        }
-        let Some((keep, gone, _)) = best else { return };
-        let absorbed = classes.remove(gone);
-        classes[keep].extend(absorbed);
-        for (_, class) in suffixes.iter_mut() {
-            if *class == gone {
-                *class = keep;
-            } else if *class > gone {
-                *class -= 1;
-            }
-        }
-    }
 }
 
 /// Every token under `node`, in order, without trivia.
@@ -297,11 +267,10 @@ rule everywhere { strings: $a = "z" condition: $a }
         assert!(common.contains("rule everywhere") && !common.contains("py_1"));
         let class_of = |suffix: &str| plan.suffixes.iter().find(|(s, _)| s == suffix).map(|(_, c)| *c);
         assert_eq!(plan.classes[class_of(".py").unwrap()].rules, ["py_1", "py_2", "py_3"]);
-        // `.mjs` fits only js_1, but a class one rule away from `.js`'s is not worth a part.
-        assert_eq!(class_of(".js"), class_of(".mjs"));
         assert_eq!(plan.classes[class_of(".js").unwrap()].rules, ["js_1", "js_2", "js_3"]);
+        assert_eq!(plan.classes[class_of(".mjs").unwrap()].rules, ["js_1"]);
         assert!(plan.classes[class_of(".js").unwrap()].source.starts_with("import \"math\"\n"));
-        assert_eq!(plan.classes.len(), 2);
+        assert_eq!(plan.classes.len(), 3);
     }
 
     #[test]
@@ -314,25 +283,6 @@ rule everywhere { strings: $a = "z" condition: $a }
         assert!(plan.common.is_none());
         let class = plan.suffixes.iter().find(|(s, _)| s == "setup.py").unwrap().1;
         assert_eq!(plan.classes[class].rules, ["a", "b"]);
-    }
-
-    #[test]
-    fn close_classes_merge_and_distant_ones_do_not() {
-        let mut source = String::new();
-        for (prefix, suffix, n) in [("a", ".a", 8), ("b", ".b", 8), ("xa", "x.a", 1)] {
-            for i in 0..n {
-                source.push_str(&format!(
-                    "rule {prefix}_{i} {{ meta: filetype = \"{suffix}\" condition: true }}\n"
-                ));
-            }
-        }
-        let plan = plan_of(&source).unwrap();
-        // `.a` (8 rules) and `x.a` (the same 8 + 1) merge; `.b` (8 others) stays apart.
-        assert_eq!(plan.classes.len(), 2);
-        let class_of = |suffix: &str| plan.suffixes.iter().find(|(s, _)| s == suffix).map(|(_, c)| *c);
-        assert_eq!(class_of(".a"), class_of("x.a"));
-        assert_ne!(class_of(".a"), class_of(".b"));
-        assert_eq!(plan.classes[class_of(".a").unwrap()].rules.len(), 9);
     }
 
     #[test]

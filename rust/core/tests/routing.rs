@@ -99,8 +99,7 @@ fn routed_results_equal_whole_results() {
             assert_eq!((actual.files_scanned, actual.score()), (expected.files_scanned, expected.score()));
         }
     }
-    // Both merged (one class) and separate classes were exercised.
-    assert!(class_counts.contains(&1) && class_counts.iter().any(|&n| n > 2), "{class_counts:?}");
+    assert!(class_counts.iter().any(|&n| n > 2), "several classes exercised: {class_counts:?}");
 }
 
 #[test]
@@ -137,7 +136,7 @@ fn serialized_routed_sets_stay_routed() {
     assert_eq!(RuleSet::deserialize(&whole_blob).unwrap().routed_classes(), None);
 }
 
-/// Three rules per suffix: classes far enough apart not to be merged.
+/// Two filetype classes and a rule for every file.
 const SEPARATE_CLASSES: &str = r#"
 rule py_a { meta: weight = 3 filetype = ".py" strings: $a = "shared" condition: $a }
 rule py_b { meta: weight = 3 filetype = ".py" strings: $a = "nothing" condition: $a }

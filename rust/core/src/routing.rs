@@ -82,12 +82,17 @@ pub(crate) fn plan(sources: &[(&str, &str)]) -> Option<Plan> {
         d.names.iter().any(|n| declared.contains(n.as_str()))
             || d.wildcards.iter().any(|w| declared.iter().any(|r| r.starts_with(w.as_str())))
     };
+    // Every name and `prefix*` wildcard other rules' conditions use (a rule naming itself does
+    // not compile, so its own names are left out).
+    let mut used_names: HashSet<&str> = HashSet::new();
+    let mut used_wildcards: Vec<(&str, &str)> = Vec::new();
+    for d in &decls {
+        used_names.extend(d.names.iter().map(String::as_str).filter(|n| *n != d.identifier));
+        used_wildcards.extend(d.wildcards.iter().map(|w| (d.identifier.as_str(), w.as_str())));
+    }
     let referenced = |identifier: &str| {
-        decls.iter().any(|d| {
-            d.identifier != identifier
-                && (d.names.contains(identifier)
-                    || d.wildcards.iter().any(|w| identifier.starts_with(w.as_str())))
-        })
+        used_names.contains(identifier)
+            || used_wildcards.iter().any(|(owner, w)| *owner != identifier && identifier.starts_with(w))
     };
     let routed: BTreeMap<String, Vec<String>> = decls
         .iter()

@@ -321,19 +321,17 @@ impl RuleSet {
                 return None;
             }
         }
+        // A routed rule appears in every class it fits, the same each time, and never in common.
+        let mut routed_rules: HashMap<&str, &Arc<RuleInfo>> = HashMap::new();
         for info in class_infos.iter().flatten() {
-            match by_name.get(info.identifier.as_str()) {
-                Some(seen)
-                    if common_infos.iter().any(|c| c.identifier == info.identifier) || **seen != **info =>
-                {
-                    return None;
-                }
-                Some(_) => {}
-                None => {
-                    by_name.insert(&info.identifier, Arc::clone(info));
-                }
+            if by_name.contains_key(info.identifier.as_str()) {
+                return None;
+            }
+            if *routed_rules.entry(&info.identifier).or_insert(info) != info {
+                return None;
             }
         }
+        by_name.extend(routed_rules.iter().map(|(name, info)| (*name, Arc::clone(info))));
         if by_name.len() != order.len() {
             return None;
         }
@@ -343,35 +341,23 @@ impl RuleSet {
         // is checked like a fresh compile): each suffix's class holds every routed rule that fits
         // a path ending in it (extra rules are harmless: their matches are filtered by
         // `filetype`), and every suffix of a routed rule has an entry.
-        let common_names: std::collections::HashSet<&str> =
-            common_infos.iter().map(|i| i.identifier.as_str()).collect();
-        let routed_rules: Vec<&Arc<RuleInfo>> =
-            by_name.values().filter(|i| !common_names.contains(i.identifier.as_str())).collect();
-        let consistent = routed_rules.iter().all(|info| {
+        let consistent = routed_rules.values().all(|info| {
             !info.filetypes.is_empty()
                 && info.filetypes.iter().all(|ft| suffixes.iter().any(|(s, _)| s == ft))
         }) && suffixes.iter().all(|(suffix, class)| {
             let held: std::collections::HashSet<&str> =
                 class_infos[*class].iter().map(|i| i.identifier.as_str()).collect();
-            routed_rules.iter().filter(|i| i.applies_to(suffix)).all(|i| held.contains(i.identifier.as_str()))
+            routed_rules
+                .values()
+                .filter(|i| i.applies_to(suffix))
+                .all(|i| held.contains(i.identifier.as_str()))
         });
         if !consistent {
             return None;
         }
-        let salt = |rules: &mut dyn Iterator<Item = &Arc<RuleInfo>>| -> [u8; 32] {
-            let mut names: Vec<&str> = rules.map(|info| info.identifier.as_str()).collect();
-            names.sort_unstable();
-            let mut hasher = Sha256::new();
-            hasher.update(b"dragonfly-hybrid filetype route\0");
-            for name in names {
-                hasher.update(name.as_bytes());
-                hasher.update([0]);
-            }
-            hasher.finalize().into()
-        };
         let mut salts: Vec<[u8; 32]> =
-            class_infos.iter().map(|class| salt(&mut common_infos.iter().chain(class))).collect();
-        salts.push(salt(&mut common_infos.iter()));
+            class_infos.iter().map(|class| route_salt(common_infos.iter().chain(class))).collect();
+        salts.push(route_salt(common_infos.iter()));
         suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         let routed = Routed { common, classes, suffixes, salts };
         Some(Self::new(Compiled::Routed(routed), infos, hash))
@@ -574,6 +560,19 @@ impl RuleSet {
     pub fn ptr_eq(&self, other: &RuleSet) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
+}
+
+/// A digest of the rules a route scans with, mixed into its content-cache keys.
+fn route_salt<'a>(rules: impl Iterator<Item = &'a Arc<RuleInfo>>) -> [u8; 32] {
+    let mut names: Vec<&str> = rules.map(|info| info.identifier.as_str()).collect();
+    names.sort_unstable();
+    let mut hasher = Sha256::new();
+    hasher.update(b"dragonfly-hybrid filetype route\0");
+    for name in names {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize().into()
 }
 
 fn put_u32(out: &mut Vec<u8>, n: usize) {

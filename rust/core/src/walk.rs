@@ -36,8 +36,9 @@ const XZ_MEMORY_LIMIT_KB: u32 = 256 * 1024;
 /// The tar crate reads these whole into memory; real ones are a few hundred bytes.
 pub const TAR_METADATA_LIMIT: u64 = 1 << 20;
 /// Bytes of tar members waiting for a scanner; past this the thread reading the tarball scans them itself.
-/// Thousands of typical members: enough to keep every thread busy, small next to one large member.
-pub const QUEUE_BYTES: u64 = 8 << 20;
+/// Hundreds of typical members: enough to keep every thread busy, small next to one large member.
+/// (Measured on the benchmark corpus, 2 threads: 2 MiB scans as fast as 8 MiB, with 6-9 MB less peak RSS.)
+pub const QUEUE_BYTES: u64 = 2 << 20;
 /// Issues of one kind kept per distribution; the rest are counted in one summary issue.
 pub const ISSUES_PER_KIND: u64 = 1000;
 /// Longest member path kept in a report (bytes); longer names are cut and flagged.

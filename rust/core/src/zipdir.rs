@@ -11,6 +11,9 @@
 
 use std::io::{self, Read};
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use memchr::memmem;
 
 const LOCAL_SIG: &[u8; 4] = b"PK\x03\x04";
 const CENTRAL_SIG: &[u8; 4] = b"PK\x01\x02";
@@ -169,7 +172,11 @@ fn find_end(data: &[u8]) -> Option<usize> {
         return Some(tail);
     }
     let from = n.saturating_sub(MAX_COMMENT + 1 + END_LEN);
-    let at = memchr::memmem::rfind(&data[from..], END_SIG)? + from;
+    // memmem's forward search is vectorised and its reverse search is not (this runs over the
+    // tail of every member, looking for nested zips). The signature cannot overlap itself, so
+    // the last forward hit is the last occurrence.
+    static END_FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(END_SIG));
+    let at = END_FINDER.find_iter(&data[from..]).last()? + from;
     (at + END_LEN <= n).then_some(at)
 }
 
@@ -516,5 +523,51 @@ mod tests {
         let dir = Directory::parse(&data).unwrap();
         assert!(dir.entries.is_empty());
         assert!(dir.hidden(&data).is_empty());
+    }
+
+    /// `find_end` as written first: the last signature in the window, searched backwards.
+    fn find_end_backwards(data: &[u8]) -> Option<usize> {
+        let n = data.len();
+        if n < END_LEN {
+            return None;
+        }
+        let tail = n - END_LEN;
+        if &data[tail..tail + 4] == END_SIG && data[n - 2..] == [0, 0] {
+            return Some(tail);
+        }
+        let from = n.saturating_sub(MAX_COMMENT + 1 + END_LEN);
+        let at = (from..=n - 4).rev().find(|&i| &data[i..i + 4] == END_SIG)?;
+        (at + END_LEN <= n).then_some(at)
+    }
+
+    #[test]
+    fn end_record_is_the_last_signature_in_the_window() {
+        // Signatures in a comment, one too close to the end, one before the 64 KiB window, and
+        // half signatures, at lengths around the window's edge.
+        let mut state = 0x2545_f491_u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for len in [0, 3, 21, 22, 23, 40, 1000, MAX_COMMENT + END_LEN, MAX_COMMENT + END_LEN + 9, 200_000] {
+            for _ in 0..20 {
+                let mut data: Vec<u8> = (0..len).map(|_| b"PK\x05\x06\0x"[next() as usize % 6]).collect();
+                for _ in 0..next() % 4 {
+                    if len >= 4 {
+                        let at = next() as usize % (len - 3);
+                        data[at..at + 4].copy_from_slice(END_SIG);
+                    }
+                }
+                assert_eq!(find_end(&data), find_end_backwards(&data), "length {len}");
+            }
+        }
+        let mut data = vec![b'x'; 100];
+        data[10..14].copy_from_slice(END_SIG);
+        data[90..94].copy_from_slice(END_SIG);
+        assert_eq!(find_end(&data), None, "the last signature leaves no room for a record");
+        data[90..94].copy_from_slice(b"PK\x05\x07");
+        assert_eq!(find_end(&data), Some(10));
     }
 }

@@ -272,6 +272,22 @@ def record(request: pytest.FixtureRequest, ctx: BenchContext):
     return _record
 
 
+GROUP_ORDER = ("light", "heavy", "node")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run each group's variants back to back (light, then heavy, then node), in the order their tests
+    are defined, instead of pytest's default (each test for every group in turn): this machine's speed
+    drifts over minutes, and a group's ratios should compare rounds taken close together."""
+
+    def group(item: pytest.Item) -> int:
+        marker = item.get_closest_marker("benchmark")
+        name = marker.kwargs.get("group") if marker is not None else None
+        return GROUP_ORDER.index(name) if name in GROUP_ORDER else len(GROUP_ORDER)
+
+    items.sort(key=group)
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
     from bench.machine import describe
 

@@ -57,16 +57,6 @@ def test_baseline_process_pool(benchmark, ctx, record, ruleset):
     record(benchmark, ruleset, variant, "pool", workers, rss, note, engine="yara-x python")
 
 
-@pytest.mark.parametrize("ruleset", RULESET)
-def test_reference_extract(benchmark, ctx, record, ruleset):
-    ctx.reference(ruleset)
-    scanner = ExtractingScanner(rules=ctx.yara_rules(ruleset))
-    outcomes = _pedantic(benchmark, ruleset, scanner.scan_many, ctx.paths)
-    ctx.check(ruleset, outcomes)
-    rss = ctx.peak_rss(ruleset, "reference", 1)
-    record(benchmark, ruleset, "reference-extract", "reference", 1, rss, engine="yara-x python")
-
-
 def _rust_rounds(benchmark, group, rules, threads, items):
     from dragonfly_hybrid import Scanner
 
@@ -198,3 +188,13 @@ def test_limit_scan(benchmark, ctx, record, ruleset):
         mb_distinct=round(ctx.stats.distinct_bytes / 1e6, 2),
         contents_with_matches=matched,
     )
+
+
+@pytest.mark.parametrize("ruleset", RULESET)
+def test_reference_extract(benchmark, ctx, record, ruleset):
+    ctx.reference(ruleset)
+    scanner = ExtractingScanner(rules=ctx.yara_rules(ruleset))
+    outcomes = _pedantic(benchmark, ruleset, scanner.scan_many, ctx.paths)
+    ctx.check(ruleset, outcomes)
+    rss = ctx.peak_rss(ruleset, "reference", 1)
+    record(benchmark, ruleset, "reference-extract", "reference", 1, rss, engine="yara-x python")

@@ -34,14 +34,19 @@ def _pedantic(benchmark, group, target, *args):
     return benchmark.pedantic(target, args=args, rounds=rounds_for(group), iterations=1, warmup_rounds=0)
 
 
-@pytest.mark.parametrize("ruleset", RULESET)
-def test_baseline_single_process(benchmark, ctx, record, ruleset):
+def _python_one_thread(benchmark, ctx, record, ruleset, scanner_class, variant, kind):
+    """A pure-Python variant on one thread: time `scanner_class(...).scan_many` over the corpus paths."""
     ctx.reference(ruleset)
-    scanner = BaselineScanner(rules=ctx.yara_rules(ruleset))
+    scanner = scanner_class(rules=ctx.yara_rules(ruleset))
     outcomes = _pedantic(benchmark, ruleset, scanner.scan_many, ctx.paths)
     ctx.check(ruleset, outcomes)
-    rss = ctx.peak_rss(ruleset, "baseline", 1)
-    record(benchmark, ruleset, "baseline-1proc", "baseline", 1, rss, engine="yara-x python")
+    rss = ctx.peak_rss(ruleset, kind, 1)
+    record(benchmark, ruleset, variant, kind, 1, rss, engine="yara-x python")
+
+
+@pytest.mark.parametrize("ruleset", RULESET)
+def test_baseline_single_process(benchmark, ctx, record, ruleset):
+    _python_one_thread(benchmark, ctx, record, ruleset, BaselineScanner, "baseline-1proc", "baseline")
 
 
 @pytest.mark.parametrize("ruleset", RULESET)
@@ -192,9 +197,4 @@ def test_limit_scan(benchmark, ctx, record, ruleset):
 
 @pytest.mark.parametrize("ruleset", RULESET)
 def test_reference_extract(benchmark, ctx, record, ruleset):
-    ctx.reference(ruleset)
-    scanner = ExtractingScanner(rules=ctx.yara_rules(ruleset))
-    outcomes = _pedantic(benchmark, ruleset, scanner.scan_many, ctx.paths)
-    ctx.check(ruleset, outcomes)
-    rss = ctx.peak_rss(ruleset, "reference", 1)
-    record(benchmark, ruleset, "reference-extract", "reference", 1, rss, engine="yara-x python")
+    _python_one_thread(benchmark, ctx, record, ruleset, ExtractingScanner, "reference-extract", "reference")

@@ -525,19 +525,18 @@ mod tests {
         assert!(dir.hidden(&data).is_empty());
     }
 
-    /// `find_end` as written first: the last signature in the window, searched backwards.
+    /// `find_end` as written first: the end record at the very end, else the last signature in the
+    /// window, searched backwards one position at a time.
     fn find_end_backwards(data: &[u8]) -> Option<usize> {
         let n = data.len();
-        if n < END_LEN {
-            return None;
-        }
-        let tail = n - END_LEN;
-        if &data[tail..tail + 4] == END_SIG && data[n - 2..] == [0, 0] {
-            return Some(tail);
-        }
-        let from = n.saturating_sub(MAX_COMMENT + 1 + END_LEN);
-        let at = (from..=n - 4).rev().find(|&i| &data[i..i + 4] == END_SIG)?;
-        (at + END_LEN <= n).then_some(at)
+        let at_end = n
+            .checked_sub(END_LEN)
+            .filter(|&tail| data[tail..].starts_with(END_SIG) && data.ends_with(&[0, 0]));
+        at_end.or_else(|| {
+            let from = n.saturating_sub(MAX_COMMENT + 1 + END_LEN);
+            let (last, _) = data.windows(4).enumerate().skip(from).rev().find(|(_, w)| w == END_SIG)?;
+            (last + END_LEN <= n).then_some(last)
+        })
     }
 
     #[test]

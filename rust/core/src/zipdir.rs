@@ -525,8 +525,8 @@ mod tests {
         assert!(dir.hidden(&data).is_empty());
     }
 
-    /// `find_end` as written first: the end record at the very end, else the last signature in the
-    /// window, searched backwards one position at a time.
+    /// What `find_end` must return, written the slow and obvious way: the end record at the very
+    /// end, else the last signature in the window, found by trying every position from the end.
     fn find_end_backwards(data: &[u8]) -> Option<usize> {
         let n = data.len();
         let at_end = n

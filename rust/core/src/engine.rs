@@ -50,7 +50,13 @@ pub struct DistInput<'a> {
 pub enum EngineError {
     #[error("cannot start {threads} scanning threads: {message}")]
     ThreadPool { threads: usize, message: String },
+    #[error("{0} scanning threads asked for; at most {MAX_THREADS}")]
+    TooManyThreads(usize),
 }
+
+/// Most scanning threads an engine starts: each holds its own YARA-X scanners and buffers, and
+/// far past the cores they add memory, not speed (100 000 asked for once started hundreds and hung).
+pub const MAX_THREADS: usize = 1024;
 
 /// A rule match before `filetype` filtering, as cached per content hash.
 #[derive(Debug, Clone)]
@@ -121,6 +127,9 @@ impl Engine {
         let threads = threads
             .filter(|&n| n > 0)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if threads > MAX_THREADS {
+            return Err(EngineError::TooManyThreads(threads));
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("dragonfly-scan-{i}"))

@@ -78,6 +78,22 @@ pub fn detect(data: &[u8]) -> Container {
     }
 }
 
+/// Every container pip could see in `data`, the one its magic bytes name first: a tarball that
+/// also parses at offset 0 behind compressed magic (pip reads a `.tar` file as a plain tarball),
+/// and a zip found from its end behind anything else (pip unzips whatever `zipfile.is_zipfile`
+/// accepts, whatever its name). `[Plain]` when there is none.
+pub fn interpretations(data: &[u8]) -> Vec<Container> {
+    let primary = detect(data);
+    let mut found = vec![primary];
+    if matches!(primary, Container::Gzip | Container::Bzip2 | Container::Xz) && is_tar_header(data) {
+        found.push(Container::Tar);
+    }
+    if primary != Container::Zip && primary != Container::Plain && crate::zipdir::is_prefixed_zip(data) {
+        found.push(Container::Zip);
+    }
+    found
+}
+
 /// Whether `data` starts with a tar header: the ustar magic, or (for old v7 archives) a header
 /// whose checksum is right. A tarball that is all end-of-archive zeros counts too.
 pub fn is_tar_header(data: &[u8]) -> bool {

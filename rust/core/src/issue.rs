@@ -47,10 +47,13 @@ pub enum IssueKind {
     /// A member name that is absolute, climbs out with `..`, holds control characters or is not
     /// valid UTF-8 (names are never used on the host; this flags the intent).
     UnsafePath,
+    /// Readers disagree about this part of the archive (Python versions read a header
+    /// differently, or two names are given): the reading scanned is said in the message.
+    Ambiguous,
 }
 
 impl IssueKind {
-    pub const ALL: [IssueKind; 20] = [
+    pub const ALL: [IssueKind; 21] = [
         IssueKind::MemberTooLarge,
         IssueKind::TotalSizeExceeded,
         IssueKind::TooManyMembers,
@@ -71,6 +74,7 @@ impl IssueKind {
         IssueKind::DuplicateName,
         IssueKind::SizeMismatch,
         IssueKind::UnsafePath,
+        IssueKind::Ambiguous,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +99,7 @@ impl IssueKind {
             IssueKind::DuplicateName => "duplicate-name",
             IssueKind::SizeMismatch => "size-mismatch",
             IssueKind::UnsafePath => "unsafe-path",
+            IssueKind::Ambiguous => "ambiguous",
         }
     }
 }

@@ -16,8 +16,8 @@ mod walk;
 mod zipdir;
 
 pub use cache::CacheEntryError;
-pub use engine::{CacheStats, DistInput, Engine, EngineError, Input, CACHE_ENTRIES};
-pub use format::{detect, Container, Format};
+pub use engine::{CacheStats, DistInput, Engine, EngineError, Input, CACHE_ENTRIES, MAX_THREADS};
+pub use format::{detect, interpretations, Container, Format};
 pub use issue::{Issue, IssueKind};
 pub use limits::{Limits, RATIO_GRACE_BYTES};
 pub use report::{
@@ -27,6 +27,7 @@ pub use report::{
 pub use rules::{
     Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC, COMPILED_PREFIX, COMPILED_ROUTED_MAGIC,
 };
+pub use walk::MAX_NESTING_DEPTH;
 
 /// Entry points for the fuzz targets under `rust/core/fuzz`; not a stable interface.
 #[doc(hidden)]

@@ -51,6 +51,13 @@ pub(crate) enum ZipError {
     BadDirectorySignature(usize),
 }
 
+/// Where reading the central directory stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordsLeft {
+    /// Records read before the limit (every one a member).
+    pub read: usize,
+}
+
 /// Why one member's local header could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum LocalError {
@@ -77,6 +84,9 @@ pub(crate) struct Entry {
     pub external_attr: u32,
     /// A zip64 extra field supplied at least one of the sizes or the offset.
     pub zip64: bool,
+    /// The Info-ZIP Unicode Path extra field (0x7075): the name CPython 3.12 and later use when
+    /// its CRC matches the raw name's (UTF-8 bytes, a range of the archive data).
+    pub unicode_name: Option<Range<usize>>,
     /// A malformed extra field was ignored.
     pub bad_extra: bool,
 }
@@ -92,8 +102,18 @@ impl Entry {
         &data[self.name.clone()]
     }
 
+    /// The name CPython 3.12 and later give the entry, when it differs from the raw name's.
+    pub fn unicode_name(&self, data: &[u8]) -> Option<String> {
+        let raw = &data[self.unicode_name.clone()?];
+        let name = std::str::from_utf8(raw).ok()?;
+        let name = name.split('\0').next().unwrap_or(name);
+        (!name.is_empty() && name != self.decoded_name(data).0).then(|| name.to_owned())
+    }
+
+    /// A directory under every name the entry has (pip skips directories).
     pub fn is_dir(&self, data: &[u8]) -> bool {
         self.raw_name(data).last() == Some(&b'/')
+            && self.unicode_name(data).is_none_or(|name| name.ends_with('/'))
     }
 
     pub fn is_symlink(&self) -> bool {
@@ -180,22 +200,23 @@ fn find_end(data: &[u8]) -> Option<usize> {
     (at + END_LEN <= n).then_some(at)
 }
 
-/// Whether `data` is a zip archive that does not start with a zip signature (an executable stub,
-/// a script or anything else prepended to it). `zipfile`, and so pip, opens such files: they must
-/// not pass for plain files whose compressed members nobody looks into. Only an archive whose
-/// central directory parses and whose first member's local header is where it says counts.
+/// Whether `data` is a zip archive whatever comes before it (an executable stub, a script, a
+/// gzip stream or a tarball prepended to it). pip unzips any file `zipfile.is_zipfile` accepts,
+/// whatever its name, and `zipfile` finds an archive from its end: such files must not pass for
+/// plain files (or only for the tarball in front) whose compressed members nobody looks into.
+/// An archive counts when its central directory parses and one of its first files (directories
+/// aside: pip never reads their local headers) has its local header where the directory says.
 pub(crate) fn is_prefixed_zip(data: &[u8]) -> bool {
-    if find_end(data).is_none() {
-        return false;
-    }
-    match Directory::parse(data) {
-        Ok(dir) => dir.entries.first().is_some_and(|e| dir.local(data, e).is_ok()),
-        Err(_) => false,
-    }
+    const CHECKED: u64 = 16;
+    find_end(data).is_some()
+        && Directory::parse(data, CHECKED)
+            .is_ok_and(|(dir, _)| dir.entries.iter().any(|e| !e.is_dir(data) && dir.local(data, e).is_ok()))
 }
 
 impl Directory {
-    pub fn parse(data: &[u8]) -> Result<Directory, ZipError> {
+    /// Read the central directory, at most `max_records` records of it (each one a member, kept
+    /// in memory: the limit comes before the allocation). `Some` when records were left unread.
+    pub fn parse(data: &[u8], max_records: u64) -> Result<(Directory, Option<RecordsLeft>), ZipError> {
         let n = data.len();
         let at = find_end(data).ok_or(ZipError::NoEndRecord)?;
         let comment_len = u16_at(data, at + 20) as usize;
@@ -233,8 +254,13 @@ impl Directory {
         let dir = &data[central.clone()];
         let mut entries = Vec::new();
         let mut pos = 0usize;
+        let mut left = None;
         while (pos as u64) < size {
             let index = entries.len();
+            if index as u64 >= max_records {
+                left = Some(RecordsLeft { read: index });
+                break;
+            }
             if pos + CENTRAL_LEN > dir.len() {
                 return Err(ZipError::TruncatedDirectory(index));
             }
@@ -259,16 +285,17 @@ impl Directory {
                 system: rec[5],
                 external_attr: u32_at(rec, 38),
                 zip64: false,
+                unicode_name: None,
                 bad_extra: false,
             };
-            decode_extra(&data[extra], &mut entry);
+            decode_extra(data, extra, &mut entry);
             let header = i128::from(entry.header_offset) + concat;
             entry.header_offset = u64::try_from(header).unwrap_or(u64::MAX);
             entries.push(entry);
             pos += CENTRAL_LEN + name_len + extra_len + comment_len;
         }
         let end = end_start..(at + END_LEN);
-        Ok(Directory { entries, central, end, comment })
+        Ok((Directory { entries, central, end, comment }, left))
     }
 
     /// Read a member's local header as `zipfile.ZipFile.open` does.
@@ -376,9 +403,13 @@ impl Directory {
     }
 }
 
-/// Apply the zip64 extra field (0x0001) as `ZipInfo._decodeExtra` does: each 64-bit value present
-/// replaces a 32-bit field that is saturated, in the order size, compressed size, offset.
-fn decode_extra(mut extra: &[u8], entry: &mut Entry) {
+/// Apply the extra fields as `ZipInfo._decodeExtra` does. Zip64 (0x0001): each 64-bit value
+/// present replaces a 32-bit field that is saturated, in the order size, compressed size, offset.
+/// Unicode Path (0x7075, read by Python 3.12 and later): version 1, the CRC-32 of the raw name,
+/// then the UTF-8 name that replaces it.
+fn decode_extra(data: &[u8], range: Range<usize>, entry: &mut Entry) {
+    let mut at = range.start;
+    let mut extra = &data[range];
     while extra.len() >= 4 {
         let (kind, len) = (u16_at(extra, 0), u16_at(extra, 2) as usize);
         if len + 4 > extra.len() {
@@ -399,7 +430,14 @@ fn decode_extra(mut extra: &[u8], entry: &mut Entry) {
                 field = &field[8..];
                 entry.zip64 = true;
             }
+        } else if kind == 0x7075 && len >= 5 && extra[4] == 1 {
+            let mut crc = flate2::Crc::new();
+            crc.update(&data[entry.name.clone()]);
+            if u32_at(extra, 5) == crc.sum() {
+                entry.unicode_name = Some(at + 9..at + 4 + len);
+            }
         }
+        at += 4 + len;
         extra = &extra[4 + len..];
     }
 }
@@ -512,15 +550,15 @@ mod tests {
 
     #[test]
     fn no_end_record() {
-        assert_eq!(Directory::parse(b"PK\x03\x04 not a zip").unwrap_err(), ZipError::NoEndRecord);
-        assert_eq!(Directory::parse(b"").unwrap_err(), ZipError::NoEndRecord);
+        assert_eq!(Directory::parse(b"PK\x03\x04 not a zip", 10).unwrap_err(), ZipError::NoEndRecord);
+        assert_eq!(Directory::parse(b"", 10).unwrap_err(), ZipError::NoEndRecord);
     }
 
     #[test]
     fn empty_archive() {
         let mut data = END_SIG.to_vec();
         data.extend_from_slice(&[0; 18]);
-        let dir = Directory::parse(&data).unwrap();
+        let (dir, _) = Directory::parse(&data, 10).unwrap();
         assert!(dir.entries.is_empty());
         assert!(dir.hidden(&data).is_empty());
     }

@@ -141,11 +141,14 @@ impl Limits {
                 ))),
             }
         };
-        let max_depth = u32::try_from(max_depth).map_err(|_| {
-            PyValueError::new_err(format!(
-                "max_depth must be an integer from 0 to 4294967295, got {max_depth}"
+        let max_depth =
+            u32::try_from(max_depth).ok().filter(|d| *d <= core::MAX_NESTING_DEPTH).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                "max_depth must be an integer from 0 to {} (the walker never opens archives nested deeper), \
+                 got {max_depth}",
+                core::MAX_NESTING_DEPTH
             ))
-        })?;
+            })?;
         if !(timeout.is_finite() && (0.001..=86_400.0).contains(&timeout)) {
             return Err(PyValueError::new_err(format!(
                 "timeout must be a number of seconds from 0.001 to 86400, got {timeout:?}"
@@ -543,8 +546,11 @@ impl Scanner {
         fast_scan: bool,
         record_cache: bool,
     ) -> PyResult<Self> {
-        if threads == Some(0) {
-            return Err(PyValueError::new_err("threads must be a positive integer (or None for every core)"));
+        if threads.is_some_and(|n| n == 0 || n > core::MAX_THREADS) {
+            return Err(PyValueError::new_err(format!(
+                "threads must be an integer from 1 to {} (or None for every core)",
+                core::MAX_THREADS
+            )));
         }
         if fast_scan && record_cache {
             // Entries of a fast scan keep only first matches: persisted, they would short-change

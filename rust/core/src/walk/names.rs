@@ -1,0 +1,235 @@
+//! Member names: how they are shown, what is wrong with them, and which names a link makes a
+//! member's content appear under once pip has unpacked the archive.
+
+use std::collections::HashMap;
+
+/// Longest member path kept in a report (bytes); longer names are cut and flagged.
+pub const PATH_DISPLAY_LIMIT: usize = 4096;
+/// Symlinks followed while resolving one path, as the kernel's own limit (ELOOP) does.
+const MAX_LINK_HOPS: usize = 40;
+
+/// A name as shown in reports: lossy UTF-8, at most [`PATH_DISPLAY_LIMIT`] bytes.
+pub(super) fn display_name(raw: &[u8]) -> String {
+    let raw = &raw[..raw.len().min(PATH_DISPLAY_LIMIT)];
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+/// What is wrong with a member name, if anything. Names are never used on the host; this is a
+/// signal (an sdist that tries to write outside its directory is up to something).
+pub(super) fn name_problem(raw: &[u8], check_utf8: bool) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let parts = || text.split(['/', '\\']);
+    let problem = if raw.is_empty() {
+        "the name is empty".to_owned()
+    } else if raw.len() > PATH_DISPLAY_LIMIT {
+        format!("the name is {} bytes long; shown cut to {PATH_DISPLAY_LIMIT}", raw.len())
+    } else if raw[0] == b'/' || raw[0] == b'\\' {
+        "an absolute path".to_owned()
+    } else if raw.len() >= 2 && raw[0].is_ascii_alphabetic() && raw[1] == b':' {
+        "an absolute Windows path".to_owned()
+    } else if parts().any(|p| p == "..") {
+        "climbs out of the archive with '..'".to_owned()
+    } else if raw.contains(&0) {
+        "contains a NUL byte (extractors cut the name there)".to_owned()
+    } else if raw.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        "contains control characters".to_owned()
+    } else if check_utf8 && std::str::from_utf8(raw).is_err() {
+        "is not valid UTF-8 (shown with replacement characters)".to_owned()
+    } else {
+        return None;
+    };
+    Some(problem)
+}
+
+/// The name of the single file inside a compressed, non-tar stream: `x.txt.gz` -> `x.txt`.
+pub(super) fn decompressed_name(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let lower = base.to_ascii_lowercase();
+    for suffix in [".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz"] {
+        if lower.ends_with(suffix) && base.len() > suffix.len() {
+            let stem = &base[..base.len() - suffix.len()];
+            return if suffix.starts_with(".t") { format!("{stem}.tar") } else { stem.to_owned() };
+        }
+    }
+    format!("{base}.decompressed")
+}
+
+/// The archive kind a distribution's file name promises, if any (what pip goes by).
+pub(super) fn archive_suffix(name: &str) -> Option<&'static str> {
+    let lower = name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
+    [".whl", ".zip", ".egg", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tbz2", ".tar.xz", ".txz", ".tar"]
+        .into_iter()
+        .find(|suffix| lower.ends_with(suffix))
+}
+
+/// A member path as it lands under the unpack directory: components split on `/`, empty and `.`
+/// dropped, `..` applied. `None` when it climbs out (pip refuses such a member).
+pub(super) fn normalize(path: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for part in path.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other.to_vec()),
+        }
+    }
+    Some(parts)
+}
+
+/// A path split into its components.
+type Place = Vec<Vec<u8>>;
+
+/// The links of one archive, to find every name a member's content appears under on disk.
+#[derive(Default)]
+pub(super) struct Links {
+    /// Symlink path -> its target (normalized, relative to the archive root).
+    symlinks: HashMap<Vec<Vec<u8>>, Vec<Vec<u8>>>,
+    /// (link path, target path), hard links and symlinks alike.
+    pairs: Vec<(Place, Place)>,
+}
+
+impl Links {
+    pub(super) fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Record a link as pip's data filter lets it through: absolute targets and targets outside
+    /// the archive are refused by the filter (pip fails), so they alias nothing.
+    pub(super) fn add(&mut self, name: &[u8], target: &[u8], symbolic: bool) {
+        if target.first() == Some(&b'/') {
+            return;
+        }
+        let Some(link) = normalize(name) else { return };
+        let joined = if symbolic {
+            let mut dir = name.to_vec();
+            while dir.last().is_some_and(|&b| b != b'/') {
+                dir.pop();
+            }
+            [dir.as_slice(), target].concat()
+        } else {
+            target.to_vec()
+        };
+        let Some(target) = normalize(&joined) else { return };
+        if link.is_empty() || target.is_empty() {
+            return;
+        }
+        if symbolic {
+            self.symlinks.insert(link.clone(), target.clone());
+        }
+        self.pairs.push((link, target));
+    }
+
+    /// Where `path` really is once every symlink on it is followed (`None`: a loop).
+    pub(super) fn resolve(&self, path: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+        let mut current = path.to_vec();
+        let mut hops = 0;
+        'outer: loop {
+            for end in 1..=current.len() {
+                if let Some(target) = self.symlinks.get(&current[..end]) {
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS {
+                        return None;
+                    }
+                    let mut next = target.clone();
+                    next.extend_from_slice(&current[end..]);
+                    current = next;
+                    continue 'outer;
+                }
+            }
+            return Some(current);
+        }
+    }
+
+    /// The graph of places whose content shows under other names once the links are made: a
+    /// link's name shows its target's content (and so does a link to that link), and a member
+    /// written to a symlink's name lands in the symlink's target. Places are resolved through
+    /// directory symlinks on the way.
+    pub(super) fn graph(&self) -> LinkGraph<'_> {
+        let mut edges: HashMap<Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>> = HashMap::new();
+        for (link, target) in &self.pairs {
+            let Some(resolved) = self.resolve(target) else { continue };
+            edges.entry(resolved.clone()).or_default().push(link.clone());
+            if self.symlinks.get(link) == Some(target) {
+                edges.entry(link.clone()).or_default().push(resolved);
+            }
+        }
+        LinkGraph { links: self, edges }
+    }
+}
+
+/// Which place shows which other place's content, built once from [`Links`].
+pub(super) struct LinkGraph<'l> {
+    links: &'l Links,
+    edges: HashMap<Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>>,
+}
+
+impl LinkGraph<'_> {
+    /// Every other place the content written at `place` shows under (see [`Links::graph`]).
+    pub(super) fn shown_under(&self, place: &[Vec<u8>]) -> Vec<Vec<Vec<u8>>> {
+        let (edges, links) = (&self.edges, self.links);
+        let start = place.to_vec();
+        let mut seen = std::collections::HashSet::from([start.clone()]);
+        let mut queue = vec![start.clone()];
+        if let Some(real) = links.resolve(place) {
+            if seen.insert(real.clone()) {
+                queue.push(real);
+            }
+        }
+        // Written at a path through a symlink, the content lands where the path resolves.
+        let mut found: Vec<Vec<Vec<u8>>> = queue[1..].to_vec();
+        while let Some(at) = queue.pop() {
+            for next in edges.get(&at).map(Vec::as_slice).unwrap_or_default() {
+                if seen.insert(next.clone()) {
+                    found.push(next.clone());
+                    queue.push(next.clone());
+                }
+            }
+        }
+        found
+    }
+}
+
+pub(super) fn join(parts: &[Vec<u8>]) -> Vec<u8> {
+    parts.join(&b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(path: &str) -> Vec<Vec<u8>> {
+        normalize(path.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn normalizes_like_a_filesystem() {
+        assert_eq!(parts("./a//b/./c"), parts("a/b/c"));
+        assert_eq!(parts("/a/b/../c"), parts("a/c"));
+        assert_eq!(normalize(b"a/../../etc"), None);
+    }
+
+    #[test]
+    fn links_alias_both_ways_through_directory_symlinks() {
+        let mut links = Links::default();
+        links.add(b"pkg/setup.py", b"data.txt", true);
+        links.add(b"hard.py", b"pkg/data.txt", false);
+        links.add(b"d", b"pkg", true);
+        links.add(b"via.py", b"d/data.txt", true);
+        links.add(b"chain.py", b"hard.py", false);
+        links.add(b"abs.py", b"/etc/passwd", true);
+        links.add(b"out.py", b"../../x", true);
+        let shown = links.graph().shown_under(&parts("pkg/data.txt"));
+        for name in ["pkg/setup.py", "hard.py", "via.py", "chain.py"] {
+            assert!(shown.contains(&parts(name)), "{name}: {shown:?}");
+        }
+        assert!(!shown.iter().any(|to| to == &parts("abs.py") || to == &parts("out.py")));
+        // Written through a symlink, a member lands in its target.
+        assert!(links.graph().shown_under(&parts("pkg/setup.py")).contains(&parts("pkg/data.txt")));
+        let mut looped = Links::default();
+        looped.add(b"a", b"b", true);
+        looped.add(b"b", b"a", true);
+        assert_eq!(looped.resolve(&parts("a/x")), None);
+    }
+}

@@ -1,0 +1,344 @@
+//! Walking a tarball: members as [`TarReader`] reads them (CPython's way), content read under the
+//! limits, links recorded and their targets' content scanned again under the link's name (pip's
+//! data filter writes it there), and whatever follows the end of the archive scanned and opened.
+
+use std::collections::{BTreeMap, HashMap};
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::names::{display_name, join, normalize, Links};
+use super::stream::{open_stream, stream_error_issue, Guard, Stream, Trip};
+use super::tarfile::{
+    expand_sparse, has_content, is_special, sparse_is_plain, TarEntry, TarReader, TarStop, TarStream, BLOCK,
+    DIRTYPE, LNKTYPE, SYMTYPE, TAR_METADATA_LIMIT,
+};
+use super::{DistScan, Member, Order, QUEUE_BYTES, READ_CHUNK};
+use crate::issue::{Issue, IssueKind};
+
+/// Member names seen with content, by their normalized path: which entries wrote there.
+type Written = HashMap<Vec<Vec<u8>>, Vec<usize>>;
+
+impl DistScan<'_> {
+    /// Walk a tar stream. At the top level one thread inflates and parses while the pool scans
+    /// members as they come (a tarball is one stream); nested tarballs are walked in place.
+    pub(super) fn walk_tar(
+        &self,
+        stream: Stream<'_>,
+        prefix: &str,
+        depth: u32,
+        order: &[u32],
+        parallel: bool,
+    ) {
+        if !parallel || self.engine.threads() == 1 {
+            self.read_tar(stream, prefix, depth, order, &mut |member| self.file(member));
+            return;
+        }
+        // This thread inflates and parses and hands each member to the pool as a task. Nothing
+        // blocks and no thread is added: once the members waiting for a scanner hold
+        // `QUEUE_BYTES`, this thread scans the next one itself, which bounds memory and keeps it
+        // busy when inflating outruns scanning.
+        let waiting = AtomicU64::new(0);
+        rayon::scope(|scope| {
+            let waiting = &waiting;
+            self.read_tar(stream, prefix, depth, order, &mut |member| {
+                let bytes = member.data.len() as u64;
+                if waiting.load(Ordering::Relaxed) + bytes > QUEUE_BYTES {
+                    self.file(member);
+                    return;
+                }
+                waiting.fetch_add(bytes, Ordering::Relaxed);
+                scope.spawn(move |_| {
+                    self.file(member);
+                    waiting.fetch_sub(bytes, Ordering::Relaxed);
+                });
+            });
+        });
+    }
+
+    fn read_tar(
+        &self,
+        stream: Stream<'_>,
+        prefix: &str,
+        depth: u32,
+        order: &[u32],
+        emit: &mut dyn FnMut(Member),
+    ) {
+        let label = prefix.strip_suffix("!/").unwrap_or(prefix);
+        let Stream { reader, guard, container, source } = stream;
+        let mut tar = TarStream::new(reader);
+        let mut headers = TarReader::new();
+        let mut links = Links::default();
+        let mut written = Written::new();
+        let mut index = 0usize;
+        let stop = loop {
+            let member_order: Order = [order, &[index as u32]].concat();
+            let entry = match headers.next(&mut tar) {
+                Ok(entry) => entry,
+                Err(stop) => break stop,
+            };
+            index += 1;
+            if !self.count_member(&member_order) || self.total_exceeded.load(Ordering::Relaxed) {
+                return;
+            }
+            let path = format!("{prefix}{}", display_name(&entry.name));
+            for note in &entry.ambiguities {
+                self.issue(member_order.clone(), Issue::new(&*path, IssueKind::Ambiguous, note.0.clone()));
+            }
+            if entry.kind == DIRTYPE {
+                continue;
+            }
+            self.check_name(&entry.name, true, &path, &member_order);
+            self.check_duplicate(&path, &member_order);
+            if matches!(entry.kind, LNKTYPE | SYMTYPE) {
+                let symbolic = entry.kind == SYMTYPE;
+                links.add(&entry.name, &entry.linkname, symbolic);
+                let what = if symbolic { "symlink" } else { "hard link" };
+                let message = format!(
+                    "{what} to {:?} recorded, not followed; the target's content was scanned under this name",
+                    display_name(&entry.linkname)
+                );
+                self.issue(member_order, Issue::new(path, IssueKind::LinkNotFollowed, message));
+                continue;
+            }
+            if is_special(entry.kind) || !has_content(entry.kind) {
+                let message = "device or FIFO entry has no content";
+                self.issue(member_order, Issue::new(path, IssueKind::SpecialEntry, message));
+                continue;
+            }
+            let data = self.tar_content(&mut tar, &entry, &guard, &path, &member_order);
+            if let Some(data) = data {
+                if let Some(parts) = normalize(&entry.name) {
+                    written.entry(parts).or_default().push(index - 1);
+                }
+                emit(Member { order: member_order, path, data, depth });
+            }
+            if guard.tripped() != Trip::None {
+                return;
+            }
+        };
+        let end = match stop {
+            TarStop::End { offset: 0, what, marker: false } => {
+                let message = format!("not a readable tar archive: it starts with {what}");
+                self.issue(order.to_vec(), Issue::new(label, IssueKind::Corrupt, message));
+                0
+            }
+            TarStop::End { offset, .. } => offset,
+            TarStop::Refused { offset, why } => {
+                let message = format!(
+                    "malformed tar at entry {index} (offset {offset}): {why}; Python's tarfile refuses the archive \
+                     here; the rest was scanned as raw bytes"
+                );
+                self.issue([order, &[index as u32]].concat(), Issue::new(label, IssueKind::Corrupt, message));
+                offset
+            }
+            TarStop::Metadata => {
+                let message = format!(
+                    "a tar header's metadata (GNU long name or link, PAX records or sparse map) is over the \
+                     {TAR_METADATA_LIMIT}-byte metadata limit; the rest was not scanned"
+                );
+                self.issue(order.to_vec(), Issue::new(label, IssueKind::MemberTooLarge, message));
+                return;
+            }
+            TarStop::Stream(err) => {
+                let issue = stream_error_issue(&guard, &err, label, self.limits);
+                self.issue([order, &[index as u32]].concat(), issue);
+                return;
+            }
+        };
+        self.tar_trailing(&mut tar, end, &guard, prefix, depth, order);
+        let stream = Stream { reader: tar.reader, guard, container, source };
+        self.after_stream(&stream, prefix, depth, order);
+        if !links.is_empty() {
+            self.tar_aliases(&stream, &links, &written, prefix, order);
+        }
+    }
+
+    /// One member's content: `size` bytes from its data offset, or a sparse member's chunks laid
+    /// out as `tarfile` extracts them. Every shortfall is an issue.
+    fn tar_content(
+        &self,
+        tar: &mut TarStream<'_>,
+        entry: &TarEntry,
+        guard: &Guard,
+        path: &str,
+        order: &Order,
+    ) -> Option<Vec<u8>> {
+        let stored = entry.stored_len();
+        let end = entry.data_offset.saturating_add(stored);
+        let mut reader = tar.range(entry.data_offset, end, entry.next_header);
+        let Some(chunks) = &entry.sparse else {
+            let read = self.read_member(&mut reader, guard, path, None, Some(entry.size), None, order);
+            if let Some(data) = &read.data {
+                if read.whole && data.len() as u64 != entry.size {
+                    let message = format!(
+                        "declares {} bytes but the archive ends after {}; all of it was scanned",
+                        entry.size,
+                        data.len()
+                    );
+                    self.issue(order.clone(), Issue::new(path, IssueKind::SizeMismatch, message));
+                }
+            }
+            return read.data;
+        };
+        if !sparse_is_plain(chunks) {
+            let message =
+                "its sparse map is out of order or overlaps: tarfile's extract and extractfile give \
+                           different bytes; the extracted file was scanned";
+            self.issue(order.clone(), Issue::new(path, IssueKind::Ambiguous, message));
+        }
+        // Holes are not compressed data (the ratio would always trip on them); they are bounded
+        // by the member and total limits, and the stream's own ratio still guards the data.
+        let read = self.read_member(&mut reader, guard, path, Some(u64::MAX), Some(stored), None, order);
+        let data = read.data?;
+        let max = self.limits.max_member_size;
+        if entry.size > max {
+            let message = format!(
+                "a sparse member of {} bytes, over the member-size limit of {max} bytes; only the first {max} bytes \
+                 were scanned",
+                entry.size
+            );
+            self.issue(order.clone(), Issue::new(path, IssueKind::MemberTooLarge, message));
+        }
+        let content = expand_sparse(&data, chunks, entry.size, max);
+        let holes = (content.len() as u64).saturating_sub(data.len() as u64);
+        self.charge(holes, path, order).then_some(content)
+    }
+
+    /// Scan what follows the end of the archive (from `offset`, where `tarfile` stopped): zero
+    /// blocks are padding; anything else is hidden data, scanned and opened like a member.
+    fn tar_trailing(
+        &self,
+        tar: &mut TarStream<'_>,
+        offset: u64,
+        guard: &Guard,
+        prefix: &str,
+        depth: u32,
+        order: &[u32],
+    ) {
+        let order: Order = [order, &[u32::MAX]].concat();
+        let path = format!("{prefix}<after end of archive>");
+        let max = self.limits.max_member_size as usize;
+        let mut reader = tar.range(offset, u64::MAX, u64::MAX);
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let mut skipped = 0u64;
+        let mut kept: Option<Vec<u8>> = None;
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    let mut issue = stream_error_issue(guard, &err, &path, self.limits);
+                    if issue.kind == IssueKind::BadChecksum {
+                        // Every member came out before the stream's final check failed.
+                        issue = issue.scanned();
+                        issue.message = format!(
+                            "the compressed stream's checksum does not match: {err}; its content was scanned"
+                        );
+                    }
+                    self.issue(order.clone(), issue);
+                    break;
+                }
+            };
+            match kept.as_mut() {
+                Some(kept) => kept.extend_from_slice(&chunk[..n]),
+                None => match chunk[..n].iter().position(|&b| b != 0) {
+                    Some(first) => {
+                        // Keep whole blocks, so that a tar hidden there still starts at a header.
+                        let at = skipped + first as u64;
+                        let start = at - at % BLOCK;
+                        let mut hidden = vec![0u8; skipped.saturating_sub(start) as usize];
+                        hidden.extend_from_slice(&chunk[start.saturating_sub(skipped) as usize..n]);
+                        skipped = start;
+                        kept = Some(hidden);
+                    }
+                    None => skipped += n as u64,
+                },
+            }
+            if kept.as_ref().is_some_and(|k| k.len() > max) {
+                let message = format!(
+                    "hidden data after the end of the archive exceeds {max} bytes; only the first {max} were scanned"
+                );
+                self.issue(order.clone(), Issue::new(&*path, IssueKind::MemberTooLarge, message));
+                break;
+            }
+        }
+        let Some(mut hidden) = kept else { return };
+        hidden.truncate(max);
+        let message = format!(
+            "{} bytes after the end of the tar archive (from offset {} of the tar stream); scanned, and opened if \
+             they hold an archive",
+            hidden.len(),
+            offset + skipped
+        );
+        self.issue(order.clone(), Issue::new(&*path, IssueKind::HiddenData, message).scanned());
+        self.file(Member { order, path, data: hidden, depth });
+    }
+
+    /// Scan again, under each name a link gives it, the content of every member a link points
+    /// at (and of members written through a symlink, under its target's name). A second pass
+    /// over the archive reads only those members: links are rare, and this keeps the first pass
+    /// from holding every member in case a later link needs it.
+    fn tar_aliases(
+        &self,
+        stream: &Stream<'_>,
+        links: &Links,
+        written: &Written,
+        prefix: &str,
+        order: &[u32],
+    ) {
+        let mut wanted: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        let mut count = 0u64;
+        let graph = links.graph();
+        for (place, entries) in written {
+            for shown in graph.shown_under(place) {
+                let name = format!("{prefix}{}", display_name(&join(&shown)));
+                for &entry in entries {
+                    wanted.entry(entry).or_default().push(name.clone());
+                    count += 1;
+                }
+            }
+            if count > self.limits.max_members {
+                break;
+            }
+        }
+        let Some(&last) = wanted.keys().next_back() else { return };
+        if count > self.limits.max_members {
+            let message = format!(
+                "links give members {count} more names, over the member limit of {}; the content under those names \
+                 was not scanned",
+                self.limits.max_members
+            );
+            self.issue(
+                order.to_vec(),
+                Issue::new(prefix.strip_suffix("!/").unwrap_or(prefix), IssueKind::TooManyMembers, message),
+            );
+            return;
+        }
+        let again = open_stream(stream.container, stream.source, self.limits);
+        let mut tar = TarStream::new(again.reader);
+        let mut headers = TarReader::new();
+        let max = self.limits.max_member_size;
+        for index in 0..=last {
+            let Ok(entry) = headers.next(&mut tar) else { return };
+            let Some(names) = wanted.get(&index) else { continue };
+            let stored = entry.stored_len().min(max);
+            let mut reader =
+                tar.range(entry.data_offset, entry.data_offset.saturating_add(stored), entry.next_header);
+            let mut data = Vec::new();
+            if reader.read_to_end(&mut data).is_err() {
+                return;
+            }
+            let data = match &entry.sparse {
+                Some(chunks) => expand_sparse(&data, chunks, entry.size, max),
+                None => data,
+            };
+            let mut hash = None;
+            for (k, name) in names.iter().enumerate() {
+                let alias_order: Order = [order, &[index as u32, k as u32 + 1]].concat();
+                self.scan_named(alias_order, name.clone(), &data, &mut hash);
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Walking a zip archive as `zipfile` (and so pip) reads it: every central-directory record is a
+//! member, read in parallel under the limits and the archive-wide inflation budget; each member
+//! scanned under every name a Python version gives it; hidden bytes scanned and opened.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
+
+use super::names::display_name;
+use super::stream::Guard;
+use super::{DistScan, Member, Order};
+use crate::issue::{Issue, IssueKind};
+use crate::zipdir::{self, Directory};
+
+/// The zip-wide inflation budget: entries that share compressed bytes (or repeat them) cannot
+/// inflate more than `max_ratio` times the archive's own size, whatever each entry's ratio.
+pub(super) struct ArchiveBudget {
+    pub(super) inflated: AtomicU64,
+    pub(super) limit: u64,
+    pub(super) size: u64,
+    pub(super) tripped: AtomicBool,
+}
+
+impl DistScan<'_> {
+    /// Walk a zip archive; false when it cannot be opened at all.
+    pub(super) fn walk_zip(&self, data: &[u8], prefix: &str, depth: u32, order: &[u32]) -> bool {
+        let label = prefix.strip_suffix("!/").unwrap_or(prefix);
+        // Every record is a member: the member limit bounds how many are read (and held) at all.
+        let room = self.limits.max_members.saturating_sub(self.members.load(Ordering::Relaxed));
+        let (dir, left) = match Directory::parse(data, room.saturating_add(1)) {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                let message = format!("not a readable zip archive: {err}");
+                self.issue(order.to_vec(), Issue::new(label, IssueKind::Corrupt, message));
+                return false;
+            }
+        };
+        let entry_order = |index: usize| -> Order { [order, &[index as u32]].concat() };
+        let entry_path = |index: usize| {
+            let (name, _) = dir.entries[index].decoded_name(data);
+            format!("{prefix}{}", display_name(name.as_bytes()))
+        };
+        let allowed = self.count_members(dir.entries.len() as u64, order) as usize;
+        if left.is_none() {
+            for (index, other) in dir.overlaps(data) {
+                let message = match other {
+                    Some(other) => format!(
+                        "shares bytes with the entry {:?}; both were scanned, within the archive's inflation budget",
+                        entry_path(other)
+                    ),
+                    None => "its data runs into the central directory; scanned within the archive's inflation \
+                             budget"
+                        .to_owned(),
+                };
+                self.issue(
+                    entry_order(index),
+                    Issue::new(entry_path(index), IssueKind::OverlappingEntries, message),
+                );
+            }
+            self.zip_hidden(&dir, data, prefix, depth, order);
+        }
+        let budget = ArchiveBudget {
+            inflated: AtomicU64::new(0),
+            limit: self.limits.max_ratio.saturating_mul(data.len() as u64),
+            size: data.len() as u64,
+            tripped: AtomicBool::new(false),
+        };
+        (0..allowed).into_par_iter().for_each(|index| {
+            if !budget.tripped.load(Ordering::Relaxed) {
+                self.zip_member(&dir, data, index, prefix, depth, entry_order(index), &budget);
+            }
+        });
+        true
+    }
+
+    /// Bytes no zip structure accounts for (and the comment): each is scanned like a member, so
+    /// an archive hidden there is opened too. Each counts as a member.
+    fn zip_hidden(&self, dir: &Directory, data: &[u8], prefix: &str, depth: u32, order: &[u32]) {
+        let mut hidden: Vec<(std::ops::Range<usize>, String, String)> = dir
+            .hidden(data)
+            .into_iter()
+            .map(|(range, place)| {
+                let what = format!("{} bytes {place} (offset {})", range.len(), range.start);
+                (range.clone(), format!("{prefix}<{place} at offset {}>", range.start), what)
+            })
+            .collect();
+        if !dir.comment.is_empty() {
+            let what = format!("a {}-byte archive comment", dir.comment.len());
+            hidden.push((dir.comment.clone(), format!("{prefix}<zip comment>"), what));
+        }
+        let max = self.limits.max_member_size as usize;
+        let allowed = self.count_members(hidden.len() as u64, &[order, &[u32::MAX]].concat()) as usize;
+        for (i, (range, path, what)) in hidden.into_iter().take(allowed).enumerate() {
+            let bytes = &data[range];
+            let hidden_order: Order = [order, &[u32::MAX, i as u32]].concat();
+            let mut issue = Issue::new(
+                &*path,
+                IssueKind::HiddenData,
+                format!("{what}; scanned, and opened if an archive"),
+            );
+            if bytes.len() > max {
+                issue.message = format!("{what}; only the first {max} bytes were scanned");
+            } else {
+                issue.unscanned = false;
+            }
+            self.issue(hidden_order.clone(), issue);
+            let data = bytes[..bytes.len().min(max)].to_vec();
+            self.file(Member { order: hidden_order, path, data, depth });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn zip_member(
+        &self,
+        dir: &Directory,
+        data: &[u8],
+        index: usize,
+        prefix: &str,
+        depth: u32,
+        order: Order,
+        budget: &ArchiveBudget,
+    ) {
+        let entry = &dir.entries[index];
+        let (name, _) = entry.decoded_name(data);
+        let path = format!("{prefix}{}", display_name(name.as_bytes()));
+        if entry.is_dir(data) && entry.compressed_size == 0 {
+            return;
+        }
+        // Without the UTF-8 flag a name is CP437, where every byte is valid.
+        self.check_name(entry.raw_name(data), entry.flags & zipdir::FLAG_UTF8 != 0, &path, &order);
+        self.check_duplicate(&path, &order);
+        let unicode_name =
+            entry.unicode_name(data).map(|name| format!("{prefix}{}", display_name(name.as_bytes())));
+        if let Some(other) = &unicode_name {
+            let message = format!(
+                "its Unicode Path extra field names it {other:?}, the name Python 3.12 and later install it under; \
+                 its content was scanned under both names"
+            );
+            self.issue(order.clone(), Issue::new(&*path, IssueKind::Ambiguous, message).scanned());
+            self.check_duplicate(other, &order);
+        }
+        if entry.bad_extra {
+            let message = "a malformed extra field was ignored".to_owned();
+            self.issue(order.clone(), Issue::new(&*path, IssueKind::Corrupt, message).scanned());
+        }
+        if entry.is_symlink() {
+            // pip writes a zip symlink as a regular file holding its target: scan that.
+            let message = "symlink recorded, not followed; its target text was scanned";
+            self.issue(order.clone(), Issue::new(&*path, IssueKind::LinkNotFollowed, message));
+        }
+        if entry.flags & (zipdir::FLAG_ENCRYPTED | zipdir::FLAG_STRONG_ENCRYPTION) != 0 || entry.method == 99
+        {
+            self.issue(order, Issue::new(path, IssueKind::Encrypted, "encrypted member cannot be read"));
+            return;
+        }
+        let local = match dir.local(data, entry) {
+            Ok(local) => local,
+            Err(err) => {
+                self.issue(order, Issue::new(path, IssueKind::Corrupt, format!("cannot read member: {err}")));
+                return;
+            }
+        };
+        if let Some(other) = &local.other_name {
+            let message = format!(
+                "its local header names it {:?} (extractors that read local headers see that name); content scanned",
+                display_name(other.as_bytes())
+            );
+            self.issue(order.clone(), Issue::new(&*path, IssueKind::Corrupt, message).scanned());
+        }
+        let guard = Guard::default();
+        let raw =
+            zipdir::CountingSlice { data: &data[local.data.clone()], consumed: Arc::clone(&guard.consumed) };
+        let decoder = match zipdir::decoder(entry.method, entry.flags, entry.size, raw) {
+            Ok(decoder) => decoder,
+            Err(err) => {
+                let kind = match err {
+                    zipdir::MethodError::Aes => IssueKind::Encrypted,
+                    zipdir::MethodError::Unsupported(_) => IssueKind::UnsupportedCompression,
+                    zipdir::MethodError::LzmaHeader(_) => IssueKind::Corrupt,
+                };
+                self.issue(order, Issue::new(path, kind, format!("cannot read member: {err}")));
+                return;
+            }
+        };
+        let mut reader = zipdir::CrcReader { inner: decoder, crc: flate2::Crc::new() };
+        let read = self.read_member(&mut reader, &guard, &path, None, Some(entry.size), Some(budget), &order);
+        let Some(content) = read.data else { return };
+        if read.whole {
+            let actual = content.len() as u64;
+            if local.truncated {
+                let message = format!(
+                    "its compressed data runs past the end of the archive; the {actual} bytes present were scanned"
+                );
+                self.issue(order.clone(), Issue::new(&*path, IssueKind::Corrupt, message).scanned());
+            } else if actual != entry.size {
+                let zip64 = if entry.zip64 { " (zip64)" } else { "" };
+                let message = format!(
+                    "declares{zip64} {} bytes but inflates to {actual}; all of it was scanned",
+                    entry.size
+                );
+                self.issue(order.clone(), Issue::new(&*path, IssueKind::SizeMismatch, message));
+            }
+            if reader.crc.sum() != entry.crc {
+                let message = format!(
+                    "content does not match its CRC-32 (declared {:08x}, computed {:08x}); content scanned",
+                    entry.crc,
+                    reader.crc.sum()
+                );
+                self.issue(order.clone(), Issue::new(&*path, IssueKind::BadChecksum, message));
+            }
+        }
+        drop(reader);
+        if let Some(other) = unicode_name {
+            let mut hash = None;
+            self.scan_named([order.as_slice(), &[1]].concat(), other, &content, &mut hash);
+        }
+        self.file(Member { order, path, data: content, depth });
+    }
+}

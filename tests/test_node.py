@@ -6,9 +6,12 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -308,6 +311,70 @@ def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "DRAGONFLY_BULK_SIZE" in stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    except urllib.error.HTTPError:
+        return True  # 503 while starting: it answers
+    except OSError:
+        return False
+    return True
+
+
+def test_second_node_on_the_same_metrics_port_exits_2_naming_the_variable(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    """Two nodes on one host with the default metrics port: the second one stops at start with exit 2, a
+    one-line reason naming DRAGONFLY_METRICS_PORT and no traceback, before it logs in or claims anything."""
+    add_releases(fake, 2)
+    port = free_port()
+    env = {"DRAGONFLY_METRICS_PORT": str(port), "DRAGONFLY_METRICS_HOST": "127.0.0.1"}
+    first = node_process(fake, tmp_path, **env)
+    try:
+        deadline = time.monotonic() + 30
+        while not answers(port) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert answers(port), first.stderr
+        assert fake.wait_until(lambda: len(fake.results) == 2, timeout=30)  # the first node is at work
+        logins = fake.logins
+        (tmp_path / "second").mkdir()
+        second = node_process(fake, tmp_path / "second", "--once", **env)
+        _, stderr = second.communicate(timeout=60)
+        assert second.returncode == 2, stderr
+        assert stderr.startswith(
+            "error: DRAGONFLY_METRICS_PORT (--metrics-port): cannot listen on 127.0.0.1:"
+        )
+        assert "in use" in stderr and "Traceback" not in stderr and len(stderr.splitlines()) == 1
+        assert fake.logins == logins  # it stopped before logging in
+        assert answers(port)  # the first node is unharmed
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert first.returncode == 0
+
+
+def test_metrics_port_in_use_by_anything_names_the_flag_when_given(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    with socket.socket() as occupied:
+        occupied.bind(("127.0.0.1", 0))
+        occupied.listen()
+        port = occupied.getsockname()[1]
+        proc = node_process(
+            fake, tmp_path, "--once", "--metrics-port", str(port), DRAGONFLY_METRICS_HOST="127.0.0.1"
+        )
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2, stderr
+    assert "DRAGONFLY_METRICS_PORT (--metrics-port)" in stderr and "Traceback" not in stderr
+    assert fake.claims == []
 
 
 def test_standalone_node_writes_json_lines(fake_index: FakeIndex, rules_dir: Path, tmp_path: Path) -> None:

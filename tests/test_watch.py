@@ -7,7 +7,9 @@ stops and kill -9 alike), honour its filters, and POST findings to the webhook.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +22,15 @@ from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.fetch import Downloader, FetchError
 from dragonfly_hybrid.scanning import load_rules
 from dragonfly_hybrid.store import Store
-from dragonfly_hybrid.watch import SERIAL_KEY, WatchConfig, WatchFilters, WatchSummary, Webhook, serve_watch
+from dragonfly_hybrid.watch import (
+    SERIAL_KEY,
+    WatchConfig,
+    WatchFilters,
+    WatchSummary,
+    Webhook,
+    redact_webhook_url,
+    serve_watch,
+)
 from fake_pypi import MARKER, FakeFile, FakeIndex, sdist, tar_gz_bytes, wheel
 from typer.testing import CliRunner
 
@@ -319,4 +329,106 @@ def test_watch_limit_flags_apply_to_every_archive(
     for bad in (["--max-members", "0"], ["--max-member-size", "lots"], ["--max-ratio", "-1"]):
         assert runner.invoke(app, [*args, *bad]).exit_code == 2
     huge = runner.invoke(app, [*args, "--max-member-size", str(2**70)])
-    assert huge.exit_code == 2 and "invalid limits" in huge.stderr
+    assert huge.exit_code == 2 and "Invalid value for '--max-member-size'" in huge.stderr
+
+
+# ------------------------------------------------------------------------------------------- webhook
+
+TOKEN = "wh-s3cret-T0KEN-9f8e7d"
+QUERY_TOKEN = "q-s3cret-4a5b6c"
+
+
+def flat(text: str) -> str:
+    """CLI output with rich's error panel (box characters, wrapped lines) flattened to one line."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "not a url",
+        "hooks.example.test/notify",
+        "ftp://example.test/hook",
+        "javascript:alert(1)",
+        "http://",
+        "https:///no-host",
+        "http://127.0.0.1:99999/hook",
+        "",
+        f"ftp://user:{TOKEN}@example.test/{QUERY_TOKEN}",
+    ],
+)
+def test_webhook_must_be_http_and_is_checked_at_start(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path, url: str
+) -> None:
+    store = tmp_path / "store.db"
+    args = [
+        "watch",
+        "--once",
+        "--store",
+        str(store),
+        "--rules",
+        str(rules_dir),
+        "--index-url",
+        fake_index.url,
+    ]
+    result = CliRunner().invoke(app, [*args, "--webhook", url])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--webhook': must be an http:// or https:// URL" in flat(result.stderr)
+    assert TOKEN not in result.output and QUERY_TOKEN not in result.output
+    assert fake_index.requests == [] and not store.exists()  # refused before anything ran
+    with pytest.raises(ValueError, match="webhook URL must be an http"):
+        Webhook(url)
+
+
+def test_webhook_file_url_exits_2_in_a_real_process(tmp_path: Path, rules_dir: Path) -> None:
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "watch", "--once",
+               "--store", str(tmp_path / "s.db"), "--rules", str(rules_dir),
+               "--index-url", "http://127.0.0.1:9/simple/", "--webhook", "file:///etc/passwd"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "--webhook" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_http_and_https_webhooks_are_accepted() -> None:
+    for url in (
+        "http://127.0.0.1:8080/hook",
+        "HTTPS://hooks.slack.com/services/T0/B0/x",
+        " https://h.test/ ",
+    ):
+        assert Webhook(url).url == url.strip()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"https://discord.com/api/webhooks/123456/{TOKEN}", "https://discord.com/***"),
+        (f"https://hooks.slack.com/services/T0AAA/B0BBB/{TOKEN}", "https://hooks.slack.com/***"),
+        (f"https://hooks.example.test/notify?token={TOKEN}&x=1", "https://hooks.example.test/***?***"),
+        (f"https://user:{TOKEN}@hooks.example.test:8443/#{TOKEN}", "https://hooks.example.test:8443/"),
+        ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+    ],
+)
+def test_webhook_urls_are_redacted_to_their_origin(url: str, shown: str) -> None:
+    assert redact_webhook_url(url) == shown
+    assert TOKEN not in repr(Webhook(url)) and TOKEN not in str(Webhook(url))
+
+
+def test_webhook_tokens_never_reach_the_logs(fake_index: FakeIndex, tmp_path: Path, rules_dir: Path) -> None:
+    """A webhook whose POST fails (404 here: the fake only serves /hook) is logged, with its host, never its
+    path or query: Discord and Slack webhooks carry their secret there."""
+    store = tmp_path / "store.db"
+    base = ["watch", "--once", "--store", str(store), "--rules", str(rules_dir),
+            "--index-url", fake_index.url, "--threads", "2", "--log-format", "json",
+            "--log-level", "DEBUG"]  # fmt: skip
+    assert CliRunner().invoke(app, base, catch_exceptions=False).exit_code == 0  # the baseline
+    publish(fake_index, "evil", "1.0", BAD)
+    hook = f"http://127.0.0.1:{fake_index.port}/api/webhooks/123456/{TOKEN}?token={QUERY_TOKEN}"
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", *base, "--webhook", hook]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"POST /api/webhooks/123456/{TOKEN}?token={QUERY_TOKEN}" in fake_index.requests  # it was sent
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    [failed] = [r for r in records if r["message"] == "webhook failed"]
+    assert failed["url"] == f"http://127.0.0.1:{fake_index.port}/***?***" and failed["error"] == "HTTP 404"
+    assert TOKEN not in done.stderr and QUERY_TOKEN not in done.stderr

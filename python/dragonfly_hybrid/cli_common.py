@@ -1,10 +1,14 @@
 """Pieces shared by the CLI's commands: the `error:` line, loading rules with exit code 2, sizes, and the
-options that ``scan`` and ``watch`` both take (scanning threads, download cap, per-archive limits)."""
+options that ``scan`` and ``watch`` both take (scanning threads, download cap, per-archive limits).
+
+Every numeric option has the range of the setting it mirrors (``config.MAX_*``): a value outside it, NaN
+or infinity is a usage error (exit 2) naming the flag, before anything runs."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -14,6 +18,15 @@ from typing import Annotated, NoReturn, ParamSpec, TypeVar
 import typer
 
 from dragonfly_hybrid._core import Limits, Rules
+from dragonfly_hybrid.config import (
+    MAX_BYTES,
+    MAX_MEMBERS,
+    MAX_NESTING_DEPTH,
+    MAX_RATIO,
+    MAX_SCAN_TIMEOUT,
+    MIN_SCAN_TIMEOUT,
+    threads_problem,
+)
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.report import EXIT_USAGE
 from dragonfly_hybrid.scanning import bundled_rules_dir, load_rules
@@ -88,24 +101,66 @@ def parse_size(value: str | int) -> int:
     return int(float(match.group(1)) * unit)
 
 
-def _cli_size(value: str | int) -> int:
-    try:
-        return parse_size(value)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
+def _size_parser(low: int, high: int) -> Callable[[str | int], int]:
+    def parse(value: str | int) -> int:
+        try:
+            size = parse_size(value)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+        if not low <= size <= high:
+            raise typer.BadParameter(f"must be from {low} to {high} bytes")
+        return size
+
+    return parse
 
 
-def size_option(help_text: str) -> typer.models.OptionInfo:
-    """An option whose value is a size (``parse_size``); a bad one is a usage error (exit 2)."""
-    option: typer.models.OptionInfo = typer.Option(help=help_text, parser=_cli_size, metavar="SIZE")
+def size_option(help_text: str, *, low: int = 1, high: int = MAX_BYTES) -> typer.models.OptionInfo:
+    """An option whose value is a size (``parse_size``) from ``low`` to ``high`` bytes; a bad one is a
+    usage error (exit 2) naming the flag."""
+    option: typer.models.OptionInfo = typer.Option(
+        help=help_text, parser=_size_parser(low, high), metavar="SIZE"
+    )
     return option
+
+
+def _seconds_parser(low: float, high: float) -> Callable[[str | float], float]:
+    def parse(value: str | float) -> float:
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a number of seconds") from None
+        if not (math.isfinite(seconds) and low <= seconds <= high):  # NaN fails every comparison
+            raise typer.BadParameter(f"must be a finite number of seconds from {low:g} to {high:g}")
+        return seconds
+
+    return parse
+
+
+def seconds_option(help_text: str, *, low: float, high: float) -> typer.models.OptionInfo:
+    """An option whose value is a duration from ``low`` to ``high`` seconds; NaN, infinity or a value out
+    of range is a usage error (exit 2) naming the flag, with the range in the message."""
+    option: typer.models.OptionInfo = typer.Option(
+        help=help_text, parser=_seconds_parser(low, high), metavar="SECONDS"
+    )
+    return option
+
+
+def _check_threads(value: int | None) -> int | None:
+    problem = None if value is None else threads_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value
 
 
 # ------------------------------------------------------------------------------------- shared options
 
 ThreadsOption = Annotated[
     int | None,
-    typer.Option(help="Scanning threads. Default: every available core.", min=1, show_default=False),
+    typer.Option(
+        help="Scanning threads. Default: every available core (at most 4 per core).",
+        callback=_check_threads,
+        show_default=False,
+    ),
 ]
 MaxDownloadSizeOption = Annotated[
     int,
@@ -122,19 +177,32 @@ _LIMIT_OPTIONS: dict[str, tuple[object, object]] = {
         DEFAULT_LIMITS.max_total_size,
     ),
     "max_members": (
-        Annotated[int, typer.Option(help="Most members scanned per distribution.", min=1)],
+        Annotated[int, typer.Option(help="Most members scanned per distribution.", min=1, max=MAX_MEMBERS)],
         DEFAULT_LIMITS.max_members,
     ),
     "max_ratio": (
-        Annotated[int, typer.Option(help="Highest compression ratio accepted per member (N:1).", min=1)],
+        Annotated[
+            int,
+            typer.Option(help="Highest compression ratio accepted per member (N:1).", min=1, max=MAX_RATIO),
+        ],
         DEFAULT_LIMITS.max_ratio,
     ),
     "max_depth": (
-        Annotated[int, typer.Option(help="How deep nested archives are opened (0: not at all).", min=0)],
+        Annotated[
+            int,
+            typer.Option(
+                help="How deep nested archives are opened (0: not at all).", min=0, max=MAX_NESTING_DEPTH
+            ),
+        ],
         DEFAULT_LIMITS.max_depth,
     ),
     "timeout": (
-        Annotated[float, typer.Option(help="YARA-X timeout per file, in seconds.", min=0.001)],
+        Annotated[
+            float,
+            seconds_option(
+                "YARA-X timeout per file, in seconds.", low=MIN_SCAN_TIMEOUT, high=MAX_SCAN_TIMEOUT
+            ),
+        ],
         DEFAULT_LIMITS.timeout,
     ),
 }

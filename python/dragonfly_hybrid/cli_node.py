@@ -40,8 +40,11 @@ ConfigFile = Annotated[
 
 
 def _settings(config: Path | None, overrides: dict[str, object]) -> NodeSettings:
+    """The settings, with the flags given on the command line as overrides; exits 2 when invalid (a
+    problem with a flag's value names the variable and the flag: ``DRAGONFLY_THREADS (--threads): ...``)."""
+    flags = {name: "--" + name.replace("_", "-") for name in overrides}
     try:
-        return load_settings(config, overrides)
+        return load_settings(config, overrides, flags=flags)
     except ConfigError as err:
         fail(str(err), EXIT_USAGE)
 

@@ -29,8 +29,10 @@ from dragonfly_hybrid.cli_common import (
     fail,
     limit_options,
     load_rules_or_exit,
+    seconds_option,
     size_option,
 )
+from dragonfly_hybrid.config import MAX_BYTES, MAX_LEASE
 from dragonfly_hybrid.content_cache import StoreContentCache, cached_scanner
 from dragonfly_hybrid.logs import setup_logging
 from dragonfly_hybrid.pypi import DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
@@ -52,6 +54,7 @@ from dragonfly_hybrid.watch import (
     WatchFilters,
     Webhook,
     serve_watch,
+    webhook_url_problem,
 )
 
 WATCH_EXIT_CODES_HELP = """\
@@ -180,6 +183,16 @@ def cache_summary(scanner: Scanner, cache: StoreContentCache) -> str:
 # ---------------------------------------------------------------------------------------------- watch
 
 
+def _check_webhook(value: str | None) -> str | None:
+    """``--webhook`` is checked at start (http(s) only); the message never quotes the URL (a token)."""
+    if value is None:
+        return None
+    problem = webhook_url_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value.strip()
+
+
 @limit_options
 def watch_command(
     store: StoreOption = None,
@@ -200,21 +213,25 @@ def watch_command(
         ),
     ] = None,
     max_size: Annotated[
-        int | None, size_option("Skip files the index lists as larger than SIZE (e.g. 50M).")
+        int | None,
+        size_option("Skip files the index lists as larger than SIZE (e.g. 50M).", low=0, high=MAX_BYTES),
     ] = None,
     webhook: Annotated[
         str | None,
         typer.Option(
-            help="POST a JSON summary of each release scoring at least --webhook-min-score here.",
+            help="POST a JSON summary of each release scoring at least --webhook-min-score here "
+            "(http or https).",
             metavar="URL",
+            callback=_check_webhook,
         ),
     ] = None,
     webhook_min_score: Annotated[int, typer.Option(help="Lowest score sent to the webhook.", min=0)] = 5,
     interval: Annotated[
-        float, typer.Option(help="Seconds between polls of the index when idle.", min=0.01)
+        float, seconds_option("Seconds between polls of the index when idle.", low=0.01, high=MAX_LEASE)
     ] = 120.0,
     lease: Annotated[
-        float, typer.Option(help="Seconds a release may take before it is issued again.", min=1.0)
+        float,
+        seconds_option("Seconds a release may take before it is issued again.", low=1.0, high=MAX_LEASE),
     ] = 600.0,
     threads: ThreadsOption = None,
     limits: Limits = DEFAULT_LIMITS,

@@ -6,9 +6,14 @@ file keys are the lower-case setting names without the prefix (``bulk_size = 20`
 error, so a typo cannot silently leave a default in place.
 
 Every invalid value fails at start-up with a :class:`ConfigError` holding one line per problem, each naming
-the environment variable (``DRAGONFLY_BULK_SIZE: Input should be greater than or equal to 1``). Values are
-never echoed, so a misplaced secret cannot leak through an error message. Secrets are ``SecretStr``: they
-show as ``**********`` in reprs and as ``********`` in :meth:`NodeSettings.masked`.
+the environment variable (``DRAGONFLY_BULK_SIZE: Input should be greater than or equal to 1``), and the CLI
+flag too when the value came from one. Values are never echoed, so a misplaced secret cannot leak through an
+error message. Every number has a finite range (see the ``MAX_*`` constants): NaN, infinity, and values the
+scanner cannot honour (a nesting depth above the core's, a size above what it can count) are refused here,
+at start-up, rather than met later as an internal error or a node that starts and hangs.
+
+Secrets are ``SecretStr``: they show as ``**********`` in reprs and as ``********`` in
+:meth:`NodeSettings.masked`.
 
 Credentials are only required by what needs them: :meth:`NodeSettings.auth_scheme` raises when the node
 cannot authenticate, while ``dragonfly-hybrid scan`` never asks.
@@ -57,6 +62,37 @@ _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _TOML_ALIASES = {"cf_access_client_id": "client_id", "cf_access_client_secret": "client_secret"}
 _OFF = ("", "0", "off", "none", "false", "no")
 
+# ------------------------------------------------------------------------------------------------ bounds
+# Shared with the CLI flags of ``scan``/``watch`` (``cli_common``), so one value means the same everywhere.
+
+THREADS_PER_CORE = 4
+MIN_THREADS_CAP = 8
+"""Scanning threads are capped at ``THREADS_PER_CORE`` per available core (never below ``MIN_THREADS_CAP``):
+each thread holds its own YARA-X scanner and member buffers, so threads cost memory, and beyond the cores
+they add no speed (scanning is CPU-bound). ``DRAGONFLY_THREADS=100000`` used to start hundreds of threads and
+hang."""
+MAX_NESTING_DEPTH = 32
+"""The Rust core never opens archives nested deeper (``walk``, ``MAX_NESTING_DEPTH``): a larger
+``max_depth`` would be cut silently, so it is refused."""
+MAX_BYTES = 64_000_000_000
+"""Largest byte limit (member, total inflated, download): 64 GB. Members and downloads are held in memory,
+so a larger limit bounds nothing; and 2**64 does not fit the core's counters."""
+MAX_MEMBERS = 10_000_000
+"""Most members per distribution: each costs a record before it is scanned (10 M took 1.7 GB)."""
+MAX_RATIO = 1_000_000
+"""Highest compression ratio accepted (deflate tops out near 1032:1; bzip2 and xz on runs reach more)."""
+MIN_SCAN_TIMEOUT = 0.001
+MAX_SCAN_TIMEOUT = 3600.0
+"""YARA-X time per file: from 1 ms (the core's resolution) to an hour."""
+MAX_LEASE = 86_400.0
+"""Longest job lease (``DRAGONFLY_JOB_TIMEOUT``, ``watch --lease``), poll interval: a day."""
+MAX_WAIT = 3600.0
+"""Longest wait for the other durations (queue-empty wait, grace period, HTTP timeout): an hour."""
+MAX_BULK_SIZE = 1000
+"""Most jobs claimed at once (the node holds up to twice this many, each with its downloads)."""
+MAX_CONCURRENCY = 64
+"""Most downloads or submissions at once (each download may hold up to the download cap in memory)."""
+
 logger = logging.getLogger(__name__)
 
 # Values read from the TOML file by ``load_settings``, handed to ``settings_customise_sources`` (a classmethod
@@ -84,6 +120,26 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def max_threads(cores: int | None = None) -> int:
+    """The most scanning threads accepted: ``THREADS_PER_CORE`` per core, at least ``MIN_THREADS_CAP``."""
+    return max(MIN_THREADS_CAP, THREADS_PER_CORE * (cores if cores is not None else available_cores()))
+
+
+def threads_problem(value: int) -> str | None:
+    """Why ``value`` scanning threads are refused, or None when they are fine."""
+    if value < 1:
+        return "must be at least 1"
+    cores = available_cores()
+    cap = max_threads(cores)
+    if value > cap:
+        return (
+            f"must be at most {cap} on this host ({THREADS_PER_CORE} per available core, {cores} available; "
+            f"never less than {MIN_THREADS_CAP}): each thread holds its own YARA-X scanner, and threads "
+            "beyond the cores add memory, not speed"
+        )
+    return None
 
 
 def default_rules_cache_dir() -> Path:
@@ -122,28 +178,30 @@ class NodeSettings(BaseSettings):
     audience: str = "https://dragonfly.vipyrsec.com"
     username: str | None = None
     password: SecretStr | None = None
-    threads: int = Field(default_factory=available_cores, ge=1)
-    load_duration: float = Field(default=60.0, ge=0)
-    bulk_size: int = Field(default=20, ge=1)
-    max_scan_size: int = Field(default=128_000_000, ge=1)
+    threads: int = Field(default_factory=available_cores, ge=1)  # at most max_threads(): _check_threads
+    load_duration: float = Field(default=60.0, ge=0, le=MAX_WAIT, allow_inf_nan=False)
+    bulk_size: int = Field(default=20, ge=1, le=MAX_BULK_SIZE)
+    max_scan_size: int = Field(default=128_000_000, ge=1, le=MAX_BYTES)
 
     # Ours.
-    job_timeout: float = Field(default=120.0, gt=0)
-    max_member_size: int = Field(default=_DEFAULT_LIMITS.max_member_size, ge=1)
-    max_total_size: int = Field(default=_DEFAULT_LIMITS.max_total_size, ge=1)
-    max_members: int = Field(default=_DEFAULT_LIMITS.max_members, ge=1)
-    max_ratio: int = Field(default=_DEFAULT_LIMITS.max_ratio, ge=1)
-    max_depth: int = Field(default=_DEFAULT_LIMITS.max_depth, ge=0)
-    scan_timeout: float = Field(default=_DEFAULT_LIMITS.timeout, gt=0)
-    download_concurrency: int = Field(default=8, ge=1)
-    submit_concurrency: int = Field(default=4, ge=1)
-    grace_period: float = Field(default=60.0, ge=0)
+    job_timeout: float = Field(default=120.0, gt=0, le=MAX_LEASE, allow_inf_nan=False)
+    max_member_size: int = Field(default=_DEFAULT_LIMITS.max_member_size, ge=1, le=MAX_BYTES)
+    max_total_size: int = Field(default=_DEFAULT_LIMITS.max_total_size, ge=1, le=MAX_BYTES)
+    max_members: int = Field(default=_DEFAULT_LIMITS.max_members, ge=1, le=MAX_MEMBERS)
+    max_ratio: int = Field(default=_DEFAULT_LIMITS.max_ratio, ge=1, le=MAX_RATIO)
+    max_depth: int = Field(default=_DEFAULT_LIMITS.max_depth, ge=0, le=MAX_NESTING_DEPTH)
+    scan_timeout: float = Field(
+        default=_DEFAULT_LIMITS.timeout, ge=MIN_SCAN_TIMEOUT, le=MAX_SCAN_TIMEOUT, allow_inf_nan=False
+    )
+    download_concurrency: int = Field(default=8, ge=1, le=MAX_CONCURRENCY)
+    submit_concurrency: int = Field(default=4, ge=1, le=MAX_CONCURRENCY)
+    grace_period: float = Field(default=60.0, ge=0, le=MAX_WAIT, allow_inf_nan=False)
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=9100, ge=1, le=65535)
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     rules_cache_dir: Path = Field(default_factory=default_rules_cache_dir)
-    http_timeout: float = Field(default=30.0, gt=0)
+    http_timeout: float = Field(default=30.0, gt=0, le=MAX_WAIT, allow_inf_nan=False)
 
     @classmethod
     def settings_customise_sources(
@@ -156,6 +214,14 @@ class NodeSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = InitSettingsSource(settings_cls, init_kwargs=dict(_toml_values.get() or {}))
         return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
+
+    @field_validator("threads")
+    @classmethod
+    def _check_threads(cls, value: int) -> int:
+        problem = threads_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -240,15 +306,18 @@ class NodeSettings(BaseSettings):
         return f"{origin}/oauth/token"
 
     def limits(self) -> Limits:
-        """The scanner's hostile-input limits from these settings."""
-        return Limits(
-            max_member_size=self.max_member_size,
-            max_total_size=self.max_total_size,
-            max_members=self.max_members,
-            max_ratio=self.max_ratio,
-            max_depth=self.max_depth,
-            timeout=self.scan_timeout,
-        )
+        """The scanner's hostile-input limits from these settings (ConfigError if the core refuses them)."""
+        try:
+            return Limits(
+                max_member_size=self.max_member_size,
+                max_total_size=self.max_total_size,
+                max_members=self.max_members,
+                max_ratio=self.max_ratio,
+                max_depth=self.max_depth,
+                timeout=self.scan_timeout,
+            )
+        except (ValueError, OverflowError) as err:  # settings built without validation (model_construct)
+            raise ConfigError(f"invalid limits: {err}") from None
 
     def masked(self) -> dict[str, object]:
         """Every setting by name, secrets replaced by ``"********"`` (None when unset); safe to print."""
@@ -264,11 +333,14 @@ class NodeSettings(BaseSettings):
         return shown
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    """``DRAGONFLY_X: message`` for one pydantic error (the input value is deliberately left out)."""
+def _describe(error: Mapping[str, Any], flags: Mapping[str, str]) -> str:
+    """``DRAGONFLY_X: message`` for one pydantic error (the input value is deliberately left out);
+    ``DRAGONFLY_X (--x): message`` when the value came from the CLI flag ``flags[field]``."""
     loc = error.get("loc") or ("?",)
     field = str(loc[0])
     where = env_var(field)
+    if field in flags:
+        where += f" ({flags[field]})"
     if len(loc) > 1:
         where += "." + ".".join(str(part) for part in loc[1:])
     message = str(error.get("msg", "invalid value"))
@@ -318,13 +390,17 @@ def load_settings(
     overrides: Mapping[str, object] | None = None,
     *,
     env_file: Path | str | None = ".env",
+    flags: Mapping[str, str] | None = None,
 ) -> NodeSettings:
     """Build the node settings from every source (see the module docstring for the precedence).
 
     ``overrides`` maps setting names to values (CLI flags); entries whose value is None are ignored (a
-    flag that was not given). ``env_file`` is the ``.env`` file to read (None: none). Raises ConfigError.
+    flag that was not given). ``flags`` maps setting names to the CLI flags that set them, so that a
+    problem with a value given by a flag names the flag too. ``env_file`` is the ``.env`` file to read
+    (None: none). Raises ConfigError.
     """
     given: dict[str, Any] = {key: value for key, value in (overrides or {}).items() if value is not None}
+    named = {key: flag for key, flag in (flags or {}).items() if key in given}
     unknown = sorted(set(given) - set(NodeSettings.model_fields))
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
@@ -333,7 +409,7 @@ def load_settings(
     try:
         return NodeSettings(_env_file=env_file, **_keyed_for_validation(given))  # type: ignore[call-arg]
     except ValidationError as err:
-        problems = [_describe(e) for e in err.errors(include_input=False, include_url=False)]
+        problems = [_describe(e, named) for e in err.errors(include_input=False, include_url=False)]
         raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None
     except SettingsError as err:
         raise ConfigError(f"invalid configuration: {err}") from None

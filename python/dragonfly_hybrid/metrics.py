@@ -82,6 +82,7 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:
                 del format, args  # scrapes every few seconds would flood the node's log
 
+        # Binds now: a port in use (another node on this host) raises OSError here, before anything runs.
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
@@ -95,5 +96,7 @@ class MetricsServer:
         return self
 
     def close(self) -> None:
-        self._server.shutdown()
+        # shutdown() waits for serve_forever to return: it would block forever on a server never started.
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()

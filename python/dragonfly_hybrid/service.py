@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from dragonfly_hybrid._core import Rules
-from dragonfly_hybrid.config import NodeSettings
+from dragonfly_hybrid._core import Limits, Rules
+from dragonfly_hybrid.config import ConfigError, NodeSettings
 from dragonfly_hybrid.mainframe import MainframeClient
 from dragonfly_hybrid.metrics import MetricsServer, NodeMetrics
 from dragonfly_hybrid.node import Node, NodeOptions, RuleState, install_signal_handlers
@@ -42,19 +43,50 @@ def node_options(settings: NodeSettings, *, once: bool = False, max_jobs: int | 
     )
 
 
-async def _run(node: Node, settings: NodeSettings) -> None:
-    server = None
-    if settings.metrics_port:
-        server = MetricsServer(
-            node.metrics, node.healthy, settings.metrics_host, settings.metrics_port
-        ).start()
-        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, server.port)
-    install_signal_handlers(node)
+class _Health:
+    """``/healthz`` of a node that may not exist yet: the endpoint is bound before the node logs in."""
+
+    def __init__(self) -> None:
+        self.node: Node | None = None
+
+    def __call__(self) -> bool:
+        return self.node is not None and self.node.healthy()
+
+
+def open_metrics_server(
+    settings: NodeSettings, metrics: NodeMetrics, healthy: Callable[[], bool]
+) -> MetricsServer | None:
+    """Bind the metrics and health endpoint (None when it is off). A port already in use (a second node on
+    the same host) or an address that cannot be bound is a ConfigError naming the variable, not a crash."""
+    if not settings.metrics_port:
+        return None
+    host, port = settings.metrics_host, settings.metrics_port
     try:
-        await node.run()
-    finally:
-        if server is not None:
-            server.close()
+        server = MetricsServer(metrics, healthy, host, port)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"DRAGONFLY_METRICS_PORT (--metrics-port): cannot listen on {host}:{port}: the port is "
+                "in use (another node on this host?); choose another port, or 0 or off to disable the "
+                "metrics endpoint"
+            ) from None
+        if err.errno == errno.EACCES:
+            raise ConfigError(
+                f"DRAGONFLY_METRICS_PORT (--metrics-port): cannot listen on {host}:{port}: {reason}"
+            ) from None
+        raise ConfigError(
+            f"DRAGONFLY_METRICS_HOST, DRAGONFLY_METRICS_PORT (--metrics-port): cannot listen on "
+            f"{host}:{port}: {reason}"
+        ) from None
+    log.info("metrics on http://%s:%d/metrics", host, server.port)
+    return server.start()
+
+
+async def _run(node: Node, health: _Health) -> None:
+    health.node = node
+    install_signal_handlers(node)
+    await node.run()
 
 
 async def serve(
@@ -67,23 +99,48 @@ async def serve(
 ) -> None:
     """Run a node until it is stopped (or drained with `once`/`max_jobs`).
 
-    Against the mainframe unless `local` is given. Raises ConfigError or AuthError when it cannot start.
+    Against the mainframe unless `local` is given. Raises ConfigError or AuthError when it cannot start
+    (the metrics port is bound before logging in, so a port in use stops the node before it claims work).
     """
     metrics = metrics or NodeMetrics()
     options = node_options(settings, once=once, max_jobs=max_jobs)
     limits = settings.limits()
-    if local is not None:
-        source = LocalSource(local.releases, local.rules.hash)
-        # Result bodies need only which rules matched which files: a fast scan finds the same ones.
-        rules = RuleState(
-            source, limits, settings.threads, None, initial=(local.rules, local.rules.hash), fast_scan=True
-        )
-        node = Node(
-            source, JsonLinesSink(local.output), rules, options, threads=settings.threads, metrics=metrics
-        )
-        await _run(node, settings)
-        return
-    settings.auth_scheme()  # fail fast, naming the missing variables
+    if local is None:
+        settings.auth_scheme()  # fail fast, naming the missing variables
+    health = _Health()
+    server = open_metrics_server(settings, metrics, health)
+    try:
+        if local is not None:
+            await _serve_local(settings, local, options, limits, metrics, health)
+        else:
+            await _serve_mainframe(settings, options, limits, metrics, health)
+    finally:
+        if server is not None:
+            server.close()
+
+
+async def _serve_local(
+    settings: NodeSettings,
+    local: LocalJobs,
+    options: NodeOptions,
+    limits: Limits,
+    metrics: NodeMetrics,
+    health: _Health,
+) -> None:
+    source = LocalSource(local.releases, local.rules.hash)
+    # Result bodies need only which rules matched which files: a fast scan finds the same ones.
+    rules = RuleState(
+        source, limits, settings.threads, None, initial=(local.rules, local.rules.hash), fast_scan=True
+    )
+    node = Node(
+        source, JsonLinesSink(local.output), rules, options, threads=settings.threads, metrics=metrics
+    )
+    await _run(node, health)
+
+
+async def _serve_mainframe(
+    settings: NodeSettings, options: NodeOptions, limits: Limits, metrics: NodeMetrics, health: _Health
+) -> None:
     client = MainframeClient(settings, on_http_error=lambda kind: metrics.http_errors.labels(kind).inc())
     async with client:
         await client.login()
@@ -98,4 +155,4 @@ async def serve(
             threads=settings.threads,
             metrics=metrics,
         )
-        await _run(node, settings)
+        await _run(node, health)

@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from packaging.version import InvalidVersion, Version
@@ -375,13 +376,79 @@ def _latest_version(versions: Sequence[str]) -> str | None:
 # ------------------------------------------------------------------------------------------------- sink
 
 
+WEBHOOK_URL_PROBLEM = (
+    "must be an http:// or https:// URL with a host (the value is not shown: it may hold a token)"
+)
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook, or None. Only http(s) URLs with a host are accepted (never
+    ``file:`` or other schemes, never a bare word), so a bad one is refused at start, not at the first
+    finding. The reason never quotes the URL: webhooks carry their secret in the path or the query."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError:
+        return WEBHOOK_URL_PROBLEM
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return WEBHOOK_URL_PROBLEM
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url.strip()):
+        return WEBHOOK_URL_PROBLEM
+    return None
+
+
+def redact_webhook_url(url: str) -> str:
+    """What of a webhook URL may be logged: its scheme, host and port. Webhooks carry their secret in the
+    path (``https://discord.com/api/webhooks/ID/TOKEN``, ``https://hooks.slack.com/services/T/B/TOKEN``)
+    or the query (``?token=...``), and user:password may be in the authority: the path becomes ``/***``,
+    the query ``?***``; the user part and the fragment are dropped."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    path = "/***" if parts.path not in ("", "/") else parts.path
+    return urlunsplit((parts.scheme, netloc, path, "***" if parts.query else "", ""))
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (an error message) with the webhook URL, its path, query and credentials blanked."""
+    parts = urlsplit(url.strip())
+    userinfo = parts.netloc.rpartition("@")[0]
+    secrets = [url, url.strip(), userinfo, *userinfo.split(":"), parts.path, parts.query, parts.fragment]
+    secrets += [segment for segment in parts.path.split("/") if len(segment) >= 4]
+    secrets += [value for _, _, value in (item.partition("=") for item in parts.query.split("&"))]
+    for secret in sorted(
+        {s for s in secrets if len(s) >= 4 and s not in ("http", "https")}, key=len, reverse=True
+    ):
+        text = text.replace(secret, "***")
+    return text
+
+
 @dataclass(frozen=True)
 class Webhook:
-    """POST a JSON summary of every stored release whose score is at least ``min_score``."""
+    """POST a JSON summary of every stored release whose score is at least ``min_score``.
+
+    ``url`` must be http(s) (ValueError otherwise); it is never shown whole: logs and reprs use
+    :func:`redact_webhook_url`."""
 
     url: str
     min_score: int = 5
     attempts: int = 3
+
+    def __post_init__(self) -> None:
+        problem = webhook_url_problem(self.url)
+        if problem is not None:
+            raise ValueError(f"webhook URL {problem}")
+        object.__setattr__(self, "url", self.url.strip())
+
+    def __repr__(self) -> str:
+        shown = redact_webhook_url(self.url)
+        return f"Webhook(url={shown!r}, min_score={self.min_score}, attempts={self.attempts})"
 
 
 def webhook_payload(result: TargetResult, scan_id: int, rules_hash: str) -> dict[str, object]:
@@ -485,7 +552,7 @@ class StoreSink:
 
     async def _post(self, payload: dict[str, object]) -> None:
         assert self.webhook is not None
-        shown = redact_url(self.webhook.url)
+        shown = redact_webhook_url(self.webhook.url)
         client = self._http or httpx.AsyncClient(timeout=httpx.Timeout(15.0))
         try:
             for attempt in range(1, self.webhook.attempts + 1):
@@ -500,8 +567,8 @@ class StoreSink:
                     problem = f"HTTP {response.status_code}"
                     if 400 <= response.status_code < 500 and response.status_code != 429:
                         break
-                except httpx.HTTPError as err:
-                    problem = f"{type(err).__name__}: {err}"
+                except httpx.HTTPError as err:  # some messages quote the URL: scrub its secrets
+                    problem = _scrub(f"{type(err).__name__}: {err}", self.webhook.url)
                 if attempt < self.webhook.attempts:
                     await asyncio.sleep(0.2 * 2 ** (attempt - 1))
             log.error("webhook failed", extra={"url": shown, "error": problem})

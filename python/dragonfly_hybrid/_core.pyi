@@ -7,6 +7,8 @@ from typing import Literal, final
 __all__ = [
     "COMPILED_RULES_MAGIC",
     "ISSUE_KINDS",
+    "MAX_NESTING_DEPTH",
+    "MAX_THREADS",
     "DistributionResult",
     "FileResult",
     "Limits",
@@ -24,6 +26,10 @@ COMPILED_RULES_MAGIC: bytes
 """The first bytes of every blob written by ``Rules.serialize``."""
 ISSUE_KINDS: list[str]
 """Every ``ScanIssue.kind`` the engine can report."""
+MAX_NESTING_DEPTH: int
+"""The deepest ``Limits.max_depth``: archives nested deeper are never opened."""
+MAX_THREADS: int
+"""The most threads a ``Scanner`` starts."""
 
 Verdict = Literal["clean", "findings", "incomplete"]
 MetaValue = int | float | bool | str | bytes

@@ -43,7 +43,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from dragonfly_hybrid._core import Limits
+from dragonfly_hybrid._core import MAX_NESTING_DEPTH, Limits
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,9 +71,6 @@ MIN_THREADS_CAP = 8
 each thread holds its own YARA-X scanner and member buffers, so threads cost memory, and beyond the cores
 they add no speed (scanning is CPU-bound). ``DRAGONFLY_THREADS=100000`` used to start hundreds of threads and
 hang."""
-MAX_NESTING_DEPTH = 32
-"""The Rust core never opens archives nested deeper (``walk``, ``MAX_NESTING_DEPTH``): a larger
-``max_depth`` would be cut silently, so it is refused."""
 MAX_BYTES = 64_000_000_000
 """Largest byte limit (member, total inflated, download): 64 GB. Members and downloads are held in memory,
 so a larger limit bounds nothing; and 2**64 does not fit the core's counters."""

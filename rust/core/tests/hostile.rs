@@ -352,6 +352,33 @@ hostile!(zip_with_hundreds_of_thousands_of_entries, 300, {
     assert_eq!(issue_kinds(&report), vec!["too-many-members"]);
 });
 
+hostile!(central_directory_records_past_the_member_limit_are_never_held, 200, {
+    // 2.5 M central-directory records (117 MB, all naming one empty local entry): each record
+    // would be a member held in memory (490 MB before the member limit was applied while reading
+    // the directory). Only `max_members` of them are read at all.
+    const RECORDS: u32 = 2_500_000;
+    let mut data = Vec::with_capacity(48 * RECORDS as usize + 64);
+    data.extend_from_slice(b"PK\x03\x04\x14\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01\0\0\0a");
+    let central_start = data.len() as u32;
+    let mut record = b"PK\x01\x02\x14\x03\x14\0\0\0\0\0\0\0\0\0".to_vec();
+    record.extend_from_slice(&[0; 12]);
+    record.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    record.push(b'a');
+    for _ in 0..RECORDS {
+        data.extend_from_slice(&record);
+    }
+    let central_size = data.len() as u32 - central_start;
+    data.extend_from_slice(b"PK\x05\x06\0\0\0\0\xff\xff\xff\xff");
+    data.extend_from_slice(&central_size.to_le_bytes());
+    data.extend_from_slice(&central_start.to_le_bytes());
+    data.extend_from_slice(&[0, 0]);
+    let report = scan(&default_engine(), "records.whl", &data);
+    no_bugs(&report);
+    assert_eq!(report.files_scanned, 100_000);
+    find(&report, "too-many-members", "");
+    assert!(!report.complete());
+});
+
 hostile!(many_duplicate_names, 200, {
     // Only the first copy carries the marker: a reader that keeps one entry per name misses it.
     let mut members = vec![ZipMember::deflated("pkg/setup.py", MARKER)];

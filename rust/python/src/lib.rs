@@ -709,6 +709,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("COMPILED_RULES_MAGIC", PyBytes::new(m.py(), core::COMPILED_PREFIX))?;
     m.add("ISSUE_KINDS", PyList::new(m.py(), core::IssueKind::ALL.iter().map(|k| k.as_str()))?)?;
+    m.add("MAX_NESTING_DEPTH", core::MAX_NESTING_DEPTH)?;
+    m.add("MAX_THREADS", core::MAX_THREADS)?;
     m.add_class::<Rules>()?;
     m.add_class::<Limits>()?;
     m.add_class::<PatternMatch>()?;

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import io
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,6 +213,61 @@ def test_hostile_archive_with_findings_is_still_a_success(fake: FakeMainframe, t
     run_node(settings_for(fake, tmp_path, max_member_size=1_000), once=True)
     [result] = fake.results
     assert result.body["rules_matched"] == ["test_marker"] and result.body["score"] == 5
+
+
+SETUP_PY_RULE = """
+rule setup_py_marker {
+  meta:
+    weight = 5
+    filetype = "setup.py"
+  strings:
+    $marker = "DRAGONFLY_TEST_MARKER"
+  condition:
+    $marker
+}
+"""
+
+
+def _tar_block(name: bytes, size: int, typeflag: bytes) -> bytes:
+    header = bytearray(512)
+    header[: len(name)] = name
+    header[100:108], header[108:116], header[116:124] = b"0000644\0", b"0000000\0", b"0000000\0"
+    header[124:136], header[136:148] = b"%011o\0" % size, b"00000000000\0"
+    header[156:157], header[257:265], header[148:156] = typeflag, b"ustar\x0000", b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def _padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+def test_archives_read_as_pip_reads_them_are_not_reported_clean(fake: FakeMainframe, tmp_path: Path) -> None:
+    """The node sees what pip installs, under pip's name, so a rule that counts only for setup.py fires."""
+    payload = b"import os  # DRAGONFLY_TEST_MARKER\n"
+    # A PAX size with a leading space: CPython's int() reads it, so setup.py holds the payload.
+    record = b" size= %d\n" % len(payload)
+    record = b"%d%s" % (len(record) + 2, record)
+    pax = _tar_block(b"PaxHeaders/setup.py", len(record), b"x") + _padded(record)
+    sdist = pax + _tar_block(b"pax-1.0/setup.py", 0, b"0") + _padded(payload) + bytes(1024)
+    fake.add_release("pax", "1.0", distributions=[fake.host_file("pax-1.0.tar", sdist)])
+    # A wheel behind a gzip stream: zipfile finds it from its end, so pip installs it.
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as wheel:
+        wheel.writestr("prefixed/setup.py", payload)
+    prefixed = gzip.compress(b"not a wheel", mtime=0) + inner.getvalue()
+    fake.add_release(
+        "prefixed", "1.0", distributions=[fake.host_file("prefixed-1.0-py3-none-any.whl", prefixed)]
+    )
+    # An error page saved under a wheel's name: nothing pip would install was scanned.
+    page = b"<html><body>502 Bad Gateway</body></html>"
+    fake.add_release("page", "1.0", distributions=[fake.host_file("page-1.0-py3-none-any.whl", page)])
+    fake.set_rules("setup-py-rules", {"setup_py_marker": SETUP_PY_RULE})
+    run_node(settings_for(fake, tmp_path), once=True)
+    by_name = {s.body["name"]: s.body for s in fake.results}
+    assert by_name["pax"]["score"] == 5 and by_name["pax"]["rules_matched"] == ["setup_py_marker"]
+    assert by_name["prefixed"]["score"] == 5
+    assert "reason" in by_name["page"] and "not an archive" in by_name["page"]["reason"], by_name["page"]
 
 
 def test_missing_distribution_is_a_failure_and_empty_release_is_clean(

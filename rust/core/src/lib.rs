@@ -38,4 +38,10 @@ pub mod fuzzing {
     pub fn walk_as(engine: &Engine, container: Container, data: &[u8]) -> DistributionReport {
         engine.walk_as(container, data)
     }
+
+    /// The entries of a plain tarball as the header parser reads them: `(name, size, data
+    /// offset, next header offset)`, and why it stopped.
+    pub fn tar_entries(data: &[u8]) -> (Vec<(Vec<u8>, u64, u64, u64)>, String) {
+        crate::walk::tarfile::entries(data)
+    }
 }

@@ -15,7 +15,7 @@
 mod names;
 mod stream;
 mod tar;
-mod tarfile;
+pub(crate) mod tarfile;
 mod zip;
 
 use std::collections::hash_map::RandomState;

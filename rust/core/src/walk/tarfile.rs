@@ -856,6 +856,20 @@ impl TarReader {
     }
 }
 
+/// Every entry of a plain tarball as `(name, size, data offset, next header)`, and why reading
+/// stopped: the header parser alone, for the fuzz target that checks it always makes progress.
+pub(crate) fn entries(data: &[u8]) -> (Vec<(Vec<u8>, u64, u64, u64)>, String) {
+    let mut stream = TarStream::new(Box::new(data));
+    let mut reader = TarReader::new();
+    let mut found = Vec::new();
+    loop {
+        match reader.next(&mut stream) {
+            Ok(entry) => found.push((entry.name, entry.size, entry.data_offset, entry.next_header)),
+            Err(stop) => return (found, format!("{stop:?}")),
+        }
+    }
+}
+
 /// `_apply_pax_info`: the keys in dictionary order. `Err` where Python raises (pip fails).
 fn apply_pax(entry: &mut TarEntry, map: &PaxMap, ambiguities: &mut Vec<Ambiguity>) -> Result<(), String> {
     for (key, value) in map.ordered() {
@@ -972,6 +986,68 @@ mod tests {
         // Garbage stops parsing without an error; a zero length is an error.
         assert_eq!(pax_records(b"junk").unwrap(), vec![]);
         assert_eq!(pax_records(b"0 a=b\n"), None);
+    }
+
+    fn header(name: &[u8], size: &[u8], kind: u8) -> Vec<u8> {
+        let mut block = vec![0u8; 512];
+        block[..name.len()].copy_from_slice(name);
+        block[124..124 + size.len()].copy_from_slice(size);
+        block[156] = kind;
+        block[257..263].copy_from_slice(b"ustar\0");
+        block[148..156].copy_from_slice(b"        ");
+        let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+        block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        block
+    }
+
+    fn pax(records: &[u8], kind: u8) -> Vec<u8> {
+        let mut data = header(b"PaxHeader", format!("{:o}", records.len()).as_bytes(), kind);
+        data.extend_from_slice(records);
+        data.resize(data.len().next_multiple_of(512), 0);
+        data
+    }
+
+    #[test]
+    fn headers_always_move_forward() {
+        // A negative base-256 size, and one in octal text: the archive ends there.
+        let mut negative = header(b"a", b"", b'0');
+        negative[124] = 0xff;
+        negative[125..136].fill(0xff);
+        negative[148..156].copy_from_slice(b"        ");
+        let sum: u32 = negative.iter().map(|&b| u32::from(b)).sum();
+        negative[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        for data in [negative, header(b"b", b"-1000", b'0')] {
+            let (found, stop) = entries(&data);
+            assert!(found.is_empty(), "{found:?}");
+            assert!(stop.contains("negative size"), "{stop}");
+        }
+        // A global size larger than every member: each reads past the next header, and the
+        // headers still follow one another.
+        let data = [
+            pax(b"14 size=99999\n", b'g'),
+            header(b"x", b"1", b'0'),
+            vec![b'A'; 512],
+            header(b"y", b"1", b'0'),
+            vec![b'B'; 512],
+        ]
+        .concat();
+        let (found, _) = entries(&data);
+        assert_eq!(
+            found.iter().map(|e| (e.0.as_slice(), e.1)).collect::<Vec<_>>(),
+            [(&b"x"[..], 99999), (b"y", 99999)]
+        );
+        assert!(found[0].3 < found[1].3);
+        // A sparse 1.0 map longer than the member's declared data: the next header is found
+        // where the declared size puts it, inside the map (tarfile seeks back there).
+        let map = b"1\n0\n5\n";
+        let mut body = map.to_vec();
+        body.resize(512, b'\n');
+        let data =
+            [pax(b"22 GNU.sparse.major=1\n22 GNU.sparse.minor=0\n", b'x'), header(b"s", b"0", b'0'), body]
+                .concat();
+        let (found, _) = entries(&data);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].2 > found[0].3, "data after the map, next header before it: {found:?}");
     }
 
     #[test]

@@ -10,7 +10,31 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dragonfly-hybrid/targe
 
 python -m pip install --quiet --upgrade maturin
 python -m pip install --quiet --no-build-isolation -e '.[test]'
+
+# Lint first: cheap, and a failure names the file.
+cargo fmt --all -- --check
+cargo clippy --release -p dragonfly-core -p dragonfly-hybrid-python --all-targets -- -D warnings
+python -m ruff check python tests bench scripts
+python -m ruff format --check python tests bench scripts
+
 cargo test --release -p dragonfly-core
+
+# The differential tests (tests/test_differential.py) compare the engine with what CPython's tarfile
+# and zipfile unpack. pip supports CPython 3.9 to 3.14 and their readers differ: every other such
+# interpreter found on this machine is an oracle too (none is installed for this).
+if [ -z "${DFH_ORACLE_PYTHONS+set}" ]; then
+    DFH_ORACLE_PYTHONS=""
+    for version in 3.9 3.10 3.12 3.13 3.14; do
+        for candidate in "/usr/bin/python$version" "$HOME"/.pyenv/versions/"$version".*/bin/python3; do
+            if [ -x "$candidate" ]; then
+                DFH_ORACLE_PYTHONS="$DFH_ORACLE_PYTHONS $candidate"
+                break
+            fi
+        done
+    done
+    export DFH_ORACLE_PYTHONS
+    echo "differential oracles besides $(python --version):${DFH_ORACLE_PYTHONS:- none}"
+fi
 python -m pytest
 
 # Last, so that the test results come first: the release wheel, built and smoke-tested by the same script

@@ -244,9 +244,6 @@ impl<'e> DistScan<'e> {
                 self.issue(vec![0], Issue::new("", IssueKind::Corrupt, message));
             }
         }
-        if containers[0] == Container::Plain && opened_any {
-            format = Format::Zip;
-        }
         format
     }
 

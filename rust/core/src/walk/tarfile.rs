@@ -704,8 +704,7 @@ impl TarReader {
                         next_header: 0,
                         ambiguities: Vec::new(),
                     };
-                    let global = self.global.clone();
-                    apply_pax(&mut entry, &global, &mut ambiguities)
+                    apply_pax(&mut entry, &self.global, &mut ambiguities)
                         .map_err(|why| TarStop::Refused { offset: at, why })?;
                     if entry.kind == DIRTYPE {
                         while entry.name.last() == Some(&b'/') {

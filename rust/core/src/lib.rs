@@ -41,7 +41,7 @@ pub mod fuzzing {
 
     /// The entries of a plain tarball as the header parser reads them: `(name, size, data
     /// offset, next header offset)`, and why it stopped.
-    pub fn tar_entries(data: &[u8]) -> (Vec<(Vec<u8>, u64, u64, u64)>, String) {
+    pub fn tar_entries(data: &[u8]) -> (Vec<crate::walk::tarfile::EntryOffsets>, String) {
         crate::walk::tarfile::entries(data)
     }
 }

@@ -855,9 +855,12 @@ impl TarReader {
     }
 }
 
-/// Every entry of a plain tarball as `(name, size, data offset, next header)`, and why reading
-/// stopped: the header parser alone, for the fuzz target that checks it always makes progress.
-pub(crate) fn entries(data: &[u8]) -> (Vec<(Vec<u8>, u64, u64, u64)>, String) {
+/// One entry as the header parser alone sees it: name, size, data offset, next header offset.
+pub type EntryOffsets = (Vec<u8>, u64, u64, u64);
+
+/// Every entry of a plain tarball, and why reading stopped: the header parser alone, for the fuzz
+/// target that checks it always makes progress.
+pub(crate) fn entries(data: &[u8]) -> (Vec<EntryOffsets>, String) {
     let mut stream = TarStream::new(Box::new(data));
     let mut reader = TarReader::new();
     let mut found = Vec::new();

@@ -169,6 +169,18 @@ def test_scanner_defaults(rules: dh.Rules) -> None:
     assert dh.Limits().timeout == 10.0 and dh.Limits().max_depth == 3
 
 
+def test_limit_defaults_are_the_documented_ones() -> None:
+    """The core holds the defaults; the stub's docstring and the README state them: this pins all three."""
+    limits = dh.Limits()
+    assert (limits.max_member_size, limits.max_total_size, limits.max_members, limits.max_ratio) == (
+        256_000_000,
+        2_000_000_000,
+        100_000,
+        1000,
+    )
+    assert dh.Limits(max_depth=None, timeout=None) == limits
+
+
 def test_gil_is_released_during_scans(rules: dh.Rules) -> None:
     """A pure-Python thread keeps running while another thread is inside a scan."""
     scanner = dh.Scanner(rules, threads=1)

@@ -14,8 +14,10 @@ __all__ = [
     "Limits",
     "PatternMatch",
     "ReleaseResult",
+    "RuleCompileError",
     "RuleMatch",
     "Rules",
+    "RulesFormatError",
     "ScanIssue",
     "Scanner",
     "__version__",
@@ -32,6 +34,14 @@ MAX_THREADS: int
 """The most threads a ``Scanner`` starts."""
 
 Verdict = Literal["clean", "findings", "incomplete"]
+
+class RuleCompileError(ValueError):
+    """Rule sources did not compile (see ``dragonfly_hybrid.errors``)."""
+
+    diagnostics: list[tuple[str, int, int, str]]
+
+class RulesFormatError(ValueError):
+    """A blob is not a compiled rule set written by this version of dragonfly-hybrid."""
 MetaValue = int | float | bool | str | bytes
 
 @final
@@ -46,13 +56,13 @@ class Rules:
         they count are compiled apart, when the sources allow it, so that each file is scanned
         only with the rules that can count for its path. Results are the same either way.
 
-        Raises ``dragonfly_hybrid.errors.RuleCompileError`` naming origin, line and column.
+        Raises ``RuleCompileError`` naming origin, line and column.
         """
     @staticmethod
     def deserialize(data: bytes) -> Rules:
         """Load a blob written by ``serialize``.
 
-        Raises ``dragonfly_hybrid.errors.RulesFormatError`` if it is not one.
+        Raises ``RulesFormatError`` if it is not one.
         """
     def serialize(self) -> bytes:
         """A blob that ``deserialize`` loads without compiling again (keeps ``hash``)."""
@@ -76,13 +86,15 @@ class Limits:
     def __new__(
         cls,
         *,
-        max_member_size: int = 256_000_000,
-        max_total_size: int = 2_000_000_000,
-        max_members: int = 100_000,
-        max_ratio: int = 1000,
-        max_depth: int = 3,
-        timeout: float = 10.0,
-    ) -> Limits: ...
+        max_member_size: int | None = None,
+        max_total_size: int | None = None,
+        max_members: int | None = None,
+        max_ratio: int | None = None,
+        max_depth: int | None = None,
+        timeout: float | None = None,
+    ) -> Limits:
+        """Each limit left out (or None) takes the core's default: 256 MB per member, 2 GB in all, 100 000
+        members, 1000:1, depth 3, 10 s per file (``Limits()`` shows them; ``tests/test_api.py`` pins them)."""
     @property
     def max_member_size(self) -> int: ...
     @property

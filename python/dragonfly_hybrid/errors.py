@@ -1,19 +1,16 @@
-"""Exceptions of the public API (raised by the Rust extension too)."""
+"""Exceptions of the public API. They are defined by the Rust extension, which raises them, and are
+imported from here.
+
+``RuleCompileError`` (a ``ValueError``): rule sources did not compile. ``str(error)`` lists every
+diagnostic as ``origin:line:column: message``; ``diagnostics`` holds them as ``(origin, line, column,
+message)`` tuples (1-based line and column, 0 when unknown).
+
+``RulesFormatError`` (a ``ValueError``): a blob is not a compiled rule set written by this version of
+dragonfly-hybrid.
+"""
 
 from __future__ import annotations
 
+from dragonfly_hybrid._core import RuleCompileError, RulesFormatError
 
-class RuleCompileError(ValueError):
-    """Rule sources did not compile.
-
-    ``str(error)`` lists every diagnostic as ``origin:line:column: message``; ``diagnostics`` holds
-    them as ``(origin, line, column, message)`` tuples (1-based line and column, 0 when unknown).
-    """
-
-    def __init__(self, message: str, diagnostics: list[tuple[str, int, int, str]]) -> None:
-        super().__init__(message)
-        self.diagnostics = diagnostics
-
-
-class RulesFormatError(ValueError):
-    """A blob is not a compiled rule set written by this version of dragonfly-hybrid."""
+__all__ = ["RuleCompileError", "RulesFormatError"]

@@ -7,9 +7,10 @@
 //! [`RuleSet::hash`](crate::RuleSet::hash) too. Rules are stored by name, not by position, so a
 //! decoded entry that names a rule the set does not have is rejected rather than misattributed.
 
-use crate::engine::RawHit;
+use crate::codec::{self, put_bytes, put_u32, put_u64};
 use crate::report::{PatternHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES};
 use crate::rules::RuleSet;
+use crate::service::RawHit;
 
 /// Format version, the first byte of every non-empty entry. Contents that matched nothing (most
 /// of them) encode as zero bytes.
@@ -35,16 +36,16 @@ pub(crate) fn encode(rules: &RuleSet, hits: &[RawHit]) -> Vec<u8> {
         return Vec::new();
     }
     let mut out = vec![VERSION];
-    put_len(&mut out, hits.len());
+    put_u32(&mut out, hits.len());
     for hit in hits {
         let info = &rules.infos()[hit.rule];
         put_bytes(&mut out, info.namespace.as_bytes());
         put_bytes(&mut out, info.identifier.as_bytes());
-        put_len(&mut out, hit.patterns.len());
+        put_u32(&mut out, hit.patterns.len());
         for pattern in &hit.patterns {
             put_bytes(&mut out, pattern.identifier.as_bytes());
-            out.extend_from_slice(&pattern.offset.to_le_bytes());
-            out.extend_from_slice(&pattern.length.to_le_bytes());
+            put_u64(&mut out, pattern.offset);
+            put_u64(&mut out, pattern.length);
             put_bytes(&mut out, &pattern.data);
         }
     }
@@ -58,7 +59,7 @@ pub(crate) fn decode(rules: &RuleSet, data: &[u8]) -> Result<Vec<RawHit>, CacheE
     if version != VERSION {
         return Err(CacheEntryError::Version(version));
     }
-    let mut reader = Reader(rest);
+    let mut reader = Reader(codec::Reader::new(rest));
     let count = reader.len()?;
     if count > rules.len() {
         return Err(CacheEntryError::Malformed("more rules than the rule set has"));
@@ -89,47 +90,26 @@ pub(crate) fn decode(rules: &RuleSet, data: &[u8]) -> Result<Vec<RawHit>, CacheE
         }
         hits.push(hit);
     }
-    if !reader.0.is_empty() {
-        return Err(CacheEntryError::Trailing(reader.0.len()));
+    if !reader.0.rest.is_empty() {
+        return Err(CacheEntryError::Trailing(reader.0.rest.len()));
     }
     Ok(hits)
 }
 
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    let len = u32::try_from(len).expect("cache entry field longer than 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_len(out, bytes.len());
-    out.extend_from_slice(bytes);
-}
-
-struct Reader<'a>(&'a [u8]);
+/// The codec's reader, with this format's errors.
+struct Reader<'a>(codec::Reader<'a>);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CacheEntryError> {
-        if self.0.len() < n {
-            return Err(CacheEntryError::Truncated);
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
     fn len(&mut self) -> Result<usize, CacheEntryError> {
-        let raw = self.take(4)?;
-        Ok(u32::from_le_bytes(raw.try_into().expect("4 bytes")) as usize)
+        Ok(self.0.u32().map_err(|_| CacheEntryError::Truncated)? as usize)
     }
 
     fn u64(&mut self) -> Result<u64, CacheEntryError> {
-        let raw = self.take(8)?;
-        Ok(u64::from_le_bytes(raw.try_into().expect("8 bytes")))
+        self.0.u64().map_err(|_| CacheEntryError::Truncated)
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], CacheEntryError> {
-        let len = self.len()?;
-        self.take(len)
+        self.0.bytes().map_err(|_| CacheEntryError::Truncated)
     }
 
     fn text(&mut self) -> Result<&'a str, CacheEntryError> {

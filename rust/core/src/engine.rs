@@ -1,23 +1,17 @@
-//! The scanning engine: one shared compiled rule set, one YARA-X scanner per worker thread, a
-//! rayon pool for parallelism inside and across distributions, and a content-hash cache so that
-//! identical file contents are scanned once per rule set.
+//! The scanning engine, the public face of the core: a rayon pool for parallelism inside and
+//! across distributions, the limits, and the file scanner ([`crate::service`]) the walker
+//! ([`crate::walk`]) hands every file to. It owns both; neither knows it.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::cache::{self, CacheEntryError};
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
-use crate::report::{
-    DistributionReport, PatternHit, ReleaseReport, RuleHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES,
-};
-use crate::rules::{hex, Inner, Route, RuleSet};
+use crate::report::{DistributionReport, ReleaseReport};
+use crate::rules::RuleSet;
+use crate::service::{CacheStats, FileScanner};
 use crate::walk::DistScan;
 
 /// Bytes of one distribution to scan.
@@ -58,67 +52,10 @@ pub enum EngineError {
 /// far past the cores they add memory, not speed (100 000 asked for once started hundreds and hung).
 pub const MAX_THREADS: usize = 1024;
 
-/// A rule match before `filetype` filtering, as cached per content hash.
-#[derive(Debug, Clone)]
-pub(crate) struct RawHit {
-    pub rule: usize,
-    pub patterns: Vec<PatternHit>,
-}
-
-pub(crate) type ContentHash = [u8; 32];
-/// A content's hash and its matches, as the cache holds them.
-type CacheEntry = (ContentHash, Arc<[RawHit]>);
-
-/// Entries kept in the content cache before it is emptied; a full-size entry is small (most
-/// contents match nothing), so this bounds it to a few tens of MB.
-pub const CACHE_ENTRIES: usize = 500_000;
-
-/// The shortest YARA-X timeout applied, whatever the limits say (a positive timeout can round
-/// down to zero on its way from seconds as a float).
-pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
-
-self_cell::self_cell!(
-    /// A rule set together with YARA-X scanners for its compiled parts, made on first use.
-    struct OwnedScanners {
-        owner: Arc<Inner>,
-        #[not_covariant]
-        dependent: Scanners,
-    }
-);
-type Scanners<'a> = Vec<Option<yara_x::Scanner<'a>>>;
-
-thread_local! {
-    // YARA-X scanners are not Send; each worker thread keeps its own for the last rule set it used.
-    static THREAD_SCANNERS: RefCell<Option<OwnedScanners>> = const { RefCell::new(None) };
-}
-
-/// The outcome of scanning one file's bytes.
-pub(crate) enum ScanOutcome {
-    Hits(Arc<[RawHit]>),
-    Failed(IssueKind, String),
-}
-
-/// Content-cache counters since the engine was built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CacheStats {
-    /// Distinct contents whose results are held now.
-    pub entries: usize,
-    /// Files whose results came from the cache instead of YARA-X.
-    pub hits: u64,
-    /// Files scanned by YARA-X.
-    pub misses: u64,
-}
-
 pub struct Engine {
-    rules: RuleSet,
+    files: FileScanner,
     limits: Limits,
     pool: rayon::ThreadPool,
-    fast_scan: bool,
-    cache: Mutex<HashMap<ContentHash, Arc<[RawHit]>>>,
-    /// Contents scanned since the last [`Engine::take_cache_journal`], when journaling is on.
-    journal: Option<Mutex<Vec<CacheEntry>>>,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
 }
 
 impl Engine {
@@ -135,50 +72,36 @@ impl Engine {
             .thread_name(|i| format!("dragonfly-scan-{i}"))
             .build()
             .map_err(|err| EngineError::ThreadPool { threads, message: err.to_string() })?;
-        Ok(Self {
-            rules,
-            limits,
-            pool,
-            fast_scan: false,
-            cache: Mutex::new(HashMap::new()),
-            journal: None,
-            cache_hits: AtomicU64::new(0),
-            cache_misses: AtomicU64::new(0),
-        })
+        Ok(Self { files: FileScanner::new(rules, limits.timeout), limits, pool })
     }
 
     /// Stop looking for a pattern after its first match when the rule only asks whether it
     /// occurs. Which rules match is unchanged; reports keep only the first match of such patterns.
     /// For callers that need rule identities only, such as the node.
     pub fn with_fast_scan(mut self, yes: bool) -> Self {
-        self.fast_scan = yes;
+        self.files.fast_scan = yes;
         self
     }
 
     /// Record every content scanned from now on, for [`Engine::take_cache_journal`].
     pub fn with_cache_journal(mut self, yes: bool) -> Self {
-        self.journal = yes.then(|| Mutex::new(Vec::new()));
+        self.files.journal = yes.then(|| Mutex::new(Vec::new()));
         self
     }
 
     pub fn fast_scan(&self) -> bool {
-        self.fast_scan
+        self.files.fast_scan
     }
 
     pub fn cache_stats(&self) -> CacheStats {
-        CacheStats {
-            entries: self.cache.lock().expect("cache lock").len(),
-            hits: self.cache_hits.load(Ordering::Relaxed),
-            misses: self.cache_misses.load(Ordering::Relaxed),
-        }
+        self.files.stats()
     }
 
     /// The contents scanned since the last call, as (cache key, encoded matches) to persist, or
-    /// `None` when the engine does not journal. At most [`CACHE_ENTRIES`] are kept between calls.
+    /// `None` when the engine does not journal. At most [`crate::CACHE_ENTRIES`] are kept between calls.
     pub fn take_cache_journal(&self) -> Option<Vec<([u8; 32], Vec<u8>)>> {
-        let journal = self.journal.as_ref()?;
-        let taken = std::mem::take(&mut *journal.lock().expect("journal lock"));
-        Some(taken.into_iter().map(|(hash, hits)| (hash, cache::encode(&self.rules, &hits))).collect())
+        let taken = self.files.take_journal()?;
+        Some(taken.into_iter().map(|(hash, hits)| (hash, cache::encode(&self.files.rules, &hits))).collect())
     }
 
     /// Load persisted entries (as returned by [`Engine::take_cache_journal`] of an engine with
@@ -189,15 +112,13 @@ impl Engine {
     where
         I: IntoIterator<Item = ([u8; 32], &'a [u8])>,
     {
-        let mut cache = self.cache.lock().expect("cache lock");
         let (mut loaded, mut first_error) = (0, None);
         for (hash, data) in entries {
-            if cache.len() >= CACHE_ENTRIES {
-                break;
-            }
-            match cache::decode(&self.rules, data) {
+            match cache::decode(&self.files.rules, data) {
                 Ok(hits) => {
-                    cache.insert(hash, hits.into());
+                    if !self.files.insert(hash, hits.into()) {
+                        break;
+                    }
                     loaded += 1;
                 }
                 Err(err) => {
@@ -209,9 +130,8 @@ impl Engine {
     }
 
     pub fn rules(&self) -> &RuleSet {
-        &self.rules
+        &self.files.rules
     }
-
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -284,116 +204,20 @@ impl Engine {
                 Err(issue) => return DistributionReport::unreadable(name, url, issue),
             },
         };
-        DistScan::new(self, &name).run_as(data, name.clone(), url, None)
+        DistScan::new(&self.files, &self.limits, self.threads(), &name).run_as(data, name.clone(), url, None)
     }
 
     /// Walk `data` as `container` whatever its magic bytes say (for the fuzz targets).
     pub(crate) fn walk_as(&self, container: crate::Container, data: &[u8]) -> DistributionReport {
-        self.pool.install(|| DistScan::new(self, "fuzz").run_as(data, "fuzz".into(), None, Some(container)))
+        self.pool.install(|| {
+            DistScan::new(&self.files, &self.limits, self.threads(), "fuzz").run_as(
+                data,
+                "fuzz".into(),
+                None,
+                Some(container),
+            )
+        })
     }
-
-    /// Scan one file's bytes with the rules of `route` (before `filetype` filtering), using the
-    /// cache under `key` (see [`Route::cache_key`]).
-    pub(crate) fn scan_content(&self, key: &ContentHash, route: &Route<'_>, data: &[u8]) -> ScanOutcome {
-        if let Some(hits) = self.cache.lock().expect("cache lock").get(key) {
-            self.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return ScanOutcome::Hits(Arc::clone(hits));
-        }
-        self.cache_misses.fetch_add(1, Ordering::Relaxed);
-        match self.run_yara(route, data) {
-            Ok(hits) => {
-                let hits: Arc<[RawHit]> = hits.into();
-                {
-                    let mut cache = self.cache.lock().expect("cache lock");
-                    if cache.len() >= CACHE_ENTRIES {
-                        cache.clear();
-                    }
-                    cache.insert(*key, Arc::clone(&hits));
-                }
-                if let Some(journal) = &self.journal {
-                    let mut journal = journal.lock().expect("journal lock");
-                    if journal.len() < CACHE_ENTRIES {
-                        journal.push((*key, Arc::clone(&hits)));
-                    }
-                }
-                ScanOutcome::Hits(hits)
-            }
-            Err((kind, message)) => ScanOutcome::Failed(kind, message),
-        }
-    }
-
-    fn run_yara(&self, route: &Route<'_>, data: &[u8]) -> Result<Vec<RawHit>, (IssueKind, String)> {
-        let inner = self.rules.inner();
-        let started = Instant::now();
-        let mut hits = Vec::new();
-        THREAD_SCANNERS.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if !slot.as_ref().is_some_and(|s| Arc::ptr_eq(s.borrow_owner(), inner)) {
-                *slot = Some(OwnedScanners::new(Arc::clone(inner), |inner| {
-                    (0..inner.part_count()).map(|_| None).collect()
-                }));
-            }
-            let scanners = slot.as_mut().expect("scanners were just created");
-            scanners.with_dependent_mut(|inner, scanners| {
-                for part in route.parts.into_iter().flatten() {
-                    let scanner =
-                        scanners[part].get_or_insert_with(|| yara_x::Scanner::new(inner.part(part)));
-                    // The file's timeout covers all its parts; never less than a millisecond, as
-                    // a zero timeout would fail every file at once.
-                    let left = self.limits.timeout.saturating_sub(started.elapsed());
-                    scanner.set_timeout(left.max(MIN_TIMEOUT));
-                    scanner.fast_scan(self.fast_scan);
-                    let results = scanner.scan(data).map_err(|err| match err {
-                        yara_x::ScanError::Timeout => (
-                            IssueKind::ScanTimeout,
-                            format!("YARA-X scan did not finish within {:?}", self.limits.timeout),
-                        ),
-                        other => (IssueKind::ScanError, other.to_string()),
-                    })?;
-                    hits.extend(results.matching_rules().filter_map(|rule| {
-                        let index = self.rules.index_of(rule.namespace(), rule.identifier())?;
-                        let patterns = rule
-                            .patterns()
-                            .flat_map(|pattern| {
-                                let identifier = pattern.identifier();
-                                pattern.matches().take(MATCHES_PER_PATTERN).map(move |m| {
-                                    let range = m.range();
-                                    PatternHit {
-                                        identifier: identifier.to_owned(),
-                                        offset: range.start as u64,
-                                        length: range.len() as u64,
-                                        data: m.data()[..m.data().len().min(MATCH_DATA_BYTES)].to_vec(),
-                                    }
-                                })
-                            })
-                            .collect();
-                        Some(RawHit { rule: index, patterns })
-                    }));
-                }
-                Ok(())
-            })
-        })?;
-        // Rule order, whichever parts the hits came from.
-        hits.sort_by_key(|hit| hit.rule);
-        Ok(hits)
-    }
-
-    /// Resolve cached hits for a file at `path`, keeping only rules whose `filetype` fits.
-    pub(crate) fn hits_for_path(&self, raw: &[RawHit], path: &str) -> Vec<RuleHit> {
-        let infos = self.rules.infos();
-        raw.iter()
-            .filter(|hit| infos[hit.rule].applies_to(path))
-            .map(|hit| RuleHit { rule: Arc::clone(&infos[hit.rule]), patterns: hit.patterns.clone() })
-            .collect()
-    }
-}
-
-pub(crate) fn sha256(data: &[u8]) -> ContentHash {
-    Sha256::digest(data).into()
-}
-
-pub(crate) fn sha256_hex(hash: &ContentHash) -> String {
-    hex(hash)
 }
 
 fn read_limited(path: &PathBuf, limit: u64) -> Result<Vec<u8>, Issue> {

@@ -5,6 +5,7 @@
 //! results as the Dragonfly mainframe expects.
 
 mod cache;
+mod codec;
 mod engine;
 mod format;
 mod issue;
@@ -12,11 +13,12 @@ mod limits;
 mod report;
 mod routing;
 mod rules;
+mod service;
 mod walk;
 mod zipdir;
 
 pub use cache::CacheEntryError;
-pub use engine::{CacheStats, DistInput, Engine, EngineError, Input, CACHE_ENTRIES, MAX_THREADS};
+pub use engine::{DistInput, Engine, EngineError, Input, MAX_THREADS};
 pub use format::{detect, interpretations, Container, Format};
 pub use issue::{Issue, IssueKind};
 pub use limits::{Limits, RATIO_GRACE_BYTES};
@@ -27,6 +29,7 @@ pub use report::{
 pub use rules::{
     Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC, COMPILED_PREFIX, COMPILED_ROUTED_MAGIC,
 };
+pub use service::{CacheStats, CACHE_ENTRIES};
 pub use walk::MAX_NESTING_DEPTH;
 
 /// Entry points for the fuzz targets under `rust/core/fuzz`; not a stable interface.

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use yara_x::{Compiler, MetaValue, SourceCode};
 
+use crate::codec::{self, put_blob, put_bytes, put_u32};
 use crate::routing::{self, Plan};
 
 /// The first bytes of every serialized rule set, whatever its format version.
@@ -453,11 +454,11 @@ impl RuleSet {
                 }
                 out.push(u8::from(routed.common.is_some()));
                 if let Some(common) = &routed.common {
-                    put_part(&mut out, &blob(common));
+                    put_blob(&mut out, &blob(common));
                 }
                 put_u32(&mut out, routed.classes.len());
                 for class in &routed.classes {
-                    put_part(&mut out, &blob(class));
+                    put_blob(&mut out, &blob(class));
                 }
             }
         }
@@ -486,7 +487,7 @@ impl RuleSet {
         if !routed {
             return Ok(Self::from_whole(load(body)?, hash));
         }
-        let mut reader = Reader { data: body };
+        let mut reader = Reader(codec::Reader::new(body));
         let order = (0..reader.count()?).map(|_| reader.string()).collect::<Result<Vec<_>, _>>()?;
         let suffixes = (0..reader.count()?)
             .map(|_| Ok((reader.string()?, reader.u32()? as usize)))
@@ -498,7 +499,7 @@ impl RuleSet {
         };
         let common = if has_common { Some(load(reader.blob()?)?) } else { None };
         let classes = (0..reader.count()?).map(|_| load(reader.blob()?)).collect::<Result<Vec<_>, _>>()?;
-        if !reader.data.is_empty() {
+        if !reader.0.rest.is_empty() {
             return Err(RulesError::Format("trailing bytes after the last part".into()));
         }
         Self::from_routed(common, classes, suffixes, &order, hash)
@@ -555,11 +556,6 @@ impl RuleSet {
     pub fn may_apply(&self, path: &str) -> bool {
         !self.route(path).is_empty()
     }
-
-    /// Same compiled object (not merely equal sources).
-    pub fn ptr_eq(&self, other: &RuleSet) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
 }
 
 /// A digest of the rules a route scans with, mixed into its content-cache keys.
@@ -575,57 +571,40 @@ fn route_salt<'a>(rules: impl Iterator<Item = &'a Arc<RuleInfo>>) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-fn put_u32(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(&u32::try_from(n).expect("counts fit in 32 bits").to_le_bytes());
-}
+/// The codec's reader, with this format's errors.
+struct Reader<'a>(codec::Reader<'a>);
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_u32(out, bytes.len());
-    out.extend_from_slice(bytes);
-}
-
-fn put_part(out: &mut Vec<u8>, part: &[u8]) {
-    out.extend_from_slice(&(part.len() as u64).to_le_bytes());
-    out.extend_from_slice(part);
-}
-
-/// Bounded reading of a routed blob's fields.
-struct Reader<'a> {
-    data: &'a [u8],
+fn truncated(_: codec::Truncated) -> RulesError {
+    RulesError::Format("truncated routed rule set".into())
 }
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], RulesError> {
-        if n > self.data.len() {
-            return Err(RulesError::Format("truncated routed rule set".into()));
-        }
-        let (head, rest) = self.data.split_at(n);
-        self.data = rest;
-        Ok(head)
+        self.0.take(n).map_err(truncated)
     }
 
     fn u32(&mut self) -> Result<u32, RulesError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        self.0.u32().map_err(truncated)
     }
 
     /// A count of entries of at least 4 bytes each, checked against what is left.
     fn count(&mut self) -> Result<usize, RulesError> {
         let n = self.u32()? as usize;
-        if n > self.data.len() / 4 {
+        if n > self.0.rest.len() / 4 {
             return Err(RulesError::Format(format!("count {n} exceeds the blob")));
         }
         Ok(n)
     }
 
     fn string(&mut self) -> Result<String, RulesError> {
-        let len = self.u32()? as usize;
-        let bytes = self.take(len)?;
+        let bytes = self.0.bytes().map_err(truncated)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| RulesError::Format("a name is not UTF-8".into()))
     }
 
     fn blob(&mut self) -> Result<&'a [u8], RulesError> {
-        let len = u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
-        self.take(usize::try_from(len).map_err(|_| RulesError::Format("part too large".into()))?)
+        self.0
+            .blob()
+            .map_err(|_| RulesError::Format("truncated routed rule set (or a part too large)".into()))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The thin PyO3 layer over `dragonfly-core`: converts arguments and results, releases the GIL
-//! for every scan, and raises the package's own exception types.
+//! for every scan, and defines the package's exception types (`dragonfly_hybrid.errors` re-exports
+//! them), so the extension depends on nothing above it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,32 +9,38 @@ use std::time::Duration;
 use dragonfly_core as core;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn raise_from_errors_module(py: Python<'_>, name: &str, args: Bound<'_, PyTuple>) -> PyErr {
-    match py.import("dragonfly_hybrid.errors").and_then(|m| m.getattr(name)).and_then(|cls| cls.call1(args)) {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(err) => err,
-    }
-}
+pyo3::create_exception!(
+    _core,
+    RuleCompileError,
+    PyValueError,
+    "Rule sources did not compile.\n\n``str(error)`` lists every diagnostic as ``origin:line:column: message``; \
+     ``diagnostics`` holds them as ``(origin, line, column, message)`` tuples (1-based line and column, 0 when \
+     unknown)."
+);
+pyo3::create_exception!(
+    _core,
+    RulesFormatError,
+    PyValueError,
+    "A blob is not a compiled rule set written by this version of dragonfly-hybrid."
+);
 
 fn rules_error(py: Python<'_>, err: core::RulesError) -> PyErr {
     match &err {
         core::RulesError::Compile(diagnostics) => {
             let items: Vec<(String, usize, usize, String)> =
                 diagnostics.iter().map(|d| (d.origin.clone(), d.line, d.column, d.message.clone())).collect();
-            match (err.to_string(), items).into_pyobject(py) {
-                Ok(args) => raise_from_errors_module(py, "RuleCompileError", args),
+            let raised = RuleCompileError::new_err(err.to_string());
+            match raised.value(py).setattr("diagnostics", items) {
+                Ok(()) => raised,
                 Err(err) => err,
             }
         }
-        core::RulesError::Format(_) => match (err.to_string(),).into_pyobject(py) {
-            Ok(args) => raise_from_errors_module(py, "RulesFormatError", args),
-            Err(err) => err,
-        },
+        core::RulesError::Format(_) => RulesFormatError::new_err(err.to_string()),
     }
 }
 
@@ -122,15 +129,23 @@ struct Limits {
 #[pymethods]
 impl Limits {
     #[new]
-    #[pyo3(signature = (*, max_member_size=256_000_000, max_total_size=2_000_000_000, max_members=100_000, max_ratio=1000, max_depth=3, timeout=10.0))]
+    // The defaults are the core's (`Limits::default`), the one place they are written.
+    #[pyo3(signature = (*, max_member_size=None, max_total_size=None, max_members=None, max_ratio=None, max_depth=None, timeout=None))]
     fn new(
-        max_member_size: i128,
-        max_total_size: i128,
-        max_members: i128,
-        max_ratio: i128,
-        max_depth: i128,
-        timeout: f64,
+        max_member_size: Option<i128>,
+        max_total_size: Option<i128>,
+        max_members: Option<i128>,
+        max_ratio: Option<i128>,
+        max_depth: Option<i128>,
+        timeout: Option<f64>,
     ) -> PyResult<Self> {
+        let defaults = core::Limits::default();
+        let max_member_size = max_member_size.unwrap_or(i128::from(defaults.max_member_size));
+        let max_total_size = max_total_size.unwrap_or(i128::from(defaults.max_total_size));
+        let max_members = max_members.unwrap_or(i128::from(defaults.max_members));
+        let max_ratio = max_ratio.unwrap_or(i128::from(defaults.max_ratio));
+        let max_depth = max_depth.unwrap_or(i128::from(defaults.max_depth));
+        let timeout = timeout.unwrap_or(defaults.timeout.as_secs_f64());
         // Taken as wide integers so that a negative or huge value is a ValueError naming the limit,
         // not an OverflowError from the conversion.
         let positive = |name: &str, value: i128| -> PyResult<u64> {
@@ -711,6 +726,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ISSUE_KINDS", PyList::new(m.py(), core::IssueKind::ALL.iter().map(|k| k.as_str()))?)?;
     m.add("MAX_NESTING_DEPTH", core::MAX_NESTING_DEPTH)?;
     m.add("MAX_THREADS", core::MAX_THREADS)?;
+    m.add("RuleCompileError", m.py().get_type::<RuleCompileError>())?;
+    m.add("RulesFormatError", m.py().get_type::<RulesFormatError>())?;
     m.add_class::<Rules>()?;
     m.add_class::<Limits>()?;
     m.add_class::<PatternMatch>()?;

@@ -1,5 +1,5 @@
 //! Walking one distribution: open every container pip could see in its bytes, read every
-//! member in memory under the limits, hand each regular file to the engine, and open nested
+//! member in memory under the limits, hand each regular file to the file scanner, and open nested
 //! archives to a bounded depth. Nothing is written to disk and no archive path is ever used on
 //! the host.
 //!
@@ -26,11 +26,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::engine::{sha256, sha256_hex, ContentHash, Engine, ScanOutcome};
 use crate::format::{detect, interpretations, is_tar_header, Container, Format, TAR_BLOCK};
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
+use crate::service::{sha256, sha256_hex, ContentHash, FileScanner, ScanOutcome};
 use names::{archive_suffix, decompressed_name, name_problem};
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
 use zip::ArchiveBudget;
@@ -69,8 +69,10 @@ struct MemberRead {
 
 /// The shared state of one distribution's scan; `Sync`, used from every worker thread.
 pub(crate) struct DistScan<'e> {
-    engine: &'e Engine,
+    scanner: &'e FileScanner,
     limits: &'e Limits,
+    /// Threads of the pool this scan runs on (one: a tarball is walked without handing members off).
+    threads: usize,
     /// The distribution's own name: the path of its content when it is a plain file.
     name: &'e str,
     members: AtomicU64,
@@ -90,10 +92,11 @@ pub(crate) struct DistScan<'e> {
 }
 
 impl<'e> DistScan<'e> {
-    pub(crate) fn new(engine: &'e Engine, name: &'e str) -> Self {
+    pub(crate) fn new(scanner: &'e FileScanner, limits: &'e Limits, threads: usize, name: &'e str) -> Self {
         Self {
-            engine,
-            limits: engine.limits(),
+            scanner,
+            limits,
+            threads,
             name,
             members: AtomicU64::new(0),
             members_exceeded: AtomicBool::new(false),
@@ -547,7 +550,7 @@ impl<'e> DistScan<'e> {
     /// Scan bytes as the file `path` (its name picks the rules that can count for it); `hash`
     /// holds the content's SHA-256 once computed, for scanning the same bytes under other names.
     fn scan_named(&self, order: Order, path: String, data: &[u8], hash: &mut Option<ContentHash>) {
-        let route = self.engine.rules().route(&path);
+        let route = self.scanner.rules.route(&path);
         if route.is_empty() {
             // No rule can count for this file (all have a `filetype` that does not fit): its
             // content is covered without running YARA-X.
@@ -556,11 +559,11 @@ impl<'e> DistScan<'e> {
             return;
         }
         let hash = *hash.get_or_insert_with(|| sha256(data));
-        match self.engine.scan_content(&route.cache_key(&hash), &route, data) {
+        match self.scanner.scan_content(&route.cache_key(&hash), &route, data) {
             ScanOutcome::Hits(raw) => {
                 self.files_scanned.fetch_add(1, Ordering::Relaxed);
                 self.bytes_scanned.fetch_add(data.len() as u64, Ordering::Relaxed);
-                let hits = self.engine.hits_for_path(&raw, &path);
+                let hits = self.scanner.hits_for_path(&raw, &path);
                 if !hits.is_empty() {
                     let report =
                         FileReport { path, size: data.len() as u64, sha256: sha256_hex(&hash), hits };

@@ -30,7 +30,7 @@ impl DistScan<'_> {
         order: &[u32],
         parallel: bool,
     ) {
-        if !parallel || self.engine.threads() == 1 {
+        if !parallel || self.threads == 1 {
             self.read_tar(stream, prefix, depth, order, &mut |member| self.file(member));
             return;
         }

@@ -1,0 +1,219 @@
+//! The file-scanning service the walker calls for every file: one shared compiled rule set, one
+//! YARA-X scanner per worker thread (and per compiled part), the per-file timeout, and a
+//! content-hash cache so that identical file contents are scanned once per rule set.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::issue::IssueKind;
+use crate::report::{PatternHit, RuleHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES};
+use crate::rules::{hex, Inner, Route, RuleSet};
+
+/// A rule match before `filetype` filtering, as cached per content hash.
+#[derive(Debug, Clone)]
+pub(crate) struct RawHit {
+    pub rule: usize,
+    pub patterns: Vec<PatternHit>,
+}
+
+pub(crate) type ContentHash = [u8; 32];
+/// A content's hash and its matches, as the cache holds them.
+type CacheEntry = (ContentHash, Arc<[RawHit]>);
+
+/// Entries kept in the content cache before it is emptied; a full-size entry is small (most
+/// contents match nothing), so this bounds it to a few tens of MB.
+pub const CACHE_ENTRIES: usize = 500_000;
+
+/// The shortest YARA-X timeout applied, whatever the limits say (a positive timeout can round
+/// down to zero on its way from seconds as a float).
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+self_cell::self_cell!(
+    /// A rule set together with YARA-X scanners for its compiled parts, made on first use.
+    struct OwnedScanners {
+        owner: Arc<Inner>,
+        #[not_covariant]
+        dependent: Scanners,
+    }
+);
+type Scanners<'a> = Vec<Option<yara_x::Scanner<'a>>>;
+
+thread_local! {
+    // YARA-X scanners are not Send; each worker thread keeps its own for the last rule set it used.
+    static THREAD_SCANNERS: RefCell<Option<OwnedScanners>> = const { RefCell::new(None) };
+}
+
+/// The outcome of scanning one file's bytes.
+pub(crate) enum ScanOutcome {
+    Hits(Arc<[RawHit]>),
+    Failed(IssueKind, String),
+}
+
+/// Content-cache counters since the engine was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Distinct contents whose results are held now.
+    pub entries: usize,
+    /// Files whose results came from the cache instead of YARA-X.
+    pub hits: u64,
+    /// Files scanned by YARA-X.
+    pub misses: u64,
+}
+
+/// Scans files' bytes: see the module documentation.
+pub(crate) struct FileScanner {
+    pub(crate) rules: RuleSet,
+    timeout: Duration,
+    pub(crate) fast_scan: bool,
+    cache: Mutex<HashMap<ContentHash, Arc<[RawHit]>>>,
+    /// Contents scanned since the last [`FileScanner::take_journal`], when journaling is on.
+    pub(crate) journal: Option<Mutex<Vec<CacheEntry>>>,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+}
+
+impl FileScanner {
+    pub(crate) fn new(rules: RuleSet, timeout: Duration) -> Self {
+        Self {
+            rules,
+            timeout,
+            fast_scan: false,
+            cache: Mutex::new(HashMap::new()),
+            journal: None,
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.cache.lock().expect("cache lock").len(),
+            hits: self.cache_hits.load(Ordering::Relaxed),
+            misses: self.cache_misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The contents scanned since the last call (`None` when not journaling).
+    pub(crate) fn take_journal(&self) -> Option<Vec<CacheEntry>> {
+        let journal = self.journal.as_ref()?;
+        Some(std::mem::take(&mut *journal.lock().expect("journal lock")))
+    }
+
+    /// Hold `hits` for the content keyed `key`; false when the cache is full.
+    pub(crate) fn insert(&self, key: ContentHash, hits: Arc<[RawHit]>) -> bool {
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= CACHE_ENTRIES {
+            return false;
+        }
+        cache.insert(key, hits);
+        true
+    }
+
+    /// Scan one file's bytes with the rules of `route` (before `filetype` filtering), using the
+    /// cache under `key` (see [`Route::cache_key`]).
+    pub(crate) fn scan_content(&self, key: &ContentHash, route: &Route<'_>, data: &[u8]) -> ScanOutcome {
+        if let Some(hits) = self.cache.lock().expect("cache lock").get(key) {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return ScanOutcome::Hits(Arc::clone(hits));
+        }
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+        match self.run_yara(route, data) {
+            Ok(hits) => {
+                let hits: Arc<[RawHit]> = hits.into();
+                {
+                    let mut cache = self.cache.lock().expect("cache lock");
+                    if cache.len() >= CACHE_ENTRIES {
+                        cache.clear();
+                    }
+                    cache.insert(*key, Arc::clone(&hits));
+                }
+                if let Some(journal) = &self.journal {
+                    let mut journal = journal.lock().expect("journal lock");
+                    if journal.len() < CACHE_ENTRIES {
+                        journal.push((*key, Arc::clone(&hits)));
+                    }
+                }
+                ScanOutcome::Hits(hits)
+            }
+            Err((kind, message)) => ScanOutcome::Failed(kind, message),
+        }
+    }
+
+    fn run_yara(&self, route: &Route<'_>, data: &[u8]) -> Result<Vec<RawHit>, (IssueKind, String)> {
+        let inner = self.rules.inner();
+        let started = Instant::now();
+        let mut hits = Vec::new();
+        THREAD_SCANNERS.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if !slot.as_ref().is_some_and(|s| Arc::ptr_eq(s.borrow_owner(), inner)) {
+                *slot = Some(OwnedScanners::new(Arc::clone(inner), |inner| {
+                    (0..inner.part_count()).map(|_| None).collect()
+                }));
+            }
+            let scanners = slot.as_mut().expect("scanners were just created");
+            scanners.with_dependent_mut(|inner, scanners| {
+                for part in route.parts.into_iter().flatten() {
+                    let scanner =
+                        scanners[part].get_or_insert_with(|| yara_x::Scanner::new(inner.part(part)));
+                    // The file's timeout covers all its parts; never less than a millisecond, as
+                    // a zero timeout would fail every file at once.
+                    let left = self.timeout.saturating_sub(started.elapsed());
+                    scanner.set_timeout(left.max(MIN_TIMEOUT));
+                    scanner.fast_scan(self.fast_scan);
+                    let results = scanner.scan(data).map_err(|err| match err {
+                        yara_x::ScanError::Timeout => (
+                            IssueKind::ScanTimeout,
+                            format!("YARA-X scan did not finish within {:?}", self.timeout),
+                        ),
+                        other => (IssueKind::ScanError, other.to_string()),
+                    })?;
+                    hits.extend(results.matching_rules().filter_map(|rule| {
+                        let index = self.rules.index_of(rule.namespace(), rule.identifier())?;
+                        let patterns = rule
+                            .patterns()
+                            .flat_map(|pattern| {
+                                let identifier = pattern.identifier();
+                                pattern.matches().take(MATCHES_PER_PATTERN).map(move |m| {
+                                    let range = m.range();
+                                    PatternHit {
+                                        identifier: identifier.to_owned(),
+                                        offset: range.start as u64,
+                                        length: range.len() as u64,
+                                        data: m.data()[..m.data().len().min(MATCH_DATA_BYTES)].to_vec(),
+                                    }
+                                })
+                            })
+                            .collect();
+                        Some(RawHit { rule: index, patterns })
+                    }));
+                }
+                Ok(())
+            })
+        })?;
+        // Rule order, whichever parts the hits came from.
+        hits.sort_by_key(|hit| hit.rule);
+        Ok(hits)
+    }
+
+    /// Resolve cached hits for a file at `path`, keeping only rules whose `filetype` fits.
+    pub(crate) fn hits_for_path(&self, raw: &[RawHit], path: &str) -> Vec<RuleHit> {
+        let infos = self.rules.infos();
+        raw.iter()
+            .filter(|hit| infos[hit.rule].applies_to(path))
+            .map(|hit| RuleHit { rule: Arc::clone(&infos[hit.rule]), patterns: hit.patterns.clone() })
+            .collect()
+    }
+}
+
+pub(crate) fn sha256(data: &[u8]) -> ContentHash {
+    Sha256::digest(data).into()
+}
+
+pub(crate) fn sha256_hex(hash: &ContentHash) -> String {
+    hex(hash)
+}

@@ -42,6 +42,7 @@ class RuleCompileError(ValueError):
 
 class RulesFormatError(ValueError):
     """A blob is not a compiled rule set written by this version of dragonfly-hybrid."""
+
 MetaValue = int | float | bool | str | bytes
 
 @final

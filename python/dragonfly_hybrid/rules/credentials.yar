@@ -30,16 +30,26 @@ rule credentials_browser_store
         $net_urllib = /\b(urlopen|urllib\.request\.Request)\s{0,2}\(/
         $net_smtp = /\bsmtplib\s{0,2}\.\s{0,2}SMTP(_SSL)?\s{0,2}\(/
         $net_webhook = /(discord(app)?\.com\/api\/webhooks|api\.telegram\.org\/bot|hooks\.slack\.com\/services)/
+        $out_socket = /\.\s{0,2}(sendall|sendto)\s{0,2}\(/
+        $out_ftp = /\b(storbinary|storlines)\s{0,2}\(/
+        $out_archive = /\b(zipfile\s{0,2}\.\s{0,2}ZipFile|shutil\s{0,2}\.\s{0,2}make_archive)\s{0,2}\(/
+        $out_upload = /\bfiles\s{0,2}=\s{0,2}\{/
 
     condition:
-        // saved passwords: the store and the means to decrypt or query it
+        // saved passwords: the store, the means to decrypt or query it, and a way out (credential
+        // forensics toolkits decrypt the same stores and only print them)
         (
-            $chromium_root and
-            ($chromium_logins or $chromium_webdata) and
-            ($chromium_key or $chromium_dpapi or $chromium_column)
+            (
+                (
+                    $chromium_root and
+                    ($chromium_logins or $chromium_webdata) and
+                    ($chromium_key or $chromium_dpapi or $chromium_column)
+                ) or
+                ($chromium_logins and $chromium_column) or
+                ($firefox_logins and ($firefox_key4 or $firefox_nss) and ($firefox_nss or $firefox_field))
+            ) and
+            (any of ($net_*) or any of ($out_*))
         ) or
-        ($chromium_logins and $chromium_column) or
-        ($firefox_logins and ($firefox_key4 or $firefox_nss) and ($firefox_nss or $firefox_field)) or
         // cookies: decrypting them is what cookie libraries do too, so only count it when they are sent out
         (
             $chromium_root and $chromium_cookies and ($chromium_key or $chromium_dpapi) and

@@ -37,6 +37,8 @@ rule dropper_powershell_encoded
         )
 }
 
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
 rule dropper_lolbin_download
 {
     meta:
@@ -46,23 +48,25 @@ rule dropper_lolbin_download
         filetype = ".py .pyw .pth"
 
     strings:
-        $certutil = /certutil(\.exe)?['"]?[\s,]{1,4}[^\n]{0,40}-(urlcache|decode|decodehex)\b/ nocase
-        $mshta = /mshta(\.exe)?['"]?[\s,]{1,4}['"]?(https?:|vbscript:|javascript:)/ nocase
-        $bitsadmin = /bitsadmin(\.exe)?['"]?[\s,]{1,4}[^\n]{0,40}\/transfer\b/ nocase
-        $regsvr32 = /regsvr32(\.exe)?['"]?[^\n]{0,80}\/i:\s{0,2}https?:/ nocase
-        $rundll32 = /rundll32(\.exe)?['"]?[\s,]{1,4}[^\n]{0,40}javascript:/ nocase
+        // certutil -urlcache / -decode, mshta <url>, bitsadmin /transfer, regsvr32 /i:<url>, rundll32 javascript:
+        $lolbin = /(certutil(\.exe)?['"]?[\s,]{1,4}[^\n]{0,40}-(urlcache|decode|decodehex)\b|mshta(\.exe)?['"]?[\s,]{1,4}['"]?(https?:|vbscript:|javascript:)|bitsadmin(\.exe)?['"]?[\s,]{1,4}[^\n]{0,40}\/transfer\b|regsvr32(\.exe)?['"]?[^\n]{0,80}\/i:\s{0,2}https?:|rundll32(\.exe)?['"]?[\s,]{1,4}[^\n]{0,40}javascript:)/ nocase
         $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile)\s{0,2}\(/
         $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
         $launch_shellexec = "ShellExecute"
 
     condition:
-        ($certutil or $mshta or $bitsadmin or $regsvr32 or $rundll32) and any of ($launch_*)
+        // the command line is built within a few lines of the call that starts it
+        for any i in (1..#lolbin) : (
+            for any of ($launch_*) : ( $ in (@lolbin[i] - 400..@lolbin[i] + 400) )
+        )
 }
 
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
 rule dropper_embedded_executable
 {
     meta:
-        description = "Python source embeds a Windows PE or Linux ELF executable as base64, hex or escaped bytes and decodes or writes it."
+        description = "Python source embeds a Windows PE or Linux ELF executable as base64, hex or escaped bytes, writes it to a file and runs it."
         weight = 7
         author = "dragonfly-hybrid"
         filetype = ".py .pyw .pth"
@@ -77,13 +81,20 @@ rule dropper_embedded_executable
         $elf_hex = "7f454c46020101000000000000000000" nocase
         $pe_escaped = "MZ\\x90\\x00\\x03\\x00\\x00\\x00\\x04\\x00"
         $elf_escaped = "\\x7fELF\\x02\\x01\\x01"
-        $use_decode = /\b(b64decode|decodebytes|fromhex|unhexlify)\s{0,2}\(/
-        $use_write = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](wb|ab|xb|wb\+|w\+b)['"]\s{0,2}[,)]/
-        $use_write_bytes = /\.\s{0,2}write_bytes\s{0,2}\(/
-        $use_run = /\b(os\s{0,2}\.\s{0,2}(startfile|system|chmod)|subprocess\s{0,2}\.\s{0,2}(Popen|call|run)|ctypes)\b/
+        // open(path, "wb") or Path.write_bytes(...)
+        $write = /([(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](wb|ab|xb|wb\+|w\+b)['"]\s{0,2}[,)]|\.\s{0,2}write_bytes\s{0,2}\()/
+        // started on this machine: a test that only compares headers, or a toolkit that uploads the
+        // binary to another host, writes or decodes it without any of these
+        $run_os = /\bos\s{0,2}\.\s{0,2}(startfile|system|popen|exec[lv]p?e?|spawn[lv]p?e?)\s{0,2}\(/
+        $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output)\s{0,2}\(/
+        $run_shell = /\b(ShellExecute(Ex)?[AW]?|CreateProcess[AW]?|WinExec)\b/
 
     condition:
-        any of ($pe_*, $elf_*) and any of ($use_*)
+        any of ($pe_*, $elf_*) and
+        // written and started together, as a dropper does (not a test writing objects here, running tools there)
+        for any i in (1..#write) : (
+            for any of ($run_*) : ( $ in (@write[i] - 1500..@write[i] + 1500) )
+        )
 }
 
 // Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.

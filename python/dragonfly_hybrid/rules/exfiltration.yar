@@ -78,7 +78,8 @@ rule exfil_paste_service
         $data_env = /\b(json\.dumps|str|dict)\s{0,2}\(\s{0,2}(dict\s{0,2}\(\s{0,2})?os\.environ\b/
         $data_ssh = /\.ssh['"]?\s{0,2}[\\\/,]/
         $data_aws = /\.aws['"]?\s{0,2}[\\\/,]/
-        $data_passwd = "/etc/passwd"
+        // read on this host (not a path named in an injection payload or a test)
+        $data_passwd = /(\bopen\s{0,2}\(\s{0,2}['"]|\bcat\s{1,4})\/etc\/(passwd|shadow)\b/
         $data_browser = "Login Data"
         $data_whoami = /['"]whoami['"]/
 

@@ -26,7 +26,9 @@ rule obfuscation_exec_decoded_payload
         $exec = /\bexec\s{0,4}\(/
 
     condition:
-        $direct or $codecs or
+        // not where exec( opens a string literal: code generators (minifiers, packers) write that text out
+        for any i in (1..#direct) : ( @direct[i] == 0 or (uint8(@direct[i] - 1) != 0x22 and uint8(@direct[i] - 1) != 0x27) ) or
+        for any i in (1..#codecs) : ( @codecs[i] == 0 or (uint8(@codecs[i] - 1) != 0x22 and uint8(@codecs[i] - 1) != 0x27) ) or
         for any i in (1..#decode) : ( $exec in (@decode[i]..@decode[i] + 300) )
 }
 
@@ -89,6 +91,49 @@ rule obfuscation_exec_built_string
         // exec(payload[::-1]), exec("...".join(reversed(...)))
         $reversed = /\b(exec|eval)\s{0,4}\(\s{0,4}\w{1,40}\s{0,2}\[\s{0,2}::\s{0,2}-1\s{0,2}\]/
         $reversed_join = /\b(exec|eval)\s{0,4}\(\s{0,4}(''|"")\s{0,2}\.join\s{0,4}\(\s{0,4}reversed\s{0,4}\(/
+
+    condition:
+        any of them
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule obfuscation_exec_decrypted_payload
+{
+    meta:
+        description = "Executes code decrypted at run time with a key shipped beside it, as in exec(Fernet(key).decrypt(token))."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // exec(Fernet(b'...').decrypt(b'...')), eval(AES.new(k, m).decrypt(c).decode()), exec(decrypt(blob))
+        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}(\([^()\n]{0,200}\)\s{0,2})?\.?\s{0,2}decrypt\s{0,2}\(/
+        // two steps: code = Fernet(key).decrypt(token) ... exec(code)
+        $decrypt = /\b(Fernet|MultiFernet|AES\.new|ChaCha20\.new|ARC4\.new|DES3?\.new|Blowfish\.new|XOR\.new)\s{0,2}\([^\n]{0,200}\.\s{0,2}decrypt\s{0,2}\(/
+        // exec(code), exec(code.decode()): a value computed before
+        $exec_value = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?\w{1,40}(\.decode\s{0,2}\([^()\n]{0,20}\))?\s{0,4}[,)]/
+
+    condition:
+        $direct or
+        for any i in (1..#decrypt) : ( $exec_value in (@decrypt[i]..@decrypt[i] + 400) )
+}
+
+rule obfuscation_builtins_computed_name
+{
+    meta:
+        description = "Looks up builtins by a name computed from slices of other objects' text or from character codes, so that no function name appears in the source."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // getattr(__builtins__, oct.__str__()[-3] + hex.__str__()[-1] + ...): 'chr' spelled from reprs
+        $repr_slice = /getattr\s{0,2}\(\s{0,2}(__builtins__|builtins|__import__\s{0,2}\(\s{0,2}['"]builtins['"]\s{0,2}\))\s{0,2},\s{0,2}[\w.]{1,40}\.__(str|repr|doc|name)__(\s{0,2}\(\s{0,2}\))?\s{0,2}\[/
+        // getattr(__builtins__, chr(101) + ...), getattr(__builtins__, ''.join(...)), getattr(__builtins__, 'lave'[::-1])
+        $built = /getattr\s{0,2}\(\s{0,2}(__builtins__|builtins)\s{0,2},\s{0,2}(chr\s{0,2}\(|(''|"")\s{0,2}\.\s{0,2}join\s{0,2}\(|bytes\.fromhex\s{0,2}\(|['"][\w]{2,12}['"]\s{0,2}\[\s{0,2}::\s{0,2}-1)/
+        // __builtins__.__dict__[chr(101) + ...]
+        $dict = /__builtins__\s{0,2}\.\s{0,2}__dict__\s{0,2}\[\s{0,2}(chr\s{0,2}\(|(''|"")\s{0,2}\.\s{0,2}join|[\w.]{1,40}\.__(str|repr|doc)__)/
 
     condition:
         any of them

@@ -22,11 +22,18 @@ rule install_cmdclass_shell
         $run_system = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|spawn[lv]p?e?|exec[lv]p?e?)\s{0,2}\(/
         $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput|getstatusoutput)\s{0,2}\(/
         $run_pty = /\bpty\s{0,2}\.\s{0,2}spawn\s{0,2}\(/
+        // subprocess.check_call([sys.executable, "-m", "pkg.tool", ...]): the package's own module run by
+        // this interpreter after install (cache rebuilds, registrations), not a shell command
+        $self_module = /\bsubprocess\s{0,2}\.\s{0,2}\w{1,20}\s{0,2}\(\s{0,2}\[\s{0,2}sys\s{0,2}\.\s{0,2}executable\s{0,2},\s{0,2}['"]-m['"]\s{0,2},\s{0,2}['"][\w.]{1,60}['"]/
 
     condition:
         $cmdclass and
         for any i in (1..#override) : (
-            for any of ($run_*) : ( $ in (@override[i]..@override[i] + 2000) )
+            for any of ($run_system, $run_pty) : ( $ in (@override[i]..@override[i] + 2000) ) or
+            for any j in (1..#run_subprocess) : (
+                @run_subprocess[j] >= @override[i] and @run_subprocess[j] <= @override[i] + 2000 and
+                not $self_module at @run_subprocess[j]
+            )
         )
 }
 

@@ -109,7 +109,9 @@ rule dropper_exec_remote_code
 
     strings:
         // exec(urlopen(url).read()), exec(requests.get(url).text), eval(httpx.get(url).text)
-        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}\b(urlopen|requests\.get|requests\.post|httpx\.get|session\.get)\s{0,4}\(/
+        // (an alias such as `from urllib.request import urlopen as _uurlopen` keeps the name as a suffix;
+        // __import__('requests').get(...) spells the module as a string)
+        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}(urlopen|requests\.get|requests\.post|httpx\.get|session\.get|__import__\s{0,2}\(\s{0,2}['"](requests|httpx)['"]\s{0,2}\)\s{0,2}\.\s{0,2}(get|post))\s{0,4}\(/
         $fetch = /\b(urlopen|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|session\s{0,2}\.\s{0,2}get)\s{0,4}\(/
         // r = requests.get(url); exec(r.text) / resp = urlopen(url); exec(resp.read())
         $exec_response = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?\w{1,40}\s{0,2}\.\s{0,2}(text|content|read\s{0,2}\(\s{0,2}\))/
@@ -117,4 +119,79 @@ rule dropper_exec_remote_code
     condition:
         $direct or
         for any i in (1..#fetch) : ( $exec_response in (@fetch[i]..@fetch[i] + 300) )
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule dropper_decoded_script_launch
+{
+    meta:
+        description = "Decodes an embedded payload, writes it out as a script (.py, .pyw, .vbs, .bat, .ps1, .js) and starts it as a separate process."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $decode = /\b(b64decode|b32decode|b85decode|a85decode|decodebytes|unhexlify|fromhex|decompress)\s{0,2}\(/
+        $write = /([(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](w|wb|w\+|wt|a|ab)['"]\s{0,2}[,)]|\.\s{0,2}write_(text|bytes)\s{0,2}\()/
+        $script = /[\w\\\/-]\.(pyw?|vbs|vbe|bat|cmd|ps1|js|jse|hta|wsf)['"]/ nocase
+        $launch_os = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|exec[lv]p?e?|spawn[lv]p?e?)\s{0,2}\(/
+        $launch_subprocess = /\b(subprocess\s{0,2}\.\s{0,2})?(Popen|call|check_call|check_output|run)\s{0,2}\(\s{0,2}(\[\s{0,2})?(f?['"](wscript|cscript|pythonw?|python3|start|cmd|powershell|bash|sh)\b|sys\s{0,2}\.\s{0,2}executable|_?\w{0,12}executable)/ nocase
+        $launch_shell = /\b(ShellExecute(Ex)?[AW]?|wscript(\.exe)?\s|cscript(\.exe)?\s)/ nocase
+
+    condition:
+        $script and
+        for any i in (1..#write) : (
+            $decode in (@write[i] - 1500..@write[i] + 1500) and
+            for any of ($launch_*) : ( $ in (@write[i]..@write[i] + 3000) )
+        )
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule dropper_download_run_executable
+{
+    meta:
+        description = "Downloads a Windows executable or script from a URL, or from a chat or paste host, and starts it."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // a URL literal naming an executable, or a file on a chat CDN or paste host used as payload storage
+        $url_exe = /https?:\/\/[^\s'"]{4,200}\.(exe|scr|msi|bat|vbs|ps1|hta)(\?[^\s'"]{0,200})?['"]/ nocase
+        $url_host = /https?:\/\/(cdn\.discordapp\.com\/attachments|media\.discordapp\.net\/attachments|pastebin\.com\/raw|paste\.[\w.]{2,20}\/(raw|paste)|rentry\.(co|org)\/[\w]{2,20}\/raw|transfer\.sh|anonfiles\.com|file\.io)\//
+        $fetch = /\b(urlopen|urlretrieve|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|wget\s{0,2}\.\s{0,2}download|curl\s{1,4}(-[a-zA-Z]{1,3}\s{1,4}){0,4}|Invoke-WebRequest|\biwr\s|DownloadFile|Start-BitsTransfer)/
+        $run_os = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|exec[lv]p?e?|spawn[lv]p?e?)\s{0,2}\(/
+        $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output)\s{0,2}\(/
+        $run_shell = /\b(ShellExecute(Ex)?[AW]?|Start-Process|WinExec|CreateProcess[AW]?)\b/
+
+    condition:
+        for any of ($url_*) : (
+            $fetch in (@ - 800..@ + 800) and
+            for any of ($run_*) : ( $ in (@ - 1500..@ + 3000) )
+        )
+}
+
+rule dropper_cryptominer
+{
+    meta:
+        description = "Downloads, configures or starts a cryptocurrency miner (XMRig and similar, stratum pool URLs, pool wallet arguments)."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth .sh"
+
+    strings:
+        $miner_xmrig = /\bxmrig\b/ nocase
+        $miner_other = /\b(cpuminer|xmr-stak|nbminer|lolminer|phoenixminer|ethminer|srbminer)\b/ nocase
+        $pool_stratum = /stratum\+(tcp|ssl|tls):\/\//
+        $pool_args = /--(donate-level|coin|algo|cpu-max-threads-hint|randomx-1gb-pages)[\s=]/
+        $pool_hosts = /\b(pool\.minexmr\.com|moneroocean\.stream|supportxmr\.com|xmrpool\.eu|nanopool\.org|2miners\.com|c3pool\.com|hashvault\.pro|herominers\.com|unmineable\.com|f2pool\.com)\b/
+        $run_os = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|chmod|exec[lv]p?e?)\s{0,2}\(/
+        $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output)\s{0,2}\(/
+        $run_fetch = /\b(urlopen|urlretrieve|requests\s{0,2}\.\s{0,2}get|wget|curl)\b/
+
+    condition:
+        (any of ($miner_*) and (any of ($pool_*) or any of ($run_*))) or
+        (any of ($pool_*) and any of ($run_os, $run_subprocess))
 }

@@ -108,3 +108,44 @@ rule exfil_install_recon_beacon
     condition:
         $host and any of ($user_*) and any of ($net_*)
 }
+
+rule exfil_capture_service_beacon
+{
+    meta:
+        description = "Install or import-time code calls a request-capture, out-of-band or tunnel host (pipedream, webhook.site, interactsh, Burp Collaborator, ngrok and the like): a beacon to whoever runs it."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = "setup.py __init__.py .pth"
+
+    strings:
+        $host = /https?:\/\/[\w.-]{1,100}\.(m\.pipedream\.net|pipedream\.net|webhook\.site|oast\.(fun|live|me|online|pro|site)|interact\.sh|interactsh\.com|burpcollaborator\.net|oastify\.com|dnslog\.cn|ceye\.io|requestbin\.(net|com)|ngrok\.io|ngrok-free\.app|ngrok\.app|trycloudflare\.com|loca\.lt|serveo\.net|requestcatcher\.com|beeceptor\.com|canarytokens\.com|herokuapp\.com|repl\.co|glitch\.me)\b/
+        $host_bare = /https?:\/\/(webhook\.site|requestbin\.(net|com)|hookb\.in)\//
+        $call_requests = /\b(requests|httpx)\s{0,2}\.\s{0,2}(get|post|put|request)\s{0,2}\(/
+        $call_urllib = /\b(urlopen|Request|HTTPSConnection|HTTPConnection)\s{0,2}\(/
+        $call_dns = /\b(gethostbyname|getaddrinfo|nslookup|dig)\b/
+        $call_shell = /\b(curl|wget)\s/
+
+    condition:
+        any of ($host*) and any of ($call_*)
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule exfil_shell_recon_beacon
+{
+    meta:
+        description = "Launches curl, wget or nslookup with the output of whoami, hostname, id or uname substituted into the request (install-time recon beacon in shell form)."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $fetcher = /\b(curl|wget|nslookup|dig|ping)\s/
+        $substitution = /(\$\(\s{0,2}|`)(whoami|hostname|id|uname(\s-a)?|pwd|cat \/etc\/(passwd|hostname))\s{0,2}(\)|`)/
+        $launch_os = /\bos\s{0,2}\.\s{0,2}(system|popen)\s{0,2}\(/
+        $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
+
+    condition:
+        any of ($launch_*) and
+        for any i in (1..#substitution) : ( $fetcher in (@substitution[i] - 300..@substitution[i]) )
+}

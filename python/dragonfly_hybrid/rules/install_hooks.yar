@@ -135,3 +135,28 @@ rule install_shell_downloader
             for any i in (1..#chmod) : ( $fetcher in (@chmod[i] - 200..@chmod[i]) )
         )
 }
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule install_decoded_script_write
+{
+    meta:
+        description = "setup.py or __init__.py decodes a long embedded base64 or hex blob and writes it out as a script file (.py, .pyw, .vbs, .bat, .ps1, .js)."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = "setup.py __init__.py .pth"
+
+    strings:
+        $decode = /\b(b64decode|b32decode|b85decode|decodebytes|unhexlify|fromhex|decompress)\s{0,2}\(/
+        $write = /([(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](w|wb|w\+|wt)['"]\s{0,2}[,)]|\.\s{0,2}write_(text|bytes)\s{0,2}\()/
+        $script = /[\w\\\/-]\.(pyw?|vbs|vbe|bat|cmd|ps1|js|jse|hta|wsf)['"]/ nocase
+        // a long encoded literal: the payload itself
+        $blob = /['"][A-Za-z0-9+\/]{200}/
+
+    condition:
+        for any i in (1..#write) : (
+            $script in (@write[i] - 300..@write[i]) and
+            $decode in (@write[i] - 1500..@write[i] + 1500) and
+            $blob in (@write[i]..@write[i] + 400)
+        )
+}

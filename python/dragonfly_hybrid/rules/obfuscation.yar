@@ -138,3 +138,57 @@ rule obfuscation_builtins_computed_name
     condition:
         any of them
 }
+
+rule obfuscation_escaped_builtin_call
+{
+    meta:
+        description = "Calls eval, exec, compile, __import__ or getattr with a name or code written entirely as hex or octal character escapes, so that no readable name appears."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // eval("\145\166\x61\x6c"), __import__("\x6f\x73"), exec("\x69\x6d\x70...")
+        $call = /\b(eval|exec|compile|__import__)\s{0,2}\(\s{0,2}b?['"](\\(x[0-9a-fA-F]{2}|[0-7]{3})){3}/
+        // getattr(obj, "\x73\x79\x73\x74\x65\x6d")
+        $getattr = /\bgetattr\s{0,2}\(\s{0,2}[\w.()'"]{1,60}\s{0,2},\s{0,2}['"](\\(x[0-9a-fA-F]{2}|[0-7]{3})){3}/
+
+    condition:
+        any of them
+}
+
+rule obfuscation_shell_decoded_command
+{
+    meta:
+        description = "Runs a shell command that is decoded at run time from a base64 or hex literal, as in os.system(b64decode('Y3VybC...'))."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // os.system(base64.b64decode("...").decode()), subprocess.run(b64d('''...'''), shell=True)
+        $decoded = /\b(system|popen|Popen|call|run|check_call|check_output|getoutput|getstatusoutput|startfile)\s{0,2}\(\s{0,2}[\w.]{0,40}(b64decode|b32decode|b64d|unhexlify|fromhex|decodebytes)\s{0,2}\(\s{0,2}b?['"]{1,3}[A-Za-z0-9+\/=]{16}/
+        // os.system(helper('Y3VybCAtcyAt...')): any function applied to a long base64 literal
+        $long_literal = /\bos\s{0,2}\.\s{0,2}(system|popen)\s{0,2}\(\s{0,2}[\w.]{1,40}\s{0,2}\(\s{0,2}b?['"]{1,3}[A-Za-z0-9+\/]{60}/
+
+    condition:
+        any of them
+}
+
+rule obfuscation_pyarmor_packed
+{
+    meta:
+        description = "Ships code packed by PyArmor (an encrypted code blob run by a bundled native runtime): its behaviour cannot be reviewed from the package."
+        weight = 5
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // the bootstrap line of a packed module: __pyarmor__(__name__, __file__, b'PYARMOR...') or
+        // __pyarmor__(__name__, __file__, b'PY0000xx...') in newer versions
+        $bootstrap = /__pyarmor__\s{0,2}\(\s{0,2}__name__\s{0,2},\s{0,2}__file__\s{0,2},\s{0,2}b['"]/
+        $runtime_import = /from\s{1,4}(pyarmor_runtime(_\d{6})?|pytransform)\s{1,4}import\s{1,4}(__pyarmor__|pyarmor_runtime)/
+
+    condition:
+        $bootstrap or ($runtime_import and filesize < 2KB)
+}

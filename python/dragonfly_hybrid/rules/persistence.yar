@@ -136,3 +136,29 @@ rule persistence_ssh_authorized_keys
     condition:
         $authorized_keys and $key and ($append_mode or $append_redirect)
 }
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule persistence_shell_rc
+{
+    meta:
+        description = "Appends a command to a shell start-up file (.bashrc, .zshrc, .profile, .bash_profile) so that it runs at every login or new shell."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $rc = /['"\/~]\.(bashrc|zshrc|bash_profile|bash_login|profile|zprofile)['"]/
+        // open(".bashrc", "a"), open(rc, mode="a")
+        $append_mode = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](a|at|a\+)['"]\s{0,2}[,)]/
+        // echo '...' >> ~/.bashrc
+        $append_redirect = />>\s{0,4}[^\n'"]{0,40}\.(bashrc|zshrc|bash_profile|profile|zprofile)\b/
+        // what is planted: a program started in the background, a download, or a hidden or temporary file
+        $payload = /(nohup\s|\s&\s{0,2}['"\n]|curl\s|wget\s|\/tmp\/|\/dev\/shm\/|\/\.[\w-]{1,40}\/|chmod|python3?\s[^\n'"]{0,60}\.py|base64\s{1,4}-d)/
+
+    condition:
+        $append_redirect or
+        for any i in (1..#rc) : (
+            $append_mode in (@rc[i]..@rc[i] + 200) and $payload
+        )
+}

@@ -159,17 +159,17 @@ rule dropper_download_run_executable
 
     strings:
         // a URL literal naming an executable, or a file on a chat CDN or paste host used as payload storage
-        $url_exe = /https?:\/\/[^\s'"]{4,200}\.(exe|scr|msi|bat|vbs|ps1|hta)(\?[^\s'"]{0,200})?['"]/ nocase
-        $url_host = /https?:\/\/(cdn\.discordapp\.com\/attachments|media\.discordapp\.net\/attachments|pastebin\.com\/raw|paste\.[\w.]{2,20}\/(raw|paste)|rentry\.(co|org)\/[\w]{2,20}\/raw|transfer\.sh|anonfiles\.com|file\.io)\//
+        $url = /https?:\/\/([^\s'"]{4,200}\.(exe|scr|msi|bat|vbs|ps1|hta)(\?[^\s'"]{0,200})?['"]|(cdn\.discordapp\.com\/attachments|media\.discordapp\.net\/attachments|pastebin\.com\/raw|paste\.[\w.]{2,20}\/(raw|paste)|rentry\.(co|org)\/[\w]{2,20}\/raw|transfer\.sh|anonfiles\.com|file\.io)\/)/ nocase
         $fetch = /\b(urlopen|urlretrieve|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|wget\s{0,2}\.\s{0,2}download|curl\s{1,4}(-[a-zA-Z]{1,3}\s{1,4}){0,4}|Invoke-WebRequest|\biwr\s|DownloadFile|Start-BitsTransfer)/
         $run_os = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|exec[lv]p?e?|spawn[lv]p?e?)\s{0,2}\(/
         $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output)\s{0,2}\(/
         $run_shell = /\b(ShellExecute(Ex)?[AW]?|Start-Process|WinExec|CreateProcess[AW]?)\b/
 
     condition:
-        for any of ($url_*) : (
-            $fetch in (@ - 800..@ + 800) and
-            for any of ($run_*) : ( $ in (@ - 1500..@ + 3000) )
+        // the URL is fetched right where it is written, and what was fetched is started soon after
+        for any i in (1..#url) : (
+            $fetch in (@url[i] - 400..@url[i] + 400) and
+            for any of ($run_*) : ( $ in (@url[i] - 1000..@url[i] + 2000) )
         )
 }
 

@@ -49,6 +49,8 @@ rule exfil_chat_webhook
         )
 }
 
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
 rule exfil_paste_service
 {
     meta:
@@ -58,21 +60,7 @@ rule exfil_paste_service
         filetype = ".py .pyw .pth"
 
     strings:
-        $svc_pastebin = "pastebin.com/api"
-        $svc_hastebin = "hastebin.com/documents"
-        $svc_pasteee = "api.paste.ee"
-        $svc_transfer = "://transfer.sh"
-        $svc_fileio = "://file.io"
-        $svc_0x0 = "://0x0.st"
-        $svc_termbin = "termbin.com"
-        $svc_gofile = /gofile\.io\/(uploadFile|contents|upload)/
-        $svc_anonfiles = "anonfiles.com/upload"
-        $svc_bashupload = "://bashupload.com"
-        $svc_webhooksite = "://webhook.site/"
-        $svc_pipedream = ".m.pipedream.net"
-        $svc_requestbin = /requestbin\.(net|com)/
-        $svc_oast = /\.(oast\.(fun|live|me|online|pro|site)|interact\.sh|burpcollaborator\.net|oastify\.com|dnslog\.cn|ceye\.io)\b/
-        $svc_ngrok = /\.(ngrok\.io|ngrok-free\.app|ngrok\.app)\b/
+        $svc = /(pastebin\.com\/api|hastebin\.com\/documents|api\.paste\.ee|:\/\/transfer\.sh|:\/\/file\.io|:\/\/0x0\.st|termbin\.com|gofile\.io\/(uploadFile|contents|upload)|anonfiles\.com\/upload|:\/\/bashupload\.com|:\/\/webhook\.site\/|\.m\.pipedream\.net|requestbin\.(net|com)|\.(oast\.(fun|live|me|online|pro|site)|interact\.sh|burpcollaborator\.net|oastify\.com|dnslog\.cn|ceye\.io)\b|\.(ngrok\.io|ngrok-free\.app|ngrok\.app)\b)/
         $data_user = /\b(getpass\s{0,2}\.\s{0,2}getuser|os\s{0,2}\.\s{0,2}getlogin)\s{0,2}\(/
         $data_host = /\b(gethostname|platform\s{0,2}\.\s{0,2}node|getfqdn)\s{0,2}\(/
         $data_env = /\b(json\.dumps|str|dict)\s{0,2}\(\s{0,2}(dict\s{0,2}\(\s{0,2})?os\.environ\b/
@@ -84,7 +72,11 @@ rule exfil_paste_service
         $data_whoami = /['"]whoami['"]/
 
     condition:
-        any of ($svc_*) and any of ($data_*)
+        // the data is collected near where the service is named (not a docstring example of the URL
+        // in one place and an unrelated `whoami` call elsewhere in a large module)
+        for any i in (1..#svc) : (
+            for any of ($data_*) : ( $ in (@svc[i] - 2000..@svc[i] + 2000) )
+        )
 }
 
 rule exfil_install_recon_beacon

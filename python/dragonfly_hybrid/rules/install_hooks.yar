@@ -130,9 +130,15 @@ rule install_shell_downloader
         $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
 
     condition:
-        any of ($launch_*) and (
-            for any i in (1..#pipe_shell) : ( $fetcher in (@pipe_shell[i] - 200..@pipe_shell[i]) ) or
-            for any i in (1..#chmod) : ( $fetcher in (@chmod[i] - 200..@chmod[i]) )
+        // the one-liner is launched where it is written (a self-updater that returns the command line
+        // for a later, separate step does not count)
+        for any i in (1..#pipe_shell) : (
+            $fetcher in (@pipe_shell[i] - 200..@pipe_shell[i]) and
+            for any of ($launch_*) : ( $ in (@pipe_shell[i] - 500..@pipe_shell[i] + 500) )
+        ) or
+        for any i in (1..#chmod) : (
+            $fetcher in (@chmod[i] - 200..@chmod[i]) and
+            for any of ($launch_*) : ( $ in (@chmod[i] - 500..@chmod[i] + 500) )
         )
 }
 

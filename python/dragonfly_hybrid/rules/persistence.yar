@@ -152,7 +152,7 @@ rule persistence_shell_rc
         // open(".bashrc", "a"), open(rc, mode="a")
         $append_mode = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](a|at|a\+)['"]\s{0,2}[,)]/
         // echo '...' >> ~/.bashrc
-        $append_redirect = />>\s{0,4}[^\n'"]{0,40}\.(bashrc|zshrc|bash_profile|profile|zprofile)\b/
+        $append_redirect = />>\s{0,4}['"]?(~|\$HOME|\$\{HOME\}|\/root|\/home\/[\w.-]{1,32})?\/?\.(bashrc|zshrc|bash_profile|profile|zprofile)\b/
         // what is planted: a program started in the background, a download, or a hidden or temporary file
         $payload = /(nohup\s|\s&\s{0,2}['"\n]|curl\s|wget\s|\/tmp\/|\/dev\/shm\/|\/\.[\w-]{1,40}\/|chmod|python3?\s[^\n'"]{0,60}\.py|base64\s{1,4}-d)/
 

@@ -170,3 +170,25 @@ rule credentials_environ_exfil
             for any of ($net_*) : ( $ in (@serialize_shell[i] - 300..@serialize_shell[i] + 800) )
         )
 }
+
+rule credentials_files_archive_upload
+{
+    meta:
+        description = "Archives SSH keys, shell history, hosts or git credential files and uploads the archive (curl -F, a multipart POST or FTP)."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $file_ssh = /\.ssh\b/
+        $file_history = /\.(bash|zsh|python|mysql|psql)_history\b/
+        $file_hosts = "/etc/hosts"
+        $file_git = /\.(git-credentials|gitconfig|netrc|pgpass)\b/
+        $archive = /\b(zipfile\s{0,2}\.\s{0,2}ZipFile|make_archive|tarfile\s{0,2}\.\s{0,2}open|zip\s{1,4}-[rqy]{1,3}\s|tar\s{1,4}-?c[zvjf]{1,4}\s)/
+        $upload_curl = /\bcurl\s[^\n]{0,200}\s-F\s/
+        $upload_files = /\bfiles\s{0,2}=\s{0,2}[{\[(]/
+        $upload_ftp = /\b(storbinary|storlines)\s{0,2}\(/
+
+    condition:
+        2 of ($file_*) and $archive and any of ($upload_*)
+}

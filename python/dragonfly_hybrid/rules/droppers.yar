@@ -159,17 +159,56 @@ rule dropper_download_run_executable
 
     strings:
         // a URL literal naming an executable, or a file on a chat CDN or paste host used as payload storage
-        $url = /https?:\/\/([^\s'"]{4,200}\.(exe|scr|msi|bat|vbs|ps1|hta)(\?[^\s'"]{0,200})?['"]|(cdn\.discordapp\.com\/attachments|media\.discordapp\.net\/attachments|pastebin\.com\/raw|paste\.[\w.]{2,20}\/(raw|paste)|rentry\.(co|org)\/[\w]{2,20}\/raw|transfer\.sh|anonfiles\.com|file\.io)\/)/ nocase
+        $url = /https?:\/\/([^\s'"]{4,200}\.(exe|scr|msi|bat|vbs|ps1|hta)(\?[^\s'"]{0,200})?['"\s]|(cdn\.discordapp\.com\/attachments|media\.discordapp\.net\/attachments|pastebin\.com\/raw|paste\.[\w.]{2,20}\/(raw|paste)|rentry\.(co|org)\/[\w]{2,20}\/raw|transfer\.sh|anonfiles\.com|file\.io)\/)/ nocase
         $fetch = /\b(urlopen|urlretrieve|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|wget\s{0,2}\.\s{0,2}download|curl\s{1,4}(-[a-zA-Z]{1,3}\s{1,4}){0,4}|Invoke-WebRequest|\biwr\s|DownloadFile|Start-BitsTransfer)/
         $run_os = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|exec[lv]p?e?|spawn[lv]p?e?)\s{0,2}\(/
         $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output)\s{0,2}\(/
         $run_shell = /\b(ShellExecute(Ex)?[AW]?|Start-Process|WinExec|CreateProcess[AW]?)\b/
+        // names imported bare (from subprocess import run; from os import startfile) launching a program
+        $run_bare = /(^|[^\w.])(Popen|startfile|check_call|run|call|system)\s{0,2}\(\s{0,2}(\[\s{0,2})?f?['"]?(start|cmd|powershell|[\w{}\\\/:.-]{1,80}\.exe)\b/
+        // the fetched file is saved under an executable's name (urlretrieve(url, "helper.exe"), curl -o x.exe)
+        $exe_name = /['"\s][\w{}\\\/:.%-]{1,120}\.(exe|scr)['"\s]/ nocase
+        // ... but not a Windows tool that does the fetching or launching itself
+        $system_exe = /\b(powershell|pwsh|cmd|pythonw?3?|wscript|cscript|rundll32|regsvr32|mshta|msiexec|certutil|bitsadmin|curl|conhost|explorer|schtasks|reg|taskkill|netsh)\.exe/ nocase
 
     condition:
         // the URL is fetched right where it is written, and what was fetched is started soon after
         for any i in (1..#url) : (
             $fetch in (@url[i] - 400..@url[i] + 400) and
             for any of ($run_*) : ( $ in (@url[i] - 1000..@url[i] + 2000) )
+        ) or
+        for any i in (1..#exe_name) : (
+            not $system_exe in (@exe_name[i]..@exe_name[i] + !exe_name[i]) and
+            $fetch in (@exe_name[i] - 300..@exe_name[i] + 300) and
+            for any of ($run_*) : ( $ in (@exe_name[i]..@exe_name[i] + 1000) )
+        )
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule dropper_raw_ip_payload
+{
+    meta:
+        description = "Fetches a file from a bare public IP address and makes it executable or runs it (second stage served without a domain)."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // http://203.0.113.7/x, https://203.0.113.7:8080/x (loopback, private and link-local ranges are left out)
+        $url = /https?:\/\/\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(:\d{2,5})?\/[^\s'"]{1,200}/
+        $private = /https?:\/\/(127\.|10\.|0\.|192\.168\.|169\.254\.|172\.(1[6-9]|2\d|3[01])\.)/
+        $fetch = /\b(urlopen|urlretrieve|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|wget|curl)\b/
+        $run_chmod = /\b(chmod\s{0,2}\(|chmod\s{1,4}(\+x|[0-7]{3,4})\s|S_IEXEC|S_IXUSR)/
+        $run_os = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|exec[lv]p?e?|spawn[lv]p?e?)\s{0,2}\(/
+        $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output)\s{0,2}\(/
+        $run_exec = /\b(exec|eval)\s{0,2}\(/
+
+    condition:
+        for any i in (1..#url) : (
+            not $private at @url[i] and
+            $fetch in (@url[i] - 300..@url[i] + 300) and
+            for any of ($run_*) : ( $ in (@url[i] - 500..@url[i] + 2000) )
         )
 }
 

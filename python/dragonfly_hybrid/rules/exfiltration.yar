@@ -111,6 +111,8 @@ rule exfil_capture_service_beacon
 
     strings:
         $host = /https?:\/\/[\w.-]{1,100}\.(m\.pipedream\.net|pipedream\.net|webhook\.site|oast\.(fun|live|me|online|pro|site)|interact\.sh|interactsh\.com|burpcollaborator\.net|oastify\.com|dnslog\.cn|ceye\.io|requestbin\.(net|com)|ngrok\.io|ngrok-free\.app|ngrok\.app|trycloudflare\.com|loca\.lt|serveo\.net|requestcatcher\.com|beeceptor\.com|canarytokens\.com|herokuapp\.com|repl\.co|glitch\.me)\b/
+        // IP-logger links: whoever runs the code reports its address
+        $host_iplogger = /https?:\/\/(www\.)?(iplogger\.(com|org|ru|co|info)|grabify\.link|2no\.co|yip\.su|ipgrabber\.ru|blasze\.com)\//
         $host_bare = /https?:\/\/(webhook\.site|requestbin\.(net|com)|hookb\.in)\//
         $call_requests = /\b(requests|httpx)\s{0,2}\.\s{0,2}(get|post|put|request)\s{0,2}\(/
         $call_urllib = /\b(urlopen|Request|HTTPSConnection|HTTPConnection)\s{0,2}\(/
@@ -140,4 +142,21 @@ rule exfil_shell_recon_beacon
     condition:
         any of ($launch_*) and
         for any i in (1..#substitution) : ( $fetcher in (@substitution[i] - 300..@substitution[i]) )
+}
+
+rule exfil_host_data_in_url
+{
+    meta:
+        description = "Builds a request URL whose host part carries the machine's host or user name (DNS or HTTP exfiltration to a wildcard domain)."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // "http://" + socket.gethostname() + ".x.example", f"https://{getpass.getuser()}.x.example/"
+        $concat = /['"]https?:\/\/['"]\s{0,2}\+\s{0,2}[\w.]{0,30}(gethostname|getfqdn|getuser|getlogin|node|uname)\b/
+        $fstring = /\bf['"]https?:\/\/\{[^}\n]{0,60}(gethostname|getfqdn|getuser|getlogin|hostname|username|whoami|uname)[^}\n]{0,30}\}\.[\w-]{1,63}\./
+
+    condition:
+        any of them
 }

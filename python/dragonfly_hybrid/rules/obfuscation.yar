@@ -194,3 +194,41 @@ rule obfuscation_pyarmor_packed
     condition:
         $bootstrap or ($runtime_import and filesize < 2KB)
 }
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule obfuscation_xor_decoded_exec
+{
+    meta:
+        description = "Rebuilds code with a character XOR loop, as in chr(ord(a) ^ ord(b)), and hands the result to exec, eval or compile."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // chr(ord(c) ^ ord(k)), chr(ord(c) ^ key), chr(c ^ k[i % n])
+        $xor = /\bchr\s{0,2}\(\s{0,2}(ord\s{0,2}\([^()\n]{1,60}\)|\w{1,40}(\[[^\]\n]{1,40}\])?)\s{0,2}\^\s{0,2}(ord\s{0,2}\([^()\n]{1,60}\)|[\w\[\]%+ ().]{1,60})\)/
+        $run = /\b(exec|eval|compile)\s{0,2}\(/
+
+    condition:
+        for any i in (1..#xor) : ( $run in (@xor[i]..@xor[i] + 1500) )
+}
+
+rule obfuscation_exec_alias
+{
+    meta:
+        description = "Rebinds exec or eval to another name and calls it on decoded or escaped data, so that no exec( call appears."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // a = exec / brownish = eval  (a bare rebinding on its own line or statement)
+        $alias = /(^|[\n;])[ \t]{0,16}\w{1,40}[ \t]{0,4}=[ \t]{0,4}(exec|eval|__builtins__\.exec|builtins\.exec)[ \t]{0,4}(\r?\n|;)/
+        $decoded = /\b(b64decode|b32decode|b85decode|decompress|unhexlify|fromhex|marshal\.loads)\s{0,2}\(/
+        $escaped = /['"](\\(x[0-9a-fA-F]{2}|[0-7]{3})){8}/
+        $xor = /\bchr\s{0,2}\(\s{0,2}ord\s{0,2}\(/
+
+    condition:
+        $alias and ($decoded or $escaped or $xor)
+}

@@ -162,3 +162,21 @@ rule persistence_shell_rc
             $append_mode in (@rc[i]..@rc[i] + 200) and $payload
         )
 }
+
+rule persistence_browser_extension
+{
+    meta:
+        description = "Writes a browser extension to disk and rewrites browser shortcuts or launch arguments to load it (--load-extension)."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $load = "--load-extension"
+        $shortcut = /(\.lnk\b|Start Menu|Quick Launch|TaskBar|Desktop)/
+        $manifest = "manifest.json"
+        $write = /([(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](w|w\+|wb|wt)['"]\s{0,2}[,)]|\.\s{0,2}write_(text|bytes)\s{0,2}\(|shutil\s{0,2}\.\s{0,2}copy)/
+
+    condition:
+        $load and $shortcut and $manifest and $write
+}

@@ -114,10 +114,12 @@ rule dropper_exec_remote_code
         $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}(urlopen|requests\.get|requests\.post|httpx\.get|session\.get|__import__\s{0,2}\(\s{0,2}['"](requests|httpx)['"]\s{0,2}\)\s{0,2}\.\s{0,2}(get|post))\s{0,4}\(/
         $fetch = /\b(urlopen|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|session\s{0,2}\.\s{0,2}get)\s{0,4}\(/
         // r = requests.get(url); exec(r.text) / resp = urlopen(url); exec(resp.read())
+        // exec(rs.get(url).text), exec(client.urlopen(url).read()): any client object's fetch, run at once
+        $chain = /\b(exec|eval)\s{0,4}\(\s{0,4}[\w.]{1,40}\.\s{0,2}(get|post|urlopen)\s{0,2}\([^\n]{1,300}\)\s{0,2}\.\s{0,2}(text|content|read\s{0,2}\(\s{0,2}\))/
         $exec_response = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?\w{1,40}\s{0,2}\.\s{0,2}(text|content|read\s{0,2}\(\s{0,2}\))/
 
     condition:
-        $direct or
+        $direct or $chain or
         for any i in (1..#fetch) : ( $exec_response in (@fetch[i]..@fetch[i] + 300) )
 }
 
@@ -161,6 +163,8 @@ rule dropper_download_run_executable
         // a URL literal naming an executable, or a file on a chat CDN or paste host used as payload storage
         $url = /https?:\/\/([^\s'"]{4,200}\.(exe|scr|msi|bat|vbs|ps1|hta)(\?[^\s'"]{0,200})?['"\s]|(cdn\.discordapp\.com\/attachments|media\.discordapp\.net\/attachments|pastebin\.com\/raw|paste\.[\w.]{2,20}\/(raw|paste)|rentry\.(co|org)\/[\w]{2,20}\/raw|transfer\.sh|anonfiles\.com|file\.io)\/)/ nocase
         $fetch = /\b(urlopen|urlretrieve|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|wget\s{0,2}\.\s{0,2}download|curl\s{1,4}(-[a-zA-Z]{1,3}\s{1,4}){0,4}|Invoke-WebRequest|\biwr\s|DownloadFile|Start-BitsTransfer)/
+        // from requests import get; get("https://...")
+        $fetch_bare = /(^|[^\w.])get\s{0,2}\(\s{0,2}f?['"]https?:\/\//
         $run_os = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|exec[lv]p?e?|spawn[lv]p?e?)\s{0,2}\(/
         $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output)\s{0,2}\(/
         $run_shell = /\b(ShellExecute(Ex)?[AW]?|Start-Process|WinExec|CreateProcess[AW]?)\b/
@@ -174,7 +178,7 @@ rule dropper_download_run_executable
     condition:
         // the URL is fetched right where it is written, and what was fetched is started soon after
         for any i in (1..#url) : (
-            $fetch in (@url[i] - 400..@url[i] + 400) and
+            ($fetch in (@url[i] - 400..@url[i] + 400) or $fetch_bare in (@url[i] - 20..@url[i])) and
             for any of ($run_*) : ( $ in (@url[i] - 1000..@url[i] + 2000) )
         ) or
         for any i in (1..#exe_name) : (

@@ -160,3 +160,20 @@ rule exfil_host_data_in_url
     condition:
         any of them
 }
+
+rule exfil_install_socket_beacon
+{
+    meta:
+        description = "setup.py or __init__.py opens a raw socket to a hard-coded IP address and sends host details (install-time beacon without HTTP)."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = "setup.py __init__.py .pth"
+
+    strings:
+        $connect_ip = /\.\s{0,2}connect\s{0,2}\(\s{0,2}\(\s{0,2}['"]\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}['"]\s{0,2},\s{0,2}\d{2,5}\s{0,2}\)\s{0,2}\)/
+        $send = /\.\s{0,2}(send|sendall|sendto)\s{0,2}\(/
+        $host = /\b(gethostname|getfqdn|getuser|getlogin|platform\s{0,2}\.\s{0,2}(node|release|version|platform|uname)|os\s{0,2}\.\s{0,2}uname)\s{0,2}\(/
+
+    condition:
+        $connect_ip and $send and $host
+}

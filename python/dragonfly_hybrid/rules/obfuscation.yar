@@ -24,6 +24,8 @@ rule obfuscation_exec_decoded_payload
         // two steps: payload = base64.b64decode(...) followed closely by exec(payload)
         $decode = /\b(b64decode|b32decode|b85decode|a85decode|decompress|unhexlify)\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
         $exec = /\bexec\s{0,4}\(/
+        // exec(dec('aW1wb3J0IG9z...')): any (aliased) decoder applied to a long base64 literal
+        $exec_blob = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{1,40}\s{0,4}\(\s{0,4}b?['"]{1,3}[A-Za-z0-9+\/]{60}/
         // modules streamed over a pipe by a remote-execution bootstrap (sshuttle, execnet): not embedded
         $from_stdin = /\b(decompress|b64decode)\s{0,4}\(\s{0,4}(sys\s{0,2}\.\s{0,2})?stdin\b/
 
@@ -31,7 +33,10 @@ rule obfuscation_exec_decoded_payload
         // not where exec( opens a string literal: code generators (minifiers, packers) write that text out
         for any i in (1..#direct) : ( @direct[i] == 0 or (uint8(@direct[i] - 1) != 0x22 and uint8(@direct[i] - 1) != 0x27) ) or
         for any i in (1..#codecs) : ( @codecs[i] == 0 or (uint8(@codecs[i] - 1) != 0x22 and uint8(@codecs[i] - 1) != 0x27) ) or
-        for any i in (1..#decode) : ( $exec in (@decode[i]..@decode[i] + 300) and not $from_stdin at @decode[i] )
+        for any i in (1..#decode) : ( $exec in (@decode[i]..@decode[i] + 300) and not $from_stdin at @decode[i] ) or
+        for any i in (1..#exec_blob) : (
+            @exec_blob[i] == 0 or (uint8(@exec_blob[i] - 1) != 0x22 and uint8(@exec_blob[i] - 1) != 0x27)
+        )
 }
 
 rule obfuscation_dynamic_import

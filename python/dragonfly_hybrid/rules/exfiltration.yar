@@ -155,7 +155,7 @@ rule exfil_host_data_in_url
     strings:
         // "http://" + socket.gethostname() + ".x.example", f"https://{getpass.getuser()}.x.example/"
         $concat = /['"]https?:\/\/['"]\s{0,2}\+\s{0,2}[\w.]{0,30}(gethostname|getfqdn|getuser|getlogin|node|uname)\b/
-        $fstring = /\bf['"]https?:\/\/\{[^}\n]{0,60}(gethostname|getfqdn|getuser|getlogin|hostname|username|whoami|uname)[^}\n]{0,30}\}\.[\w-]{1,63}\./
+        $fstring = /\bf['"]https?:\/\/\{[^}\n]{0,60}(gethostname|getfqdn|getuser|getlogin|uname|node)\s{0,2}\([^}\n]{0,30}\}\.[\w-]{1,63}\./
 
     condition:
         any of them

@@ -24,15 +24,21 @@ rule install_cmdclass_shell
         $run_pty = /\bpty\s{0,2}\.\s{0,2}spawn\s{0,2}\(/
         // subprocess.check_call([sys.executable, "-m", "pkg.tool", ...]): the package's own module run by
         // this interpreter after install (cache rebuilds, registrations), not a shell command
+        // os.system("color"), subprocess.call("cls"): one bare word, a console or build nicety
+        $trivial = /\b(os\s{0,2}\.\s{0,2}system|subprocess\s{0,2}\.\s{0,2}\w{1,20})\s{0,2}\(\s{0,2}['"][\w.-]{1,16}['"]\s{0,2}\)/
         $self_module = /\bsubprocess\s{0,2}\.\s{0,2}\w{1,20}\s{0,2}\(\s{0,2}\[\s{0,2}sys\s{0,2}\.\s{0,2}executable\s{0,2},\s{0,2}['"]-m['"]\s{0,2},\s{0,2}['"][\w.]{1,60}['"]/
 
     condition:
         $cmdclass and
         for any i in (1..#override) : (
-            for any of ($run_system, $run_pty) : ( $ in (@override[i]..@override[i] + 2000) ) or
+            $run_pty in (@override[i]..@override[i] + 2000) or
+            for any j in (1..#run_system) : (
+                @run_system[j] >= @override[i] and @run_system[j] <= @override[i] + 2000 and
+                not $trivial at @run_system[j]
+            ) or
             for any j in (1..#run_subprocess) : (
                 @run_subprocess[j] >= @override[i] and @run_subprocess[j] <= @override[i] + 2000 and
-                not $self_module at @run_subprocess[j]
+                not $self_module at @run_subprocess[j] and not $trivial at @run_subprocess[j]
             )
         )
 }
@@ -117,10 +123,10 @@ rule install_pth_code_exec
 rule install_shell_downloader
 {
     meta:
-        description = "Python launches a shell one-liner that downloads a script and pipes it to a shell or makes it executable."
+        description = "Install or import-time code (setup.py, __init__.py, .pth) launches a shell one-liner that downloads a script and pipes it to a shell or makes it executable."
         weight = 6
         author = "dragonfly-hybrid"
-        filetype = ".py .pyw .pth"
+        filetype = "setup.py __init__.py .pth"
 
     strings:
         $fetcher = /\b(curl|wget)\s{1,4}-{0,2}[\w:]/

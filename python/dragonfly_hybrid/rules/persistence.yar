@@ -154,12 +154,12 @@ rule persistence_shell_rc
         // echo '...' >> ~/.bashrc
         $append_redirect = />>\s{0,4}['"]?(~|\$HOME|\$\{HOME\}|\/root|\/home\/[\w.-]{1,32})?\/?\.(bashrc|zshrc|bash_profile|profile|zprofile)\b/
         // what is planted: a program started in the background, a download, or a hidden or temporary file
-        $payload = /(nohup\s|\s&\s{0,2}['"\n]|curl\s|wget\s|\/tmp\/|\/dev\/shm\/|\/\.[\w-]{1,40}\/|chmod|python3?\s[^\n'"]{0,60}\.py|base64\s{1,4}-d)/
+        $payload = /(nohup\s|\s&\s{0,2}['"\n]|curl\s|wget\s|\/tmp\/|\/dev\/shm\/|chmod|base64\s{1,4}-d)/
 
     condition:
-        $append_redirect or
+        for any i in (1..#append_redirect) : ( $payload in (@append_redirect[i] - 300..@append_redirect[i] + 100) ) or
         for any i in (1..#rc) : (
-            $append_mode in (@rc[i]..@rc[i] + 200) and $payload
+            $append_mode in (@rc[i]..@rc[i] + 200) and $payload in (@rc[i] - 1500..@rc[i] + 1500)
         )
 }
 

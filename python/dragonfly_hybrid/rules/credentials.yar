@@ -147,6 +147,8 @@ rule credentials_environ_exfil
         $serialize = /\b(json\.dumps|str|repr|urlencode|b64encode|pformat)\s{0,2}\(\s{0,2}(str\s{0,2}\(\s{0,2})?(dict\s{0,2}\(\s{0,2})?os\.environ(\.copy\s{0,2}\(\s{0,2}\)|\.items\s{0,2}\(\s{0,2}\))?\s{0,2}\)/
         // os.environ.__str__(), os.popen("env").read(), subprocess.check_output("printenv")
         $serialize_method = /\bos\.environ\s{0,2}\.\s{0,2}__(str|repr)__\s{0,2}\(/
+        // f"...{dict(os.environ).keys()}...", f"{os.environ}"
+        $serialize_fstring = /\{\s{0,2}(dict\s{0,2}\(\s{0,2})?os\.environ(\s{0,2}\))?(\.(keys|items|values)\s{0,2}\(\s{0,2}\))?\s{0,2}(!r)?\}/
         $serialize_shell = /\b(popen|check_output|getoutput|run)\s{0,2}\(\s{0,2}\[?\s{0,2}['"](env|printenv|set)['"]/
         $net_post = /\b(requests|httpx|session)\s{0,2}\.\s{0,2}(post|put|get)\s{0,2}\(/
         $net_urllib = /\b(urlopen|urllib\.request\.Request)\s{0,2}\(/
@@ -165,6 +167,9 @@ rule credentials_environ_exfil
         ) or
         for any i in (1..#serialize_method) : (
             for any of ($net_*) : ( $ in (@serialize_method[i] - 300..@serialize_method[i] + 800) )
+        ) or
+        for any i in (1..#serialize_fstring) : (
+            for any of ($net_*) : ( $ in (@serialize_fstring[i] - 300..@serialize_fstring[i] + 800) )
         ) or
         for any i in (1..#serialize_shell) : (
             for any of ($net_*) : ( $ in (@serialize_shell[i] - 300..@serialize_shell[i] + 800) )

@@ -238,3 +238,19 @@ rule dropper_cryptominer
         (any of ($miner_*) and (any of ($pool_*) or any of ($run_*))) or
         (any of ($pool_*) and any of ($run_os, $run_subprocess))
 }
+
+rule dropper_shell_fetch_chmod_run
+{
+    meta:
+        description = "A shell command line saves a download to a file, makes it executable and runs it (curl -o f && chmod +x f && ./f)."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // <any fetcher> ... -o /tmp/x; chmod +x /tmp/x; /tmp/x   (or && ./x, or bash x); the fetcher may be renamed
+        $chain = /\s-(o|O|-output)\s{1,4}['"]?[\w{}.\/~$-]{1,100}['"]?[^\n;&|]{0,100}\s{0,2}(;|&&)\s{0,4}chmod\s{1,4}(\+x|[0-7]{3,4})\s{1,4}['"]?[\w{}.\/~$-]{1,100}['"]?\s{0,2}(;|&&)\s{0,4}(\.\/|\/|~\/|\$\w|bash\s|sh\s|nohup\s)/
+
+    condition:
+        $chain
+}

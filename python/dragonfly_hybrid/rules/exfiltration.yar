@@ -104,7 +104,7 @@ rule exfil_install_recon_beacon
 rule exfil_capture_service_beacon
 {
     meta:
-        description = "Install or import-time code calls a request-capture, out-of-band or tunnel host (pipedream, webhook.site, interactsh, Burp Collaborator, ngrok and the like): a beacon to whoever runs it."
+        description = "Install or import-time code calls a request-capture, out-of-band, tunnel or IP-logger host, or a bare public IP address: a beacon to whoever runs it."
         weight = 6
         author = "dragonfly-hybrid"
         filetype = "setup.py __init__.py .pth"
@@ -114,13 +114,19 @@ rule exfil_capture_service_beacon
         // IP-logger links: whoever runs the code reports its address
         $host_iplogger = /https?:\/\/(www\.)?(iplogger\.(com|org|ru|co|info)|grabify\.link|2no\.co|yip\.su|ipgrabber\.ru|blasze\.com)\//
         $host_bare = /https?:\/\/(webhook\.site|requestbin\.(net|com)|hookb\.in)\//
+        // a bare public IP address (loopback, private and link-local ranges are left out)
+        $host_ip = /https?:\/\/\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(:|\/|'|")/
+        $private = /https?:\/\/(127\.|10\.|0\.|192\.168\.|169\.254\.|172\.(1[6-9]|2\d|3[01])\.)/
         $call_requests = /\b(requests|httpx)\s{0,2}\.\s{0,2}(get|post|put|request)\s{0,2}\(/
         $call_urllib = /\b(urlopen|Request|HTTPSConnection|HTTPConnection)\s{0,2}\(/
         $call_dns = /\b(gethostbyname|getaddrinfo|nslookup|dig)\b/
         $call_shell = /\b(curl|wget)\s/
 
     condition:
-        any of ($host*) and any of ($call_*)
+        (
+            any of ($host, $host_bare, $host_iplogger) or
+            for any i in (1..#host_ip) : ( not $private at @host_ip[i] )
+        ) and any of ($call_*)
 }
 
 // Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.

@@ -19,6 +19,8 @@ rule obfuscation_exec_decoded_payload
         // exec(base64.b64decode(...)), eval(compile(zlib.decompress(...), ...)), exec(bytes.fromhex(...));
         // the argument may not start with "{{": code templates rendered elsewhere (remote bootstrap shims)
         $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}\b(b64decode|b32decode|b16decode|b85decode|a85decode|decodebytes|decompress|unhexlify|fromhex|marshal\.loads)\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
+        // exec(''.join([... base64.b64decode(...) ...])): decoding inside the joined expression
+        $join_decode = /\b(exec|eval)\s{0,4}\(\s{0,4}(''|"")\s{0,2}\.\s{0,2}join\s{0,2}\([^\n]{0,200}\b(b64decode|b32decode|b85decode|decompress|unhexlify|fromhex)\s{0,2}\(/
         // exec(codecs.decode("...", "rot13"))
         $codecs = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?codecs\.decode\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
         // two steps: payload = base64.b64decode(...) followed closely by exec(payload)
@@ -33,6 +35,7 @@ rule obfuscation_exec_decoded_payload
         // not where exec( opens a string literal: code generators (minifiers, packers) write that text out
         for any i in (1..#direct) : ( @direct[i] == 0 or (uint8(@direct[i] - 1) != 0x22 and uint8(@direct[i] - 1) != 0x27) ) or
         for any i in (1..#codecs) : ( @codecs[i] == 0 or (uint8(@codecs[i] - 1) != 0x22 and uint8(@codecs[i] - 1) != 0x27) ) or
+        $join_decode or
         for any i in (1..#decode) : ( $exec in (@decode[i]..@decode[i] + 300) and not $from_stdin at @decode[i] ) or
         for any i in (1..#exec_blob) : (
             @exec_blob[i] == 0 or (uint8(@exec_blob[i] - 1) != 0x22 and uint8(@exec_blob[i] - 1) != 0x27)
@@ -174,9 +177,9 @@ rule obfuscation_shell_decoded_command
 
     strings:
         // os.system(base64.b64decode("...").decode()), subprocess.run(b64d('''...'''), shell=True)
-        $decoded = /\b(system|popen|Popen|call|run|check_call|check_output|getoutput|getstatusoutput|startfile)\s{0,2}\(\s{0,2}[\w.]{0,40}(b64decode|b32decode|b64d|unhexlify|fromhex|decodebytes)\s{0,2}\(\s{0,2}b?['"]{1,3}[A-Za-z0-9+\/=]{16}/
+        $decoded = /\b(system|popen|Popen|call|run|check_call|check_output|getoutput|getstatusoutput|startfile)\s{0,2}\(\s{0,2}(str\s{0,2}\(\s{0,2})?[\w.]{0,40}(b64decode|b32decode|b64d|unhexlify|fromhex|decodebytes)\s{0,2}\(/
         // os.system(helper('Y3VybCAtcyAt...')): any function applied to a long base64 literal
-        $long_literal = /\bos\s{0,2}\.\s{0,2}(system|popen)\s{0,2}\(\s{0,2}[\w.]{1,40}\s{0,2}\(\s{0,2}b?['"]{1,3}[A-Za-z0-9+\/]{60}/
+        $long_literal = /\b(os\s{0,2}\.\s{0,2}(system|popen)|subprocess\s{0,2}\.\s{0,2}(run|call|Popen|check_output|check_call|getoutput))\s{0,2}\(\s{0,2}(str\s{0,2}\(\s{0,2})?[\w.]{1,40}\s{0,2}\(\s{0,2}b?['"]{1,3}[A-Za-z0-9+\/]{60}/
 
     condition:
         any of them

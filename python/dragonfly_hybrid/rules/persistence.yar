@@ -33,7 +33,7 @@ rule persistence_startup_folder
     strings:
         $startup_path = /Start Menu['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}Programs['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}Startup/ nocase
         $startup_shell = "shell:startup" nocase
-        $write_copy = /\bshutil\s{0,2}\.\s{0,2}(copy|copy2|copyfile|move)\s{0,2}\(/
+        $write_copy = /\b(shutil\s{0,2}\.\s{0,2}(copy|copy2|copyfile|copytree|move)|os\s{0,2}\.\s{0,2}(rename|replace)|clone_from)\s{0,2}\(/
         $write_mode = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](w|a|wb|ab|wt|at|w\+|a\+)['"]\s{0,2}[,)]/
         $write_text = /\.\s{0,2}write_(text|bytes)\s{0,2}\(/
 

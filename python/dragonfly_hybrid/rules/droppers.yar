@@ -254,3 +254,22 @@ rule dropper_shell_fetch_chmod_run
     condition:
         $chain
 }
+
+rule dropper_hidden_python_temp_script
+{
+    meta:
+        description = "Writes Python code to a temporary file and starts it with a windowless interpreter (pythonw, or sys.executable renamed to the w.exe variant) so it outlives the installer."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $pythonw = /(\bpythonw(\.exe)?\b|\.replace\s{0,2}\(\s{0,2}['"]\.exe['"]\s{0,2},\s{0,2}['"]w\.exe['"]\s{0,2}\))/
+        $temp = /\b(NamedTemporaryFile|gettempdir|mkstemp|mktemp)\b|%TEMP%|\\Temp\\|\/tmp\//
+        $write = /\.\s{0,2}write\s{0,2}\(\s{0,2}b?(['"]{1,3})(import |from |exec\(|__import__)/
+        // any launcher, also under an alias (from os import system as _x): _x(f"start {...}")
+        $launch = /\b\w{1,40}\s{0,2}\(\s{0,2}(\[\s{0,2})?f?['"](start\s|cmd(\.exe)?\s|[^'"\n]{0,60}pythonw)/
+
+    condition:
+        $pythonw and $temp and $write and $launch
+}

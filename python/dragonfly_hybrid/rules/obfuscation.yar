@@ -142,6 +142,8 @@ rule obfuscation_builtins_computed_name
         $repr_slice = /getattr\s{0,2}\(\s{0,2}(__builtins__|builtins|__import__\s{0,2}\(\s{0,2}['"]builtins['"]\s{0,2}\))\s{0,2},\s{0,2}[\w.]{1,40}\.__(str|repr|doc|name)__(\s{0,2}\(\s{0,2}\))?\s{0,2}\[/
         // getattr(__builtins__, chr(101) + ...), getattr(__builtins__, ''.join(...)), getattr(__builtins__, 'lave'[::-1])
         $built = /getattr\s{0,2}\(\s{0,2}(__builtins__|builtins)\s{0,2},\s{0,2}(chr\s{0,2}\(|(''|"")\s{0,2}\.\s{0,2}join\s{0,2}\(|bytes\.fromhex\s{0,2}\(|['"][\w]{2,12}['"]\s{0,2}\[\s{0,2}::\s{0,2}-1)/
+        // globals()[join([chr(c) for c in [95, 95, 98, ...]])]: the builtins module itself reached by codes
+        $globals = /\bglobals\s{0,2}\(\s{0,2}\)\s{0,2}\[\s{0,2}[\w.'"]{0,20}\(?\s{0,2}\[?\s{0,2}chr\s{0,2}\(/
         // __builtins__.__dict__[chr(101) + ...]
         $dict = /__builtins__\s{0,2}\.\s{0,2}__dict__\s{0,2}\[\s{0,2}(chr\s{0,2}\(|(''|"")\s{0,2}\.\s{0,2}join|[\w.]{1,40}\.__(str|repr|doc)__)/
 

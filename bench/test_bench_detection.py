@@ -21,7 +21,9 @@ RESULTS = Path(__file__).parent / "results" / "detection-latest.json"
 @pytest.fixture(scope="module")
 def summary() -> dict[str, object]:
     try:
-        data = run.measure([], threads=int(os.environ["DFH_BENCH_THREADS"]) if "DFH_BENCH_THREADS" in os.environ else None)
+        data = run.measure(
+            [], threads=int(os.environ["DFH_BENCH_THREADS"]) if "DFH_BENCH_THREADS" in os.environ else None
+        )
     except run.DataMissing as err:
         pytest.skip(f"detection data not available: {err}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

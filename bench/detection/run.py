@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dragonfly_hybrid import __version__, load_rules
-from dragonfly_hybrid import rules_eval
+from dragonfly_hybrid import __version__, load_rules, rules_eval
 
 BENIGN_LIST = Path(__file__).with_name("benign.txt")
 MARKDOWN_BEGIN = "<!-- detection:begin -->"
@@ -52,16 +51,17 @@ def malware_dirs() -> tuple[Path, Path]:
     write, held = root / "write", root / "heldback"
     if not (write.is_dir() and held.is_dir()):
         raise DataMissing(
-            f"no malware split at {root} (set DFH_DETECTION_MALWARE): fetch github:lxyeternal/pypi_malregistry "
-            f"and run `python bench/detection/malregistry_split.py <its git dir> {root}`"
+            f"no malware split at {root} (set DFH_DETECTION_MALWARE): fetch github:lxyeternal/"
+            f"pypi_malregistry and run `python bench/detection/malregistry_split.py <its git dir> {root}`"
         )
     return write, held
 
 
 def ensure_benign(list_path: Path = BENIGN_LIST, cache: Path | None = None) -> Path:
     """Every pinned benign file in ``cache`` (downloaded when missing, always verified); the folder."""
-    from bench.realcorpus import CorpusError, download, parse_corpus_list, verify
     from dragonfly_hybrid.pypi import PyPIClient
+
+    from bench.realcorpus import CorpusError, download, parse_corpus_list, verify
 
     root = cache or Path(os.environ.get("DFH_DETECTION_BENIGN_CACHE") or cache_root() / "benign")
     root.mkdir(parents=True, exist_ok=True)
@@ -205,9 +205,8 @@ def markdown(summary: dict[str, Any]) -> str:
     ]
     for r in summary["per_rule"]:
         weight = "-" if r["weight"] is None else r["weight"]
-        lines.append(
-            f"| `{r['rule']}` | {weight} | {r['write']} | {r['heldback']} | {r['benign']} | {r['write_only']} |"
-        )
+        counts = f"{r['write']} | {r['heldback']} | {r['benign']} | {r['write_only']}"
+        lines.append(f"| `{r['rule']}` | {weight} | {counts} |")
     return "\n".join(lines) + "\n"
 
 
@@ -218,7 +217,9 @@ def update(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Detection benchmark (rules test on malware and benign sets).")
+    parser = argparse.ArgumentParser(
+        description="Detection benchmark (rules test on malware and benign sets)."
+    )
     parser.add_argument("--rules", type=Path, action="append", default=[], help="rules (default: bundled)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, help="write the summary and the full documents here")

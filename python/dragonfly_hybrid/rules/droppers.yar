@@ -164,7 +164,7 @@ rule dropper_download_run_executable
         $url = /https?:\/\/([^\s'"]{4,200}\.(exe|scr|msi|bat|vbs|ps1|hta)(\?[^\s'"]{0,200})?['"\s]|(cdn\.discordapp\.com\/attachments|media\.discordapp\.net\/attachments|pastebin\.com\/raw|paste\.[\w.]{2,20}\/(raw|paste)|rentry\.(co|org)\/[\w]{2,20}\/raw|transfer\.sh|anonfiles\.com|file\.io)\/)/ nocase
         $fetch = /\b(urlopen|urlretrieve|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|wget\s{0,2}\.\s{0,2}download|curl\s{1,4}(-[a-zA-Z]{1,3}\s{1,4}){0,4}|Invoke-WebRequest|\biwr\s|DownloadFile|Start-BitsTransfer)/
         // from requests import get; get("https://...")
-        $fetch_bare = /(^|[^\w.])get\s{0,2}\(\s{0,2}f?['"]https?:\/\//
+        $fetch_bare = /(^|[^\w.]|\w\s{0,2}\.\s{0,2})get\s{0,2}\(\s{0,2}f?['"]https?:\/\//
         $run_os = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|exec[lv]p?e?|spawn[lv]p?e?)\s{0,2}\(/
         $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output)\s{0,2}\(/
         $run_shell = /\b(ShellExecute(Ex)?[AW]?|Start-Process|WinExec|CreateProcess[AW]?)\b/

@@ -60,6 +60,8 @@ rule obfuscation_dynamic_import
         // __import__('\x62\x61\x73\x65\x36\x34')
         $hex_name = /__import__\s{0,3}\(\s{0,3}['"](\\x[0-9a-fA-F]{2}){3}/
         // __import__(''.join(...)), __import__(chr(98) + ...), __import__(base64.b64decode(...).decode())
+        // __import__(s[1] + s[8] + s[13] + ...): the module name picked character by character
+        $indexed_name = /__import__\s{0,3}\(\s{0,3}[\w.]{1,40}\[\d{1,3}\]\s{0,3}\+\s{0,3}[\w.]{1,40}\[\d{1,3}\]\s{0,3}\+/
         $built_name = /__import__\s{0,3}\(\s{0,3}((''|"")\.join\s{0,3}\(|chr\s{0,3}\(|bytes\.fromhex\s{0,3}\(|base64\.b64decode\s{0,3}\(|codecs\.decode\s{0,3}\()/
 
     condition:
@@ -80,9 +82,11 @@ rule obfuscation_marshal_code_object
         $escaped = /b['"]\\x[eE]3(\\x00){4}/
         $b64 = "4wAAAAAAAAAAAAAA"
         $hex = "e3000000000000000000" nocase
+        // import marshal as m; exec(m.loads(b'\xe3\x00...')): any alias, escaped code object inline
+        $inline = /\.\s{0,3}loads\s{0,3}\(\s{0,3}b['"]\\x[eE]3(\\x00){4}/
 
     condition:
-        $loads and ($escaped or $b64 or $hex)
+        ($loads and ($escaped or $b64 or $hex)) or $inline
 }
 
 rule obfuscation_exec_built_string

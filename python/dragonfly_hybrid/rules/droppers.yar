@@ -19,20 +19,29 @@ rule dropper_powershell_encoded
         $powershell = /\bpowershell(\.exe)?\b/ nocase
         // -enc <base64> on one command line, or "-EncodedCommand", variable in an argument list
         $flag_literal = /[\s'"]-(e|ec|enc|enco|encodedcommand)['"]?[\s,]{1,4}['"]?[A-Za-z0-9+\/]{16}/ nocase
+        // f"powershell -EncodedCommand {payload}": counts when the script it encodes downloads or starts
+        // something (a version probe that encodes its own query does not)
+        $fstring_flag = /[\s'"]-(e|ec|enc|enco|encodedcommand)['"]?\s{1,4}\{\s{0,2}[a-z_]\w{0,40}/ nocase
         $flag_variable = /[\s'"]-(e|ec|enc|enco|encodedcommand)['"]?\s{0,4},\s{0,4}[a-z_]\w{0,40}\s{0,4}[,\]]/ nocase
         $cradle_download = /(DownloadString|DownloadData|Invoke-WebRequest|\biwr\b|Net\.WebClient)/ nocase
         $cradle_invoke = /(\bIEX\b|Invoke-Expression)/ nocase
+        $ps_action = /(Start-Process|Add-MpPreference|DownloadFile|Invoke-WebRequest|\biwr\b|DownloadString|Invoke-Expression|\bIEX\b)/ nocase
         $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile)\s{0,2}\(/
         $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
         $launch_shellexec = "ShellExecute"
 
     condition:
-        any of ($launch_*) and
-        for any i in (1..#powershell) : (
-            for any of ($flag_*) : ( $ in (@powershell[i]..@powershell[i] + 200) ) or
-            (
-                $cradle_download in (@powershell[i]..@powershell[i] + 400) and
-                $cradle_invoke in (@powershell[i]..@powershell[i] + 400)
+        any of ($launch_*) and (
+            for any i in (1..#fstring_flag) : (
+                $powershell in (@fstring_flag[i] - 200..@fstring_flag[i]) and
+                $ps_action in (@fstring_flag[i] - 1500..@fstring_flag[i] + 300)
+            ) or
+            for any i in (1..#powershell) : (
+                for any of ($flag_*) : ( $ in (@powershell[i]..@powershell[i] + 200) ) or
+                (
+                    $cradle_download in (@powershell[i]..@powershell[i] + 400) and
+                    $cradle_invoke in (@powershell[i]..@powershell[i] + 400)
+                )
             )
         )
 }
@@ -272,4 +281,31 @@ rule dropper_hidden_python_temp_script
 
     condition:
         $pythonw and $temp and $write and $launch
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule dropper_download_run_script
+{
+    meta:
+        description = "Downloads a Python script into site-packages, the temp folder or a hidden folder and starts it as a detached process with this interpreter."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $fetch = /\b(urlopen|urlretrieve|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get)\s{0,2}\(/
+        $place = /\b(getsitepackages|getusersitepackages|site-packages|gettempdir|NamedTemporaryFile|mkstemp)\b|\/tmp\/|APPDATA|LOCALAPPDATA/
+        $script = /\.pyw?['"]/
+        $start = /\b(Popen|run|call)\s{0,2}\(\s{0,2}\[\s{0,2}(sys\s{0,2}\.\s{0,2}executable|['"]pythonw?3?(\.exe)?['"])\s{0,2},/
+        $detach = /\b(start_new_session\s{0,2}=\s{0,2}True|DETACHED_PROCESS|CREATE_NEW_PROCESS_GROUP|CREATE_NO_WINDOW|close_fds\s{0,2}=\s{0,2}True|0x0{0,4}8\b|setsid)/
+
+    condition:
+        $place and $script and
+        for any i in (1..#fetch) : (
+            for any j in (1..#start) : (
+                @start[j] > @fetch[i] and @start[j] < @fetch[i] + 3000 and
+                $detach in (@start[j]..@start[j] + 300)
+            )
+        )
 }

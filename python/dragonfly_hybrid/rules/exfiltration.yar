@@ -91,6 +91,7 @@ rule exfil_install_recon_beacon
         $host = /\b(gethostname|platform\s{0,2}\.\s{0,2}node|getfqdn|os\s{0,2}\.\s{0,2}uname)\s{0,2}\(/
         $user_getuser = /\b(getpass\s{0,2}\.\s{0,2}getuser|os\s{0,2}\.\s{0,2}getlogin)\s{0,2}\(/
         $user_whoami = /['"]whoami['"]/
+        $user_pwd = /\bpwd\s{0,2}\.\s{0,2}getpwuid\s{0,2}\(/
         $net_requests = /\b(requests|httpx)\s{0,2}\.\s{0,2}(get|post|put)\s{0,2}\(/
         $net_urllib = /\b(urlopen|urllib\.request\.Request)\s{0,2}\(/
         $net_http = /\b(HTTPConnection|HTTPSConnection)\s{0,2}\(/

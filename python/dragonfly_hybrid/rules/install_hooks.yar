@@ -130,7 +130,7 @@ rule install_shell_downloader
 
     strings:
         $fetcher = /\b(curl|wget)\s{1,4}-{0,2}[\w:]/
-        $pipe_shell = /\|\s{0,3}(sudo\s{1,4})?(ba|z|da|k)?sh\b/
+        $pipe_shell = /\|\s{0,3}(sudo\s{1,4})?((ba|z|da|k)?sh|python[23]?(\.\d{1,2})?)\b/
         $chmod = /(&&|;)\s{0,3}chmod\s{1,4}(\+x|[0-7]{3,4})\b/
         $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen)\s{0,2}\(/
         $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/

@@ -2,8 +2,8 @@
  * dragonfly-hybrid bundled rules: credential theft.
  *
  * Browser password and cookie stores, Discord tokens, SSH keys, cloud and developer credential
- * files and the process environment, each combined with the decryption or sending that turns
- * reading them into theft.
+ * files, shell history and the process environment, each combined with the decryption, archiving or
+ * sending that turns reading them into theft.
  */
 
 rule credentials_browser_store

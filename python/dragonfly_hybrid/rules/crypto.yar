@@ -1,8 +1,8 @@
 /*
  * dragonfly-hybrid bundled rules: cryptocurrency theft.
  *
- * Clipboard hijackers that swap copied wallet addresses, and stealers that collect wallet files
- * and browser-extension wallet storage.
+ * Clipboard hijackers that swap copied wallet addresses, stealers that collect wallet files and
+ * browser-extension wallet storage, and wallet code that sends private keys to throwaway hosts.
  */
 
 rule crypto_clipboard_swap

@@ -1,8 +1,11 @@
 /*
  * dragonfly-hybrid bundled rules: droppers.
  *
- * Second stages launched from Python through Windows living-off-the-land binaries (encoded
- * PowerShell, certutil, mshta, bitsadmin, regsvr32, rundll32) and executables embedded in source.
+ * Second stages launched from Python: through Windows living-off-the-land binaries (encoded
+ * PowerShell, certutil, mshta, bitsadmin, regsvr32, rundll32), executables embedded in source,
+ * decoded scripts written out and started, downloaded executables and scripts started (also from
+ * bare IP addresses, chat CDNs and paste hosts, or by shell fetch-chmod-run chains), windowless Python
+ * on temp files, and cryptominers.
  */
 
 // Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.

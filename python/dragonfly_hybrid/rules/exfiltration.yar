@@ -2,7 +2,9 @@
  * dragonfly-hybrid bundled rules: exfiltration.
  *
  * Host and user data sent to chat webhooks (Discord, Telegram, Slack), to paste, file-drop or
- * request-capture services, or beaconed from install-time code (dependency-confusion recon).
+ * request-capture services, or beaconed from install-time code (dependency-confusion recon) over
+ * HTTP to capture, tunnel or IP-logger hosts and bare IPs, over raw sockets, through curl with
+ * $(whoami) substituted, or as DNS labels.
  */
 
 // Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.

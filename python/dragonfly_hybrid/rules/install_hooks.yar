@@ -2,8 +2,8 @@
  * dragonfly-hybrid bundled rules: install-time execution.
  *
  * Code that runs when a package is installed or when the interpreter starts: setup.py command
- * overrides, download-and-execute in setup.py / __init__.py, code-executing .pth files and shell
- * one-liners that fetch and run a script.
+ * overrides, download-and-execute in setup.py / __init__.py, code-executing .pth files, shell
+ * one-liners that fetch and run a script, and decoded scripts written out at install time.
  */
 
 // Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.

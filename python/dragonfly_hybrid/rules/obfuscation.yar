@@ -2,7 +2,9 @@
  * dragonfly-hybrid bundled rules: obfuscation.
  *
  * Python that hides its real code and rebuilds it at run time (base64, zlib, marshal, codecs, hex,
- * chr() lists, string reversal, dynamic imports) before handing it to exec/eval.
+ * chr() lists, XOR loops, string reversal, Fernet/AES decryption, dynamic imports, builtins looked
+ * up by computed or escaped names, exec rebound to other names) before handing it to exec/eval or a
+ * shell, and code shipped packed by PyArmor.
  */
 
 // Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.

@@ -2,7 +2,8 @@
  * dragonfly-hybrid bundled rules: persistence.
  *
  * Code that makes itself start again: Windows Run keys and Startup folder, cron, systemd units,
- * macOS LaunchAgents and planted SSH authorized_keys entries.
+ * macOS LaunchAgents, shell start-up files, browser shortcuts that load a dropped extension, and
+ * planted SSH authorized_keys entries.
  */
 
 rule persistence_registry_run_key

@@ -1,8 +1,9 @@
 /*
  * dragonfly-hybrid bundled rules: remote shells.
  *
- * Reverse shells built from a socket and a shell process, bash /dev/tcp and netcat one-liners,
- * and command loops that run what a socket receives and send the output back.
+ * Reverse shells built from a socket and a shell process (dup2, or cmd.exe relayed through pipes),
+ * bash /dev/tcp and netcat one-liners, and command loops that run what a socket receives and send
+ * the output back.
  */
 
 rule shells_reverse_socket_dup2

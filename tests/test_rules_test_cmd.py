@@ -7,6 +7,8 @@ A release is a folder entry: a file (one distribution) or a sub-folder (every fi
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +260,91 @@ def test_snippet_escapes() -> None:
 @pytest.mark.parametrize(("text", "value"), [("0.9", 0.9), ("90%", 0.9), ("0", 0.0), ("100%", 1.0)])
 def test_parse_fraction(text: str, value: float) -> None:
     assert rules_eval.parse_fraction(text) == pytest.approx(value)
+
+
+# ------------------------------------------------------------------ the development split and the benchmark
+
+
+def _git(repo: Path, *args: str, date: str | None = None) -> None:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(repo),
+    }
+    if date:
+        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = date
+    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+
+
+@pytest.fixture
+def malregistry(tmp_path: Path) -> Path:
+    """A tiny repository laid out like pypi_malregistry, with additions before and after the cutoff."""
+    repo = tmp_path / "work"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    write(repo / "README.md", b"readme")
+    write(repo / "old" / "1.0" / "old-1.0.tar.gz", b"old 1.0")
+    write(repo / "flat" / "flat-0.1.tar.gz", b"flat")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "first", date="2023-08-16T01:40:36+08:00")
+    write(repo / "old" / "2.0" / "old-2.0.tar.gz", b"old 2.0")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "second", date="2024-12-31T23:00:00+00:00")
+    write(repo / "new" / "1.0" / "new-1.0.tar.gz", b"new")
+    write(repo / "old" / "3.0" / "old-3.0.tar.gz", b"old 3.0 added late")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "late", date="2025-01-01T08:00:00+08:00")  # 2025-01-01T00:00Z: held out
+    return repo / ".git"
+
+
+def test_split_keeps_only_additions_before_the_cutoff(malregistry: Path, tmp_path: Path) -> None:
+    from bench.detection import malregistry_split as split
+
+    releases = split.development_set(split.additions(malregistry))
+    assert sorted(releases) == ["flat@flat-0.1.tar.gz", "old@1.0", "old@2.0"]
+    out = tmp_path / "out"
+    counts = split.extract(malregistry, releases, out)
+    assert sum(counts.values()) == 3
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    part = split.part_of("old")
+    assert f"{part}/old@1.0/old-1.0.tar.gz" in files
+    assert (out / part / "old@2.0" / "old-2.0.tar.gz").read_bytes() == b"old 2.0"
+    assert not any("new" in f or "3.0" in f for f in files)
+
+
+def test_split_is_by_package_name_and_stable() -> None:
+    from bench.detection import malregistry_split as split
+
+    names = [f"pkg{i}" for i in range(1000)]
+    held = [n for n in names if split.part_of(n) == "heldback"]
+    assert 150 < len(held) < 250
+    assert all(split.part_of(n.upper()) == split.part_of(n) for n in names)
+    assert split.part_of("requests") == split.part_of("requests")
+
+
+def test_benchmark_markdown_and_per_package(tmp_path: Path) -> None:
+    from bench.detection import run as bench_run
+
+    folder = tmp_path / "mal"
+    for name in ("a@1", "a@2", "b@1"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "x.py").write_text("x = 1\n")
+    document = {"malicious": {"missed": [{"release": "a@2"}]}}
+    packages, recall = bench_run.per_package(folder, document)
+    assert packages == 2
+    assert recall == pytest.approx((0.5 + 1.0) / 2)
+    target = tmp_path / "B.md"
+    target.write_text(f"x\n{bench_run.MARKDOWN_BEGIN}\nold\n{bench_run.MARKDOWN_END}\ny\n")
+    bench_run.update(target, "new\n")
+    assert target.read_text() == f"x\n{bench_run.MARKDOWN_BEGIN}\nnew\n{bench_run.MARKDOWN_END}\ny\n"
+
+
+def test_benchmark_reports_missing_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.detection import run as bench_run
+
+    monkeypatch.setenv("DFH_DETECTION_MALWARE", str(tmp_path / "nothing"))
+    with pytest.raises(bench_run.DataMissing, match=r"malregistry_split\.py"):
+        bench_run.malware_dirs()

@@ -25,10 +25,10 @@ import hashlib
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-CUTOFF = datetime(2025, 1, 1, tzinfo=UTC)
+CUTOFF = datetime(2025, 1, 1, tzinfo=timezone.utc)
 HELD_BACK_MODULUS = 5
 
 

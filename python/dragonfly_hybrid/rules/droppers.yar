@@ -123,7 +123,8 @@ rule dropper_exec_remote_code
         // exec(urlopen(url).read()), exec(requests.get(url).text), eval(httpx.get(url).text)
         // (an alias such as `from urllib.request import urlopen as _uurlopen` keeps the name as a suffix;
         // __import__('requests').get(...) spells the module as a string)
-        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}(urlopen|requests\.get|requests\.post|httpx\.get|session\.get|__import__\s{0,2}\(\s{0,2}['"](requests|httpx)['"]\s{0,2}\)\s{0,2}\.\s{0,2}(get|post))\s{0,4}\(/
+        // (also after an escaped newline, "...\nexec(...)", in code kept in a string for a later exec)
+        $direct = /(\b|\\[nrt])(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}(urlopen|requests\.get|requests\.post|httpx\.get|session\.get|__import__\s{0,2}\(\s{0,2}['"](requests|httpx)['"]\s{0,2}\)\s{0,2}\.\s{0,2}(get|post))\s{0,4}\(/
         $fetch = /\b(urlopen|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|session\s{0,2}\.\s{0,2}get)\s{0,4}\(/
         // r = requests.get(url); exec(r.text) / resp = urlopen(url); exec(resp.read())
         // exec(rs.get(url).text), exec(client.urlopen(url).read()): any client object's fetch, run at once

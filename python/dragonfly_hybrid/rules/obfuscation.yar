@@ -20,7 +20,7 @@ rule obfuscation_exec_decoded_payload
     strings:
         // exec(base64.b64decode(...)), eval(compile(zlib.decompress(...), ...)), exec(bytes.fromhex(...));
         // the argument may not start with "{{": code templates rendered elsewhere (remote bootstrap shims)
-        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}\b(b64decode|b32decode|b16decode|b85decode|a85decode|decodebytes|decompress|unhexlify|fromhex|marshal\.loads)\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
+        $direct = /(\b|\\[nrt])(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}\b(b64decode|b32decode|b16decode|b85decode|a85decode|decodebytes|decompress|unhexlify|fromhex|marshal\.loads)\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
         // exec(''.join([... base64.b64decode(...) ...])): decoding inside the joined expression
         $join_decode = /\b(exec|eval)\s{0,4}\(\s{0,4}(''|"")\s{0,2}\.\s{0,2}join\s{0,2}\([^\n]{0,200}\b(b64decode|b32decode|b85decode|decompress|unhexlify|fromhex)\s{0,2}\(/
         // exec(codecs.decode("...", "rot13"))
@@ -64,7 +64,7 @@ rule obfuscation_dynamic_import
         // __import__(''.join(...)), __import__(chr(98) + ...), __import__(base64.b64decode(...).decode())
         // __import__(s[1] + s[8] + s[13] + ...): the module name picked character by character
         $indexed_name = /__import__\s{0,3}\(\s{0,3}[\w.]{1,40}\[\d{1,3}\]\s{0,3}\+\s{0,3}[\w.]{1,40}\[\d{1,3}\]\s{0,3}\+/
-        $built_name = /__import__\s{0,3}\(\s{0,3}((''|"")\.join\s{0,3}\(|chr\s{0,3}\(|bytes\.fromhex\s{0,3}\(|base64\.b64decode\s{0,3}\(|codecs\.decode\s{0,3}\()/
+        $built_name = /__import__\s{0,3}\(\s{0,3}((''|"")\.join\s{0,3}\(|chr\s{0,3}\(|bytes\s{0,3}\(\s{0,3}\[\s{0,3}\d|bytes\.fromhex\s{0,3}\(|base64\.b64decode\s{0,3}\(|codecs\.decode\s{0,3}\()/
 
     condition:
         any of them
@@ -84,8 +84,8 @@ rule obfuscation_marshal_code_object
         $escaped = /b['"]\\x[eE]3(\\x00){4}/
         $b64 = "4wAAAAAAAAAAAAAA"
         $hex = "e3000000000000000000" nocase
-        // import marshal as m; exec(m.loads(b'\xe3\x00...')): any alias, escaped code object inline
-        $inline = /\.\s{0,3}loads\s{0,3}\(\s{0,3}b['"]\\x[eE]3(\\x00){4}/
+        // import marshal as m; exec(m.loads(b'\xe3\x00...')), from marshal import loads: escaped code object inline
+        $inline = /\bloads\s{0,3}\(\s{0,3}b['"]\\x[eE]3(\\x00){4}/
 
     condition:
         ($loads and ($escaped or $b64 or $hex)) or $inline
@@ -106,6 +106,8 @@ rule obfuscation_exec_built_string
         $byte_list = /\b(exec|eval)\s{0,4}\(\s{0,4}(bytes|bytearray)\s{0,4}\(\s{0,4}\[\s{0,4}\d{1,3}\s{0,4},\s{0,4}\d{1,3}\s{0,4},/
         // exec(payload[::-1]), exec("...".join(reversed(...)))
         $reversed = /\b(exec|eval)\s{0,4}\(\s{0,4}\w{1,40}\s{0,2}\[\s{0,2}::\s{0,2}-1\s{0,2}\]/
+        // exec("".join([table[alphabet.index(c)] ... for c in "RNKLIG HLXPVG..."])): a substitution cipher
+        $char_substitution = /\b(exec|eval)\s{0,4}\(\s{0,4}(''|"")\s{0,2}\.join\s{0,4}\(\s{0,4}\[?[^\n]{0,200}\bfor\s{1,4}\w{1,20}\s{1,4}in\s{1,4}['"][^'"\n]{40}/
         $reversed_join = /\b(exec|eval)\s{0,4}\(\s{0,4}(''|"")\s{0,2}\.join\s{0,4}\(\s{0,4}reversed\s{0,4}\(/
 
     condition:
@@ -247,4 +249,23 @@ rule obfuscation_exec_alias
 
     condition:
         $alias and ($decoded or $escaped or $xor)
+}
+
+rule obfuscation_confusable_identifiers
+{
+    meta:
+        description = "Code renamed to look-alike identifiers (OO0O0O..., lIlIl..., __xx____) by a Python obfuscator, together with exec, eval, __import__ or a decoder."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // identifiers start with a letter: OO0O0OO0, lIlI1lIl (a run of zeros or ones is a number)
+        $o0 = /\bO[O0]{7,30}\b/
+        $il = /\b[Il][Il1]{7,30}\b/
+        $underscores = /\b_{2,}[a-z]{0,12}_{4,}\b/
+        $use = /\b(exec|eval|__import__|compile|b64decode|b16decode|decompress|loads)\s{0,2}\(/
+
+    condition:
+        $use and (#o0 > 20 or #il > 20 or #underscores > 30)
 }

@@ -2,8 +2,8 @@
  * dragonfly-hybrid bundled rules: credential theft.
  *
  * Browser password and cookie stores, Discord tokens, SSH keys, cloud and developer credential
- * files and the process environment, each combined with the decryption or sending that turns
- * reading them into theft.
+ * files, shell history and the process environment, each combined with the decryption, archiving or
+ * sending that turns reading them into theft.
  */
 
 rule credentials_browser_store
@@ -30,16 +30,26 @@ rule credentials_browser_store
         $net_urllib = /\b(urlopen|urllib\.request\.Request)\s{0,2}\(/
         $net_smtp = /\bsmtplib\s{0,2}\.\s{0,2}SMTP(_SSL)?\s{0,2}\(/
         $net_webhook = /(discord(app)?\.com\/api\/webhooks|api\.telegram\.org\/bot|hooks\.slack\.com\/services)/
+        $out_socket = /\.\s{0,2}(sendall|sendto)\s{0,2}\(/
+        $out_ftp = /\b(storbinary|storlines)\s{0,2}\(/
+        $out_archive = /\b(zipfile\s{0,2}\.\s{0,2}ZipFile|shutil\s{0,2}\.\s{0,2}make_archive)\s{0,2}\(/
+        $out_upload = /\bfiles\s{0,2}=\s{0,2}\{/
 
     condition:
-        // saved passwords: the store and the means to decrypt or query it
+        // saved passwords: the store, the means to decrypt or query it, and a way out (credential
+        // forensics toolkits decrypt the same stores and only print them)
         (
-            $chromium_root and
-            ($chromium_logins or $chromium_webdata) and
-            ($chromium_key or $chromium_dpapi or $chromium_column)
+            (
+                (
+                    $chromium_root and
+                    ($chromium_logins or $chromium_webdata) and
+                    ($chromium_key or $chromium_dpapi or $chromium_column)
+                ) or
+                ($chromium_logins and $chromium_column) or
+                ($firefox_logins and ($firefox_key4 or $firefox_nss) and ($firefox_nss or $firefox_field))
+            ) and
+            (any of ($net_*) or any of ($out_*))
         ) or
-        ($chromium_logins and $chromium_column) or
-        ($firefox_logins and ($firefox_key4 or $firefox_nss) and ($firefox_nss or $firefox_field)) or
         // cookies: decrypting them is what cookie libraries do too, so only count it when they are sent out
         (
             $chromium_root and $chromium_cookies and ($chromium_key or $chromium_dpapi) and
@@ -135,6 +145,11 @@ rule credentials_environ_exfil
         $post_environ = /\b(json|data|params)\s{0,2}=\s{0,2}(dict\s{0,2}\(\s{0,2})?os\.environ(\.copy\s{0,2}\(\s{0,2}\))?\s{0,2}[,)]/
         // json.dumps(dict(os.environ)), str(os.environ), base64.b64encode(str(os.environ).encode())
         $serialize = /\b(json\.dumps|str|repr|urlencode|b64encode|pformat)\s{0,2}\(\s{0,2}(str\s{0,2}\(\s{0,2})?(dict\s{0,2}\(\s{0,2})?os\.environ(\.copy\s{0,2}\(\s{0,2}\)|\.items\s{0,2}\(\s{0,2}\))?\s{0,2}\)/
+        // os.environ.__str__(), os.popen("env").read(), subprocess.check_output("printenv")
+        $serialize_method = /\bos\.environ\s{0,2}\.\s{0,2}__(str|repr)__\s{0,2}\(/
+        // f"...{dict(os.environ).keys()}...", f"{os.environ}"
+        $serialize_fstring = /\{\s{0,2}(dict\s{0,2}\(\s{0,2})?os\.environ(\s{0,2}\))?(\.(keys|items|values)\s{0,2}\(\s{0,2}\))?\s{0,2}(!r)?\}/
+        $serialize_shell = /\b(popen|check_output|getoutput|run)\s{0,2}\(\s{0,2}\[?\s{0,2}['"](env|printenv|set)['"]/
         $net_post = /\b(requests|httpx|session)\s{0,2}\.\s{0,2}(post|put|get)\s{0,2}\(/
         $net_urllib = /\b(urlopen|urllib\.request\.Request)\s{0,2}\(/
         $net_socket = /\.\s{0,2}(sendall|sendto)\s{0,2}\(/
@@ -149,5 +164,36 @@ rule credentials_environ_exfil
         ) or
         for any i in (1..#serialize) : (
             for any of ($net_*) : ( $ in (@serialize[i] - 300..@serialize[i] + 800) )
+        ) or
+        for any i in (1..#serialize_method) : (
+            for any of ($net_*) : ( $ in (@serialize_method[i] - 300..@serialize_method[i] + 800) )
+        ) or
+        for any i in (1..#serialize_fstring) : (
+            for any of ($net_*) : ( $ in (@serialize_fstring[i] - 300..@serialize_fstring[i] + 800) )
+        ) or
+        for any i in (1..#serialize_shell) : (
+            for any of ($net_*) : ( $ in (@serialize_shell[i] - 300..@serialize_shell[i] + 800) )
         )
+}
+
+rule credentials_files_archive_upload
+{
+    meta:
+        description = "Archives SSH keys, shell history, hosts or git credential files and uploads the archive (curl -F, a multipart POST or FTP)."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $file_ssh = /\.ssh\b/
+        $file_history = /\.(bash|zsh|python|mysql|psql)_history\b/
+        $file_hosts = "/etc/hosts"
+        $file_git = /\.(git-credentials|gitconfig|netrc|pgpass)\b/
+        $archive = /\b(zipfile\s{0,2}\.\s{0,2}ZipFile|make_archive|tarfile\s{0,2}\.\s{0,2}open|zip\s{1,4}-[rqy]{1,3}\s|tar\s{1,4}-?c[zvjf]{1,4}\s)/
+        $upload_curl = /\bcurl\s[^\n]{0,200}\s-F\s/
+        $upload_files = /\bfiles\s{0,2}=\s{0,2}[{\[(]/
+        $upload_ftp = /\b(storbinary|storlines)\s{0,2}\(/
+
+    condition:
+        2 of ($file_*) and $archive and any of ($upload_*)
 }

@@ -1,8 +1,8 @@
 /*
  * dragonfly-hybrid bundled rules: cryptocurrency theft.
  *
- * Clipboard hijackers that swap copied wallet addresses, and stealers that collect wallet files
- * and browser-extension wallet storage.
+ * Clipboard hijackers that swap copied wallet addresses, stealers that collect wallet files and
+ * browser-extension wallet storage, and wallet code that sends private keys to throwaway hosts.
  */
 
 rule crypto_clipboard_swap
@@ -63,4 +63,27 @@ rule crypto_wallet_theft
 
     condition:
         2 of ($wallet_*, $ext_*) and any of ($collect_*)
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule crypto_private_key_exfil
+{
+    meta:
+        description = "Sends wallet private keys or mnemonics to a mock-API, tunnel, serverless or request-capture host."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $key = /\b(private_?key|privateKey|priv_key|secret_?key|mnemonic|seed_?phrase|wallet_key)\b|\.key\.hex\s{0,2}\(|\.private_key\s{0,2}\(/
+        $host = /https?:\/\/[\w.-]{1,100}\.(mockapi\.io|ngrok\.io|ngrok-free\.app|ngrok\.app|trycloudflare\.com|m\.pipedream\.net|webhook\.site|requestbin\.(net|com)|beeceptor\.com|herokuapp\.com|repl\.co|glitch\.me|workers\.dev|onrender\.com|loca\.lt|serveo\.net)\b/
+        $host_bare = /https?:\/\/(webhook\.site|requestbin\.(net|com)|hookb\.in)\//
+        $send = /\b(requests|httpx|session)\s{0,2}\.\s{0,2}(post|put|get)\s{0,2}\(|\burlopen\s{0,2}\(/
+
+    condition:
+        any of ($host*) and
+        for any i in (1..#key) : (
+            $send in (@key[i] - 1500..@key[i] + 1500)
+        )
 }

@@ -2,8 +2,8 @@
  * dragonfly-hybrid bundled rules: install-time execution.
  *
  * Code that runs when a package is installed or when the interpreter starts: setup.py command
- * overrides, download-and-execute in setup.py / __init__.py, code-executing .pth files and shell
- * one-liners that fetch and run a script.
+ * overrides, download-and-execute in setup.py / __init__.py, code-executing .pth files, shell
+ * one-liners that fetch and run a script, and decoded scripts written out at install time.
  */
 
 // Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
@@ -22,11 +22,24 @@ rule install_cmdclass_shell
         $run_system = /\bos\s{0,2}\.\s{0,2}(system|popen|startfile|spawn[lv]p?e?|exec[lv]p?e?)\s{0,2}\(/
         $run_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput|getstatusoutput)\s{0,2}\(/
         $run_pty = /\bpty\s{0,2}\.\s{0,2}spawn\s{0,2}\(/
+        // subprocess.check_call([sys.executable, "-m", "pkg.tool", ...]): the package's own module run by
+        // this interpreter after install (cache rebuilds, registrations), not a shell command
+        // os.system("color"), subprocess.call("cls"): one bare word, a console or build nicety
+        $trivial = /\b(os\s{0,2}\.\s{0,2}system|subprocess\s{0,2}\.\s{0,2}\w{1,20})\s{0,2}\(\s{0,2}['"][\w.-]{1,16}['"]\s{0,2}\)/
+        $self_module = /\bsubprocess\s{0,2}\.\s{0,2}\w{1,20}\s{0,2}\(\s{0,2}\[\s{0,2}sys\s{0,2}\.\s{0,2}executable\s{0,2},\s{0,2}['"]-m['"]\s{0,2},\s{0,2}['"][\w.]{1,60}['"]/
 
     condition:
         $cmdclass and
         for any i in (1..#override) : (
-            for any of ($run_*) : ( $ in (@override[i]..@override[i] + 2000) )
+            $run_pty in (@override[i]..@override[i] + 2000) or
+            for any j in (1..#run_system) : (
+                @run_system[j] >= @override[i] and @run_system[j] <= @override[i] + 2000 and
+                not $trivial at @run_system[j]
+            ) or
+            for any j in (1..#run_subprocess) : (
+                @run_subprocess[j] >= @override[i] and @run_subprocess[j] <= @override[i] + 2000 and
+                not $self_module at @run_subprocess[j] and not $trivial at @run_subprocess[j]
+            )
         )
 }
 
@@ -110,21 +123,52 @@ rule install_pth_code_exec
 rule install_shell_downloader
 {
     meta:
-        description = "Python launches a shell one-liner that downloads a script and pipes it to a shell or makes it executable."
+        description = "Install or import-time code (setup.py, __init__.py, .pth) launches a shell one-liner that downloads a script and pipes it to a shell or makes it executable."
         weight = 6
         author = "dragonfly-hybrid"
-        filetype = ".py .pyw .pth"
+        filetype = "setup.py __init__.py .pth"
 
     strings:
         $fetcher = /\b(curl|wget)\s{1,4}-{0,2}[\w:]/
-        $pipe_shell = /\|\s{0,3}(sudo\s{1,4})?(ba|z|da|k)?sh\b/
+        $pipe_shell = /\|\s{0,3}(sudo\s{1,4})?((ba|z|da|k)?sh|python[23]?(\.\d{1,2})?)\b/
         $chmod = /(&&|;)\s{0,3}chmod\s{1,4}(\+x|[0-7]{3,4})\b/
         $launch_system = /\bos\s{0,2}\.\s{0,2}(system|popen)\s{0,2}\(/
         $launch_subprocess = /\bsubprocess\s{0,2}\.\s{0,2}(Popen|call|run|check_call|check_output|getoutput)\s{0,2}\(/
 
     condition:
-        any of ($launch_*) and (
-            for any i in (1..#pipe_shell) : ( $fetcher in (@pipe_shell[i] - 200..@pipe_shell[i]) ) or
-            for any i in (1..#chmod) : ( $fetcher in (@chmod[i] - 200..@chmod[i]) )
+        // the one-liner is launched where it is written (a self-updater that returns the command line
+        // for a later, separate step does not count)
+        for any i in (1..#pipe_shell) : (
+            $fetcher in (@pipe_shell[i] - 200..@pipe_shell[i]) and
+            for any of ($launch_*) : ( $ in (@pipe_shell[i] - 500..@pipe_shell[i] + 500) )
+        ) or
+        for any i in (1..#chmod) : (
+            $fetcher in (@chmod[i] - 200..@chmod[i]) and
+            for any of ($launch_*) : ( $ in (@chmod[i] - 500..@chmod[i] + 500) )
+        )
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule install_decoded_script_write
+{
+    meta:
+        description = "setup.py or __init__.py decodes a long embedded base64 or hex blob and writes it out as a script file (.py, .pyw, .vbs, .bat, .ps1, .js)."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = "setup.py __init__.py .pth"
+
+    strings:
+        $decode = /\b(b64decode|b32decode|b85decode|decodebytes|unhexlify|fromhex|decompress)\s{0,2}\(/
+        $write = /([(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](w|wb|w\+|wt)['"]\s{0,2}[,)]|\.\s{0,2}write_(text|bytes)\s{0,2}\()/
+        $script = /[\w\\\/-]\.(pyw?|vbs|vbe|bat|cmd|ps1|js|jse|hta|wsf)['"]/ nocase
+        // a long encoded literal: the payload itself
+        $blob = /['"][A-Za-z0-9+\/]{200}/
+
+    condition:
+        for any i in (1..#write) : (
+            $script in (@write[i] - 300..@write[i]) and
+            $decode in (@write[i] - 1500..@write[i] + 1500) and
+            $blob in (@write[i]..@write[i] + 400)
         )
 }

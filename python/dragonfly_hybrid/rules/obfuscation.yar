@@ -2,7 +2,9 @@
  * dragonfly-hybrid bundled rules: obfuscation.
  *
  * Python that hides its real code and rebuilds it at run time (base64, zlib, marshal, codecs, hex,
- * chr() lists, string reversal, dynamic imports) before handing it to exec/eval.
+ * chr() lists, XOR loops, string reversal, Fernet/AES decryption, dynamic imports, builtins looked
+ * up by computed or escaped names, exec rebound to other names) before handing it to exec/eval or a
+ * shell, and code shipped packed by PyArmor.
  */
 
 // Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
@@ -18,16 +20,28 @@ rule obfuscation_exec_decoded_payload
     strings:
         // exec(base64.b64decode(...)), eval(compile(zlib.decompress(...), ...)), exec(bytes.fromhex(...));
         // the argument may not start with "{{": code templates rendered elsewhere (remote bootstrap shims)
-        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}\b(b64decode|b32decode|b16decode|b85decode|a85decode|decodebytes|decompress|unhexlify|fromhex|marshal\.loads)\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
+        $direct = /(\b|\\[nrt])(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}\b(b64decode|b32decode|b16decode|b85decode|a85decode|decodebytes|decompress|unhexlify|fromhex|marshal\.loads)\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
+        // exec(''.join([... base64.b64decode(...) ...])): decoding inside the joined expression
+        $join_decode = /\b(exec|eval)\s{0,4}\(\s{0,4}(''|"")\s{0,2}\.\s{0,2}join\s{0,2}\([^\n]{0,200}\b(b64decode|b32decode|b85decode|decompress|unhexlify|fromhex)\s{0,2}\(/
         // exec(codecs.decode("...", "rot13"))
         $codecs = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?codecs\.decode\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
         // two steps: payload = base64.b64decode(...) followed closely by exec(payload)
         $decode = /\b(b64decode|b32decode|b85decode|a85decode|decompress|unhexlify)\s{0,4}\(\s{0,4}([^\s{'"]|['"]{1,3}[^{'"])/
         $exec = /\bexec\s{0,4}\(/
+        // exec(dec('aW1wb3J0IG9z...')): any (aliased) decoder applied to a long base64 literal
+        $exec_blob = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{1,40}\s{0,4}\(\s{0,4}b?['"]{1,3}[A-Za-z0-9+\/]{60}/
+        // modules streamed over a pipe by a remote-execution bootstrap (sshuttle, execnet): not embedded
+        $from_stdin = /\b(decompress|b64decode)\s{0,4}\(\s{0,4}(sys\s{0,2}\.\s{0,2})?stdin\b/
 
     condition:
-        $direct or $codecs or
-        for any i in (1..#decode) : ( $exec in (@decode[i]..@decode[i] + 300) )
+        // not where exec( opens a string literal: code generators (minifiers, packers) write that text out
+        for any i in (1..#direct) : ( @direct[i] == 0 or (uint8(@direct[i] - 1) != 0x22 and uint8(@direct[i] - 1) != 0x27) ) or
+        for any i in (1..#codecs) : ( @codecs[i] == 0 or (uint8(@codecs[i] - 1) != 0x22 and uint8(@codecs[i] - 1) != 0x27) ) or
+        $join_decode or
+        for any i in (1..#decode) : ( $exec in (@decode[i]..@decode[i] + 300) and not $from_stdin at @decode[i] ) or
+        for any i in (1..#exec_blob) : (
+            @exec_blob[i] == 0 or (uint8(@exec_blob[i] - 1) != 0x22 and uint8(@exec_blob[i] - 1) != 0x27)
+        )
 }
 
 rule obfuscation_dynamic_import
@@ -48,7 +62,9 @@ rule obfuscation_dynamic_import
         // __import__('\x62\x61\x73\x65\x36\x34')
         $hex_name = /__import__\s{0,3}\(\s{0,3}['"](\\x[0-9a-fA-F]{2}){3}/
         // __import__(''.join(...)), __import__(chr(98) + ...), __import__(base64.b64decode(...).decode())
-        $built_name = /__import__\s{0,3}\(\s{0,3}((''|"")\.join\s{0,3}\(|chr\s{0,3}\(|bytes\.fromhex\s{0,3}\(|base64\.b64decode\s{0,3}\(|codecs\.decode\s{0,3}\()/
+        // __import__(s[1] + s[8] + s[13] + ...): the module name picked character by character
+        $indexed_name = /__import__\s{0,3}\(\s{0,3}[\w.]{1,40}\[\d{1,3}\]\s{0,3}\+\s{0,3}[\w.]{1,40}\[\d{1,3}\]\s{0,3}\+/
+        $built_name = /__import__\s{0,3}\(\s{0,3}((''|"")\.join\s{0,3}\(|chr\s{0,3}\(|bytes\s{0,3}\(\s{0,3}\[\s{0,3}\d|bytes\.fromhex\s{0,3}\(|base64\.b64decode\s{0,3}\(|codecs\.decode\s{0,3}\()/
 
     condition:
         any of them
@@ -68,9 +84,11 @@ rule obfuscation_marshal_code_object
         $escaped = /b['"]\\x[eE]3(\\x00){4}/
         $b64 = "4wAAAAAAAAAAAAAA"
         $hex = "e3000000000000000000" nocase
+        // import marshal as m; exec(m.loads(b'\xe3\x00...')), from marshal import loads: escaped code object inline
+        $inline = /\bloads\s{0,3}\(\s{0,3}b['"]\\x[eE]3(\\x00){4}/
 
     condition:
-        $loads and ($escaped or $b64 or $hex)
+        ($loads and ($escaped or $b64 or $hex)) or $inline
 }
 
 rule obfuscation_exec_built_string
@@ -88,8 +106,166 @@ rule obfuscation_exec_built_string
         $byte_list = /\b(exec|eval)\s{0,4}\(\s{0,4}(bytes|bytearray)\s{0,4}\(\s{0,4}\[\s{0,4}\d{1,3}\s{0,4},\s{0,4}\d{1,3}\s{0,4},/
         // exec(payload[::-1]), exec("...".join(reversed(...)))
         $reversed = /\b(exec|eval)\s{0,4}\(\s{0,4}\w{1,40}\s{0,2}\[\s{0,2}::\s{0,2}-1\s{0,2}\]/
+        // exec("".join([table[alphabet.index(c)] ... for c in "RNKLIG HLXPVG..."])): a substitution cipher
+        $char_substitution = /\b(exec|eval)\s{0,4}\(\s{0,4}(''|"")\s{0,2}\.join\s{0,4}\(\s{0,4}\[?[^\n]{0,200}\bfor\s{1,4}\w{1,20}\s{1,4}in\s{1,4}['"][^'"\n]{40}/
         $reversed_join = /\b(exec|eval)\s{0,4}\(\s{0,4}(''|"")\s{0,2}\.join\s{0,4}\(\s{0,4}reversed\s{0,4}\(/
 
     condition:
         any of them
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule obfuscation_exec_decrypted_payload
+{
+    meta:
+        description = "Executes code decrypted at run time with a key shipped beside it, as in exec(Fernet(key).decrypt(token))."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // exec(Fernet(b'...').decrypt(b'...')), eval(AES.new(k, m).decrypt(c).decode()), exec(decrypt(blob))
+        $direct = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?[\w.]{0,40}(\([^()\n]{0,200}\)\s{0,2})?\.?\s{0,2}decrypt\s{0,2}\(/
+        // two steps: code = Fernet(key).decrypt(token) ... exec(code)
+        $decrypt = /\b(Fernet|MultiFernet|AES\.new|ChaCha20\.new|ARC4\.new|DES3?\.new|Blowfish\.new|XOR\.new)\s{0,2}\([^\n]{0,200}\.\s{0,2}decrypt\s{0,2}\(/
+        // exec(code), exec(code.decode()): a value computed before
+        $exec_value = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?\w{1,40}(\.decode\s{0,2}\([^()\n]{0,20}\))?\s{0,4}[,)]/
+
+    condition:
+        $direct or
+        for any i in (1..#decrypt) : ( $exec_value in (@decrypt[i]..@decrypt[i] + 400) )
+}
+
+rule obfuscation_builtins_computed_name
+{
+    meta:
+        description = "Looks up builtins by a name computed from slices of other objects' text or from character codes, so that no function name appears in the source."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // getattr(__builtins__, oct.__str__()[-3] + hex.__str__()[-1] + ...): 'chr' spelled from reprs
+        $repr_slice = /getattr\s{0,2}\(\s{0,2}(__builtins__|builtins|__import__\s{0,2}\(\s{0,2}['"]builtins['"]\s{0,2}\))\s{0,2},\s{0,2}[\w.]{1,40}\.__(str|repr|doc|name)__(\s{0,2}\(\s{0,2}\))?\s{0,2}\[/
+        // getattr(__builtins__, chr(101) + ...), getattr(__builtins__, ''.join(...)), getattr(__builtins__, 'lave'[::-1])
+        $built = /getattr\s{0,2}\(\s{0,2}(__builtins__|builtins)\s{0,2},\s{0,2}(chr\s{0,2}\(|(''|"")\s{0,2}\.\s{0,2}join\s{0,2}\(|bytes\.fromhex\s{0,2}\(|['"][\w]{2,12}['"]\s{0,2}\[\s{0,2}::\s{0,2}-1)/
+        // globals()[join([chr(c) for c in [95, 95, 98, ...]])]: the builtins module itself reached by codes
+        $globals = /\bglobals\s{0,2}\(\s{0,2}\)\s{0,2}\[\s{0,2}[\w.'"]{0,20}\(?\s{0,2}\[?\s{0,2}chr\s{0,2}\(/
+        // __builtins__.__dict__[chr(101) + ...]
+        $dict = /__builtins__\s{0,2}\.\s{0,2}__dict__\s{0,2}\[\s{0,2}(chr\s{0,2}\(|(''|"")\s{0,2}\.\s{0,2}join|[\w.]{1,40}\.__(str|repr|doc)__)/
+
+    condition:
+        any of them
+}
+
+rule obfuscation_escaped_builtin_call
+{
+    meta:
+        description = "Calls eval, exec, compile, __import__ or getattr with a name or code written entirely as hex or octal character escapes, so that no readable name appears."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // eval("\145\166\x61\x6c"), __import__("\x6f\x73"), exec("\x69\x6d\x70...")
+        $call = /\b(eval|exec|compile|__import__)\s{0,2}\(\s{0,2}b?['"](\\(x[0-9a-fA-F]{2}|[0-7]{3})){3}/
+        // getattr(obj, "\x73\x79\x73\x74\x65\x6d")
+        $getattr = /\bgetattr\s{0,2}\(\s{0,2}[\w.()'"]{1,60}\s{0,2},\s{0,2}['"](\\(x[0-9a-fA-F]{2}|[0-7]{3})){3}/
+
+    condition:
+        any of them
+}
+
+rule obfuscation_shell_decoded_command
+{
+    meta:
+        description = "Runs a shell command that is decoded at run time from a base64 or hex literal, as in os.system(b64decode('Y3VybC...'))."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // os.system(base64.b64decode("...").decode()), subprocess.run(b64d('''...'''), shell=True)
+        $decoded = /\b(system|popen|Popen|call|run|check_call|check_output|getoutput|getstatusoutput|startfile)\s{0,2}\(\s{0,2}(str\s{0,2}\(\s{0,2})?[\w.]{0,40}(b64decode|b32decode|b64d|unhexlify|fromhex|decodebytes)\s{0,2}\(/
+        // os.system(helper('Y3VybCAtcyAt...')): any function applied to a long base64 literal
+        $long_literal = /\b(os\s{0,2}\.\s{0,2}(system|popen)|subprocess\s{0,2}\.\s{0,2}(run|call|Popen|check_output|check_call|getoutput))\s{0,2}\(\s{0,2}(str\s{0,2}\(\s{0,2})?[\w.]{1,40}\s{0,2}\(\s{0,2}b?['"]{1,3}[A-Za-z0-9+\/]{60}/
+
+    condition:
+        any of them
+}
+
+rule obfuscation_pyarmor_packed
+{
+    meta:
+        description = "Ships code packed by PyArmor (an encrypted code blob run by a bundled native runtime): its behaviour cannot be reviewed from the package."
+        weight = 5
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // the bootstrap line of a packed module: __pyarmor__(__name__, __file__, b'PYARMOR...') or
+        // __pyarmor__(__name__, __file__, b'PY0000xx...') in newer versions
+        $bootstrap = /__pyarmor__\s{0,2}\(\s{0,2}__name__\s{0,2},\s{0,2}__file__\s{0,2},\s{0,2}b['"]/
+        $runtime_import = /from\s{1,4}(pyarmor_runtime(_\d{6})?|pytransform)\s{1,4}import\s{1,4}(__pyarmor__|pyarmor_runtime)/
+
+    condition:
+        $bootstrap or ($runtime_import and filesize < 2KB)
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule obfuscation_xor_decoded_exec
+{
+    meta:
+        description = "Rebuilds code with a character XOR loop, as in chr(ord(a) ^ ord(b)), and hands the result to exec, eval or compile."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // chr(ord(c) ^ ord(k)), chr(ord(c) ^ key), chr(c ^ k[i % n])
+        $xor = /\bchr\s{0,2}\(\s{0,2}(ord\s{0,2}\([^()\n]{1,60}\)|\w{1,40}(\[[^\]\n]{1,40}\])?)\s{0,2}\^\s{0,2}(ord\s{0,2}\([^()\n]{1,60}\)|[\w\[\]%+ ().]{1,60})\)/
+        $run = /\b(exec|eval|compile)\s{0,2}\(/
+
+    condition:
+        for any i in (1..#xor) : ( $run in (@xor[i]..@xor[i] + 1500) )
+}
+
+rule obfuscation_exec_alias
+{
+    meta:
+        description = "Rebinds exec or eval to another name and calls it on decoded or escaped data, so that no exec( call appears."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // a = exec / brownish = eval  (a bare rebinding on its own line or statement)
+        $alias = /(^|[\n;])[ \t]{0,16}\w{1,40}[ \t]{0,4}=[ \t]{0,4}(exec|eval|__builtins__\.exec|builtins\.exec)[ \t]{0,4}(\r?\n|;)/
+        $decoded = /\b(b64decode|b32decode|b85decode|decompress|unhexlify|fromhex|marshal\.loads)\s{0,2}\(/
+        $escaped = /['"](\\(x[0-9a-fA-F]{2}|[0-7]{3})){8}/
+        $xor = /\bchr\s{0,2}\(\s{0,2}ord\s{0,2}\(/
+
+    condition:
+        $alias and ($decoded or $escaped or $xor)
+}
+
+rule obfuscation_confusable_identifiers
+{
+    meta:
+        description = "Code renamed to look-alike identifiers (OO0O0O..., lIlIl..., __xx____) by a Python obfuscator, together with exec, eval, __import__ or a decoder."
+        weight = 6
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        // identifiers start with a letter: OO0O0OO0, lIlI1lIl (a run of zeros or ones is a number)
+        $o0 = /\bO[O0]{7,30}\b/
+        $il = /\b[Il][Il1]{7,30}\b/
+        $underscores = /\b_{2,}[a-z]{0,12}_{4,}\b/
+        $use = /\b(exec|eval|__import__|compile|b64decode|b16decode|decompress|loads)\s{0,2}\(/
+
+    condition:
+        $use and (#o0 > 20 or #il > 20 or #underscores > 30)
 }

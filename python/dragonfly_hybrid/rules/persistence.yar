@@ -2,7 +2,8 @@
  * dragonfly-hybrid bundled rules: persistence.
  *
  * Code that makes itself start again: Windows Run keys and Startup folder, cron, systemd units,
- * macOS LaunchAgents and planted SSH authorized_keys entries.
+ * macOS LaunchAgents, shell start-up files, browser shortcuts that load a dropped extension, and
+ * planted SSH authorized_keys entries.
  */
 
 rule persistence_registry_run_key
@@ -33,7 +34,7 @@ rule persistence_startup_folder
     strings:
         $startup_path = /Start Menu['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}Programs['"]?\s{0,2}[\\\/,]{1,2}\s{0,2}['"]?\s{0,2}Startup/ nocase
         $startup_shell = "shell:startup" nocase
-        $write_copy = /\bshutil\s{0,2}\.\s{0,2}(copy|copy2|copyfile|move)\s{0,2}\(/
+        $write_copy = /\b(shutil\s{0,2}\.\s{0,2}(copy|copy2|copyfile|copytree|move)|os\s{0,2}\.\s{0,2}(rename|replace)|clone_from)\s{0,2}\(/
         $write_mode = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](w|a|wb|ab|wt|at|w\+|a\+)['"]\s{0,2}[,)]/
         $write_text = /\.\s{0,2}write_(text|bytes)\s{0,2}\(/
 
@@ -135,4 +136,48 @@ rule persistence_ssh_authorized_keys
 
     condition:
         $authorized_keys and $key and ($append_mode or $append_redirect)
+}
+
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
+rule persistence_shell_rc
+{
+    meta:
+        description = "Appends a command to a shell start-up file (.bashrc, .zshrc, .profile, .bash_profile) so that it runs at every login or new shell."
+        weight = 7
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $rc = /['"\/~]\.(bashrc|zshrc|bash_profile|bash_login|profile|zprofile)['"]/
+        // open(".bashrc", "a"), open(rc, mode="a")
+        $append_mode = /[(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](a|at|a\+)['"]\s{0,2}[,)]/
+        // echo '...' >> ~/.bashrc
+        $append_redirect = />>\s{0,4}['"]?(~|\$HOME|\$\{HOME\}|\/root|\/home\/[\w.-]{1,32})?\/?\.(bashrc|zshrc|bash_profile|profile|zprofile)\b/
+        // what is planted: a program started in the background, a download, or a hidden or temporary file
+        $payload = /(nohup\s|\s&\s{0,2}['"\n]|curl\s|wget\s|\/tmp\/|\/dev\/shm\/|chmod|base64\s{1,4}-d)/
+
+    condition:
+        for any i in (1..#append_redirect) : ( $payload in (@append_redirect[i] - 300..@append_redirect[i] + 100) ) or
+        for any i in (1..#rc) : (
+            $append_mode in (@rc[i]..@rc[i] + 200) and $payload in (@rc[i] - 1500..@rc[i] + 1500)
+        )
+}
+
+rule persistence_browser_extension
+{
+    meta:
+        description = "Writes a browser extension to disk and rewrites browser shortcuts or launch arguments to load it (--load-extension)."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $load = "--load-extension"
+        $shortcut = /(\.lnk\b|Start Menu|Quick Launch|TaskBar|Desktop)/
+        $manifest = "manifest.json"
+        $write = /([(,]\s{0,2}(mode\s{0,2}=\s{0,2})?['"](w|w\+|wb|wt)['"]\s{0,2}[,)]|\.\s{0,2}write_(text|bytes)\s{0,2}\(|shutil\s{0,2}\.\s{0,2}copy)/
+
+    condition:
+        $load and $shortcut and $manifest and $write
 }

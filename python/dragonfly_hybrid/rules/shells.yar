@@ -1,8 +1,9 @@
 /*
  * dragonfly-hybrid bundled rules: remote shells.
  *
- * Reverse shells built from a socket and a shell process, bash /dev/tcp and netcat one-liners,
- * and command loops that run what a socket receives and send the output back.
+ * Reverse shells built from a socket and a shell process (dup2, or cmd.exe relayed through pipes),
+ * bash /dev/tcp and netcat one-liners, and command loops that run what a socket receives and send
+ * the output back.
  */
 
 rule shells_reverse_socket_dup2
@@ -67,4 +68,23 @@ rule shells_socket_command_loop
             $run in (@recv[i]..@recv[i] + 400) and
             $send in (@recv[i]..@recv[i] + 1000)
         )
+}
+
+rule shells_cmd_socket_relay
+{
+    meta:
+        description = "Starts cmd.exe, PowerShell or a shell with piped stdin/stdout and relays it over a connected socket (reverse shell without dup2)."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw .pth"
+
+    strings:
+        $connect = /\.\s{0,2}connect\s{0,2}\(\s{0,2}\(/
+        $shell = /\b(Popen|run|call)\s{0,2}\(\s{0,2}\[?\s{0,2}['"](cmd(\.exe)?|powershell(\.exe)?|\/bin\/(ba|z)?sh)['"]/ nocase
+        $pipe = /\bstdin\s{0,2}=\s{0,2}(subprocess\s{0,2}\.\s{0,2})?PIPE\b/
+        $recv = /\.\s{0,2}recv\s{0,2}\(/
+        $send = /\.\s{0,2}(send|sendall)\s{0,2}\(/
+
+    condition:
+        all of them
 }

@@ -1,0 +1,377 @@
+"""``dragonfly-hybrid rules test``: measure rules on a folder of malicious and a folder of benign releases.
+
+A *release* is one entry of a folder: a file is a release of one distribution (an sdist, a wheel, a loose
+file), a sub-folder is a release whose distributions are every regular file under it (recursively).
+Entries whose name starts with ``.`` are ignored. Every distribution is scanned with the project's own
+engine (:class:`dragonfly_hybrid.Scanner`: archives inflated in memory, ``filetype`` applied per member),
+exactly as ``scan`` would.
+
+A release is **flagged** when some rule of weight >= ``flag_weight`` (default 5, "likely malicious")
+matched in it; lighter rules are hints and never flag a release on their own. Recall is the share of
+malicious releases flagged; benign flagged is the share of benign releases flagged.
+
+JSON document (``--format json``), keys always present (``null`` when a side was not given)::
+
+    {
+      "rules": {"hash": str, "count": int},
+      "flag_weight": int,
+      "malicious": {
+        "path": str, "releases": int, "flagged": int, "recall": float, "with_findings": int,
+        "incomplete": int,
+        "missed": [{"release": str, "incomplete": bool, "issues": [str],
+                    "findings": [{"rule": str, "weight": int, "file": str, "snippet": str}]}]
+      } | null,
+      "benign": {
+        "path": str, "releases": int, "flagged": int, "flagged_rate": float, "with_findings": int,
+        "incomplete": int,
+        "flagged_releases": [{"release": str, "incomplete": bool, "issues": [str],
+                              "findings": [{"rule": str, "weight": int, "file": str, "snippet": str}]}]
+      } | null,
+      "per_rule": [{"rule": str, "weight": int | null, "malicious": int, "benign": int,
+                    "malicious_only": int}],
+      "thresholds": {"min_recall": float | null, "max_flagged": float | null, "met": bool},
+      "exit_code": 0 | 1
+    }
+
+``per_rule``: for every rule of the set, the number of malicious and benign releases it matched (at any
+weight), and ``malicious_only`` the malicious releases it alone flagged. ``findings`` in ``missed`` are the
+hints (weight below ``flag_weight``) seen in a missed release; in ``flagged_releases`` the flagging
+findings. ``snippet`` is the start of the first matched pattern (at most 64 bytes; non-printable bytes as
+``\\xNN``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from dragonfly_hybrid._core import DistributionResult, Limits, Rules, Scanner
+
+DEFAULT_FLAG_WEIGHT = 5
+BATCH = 64
+EXIT_OK = 0
+EXIT_THRESHOLDS = 1
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule matched in one file of a release."""
+
+    rule: str
+    weight: int
+    file: str
+    snippet: str
+
+
+@dataclass
+class ReleaseOutcome:
+    """What the rules found in one release."""
+
+    name: str
+    findings: list[Finding] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+    incomplete: bool = False
+
+    def flagged(self, flag_weight: int) -> bool:
+        return any(f.weight >= flag_weight for f in self.findings)
+
+    def flagging_rules(self, flag_weight: int) -> set[str]:
+        return {f.rule for f in self.findings if f.weight >= flag_weight}
+
+    def rules(self) -> set[str]:
+        return {f.rule for f in self.findings}
+
+
+@dataclass
+class SideResult:
+    """All releases of one folder (the malicious or the benign side)."""
+
+    path: Path
+    releases: list[ReleaseOutcome]
+
+    def flagged(self, flag_weight: int) -> list[ReleaseOutcome]:
+        return [r for r in self.releases if r.flagged(flag_weight)]
+
+    def rate(self, flag_weight: int) -> float:
+        return len(self.flagged(flag_weight)) / len(self.releases) if self.releases else 0.0
+
+
+@dataclass
+class Evaluation:
+    """The outcome of ``rules test``."""
+
+    rules: Rules
+    flag_weight: int
+    malicious: SideResult | None
+    benign: SideResult | None
+    weights: dict[str, int]
+    min_recall: float | None = None
+    max_flagged: float | None = None
+
+    @property
+    def recall(self) -> float | None:
+        return self.malicious.rate(self.flag_weight) if self.malicious else None
+
+    @property
+    def benign_flagged(self) -> float | None:
+        return self.benign.rate(self.flag_weight) if self.benign else None
+
+    @property
+    def thresholds_met(self) -> bool:
+        if self.min_recall is not None and (self.recall is None or self.recall < self.min_recall):
+            return False
+        flagged = self.benign_flagged
+        return not (self.max_flagged is not None and (flagged is None or flagged > self.max_flagged))
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.thresholds_met else EXIT_THRESHOLDS
+
+    def per_rule(self) -> list[dict[str, Any]]:
+        rows = []
+        for rule in sorted(self.rules.identifiers):
+            malicious = self.malicious.releases if self.malicious else []
+            benign = self.benign.releases if self.benign else []
+            rows.append(
+                {
+                    "rule": rule,
+                    "weight": self.weights.get(rule),
+                    "malicious": sum(1 for r in malicious if rule in r.rules()),
+                    "benign": sum(1 for r in benign if rule in r.rules()),
+                    "malicious_only": sum(
+                        1 for r in malicious if r.flagging_rules(self.flag_weight) == {rule}
+                    ),
+                }
+            )
+        return rows
+
+
+def release_entries(directory: Path) -> list[tuple[str, list[tuple[str, Path]]]]:
+    """``(release name, [(distribution name, file)])`` for every entry of ``directory``, sorted by name.
+
+    A file is a release of itself (its name is the distribution name); a sub-folder is a release of every
+    regular file under it, named by the path relative to the sub-folder. Symbolic links to files count
+    as files (benchmark caches link them); names starting with ``.`` are skipped at every level.
+    """
+    entries: list[tuple[str, list[tuple[str, Path]]]] = []
+    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            entries.append((entry.name, [(entry.name, entry)]))
+        elif entry.is_dir():
+            files = [
+                (path.relative_to(entry).as_posix(), path)
+                for path in sorted(entry.rglob("*"))
+                if path.is_file() and not any(part.startswith(".") for part in path.relative_to(entry).parts)
+            ]
+            entries.append((entry.name, files))
+    return entries
+
+
+def snippet(data: bytes) -> str:
+    """Printable ASCII as is, anything else as ``\\xNN`` (newlines and tabs too)."""
+    return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in data)
+
+
+def _findings(dist_name: str, single: bool, result: DistributionResult) -> Iterator[Finding]:
+    for file in result.files:
+        where = file.path if single and file.path == dist_name else f"{dist_name}!{file.path}"
+        for match in file.matches:
+            data = match.patterns[0].data if match.patterns else b""
+            yield Finding(match.identifier, match.weight, where, snippet(data))
+
+
+def scan_side(scanner: Scanner, directory: Path, weights: dict[str, int]) -> SideResult:
+    """Scan every release of ``directory`` (distributions in batches, in parallel inside the engine)."""
+    releases = release_entries(directory)
+    outcomes = {name: ReleaseOutcome(name) for name, _ in releases}
+    jobs = [(name, dist, path) for name, files in releases for dist, path in files]
+    for name, files in releases:
+        if not files:
+            outcomes[name].incomplete = True
+            outcomes[name].issues.append("no files")
+    for start in range(0, len(jobs), BATCH):
+        batch = jobs[start : start + BATCH]
+        results = scanner.scan_many((dist, str(path), None) for _, dist, path in batch)
+        for (name, dist, _), result in zip(batch, results, strict=True):
+            outcome = outcomes[name]
+            for finding in _findings(dist, True, result):
+                outcome.findings.append(finding)
+                weights.setdefault(finding.rule, finding.weight)
+            for issue in result.issues:
+                outcome.issues.append(
+                    f"{dist}: {issue.path}: {issue.message}" if issue.path else f"{dist}: {issue.message}"
+                )
+                outcome.incomplete = outcome.incomplete or issue.unscanned
+    return SideResult(directory, [outcomes[name] for name, _ in releases])
+
+
+def evaluate(
+    rules: Rules,
+    malicious: Path | None,
+    benign: Path | None,
+    *,
+    flag_weight: int = DEFAULT_FLAG_WEIGHT,
+    threads: int | None = None,
+    limits: Limits | None = None,
+    min_recall: float | None = None,
+    max_flagged: float | None = None,
+) -> Evaluation:
+    """Scan both folders with ``rules`` and collect the outcome of every release."""
+    scanner = Scanner(rules, limits, threads)
+    weights: dict[str, int] = {}
+    mal = scan_side(scanner, malicious, weights) if malicious is not None else None
+    ben = scan_side(scanner, benign, weights) if benign is not None else None
+    return Evaluation(rules, flag_weight, mal, ben, weights, min_recall, max_flagged)
+
+
+# --------------------------------------------------------------------------------------------- rendering
+
+
+def _finding_json(f: Finding) -> dict[str, Any]:
+    return {"rule": f.rule, "weight": f.weight, "file": f.file, "snippet": f.snippet}
+
+
+def _release_json(r: ReleaseOutcome, findings: Iterable[Finding]) -> dict[str, Any]:
+    return {
+        "release": r.name,
+        "incomplete": r.incomplete,
+        "issues": list(r.issues),
+        "findings": [_finding_json(f) for f in findings],
+    }
+
+
+def to_json(ev: Evaluation) -> dict[str, Any]:
+    w = ev.flag_weight
+    malicious = None
+    if ev.malicious is not None:
+        side = ev.malicious
+        malicious = {
+            "path": str(side.path),
+            "releases": len(side.releases),
+            "flagged": len(side.flagged(w)),
+            "recall": side.rate(w),
+            "with_findings": sum(1 for r in side.releases if r.findings),
+            "incomplete": sum(1 for r in side.releases if r.incomplete),
+            "missed": [_release_json(r, r.findings) for r in side.releases if not r.flagged(w)],
+        }
+    benign = None
+    if ev.benign is not None:
+        side = ev.benign
+        benign = {
+            "path": str(side.path),
+            "releases": len(side.releases),
+            "flagged": len(side.flagged(w)),
+            "flagged_rate": side.rate(w),
+            "with_findings": sum(1 for r in side.releases if r.findings),
+            "incomplete": sum(1 for r in side.releases if r.incomplete),
+            "flagged_releases": [
+                _release_json(r, [f for f in r.findings if f.weight >= w]) for r in side.flagged(w)
+            ],
+        }
+    return {
+        "rules": {"hash": ev.rules.hash, "count": ev.rules.count},
+        "flag_weight": w,
+        "malicious": malicious,
+        "benign": benign,
+        "per_rule": ev.per_rule(),
+        "thresholds": {"min_recall": ev.min_recall, "max_flagged": ev.max_flagged, "met": ev.thresholds_met},
+        "exit_code": ev.exit_code,
+    }
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)
+        ).rstrip()
+
+    return [line(header), line(["-" * x for x in widths]), *(line(r) for r in rows)]
+
+
+def render_table(ev: Evaluation, out: IO[str], *, limit: int = 20) -> None:
+    """Summary, per-rule hits, then the missed malicious and the flagged benign releases (``limit`` each)."""
+    w = ev.flag_weight
+    lines = [f"rules: {ev.rules.count}, hash {ev.rules.hash[:12]}; flagged = a finding of weight >= {w}", ""]
+    summary = []
+    if ev.malicious is not None:
+        m = ev.malicious
+        n = len(m.releases)
+        summary.append(
+            [
+                "malicious",
+                str(n),
+                str(len(m.flagged(w))),
+                _percent(len(m.flagged(w)), n),
+                "recall",
+                str(m.path),
+            ]
+        )
+    if ev.benign is not None:
+        b = ev.benign
+        n = len(b.releases)
+        summary.append(
+            ["benign", str(n), str(len(b.flagged(w))), _percent(len(b.flagged(w)), n), "flagged", str(b.path)]
+        )
+    lines += _table(["Set", "Releases", "Flagged", "Rate", "Meaning", "Path"], summary, {1, 2, 3})
+    lines.append("")
+    rows = [
+        [
+            r["rule"],
+            "-" if r["weight"] is None else str(r["weight"]),
+            str(r["malicious"]),
+            str(r["benign"]),
+            str(r["malicious_only"]),
+        ]
+        for r in ev.per_rule()
+    ]
+    lines += _table(["Rule", "Weight", "Malicious", "Benign", "Only flag"], rows, {1, 2, 3, 4})
+    if ev.malicious is not None:
+        missed = [r for r in ev.malicious.releases if not r.flagged(w)]
+        lines += [
+            "",
+            f"missed malicious releases: {len(missed)}"
+            + (f" (first {limit})" if len(missed) > limit else ""),
+        ]
+        for r in missed[:limit]:
+            hints = ", ".join(sorted(r.rules())) or "no finding"
+            lines.append(f"  {r.name}: {hints}" + (" [incomplete]" if r.incomplete else ""))
+    if ev.benign is not None:
+        flagged = ev.benign.flagged(w)
+        lines += [
+            "",
+            f"flagged benign releases: {len(flagged)}"
+            + (f" (first {limit})" if len(flagged) > limit else ""),
+        ]
+        for r in flagged[:limit]:
+            lines.append(f"  {r.name}:")
+            for f in r.findings:
+                if f.weight >= w:
+                    lines.append(f"    {f.rule} (weight {f.weight}) in {f.file}: {f.snippet}")
+    if ev.min_recall is not None or ev.max_flagged is not None:
+        lines += ["", "thresholds: " + ("met" if ev.thresholds_met else "NOT met")]
+    out.write("\n".join(lines) + "\n")
+
+
+def render_json(ev: Evaluation, out: IO[str]) -> None:
+    json.dump(to_json(ev), out, indent=2)
+    out.write("\n")
+
+
+def parse_fraction(value: str) -> float:
+    """``0.9`` or ``90%`` -> 0.9; raises ``ValueError`` outside [0, 1]."""
+    text = value.strip()
+    number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{value!r} is not between 0 and 1 (or 0% and 100%)")
+    return number

@@ -200,7 +200,7 @@ def test_real_corpus_rejects_a_cached_file_that_differs(tmp_path: Path) -> None:
 
 
 def test_real_corpus_downloads_what_is_missing(tmp_path: Path, fake_index) -> None:
-    from dragonfly_hybrid.pypi import PyPIClient
+    from dragonfly_hybrid.pypi.index import PyPIClient
 
     files = _corpus_files()
     for filename, (project, _, data) in files.items():

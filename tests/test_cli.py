@@ -18,7 +18,7 @@ import pytest
 import typer
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.cli_common import parse_size
+from dragonfly_hybrid.cli.common import parse_size
 from fake_pypi import (
     BROKEN_RULE,
     LIGHT_MARKER,
@@ -251,7 +251,7 @@ PUBLIC_FLAGS = {
 @pytest.mark.parametrize("command", sorted(PUBLIC_FLAGS))
 def test_public_flags_are_pinned(command: str) -> None:
     """Flags are a public contract: scripts and CI use them. ``scan`` and ``watch`` share the limit flags
-    (one definition, ``cli_common.limit_options``), with the same defaults and help."""
+    (one definition, ``cli.common.limit_options``), with the same defaults and help."""
     group: Any = typer.main.get_command(app)
     params = group.commands[command].params
     flags = [flag for p in params if p.param_type_name == "option" for flag in p.opts + p.secondary_opts]

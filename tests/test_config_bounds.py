@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.config import (
+from dragonfly_hybrid.node.settings import (
     MAX_BYTES,
     MAX_NESTING_DEPTH,
     MAX_SCAN_TIMEOUT,

@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid.config import ConfigError, NodeSettings
-from dragonfly_hybrid.mainframe import (
+from dragonfly_hybrid.node.mainframe import (
     MIN_SESSION_REUSE,
     AuthError,
     Backoff,
@@ -34,6 +33,7 @@ from dragonfly_hybrid.mainframe import (
     parse_rules,
     refresh_delay,
 )
+from dragonfly_hybrid.node.settings import ConfigError, NodeSettings
 from fake_mainframe import FakeMainframe, make_jwt
 
 T = TypeVar("T")

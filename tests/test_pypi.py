@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid.pypi import (
+from dragonfly_hybrid.pypi.index import (
     DEFAULT_INDEX_URL,
     DigestMismatch,
     DistributionFile,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.cli_store import parse_since
-from dragonfly_hybrid.store import Store
+from dragonfly_hybrid.cli.store import parse_since
+from dragonfly_hybrid.store.db import Store
 from fake_pypi import LIGHT_MARKER, MARKER, FakeIndex, sdist, wheel
 from typer.testing import CliRunner, Result
 

@@ -12,11 +12,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid import store as store_module
 from dragonfly_hybrid._core import Scanner
 from dragonfly_hybrid.report import TargetResult
-from dragonfly_hybrid.scanning import load_rules
-from dragonfly_hybrid.store import SCHEMA_VERSION, Store, StoreError, default_store_path, findings_of
+from dragonfly_hybrid.rules_loader import load_rules
+from dragonfly_hybrid.store import db as store_module
+from dragonfly_hybrid.store.db import SCHEMA_VERSION, Store, StoreError, default_store_path, findings_of
 from fake_pypi import LIGHT_MARKER, MARKER, sdist, wheel
 
 
@@ -205,8 +205,8 @@ CHILD = r"""
 import sys
 from dragonfly_hybrid._core import Scanner
 from dragonfly_hybrid.report import TargetResult
-from dragonfly_hybrid.scanning import load_rules
-from dragonfly_hybrid.store import Store
+from dragonfly_hybrid.rules_loader import load_rules
+from dragonfly_hybrid.store.db import Store
 
 sys.path.insert(0, sys.argv[3])
 from fake_pypi import MARKER, sdist

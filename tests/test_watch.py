@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from dragonfly_hybrid._core import Rules
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.fetch import Downloader, FetchError
-from dragonfly_hybrid.scanning import load_rules
-from dragonfly_hybrid.store import Store
-from dragonfly_hybrid.watch import (
+from dragonfly_hybrid.pypi.download import Downloader, FetchError
+from dragonfly_hybrid.rules_loader import load_rules
+from dragonfly_hybrid.store.db import Store
+from dragonfly_hybrid.watch.service import (
     SERIAL_KEY,
     WatchConfig,
     WatchFilters,

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Literal
 
-from dragonfly_hybrid.mainframe import quiet_http_debug_logs
+from dragonfly_hybrid.node.mainframe import quiet_http_debug_logs
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}

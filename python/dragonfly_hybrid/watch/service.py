@@ -1,6 +1,6 @@
 """``dragonfly-hybrid watch``: follow new PyPI releases, scan each one, keep the results in the store.
 
-It is the node's pipeline (:class:`dragonfly_hybrid.node.Node`) with another source and sink:
+It is the node's pipeline (:class:`dragonfly_hybrid.node.pipeline.Node`) with another source and sink:
 :class:`PyPIWatchSource` turns index changes into jobs, :class:`StoreSink` writes results to the store.
 
 Which feed, and why
@@ -39,7 +39,7 @@ Downloads and scans
 -------------------
 * Each job carries the sha256 the project page lists for each of its files; a download whose bytes do
   not hash to it is not scanned, and the release is stored as a failure naming the file, the listed
-  digest and the actual one (:func:`dragonfly_hybrid.fetch.download`).
+  digest and the actual one (:func:`dragonfly_hybrid.pypi.download.download`).
 * The Scanner records its content cache: the entries stored for the rule set are loaded when the rules
   are set up (and again if they change), and what each release scanned is saved after the release is
   stored, so a file already scanned with the same rules is never scanned again, across restarts too.
@@ -69,17 +69,17 @@ from pypi_simple import DistributionPackage, ProjectPage
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import Limits, Rules
-from dragonfly_hybrid.content_cache import StoreContentCache
-from dragonfly_hybrid.fetch import filename_of
-from dragonfly_hybrid.mainframe import Job, MainframeError, RulesPayload, SubmitOutcome
-from dragonfly_hybrid.metrics import NodeMetrics
-from dragonfly_hybrid.node import Node, NodeOptions, RuleState, Work, install_signal_handlers
-from dragonfly_hybrid.pypi import DEFAULT_MAX_DOWNLOAD_SIZE, normalize_name, redact_url
+from dragonfly_hybrid.node.mainframe import Job, MainframeError, RulesPayload, SubmitOutcome
+from dragonfly_hybrid.node.metrics import NodeMetrics
+from dragonfly_hybrid.node.pipeline import Node, NodeOptions, RuleState, Work, install_signal_handlers
+from dragonfly_hybrid.node.sinks import ResultBody
+from dragonfly_hybrid.pypi.download import filename_of
+from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, normalize_name, redact_url
 from dragonfly_hybrid.report import TargetResult
-from dragonfly_hybrid.sinks import ResultBody
-from dragonfly_hybrid.store import Store
+from dragonfly_hybrid.store.content_cache import StoreContentCache
+from dragonfly_hybrid.store.db import Store
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dragonfly_hybrid.watch")
 
 PYPI_SIMPLE_URL = "https://pypi.org/simple/"
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
@@ -134,7 +134,7 @@ def _parse_time(value: str) -> datetime:
 
 
 class PyPIWatchSource:
-    """A :class:`~dragonfly_hybrid.sources.JobSource` of new releases on a PEP 691 index (see module doc)."""
+    """A job source of new releases on a PEP 691 index (see module doc)."""
 
     def __init__(
         self,
@@ -487,7 +487,7 @@ def result_of(body: ResultBody, work: Work) -> TargetResult:
 
 
 class StoreSink:
-    """A :class:`~dragonfly_hybrid.node.DetailedSink` that writes each job's whole result to the store.
+    """A ``DetailedSink`` that writes each job's whole result to the store.
 
     A result whose files are all in the store already (a job issued again after its lease ran out, and
     finished twice) is not stored twice: the node is told the lease was lost.

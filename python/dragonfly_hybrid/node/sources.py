@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
-from dragonfly_hybrid.mainframe import Job, MainframeClient, RulesPayload
+from dragonfly_hybrid.node.mainframe import Job, MainframeClient, RulesPayload
 
 
 class JobSource(Protocol):

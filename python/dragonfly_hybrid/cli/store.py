@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules, Scanner
-from dragonfly_hybrid.cli_common import (
+from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     MaxDownloadSizeOption,
     ThreadsOption,
@@ -32,10 +32,10 @@ from dragonfly_hybrid.cli_common import (
     seconds_option,
     size_option,
 )
-from dragonfly_hybrid.config import MAX_BYTES, MAX_LEASE
-from dragonfly_hybrid.content_cache import StoreContentCache, cached_scanner
 from dragonfly_hybrid.logs import setup_logging
-from dragonfly_hybrid.pypi import DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
+from dragonfly_hybrid.node.settings import MAX_BYTES, MAX_LEASE
+from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
+from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
@@ -44,10 +44,10 @@ from dragonfly_hybrid.report import (
     SARIF_ERROR_WEIGHT,
     TargetResult,
 )
-from dragonfly_hybrid.requirements import RequirementsError, read_pins
-from dragonfly_hybrid.store import STORE_ENV, Finding, Store, StoreError, default_store_path, findings_of
+from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner
+from dragonfly_hybrid.store.db import STORE_ENV, Finding, Store, StoreError, default_store_path, findings_of
 from dragonfly_hybrid.targets import ReleaseTarget, TargetError, TargetScanner, parse_target
-from dragonfly_hybrid.watch import (
+from dragonfly_hybrid.watch.service import (
     PYPI_SIMPLE_URL,
     WatchConfig,
     WatchFailed,

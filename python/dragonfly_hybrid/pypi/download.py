@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from dragonfly_hybrid._core import __version__
-from dragonfly_hybrid.mainframe import HAS_H2
-from dragonfly_hybrid.pypi import redact_url, tls_context
+from dragonfly_hybrid.node.mainframe import HAS_H2
+from dragonfly_hybrid.pypi.index import redact_url, tls_context
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Bytes asked of the socket per read: large reads keep Python's per-chunk work small.

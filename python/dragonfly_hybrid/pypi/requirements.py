@@ -26,7 +26,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from dragonfly_hybrid.pypi import normalize_name
+from dragonfly_hybrid.pypi.index import normalize_name
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from typing import IO, Protocol
 
-from dragonfly_hybrid.mainframe import FailureBody, MainframeClient, SubmitOutcome, SuccessBody
+from dragonfly_hybrid.node.mainframe import FailureBody, MainframeClient, SubmitOutcome, SuccessBody
 
 ResultBody = SuccessBody | FailureBody
 

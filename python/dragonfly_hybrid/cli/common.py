@@ -18,7 +18,8 @@ from typing import Annotated, NoReturn, ParamSpec, TypeVar
 import typer
 
 from dragonfly_hybrid._core import Limits, Rules
-from dragonfly_hybrid.config import (
+from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+from dragonfly_hybrid.node.settings import (
     MAX_BYTES,
     MAX_MEMBERS,
     MAX_NESTING_DEPTH,
@@ -27,9 +28,8 @@ from dragonfly_hybrid.config import (
     MIN_SCAN_TIMEOUT,
     threads_problem,
 )
-from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.report import EXIT_USAGE
-from dragonfly_hybrid.scanning import bundled_rules_dir, load_rules
+from dragonfly_hybrid.rules_loader import bundled_rules_dir, load_rules
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -1,5 +1,5 @@
 """The ``dragonfly-hybrid`` command line: ``scan``, ``rules check``, ``rules compile`` and ``version``
-(``node``/``config`` come from ``cli_node``, ``watch``/``report``/``diff`` from ``cli_store``).
+(``node``/``config`` come from ``cli.node``, ``watch``/``report``/``diff`` from ``cli.store``).
 
 Exit codes are a public contract (see :data:`EXIT_CODES_HELP`): 0 clean, 1 findings, 2 usage or
 configuration error, 3 could not scan completely.
@@ -31,7 +31,7 @@ from rich.text import Text
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import Limits
-from dragonfly_hybrid.cli_common import (
+from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     MaxDownloadSizeOption,
     ThreadsOption,
@@ -39,8 +39,8 @@ from dragonfly_hybrid.cli_common import (
     limit_options,
     load_rules_or_exit,
 )
-from dragonfly_hybrid.cli_node import NODE_EXIT_CODES_HELP, config_command, node_command
-from dragonfly_hybrid.cli_store import (
+from dragonfly_hybrid.cli.node import NODE_EXIT_CODES_HELP, config_command, node_command
+from dragonfly_hybrid.cli.store import (
     DIFF_EXIT_CODES_HELP,
     REPORT_EXIT_CODES_HELP,
     WATCH_EXIT_CODES_HELP,
@@ -51,8 +51,7 @@ from dragonfly_hybrid.cli_store import (
     store_scan_results,
     watch_command,
 )
-from dragonfly_hybrid.content_cache import cached_scanner
-from dragonfly_hybrid.pypi import (
+from dragonfly_hybrid.pypi.index import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     ProgressCallback,
     ProjectNotFound,
@@ -66,6 +65,7 @@ from dragonfly_hybrid.report import (
     ndjson_line,
     render,
 )
+from dragonfly_hybrid.store.content_cache import cached_scanner
 from dragonfly_hybrid.targets import Resolved, Target, TargetError, TargetScanner, parse_target
 
 EXIT_CODES_HELP = """\
@@ -395,7 +395,3 @@ def main() -> None:
         traceback.print_exc()
         print(f"error: internal error: {type(err).__name__}: {err}", file=sys.stderr)
         sys.exit(EXIT_INCOMPLETE)
-
-
-if __name__ == "__main__":
-    main()

@@ -52,10 +52,10 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid.config import NodeSettings
-from dragonfly_hybrid.pypi import redact_url, tls_context
+from dragonfly_hybrid.node.settings import NodeSettings
+from dragonfly_hybrid.pypi.index import redact_url, tls_context
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dragonfly_hybrid.mainframe")
 
 CF_COOKIE = "CF_Authorization"
 DEFAULT_SESSION_LIFETIME = 300.0

@@ -25,13 +25,13 @@ import httpx
 
 from dragonfly_hybrid._core import Limits, ReleaseResult, Rules, Scanner
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
-from dragonfly_hybrid.fetch import Downloader, FetchError, filename_of
-from dragonfly_hybrid.mainframe import FailureBody, Job, MainframeError, SubmitOutcome, SuccessBody
-from dragonfly_hybrid.metrics import NodeMetrics
-from dragonfly_hybrid.sinks import ResultBody, ResultSink
-from dragonfly_hybrid.sources import JobSource
+from dragonfly_hybrid.node.mainframe import FailureBody, Job, MainframeError, SubmitOutcome, SuccessBody
+from dragonfly_hybrid.node.metrics import NodeMetrics
+from dragonfly_hybrid.node.sinks import ResultBody, ResultSink
+from dragonfly_hybrid.node.sources import JobSource
+from dragonfly_hybrid.pypi.download import Downloader, FetchError, filename_of
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dragonfly_hybrid.node")
 
 # Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
 LEASE_SHARE = 0.5

@@ -63,7 +63,7 @@ _TOML_ALIASES = {"cf_access_client_id": "client_id", "cf_access_client_secret": 
 _OFF = ("", "0", "off", "none", "false", "no")
 
 # ------------------------------------------------------------------------------------------------ bounds
-# Shared with the CLI flags of ``scan``/``watch`` (``cli_common``), so one value means the same everywhere.
+# Shared with the CLI flags of ``scan``/``watch`` (``cli.common``), so one value means the same everywhere.
 
 THREADS_PER_CORE = 4
 MIN_THREADS_CAP = 8
@@ -90,7 +90,7 @@ MAX_BULK_SIZE = 1000
 MAX_CONCURRENCY = 64
 """Most downloads or submissions at once (each download may hold up to the download cap in memory)."""
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dragonfly_hybrid.config")
 
 # Values read from the TOML file by ``load_settings``, handed to ``settings_customise_sources`` (a classmethod
 # with no access to constructor arguments). A ContextVar keeps concurrent loads in threads independent.

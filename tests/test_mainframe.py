@@ -17,17 +17,19 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid.node.mainframe import (
-    MIN_SESSION_REUSE,
-    AuthError,
-    Backoff,
+from dragonfly_hybrid.node.jobs import (
     FailureBody,
     Job,
-    MainframeClient,
     MainframeError,
     RulesPayload,
     SubmitOutcome,
     SuccessBody,
+)
+from dragonfly_hybrid.node.mainframe import (
+    MIN_SESSION_REUSE,
+    AuthError,
+    Backoff,
+    MainframeClient,
     jwt_expiry,
     parse_job,
     parse_rules,

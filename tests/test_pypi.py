@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_INDEX_URL,
     DigestMismatch,
@@ -20,7 +21,6 @@ from dragonfly_hybrid.pypi.index import (
     VersionNotFound,
     configured_index_url,
     normalize_name,
-    redact_url,
 )
 from fake_pypi import FakeFile, FakeIndex, sdist, wheel
 

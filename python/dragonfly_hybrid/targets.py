@@ -33,6 +33,7 @@ from typing import Protocol
 from packaging.version import InvalidVersion, Version
 
 from dragonfly_hybrid._core import DistributionResult, Scanner
+from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.pypi.index import (
     DistributionFile,
     IndexUnavailable,
@@ -40,7 +41,6 @@ from dragonfly_hybrid.pypi.index import (
     PyPIClient,
     PyPIError,
     Release,
-    redact_url,
 )
 from dragonfly_hybrid.report import TargetKind, TargetResult
 

@@ -15,7 +15,8 @@ import typer
 
 from dragonfly_hybrid.cli.common import fail, load_rules_or_exit
 from dragonfly_hybrid.logs import setup_logging
-from dragonfly_hybrid.node.mainframe import AuthError, MainframeError
+from dragonfly_hybrid.node.jobs import MainframeError
+from dragonfly_hybrid.node.mainframe import AuthError
 from dragonfly_hybrid.node.service import LocalJobs, serve
 from dragonfly_hybrid.node.settings import ConfigError, NodeSettings, load_settings
 from dragonfly_hybrid.pypi.index import PyPIClient, PyPIError

@@ -25,10 +25,17 @@ import httpx
 
 from dragonfly_hybrid._core import Limits, ReleaseResult, Rules, Scanner
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
-from dragonfly_hybrid.node.mainframe import FailureBody, Job, MainframeError, SubmitOutcome, SuccessBody
+from dragonfly_hybrid.node.jobs import (
+    FailureBody,
+    Job,
+    JobSource,
+    MainframeError,
+    ResultBody,
+    ResultSink,
+    SubmitOutcome,
+    SuccessBody,
+)
 from dragonfly_hybrid.node.metrics import NodeMetrics
-from dragonfly_hybrid.node.sinks import ResultBody, ResultSink
-from dragonfly_hybrid.node.sources import JobSource
 from dragonfly_hybrid.pypi.download import Downloader, FetchError, filename_of
 
 log = logging.getLogger("dragonfly_hybrid.node")

@@ -1,21 +1,15 @@
-"""Where the node's results go: the mainframe (``PUT /package``), or JSON lines for standalone runs."""
+"""Where the node's results go (:class:`~dragonfly_hybrid.node.jobs.ResultSink`): the mainframe
+(``PUT /package``), or JSON lines for standalone runs."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
-from typing import IO, Protocol
+from typing import IO
 
-from dragonfly_hybrid.node.mainframe import FailureBody, MainframeClient, SubmitOutcome, SuccessBody
-
-ResultBody = SuccessBody | FailureBody
-
-
-class ResultSink(Protocol):
-    async def submit(self, body: ResultBody, *, deadline: float) -> SubmitOutcome:
-        """Deliver one result; retry transient errors until ``deadline`` (``time.monotonic()``)."""
-        ...
+from dragonfly_hybrid.node.jobs import ResultBody, SubmitOutcome, SuccessBody
+from dragonfly_hybrid.node.mainframe import MainframeClient
 
 
 class MainframeSink:

@@ -10,9 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from dragonfly_hybrid._core import __version__
-from dragonfly_hybrid.node.mainframe import HAS_H2
-from dragonfly_hybrid.pypi.index import redact_url, tls_context
+from dragonfly_hybrid.http_client import new_client, redact_url
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Bytes asked of the socket per read: large reads keep Python's per-chunk work small.
@@ -81,13 +79,7 @@ class Downloader:
     """
 
     def __init__(self, concurrency: int, *, client: httpx.Client | None = None) -> None:
-        self._client = client or httpx.Client(
-            http2=HAS_H2,
-            timeout=httpx.Timeout(60.0, connect=15.0),
-            follow_redirects=True,
-            headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
-            verify=tls_context(),
-        )
+        self._client = client or new_client(http2=True)
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="dragonfly-fetch")
 
     async def download(

@@ -14,24 +14,22 @@ the credentials that an index URL may embed.
 from __future__ import annotations
 
 import configparser
-import functools
 import hashlib
 import os
 import re
-import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import httpx
 from packaging.version import InvalidVersion, Version
 from pypi_simple import ACCEPT_JSON_PREFERRED, DistributionPackage, ProjectPage
 
-from dragonfly_hybrid import __version__
+from dragonfly_hybrid.http_client import new_client, redact_url
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple/"
 DEFAULT_MAX_DOWNLOAD_SIZE = 128_000_000
@@ -75,28 +73,9 @@ class DigestMismatch(DownloadError):
     """A downloaded file does not have the sha256 digest the index published for it."""
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The verifying TLS context every HTTP client of the package shares: building one loads the CA
-    bundle, which takes ~50 ms of CPU per client otherwise."""
-    return httpx.create_ssl_context()
-
-
 def normalize_name(name: str) -> str:
     """The PEP 503 normalized form of a project name."""
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def redact_url(url: str) -> str:
-    """``url`` without the user name and password it may embed (safe to print or log)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _pip_config_files(env: Mapping[str, str], home: Path) -> list[Path]:
@@ -249,13 +228,7 @@ class PyPIClient:
         self.max_download_size = max_download_size
         self.retries = max(1, retries)
         self.backoff = backoff
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-            follow_redirects=True,
-            headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
-            transport=transport,
-            verify=tls_context(),
-        )
+        self._client = new_client(timeout=timeout, transport=transport)
 
     def __enter__(self) -> PyPIClient:
         return self

@@ -67,14 +67,13 @@ import httpx
 from packaging.version import InvalidVersion, Version
 from pypi_simple import DistributionPackage, ProjectPage
 
-from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import Limits, Rules
-from dragonfly_hybrid.node.mainframe import Job, MainframeError, RulesPayload, SubmitOutcome
+from dragonfly_hybrid.http_client import new_async_client, redact_url
+from dragonfly_hybrid.node.jobs import Job, MainframeError, ResultBody, RulesPayload, SubmitOutcome
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.node.pipeline import Node, NodeOptions, RuleState, Work, install_signal_handlers
-from dragonfly_hybrid.node.sinks import ResultBody
 from dragonfly_hybrid.pypi.download import filename_of
-from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, normalize_name, redact_url
+from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, normalize_name
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.store.content_cache import StoreContentCache
 from dragonfly_hybrid.store.db import Store
@@ -156,11 +155,7 @@ class PyPIWatchSource:
         self.lease = lease
         self.max_attempts = max(1, max_attempts)
         self.fail_fast = fail_fast
-        self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=15.0),
-            follow_redirects=True,
-            headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
-        )
+        self._http = http or new_async_client()
         self._owns_http = http is None
         self._clock = clock
         self._queue: deque[Job] = deque()
@@ -553,7 +548,7 @@ class StoreSink:
     async def _post(self, payload: dict[str, object]) -> None:
         assert self.webhook is not None
         shown = redact_webhook_url(self.webhook.url)
-        client = self._http or httpx.AsyncClient(timeout=httpx.Timeout(15.0))
+        client = self._http or new_async_client(timeout=15.0, follow_redirects=False)
         try:
             for attempt in range(1, self.webhook.attempts + 1):
                 try:

@@ -131,6 +131,8 @@ class Hooks(Protocol):
 
     def stage(self, text: str) -> None: ...
 
+    def target_done(self) -> None: ...
+
     def download(self, filename: str, size: int | None) -> ProgressCallback: ...
 
     def downloaded(self, filename: str) -> None: ...
@@ -140,6 +142,9 @@ class NoHooks:
     """Hooks that show nothing."""
 
     def stage(self, text: str) -> None:
+        pass
+
+    def target_done(self) -> None:
         pass
 
     def download(self, filename: str, size: int | None) -> ProgressCallback:

@@ -22,15 +22,9 @@ from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.pypi.download import Downloader, FetchError
 from dragonfly_hybrid.rules_loader import load_rules
 from dragonfly_hybrid.store.db import Store
-from dragonfly_hybrid.watch.service import (
-    SERIAL_KEY,
-    WatchConfig,
-    WatchFilters,
-    WatchSummary,
-    Webhook,
-    redact_webhook_url,
-    serve_watch,
-)
+from dragonfly_hybrid.watch.service import WatchConfig, WatchSummary, serve_watch
+from dragonfly_hybrid.watch.source import SERIAL_KEY, WatchFilters
+from dragonfly_hybrid.watch.webhook import Webhook, redact_webhook_url
 from fake_pypi import MARKER, FakeFile, FakeIndex, sdist, tar_gz_bytes, wheel
 from typer.testing import CliRunner
 

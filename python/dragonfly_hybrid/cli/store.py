@@ -43,15 +43,9 @@ from dragonfly_hybrid.report import (
 from dragonfly_hybrid.store.content_cache import cached_scanner
 from dragonfly_hybrid.store.db import STORE_ENV, Finding, Store, StoreError, default_store_path, findings_of
 from dragonfly_hybrid.targets import ReleaseTarget, TargetError, TargetScanner, parse_target
-from dragonfly_hybrid.watch.service import (
-    PYPI_SIMPLE_URL,
-    WatchConfig,
-    WatchFailed,
-    WatchFilters,
-    Webhook,
-    serve_watch,
-    webhook_url_problem,
-)
+from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
+from dragonfly_hybrid.watch.source import PYPI_SIMPLE_URL, WatchFailed, WatchFilters
+from dragonfly_hybrid.watch.webhook import Webhook, webhook_url_problem
 
 WATCH_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after finishing in-flight releases, `--once` done,

@@ -1,18 +1,22 @@
-"""The node pipeline's job contract: what a source hands out (:class:`Job`), what a sink is given
-(:class:`SuccessBody`/:class:`FailureBody`) and answers (:class:`SubmitOutcome`), and the two protocols
-(:class:`JobSource`, :class:`ResultSink`). The mainframe client speaks this contract over HTTP; nothing
-needs the client just for these types."""
+"""The node pipeline's job contract: what a source hands out (any :class:`ScanJob`; the mainframe's is
+:class:`Job`), what a sink is given (:class:`Work`, the finished job) and answers (:class:`SubmitOutcome`),
+the two protocols (:class:`JobSource`, :class:`ResultSink`), and the mainframe's wire bodies
+(:class:`SuccessBody`, :class:`FailureBody`). Nothing needs the HTTP client just for these types."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+from dragonfly_hybrid._core import ReleaseResult, Scanner
 
 
 @dataclass(frozen=True)
 class Job:
-    """One claimed job: scan every distribution of ``name==version`` with the rules of ``hash``."""
+    """One job of the mainframe (or of ``node --job``): scan every distribution of ``name==version`` with
+    the rules of commit ``hash``; the result goes back with its ``attempt`` and ``assignment_id``."""
 
     name: str
     version: str
@@ -20,9 +24,14 @@ class Job:
     hash: str
     attempt: int
     assignment_id: str
-    sha256: dict[str, str] = field(default_factory=dict)
-    """URL -> the sha256 (hex) the index lists for that distribution; the download must match it.
-    Filled by ``watch`` from the Simple API; empty for the mainframe's jobs, which carry no digests."""
+
+    @property
+    def rules_hash(self) -> str | None:
+        return self.hash
+
+    @property
+    def sha256(self) -> Mapping[str, str]:
+        return {}  # the mainframe lists no digests
 
 
 @dataclass(frozen=True)
@@ -84,17 +93,79 @@ class MainframeError(Exception):
     """A call to the job server failed (after retries). Messages never contain secrets."""
 
 
-class JobSource(Protocol):
-    async def claim(self, batch: int) -> list[Job]:
-        """Up to ``batch`` jobs; an empty list when there is no work right now."""
+class ScanJob(Protocol):
+    """What the pipeline reads of a job, whichever source handed it out (a mainframe :class:`Job`, a
+    ``watch`` job)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def distributions(self) -> Sequence[str]:
+        """The URLs of the files to download and scan."""
         ...
 
+    @property
+    def sha256(self) -> Mapping[str, str]:
+        """URL -> the sha256 (hex) the index lists for that file; a download must match it."""
+        ...
+
+    @property
+    def rules_hash(self) -> str | None:
+        """The rule set the job must be scanned with; None: the one the node has."""
+        ...
+
+
+J = TypeVar("J", bound=ScanJob)
+
+
+@dataclass
+class Work(Generic[J]):
+    """One claimed job on its way through the pipeline, and what became of it: what a sink delivers."""
+
+    job: J
+    claimed_at: float
+    distributions: list[tuple[str, bytes, str | None]] = field(default_factory=list)
+    # Downloads that cannot succeed (404, over the cap): reported in a failure.
+    permanent_errors: list[str] = field(default_factory=list)
+    # Downloads that may succeed later: without findings, the job is left to be claimed again.
+    transient_errors: list[str] = field(default_factory=list)
+    release: ReleaseResult | None = None
+    """The scan result (None when nothing could be downloaded)."""
+    failure: str | None = None
+    """Set when the job ends as a failure: why (what could not be downloaded or scanned)."""
+    commit: str = ""
+    """The rule set the job was scanned with."""
+    scanner: Scanner | None = None
+    """The Scanner the job was scanned with (its content cache holds what the job scanned)."""
+    fetch_seconds: float = 0.0
+    scan_seconds: float = 0.0
+
+    @property
+    def findings(self) -> bool:
+        return self.release is not None and self.release.verdict == "findings"
+
+
+class RulesSource(Protocol):
     async def rules(self) -> RulesPayload | None:
         """The rule set jobs expect, or None when the node keeps the rules it was started with."""
         ...
 
 
-class ResultSink(Protocol):
-    async def submit(self, body: ResultBody, *, deadline: float) -> SubmitOutcome:
-        """Deliver one result; retry transient errors until ``deadline`` (``time.monotonic()``)."""
+class JobSource(RulesSource, Protocol[J]):
+    async def claim(self, batch: int) -> list[J]:
+        """Up to ``batch`` jobs; an empty list when there is no work right now."""
+        ...
+
+    def delivered(self, job: J) -> None:
+        """The sink has taken the job's result (whatever it answered)."""
+        ...
+
+
+class ResultSink(Protocol[J]):
+    async def deliver(self, work: Work[J], *, deadline: float) -> SubmitOutcome:
+        """Deliver one finished job; retry transient errors until ``deadline`` (``time.monotonic()``)."""
         ...

@@ -23,6 +23,9 @@ class MainframeSource:
     async def rules(self) -> RulesPayload | None:
         return await self._client.get_rules()
 
+    def delivered(self, job: Job) -> None:
+        pass  # the mainframe knows
+
 
 class LocalSource:
     """Releases given on the command line or in a file, already resolved to their download URLs."""
@@ -48,3 +51,6 @@ class LocalSource:
 
     async def rules(self) -> RulesPayload | None:
         return None
+
+    def delivered(self, job: Job) -> None:
+        pass

@@ -95,9 +95,7 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             fail_fast=config.once,
         )
         cache = StoreContentCache(store)
-        sink = StoreSink(
-            store, config.rules, on_stored=source.settled, webhook=config.webhook, content_cache=cache
-        )
+        sink = StoreSink(store, config.rules, webhook=config.webhook, content_cache=cache)
         rule_state = RuleState(
             source,
             config.limits,

@@ -3,33 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import httpx
 
 from dragonfly_hybrid._core import Rules
-from dragonfly_hybrid.node.jobs import ResultBody, SubmitOutcome
-from dragonfly_hybrid.node.pipeline import Work
+from dragonfly_hybrid.node.jobs import SubmitOutcome, Work
 from dragonfly_hybrid.pypi.download import filename_of
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.store.content_cache import StoreContentCache
 from dragonfly_hybrid.store.db import Store
+from dragonfly_hybrid.watch.source import WatchJob
 from dragonfly_hybrid.watch.webhook import Webhook, webhook_payload
 
 
-def result_of(body: ResultBody, work: Work) -> TargetResult:
-    """The :class:`TargetResult` of a finished node job: its scan result, or the failure the node reported."""
+def result_of(work: Work[WatchJob]) -> TargetResult:
+    """The :class:`TargetResult` of a finished job: its scan result, or why nothing could be scanned."""
     job = work.job
     label = f"{job.name}=={job.version}"
     errors = "; ".join(work.permanent_errors + work.transient_errors) or None
     if work.release is not None:
         return TargetResult.from_release(label, work.release, errors)
-    reason = getattr(body, "reason", None) or errors or "nothing could be scanned"
+    reason = work.failure or errors or "nothing could be scanned"
     return TargetResult.failed(label, "release", job.name, job.version, reason)
 
 
 class StoreSink:
-    """A ``DetailedSink`` that writes each job's whole result to the store.
+    """A :class:`~dragonfly_hybrid.node.jobs.ResultSink` that writes each job's whole result to the store.
 
     A result whose files are all in the store already (a job issued again after its lease ran out, and
     finished twice) is not stored twice: the node is told the lease was lost.
@@ -41,7 +40,6 @@ class StoreSink:
         rules: Rules,
         *,
         source: str = "watch",
-        on_stored: Callable[[str, str], None] | None = None,
         webhook: Webhook | None = None,
         http: httpx.AsyncClient | None = None,
         content_cache: StoreContentCache | None = None,
@@ -49,16 +47,12 @@ class StoreSink:
         self.store = store
         self.rules = rules
         self.source = source
-        self.on_stored = on_stored
         self.webhook = webhook
         self._http = http
         self.content_cache = content_cache
         self.stored = 0
 
-    async def submit(self, body: ResultBody, *, deadline: float) -> SubmitOutcome:
-        raise TypeError("StoreSink needs the whole job: the node calls submit_work")
-
-    def _record(self, result: TargetResult, work: Work) -> int | None:
+    def _record(self, result: TargetResult, work: Work[WatchJob]) -> int | None:
         """Store the release, then what its scan added to the content cache (the release comes first: a
         crash in between costs a scan next time, never a result)."""
         files = {filename_of(url) for url in work.job.distributions}
@@ -75,12 +69,10 @@ class StoreSink:
             self.content_cache.save(work.scanner)
         return scan_id
 
-    async def submit_work(self, body: ResultBody, work: Work, *, deadline: float) -> SubmitOutcome:
+    async def deliver(self, work: Work[WatchJob], *, deadline: float) -> SubmitOutcome:
         del deadline  # a local write cannot outlive a lease
-        result = result_of(body, work)
+        result = result_of(work)
         scan_id = await asyncio.to_thread(self._record, result, work)
-        if self.on_stored is not None:
-            self.on_stored(work.job.name, work.job.version)
         if scan_id is None:
             return SubmitOutcome.LEASE_LOST
         self.stored += 1

@@ -8,7 +8,6 @@ import dataclasses
 import fnmatch
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 from pypi_simple import DistributionPackage, ProjectPage
 
 from dragonfly_hybrid.http_client import new_async_client, redact_url
-from dragonfly_hybrid.node.jobs import Job, MainframeError, RulesPayload
+from dragonfly_hybrid.node.jobs import MainframeError, RulesPayload
 from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.store.db import Store
@@ -60,6 +59,21 @@ class WatchFilters:
 
     def wants_file(self, package: DistributionPackage) -> bool:
         return self.max_size is None or package.size is None or package.size <= self.max_size
+
+
+@dataclass(frozen=True)
+class WatchJob:
+    """One new release to scan: its new files' URLs and the sha256 the index lists for each."""
+
+    name: str
+    version: str
+    distributions: tuple[str, ...]
+    sha256: dict[str, str]
+    attempt: int = 1
+
+    @property
+    def rules_hash(self) -> str | None:
+        return None  # scanned with the rules watch was started with
 
 
 @dataclass
@@ -105,9 +119,9 @@ class PyPIWatchSource:
         self._http = http or new_async_client()
         self._owns_http = http is None
         self._clock = clock
-        self._queue: deque[Job] = deque()
+        self._queue: deque[WatchJob] = deque()
         self._round: _Round | None = None
-        self._issued: dict[tuple[str, str], tuple[Job, float]] = {}
+        self._issued: dict[tuple[str, str], tuple[WatchJob, float]] = {}
         self.polls = 0
 
     async def aclose(self) -> None:
@@ -119,7 +133,7 @@ class PyPIWatchSource:
     async def rules(self) -> RulesPayload | None:
         return None
 
-    async def claim(self, batch: int) -> list[Job]:
+    async def claim(self, batch: int) -> list[WatchJob]:
         self._reissue_expired()
         if not self._queue and self._round is None:
             try:
@@ -128,7 +142,7 @@ class PyPIWatchSource:
                 if self.fail_fast:
                     raise WatchFailed(str(err)) from None
                 raise
-        taken: list[Job] = []
+        taken: list[WatchJob] = []
         now = self._clock()
         while self._queue and len(taken) < batch:
             job = self._queue.popleft()
@@ -136,8 +150,11 @@ class PyPIWatchSource:
             taken.append(job)
         return taken
 
-    def settled(self, name: str, version: str) -> None:
+    def delivered(self, job: WatchJob) -> None:
         """A job's result is in the store: when a round's last job is, its serial is committed."""
+        self._settled(job.name, job.version)
+
+    def _settled(self, name: str, version: str) -> None:
         key = _key(name, version)
         self._issued.pop(key, None)
         current = self._round
@@ -173,10 +190,10 @@ class PyPIWatchSource:
                     rules_hash=self.rules_hash,
                     source="watch",
                 )
-                self.settled(job.name, job.version)
+                self._settled(job.name, job.version)
                 continue
             log.warning("job not stored within its lease; issuing it again", extra={"job": job.name})
-            again = dataclasses.replace(job, attempt=job.attempt + 1, assignment_id=str(uuid.uuid4()))
+            again = dataclasses.replace(job, attempt=job.attempt + 1)
             self._queue.append(again)
 
     async def _poll(self) -> None:
@@ -209,7 +226,7 @@ class PyPIWatchSource:
 
         pages = await asyncio.gather(*(page_of(name) for _, name in changed))
         target = max(index_serial, changed[-1][0])
-        jobs: list[Job] = []
+        jobs: list[WatchJob] = []
         for (listed_serial, name), page in zip(changed, pages, strict=True):
             if page is None:
                 continue  # deleted since the listing
@@ -226,7 +243,7 @@ class PyPIWatchSource:
         if not jobs:
             self._commit(current)
 
-    def _new_jobs(self, page: ProjectPage, since: datetime) -> list[Job]:
+    def _new_jobs(self, page: ProjectPage, since: datetime) -> list[WatchJob]:
         by_version: dict[str, list[DistributionPackage]] = {}
         for package in page.packages:
             if package.version is not None:
@@ -254,9 +271,7 @@ class PyPIWatchSource:
                 if p.digests.get("sha256"):
                     digests[p.url] = p.digests["sha256"].lower()
             if wanted:
-                jobs.append(
-                    Job(page.project, version, wanted, self.rules_hash, 1, str(uuid.uuid4()), sha256=digests)
-                )
+                jobs.append(WatchJob(page.project, version, tuple(wanted), digests))
         return jobs
 
     # -- HTTP --------------------------------------------------------------------------------------------

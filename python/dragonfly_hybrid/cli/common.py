@@ -20,6 +20,7 @@ import typer
 from dragonfly_hybrid._core import Limits, Rules
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.node.settings import (
+    DEFAULT_LIMITS,
     MAX_BYTES,
     MAX_MEMBERS,
     MAX_NESTING_DEPTH,
@@ -35,7 +36,6 @@ from dragonfly_hybrid.store.db import Store, StoreError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-DEFAULT_LIMITS = Limits()
 _UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,

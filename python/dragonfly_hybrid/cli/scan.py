@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, Literal
+from typing import IO, Annotated
 
 import typer
 from rich.console import Console
@@ -47,6 +47,7 @@ from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
+    ReportFormat,
     TargetResult,
     exit_code,
     ndjson_line,
@@ -139,8 +140,6 @@ def _hooks(show: bool, total: int) -> Iterator[RichHooks | NoHooks]:
 
 # ------------------------------------------------------------------------------------------------- scan
 
-Format = Literal["table", "json", "ndjson", "sarif"]
-
 
 @contextmanager
 def _output(path: Path | None) -> Iterator[IO[str]]:
@@ -200,7 +199,7 @@ def scan_command(
         ),
     ] = None,
     fmt: Annotated[
-        Format, typer.Option("--format", "-f", help="Report format: table, json, ndjson or sarif.")
+        ReportFormat, typer.Option("--format", "-f", help="Report format: table, json, ndjson or sarif.")
     ] = "table",
     output: Annotated[
         Path | None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from dragonfly_hybrid.cli.common import (
     size_option,
 )
 from dragonfly_hybrid.logs import setup_logging
-from dragonfly_hybrid.node.settings import MAX_BYTES, MAX_LEASE
+from dragonfly_hybrid.node.settings import MAX_BYTES, MAX_LEASE, available_cores
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
@@ -177,7 +176,7 @@ def watch_command(
         interval=interval,
         lease=lease,
         limits=limits,
-        threads=threads or os.cpu_count() or 1,
+        threads=threads or available_cores(),
         max_download_size=max_download_size,
         once=once,
         max_jobs=max_jobs,

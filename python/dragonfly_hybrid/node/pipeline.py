@@ -36,6 +36,7 @@ from dragonfly_hybrid.node.jobs import (
 )
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.pypi.download import Downloader, FetchError, filename_of
+from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE
 
 log = logging.getLogger("dragonfly_hybrid.node")
 
@@ -53,7 +54,7 @@ class NodeOptions:
     job_timeout: float = 120.0
     bulk_size: int = 20
     load_duration: float = 60.0
-    max_scan_size: int = 128_000_000
+    max_scan_size: int = DEFAULT_MAX_DOWNLOAD_SIZE
     download_concurrency: int = 8
     submit_concurrency: int = 4
     grace_period: float = 60.0

@@ -2,7 +2,8 @@
 
 ``name==version`` selects exactly that version (yanked files included: an exact pin may select a yanked
 release, PEP 592); a bare ``name`` selects the highest version that has at least one non-yanked file and is
-not a pre-release (pre-releases only when nothing else exists, as pip does). Project names are normalized per
+not a pre-release, and whose Requires-Python admits the running Python (pre-releases only when nothing
+else exists): pip's rule, the one ``watch`` uses too. Project names are normalized per
 PEP 503 before the index is asked.
 
 Downloads are streamed, capped while streaming (never truncated silently), checked against the sha256 the
@@ -16,9 +17,10 @@ from __future__ import annotations
 import configparser
 import hashlib
 import os
+import platform
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +28,7 @@ from typing import BinaryIO
 from urllib.parse import urljoin
 
 import httpx
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pypi_simple import ACCEPT_JSON_PREFERRED, DistributionPackage, ProjectPage
 
@@ -160,24 +163,49 @@ def _file_of(package: DistributionPackage) -> DistributionFile:
     )
 
 
-def _by_version(page: ProjectPage) -> dict[Version, list[DistributionPackage]]:
+def _by_version(packages: Iterable[DistributionPackage]) -> dict[Version, list[DistributionPackage]]:
     versions: dict[Version, list[DistributionPackage]] = {}
-    for package in page.packages:
+    for package in packages:
         version = _parse_version(package.version)
         if version is not None:
             versions.setdefault(version, []).append(package)
     return versions
 
 
+_RUNNING_PYTHON = Version(platform.python_version())
+
+
+def _installable(package: DistributionPackage) -> bool:
+    """Not yanked, and its Requires-Python admits the running Python (an invalid one is ignored, as pip
+    ignores it)."""
+    if package.is_yanked:
+        return False
+    if not package.requires_python:
+        return True
+    try:
+        return SpecifierSet(package.requires_python).contains(_RUNNING_PYTHON, prereleases=True)
+    except InvalidSpecifier:
+        return True
+
+
 def _latest(versions: dict[Version, list[DistributionPackage]]) -> Version | None:
-    live = [v for v, packages in versions.items() if any(not p.is_yanked for p in packages)]
+    """pip's choice: the newest final release with an installable file; a pre-release only when there is
+    no such final release."""
+    live = [v for v, packages in versions.items() if any(_installable(p) for p in packages)]
     finals = [v for v in live if not v.is_prerelease]
     return max(finals or live, default=None)
 
 
+def latest_version(packages: Iterable[DistributionPackage]) -> str | None:
+    """The version pip would install from these files (as the index spells it), or None."""
+    versions = _by_version(packages)
+    chosen = _latest(versions)
+    return None if chosen is None else versions[chosen][0].version
+
+
 def select_release(page: ProjectPage, version: str | None) -> Release:
     """Pick the files of ``version`` (or of the latest version) from a parsed project page."""
-    versions = _by_version(page)
+    versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
         chosen = _latest(versions)
@@ -270,7 +298,7 @@ class PyPIClient:
                 )
             if response.status_code != 200:
                 raise IndexUnavailable(f"index answered HTTP {response.status_code} for {shown}")
-            return _parse_project_page(response, name, shown)
+            return parse_project_page(response, name, shown)
         raise IndexUnavailable(f"could not fetch {shown} after {self.retries} attempts ({problem})")
 
     def resolve(self, name: str, version: str | None = None) -> Release:
@@ -361,7 +389,8 @@ def _content_length(response: httpx.Response) -> int | None:
         return None
 
 
-def _parse_project_page(response: httpx.Response, name: str, shown: str) -> ProjectPage:
+def parse_project_page(response: httpx.Response, name: str, shown: str) -> ProjectPage:
+    """A project page answer (PEP 691 JSON or PEP 503 HTML); :class:`IndexUnavailable` when unusable."""
     content_type = response.headers.get("content-type", "text/html").split(";")[0].strip().lower()
     try:
         if content_type == _JSON_TYPE:

@@ -55,6 +55,7 @@ from pathlib import Path
 from dragonfly_hybrid._core import Limits, Rules
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.node.pipeline import Node, NodeOptions, RuleState, install_signal_handlers
+from dragonfly_hybrid.node.settings import available_cores
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE
 from dragonfly_hybrid.store.content_cache import StoreContentCache
 from dragonfly_hybrid.store.db import Store
@@ -75,7 +76,7 @@ class WatchConfig:
     interval: float = 120.0
     lease: float = 600.0
     limits: Limits = field(default_factory=Limits)
-    threads: int = 2
+    threads: int = field(default_factory=available_cores)
     max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE
     once: bool = False
     max_jobs: int | None = None

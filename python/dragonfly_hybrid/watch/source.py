@@ -9,18 +9,17 @@ import fnmatch
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import httpx
-from packaging.version import InvalidVersion, Version
 from pypi_simple import DistributionPackage, ProjectPage
 
 from dragonfly_hybrid.http_client import new_async_client, redact_url
 from dragonfly_hybrid.node.jobs import MainframeError, RulesPayload
-from dragonfly_hybrid.pypi.index import normalize_name
+from dragonfly_hybrid.pypi.index import IndexUnavailable, latest_version, normalize_name, parse_project_page
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.store.db import Store
 
@@ -248,7 +247,7 @@ class PyPIWatchSource:
         for package in page.packages:
             if package.version is not None:
                 by_version.setdefault(package.version, []).append(package)
-        latest = _latest_version(list(by_version))
+        latest = latest_version(page.packages)
         jobs = []
         for version, packages in by_version.items():
             new = [
@@ -315,16 +314,6 @@ class PyPIWatchSource:
         if response.status_code == 404:
             return None
         try:
-            return ProjectPage.from_json_data(response.json(), str(response.url))
-        except Exception as err:  # pydantic and JSON errors: an unusable page
-            raise WatchIndexError(f"malformed project page at {redact_url(url)}: {err}") from None
-
-
-def _latest_version(versions: Sequence[str]) -> str | None:
-    parsed = []
-    for text in versions:
-        try:
-            parsed.append((Version(text), text))
-        except InvalidVersion:
-            continue
-    return max(parsed)[1] if parsed else None
+            return parse_project_page(response, name, redact_url(url))
+        except IndexUnavailable as err:
+            raise WatchIndexError(str(err)) from None

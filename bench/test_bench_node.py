@@ -2,7 +2,7 @@
 
 Every release of the corpus (``DFH_BENCH_CORPUS``: the real one by default, where each line of
 ``bench/corpus.txt`` is a release with one distribution; or the synthetic one, ``bench/synthetic.py``) is
-queued on a fresh ``tests/fake_mainframe.FakeMainframe`` per round, its distributions hosted on the fake's
+queued on a fresh ``tests.fakes.mainframe.FakeMainframe`` per round, its distributions hosted on the fake's
 file host at PyPI-shaped URLs; the fake serves the ``light`` rule set (the bundled rules plus the bench
 markers; see ``DFH_BENCH_NODE_RULES`` for others) as the mainframe's rules. The fake runs in a child
 process (``bench/remote_fake.py``): like the live, remote mainframe, its HTTP threads share no GIL with the

@@ -19,7 +19,9 @@ import typer
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.cli.common import parse_size
-from fake_pypi import (
+from typer.testing import CliRunner, Result
+
+from tests.fakes.pypi import (
     BROKEN_RULE,
     LIGHT_MARKER,
     MARKER,
@@ -31,7 +33,6 @@ from fake_pypi import (
     wheel,
     write,
 )
-from typer.testing import CliRunner, Result
 
 SETUP = b"import os\n# " + MARKER + b"\n"
 

@@ -26,9 +26,20 @@ from dragonfly_hybrid.node.sources import MainframeSource
 from dragonfly_hybrid.rules_loader import load_rules
 from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner
 from dragonfly_hybrid.store.db import Store
-from fake_mainframe import FakeMainframe
-from fake_pypi import LIGHT_MARKER, LIGHT_RULE, MARKER, MARKER_RULE, FakeIndex, sdist, wheel, write, zip_bytes
 from typer.testing import CliRunner, Result
+
+from tests.fakes.mainframe import FakeMainframe
+from tests.fakes.pypi import (
+    LIGHT_MARKER,
+    LIGHT_RULE,
+    MARKER,
+    MARKER_RULE,
+    FakeIndex,
+    sdist,
+    wheel,
+    write,
+    zip_bytes,
+)
 
 BAD = b"import os\n# " + MARKER + b"\n"
 LIGHT = b"# " + LIGHT_MARKER + b"\n"

@@ -11,8 +11,9 @@ import pytest
 from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.cli.store import version_free
 from dragonfly_hybrid.store.db import Store
-from fake_pypi import LIGHT_MARKER, MARKER, FakeIndex, sdist, wheel
 from typer.testing import CliRunner, Result
+
+from tests.fakes.pypi import LIGHT_MARKER, MARKER, FakeIndex, sdist, wheel
 
 BAD = b"import os\n# " + MARKER + b"\n"
 LIGHT = b"# " + LIGHT_MARKER + b"\n"

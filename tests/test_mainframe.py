@@ -36,7 +36,8 @@ from dragonfly_hybrid.node.mainframe import (
     refresh_delay,
 )
 from dragonfly_hybrid.node.settings import ConfigError, NodeSettings
-from fake_mainframe import FakeMainframe, make_jwt
+
+from tests.fakes.mainframe import FakeMainframe, make_jwt
 
 T = TypeVar("T")
 FAST = Backoff(0.005, 0.02)
@@ -52,7 +53,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def fake_mainframe() -> Iterator[FakeMainframe]:
-    """A started fake mainframe + file host on 127.0.0.1 (see ``tests/fake_mainframe.py``)."""
+    """A started fake mainframe + file host on 127.0.0.1 (see ``tests/fakes/mainframe.py``)."""
     with FakeMainframe() as fake:
         yield fake
 

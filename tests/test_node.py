@@ -24,8 +24,9 @@ import pytest
 from dragonfly_hybrid.node.metrics import MetricsServer, NodeMetrics
 from dragonfly_hybrid.node.service import serve
 from dragonfly_hybrid.node.settings import NodeSettings
-from fake_mainframe import FakeMainframe
-from fake_pypi import FakeIndex, tar_gz_bytes, wheel
+
+from tests.fakes.mainframe import FakeMainframe
+from tests.fakes.pypi import FakeIndex, tar_gz_bytes, wheel
 
 MARK = b"x = 'DRAGONFLY_TEST_MARKER'\n"
 LIGHT = b"y = 'DRAGONFLY_LIGHT_MARKER'\n"

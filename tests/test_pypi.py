@@ -1,4 +1,4 @@
-"""PyPI resolution and downloads, against a real HTTP index on 127.0.0.1 (tests/fake_pypi.py)."""
+"""PyPI resolution and downloads, against a real HTTP index on 127.0.0.1 (tests/fakes/pypi.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from dragonfly_hybrid.pypi.index import (
     configured_index_url,
     normalize_name,
 )
-from fake_pypi import FakeFile, FakeIndex, sdist, wheel
+
+from tests.fakes.pypi import FakeFile, FakeIndex, sdist, wheel
 
 
 def client(index: FakeIndex, **kwargs: object) -> PyPIClient:

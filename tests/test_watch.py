@@ -25,8 +25,9 @@ from dragonfly_hybrid.store.db import Store
 from dragonfly_hybrid.watch.service import WatchConfig, WatchSummary, serve_watch
 from dragonfly_hybrid.watch.source import SERIAL_KEY, WatchFilters
 from dragonfly_hybrid.watch.webhook import Webhook, redact_webhook_url
-from fake_pypi import MARKER, FakeFile, FakeIndex, sdist, tar_gz_bytes, wheel
 from typer.testing import CliRunner
+
+from tests.fakes.pypi import MARKER, FakeFile, FakeIndex, sdist, tar_gz_bytes, wheel
 
 OLD = "2024-01-01T00:00:00Z"
 BAD = b"import os\n# " + MARKER + b"\n"

@@ -54,7 +54,7 @@ class NodeOptions:
     job_timeout: float = 120.0
     bulk_size: int = 20
     load_duration: float = 60.0
-    max_scan_size: int = DEFAULT_MAX_DOWNLOAD_SIZE
+    max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE
     download_concurrency: int = 8
     submit_concurrency: int = 4
     grace_period: float = 60.0
@@ -441,7 +441,7 @@ class Node(Generic[J]):
         async with self._download_slots:
             try:
                 expected = work.job.sha256.get(url)
-                data = await self._downloader.download(url, self.options.max_scan_size, sha256=expected)
+                data = await self._downloader.download(url, self.options.max_download_size, sha256=expected)
             except FetchError as err:
                 self.metrics.http_errors.labels("download").inc()
                 (work.permanent_errors if err.permanent else work.transient_errors).append(str(err))

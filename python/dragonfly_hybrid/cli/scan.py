@@ -36,6 +36,7 @@ from dragonfly_hybrid.cli.common import (
     load_rules_or_exit,
     open_store,
 )
+from dragonfly_hybrid.node.settings import available_cores
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     ProgressCallback,
@@ -236,7 +237,7 @@ def scan_command(
     parsed += requirement_targets(requirements or []) if requirements else []
     results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
     ruleset = load_rules_or_exit(rules or [])
-    engine, cache = cached_scanner(ruleset, limits, threads, results_store)
+    engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
     show_progress = not quiet and sys.stderr.isatty()
     with PyPIClient(index_url, max_download_size=max_download_size) as pypi, _output(output) as out:
         # NDJSON lines are written as targets finish, except to a terminal that shows the progress display.

@@ -481,7 +481,7 @@ def diff_command(
     ruleset = load_rules_or_exit(rules or [])
     path = store or default_store_path()
     db = open_store(path) if store is not None or path.is_file() else None
-    engine, cache = cached_scanner(ruleset, None, None, db)
+    engine, cache = cached_scanner(ruleset, None, available_cores(), db)
     try:
         with PyPIClient(index_url) as pypi:
             scanner = TargetScanner(engine, pypi)

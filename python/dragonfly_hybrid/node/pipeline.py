@@ -35,8 +35,8 @@ from dragonfly_hybrid.node.jobs import (
     Work,
 )
 from dragonfly_hybrid.node.metrics import NodeMetrics
-from dragonfly_hybrid.pypi.download import Downloader, FetchError, filename_of
-from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE
+from dragonfly_hybrid.pypi.download import Downloader, filename_of
+from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, DownloadError
 
 log = logging.getLogger("dragonfly_hybrid.node")
 
@@ -442,7 +442,7 @@ class Node(Generic[J]):
             try:
                 expected = work.job.sha256.get(url)
                 data = await self._downloader.download(url, self.options.max_download_size, sha256=expected)
-            except FetchError as err:
+            except DownloadError as err:
                 self.metrics.http_errors.labels("download").inc()
                 (work.permanent_errors if err.permanent else work.transient_errors).append(str(err))
                 log.warning("download failed", extra={"job": work.job.name, "error": str(err)})

@@ -65,7 +65,16 @@ class IndexUnavailable(PyPIError):
 
 
 class DownloadError(PyPIError):
-    """A distribution file could not be downloaded."""
+    """A distribution file could not be downloaded (by :class:`PyPIClient` or the node's
+    :class:`~dragonfly_hybrid.pypi.download.Downloader`).
+
+    ``permanent`` is True when trying again cannot help (404, over the size cap, wrong digest): the node
+    then reports the release as a failure; a transient error leaves the job to be claimed again.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class DownloadTooLarge(DownloadError):
@@ -334,7 +343,8 @@ class PyPIClient:
             return
         raise DownloadError(
             f"could not download {file.filename} from {redact_url(file.url)} "
-            f"after {self.retries} attempts ({problem})"
+            f"after {self.retries} attempts ({problem})",
+            permanent=False,
         )
 
     def _too_large(self, file: DistributionFile, detail: str) -> str:

@@ -31,7 +31,7 @@ from dragonfly_hybrid.cli.common import (
 )
 from dragonfly_hybrid.logs import setup_logging
 from dragonfly_hybrid.node.settings import MAX_BYTES, MAX_LEASE, available_cores
-from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
+from dragonfly_hybrid.pypi.index import DEFAULT_INDEX_URL, DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
@@ -43,7 +43,7 @@ from dragonfly_hybrid.store.content_cache import cached_scanner
 from dragonfly_hybrid.store.db import STORE_ENV, Finding, Store, StoreError, default_store_path, findings_of
 from dragonfly_hybrid.targets import ReleaseTarget, TargetError, TargetScanner, parse_target
 from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
-from dragonfly_hybrid.watch.source import PYPI_SIMPLE_URL, WatchFailed, WatchFilters
+from dragonfly_hybrid.watch.source import WatchFailed, WatchFilters
 from dragonfly_hybrid.watch.webhook import Webhook, webhook_url_problem
 
 WATCH_EXIT_CODES_HELP = """\
@@ -114,7 +114,7 @@ def watch_command(
     rules: RulesOption = None,
     index_url: Annotated[
         str, typer.Option(help="PEP 691 index with PyPI's `_last-serial` project list.", metavar="URL")
-    ] = PYPI_SIMPLE_URL,
+    ] = DEFAULT_INDEX_URL,
     include: Annotated[
         list[str] | None,
         typer.Option(

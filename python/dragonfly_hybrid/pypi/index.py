@@ -22,6 +22,8 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -141,6 +143,15 @@ class DistributionFile:
     sha256: str | None
     size: int | None
     yanked: bool
+
+
+@dataclass(frozen=True)
+class ProjectList:
+    """The index's project list: normalized name -> ``_last-serial``, the index's serial, its clock."""
+
+    projects: dict[str, int]
+    serial: int
+    server_time: datetime | None
 
 
 @dataclass(frozen=True)
@@ -285,19 +296,18 @@ class PyPIClient:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             yield attempt
 
-    def project_page(self, name: str) -> ProjectPage:
-        """Fetch and parse the project page of ``name`` (JSON preferred, HTML accepted)."""
-        url = urljoin(self.index_url, normalize_name(name) + "/")
+    def _get(self, url: str, accept: str) -> httpx.Response | None:
+        """A 200 answer, or None for 404; retries 5xx, 429 and network errors, else IndexUnavailable."""
         shown = redact_url(url)
         problem = ""
         for _ in self._attempts():
             try:
-                response = self._client.get(url, headers={"Accept": ACCEPT_JSON_PREFERRED})
+                response = self._client.get(url, headers={"Accept": accept})
             except httpx.TransportError as err:
                 problem = _describe(err)
                 continue
             if response.status_code == 404:
-                raise ProjectNotFound(f"no project named {name!r} on {redact_url(self.index_url)}")
+                return None
             if _is_retryable(response):
                 problem = f"HTTP {response.status_code}"
                 continue
@@ -307,8 +317,40 @@ class PyPIClient:
                 )
             if response.status_code != 200:
                 raise IndexUnavailable(f"index answered HTTP {response.status_code} for {shown}")
-            return parse_project_page(response, name, shown)
+            return response
         raise IndexUnavailable(f"could not fetch {shown} after {self.retries} attempts ({problem})")
+
+    def project_page(self, name: str) -> ProjectPage:
+        """Fetch and parse the project page of ``name`` (JSON preferred, HTML accepted)."""
+        url = urljoin(self.index_url, normalize_name(name) + "/")
+        response = self._get(url, ACCEPT_JSON_PREFERRED)
+        if response is None:
+            raise ProjectNotFound(f"no project named {name!r} on {redact_url(self.index_url)}")
+        return parse_project_page(response, name, redact_url(url))
+
+    def project_list(self) -> ProjectList:
+        """Every project with its ``_last-serial`` (PEP 691 JSON, as PyPI serves it: ``watch`` needs it)."""
+        shown = redact_url(self.index_url)
+        response = self._get(self.index_url, _JSON_TYPE)
+        if response is None:
+            raise IndexUnavailable(f"index answered HTTP 404 for {shown}")
+        try:
+            data = response.json()
+            projects = {normalize_name(p["name"]): int(p["_last-serial"]) for p in data["projects"]}
+            meta_serial = data.get("meta", {}).get("_last-serial")
+        except (ValueError, KeyError, TypeError) as err:
+            raise IndexUnavailable(
+                f"{shown} does not list projects with their _last-serial (PEP 691 JSON, as PyPI does): "
+                f"{type(err).__name__}: {err}"
+            ) from None
+        serial = int(meta_serial) if meta_serial is not None else max(projects.values(), default=0)
+        server_time = None
+        if response.headers.get("date"):
+            try:
+                server_time = parsedate_to_datetime(response.headers["date"])
+            except (TypeError, ValueError):
+                server_time = None
+        return ProjectList(projects, serial, server_time)
 
     def resolve(self, name: str, version: str | None = None) -> Release:
         """The files of ``name==version``, or of the latest version of ``name`` when version is None."""

@@ -56,11 +56,11 @@ from dragonfly_hybrid._core import Limits, Rules
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.node.pipeline import Node, NodeOptions, RuleState, install_signal_handlers
 from dragonfly_hybrid.node.settings import available_cores
-from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE
+from dragonfly_hybrid.pypi.index import DEFAULT_INDEX_URL, DEFAULT_MAX_DOWNLOAD_SIZE
 from dragonfly_hybrid.store.content_cache import StoreContentCache
 from dragonfly_hybrid.store.db import Store
 from dragonfly_hybrid.watch.sink import StoreSink
-from dragonfly_hybrid.watch.source import PYPI_SIMPLE_URL, SERIAL_KEY, PyPIWatchSource, WatchFilters
+from dragonfly_hybrid.watch.source import SERIAL_KEY, PyPIWatchSource, WatchFilters
 from dragonfly_hybrid.watch.webhook import Webhook
 
 
@@ -70,7 +70,7 @@ class WatchConfig:
 
     store_path: Path
     rules: Rules
-    index_url: str = PYPI_SIMPLE_URL
+    index_url: str = DEFAULT_INDEX_URL
     filters: WatchFilters = field(default_factory=WatchFilters)
     webhook: Webhook | None = None
     interval: float = 120.0

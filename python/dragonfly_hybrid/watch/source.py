@@ -12,21 +12,24 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 
-import httpx
 from pypi_simple import DistributionPackage, ProjectPage
 
-from dragonfly_hybrid.http_client import new_async_client, redact_url
+from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.node.jobs import MainframeError, RulesPayload
-from dragonfly_hybrid.pypi.index import IndexUnavailable, latest_version, normalize_name, parse_project_page
+from dragonfly_hybrid.pypi.index import (
+    DEFAULT_INDEX_URL,
+    ProjectNotFound,
+    PyPIClient,
+    PyPIError,
+    latest_version,
+    normalize_name,
+)
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.store.db import Store
 
 log = logging.getLogger("dragonfly_hybrid.watch")
 
-PYPI_SIMPLE_URL = "https://pypi.org/simple/"
-JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 SERIAL_KEY = "serial"
 SINCE_KEY = "since"
 INDEX_KEY = "index_url"
@@ -100,12 +103,12 @@ class PyPIWatchSource:
         store: Store,
         rules_hash: str,
         *,
-        index_url: str = PYPI_SIMPLE_URL,
+        index_url: str = DEFAULT_INDEX_URL,
         filters: WatchFilters | None = None,
         lease: float = 600.0,
         max_attempts: int = 3,
         fail_fast: bool = False,
-        http: httpx.AsyncClient | None = None,
+        pypi: PyPIClient | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -115,8 +118,8 @@ class PyPIWatchSource:
         self.lease = lease
         self.max_attempts = max(1, max_attempts)
         self.fail_fast = fail_fast
-        self._http = http or new_async_client()
-        self._owns_http = http is None
+        self._pypi = pypi or PyPIClient(self.index_url)
+        self._owns_pypi = pypi is None
         self._clock = clock
         self._queue: deque[WatchJob] = deque()
         self._round: _Round | None = None
@@ -124,8 +127,8 @@ class PyPIWatchSource:
         self.polls = 0
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owns_pypi:
+            self._pypi.close()
 
     # -- JobSource ---------------------------------------------------------------------------------------
 
@@ -273,47 +276,20 @@ class PyPIWatchSource:
                 jobs.append(WatchJob(page.project, version, tuple(wanted), digests))
         return jobs
 
-    # -- HTTP --------------------------------------------------------------------------------------------
-
-    async def _get(self, url: str) -> httpx.Response:
-        try:
-            response = await self._http.get(url, headers={"Accept": JSON_ACCEPT})
-        except httpx.HTTPError as err:
-            raise WatchIndexError(f"{redact_url(url)}: {type(err).__name__}: {err}") from None
-        if response.status_code != 200 and response.status_code != 404:
-            raise WatchIndexError(f"{redact_url(url)}: HTTP {response.status_code}")
-        return response
+    # -- index -------------------------------------------------------------------------------------------
 
     async def _project_list(self) -> tuple[dict[str, int], int, datetime | None]:
         """Every project's normalized name and ``_last-serial``; the index's serial; the server's time."""
-        response = await self._get(self.index_url)
-        shown = redact_url(self.index_url)
-        if response.status_code != 200:
-            raise WatchIndexError(f"{shown}: HTTP {response.status_code}")
         try:
-            data = response.json()
-            projects = {normalize_name(p["name"]): int(p["_last-serial"]) for p in data["projects"]}
-            meta_serial = data.get("meta", {}).get("_last-serial")
-        except (ValueError, KeyError, TypeError) as err:
-            raise WatchIndexError(
-                f"{shown} does not list projects with their _last-serial (PEP 691 JSON, as PyPI does): "
-                f"{type(err).__name__}: {err}"
-            ) from None
-        serial = int(meta_serial) if meta_serial is not None else max(projects.values(), default=0)
-        server_time = None
-        if response.headers.get("date"):
-            try:
-                server_time = parsedate_to_datetime(response.headers["date"])
-            except (TypeError, ValueError):
-                server_time = None
-        return projects, serial, server_time
+            listing = await asyncio.to_thread(self._pypi.project_list)
+        except PyPIError as err:
+            raise WatchIndexError(str(err)) from None
+        return listing.projects, listing.serial, listing.server_time
 
     async def _project_page(self, name: str) -> ProjectPage | None:
-        url = f"{self.index_url}{name}/"
-        response = await self._get(url)
-        if response.status_code == 404:
-            return None
         try:
-            return parse_project_page(response, name, redact_url(url))
-        except IndexUnavailable as err:
+            return await asyncio.to_thread(self._pypi.project_page, name)
+        except ProjectNotFound:
+            return None  # deleted since the listing
+        except PyPIError as err:
             raise WatchIndexError(str(err)) from None

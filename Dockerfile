@@ -8,7 +8,7 @@
 #   docker build -t dragonfly-hybrid .
 #   docker run --rm -e DRAGONFLY_CLIENT_ID -e DRAGONFLY_CLIENT_SECRET -p 127.0.0.1:9100:9100 dragonfly-hybrid
 #
-# Configuration is the node's DRAGONFLY_* environment (docs/node.md). The first build compiles YARA-X
+# Configuration is the node's DRAGONFLY_* environment (README.md, "Configuration"). The first build compiles YARA-X
 # (~12 min on 2 cores); the cache mounts below keep Cargo's downloads and target directory for rebuilds.
 
 ARG PYTHON_VERSION=3.11

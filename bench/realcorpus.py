@@ -10,8 +10,8 @@ default ``~/.cache/dragonfly-hybrid/corpus/``):
   never trusted without that check); a cached file that differs is an error naming it (delete it to let
   the next run download it again);
 * a missing file is resolved and downloaded with the project's own client
-  (:class:`dragonfly_hybrid.pypi.PyPIClient`, which checks the digest the index publishes), into a temporary
-  file that is checked against the pin and then renamed into place.
+  (:class:`dragonfly_hybrid.pypi.index.PyPIClient`, which checks the digest the index publishes), into a
+  temporary file that is checked against the pin and then renamed into place.
 
 Inflated size and file count of each distribution (its regular members, walked with
 ``bench.baseline.members``, as the baseline counts them) are computed once and kept in ``manifest.json``
@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dragonfly_hybrid.pypi import PyPIClient, PyPIError
+from dragonfly_hybrid.pypi.index import PyPIClient, PyPIError
 
 from bench.synthetic import CorpusTotals, Distribution
 

@@ -1,4 +1,4 @@
-"""``tests/fake_mainframe.FakeMainframe`` in a child process, driven over a pipe.
+"""``tests.fakes.mainframe.FakeMainframe`` in a child process, driven over a pipe.
 
 The live mainframe is remote: its HTTP threads do not share the GIL (nor, here, the interpreter) with the
 node being measured. :class:`FakeProcess` starts one child (``multiprocessing`` with the ``spawn`` start
@@ -17,7 +17,6 @@ Only small messages cross the pipe (commands, URLs, result bodies); the archives
 from __future__ import annotations
 
 import multiprocessing
-import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
 
 
 @dataclass(frozen=True)
@@ -39,8 +36,7 @@ class ReleaseSpec:
 
 
 def _child(conn: Connection, releases: Sequence[ReleaseSpec], rules_hash: str, rules: dict[str, str]) -> None:
-    sys.path.insert(0, str(TESTS_DIR))
-    from fake_mainframe import FakeMainframe
+    from tests.fakes.mainframe import FakeMainframe
 
     data = [
         (r.name, r.version, [(filename, Path(path).read_bytes()) for filename, path in r.files])

@@ -199,7 +199,7 @@ _FILETYPES = (".py", ".py .pyi", ".so .pyd", ".js", ".sh .bat .ps1", ".json", ".
 
 
 def bundled_rules_dir() -> Path:
-    """``dragonfly_hybrid.scanning.bundled_rules_dir()``, found without importing the extension."""
+    """``dragonfly_hybrid.rules_loader.bundled_rules_dir()``, found without importing the extension."""
     spec = importlib.util.find_spec("dragonfly_hybrid")
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations))) / "rules"

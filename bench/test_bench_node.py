@@ -2,7 +2,7 @@
 
 Every release of the corpus (``DFH_BENCH_CORPUS``: the real one by default, where each line of
 ``bench/corpus.txt`` is a release with one distribution; or the synthetic one, ``bench/synthetic.py``) is
-queued on a fresh ``tests/fake_mainframe.FakeMainframe`` per round, its distributions hosted on the fake's
+queued on a fresh ``tests.fakes.mainframe.FakeMainframe`` per round, its distributions hosted on the fake's
 file host at PyPI-shaped URLs; the fake serves the ``light`` rule set (the bundled rules plus the bench
 markers; see ``DFH_BENCH_NODE_RULES`` for others) as the mainframe's rules. The fake runs in a child
 process (``bench/remote_fake.py``): like the live, remote mainframe, its HTTP threads share no GIL with the
@@ -13,7 +13,7 @@ variant being measured. Each round drains the whole queue and its wall time is m
   ``POST /jobs?batch=1``, download each distribution in turn, scan each member serially
   (``bench/baseline.py``: tarfile/zipfile + one ``yara_x.Scanner``, the Dragonfly scoring), compute
   score / rules_matched / inspector_url, ``PUT /package``, repeat until no job is left.
-* ``node-<N>threads``: ``dragonfly_hybrid.service.serve(settings, once=True)`` with the default
+* ``node-<N>threads``: ``dragonfly_hybrid.node.service.serve(settings, once=True)`` with the default
   concurrency settings and ``threads`` = every core (``DFH_BENCH_THREADS``), a fresh rules cache per round
   (so it compiles the rules like the reference loop does).
 
@@ -44,9 +44,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from dragonfly_hybrid.config import NodeSettings
-from dragonfly_hybrid.metrics import NodeMetrics
-from dragonfly_hybrid.service import serve
+from dragonfly_hybrid.node.metrics import NodeMetrics
+from dragonfly_hybrid.node.service import serve
+from dragonfly_hybrid.node.settings import NodeSettings
 
 from bench import rulesets
 from bench.baseline import BaselineScanner, members

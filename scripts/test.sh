@@ -16,6 +16,7 @@ cargo fmt --all -- --check
 cargo clippy --release -p dragonfly-core -p dragonfly-hybrid-python --all-targets -- -D warnings
 python -m ruff check python tests bench scripts
 python -m ruff format --check python tests bench scripts
+python -m mypy python/dragonfly_hybrid
 
 cargo test --release -p dragonfly-core
 

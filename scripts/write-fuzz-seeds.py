@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # a script: the repository root, for `tests.archive_gen`
 
-from archive_gen import write_seeds  # noqa: E402
+from tests.archive_gen import write_seeds  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Shared fixtures. Archive builders and the fake index live in ``tests/fake_pypi.py``."""
+"""Shared fixtures. Archive builders and the fake index live in ``tests/fakes/pypi.py``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_pypi import LIGHT_RULE, MARKER_RULE, FakeIndex
+
+from tests.fakes.pypi import LIGHT_RULE, MARKER_RULE, FakeIndex
 
 
 @pytest.fixture
 def fake_index() -> Iterator[FakeIndex]:
-    """A started fake simple index on 127.0.0.1 (see ``tests/fake_pypi.py``)."""
+    """A started fake simple index on 127.0.0.1 (see ``tests/fakes/pypi.py``)."""
     with FakeIndex() as index:
         yield index
 

@@ -9,7 +9,8 @@ import dragonfly_hybrid as dh
 import pytest
 from dragonfly_hybrid import _core
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
-from fake_pypi import tar_gz_bytes, zip_bytes
+
+from tests.fakes.pypi import tar_gz_bytes, zip_bytes
 
 RULES = {
     "markers.yar": """

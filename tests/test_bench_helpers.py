@@ -10,22 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `import bench`
-
-pytest.importorskip("yara_x", reason="the yara-x Python package (extra 'bench') is not installed")
-
-from fake_pypi import FakeFile
-from fake_pypi import sdist as build_sdist
-from fake_pypi import wheel as build_wheel
+pytest.importorskip("yara_x", reason="the yara-x Python package (extra 'test') is not installed")
 
 from bench import realcorpus, rulesets, summary, synthetic
 from bench.baseline import BaselineScanner, compile_rules, disagreements, members, outcome_of
 from bench.reference import ExtractingScanner
+from tests.fakes.pypi import FakeFile
+from tests.fakes.pypi import sdist as build_sdist
+from tests.fakes.pypi import wheel as build_wheel
 
 TINY = synthetic.CorpusSpec(seed=7, scale=0.004, releases=3)
 
@@ -200,7 +196,7 @@ def test_real_corpus_rejects_a_cached_file_that_differs(tmp_path: Path) -> None:
 
 
 def test_real_corpus_downloads_what_is_missing(tmp_path: Path, fake_index) -> None:
-    from dragonfly_hybrid.pypi import PyPIClient
+    from dragonfly_hybrid.pypi.index import PyPIClient
 
     files = _corpus_files()
     for filename, (project, _, data) in files.items():

@@ -18,8 +18,10 @@ import pytest
 import typer
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.cli_common import parse_size
-from fake_pypi import (
+from dragonfly_hybrid.cli.common import parse_size
+from typer.testing import CliRunner, Result
+
+from tests.fakes.pypi import (
     BROKEN_RULE,
     LIGHT_MARKER,
     MARKER,
@@ -31,7 +33,6 @@ from fake_pypi import (
     wheel,
     write,
 )
-from typer.testing import CliRunner, Result
 
 SETUP = b"import os\n# " + MARKER + b"\n"
 
@@ -251,7 +252,7 @@ PUBLIC_FLAGS = {
 @pytest.mark.parametrize("command", sorted(PUBLIC_FLAGS))
 def test_public_flags_are_pinned(command: str) -> None:
     """Flags are a public contract: scripts and CI use them. ``scan`` and ``watch`` share the limit flags
-    (one definition, ``cli_common.limit_options``), with the same defaults and help."""
+    (one definition, ``cli.common.limit_options``), with the same defaults and help."""
     group: Any = typer.main.get_command(app)
     params = group.commands[command].params
     flags = [flag for p in params if p.param_type_name == "option" for flag in p.opts + p.secondary_opts]

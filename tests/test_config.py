@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from dragonfly_hybrid import Limits
-from dragonfly_hybrid.config import (
+from dragonfly_hybrid.node.settings import (
     MASK,
     ConfigError,
     NodeSettings,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.config import (
+from dragonfly_hybrid.node.settings import (
     MAX_BYTES,
     MAX_NESTING_DEPTH,
     MAX_SCAN_TIMEOUT,
@@ -28,8 +28,9 @@ from dragonfly_hybrid.config import (
     load_settings,
     max_threads,
 )
-from fake_pypi import sdist, write
 from typer.testing import CliRunner
+
+from tests.fakes.pypi import sdist, write
 
 TOO_MANY_THREADS = str(100_000)
 TWO_TO_THE_64 = str(2**64)  # 18446744073709551616: does not fit the core's u64 counters

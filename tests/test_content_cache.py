@@ -19,16 +19,27 @@ from typing import Any
 import pytest
 from dragonfly_hybrid._core import DistributionResult, Limits, Rules, Scanner
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.config import NodeSettings
-from dragonfly_hybrid.content_cache import StoreContentCache, cached_scanner
-from dragonfly_hybrid.mainframe import MainframeClient
-from dragonfly_hybrid.node import RuleState
-from dragonfly_hybrid.scanning import load_rules
-from dragonfly_hybrid.sources import MainframeSource
-from dragonfly_hybrid.store import Store
-from fake_mainframe import FakeMainframe
-from fake_pypi import LIGHT_MARKER, LIGHT_RULE, MARKER, MARKER_RULE, FakeIndex, sdist, wheel, write, zip_bytes
+from dragonfly_hybrid.node.mainframe import MainframeClient
+from dragonfly_hybrid.node.pipeline import RuleState
+from dragonfly_hybrid.node.settings import NodeSettings
+from dragonfly_hybrid.node.sources import MainframeSource
+from dragonfly_hybrid.rules_loader import load_rules
+from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner
+from dragonfly_hybrid.store.db import Store
 from typer.testing import CliRunner, Result
+
+from tests.fakes.mainframe import FakeMainframe
+from tests.fakes.pypi import (
+    LIGHT_MARKER,
+    LIGHT_RULE,
+    MARKER,
+    MARKER_RULE,
+    FakeIndex,
+    sdist,
+    wheel,
+    write,
+    zip_bytes,
+)
 
 BAD = b"import os\n# " + MARKER + b"\n"
 LIGHT = b"# " + LIGHT_MARKER + b"\n"
@@ -151,7 +162,7 @@ def test_entries_the_engine_refuses_are_logged_scanned_again_and_replaced(
         db.save_content_cache(rules.hash, [(digest(BAD), b"\x09not an entry this engine writes")])
         scanner = Scanner(rules, threads=2, record_cache=True)
         cache = StoreContentCache(db)
-        with caplog.at_level(logging.INFO, logger="dragonfly_hybrid.content_cache"):
+        with caplog.at_level(logging.INFO, logger="dragonfly_hybrid.store.content_cache"):
             load = cache.load(scanner)
         assert (load.loaded, load.refused) == (0, 1)
         assert load.reason is not None and "unknown cache entry format version 9" in load.reason

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.cli_store import version_free
-from dragonfly_hybrid.store import Store
-from fake_pypi import LIGHT_MARKER, MARKER, FakeIndex, sdist, wheel
+from dragonfly_hybrid.cli.store import version_free
+from dragonfly_hybrid.store.db import Store
 from typer.testing import CliRunner, Result
+
+from tests.fakes.pypi import LIGHT_MARKER, MARKER, FakeIndex, sdist, wheel
 
 BAD = b"import os\n# " + MARKER + b"\n"
 LIGHT = b"# " + LIGHT_MARKER + b"\n"

@@ -40,9 +40,10 @@ import time
 from pathlib import Path
 
 import pytest
-from archive_gen import CLASSES, CYCLE, PAYLOAD, Case, make_case
 from dragonfly_hybrid import Rules, Scanner
-from pip_oracle import PipView, missing, pip_view
+
+from tests.archive_gen import CLASSES, CYCLE, PAYLOAD, Case, make_case
+from tests.pip_oracle import PipView, missing, pip_view
 
 CASES = int(os.environ.get("DFH_DIFF_CASES", "5000"))
 SEED = int(os.environ.get("DFH_DIFF_SEED", "0"))

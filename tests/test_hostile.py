@@ -176,10 +176,13 @@ def summarize(result: dh.DistributionResult) -> dict[str, Any]:
 
 def run_isolated(case: str, *args: str) -> tuple[dict[str, Any], int]:
     """Run a case in a child; return its summary and its peak RSS in MB."""
-    code = f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_hostile as h; "
+    code = "import sys, json; from tests import test_hostile as h; "
     code += "print(json.dumps(h.CASES[sys.argv[1]](*sys.argv[2:])))"
     child = subprocess.Popen(
-        [sys.executable, "-c", code, case, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", code, case, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[1],  # the repository root: `tests` imports as a package
     )
     assert child.stdout is not None and child.stderr is not None
     out, err = child.stdout.read(), child.stderr.read()

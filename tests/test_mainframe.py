@@ -17,24 +17,27 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid.config import ConfigError, NodeSettings
-from dragonfly_hybrid.mainframe import (
-    MIN_SESSION_REUSE,
-    AuthError,
-    Backoff,
+from dragonfly_hybrid.node.jobs import (
     FailureBody,
     Job,
-    MainframeClient,
     MainframeError,
     RulesPayload,
     SubmitOutcome,
     SuccessBody,
+)
+from dragonfly_hybrid.node.mainframe import (
+    MIN_SESSION_REUSE,
+    AuthError,
+    Backoff,
+    MainframeClient,
     jwt_expiry,
     parse_job,
     parse_rules,
     refresh_delay,
 )
-from fake_mainframe import FakeMainframe, make_jwt
+from dragonfly_hybrid.node.settings import ConfigError, NodeSettings
+
+from tests.fakes.mainframe import FakeMainframe, make_jwt
 
 T = TypeVar("T")
 FAST = Backoff(0.005, 0.02)
@@ -50,7 +53,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def fake_mainframe() -> Iterator[FakeMainframe]:
-    """A started fake mainframe + file host on 127.0.0.1 (see ``tests/fake_mainframe.py``)."""
+    """A started fake mainframe + file host on 127.0.0.1 (see ``tests/fakes/mainframe.py``)."""
     with FakeMainframe() as fake:
         yield fake
 

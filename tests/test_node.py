@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid.config import NodeSettings
-from dragonfly_hybrid.metrics import MetricsServer, NodeMetrics
-from dragonfly_hybrid.service import serve
-from fake_mainframe import FakeMainframe
-from fake_pypi import FakeIndex, tar_gz_bytes, wheel
+from dragonfly_hybrid.node.metrics import MetricsServer, NodeMetrics
+from dragonfly_hybrid.node.service import serve
+from dragonfly_hybrid.node.settings import NodeSettings
+
+from tests.fakes.mainframe import FakeMainframe
+from tests.fakes.pypi import FakeIndex, tar_gz_bytes, wheel
 
 MARK = b"x = 'DRAGONFLY_TEST_MARKER'\n"
 LIGHT = b"y = 'DRAGONFLY_LIGHT_MARKER'\n"
@@ -467,7 +468,7 @@ def test_standalone_node_writes_json_lines(fake_index: FakeIndex, rules_dir: Pat
 
 
 def test_throughput_decides_how_much_is_claimed() -> None:
-    from dragonfly_hybrid.node import NodeOptions, ThroughputMeter, claim_limit
+    from dragonfly_hybrid.node.pipeline import NodeOptions, ThroughputMeter, claim_limit
 
     options = NodeOptions(job_timeout=120, bulk_size=20)
     assert claim_limit(None, options, threads=2) == 3  # nothing measured: only enough to start

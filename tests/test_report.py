@@ -22,7 +22,17 @@ from dragonfly_hybrid.report import (
     sarif_document,
     target_json,
 )
-from fake_pypi import LIGHT_MARKER, LIGHT_RULE, MARKER, MARKER_RULE, sdist, validate_sarif, wheel, write
+
+from tests.fakes.pypi import (
+    LIGHT_MARKER,
+    LIGHT_RULE,
+    MARKER,
+    MARKER_RULE,
+    sdist,
+    validate_sarif,
+    wheel,
+    write,
+)
 
 SETUP = b"import os\n# " + MARKER + b"\n"
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.requirements import RequirementsError, lock_format, read_pins
-from dragonfly_hybrid.store import Store
-from fake_pypi import MARKER, FakeIndex, sdist, wheel
+from dragonfly_hybrid.pypi.requirements import RequirementsError, lock_format, read_pins
+from dragonfly_hybrid.store.db import Store
 from typer.testing import CliRunner, Result
+
+from tests.fakes.pypi import MARKER, FakeIndex, sdist, wheel
 
 BAD = b"import os\n# " + MARKER + b"\n"
 

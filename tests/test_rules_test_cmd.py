@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from dragonfly_hybrid import rules_eval
 from dragonfly_hybrid.cli import app
-from fake_pypi import BROKEN_RULE, sdist, wheel, write
 from typer.testing import CliRunner, Result
+
+from tests.fakes.pypi import BROKEN_RULE, sdist, wheel, write
 
 RULES = """
 rule test_strong {

@@ -12,12 +12,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid import store as store_module
 from dragonfly_hybrid._core import Scanner
 from dragonfly_hybrid.report import TargetResult
-from dragonfly_hybrid.scanning import load_rules
-from dragonfly_hybrid.store import SCHEMA_VERSION, Store, StoreError, default_store_path, findings_of
-from fake_pypi import LIGHT_MARKER, MARKER, sdist, wheel
+from dragonfly_hybrid.rules_loader import load_rules
+from dragonfly_hybrid.store import db as store_module
+from dragonfly_hybrid.store.db import SCHEMA_VERSION, Store, StoreError, default_store_path, findings_of
+
+from tests.fakes.pypi import LIGHT_MARKER, MARKER, sdist, wheel
 
 
 def release_result(scanner: Scanner, name: str, version: str, marked: bool = True) -> TargetResult:
@@ -205,11 +206,10 @@ CHILD = r"""
 import sys
 from dragonfly_hybrid._core import Scanner
 from dragonfly_hybrid.report import TargetResult
-from dragonfly_hybrid.scanning import load_rules
-from dragonfly_hybrid.store import Store
+from dragonfly_hybrid.rules_loader import load_rules
+from dragonfly_hybrid.store.db import Store
 
-sys.path.insert(0, sys.argv[3])
-from fake_pypi import MARKER, sdist
+from tests.fakes.pypi import MARKER, sdist
 
 scanner = Scanner(load_rules([sys.argv[2]]), threads=1)
 # Many matching files per release: every transaction writes hundreds of rows.
@@ -229,9 +229,9 @@ def test_kill_9_mid_write_leaves_a_sound_store_with_every_committed_release(
     tmp_path: Path, rules_dir: Path
 ) -> None:
     path = tmp_path / "s.db"
-    tests_dir = str(Path(__file__).parent)
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), str(rules_dir), tests_dir],
+        [sys.executable, "-c", CHILD, str(path), str(rules_dir)],
+        cwd=Path(__file__).resolve().parents[1],  # the repository root: `tests` imports as a package
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -19,20 +19,16 @@ from pathlib import Path
 import pytest
 from dragonfly_hybrid._core import Rules
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.fetch import Downloader, FetchError
-from dragonfly_hybrid.scanning import load_rules
-from dragonfly_hybrid.store import Store
-from dragonfly_hybrid.watch import (
-    SERIAL_KEY,
-    WatchConfig,
-    WatchFilters,
-    WatchSummary,
-    Webhook,
-    redact_webhook_url,
-    serve_watch,
-)
-from fake_pypi import MARKER, FakeFile, FakeIndex, sdist, tar_gz_bytes, wheel
+from dragonfly_hybrid.pypi.download import Downloader
+from dragonfly_hybrid.pypi.index import DownloadError
+from dragonfly_hybrid.rules_loader import load_rules
+from dragonfly_hybrid.store.db import Store
+from dragonfly_hybrid.watch.service import WatchConfig, WatchSummary, serve_watch
+from dragonfly_hybrid.watch.source import SERIAL_KEY, WatchFilters
+from dragonfly_hybrid.watch.webhook import Webhook, redact_webhook_url
 from typer.testing import CliRunner
+
+from tests.fakes.pypi import MARKER, FakeFile, FakeIndex, sdist, tar_gz_bytes, wheel
 
 OLD = "2024-01-01T00:00:00Z"
 BAD = b"import os\n# " + MARKER + b"\n"
@@ -294,7 +290,7 @@ def test_downloads_are_checked_against_the_listed_digest_only_when_there_is_one(
 
     assert asyncio.run(fetch(good.sha256)) == b"the real bytes"
     assert asyncio.run(fetch(None)) == b"the real bytes"  # mainframe jobs carry no digests
-    with pytest.raises(FetchError) as caught:
+    with pytest.raises(DownloadError) as caught:
         asyncio.run(fetch("0" * 64))
     assert caught.value.permanent
     assert str(caught.value) == (

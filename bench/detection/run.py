@@ -59,7 +59,7 @@ def malware_dirs() -> tuple[Path, Path]:
 
 def ensure_benign(list_path: Path = BENIGN_LIST, cache: Path | None = None) -> Path:
     """Every pinned benign file in ``cache`` (downloaded when missing, always verified); the folder."""
-    from dragonfly_hybrid.pypi import PyPIClient
+    from dragonfly_hybrid.pypi.index import PyPIClient
 
     from bench.realcorpus import CorpusError, download, parse_corpus_list, verify
 

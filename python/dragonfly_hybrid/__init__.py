@@ -16,7 +16,7 @@ from dragonfly_hybrid._core import (
     __version__,
 )
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
-from dragonfly_hybrid.scanning import bundled_rules, bundled_rules_dir, load_rules
+from dragonfly_hybrid.rules_loader import bundled_rules, bundled_rules_dir, load_rules
 
 __all__ = [
     "DistributionResult",

@@ -7,10 +7,21 @@ import logging
 import sys
 from typing import Literal
 
-from dragonfly_hybrid.mainframe import quiet_http_debug_logs
-
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+_VERBOSE_HTTP_LOGGERS = ("httpcore", "h2", "hpack")
+
+
+def quiet_http_debug_logs() -> None:
+    """Keep httpcore, h2 and hpack below DEBUG: their debug logs print raw headers (``Set-Cookie`` with the
+    session token, ``Authorization``, ``Cookie``). Called by the mainframe client and by the logging set-up.
+    A logger explicitly set to a level above NOTSET and at least INFO is left alone."""
+    for name in _VERBOSE_HTTP_LOGGERS:
+        chosen = logging.getLogger(name)
+        if chosen.level < logging.INFO:
+            chosen.setLevel(logging.INFO)
 
 
 class JsonFormatter(logging.Formatter):

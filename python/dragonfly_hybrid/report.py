@@ -65,7 +65,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Literal, get_args
+from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from rich import box
@@ -75,6 +75,9 @@ from rich.text import Text
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import DistributionResult, FileResult, ReleaseResult, RuleMatch, Rules, ScanIssue
+
+if TYPE_CHECKING:
+    from dragonfly_hybrid._core import Verdict  # the engine's verdicts (a type only)
 
 TOOL_NAME = "dragonfly-hybrid"
 SARIF_SCHEMA_URI = (
@@ -92,9 +95,7 @@ EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 
 TargetKind = Literal["archive", "file", "directory", "release"]
-Verdict = Literal["clean", "findings", "incomplete"]
 ReportFormat = Literal["table", "json", "ndjson", "sarif"]
-FORMATS: tuple[str, ...] = get_args(ReportFormat)
 
 JSON = dict[str, Any]
 

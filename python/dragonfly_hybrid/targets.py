@@ -11,10 +11,11 @@ A target is, in this order:
    mistyped file name is reported as a missing file, not looked up on the index.
 
 Anything else is a usage error (:class:`TargetError`), as are a project or version the index does not
-have (:class:`~dragonfly_hybrid.pypi.ProjectNotFound`, :class:`~dragonfly_hybrid.pypi.VersionNotFound`,
-raised by :meth:`TargetScanner.resolve` before anything is scanned). An index that cannot be reached and
-files that cannot be downloaded make the target ``incomplete`` instead: what was downloaded is still
-scanned, so a rule match elsewhere in the release is never lost.
+have (:class:`~dragonfly_hybrid.pypi.index.ProjectNotFound`,
+:class:`~dragonfly_hybrid.pypi.index.VersionNotFound`, raised by :meth:`TargetScanner.resolve` before
+anything is scanned). An index that cannot be reached and files that cannot be downloaded make the target
+``incomplete`` instead: what was downloaded is still scanned, so a rule match elsewhere in the release is
+never lost.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ from typing import Protocol
 from packaging.version import InvalidVersion, Version
 
 from dragonfly_hybrid._core import DistributionResult, Scanner
-from dragonfly_hybrid.pypi import (
+from dragonfly_hybrid.http_client import redact_url
+from dragonfly_hybrid.pypi.index import (
     DistributionFile,
     IndexUnavailable,
     ProgressCallback,
     PyPIClient,
     PyPIError,
     Release,
-    redact_url,
 )
 from dragonfly_hybrid.report import TargetKind, TargetResult
 
@@ -130,6 +131,8 @@ class Hooks(Protocol):
 
     def stage(self, text: str) -> None: ...
 
+    def target_done(self) -> None: ...
+
     def download(self, filename: str, size: int | None) -> ProgressCallback: ...
 
     def downloaded(self, filename: str) -> None: ...
@@ -139,6 +142,9 @@ class NoHooks:
     """Hooks that show nothing."""
 
     def stage(self, text: str) -> None:
+        pass
+
+    def target_done(self) -> None:
         pass
 
     def download(self, filename: str, size: int | None) -> ProgressCallback:

@@ -2,7 +2,8 @@
 
 ``name==version`` selects exactly that version (yanked files included: an exact pin may select a yanked
 release, PEP 592); a bare ``name`` selects the highest version that has at least one non-yanked file and is
-not a pre-release (pre-releases only when nothing else exists, as pip does). Project names are normalized per
+not a pre-release, and whose Requires-Python admits the running Python (pre-releases only when nothing
+else exists): pip's rule, the one ``watch`` uses too. Project names are normalized per
 PEP 503 before the index is asked.
 
 Downloads are streamed, capped while streaming (never truncated silently), checked against the sha256 the
@@ -14,24 +15,26 @@ the credentials that an index URL may embed.
 from __future__ import annotations
 
 import configparser
-import functools
 import hashlib
 import os
+import platform
 import re
-import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import httpx
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pypi_simple import ACCEPT_JSON_PREFERRED, DistributionPackage, ProjectPage
 
-from dragonfly_hybrid import __version__
+from dragonfly_hybrid.http_client import new_client, redact_url
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple/"
 DEFAULT_MAX_DOWNLOAD_SIZE = 128_000_000
@@ -64,7 +67,16 @@ class IndexUnavailable(PyPIError):
 
 
 class DownloadError(PyPIError):
-    """A distribution file could not be downloaded."""
+    """A distribution file could not be downloaded (by :class:`PyPIClient` or the node's
+    :class:`~dragonfly_hybrid.pypi.download.Downloader`).
+
+    ``permanent`` is True when trying again cannot help (404, over the size cap, wrong digest): the node
+    then reports the release as a failure; a transient error leaves the job to be claimed again.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class DownloadTooLarge(DownloadError):
@@ -75,28 +87,9 @@ class DigestMismatch(DownloadError):
     """A downloaded file does not have the sha256 digest the index published for it."""
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The verifying TLS context every HTTP client of the package shares: building one loads the CA
-    bundle, which takes ~50 ms of CPU per client otherwise."""
-    return httpx.create_ssl_context()
-
-
 def normalize_name(name: str) -> str:
     """The PEP 503 normalized form of a project name."""
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def redact_url(url: str) -> str:
-    """``url`` without the user name and password it may embed (safe to print or log)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _pip_config_files(env: Mapping[str, str], home: Path) -> list[Path]:
@@ -153,6 +146,15 @@ class DistributionFile:
 
 
 @dataclass(frozen=True)
+class ProjectList:
+    """The index's project list: normalized name -> ``_last-serial``, the index's serial, its clock."""
+
+    projects: dict[str, int]
+    serial: int
+    server_time: datetime | None
+
+
+@dataclass(frozen=True)
 class Release:
     """A resolved release: its project name as the index spells it, its version and its files."""
 
@@ -181,24 +183,49 @@ def _file_of(package: DistributionPackage) -> DistributionFile:
     )
 
 
-def _by_version(page: ProjectPage) -> dict[Version, list[DistributionPackage]]:
+def _by_version(packages: Iterable[DistributionPackage]) -> dict[Version, list[DistributionPackage]]:
     versions: dict[Version, list[DistributionPackage]] = {}
-    for package in page.packages:
+    for package in packages:
         version = _parse_version(package.version)
         if version is not None:
             versions.setdefault(version, []).append(package)
     return versions
 
 
+_RUNNING_PYTHON = Version(platform.python_version())
+
+
+def _installable(package: DistributionPackage) -> bool:
+    """Not yanked, and its Requires-Python admits the running Python (an invalid one is ignored, as pip
+    ignores it)."""
+    if package.is_yanked:
+        return False
+    if not package.requires_python:
+        return True
+    try:
+        return SpecifierSet(package.requires_python).contains(_RUNNING_PYTHON, prereleases=True)
+    except InvalidSpecifier:
+        return True
+
+
 def _latest(versions: dict[Version, list[DistributionPackage]]) -> Version | None:
-    live = [v for v, packages in versions.items() if any(not p.is_yanked for p in packages)]
+    """pip's choice: the newest final release with an installable file; a pre-release only when there is
+    no such final release."""
+    live = [v for v, packages in versions.items() if any(_installable(p) for p in packages)]
     finals = [v for v in live if not v.is_prerelease]
     return max(finals or live, default=None)
 
 
+def latest_version(packages: Iterable[DistributionPackage]) -> str | None:
+    """The version pip would install from these files (as the index spells it), or None."""
+    versions = _by_version(packages)
+    chosen = _latest(versions)
+    return None if chosen is None else versions[chosen][0].version
+
+
 def select_release(page: ProjectPage, version: str | None) -> Release:
     """Pick the files of ``version`` (or of the latest version) from a parsed project page."""
-    versions = _by_version(page)
+    versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
         chosen = _latest(versions)
@@ -249,13 +276,7 @@ class PyPIClient:
         self.max_download_size = max_download_size
         self.retries = max(1, retries)
         self.backoff = backoff
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-            follow_redirects=True,
-            headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
-            transport=transport,
-            verify=tls_context(),
-        )
+        self._client = new_client(timeout=timeout, transport=transport)
 
     def __enter__(self) -> PyPIClient:
         return self
@@ -275,19 +296,18 @@ class PyPIClient:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             yield attempt
 
-    def project_page(self, name: str) -> ProjectPage:
-        """Fetch and parse the project page of ``name`` (JSON preferred, HTML accepted)."""
-        url = urljoin(self.index_url, normalize_name(name) + "/")
+    def _get(self, url: str, accept: str) -> httpx.Response | None:
+        """A 200 answer, or None for 404; retries 5xx, 429 and network errors, else IndexUnavailable."""
         shown = redact_url(url)
         problem = ""
         for _ in self._attempts():
             try:
-                response = self._client.get(url, headers={"Accept": ACCEPT_JSON_PREFERRED})
+                response = self._client.get(url, headers={"Accept": accept})
             except httpx.TransportError as err:
                 problem = _describe(err)
                 continue
             if response.status_code == 404:
-                raise ProjectNotFound(f"no project named {name!r} on {redact_url(self.index_url)}")
+                return None
             if _is_retryable(response):
                 problem = f"HTTP {response.status_code}"
                 continue
@@ -297,8 +317,40 @@ class PyPIClient:
                 )
             if response.status_code != 200:
                 raise IndexUnavailable(f"index answered HTTP {response.status_code} for {shown}")
-            return _parse_project_page(response, name, shown)
+            return response
         raise IndexUnavailable(f"could not fetch {shown} after {self.retries} attempts ({problem})")
+
+    def project_page(self, name: str) -> ProjectPage:
+        """Fetch and parse the project page of ``name`` (JSON preferred, HTML accepted)."""
+        url = urljoin(self.index_url, normalize_name(name) + "/")
+        response = self._get(url, ACCEPT_JSON_PREFERRED)
+        if response is None:
+            raise ProjectNotFound(f"no project named {name!r} on {redact_url(self.index_url)}")
+        return parse_project_page(response, name, redact_url(url))
+
+    def project_list(self) -> ProjectList:
+        """Every project with its ``_last-serial`` (PEP 691 JSON, as PyPI serves it: ``watch`` needs it)."""
+        shown = redact_url(self.index_url)
+        response = self._get(self.index_url, _JSON_TYPE)
+        if response is None:
+            raise IndexUnavailable(f"index answered HTTP 404 for {shown}")
+        try:
+            data = response.json()
+            projects = {normalize_name(p["name"]): int(p["_last-serial"]) for p in data["projects"]}
+            meta_serial = data.get("meta", {}).get("_last-serial")
+        except (ValueError, KeyError, TypeError) as err:
+            raise IndexUnavailable(
+                f"{shown} does not list projects with their _last-serial (PEP 691 JSON, as PyPI does): "
+                f"{type(err).__name__}: {err}"
+            ) from None
+        serial = int(meta_serial) if meta_serial is not None else max(projects.values(), default=0)
+        server_time = None
+        if response.headers.get("date"):
+            try:
+                server_time = parsedate_to_datetime(response.headers["date"])
+            except (TypeError, ValueError):
+                server_time = None
+        return ProjectList(projects, serial, server_time)
 
     def resolve(self, name: str, version: str | None = None) -> Release:
         """The files of ``name==version``, or of the latest version of ``name`` when version is None."""
@@ -333,7 +385,8 @@ class PyPIClient:
             return
         raise DownloadError(
             f"could not download {file.filename} from {redact_url(file.url)} "
-            f"after {self.retries} attempts ({problem})"
+            f"after {self.retries} attempts ({problem})",
+            permanent=False,
         )
 
     def _too_large(self, file: DistributionFile, detail: str) -> str:
@@ -388,7 +441,8 @@ def _content_length(response: httpx.Response) -> int | None:
         return None
 
 
-def _parse_project_page(response: httpx.Response, name: str, shown: str) -> ProjectPage:
+def parse_project_page(response: httpx.Response, name: str, shown: str) -> ProjectPage:
+    """A project page answer (PEP 691 JSON or PEP 503 HTML); :class:`IndexUnavailable` when unusable."""
     content_type = response.headers.get("content-type", "text/html").split(";")[0].strip().lower()
     try:
         if content_type == _JSON_TYPE:

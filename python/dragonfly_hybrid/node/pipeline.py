@@ -16,22 +16,29 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import httpx
 
-from dragonfly_hybrid._core import Limits, ReleaseResult, Rules, Scanner
+from dragonfly_hybrid._core import Limits, Rules, Scanner
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
-from dragonfly_hybrid.fetch import Downloader, FetchError, filename_of
-from dragonfly_hybrid.mainframe import FailureBody, Job, MainframeError, SubmitOutcome, SuccessBody
-from dragonfly_hybrid.metrics import NodeMetrics
-from dragonfly_hybrid.sinks import ResultBody, ResultSink
-from dragonfly_hybrid.sources import JobSource
+from dragonfly_hybrid.node.jobs import (
+    J,
+    JobSource,
+    MainframeError,
+    ResultSink,
+    RulesSource,
+    SubmitOutcome,
+    Work,
+)
+from dragonfly_hybrid.node.metrics import NodeMetrics
+from dragonfly_hybrid.pypi.download import Downloader, filename_of
+from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, DownloadError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dragonfly_hybrid.node")
 
 # Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
 LEASE_SHARE = 0.5
@@ -47,7 +54,7 @@ class NodeOptions:
     job_timeout: float = 120.0
     bulk_size: int = 20
     load_duration: float = 60.0
-    max_scan_size: int = 128_000_000
+    max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE
     download_concurrency: int = 8
     submit_concurrency: int = 4
     grace_period: float = 60.0
@@ -55,34 +62,6 @@ class NodeOptions:
     min_lease_left: float = 5.0
     once: bool = False
     max_jobs: int | None = None
-
-
-@dataclass
-class Work:
-    """One claimed job on its way through the pipeline."""
-
-    job: Job
-    claimed_at: float
-    distributions: list[tuple[str, bytes, str | None]] = field(default_factory=list)
-    # Downloads that cannot succeed (404, over the cap): reported in a failure body.
-    permanent_errors: list[str] = field(default_factory=list)
-    # Downloads that may succeed later: without findings, the job is left to the server.
-    transient_errors: list[str] = field(default_factory=list)
-    # Filled in as the job goes through the pipeline, for sinks that keep details (`DetailedSink`).
-    release: ReleaseResult | None = None
-    scanner: Scanner | None = None
-    """The Scanner the job was scanned with (its content cache holds what the job scanned)."""
-    fetch_seconds: float = 0.0
-    scan_seconds: float = 0.0
-
-
-class DetailedSink(Protocol):
-    """A sink that keeps more than the result body: the whole scan result, errors and timings of a job.
-
-    When the node's sink has this method, the node calls it instead of ``submit``.
-    """
-
-    async def submit_work(self, body: ResultBody, work: Work, *, deadline: float) -> SubmitOutcome: ...
 
 
 class ContentCache(Protocol):
@@ -135,7 +114,7 @@ class RuleState:
 
     def __init__(
         self,
-        source: JobSource,
+        source: RulesSource,
         limits: Limits,
         threads: int,
         cache_dir: Path | None,
@@ -236,63 +215,42 @@ class RuleState:
             return self.scanner
 
 
-def result_body(work: Work, release: ReleaseResult | None, commit: str) -> ResultBody | None:
-    """The one result to submit for a job, or None when the job must be left to the server.
+def conclude(work: Work[J]) -> bool:
+    """Decide how a scanned job ends (sets ``work.failure``); False when it must be left to be claimed again.
 
-    Findings are always submitted (the malicious signal must not be lost), even if part of the release
+    Findings are always delivered (the malicious signal must not be lost), even if part of the release
     could not be scanned. Without findings, anything unscanned is a failure with the precise reason;
     a transient download error leaves the job to be leased again instead of failing it for good.
     """
-    job = work.job
-    if release is not None and release.verdict == "findings":
-        if work.permanent_errors or work.transient_errors or not release.complete:
+    job, release = work.job, work.release
+    if work.findings:
+        if work.permanent_errors or work.transient_errors or (release is not None and not release.complete):
             log.warning(
                 "submitting findings for a partly unscanned release",
-                extra={"job": job.name, "version": job.version, "unscanned": release.failure_reason},
+                extra={
+                    "job": job.name,
+                    "version": job.version,
+                    "unscanned": release.failure_reason if release is not None else None,
+                },
             )
-        return SuccessBody(
-            name=job.name,
-            version=job.version,
-            score=release.score,
-            inspector_url=release.inspector_url,
-            rules_matched=release.rules_matched,
-            commit=commit,
-            attempt=job.attempt,
-            assignment_id=job.assignment_id,
-        )
+        return True
     if work.transient_errors:
-        return None
+        return False
     reasons = list(work.permanent_errors)
     if release is not None and release.failure_reason:
         reasons.append(release.failure_reason)
-    if reasons:
-        return FailureBody(
-            name=job.name,
-            version=job.version,
-            reason="; ".join(reasons),
-            attempt=job.attempt,
-            assignment_id=job.assignment_id,
-        )
-    return SuccessBody(
-        name=job.name,
-        version=job.version,
-        score=0,
-        inspector_url=None,
-        rules_matched=[],
-        commit=commit,
-        attempt=job.attempt,
-        assignment_id=job.assignment_id,
-    )
+    work.failure = "; ".join(reasons) if reasons else None
+    return True
 
 
 _DONE = object()
 
 
-class Node:
+class Node(Generic[J]):
     def __init__(
         self,
-        source: JobSource,
-        sink: ResultSink,
+        source: JobSource[J],
+        sink: ResultSink[J],
         rules: RuleState,
         options: NodeOptions,
         *,
@@ -316,11 +274,11 @@ class Node:
         self._in_flight = 0
         self._claimed = 0
         self._download_slots = asyncio.Semaphore(options.download_concurrency)
-        self._fetch_queue: asyncio.Queue[Work | object] = asyncio.Queue(maxsize=options.download_concurrency)
-        self._scan_queue: asyncio.Queue[Work | object] = asyncio.Queue(maxsize=SCAN_WORKERS)
-        self._send_queue: asyncio.Queue[tuple[Work, ResultBody] | object] = asyncio.Queue(
-            maxsize=options.submit_concurrency
+        self._fetch_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(
+            maxsize=options.download_concurrency
         )
+        self._scan_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(maxsize=SCAN_WORKERS)
+        self._send_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(maxsize=options.submit_concurrency)
         self.running = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -374,10 +332,10 @@ class Node:
         self.request_stop()
         self._abort.set()
 
-    async def _wait_for_drain(self, stages: list[asyncio.Future[None]]) -> None:
-        pipeline = asyncio.ensure_future(asyncio.gather(*stages))
-        stop = asyncio.ensure_future(self._stopping.wait())
-        abort = asyncio.ensure_future(self._abort.wait())
+    async def _wait_for_drain(self, stages: Sequence[asyncio.Future[None]]) -> None:
+        pipeline: asyncio.Future[object] = asyncio.ensure_future(asyncio.gather(*stages))
+        stop: asyncio.Future[object] = asyncio.ensure_future(self._stopping.wait())
+        abort: asyncio.Future[object] = asyncio.ensure_future(self._abort.wait())
         try:
             await asyncio.wait({pipeline, stop}, return_when=asyncio.FIRST_COMPLETED)
             if not pipeline.done():
@@ -408,7 +366,7 @@ class Node:
             for _ in range(downstream_workers):
                 await downstream.put(_DONE)  # type: ignore[arg-type]
 
-    def _settle(self, work: Work, outcome: str) -> None:
+    def _settle(self, work: Work[J], outcome: str) -> None:
         now = self._clock()
         self._in_flight -= 1
         self.metrics.in_flight.set(self._in_flight)
@@ -478,13 +436,13 @@ class Node:
             item.fetch_seconds = time.perf_counter() - started
             await self._scan_queue.put(item)
 
-    async def _fetch_one(self, work: Work, url: str) -> None:
+    async def _fetch_one(self, work: Work[J], url: str) -> None:
         assert self._downloader is not None
         async with self._download_slots:
             try:
                 expected = work.job.sha256.get(url)
-                data = await self._downloader.download(url, self.options.max_scan_size, sha256=expected)
-            except FetchError as err:
+                data = await self._downloader.download(url, self.options.max_download_size, sha256=expected)
+            except DownloadError as err:
                 self.metrics.http_errors.labels("download").inc()
                 (work.permanent_errors if err.permanent else work.transient_errors).append(str(err))
                 log.warning("download failed", extra={"job": work.job.name, "error": str(err)})
@@ -499,24 +457,25 @@ class Node:
         while (item := await self._scan_queue.get()) is not _DONE:
             assert isinstance(item, Work)
             try:
-                body = await self._scan_one(item)
+                ready = await self._scan_one(item)
             except Exception:
                 # One bad job must not stop the node; its lease expires and the server retries it.
                 log.exception("scanning failed", extra={"job": item.job.name, "version": item.job.version})
                 self._settle(item, "internal-error")
                 continue
-            if body is not None:
-                await self._send_queue.put((item, body))
+            if ready:
+                await self._send_queue.put(item)
 
-    async def _scan_one(self, item: Work) -> ResultBody | None:
+    async def _scan_one(self, item: Work[J]) -> bool:
+        """Scan a downloaded job; False when it is not to be delivered (left to be claimed again)."""
         job = item.job
         lease_left = item.claimed_at + self.options.job_timeout - self._clock()
         if lease_left < self.options.min_lease_left:
             log.warning("lease nearly over before scanning; leaving the job", extra={"job": job.name})
             self._settle(item, "lease-expired")
-            return None
-        scanner = await self.rules.ensure(job.hash)
-        commit = self.rules.commit
+            return False
+        scanner = await self.rules.ensure(job.rules_hash)
+        item.commit = self.rules.commit
         # Keep the order of the job's URLs whatever order the downloads finished in.
         order = {url: i for i, url in enumerate(job.distributions)}
         item.distributions.sort(key=lambda d: order.get(d[2] or "", 0))
@@ -532,26 +491,22 @@ class Node:
                 self.metrics.bytes_scanned.inc(dist.bytes_scanned)
         item.distributions.clear()  # the bytes are not needed past this point
         item.release = release
-        body = result_body(item, release, commit)
-        if body is None:
+        ready = conclude(item)
+        if not ready:
             log.warning(
                 "transient download errors; leaving the job to be leased again",
                 extra={"job": job.name, "version": job.version, "errors": item.transient_errors},
             )
             self._settle(item, "download-error")
-        return body
+        return ready
 
     async def _send_loop(self) -> None:
         while (item := await self._send_queue.get()) is not _DONE:
-            assert isinstance(item, tuple)
-            work, body = item
+            assert isinstance(item, Work)
+            work: Work[J] = item
             deadline = work.claimed_at + self.options.job_timeout
             try:
-                submit_work = getattr(self.sink, "submit_work", None)  # see DetailedSink
-                if submit_work is not None:
-                    outcome = await submit_work(body, work, deadline=deadline)
-                else:
-                    outcome = await self.sink.submit(body, deadline=deadline)
+                outcome = await self.sink.deliver(work, deadline=deadline)
             except MainframeError as err:
                 log.error(
                     "result not delivered within the lease", extra={"job": work.job.name, "error": str(err)}
@@ -562,11 +517,14 @@ class Node:
                 log.exception("delivering the result failed", extra={"job": work.job.name})
                 self._settle(work, "submit-error")
                 continue
-            kind = "success" if isinstance(body, SuccessBody) else "failure"
-            extra = {"job": work.job.name, "version": work.job.version, "result": kind}
+            self.source.delivered(work.job)
+            kind = "failure" if work.failure is not None else "success"
+            extra: dict[str, object] = {"job": work.job.name, "version": work.job.version, "result": kind}
             if outcome is SubmitOutcome.ACCEPTED:
-                if isinstance(body, SuccessBody):
-                    extra.update(score=body.score, rules=",".join(body.rules_matched))
+                if kind == "success":
+                    rules = work.release.rules_matched if work.findings and work.release is not None else []
+                    score = work.release.score if work.findings and work.release is not None else 0
+                    extra.update(score=score, rules=",".join(rules))
                 log.info("result submitted", extra=extra)
                 self._settle(work, kind)
             elif outcome is SubmitOutcome.LEASE_LOST:

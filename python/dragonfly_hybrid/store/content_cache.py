@@ -1,4 +1,4 @@
-"""The engine's content cache, persisted in the results store (see :mod:`dragonfly_hybrid.store`).
+"""The engine's content cache, persisted in the results store (see :mod:`dragonfly_hybrid.store.db`).
 
 A :class:`Scanner` created with ``record_cache=True`` journals every file content it scans with YARA-X.
 :meth:`StoreContentCache.load` fills a new Scanner with the entries stored for its rule set, so those
@@ -14,9 +14,9 @@ import sqlite3
 from dataclasses import dataclass
 
 from dragonfly_hybrid._core import Limits, Rules, Scanner
-from dragonfly_hybrid.store import Store, StoreError
+from dragonfly_hybrid.store.db import Store, StoreError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dragonfly_hybrid.content_cache")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from typing import Annotated, NoReturn, ParamSpec, TypeVar
 import typer
 
 from dragonfly_hybrid._core import Limits, Rules
-from dragonfly_hybrid.config import (
+from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+from dragonfly_hybrid.node.settings import (
+    DEFAULT_LIMITS,
     MAX_BYTES,
     MAX_MEMBERS,
     MAX_NESTING_DEPTH,
@@ -27,14 +29,13 @@ from dragonfly_hybrid.config import (
     MIN_SCAN_TIMEOUT,
     threads_problem,
 )
-from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.report import EXIT_USAGE
-from dragonfly_hybrid.scanning import bundled_rules_dir, load_rules
+from dragonfly_hybrid.rules_loader import bundled_rules_dir, load_rules
+from dragonfly_hybrid.store.db import Store, StoreError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-DEFAULT_LIMITS = Limits()
 _UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
@@ -43,10 +44,22 @@ _UNITS = {
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 
+EXIT_INTERRUPTED = 130
+"""Ctrl-C: the shell's convention (128 + SIGINT)."""
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print ``error: message`` on stderr and exit."""
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def open_store(path: Path, *, readonly: bool = False) -> Store:
+    """The results store at ``path``; exits 2 when it cannot be opened."""
+    try:
+        return Store(path, readonly=readonly)
+    except (StoreError, OSError) as err:
+        fail(f"cannot open the store: {err}")
 
 
 def _origin_path(origin: str, paths: Sequence[Path]) -> str:

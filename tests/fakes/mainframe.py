@@ -48,9 +48,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from fake_pypi import LIGHT_RULE, MARKER_RULE
-from fake_pypi import sdist as build_sdist
-from fake_pypi import wheel as build_wheel
+from tests.fakes.pypi import LIGHT_RULE, MARKER_RULE
+from tests.fakes.pypi import sdist as build_sdist
+from tests.fakes.pypi import wheel as build_wheel
 
 ROUTES = ("root", "oauth", "rules", "jobs", "package", "files")
 """Route names for the fault switches: ``GET /`` (info and Cloudflare login), ``POST /oauth/token``,

@@ -1,18 +1,14 @@
-"""The ``dragonfly-hybrid`` command line: ``scan``, ``rules check``/``compile``/``test`` and ``version``
-(``node``/``config`` come from ``cli_node``, ``watch``/``report``/``diff`` from ``cli_store``).
-
-Exit codes are a public contract (see :data:`EXIT_CODES_HELP`): 0 clean, 1 findings, 2 usage or
-configuration error, 3 could not scan completely.
-"""
+"""``dragonfly-hybrid scan``: the command, its progress display, and keeping its results in a store."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import sys
-import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, Literal
+from typing import IO, Annotated
 
 import typer
 from rich.console import Console
@@ -29,44 +25,46 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from dragonfly_hybrid import __version__
-from dragonfly_hybrid._core import Limits
-from dragonfly_hybrid.cli_common import (
+from dragonfly_hybrid._core import Limits, Rules, Scanner
+from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
+    EXIT_INTERRUPTED,
     MaxDownloadSizeOption,
     ThreadsOption,
     fail,
     limit_options,
     load_rules_or_exit,
+    open_store,
 )
-from dragonfly_hybrid.cli_node import NODE_EXIT_CODES_HELP, config_command, node_command
-from dragonfly_hybrid.cli_store import (
-    DIFF_EXIT_CODES_HELP,
-    REPORT_EXIT_CODES_HELP,
-    WATCH_EXIT_CODES_HELP,
-    diff_command,
-    open_scan_store,
-    report_command,
-    requirement_targets,
-    store_scan_results,
-    watch_command,
-)
-from dragonfly_hybrid.content_cache import cached_scanner
-from dragonfly_hybrid.pypi import (
+from dragonfly_hybrid.node.settings import available_cores
+from dragonfly_hybrid.pypi.index import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     ProgressCallback,
     ProjectNotFound,
     PyPIClient,
     VersionNotFound,
 )
+from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins
 from dragonfly_hybrid.report import (
+    EXIT_CLEAN,
     EXIT_INCOMPLETE,
+    ReportFormat,
     TargetResult,
     exit_code,
     ndjson_line,
     render,
 )
-from dragonfly_hybrid.targets import Resolved, Target, TargetError, TargetScanner, parse_target
+from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner
+from dragonfly_hybrid.store.db import STORE_ENV, Store, StoreError
+from dragonfly_hybrid.targets import (
+    NoHooks,
+    ReleaseTarget,
+    Resolved,
+    Target,
+    TargetError,
+    TargetScanner,
+    parse_target,
+)
 
 EXIT_CODES_HELP = """\
 **Exit codes** (a stable contract, for CI):
@@ -78,26 +76,6 @@ EXIT_CODES_HELP = """\
 * **3**: could not scan: some target was left incomplete (a download failed, an archive member was over
   a limit or corrupt) and no rule matched anywhere.
 """
-
-EXIT_INTERRUPTED = 130
-
-app = typer.Typer(
-    name="dragonfly-hybrid",
-    help="Fast, hardened YARA-X malware scanner for PyPI packages.",
-    epilog=EXIT_CODES_HELP,
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="markdown",
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-)
-rules_app = typer.Typer(
-    help="Check rule sets and compile them to a blob that loads without compiling.",
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-)
-app.add_typer(rules_app, name="rules")
-
 
 # ---------------------------------------------------------------------------------------------- progress
 
@@ -131,20 +109,6 @@ class RichHooks:
             self.progress.remove_task(task)
 
 
-class QuietHooks:
-    def stage(self, text: str) -> None:
-        pass
-
-    def target_done(self) -> None:
-        pass
-
-    def download(self, filename: str, size: int | None) -> ProgressCallback:
-        return lambda received, total: None
-
-    def downloaded(self, filename: str) -> None:
-        pass
-
-
 class _AmountColumn(ProgressColumn):
     """Bytes for a download, ``done/total targets`` for the overall task."""
 
@@ -159,9 +123,9 @@ class _AmountColumn(ProgressColumn):
 
 
 @contextmanager
-def _hooks(show: bool, total: int) -> Iterator[RichHooks | QuietHooks]:
+def _hooks(show: bool, total: int) -> Iterator[RichHooks | NoHooks]:
     if not show:
-        yield QuietHooks()
+        yield NoHooks()
         return
     columns = (
         SpinnerColumn(),
@@ -177,8 +141,6 @@ def _hooks(show: bool, total: int) -> Iterator[RichHooks | QuietHooks]:
 
 # ------------------------------------------------------------------------------------------------- scan
 
-Format = Literal["table", "json", "ndjson", "sarif"]
-
 
 @contextmanager
 def _output(path: Path | None) -> Iterator[IO[str]]:
@@ -193,9 +155,8 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
         yield stream
 
 
-@app.command(epilog=EXIT_CODES_HELP)
 @limit_options
-def scan(
+def scan_command(
     targets: Annotated[
         list[str] | None,
         typer.Argument(
@@ -239,7 +200,7 @@ def scan(
         ),
     ] = None,
     fmt: Annotated[
-        Format, typer.Option("--format", "-f", help="Report format: table, json, ndjson or sarif.")
+        ReportFormat, typer.Option("--format", "-f", help="Report format: table, json, ndjson or sarif.")
     ] = "table",
     output: Annotated[
         Path | None,
@@ -276,7 +237,7 @@ def scan(
     parsed += requirement_targets(requirements or []) if requirements else []
     results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
     ruleset = load_rules_or_exit(rules or [])
-    engine, cache = cached_scanner(ruleset, limits, threads, results_store)
+    engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
     show_progress = not quiet and sys.stderr.isatty()
     with PyPIClient(index_url, max_download_size=max_download_size) as pypi, _output(output) as out:
         # NDJSON lines are written as targets finish, except to a terminal that shows the progress display.
@@ -301,7 +262,7 @@ def scan(
 def _scan_all(
     scanner: TargetScanner,
     resolved: Sequence[Resolved],
-    hooks: RichHooks | QuietHooks,
+    hooks: RichHooks | NoHooks,
     stream: IO[str] | None,
 ) -> list[TargetResult]:
     """Scan every target in order; with ``stream``, write each NDJSON line as soon as it is known."""
@@ -316,167 +277,68 @@ def _scan_all(
     return results
 
 
-# ------------------------------------------------------------------------------------------------ rules
+# ------------------------------------------------------------------------------------- scan plumbing
 
 
-RulePaths = Annotated[
-    list[Path],
-    typer.Argument(
-        help="Directories (read recursively for .yar/.yara), YARA source files, or one compiled blob.",
-        metavar="PATH",
-        show_default=False,
-    ),
-]
+def scan_store_path(option: Path | None) -> Path | None:
+    """Where ``scan`` stores results: ``--store``, else ``$DRAGONFLY_STORE``, else nowhere."""
+    if option is not None:
+        return option
+    env = os.environ.get(STORE_ENV, "").strip()
+    return Path(env).expanduser() if env else None
 
 
-@rules_app.command("check")
-def rules_check(paths: RulePaths) -> None:
-    """Compile rules and print their count and hash; exit 2 with `file:line:column: message` if they fail."""
-    ruleset = load_rules_or_exit(paths)
-    print(f"ok: {ruleset.count} rule(s), hash {ruleset.hash}")
-
-
-@rules_app.command("compile")
-def rules_compile(
-    paths: RulePaths,
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to write the compiled blob.", metavar="FILE")
-    ],
-) -> None:
-    """Compile rules to a blob that `scan --rules FILE` loads without compiling again (same hash)."""
-    ruleset = load_rules_or_exit(paths)
+def requirement_targets(paths: Sequence[Path]) -> list[ReleaseTarget]:
+    """The pinned releases of requirements/lock files as ``scan`` targets; exits 2 on a bad file."""
     try:
-        output.write_bytes(ruleset.serialize())
-    except OSError as err:
-        fail(f"cannot write {output}: {err.strerror or err}")
-    print(f"wrote {ruleset.count} rule(s), hash {ruleset.hash}, to {output}", file=sys.stderr)
+        pins = read_pins(list(paths))
+    except RequirementsError as err:
+        fail(str(err))
+    for skipped in pins.skipped:
+        print(f"note: skipped {skipped}", file=sys.stderr)
+    if not pins.pins and not pins.skipped:
+        fail(f"no requirements in {', '.join(str(p) for p in paths)}")
+    return [ReleaseTarget(pin.spec, pin.name, pin.version) for pin in pins.pins]
 
 
-RULES_TEST_EXIT_CODES_HELP = """\
-**Exit codes**: **0** measured (and every given threshold met); **1** `--min-recall` or `--max-flagged`
-not met; **2** usage error (no folder given, a folder that does not exist, rules that do not compile).
-"""
+def open_scan_store(option: Path | None) -> Store | None:
+    """The store ``scan`` keeps releases in (``--store``, else ``$DRAGONFLY_STORE``), or None; exits 2 if
+    it cannot be opened."""
+    path = scan_store_path(option)
+    return None if path is None else open_store(path)
 
 
-@rules_app.command("test", epilog=RULES_TEST_EXIT_CODES_HELP)
-def rules_test(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Rules to test (as for `rules check`). Default: the bundled rule set.",
-            metavar="PATH",
-            show_default=False,
-        ),
-    ] = None,
-    malicious: Annotated[
-        Path | None,
-        typer.Option(
-            "--malicious", help="Folder of malicious releases (a file or a sub-folder each).", metavar="DIR"
-        ),
-    ] = None,
-    benign: Annotated[
-        Path | None,
-        typer.Option(
-            "--benign", help="Folder of benign releases (a file or a sub-folder each).", metavar="DIR"
-        ),
-    ] = None,
-    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
-    min_recall: Annotated[
-        str | None,
-        typer.Option("--min-recall", help="Exit 1 if recall is below this (0.9 or 90%).", metavar="RATE"),
-    ] = None,
-    max_flagged: Annotated[
-        str | None,
-        typer.Option(
-            "--max-flagged", help="Exit 1 if more benign releases are flagged (0.01 or 1%).", metavar="RATE"
-        ),
-    ] = None,
-    flag_weight: Annotated[
-        int, typer.Option("--flag-weight", min=1, help="A finding of this weight or more flags a release.")
-    ] = 5,
-    limit: Annotated[
-        int, typer.Option("--limit", min=0, help="Releases listed per section in the table.")
-    ] = 20,
-    threads: ThreadsOption = None,
-) -> None:
-    """Measure rules on malicious and benign releases: per-rule hits, recall, benign flagged, misses."""
-    from dragonfly_hybrid import rules_eval
+def store_scan_results(
+    db: Store | None,
+    results: Sequence[TargetResult],
+    rules: Rules,
+    code: int,
+    *,
+    scanner: Scanner | None = None,
+    cache: StoreContentCache | None = None,
+    quiet: bool = False,
+) -> int:
+    """Keep the releases among ``results`` in ``db`` and what ``scanner`` scanned in its content cache;
+    the exit code of the scan (3 instead of 0 when the results could not be stored; findings stay 1)."""
+    if db is None:
+        return code
+    with db:
+        try:
+            db.record_many(results, rules, source="scan")
+        except (StoreError, sqlite3.Error, OSError) as err:
+            print(f"error: could not store the results in {db.path}: {err}", file=sys.stderr)
+            return code if code != EXIT_CLEAN else EXIT_INCOMPLETE
+        if scanner is not None and cache is not None:
+            cache.save(scanner)
+            if not quiet:
+                print(cache_summary(scanner, cache), file=sys.stderr)
+    return code
 
-    if malicious is None and benign is None:
-        fail("give --malicious DIR, --benign DIR or both")
-    for folder in (malicious, benign):
-        if folder is not None and not folder.is_dir():
-            fail(f"{folder} is not a directory")
-    try:
-        recall_min = rules_eval.parse_fraction(min_recall) if min_recall is not None else None
-        flagged_max = rules_eval.parse_fraction(max_flagged) if max_flagged is not None else None
-    except ValueError as err:
-        fail(f"bad threshold: {err}")
-    if recall_min is not None and malicious is None:
-        fail("--min-recall needs --malicious")
-    if flagged_max is not None and benign is None:
-        fail("--max-flagged needs --benign")
-    ruleset = load_rules_or_exit(paths or [])
-    evaluation = rules_eval.evaluate(
-        ruleset,
-        malicious,
-        benign,
-        flag_weight=flag_weight,
-        threads=threads,
-        min_recall=recall_min,
-        max_flagged=flagged_max,
+
+def cache_summary(scanner: Scanner, cache: StoreContentCache) -> str:
+    """One line: what the persisted content cache saved (the engine's own counters)."""
+    stats = scanner.cache_stats
+    return (
+        f"content cache: {cache.loaded} entries loaded from {cache.store.path}; {stats['hits']} file(s) "
+        f"answered from the cache, {stats['misses']} scanned with YARA-X, {cache.saved} new entries saved"
     )
-    if fmt == "json":
-        rules_eval.render_json(evaluation, sys.stdout)
-    else:
-        rules_eval.render_table(evaluation, sys.stdout, limit=limit)
-    raise typer.Exit(evaluation.exit_code)
-
-
-# ------------------------------------------------------------------------------------------------- misc
-
-
-@app.command()
-def version() -> None:
-    """Print the version."""
-    print(f"dragonfly-hybrid {__version__}")
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        print(f"dragonfly-hybrid {__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _root(
-    show_version: Annotated[
-        bool,
-        typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
-    ] = False,
-) -> None:
-    """Fast, hardened YARA-X malware scanner for PyPI packages."""
-
-
-app.command("node", epilog=NODE_EXIT_CODES_HELP)(node_command)
-app.command("config")(config_command)
-app.command("watch", epilog=WATCH_EXIT_CODES_HELP)(watch_command)
-app.command("report", epilog=REPORT_EXIT_CODES_HELP)(report_command)
-app.command("diff", epilog=DIFF_EXIT_CODES_HELP)(diff_command)
-
-
-def main() -> None:
-    """Console-script entry point: expected errors are one `error:` line; a crash is exit 3, never 1."""
-    try:
-        app(prog_name="dragonfly-hybrid")
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
-    except Exception as err:  # a bug: show it, and never let it pass for "findings" (exit 1)
-        traceback.print_exc()
-        print(f"error: internal error: {type(err).__name__}: {err}", file=sys.stderr)
-        sys.exit(EXIT_INCOMPLETE)
-
-
-if __name__ == "__main__":
-    main()

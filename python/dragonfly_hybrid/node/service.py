@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import IO
 
 from dragonfly_hybrid._core import Limits, Rules
-from dragonfly_hybrid.config import ConfigError, NodeSettings
-from dragonfly_hybrid.mainframe import MainframeClient
-from dragonfly_hybrid.metrics import MetricsServer, NodeMetrics
-from dragonfly_hybrid.node import Node, NodeOptions, RuleState, install_signal_handlers
-from dragonfly_hybrid.sinks import JsonLinesSink, MainframeSink
-from dragonfly_hybrid.sources import LocalSource, MainframeSource
+from dragonfly_hybrid.node.mainframe import MainframeClient
+from dragonfly_hybrid.node.metrics import MetricsServer, NodeMetrics
+from dragonfly_hybrid.node.pipeline import Node, NodeOptions, RuleState, install_signal_handlers
+from dragonfly_hybrid.node.settings import ConfigError, NodeSettings
+from dragonfly_hybrid.node.sinks import JsonLinesSink, MainframeSink
+from dragonfly_hybrid.node.sources import LocalSource, MainframeSource
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dragonfly_hybrid.service")
 
 
 @dataclass
@@ -34,7 +34,7 @@ def node_options(settings: NodeSettings, *, once: bool = False, max_jobs: int | 
         job_timeout=settings.job_timeout,
         bulk_size=settings.bulk_size,
         load_duration=settings.load_duration,
-        max_scan_size=settings.max_scan_size,
+        max_download_size=settings.max_scan_size,  # the setting's public name; it caps downloads
         download_concurrency=settings.download_concurrency,
         submit_concurrency=settings.submit_concurrency,
         grace_period=settings.grace_period,

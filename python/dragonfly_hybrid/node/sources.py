@@ -1,23 +1,14 @@
-"""Where the node's jobs and rules come from: the Dragonfly mainframe, or a local list of releases."""
+"""Where the node's jobs and rules come from (:class:`~dragonfly_hybrid.node.jobs.JobSource`): the Dragonfly
+mainframe, or a local list of releases."""
 
 from __future__ import annotations
 
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from typing import Protocol
 
-from dragonfly_hybrid.mainframe import Job, MainframeClient, RulesPayload
-
-
-class JobSource(Protocol):
-    async def claim(self, batch: int) -> list[Job]:
-        """Up to ``batch`` jobs; an empty list when there is no work right now."""
-        ...
-
-    async def rules(self) -> RulesPayload | None:
-        """The rule set jobs expect, or None when the node keeps the rules it was started with."""
-        ...
+from dragonfly_hybrid.node.jobs import Job, RulesPayload
+from dragonfly_hybrid.node.mainframe import MainframeClient
 
 
 class MainframeSource:
@@ -31,6 +22,9 @@ class MainframeSource:
 
     async def rules(self) -> RulesPayload | None:
         return await self._client.get_rules()
+
+    def delivered(self, job: Job) -> None:
+        pass  # the mainframe knows
 
 
 class LocalSource:
@@ -50,10 +44,13 @@ class LocalSource:
         )
 
     async def claim(self, batch: int) -> list[Job]:
-        taken = []
+        taken: list[Job] = []
         while self._pending and len(taken) < batch:
             taken.append(self._pending.popleft())
         return taken
 
     async def rules(self) -> RulesPayload | None:
         return None
+
+    def delivered(self, job: Job) -> None:
+        pass

@@ -32,7 +32,7 @@ engine's encoding of the rules it matched with their patterns (``Scanner.cache_e
 matched nothing, which is most files). An entry is only valid for the rule set that produced it, so it is
 keyed by ``Rules.hash`` too. ``scan --store``, ``diff`` and ``watch`` load the entries of their rule set
 into the engine before scanning (``Scanner.cache_import``) and save what the engine scanned after each
-release (:mod:`dragonfly_hybrid.content_cache`): a file already scanned with the same rules is never
+release (:mod:`dragonfly_hybrid.store.content_cache`): a file already scanned with the same rules is never
 scanned again, across runs and releases. ``saved_at`` (Unix time in microseconds, above every earlier
 save's) orders the entries for eviction. Bounds, enforced by every save (in its transaction):
 
@@ -68,7 +68,7 @@ from types import TracebackType
 from typing import Any
 
 from dragonfly_hybrid._core import DistributionResult, RuleMatch, Rules
-from dragonfly_hybrid.pypi import normalize_name
+from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.report import TargetResult, meta_value
 
 STORE_ENV = "DRAGONFLY_STORE"

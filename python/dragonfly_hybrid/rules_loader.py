@@ -37,19 +37,17 @@ def load_rules(paths: Iterable[StrPath] = ()) -> Rules:
     With no paths, the bundled rules. Raises ``RuleCompileError`` naming file and line when a source does
     not compile, ``RulesFormatError`` for a damaged blob, ``OSError`` when a path cannot be read.
     """
-    paths = [Path(p) for p in paths]
-    if not paths:
-        paths = [bundled_rules_dir()]
+    given = [Path(p) for p in paths] or [bundled_rules_dir()]
     sources: dict[str, str] = {}
-    for path in paths:
+    for path in given:
         if path.is_dir():
             found = _sources_in_directory(path)
-            prefix = "" if len(paths) == 1 else f"{path.name}/"
+            prefix = "" if len(given) == 1 else f"{path.name}/"
             sources.update({prefix + origin: text for origin, text in found.items()})
             continue
         data = path.read_bytes()
         if data.startswith(COMPILED_RULES_MAGIC):
-            if len(paths) != 1:
+            if len(given) != 1:
                 raise ValueError(f"{path} is a compiled rule set; it cannot be combined with other rules")
             return Rules.deserialize(data)
         try:

@@ -19,19 +19,14 @@ installed.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from dragonfly_hybrid.pypi import normalize_name
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from dragonfly_hybrid.pypi.index import normalize_name
+from dragonfly_hybrid.toml_reader import TomlError, read_toml
 
 
 class RequirementsError(ValueError):
@@ -92,12 +87,9 @@ def read_pins(paths: list[Path]) -> Pins:
 
 def _load_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except OSError as err:
-        raise RequirementsError(f"cannot read {path}: {err.strerror or err}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise RequirementsError(f"{path}: not valid TOML: {err}") from err
+        return read_toml(path)
+    except TomlError as err:
+        raise RequirementsError(str(err)) from None
 
 
 def _read_lock(path: Path, kind: str, pins: Pins) -> None:

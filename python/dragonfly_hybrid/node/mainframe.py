@@ -38,24 +38,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import enum
-import importlib.util
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from dragonfly_hybrid import __version__
-from dragonfly_hybrid.config import NodeSettings
-from dragonfly_hybrid.pypi import redact_url, tls_context
+from dragonfly_hybrid.http_client import new_async_client, redact_url
+from dragonfly_hybrid.logs import quiet_http_debug_logs
+from dragonfly_hybrid.node.jobs import (
+    FailureBody,
+    Job,
+    MainframeError,
+    RulesPayload,
+    SubmitOutcome,
+    SuccessBody,
+)
+from dragonfly_hybrid.node.settings import NodeSettings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dragonfly_hybrid.mainframe")
 
 CF_COOKIE = "CF_Authorization"
 DEFAULT_SESSION_LIFETIME = 300.0
@@ -65,7 +71,6 @@ DEFAULT_REFRESH_MARGIN = 60.0
 MIN_SESSION_REUSE = 1.0
 """A fresh session is reused for at least this long, whatever its token claims (never a login per call)."""
 
-HAS_H2 = importlib.util.find_spec("h2") is not None
 _DETAIL_LIMIT = 300
 _MIN_LAST_TRY = 0.1
 _T = TypeVar("_T")
@@ -76,77 +81,6 @@ HttpErrorHook = Callable[[str], None]
 
 
 # ------------------------------------------------------------------------------------------------ data
-
-
-@dataclass(frozen=True)
-class Job:
-    """One claimed job: scan every distribution of ``name==version`` with the rules of ``hash``."""
-
-    name: str
-    version: str
-    distributions: list[str]
-    hash: str
-    attempt: int
-    assignment_id: str
-    sha256: dict[str, str] = field(default_factory=dict)
-    """URL -> the sha256 (hex) the index lists for that distribution; the download must match it.
-    Filled by ``watch`` from the Simple API; empty for the mainframe's jobs, which carry no digests."""
-
-
-@dataclass(frozen=True)
-class RulesPayload:
-    """The mainframe's rule set: the rules repository commit and ``rule name -> YARA source``."""
-
-    hash: str
-    rules: dict[str, str]
-
-
-@dataclass(frozen=True)
-class SuccessBody:
-    """A scan result (``PUT /package`` success body)."""
-
-    name: str
-    version: str
-    score: int
-    inspector_url: str | None
-    rules_matched: list[str]
-    commit: str
-    attempt: int
-    assignment_id: str
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class FailureBody:
-    """A terminal failure (``PUT /package`` failure body): the server never retries the job."""
-
-    name: str
-    version: str
-    reason: str
-    attempt: int
-    assignment_id: str
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
-
-
-class SubmitOutcome(enum.Enum):
-    """How the mainframe took a submitted result."""
-
-    ACCEPTED = "accepted"
-    """2xx: recorded."""
-    LEASE_LOST = "lease_lost"
-    """409: already finished, dead-lettered, or the lease is no longer this node's. Never retried."""
-    NOT_FOUND = "not_found"
-    """404: the server does not know the release."""
-    REJECTED = "rejected"
-    """422 or another 4xx: the body was refused (the server's detail is logged)."""
-
-
-class MainframeError(Exception):
-    """A mainframe call failed (after retries). Messages never contain secrets."""
 
 
 class AuthError(MainframeError):
@@ -174,19 +108,6 @@ DEFAULT_RETRY_BACKOFF = Backoff(0.5, 30.0)
 """Backoff between retries of a call: 0.5 s doubling, capped at 30 s (full jitter)."""
 DEFAULT_LOGIN_BACKOFF = Backoff(1.0, 60.0)
 """Backoff between failed logins: 1 s doubling, capped at 60 s (full jitter)."""
-
-
-_VERBOSE_HTTP_LOGGERS = ("httpcore", "h2", "hpack")
-
-
-def quiet_http_debug_logs() -> None:
-    """Keep httpcore, h2 and hpack below DEBUG: their debug logs print raw headers (``Set-Cookie`` with the
-    session token, ``Authorization``, ``Cookie``). Called by :class:`MainframeClient`; call it from the
-    logging set-up too. A logger explicitly set to a level above NOTSET and at least INFO is left alone."""
-    for name in _VERBOSE_HTTP_LOGGERS:
-        chosen = logging.getLogger(name)
-        if chosen.level < logging.INFO:
-            chosen.setLevel(logging.INFO)
 
 
 # ---------------------------------------------------------------------------------------------- tokens
@@ -779,11 +700,4 @@ class _DeadlinePassed(Exception):
 
 
 def _new_http_client(settings: NodeSettings) -> httpx.AsyncClient:
-    timeout = settings.http_timeout
-    return httpx.AsyncClient(
-        http2=HAS_H2,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
-        follow_redirects=False,
-        verify=tls_context(),
-    )
+    return new_async_client(timeout=settings.http_timeout, connect=10.0, http2=True, follow_redirects=False)

@@ -13,13 +13,14 @@ from typing import IO, Annotated, Literal
 
 import typer
 
-from dragonfly_hybrid.cli_common import fail, load_rules_or_exit
-from dragonfly_hybrid.config import ConfigError, NodeSettings, load_settings
+from dragonfly_hybrid.cli.common import fail, load_rules_or_exit
 from dragonfly_hybrid.logs import setup_logging
-from dragonfly_hybrid.mainframe import AuthError, MainframeError
-from dragonfly_hybrid.pypi import PyPIClient, PyPIError
+from dragonfly_hybrid.node.jobs import MainframeError
+from dragonfly_hybrid.node.mainframe import AuthError
+from dragonfly_hybrid.node.service import LocalJobs, serve
+from dragonfly_hybrid.node.settings import ConfigError, NodeSettings, load_settings
+from dragonfly_hybrid.pypi.index import PyPIClient, PyPIError
 from dragonfly_hybrid.report import EXIT_INCOMPLETE, EXIT_USAGE
-from dragonfly_hybrid.service import LocalJobs, serve
 
 NODE_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after draining, `--once` drained, `--max-jobs`

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -44,11 +43,8 @@ from pydantic_settings import (
 )
 
 from dragonfly_hybrid._core import MAX_NESTING_DEPTH, Limits
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE
+from dragonfly_hybrid.toml_reader import TomlError, read_toml
 
 ENV_PREFIX = "DRAGONFLY_"
 CONFIG_ENV_VAR = "DRAGONFLY_CONFIG"
@@ -57,13 +53,14 @@ MASK = "********"
 
 AuthScheme = Literal["cloudflare", "auth0"]
 
-_DEFAULT_LIMITS = Limits()
+DEFAULT_LIMITS = Limits()
+"""The engine's default limits (read from the extension: never written again in Python)."""
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _TOML_ALIASES = {"cf_access_client_id": "client_id", "cf_access_client_secret": "client_secret"}
 _OFF = ("", "0", "off", "none", "false", "no")
 
 # ------------------------------------------------------------------------------------------------ bounds
-# Shared with the CLI flags of ``scan``/``watch`` (``cli_common``), so one value means the same everywhere.
+# Shared with the CLI flags of ``scan``/``watch`` (``cli.common``), so one value means the same everywhere.
 
 THREADS_PER_CORE = 4
 MIN_THREADS_CAP = 8
@@ -90,7 +87,7 @@ MAX_BULK_SIZE = 1000
 MAX_CONCURRENCY = 64
 """Most downloads or submissions at once (each download may hold up to the download cap in memory)."""
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dragonfly_hybrid.config")
 
 # Values read from the TOML file by ``load_settings``, handed to ``settings_customise_sources`` (a classmethod
 # with no access to constructor arguments). A ContextVar keeps concurrent loads in threads independent.
@@ -178,17 +175,17 @@ class NodeSettings(BaseSettings):
     threads: int = Field(default_factory=available_cores, ge=1)  # at most max_threads(): _check_threads
     load_duration: float = Field(default=60.0, ge=0, le=MAX_WAIT, allow_inf_nan=False)
     bulk_size: int = Field(default=20, ge=1, le=MAX_BULK_SIZE)
-    max_scan_size: int = Field(default=128_000_000, ge=1, le=MAX_BYTES)
+    max_scan_size: int = Field(default=DEFAULT_MAX_DOWNLOAD_SIZE, ge=1, le=MAX_BYTES)
 
     # Ours.
     job_timeout: float = Field(default=120.0, gt=0, le=MAX_LEASE, allow_inf_nan=False)
-    max_member_size: int = Field(default=_DEFAULT_LIMITS.max_member_size, ge=1, le=MAX_BYTES)
-    max_total_size: int = Field(default=_DEFAULT_LIMITS.max_total_size, ge=1, le=MAX_BYTES)
-    max_members: int = Field(default=_DEFAULT_LIMITS.max_members, ge=1, le=MAX_MEMBERS)
-    max_ratio: int = Field(default=_DEFAULT_LIMITS.max_ratio, ge=1, le=MAX_RATIO)
-    max_depth: int = Field(default=_DEFAULT_LIMITS.max_depth, ge=0, le=MAX_NESTING_DEPTH)
+    max_member_size: int = Field(default=DEFAULT_LIMITS.max_member_size, ge=1, le=MAX_BYTES)
+    max_total_size: int = Field(default=DEFAULT_LIMITS.max_total_size, ge=1, le=MAX_BYTES)
+    max_members: int = Field(default=DEFAULT_LIMITS.max_members, ge=1, le=MAX_MEMBERS)
+    max_ratio: int = Field(default=DEFAULT_LIMITS.max_ratio, ge=1, le=MAX_RATIO)
+    max_depth: int = Field(default=DEFAULT_LIMITS.max_depth, ge=0, le=MAX_NESTING_DEPTH)
     scan_timeout: float = Field(
-        default=_DEFAULT_LIMITS.timeout, ge=MIN_SCAN_TIMEOUT, le=MAX_SCAN_TIMEOUT, allow_inf_nan=False
+        default=DEFAULT_LIMITS.timeout, ge=MIN_SCAN_TIMEOUT, le=MAX_SCAN_TIMEOUT, allow_inf_nan=False
     )
     download_concurrency: int = Field(default=8, ge=1, le=MAX_CONCURRENCY)
     submit_concurrency: int = Field(default=4, ge=1, le=MAX_CONCURRENCY)
@@ -347,14 +344,9 @@ def _describe(error: Mapping[str, Any], flags: Mapping[str, str]) -> str:
 
 def _read_toml(path: Path) -> dict[str, object]:
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{CONFIG_ENV_VAR}: configuration file {path} does not exist") from None
-    except OSError as err:
-        raise ConfigError(f"{CONFIG_ENV_VAR}: cannot read {path}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{CONFIG_ENV_VAR}: {path} is not valid TOML: {err}") from None
+        data = read_toml(path)
+    except TomlError as err:
+        raise ConfigError(f"{CONFIG_ENV_VAR}: configuration file {err}") from None
     values = {_TOML_ALIASES.get(key.lower(), key.lower()): value for key, value in data.items()}
     unknown = sorted(set(values) - set(NodeSettings.model_fields))
     if unknown:

@@ -1,15 +1,11 @@
-"""The standalone commands around the results store: ``watch``, ``report``, ``diff``; and the helpers
-that ``scan`` uses for ``--requirements`` and ``--store``."""
+"""The commands around the results store: ``watch``, ``report``, ``diff``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import sqlite3
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,41 +17,34 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dragonfly_hybrid._core import Limits, Rules, Scanner
-from dragonfly_hybrid.cli_common import (
+from dragonfly_hybrid._core import Limits, Rules
+from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     MaxDownloadSizeOption,
     ThreadsOption,
     fail,
     limit_options,
     load_rules_or_exit,
+    open_store,
     seconds_option,
     size_option,
 )
-from dragonfly_hybrid.config import MAX_BYTES, MAX_LEASE
-from dragonfly_hybrid.content_cache import StoreContentCache, cached_scanner
 from dragonfly_hybrid.logs import setup_logging
-from dragonfly_hybrid.pypi import DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
+from dragonfly_hybrid.node.settings import MAX_BYTES, MAX_LEASE, available_cores
+from dragonfly_hybrid.pypi.index import DEFAULT_INDEX_URL, DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
     FILE_TABLE_WIDTH,
     SARIF_ERROR_WEIGHT,
-    TargetResult,
 )
-from dragonfly_hybrid.requirements import RequirementsError, read_pins
-from dragonfly_hybrid.store import STORE_ENV, Finding, Store, StoreError, default_store_path, findings_of
+from dragonfly_hybrid.store.content_cache import cached_scanner
+from dragonfly_hybrid.store.db import STORE_ENV, Finding, Store, StoreError, default_store_path, findings_of
 from dragonfly_hybrid.targets import ReleaseTarget, TargetError, TargetScanner, parse_target
-from dragonfly_hybrid.watch import (
-    PYPI_SIMPLE_URL,
-    WatchConfig,
-    WatchFailed,
-    WatchFilters,
-    Webhook,
-    serve_watch,
-    webhook_url_problem,
-)
+from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
+from dragonfly_hybrid.watch.source import WatchFailed, WatchFilters
+from dragonfly_hybrid.watch.webhook import Webhook, webhook_url_problem
 
 WATCH_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after finishing in-flight releases, `--once` done,
@@ -97,13 +86,6 @@ RulesOption = Annotated[
 FormatOption = Annotated[Fmt, typer.Option("--format", "-f", help="table or json.")]
 
 
-def _open_store(path: Path, *, readonly: bool = False) -> Store:
-    try:
-        return Store(path, readonly=readonly)
-    except (StoreError, OSError) as err:
-        fail(f"cannot open the store: {err}")
-
-
 def _console() -> Console:
     return Console(width=None if sys.stdout.isatty() else FILE_TABLE_WIDTH, highlight=False)
 
@@ -111,73 +93,6 @@ def _console() -> Console:
 def _print_json(document: object) -> None:
     json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
-
-
-# ------------------------------------------------------------------------------------- scan plumbing
-
-
-def scan_store_path(option: Path | None) -> Path | None:
-    """Where ``scan`` stores results: ``--store``, else ``$DRAGONFLY_STORE``, else nowhere."""
-    if option is not None:
-        return option
-    env = os.environ.get(STORE_ENV, "").strip()
-    return Path(env).expanduser() if env else None
-
-
-def requirement_targets(paths: Sequence[Path]) -> list[ReleaseTarget]:
-    """The pinned releases of requirements/lock files as ``scan`` targets; exits 2 on a bad file."""
-    try:
-        pins = read_pins(list(paths))
-    except RequirementsError as err:
-        fail(str(err))
-    for skipped in pins.skipped:
-        print(f"note: skipped {skipped}", file=sys.stderr)
-    if not pins.pins and not pins.skipped:
-        fail(f"no requirements in {', '.join(str(p) for p in paths)}")
-    return [ReleaseTarget(pin.spec, pin.name, pin.version) for pin in pins.pins]
-
-
-def open_scan_store(option: Path | None) -> Store | None:
-    """The store ``scan`` keeps releases in (``--store``, else ``$DRAGONFLY_STORE``), or None; exits 2 if
-    it cannot be opened."""
-    path = scan_store_path(option)
-    return None if path is None else _open_store(path)
-
-
-def store_scan_results(
-    db: Store | None,
-    results: Sequence[TargetResult],
-    rules: Rules,
-    code: int,
-    *,
-    scanner: Scanner | None = None,
-    cache: StoreContentCache | None = None,
-    quiet: bool = False,
-) -> int:
-    """Keep the releases among ``results`` in ``db`` and what ``scanner`` scanned in its content cache;
-    the exit code of the scan (3 instead of 0 when the results could not be stored; findings stay 1)."""
-    if db is None:
-        return code
-    with db:
-        try:
-            db.record_many(results, rules, source="scan")
-        except (StoreError, sqlite3.Error, OSError) as err:
-            print(f"error: could not store the results in {db.path}: {err}", file=sys.stderr)
-            return code if code != EXIT_CLEAN else EXIT_INCOMPLETE
-        if scanner is not None and cache is not None:
-            cache.save(scanner)
-            if not quiet:
-                print(cache_summary(scanner, cache), file=sys.stderr)
-    return code
-
-
-def cache_summary(scanner: Scanner, cache: StoreContentCache) -> str:
-    """One line: what the persisted content cache saved (the engine's own counters)."""
-    stats = scanner.cache_stats
-    return (
-        f"content cache: {cache.loaded} entries loaded from {cache.store.path}; {stats['hits']} file(s) "
-        f"answered from the cache, {stats['misses']} scanned with YARA-X, {cache.saved} new entries saved"
-    )
 
 
 # ---------------------------------------------------------------------------------------------- watch
@@ -199,7 +114,7 @@ def watch_command(
     rules: RulesOption = None,
     index_url: Annotated[
         str, typer.Option(help="PEP 691 index with PyPI's `_last-serial` project list.", metavar="URL")
-    ] = PYPI_SIMPLE_URL,
+    ] = DEFAULT_INDEX_URL,
     include: Annotated[
         list[str] | None,
         typer.Option(
@@ -250,7 +165,7 @@ def watch_command(
     """
     ruleset = load_rules_or_exit(rules or [])
     path = store or default_store_path()
-    with _open_store(path):
+    with open_store(path):
         pass  # creates or migrates it now, so that a bad store is a usage error before anything runs
     config = WatchConfig(
         store_path=path,
@@ -261,7 +176,7 @@ def watch_command(
         interval=interval,
         lease=lease,
         limits=limits,
-        threads=threads or os.cpu_count() or 1,
+        threads=threads or available_cores(),
         max_download_size=max_download_size,
         once=once,
         max_jobs=max_jobs,
@@ -342,7 +257,7 @@ def report_command(
         since_iso = parse_since(since) if since else None
     except ValueError as err:
         fail(str(err))
-    with _open_store(store or default_store_path(), readonly=True) as db:
+    with open_store(store or default_store_path(), readonly=True) as db:
         if release is not None:
             _report_release(db, *_spec(release), fmt)
         elif by_rule:
@@ -565,8 +480,8 @@ def diff_command(
     specs = (_spec(old), _spec(new))
     ruleset = load_rules_or_exit(rules or [])
     path = store or default_store_path()
-    db = _open_store(path) if store is not None or path.is_file() else None
-    engine, cache = cached_scanner(ruleset, None, None, db)
+    db = open_store(path) if store is not None or path.is_file() else None
+    engine, cache = cached_scanner(ruleset, None, available_cores(), db)
     try:
         with PyPIClient(index_url) as pypi:
             scanner = TargetScanner(engine, pypi)

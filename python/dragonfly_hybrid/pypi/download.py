@@ -1,5 +1,6 @@
-"""Downloading distributions for the node: streamed, size-capped while streaming, retried when transient,
-and checked against the sha256 the index lists when the job carries one (``watch``)."""
+"""Downloading distributions for the node: streamed into memory, size-capped while streaming, retried when
+transient, and checked against the sha256 the index lists when the job carries one (``watch``). Errors are
+the package's one download error model (:class:`~dragonfly_hybrid.pypi.index.DownloadError`)."""
 
 from __future__ import annotations
 
@@ -10,25 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from dragonfly_hybrid._core import __version__
-from dragonfly_hybrid.mainframe import HAS_H2
-from dragonfly_hybrid.pypi import redact_url, tls_context
+from dragonfly_hybrid.http_client import new_client, redact_url
+from dragonfly_hybrid.pypi.index import DigestMismatch, DownloadError, DownloadTooLarge
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Bytes asked of the socket per read: large reads keep Python's per-chunk work small.
 READ_SIZE = 1 << 20
-
-
-class FetchError(Exception):
-    """A distribution could not be downloaded.
-
-    ``permanent`` is True when trying again cannot help (404, over the size cap): the release is then
-    reported as a failure. A transient error leaves the job to the server, which leases it again.
-    """
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 def filename_of(url: str) -> str:
@@ -41,22 +29,19 @@ def _download_once(client: httpx.Client, url: str, cap: int, sha256: str | None)
     shown = redact_url(url)
     with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
         if response.status_code in RETRY_STATUSES:
-            raise FetchError(f"{shown}: HTTP {response.status_code}", permanent=False)
+            raise DownloadError(f"{shown}: HTTP {response.status_code}", permanent=False)
         if response.status_code != 200:
-            raise FetchError(f"{shown}: HTTP {response.status_code}", permanent=True)
+            raise DownloadError(f"{shown}: HTTP {response.status_code}")
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
-            raise FetchError(
-                f"{shown}: {declared} bytes, over the download limit of {cap} bytes", permanent=True
-            )
+            raise DownloadTooLarge(f"{shown}: {declared} bytes, over the download limit of {cap} bytes")
         chunks: list[bytes] = []
         received = 0
         for chunk in response.iter_raw(READ_SIZE):
             received += len(chunk)
             if received > cap:
-                raise FetchError(
-                    f"{shown}: more than the download limit of {cap} bytes (stopped while streaming)",
-                    permanent=True,
+                raise DownloadTooLarge(
+                    f"{shown}: more than the download limit of {cap} bytes (stopped while streaming)"
                 )
             chunks.append(chunk)
     data = b"".join(chunks)
@@ -64,10 +49,9 @@ def _download_once(client: httpx.Client, url: str, cap: int, sha256: str | None)
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256.lower():
             # The whole body arrived (httpx checks Content-Length): these are not the bytes the index lists.
-            raise FetchError(
+            raise DigestMismatch(
                 f"sha256 mismatch for {filename_of(url)}: the index lists {sha256.lower()}, the downloaded "
-                f"file ({len(data)} bytes) hashes to {actual} (from {shown})",
-                permanent=True,
+                f"file ({len(data)} bytes) hashes to {actual} (from {shown})"
             )
     return data
 
@@ -81,13 +65,7 @@ class Downloader:
     """
 
     def __init__(self, concurrency: int, *, client: httpx.Client | None = None) -> None:
-        self._client = client or httpx.Client(
-            http2=HAS_H2,
-            timeout=httpx.Timeout(60.0, connect=15.0),
-            follow_redirects=True,
-            headers={"User-Agent": f"dragonfly-hybrid/{__version__}"},
-            verify=tls_context(),
-        )
+        self._client = client or new_client(http2=True)
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="dragonfly-fetch")
 
     async def download(
@@ -101,19 +79,19 @@ class Downloader:
     ) -> bytes:
         """Download ``url``, at most ``cap`` bytes; retry transient errors with jittered backoff.
 
-        With ``sha256`` (hex), bytes that do not hash to it are a permanent :class:`FetchError` naming the
+        With ``sha256`` (hex), bytes that do not hash to it are a permanent :class:`DigestMismatch` naming the
         file, the listed digest and the actual one: they are never scanned, and the release is a failure.
         """
         loop = asyncio.get_running_loop()
         for attempt in range(1, attempts + 1):
             try:
                 return await loop.run_in_executor(self._pool, _download_once, self._client, url, cap, sha256)
-            except FetchError as err:
+            except DownloadError as err:
                 if err.permanent or attempt == attempts:
                     raise
             except (httpx.TransportError, httpx.StreamError) as err:
                 if attempt == attempts:
-                    raise FetchError(
+                    raise DownloadError(
                         f"{redact_url(url)}: {type(err).__name__} after {attempts} tries", permanent=False
                     ) from None
             await asyncio.sleep(random.uniform(0, backoff * 2 ** (attempt - 1)))

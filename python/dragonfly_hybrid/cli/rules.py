@@ -1,0 +1,131 @@
+"""``dragonfly-hybrid rules ...``: the ``rules`` sub-app (``check``, ``compile``, ``test``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from dragonfly_hybrid.cli.common import ThreadsOption, fail, load_rules_or_exit
+
+rules_app = typer.Typer(
+    help="Check rule sets and compile them to a blob that loads without compiling.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+
+RulePaths = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Directories (read recursively for .yar/.yara), YARA source files, or one compiled blob.",
+        metavar="PATH",
+        show_default=False,
+    ),
+]
+
+
+@rules_app.command("check")
+def rules_check(paths: RulePaths) -> None:
+    """Compile rules and print their count and hash; exit 2 with `file:line:column: message` if they fail."""
+    ruleset = load_rules_or_exit(paths)
+    print(f"ok: {ruleset.count} rule(s), hash {ruleset.hash}")
+
+
+@rules_app.command("compile")
+def rules_compile(
+    paths: RulePaths,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the compiled blob.", metavar="FILE")
+    ],
+) -> None:
+    """Compile rules to a blob that `scan --rules FILE` loads without compiling again (same hash)."""
+    ruleset = load_rules_or_exit(paths)
+    try:
+        output.write_bytes(ruleset.serialize())
+    except OSError as err:
+        fail(f"cannot write {output}: {err.strerror or err}")
+    print(f"wrote {ruleset.count} rule(s), hash {ruleset.hash}, to {output}", file=sys.stderr)
+
+
+RULES_TEST_EXIT_CODES_HELP = """\
+**Exit codes**: **0** measured (and every given threshold met); **1** `--min-recall` or `--max-flagged`
+not met; **2** usage error (no folder given, a folder that does not exist, rules that do not compile).
+"""
+
+
+@rules_app.command("test", epilog=RULES_TEST_EXIT_CODES_HELP)
+def rules_test(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Rules to test (as for `rules check`). Default: the bundled rule set.",
+            metavar="PATH",
+            show_default=False,
+        ),
+    ] = None,
+    malicious: Annotated[
+        Path | None,
+        typer.Option(
+            "--malicious", help="Folder of malicious releases (a file or a sub-folder each).", metavar="DIR"
+        ),
+    ] = None,
+    benign: Annotated[
+        Path | None,
+        typer.Option(
+            "--benign", help="Folder of benign releases (a file or a sub-folder each).", metavar="DIR"
+        ),
+    ] = None,
+    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
+    min_recall: Annotated[
+        str | None,
+        typer.Option("--min-recall", help="Exit 1 if recall is below this (0.9 or 90%).", metavar="RATE"),
+    ] = None,
+    max_flagged: Annotated[
+        str | None,
+        typer.Option(
+            "--max-flagged", help="Exit 1 if more benign releases are flagged (0.01 or 1%).", metavar="RATE"
+        ),
+    ] = None,
+    flag_weight: Annotated[
+        int, typer.Option("--flag-weight", min=1, help="A finding of this weight or more flags a release.")
+    ] = 5,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, help="Releases listed per section in the table.")
+    ] = 20,
+    threads: ThreadsOption = None,
+) -> None:
+    """Measure rules on malicious and benign releases: per-rule hits, recall, benign flagged, misses."""
+    from dragonfly_hybrid import rules_eval
+
+    if malicious is None and benign is None:
+        fail("give --malicious DIR, --benign DIR or both")
+    for folder in (malicious, benign):
+        if folder is not None and not folder.is_dir():
+            fail(f"{folder} is not a directory")
+    try:
+        recall_min = rules_eval.parse_fraction(min_recall) if min_recall is not None else None
+        flagged_max = rules_eval.parse_fraction(max_flagged) if max_flagged is not None else None
+    except ValueError as err:
+        fail(f"bad threshold: {err}")
+    if recall_min is not None and malicious is None:
+        fail("--min-recall needs --malicious")
+    if flagged_max is not None and benign is None:
+        fail("--max-flagged needs --benign")
+    ruleset = load_rules_or_exit(paths or [])
+    evaluation = rules_eval.evaluate(
+        ruleset,
+        malicious,
+        benign,
+        flag_weight=flag_weight,
+        threads=threads,
+        min_recall=recall_min,
+        max_flagged=flagged_max,
+    )
+    if fmt == "json":
+        rules_eval.render_json(evaluation, sys.stdout)
+    else:
+        rules_eval.render_table(evaluation, sys.stdout, limit=limit)
+    raise typer.Exit(evaluation.exit_code)

@@ -1,0 +1,56 @@
+"""Where the node's results go (:class:`~dragonfly_hybrid.node.jobs.ResultSink`): the mainframe
+(``PUT /package``), or JSON lines for standalone runs."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from typing import IO
+
+from dragonfly_hybrid.node.jobs import FailureBody, Job, ResultBody, SubmitOutcome, SuccessBody, Work
+from dragonfly_hybrid.node.mainframe import MainframeClient
+
+
+def result_body(work: Work[Job]) -> ResultBody:
+    """The mainframe's body for a finished job: its failure, else its score and matched rules."""
+    job, release = work.job, work.release
+    if work.failure is not None:
+        return FailureBody(job.name, job.version, work.failure, job.attempt, job.assignment_id)
+    found = release if work.findings else None
+    return SuccessBody(
+        name=job.name,
+        version=job.version,
+        score=found.score if found is not None else 0,
+        inspector_url=found.inspector_url if found is not None else None,
+        rules_matched=found.rules_matched if found is not None else [],
+        commit=work.commit,
+        attempt=job.attempt,
+        assignment_id=job.assignment_id,
+    )
+
+
+class MainframeSink:
+    def __init__(self, client: MainframeClient) -> None:
+        self._client = client
+
+    async def deliver(self, work: Work[Job], *, deadline: float) -> SubmitOutcome:
+        return await self._client.submit(result_body(work), deadline=deadline)
+
+
+class JsonLinesSink:
+    """One JSON object per result: the body the mainframe would get, plus ``"status"``."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = asyncio.Lock()
+
+    async def deliver(self, work: Work[Job], *, deadline: float) -> SubmitOutcome:
+        del deadline  # a local write cannot outlive a lease
+        body = result_body(work)
+        status = "success" if isinstance(body, SuccessBody) else "failure"
+        line = json.dumps({"status": status, **dataclasses.asdict(body)})
+        async with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+        return SubmitOutcome.ACCEPTED

@@ -1,0 +1,1 @@
+"""PyPI: the index client and downloader, and requirements/lock-file parsing."""

@@ -1,0 +1,1 @@
+"""`dragonfly-hybrid watch`: new PyPI releases scanned into the local store."""

@@ -1,0 +1,295 @@
+"""The source of ``watch`` jobs: new releases on a PEP 691 index, found by project serials (see
+:mod:`dragonfly_hybrid.watch.service` for the feed, and how a round resumes exactly once)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fnmatch
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pypi_simple import DistributionPackage, ProjectPage
+
+from dragonfly_hybrid.http_client import redact_url
+from dragonfly_hybrid.node.jobs import MainframeError, RulesPayload
+from dragonfly_hybrid.pypi.index import (
+    DEFAULT_INDEX_URL,
+    ProjectNotFound,
+    PyPIClient,
+    PyPIError,
+    latest_version,
+    normalize_name,
+)
+from dragonfly_hybrid.report import TargetResult
+from dragonfly_hybrid.store.db import Store
+
+log = logging.getLogger("dragonfly_hybrid.watch")
+
+SERIAL_KEY = "serial"
+SINCE_KEY = "since"
+INDEX_KEY = "index_url"
+PAGE_CONCURRENCY = 8
+
+
+class WatchIndexError(MainframeError):
+    """The index could not be polled. A ``MainframeError`` so that the node backs off and polls again."""
+
+
+class WatchFailed(Exception):
+    """The index could not be polled and the source fails fast (``--once``): the run stops."""
+
+
+@dataclass(frozen=True)
+class WatchFilters:
+    """Which projects and files are scanned. Patterns are shell globs on the PEP 503 normalized name."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_size: int | None = None
+    """Files the index lists as larger are skipped (not downloaded). None: no limit."""
+
+    def wants_project(self, name: str) -> bool:
+        key = normalize_name(name)
+        if self.include and not any(fnmatch.fnmatchcase(key, p.lower()) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(key, p.lower()) for p in self.exclude)
+
+    def wants_file(self, package: DistributionPackage) -> bool:
+        return self.max_size is None or package.size is None or package.size <= self.max_size
+
+
+@dataclass(frozen=True)
+class WatchJob:
+    """One new release to scan: its new files' URLs and the sha256 the index lists for each."""
+
+    name: str
+    version: str
+    distributions: tuple[str, ...]
+    sha256: dict[str, str]
+    attempt: int = 1
+
+    @property
+    def rules_hash(self) -> str | None:
+        return None  # scanned with the rules watch was started with
+
+
+@dataclass
+class _Round:
+    """One poll's jobs, and the serial the store may move to when all are stored."""
+
+    serial: int
+    pending: set[tuple[str, str]] = field(default_factory=set)
+
+
+def _key(name: str, version: str) -> tuple[str, str]:
+    return normalize_name(name), version
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+class PyPIWatchSource:
+    """A job source of new releases on a PEP 691 index (see module doc)."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules_hash: str,
+        *,
+        index_url: str = DEFAULT_INDEX_URL,
+        filters: WatchFilters | None = None,
+        lease: float = 600.0,
+        max_attempts: int = 3,
+        fail_fast: bool = False,
+        pypi: PyPIClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.rules_hash = rules_hash
+        self.index_url = index_url if index_url.endswith("/") else index_url + "/"
+        self.filters = filters or WatchFilters()
+        self.lease = lease
+        self.max_attempts = max(1, max_attempts)
+        self.fail_fast = fail_fast
+        self._pypi = pypi or PyPIClient(self.index_url)
+        self._owns_pypi = pypi is None
+        self._clock = clock
+        self._queue: deque[WatchJob] = deque()
+        self._round: _Round | None = None
+        self._issued: dict[tuple[str, str], tuple[WatchJob, float]] = {}
+        self.polls = 0
+
+    async def aclose(self) -> None:
+        if self._owns_pypi:
+            self._pypi.close()
+
+    # -- JobSource ---------------------------------------------------------------------------------------
+
+    async def rules(self) -> RulesPayload | None:
+        return None
+
+    async def claim(self, batch: int) -> list[WatchJob]:
+        self._reissue_expired()
+        if not self._queue and self._round is None:
+            try:
+                await self._poll()
+            except WatchIndexError as err:
+                if self.fail_fast:
+                    raise WatchFailed(str(err)) from None
+                raise
+        taken: list[WatchJob] = []
+        now = self._clock()
+        while self._queue and len(taken) < batch:
+            job = self._queue.popleft()
+            self._issued[_key(job.name, job.version)] = (job, now)
+            taken.append(job)
+        return taken
+
+    def delivered(self, job: WatchJob) -> None:
+        """A job's result is in the store: when a round's last job is, its serial is committed."""
+        self._settled(job.name, job.version)
+
+    def _settled(self, name: str, version: str) -> None:
+        key = _key(name, version)
+        self._issued.pop(key, None)
+        current = self._round
+        if current is None:
+            return
+        current.pending.discard(key)
+        if not current.pending:
+            self._commit(current)
+
+    # -- rounds ------------------------------------------------------------------------------------------
+
+    def _commit(self, finished: _Round) -> None:
+        old = int(self.store.get_state(SERIAL_KEY) or 0)
+        if finished.serial > old:
+            self.store.set_state(SERIAL_KEY, str(finished.serial))
+            log.info("watch serial committed", extra={"serial": finished.serial})
+        if self._round is finished:
+            self._round = None
+
+    def _reissue_expired(self) -> None:
+        now = self._clock()
+        for key, (job, issued_at) in list(self._issued.items()):
+            if now - issued_at < self.lease:
+                continue
+            del self._issued[key]
+            if job.attempt >= self.max_attempts:
+                reason = f"not scanned after {job.attempt} attempts (downloads failed or timed out)"
+                log.error("giving up on release", extra={"job": job.name, "version": job.version})
+                self.store.record(
+                    TargetResult.failed(
+                        f"{job.name}=={job.version}", "release", job.name, job.version, reason
+                    ),
+                    rules_hash=self.rules_hash,
+                    source="watch",
+                )
+                self._settled(job.name, job.version)
+                continue
+            log.warning("job not stored within its lease; issuing it again", extra={"job": job.name})
+            again = dataclasses.replace(job, attempt=job.attempt + 1)
+            self._queue.append(again)
+
+    async def _poll(self) -> None:
+        self.polls += 1
+        listing, index_serial, server_time = await self._project_list()
+        stored_serial = self.store.get_state(SERIAL_KEY)
+        if stored_serial is None or self.store.get_state(SINCE_KEY) is None:
+            since = min(datetime.now(timezone.utc), server_time or datetime.now(timezone.utc))
+            self.store.set_state(SINCE_KEY, since.isoformat())
+            self.store.set_state(INDEX_KEY, redact_url(self.index_url))
+            self.store.set_state(SERIAL_KEY, str(index_serial))
+            log.info("watch baseline recorded", extra={"serial": index_serial, "since": since.isoformat()})
+            return
+        serial = int(stored_serial)
+        since = _parse_time(self.store.get_state(SINCE_KEY) or "")
+        changed = sorted(
+            (project_serial, name)
+            for name, project_serial in listing.items()
+            if project_serial > serial and self.filters.wants_project(name)
+        )
+        if not changed:
+            if index_serial > serial:
+                self.store.set_state(SERIAL_KEY, str(index_serial))
+            return
+        slots = asyncio.Semaphore(PAGE_CONCURRENCY)
+
+        async def page_of(name: str) -> ProjectPage | None:
+            async with slots:
+                return await self._project_page(name)
+
+        pages = await asyncio.gather(*(page_of(name) for _, name in changed))
+        target = max(index_serial, changed[-1][0])
+        jobs: list[WatchJob] = []
+        for (listed_serial, name), page in zip(changed, pages, strict=True):
+            if page is None:
+                continue  # deleted since the listing
+            page_serial = int(page.last_serial) if page.last_serial not in (None, "") else None
+            if page_serial is not None and page_serial < listed_serial:
+                log.warning("stale project page; will look again", extra={"project": name})
+                target = min(target, listed_serial - 1)
+                continue
+            jobs.extend(self._new_jobs(page, since))
+        current = _Round(serial=target, pending={_key(j.name, j.version) for j in jobs})
+        log.info("watch poll", extra={"changed": len(changed), "jobs": len(jobs), "serial": target})
+        self._round = current
+        self._queue.extend(jobs)
+        if not jobs:
+            self._commit(current)
+
+    def _new_jobs(self, page: ProjectPage, since: datetime) -> list[WatchJob]:
+        by_version: dict[str, list[DistributionPackage]] = {}
+        for package in page.packages:
+            if package.version is not None:
+                by_version.setdefault(package.version, []).append(package)
+        latest = latest_version(page.packages)
+        jobs = []
+        for version, packages in by_version.items():
+            new = [
+                p
+                for p in packages
+                if (p.upload_time >= since if p.upload_time is not None else version == latest)
+            ]
+            if not new:
+                continue
+            stored = self.store.stored_files(page.project, version)
+            wanted = []
+            digests = {}
+            for p in sorted(new, key=lambda p: p.filename):
+                if p.filename in stored:
+                    continue
+                if not self.filters.wants_file(p):
+                    log.info("skipping file over --max-size", extra={"file": p.filename, "size": p.size})
+                    continue
+                wanted.append(p.url)
+                if p.digests.get("sha256"):
+                    digests[p.url] = p.digests["sha256"].lower()
+            if wanted:
+                jobs.append(WatchJob(page.project, version, tuple(wanted), digests))
+        return jobs
+
+    # -- index -------------------------------------------------------------------------------------------
+
+    async def _project_list(self) -> tuple[dict[str, int], int, datetime | None]:
+        """Every project's normalized name and ``_last-serial``; the index's serial; the server's time."""
+        try:
+            listing = await asyncio.to_thread(self._pypi.project_list)
+        except PyPIError as err:
+            raise WatchIndexError(str(err)) from None
+        return listing.projects, listing.serial, listing.server_time
+
+    async def _project_page(self, name: str) -> ProjectPage | None:
+        try:
+            return await asyncio.to_thread(self._pypi.project_page, name)
+        except ProjectNotFound:
+            return None  # deleted since the listing
+        except PyPIError as err:
+            raise WatchIndexError(str(err)) from None

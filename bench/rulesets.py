@@ -393,8 +393,8 @@ rule dfh_bench_never {{
 
 def never_sources() -> dict[str, str]:
     """One rule whose ``filetype`` no file has: the engine then runs neither YARA-X nor a hash on any
-    file (``Engine::scan_blob`` / ``RuleSet::may_apply``), so scanning with it times inflating and walking
-    alone (the ``limit-inflate`` variant)."""
+    file (the walker's ``scan_named`` / ``RuleSet::may_apply``), so scanning with it times inflating and
+    walking alone (the ``limit-inflate`` variant)."""
     return {"bench/never.yar": NEVER_RULES}
 
 

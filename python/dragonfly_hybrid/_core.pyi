@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from typing import Literal, final
 
 __all__ = [
+    "CACHE_ENTRIES",
     "COMPILED_RULES_MAGIC",
     "ISSUE_KINDS",
     "MAX_NESTING_DEPTH",
@@ -21,6 +22,7 @@ __all__ = [
     "ScanIssue",
     "Scanner",
     "__version__",
+    "default_threads",
 ]
 
 __version__: str
@@ -32,6 +34,12 @@ MAX_NESTING_DEPTH: int
 """The deepest ``Limits.max_depth``: archives nested deeper are never opened."""
 MAX_THREADS: int
 """The most threads a ``Scanner`` starts."""
+CACHE_ENTRIES: int
+"""Contents whose results a ``Scanner`` holds in its content cache before emptying it."""
+
+def default_threads() -> int:
+    """Threads a ``Scanner`` starts when none are asked for: the cores this process may run on (CPU affinity
+    and cgroup quotas respected), at least 1."""
 
 Verdict = Literal["clean", "findings", "incomplete"]
 

@@ -1,6 +1,6 @@
 """A fake Dragonfly mainframe and PyPI-like file host, over real HTTP on 127.0.0.1, for integration tests.
 
-It speaks the contract in ``shared/dragonfly-api.md``:
+It speaks the contract in ``docs/dragonfly-api.md``:
 
 * ``GET /``: server info; with ``CF-Access-Client-Id`` / ``-Secret`` headers, a Cloudflare Access login that
   sets a ``CF_Authorization`` cookie holding an unsigned JWT with ``exp`` (403 for unknown credentials).

@@ -1,4 +1,4 @@
-"""Asynchronous client of the Dragonfly mainframe API (the contract in ``shared/dragonfly-api.md``).
+"""Asynchronous client of the Dragonfly mainframe API (the contract in ``docs/dragonfly-api.md``).
 
 Authentication is chosen by :meth:`NodeSettings.auth_scheme`:
 

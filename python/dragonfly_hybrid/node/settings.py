@@ -42,7 +42,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from dragonfly_hybrid._core import MAX_NESTING_DEPTH, Limits
+from dragonfly_hybrid._core import MAX_NESTING_DEPTH, Limits, default_threads
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
 
@@ -107,13 +107,8 @@ def env_var(field: str) -> str:
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (affinity-aware where the platform says), at least 1."""
-    counter = getattr(os, "process_cpu_count", None)  # Python >= 3.13
-    if counter is not None:
-        return int(counter() or 1)
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    """CPU cores this process may run on, at least 1: the engine's own default thread count."""
+    return default_threads()
 
 
 def max_threads(cores: int | None = None) -> int:

@@ -36,8 +36,8 @@ release (:mod:`dragonfly_hybrid.store.content_cache`): a file already scanned wi
 scanned again, across runs and releases. ``saved_at`` (Unix time in microseconds, above every earlier
 save's) orders the entries for eviction. Bounds, enforced by every save (in its transaction):
 
-* at most :data:`CONTENT_CACHE_LIMIT` (500,000, what the engine holds in memory) entries per rule set;
-  beyond it the oldest entries of that rule set are deleted;
+* at most :data:`CONTENT_CACHE_LIMIT` (the engine's ``CACHE_ENTRIES``, what it holds in memory) entries
+  per rule set; beyond it the oldest entries of that rule set are deleted;
 * entries for at most :data:`CONTENT_CACHE_RULE_SETS` (3) rule sets, the ones saved to most recently;
   the others' entries are deleted.
 
@@ -67,13 +67,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from dragonfly_hybrid._core import DistributionResult, RuleMatch, Rules
+from dragonfly_hybrid._core import CACHE_ENTRIES, DistributionResult, RuleMatch, Rules
 from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.report import TargetResult, meta_value
 
 STORE_ENV = "DRAGONFLY_STORE"
 SCHEMA_VERSION = 2
-CONTENT_CACHE_LIMIT = 500_000
+CONTENT_CACHE_LIMIT = CACHE_ENTRIES
 """Most content-cache entries kept per rule set: what the engine keeps in memory."""
 CONTENT_CACHE_RULE_SETS = 3
 """Rule sets whose content-cache entries are kept (the most recently saved to)."""

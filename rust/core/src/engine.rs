@@ -48,6 +48,12 @@ pub enum EngineError {
     TooManyThreads(usize),
 }
 
+/// Threads an engine starts when none are asked for: the cores this process may run on (CPU
+/// affinity and cgroup quotas respected), at least one.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Most scanning threads an engine starts: each holds its own YARA-X scanners and buffers, and
 /// far past the cores they add memory, not speed (100 000 asked for once started hundreds and hung).
 pub const MAX_THREADS: usize = 1024;
@@ -61,9 +67,7 @@ pub struct Engine {
 impl Engine {
     /// `threads`: worker threads; `None` or 0 means every available core.
     pub fn new(rules: RuleSet, limits: Limits, threads: Option<usize>) -> Result<Self, EngineError> {
-        let threads = threads
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let threads = threads.filter(|&n| n > 0).unwrap_or_else(default_threads);
         if threads > MAX_THREADS {
             return Err(EngineError::TooManyThreads(threads));
         }

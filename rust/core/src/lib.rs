@@ -18,7 +18,7 @@ mod walk;
 mod zipdir;
 
 pub use cache::CacheEntryError;
-pub use engine::{DistInput, Engine, EngineError, Input, MAX_THREADS};
+pub use engine::{default_threads, DistInput, Engine, EngineError, Input, MAX_THREADS};
 pub use format::{detect, interpretations, Container, Format};
 pub use issue::{Issue, IssueKind};
 pub use limits::{Limits, RATIO_GRACE_BYTES};

@@ -44,6 +44,12 @@ fn rules_error(py: Python<'_>, err: core::RulesError) -> PyErr {
     }
 }
 
+/// Threads a Scanner starts when none are asked for: the cores this process may run on.
+#[pyfunction]
+fn default_threads() -> usize {
+    core::default_threads()
+}
+
 /// A compiled YARA-X rule set, shared read-only by every scanning thread.
 #[pyclass(frozen, module = "dragonfly_hybrid._core")]
 struct Rules {
@@ -726,6 +732,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ISSUE_KINDS", PyList::new(m.py(), core::IssueKind::ALL.iter().map(|k| k.as_str()))?)?;
     m.add("MAX_NESTING_DEPTH", core::MAX_NESTING_DEPTH)?;
     m.add("MAX_THREADS", core::MAX_THREADS)?;
+    m.add("CACHE_ENTRIES", core::CACHE_ENTRIES)?;
+    m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add("RuleCompileError", m.py().get_type::<RuleCompileError>())?;
     m.add("RulesFormatError", m.py().get_type::<RulesFormatError>())?;
     m.add_class::<Rules>()?;

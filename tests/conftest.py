@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,16 @@ def rules_dir(tmp_path: Path) -> Path:
     (directory / "marker.yar").write_text(MARKER_RULE)
     (directory / "sub" / "light.yara").write_text(LIGHT_RULE)
     return directory
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No DRAGONFLY_* variable from the outside, and a working directory without a .env (for the settings
+    tests: ``pytestmark = pytest.mark.usefixtures("clean_env")``)."""
+    for name in list(os.environ):
+        if name.upper().startswith("DRAGONFLY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import traceback
 from pathlib import Path
 
@@ -21,13 +20,7 @@ SECRET = "sup3r-s3cret-value-1234"
 PASSWORD = "hunter2-password-5678"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No DRAGONFLY_* variable from the outside, and a working directory without a .env."""
-    for name in list(os.environ):
-        if name.upper().startswith("DRAGONFLY_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def write(path: Path, text: str) -> Path:

@@ -36,13 +36,7 @@ TOO_MANY_THREADS = str(100_000)
 TWO_TO_THE_64 = str(2**64)  # 18446744073709551616: does not fit the core's u64 counters
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No DRAGONFLY_* variable from the outside, and a working directory without a .env."""
-    for name in list(os.environ):
-        if name.upper().startswith("DRAGONFLY_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def flat(text: str) -> str:

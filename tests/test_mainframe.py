@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import random
 import re
 import tarfile
 import time
 from collections.abc import Coroutine, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -43,12 +41,7 @@ T = TypeVar("T")
 FAST = Backoff(0.005, 0.02)
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("DRAGONFLY_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture

@@ -192,7 +192,7 @@ def test_oversized_download_is_a_failure_naming_the_cap(fake: FakeMainframe, tmp
     fake.add_release("big", "1.0", {"data.bin": os.urandom(300_000)}, wheel=False)
     run_node(settings_for(fake, tmp_path, max_scan_size=100_000), once=True)
     [result] = fake.results
-    assert "100000" in result.body["reason"] and "download limit" in result.body["reason"]
+    assert "100000" in result.body["reason"] and "download size cap" in result.body["reason"]
     assert fake.state("big", "1.0").status == "FAILED"
 
 

@@ -5,18 +5,13 @@ the package's one download error model (:class:`~dragonfly_hybrid.pypi.index.Dow
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from dragonfly_hybrid.http_client import new_client, redact_url
-from dragonfly_hybrid.pypi.index import DigestMismatch, DownloadError, DownloadTooLarge
-
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Bytes asked of the socket per read: large reads keep Python's per-chunk work small.
-READ_SIZE = 1 << 20
+from dragonfly_hybrid.pypi.index import DownloadError, Retryable, digest_mismatch, stream_download
 
 
 def filename_of(url: str) -> str:
@@ -26,33 +21,13 @@ def filename_of(url: str) -> str:
 
 
 def _download_once(client: httpx.Client, url: str, cap: int, sha256: str | None) -> bytes:
-    shown = redact_url(url)
-    with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
-        if response.status_code in RETRY_STATUSES:
-            raise DownloadError(f"{shown}: HTTP {response.status_code}", permanent=False)
-        if response.status_code != 200:
-            raise DownloadError(f"{shown}: HTTP {response.status_code}")
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise DownloadTooLarge(f"{shown}: {declared} bytes, over the download limit of {cap} bytes")
-        chunks: list[bytes] = []
-        received = 0
-        for chunk in response.iter_raw(READ_SIZE):
-            received += len(chunk)
-            if received > cap:
-                raise DownloadTooLarge(
-                    f"{shown}: more than the download limit of {cap} bytes (stopped while streaming)"
-                )
-            chunks.append(chunk)
+    chunks: list[bytes] = []
+    name = filename_of(url)
+    digest = stream_download(client, url, name, cap, chunks.append, digest=sha256 is not None)
     data = b"".join(chunks)
-    if sha256 is not None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256.lower():
-            # The whole body arrived (httpx checks Content-Length): these are not the bytes the index lists.
-            raise DigestMismatch(
-                f"sha256 mismatch for {filename_of(url)}: the index lists {sha256.lower()}, the downloaded "
-                f"file ({len(data)} bytes) hashes to {actual} (from {shown})"
-            )
+    if sha256 is not None and digest != sha256.lower():
+        # The whole body arrived (httpx checks Content-Length): these are not the bytes the index lists.
+        raise digest_mismatch(name, sha256.lower(), digest, url)
     return data
 
 
@@ -89,6 +64,11 @@ class Downloader:
             except DownloadError as err:
                 if err.permanent or attempt == attempts:
                     raise
+            except Retryable as err:
+                if attempt == attempts:
+                    raise DownloadError(
+                        f"{redact_url(url)}: {err} after {attempts} tries", permanent=False
+                    ) from None
             except (httpx.TransportError, httpx.StreamError) as err:
                 if attempt == attempts:
                     raise DownloadError(

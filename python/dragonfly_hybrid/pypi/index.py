@@ -45,7 +45,8 @@ DEFAULT_BACKOFF = 0.5
 ProgressCallback = Callable[[int, int | None], None]
 """Called with (bytes received so far, total size when known) while a file downloads."""
 
-_CHUNK_SIZE = 1 << 16
+# Bytes asked of the socket per read: large reads keep Python's per-chunk work small.
+_CHUNK_SIZE = 1 << 20
 _JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 _HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
 
@@ -364,24 +365,23 @@ class PyPIClient:
         ``sink`` must be seekable: a retry starts again from its beginning.
         """
         if file.size is not None and file.size > self.max_download_size:
-            raise DownloadTooLarge(self._too_large(file, f"the index lists {file.size} bytes"))
+            raise DownloadTooLarge(
+                too_large(file.filename, self.max_download_size, f"the index lists {file.size} bytes")
+            )
         problem = ""
         for _ in self._attempts():
             sink.seek(0)
             sink.truncate()
             try:
                 digest = self._stream(file, sink, progress)
-            except _Retryable as err:
+            except Retryable as err:
                 problem = str(err)
                 continue
             except httpx.TransportError as err:
                 problem = _describe(err)
                 continue
             if file.sha256 is not None and digest != file.sha256:
-                raise DigestMismatch(
-                    f"sha256 of {file.filename} is {digest}, but the index lists {file.sha256} "
-                    f"(from {redact_url(file.url)})"
-                )
+                raise digest_mismatch(file.filename, file.sha256, digest, file.url)
             return
         raise DownloadError(
             f"could not download {file.filename} from {redact_url(file.url)} "
@@ -389,36 +389,64 @@ class PyPIClient:
             permanent=False,
         )
 
-    def _too_large(self, file: DistributionFile, detail: str) -> str:
-        return f"{file.filename} exceeds the download size cap of {self.max_download_size} bytes ({detail})"
-
     def _stream(self, file: DistributionFile, sink: BinaryIO, progress: ProgressCallback | None) -> str:
         """One download attempt; returns the sha256 hex digest of what was written."""
-        hasher = hashlib.sha256()
-        # Identity encoding: the cap and the digest apply to the file as stored, never to a re-encoding.
-        with self._client.stream("GET", file.url, headers={"Accept-Encoding": "identity"}) as response:
-            if _is_retryable(response):
-                raise _Retryable(f"HTTP {response.status_code}")
-            if response.status_code != 200:
-                raise DownloadError(
-                    f"could not download {file.filename}: HTTP {response.status_code} "
-                    f"from {redact_url(file.url)}"
-                )
-            total = _content_length(response)
-            if total is not None and total > self.max_download_size:
-                raise DownloadTooLarge(self._too_large(file, f"the server announces {total} bytes"))
-            received = 0
-            for chunk in response.iter_raw(_CHUNK_SIZE):
-                received += len(chunk)
-                if received > self.max_download_size:
-                    raise DownloadTooLarge(
-                        self._too_large(file, f"more than {self.max_download_size} bytes received")
-                    )
+        return stream_download(
+            self._client, file.url, file.filename, self.max_download_size, sink.write, progress=progress
+        )
+
+
+def too_large(name: str, cap: int, detail: str) -> str:
+    """The message of :class:`DownloadTooLarge`, wherever the cap was found exceeded."""
+    return f"{name} exceeds the download size cap of {cap} bytes ({detail})"
+
+
+def digest_mismatch(name: str, listed: str, actual: str, url: str) -> DigestMismatch:
+    """Bytes that do not hash to the digest the index lists: never scanned."""
+    return DigestMismatch(
+        f"sha256 of {name} is {actual}, but the index lists {listed} (from {redact_url(url)})"
+    )
+
+
+def stream_download(
+    client: httpx.Client,
+    url: str,
+    name: str,
+    cap: int,
+    write: Callable[[bytes], object],
+    *,
+    digest: bool = True,
+    progress: ProgressCallback | None = None,
+) -> str:
+    """One download attempt of the file ``name`` at ``url``, every byte handed to ``write``: capped at ``cap``
+    bytes while streaming (never trusting a header), as stored (identity encoding: the cap and the digest
+    apply to the file, never to a re-encoding). Returns the sha256 hex digest (empty without ``digest``).
+
+    Raises :class:`Retryable` for an answer worth retrying (429, 5xx), :class:`DownloadError` for any other
+    HTTP error, :class:`DownloadTooLarge` past the cap; transport errors propagate (retried by the caller).
+    """
+    hasher = hashlib.sha256() if digest else None
+    with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
+        if _is_retryable(response):
+            raise Retryable(f"HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise DownloadError(
+                f"could not download {name}: HTTP {response.status_code} from {redact_url(url)}"
+            )
+        total = _content_length(response)
+        if total is not None and total > cap:
+            raise DownloadTooLarge(too_large(name, cap, f"the server announces {total} bytes"))
+        received = 0
+        for chunk in response.iter_raw(_CHUNK_SIZE):
+            received += len(chunk)
+            if received > cap:
+                raise DownloadTooLarge(too_large(name, cap, f"more than {cap} bytes received"))
+            if hasher is not None:
                 hasher.update(chunk)
-                sink.write(chunk)
-                if progress is not None:
-                    progress(received, total)
-        return hasher.hexdigest()
+            write(chunk)
+            if progress is not None:
+                progress(received, total)
+    return hasher.hexdigest() if hasher is not None else ""
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
@@ -430,8 +458,9 @@ def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-class _Retryable(Exception):
-    """An answer worth retrying (5xx, 429)."""
+class Retryable(Exception):
+    """A download answer worth retrying (429, 5xx): raised by :func:`stream_download`, caught by the retry
+    loops of its callers."""
 
 
 def _content_length(response: httpx.Response) -> int | None:

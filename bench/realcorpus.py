@@ -203,6 +203,14 @@ def ensure_real_corpus(
     source = list_path or CORPUS_LIST
     root = cache_dir or default_cache_dir()
     entries = parse_corpus_list(source.read_text(encoding="utf-8"), str(source))
+    fetch_verified(entries, root, index_url=index_url, client=client)
+    return RealCorpus(root, source, _distributions(root, entries))
+
+
+def fetch_verified(
+    entries: Sequence[Entry], root: Path, *, index_url: str | None = None, client: PyPIClient | None = None
+) -> None:
+    """Every entry's file in ``root``: verified when there, downloaded (then verified) when missing."""
     owned = None
     try:
         for entry in entries:
@@ -216,7 +224,6 @@ def ensure_real_corpus(
     finally:
         if owned is not None:
             owned.close()
-    return RealCorpus(root, source, _distributions(root, entries))
 
 
 def _distributions(root: Path, entries: Sequence[Entry]) -> list[Distribution]:

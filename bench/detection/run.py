@@ -59,28 +59,15 @@ def malware_dirs() -> tuple[Path, Path]:
 
 def ensure_benign(list_path: Path = BENIGN_LIST, cache: Path | None = None) -> Path:
     """Every pinned benign file in ``cache`` (downloaded when missing, always verified); the folder."""
-    from dragonfly_hybrid.pypi.index import PyPIClient
-
-    from bench.realcorpus import CorpusError, download, parse_corpus_list, verify
+    from bench.realcorpus import CorpusError, fetch_verified, parse_corpus_list
 
     root = cache or Path(os.environ.get("DFH_DETECTION_BENIGN_CACHE") or cache_root() / "benign")
     root.mkdir(parents=True, exist_ok=True)
     entries = parse_corpus_list(list_path.read_text(encoding="utf-8"), str(list_path))
-    client: PyPIClient | None = None
     try:
-        for entry in entries:
-            path = root / entry.filename
-            if path.exists():
-                verify(path, entry)
-                continue
-            client = client or PyPIClient()
-            try:
-                download(entry, path, client)
-            except CorpusError as err:
-                raise DataMissing(f"benign list: {err}") from err
-    finally:
-        if client is not None:
-            client.close()
+        fetch_verified(entries, root)
+    except CorpusError as err:
+        raise DataMissing(f"benign list: {err}") from err
     wanted = {e.filename for e in entries}
     stray = sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and p.name not in wanted)
     if stray:

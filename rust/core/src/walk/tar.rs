@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::names::{display_name, join, normalize, Links};
 use super::stream::{open_stream, stream_error_issue, Guard, Stream, Trip};
 use super::tarfile::{
-    expand_sparse, has_content, is_special, sparse_is_plain, TarEntry, TarReader, TarStop, TarStream, BLOCK,
-    DIRTYPE, LNKTYPE, SYMTYPE, TAR_METADATA_LIMIT,
+    expand_sparse, has_content, sparse_is_plain, TarEntry, TarReader, TarStop, TarStream, BLOCK, DIRTYPE,
+    LNKTYPE, SYMTYPE, TAR_METADATA_LIMIT,
 };
 use super::{DistScan, Member, Order, QUEUE_BYTES, READ_CHUNK};
 use crate::issue::{Issue, IssueKind};
@@ -101,7 +101,8 @@ impl DistScan<'_> {
                 self.issue(member_order, Issue::new(path, IssueKind::LinkNotFollowed, message));
                 continue;
             }
-            if is_special(entry.kind) || !has_content(entry.kind) {
+            // Directories and links are handled above: what is left without content is a device or a FIFO.
+            if !has_content(entry.kind) {
                 let message = "device or FIFO entry has no content";
                 self.issue(member_order, Issue::new(path, IssueKind::SpecialEntry, message));
                 continue;

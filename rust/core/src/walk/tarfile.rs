@@ -41,7 +41,7 @@ const XGLTYPE: u8 = b'g';
 const SOLARIS_XHDTYPE: u8 = b'X';
 
 /// Types whose data `tarfile` reads as file content (and skips to find the next header).
-pub(super) fn is_regular(kind: u8) -> bool {
+fn is_regular(kind: u8) -> bool {
     matches!(kind, REGTYPE | AREGTYPE | CONTTYPE | SPARSE)
 }
 
@@ -54,10 +54,6 @@ fn is_supported(kind: u8) -> bool {
 /// the data filter, write them as regular files).
 pub(super) fn has_content(kind: u8) -> bool {
     is_regular(kind) || !is_supported(kind)
-}
-
-pub(super) fn is_special(kind: u8) -> bool {
-    matches!(kind, CHRTYPE | BLKTYPE | FIFOTYPE)
 }
 
 /// `_block(count)`: `count` rounded up to whole blocks; `None` for a negative count (Python 3.14

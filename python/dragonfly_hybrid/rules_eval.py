@@ -245,34 +245,31 @@ def _release_json(r: ReleaseOutcome, findings: Iterable[Finding]) -> dict[str, A
     }
 
 
+def _side_json(side: SideResult, w: int, rate_key: str, list_key: str, listed: list[Any]) -> dict[str, Any]:
+    """One side of the evaluation in the JSON document: what both sides report, then its own list."""
+    return {
+        "path": str(side.path),
+        "releases": len(side.releases),
+        "flagged": len(side.flagged(w)),
+        rate_key: side.rate(w),
+        "with_findings": sum(1 for r in side.releases if r.findings),
+        "incomplete": sum(1 for r in side.releases if r.incomplete),
+        list_key: listed,
+    }
+
+
 def to_json(ev: Evaluation) -> dict[str, Any]:
     w = ev.flag_weight
     malicious = None
     if ev.malicious is not None:
         side = ev.malicious
-        malicious = {
-            "path": str(side.path),
-            "releases": len(side.releases),
-            "flagged": len(side.flagged(w)),
-            "recall": side.rate(w),
-            "with_findings": sum(1 for r in side.releases if r.findings),
-            "incomplete": sum(1 for r in side.releases if r.incomplete),
-            "missed": [_release_json(r, r.findings) for r in side.releases if not r.flagged(w)],
-        }
+        missed = [_release_json(r, r.findings) for r in side.releases if not r.flagged(w)]
+        malicious = _side_json(side, w, "recall", "missed", missed)
     benign = None
     if ev.benign is not None:
         side = ev.benign
-        benign = {
-            "path": str(side.path),
-            "releases": len(side.releases),
-            "flagged": len(side.flagged(w)),
-            "flagged_rate": side.rate(w),
-            "with_findings": sum(1 for r in side.releases if r.findings),
-            "incomplete": sum(1 for r in side.releases if r.incomplete),
-            "flagged_releases": [
-                _release_json(r, [f for f in r.findings if f.weight >= w]) for r in side.flagged(w)
-            ],
-        }
+        flagged = [_release_json(r, [f for f in r.findings if f.weight >= w]) for r in side.flagged(w)]
+        benign = _side_json(side, w, "flagged_rate", "flagged_releases", flagged)
     return {
         "rules": {"hash": ev.rules.hash, "count": ev.rules.count},
         "flag_weight": w,

@@ -131,7 +131,7 @@ def test_directory_score_is_the_maximum(tmp_path: Path, scanner: Scanner) -> Non
 DOCUMENT_KEYS = {"tool", "rules", "targets", "summary"}
 TARGET_KEYS = {
     "target", "kind", "name", "version", "verdict", "score", "rules_matched", "inspector_url", "error",
-    "distributions",
+    "origin", "distributions",
 }  # fmt: skip
 DISTRIBUTION_KEYS = {
     "name", "url", "format", "size", "sha256", "files_scanned", "bytes_scanned", "score", "rules_matched",

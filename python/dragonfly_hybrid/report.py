@@ -24,6 +24,7 @@ One object, keys always present (``null`` when a value does not apply)::
         "rules_matched": [str],
         "inspector_url": str | null,
         "error": str | null,      # why the target could not be (completely) scanned
+        "origin": {"path": str, "line": int} | null,  # the requirements-file line that asked for it
         "distributions": [{
           "name": str, "url": str | null, "format": str, "size": int, "sha256": str,
           "files_scanned": int, "bytes_scanned": int, "score": int, "rules_matched": [str],
@@ -114,6 +115,14 @@ def _union(lists: Iterable[Sequence[str]]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a target was asked for: a line of a requirements or lock file (``-R``)."""
+
+    path: str
+    line: int
+
+
+@dataclass(frozen=True)
 class TargetResult:
     """One scanned target: a path, a directory or a PyPI release, with every distribution it held."""
 
@@ -127,6 +136,7 @@ class TargetResult:
     inspector_url: str | None = None
     verdict: Verdict = "incomplete"
     error: str | None = None
+    origin: Origin | None = None
 
     @classmethod
     def from_release(cls, target: str, result: ReleaseResult, error: str | None = None) -> TargetResult:
@@ -286,6 +296,7 @@ def target_json(target: TargetResult) -> JSON:
         "rules_matched": list(target.rules_matched),
         "inspector_url": target.inspector_url,
         "error": target.error,
+        "origin": None if target.origin is None else {"path": target.origin.path, "line": target.origin.line},
         "distributions": [distribution_json(d) for d in target.distributions],
     }
 

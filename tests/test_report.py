@@ -157,7 +157,7 @@ def test_json_document_shape_is_pinned(results: list[TargetResult], rules: Rules
     assert files and all(set(f) == {"path", "size", "sha256", "score", "matches"} for f in files)
     matches = [m for f in files for m in f["matches"]]
     assert all(set(m) == {"rule", "namespace", "tags", "weight", "metadata", "patterns"} for m in matches)
-    assert all(set(p) == {"identifier", "offset", "length"} for m in matches for p in m["patterns"])
+    assert all(set(p) == {"identifier", "offset", "length", "data"} for m in matches for p in m["patterns"])
     marker = next(m for m in matches if m["rule"] == "test_marker")
     assert marker["weight"] == 5 and marker["tags"] == ["test"]
     assert marker["metadata"]["description"] == "the test marker string"
@@ -165,6 +165,7 @@ def test_json_document_shape_is_pinned(results: list[TargetResult], rules: Rules
         "identifier": "$marker",
         "offset": SETUP.index(MARKER),
         "length": len(MARKER),
+        "data": MARKER.decode(),
     }
     assert set(document["summary"]) == SUMMARY_KEYS
     assert document["summary"] == {

@@ -1,7 +1,7 @@
 """Typed stubs of the Rust extension (``rust/python``). ``tests/test_stubs.py`` checks them with stubtest."""
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal, final
 
 __all__ = [
@@ -40,6 +40,11 @@ CACHE_ENTRIES: int
 def default_threads() -> int:
     """Threads a ``Scanner`` starts when none are asked for: the cores this process may run on (CPU affinity
     and cgroup quotas respected), at least 1."""
+
+def distributions_json(distributions: Sequence[DistributionResult], level: int | None = None) -> str:
+    """The JSON array of ``distributions`` in the schema of ``dragonfly_hybrid.report`` (written in Rust): one
+    line when ``level`` is None, else indented two spaces per level with every line after the first ``level``
+    levels deeper (to nest it in a document written with ``json.dump(indent=2)``)."""
 
 Verdict = Literal["clean", "findings", "incomplete"]
 

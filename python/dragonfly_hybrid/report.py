@@ -62,6 +62,7 @@ when any target is incomplete.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -75,7 +76,15 @@ from rich.table import Table
 from rich.text import Text
 
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid._core import DistributionResult, FileResult, ReleaseResult, RuleMatch, Rules, ScanIssue
+from dragonfly_hybrid._core import (
+    DistributionResult,
+    FileResult,
+    ReleaseResult,
+    RuleMatch,
+    Rules,
+    ScanIssue,
+    distributions_json,
+)
 
 if TYPE_CHECKING:
     from dragonfly_hybrid._core import Verdict  # the engine's verdicts (a type only)
@@ -238,54 +247,7 @@ def meta_value(value: object) -> int | float | bool | str:
     return str(value)
 
 
-def _match_json(match: RuleMatch) -> JSON:
-    return {
-        "rule": match.identifier,
-        "namespace": match.namespace,
-        "tags": list(match.tags),
-        "weight": match.weight,
-        "metadata": {key: meta_value(value) for key, value in match.metadata.items()},
-        "patterns": [
-            {"identifier": p.identifier, "offset": p.offset, "length": p.length} for p in match.patterns
-        ],
-    }
-
-
-def _file_json(file: FileResult) -> JSON:
-    return {
-        "path": file.path,
-        "size": file.size,
-        "sha256": file.sha256,
-        "score": file.score,
-        "matches": [_match_json(m) for m in file.matches],
-    }
-
-
-def _issue_json(issue: ScanIssue) -> JSON:
-    return {"path": issue.path, "kind": issue.kind, "message": issue.message, "unscanned": issue.unscanned}
-
-
-def distribution_json(dist: DistributionResult) -> JSON:
-    return {
-        "name": dist.name,
-        "url": dist.url,
-        "format": dist.format,
-        "size": dist.size,
-        "sha256": dist.sha256,
-        "files_scanned": dist.files_scanned,
-        "bytes_scanned": dist.bytes_scanned,
-        "score": dist.score,
-        "rules_matched": list(dist.rules_matched),
-        "top_file": dist.top_file,
-        "verdict": dist.verdict,
-        "complete": dist.complete,
-        "issues": [_issue_json(i) for i in dist.issues],
-        "files": [_file_json(f) for f in dist.files],
-    }
-
-
-def target_json(target: TargetResult) -> JSON:
-    """The object of one target, as in the document's ``targets`` and as one NDJSON line."""
+def _target_fields(target: TargetResult) -> JSON:
     return {
         "target": target.target,
         "kind": target.kind,
@@ -297,8 +259,33 @@ def target_json(target: TargetResult) -> JSON:
         "inspector_url": target.inspector_url,
         "error": target.error,
         "origin": None if target.origin is None else {"path": target.origin.path, "line": target.origin.line},
-        "distributions": [distribution_json(d) for d in target.distributions],
     }
+
+
+def _indented(value: object, level: int) -> str:
+    """``value`` as ``json.dump(indent=2)`` writes it ``level`` levels deep in a document."""
+    return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * level)
+
+
+def target_json_text(target: TargetResult, level: int | None = None) -> str:
+    """The JSON of one target: one line when ``level`` is None (NDJSON), else as ``json.dump(indent=2)``
+    writes it ``level`` levels deep. Its distributions (the bulk: files, matches) are written by the
+    engine (``distributions_json``), with no Python object per file or match."""
+    fields = _target_fields(target)
+    dists = distributions_json(target.distributions, level if level is None else level + 1)
+    if level is None:
+        return (
+            json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[:-1] + f',"distributions":{dists}}}'
+        )
+    newline = "\n" + "  " * level
+    head = _indented(fields, level)[: -len(newline) - 1]  # without its closing newline and brace
+    return f'{head},{newline}  "distributions": {dists}{newline}}}'
+
+
+def target_json(target: TargetResult) -> JSON:
+    """The object of one target, as in the document's ``targets`` and as one NDJSON line."""
+    parsed: JSON = json.loads(target_json_text(target))
+    return parsed
 
 
 def summary_json(targets: Sequence[TargetResult]) -> JSON:
@@ -315,20 +302,28 @@ def summary_json(targets: Sequence[TargetResult]) -> JSON:
     }
 
 
+def write_json_document(targets: Sequence[TargetResult], rules: Rules, out: IO[str]) -> None:
+    """Write the JSON document of ``targets`` to ``out``, target by target, laid out as
+    ``json.dump(indent=2)`` lays it out."""
+    out.write('{\n  "tool": ' + _indented({"name": TOOL_NAME, "version": __version__}, 1))
+    out.write(',\n  "rules": ' + _indented({"hash": rules.hash, "count": rules.count}, 1))
+    out.write(',\n  "targets": [')
+    for index, target in enumerate(targets):
+        out.write(("," if index else "") + "\n    " + target_json_text(target, 2))
+    out.write("\n  ]" if targets else "]")
+    out.write(',\n  "summary": ' + _indented(summary_json(targets), 1) + "\n}\n")
+
+
 def json_document(targets: Sequence[TargetResult], rules: Rules) -> JSON:
-    return {
-        "tool": {"name": TOOL_NAME, "version": __version__},
-        "rules": {"hash": rules.hash, "count": rules.count},
-        "targets": [target_json(t) for t in targets],
-        "summary": summary_json(targets),
-    }
+    """The JSON document of ``targets`` as Python objects (what ``write_json_document`` writes)."""
+    out = io.StringIO()
+    write_json_document(targets, rules, out)
+    document: JSON = json.loads(out.getvalue())
+    return document
 
 
 def ndjson_line(target: TargetResult) -> str:
-    return json.dumps(target_json(target), ensure_ascii=False, separators=(",", ":"))
-
-
-# --------------------------------------------------------------------------------------------- SARIF
+    return target_json_text(target)
 
 
 def sarif_level(weight: int) -> Literal["error", "warning"]:
@@ -522,7 +517,8 @@ def render(
     elif fmt == "ndjson":
         for target in targets:
             out.write(ndjson_line(target) + "\n")
+    elif fmt == "json":
+        write_json_document(targets, rules, out)
     else:
-        document = json_document(targets, rules) if fmt == "json" else sarif_document(targets, rules)
-        json.dump(document, out, indent=2, ensure_ascii=False)
+        json.dump(sarif_document(targets, rules), out, indent=2, ensure_ascii=False)
         out.write("\n")

@@ -9,6 +9,7 @@ mod codec;
 mod engine;
 mod format;
 mod issue;
+mod json;
 mod limits;
 mod report;
 mod routing;
@@ -21,6 +22,7 @@ pub use cache::CacheEntryError;
 pub use engine::{default_threads, DistInput, Engine, EngineError, Input, MAX_THREADS};
 pub use format::{detect, interpretations, Container, Format};
 pub use issue::{Issue, IssueKind};
+pub use json::{ascii_backslashed, utf8_backslashed, write_distributions, Layout};
 pub use limits::{Limits, RATIO_GRACE_BYTES};
 pub use report::{
     inspector_url, DistributionReport, FileReport, PatternHit, ReleaseReport, RuleHit, Verdict,

@@ -505,6 +505,29 @@ impl ReleaseResult {
     }
 }
 
+/// The JSON array of `distributions` (the schema of `dragonfly_hybrid.report`): one line when `level`
+/// is None, else indented by two spaces per level, every line after the first `level` levels deeper.
+#[pyfunction]
+#[pyo3(signature = (distributions, level=None))]
+fn distributions_json<'py>(
+    py: Python<'py>,
+    distributions: Vec<PyRef<'py, DistributionResult>>,
+    level: Option<usize>,
+) -> PyResult<Bound<'py, PyString>> {
+    let reports: Vec<Arc<core::DistributionReport>> =
+        distributions.iter().map(|d| Arc::clone(&d.inner)).collect();
+    let layout = level.map_or(core::Layout::Compact, |level| core::Layout::Indented { level });
+    let text = py.detach(|| {
+        let refs: Vec<&core::DistributionReport> = reports.iter().map(|r| &**r).collect();
+        let mut out = Vec::with_capacity(4096);
+        core::write_distributions(&mut out, &refs, layout).map(|()| out)
+    });
+    let text = text.map_err(|err| PyRuntimeError::new_err(format!("cannot write the JSON report: {err}")))?;
+    // serde_json writes UTF-8 only (every string it is given is a Rust str).
+    let text = String::from_utf8(text).map_err(|err| PyRuntimeError::new_err(err.to_string()))?;
+    Ok(PyString::new(py, &text))
+}
+
 /// Input bytes as Python gave them: borrowed `bytes` (kept alive by the caller) or a path.
 enum Source<'py> {
     Bytes(Bound<'py, PyBytes>),
@@ -734,6 +757,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_THREADS", core::MAX_THREADS)?;
     m.add("CACHE_ENTRIES", core::CACHE_ENTRIES)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(distributions_json, m)?)?;
     m.add("RuleCompileError", m.py().get_type::<RuleCompileError>())?;
     m.add("RulesFormatError", m.py().get_type::<RulesFormatError>())?;
     m.add_class::<Rules>()?;

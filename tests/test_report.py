@@ -157,7 +157,8 @@ def test_json_document_shape_is_pinned(results: list[TargetResult], rules: Rules
     assert files and all(set(f) == {"path", "size", "sha256", "score", "matches"} for f in files)
     matches = [m for f in files for m in f["matches"]]
     assert all(set(m) == {"rule", "namespace", "tags", "weight", "metadata", "patterns"} for m in matches)
-    assert all(set(p) == {"identifier", "offset", "length", "data"} for m in matches for p in m["patterns"])
+    pattern_keys = {"identifier", "offset", "length", "line", "column", "data", "snippet"}
+    assert all(set(p) == pattern_keys for m in matches for p in m["patterns"])
     marker = next(m for m in matches if m["rule"] == "test_marker")
     assert marker["weight"] == 5 and marker["tags"] == ["test"]
     assert marker["metadata"]["description"] == "the test marker string"
@@ -165,7 +166,10 @@ def test_json_document_shape_is_pinned(results: list[TargetResult], rules: Rules
         "identifier": "$marker",
         "offset": SETUP.index(MARKER),
         "length": len(MARKER),
+        "line": 2,
+        "column": 3,
         "data": MARKER.decode(),
+        "snippet": "# " + MARKER.decode(),
     }
     assert set(document["summary"]) == SUMMARY_KEYS
     assert document["summary"] == {

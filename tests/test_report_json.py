@@ -97,7 +97,10 @@ def oracle_distribution(dist: DistributionResult) -> dict[str, Any]:
                                 "identifier": p.identifier,
                                 "offset": p.offset,
                                 "length": p.length,
+                                "line": p.line,
+                                "column": p.column,
                                 "data": p.data.decode("utf-8", "backslashreplace"),
+                                "snippet": p.snippet.decode("utf-8", "backslashreplace"),
                             }
                             for p in m.patterns
                         ],

@@ -34,7 +34,8 @@ One object, keys always present (``null`` when a value does not apply)::
             "path": str, "size": int, "sha256": str, "score": int,
             "matches": [{"rule": str, "namespace": str, "tags": [str], "weight": int,
                          "metadata": {str: int | float | bool | str},
-                         "patterns": [{"identifier": str, "offset": int, "length": int}]}]
+                         "patterns": [{"identifier": str, "offset": int, "length": int,
+                                       "line": int, "column": int, "data": str, "snippet": str}]}]
           }]
         }]
       }],
@@ -42,6 +43,12 @@ One object, keys always present (``null`` when a value does not apply)::
                   "findings": int, "incomplete": int,     # number of targets with that verdict
                   "verdict": "clean" | "findings" | "incomplete", "exit_code": 0 | 1 | 3}
     }
+
+A pattern match gives its byte ``offset`` and ``length`` in the file, the 1-based ``line`` and ``column``
+(in bytes) of its first byte, ``data`` (the first 64 matched bytes) and ``snippet`` (its line around it,
+without the line ending, at most 120 bytes); ``data`` and ``snippet`` are the bytes decoded as UTF-8 with
+every byte that is not valid UTF-8 written ``\\xNN`` (as the results store keeps them), so a cut multi-byte
+character at the end shows as ``\\xNN`` escapes. At most 16 matches are listed per pattern.
 
 Rule metadata values keep their JSON type; a ``bytes`` value (a metadata string that is not valid UTF-8)
 is rendered as an ASCII string in which every non-ASCII byte is written ``\\xNN``; a non-finite float is

@@ -261,11 +261,14 @@ struct PatternRef<'a>(&'a PatternHit);
 impl Serialize for PatternRef<'_> {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         let p = self.0;
-        let mut map = ser.serialize_map(Some(4))?;
+        let mut map = ser.serialize_map(Some(7))?;
         map.serialize_entry("identifier", &p.identifier)?;
         map.serialize_entry("offset", &p.offset)?;
         map.serialize_entry("length", &p.length)?;
+        map.serialize_entry("line", &p.line)?;
+        map.serialize_entry("column", &p.column)?;
         map.serialize_entry("data", &utf8_backslashed(&p.data))?;
+        map.serialize_entry("snippet", &utf8_backslashed(&p.snippet))?;
         map.end()
     }
 }

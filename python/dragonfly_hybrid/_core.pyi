@@ -23,6 +23,7 @@ __all__ = [
     "Scanner",
     "__version__",
     "default_threads",
+    "distributions_json",
 ]
 
 __version__: str

@@ -121,7 +121,13 @@ impl<'e> DistScan<'e> {
         url: Option<String>,
         container: Option<Container>,
     ) -> DistributionReport {
-        let format = match catch_unwind(AssertUnwindSafe(|| self.walk_top(data, container))) {
+        // The distribution's own digest is taken while its members are walked: done after the walk,
+        // it left every other thread idle (50 ms for a 100 MB wheel).
+        let (walked, digest) = rayon::join(
+            || catch_unwind(AssertUnwindSafe(|| self.walk_top(data, container))),
+            || sha256(data),
+        );
+        let format = match walked {
             Ok(format) => format,
             Err(panic) => {
                 let message = panic
@@ -158,7 +164,7 @@ impl<'e> DistScan<'e> {
             url,
             format,
             size: data.len() as u64,
-            sha256: sha256_hex(&sha256(data)),
+            sha256: sha256_hex(&digest),
             files_scanned: self.files_scanned.into_inner(),
             bytes_scanned: self.bytes_scanned.into_inner(),
             files: files.into_iter().map(|(_, f)| f).collect(),

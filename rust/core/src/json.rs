@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-use serde_json::ser::{CompactFormatter, PrettyFormatter};
+use serde_json::ser::CompactFormatter;
 
 use crate::issue::Issue;
 use crate::report::{DistributionReport, FileReport, PatternHit, RuleHit};
@@ -36,8 +36,8 @@ pub fn write_distributions<W: Write>(
             list.serialize(&mut ser).map_err(io::Error::other)
         }
         Layout::Indented { level } => {
-            let out = IndentAfterNewline { inner: out, indent: level * 2 };
-            let mut ser = serde_json::Serializer::with_formatter(out, PrettyFormatter::with_indent(b"  "));
+            let layout = NestedPretty { base: level, depth: 0, has_value: false };
+            let mut ser = serde_json::Serializer::with_formatter(out, layout);
             list.serialize(&mut ser).map_err(io::Error::other)
         }
     }
@@ -102,40 +102,78 @@ fn non_finite_repr(value: f64) -> &'static str {
     }
 }
 
-/// Inserts `indent` spaces after every newline. Every newline serde_json writes is structural
-/// (newlines inside strings are escaped), so this shifts the whole value right.
-struct IndentAfterNewline<W> {
-    inner: W,
-    indent: usize,
+/// `json.dump(indent=2)`'s layout, starting `base` levels deep: like serde_json's pretty formatter,
+/// but nested (a wrapper re-indenting its output after every newline cost three times the writing).
+struct NestedPretty {
+    base: usize,
+    depth: usize,
+    has_value: bool,
 }
 
-impl<W: Write> Write for IndentAfterNewline<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_all(buf)?;
-        Ok(buf.len())
+impl NestedPretty {
+    fn newline<W: ?Sized + Write>(&self, out: &mut W) -> io::Result<()> {
+        const SPACES: &[u8] = &[b' '; 128];
+        out.write_all(b"\n")?;
+        let mut left = (self.base + self.depth) * 2;
+        while left > 0 {
+            let n = left.min(SPACES.len());
+            out.write_all(&SPACES[..n])?;
+            left -= n;
+        }
+        Ok(())
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        const SPACES: &[u8] = &[b' '; 64];
-        if self.indent == 0 {
-            return self.inner.write_all(buf);
-        }
-        let mut rest = buf;
-        while let Some(at) = memchr::memchr(b'\n', rest) {
-            self.inner.write_all(&rest[..=at])?;
-            let mut left = self.indent;
-            while left > 0 {
-                let n = left.min(SPACES.len());
-                self.inner.write_all(&SPACES[..n])?;
-                left -= n;
-            }
-            rest = &rest[at + 1..];
-        }
-        self.inner.write_all(rest)
+    fn open<W: ?Sized + Write>(&mut self, out: &mut W, bracket: &[u8]) -> io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        out.write_all(bracket)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+    fn close<W: ?Sized + Write>(&mut self, out: &mut W, bracket: &[u8]) -> io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.newline(out)?;
+        }
+        out.write_all(bracket)
+    }
+
+    fn item<W: ?Sized + Write>(&mut self, out: &mut W, first: bool) -> io::Result<()> {
+        if !first {
+            out.write_all(b",")?;
+        }
+        self.newline(out)
+    }
+}
+
+impl serde_json::ser::Formatter for NestedPretty {
+    fn begin_array<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
+        self.open(out, b"[")
+    }
+    fn end_array<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
+        self.close(out, b"]")
+    }
+    fn begin_array_value<W: ?Sized + Write>(&mut self, out: &mut W, first: bool) -> io::Result<()> {
+        self.item(out, first)
+    }
+    fn end_array_value<W: ?Sized + Write>(&mut self, _out: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+    fn begin_object<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
+        self.open(out, b"{")
+    }
+    fn end_object<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
+        self.close(out, b"}")
+    }
+    fn begin_object_key<W: ?Sized + Write>(&mut self, out: &mut W, first: bool) -> io::Result<()> {
+        self.item(out, first)
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
+        out.write_all(b": ")
+    }
+    fn end_object_value<W: ?Sized + Write>(&mut self, _out: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
     }
 }
 
@@ -319,10 +357,17 @@ mod tests {
     }
 
     #[test]
-    fn indented_layout_shifts_every_line_but_the_first() {
-        let mut out = Vec::new();
-        let mut writer = IndentAfterNewline { inner: &mut out, indent: 3 };
-        writer.write_all(b"[\n  1\n]").unwrap();
-        assert_eq!(out, b"[\n     1\n   ]");
+    fn nested_layout_is_pythons_indent_2_shifted() {
+        let value = serde_json::json!({"a": [1, {"b": []}, {}], "c": "x\ny"});
+        let write = |base| {
+            let mut out = Vec::new();
+            let layout = NestedPretty { base, depth: 0, has_value: false };
+            value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, layout)).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let python =
+            "{\n  \"a\": [\n    1,\n    {\n      \"b\": []\n    },\n    {}\n  ],\n  \"c\": \"x\\ny\"\n}";
+        assert_eq!(write(0), python);
+        assert_eq!(write(2), python.replace('\n', "\n    "));
     }
 }

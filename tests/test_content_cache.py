@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dragonfly_hybrid._core import DistributionResult, Limits, Rules, Scanner
+from dragonfly_hybrid._core import DistributionResult, Limits, Rules, Scanner, distributions_json
 from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.cli.scan import shares_contents
 from dragonfly_hybrid.node.mainframe import MainframeClient
 from dragonfly_hybrid.node.pipeline import RuleState
 from dragonfly_hybrid.node.settings import NodeSettings
@@ -26,6 +27,7 @@ from dragonfly_hybrid.node.sources import MainframeSource
 from dragonfly_hybrid.rules_loader import load_rules
 from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner
 from dragonfly_hybrid.store.db import Store
+from dragonfly_hybrid.targets import PathTarget, ReleaseTarget
 from typer.testing import CliRunner, Result
 
 from tests.fakes.mainframe import FakeMainframe
@@ -281,3 +283,48 @@ def test_rule_changes_save_the_outgoing_scanner_and_load_the_new_one(
     assert first["misses"] == 2
     assert second["misses"] == 2  # nothing from the other rule set
     assert third == {"entries": 2, "hits": 2, "misses": 0}  # loaded again when the rules came back
+
+
+# ------------------------------------------------------------------------------------- no content cache
+
+
+def test_without_the_content_cache_results_are_the_same_and_nothing_is_kept(
+    tmp_path: Path, rules: Rules
+) -> None:
+    # The same contents under several names, matching and not: the cache would answer the copies.
+    _, data = wheel(
+        "dup", "1.0", {"a/bad.py": BAD, "b/bad.py": BAD, "a/light.py": LIGHT, "x.py": CLEAN, "y.py": CLEAN}
+    )
+    cached, uncached = Scanner(rules, threads=2), Scanner(rules, threads=2, content_cache=False)
+    with_cache, without = cached.scan_bytes(data, "dup.whl"), uncached.scan_bytes(data, "dup.whl")
+    assert cached.content_cache and not uncached.content_cache
+    assert with_cache.files and with_cache.verdict == "findings"
+    assert distributions_json([without], 0) == distributions_json([with_cache], 0)  # sha256 of matches too
+    assert cached.cache_stats["hits"] >= 2
+    assert uncached.cache_stats == {
+        "entries": 0,
+        "hits": 0,
+        "misses": cached.cache_stats["misses"] + cached.cache_stats["hits"],
+    }
+
+
+def test_no_content_cache_cannot_record_or_load_entries(rules: Rules) -> None:
+    with pytest.raises(ValueError, match="record_cache needs the content cache"):
+        Scanner(rules, record_cache=True, content_cache=False)
+    with pytest.raises(ValueError, match="no content cache"):
+        Scanner(rules, content_cache=False).cache_import([(digest(BAD), b"")])
+
+
+def test_scan_uses_the_content_cache_unless_it_scans_one_file_once(tmp_path: Path) -> None:
+    archive = PathTarget("a.whl", tmp_path / "a.whl", is_directory=False)
+    directory = PathTarget("d", tmp_path, is_directory=True)
+    release = ReleaseTarget("pkg==1.0", "pkg", "1.0")
+    assert not shares_contents([archive], None)
+    assert shares_contents([archive, archive], None)
+    assert shares_contents([directory], None) and shares_contents([release], None)
+    with Store(tmp_path / "store.db") as store:
+        assert shares_contents([archive], store)
+        scanner, cache = cached_scanner(load_rules([]), None, 1, store, content_cache=False)
+        assert scanner.content_cache and cache is not None  # a store keeps what it saw: always cached
+    scanner, _ = cached_scanner(load_rules([]), None, 1, None, content_cache=False)
+    assert not scanner.content_cache

@@ -277,10 +277,13 @@ class Scanner:
         *,
         fast_scan: bool = False,
         record_cache: bool = False,
+        content_cache: bool = True,
     ) -> Scanner:
         """``fast_scan``: stop looking for a pattern after its first match when its rule only asks whether
         it occurs (same rules match; reports keep one match of such patterns). ``record_cache``: journal
-        every newly scanned content for ``cache_export`` (not with ``fast_scan``)."""
+        every newly scanned content for ``cache_export`` (not with ``fast_scan``). ``content_cache=False``:
+        no content cache (same results; every file is scanned, only matching files are hashed), for a
+        distribution scanned once; not with ``record_cache``, and ``cache_import`` raises ``ValueError``."""
     @property
     def rules(self) -> Rules: ...
     @property
@@ -289,6 +292,8 @@ class Scanner:
     def threads(self) -> int: ...
     @property
     def fast_scan(self) -> bool: ...
+    @property
+    def content_cache(self) -> bool: ...
     @property
     def cache_stats(self) -> dict[str, int]:
         """``entries`` held in the content cache, ``hits`` (files answered from it), ``misses`` (files

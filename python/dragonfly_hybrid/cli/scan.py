@@ -58,6 +58,7 @@ from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scann
 from dragonfly_hybrid.store.db import STORE_ENV, Store, StoreError
 from dragonfly_hybrid.targets import (
     NoHooks,
+    PathTarget,
     ReleaseTarget,
     Resolved,
     Target,
@@ -237,7 +238,13 @@ def scan_command(
     parsed += requirement_targets(requirements or []) if requirements else []
     results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
     ruleset = load_rules_or_exit(rules or [])
-    engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
+    engine, cache = cached_scanner(
+        ruleset,
+        limits,
+        threads or available_cores(),
+        results_store,
+        content_cache=shares_contents(parsed, results_store),
+    )
     show_progress = not quiet and sys.stderr.isatty()
     with PyPIClient(index_url, max_download_size=max_download_size) as pypi, _output(output) as out:
         # NDJSON lines are written as targets finish, except to a terminal that shows the progress display.
@@ -278,6 +285,14 @@ def _scan_all(
 
 
 # ------------------------------------------------------------------------------------- scan plumbing
+
+
+def shares_contents(targets: Sequence[Target], store: Store | None) -> bool:
+    """Whether a run can meet a content twice (and so gains from the engine's content cache): unless it
+    scans one file or archive once, with no store to keep what it saw. Hashing every file of a single
+    wheel for a cache nothing will read cost more than scanning them (issue 19)."""
+    single = len(targets) == 1 and isinstance(targets[0], PathTarget) and not targets[0].is_directory
+    return store is not None or not single
 
 
 def scan_store_path(option: Path | None) -> Path | None:

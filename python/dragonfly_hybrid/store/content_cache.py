@@ -88,10 +88,17 @@ class StoreContentCache:
 
 
 def cached_scanner(
-    rules: Rules, limits: Limits | None, threads: int | None, store: Store | None
+    rules: Rules,
+    limits: Limits | None,
+    threads: int | None,
+    store: Store | None,
+    *,
+    content_cache: bool = True,
 ) -> tuple[Scanner, StoreContentCache | None]:
-    """A Scanner for ``rules``; with a store, one that records its cache, loaded from the store."""
-    scanner = Scanner(rules, limits, threads, record_cache=store is not None)
+    """A Scanner for ``rules``; with a store, one that records its cache, loaded from the store. Without a
+    store, ``content_cache=False`` gives one with no content cache at all (for contents scanned once)."""
+    record = store is not None
+    scanner = Scanner(rules, limits, threads, record_cache=record, content_cache=content_cache or record)
     if store is None:
         return scanner, None
     cache = StoreContentCache(store)

@@ -87,6 +87,19 @@ impl Engine {
         self
     }
 
+    /// Without the content cache every file is scanned, even one whose content was scanned before,
+    /// and only files that match are hashed: for one distribution scanned once (nothing to share
+    /// contents with), hashing every file cost more than YARA-X on small files with light rules.
+    /// Results are the same either way.
+    pub fn with_content_cache(mut self, yes: bool) -> Self {
+        self.files.caching = yes;
+        self
+    }
+
+    pub fn content_cache(&self) -> bool {
+        self.files.caching
+    }
+
     /// Record every content scanned from now on, for [`Engine::take_cache_journal`].
     pub fn with_cache_journal(mut self, yes: bool) -> Self {
         self.files.journal = yes.then(|| Mutex::new(Vec::new()));

@@ -72,6 +72,8 @@ pub(crate) struct FileScanner {
     pub(crate) rules: RuleSet,
     timeout: Duration,
     pub(crate) fast_scan: bool,
+    /// Whether contents are hashed and looked up in (and added to) the cache before scanning.
+    pub(crate) caching: bool,
     cache: Mutex<HashMap<ContentHash, Arc<[RawHit]>>>,
     /// Contents scanned since the last [`FileScanner::take_journal`], when journaling is on.
     pub(crate) journal: Option<Mutex<Vec<CacheEntry>>>,
@@ -85,6 +87,7 @@ impl FileScanner {
             rules,
             timeout,
             fast_scan: false,
+            caching: true,
             cache: Mutex::new(HashMap::new()),
             journal: None,
             cache_hits: AtomicU64::new(0),
@@ -118,7 +121,20 @@ impl FileScanner {
 
     /// Scan one file's bytes with the rules of `route` (before `filetype` filtering), using the
     /// cache under `key` (see [`Route::cache_key`]).
-    pub(crate) fn scan_content(&self, key: &ContentHash, route: &Route<'_>, data: &[u8]) -> ScanOutcome {
+    /// Without a key (the cache is off) the bytes are scanned and nothing is kept.
+    pub(crate) fn scan_content(
+        &self,
+        key: Option<&ContentHash>,
+        route: &Route<'_>,
+        data: &[u8],
+    ) -> ScanOutcome {
+        let Some(key) = key else {
+            self.cache_misses.fetch_add(1, Ordering::Relaxed);
+            return match self.run_yara(route, data) {
+                Ok(hits) => ScanOutcome::Hits(hits.into()),
+                Err((kind, message)) => ScanOutcome::Failed(kind, message),
+            };
+        };
         if let Some(hits) = self.cache.lock().expect("cache lock").get(key) {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return ScanOutcome::Hits(Arc::clone(hits));

@@ -601,7 +601,7 @@ struct Scanner {
 #[pymethods]
 impl Scanner {
     #[new]
-    #[pyo3(signature = (rules, limits=None, threads=None, *, fast_scan=false, record_cache=false))]
+    #[pyo3(signature = (rules, limits=None, threads=None, *, fast_scan=false, record_cache=false, content_cache=true))]
     fn new(
         py: Python<'_>,
         rules: Py<Rules>,
@@ -609,6 +609,7 @@ impl Scanner {
         threads: Option<usize>,
         fast_scan: bool,
         record_cache: bool,
+        content_cache: bool,
     ) -> PyResult<Self> {
         if threads.is_some_and(|n| n == 0 || n > core::MAX_THREADS) {
             return Err(PyValueError::new_err(format!(
@@ -621,6 +622,9 @@ impl Scanner {
             // a later full scan that loads them.
             return Err(PyValueError::new_err("record_cache cannot be combined with fast_scan"));
         }
+        if record_cache && !content_cache {
+            return Err(PyValueError::new_err("record_cache needs the content cache (content_cache=True)"));
+        }
         let limits = match limits {
             Some(limits) => limits,
             None => Py::new(py, Limits { inner: core::Limits::default() })?,
@@ -628,6 +632,7 @@ impl Scanner {
         let engine = core::Engine::new(rules.get().inner.clone(), limits.get().inner.clone(), threads)
             .map_err(|err| PyRuntimeError::new_err(err.to_string()))?
             .with_fast_scan(fast_scan)
+            .with_content_cache(content_cache)
             .with_cache_journal(record_cache);
         Ok(Self { engine: Arc::new(engine), rules, limits })
     }
@@ -647,6 +652,10 @@ impl Scanner {
     #[getter]
     fn fast_scan(&self) -> bool {
         self.engine.fast_scan()
+    }
+    #[getter]
+    fn content_cache(&self) -> bool {
+        self.engine.content_cache()
     }
 
     /// Content-cache counters: entries held, files answered from the cache, files scanned.
@@ -675,6 +684,11 @@ impl Scanner {
     /// Load entries exported by a Scanner with the same rules. Returns how many were loaded and,
     /// when some did not fit this rule set, why the first of them was refused.
     fn cache_import(&self, py: Python<'_>, entries: &Bound<'_, PyAny>) -> PyResult<(usize, Option<String>)> {
+        if !self.engine.content_cache() {
+            return Err(PyValueError::new_err(
+                "this Scanner has no content cache: create it with content_cache=True",
+            ));
+        }
         let mut owned: Vec<([u8; 32], Vec<u8>)> = Vec::new();
         for item in entries.try_iter()? {
             let (hash, blob): (Vec<u8>, Vec<u8>) = item?.extract().map_err(|_| {

@@ -564,8 +564,9 @@ impl<'e> DistScan<'e> {
             self.bytes_scanned.fetch_add(data.len() as u64, Ordering::Relaxed);
             return;
         }
-        let hash = *hash.get_or_insert_with(|| sha256(data));
-        match self.scanner.scan_content(&route.cache_key(&hash), &route, data) {
+        // Without the cache only files that match are hashed (for their report).
+        let key = self.scanner.caching.then(|| route.cache_key(hash.get_or_insert_with(|| sha256(data))));
+        match self.scanner.scan_content(key.as_ref(), &route, data) {
             ScanOutcome::Hits(raw) => {
                 self.files_scanned.fetch_add(1, Ordering::Relaxed);
                 self.bytes_scanned.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -574,7 +575,7 @@ impl<'e> DistScan<'e> {
                     let report = FileReport {
                         path,
                         size: data.len() as u64,
-                        sha256: sha256_hex(&hash),
+                        sha256: sha256_hex(hash.get_or_insert_with(|| sha256(data))),
                         is_text: looks_like_text(data),
                         hits,
                     };

@@ -58,6 +58,8 @@ rule's first pattern match, when it has one; ``properties`` hold the target, dis
 sha256. Scan issues and target errors are ``invocations[0].toolExecutionNotifications`` (``error`` when
 content was left unscanned or the target failed, ``warning`` otherwise); ``executionSuccessful`` is false
 when any target is incomplete.
+
+HTML (``--format html``): one self-contained page, described in :mod:`dragonfly_hybrid.html_report`.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 
 TargetKind = Literal["archive", "file", "directory", "release"]
-ReportFormat = Literal["table", "json", "ndjson", "sarif"]
+ReportFormat = Literal["table", "json", "ndjson", "sarif", "html"]
 
 JSON = dict[str, Any]
 
@@ -519,6 +521,10 @@ def render(
         # A terminal gets its own width; a file or a pipe gets room for long member paths.
         width = None if out.isatty() else FILE_TABLE_WIDTH
         render_table(targets, rules, Console(file=out, width=width), quiet=quiet)
+    elif fmt == "html":
+        from dragonfly_hybrid.html_report import write_scan_page  # only this format needs it
+
+        write_scan_page(targets, rules, out)
     elif fmt == "ndjson":
         for target in targets:
             out.write(ndjson_line(target) + "\n")

@@ -200,7 +200,12 @@ def scan_command(
         ),
     ] = None,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", "-f", help="Report format: table, json, ndjson or sarif.")
+        ReportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Report format: table, json, ndjson, sarif or html (one self-contained page).",
+        ),
     ] = "table",
     output: Annotated[
         Path | None,

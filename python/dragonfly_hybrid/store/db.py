@@ -709,6 +709,16 @@ class Store:
             for r in self._query(sql, params)
         ]
 
+    def scans_per_day(self, *, since: str | None = None) -> list[dict[str, Any]]:
+        """Per UTC day with scans (oldest first): how many scans, and how many of them had findings."""
+        sql = "SELECT substr(scanned_at, 1, 10), COUNT(*), SUM(verdict = 'findings') FROM scans"
+        params: list[Any] = []
+        if since is not None:
+            sql += " WHERE scanned_at >= ?"
+            params.append(since)
+        sql += " GROUP BY 1 ORDER BY 1"
+        return [{"day": r[0], "scans": r[1], "findings": r[2]} for r in self._query(sql, params)]
+
     def findings(self, scan_id: int) -> list[Finding]:
         rows = self._query(
             "SELECT d.filename, f.path, m.rule, m.weight, m.patterns FROM matches m "

@@ -37,7 +37,7 @@ import html
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import cache
 from importlib.resources import files
 from typing import IO, Any
@@ -49,6 +49,8 @@ from dragonfly_hybrid.store.db import Store, StoredScan
 
 SNIPPETS_PER_FINDING = 3
 """Matched snippets shown per (file, rule); the count of the others is shown instead."""
+MAX_CHART_DAYS = 366
+"""The per-day chart fills days without scans up to this span; a longer one shows only days with scans."""
 SNIPPET_CHARS = 160
 """Longest snippet shown (the matched text is kept, its context clipped)."""
 
@@ -385,8 +387,24 @@ def page_from_store(
     page.rule_counts = [
         RuleCount(c["rule"], c["weight"], c["releases"], c["files"]) for c in db.rule_counts(since=since)
     ]
-    page.days = [DayCount(d["day"], d["scans"], d["findings"]) for d in db.scans_per_day(since=since)]
+    page.days = every_day(
+        [DayCount(d["day"], d["scans"], d["findings"]) for d in db.scans_per_day(since=since)]
+    )
     return page
+
+
+def every_day(days: list[DayCount]) -> list[DayCount]:
+    """``days`` with the days between them that had no scan (as zeros), so the chart is a time line;
+    unchanged when they span more than :data:`MAX_CHART_DAYS` or a day is not an ISO date."""
+    try:
+        first, last = (date.fromisoformat(days[i].day) for i in (0, -1)) if days else (None, None)
+    except ValueError:
+        return days
+    if first is None or last is None or (last - first).days >= MAX_CHART_DAYS:
+        return days
+    known = {d.day: d for d in days}
+    span = ((first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1))
+    return [known.get(day, DayCount(day, 0, 0)) for day in span]
 
 
 # --------------------------------------------------------------------------------------------- render

@@ -42,7 +42,7 @@
 
   // Columns per day: scans, with the scans that had findings drawn over them.
   function drawDayChart(svg, days) {
-    const width = pixelWidth(svg), height = 180, bottom = 20, top = 8;
+    const width = pixelWidth(svg), height = 180, bottom = 20, top = 16;
     const step = width / days.length, columnWidth = Math.max(2, Math.min(36, step * 0.7));
     const max = Math.max(1, ...days.map((d) => d.scans));
     const scale = (value) => (value / max) * (height - bottom - top);
@@ -56,6 +56,12 @@
           svgElement("rect", { class: cls, x, y: height - bottom - h, width: columnWidth, height: h }),
           `${d.day}: ${d.scans} scan(s), ${d.findings} with findings`));
       }
+    });
+    const legend = [["bar", "scans"], ["bar-findings", "with findings"]];
+    legend.forEach(([cls, text], index) => {
+      const x = width - 210 + index * 90;
+      svg.appendChild(svgElement("rect", { class: `${cls} legend`, x, y: 0, width: 10, height: 10 }));
+      svg.appendChild(svgElement("text", { x: x + 14, y: 9 }, text));
     });
     const labels = days.length > 1 ? [0, days.length - 1] : [0];
     for (const index of labels) {

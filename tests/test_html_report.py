@@ -22,10 +22,13 @@ import pytest
 from dragonfly_hybrid._core import Rules, Scanner
 from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.html_report import (
+    SNIPPET_CHARS,
     DayCount,
     Page,
+    Snippet,
     embedded_json,
     every_day,
+    make_snippet,
     page_from_store,
     page_from_targets,
     readable_size,
@@ -49,6 +52,7 @@ rule hostile_markup {
     $markup
 }
 """
+HOSTILE_LABEL_HTML = html.escape(f"hostile-1.0.tar.gz/hostile-1.0/{HOSTILE}.py")
 REFERENCE_SCREENSHOT = Path(__file__).parent / "fixtures" / "html_report_layout.png"
 UPDATE_SCREENSHOTS = "DFH_UPDATE_SCREENSHOTS"
 MAX_LAYOUT_DIFFERENCE = 0.02
@@ -158,7 +162,20 @@ def test_scan_format_html(tmp_path: Path, hostile_archive: Path, rules: Rules) -
     }
     hostile = next(f for f in data["findings"] if f["rule"] == "hostile_markup")
     assert hostile["description"] == "markup that would run if a report pasted it unescaped"
-    assert hostile["snippets"][0]["matched"] == HOSTILE
+    assert hostile["snippets"][0] | {"offset": 0} == {
+        "identifier": "$markup",
+        "offset": 0,
+        "before": "",
+        "matched": HOSTILE,
+        "after": "",
+        "line": 2,
+        "column": 1,
+    }
+    marker = next(f for f in data["findings"] if f["rule"] == "test_marker")
+    assert (marker["snippets"][0]["before"], marker["snippets"][0]["matched"]) == ("# ", MARKER.decode())
+    # The file column says file:line; the matched part of the line is marked.
+    assert f"{HOSTILE_LABEL_HTML}:3</td>" in page
+    assert "<code># <mark>DRAGONFLY_TEST_MARKER</mark></code>" in page
     # Without -o the page goes to stdout.
     stdout = run("scan", clean, "-r", rules_file, "--format", "html", "-q")
     assert stdout.exit_code == 0 and stdout.stdout.startswith("<!DOCTYPE html>")
@@ -185,7 +202,13 @@ def test_report_html_from_store(tmp_path: Path, store: Path) -> None:
     assert {c["rule"]: c["releases"] for c in data["rule_counts"]} == {"test_marker": 1, "light_marker": 1}
     light = next(f for f in data["findings"] if f["rule"] == "light_marker")
     assert light["file"] == "light-0.1.tar.gz/light-0.1/light/a.py"
-    assert light["snippets"][0]["matched"] == LIGHT_MARKER.decode()
+    snippet = light["snippets"][0]
+    assert (snippet["before"], snippet["matched"], snippet["after"]) == (
+        "x = 1  # ",
+        LIGHT_MARKER.decode(),
+        "",
+    )
+    assert (snippet["line"], snippet["column"]) == (1, 10)
     assert light["description"] == "a light marker"
     assert [(i["release"], i["file"], i["kind"]) for i in data["issues"]] == [
         ("broken==2.0", "broken-2.0.tar.gz/broken-2.0/a.py", "corrupt"),
@@ -313,7 +336,7 @@ def test_hostile_package_content_is_inert_text(
     assert browser.evaluate("document.querySelectorAll('img').length") == 0
     assert browser.evaluate("window.cspViolations") == []  # nothing even tried to run or load
     cells = browser.evaluate("[...document.querySelectorAll('#findings td.path')].map(c => c.textContent)")
-    assert f"hostile-1.0.tar.gz/hostile-1.0/{HOSTILE}.py" in cells
+    assert f"hostile-1.0.tar.gz/hostile-1.0/{HOSTILE}.py:2" in cells
     marks = browser.evaluate("[...document.querySelectorAll('#findings mark')].map(m => m.textContent)")
     assert HOSTILE in marks
     # The charts' labels come from the same data: drawn as text too.
@@ -370,3 +393,22 @@ def test_every_day_fills_gaps_up_to_a_year() -> None:
     far = [DayCount("2024-01-01", 1, 0), DayCount("2026-01-01", 1, 1)]
     assert every_day(far) == far
     assert every_day([]) == []
+
+
+def test_binary_file_shows_the_matched_bytes_without_a_line(tmp_path: Path, rules: Rules) -> None:
+    binary = write(tmp_path / "blob.bin", b"\x00\x01\nzz" + MARKER + b"\xff\n")
+    target = TargetResult.from_distributions(
+        str(binary), "file", binary.name, [Scanner(rules).scan_path(binary)]
+    )
+    (finding,) = page_from_targets([target], rules).findings
+    (snippet,) = finding.snippets
+    assert (snippet.before, snippet.matched, snippet.after) == ("", MARKER.decode(), "")
+    assert (snippet.line, snippet.offset) == (None, 5)
+    assert f'<td class="path">{binary.name}</td>' in render_page(page_from_targets([target], rules))
+
+
+def test_snippet_from_an_older_store_row_and_clipping() -> None:
+    assert make_snippet("$a", 7, "matched") == Snippet("$a", 7, "", "matched", "")
+    long = make_snippet("$a", 0, "m", ["b" * 500, "m", "a" * 500], 3, 501)
+    assert long.matched == "m" and long.before.startswith("…") and long.after.endswith("…")
+    assert len(long.before) + len(long.after) <= SNIPPET_CHARS + 2

@@ -43,9 +43,9 @@ from importlib.resources import files
 from typing import IO, Any
 
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid._core import DistributionResult, PatternMatch, RuleMatch, Rules
+from dragonfly_hybrid._core import DistributionResult, FileResult, PatternMatch, RuleMatch, Rules
 from dragonfly_hybrid.report import TargetResult, member_label, meta_value, overall_verdict
-from dragonfly_hybrid.store.db import Store, StoredScan
+from dragonfly_hybrid.store.db import Store, StoredScan, snippet_parts
 
 SNIPPETS_PER_FINDING = 3
 """Matched snippets shown per (file, rule); the count of the others is shown instead."""
@@ -166,30 +166,36 @@ def _clip(text: str, limit: int, keep_end: bool) -> str:
 def make_snippet(
     identifier: str,
     offset: int,
-    matched: str,
-    context: str | None = None,
+    data: str,
+    parts: Sequence[str] | None = None,
     line: int | None = None,
     column: int | None = None,
 ) -> Snippet:
-    """A snippet of ``matched``; with ``context`` (the matched line), the part of it before and after
-    the match too (its first occurrence; the match alone when ``context`` does not contain it)."""
+    """A snippet from the match's line split as ``parts`` (before, match, after), clipped around the
+    match; from its matched ``data`` alone when the line is not known (a binary file, an older store)."""
+    if parts is None or len(parts) != 3:
+        return Snippet(identifier, offset, "", _clip(data, SNIPPET_CHARS, keep_end=False), "")
+    before, matched, after = parts
     matched = _clip(matched, SNIPPET_CHARS, keep_end=False)
-    before = after = ""
-    if context is not None:
-        at = context.find(matched)
-        if at >= 0:
-            room = max(0, (SNIPPET_CHARS - len(matched)) // 2)
-            before = _clip(context[:at], room, keep_end=True)
-            after = _clip(context[at + len(matched) :], room, keep_end=False)
-    return Snippet(identifier, offset, before, matched, after, line, column)
+    room = max(0, (SNIPPET_CHARS - len(matched)) // 2)
+    return Snippet(
+        identifier,
+        offset,
+        _clip(before, room, keep_end=True),
+        matched,
+        _clip(after, room, keep_end=False),
+        line,
+        column,
+    )
 
 
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "backslashreplace")
-
-
-def _pattern_snippet(pattern: PatternMatch) -> Snippet:
-    return make_snippet(pattern.identifier, pattern.offset, _text(pattern.data))
+def _pattern_snippet(pattern: PatternMatch, is_text: bool) -> Snippet:
+    data = pattern.data.decode("utf-8", "backslashreplace")
+    if not is_text:
+        return make_snippet(pattern.identifier, pattern.offset, data)
+    return make_snippet(
+        pattern.identifier, pattern.offset, data, snippet_parts(pattern), pattern.line, pattern.column
+    )
 
 
 def _description(metadata: dict[str, Any]) -> str | None:
@@ -230,16 +236,16 @@ def _target_label(target: TargetResult) -> str:
 
 
 def _match_finding(
-    label: str, verdict: str, dist: DistributionResult, path: str, match: RuleMatch
+    label: str, verdict: str, dist: DistributionResult, file: FileResult, match: RuleMatch
 ) -> FindingRow:
     return _finding(
         label,
         verdict,
-        member_label(dist, path),
+        member_label(dist, file.path),
         match.identifier,
         match.weight,
         _description(dict(match.metadata)),
-        [_pattern_snippet(p) for p in match.patterns],
+        [_pattern_snippet(p, file.is_text) for p in match.patterns],
     )
 
 
@@ -273,9 +279,7 @@ def page_from_targets(targets: Sequence[TargetResult], rules: Rules, title: str 
                 )
             )
             for file in dist.files:
-                page.findings.extend(
-                    _match_finding(label, t.verdict, dist, file.path, m) for m in file.matches
-                )
+                page.findings.extend(_match_finding(label, t.verdict, dist, file, m) for m in file.matches)
             page.issues.extend(
                 IssueRow(label, t.verdict, member_label(dist, i.path), i.kind, i.message, i.unscanned)
                 for i in dist.issues
@@ -291,10 +295,14 @@ def _stored_label(dist_name: str, path: str) -> str:
 
 
 def _stored_snippet(pattern: dict[str, Any]) -> Snippet:
+    parts = pattern.get("snippet")
     return make_snippet(
         str(pattern.get("identifier", "")),
         int(pattern.get("offset", 0)),
         str(pattern.get("data", "")),
+        [str(p) for p in parts] if isinstance(parts, list) else None,
+        pattern.get("line"),
+        pattern.get("column"),
     )
 
 
@@ -473,7 +481,7 @@ def _table(table_id: str, title: str, headers: Sequence[str], rows: Sequence[str
 
 
 def _snippet_html(s: Snippet) -> str:
-    where = f"line {s.line}" if s.line is not None else f"offset {s.offset}"
+    where = f"line {s.line}, column {s.column}" if s.line is not None else f"offset {s.offset}"
     return (
         f'<div class="snippet"><span class="where">{_e(s.identifier)} · {_e(where)}</span>'
         f"<code>{_e(s.before)}<mark>{_e(s.matched)}</mark>{_e(s.after)}</code></div>"

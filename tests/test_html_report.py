@@ -339,6 +339,9 @@ def test_hostile_package_content_is_inert_text(
     assert f"hostile-1.0.tar.gz/hostile-1.0/{HOSTILE}.py:2" in cells
     marks = browser.evaluate("[...document.querySelectorAll('#findings mark')].map(m => m.textContent)")
     assert HOSTILE in marks
+    # One release: the per-file tables leave out their "Release" column (the releases table keeps it).
+    assert browser.evaluate("document.querySelector('#findings th.release').getClientRects().length") == 0
+    assert browser.evaluate("document.querySelector('#releases th.release').getClientRects().length") == 1
     # The charts' labels come from the same data: drawn as text too.
     assert browser.evaluate("document.querySelectorAll('#chart-rules text').length") > 0
 

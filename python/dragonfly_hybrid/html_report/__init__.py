@@ -471,7 +471,10 @@ def _verdict_cell(verdict: str) -> str:
 def _table(table_id: str, title: str, headers: Sequence[str], rows: Sequence[str], empty: str) -> str:
     if not rows:
         return f'<section id="{table_id}"><h2>{_e(title)}</h2><p class="empty">{_e(empty)}</p></section>'
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    # The "Release" column of the per-file tables is hidden by the style sheet on a one-release page.
+    head = "".join(
+        f'<th class="release">{_e(h)}</th>' if h == "Release" else f"<th>{_e(h)}</th>" for h in headers
+    )
     return (
         f'<section id="{table_id}"><h2>{_e(title)} <span class="count" data-total="{len(rows)}">'
         f"{len(rows)}</span></h2>"
@@ -498,11 +501,11 @@ def _finding_html(f: FindingRow) -> str:
     if f.more:
         snippets += f'<div class="more">and {f.more} more match(es)</div>'
     cells = [
-        _td(f.release),
+        _td(f.release, "release"),
         rule + "</td>",
         _td(f.weight, "num"),
         _td(location, "path"),
-        f"<td>{snippets}</td>",
+        f'<td class="snippets">{snippets}</td>',
     ]
     return _row(cells, f.release, f.verdict, [f.rule])
 
@@ -522,7 +525,7 @@ def _release_html(r: ReleaseRow) -> str:
 
 def _distribution_html(d: DistributionRow) -> str:
     cells = [
-        _td(d.release),
+        _td(d.release, "release"),
         _td(d.name, "path"),
         _td(d.format),
         f'<td class="num" title="{d.size} bytes">{_e(readable_size(d.size))}</td>',
@@ -536,7 +539,7 @@ def _distribution_html(d: DistributionRow) -> str:
 
 def _issue_html(i: IssueRow) -> str:
     cells = [
-        _td(i.release),
+        _td(i.release, "release"),
         _td(i.file, "path"),
         _td(i.kind),
         _td("unscanned" if i.unscanned else "note"),
@@ -608,6 +611,7 @@ def render_page(page: Page) -> str:
     if store:
         release_headers += ["Scanned at (UTC)", "Source"]
     descriptions = {f.rule: f.description for f in page.findings if f.description}
+    body_class = "one-release" if len(page.releases) == 1 else "releases"
     sections = [
         _table("releases", "Releases", release_headers, [_release_html(r) for r in page.releases],
                "No release."),
@@ -628,7 +632,8 @@ def render_page(page: Page) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
         f"<title>{_e(page.title)}</title><style>{_asset('page.css')}</style></head>"
-        f"<body><header><h1>{_e(page.title)}</h1>{_summary(page)}{_filters(page)}</header>"
+        f'<body class="{body_class}"><header><h1>{_e(page.title)}</h1>'
+        f"{_summary(page)}{_filters(page)}</header>"
         f"<main>{_charts(page)}{''.join(sections)}</main>"
         f'<script type="application/json" id="report-data">{embedded_json(asdict(page))}</script>'
         f"<script>{_asset('page.js')}</script></body></html>\n"

@@ -249,11 +249,10 @@ def _match_finding(
     )
 
 
-def page_from_targets(targets: Sequence[TargetResult], rules: Rules, title: str | None = None) -> Page:
+def page_from_targets(targets: Sequence[TargetResult], rules: Rules) -> Page:
     """The page of a ``scan``: every target with its findings, distributions and issues."""
-    verdict = overall_verdict(targets)
     page = Page(
-        title=title or f"dragonfly-hybrid scan: {verdict}",
+        title=f"dragonfly-hybrid scan: {overall_verdict(targets)}",
         generated_at=_now(),
         rules_hash=rules.hash,
         rules_count=rules.count,

@@ -209,7 +209,8 @@ def _read_entry(entry: Any, pins: Pins) -> None:
         pins.skipped.append(f"{origin}: {line}: an editable project, not an index release")
         return
     if entry.link is not None:
-        kind = "a VCS checkout" if entry.is_vcs_url else "a local path" if entry.link.is_file else "a URL"
+        remote = entry.link.scheme in ("http", "https", "ftp")
+        kind = "a VCS checkout" if entry.is_vcs_url else "a URL" if remote else "a local path"
         pins.skipped.append(f"{origin}: {line}: {kind}, not an index release")
         return
     specifiers = list(entry.specifier or ())

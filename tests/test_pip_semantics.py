@@ -501,3 +501,41 @@ def test_rules_option_given_a_requirements_file_hints_at_requirements(tmp_path: 
     rules = tmp_path / "rules.txt"
     rules.write_text("rule x { condition: true }\n")
     assert "did you mean" not in run("scan", "-r", rules, str(rules)).stderr
+
+
+# ----------------------------------------------------------------------------------------------- API
+
+
+def test_fetch_and_scan_has_the_semantics_of_the_scan_command(
+    release: FakeIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dragonfly_hybrid as dh
+    from dragonfly_hybrid.pypi.index import ProjectNotFound, VersionNotFound
+    from dragonfly_hybrid.report import TargetResult
+
+    from tests.fakes.pypi import MARKER_RULE
+
+    rules = dh.Rules.compile({"marker.yar": MARKER_RULE})
+    result = dh.fetch_and_scan("pkg==1.0", rules=rules, index_url=release.url)
+    assert isinstance(result, TargetResult)
+    assert (result.verdict, result.kind, result.version, len(result.distributions)) == (
+        "findings", "release", "1.0", 2,
+    )  # fmt: skip
+    release.add("pkg", wheel("pkg", "1.1", {"pkg/__init__.py": b""}))
+    release.add("pkg", FakeFile(*wheel("pkg", "1.2", {"pkg/__init__.py": b""}), requires_python=">=3.99"))
+    latest = dh.fetch_and_scan("pkg", rules=rules, index_url=release.url)
+    assert (latest.verdict, latest.version) == ("clean", "1.1")
+    scanner = dh.Scanner(rules, threads=1)
+    newer = dh.fetch_and_scan("pypi:pkg", scanner=scanner, index_url=release.url, python_version="3.99")
+    assert newer.version == "1.2"
+    with FakeIndex() as extra:
+        extra.add("private", sdist("private", "1.0", {"setup.py": BAD}))
+        monkeypatch.setenv("PIP_EXTRA_INDEX_URL", extra.url)
+        assert dh.fetch_and_scan("private==1.0", rules=rules, index_url=release.url).verdict == "findings"
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL")
+    with pytest.raises(ProjectNotFound):
+        dh.fetch_and_scan("absent", rules=rules, index_url=release.url)
+    with pytest.raises(VersionNotFound):
+        dh.fetch_and_scan("pkg==9", rules=rules, index_url=release.url)
+    with pytest.raises(ValueError, match="not a PyPI project name"):
+        dh.fetch_and_scan("no such thing", rules=rules, index_url=release.url)

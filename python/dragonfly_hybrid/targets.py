@@ -108,7 +108,7 @@ def _looks_like_path(raw: str) -> bool:
 def parse_target(raw: str) -> Target:
     """Classify one command-line target (see the module docstring)."""
     if raw.startswith(INDEX_PREFIX):
-        return _release_target(raw, raw[len(INDEX_PREFIX) :])
+        return release_target(raw[len(INDEX_PREFIX) :], raw)
     path = Path(raw)
     if os.path.lexists(raw):
         try:
@@ -121,10 +121,13 @@ def parse_target(raw: str) -> Target:
         raise TargetError(f"{raw} is neither a regular file nor a directory")
     if _looks_like_path(raw):
         raise TargetError(f"{raw}: no such file or directory, and not a PyPI project name or name==version")
-    return _release_target(raw, raw)
+    return release_target(raw)
 
 
-def _release_target(raw: str, requirement: str) -> ReleaseTarget:
+def release_target(requirement: str, raw: str | None = None) -> ReleaseTarget:
+    """``name`` or ``name==version`` as a release to look up on the index (``raw``: as the user wrote it);
+    :class:`TargetError` for anything else."""
+    raw = requirement if raw is None else raw
     match = _REQUIREMENT.match(requirement)
     if match is None:
         raise TargetError(f"{raw}: no such file or directory, and not a PyPI project name or name==version")

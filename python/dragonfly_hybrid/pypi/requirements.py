@@ -11,12 +11,13 @@ Formats, chosen by file name:
   ``-c``/``--constraint`` files are read but not scanned (pip installs nothing from them). Option lines
   that change where releases come from are kept in :attr:`Pins.settings` (``--index-url``,
   ``--extra-index-url``, ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused);
-  the others do not change what is fetched and are ignored.
+  the others do not change what is fetched and are ignored. Environment markers are not evaluated:
+  a release pinned for another platform or Python is scanned too.
 
-Hashes follow pip's hash-checking mode: once a requirement has ``--hash`` or a ``--require-hashes`` line is
-present, every requirement must be pinned with ``==`` (or ``===``) and have ``--hash`` options (``sha256``, ``sha384``
-or ``sha512``), else a :class:`RequirementsError` naming the line. Each pin keeps its allowed hashes
-(:attr:`Pin.hashes`): only the files of the release they allow are scanned.
+Hashes follow pip's hash-checking mode: once a requirement has ``--hash`` or a ``--require-hashes`` line
+is present, every requirement must be pinned with ``==`` (or ``===``) and have ``--hash`` options
+(``sha256``, ``sha384`` or ``sha512``), else a :class:`RequirementsError` naming the line. Each pin
+keeps its allowed hashes (:attr:`Pin.hashes`): only the files of the release they allow are scanned.
 
 Entries that are not releases on an index (a local directory, a VCS checkout, a URL, an editable
 project) are listed in :attr:`Pins.skipped` with the reason; they cannot be resolved by name and version.

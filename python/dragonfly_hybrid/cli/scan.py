@@ -82,8 +82,9 @@ EXIT_CODES_HELP = """\
 * **1**: at least one rule matched. Findings win over incomplete scans: a malicious signal is never lost.
 * **2**: usage or configuration error: a bad option, rules that cannot be read or do not compile, a path
   that does not exist and is not a PyPI name, a project or version the index does not have.
-* **3**: could not scan: some target was left incomplete (a download failed, an archive member was over
-  a limit or corrupt) and no rule matched anywhere.
+* **3**: could not scan: some target was left incomplete (a download failed or did not match its hash,
+  an archive member was over a limit or corrupt), or -R entries that are not index releases were skipped
+  (unless --allow-skipped), and no rule matched anywhere.
 """
 
 # ---------------------------------------------------------------------------------------------- progress

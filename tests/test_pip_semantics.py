@@ -235,6 +235,11 @@ def test_no_index_and_find_links_are_refused_or_noted(
     )
     assert result.exit_code == 1, result.output
     assert "ignoring pip's find-links (environment)" in result.stderr
+    local = tmp_path / "local.py"
+    local.write_text("print(1)\n")
+    env: dict[str, str | None] = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/opt/w", "PIP_CERT": "/nonexistent"}
+    result = run("scan", local, "-r", rules_dir, "-q", env=env)  # nothing fetched: pip's settings unused
+    assert result.exit_code == 0 and result.stderr == "", result.output
 
 
 # ------------------------------------------------------------------------------------ TLS and proxies
@@ -539,3 +544,49 @@ def test_fetch_and_scan_has_the_semantics_of_the_scan_command(
         dh.fetch_and_scan("pkg==9", rules=rules, index_url=release.url)
     with pytest.raises(ValueError, match="not a PyPI project name"):
         dh.fetch_and_scan("no such thing", rules=rules, index_url=release.url)
+
+
+# ----------------------------------------------------------------------------------- pip's settings
+
+
+def test_pip_settings_layer_config_files_environment_requirements_and_command_line(tmp_path: Path) -> None:
+    from dragonfly_hybrid.pypi.pipconfig import PipSettings, pip_settings
+
+    home = tmp_path / "home"
+    (home / ".config" / "pip").mkdir(parents=True)
+    (home / ".config" / "pip" / "pip.conf").write_text(
+        "[global]\nindex_url = https://user.example/simple/\ncert = /user/ca.pem\n"
+        "trusted-host = a.example\n    b.example:8443\n"
+    )
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "pip.conf").write_text(
+        "[global]\nextra-index-url = https://g.example/simple/\n"
+        "[install]\nextra-index-url = https://x1.example/simple/ https://x2.example/simple/\nproxy = http://p:3128\n"
+    )
+    settings = pip_settings({"VIRTUAL_ENV": str(venv)}, home)
+    assert settings.index_urls == [
+        "https://user.example/simple/", "https://x1.example/simple/", "https://x2.example/simple/",
+    ]  # fmt: skip
+    assert (settings.cert, settings.proxy) == ("/user/ca.pem", "http://p:3128")
+    assert settings.trusted_hosts == ("a.example", "b.example:8443")
+    env = {
+        "VIRTUAL_ENV": str(venv),
+        "PIP_EXTRA_INDEX_URL": " https://e.example/simple/ ",
+        "PIP_CERT": "/env/ca",
+    }
+    settings = pip_settings(env, home)
+    assert settings.extra_index_urls == ("https://e.example/simple/",) and settings.cert == "/env/ca"
+    layered = settings.overlay(
+        index_url="https://req.example/simple/", extra_index_urls=("https://r.example/",)
+    )
+    layered = layered.overlay(index_url="https://cli.example/simple/")
+    assert layered.index_urls == [
+        "https://cli.example/simple/", "https://e.example/simple/", "https://r.example/",
+    ]  # fmt: skip
+    assert PipSettings().index_urls == ["https://pypi.org/simple/"]
+    # An existing PIP_CONFIG_FILE replaces the user files, as in pip.
+    config = tmp_path / "only.conf"
+    config.write_text("[global]\nno-index = true\n")
+    settings = pip_settings({"PIP_CONFIG_FILE": str(config)}, home)
+    assert settings.index_url is None and settings.refused == (f"no-index is set ({config})",)

@@ -47,7 +47,7 @@ from dragonfly_hybrid.pypi.index import (
     ProjectNotFound,
     VersionNotFound,
 )
-from dragonfly_hybrid.pypi.pipconfig import PipConfigError
+from dragonfly_hybrid.pypi.pipconfig import PipConfigError, PipSettings
 from dragonfly_hybrid.pypi.requirements import Pins, RequirementsError, looks_like_requirements, read_pins
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
@@ -285,9 +285,12 @@ def scan_command(
     ruleset = load_rules_or_exit(rules or [])
     engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
     show_progress = not quiet and sys.stderr.isatty()
-    settings = index_settings(index_url, extra_index_url or [], pins.settings)
-    for ignored in settings.ignored:
-        _note(f"ignoring pip's {ignored}: scan looks releases up on package indexes only")
+    # pip's settings matter (and are checked) only when something is fetched from an index.
+    settings = PipSettings()
+    if any(isinstance(t, ReleaseTarget) for t in parsed):
+        settings = index_settings(index_url, extra_index_url or [], pins.settings)
+        for ignored in settings.ignored:
+            _note(f"ignoring pip's {ignored}: scan looks releases up on package indexes only")
     try:
         pypi = open_index(
             settings, python_version=_python_version(python_version), max_download_size=max_download_size

@@ -2,9 +2,11 @@
 
 ``name==version`` selects exactly that version (yanked files included: an exact pin may select a yanked
 release, PEP 592); a bare ``name`` selects the highest version that has at least one non-yanked file and is
-not a pre-release, and whose Requires-Python admits the running Python (pre-releases only when nothing
-else exists): pip's rule, the one ``watch`` uses too. Project names are normalized per
-PEP 503 before the index is asked.
+not a pre-release, and whose Requires-Python admits the running Python or the one asked for
+(pre-releases only when nothing else exists), and of it the files that are installable there: pip's
+rule, the one ``watch`` uses too. Project names are normalized per PEP 503 before the index is asked; a
+project is looked up on the index and every extra index, and their files are merged (pip's rule). Where
+the indexes and the network settings come from: :mod:`dragonfly_hybrid.pypi.pipconfig`.
 
 Downloads are streamed, capped while streaming (never truncated silently), checked against the sha256 the
 index publishes, and retried with exponential backoff on 5xx answers and connection errors. Every error is a
@@ -33,9 +35,9 @@ from packaging.version import InvalidVersion, Version
 from pypi_simple import ACCEPT_JSON_PREFERRED, DistributionPackage, ProjectPage
 
 from dragonfly_hybrid.http_client import NetworkSettings, new_client, redact_url
-from dragonfly_hybrid.pypi.pipconfig import DEFAULT_INDEX_URL, configured_index_url
+from dragonfly_hybrid.pypi.pipconfig import DEFAULT_INDEX_URL as DEFAULT_INDEX_URL  # re-exported
+from dragonfly_hybrid.pypi.pipconfig import configured_index_url as configured_index_url
 
-__all__ = ["DEFAULT_INDEX_URL", "configured_index_url"]  # re-exported: where callers have found them
 DEFAULT_MAX_DOWNLOAD_SIZE = 128_000_000
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 3

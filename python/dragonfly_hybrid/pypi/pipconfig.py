@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dragonfly_hybrid.http_client import NetworkSettings, redact_url
+from dragonfly_hybrid.http_client import NetworkSettings
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple/"
 
@@ -178,11 +178,6 @@ def pip_settings(env: Mapping[str, str] | None = None, home: Path | None = None)
 def configured_index_url(env: Mapping[str, str] | None = None, home: Path | None = None) -> str:
     """The index pip would use: ``PIP_INDEX_URL``, else ``index-url`` in pip's config files, else PyPI."""
     return pip_settings(env, home).index_url or DEFAULT_INDEX_URL
-
-
-def describe_indexes(urls: list[str]) -> str:
-    """The indexes, for messages (credentials removed)."""
-    return ", ".join(redact_url(u) for u in urls)
 
 
 def network_of(settings: PipSettings) -> NetworkSettings:

@@ -64,6 +64,7 @@ def test_a_wrong_hash_is_incomplete_not_clean(release: FakeIndex, tmp_path: Path
     assert target["verdict"] == "incomplete"
     assert "no file of pkg==1.0 has a hash allowed" in target["error"] and f"{req}:1" in target["error"]
     assert not [r for r in release.requests if r.startswith("/files/")]  # nothing downloaded, nothing scanned
+    assert "matches no file" not in result.stderr  # the error says it already
 
 
 def test_only_the_files_the_hashes_allow_are_downloaded_and_scanned(

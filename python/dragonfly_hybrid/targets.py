@@ -356,7 +356,8 @@ class TargetScanner:
                 f"no file of {label} has a hash allowed by the requirements{where} (pip would refuse to "
                 f"install it): allowed {', '.join(sorted(target.hashes))}; files: {files}"
             )
-        for unmatched in sorted(target.hashes - matched - {h for f in listed for h in _listed(f)}):
+        unmatched_hashes = target.hashes - matched - {h for f in listed for h in _listed(f)}
+        for unmatched in sorted(unmatched_hashes) if kept else ():  # else the error lists them
             self.note(f"{target.raw}{where}: hash {unmatched} matches no file of {label}")
         return kept, errors
 

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pip_requirements_parser import InstallationError, RequirementsFile  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
 from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.pypi.pipconfig import PipSettings
@@ -168,6 +167,12 @@ def _requirements_error(err: Exception) -> RequirementsError:
 def _read_requirements(path: Path, pins: Pins) -> None:
     """pip's reading of a requirements file (pip's own parser, ``pip-requirements-parser``): includes
     followed relative to the including file, options, ``--hash``, markers, continuations."""
+    # Imported here: it takes ~130 ms, which commands that read no requirements file should not pay.
+    from pip_requirements_parser import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        InstallationError,
+        RequirementsFile,
+    )
+
     try:
         parsed = RequirementsFile.from_file(str(path), include_nested=True)
     except InstallationError as err:

@@ -92,6 +92,12 @@ def test_sha512_hashes_are_checked_on_the_downloaded_bytes(
     # The index lists sha256 only: both files are fetched, the one whose sha512 matches is scanned.
     assert result.exit_code == 1, result.output
     assert [d["name"] for d in report["targets"][0]["distributions"]] == [sdist_file.filename]
+    # Mixed algorithms on one requirement: the wheel by its listed sha256, the sdist by its bytes' sha512.
+    wheel_file = files_of(release, "pkg")["pkg-1.0-py3-none-any.whl"]
+    req.write_text(req.read_text().strip() + f" --hash=sha256:{wheel_file.sha256}\n")
+    result, report = scan_json("-R", req, "-r", rules_dir, "--index-url", release.url)
+    assert result.exit_code == 1, result.output
+    assert len(report["targets"][0]["distributions"]) == 2
 
 
 def test_bytes_that_do_not_match_the_allowed_hash_make_the_target_incomplete(

@@ -209,15 +209,15 @@ def _listed(file: DistributionFile) -> set[str]:
 
 def _hash_verdict(file: DistributionFile, allowed: frozenset[str]) -> bool | None:
     """Whether the index's digests put ``file`` among the ``allowed`` hashes: True (an allowed digest is
-    listed), False (it lists digests of those algorithms, none allowed), None (it lists none of those
-    algorithms: only its bytes can tell). Always True without hashes."""
+    listed), False (it lists a digest for every algorithm of ``allowed``, none allowed), None (some
+    algorithm of ``allowed`` is not listed: only its bytes can tell). Always True without hashes."""
     if not allowed:
         return True
     listed = _listed(file)
     if listed & allowed:
         return True
-    algorithms = {h.partition(":")[0] for h in allowed}
-    if any(h.partition(":")[0] in algorithms for h in listed):
+    listed_algorithms = {h.partition(":")[0] for h in listed}
+    if {h.partition(":")[0] for h in allowed} <= listed_algorithms:
         return False
     return None
 

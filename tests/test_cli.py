@@ -242,7 +242,8 @@ LIMIT_FLAGS = ["--max-member-size", "--max-total-size", "--max-members", "--max-
                "--timeout"]  # fmt: skip
 PUBLIC_FLAGS = {
     "scan": ["--requirements", "-R", "--store", "--rules", "-r", "--format", "-f", "--output", "-o",
-             "--threads", *LIMIT_FLAGS, "--max-download-size", "--index-url", "--quiet", "-q"],
+             "--threads", *LIMIT_FLAGS, "--max-download-size", "--index-url", "--extra-index-url",
+             "--python-version", "--allow-skipped", "--quiet", "-q"],
     "watch": ["--store", "--rules", "-r", "--index-url", "--include", "--exclude", "--max-size", "--webhook",
               "--webhook-min-score", "--interval", "--lease", "--threads", *LIMIT_FLAGS,
               "--max-download-size", "--once", "--max-jobs", "--log-format", "--log-level"],

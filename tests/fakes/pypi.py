@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import io
 import json
 import re
+import ssl
 import sys
 import tarfile
 import threading
@@ -162,6 +164,8 @@ class FakeFile:
     """The size the index publishes; None: the real one. ``-1``: publish none."""
     upload_time: str | None = None
     """PEP 700 ``upload-time``; None: stamped with the current time when the file is added."""
+    requires_python: str | None = None
+    """PEP 345 Requires-Python, published as ``requires-python`` / ``data-requires-python``."""
 
     @property
     def sha256(self) -> str:
@@ -319,9 +323,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeIndex:
-    """A simple index on 127.0.0.1: ``with FakeIndex() as index: index.add(...); index.url``."""
+    """A simple index on 127.0.0.1: ``with FakeIndex() as index: index.add(...); index.url``.
 
-    def __init__(self) -> None:
+    With ``tls`` (a server-side context), it speaks HTTPS: ``url`` starts with ``https://``.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.projects: dict[str, list[FakeFile]] = {}
         self.display_names: dict[str, str] = {}
         self.faults = Faults()
@@ -333,6 +340,10 @@ class FakeIndex:
         self.accepts: list[str] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.index = self
+        self.scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._serve, name="fake-pypi", daemon=True)
 
     def _serve(self) -> None:
@@ -345,7 +356,7 @@ class FakeIndex:
     @property
     def url(self) -> str:
         """The index URL to pass as ``--index-url``."""
-        return f"http://127.0.0.1:{self.port}/simple/"
+        return f"{self.scheme}://127.0.0.1:{self.port}/simple/"
 
     def add(self, project: str, *files: FakeFile | tuple[str, bytes]) -> list[FakeFile]:
         """Publish files under ``project`` (added to what it already has)."""
@@ -387,6 +398,8 @@ class FakeIndex:
         }
         if file.upload_time is not None:
             data["upload-time"] = file.upload_time
+        if file.requires_python is not None:
+            data["requires-python"] = file.requires_python
         if file.listed_size != -1:
             data["size"] = len(file.content) if file.listed_size is None else file.listed_size
         return data
@@ -406,6 +419,8 @@ class FakeIndex:
         for f in self.projects[project]:
             digest = "" if f.listed_sha256 == "" else f"#sha256={f.listed_sha256 or f.sha256}"
             yanked = ' data-yanked="broken"' if f.yanked else ""
+            if f.requires_python is not None:
+                yanked += f' data-requires-python="{html.escape(f.requires_python)}"'
             links.append(
                 f'<a href="../../files/{project}/{f.filename}{digest}"{yanked}>{f.filename}</a><br/>'
             )

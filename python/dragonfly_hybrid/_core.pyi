@@ -132,6 +132,18 @@ class PatternMatch:
     @property
     def data(self) -> bytes:
         """The first bytes of the match (at most 64)."""
+    @property
+    def line(self) -> int:
+        """1-based line of the match's first byte (lines end at ``\\n``)."""
+    @property
+    def column(self) -> int:
+        """1-based column of the match's first byte, counted in bytes from the start of its line."""
+    @property
+    def snippet(self) -> bytes:
+        """The match's line around the match, without its line ending (at most 120 bytes)."""
+    @property
+    def snippet_offset(self) -> int:
+        """Where the match starts within :attr:`snippet`."""
 
 @final
 class RuleMatch:
@@ -162,6 +174,9 @@ class FileResult:
     def size(self) -> int: ...
     @property
     def sha256(self) -> str: ...
+    @property
+    def is_text(self) -> bool:
+        """Whether the file looks like text: its first 8 KiB hold no NUL byte and are UTF-8."""
     @property
     def score(self) -> int:
         """Sum of the weights of the rules that matched this file."""

@@ -205,8 +205,9 @@ def test_markdown_format(archives: dict[str, Path], rules_dir: Path) -> None:
     assert result.exit_code == 1
     assert result.stdout.startswith("## dragonfly-hybrid: findings\n")
     assert (
-        "| `test_marker` | 5 | the test marker string | `bad-0.1.tar.gz/bad-0.1/setup.py` |" in result.stdout
-    )
+        "| `test_marker` | 5 | the test marker string | `bad-0.1.tar.gz/bad-0.1/setup.py:2` "
+        "| `# DRAGONFLY_TEST_MARKER` |"
+    ) in result.stdout
 
 
 def test_min_score_decides_which_findings_fail(archives: dict[str, Path], rules_dir: Path) -> None:

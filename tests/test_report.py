@@ -37,6 +37,7 @@ from dragonfly_hybrid.report import (
     target_json,
 )
 from dragonfly_hybrid.report_markdown import markdown_report
+from dragonfly_hybrid.rules_loader import load_rules
 from markdown_it import MarkdownIt
 from rich.console import Console
 
@@ -259,7 +260,14 @@ def test_sarif_results_rules_and_locations(results: list[TargetResult], rules: R
     assert driver["rules"][marker["ruleIndex"]]["id"] == "test_marker"
     location = marker["locations"][0]["physicalLocation"]
     assert location["artifactLocation"]["uri"] == "demo-0.1.tar.gz/demo-0.1/setup.py"
-    assert location["region"] == {"byteOffset": SETUP.index(MARKER), "byteLength": len(MARKER)}
+    assert location["region"] == {
+        "startLine": 2,
+        "startColumn": 3,
+        "endColumn": 3 + len(MARKER),
+        "snippet": {"text": "# DRAGONFLY_TEST_MARKER"},
+        "byteOffset": SETUP.index(MARKER),
+        "byteLength": len(MARKER),
+    }
     assert "test_marker" in marker["message"]["text"] and "demo-0.1/setup.py" in marker["message"]["text"]
     assert marker["properties"]["score"] == 5 and len(marker["properties"]["sha256"]) == 64
     assert len(run["results"]) == 3  # test_marker in setup.py, light_marker in the sdist and in the wheel
@@ -514,11 +522,12 @@ def test_markdown_report_summary_findings_and_issues(
         "test_marker",
         "5",
         "the test marker string",
-        "demo-0.1.tar.gz/demo-0.1/setup.py",
-    ] == finding_rows[0][:4]
+        "demo-0.1.tar.gz/demo-0.1/setup.py:2",
+        "# DRAGONFLY_TEST_MARKER",
+    ] == finding_rows[0]
     hostile = next(r for r in finding_rows if r[3].startswith("evil-1.0.tar.gz/"))
     # Every cell is where it belongs: the pipe and the backticks stayed inside their code spans.
-    assert hostile[3] == "evil-1.0.tar.gz/evil-1.0/" + HOSTILE_PATH.replace("\x1b", "\\x1b")
+    assert hostile[3] == "evil-1.0.tar.gz/evil-1.0/" + HOSTILE_PATH.replace("\x1b", "\\x1b") + ":1"
     assert "DRAGONFLY_TEST_MARKER" in hostile[4]
     assert "### Issues" in text and "could not download gone\\-1\\.0\\.tar\\.gz" in text
     assert "`big-1.0.tar.gz/big-1.0/blob.bin`: member\\-too\\-large" in text
@@ -611,3 +620,85 @@ def test_min_score_sets_the_exit_code_and_marks_targets_below(
     render([release], rules, "json", out, min_score=7)
     assert json.loads(out.getvalue())["summary"]["exit_code"] == EXIT_CLEAN
     assert "findings below \\-\\-min\\-score" in markdown_report([release], rules, min_score=7)
+
+
+# ------------------------------------------------------------------------------ match locations
+
+BUNDLED_SAMPLES = Path(__file__).parent / "fixtures" / "rules"
+
+
+def regions(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Member URI -> region of the first result located there."""
+    found: dict[str, dict[str, Any]] = {}
+    for result in document["runs"][0]["results"]:
+        physical = result["locations"][0]["physicalLocation"]
+        found.setdefault(physical["artifactLocation"]["uri"], physical.get("region", {}))
+    return found
+
+
+def test_sarif_regions_give_lines_and_columns_in_text_files(scanner: Scanner, rules: Rules) -> None:
+    prefix = "s = '\U0001d518ü' + '"  # an astral character counts 2 UTF-16 code units, ü one
+    text = f"# café\n{prefix}".encode() + MARKER + b"'\r\n"
+    long_line = b"x" * 300 + b" " + MARKER + b"\n"
+    binary = b"\x00\x01\x02" + MARKER + b"\x00"
+    _, data = sdist("loc", "1.0", {"a.py": text, "long.py": b"\n\n" + long_line, "blob.bin": binary})
+    dist = scanner.scan_bytes(data, "loc-1.0.tar.gz")
+    document = sarif_document([TargetResult.from_distributions("loc", "archive", dist.name, [dist])], rules)
+    validate_sarif(document)
+    assert document["runs"][0]["columnKind"] == "utf16CodeUnits"
+    found = regions(document)
+    start = len(prefix) + 1 + 1
+    assert found["loc-1.0.tar.gz/loc-1.0/a.py"] == {
+        "startLine": 2,
+        "startColumn": start,
+        "endColumn": start + len(MARKER),
+        "snippet": {"text": f"{prefix}{MARKER.decode()}'"},  # without the line ending
+        "byteOffset": text.index(MARKER),
+        "byteLength": len(MARKER),
+    }
+    # The snippet of a long line starts after the line does: the line is known, the column is not.
+    long = found["loc-1.0.tar.gz/loc-1.0/long.py"]
+    assert long["startLine"] == 3 and "startColumn" not in long and MARKER.decode() in long["snippet"]["text"]
+    # A binary file has no lines: its region is the bytes.
+    assert found["loc-1.0.tar.gz/loc-1.0/blob.bin"] == {"byteOffset": 3, "byteLength": len(MARKER)}
+    table = table_text([TargetResult.from_distributions("loc", "archive", dist.name, [dist])], rules, 200)
+    assert "loc-1.0.tar.gz/loc-1.0/a.py:2" in table and "loc-1.0.tar.gz/loc-1.0/long.py:3" in table
+    assert "loc-1.0.tar.gz/loc-1.0/blob.bin (byte 3)" in table and "\\x00\\x01" not in table
+    assert f"{prefix}{MARKER.decode()}'" in table
+    assert "…xxxxxxxxxxxxxxx DRAGONFLY_TEST_MARKER" in table
+
+
+def test_sarif_of_a_malicious_sdist_and_wheel_with_the_bundled_rules() -> None:
+    bundled = load_rules([])
+    header = "# -*- coding: utf-8 -*-\n# déjà vu\n\n".encode()
+    sources = {
+        "setup.py": header + (BUNDLED_SAMPLES / "install_cmdclass_shell/positive/setup.py").read_bytes(),
+        "joined.py": header
+        + (BUNDLED_SAMPLES / "obfuscation_exec_decoded_payload/positive/fixture_pkg/joined.py").read_bytes(),
+    }
+    name, data = sdist("fixture-pkg", "0.1", {"setup.py": sources["setup.py"]})
+    wheel_name, wheel_data = wheel("fixture_pkg", "0.1", {"fixture_pkg/joined.py": sources["joined.py"]})
+    release = Scanner(bundled, threads=2).scan_release(
+        "fixture-pkg", "0.1", [(name, data, None), (wheel_name, wheel_data, None)]
+    )
+    target = TargetResult.from_release("fixture-pkg==0.1", release)
+    assert {"install_cmdclass_shell", "obfuscation_exec_decoded_payload"} <= set(target.rules_matched)
+    document = sarif_document([target], bundled)
+    validate_sarif(document)
+    results = document["runs"][0]["results"]
+    for result in results:
+        physical = result["locations"][0]["physicalLocation"]
+        source = sources[physical["artifactLocation"]["uri"].rsplit("/", 1)[1]]
+        region = physical["region"]
+        matched = source[region["byteOffset"] : region["byteOffset"] + region["byteLength"]].decode()
+        line = source.decode().split("\n")[region["startLine"] - 1]
+        # Line and column point at the bytes the region holds (the samples are ASCII after the header).
+        assert region["startLine"] == source[: region["byteOffset"]].count(b"\n") + 1
+        assert line[region["startColumn"] - 1 :].startswith(matched.split("\n")[0]), (result["ruleId"], line)
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in results}
+    assert uris == {"fixture_pkg-0.1.tar.gz/fixture_pkg-0.1/setup.py",
+                    "fixture_pkg-0.1-py3-none-any.whl/fixture_pkg/joined.py"}  # fmt: skip
+    rule = next(
+        r for r in document["runs"][0]["tool"]["driver"]["rules"] if r["id"] == "install_cmdclass_shell"
+    )
+    assert rule["shortDescription"]["text"] and float(rule["properties"]["security-severity"]) >= 5.0

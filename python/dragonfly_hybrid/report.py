@@ -120,6 +120,8 @@ TABLE_MAX_FINDINGS = 10
 TABLE_MAX_ISSUES = 10
 """Issues shown per target in the table."""
 SNIPPET_CHARS = 60
+SNIPPET_CONTEXT_BYTES = 16
+"""How much of the matched line before the match a table or markdown snippet shows."""
 DESCRIPTION_CHARS = 200
 
 EXIT_CLEAN = 0
@@ -431,15 +433,26 @@ class Finding:
 
     @property
     def location(self) -> str:
-        """``<distribution>/<member>``."""
-        return member_label(self.dist, self.file.path)
+        """``<distribution>/<member>:<line>`` in a text file, ``<distribution>/<member> (byte <offset>)``
+        in a binary one, the member alone for a rule that matched without a pattern."""
+        label = member_label(self.dist, self.file.path)
+        pattern = first_pattern(self.match)
+        if pattern is None:
+            return label
+        return f"{label}:{pattern.line}" if self.file.is_text else f"{label} (byte {pattern.offset})"
 
     def snippet(self, limit: int = SNIPPET_CHARS) -> str | None:
-        """The first matched bytes, printable, clipped to ``limit`` characters."""
+        """Printable, at most ``limit`` characters: in a text file the matched line from a little before
+        the match (``…`` where it is cut), in a binary file the first matched bytes."""
         pattern = first_pattern(self.match)
         if pattern is None:
             return None
-        return printable(pattern.data.decode("utf-8", "backslashreplace"), limit)
+        if not self.file.is_text:
+            return printable(pattern.data.decode("utf-8", "backslashreplace"), limit)
+        start = max(0, pattern.snippet_offset - SNIPPET_CONTEXT_BYTES)
+        shown = pattern.snippet[start:].decode("utf-8", "replace").strip()
+        cut = start > 0 or pattern.column - 1 > pattern.snippet_offset
+        return printable(f"…{shown}" if cut else shown, limit)
 
 
 def _rank(finding: Finding) -> tuple[int, str, str, str]:
@@ -649,11 +662,32 @@ def _origin_location(origin: Origin) -> JSON:
     }
 
 
+def _utf16_units(text: str) -> int:
+    return sum(2 if ord(c) > 0xFFFF else 1 for c in text)
+
+
+def _text_region(pattern: PatternMatch) -> JSON:
+    """Line, columns (UTF-16 code units, the run's ``columnKind``) and the line's text of a match in a
+    text file. Columns only when the snippet starts at the start of the line (a long line is clipped
+    before the match: the characters before the snippet are unknown); the end column only when the
+    whole match is known to lie on that line."""
+    region: JSON = {"startLine": pattern.line}
+    if pattern.column - 1 == pattern.snippet_offset:
+        before = pattern.snippet[: pattern.snippet_offset].decode("utf-8", "replace")
+        region["startColumn"] = _utf16_units(before) + 1
+        if pattern.length <= len(pattern.data) and b"\n" not in pattern.data:
+            matched = pattern.data.decode("utf-8", "replace")
+            region["endColumn"] = region["startColumn"] + _utf16_units(matched)
+    region["snippet"] = {"text": pattern.snippet.decode("utf-8", "replace")}
+    return region
+
+
 def _member_location(finding: Finding) -> JSON:
     location: JSON = {"artifactLocation": {"uri": artifact_uri(finding.dist, finding.file.path)}}
     pattern = first_pattern(finding.match)
     if pattern is not None:
-        location["region"] = {"byteOffset": pattern.offset, "byteLength": pattern.length}
+        region = _text_region(pattern) if finding.file.is_text else {}
+        location["region"] = {**region, "byteOffset": pattern.offset, "byteLength": pattern.length}
     return location
 
 
@@ -801,6 +835,7 @@ def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int
     }
     run = {
         "tool": {"driver": driver},
+        "columnKind": "utf16CodeUnits",
         "invocations": [invocation],
         "results": results,
         "properties": {"rulesHash": rules.hash, "rulesCount": rules.count, "minScore": min_score},

@@ -70,8 +70,9 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote
 
 from rich import box
@@ -242,6 +243,17 @@ class TargetResult:
     def complete(self) -> bool:
         """Everything was fetched and scanned (whether or not anything matched)."""
         return self.error is None and all(d.complete for d in self.distributions)
+
+    @cached_property
+    def findings(self) -> tuple[Finding, ...]:
+        """Every (distribution, file, rule) that matched, in scan order; built once, as every report
+        needs them and each access to the engine's result lists converts them anew."""
+        return tuple(
+            Finding(dist, file, match)
+            for dist in self.distributions
+            for file in dist.files
+            for match in file.matches
+        )
 
     def fails(self, min_score: int = 0) -> bool:
         """Findings that set exit code 1: something matched and the score reaches ``min_score``."""
@@ -423,9 +435,9 @@ def first_pattern(match: RuleMatch) -> PatternMatch | None:
     return min(match.patterns, key=lambda p: p.offset, default=None)
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One rule that matched one file of one distribution of a target."""
+class Finding(NamedTuple):
+    """One rule that matched one file of one distribution of a target (a tuple: a report may make
+    50,000 of them)."""
 
     dist: DistributionResult
     file: FileResult
@@ -459,20 +471,9 @@ def _rank(finding: Finding) -> tuple[int, str, str, str]:
     return (-finding.match.weight, finding.dist.name, finding.file.path, finding.match.identifier)
 
 
-def iter_findings(target: TargetResult) -> Iterator[Finding]:
-    for dist in target.distributions:
-        for file in dist.files:
-            for match in file.matches:
-                yield Finding(dist, file, match)
-
-
-def finding_count(target: TargetResult) -> int:
-    return sum(len(f.matches) for d in target.distributions for f in d.files)
-
-
 def top_findings(target: TargetResult, limit: int) -> list[Finding]:
     """At most ``limit`` findings, heaviest rule first (then distribution, path, rule)."""
-    return heapq.nsmallest(limit, iter_findings(target), key=_rank)
+    return heapq.nsmallest(limit, target.findings, key=_rank)
 
 
 # ------------------------------------------------------------------------------------ markdown text
@@ -786,10 +787,10 @@ def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int
     dependencies = [(t, t.origin) for t in targets if t.origin is not None and t.rules_matched]
     ranked = heapq.nsmallest(
         max(0, SARIF_MAX_RESULTS - len(dependencies)),
-        ((i, t, f) for i, t in enumerate(targets) for f in iter_findings(t)),
+        ((i, t, f) for i, t in enumerate(targets) for f in t.findings),
         key=lambda item: (_rank(item[2])[0], item[0], *_rank(item[2])[1:]),
     )
-    total = sum(finding_count(t) for t in targets)
+    total = sum(len(t.findings) for t in targets)
     descriptors: dict[str, JSON] = {}
     indices: dict[str, int] = {}
     results: list[JSON] = []
@@ -877,7 +878,7 @@ def _overview(targets: Sequence[TargetResult], min_score: int) -> Table:
             _label(t),
             _verdict_text(t, min_score),
             str(t.score),
-            str(finding_count(t)),
+            str(len(t.findings)),
             _size(t),
             str(len(t.issues) + (1 if t.error else 0)),
         )
@@ -913,7 +914,7 @@ def _findings(target: TargetResult, width: int) -> tuple[Table, Text | None]:
             [location, description, snippet] if wide else [Text("\n").join([location, description, snippet])]
         )
         table.add_row(Text(match.identifier, style=style), str(match.weight), *cells)
-    return table, _more(len(shown), finding_count(target), "finding(s)")
+    return table, _more(len(shown), len(target.findings), "finding(s)")
 
 
 def _problems(target: TargetResult) -> Iterator[Text]:

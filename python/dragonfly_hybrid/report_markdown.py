@@ -33,7 +33,6 @@ from dragonfly_hybrid.report import (
     TOOL_NAME,
     TargetResult,
     exit_code,
-    finding_count,
     human_size,
     markdown_code,
     markdown_text,
@@ -83,7 +82,7 @@ def _overview(targets: Sequence[TargetResult], min_score: int) -> list[str]:
         issues = len(t.issues) + (1 if t.error else 0)
         lines.append(
             f"| {markdown_code(_label(t), PATH_CHARS)} | {_verdict(t, min_score)} | {t.score} "
-            f"| {finding_count(t)} | {size} | {issues} |"
+            f"| {len(t.findings)} | {size} | {issues} |"
         )
     return [*lines, "", *_more(len(shown), len(targets), "target(s)")]
 
@@ -105,7 +104,7 @@ def _findings(target: TargetResult) -> list[str]:
             f"| {markdown_code(f.location, PATH_CHARS)} "
             f"| {markdown_code(snippet) if snippet is not None else '-'} |"
         )
-    return [*lines, "", *_more(len(shown), finding_count(target), "finding(s)")]
+    return [*lines, "", *_more(len(shown), len(target.findings), "finding(s)")]
 
 
 def _issues(targets: Sequence[TargetResult]) -> list[str]:

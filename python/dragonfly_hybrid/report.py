@@ -1,12 +1,13 @@
-"""Scan reports: the data model of a scanned target and its table, JSON, NDJSON and SARIF renderings.
+"""Scan reports: the data model of a scanned target and its table, JSON, NDJSON and SARIF renderings
+(markdown: ``report_markdown.py``).
 
 Verdicts and exit codes
 -----------------------
 A target's verdict is ``findings`` when at least one rule matched anywhere in it (even if part of it could
 not be scanned: a malicious signal is never dropped), else ``incomplete`` when anything was left unscanned
 or the target could not be fetched at all (``error`` says why), else ``clean``. The run's exit code follows
-the same order: 1 if any target has findings, else 3 if any is incomplete, else 0 (2 is reserved for
-usage and configuration errors, which never reach a report).
+the same order: 1 if any target has findings (scoring at least ``--min-score``), else 3 if any is
+incomplete, else 0 (2 is reserved for usage and configuration errors, which never reach a report).
 
 JSON document (``--format json``)
 ---------------------------------
@@ -49,15 +50,47 @@ rendered as its ``repr`` string (JSON has no NaN).
 
 NDJSON (``--format ndjson``): one line per target, each the target object exactly as in ``targets`` above.
 
-SARIF (``--format sarif``): SARIF 2.1.0, one run. ``tool.driver.rules`` lists every rule that matched
-(``id`` = rule identifier, ``shortDescription`` from its ``description`` metadata, ``properties`` with
-``weight``, ``tags`` and ``namespace``). One result per (file, matching rule): ``level`` is ``error`` for
-weight >= 5 and ``warning`` below; the location URI is ``<distribution name>/<member path>``
-percent-encoded (``pkg-0.1.tar.gz/pkg-0.1/setup.py``); ``region`` holds ``byteOffset``/``byteLength`` of the
-rule's first pattern match, when it has one; ``properties`` hold the target, distribution, file score and
-sha256. Scan issues and target errors are ``invocations[0].toolExecutionNotifications`` (``error`` when
-content was left unscanned or the target failed, ``warning`` otherwise); ``executionSuccessful`` is false
-when any target is incomplete.
+SARIF (``--format sarif``): SARIF 2.1.0, one run, made to be uploaded to GitHub code scanning (checked in
+the tests against the official schema and GitHub's documented upload limits).
+
+- ``tool.driver.rules``: every rule among the results. ``id``/``name`` = rule identifier;
+  ``shortDescription`` = its ``description`` metadata; ``fullDescription`` and ``help`` (``text`` and
+  ``markdown``) add the weight, namespace, tags and author; ``helpUri`` = its ``reference``,
+  ``references``, ``url`` or ``link`` metadata when that is an http(s) URL; ``properties``: ``weight``,
+  ``namespace``, ``tags`` (``security`` first, at most 10), ``security-severity`` = the weight capped at
+  10.0 (GitHub: 9.0+ critical, 7.0+ high, 4.0+ medium), ``precision`` ``medium``.
+- One result per (file, matching rule): ``level`` ``error`` for weight >= 5, ``warning`` below, ``note``
+  when the target scores below ``--min-score`` (``properties.belowMinScore``). The location URI is
+  ``<distribution name>/<member path>`` percent-encoded (``pkg-0.1.tar.gz/pkg-0.1/setup.py``); ``region``
+  holds ``byteOffset``/``byteLength`` of the rule's earliest pattern match and, in a text file,
+  ``startLine``, ``startColumn``/``endColumn`` (UTF-16 code units, ``run.columnKind``; a column only when
+  it is known exactly, the end only when the match is on one line) and ``snippet.text`` (the matched
+  line, at most 120 bytes around the match). ``properties``: target, distribution, file score, sha256.
+- ``partialFingerprints["dragonflyFinding/v1"]``: SHA-256 of rule identifier, project name (normalised,
+  from the distribution file name), member path with the version taken out of the directories named after
+  the release (``demo-0.1/``, ``demo-0.1.dist-info/``), and the SHA-256 of the matched bytes (the first
+  64). It does not change between runs, nor when a new version of the package keeps the same content
+  (wherever it moves in the file), so GitHub keeps one alert per finding across releases.
+- A target asked for by a requirements or lock file line (``origin``): each of its results has a
+  ``relatedLocations`` entry at that file and line; and, when it has findings, one more result of rule
+  ``flagged-dependency`` is located on the line itself (the one place GitHub can show in the repository),
+  naming the release, its score and rules, with its (at most 10) heaviest findings as related locations;
+  fingerprint: rule, requirements file, project. The file's URI is relative to the working directory (run
+  the scan from the repository root), or an absolute ``file:`` URI when it lies outside.
+- At most 5,000 results (GitHub keeps no more): the heaviest rules first; how many were left out is a
+  warning notification. Scan issues and target errors are ``invocations[0].toolExecutionNotifications``
+  (``error`` when content was left unscanned or the target failed, ``warning`` otherwise);
+  ``executionSuccessful`` is false when any target is incomplete; ``exitCode`` is the run's.
+
+Table and markdown (``--format table``, ``--format markdown``): per finding the rule, its weight and
+description, ``<distribution>/<member>:<line>`` (``(byte N)`` in a binary file) and the matched line from
+shortly before the match (at most 60 characters); at most 10 findings (the heaviest) and 10 issues per
+target, then ``… and K more; use -f json for all``. Sizes are decimal (``1.2 MB``). Everything that comes
+from a package or a rule is made printable (control and format characters written as escapes).
+
+``--min-score N``: a target with findings scoring below N does not set exit code 1 (it is reported,
+marked below the threshold, and counts as clean or incomplete for the exit code); ``summary.exit_code``
+of the JSON document is the run's exit code with the threshold applied.
 """
 
 from __future__ import annotations

@@ -659,8 +659,12 @@ def test_sarif_regions_give_lines_and_columns_in_text_files(scanner: Scanner, ru
     # The snippet of a long line starts after the line does: the line is known, the column is not.
     long = found["loc-1.0.tar.gz/loc-1.0/long.py"]
     assert long["startLine"] == 3 and "startColumn" not in long and MARKER.decode() in long["snippet"]["text"]
-    # A binary file has no lines: its region is the bytes.
-    assert found["loc-1.0.tar.gz/loc-1.0/blob.bin"] == {"byteOffset": 3, "byteLength": len(MARKER)}
+    # A binary file has no columns nor snippet: its region is the bytes (and the line GitHub requires).
+    assert found["loc-1.0.tar.gz/loc-1.0/blob.bin"] == {
+        "startLine": 1,
+        "byteOffset": 3,
+        "byteLength": len(MARKER),
+    }
     table = table_text([TargetResult.from_distributions("loc", "archive", dist.name, [dist])], rules, 200)
     assert "loc-1.0.tar.gz/loc-1.0/a.py:2" in table and "loc-1.0.tar.gz/loc-1.0/long.py:3" in table
     assert "loc-1.0.tar.gz/loc-1.0/blob.bin (byte 3)" in table and "\\x00\\x01" not in table

@@ -62,10 +62,11 @@ the tests against the official schema and GitHub's documented upload limits).
 - One result per (file, matching rule): ``level`` ``error`` for weight >= 5, ``warning`` below, ``note``
   when the target scores below ``--min-score`` (``properties.belowMinScore``). The location URI is
   ``<distribution name>/<member path>`` percent-encoded (``pkg-0.1.tar.gz/pkg-0.1/setup.py``); ``region``
-  holds ``byteOffset``/``byteLength`` of the rule's earliest pattern match and, in a text file,
-  ``startLine``, ``startColumn``/``endColumn`` (UTF-16 code units, ``run.columnKind``; a column only when
-  it is known exactly, the end only when the match is on one line) and ``snippet.text`` (the matched
-  line, at most 120 bytes around the match). ``properties``: target, distribution, file score, sha256.
+  holds ``byteOffset``/``byteLength`` of the rule's earliest pattern match, ``startLine`` (GitHub requires
+  it; in a binary file it counts newline bytes) and, in a text file, ``startColumn``/``endColumn``
+  (UTF-16 code units, ``run.columnKind``; a column only when it is known exactly, the end only when the
+  match is on one line) and ``snippet.text`` (the matched line, at most 120 bytes around the match).
+  ``properties``: target, distribution, file score, sha256.
 - ``partialFingerprints["dragonflyFinding/v1"]``: SHA-256 of rule identifier, project name (normalised,
   from the distribution file name), member path with the version taken out of the directories named after
   the release (``demo-0.1/``, ``demo-0.1.dist-info/``), and the SHA-256 of the matched bytes (the first
@@ -720,7 +721,8 @@ def _member_location(finding: Finding) -> JSON:
     location: JSON = {"artifactLocation": {"uri": artifact_uri(finding.dist, finding.file.path)}}
     pattern = first_pattern(finding.match)
     if pattern is not None:
-        region = _text_region(pattern) if finding.file.is_text else {}
+        # GitHub requires a start line; in a binary file it counts newline bytes, as the engine does.
+        region = _text_region(pattern) if finding.file.is_text else {"startLine": pattern.line}
         location["region"] = {**region, "byteOffset": pattern.offset, "byteLength": pattern.length}
     return location
 
@@ -834,13 +836,7 @@ def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int
             descriptors[rule_id] = _sarif_rule(finding.match)
         results.append(_sarif_result(target, finding, indices[rule_id], min_score))
     if dependencies:
-        heaviest = max(
-            m.weight
-            for t, _ in dependencies
-            for f in t.distributions
-            for file in f.files
-            for m in file.matches
-        )
+        heaviest = max(f.match.weight for t, _ in dependencies for f in t.findings)
         indices[FLAGGED_DEPENDENCY_RULE] = len(descriptors)
         descriptors[FLAGGED_DEPENDENCY_RULE] = _dependency_rule(heaviest)
         for target, origin in dependencies:

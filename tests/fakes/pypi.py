@@ -182,8 +182,8 @@ def check_github_upload(document: dict[str, Any]) -> None:
             for location in result["locations"] + result.get("relatedLocations", []):
                 physical = location["physicalLocation"]
                 assert physical["artifactLocation"]["uri"]
-                region = physical.get("region", {})
-                assert region.get("startLine", 1) >= 1 and region.get("startColumn", 1) >= 1
+                region = physical.get("region", {"startLine": 1})
+                assert region["startLine"] >= 1 and region.get("startColumn", 1) >= 1
 
 
 # ----------------------------------------------------------------------------------------------- index

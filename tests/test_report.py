@@ -542,6 +542,18 @@ def test_markdown_report_is_bounded(many: TargetResult, rules: Rules) -> None:
     assert len(text) < 5000
 
 
+def test_markdown_report_bounds_targets_and_puts_findings_first(
+    results: list[TargetResult], rules: Rules
+) -> None:
+    release, clean = results[0], results[1]
+    many_targets = [replace(clean, target=f"clean-{i}.py") for i in range(60)] + [release] * 12
+    text = markdown_report(many_targets, rules)
+    overview = table_rows(markdown_html(text))[1:51]
+    assert [row[0] for row in overview[:12]] == ["demo==0.1"] * 12 and overview[12][1] == "clean"
+    assert "… and 22 more target(s); use `-f json` for all" in text
+    assert text.count("### Findings in") == 10 and "… and 2 more target(s) with findings" in text
+
+
 # ----------------------------------------------------------------------------------------- table
 
 

@@ -591,9 +591,12 @@ def test_table_is_bounded(many: TargetResult, rules: Rules) -> None:
 
 
 def test_table_escapes_control_characters(scanner: Scanner, rules: Rules, tmp_path: Path) -> None:
-    text = table_text([hostile_target(scanner, tmp_path)], rules, 200)
+    target = replace(hostile_target(scanner, tmp_path), target="evil[bold]-1.0[/bold].tar.gz")
+    text = table_text([target], rules, 200)
     assert "\x1b" not in text and "\x07" not in text
     assert "\\x1b[31m" in text
+    # Names are shown as they are, never read as console markup.
+    assert text.count("evil[bold]-1.0[/bold].tar.gz") == 3  # overview row, findings title, issues title
 
 
 @pytest.mark.parametrize(

@@ -904,7 +904,7 @@ def _overview(targets: Sequence[TargetResult], min_score: int) -> Table:
     table.add_column("Issues", justify="right")
     for t in targets:
         table.add_row(
-            _label(t),
+            Text(_label(t)),  # a Text: names are never read as console markup
             _verdict_text(t, min_score),
             str(t.score),
             str(len(t.findings)),
@@ -923,7 +923,7 @@ def _more(shown: int, total: int, what: str) -> Text | None:
 def _findings(target: TargetResult, width: int) -> tuple[Table, Text | None]:
     shown = top_findings(target, TABLE_MAX_FINDINGS)
     wide = width >= TABLE_WIDE_COLUMNS
-    table = Table(title=f"Findings in {_label(target)}", box=box.SIMPLE, title_justify="left")
+    table = Table(title=Text(f"Findings in {_label(target)}"), box=box.SIMPLE, title_justify="left")
     # Rule names are never broken: the column is as wide as the longest one; descriptions fold instead.
     table.add_column("Rule", no_wrap=True, min_width=max(len(f.match.identifier) for f in shown))
     table.add_column("Weight", justify="right")

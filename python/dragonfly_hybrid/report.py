@@ -276,6 +276,8 @@ class TargetResult:
     @property
     def complete(self) -> bool:
         """Everything was fetched and scanned (whether or not anything matched)."""
+        if self.verdict != "findings":  # the verdict already says it
+            return self.verdict == "clean"
         return self.error is None and all(d.complete for d in self.distributions)
 
     @cached_property

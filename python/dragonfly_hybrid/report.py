@@ -92,6 +92,8 @@ from a package or a rule is made printable (control and format characters writte
 ``--min-score N``: a target with findings scoring below N does not set exit code 1 (it is reported,
 marked below the threshold, and counts as clean or incomplete for the exit code); ``summary.exit_code``
 of the JSON document is the run's exit code with the threshold applied.
+
+HTML (``--format html``): one self-contained page, described in :mod:`dragonfly_hybrid.html_report`.
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 
 TargetKind = Literal["archive", "file", "directory", "release"]
-ReportFormat = Literal["table", "json", "ndjson", "sarif", "markdown"]
+ReportFormat = Literal["table", "json", "ndjson", "sarif", "markdown", "html"]
 
 JSON = dict[str, Any]
 
@@ -1013,9 +1015,13 @@ def render(
         width = None if out.isatty() else FILE_TABLE_WIDTH
         render_table(targets, rules, Console(file=out, width=width), quiet=quiet, min_score=min_score)
     elif fmt == "markdown":
-        from dragonfly_hybrid.report_markdown import markdown_report
+        from dragonfly_hybrid.report_markdown import markdown_report  # it imports this module
 
         out.write(markdown_report(targets, rules, min_score))
+    elif fmt == "html":
+        from dragonfly_hybrid.html_report import write_scan_page  # only this format needs it
+
+        write_scan_page(targets, rules, out)
     elif fmt == "ndjson":
         for target in targets:
             out.write(ndjson_line(target) + "\n")

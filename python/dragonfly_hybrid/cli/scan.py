@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import stat
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,48 +104,52 @@ class RichHooks:
         self.progress = progress
         self.overall: TaskID = progress.add_task("starting", total=total)
         self.downloads: dict[str, TaskID] = {}
+        # The current release's downloads together; downloads start on several threads at once.
         self.all_downloads: TaskID | None = None
         self.received: dict[str, int] = {}
         self.download_total: int | None = 0
+        self.downloads_lock = threading.Lock()
         self.scan_task: TaskID | None = None
 
     def stage(self, text: str) -> None:
+        if self.all_downloads is not None:  # a new stage: the downloads are over
+            self.progress.remove_task(self.all_downloads)
+            self.all_downloads = None
         self.progress.update(self.overall, description=text)
 
     def target_done(self) -> None:
         self.progress.advance(self.overall)
 
     def download(self, filename: str, size: int | None) -> ProgressCallback:
-        if self.all_downloads is None:
-            self.all_downloads = self.progress.add_task("  all downloads", total=0, download=True)
-            self.received.clear()
-            self.download_total = 0
-        # One file of unknown size leaves the total unknown.
-        self.download_total = (
-            None if size is None or self.download_total is None else self.download_total + size
-        )
-        self.progress.update(self.all_downloads, total=self.download_total)
-        task = self.progress.add_task(f"  {filename}", total=size, download=True)
-        self.downloads[filename] = task
-        self.received[filename] = 0
-        overall = self.all_downloads
+        with self.downloads_lock:
+            if self.all_downloads is None:
+                self.all_downloads = self.progress.add_task("  all downloads", total=0, download=True)
+                self.received.clear()
+                self.download_total = 0
+            # One file of unknown size leaves the total unknown.
+            known = self.download_total is not None and size is not None
+            self.download_total = self.download_total + size if known else None  # type: ignore[operator]
+            self.progress.update(self.all_downloads, total=self.download_total)
+            task = self.progress.add_task(f"  {filename}", total=size, download=True)
+            self.downloads[filename] = task
+            self.received[filename] = 0
+            overall = self.all_downloads
 
         def update(received: int, total: int | None) -> None:
             self.progress.update(task, completed=received, total=total or size)
-            self.received[filename] = received
-            self.progress.update(overall, completed=sum(self.received.values()))
+            with self.downloads_lock:
+                self.received[filename] = received
+                self.progress.update(overall, completed=sum(self.received.values()))
 
         return update
 
     def downloaded(self, filename: str) -> None:
-        task = self.downloads.pop(filename, None)
+        with self.downloads_lock:
+            task = self.downloads.pop(filename, None)
         if task is not None:
             self.progress.remove_task(task)
 
     def scanning(self, progress: ScanProgress, distributions: int) -> None:
-        if self.all_downloads is not None:
-            self.progress.remove_task(self.all_downloads)
-            self.all_downloads = None
         self.scan_task = self.progress.add_task(
             "  scanned",
             total=None,

@@ -28,6 +28,7 @@ from tests.fakes.pypi import SLOW_RULE, FakeFile, FakeIndex, sdist, slow_tarball
 MEMBERS = 1200
 STOP_BOUND = 5.0
 """Seconds allowed from the signal to the exit (the whole scan takes over 30 s)."""
+HELP_ENV = {**os.environ, "COLUMNS": "200"}
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +203,11 @@ def test_a_signal_while_resolving_on_an_index_that_never_answers_stops_within_se
     assert process.returncode == 130, stderr
     assert elapsed < STOP_BOUND
     assert stderr == "stopping…\n"
+
+
+def test_the_exit_code_of_a_stopped_scan_is_documented_in_help_and_readme() -> None:
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "scan", "--help"]
+    help_text = subprocess.run(command, capture_output=True, text=True, check=True, env=HELP_ENV).stdout
+    assert "130 (143 for SIGTERM)" in help_text
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "| 130 | stopped by Ctrl-C (SIGINT); 143 for SIGTERM." in readme

@@ -8,6 +8,7 @@ a test passes only if the scan really stops; the bounds are generous, not perfor
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import random
@@ -15,6 +16,7 @@ import re
 import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.pypi import SLOW_RULE, FakeFile, FakeIndex, sdist, slow_tarball, wheel
+from tests.fakes.pypi import SLOW_RULE, FakeFile, FakeIndex, sdist, slow_tarball, tar_gz_bytes, wheel
 
 MEMBERS = 1200
 STOP_BOUND = 5.0
@@ -211,3 +213,38 @@ def test_the_exit_code_of_a_stopped_scan_is_documented_in_help_and_readme() -> N
     assert "130 (143 for SIGTERM)" in help_text
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert "| 130 | stopped by Ctrl-C (SIGINT); 143 for SIGTERM." in readme
+
+
+# ------------------------------------------------------------------------ the report file (--output)
+
+
+def scan_to(output: Path | str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    archive = tmp_path / "pkg-1.0.tar.gz"
+    archive.write_bytes(tar_gz_bytes({"pkg-1.0/setup.py": b"print('hello')\n"}))
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "scan", "-q", "-f", "json", "-o", str(output)]
+    return subprocess.run([*command, str(archive)], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_complete_report_replaces_the_file_a_symbolic_link_points_to(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    real = tmp_path / "reports" / "report.json"
+    real.write_text("old")
+    link = tmp_path / "latest.json"
+    link.symlink_to(real)
+    done = scan_to(link, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["summary"]["targets"] == 1
+    assert sorted(p.name for p in real.parent.iterdir()) == ["report.json"]
+
+
+def test_a_report_to_a_device_is_written_in_place(tmp_path: Path) -> None:
+    done = scan_to("/dev/null", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_report_to_a_directory_is_a_usage_error(tmp_path: Path) -> None:
+    done = scan_to(tmp_path, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == f"error: cannot write {tmp_path}: it is a directory\n"

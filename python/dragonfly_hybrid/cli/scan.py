@@ -239,11 +239,12 @@ def _stop_on_signals(progress: ScanProgress) -> Iterator[None]:
 def _output(path: Path | None) -> Iterator[IO[str]]:
     """Where the report goes. A file is written under a temporary name next to it and renamed when the
     report is complete, so that a scan stopped halfway (or failing) never leaves one that looks whole;
-    a device or a pipe (``/dev/null``, a FIFO) is written in place."""
+    a device or a pipe (``/dev/null``, a FIFO) is written in place, and a symbolic link is followed."""
     if path is None:
         yield sys.stdout
         return
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    final = Path(os.path.realpath(path))
+    partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
     try:
         if path.is_dir():
             fail(f"cannot write {path}: it is a directory")
@@ -258,7 +259,7 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
     try:
         with stream:
             yield stream
-        os.replace(partial, path)
+        os.replace(partial, final)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

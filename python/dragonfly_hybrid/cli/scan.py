@@ -67,6 +67,7 @@ from dragonfly_hybrid.targets import (
     TargetError,
     TargetScanner,
     parse_target,
+    run_in_worker,
 )
 
 EXIT_CODES_HELP = """\
@@ -206,8 +207,9 @@ def _hooks(show: bool, total: int) -> Iterator[RichHooks | NoHooks]:
 # ------------------------------------------------------------------------------------------------- scan
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived: the scan was cancelled and the command exits ``128 + signum``."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: the scan was cancelled and the command exits ``128 + signum``. Not an
+    ``Exception``, so that no handler of errors takes it for one."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -218,7 +220,8 @@ class Interrupted(KeyboardInterrupt):
 def _stop_on_signals(progress: ScanProgress) -> Iterator[None]:
     """SIGINT and SIGTERM cancel ``progress`` (so the engine stops within milliseconds), print one
     ``stopping…`` line and raise :class:`Interrupted` in the main thread, wherever it is waiting (on the
-    index, a download or a scan: those run on worker threads it waits for in short steps)."""
+    index, a download or a scan: those run on worker threads it waits for in short steps); the command
+    then exits ``128 + signum``."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if progress.cancelled:  # a second signal while the first one unwinds: stop at once
@@ -230,6 +233,8 @@ def _stop_on_signals(progress: ScanProgress) -> Iterator[None]:
     previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
+    except Interrupted as stop:
+        raise typer.Exit(stop.exit_code) from None
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
@@ -338,21 +343,20 @@ def scan_command(
     parallel; hostile-input limits apply to every archive, and anything left unscanned is reported as an
     issue (never as clean). Sizes accept plain integers and K/M/G (x1000) or KiB/MiB/GiB (x1024) suffixes.
     """
-    if not targets and not requirements:
-        fail("nothing to scan: give at least one TARGET or --requirements FILE")
-    try:
-        parsed: list[Target] = [parse_target(raw) for raw in targets or []]
-    except TargetError as err:
-        fail(str(err))
-    parsed += requirement_targets(requirements or []) if requirements else []
-    results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
-    ruleset = load_rules_or_exit(rules or [])
-    engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
-    show_progress = not quiet and sys.stderr.isatty()
     live = ScanProgress()
-    try:
+    with _stop_on_signals(live):
+        if not targets and not requirements:
+            fail("nothing to scan: give at least one TARGET or --requirements FILE")
+        try:
+            parsed: list[Target] = [parse_target(raw) for raw in targets or []]
+        except TargetError as err:
+            fail(str(err))
+        parsed += requirement_targets(requirements or []) if requirements else []
+        results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
+        ruleset = run_in_worker(lambda: load_rules_or_exit(rules or []))  # compiling takes a while
+        engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
+        show_progress = not quiet and sys.stderr.isatty()
         with (
-            _stop_on_signals(live),
             PyPIClient(index_url, max_download_size=max_download_size) as pypi,
             _output(output) as out,
         ):
@@ -367,12 +371,11 @@ def scan_command(
                 fail(str(err))
             if stream is None:
                 render(results, ruleset, fmt, out, quiet=quiet)
-    except Interrupted as stop:
-        raise typer.Exit(stop.exit_code) from None
-    code = exit_code(results)
-    raise typer.Exit(
-        store_scan_results(results_store, results, ruleset, code, scanner=engine, cache=cache, quiet=quiet)
-    )
+        code = exit_code(results)
+        stored = store_scan_results(
+            results_store, results, ruleset, code, scanner=engine, cache=cache, quiet=quiet
+        )
+    raise typer.Exit(stored)
 
 
 def _scan_all(

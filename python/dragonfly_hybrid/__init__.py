@@ -18,9 +18,10 @@ from dragonfly_hybrid._core import (
     Rules,
     ScanIssue,
     Scanner,
+    ScanProgress,
     __version__,
 )
-from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError, ScanCancelled
 from dragonfly_hybrid.rules_loader import bundled_rules, bundled_rules_dir, load_rules
 
 __all__ = [
@@ -33,7 +34,9 @@ __all__ = [
     "RuleMatch",
     "Rules",
     "RulesFormatError",
+    "ScanCancelled",
     "ScanIssue",
+    "ScanProgress",
     "Scanner",
     "__version__",
     "bundled_rules",

@@ -30,20 +30,22 @@ never lost.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
+import queue
 import re
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from packaging.version import InvalidVersion, Version
 
-from dragonfly_hybrid._core import DistributionResult, Scanner
+from dragonfly_hybrid._core import DistributionResult, Scanner, ScanProgress
 from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
@@ -67,6 +69,10 @@ PATH_SUFFIXES = (
 _NAME = r"[A-Z0-9](?:[A-Z0-9._-]*[A-Z0-9])?"
 _REQUIREMENT = re.compile(rf"^\s*(?P<name>{_NAME})\s*(?:==\s*(?P<version>\S+?)\s*)?$", re.IGNORECASE)
 DOWNLOAD_THREADS = 4
+WAIT_STEP = 0.1
+"""Seconds the main thread waits on a worker at a time: signal handlers (Ctrl-C) run in between."""
+
+T = TypeVar("T")
 
 
 class TargetError(ValueError):
@@ -173,6 +179,10 @@ class Hooks(Protocol):
 
     def downloaded(self, filename: str) -> None: ...
 
+    def scanning(self, progress: ScanProgress, distributions: int) -> None: ...
+
+    def scanned(self) -> None: ...
+
 
 class NoHooks:
     """Hooks that show nothing."""
@@ -188,6 +198,39 @@ class NoHooks:
 
     def downloaded(self, filename: str) -> None:
         pass
+
+    def scanning(self, progress: ScanProgress, distributions: int) -> None:
+        pass
+
+    def scanned(self) -> None:
+        pass
+
+
+def wait_for(thread: threading.Thread) -> None:
+    """Wait for ``thread`` in short steps, so that this (main) thread still runs signal handlers."""
+    while thread.is_alive():
+        thread.join(WAIT_STEP)
+
+
+def run_in_worker(call: Callable[[], T]) -> T:
+    """``call()`` on a daemon thread, waited for with :func:`wait_for`: a thread inside the engine runs no
+    Python signal handler until the engine returns, so Ctrl-C would wait for the whole scan. The thread is
+    a daemon so that a process exiting on a signal does not wait for it either."""
+    outcome: list[tuple[T, None] | tuple[None, BaseException]] = []
+
+    def work() -> None:
+        try:
+            outcome.append((call(), None))
+        except BaseException as err:  # handed to the waiting thread, which raises it
+            outcome.append((None, err))
+
+    thread = threading.Thread(target=work, name="dragonfly-hybrid-scan", daemon=True)
+    thread.start()
+    wait_for(thread)
+    value, error = outcome[0]
+    if error is not None:
+        raise error
+    return value  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -233,7 +276,10 @@ def _file_hashes(path: Path, algorithms: set[str]) -> set[str]:
 
 
 class TargetScanner:
-    """Scans targets with one ``Scanner``, fetching releases through one ``PyPIClient``."""
+    """Scans targets with one ``Scanner``, fetching releases through one ``PyPIClient``.
+
+    Every scan counts into ``progress`` and runs on a worker thread (:func:`run_in_worker`); cancelling
+    ``progress`` makes the scan in flight raise ``ScanCancelled`` within milliseconds."""
 
     def __init__(
         self,
@@ -241,12 +287,22 @@ class TargetScanner:
         pypi: PyPIClient,
         hooks: Hooks | None = None,
         note: Callable[[str], None] | None = None,
+        progress: ScanProgress | None = None,
     ) -> None:
         self.scanner = scanner
         self.pypi = pypi
         self.hooks: Hooks = hooks or NoHooks()
         self.note = note or (lambda text: None)
         """Called with remarks that change no verdict (an allowed hash that matches no file)."""
+        self.progress = progress or ScanProgress()
+
+    def _engine(self, distributions: int, call: Callable[[], T]) -> T:
+        """Run one engine call of ``distributions`` distributions, showing its progress."""
+        self.hooks.scanning(self.progress, distributions)
+        try:
+            return run_in_worker(call)
+        finally:
+            self.hooks.scanned()
 
     def resolve(self, target: Target) -> Resolved:
         """Look a release up on the index. Raises ``ProjectNotFound``/``VersionNotFound`` (usage errors)."""
@@ -274,7 +330,9 @@ class TargetScanner:
         self.hooks.stage(f"scanning {target.raw}")
         name = target.path.name
         try:
-            dist = self.scanner.scan_path(str(target.path), name)
+            dist = self._engine(
+                1, lambda: self.scanner.scan_path(str(target.path), name, progress=self.progress)
+            )
         except OSError as err:
             return TargetResult.failed(target.raw, "file", name, None, f"cannot read {target.raw}: {err}")
         kind: TargetKind = "file" if dist.format == "file" else "archive"
@@ -297,14 +355,15 @@ class TargetScanner:
     ) -> tuple[list[DistributionResult], list[str]]:
         """``scan_many``; when a file cannot be read, scan one by one to name every unreadable file."""
         try:
-            return self.scanner.scan_many(items), []
+            return self._engine(len(items), lambda: self.scanner.scan_many(items, progress=self.progress)), []
         except OSError:
             pass
         dists: list[DistributionResult] = []
         errors: list[str] = []
         for name, source, _url in items:
             try:
-                dists.append(self.scanner.scan_path(str(source), name))
+                scan = functools.partial(self.scanner.scan_path, str(source), name, progress=self.progress)
+                dists.append(self._engine(1, scan))
             except OSError as err:
                 errors.append(f"cannot read {name}: {err.strerror or err}")
         return dists, errors
@@ -323,7 +382,12 @@ class TargetScanner:
                 )
             self.hooks.stage(f"scanning {label}")
             items = [(f.filename, str(path), redact_url(f.url)) for f, path in fetched]
-            result = self.scanner.scan_release(release.name, release.version, items)
+            result = self._engine(
+                len(items),
+                lambda: self.scanner.scan_release(
+                    release.name, release.version, items, progress=self.progress
+                ),
+            )
         return TargetResult.from_release(target.raw, result, "; ".join(errors) or None)
 
     def _check_hashes(
@@ -364,10 +428,32 @@ class TargetScanner:
     def _download_all(
         self, files: Sequence[DistributionFile], directory: Path
     ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
-        """Download files concurrently; returns what arrived (in index order) and an error per failure."""
+        """Download files concurrently; returns what arrived (in index order) and an error per failure.
+
+        The downloads run on daemon threads waited for with :func:`wait_for`: a process stopped by a
+        signal neither waits for a slow download nor leaves it running."""
         paths = [directory / f"{i:04d}.dist" for i in range(len(files))]
-        with ThreadPoolExecutor(max_workers=max(1, min(DOWNLOAD_THREADS, len(files)))) as pool:
-            outcomes = list(pool.map(self._download, files, paths))
+        outcomes: list[str | None] = [None] * len(files)
+        pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(files)):
+            pending.put(i)
+
+        def work() -> None:
+            while True:
+                try:
+                    i = pending.get_nowait()
+                except queue.Empty:
+                    return
+                outcomes[i] = self._download(files[i], paths[i])
+
+        threads = [
+            threading.Thread(target=work, name=f"dragonfly-hybrid-download-{n}", daemon=True)
+            for n in range(max(1, min(DOWNLOAD_THREADS, len(files))))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            wait_for(thread)
         fetched = [(f, p) for f, p, err in zip(files, paths, outcomes, strict=True) if err is None]
         return fetched, [err for err in outcomes if err is not None]
 

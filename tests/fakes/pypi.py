@@ -21,6 +21,7 @@ import hashlib
 import html
 import io
 import json
+import random
 import re
 import ssl
 import sys
@@ -71,6 +72,14 @@ BROKEN_RULE = """rule broken {
     undefined_identifier_here
 }
 """
+SLOW_RULE = """
+rule every_byte_a_hundred_times {
+  condition:
+    for all i in (0..filesize - 1) : (for all j in (0..99) : ((uint8(i) | j) != 256))
+}
+"""
+"""A rule that matches every file after reading each byte a hundred times (about 1 MB/s per thread), for
+scans that must take long (see :func:`slow_tarball`)."""
 
 
 def normalize(name: str) -> str:
@@ -78,6 +87,19 @@ def normalize(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- archives
+
+
+def slow_tarball(members: int, size: int = 64 << 10, seed: int = 7) -> bytes:
+    """A plain tarball of ``members`` distinct random files of ``size`` bytes: the content cache cannot
+    skip any, so :data:`SLOW_RULE` takes about ``members * size / 1 MB`` thread-seconds on it."""
+    rng = random.Random(seed)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for i in range(members):
+            info = tarfile.TarInfo(f"pkg/member_{i}.bin")
+            info.size = size
+            archive.addfile(info, io.BytesIO(rng.randbytes(size)))
+    return buffer.getvalue()
 
 
 def tar_gz_bytes(files: dict[str, bytes]) -> bytes:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sqlite3
+import stat
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import IO, Annotated
 
 import typer
@@ -27,10 +31,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from dragonfly_hybrid._core import Limits, Rules, Scanner
+from dragonfly_hybrid._core import Limits, Rules, Scanner, ScanProgress
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
-    EXIT_INTERRUPTED,
     MaxDownloadSizeOption,
     ThreadsOption,
     fail,
@@ -73,6 +76,7 @@ from dragonfly_hybrid.targets import (
     index_settings,
     open_index,
     parse_target,
+    run_in_worker,
 )
 
 EXIT_CODES_HELP = """\
@@ -86,42 +90,95 @@ EXIT_CODES_HELP = """\
 * **3**: could not scan: some target was left incomplete (a download failed or did not match its hash,
   an archive member was over a limit or corrupt), or -R entries that are not index releases were skipped
   (unless --allow-skipped), and no rule matched anywhere (or only in targets below `--min-score`).
+* **130** (143 for SIGTERM): stopped by Ctrl-C (SIGINT) or SIGTERM, within a second at any stage, after one
+  `stopping…` line; no report is written (an `--output` file is left as it was).
 """
 
 # ---------------------------------------------------------------------------------------------- progress
 
 
+def readable_size(size: int) -> str:
+    """A byte count for people: ``512 B``, ``1.2 kB``, ``3.4 MB``, ``1.2 GB`` (powers of 1000)."""
+    amount = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if amount < 1000 or unit == "TB":
+            return f"{size} B" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1000
+    raise AssertionError("unreachable: the loop returns at TB")
+
+
 class RichHooks:
-    """Progress display for ``scan``: one line per stage and one bar per download, on stderr."""
+    """Progress display for ``scan``, on stderr: one line per stage, one bar for all the bytes of a
+    release's downloads and one per file, and while scanning the engine's live counters (distributions
+    done of all, files and bytes scanned), read from its ``ScanProgress`` at every refresh."""
 
     def __init__(self, progress: Progress, total: int) -> None:
         self.progress = progress
         self.overall: TaskID = progress.add_task("starting", total=total)
         self.downloads: dict[str, TaskID] = {}
+        # The current release's downloads together; downloads start on several threads at once.
+        self.all_downloads: TaskID | None = None
+        self.received: dict[str, int] = {}
+        self.download_total: int | None = 0
+        self.downloads_lock = threading.Lock()
+        self.scan_task: TaskID | None = None
 
     def stage(self, text: str) -> None:
+        if self.all_downloads is not None:  # a new stage: the downloads are over
+            self.progress.remove_task(self.all_downloads)
+            self.all_downloads = None
         self.progress.update(self.overall, description=text)
 
     def target_done(self) -> None:
         self.progress.advance(self.overall)
 
     def download(self, filename: str, size: int | None) -> ProgressCallback:
-        task = self.progress.add_task(f"  {filename}", total=size, download=True)
-        self.downloads[filename] = task
+        with self.downloads_lock:
+            if self.all_downloads is None:
+                self.all_downloads = self.progress.add_task("  all downloads", total=0, download=True)
+                self.received.clear()
+                self.download_total = 0
+            # One file of unknown size leaves the total unknown.
+            known = self.download_total is not None and size is not None
+            self.download_total = self.download_total + size if known else None  # type: ignore[operator]
+            self.progress.update(self.all_downloads, total=self.download_total)
+            task = self.progress.add_task(f"  {filename}", total=size, download=True)
+            self.downloads[filename] = task
+            self.received[filename] = 0
+            overall = self.all_downloads
 
         def update(received: int, total: int | None) -> None:
             self.progress.update(task, completed=received, total=total or size)
+            with self.downloads_lock:
+                self.received[filename] = received
+                self.progress.update(overall, completed=sum(self.received.values()))
 
         return update
 
     def downloaded(self, filename: str) -> None:
-        task = self.downloads.pop(filename, None)
+        with self.downloads_lock:
+            task = self.downloads.pop(filename, None)
         if task is not None:
             self.progress.remove_task(task)
 
+    def scanning(self, progress: ScanProgress, distributions: int) -> None:
+        self.scan_task = self.progress.add_task(
+            "  scanned",
+            total=None,
+            scan=progress,
+            distributions=distributions,
+            base=(progress.distributions, progress.files, progress.bytes),
+        )
+
+    def scanned(self) -> None:
+        if self.scan_task is not None:
+            self.progress.remove_task(self.scan_task)
+            self.scan_task = None
+
 
 class _AmountColumn(ProgressColumn):
-    """Bytes for a download, ``done/total targets`` for the overall task."""
+    """Bytes for a download, the engine's counters while scanning, ``done/total targets`` for the overall
+    task."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,6 +187,14 @@ class _AmountColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         if task.fields.get("download"):
             return self._bytes.render(task)
+        live: ScanProgress | None = task.fields.get("scan")
+        if live is not None:
+            distributions, files, size = task.fields["base"]
+            return Text(
+                f"{live.distributions - distributions}/{task.fields['distributions']} distributions, "
+                f"{live.files - files} files, {readable_size(live.bytes - size)}",
+                style="progress.download",
+            )
         return Text(f"{int(task.completed)}/{int(task.total or 0)} targets", style="progress.download")
 
 
@@ -153,17 +218,67 @@ def _hooks(show: bool, total: int) -> Iterator[RichHooks | NoHooks]:
 # ------------------------------------------------------------------------------------------------- scan
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: the scan was cancelled and the command exits ``128 + signum``. Not an
+    ``Exception``, so that no handler of errors takes it for one."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+@contextmanager
+def _stop_on_signals(progress: ScanProgress) -> Iterator[None]:
+    """SIGINT and SIGTERM cancel ``progress`` (so the engine stops within milliseconds), print one
+    ``stopping…`` line and raise :class:`Interrupted` in the main thread, wherever it is waiting (on the
+    index, a download or a scan: those run on worker threads it waits for in short steps); the command
+    then exits ``128 + signum``."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if progress.cancelled:  # a second signal while the first one unwinds: stop at once
+            os._exit(128 + signum)
+        progress.cancel()
+        print("stopping…", file=sys.stderr, flush=True)
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except Interrupted as stop:
+        raise typer.Exit(stop.exit_code) from None
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 @contextmanager
 def _output(path: Path | None) -> Iterator[IO[str]]:
+    """Where the report goes. A file is written under a temporary name next to it and renamed when the
+    report is complete, so that a scan stopped halfway (or failing) never leaves one that looks whole;
+    a device or a pipe (``/dev/null``, a FIFO) is written in place, and a symbolic link is followed."""
     if path is None:
         yield sys.stdout
         return
+    final = Path(os.path.realpath(path))
+    partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
     try:
-        stream = path.open("w", encoding="utf-8")
+        if path.is_dir():
+            fail(f"cannot write {path}: it is a directory")
+        in_place = path.exists() and not stat.S_ISREG(path.stat().st_mode)
+        stream = (path if in_place else partial).open("w", encoding="utf-8")
     except OSError as err:
         fail(f"cannot write {path}: {err.strerror or err}")
-    with stream:
-        yield stream
+    if in_place:
+        with stream:
+            yield stream
+        return
+    try:
+        with stream:
+            yield stream
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 @limit_options
@@ -282,63 +397,65 @@ def scan_command(
     parallel; hostile-input limits apply to every archive, and anything left unscanned is reported as an
     issue (never as clean). Sizes accept plain integers and K/M/G (x1000) or KiB/MiB/GiB (x1024) suffixes.
     """
-    if not targets and not requirements:
-        fail("nothing to scan: give at least one TARGET or --requirements FILE")
-    try:
-        parsed: list[Target] = [parse_target(raw) for raw in targets or []]
-    except TargetError as err:
-        fail(str(err))
-    for target in parsed:
-        if isinstance(target, PathTarget) and target.shadows_name:
+    live = ScanProgress()
+    with _stop_on_signals(live):
+        if not targets and not requirements:
+            fail("nothing to scan: give at least one TARGET or --requirements FILE")
+        try:
+            parsed: list[Target] = [parse_target(raw) for raw in targets or []]
+        except TargetError as err:
+            fail(str(err))
+        for target in parsed:
+            if isinstance(target, PathTarget) and target.shadows_name:
+                kind = "directory" if target.is_directory else "file"
+                print(
+                    f"note: scanning the local {kind} {target.raw}; "
+                    f"for the project on the index, write {INDEX_PREFIX}{target.raw}",
+                    file=sys.stderr,
+                )
+        pins = read_requirements(requirements or [])
+        parsed += requirement_targets(pins)
+        results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
+        _refuse_requirements_as_rules(rules or [])
+        ruleset = run_in_worker(lambda: load_rules_or_exit(rules or []))  # compiling takes a while
+        engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
+        show_progress = not quiet and sys.stderr.isatty()
+        # pip's settings matter (and are checked) only when something is fetched from an index.
+        settings = PipSettings()
+        if any(isinstance(t, ReleaseTarget) for t in parsed):
+            settings = index_settings(index_url, extra_index_url or [], pins.settings)
+            for ignored in settings.ignored:
+                _note(f"ignoring pip's {ignored}: scan looks releases up on package indexes only")
+        try:
+            pypi = open_index(
+                settings, python_version=_python_version(python_version), max_download_size=max_download_size
+            )
+        except (PipConfigError, NetworkSettingsError) as err:
+            fail(str(err))
+        with pypi, _output(output) as out:
+            # NDJSON lines are written as targets finish, except to a terminal showing the progress display.
+            stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
+            try:
+                with _hooks(show_progress, len(parsed)) as hooks:
+                    scanner = TargetScanner(engine, pypi, hooks, note=_note, progress=live)
+                    resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
+                    results = _scan_all(scanner, resolved, hooks, stream)
+            except (ProjectNotFound, VersionNotFound) as err:
+                fail(str(err))
+            if stream is None:
+                render(results, ruleset, fmt, out, quiet=quiet, min_score=min_score)
+        code = exit_code(results, min_score)
+        if pins.skipped and code == EXIT_CLEAN and not allow_skipped:
             print(
-                f"note: scanning the local {'directory' if target.is_directory else 'file'} {target.raw}; "
-                f"for the project on the index, write {INDEX_PREFIX}{target.raw}",
+                f"error: {len(pins.skipped)} -R entr{'y was' if len(pins.skipped) == 1 else 'ies were'} not "
+                "scanned (not index releases; listed above): exit 3, or pass --allow-skipped to accept that",
                 file=sys.stderr,
             )
-    pins = read_requirements(requirements or [])
-    parsed += requirement_targets(pins)
-    results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
-    _refuse_requirements_as_rules(rules or [])
-    ruleset = load_rules_or_exit(rules or [])
-    engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
-    show_progress = not quiet and sys.stderr.isatty()
-    # pip's settings matter (and are checked) only when something is fetched from an index.
-    settings = PipSettings()
-    if any(isinstance(t, ReleaseTarget) for t in parsed):
-        settings = index_settings(index_url, extra_index_url or [], pins.settings)
-        for ignored in settings.ignored:
-            _note(f"ignoring pip's {ignored}: scan looks releases up on package indexes only")
-    try:
-        pypi = open_index(
-            settings, python_version=_python_version(python_version), max_download_size=max_download_size
+            code = EXIT_INCOMPLETE
+        stored = store_scan_results(
+            results_store, results, ruleset, code, scanner=engine, cache=cache, quiet=quiet
         )
-    except (PipConfigError, NetworkSettingsError) as err:
-        fail(str(err))
-    with pypi, _output(output) as out:
-        # NDJSON lines are written as targets finish, except to a terminal that shows the progress display.
-        stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
-        try:
-            with _hooks(show_progress, len(parsed)) as hooks:
-                scanner = TargetScanner(engine, pypi, hooks, note=_note)
-                resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
-                results = _scan_all(scanner, resolved, hooks, stream)
-        except (ProjectNotFound, VersionNotFound) as err:
-            fail(str(err))
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
-        if stream is None:
-            render(results, ruleset, fmt, out, quiet=quiet, min_score=min_score)
-    code = exit_code(results, min_score)
-    if pins.skipped and code == EXIT_CLEAN and not allow_skipped:
-        print(
-            f"error: {len(pins.skipped)} -R entr{'y was' if len(pins.skipped) == 1 else 'ies were'} not "
-            "scanned (not index releases; listed above): exit 3, or pass --allow-skipped to accept that",
-            file=sys.stderr,
-        )
-        code = EXIT_INCOMPLETE
-    raise typer.Exit(
-        store_scan_results(results_store, results, ruleset, code, scanner=engine, cache=cache, quiet=quiet)
-    )
+    raise typer.Exit(stored)
 
 
 def _scan_all(

@@ -23,7 +23,7 @@ from typing import Generic, Protocol, TypeVar
 
 import httpx
 
-from dragonfly_hybrid._core import Limits, Rules, Scanner
+from dragonfly_hybrid._core import Limits, Rules, Scanner, ScanProgress
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.node.jobs import (
     J,
@@ -270,6 +270,9 @@ class Node(Generic[J]):
         self._meter = ThroughputMeter()
         self._stopping = asyncio.Event()
         self._abort = asyncio.Event()
+        # Cancelled when the grace period ends: scans still running stop within milliseconds, so the
+        # process is not held until they finish (their jobs are the server's to lease again).
+        self._scans = ScanProgress()
         self._settled = asyncio.Event()
         self._in_flight = 0
         self._claimed = 0
@@ -347,6 +350,7 @@ class Node(Generic[J]):
                     "grace period over; unsubmitted jobs are left for the server to lease again",
                     extra={"left": self._in_flight},
                 )
+                self._scans.cancel()
                 return
             pipeline.result()  # a stage's crash is the node's crash
         finally:
@@ -483,7 +487,9 @@ class Node(Generic[J]):
         if item.distributions or not (item.permanent_errors or item.transient_errors):
             started = time.perf_counter()
             item.scanner = scanner
-            release = await asyncio.to_thread(scanner.scan_release, job.name, job.version, item.distributions)
+            release = await asyncio.to_thread(
+                scanner.scan_release, job.name, job.version, item.distributions, progress=self._scans
+            )
             item.scan_seconds = time.perf_counter() - started
             self.metrics.scan_seconds.observe(item.scan_seconds)
             for dist in release.distributions:

@@ -76,6 +76,7 @@ from rich.text import Text
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import DistributionResult, FileResult, ReleaseResult, RuleMatch, Rules, ScanIssue
+from dragonfly_hybrid.closed_pipe import ClosedPipeConsole
 
 if TYPE_CHECKING:
     from dragonfly_hybrid._core import Verdict  # the engine's verdicts (a type only)
@@ -518,7 +519,7 @@ def render(
     if fmt == "table":
         # A terminal gets its own width; a file or a pipe gets room for long member paths.
         width = None if out.isatty() else FILE_TABLE_WIDTH
-        render_table(targets, rules, Console(file=out, width=width), quiet=quiet)
+        render_table(targets, rules, ClosedPipeConsole(file=out, width=width), quiet=quiet)
     elif fmt == "ndjson":
         for target in targets:
             out.write(ndjson_line(target) + "\n")

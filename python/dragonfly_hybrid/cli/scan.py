@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules, Scanner
+from dragonfly_hybrid.cli.base import choice_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     EXIT_INTERRUPTED,
@@ -75,6 +76,7 @@ EXIT_CODES_HELP = """\
   that does not exist and is not a PyPI name, a project or version the index does not have.
 * **3**: could not scan: some target was left incomplete (a download failed, an archive member was over
   a limit or corrupt) and no rule matched anywhere.
+* **141**: stdout was closed before the output was written (`... | head`), as for a shell's SIGPIPE.
 """
 
 # ---------------------------------------------------------------------------------------------- progress
@@ -200,7 +202,7 @@ def scan_command(
         ),
     ] = None,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", "-f", help="Report format: table, json, ndjson or sarif.")
+        ReportFormat, choice_option(ReportFormat, "--format", "-f", help_text="Report format.")
     ] = "table",
     output: Annotated[
         Path | None,

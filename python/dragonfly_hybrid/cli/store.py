@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules
+from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     MaxDownloadSizeOption,
@@ -29,7 +30,8 @@ from dragonfly_hybrid.cli.common import (
     seconds_option,
     size_option,
 )
-from dragonfly_hybrid.logs import setup_logging
+from dragonfly_hybrid.closed_pipe import ClosedPipeConsole
+from dragonfly_hybrid.logs import LogFormat, setup_logging
 from dragonfly_hybrid.node.settings import MAX_BYTES, MAX_LEASE, available_cores
 from dragonfly_hybrid.pypi.index import DEFAULT_INDEX_URL, DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
 from dragonfly_hybrid.report import (
@@ -52,8 +54,8 @@ WATCH_EXIT_CODES_HELP = """\
 **3** could not run (with `--once`: the index could not be polled).
 """
 REPORT_EXIT_CODES_HELP = """\
-**Exit codes**: **0** the report was written; **2** no store, a bad `--since`, or a release the store
-does not have.
+**Exit codes**: **0** the report was written (with findings in it or not); **2** no store, a bad option
+or `--since`, or a release the store does not have; **141** stdout was closed early (`report | head`).
 """
 DIFF_EXIT_CODES_HELP = """\
 **Exit codes**: **1** the new release has findings the old one does not (a new rule, or a rule matching a
@@ -83,11 +85,11 @@ RulesOption = Annotated[
         show_default=False,
     ),
 ]
-FormatOption = Annotated[Fmt, typer.Option("--format", "-f", help="table or json.")]
+FormatOption = Annotated[Fmt, choice_option(Fmt, "--format", "-f", help_text="Output format.")]
 
 
 def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else FILE_TABLE_WIDTH, highlight=False)
+    return ClosedPipeConsole(width=None if sys.stdout.isatty() else FILE_TABLE_WIDTH, highlight=False)
 
 
 def _print_json(document: object) -> None:
@@ -140,7 +142,9 @@ def watch_command(
             callback=_check_webhook,
         ),
     ] = None,
-    webhook_min_score: Annotated[int, typer.Option(help="Lowest score sent to the webhook.", min=0)] = 5,
+    webhook_min_score: Annotated[
+        int, int_option("Lowest score sent to the webhook.", low=0, metavar="SCORE")
+    ] = 5,
     interval: Annotated[
         float, seconds_option("Seconds between polls of the index when idle.", low=0.01, high=MAX_LEASE)
     ] = 120.0,
@@ -152,10 +156,10 @@ def watch_command(
     limits: Limits = DEFAULT_LIMITS,
     max_download_size: MaxDownloadSizeOption = DEFAULT_MAX_DOWNLOAD_SIZE,
     once: Annotated[bool, typer.Option("--once", help="Poll once, scan what is new, then exit.")] = False,
-    max_jobs: Annotated[
-        int | None, typer.Option(help="Scan at most N releases, then exit.", min=1, metavar="N")
-    ] = None,
-    log_format: Annotated[Literal["text", "json"], typer.Option(help="Log format (stderr).")] = "text",
+    max_jobs: Annotated[int | None, int_option("Scan at most N releases, then exit.", low=1)] = None,
+    log_format: Annotated[
+        LogFormat, choice_option(LogFormat, "--log-format", help_text="Log format (stderr).")
+    ] = "text",
     log_level: Annotated[str, typer.Option(help="Log level.", metavar="LEVEL")] = "INFO",
 ) -> None:
     """Follow new releases on PyPI, scan each one and keep the results in the store.
@@ -249,7 +253,7 @@ def report_command(
     all_scans: Annotated[
         bool, typer.Option("--all", help="Every scan, not only those with findings.")
     ] = False,
-    limit: Annotated[int, typer.Option(help="Most scans listed.", min=1)] = 50,
+    limit: Annotated[int, int_option("Most scans listed.", low=1)] = 50,
     fmt: FormatOption = "table",
 ) -> None:
     """Query the results store: recent findings, hit counts per rule, or one release's details."""

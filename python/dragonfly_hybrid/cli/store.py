@@ -45,12 +45,13 @@ from dragonfly_hybrid.store.content_cache import cached_scanner
 from dragonfly_hybrid.store.db import STORE_ENV, Finding, Store, StoreError, default_store_path, findings_of
 from dragonfly_hybrid.targets import ReleaseTarget, TargetError, TargetScanner, parse_target
 from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
-from dragonfly_hybrid.watch.source import WatchFailed, WatchFilters
+from dragonfly_hybrid.watch.source import UnwatchableIndex, WatchFailed, WatchFilters
 from dragonfly_hybrid.watch.webhook import Webhook, webhook_url_problem
 
 WATCH_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after finishing in-flight releases, `--once` done,
-`--max-jobs` reached); **2** usage or configuration error (bad option, rules, an unusable store);
+`--max-jobs` reached); **2** usage or configuration error (bad option, rules, an unusable store, an index
+that does not serve the PEP 691 JSON project list with `_last-serial`);
 **3** could not run (with `--once`: the index could not be polled).
 """
 REPORT_EXIT_CODES_HELP = """\
@@ -188,6 +189,8 @@ def watch_command(
     setup_logging(log_format, log_level)
     try:
         summary = asyncio.run(serve_watch(config))
+    except UnwatchableIndex as err:
+        fail(f"cannot watch this index: {err}")
     except WatchFailed as err:
         fail(f"cannot poll the index: {err}", EXIT_INCOMPLETE)
     except StoreError as err:

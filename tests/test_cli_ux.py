@@ -153,6 +153,17 @@ def test_scan_into_a_closed_pipe_exits_141_quietly(
     assert stderr == ""
 
 
+def test_report_exits_0_with_findings_in_it_and_2_without_a_store(
+    store_with_findings: Path, tmp_path: Path
+) -> None:
+    """``report`` queries, it does not judge: findings in the store are not exit 1."""
+    shown = cli("report", "--store", store_with_findings)
+    assert shown.returncode == 0 and "evil==1.0" in shown.stdout
+    assert cli("report", "evil==1.0", "--store", store_with_findings).returncode == 0
+    missing = cli("report", "--store", tmp_path / "none.db")
+    assert missing.returncode == 2 and "no store at" in missing.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "read_first"),
     [

@@ -231,23 +231,33 @@ class TargetScanner:
         return dists, errors
 
     def _scan_release(self, target: ReleaseTarget, release: Release) -> TargetResult:
-        label = f"{release.name}=={release.version}"
-        self.hooks.stage(f"downloading {label}")
+        self.hooks.stage(f"downloading {release.name}=={release.version}")
         with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
-            fetched, errors = self._download_all(release.files, Path(tmp))
-            if not fetched:
-                return TargetResult.failed(
-                    target.raw, "release", release.name, release.version, "; ".join(errors)
-                )
-            self.hooks.stage(f"scanning {label}")
-            items = [(f.filename, str(path), redact_url(f.url)) for f, path in fetched]
-            result = self.scanner.scan_release(release.name, release.version, items)
+            fetched, errors = self.download_all(release.files, Path(tmp))
+            return self.scan_downloaded(target, release, fetched, errors)
+
+    def scan_downloaded(
+        self,
+        target: ReleaseTarget,
+        release: Release,
+        fetched: Sequence[tuple[DistributionFile, Path]],
+        errors: Sequence[str],
+    ) -> TargetResult:
+        """Scan the files of ``release`` that :meth:`download_all` fetched; ``errors`` are its failures."""
+        if not fetched:
+            return TargetResult.failed(
+                target.raw, "release", release.name, release.version, "; ".join(errors)
+            )
+        self.hooks.stage(f"scanning {release.name}=={release.version}")
+        items = [(f.filename, str(path), redact_url(f.url)) for f, path in fetched]
+        result = self.scanner.scan_release(release.name, release.version, items)
         return TargetResult.from_release(target.raw, result, "; ".join(errors) or None)
 
-    def _download_all(
+    def download_all(
         self, files: Sequence[DistributionFile], directory: Path
     ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
-        """Download files concurrently; returns what arrived (in index order) and an error per failure."""
+        """Download files concurrently into ``directory``; returns what arrived (in index order) and an
+        error per failure."""
         paths = [directory / f"{i:04d}.dist" for i in range(len(files))]
         with ThreadPoolExecutor(max_workers=max(1, min(DOWNLOAD_THREADS, len(files)))) as pool:
             outcomes = list(pool.map(self._download, files, paths))

@@ -183,7 +183,9 @@ def test_report_into_a_closed_pipe_exits_141_quietly(
     assert (code, stderr) == (EXIT_CLOSED_PIPE, "")
 
 
-@pytest.mark.parametrize("args", [("config",), ("version",)])
+@pytest.mark.parametrize(
+    "args", [("config",), ("version",), ("--help",), ("scan", "--help"), ("rules", "--help")]
+)
 def test_small_outputs_into_a_closed_pipe_exit_141_quietly(args: tuple[str, ...]) -> None:
     code, stderr = _run_into_closed_pipe(*args)
     assert (code, stderr) == (EXIT_CLOSED_PIPE, "")

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any, get_args
 
 import typer
-from typer._click import Context as ClickContext  # typer's own click, which its commands subclass
+from typer._click import Context as ClickContext
+from typer._click import HelpFormatter  # typer's own click, which its commands subclass
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from dragonfly_hybrid.closed_pipe import EXIT_CLOSED_PIPE, exit_closed_pipe
@@ -46,6 +47,18 @@ def _describe_in_words(param: object) -> None:
         param.__class__ = _ArgumentNamedByMetavar
 
 
+def _print_help(
+    format_help: Callable[[ClickContext, HelpFormatter], None], ctx: ClickContext, formatter: HelpFormatter
+) -> None:
+    try:
+        format_help(ctx, formatter)
+    except SystemExit as stop:
+        # rich prints the help and, when stdout is closed, exits 1; printing help exits for no other reason
+        if stop.code == 1:
+            exit_closed_pipe()
+        raise
+
+
 class DragonflyCommand(TyperCommand):
     """A command whose help names values in words (see module doc)."""
 
@@ -59,6 +72,9 @@ class DragonflyCommand(TyperCommand):
         if option is not None:
             _describe_in_words(option)
         return option
+
+    def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
+        _print_help(super().format_help, ctx, formatter)
 
 
 class DragonflyGroup(TyperGroup):
@@ -75,6 +91,9 @@ class DragonflyGroup(TyperGroup):
         if option is not None:
             _describe_in_words(option)
         return option
+
+    def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
+        _print_help(super().format_help, ctx, formatter)
 
     def invoke(self, ctx: ClickContext) -> Any:
         try:

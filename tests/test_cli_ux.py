@@ -101,10 +101,13 @@ def test_store_in_a_missing_directory_is_a_usage_error_and_creates_nothing(
     assert not (tmp_path / "nonexistent").exists()
 
 
-def test_store_from_the_environment_in_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [("watch", "--once"), ("scan", "x"), ("diff", "a==1", "a==2")])
+def test_store_from_the_environment_in_a_missing_directory_is_a_usage_error(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
     store = tmp_path / "nonexistent" / "s.db"
     env = {**os.environ, "DRAGONFLY_STORE": str(store)}
-    done = cli("watch", "--once", env=env)
+    done = cli(*args, env=env)
     assert done.returncode == 2
     assert f"cannot create the store {store}: directory {store.parent} does not exist" in done.stderr
     assert not store.parent.exists()

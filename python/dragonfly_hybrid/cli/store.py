@@ -57,7 +57,15 @@ from dragonfly_hybrid.report import (
     SARIF_ERROR_WEIGHT,
 )
 from dragonfly_hybrid.store.content_cache import cached_scanner
-from dragonfly_hybrid.store.db import STORE_ENV, Finding, Store, StoreError, default_store_path, findings_of
+from dragonfly_hybrid.store.db import (
+    STORE_ENV,
+    Finding,
+    Store,
+    StoreError,
+    default_store_path,
+    findings_of,
+    is_default_location,
+)
 from dragonfly_hybrid.targets import (
     PathTarget,
     ReleaseTarget,
@@ -616,7 +624,8 @@ def diff_command(
     targets = (_parse_side(old), _parse_side(new))
     ruleset = load_rules_or_exit(rules or [])
     path = store or default_store_path()
-    db = open_store(path) if store is not None or path.is_file() else None
+    named = store is not None or not is_default_location(path)  # --store or $DRAGONFLY_STORE
+    db = open_store(path) if named or path.is_file() else None
     engine, cache = cached_scanner(ruleset, None, available_cores(), db)
     try:
         with PyPIClient(index_url) as pypi:

@@ -101,6 +101,14 @@ def test_store_in_a_missing_directory_is_a_usage_error_and_creates_nothing(
     assert not (tmp_path / "nonexistent").exists()
 
 
+def test_the_default_store_location_is_created_when_missing(fake_index: FakeIndex, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DRAGONFLY_STORE"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    done = cli("watch", "--once", "--index-url", fake_index.url, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "xdg" / "dragonfly-hybrid" / "store.db").is_file()
+
+
 @pytest.mark.parametrize("args", [("watch", "--once"), ("scan", "x"), ("diff", "a==1", "a==2")])
 def test_store_from_the_environment_in_a_missing_directory_is_a_usage_error(
     tmp_path: Path, args: tuple[str, ...]

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any, get_args
 
 import typer
-from typer._click import Context as ClickContext
-from typer._click import HelpFormatter  # typer's own click, which its commands subclass
+from typer._click import Context as ClickContext  # typer's own click, which its commands are built on
+from typer._click import HelpFormatter
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from dragonfly_hybrid.closed_pipe import EXIT_CLOSED_PIPE, exit_closed_pipe

@@ -59,7 +59,7 @@ from dragonfly_hybrid.node.pipeline import LogWording, Node, NodeOptions, RuleSt
 from dragonfly_hybrid.node.settings import available_cores
 from dragonfly_hybrid.pypi.index import DEFAULT_INDEX_URL, DEFAULT_MAX_DOWNLOAD_SIZE
 from dragonfly_hybrid.store.content_cache import StoreContentCache
-from dragonfly_hybrid.store.db import Store
+from dragonfly_hybrid.store.db import Store, is_default_location
 from dragonfly_hybrid.watch.sink import StoreSink
 from dragonfly_hybrid.watch.source import IDLE_NOTICE_SECONDS, SERIAL_KEY, PyPIWatchSource, WatchFilters
 from dragonfly_hybrid.watch.webhook import Webhook
@@ -112,7 +112,7 @@ class WatchConfig:
 
 async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None) -> WatchSummary:
     """Watch the index until stopped (or for one poll with ``once``, or ``max_jobs`` releases)."""
-    with Store(config.store_path) as store:
+    with Store(config.store_path, create_parents=is_default_location(config.store_path)) as store:
         source = PyPIWatchSource(
             store,
             config.rules.hash,

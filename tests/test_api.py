@@ -96,6 +96,37 @@ def test_scan_bytes_result_objects(scanner: dh.Scanner) -> None:
     }
     [pattern] = evil.patterns
     assert (pattern.identifier, pattern.offset, pattern.length, pattern.data) == ("$a", 5, 11, b"EVIL_MARKER")
+    assert (pattern.line, pattern.column, pattern.snippet, pattern.snippet_offset) == (
+        1,
+        6,
+        b"x = 'EVIL_MARKER PY_ONLY'",
+        5,
+    )
+    assert file.is_text
+
+
+def test_matches_carry_line_column_and_a_bounded_snippet(scanner: dh.Scanner) -> None:
+    long_line = b"A" * 300 + b"EVIL_MARKER" + b"B" * 300
+    text = b"first\r\nsecond\n  call('EVIL_MARKER')\r\n" + long_line + b"\n"
+    binary = b"\x00\x01EVIL_MARKER\n\x00"
+    # The same content under two names: the second comes from the content cache, located the same.
+    data = tar_gz_bytes({"p-1/a.py": text, "p-1/b.py": text, "p-1/blob.bin": binary})
+    result = scanner.scan_bytes(data, "p-1.tar.gz")
+    by_path = {f.path: f for f in result.files}
+    for path in ("p-1/a.py", "p-1/b.py"):
+        [match] = [m for m in by_path[path].matches if m.identifier == "evil_marker"]
+        first, second = match.patterns
+        assert (first.line, first.column, first.snippet) == (3, 9, b"  call('EVIL_MARKER')")
+        assert first.snippet[first.snippet_offset :].startswith(b"EVIL_MARKER")
+        assert (second.line, second.column) == (4, 301)
+        assert len(second.snippet) == 120 and second.snippet[second.snippet_offset :].startswith(
+            b"EVIL_MARKER"
+        )
+        assert by_path[path].is_text
+    blob = by_path["p-1/blob.bin"]
+    assert not blob.is_text
+    [pattern] = blob.matches[0].patterns
+    assert (pattern.line, pattern.column, pattern.snippet_offset) == (1, 3, 2)
 
 
 def test_scan_path_and_errors(scanner: dh.Scanner, tmp_path: Path) -> None:

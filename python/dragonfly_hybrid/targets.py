@@ -5,10 +5,19 @@ A target is, in this order:
 1. an existing path: a file (an archive, whose format is detected from its bytes, or a loose file) or a
    directory (every regular file under it, recursively, in sorted order; symbolic links are not followed;
    each file is one distribution named by its path relative to the directory);
-2. a PyPI requirement ``name==version`` or a bare ``name`` (the latest release), when the string is a valid
-   PEP 508 project name (and a PEP 440 version). A string that contains a path separator or ends like an
-   archive or a Python file (``.tar.gz``, ``.whl``, ``.zip``, ``.py``...) is always taken as a path, so a
-   mistyped file name is reported as a missing file, not looked up on the index.
+2. a PyPI requirement ``name==version`` or a bare ``name`` (the latest release pip would install: not
+   yanked, Requires-Python admitting the target Python), when the string is a valid PEP 508 project name
+   (and a PEP 440 version). A string that contains a path separator or ends like an archive or a Python
+   file (``.tar.gz``, ``.whl``, ``.zip``, ``.py``...) is always taken as a path, so a mistyped file name is
+   reported as a missing file, not looked up on the index. When a name is also an existing path (``six``
+   with a ``./six/`` directory), the path wins and :attr:`PathTarget.shadows_name` is set (the CLI prints
+   a note); ``pypi:six`` or ``pypi:six==1.16.0`` always means the index.
+
+A release asked for with hashes (``-R`` in pip's hash-checking mode) scans only the files whose digest is
+among them: the index's listed digests select the files (a file listing none of the hash algorithms is
+downloaded and kept only if it matches), and the downloaded bytes are checked again. Bytes that do not
+match make the target incomplete; no allowed file at all too (pip would refuse to install); an allowed
+hash that matches no file is a note.
 
 Anything else is a usage error (:class:`TargetError`), as are a project or version the index does not
 have (:class:`~dragonfly_hybrid.pypi.index.ProjectNotFound`,
@@ -20,11 +29,13 @@ never lost.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import re
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +46,8 @@ from packaging.version import InvalidVersion, Version
 from dragonfly_hybrid._core import DistributionResult, Scanner
 from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.pypi.index import (
+    DEFAULT_MAX_DOWNLOAD_SIZE,
+    RUNNING_PYTHON,
     DistributionFile,
     IndexUnavailable,
     ProgressCallback,
@@ -42,7 +55,8 @@ from dragonfly_hybrid.pypi.index import (
     PyPIError,
     Release,
 )
-from dragonfly_hybrid.report import TargetKind, TargetResult
+from dragonfly_hybrid.pypi.pipconfig import PipSettings, network_of, pip_settings
+from dragonfly_hybrid.report import Origin, TargetKind, TargetResult
 
 PATH_SUFFIXES = (
     ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".whl", ".egg",
@@ -64,6 +78,8 @@ class PathTarget:
     raw: str
     path: Path
     is_directory: bool
+    shadows_name: bool = False
+    """The string is also a project name (or ``name==version``) that the path hides."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,14 @@ class ReleaseTarget:
     raw: str
     name: str
     version: str | None
+    hashes: frozenset[str] = frozenset()
+    """``algorithm:hex`` digests allowed for its files (empty: every file of the release)."""
+    origin: Origin | None = None
+    """The requirements-file line that asked for it."""
+
+
+INDEX_PREFIX = "pypi:"
+"""``pypi:name`` / ``pypi:name==version``: always the index, even when a path of that name exists."""
 
 
 Target = PathTarget | ReleaseTarget
@@ -83,6 +107,8 @@ def _looks_like_path(raw: str) -> bool:
 
 def parse_target(raw: str) -> Target:
     """Classify one command-line target (see the module docstring)."""
+    if raw.startswith(INDEX_PREFIX):
+        return release_target(raw[len(INDEX_PREFIX) :], raw)
     path = Path(raw)
     if os.path.lexists(raw):
         try:
@@ -90,10 +116,20 @@ def parse_target(raw: str) -> Target:
         except OSError as err:
             raise TargetError(f"cannot read {raw}: {err.strerror or err}") from err
         if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
-            return PathTarget(raw, path, stat.S_ISDIR(mode))
+            shadows = _REQUIREMENT.match(raw) is not None and not _looks_like_path(raw)
+            return PathTarget(raw, path, stat.S_ISDIR(mode), shadows)
         raise TargetError(f"{raw} is neither a regular file nor a directory")
-    match = _REQUIREMENT.match(raw)
-    if match is None or _looks_like_path(raw):
+    if _looks_like_path(raw):
+        raise TargetError(f"{raw}: no such file or directory, and not a PyPI project name or name==version")
+    return release_target(raw)
+
+
+def release_target(requirement: str, raw: str | None = None) -> ReleaseTarget:
+    """``name`` or ``name==version`` as a release to look up on the index (``raw``: as the user wrote it);
+    :class:`TargetError` for anything else."""
+    raw = requirement if raw is None else raw
+    match = _REQUIREMENT.match(requirement)
+    if match is None:
         raise TargetError(f"{raw}: no such file or directory, and not a PyPI project name or name==version")
     version = match.group("version")
     if version is not None:
@@ -163,13 +199,54 @@ class Resolved:
     error: str | None = None
 
 
+def _listed(file: DistributionFile) -> set[str]:
+    """``algorithm:hex`` of every digest the index lists for ``file``."""
+    listed = {f"{alg}:{value}" for alg, value in file.digests}
+    if file.sha256:
+        listed.add(f"sha256:{file.sha256}")
+    return listed
+
+
+def _hash_verdict(file: DistributionFile, allowed: frozenset[str]) -> bool | None:
+    """Whether the index's digests put ``file`` among the ``allowed`` hashes: True (an allowed digest is
+    listed), False (it lists a digest for every algorithm of ``allowed``, none allowed), None (some
+    algorithm of ``allowed`` is not listed: only its bytes can tell). Always True without hashes."""
+    if not allowed:
+        return True
+    listed = _listed(file)
+    if listed & allowed:
+        return True
+    listed_algorithms = {h.partition(":")[0] for h in listed}
+    if {h.partition(":")[0] for h in allowed} <= listed_algorithms:
+        return False
+    return None
+
+
+def _file_hashes(path: Path, algorithms: set[str]) -> set[str]:
+    """``algorithm:hex`` of the file's bytes for each of ``algorithms``."""
+    hashers = {alg: hashlib.new(alg) for alg in algorithms}
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            for hasher in hashers.values():
+                hasher.update(chunk)
+    return {f"{alg}:{hasher.hexdigest()}" for alg, hasher in hashers.items()}
+
+
 class TargetScanner:
     """Scans targets with one ``Scanner``, fetching releases through one ``PyPIClient``."""
 
-    def __init__(self, scanner: Scanner, pypi: PyPIClient, hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        scanner: Scanner,
+        pypi: PyPIClient,
+        hooks: Hooks | None = None,
+        note: Callable[[str], None] | None = None,
+    ) -> None:
         self.scanner = scanner
         self.pypi = pypi
         self.hooks: Hooks = hooks or NoHooks()
+        self.note = note or (lambda text: None)
+        """Called with remarks that change no verdict (an allowed hash that matches no file)."""
 
     def resolve(self, target: Target) -> Resolved:
         """Look a release up on the index. Raises ``ProjectNotFound``/``VersionNotFound`` (usage errors)."""
@@ -186,10 +263,12 @@ class TargetScanner:
         if isinstance(target, PathTarget):
             return self._scan_directory(target) if target.is_directory else self._scan_file(target)
         if resolved.release is None:
-            return TargetResult.failed(
+            result = TargetResult.failed(
                 target.raw, "release", target.name, target.version, resolved.error or ""
             )
-        return self._scan_release(target, resolved.release)
+        else:
+            result = self._scan_release(target, resolved.release)
+        return dataclasses.replace(result, origin=target.origin)
 
     def _scan_file(self, target: PathTarget) -> TargetResult:
         self.hooks.stage(f"scanning {target.raw}")
@@ -233,8 +312,20 @@ class TargetScanner:
     def _scan_release(self, target: ReleaseTarget, release: Release) -> TargetResult:
         self.hooks.stage(f"downloading {release.name}=={release.version}")
         with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
-            fetched, errors = self.download_all(release.files, Path(tmp))
+            fetched, errors = self.download_release(target, release, Path(tmp))
             return self.scan_downloaded(target, release, fetched, errors)
+
+    def download_release(
+        self, target: ReleaseTarget, release: Release, directory: Path
+    ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
+        """Download into ``directory`` the files of ``release`` that the target's hashes allow (every file
+        when it has none), checked against them; what arrived (in index order) and an error per failure."""
+        files = [f for f in release.files if _hash_verdict(f, target.hashes) is not False]
+        fetched, errors = self._download_all(files, directory)
+        if target.hashes:
+            label = f"{release.name}=={release.version}"
+            fetched, errors = self._check_hashes(target, label, fetched, errors, release.files)
+        return fetched, errors
 
     def scan_downloaded(
         self,
@@ -243,7 +334,7 @@ class TargetScanner:
         fetched: Sequence[tuple[DistributionFile, Path]],
         errors: Sequence[str],
     ) -> TargetResult:
-        """Scan the files of ``release`` that :meth:`download_all` fetched; ``errors`` are its failures."""
+        """Scan the files of ``release`` that :meth:`download_release` fetched (``errors``: its failures)."""
         if not fetched:
             return TargetResult.failed(
                 target.raw, "release", release.name, release.version, "; ".join(errors)
@@ -253,7 +344,42 @@ class TargetScanner:
         result = self.scanner.scan_release(release.name, release.version, items)
         return TargetResult.from_release(target.raw, result, "; ".join(errors) or None)
 
-    def download_all(
+    def _check_hashes(
+        self,
+        target: ReleaseTarget,
+        label: str,
+        fetched: list[tuple[DistributionFile, Path]],
+        errors: list[str],
+        listed: Sequence[DistributionFile],
+    ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
+        """Keep the downloaded files whose bytes have an allowed hash; an error for a selected file whose
+        bytes do not (the index listed an allowed digest for other bytes) and when nothing is allowed."""
+        where = f" ({target.origin.path}:{target.origin.line})" if target.origin else ""
+        kept: list[tuple[DistributionFile, Path]] = []
+        matched: set[str] = set()
+        for file, path in fetched:
+            actual = _file_hashes(path, {h.partition(":")[0] for h in target.hashes})
+            if actual & target.hashes:
+                kept.append((file, path))
+                matched |= actual & target.hashes
+            elif _hash_verdict(file, target.hashes):
+                expected = " or ".join(sorted(h for h in target.hashes if h in _listed(file)))
+                errors.append(
+                    f"{file.filename}: the downloaded bytes have {', '.join(sorted(actual))}, expected "
+                    f"{expected}{where}"
+                )
+        if not kept and not errors:
+            files = ", ".join(f"{f.filename} sha256:{f.sha256 or '(not listed)'}" for f in listed) or "none"
+            errors.append(
+                f"no file of {label} has a hash allowed by the requirements{where} (pip would refuse to "
+                f"install it): allowed {', '.join(sorted(target.hashes))}; files: {files}"
+            )
+        unmatched_hashes = target.hashes - matched - {h for f in listed for h in _listed(f)}
+        for unmatched in sorted(unmatched_hashes) if kept else ():  # else the error lists them
+            self.note(f"{target.raw}{where}: hash {unmatched} matches no file of {label}")
+        return kept, errors
+
+    def _download_all(
         self, files: Sequence[DistributionFile], directory: Path
     ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
         """Download files concurrently into ``directory``; returns what arrived (in index order) and an
@@ -277,3 +403,40 @@ class TargetScanner:
         finally:
             self.hooks.downloaded(file.filename)
         return None
+
+
+def index_settings(
+    index_url: str | None = None,
+    extra_index_urls: Sequence[str] = (),
+    from_requirements: PipSettings | None = None,
+) -> PipSettings:
+    """pip's settings as ``scan`` uses them: pip's configuration files and environment, then the
+    requirements files' option lines, then the command line (see :mod:`dragonfly_hybrid.pypi.pipconfig`)."""
+    settings = pip_settings()
+    if from_requirements is not None:
+        settings = settings.overlay(
+            index_url=from_requirements.index_url,
+            extra_index_urls=from_requirements.extra_index_urls,
+            trusted_hosts=from_requirements.trusted_hosts,
+            refused=from_requirements.refused,
+        )
+    return settings.overlay(index_url=index_url, extra_index_urls=tuple(extra_index_urls))
+
+
+def open_index(
+    settings: PipSettings,
+    *,
+    python_version: Version = RUNNING_PYTHON,
+    max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
+) -> PyPIClient:
+    """A client for the indexes of ``settings``. Raises :class:`PipConfigError` for settings that cannot be
+    honoured (``no-index``, ``find-links``) and :class:`NetworkSettingsError` for unloadable certificates."""
+    settings.check()
+    urls = settings.index_urls
+    return PyPIClient(
+        urls[0],
+        extra_index_urls=urls[1:],
+        network=network_of(settings),
+        python_version=python_version,
+        max_download_size=max_download_size,
+    )

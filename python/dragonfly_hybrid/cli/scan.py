@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import IO, Annotated
 
 import typer
+from packaging.version import Version
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,7 +28,7 @@ from rich.progress import (
 from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules, Scanner
-from dragonfly_hybrid.cli.base import choice_option
+from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     EXIT_INTERRUPTED,
@@ -37,18 +39,21 @@ from dragonfly_hybrid.cli.common import (
     load_rules_or_exit,
     open_store,
 )
+from dragonfly_hybrid.http_client import NetworkSettingsError
 from dragonfly_hybrid.node.settings import available_cores
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
+    RUNNING_PYTHON,
     ProgressCallback,
     ProjectNotFound,
-    PyPIClient,
     VersionNotFound,
 )
-from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins
+from dragonfly_hybrid.pypi.pipconfig import PipConfigError, PipSettings
+from dragonfly_hybrid.pypi.requirements import Pins, RequirementsError, looks_like_requirements, read_pins
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
+    Origin,
     ReportFormat,
     TargetResult,
     exit_code,
@@ -58,12 +63,16 @@ from dragonfly_hybrid.report import (
 from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner
 from dragonfly_hybrid.store.db import STORE_ENV, Store, StoreError
 from dragonfly_hybrid.targets import (
+    INDEX_PREFIX,
     NoHooks,
+    PathTarget,
     ReleaseTarget,
     Resolved,
     Target,
     TargetError,
     TargetScanner,
+    index_settings,
+    open_index,
     parse_target,
 )
 
@@ -71,11 +80,13 @@ EXIT_CODES_HELP = """\
 **Exit codes** (a stable contract, for CI):
 
 * **0**: every target was scanned completely and no rule matched.
-* **1**: at least one rule matched. Findings win over incomplete scans: a malicious signal is never lost.
+* **1**: at least one rule matched (in a target scoring at least `--min-score`). Findings win over
+  incomplete scans: a malicious signal is never lost.
 * **2**: usage or configuration error: a bad option, rules that cannot be read or do not compile, a path
   that does not exist and is not a PyPI name, a project or version the index does not have.
-* **3**: could not scan: some target was left incomplete (a download failed, an archive member was over
-  a limit or corrupt) and no rule matched anywhere.
+* **3**: could not scan: some target was left incomplete (a download failed or did not match its hash,
+  an archive member was over a limit or corrupt), or -R entries that are not index releases were skipped
+  (unless --allow-skipped), and no rule matched anywhere (or only in targets below `--min-score`).
 * **141**: stdout was closed before the output was written (`... | head`), as for a shell's SIGPIPE.
 """
 
@@ -202,8 +213,22 @@ def scan_command(
         ),
     ] = None,
     fmt: Annotated[
-        ReportFormat, choice_option(ReportFormat, "--format", "-f", help_text="Report format.")
+        ReportFormat,
+        choice_option(
+            ReportFormat,
+            "--format",
+            "-f",
+            help_text="Report format: markdown is for CI summaries, html one self-contained page.",
+        ),
     ] = "table",
+    min_score: Annotated[
+        int,
+        int_option(
+            "Targets scoring below N do not set exit code 1 (their findings are still reported, marked "
+            "below the threshold). Default: 0, any match fails.",
+            low=0,
+        ),
+    ] = 0,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.", metavar="FILE"),
@@ -215,11 +240,38 @@ def scan_command(
         str | None,
         typer.Option(
             help="Simple repository API (PEP 691) to resolve `name` and `name==version` on. Default: "
-            "PIP_INDEX_URL, else pip's configured index-url, else PyPI (pypi.org/simple/).",
+            "--index-url of the -R files, else PIP_INDEX_URL, else pip's configured index-url, else PyPI "
+            "(pypi.org/simple/).",
             metavar="URL",
             show_default=False,
         ),
     ] = None,
+    extra_index_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Another index to look projects up on (their files are merged, as pip does), added to "
+            "those of the -R files, PIP_EXTRA_INDEX_URL and pip's configuration. Repeatable.",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    python_version: Annotated[
+        str | None,
+        typer.Option(
+            help="For a bare `name`: pick the latest release whose Requires-Python admits this Python "
+            "(X.Y or X.Y.Z). Default: the running Python.",
+            metavar="X.Y",
+            show_default=False,
+        ),
+    ] = None,
+    allow_skipped: Annotated[
+        bool,
+        typer.Option(
+            "--allow-skipped",
+            help="Exit 0 (not 3) when -R entries that are not index releases (URLs, paths, VCS, editables) "
+            "were skipped and everything else is clean.",
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress display and no summary line.")
     ] = False,
@@ -236,17 +288,38 @@ def scan_command(
         parsed: list[Target] = [parse_target(raw) for raw in targets or []]
     except TargetError as err:
         fail(str(err))
-    parsed += requirement_targets(requirements or []) if requirements else []
+    for target in parsed:
+        if isinstance(target, PathTarget) and target.shadows_name:
+            print(
+                f"note: scanning the local {'directory' if target.is_directory else 'file'} {target.raw}; "
+                f"for the project on the index, write {INDEX_PREFIX}{target.raw}",
+                file=sys.stderr,
+            )
+    pins = read_requirements(requirements or [])
+    parsed += requirement_targets(pins)
     results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
+    _refuse_requirements_as_rules(rules or [])
     ruleset = load_rules_or_exit(rules or [])
     engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
     show_progress = not quiet and sys.stderr.isatty()
-    with PyPIClient(index_url, max_download_size=max_download_size) as pypi, _output(output) as out:
+    # pip's settings matter (and are checked) only when something is fetched from an index.
+    settings = PipSettings()
+    if any(isinstance(t, ReleaseTarget) for t in parsed):
+        settings = index_settings(index_url, extra_index_url or [], pins.settings)
+        for ignored in settings.ignored:
+            _note(f"ignoring pip's {ignored}: scan looks releases up on package indexes only")
+    try:
+        pypi = open_index(
+            settings, python_version=_python_version(python_version), max_download_size=max_download_size
+        )
+    except (PipConfigError, NetworkSettingsError) as err:
+        fail(str(err))
+    with pypi, _output(output) as out:
         # NDJSON lines are written as targets finish, except to a terminal that shows the progress display.
         stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
         try:
             with _hooks(show_progress, len(parsed)) as hooks:
-                scanner = TargetScanner(engine, pypi, hooks)
+                scanner = TargetScanner(engine, pypi, hooks, note=_note)
                 resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
                 results = _scan_all(scanner, resolved, hooks, stream)
         except (ProjectNotFound, VersionNotFound) as err:
@@ -254,8 +327,15 @@ def scan_command(
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
         if stream is None:
-            render(results, ruleset, fmt, out, quiet=quiet)
-    code = exit_code(results)
+            render(results, ruleset, fmt, out, quiet=quiet, min_score=min_score)
+    code = exit_code(results, min_score)
+    if pins.skipped and code == EXIT_CLEAN and not allow_skipped:
+        print(
+            f"error: {len(pins.skipped)} -R entr{'y was' if len(pins.skipped) == 1 else 'ies were'} not "
+            "scanned (not index releases; listed above): exit 3, or pass --allow-skipped to accept that",
+            file=sys.stderr,
+        )
+        code = EXIT_INCOMPLETE
     raise typer.Exit(
         store_scan_results(results_store, results, ruleset, code, scanner=engine, cache=cache, quiet=quiet)
     )
@@ -290,8 +370,11 @@ def scan_store_path(option: Path | None) -> Path | None:
     return Path(env).expanduser() if env else None
 
 
-def requirement_targets(paths: Sequence[Path]) -> list[ReleaseTarget]:
-    """The pinned releases of requirements/lock files as ``scan`` targets; exits 2 on a bad file."""
+def read_requirements(paths: Sequence[Path]) -> Pins:
+    """The pins of requirements/lock files (none without files); exits 2 on a bad file. Skipped entries
+    are listed on stderr."""
+    if not paths:
+        return Pins()
     try:
         pins = read_pins(list(paths))
     except RequirementsError as err:
@@ -300,7 +383,44 @@ def requirement_targets(paths: Sequence[Path]) -> list[ReleaseTarget]:
         print(f"note: skipped {skipped}", file=sys.stderr)
     if not pins.pins and not pins.skipped:
         fail(f"no requirements in {', '.join(str(p) for p in paths)}")
-    return [ReleaseTarget(pin.spec, pin.name, pin.version) for pin in pins.pins]
+    return pins
+
+
+def requirement_targets(pins: Pins) -> list[ReleaseTarget]:
+    """The pinned releases as ``scan`` targets, each with its hashes and its requirements-file line."""
+    return [
+        ReleaseTarget(
+            pin.spec,
+            pin.name,
+            pin.version,
+            pin.hashes,
+            Origin(pin.path, pin.line) if pin.line is not None else None,
+        )
+        for pin in pins.pins
+    ]
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
+def _python_version(text: str | None) -> Version:
+    """``--python-version``: X.Y or X.Y.Z; exits 2 otherwise."""
+    if text is None:
+        return RUNNING_PYTHON
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", text.strip()):
+        fail(f"--python-version {text!r}: expected X.Y or X.Y.Z, such as 3.11")
+    return Version(text.strip())
+
+
+def _refuse_requirements_as_rules(paths: Sequence[Path]) -> None:
+    """``-r requirements.txt`` out of pip's habit (here ``-r`` is ``--rules``): say so, exit 2."""
+    for path in paths:
+        if path.suffix.lower() not in (".yar", ".yara") and looks_like_requirements(path):
+            fail(
+                f"{path} looks like a requirements file, not YARA rules (-r is --rules here): "
+                f"did you mean -R/--requirements {path}?"
+            )
 
 
 def open_scan_store(option: Path | None) -> Store | None:

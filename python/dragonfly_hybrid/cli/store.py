@@ -88,7 +88,8 @@ that does not serve the PEP 691 JSON project list with `_last-serial`);
 """
 REPORT_EXIT_CODES_HELP = """\
 **Exit codes**: **0** the report was written (with findings in it or not); **2** no store, a bad option
-or `--since`, or a release the store does not have; **141** stdout was closed early (`report | head`).
+or `--since`, a release the store does not have, or an `--html` FILE that cannot be written; **141** stdout
+was closed early (`report | head`).
 """
 DIFF_EXIT_CODES_HELP = """\
 **Exit codes**: **1** NEW has findings OLD does not (a new rule, or a rule matching a new file); **0**
@@ -290,6 +291,16 @@ def report_command(
     ] = False,
     limit: Annotated[int, int_option("Most scans listed.", low=1)] = 50,
     fmt: FormatOption = "table",
+    html_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write one self-contained HTML page to FILE instead: the scans listed, hits per rule and "
+            "scans per day as charts, every finding with its snippet, with search and filters.",
+            metavar="FILE",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Query the results store: recent findings, hit counts per rule, or one release's details."""
     try:
@@ -297,12 +308,30 @@ def report_command(
     except ValueError as err:
         fail(str(err))
     with open_store(store or default_store_path(), readonly=True) as db:
-        if release is not None:
+        if html_path is not None:
+            spec = _spec(release) if release is not None else None
+            _write_html(db, html_path, since_iso, not all_scans, limit, spec)
+        elif release is not None:
             _report_release(db, *_spec(release), fmt)
         elif by_rule:
             _report_rules(db, since_iso, fmt)
         else:
             _report_scans(db, since_iso, not all_scans, limit, fmt)
+
+
+def _write_html(
+    db: Store, path: Path, since: str | None, findings_only: bool, limit: int, release: tuple[str, str] | None
+) -> None:
+    from dragonfly_hybrid.html_report import page_from_store, render_page  # only --html needs it
+
+    try:
+        page = page_from_store(db, since=since, findings_only=findings_only, limit=limit, release=release)
+    except LookupError as err:
+        fail(str(err))
+    try:
+        path.write_text(render_page(page), encoding="utf-8")
+    except OSError as err:
+        fail(f"cannot write {path}: {err.strerror or err}")
 
 
 def _report_scans(db: Store, since: str | None, findings_only: bool, limit: int, fmt: Fmt) -> None:
@@ -532,7 +561,7 @@ def _release_side(
             normalize_name(target.name),
         )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
-        fetched, errors = scanner.download_all(release.files, Path(tmp))
+        fetched, errors = scanner.download_release(target, release, Path(tmp))
         members = MemberListing(problems=list(errors))
         for file, path in fetched:
             members.merge(list_members(path, file.filename, DEFAULT_LIMITS))

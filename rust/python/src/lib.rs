@@ -250,6 +250,22 @@ impl PatternMatch {
     fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.inner.data)
     }
+    #[getter]
+    fn line(&self) -> u64 {
+        self.inner.line
+    }
+    #[getter]
+    fn column(&self) -> u64 {
+        self.inner.column
+    }
+    #[getter]
+    fn snippet<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.snippet)
+    }
+    #[getter]
+    fn snippet_offset(&self) -> u64 {
+        self.inner.snippet_offset
+    }
     fn __repr__(&self) -> String {
         format!("<PatternMatch {} at {}+{}>", self.inner.identifier, self.inner.offset, self.inner.length)
     }
@@ -328,6 +344,10 @@ impl FileResult {
     #[getter]
     fn sha256(&self) -> &str {
         &self.inner.sha256
+    }
+    #[getter]
+    fn is_text(&self) -> bool {
+        self.inner.is_text
     }
     #[getter]
     fn score(&self) -> i64 {

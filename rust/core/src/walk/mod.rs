@@ -30,7 +30,7 @@ use crate::format::{detect, interpretations, is_tar_header, Container, Format, T
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
-use crate::service::{sha256, sha256_hex, ContentHash, FileScanner, ScanOutcome};
+use crate::service::{looks_like_text, sha256, sha256_hex, ContentHash, FileScanner, ScanOutcome};
 use names::{archive_suffix, decompressed_name, name_problem};
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
 use zip::ArchiveBudget;
@@ -565,8 +565,13 @@ impl<'e> DistScan<'e> {
                 self.bytes_scanned.fetch_add(data.len() as u64, Ordering::Relaxed);
                 let hits = self.scanner.hits_for_path(&raw, &path);
                 if !hits.is_empty() {
-                    let report =
-                        FileReport { path, size: data.len() as u64, sha256: sha256_hex(&hash), hits };
+                    let report = FileReport {
+                        path,
+                        size: data.len() as u64,
+                        sha256: sha256_hex(&hash),
+                        is_text: looks_like_text(data),
+                        hits,
+                    };
                     self.files.lock().unwrap_or_else(|e| e.into_inner()).push((order, report));
                 }
             }

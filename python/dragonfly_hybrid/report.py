@@ -126,6 +126,7 @@ from dragonfly_hybrid._core import (
     Rules,
     ScanIssue,
 )
+from dragonfly_hybrid.closed_pipe import ClosedPipeConsole
 
 if TYPE_CHECKING:
     from dragonfly_hybrid._core import Verdict  # the engine's verdicts (a type only)
@@ -1013,7 +1014,9 @@ def render(
     if fmt == "table":
         # A terminal gets its own width; a file or a pipe gets room for long member paths.
         width = None if out.isatty() else FILE_TABLE_WIDTH
-        render_table(targets, rules, Console(file=out, width=width), quiet=quiet, min_score=min_score)
+        render_table(
+            targets, rules, ClosedPipeConsole(file=out, width=width), quiet=quiet, min_score=min_score
+        )
     elif fmt == "markdown":
         from dragonfly_hybrid.report_markdown import markdown_report  # it imports this module
 

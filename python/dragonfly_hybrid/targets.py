@@ -369,25 +369,41 @@ class TargetScanner:
         return dists, errors
 
     def _scan_release(self, target: ReleaseTarget, release: Release) -> TargetResult:
-        label = f"{release.name}=={release.version}"
-        self.hooks.stage(f"downloading {label}")
-        files = [f for f in release.files if _hash_verdict(f, target.hashes) is not False]
+        self.hooks.stage(f"downloading {release.name}=={release.version}")
         with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
-            fetched, errors = self._download_all(files, Path(tmp))
-            if target.hashes:
-                fetched, errors = self._check_hashes(target, label, fetched, errors, release.files)
-            if not fetched:
-                return TargetResult.failed(
-                    target.raw, "release", release.name, release.version, "; ".join(errors)
-                )
-            self.hooks.stage(f"scanning {label}")
-            items = [(f.filename, str(path), redact_url(f.url)) for f, path in fetched]
-            result = self._engine(
-                len(items),
-                lambda: self.scanner.scan_release(
-                    release.name, release.version, items, progress=self.progress
-                ),
+            fetched, errors = self.download_release(target, release, Path(tmp))
+            return self.scan_downloaded(target, release, fetched, errors)
+
+    def download_release(
+        self, target: ReleaseTarget, release: Release, directory: Path
+    ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
+        """Download into ``directory`` the files of ``release`` that the target's hashes allow (every file
+        when it has none), checked against them; what arrived (in index order) and an error per failure."""
+        files = [f for f in release.files if _hash_verdict(f, target.hashes) is not False]
+        fetched, errors = self._download_all(files, directory)
+        if target.hashes:
+            label = f"{release.name}=={release.version}"
+            fetched, errors = self._check_hashes(target, label, fetched, errors, release.files)
+        return fetched, errors
+
+    def scan_downloaded(
+        self,
+        target: ReleaseTarget,
+        release: Release,
+        fetched: Sequence[tuple[DistributionFile, Path]],
+        errors: Sequence[str],
+    ) -> TargetResult:
+        """Scan the files of ``release`` that :meth:`download_release` fetched (``errors``: its failures)."""
+        if not fetched:
+            return TargetResult.failed(
+                target.raw, "release", release.name, release.version, "; ".join(errors)
             )
+        self.hooks.stage(f"scanning {release.name}=={release.version}")
+        items = [(f.filename, str(path), redact_url(f.url)) for f, path in fetched]
+        result = self._engine(
+            len(items),
+            lambda: self.scanner.scan_release(release.name, release.version, items, progress=self.progress),
+        )
         return TargetResult.from_release(target.raw, result, "; ".join(errors) or None)
 
     def _check_hashes(
@@ -428,7 +444,8 @@ class TargetScanner:
     def _download_all(
         self, files: Sequence[DistributionFile], directory: Path
     ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
-        """Download files concurrently; returns what arrived (in index order) and an error per failure.
+        """Download files concurrently into ``directory``; returns what arrived (in index order) and an
+        error per failure.
 
         The downloads run on daemon threads waited for with :func:`wait_for`: a process stopped by a
         signal neither waits for a slow download nor leaves it running."""

@@ -256,6 +256,8 @@ class Faults:
     """Normalized project name -> ``_last-serial`` its page claims (older than the listing's)."""
     hook_status: list[int] = field(default_factory=list)
     """Statuses for the next webhook POSTs (then 204)."""
+    project_list: tuple[bytes, str] | None = None
+    """Body and content type served for the project list (``/simple/``) instead of the PEP 691 JSON."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -276,6 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
         if faults.fail_first[self.path] > 0:
             faults.fail_first[self.path] -= 1
             self._send(500, b"try again", "text/plain")
+            return
+        if self.path == "/simple/" and faults.project_list is not None:
+            self._send(200, *faults.project_list)
             return
         if self.path == "/simple/":
             self._send(200, json.dumps(index.json_index()).encode(), JSON_TYPE)

@@ -32,6 +32,7 @@ from rich.progress import (
 from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules, Scanner, ScanProgress
+from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     MaxDownloadSizeOption,
@@ -92,6 +93,7 @@ EXIT_CODES_HELP = """\
   (unless --allow-skipped), and no rule matched anywhere (or only in targets below `--min-score`).
 * **130** (143 for SIGTERM): stopped by Ctrl-C (SIGINT) or SIGTERM, within a second at any stage, after one
   `stopping…` line; no report is written (an `--output` file is left as it was).
+* **141**: stdout was closed before the output was written (`... | head`), as for a shell's SIGPIPE.
 """
 
 # ---------------------------------------------------------------------------------------------- progress
@@ -327,21 +329,19 @@ def scan_command(
     ] = None,
     fmt: Annotated[
         ReportFormat,
-        typer.Option(
+        choice_option(
+            ReportFormat,
             "--format",
             "-f",
-            help="Report format: table, json, ndjson, sarif, markdown (for CI summaries) or html (one "
-            "self-contained page).",
+            help_text="Report format: markdown is for CI summaries, html one self-contained page.",
         ),
     ] = "table",
     min_score: Annotated[
         int,
-        typer.Option(
-            "--min-score",
-            help="Targets scoring below N do not set exit code 1 (their findings are still reported, marked "
+        int_option(
+            "Targets scoring below N do not set exit code 1 (their findings are still reported, marked "
             "below the threshold). Default: 0, any match fails.",
-            min=0,
-            metavar="N",
+            low=0,
         ),
     ] = 0,
     output: Annotated[

@@ -68,6 +68,11 @@ class IndexUnavailable(PyPIError):
     """The index could not be reached or gave an unusable answer (after retries)."""
 
 
+class NotAProjectList(IndexUnavailable):
+    """The index answered its root with something other than the PEP 691 JSON project list with
+    ``_last-serial`` (an HTML page, truncated or other JSON): asking again will not help."""
+
+
 class DownloadError(PyPIError):
     """A distribution file could not be downloaded (by :class:`PyPIClient` or the node's
     :class:`~dragonfly_hybrid.pypi.download.Downloader`).
@@ -315,14 +320,22 @@ class PyPIClient:
         response = self._get(self.index_url, _JSON_TYPE)
         if response is None:
             raise IndexUnavailable(f"index answered HTTP 404 for {shown}")
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        expected = (
+            f"the PEP 691 JSON project list with each project's _last-serial ({_JSON_TYPE}, as PyPI serves)"
+        )
+        if content_type not in (_JSON_TYPE, "application/json"):
+            raise NotAProjectList(
+                f"{shown} answered {content_type or 'without a content type'}, not {expected}; "
+                "an index that serves only the HTML (PEP 503) list cannot be watched"
+            )
         try:
             data = response.json()
             projects = {normalize_name(p["name"]): int(p["_last-serial"]) for p in data["projects"]}
             meta_serial = data.get("meta", {}).get("_last-serial")
-        except (ValueError, KeyError, TypeError) as err:
-            raise IndexUnavailable(
-                f"{shown} does not list projects with their _last-serial (PEP 691 JSON, as PyPI does): "
-                f"{type(err).__name__}: {err}"
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise NotAProjectList(
+                f"{shown} answered {content_type} that is not {expected}: {type(err).__name__}: {err}"
             ) from None
         serial = int(meta_serial) if meta_serial is not None else max(projects.values(), default=0)
         server_time = None

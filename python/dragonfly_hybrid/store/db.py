@@ -189,6 +189,13 @@ class StoreError(Exception):
     """The store cannot be opened or used (newer schema, not a database, unwritable)."""
 
 
+def is_default_location(path: Path, env: dict[str, str] | None = None) -> bool:
+    """Whether ``path`` is the store's place under ``$XDG_DATA_HOME`` (whose directories may be created),
+    rather than one a user named (``--store``, ``$DRAGONFLY_STORE``)."""
+    env = dict(os.environ) if env is None else env
+    return path == default_store_path({k: v for k, v in env.items() if k != STORE_ENV})
+
+
 def default_store_path(env: dict[str, str] | None = None) -> Path:
     """``$DRAGONFLY_STORE``, else ``$XDG_DATA_HOME/dragonfly-hybrid/store.db`` (``~/.local/share``)."""
     env = dict(os.environ) if env is None else env
@@ -319,9 +326,13 @@ class Store:
     """A connection to the store. Thread-safe (one lock per connection); use as a context manager.
 
     ``readonly=True`` opens an existing store for queries only (``report``); it never creates or migrates.
+    A new store is created in an existing directory only, unless ``create_parents`` (the default location
+    under ``$XDG_DATA_HOME``): a mistyped path is an error, not a tree of new directories.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, readonly: bool = False, create_parents: bool = False
+    ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
@@ -338,7 +349,12 @@ class Store:
                     check_same_thread=False,
                 )
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if create_parents:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                elif not self.path.parent.is_dir():
+                    raise StoreError(
+                        f"cannot create the store {self.path}: directory {self.path.parent} does not exist"
+                    )
                 self._db = sqlite3.connect(
                     self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
                 )

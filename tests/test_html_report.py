@@ -31,7 +31,6 @@ from dragonfly_hybrid.html_report import (
     make_snippet,
     page_from_store,
     page_from_targets,
-    readable_size,
     render_page,
 )
 from dragonfly_hybrid.report import TargetResult
@@ -127,14 +126,6 @@ def test_embedded_json_cannot_end_its_script_element() -> None:
     text = embedded_json(value)
     assert not set("<>&") & set(text)
     assert json.loads(text) == value
-
-
-@pytest.mark.parametrize(
-    ("size", "text"),
-    [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"), (5 * 1024**3, "5.0 GiB")],
-)
-def test_readable_size(size: int, text: str) -> None:
-    assert readable_size(size) == text
 
 
 def test_scan_format_html(tmp_path: Path, hostile_archive: Path, rules: Rules) -> None:

@@ -60,6 +60,7 @@ from dragonfly_hybrid.report import (
     ReportFormat,
     TargetResult,
     exit_code,
+    human_size,
     ndjson_line,
     render,
 )
@@ -97,16 +98,6 @@ EXIT_CODES_HELP = """\
 """
 
 # ---------------------------------------------------------------------------------------------- progress
-
-
-def readable_size(size: int) -> str:
-    """A byte count for people: ``512 B``, ``1.2 kB``, ``3.4 MB``, ``1.2 GB`` (powers of 1000)."""
-    amount = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if amount < 1000 or unit == "TB":
-            return f"{size} B" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1000
-    raise AssertionError("unreachable: the loop returns at TB")
 
 
 class RichHooks:
@@ -194,7 +185,7 @@ class _AmountColumn(ProgressColumn):
             distributions, files, size = task.fields["base"]
             return Text(
                 f"{live.distributions - distributions}/{task.fields['distributions']} distributions, "
-                f"{live.files - files} files, {readable_size(live.bytes - size)}",
+                f"{live.files - files} files, {human_size(live.bytes - size)}",
                 style="progress.download",
             )
         return Text(f"{int(task.completed)}/{int(task.total or 0)} targets", style="progress.download")

@@ -44,7 +44,7 @@ from typing import IO, Any
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import DistributionResult, FileResult, PatternMatch, RuleMatch, Rules
-from dragonfly_hybrid.report import TargetResult, member_label, meta_value, overall_verdict
+from dragonfly_hybrid.report import TargetResult, human_size, member_label, meta_value, overall_verdict
 from dragonfly_hybrid.store.db import Store, StoredScan, snippet_parts
 
 SNIPPETS_PER_FINDING = 3
@@ -440,16 +440,6 @@ def embedded_json(value: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def readable_size(size: int) -> str:
-    """``999 B``, ``1.1 KiB``, ``23.4 MiB``: binary units, one decimal above bytes."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
@@ -527,9 +517,9 @@ def _distribution_html(d: DistributionRow) -> str:
         _td(d.release, "release"),
         _td(d.name, "path"),
         _td(d.format),
-        f'<td class="num" title="{d.size} bytes">{_e(readable_size(d.size))}</td>',
+        f'<td class="num" title="{d.size} bytes">{_e(human_size(d.size))}</td>',
         _td(d.files_scanned, "num"),
-        f'<td class="num" title="{d.bytes_scanned} bytes">{_e(readable_size(d.bytes_scanned))}</td>',
+        f'<td class="num" title="{d.bytes_scanned} bytes">{_e(human_size(d.bytes_scanned))}</td>',
         _td(d.score, "num"),
         _verdict_cell(d.dist_verdict),
     ]

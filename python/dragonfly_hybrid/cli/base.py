@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, get_args
 
 import typer
+from typer._click import Command as ClickCommand
 from typer._click import Context as ClickContext  # typer's own click, which its commands are built on
 from typer._click import HelpFormatter
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
@@ -59,41 +60,31 @@ def _print_help(
         raise
 
 
-class DragonflyCommand(TyperCommand):
+class _HelpInWords(ClickCommand):
+    """Help that names values in words (see module doc); shared by commands and groups."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _describe_in_words(param)
+
+    def get_help_option(self, ctx: ClickContext) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _describe_in_words(option)
+        return option
+
+    def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
+        _print_help(super().format_help, ctx, formatter)
+
+
+class DragonflyCommand(_HelpInWords, TyperCommand):
     """A command whose help names values in words (see module doc)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            _describe_in_words(param)
 
-    def get_help_option(self, ctx: ClickContext) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _describe_in_words(option)
-        return option
-
-    def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
-        _print_help(super().format_help, ctx, formatter)
-
-
-class DragonflyGroup(TyperGroup):
+class DragonflyGroup(_HelpInWords, TyperGroup):
     """The root command and ``rules``: help in words, and a closed stdout ends any subcommand with
     :data:`EXIT_CLOSED_PIPE` (typer would exit 1, the code for findings)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            _describe_in_words(param)
-
-    def get_help_option(self, ctx: ClickContext) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _describe_in_words(option)
-        return option
-
-    def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
-        _print_help(super().format_help, ctx, formatter)
 
     def invoke(self, ctx: ClickContext) -> Any:
         try:

@@ -63,10 +63,12 @@ def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or not rows:
         return
-    reporter.write_sep("=", "big wheel (median of rounds; ratio to engine-2threads)")
-    for name, median in rows.items():
-        ratio = f"{median / engine:6.2f}x" if engine else "      -"
-        reporter.write_line(f"{name:<16} {median:8.3f} s  {ratio}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # shown without -s too
+        reporter.write_sep("=", "big wheel (median of rounds; ratio to engine-2threads)")
+        for name, median in rows.items():
+            ratio = f"{median / engine:6.2f}x" if engine else "      -"
+            reporter.write_line(f"{name:<16} {median:8.3f} s  {ratio}")
 
 
 def _record(benchmark: Any, medians: dict[str, float], row: str, **extra: Any) -> None:

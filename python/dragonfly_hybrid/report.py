@@ -362,19 +362,24 @@ def _indented(value: object, level: int) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * level)
 
 
+def _target_parts(target: TargetResult, level: int | None) -> tuple[str, str, str]:
+    """The JSON text of one target in three parts, so that its distributions (tens of MB in a large report)
+    are written as the engine returned them, never copied into a larger string."""
+    fields = _target_fields(target)
+    dists = distributions_json(target.distributions, level if level is None else level + 1)
+    if level is None:
+        line = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        return f'{line[:-1]},"distributions":', dists, "}"
+    newline = "\n" + "  " * level
+    head = _indented(fields, level)[: -len(newline) - 1]  # without its closing newline and brace
+    return f'{head},{newline}  "distributions": ', dists, f"{newline}}}"
+
+
 def target_json_text(target: TargetResult, level: int | None = None) -> str:
     """The JSON of one target: one line when ``level`` is None (NDJSON), else as ``json.dump(indent=2)``
     writes it ``level`` levels deep. Its distributions (the bulk: files, matches) are written by the
     engine (``distributions_json``), with no Python object per file or match."""
-    fields = _target_fields(target)
-    dists = distributions_json(target.distributions, level if level is None else level + 1)
-    if level is None:
-        return (
-            json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[:-1] + f',"distributions":{dists}}}'
-        )
-    newline = "\n" + "  " * level
-    head = _indented(fields, level)[: -len(newline) - 1]  # without its closing newline and brace
-    return f'{head},{newline}  "distributions": {dists}{newline}}}'
+    return "".join(_target_parts(target, level))
 
 
 def target_json(target: TargetResult) -> JSON:
@@ -408,7 +413,10 @@ def write_json_document(
     out.write(',\n  "rules": ' + _indented({"hash": rules.hash, "count": rules.count}, 1))
     out.write(',\n  "targets": [')
     for index, target in enumerate(targets):
-        out.write(("," if index else "") + "\n    " + target_json_text(target, 2))
+        out.write("," if index else "")
+        out.write("\n    ")
+        for part in _target_parts(target, 2):
+            out.write(part)
     out.write("\n  ]" if targets else "]")
     out.write(',\n  "summary": ' + _indented(summary, 1) + "\n}\n")
 
@@ -1030,7 +1038,9 @@ def render(
         write_scan_page(targets, rules, out)
     elif fmt == "ndjson":
         for target in targets:
-            out.write(ndjson_line(target) + "\n")
+            for part in _target_parts(target, None):
+                out.write(part)
+            out.write("\n")
     elif fmt == "json":
         write_json_document(targets, rules, out, min_score)
     else:

@@ -164,12 +164,19 @@ class Resolved:
 
 
 class TargetScanner:
-    """Scans targets with one ``Scanner``, fetching releases through one ``PyPIClient``."""
+    """Scans targets with one ``Scanner``, fetching releases through one ``PyPIClient`` (None when every
+    target is a path: ``scan`` of local files opens no index client)."""
 
-    def __init__(self, scanner: Scanner, pypi: PyPIClient, hooks: Hooks | None = None) -> None:
+    def __init__(self, scanner: Scanner, pypi: PyPIClient | None, hooks: Hooks | None = None) -> None:
         self.scanner = scanner
-        self.pypi = pypi
+        self._pypi = pypi
         self.hooks: Hooks = hooks or NoHooks()
+
+    @property
+    def pypi(self) -> PyPIClient:
+        if self._pypi is None:
+            raise RuntimeError("a release target needs an index client: TargetScanner was given none")
+        return self._pypi
 
     def resolve(self, target: Target) -> Resolved:
         """Look a release up on the index. Raises ``ProjectNotFound``/``VersionNotFound`` (usage errors)."""

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules, Scanner
+from dragonfly_hybrid.bounds import available_cores
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     EXIT_INTERRUPTED,
@@ -36,7 +37,6 @@ from dragonfly_hybrid.cli.common import (
     load_rules_or_exit,
     open_store,
 )
-from dragonfly_hybrid.node.settings import available_cores
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     ProgressCallback,
@@ -239,7 +239,14 @@ def scan_command(
     ruleset = load_rules_or_exit(rules or [])
     engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
     show_progress = not quiet and sys.stderr.isatty()
-    with PyPIClient(index_url, max_download_size=max_download_size) as pypi, _output(output) as out:
+    with ExitStack() as stack, _output(output) as out:
+        # The index client (its TLS context, ~0.1 s) only when some target is on the index.
+        needs_index = any(isinstance(t, ReleaseTarget) for t in parsed)
+        pypi = (
+            stack.enter_context(PyPIClient(index_url, max_download_size=max_download_size))
+            if needs_index
+            else None
+        )
         # NDJSON lines are written as targets finish, except to a terminal that shows the progress display.
         stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
         try:

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules
+from dragonfly_hybrid.bounds import MAX_BYTES, MAX_LEASE, available_cores
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     MaxDownloadSizeOption,
@@ -30,7 +31,6 @@ from dragonfly_hybrid.cli.common import (
     size_option,
 )
 from dragonfly_hybrid.logs import setup_logging
-from dragonfly_hybrid.node.settings import MAX_BYTES, MAX_LEASE, available_cores
 from dragonfly_hybrid.pypi.index import DEFAULT_INDEX_URL, DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
@@ -42,9 +42,6 @@ from dragonfly_hybrid.report import (
 from dragonfly_hybrid.store.content_cache import cached_scanner
 from dragonfly_hybrid.store.db import STORE_ENV, Finding, Store, StoreError, default_store_path, findings_of
 from dragonfly_hybrid.targets import ReleaseTarget, TargetError, TargetScanner, parse_target
-from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
-from dragonfly_hybrid.watch.source import WatchFailed, WatchFilters
-from dragonfly_hybrid.watch.webhook import Webhook, webhook_url_problem
 
 WATCH_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after finishing in-flight releases, `--once` done,
@@ -102,6 +99,8 @@ def _check_webhook(value: str | None) -> str | None:
     """``--webhook`` is checked at start (http(s) only); the message never quotes the URL (a token)."""
     if value is None:
         return None
+    from dragonfly_hybrid.watch.webhook import webhook_url_problem  # the watch package: only for watch
+
     problem = webhook_url_problem(value)
     if problem is not None:
         raise typer.BadParameter(problem)
@@ -163,6 +162,10 @@ def watch_command(
     The first run records the index's current serial as the baseline; later runs scan every release
     published since, resuming where the last run stopped (nothing missed, nothing scanned twice).
     """
+    from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
+    from dragonfly_hybrid.watch.source import WatchFailed, WatchFilters
+    from dragonfly_hybrid.watch.webhook import Webhook
+
     ruleset = load_rules_or_exit(rules or [])
     path = store or default_store_path()
     with open_store(path):

@@ -321,6 +321,27 @@ def test_metrics_and_health_endpoints(fake: FakeMainframe, tmp_path: Path) -> No
         assert name in text, name
 
 
+def test_metrics_time_every_stage_of_every_job(fake: FakeMainframe, tmp_path: Path) -> None:
+    add_releases(fake, 4)
+    metrics = run_node(settings_for(fake, tmp_path), once=True)
+
+    def sample(name: str, **labels: str) -> float:
+        value = metrics.registry.get_sample_value(name, labels)
+        assert value is not None, name
+        return value
+
+    for histogram in ("dragonfly_download_seconds", "dragonfly_scan_seconds", "dragonfly_submit_seconds"):
+        assert sample(f"{histogram}_count") == 4, histogram
+        assert sample(f"{histogram}_sum") > 0, histogram
+    for stage in ("download", "scan", "submit"):
+        assert sample("dragonfly_queue_wait_seconds_count", stage=stage) == 4, stage
+    # Each job's stages happen within its claim-to-result time.
+    stages = sum(sample(f"dragonfly_{h}_seconds_sum") for h in ("download", "scan", "submit"))
+    waits = sum(sample("dragonfly_queue_wait_seconds_sum", stage=s) for s in ("download", "scan", "submit"))
+    assert stages + waits <= sample("dragonfly_job_seconds_sum")
+    assert sample("dragonfly_scan_idle_seconds_total") > 0  # the scanners waited for the first download
+
+
 def node_process(fake: FakeMainframe, tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DRAGONFLY_")}
     for key, value in fake.node_settings(metrics_port=None, load_duration=0.2, grace_period=20).items():

@@ -101,7 +101,9 @@ def test_changed_sources_are_compiled_again_under_another_entry(tmp_path: Path) 
     assert len(list(cache.iterdir())) == 2
 
 
-def test_a_damaged_entry_is_ignored_and_written_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_entry_is_ignored_and_written_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = tmp_path / "cache"
     rules = write_rules(tmp_path / "rules", MARKER_RULE)
     expected = load_rules([rules], cache_dir=cache)

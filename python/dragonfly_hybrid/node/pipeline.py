@@ -416,7 +416,7 @@ class Node(Generic[J]):
             self.metrics.in_flight.set(self._in_flight)
             log.info("claimed jobs", extra={"count": len(jobs), "limit": limit})
             for job in jobs:
-                await self._fetch_queue.put(Work(job, now))
+                await self._fetch_queue.put(Work(job, now, queued_at=time.perf_counter()))
 
     async def _interruptible(self, waiting: Awaitable[object], default: object) -> object:
         """Wait for `waiting` unless a stop is requested first."""
@@ -432,8 +432,11 @@ class Node(Generic[J]):
         while (item := await self._fetch_queue.get()) is not _DONE:
             assert isinstance(item, Work)
             started = time.perf_counter()
+            self.metrics.queue_wait_seconds.labels("download").observe(started - item.queued_at)
             await asyncio.gather(*(self._fetch_one(item, url) for url in item.job.distributions))
-            item.fetch_seconds = time.perf_counter() - started
+            item.queued_at = time.perf_counter()
+            item.fetch_seconds = item.queued_at - started
+            self.metrics.download_seconds.observe(item.fetch_seconds)
             await self._scan_queue.put(item)
 
     async def _fetch_one(self, work: Work[J], url: str) -> None:
@@ -454,8 +457,15 @@ class Node(Generic[J]):
         work.distributions.append((filename_of(url), data, url))
 
     async def _scan_loop(self) -> None:
-        while (item := await self._scan_queue.get()) is not _DONE:
+        while True:
+            idle_since = time.perf_counter()
+            item = await self._scan_queue.get()
+            now = time.perf_counter()
+            self.metrics.scan_idle_seconds.inc(now - idle_since)
+            if item is _DONE:
+                return
             assert isinstance(item, Work)
+            self.metrics.queue_wait_seconds.labels("scan").observe(now - item.queued_at)
             try:
                 ready = await self._scan_one(item)
             except Exception:
@@ -464,6 +474,7 @@ class Node(Generic[J]):
                 self._settle(item, "internal-error")
                 continue
             if ready:
+                item.queued_at = time.perf_counter()
                 await self._send_queue.put(item)
 
     async def _scan_one(self, item: Work[J]) -> bool:
@@ -505,6 +516,8 @@ class Node(Generic[J]):
             assert isinstance(item, Work)
             work: Work[J] = item
             deadline = work.claimed_at + self.options.job_timeout
+            started = time.perf_counter()
+            self.metrics.queue_wait_seconds.labels("submit").observe(started - work.queued_at)
             try:
                 outcome = await self.sink.deliver(work, deadline=deadline)
             except MainframeError as err:
@@ -517,6 +530,7 @@ class Node(Generic[J]):
                 log.exception("delivering the result failed", extra={"job": work.job.name})
                 self._settle(work, "submit-error")
                 continue
+            self.metrics.submit_seconds.observe(time.perf_counter() - started)
             self.source.delivered(work.job)
             kind = "failure" if work.failure is not None else "success"
             extra: dict[str, object] = {"job": work.job.name, "version": work.job.version, "result": kind}

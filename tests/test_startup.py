@@ -53,9 +53,14 @@ def loaded(modules: set[str], package: str) -> list[str]:
 def test_version_imports_no_heavy_package() -> None:
     modules, out = imported_modules("--version")
     assert out.startswith("dragonfly-hybrid ")
-    # pydantic too: typer builds its pydantic-based option parsers only for a command's own options.
-    for package in (*NEVER_AT_START, "pydantic"):
+    # Nor the CLI framework and what it brings (typer builds pydantic-based parsers for a command's options).
+    for package in (*NEVER_AT_START, "pydantic", "typer", "rich"):
         assert not loaded(modules, package), f"--version imports {loaded(modules, package)}"
+
+
+def test_version_in_any_other_form_goes_through_the_app() -> None:
+    modules, out = imported_modules("version")
+    assert out.startswith("dragonfly-hybrid ") and "typer" in modules
 
 
 def test_scan_of_a_local_file_imports_no_index_node_or_watch_package(tmp_path: Path) -> None:

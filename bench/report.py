@@ -3,13 +3,16 @@
     pytest bench/ --benchmark-json=out.json
     python -m bench.report out.json                        # print the markdown
     python -m bench.report out.json --update BENCHMARKS.md # replace the generated section of a file
+    python -m bench.report out.json --update BENCHMARKS.md --section speed   # ... a named section
 
 The numbers come only from the file: each scan benchmark's ``extra_info["row"]``, each node benchmark's
 ``extra_info["node_row"]`` and each end-to-end benchmark's ``extra_info["e2e_row"]`` (written by
 ``bench/conftest.py``, ``bench/test_bench_node.py`` and ``bench/test_bench_e2e.py``), the
 machine (``machine_info["dfh"]``, from ``bench/machine.py``) and the run's date and commit. With
 ``--update``, the text between ``<!-- bench-report:begin -->`` and ``<!-- bench-report:end -->`` is
-replaced and the rest of the file is left alone.
+replaced and the rest of the file is left alone; with ``--section NAME``, the text between
+``<!-- bench-report:NAME:begin -->`` and ``<!-- bench-report:NAME:end -->`` (a partial run kept apart from
+the full one).
 """
 
 from __future__ import annotations
@@ -93,10 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n")[0])
     parser.add_argument("json", type=Path, help="a --benchmark-json file")
     parser.add_argument("--update", type=Path, metavar="FILE", help="replace the generated section of FILE")
+    parser.add_argument("--section", metavar="NAME", help="with --update: the section named NAME")
     args = parser.parse_args(argv)
     try:
         text = render(load(args.json), args.json.as_posix())
-        if args.update:
+        if args.update and args.section:
+            update(
+                args.update,
+                text,
+                f"<!-- bench-report:{args.section}:begin -->",
+                f"<!-- bench-report:{args.section}:end -->",
+            )
+        elif args.update:
             update(args.update, text)
         else:
             sys.stdout.write(text)

@@ -16,10 +16,12 @@ variant being measured. Each round drains the whole queue and its wall time is m
 * ``node-<N>threads``: ``dragonfly_hybrid.node.service.serve(settings, once=True)`` with the default
   concurrency settings and ``threads`` = every core (``DFH_BENCH_THREADS``), a fresh rules cache per round
   (so it compiles the rules like the reference loop does).
-* ``engine-only``: what the node cannot do without, and nothing else: compile the same rules, then
-  ``Scanner.scan_many`` (every core, ``fast_scan`` as the node) over every distribution of the queue, read
-  from the page cache; no mainframe, no downloads, no submissions. The node's target is to be within 10%
-  of it (its ``vs engine`` column).
+* ``node-<N>threads-warm-rules``: the same with the rules cache filled by an untimed first run, as a node
+  restarts: the served rules are loaded from the cache, not compiled.
+* ``engine-only``: what the node cannot do without, and nothing else: ``Scanner.scan_many`` (every core,
+  ``fast_scan`` as the node) over every distribution of the queue, read from the page cache, with the same
+  rules compiled before the timing (as the scan benchmark's engine rows); no mainframe, no downloads, no
+  submissions. The node's target is to be within 10% of it (the ``vs engine`` column).
 
 Timed: from the start of the variant (login included) until the queue is drained. Not timed: building the
 fake and queueing the jobs (``benchmark.pedantic`` setup), checking and tearing down.
@@ -279,9 +281,9 @@ def stage_seconds(metrics: NodeMetrics) -> str:
 
 
 # --- variant C: the engine alone -------------------------------------------------------------------------
-def engine_only(queue: Queue, threads: int) -> int:
-    """Compile the queue's rules and scan every distribution with them; the number of files scanned."""
-    scanner = Scanner(Rules.compile(queue.rules), threads=threads, fast_scan=True)
+def engine_only(rules: Rules, queue: Queue, threads: int) -> int:
+    """Scan every distribution of the queue with ``rules``; the number of files scanned."""
+    scanner = Scanner(rules, threads=threads, fast_scan=True)
     items = [(filename, path, None) for release in queue.releases for filename, path in release.files]
     return sum(d.files_scanned for d in scanner.scan_many(items))
 
@@ -426,14 +428,35 @@ def test_node(benchmark, request, queue, fakes, tmp_path):
     run_rounds(benchmark, request, queue, fakes, f"node-{threads}thread{'s' if threads > 1 else ''}", target)
 
 
+def test_node_warm_rules(benchmark, request, queue, fakes, tmp_path):
+    """The node as it restarts: its rules cache already holds the served set (loaded, not compiled)."""
+    threads = all_threads()
+    cache = tmp_path / "rules-cache"
+    warm_up = fakes.new_round()
+    try:
+        hybrid_node(warm_up, cache, threads)  # untimed: compiles the rules into the cache
+        harvest(warm_up.results(), queue, "node warm-up")
+    finally:
+        warm_up.close()
+
+    def target(fake, round_no):
+        metrics = hybrid_node(fake, cache, threads)
+        print(f"\n[node stages] warm rules, round {round_no}: {stage_seconds(metrics)}")
+
+    variant = f"node-{threads}thread{'s' if threads > 1 else ''}-warm-rules"
+    run_rounds(benchmark, request, queue, fakes, variant, target)
+
+
 def test_engine_only(benchmark, request, queue):
     threads = all_threads()
     for release in queue.releases:
         for _, path in release.files:
             Path(path).read_bytes()  # into the page cache, where the fake's file host serves it from
 
+    rules = Rules.compile(queue.rules)  # as the scan benchmark's engine rows: compiled before the timing
+
     def target() -> None:
-        assert engine_only(queue, threads) > 0
+        assert engine_only(rules, queue, threads) > 0
 
     rounds = node_rounds()
     benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0)

@@ -419,6 +419,12 @@ def test_report_renders_the_engine_column_and_the_end_to_end_table(tmp_path: Pat
     assert "startup-version under 0.2 s: **met** (0.080 s)" in text
     assert "startup-scan-file under 0.2 s: **NOT met** (0.300 s)" in text
     assert "startup-python under" not in text
+    doc = tmp_path / "BENCHMARKS.md"
+    markers = ("<!-- bench-report:speed:begin -->", "<!-- bench-report:speed:end -->")
+    doc.write_text(f"{report.BEGIN}\nfull run\n{report.END}\n{markers[0]}\nold\n{markers[1]}\n")
+    assert report.main([str(path), "--update", str(doc), "--section", "speed"]) == 0
+    updated = doc.read_text()
+    assert "full run" in updated and "old" not in updated and "### end to end" in updated.split(markers[0])[1]
 
 
 # --- the fake mainframe in a child process, peak RSS --------------------------------------------------------

@@ -501,3 +501,47 @@ def test_throughput_decides_how_much_is_claimed() -> None:
         meter.record(t)
     assert meter.rate(4.0) == pytest.approx(1.0)
     assert meter.rate(100.0) is None  # old events leave the window
+
+
+class _ServedRules:
+    """A rules source serving one set (``RuleState`` asks nothing else of its source)."""
+
+    def __init__(self, commit: str, sources: dict[str, str]) -> None:
+        from dragonfly_hybrid.node.jobs import RulesPayload
+
+        self.payload = RulesPayload(commit, sources)
+        self.fetches = 0
+
+    async def rules(self) -> object:
+        self.fetches += 1
+        return self.payload
+
+
+def test_first_rules_compile_before_claims_and_load_from_the_cache_alongside(tmp_path: Path) -> None:
+    from dragonfly_hybrid import Limits
+    from dragonfly_hybrid.errors import RuleCompileError
+    from dragonfly_hybrid.node.pipeline import RuleState
+
+    good = {"m.yar": 'rule m { strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }'}
+    cache = tmp_path / "rules-cache"
+
+    async def first_start(source: _ServedRules) -> RuleState:
+        state = RuleState(source, Limits(), 1, cache)  # type: ignore[arg-type]
+        assert await state.start() is None, "sources never compiled here: compiled before anything else"
+        assert state.scanner is not None and state.commit == source.payload.hash
+        return state
+
+    asyncio.run(first_start(_ServedRules("c1", good)))
+    with pytest.raises(RuleCompileError):  # at start, before any claim: the node cannot start
+        asyncio.run(first_start(_ServedRules("broken", {"b.yar": "rule b { condition: nope }"})))
+
+    async def restart() -> None:
+        source = _ServedRules("c1", good)
+        state = RuleState(source, Limits(), 1, cache)  # type: ignore[arg-type]
+        loading = await state.start()
+        assert loading is not None and state.scanner is None, "in the cache: loaded in the background"
+        scanner = await state.ensure("c1")  # a scan waits for the load, and fetches nothing again
+        assert scanner is state.scanner and state.commit == "c1" and source.fetches == 1
+        await loading
+
+    asyncio.run(restart())

@@ -30,6 +30,7 @@ from dragonfly_hybrid.node.jobs import (
     JobSource,
     MainframeError,
     ResultSink,
+    RulesPayload,
     RulesSource,
     SubmitOutcome,
     Work,
@@ -177,6 +178,39 @@ class RuleState:
                 partial.replace(path)
         return rules
 
+    async def start(self) -> asyncio.Future[None] | None:
+        """Load the first rule set. Sources are compiled before the node claims anything, so that rules that
+        do not compile stop it before it holds a job; a set this node compiled before (in its rules cache)
+        is loaded while the first jobs are claimed and downloaded instead: the future of that load is
+        returned (its failure is the node's). Scans wait for it (``ensure`` takes the same lock)."""
+        if self.scanner is not None:
+            return None
+        await self._lock.acquire()
+        in_background = False
+        try:
+            payload = await self._source.rules()
+            if payload is None:
+                raise RuntimeError("no rules: the job source serves none and none were given")
+            cached = self._cache_path(payload.hash)
+            if cached is not None and cached.is_file():
+                in_background = True
+                return asyncio.ensure_future(self._load_then_unlock(payload))
+            await self._load(payload)
+            return None
+        finally:
+            if not in_background:
+                self._lock.release()
+
+    async def _load(self, payload: RulesPayload) -> None:
+        rules = await asyncio.to_thread(self._compile, payload.hash, payload.rules)
+        self._install(await asyncio.to_thread(self._build, rules), payload.hash)
+
+    async def _load_then_unlock(self, payload: RulesPayload) -> None:
+        try:
+            await self._load(payload)
+        finally:
+            self._lock.release()
+
     async def ensure(self, wanted: str | None) -> Scanner:
         """The scanner for `wanted` (fetching and compiling it if needed), else the last good one."""
         if self.scanner is not None and (wanted is None or wanted == self.commit):
@@ -304,10 +338,10 @@ class Node(Generic[J]):
         # Downloads get their own client: the mainframe's session cookie must never go to file hosts.
         downloader = self._downloader or Downloader(self.options.download_concurrency)
         self._downloader = downloader
-        await self.rules.ensure(None)
+        loading = await self.rules.start()
         self.running = True
         opts = self.options
-        stages = [
+        stages: list[asyncio.Future[None]] = [
             asyncio.ensure_future(self._stage(1, self._load, self._fetch_queue, opts.download_concurrency)),
             asyncio.ensure_future(
                 self._stage(opts.download_concurrency, self._fetch_loop, self._scan_queue, SCAN_WORKERS)
@@ -317,6 +351,8 @@ class Node(Generic[J]):
             ),
             asyncio.ensure_future(self._stage(opts.submit_concurrency, self._send_loop, None, 0)),
         ]
+        if loading is not None:
+            stages.append(loading)  # rules that cannot be loaded stop the node, as they would at start
         try:
             await self._wait_for_drain(stages)
         finally:

@@ -5,7 +5,6 @@ starts: every other command would pay for them (see ``tests/test_startup.py``)."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
@@ -160,6 +159,8 @@ def node_command(
     (a second signal stops at once). With `--job`/`--jobs-file` the node runs standalone: releases come
     from the index and results are written as JSON lines.
     """
+    import asyncio
+
     from dragonfly_hybrid.logs import setup_logging
     from dragonfly_hybrid.node.jobs import MainframeError
     from dragonfly_hybrid.node.mainframe import AuthError

@@ -44,7 +44,6 @@ from dragonfly_hybrid.pypi.index import (
     PyPIClient,
     VersionNotFound,
 )
-from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
@@ -297,6 +296,8 @@ def scan_store_path(option: Path | None) -> Path | None:
 
 def requirement_targets(paths: Sequence[Path]) -> list[ReleaseTarget]:
     """The pinned releases of requirements/lock files as ``scan`` targets; exits 2 on a bad file."""
+    from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins  # only with -R
+
     try:
         pins = read_pins(list(paths))
     except RequirementsError as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
@@ -162,6 +161,8 @@ def watch_command(
     The first run records the index's current serial as the baseline; later runs scan every release
     published since, resuming where the last run stopped (nothing missed, nothing scanned twice).
     """
+    import asyncio
+
     from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
     from dragonfly_hybrid.watch.source import WatchFailed, WatchFilters
     from dragonfly_hybrid.watch.webhook import Webhook

@@ -73,6 +73,15 @@ assert target["score"] > 0 and target["rules_matched"], target
 print("build-wheel: demo scan: findings, score %d, rules %s" % (target["score"], ", ".join(target["rules_matched"])))
 ' <<<"$report" || die "the demo scan did not report findings"
 
+# The HTML page inlines its style sheet and script, package data files: the wheel must carry them.
+set +e
+"$tmp/venv/bin/dragonfly-hybrid" scan --format html -o "$tmp/demo.html" "$repo/examples/evil-demo-0.1.tar.gz"
+status=$?
+set -e
+[ "$status" -eq 1 ] && grep -q 'id="report-data"' "$tmp/demo.html" && grep -q 'drawRuleChart' "$tmp/demo.html" ||
+    die "the demo scan's HTML report (exit $status) lacks its data or its script: page.js/page.css not in the wheel?"
+echo "build-wheel: demo scan as HTML: page with its data, style sheet and script"
+
 # The image's command: without credentials the node must get as far as checking its configuration and
 # stop with exit 2 naming the missing variables (clean environment, no .env in this directory).
 set +e

@@ -9,6 +9,15 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dragonfly-hybrid/target}"
 
 python -m pip install --quiet --upgrade maturin
+
+# The HTML report's tests run in headless Chromium (tests/test_html_report.py). Install Debian's when it
+# is missing and apt-get can run (as root); elsewhere those tests skip and say why. With its recommended
+# packages (fonts-liberation): the reference screenshot was taken with them.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium for the HTML report's browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
 python -m pip install --quiet --no-build-isolation -e '.[test]'
 
 # Lint first: cheap, and a failure names the file.

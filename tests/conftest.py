@@ -56,3 +56,13 @@ def _package_logging_restored() -> Iterator[None]:
     saved = (logger.handlers[:], logger.level, logger.propagate)
     yield
     logger.handlers[:], logger.level, logger.propagate = saved
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_pip_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scan`` reads pip's configuration and PIP_* variables (as pip does): tests start from none, so that
+    a find-links, cert or index of the machine running them changes nothing; tests set what they test."""
+    for name in list(os.environ):
+        if name.upper().startswith("PIP_") or name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import dragonfly_hybrid as dh
 import pytest
 from dragonfly_hybrid import _core
-from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError, ScanCancelled
 
-from tests.fakes.pypi import tar_gz_bytes, zip_bytes
+from tests.fakes.pypi import SLOW_RULE, slow_tarball, tar_gz_bytes, zip_bytes
 
 RULES = {
     "markers.yar": """
@@ -96,6 +97,37 @@ def test_scan_bytes_result_objects(scanner: dh.Scanner) -> None:
     }
     [pattern] = evil.patterns
     assert (pattern.identifier, pattern.offset, pattern.length, pattern.data) == ("$a", 5, 11, b"EVIL_MARKER")
+    assert (pattern.line, pattern.column, pattern.snippet, pattern.snippet_offset) == (
+        1,
+        6,
+        b"x = 'EVIL_MARKER PY_ONLY'",
+        5,
+    )
+    assert file.is_text
+
+
+def test_matches_carry_line_column_and_a_bounded_snippet(scanner: dh.Scanner) -> None:
+    long_line = b"A" * 300 + b"EVIL_MARKER" + b"B" * 300
+    text = b"first\r\nsecond\n  call('EVIL_MARKER')\r\n" + long_line + b"\n"
+    binary = b"\x00\x01EVIL_MARKER\n\x00"
+    # The same content under two names: the second comes from the content cache, located the same.
+    data = tar_gz_bytes({"p-1/a.py": text, "p-1/b.py": text, "p-1/blob.bin": binary})
+    result = scanner.scan_bytes(data, "p-1.tar.gz")
+    by_path = {f.path: f for f in result.files}
+    for path in ("p-1/a.py", "p-1/b.py"):
+        [match] = [m for m in by_path[path].matches if m.identifier == "evil_marker"]
+        first, second = match.patterns
+        assert (first.line, first.column, first.snippet) == (3, 9, b"  call('EVIL_MARKER')")
+        assert first.snippet[first.snippet_offset :].startswith(b"EVIL_MARKER")
+        assert (second.line, second.column) == (4, 301)
+        assert len(second.snippet) == 120 and second.snippet[second.snippet_offset :].startswith(
+            b"EVIL_MARKER"
+        )
+        assert by_path[path].is_text
+    blob = by_path["p-1/blob.bin"]
+    assert not blob.is_text
+    [pattern] = blob.matches[0].patterns
+    assert (pattern.line, pattern.column, pattern.snippet_offset) == (1, 3, 2)
 
 
 def test_scan_path_and_errors(scanner: dh.Scanner, tmp_path: Path) -> None:
@@ -303,3 +335,56 @@ def test_rules_that_reference_each_other_are_compiled_whole() -> None:
     source = 'rule a { meta: filetype = ".py" condition: true } rule b { condition: a }'
     assert dh.Rules.compile({"r.yar": source}).filetype_classes is None
     assert dh.load_rules().filetype_classes is not None, "the bundled rules are routed"
+
+
+# ------------------------------------------------------------------------------------ progress and cancel
+
+
+def test_scan_progress_counts_what_every_scan_method_reports(scanner: dh.Scanner, tmp_path: Path) -> None:
+    progress = dh.ScanProgress()
+    assert (progress.files, progress.bytes, progress.distributions, progress.cancelled) == (0, 0, 0, False)
+    sdist = tar_gz_bytes({"pkg/a.py": b"EVIL_MARKER", "pkg/b.txt": b"plain text"})
+    wheel = zip_bytes({"pkg/c.py": b"PY_ONLY", "pkg/d.txt": b"x" * 5000})
+    on_disk = tmp_path / "pkg.whl"
+    on_disk.write_bytes(wheel)
+    dists = [
+        scanner.scan_bytes(sdist, "pkg.tar.gz", progress=progress),
+        scanner.scan_path(on_disk, progress=progress),
+        *scanner.scan_many([("one.tar.gz", sdist, None), ("two.whl", str(on_disk), None)], progress=progress),
+        *scanner.scan_release("pkg", "1.0", [("pkg.tar.gz", sdist, URL)], progress=progress).distributions,
+    ]
+    assert progress.distributions == len(dists) == 5
+    assert progress.files == sum(d.files_scanned for d in dists) == 10
+    assert progress.bytes == sum(d.bytes_scanned for d in dists)
+    assert not progress.cancelled
+
+
+def test_cancel_from_another_thread_raises_scan_cancelled_mid_scan() -> None:
+    # 200 distinct members the slow rule takes tens of milliseconds each to scan: seconds in all.
+    data = slow_tarball(200)
+    scanner = dh.Scanner(dh.Rules.compile({"slow.yar": SLOW_RULE}), threads=2)
+    progress = dh.ScanProgress()
+
+    def cancel_once_started() -> None:
+        while progress.files < 5:
+            time.sleep(0.005)
+        progress.cancel()
+
+    canceller = threading.Thread(target=cancel_once_started)
+    canceller.start()
+    with pytest.raises(dh.ScanCancelled, match="cancelled"):
+        scanner.scan_bytes(data, "big.tar", progress=progress)
+    canceller.join()
+    assert progress.cancelled
+    assert 5 <= progress.files < 200
+    assert progress.distributions == 0
+    assert dh.ScanCancelled is ScanCancelled and issubclass(ScanCancelled, Exception)
+
+
+def test_a_cancelled_progress_stops_every_later_scan(scanner: dh.Scanner) -> None:
+    progress = dh.ScanProgress()
+    progress.cancel()
+    with pytest.raises(ScanCancelled):
+        scanner.scan_many([("a.tar.gz", tar_gz_bytes({"a.py": b"EVIL_MARKER"}), None)], progress=progress)
+    assert (progress.files, progress.distributions) == (0, 0)
+    assert "cancelled" in repr(progress)

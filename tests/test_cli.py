@@ -200,6 +200,44 @@ def test_ndjson_and_sarif_formats(archives: dict[str, Path], rules_dir: Path) ->
     assert sarif["runs"][0]["results"][0]["ruleId"] == "test_marker"
 
 
+def test_markdown_format(archives: dict[str, Path], rules_dir: Path) -> None:
+    result = run("scan", "-r", rules_dir, "-f", "markdown", archives["bad"], archives["clean"])
+    assert result.exit_code == 1
+    assert result.stdout.startswith("## dragonfly-hybrid: findings\n")
+    assert (
+        "| `test_marker` | 5 | the test marker string | `bad-0.1.tar.gz/bad-0.1/setup.py:2` "
+        "| `# DRAGONFLY_TEST_MARKER` |"
+    ) in result.stdout
+
+
+def test_min_score_decides_which_findings_fail(archives: dict[str, Path], rules_dir: Path) -> None:
+    light = run("scan", "-r", rules_dir, "--min-score", "2", archives["light"])  # weight 1: below
+    assert light.exit_code == 0, light.output
+    assert "findings (below --min-score)" in light.stdout and "light_marker" in light.stdout
+    assert run("scan", "-r", rules_dir, "--min-score", "1", archives["light"]).exit_code == 1
+    assert run("scan", "-r", rules_dir, "--min-score", "5", archives["bad"]).exit_code == 1
+    below_and_incomplete = run(
+        "scan",
+        "-r",
+        rules_dir,
+        "--min-score",
+        "2",
+        "--max-member-size",
+        "1K",
+        archives["light"],
+        archives["big"],
+    )
+    assert below_and_incomplete.exit_code == 3
+    code, document = run_json("-r", rules_dir, "--min-score", "6", archives["bad"])
+    assert (
+        code == 0
+        and document["summary"]["exit_code"] == 0
+        and document["targets"][0]["verdict"] == "findings"
+    )
+    negative = run("scan", "-r", rules_dir, "--min-score", "-1", archives["bad"])
+    assert negative.exit_code == 2 and "--min-score" in negative.stderr
+
+
 def test_unwritable_output_exits_2(archives: dict[str, Path], rules_dir: Path, tmp_path: Path) -> None:
     result = run("scan", "-r", rules_dir, "-o", tmp_path / "no" / "such" / "dir.json", archives["clean"])
     assert result.exit_code == 2 and "cannot write" in result.stderr
@@ -241,8 +279,9 @@ def test_help_documents_exit_codes() -> None:
 LIMIT_FLAGS = ["--max-member-size", "--max-total-size", "--max-members", "--max-ratio", "--max-depth",
                "--timeout"]  # fmt: skip
 PUBLIC_FLAGS = {
-    "scan": ["--requirements", "-R", "--store", "--rules", "-r", "--format", "-f", "--output", "-o",
-             "--threads", *LIMIT_FLAGS, "--max-download-size", "--index-url", "--quiet", "-q"],
+    "scan": ["--requirements", "-R", "--store", "--rules", "-r", "--format", "-f", "--min-score", "--output",
+             "-o", "--threads", *LIMIT_FLAGS, "--max-download-size", "--index-url", "--extra-index-url",
+             "--python-version", "--allow-skipped", "--quiet", "-q"],
     "watch": ["--store", "--rules", "-r", "--index-url", "--include", "--exclude", "--max-size", "--webhook",
               "--webhook-min-score", "--interval", "--lease", "--threads", *LIMIT_FLAGS,
               "--max-download-size", "--once", "--max-jobs", "--log-format", "--log-level"],

@@ -26,7 +26,7 @@ from dragonfly_hybrid.node.service import serve
 from dragonfly_hybrid.node.settings import NodeSettings
 
 from tests.fakes.mainframe import FakeMainframe
-from tests.fakes.pypi import FakeIndex, tar_gz_bytes, wheel
+from tests.fakes.pypi import SLOW_RULE, FakeIndex, slow_tarball, tar_gz_bytes, wheel
 
 MARK = b"x = 'DRAGONFLY_TEST_MARKER'\n"
 LIGHT = b"y = 'DRAGONFLY_LIGHT_MARKER'\n"
@@ -501,6 +501,29 @@ def test_throughput_decides_how_much_is_claimed() -> None:
         meter.record(t)
     assert meter.rate(4.0) == pytest.approx(1.0)
     assert meter.rate(100.0) is None  # old events leave the window
+
+
+def test_scans_still_running_when_the_grace_period_ends_are_cancelled(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    # One release that takes over 30 s to scan (SLOW_RULE on 1200 distinct members), a 1 s grace period:
+    # the node must not wait for the scan to finish before it exits.
+    fake.set_rules("slow-rules", {"slow.yar": SLOW_RULE})
+    fake.add_release("slow", "1.0", distributions=[fake.host_file("slow-1.0.tar", slow_tarball(1200))])
+    proc = node_process(fake, tmp_path, DRAGONFLY_GRACE_PERIOD="1")
+    try:
+        assert fake.wait_until(lambda: fake.count("files") >= 1, timeout=30), proc.stderr
+        time.sleep(2)  # downloaded, and well into the scan
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert elapsed < 6, stderr  # the grace period and a prompt exit, not the rest of the scan
+    assert "grace period over" in stderr
+    assert fake.results == []  # left for the server to lease again
 
 
 class _ServedRules:

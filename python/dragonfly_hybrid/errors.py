@@ -7,10 +7,12 @@ message)`` tuples (1-based line and column, 0 when unknown).
 
 ``RulesFormatError`` (a ``ValueError``): a blob is not a compiled rule set written by this version of
 dragonfly-hybrid.
+
+``ScanCancelled``: a scan was cancelled through the ``ScanProgress`` passed to it (``progress.cancel()``).
 """
 
 from __future__ import annotations
 
-from dragonfly_hybrid._core import RuleCompileError, RulesFormatError
+from dragonfly_hybrid._core import RuleCompileError, RulesFormatError, ScanCancelled
 
-__all__ = ["RuleCompileError", "RulesFormatError"]
+__all__ = ["RuleCompileError", "RulesFormatError", "ScanCancelled"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import ssl
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,14 +29,80 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _options(timeout: float, connect: float, follow_redirects: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class NetworkSettings:
+    """pip's ``cert``, ``client-cert``, ``trusted-host`` and ``proxy`` (see :mod:`.pypi.pipconfig`).
+
+    Without ``proxy``, the ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` variables apply.
+    """
+
+    cert: str | None = None
+    client_cert: str | None = None
+    trusted_hosts: tuple[str, ...] = ()
+    proxy: str | None = None
+
+
+def _context(network: NetworkSettings) -> ssl.SSLContext:
+    """The TLS context for ``network``: pip's ``cert`` replaces the trust store; ``client-cert`` (a PEM file
+    holding the certificate and its key) is presented to servers that ask."""
     import httpx
 
-    return {
+    if network.cert is None and network.client_cert is None:
+        return tls_context()
+    if network.cert is not None:
+        where = Path(network.cert)
+        try:
+            context = ssl.create_default_context(
+                cafile=None if where.is_dir() else str(where), capath=str(where) if where.is_dir() else None
+            )
+        except (OSError, ssl.SSLError) as err:
+            raise NetworkSettingsError(
+                f"cannot load the CA bundle {network.cert} (pip's cert): {err}"
+            ) from None
+    else:
+        context = httpx.create_ssl_context()
+    if network.client_cert is not None:
+        try:
+            context.load_cert_chain(network.client_cert)
+        except (OSError, ssl.SSLError) as err:
+            raise NetworkSettingsError(
+                f"cannot load the client certificate {network.client_cert} (pip's client-cert; a PEM file "
+                f"with the certificate and its private key): {err}"
+            ) from None
+    return context
+
+
+class NetworkSettingsError(ValueError):
+    """A ``cert`` or ``client-cert`` file that cannot be loaded."""
+
+
+def _options(
+    timeout: float, connect: float, follow_redirects: bool, network: NetworkSettings | None = None
+) -> dict[str, Any]:
+    import httpx
+
+    network = network or NetworkSettings()
+    options: dict[str, Any] = {
         "timeout": httpx.Timeout(timeout, connect=min(timeout, connect)),
         "follow_redirects": follow_redirects,
         "headers": {"User-Agent": USER_AGENT},
-        "verify": tls_context(),
+        "verify": _context(network),
+    }
+    if network.proxy:
+        options["proxy"] = network.proxy
+    return options
+
+
+def _trusted_mounts(network: NetworkSettings | None, http2: bool) -> dict[str, httpx.BaseTransport]:
+    """pip's ``trusted-host``: for those hosts (``host`` or ``host:port``), certificates are not verified."""
+    import httpx
+
+    if network is None:
+        return {}
+    proxy = network.proxy or None
+    return {
+        f"all://{host}": httpx.HTTPTransport(verify=False, http2=http2, proxy=proxy)
+        for host in network.trusted_hosts
     }
 
 
@@ -45,12 +113,20 @@ def new_client(
     http2: bool = False,
     follow_redirects: bool = True,
     transport: httpx.BaseTransport | None = None,
+    network: NetworkSettings | None = None,
 ) -> httpx.Client:
-    """A blocking client (thread-safe: downloads run on threads)."""
+    """A blocking client (thread-safe: downloads run on threads), with pip's ``network`` settings.
+
+    Raises :class:`NetworkSettingsError` when a certificate file of ``network`` cannot be loaded.
+    """
     import httpx
 
+    http2 = http2 and HAS_H2
     return httpx.Client(
-        http2=http2 and HAS_H2, transport=transport, **_options(timeout, connect, follow_redirects)
+        http2=http2,
+        transport=transport,
+        mounts=_trusted_mounts(network, http2) or None,
+        **_options(timeout, connect, follow_redirects, network),
     )
 
 

@@ -48,7 +48,11 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{fields}]" if fields else text
 
 
-def setup_logging(fmt: Literal["text", "json"] = "text", level: str = "INFO") -> None:
+LogFormat = Literal["text", "json"]
+"""The ``--log-format`` choices."""
+
+
+def setup_logging(fmt: LogFormat = "text", level: str = "INFO") -> None:
     """Route the package's logs to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

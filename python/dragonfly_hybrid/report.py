@@ -1,12 +1,13 @@
-"""Scan reports: the data model of a scanned target and its table, JSON, NDJSON and SARIF renderings.
+"""Scan reports: the data model of a scanned target and its table, JSON, NDJSON and SARIF renderings
+(markdown: ``report_markdown.py``).
 
 Verdicts and exit codes
 -----------------------
 A target's verdict is ``findings`` when at least one rule matched anywhere in it (even if part of it could
 not be scanned: a malicious signal is never dropped), else ``incomplete`` when anything was left unscanned
 or the target could not be fetched at all (``error`` says why), else ``clean``. The run's exit code follows
-the same order: 1 if any target has findings, else 3 if any is incomplete, else 0 (2 is reserved for
-usage and configuration errors, which never reach a report).
+the same order: 1 if any target has findings (scoring at least ``--min-score``), else 3 if any is
+incomplete, else 0 (2 is reserved for usage and configuration errors, which never reach a report).
 
 JSON document (``--format json``)
 ---------------------------------
@@ -49,24 +50,65 @@ rendered as its ``repr`` string (JSON has no NaN).
 
 NDJSON (``--format ndjson``): one line per target, each the target object exactly as in ``targets`` above.
 
-SARIF (``--format sarif``): SARIF 2.1.0, one run. ``tool.driver.rules`` lists every rule that matched
-(``id`` = rule identifier, ``shortDescription`` from its ``description`` metadata, ``properties`` with
-``weight``, ``tags`` and ``namespace``). One result per (file, matching rule): ``level`` is ``error`` for
-weight >= 5 and ``warning`` below; the location URI is ``<distribution name>/<member path>``
-percent-encoded (``pkg-0.1.tar.gz/pkg-0.1/setup.py``); ``region`` holds ``byteOffset``/``byteLength`` of the
-rule's first pattern match, when it has one; ``properties`` hold the target, distribution, file score and
-sha256. Scan issues and target errors are ``invocations[0].toolExecutionNotifications`` (``error`` when
-content was left unscanned or the target failed, ``warning`` otherwise); ``executionSuccessful`` is false
-when any target is incomplete.
+SARIF (``--format sarif``): SARIF 2.1.0, one run, made to be uploaded to GitHub code scanning (checked in
+the tests against the official schema and GitHub's documented upload limits).
+
+- ``tool.driver.rules``: every rule among the results. ``id``/``name`` = rule identifier;
+  ``shortDescription`` = its ``description`` metadata; ``fullDescription`` and ``help`` (``text`` and
+  ``markdown``) add the weight, namespace, tags and author; ``helpUri`` = its ``reference``,
+  ``references``, ``url`` or ``link`` metadata when that is an http(s) URL; ``properties``: ``weight``,
+  ``namespace``, ``tags`` (``security`` first, at most 10), ``security-severity`` = the weight capped at
+  10.0 (GitHub: 9.0+ critical, 7.0+ high, 4.0+ medium), ``precision`` ``medium``.
+- One result per (file, matching rule): ``level`` ``error`` for weight >= 5, ``warning`` below, ``note``
+  when the target scores below ``--min-score`` (``properties.belowMinScore``). The location URI is
+  ``<distribution name>/<member path>`` percent-encoded (``pkg-0.1.tar.gz/pkg-0.1/setup.py``); ``region``
+  holds ``byteOffset``/``byteLength`` of the rule's earliest pattern match, ``startLine`` (GitHub requires
+  it; in a binary file it counts newline bytes) and, in a text file, ``startColumn``/``endColumn``
+  (UTF-16 code units, ``run.columnKind``; a column only when it is known exactly, the end only when the
+  match is on one line) and ``snippet.text`` (the matched line, at most 120 bytes around the match).
+  ``properties``: target, distribution, file score, sha256.
+- ``partialFingerprints["dragonflyFinding/v1"]``: SHA-256 of rule identifier, project name (normalised,
+  from the distribution file name), member path with the version taken out of the directories named after
+  the release (``demo-0.1/``, ``demo-0.1.dist-info/``), and the SHA-256 of the matched bytes (the first
+  64). It does not change between runs, nor when a new version of the package keeps the same content
+  (wherever it moves in the file), so GitHub keeps one alert per finding across releases.
+- A target asked for by a requirements or lock file line (``origin``): each of its results has a
+  ``relatedLocations`` entry at that file and line; and, when it has findings, one more result of rule
+  ``flagged-dependency`` is located on the line itself (the one place GitHub can show in the repository),
+  naming the release, its score and rules, with its (at most 10) heaviest findings as related locations;
+  fingerprint: rule, requirements file, project. The file's URI is relative to the working directory (run
+  the scan from the repository root), or an absolute ``file:`` URI when it lies outside.
+- At most 5,000 results (GitHub keeps no more): the heaviest rules first; how many were left out is a
+  warning notification. Scan issues and target errors are ``invocations[0].toolExecutionNotifications``
+  (``error`` when content was left unscanned or the target failed, ``warning`` otherwise);
+  ``executionSuccessful`` is false when any target is incomplete; ``exitCode`` is the run's.
+
+Table and markdown (``--format table``, ``--format markdown``): per finding the rule, its weight and
+description, ``<distribution>/<member>:<line>`` (``(byte N)`` in a binary file) and the matched line from
+shortly before the match (at most 60 characters); at most 10 findings (the heaviest) and 10 issues per
+target, then ``… and K more; use -f json for all``. Sizes are decimal (``1.2 MB``). Everything that comes
+from a package or a rule is made printable (control and format characters written as escapes).
+
+``--min-score N``: a target with findings scoring below N does not set exit code 1 (it is reported,
+marked below the threshold, and counts as clean or incomplete for the exit code); ``summary.exit_code``
+of the JSON document is the run's exit code with the threshold applied.
+
+HTML (``--format html``): one self-contained page, described in :mod:`dragonfly_hybrid.html_report`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
 import math
+import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Literal
+from functools import cached_property
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote
 
 from rich import box
@@ -75,7 +117,16 @@ from rich.table import Table
 from rich.text import Text
 
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid._core import DistributionResult, FileResult, ReleaseResult, RuleMatch, Rules, ScanIssue
+from dragonfly_hybrid._core import (
+    DistributionResult,
+    FileResult,
+    PatternMatch,
+    ReleaseResult,
+    RuleMatch,
+    Rules,
+    ScanIssue,
+)
+from dragonfly_hybrid.closed_pipe import ClosedPipeConsole
 
 if TYPE_CHECKING:
     from dragonfly_hybrid._core import Verdict  # the engine's verdicts (a type only)
@@ -87,8 +138,29 @@ SARIF_SCHEMA_URI = (
 SARIF_ERROR_WEIGHT = 5
 """Matches of rules with at least this weight are SARIF ``error`` results; lighter ones are ``warning``."""
 
+SARIF_MAX_RESULTS = 5000
+"""Most results in the SARIF run (the heaviest rules first): GitHub code scanning keeps only 5,000."""
+SARIF_MAX_TAGS = 10
+"""Most tags on a SARIF rule: GitHub shows at most 10 (and rejects more than 20)."""
+SARIF_RELATED_FINDINGS = 10
+"""Most member locations a flagged-dependency result points at."""
+SARIF_FINGERPRINT_KEY = "dragonflyFinding/v1"
+FLAGGED_DEPENDENCY_RULE = "flagged-dependency"
+"""The rule of the result placed on a requirements-file line (never a YARA identifier: it has a dash)."""
+_REFERENCE_KEYS = ("reference", "references", "url", "link")
+
 FILE_TABLE_WIDTH = 160
 """Width of the table report when it is written to a file or a pipe rather than to a terminal."""
+TABLE_WIDE_COLUMNS = 120
+"""From this width on, the findings table has separate file, description and snippet columns."""
+TABLE_MAX_FINDINGS = 10
+"""Findings shown per target in the table and the markdown report (the heaviest rules first)."""
+TABLE_MAX_ISSUES = 10
+"""Issues shown per target in the table."""
+SNIPPET_CHARS = 60
+SNIPPET_CONTEXT_BYTES = 16
+"""How much of the matched line before the match a table or markdown snippet shows."""
+DESCRIPTION_CHARS = 200
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -96,7 +168,7 @@ EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 
 TargetKind = Literal["archive", "file", "directory", "release"]
-ReportFormat = Literal["table", "json", "ndjson", "sarif"]
+ReportFormat = Literal["table", "json", "ndjson", "sarif", "markdown", "html"]
 
 JSON = dict[str, Any]
 
@@ -204,6 +276,28 @@ class TargetResult:
     def issues(self) -> list[tuple[DistributionResult, ScanIssue]]:
         return [(d, issue) for d in self.distributions for issue in d.issues]
 
+    @property
+    def complete(self) -> bool:
+        """Everything was fetched and scanned (whether or not anything matched)."""
+        if self.verdict != "findings":  # the verdict already says it
+            return self.verdict == "clean"
+        return self.error is None and all(d.complete for d in self.distributions)
+
+    @cached_property
+    def findings(self) -> tuple[Finding, ...]:
+        """Every (distribution, file, rule) that matched, in scan order; built once, as every report
+        needs them and each access to the engine's result lists converts them anew."""
+        return tuple(
+            Finding(dist, file, match)
+            for dist in self.distributions
+            for file in dist.files
+            for match in file.matches
+        )
+
+    def fails(self, min_score: int = 0) -> bool:
+        """Findings that set exit code 1: something matched and the score reaches ``min_score``."""
+        return self.verdict == "findings" and self.score >= min_score
+
 
 def member_label(dist: DistributionResult, path: str) -> str:
     """``<distribution name>/<member path>``; a plain file is just its distribution name."""
@@ -212,12 +306,12 @@ def member_label(dist: DistributionResult, path: str) -> str:
     return f"{dist.name}/{path}"
 
 
-def exit_code(targets: Sequence[TargetResult]) -> int:
-    """1 if any target has findings (findings win), else 3 if any is incomplete, else 0."""
-    verdicts = {t.verdict for t in targets}
-    if "findings" in verdicts:
+def exit_code(targets: Sequence[TargetResult], min_score: int = 0) -> int:
+    """1 if any target has findings scoring at least ``min_score`` (findings win), else 3 if any is
+    incomplete, else 0."""
+    if any(t.fails(min_score) for t in targets):
         return EXIT_FINDINGS
-    return EXIT_INCOMPLETE if "incomplete" in verdicts else EXIT_CLEAN
+    return EXIT_INCOMPLETE if any(not t.complete for t in targets) else EXIT_CLEAN
 
 
 def overall_verdict(targets: Sequence[TargetResult]) -> Verdict:
@@ -328,6 +422,121 @@ def ndjson_line(target: TargetResult) -> str:
     return json.dumps(target_json(target), ensure_ascii=False, separators=(",", ":"))
 
 
+# --------------------------------------------------------------------------------- findings as shown
+
+
+def human_size(size: int) -> str:
+    """A byte count in decimal units, as the size options read them: ``512 B``, ``1.2 kB``, ``3.4 MB``."""
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in _SIZE_UNITS:
+        value /= 1000
+        if round(value, 1) < 1000 or unit == _SIZE_UNITS[-1]:
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable: the last unit always returns")
+
+
+_SIZE_UNITS = ("kB", "MB", "GB", "TB", "PB")
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped_char(char: str) -> str:
+    if char in _CONTROL_ESCAPES:
+        return _CONTROL_ESCAPES[char]
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` safe for a terminal or a markdown cell: control, format (bidi overrides, zero-width) and
+    line-separator characters written as escapes; clipped to ``limit`` characters with ``…``."""
+    clipped = limit is not None and len(text) > limit
+    shown = "".join(
+        _escaped_char(c) if unicodedata.category(c)[0] in "CZ" and c != " " else c
+        for c in (text[:limit] if clipped else text)
+    )
+    if limit is not None and (clipped or len(shown) > limit):
+        shown = shown[: limit - 1] + "…"
+    return shown
+
+
+def rule_description(match: RuleMatch) -> str | None:
+    """The rule's ``description`` metadata, as text."""
+    description = match.metadata.get("description")
+    return None if description is None else str(meta_value(description))
+
+
+def first_pattern(match: RuleMatch) -> PatternMatch | None:
+    """The match's earliest pattern match: where a report points."""
+    return min(match.patterns, key=lambda p: p.offset, default=None)
+
+
+class Finding(NamedTuple):
+    """One rule that matched one file of one distribution of a target (a tuple: a report may make
+    50,000 of them)."""
+
+    dist: DistributionResult
+    file: FileResult
+    match: RuleMatch
+
+    @property
+    def location(self) -> str:
+        """``<distribution>/<member>:<line>`` in a text file, ``<distribution>/<member> (byte <offset>)``
+        in a binary one, the member alone for a rule that matched without a pattern."""
+        label = member_label(self.dist, self.file.path)
+        pattern = first_pattern(self.match)
+        if pattern is None:
+            return label
+        return f"{label}:{pattern.line}" if self.file.is_text else f"{label} (byte {pattern.offset})"
+
+    def snippet(self, limit: int = SNIPPET_CHARS) -> str | None:
+        """Printable, at most ``limit`` characters: in a text file the matched line from a little before
+        the match (``…`` where it is cut), in a binary file the first matched bytes."""
+        pattern = first_pattern(self.match)
+        if pattern is None:
+            return None
+        if not self.file.is_text:
+            return printable(pattern.data.decode("utf-8", "backslashreplace"), limit)
+        start = max(0, pattern.snippet_offset - SNIPPET_CONTEXT_BYTES)
+        shown = pattern.snippet[start:].decode("utf-8", "replace").strip()
+        cut = start > 0 or pattern.column - 1 > pattern.snippet_offset
+        return printable(f"…{shown}" if cut else shown, limit)
+
+
+def _rank(finding: Finding) -> tuple[int, str, str, str]:
+    return (-finding.match.weight, finding.dist.name, finding.file.path, finding.match.identifier)
+
+
+def top_findings(target: TargetResult, limit: int) -> list[Finding]:
+    """At most ``limit`` findings, heaviest rule first (then distribution, path, rule)."""
+    return heapq.nsmallest(limit, target.findings, key=_rank)
+
+
+# ------------------------------------------------------------------------------------ markdown text
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
+
+
+def markdown_text(text: str, limit: int | None = None) -> str:
+    """Plain text in markdown (a table cell too): printable, every markdown-active character
+    backslash-escaped, so no emphasis, link, HTML or cell boundary can come from the text."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", printable(text, limit))
+
+
+def markdown_code(text: str, limit: int | None = None, *, cell: bool = True) -> str:
+    """Text as one inline code span: printable, fenced with more backticks than any run inside it; in a
+    table ``cell``, ``|`` is escaped too (GitHub splits cells before it reads code spans)."""
+    shown = printable(text, limit)
+    longest = max((len(run) for run in re.findall(r"`+", shown)), default=0)
+    fence = "`" * (longest + 1)
+    padding = " " if shown.startswith("`") or shown.endswith("`") or not shown.strip() else ""
+    span = f"{fence}{padding}{shown}{padding}{fence}"
+    return span.replace("|", "\\|") if cell else span
+
+
 # --------------------------------------------------------------------------------------------- SARIF
 
 
@@ -335,48 +544,262 @@ def sarif_level(weight: int) -> Literal["error", "warning"]:
     return "error" if weight >= SARIF_ERROR_WEIGHT else "warning"
 
 
+def security_severity(weight: int) -> str:
+    """GitHub's ``security-severity`` (0.0-10.0): the rule weight, capped at 10."""
+    return f"{max(0.0, min(10.0, float(weight))):.1f}"
+
+
 def artifact_uri(dist: DistributionResult, path: str) -> str:
     """A relative URI reference for a member: ``<distribution>/<member>``, percent-encoded."""
     return quote(member_label(dist, path), safe="/!", errors="backslashreplace")
 
 
+def origin_uri(path: str) -> str:
+    """The URI of a requirements file: relative to the working directory (the repository root in CI),
+    or an absolute ``file:`` URI when it lies outside."""
+    origin = Path(path)
+    if origin.is_absolute():
+        try:
+            origin = origin.resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            return origin.as_uri()
+    return quote(origin.as_posix(), safe="/!", errors="backslashreplace")
+
+
+_DIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip", ".whl", ".egg")
+
+
+def normalize_project(name: str) -> str:
+    """PEP 503 normalisation: ``Demo_Pkg`` and ``demo.pkg`` are ``demo-pkg``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def project_and_version(dist_name: str) -> tuple[str, str | None]:
+    """The normalised project and the version that a distribution file name carries
+    (``Demo-0.1.tar.gz``, ``demo-0.1-py3-none-any.whl``); a name that carries none is its own project."""
+    lower = dist_name.lower()
+    suffix = next((s for s in _DIST_SUFFIXES if lower.endswith(s)), None)
+    if suffix is None:
+        return dist_name, None
+    stem = dist_name[: -len(suffix)]
+    if suffix in (".whl", ".egg"):
+        name, _, rest = stem.partition("-")
+        version = rest.partition("-")[0]
+    else:
+        name, _, version = stem.rpartition("-")
+    if not name or not version[:1].isdigit():
+        return dist_name, None
+    return normalize_project(name), version
+
+
+def versionless_path(path: str, project: str, version: str | None) -> str:
+    """``path`` with the release's version taken out of the directories named after it (an sdist's
+    ``demo-0.1/``, a wheel's ``demo-0.1.dist-info/`` and ``demo-0.1.data/``)."""
+    if version is None:
+        return path
+    named = re.compile(rf"^(.+)-{re.escape(version)}((?:\.dist-info|\.data|\.egg-info)?)$", re.IGNORECASE)
+    parts = []
+    for part in path.split("/"):
+        found = named.match(part)
+        parts.append(
+            f"{project}{found.group(2)}" if found and normalize_project(found.group(1)) == project else part
+        )
+    return "/".join(parts)
+
+
+def finding_fingerprint(finding: Finding) -> str:
+    """Stable across runs and across versions of the package (see the module docstring)."""
+    project, version = project_and_version(finding.dist.name)
+    pattern = first_pattern(finding.match)
+    matched = hashlib.sha256(pattern.data if pattern is not None else b"").hexdigest()
+    parts = (
+        finding.match.identifier,
+        project,
+        versionless_path(finding.file.path, project, version),
+        matched,
+    )
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _help_uri(match: RuleMatch) -> str | None:
+    for key in _REFERENCE_KEYS:
+        value = match.metadata.get(key)
+        if isinstance(value, str) and value.startswith(("https://", "http://")):
+            return value
+    return None
+
+
 def _sarif_rule(match: RuleMatch) -> JSON:
-    rule: JSON = {"id": match.identifier, "name": match.identifier}
-    description = match.metadata.get("description")
-    if description is not None:
-        rule["shortDescription"] = {"text": str(meta_value(description))}
-    rule["defaultConfiguration"] = {"level": sarif_level(match.weight)}
-    rule["properties"] = {"weight": match.weight, "tags": list(match.tags), "namespace": match.namespace}
+    description = rule_description(match) or f"YARA rule {match.identifier}"
+    author = match.metadata.get("author")
+    help_uri = _help_uri(match)
+    details = [f"weight {match.weight}", f"namespace {match.namespace}"]
+    if match.tags:
+        details.append(f"tags {', '.join(match.tags)}")
+    if author is not None:
+        details.append(f"by {meta_value(author)}")
+    full = f"{description} (YARA rule {match.identifier}: {'; '.join(details)})"
+    markdown_lines = [
+        f"**{markdown_text(description)}**",
+        "",
+        f"YARA rule {markdown_code(match.identifier)}: {markdown_text('; '.join(details))}.",
+        "A match means the file holds content this rule looks for in malicious packages; read the matched "
+        "region before trusting the package.",
+    ]
+    if help_uri is not None:
+        markdown_lines += ["", f"Reference: <{help_uri}>"]
+    rule: JSON = {
+        "id": match.identifier,
+        "name": match.identifier,
+        "shortDescription": {"text": description},
+        "fullDescription": {"text": full},
+        "help": {
+            "text": full + (f" Reference: {help_uri}" if help_uri else ""),
+            "markdown": "\n".join(markdown_lines),
+        },
+        "defaultConfiguration": {"level": sarif_level(match.weight)},
+        "properties": {
+            "weight": match.weight,
+            "tags": ["security", *match.tags][:SARIF_MAX_TAGS],
+            "namespace": match.namespace,
+            "security-severity": security_severity(match.weight),
+            "precision": "medium",
+        },
+    }
+    if help_uri is not None:
+        rule["helpUri"] = help_uri
     return rule
 
 
-def _region(match: RuleMatch) -> JSON | None:
-    if not match.patterns:
-        return None
-    first = min(match.patterns, key=lambda p: p.offset)
-    return {"byteOffset": first.offset, "byteLength": first.length}
-
-
-def _sarif_result(
-    target: TargetResult, dist: DistributionResult, file: FileResult, match: RuleMatch, index: int
-) -> JSON:
-    location: JSON = {"artifactLocation": {"uri": artifact_uri(dist, file.path)}}
-    region = _region(match)
-    if region is not None:
-        location["region"] = region
+def _dependency_rule(weight: int) -> JSON:
+    text = (
+        "A dependency pinned in a requirements or lock file matched malware rules: the release it names "
+        "holds files that the rules look for in malicious packages."
+    )
     return {
+        "id": FLAGGED_DEPENDENCY_RULE,
+        "name": "FlaggedDependency",
+        "shortDescription": {"text": "A pinned dependency matched malware rules"},
+        "fullDescription": {"text": text},
+        "help": {
+            "text": text + " The related locations are the matching files inside the release.",
+            "markdown": f"{text}\n\nThe related locations are the matching files inside the release; "
+            "do not install it before you have read them.",
+        },
+        "defaultConfiguration": {"level": sarif_level(weight)},
+        "properties": {
+            "tags": ["security", "supply-chain"],
+            "security-severity": security_severity(weight),
+            "precision": "medium",
+        },
+    }
+
+
+def _origin_location(origin: Origin) -> JSON:
+    return {
+        "artifactLocation": {"uri": origin_uri(origin.path)},
+        "region": {"startLine": origin.line},
+    }
+
+
+def _utf16_units(text: str) -> int:
+    return sum(2 if ord(c) > 0xFFFF else 1 for c in text)
+
+
+def _text_region(pattern: PatternMatch) -> JSON:
+    """Line, columns (UTF-16 code units, the run's ``columnKind``) and the line's text of a match in a
+    text file. Columns only when the snippet starts at the start of the line (a long line is clipped
+    before the match: the characters before the snippet are unknown); the end column only when the
+    whole match is known to lie on that line."""
+    region: JSON = {"startLine": pattern.line}
+    if pattern.column - 1 == pattern.snippet_offset:
+        before = pattern.snippet[: pattern.snippet_offset].decode("utf-8", "replace")
+        region["startColumn"] = _utf16_units(before) + 1
+        if pattern.length <= len(pattern.data) and b"\n" not in pattern.data:
+            matched = pattern.data.decode("utf-8", "replace")
+            region["endColumn"] = region["startColumn"] + _utf16_units(matched)
+    region["snippet"] = {"text": pattern.snippet.decode("utf-8", "replace")}
+    return region
+
+
+def _member_location(finding: Finding) -> JSON:
+    location: JSON = {"artifactLocation": {"uri": artifact_uri(finding.dist, finding.file.path)}}
+    pattern = first_pattern(finding.match)
+    if pattern is not None:
+        # GitHub requires a start line; in a binary file it counts newline bytes, as the engine does.
+        region = _text_region(pattern) if finding.file.is_text else {"startLine": pattern.line}
+        location["region"] = {**region, "byteOffset": pattern.offset, "byteLength": pattern.length}
+    return location
+
+
+def _level(weight: int, target: TargetResult, min_score: int) -> str:
+    return sarif_level(weight) if target.score >= min_score else "note"
+
+
+def _sarif_result(target: TargetResult, finding: Finding, index: int, min_score: int) -> JSON:
+    match = finding.match
+    result: JSON = {
         "ruleId": match.identifier,
         "ruleIndex": index,
-        "level": sarif_level(match.weight),
+        "level": _level(match.weight, target, min_score),
         "message": {
-            "text": f"Rule {match.identifier} (weight {match.weight}) matched {member_label(dist, file.path)}"
+            "text": f"Rule {match.identifier} (weight {match.weight}) matched {printable(finding.location)}"
+            + (f": {rule_description(match)}" if rule_description(match) else "")
         },
-        "locations": [{"physicalLocation": location}],
+        "locations": [{"physicalLocation": _member_location(finding)}],
+        "partialFingerprints": {SARIF_FINGERPRINT_KEY: finding_fingerprint(finding)},
         "properties": {
             "target": target.target,
-            "distribution": dist.name,
-            "score": file.score,
-            "sha256": file.sha256,
+            "distribution": finding.dist.name,
+            "score": finding.file.score,
+            "sha256": finding.file.sha256,
+        },
+    }
+    if target.origin is not None:
+        result["relatedLocations"] = [
+            {
+                "id": 0,
+                "physicalLocation": _origin_location(target.origin),
+                "message": {"text": f"{_label(target)} is required here"},
+            }
+        ]
+    if target.score < min_score:
+        result["properties"]["belowMinScore"] = True
+    return result
+
+
+def _dependency_result(target: TargetResult, origin: Origin, index: int, min_score: int) -> JSON:
+    top = top_findings(target, SARIF_RELATED_FINDINGS)
+    weight = max((f.match.weight for f in top), default=0)
+    rules = ", ".join(target.rules_matched)
+    return {
+        "ruleId": FLAGGED_DEPENDENCY_RULE,
+        "ruleIndex": index,
+        "level": _level(weight, target, min_score),
+        "message": {
+            "text": f"{_label(target)} (score {target.score}) matched {len(target.rules_matched)} rule(s): "
+            f"{rules}; top file {printable(target.top_file or '-')}"
+        },
+        "locations": [{"physicalLocation": _origin_location(origin)}],
+        "relatedLocations": [
+            {
+                "id": i,
+                "physicalLocation": _member_location(f),
+                "message": {"text": f"{f.match.identifier} matched {printable(f.location)}"},
+            }
+            for i, f in enumerate(top)
+        ],
+        "partialFingerprints": {
+            SARIF_FINGERPRINT_KEY: hashlib.sha256(
+                "\0".join(
+                    (FLAGGED_DEPENDENCY_RULE, origin_uri(origin.path), normalize_project(target.name))
+                ).encode()
+            ).hexdigest()
+        },
+        "properties": {
+            "target": target.target,
+            "score": target.score,
+            "rulesMatched": list(target.rules_matched),
         },
     }
 
@@ -399,30 +822,58 @@ def _notifications(target: TargetResult) -> Iterator[JSON]:
         }
 
 
-def sarif_document(targets: Sequence[TargetResult], rules: Rules) -> JSON:
+def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int = 0) -> JSON:
+    """The SARIF log of ``targets`` (see the module docstring); at most ``SARIF_MAX_RESULTS`` results."""
+    dependencies = [(t, t.origin) for t in targets if t.origin is not None and t.rules_matched]
+    ranked = heapq.nsmallest(
+        max(0, SARIF_MAX_RESULTS - len(dependencies)),
+        ((i, t, f) for i, t in enumerate(targets) for f in t.findings),
+        key=lambda item: (_rank(item[2])[0], item[0], *_rank(item[2])[1:]),
+    )
+    total = sum(len(t.findings) for t in targets)
     descriptors: dict[str, JSON] = {}
     indices: dict[str, int] = {}
     results: list[JSON] = []
-    for target in targets:
-        for dist in target.distributions:
-            for file in dist.files:
-                for match in file.matches:
-                    if match.identifier not in indices:
-                        indices[match.identifier] = len(descriptors)
-                        descriptors[match.identifier] = _sarif_rule(match)
-                    results.append(_sarif_result(target, dist, file, match, indices[match.identifier]))
+    for _, target, finding in ranked:
+        rule_id = finding.match.identifier
+        if rule_id not in indices:
+            indices[rule_id] = len(descriptors)
+            descriptors[rule_id] = _sarif_rule(finding.match)
+        results.append(_sarif_result(target, finding, indices[rule_id], min_score))
+    if dependencies:
+        heaviest = max(f.match.weight for t, _ in dependencies for f in t.findings)
+        indices[FLAGGED_DEPENDENCY_RULE] = len(descriptors)
+        descriptors[FLAGGED_DEPENDENCY_RULE] = _dependency_rule(heaviest)
+        for target, origin in dependencies:
+            results.append(_dependency_result(target, origin, indices[FLAGGED_DEPENDENCY_RULE], min_score))
     notifications = [n for t in targets for n in _notifications(t)]
-    driver = {"name": TOOL_NAME, "version": __version__, "rules": list(descriptors.values())}
+    if len(ranked) < total:
+        notifications.append(
+            {
+                "level": "warning",
+                "message": {
+                    "text": f"{total - len(ranked)} of {total} finding(s) left out (the heaviest "
+                    f"{len(ranked)} are kept; GitHub keeps at most {SARIF_MAX_RESULTS} results per run); "
+                    "use --format json for all"
+                },
+            }
+        )
+    driver = {
+        "name": TOOL_NAME,
+        "version": __version__,
+        "rules": list(descriptors.values()),
+    }
     invocation = {
         "executionSuccessful": all(t.verdict != "incomplete" for t in targets),
-        "exitCode": exit_code(targets),
+        "exitCode": exit_code(targets, min_score),
         "toolExecutionNotifications": notifications,
     }
     run = {
         "tool": {"driver": driver},
+        "columnKind": "utf16CodeUnits",
         "invocations": [invocation],
         "results": results,
-        "properties": {"rulesHash": rules.hash, "rulesCount": rules.count},
+        "properties": {"rulesHash": rules.hash, "rulesCount": rules.count, "minScore": min_score},
     }
     return {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
@@ -432,97 +883,156 @@ def sarif_document(targets: Sequence[TargetResult], rules: Rules) -> JSON:
 _VERDICT_STYLE = {"clean": "green", "findings": "bold red", "incomplete": "yellow"}
 
 
-def _verdict_text(verdict: str) -> Text:
-    return Text(verdict, style=_VERDICT_STYLE.get(verdict, ""))
+def _verdict_text(target: TargetResult, min_score: int) -> Text:
+    if target.verdict == "findings" and target.score < min_score:
+        return Text("findings (below --min-score)", style="yellow")
+    return Text(target.verdict, style=_VERDICT_STYLE.get(target.verdict, ""))
 
 
 def _label(target: TargetResult) -> str:
     if target.kind == "release" and target.version:
         return f"{target.name}=={target.version}"
-    return target.target
+    return printable(target.target)
 
 
-def _overview(targets: Sequence[TargetResult]) -> Table:
+def _size(target: TargetResult) -> str:
+    return human_size(sum(d.size for d in target.distributions)) if target.distributions else "-"
+
+
+def _overview(targets: Sequence[TargetResult], min_score: int) -> Table:
     table = Table(title="Scan results", box=box.SIMPLE_HEAVY, title_justify="left")
     table.add_column("Target", overflow="fold")
     table.add_column("Verdict")
     table.add_column("Score", justify="right")
-    table.add_column("Rules matched", overflow="fold")
-    table.add_column("Top file", overflow="fold")
+    table.add_column("Findings", justify="right")
+    table.add_column("Size", justify="right", no_wrap=True)
     table.add_column("Issues", justify="right")
     for t in targets:
         table.add_row(
-            _label(t),
-            _verdict_text(t.verdict),
+            Text(_label(t)),  # a Text: names are never read as console markup
+            _verdict_text(t, min_score),
             str(t.score),
-            ", ".join(t.rules_matched) or "-",
-            t.top_file or "-",
+            str(len(t.findings)),
+            _size(t),
             str(len(t.issues) + (1 if t.error else 0)),
         )
     return table
 
 
-def _findings(target: TargetResult) -> Table:
-    table = Table(title=f"Findings in {_label(target)}", box=box.SIMPLE, title_justify="left")
-    table.add_column("Rule", overflow="fold")
+def _more(shown: int, total: int, what: str) -> Text | None:
+    if total <= shown:
+        return None
+    return Text(f"… and {total - shown} more {what}; use -f json for all", style="dim")
+
+
+def _findings(target: TargetResult, width: int) -> tuple[Table, Text | None]:
+    shown = top_findings(target, TABLE_MAX_FINDINGS)
+    wide = width >= TABLE_WIDE_COLUMNS
+    table = Table(title=Text(f"Findings in {_label(target)}"), box=box.SIMPLE, title_justify="left")
+    # Rule names are never broken: the column is as wide as the longest one; descriptions fold instead.
+    table.add_column("Rule", no_wrap=True, min_width=max(len(f.match.identifier) for f in shown))
     table.add_column("Weight", justify="right")
-    table.add_column("File", overflow="fold")
-    for dist in target.distributions:
-        for file in dist.files:
-            for match in file.matches:
-                style = "red" if match.weight >= SARIF_ERROR_WEIGHT else "yellow"
-                table.add_row(
-                    Text(match.identifier, style=style), str(match.weight), member_label(dist, file.path)
-                )
-    return table
+    if wide:
+        table.add_column("File", overflow="fold", ratio=3)
+        table.add_column("Description", ratio=3)
+        table.add_column("Snippet", overflow="fold", ratio=2)
+    else:
+        table.add_column("File, description, snippet", overflow="fold")
+    for finding in shown:
+        match = finding.match
+        style = "red" if match.weight >= SARIF_ERROR_WEIGHT else "yellow"
+        location = Text(printable(finding.location), style="bold")
+        description = Text(printable(rule_description(match) or "-", DESCRIPTION_CHARS))
+        snippet = Text(finding.snippet() or "-", style="cyan")
+        cells = (
+            [location, description, snippet] if wide else [Text("\n").join([location, description, snippet])]
+        )
+        table.add_row(Text(match.identifier, style=style), str(match.weight), *cells)
+    return table, _more(len(shown), len(target.findings), "finding(s)")
 
 
 def _problems(target: TargetResult) -> Iterator[Text]:
     if target.error:
-        yield Text.assemble(("error", "bold red"), f" {_label(target)}: {target.error}")
-    for dist, issue in target.issues:
+        yield Text.assemble(("error", "bold red"), f" {_label(target)}: {printable(target.error)}")
+    issues = target.issues
+    for dist, issue in issues[:TABLE_MAX_ISSUES]:
         tag = ("unscanned", "yellow") if issue.unscanned else ("note", "dim")
-        yield Text.assemble(tag, f" [{issue.kind}] {member_label(dist, issue.path)}: {issue.message}")
+        yield Text.assemble(
+            tag, f" [{issue.kind}] {printable(member_label(dist, issue.path))}: {printable(issue.message)}"
+        )
+    more = _more(min(len(issues), TABLE_MAX_ISSUES), len(issues), "issue(s)")
+    if more is not None:
+        yield more
 
 
-def _footer(targets: Sequence[TargetResult], rules: Rules) -> Text:
+def _footer(targets: Sequence[TargetResult], rules: Rules, min_score: int) -> Text:
     s = summary_json(targets)
+    threshold = f"; targets scoring below --min-score {min_score} do not fail the run" if min_score else ""
+    verdict = overall_verdict(targets)
+    if verdict == "findings" and exit_code(targets, min_score) != EXIT_FINDINGS:
+        verdict_text = Text("findings below --min-score", style="yellow")
+    else:
+        verdict_text = Text(verdict, style=_VERDICT_STYLE.get(verdict, ""))
     return Text.assemble(
         f"{s['targets']} target(s), {s['distributions']} distribution(s), {s['files_scanned']} file(s), "
-        f"{s['bytes_scanned']} bytes scanned with {rules.count} rule(s) ({rules.hash[:12]}): ",
-        _verdict_text(s["verdict"]),
+        f"{human_size(s['bytes_scanned'])} scanned with {rules.count} rule(s) ({rules.hash[:12]})"
+        f"{threshold}: ",
+        verdict_text,
     )
 
 
 def render_table(
-    targets: Sequence[TargetResult], rules: Rules, console: Console, quiet: bool = False
+    targets: Sequence[TargetResult], rules: Rules, console: Console, quiet: bool = False, min_score: int = 0
 ) -> None:
-    """The human report: an overview row per target, then each target's findings and issues."""
-    console.print(_overview(targets))
+    """The human report: an overview row per target, then each target's top findings and issues (at most
+    ``TABLE_MAX_FINDINGS`` and ``TABLE_MAX_ISSUES`` per target)."""
+    console.print(_overview(targets, min_score))
     for target in targets:
         if target.rules_matched:
-            console.print(_findings(target))
+            table, more = _findings(target, console.width)
+            console.print(table)
+            if more is not None:
+                console.print(more)
         problems = list(_problems(target))
         if problems:
             console.print(Text(f"Issues in {_label(target)}", style="bold"))
             for line in problems:
                 console.print(line, overflow="fold")
     if not quiet:
-        console.print(_footer(targets, rules))
+        console.print(_footer(targets, rules, min_score))
 
 
 def render(
-    targets: Sequence[TargetResult], rules: Rules, fmt: ReportFormat, out: IO[str], quiet: bool = False
+    targets: Sequence[TargetResult],
+    rules: Rules,
+    fmt: ReportFormat,
+    out: IO[str],
+    quiet: bool = False,
+    min_score: int = 0,
 ) -> None:
     """Write the report of ``targets`` to ``out`` in ``fmt`` (a whole document, or all NDJSON lines)."""
     if fmt == "table":
         # A terminal gets its own width; a file or a pipe gets room for long member paths.
         width = None if out.isatty() else FILE_TABLE_WIDTH
-        render_table(targets, rules, Console(file=out, width=width), quiet=quiet)
+        render_table(
+            targets, rules, ClosedPipeConsole(file=out, width=width), quiet=quiet, min_score=min_score
+        )
+    elif fmt == "markdown":
+        from dragonfly_hybrid.report_markdown import markdown_report  # it imports this module
+
+        out.write(markdown_report(targets, rules, min_score))
+    elif fmt == "html":
+        from dragonfly_hybrid.html_report import write_scan_page  # only this format needs it
+
+        write_scan_page(targets, rules, out)
     elif fmt == "ndjson":
         for target in targets:
             out.write(ndjson_line(target) + "\n")
     else:
-        document = json_document(targets, rules) if fmt == "json" else sarif_document(targets, rules)
+        if fmt == "json":
+            document = json_document(targets, rules)
+            document["summary"]["exit_code"] = exit_code(targets, min_score)
+        else:
+            document = sarif_document(targets, rules, min_score)
         json.dump(document, out, indent=2, ensure_ascii=False)
         out.write("\n")

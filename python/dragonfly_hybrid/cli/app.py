@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from dragonfly_hybrid.cli import version_line
+from dragonfly_hybrid.cli.base import DragonflyCommand, DragonflyGroup
 from dragonfly_hybrid.cli.common import EXIT_INTERRUPTED
 from dragonfly_hybrid.cli.node import NODE_EXIT_CODES_HELP, config_command, node_command
 from dragonfly_hybrid.cli.rules import rules_app
@@ -31,6 +32,7 @@ from dragonfly_hybrid.cli.store import (
     report_command,
     watch_command,
 )
+from dragonfly_hybrid.closed_pipe import exit_closed_pipe
 from dragonfly_hybrid.report import EXIT_INCOMPLETE
 
 app = typer.Typer(
@@ -42,6 +44,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
+    cls=DragonflyGroup,
 )
 
 
@@ -66,20 +69,25 @@ def _root(
     """Fast, hardened YARA-X malware scanner for PyPI packages."""
 
 
-app.command("scan", epilog=EXIT_CODES_HELP)(scan_command)
-app.command("version")(version)
-app.command("node", epilog=NODE_EXIT_CODES_HELP)(node_command)
-app.command("config")(config_command)
-app.command("watch", epilog=WATCH_EXIT_CODES_HELP)(watch_command)
-app.command("report", epilog=REPORT_EXIT_CODES_HELP)(report_command)
-app.command("diff", epilog=DIFF_EXIT_CODES_HELP)(diff_command)
+app.command("scan", epilog=EXIT_CODES_HELP, cls=DragonflyCommand)(scan_command)
+app.command("version", cls=DragonflyCommand)(version)
+app.command("node", epilog=NODE_EXIT_CODES_HELP, cls=DragonflyCommand)(node_command)
+app.command("config", cls=DragonflyCommand)(config_command)
+app.command("watch", epilog=WATCH_EXIT_CODES_HELP, cls=DragonflyCommand)(watch_command)
+app.command("report", epilog=REPORT_EXIT_CODES_HELP, cls=DragonflyCommand)(report_command)
+app.command("diff", epilog=DIFF_EXIT_CODES_HELP, cls=DragonflyCommand)(diff_command)
 app.add_typer(rules_app, name="rules")
 
 
 def main() -> None:
     """Console-script entry point: expected errors are one `error:` line; a crash is exit 3, never 1."""
     try:
-        app(prog_name="dragonfly-hybrid")
+        try:
+            app(prog_name="dragonfly-hybrid")
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be told apart from findings
+    except BrokenPipeError:
+        exit_closed_pipe()
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

@@ -27,10 +27,11 @@ from dragonfly_hybrid.bounds import (
     MIN_SCAN_TIMEOUT,
     threads_problem,
 )
+from dragonfly_hybrid.cli.base import int_option
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.report import EXIT_USAGE
 from dragonfly_hybrid.rules_loader import bundled_rules_dir, load_rules, rules_cache_dir
-from dragonfly_hybrid.store.db import Store, StoreError
+from dragonfly_hybrid.store.db import Store, StoreError, is_default_location
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,9 +55,10 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def open_store(path: Path, *, readonly: bool = False) -> Store:
-    """The results store at ``path``; exits 2 when it cannot be opened."""
+    """The results store at ``path``; exits 2 when it cannot be opened (or when its directory does not
+    exist, unless it is the default location)."""
     try:
-        return Store(path, readonly=readonly)
+        return Store(path, readonly=readonly, create_parents=is_default_location(path))
     except (StoreError, OSError) as err:
         fail(f"cannot open the store: {err}")
 
@@ -173,6 +175,7 @@ ThreadsOption = Annotated[
         help="Scanning threads. Default: every available core (at most 4 per core).",
         callback=_check_threads,
         show_default=False,
+        metavar="N",
     ),
 ]
 MaxDownloadSizeOption = Annotated[
@@ -190,22 +193,20 @@ _LIMIT_OPTIONS: dict[str, tuple[object, object]] = {
         DEFAULT_LIMITS.max_total_size,
     ),
     "max_members": (
-        Annotated[int, typer.Option(help="Most members scanned per distribution.", min=1, max=MAX_MEMBERS)],
+        Annotated[int, int_option("Most members scanned per distribution.", low=1, high=MAX_MEMBERS)],
         DEFAULT_LIMITS.max_members,
     ),
     "max_ratio": (
         Annotated[
             int,
-            typer.Option(help="Highest compression ratio accepted per member (N:1).", min=1, max=MAX_RATIO),
+            int_option("Highest compression ratio accepted per member (N:1).", low=1, high=MAX_RATIO),
         ],
         DEFAULT_LIMITS.max_ratio,
     ),
     "max_depth": (
         Annotated[
             int,
-            typer.Option(
-                help="How deep nested archives are opened (0: not at all).", min=0, max=MAX_NESTING_DEPTH
-            ),
+            int_option("How deep nested archives are opened (0: not at all).", low=0, high=MAX_NESTING_DEPTH),
         ],
         DEFAULT_LIMITS.max_depth,
     ),

@@ -11,11 +11,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Literal
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
+from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import fail, load_rules_or_exit
+from dragonfly_hybrid.logs import LogFormat
 from dragonfly_hybrid.report import EXIT_INCOMPLETE, EXIT_USAGE
 
 if TYPE_CHECKING:
@@ -108,7 +110,7 @@ def node_command(
     config: ConfigFile = None,
     once: Annotated[bool, typer.Option("--once", help="Drain the jobs available now, then exit.")] = False,
     max_jobs: Annotated[
-        int | None, typer.Option(help="Claim at most N jobs, finish them, then exit.", min=1, metavar="N")
+        int | None, int_option("Claim at most N jobs, finish them, then exit.", low=1)
     ] = None,
     job: Annotated[
         list[str] | None,
@@ -145,10 +147,12 @@ def node_command(
     base_url: Annotated[str | None, typer.Option(help="DRAGONFLY_BASE_URL.", metavar="URL")] = None,
     threads: Annotated[int | None, typer.Option(help="DRAGONFLY_THREADS.", metavar="N")] = None,
     bulk_size: Annotated[int | None, typer.Option(help="DRAGONFLY_BULK_SIZE.", metavar="N")] = None,
-    job_timeout: Annotated[float | None, typer.Option(help="DRAGONFLY_JOB_TIMEOUT.", metavar="S")] = None,
+    job_timeout: Annotated[
+        float | None, typer.Option(help="DRAGONFLY_JOB_TIMEOUT.", metavar="SECONDS")
+    ] = None,
     metrics_port: Annotated[int | None, typer.Option(help="DRAGONFLY_METRICS_PORT.", metavar="PORT")] = None,
     log_format: Annotated[
-        Literal["text", "json"] | None, typer.Option(help="DRAGONFLY_LOG_FORMAT.", show_default=False)
+        LogFormat | None, choice_option(LogFormat, "--log-format", help_text="DRAGONFLY_LOG_FORMAT.")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="DRAGONFLY_LOG_LEVEL.", metavar="LEVEL")] = None,
 ) -> None:

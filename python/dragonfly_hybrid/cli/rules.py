@@ -8,14 +8,18 @@ from typing import Annotated, Literal
 
 import typer
 
+from dragonfly_hybrid.cli.base import DragonflyCommand, DragonflyGroup, choice_option, int_option
 from dragonfly_hybrid.cli.common import ThreadsOption, fail, load_rules_or_exit
 
 rules_app = typer.Typer(
     help="Check rule sets and compile them to a blob that loads without compiling.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
+    cls=DragonflyGroup,
 )
 
+
+TestFormat = Literal["table", "json"]
 
 RulePaths = Annotated[
     list[Path],
@@ -27,14 +31,14 @@ RulePaths = Annotated[
 ]
 
 
-@rules_app.command("check")
+@rules_app.command("check", cls=DragonflyCommand)
 def rules_check(paths: RulePaths) -> None:
     """Compile rules and print their count and hash; exit 2 with `file:line:column: message` if they fail."""
     ruleset = load_rules_or_exit(paths)
     print(f"ok: {ruleset.count} rule(s), hash {ruleset.hash}")
 
 
-@rules_app.command("compile")
+@rules_app.command("compile", cls=DragonflyCommand)
 def rules_compile(
     paths: RulePaths,
     output: Annotated[
@@ -56,7 +60,7 @@ not met; **2** usage error (no folder given, a folder that does not exist, rules
 """
 
 
-@rules_app.command("test", epilog=RULES_TEST_EXIT_CODES_HELP)
+@rules_app.command("test", epilog=RULES_TEST_EXIT_CODES_HELP, cls=DragonflyCommand)
 def rules_test(
     paths: Annotated[
         list[Path] | None,
@@ -78,7 +82,7 @@ def rules_test(
             "--benign", help="Folder of benign releases (a file or a sub-folder each).", metavar="DIR"
         ),
     ] = None,
-    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
+    fmt: Annotated[TestFormat, choice_option(TestFormat, "--format", help_text="Output format.")] = "table",
     min_recall: Annotated[
         str | None,
         typer.Option("--min-recall", help="Exit 1 if recall is below this (0.9 or 90%).", metavar="RATE"),
@@ -90,11 +94,9 @@ def rules_test(
         ),
     ] = None,
     flag_weight: Annotated[
-        int, typer.Option("--flag-weight", min=1, help="A finding of this weight or more flags a release.")
+        int, int_option("A finding of this weight or more flags a release.", low=1, metavar="WEIGHT")
     ] = 5,
-    limit: Annotated[
-        int, typer.Option("--limit", min=0, help="Releases listed per section in the table.")
-    ] = 20,
+    limit: Annotated[int, int_option("Releases listed per section in the table.", low=0)] = 20,
     threads: ThreadsOption = None,
 ) -> None:
     """Measure rules on malicious and benign releases: per-rule hits, recall, benign flagged, misses."""

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sqlite3
+import stat
 import sys
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from types import FrameType
 from typing import IO, Annotated
 
 import typer
+from packaging.version import Version
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -25,11 +31,11 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from dragonfly_hybrid._core import Limits, Rules, Scanner
+from dragonfly_hybrid._core import Limits, Rules, Scanner, ScanProgress
 from dragonfly_hybrid.bounds import available_cores
+from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
-    EXIT_INTERRUPTED,
     MaxDownloadSizeOption,
     ThreadsOption,
     fail,
@@ -37,79 +43,135 @@ from dragonfly_hybrid.cli.common import (
     load_rules_or_exit,
     open_store,
 )
+from dragonfly_hybrid.http_client import NetworkSettingsError
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
+    RUNNING_PYTHON,
     ProgressCallback,
     ProjectNotFound,
-    PyPIClient,
     VersionNotFound,
 )
+from dragonfly_hybrid.pypi.pipconfig import PipConfigError, PipSettings
+from dragonfly_hybrid.pypi.requirements import Pins, RequirementsError, looks_like_requirements, read_pins
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
+    Origin,
     ReportFormat,
     TargetResult,
     exit_code,
+    human_size,
     ndjson_line,
     render,
 )
 from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner
 from dragonfly_hybrid.store.db import STORE_ENV, Store, StoreError
 from dragonfly_hybrid.targets import (
+    INDEX_PREFIX,
     NoHooks,
+    PathTarget,
     ReleaseTarget,
     Resolved,
     Target,
     TargetError,
     TargetScanner,
+    index_settings,
+    open_index,
     parse_target,
+    run_in_worker,
 )
 
 EXIT_CODES_HELP = """\
 **Exit codes** (a stable contract, for CI):
 
 * **0**: every target was scanned completely and no rule matched.
-* **1**: at least one rule matched. Findings win over incomplete scans: a malicious signal is never lost.
+* **1**: at least one rule matched (in a target scoring at least `--min-score`). Findings win over
+  incomplete scans: a malicious signal is never lost.
 * **2**: usage or configuration error: a bad option, rules that cannot be read or do not compile, a path
   that does not exist and is not a PyPI name, a project or version the index does not have.
-* **3**: could not scan: some target was left incomplete (a download failed, an archive member was over
-  a limit or corrupt) and no rule matched anywhere.
+* **3**: could not scan: some target was left incomplete (a download failed or did not match its hash,
+  an archive member was over a limit or corrupt), or -R entries that are not index releases were skipped
+  (unless --allow-skipped), and no rule matched anywhere (or only in targets below `--min-score`).
+* **130** (143 for SIGTERM): stopped by Ctrl-C (SIGINT) or SIGTERM, within a second at any stage, after one
+  `stopping…` line; no report is written (an `--output` file is left as it was).
+* **141**: stdout was closed before the output was written (`... | head`), as for a shell's SIGPIPE.
 """
 
 # ---------------------------------------------------------------------------------------------- progress
 
 
 class RichHooks:
-    """Progress display for ``scan``: one line per stage and one bar per download, on stderr."""
+    """Progress display for ``scan``, on stderr: one line per stage, one bar for all the bytes of a
+    release's downloads and one per file, and while scanning the engine's live counters (distributions
+    done of all, files and bytes scanned), read from its ``ScanProgress`` at every refresh."""
 
     def __init__(self, progress: Progress, total: int) -> None:
         self.progress = progress
         self.overall: TaskID = progress.add_task("starting", total=total)
         self.downloads: dict[str, TaskID] = {}
+        # The current release's downloads together; downloads start on several threads at once.
+        self.all_downloads: TaskID | None = None
+        self.received: dict[str, int] = {}
+        self.download_total: int | None = 0
+        self.downloads_lock = threading.Lock()
+        self.scan_task: TaskID | None = None
 
     def stage(self, text: str) -> None:
+        if self.all_downloads is not None:  # a new stage: the downloads are over
+            self.progress.remove_task(self.all_downloads)
+            self.all_downloads = None
         self.progress.update(self.overall, description=text)
 
     def target_done(self) -> None:
         self.progress.advance(self.overall)
 
     def download(self, filename: str, size: int | None) -> ProgressCallback:
-        task = self.progress.add_task(f"  {filename}", total=size, download=True)
-        self.downloads[filename] = task
+        with self.downloads_lock:
+            if self.all_downloads is None:
+                self.all_downloads = self.progress.add_task("  all downloads", total=0, download=True)
+                self.received.clear()
+                self.download_total = 0
+            # One file of unknown size leaves the total unknown.
+            known = self.download_total is not None and size is not None
+            self.download_total = self.download_total + size if known else None  # type: ignore[operator]
+            self.progress.update(self.all_downloads, total=self.download_total)
+            task = self.progress.add_task(f"  {filename}", total=size, download=True)
+            self.downloads[filename] = task
+            self.received[filename] = 0
+            overall = self.all_downloads
 
         def update(received: int, total: int | None) -> None:
             self.progress.update(task, completed=received, total=total or size)
+            with self.downloads_lock:
+                self.received[filename] = received
+                self.progress.update(overall, completed=sum(self.received.values()))
 
         return update
 
     def downloaded(self, filename: str) -> None:
-        task = self.downloads.pop(filename, None)
+        with self.downloads_lock:
+            task = self.downloads.pop(filename, None)
         if task is not None:
             self.progress.remove_task(task)
 
+    def scanning(self, progress: ScanProgress, distributions: int) -> None:
+        self.scan_task = self.progress.add_task(
+            "  scanned",
+            total=None,
+            scan=progress,
+            distributions=distributions,
+            base=(progress.distributions, progress.files, progress.bytes),
+        )
+
+    def scanned(self) -> None:
+        if self.scan_task is not None:
+            self.progress.remove_task(self.scan_task)
+            self.scan_task = None
+
 
 class _AmountColumn(ProgressColumn):
-    """Bytes for a download, ``done/total targets`` for the overall task."""
+    """Bytes for a download, the engine's counters while scanning, ``done/total targets`` for the overall
+    task."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -118,6 +180,14 @@ class _AmountColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         if task.fields.get("download"):
             return self._bytes.render(task)
+        live: ScanProgress | None = task.fields.get("scan")
+        if live is not None:
+            distributions, files, size = task.fields["base"]
+            return Text(
+                f"{live.distributions - distributions}/{task.fields['distributions']} distributions, "
+                f"{live.files - files} files, {human_size(live.bytes - size)}",
+                style="progress.download",
+            )
         return Text(f"{int(task.completed)}/{int(task.total or 0)} targets", style="progress.download")
 
 
@@ -141,17 +211,67 @@ def _hooks(show: bool, total: int) -> Iterator[RichHooks | NoHooks]:
 # ------------------------------------------------------------------------------------------------- scan
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: the scan was cancelled and the command exits ``128 + signum``. Not an
+    ``Exception``, so that no handler of errors takes it for one."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+@contextmanager
+def _stop_on_signals(progress: ScanProgress) -> Iterator[None]:
+    """SIGINT and SIGTERM cancel ``progress`` (so the engine stops within milliseconds), print one
+    ``stopping…`` line and raise :class:`Interrupted` in the main thread, wherever it is waiting (on the
+    index, a download or a scan: those run on worker threads it waits for in short steps); the command
+    then exits ``128 + signum``."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if progress.cancelled:  # a second signal while the first one unwinds: stop at once
+            os._exit(128 + signum)
+        progress.cancel()
+        print("stopping…", file=sys.stderr, flush=True)
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except Interrupted as stop:
+        raise typer.Exit(stop.exit_code) from None
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 @contextmanager
 def _output(path: Path | None) -> Iterator[IO[str]]:
+    """Where the report goes. A file is written under a temporary name next to it and renamed when the
+    report is complete, so that a scan stopped halfway (or failing) never leaves one that looks whole;
+    a device or a pipe (``/dev/null``, a FIFO) is written in place, and a symbolic link is followed."""
     if path is None:
         yield sys.stdout
         return
+    final = Path(os.path.realpath(path))
+    partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
     try:
-        stream = path.open("w", encoding="utf-8")
+        if path.is_dir():
+            fail(f"cannot write {path}: it is a directory")
+        in_place = path.exists() and not stat.S_ISREG(path.stat().st_mode)
+        stream = (path if in_place else partial).open("w", encoding="utf-8")
     except OSError as err:
         fail(f"cannot write {path}: {err.strerror or err}")
-    with stream:
-        yield stream
+    if in_place:
+        with stream:
+            yield stream
+        return
+    try:
+        with stream:
+            yield stream
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 @limit_options
@@ -199,8 +319,22 @@ def scan_command(
         ),
     ] = None,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", "-f", help="Report format: table, json, ndjson or sarif.")
+        ReportFormat,
+        choice_option(
+            ReportFormat,
+            "--format",
+            "-f",
+            help_text="Report format: markdown is for CI summaries, html one self-contained page.",
+        ),
     ] = "table",
+    min_score: Annotated[
+        int,
+        int_option(
+            "Targets scoring below N do not set exit code 1 (their findings are still reported, marked "
+            "below the threshold). Default: 0, any match fails.",
+            low=0,
+        ),
+    ] = 0,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.", metavar="FILE"),
@@ -212,11 +346,38 @@ def scan_command(
         str | None,
         typer.Option(
             help="Simple repository API (PEP 691) to resolve `name` and `name==version` on. Default: "
-            "PIP_INDEX_URL, else pip's configured index-url, else PyPI (pypi.org/simple/).",
+            "--index-url of the -R files, else PIP_INDEX_URL, else pip's configured index-url, else PyPI "
+            "(pypi.org/simple/).",
             metavar="URL",
             show_default=False,
         ),
     ] = None,
+    extra_index_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Another index to look projects up on (their files are merged, as pip does), added to "
+            "those of the -R files, PIP_EXTRA_INDEX_URL and pip's configuration. Repeatable.",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    python_version: Annotated[
+        str | None,
+        typer.Option(
+            help="For a bare `name`: pick the latest release whose Requires-Python admits this Python "
+            "(X.Y or X.Y.Z). Default: the running Python.",
+            metavar="X.Y",
+            show_default=False,
+        ),
+    ] = None,
+    allow_skipped: Annotated[
+        bool,
+        typer.Option(
+            "--allow-skipped",
+            help="Exit 0 (not 3) when -R entries that are not index releases (URLs, paths, VCS, editables) "
+            "were skipped and everything else is clean.",
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress display and no summary line.")
     ] = False,
@@ -227,42 +388,73 @@ def scan_command(
     parallel; hostile-input limits apply to every archive, and anything left unscanned is reported as an
     issue (never as clean). Sizes accept plain integers and K/M/G (x1000) or KiB/MiB/GiB (x1024) suffixes.
     """
-    if not targets and not requirements:
-        fail("nothing to scan: give at least one TARGET or --requirements FILE")
-    try:
-        parsed: list[Target] = [parse_target(raw) for raw in targets or []]
-    except TargetError as err:
-        fail(str(err))
-    parsed += requirement_targets(requirements or []) if requirements else []
-    results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
-    ruleset = load_rules_or_exit(rules or [])
-    engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
-    show_progress = not quiet and sys.stderr.isatty()
-    with ExitStack() as stack, _output(output) as out:
-        # The index client (its TLS context, ~0.1 s) only when some target is on the index.
-        needs_index = any(isinstance(t, ReleaseTarget) for t in parsed)
-        pypi = (
-            stack.enter_context(PyPIClient(index_url, max_download_size=max_download_size))
-            if needs_index
-            else None
-        )
-        # NDJSON lines are written as targets finish, except to a terminal that shows the progress display.
-        stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
+    live = ScanProgress()
+    with _stop_on_signals(live):
+        if not targets and not requirements:
+            fail("nothing to scan: give at least one TARGET or --requirements FILE")
         try:
-            with _hooks(show_progress, len(parsed)) as hooks:
-                scanner = TargetScanner(engine, pypi, hooks)
-                resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
-                results = _scan_all(scanner, resolved, hooks, stream)
-        except (ProjectNotFound, VersionNotFound) as err:
+            parsed: list[Target] = [parse_target(raw) for raw in targets or []]
+        except TargetError as err:
             fail(str(err))
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
-        if stream is None:
-            render(results, ruleset, fmt, out, quiet=quiet)
-    code = exit_code(results)
-    raise typer.Exit(
-        store_scan_results(results_store, results, ruleset, code, scanner=engine, cache=cache, quiet=quiet)
-    )
+        for target in parsed:
+            if isinstance(target, PathTarget) and target.shadows_name:
+                kind = "directory" if target.is_directory else "file"
+                print(
+                    f"note: scanning the local {kind} {target.raw}; "
+                    f"for the project on the index, write {INDEX_PREFIX}{target.raw}",
+                    file=sys.stderr,
+                )
+        pins = read_requirements(requirements or [])
+        parsed += requirement_targets(pins)
+        results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
+        _refuse_requirements_as_rules(rules or [])
+        ruleset = run_in_worker(lambda: load_rules_or_exit(rules or []))  # compiling takes a while
+        engine, cache = cached_scanner(ruleset, limits, threads or available_cores(), results_store)
+        show_progress = not quiet and sys.stderr.isatty()
+        # pip's settings matter (and are checked) only when something is fetched from an index.
+        settings = PipSettings()
+        needs_index = any(isinstance(t, ReleaseTarget) for t in parsed)
+        if needs_index:
+            settings = index_settings(index_url, extra_index_url or [], pins.settings)
+            for ignored in settings.ignored:
+                _note(f"ignoring pip's {ignored}: scan looks releases up on package indexes only")
+        try:
+            # The index client (httpx, its TLS context: ~0.1 s) only when some target is on an index.
+            pypi = (
+                open_index(
+                    settings,
+                    python_version=_python_version(python_version),
+                    max_download_size=max_download_size,
+                )
+                if needs_index
+                else None
+            )
+        except (PipConfigError, NetworkSettingsError) as err:
+            fail(str(err))
+        with pypi or nullcontext(), _output(output) as out:
+            # NDJSON lines are written as targets finish, except to a terminal showing the progress display.
+            stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
+            try:
+                with _hooks(show_progress, len(parsed)) as hooks:
+                    scanner = TargetScanner(engine, pypi, hooks, note=_note, progress=live)
+                    resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
+                    results = _scan_all(scanner, resolved, hooks, stream)
+            except (ProjectNotFound, VersionNotFound) as err:
+                fail(str(err))
+            if stream is None:
+                render(results, ruleset, fmt, out, quiet=quiet, min_score=min_score)
+        code = exit_code(results, min_score)
+        if pins.skipped and code == EXIT_CLEAN and not allow_skipped:
+            print(
+                f"error: {len(pins.skipped)} -R entr{'y was' if len(pins.skipped) == 1 else 'ies were'} not "
+                "scanned (not index releases; listed above): exit 3, or pass --allow-skipped to accept that",
+                file=sys.stderr,
+            )
+            code = EXIT_INCOMPLETE
+        stored = store_scan_results(
+            results_store, results, ruleset, code, scanner=engine, cache=cache, quiet=quiet
+        )
+    raise typer.Exit(stored)
 
 
 def _scan_all(
@@ -294,10 +486,11 @@ def scan_store_path(option: Path | None) -> Path | None:
     return Path(env).expanduser() if env else None
 
 
-def requirement_targets(paths: Sequence[Path]) -> list[ReleaseTarget]:
-    """The pinned releases of requirements/lock files as ``scan`` targets; exits 2 on a bad file."""
-    from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins  # only with -R
-
+def read_requirements(paths: Sequence[Path]) -> Pins:
+    """The pins of requirements/lock files (none without files); exits 2 on a bad file. Skipped entries
+    are listed on stderr."""
+    if not paths:
+        return Pins()
     try:
         pins = read_pins(list(paths))
     except RequirementsError as err:
@@ -306,7 +499,44 @@ def requirement_targets(paths: Sequence[Path]) -> list[ReleaseTarget]:
         print(f"note: skipped {skipped}", file=sys.stderr)
     if not pins.pins and not pins.skipped:
         fail(f"no requirements in {', '.join(str(p) for p in paths)}")
-    return [ReleaseTarget(pin.spec, pin.name, pin.version) for pin in pins.pins]
+    return pins
+
+
+def requirement_targets(pins: Pins) -> list[ReleaseTarget]:
+    """The pinned releases as ``scan`` targets, each with its hashes and its requirements-file line."""
+    return [
+        ReleaseTarget(
+            pin.spec,
+            pin.name,
+            pin.version,
+            pin.hashes,
+            Origin(pin.path, pin.line) if pin.line is not None else None,
+        )
+        for pin in pins.pins
+    ]
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
+def _python_version(text: str | None) -> Version:
+    """``--python-version``: X.Y or X.Y.Z; exits 2 otherwise."""
+    if text is None:
+        return RUNNING_PYTHON
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", text.strip()):
+        fail(f"--python-version {text!r}: expected X.Y or X.Y.Z, such as 3.11")
+    return Version(text.strip())
+
+
+def _refuse_requirements_as_rules(paths: Sequence[Path]) -> None:
+    """``-r requirements.txt`` out of pip's habit (here ``-r`` is ``--rules``): say so, exit 2."""
+    for path in paths:
+        if path.suffix.lower() not in (".yar", ".yara") and looks_like_requirements(path):
+            fail(
+                f"{path} looks like a requirements file, not YARA rules (-r is --rules here): "
+                f"did you mean -R/--requirements {path}?"
+            )
 
 
 def open_scan_store(option: Path | None) -> Store | None:

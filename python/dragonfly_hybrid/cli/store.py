@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +26,7 @@ from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules
 from dragonfly_hybrid.bounds import MAX_BYTES, MAX_LEASE, available_cores
+from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     MaxDownloadSizeOption,
@@ -29,8 +38,16 @@ from dragonfly_hybrid.cli.common import (
     seconds_option,
     size_option,
 )
-from dragonfly_hybrid.logs import setup_logging
-from dragonfly_hybrid.pypi.index import DEFAULT_INDEX_URL, DEFAULT_MAX_DOWNLOAD_SIZE, PyPIClient, PyPIError
+from dragonfly_hybrid.closed_pipe import ClosedPipeConsole
+from dragonfly_hybrid.logs import LogFormat, setup_logging
+from dragonfly_hybrid.members import MemberListing, list_members, list_tree
+from dragonfly_hybrid.pypi.index import (
+    DEFAULT_INDEX_URL,
+    DEFAULT_MAX_DOWNLOAD_SIZE,
+    PyPIClient,
+    PyPIError,
+    normalize_name,
+)
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
@@ -39,22 +56,41 @@ from dragonfly_hybrid.report import (
     SARIF_ERROR_WEIGHT,
 )
 from dragonfly_hybrid.store.content_cache import cached_scanner
-from dragonfly_hybrid.store.db import STORE_ENV, Finding, Store, StoreError, default_store_path, findings_of
-from dragonfly_hybrid.targets import ReleaseTarget, TargetError, TargetScanner, parse_target
+from dragonfly_hybrid.store.db import (
+    STORE_ENV,
+    Finding,
+    Store,
+    StoreError,
+    default_store_path,
+    findings_of,
+    is_default_location,
+)
+from dragonfly_hybrid.targets import (
+    PathTarget,
+    ReleaseTarget,
+    Resolved,
+    Target,
+    TargetError,
+    TargetScanner,
+    directory_files,
+    parse_target,
+)
 
 WATCH_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after finishing in-flight releases, `--once` done,
-`--max-jobs` reached); **2** usage or configuration error (bad option, rules, an unusable store);
+`--max-jobs` reached); **2** usage or configuration error (bad option, rules, an unusable store, an index
+that does not serve the PEP 691 JSON project list with `_last-serial`);
 **3** could not run (with `--once`: the index could not be polled).
 """
 REPORT_EXIT_CODES_HELP = """\
-**Exit codes**: **0** the report was written; **2** no store, a bad `--since`, or a release the store
-does not have.
+**Exit codes**: **0** the report was written (with findings in it or not); **2** no store, a bad option
+or `--since`, a release the store does not have, or an `--html` FILE that cannot be written; **141** stdout
+was closed early (`report | head`).
 """
 DIFF_EXIT_CODES_HELP = """\
-**Exit codes**: **1** the new release has findings the old one does not (a new rule, or a rule matching a
-new file); **0** nothing new; **3** nothing new, but a release could not be scanned completely; **2**
-usage error (bad spec, rules, a project or version the index does not have).
+**Exit codes**: **1** NEW has findings OLD does not (a new rule, or a rule matching a new file); **0**
+nothing new; **3** nothing new, but a side could not be scanned or its files listed completely; **2**
+usage error (a bad target, rules, a project or version the index does not have); **141** stdout closed.
 """
 
 Fmt = Literal["table", "json"]
@@ -79,11 +115,11 @@ RulesOption = Annotated[
         show_default=False,
     ),
 ]
-FormatOption = Annotated[Fmt, typer.Option("--format", "-f", help="table or json.")]
+FormatOption = Annotated[Fmt, choice_option(Fmt, "--format", "-f", help_text="Output format.")]
 
 
 def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else FILE_TABLE_WIDTH, highlight=False)
+    return ClosedPipeConsole(width=None if sys.stdout.isatty() else FILE_TABLE_WIDTH, highlight=False)
 
 
 def _print_json(document: object) -> None:
@@ -138,7 +174,9 @@ def watch_command(
             callback=_check_webhook,
         ),
     ] = None,
-    webhook_min_score: Annotated[int, typer.Option(help="Lowest score sent to the webhook.", min=0)] = 5,
+    webhook_min_score: Annotated[
+        int, int_option("Lowest score sent to the webhook.", low=0, metavar="SCORE")
+    ] = 5,
     interval: Annotated[
         float, seconds_option("Seconds between polls of the index when idle.", low=0.01, high=MAX_LEASE)
     ] = 120.0,
@@ -150,10 +188,10 @@ def watch_command(
     limits: Limits = DEFAULT_LIMITS,
     max_download_size: MaxDownloadSizeOption = DEFAULT_MAX_DOWNLOAD_SIZE,
     once: Annotated[bool, typer.Option("--once", help="Poll once, scan what is new, then exit.")] = False,
-    max_jobs: Annotated[
-        int | None, typer.Option(help="Scan at most N releases, then exit.", min=1, metavar="N")
-    ] = None,
-    log_format: Annotated[Literal["text", "json"], typer.Option(help="Log format (stderr).")] = "text",
+    max_jobs: Annotated[int | None, int_option("Scan at most N releases, then exit.", low=1)] = None,
+    log_format: Annotated[
+        LogFormat, choice_option(LogFormat, "--log-format", help_text="Log format (stderr).")
+    ] = "text",
     log_level: Annotated[str, typer.Option(help="Log level.", metavar="LEVEL")] = "INFO",
 ) -> None:
     """Follow new releases on PyPI, scan each one and keep the results in the store.
@@ -164,7 +202,7 @@ def watch_command(
     import asyncio
 
     from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
-    from dragonfly_hybrid.watch.source import WatchFailed, WatchFilters
+    from dragonfly_hybrid.watch.source import UnwatchableIndex, WatchFailed, WatchFilters
     from dragonfly_hybrid.watch.webhook import Webhook
 
     ruleset = load_rules_or_exit(rules or [])
@@ -188,6 +226,8 @@ def watch_command(
     setup_logging(log_format, log_level)
     try:
         summary = asyncio.run(serve_watch(config))
+    except UnwatchableIndex as err:
+        fail(f"cannot watch this index: {err}")
     except WatchFailed as err:
         fail(f"cannot poll the index: {err}", EXIT_INCOMPLETE)
     except StoreError as err:
@@ -253,8 +293,18 @@ def report_command(
     all_scans: Annotated[
         bool, typer.Option("--all", help="Every scan, not only those with findings.")
     ] = False,
-    limit: Annotated[int, typer.Option(help="Most scans listed.", min=1)] = 50,
+    limit: Annotated[int, int_option("Most scans listed.", low=1)] = 50,
     fmt: FormatOption = "table",
+    html_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write one self-contained HTML page to FILE instead: the scans listed, hits per rule and "
+            "scans per day as charts, every finding with its snippet, with search and filters.",
+            metavar="FILE",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Query the results store: recent findings, hit counts per rule, or one release's details."""
     try:
@@ -262,12 +312,30 @@ def report_command(
     except ValueError as err:
         fail(str(err))
     with open_store(store or default_store_path(), readonly=True) as db:
-        if release is not None:
+        if html_path is not None:
+            spec = _spec(release) if release is not None else None
+            _write_html(db, html_path, since_iso, not all_scans, limit, spec)
+        elif release is not None:
             _report_release(db, *_spec(release), fmt)
         elif by_rule:
             _report_rules(db, since_iso, fmt)
         else:
             _report_scans(db, since_iso, not all_scans, limit, fmt)
+
+
+def _write_html(
+    db: Store, path: Path, since: str | None, findings_only: bool, limit: int, release: tuple[str, str] | None
+) -> None:
+    from dragonfly_hybrid.html_report import page_from_store, render_page  # only --html needs it
+
+    try:
+        page = page_from_store(db, since=since, findings_only=findings_only, limit=limit, release=release)
+    except LookupError as err:
+        fail(str(err))
+    try:
+        path.write_text(render_page(page), encoding="utf-8")
+    except OSError as err:
+        fail(f"cannot write {path}: {err.strerror or err}")
 
 
 def _report_scans(db: Store, since: str | None, findings_only: bool, limit: int, fmt: Fmt) -> None:
@@ -382,24 +450,42 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
 
 @dataclass
 class Side:
-    """One release of a diff: its verdict and findings, from the store or from a fresh scan."""
+    """One side of a diff: its verdict and findings (from the store or a fresh scan), and its members."""
 
+    target: str
     name: str
-    version: str
+    version: str | None
     verdict: str
     score: int
     rules_matched: list[str]
     findings: list[Finding]
     error: str | None
     origin: Literal["store", "scan"]
+    members: MemberListing
+    project: str | None
+    """The normalized project name, when known (a release, or an archive named like a distribution)."""
+    local: bool = False
+    """A path on this machine (shown as given), not a release on the index."""
     keys: dict[tuple[str, str], Finding] = field(default_factory=dict)
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Comparable member label -> (label, sha256)."""
 
     def __post_init__(self) -> None:
         for finding in self.findings:
-            self.keys.setdefault((finding.rule, version_free(finding.label, self.version)), finding)
+            self.keys.setdefault((finding.rule, self.comparable(finding.label)), finding)
+        for label, digest in self.members.hashes.items():
+            self.files.setdefault(self.comparable(label), (label, digest))
+
+    def comparable(self, label: str) -> str:
+        return version_free(label, self.version) if self.version else label
+
+    @property
+    def label(self) -> str:
+        return self.target if self.local else f"{self.name}=={self.version}"
 
     def json(self) -> dict[str, Any]:
         return {
+            "target": self.target,
             "name": self.name,
             "version": self.version,
             "verdict": self.verdict,
@@ -407,6 +493,8 @@ class Side:
             "rules_matched": self.rules_matched,
             "error": self.error,
             "from": self.origin,
+            "files": len(self.members.hashes),
+            "file_list_problems": self.members.problems,
         }
 
 
@@ -425,83 +513,186 @@ def _finding_json(finding: Finding) -> dict[str, Any]:
     }
 
 
-def _side(
-    spec: tuple[str, str],
-    db: Store | None,
-    ruleset: Rules,
-    scanner: TargetScanner,
-    rescan: bool,
-) -> Side:
-    name, version = spec
-    if db is not None and not rescan:
-        scan = db.latest_scan(name, version, ruleset.hash)
-        if scan is not None and scan.verdict != "incomplete":  # an incomplete one is worth another try
-            return Side(
-                scan.name,
-                scan.version,
-                scan.verdict,
-                scan.score,
-                scan.rules_matched,
-                db.findings(scan.id),
-                scan.error,
-                "store",
-            )
-    target = ReleaseTarget(f"{name}=={version}", name, version)
+def project_of_file(filename: str) -> tuple[str | None, str | None]:
+    """The normalized project name and version of a file named like an sdist or a wheel, else Nones."""
     try:
-        result = scanner.scan(scanner.resolve(target))
-    except PyPIError as err:  # ProjectNotFound, VersionNotFound: usage errors
-        fail(str(err))
-    if db is not None and result.version is not None:
-        db.record(result, rules_hash=ruleset.hash, rules_count=ruleset.count, source="diff")
+        if filename.lower().endswith(".whl"):
+            name, version, _build, _tags = parse_wheel_filename(filename)
+        else:
+            name, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        return None, None
+    return str(name), str(version)
+
+
+def _path_side(target: PathTarget, scanner: TargetScanner) -> Side:
+    result = scanner.scan(Resolved(target))
+    project = version = None
+    if target.is_directory:
+        files, errors = directory_files(target.path)
+        members = list_tree(target.path, files, DEFAULT_LIMITS)
+        members.problems.extend(errors)
+    else:
+        members = list_members(target.path, target.path.name, DEFAULT_LIMITS)
+        project, version = project_of_file(target.path.name)
     return Side(
-        result.name,
-        result.version or version,
+        target.raw,
+        project or result.name,
+        version,
         result.verdict,
         result.score,
         list(result.rules_matched),
         findings_of(result),
         result.error,
         "scan",
+        members,
+        project,
+        local=True,
     )
 
 
+def _release_side(
+    resolved: Resolved, db: Store | None, ruleset: Rules, scanner: TargetScanner, rescan: bool
+) -> Side:
+    target = resolved.target
+    assert isinstance(target, ReleaseTarget)
+    release = resolved.release
+    if release is None:  # the index could not be reached
+        error = resolved.error or "the index could not be reached"
+        unlisted = MemberListing(problems=[error])
+        return Side(
+            target.raw, target.name, target.version, "incomplete", 0, [], [], error, "scan", unlisted,
+            normalize_name(target.name),
+        )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
+        fetched, errors = scanner.download_release(target, release, Path(tmp))
+        members = MemberListing(problems=list(errors))
+        for file, path in fetched:
+            members.merge(list_members(path, file.filename, DEFAULT_LIMITS))
+        stored = None if db is None or rescan else db.latest_scan(release.name, release.version, ruleset.hash)
+        if stored is not None and stored.verdict != "incomplete":  # an incomplete one is worth another try
+            return Side(
+                target.raw, stored.name, stored.version, stored.verdict, stored.score, stored.rules_matched,
+                db.findings(stored.id) if db is not None else [], stored.error, "store", members,
+                normalize_name(stored.name),
+            )  # fmt: skip
+        result = scanner.scan_downloaded(target, release, fetched, errors)
+    if db is not None and result.version is not None:
+        db.record(result, rules_hash=ruleset.hash, rules_count=ruleset.count, source="diff")
+    return Side(
+        target.raw, result.name, result.version or release.version, result.verdict, result.score,
+        list(result.rules_matched), findings_of(result), result.error, "scan", members,
+        normalize_name(result.name),
+    )  # fmt: skip
+
+
+@dataclass
+class FileChanges:
+    """Members added, removed and changed (by SHA-256) between the two sides."""
+
+    added: list[tuple[str, str]]
+    removed: list[tuple[str, str]]
+    changed: list[tuple[str, str, str, str]]
+    """(old label, new label, old sha256, new sha256)."""
+    unchanged: int
+
+    @classmethod
+    def between(cls, before: Side, after: Side) -> FileChanges:
+        old, new = before.files, after.files
+        changed = [
+            (old[key][0], new[key][0], old[key][1], new[key][1])
+            for key in new
+            if key in old and old[key][1] != new[key][1]
+        ]
+        return cls(
+            added=sorted(new[key] for key in new if key not in old),
+            removed=sorted(old[key] for key in old if key not in new),
+            changed=sorted(changed, key=lambda c: c[1]),
+            unchanged=sum(1 for key in new if key in old and old[key][1] == new[key][1]),
+        )
+
+    def json(self, problems: list[str]) -> dict[str, Any]:
+        return {
+            "added": [{"file": label, "sha256": digest} for label, digest in self.added],
+            "removed": [{"file": label, "sha256": digest} for label, digest in self.removed],
+            "changed": [
+                {"file": new_label, "old_file": old_label, "old_sha256": old_digest, "new_sha256": new_digest}
+                for old_label, new_label, old_digest, new_digest in self.changed
+            ],
+            "unchanged": self.unchanged,
+            "problems": problems,
+        }
+
+
+SIDE_HELP = "an archive (sdist, wheel, zip), a directory, name==version, or name (its latest release)"
+
+
+def _parse_side(raw: str) -> Target:
+    try:
+        return parse_target(raw)
+    except TargetError as err:
+        fail(str(err))
+
+
 def diff_command(
-    old: Annotated[str, typer.Argument(help="The release you trust: name==version.", metavar="OLD")],
-    new: Annotated[str, typer.Argument(help="The release to check: name==version.", metavar="NEW")],
+    old: Annotated[str, typer.Argument(help=f"What you trust: {SIDE_HELP}.", metavar="OLD")],
+    new: Annotated[str, typer.Argument(help=f"What to check: {SIDE_HELP}.", metavar="NEW")],
     store: StoreOption = None,
     rules: RulesOption = None,
     index_url: Annotated[
-        str | None, typer.Option(help="Index to download releases the store does not have.", metavar="URL")
+        str | None, typer.Option(help="Index to resolve and download releases on.", metavar="URL")
     ] = None,
-    rescan: Annotated[bool, typer.Option("--rescan", help="Scan both releases even if stored.")] = False,
+    rescan: Annotated[
+        bool, typer.Option("--rescan", help="Scan releases again even if the store has them.")
+    ] = False,
     fmt: FormatOption = "table",
 ) -> None:
-    """Show what is new in NEW compared with OLD: rules it matches that OLD did not, and files newly matched.
+    """Show what is new in NEW compared with OLD: rules it matches that OLD did not, findings in new
+    files, and the files added, removed and changed (by SHA-256).
 
-    Each release comes from the store when it was scanned completely with the same rules, else it is
-    downloaded and scanned (and stored, when a store is in use).
+    Each side is anything `scan` takes. A release's findings come from the store when it was scanned
+    completely with the same rules, else it is scanned (and stored, when a store is in use); its files are
+    always downloaded, to compare them.
     """
-    specs = (_spec(old), _spec(new))
+    targets = (_parse_side(old), _parse_side(new))
     ruleset = load_rules_or_exit(rules or [])
     path = store or default_store_path()
-    db = open_store(path) if store is not None or path.is_file() else None
+    named = store is not None or not is_default_location(path)  # --store or $DRAGONFLY_STORE
+    db = open_store(path) if named or path.is_file() else None
     engine, cache = cached_scanner(ruleset, None, available_cores(), db)
     try:
         with PyPIClient(index_url) as pypi:
             scanner = TargetScanner(engine, pypi)
-            before, after = (_side(spec, db, ruleset, scanner, rescan) for spec in specs)
+            try:
+                resolved = [scanner.resolve(t) for t in targets]  # usage errors before any download
+            except PyPIError as err:  # ProjectNotFound, VersionNotFound
+                fail(str(err))
+            before, after = (
+                _path_side(r.target, scanner)
+                if isinstance(r.target, PathTarget)
+                else _release_side(r, db, ruleset, scanner, rescan)
+                for r in resolved
+            )
     finally:
         if db is not None:
             if cache is not None:
                 cache.save(engine)
             db.close()
+    if before.project and after.project and before.project != after.project:
+        print(
+            f"warning: {old} and {new} are different projects ({before.project}, {after.project}): "
+            "their files and findings hardly compare",
+            file=sys.stderr,
+        )
     added = [f for key, f in after.keys.items() if key not in before.keys]
     removed = [f for key, f in before.keys.items() if key not in after.keys]
     new_rules = [r for r in after.rules_matched if r not in before.rules_matched]
     gone_rules = [r for r in before.rules_matched if r not in after.rules_matched]
+    files = FileChanges.between(before, after)
+    problems = before.members.problems + after.members.problems
     if added or new_rules:
         code = EXIT_FINDINGS
-    elif "incomplete" in (before.verdict, after.verdict):
+    elif "incomplete" in (before.verdict, after.verdict) or problems:
         code = EXIT_INCOMPLETE
     else:
         code = EXIT_CLEAN
@@ -515,11 +706,13 @@ def diff_command(
                 "new_findings": [_finding_json(f) for f in added],
                 "removed_findings": [_finding_json(f) for f in removed],
                 "unchanged_findings": len(after.keys) - len(added),
+                "files": files.json(problems),
                 "exit_code": code,
             }
         )
     else:
         _render_diff(before, after, added, removed, new_rules, gone_rules)
+        _render_files(after, files, problems)
     raise typer.Exit(code)
 
 
@@ -534,12 +727,12 @@ def _render_diff(
     console = _console()
     for side in (before, after):
         console.print(
-            f"{side.name}=={side.version}: {side.verdict}, score {side.score}, rules "
+            f"{side.label}: {side.verdict}, score {side.score}, rules "
             f"{', '.join(side.rules_matched) or '-'} (from {side.origin})"
         )
         if side.error:
             console.print(Text(f"  error: {side.error}", style="yellow"), overflow="fold")
-    label = f"{after.name}=={after.version}"
+    label = after.label
     if not (added or removed or new_rules):
         console.print(Text(f"nothing new in {label}", style="green"))
     if new_rules:
@@ -560,3 +753,25 @@ def _render_diff(
             style = "red" if f.weight >= SARIF_ERROR_WEIGHT else "yellow"
             table.add_row(Text(f.rule, style=style), str(f.weight), f.label, where)
         console.print(table)
+
+
+def _render_files(after: Side, files: FileChanges, problems: list[str]) -> None:
+    console = _console()
+    console.print(
+        f"files in {after.label}: {len(files.added)} added, {len(files.removed)} removed, "
+        f"{len(files.changed)} changed, {files.unchanged} unchanged"
+    )
+    rows = (
+        [("added", label) for label, _ in files.added]
+        + [("removed", label) for label, _ in files.removed]
+        + [("changed", new_label) for _, new_label, _, _ in files.changed]
+    )
+    if rows:
+        table = Table(title="Files", box=box.SIMPLE, title_justify="left")
+        table.add_column("Change")
+        table.add_column("File", overflow="fold")
+        for change, label in rows:
+            table.add_row(change, label)
+        console.print(table)
+    for problem in problems:
+        console.print(Text(f"not compared: {problem}", style="yellow"), overflow="fold")

@@ -23,7 +23,7 @@ from typing import Generic, Protocol, TypeVar
 
 import httpx
 
-from dragonfly_hybrid._core import Limits, Rules, Scanner
+from dragonfly_hybrid._core import Limits, Rules, Scanner, ScanProgress
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.node.jobs import (
     J,
@@ -39,13 +39,41 @@ from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.pypi.download import Downloader, filename_of
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, DownloadError
 
-log = logging.getLogger("dragonfly_hybrid.node")
-
 # Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
 LEASE_SHARE = 0.5
 SCAN_WORKERS = 2
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LogWording:
+    """The words of the pipeline's log lines. The node's (the defaults) speak of jobs claimed from the
+    mainframe and results submitted to it; ``watch`` has its own (releases found on the index and stored:
+    :data:`dragonfly_hybrid.watch.service.WATCH_WORDING`)."""
+
+    logger: str = "dragonfly_hybrid.node"
+    key: str = "job"
+    """The log field naming a job's project."""
+    stopping: str = "stopping: no new claims; finishing in-flight jobs"
+    grace_over: str = "grace period over; unsubmitted jobs are left for the server to lease again"
+    claim_failed: str = "claiming jobs failed"
+    claimed: str = "claimed jobs"
+    scan_failed: str = "scanning failed"
+    lease_short: str = "lease nearly over before scanning; leaving the job"
+    transient: str = "transient download errors; leaving the job to be leased again"
+    not_delivered: str = "result not delivered within the lease"
+    deliver_failed: str = "delivering the result failed"
+    delivered: str = "result submitted"
+    delivered_findings: str = "result submitted"
+    delivered_failure: str = "result submitted"
+    findings_level: int = logging.INFO
+    """The level of a delivered result with findings (``watch``: WARNING, so they stand out)."""
+    failure_level: int = logging.INFO
+    """The level of a delivered failure (nothing or not everything could be scanned)."""
+    partial_findings: str = "submitting findings for a partly unscanned release"
+    duplicate: str = "lease lost (409): result dropped"
+    refused: str = "result refused"
 
 
 @dataclass
@@ -63,6 +91,7 @@ class NodeOptions:
     min_lease_left: float = 5.0
     once: bool = False
     max_jobs: int | None = None
+    wording: LogWording = LogWording()
 
 
 class ContentCache(Protocol):
@@ -123,7 +152,9 @@ class RuleState:
         initial: tuple[Rules, str] | None = None,
         content_cache: ContentCache | None = None,
         fast_scan: bool = False,
+        logger: str = LogWording.logger,
     ) -> None:
+        self._log = logging.getLogger(logger)
         self._source = source
         self._fast_scan = fast_scan
         self._limits = limits
@@ -152,7 +183,7 @@ class RuleState:
     def _install(self, scanner: Scanner, commit: str) -> None:
         self.scanner = scanner
         self.commit = commit
-        log.info("rules loaded", extra={"commit": commit, "rules": scanner.rules.count})
+        self._log.info("rules loaded", extra={"commit": commit, "rules": scanner.rules.count})
 
     def _cache_path(self, commit: str) -> Path | None:
         if self._cache_dir is None:
@@ -168,7 +199,9 @@ class RuleState:
             try:
                 return Rules.deserialize(path.read_bytes())
             except (RulesFormatError, OSError) as err:
-                log.warning("ignoring unusable cached rules", extra={"path": str(path), "error": str(err)})
+                self._log.warning(
+                    "ignoring unusable cached rules", extra={"path": str(path), "error": str(err)}
+                )
         rules = Rules.compile(sources)
         if path is not None:
             with contextlib.suppress(OSError):
@@ -223,7 +256,9 @@ class RuleState:
             except MainframeError as err:
                 if self.scanner is None:
                     raise
-                log.error("fetching rules failed; scanning with the last good set", extra={"error": str(err)})
+                self._log.error(
+                    "fetching rules failed; scanning with the last good set", extra={"error": str(err)}
+                )
                 return self.scanner
             if payload is None:
                 if self.scanner is None:
@@ -236,7 +271,7 @@ class RuleState:
                     self._failed_hash = wanted
                     if self.scanner is None:
                         raise
-                    log.error(
+                    self._log.error(
                         "new rules do not compile; scanning with the last good set",
                         extra={"wanted": payload.hash, "using": self.commit, "errors": str(err)},
                     )
@@ -249,7 +284,7 @@ class RuleState:
             return self.scanner
 
 
-def conclude(work: Work[J]) -> bool:
+def conclude(work: Work[J], log: logging.Logger, words: LogWording) -> bool:
     """Decide how a scanned job ends (sets ``work.failure``); False when it must be left to be claimed again.
 
     Findings are always delivered (the malicious signal must not be lost), even if part of the release
@@ -260,9 +295,9 @@ def conclude(work: Work[J]) -> bool:
     if work.findings:
         if work.permanent_errors or work.transient_errors or (release is not None and not release.complete):
             log.warning(
-                "submitting findings for a partly unscanned release",
+                words.partial_findings,
                 extra={
-                    "job": job.name,
+                    words.key: job.name,
                     "version": job.version,
                     "unscanned": release.failure_reason if release is not None else None,
                 },
@@ -297,6 +332,7 @@ class Node(Generic[J]):
         self.sink = sink
         self.rules = rules
         self.options = options
+        self._log = logging.getLogger(options.wording.logger)
         self.threads = threads
         self.metrics = metrics or NodeMetrics()
         self._downloader = downloader
@@ -304,6 +340,9 @@ class Node(Generic[J]):
         self._meter = ThroughputMeter()
         self._stopping = asyncio.Event()
         self._abort = asyncio.Event()
+        # Cancelled when the grace period ends: scans still running stop within milliseconds, so the
+        # process is not held until they finish (their jobs are the server's to lease again).
+        self._scans = ScanProgress()
         self._settled = asyncio.Event()
         self._in_flight = 0
         self._claimed = 0
@@ -320,9 +359,7 @@ class Node(Generic[J]):
     def request_stop(self) -> None:
         """Stop claiming; in-flight jobs are finished and submitted."""
         if not self._stopping.is_set():
-            log.info(
-                "stopping: no new claims; finishing in-flight jobs", extra={"in_flight": self._in_flight}
-            )
+            self._log.info(self.options.wording.stopping, extra={"in_flight": self._in_flight})
         self._stopping.set()
 
     @property
@@ -379,10 +416,8 @@ class Node(Generic[J]):
                     {pipeline, abort}, timeout=self.options.grace_period, return_when=asyncio.FIRST_COMPLETED
                 )
             if not pipeline.done():
-                log.warning(
-                    "grace period over; unsubmitted jobs are left for the server to lease again",
-                    extra={"left": self._in_flight},
-                )
+                self._log.warning(self.options.wording.grace_over, extra={"left": self._in_flight})
+                self._scans.cancel()
                 return
             pipeline.result()  # a stage's crash is the node's crash
         finally:
@@ -435,7 +470,7 @@ class Node(Generic[J]):
             try:
                 jobs = await self.source.claim(batch)
             except MainframeError as err:
-                log.error("claiming jobs failed", extra={"error": str(err)})
+                self._log.error(self.options.wording.claim_failed, extra={"error": str(err)})
                 await self._interruptible(asyncio.sleep(backoff), None)
                 backoff = min(backoff * 2, self.options.load_duration)
                 continue
@@ -450,7 +485,7 @@ class Node(Generic[J]):
             self._in_flight += len(jobs)
             self.metrics.jobs_claimed.inc(len(jobs))
             self.metrics.in_flight.set(self._in_flight)
-            log.info("claimed jobs", extra={"count": len(jobs), "limit": limit})
+            self._log.info(self.options.wording.claimed, extra={"count": len(jobs), "limit": limit})
             for job in jobs:
                 await self._fetch_queue.put(Work(job, now, queued_at=time.perf_counter()))
 
@@ -484,7 +519,8 @@ class Node(Generic[J]):
             except DownloadError as err:
                 self.metrics.http_errors.labels("download").inc()
                 (work.permanent_errors if err.permanent else work.transient_errors).append(str(err))
-                log.warning("download failed", extra={"job": work.job.name, "error": str(err)})
+                key = self.options.wording.key
+                self._log.warning("download failed", extra={key: work.job.name, "error": str(err)})
                 return
             except httpx.InvalidURL as err:
                 work.permanent_errors.append(f"invalid distribution URL {url!r}: {err}")
@@ -506,7 +542,10 @@ class Node(Generic[J]):
                 ready = await self._scan_one(item)
             except Exception:
                 # One bad job must not stop the node; its lease expires and the server retries it.
-                log.exception("scanning failed", extra={"job": item.job.name, "version": item.job.version})
+                words = self.options.wording
+                self._log.exception(
+                    words.scan_failed, extra={words.key: item.job.name, "version": item.job.version}
+                )
                 self._settle(item, "internal-error")
                 continue
             if ready:
@@ -518,7 +557,7 @@ class Node(Generic[J]):
         job = item.job
         lease_left = item.claimed_at + self.options.job_timeout - self._clock()
         if lease_left < self.options.min_lease_left:
-            log.warning("lease nearly over before scanning; leaving the job", extra={"job": job.name})
+            self._log.warning(self.options.wording.lease_short, extra={self.options.wording.key: job.name})
             self._settle(item, "lease-expired")
             return False
         scanner = await self.rules.ensure(job.rules_hash)
@@ -530,7 +569,9 @@ class Node(Generic[J]):
         if item.distributions or not (item.permanent_errors or item.transient_errors):
             started = time.perf_counter()
             item.scanner = scanner
-            release = await asyncio.to_thread(scanner.scan_release, job.name, job.version, item.distributions)
+            release = await asyncio.to_thread(
+                scanner.scan_release, job.name, job.version, item.distributions, progress=self._scans
+            )
             item.scan_seconds = time.perf_counter() - started
             self.metrics.scan_seconds.observe(item.scan_seconds)
             for dist in release.distributions:
@@ -538,11 +579,15 @@ class Node(Generic[J]):
                 self.metrics.bytes_scanned.inc(dist.bytes_scanned)
         item.distributions.clear()  # the bytes are not needed past this point
         item.release = release
-        ready = conclude(item)
+        ready = conclude(item, self._log, self.options.wording)
         if not ready:
-            log.warning(
-                "transient download errors; leaving the job to be leased again",
-                extra={"job": job.name, "version": job.version, "errors": item.transient_errors},
+            self._log.warning(
+                self.options.wording.transient,
+                extra={
+                    self.options.wording.key: job.name,
+                    "version": job.version,
+                    "errors": item.transient_errors,
+                },
             )
             self._settle(item, "download-error")
         return ready
@@ -552,37 +597,42 @@ class Node(Generic[J]):
             assert isinstance(item, Work)
             work: Work[J] = item
             deadline = work.claimed_at + self.options.job_timeout
+            words = self.options.wording
             started = time.perf_counter()
             self.metrics.queue_wait_seconds.labels("submit").observe(started - work.queued_at)
             try:
                 outcome = await self.sink.deliver(work, deadline=deadline)
             except MainframeError as err:
-                log.error(
-                    "result not delivered within the lease", extra={"job": work.job.name, "error": str(err)}
-                )
+                self._log.error(words.not_delivered, extra={words.key: work.job.name, "error": str(err)})
                 self._settle(work, "submit-error")
                 continue
             except Exception:
-                log.exception("delivering the result failed", extra={"job": work.job.name})
+                self._log.exception(words.deliver_failed, extra={words.key: work.job.name})
                 self._settle(work, "submit-error")
                 continue
             self.metrics.submit_seconds.observe(time.perf_counter() - started)
             self.source.delivered(work.job)
             kind = "failure" if work.failure is not None else "success"
-            extra: dict[str, object] = {"job": work.job.name, "version": work.job.version, "result": kind}
+            extra: dict[str, object] = {words.key: work.job.name, "version": work.job.version, "result": kind}
             if outcome is SubmitOutcome.ACCEPTED:
+                message, level = words.delivered, logging.INFO
                 if kind == "success":
                     rules = work.release.rules_matched if work.findings and work.release is not None else []
                     score = work.release.score if work.findings and work.release is not None else 0
                     extra.update(score=score, rules=",".join(rules))
-                log.info("result submitted", extra=extra)
+                    if rules:
+                        message, level = words.delivered_findings, words.findings_level
+                else:
+                    extra["error"] = work.failure or "; ".join(work.permanent_errors + work.transient_errors)
+                    message, level = words.delivered_failure, words.failure_level
+                self._log.log(level, message, extra=extra)
                 self._settle(work, kind)
             elif outcome is SubmitOutcome.LEASE_LOST:
                 self.metrics.lease_lost.inc()
-                log.warning("lease lost (409): result dropped", extra=extra)
+                self._log.warning(words.duplicate, extra=extra)
                 self._settle(work, "lease-lost")
             else:
-                log.error("result refused", extra={**extra, "outcome": outcome.name})
+                self._log.error(words.refused, extra={**extra, "outcome": outcome.name})
                 self._settle(work, outcome.name.lower())
 
 

@@ -2,9 +2,11 @@
 
 ``name==version`` selects exactly that version (yanked files included: an exact pin may select a yanked
 release, PEP 592); a bare ``name`` selects the highest version that has at least one non-yanked file and is
-not a pre-release, and whose Requires-Python admits the running Python (pre-releases only when nothing
-else exists): pip's rule, the one ``watch`` uses too. Project names are normalized per
-PEP 503 before the index is asked.
+not a pre-release, and whose Requires-Python admits the running Python or the one asked for
+(pre-releases only when nothing else exists), and of it the files that are installable there: pip's
+rule, the one ``watch`` uses too. Project names are normalized per PEP 503 before the index is asked; a
+project is looked up on the index and every extra index, and their files are merged (pip's rule). Where
+the indexes and the network settings come from: :mod:`dragonfly_hybrid.pypi.pipconfig`.
 
 Downloads are streamed, capped while streaming (never truncated silently), checked against the sha256 the
 index publishes, and retried with exponential backoff on 5xx answers and connection errors. Every error is a
@@ -14,17 +16,15 @@ the credentials that an index URL may embed.
 
 from __future__ import annotations
 
-import configparser
+import dataclasses
 import hashlib
-import os
 import platform
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urljoin
@@ -32,7 +32,9 @@ from urllib.parse import urljoin
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from dragonfly_hybrid.http_client import new_client, redact_url
+from dragonfly_hybrid.http_client import NetworkSettings, new_client, redact_url
+from dragonfly_hybrid.pypi.pipconfig import DEFAULT_INDEX_URL as DEFAULT_INDEX_URL  # re-exported
+from dragonfly_hybrid.pypi.pipconfig import configured_index_url as configured_index_url
 
 if TYPE_CHECKING:
     # httpx (~40 ms) and pypi_simple (requests and BeautifulSoup, ~0.2 s) are imported where the index is
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
     import httpx
     from pypi_simple import DistributionPackage, ProjectPage
 
-DEFAULT_INDEX_URL = "https://pypi.org/simple/"
 DEFAULT_MAX_DOWNLOAD_SIZE = 128_000_000
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 3
@@ -71,6 +72,11 @@ class IndexUnavailable(PyPIError):
     """The index could not be reached or gave an unusable answer (after retries)."""
 
 
+class NotAProjectList(IndexUnavailable):
+    """The index answered its root with something other than the PEP 691 JSON project list with
+    ``_last-serial`` (an HTML page, truncated or other JSON): asking again will not help."""
+
+
 class DownloadError(PyPIError):
     """A distribution file could not be downloaded (by :class:`PyPIClient` or the node's
     :class:`~dragonfly_hybrid.pypi.download.Downloader`).
@@ -97,48 +103,6 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _pip_config_files(env: Mapping[str, str], home: Path) -> list[Path]:
-    """pip's configuration files, lowest priority first (the order pip applies them)."""
-    config_file = env.get("PIP_CONFIG_FILE")
-    if config_file == os.devnull:
-        return []
-    files = [Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf")]
-    if not (config_file and Path(config_file).exists()):
-        xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-        files += [home / ".pip" / "pip.conf", xdg / "pip" / "pip.conf"]
-    if env.get("VIRTUAL_ENV"):
-        files.append(Path(env["VIRTUAL_ENV"]) / "pip.conf")
-    if config_file:
-        files.append(Path(config_file))
-    return files
-
-
-def _index_url_in(path: Path) -> str | None:
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read(path, encoding="utf-8")
-    except (OSError, configparser.Error, UnicodeDecodeError):
-        return None
-    for section in ("install", "global"):
-        value = parser.get(section, "index-url", fallback=None) or parser.get(
-            section, "index_url", fallback=None
-        )
-        if value and value.strip():
-            return value.strip()
-    return None
-
-
-def configured_index_url(env: Mapping[str, str] | None = None, home: Path | None = None) -> str:
-    """The index pip would use: ``PIP_INDEX_URL``, else ``index-url`` in pip's config files, else PyPI."""
-    env = os.environ if env is None else env
-    if env.get("PIP_INDEX_URL", "").strip():
-        return env["PIP_INDEX_URL"].strip()
-    found = None
-    for path in _pip_config_files(env, home or Path.home()):
-        found = _index_url_in(path) or found
-    return found or DEFAULT_INDEX_URL
-
-
 @dataclass(frozen=True)
 class DistributionFile:
     """One file of a release, as listed by the index."""
@@ -148,6 +112,8 @@ class DistributionFile:
     sha256: str | None
     size: int | None
     yanked: bool
+    digests: tuple[tuple[str, str], ...] = ()
+    """Every ``(algorithm, hex digest)`` the index lists (sha256 included), lower case."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +151,7 @@ def _file_of(package: DistributionPackage) -> DistributionFile:
         sha256=sha256.lower() if sha256 else None,
         size=package.size,
         yanked=package.is_yanked,
+        digests=tuple(sorted((alg.lower(), value.lower()) for alg, value in package.digests.items())),
     )
 
 
@@ -197,46 +164,51 @@ def _by_version(packages: Iterable[DistributionPackage]) -> dict[Version, list[D
     return versions
 
 
-_RUNNING_PYTHON = Version(platform.python_version())
+RUNNING_PYTHON = Version(platform.python_version())
 
 
-def _installable(package: DistributionPackage) -> bool:
-    """Not yanked, and its Requires-Python admits the running Python (an invalid one is ignored, as pip
-    ignores it)."""
+def _installable(package: DistributionPackage, python: Version) -> bool:
+    """Not yanked, and its Requires-Python admits ``python`` (an invalid one is ignored, as pip ignores
+    it)."""
     if package.is_yanked:
         return False
     if not package.requires_python:
         return True
     try:
-        return SpecifierSet(package.requires_python).contains(_RUNNING_PYTHON, prereleases=True)
+        return SpecifierSet(package.requires_python).contains(python, prereleases=True)
     except InvalidSpecifier:
         return True
 
 
-def _latest(versions: dict[Version, list[DistributionPackage]]) -> Version | None:
+def _latest(versions: dict[Version, list[DistributionPackage]], python: Version) -> Version | None:
     """pip's choice: the newest final release with an installable file; a pre-release only when there is
     no such final release."""
-    live = [v for v, packages in versions.items() if any(_installable(p) for p in packages)]
+    live = [v for v, packages in versions.items() if any(_installable(p, python) for p in packages)]
     finals = [v for v in live if not v.is_prerelease]
     return max(finals or live, default=None)
 
 
-def latest_version(packages: Iterable[DistributionPackage]) -> str | None:
+def latest_version(packages: Iterable[DistributionPackage], python: Version = RUNNING_PYTHON) -> str | None:
     """The version pip would install from these files (as the index spells it), or None."""
     versions = _by_version(packages)
-    chosen = _latest(versions)
+    chosen = _latest(versions, python)
     return None if chosen is None else versions[chosen][0].version
 
 
-def select_release(page: ProjectPage, version: str | None) -> Release:
-    """Pick the files of ``version`` (or of the latest version) from a parsed project page."""
+def select_release(page: ProjectPage, version: str | None, python: Version = RUNNING_PYTHON) -> Release:
+    """Pick the files of ``version`` from a parsed project page, or, when ``version`` is None, the
+    installable files (not yanked, Requires-Python admitting ``python``) of the latest version pip would
+    install on ``python``."""
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
-        chosen = _latest(versions)
+        chosen = _latest(versions, python)
         if chosen is None:
-            raise VersionNotFound(f"project {page.project!r} has no installable release{status}")
-        packages = [p for p in versions[chosen] if not p.is_yanked]
+            raise VersionNotFound(
+                f"project {page.project!r} has no installable release for Python {python} (every release "
+                f"is yanked or requires another Python; pin one with name==version){status}"
+            )
+        packages = [p for p in versions[chosen] if _installable(p, python)]
     else:
         wanted = _parse_version(version)
         if wanted is None:
@@ -260,28 +232,34 @@ def _is_retryable(response: httpx.Response) -> bool:
 
 
 class PyPIClient:
-    """A small client for one simple index: resolve releases, download their files.
+    """A small client for simple indexes: resolve releases, download their files.
 
-    Use it as a context manager (it owns an ``httpx.Client``, which is thread-safe, so files can be
-    downloaded from several threads at once).
+    A project is looked up on ``index_url`` and every extra index, and the files of all of them are
+    merged (pip's rule). Use it as a context manager (it owns an ``httpx.Client``, which is thread-safe,
+    so files can be downloaded from several threads at once).
     """
 
     def __init__(
         self,
         index_url: str | None = None,
         *,
+        extra_index_urls: Sequence[str] = (),
+        network: NetworkSettings | None = None,
+        python_version: Version = RUNNING_PYTHON,
         max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        url = index_url or configured_index_url()
-        self.index_url = url if url.endswith("/") else url + "/"
+        urls = [index_url or configured_index_url(), *extra_index_urls]
+        self.index_urls = list(dict.fromkeys(u if u.endswith("/") else u + "/" for u in urls))
+        self.index_url = self.index_urls[0]
+        self.python_version = python_version
         self.max_download_size = max_download_size
         self.retries = max(1, retries)
         self.backoff = backoff
-        self._client = new_client(timeout=timeout, transport=transport)
+        self._client = new_client(timeout=timeout, transport=transport, network=network)
 
     def __enter__(self) -> PyPIClient:
         return self
@@ -328,14 +306,21 @@ class PyPIClient:
         raise IndexUnavailable(f"could not fetch {shown} after {self.retries} attempts ({problem})")
 
     def project_page(self, name: str) -> ProjectPage:
-        """Fetch and parse the project page of ``name`` (JSON preferred, HTML accepted)."""
+        """Fetch and parse the project page of ``name`` (JSON preferred, HTML accepted) on every index,
+        merged: the files of all of them, in index order."""
         from pypi_simple import ACCEPT_JSON_PREFERRED
 
-        url = urljoin(self.index_url, normalize_name(name) + "/")
-        response = self._get(url, ACCEPT_JSON_PREFERRED)
-        if response is None:
-            raise ProjectNotFound(f"no project named {name!r} on {redact_url(self.index_url)}")
-        return parse_project_page(response, name, redact_url(url))
+        pages = []
+        for index_url in self.index_urls:
+            url = urljoin(index_url, normalize_name(name) + "/")
+            response = self._get(url, ACCEPT_JSON_PREFERRED)
+            if response is not None:
+                pages.append(parse_project_page(response, name, redact_url(url)))
+        if not pages:
+            where = ", ".join(redact_url(u) for u in self.index_urls)
+            raise ProjectNotFound(f"no project named {name!r} on {where}")
+        merged = [p for page in pages for p in page.packages]
+        return dataclasses.replace(pages[0], packages=merged)
 
     def project_list(self) -> ProjectList:
         """Every project with its ``_last-serial`` (PEP 691 JSON, as PyPI serves it: ``watch`` needs it)."""
@@ -343,14 +328,22 @@ class PyPIClient:
         response = self._get(self.index_url, _JSON_TYPE)
         if response is None:
             raise IndexUnavailable(f"index answered HTTP 404 for {shown}")
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        expected = (
+            f"the PEP 691 JSON project list with each project's _last-serial ({_JSON_TYPE}, as PyPI serves)"
+        )
+        if content_type not in (_JSON_TYPE, "application/json"):
+            raise NotAProjectList(
+                f"{shown} answered {content_type or 'without a content type'}, not {expected}; "
+                "an index that serves only the HTML (PEP 503) list cannot be watched"
+            )
         try:
             data = response.json()
             projects = {normalize_name(p["name"]): int(p["_last-serial"]) for p in data["projects"]}
             meta_serial = data.get("meta", {}).get("_last-serial")
-        except (ValueError, KeyError, TypeError) as err:
-            raise IndexUnavailable(
-                f"{shown} does not list projects with their _last-serial (PEP 691 JSON, as PyPI does): "
-                f"{type(err).__name__}: {err}"
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise NotAProjectList(
+                f"{shown} answered {content_type} that is not {expected}: {type(err).__name__}: {err}"
             ) from None
         serial = int(meta_serial) if meta_serial is not None else max(projects.values(), default=0)
         server_time = None
@@ -362,8 +355,9 @@ class PyPIClient:
         return ProjectList(projects, serial, server_time)
 
     def resolve(self, name: str, version: str | None = None) -> Release:
-        """The files of ``name==version``, or of the latest version of ``name`` when version is None."""
-        return select_release(self.project_page(name), version)
+        """The files of ``name==version``, or of the latest version of ``name`` that pip would install on
+        ``python_version`` when version is None."""
+        return select_release(self.project_page(name), version, self.python_version)
 
     def download(
         self, file: DistributionFile, sink: BinaryIO, progress: ProgressCallback | None = None

@@ -5,9 +5,19 @@ Formats, chosen by file name:
 * ``pylock.toml`` / ``pylock.*.toml`` (PEP 751): every ``[[packages]]`` entry with a ``version``;
 * ``uv.lock``: every ``[[package]]`` whose ``source`` is a registry;
 * ``poetry.lock``: every ``[[package]]`` without a ``source``, or with a ``legacy`` (index) source;
-* anything else is a pip requirements file: ``name==version`` or ``name===version`` lines (extras,
-  environment markers, ``--hash`` options and ``\\`` continuations allowed), ``-r``/``--requirement`` and
-  ``-c``/``--constraint`` files followed (relative to the including file), other options ignored.
+* anything else is a pip requirements file, read by pip's own parser (``pip-requirements-parser``):
+  ``name==version`` or ``name===version`` lines (extras, environment markers, ``--hash`` options and
+  ``\\`` continuations allowed), ``-r``/``--requirement`` files followed (relative to the including file);
+  ``-c``/``--constraint`` files are read but not scanned (pip installs nothing from them). Option lines
+  that change where releases come from are kept in :attr:`Pins.settings` (``--index-url``,
+  ``--extra-index-url``, ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused);
+  the others do not change what is fetched and are ignored. Environment markers are not evaluated:
+  a release pinned for another platform or Python is scanned too.
+
+Hashes follow pip's hash-checking mode: once a requirement has ``--hash`` or a ``--require-hashes`` line
+is present, every requirement must be pinned with ``==`` (or ``===``) and have ``--hash`` options
+(``sha256``, ``sha384`` or ``sha512``), else a :class:`RequirementsError` naming the line. Each pin
+keeps its allowed hashes (:attr:`Pin.hashes`): only the files of the release they allow are scanned.
 
 Entries that are not releases on an index (a local directory, a VCS checkout, a URL, an editable
 project) are listed in :attr:`Pins.skipped` with the reason; they cannot be resolved by name and version.
@@ -26,6 +36,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from dragonfly_hybrid.pypi.index import normalize_name
+from dragonfly_hybrid.pypi.pipconfig import PipSettings
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
 
 
@@ -35,11 +46,17 @@ class RequirementsError(ValueError):
 
 @dataclass(frozen=True)
 class Pin:
-    """One pinned dependency and where it was found (``file:line`` or ``file``)."""
+    """One pinned dependency and where it was found (``origin``: ``file:line`` or ``file``)."""
 
     name: str
     version: str
     origin: str
+    hashes: frozenset[str] = frozenset()
+    """``algorithm:hex`` of every ``--hash`` of the line (empty: no hash checking)."""
+    path: str = ""
+    """The file it was found in."""
+    line: int | None = None
+    """Its line in that file (None for lock files)."""
 
     @property
     def spec(self) -> str:
@@ -51,6 +68,10 @@ class Pins:
     pins: list[Pin] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     """``origin: name: reason`` of each entry that is not an index release."""
+    settings: PipSettings = field(default_factory=PipSettings)
+    """Index options found in the requirements files (only the ones they set; see :mod:`pipconfig`)."""
+    require_hashes: str | None = None
+    """Where a ``--require-hashes`` line was found, if any."""
 
     def add(self, pin: Pin) -> None:
         key = (normalize_name(pin.name), pin.version)
@@ -76,7 +97,7 @@ def read_pins(paths: list[Path]) -> Pins:
     for path in paths:
         kind = lock_format(path)
         if kind == "requirements":
-            _read_requirements(path, pins, set())
+            _read_requirements(path, pins)
         else:
             _read_lock(path, kind, pins)
     return pins
@@ -110,7 +131,7 @@ def _read_lock(path: Path, kind: str, pins: Pins) -> None:
             pins.skipped.append(f"{origin}: {name}: {reason}")
             continue
         assert isinstance(version, str)
-        pins.add(Pin(name, version, origin))
+        pins.add(Pin(name, version, origin, path=origin))
 
 
 def _not_a_release(entry: dict[str, Any], kind: str) -> str | None:
@@ -135,72 +156,130 @@ def _not_a_release(entry: dict[str, Any], kind: str) -> str | None:
 
 # ---------------------------------------------------------------------------------- requirements.txt
 
-_OPTION_WITH_FILE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)$")
-_HASH = re.compile(r"\s--hash(?:=|\s+)\S+")
+_HASH_ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """Lines with comments removed and ``\\`` continuations joined, with their first line number."""
-    out: list[tuple[int, str]] = []
-    pending = ""
-    start = 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = re.sub(r"(^|\s)#.*$", "", raw)
-        if not pending:
-            start = number
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        pending += line
-        if pending.strip():
-            out.append((start, pending.strip()))
-        pending = ""
-    if pending.strip():
-        out.append((start, pending.strip()))
-    return out
+def _requirements_error(err: Exception) -> RequirementsError:
+    # The parser joins lines of its messages with a literal "|n".
+    return RequirementsError(str(err).replace("|n", ": "))
 
 
-def _read_requirements(path: Path, pins: Pins, seen: set[Path]) -> None:
-    resolved = path.resolve()
-    if resolved in seen:
-        return
-    seen.add(resolved)
+def _read_requirements(path: Path, pins: Pins) -> None:
+    """pip's reading of a requirements file (pip's own parser, ``pip-requirements-parser``): includes
+    followed relative to the including file, options, ``--hash``, markers, continuations."""
+    # Imported here: it takes ~130 ms, which commands that read no requirements file should not pay.
+    from pip_requirements_parser import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        InstallationError,
+        RequirementsFile,
+    )
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise RequirementsError(f"cannot read {path}: {err.strerror or err}") from err
+        parsed = RequirementsFile.from_file(str(path), include_nested=True)
+    except InstallationError as err:
+        raise _requirements_error(err) from None
     except UnicodeDecodeError as err:
         raise RequirementsError(f"{path}: not UTF-8 text") from err
-    for number, line in _logical_lines(text):
-        origin = f"{path}:{number}"
-        included = _OPTION_WITH_FILE.match(line)
-        if included:
-            _read_requirements(path.parent / included.group(2), pins, seen)
-            continue
-        if line.startswith(("-e", "--editable")):
-            pins.skipped.append(f"{origin}: {line}: an editable project, not an index release")
-            continue
-        if line.startswith("-"):
-            continue  # --index-url, --extra-index-url, --no-binary, ...: not requirements
-        _read_requirement_line(_HASH.sub("", " " + line).strip(), origin, pins)
+    if parsed.invalid_lines:
+        bad = parsed.invalid_lines[0]
+        raise RequirementsError(
+            f"{bad.filename}:{bad.line_number}: cannot parse {bad.line!r}: {bad.error_message}"
+        )
+    for option in parsed.options:
+        _read_option(option.options, f"{option.filename}:{option.line_number}", pins)
+    entries = [r for r in parsed.requirements if not r.is_constraint]  # pip installs no constraint
+    for entry in entries:
+        _read_entry(entry, pins)
+    _check_hashes(entries, pins)
 
 
-def _read_requirement_line(line: str, origin: str, pins: Pins) -> None:
-    try:
-        requirement = Requirement(line)
-    except InvalidRequirement as err:
-        if "/" in line or line.startswith("."):
-            pins.skipped.append(f"{origin}: {line}: a local path, not an index release")
-            return
-        raise RequirementsError(f"{origin}: cannot parse {line!r}: {err}") from err
-    if requirement.url:
-        pins.skipped.append(f"{origin}: {requirement.name}: a URL requirement, not an index release")
+def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
+    """Option lines that decide where releases come from; the others do not change what is fetched."""
+    settings = pins.settings
+    pins.settings = settings.overlay(
+        index_url=options.get("index_url"),
+        extra_index_urls=tuple(options.get("extra_index_urls", ())),
+        trusted_hosts=tuple(options.get("trusted_hosts", ())),
+        refused=(
+            *((f"--no-index ({origin})",) if options.get("no_index") else ()),
+            *((f"--find-links ({origin})",) if options.get("find_links") else ()),
+        ),
+    )
+    if options.get("require_hashes"):
+        pins.require_hashes = origin
+
+
+def _read_entry(entry: Any, pins: Pins) -> None:
+    origin = f"{entry.filename}:{entry.line_number}"
+    line = entry.line.strip()
+    if entry.is_editable:
+        pins.skipped.append(f"{origin}: {line}: an editable project, not an index release")
         return
-    specifiers = list(requirement.specifier)
+    if entry.link is not None:
+        remote = entry.link.scheme in ("http", "https", "ftp")
+        kind = "a VCS checkout" if entry.is_vcs_url else "a URL" if remote else "a local path"
+        pins.skipped.append(f"{origin}: {line}: {kind}, not an index release")
+        return
+    specifiers = list(entry.specifier or ())
     exact = [s for s in specifiers if s.operator in ("==", "===") and "*" not in s.version]
     if len(specifiers) != 1 or not exact:
         raise RequirementsError(
-            f"{origin}: {line!r} is not pinned to one version (name==version); pin it "
+            f"{origin}: {entry.req!s} is not pinned to one version (name==version); pin it "
             "(pip-compile, uv pip compile) or give the release to scan as a target"
         )
-    pins.add(Pin(requirement.name, exact[0].version, origin))
+    hashes = frozenset(h.lower() for h in entry.hash_options)
+    for value in hashes:
+        algorithm, _, digest = value.partition(":")
+        if algorithm not in _HASH_ALGORITHMS or not re.fullmatch(r"[0-9a-f]+", digest):
+            raise RequirementsError(
+                f"{origin}: --hash={value}: not ALGORITHM:HEX with ALGORITHM one of "
+                + ", ".join(_HASH_ALGORITHMS)
+            )
+    pins.add(Pin(entry.name, exact[0].version, origin, hashes, str(entry.filename), entry.line_number))
+
+
+def _check_hashes(entries: list[Any], pins: Pins) -> None:
+    """pip's hash-checking mode: once ``--require-hashes`` is given or any requirement has a ``--hash``,
+    every requirement must be pinned with ``==`` and carry hashes."""
+    hashed = next((e for e in entries if e.hash_options), None)
+    if pins.require_hashes is not None:
+        why = f"--require-hashes ({pins.require_hashes})"
+    elif hashed is not None:
+        why = f"--hash options ({hashed.filename}:{hashed.line_number})"
+    else:
+        return
+    for entry in entries:
+        origin = f"{entry.filename}:{entry.line_number}"
+        if entry.link is not None or entry.is_editable:
+            raise RequirementsError(
+                f"{origin}: {entry.line.strip()}: in hash-checking mode (turned on by {why}) pip refuses "
+                "requirements that are not name==version releases with --hash"
+            )
+        exact = [s for s in entry.specifier or () if s.operator in ("==", "===")]
+        if not entry.hash_options or len(list(entry.specifier or ())) != 1 or not exact:
+            raise RequirementsError(
+                f"{origin}: {entry.req!s}: in hash-checking mode (turned on by {why}) every requirement "
+                "must be pinned with == and have --hash options, as pip requires"
+            )
+
+
+def looks_like_requirements(path: Path) -> bool:
+    """True when ``path`` is a small text file that pip reads as a requirements file with at least one
+    requirement (YARA sources never parse as one: their ``{`` lines are not requirements)."""
+    try:
+        if not path.is_file() or path.stat().st_size > 1_000_000:
+            return False
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    lines = [line.split(" #")[0].strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    requirements = 0
+    for line in lines:
+        if line.startswith("-"):
+            continue
+        try:
+            Requirement(line.split(" --hash")[0].rstrip("\\ "))
+        except InvalidRequirement:
+            return False
+        requirements += 1
+    return requirements > 0

@@ -13,7 +13,10 @@ Schema (version 2; ``schema_version`` holds the version, :data:`MIGRATIONS` the 
                    rules_matched JSON, top_file, verdict, complete)
     files         (id, distribution_id, path, size, sha256, score)           -- files that matched a rule
     matches       (id, file_id, rule, namespace, weight, tags JSON, metadata JSON,
-                   patterns JSON [{identifier, offset, length, data}])       -- data: matched bytes (<= 64)
+                   patterns JSON [{identifier, offset, length, data, line, column, snippet}])
+                   -- data: matched bytes (<= 64); line, column: 1-based; snippet: [before, match, after],
+                   -- the match's line split around it (<= 120 bytes); all three null in a binary file,
+                   -- absent in scans stored before they were kept
     issues        (id, distribution_id, path, kind, message, unscanned)
     watch_state   (key PRIMARY KEY, value)                                   -- the watcher's resume point
     -- version 2: the persisted content cache
@@ -67,7 +70,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from dragonfly_hybrid._core import CACHE_ENTRIES, DistributionResult, RuleMatch, Rules
+from dragonfly_hybrid._core import CACHE_ENTRIES, DistributionResult, PatternMatch, RuleMatch, Rules
 from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.report import TargetResult, meta_value
 
@@ -186,6 +189,13 @@ class StoreError(Exception):
     """The store cannot be opened or used (newer schema, not a database, unwritable)."""
 
 
+def is_default_location(path: Path, env: dict[str, str] | None = None) -> bool:
+    """Whether ``path`` is the store's place under ``$XDG_DATA_HOME`` (whose directories may be created),
+    rather than one a user named (``--store``, ``$DRAGONFLY_STORE``)."""
+    env = dict(os.environ) if env is None else env
+    return path == default_store_path({k: v for k, v in env.items() if k != STORE_ENV})
+
+
 def default_store_path(env: dict[str, str] | None = None) -> Path:
     """``$DRAGONFLY_STORE``, else ``$XDG_DATA_HOME/dragonfly-hybrid/store.db`` (``~/.local/share``)."""
     env = dict(os.environ) if env is None else env
@@ -203,14 +213,29 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _patterns(match: RuleMatch) -> list[dict[str, Any]]:
-    """A match's patterns; ``data`` (the matched bytes) as text, undecodable bytes written ``\\xNN``."""
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "backslashreplace")
+
+
+def snippet_parts(pattern: PatternMatch) -> list[str]:
+    """The pattern's line split as ``[before, match, after]`` (undecodable bytes written ``\\xNN``)."""
+    snippet, start = pattern.snippet, pattern.snippet_offset
+    end = min(len(snippet), start + pattern.length)
+    return [_text(snippet[:start]), _text(snippet[start:end]), _text(snippet[end:])]
+
+
+def _patterns(match: RuleMatch, is_text: bool) -> list[dict[str, Any]]:
+    """A match's patterns; ``data`` (the matched bytes) as text, undecodable bytes written ``\\xNN``;
+    where it is (line, column, snippet) only in a text file: a binary one has no lines."""
     return [
         {
             "identifier": p.identifier,
             "offset": p.offset,
             "length": p.length,
-            "data": p.data.decode("utf-8", "backslashreplace"),
+            "data": _text(p.data),
+            "line": p.line if is_text else None,
+            "column": p.column if is_text else None,
+            "snippet": snippet_parts(p) if is_text else None,
         }
         for p in match.patterns
     ]
@@ -301,9 +326,13 @@ class Store:
     """A connection to the store. Thread-safe (one lock per connection); use as a context manager.
 
     ``readonly=True`` opens an existing store for queries only (``report``); it never creates or migrates.
+    A new store is created in an existing directory only, unless ``create_parents`` (the default location
+    under ``$XDG_DATA_HOME``): a mistyped path is an error, not a tree of new directories.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, readonly: bool = False, create_parents: bool = False
+    ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
@@ -320,7 +349,12 @@ class Store:
                     check_same_thread=False,
                 )
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if create_parents:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                elif not self.path.parent.is_dir():
+                    raise StoreError(
+                        f"cannot create the store {self.path}: directory {self.path.parent} does not exist"
+                    )
                 self._db = sqlite3.connect(
                     self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
                 )
@@ -488,7 +522,7 @@ class Store:
                     (
                         file_id, m.identifier, m.namespace, m.weight, _json(list(m.tags)),
                         _json({k: meta_value(v) for k, v in m.metadata.items()}),
-                        _json(_patterns(m)),
+                        _json(_patterns(m, file.is_text)),
                     )
                     for m in file.matches
                 ],
@@ -709,6 +743,16 @@ class Store:
             for r in self._query(sql, params)
         ]
 
+    def scans_per_day(self, *, since: str | None = None) -> list[dict[str, Any]]:
+        """Per UTC day with scans (oldest first): how many scans, and how many of them had findings."""
+        sql = "SELECT substr(scanned_at, 1, 10), COUNT(*), SUM(verdict = 'findings') FROM scans"
+        params: list[Any] = []
+        if since is not None:
+            sql += " WHERE scanned_at >= ?"
+            params.append(since)
+        sql += " GROUP BY 1 ORDER BY 1"
+        return [{"day": r[0], "scans": r[1], "findings": r[2]} for r in self._query(sql, params)]
+
     def findings(self, scan_id: int) -> list[Finding]:
         rows = self._query(
             "SELECT d.filename, f.path, m.rule, m.weight, m.patterns FROM matches m "
@@ -784,7 +828,7 @@ def findings_of(result: TargetResult) -> list[Finding]:
             file.path,
             match.identifier,
             match.weight,
-            _patterns(match),
+            _patterns(match, file.is_text),
         )
         for dist in result.distributions
         for file in dist.files

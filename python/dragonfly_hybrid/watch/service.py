@@ -49,19 +49,43 @@ Downloads and scans
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dragonfly_hybrid._core import Limits, Rules
 from dragonfly_hybrid.bounds import available_cores
 from dragonfly_hybrid.node.metrics import NodeMetrics
-from dragonfly_hybrid.node.pipeline import Node, NodeOptions, RuleState, install_signal_handlers
+from dragonfly_hybrid.node.pipeline import LogWording, Node, NodeOptions, RuleState, install_signal_handlers
 from dragonfly_hybrid.pypi.index import DEFAULT_INDEX_URL, DEFAULT_MAX_DOWNLOAD_SIZE
 from dragonfly_hybrid.store.content_cache import StoreContentCache
-from dragonfly_hybrid.store.db import Store
+from dragonfly_hybrid.store.db import Store, is_default_location
 from dragonfly_hybrid.watch.sink import StoreSink
-from dragonfly_hybrid.watch.source import SERIAL_KEY, PyPIWatchSource, WatchFilters
+from dragonfly_hybrid.watch.source import IDLE_NOTICE_SECONDS, SERIAL_KEY, PyPIWatchSource, WatchFilters
 from dragonfly_hybrid.watch.webhook import Webhook
+
+WATCH_WORDING = LogWording(
+    logger="dragonfly_hybrid.watch",
+    key="project",
+    stopping="stopping: no new polls; finishing the releases being scanned",
+    grace_over="grace period over; the unfinished releases will be scanned on the next run",
+    claim_failed="polling the index failed; trying again",
+    claimed="new releases to scan",
+    scan_failed="scanning failed; the release will be scanned again",
+    lease_short="release waited longer than --lease; it will be scanned again",
+    transient="transient download errors; the release will be scanned again",
+    not_delivered="release not stored",
+    deliver_failed="storing the release failed",
+    delivered="release stored",
+    delivered_findings="release has findings",
+    delivered_failure="release could not be scanned completely",
+    findings_level=logging.WARNING,
+    failure_level=logging.WARNING,
+    partial_findings="storing the findings of a partly unscanned release",
+    duplicate="release already stored; this result is dropped",
+    refused="release not stored",
+)
+"""What watch's log lines say: releases and the store, never the node's jobs, claims or submissions."""
 
 
 @dataclass
@@ -82,11 +106,13 @@ class WatchConfig:
     max_jobs: int | None = None
     grace_period: float = 60.0
     handle_signals: bool = True
+    idle_notice: float = IDLE_NOTICE_SECONDS
+    """Seconds between the "no new releases" lines while polls find nothing."""
 
 
 async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None) -> WatchSummary:
     """Watch the index until stopped (or for one poll with ``once``, or ``max_jobs`` releases)."""
-    with Store(config.store_path) as store:
+    with Store(config.store_path, create_parents=is_default_location(config.store_path)) as store:
         source = PyPIWatchSource(
             store,
             config.rules.hash,
@@ -94,6 +120,7 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             filters=config.filters,
             lease=config.lease,
             fail_fast=config.once,
+            idle_notice=config.idle_notice,
         )
         cache = StoreContentCache(store)
         sink = StoreSink(store, config.rules, webhook=config.webhook, content_cache=cache)
@@ -104,6 +131,7 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             None,
             initial=(config.rules, config.rules.hash),
             content_cache=cache,
+            logger=WATCH_WORDING.logger,
         )
         options = NodeOptions(
             job_timeout=config.lease,
@@ -112,6 +140,7 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             grace_period=config.grace_period,
             once=config.once,
             max_jobs=config.max_jobs,
+            wording=WATCH_WORDING,
         )
         node = Node(source, sink, rule_state, options, threads=config.threads, metrics=metrics)
         if config.handle_signals:

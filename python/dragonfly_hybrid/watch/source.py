@@ -19,6 +19,7 @@ from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.node.jobs import MainframeError, RulesPayload
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_INDEX_URL,
+    NotAProjectList,
     ProjectNotFound,
     PyPIClient,
     PyPIError,
@@ -34,6 +35,8 @@ SERIAL_KEY = "serial"
 SINCE_KEY = "since"
 INDEX_KEY = "index_url"
 PAGE_CONCURRENCY = 8
+IDLE_NOTICE_SECONDS = 600.0
+"""While polls find nothing new, a sign of life is logged at most this often (and at the first idle poll)."""
 
 
 class WatchIndexError(MainframeError):
@@ -42,6 +45,11 @@ class WatchIndexError(MainframeError):
 
 class WatchFailed(Exception):
     """The index could not be polled and the source fails fast (``--once``): the run stops."""
+
+
+class UnwatchableIndex(WatchFailed):
+    """The index does not serve the project list ``watch`` needs (an HTML-only mirror or proxy): polling
+    again would only download the same unusable answer, so the run stops, whatever ``fail_fast`` says."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class PyPIWatchSource:
         fail_fast: bool = False,
         pypi: PyPIClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        idle_notice: float = IDLE_NOTICE_SECONDS,
     ) -> None:
         self.store = store
         self.rules_hash = rules_hash
@@ -125,6 +134,11 @@ class PyPIWatchSource:
         self._round: _Round | None = None
         self._issued: dict[tuple[str, str], tuple[WatchJob, float]] = {}
         self.polls = 0
+        self.settled = 0
+        """Releases stored by this run (scanned, or given up on)."""
+        self.idle_notice = idle_notice
+        self._last_news = datetime.now(timezone.utc)
+        self._last_idle_notice: float | None = None
 
     async def aclose(self) -> None:
         if self._owns_pypi:
@@ -159,6 +173,7 @@ class PyPIWatchSource:
     def _settled(self, name: str, version: str) -> None:
         key = _key(name, version)
         self._issued.pop(key, None)
+        self.settled += 1
         current = self._round
         if current is None:
             return
@@ -184,7 +199,7 @@ class PyPIWatchSource:
             del self._issued[key]
             if job.attempt >= self.max_attempts:
                 reason = f"not scanned after {job.attempt} attempts (downloads failed or timed out)"
-                log.error("giving up on release", extra={"job": job.name, "version": job.version})
+                log.error("giving up on release", extra={"project": job.name, "version": job.version})
                 self.store.record(
                     TargetResult.failed(
                         f"{job.name}=={job.version}", "release", job.name, job.version, reason
@@ -194,7 +209,10 @@ class PyPIWatchSource:
                 )
                 self._settled(job.name, job.version)
                 continue
-            log.warning("job not stored within its lease; issuing it again", extra={"job": job.name})
+            log.warning(
+                "release not stored within --lease; scanning it again",
+                extra={"project": job.name, "version": job.version},
+            )
             again = dataclasses.replace(job, attempt=job.attempt + 1)
             self._queue.append(again)
 
@@ -219,7 +237,10 @@ class PyPIWatchSource:
         if not changed:
             if index_serial > serial:
                 self.store.set_state(SERIAL_KEY, str(index_serial))
+            self._idle()
             return
+        self._last_news = datetime.now(timezone.utc)
+        self._last_idle_notice = None
         slots = asyncio.Semaphore(PAGE_CONCURRENCY)
 
         async def page_of(name: str) -> ProjectPage | None:
@@ -239,11 +260,23 @@ class PyPIWatchSource:
                 continue
             jobs.extend(self._new_jobs(page, since))
         current = _Round(serial=target, pending={_key(j.name, j.version) for j in jobs})
-        log.info("watch poll", extra={"changed": len(changed), "jobs": len(jobs), "serial": target})
+        log.info("watch poll", extra={"changed": len(changed), "releases": len(jobs), "serial": target})
         self._round = current
         self._queue.extend(jobs)
         if not jobs:
             self._commit(current)
+
+    def _idle(self) -> None:
+        """A poll found nothing new: say so at the first such poll, then every ``idle_notice`` seconds."""
+        now = self._clock()
+        if self._last_idle_notice is not None and now - self._last_idle_notice < self.idle_notice:
+            return
+        self._last_idle_notice = now
+        log.info(
+            f"no new releases since {self._last_news.isoformat(timespec='seconds')}; "
+            f"{self.settled} stored by this run so far",
+            extra={"polls": self.polls},
+        )
 
     def _new_jobs(self, page: ProjectPage, since: datetime) -> list[WatchJob]:
         by_version: dict[str, list[DistributionPackage]] = {}
@@ -282,6 +315,8 @@ class PyPIWatchSource:
         """Every project's normalized name and ``_last-serial``; the index's serial; the server's time."""
         try:
             listing = await asyncio.to_thread(self._pypi.project_list)
+        except NotAProjectList as err:
+            raise UnwatchableIndex(str(err)) from None
         except PyPIError as err:
             raise WatchIndexError(str(err)) from None
         return listing.projects, listing.serial, listing.server_time

@@ -8,13 +8,13 @@
 //! decoded entry that names a rule the set does not have is rejected rather than misattributed.
 
 use crate::codec::{self, put_bytes, put_u32, put_u64};
-use crate::report::{PatternHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES};
+use crate::report::{PatternHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES, SNIPPET_BYTES};
 use crate::rules::RuleSet;
 use crate::service::RawHit;
 
 /// Format version, the first byte of every non-empty entry. Contents that matched nothing (most
 /// of them) encode as zero bytes.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// Why a stored cache entry could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +47,10 @@ pub(crate) fn encode(rules: &RuleSet, hits: &[RawHit]) -> Vec<u8> {
             put_u64(&mut out, pattern.offset);
             put_u64(&mut out, pattern.length);
             put_bytes(&mut out, &pattern.data);
+            put_u64(&mut out, pattern.line);
+            put_u64(&mut out, pattern.column);
+            put_bytes(&mut out, &pattern.snippet);
+            put_u64(&mut out, pattern.snippet_offset);
         }
     }
     out
@@ -86,7 +90,23 @@ pub(crate) fn decode(rules: &RuleSet, data: &[u8]) -> Result<Vec<RawHit>, CacheE
             if data.len() > MATCH_DATA_BYTES {
                 return Err(CacheEntryError::Malformed("match data longer than kept"));
             }
-            hit.patterns.push(PatternHit { identifier, offset, length, data: data.to_vec() });
+            let line = reader.u64()?;
+            let column = reader.u64()?;
+            let snippet = reader.bytes()?;
+            let snippet_offset = reader.u64()?;
+            if snippet.len() > SNIPPET_BYTES || snippet_offset > snippet.len() as u64 {
+                return Err(CacheEntryError::Malformed("snippet longer than kept"));
+            }
+            hit.patterns.push(PatternHit {
+                identifier,
+                offset,
+                length,
+                data: data.to_vec(),
+                line,
+                column,
+                snippet: snippet.to_vec(),
+                snippet_offset,
+            });
         }
         hits.push(hit);
     }

@@ -2,11 +2,13 @@
 //! across distributions, the limits, and the file scanner ([`crate::service`]) the walker
 //! ([`crate::walk`]) hands every file to. It owns both; neither knows it.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::cache::{self, CacheEntryError};
+use crate::control::ScanControl;
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 use crate::report::{DistributionReport, ReleaseReport};
@@ -46,6 +48,8 @@ pub enum EngineError {
     ThreadPool { threads: usize, message: String },
     #[error("{0} scanning threads asked for; at most {MAX_THREADS}")]
     TooManyThreads(usize),
+    #[error("the scan was cancelled")]
+    Cancelled,
 }
 
 /// Threads an engine starts when none are asked for: the cores this process may run on (CPU
@@ -146,16 +150,34 @@ impl Engine {
 
     /// Scan one distribution, in parallel inside it.
     pub fn scan(&self, dist: DistInput<'_>) -> DistributionReport {
-        self.pool.install(|| self.scan_in_pool(dist))
+        self.scan_with(dist, &ScanControl::new()).expect("nothing cancels a private control")
+    }
+
+    /// [`Engine::scan`], counting into `control` and stopping early when it is cancelled.
+    pub fn scan_with(
+        &self,
+        dist: DistInput<'_>,
+        control: &ScanControl,
+    ) -> Result<DistributionReport, EngineError> {
+        self.pool.install(|| self.scan_in_pool(dist, control)).ok_or(EngineError::Cancelled)
     }
 
     /// Scan several distributions, in parallel across and inside them; results keep input order.
+    pub fn scan_many(&self, dists: Vec<DistInput<'_>>) -> Vec<DistributionReport> {
+        self.scan_many_with(dists, &ScanControl::new()).expect("nothing cancels a private control")
+    }
+
+    /// [`Engine::scan_many`], counting into `control` and stopping early when it is cancelled.
     ///
     /// One driver per thread takes the next distribution, largest first, and scans it with the
     /// whole pool helping inside it. So at most `threads` distributions are held in memory at once
     /// (a parallel iterator would let a thread waiting inside one distribution start another, and
     /// another), and the largest ones do not start last and leave one thread working alone.
-    pub fn scan_many(&self, dists: Vec<DistInput<'_>>) -> Vec<DistributionReport> {
+    pub fn scan_many_with(
+        &self,
+        dists: Vec<DistInput<'_>>,
+        control: &ScanControl,
+    ) -> Result<Vec<DistributionReport>, EngineError> {
         let count = dists.len();
         let mut order: Vec<usize> = (0..count).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(dists[i].input.size_hint()));
@@ -169,29 +191,46 @@ impl Engine {
                     scope.spawn(|_| {
                         while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                             let dist = slots[i].lock().expect("slot lock").take().expect("taken once");
-                            let report = self.scan_in_pool(dist);
+                            let Some(report) = self.scan_in_pool(dist, control) else { return };
                             *reports[i].lock().expect("report lock") = Some(report);
                         }
                     });
                 }
             });
         });
+        // A distribution is left without a report only when the scan was cancelled.
         reports
             .into_iter()
-            .map(|r| r.into_inner().expect("report lock").expect("every distribution was scanned"))
+            .map(|r| r.into_inner().expect("report lock").ok_or(EngineError::Cancelled))
             .collect()
     }
 
     /// Scan every distribution of a release and score it as the Dragonfly mainframe expects.
     pub fn scan_release(&self, name: &str, version: &str, dists: Vec<DistInput<'_>>) -> ReleaseReport {
-        ReleaseReport {
-            name: name.to_owned(),
-            version: version.to_owned(),
-            distributions: self.scan_many(dists),
-        }
+        self.scan_release_with(name, version, dists, &ScanControl::new())
+            .expect("nothing cancels a private control")
     }
 
-    fn scan_in_pool(&self, dist: DistInput<'_>) -> DistributionReport {
+    /// [`Engine::scan_release`], counting into `control` and stopping early when it is cancelled.
+    pub fn scan_release_with(
+        &self,
+        name: &str,
+        version: &str,
+        dists: Vec<DistInput<'_>>,
+        control: &ScanControl,
+    ) -> Result<ReleaseReport, EngineError> {
+        Ok(ReleaseReport {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            distributions: self.scan_many_with(dists, control)?,
+        })
+    }
+
+    /// One distribution's report; `None` when `control` was cancelled before it was complete.
+    fn scan_in_pool(&self, dist: DistInput<'_>, control: &ScanControl) -> Option<DistributionReport> {
+        if control.is_cancelled() {
+            return None;
+        }
         let DistInput { name, url, input } = dist;
         let owned;
         let data: &[u8] = match input {
@@ -200,31 +239,43 @@ impl Engine {
                 owned = bytes;
                 &owned
             }
-            Input::Path(path) => match read_limited(&path, self.limits.max_total_size) {
+            Input::Path(path) => match read_limited(&path, self.limits.max_total_size, control) {
                 Ok(bytes) => {
                     owned = bytes;
                     &owned
                 }
-                Err(issue) => return DistributionReport::unreadable(name, url, issue),
+                Err(issue) => {
+                    control.add_distribution();
+                    return Some(DistributionReport::unreadable(name, url, issue));
+                }
             },
         };
-        DistScan::new(&self.files, &self.limits, self.threads(), &name).run_as(data, name.clone(), url, None)
+        let report = DistScan::new(&self.files, &self.limits, self.threads(), &name, control).run_as(
+            data,
+            name.clone(),
+            url,
+            None,
+        )?;
+        control.add_distribution();
+        Some(report)
     }
 
     /// Walk `data` as `container` whatever its magic bytes say (for the fuzz targets).
     pub(crate) fn walk_as(&self, container: crate::Container, data: &[u8]) -> DistributionReport {
         self.pool.install(|| {
-            DistScan::new(&self.files, &self.limits, self.threads(), "fuzz").run_as(
-                data,
-                "fuzz".into(),
-                None,
-                Some(container),
-            )
+            DistScan::new(&self.files, &self.limits, self.threads(), "fuzz", &ScanControl::new())
+                .run_as(data, "fuzz".into(), None, Some(container))
+                .expect("nothing cancels a private control")
         })
     }
 }
 
-fn read_limited(path: &PathBuf, limit: u64) -> Result<Vec<u8>, Issue> {
+/// Bytes read from a file at a time, checking for a cancel in between.
+const FILE_CHUNK: usize = 8 << 20;
+
+/// The file at `path`, when it is within `limit` bytes; read in chunks so that a cancel is seen
+/// (it then reads no further, and the walk that follows stops at once).
+fn read_limited(path: &PathBuf, limit: u64, control: &ScanControl) -> Result<Vec<u8>, Issue> {
     let unreadable = |err: std::io::Error| {
         Issue::new("", IssueKind::Unreadable, format!("cannot read {}: {err}", path.display()))
     };
@@ -236,5 +287,13 @@ fn read_limited(path: &PathBuf, limit: u64) -> Result<Vec<u8>, Issue> {
             format!("{} is {size} bytes, over the total-size limit of {limit} bytes", path.display()),
         ));
     }
-    std::fs::read(path).map_err(unreadable)
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut data = Vec::with_capacity(size as usize);
+    while !control.is_cancelled() {
+        let read = (&mut file).take(FILE_CHUNK as u64).read_to_end(&mut data).map_err(unreadable)?;
+        if read == 0 {
+            break;
+        }
+    }
+    Ok(data)
 }

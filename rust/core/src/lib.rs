@@ -6,6 +6,7 @@
 
 mod cache;
 mod codec;
+mod control;
 mod engine;
 mod format;
 mod issue;
@@ -18,6 +19,7 @@ mod walk;
 mod zipdir;
 
 pub use cache::CacheEntryError;
+pub use control::ScanControl;
 pub use engine::{default_threads, DistInput, Engine, EngineError, Input, MAX_THREADS};
 pub use format::{detect, interpretations, Container, Format};
 pub use issue::{Issue, IssueKind};

@@ -15,10 +15,22 @@ pub struct PatternHit {
     pub length: u64,
     /// The first bytes of the match (at most [`MATCH_DATA_BYTES`]).
     pub data: Vec<u8>,
+    /// 1-based line of the match's first byte (lines end at `\n`).
+    pub line: u64,
+    /// 1-based column of the match's first byte, in bytes from the start of its line.
+    pub column: u64,
+    /// The match's line around the match, without its line ending (at most [`SNIPPET_BYTES`]).
+    pub snippet: Vec<u8>,
+    /// Where the match starts within `snippet`.
+    pub snippet_offset: u64,
 }
 
 /// Bytes of matched data kept per pattern match.
 pub const MATCH_DATA_BYTES: usize = 64;
+/// Bytes of the matched line kept per pattern match.
+pub const SNIPPET_BYTES: usize = 120;
+/// Bytes of the line kept before the match in a snippet, when the line is longer than a snippet.
+pub const SNIPPET_LEAD: usize = 32;
 /// Matches kept per pattern identifier in a report (YARA-X still counts all of them).
 pub const MATCHES_PER_PATTERN: usize = 16;
 
@@ -35,6 +47,8 @@ pub struct FileReport {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    /// Whether the file looks like text: its first bytes hold no NUL and are UTF-8.
+    pub is_text: bool,
     pub hits: Vec<RuleHit>,
 }
 
@@ -243,6 +257,7 @@ mod tests {
             path: path.into(),
             size: 1,
             sha256: String::new(),
+            is_text: true,
             hits: rules.iter().map(|r| RuleHit { rule: Arc::clone(r), patterns: vec![] }).collect(),
         }
     }

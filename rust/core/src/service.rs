@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::issue::IssueKind;
-use crate::report::{PatternHit, RuleHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES};
+use crate::report::{
+    PatternHit, RuleHit, MATCHES_PER_PATTERN, MATCH_DATA_BYTES, SNIPPET_BYTES, SNIPPET_LEAD,
+};
 use crate::rules::{hex, Inner, Route, RuleSet};
 
 /// A rule match before `filetype` filtering, as cached per content hash.
@@ -185,6 +187,10 @@ impl FileScanner {
                                         offset: range.start as u64,
                                         length: range.len() as u64,
                                         data: m.data()[..m.data().len().min(MATCH_DATA_BYTES)].to_vec(),
+                                        line: 0,
+                                        column: 0,
+                                        snippet: Vec::new(),
+                                        snippet_offset: 0,
                                     }
                                 })
                             })
@@ -197,6 +203,7 @@ impl FileScanner {
         })?;
         // Rule order, whichever parts the hits came from.
         hits.sort_by_key(|hit| hit.rule);
+        locate(&mut hits, data);
         Ok(hits)
     }
 
@@ -210,10 +217,109 @@ impl FileScanner {
     }
 }
 
+/// Fill in each match's line, column and snippet: one pass over the bytes up to the last match.
+fn locate(hits: &mut [RawHit], data: &[u8]) {
+    let mut starts: Vec<(usize, usize, usize)> = hits
+        .iter()
+        .enumerate()
+        .flat_map(|(h, hit)| hit.patterns.iter().enumerate().map(move |(p, m)| (m.offset as usize, h, p)))
+        .collect();
+    starts.sort_unstable();
+    let (mut line, mut line_start, mut seen) = (1u64, 0usize, 0usize);
+    for (offset, h, p) in starts {
+        let offset = offset.min(data.len());
+        let passed = &data[seen..offset];
+        line += memchr::memchr_iter(b'\n', passed).count() as u64;
+        if let Some(newline) = memchr::memrchr(b'\n', passed) {
+            line_start = seen + newline + 1;
+        }
+        seen = offset;
+        let line_end = memchr::memchr(b'\n', &data[offset..]).map_or(data.len(), |i| offset + i);
+        let line_end =
+            if line_end > line_start && data[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
+        let start = line_start.max(offset.saturating_sub(SNIPPET_LEAD));
+        let end = line_end.min(start + SNIPPET_BYTES).max(start);
+        let hit = &mut hits[h].patterns[p];
+        hit.line = line;
+        hit.column = (offset - line_start + 1) as u64;
+        hit.snippet = data[start..end].to_vec();
+        hit.snippet_offset = (offset - start) as u64;
+    }
+}
+
+/// Bytes looked at to tell text from binary.
+const TEXT_PROBE_BYTES: usize = 8192;
+
+/// Whether `data` looks like text: no NUL in its first bytes, which are UTF-8 (a character cut
+/// at the probe's end is fine).
+pub(crate) fn looks_like_text(data: &[u8]) -> bool {
+    let probe = &data[..data.len().min(TEXT_PROBE_BYTES)];
+    if memchr::memchr(0, probe).is_some() {
+        return false;
+    }
+    match std::str::from_utf8(probe) {
+        Ok(_) => true,
+        Err(err) => err.error_len().is_none() && probe.len() == TEXT_PROBE_BYTES,
+    }
+}
+
 pub(crate) fn sha256(data: &[u8]) -> ContentHash {
     Sha256::digest(data).into()
 }
 
 pub(crate) fn sha256_hex(hash: &ContentHash) -> String {
     hex(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit_at(offsets: &[u64]) -> RawHit {
+        let patterns = offsets
+            .iter()
+            .map(|&offset| PatternHit {
+                identifier: "$a".into(),
+                offset,
+                length: 1,
+                data: vec![],
+                line: 0,
+                column: 0,
+                snippet: vec![],
+                snippet_offset: 0,
+            })
+            .collect();
+        RawHit { rule: 0, patterns }
+    }
+
+    #[test]
+    fn matches_are_located_by_line_and_column_whatever_their_order() {
+        let data = b"ab\r\ncd\n\nxyz";
+        let mut hits = [hit_at(&[9, 0]), hit_at(&[5])];
+        locate(&mut hits, data);
+        let got: Vec<_> = hits
+            .iter()
+            .flat_map(|h| &h.patterns)
+            .map(|p| (p.line, p.column, p.snippet.clone(), p.snippet_offset))
+            .collect();
+        assert_eq!(got, [(4, 2, b"xyz".to_vec(), 1), (1, 1, b"ab".to_vec(), 0), (2, 2, b"cd".to_vec(), 1)]);
+    }
+
+    #[test]
+    fn a_match_at_the_end_of_the_data_has_an_empty_snippet() {
+        let mut hits = [hit_at(&[3])];
+        locate(&mut hits, b"ab\n");
+        assert_eq!((hits[0].patterns[0].line, hits[0].patterns[0].column), (2, 1));
+        assert!(hits[0].patterns[0].snippet.is_empty());
+    }
+
+    #[test]
+    fn text_is_nul_free_utf8_even_when_the_probe_cuts_a_character() {
+        assert!(looks_like_text(b"print('hi')\n"));
+        assert!(!looks_like_text(b"MZ\x00\x01"));
+        assert!(!looks_like_text(b"caf\xe9"));
+        let mut cut = vec![b'a'; TEXT_PROBE_BYTES - 1];
+        cut.extend_from_slice("é".as_bytes());
+        assert!(looks_like_text(&cut));
+    }
 }

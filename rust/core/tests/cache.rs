@@ -86,7 +86,7 @@ fn entries_that_do_not_fit_the_rule_set_are_rejected() {
         assert_eq!(reader.import_cache([(*hash, data)]), (0, Some(expected)));
     }
     // A huge declared count must not allocate: it is refused before reading further.
-    let mut huge = vec![1u8];
+    let mut huge = vec![blob[0]];
     huge.extend_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(reader.import_cache([(*hash, huge.as_slice())]).1, Some(CacheEntryError::Malformed(_))));
     assert_eq!(reader.cache_stats().entries, 0);

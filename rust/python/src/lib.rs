@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dragonfly_core as core;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyException, PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
@@ -28,6 +30,20 @@ pyo3::create_exception!(
     PyValueError,
     "A blob is not a compiled rule set written by this version of dragonfly-hybrid."
 );
+
+pyo3::create_exception!(
+    _core,
+    ScanCancelled,
+    PyException,
+    "The scan was cancelled through its ``ScanProgress`` (``progress.cancel()``); it has no result."
+);
+
+fn cancelled_error(err: core::EngineError) -> PyErr {
+    match err {
+        core::EngineError::Cancelled => ScanCancelled::new_err(err.to_string()),
+        other => PyRuntimeError::new_err(other.to_string()),
+    }
+}
 
 fn rules_error(py: Python<'_>, err: core::RulesError) -> PyErr {
     match &err {
@@ -250,6 +266,22 @@ impl PatternMatch {
     fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.inner.data)
     }
+    #[getter]
+    fn line(&self) -> u64 {
+        self.inner.line
+    }
+    #[getter]
+    fn column(&self) -> u64 {
+        self.inner.column
+    }
+    #[getter]
+    fn snippet<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.snippet)
+    }
+    #[getter]
+    fn snippet_offset(&self) -> u64 {
+        self.inner.snippet_offset
+    }
     fn __repr__(&self) -> String {
         format!("<PatternMatch {} at {}+{}>", self.inner.identifier, self.inner.offset, self.inner.length)
     }
@@ -328,6 +360,10 @@ impl FileResult {
     #[getter]
     fn sha256(&self) -> &str {
         &self.inner.sha256
+    }
+    #[getter]
+    fn is_text(&self) -> bool {
+        self.inner.is_text
     }
     #[getter]
     fn score(&self) -> i64 {
@@ -547,6 +583,66 @@ fn dist_inputs<'a>(items: &'a [(String, Source<'_>, Option<String>)]) -> Vec<cor
         .collect()
 }
 
+/// Live counters of the scans it is passed to (``progress=``), and their cancel switch.
+///
+/// Safe to read and cancel from any thread while a scan runs (the scan holds no GIL). One object
+/// may be passed to several scans: the counters add up and ``cancel()`` stops them all.
+#[pyclass(frozen, module = "dragonfly_hybrid._core")]
+struct ScanProgress {
+    inner: core::ScanControl,
+}
+
+#[pymethods]
+impl ScanProgress {
+    #[new]
+    fn new() -> Self {
+        Self { inner: core::ScanControl::new() }
+    }
+
+    /// Files scanned so far (as counted in ``files_scanned``).
+    #[getter]
+    fn files(&self) -> u64 {
+        self.inner.files()
+    }
+
+    /// Bytes of the files scanned so far (as counted in ``bytes_scanned``).
+    #[getter]
+    fn bytes(&self) -> u64 {
+        self.inner.bytes()
+    }
+
+    /// Distributions whose scan has finished.
+    #[getter]
+    fn distributions(&self) -> u64 {
+        self.inner.distributions()
+    }
+
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.inner.is_cancelled()
+    }
+
+    /// Stop the scans using this object: they raise ``ScanCancelled`` promptly.
+    fn cancel(&self) {
+        self.inner.cancel();
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<ScanProgress files={} bytes={} distributions={}{}>",
+            self.inner.files(),
+            self.inner.bytes(),
+            self.inner.distributions(),
+            if self.inner.is_cancelled() { " cancelled" } else { "" }
+        )
+    }
+}
+
+/// The control of `progress`, or a private one when none was given.
+fn control_of(progress: Option<&Bound<'_, ScanProgress>>) -> core::ScanControl {
+    progress.map_or_else(core::ScanControl::new, |p| p.get().inner.clone())
+}
+
 /// Scans distributions in parallel on its own thread pool, with the GIL released.
 #[pyclass(frozen, module = "dragonfly_hybrid._core")]
 struct Scanner {
@@ -651,23 +747,34 @@ impl Scanner {
         Ok((loaded, error.map(|err| err.to_string())))
     }
 
-    #[pyo3(signature = (data, name, url=None))]
+    #[pyo3(signature = (data, name, url=None, *, progress=None))]
     fn scan_bytes(
         &self,
         py: Python<'_>,
         data: &Bound<'_, PyBytes>,
         name: String,
         url: Option<String>,
-    ) -> DistributionResult {
+        progress: Option<&Bound<'_, ScanProgress>>,
+    ) -> PyResult<DistributionResult> {
         let bytes = data.as_bytes();
         let engine = &self.engine;
-        let report =
-            py.detach(|| engine.scan(core::DistInput { name, url, input: core::Input::Bytes(bytes) }));
-        DistributionResult { inner: Arc::new(report) }
+        let control = control_of(progress);
+        let report = py
+            .detach(|| {
+                engine.scan_with(core::DistInput { name, url, input: core::Input::Bytes(bytes) }, &control)
+            })
+            .map_err(cancelled_error)?;
+        Ok(DistributionResult { inner: Arc::new(report) })
     }
 
-    #[pyo3(signature = (path, name=None))]
-    fn scan_path(&self, py: Python<'_>, path: PathBuf, name: Option<String>) -> PyResult<DistributionResult> {
+    #[pyo3(signature = (path, name=None, *, progress=None))]
+    fn scan_path(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        name: Option<String>,
+        progress: Option<&Bound<'_, ScanProgress>>,
+    ) -> PyResult<DistributionResult> {
         match std::fs::metadata(&path) {
             Ok(meta) if meta.is_file() => {}
             Ok(_) => return Err(PyOSError::new_err(format!("{} is not a regular file", path.display()))),
@@ -680,30 +787,47 @@ impl Scanner {
             path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
         });
         let engine = &self.engine;
-        let report =
-            py.detach(|| engine.scan(core::DistInput { name, url: None, input: core::Input::Path(path) }));
+        let control = control_of(progress);
+        let report = py
+            .detach(|| {
+                engine
+                    .scan_with(core::DistInput { name, url: None, input: core::Input::Path(path) }, &control)
+            })
+            .map_err(cancelled_error)?;
         Ok(DistributionResult { inner: Arc::new(report) })
     }
 
-    fn scan_many(&self, py: Python<'_>, items: &Bound<'_, PyAny>) -> PyResult<Vec<DistributionResult>> {
+    #[pyo3(signature = (items, *, progress=None))]
+    fn scan_many(
+        &self,
+        py: Python<'_>,
+        items: &Bound<'_, PyAny>,
+        progress: Option<&Bound<'_, ScanProgress>>,
+    ) -> PyResult<Vec<DistributionResult>> {
         let items = extract_items(items)?;
         let inputs = dist_inputs(&items);
         let engine = &self.engine;
-        let reports = py.detach(|| engine.scan_many(inputs));
+        let control = control_of(progress);
+        let reports = py.detach(|| engine.scan_many_with(inputs, &control)).map_err(cancelled_error)?;
         Ok(reports.into_iter().map(|r| DistributionResult { inner: Arc::new(r) }).collect())
     }
 
+    #[pyo3(signature = (name, version, distributions, *, progress=None))]
     fn scan_release(
         &self,
         py: Python<'_>,
         name: String,
         version: String,
         distributions: &Bound<'_, PyAny>,
+        progress: Option<&Bound<'_, ScanProgress>>,
     ) -> PyResult<ReleaseResult> {
         let items = extract_items(distributions)?;
         let inputs = dist_inputs(&items);
         let engine = &self.engine;
-        let report = py.detach(|| engine.scan_release(&name, &version, inputs));
+        let control = control_of(progress);
+        let report = py
+            .detach(|| engine.scan_release_with(&name, &version, inputs, &control))
+            .map_err(cancelled_error)?;
         Ok(ReleaseResult { inner: report })
     }
 }
@@ -736,6 +860,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add("RuleCompileError", m.py().get_type::<RuleCompileError>())?;
     m.add("RulesFormatError", m.py().get_type::<RulesFormatError>())?;
+    m.add("ScanCancelled", m.py().get_type::<ScanCancelled>())?;
     m.add_class::<Rules>()?;
     m.add_class::<Limits>()?;
     m.add_class::<PatternMatch>()?;
@@ -744,6 +869,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ScanIssue>()?;
     m.add_class::<DistributionResult>()?;
     m.add_class::<ReleaseResult>()?;
+    m.add_class::<ScanProgress>()?;
     m.add_class::<Scanner>()?;
     Ok(())
 }

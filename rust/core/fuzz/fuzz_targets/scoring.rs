@@ -76,6 +76,7 @@ fuzz_target!(|input: Release| {
                         path: f.path.clone(),
                         size: 0,
                         sha256: String::new(),
+                        is_text: true,
                         hits,
                     })
                 })

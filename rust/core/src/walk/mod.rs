@@ -26,11 +26,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::control::ScanControl;
 use crate::format::{detect, interpretations, is_tar_header, Container, Format, TAR_BLOCK};
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
-use crate::service::{sha256, sha256_hex, ContentHash, FileScanner, ScanOutcome};
+use crate::service::{looks_like_text, sha256, sha256_hex, ContentHash, FileScanner, ScanOutcome};
 use names::{archive_suffix, decompressed_name, name_problem};
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
 use zip::ArchiveBudget;
@@ -75,6 +76,8 @@ pub(crate) struct DistScan<'e> {
     threads: usize,
     /// The distribution's own name: the path of its content when it is a plain file.
     name: &'e str,
+    /// Counts the files scanned; when cancelled, no more is read or scanned.
+    control: &'e ScanControl,
     members: AtomicU64,
     members_exceeded: AtomicBool,
     inflated: AtomicU64,
@@ -92,12 +95,19 @@ pub(crate) struct DistScan<'e> {
 }
 
 impl<'e> DistScan<'e> {
-    pub(crate) fn new(scanner: &'e FileScanner, limits: &'e Limits, threads: usize, name: &'e str) -> Self {
+    pub(crate) fn new(
+        scanner: &'e FileScanner,
+        limits: &'e Limits,
+        threads: usize,
+        name: &'e str,
+        control: &'e ScanControl,
+    ) -> Self {
         Self {
             scanner,
             limits,
             threads,
             name,
+            control,
             members: AtomicU64::new(0),
             members_exceeded: AtomicBool::new(false),
             inflated: AtomicU64::new(0),
@@ -113,14 +123,15 @@ impl<'e> DistScan<'e> {
         }
     }
 
-    /// Scan `data`; `container` forces a container instead of detecting it (fuzzing).
+    /// Scan `data`; `container` forces a container instead of detecting it (fuzzing). `None`
+    /// when the scan was cancelled: what was found so far is incomplete and is dropped.
     pub(crate) fn run_as(
         self,
         data: &[u8],
         name: String,
         url: Option<String>,
         container: Option<Container>,
-    ) -> DistributionReport {
+    ) -> Option<DistributionReport> {
         let format = match catch_unwind(AssertUnwindSafe(|| self.walk_top(data, container))) {
             Ok(format) => format,
             Err(panic) => {
@@ -136,6 +147,9 @@ impl<'e> DistScan<'e> {
                 Format::compressed(detect(data), false)
             }
         };
+        if self.cancelled() {
+            return None;
+        }
         let mut files = self.files.into_inner().unwrap_or_else(|e| e.into_inner());
         files.sort_by(|a, b| a.0.cmp(&b.0));
         let mut issues = self.issues.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -153,7 +167,7 @@ impl<'e> DistScan<'e> {
                 issues.push(summary);
             }
         }
-        DistributionReport {
+        Some(DistributionReport {
             name,
             url,
             format,
@@ -163,7 +177,12 @@ impl<'e> DistScan<'e> {
             bytes_scanned: self.bytes_scanned.into_inner(),
             files: files.into_iter().map(|(_, f)| f).collect(),
             issues,
-        }
+        })
+    }
+
+    /// The scan was cancelled: stop reading and scanning (the report will be dropped).
+    fn cancelled(&self) -> bool {
+        self.control.is_cancelled()
     }
 
     /// Record an issue; past [`ISSUES_PER_KIND`] of one kind only count it (an archive of a
@@ -385,7 +404,7 @@ impl<'e> DistScan<'e> {
         order: &Order,
     ) -> MemberRead {
         let nothing = MemberRead { data: None, whole: false };
-        if self.total_exceeded.load(Ordering::Relaxed) {
+        if self.total_exceeded.load(Ordering::Relaxed) || self.cancelled() {
             return nothing;
         }
         let max = self.limits.max_member_size;
@@ -398,6 +417,10 @@ impl<'e> DistScan<'e> {
         let expected = declared.unwrap_or(0).min(over).min(1 << 30) as usize;
         let mut data = Vec::with_capacity(expected + 1 + PROBE_READ);
         loop {
+            // Checked per chunk: one huge member must not hold up a cancel.
+            if self.cancelled() {
+                return nothing;
+            }
             let start = data.len();
             let want =
                 if start < expected { expected - start + 1 } else { (start - expected).max(PROBE_READ) };
@@ -514,6 +537,9 @@ impl<'e> DistScan<'e> {
 
     /// A regular file: scan it, then open every archive pip could see in it if depth allows.
     fn file(&self, member: Member) {
+        if self.cancelled() {
+            return;
+        }
         let Member { order, path, data, depth } = member;
         let containers = interpretations(&data);
         if containers.iter().any(|&c| c != Container::Plain) {
@@ -542,6 +568,13 @@ impl<'e> DistScan<'e> {
         self.scan_blob(order, path, &data);
     }
 
+    /// One more file of `bytes` scanned, in this distribution's counts and the control's.
+    fn count_scanned(&self, bytes: usize) {
+        self.files_scanned.fetch_add(1, Ordering::Relaxed);
+        self.bytes_scanned.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.control.add_file(bytes as u64);
+    }
+
     /// Scan bytes as one file and record its matches or its failure.
     fn scan_blob(&self, order: Order, path: String, data: &[u8]) {
         self.scan_named(order, path, data, &mut None);
@@ -550,23 +583,29 @@ impl<'e> DistScan<'e> {
     /// Scan bytes as the file `path` (its name picks the rules that can count for it); `hash`
     /// holds the content's SHA-256 once computed, for scanning the same bytes under other names.
     fn scan_named(&self, order: Order, path: String, data: &[u8], hash: &mut Option<ContentHash>) {
+        if self.cancelled() {
+            return;
+        }
         let route = self.scanner.rules.route(&path);
         if route.is_empty() {
             // No rule can count for this file (all have a `filetype` that does not fit): its
             // content is covered without running YARA-X.
-            self.files_scanned.fetch_add(1, Ordering::Relaxed);
-            self.bytes_scanned.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.count_scanned(data.len());
             return;
         }
         let hash = *hash.get_or_insert_with(|| sha256(data));
         match self.scanner.scan_content(&route.cache_key(&hash), &route, data) {
             ScanOutcome::Hits(raw) => {
-                self.files_scanned.fetch_add(1, Ordering::Relaxed);
-                self.bytes_scanned.fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.count_scanned(data.len());
                 let hits = self.scanner.hits_for_path(&raw, &path);
                 if !hits.is_empty() {
-                    let report =
-                        FileReport { path, size: data.len() as u64, sha256: sha256_hex(&hash), hits };
+                    let report = FileReport {
+                        path,
+                        size: data.len() as u64,
+                        sha256: sha256_hex(&hash),
+                        is_text: looks_like_text(data),
+                        hits,
+                    };
                     self.files.lock().unwrap_or_else(|e| e.into_inner()).push((order, report));
                 }
             }

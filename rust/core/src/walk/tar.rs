@@ -78,7 +78,10 @@ impl DistScan<'_> {
                 Err(stop) => break stop,
             };
             index += 1;
-            if !self.count_member(&member_order) || self.total_exceeded.load(Ordering::Relaxed) {
+            if self.cancelled()
+                || !self.count_member(&member_order)
+                || self.total_exceeded.load(Ordering::Relaxed)
+            {
                 return;
             }
             let path = format!("{prefix}{}", display_name(&entry.name));
@@ -224,7 +227,7 @@ impl DistScan<'_> {
         let mut chunk = vec![0u8; READ_CHUNK];
         let mut skipped = 0u64;
         let mut kept: Option<Vec<u8>> = None;
-        loop {
+        while !self.cancelled() {
             let n = match reader.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => n,

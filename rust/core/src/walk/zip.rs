@@ -67,7 +67,7 @@ impl DistScan<'_> {
             tripped: AtomicBool::new(false),
         };
         (0..allowed).into_par_iter().for_each(|index| {
-            if !budget.tripped.load(Ordering::Relaxed) {
+            if !budget.tripped.load(Ordering::Relaxed) && !self.cancelled() {
                 self.zip_member(&dir, data, index, prefix, depth, entry_order(index), &budget);
             }
         });

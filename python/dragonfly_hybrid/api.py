@@ -1,0 +1,59 @@
+"""Fetching a release from an index and scanning it, as ``dragonfly-hybrid scan name==version`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from packaging.version import InvalidVersion, Version
+
+from dragonfly_hybrid._core import Rules, Scanner
+from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, RUNNING_PYTHON
+from dragonfly_hybrid.report import TargetResult
+from dragonfly_hybrid.rules_loader import bundled_rules
+from dragonfly_hybrid.targets import (
+    INDEX_PREFIX,
+    TargetError,
+    TargetScanner,
+    index_settings,
+    open_index,
+    release_target,
+)
+
+
+def fetch_and_scan(
+    requirement: str,
+    *,
+    rules: Rules | None = None,
+    scanner: Scanner | None = None,
+    index_url: str | None = None,
+    extra_index_urls: Sequence[str] = (),
+    python_version: str | None = None,
+    max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
+) -> TargetResult:
+    """Fetch ``name==version`` (or the latest release of a bare ``name``) from the index and scan every
+    file of it, with the semantics of ``dragonfly-hybrid scan``; returns the object the CLI reports.
+
+    The indexes are pip's: ``index_url`` and ``extra_index_urls`` if given, on top of ``PIP_INDEX_URL``,
+    ``PIP_EXTRA_INDEX_URL`` and pip's configuration files (with pip's ``cert``, ``client-cert``,
+    ``trusted-host`` and ``proxy``); a project is looked up on all of them. A bare name selects the
+    latest release that is not yanked and whose Requires-Python admits ``python_version`` (``"3.11"``;
+    default: the running Python). Scanned with ``scanner``, else a new Scanner of ``rules`` (default:
+    the bundled rule set).
+
+    A download that fails or bytes that do not match the index's sha256 make the result incomplete
+    (``verdict == "incomplete"``, ``error`` says why) rather than raising. Raises ``ValueError`` for a
+    string that is not a requirement or a version that is not X.Y[.Z], ``ProjectNotFound`` /
+    ``VersionNotFound`` (from :mod:`dragonfly_hybrid.pypi.index`) when the index has no such project or
+    version, ``PipConfigError`` for pip settings that cannot be honoured (``no-index``) and
+    ``NetworkSettingsError`` for a certificate file that cannot be loaded.
+    """
+    target = release_target(requirement.removeprefix(INDEX_PREFIX))
+    try:
+        python = Version(python_version) if python_version is not None else RUNNING_PYTHON
+    except InvalidVersion:
+        raise TargetError(f"python_version {python_version!r}: expected X.Y or X.Y.Z") from None
+    engine = scanner or Scanner(rules or bundled_rules())
+    settings = index_settings(index_url, extra_index_urls)
+    with open_index(settings, python_version=python, max_download_size=max_download_size) as pypi:
+        targets = TargetScanner(engine, pypi)
+        return targets.scan(targets.resolve(target))

@@ -1,0 +1,38 @@
+"""A closed stdout (the reader went away: ``dragonfly-hybrid ... | head``) ends the process quietly with
+:data:`EXIT_CLOSED_PIPE`: never 1 (the code for findings), never a traceback or an "Exception ignored"
+message. Python ignores SIGPIPE, so the closed pipe shows up as ``BrokenPipeError`` wherever stdout is
+written: in any command (:class:`dragonfly_hybrid.cli.base.DragonflyGroup`), at the final flush
+(:func:`dragonfly_hybrid.cli.app.main`) and inside rich, which would exit 1 (:class:`ClosedPipeConsole`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+from rich.console import Console
+
+EXIT_CLOSED_PIPE = 141
+"""Stdout was closed before the output was written: the shell's code for a process killed by SIGPIPE
+(128 + 13), so ``set -o pipefail`` scripts see what they would see from any other command."""
+
+
+def exit_closed_pipe() -> NoReturn:
+    """Stop at once because stdout is closed: point it at /dev/null so that the interpreter's final flush
+    has nowhere to fail (no "Exception ignored" message), then exit with :data:`EXIT_CLOSED_PIPE`."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a descriptor (captured in-process): nothing to flush
+        pass
+    raise SystemExit(EXIT_CLOSED_PIPE)
+
+
+class ClosedPipeConsole(Console):
+    """A rich console that ends the process with :data:`EXIT_CLOSED_PIPE` when stdout is closed (rich's
+    own default is exit 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        exit_closed_pipe()

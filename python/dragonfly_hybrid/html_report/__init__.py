@@ -1,0 +1,634 @@
+"""The HTML report: one self-contained page (``scan --format html``, ``report --html FILE``).
+
+The page needs no network and no other file: it works offline, from disk, and as a CI artifact.
+
+Layout
+------
+* a summary line (releases, verdicts, rule set) and the filters: a search box, a verdict and a rule
+  selector; they hide the rows of every table that do not match (shown only when JavaScript runs);
+* charts drawn as inline SVG by the page's own script: hits per rule, and for a watch store scans and
+  findings per day;
+* tables, rendered on the server so that the page reads without JavaScript: releases (verdict, score,
+  rules), findings (rule, weight, description from the rule's ``description`` metadata, ``file`` or
+  ``file:line``, the matched text highlighted in its snippet), distributions (readable sizes), issues,
+  and hits per rule.
+
+Data
+----
+The page model (:class:`Page`, as JSON) is embedded once as ``<script type="application/json"
+id="report-data">``; the charts are drawn from it, and a reader can extract it. Every string in it that
+came from a package (member paths, matched text, error messages) is attacker-controlled: in the HTML
+they are escaped, and in the JSON blob ``<``, ``>`` and ``&`` are written ``\\u003c``, ``\\u003e``,
+``\\u0026``, so no package content can end the script element.
+
+Content Security Policy
+-----------------------
+``default-src 'none'`` with the hash of the page's one inline script and one inline style sheet: the
+browser refuses any request (image, font, fetch, frame, form submission) and any other script, even if
+hostile content were ever to slip into the markup. Hashes rather than ``'unsafe-inline'`` for styles as
+well: the page sets no ``style`` attribute, so nothing needs it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from functools import cache
+from importlib.resources import files
+from typing import IO, Any
+
+from dragonfly_hybrid import __version__
+from dragonfly_hybrid._core import DistributionResult, FileResult, PatternMatch, RuleMatch, Rules
+from dragonfly_hybrid.report import TargetResult, human_size, member_label, meta_value, overall_verdict
+from dragonfly_hybrid.store.db import Store, StoredScan, snippet_parts
+
+SNIPPETS_PER_FINDING = 3
+"""Matched snippets shown per (file, rule); the count of the others is shown instead."""
+MAX_CHART_DAYS = 366
+"""The per-day chart fills days without scans up to this span; a longer one shows only days with scans."""
+SNIPPET_CHARS = 160
+"""Longest snippet shown (the matched text is kept, its context clipped)."""
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One pattern match: where it is and the text around it, split so the matched part can be marked."""
+
+    identifier: str
+    offset: int
+    before: str
+    matched: str
+    after: str
+    line: int | None = None
+    column: int | None = None
+
+
+@dataclass(frozen=True)
+class FindingRow:
+    """One rule that matched one file."""
+
+    release: str
+    verdict: str
+    file: str
+    rule: str
+    weight: int
+    description: str | None
+    snippets: list[Snippet]
+    more: int
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    label: str
+    verdict: str
+    score: int
+    rules: list[str]
+    top_file: str | None
+    error: str | None
+    scanned_at: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class DistributionRow:
+    release: str
+    verdict: str
+    name: str
+    format: str
+    size: int
+    files_scanned: int
+    bytes_scanned: int
+    score: int
+    dist_verdict: str
+    rules: list[str]
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    release: str
+    verdict: str
+    file: str
+    kind: str
+    message: str
+    unscanned: bool
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    rule: str
+    weight: int
+    releases: int
+    files: int
+
+
+@dataclass(frozen=True)
+class DayCount:
+    day: str
+    scans: int
+    findings: int
+
+
+@dataclass
+class Page:
+    """Everything the page shows; embedded as JSON and rendered as tables."""
+
+    title: str
+    generated_at: str
+    rules_hash: str | None
+    rules_count: int | None
+    releases: list[ReleaseRow] = field(default_factory=list)
+    findings: list[FindingRow] = field(default_factory=list)
+    distributions: list[DistributionRow] = field(default_factory=list)
+    issues: list[IssueRow] = field(default_factory=list)
+    rule_counts: list[RuleCount] = field(default_factory=list)
+    days: list[DayCount] = field(default_factory=list)
+    tool: str = f"dragonfly-hybrid {__version__}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _clip(text: str, limit: int, keep_end: bool) -> str:
+    if len(text) <= limit:
+        return text
+    return "…" + text[-limit:] if keep_end else text[:limit] + "…"
+
+
+def make_snippet(
+    identifier: str,
+    offset: int,
+    data: str,
+    parts: Sequence[str] | None = None,
+    line: int | None = None,
+    column: int | None = None,
+) -> Snippet:
+    """A snippet from the match's line split as ``parts`` (before, match, after), clipped around the
+    match; from its matched ``data`` alone when the line is not known (a binary file, an older store)."""
+    if parts is None or len(parts) != 3:
+        return Snippet(identifier, offset, "", _clip(data, SNIPPET_CHARS, keep_end=False), "")
+    before, matched, after = parts
+    matched = _clip(matched, SNIPPET_CHARS, keep_end=False)
+    room = max(0, (SNIPPET_CHARS - len(matched)) // 2)
+    return Snippet(
+        identifier,
+        offset,
+        _clip(before, room, keep_end=True),
+        matched,
+        _clip(after, room, keep_end=False),
+        line,
+        column,
+    )
+
+
+def _pattern_snippet(pattern: PatternMatch, is_text: bool) -> Snippet:
+    data = pattern.data.decode("utf-8", "backslashreplace")
+    if not is_text:
+        return make_snippet(pattern.identifier, pattern.offset, data)
+    return make_snippet(
+        pattern.identifier, pattern.offset, data, snippet_parts(pattern), pattern.line, pattern.column
+    )
+
+
+def _description(metadata: dict[str, Any]) -> str | None:
+    value = metadata.get("description")
+    return None if value is None else str(meta_value(value))
+
+
+def _finding(
+    release: str,
+    verdict: str,
+    file: str,
+    rule: str,
+    weight: int,
+    description: str | None,
+    snippets: list[Snippet],
+) -> FindingRow:
+    ordered = sorted(snippets, key=lambda s: s.offset)
+    shown = ordered[:SNIPPETS_PER_FINDING]
+    return FindingRow(release, verdict, file, rule, weight, description, shown, len(ordered) - len(shown))
+
+
+def _rule_counts(findings: Iterable[FindingRow]) -> list[RuleCount]:
+    weights: dict[str, int] = {}
+    releases: dict[str, set[str]] = {}
+    files_by_rule: dict[str, set[str]] = {}
+    for f in findings:
+        weights[f.rule] = max(weights.get(f.rule, f.weight), f.weight)
+        releases.setdefault(f.rule, set()).add(f.release)
+        files_by_rule.setdefault(f.rule, set()).add(f.file)
+    counts = [RuleCount(r, weights[r], len(releases[r]), len(files_by_rule[r])) for r in weights]
+    return sorted(counts, key=lambda c: (-c.releases, -c.files, c.rule))
+
+
+def _target_label(target: TargetResult) -> str:
+    if target.kind == "release" and target.version:
+        return f"{target.name}=={target.version}"
+    return target.target
+
+
+def _match_finding(
+    label: str, verdict: str, dist: DistributionResult, file: FileResult, match: RuleMatch
+) -> FindingRow:
+    return _finding(
+        label,
+        verdict,
+        member_label(dist, file.path),
+        match.identifier,
+        match.weight,
+        _description(dict(match.metadata)),
+        [_pattern_snippet(p, file.is_text) for p in match.patterns],
+    )
+
+
+def page_from_targets(targets: Sequence[TargetResult], rules: Rules) -> Page:
+    """The page of a ``scan``: every target with its findings, distributions and issues."""
+    page = Page(
+        title=f"dragonfly-hybrid scan: {overall_verdict(targets)}",
+        generated_at=_now(),
+        rules_hash=rules.hash,
+        rules_count=rules.count,
+    )
+    for t in targets:
+        label = _target_label(t)
+        page.releases.append(
+            ReleaseRow(label, t.verdict, t.score, list(t.rules_matched), t.top_file, t.error)
+        )
+        for dist in t.distributions:
+            page.distributions.append(
+                DistributionRow(
+                    label,
+                    t.verdict,
+                    dist.name,
+                    dist.format,
+                    dist.size,
+                    dist.files_scanned,
+                    dist.bytes_scanned,
+                    dist.score,
+                    dist.verdict,
+                    list(dist.rules_matched),
+                )
+            )
+            for file in dist.files:
+                page.findings.extend(_match_finding(label, t.verdict, dist, file, m) for m in file.matches)
+            page.issues.extend(
+                IssueRow(label, t.verdict, member_label(dist, i.path), i.kind, i.message, i.unscanned)
+                for i in dist.issues
+            )
+        if t.error:
+            page.issues.append(IssueRow(label, t.verdict, label, "error", t.error, True))
+    page.rule_counts = _rule_counts(page.findings)
+    return page
+
+
+def _stored_label(dist_name: str, path: str) -> str:
+    return dist_name if not path or path == dist_name else f"{dist_name}/{path}"
+
+
+def _stored_snippet(pattern: dict[str, Any]) -> Snippet:
+    parts = pattern.get("snippet")
+    return make_snippet(
+        str(pattern.get("identifier", "")),
+        int(pattern.get("offset", 0)),
+        str(pattern.get("data", "")),
+        [str(p) for p in parts] if isinstance(parts, list) else None,
+        pattern.get("line"),
+        pattern.get("column"),
+    )
+
+
+def _add_stored_scan(page: Page, db: Store, scan: StoredScan) -> None:
+    label = f"{scan.name}=={scan.version}"
+    details = db.details(scan.id)
+    top = next(
+        (
+            _stored_label(d["name"], d["top_file"])
+            for d in sorted(details, key=lambda d: -d["score"])
+            if d["top_file"]
+        ),
+        None,
+    )
+    page.releases.append(
+        ReleaseRow(
+            label, scan.verdict, scan.score, scan.rules_matched, top, scan.error, scan.scanned_at, scan.source
+        )
+    )
+    for d in details:
+        page.distributions.append(
+            DistributionRow(
+                label,
+                scan.verdict,
+                d["name"],
+                d["format"],
+                d["size"],
+                d["files_scanned"],
+                d["bytes_scanned"],
+                d["score"],
+                d["verdict"],
+                list(d["rules_matched"]),
+            )
+        )
+        for f in d["files"]:
+            file = _stored_label(d["name"], f["path"])
+            page.findings.extend(
+                _finding(
+                    label,
+                    scan.verdict,
+                    file,
+                    m["rule"],
+                    m["weight"],
+                    _description(m["metadata"]),
+                    [_stored_snippet(p) for p in m["patterns"]],
+                )
+                for m in f["matches"]
+            )
+        page.issues.extend(
+            IssueRow(
+                label,
+                scan.verdict,
+                _stored_label(d["name"], i["path"]),
+                i["kind"],
+                i["message"],
+                i["unscanned"],
+            )
+            for i in d["issues"]
+        )
+    if scan.error:
+        page.issues.append(IssueRow(label, scan.verdict, label, "error", scan.error, True))
+
+
+def page_from_store(
+    db: Store,
+    *,
+    since: str | None = None,
+    findings_only: bool = True,
+    limit: int | None = None,
+    release: tuple[str, str] | None = None,
+) -> Page:
+    """The page of a results store: its recent scans (as ``report`` lists them), hits per rule and scans
+    per day since ``since``; or, with ``release``, that release's latest scan alone.
+
+    Raises ``LookupError`` when ``release`` is not in the store."""
+    page = Page(
+        title="dragonfly-hybrid results store", generated_at=_now(), rules_hash=None, rules_count=None
+    )
+    if release is not None:
+        scan = db.latest_scan(*release)
+        if scan is None:
+            raise LookupError(f"{release[0]}=={release[1]} is not in the store")
+        page.title = f"dragonfly-hybrid: {scan.name}=={scan.version}"
+        page.rules_hash = scan.rules_hash
+        _add_stored_scan(page, db, scan)
+        page.rule_counts = _rule_counts(page.findings)
+        return page
+    for scan in db.scans(since=since, findings_only=findings_only, limit=limit):
+        _add_stored_scan(page, db, scan)
+    page.rule_counts = [
+        RuleCount(c["rule"], c["weight"], c["releases"], c["files"]) for c in db.rule_counts(since=since)
+    ]
+    page.days = every_day(
+        [DayCount(d["day"], d["scans"], d["findings"]) for d in db.scans_per_day(since=since)]
+    )
+    return page
+
+
+def every_day(days: list[DayCount]) -> list[DayCount]:
+    """``days`` with the days between them that had no scan (as zeros), so the chart is a time line;
+    unchanged when they span more than :data:`MAX_CHART_DAYS` or a day is not an ISO date."""
+    try:
+        first, last = (date.fromisoformat(days[i].day) for i in (0, -1)) if days else (None, None)
+    except ValueError:
+        return days
+    if first is None or last is None or (last - first).days >= MAX_CHART_DAYS:
+        return days
+    known = {d.day: d for d in days}
+    span = ((first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1))
+    return [known.get(day, DayCount(day, 0, 0)) for day in span]
+
+
+# --------------------------------------------------------------------------------------------- render
+
+
+@cache
+def _asset(name: str) -> str:
+    return files(__name__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _csp_hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode() + "'"
+
+
+def content_security_policy() -> str:
+    """The page's policy: nothing may be fetched; only its own inline script and style sheet run."""
+    return (
+        f"default-src 'none'; script-src {_csp_hash(_asset('page.js'))}; "
+        f"style-src {_csp_hash(_asset('page.css'))}; base-uri 'none'; form-action 'none'"
+    )
+
+
+def embedded_json(value: object) -> str:
+    """JSON that is safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` appears in it."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _row(cells: Iterable[str], release: str, verdict: str, rules: Sequence[str]) -> str:
+    attrs = f' data-release="{_e(release)}" data-verdict="{_e(verdict)}" data-rules="{_e(json.dumps(rules))}"'
+    return f"<tr{attrs}>" + "".join(cells) + "</tr>"
+
+
+def _td(value: object, cls: str = "") -> str:
+    return f'<td class="{cls}">{_e(value)}</td>' if cls else f"<td>{_e(value)}</td>"
+
+
+def _verdict_cell(verdict: str) -> str:
+    return f'<td><span class="verdict v-{_e(verdict)}">{_e(verdict)}</span></td>'
+
+
+def _table(table_id: str, title: str, headers: Sequence[str], rows: Sequence[str], empty: str) -> str:
+    if not rows:
+        return f'<section id="{table_id}"><h2>{_e(title)}</h2><p class="empty">{_e(empty)}</p></section>'
+    # The "Release" column of the per-file tables is hidden by the style sheet on a one-release page.
+    head = "".join(
+        f'<th class="release">{_e(h)}</th>' if h == "Release" else f"<th>{_e(h)}</th>" for h in headers
+    )
+    return (
+        f'<section id="{table_id}"><h2>{_e(title)} <span class="count" data-total="{len(rows)}">'
+        f"{len(rows)}</span></h2>"
+        f'<table class="rows"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        '<p class="none-shown" hidden>No row matches the filters.</p></section>'
+    )
+
+
+def _snippet_html(s: Snippet) -> str:
+    where = f"line {s.line}, column {s.column}" if s.line is not None else f"offset {s.offset}"
+    return (
+        f'<div class="snippet"><span class="where">{_e(s.identifier)} · {_e(where)}</span>'
+        f"<code>{_e(s.before)}<mark>{_e(s.matched)}</mark>{_e(s.after)}</code></div>"
+    )
+
+
+def _finding_html(f: FindingRow) -> str:
+    first_line = f.snippets[0].line if f.snippets else None
+    location = f"{f.file}:{first_line}" if first_line is not None else f.file
+    rule = f'<td><span class="rule w{min(f.weight, 10)}">{_e(f.rule)}</span>'
+    if f.description:
+        rule += f'<div class="desc">{_e(f.description)}</div>'
+    snippets = "".join(_snippet_html(s) for s in f.snippets)
+    if f.more:
+        snippets += f'<div class="more">and {f.more} more match(es)</div>'
+    cells = [
+        _td(f.release, "release"),
+        rule + "</td>",
+        _td(f.weight, "num"),
+        _td(location, "path"),
+        f'<td class="snippets">{snippets}</td>',
+    ]
+    return _row(cells, f.release, f.verdict, [f.rule])
+
+
+def _release_html(r: ReleaseRow) -> str:
+    cells = [
+        _td(r.label, "path"),
+        _verdict_cell(r.verdict),
+        _td(r.score, "num"),
+        _td(", ".join(r.rules) or "-"),
+        _td(r.top_file or "-", "path"),
+    ]
+    if r.scanned_at is not None:
+        cells += [_td(r.scanned_at[:19].replace("T", " ")), _td(r.source or "-")]
+    return _row(cells, r.label, r.verdict, r.rules)
+
+
+def _distribution_html(d: DistributionRow) -> str:
+    cells = [
+        _td(d.release, "release"),
+        _td(d.name, "path"),
+        _td(d.format),
+        f'<td class="num" title="{d.size} bytes">{_e(human_size(d.size))}</td>',
+        _td(d.files_scanned, "num"),
+        f'<td class="num" title="{d.bytes_scanned} bytes">{_e(human_size(d.bytes_scanned))}</td>',
+        _td(d.score, "num"),
+        _verdict_cell(d.dist_verdict),
+    ]
+    return _row(cells, d.release, d.verdict, d.rules)
+
+
+def _issue_html(i: IssueRow) -> str:
+    cells = [
+        _td(i.release, "release"),
+        _td(i.file, "path"),
+        _td(i.kind),
+        _td("unscanned" if i.unscanned else "note"),
+        _td(i.message),
+    ]
+    return _row(cells, i.release, i.verdict, [])
+
+
+def _rule_count_html(c: RuleCount, descriptions: dict[str, str]) -> str:
+    cells = [
+        _td(c.rule),
+        _td(c.weight, "num"),
+        _td(c.releases, "num"),
+        _td(c.files, "num"),
+        _td(descriptions.get(c.rule, "")),
+    ]
+    return _row(cells, "", "", [c.rule])
+
+
+def _summary(page: Page) -> str:
+    verdicts = {v: sum(r.verdict == v for r in page.releases) for v in ("findings", "incomplete", "clean")}
+    counts = " ".join(f'<span class="verdict v-{v}">{n} {v}</span>' for v, n in verdicts.items() if n)
+    rules = (
+        f" · rules {_e((page.rules_hash or '')[:12])}"
+        + (f" ({page.rules_count})" if page.rules_count else "")
+        if page.rules_hash
+        else ""
+    )
+    return (
+        f'<p class="summary">{len(page.releases)} release(s) {counts} · {len(page.findings)} finding(s) · '
+        f"{len(page.issues)} issue(s){rules} · generated {_e(page.generated_at)} by {_e(page.tool)}</p>"
+    )
+
+
+def _filters(page: Page) -> str:
+    rules = sorted({f.rule for f in page.findings} | {c.rule for c in page.rule_counts})
+    rule_options = "".join(f'<option value="{_e(r)}">{_e(r)}</option>' for r in rules)
+    return (
+        '<div id="filters" hidden>'
+        '<input id="search" type="search" placeholder="Search releases, files, rules, snippets" '
+        'aria-label="Search">'
+        '<select id="verdict-filter" aria-label="Verdict"><option value="">every verdict</option>'
+        '<option value="findings">findings</option><option value="incomplete">incomplete</option>'
+        '<option value="clean">clean</option></select>'
+        '<select id="rule-filter" aria-label="Rule"><option value="">every rule</option>'
+        f"{rule_options}</select>"
+        "</div>"
+    )
+
+
+def _charts(page: Page) -> str:
+    parts = []
+    if page.rule_counts:
+        parts.append(
+            '<figure><figcaption>Hits per rule (releases)</figcaption><svg id="chart-rules"></svg></figure>'
+        )
+    if page.days:
+        parts.append(
+            "<figure><figcaption>Scans and findings per day (UTC)</figcaption>"
+            '<svg id="chart-days"></svg></figure>'
+        )
+    return f'<section id="charts" hidden>{"".join(parts)}</section>' if parts else ""
+
+
+def render_page(page: Page) -> str:
+    """The whole HTML document of ``page``."""
+    store = any(r.scanned_at is not None for r in page.releases)
+    release_headers = ["Release", "Verdict", "Score", "Rules matched", "Top file"]
+    if store:
+        release_headers += ["Scanned at (UTC)", "Source"]
+    descriptions = {f.rule: f.description for f in page.findings if f.description}
+    body_class = "one-release" if len(page.releases) == 1 else "releases"
+    sections = [
+        _table("releases", "Releases", release_headers, [_release_html(r) for r in page.releases],
+               "No release."),
+        _table("findings", "Findings", ["Release", "Rule", "Weight", "File", "Matched"],
+               [_finding_html(f) for f in page.findings], "No rule matched."),
+        _table("issues", "Issues", ["Release", "File", "Kind", "Effect", "Message"],
+               [_issue_html(i) for i in page.issues], "No issue: everything was scanned."),
+        _table("distributions", "Distributions",
+               ["Release", "File", "Format", "Size", "Files scanned", "Bytes scanned", "Score", "Verdict"],
+               [_distribution_html(d) for d in page.distributions], "No distribution."),
+        _table("rules", "Hits per rule", ["Rule", "Weight", "Releases", "Files", "Description"],
+               [_rule_count_html(c, descriptions) for c in page.rule_counts], "No rule matched."),
+    ]  # fmt: skip
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_e(content_security_policy())}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{_e(page.title)}</title><style>{_asset('page.css')}</style></head>"
+        f'<body class="{body_class}"><header><h1>{_e(page.title)}</h1>'
+        f"{_summary(page)}{_filters(page)}</header>"
+        f"<main>{_charts(page)}{''.join(sections)}</main>"
+        f'<script type="application/json" id="report-data">{embedded_json(asdict(page))}</script>'
+        f"<script>{_asset('page.js')}</script></body></html>\n"
+    )
+
+
+def write_scan_page(targets: Sequence[TargetResult], rules: Rules, out: IO[str]) -> None:
+    """``scan --format html``: the page of these scan results."""
+    out.write(render_page(page_from_targets(targets, rules)))

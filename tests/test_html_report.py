@@ -1,0 +1,406 @@
+"""The HTML report (``scan --format html``, ``report --html FILE``): what the page holds, checked on the
+generated file, and how it behaves, checked in headless Chromium (``tests/browser.py``): it renders, its
+charts draw, search and filters hide rows, package content stays inert text, it requests nothing, it reads
+without JavaScript, and its layout matches a reference screenshot.
+
+The reference screenshot is ``tests/fixtures/html_report_layout.png``. After an intended change of the
+page's look, regenerate it (on the CI machine kind: Debian's Chromium and fonts) with
+``DFH_UPDATE_SCREENSHOTS=1 python -m pytest tests/test_html_report.py -k layout`` and commit it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dragonfly_hybrid._core import Rules, Scanner
+from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.html_report import (
+    SNIPPET_CHARS,
+    DayCount,
+    Page,
+    Snippet,
+    embedded_json,
+    every_day,
+    make_snippet,
+    page_from_store,
+    page_from_targets,
+    render_page,
+)
+from dragonfly_hybrid.report import TargetResult
+from dragonfly_hybrid.store.db import Store
+from typer.testing import CliRunner, Result
+
+from tests.fakes.pypi import LIGHT_MARKER, LIGHT_RULE, MARKER, MARKER_RULE, sdist, tar_gz_bytes, write
+
+HOSTILE = "</script><img src=x onerror=window.pwned=1>"
+HOSTILE_RULE = r"""
+rule hostile_markup {
+  meta:
+    weight = 7
+    description = "markup that would run if a report pasted it unescaped"
+  strings:
+    $markup = /<\/script><img[^\n]{0,60}>/
+  condition:
+    $markup
+}
+"""
+HOSTILE_LABEL_HTML = html.escape(f"hostile-1.0.tar.gz/hostile-1.0/{HOSTILE}.py")
+REFERENCE_SCREENSHOT = Path(__file__).parent / "fixtures" / "html_report_layout.png"
+UPDATE_SCREENSHOTS = "DFH_UPDATE_SCREENSHOTS"
+MAX_LAYOUT_DIFFERENCE = 0.02
+"""Share of 16x16 tiles allowed to differ: font hinting may move a glyph, not a table or a chart."""
+
+
+def run(*args: object) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def embedded(page_html: str) -> dict[str, Any]:
+    blob = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page_html, re.S)
+    assert blob is not None
+    return dict(json.loads(blob.group(1)))
+
+
+@pytest.fixture
+def rules() -> Rules:
+    return Rules.compile({"marker": MARKER_RULE, "light": LIGHT_RULE, "hostile": HOSTILE_RULE})
+
+
+def release(
+    scanner: Scanner, name: str, version: str, files: dict[str, bytes], corrupt: bool = False
+) -> TargetResult:
+    filename, data = sdist(name, version, files)
+    dist = scanner.scan_bytes(data[: len(data) // 2] if corrupt else data, filename)
+    rules_matched = list(dist.rules_matched)
+    verdict = "findings" if rules_matched else "clean" if dist.complete else "incomplete"
+    return TargetResult(
+        target=f"{name}=={version}",
+        kind="release",
+        name=name,
+        version=version,
+        distributions=[dist],
+        score=dist.score,
+        rules_matched=rules_matched,
+        verdict=verdict,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path, rules: Rules) -> Path:
+    """A store with four releases scanned on three days: two with findings, one clean, one incomplete."""
+    scanner = Scanner(rules)
+    scans = [
+        (release(scanner, "evil", "1.0", {"setup.py": b"import os\n# " + MARKER + b"\n"}), "2026-03-01"),
+        (release(scanner, "light", "0.1", {"light/a.py": b"x = 1  # " + LIGHT_MARKER + b"\n"}), "2026-03-02"),
+        (release(scanner, "good", "1.0", {"a.py": b"pass\n"}), "2026-03-02"),
+        (release(scanner, "broken", "2.0", {"a.py": os.urandom(4000)}, corrupt=True), "2026-03-04"),
+    ]
+    path = tmp_path / "store.db"
+    with Store(path) as db:
+        for result, day in scans:
+            db.record(
+                result, rules_hash=rules.hash, rules_count=rules.count, scanned_at=f"{day}T12:00:00+00:00"
+            )
+    return path
+
+
+@pytest.fixture
+def hostile_archive(tmp_path: Path) -> Path:
+    """An sdist whose member path and matched content are markup that would run if pasted unescaped."""
+    content = f"print('x')\n{HOSTILE}\n# ".encode() + MARKER + b"\n"
+    return write(tmp_path / "hostile-1.0.tar.gz", tar_gz_bytes({f"hostile-1.0/{HOSTILE}.py": content}))
+
+
+# ------------------------------------------------------------------------------------ the page, as text
+
+
+def test_embedded_json_cannot_end_its_script_element() -> None:
+    value = {"path": HOSTILE + "<!-- & -->", "n": [1, "ü"]}
+    text = embedded_json(value)
+    assert not set("<>&") & set(text)
+    assert json.loads(text) == value
+
+
+def test_scan_format_html(tmp_path: Path, hostile_archive: Path, rules: Rules) -> None:
+    rules_file = write(tmp_path / "rules.yar", (MARKER_RULE + HOSTILE_RULE).encode())
+    clean = write(tmp_path / "clean.py", b"print('hello')\n")
+    out = tmp_path / "report.html"
+    result = run("scan", hostile_archive, clean, "-r", rules_file, "-f", "html", "-o", out, "-q")
+    assert result.exit_code == 1, result.output
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert policy is not None and html.unescape(policy.group(1)).startswith("default-src 'none'; ")
+    # Package content appears only escaped: the one <script> end tag per script element is ours.
+    assert "<img" not in page and page.count("</script>") == 2
+    assert "&lt;/script&gt;&lt;img src=x onerror=window.pwned=1&gt;" in page
+    data = embedded(page)
+    assert [(r["label"], r["verdict"]) for r in data["releases"]] == [
+        (str(hostile_archive), "findings"),
+        (str(clean), "clean"),
+    ]
+    findings = {(f["rule"], f["file"]) for f in data["findings"]}
+    assert findings == {
+        ("test_marker", f"hostile-1.0.tar.gz/hostile-1.0/{HOSTILE}.py"),
+        ("hostile_markup", f"hostile-1.0.tar.gz/hostile-1.0/{HOSTILE}.py"),
+    }
+    hostile = next(f for f in data["findings"] if f["rule"] == "hostile_markup")
+    assert hostile["description"] == "markup that would run if a report pasted it unescaped"
+    assert hostile["snippets"][0] | {"offset": 0} == {
+        "identifier": "$markup",
+        "offset": 0,
+        "before": "",
+        "matched": HOSTILE,
+        "after": "",
+        "line": 2,
+        "column": 1,
+    }
+    marker = next(f for f in data["findings"] if f["rule"] == "test_marker")
+    assert (marker["snippets"][0]["before"], marker["snippets"][0]["matched"]) == ("# ", MARKER.decode())
+    # The file column says file:line; the matched part of the line is marked.
+    assert f"{HOSTILE_LABEL_HTML}:3</td>" in page
+    assert "<code># <mark>DRAGONFLY_TEST_MARKER</mark></code>" in page
+    # Without -o the page goes to stdout.
+    stdout = run("scan", clean, "-r", rules_file, "--format", "html", "-q")
+    assert stdout.exit_code == 0 and stdout.stdout.startswith("<!DOCTYPE html>")
+    assert [r["verdict"] for r in embedded(stdout.stdout)["releases"]] == ["clean"]
+
+
+def test_report_html_from_store(tmp_path: Path, store: Path) -> None:
+    out = tmp_path / "store.html"
+    result = run("report", "--store", store, "--all", "--html", out)
+    assert result.exit_code == 0, result.output
+    data = embedded(out.read_text(encoding="utf-8"))
+    assert [(r["label"], r["verdict"]) for r in data["releases"]] == [
+        ("broken==2.0", "incomplete"),
+        ("good==1.0", "clean"),  # same time as light==0.1, stored after it
+        ("light==0.1", "findings"),
+        ("evil==1.0", "findings"),
+    ]
+    assert data["days"] == [
+        {"day": "2026-03-01", "scans": 1, "findings": 1},
+        {"day": "2026-03-02", "scans": 2, "findings": 1},
+        {"day": "2026-03-03", "scans": 0, "findings": 0},  # filled in: the chart is a time line
+        {"day": "2026-03-04", "scans": 1, "findings": 0},
+    ]
+    assert {c["rule"]: c["releases"] for c in data["rule_counts"]} == {"test_marker": 1, "light_marker": 1}
+    light = next(f for f in data["findings"] if f["rule"] == "light_marker")
+    assert light["file"] == "light-0.1.tar.gz/light-0.1/light/a.py"
+    snippet = light["snippets"][0]
+    assert (snippet["before"], snippet["matched"], snippet["after"]) == (
+        "x = 1  # ",
+        LIGHT_MARKER.decode(),
+        "",
+    )
+    assert (snippet["line"], snippet["column"]) == (1, 10)
+    assert light["description"] == "a light marker"
+    assert [(i["release"], i["file"], i["kind"]) for i in data["issues"]] == [
+        ("broken==2.0", "broken-2.0.tar.gz/broken-2.0/a.py", "corrupt"),
+        ("broken==2.0", "broken-2.0.tar.gz", "corrupt"),
+    ]
+    # Without --all, only scans with findings; --since bounds scans and days alike.
+    data = embedded(run_html(tmp_path, "--store", store, "--since", "2026-03-02"))
+    assert [r["label"] for r in data["releases"]] == ["light==0.1"]
+    assert [d["day"] for d in data["days"]] == ["2026-03-02", "2026-03-03", "2026-03-04"]
+    one = embedded(run_html(tmp_path, "evil==1.0", "--store", store))
+    assert [r["label"] for r in one["releases"]] == ["evil==1.0"] and one["days"] == []
+
+
+def run_html(tmp_path: Path, *args: object) -> str:
+    out = tmp_path / "page.html"
+    result = run("report", *args, "--html", out)
+    assert result.exit_code == 0, result.output
+    return out.read_text(encoding="utf-8")
+
+
+def test_report_html_errors(tmp_path: Path, store: Path) -> None:
+    missing = run("report", "nothere==1.0", "--store", store, "--html", tmp_path / "x.html")
+    assert missing.exit_code == 2 and "nothere==1.0 is not in the store" in missing.stderr
+    unwritable = run("report", "--store", store, "--html", tmp_path / "no" / "such" / "dir.html")
+    assert unwritable.exit_code == 2 and "cannot write" in unwritable.stderr
+
+
+# -------------------------------------------------------------------------------- the page, in a browser
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    driver = pytest.importorskip("tests.browser", reason="websocket-client (the test extra) is not installed")
+    executable = driver.find_chromium()
+    if executable is None:
+        pytest.skip("no chromium on PATH (scripts/test.sh installs Debian's when it runs as root)")
+    instance = driver.Browser(executable, tmp_path_factory.mktemp("chromium-profile"))
+    yield instance
+    instance.close()
+
+
+def visible_rows(browser: Any, section: str) -> int:
+    return int(
+        browser.evaluate(
+            f"[...document.querySelectorAll('#{section} tbody tr')]"
+            ".filter(r => r.getClientRects().length).length"
+        )
+    )
+
+
+def open_page(browser: Any, path: Path, **options: Any) -> None:
+    browser.open(path.as_uri(), **options)
+    assert browser.requests() == [path.as_uri()], "the page requested something besides itself"
+
+
+def store_page(tmp_path: Path, store: Path) -> Path:
+    with Store(store, readonly=True) as db:
+        page = page_from_store(db, findings_only=False)
+    path = tmp_path / "store.html"
+    path.write_text(render_page(page), encoding="utf-8")
+    return path
+
+
+def test_page_renders_verdicts_findings_and_charts(browser: Any, tmp_path: Path, store: Path) -> None:
+    open_page(browser, store_page(tmp_path, store))
+    assert browser.evaluate("window.cspViolations") == []
+    verdicts = browser.evaluate(
+        "[...document.querySelectorAll('#releases tbody .verdict')].map(e => e.textContent)"
+    )
+    assert verdicts == ["incomplete", "clean", "findings", "findings"]
+    assert visible_rows(browser, "findings") == 2
+    assert (
+        browser.evaluate("document.querySelector('#findings mark').textContent") == "DRAGONFLY_LIGHT_MARKER"
+    )
+    # Each chart drew one shape per rule / two per day, each with a real size on the screen.
+    bars = """[...document.querySelectorAll('#chart-%s rect:not(.legend)')].map(r => {
+        const box = r.getBoundingClientRect(); return [box.width, box.height]; })"""
+    rule_bars = browser.evaluate(bars % "rules")
+    assert len(rule_bars) == 2 and all(w > 1 and h > 1 for w, h in rule_bars)
+    day_bars = browser.evaluate(bars % "days")
+    # Scans, then findings, per day from the first to the last: 2026-03-03 had none, 03-04 no finding.
+    assert len(day_bars) == 8 and all(w > 1 for w, _ in day_bars)
+    assert [h > 0 for _, h in day_bars] == [True, True, True, True, False, False, True, False]
+    assert browser.evaluate("document.getElementById('filters').hidden") is False
+
+
+def test_search_and_filters_hide_rows(browser: Any, tmp_path: Path, store: Path) -> None:
+    open_page(browser, store_page(tmp_path, store))
+    assert (visible_rows(browser, "releases"), visible_rows(browser, "findings")) == (4, 2)
+    browser.type_text("#search", "light")
+    assert (visible_rows(browser, "releases"), visible_rows(browser, "findings")) == (1, 1)
+    assert browser.evaluate("document.querySelector('#findings .count').textContent") == "1 of 2"
+    browser.type_text("#search", "-nothing-matches-this")
+    assert visible_rows(browser, "findings") == 0
+    assert browser.evaluate("document.querySelector('#findings .none-shown').hidden") is False
+
+    def choose(select: str, value: str) -> None:
+        browser.evaluate(
+            f"{{ const s = document.getElementById('{select}'); s.value = '{value}';"
+            "s.dispatchEvent(new Event('input')); }"
+        )
+
+    browser.evaluate("document.getElementById('search').value = ''")
+    choose("verdict-filter", "clean")
+    assert (visible_rows(browser, "releases"), visible_rows(browser, "findings")) == (1, 0)
+    choose("verdict-filter", "")
+    choose("rule-filter", "test_marker")
+    assert (visible_rows(browser, "releases"), visible_rows(browser, "findings")) == (1, 1)
+    assert browser.evaluate("document.querySelector('#releases tbody tr:not([hidden]) td').textContent") == (
+        "evil==1.0"
+    )
+    assert visible_rows(browser, "rules") == 1
+
+
+def test_hostile_package_content_is_inert_text(
+    browser: Any, tmp_path: Path, hostile_archive: Path, rules: Rules
+) -> None:
+    target = TargetResult.from_distributions(
+        str(hostile_archive), "archive", hostile_archive.name, [Scanner(rules).scan_path(hostile_archive)]
+    )
+    path = tmp_path / "hostile.html"
+    path.write_text(render_page(page_from_targets([target], rules)), encoding="utf-8")
+    open_page(browser, path)
+    assert browser.evaluate("window.pwned") is None
+    assert browser.evaluate("document.querySelectorAll('img').length") == 0
+    assert browser.evaluate("window.cspViolations") == []  # nothing even tried to run or load
+    cells = browser.evaluate("[...document.querySelectorAll('#findings td.path')].map(c => c.textContent)")
+    assert f"hostile-1.0.tar.gz/hostile-1.0/{HOSTILE}.py:2" in cells
+    marks = browser.evaluate("[...document.querySelectorAll('#findings mark')].map(m => m.textContent)")
+    assert HOSTILE in marks
+    # One release: the per-file tables leave out their "Release" column (the releases table keeps it).
+    assert browser.evaluate("document.querySelector('#findings th.release').getClientRects().length") == 0
+    assert browser.evaluate("document.querySelector('#releases th.release').getClientRects().length") == 1
+    # The charts' labels come from the same data: drawn as text too.
+    assert browser.evaluate("document.querySelectorAll('#chart-rules text').length") > 0
+
+
+def test_tables_read_without_javascript(browser: Any, tmp_path: Path, store: Path) -> None:
+    open_page(browser, store_page(tmp_path, store), javascript=False)  # the next open() enables it again
+    assert (visible_rows(browser, "releases"), visible_rows(browser, "findings")) == (4, 2)
+    # Controls that would do nothing, and empty charts, stay hidden.
+    assert browser.evaluate("document.getElementById('filters').getClientRects().length") == 0
+    assert browser.evaluate("document.getElementById('charts').getClientRects().length") == 0
+    assert browser.evaluate("document.querySelectorAll('#chart-rules rect').length") == 0
+
+
+def fixed_page(store: Path) -> Page:
+    """The store page, without what changes from run to run (time, version)."""
+    with Store(store, readonly=True) as db:
+        page = page_from_store(db, findings_only=False)
+    page.generated_at = "2026-03-05T00:00:00+00:00"
+    page.tool = "dragonfly-hybrid"
+    return page
+
+
+def test_layout_matches_reference_screenshot(browser: Any, tmp_path: Path, store: Path) -> None:
+    from tests.browser import decode_png, layout_difference
+
+    path = tmp_path / "layout.html"
+    path.write_text(render_page(fixed_page(store)), encoding="utf-8")
+    open_page(browser, path, width=1000, height=760)
+    screenshot = browser.screenshot()
+    if os.environ.get(UPDATE_SCREENSHOTS):
+        REFERENCE_SCREENSHOT.write_bytes(screenshot)
+        pytest.skip(f"{UPDATE_SCREENSHOTS} is set: wrote {REFERENCE_SCREENSHOT}")
+    difference = layout_difference(decode_png(screenshot), decode_png(REFERENCE_SCREENSHOT.read_bytes()))
+    if difference > MAX_LAYOUT_DIFFERENCE:
+        (tmp_path / "actual.png").write_bytes(screenshot)
+    assert difference <= MAX_LAYOUT_DIFFERENCE, (
+        f"{difference:.1%} of the page differs from {REFERENCE_SCREENSHOT.name} (this run's screenshot: "
+        f"{tmp_path / 'actual.png'}; regenerate with {UPDATE_SCREENSHOTS}=1 if the change is intended)"
+    )
+
+
+def test_every_day_fills_gaps_up_to_a_year() -> None:
+    days = [DayCount("2026-02-27", 1, 0), DayCount("2026-03-02", 2, 1)]
+    assert [(d.day, d.scans) for d in every_day(days)] == [
+        ("2026-02-27", 1),
+        ("2026-02-28", 0),
+        ("2026-03-01", 0),
+        ("2026-03-02", 2),
+    ]
+    far = [DayCount("2024-01-01", 1, 0), DayCount("2026-01-01", 1, 1)]
+    assert every_day(far) == far
+    assert every_day([]) == []
+
+
+def test_binary_file_shows_the_matched_bytes_without_a_line(tmp_path: Path, rules: Rules) -> None:
+    binary = write(tmp_path / "blob.bin", b"\x00\x01\nzz" + MARKER + b"\xff\n")
+    target = TargetResult.from_distributions(
+        str(binary), "file", binary.name, [Scanner(rules).scan_path(binary)]
+    )
+    (finding,) = page_from_targets([target], rules).findings
+    (snippet,) = finding.snippets
+    assert (snippet.before, snippet.matched, snippet.after) == ("", MARKER.decode(), "")
+    assert (snippet.line, snippet.offset) == (None, 5)
+    assert f'<td class="path">{binary.name}</td>' in render_page(page_from_targets([target], rules))
+
+
+def test_snippet_from_an_older_store_row_and_clipping() -> None:
+    assert make_snippet("$a", 7, "matched") == Snippet("$a", 7, "", "matched", "")
+    long = make_snippet("$a", 0, "m", ["b" * 500, "m", "a" * 500], 3, 501)
+    assert long.matched == "m" and long.before.startswith("…") and long.after.endswith("…")
+    assert len(long.before) + len(long.after) <= SNIPPET_CHARS + 2

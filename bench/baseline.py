@@ -8,17 +8,27 @@ the sum of the ``weight`` metadata (an integer, else 0) of the distinct rules th
 ``rules_matched`` is their set.
 
 No same-content deduplication, no nested archives: this is what a straightforward Python node does.
+
+As a command (the end-to-end benchmark runs it in a fresh process, as the product is run)::
+
+    python -m bench.baseline --rules DIR [--workers N] --output FILE PATH...
+
+compiles the ``.yar``/``.yara`` files under ``DIR``, scans every ``PATH`` (one process, or a pool of
+``N``) and writes one JSON object per distribution: path, score, rules_matched.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 import os
 import tarfile
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import yara_x
 
@@ -219,3 +229,35 @@ def disagreements(names: Sequence[str], expected: Sequence[Outcome], actual: Seq
                 f"only baseline: {only_e}; only engine: {only_a}"
             )
     return out
+
+
+# --- as a command -------------------------------------------------------------------------------------------
+def read_sources(directory: Path) -> dict[str, str]:
+    """``origin -> source`` of every ``.yar``/``.yara`` file under ``directory`` (origins relative to it)."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in (".yar", ".yara"))
+    if not files:
+        raise SystemExit(f"no .yar or .yara files under {directory}")
+    return {p.relative_to(directory).as_posix(): p.read_text(encoding="utf-8") for p in files}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__.split("\n")[0])
+    parser.add_argument("--rules", type=Path, required=True, help="directory of .yar/.yara files")
+    parser.add_argument("--workers", type=int, default=1, help="processes (1: scan in this process)")
+    parser.add_argument("--output", type=Path, required=True, help="where the JSON report is written")
+    parser.add_argument("paths", nargs="+", help="distributions to scan")
+    args = parser.parse_args(argv)
+    sources = read_sources(args.rules)
+    if args.workers > 1:
+        outcomes = baseline_process_pool(args.paths, sources, args.workers)
+    else:
+        outcomes = baseline_single(args.paths, sources)
+    report = [
+        {"path": path, "score": o.score, "rules_matched": sorted(o.rules_matched)}
+        for path, o in zip(args.paths, outcomes, strict=True)
+    ]
+    args.output.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

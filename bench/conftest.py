@@ -33,7 +33,15 @@ import pytest
 from bench import rulesets
 from bench.baseline import BaselinePool, Outcome, compile_rules, disagreements, outcome_of
 from bench.corpora import BenchCorpus, WalkStats, corpus_kind, load_corpus, release_count, walk_stats
-from bench.summary import Measurement, NodeMeasurement, node_text_lines, summarize, text_lines
+from bench.summary import (
+    E2EMeasurement,
+    Measurement,
+    NodeMeasurement,
+    e2e_text_lines,
+    node_text_lines,
+    summarize,
+    text_lines,
+)
 
 DEFAULT_ROUNDS = {"light": 5, "heavy": 3}
 RULESETS = ("light", "heavy")
@@ -74,6 +82,7 @@ def child_peak_rss(kind: str, ruleset: str, workers: int) -> dict[str, Any]:
 
 
 NODE_ROWS = pytest.StashKey[list[NodeMeasurement]]()
+E2E_ROWS = pytest.StashKey[list[E2EMeasurement]]()
 
 
 @dataclass
@@ -272,11 +281,11 @@ def record(request: pytest.FixtureRequest, ctx: BenchContext):
     return _record
 
 
-GROUP_ORDER = ("light", "heavy", "node")
+GROUP_ORDER = ("light", "heavy", "node", "end-to-end")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run each group's variants back to back (light, then heavy, then node), in the order their tests
+    """Run each group's variants back to back (light, heavy, node, end-to-end), in the order their tests
     are defined, instead of pytest's default (each test for every group in turn): this machine's speed
     drifts over minutes, and a group's ratios should compare rounds taken close together."""
 
@@ -305,4 +314,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if node_rows:
         terminalreporter.write_sep("=", "dragonfly-hybrid node vs reference-style loop (median of rounds)")
         for line in node_text_lines(node_rows):
+            terminalreporter.write_line(line)
+    e2e_rows = config.stash.get(E2E_ROWS, [])
+    if e2e_rows:
+        terminalreporter.write_sep("=", "dragonfly-hybrid end to end, fresh processes (median of rounds)")
+        for line in e2e_text_lines(e2e_rows):
             terminalreporter.write_line(line)

@@ -3,12 +3,16 @@
     pytest bench/ --benchmark-json=out.json
     python -m bench.report out.json                        # print the markdown
     python -m bench.report out.json --update BENCHMARKS.md # replace the generated section of a file
+    python -m bench.report out.json --update BENCHMARKS.md --section speed   # ... a named section
 
-The numbers come only from the file: each scan benchmark's ``extra_info["row"]`` and each node benchmark's
-``extra_info["node_row"]`` (written by ``bench/conftest.py`` and ``bench/test_bench_node.py``), the
+The numbers come only from the file: each scan benchmark's ``extra_info["row"]``, each node benchmark's
+``extra_info["node_row"]`` and each end-to-end benchmark's ``extra_info["e2e_row"]`` (written by
+``bench/conftest.py``, ``bench/test_bench_node.py`` and ``bench/test_bench_e2e.py``), the
 machine (``machine_info["dfh"]``, from ``bench/machine.py``) and the run's date and commit. With
 ``--update``, the text between ``<!-- bench-report:begin -->`` and ``<!-- bench-report:end -->`` is
-replaced and the rest of the file is left alone.
+replaced and the rest of the file is left alone; with ``--section NAME``, the text between
+``<!-- bench-report:NAME:begin -->`` and ``<!-- bench-report:NAME:end -->`` (a partial run kept apart from
+the full one).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.summary import Measurement, NodeMeasurement, markdown, summarize
+from bench.summary import E2EMeasurement, Measurement, NodeMeasurement, markdown, summarize
 
 BEGIN = "<!-- bench-report:begin -->"
 END = "<!-- bench-report:end -->"
@@ -32,16 +36,19 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def rows(data: dict[str, Any]) -> tuple[list[Measurement], list[NodeMeasurement]]:
+def rows(data: dict[str, Any]) -> tuple[list[Measurement], list[NodeMeasurement], list[E2EMeasurement]]:
     scan: list[Measurement] = []
     node: list[NodeMeasurement] = []
+    e2e: list[E2EMeasurement] = []
     for bench in data["benchmarks"]:
         extra = bench.get("extra_info") or {}
         if "row" in extra:
             scan.append(Measurement.from_dict(extra["row"]))
         if "node_row" in extra:
             node.append(NodeMeasurement.from_dict(extra["node_row"]))
-    return scan, node
+        if "e2e_row" in extra:
+            e2e.append(E2EMeasurement.from_dict(extra["e2e_row"]))
+    return scan, node, e2e
 
 
 def machine_lines(data: dict[str, Any]) -> list[str]:
@@ -66,13 +73,13 @@ def machine_lines(data: dict[str, Any]) -> list[str]:
 
 
 def render(data: dict[str, Any], source: str | None = None) -> str:
-    scan, node = rows(data)
-    if not scan and not node:
+    scan, node, e2e = rows(data)
+    if not scan and not node and not e2e:
         raise ValueError("no dragonfly-hybrid benchmark rows in this file (run pytest bench/ with it)")
     head = machine_lines(data)
     if source:
         head.append(f"- data: `{source}` (rendered by `python -m bench.report`)")
-    body = markdown(summarize(scan), node)
+    body = markdown(summarize(scan), node, e2e)
     return ("\n".join(head) + "\n\n" if head else "") + body
 
 
@@ -89,10 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n")[0])
     parser.add_argument("json", type=Path, help="a --benchmark-json file")
     parser.add_argument("--update", type=Path, metavar="FILE", help="replace the generated section of FILE")
+    parser.add_argument("--section", metavar="NAME", help="with --update: the section named NAME")
     args = parser.parse_args(argv)
     try:
         text = render(load(args.json), args.json.as_posix())
-        if args.update:
+        if args.update and args.section:
+            update(
+                args.update,
+                text,
+                f"<!-- bench-report:{args.section}:begin -->",
+                f"<!-- bench-report:{args.section}:end -->",
+            )
+        elif args.update:
             update(args.update, text)
         else:
             sys.stdout.write(text)

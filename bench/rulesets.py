@@ -5,6 +5,9 @@
 * ``heavy``: ~2,000 deterministic generated rules (literals, hex with jumps, bounded regexes, ``nocase`` /
   ``wide`` / ``fullword``, ``filetype`` metadata, weights) that mostly do not match the corpus, plus the
   marker rules, so that YARA-X dominates the cost. A handful of "noisy" rules do match common code.
+* ``common``: ``light`` plus the "noisy" rules of ``heavy`` (``import subprocess``, ``import pickle``, more
+  than three ``open(``...), which match common code: many findings, so the reports are large (the
+  end-to-end benchmark, ``bench/test_bench_e2e.py``).
 * ``never`` (``never_sources``): one rule that can apply to no file, for the inflate-only limit.
 
 The marker rules match the snippets ``bench/synthetic.py`` plants in a few releases, so both scan paths
@@ -399,12 +402,15 @@ def never_sources() -> dict[str, str]:
 
 
 def get(name: str) -> tuple[dict[str, str], str]:
-    """``light`` or ``heavy`` -> (sources, note)."""
+    """``light``, ``heavy`` or ``common`` -> (sources, note)."""
     if name == "light":
         return light_sources()
     if name == "heavy":
         sources = heavy_sources()
         return dict(sources), f"{HEAVY_RULES} rules: generated (seed {HEAVY_SEED}) + noisy + bench markers"
+    if name == "common":
+        sources, note = light_sources()
+        return {**sources, "heavy/noisy.yar": NOISY_RULES}, f"{note} + {_rule_count(NOISY_RULES)} noisy rules"
     raise KeyError(name)
 
 

@@ -45,6 +45,9 @@ HEAVY_VS_LIMIT = 1.1
 EFFICIENCY = 0.9
 NODE_TARGET = 5.0
 NODE_REFERENCE = "reference-loop"
+NODE_ENGINE = "engine-only"
+NODE_ENGINE_SHARE = 1 / 1.1
+"""The node drains the queue within 10% of the engine alone's time on the same distributions."""
 
 MB = 1e6
 
@@ -316,9 +319,11 @@ def node_header(rows: Sequence[NodeMeasurement]) -> str:
 
 def node_table(rows: Sequence[NodeMeasurement]) -> tuple[list[list[str]], list[Target]]:
     base = next((r for r in rows if r.variant == NODE_REFERENCE), None)
+    engine = next((r for r in rows if r.variant == NODE_ENGINE), None)
     table = []
     for r in rows:
         ratio = _ratio(base.median, r.median) if base else None
+        of_engine = _ratio(engine.median, r.median) if engine else None
         table.append(
             [
                 r.variant,
@@ -326,17 +331,118 @@ def node_table(rows: Sequence[NodeMeasurement]) -> tuple[list[list[str]], list[T
                 f"{r.releases / r.median * 60:.1f}",
                 f"{r.inflated / MB / r.median:.1f}",
                 "-" if ratio is None else f"{ratio:.2f}x",
+                "-" if of_engine is None else f"{of_engine:.2f}x",
             ]
         )
+    nodes = [r for r in rows if r is not base and r is not engine]
     targets = [
         _at_least(f"{r.variant} >= {NODE_TARGET:g}x releases/min of {NODE_REFERENCE}", ratio, NODE_TARGET)
-        for r in rows
-        if base and r is not base and (ratio := _ratio(base.median, r.median)) is not None
+        for r in nodes
+        if base and (ratio := _ratio(base.median, r.median)) is not None
+    ]
+    targets += [
+        _at_least(
+            f"{r.variant} within 10% of {NODE_ENGINE} (its time / the node's)", ratio, NODE_ENGINE_SHARE
+        )
+        for r in nodes
+        if engine and (ratio := _ratio(engine.median, r.median)) is not None
     ]
     return table, targets
 
 
-NODE_COLUMNS = ["variant", "median s", "releases/min", "MB/s infl.", "vs reference"]
+NODE_COLUMNS = ["variant", "median s", "releases/min", "MB/s infl.", "vs reference", "vs engine"]
+
+
+# --- end-to-end benchmark ----------------------------------------------------------------------------------
+E2E_BASELINE_1PROC = "baseline-1proc"
+E2E_BASELINE_POOL = "baseline-pool"
+E2E_JSON = "cli-json"
+E2E_TARGETS = ((E2E_BASELINE_1PROC, 4.0), (E2E_BASELINE_POOL, 2.0))
+"""``cli-json`` end to end: at least 4x the single-process baseline, 2x its process-pool form."""
+E2E_TABLE_SLACK = 1.1
+"""The other formats within 10% of JSON."""
+E2E_STARTUP = "startup-"
+E2E_STARTUP_TARGET = 0.2
+"""Seconds from a command's start to its exit, for ``--version`` and ``scan`` of one small file."""
+
+
+@dataclass(frozen=True)
+class E2EMeasurement:
+    """One variant of the end-to-end benchmark: a fresh process, from its start to its report written."""
+
+    variant: str
+    median: float
+    rounds: int
+    distributions: int
+    inflated: int
+    rules: str
+    what: str
+    corpus: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> E2EMeasurement:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def e2e_header(rows: Sequence[E2EMeasurement]) -> str:
+    first = next((r for r in rows if not r.variant.startswith(E2E_STARTUP)), rows[0])
+    corpus = f"{first.corpus} corpus: " if first.corpus else ""
+    return (
+        f"[end to end] {corpus}{first.distributions} distributions, {first.inflated / MB:.1f} MB inflated, "
+        f"{first.rules}, {first.rounds} rounds"
+    )
+
+
+def e2e_table(rows: Sequence[E2EMeasurement]) -> tuple[list[list[str]], list[Target]]:
+    by_variant = {r.variant: r for r in rows}
+    single, pool = by_variant.get(E2E_BASELINE_1PROC), by_variant.get(E2E_BASELINE_POOL)
+    table = []
+    for r in rows:
+        startup = r.variant.startswith(E2E_STARTUP)  # not the corpus: a ratio to the baselines means nothing
+        vs_single = _ratio(single.median, r.median) if single and not startup else None
+        vs_pool = _ratio(pool.median, r.median) if pool and not startup else None
+        table.append(
+            [
+                r.variant,
+                f"{r.median:.3f}",
+                "-" if vs_single is None else f"{vs_single:.2f}x",
+                "-" if vs_pool is None else f"{vs_pool:.2f}x",
+                r.what,
+            ]
+        )
+    targets = [
+        Target(
+            f"{r.variant} under {E2E_STARTUP_TARGET:g} s", f"{r.median:.3f} s", r.median < E2E_STARTUP_TARGET
+        )
+        for r in rows
+        if r.variant.startswith(E2E_STARTUP) and r.variant != f"{E2E_STARTUP}python"
+    ]
+    json_row = by_variant.get(E2E_JSON)
+    if json_row is not None:
+        for name, threshold in E2E_TARGETS:
+            base = by_variant.get(name)
+            if base is not None:
+                ratio = _ratio(base.median, json_row.median)
+                targets.append(_at_least(f"{E2E_JSON} >= {threshold:g}x {name}", ratio, threshold))
+        for r in rows:
+            if r.variant.startswith("cli-") and r is not json_row:
+                ratio = _ratio(json_row.median, r.median)
+                text = f"{r.variant} within 10% of {E2E_JSON} (its time / {r.variant}'s)"
+                targets.append(_at_least(text, ratio, 1 / E2E_TABLE_SLACK))
+    return table, targets
+
+
+E2E_COLUMNS = ["variant", "median s", "vs baseline-1proc", "vs baseline-pool", "what is timed"]
+
+
+def e2e_text_lines(rows: Sequence[E2EMeasurement]) -> list[str]:
+    if not rows:
+        return []
+    table, targets = e2e_table(rows)
+    lines = [e2e_header(rows), *_text_table(E2E_COLUMNS, table)]
+    lines.extend(f"  target: {t.text}: {t.verdict} ({t.value})" for t in targets)
+    return lines
 
 
 # --- rendering ----------------------------------------------------------------------------------------------
@@ -420,7 +526,11 @@ def _md_table(columns: list[str], cells: list[list[str]]) -> list[str]:
     return out
 
 
-def markdown(summaries: Sequence[GroupSummary], node_rows: Sequence[NodeMeasurement] = ()) -> str:
+def markdown(
+    summaries: Sequence[GroupSummary],
+    node_rows: Sequence[NodeMeasurement] = (),
+    e2e_rows: Sequence[E2EMeasurement] = (),
+) -> str:
     lines: list[str] = []
     for s in summaries:
         lines.append(f"### {s.group} rules")
@@ -439,6 +549,16 @@ def markdown(summaries: Sequence[GroupSummary], node_rows: Sequence[NodeMeasurem
         lines.append(node_header(node_rows).split("] ", 1)[1] + ".")
         lines.append("")
         lines.extend(_md_table(NODE_COLUMNS, table))
+        lines.append("")
+        lines.extend(f"- target: {t.text}: **{t.verdict}** ({t.value})" for t in targets)
+        lines.append("")
+    if e2e_rows:
+        table, targets = e2e_table(e2e_rows)
+        lines.append("### end to end")
+        lines.append("")
+        lines.append(e2e_header(e2e_rows).split("] ", 1)[1] + ".")
+        lines.append("")
+        lines.extend(_md_table(E2E_COLUMNS, table))
         lines.append("")
         lines.extend(f"- target: {t.text}: **{t.verdict}** ({t.value})" for t in targets)
         lines.append("")

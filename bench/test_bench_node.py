@@ -16,6 +16,12 @@ variant being measured. Each round drains the whole queue and its wall time is m
 * ``node-<N>threads``: ``dragonfly_hybrid.node.service.serve(settings, once=True)`` with the default
   concurrency settings and ``threads`` = every core (``DFH_BENCH_THREADS``), a fresh rules cache per round
   (so it compiles the rules like the reference loop does).
+* ``node-<N>threads-warm-rules``: the same with the rules cache filled by an untimed first run, as a node
+  restarts: the served rules are loaded from the cache, not compiled.
+* ``engine-only``: what the node cannot do without, and nothing else: ``Scanner.scan_many`` (every core,
+  ``fast_scan`` as the node) over every distribution of the queue, read from the page cache, with the same
+  rules compiled before the timing (as the scan benchmark's engine rows); no mainframe, no downloads, no
+  submissions. The node's target is to be within 10% of it (the ``vs engine`` column).
 
 Timed: from the start of the variant (login included) until the queue is drained. Not timed: building the
 fake and queueing the jobs (``benchmark.pedantic`` setup), checking and tearing down.
@@ -44,6 +50,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from dragonfly_hybrid._core import Rules, Scanner
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.node.service import serve
 from dragonfly_hybrid.node.settings import NodeSettings
@@ -53,7 +60,7 @@ from bench.baseline import BaselineScanner, members
 from bench.conftest import NODE_ROWS, all_threads
 from bench.corpora import BenchCorpus, corpus_kind, load_corpus
 from bench.remote_fake import FakeProcess, ReleaseSpec, RemoteFake
-from bench.summary import NODE_REFERENCE, NodeMeasurement
+from bench.summary import NODE_ENGINE, NODE_REFERENCE, NodeMeasurement
 from bench.synthetic import DEFAULT_SEED, CorpusSpec, ensure_corpus
 
 DEFAULT_NODE_ROUNDS = 5
@@ -250,10 +257,35 @@ def reference_loop(fake: RemoteFake) -> int:
 
 
 # --- variant B: the node ----------------------------------------------------------------------------------
-def hybrid_node(fake: RemoteFake, cache_dir: Path, threads: int) -> None:
+def hybrid_node(fake: RemoteFake, cache_dir: Path, threads: int) -> NodeMetrics:
     values = fake.node_settings(metrics_port=None, rules_cache_dir=cache_dir, threads=threads)
     settings = NodeSettings(_env_file=None, **values)  # type: ignore[call-arg]
-    asyncio.run(serve(settings, once=True, metrics=NodeMetrics()))
+    metrics = NodeMetrics()
+    asyncio.run(serve(settings, once=True, metrics=metrics))
+    return metrics
+
+
+def stage_seconds(metrics: NodeMetrics) -> str:
+    """Where the node's time went, summed over its jobs (its per-stage metrics): informational."""
+
+    def value(name: str, **labels: str) -> float:
+        return metrics.registry.get_sample_value(name, labels) or 0.0
+
+    parts = [f"{h} {value(f'dragonfly_{h}_seconds_sum'):.2f}" for h in ("download", "scan", "submit")]
+    parts += [
+        f"wait for {stage} {value('dragonfly_queue_wait_seconds_sum', stage=stage):.2f}"
+        for stage in ("download", "scan", "submit")
+    ]
+    parts.append(f"scanners idle {value('dragonfly_scan_idle_seconds_total'):.2f}")
+    return "s, ".join(parts) + "s (summed over jobs)"
+
+
+# --- variant C: the engine alone -------------------------------------------------------------------------
+def engine_only(rules: Rules, queue: Queue, threads: int) -> int:
+    """Scan every distribution of the queue with ``rules``; the number of files scanned."""
+    scanner = Scanner(rules, threads=threads, fast_scan=True)
+    items = [(filename, path, None) for release in queue.releases for filename, path in release.files]
+    return sum(d.files_scanned for d in scanner.scan_many(items))
 
 
 # --- rounds, checks, table ----------------------------------------------------------------------------------
@@ -342,6 +374,11 @@ def run_rounds(benchmark, request, queue: Queue, process: FakeProcess, variant: 
     finally:
         for fake in live:
             fake.close()
+    record_row(benchmark, request, queue, variant, rounds)
+
+
+def record_row(benchmark, request, queue: Queue, variant: str, rounds: int) -> None:
+    """The variant's extra_info and its row of the node table (none with ``--benchmark-disable``)."""
     corpus = queue.corpus
     benchmark.extra_info.update(
         variant=variant,
@@ -385,6 +422,42 @@ def test_node(benchmark, request, queue, fakes, tmp_path):
     threads = all_threads()
 
     def target(fake, round_no):
-        hybrid_node(fake, tmp_path / f"rules-cache-{round_no}", threads)
+        metrics = hybrid_node(fake, tmp_path / f"rules-cache-{round_no}", threads)
+        print(f"\n[node stages] round {round_no}: {stage_seconds(metrics)}")
 
     run_rounds(benchmark, request, queue, fakes, f"node-{threads}thread{'s' if threads > 1 else ''}", target)
+
+
+def test_node_warm_rules(benchmark, request, queue, fakes, tmp_path):
+    """The node as it restarts: its rules cache already holds the served set (loaded, not compiled)."""
+    threads = all_threads()
+    cache = tmp_path / "rules-cache"
+    warm_up = fakes.new_round()
+    try:
+        hybrid_node(warm_up, cache, threads)  # untimed: compiles the rules into the cache
+        harvest(warm_up.results(), queue, "node warm-up")
+    finally:
+        warm_up.close()
+
+    def target(fake, round_no):
+        metrics = hybrid_node(fake, cache, threads)
+        print(f"\n[node stages] warm rules, round {round_no}: {stage_seconds(metrics)}")
+
+    variant = f"node-{threads}thread{'s' if threads > 1 else ''}-warm-rules"
+    run_rounds(benchmark, request, queue, fakes, variant, target)
+
+
+def test_engine_only(benchmark, request, queue):
+    threads = all_threads()
+    for release in queue.releases:
+        for _, path in release.files:
+            Path(path).read_bytes()  # into the page cache, where the fake's file host serves it from
+
+    rules = Rules.compile(queue.rules)  # as the scan benchmark's engine rows: compiled before the timing
+
+    def target() -> None:
+        assert engine_only(rules, queue, threads) > 0
+
+    rounds = node_rounds()
+    benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0)
+    record_row(benchmark, request, queue, NODE_ENGINE, rounds)

@@ -12,6 +12,15 @@ import pytest
 from tests.fakes.pypi import LIGHT_RULE, MARKER_RULE, FakeIndex
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _rules_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Commands cache compiled rules (``rules_loader.rules_cache_dir``): in a directory of the test session,
+    never the user's, shared by the session's tests (and their subprocesses) as it is by a user's commands."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DRAGONFLY_RULES_CACHE_DIR", str(tmp_path_factory.mktemp("rules-cache")))
+        yield
+
+
 @pytest.fixture
 def fake_index() -> Iterator[FakeIndex]:
     """A started fake simple index on 127.0.0.1 (see ``tests/fakes/pypi.py``)."""

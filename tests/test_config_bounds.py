@@ -16,18 +16,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.node.settings import (
+from dragonfly_hybrid._core import MAX_NESTING_DEPTH
+from dragonfly_hybrid.bounds import (
     MAX_BYTES,
-    MAX_NESTING_DEPTH,
     MAX_SCAN_TIMEOUT,
     MIN_THREADS_CAP,
     THREADS_PER_CORE,
-    ConfigError,
     available_cores,
-    load_settings,
     max_threads,
 )
+from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.node.settings import ConfigError, load_settings
 from typer.testing import CliRunner
 
 from tests.fakes.pypi import sdist, write

@@ -321,6 +321,27 @@ def test_metrics_and_health_endpoints(fake: FakeMainframe, tmp_path: Path) -> No
         assert name in text, name
 
 
+def test_metrics_time_every_stage_of_every_job(fake: FakeMainframe, tmp_path: Path) -> None:
+    add_releases(fake, 4)
+    metrics = run_node(settings_for(fake, tmp_path), once=True)
+
+    def sample(name: str, **labels: str) -> float:
+        value = metrics.registry.get_sample_value(name, labels)
+        assert value is not None, name
+        return value
+
+    for histogram in ("dragonfly_download_seconds", "dragonfly_scan_seconds", "dragonfly_submit_seconds"):
+        assert sample(f"{histogram}_count") == 4, histogram
+        assert sample(f"{histogram}_sum") > 0, histogram
+    for stage in ("download", "scan", "submit"):
+        assert sample("dragonfly_queue_wait_seconds_count", stage=stage) == 4, stage
+    # Each job's stages happen within its claim-to-result time.
+    stages = sum(sample(f"dragonfly_{h}_seconds_sum") for h in ("download", "scan", "submit"))
+    waits = sum(sample("dragonfly_queue_wait_seconds_sum", stage=s) for s in ("download", "scan", "submit"))
+    assert stages + waits <= sample("dragonfly_job_seconds_sum")
+    assert sample("dragonfly_scan_idle_seconds_total") > 0  # the scanners waited for the first download
+
+
 def node_process(fake: FakeMainframe, tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DRAGONFLY_")}
     for key, value in fake.node_settings(metrics_port=None, load_duration=0.2, grace_period=20).items():
@@ -503,3 +524,47 @@ def test_scans_still_running_when_the_grace_period_ends_are_cancelled(
     assert elapsed < 6, stderr  # the grace period and a prompt exit, not the rest of the scan
     assert "grace period over" in stderr
     assert fake.results == []  # left for the server to lease again
+
+
+class _ServedRules:
+    """A rules source serving one set (``RuleState`` asks nothing else of its source)."""
+
+    def __init__(self, commit: str, sources: dict[str, str]) -> None:
+        from dragonfly_hybrid.node.jobs import RulesPayload
+
+        self.payload = RulesPayload(commit, sources)
+        self.fetches = 0
+
+    async def rules(self) -> object:
+        self.fetches += 1
+        return self.payload
+
+
+def test_first_rules_compile_before_claims_and_load_from_the_cache_alongside(tmp_path: Path) -> None:
+    from dragonfly_hybrid import Limits
+    from dragonfly_hybrid.errors import RuleCompileError
+    from dragonfly_hybrid.node.pipeline import RuleState
+
+    good = {"m.yar": 'rule m { strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }'}
+    cache = tmp_path / "rules-cache"
+
+    async def first_start(source: _ServedRules) -> RuleState:
+        state = RuleState(source, Limits(), 1, cache)  # type: ignore[arg-type]
+        assert await state.start() is None, "sources never compiled here: compiled before anything else"
+        assert state.scanner is not None and state.commit == source.payload.hash
+        return state
+
+    asyncio.run(first_start(_ServedRules("c1", good)))
+    with pytest.raises(RuleCompileError):  # at start, before any claim: the node cannot start
+        asyncio.run(first_start(_ServedRules("broken", {"b.yar": "rule b { condition: nope }"})))
+
+    async def restart() -> None:
+        source = _ServedRules("c1", good)
+        state = RuleState(source, Limits(), 1, cache)  # type: ignore[arg-type]
+        loading = await state.start()
+        assert loading is not None and state.scanner is None, "in the cache: loaded in the background"
+        scanner = await state.ensure("c1")  # a scan waits for the load, and fetches nothing again
+        assert scanner is state.scanner and state.commit == "c1" and source.fetches == 1
+        await loading
+
+    asyncio.run(restart())

@@ -276,7 +276,8 @@ def _file_hashes(path: Path, algorithms: set[str]) -> set[str]:
 
 
 class TargetScanner:
-    """Scans targets with one ``Scanner``, fetching releases through one ``PyPIClient``.
+    """Scans targets with one ``Scanner``, fetching releases through one ``PyPIClient`` (None when every
+    target is a path: ``scan`` of local files opens no index client).
 
     Every scan counts into ``progress`` and runs on a worker thread (:func:`run_in_worker`); cancelling
     ``progress`` makes the scan in flight raise ``ScanCancelled`` within milliseconds."""
@@ -284,13 +285,13 @@ class TargetScanner:
     def __init__(
         self,
         scanner: Scanner,
-        pypi: PyPIClient,
+        pypi: PyPIClient | None,
         hooks: Hooks | None = None,
         note: Callable[[str], None] | None = None,
         progress: ScanProgress | None = None,
     ) -> None:
         self.scanner = scanner
-        self.pypi = pypi
+        self._pypi = pypi
         self.hooks: Hooks = hooks or NoHooks()
         self.note = note or (lambda text: None)
         """Called with remarks that change no verdict (an allowed hash that matches no file)."""
@@ -303,6 +304,12 @@ class TargetScanner:
             return run_in_worker(call)
         finally:
             self.hooks.scanned()
+
+    @property
+    def pypi(self) -> PyPIClient:
+        if self._pypi is None:
+            raise RuntimeError("a release target needs an index client: TargetScanner was given none")
+        return self._pypi
 
     def resolve(self, target: Target) -> Resolved:
         """Look a release up on the index. Raises ``ProjectNotFound``/``VersionNotFound`` (usage errors)."""

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from dragonfly_hybrid import __version__
+from dragonfly_hybrid.cli import version_line
 from dragonfly_hybrid.cli.base import DragonflyCommand, DragonflyGroup
 from dragonfly_hybrid.cli.common import EXIT_INTERRUPTED
 from dragonfly_hybrid.cli.node import NODE_EXIT_CODES_HELP, config_command, node_command
@@ -50,12 +50,12 @@ app = typer.Typer(
 
 def version() -> None:
     """Print the version."""
-    print(f"dragonfly-hybrid {__version__}")
+    print(version_line())
 
 
 def _print_version(value: bool) -> None:
     if value:
-        print(f"dragonfly-hybrid {__version__}")
+        print(version_line())
         raise typer.Exit(0)
 
 

@@ -17,21 +17,20 @@ from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
-from dragonfly_hybrid._core import Limits, Rules
-from dragonfly_hybrid.cli.base import int_option
-from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
-from dragonfly_hybrid.node.settings import (
+from dragonfly_hybrid._core import MAX_NESTING_DEPTH, Limits, Rules
+from dragonfly_hybrid.bounds import (
     DEFAULT_LIMITS,
     MAX_BYTES,
     MAX_MEMBERS,
-    MAX_NESTING_DEPTH,
     MAX_RATIO,
     MAX_SCAN_TIMEOUT,
     MIN_SCAN_TIMEOUT,
     threads_problem,
 )
+from dragonfly_hybrid.cli.base import int_option
+from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.report import EXIT_USAGE
-from dragonfly_hybrid.rules_loader import bundled_rules_dir, load_rules
+from dragonfly_hybrid.rules_loader import bundled_rules_dir, load_rules, rules_cache_dir
 from dragonfly_hybrid.store.db import Store, StoreError, is_default_location
 
 P = ParamSpec("P")
@@ -86,10 +85,11 @@ def _compile_diagnostics(err: RuleCompileError, paths: Sequence[Path]) -> str:
 
 
 def load_rules_or_exit(paths: Sequence[Path]) -> Rules:
-    """Load rules or exit 2 with a precise reason (compile diagnostics as ``file:line:column: message``)."""
+    """Load rules or exit 2 with a precise reason (compile diagnostics as ``file:line:column: message``);
+    sources compiled before are loaded from the rules cache (``rules_loader.rules_cache_dir``)."""
     shown = ", ".join(str(p) for p in paths) or "the bundled rule set"
     try:
-        return load_rules(paths)
+        return load_rules(paths, cache_dir=rules_cache_dir())
     except RuleCompileError as err:
         count = len(err.diagnostics) or 1
         fail(f"rules do not compile ({count} error(s)):\n{_compile_diagnostics(err, paths)}")

@@ -1,27 +1,27 @@
-"""The ``node`` and ``config`` commands of the ``dragonfly-hybrid`` CLI."""
+"""The ``node`` and ``config`` commands of the ``dragonfly-hybrid`` CLI.
+
+The node, its settings (pydantic) and the index client are imported when a command runs, not when the CLI
+starts: every other command would pay for them (see ``tests/test_startup.py``)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
 from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import fail, load_rules_or_exit
-from dragonfly_hybrid.logs import LogFormat, setup_logging
-from dragonfly_hybrid.node.jobs import MainframeError
-from dragonfly_hybrid.node.mainframe import AuthError
-from dragonfly_hybrid.node.service import LocalJobs, serve
-from dragonfly_hybrid.node.settings import ConfigError, NodeSettings, load_settings
-from dragonfly_hybrid.pypi.index import PyPIClient, PyPIError
+from dragonfly_hybrid.logs import LogFormat
 from dragonfly_hybrid.report import EXIT_INCOMPLETE, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from dragonfly_hybrid.node.settings import NodeSettings
 
 NODE_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after draining, `--once` drained, `--max-jobs`
@@ -44,6 +44,8 @@ ConfigFile = Annotated[
 def _settings(config: Path | None, overrides: dict[str, object]) -> NodeSettings:
     """The settings, with the flags given on the command line as overrides; exits 2 when invalid (a
     problem with a flag's value names the variable and the flag: ``DRAGONFLY_THREADS (--threads): ...``)."""
+    from dragonfly_hybrid.node.settings import ConfigError, load_settings
+
     flags = {name: "--" + name.replace("_", "-") for name in overrides}
     try:
         return load_settings(config, overrides, flags=flags)
@@ -78,6 +80,8 @@ def resolve_releases(
     specs: Sequence[tuple[str, str | None]], index_url: str | None
 ) -> list[tuple[str, str, list[str]]]:
     """Every release's download URLs, from the index; an unknown project or version is a usage error."""
+    from dragonfly_hybrid.pypi.index import PyPIClient, PyPIError
+
     releases = []
     with PyPIClient(index_url) as pypi:
         for name, version in specs:
@@ -159,6 +163,14 @@ def node_command(
     (a second signal stops at once). With `--job`/`--jobs-file` the node runs standalone: releases come
     from the index and results are written as JSON lines.
     """
+    import asyncio
+
+    from dragonfly_hybrid.logs import setup_logging
+    from dragonfly_hybrid.node.jobs import MainframeError
+    from dragonfly_hybrid.node.mainframe import AuthError
+    from dragonfly_hybrid.node.service import LocalJobs, serve
+    from dragonfly_hybrid.node.settings import ConfigError
+
     overrides: dict[str, object] = {
         "base_url": base_url,
         "threads": threads,

@@ -10,7 +10,7 @@ import stat
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import IO, Annotated
@@ -32,6 +32,7 @@ from rich.progress import (
 from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules, Scanner, ScanProgress
+from dragonfly_hybrid.bounds import available_cores
 from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
@@ -43,7 +44,6 @@ from dragonfly_hybrid.cli.common import (
     open_store,
 )
 from dragonfly_hybrid.http_client import NetworkSettingsError
-from dragonfly_hybrid.node.settings import available_cores
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     RUNNING_PYTHON,
@@ -419,17 +419,25 @@ def scan_command(
         show_progress = not quiet and sys.stderr.isatty()
         # pip's settings matter (and are checked) only when something is fetched from an index.
         settings = PipSettings()
-        if any(isinstance(t, ReleaseTarget) for t in parsed):
+        needs_index = any(isinstance(t, ReleaseTarget) for t in parsed)
+        if needs_index:
             settings = index_settings(index_url, extra_index_url or [], pins.settings)
             for ignored in settings.ignored:
                 _note(f"ignoring pip's {ignored}: scan looks releases up on package indexes only")
         try:
-            pypi = open_index(
-                settings, python_version=_python_version(python_version), max_download_size=max_download_size
+            # The index client (httpx, its TLS context: ~0.1 s) only when some target is on an index.
+            pypi = (
+                open_index(
+                    settings,
+                    python_version=_python_version(python_version),
+                    max_download_size=max_download_size,
+                )
+                if needs_index
+                else None
             )
         except (PipConfigError, NetworkSettingsError) as err:
             fail(str(err))
-        with pypi, _output(output) as out:
+        with pypi or nullcontext(), _output(output) as out:
             # NDJSON lines are written as targets finish, except to a terminal showing the progress display.
             stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
@@ -26,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dragonfly_hybrid._core import Limits, Rules
+from dragonfly_hybrid.bounds import MAX_BYTES, MAX_LEASE, available_cores
 from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
@@ -41,7 +41,6 @@ from dragonfly_hybrid.cli.common import (
 from dragonfly_hybrid.closed_pipe import ClosedPipeConsole
 from dragonfly_hybrid.logs import LogFormat, setup_logging
 from dragonfly_hybrid.members import MemberListing, list_members, list_tree
-from dragonfly_hybrid.node.settings import MAX_BYTES, MAX_LEASE, available_cores
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_INDEX_URL,
     DEFAULT_MAX_DOWNLOAD_SIZE,
@@ -76,9 +75,6 @@ from dragonfly_hybrid.targets import (
     directory_files,
     parse_target,
 )
-from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
-from dragonfly_hybrid.watch.source import UnwatchableIndex, WatchFailed, WatchFilters
-from dragonfly_hybrid.watch.webhook import Webhook, webhook_url_problem
 
 WATCH_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after finishing in-flight releases, `--once` done,
@@ -138,6 +134,8 @@ def _check_webhook(value: str | None) -> str | None:
     """``--webhook`` is checked at start (http(s) only); the message never quotes the URL (a token)."""
     if value is None:
         return None
+    from dragonfly_hybrid.watch.webhook import webhook_url_problem  # the watch package: only for watch
+
     problem = webhook_url_problem(value)
     if problem is not None:
         raise typer.BadParameter(problem)
@@ -201,6 +199,12 @@ def watch_command(
     The first run records the index's current serial as the baseline; later runs scan every release
     published since, resuming where the last run stopped (nothing missed, nothing scanned twice).
     """
+    import asyncio
+
+    from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
+    from dragonfly_hybrid.watch.source import UnwatchableIndex, WatchFailed, WatchFilters
+    from dragonfly_hybrid.watch.webhook import Webhook
+
     ruleset = load_rules_or_exit(rules or [])
     path = store or default_store_path()
     with open_store(path):

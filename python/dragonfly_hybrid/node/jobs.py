@@ -143,6 +143,8 @@ class Work(Generic[J]):
     """The Scanner the job was scanned with (its content cache holds what the job scanned)."""
     fetch_seconds: float = 0.0
     scan_seconds: float = 0.0
+    queued_at: float = 0.0
+    """When the job entered the queue it is in now (``time.perf_counter``): the queue-wait metrics."""
 
     @property
     def findings(self) -> bool:

@@ -41,6 +41,32 @@ class NodeMetrics:
         self.scan_seconds = Histogram(
             "dragonfly_scan_seconds", "Time to scan one release.", buckets=LATENCY_BUCKETS, registry=r
         )
+        # Per stage: where a job's time goes, so a node slower than its engine shows which stage it waits on.
+        self.download_seconds = Histogram(
+            "dragonfly_download_seconds",
+            "Time to download every distribution of one job.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.submit_seconds = Histogram(
+            "dragonfly_submit_seconds",
+            "Time to deliver one job's result (retries included).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait_seconds = Histogram(
+            "dragonfly_queue_wait_seconds",
+            "Time a job waited in a queue for the next stage: download (claimed), scan (downloaded), "
+            "submit (scanned).",
+            ["stage"],
+            buckets=(0.001, 0.01, *LATENCY_BUCKETS),
+            registry=r,
+        )
+        self.scan_idle_seconds = Counter(
+            "dragonfly_scan_idle_seconds",
+            "Time the scan workers spent waiting for a downloaded job (summed over the workers).",
+            registry=r,
+        )
         self.job_seconds = Histogram(
             "dragonfly_job_seconds",
             "Time from claim to accepted result, per job.",

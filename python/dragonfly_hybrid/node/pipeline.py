@@ -30,6 +30,7 @@ from dragonfly_hybrid.node.jobs import (
     JobSource,
     MainframeError,
     ResultSink,
+    RulesPayload,
     RulesSource,
     SubmitOutcome,
     Work,
@@ -210,6 +211,39 @@ class RuleState:
                 partial.replace(path)
         return rules
 
+    async def start(self) -> asyncio.Future[None] | None:
+        """Load the first rule set. Sources are compiled before the node claims anything, so that rules that
+        do not compile stop it before it holds a job; a set this node compiled before (in its rules cache)
+        is loaded while the first jobs are claimed and downloaded instead: the future of that load is
+        returned (its failure is the node's). Scans wait for it (``ensure`` takes the same lock)."""
+        if self.scanner is not None:
+            return None
+        await self._lock.acquire()
+        in_background = False
+        try:
+            payload = await self._source.rules()
+            if payload is None:
+                raise RuntimeError("no rules: the job source serves none and none were given")
+            cached = self._cache_path(payload.hash)
+            if cached is not None and cached.is_file():
+                in_background = True
+                return asyncio.ensure_future(self._load_then_unlock(payload))
+            await self._load(payload)
+            return None
+        finally:
+            if not in_background:
+                self._lock.release()
+
+    async def _load(self, payload: RulesPayload) -> None:
+        rules = await asyncio.to_thread(self._compile, payload.hash, payload.rules)
+        self._install(await asyncio.to_thread(self._build, rules), payload.hash)
+
+    async def _load_then_unlock(self, payload: RulesPayload) -> None:
+        try:
+            await self._load(payload)
+        finally:
+            self._lock.release()
+
     async def ensure(self, wanted: str | None) -> Scanner:
         """The scanner for `wanted` (fetching and compiling it if needed), else the last good one."""
         if self.scanner is not None and (wanted is None or wanted == self.commit):
@@ -341,10 +375,10 @@ class Node(Generic[J]):
         # Downloads get their own client: the mainframe's session cookie must never go to file hosts.
         downloader = self._downloader or Downloader(self.options.download_concurrency)
         self._downloader = downloader
-        await self.rules.ensure(None)
+        loading = await self.rules.start()
         self.running = True
         opts = self.options
-        stages = [
+        stages: list[asyncio.Future[None]] = [
             asyncio.ensure_future(self._stage(1, self._load, self._fetch_queue, opts.download_concurrency)),
             asyncio.ensure_future(
                 self._stage(opts.download_concurrency, self._fetch_loop, self._scan_queue, SCAN_WORKERS)
@@ -354,6 +388,8 @@ class Node(Generic[J]):
             ),
             asyncio.ensure_future(self._stage(opts.submit_concurrency, self._send_loop, None, 0)),
         ]
+        if loading is not None:
+            stages.append(loading)  # rules that cannot be loaded stop the node, as they would at start
         try:
             await self._wait_for_drain(stages)
         finally:
@@ -451,7 +487,7 @@ class Node(Generic[J]):
             self.metrics.in_flight.set(self._in_flight)
             self._log.info(self.options.wording.claimed, extra={"count": len(jobs), "limit": limit})
             for job in jobs:
-                await self._fetch_queue.put(Work(job, now))
+                await self._fetch_queue.put(Work(job, now, queued_at=time.perf_counter()))
 
     async def _interruptible(self, waiting: Awaitable[object], default: object) -> object:
         """Wait for `waiting` unless a stop is requested first."""
@@ -467,8 +503,11 @@ class Node(Generic[J]):
         while (item := await self._fetch_queue.get()) is not _DONE:
             assert isinstance(item, Work)
             started = time.perf_counter()
+            self.metrics.queue_wait_seconds.labels("download").observe(started - item.queued_at)
             await asyncio.gather(*(self._fetch_one(item, url) for url in item.job.distributions))
-            item.fetch_seconds = time.perf_counter() - started
+            item.queued_at = time.perf_counter()
+            item.fetch_seconds = item.queued_at - started
+            self.metrics.download_seconds.observe(item.fetch_seconds)
             await self._scan_queue.put(item)
 
     async def _fetch_one(self, work: Work[J], url: str) -> None:
@@ -490,8 +529,15 @@ class Node(Generic[J]):
         work.distributions.append((filename_of(url), data, url))
 
     async def _scan_loop(self) -> None:
-        while (item := await self._scan_queue.get()) is not _DONE:
+        while True:
+            idle_since = time.perf_counter()
+            item = await self._scan_queue.get()
+            now = time.perf_counter()
+            self.metrics.scan_idle_seconds.inc(now - idle_since)
+            if item is _DONE:
+                return
             assert isinstance(item, Work)
+            self.metrics.queue_wait_seconds.labels("scan").observe(now - item.queued_at)
             try:
                 ready = await self._scan_one(item)
             except Exception:
@@ -503,6 +549,7 @@ class Node(Generic[J]):
                 self._settle(item, "internal-error")
                 continue
             if ready:
+                item.queued_at = time.perf_counter()
                 await self._send_queue.put(item)
 
     async def _scan_one(self, item: Work[J]) -> bool:
@@ -551,6 +598,8 @@ class Node(Generic[J]):
             work: Work[J] = item
             deadline = work.claimed_at + self.options.job_timeout
             words = self.options.wording
+            started = time.perf_counter()
+            self.metrics.queue_wait_seconds.labels("submit").observe(started - work.queued_at)
             try:
                 outcome = await self.sink.deliver(work, deadline=deadline)
             except MainframeError as err:
@@ -561,6 +610,7 @@ class Node(Generic[J]):
                 self._log.exception(words.deliver_failed, extra={words.key: work.job.name})
                 self._settle(work, "submit-error")
                 continue
+            self.metrics.submit_seconds.observe(time.perf_counter() - started)
             self.source.delivered(work.job)
             kind = "failure" if work.failure is not None else "success"
             extra: dict[str, object] = {words.key: work.job.name, "version": work.job.version, "result": kind}

@@ -26,17 +26,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urljoin
 
-import httpx
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pypi_simple import ACCEPT_JSON_PREFERRED, DistributionPackage, ProjectPage
 
 from dragonfly_hybrid.http_client import NetworkSettings, new_client, redact_url
 from dragonfly_hybrid.pypi.pipconfig import DEFAULT_INDEX_URL as DEFAULT_INDEX_URL  # re-exported
 from dragonfly_hybrid.pypi.pipconfig import configured_index_url as configured_index_url
+
+if TYPE_CHECKING:
+    # httpx (~40 ms) and pypi_simple (requests and BeautifulSoup, ~0.2 s) are imported where the index is
+    # read, so that commands that never read one (``scan`` of local files, ``--version``) do not pay for them.
+    import httpx
+    from pypi_simple import DistributionPackage, ProjectPage
 
 DEFAULT_MAX_DOWNLOAD_SIZE = 128_000_000
 DEFAULT_TIMEOUT = 60.0
@@ -277,6 +281,8 @@ class PyPIClient:
 
     def _get(self, url: str, accept: str) -> httpx.Response | None:
         """A 200 answer, or None for 404; retries 5xx, 429 and network errors, else IndexUnavailable."""
+        import httpx
+
         shown = redact_url(url)
         problem = ""
         for _ in self._attempts():
@@ -302,6 +308,8 @@ class PyPIClient:
     def project_page(self, name: str) -> ProjectPage:
         """Fetch and parse the project page of ``name`` (JSON preferred, HTML accepted) on every index,
         merged: the files of all of them, in index order."""
+        from pypi_simple import ACCEPT_JSON_PREFERRED
+
         pages = []
         for index_url in self.index_urls:
             url = urljoin(index_url, normalize_name(name) + "/")
@@ -362,6 +370,8 @@ class PyPIClient:
             raise DownloadTooLarge(
                 too_large(file.filename, self.max_download_size, f"the index lists {file.size} bytes")
             )
+        import httpx
+
         problem = ""
         for _ in self._attempts():
             sink.seek(0)
@@ -466,6 +476,8 @@ def _content_length(response: httpx.Response) -> int | None:
 
 def parse_project_page(response: httpx.Response, name: str, shown: str) -> ProjectPage:
     """A project page answer (PEP 691 JSON or PEP 503 HTML); :class:`IndexUnavailable` when unusable."""
+    from pypi_simple import ProjectPage
+
     content_type = response.headers.get("content-type", "text/html").split(";")[0].strip().lower()
     try:
         if content_type == _JSON_TYPE:

@@ -54,9 +54,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dragonfly_hybrid._core import Limits, Rules
+from dragonfly_hybrid.bounds import available_cores
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.node.pipeline import LogWording, Node, NodeOptions, RuleState, install_signal_handlers
-from dragonfly_hybrid.node.settings import available_cores
 from dragonfly_hybrid.pypi.index import DEFAULT_INDEX_URL, DEFAULT_MAX_DOWNLOAD_SIZE
 from dragonfly_hybrid.store.content_cache import StoreContentCache
 from dragonfly_hybrid.store.db import Store, is_default_location

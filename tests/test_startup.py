@@ -1,0 +1,155 @@
+"""Start-up: what a command imports (not how long it takes: that is ``bench/``), and the compiled-rules cache
+that spares ``scan`` compiling the same rules at every start."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dragonfly_hybrid._core import Rules
+from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.rules_loader import RULES_CACHE_ENV, load_rules, rules_cache_dir
+from typer.testing import CliRunner
+
+from tests.fakes.pypi import LIGHT_RULE, MARKER_RULE
+
+# Heavy packages a command must import only when it needs them: the node and watch services, their
+# settings (pydantic-settings), the index client's parser (pypi_simple: requests, BeautifulSoup) and httpx.
+NEVER_AT_START = (
+    "pydantic_settings",
+    "pypi_simple",
+    "requests",
+    "bs4",
+    "httpx",
+    "dragonfly_hybrid.node",
+    "dragonfly_hybrid.watch",
+)
+_IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \| (?P<indent>\s*)(?P<module>\S+)$")
+
+
+def imported_modules(*args: str, env: dict[str, str] | None = None) -> tuple[set[str], str]:
+    """The modules ``python -X importtime -m dragonfly_hybrid.cli ARGS`` imports, and its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dragonfly_hybrid.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+    modules = {m.group("module") for line in done.stderr.splitlines() if (m := _IMPORT_LINE.match(line))}
+    assert "dragonfly_hybrid.cli" in modules, done.stderr[-2000:]
+    return modules, done.stdout
+
+
+def loaded(modules: set[str], package: str) -> list[str]:
+    return sorted(m for m in modules if m == package or m.startswith(package + "."))
+
+
+def test_version_imports_no_heavy_package() -> None:
+    modules, out = imported_modules("--version")
+    assert out.startswith("dragonfly-hybrid ")
+    # Nor the CLI framework and what it brings (typer builds pydantic-based parsers for a command's options).
+    for package in (*NEVER_AT_START, "pydantic", "typer", "rich"):
+        assert not loaded(modules, package), f"--version imports {loaded(modules, package)}"
+
+
+def test_version_in_any_other_form_goes_through_the_app() -> None:
+    modules, out = imported_modules("version")
+    assert out.startswith("dragonfly-hybrid ") and "typer" in modules
+
+
+def test_scan_of_a_local_file_imports_no_index_node_or_watch_package(tmp_path: Path) -> None:
+    target = tmp_path / "setup.py"
+    target.write_text("print('hello')\n")
+    modules, out = imported_modules(
+        "scan", "--format", "json", "--quiet", str(target), env={RULES_CACHE_ENV: str(tmp_path / "cache")}
+    )
+    assert '"verdict": "clean"' in out
+    for package in NEVER_AT_START:
+        assert not loaded(modules, package), f"scan imports {loaded(modules, package)}"
+
+
+# ------------------------------------------------------------------------------------ compiled-rules cache
+
+
+def write_rules(directory: Path, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "rules.yar").write_text(text)
+    return directory
+
+
+def test_sources_compiled_once_are_loaded_from_the_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    marker = write_rules(tmp_path / "marker", MARKER_RULE)
+    first = load_rules([marker], cache_dir=cache)
+    [entry] = list(cache.iterdir())
+    assert Rules.deserialize(entry.read_bytes()).hash == first.hash
+    # Put another set's blob in the entry: what loads is the entry, so the compile really was skipped.
+    light = load_rules([write_rules(tmp_path / "light", LIGHT_RULE)])
+    entry.write_bytes(light.serialize())
+    assert load_rules([marker], cache_dir=cache).identifiers == light.identifiers
+    assert load_rules([marker]).identifiers == first.identifiers, "without a cache: compiled"
+
+
+def test_changed_sources_are_compiled_again_under_another_entry(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    rules = write_rules(tmp_path / "rules", MARKER_RULE)
+    load_rules([rules], cache_dir=cache)
+    write_rules(rules, MARKER_RULE + "\n" + LIGHT_RULE)
+    both = load_rules([rules], cache_dir=cache)
+    assert len(both) == 2
+    assert len(list(cache.iterdir())) == 2
+
+
+def test_a_damaged_entry_is_ignored_and_written_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    rules = write_rules(tmp_path / "rules", MARKER_RULE)
+    expected = load_rules([rules], cache_dir=cache)
+    [entry] = list(cache.iterdir())
+    entry.write_bytes(entry.read_bytes()[:1000])  # truncated, as by a crash of a writer without rename
+    assert load_rules([rules], cache_dir=cache).hash == expected.hash
+    assert "ignoring an unusable cached rule set" in caplog.text
+    assert Rules.deserialize(entry.read_bytes()).hash == expected.hash, "the entry was rewritten"
+    assert [p.name for p in cache.iterdir()] == [entry.name], "no partial file left behind"
+
+
+def test_an_unwritable_cache_costs_only_the_compile(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    rules = write_rules(tmp_path / "rules", MARKER_RULE)
+    assert load_rules([rules], cache_dir=blocked / "cache").identifiers == ["test_marker"]
+
+
+def test_cache_dir_follows_the_variable_then_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(RULES_CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert rules_cache_dir() == tmp_path / "xdg" / "dragonfly-hybrid" / "rules"
+    monkeypatch.setenv(RULES_CACHE_ENV, str(tmp_path / "mine"))
+    assert rules_cache_dir() == tmp_path / "mine"
+    for off in ("off", "0", "none", ""):
+        monkeypatch.setenv(RULES_CACHE_ENV, off)
+        assert rules_cache_dir() is None
+
+
+def test_scan_keeps_compiled_rules_in_the_cache_unless_turned_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    target = tmp_path / "setup.py"
+    target.write_text("print('hello')\n")
+    rules = write_rules(tmp_path / "rules", MARKER_RULE)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(RULES_CACHE_ENV, str(cache))
+    args = ["scan", "--rules", str(rules), "--format", "json", "--quiet", str(target)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert len(list(cache.iterdir())) == 1
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv(RULES_CACHE_ENV, "off")
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert not (tmp_path / "xdg").exists()

@@ -6,6 +6,11 @@
 * ``watch``, ``report``, ``diff`` (the results store): :mod:`.store`
 * options and helpers they share: :mod:`.common`
 
+:func:`main` builds the app with the one command its first argument names (:func:`build_app`), importing
+that command's module only: building a command makes typer build its options, so a ``scan`` pays neither
+for the imports nor for the options of ``node``, ``watch`` or ``rules``. Anything else (no argument, an
+option first, ``--help``, an unknown command) gets the whole app, so help and errors read the same.
+
 Exit codes are a public contract (see :data:`~dragonfly_hybrid.cli.scan.EXIT_CODES_HELP`): 0 clean,
 1 findings, 2 usage or configuration error, 3 could not scan completely.
 """
@@ -14,38 +19,18 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
 from dragonfly_hybrid.cli import version_line
 from dragonfly_hybrid.cli.base import DragonflyCommand, DragonflyGroup
-from dragonfly_hybrid.cli.common import EXIT_INTERRUPTED
-from dragonfly_hybrid.cli.node import NODE_EXIT_CODES_HELP, config_command, node_command
-from dragonfly_hybrid.cli.rules import rules_app
-from dragonfly_hybrid.cli.scan import EXIT_CODES_HELP, scan_command
-from dragonfly_hybrid.cli.store import (
-    DIFF_EXIT_CODES_HELP,
-    REPORT_EXIT_CODES_HELP,
-    WATCH_EXIT_CODES_HELP,
-    diff_command,
-    report_command,
-    watch_command,
-)
 from dragonfly_hybrid.closed_pipe import exit_closed_pipe
 from dragonfly_hybrid.report import EXIT_INCOMPLETE
 
-app = typer.Typer(
-    name="dragonfly-hybrid",
-    help="Fast, hardened YARA-X malware scanner for PyPI packages.",
-    epilog=EXIT_CODES_HELP,
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="markdown",
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-    cls=DragonflyGroup,
-)
+app: typer.Typer
+"""The app with every command: built on first use (module ``__getattr__``), as tests and the help need it."""
 
 
 def version() -> None:
@@ -59,7 +44,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     show_version: Annotated[
         bool,
@@ -69,29 +53,118 @@ def _root(
     """Fast, hardened YARA-X malware scanner for PyPI packages."""
 
 
-app.command("scan", epilog=EXIT_CODES_HELP, cls=DragonflyCommand)(scan_command)
-app.command("version", cls=DragonflyCommand)(version)
-app.command("node", epilog=NODE_EXIT_CODES_HELP, cls=DragonflyCommand)(node_command)
-app.command("config", cls=DragonflyCommand)(config_command)
-app.command("watch", epilog=WATCH_EXIT_CODES_HELP, cls=DragonflyCommand)(watch_command)
-app.command("report", epilog=REPORT_EXIT_CODES_HELP, cls=DragonflyCommand)(report_command)
-app.command("diff", epilog=DIFF_EXIT_CODES_HELP, cls=DragonflyCommand)(diff_command)
-app.add_typer(rules_app, name="rules")
+def _add_scan(group: typer.Typer) -> None:
+    from dragonfly_hybrid.cli.scan import EXIT_CODES_HELP, scan_command
+
+    group.command("scan", epilog=EXIT_CODES_HELP, cls=DragonflyCommand)(scan_command)
+
+
+def _add_version(group: typer.Typer) -> None:
+    group.command("version", cls=DragonflyCommand)(version)
+
+
+def _add_node(group: typer.Typer) -> None:
+    from dragonfly_hybrid.cli.node import NODE_EXIT_CODES_HELP, node_command
+
+    group.command("node", epilog=NODE_EXIT_CODES_HELP, cls=DragonflyCommand)(node_command)
+
+
+def _add_config(group: typer.Typer) -> None:
+    from dragonfly_hybrid.cli.node import config_command
+
+    group.command("config", cls=DragonflyCommand)(config_command)
+
+
+def _add_watch(group: typer.Typer) -> None:
+    from dragonfly_hybrid.cli.store import WATCH_EXIT_CODES_HELP, watch_command
+
+    group.command("watch", epilog=WATCH_EXIT_CODES_HELP, cls=DragonflyCommand)(watch_command)
+
+
+def _add_report(group: typer.Typer) -> None:
+    from dragonfly_hybrid.cli.store import REPORT_EXIT_CODES_HELP, report_command
+
+    group.command("report", epilog=REPORT_EXIT_CODES_HELP, cls=DragonflyCommand)(report_command)
+
+
+def _add_diff(group: typer.Typer) -> None:
+    from dragonfly_hybrid.cli.store import DIFF_EXIT_CODES_HELP, diff_command
+
+    group.command("diff", epilog=DIFF_EXIT_CODES_HELP, cls=DragonflyCommand)(diff_command)
+
+
+def _add_rules(group: typer.Typer) -> None:
+    from dragonfly_hybrid.cli.rules import rules_app
+
+    group.add_typer(rules_app, name="rules")
+
+
+COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
+    "scan": _add_scan,
+    "version": _add_version,
+    "node": _add_node,
+    "config": _add_config,
+    "watch": _add_watch,
+    "report": _add_report,
+    "diff": _add_diff,
+    "rules": _add_rules,
+}
+"""Every top-level command, in the order the help lists them, and how to add it to an app."""
+
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The app with every command, or with ``command`` (a key of :data:`COMMANDS`) alone."""
+    epilog = None
+    if command is None:
+        # The root's help (the only place its epilog shows) lists scan's exit codes.
+        from dragonfly_hybrid.cli.scan import EXIT_CODES_HELP
+
+        epilog = EXIT_CODES_HELP
+    built = typer.Typer(
+        name="dragonfly-hybrid",
+        help="Fast, hardened YARA-X malware scanner for PyPI packages.",
+        epilog=epilog,
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode="markdown",
+        pretty_exceptions_enable=False,
+        pretty_exceptions_show_locals=False,
+        cls=DragonflyGroup,
+    )
+    built.callback()(_root)
+    for name in COMMANDS if command is None else [command]:
+        COMMANDS[name](built)
+    return built
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command ``argv`` (without the program) runs when its first argument names one; None otherwise
+    (the root takes no option with a value, so a command can only come first)."""
+    return argv[0] if argv and argv[0] in COMMANDS else None
 
 
 def main() -> None:
     """Console-script entry point: expected errors are one `error:` line; a crash is exit 3, never 1."""
     try:
         try:
-            app(prog_name="dragonfly-hybrid")
+            build_app(command_named(sys.argv[1:]))(prog_name="dragonfly-hybrid")
         finally:
             sys.stdout.flush()  # here, where a closed pipe can still be told apart from findings
     except BrokenPipeError:
         exit_closed_pipe()
     except KeyboardInterrupt:
+        from dragonfly_hybrid.cli.common import EXIT_INTERRUPTED
+
         print("error: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as err:  # a bug: show it, and never let it pass for "findings" (exit 1)
         traceback.print_exc()
         print(f"error: internal error: {type(err).__name__}: {err}", file=sys.stderr)
         sys.exit(EXIT_INCOMPLETE)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        globals()["app"] = full = build_app()
+        return full
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,6 +5,11 @@ takes a fraction of that), so the commands keep what they compile in a cache dir
 (:func:`rules_cache_dir`): one file per rule set, named by a digest of every source (origin and text), the
 engine version and the blob format, written atomically. A file that does not load (damaged, another
 format) is ignored and written again; a cache that cannot be written costs only the time.
+
+:func:`prefetch_bundled_rules` starts loading the bundled set from the cache on a background thread (the
+engine lets go of the GIL while it deserializes), so ``scan`` overlaps it with the rest of its start-up; the
+next :func:`load_rules` of the bundled set with the same cache directory takes that result. It only reads:
+a miss or an unusable entry leaves everything (compiling, the warning, writing the entry) to that call.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -51,12 +57,16 @@ def _sources_key(sources: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+def _cache_entry(cache_dir: Path, sources: dict[str, str]) -> Path:
+    return cache_dir / f"sources-{_sources_key(sources)}.rules"
+
+
 def compile_cached(sources: dict[str, str], cache_dir: Path | None) -> Rules:
     """``Rules.compile(sources)``, loaded from ``cache_dir`` when an earlier call compiled the same sources
     with this engine (and kept there otherwise)."""
     if cache_dir is None:
         return Rules.compile(sources)
-    path = cache_dir / f"sources-{_sources_key(sources)}.rules"
+    path = _cache_entry(cache_dir, sources)
     try:
         return Rules.deserialize(path.read_bytes())
     except FileNotFoundError:
@@ -82,6 +92,50 @@ def bundled_rules_dir() -> Path:
     return Path(__file__).with_name("rules")
 
 
+class _Prefetch:
+    """The bundled set read from ``cache_dir`` on a daemon thread (None: not there, or not usable)."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self.rules: Rules | None = None
+        # A daemon: a command that stops early (a usage error) does not wait for a load it will not use.
+        self.thread = threading.Thread(target=self._load, name="rules-prefetch", daemon=True)
+        self.thread.start()
+
+    def _load(self) -> None:
+        # Any failure is the caller's to meet again and report, as it would without the prefetch.
+        with contextlib.suppress(Exception):
+            entry = _cache_entry(self.cache_dir, _sources_in_directory(bundled_rules_dir()))
+            self.rules = Rules.deserialize(entry.read_bytes())
+
+    def result(self) -> Rules | None:
+        self.thread.join()
+        return self.rules
+
+
+_prefetch: _Prefetch | None = None
+_prefetch_lock = threading.Lock()
+
+
+def prefetch_bundled_rules() -> None:
+    """Start loading the bundled rule set from the rules cache (:func:`rules_cache_dir`) in the background,
+    for the next ``load_rules()`` of the bundled set with that cache directory; nothing when it is off."""
+    global _prefetch
+    cache_dir = rules_cache_dir()
+    if cache_dir is not None:
+        with _prefetch_lock:
+            _prefetch = _Prefetch(cache_dir)
+
+
+def _take_prefetched(cache_dir: Path) -> Rules | None:
+    global _prefetch
+    with _prefetch_lock:
+        started, _prefetch = _prefetch, None
+    if started is None or started.cache_dir != cache_dir:
+        return None
+    return started.result()
+
+
 def bundled_rules() -> Rules:
     """Compile the bundled default rule set."""
     return load_rules([bundled_rules_dir()])
@@ -102,7 +156,12 @@ def load_rules(paths: Iterable[StrPath] = (), *, cache_dir: Path | None = None) 
     afterwards (:func:`compile_cached`). Raises ``RuleCompileError`` naming file and line when a source does
     not compile, ``RulesFormatError`` for a damaged blob, ``OSError`` when a path cannot be read.
     """
-    given = [Path(p) for p in paths] or [bundled_rules_dir()]
+    given = [Path(p) for p in paths]
+    if not given and cache_dir is not None:
+        prefetched = _take_prefetched(cache_dir)
+        if prefetched is not None:
+            return prefetched
+    given = given or [bundled_rules_dir()]
     sources: dict[str, str] = {}
     for path in given:
         if path.is_dir():

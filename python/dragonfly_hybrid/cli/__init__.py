@@ -2,6 +2,8 @@
 
 `main` answers `--version` alone without loading the app (typer and every command's module): the one
 invocation that needs nothing else starts in the time of the interpreter. `app` is loaded on first use.
+For a `scan` with the bundled rules, `main` starts loading them from the rules cache before anything else
+is imported (`rules_loader.prefetch_bundled_rules`): the load overlaps the imports and option parsing.
 """
 
 from __future__ import annotations
@@ -27,10 +29,24 @@ def main() -> None:
     if sys.argv[1:] == ["--version"]:
         print(version_line())
         return
-    _load_app()
+    if sys.argv[1:2] == ["scan"] and not may_name_rules(sys.argv[2:]):
+        from dragonfly_hybrid.rules_loader import prefetch_bundled_rules
+
+        prefetch_bundled_rules()
     from dragonfly_hybrid.cli.app import main as run_app
 
     run_app()
+
+
+def may_name_rules(args: list[str]) -> bool:
+    """Whether ``scan``'s arguments may give ``--rules``/``-r`` (then the bundled set is not worth loading
+    ahead): any ``--rules...`` and any short-option cluster holding an ``r``, before a ``--``."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg.startswith("--rules") or (arg.startswith("-") and not arg.startswith("--") and "r" in arg):
+            return True
+    return False
 
 
 def _load_app() -> Any:

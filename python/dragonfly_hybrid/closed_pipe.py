@@ -2,15 +2,14 @@
 :data:`EXIT_CLOSED_PIPE`: never 1 (the code for findings), never a traceback or an "Exception ignored"
 message. Python ignores SIGPIPE, so the closed pipe shows up as ``BrokenPipeError`` wherever stdout is
 written: in any command (:class:`dragonfly_hybrid.cli.base.DragonflyGroup`), at the final flush
-(:func:`dragonfly_hybrid.cli.app.main`) and inside rich, which would exit 1 (:class:`ClosedPipeConsole`)."""
+(:func:`dragonfly_hybrid.cli.app.main`) and inside rich, which would exit 1
+(:class:`dragonfly_hybrid.closed_pipe_console.ClosedPipeConsole`, apart: importing rich takes a while)."""
 
 from __future__ import annotations
 
 import os
 import sys
 from typing import NoReturn
-
-from rich.console import Console
 
 EXIT_CLOSED_PIPE = 141
 """Stdout was closed before the output was written: the shell's code for a process killed by SIGPIPE
@@ -27,12 +26,3 @@ def exit_closed_pipe() -> NoReturn:
     except (OSError, ValueError):  # stdout without a descriptor (captured in-process): nothing to flush
         pass
     raise SystemExit(EXIT_CLOSED_PIPE)
-
-
-class ClosedPipeConsole(Console):
-    """A rich console that ends the process with :data:`EXIT_CLOSED_PIPE` when stdout is closed (rich's
-    own default is exit 1)."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        exit_closed_pipe()

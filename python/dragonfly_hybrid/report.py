@@ -120,11 +120,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import (
     DistributionResult,
@@ -136,9 +131,13 @@ from dragonfly_hybrid._core import (
     ScanIssue,
     distributions_json,
 )
-from dragonfly_hybrid.closed_pipe import ClosedPipeConsole
 
 if TYPE_CHECKING:
+    # The table's rich is imported where the table is built: the other formats never need it.
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     from dragonfly_hybrid._core import Verdict  # the engine's verdicts (a type only)
 
 TOOL_NAME = "dragonfly-hybrid"
@@ -895,6 +894,8 @@ _VERDICT_STYLE = {"clean": "green", "findings": "bold red", "incomplete": "yello
 
 
 def _verdict_text(target: TargetResult, min_score: int) -> Text:
+    from rich.text import Text
+
     if target.verdict == "findings" and target.score < min_score:
         return Text("findings (below --min-score)", style="yellow")
     return Text(target.verdict, style=_VERDICT_STYLE.get(target.verdict, ""))
@@ -911,6 +912,10 @@ def _size(target: TargetResult) -> str:
 
 
 def _overview(targets: Sequence[TargetResult], min_score: int) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="Scan results", box=box.SIMPLE_HEAVY, title_justify="left")
     table.add_column("Target", overflow="fold")
     table.add_column("Verdict")
@@ -931,12 +936,18 @@ def _overview(targets: Sequence[TargetResult], min_score: int) -> Table:
 
 
 def _more(shown: int, total: int, what: str) -> Text | None:
+    from rich.text import Text
+
     if total <= shown:
         return None
     return Text(f"… and {total - shown} more {what}; use -f json for all", style="dim")
 
 
 def _findings(target: TargetResult, width: int) -> tuple[Table, Text | None]:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     shown = top_findings(target, TABLE_MAX_FINDINGS)
     wide = width >= TABLE_WIDE_COLUMNS
     table = Table(title=Text(f"Findings in {_label(target)}"), box=box.SIMPLE, title_justify="left")
@@ -963,6 +974,8 @@ def _findings(target: TargetResult, width: int) -> tuple[Table, Text | None]:
 
 
 def _problems(target: TargetResult) -> Iterator[Text]:
+    from rich.text import Text
+
     if target.error:
         yield Text.assemble(("error", "bold red"), f" {_label(target)}: {printable(target.error)}")
     issues = target.issues
@@ -977,6 +990,8 @@ def _problems(target: TargetResult) -> Iterator[Text]:
 
 
 def _footer(targets: Sequence[TargetResult], rules: Rules, min_score: int) -> Text:
+    from rich.text import Text
+
     s = summary_json(targets)
     threshold = f"; targets scoring below --min-score {min_score} do not fail the run" if min_score else ""
     verdict = overall_verdict(targets)
@@ -997,6 +1012,8 @@ def render_table(
 ) -> None:
     """The human report: an overview row per target, then each target's top findings and issues (at most
     ``TABLE_MAX_FINDINGS`` and ``TABLE_MAX_ISSUES`` per target)."""
+    from rich.text import Text
+
     console.print(_overview(targets, min_score))
     for target in targets:
         if target.rules_matched:
@@ -1023,6 +1040,8 @@ def render(
 ) -> None:
     """Write the report of ``targets`` to ``out`` in ``fmt`` (a whole document, or all NDJSON lines)."""
     if fmt == "table":
+        from dragonfly_hybrid.closed_pipe_console import ClosedPipeConsole
+
         # A terminal gets its own width; a file or a pipe gets room for long member paths.
         width = None if out.isatty() else FILE_TABLE_WIDTH
         render_table(

@@ -38,7 +38,7 @@ from dragonfly_hybrid.cli.common import (
     seconds_option,
     size_option,
 )
-from dragonfly_hybrid.closed_pipe import ClosedPipeConsole
+from dragonfly_hybrid.closed_pipe_console import ClosedPipeConsole
 from dragonfly_hybrid.logs import LogFormat, setup_logging
 from dragonfly_hybrid.members import MemberListing, list_members, list_tree
 from dragonfly_hybrid.pypi.index import (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 from dragonfly_hybrid._core import __version__
 
 if TYPE_CHECKING:
+    import ssl  # as httpx: imported where a TLS context is built (commands that make none skip ~5 ms)
+
     import httpx  # imported by the functions that build clients: commands that make none skip ~40 ms
 
 USER_AGENT = f"dragonfly-hybrid/{__version__}"
@@ -45,6 +46,8 @@ class NetworkSettings:
 def _context(network: NetworkSettings) -> ssl.SSLContext:
     """The TLS context for ``network``: pip's ``cert`` replaces the trust store; ``client-cert`` (a PEM file
     holding the certificate and its key) is presented to servers that ask."""
+    import ssl
+
     import httpx
 
     if network.cert is None and network.client_cert is None:

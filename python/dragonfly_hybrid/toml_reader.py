@@ -6,11 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 
 class TomlError(ValueError):
     """The file is missing, unreadable or not valid TOML; the message names the file."""
@@ -18,6 +13,12 @@ class TomlError(ValueError):
 
 def read_toml(path: Path) -> dict[str, Any]:
     """The document in ``path``; :class:`TomlError` when it cannot be had."""
+    # Imported here: a scan without lock files does not read TOML.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

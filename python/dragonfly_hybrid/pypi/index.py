@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urljoin
@@ -348,6 +347,8 @@ class PyPIClient:
         serial = int(meta_serial) if meta_serial is not None else max(projects.values(), default=0)
         server_time = None
         if response.headers.get("date"):
+            from email.utils import parsedate_to_datetime  # the email package: only the watcher needs it
+
             try:
                 server_time = parsedate_to_datetime(response.headers["date"])
             except (TypeError, ValueError):

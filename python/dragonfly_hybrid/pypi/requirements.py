@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.pypi.pipconfig import PipSettings
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
@@ -273,6 +271,8 @@ def looks_like_requirements(path: Path) -> bool:
         return False
     lines = [line.split(" #")[0].strip() for line in text.splitlines()]
     lines = [line for line in lines if line and not line.startswith("#")]
+    from packaging.requirements import InvalidRequirement, Requirement  # its parser: ~20 ms to import
+
     requirements = 0
     for line in lines:
         if line.startswith("-"):

@@ -3,16 +3,20 @@ that spares ``scan`` compiling the same rules at every start."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from dragonfly_hybrid import rules_loader
 from dragonfly_hybrid._core import Rules
-from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.rules_loader import RULES_CACHE_ENV, load_rules, rules_cache_dir
+from dragonfly_hybrid.cli import app, main, may_name_rules
+from dragonfly_hybrid.cli.app import COMMANDS
+from dragonfly_hybrid.rules_loader import RULES_CACHE_ENV, load_rules, prefetch_bundled_rules, rules_cache_dir
 from typer.testing import CliRunner
 
 from tests.fakes.pypi import LIGHT_RULE, MARKER_RULE
@@ -72,6 +76,69 @@ def test_scan_of_a_local_file_imports_no_index_node_or_watch_package(tmp_path: P
     assert '"verdict": "clean"' in out
     for package in NEVER_AT_START:
         assert not loaded(modules, package), f"scan imports {loaded(modules, package)}"
+
+
+# What `scan` of a local file with a JSON report does not need: the other commands' modules (each command
+# is built alone) and what only a table, the progress display, an index download or a lock file needs.
+# (pydantic is not here: typer builds a pydantic TypeAdapter for every option that is not a flag it was given,
+# `--help` included, the moment a command parses its arguments.)
+NOT_FOR_A_LOCAL_SCAN = (
+    "dragonfly_hybrid.cli.node",
+    "dragonfly_hybrid.cli.store",
+    "dragonfly_hybrid.cli.rules",
+    "dragonfly_hybrid.rules_eval",
+    "dragonfly_hybrid.cli.scan_progress",
+    "rich",
+    "ssl",
+    "packaging.requirements",
+    "tomllib",
+)
+COMMAND_MODULES = ("scan", "node", "store", "rules")
+
+
+def test_scan_of_a_local_file_imports_no_other_command_table_or_display(tmp_path: Path) -> None:
+    target = tmp_path / "setup.py"
+    target.write_text("print('hello')\n")
+    modules, out = imported_modules(
+        "scan", "--format", "json", "--quiet", str(target), env={RULES_CACHE_ENV: str(tmp_path / "cache")}
+    )
+    assert '"verdict": "clean"' in out
+    for package in NOT_FOR_A_LOCAL_SCAN:
+        assert not loaded(modules, package), f"scan imports {loaded(modules, package)}"
+
+
+def test_version_command_imports_no_command_module() -> None:
+    modules, out = imported_modules("version")
+    assert out.startswith("dragonfly-hybrid ")
+    for name in COMMAND_MODULES:
+        assert f"dragonfly_hybrid.cli.{name}" not in modules
+
+
+def test_top_level_help_and_unknown_commands_get_the_whole_app() -> None:
+    modules, out = imported_modules("--help")
+    listed = {line.split()[1] for line in out.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
+    assert set(COMMANDS) <= listed, out
+    assert all(f"dragonfly_hybrid.cli.{name}" in modules for name in COMMAND_MODULES)
+    done = subprocess.run(
+        [sys.executable, "-m", "dragonfly_hybrid.cli", "scna"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2 and "No such command 'scna'" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["x.whl"], False),
+        (["-f", "json", "-o", "out.json", "x.whl"], False),
+        (["--rules", "mine", "x.whl"], True),
+        (["--rules=mine", "x.whl"], True),
+        (["-r", "mine", "x.whl"], True),
+        (["-qr", "mine", "x.whl"], True),
+        (["--", "-r"], False),
+    ],
+)
+def test_scan_arguments_that_may_name_rules(args: list[str], expected: bool) -> None:
+    assert may_name_rules(args) is expected
 
 
 # ------------------------------------------------------------------------------------ compiled-rules cache
@@ -153,3 +220,89 @@ def test_scan_keeps_compiled_rules_in_the_cache_unless_turned_off(
     monkeypatch.setenv(RULES_CACHE_ENV, "off")
     assert CliRunner().invoke(app, args).exit_code == 0
     assert not (tmp_path / "xdg").exists()
+
+
+# ------------------------------------------------------------------------------- bundled rules, prefetched
+
+
+def deserializing_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads ``rules_loader`` deserializes rule sets on, from now on (the real
+    ``Rules`` does the work)."""
+    threads: list[str] = []
+
+    class RecordingRules:
+        compile = staticmethod(Rules.compile)
+
+        @staticmethod
+        def deserialize(data: bytes) -> Rules:
+            threads.append(threading.current_thread().name)
+            return Rules.deserialize(data)
+
+    monkeypatch.setattr(rules_loader, "Rules", RecordingRules)
+    return threads
+
+
+def test_the_prefetched_bundled_set_is_what_load_rules_returns(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(RULES_CACHE_ENV, str(cache))
+    expected = load_rules(cache_dir=cache)  # compiled and cached
+    threads = deserializing_threads(monkeypatch)
+    prefetch_bundled_rules()
+    assert load_rules(cache_dir=cache).hash == expected.hash
+    assert threads == ["rules-prefetch"]
+
+
+def test_a_prefetch_from_another_cache_is_dropped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    expected = load_rules(cache_dir=second)
+    load_rules(cache_dir=first)
+    [entry] = list(first.iterdir())
+    light = load_rules([write_rules(tmp_path / "light", LIGHT_RULE)])
+    entry.write_bytes(light.serialize())
+    monkeypatch.setenv(RULES_CACHE_ENV, str(first))
+    prefetch_bundled_rules()
+    assert load_rules(cache_dir=second).hash == expected.hash
+    threads = deserializing_threads(monkeypatch)
+    assert load_rules(cache_dir=first).hash == light.hash, "the first cache's entry, read again"
+    assert threads == [threading.current_thread().name]
+
+
+def test_a_prefetch_that_misses_leaves_compiling_and_caching_to_load_rules(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(RULES_CACHE_ENV, str(cache))
+    prefetch_bundled_rules()
+    rules = load_rules(cache_dir=cache)
+    [entry] = list(cache.iterdir())
+    assert Rules.deserialize(entry.read_bytes()).hash == rules.hash
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    monkeypatch.setattr(sys, "argv", ["dragonfly-hybrid", *args])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_scan_loads_the_bundled_rules_while_it_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(RULES_CACHE_ENV, str(cache))
+    bundled = load_rules(cache_dir=cache)
+    target = tmp_path / "setup.py"
+    target.write_text("print('hello')\n")
+    threads = deserializing_threads(monkeypatch)
+    out = run_main(monkeypatch, capsys, "scan", "--format", "json", "--quiet", str(target))
+    assert json.loads(out)["rules"]["hash"] == bundled.hash
+    assert threads == ["rules-prefetch"]
+
+    blob = tmp_path / "light.rules"
+    blob.write_bytes(load_rules([write_rules(tmp_path / "light", LIGHT_RULE)]).serialize())
+    out = run_main(monkeypatch, capsys, "scan", "-r", str(blob), "--format", "json", "--quiet", str(target))
+    assert json.loads(out)["rules"]["count"] == 1
+    assert threads[1:] and "rules-prefetch" not in threads[1:], "--rules: the bundled set is not loaded"

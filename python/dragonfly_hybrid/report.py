@@ -295,8 +295,9 @@ class TargetResult:
 
     @cached_property
     def findings(self) -> tuple[Finding, ...]:
-        """Every (distribution, file, rule) that matched, in scan order; built once, as every report
-        needs them and each access to the engine's result lists converts them anew."""
+        """Every (distribution, file, rule) that matched, in scan order; built once, as each access to the
+        engine's result lists converts them anew. The reports ask for ``match_count`` and
+        :func:`top_findings` instead: a target may have 50,000."""
         return tuple(
             Finding(dist, file, match)
             for dist in self.distributions

@@ -848,9 +848,10 @@ def _notifications(target: TargetResult) -> Iterator[JSON]:
 def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int = 0) -> JSON:
     """The SARIF log of ``targets`` (see the module docstring); at most ``SARIF_MAX_RESULTS`` results."""
     dependencies = [(t, t.origin) for t in targets if t.origin is not None and t.rules_matched]
+    kept = max(0, SARIF_MAX_RESULTS - len(dependencies))
     ranked = heapq.nsmallest(
-        max(0, SARIF_MAX_RESULTS - len(dependencies)),
-        ((i, t, f) for i, t in enumerate(targets) for f in top_findings(t, SARIF_MAX_RESULTS)),
+        kept,
+        ((i, t, f) for i, t in enumerate(targets) for f in top_findings(t, kept)),
         key=lambda item: (_rank(item[2])[0], item[0], *_rank(item[2])[1:]),
     )
     total = sum(t.match_count for t in targets)

@@ -3,8 +3,8 @@
 
 * ``engine-2threads``: ``Scanner.scan_path`` on 2 threads (a fresh ``Scanner`` per round, so that no round
   reuses another's content cache);
-* ``cli-json``, ``cli-table``, ``cli-sarif``: ``python -m dragonfly_hybrid.cli scan WHEEL -f FMT -o FILE``
-  in a fresh process (start-up, rule compilation, scan and report: what a user waits for);
+* ``cli-json``, ``cli-table``, ``cli-sarif``, ``cli-markdown``: ``python -m dragonfly_hybrid.cli scan WHEEL
+  -f FMT -o FILE`` in a fresh process (start-up, rule compilation, scan and report: what a user waits for);
 * ``baseline-1proc``: the pure-Python baseline (``bench.baseline.BaselineScanner``: ``zipfile`` + the
   ``yara-x`` package), one process.
 
@@ -94,7 +94,7 @@ def test_engine(benchmark: Any, wheel: BigWheel, medians: dict[str, float]) -> N
     _record(benchmark, medians, "engine-2threads", files_matched=len(result.files))
 
 
-@pytest.mark.parametrize("fmt", ["json", "table", "sarif"])
+@pytest.mark.parametrize("fmt", ["json", "table", "sarif", "markdown"])
 @pytest.mark.benchmark(group=GROUP)
 def test_cli(
     benchmark: Any, wheel: BigWheel, rules_dir: Path, tmp_path: Path, medians: dict[str, float], fmt: str

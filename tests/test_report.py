@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import heapq
 import io
 import json
+import random
 import re
+import warnings
 import zipfile
+from collections.abc import Iterable
 from dataclasses import replace
 from html import unescape
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dragonfly_hybrid import Limits, Rules, Scanner
+from dragonfly_hybrid import Limits, RuleMatch, Rules, Scanner
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
@@ -20,10 +24,12 @@ from dragonfly_hybrid.report import (
     FLAGGED_DEPENDENCY_RULE,
     SARIF_MAX_RESULTS,
     TABLE_MAX_FINDINGS,
+    Finding,
     Origin,
     TargetResult,
     artifact_uri,
     exit_code,
+    first_pattern,
     human_size,
     json_document,
     meta_value,
@@ -35,6 +41,7 @@ from dragonfly_hybrid.report import (
     render_table,
     sarif_document,
     target_json,
+    top_findings,
 )
 from dragonfly_hybrid.report_markdown import markdown_report
 from dragonfly_hybrid.rules_loader import load_rules
@@ -458,6 +465,64 @@ def many(rules: Rules) -> TargetResult:
     """One target with more findings than GitHub keeps (5,000) and than any report shows."""
     dist = Scanner(rules, threads=2).scan_bytes(many_matches_zip(SARIF_MAX_RESULTS + 200), "many.zip")
     return TargetResult.from_distributions("many.zip", "archive", "many.zip", [dist])
+
+
+def ranked_members_zip(seed: int) -> bytes:
+    """A zip whose members, in shuffled order, match the heavy rule, the light one, both or neither;
+    two members share a path (the ranking then falls back to scan order)."""
+    rng = random.Random(seed)
+    contents = [MARKER, LIGHT_MARKER, MARKER + b" " + LIGHT_MARKER, b"nothing"]
+    names = [f"pkg/{rng.choice('abc')}/m{i:03}.py" for i in range(60)] + ["pkg/a/m000.py"]
+    rng.shuffle(names)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns of the duplicate name
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            for name in names:
+                archive.writestr(name, b"# " + rng.choice(contents) + b"\n")
+    return buffer.getvalue()
+
+
+def finding_keys(findings: Iterable[Finding]) -> list[tuple[str, str, str, int]]:
+    return [(f.dist.name, f.file.path, f.match.identifier, first_offset(f.match)) for f in findings]
+
+
+def first_offset(match: RuleMatch) -> int:
+    pattern = first_pattern(match)
+    return -1 if pattern is None else pattern.offset
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_binding_counts_and_top_findings_agree_with_the_files(rules: Rules, seed: int) -> None:
+    dist = Scanner(rules, threads=2).scan_bytes(ranked_members_zip(seed), "ranked.zip")
+    pairs = [(file, match) for file in dist.files for match in file.matches]
+    assert dist.file_count == len(dist.files) > 10
+    assert dist.match_count == len(pairs) > dist.file_count  # some files match both rules
+    # Python's sort is stable: ties keep scan order, as the binding promises.
+    expected = sorted(pairs, key=lambda p: (-p[1].weight, p[0].path, p[1].identifier))
+    for n in (0, 1, 7, len(pairs) - 1, len(pairs), len(pairs) + 5):
+        got = [(f.path, m.identifier, f.sha256, first_offset(m)) for f, m in dist.top_findings(n)]
+        assert got == [(f.path, m.identifier, f.sha256, first_offset(m)) for f, m in expected[:n]]
+
+
+def test_top_findings_of_a_target_is_the_ranking_of_all_its_findings(rules: Rules) -> None:
+    scanner = Scanner(rules, threads=2)
+    # Two distributions of one name: ties between them keep distribution order.
+    dists = [
+        scanner.scan_bytes(ranked_members_zip(seed), name)
+        for seed, name in [(4, "b.zip"), (5, "a.zip"), (6, "a.zip")]
+    ]
+    target = TargetResult.from_distributions("dir", "directory", "dir", dists)
+    assert target.match_count == len(target.findings)
+    for limit in (1, 10, 50, len(target.findings) + 1):
+        expected = heapq.nsmallest(
+            limit,
+            target.findings,
+            key=lambda f: (-f.match.weight, f.dist.name, f.file.path, f.match.identifier),
+        )
+        got = top_findings(target, limit)
+        assert finding_keys(got) == finding_keys(expected)
+        assert [id(f.dist) for f in got] == [id(f.dist) for f in expected]
 
 
 def test_sarif_keeps_the_heaviest_results_github_shows(many: TargetResult, rules: Rules) -> None:

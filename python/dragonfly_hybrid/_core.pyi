@@ -238,6 +238,15 @@ class DistributionResult:
     @property
     def files(self) -> list[FileResult]: ...
     @property
+    def file_count(self) -> int:
+        """``len(files)``, without building them."""
+    @property
+    def match_count(self) -> int:
+        """The sum of ``len(f.matches)`` over ``files``, without building them."""
+    def top_findings(self, n: int) -> list[tuple[FileResult, RuleMatch]]:
+        """At most ``n`` (file, match) pairs: the heaviest rule first, then by path, then by rule
+        identifier, then in scan order; only these are built."""
+    @property
     def issues(self) -> list[ScanIssue]: ...
     @property
     def complete(self) -> bool:

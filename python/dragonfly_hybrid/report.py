@@ -294,14 +294,20 @@ class TargetResult:
 
     @cached_property
     def findings(self) -> tuple[Finding, ...]:
-        """Every (distribution, file, rule) that matched, in scan order; built once, as every report
-        needs them and each access to the engine's result lists converts them anew."""
+        """Every (distribution, file, rule) that matched, in scan order; built once, as each access to the
+        engine's result lists converts them anew. The reports ask for ``match_count`` and
+        :func:`top_findings` instead: a target may have 50,000."""
         return tuple(
             Finding(dist, file, match)
             for dist in self.distributions
             for file in dist.files
             for match in file.matches
         )
+
+    @property
+    def match_count(self) -> int:
+        """``len(findings)``, without building them."""
+        return sum(d.match_count for d in self.distributions)
 
     def fails(self, min_score: int = 0) -> bool:
         """Findings that set exit code 1: something matched and the score reaches ``min_score``."""
@@ -521,8 +527,14 @@ def _rank(finding: Finding) -> tuple[int, str, str, str]:
 
 
 def top_findings(target: TargetResult, limit: int) -> list[Finding]:
-    """At most ``limit`` findings, heaviest rule first (then distribution, path, rule)."""
-    return heapq.nsmallest(limit, target.findings, key=_rank)
+    """At most ``limit`` findings, heaviest rule first (then distribution, path, rule, scan order).
+    Only each distribution's ``limit`` heaviest are built: a target may have 50,000."""
+    candidates = (
+        Finding(dist, file, match)
+        for dist in target.distributions
+        for file, match in dist.top_findings(limit)
+    )
+    return heapq.nsmallest(limit, candidates, key=_rank)
 
 
 # ------------------------------------------------------------------------------------ markdown text
@@ -835,12 +847,13 @@ def _notifications(target: TargetResult) -> Iterator[JSON]:
 def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int = 0) -> JSON:
     """The SARIF log of ``targets`` (see the module docstring); at most ``SARIF_MAX_RESULTS`` results."""
     dependencies = [(t, t.origin) for t in targets if t.origin is not None and t.rules_matched]
+    kept = max(0, SARIF_MAX_RESULTS - len(dependencies))
     ranked = heapq.nsmallest(
-        max(0, SARIF_MAX_RESULTS - len(dependencies)),
-        ((i, t, f) for i, t in enumerate(targets) for f in t.findings),
+        kept,
+        ((i, t, f) for i, t in enumerate(targets) for f in top_findings(t, kept)),
         key=lambda item: (_rank(item[2])[0], item[0], *_rank(item[2])[1:]),
     )
-    total = sum(len(t.findings) for t in targets)
+    total = sum(t.match_count for t in targets)
     descriptors: dict[str, JSON] = {}
     indices: dict[str, int] = {}
     results: list[JSON] = []
@@ -851,7 +864,7 @@ def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int
             descriptors[rule_id] = _sarif_rule(finding.match)
         results.append(_sarif_result(target, finding, indices[rule_id], min_score))
     if dependencies:
-        heaviest = max(f.match.weight for t, _ in dependencies for f in t.findings)
+        heaviest = max(f.match.weight for t, _ in dependencies for f in top_findings(t, 1))
         indices[FLAGGED_DEPENDENCY_RULE] = len(descriptors)
         descriptors[FLAGGED_DEPENDENCY_RULE] = _dependency_rule(heaviest)
         for target, origin in dependencies:
@@ -928,7 +941,7 @@ def _overview(targets: Sequence[TargetResult], min_score: int) -> Table:
             Text(_label(t)),  # a Text: names are never read as console markup
             _verdict_text(t, min_score),
             str(t.score),
-            str(len(t.findings)),
+            str(t.match_count),
             _size(t),
             str(len(t.issues) + (1 if t.error else 0)),
         )
@@ -970,7 +983,7 @@ def _findings(target: TargetResult, width: int) -> tuple[Table, Text | None]:
             [location, description, snippet] if wide else [Text("\n").join([location, description, snippet])]
         )
         table.add_row(Text(match.identifier, style=style), str(match.weight), *cells)
-    return table, _more(len(shown), len(target.findings), "finding(s)")
+    return table, _more(len(shown), target.match_count, "finding(s)")
 
 
 def _problems(target: TargetResult) -> Iterator[Text]:

@@ -82,7 +82,7 @@ def _overview(targets: Sequence[TargetResult], min_score: int) -> list[str]:
         issues = len(t.issues) + (1 if t.error else 0)
         lines.append(
             f"| {markdown_code(_label(t), PATH_CHARS)} | {_verdict(t, min_score)} | {t.score} "
-            f"| {len(t.findings)} | {size} | {issues} |"
+            f"| {t.match_count} | {size} | {issues} |"
         )
     return [*lines, "", *_more(len(shown), len(targets), "target(s)")]
 
@@ -104,7 +104,7 @@ def _findings(target: TargetResult) -> list[str]:
             f"| {markdown_code(f.location, PATH_CHARS)} "
             f"| {markdown_code(snippet) if snippet is not None else '-'} |"
         )
-    return [*lines, "", *_more(len(shown), len(target.findings), "finding(s)")]
+    return [*lines, "", *_more(len(shown), target.match_count, "finding(s)")]
 
 
 def _issues(targets: Sequence[TargetResult]) -> list[str]:

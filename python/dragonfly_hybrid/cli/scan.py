@@ -359,10 +359,10 @@ def _scan_all(
     hooks: RichHooks | NoHooks,
     stream: IO[str] | None,
 ) -> list[TargetResult]:
-    """Scan every target in order; with ``stream``, write each NDJSON line as soon as it is known."""
+    """Scan every target in order (the local paths first, together); with ``stream``, write each NDJSON
+    line as soon as it is known."""
     results = []
-    for item in resolved:
-        result = scanner.scan(item)
+    for result in scanner.scan_all(resolved):
         results.append(result)
         hooks.target_done()
         if stream is not None:

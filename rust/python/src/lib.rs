@@ -462,6 +462,41 @@ impl DistributionResult {
     fn files(&self) -> Vec<FileResult> {
         self.inner.files.iter().map(|f| FileResult { inner: f.clone() }).collect()
     }
+    /// ``len(files)``, without building them.
+    #[getter]
+    fn file_count(&self) -> usize {
+        self.inner.files.len()
+    }
+    /// How many (file, rule) matches: the sum of ``len(f.matches)`` over ``files``, without building them.
+    #[getter]
+    fn match_count(&self) -> usize {
+        self.inner.files.iter().map(|f| f.hits.len()).sum()
+    }
+    /// At most ``n`` (file, match) pairs: the heaviest rule first, then by path, then by rule
+    /// identifier, then in scan order. Only these are built (a report may hold 50,000 matches).
+    fn top_findings(&self, n: usize) -> Vec<(FileResult, RuleMatch)> {
+        // The position in scan order ends the key, so the order is total and an unstable select is exact.
+        let mut pairs: Vec<FindingKey<'_>> = self
+            .inner
+            .files
+            .iter()
+            .flat_map(|f| f.hits.iter().map(move |h| (f, h)))
+            .enumerate()
+            .map(|(position, (file, hit))| FindingKey { weight: hit.rule.weight, position, file, hit })
+            .collect();
+        if n == 0 {
+            return Vec::new();
+        }
+        if n < pairs.len() {
+            pairs.select_nth_unstable_by(n - 1, FindingKey::order);
+            pairs.truncate(n);
+        }
+        pairs.sort_unstable_by(FindingKey::order);
+        pairs
+            .into_iter()
+            .map(|k| (FileResult { inner: k.file.clone() }, RuleMatch { inner: k.hit.clone() }))
+            .collect()
+    }
     #[getter]
     fn issues(&self) -> Vec<ScanIssue> {
         self.inner.issues.iter().map(|i| ScanIssue { inner: i.clone() }).collect()
@@ -483,6 +518,25 @@ impl DistributionResult {
             self.inner.files_scanned,
             self.inner.issues.len()
         )
+    }
+}
+
+/// One (file, rule) match of a distribution, as ranked by ``DistributionResult.top_findings``.
+struct FindingKey<'a> {
+    weight: i64,
+    position: usize,
+    file: &'a core::FileReport,
+    hit: &'a core::RuleHit,
+}
+
+impl FindingKey<'_> {
+    /// Heaviest rule first, then path, then rule identifier, then scan order (so the order is total).
+    fn order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        b.weight
+            .cmp(&a.weight)
+            .then_with(|| a.file.path.cmp(&b.file.path))
+            .then_with(|| a.hit.rule.identifier.cmp(&b.hit.rule.identifier))
+            .then_with(|| a.position.cmp(&b.position))
     }
 }
 

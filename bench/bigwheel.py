@@ -21,11 +21,10 @@ import json
 import os
 import random
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.synthetic import _LICENSE, ZIP_DATE_TIME, _Text, default_cache_dir
+from bench.synthetic import _LICENSE, _Text, default_cache_dir, write_zip
 
 GENERATOR_VERSION = 1
 SEED = 19_050_002
@@ -69,16 +68,6 @@ def _entries(seed: int, modules: int) -> list[tuple[str, bytes]]:
     return entries
 
 
-def _write(path: Path, entries: list[tuple[str, bytes]]) -> None:
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            info.create_system = 3
-            zf.writestr(info, data, compresslevel=6)
-
-
 def ensure_bigwheel(seed: int = SEED, modules: int = MODULES, cache_dir: Path | None = None) -> BigWheel:
     """The big wheel for ``(seed, modules)``: generated on first use (~30 s), then read from the cache."""
     params = json.dumps(
@@ -94,7 +83,7 @@ def ensure_bigwheel(seed: int = SEED, modules: int = MODULES, cache_dir: Path | 
         # Written beside and renamed, so that an interrupted run never leaves a truncated wheel in place.
         fd, tmp = tempfile.mkstemp(dir=root, suffix=".part")
         os.close(fd)
-        _write(Path(tmp), entries)
+        write_zip(Path(tmp), entries)
         os.replace(tmp, wheel)
         facts = {"files": len(entries), "inflated": sum(len(d) for _, d in entries)}
         manifest.write_text(json.dumps(facts), encoding="utf-8")

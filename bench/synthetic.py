@@ -34,6 +34,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 GENERATOR_VERSION = 1
 DEFAULT_SEED = 20_240_601
@@ -614,8 +615,8 @@ def _tar_gz(entries: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def _zip(entries: list[tuple[str, bytes]]) -> bytes:
-    out = io.BytesIO()
+def write_zip(out: Path | IO[bytes], entries: list[tuple[str, bytes]]) -> None:
+    """A deterministic zip of ``entries`` (fixed times and attributes, deflate level 6) written to ``out``."""
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in entries:
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
@@ -623,6 +624,11 @@ def _zip(entries: list[tuple[str, bytes]]) -> bytes:
             info.external_attr = 0o644 << 16
             info.create_system = 3
             zf.writestr(info, data, compresslevel=6)
+
+
+def _zip(entries: list[tuple[str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    write_zip(out, entries)
     return out.getvalue()
 
 

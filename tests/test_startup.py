@@ -79,10 +79,10 @@ def test_scan_of_a_local_file_imports_no_index_node_or_watch_package(tmp_path: P
 
 
 # What `scan` of a local file with a JSON report does not need: the other commands' modules (each command
-# is built alone) and what only a table, the progress display, an index download or a lock file needs.
-# (pydantic is not here: typer builds a pydantic TypeAdapter for every option that is not a flag it was given,
-# `--help` included, the moment a command parses its arguments.)
+# is built alone) and what only a table, the progress display, an index download or a lock file needs; nor
+# pydantic, with which typer would coerce every option (our command classes coerce them: cli/base.py).
 NOT_FOR_A_LOCAL_SCAN = (
+    "pydantic",
     "dragonfly_hybrid.cli.node",
     "dragonfly_hybrid.cli.store",
     "dragonfly_hybrid.cli.rules",
@@ -105,6 +105,30 @@ def test_scan_of_a_local_file_imports_no_other_command_table_or_display(tmp_path
     assert '"verdict": "clean"' in out
     for package in NOT_FOR_A_LOCAL_SCAN:
         assert not loaded(modules, package), f"scan imports {loaded(modules, package)}"
+
+
+def test_scan_with_options_of_every_simple_type_imports_no_pydantic(tmp_path: Path) -> None:
+    target = tmp_path / "setup.py"
+    target.write_text("print('hello')\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "marker.yar").write_text(MARKER_RULE)
+    output = tmp_path / "out.json"
+    modules, _ = imported_modules(
+        *("scan", "-f", "json", "-o", str(output), "-r", str(rules), "--threads", "2", "--max-depth", "3"),
+        *("--timeout", "30", "--max-member-size", "1MiB", "--python-version", "3.11", "--min-score", "1"),
+        str(target),
+        env={RULES_CACHE_ENV: str(tmp_path / "cache")},
+    )
+    assert json.loads(output.read_text())["summary"]["exit_code"] == 0
+    assert not loaded(modules, "pydantic"), f"scan imports {loaded(modules, 'pydantic')}"
+
+
+@pytest.mark.parametrize("args", [["version"], ["--help"], ["scan", "--help"], ["rules", "check", "--help"]])
+def test_help_and_version_import_no_pydantic(args: list[str]) -> None:
+    modules, out = imported_modules(*args)
+    assert out, "printed nothing"
+    assert not loaded(modules, "pydantic"), f"{' '.join(args)} imports {loaded(modules, 'pydantic')}"
 
 
 def test_version_command_imports_no_command_module() -> None:

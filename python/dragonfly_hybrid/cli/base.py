@@ -81,14 +81,12 @@ def _to_float(value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     text = value.strip() if isinstance(value, str) else ""
-    try:
-        if not text.isascii():
-            raise ValueError(text)
-        return float(text)
-    except ValueError:
-        raise typer.BadParameter(
-            "Input should be a valid number, unable to parse string as a number"
-        ) from None
+    if text.isascii():  # as for a whole number
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    raise typer.BadParameter("Input should be a valid number, unable to parse string as a number")
 
 
 def _to_bool(value: Any) -> bool:

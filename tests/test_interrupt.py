@@ -244,7 +244,9 @@ def test_a_report_to_a_device_is_written_in_place(tmp_path: Path) -> None:
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
-def test_a_report_to_a_directory_is_a_usage_error(tmp_path: Path) -> None:
-    done = scan_to(tmp_path, tmp_path)
+@pytest.mark.parametrize("directory", ["tmp", "/"])
+def test_a_report_to_a_directory_is_a_usage_error(tmp_path: Path, directory: str) -> None:
+    target = tmp_path if directory == "tmp" else Path(directory)  # "/" has no name to put a temporary beside
+    done = scan_to(target, tmp_path)
     assert done.returncode == 2
-    assert done.stderr == f"error: cannot write {tmp_path}: it is a directory\n"
+    assert done.stderr == f"error: cannot write {target}: it is a directory\n"

@@ -143,10 +143,10 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
         yield sys.stdout
         return
     final = Path(os.path.realpath(path))
+    if path.is_dir():
+        fail(f"cannot write {path}: it is a directory")
     partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
     try:
-        if path.is_dir():
-            fail(f"cannot write {path}: it is a directory")
         in_place = path.exists() and not stat.S_ISREG(path.stat().st_mode)
         stream = (path if in_place else partial).open("w", encoding="utf-8")
     except OSError as err:

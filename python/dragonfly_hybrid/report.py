@@ -95,7 +95,9 @@ Table and markdown (``--format table``, ``--format markdown``): per finding the 
 description, ``<distribution>/<member>:<line>`` (``(byte N)`` in a binary file) and the matched line from
 shortly before the match (at most 60 characters); at most 10 findings (the heaviest) and 10 issues per
 target, then ``… and K more; use -f json for all``. Sizes are decimal (``1.2 MB``). Everything that comes
-from a package or a rule is made printable (control and format characters written as escapes).
+from a package or a rule is made printable (control and format characters written as escapes). A terminal
+gets the table from rich (colour, its width); a file or a pipe gets :func:`plain_table`: the same columns
+as plain aligned text, ``FILE_TABLE_WIDTH`` columns wide, without colour codes and without importing rich.
 
 ``--min-score N``: a target with findings scoring below N does not set exit code 1 (it is reported,
 marked below the threshold, and counts as clean or incomplete for the exit code); ``summary.exit_code``

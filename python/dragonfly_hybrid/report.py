@@ -1072,7 +1072,8 @@ def render_table(
 
 # ------------------------------------------------------------------------------- table as plain text
 # A file or a pipe gets the table laid out here, without rich: the same information and limits, no
-# colour, at a tenth of the cost (issue 19: laying out rich tables took most of a large report's time).
+# colour, at a small part of the cost (issue 19: importing rich and laying out its tables cost the table
+# format most of its gap to JSON).
 
 _RULE_CHAR = "─"
 
@@ -1218,7 +1219,7 @@ def _plain_findings(target: TargetResult, width: int) -> list[str]:
     ]
     # Rule names are never broken: the column is as wide as the longest one; the rest is cut to fit.
     rule = _Column("Rule", _width_of((r[0] for r in rows), "Rule"))
-    weight = _Column("Weight", len("Weight"), right=True)
+    weight = _Column("Weight", _width_of((r[1] for r in rows), "Weight"), right=True)
     room = width - 2 - rule.width - weight.width - 2 * 2
     if width >= TABLE_WIDE_COLUMNS:
         natural = [

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import heapq
 import io
 import json
+import os
 import random
 import re
+import subprocess
+import sys
+import threading
 import warnings
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from html import unescape
 from pathlib import Path
@@ -21,9 +26,11 @@ from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
+    FILE_TABLE_WIDTH,
     FLAGGED_DEPENDENCY_RULE,
     SARIF_MAX_RESULTS,
     TABLE_MAX_FINDINGS,
+    TABLE_WIDE_COLUMNS,
     Finding,
     Origin,
     TargetResult,
@@ -35,6 +42,7 @@ from dragonfly_hybrid.report import (
     meta_value,
     ndjson_line,
     origin_uri,
+    plain_table,
     printable,
     project_and_version,
     render,
@@ -46,6 +54,7 @@ from dragonfly_hybrid.report import (
 from dragonfly_hybrid.report_markdown import markdown_report
 from dragonfly_hybrid.rules_loader import load_rules
 from markdown_it import MarkdownIt
+from rich.cells import cell_len
 from rich.console import Console
 
 from tests.fakes.pypi import (
@@ -627,22 +636,37 @@ def test_markdown_report_bounds_targets_and_puts_findings_first(
 # ----------------------------------------------------------------------------------------- table
 
 
-def table_text(targets: list[TargetResult], rules: Rules, width: int, min_score: int = 0) -> str:
+TableRenderer = Callable[[list[TargetResult], Rules, int, int], str]
+
+
+def rich_table(targets: list[TargetResult], rules: Rules, width: int, min_score: int) -> str:
     out = io.StringIO()
     render_table(targets, rules, Console(file=out, width=width), min_score=min_score)
     return out.getvalue()
 
 
+def text_table(targets: list[TargetResult], rules: Rules, width: int, min_score: int) -> str:
+    return plain_table(targets, rules, width, min_score=min_score)
+
+
+@pytest.fixture(params=[rich_table, text_table], ids=["terminal", "file"])
+def table_text(request: pytest.FixtureRequest) -> TableRenderer:
+    """The table as a terminal shows it (rich) and as a file or a pipe gets it (plain text): both are
+    held to the same promises."""
+    renderer: TableRenderer = request.param
+    return renderer
+
+
 @pytest.mark.parametrize("width", [80, 160])
 def test_table_explains_findings_without_breaking_rule_names(
-    width: int, tmp_path: Path, scanner: Scanner
+    table_text: TableRenderer, width: int, tmp_path: Path, scanner: Scanner
 ) -> None:
     long_rule = MARKER_RULE.replace("rule test_marker", "rule obfuscation_exec_decoded_payload_marker")
     long_rules = Rules.compile({"long.yar": long_rule})
     name, data = sdist("demo", "0.1", {"setup.py": SETUP, "demo/" + "deep/" * 12 + "x.py": SETUP})
     dist = Scanner(long_rules).scan_bytes(data, name)
     target = TargetResult.from_distributions(name, "archive", name, [dist])
-    text = table_text([target], long_rules, width)
+    text = table_text([target], long_rules, width, 0)
     assert all(len(line) <= width for line in text.splitlines())
     assert "obfuscation_exec_decoded_payload_marker" in text  # whole, on one line
     # Paths and descriptions fold at the narrow width; their words are all there.
@@ -653,20 +677,112 @@ def test_table_explains_findings_without_breaking_rule_names(
     assert not re.search(r"\d{4,} bytes", text)
 
 
-def test_table_is_bounded(many: TargetResult, rules: Rules) -> None:
-    text = table_text([many], rules, 160)
+def test_table_is_bounded(table_text: TableRenderer, many: TargetResult, rules: Rules) -> None:
+    text = table_text([many], rules, 160, 0)
     assert text.count("light_marker") == TABLE_MAX_FINDINGS - 1 and text.count("test_marker") == 1
     assert f"… and {SARIF_MAX_RESULTS + 201 - 10} more finding(s); use -f json for all" in text
     assert len(text.splitlines()) < 40
 
 
-def test_table_escapes_control_characters(scanner: Scanner, rules: Rules, tmp_path: Path) -> None:
+def test_table_escapes_control_characters(
+    table_text: TableRenderer, scanner: Scanner, rules: Rules, tmp_path: Path
+) -> None:
     target = replace(hostile_target(scanner, tmp_path), target="evil[bold]-1.0[/bold].tar.gz")
-    text = table_text([target], rules, 200)
+    text = table_text([target], rules, 200, 0)
     assert "\x1b" not in text and "\x07" not in text
     assert "\\x1b[31m" in text
     # Names are shown as they are, never read as console markup.
     assert text.count("evil[bold]-1.0[/bold].tar.gz") == 3  # overview row, findings title, issues title
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 160])
+def test_table_fits_wide_characters_in_the_width(
+    table_text: TableRenderer, width: int, scanner: Scanner, rules: Rules, tmp_path: Path
+) -> None:
+    """East Asian characters take two columns: lines are measured in columns, not characters."""
+    member = "数据处理/" * 6 + "模块.py"
+    _, data = sdist("wide", "1.0", {member: SETUP})
+    archive = write(tmp_path / "wide-1.0.tar.gz", data)
+    target = TargetResult.from_distributions(
+        str(archive), "archive", archive.name, [scanner.scan_path(str(archive))]
+    )
+    text = table_text([target], rules, width, 0)
+    assert all(cell_len(line) <= width for line in text.splitlines()), text
+    assert "wide-1.0.tar.gz/wide-1.0/" in text
+    if width < TABLE_WIDE_COLUMNS:  # the location folds in a column of its own: read together, it is whole
+        assert f"wide-1.0.tar.gz/wide-1.0/{member}:2" in re.sub(r"\s+", "", text)
+    assert "test_marker" in text and "DRAGONFLY_TEST_MARKER" in text
+
+
+def test_file_table_is_plain_aligned_text(results: list[TargetResult], rules: Rules) -> None:
+    """A file or a pipe gets the table as plain text: every overview row's cells start in the columns of
+    the header, a finding's rule, weight and location share a line."""
+    out = io.StringIO()
+    render(results, rules, "table", out)
+    text = out.getvalue()
+    assert text == plain_table(results, rules, FILE_TABLE_WIDTH)
+    lines = text.splitlines()
+    header = lines[lines.index("Scan results") + 2]
+    starts = [header.index(h) for h in ("Verdict", "Score", "Findings", "Size", "Issues")]
+    row = next(line for line in lines if line.startswith("  demo==0.1 "))
+    assert row[starts[0] :].startswith("findings")
+    score_end, issues_end = starts[1] + len("Score"), starts[4] + len("Issues")
+    assert row[:score_end].endswith(" 6") and row[:issues_end].endswith(" 0")  # numbers right-aligned
+    finding = next(line for line in lines if "demo-0.1.tar.gz/demo-0.1/setup.py:2" in line)
+    assert re.match(r"  test_marker +5  demo-0\.1\.tar\.gz/", finding)
+
+
+def test_file_table_does_not_import_rich(tmp_path: Path) -> None:
+    """Importing and running rich's layout is most of a large table's cost: a file never pays for it."""
+    script = """
+import io, sys
+from dragonfly_hybrid import Rules, Scanner
+from dragonfly_hybrid.report import TargetResult, render
+from tests.fakes.pypi import MARKER, MARKER_RULE, sdist
+rules = Rules.compile({"marker.yar": MARKER_RULE})
+name, data = sdist("demo", "0.1", {"setup.py": b"# " + MARKER + b"\\n"})
+target = TargetResult.from_distributions(name, "archive", name, [Scanner(rules).scan_bytes(data, name)])
+out = io.StringIO()
+render([target], rules, "table", out)
+assert "test_marker" in out.getvalue(), out.getvalue()
+print(sorted(m for m in sys.modules if m.split(".")[0] == "rich"))
+"""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "python"), str(repo)])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_terminal_table_is_rich(results: list[TargetResult], rules: Rules) -> None:
+    """A terminal keeps rich's table (its heavy rule under the overview's header, colour)."""
+    controller, terminal = os.openpty()
+    received = bytearray()
+
+    def read_all() -> None:
+        try:
+            while chunk := os.read(controller, 65536):
+                received.extend(chunk)
+        except OSError as error:  # Linux: EIO once the terminal side is closed, the end of the output
+            if error.errno != errno.EIO:
+                raise
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    try:
+        with open(terminal, "w", encoding="utf-8", closefd=True) as out:
+            assert out.isatty()
+            render(results, rules, "table", out)
+    finally:
+        reader.join(timeout=30)
+        os.close(controller)
+    text = received.decode()
+    assert "━━━" in text and "test_marker" in text
+    out_file = io.StringIO()
+    render(results, rules, "table", out_file)
+    assert "━" not in out_file.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -688,14 +804,14 @@ def test_printable_escapes_controls_and_clips() -> None:
 
 
 def test_min_score_sets_the_exit_code_and_marks_targets_below(
-    results: list[TargetResult], rules: Rules
+    table_text: TableRenderer, results: list[TargetResult], rules: Rules
 ) -> None:
     release, clean, incomplete, _ = results
     assert exit_code([release, clean], min_score=6) == EXIT_FINDINGS  # the release scores 6
     assert exit_code([release, clean], min_score=7) == EXIT_CLEAN
     assert exit_code([release, incomplete], min_score=7) == EXIT_INCOMPLETE
     assert release.fails(6) and not release.fails(7)
-    text = table_text([release, clean], rules, 160, min_score=7)
+    text = table_text([release, clean], rules, 160, 7)
     assert "findings (below --min-score)" in text and "below --min-score 7 do not fail the run" in text
     sarif = sarif_document([release], rules, min_score=7)
     validate_sarif(sarif)
@@ -721,7 +837,9 @@ def regions(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_sarif_regions_give_lines_and_columns_in_text_files(scanner: Scanner, rules: Rules) -> None:
+def test_sarif_regions_give_lines_and_columns_in_text_files(
+    table_text: TableRenderer, scanner: Scanner, rules: Rules
+) -> None:
     prefix = "s = '\U0001d518ü' + '"  # an astral character counts 2 UTF-16 code units, ü one
     text = f"# café\n{prefix}".encode() + MARKER + b"'\r\n"
     long_line = b"x" * 300 + b" " + MARKER + b"\n"
@@ -750,7 +868,7 @@ def test_sarif_regions_give_lines_and_columns_in_text_files(scanner: Scanner, ru
         "byteOffset": 3,
         "byteLength": len(MARKER),
     }
-    table = table_text([TargetResult.from_distributions("loc", "archive", dist.name, [dist])], rules, 200)
+    table = table_text([TargetResult.from_distributions("loc", "archive", dist.name, [dist])], rules, 200, 0)
     assert "loc-1.0.tar.gz/loc-1.0/a.py:2" in table and "loc-1.0.tar.gz/loc-1.0/long.py:3" in table
     assert "loc-1.0.tar.gz/loc-1.0/blob.bin (byte 3)" in table and "\\x00\\x01" not in table
     assert f"{prefix}{MARKER.decode()}'" in table

@@ -95,7 +95,9 @@ Table and markdown (``--format table``, ``--format markdown``): per finding the 
 description, ``<distribution>/<member>:<line>`` (``(byte N)`` in a binary file) and the matched line from
 shortly before the match (at most 60 characters); at most 10 findings (the heaviest) and 10 issues per
 target, then ``… and K more; use -f json for all``. Sizes are decimal (``1.2 MB``). Everything that comes
-from a package or a rule is made printable (control and format characters written as escapes).
+from a package or a rule is made printable (control and format characters written as escapes). A terminal
+gets the table from rich (colour, its width); a file or a pipe gets :func:`plain_table`: the same columns
+as plain aligned text, ``FILE_TABLE_WIDTH`` columns wide, without colour codes and without importing rich.
 
 ``--min-score N``: a target with findings scoring below N does not set exit code 1 (it is reported,
 marked below the threshold, and counts as clean or incomplete for the exit code); ``summary.exit_code``
@@ -906,12 +908,21 @@ def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int
 _VERDICT_STYLE = {"clean": "green", "findings": "bold red", "incomplete": "yellow"}
 
 
+def _verdict_word(target: TargetResult, min_score: int) -> str:
+    if target.verdict == "findings" and target.score < min_score:
+        return "findings (below --min-score)"
+    return target.verdict
+
+
 def _verdict_text(target: TargetResult, min_score: int) -> Text:
     from rich.text import Text
 
-    if target.verdict == "findings" and target.score < min_score:
-        return Text("findings (below --min-score)", style="yellow")
-    return Text(target.verdict, style=_VERDICT_STYLE.get(target.verdict, ""))
+    word = _verdict_word(target, min_score)
+    return Text(word, style="yellow" if word != target.verdict else _VERDICT_STYLE.get(word, ""))
+
+
+def _issues_count(target: TargetResult) -> int:
+    return len(target.issues) + (1 if target.error else 0)
 
 
 def _label(target: TargetResult) -> str:
@@ -943,17 +954,22 @@ def _overview(targets: Sequence[TargetResult], min_score: int) -> Table:
             str(t.score),
             str(t.match_count),
             _size(t),
-            str(len(t.issues) + (1 if t.error else 0)),
+            str(_issues_count(t)),
         )
     return table
+
+
+def _more_line(shown: int, total: int, what: str) -> str | None:
+    if total <= shown:
+        return None
+    return f"… and {total - shown} more {what}; use -f json for all"
 
 
 def _more(shown: int, total: int, what: str) -> Text | None:
     from rich.text import Text
 
-    if total <= shown:
-        return None
-    return Text(f"… and {total - shown} more {what}; use -f json for all", style="dim")
+    line = _more_line(shown, total, what)
+    return None if line is None else Text(line, style="dim")
 
 
 def _findings(target: TargetResult, width: int) -> tuple[Table, Text | None]:
@@ -989,35 +1005,46 @@ def _findings(target: TargetResult, width: int) -> tuple[Table, Text | None]:
 def _problems(target: TargetResult) -> Iterator[Text]:
     from rich.text import Text
 
+    styles = {"error": "bold red", "unscanned": "yellow", "note": "dim"}
+    for tag, rest in _problem_lines(target):
+        yield Text.assemble((tag, styles[tag]), rest) if tag else Text(rest, style="dim")
+
+
+def _problem_lines(target: TargetResult) -> Iterator[tuple[str, str]]:
+    """The target's error and its first issues as (tag, rest of the line); the "… and K more" line has
+    no tag."""
     if target.error:
-        yield Text.assemble(("error", "bold red"), f" {_label(target)}: {printable(target.error)}")
+        yield "error", f" {_label(target)}: {printable(target.error)}"
     issues = target.issues
     for dist, issue in issues[:TABLE_MAX_ISSUES]:
-        tag = ("unscanned", "yellow") if issue.unscanned else ("note", "dim")
-        yield Text.assemble(
-            tag, f" [{issue.kind}] {printable(member_label(dist, issue.path))}: {printable(issue.message)}"
-        )
-    more = _more(min(len(issues), TABLE_MAX_ISSUES), len(issues), "issue(s)")
+        tag = "unscanned" if issue.unscanned else "note"
+        yield tag, f" [{issue.kind}] {printable(member_label(dist, issue.path))}: {printable(issue.message)}"
+    more = _more_line(min(len(issues), TABLE_MAX_ISSUES), len(issues), "issue(s)")
     if more is not None:
-        yield more
+        yield "", more
 
 
 def _footer(targets: Sequence[TargetResult], rules: Rules, min_score: int) -> Text:
     from rich.text import Text
 
+    summary, verdict = _footer_parts(targets, rules, min_score)
+    style = _VERDICT_STYLE.get(verdict, "yellow")  # "findings below --min-score" is not a verdict
+    return Text.assemble(summary, Text(verdict, style=style))
+
+
+def _footer_parts(targets: Sequence[TargetResult], rules: Rules, min_score: int) -> tuple[str, str]:
+    """The run's totals (ending in ": ") and its overall verdict."""
     s = summary_json(targets)
     threshold = f"; targets scoring below --min-score {min_score} do not fail the run" if min_score else ""
-    verdict = overall_verdict(targets)
+    verdict: str = overall_verdict(targets)
     if verdict == "findings" and exit_code(targets, min_score) != EXIT_FINDINGS:
-        verdict_text = Text("findings below --min-score", style="yellow")
-    else:
-        verdict_text = Text(verdict, style=_VERDICT_STYLE.get(verdict, ""))
-    return Text.assemble(
+        verdict = "findings below --min-score"
+    totals = (
         f"{s['targets']} target(s), {s['distributions']} distribution(s), {s['files_scanned']} file(s), "
         f"{human_size(s['bytes_scanned'])} scanned with {rules.count} rule(s) ({rules.hash[:12]})"
-        f"{threshold}: ",
-        verdict_text,
+        f"{threshold}: "
     )
+    return totals, verdict
 
 
 def render_table(
@@ -1043,6 +1070,201 @@ def render_table(
         console.print(_footer(targets, rules, min_score))
 
 
+# ------------------------------------------------------------------------------- table as plain text
+# A file or a pipe gets the table laid out here, without rich: the same information and limits, no
+# colour, at a small part of the cost (issue 19: importing rich and laying out its tables cost the table
+# format most of its gap to JSON).
+
+_RULE_CHAR = "─"
+
+
+def _cells(text: str) -> int:
+    """Terminal columns ``text`` takes: wide East Asian characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_cells(c) for c in text)
+
+
+def _char_cells(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
+def _fold(text: str, width: int) -> list[str]:
+    """``text`` cut into lines of at most ``width`` columns, anywhere (paths, snippets)."""
+    if _cells(text) <= width:
+        return [text]
+    if text.isascii():
+        return [text[i : i + width] for i in range(0, len(text), width)]
+    lines, line, used = [], "", 0
+    for char in text:
+        cells = _char_cells(char)
+        if used + cells > width and line:
+            lines.append(line)
+            line, used = "", 0
+        line += char
+        used += cells
+    return [*lines, line]
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` cut into lines of at most ``width`` columns between words; a longer word is folded."""
+    if _cells(text) <= width:
+        return [text]
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if _cells(candidate) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        *full, line = _fold(word, width)
+        lines += full
+    return [*lines, line]
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    gap = " " * (width - _cells(text))
+    return gap + text if right else text + gap
+
+
+class _Column(NamedTuple):
+    header: str
+    width: int
+    right: bool = False
+    words: bool = False
+    """Cut between words (descriptions) rather than anywhere (paths, snippets)."""
+
+
+def _grid(columns: Sequence[_Column], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A header, a rule under it and the rows, each cell cut to its column's width, indented by two."""
+
+    def line(cells: Sequence[str]) -> str:
+        return (
+            "  "
+            + "  ".join(_pad(c, col.width, col.right) for c, col in zip(cells, columns, strict=True)).rstrip()
+        )
+
+    lines = [line([c.header for c in columns]), line([_RULE_CHAR * c.width for c in columns])]
+    for row in rows:
+        cut = [
+            (_wrap if col.words else _fold)(cell, col.width) for cell, col in zip(row, columns, strict=True)
+        ]
+        height = max(len(c) for c in cut)
+        for i in range(height):
+            lines.append(line([c[i] if i < len(c) else "" for c in cut]))
+    return lines
+
+
+def _shares(natural: Sequence[int], ratios: Sequence[int], room: int) -> list[int]:
+    """Widths for columns wanting ``natural`` columns each in ``room``: all they want if it fits, else
+    ``room`` shared by ``ratios``, a column needing less than its share giving the rest to the others."""
+    if sum(natural) <= room:
+        return list(natural)
+    widths = [0] * len(natural)
+    open_ = set(range(len(natural)))
+    while open_:
+        total = sum(ratios[i] for i in open_)
+        share = {i: max(1, room * ratios[i] // total) for i in open_}
+        settled = {i for i in open_ if natural[i] <= share[i]}
+        if not settled:
+            for i in open_:
+                widths[i] = share[i]
+            break
+        for i in settled:
+            widths[i] = natural[i]
+            room -= natural[i]
+        open_ -= settled
+    return widths
+
+
+def _width_of(texts: Iterable[str], header: str) -> int:
+    return max([_cells(header), *map(_cells, texts)])
+
+
+def _plain_overview(targets: Sequence[TargetResult], width: int, min_score: int) -> list[str]:
+    rows = [
+        [
+            _label(t),
+            _verdict_word(t, min_score),
+            str(t.score),
+            str(t.match_count),
+            _size(t),
+            str(_issues_count(t)),
+        ]
+        for t in targets
+    ]
+    headers = ("Target", "Verdict", "Score", "Findings", "Size", "Issues")
+    natural = [_width_of((r[i] for r in rows), h) for i, h in enumerate(headers)]
+    room = width - 2 - 2 * (len(headers) - 1) - sum(natural[1:])
+    columns = [_Column("Target", max(10, min(natural[0], room)))]
+    columns += [_Column(h, w, right=h != "Verdict") for h, w in zip(headers[1:], natural[1:], strict=True)]
+    return ["Scan results", "", *_grid(columns, rows)]
+
+
+def _plain_findings(target: TargetResult, width: int) -> list[str]:
+    shown = top_findings(target, TABLE_MAX_FINDINGS)
+    rows = [
+        [
+            f.match.identifier,
+            str(f.match.weight),
+            printable(f.location),
+            printable(rule_description(f.match) or "-", DESCRIPTION_CHARS),
+            f.snippet() or "-",
+        ]
+        for f in shown
+    ]
+    # Rule names are never broken: the column is as wide as the longest one; the rest is cut to fit.
+    rule = _Column("Rule", _width_of((r[0] for r in rows), "Rule"))
+    weight = _Column("Weight", _width_of((r[1] for r in rows), "Weight"), right=True)
+    room = width - 2 - rule.width - weight.width - 2 * 2
+    if width >= TABLE_WIDE_COLUMNS:
+        natural = [
+            _width_of((r[i] for r in rows), h) for i, h in ((2, "File"), (3, "Description"), (4, "Snippet"))
+        ]
+        widths = _shares(natural, (3, 3, 2), room - 2 * 2)
+        file_, description = _Column("File", widths[0]), _Column("Description", widths[1], words=True)
+        grid = _grid([rule, weight, file_, description, _Column("Snippet", widths[2])], rows)
+    else:
+        # Narrow: one column holding the file, the description and the snippet, one under the other.
+        stacked = _Column("File, description, snippet", max(10, room))
+        grid = _grid([rule, weight, stacked], [])
+        for row in rows:
+            cell = [
+                *_fold(row[2], stacked.width),
+                *_wrap(row[3], stacked.width),
+                *_fold(row[4], stacked.width),
+            ]
+            grid.append(f"  {_pad(row[0], rule.width, False)}  {_pad(row[1], weight.width, True)}  {cell[0]}")
+            grid += [" " * (2 + rule.width + 2 + weight.width + 2) + line for line in cell[1:]]
+    more = _more_line(len(shown), target.match_count, "finding(s)")
+    return [*_fold(f"Findings in {_label(target)}", width), "", *grid, *(_wrap(more, width) if more else [])]
+
+
+def plain_table(
+    targets: Sequence[TargetResult], rules: Rules, width: int = FILE_TABLE_WIDTH, quiet: bool = False,
+    min_score: int = 0,
+) -> str:  # fmt: skip
+    """The table report (:func:`render_table`'s content) as plain text at most ``width`` columns wide
+    (a rule name longer than the width excepted): what a file or a pipe gets."""
+    lines = _plain_overview(targets, width, min_score)
+    for target in targets:
+        if target.rules_matched:
+            lines += ["", *_plain_findings(target, width)]
+        problems = list(_problem_lines(target))
+        if problems:
+            lines += ["", *_fold(f"Issues in {_label(target)}", width)]
+            for tag, rest in problems:
+                lines += _fold(tag + rest, width)
+    if not quiet:
+        totals, verdict = _footer_parts(targets, rules, min_score)
+        lines += ["", *_wrap(totals + verdict, width)]
+    return "\n".join(lines) + "\n"
+
+
 def render(
     targets: Sequence[TargetResult],
     rules: Rules,
@@ -1053,13 +1275,12 @@ def render(
 ) -> None:
     """Write the report of ``targets`` to ``out`` in ``fmt`` (a whole document, or all NDJSON lines)."""
     if fmt == "table":
+        if not out.isatty():  # a file or a pipe: plain text, with room for long member paths
+            out.write(plain_table(targets, rules, FILE_TABLE_WIDTH, quiet=quiet, min_score=min_score))
+            return
         from dragonfly_hybrid.closed_pipe_console import ClosedPipeConsole
 
-        # A terminal gets its own width; a file or a pipe gets room for long member paths.
-        width = None if out.isatty() else FILE_TABLE_WIDTH
-        render_table(
-            targets, rules, ClosedPipeConsole(file=out, width=width), quiet=quiet, min_score=min_score
-        )
+        render_table(targets, rules, ClosedPipeConsole(file=out), quiet=quiet, min_score=min_score)
     elif fmt == "markdown":
         from dragonfly_hybrid.report_markdown import markdown_report  # it imports this module
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from dragonfly_hybrid import rules_loader
 from dragonfly_hybrid._core import Rules
-from dragonfly_hybrid.cli import app, main, may_name_rules
+from dragonfly_hybrid.cli import app, main, rules_arguments
 from dragonfly_hybrid.cli.app import COMMANDS
-from dragonfly_hybrid.rules_loader import RULES_CACHE_ENV, load_rules, prefetch_bundled_rules, rules_cache_dir
+from dragonfly_hybrid.rules_loader import RULES_CACHE_ENV, load_rules, prefetch_rules, rules_cache_dir
 from typer.testing import CliRunner
 
 from tests.fakes.pypi import LIGHT_RULE, MARKER_RULE
@@ -152,17 +152,19 @@ def test_top_level_help_and_unknown_commands_get_the_whole_app() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["x.whl"], False),
-        (["-f", "json", "-o", "out.json", "x.whl"], False),
-        (["--rules", "mine", "x.whl"], True),
-        (["--rules=mine", "x.whl"], True),
-        (["-r", "mine", "x.whl"], True),
-        (["-qr", "mine", "x.whl"], True),
-        (["--", "-r"], False),
+        (["x.whl"], []),
+        (["-f", "json", "-o", "out.json", "-R", "req.txt", "x.whl"], []),
+        (["--rules", "mine", "x.whl"], ["mine"]),
+        (["--rules=mine", "-r", "more", "-rthird", "x.whl"], ["mine", "more", "third"]),
+        (["-qr", "mine", "x.whl"], None),
+        (["x.whl", "-r"], None),
+        (["--", "-r"], []),
     ],
 )
-def test_scan_arguments_that_may_name_rules(args: list[str], expected: bool) -> None:
-    assert may_name_rules(args) is expected
+def test_scan_rules_arguments_are_read_ahead_of_the_parser(
+    args: list[str], expected: list[str] | None
+) -> None:
+    assert rules_arguments(args) == expected
 
 
 # ------------------------------------------------------------------------------------ compiled-rules cache
@@ -273,7 +275,7 @@ def test_the_prefetched_bundled_set_is_what_load_rules_returns(
     monkeypatch.setenv(RULES_CACHE_ENV, str(cache))
     expected = load_rules(cache_dir=cache)  # compiled and cached
     threads = deserializing_threads(monkeypatch)
-    prefetch_bundled_rules()
+    prefetch_rules()
     assert load_rules(cache_dir=cache).hash == expected.hash
     assert threads == ["rules-prefetch"]
 
@@ -286,7 +288,7 @@ def test_a_prefetch_from_another_cache_is_dropped(monkeypatch: pytest.MonkeyPatc
     light = load_rules([write_rules(tmp_path / "light", LIGHT_RULE)])
     entry.write_bytes(light.serialize())
     monkeypatch.setenv(RULES_CACHE_ENV, str(first))
-    prefetch_bundled_rules()
+    prefetch_rules()
     assert load_rules(cache_dir=second).hash == expected.hash
     threads = deserializing_threads(monkeypatch)
     assert load_rules(cache_dir=first).hash == light.hash, "the first cache's entry, read again"
@@ -298,7 +300,7 @@ def test_a_prefetch_that_misses_leaves_compiling_and_caching_to_load_rules(
 ) -> None:
     cache = tmp_path / "cache"
     monkeypatch.setenv(RULES_CACHE_ENV, str(cache))
-    prefetch_bundled_rules()
+    prefetch_rules()
     rules = load_rules(cache_dir=cache)
     [entry] = list(cache.iterdir())
     assert Rules.deserialize(entry.read_bytes()).hash == rules.hash
@@ -329,4 +331,23 @@ def test_scan_loads_the_bundled_rules_while_it_starts(
     blob.write_bytes(load_rules([write_rules(tmp_path / "light", LIGHT_RULE)]).serialize())
     out = run_main(monkeypatch, capsys, "scan", "-r", str(blob), "--format", "json", "--quiet", str(target))
     assert json.loads(out)["rules"]["count"] == 1
-    assert threads[1:] and "rules-prefetch" not in threads[1:], "--rules: the bundled set is not loaded"
+    assert threads[1:] == ["rules-prefetch"], "--rules: the blob it names is loaded ahead, and only it"
+
+
+def test_scan_loads_the_rules_it_is_given_while_it_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(RULES_CACHE_ENV, str(cache))
+    light = write_rules(tmp_path / "light", LIGHT_RULE)
+    expected = load_rules([light], cache_dir=cache)  # compiled and cached
+    target = tmp_path / "setup.py"
+    target.write_text("print('hello')\n")
+    threads = deserializing_threads(monkeypatch)
+    out = run_main(monkeypatch, capsys, "scan", "--rules", str(light), "-f", "json", "-q", str(target))
+    assert json.loads(out)["rules"]["hash"] == expected.hash
+    assert threads == ["rules-prefetch"]
+    # A prefetch of other paths is dropped: the command loads what it was given.
+    prefetch_rules([tmp_path / "elsewhere"])
+    assert load_rules([light], cache_dir=cache).hash == expected.hash
+    assert threads[1:] == [threading.current_thread().name]

@@ -6,10 +6,11 @@ takes a fraction of that), so the commands keep what they compile in a cache dir
 engine version and the blob format, written atomically. A file that does not load (damaged, another
 format) is ignored and written again; a cache that cannot be written costs only the time.
 
-:func:`prefetch_bundled_rules` starts loading the bundled set from the cache on a background thread (the
-engine lets go of the GIL while it deserializes), so ``scan`` overlaps it with the rest of its start-up; the
-next :func:`load_rules` of the bundled set with the same cache directory takes that result. It only reads:
-a miss or an unusable entry leaves everything (compiling, the warning, writing the entry) to that call.
+:func:`prefetch_rules` starts loading a rule set (the bundled one, or the paths ``--rules`` names) from the
+cache on a background thread (the engine lets go of the GIL while it deserializes), so ``scan`` overlaps it
+with the rest of its start-up; the next :func:`load_rules` of the same paths with the same cache directory
+takes that result. It only reads: a miss or an unusable entry leaves everything (compiling, the warning,
+writing the entry) to that call.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from dragonfly_hybrid._core import COMPILED_RULES_MAGIC, Rules, __version__
@@ -93,45 +94,54 @@ def bundled_rules_dir() -> Path:
 
 
 class _Prefetch:
-    """The bundled set read from ``cache_dir`` on a daemon thread (None: not there, or not usable)."""
+    """The rule set of ``paths`` (none: the bundled set) read from ``cache_dir`` on a daemon thread (None:
+    not there, or not usable)."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, paths: Sequence[StrPath]) -> None:
         self.cache_dir = cache_dir
+        self.key = _paths_key(paths)
         self.rules: Rules | None = None
         # A daemon: a command that stops early (a usage error) does not wait for a load it will not use.
-        self.thread = threading.Thread(target=self._load, name="rules-prefetch", daemon=True)
+        self.thread = threading.Thread(target=self._load, args=(paths,), name="rules-prefetch", daemon=True)
         self.thread.start()
 
-    def _load(self) -> None:
+    def _load(self, paths: Sequence[StrPath]) -> None:
         # Any failure is the caller's to meet again and report, as it would without the prefetch.
         with contextlib.suppress(Exception):
-            entry = _cache_entry(self.cache_dir, _sources_in_directory(bundled_rules_dir()))
-            self.rules = Rules.deserialize(entry.read_bytes())
+            found = _gather([Path(p) for p in paths] or [bundled_rules_dir()])
+            if isinstance(found, dict):
+                found = Rules.deserialize(_cache_entry(self.cache_dir, found).read_bytes())
+            self.rules = found
 
     def result(self) -> Rules | None:
         self.thread.join()
         return self.rules
 
 
+def _paths_key(paths: Iterable[StrPath]) -> tuple[str, ...]:
+    return tuple(os.path.abspath(p) for p in paths)
+
+
 _prefetch: _Prefetch | None = None
 _prefetch_lock = threading.Lock()
 
 
-def prefetch_bundled_rules() -> None:
-    """Start loading the bundled rule set from the rules cache (:func:`rules_cache_dir`) in the background,
-    for the next ``load_rules()`` of the bundled set with that cache directory; nothing when it is off."""
+def prefetch_rules(paths: Sequence[StrPath] = ()) -> None:
+    """Start loading the rule set of ``paths`` (none: the bundled set) from the rules cache
+    (:func:`rules_cache_dir`) in the background, for the next ``load_rules(paths)`` with that cache
+    directory; nothing when the cache is off."""
     global _prefetch
     cache_dir = rules_cache_dir()
     if cache_dir is not None:
         with _prefetch_lock:
-            _prefetch = _Prefetch(cache_dir)
+            _prefetch = _Prefetch(cache_dir, paths)
 
 
-def _take_prefetched(cache_dir: Path) -> Rules | None:
+def _take_prefetched(cache_dir: Path, paths: Sequence[Path]) -> Rules | None:
     global _prefetch
     with _prefetch_lock:
         started, _prefetch = _prefetch, None
-    if started is None or started.cache_dir != cache_dir:
+    if started is None or started.cache_dir != cache_dir or started.key != _paths_key(paths):
         return None
     return started.result()
 
@@ -157,11 +167,16 @@ def load_rules(paths: Iterable[StrPath] = (), *, cache_dir: Path | None = None) 
     not compile, ``RulesFormatError`` for a damaged blob, ``OSError`` when a path cannot be read.
     """
     given = [Path(p) for p in paths]
-    if not given and cache_dir is not None:
-        prefetched = _take_prefetched(cache_dir)
+    if cache_dir is not None:
+        prefetched = _take_prefetched(cache_dir, given)
         if prefetched is not None:
             return prefetched
-    given = given or [bundled_rules_dir()]
+    found = _gather(given or [bundled_rules_dir()])
+    return compile_cached(found, cache_dir) if isinstance(found, dict) else found
+
+
+def _gather(given: list[Path]) -> Rules | dict[str, str]:
+    """The sources of ``given`` by origin, or the rule set when it is one compiled blob."""
     sources: dict[str, str] = {}
     for path in given:
         if path.is_dir():
@@ -178,4 +193,4 @@ def load_rules(paths: Iterable[StrPath] = (), *, cache_dir: Path | None = None) 
             sources[path.name] = data.decode("utf-8")
         except UnicodeDecodeError as err:
             raise ValueError(f"{path} is neither UTF-8 YARA source nor a compiled rule set") from err
-    return compile_cached(sources, cache_dir)
+    return sources

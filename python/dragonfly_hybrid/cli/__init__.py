@@ -2,8 +2,9 @@
 
 `main` answers `--version` alone without loading the app (typer and every command's module): the one
 invocation that needs nothing else starts in the time of the interpreter. `app` is loaded on first use.
-For a `scan` with the bundled rules, `main` starts loading them from the rules cache before anything else
-is imported (`rules_loader.prefetch_bundled_rules`): the load overlaps the imports and option parsing.
+For a `scan`, `main` starts loading its rules (the bundled set, or the paths `--rules` names) from the rules
+cache before anything else is imported (`rules_loader.prefetch_rules`): the load overlaps the imports and
+option parsing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dragonfly_hybrid.cli.app import app
 
-__all__ = ["app", "main", "version_line"]
+__all__ = ["app", "main", "rules_arguments", "version_line"]
 
 
 def version_line() -> str:
@@ -29,24 +30,38 @@ def main() -> None:
     if sys.argv[1:] == ["--version"]:
         print(version_line())
         return
-    if sys.argv[1:2] == ["scan"] and not may_name_rules(sys.argv[2:]):
-        from dragonfly_hybrid.rules_loader import prefetch_bundled_rules
+    rules = rules_arguments(sys.argv[2:]) if sys.argv[1:2] == ["scan"] else None
+    if rules is not None:
+        from dragonfly_hybrid.rules_loader import prefetch_rules
 
-        prefetch_bundled_rules()
+        prefetch_rules(rules)
     from dragonfly_hybrid.cli.app import main as run_app
 
     run_app()
 
 
-def may_name_rules(args: list[str]) -> bool:
-    """Whether ``scan``'s arguments may give ``--rules``/``-r`` (then the bundled set is not worth loading
-    ahead): any ``--rules...`` and any short-option cluster holding an ``r``, before a ``--``."""
-    for arg in args:
+def rules_arguments(args: list[str]) -> list[str] | None:
+    """The values of ``scan``'s ``--rules``/``-r`` options in ``args`` (empty: the bundled set), read ahead of
+    the parser; None when that cannot be told for sure (a short-option cluster holding an ``r``, a missing
+    value): then nothing is loaded ahead. A wrong guess only costs the load: the prefetched set is used only
+    by a ``load_rules`` of the same paths."""
+    values: list[str] = []
+    remaining = iter(args)
+    for arg in remaining:
         if arg == "--":
-            return False
-        if arg.startswith("--rules") or (arg.startswith("-") and not arg.startswith("--") and "r" in arg):
-            return True
-    return False
+            break
+        if arg in ("-r", "--rules"):
+            value = next(remaining, None)
+            if value is None:
+                return None
+            values.append(value)
+        elif arg.startswith("--rules="):
+            values.append(arg.partition("=")[2])
+        elif arg.startswith("-r"):
+            values.append(arg[2:])
+        elif arg.startswith("-") and not arg.startswith("--") and "r" in arg:
+            return None
+    return values
 
 
 def _load_app() -> Any:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 GROUP_ORDER = ("light", "heavy")
 
@@ -50,6 +50,16 @@ NODE_ENGINE_SHARE = 1 / 1.1
 """The node drains the queue within 10% of the engine alone's time on the same distributions."""
 
 MB = 1e6
+
+
+_Row = TypeVar("_Row")
+
+
+def _from_known_fields(cls: type[_Row], data: dict[str, Any]) -> _Row:
+    """An instance of the dataclass ``cls`` from a result file's dict, ignoring keys it does not have (files
+    written by older or newer versions of the benchmarks)."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass
+    return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -83,8 +93,7 @@ class Measurement:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return _from_known_fields(cls, data)
 
     @property
     def bound_mb(self) -> float | None:
@@ -303,8 +312,7 @@ class NodeMeasurement:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeMeasurement:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return _from_known_fields(cls, data)
 
 
 def node_header(rows: Sequence[NodeMeasurement]) -> str:
@@ -381,8 +389,7 @@ class E2EMeasurement:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> E2EMeasurement:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return _from_known_fields(cls, data)
 
 
 def e2e_header(rows: Sequence[E2EMeasurement]) -> str:

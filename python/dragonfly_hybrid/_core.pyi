@@ -80,12 +80,14 @@ class Rules:
         """
     @staticmethod
     def deserialize(data: bytes) -> Rules:
-        """Load a blob written by ``serialize``.
+        """Load a blob written by ``serialize``. A blob holds the rules' machine code, which runs in this
+        process: load only blobs you trust as you would a program.
 
         Raises ``RulesFormatError`` if it is not one.
         """
     def serialize(self) -> bytes:
-        """A blob that ``deserialize`` loads without compiling again (keeps ``hash``)."""
+        """A blob that ``deserialize`` loads without compiling again (keeps ``hash``): the compiled rules
+        with their machine code for this platform (elsewhere they are compiled from the blob's WASM)."""
     @property
     def hash(self) -> str:
         """Stable SHA-256 over the sorted (origin, source) pairs the set was compiled from."""

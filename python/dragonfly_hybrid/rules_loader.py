@@ -47,10 +47,15 @@ def rules_cache_dir() -> Path | None:
     return Path(base) / "dragonfly-hybrid" / "rules"
 
 
+_CACHE_LAYOUT = b"native-code"
+"""Cached blobs hold the rules' native code (loading them skips Cranelift); a blob written before they did
+would still load, only as slowly as compiling, so such entries are keyed apart."""
+
+
 def _sources_key(sources: dict[str, str]) -> str:
     """What a compiled set depends on: every (origin, source) pair, the engine version, the blob format."""
     digest = hashlib.sha256()
-    for part in (__version__.encode(), COMPILED_RULES_MAGIC):
+    for part in (__version__.encode(), COMPILED_RULES_MAGIC, _CACHE_LAYOUT):
         digest.update(len(part).to_bytes(8, "little") + part)
     for origin, text in sorted(sources.items()):
         for part in (origin.encode(), text.encode()):

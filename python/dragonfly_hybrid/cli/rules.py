@@ -45,7 +45,10 @@ def rules_compile(
         Path, typer.Option("--output", "-o", help="Where to write the compiled blob.", metavar="FILE")
     ],
 ) -> None:
-    """Compile rules to a blob that `scan --rules FILE` loads without compiling again (same hash)."""
+    """Compile rules to a blob that `scan --rules FILE` loads without compiling again (same hash).
+
+    The blob holds the rules' machine code: share rule sources, not blobs, with anyone who should not run
+    code on your machine."""
     ruleset = load_rules_or_exit(paths)
     try:
         output.write_bytes(ruleset.serialize())

@@ -15,9 +15,11 @@ use crate::routing::{self, Plan};
 /// The first bytes of every serialized rule set, whatever its format version.
 pub const COMPILED_PREFIX: &[u8] = b"DFHYBRID-RULES";
 /// The first bytes of a serialized rule set compiled whole.
-pub const COMPILED_MAGIC: &[u8] = b"DFHYBRID-RULES\x01\n";
+pub const COMPILED_MAGIC: &[u8] = b"DFHYBRID-RULES\x03\n";
 /// The first bytes of a serialized rule set compiled in filetype-routed parts.
-pub const COMPILED_ROUTED_MAGIC: &[u8] = b"DFHYBRID-RULES\x02\n";
+pub const COMPILED_ROUTED_MAGIC: &[u8] = b"DFHYBRID-RULES\x04\n";
+/// Formats 1 and 2: the same layouts without the body's checksum, and without machine code.
+const UNCHECKED_VERSIONS: [u8; 2] = [1, 2];
 const HASH_HEX_LEN: usize = 64;
 
 /// A metadata value of a rule, owned.
@@ -432,17 +434,12 @@ impl RuleSet {
             rules.serialize().expect("serializing compiled rules to memory cannot fail")
         };
         let mut out = Vec::new();
-        match &self.inner.compiled {
+        let magic = match &self.inner.compiled {
             Compiled::Whole { rules, .. } => {
-                out.extend_from_slice(COMPILED_MAGIC);
-                out.extend_from_slice(self.inner.hash.as_bytes());
-                out.push(b'\n');
                 out.extend_from_slice(&blob(rules));
+                COMPILED_MAGIC
             }
             Compiled::Routed(routed) => {
-                out.extend_from_slice(COMPILED_ROUTED_MAGIC);
-                out.extend_from_slice(self.inner.hash.as_bytes());
-                out.push(b'\n');
                 put_u32(&mut out, self.inner.infos.len());
                 for info in &self.inner.infos {
                     put_bytes(&mut out, info.identifier.as_bytes());
@@ -460,9 +457,18 @@ impl RuleSet {
                 for class in &routed.classes {
                     put_blob(&mut out, &blob(class));
                 }
+                COMPILED_ROUTED_MAGIC
             }
-        }
-        out
+        };
+        // The body holds machine code that runs when loaded: a damaged blob must be refused, not run.
+        let mut header = Vec::with_capacity(magic.len() + 2 * (HASH_HEX_LEN + 1));
+        header.extend_from_slice(magic);
+        header.extend_from_slice(self.inner.hash.as_bytes());
+        header.push(b'\n');
+        header.extend_from_slice(hex(&Sha256::digest(&out)).as_bytes());
+        header.push(b'\n');
+        header.extend_from_slice(&out);
+        header
     }
 
     pub fn deserialize(data: &[u8]) -> Result<Self, RulesError> {
@@ -470,18 +476,22 @@ impl RuleSet {
             (false, rest)
         } else if let Some(rest) = data.strip_prefix(COMPILED_ROUTED_MAGIC) {
             (true, rest)
+        } else if data
+            .strip_prefix(COMPILED_PREFIX)
+            .is_some_and(|rest| rest.get(1) == Some(&b'\n') && UNCHECKED_VERSIONS.contains(&rest[0]))
+        {
+            return Err(RulesError::Format(
+                "written by an earlier version of dragonfly-hybrid; compile the rules again".into(),
+            ));
         } else {
             return Err(RulesError::Format("missing header".into()));
         };
-        if rest.len() < HASH_HEX_LEN + 1 || rest[HASH_HEX_LEN] != b'\n' {
-            return Err(RulesError::Format("truncated header".into()));
+        let (hash, rest) = hex_line(rest).ok_or_else(|| RulesError::Format("bad rule-set hash".into()))?;
+        let hash = hash.to_owned();
+        let (checksum, body) = hex_line(rest).ok_or_else(|| RulesError::Format("bad checksum line".into()))?;
+        if hex(&Sha256::digest(body)) != checksum {
+            return Err(RulesError::Format("damaged: its checksum does not match its content".into()));
         }
-        let hash = std::str::from_utf8(&rest[..HASH_HEX_LEN])
-            .ok()
-            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| RulesError::Format("bad rule-set hash".into()))?
-            .to_owned();
-        let body = &rest[HASH_HEX_LEN + 1..];
         let load =
             |blob: &[u8]| yara_x::Rules::deserialize(blob).map_err(|err| RulesError::Format(err.to_string()));
         if !routed {
@@ -612,4 +622,11 @@ impl fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuleSet").field("rules", &self.len()).field("hash", &self.hash()).finish()
     }
+}
+
+/// A line of 64 hex digits at the start of `data`, and what follows its newline.
+fn hex_line(data: &[u8]) -> Option<(&str, &[u8])> {
+    let line = data.get(..HASH_HEX_LEN).filter(|_| data.get(HASH_HEX_LEN) == Some(&b'\n'))?;
+    let text = std::str::from_utf8(line).ok().filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    Some((text, &data[HASH_HEX_LEN + 1..]))
 }

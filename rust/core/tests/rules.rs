@@ -69,6 +69,29 @@ fn serialize_round_trip_keeps_hash_and_rules() {
     assert!(matches!(RuleSet::deserialize(&blob[..blob.len() / 2]), Err(RulesError::Format(_))));
 }
 
+fn format_error(blob: &[u8]) -> String {
+    match RuleSet::deserialize(blob) {
+        Err(RulesError::Format(message)) => message,
+        other => panic!("expected a format error, got {:?}", other.map(|r| r.hash().to_owned())),
+    }
+}
+
+#[test]
+fn a_damaged_blob_is_refused_before_its_machine_code_is_loaded() {
+    let rules = RuleSet::compile([("a.yar", "rule x { strings: $a = \"evil\" condition: $a }")]).unwrap();
+    let blob = rules.serialize();
+    let body = COMPILED_MAGIC.len() + 2 * 65;
+    // Every byte of the body counts: a flipped bit anywhere (in the machine code too) is caught.
+    for at in [body, body + (blob.len() - body) / 3, body + (blob.len() - body) / 2, blob.len() - 1] {
+        let mut damaged = blob.clone();
+        damaged[at] ^= 0x10;
+        assert!(format_error(&damaged).contains("checksum does not match"), "flip at {at}");
+    }
+    let mut earlier = blob.clone();
+    earlier[COMPILED_MAGIC.len() - 2] = 1; // format 1: no checksum
+    assert!(format_error(&earlier).contains("earlier version"));
+}
+
 #[test]
 fn hash_is_stable_and_order_independent() {
     let a =

@@ -316,12 +316,25 @@ def test_no_content_cache_cannot_record_or_load_entries(rules: Rules) -> None:
         Scanner(rules, content_cache=False).cache_import([(digest(BAD), b"")])
 
 
-def test_scan_uses_the_content_cache_unless_it_scans_one_file_once(tmp_path: Path) -> None:
-    archive = PathTarget("a.whl", tmp_path / "a.whl", is_directory=False)
+def archive_target(tmp_path: Path, filename: str) -> PathTarget:
+    return PathTarget(filename, tmp_path / filename, is_directory=False)
+
+
+def test_scan_uses_the_content_cache_unless_its_archives_are_of_distinct_projects(tmp_path: Path) -> None:
+    archive = archive_target(tmp_path, "a.whl")
     directory = PathTarget("d", tmp_path, is_directory=True)
     release = ReleaseTarget("pkg==1.0", "pkg", "1.0")
     assert not shares_contents([archive], None)
     assert shares_contents([archive, archive], None)
+    distinct = ["flask-3.0.3.tar.gz", "Babel-2.15.0-py3-none-any.whl", "python-dateutil-2.9.0.post0.tar.gz"]
+    assert not shares_contents([archive_target(tmp_path, name) for name in distinct], None)
+    for pair in [
+        ("Foo_Bar-1.0.tar.gz", "foo.bar-2.0-py3-none-any.whl"),  # sdist and wheel, two versions
+        ("python-dateutil-2.9.0.tar.gz", "python_dateutil-2.9.0-py2.py3-none-any.whl"),
+        ("pkg-1.0.zip", "PKG-1.0.tgz"),
+        ("notes.zip", "notes.zip"),  # no version part: the whole name
+    ]:
+        assert shares_contents([archive_target(tmp_path, name) for name in pair], None), pair
     assert shares_contents([directory], None) and shares_contents([release], None)
     with Store(tmp_path / "store.db") as store:
         assert shares_contents([archive], store)

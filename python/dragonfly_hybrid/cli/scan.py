@@ -375,11 +375,34 @@ def _scan_all(
 
 
 def shares_contents(targets: Sequence[Target], store: Store | None) -> bool:
-    """Whether a run can meet a content twice (and so gains from the engine's content cache): unless it
-    scans one file or archive once, with no store to keep what it saw. Hashing every file of a single
-    wheel for a cache nothing will read cost more than scanning them (issue 19)."""
-    single = len(targets) == 1 and isinstance(targets[0], PathTarget) and not targets[0].is_directory
-    return store is not None or not single
+    """Whether a run can meet a content twice, and so gains from the engine's content cache: with a
+    store (it keeps what it saw), a release from an index (its sdist and wheels hold the same files), a
+    directory, or two archives of one project. Hashing every file for a cache nothing will read costs
+    about as much as scanning them with light rules (issue 19), and distinct projects share next to
+    nothing; a wrong guess either way changes the time taken, never a result."""
+    if store is not None:
+        return True
+    projects: set[str] = set()
+    for target in targets:
+        if isinstance(target, ReleaseTarget) or target.is_directory:
+            return True
+        project = project_key(target.path.name)
+        if project in projects:
+            return True
+        projects.add(project)
+    return False
+
+
+_ARCHIVE_SUFFIX = re.compile(r"(\.tar\.(gz|bz2|xz)|\.t[gbx]z|\.tar|\.zip|\.whl|\.egg)$", re.IGNORECASE)
+_VERSION_START = re.compile(r"-(?=v?\d)")
+
+
+def project_key(filename: str) -> str:
+    """The project part of a distribution's file name, normalized (``Foo_Bar-1.0.tar.gz`` and
+    ``foo.bar-2.0-py3-none-any.whl`` -> ``foo-bar``); the whole name when it has no version part."""
+    stem = _ARCHIVE_SUFFIX.sub("", filename)
+    project = _VERSION_START.split(stem, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", project).lower()
 
 
 def scan_store_path(option: Path | None) -> Path | None:

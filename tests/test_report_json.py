@@ -7,12 +7,22 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from dragonfly_hybrid import Limits, Rules, Scanner
-from dragonfly_hybrid._core import DistributionResult, distributions_json
-from dragonfly_hybrid.report import TargetResult, json_document, ndjson_line, render, target_json
+from dragonfly_hybrid._core import DistributionResult, distributions_json, write_distributions_json
+from dragonfly_hybrid.report import (
+    ReportFormat,
+    TargetResult,
+    json_document,
+    ndjson_line,
+    render,
+    target_json,
+)
 
 from tests.archive_gen import member, tar_of
 from tests.fakes.pypi import sdist, wheel, write, zip_bytes
@@ -234,3 +244,53 @@ def test_deeply_nested_text_keeps_its_strings(dists: list[DistributionResult]) -
     text = distributions_json(dists, 5)
     assert "\n" not in json.dumps(json.loads(text))  # every newline was layout
     assert json.loads(text) == json.loads(distributions_json(dists))
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+def test_a_file_gets_the_same_bytes_written_by_the_engine(
+    targets: list[TargetResult], fmt: ReportFormat, tmp_path: Path
+) -> None:
+    """To a real file (the engine writes the distributions to its descriptor) and through a pipe, the report
+    is byte for byte what a StringIO gets; a stream that does not take UTF-8 is written through Python."""
+    rules = Rules.compile(RULES)
+    expected = io.StringIO()
+    render(targets, rules, fmt, expected)
+    path = tmp_path / f"report.{fmt}"
+    with path.open("w", encoding="utf-8") as out:
+        out.write("before\n")  # what the stream buffered first stays first
+        render(targets, rules, fmt, out)
+        out.write("after\n")
+    assert path.read_text(encoding="utf-8") == "before\n" + expected.getvalue() + "after\n"
+
+    read_end, write_end = os.pipe()
+    received: list[bytes] = []
+
+    def drain() -> None:  # a report larger than the pipe's buffer must not block the writer
+        with open(read_end, "rb") as pipe:
+            received.append(pipe.read())
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    with open(write_end, "w", encoding="utf-8") as out:
+        render(targets, rules, fmt, out)
+    reader.join(timeout=30)
+    assert b"".join(received).decode("utf-8") == expected.getvalue()
+
+    latin = tmp_path / "latin.txt"
+    with latin.open("w", encoding="latin-1", errors="replace") as out:
+        render(targets, rules, fmt, out)
+    assert latin.read_text(encoding="latin-1") == expected.getvalue().encode("latin-1", "replace").decode(
+        "latin-1"
+    )
+
+
+def test_a_closed_pipe_is_a_broken_pipe_error(dists: list[DistributionResult]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        with pytest.raises(BrokenPipeError):
+            write_distributions_json(dists, write_end, 2)
+    finally:
+        os.close(write_end)
+    with pytest.raises(OSError):
+        write_distributions_json(dists, 987654, 2)  # not open

@@ -26,6 +26,7 @@ __all__ = [
     "__version__",
     "default_threads",
     "distributions_json",
+    "write_distributions_json",
 ]
 
 __version__: str
@@ -48,6 +49,13 @@ def distributions_json(distributions: Sequence[DistributionResult], level: int |
     """The JSON array of ``distributions`` in the schema of ``dragonfly_hybrid.report`` (written in Rust): one
     line when ``level`` is None, else indented two spaces per level with every line after the first ``level``
     levels deeper (to nest it in a document written with ``json.dump(indent=2)``)."""
+
+def write_distributions_json(
+    distributions: Sequence[DistributionResult], fd: int, level: int | None = None
+) -> None:
+    """Write ``distributions_json(distributions, level)``, UTF-8 encoded, to the open file descriptor ``fd``
+    at its position (it stays open), never holding the whole text in memory. Raises ``OSError`` as a
+    write does (``BrokenPipeError`` for a closed pipe). POSIX only."""
 
 Verdict = Literal["clean", "findings", "incomplete"]
 

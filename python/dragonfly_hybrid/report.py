@@ -122,7 +122,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote
 
-from dragonfly_hybrid import __version__
+from dragonfly_hybrid import __version__, _core
 from dragonfly_hybrid._core import (
     DistributionResult,
     FileResult,
@@ -369,24 +369,57 @@ def _indented(value: object, level: int) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * level)
 
 
-def _target_parts(target: TargetResult, level: int | None) -> tuple[str, str, str]:
-    """The JSON text of one target in three parts, so that its distributions (tens of MB in a large report)
-    are written as the engine returned them, never copied into a larger string."""
+def _target_parts(target: TargetResult, level: int | None) -> tuple[str, str]:
+    """The JSON text of one target around its distributions (the bulk: files, matches), which
+    :func:`_write_distributions` writes."""
     fields = _target_fields(target)
-    dists = distributions_json(target.distributions, level if level is None else level + 1)
     if level is None:
         line = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-        return f'{line[:-1]},"distributions":', dists, "}"
+        return f'{line[:-1]},"distributions":', "}"
     newline = "\n" + "  " * level
     head = _indented(fields, level)[: -len(newline) - 1]  # without its closing newline and brace
-    return f'{head},{newline}  "distributions": ', dists, f"{newline}}}"
+    return f'{head},{newline}  "distributions": ', f"{newline}}}"
+
+
+def _write_target(target: TargetResult, level: int | None, out: IO[str]) -> None:
+    head, tail = _target_parts(target, level)
+    out.write(head)
+    _write_distributions(target.distributions, level if level is None else level + 1, out)
+    out.write(tail)
+
+
+def _write_distributions(
+    distributions: Sequence[DistributionResult], level: int | None, out: IO[str]
+) -> None:
+    """The distributions' JSON, written by the engine straight to ``out``'s file when it has one that takes
+    UTF-8 (tens of MB are then never a Python string), else through ``out``."""
+    fd = _utf8_file_descriptor(out)
+    if fd is None:
+        out.write(distributions_json(distributions, level))
+        return
+    out.flush()
+    _core.write_distributions_json(distributions, fd, level)
+
+
+def _utf8_file_descriptor(out: IO[str]) -> int | None:
+    if not hasattr(_core, "write_distributions_json"):  # not on POSIX
+        return None
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if encoding != "utf8":
+        return None
+    try:
+        return out.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return None
 
 
 def target_json_text(target: TargetResult, level: int | None = None) -> str:
     """The JSON of one target: one line when ``level`` is None (NDJSON), else as ``json.dump(indent=2)``
     writes it ``level`` levels deep. Its distributions (the bulk: files, matches) are written by the
     engine (``distributions_json``), with no Python object per file or match."""
-    return "".join(_target_parts(target, level))
+    out = io.StringIO()
+    _write_target(target, level, out)
+    return out.getvalue()
 
 
 def target_json(target: TargetResult) -> JSON:
@@ -422,8 +455,7 @@ def write_json_document(
     for index, target in enumerate(targets):
         out.write("," if index else "")
         out.write("\n    ")
-        for part in _target_parts(target, 2):
-            out.write(part)
+        _write_target(target, 2, out)
     out.write("\n  ]" if targets else "]")
     out.write(',\n  "summary": ' + _indented(summary, 1) + "\n}\n")
 
@@ -1291,8 +1323,7 @@ def render(
         write_scan_page(targets, rules, out)
     elif fmt == "ndjson":
         for target in targets:
-            for part in _target_parts(target, None):
-                out.write(part)
+            _write_target(target, None, out)
             out.write("\n")
     elif fmt == "json":
         write_json_document(targets, rules, out, min_score)

@@ -618,6 +618,39 @@ fn distributions_json<'py>(
     Ok(PyString::new(py, &text))
 }
 
+/// Write what `distributions_json` returns, UTF-8 encoded, to the open file descriptor `fd` (at its
+/// position; not closed), through a small buffer: a report of tens of MB is never held in memory.
+#[cfg(unix)]
+#[pyfunction]
+#[pyo3(signature = (distributions, fd, level=None))]
+fn write_distributions_json(
+    py: Python<'_>,
+    distributions: Vec<PyRef<'_, DistributionResult>>,
+    fd: i32,
+    level: Option<usize>,
+) -> PyResult<()> {
+    use std::io::Write;
+    use std::os::fd::{BorrowedFd, OwnedFd};
+
+    if fd < 0 {
+        return Err(PyValueError::new_err(format!("not a file descriptor: {fd}")));
+    }
+    let reports: Vec<Arc<core::DistributionReport>> =
+        distributions.iter().map(|d| Arc::clone(&d.inner)).collect();
+    let layout = level.map_or(core::Layout::Compact, |level| core::Layout::Indented { level });
+    // SAFETY: the caller keeps `fd` open for the duration of this call (Python holds the file
+    // object); it is duplicated, so closing our copy leaves the caller's descriptor untouched.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned: OwnedFd = borrowed.try_clone_to_owned()?;
+    py.detach(|| {
+        let refs: Vec<&core::DistributionReport> = reports.iter().map(|r| &**r).collect();
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::from(owned));
+        core::write_distributions(&mut out, &refs, layout)?;
+        out.flush()
+    })?;
+    Ok(())
+}
+
 /// Input bytes as Python gave them: borrowed `bytes` (kept alive by the caller) or a path.
 enum Source<'py> {
     Bytes(Bound<'py, PyBytes>),
@@ -950,6 +983,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CACHE_ENTRIES", core::CACHE_ENTRIES)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(distributions_json, m)?)?;
+    #[cfg(unix)]
+    m.add_function(wrap_pyfunction!(write_distributions_json, m)?)?;
     m.add("RuleCompileError", m.py().get_type::<RuleCompileError>())?;
     m.add("RulesFormatError", m.py().get_type::<RulesFormatError>())?;
     m.add("ScanCancelled", m.py().get_type::<ScanCancelled>())?;

@@ -488,7 +488,8 @@ impl RuleSet {
         };
         let (hash, rest) = hex_line(rest).ok_or_else(|| RulesError::Format("bad rule-set hash".into()))?;
         let hash = hash.to_owned();
-        let (checksum, body) = hex_line(rest).ok_or_else(|| RulesError::Format("bad checksum line".into()))?;
+        let (checksum, body) =
+            hex_line(rest).ok_or_else(|| RulesError::Format("bad checksum line".into()))?;
         if hex(&Sha256::digest(body)) != checksum {
             return Err(RulesError::Format("damaged: its checksum does not match its content".into()));
         }

@@ -28,7 +28,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urljoin
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from dragonfly_hybrid.http_client import NetworkSettings, new_client, redact_url
@@ -173,6 +172,8 @@ def _installable(package: DistributionPackage, python: Version) -> bool:
         return False
     if not package.requires_python:
         return True
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet  # ~6 ms: only when a release is chosen
+
     try:
         return SpecifierSet(package.requires_python).contains(python, prereleases=True)
     except InvalidSpecifier:

@@ -50,6 +50,7 @@ from dragonfly_hybrid.report import (
     sarif_document,
     target_json,
     top_findings,
+    write_framed_json,
 )
 from dragonfly_hybrid.report_markdown import markdown_report
 from dragonfly_hybrid.rules_loader import load_rules
@@ -254,6 +255,27 @@ def test_sarif_validates_against_the_official_schema(results: list[TargetResult]
     document = json.loads(out.getvalue())
     validate_sarif(document)
     assert document["version"] == "2.1.0" and len(document["runs"]) == 1
+
+
+def test_sarif_is_the_document_with_one_result_and_one_rule_per_line(
+    results: list[TargetResult], rules: Rules
+) -> None:
+    out = io.StringIO()
+    render(results, rules, "sarif", out)
+    text = out.getvalue()
+    document = sarif_document(results, rules)
+    assert json.loads(text) == document
+    run = document["runs"][0]
+    assert run["results"] and run["tool"]["driver"]["rules"]
+    lines = [line.strip().rstrip(",") for line in text.splitlines()]
+    objects = [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
+    for item in [*run["results"], *run["tool"]["driver"]["rules"]]:  # each whole on a line of its own
+        assert objects.count(item) == 1
+    # Elsewhere the layout is json.dump(indent=2)'s.
+    frame = {"runs": [{**run, "results": [], "tool": {"driver": {**run["tool"]["driver"], "rules": []}}}]}
+    framed = io.StringIO()
+    write_framed_json(frame, framed)
+    assert framed.getvalue() == json.dumps(frame, indent=2, ensure_ascii=False)
 
 
 def test_sarif_results_rules_and_locations(results: list[TargetResult], rules: Rules) -> None:

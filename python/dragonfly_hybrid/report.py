@@ -878,6 +878,32 @@ def _notifications(target: TargetResult) -> Iterator[JSON]:
         }
 
 
+_ONE_LINE_ITEMS = frozenset({"results", "rules"})
+"""Arrays of a SARIF log whose items are written one per line: thousands of results, each a small tree."""
+
+
+def write_framed_json(value: object, out: IO[str], level: int = 0, one_line_items: bool = False) -> None:
+    """``value`` as ``json.dump(indent=2)`` lays it out, except that the items of an array under a key in
+    ``_ONE_LINE_ITEMS`` take one line each: the same JSON, written by the C encoder (with an indent, ``json``
+    encodes in pure Python, five times slower for 5,000 SARIF results)."""
+    pad = "\n" + "  " * level
+    if isinstance(value, dict) and value:
+        for index, (key, item) in enumerate(value.items()):
+            out.write(("," if index else "{") + pad + "  " + json.dumps(key, ensure_ascii=False) + ": ")
+            write_framed_json(item, out, level + 1, key in _ONE_LINE_ITEMS)
+        out.write(pad + "}")
+    elif isinstance(value, list) and value:
+        for index, item in enumerate(value):
+            out.write(("," if index else "[") + pad + "  ")
+            if one_line_items:
+                out.write(json.dumps(item, ensure_ascii=False, separators=(", ", ": ")))
+            else:
+                write_framed_json(item, out, level + 1)
+        out.write(pad + "]")
+    else:
+        out.write(json.dumps(value, ensure_ascii=False))
+
+
 def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int = 0) -> JSON:
     """The SARIF log of ``targets`` (see the module docstring); at most ``SARIF_MAX_RESULTS`` results."""
     dependencies = [(t, t.origin) for t in targets if t.origin is not None and t.rules_matched]
@@ -1328,5 +1354,5 @@ def render(
     elif fmt == "json":
         write_json_document(targets, rules, out, min_score)
     else:
-        json.dump(sarif_document(targets, rules, min_score), out, indent=2, ensure_ascii=False)
+        write_framed_json(sarif_document(targets, rules, min_score), out)
         out.write("\n")

@@ -26,6 +26,10 @@ variant being measured. Each round drains the whole queue and its wall time is m
 Timed: from the start of the variant (login included) until the queue is drained. Not timed: building the
 fake and queueing the jobs (``benchmark.pedantic`` setup), checking and tearing down.
 
+Printed per round (with ``-s``): the node's CPU time (every thread of the process) and its per-stage seconds,
+and the engine-only variant's CPU time. On 2 cores both are CPU-bound, so the node's CPU beyond the
+engine's (downloads, the event loop, submissions, the kernel's side of the sockets) is what it loses.
+
 Guard: in every round each release gets exactly one accepted result, a success; every round of a variant
 gives the same results; and the two variants agree on every release's ``score`` and ``rules_matched``.
 
@@ -265,6 +269,12 @@ def hybrid_node(fake: RemoteFake, cache_dir: Path, threads: int) -> NodeMetrics:
     return metrics
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (every thread: the node's or the engine's)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def stage_seconds(metrics: NodeMetrics) -> str:
     """Where the node's time went, summed over its jobs (its per-stage metrics): informational."""
 
@@ -422,8 +432,10 @@ def test_node(benchmark, request, queue, fakes, tmp_path):
     threads = all_threads()
 
     def target(fake, round_no):
+        cpu = cpu_seconds()
         metrics = hybrid_node(fake, tmp_path / f"rules-cache-{round_no}", threads)
-        print(f"\n[node stages] round {round_no}: {stage_seconds(metrics)}")
+        cpu = cpu_seconds() - cpu
+        print(f"\n[node stages] round {round_no}: CPU {cpu:.2f} s; {stage_seconds(metrics)}")
 
     run_rounds(benchmark, request, queue, fakes, f"node-{threads}thread{'s' if threads > 1 else ''}", target)
 
@@ -440,8 +452,10 @@ def test_node_warm_rules(benchmark, request, queue, fakes, tmp_path):
         warm_up.close()
 
     def target(fake, round_no):
+        cpu = cpu_seconds()
         metrics = hybrid_node(fake, cache, threads)
-        print(f"\n[node stages] warm rules, round {round_no}: {stage_seconds(metrics)}")
+        cpu = cpu_seconds() - cpu
+        print(f"\n[node stages] warm rules, round {round_no}: CPU {cpu:.2f} s; {stage_seconds(metrics)}")
 
     variant = f"node-{threads}thread{'s' if threads > 1 else ''}-warm-rules"
     run_rounds(benchmark, request, queue, fakes, variant, target)
@@ -456,7 +470,9 @@ def test_engine_only(benchmark, request, queue):
     rules = Rules.compile(queue.rules)  # as the scan benchmark's engine rows: compiled before the timing
 
     def target() -> None:
+        cpu = cpu_seconds()
         assert engine_only(rules, queue, threads) > 0
+        print(f"\n[engine-only] CPU {cpu_seconds() - cpu:.2f} s (the node's CPU, above, includes this work)")
 
     rounds = node_rounds()
     benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0)

@@ -461,14 +461,15 @@ impl RuleSet {
             }
         };
         // The body holds machine code that runs when loaded: a damaged blob must be refused, not run.
-        let mut header = Vec::with_capacity(magic.len() + 2 * (HASH_HEX_LEN + 1));
-        header.extend_from_slice(magic);
-        header.extend_from_slice(self.inner.hash.as_bytes());
-        header.push(b'\n');
-        header.extend_from_slice(hex(&Sha256::digest(&out)).as_bytes());
-        header.push(b'\n');
-        header.extend_from_slice(&out);
-        header
+        let mut blob = Vec::with_capacity(magic.len() + 2 * (HASH_HEX_LEN + 1) + out.len());
+        blob.extend_from_slice(magic);
+        blob.extend_from_slice(self.inner.hash.as_bytes());
+        blob.push(b'\n');
+        let checksum = checksum(&blob, &out);
+        blob.extend_from_slice(checksum.as_bytes());
+        blob.push(b'\n');
+        blob.extend_from_slice(&out);
+        blob
     }
 
     pub fn deserialize(data: &[u8]) -> Result<Self, RulesError> {
@@ -488,9 +489,9 @@ impl RuleSet {
         };
         let (hash, rest) = hex_line(rest).ok_or_else(|| RulesError::Format("bad rule-set hash".into()))?;
         let hash = hash.to_owned();
-        let (checksum, body) =
-            hex_line(rest).ok_or_else(|| RulesError::Format("bad checksum line".into()))?;
-        if hex(&Sha256::digest(body)) != checksum {
+        let header = &data[..data.len() - rest.len()];
+        let (stored, body) = hex_line(rest).ok_or_else(|| RulesError::Format("bad checksum line".into()))?;
+        if checksum(header, body) != stored {
             return Err(RulesError::Format("damaged: its checksum does not match its content".into()));
         }
         let load =
@@ -623,6 +624,14 @@ impl fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuleSet").field("rules", &self.len()).field("hash", &self.hash()).finish()
     }
+}
+
+/// What a blob's checksum line holds: the SHA-256 of its header (magic and rule-set hash line) and body.
+fn checksum(header: &[u8], body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(header);
+    hasher.update(body);
+    hex(&hasher.finalize())
 }
 
 /// A line of 64 hex digits at the start of `data`, and what follows its newline.

@@ -87,6 +87,10 @@ fn a_damaged_blob_is_refused_before_its_machine_code_is_loaded() {
         damaged[at] ^= 0x10;
         assert!(format_error(&damaged).contains("checksum does not match"), "flip at {at}");
     }
+    let mut renamed = blob.clone();
+    let first = COMPILED_MAGIC.len(); // the rule-set hash line is covered too
+    renamed[first] = if renamed[first] == b'0' { b'1' } else { b'0' };
+    assert!(format_error(&renamed).contains("checksum does not match"));
     let mut earlier = blob.clone();
     earlier[COMPILED_MAGIC.len() - 2] = 1; // format 1: no checksum
     assert!(format_error(&earlier).contains("earlier version"));

@@ -48,8 +48,9 @@ def rules_cache_dir() -> Path | None:
 
 
 _CACHE_LAYOUT = b"native-code"
-"""Cached blobs hold the rules' native code (loading them skips Cranelift); a blob written before they did
-would still load, only as slowly as compiling, so such entries are keyed apart."""
+"""Cached blobs hold the rules' machine code and a checksum (blob formats 3 and 4): entries written in the
+earlier formats, which no longer load, are keyed apart, so an upgrade compiles quietly instead of warning
+about an unusable entry."""
 
 
 def _sources_key(sources: dict[str, str]) -> str:

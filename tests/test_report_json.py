@@ -284,12 +284,13 @@ def test_a_file_gets_the_same_bytes_written_by_the_engine(
     )
 
 
-def test_a_closed_pipe_is_a_broken_pipe_error(dists: list[DistributionResult]) -> None:
+@pytest.mark.parametrize("copies", [1, 2000])  # within the engine's write buffer, and far past it
+def test_a_closed_pipe_is_a_broken_pipe_error(dists: list[DistributionResult], copies: int) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
         with pytest.raises(BrokenPipeError):
-            write_distributions_json(dists, write_end, 2)
+            write_distributions_json(dists * copies, write_end, 2)
     finally:
         os.close(write_end)
     with pytest.raises(OSError):

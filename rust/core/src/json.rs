@@ -23,7 +23,8 @@ pub enum Layout {
     Indented { level: usize },
 }
 
-/// Write `dists` as a JSON array of distribution objects.
+/// Write `dists` as a JSON array of distribution objects. A failed write is returned as the writer's
+/// own `io::Error` (its kind kept: a closed pipe stays `BrokenPipe`).
 pub fn write_distributions<W: Write>(
     out: W,
     dists: &[&DistributionReport],
@@ -33,12 +34,12 @@ pub fn write_distributions<W: Write>(
     match layout {
         Layout::Compact => {
             let mut ser = serde_json::Serializer::with_formatter(out, CompactFormatter);
-            list.serialize(&mut ser).map_err(io::Error::other)
+            list.serialize(&mut ser).map_err(io::Error::from)
         }
         Layout::Indented { level } => {
             let layout = NestedPretty { base: level, depth: 0, has_value: false };
             let mut ser = serde_json::Serializer::with_formatter(out, layout);
-            list.serialize(&mut ser).map_err(io::Error::other)
+            list.serialize(&mut ser).map_err(io::Error::from)
         }
     }
 }

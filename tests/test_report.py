@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+import unicodedata
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable
@@ -247,6 +248,15 @@ def test_ndjson_is_one_target_per_line(results: list[TargetResult], rules: Rules
 
 
 # --------------------------------------------------------------------------------------------- SARIF
+
+
+def test_printable_escapes_exactly_the_control_format_and_separator_characters() -> None:
+    """Every code point: escaped when its category is C* or Z* (the space excepted), else kept as is."""
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        hidden = unicodedata.category(char)[0] in "CZ" and char != " "
+        assert (printable(char) != char) == hidden, hex(code)
+    assert printable("ok \u202eevil\u200b", 8) == "ok \\u20…"  # clipped after escaping
 
 
 def test_sarif_validates_against_the_official_schema(results: list[TargetResult], rules: Rules) -> None:

@@ -504,9 +504,12 @@ def printable(text: str, limit: int | None = None) -> str:
     """``text`` safe for a terminal or a markdown cell: control, format (bidi overrides, zero-width) and
     line-separator characters written as escapes; clipped to ``limit`` characters with ``…``."""
     clipped = limit is not None and len(text) > limit
-    shown = "".join(
-        _escaped_char(c) if unicodedata.category(c)[0] in "CZ" and c != " " else c
-        for c in (text[:limit] if clipped else text)
+    kept = text[:limit] if clipped else text
+    # str.isprintable() is False exactly for the C* and Z* characters other than the space.
+    shown = (
+        kept
+        if kept.isprintable()
+        else "".join(_escaped_char(c) if unicodedata.category(c)[0] in "CZ" and c != " " else c for c in kept)
     )
     if limit is not None and (clipped or len(shown) > limit):
         shown = shown[: limit - 1] + "…"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dragonfly_hybrid import html_report
 from dragonfly_hybrid._core import Rules, Scanner
 from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.html_report import (
@@ -404,3 +405,27 @@ def test_snippet_from_an_older_store_row_and_clipping() -> None:
     long = make_snippet("$a", 0, "m", ["b" * 500, "m", "a" * 500], 3, 501)
     assert long.matched == "m" and long.before.startswith("…") and long.after.endswith("…")
     assert len(long.before) + len(long.after) <= SNIPPET_CHARS + 2
+
+
+def test_a_scan_with_more_findings_than_a_page_lists_the_heaviest(
+    rules: Rules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_FINDINGS the page lists the heaviest (and says how many there are); hits per rule still
+    count every finding."""
+    scanner = Scanner(rules, threads=2)
+    files = {f"pkg/m{i}.py": b"# " + LIGHT_MARKER + b"\n" for i in range(6)}
+    files["pkg/evil.py"] = b"# " + MARKER + b"\n"
+    target = release(scanner, "many", "1.0", files)
+    assert target.distributions[0].match_count == 7
+    complete = page_from_targets([target], rules)
+    assert complete.findings_total is None and len(complete.findings) == 7
+
+    monkeypatch.setattr(html_report, "MAX_FINDINGS", 3)
+    page = page_from_targets([target], rules)
+    assert page.findings_total == 7 and len(page.findings) == 3
+    assert page.findings[0].rule == "test_marker"  # the heaviest first
+    assert page.rule_counts == complete.rule_counts
+    counts = {c.rule: (c.releases, c.files) for c in page.rule_counts}
+    assert counts == {"light_marker": (1, 6), "test_marker": (1, 1)}
+    summary = re.sub(r"<[^>]+>", "", render_page(page))
+    assert "7 finding(s), the 3 heaviest listed (--format json has them all)" in summary

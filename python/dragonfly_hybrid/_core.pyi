@@ -253,6 +253,9 @@ class DistributionResult:
     @property
     def match_count(self) -> int:
         """The sum of ``len(f.matches)`` over ``files``, without building them."""
+    def rule_file_counts(self) -> dict[str, tuple[int, int]]:
+        """Every rule that matched: ``{identifier: (weight, files it matched)}``, without building
+        ``files``."""
     def top_findings(self, n: int) -> list[tuple[FileResult, RuleMatch]]:
         """At most ``n`` (file, match) pairs: the heaviest rule first, then by path, then by rule
         identifier, then in scan order; only these are built."""

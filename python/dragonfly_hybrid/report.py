@@ -574,6 +574,17 @@ def top_findings(target: TargetResult, limit: int) -> list[Finding]:
     return heapq.nsmallest(limit, candidates, key=_rank)
 
 
+def heaviest_findings(targets: Sequence[TargetResult], limit: int) -> list[tuple[TargetResult, Finding]]:
+    """At most ``limit`` findings of all ``targets`` with their target: heaviest rule first, then target
+    order, then as :func:`top_findings` orders them."""
+    ranked = heapq.nsmallest(
+        limit,
+        ((i, t, f) for i, t in enumerate(targets) for f in top_findings(t, limit)),
+        key=lambda item: (_rank(item[2])[0], item[0], *_rank(item[2])[1:]),
+    )
+    return [(t, f) for _, t, f in ranked]
+
+
 # ------------------------------------------------------------------------------------ markdown text
 
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
@@ -910,17 +921,12 @@ def write_framed_json(value: object, out: IO[str], level: int = 0, one_line_item
 def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int = 0) -> JSON:
     """The SARIF log of ``targets`` (see the module docstring); at most ``SARIF_MAX_RESULTS`` results."""
     dependencies = [(t, t.origin) for t in targets if t.origin is not None and t.rules_matched]
-    kept = max(0, SARIF_MAX_RESULTS - len(dependencies))
-    ranked = heapq.nsmallest(
-        kept,
-        ((i, t, f) for i, t in enumerate(targets) for f in top_findings(t, kept)),
-        key=lambda item: (_rank(item[2])[0], item[0], *_rank(item[2])[1:]),
-    )
+    ranked = heaviest_findings(targets, max(0, SARIF_MAX_RESULTS - len(dependencies)))
     total = sum(t.match_count for t in targets)
     descriptors: dict[str, JSON] = {}
     indices: dict[str, int] = {}
     results: list[JSON] = []
-    for _, target, finding in ranked:
+    for target, finding in ranked:
         rule_id = finding.match.identifier
         if rule_id not in indices:
             indices[rule_id] = len(descriptors)

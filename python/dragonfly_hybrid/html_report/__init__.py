@@ -44,7 +44,14 @@ from typing import IO, Any
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import DistributionResult, FileResult, PatternMatch, RuleMatch, Rules
-from dragonfly_hybrid.report import TargetResult, human_size, member_label, meta_value, overall_verdict
+from dragonfly_hybrid.report import (
+    TargetResult,
+    heaviest_findings,
+    human_size,
+    member_label,
+    meta_value,
+    overall_verdict,
+)
 from dragonfly_hybrid.store.db import Store, StoredScan, snippet_parts
 
 SNIPPETS_PER_FINDING = 3
@@ -53,6 +60,9 @@ MAX_CHART_DAYS = 366
 """The per-day chart fills days without scans up to this span; a longer one shows only days with scans."""
 SNIPPET_CHARS = 160
 """Longest snippet shown (the matched text is kept, its context clipped)."""
+MAX_FINDINGS = 2000
+"""Most findings a scan's page lists (the heaviest; the JSON report has them all): past a few thousand a
+page is neither read nor quick to open, and one wheel can hold 50,000."""
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -151,6 +161,8 @@ class Page:
     rule_counts: list[RuleCount] = field(default_factory=list)
     days: list[DayCount] = field(default_factory=list)
     tool: str = f"dragonfly-hybrid {__version__}"
+    findings_total: int | None = None
+    """Every finding, when ``findings`` lists only the heaviest :data:`MAX_FINDINGS`."""
 
 
 def _now() -> str:
@@ -225,7 +237,10 @@ def _rule_counts(findings: Iterable[FindingRow]) -> list[RuleCount]:
         weights[f.rule] = max(weights.get(f.rule, f.weight), f.weight)
         releases.setdefault(f.rule, set()).add(f.release)
         files_by_rule.setdefault(f.rule, set()).add(f.file)
-    counts = [RuleCount(r, weights[r], len(releases[r]), len(files_by_rule[r])) for r in weights]
+    return _sorted_counts(RuleCount(r, weights[r], len(releases[r]), len(files_by_rule[r])) for r in weights)
+
+
+def _sorted_counts(counts: Iterable[RuleCount]) -> list[RuleCount]:
     return sorted(counts, key=lambda c: (-c.releases, -c.files, c.rule))
 
 
@@ -257,6 +272,14 @@ def page_from_targets(targets: Sequence[TargetResult], rules: Rules) -> Page:
         rules_hash=rules.hash,
         rules_count=rules.count,
     )
+    total = sum(t.match_count for t in targets)
+    many = total > MAX_FINDINGS  # then only the heaviest are built, and listed heaviest first
+    if many:
+        page.findings_total = total
+        page.findings = [
+            _match_finding(_target_label(t), t.verdict, f.dist, f.file, f.match)
+            for t, f in heaviest_findings(targets, MAX_FINDINGS)
+        ]
     for t in targets:
         label = _target_label(t)
         page.releases.append(
@@ -277,16 +300,34 @@ def page_from_targets(targets: Sequence[TargetResult], rules: Rules) -> Page:
                     list(dist.rules_matched),
                 )
             )
-            for file in dist.files:
-                page.findings.extend(_match_finding(label, t.verdict, dist, file, m) for m in file.matches)
+            if not many:
+                page.findings.extend(
+                    _match_finding(label, t.verdict, dist, file, match)
+                    for file in dist.files
+                    for match in file.matches
+                )
             page.issues.extend(
                 IssueRow(label, t.verdict, member_label(dist, i.path), i.kind, i.message, i.unscanned)
                 for i in dist.issues
             )
         if t.error:
             page.issues.append(IssueRow(label, t.verdict, label, "error", t.error, True))
-    page.rule_counts = _rule_counts(page.findings)
+    page.rule_counts = _target_rule_counts(targets)
     return page
+
+
+def _target_rule_counts(targets: Sequence[TargetResult]) -> list[RuleCount]:
+    """Hits per rule over every finding of ``targets``, listed or not (counted by the engine)."""
+    weights: dict[str, int] = {}
+    releases: dict[str, set[str]] = {}
+    files: dict[str, int] = {}
+    for t in targets:
+        for dist in t.distributions:
+            for rule, (weight, count) in dist.rule_file_counts().items():
+                weights[rule] = max(weights.get(rule, weight), weight)
+                releases.setdefault(rule, set()).add(_target_label(t))
+                files[rule] = files.get(rule, 0) + count
+    return _sorted_counts(RuleCount(r, weights[r], len(releases[r]), files[r]) for r in weights)
 
 
 def _stored_label(dist_name: str, path: str) -> str:
@@ -558,8 +599,17 @@ def _summary(page: Page) -> str:
         else ""
     )
     return (
-        f'<p class="summary">{len(page.releases)} release(s) {counts} · {len(page.findings)} finding(s) · '
+        f'<p class="summary">{len(page.releases)} release(s) {counts} · {_findings_count(page)} · '
         f"{len(page.issues)} issue(s){rules} · generated {_e(page.generated_at)} by {_e(page.tool)}</p>"
+    )
+
+
+def _findings_count(page: Page) -> str:
+    if page.findings_total is None:
+        return f"{len(page.findings)} finding(s)"
+    return (
+        f"{page.findings_total} finding(s), the {len(page.findings)} heaviest listed "
+        "(<code>--format json</code> has them all)"
     )
 
 

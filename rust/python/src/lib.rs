@@ -472,6 +472,18 @@ impl DistributionResult {
     fn match_count(&self) -> usize {
         self.inner.files.iter().map(|f| f.hits.len()).sum()
     }
+    /// Every rule that matched, with its weight and how many files it matched:
+    /// ``{identifier: (weight, files)}``, without building the files.
+    fn rule_file_counts(&self) -> std::collections::BTreeMap<String, (i64, usize)> {
+        let mut counts = std::collections::BTreeMap::new();
+        for file in &self.inner.files {
+            for hit in &file.hits {
+                let entry = counts.entry(hit.rule.identifier.clone()).or_insert((hit.rule.weight, 0));
+                entry.1 += 1;
+            }
+        }
+        counts
+    }
     /// At most ``n`` (file, match) pairs: the heaviest rule first, then by path, then by rule
     /// identifier, then in scan order. Only these are built (a report may hold 50,000 matches).
     fn top_findings(&self, n: usize) -> Vec<(FileResult, RuleMatch)> {

@@ -392,7 +392,8 @@ def _write_distributions(
     distributions: Sequence[DistributionResult], level: int | None, out: IO[str]
 ) -> None:
     """The distributions' JSON, written by the engine straight to ``out``'s file when it has one that takes
-    UTF-8 (tens of MB are then never a Python string), else through ``out``."""
+    UTF-8 (tens of MB are then never a Python string), else through ``out``. The bytes bypass ``out``'s
+    newline translation: the streams ``scan`` writes to (its ``-o`` file, stdout, on POSIX) have none."""
     fd = _utf8_file_descriptor(out)
     if fd is None:
         out.write(distributions_json(distributions, level))

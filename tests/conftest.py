@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import logging
 import os
 from collections.abc import Iterator
@@ -66,3 +68,70 @@ def _no_outside_pip_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.upper().startswith("PIP_") or name.lower().endswith("_proxy"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+
+
+# ------------------------------------------------------------------------------------ TLS
+
+
+def _certificate(
+    subject: str, key: object, issuer: tuple[object, object] | None, *, ca: bool, ip: str | None = None
+) -> object:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_cert, issuer_key = issuer if issuer is not None else (None, key)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert is not None else name)  # type: ignore[attr-defined]
+        .public_key(key.public_key())  # type: ignore[attr-defined]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ip is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
+        )
+    if not ca:
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if ip else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA made for the test, a server certificate for 127.0.0.1 and a client certificate (PEM files)."""
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    directory = tmp_path_factory.mktemp("pki")
+
+    def pem(cert: object, key: object) -> tuple[bytes, bytes]:
+        return (
+            cert.public_bytes(serialization.Encoding.PEM),  # type: ignore[attr-defined]
+            key.private_bytes(  # type: ignore[attr-defined]
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("dragonfly test CA", ca_key, None, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = _certificate("127.0.0.1", server_key, (ca, ca_key), ca=False, ip="127.0.0.1")
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _certificate("scanner", client_key, (ca, ca_key), ca=False)
+    paths = {
+        "ca": directory / "ca.pem",
+        "server": directory / "server.pem",
+        "client": directory / "client.pem",
+    }
+    paths["ca"].write_bytes(pem(ca, ca_key)[0])
+    paths["server"].write_bytes(b"".join(pem(server, server_key)))
+    paths["client"].write_bytes(b"".join(pem(client, client_key)))
+    return paths

@@ -173,6 +173,26 @@ def test_scan_release_scores_like_the_mainframe(scanner: dh.Scanner) -> None:
     assert [d.name for d in release.distributions] == ["p-1.tar.gz", "p-1.whl"]
 
 
+def test_a_bytearray_is_scanned_in_place_like_bytes(scanner: dh.Scanner) -> None:
+    sdist = tar_gz_bytes({"p-1/setup.py": b"EVIL_MARKER"})
+    wheel = zip_bytes({"p/x.py": b"EVIL_MARKER PY_ONLY", "p/y.py": b"clean"})
+    as_bytes = scanner.scan_release("p", "1", [("p-1.tar.gz", sdist, None), ("p-1.whl", wheel, None)])
+    arrays = [bytearray(sdist), bytearray(wheel)]
+    items = [("p-1.tar.gz", arrays[0], None), ("p-1.whl", arrays[1], None)]
+    in_place = scanner.scan_release("p", "1", items)
+    assert (in_place.score, in_place.rules_matched) == (8, ["evil_marker", "py_only"])
+    assert in_place.complete
+    json_of = _core.distributions_json
+    assert json_of(in_place.distributions) == json_of(as_bytes.distributions)
+    [many] = scanner.scan_many([("p-1.whl", arrays[1], None)])
+    one = scanner.scan_bytes(arrays[1], "p-1.whl")
+    expected = json_of([as_bytes.distributions[1]])
+    assert json_of([many]) == json_of([one]) == expected
+    arrays[1] += b"more"  # the scan's hold (which forbids resizing) ends with the call
+    with pytest.raises(TypeError, match=r'the data of "p-1\.whl" must be bytes, a bytearray or a path'):
+        scanner.scan_many([("p-1.whl", memoryview(wheel), None)])  # type: ignore[list-item]
+
+
 def test_incomplete_release_has_a_failure_reason(rules: dh.Rules) -> None:
     scanner = dh.Scanner(rules, limits=dh.Limits(max_member_size=10))
     release = scanner.scan_release("p", "1", [("p-1.tar.gz", tar_gz_bytes({"p-1/big.py": b"x" * 100}), None)])

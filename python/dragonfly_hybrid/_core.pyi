@@ -362,14 +362,20 @@ class Scanner:
     # Every scan method takes ``progress=``: a ``ScanProgress`` to count into and to cancel the scan
     # with (it then raises ``ScanCancelled``).
     def scan_bytes(
-        self, data: bytes, name: str, url: str | None = None, *, progress: ScanProgress | None = None
+        self,
+        data: bytes | bytearray,
+        name: str,
+        url: str | None = None,
+        *,
+        progress: ScanProgress | None = None,
     ) -> DistributionResult:
         """Scan one distribution held in memory: an archive (sdist, wheel, zip, egg, tarball; the format
         is detected from the bytes, never from ``name``) or a loose file. ``name`` is the file name shown
         in the result, ``url`` where it came from (kept in the result). Members are inflated in memory
         and scanned in parallel under the Scanner's limits; whatever a limit or a corrupt member left
         unscanned is an issue of the result (``complete`` False), never silently clean. Never raises for
-        hostile input."""
+        hostile input. A ``bytearray`` is read in place, without a copy: it must not be written to until
+        the call returns (as for hashlib and zlib, which also read it without the GIL)."""
     def scan_path(
         self, path: str | os.PathLike[str], name: str | None = None, *, progress: ScanProgress | None = None
     ) -> DistributionResult:
@@ -377,15 +383,18 @@ class Scanner:
         file's name). Raises ``FileNotFoundError`` when it does not exist and ``OSError`` when it is not
         a regular file or cannot be read."""
     def scan_many(
-        self, items: Iterable[tuple[str, bytes | str, str | None]], *, progress: ScanProgress | None = None
+        self,
+        items: Iterable[tuple[str, bytes | bytearray | str, str | None]],
+        *,
+        progress: ScanProgress | None = None,
     ) -> list[DistributionResult]:
-        """Scan ``(name, bytes or file path, url)`` items in parallel; results keep the input order.
-        Raises ``OSError`` when a path cannot be read (scan one by one to tell which)."""
+        """Scan ``(name, bytes, bytearray or file path, url)`` items in parallel; results keep the input
+        order. Raises ``OSError`` when a path cannot be read (scan one by one to tell which)."""
     def scan_release(
         self,
         name: str,
         version: str,
-        distributions: Iterable[tuple[str, bytes | str, str | None]],
+        distributions: Iterable[tuple[str, bytes | bytearray | str, str | None]],
         *,
         progress: ScanProgress | None = None,
     ) -> ReleaseResult:

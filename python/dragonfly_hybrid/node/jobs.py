@@ -128,7 +128,7 @@ class Work(Generic[J]):
 
     job: J
     claimed_at: float
-    distributions: list[tuple[str, bytes, str | None]] = field(default_factory=list)
+    distributions: list[tuple[str, bytes | bytearray, str | None]] = field(default_factory=list)
     # Downloads that cannot succeed (404, over the cap): reported in a failure.
     permanent_errors: list[str] = field(default_factory=list)
     # Downloads that may succeed later: without findings, the job is left to be claimed again.

@@ -41,7 +41,15 @@ from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, DownloadError
 
 # Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
 LEASE_SHARE = 0.5
-SCAN_WORKERS = 2
+
+
+def scan_workers(threads: int) -> int:
+    """How many releases are scanned at once: two more than the engine's threads. A release is partly
+    serial (a tar.gz inflates on one thread; a big member is scanned by one), so with only as many as the
+    threads, cores idled. On 2 cores, going from 2 to 4 took the benchmark's node from 0.68 to 0.60 s
+    against the engine's 0.54; 6 gave nothing more."""
+    return threads + 2
+
 
 T = TypeVar("T")
 
@@ -129,7 +137,7 @@ def claim_limit(rate: float | None, options: NodeOptions, threads: int) -> int:
     """How many jobs the node may hold at once: what it finishes in `LEASE_SHARE` of the lease."""
     if rate is None:
         # Nothing measured yet: enough to keep the scanners busy, no more.
-        return max(1, min(options.bulk_size, threads + 1))
+        return max(1, min(options.bulk_size, scan_workers(threads)))
     fits_in_lease = int(rate * options.job_timeout * LEASE_SHARE)
     return max(1, min(2 * options.bulk_size, fits_in_lease))
 
@@ -350,7 +358,8 @@ class Node(Generic[J]):
         self._fetch_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(
             maxsize=options.download_concurrency
         )
-        self._scan_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(maxsize=SCAN_WORKERS)
+        self._scan_workers = scan_workers(threads)
+        self._scan_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(maxsize=self._scan_workers)
         self._send_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(maxsize=options.submit_concurrency)
         self.running = False
 
@@ -381,10 +390,10 @@ class Node(Generic[J]):
         stages: list[asyncio.Future[None]] = [
             asyncio.ensure_future(self._stage(1, self._load, self._fetch_queue, opts.download_concurrency)),
             asyncio.ensure_future(
-                self._stage(opts.download_concurrency, self._fetch_loop, self._scan_queue, SCAN_WORKERS)
+                self._stage(opts.download_concurrency, self._fetch_loop, self._scan_queue, self._scan_workers)
             ),
             asyncio.ensure_future(
-                self._stage(SCAN_WORKERS, self._scan_loop, self._send_queue, opts.submit_concurrency)
+                self._stage(self._scan_workers, self._scan_loop, self._send_queue, opts.submit_concurrency)
             ),
             asyncio.ensure_future(self._stage(opts.submit_concurrency, self._send_loop, None, 0)),
         ]

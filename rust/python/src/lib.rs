@@ -11,7 +11,7 @@ use pyo3::exceptions::{
     PyException, PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -663,9 +663,37 @@ fn write_distributions_json(
     Ok(())
 }
 
-/// Input bytes as Python gave them: borrowed `bytes` (kept alive by the caller) or a path.
-enum Source<'py> {
+/// Bytes handed over by Python without a copy: `bytes`, or a `bytearray` (the node downloads into one)
+/// held exported through a `memoryview` for the scan, so that it cannot be resized or freed meanwhile.
+enum BytesLike<'py> {
     Bytes(Bound<'py, PyBytes>),
+    ByteArray { array: Bound<'py, PyByteArray>, _export: Bound<'py, PyMemoryView> },
+}
+
+impl<'py> BytesLike<'py> {
+    fn extract(data: &Bound<'py, PyAny>) -> PyResult<Option<Self>> {
+        if let Ok(bytes) = data.cast::<PyBytes>() {
+            return Ok(Some(Self::Bytes(bytes.clone())));
+        }
+        let Ok(array) = data.cast::<PyByteArray>() else { return Ok(None) };
+        let export = PyMemoryView::from(array.as_any())?;
+        Ok(Some(Self::ByteArray { array: array.clone(), _export: export }))
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Bytes(bytes) => bytes.as_bytes(),
+            // SAFETY: the export keeps the array's memory alive and its size fixed while `self` lives. Its
+            // content must not be written while a scan reads it: the contract of CPython's hashlib and
+            // zlib, which read a bytearray with the GIL released too.
+            Self::ByteArray { array, .. } => unsafe { array.as_bytes() },
+        }
+    }
+}
+
+/// Input bytes as Python gave them: borrowed bytes (kept alive by the caller) or a path.
+enum Source<'py> {
+    Bytes(BytesLike<'py>),
     Path(PathBuf),
 }
 
@@ -679,12 +707,14 @@ fn extract_items<'py>(items: &Bound<'py, PyAny>) -> PyResult<Vec<(String, Source
                     "each distribution must be a (name, bytes or path str, url or None) tuple",
                 )
             })?;
-        let source = if let Ok(bytes) = data.cast::<PyBytes>() {
-            Source::Bytes(bytes.clone())
+        let source = if let Some(bytes) = BytesLike::extract(&data)? {
+            Source::Bytes(bytes)
         } else if let Ok(path) = data.extract::<PathBuf>() {
             Source::Path(path)
         } else {
-            return Err(PyTypeError::new_err(format!("the data of {name:?} must be bytes or a path")));
+            return Err(PyTypeError::new_err(format!(
+                "the data of {name:?} must be bytes, a bytearray or a path"
+            )));
         };
         out.push((name, source, url));
     }
@@ -887,11 +917,14 @@ impl Scanner {
     fn scan_bytes(
         &self,
         py: Python<'_>,
-        data: &Bound<'_, PyBytes>,
+        data: &Bound<'_, PyAny>,
         name: String,
         url: Option<String>,
         progress: Option<&Bound<'_, ScanProgress>>,
     ) -> PyResult<DistributionResult> {
+        let data = BytesLike::extract(data)?.ok_or_else(|| {
+            PyTypeError::new_err(format!("the data of {name:?} must be bytes or a bytearray"))
+        })?;
         let bytes = data.as_bytes();
         let engine = &self.engine;
         let control = control_of(progress);

@@ -2,7 +2,7 @@
 //! member, read in parallel under the limits and the archive-wide inflation budget; each member
 //! scanned under every name a Python version gives it; hidden bytes scanned and opened.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
@@ -66,8 +66,20 @@ impl DistScan<'_> {
             size: data.len() as u64,
             tripped: AtomicBool::new(false),
         };
-        (0..allowed).into_par_iter().for_each(|index| {
-            if !budget.tripped.load(Ordering::Relaxed) && !self.cancelled() {
+        // Largest first (by the size the directory claims: only the order depends on it), each thread
+        // taking the next member when it is free. A big member reached last, or queued behind the other
+        // big ones on one thread, kept that thread busy alone at the end: plotly's wheel (two 3.7 MB
+        // scripts at the end of its directory) took 0.20 s on 2 threads for 0.29 CPU-s with the members
+        // split between the threads, and takes 0.15 s this way.
+        let mut schedule: Vec<usize> = (0..allowed).collect();
+        schedule.sort_by_key(|&index| std::cmp::Reverse(dir.entries[index].size));
+        let next = AtomicUsize::new(0);
+        let workers = rayon::current_num_threads().min(schedule.len());
+        (0..workers).into_par_iter().for_each(|_| {
+            while let Some(&index) = schedule.get(next.fetch_add(1, Ordering::Relaxed)) {
+                if budget.tripped.load(Ordering::Relaxed) || self.cancelled() {
+                    return;
+                }
                 self.zip_member(&dir, data, index, prefix, depth, entry_order(index), &budget);
             }
         });

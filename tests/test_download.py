@@ -1,0 +1,320 @@
+"""The node's downloads (``pypi/download.py``, ``pypi/direct.py``) against a real file host on 127.0.0.1 whose
+answers each test scripts: kept-alive connections, hosts that close them, bodies cut short, chunked bodies,
+caps, retries, redirects, TLS, an environment proxy, and closing mid-download."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from dragonfly_hybrid.http_client import USER_AGENT
+from dragonfly_hybrid.pypi.direct import DirectDownloads
+from dragonfly_hybrid.pypi.download import Downloader
+from dragonfly_hybrid.pypi.index import DigestMismatch, DownloadError, DownloadTooLarge
+
+Answer = Callable[[BaseHTTPRequestHandler], None]
+
+
+class FileHost:
+    """A threaded HTTP/1.1 server: ``answers[path]`` writes the whole answer to a request for ``path`` (a
+    proxy's absolute request URIs are routed by their path). Counts the connections it accepted."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.answers: dict[str, Answer] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.connections = 0
+        self.release = threading.Event()
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                host.connections += 1
+                super().setup()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                host.requests.append((self.path, dict(self.headers.items())))
+                answer = host.answers.get(urlsplit(self.path).path)
+                if answer is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                else:
+                    answer(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        scheme = "https" if isinstance(self.server.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def host() -> Iterator[FileHost]:
+    served = FileHost()
+    yield served
+    served.close()
+
+
+def body(data: bytes, *, chunked: bool = False, then_close: bool = False) -> Answer:
+    """200 with ``data``; ``then_close``: the connection is closed afterwards, without saying so first."""
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        if chunked:
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            for start in range(0, len(data), 100_000):
+                piece = data[start : start + 100_000]
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            handler.wfile.write(b"0\r\n\r\n")
+        else:
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        if then_close:
+            handler.wfile.flush()
+            handler.close_connection = True
+
+    return answer
+
+
+def status(code: int, *, times: int | None = None, then: Answer | None = None) -> Answer:
+    """``code`` (``times`` times, then ``then``)."""
+    left = [times]
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        if then is not None and left[0] is not None and left[0] <= 0:
+            then(handler)
+            return
+        if left[0] is not None:
+            left[0] -= 1
+        handler.send_response(code)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return answer
+
+
+def download(downloader: Downloader, url: str, cap: int = 10_000_000, **kwargs: object) -> bytes | bytearray:
+    async def run() -> bytes | bytearray:
+        return await downloader.download(url, cap, backoff=0.0, **kwargs)  # type: ignore[arg-type]
+
+    return asyncio.run(run())
+
+
+DATA = bytes(range(256)) * 12_000  # 3 MB
+
+
+def test_files_are_read_into_bytearrays_over_one_kept_alive_connection(host: FileHost) -> None:
+    for name in ("a", "b", "c"):
+        host.answers[f"/{name}.whl"] = body(name.encode() * 1000 + DATA)
+    downloader = Downloader(1)
+    try:
+        for name in ("a", "b", "c"):
+            data = download(downloader, host.url(f"/{name}.whl"))
+            assert isinstance(data, bytearray)  # handed to the engine without a copy
+            assert data == name.encode() * 1000 + DATA
+    finally:
+        downloader.close()
+    assert host.connections == 1
+    for _, headers in host.requests:
+        assert headers["User-Agent"] == USER_AGENT
+        assert headers["Accept-Encoding"] == "identity"
+
+
+def test_a_connection_the_host_closed_while_idle_is_replaced_without_using_a_retry(host: FileHost) -> None:
+    host.answers["/a.whl"] = body(DATA, then_close=True)
+    downloader = Downloader(1)
+    try:
+        for _ in range(3):
+            assert download(downloader, host.url("/a.whl"), attempts=1) == DATA
+    finally:
+        downloader.close()
+    assert host.connections == 3
+
+
+def test_a_body_cut_short_is_a_transient_error_and_nothing_is_returned(host: FileHost) -> None:
+    def cut_short(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(DATA)))
+        handler.end_headers()
+        handler.wfile.write(DATA[:1000])
+        handler.close_connection = True
+
+    host.answers["/a.whl"] = cut_short
+    downloader = Downloader(1)
+    try:
+        with pytest.raises(DownloadError) as caught:
+            download(downloader, host.url("/a.whl"), attempts=2)
+    finally:
+        downloader.close()
+    assert not caught.value.permanent
+    assert str(caught.value) == f"{host.url('/a.whl')}: TruncatedBody after 2 tries"
+    assert len(host.requests) == 2
+
+
+def test_a_chunked_body_is_read_whole_and_capped_while_it_arrives(host: FileHost) -> None:
+    host.answers["/a.whl"] = body(DATA, chunked=True)
+    downloader = Downloader(1)
+    try:
+        assert download(downloader, host.url("/a.whl")) == DATA
+        with pytest.raises(DownloadTooLarge, match=r"a\.whl exceeds the download size cap of 1000000 bytes"):
+            download(downloader, host.url("/a.whl"), cap=1_000_000)
+    finally:
+        downloader.close()
+
+
+def test_an_announced_size_over_the_cap_is_refused_before_the_body_is_read(host: FileHost) -> None:
+    host.answers["/a.whl"] = body(DATA)
+    downloader = Downloader(1)
+    try:
+        with pytest.raises(DownloadTooLarge) as caught:
+            download(downloader, host.url("/a.whl"), cap=1000)
+    finally:
+        downloader.close()
+    assert caught.value.permanent
+    assert str(caught.value) == (
+        f"a.whl exceeds the download size cap of 1000 bytes (the server announces {len(DATA)} bytes)"
+    )
+
+
+def test_server_errors_are_retried_and_a_404_is_permanent(host: FileHost) -> None:
+    host.answers["/a.whl"] = status(503, times=2, then=body(DATA))
+    downloader = Downloader(1)
+    try:
+        assert download(downloader, host.url("/a.whl"), attempts=3) == DATA
+        with pytest.raises(DownloadError) as caught:
+            download(downloader, host.url("/missing.whl"))
+    finally:
+        downloader.close()
+    assert caught.value.permanent
+    assert str(caught.value) == f"could not download missing.whl: HTTP 404 from {host.url('/missing.whl')}"
+    assert [path for path, _ in host.requests] == ["/a.whl"] * 3 + ["/missing.whl"]
+
+
+def test_a_redirect_is_followed(host: FileHost) -> None:
+    def moved(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", "/files/a.whl")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    host.answers["/a.whl"] = moved
+    host.answers["/files/a.whl"] = body(DATA)
+    downloader = Downloader(1)
+    try:
+        assert download(downloader, host.url("/a.whl")) == DATA
+    finally:
+        downloader.close()
+
+
+def test_a_path_with_characters_to_percent_encode_is_downloaded(host: FileHost) -> None:
+    host.answers["/files/a%20b%C3%A9.whl"] = body(DATA)
+    downloader = Downloader(1)
+    try:
+        assert download(downloader, host.url("/files/a bé.whl")) == DATA
+    finally:
+        downloader.close()
+
+
+def test_bytes_that_do_not_match_the_listed_digest_are_a_permanent_error(host: FileHost) -> None:
+    host.answers["/a.whl"] = body(DATA)
+    listed = hashlib.sha256(b"other bytes").hexdigest()
+    downloader = Downloader(1)
+    try:
+        assert download(downloader, host.url("/a.whl"), sha256=hashlib.sha256(DATA).hexdigest()) == DATA
+        with pytest.raises(DigestMismatch) as caught:
+            download(downloader, host.url("/a.whl"), sha256=listed)
+    finally:
+        downloader.close()
+    assert caught.value.permanent
+    assert str(caught.value) == (
+        f"sha256 of a.whl is {hashlib.sha256(DATA).hexdigest()}, but the index lists {listed} "
+        f"(from {host.url('/a.whl')})"
+    )
+
+
+def test_tls_downloads_verify_the_host_certificate(pki: dict[str, Path]) -> None:
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(pki["server"])
+    tls_host = FileHost(tls=server_context)
+    try:
+        tls_host.answers["/a.whl"] = body(DATA)
+        trusting = DirectDownloads(context=ssl.create_default_context(cafile=str(pki["ca"])))
+        try:
+            assert trusting.get(tls_host.url("/a.whl"), "a.whl", 10_000_000) == DATA
+        finally:
+            trusting.close()
+        downloader = Downloader(1)  # the package's trust store, which does not hold the test CA
+        try:
+            with pytest.raises(DownloadError) as caught:
+                download(downloader, tls_host.url("/a.whl"), attempts=1)
+        finally:
+            downloader.close()
+        assert str(caught.value) == f"{tls_host.url('/a.whl')}: SSLCertVerificationError after 1 tries"
+        assert [path for path, _ in tls_host.requests] == ["/a.whl"]  # the untrusted handshake sent nothing
+    finally:
+        tls_host.close()
+
+
+def test_a_proxy_named_by_the_environment_carries_the_downloads(
+    host: FileHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", host.url(""))
+    host.answers["/pkg/a.whl"] = body(DATA)
+    downloader = Downloader(1)
+    try:
+        # files.invalid resolves nowhere: only the proxy can answer.
+        assert download(downloader, "http://files.invalid/pkg/a.whl") == DATA
+    finally:
+        downloader.close()
+    assert [path for path, _ in host.requests] == ["http://files.invalid/pkg/a.whl"]
+
+
+def test_closing_the_downloader_ends_a_download_under_way(host: FileHost) -> None:
+    started = threading.Event()
+
+    def stalls(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(DATA)))
+        handler.end_headers()
+        handler.wfile.write(DATA[:1000])
+        handler.wfile.flush()
+        started.set()
+        host.release.wait(60)
+
+    host.answers["/a.whl"] = stalls
+    downloader = Downloader(1)
+    closer = threading.Thread(target=lambda: started.wait(30) and downloader.close())
+    closer.start()
+    try:
+        with pytest.raises(DownloadError) as caught:
+            download(downloader, host.url("/a.whl"))
+    finally:
+        closer.join()
+    assert not caught.value.permanent
+    assert host.url("/a.whl") in str(caught.value)

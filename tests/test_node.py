@@ -491,8 +491,9 @@ def test_standalone_node_writes_json_lines(fake_index: FakeIndex, rules_dir: Pat
 def test_throughput_decides_how_much_is_claimed() -> None:
     from dragonfly_hybrid.node.pipeline import NodeOptions, ThroughputMeter, claim_limit
 
-    options = NodeOptions(job_timeout=120, bulk_size=20)
-    assert claim_limit(None, options, threads=2) == 4  # nothing measured: one per concurrent scan
+    options = NodeOptions(job_timeout=120, bulk_size=20, download_concurrency=8)
+    assert claim_limit(None, options, threads=2) == 12  # nothing measured: a scan's and a download's worth
+    assert claim_limit(None, NodeOptions(bulk_size=5), threads=2) == 5  # never more than a bulk
     assert claim_limit(0.05, options, threads=2) == 3  # 1 job / 20 s: 3 fit in half a lease
     assert claim_limit(0.001, options, threads=2) == 1
     assert claim_limit(100.0, options, threads=2) == 40  # capped at twice the bulk size

@@ -136,8 +136,10 @@ class ThroughputMeter:
 def claim_limit(rate: float | None, options: NodeOptions, threads: int) -> int:
     """How many jobs the node may hold at once: what it finishes in `LEASE_SHARE` of the lease."""
     if rate is None:
-        # Nothing measured yet: enough to keep the scanners busy, no more.
-        return max(1, min(options.bulk_size, scan_workers(threads)))
+        # Nothing measured yet: one job per concurrent scan and per concurrent download, so that the first
+        # downloads run ahead of the first scans (claiming only the scans' worth left cores idle until
+        # three jobs were done), and no more.
+        return max(1, min(options.bulk_size, scan_workers(threads) + options.download_concurrency))
     fits_in_lease = int(rate * options.job_timeout * LEASE_SHARE)
     return max(1, min(2 * options.bulk_size, fits_in_lease))
 

@@ -77,6 +77,15 @@ def host() -> Iterator[FileHost]:
     served.close()
 
 
+@pytest.fixture
+def downloader() -> Iterator[Downloader]:
+    """One download thread. The tests of TLS, proxies and closing make their own: what they test is
+    decided when a downloader is made, or is its closing."""
+    made = Downloader(1)
+    yield made
+    made.close()
+
+
 def body(data: bytes, *, chunked: bool = False, then_close: bool = False) -> Answer:
     """200 with ``data``; ``then_close``: the connection is closed afterwards, without saying so first."""
 
@@ -127,35 +136,33 @@ def download(downloader: Downloader, url: str, cap: int = 10_000_000, **kwargs: 
 DATA = bytes(range(256)) * 12_000  # 3 MB
 
 
-def test_files_are_read_into_bytearrays_over_one_kept_alive_connection(host: FileHost) -> None:
+def test_files_are_read_into_bytearrays_over_one_kept_alive_connection(
+    host: FileHost, downloader: Downloader
+) -> None:
     for name in ("a", "b", "c"):
         host.answers[f"/{name}.whl"] = body(name.encode() * 1000 + DATA)
-    downloader = Downloader(1)
-    try:
-        for name in ("a", "b", "c"):
-            data = download(downloader, host.url(f"/{name}.whl"))
-            assert isinstance(data, bytearray)  # handed to the engine without a copy
-            assert data == name.encode() * 1000 + DATA
-    finally:
-        downloader.close()
+    for name in ("a", "b", "c"):
+        data = download(downloader, host.url(f"/{name}.whl"))
+        assert isinstance(data, bytearray)  # handed to the engine without a copy
+        assert data == name.encode() * 1000 + DATA
     assert host.connections == 1
     for _, headers in host.requests:
         assert headers["User-Agent"] == USER_AGENT
         assert headers["Accept-Encoding"] == "identity"
 
 
-def test_a_connection_the_host_closed_while_idle_is_replaced_without_using_a_retry(host: FileHost) -> None:
+def test_a_connection_the_host_closed_while_idle_is_replaced_without_using_a_retry(
+    host: FileHost, downloader: Downloader
+) -> None:
     host.answers["/a.whl"] = body(DATA, then_close=True)
-    downloader = Downloader(1)
-    try:
-        for _ in range(3):
-            assert download(downloader, host.url("/a.whl"), attempts=1) == DATA
-    finally:
-        downloader.close()
+    for _ in range(3):
+        assert download(downloader, host.url("/a.whl"), attempts=1) == DATA
     assert host.connections == 3
 
 
-def test_a_body_cut_short_is_a_transient_error_and_nothing_is_returned(host: FileHost) -> None:
+def test_a_body_cut_short_is_a_transient_error_and_nothing_is_returned(
+    host: FileHost, downloader: Downloader
+) -> None:
     def cut_short(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
         handler.send_header("Content-Length", str(len(DATA)))
@@ -164,57 +171,45 @@ def test_a_body_cut_short_is_a_transient_error_and_nothing_is_returned(host: Fil
         handler.close_connection = True
 
     host.answers["/a.whl"] = cut_short
-    downloader = Downloader(1)
-    try:
-        with pytest.raises(DownloadError) as caught:
-            download(downloader, host.url("/a.whl"), attempts=2)
-    finally:
-        downloader.close()
+    with pytest.raises(DownloadError) as caught:
+        download(downloader, host.url("/a.whl"), attempts=2)
     assert not caught.value.permanent
     assert str(caught.value) == f"{host.url('/a.whl')}: TruncatedBody after 2 tries"
     assert len(host.requests) == 2
 
 
-def test_a_chunked_body_is_read_whole_and_capped_while_it_arrives(host: FileHost) -> None:
+def test_a_chunked_body_is_read_whole_and_capped_while_it_arrives(
+    host: FileHost, downloader: Downloader
+) -> None:
     host.answers["/a.whl"] = body(DATA, chunked=True)
-    downloader = Downloader(1)
-    try:
-        assert download(downloader, host.url("/a.whl")) == DATA
-        with pytest.raises(DownloadTooLarge, match=r"a\.whl exceeds the download size cap of 1000000 bytes"):
-            download(downloader, host.url("/a.whl"), cap=1_000_000)
-    finally:
-        downloader.close()
+    assert download(downloader, host.url("/a.whl")) == DATA
+    with pytest.raises(DownloadTooLarge, match=r"a\.whl exceeds the download size cap of 1000000 bytes"):
+        download(downloader, host.url("/a.whl"), cap=1_000_000)
 
 
-def test_an_announced_size_over_the_cap_is_refused_before_the_body_is_read(host: FileHost) -> None:
+def test_an_announced_size_over_the_cap_is_refused_before_the_body_is_read(
+    host: FileHost, downloader: Downloader
+) -> None:
     host.answers["/a.whl"] = body(DATA)
-    downloader = Downloader(1)
-    try:
-        with pytest.raises(DownloadTooLarge) as caught:
-            download(downloader, host.url("/a.whl"), cap=1000)
-    finally:
-        downloader.close()
+    with pytest.raises(DownloadTooLarge) as caught:
+        download(downloader, host.url("/a.whl"), cap=1000)
     assert caught.value.permanent
     assert str(caught.value) == (
         f"a.whl exceeds the download size cap of 1000 bytes (the server announces {len(DATA)} bytes)"
     )
 
 
-def test_server_errors_are_retried_and_a_404_is_permanent(host: FileHost) -> None:
+def test_server_errors_are_retried_and_a_404_is_permanent(host: FileHost, downloader: Downloader) -> None:
     host.answers["/a.whl"] = status(503, times=2, then=body(DATA))
-    downloader = Downloader(1)
-    try:
-        assert download(downloader, host.url("/a.whl"), attempts=3) == DATA
-        with pytest.raises(DownloadError) as caught:
-            download(downloader, host.url("/missing.whl"))
-    finally:
-        downloader.close()
+    assert download(downloader, host.url("/a.whl"), attempts=3) == DATA
+    with pytest.raises(DownloadError) as caught:
+        download(downloader, host.url("/missing.whl"))
     assert caught.value.permanent
     assert str(caught.value) == f"could not download missing.whl: HTTP 404 from {host.url('/missing.whl')}"
     assert [path for path, _ in host.requests] == ["/a.whl"] * 3 + ["/missing.whl"]
 
 
-def test_a_redirect_is_followed(host: FileHost) -> None:
+def test_a_redirect_is_followed(host: FileHost, downloader: Downloader) -> None:
     def moved(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(302)
         handler.send_header("Location", "/files/a.whl")
@@ -223,32 +218,24 @@ def test_a_redirect_is_followed(host: FileHost) -> None:
 
     host.answers["/a.whl"] = moved
     host.answers["/files/a.whl"] = body(DATA)
-    downloader = Downloader(1)
-    try:
-        assert download(downloader, host.url("/a.whl")) == DATA
-    finally:
-        downloader.close()
+    assert download(downloader, host.url("/a.whl")) == DATA
 
 
-def test_a_path_with_characters_to_percent_encode_is_downloaded(host: FileHost) -> None:
+def test_a_path_with_characters_to_percent_encode_is_downloaded(
+    host: FileHost, downloader: Downloader
+) -> None:
     host.answers["/files/a%20b%C3%A9.whl"] = body(DATA)
-    downloader = Downloader(1)
-    try:
-        assert download(downloader, host.url("/files/a bé.whl")) == DATA
-    finally:
-        downloader.close()
+    assert download(downloader, host.url("/files/a bé.whl")) == DATA
 
 
-def test_bytes_that_do_not_match_the_listed_digest_are_a_permanent_error(host: FileHost) -> None:
+def test_bytes_that_do_not_match_the_listed_digest_are_a_permanent_error(
+    host: FileHost, downloader: Downloader
+) -> None:
     host.answers["/a.whl"] = body(DATA)
     listed = hashlib.sha256(b"other bytes").hexdigest()
-    downloader = Downloader(1)
-    try:
-        assert download(downloader, host.url("/a.whl"), sha256=hashlib.sha256(DATA).hexdigest()) == DATA
-        with pytest.raises(DigestMismatch) as caught:
-            download(downloader, host.url("/a.whl"), sha256=listed)
-    finally:
-        downloader.close()
+    assert download(downloader, host.url("/a.whl"), sha256=hashlib.sha256(DATA).hexdigest()) == DATA
+    with pytest.raises(DigestMismatch) as caught:
+        download(downloader, host.url("/a.whl"), sha256=listed)
     assert caught.value.permanent
     assert str(caught.value) == (
         f"sha256 of a.whl is {hashlib.sha256(DATA).hexdigest()}, but the index lists {listed} "

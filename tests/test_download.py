@@ -296,7 +296,12 @@ def test_closing_the_downloader_ends_a_download_under_way(host: FileHost) -> Non
 
     host.answers["/a.whl"] = stalls
     downloader = Downloader(1)
-    closer = threading.Thread(target=lambda: started.wait(30) and downloader.close())
+
+    def close_once_started() -> None:
+        if started.wait(30):
+            downloader.close()
+
+    closer = threading.Thread(target=close_once_started)
     closer.start()
     try:
         with pytest.raises(DownloadError) as caught:

@@ -117,7 +117,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote
@@ -645,6 +645,7 @@ def normalize_project(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@lru_cache(maxsize=1024)  # called once per finding, with few distinct names
 def project_and_version(dist_name: str) -> tuple[str, str | None]:
     """The normalised project and the version that a distribution file name carries
     (``Demo-0.1.tar.gz``, ``demo-0.1-py3-none-any.whl``); a name that carries none is its own project."""
@@ -668,7 +669,7 @@ def versionless_path(path: str, project: str, version: str | None) -> str:
     ``demo-0.1/``, a wheel's ``demo-0.1.dist-info/`` and ``demo-0.1.data/``)."""
     if version is None:
         return path
-    named = re.compile(rf"^(.+)-{re.escape(version)}((?:\.dist-info|\.data|\.egg-info)?)$", re.IGNORECASE)
+    named = _versioned_directory(version)
     parts = []
     for part in path.split("/"):
         found = named.match(part)
@@ -676,6 +677,11 @@ def versionless_path(path: str, project: str, version: str | None) -> str:
             f"{project}{found.group(2)}" if found and normalize_project(found.group(1)) == project else part
         )
     return "/".join(parts)
+
+
+@lru_cache(maxsize=1024)
+def _versioned_directory(version: str) -> re.Pattern[str]:
+    return re.compile(rf"^(.+)-{re.escape(version)}((?:\.dist-info|\.data|\.egg-info)?)$", re.IGNORECASE)
 
 
 def finding_fingerprint(finding: Finding) -> str:
@@ -774,7 +780,7 @@ def _origin_location(origin: Origin) -> JSON:
 
 
 def _utf16_units(text: str) -> int:
-    return sum(2 if ord(c) > 0xFFFF else 1 for c in text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _text_region(pattern: PatternMatch) -> JSON:

@@ -36,7 +36,7 @@ import hashlib
 import html
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
 from importlib.resources import files
@@ -475,6 +475,25 @@ def content_security_policy() -> str:
     )
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: object) -> object:
+    """The page's data as JSON values: what ``dataclasses.asdict`` gives, without its deep copy of every
+    value (for 2,000 findings that copy was half the time of the whole page)."""
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    kind = type(value)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(value))  # type: ignore[arg-type]
+    return {name: _plain(getattr(value, name)) for name in names}
+
+
 def embedded_json(value: object) -> str:
     """JSON that is safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` appears in it."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -674,7 +693,7 @@ def render_page(page: Page) -> str:
         f'<body class="{body_class}"><header><h1>{_e(page.title)}</h1>'
         f"{_summary(page)}{_filters(page)}</header>"
         f"<main>{_charts(page)}{''.join(sections)}</main>"
-        f'<script type="application/json" id="report-data">{embedded_json(asdict(page))}</script>'
+        f'<script type="application/json" id="report-data">{embedded_json(_plain(page))}</script>'
         f"<script>{_asset('page.js')}</script></body></html>\n"
     )
 

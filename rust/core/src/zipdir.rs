@@ -529,6 +529,20 @@ pub(crate) fn decoder<'a>(
     })
 }
 
+/// A deflated member of at most `size` bytes inflated in one call, when it inflates to exactly `size`
+/// bytes; `None` otherwise (corrupt, shorter or longer than declared), and then the streaming decoder
+/// reads it and words what is wrong. libdeflate inflates the small members of a wheel in about 0.75 of
+/// zlib-rs's time; it needs the whole output buffer up front, which the declared size gives.
+pub(crate) fn inflate_whole(raw: &[u8], size: usize) -> Option<Vec<u8>> {
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<libdeflater::Decompressor> =
+            std::cell::RefCell::new(libdeflater::Decompressor::new());
+    }
+    let mut out = vec![0; size];
+    let inflated = DECOMPRESSOR.with(|d| d.borrow_mut().deflate_decompress(raw, &mut out));
+    (inflated.ok()? == size).then_some(out)
+}
+
 /// Raw deflate states kept per thread for the next member: a fresh one allocated and zeroed its
 /// state and 32 KiB window for every member (5% of scanning a wheel of 50,000 small files).
 const SPARE_INFLATERS: usize = 4;
@@ -615,6 +629,38 @@ mod tests {
         assert_eq!(decode_name("café".as_bytes(), FLAG_UTF8).0, "café");
         assert_eq!(decode_name(b"a\xffb", FLAG_UTF8), ("a\u{fffd}b".to_owned(), true));
         assert_eq!(decode_name(b"evil.py\0.txt", 0).0, "evil.py");
+    }
+
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// Whole-member inflation agrees with the streaming decoder, or declines and leaves the member to it.
+    #[test]
+    fn inflate_whole_takes_only_a_member_that_inflates_to_its_declared_size() {
+        let text = b"import os\nos.system('id')\n".repeat(200);
+        let raw = deflated(&text);
+        assert_eq!(inflate_whole(&raw, text.len()).as_deref(), Some(&text[..]));
+        // Bytes after the end of the stream are not read, as the streaming decoder does not read them.
+        let padded = [&raw[..], b"trailing"].concat();
+        assert_eq!(inflate_whole(&padded, text.len()).as_deref(), Some(&text[..]));
+        let streamed = {
+            let mut out = Vec::new();
+            Inflater::new(CountingSlice { data: &padded, consumed: Default::default() })
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        };
+        assert_eq!(streamed, text);
+        // Declared shorter or longer than it inflates, truncated, corrupt: declined.
+        assert_eq!(inflate_whole(&raw, text.len() - 1), None);
+        assert_eq!(inflate_whole(&raw, text.len() + 1), None);
+        assert_eq!(inflate_whole(&raw[..raw.len() / 2], text.len()), None);
+        assert_eq!(inflate_whole(&[0xff; 64], text.len()), None);
+        assert_eq!(inflate_whole(&deflated(b""), 0).as_deref(), Some(&b""[..]));
     }
 
     /// A one-entry stored zip whose local header has its own flags and name bytes.

@@ -241,6 +241,15 @@ fn bad_checksum_and_encrypted_members() {
     let report = scan(&engine, "crc.zip", &data);
     assert_eq!(issue_kinds(&report), vec!["bad-checksum"]);
     assert_eq!(report.issues[0].path, "b.txt");
+    // A deflated member whose recorded CRC-32 is wrong, though it inflates whole to its declared size.
+    let mut data = zip(&[("a.py", b"deflated EVIL_MARKER, deflated again".as_slice())]);
+    for (signature, crc_at) in [(&b"PK\x03\x04"[..], 14), (&b"PK\x01\x02"[..], 16)] {
+        let at = data.windows(4).position(|w| w == signature).unwrap();
+        data[at + crc_at] ^= 1;
+    }
+    let report = scan(&engine, "crc.zip", &data);
+    assert_eq!(issue_kinds(&report), vec!["bad-checksum"]);
+    assert_eq!(report.verdict(), Verdict::Findings);
 
     // Set the "encrypted" flag on every header.
     let mut data = zip(&[("secret.py", SETUP)]);

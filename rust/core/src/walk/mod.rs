@@ -39,7 +39,7 @@ use zip::ArchiveBudget;
 /// Position of a member in archive order; nested members extend their container's position.
 type Order = Vec<u32>;
 
-const READ_CHUNK: usize = 256 * 1024;
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
 /// First read past a member's declared size (normally it just finds the end).
 const PROBE_READ: usize = 8 * 1024;
 /// Bytes of tar members waiting for a scanner; past this the thread reading the tarball scans them itself.
@@ -461,66 +461,113 @@ impl<'e> DistScan<'e> {
             if n == 0 {
                 return MemberRead { data: Some(data), whole: true };
             }
-            if data.len() as u64 > max {
-                data.truncate(max as usize);
-                let message = match declared {
-                    Some(size) if size > max => format!(
-                        "declares {size} bytes, over the member-size limit of {max} bytes; only the first {max} bytes were scanned"
-                    ),
-                    _ => format!(
-                        "larger than the member-size limit of {max} bytes; only the first {max} bytes were scanned"
-                    ),
-                };
-                self.issue(order.clone(), Issue::new(path, IssueKind::MemberTooLarge, message));
-                return MemberRead { data: Some(data), whole: false };
-            }
-            let total = self.inflated.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-            if total > self.limits.max_total_size {
-                if !self.total_exceeded.swap(true, Ordering::Relaxed) {
-                    self.issue(
-                        order.clone(),
-                        Issue::new(
-                            path,
-                            IssueKind::TotalSizeExceeded,
-                            format!(
-                                "the distribution inflates past the total-size limit of {} bytes here; this and later members were not scanned",
-                                self.limits.max_total_size
-                            ),
-                        ),
-                    );
-                }
-                return nothing;
-            }
             let consumed = compressed.unwrap_or_else(|| guard.consumed.load(Ordering::Relaxed));
-            if self.limits.ratio_exceeded(data.len() as u64, consumed) {
+            data = match self.account_read(data, n, declared, consumed, budget, path, order) {
+                Ok(data) => data,
+                Err(ended) => return ended,
+            };
+        }
+    }
+
+    /// A member inflated whole in one call (`zipdir::inflate_whole`, at most [`READ_CHUNK`] bytes), counted
+    /// against the limits as `read_member` counts a member it reads in one chunk: the same issues, the
+    /// same outcome. `compressed`: the member's compressed bytes.
+    fn read_inflated(
+        &self,
+        data: Vec<u8>,
+        compressed: u64,
+        declared: Option<u64>,
+        budget: Option<&ArchiveBudget>,
+        path: &str,
+        order: &Order,
+    ) -> MemberRead {
+        if self.total_exceeded.load(Ordering::Relaxed) || self.cancelled() {
+            return MemberRead { data: None, whole: false };
+        }
+        let n = data.len();
+        if n == 0 {
+            return MemberRead { data: Some(data), whole: true };
+        }
+        match self.account_read(data, n, declared, compressed, budget, path, order) {
+            Ok(data) => MemberRead { data: Some(data), whole: true },
+            Err(ended) => ended,
+        }
+    }
+
+    /// Count the `n` bytes just read onto the end of `data` (a member's content so far, `consumed`
+    /// compressed bytes) against the member, total, ratio and archive-budget limits: `Ok` to read on,
+    /// `Err` with how the member's read ended when one of them was hit (its issue recorded).
+    #[allow(clippy::too_many_arguments)]
+    fn account_read(
+        &self,
+        mut data: Vec<u8>,
+        n: usize,
+        declared: Option<u64>,
+        consumed: u64,
+        budget: Option<&ArchiveBudget>,
+        path: &str,
+        order: &Order,
+    ) -> Result<Vec<u8>, MemberRead> {
+        let max = self.limits.max_member_size;
+        if data.len() as u64 > max {
+            data.truncate(max as usize);
+            let message = match declared {
+                Some(size) if size > max => format!(
+                    "declares {size} bytes, over the member-size limit of {max} bytes; only the first {max} bytes were scanned"
+                ),
+                _ => format!(
+                    "larger than the member-size limit of {max} bytes; only the first {max} bytes were scanned"
+                ),
+            };
+            self.issue(order.clone(), Issue::new(path, IssueKind::MemberTooLarge, message));
+            return Err(MemberRead { data: Some(data), whole: false });
+        }
+        let total = self.inflated.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total > self.limits.max_total_size {
+            if !self.total_exceeded.swap(true, Ordering::Relaxed) {
                 self.issue(
                     order.clone(),
                     Issue::new(
                         path,
-                        IssueKind::CompressionRatio,
+                        IssueKind::TotalSizeExceeded,
                         format!(
-                            "inflates more than {}:1 ({} compressed bytes); the rest was not scanned",
-                            self.limits.max_ratio, consumed
+                            "the distribution inflates past the total-size limit of {} bytes here; this and later members were not scanned",
+                            self.limits.max_total_size
                         ),
                     ),
                 );
-                return MemberRead { data: Some(data), whole: false };
             }
-            if let Some(budget) = budget {
-                let inflated = budget.inflated.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-                if inflated > crate::limits::RATIO_GRACE_BYTES && inflated > budget.limit {
-                    if !budget.tripped.swap(true, Ordering::Relaxed) {
-                        let message = format!(
-                            "the zip archive ({} bytes) inflates more than {}:1 in all (its entries share or \
-                             repeat compressed data); this member's rest and the members not yet read were not scanned",
-                            budget.size, self.limits.max_ratio
-                        );
-                        self.issue(order.clone(), Issue::new(path, IssueKind::CompressionRatio, message));
-                    }
-                    return MemberRead { data: Some(data), whole: false };
+            return Err(MemberRead { data: None, whole: false });
+        }
+        if self.limits.ratio_exceeded(data.len() as u64, consumed) {
+            self.issue(
+                order.clone(),
+                Issue::new(
+                    path,
+                    IssueKind::CompressionRatio,
+                    format!(
+                        "inflates more than {}:1 ({} compressed bytes); the rest was not scanned",
+                        self.limits.max_ratio, consumed
+                    ),
+                ),
+            );
+            return Err(MemberRead { data: Some(data), whole: false });
+        }
+        if let Some(budget) = budget {
+            let inflated = budget.inflated.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+            if inflated > crate::limits::RATIO_GRACE_BYTES && inflated > budget.limit {
+                if !budget.tripped.swap(true, Ordering::Relaxed) {
+                    let message = format!(
+                        "the zip archive ({} bytes) inflates more than {}:1 in all (its entries share or \
+                         repeat compressed data); this member's rest and the members not yet read were not scanned",
+                        budget.size, self.limits.max_ratio
+                    );
+                    self.issue(order.clone(), Issue::new(path, IssueKind::CompressionRatio, message));
                 }
+                return Err(MemberRead { data: Some(data), whole: false });
             }
         }
+        Ok(data)
     }
 
     /// Count `bytes` more inflated bytes (not read through `read_member`, e.g. sparse holes)

@@ -9,7 +9,7 @@ use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use super::names::display_name;
 use super::stream::Guard;
-use super::{DistScan, Member, Order};
+use super::{DistScan, Member, MemberRead, Order, READ_CHUNK};
 use crate::issue::{Issue, IssueKind};
 use crate::zipdir::{self, Directory};
 
@@ -180,23 +180,25 @@ impl DistScan<'_> {
             );
             self.issue(order.clone(), Issue::new(&*path, IssueKind::Corrupt, message).scanned());
         }
-        let guard = Guard::default();
-        let raw =
-            zipdir::CountingSlice { data: &data[local.data.clone()], consumed: Arc::clone(&guard.consumed) };
-        let decoder = match zipdir::decoder(entry.method, entry.flags, entry.size, raw) {
-            Ok(decoder) => decoder,
-            Err(err) => {
-                let kind = match err {
-                    zipdir::MethodError::Aes => IssueKind::Encrypted,
-                    zipdir::MethodError::Unsupported(_) => IssueKind::UnsupportedCompression,
-                    zipdir::MethodError::LzmaHeader(_) => IssueKind::Corrupt,
-                };
-                self.issue(order, Issue::new(path, kind, format!("cannot read member: {err}")));
-                return;
+        let compressed = &data[local.data.clone()];
+        let inflated = (entry.method == 8 && entry.size <= READ_CHUNK as u64)
+            .then(|| zipdir::inflate_whole(compressed, entry.size as usize))
+            .flatten();
+        let (read, crc) = match inflated {
+            Some(content) => {
+                let mut crc = flate2::Crc::new();
+                crc.update(&content);
+                let compressed = compressed.len() as u64;
+                (
+                    self.read_inflated(content, compressed, Some(entry.size), Some(budget), &path, &order),
+                    crc.sum(),
+                )
             }
+            None => match self.zip_stream(entry, compressed, &path, &order, budget) {
+                Some(streamed) => streamed,
+                None => return,
+            },
         };
-        let mut reader = zipdir::CrcReader { inner: decoder, crc: flate2::Crc::new() };
-        let read = self.read_member(&mut reader, &guard, &path, None, Some(entry.size), Some(budget), &order);
         let Some(content) = read.data else { return };
         if read.whole {
             let actual = content.len() as u64;
@@ -213,20 +215,47 @@ impl DistScan<'_> {
                 );
                 self.issue(order.clone(), Issue::new(&*path, IssueKind::SizeMismatch, message));
             }
-            if reader.crc.sum() != entry.crc {
+            if crc != entry.crc {
                 let message = format!(
-                    "content does not match its CRC-32 (declared {:08x}, computed {:08x}); content scanned",
-                    entry.crc,
-                    reader.crc.sum()
+                    "content does not match its CRC-32 (declared {:08x}, computed {crc:08x}); content scanned",
+                    entry.crc
                 );
                 self.issue(order.clone(), Issue::new(&*path, IssueKind::BadChecksum, message));
             }
         }
-        drop(reader);
         if let Some(other) = unicode_name {
             let mut hash = None;
             self.scan_named([order.as_slice(), &[1]].concat(), other, &content, &mut hash);
         }
         self.file(Member { order, path, data: content, depth });
+    }
+
+    /// Read a member through its streaming decoder: how the read ended and the CRC-32 of what was read;
+    /// `None` (an issue recorded) when its compression method cannot be read.
+    fn zip_stream(
+        &self,
+        entry: &zipdir::Entry,
+        compressed: &[u8],
+        path: &str,
+        order: &Order,
+        budget: &ArchiveBudget,
+    ) -> Option<(MemberRead, u32)> {
+        let guard = Guard::default();
+        let raw = zipdir::CountingSlice { data: compressed, consumed: Arc::clone(&guard.consumed) };
+        let decoder = match zipdir::decoder(entry.method, entry.flags, entry.size, raw) {
+            Ok(decoder) => decoder,
+            Err(err) => {
+                let kind = match err {
+                    zipdir::MethodError::Aes => IssueKind::Encrypted,
+                    zipdir::MethodError::Unsupported(_) => IssueKind::UnsupportedCompression,
+                    zipdir::MethodError::LzmaHeader(_) => IssueKind::Corrupt,
+                };
+                self.issue(order.clone(), Issue::new(path, kind, format!("cannot read member: {err}")));
+                return None;
+            }
+        };
+        let mut reader = zipdir::CrcReader { inner: decoder, crc: flate2::Crc::new() };
+        let read = self.read_member(&mut reader, &guard, path, None, Some(entry.size), Some(budget), order);
+        Some((read, reader.crc.sum()))
     }
 }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import random
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import dragonfly_hybrid as dh
@@ -141,6 +144,36 @@ def test_scan_path_and_errors(scanner: dh.Scanner, tmp_path: Path) -> None:
         scanner.scan_path(tmp_path / "missing.whl")
     with pytest.raises(OSError):
         scanner.scan_path(tmp_path)
+
+
+def test_a_large_file_is_read_whole_by_scan_path(scanner: dh.Scanner, tmp_path: Path) -> None:
+    # Past 16 MiB the engine reads a file in 8 MiB chunks on every thread: a marker straddling a chunk
+    # boundary, and one in the last chunk, are found as when the bytes are handed over.
+    name = "p/blob.py"
+    content = bytearray(random.Random(5).randbytes(20 << 20))
+
+    def stored() -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr(name, bytes(content))
+        return buffer.getvalue()
+
+    start = stored().index(content[:64])  # where the member's content begins in the archive
+    at = (8 << 20) - 5 - start
+    content[at : at + 11] = b"EVIL_MARKER"
+    content[-100:-93] = b"PY_ONLY"
+    data = stored()
+    assert data[8 << 20 : (8 << 20) + 6] == b"MARKER"
+    wheel = tmp_path / "p-1-py3-none-any.whl"
+    wheel.write_bytes(data)
+    from_path, from_bytes = scanner.scan_path(wheel), scanner.scan_bytes(data, name=wheel.name)
+    assert _matches(from_path) == _matches(from_bytes) == [(name, ["evil_marker", "py_only"])]
+    assert (from_path.sha256, from_path.size, from_path.bytes_scanned, from_path.complete) == (
+        from_bytes.sha256,
+        len(data),
+        len(content),
+        True,
+    )
 
 
 def test_scan_many_keeps_order_and_reports_unreadable(scanner: dh.Scanner, tmp_path: Path) -> None:

@@ -351,3 +351,47 @@ def test_scan_loads_the_rules_it_is_given_while_it_starts(
     prefetch_rules([tmp_path / "elsewhere"])
     assert load_rules([light], cache_dir=cache).hash == expected.hash
     assert threads[1:] == [threading.current_thread().name]
+
+
+# What runs the program, with an exit hook that says whether the interpreter was finalised.
+_PROGRAM_WITH_EXIT_HOOK = """
+import atexit, sys
+atexit.register(lambda: print("finalised", file=sys.stderr, flush=True))
+sys.argv = ["dragonfly-hybrid", *sys.argv[1:]]
+from dragonfly_hybrid.cli import {entry}
+{entry}()
+"""
+
+
+def run_program(entry: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _PROGRAM_WITH_EXIT_HOOK.format(entry=entry), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["json", "table"])
+def test_a_scan_run_as_the_program_ends_the_process_at_once_with_its_output_flushed(
+    tmp_path: Path, fmt: str
+) -> None:
+    target = tmp_path / "setup.py"
+    target.write_text("DRAGONFLY_TEST_MARKER = 1\n")
+    rules = write_rules(tmp_path / "rules", MARKER_RULE)
+    args = ["scan", "--rules", str(rules), "-f", fmt, "-q", str(target)]
+    program = run_program("run", *args)
+    in_process = run_program("main", *args)  # as tests and embedders call it: the interpreter ends normally
+    assert "finalised" not in program.stderr and "finalised" in in_process.stderr
+    assert program.returncode == in_process.returncode == 1, program.stderr  # findings
+    # Everything was written: the JSON document whole (its tail is written through Python's buffer).
+    assert program.stdout == in_process.stdout
+    if fmt == "json":
+        assert json.loads(program.stdout)["summary"]["verdict"] == "findings"
+
+
+def test_other_commands_run_as_the_program_end_as_usual() -> None:
+    done = run_program("run", "version")
+    assert done.returncode == 0 and "finalised" in done.stderr
+    assert done.stdout.startswith("dragonfly-hybrid ")

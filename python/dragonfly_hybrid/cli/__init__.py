@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dragonfly_hybrid.cli.app import app
 
-__all__ = ["app", "main", "rules_arguments", "version_line"]
+__all__ = ["app", "exit_at_once", "main", "rules_arguments", "run", "version_line"]
+
+exit_at_once = False
+"""True when the process is the program (:func:`run`): a finished ``scan`` then ends it at once
+(``common.finish``). In process (tests, embedding) it stays False and commands raise ``SystemExit``."""
 
 
 def version_line() -> str:
@@ -38,6 +42,14 @@ def main() -> None:
     from dragonfly_hybrid.cli.app import main as run_app
 
     run_app()
+
+
+def run() -> None:
+    """The program: the `dragonfly-hybrid` script and `python -m dragonfly_hybrid.cli`. :func:`main`, as the
+    process's own (see :data:`exit_at_once`)."""
+    global exit_at_once
+    exit_at_once = True
+    main()
 
 
 def rules_arguments(args: list[str]) -> list[str] | None:

@@ -1,5 +1,5 @@
 """`python -m dragonfly_hybrid.cli`: the same as the `dragonfly-hybrid` command."""
 
-from dragonfly_hybrid.cli import main
+from dragonfly_hybrid.cli import run
 
-main()
+run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -46,6 +47,21 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 EXIT_INTERRUPTED = 130
 """Ctrl-C: the shell's convention (128 + SIGINT)."""
+
+
+def finish(code: int) -> NoReturn:
+    """End a command that has written everything with exit ``code``: ``typer.Exit``, or, when the process is
+    the program (``dragonfly_hybrid.cli.run``), at once: stdout and stderr flushed, then ``os._exit``.
+    Unwinding and finalising the interpreter freed a big report one object at a time (25 ms of a 0.5 s scan
+    of 50,000 files); the operating system frees the whole process in one go. A flush that fails (a
+    closed pipe) raises as it would at exit."""
+    import dragonfly_hybrid.cli as cli
+
+    if not cli.exit_at_once:
+        raise typer.Exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

@@ -25,6 +25,7 @@ from dragonfly_hybrid.cli.common import (
     MaxDownloadSizeOption,
     ThreadsOption,
     fail,
+    finish,
     limit_options,
     load_rules_or_exit,
     open_store,
@@ -350,7 +351,7 @@ def scan_command(
         stored = store_scan_results(
             results_store, results, ruleset, code, scanner=engine, cache=cache, quiet=quiet
         )
-    raise typer.Exit(stored)
+    finish(stored)
 
 
 def _scan_all(

@@ -168,7 +168,7 @@ const CP437_HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ
 fn decode_name(raw: &[u8], flags: u16) -> (String, bool) {
     let raw = raw.split(|&b| b == 0).next().unwrap_or(raw);
     if raw.is_ascii() {
-        return (raw.iter().map(|&b| char::from(b)).collect(), false);
+        return (String::from_utf8(raw.to_vec()).expect("ASCII is UTF-8"), false);
     }
     if flags & FLAG_UTF8 != 0 {
         return match std::str::from_utf8(raw) {

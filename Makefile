@@ -9,8 +9,9 @@
 # cargo-fuzz passes nightly-only flags to rustc (-Z sanitizer, coverage instrumentation). There is
 # no nightly toolchain on the project's machines, so it runs on stable with RUSTC_BOOTSTRAP=1, the
 # usual workaround (set FUZZ_CARGO="cargo +nightly fuzz" to use a nightly toolchain instead).
-# Sanitizer: none by default (the walker is safe Rust; what is hunted is panics, aborts, hangs
-# and memory blow-ups, which libFuzzer reports without one: -timeout, -rss_limit_mb).
+# Sanitizer: none by default (the walker is safe Rust, apart from libdeflate for small zip members;
+# what is hunted is panics, aborts, hangs and memory blow-ups, which libFuzzer reports without one:
+# -timeout, -rss_limit_mb).
 
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/dragonfly-hybrid/target
 FUZZ_DIR := rust/core/fuzz

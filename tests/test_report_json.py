@@ -181,9 +181,41 @@ def test_engine_json_equals_the_oracle(dists: list[DistributionResult]) -> None:
 def test_engine_json_is_laid_out_as_python_writes_it(dists: list[DistributionResult]) -> None:
     expected = [oracle_distribution(d) for d in dists]
     assert distributions_json(dists) == json.dumps(expected, ensure_ascii=False, separators=(",", ":"))
-    pretty = json.dumps(expected, indent=2, ensure_ascii=False)
-    assert distributions_json(dists, 0) == pretty
-    assert distributions_json(dists, 2) == pretty.replace("\n", "\n    ")
+    assert distributions_json(dists, 0) == python_layout(expected)
+    assert distributions_json(dists, 2) == python_layout(expected, 2)
+    # Each matched file and each issue on a line of its own.
+    lines = distributions_json(dists, 0).splitlines()
+    for dist in expected:
+        for item in [*dist["files"], *dist["issues"]]:
+            assert f"      {json.dumps(item, ensure_ascii=False)}" in [line.rstrip(",") for line in lines]
+
+
+def python_layout(value: Any, level: int = 0) -> str:
+    """``json.dumps(value, indent=2)`` shifted ``level`` levels deeper, except that each item of a ``files``
+    or ``issues`` array takes one line, as ``json.dumps(item)`` writes it: the layout reports promise."""
+    lines: dict[str, str] = {}
+
+    def one_line(item: Any) -> str:
+        token = f"\0{len(lines)}\0"
+        lines[json.dumps(token)] = json.dumps(item, ensure_ascii=False)
+        return token
+
+    def mark(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                key: [one_line(item) for item in item_list]
+                if key in ("files", "issues") and isinstance(item_list, list)
+                else mark(item_list)
+                for key, item_list in node.items()
+            }
+        if isinstance(node, list):
+            return [mark(item) for item in node]
+        return node
+
+    text = json.dumps(mark(value), indent=2, ensure_ascii=False)
+    for token, line in lines.items():
+        text = text.replace(token, line, 1)
+    return text.replace("\n", "\n" + "  " * level)
 
 
 def oracle_target(target: TargetResult) -> dict[str, Any]:
@@ -220,8 +252,8 @@ def test_document_and_ndjson_equal_the_oracle(targets: list[TargetResult]) -> No
     document = json.loads(out.getvalue())
     assert document["targets"] == [oracle_target(t) for t in targets]
     assert json_document(targets, rules) == document
-    # The streamed document is laid out exactly as json.dump(indent=2) lays out the same values.
-    assert out.getvalue() == json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    # The streamed document is laid out exactly as the oracle lays out the same values.
+    assert out.getvalue() == python_layout(document) + "\n"
     lines = io.StringIO()
     render(targets, rules, "ndjson", lines)
     compact = (",", ":")
@@ -236,7 +268,7 @@ def test_an_empty_run_is_a_valid_document() -> None:
     out = io.StringIO()
     render([], rules, "json", out)
     assert json.loads(out.getvalue())["targets"] == []
-    assert out.getvalue() == json.dumps(json.loads(out.getvalue()), indent=2, ensure_ascii=False) + "\n"
+    assert out.getvalue() == python_layout(json.loads(out.getvalue())) + "\n"
 
 
 def test_deeply_nested_text_keeps_its_strings(dists: list[DistributionResult]) -> None:

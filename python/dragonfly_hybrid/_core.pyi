@@ -47,8 +47,9 @@ def default_threads() -> int:
 
 def distributions_json(distributions: Sequence[DistributionResult], level: int | None = None) -> str:
     """The JSON array of ``distributions`` in the schema of ``dragonfly_hybrid.report`` (written in Rust): one
-    line when ``level`` is None, else indented two spaces per level with every line after the first ``level``
-    levels deeper (to nest it in a document written with ``json.dump(indent=2)``)."""
+    line when ``level`` is None, else indented two spaces per level as ``json.dump(indent=2)`` indents it,
+    each item of a distribution's ``files`` and ``issues`` on one line (as ``json.dumps(item)`` writes it),
+    every line after the first ``level`` levels deeper (to nest it in a larger document)."""
 
 def write_distributions_json(
     distributions: Sequence[DistributionResult], fd: int, level: int | None = None

@@ -46,8 +46,8 @@ from dragonfly_hybrid.report import (
     ReportFormat,
     TargetResult,
     exit_code,
-    ndjson_line,
     render,
+    write_ndjson_line,
 )
 from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner
 from dragonfly_hybrid.store.db import STORE_ENV, Store, StoreError
@@ -367,7 +367,7 @@ def _scan_all(
         results.append(result)
         hooks.target_done()
         if stream is not None:
-            stream.write(ndjson_line(result) + "\n")
+            write_ndjson_line(result, stream)
             stream.flush()
     return results
 

@@ -3,11 +3,9 @@
 //! tens of thousands of matched files costs no Python object per file or match.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::io::{self, Write};
 
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-use serde_json::ser::CompactFormatter;
+use rayon::prelude::*;
 
 use crate::issue::Issue;
 use crate::report::{DistributionReport, FileReport, PatternHit, RuleHit};
@@ -18,30 +16,405 @@ use crate::rules::Meta;
 pub enum Layout {
     /// One line, no spaces (NDJSON).
     Compact,
-    /// Two spaces per level, as Python's `json.dump(indent=2)`; every line after the first is
-    /// indented `level` levels more, for a value nested that deep in a larger document.
+    /// Two spaces per level, as Python's `json.dump(indent=2)`, except that each item of a
+    /// distribution's `files` and `issues` takes one line, as `json.dumps(item)` writes it (a report of
+    /// 25,000 matched files is then 17 MB, not 37 MB of mostly spaces, and one line per file);
+    /// every line after the first is indented `level` levels more, for a value nested that deep in a
+    /// larger document.
     Indented { level: usize },
 }
 
 /// Write `dists` as a JSON array of distribution objects. A failed write is returned as the writer's
 /// own `io::Error` (its kind kept: a closed pipe stays `BrokenPipe`).
 pub fn write_distributions<W: Write>(
-    out: W,
+    mut out: W,
     dists: &[&DistributionReport],
     layout: Layout,
 ) -> io::Result<()> {
-    let list = Distributions(dists);
-    match layout {
-        Layout::Compact => {
-            let mut ser = serde_json::Serializer::with_formatter(out, CompactFormatter);
-            list.serialize(&mut ser).map_err(io::Error::from)
-        }
-        Layout::Indented { level } => {
-            let layout = NestedPretty { base: level, depth: 0, has_value: false };
-            let mut ser = serde_json::Serializer::with_formatter(out, layout);
-            list.serialize(&mut ser).map_err(io::Error::from)
+    // The text is built in memory a few hundred files at a time and handed over in large writes: the
+    // writer's own call per fragment cost more than the building.
+    let mut buf = Vec::with_capacity(FLUSH_AT + (1 << 16));
+    let style = match layout {
+        Layout::Compact => Style::Compact,
+        Layout::Indented { level } => Style::Block(2 * level + 2),
+    };
+    let mut list = Array::open(&mut buf, style);
+    for dist in dists {
+        list.item(&mut buf);
+        write_distribution(&mut buf, &mut out, dist, style.inner())?;
+        if buf.len() >= FLUSH_AT {
+            out.write_all(&buf)?;
+            buf.clear();
         }
     }
+    list.close(&mut buf);
+    out.write_all(&buf)
+}
+
+/// Text built up to this size is written out before the next file's.
+const FLUSH_AT: usize = 1 << 20;
+
+fn write_distribution<W: Write>(
+    buf: &mut Vec<u8>,
+    out: &mut W,
+    d: &DistributionReport,
+    style: Style,
+) -> io::Result<()> {
+    let tally = d.tally();
+    let mut map = Object::open(buf, style);
+    map.key(buf, "name");
+    string(buf, &d.name);
+    map.key(buf, "url");
+    optional_string(buf, d.url.as_deref());
+    map.key(buf, "format");
+    string(buf, d.format.as_str());
+    map.key(buf, "size");
+    integer(buf, d.size);
+    map.key(buf, "sha256");
+    string(buf, &d.sha256);
+    map.key(buf, "files_scanned");
+    integer(buf, d.files_scanned);
+    map.key(buf, "bytes_scanned");
+    integer(buf, d.bytes_scanned);
+    map.key(buf, "score");
+    integer(buf, tally.score);
+    map.key(buf, "rules_matched");
+    strings(buf, tally.rules_matched().iter().map(String::as_str), style.inner());
+    map.key(buf, "top_file");
+    optional_string(buf, tally.top_file.map(|f| f.path.as_str()));
+    map.key(buf, "verdict");
+    string(buf, d.verdict().as_str());
+    map.key(buf, "complete");
+    boolean(buf, d.complete());
+    // Each issue and each file on one line (Layout::Indented).
+    let items = style.inner().items();
+    map.key(buf, "issues");
+    let mut list = Array::open(buf, style.inner());
+    for issue in &d.issues {
+        list.item(buf);
+        write_issue(buf, issue, items);
+    }
+    list.close(buf);
+    map.key(buf, "files");
+    let mut list = Array::open(buf, style.inner());
+    if let Some((first, rest)) = d.files.split_first() {
+        list.item(buf);
+        write_file(buf, first, items);
+        // Writing a file's line is mostly waiting for its report's scattered allocations (patterns,
+        // data, snippets): batches of files are written on every thread of the pool at once, in order.
+        for batch in rest.chunks(FILES_PER_BATCH) {
+            let texts: Vec<Vec<u8>> = batch
+                .par_chunks(FILES_PER_TASK)
+                .map(|files| {
+                    let mut text = Vec::with_capacity(files.len() * 1024);
+                    for file in files {
+                        style.inner().separate(&mut text, false);
+                        write_file(&mut text, file, items);
+                    }
+                    text
+                })
+                .collect();
+            for text in texts {
+                buf.extend_from_slice(&text);
+                if buf.len() >= FLUSH_AT {
+                    out.write_all(buf)?;
+                    buf.clear();
+                }
+            }
+        }
+    }
+    list.close(buf);
+    map.close(buf);
+    Ok(())
+}
+
+/// Files written per task, and per batch of tasks (the text of a batch is held in memory).
+const FILES_PER_TASK: usize = 256;
+const FILES_PER_BATCH: usize = 16 * FILES_PER_TASK;
+
+fn write_issue(buf: &mut Vec<u8>, issue: &Issue, style: Style) {
+    let mut map = Object::open(buf, style);
+    map.key(buf, "path");
+    string(buf, &issue.path);
+    map.key(buf, "kind");
+    string(buf, issue.kind.as_str());
+    map.key(buf, "message");
+    string(buf, &issue.message);
+    map.key(buf, "unscanned");
+    boolean(buf, issue.unscanned);
+    map.close(buf);
+}
+
+fn write_file(buf: &mut Vec<u8>, file: &FileReport, style: Style) {
+    let mut map = Object::open(buf, style);
+    map.key(buf, "path");
+    string(buf, &file.path);
+    map.key(buf, "size");
+    integer(buf, file.size);
+    map.key(buf, "sha256");
+    string(buf, &file.sha256);
+    map.key(buf, "score");
+    integer(buf, file.score());
+    map.key(buf, "matches");
+    let mut list = Array::open(buf, style);
+    for hit in &file.hits {
+        list.item(buf);
+        write_hit(buf, hit, style);
+    }
+    list.close(buf);
+    map.close(buf);
+}
+
+fn write_hit(buf: &mut Vec<u8>, hit: &RuleHit, style: Style) {
+    let rule = &hit.rule;
+    let mut map = Object::open(buf, style);
+    map.key(buf, "rule");
+    string(buf, &rule.identifier);
+    map.key(buf, "namespace");
+    string(buf, &rule.namespace);
+    map.key(buf, "tags");
+    strings(buf, rule.tags.iter().map(String::as_str), style);
+    map.key(buf, "weight");
+    integer(buf, rule.weight);
+    map.key(buf, "metadata");
+    write_metadata(buf, &rule.metadata, style);
+    map.key(buf, "patterns");
+    let mut list = Array::open(buf, style);
+    for pattern in &hit.patterns {
+        list.item(buf);
+        write_pattern(buf, pattern, style);
+    }
+    list.close(buf);
+    map.close(buf);
+}
+
+fn write_metadata(buf: &mut Vec<u8>, metadata: &[(String, Meta)], style: Style) {
+    // Each key once (`RuleInfo::metadata`: a repeated key keeps its first value).
+    let mut map = Object::open(buf, style);
+    for (key, value) in metadata {
+        map.key(buf, key);
+        match value {
+            Meta::Int(v) => integer(buf, *v),
+            Meta::Float(v) if v.is_finite() => {
+                // serde_json's shortest round-trip form, as the reports always had.
+                serde_json::to_writer(&mut *buf, v).expect("writing to memory cannot fail");
+            }
+            Meta::Float(v) => string(buf, non_finite_repr(*v)),
+            Meta::Bool(v) => boolean(buf, *v),
+            Meta::Str(v) => string(buf, v),
+            Meta::Bytes(v) => string(buf, &ascii_backslashed(v)),
+        }
+    }
+    map.close(buf);
+}
+
+fn write_pattern(buf: &mut Vec<u8>, p: &PatternHit, style: Style) {
+    let mut map = Object::open(buf, style);
+    map.key(buf, "identifier");
+    string(buf, &p.identifier);
+    map.key(buf, "offset");
+    integer(buf, p.offset);
+    map.key(buf, "length");
+    integer(buf, p.length);
+    map.key(buf, "line");
+    integer(buf, p.line);
+    map.key(buf, "column");
+    integer(buf, p.column);
+    map.key(buf, "data");
+    string(buf, &utf8_backslashed(&p.data));
+    map.key(buf, "snippet");
+    string(buf, &utf8_backslashed(&p.snippet));
+    map.close(buf);
+}
+
+/// How the items of an array or object are separated: Python's `json.dumps` with
+/// `separators=(",", ":")`, without an indent, or with `indent=2`.
+#[derive(Debug, Clone, Copy)]
+enum Style {
+    /// `,` and `:`.
+    Compact,
+    /// `, ` and `: `, on one line.
+    Line,
+    /// An item per line, indented by this many spaces; `: `.
+    Block(usize),
+}
+
+impl Style {
+    /// The style of a container nested in one of this style.
+    fn inner(self) -> Style {
+        match self {
+            Style::Block(indent) => Style::Block(indent + 2),
+            other => other,
+        }
+    }
+
+    /// The style of a container that must take one line, nested in one of this style.
+    fn items(self) -> Style {
+        match self {
+            Style::Block(_) => Style::Line,
+            other => other,
+        }
+    }
+
+    fn separate(self, buf: &mut Vec<u8>, first: bool) {
+        match self {
+            Style::Compact if !first => buf.push(b','),
+            Style::Line if !first => buf.extend_from_slice(b", "),
+            Style::Block(indent) => {
+                if !first {
+                    buf.push(b',');
+                }
+                newline(buf, indent);
+            }
+            _ => {}
+        }
+    }
+
+    fn close(self, buf: &mut Vec<u8>, empty: bool, bracket: u8) {
+        if let (Style::Block(indent), false) = (self, empty) {
+            newline(buf, indent - 2);
+        }
+        buf.push(bracket);
+    }
+}
+
+fn newline(buf: &mut Vec<u8>, indent: usize) {
+    buf.push(b'\n');
+    buf.resize(buf.len() + indent, b' ');
+}
+
+struct Array {
+    style: Style,
+    empty: bool,
+}
+
+impl Array {
+    fn open(buf: &mut Vec<u8>, style: Style) -> Array {
+        buf.push(b'[');
+        Array { style, empty: true }
+    }
+
+    /// Before each item.
+    fn item(&mut self, buf: &mut Vec<u8>) {
+        self.style.separate(buf, self.empty);
+        self.empty = false;
+    }
+
+    fn close(self, buf: &mut Vec<u8>) {
+        self.style.close(buf, self.empty, b']');
+    }
+}
+
+struct Object {
+    style: Style,
+    empty: bool,
+}
+
+impl Object {
+    fn open(buf: &mut Vec<u8>, style: Style) -> Object {
+        buf.push(b'{');
+        Object { style, empty: true }
+    }
+
+    /// A key and its colon; its value follows.
+    fn key(&mut self, buf: &mut Vec<u8>, key: &str) {
+        self.style.separate(buf, self.empty);
+        self.empty = false;
+        string(buf, key);
+        match self.style {
+            Style::Compact => buf.push(b':'),
+            _ => buf.extend_from_slice(b": "),
+        }
+    }
+
+    fn close(self, buf: &mut Vec<u8>) {
+        self.style.close(buf, self.empty, b'}');
+    }
+}
+
+fn strings<'s>(buf: &mut Vec<u8>, items: impl Iterator<Item = &'s str>, style: Style) {
+    let mut list = Array::open(buf, style);
+    for item in items {
+        list.item(buf);
+        string(buf, item);
+    }
+    list.close(buf);
+}
+
+fn integer(buf: &mut Vec<u8>, value: impl itoa::Integer) {
+    buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+fn boolean(buf: &mut Vec<u8>, value: bool) {
+    buf.extend_from_slice(if value { b"true" } else { b"false" });
+}
+
+fn optional_string(buf: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(text) => string(buf, text),
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
+/// `text` as a JSON string, escaped as Python's `json.dumps(ensure_ascii=False)` escapes it: `"`, `\`,
+/// and the control characters below U+0020 (`\n`, `\t`... or `\u00XX`); everything else as it is.
+fn string(buf: &mut Vec<u8>, text: &str) {
+    const LANES: usize = 16;
+    let bytes = text.as_bytes();
+    buf.reserve(bytes.len() + 2);
+    buf.push(b'"');
+    let mut done = 0;
+    // Whole lanes with nothing to escape are copied at once (almost every string in a report).
+    let mut lanes = bytes.chunks_exact(LANES);
+    let mut lane_start = 0;
+    for lane in &mut lanes {
+        let lane: &[u8; LANES] = lane.try_into().expect("chunks_exact");
+        let clean = lane.iter().fold(true, |clean, &byte| clean & !needs_escape(byte));
+        if !clean {
+            buf.extend_from_slice(&bytes[done..lane_start]);
+            done = escape_run(buf, bytes, lane_start, lane_start + LANES);
+        }
+        lane_start += LANES;
+    }
+    buf.extend_from_slice(&bytes[done..lane_start]);
+    escape_run(buf, bytes, lane_start, bytes.len());
+    buf.push(b'"');
+}
+
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// Write `bytes[start..end]` escaped; returns `end`.
+fn escape_run(buf: &mut Vec<u8>, bytes: &[u8], start: usize, end: usize) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut plain = start;
+    for (at, &byte) in bytes[start..end].iter().enumerate() {
+        if !needs_escape(byte) {
+            continue;
+        }
+        buf.extend_from_slice(&bytes[plain..start + at]);
+        plain = start + at + 1;
+        match byte {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            0x08 => buf.extend_from_slice(b"\\b"),
+            0x0c => buf.extend_from_slice(b"\\f"),
+            _ => buf.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ]),
+        }
+    }
+    buf.extend_from_slice(&bytes[plain..end]);
+    end
 }
 
 /// `bytes` as text: valid UTF-8 as is, every byte of an invalid sequence written `\xNN` (Python's
@@ -103,215 +476,6 @@ fn non_finite_repr(value: f64) -> &'static str {
     }
 }
 
-/// `json.dump(indent=2)`'s layout, starting `base` levels deep: like serde_json's pretty formatter,
-/// but nested (a wrapper re-indenting its output after every newline cost three times the writing).
-struct NestedPretty {
-    base: usize,
-    depth: usize,
-    has_value: bool,
-}
-
-impl NestedPretty {
-    fn newline<W: ?Sized + Write>(&self, out: &mut W) -> io::Result<()> {
-        const SPACES: &[u8] = &[b' '; 128];
-        out.write_all(b"\n")?;
-        let mut left = (self.base + self.depth) * 2;
-        while left > 0 {
-            let n = left.min(SPACES.len());
-            out.write_all(&SPACES[..n])?;
-            left -= n;
-        }
-        Ok(())
-    }
-
-    fn open<W: ?Sized + Write>(&mut self, out: &mut W, bracket: &[u8]) -> io::Result<()> {
-        self.depth += 1;
-        self.has_value = false;
-        out.write_all(bracket)
-    }
-
-    fn close<W: ?Sized + Write>(&mut self, out: &mut W, bracket: &[u8]) -> io::Result<()> {
-        self.depth -= 1;
-        if self.has_value {
-            self.newline(out)?;
-        }
-        out.write_all(bracket)
-    }
-
-    fn item<W: ?Sized + Write>(&mut self, out: &mut W, first: bool) -> io::Result<()> {
-        if !first {
-            out.write_all(b",")?;
-        }
-        self.newline(out)
-    }
-}
-
-impl serde_json::ser::Formatter for NestedPretty {
-    fn begin_array<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
-        self.open(out, b"[")
-    }
-    fn end_array<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
-        self.close(out, b"]")
-    }
-    fn begin_array_value<W: ?Sized + Write>(&mut self, out: &mut W, first: bool) -> io::Result<()> {
-        self.item(out, first)
-    }
-    fn end_array_value<W: ?Sized + Write>(&mut self, _out: &mut W) -> io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-    fn begin_object<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
-        self.open(out, b"{")
-    }
-    fn end_object<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
-        self.close(out, b"}")
-    }
-    fn begin_object_key<W: ?Sized + Write>(&mut self, out: &mut W, first: bool) -> io::Result<()> {
-        self.item(out, first)
-    }
-    fn begin_object_value<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
-        out.write_all(b": ")
-    }
-    fn end_object_value<W: ?Sized + Write>(&mut self, _out: &mut W) -> io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-}
-
-struct Distributions<'a>(&'a [&'a DistributionReport]);
-
-impl Serialize for Distributions<'_> {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        ser.collect_seq(self.0.iter().map(|d| Distribution(d)))
-    }
-}
-
-struct Distribution<'a>(&'a DistributionReport);
-
-impl Serialize for Distribution<'_> {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let d = self.0;
-        let mut map = ser.serialize_map(Some(14))?;
-        map.serialize_entry("name", &d.name)?;
-        map.serialize_entry("url", &d.url)?;
-        map.serialize_entry("format", d.format.as_str())?;
-        map.serialize_entry("size", &d.size)?;
-        map.serialize_entry("sha256", &d.sha256)?;
-        map.serialize_entry("files_scanned", &d.files_scanned)?;
-        map.serialize_entry("bytes_scanned", &d.bytes_scanned)?;
-        map.serialize_entry("score", &d.score())?;
-        map.serialize_entry("rules_matched", &d.rules_matched())?;
-        map.serialize_entry("top_file", &d.top_file().map(|f| f.path.as_str()))?;
-        map.serialize_entry("verdict", d.verdict().as_str())?;
-        map.serialize_entry("complete", &d.complete())?;
-        map.serialize_entry("issues", &Seq(&d.issues, IssueRef))?;
-        map.serialize_entry("files", &Seq(&d.files, FileRef))?;
-        map.end()
-    }
-}
-
-/// A slice serialised item by item through a wrapper.
-struct Seq<'a, T, F>(&'a [T], F);
-
-impl<'a, T, F, J> Serialize for Seq<'a, T, F>
-where
-    F: Fn(&'a T) -> J,
-    J: Serialize,
-{
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let mut seq = ser.serialize_seq(Some(self.0.len()))?;
-        for item in self.0 {
-            seq.serialize_element(&(self.1)(item))?;
-        }
-        seq.end()
-    }
-}
-
-struct IssueRef<'a>(&'a Issue);
-
-impl Serialize for IssueRef<'_> {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let mut map = ser.serialize_map(Some(4))?;
-        map.serialize_entry("path", &self.0.path)?;
-        map.serialize_entry("kind", self.0.kind.as_str())?;
-        map.serialize_entry("message", &self.0.message)?;
-        map.serialize_entry("unscanned", &self.0.unscanned)?;
-        map.end()
-    }
-}
-
-struct FileRef<'a>(&'a FileReport);
-
-impl Serialize for FileRef<'_> {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let f = self.0;
-        let mut map = ser.serialize_map(Some(5))?;
-        map.serialize_entry("path", &f.path)?;
-        map.serialize_entry("size", &f.size)?;
-        map.serialize_entry("sha256", &f.sha256)?;
-        map.serialize_entry("score", &f.score())?;
-        map.serialize_entry("matches", &Seq(&f.hits, HitRef))?;
-        map.end()
-    }
-}
-
-struct HitRef<'a>(&'a RuleHit);
-
-impl Serialize for HitRef<'_> {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let rule = &self.0.rule;
-        let mut map = ser.serialize_map(Some(6))?;
-        map.serialize_entry("rule", &rule.identifier)?;
-        map.serialize_entry("namespace", &rule.namespace)?;
-        map.serialize_entry("tags", &rule.tags)?;
-        map.serialize_entry("weight", &rule.weight)?;
-        map.serialize_entry("metadata", &MetadataRef(&rule.metadata))?;
-        map.serialize_entry("patterns", &Seq(&self.0.patterns, PatternRef))?;
-        map.end()
-    }
-}
-
-struct MetadataRef<'a>(&'a [(String, Meta)]);
-
-impl Serialize for MetadataRef<'_> {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        // The first value of a repeated key wins, as in `RuleMatch.metadata` and in scoring.
-        let mut seen = HashSet::new();
-        let mut map = ser.serialize_map(None)?;
-        for (key, value) in self.0 {
-            if !seen.insert(key.as_str()) {
-                continue;
-            }
-            match value {
-                Meta::Int(v) => map.serialize_entry(key, v)?,
-                Meta::Float(v) if v.is_finite() => map.serialize_entry(key, v)?,
-                Meta::Float(v) => map.serialize_entry(key, non_finite_repr(*v))?,
-                Meta::Bool(v) => map.serialize_entry(key, v)?,
-                Meta::Str(v) => map.serialize_entry(key, v)?,
-                Meta::Bytes(v) => map.serialize_entry(key, &ascii_backslashed(v))?,
-            }
-        }
-        map.end()
-    }
-}
-
-struct PatternRef<'a>(&'a PatternHit);
-
-impl Serialize for PatternRef<'_> {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let p = self.0;
-        let mut map = ser.serialize_map(Some(7))?;
-        map.serialize_entry("identifier", &p.identifier)?;
-        map.serialize_entry("offset", &p.offset)?;
-        map.serialize_entry("length", &p.length)?;
-        map.serialize_entry("line", &p.line)?;
-        map.serialize_entry("column", &p.column)?;
-        map.serialize_entry("data", &utf8_backslashed(&p.data))?;
-        map.serialize_entry("snippet", &utf8_backslashed(&p.snippet))?;
-        map.end()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,7 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn metadata_keeps_json_types_first_key_wins_and_non_finite_floats_as_repr() {
+    fn metadata_keeps_json_types_and_non_finite_floats_as_repr() {
         use std::sync::Arc;
         let rule = Arc::new(crate::rules::RuleInfo {
             identifier: "r".into(),
@@ -344,31 +508,40 @@ mod tests {
                 ("inf".into(), Meta::Float(f64::NEG_INFINITY)),
                 ("half".into(), Meta::Float(0.5)),
                 ("raw".into(), Meta::Bytes(b"a\xff".to_vec())),
-                ("weight".into(), Meta::Int(9)),
             ],
             weight: 2,
             filetypes: vec![],
         });
         let hit = RuleHit { rule, patterns: vec![] };
-        let text = serde_json::to_string(&HitRef(&hit)).unwrap();
+        let mut compact = Vec::new();
+        write_hit(&mut compact, &hit, Style::Compact);
         assert_eq!(
-            text,
+            String::from_utf8(compact).unwrap(),
             r#"{"rule":"r","namespace":"default","tags":["t"],"weight":2,"metadata":{"weight":2,"nan":"nan","inf":"-inf","half":0.5,"raw":"a\\xff"},"patterns":[]}"#
         );
+        let mut line = Vec::new();
+        write_hit(&mut line, &hit, Style::Line);
+        assert!(String::from_utf8(line)
+            .unwrap()
+            .starts_with(r#"{"rule": "r", "namespace": "default", "tags": ["t"], "#));
     }
 
     #[test]
-    fn nested_layout_is_pythons_indent_2_shifted() {
-        let value = serde_json::json!({"a": [1, {"b": []}, {}], "c": "x\ny"});
-        let write = |base| {
+    fn strings_are_escaped_as_serde_json_and_python_escape_them() {
+        let mut cases: Vec<String> = vec![String::new(), "plain".into(), "é\u{2028}\u{1F600}\u{7f}".into()];
+        // Every ASCII character, at every position across a lane boundary, in a run of plain text.
+        for byte in 0u8..0x80 {
+            for at in [0, 1, 15, 16, 17, 31, 40] {
+                let mut text = "x".repeat(41);
+                text.replace_range(at..=at, &char::from(byte).to_string());
+                cases.push(text);
+            }
+        }
+        cases.push("\"\\\u{0}\u{1f}\n".repeat(9));
+        for text in &cases {
             let mut out = Vec::new();
-            let layout = NestedPretty { base, depth: 0, has_value: false };
-            value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, layout)).unwrap();
-            String::from_utf8(out).unwrap()
-        };
-        let python =
-            "{\n  \"a\": [\n    1,\n    {\n      \"b\": []\n    },\n    {}\n  ],\n  \"c\": \"x\\ny\"\n}";
-        assert_eq!(write(0), python);
-        assert_eq!(write(2), python.replace('\n', "\n    "));
+            string(&mut out, text);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(text).unwrap(), "{text:?}");
+        }
     }
 }

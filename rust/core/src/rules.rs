@@ -38,6 +38,7 @@ pub struct RuleInfo {
     pub identifier: String,
     pub namespace: String,
     pub tags: Vec<String>,
+    /// The metadata in rule order, each key once: a repeated key keeps its first value.
     pub metadata: Vec<(String, Meta)>,
     /// The `weight` metadata; 0 when absent or not an integer.
     pub weight: i64,
@@ -254,8 +255,13 @@ fn rule_infos(rules: &yara_x::Rules) -> Vec<Arc<RuleInfo>> {
     rules
         .iter()
         .map(|rule| {
-            let metadata: Vec<(String, Meta)> =
-                rule.metadata().map(|(key, value)| (key.to_owned(), owned_meta(value))).collect();
+            // A key may repeat; its first value wins, in scoring and in every report.
+            let mut metadata: Vec<(String, Meta)> = Vec::new();
+            for (key, value) in rule.metadata() {
+                if !metadata.iter().any(|(seen, _)| seen == key) {
+                    metadata.push((key.to_owned(), owned_meta(value)));
+                }
+            }
             let weight = metadata.iter().find(|(key, _)| key == "weight").map_or(0, |(_, value)| {
                 if let Meta::Int(w) = value {
                     *w

@@ -25,6 +25,25 @@ fn metadata_weight_and_filetype() {
 }
 
 #[test]
+fn a_repeated_metadata_key_keeps_its_first_value() {
+    let rules = RuleSet::compile([(
+        "a.yar",
+        r#"rule r { meta: weight = 3 note = "a" weight = 9 note = "b" x = true condition: true }"#,
+    )])
+    .unwrap();
+    let info = &rules.infos()[0];
+    assert_eq!(info.weight, 3);
+    assert_eq!(
+        info.metadata,
+        vec![
+            ("weight".into(), Meta::Int(3)),
+            ("note".into(), Meta::Str("a".into())),
+            ("x".into(), Meta::Bool(true))
+        ]
+    );
+}
+
+#[test]
 fn compile_errors_name_file_line_and_column() {
     let err = RuleSet::compile([
         ("good.yar", "rule ok { condition: true }"),

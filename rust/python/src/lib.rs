@@ -320,11 +320,9 @@ impl RuleMatch {
     #[getter]
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
-        // The first value of a repeated key wins, as for `weight` in scoring.
+        // Each key once: a repeated key keeps its first value (`RuleInfo::metadata`).
         for (key, value) in &self.inner.rule.metadata {
-            if !dict.contains(key)? {
-                dict.set_item(key, meta_to_py(py, value)?)?;
-            }
+            dict.set_item(key, meta_to_py(py, value)?)?;
         }
         Ok(dict)
     }
@@ -608,7 +606,8 @@ impl ReleaseResult {
 }
 
 /// The JSON array of `distributions` (the schema of `dragonfly_hybrid.report`): one line when `level`
-/// is None, else indented by two spaces per level, every line after the first `level` levels deeper.
+/// is None, else `Layout::Indented` (each file and issue on one line), every line after the first
+/// `level` levels deeper.
 #[pyfunction]
 #[pyo3(signature = (distributions, level=None))]
 fn distributions_json<'py>(
@@ -625,13 +624,13 @@ fn distributions_json<'py>(
         core::write_distributions(&mut out, &refs, layout).map(|()| out)
     });
     let text = text.map_err(|err| PyRuntimeError::new_err(format!("cannot write the JSON report: {err}")))?;
-    // serde_json writes UTF-8 only (every string it is given is a Rust str).
+    // The writer copies Rust strs and ASCII only: the text is UTF-8.
     let text = String::from_utf8(text).map_err(|err| PyRuntimeError::new_err(err.to_string()))?;
     Ok(PyString::new(py, &text))
 }
 
 /// Write what `distributions_json` returns, UTF-8 encoded, to the open file descriptor `fd` (at its
-/// position; not closed), through a small buffer: a report of tens of MB is never held in memory.
+/// position; not closed), a MB or so at a time: a report of tens of MB is never held in memory.
 #[cfg(unix)]
 #[pyfunction]
 #[pyo3(signature = (distributions, fd, level=None))]
@@ -641,7 +640,6 @@ fn write_distributions_json(
     fd: i32,
     level: Option<usize>,
 ) -> PyResult<()> {
-    use std::io::Write;
     use std::os::fd::{BorrowedFd, OwnedFd};
 
     if fd < 0 {
@@ -656,9 +654,8 @@ fn write_distributions_json(
     let owned: OwnedFd = borrowed.try_clone_to_owned()?;
     py.detach(|| {
         let refs: Vec<&core::DistributionReport> = reports.iter().map(|r| &**r).collect();
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::from(owned));
-        core::write_distributions(&mut out, &refs, layout)?;
-        out.flush()
+        // `write_distributions` buffers: it writes in large pieces.
+        core::write_distributions(std::fs::File::from(owned), &refs, layout)
     })?;
     Ok(())
 }

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 use std::io::{self, Write};
+use std::sync::mpsc::{self, SyncSender};
+use std::thread;
 
 use rayon::prelude::*;
 
@@ -26,42 +28,115 @@ pub enum Layout {
 
 /// Write `dists` as a JSON array of distribution objects. A failed write is returned as the writer's
 /// own `io::Error` (its kind kept: a closed pipe stays `BrokenPipe`).
-pub fn write_distributions<W: Write>(
+pub fn write_distributions<W: Write + Send>(
     mut out: W,
     dists: &[&DistributionReport],
     layout: Layout,
 ) -> io::Result<()> {
-    // The text is built in memory a few hundred files at a time and handed over in large writes: the
-    // writer's own call per fragment cost more than the building.
-    let mut buf = Vec::with_capacity(FLUSH_AT + (1 << 16));
     let style = match layout {
         Layout::Compact => Style::Compact,
         Layout::Indented { level } => Style::Block(2 * level + 2),
     };
-    let mut list = Array::open(&mut buf, style);
-    for dist in dists {
-        list.item(&mut buf);
-        write_distribution(&mut buf, &mut out, dist, style.inner())?;
-        if buf.len() >= FLUSH_AT {
-            out.write_all(&buf)?;
-            buf.clear();
+    // The text is built in pieces of about a MB, each written by a thread of its own while the next is
+    // built: the kernel's copy of tens of MB into a new file's pages costs as much as building them.
+    let (pieces, written) = mpsc::sync_channel::<Vec<u8>>(2);
+    thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<()> {
+            for piece in written {
+                out.write_all(&piece)?;
+            }
+            Ok(())
+        });
+        let mut text = Text { buf: Vec::with_capacity(PIECE + (1 << 16)), pieces };
+        let mut list = Array::open(&mut text.buf, style);
+        let mut built = Ok(());
+        for dist in dists {
+            list.item(&mut text.buf);
+            built = write_distribution(&mut text, dist, style.inner()).and_then(|()| text.hand_over_full());
+            if built.is_err() {
+                break;
+            }
         }
-    }
-    list.close(&mut buf);
-    out.write_all(&buf)
+        if built.is_ok() {
+            list.close(&mut text.buf);
+            built = text.hand_over();
+        }
+        drop(text); // the writer ends when the text is all written
+        match writer.join() {
+            // A write failed (a closed pipe stays `BrokenPipe`): building stopped at its next piece.
+            Ok(Err(err)) => Err(err),
+            // (A piece is refused only once the writer stopped on an error: not reached.)
+            Ok(Ok(())) => built.map_err(|WriterStopped| io::Error::other("the report's writer stopped")),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
-/// Text built up to this size is written out before the next file's.
-const FLUSH_AT: usize = 1 << 20;
+/// The size of the pieces handed to the writer.
+const PIECE: usize = 1 << 20;
 
-fn write_distribution<W: Write>(
-    buf: &mut Vec<u8>,
-    out: &mut W,
-    d: &DistributionReport,
-    style: Style,
-) -> io::Result<()> {
+/// The text being built, and where its finished pieces go.
+struct Text {
+    buf: Vec<u8>,
+    pieces: SyncSender<Vec<u8>>,
+}
+
+/// The writer stopped (on a failed write, which it returns).
+#[derive(Debug)]
+struct WriterStopped;
+
+impl Text {
+    fn hand_over(&mut self) -> Result<(), WriterStopped> {
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE + (1 << 16)));
+        self.pieces.send(piece).map_err(|_| WriterStopped)
+    }
+
+    fn hand_over_full(&mut self) -> Result<(), WriterStopped> {
+        if self.buf.len() >= PIECE {
+            self.hand_over()
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn write_distribution(text: &mut Text, d: &DistributionReport, style: Style) -> Result<(), WriterStopped> {
+    let items = style.inner().items(); // each issue and each file on one line (Layout::Indented)
+    let mut map = Object::open(&mut text.buf, style);
+    write_summary(&mut text.buf, &mut map, d, style);
+    map.key(&mut text.buf, "files");
+    let mut list = Array::open(&mut text.buf, style.inner());
+    if let Some((first, rest)) = d.files.split_first() {
+        list.item(&mut text.buf);
+        write_file(&mut text.buf, first, items);
+        // Writing a file's line is mostly waiting for its report's scattered allocations (patterns,
+        // data, snippets): batches of files are written on every thread of the pool at once, in order.
+        for batch in rest.chunks(FILES_PER_BATCH) {
+            let parts: Vec<Vec<u8>> = batch
+                .par_chunks(FILES_PER_TASK)
+                .map(|files| {
+                    let mut part = Vec::with_capacity(files.len() * 1024);
+                    for file in files {
+                        style.inner().separate(&mut part, false);
+                        write_file(&mut part, file, items);
+                    }
+                    part
+                })
+                .collect();
+            for part in parts {
+                text.buf.extend_from_slice(&part);
+                text.hand_over_full()?;
+            }
+        }
+    }
+    list.close(&mut text.buf);
+    map.close(&mut text.buf);
+    Ok(())
+}
+
+/// A distribution's keys before its `files`.
+fn write_summary(buf: &mut Vec<u8>, map: &mut Object, d: &DistributionReport, style: Style) {
     let tally = d.tally();
-    let mut map = Object::open(buf, style);
     map.key(buf, "name");
     string(buf, &d.name);
     map.key(buf, "url");
@@ -86,46 +161,13 @@ fn write_distribution<W: Write>(
     string(buf, d.verdict().as_str());
     map.key(buf, "complete");
     boolean(buf, d.complete());
-    // Each issue and each file on one line (Layout::Indented).
-    let items = style.inner().items();
     map.key(buf, "issues");
     let mut list = Array::open(buf, style.inner());
     for issue in &d.issues {
         list.item(buf);
-        write_issue(buf, issue, items);
+        write_issue(buf, issue, style.inner().items());
     }
     list.close(buf);
-    map.key(buf, "files");
-    let mut list = Array::open(buf, style.inner());
-    if let Some((first, rest)) = d.files.split_first() {
-        list.item(buf);
-        write_file(buf, first, items);
-        // Writing a file's line is mostly waiting for its report's scattered allocations (patterns,
-        // data, snippets): batches of files are written on every thread of the pool at once, in order.
-        for batch in rest.chunks(FILES_PER_BATCH) {
-            let texts: Vec<Vec<u8>> = batch
-                .par_chunks(FILES_PER_TASK)
-                .map(|files| {
-                    let mut text = Vec::with_capacity(files.len() * 1024);
-                    for file in files {
-                        style.inner().separate(&mut text, false);
-                        write_file(&mut text, file, items);
-                    }
-                    text
-                })
-                .collect();
-            for text in texts {
-                buf.extend_from_slice(&text);
-                if buf.len() >= FLUSH_AT {
-                    out.write_all(buf)?;
-                    buf.clear();
-                }
-            }
-        }
-    }
-    list.close(buf);
-    map.close(buf);
-    Ok(())
 }
 
 /// Files written per task, and per batch of tasks (the text of a batch is held in memory).

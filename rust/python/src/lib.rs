@@ -3,7 +3,7 @@
 //! them), so the extension depends on nothing above it.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dragonfly_core as core;
@@ -412,6 +412,31 @@ impl ScanIssue {
 #[pyclass(frozen, module = "dragonfly_hybrid._core")]
 struct DistributionResult {
     inner: Arc<core::DistributionReport>,
+    /// Its score, rules and top file, counted once on first use: a report asks for them several times,
+    /// and each count is a pass over every hit (tens of thousands in a large wheel).
+    totals: OnceLock<Totals>,
+}
+
+struct Totals {
+    score: i64,
+    rules_matched: Vec<String>,
+    top_file: Option<usize>,
+}
+
+impl DistributionResult {
+    fn new(inner: Arc<core::DistributionReport>) -> Self {
+        Self { inner, totals: OnceLock::new() }
+    }
+
+    fn totals(&self) -> &Totals {
+        self.totals.get_or_init(|| {
+            let tally = self.inner.tally();
+            let top_file = tally.top_file.map(|top| {
+                self.inner.files.iter().position(|f| std::ptr::eq(f, top)).expect("a file of this report")
+            });
+            Totals { score: tally.score, rules_matched: tally.rules_matched(), top_file }
+        })
+    }
 }
 
 #[pymethods]
@@ -446,15 +471,15 @@ impl DistributionResult {
     }
     #[getter]
     fn score(&self) -> i64 {
-        self.inner.score()
+        self.totals().score
     }
     #[getter]
     fn rules_matched(&self) -> Vec<String> {
-        self.inner.rules_matched()
+        self.totals().rules_matched.clone()
     }
     #[getter]
     fn top_file(&self) -> Option<&str> {
-        self.inner.top_file().map(|f| f.path.as_str())
+        self.totals().top_file.map(|index| self.inner.files[index].path.as_str())
     }
     #[getter]
     fn files(&self) -> Vec<FileResult> {
@@ -524,7 +549,7 @@ impl DistributionResult {
             "<DistributionResult {:?} {} score={} files_scanned={} issues={}>",
             self.inner.name,
             self.inner.verdict().as_str(),
-            self.inner.score(),
+            self.totals().score,
             self.inner.files_scanned,
             self.inner.issues.len()
         )
@@ -568,7 +593,7 @@ impl ReleaseResult {
     }
     #[getter]
     fn distributions(&self) -> Vec<DistributionResult> {
-        self.inner.distributions.iter().map(|d| DistributionResult { inner: Arc::new(d.clone()) }).collect()
+        self.inner.distributions.iter().map(|d| DistributionResult::new(Arc::new(d.clone()))).collect()
     }
     #[getter]
     fn score(&self) -> i64 {
@@ -930,7 +955,7 @@ impl Scanner {
                 engine.scan_with(core::DistInput { name, url, input: core::Input::Bytes(bytes) }, &control)
             })
             .map_err(cancelled_error)?;
-        Ok(DistributionResult { inner: Arc::new(report) })
+        Ok(DistributionResult::new(Arc::new(report)))
     }
 
     #[pyo3(signature = (path, name=None, *, progress=None))]
@@ -960,7 +985,7 @@ impl Scanner {
                     .scan_with(core::DistInput { name, url: None, input: core::Input::Path(path) }, &control)
             })
             .map_err(cancelled_error)?;
-        Ok(DistributionResult { inner: Arc::new(report) })
+        Ok(DistributionResult::new(Arc::new(report)))
     }
 
     #[pyo3(signature = (items, *, progress=None))]
@@ -975,7 +1000,7 @@ impl Scanner {
         let engine = &self.engine;
         let control = control_of(progress);
         let reports = py.detach(|| engine.scan_many_with(inputs, &control)).map_err(cancelled_error)?;
-        Ok(reports.into_iter().map(|r| DistributionResult { inner: Arc::new(r) }).collect())
+        Ok(reports.into_iter().map(|r| DistributionResult::new(Arc::new(r))).collect())
     }
 
     #[pyo3(signature = (name, version, distributions, *, progress=None))]

@@ -522,6 +522,89 @@ fn non_finite_repr(value: f64) -> &'static str {
 mod tests {
     use super::*;
 
+    /// A report of `files` matched files, each with one hit on `rule`.
+    fn report_of(files: usize) -> DistributionReport {
+        let rule = std::sync::Arc::new(crate::rules::RuleInfo {
+            identifier: "r".into(),
+            namespace: "default".into(),
+            tags: vec![],
+            metadata: vec![("weight".into(), Meta::Int(1))],
+            weight: 1,
+            filetypes: vec![],
+        });
+        let pattern = PatternHit {
+            identifier: "$a".into(),
+            offset: 3,
+            length: 4,
+            data: b"a\"b\xff".to_vec(),
+            line: 1,
+            column: 4,
+            snippet: b"x\ta\"b\xff".to_vec(),
+            snippet_offset: 2,
+        };
+        DistributionReport {
+            name: "big.whl".into(),
+            url: None,
+            format: crate::format::Format::Zip,
+            size: 1,
+            sha256: "0".repeat(64),
+            files_scanned: files as u64,
+            bytes_scanned: 0,
+            files: (0..files)
+                .map(|i| FileReport {
+                    path: format!("pkg/m{i}.py"),
+                    size: i as u64,
+                    sha256: format!("{i:064x}"),
+                    is_text: true,
+                    hits: vec![RuleHit { rule: rule.clone(), patterns: vec![pattern.clone()] }],
+                })
+                .collect(),
+            issues: vec![],
+        }
+    }
+
+    #[test]
+    fn files_written_in_parallel_pieces_keep_their_order_and_layout() {
+        // Past several batches of tasks and several pieces handed to the writer.
+        let files = 2 * FILES_PER_BATCH + FILES_PER_TASK + 7;
+        let report = report_of(files);
+        let mut compact = Vec::new();
+        write_distributions(&mut compact, &[&report, &report_of(1)], Layout::Compact).unwrap();
+        assert!(compact.len() > 2 * PIECE);
+        let mut indented = Vec::new();
+        write_distributions(&mut indented, &[&report, &report_of(1)], Layout::Indented { level: 1 }).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&compact).unwrap();
+        assert_eq!(value, serde_json::from_slice::<serde_json::Value>(&indented).unwrap());
+        let paths: Vec<&str> =
+            value[0]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+        assert_eq!(paths, (0..files).map(|i| format!("pkg/m{i}.py")).collect::<Vec<_>>());
+        assert_eq!(value[0]["files"][5]["matches"][0]["patterns"][0]["snippet"], "x\ta\"b\\xff");
+        // One line per file, two levels below the distribution's keys.
+        let text = String::from_utf8(indented).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|line| line.contains("\"path\": \"pkg/")).collect();
+        assert_eq!(lines.len(), files + 1);
+        assert!(lines
+            .iter()
+            .all(|line| line.starts_with("        {\"path\": ") && !line[8..].contains("  ")));
+    }
+
+    #[test]
+    fn a_failed_write_is_returned_with_its_kind() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        for files in [0, 3 * FILES_PER_BATCH] {
+            let err = write_distributions(Closed, &[&report_of(files)], Layout::Compact).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        }
+    }
+
     #[test]
     fn utf8_backslashed_escapes_each_invalid_byte() {
         assert_eq!(utf8_backslashed(b"plain"), "plain");

@@ -27,7 +27,7 @@ pub use issue::{Issue, IssueKind};
 pub use json::{ascii_backslashed, utf8_backslashed, write_distributions, Layout};
 pub use limits::{Limits, RATIO_GRACE_BYTES};
 pub use report::{
-    inspector_url, DistributionReport, FileReport, PatternHit, ReleaseReport, RuleHit, Verdict,
+    inspector_url, DistributionReport, FileReport, PatternHit, ReleaseReport, RuleHit, Tally, Verdict,
     MATCHES_PER_PATTERN, MATCH_DATA_BYTES,
 };
 pub use rules::{

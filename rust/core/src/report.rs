@@ -3,10 +3,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::format::Format;
-use crate::issue::Issue;
 use rustc_hash::FxHashSet;
 
+use crate::format::Format;
+use crate::issue::Issue;
 use crate::rules::RuleInfo;
 
 /// One match of one pattern.

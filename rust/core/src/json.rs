@@ -48,7 +48,7 @@ pub fn write_distributions<W: Write + Send>(
             Ok(())
         });
         let mut text = Text { buf: Vec::with_capacity(PIECE + (1 << 16)), pieces };
-        let mut list = Array::open(&mut text.buf, style);
+        let mut list = Container::array(&mut text.buf, style);
         let mut built = Ok(());
         for dist in dists {
             list.item(&mut text.buf);
@@ -102,10 +102,10 @@ impl Text {
 
 fn write_distribution(text: &mut Text, d: &DistributionReport, style: Style) -> Result<(), WriterStopped> {
     let items = style.inner().items(); // each issue and each file on one line (Layout::Indented)
-    let mut map = Object::open(&mut text.buf, style);
+    let mut map = Container::object(&mut text.buf, style);
     write_summary(&mut text.buf, &mut map, d, style);
     map.key(&mut text.buf, "files");
-    let mut list = Array::open(&mut text.buf, style.inner());
+    let mut list = Container::array(&mut text.buf, style.inner());
     if let Some((first, rest)) = d.files.split_first() {
         list.item(&mut text.buf);
         write_file(&mut text.buf, first, items);
@@ -135,39 +135,23 @@ fn write_distribution(text: &mut Text, d: &DistributionReport, style: Style) -> 
 }
 
 /// A distribution's keys before its `files`.
-fn write_summary(buf: &mut Vec<u8>, map: &mut Object, d: &DistributionReport, style: Style) {
+fn write_summary(buf: &mut Vec<u8>, map: &mut Container, d: &DistributionReport, style: Style) {
     let tally = d.tally();
-    map.key(buf, "name");
-    string(buf, &d.name);
-    map.key(buf, "url");
-    optional_string(buf, d.url.as_deref());
-    map.key(buf, "format");
-    string(buf, d.format.as_str());
-    map.key(buf, "size");
-    integer(buf, d.size);
-    map.key(buf, "sha256");
-    string(buf, &d.sha256);
-    map.key(buf, "files_scanned");
-    integer(buf, d.files_scanned);
-    map.key(buf, "bytes_scanned");
-    integer(buf, d.bytes_scanned);
-    map.key(buf, "score");
-    integer(buf, tally.score);
+    map.string(buf, "name", &d.name);
+    map.optional_string(buf, "url", d.url.as_deref());
+    map.string(buf, "format", d.format.as_str());
+    map.integer(buf, "size", d.size);
+    map.string(buf, "sha256", &d.sha256);
+    map.integer(buf, "files_scanned", d.files_scanned);
+    map.integer(buf, "bytes_scanned", d.bytes_scanned);
+    map.integer(buf, "score", tally.score);
     map.key(buf, "rules_matched");
-    strings(buf, tally.rules_matched().iter().map(String::as_str), style.inner());
-    map.key(buf, "top_file");
-    optional_string(buf, tally.top_file.map(|f| f.path.as_str()));
-    map.key(buf, "verdict");
-    string(buf, d.verdict().as_str());
-    map.key(buf, "complete");
-    boolean(buf, d.complete());
+    array(buf, style.inner(), &tally.rules_matched(), |buf, rule| string(buf, rule));
+    map.optional_string(buf, "top_file", tally.top_file.map(|f| f.path.as_str()));
+    map.string(buf, "verdict", d.verdict().as_str());
+    map.boolean(buf, "complete", d.complete());
     map.key(buf, "issues");
-    let mut list = Array::open(buf, style.inner());
-    for issue in &d.issues {
-        list.item(buf);
-        write_issue(buf, issue, style.inner().items());
-    }
-    list.close(buf);
+    array(buf, style.inner(), &d.issues, |buf, issue| write_issue(buf, issue, style.inner().items()));
 }
 
 /// Files written per task, and per batch of tasks (the text of a batch is held in memory).
@@ -175,64 +159,43 @@ const FILES_PER_TASK: usize = 256;
 const FILES_PER_BATCH: usize = 16 * FILES_PER_TASK;
 
 fn write_issue(buf: &mut Vec<u8>, issue: &Issue, style: Style) {
-    let mut map = Object::open(buf, style);
-    map.key(buf, "path");
-    string(buf, &issue.path);
-    map.key(buf, "kind");
-    string(buf, issue.kind.as_str());
-    map.key(buf, "message");
-    string(buf, &issue.message);
-    map.key(buf, "unscanned");
-    boolean(buf, issue.unscanned);
+    let mut map = Container::object(buf, style);
+    map.string(buf, "path", &issue.path);
+    map.string(buf, "kind", issue.kind.as_str());
+    map.string(buf, "message", &issue.message);
+    map.boolean(buf, "unscanned", issue.unscanned);
     map.close(buf);
 }
 
 fn write_file(buf: &mut Vec<u8>, file: &FileReport, style: Style) {
-    let mut map = Object::open(buf, style);
-    map.key(buf, "path");
-    string(buf, &file.path);
-    map.key(buf, "size");
-    integer(buf, file.size);
-    map.key(buf, "sha256");
-    string(buf, &file.sha256);
-    map.key(buf, "score");
-    integer(buf, file.score());
+    let mut map = Container::object(buf, style);
+    map.string(buf, "path", &file.path);
+    map.integer(buf, "size", file.size);
+    map.string(buf, "sha256", &file.sha256);
+    map.integer(buf, "score", file.score());
     map.key(buf, "matches");
-    let mut list = Array::open(buf, style);
-    for hit in &file.hits {
-        list.item(buf);
-        write_hit(buf, hit, style);
-    }
-    list.close(buf);
+    array(buf, style, &file.hits, |buf, hit| write_hit(buf, hit, style));
     map.close(buf);
 }
 
 fn write_hit(buf: &mut Vec<u8>, hit: &RuleHit, style: Style) {
     let rule = &hit.rule;
-    let mut map = Object::open(buf, style);
-    map.key(buf, "rule");
-    string(buf, &rule.identifier);
-    map.key(buf, "namespace");
-    string(buf, &rule.namespace);
+    let mut map = Container::object(buf, style);
+    map.string(buf, "rule", &rule.identifier);
+    map.string(buf, "namespace", &rule.namespace);
     map.key(buf, "tags");
-    strings(buf, rule.tags.iter().map(String::as_str), style);
-    map.key(buf, "weight");
-    integer(buf, rule.weight);
+    array(buf, style, &rule.tags, |buf, tag| string(buf, tag));
+    map.integer(buf, "weight", rule.weight);
     map.key(buf, "metadata");
     write_metadata(buf, &rule.metadata, style);
     map.key(buf, "patterns");
-    let mut list = Array::open(buf, style);
-    for pattern in &hit.patterns {
-        list.item(buf);
-        write_pattern(buf, pattern, style);
-    }
-    list.close(buf);
+    array(buf, style, &hit.patterns, |buf, pattern| write_pattern(buf, pattern, style));
     map.close(buf);
 }
 
 fn write_metadata(buf: &mut Vec<u8>, metadata: &[(String, Meta)], style: Style) {
     // Each key once (`RuleInfo::metadata`: a repeated key keeps its first value).
-    let mut map = Object::open(buf, style);
+    let mut map = Container::object(buf, style);
     for (key, value) in metadata {
         map.key(buf, key);
         match value {
@@ -251,21 +214,14 @@ fn write_metadata(buf: &mut Vec<u8>, metadata: &[(String, Meta)], style: Style) 
 }
 
 fn write_pattern(buf: &mut Vec<u8>, p: &PatternHit, style: Style) {
-    let mut map = Object::open(buf, style);
-    map.key(buf, "identifier");
-    string(buf, &p.identifier);
-    map.key(buf, "offset");
-    integer(buf, p.offset);
-    map.key(buf, "length");
-    integer(buf, p.length);
-    map.key(buf, "line");
-    integer(buf, p.line);
-    map.key(buf, "column");
-    integer(buf, p.column);
-    map.key(buf, "data");
-    string(buf, &utf8_backslashed(&p.data));
-    map.key(buf, "snippet");
-    string(buf, &utf8_backslashed(&p.snippet));
+    let mut map = Container::object(buf, style);
+    map.string(buf, "identifier", &p.identifier);
+    map.integer(buf, "offset", p.offset);
+    map.integer(buf, "length", p.length);
+    map.integer(buf, "line", p.line);
+    map.integer(buf, "column", p.column);
+    map.string(buf, "data", &utf8_backslashed(&p.data));
+    map.string(buf, "snippet", &utf8_backslashed(&p.snippet));
     map.close(buf);
 }
 
@@ -325,43 +281,37 @@ fn newline(buf: &mut Vec<u8>, indent: usize) {
     buf.resize(buf.len() + indent, b' ');
 }
 
-struct Array {
+/// An array or object being written: how its items are separated, and whether it has one yet.
+struct Container {
     style: Style,
     empty: bool,
+    closing: u8,
 }
 
-impl Array {
-    fn open(buf: &mut Vec<u8>, style: Style) -> Array {
+impl Container {
+    fn array(buf: &mut Vec<u8>, style: Style) -> Container {
         buf.push(b'[');
-        Array { style, empty: true }
+        Container { style, empty: true, closing: b']' }
     }
 
-    /// Before each item.
+    fn object(buf: &mut Vec<u8>, style: Style) -> Container {
+        buf.push(b'{');
+        Container { style, empty: true, closing: b'}' }
+    }
+
+    /// Before each item of an array (an object's: `key`).
     fn item(&mut self, buf: &mut Vec<u8>) {
         self.style.separate(buf, self.empty);
         self.empty = false;
     }
 
     fn close(self, buf: &mut Vec<u8>) {
-        self.style.close(buf, self.empty, b']');
-    }
-}
-
-struct Object {
-    style: Style,
-    empty: bool,
-}
-
-impl Object {
-    fn open(buf: &mut Vec<u8>, style: Style) -> Object {
-        buf.push(b'{');
-        Object { style, empty: true }
+        self.style.close(buf, self.empty, self.closing);
     }
 
     /// A key and its colon; its value follows.
     fn key(&mut self, buf: &mut Vec<u8>, key: &str) {
-        self.style.separate(buf, self.empty);
-        self.empty = false;
+        self.item(buf);
         string(buf, key);
         match self.style {
             Style::Compact => buf.push(b':'),
@@ -369,16 +319,36 @@ impl Object {
         }
     }
 
-    fn close(self, buf: &mut Vec<u8>) {
-        self.style.close(buf, self.empty, b'}');
+    fn string(&mut self, buf: &mut Vec<u8>, key: &str, value: &str) {
+        self.key(buf, key);
+        string(buf, value);
+    }
+
+    fn optional_string(&mut self, buf: &mut Vec<u8>, key: &str, value: Option<&str>) {
+        self.key(buf, key);
+        match value {
+            Some(text) => string(buf, text),
+            None => buf.extend_from_slice(b"null"),
+        }
+    }
+
+    fn integer(&mut self, buf: &mut Vec<u8>, key: &str, value: impl itoa::Integer) {
+        self.key(buf, key);
+        integer(buf, value);
+    }
+
+    fn boolean(&mut self, buf: &mut Vec<u8>, key: &str, value: bool) {
+        self.key(buf, key);
+        boolean(buf, value);
     }
 }
 
-fn strings<'s>(buf: &mut Vec<u8>, items: impl Iterator<Item = &'s str>, style: Style) {
-    let mut list = Array::open(buf, style);
+/// `items` as an array, each written by `write`.
+fn array<T>(buf: &mut Vec<u8>, style: Style, items: &[T], write: impl Fn(&mut Vec<u8>, &T)) {
+    let mut list = Container::array(buf, style);
     for item in items {
         list.item(buf);
-        string(buf, item);
+        write(buf, item);
     }
     list.close(buf);
 }
@@ -389,13 +359,6 @@ fn integer(buf: &mut Vec<u8>, value: impl itoa::Integer) {
 
 fn boolean(buf: &mut Vec<u8>, value: bool) {
     buf.extend_from_slice(if value { b"true" } else { b"false" });
-}
-
-fn optional_string(buf: &mut Vec<u8>, value: Option<&str>) {
-    match value {
-        Some(text) => string(buf, text),
-        None => buf.extend_from_slice(b"null"),
-    }
 }
 
 /// `text` as a JSON string, escaped as Python's `json.dumps(ensure_ascii=False)` escapes it: `"`, `\`,

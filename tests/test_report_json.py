@@ -203,10 +203,10 @@ def python_layout(value: Any, level: int = 0) -> str:
     def mark(node: Any) -> Any:
         if isinstance(node, dict):
             return {
-                key: [one_line(item) for item in item_list]
-                if key in ("files", "issues") and isinstance(item_list, list)
-                else mark(item_list)
-                for key, item_list in node.items()
+                key: [one_line(item) for item in child]
+                if key in ("files", "issues") and isinstance(child, list)
+                else mark(child)
+                for key, child in node.items()
             }
         if isinstance(node, list):
             return [mark(item) for item in node]

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import httpx  # imported by the functions that build clients: commands that make none skip ~40 ms
 
 USER_AGENT = f"dragonfly-hybrid/{__version__}"
+_PROXY_SCHEMES = ("http", "https", "all")
 HAS_H2 = importlib.util.find_spec("h2") is not None
 
 
@@ -134,12 +135,28 @@ def new_client(
 
 
 def new_async_client(
-    *, timeout: float = 60.0, connect: float = 15.0, http2: bool = False, follow_redirects: bool = True
+    *,
+    timeout: float = 60.0,
+    connect: float = 15.0,
+    http2: bool = False,
+    follow_redirects: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """An asyncio client (the mainframe API, the watched index, webhooks)."""
+    """An asyncio client (the mainframe API, the watched index, webhooks). With ``transport``, requests go
+    through it (and ``http2`` and the environment's proxies do not apply)."""
     import httpx
 
-    return httpx.AsyncClient(http2=http2 and HAS_H2, **_options(timeout, connect, follow_redirects))
+    return httpx.AsyncClient(
+        http2=http2 and HAS_H2, transport=transport, **_options(timeout, connect, follow_redirects)
+    )
+
+
+def environment_names_a_proxy() -> bool:
+    """True when ``HTTP(S)_PROXY``/``ALL_PROXY`` (either case) is set: httpx's own transports apply them; the
+    package's lean paths (:mod:`.pypi.direct`, :mod:`.http11`) do not, so they step aside."""
+    import urllib.request
+
+    return any(urllib.request.getproxies().get(scheme) for scheme in _PROXY_SCHEMES)
 
 
 def redact_url(url: str) -> str:

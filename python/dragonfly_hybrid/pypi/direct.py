@@ -21,7 +21,6 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
-import urllib.request
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Read size when the length is not announced (chunked or close-delimited answers).
 _UNKNOWN_LENGTH_READ = 1 << 20
-_PROXY_SCHEMES = ("http", "https", "all")
 
 
 class UseHttpx(Exception):
@@ -52,12 +50,6 @@ class _IdleConnectionClosed(Exception):
 
 class TruncatedBody(http.client.HTTPException):
     """The connection ended before the announced ``Content-Length`` was received."""
-
-
-def environment_names_a_proxy() -> bool:
-    """True when ``HTTP(S)_PROXY``/``ALL_PROXY`` (either case) is set: httpx applies them; this path does
-    not."""
-    return any(urllib.request.getproxies().get(scheme) for scheme in _PROXY_SCHEMES)
 
 
 class DirectDownloads:

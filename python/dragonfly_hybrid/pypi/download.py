@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from dragonfly_hybrid.http_client import new_client, redact_url
-from dragonfly_hybrid.pypi.direct import DirectDownloads, UseHttpx, environment_names_a_proxy
+from dragonfly_hybrid.http_client import environment_names_a_proxy, new_client, redact_url
+from dragonfly_hybrid.pypi.direct import DirectDownloads, UseHttpx
 from dragonfly_hybrid.pypi.index import DownloadError, Retryable, digest_mismatch, stream_download
 
 

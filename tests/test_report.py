@@ -38,6 +38,7 @@ from dragonfly_hybrid.report import (
     artifact_uri,
     exit_code,
     first_pattern,
+    heaviest_findings,
     human_size,
     json_document,
     meta_value,
@@ -546,13 +547,17 @@ def test_binding_counts_and_top_findings_agree_with_the_files(rules: Rules, seed
         assert got == [(f.path, m.identifier, f.sha256, first_offset(m)) for f, m in expected[:n]]
 
 
-def test_top_findings_of_a_target_is_the_ranking_of_all_its_findings(rules: Rules) -> None:
+@pytest.mark.parametrize(
+    "made",
+    [[(4, "b.zip"), (5, "a.zip"), (6, "a.zip")], [(7, "one.zip")]],
+    ids=["three-distributions", "one-distribution"],  # one: the engine's own order is taken as it is
+)
+def test_top_findings_of_a_target_is_the_ranking_of_all_its_findings(
+    rules: Rules, made: list[tuple[int, str]]
+) -> None:
     scanner = Scanner(rules, threads=2)
     # Two distributions of one name: ties between them keep distribution order.
-    dists = [
-        scanner.scan_bytes(ranked_members_zip(seed), name)
-        for seed, name in [(4, "b.zip"), (5, "a.zip"), (6, "a.zip")]
-    ]
+    dists = [scanner.scan_bytes(ranked_members_zip(seed), name) for seed, name in made]
     target = TargetResult.from_distributions("dir", "directory", "dir", dists)
     assert target.match_count == len(target.findings)
     for limit in (1, 10, 50, len(target.findings) + 1):
@@ -564,6 +569,9 @@ def test_top_findings_of_a_target_is_the_ranking_of_all_its_findings(rules: Rule
         got = top_findings(target, limit)
         assert finding_keys(got) == finding_keys(expected)
         assert [id(f.dist) for f in got] == [id(f.dist) for f in expected]
+        heaviest = heaviest_findings([target], limit)  # one target: its own ranking
+        assert all(t is target for t, _ in heaviest)
+        assert finding_keys(f for _, f in heaviest) == finding_keys(expected)
 
 
 def test_sarif_keeps_the_heaviest_results_github_shows(many: TargetResult, rules: Rules) -> None:

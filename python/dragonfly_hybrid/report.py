@@ -551,11 +551,7 @@ class Finding(NamedTuple):
     def location(self) -> str:
         """``<distribution>/<member>:<line>`` in a text file, ``<distribution>/<member> (byte <offset>)``
         in a binary one, the member alone for a rule that matched without a pattern."""
-        label = member_label(self.dist, self.file.path)
-        pattern = first_pattern(self.match)
-        if pattern is None:
-            return label
-        return f"{label}:{pattern.line}" if self.file.is_text else f"{label} (byte {pattern.offset})"
+        return _location(self, first_pattern(self.match))
 
     def snippet(self, limit: int = SNIPPET_CHARS) -> str | None:
         """Printable, at most ``limit`` characters: in a text file the matched line from a little before
@@ -571,6 +567,14 @@ class Finding(NamedTuple):
         return printable(f"…{shown}" if cut else shown, limit)
 
 
+def _location(finding: Finding, pattern: PatternMatch | None) -> str:
+    """:attr:`Finding.location`, given the finding's :func:`first_pattern`."""
+    label = member_label(finding.dist, finding.file.path)
+    if pattern is None:
+        return label
+    return f"{label}:{pattern.line}" if finding.file.is_text else f"{label} (byte {pattern.offset})"
+
+
 def _rank(finding: Finding) -> tuple[int, str, str, str]:
     return (-finding.match.weight, finding.dist.name, finding.file.path, finding.match.identifier)
 
@@ -578,6 +582,9 @@ def _rank(finding: Finding) -> tuple[int, str, str, str]:
 def top_findings(target: TargetResult, limit: int) -> list[Finding]:
     """At most ``limit`` findings, heaviest rule first (then distribution, path, rule, scan order).
     Only each distribution's ``limit`` heaviest are built: a target may have 50,000."""
+    if len(target.distributions) == 1:  # the engine's order is this one within a distribution
+        [dist] = target.distributions
+        return [Finding(dist, file, match) for file, match in dist.top_findings(limit)]
     candidates = (
         Finding(dist, file, match)
         for dist in target.distributions
@@ -589,6 +596,9 @@ def top_findings(target: TargetResult, limit: int) -> list[Finding]:
 def heaviest_findings(targets: Sequence[TargetResult], limit: int) -> list[tuple[TargetResult, Finding]]:
     """At most ``limit`` findings of all ``targets`` with their target: heaviest rule first, then target
     order, then as :func:`top_findings` orders them."""
+    if len(targets) == 1:
+        [target] = targets
+        return [(target, f) for f in top_findings(target, limit)]
     ranked = heapq.nsmallest(
         limit,
         ((i, t, f) for i, t in enumerate(targets) for f in top_findings(t, limit)),
@@ -697,8 +707,11 @@ def _versioned_directory(version: str) -> re.Pattern[str]:
 
 def finding_fingerprint(finding: Finding) -> str:
     """Stable across runs and across versions of the package (see the module docstring)."""
+    return _fingerprint(finding, first_pattern(finding.match))
+
+
+def _fingerprint(finding: Finding, pattern: PatternMatch | None) -> str:
     project, version = project_and_version(finding.dist.name)
-    pattern = first_pattern(finding.match)
     matched = hashlib.sha256(pattern.data if pattern is not None else b"").hexdigest()
     parts = (
         finding.match.identifier,
@@ -810,9 +823,9 @@ def _text_region(pattern: PatternMatch) -> JSON:
     return region
 
 
-def _member_location(finding: Finding) -> JSON:
+def _member_location(finding: Finding, pattern: PatternMatch | None) -> JSON:
+    """Where ``finding`` is (``pattern``: its :func:`first_pattern`)."""
     location: JSON = {"artifactLocation": {"uri": artifact_uri(finding.dist, finding.file.path)}}
-    pattern = first_pattern(finding.match)
     if pattern is not None:
         # GitHub requires a start line; in a binary file it counts newline bytes, as the engine does.
         region = _text_region(pattern) if finding.file.is_text else {"startLine": pattern.line}
@@ -824,18 +837,22 @@ def _level(weight: int, target: TargetResult, min_score: int) -> str:
     return sarif_level(weight) if target.score >= min_score else "note"
 
 
-def _sarif_result(target: TargetResult, finding: Finding, index: int, min_score: int) -> JSON:
+def _sarif_result(
+    target: TargetResult, finding: Finding, index: int, min_score: int, description: str | None
+) -> JSON:
+    """``description``: the rule's (:func:`rule_description`, worked out once per rule)."""
     match = finding.match
+    pattern = first_pattern(match)  # once: the message, the location and the fingerprint all use it
     result: JSON = {
         "ruleId": match.identifier,
         "ruleIndex": index,
         "level": _level(match.weight, target, min_score),
         "message": {
-            "text": f"Rule {match.identifier} (weight {match.weight}) matched {printable(finding.location)}"
-            + (f": {rule_description(match)}" if rule_description(match) else "")
+            "text": f"Rule {match.identifier} (weight {match.weight}) matched "
+            f"{printable(_location(finding, pattern))}" + (f": {description}" if description else "")
         },
-        "locations": [{"physicalLocation": _member_location(finding)}],
-        "partialFingerprints": {SARIF_FINGERPRINT_KEY: finding_fingerprint(finding)},
+        "locations": [{"physicalLocation": _member_location(finding, pattern)}],
+        "partialFingerprints": {SARIF_FINGERPRINT_KEY: _fingerprint(finding, pattern)},
         "properties": {
             "target": target.target,
             "distribution": finding.dist.name,
@@ -872,7 +889,7 @@ def _dependency_result(target: TargetResult, origin: Origin, index: int, min_sco
         "relatedLocations": [
             {
                 "id": i,
-                "physicalLocation": _member_location(f),
+                "physicalLocation": _member_location(f, first_pattern(f.match)),
                 "message": {"text": f"{f.match.identifier} matched {printable(f.location)}"},
             }
             for i, f in enumerate(top)
@@ -943,13 +960,17 @@ def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int
     total = sum(t.match_count for t in targets)
     descriptors: dict[str, JSON] = {}
     indices: dict[str, int] = {}
+    descriptions: dict[tuple[str, str], str | None] = {}  # two namespaces may each have a rule of a name
     results: list[JSON] = []
     for target, finding in ranked:
         rule_id = finding.match.identifier
         if rule_id not in indices:
             indices[rule_id] = len(descriptors)
             descriptors[rule_id] = _sarif_rule(finding.match)
-        results.append(_sarif_result(target, finding, indices[rule_id], min_score))
+        key = (rule_id, finding.match.namespace)
+        if key not in descriptions:
+            descriptions[key] = rule_description(finding.match)
+        results.append(_sarif_result(target, finding, indices[rule_id], min_score, descriptions[key]))
     if dependencies:
         heaviest = max(f.match.weight for t, _ in dependencies for f in top_findings(t, 1))
         indices[FLAGGED_DEPENDENCY_RULE] = len(descriptors)

@@ -46,8 +46,10 @@ EFFICIENCY = 0.9
 NODE_TARGET = 5.0
 NODE_REFERENCE = "reference-loop"
 NODE_ENGINE = "engine-only"
-NODE_ENGINE_SHARE = 1 / 1.1
-"""The node drains the queue within 10% of the engine alone's time on the same distributions."""
+NODE_ENGINE_SHARE = 0.9
+"""Issue 19's target: the node's releases/min at least 90% of the engine alone's on the same releases (its
+time at most 1/0.9 = 1.11x the engine's). Until 2026-12-05 this was checked as "within 10% of the engine's
+time" (at least 1/1.1 = 0.909x), stricter than the issue states."""
 
 MB = 1e6
 
@@ -350,7 +352,9 @@ def node_table(rows: Sequence[NodeMeasurement]) -> tuple[list[list[str]], list[T
     ]
     targets += [
         _at_least(
-            f"{r.variant} within 10% of {NODE_ENGINE} (its time / the node's)", ratio, NODE_ENGINE_SHARE
+            f"{r.variant} >= 90% of {NODE_ENGINE}'s releases/min (its time / the node's)",
+            ratio,
+            NODE_ENGINE_SHARE,
         )
         for r in nodes
         if engine and (ratio := _ratio(engine.median, r.median)) is not None

@@ -393,7 +393,13 @@ def test_report_renders_the_engine_column_and_the_end_to_end_table(tmp_path: Pat
     def e2e(variant: str, median: float) -> summary.E2EMeasurement:
         return summary.E2EMeasurement(variant, median, 5, 15, 200_000_000, "common rules", "what", "real")
 
-    rows = [node("reference-loop", 6.0), node("engine-only", 1.0), node("node-2threads", 1.05)]
+    rows = [
+        node("reference-loop", 6.0),
+        node("engine-only", 1.0),
+        node("node-2threads", 1.05),
+        node("node-2threads-warm-rules", 1.11),  # 90.1% of the engine's releases/min: the target
+        node("node-slow", 1.12),  # 89.3%
+    ]
     e2e_rows = [
         e2e("cli-table", 1.05), e2e("cli-json", 1.0), e2e("cli-sarif", 1.2), e2e("baseline-1proc", 3.0),
         e2e("baseline-pool", 2.5), e2e("startup-python", 0.05), e2e("startup-version", 0.08),
@@ -407,7 +413,10 @@ def test_report_renders_the_engine_column_and_the_end_to_end_table(tmp_path: Pat
     path.write_text(json.dumps(data))
     text = report.render(report.load(path))
     assert "| `node-2threads` | 1.050 | 857.1 | 190.5 | 5.71x | 0.95x |" in text
-    assert "node-2threads within 10% of engine-only (its time / the node's): **met** (0.95x)" in text
+    share = ">= 90% of engine-only's releases/min (its time / the node's)"
+    assert f"node-2threads {share}: **met** (0.95x)" in text
+    assert f"node-2threads-warm-rules {share}: **met** (0.90x)" in text
+    assert f"node-slow {share}: **NOT met** (0.89x)" in text
     assert "engine-only >= 5x" not in text, "the engine row is no node: no target of its own"
     assert "### end to end" in text and "15 distributions, 200.0 MB inflated, common rules, 5 rounds" in text
     assert "| `cli-json` | 1.000 | 3.00x | 2.50x | what |" in text

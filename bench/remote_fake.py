@@ -7,7 +7,7 @@ distribution file once and then serves rounds on request:
 
 * :meth:`FakeProcess.new_round` builds a fresh ``FakeMainframe`` in the child with the rules and every
   release queued, its distributions hosted at PyPI-shaped URLs, and returns a :class:`RemoteFake` with
-  the URL and the default worker's credentials;
+  the URL, the default worker's credentials and the distributions' URLs;
 * :meth:`RemoteFake.results` returns the bodies of the accepted ``PUT /package`` submissions;
 * :meth:`RemoteFake.close` closes that fake (the child stays up for the next round).
 
@@ -61,11 +61,14 @@ def _child(conn: Connection, releases: Sequence[ReleaseSpec], rules_hash: str, r
                 close()
                 fake = FakeMainframe()
                 fake.set_rules(rules_hash, rules)
+                hosted = []
                 for name, version, dists in data:
                     urls = [fake.host_file(filename, content) for filename, content in dists]
                     fake.add_release(name, version, distributions=urls)
+                    hosted += urls
                 reply: Any = {
                     "url": fake.url,
+                    "files": hosted,
                     "client_id": fake.worker.client_id,
                     "client_secret": fake.worker.client_secret,
                     "settings": fake.node_settings(),
@@ -98,6 +101,8 @@ class RemoteFake:
         self.client_id: str = info["client_id"]
         self.client_secret: str = info["client_secret"]
         self._settings: dict[str, Any] = info["settings"]
+        self.files: list[str] = info["files"]
+        """The URL of every distribution queued, in queue order."""
         self.closed = False
 
     def node_settings(self, **extra: Any) -> dict[str, Any]:

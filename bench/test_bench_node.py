@@ -22,6 +22,12 @@ variant being measured. Each round drains the whole queue and its wall time is m
   ``fast_scan`` as the node) over every distribution of the queue, read from the page cache, with the same
   rules compiled before the timing (as the scan benchmark's engine rows); no mainframe, no downloads, no
   submissions. The node's target is at least 90% of its releases/min (the ``vs engine`` column).
+* ``engine-while-downloading``: ``engine-only`` while the node's downloader (``pypi.download.Downloader``,
+  as many threads as the node's downloads) fetches every distribution of a fresh fake's queue from its
+  file host on the same cores, and nothing else: no mainframe calls, rules or pipeline. No node that
+  downloads here can beat it; it shows how much of the node's distance to ``engine-only`` is the
+  downloads' (the fake file host's sending and the kernel's copies share the 2 cores) and how much the
+  node's own. No target of its own.
 
 Timed: from the start of the variant (login included) until the queue is drained. Not timed: building the
 fake and queueing the jobs (``benchmark.pedantic`` setup), checking and tearing down.
@@ -47,6 +53,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,15 +63,17 @@ import httpx
 import pytest
 from dragonfly_hybrid._core import Rules, Scanner
 from dragonfly_hybrid.node.metrics import NodeMetrics
+from dragonfly_hybrid.node.pipeline import NodeOptions
 from dragonfly_hybrid.node.service import serve
 from dragonfly_hybrid.node.settings import NodeSettings
+from dragonfly_hybrid.pypi.download import Downloader
 
 from bench import rulesets
 from bench.baseline import BaselineScanner, members
 from bench.conftest import NODE_ROWS, all_threads
 from bench.corpora import BenchCorpus, corpus_kind, load_corpus
 from bench.remote_fake import FakeProcess, ReleaseSpec, RemoteFake
-from bench.summary import NODE_ENGINE, NODE_REFERENCE, NodeMeasurement
+from bench.summary import NODE_ENGINE, NODE_ENGINE_DOWNLOADING, NODE_REFERENCE, NodeMeasurement
 from bench.synthetic import DEFAULT_SEED, CorpusSpec, ensure_corpus
 
 DEFAULT_NODE_ROUNDS = 5
@@ -477,3 +486,44 @@ def test_engine_only(benchmark, request, queue):
     rounds = node_rounds()
     benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0)
     record_row(benchmark, request, queue, NODE_ENGINE, rounds)
+
+
+def download_all(urls: list[str]) -> int:
+    """Every URL into memory with the node's downloader and concurrency; the bytes received."""
+
+    async def fetch() -> int:
+        downloader = Downloader(NodeOptions().download_concurrency)
+        try:
+            bodies = await asyncio.gather(*(downloader.download(url, 1 << 40) for url in urls))
+        finally:
+            downloader.close()
+        return sum(len(body) for body in bodies)
+
+    return asyncio.run(fetch())
+
+
+def test_engine_while_downloading(benchmark, request, queue, fakes):
+    threads = all_threads()
+    rules = Rules.compile(queue.rules)
+    live: list[RemoteFake] = []
+
+    def setup():
+        while live:
+            live.pop().close()
+        fake = fakes.new_round()
+        live.append(fake)
+        return (fake,), {}
+
+    def target(fake: RemoteFake) -> None:
+        with ThreadPoolExecutor(1) as downloads:
+            received = downloads.submit(download_all, fake.files)
+            assert engine_only(rules, queue, threads) > 0
+            assert received.result() == queue.corpus.compressed_bytes
+
+    rounds = node_rounds()
+    try:
+        benchmark.pedantic(target, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
+    finally:
+        for fake in live:
+            fake.close()
+    record_row(benchmark, request, queue, NODE_ENGINE_DOWNLOADING, rounds)

@@ -399,6 +399,7 @@ def test_report_renders_the_engine_column_and_the_end_to_end_table(tmp_path: Pat
         node("node-2threads", 1.05),
         node("node-2threads-warm-rules", 1.11),  # 90.1% of the engine's releases/min: the target
         node("node-slow", 1.12),  # 89.3%
+        node("engine-while-downloading", 1.04),
     ]
     e2e_rows = [
         e2e("cli-table", 1.05), e2e("cli-json", 1.0), e2e("cli-sarif", 1.2), e2e("baseline-1proc", 3.0),
@@ -418,6 +419,8 @@ def test_report_renders_the_engine_column_and_the_end_to_end_table(tmp_path: Pat
     assert f"node-2threads-warm-rules {share}: **met** (0.90x)" in text
     assert f"node-slow {share}: **NOT met** (0.89x)" in text
     assert "engine-only >= 5x" not in text, "the engine row is no node: no target of its own"
+    assert "| `engine-while-downloading` | 1.040 |" in text
+    assert "engine-while-downloading >=" not in text, "nor is the engine while downloading"
     assert "### end to end" in text and "15 distributions, 200.0 MB inflated, common rules, 5 rounds" in text
     assert "| `cli-json` | 1.000 | 3.00x | 2.50x | what |" in text
     assert "| `startup-version` | 0.080 | - | - | what |" in text

@@ -47,7 +47,7 @@ NODE_TARGET = 5.0
 NODE_REFERENCE = "reference-loop"
 NODE_ENGINE = "engine-only"
 NODE_ENGINE_DOWNLOADING = "engine-while-downloading"
-"""The engine alone while the same distributions are downloaded on the same cores: no node, no target."""
+"""The engine while the same distributions are downloaded on the same cores (no node): no target."""
 NODE_ENGINE_SHARE = 0.9
 """Issue 19's target: the node's releases/min at least 90% of the engine alone's on the same releases (its
 time at most 1/0.9 = 1.11x the engine's). Until 2026-12-05 this was checked as "within 10% of the engine's

@@ -24,10 +24,11 @@ variant being measured. Each round drains the whole queue and its wall time is m
   submissions. The node's target is at least 90% of its releases/min (the ``vs engine`` column).
 * ``engine-while-downloading``: ``engine-only`` while the node's downloader (``pypi.download.Downloader``,
   as many threads as the node's downloads) fetches every distribution of a fresh fake's queue from its
-  file host on the same cores, and nothing else: no mainframe calls, rules or pipeline. No node that
-  downloads here can beat it; it shows how much of the node's distance to ``engine-only`` is the
-  downloads' (the fake file host's sending and the kernel's copies share the 2 cores) and how much the
-  node's own. No target of its own.
+  file host on the same cores, and nothing else: no mainframe calls, rules or pipeline. What the
+  downloads alone cost the engine here (the fake file host's sending, the kernel's copies and the
+  download threads share the 2 cores with the scan), beside the node's whole distance to
+  ``engine-only``. Not a bound: the node downloads its first jobs while it logs in and loads its rules,
+  before the scans start. No target of its own.
 
 Timed: from the start of the variant (login included) until the queue is drained. Not timed: building the
 fake and queueing the jobs (``benchmark.pedantic`` setup), checking and tearing down.

@@ -375,3 +375,41 @@ def test_tls_verifies_the_server_certificate(pki: dict[str, Path]) -> None:
         assert len(tls_server.requests) == 2  # the untrusted handshake sent nothing
     finally:
         tls_server.close()
+
+
+# ----------------------------------------------------------------------------------- the mainframe client
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["direct", "environment-proxy"])
+def test_the_mainframe_client_uses_it_unless_the_environment_names_a_proxy(
+    server: RawServer, monkeypatch: pytest.MonkeyPatch, proxied: bool
+) -> None:
+    """Without a proxy the node's mainframe calls go through this transport; with one, through httpx's own,
+    which applies it (this one does not)."""
+    from dragonfly_hybrid.node.mainframe import MainframeClient
+    from dragonfly_hybrid.node.settings import NodeSettings
+
+    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    # mainframe.invalid resolves nowhere: with a proxy named, only the proxy can answer.
+    base = "http://mainframe.invalid" if proxied else server.url
+    if proxied:
+        monkeypatch.setenv("HTTP_PROXY", server.url)
+    rules = json.dumps({"hash": "h1", "rules": {"a.yar": "rule a { condition: true }"}}).encode()
+    server.answers = [(ok(b"{}"), True), (ok(rules), True)]  # the login (no cookie: headers), the rules
+    settings = NodeSettings(_env_file=None, base_url=base, client_id="id", client_secret="secret")  # type: ignore[call-arg]
+
+    async def scenario() -> tuple[str, type]:
+        async with MainframeClient(settings) as client:
+            payload = await client.get_rules()
+            return payload.hash, type(client._http._transport)
+
+    commit, transport = asyncio.run(scenario())
+    assert commit == "h1"
+    assert (transport is Http11Transport) is not proxied
+    targets = [request.split(b" ", 2)[1] for request in server.requests]
+    assert targets == (
+        [b"http://mainframe.invalid/", b"http://mainframe.invalid/rules"] if proxied else [b"/", b"/rules"]
+    )

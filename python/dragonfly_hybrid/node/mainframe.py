@@ -360,9 +360,9 @@ class MainframeClient:
     """The mainframe API for one node (one worker identity). Safe to call from many coroutines at once.
 
     ``client``: an ``httpx.AsyncClient`` to use (not closed by this object); by default one is created
-    (HTTP/2 when ``h2`` is installed, timeouts from ``settings.http_timeout``). The remaining keyword
-    arguments tune retries and logins (tests use small values). Raises ConfigError when the settings hold
-    no usable credentials.
+    (:func:`_new_http_client`: HTTP/1.1 on the package's transport, timeouts from
+    ``settings.http_timeout``). The remaining keyword arguments tune retries and logins (tests use small
+    values). Raises ConfigError when the settings hold no usable credentials.
     """
 
     def __init__(
@@ -510,8 +510,7 @@ class MainframeClient:
         return response
 
     def _url(self, path: str, params: dict[str, int] | None) -> httpx.URL:
-        """The URL of ``path`` with ``params``, parsed once: httpx parses a URL given as text on every call,
-        which was a tenth of the CPU the node spends per claim or submission."""
+        """The URL of ``path`` with ``params``, parsed once (httpx parses a URL given as text each call)."""
         key = (path, tuple(params.items()) if params else ())
         url = self._urls.get(key)
         if url is None:

@@ -244,6 +244,31 @@ def test_idle_connection_closed_by_the_server_is_not_used(server: RawServer, par
     assert server.connections == 2
 
 
+def test_a_request_cancelled_mid_answer_leaves_nothing_for_the_next(server: RawServer) -> None:
+    """A call given up while its answer is on the way (the mainframe client's deadlines cancel it): the
+    connection is closed, so that answer can never be read as the next request's."""
+    release = threading.Event()
+
+    def script(conn: socket.socket, head: bytes) -> bool:
+        if head.startswith(b"GET /slow"):
+            release.wait(5)
+            conn.sendall(ok(b"late answer to /slow"))
+        else:
+            conn.sendall(ok(b"answer to /next"))
+        return True
+
+    server.script = script
+
+    async def calls(client: httpx.AsyncClient) -> bytes:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.get(server.url + "/slow"), 0.2)
+        release.set()  # the late answer is sent now, while the next request goes out
+        return (await client.get(server.url + "/next")).content
+
+    assert run_client(Http11Transport(), calls) == b"answer to /next"
+    assert server.connections == 2
+
+
 def test_server_that_drops_the_request_is_a_remote_protocol_error(server: RawServer) -> None:
     server.script = lambda conn, head: False
     with pytest.raises(httpx.RemoteProtocolError, match="Server disconnected without sending a response"):

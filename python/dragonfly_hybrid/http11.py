@@ -7,9 +7,12 @@ responses, cookies, timeouts, errors) is unchanged, so callers see the same API 
 
 What it does: one request at a time per connection, kept-alive connections reused per origin, plain HTTP or
 TLS (the caller's context), bodies framed by ``Content-Length``, chunked or by the connection closing, 1xx
-answers skipped, the client's connect/read/write timeouts. What it refuses (``httpx.RemoteProtocolError``)
-is what a strict HTTP/1.1 parser refuses: a malformed status line or header, folded headers, conflicting
-lengths. Proxies are not its job: :func:`~dragonfly_hybrid.http_client.new_async_client` leaves requests to
+answers skipped, folded header lines joined, the client's connect/read/write timeouts. What it refuses
+(``httpx.RemoteProtocolError``): what h11 refuses under httpx's own transport (the tests hold the two side
+by side: a malformed status line or header line, conflicting lengths, a malformed chunk), and answers past
+its limits (``LINE_LIMIT``, ``MAX_HEADERS``, a length of more than 18 digits).
+
+Proxies are not its job: :func:`~dragonfly_hybrid.node.mainframe._new_http_client` leaves requests to
 httpx's transport when the environment names one.
 """
 
@@ -24,6 +27,8 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
 import httpx
+
+from dragonfly_hybrid.http_client import tls_context
 
 if TYPE_CHECKING:
     import ssl
@@ -78,7 +83,7 @@ class _Connection:
 
 class Http11Transport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=Http11Transport(context=...))``. ``context``: the TLS context for
-    ``https`` URLs (its certificate checks apply as they are)."""
+    ``https`` URLs (its certificate checks apply as they are; default: the package's)."""
 
     def __init__(self, *, context: ssl.SSLContext | None = None) -> None:
         self._context = context
@@ -143,11 +148,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     async def _connect(self, origin: Origin, seconds: float | None) -> _Connection:
         scheme, host, port = origin
-        tls = self._context if scheme == "https" else None
-        if scheme == "https" and tls is None:
-            from dragonfly_hybrid.http_client import tls_context
-
-            tls = tls_context()
+        tls = (self._context or tls_context()) if scheme == "https" else None
         try:
             reader, writer = await _within(
                 asyncio.open_connection(

@@ -146,10 +146,10 @@ ANSWERS = {
     "transfer-encoding beats content-length": (
         b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
     ),
+    "folded header": b"HTTP/1.1 200 OK\r\nX-Tag: a\r\n  folded\r\nContent-Length: 0\r\n\r\n",
     # Broken or hostile: both transports must fail (an httpx transport error), neither may return a body.
     "malformed status line": b"HTTP/1.1 OK\r\nContent-Length: 0\r\n\r\n",
     "not HTTP": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
-    "folded header": b"HTTP/1.1 200 OK\r\nX-Tag: a\r\n  folded\r\nContent-Length: 0\r\n\r\n",
     "folded first header": b"HTTP/1.1 200 OK\r\n folded\r\nContent-Length: 0\r\n\r\n",
     "header without colon": b"HTTP/1.1 200 OK\r\nX-Tag\r\nContent-Length: 0\r\n\r\n",
     "space before colon": b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",

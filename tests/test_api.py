@@ -147,8 +147,9 @@ def test_scan_path_and_errors(scanner: dh.Scanner, tmp_path: Path) -> None:
 
 
 def test_a_large_file_is_read_whole_by_scan_path(scanner: dh.Scanner, tmp_path: Path) -> None:
-    # Past 16 MiB the engine reads a file in 8 MiB chunks on every thread: a marker straddling a chunk
-    # boundary, and one in the last chunk, are found as when the bytes are handed over.
+    # From 1 MiB the engine maps a file instead of reading it: a marker straddling the 8 MiB mark (where
+    # reading in 8 MiB chunks would cut it), and one in the last bytes, are found as when the bytes are
+    # handed over.
     name = "p/blob.py"
     content = bytearray(random.Random(5).randbytes(20 << 20))
 

@@ -1,7 +1,7 @@
 """Typed stubs of the Rust extension (``rust/python``). ``tests/test_stubs.py`` checks them with stubtest."""
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, final
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "RuleMatch",
     "Rules",
     "RulesFormatError",
+    "SarifFindings",
     "ScanCancelled",
     "ScanIssue",
     "ScanProgress",
@@ -267,6 +268,36 @@ class DistributionResult:
         """True when every byte of the distribution was scanned."""
     @property
     def verdict(self) -> Verdict: ...
+
+@final
+class SarifFindings:
+    """The findings of a SARIF log, ranked, with their results written as JSON (``report.sarif_findings``
+    builds it)."""
+
+    def __new__(
+        cls,
+        targets: Sequence[
+            tuple[str | None, bool, str | None, Sequence[tuple[DistributionResult, str, str | None]]]
+        ],
+        limit: int,
+    ) -> SarifFindings:
+        """``targets``: per target, its ``target`` as a JSON string (``None``: the report module renders
+        its results), whether it scores below ``--min-score``, its ``relatedLocations`` as JSON (or
+        ``None``), and its distributions, each with the project and version of its file name. At most
+        ``limit`` findings are kept: the heaviest rule first, then target order, distribution name,
+        member path and rule identifier."""
+    def __len__(self) -> int: ...
+    def rules(self) -> list[RuleMatch]:
+        """The first match of each rule (identifier and namespace) among the findings, in their order."""
+    def finding(self, index: int) -> tuple[int, int, FileResult, RuleMatch]:
+        """Finding ``index``: its target's index, its distribution's index (over every target's
+        distributions in order), the file and the match."""
+    def results(
+        self, descriptions: Mapping[tuple[str, str], str | None], indices: Mapping[str, int]
+    ) -> list[str | None]:
+        """Each finding's SARIF result as one line of JSON, given each rule's description (by identifier
+        and namespace) and index; ``None`` where the report module must render it (a label or version
+        that is not printable ASCII, a text snippet that is not UTF-8)."""
 
 @final
 class ReleaseResult:

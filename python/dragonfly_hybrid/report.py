@@ -132,6 +132,7 @@ from dragonfly_hybrid._core import (
     ReleaseResult,
     RuleMatch,
     Rules,
+    SarifFindings,
     ScanIssue,
     distributions_json,
 )
@@ -861,16 +862,21 @@ def _sarif_result(
         },
     }
     if target.origin is not None:
-        result["relatedLocations"] = [
-            {
-                "id": 0,
-                "physicalLocation": _origin_location(target.origin),
-                "message": {"text": f"{_label(target)} is required here"},
-            }
-        ]
+        result["relatedLocations"] = _required_here(target, target.origin)
     if target.score < min_score:
         result["properties"]["belowMinScore"] = True
     return result
+
+
+def _required_here(target: TargetResult, origin: Origin) -> list[JSON]:
+    """A finding's ``relatedLocations``: the requirements-file line that asked for its target."""
+    return [
+        {
+            "id": 0,
+            "physicalLocation": _origin_location(origin),
+            "message": {"text": f"{_label(target)} is required here"},
+        }
+    ]
 
 
 def _dependency_result(target: TargetResult, origin: Origin, index: int, min_score: int) -> JSON:
@@ -929,6 +935,12 @@ def _notifications(target: TargetResult) -> Iterator[JSON]:
 
 _ONE_LINE_ITEMS = frozenset({"results", "rules"})
 """Arrays of a SARIF log whose items are written one per line: thousands of results, each a small tree."""
+_ONE_LINE_SEPARATORS = (", ", ": ")
+
+
+class RawJSON(str):
+    """An item of a one-line array already written as its line of JSON (by the engine):
+    :func:`write_framed_json` writes it as it is."""
 
 
 def write_framed_json(value: object, out: IO[str], level: int = 0, one_line_items: bool = False) -> None:
@@ -944,8 +956,10 @@ def write_framed_json(value: object, out: IO[str], level: int = 0, one_line_item
     elif isinstance(value, list) and value:
         for index, item in enumerate(value):
             out.write(("," if index else "[") + pad + "  ")
-            if one_line_items:
-                out.write(json.dumps(item, ensure_ascii=False, separators=(", ", ": ")))
+            if isinstance(item, RawJSON):
+                out.write(item)
+            elif one_line_items:
+                out.write(json.dumps(item, ensure_ascii=False, separators=_ONE_LINE_SEPARATORS))
             else:
                 write_framed_json(item, out, level + 1)
         out.write(pad + "]")
@@ -953,24 +967,85 @@ def write_framed_json(value: object, out: IO[str], level: int = 0, one_line_item
         out.write(json.dumps(value, ensure_ascii=False))
 
 
+def write_sarif_document(
+    targets: Sequence[TargetResult], rules: Rules, out: IO[str], min_score: int = 0
+) -> None:
+    """Write the SARIF log of ``targets`` to ``out`` (see the module docstring)."""
+    write_framed_json(_sarif_log(targets, rules, min_score), out)
+    out.write("\n")
+
+
 def sarif_document(targets: Sequence[TargetResult], rules: Rules, min_score: int = 0) -> JSON:
-    """The SARIF log of ``targets`` (see the module docstring); at most ``SARIF_MAX_RESULTS`` results."""
+    """The SARIF log of ``targets`` as Python objects: what :func:`write_sarif_document` writes, read
+    back (the engine writes most results as text)."""
+    out = io.StringIO()
+    write_sarif_document(targets, rules, out, min_score)
+    document: JSON = json.loads(out.getvalue())
+    return document
+
+
+def _utf8_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: an argument's undecodable bytes
+        return False
+    return True
+
+
+def sarif_findings(
+    targets: Sequence[TargetResult], limit: int, min_score: int = 0
+) -> tuple[SarifFindings, list[DistributionResult]]:
+    """At most ``limit`` findings of ``targets``, ranked as :func:`heaviest_findings` ranks them, for the
+    engine to write their results; and the distributions of ``targets`` in order (what
+    ``SarifFindings.finding`` indexes)."""
+    specs = []
+    dists: list[DistributionResult] = []
+    for target in targets:
+        target_json = json.dumps(target.target, ensure_ascii=False)
+        related = (
+            None
+            if target.origin is None
+            else json.dumps(
+                _required_here(target, target.origin), ensure_ascii=False, separators=_ONE_LINE_SEPARATORS
+            )
+        )
+        written = _utf8_text(target_json) and (related is None or _utf8_text(related))
+        specs.append(
+            (
+                target_json if written else None,  # None: Python renders the target's results
+                target.score < min_score,
+                related if written else None,
+                [(d, *project_and_version(d.name)) for d in target.distributions],
+            )
+        )
+        dists.extend(target.distributions)
+    return SarifFindings(specs, limit), dists
+
+
+def _sarif_log(targets: Sequence[TargetResult], rules: Rules, min_score: int) -> JSON:
+    """The SARIF log of ``targets``; at most ``SARIF_MAX_RESULTS`` results."""
     dependencies = [(t, t.origin) for t in targets if t.origin is not None and t.rules_matched]
-    ranked = heaviest_findings(targets, max(0, SARIF_MAX_RESULTS - len(dependencies)))
+    ranked, dists = sarif_findings(targets, max(0, SARIF_MAX_RESULTS - len(dependencies)), min_score)
     total = sum(t.match_count for t in targets)
     descriptors: dict[str, JSON] = {}
     indices: dict[str, int] = {}
     descriptions: dict[tuple[str, str], str | None] = {}  # two namespaces may each have a rule of a name
-    results: list[JSON] = []
-    for target, finding in ranked:
-        rule_id = finding.match.identifier
-        if rule_id not in indices:
-            indices[rule_id] = len(descriptors)
-            descriptors[rule_id] = _sarif_rule(finding.match)
-        key = (rule_id, finding.match.namespace)
-        if key not in descriptions:
-            descriptions[key] = rule_description(finding.match)
-        results.append(_sarif_result(target, finding, indices[rule_id], min_score, descriptions[key]))
+    for match in ranked.rules():
+        if match.identifier not in indices:
+            indices[match.identifier] = len(descriptors)
+            descriptors[match.identifier] = _sarif_rule(match)
+        descriptions[(match.identifier, match.namespace)] = rule_description(match)
+    results: list[JSON | RawJSON] = []
+    for index, line in enumerate(ranked.results(descriptions, indices)):
+        if line is not None:
+            results.append(RawJSON(line))
+            continue
+        target_index, dist_index, file, match = ranked.finding(index)
+        finding = Finding(dists[dist_index], file, match)
+        description = descriptions[(match.identifier, match.namespace)]
+        results.append(
+            _sarif_result(targets[target_index], finding, indices[match.identifier], min_score, description)
+        )
     if dependencies:
         heaviest = max(f.match.weight for t, _ in dependencies for f in top_findings(t, 1))
         indices[FLAGGED_DEPENDENCY_RULE] = len(descriptors)
@@ -1401,5 +1476,4 @@ def render(
     elif fmt == "json":
         write_json_document(targets, rules, out, min_score)
     else:
-        write_framed_json(sarif_document(targets, rules, min_score), out)
-        out.write("\n")
+        write_sarif_document(targets, rules, out, min_score)

@@ -353,7 +353,7 @@ fn array<T>(buf: &mut Vec<u8>, style: Style, items: &[T], write: impl Fn(&mut Ve
     list.close(buf);
 }
 
-fn integer(buf: &mut Vec<u8>, value: impl itoa::Integer) {
+pub(crate) fn integer(buf: &mut Vec<u8>, value: impl itoa::Integer) {
     buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
@@ -363,7 +363,7 @@ fn boolean(buf: &mut Vec<u8>, value: bool) {
 
 /// `text` as a JSON string, escaped as Python's `json.dumps(ensure_ascii=False)` escapes it: `"`, `\`,
 /// and the control characters below U+0020 (`\n`, `\t`... or `\u00XX`); everything else as it is.
-fn string(buf: &mut Vec<u8>, text: &str) {
+pub(crate) fn string(buf: &mut Vec<u8>, text: &str) {
     const LANES: usize = 16;
     let bytes = text.as_bytes();
     buf.reserve(bytes.len() + 2);

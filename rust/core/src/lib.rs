@@ -15,6 +15,7 @@ mod limits;
 mod report;
 mod routing;
 mod rules;
+mod sarif;
 mod service;
 mod walk;
 mod zipdir;
@@ -33,6 +34,7 @@ pub use report::{
 pub use rules::{
     Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC, COMPILED_PREFIX, COMPILED_ROUTED_MAGIC,
 };
+pub use sarif::{rank as rank_findings, write_result as write_sarif_result, FindingRef, ResultContext};
 pub use service::{CacheStats, CACHE_ENTRIES};
 pub use walk::MAX_NESTING_DEPTH;
 

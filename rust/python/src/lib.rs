@@ -2,13 +2,15 @@
 //! for every scan, and defines the package's exception types (`dragonfly_hybrid.errors` re-exports
 //! them), so the extension depends on nothing above it.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dragonfly_core as core;
 use pyo3::exceptions::{
-    PyException, PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
+    PyException, PyFileNotFoundError, PyIndexError, PyKeyError, PyOSError, PyRuntimeError, PyTypeError,
+    PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString};
@@ -575,6 +577,130 @@ impl FindingKey<'_> {
     }
 }
 
+/// What a SARIF result takes from its target (`SarifFindings`).
+struct SarifTarget {
+    /// `None`: the target's results are all rendered by the report module (its text is not UTF-8).
+    target_json: Option<String>,
+    below_min_score: bool,
+    related_json: Option<String>,
+}
+
+/// A distribution of a SARIF log, with its target and the project and version of its file name.
+struct SarifDist {
+    target: usize,
+    report: Arc<core::DistributionReport>,
+    project: String,
+    version: Option<String>,
+}
+
+/// The findings of a SARIF log, ranked, and their results as JSON lines (`report.write_sarif_document`).
+#[pyclass(frozen, module = "dragonfly_hybrid._core")]
+struct SarifFindings {
+    targets: Vec<SarifTarget>,
+    dists: Vec<SarifDist>,
+    ranked: Vec<core::FindingRef>,
+}
+
+type SarifTargetArgs<'py> =
+    (Option<String>, bool, Option<String>, Vec<(PyRef<'py, DistributionResult>, String, Option<String>)>);
+
+impl SarifFindings {
+    fn hit(&self, found: core::FindingRef) -> (&SarifDist, &core::FileReport, &core::RuleHit) {
+        let dist = &self.dists[found.dist];
+        let file = &dist.report.files[found.file];
+        (dist, file, &file.hits[found.hit])
+    }
+}
+
+#[pymethods]
+impl SarifFindings {
+    #[new]
+    fn new(targets: Vec<SarifTargetArgs<'_>>, limit: usize) -> Self {
+        let mut dists = Vec::new();
+        let targets = targets
+            .into_iter()
+            .enumerate()
+            .map(|(index, (target_json, below_min_score, related_json, target_dists))| {
+                dists.extend(target_dists.into_iter().map(|(dist, project, version)| SarifDist {
+                    target: index,
+                    report: Arc::clone(&dist.inner),
+                    project,
+                    version,
+                }));
+                SarifTarget { target_json, below_min_score, related_json }
+            })
+            .collect();
+        let keyed: Vec<(usize, &core::DistributionReport)> =
+            dists.iter().map(|d| (d.target, &*d.report)).collect();
+        let ranked = core::rank_findings(&keyed, limit);
+        Self { targets, dists, ranked }
+    }
+    fn __len__(&self) -> usize {
+        self.ranked.len()
+    }
+    /// The first match of each rule (identifier and namespace) among the findings, in their order.
+    fn rules(&self) -> Vec<RuleMatch> {
+        let mut seen = HashSet::new();
+        self.ranked
+            .iter()
+            .map(|&found| self.hit(found).2)
+            .filter(|hit| seen.insert((&hit.rule.identifier, &hit.rule.namespace)))
+            .map(|hit| RuleMatch { inner: hit.clone() })
+            .collect()
+    }
+    /// Finding ``index``: its target's index, its distribution's index (targets' distributions in
+    /// order), the file and the match.
+    fn finding(&self, index: usize) -> PyResult<(usize, usize, FileResult, RuleMatch)> {
+        let found = *self.ranked.get(index).ok_or_else(|| PyIndexError::new_err("no such finding"))?;
+        let (dist, file, hit) = self.hit(found);
+        Ok((dist.target, found.dist, FileResult { inner: file.clone() }, RuleMatch { inner: hit.clone() }))
+    }
+    /// Each finding's SARIF result as one line of JSON, or ``None`` where the report module renders it.
+    fn results(
+        &self,
+        py: Python<'_>,
+        descriptions: HashMap<(String, String), Option<String>>,
+        indices: HashMap<String, usize>,
+    ) -> PyResult<Vec<Option<String>>> {
+        py.detach(|| {
+            let mut buf = Vec::with_capacity(1024);
+            self.ranked
+                .iter()
+                .map(|&found| {
+                    let (dist, file, hit) = self.hit(found);
+                    let target = &self.targets[dist.target];
+                    let Some(target_json) = target.target_json.as_deref() else { return Ok(None) };
+                    let rule = &hit.rule;
+                    let index = *indices.get(&rule.identifier).ok_or_else(|| {
+                        PyKeyError::new_err(format!("no rule index for {}", rule.identifier))
+                    })?;
+                    let description = descriptions
+                        .get(&(rule.identifier.clone(), rule.namespace.clone()))
+                        .and_then(Option::as_deref);
+                    let context = core::ResultContext {
+                        target_json,
+                        below_min_score: target.below_min_score,
+                        related_json: target.related_json.as_deref(),
+                        project: &dist.project,
+                        version: dist.version.as_deref(),
+                    };
+                    buf.clear();
+                    Ok(core::write_sarif_result(
+                        &mut buf,
+                        &context,
+                        &dist.report,
+                        file,
+                        hit,
+                        index,
+                        description,
+                    )
+                    .then(|| String::from_utf8(buf.clone()).expect("JSON written from UTF-8 text")))
+                })
+                .collect()
+        })
+    }
+}
+
 /// One release, scored as the Dragonfly mainframe expects.
 #[pyclass(frozen, module = "dragonfly_hybrid._core")]
 struct ReleaseResult {
@@ -1063,6 +1189,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ScanIssue>()?;
     m.add_class::<DistributionResult>()?;
     m.add_class::<ReleaseResult>()?;
+    m.add_class::<SarifFindings>()?;
     m.add_class::<ScanProgress>()?;
     m.add_class::<Scanner>()?;
     Ok(())

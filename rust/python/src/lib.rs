@@ -244,48 +244,64 @@ impl Limits {
     }
 }
 
-/// One match of one pattern.
+/// One match of one pattern. This and the other parts of a distribution's result (`RuleMatch`,
+/// `FileResult`) share its report and point into it: a report may hold 50,000 files, and a copy of
+/// each part asked for cost more than the rest of a SARIF or HTML report.
 #[pyclass(frozen, module = "dragonfly_hybrid._core")]
 struct PatternMatch {
-    inner: core::PatternHit,
+    dist: Arc<core::DistributionReport>,
+    file: usize,
+    hit: usize,
+    pattern: usize,
+}
+
+impl PatternMatch {
+    fn inner(&self) -> &core::PatternHit {
+        &self.dist.files[self.file].hits[self.hit].patterns[self.pattern]
+    }
 }
 
 #[pymethods]
 impl PatternMatch {
     #[getter]
     fn identifier(&self) -> &str {
-        &self.inner.identifier
+        &self.inner().identifier
     }
     #[getter]
     fn offset(&self) -> u64 {
-        self.inner.offset
+        self.inner().offset
     }
     #[getter]
     fn length(&self) -> u64 {
-        self.inner.length
+        self.inner().length
     }
     #[getter]
     fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.data)
+        PyBytes::new(py, &self.inner().data)
     }
     #[getter]
     fn line(&self) -> u64 {
-        self.inner.line
+        self.inner().line
     }
     #[getter]
     fn column(&self) -> u64 {
-        self.inner.column
+        self.inner().column
     }
     #[getter]
     fn snippet<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.snippet)
+        PyBytes::new(py, &self.inner().snippet)
     }
     #[getter]
     fn snippet_offset(&self) -> u64 {
-        self.inner.snippet_offset
+        self.inner().snippet_offset
     }
     fn __repr__(&self) -> String {
-        format!("<PatternMatch {} at {}+{}>", self.inner.identifier, self.inner.offset, self.inner.length)
+        format!(
+            "<PatternMatch {} at {}+{}>",
+            self.inner().identifier,
+            self.inner().offset,
+            self.inner().length
+        )
     }
 }
 
@@ -299,82 +315,113 @@ fn meta_to_py<'py>(py: Python<'py>, value: &core::Meta) -> PyResult<Bound<'py, P
     })
 }
 
-/// A rule that matched a file.
+/// A rule that matched a file (a part of its distribution's report, as `PatternMatch`).
 #[pyclass(frozen, module = "dragonfly_hybrid._core")]
 struct RuleMatch {
-    inner: core::RuleHit,
+    dist: Arc<core::DistributionReport>,
+    file: usize,
+    hit: usize,
+}
+
+impl RuleMatch {
+    fn new(dist: &Arc<core::DistributionReport>, file: usize, hit: usize) -> Self {
+        Self { dist: Arc::clone(dist), file, hit }
+    }
+
+    fn inner(&self) -> &core::RuleHit {
+        &self.dist.files[self.file].hits[self.hit]
+    }
 }
 
 #[pymethods]
 impl RuleMatch {
     #[getter]
     fn identifier(&self) -> &str {
-        &self.inner.rule.identifier
+        &self.inner().rule.identifier
     }
     #[getter]
     fn namespace(&self) -> &str {
-        &self.inner.rule.namespace
+        &self.inner().rule.namespace
     }
     #[getter]
     fn tags(&self) -> Vec<String> {
-        self.inner.rule.tags.clone()
+        self.inner().rule.tags.clone()
     }
     #[getter]
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         // Each key once: a repeated key keeps its first value (`RuleInfo::metadata`).
-        for (key, value) in &self.inner.rule.metadata {
+        for (key, value) in &self.inner().rule.metadata {
             dict.set_item(key, meta_to_py(py, value)?)?;
         }
         Ok(dict)
     }
     #[getter]
     fn weight(&self) -> i64 {
-        self.inner.rule.weight
+        self.inner().rule.weight
     }
     #[getter]
     fn patterns(&self) -> Vec<PatternMatch> {
-        self.inner.patterns.iter().map(|p| PatternMatch { inner: p.clone() }).collect()
+        (0..self.inner().patterns.len())
+            .map(|pattern| PatternMatch {
+                dist: Arc::clone(&self.dist),
+                file: self.file,
+                hit: self.hit,
+                pattern,
+            })
+            .collect()
     }
     fn __repr__(&self) -> String {
-        format!("<RuleMatch {} weight={}>", self.inner.rule.identifier, self.inner.rule.weight)
+        format!("<RuleMatch {} weight={}>", self.inner().rule.identifier, self.inner().rule.weight)
     }
 }
 
-/// A scanned file that matched at least one rule.
+/// A scanned file that matched at least one rule (a part of its distribution's report, as
+/// `PatternMatch`).
 #[pyclass(frozen, module = "dragonfly_hybrid._core")]
 struct FileResult {
-    inner: core::FileReport,
+    dist: Arc<core::DistributionReport>,
+    file: usize,
+}
+
+impl FileResult {
+    fn new(dist: &Arc<core::DistributionReport>, file: usize) -> Self {
+        Self { dist: Arc::clone(dist), file }
+    }
+
+    fn inner(&self) -> &core::FileReport {
+        &self.dist.files[self.file]
+    }
 }
 
 #[pymethods]
 impl FileResult {
     #[getter]
     fn path(&self) -> &str {
-        &self.inner.path
+        &self.inner().path
     }
     #[getter]
     fn size(&self) -> u64 {
-        self.inner.size
+        self.inner().size
     }
     #[getter]
     fn sha256(&self) -> &str {
-        &self.inner.sha256
+        &self.inner().sha256
     }
     #[getter]
     fn is_text(&self) -> bool {
-        self.inner.is_text
+        self.inner().is_text
     }
     #[getter]
     fn score(&self) -> i64 {
-        self.inner.score()
+        self.inner().score()
     }
     #[getter]
     fn matches(&self) -> Vec<RuleMatch> {
-        self.inner.hits.iter().map(|h| RuleMatch { inner: h.clone() }).collect()
+        (0..self.inner().hits.len()).map(|hit| RuleMatch::new(&self.dist, self.file, hit)).collect()
     }
     fn __repr__(&self) -> String {
-        format!("<FileResult {:?} score={}>", self.inner.path, self.inner.score())
+        format!("<FileResult {:?} score={}>", self.inner().path, self.inner().score())
     }
 }
 
@@ -485,7 +532,7 @@ impl DistributionResult {
     }
     #[getter]
     fn files(&self) -> Vec<FileResult> {
-        self.inner.files.iter().map(|f| FileResult { inner: f.clone() }).collect()
+        (0..self.inner.files.len()).map(|file| FileResult::new(&self.inner, file)).collect()
     }
     /// ``len(files)``, without building them.
     #[getter]
@@ -517,9 +564,17 @@ impl DistributionResult {
             .inner
             .files
             .iter()
-            .flat_map(|f| f.hits.iter().map(move |h| (f, h)))
             .enumerate()
-            .map(|(position, (file, hit))| FindingKey { weight: hit.rule.weight, position, file, hit })
+            .flat_map(|(at, f)| f.hits.iter().enumerate().map(move |(hit_at, h)| (at, f, hit_at, h)))
+            .enumerate()
+            .map(|(position, (file_at, file, hit_at, hit))| FindingKey {
+                weight: hit.rule.weight,
+                position,
+                file,
+                hit,
+                file_at,
+                hit_at,
+            })
             .collect();
         if n == 0 {
             return Vec::new();
@@ -531,7 +586,9 @@ impl DistributionResult {
         pairs.sort_unstable_by(FindingKey::order);
         pairs
             .into_iter()
-            .map(|k| (FileResult { inner: k.file.clone() }, RuleMatch { inner: k.hit.clone() }))
+            .map(|k| {
+                (FileResult::new(&self.inner, k.file_at), RuleMatch::new(&self.inner, k.file_at, k.hit_at))
+            })
             .collect()
     }
     #[getter]
@@ -564,6 +621,8 @@ struct FindingKey<'a> {
     position: usize,
     file: &'a core::FileReport,
     hit: &'a core::RuleHit,
+    file_at: usize,
+    hit_at: usize,
 }
 
 impl FindingKey<'_> {
@@ -643,17 +702,24 @@ impl SarifFindings {
         let mut seen = HashSet::new();
         self.ranked
             .iter()
-            .map(|&found| self.hit(found).2)
-            .filter(|hit| seen.insert((&hit.rule.identifier, &hit.rule.namespace)))
-            .map(|hit| RuleMatch { inner: hit.clone() })
+            .filter(|&&found| {
+                let rule = &self.hit(found).2.rule;
+                seen.insert((&rule.identifier, &rule.namespace))
+            })
+            .map(|found| RuleMatch::new(&self.dists[found.dist].report, found.file, found.hit))
             .collect()
     }
     /// Finding ``index``: its target's index, its distribution's index (targets' distributions in
     /// order), the file and the match.
     fn finding(&self, index: usize) -> PyResult<(usize, usize, FileResult, RuleMatch)> {
         let found = *self.ranked.get(index).ok_or_else(|| PyIndexError::new_err("no such finding"))?;
-        let (dist, file, hit) = self.hit(found);
-        Ok((dist.target, found.dist, FileResult { inner: file.clone() }, RuleMatch { inner: hit.clone() }))
+        let report = &self.dists[found.dist].report;
+        Ok((
+            self.dists[found.dist].target,
+            found.dist,
+            FileResult::new(report, found.file),
+            RuleMatch::new(report, found.file, found.hit),
+        ))
     }
     /// Each finding's SARIF result as one line of JSON, or ``None`` where the report module renders it.
     fn results(

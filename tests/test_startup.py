@@ -79,8 +79,9 @@ def test_scan_of_a_local_file_imports_no_index_node_or_watch_package(tmp_path: P
 
 
 # What `scan` of a local file with a JSON report does not need: the other commands' modules (each command
-# is built alone) and what only a table, the progress display, an index download or a lock file needs; nor
-# pydantic, with which typer would coerce every option (our command classes coerce them: cli/base.py).
+# is built alone) and what only a table, the progress display, an index lookup, a requirements or lock file
+# or a results store needs; nor pydantic, with which typer would coerce every option (our command classes
+# coerce them: cli/base.py).
 NOT_FOR_A_LOCAL_SCAN = (
     "pydantic",
     "dragonfly_hybrid.cli.node",
@@ -90,17 +91,35 @@ NOT_FOR_A_LOCAL_SCAN = (
     "dragonfly_hybrid.cli.scan_progress",
     "rich",
     "ssl",
-    "packaging.requirements",
+    "packaging",
     "tomllib",
+    "configparser",
+    "sqlite3",
+    "logging",
+    "dragonfly_hybrid.pypi",
+    "dragonfly_hybrid.store.db",
+    "dragonfly_hybrid.store.content_cache",
 )
 COMMAND_MODULES = ("scan", "node", "store", "rules")
 
 
-def test_scan_of_a_local_file_imports_no_other_command_table_or_display(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rules", ["bundled", "directory"])
+def test_scan_of_a_local_file_imports_no_other_command_table_or_display(tmp_path: Path, rules: str) -> None:
     target = tmp_path / "setup.py"
     target.write_text("print('hello')\n")
+    rules_args = []
+    if rules == "directory":
+        (tmp_path / "rules").mkdir()
+        (tmp_path / "rules" / "marker.yar").write_text(MARKER_RULE)
+        rules_args = ["-r", str(tmp_path / "rules")]
     modules, out = imported_modules(
-        "scan", "--format", "json", "--quiet", str(target), env={RULES_CACHE_ENV: str(tmp_path / "cache")}
+        "scan",
+        "--format",
+        "json",
+        "--quiet",
+        *rules_args,
+        str(target),
+        env={RULES_CACHE_ENV: str(tmp_path / "cache")},
     )
     assert '"verdict": "clean"' in out
     for package in NOT_FOR_A_LOCAL_SCAN:

@@ -10,6 +10,8 @@ from dragonfly_hybrid._core import Limits, default_threads
 
 DEFAULT_LIMITS = Limits()
 """The engine's default limits (read from the extension: never written again in Python)."""
+DEFAULT_MAX_DOWNLOAD_SIZE = 128_000_000
+"""Largest distribution downloaded from an index (``--max-download-size``, ``DRAGONFLY_MAX_SCAN_SIZE``)."""
 
 THREADS_PER_CORE = 4
 MIN_THREADS_CAP = 8

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 import tempfile
 import threading
@@ -33,8 +32,6 @@ RULES_CACHE_ENV = "DRAGONFLY_RULES_CACHE_DIR"
 _OFF = ("", "0", "off", "none", "false", "no")
 
 StrPath = str | os.PathLike[str]
-
-log = logging.getLogger("dragonfly_hybrid.rules")
 
 
 def rules_cache_dir() -> Path | None:
@@ -79,7 +76,11 @@ def compile_cached(sources: dict[str, str], cache_dir: Path | None) -> Rules:
     except FileNotFoundError:
         pass
     except (RulesFormatError, OSError) as err:
-        log.warning("ignoring an unusable cached rule set", extra={"path": str(path), "error": str(err)})
+        import logging  # ~3 ms of every start, for a message that is rare
+
+        logging.getLogger("dragonfly_hybrid.rules").warning(
+            "ignoring an unusable cached rule set", extra={"path": str(path), "error": str(err)}
+        )
     rules = Rules.compile(sources)
     with contextlib.suppress(OSError):  # a read-only or full disk costs the next start its compile, no more
         cache_dir.mkdir(parents=True, exist_ok=True)

@@ -41,24 +41,20 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
-
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from dragonfly_hybrid._core import DistributionResult, Scanner, ScanProgress
+from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE
 from dragonfly_hybrid.http_client import redact_url
-from dragonfly_hybrid.pypi.index import (
-    DEFAULT_MAX_DOWNLOAD_SIZE,
-    RUNNING_PYTHON,
-    DistributionFile,
-    IndexUnavailable,
-    ProgressCallback,
-    PyPIClient,
-    PyPIError,
-    Release,
-)
-from dragonfly_hybrid.pypi.pipconfig import PipSettings, network_of, pip_settings
 from dragonfly_hybrid.report import Origin, TargetKind, TargetResult
+
+if TYPE_CHECKING:
+    # The index client and pip's settings (packaging, configparser: ~5 ms) are imported where a release
+    # is looked up: a scan of local files never needs them.
+    from packaging.version import Version
+
+    from dragonfly_hybrid.pypi.index import DistributionFile, ProgressCallback, PyPIClient, Release
+    from dragonfly_hybrid.pypi.pipconfig import PipSettings
 
 PATH_SUFFIXES = (
     ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".whl", ".egg",
@@ -139,6 +135,8 @@ def release_target(requirement: str, raw: str | None = None) -> ReleaseTarget:
         raise TargetError(f"{raw}: no such file or directory, and not a PyPI project name or name==version")
     version = match.group("version")
     if version is not None:
+        from packaging.version import InvalidVersion, Version
+
         try:
             Version(version)
         except InvalidVersion as err:
@@ -339,6 +337,8 @@ class TargetScanner:
         """Look a release up on the index. Raises ``ProjectNotFound``/``VersionNotFound`` (usage errors)."""
         if isinstance(target, PathTarget):
             return Resolved(target)
+        from dragonfly_hybrid.pypi.index import IndexUnavailable
+
         self.hooks.stage(f"resolving {target.raw}")
         try:
             return Resolved(target, release=self.pypi.resolve(target.name, target.version))
@@ -549,6 +549,8 @@ class TargetScanner:
 
     def _download(self, file: DistributionFile, path: Path) -> str | None:
         """Download one file to ``path``; the error message, or None on success."""
+        from dragonfly_hybrid.pypi.index import PyPIError
+
         progress = self.hooks.download(file.filename, file.size)
         try:
             with path.open("w+b") as sink:
@@ -569,6 +571,8 @@ def index_settings(
 ) -> PipSettings:
     """pip's settings as ``scan`` uses them: pip's configuration files and environment, then the
     requirements files' option lines, then the command line (see :mod:`dragonfly_hybrid.pypi.pipconfig`)."""
+    from dragonfly_hybrid.pypi.pipconfig import pip_settings
+
     settings = pip_settings()
     if from_requirements is not None:
         settings = settings.overlay(
@@ -583,17 +587,21 @@ def index_settings(
 def open_index(
     settings: PipSettings,
     *,
-    python_version: Version = RUNNING_PYTHON,
+    python_version: Version | None = None,
     max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
 ) -> PyPIClient:
-    """A client for the indexes of ``settings``. Raises :class:`PipConfigError` for settings that cannot be
-    honoured (``no-index``, ``find-links``) and :class:`NetworkSettingsError` for unloadable certificates."""
+    """A client for the indexes of ``settings`` (``python_version``: default, the running Python's). Raises
+    :class:`PipConfigError` for settings that cannot be honoured (``no-index``, ``find-links``) and
+    :class:`NetworkSettingsError` for unloadable certificates."""
+    from dragonfly_hybrid.pypi.index import RUNNING_PYTHON, PyPIClient
+    from dragonfly_hybrid.pypi.pipconfig import network_of
+
     settings.check()
     urls = settings.index_urls
     return PyPIClient(
         urls[0],
         extra_index_urls=urls[1:],
         network=network_of(settings),
-        python_version=python_version,
+        python_version=RUNNING_PYTHON if python_version is None else python_version,
         max_download_size=max_download_size,
     )

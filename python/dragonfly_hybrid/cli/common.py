@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -32,7 +32,11 @@ from dragonfly_hybrid.cli.base import int_option
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.report import EXIT_USAGE
 from dragonfly_hybrid.rules_loader import bundled_rules_dir, load_rules, rules_cache_dir
-from dragonfly_hybrid.store.db import Store, StoreError, is_default_location
+
+if TYPE_CHECKING:
+    # The store (sqlite3, the index client's helpers: ~6 ms) is imported where one is opened: a scan of
+    # local files without a store never needs it.
+    from dragonfly_hybrid.store.db import Store
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,6 +77,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 def open_store(path: Path, *, readonly: bool = False) -> Store:
     """The results store at ``path``; exits 2 when it cannot be opened (or when its directory does not
     exist, unless it is the default location)."""
+    from dragonfly_hybrid.store.db import Store, StoreError, is_default_location
+
     try:
         return Store(path, readonly=readonly, create_parents=is_default_location(path))
     except (StoreError, OSError) as err:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sqlite3
 import stat
 import sys
 from collections.abc import Iterator, Sequence
@@ -15,10 +14,9 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
-from packaging.version import Version
 
 from dragonfly_hybrid._core import Limits, Rules, Scanner, ScanProgress
-from dragonfly_hybrid.bounds import available_cores
+from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE, available_cores
 from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
@@ -31,14 +29,6 @@ from dragonfly_hybrid.cli.common import (
     open_store,
 )
 from dragonfly_hybrid.http_client import NetworkSettingsError
-from dragonfly_hybrid.pypi.index import (
-    DEFAULT_MAX_DOWNLOAD_SIZE,
-    RUNNING_PYTHON,
-    ProjectNotFound,
-    VersionNotFound,
-)
-from dragonfly_hybrid.pypi.pipconfig import PipConfigError, PipSettings
-from dragonfly_hybrid.pypi.requirements import Pins, RequirementsError, looks_like_requirements, read_pins
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
@@ -49,8 +39,7 @@ from dragonfly_hybrid.report import (
     render,
     write_ndjson_line,
 )
-from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner
-from dragonfly_hybrid.store.db import STORE_ENV, Store, StoreError
+from dragonfly_hybrid.store import STORE_ENV
 from dragonfly_hybrid.targets import (
     INDEX_PREFIX,
     NoHooks,
@@ -67,7 +56,14 @@ from dragonfly_hybrid.targets import (
 )
 
 if TYPE_CHECKING:
+    # Imported where they are used: a scan of local files without a store or -R never needs the index
+    # client, pip's settings, the requirements reader or the store (~9 ms of start-up).
+    from packaging.version import Version
+
     from dragonfly_hybrid.cli.scan_progress import RichHooks
+    from dragonfly_hybrid.pypi.requirements import Pins
+    from dragonfly_hybrid.store.content_cache import StoreContentCache
+    from dragonfly_hybrid.store.db import Store
 
 EXIT_CODES_HELP = """\
 **Exit codes** (a stable contract, for CI):
@@ -300,34 +296,29 @@ def scan_command(
         results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
         _refuse_requirements_as_rules(rules or [])
         ruleset = run_in_worker(lambda: load_rules_or_exit(rules or []))  # compiling takes a while
-        engine, cache = cached_scanner(
-            ruleset,
-            limits,
-            threads or available_cores(),
-            results_store,
-            content_cache=shares_contents(parsed, results_store),
-        )
+        engine, cache = new_scanner(ruleset, limits, threads, results_store, parsed)
         show_progress = not quiet and sys.stderr.isatty()
-        # pip's settings matter (and are checked) only when something is fetched from an index.
-        settings = PipSettings()
+        # pip's settings matter (and are checked) only when something is fetched from an index; the index
+        # client (httpx, its TLS context: ~0.1 s) too.
         needs_index = any(isinstance(t, ReleaseTarget) for t in parsed)
+        pypi = None
+        lookup_errors: tuple[type[Exception], ...] = ()
         if needs_index:
-            settings = index_settings(index_url, extra_index_url or [], pins.settings)
+            from dragonfly_hybrid.pypi.index import ProjectNotFound, VersionNotFound
+            from dragonfly_hybrid.pypi.pipconfig import PipConfigError
+
+            lookup_errors = (ProjectNotFound, VersionNotFound)
+            settings = index_settings(index_url, extra_index_url or [], pins.settings if pins else None)
             for ignored in settings.ignored:
                 _note(f"ignoring pip's {ignored}: scan looks releases up on package indexes only")
-        try:
-            # The index client (httpx, its TLS context: ~0.1 s) only when some target is on an index.
-            pypi = (
-                open_index(
+            try:
+                pypi = open_index(
                     settings,
                     python_version=_python_version(python_version),
                     max_download_size=max_download_size,
                 )
-                if needs_index
-                else None
-            )
-        except (PipConfigError, NetworkSettingsError) as err:
-            fail(str(err))
+            except (PipConfigError, NetworkSettingsError) as err:
+                fail(str(err))
         with pypi or nullcontext(), _output(output) as out:
             # NDJSON lines are written as targets finish, except to a terminal showing the progress display.
             stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
@@ -336,12 +327,12 @@ def scan_command(
                     scanner = TargetScanner(engine, pypi, hooks, note=_note, progress=live)
                     resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
                     results = _scan_all(scanner, resolved, hooks, stream)
-            except (ProjectNotFound, VersionNotFound) as err:
+            except lookup_errors as err:
                 fail(str(err))
             if stream is None:
                 render(results, ruleset, fmt, out, quiet=quiet, min_score=min_score)
         code = exit_code(results, min_score)
-        if pins.skipped and code == EXIT_CLEAN and not allow_skipped:
+        if pins is not None and pins.skipped and code == EXIT_CLEAN and not allow_skipped:
             print(
                 f"error: {len(pins.skipped)} -R entr{'y was' if len(pins.skipped) == 1 else 'ies were'} not "
                 "scanned (not index releases; listed above): exit 3, or pass --allow-skipped to accept that",
@@ -406,6 +397,19 @@ def project_key(filename: str) -> str:
     return re.sub(r"[-_.]+", "-", project).lower()
 
 
+def new_scanner(
+    rules: Rules, limits: Limits, threads: int | None, store: Store | None, targets: Sequence[Target]
+) -> tuple[Scanner, StoreContentCache | None]:
+    """The run's Scanner; with a store, one that records its content cache, loaded from the store."""
+    if store is None:
+        return Scanner(
+            rules, limits, threads or available_cores(), content_cache=shares_contents(targets, None)
+        ), None
+    from dragonfly_hybrid.store.content_cache import cached_scanner
+
+    return cached_scanner(rules, limits, threads or available_cores(), store)
+
+
 def scan_store_path(option: Path | None) -> Path | None:
     """Where ``scan`` stores results: ``--store``, else ``$DRAGONFLY_STORE``, else nowhere."""
     if option is not None:
@@ -414,11 +418,13 @@ def scan_store_path(option: Path | None) -> Path | None:
     return Path(env).expanduser() if env else None
 
 
-def read_requirements(paths: Sequence[Path]) -> Pins:
-    """The pins of requirements/lock files (none without files); exits 2 on a bad file. Skipped entries
+def read_requirements(paths: Sequence[Path]) -> Pins | None:
+    """The pins of requirements/lock files (None without files); exits 2 on a bad file. Skipped entries
     are listed on stderr."""
     if not paths:
-        return Pins()
+        return None
+    from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins
+
     try:
         pins = read_pins(list(paths))
     except RequirementsError as err:
@@ -430,8 +436,10 @@ def read_requirements(paths: Sequence[Path]) -> Pins:
     return pins
 
 
-def requirement_targets(pins: Pins) -> list[ReleaseTarget]:
+def requirement_targets(pins: Pins | None) -> list[ReleaseTarget]:
     """The pinned releases as ``scan`` targets, each with its hashes and its requirements-file line."""
+    if pins is None:
+        return []
     return [
         ReleaseTarget(
             pin.spec,
@@ -450,6 +458,10 @@ def _note(text: str) -> None:
 
 def _python_version(text: str | None) -> Version:
     """``--python-version``: X.Y or X.Y.Z; exits 2 otherwise."""
+    from packaging.version import Version
+
+    from dragonfly_hybrid.pypi.index import RUNNING_PYTHON
+
     if text is None:
         return RUNNING_PYTHON
     if not re.fullmatch(r"\d+\.\d+(\.\d+)?", text.strip()):
@@ -459,8 +471,14 @@ def _python_version(text: str | None) -> Version:
 
 def _refuse_requirements_as_rules(paths: Sequence[Path]) -> None:
     """``-r requirements.txt`` out of pip's habit (here ``-r`` is ``--rules``): say so, exit 2."""
-    for path in paths:
-        if path.suffix.lower() not in (".yar", ".yara") and looks_like_requirements(path):
+    # Only a file can be one (its reader imports the index client's helpers: only then).
+    suspects = [p for p in paths if p.suffix.lower() not in (".yar", ".yara") and p.is_file()]
+    if not suspects:
+        return
+    from dragonfly_hybrid.pypi.requirements import looks_like_requirements
+
+    for path in suspects:
+        if looks_like_requirements(path):
             fail(
                 f"{path} looks like a requirements file, not YARA rules (-r is --rules here): "
                 f"did you mean -R/--requirements {path}?"
@@ -488,6 +506,10 @@ def store_scan_results(
     the exit code of the scan (3 instead of 0 when the results could not be stored; findings stay 1)."""
     if db is None:
         return code
+    import sqlite3
+
+    from dragonfly_hybrid.store.db import StoreError
+
     with db:
         try:
             db.record_many(results, rules, source="scan")

@@ -30,6 +30,7 @@ from urllib.parse import urljoin
 
 from packaging.version import InvalidVersion, Version
 
+from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE as DEFAULT_MAX_DOWNLOAD_SIZE  # re-exported
 from dragonfly_hybrid.http_client import NetworkSettings, new_client, redact_url
 from dragonfly_hybrid.pypi.pipconfig import DEFAULT_INDEX_URL as DEFAULT_INDEX_URL  # re-exported
 from dragonfly_hybrid.pypi.pipconfig import configured_index_url as configured_index_url
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     import httpx
     from pypi_simple import DistributionPackage, ProjectPage
 
-DEFAULT_MAX_DOWNLOAD_SIZE = 128_000_000
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.5

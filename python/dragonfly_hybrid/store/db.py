@@ -73,8 +73,8 @@ from typing import Any
 from dragonfly_hybrid._core import CACHE_ENTRIES, DistributionResult, PatternMatch, RuleMatch, Rules
 from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.report import TargetResult, meta_value
+from dragonfly_hybrid.store import STORE_ENV as STORE_ENV  # re-exported
 
-STORE_ENV = "DRAGONFLY_STORE"
 SCHEMA_VERSION = 2
 CONTENT_CACHE_LIMIT = CACHE_ENTRIES
 """Most content-cache entries kept per rule set: what the engine keeps in memory."""

@@ -150,7 +150,9 @@ SARIF_SCHEMA_URI = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 )
 SARIF_ERROR_WEIGHT = 5
-"""Matches of rules with at least this weight are SARIF ``error`` results; lighter ones are ``warning``."""
+"""Matches of rules with at least this weight are SARIF ``error`` results; lighter ones are ``warning``
+(the engine's SARIF writer, ``rust/core/src/sarif.rs``, has it too; ``tests/test_sarif_results.py`` holds
+them together, as the fingerprint key)."""
 
 SARIF_MAX_RESULTS = 5000
 """Most results in the SARIF run (the heaviest rules first): GitHub code scanning keeps only 5,000."""

@@ -2,8 +2,8 @@
 //! so that 5,000 results cost no Python object each. `dragonfly_hybrid.report` writes the rest of the log,
 //! documents the fields, and renders a result itself wherever matching it here would mean copying
 //! Python's text rules (Unicode categories, case-insensitive matching, lossy decoding): a member label or
-//! release version that is not printable ASCII, and a text snippet or match that is not UTF-8. Its
-//! tests compare both renderings of the same findings.
+//! release version that is not printable ASCII, and a text snippet or match that is not UTF-8.
+//! `tests/test_sarif_results.py` compares both renderings of the same findings, byte for byte.
 
 use std::cmp::Ordering;
 
@@ -13,8 +13,10 @@ use crate::format::Format;
 use crate::json::{integer, string};
 use crate::report::{DistributionReport, FileReport, PatternHit, RuleHit};
 
-/// Matches of rules with at least this weight are `error` results; lighter ones are `warning`.
+/// Matches of rules with at least this weight are `error` results; lighter ones are `warning`
+/// (`report.SARIF_ERROR_WEIGHT`).
 const ERROR_WEIGHT: i64 = 5;
+/// `report.SARIF_FINGERPRINT_KEY`.
 const FINGERPRINT_KEY: &str = "dragonflyFinding/v1";
 
 /// A finding: the distribution (its index in the list ranked), the file and the rule hit in it.
@@ -29,6 +31,9 @@ pub struct FindingRef {
 /// `heaviest_findings` ranks them: the heaviest rule first, then target order, distribution name,
 /// member path and rule identifier; then distribution order and scan order (so the order is total).
 pub fn rank(dists: &[(usize, &DistributionReport)], limit: usize) -> Vec<FindingRef> {
+    if limit == 0 {
+        return Vec::new();
+    }
     let mut found: Vec<FindingRef> =
         dists
             .iter()
@@ -55,9 +60,6 @@ pub fn rank(dists: &[(usize, &DistributionReport)], limit: usize) -> Vec<Finding
             .then_with(|| a_rule.cmp(b_rule))
             .then((a.dist, a.file, a.hit).cmp(&(b.dist, b.file, b.hit)))
     };
-    if limit == 0 {
-        return Vec::new();
-    }
     if limit < found.len() {
         found.select_nth_unstable_by(limit - 1, order);
         found.truncate(limit);

@@ -15,6 +15,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -429,3 +430,19 @@ def test_a_scan_with_more_findings_than_a_page_lists_the_heaviest(
     assert counts == {"light_marker": (1, 6), "test_marker": (1, 1)}
     summary = re.sub(r"<[^>]+>", "", render_page(page))
     assert "7 finding(s), the 3 heaviest listed (--format json has them all)" in summary
+
+
+def test_the_embedded_data_is_the_page_as_asdict_gives_it(tmp_path: Path, store: Path, rules: Rules) -> None:
+    """The page's JSON is read from its models' fields: the same values, keys and order as
+    ``dataclasses.asdict``, for a scan page and a store page."""
+    scanner = Scanner(rules, threads=2)
+    target = release(
+        scanner, "many", "1.0", {"pkg/a.py": b"# " + MARKER + b"\n", "pkg/b.bin": b"\0" + MARKER}
+    )
+    with Store(store, readonly=True) as db:
+        pages = [page_from_targets([target], rules), page_from_store(db)]
+    for page in pages:
+        assert page.findings and page.releases
+        plain = html_report._plain(page)
+        assert plain == asdict(page)
+        assert json.dumps(plain) == json.dumps(asdict(page))  # the keys in the same order

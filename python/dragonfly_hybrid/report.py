@@ -537,6 +537,17 @@ def rule_description(match: RuleMatch) -> str | None:
     return None if description is None else str(meta_value(description))
 
 
+def snippet_parts(pattern: PatternMatch) -> list[str]:
+    """The pattern's line split as ``[before, match, after]`` (undecodable bytes written ``\\xNN``)."""
+    snippet, start = pattern.snippet, pattern.snippet_offset
+    end = min(len(snippet), start + pattern.length)
+    return [
+        snippet[:start].decode("utf-8", "backslashreplace"),
+        snippet[start:end].decode("utf-8", "backslashreplace"),
+        snippet[end:].decode("utf-8", "backslashreplace"),
+    ]
+
+
 def first_pattern(match: RuleMatch) -> PatternMatch | None:
     """The match's earliest pattern match: where a report points."""
     return min(match.patterns, key=lambda p: p.offset, default=None)

@@ -70,9 +70,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from dragonfly_hybrid._core import CACHE_ENTRIES, DistributionResult, PatternMatch, RuleMatch, Rules
+from dragonfly_hybrid._core import CACHE_ENTRIES, DistributionResult, RuleMatch, Rules
 from dragonfly_hybrid.pypi.index import normalize_name
-from dragonfly_hybrid.report import TargetResult, meta_value
+from dragonfly_hybrid.report import TargetResult, meta_value, snippet_parts
 from dragonfly_hybrid.store import STORE_ENV as STORE_ENV  # re-exported
 
 SCHEMA_VERSION = 2
@@ -215,13 +215,6 @@ def _json(value: object) -> str:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace")
-
-
-def snippet_parts(pattern: PatternMatch) -> list[str]:
-    """The pattern's line split as ``[before, match, after]`` (undecodable bytes written ``\\xNN``)."""
-    snippet, start = pattern.snippet, pattern.snippet_offset
-    end = min(len(snippet), start + pattern.length)
-    return [_text(snippet[:start]), _text(snippet[start:end]), _text(snippet[end:])]
 
 
 def _patterns(match: RuleMatch, is_text: bool) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ field, byte for byte, over names, versions, snippets and targets chosen to diffe
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 
 import pytest
@@ -212,3 +213,56 @@ def test_the_log_with_results_from_both_is_valid_and_complete(
         in uris
     )
     assert "Demo_Pkg-0.1.tar.gz/Demo_Pkg-0.1/%C3%BCnicode.py" in uris
+
+
+DIRECTORY_PARTS = (
+    "Demo_Pkg-0.1", "demo.pkg-0.1", "DEMO-PKG-0.1.DATA", "demo_pkg-0.1.dist-info", "demo-pkg-0.1.Egg-Info",
+    "demo_pkg-0.10", "demo_pkg-0.1.data.data", "other-0.1", "-0.1", "demo__pkg-0.1", "demo-0.1rc1.post2",
+    "Demo-0.1RC1.POST2.dist-info", "x-1.data", "x-1.data.data", "a b", "%41", "q\"\\", "a&b=c?d#e", "~!",
+    "\u00fcber-0.1", "tab\tbed",
+)  # fmt: skip
+DIST_NAMES = (
+    "Demo_Pkg-0.1.tar.gz", "demo_pkg-0.1-py3-none-any.whl", "demo-0.1rc1.post2.tar.gz", "x-1.data.tar.gz",
+    "Demo.Pkg-0.1.zip", "demo-0.1-py3.8.egg", "noversion.tar.gz", "demo-latest.tar.gz",
+)  # fmt: skip
+LINES = (
+    b"x = 'MARKER_X'\n", b"\tMARKER_X LIGHT_Y y_LIGHT\n", "\u00e9\U0001d518 MARKER_X \u00fc\n".encode(),
+    b"z" * 150 + b"MARKER_X\n", b"MARKER_X\r\n", b"LIGHT_Y\x80 MARKER_X\n", b"caf\xc3\xa9 CUT MARKER_X\n",
+)  # fmt: skip
+
+
+def test_the_engine_and_the_report_module_agree_on_generated_names_and_lines(rules: Rules) -> None:
+    """Seeded: 8 distributions of 40 members each, their paths drawn from directory names with and
+    without the release's version (any case, every suffix), characters URIs and JSON escape, and lines
+    of several encodings; every result the engine writes must be the report module's."""
+    rng = random.Random(19)
+    scanner = Scanner(rules, threads=2)
+    dists = []
+    for dist_name in DIST_NAMES:
+        members = {}
+        for index in range(40):
+            parts = [rng.choice(DIRECTORY_PARTS) for _ in range(rng.randint(0, 3))]
+            content = b"".join(rng.choice(LINES) for _ in range(rng.randint(1, 3)))
+            members["/".join([*parts, f"m{index}.py"])] = content
+        archive = (
+            zip_bytes(members) if dist_name.endswith((".zip", ".whl", ".egg")) else tar_gz_bytes(members)
+        )
+        dists.append(scanner.scan_bytes(archive, dist_name))
+    targets = [
+        TargetResult.from_distributions("generated", "directory", "generated", dists[:4]),
+        TargetResult.from_distributions("generated 2", "directory", "generated 2", dists[4:]),
+    ]
+    ranked, flat = sarif_findings(targets, 10_000)
+    assert len(ranked) == sum(t.match_count for t in targets) > 500
+    indices: dict[str, int] = {}
+    descriptions: dict[tuple[str, str], str | None] = {}
+    for match in ranked.rules():
+        indices.setdefault(match.identifier, len(indices))
+        descriptions[(match.identifier, match.namespace)] = rule_description(match)
+    lines = ranked.results(descriptions, indices)
+    written = 0
+    for index, line in enumerate(lines):
+        if line is not None:
+            assert line == python_rendering(targets, flat, ranked.finding(index), indices, 0), index
+            written += 1
+    assert written > len(lines) // 2  # most by the engine, the rest (not ASCII, not UTF-8) by Python

@@ -443,6 +443,6 @@ def test_the_embedded_data_is_the_page_as_asdict_gives_it(tmp_path: Path, store:
         pages = [page_from_targets([target], rules), page_from_store(db)]
     for page in pages:
         assert page.findings and page.releases
-        plain = html_report._plain(page)
-        assert plain == asdict(page)
-        assert json.dumps(plain) == json.dumps(asdict(page))  # the keys in the same order
+        data = embedded(render_page(page))
+        assert data == asdict(page)
+        assert json.dumps(data) == json.dumps(asdict(page))  # the keys in the same order

@@ -400,7 +400,9 @@ def project_key(filename: str) -> str:
 def new_scanner(
     rules: Rules, limits: Limits, threads: int | None, store: Store | None, targets: Sequence[Target]
 ) -> tuple[Scanner, StoreContentCache | None]:
-    """The run's Scanner; with a store, one that records its content cache, loaded from the store."""
+    """The run's Scanner; with a store, ``cached_scanner``'s, which records its content cache, loaded from
+    the store. Without one, the plain Scanner ``cached_scanner`` would give, built here so that a scan
+    without a store never imports the store (sqlite3)."""
     if store is None:
         return Scanner(
             rules, limits, threads or available_cores(), content_cache=shares_contents(targets, None)

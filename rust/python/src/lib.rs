@@ -296,12 +296,8 @@ impl PatternMatch {
         self.inner().snippet_offset
     }
     fn __repr__(&self) -> String {
-        format!(
-            "<PatternMatch {} at {}+{}>",
-            self.inner().identifier,
-            self.inner().offset,
-            self.inner().length
-        )
+        let pattern = self.inner();
+        format!("<PatternMatch {} at {}+{}>", pattern.identifier, pattern.offset, pattern.length)
     }
 }
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, is_dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
 from importlib.resources import files
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import DistributionResult, FileResult, PatternMatch, RuleMatch, Rules
@@ -57,6 +57,14 @@ from dragonfly_hybrid.report import (
 if TYPE_CHECKING:
     # The store's pages are given an open store: a scan's page never imports it (sqlite3, ~6 ms).
     from dragonfly_hybrid.store.db import Store, StoredScan
+
+
+class _AtOffset(Protocol):
+    @property
+    def offset(self) -> int: ...
+
+
+_T = TypeVar("_T", bound=_AtOffset)
 
 SNIPPETS_PER_FINDING = 3
 """Matched snippets shown per (file, rule); the count of the others is shown instead."""
@@ -230,9 +238,15 @@ def _finding(
     description: str | None,
     snippets: list[Snippet],
 ) -> FindingRow:
-    ordered = sorted(snippets, key=lambda s: s.offset)
-    shown = ordered[:SNIPPETS_PER_FINDING]
-    return FindingRow(release, verdict, file, rule, weight, description, shown, len(ordered) - len(shown))
+    shown, more = _shown_by_offset(snippets)
+    return FindingRow(release, verdict, file, rule, weight, description, shown, more)
+
+
+def _shown_by_offset(matches: Sequence[_T]) -> tuple[list[_T], int]:
+    """The matches a finding shows (snippets, or the pattern matches they are made of): the first
+    ``SNIPPETS_PER_FINDING`` by offset, and how many more there are."""
+    ordered = sorted(matches, key=lambda m: m.offset)
+    return ordered[:SNIPPETS_PER_FINDING], max(0, len(ordered) - SNIPPETS_PER_FINDING)
 
 
 def _rule_counts(findings: Iterable[FindingRow]) -> list[RuleCount]:
@@ -274,9 +288,8 @@ def _match_finding(
     match: RuleMatch,
     descriptions: _Descriptions,
 ) -> FindingRow:
-    # As `_finding` orders and keeps them, with only the snippets shown built.
-    patterns = sorted(match.patterns, key=lambda p: p.offset)
-    shown = [_pattern_snippet(p, file.is_text) for p in patterns[:SNIPPETS_PER_FINDING]]
+    # Only the snippets shown are built.
+    patterns, more = _shown_by_offset(match.patterns)
     return FindingRow(
         label,
         verdict,
@@ -284,8 +297,8 @@ def _match_finding(
         match.identifier,
         match.weight,
         descriptions.of(match),
-        shown,
-        len(patterns) - len(shown),
+        [_pattern_snippet(p, file.is_text) for p in patterns],
+        more,
     )
 
 

@@ -133,6 +133,70 @@ def test_matches_carry_line_column_and_a_bounded_snippet(scanner: dh.Scanner) ->
     assert (pattern.line, pattern.column, pattern.snippet_offset) == (1, 3, 2)
 
 
+def python_snippet_parts(pattern: _core.PatternMatch) -> tuple[str, str, str]:
+    """What ``PatternMatch.snippet_parts`` must equal: the snippet sliced at the match, each part
+    decoded by Python's own UTF-8 decoder with ``backslashreplace``."""
+    snippet, start = pattern.snippet, pattern.snippet_offset
+    end = min(len(snippet), start + pattern.length)
+    return (
+        snippet[:start].decode("utf-8", "backslashreplace"),
+        snippet[start:end].decode("utf-8", "backslashreplace"),
+        snippet[end:].decode("utf-8", "backslashreplace"),
+    )
+
+
+def test_snippet_parts_decode_as_python_does() -> None:
+    """Differential: invalid UTF-8 around and inside the match, a character cut by either edge of the
+    match (the rule matches from a continuation byte to a lead byte), surrogates and overlong forms,
+    lines clipped at 120 bytes, and a seeded run of random lines."""
+    rules = dh.Rules.compile(
+        {
+            "cut.yar": """
+rule marker { strings: $a = "MARK" condition: $a }
+rule cut_character { strings: $a = { A9 4D 41 52 4B E2 } condition: $a }
+rule invalid_inside { strings: $a = { 4D FF 41 } condition: $a }
+"""
+        }
+    )
+    scanner = dh.Scanner(rules, threads=2)
+    pieces = [
+        b"caf\xc3\xa9",
+        b"\xff",
+        b"\xfe\xfe",
+        b"\xe2\x82",
+        b"\xed\xa0\x80",
+        b"\xc0\xaf",
+        b"\xf0\x9f\x98\x80",
+        b"\xf4\x90\x80\x80",
+        b"\\x41",
+        b" ",
+        b"\t",
+        b"abc",
+        b"\x80",
+        b"\xc3",
+    ]
+    lines = [
+        b"caf\xc3\xa9MARK\xe2\x82\xac tail",
+        b"\xff\xfeMARK\xed\xa0\x80",
+        b"M\xffA" + b"\xc3" * 200,
+        b"x" * 300 + b"MARK" + b"\xf0\x9f\x98" * 90,
+        b"\xe2\x82" * 100 + b"MARK",
+    ]
+    chance = random.Random(1905)
+    for _ in range(200):
+        before = b"".join(chance.choice(pieces) for _ in range(chance.randrange(0, 40)))
+        after = b"".join(chance.choice(pieces) for _ in range(chance.randrange(0, 40)))
+        lines.append(before + b"MARK" + after)
+    files = {f"p-1/f{i}.py": b"# first line\n" + line + b"\n" for i, line in enumerate(lines)}
+    result = scanner.scan_bytes(tar_gz_bytes(files), "p-1.tar.gz")
+    patterns = [p for f in result.files for m in f.matches for p in m.patterns]
+    matched = {m.identifier for f in result.files for m in f.matches}
+    assert matched == {"marker", "cut_character", "invalid_inside"}
+    assert len(patterns) >= len(lines)
+    for pattern in patterns:
+        assert pattern.snippet_parts() == python_snippet_parts(pattern), pattern
+
+
 def test_scan_path_and_errors(scanner: dh.Scanner, tmp_path: Path) -> None:
     wheel = tmp_path / "p-1-py3-none-any.whl"
     wheel.write_bytes(zip_bytes({"p/__init__.py": b"EVIL_MARKER"}))

@@ -10,9 +10,12 @@ page's look, regenerate it (on the CI machine kind: Debian's Chromium and fonts)
 
 from __future__ import annotations
 
+import gc
 import html
+import io
 import json
 import os
+import random
 import re
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -128,6 +131,60 @@ def test_embedded_json_cannot_end_its_script_element() -> None:
     text = embedded_json(value)
     assert not set("<>&") & set(text)
     assert json.loads(text) == value
+
+
+def test_escaping_is_html_escape() -> None:
+    """The page's escaping (written here so the ``html`` package is not imported) is ``html.escape``'s."""
+    chance = random.Random(2026)
+    alphabet = "&<>\"'a ;#xü\u2028\U0001f600\\/="
+    texts = [HOSTILE, "&amp;", "plain/path.py", "", "'\"", "a&b<c>d\"e'f"]
+    texts += ["".join(chance.choice(alphabet) for _ in range(chance.randrange(30))) for _ in range(500)]
+    for text in texts:
+        assert html_report._e(text) == html.escape(text, quote=True)
+    assert html_report._e(12) == "12"
+
+
+def test_a_page_written_in_parts_is_the_rendered_page(store: Path, rules: Rules) -> None:
+    """``write_page`` (what ``scan`` does) writes exactly ``render_page``'s document; the collector is
+    paused while a scan's page is made and left as it was found, also when writing fails."""
+    scanner = Scanner(rules, threads=2)
+    target = release(
+        scanner, "many", "1.0", {"pkg/a.py": b"# " + MARKER + b"\n", "pkg/b.py": HOSTILE.encode()}
+    )
+    with Store(store, readonly=True) as db:
+        pages = [page_from_targets([target], rules), page_from_store(db)]
+    for page in pages:
+        out = io.StringIO()
+        html_report.write_page(page, out)
+        assert out.getvalue() == render_page(page)
+
+    class Recording(io.StringIO):
+        """Records whether the collector ran at each write."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.collector: list[bool] = []
+
+        def write(self, text: str) -> int:
+            self.collector.append(gc.isenabled())
+            return super().write(text)
+
+    class Failing(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            recording = Recording()
+            html_report.write_scan_page([target], rules, recording)
+            assert recording.collector and not any(recording.collector)
+            assert gc.isenabled() is enabled
+            with pytest.raises(OSError, match="disk full"):
+                html_report.write_scan_page([target], rules, Failing())
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
 
 
 def test_scan_format_html(tmp_path: Path, hostile_archive: Path, rules: Rules) -> None:

@@ -542,9 +542,17 @@ def test_binding_counts_and_top_findings_agree_with_the_files(rules: Rules, seed
     assert dist.match_count == len(pairs) > dist.file_count  # some files match both rules
     # Python's sort is stable: ties keep scan order, as the binding promises.
     expected = sorted(pairs, key=lambda p: (-p[1].weight, p[0].path, p[1].identifier))
-    for n in (0, 1, 7, len(pairs) - 1, len(pairs), len(pairs) + 5):
+    heaviest = sum(m.weight == expected[0][1].weight for _, m in pairs)
+    assert 7 < heaviest < len(pairs)
+    # Only hits as heavy as the n-th are ranked: n at either side of a weight's last hit.
+    for n in (0, 1, 7, heaviest - 1, heaviest, heaviest + 1, len(pairs) - 1, len(pairs), len(pairs) + 5):
         got = [(f.path, m.identifier, f.sha256, first_offset(m)) for f, m in dist.top_findings(n)]
         assert got == [(f.path, m.identifier, f.sha256, first_offset(m)) for f, m in expected[:n]]
+    counts: dict[str, tuple[int, int]] = {}
+    for _, match in pairs:
+        weight, hits = counts.get(match.identifier, (match.weight, 0))
+        counts[match.identifier] = (weight, hits + 1)
+    assert dist.rule_file_counts() == counts
 
 
 @pytest.mark.parametrize(

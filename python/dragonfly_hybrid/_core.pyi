@@ -167,6 +167,9 @@ class PatternMatch:
     @property
     def snippet_offset(self) -> int:
         """Where the match starts within :attr:`snippet`."""
+    def snippet_parts(self) -> tuple[str, str, str]:
+        """:attr:`snippet` split as (before the match, the match, after it), each decoded as
+        ``bytes.decode("utf-8", "backslashreplace")`` decodes it."""
 
 @final
 class RuleMatch:

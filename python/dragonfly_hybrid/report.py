@@ -539,13 +539,7 @@ def rule_description(match: RuleMatch) -> str | None:
 
 def snippet_parts(pattern: PatternMatch) -> list[str]:
     """The pattern's line split as ``[before, match, after]`` (undecodable bytes written ``\\xNN``)."""
-    snippet, start = pattern.snippet, pattern.snippet_offset
-    end = min(len(snippet), start + pattern.length)
-    return [
-        snippet[:start].decode("utf-8", "backslashreplace"),
-        snippet[start:end].decode("utf-8", "backslashreplace"),
-        snippet[end:].decode("utf-8", "backslashreplace"),
-    ]
+    return list(pattern.snippet_parts())
 
 
 def first_pattern(match: RuleMatch) -> PatternMatch | None:

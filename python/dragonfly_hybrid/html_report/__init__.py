@@ -32,13 +32,14 @@ well: the page sets no ``style`` attribute, so nothing needs it.
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
-import html
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, is_dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from functools import cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -51,7 +52,6 @@ from dragonfly_hybrid.report import (
     member_label,
     meta_value,
     overall_verdict,
-    snippet_parts,
 )
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ page is neither read nor quick to open, and one wheel can hold 50,000."""
 # ------------------------------------------------------------------------------------------------ model
 
 
-@dataclass(frozen=True)
+@dataclass
 class Snippet:
     """One pattern match: where it is and the text around it, split so the matched part can be marked."""
 
@@ -93,7 +93,7 @@ class Snippet:
     column: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class FindingRow:
     """One rule that matched one file."""
 
@@ -107,7 +107,7 @@ class FindingRow:
     more: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class ReleaseRow:
     label: str
     verdict: str
@@ -119,7 +119,7 @@ class ReleaseRow:
     source: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class DistributionRow:
     release: str
     verdict: str
@@ -133,7 +133,7 @@ class DistributionRow:
     rules: list[str]
 
 
-@dataclass(frozen=True)
+@dataclass
 class IssueRow:
     release: str
     verdict: str
@@ -143,7 +143,7 @@ class IssueRow:
     unscanned: bool
 
 
-@dataclass(frozen=True)
+@dataclass
 class RuleCount:
     rule: str
     weight: int
@@ -151,7 +151,7 @@ class RuleCount:
     files: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class DayCount:
     day: str
     scans: int
@@ -220,7 +220,7 @@ def _pattern_snippet(pattern: PatternMatch, is_text: bool) -> Snippet:
         )
     # The line's parts are shown: the matched data is not needed.
     return make_snippet(
-        pattern.identifier, pattern.offset, "", snippet_parts(pattern), pattern.line, pattern.column
+        pattern.identifier, pattern.offset, "", pattern.snippet_parts(), pattern.line, pattern.column
     )
 
 
@@ -514,11 +514,14 @@ def content_security_policy() -> str:
     )
 
 
+_MODELS = frozenset({Page, ReleaseRow, FindingRow, Snippet, DistributionRow, IssueRow, RuleCount, DayCount})
+
+
 def _model_fields(model: object) -> dict[str, Any]:
     """A page model's fields, for the JSON encoder: what ``dataclasses.asdict`` gives one level down,
     without its deep copy. A model's ``__dict__`` holds its fields, in order, and nothing else (no slots,
     no other attribute: a test holds the page's data to ``asdict``)."""
-    if not is_dataclass(model):
+    if type(model) not in _MODELS:
         raise TypeError(f"not part of the page's data: {type(model).__name__}")
     return vars(model)
 
@@ -527,17 +530,32 @@ def embedded_json(value: object) -> str:
     """JSON that is safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` appears in it. Page models
     (dataclasses) are written as their fields, by the encoder as it meets them (no Python copy of the
     page's 2,000 findings first)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_model_fields)
+    # A page's models form a tree (built here, fresh): no cycle to look for.
+    text = json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), default=_model_fields, check_circular=False
+    )
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """``value`` as text escaped for an element or a quoted attribute, as ``html.escape`` escapes it
+    (not imported: the ``html`` package loads its 2,000-entity table)."""
+    text = str(value)
+    # Most text (paths, rule names, code) has nothing to escape; looking costs a third of escaping.
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return text.replace('"', "&quot;").replace("'", "&#x27;")
+    return text
+
+
+@lru_cache(maxsize=1024)
+def _row_attributes(release: str, verdict: str, rules: tuple[str, ...]) -> str:
+    # Cached: a page's 2,000 findings share a few (release, verdict, rule) triples.
+    return f' data-release="{_e(release)}" data-verdict="{_e(verdict)}" data-rules="{_e(json.dumps(rules))}"'
 
 
 def _row(cells: Iterable[str], release: str, verdict: str, rules: Sequence[str]) -> str:
-    attrs = f' data-release="{_e(release)}" data-verdict="{_e(verdict)}" data-rules="{_e(json.dumps(rules))}"'
-    return f"<tr{attrs}>" + "".join(cells) + "</tr>"
+    return f"<tr{_row_attributes(release, verdict, tuple(rules))}>" + "".join(cells) + "</tr>"
 
 
 def _td(value: object, cls: str = "") -> str:
@@ -549,19 +567,21 @@ def _verdict_cell(verdict: str) -> str:
     return f'<td><span class="verdict v-{_e(verdict)}">{_e(verdict)}</span></td>'
 
 
-def _table(table_id: str, title: str, headers: Sequence[str], rows: Sequence[str], empty: str) -> str:
+def _table(table_id: str, title: str, headers: Sequence[str], rows: Sequence[str], empty: str) -> list[str]:
+    """The section's markup, in parts (its rows are not joined: a page may hold megabytes of them)."""
     if not rows:
-        return f'<section id="{table_id}"><h2>{_e(title)}</h2><p class="empty">{_e(empty)}</p></section>'
+        return [f'<section id="{table_id}"><h2>{_e(title)}</h2><p class="empty">{_e(empty)}</p></section>']
     # The "Release" column of the per-file tables is hidden by the style sheet on a one-release page.
     head = "".join(
         f'<th class="release">{_e(h)}</th>' if h == "Release" else f"<th>{_e(h)}</th>" for h in headers
     )
-    return (
+    return [
         f'<section id="{table_id}"><h2>{_e(title)} <span class="count" data-total="{len(rows)}">'
         f"{len(rows)}</span></h2>"
-        f'<table class="rows"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-        '<p class="none-shown" hidden>No row matches the filters.</p></section>'
-    )
+        f'<table class="rows"><thead><tr>{head}</tr></thead><tbody>',
+        *rows,
+        '</tbody></table><p class="none-shown" hidden>No row matches the filters.</p></section>',
+    ]
 
 
 def _snippet_html(s: Snippet) -> str:
@@ -572,18 +592,24 @@ def _snippet_html(s: Snippet) -> str:
     )
 
 
+@lru_cache(maxsize=1024)
+def _rule_cell(rule: str, weight: int, description: str | None) -> str:
+    # Cached: a page's 2,000 findings name a few rules.
+    cell = f'<td><span class="rule w{min(weight, 10)}">{_e(rule)}</span>'
+    if description:
+        cell += f'<div class="desc">{_e(description)}</div>'
+    return cell + "</td>"
+
+
 def _finding_html(f: FindingRow) -> str:
     first_line = f.snippets[0].line if f.snippets else None
     location = f"{f.file}:{first_line}" if first_line is not None else f.file
-    rule = f'<td><span class="rule w{min(f.weight, 10)}">{_e(f.rule)}</span>'
-    if f.description:
-        rule += f'<div class="desc">{_e(f.description)}</div>'
     snippets = "".join(_snippet_html(s) for s in f.snippets)
     if f.more:
         snippets += f'<div class="more">and {f.more} more match(es)</div>'
     cells = [
         _td(f.release, "release"),
-        rule + "</td>",
+        _rule_cell(f.rule, f.weight, f.description),
         _td(f.weight, "num"),
         _td(location, "path"),
         f'<td class="snippets">{snippets}</td>',
@@ -694,28 +720,16 @@ def _charts(page: Page) -> str:
     return f'<section id="charts" hidden>{"".join(parts)}</section>' if parts else ""
 
 
-def render_page(page: Page) -> str:
-    """The whole HTML document of ``page``."""
+def page_parts(page: Page) -> list[str]:
+    """The HTML document of ``page``, in parts to be written one after the other: joining them would
+    copy the megabytes of a page with 2,000 findings two or three times more."""
     store = any(r.scanned_at is not None for r in page.releases)
     release_headers = ["Release", "Verdict", "Score", "Rules matched", "Top file"]
     if store:
         release_headers += ["Scanned at (UTC)", "Source"]
     descriptions = {f.rule: f.description for f in page.findings if f.description}
     body_class = "one-release" if len(page.releases) == 1 else "releases"
-    sections = [
-        _table("releases", "Releases", release_headers, [_release_html(r) for r in page.releases],
-               "No release."),
-        _table("findings", "Findings", ["Release", "Rule", "Weight", "File", "Matched"],
-               [_finding_html(f) for f in page.findings], "No rule matched."),
-        _table("issues", "Issues", ["Release", "File", "Kind", "Effect", "Message"],
-               [_issue_html(i) for i in page.issues], "No issue: everything was scanned."),
-        _table("distributions", "Distributions",
-               ["Release", "File", "Format", "Size", "Files scanned", "Bytes scanned", "Score", "Verdict"],
-               [_distribution_html(d) for d in page.distributions], "No distribution."),
-        _table("rules", "Hits per rule", ["Rule", "Weight", "Releases", "Files", "Description"],
-               [_rule_count_html(c, descriptions) for c in page.rule_counts], "No rule matched."),
-    ]  # fmt: skip
-    return (
+    return [
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_e(content_security_policy())}">'
@@ -724,12 +738,49 @@ def render_page(page: Page) -> str:
         f"<title>{_e(page.title)}</title><style>{_asset('page.css')}</style></head>"
         f'<body class="{body_class}"><header><h1>{_e(page.title)}</h1>'
         f"{_summary(page)}{_filters(page)}</header>"
-        f"<main>{_charts(page)}{''.join(sections)}</main>"
-        f'<script type="application/json" id="report-data">{embedded_json(page)}</script>'
-        f"<script>{_asset('page.js')}</script></body></html>\n"
-    )
+        f"<main>{_charts(page)}",
+        *_table("releases", "Releases", release_headers, [_release_html(r) for r in page.releases],
+                "No release."),
+        *_table("findings", "Findings", ["Release", "Rule", "Weight", "File", "Matched"],
+                [_finding_html(f) for f in page.findings], "No rule matched."),
+        *_table("issues", "Issues", ["Release", "File", "Kind", "Effect", "Message"],
+                [_issue_html(i) for i in page.issues], "No issue: everything was scanned."),
+        *_table("distributions", "Distributions",
+                ["Release", "File", "Format", "Size", "Files scanned", "Bytes scanned", "Score", "Verdict"],
+                [_distribution_html(d) for d in page.distributions], "No distribution."),
+        *_table("rules", "Hits per rule", ["Rule", "Weight", "Releases", "Files", "Description"],
+                [_rule_count_html(c, descriptions) for c in page.rule_counts], "No rule matched."),
+        '</main><script type="application/json" id="report-data">',
+        embedded_json(page),
+        f"</script><script>{_asset('page.js')}</script></body></html>\n",
+    ]  # fmt: skip
+
+
+def render_page(page: Page) -> str:
+    """The whole HTML document of ``page``."""
+    return "".join(page_parts(page))
+
+
+def write_page(page: Page, out: IO[str]) -> None:
+    """Write the HTML document of ``page`` to ``out``."""
+    out.writelines(page_parts(page))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused: a page's tens of thousands of models and strings hold no
+    cycle, and it would walk them again and again while they are made (3 ms of a 2,000-finding page)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def write_scan_page(targets: Sequence[TargetResult], rules: Rules, out: IO[str]) -> None:
     """``scan --format html``: the page of these scan results."""
-    out.write(render_page(page_from_targets(targets, rules)))
+    with _collector_paused():
+        write_page(page_from_targets(targets, rules), out)

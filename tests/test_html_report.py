@@ -463,6 +463,9 @@ def test_snippet_from_an_older_store_row_and_clipping() -> None:
     long = make_snippet("$a", 0, "m", ["b" * 500, "m", "a" * 500], 3, 501)
     assert long.matched == "m" and long.before.startswith("…") and long.after.endswith("…")
     assert len(long.before) + len(long.after) <= SNIPPET_CHARS + 2
+    # A match longer than a snippet leaves no room around it: the line's other parts are only marked.
+    wide = make_snippet("$a", 0, "", ["before ", "\\x00" * 100, " after"], 1, 8)
+    assert (wide.before, wide.matched, wide.after) == ("…", "\\x00" * 40 + "…", "…")
 
 
 def test_a_scan_with_more_findings_than_a_page_lists_the_heaviest(

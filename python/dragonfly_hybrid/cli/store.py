@@ -326,14 +326,15 @@ def report_command(
 def _write_html(
     db: Store, path: Path, since: str | None, findings_only: bool, limit: int, release: tuple[str, str] | None
 ) -> None:
-    from dragonfly_hybrid.html_report import page_from_store, render_page  # only --html needs it
+    from dragonfly_hybrid.html_report import page_from_store, write_page  # only --html needs it
 
     try:
         page = page_from_store(db, since=since, findings_only=findings_only, limit=limit, release=release)
     except LookupError as err:
         fail(str(err))
     try:
-        path.write_text(render_page(page), encoding="utf-8")
+        with path.open("w", encoding="utf-8") as out:
+            write_page(page, out)
     except OSError as err:
         fail(f"cannot write {path}: {err.strerror or err}")
 

@@ -202,15 +202,17 @@ def make_snippet(
     if parts is None or len(parts) != 3:
         return Snippet(identifier, offset, "", _clip(data, SNIPPET_CHARS, keep_end=False), "")
     before, matched, after = parts
-    # Clipped only when too long: a page makes 5,000 of these, and most fit.
-    if len(matched) > SNIPPET_CHARS:
-        matched = _clip(matched, SNIPPET_CHARS, keep_end=False)
+    matched = _clip(matched, SNIPPET_CHARS, keep_end=False)
     room = max(0, (SNIPPET_CHARS - len(matched)) // 2)
-    if len(before) > room:
-        before = _clip(before, room, keep_end=True)
-    if len(after) > room:
-        after = _clip(after, room, keep_end=False)
-    return Snippet(identifier, offset, before, matched, after, line, column)
+    return Snippet(
+        identifier,
+        offset,
+        _clip(before, room, keep_end=True),
+        matched,
+        _clip(after, room, keep_end=False),
+        line,
+        column,
+    )
 
 
 def _pattern_snippet(pattern: PatternMatch, is_text: bool) -> Snippet:

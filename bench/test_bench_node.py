@@ -18,6 +18,10 @@ variant being measured. Each round drains the whole queue and its wall time is m
   (so it compiles the rules like the reference loop does).
 * ``node-<N>threads-warm-rules``: the same with the rules cache filled by an untimed first run, as a node
   restarts: the served rules are loaded from the cache, not compiled.
+* ``node-<N>threads-paired``: ``node-<N>threads-warm-rules`` again, with an ``engine-only`` round run
+  just before each of its rounds (in the untimed setup). Its "vs engine" is the median of the per-pair
+  ratios (engine round / node round): the machine's speed drifts by 10% and more within an hour here, and
+  the other rows' ratio compares medians taken a minute apart.
 * ``engine-only``: what the node cannot do without, and nothing else: ``Scanner.scan_many`` (every core,
   ``fast_scan`` as the node) over every distribution of the queue, read from the page cache, with the same
   rules compiled before the timing (as the scan benchmark's engine rows); no mainframe, no downloads, no
@@ -53,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -366,11 +371,20 @@ def check(variant: str, outcomes: Outcomes) -> None:
 
 
 def run_rounds(
-    benchmark, request, queue: Queue, process: FakeProcess, variant: str, target, *, submits: bool = True
+    benchmark,
+    request,
+    queue: Queue,
+    process: FakeProcess,
+    variant: str,
+    target,
+    *,
+    submits: bool = True,
+    before_round=None,
+    engine_ratios: list[float] | None = None,
 ) -> None:
     """``benchmark.pedantic`` over fresh fakes (in the child process): building one is setup (not timed);
     each is checked (when the variant ``submits`` results) and closed once the next round is set up, the
-    last one afterwards."""
+    last one afterwards. ``before_round``, when given, runs last in each setup (not timed)."""
     live: list[RemoteFake] = []
     made = 0
 
@@ -389,6 +403,8 @@ def run_rounds(
         fake = process.new_round()
         live.append(fake)
         made += 1
+        if before_round is not None:
+            before_round()
         return (fake, made), {}
 
     rounds = node_rounds()
@@ -398,10 +414,12 @@ def run_rounds(
     finally:
         for fake in live:
             fake.close()
-    record_row(benchmark, request, queue, variant, rounds)
+    record_row(benchmark, request, queue, variant, rounds, engine_ratios)
 
 
-def record_row(benchmark, request, queue: Queue, variant: str, rounds: int) -> None:
+def record_row(
+    benchmark, request, queue: Queue, variant: str, rounds: int, engine_ratios: list[float] | None = None
+) -> None:
     """The variant's extra_info and its row of the node table (none with ``--benchmark-disable``)."""
     corpus = queue.corpus
     benchmark.extra_info.update(
@@ -430,6 +448,7 @@ def record_row(benchmark, request, queue: Queue, variant: str, rounds: int) -> N
         compressed=corpus.compressed_bytes,
         rules=f"{queue.rules_hash.rsplit('-', 1)[0]} rules ({len(queue.rules)} files)",
         corpus=queue.kind,
+        engine_ratios=tuple(round(r, 4) for r in engine_ratios or ()),
     )
     benchmark.extra_info["node_row"] = asdict(row)
     request.config.stash.setdefault(NODE_ROWS, []).append(row)
@@ -475,13 +494,50 @@ def test_node_warm_rules(benchmark, request, queue, fakes, tmp_path):
     run_rounds(benchmark, request, queue, fakes, variant, target)
 
 
-def test_engine_only(benchmark, request, queue):
+def test_node_paired(benchmark, request, queue, fakes, tmp_path):
+    """``node-<N>threads-warm-rules`` with an ``engine-only`` round run just before each of its rounds (in
+    the untimed setup): the "vs engine" of this row is the median of the pairs' ratios."""
     threads = all_threads()
+    cache = tmp_path / "rules-cache"
+    warm_up = fakes.new_round()
+    try:
+        hybrid_node(warm_up, cache, threads)  # untimed: compiles the rules into the cache
+        harvest(warm_up.results(), queue, "node warm-up")
+    finally:
+        warm_up.close()
+    rules = compiled_engine_rules(queue)
+    engine_seconds: list[float] = []
+    ratios: list[float] = []
+
+    def engine_round() -> None:
+        started = time.perf_counter()
+        assert engine_only(rules, queue, threads) > 0
+        engine_seconds.append(time.perf_counter() - started)
+
+    def target(fake, _round):
+        started = time.perf_counter()
+        hybrid_node(fake, cache, threads)
+        ratios.append(engine_seconds[-1] / (time.perf_counter() - started))
+
+    variant = f"node-{threads}thread{'s' if threads > 1 else ''}-paired"
+    run_rounds(
+        benchmark, request, queue, fakes, variant, target, before_round=engine_round, engine_ratios=ratios
+    )
+    print(f"\n[{variant}] engine-only / node per pair: {', '.join(f'{r:.3f}' for r in ratios)}")
+
+
+def compiled_engine_rules(queue: Queue) -> Rules:
+    """The queue's rules compiled, with its distributions read once into the page cache (where the fake's
+    file host serves them from): the engine-only rounds' setup, before any timing."""
     for release in queue.releases:
         for _, path in release.files:
-            Path(path).read_bytes()  # into the page cache, where the fake's file host serves it from
+            Path(path).read_bytes()
+    return Rules.compile(queue.rules)  # as the scan benchmark's engine rows: compiled before the timing
 
-    rules = Rules.compile(queue.rules)  # as the scan benchmark's engine rows: compiled before the timing
+
+def test_engine_only(benchmark, request, queue):
+    threads = all_threads()
+    rules = compiled_engine_rules(queue)
 
     def target() -> None:
         cpu = cpu_seconds()

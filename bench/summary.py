@@ -363,7 +363,8 @@ def node_table(rows: Sequence[NodeMeasurement]) -> tuple[list[list[str]], list[T
     targets = [
         _at_least(f"{r.variant} >= {NODE_TARGET:g}x releases/min of {NODE_REFERENCE}", ratio, NODE_TARGET)
         for r in nodes
-        if base and (ratio := _ratio(base.median, r.median)) is not None
+        # A paired row is another run of a node row above, for its engine ratio: no second verdict here.
+        if base and not r.engine_ratios and (ratio := _ratio(base.median, r.median)) is not None
     ]
     targets += [
         _at_least(

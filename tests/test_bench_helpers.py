@@ -393,24 +393,29 @@ def test_a_paired_node_row_is_judged_by_the_median_of_its_pairs_ratios(tmp_path:
         )
 
     # The medians alone say 1.0 / 1.2 = 0.83x; the pairs say 0.91x (median of 0.88, 0.91, 0.95).
-    rows = [node("engine-only", 1.0), node("node-2threads-paired", 1.2, (0.95, 0.88, 0.91))]
+    rows = [
+        node("reference-loop", 6.0),
+        node("engine-only", 1.0),
+        node("node-2threads-paired", 1.2, (0.95, 0.88, 0.91)),
+    ]
     data = {"benchmarks": [{"extra_info": {"node_row": asdict(r)}} for r in rows]}
     path = tmp_path / "out.json"
     path.write_text(json.dumps(data))
     loaded = report.rows(report.load(path))[1]
     assert loaded == rows, "the pairs' ratios survive the JSON file"
     text = report.render(report.load(path))
-    assert "| `node-2threads-paired` | 1.200 | 750.0 | 166.7 | - | 0.91x |" in text
+    assert "| `node-2threads-paired` | 1.200 | 750.0 | 166.7 | 5.00x | 0.91x |" in text
+    assert "node-2threads-paired >= 5x" not in text, "judged against the engine only"
     assert (
         "node-2threads-paired >= 90% of engine-only's releases/min (median of 3 paired rounds' ratios, "
         "0.88-0.95x): **met** (0.91x)" in text
     )
     # Just under the line: the same pairs with their median at 0.8999.
-    rows[1] = node("node-2threads-paired", 1.2, (0.95, 0.88, 0.8999))
+    rows[2] = node("node-2threads-paired", 1.2, (0.95, 0.88, 0.8999))
     _, targets = summary.node_table(rows)
     assert [t.met for t in targets] == [False]
     # A paired row is judged without an engine-only row too (its pairs carry the engine's times).
-    _, targets = summary.node_table(rows[1:])
+    _, targets = summary.node_table(rows[2:])
     assert [t.value for t in targets] == ["0.90x"] and targets[0].met is False
 
 

@@ -454,6 +454,21 @@ def record_row(
     request.config.stash.setdefault(NODE_ROWS, []).append(row)
 
 
+def node_variant(threads: int, suffix: str = "") -> str:
+    return f"node-{threads}thread{'s' if threads > 1 else ''}{suffix}"
+
+
+def warm_rules_cache(fakes: FakeProcess, queue: Queue, cache: Path, threads: int) -> Path:
+    """``cache`` filled by an untimed node run (it compiles the served rules into it), as a node restarts."""
+    warm_up = fakes.new_round()
+    try:
+        hybrid_node(warm_up, cache, threads)
+        harvest(warm_up.results(), queue, "node warm-up")
+    finally:
+        warm_up.close()
+    return cache
+
+
 def test_reference_loop(benchmark, request, queue, fakes):
     def target(fake, _round):
         assert reference_loop(fake) == len(queue.releases)
@@ -470,19 +485,13 @@ def test_node(benchmark, request, queue, fakes, tmp_path):
         cpu = cpu_seconds() - cpu
         print(f"\n[node stages] round {round_no}: CPU {cpu:.2f} s; {stage_seconds(metrics)}")
 
-    run_rounds(benchmark, request, queue, fakes, f"node-{threads}thread{'s' if threads > 1 else ''}", target)
+    run_rounds(benchmark, request, queue, fakes, node_variant(threads), target)
 
 
 def test_node_warm_rules(benchmark, request, queue, fakes, tmp_path):
     """The node as it restarts: its rules cache already holds the served set (loaded, not compiled)."""
     threads = all_threads()
-    cache = tmp_path / "rules-cache"
-    warm_up = fakes.new_round()
-    try:
-        hybrid_node(warm_up, cache, threads)  # untimed: compiles the rules into the cache
-        harvest(warm_up.results(), queue, "node warm-up")
-    finally:
-        warm_up.close()
+    cache = warm_rules_cache(fakes, queue, tmp_path / "rules-cache", threads)
 
     def target(fake, round_no):
         cpu = cpu_seconds()
@@ -490,7 +499,7 @@ def test_node_warm_rules(benchmark, request, queue, fakes, tmp_path):
         cpu = cpu_seconds() - cpu
         print(f"\n[node stages] warm rules, round {round_no}: CPU {cpu:.2f} s; {stage_seconds(metrics)}")
 
-    variant = f"node-{threads}thread{'s' if threads > 1 else ''}-warm-rules"
+    variant = node_variant(threads, "-warm-rules")
     run_rounds(benchmark, request, queue, fakes, variant, target)
 
 
@@ -498,13 +507,7 @@ def test_node_paired(benchmark, request, queue, fakes, tmp_path):
     """``node-<N>threads-warm-rules`` with an ``engine-only`` round run just before each of its rounds (in
     the untimed setup): the "vs engine" of this row is the median of the pairs' ratios."""
     threads = all_threads()
-    cache = tmp_path / "rules-cache"
-    warm_up = fakes.new_round()
-    try:
-        hybrid_node(warm_up, cache, threads)  # untimed: compiles the rules into the cache
-        harvest(warm_up.results(), queue, "node warm-up")
-    finally:
-        warm_up.close()
+    cache = warm_rules_cache(fakes, queue, tmp_path / "rules-cache", threads)
     rules = compiled_engine_rules(queue)
     engine_seconds: list[float] = []
     ratios: list[float] = []
@@ -519,7 +522,7 @@ def test_node_paired(benchmark, request, queue, fakes, tmp_path):
         hybrid_node(fake, cache, threads)
         ratios.append(engine_seconds[-1] / (time.perf_counter() - started))
 
-    variant = f"node-{threads}thread{'s' if threads > 1 else ''}-paired"
+    variant = node_variant(threads, "-paired")
     run_rounds(
         benchmark, request, queue, fakes, variant, target, before_round=engine_round, engine_ratios=ratios
     )

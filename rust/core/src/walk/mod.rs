@@ -431,8 +431,9 @@ impl<'e> DistScan<'e> {
             let want =
                 if start < expected { expected - start + 1 } else { (start - expected).max(PROBE_READ) };
             let want = want.min(READ_CHUNK).min(over.saturating_sub(start as u64) as usize);
-            // `read_to_end` on a `Take` fills the reserved capacity without zeroing it first (a
-            // resize-then-read would zero the rest of the chunk again after every short read).
+            // `read_to_end` on a `Take` zeroes the reserved capacity at most once, a piece ahead of
+            // each read (our readers have no `read_buf`); a resize-then-read would zero the rest of
+            // the chunk again after every short read.
             data.reserve(want);
             let n = match (&mut *reader).take(want as u64).read_to_end(&mut data) {
                 Ok(n) => n,

@@ -44,10 +44,10 @@ def rules_cache_dir() -> Path | None:
     return Path(base) / "dragonfly-hybrid" / "rules"
 
 
-_CACHE_LAYOUT = b"native-code"
-"""Cached blobs hold the rules' machine code and a checksum (blob formats 3 and 4): entries written in the
-earlier formats, which no longer load, are keyed apart, so an upgrade compiles quietly instead of warning
-about an unusable entry."""
+_CACHE_LAYOUT = b"crc32-checked"
+"""Cached blobs hold the rules' machine code and a CRC-32 checksum (blob formats 5 and 6): entries written
+in the earlier formats, which no longer load, are keyed apart, so an upgrade compiles quietly instead of
+warning about an unusable entry."""
 
 
 def _sources_key(sources: dict[str, str]) -> str:

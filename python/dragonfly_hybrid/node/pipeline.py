@@ -199,9 +199,10 @@ class RuleState:
         if self._cache_dir is None:
             return None
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in commit) or "empty"
-        # The layout tag changes when compiled blobs change shape (v2: filetype-routed parts), so an
-        # upgraded node compiles again instead of loading the older, slower form.
-        return self._cache_dir / f"{safe}.v2.rules"
+        # The layout tag changes when compiled blobs change shape (v2: filetype-routed parts; v3: CRC-32
+        # checksums), so an upgraded node compiles again instead of loading an older form (or warning
+        # that it no longer loads).
+        return self._cache_dir / f"{safe}.v3.rules"
 
     def _compile(self, commit: str, sources: dict[str, str]) -> Rules:
         path = self._cache_path(commit)

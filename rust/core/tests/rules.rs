@@ -99,8 +99,8 @@ fn format_error(blob: &[u8]) -> String {
 fn a_damaged_blob_is_refused_before_its_machine_code_is_loaded() {
     let rules = RuleSet::compile([("a.yar", "rule x { strings: $a = \"evil\" condition: $a }")]).unwrap();
     let blob = rules.serialize();
-    let body = COMPILED_MAGIC.len() + 2 * 65;
-    // Every byte of the body counts: a flipped bit anywhere (in the machine code too) is caught.
+    let body = COMPILED_MAGIC.len() + 65 + 9; // the rule-set hash line and the checksum line
+                                              // Every byte of the body counts: a flipped bit anywhere (in the machine code too) is caught.
     for at in [body, body + (blob.len() - body) / 3, body + (blob.len() - body) / 2, blob.len() - 1] {
         let mut damaged = blob.clone();
         damaged[at] ^= 0x10;
@@ -111,8 +111,11 @@ fn a_damaged_blob_is_refused_before_its_machine_code_is_loaded() {
     renamed[first] = if renamed[first] == b'0' { b'1' } else { b'0' };
     assert!(format_error(&renamed).contains("checksum does not match"));
     let mut earlier = blob.clone();
-    earlier[COMPILED_MAGIC.len() - 2] = 1; // format 1: no checksum
-    assert!(format_error(&earlier).contains("earlier version"));
+    for version in [1, 3] {
+        // format 1 had no checksum; format 3 a SHA-256 one
+        earlier[COMPILED_MAGIC.len() - 2] = version;
+        assert!(format_error(&earlier).contains("earlier version"), "format {version}");
+    }
 }
 
 #[test]

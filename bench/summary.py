@@ -295,9 +295,19 @@ def _targets(
 
 
 def _at_least(text: str, ratio: float | None, threshold: float) -> Target:
-    return Target(
-        text, "-" if ratio is None else f"{ratio:.2f}x", None if ratio is None else ratio >= threshold
-    )
+    if ratio is None:
+        return Target(text, "-", None)
+    return Target(text, _shown_against(ratio, threshold), ratio >= threshold)
+
+
+def _shown_against(ratio: float, threshold: float) -> str:
+    """The ratio with two decimals, or more where two would round it across the threshold (a 0.898 judged
+    against 0.9 reads 0.898x, not 0.90x beside "NOT met")."""
+    for digits in (2, 3, 4):
+        shown = f"{ratio:.{digits}f}"
+        if (float(shown) >= threshold) == (ratio >= threshold):
+            return shown + "x"
+    return f"{ratio}x"
 
 
 # --- node benchmark -----------------------------------------------------------------------------------------

@@ -603,8 +603,8 @@ fn load_serially(blobs: &[&[u8]]) -> Result<Vec<yara_x::Rules>, RulesError> {
 }
 
 /// Each blob loaded as compiled rules, in order, on this thread and one more (the parts split by size):
-/// a node cannot scan before its rules are in, and the bundled set (six parts, 3.1 MB) loaded in 2.9 ms
-/// instead of 4.5 ms on 2 cores. Serially when a thread cannot be had.
+/// a node cannot scan before its rules are in. With this and the CRC-32 checksum, the bundled set (six
+/// parts, 3.1 MB) loads in 2.9 ms instead of 4.5 ms on 2 cores. Serially when a thread cannot be had.
 fn load_parts(blobs: &[&[u8]]) -> Result<Vec<yara_x::Rules>, RulesError> {
     let half = blobs.iter().map(|blob| blob.len()).sum::<usize>() / 2;
     let mut taken = 0;

@@ -46,7 +46,7 @@ def _download_once(
 
 
 class Downloader:
-    """Downloads into memory on a thread pool of its own: a ``bytearray`` per file, read straight from the
+    """Downloads into memory on a thread pool of its own: one buffer per file, read straight from the
     socket (:mod:`.direct`), or through a blocking ``httpx.Client`` where that path does not apply (a proxy
     named by the environment, a redirect, credentials in the URL, or a ``client`` given by the caller).
 

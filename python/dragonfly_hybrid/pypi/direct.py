@@ -184,7 +184,6 @@ class DirectDownloads:
         body = fp.read(length) if fp is not None else b""
         if len(body) < length:
             raise TruncatedBody(f"{len(body)} of {length} bytes")
-        response.length = 0
         response.close()  # read to its end: the connection is free for the next request
         return body
 

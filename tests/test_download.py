@@ -311,3 +311,27 @@ def test_closing_the_downloader_ends_a_download_under_way(host: FileHost) -> Non
         closer.join()
     assert not caught.value.permanent
     assert host.url("/a.whl") in str(caught.value)
+
+
+def test_a_close_at_any_moment_of_the_downloads_fails_them_only_as_download_errors(host: FileHost) -> None:
+    """The downloader closed 0-10 ms after 8 downloads started on 4 threads, so that the close lands in
+    every step of one (connecting, requesting, reading the body, finishing it): each download gives its
+    bytes, fails with a DownloadError, or was still queued and is dropped (cancelled); nothing else
+    escapes from http.client, and nothing hangs."""
+    host.answers["/a.whl"] = body(DATA)
+
+    async def downloads_closed_after(seconds: float) -> list[object]:
+        downloader = Downloader(4)
+        started = [
+            asyncio.ensure_future(downloader.download(host.url("/a.whl"), 10_000_000, backoff=0.0))
+            for _ in range(8)
+        ]
+        await asyncio.sleep(seconds)
+        downloader.close()
+        return list(await asyncio.wait_for(asyncio.gather(*started, return_exceptions=True), 30))
+
+    outcomes = [o for step in range(40) for o in asyncio.run(downloads_closed_after(step % 20 * 0.0005))]
+    expected = (DownloadError, asyncio.CancelledError)
+    unexpected = [o for o in outcomes if not (o == DATA or isinstance(o, expected))]
+    assert not unexpected, unexpected[:3]
+    assert any(o == DATA for o in outcomes) and any(isinstance(o, DownloadError) for o in outcomes)

@@ -66,6 +66,9 @@ class DirectDownloads:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._every: set[http.client.HTTPConnection] = set()
+        # Connections in a download right now: only their own thread may close them (http.client is not
+        # safe against a close from another thread halfway through a response).
+        self._busy: set[http.client.HTTPConnection] = set()
         self._closed = False
 
     def get(self, url: str, name: str, cap: int) -> bytes | bytearray:
@@ -91,10 +94,12 @@ class DirectDownloads:
         return self._exchange(self._open(key), key, target, url, name, cap)
 
     def close(self) -> None:
-        """Close every connection; downloads under way fail at once (their sockets are shut down)."""
+        """Close every connection; downloads under way fail at once: their sockets are shut down, and each
+        download's thread closes its connection as it fails."""
         with self._lock:
             self._closed = True
             every, self._every = self._every, set()
+            idle = every - self._busy
         for conn in every:
             sock = conn.sock
             if sock is not None:
@@ -102,7 +107,8 @@ class DirectDownloads:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass  # already closed by its host
-            conn.close()
+            if conn in idle:
+                conn.close()
 
     def _connections(self) -> dict[tuple[str, str, int], http.client.HTTPConnection]:
         try:
@@ -134,6 +140,28 @@ class DirectDownloads:
             del self._connections()[key]
 
     def _exchange(
+        self,
+        conn: http.client.HTTPConnection,
+        key: tuple[str, str, int],
+        target: str,
+        url: str,
+        name: str,
+        cap: int,
+    ) -> bytes | bytearray:
+        with self._lock:
+            if self._closed:
+                raise ConnectionAbortedError("the downloader is closed")
+            self._busy.add(conn)
+        try:
+            return self._request(conn, key, target, url, name, cap)
+        finally:
+            with self._lock:
+                self._busy.discard(conn)
+                closed = self._closed
+            if closed:
+                self._forget(key, conn)  # left open by close() while this download used it
+
+    def _request(
         self,
         conn: http.client.HTTPConnection,
         key: tuple[str, str, int],
@@ -177,15 +205,13 @@ class DirectDownloads:
             return _read_unknown_length(response, name, cap)
         if length > cap:
             raise DownloadTooLarge(too_large(name, cap, f"the server announces {length} bytes"))
-        # The buffered reader's read(length) makes one bytes object of that length and has the socket reads
-        # fill it. A bytearray(length) would be zero-filled first, with the GIL held: a write of every page
-        # (on new memory, a page fault per 4 KiB) that the download then overwrites.
-        fp = response.fp
-        body = fp.read(length) if fp is not None else b""
-        if len(body) < length:
-            raise TruncatedBody(f"{len(body)} of {length} bytes")
-        response.close()  # read to its end: the connection is free for the next request
-        return body
+        try:
+            # One bytes object of that length, which the socket reads fill (http.client reads it with the
+            # buffered reader's read(length)). A bytearray(length) would be zero-filled first, with the GIL
+            # held: a write of every page (on new memory, a page fault per 4 KiB) the download overwrites.
+            return response.read()
+        except http.client.IncompleteRead as err:
+            raise TruncatedBody(f"{len(err.partial)} of {length} bytes") from None
 
 
 def _read_unknown_length(response: http.client.HTTPResponse, name: str, cap: int) -> bytearray:

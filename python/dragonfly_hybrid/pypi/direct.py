@@ -18,9 +18,11 @@ transport faults (the caller retries those).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -148,48 +150,44 @@ class DirectDownloads:
         name: str,
         cap: int,
     ) -> bytes | bytearray:
+        with self._in_use(key, conn):
+            try:
+                reused = conn.sock is not None
+                if not reused:
+                    conn.connect()  # under the connect timeout; reads then get the read timeout
+                    assert conn.sock is not None
+                    conn.sock.settimeout(self._timeout)
+                try:
+                    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+                    conn.request("GET", target, headers=headers)
+                    response = conn.getresponse()
+                except ConnectionError as err:  # http.client.RemoteDisconnected is one
+                    if reused:
+                        raise _IdleConnectionClosed from err
+                    raise
+                body = self._body(response, url, name, cap)
+            except BaseException:
+                self._forget(key, conn)
+                raise
+            if response.will_close:
+                self._forget(key, conn)
+            return body
+
+    @contextlib.contextmanager
+    def _in_use(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> Iterator[None]:
+        """``conn`` marked busy, so that :meth:`close` leaves closing it to this thread."""
         with self._lock:
             if self._closed:
                 raise ConnectionAbortedError("the downloader is closed")
             self._busy.add(conn)
         try:
-            return self._request(conn, key, target, url, name, cap)
+            yield
         finally:
             with self._lock:
                 self._busy.discard(conn)
                 closed = self._closed
             if closed:
                 self._forget(key, conn)  # left open by close() while this download used it
-
-    def _request(
-        self,
-        conn: http.client.HTTPConnection,
-        key: tuple[str, str, int],
-        target: str,
-        url: str,
-        name: str,
-        cap: int,
-    ) -> bytes | bytearray:
-        try:
-            reused = conn.sock is not None
-            if not reused:
-                conn.connect()  # under the connect timeout; reads then get the read timeout
-                assert conn.sock is not None
-                conn.sock.settimeout(self._timeout)
-            try:
-                conn.request("GET", target, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
-                response = conn.getresponse()
-            except ConnectionError as err:  # http.client.RemoteDisconnected is one
-                if reused:
-                    raise _IdleConnectionClosed from err
-                raise
-            body = self._body(response, url, name, cap)
-        except BaseException:
-            self._forget(key, conn)
-            raise
-        if response.will_close:
-            self._forget(key, conn)
-        return body
 
     @staticmethod
     def _body(response: http.client.HTTPResponse, url: str, name: str, cap: int) -> bytes | bytearray:

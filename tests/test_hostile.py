@@ -1,11 +1,11 @@
 """Hostile inputs through the Python API: bounded memory, precise issues, timeouts honoured.
 
-Each bomb is scanned in a child process, which reports its own peak RSS (``VmHWM``, the high-water mark
-of its address space), so the bound is the scan's, not the test runner's. (Not the child's rusage from
-``os.wait4``: on Linux that includes the runner's own peak, the address space the child was spawned
-from.) The bombs are built here, streamed: one compressed unit repeated, never the inflated bytes. The
-full hostile corpus is in ``rust/core/tests/hostile.rs``; this proves the same guarantees through the
-binding.
+Each bomb is scanned in a child process, which reports its own peak RSS (``bench.rss.peak_rss_mb``: the
+high-water mark of its address space), so the bound is the scan's, not the test runner's. (Not the
+child's rusage from ``os.wait4``: on Linux that includes the runner's own peak, the address space the
+child was spawned from.) The bombs are built here, streamed: one compressed unit repeated, never the
+inflated bytes. The full hostile corpus is in ``rust/core/tests/hostile.rs``; this proves the same
+guarantees through the binding.
 """
 
 from __future__ import annotations
@@ -175,20 +175,18 @@ def summarize(result: dh.DistributionResult) -> dict[str, Any]:
     }
 
 
-def run_isolated(case: str, *args: str) -> tuple[dict[str, Any], int]:
+def run_isolated(case: str, *args: str) -> tuple[dict[str, Any], float]:
     """Run a case in a child; return its summary and its peak RSS in MB."""
-    code = "import sys, json; from tests import test_hostile as h; "
-    code += "summary = h.CASES[sys.argv[1]](*sys.argv[2:]); "
-    code += "peak = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]; "
-    code += "print(json.dumps([summary, int(peak)]))"  # kB
+    code = "import sys, json; from bench.rss import peak_rss_mb; from tests import test_hostile as h; "
+    code += "print(json.dumps([h.CASES[sys.argv[1]](*sys.argv[2:]), peak_rss_mb()]))"
     child = subprocess.run(
         [sys.executable, "-c", code, case, *args],
         capture_output=True,
         cwd=Path(__file__).resolve().parents[1],  # the repository root: `tests` imports as a package
     )
     assert child.returncode == 0, f"{case} failed ({child.returncode}):\n{child.stderr.decode()}"
-    summary, peak_kb = json.loads(child.stdout)
-    return summary, peak_kb // 1024
+    summary, peak = json.loads(child.stdout)
+    return summary, peak
 
 
 def issue(summary: dict[str, Any], kind: str, path: str) -> list[Any]:

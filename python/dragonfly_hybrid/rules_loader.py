@@ -44,16 +44,17 @@ def rules_cache_dir() -> Path | None:
     return Path(base) / "dragonfly-hybrid" / "rules"
 
 
-_CACHE_LAYOUT = b"crc32-checked"
-"""Cached blobs hold the rules' machine code and a CRC-32 checksum (blob formats 5 and 6): entries written
-in the earlier formats, which no longer load, are keyed apart, so an upgrade compiles quietly instead of
-warning about an unusable entry."""
+COMPILED_LAYOUT = "v3"
+"""The shape of the compiled blobs this version writes (v2: filetype-routed parts; v3: CRC-32 checksums,
+blob formats 5 and 6), part of every rules-cache key: the CLI's here and the node's file names. Entries
+written in an earlier shape, which no longer load, are keyed apart, so an upgrade compiles quietly instead
+of warning about an unusable entry. Change it whenever the blob format changes."""
 
 
 def _sources_key(sources: dict[str, str]) -> str:
     """What a compiled set depends on: every (origin, source) pair, the engine version, the blob format."""
     digest = hashlib.sha256()
-    for part in (__version__.encode(), COMPILED_RULES_MAGIC, _CACHE_LAYOUT):
+    for part in (__version__.encode(), COMPILED_RULES_MAGIC, COMPILED_LAYOUT.encode()):
         digest.update(len(part).to_bytes(8, "little") + part)
     for origin, text in sorted(sources.items()):
         for part in (origin.encode(), text.encode()):

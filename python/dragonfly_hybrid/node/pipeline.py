@@ -38,6 +38,7 @@ from dragonfly_hybrid.node.jobs import (
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.pypi.download import Downloader, filename_of
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, DownloadError
+from dragonfly_hybrid.rules_loader import COMPILED_LAYOUT
 
 # Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
 LEASE_SHARE = 0.5
@@ -199,10 +200,9 @@ class RuleState:
         if self._cache_dir is None:
             return None
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in commit) or "empty"
-        # The layout tag changes when compiled blobs change shape (v2: filetype-routed parts; v3: CRC-32
-        # checksums), so an upgraded node compiles again instead of loading an older form (or warning
-        # that it no longer loads).
-        return self._cache_dir / f"{safe}.v3.rules"
+        # Tagged with the blobs' shape, so an upgraded node compiles again instead of loading an older
+        # form (or warning that it no longer loads).
+        return self._cache_dir / f"{safe}.{COMPILED_LAYOUT}.rules"
 
     def _compile(self, commit: str, sources: dict[str, str]) -> Rules:
         path = self._cache_path(commit)

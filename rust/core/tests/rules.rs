@@ -99,8 +99,9 @@ fn format_error(blob: &[u8]) -> String {
 fn a_damaged_blob_is_refused_before_its_machine_code_is_loaded() {
     let rules = RuleSet::compile([("a.yar", "rule x { strings: $a = \"evil\" condition: $a }")]).unwrap();
     let blob = rules.serialize();
-    let body = COMPILED_MAGIC.len() + 65 + 9; // the rule-set hash line and the checksum line
-                                              // Every byte of the body counts: a flipped bit anywhere (in the machine code too) is caught.
+    // The body starts after the rule-set hash line (64 hex digits) and the checksum line (8). Every byte
+    // of it counts: a flipped bit anywhere (in the machine code too) is caught.
+    let body = COMPILED_MAGIC.len() + 65 + 9;
     for at in [body, body + (blob.len() - body) / 3, body + (blob.len() - body) / 2, blob.len() - 1] {
         let mut damaged = blob.clone();
         damaged[at] ^= 0x10;

@@ -18,6 +18,9 @@ so reports are large), written once to a directory that every variant reads.
 * ``startup-python``, ``startup-version``, ``startup-scan-file``: the interpreter alone (``python -c
   pass``), ``dragonfly-hybrid --version``, and ``scan`` of one small file with the bundled rules (target:
   under 0.2 s for the last two; the first is the floor of any Python command on the machine).
+* ``startup-node-once``: ``dragonfly-hybrid node --once`` against a fake mainframe (in this process) with no
+  job queued, its metrics server on as by default: start-up, log-in, ``GET /rules`` (loaded from a warm
+  rules cache), one claim that finds nothing, the exit. No target: what a node costs to start and stop.
 
 Guard: ``cli-json`` and ``baseline-1proc`` agree on every distribution's score and rules_matched, and the
 engine finds the same.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -44,6 +48,7 @@ from bench import rulesets
 from bench.conftest import E2E_ROWS, all_threads, pool_workers
 from bench.corpora import BenchCorpus, corpus_kind, load_corpus
 from bench.summary import E2E_BASELINE_1PROC, E2E_BASELINE_POOL, E2EMeasurement
+from tests.fakes.mainframe import FakeMainframe
 
 RULESET = "common"
 DEFAULT_E2E_ROUNDS = 5
@@ -93,6 +98,19 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
 def run(command: list[str], env: dict[str, str], expected: tuple[int, ...]) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800, check=False)
     assert done.returncode in expected, f"{command[:6]}... exited {done.returncode}: {done.stderr[-2000:]}"
+
+
+def node_environment(base: dict[str, str], fake: FakeMainframe, tmp_path: Path) -> dict[str, str]:
+    """``base`` with the node's settings for ``fake`` (none inherited), its metrics server on a free port."""
+    env = {k: v for k, v in base.items() if not k.startswith("DRAGONFLY_")}
+    for key, value in fake.node_settings().items():
+        env[f"DRAGONFLY_{key.upper()}"] = str(value)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        env["DRAGONFLY_METRICS_PORT"] = str(probe.getsockname()[1])
+    env["DRAGONFLY_METRICS_HOST"] = "127.0.0.1"
+    env["DRAGONFLY_RULES_CACHE_DIR"] = str(tmp_path / "rules-cache")
+    return env
 
 
 def cli_command(setup: Setup, fmt: str, output: Path) -> list[str]:
@@ -229,3 +247,16 @@ def test_startup(benchmark, request, setup: Setup, variant: str, tmp_path: Path)
     rounds = max(STARTUP_ROUNDS, e2e_rounds())
     benchmark.pedantic(lambda: run(command, setup.env, expected), rounds=rounds, iterations=1)
     record(benchmark, request, setup, variant, "fresh process: start-up, then exit", rounds)
+
+
+def test_startup_node_once(benchmark, request, setup: Setup, tmp_path: Path) -> None:
+    """A fresh node that finds no job: start-up, log-in, its rules from a warm cache, an empty claim, exit."""
+    variant, what = "startup-node-once", "fresh process: start-up, log-in, an empty claim, exit"
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "node", "--once"]
+    with FakeMainframe() as fake:
+        env = node_environment(setup.env, fake, tmp_path)
+        run(command, env, (0,))  # fills the rules cache (untimed)
+        rounds = max(STARTUP_ROUNDS, e2e_rounds())
+        benchmark.pedantic(lambda: run(command, env, (0,)), rounds=rounds, iterations=1)
+        assert not fake.results  # nothing was queued: nothing was submitted
+    record(benchmark, request, setup, variant, what, rounds)

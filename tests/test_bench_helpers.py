@@ -442,7 +442,7 @@ def test_report_renders_the_engine_column_and_the_end_to_end_table(tmp_path: Pat
     e2e_rows = [
         e2e("cli-table", 1.05), e2e("cli-json", 1.0), e2e("cli-sarif", 1.2), e2e("baseline-1proc", 3.0),
         e2e("baseline-pool", 2.5), e2e("startup-python", 0.05), e2e("startup-version", 0.08),
-        e2e("startup-scan-file", 0.3),
+        e2e("startup-scan-file", 0.3), e2e("startup-node-once", 0.26),
     ]  # fmt: skip
     data = {
         "benchmarks": [{"extra_info": {"node_row": asdict(r)}} for r in rows]
@@ -469,6 +469,8 @@ def test_report_renders_the_engine_column_and_the_end_to_end_table(tmp_path: Pat
     assert "startup-version under 0.2 s: **met** (0.080 s)" in text
     assert "startup-scan-file under 0.2 s: **NOT met** (0.300 s)" in text
     assert "startup-python under" not in text
+    assert "| `startup-node-once` | 0.260 | - | - | what |" in text
+    assert "startup-node-once under" not in text, "a node's start is reported, with no target"
     doc = tmp_path / "BENCHMARKS.md"
     markers = ("<!-- bench-report:speed:begin -->", "<!-- bench-report:speed:end -->")
     doc.write_text(f"{report.BEGIN}\nfull run\n{report.END}\n{markers[0]}\nold\n{markers[1]}\n")

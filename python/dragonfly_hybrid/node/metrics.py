@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,6 +85,11 @@ class NodeMetrics:
         return generate_latest(self.registry)
 
 
+POLL_SECONDS = 0.05
+"""How often the serving thread looks for a shutdown: ``close`` waits up to this long. With socketserver's
+default (0.5 s), every node's exit (``--once`` drained, or SIGTERM) waited 0.25 s on average for it."""
+
+
 class MetricsServer:
     """Serves ``/metrics`` (Prometheus text format) and ``/healthz`` on a background thread."""
 
@@ -111,7 +117,8 @@ class MetricsServer:
         # Binds now: a port in use (another node on this host) raises OSError here, before anything runs.
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        serve = functools.partial(self._server.serve_forever, poll_interval=POLL_SECONDS)
+        self._thread = threading.Thread(target=serve, name="metrics", daemon=True)
 
     @property
     def port(self) -> int:

@@ -8,6 +8,8 @@ import asyncio
 import hashlib
 import http.client
 import random
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -24,7 +26,7 @@ def filename_of(url: str) -> str:
 
 
 def _download_once(
-    client: httpx.Client, direct: DirectDownloads | None, url: str, cap: int, sha256: str | None
+    client: Callable[[], httpx.Client], direct: DirectDownloads | None, url: str, cap: int, sha256: str | None
 ) -> bytes | bytearray:
     name = filename_of(url)
     data: bytes | bytearray | None = None
@@ -35,7 +37,7 @@ def _download_once(
             pass
     if data is None:
         chunks: list[bytes] = []
-        stream_download(client, url, name, cap, chunks.append, digest=False)
+        stream_download(client(), url, name, cap, chunks.append, digest=False)
         data = b"".join(chunks)
     if sha256 is not None:
         digest = hashlib.sha256(data).hexdigest()
@@ -61,7 +63,10 @@ class Downloader:
 
     def __init__(self, concurrency: int, *, client: httpx.Client | None = None) -> None:
         self._direct = None if client is not None or environment_names_a_proxy() else DirectDownloads()
-        self._client = client or new_client(http2=False)
+        # Made on first use: most downloads never need it, and making it (httpcore's import, a TLS context)
+        # held a fresh node up for ~60 ms before its first claim.
+        self._client = client
+        self._client_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="dragonfly-fetch")
         self._closed = False
 
@@ -83,7 +88,7 @@ class Downloader:
         for attempt in range(1, attempts + 1):
             try:
                 return await loop.run_in_executor(
-                    self._pool, _download_once, self._client, self._direct, url, cap, sha256
+                    self._pool, _download_once, self._httpx_client, self._direct, url, cap, sha256
                 )
             except DownloadError as err:
                 if err.permanent or attempt == attempts or self._closed:
@@ -106,11 +111,22 @@ class Downloader:
                 raise DownloadError(f"{redact_url(url)}: stopped after {attempt} tries", permanent=False)
         raise AssertionError("unreachable")
 
+    def _httpx_client(self) -> httpx.Client:
+        """The blocking client of the downloads the direct path does not take (made on the first)."""
+        with self._client_lock:
+            if self._closed:
+                raise Retryable("the downloader is closed")
+            if self._client is None:
+                self._client = new_client(http2=False)
+            return self._client
+
     def close(self) -> None:
         """Stop: queued downloads are dropped and the connections closed, so that downloads under way fail
         at once instead of holding up the exit, and none is tried again."""
-        self._closed = True
+        with self._client_lock:
+            self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._direct is not None:
             self._direct.close()
-        self._client.close()
+        if self._client is not None:
+            self._client.close()

@@ -26,7 +26,11 @@ def filename_of(url: str) -> str:
 
 
 def _download_once(
-    client: Callable[[], httpx.Client], direct: DirectDownloads | None, url: str, cap: int, sha256: str | None
+    httpx_client: Callable[[], httpx.Client],
+    direct: DirectDownloads | None,
+    url: str,
+    cap: int,
+    sha256: str | None,
 ) -> bytes | bytearray:
     name = filename_of(url)
     data: bytes | bytearray | None = None
@@ -37,7 +41,7 @@ def _download_once(
             pass
     if data is None:
         chunks: list[bytes] = []
-        stream_download(client(), url, name, cap, chunks.append, digest=False)
+        stream_download(httpx_client(), url, name, cap, chunks.append, digest=False)
         data = b"".join(chunks)
     if sha256 is not None:
         digest = hashlib.sha256(data).hexdigest()

@@ -5,7 +5,8 @@
 
 CORPUS_DIR defaults to rust/core/fuzz/corpus. Each case goes to CORPUS_DIR/scan_any/ as it is;
 gzip streams also to walk_gzip/ (and their decompressed tarball to walk_tar/), .tar to walk_tar/,
-.tar.bz2 to walk_bzip2/, .tar.xz to walk_xz/, and anything with a zip end record to walk_zip/.
+.tar.bz2 to walk_bzip2/, .tar.xz to walk_xz/, .tar.lzma and .tlz to walk_lzma/, and anything
+with a zip end record to walk_zip/.
 File names are gen-<sha256 prefix>, so rerunning is idempotent and never clobbers other seeds.
 Only the standard library; deterministic for a given --cases/--seed.
 """

@@ -218,15 +218,25 @@ def header_offsets(tar: bytes) -> list[int]:
 
 
 def gzip_member(
-    data: bytes, *, fname: bytes | None = None, comment: bytes | None = None, level: int = 6
+    data: bytes,
+    *,
+    fname: bytes | None = None,
+    comment: bytes | None = None,
+    header_crc: bytes | None = None,
+    reserved: int = 0,
+    level: int = 6,
 ) -> bytes:
-    """One gzip member; optional FNAME/FCOMMENT fields; mtime 0."""
-    flags = (8 if fname is not None else 0) | (16 if comment is not None else 0)
+    """One gzip member; optional FNAME/FCOMMENT fields, a header CRC-16 (any two bytes: gzip never checks
+    it) and ``reserved`` flag bits (gzip ignores them); mtime 0."""
+    flags = (8 if fname is not None else 0) | (16 if comment is not None else 0) | reserved
+    flags |= 2 if header_crc is not None else 0
     out = bytearray(b"\x1f\x8b\x08" + bytes([flags]) + b"\x00\x00\x00\x00\x00\xff")
     if fname is not None:
         out += fname + b"\x00"
     if comment is not None:
         out += comment + b"\x00"
+    if header_crc is not None:
+        out += header_crc
     co = zlib.compressobj(level, zlib.DEFLATED, -15)
     out += co.compress(data) + co.flush()
     out += struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
@@ -235,13 +245,15 @@ def gzip_member(
 
 def compress_tar(rng: random.Random, tar: bytes, stem: str = "pkg-1.0") -> tuple[str, bytes]:
     """The tarball compressed as an sdist would be (mostly gzip), and its file name."""
-    kind = rng.choice(["gz", "gz", "gz", "gz", "tgz", "tar", "tar", "bz2", "xz"])
+    kind = rng.choice(["gz", "gz", "gz", "gz", "tgz", "tar", "tar", "bz2", "xz", "lzma"])
     if kind in ("gz", "tgz"):
         return f"{stem}.{'tar.gz' if kind == 'gz' else 'tgz'}", gzip.compress(tar, mtime=0)
     if kind == "bz2":
         return f"{stem}.tar.bz2", bz2.compress(tar)
     if kind == "xz":
         return f"{stem}.tar.xz", lzma.compress(tar)
+    if kind == "lzma":  # the legacy format, which tarfile's "r:xz" (pip's mode for these names) reads too
+        return f"{stem}.{rng.choice(['tar.lzma', 'tlz'])}", lzma.compress(tar, format=lzma.FORMAT_ALONE)
     return f"{stem}.tar", tar
 
 
@@ -688,7 +700,11 @@ def build_gzip_stream(rng: random.Random) -> Built:
     for i, piece in enumerate(pieces):
         if variant == "header-fields":
             out += gzip_member(
-                piece, fname=b"pkg.tar" if i == 0 else None, comment=b"c" if rng.random() < 0.5 else None
+                piece,
+                fname=b"pkg.tar" if i == 0 else None,
+                comment=b"c" if rng.random() < 0.5 else None,
+                header_crc=rng.randbytes(2) if rng.random() < 0.5 else None,
+                reserved=rng.choice([0, 0, 0x20, 0x40, 0x80]),
             )
         else:
             out += gzip_member(piece)
@@ -1017,7 +1033,9 @@ def generate_cases(n: int, seed: int = 0) -> Iterator[Case]:
 def write_seeds(directory: str, n: int = 400, seed: int = 0) -> dict[str, int]:
     """Write ``n`` generated cases as fuzz seeds under ``directory/<target>/``: tarballs (decompressed)
     to ``walk_tar``, gzip streams to ``walk_gzip``, bzip2 to ``walk_bzip2``, xz to ``walk_xz``, zips
-    to ``walk_zip``, and every case, as it is, to ``scan_any``. Returns the count per target."""
+    to ``walk_zip``, ``.lzma`` tarballs to ``walk_lzma``, and every case, as it is, to ``scan_any``.
+    Returns the count per target (``walk_lzip`` is seeded from the hostile corpus only: Python writes
+    no lzip)."""
     counts: dict[str, int] = {}
 
     def put(target: str, data: bytes) -> None:
@@ -1040,6 +1058,8 @@ def write_seeds(directory: str, n: int = 400, seed: int = 0) -> dict[str, int]:
             put("walk_bzip2", case.data)
         elif name.endswith(".tar.xz"):
             put("walk_xz", case.data)
+        elif name.endswith((".tar.lzma", ".tlz")):
+            put("walk_lzma", case.data)
         elif name.endswith(".tar"):
             put("walk_tar", case.data)
         if name.endswith((".zip", ".whl")) or b"PK\x05\x06" in case.data[-70000:]:

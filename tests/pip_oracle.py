@@ -303,7 +303,10 @@ def normalize_name(name: str) -> str:
 
 def name_matches(expected: str, engine_path: str) -> bool:
     """``engine_path`` names ``expected``: equal once normalised, or a nested path ending in ``!/expected``
-    (a member of an archive the engine found inside another, e.g. ``<after end of archive>!/setup.py``)."""
+    (a member of an archive the engine found inside another, e.g. ``<after end of archive>!/setup.py``).
+    A name ending in ``/`` names no file pip writes (``setup.py/`` is not ``setup.py``: rules see names)."""
+    if engine_path.endswith("/"):
+        return False
     want = normalize_name(expected)
     if normalize_name(engine_path) == want:
         return True

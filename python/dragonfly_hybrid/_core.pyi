@@ -234,7 +234,8 @@ class DistributionResult:
     def url(self) -> str | None: ...
     @property
     def format(self) -> str:
-        """``tar.gz``, ``tar.bz2``, ``tar.xz``, ``tar``, ``zip``, ``gzip``, ``bzip2``, ``xz`` or ``file``."""
+        """``tar.gz``, ``tar.bz2``, ``tar.xz``, ``tar.lzma``, ``tar.lz``, ``tar``, ``zip``, ``gzip``,
+        ``bzip2``, ``xz``, ``lzma``, ``lzip`` or ``file``."""
     @property
     def size(self) -> int: ...
     @property

@@ -666,7 +666,10 @@ def origin_uri(path: str) -> str:
     return quote(origin.as_posix(), safe="/!", errors="backslashreplace")
 
 
-_DIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip", ".whl", ".egg")
+_DIST_SUFFIXES = (
+    ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar.lzma", ".tlz", ".tar.lz", ".tar", ".zip",
+    ".whl", ".egg",
+)  # fmt: skip
 
 
 def normalize_project(name: str) -> str:

@@ -385,7 +385,9 @@ def shares_contents(targets: Sequence[Target], store: Store | None) -> bool:
     return False
 
 
-_ARCHIVE_SUFFIX = re.compile(r"(\.tar\.(gz|bz2|xz)|\.t[gbx]z|\.tar|\.zip|\.whl|\.egg)$", re.IGNORECASE)
+_ARCHIVE_SUFFIX = re.compile(
+    r"(\.tar\.(gz|bz2|xz|lzma|lz)|\.t[gbxl]z|\.tar|\.zip|\.whl|\.egg)$", re.IGNORECASE
+)
 _VERSION_START = re.compile(r"-(?=v?\d)")
 
 

@@ -7,6 +7,9 @@ pub enum Container {
     Gzip,
     Bzip2,
     Xz,
+    /// The legacy `.lzma` format (LZMA-alone), which has no magic bytes.
+    Lzma,
+    Lzip,
     Zip,
     Tar,
     Plain,
@@ -18,11 +21,15 @@ pub enum Format {
     TarGz,
     TarBz2,
     TarXz,
+    TarLzma,
+    TarLz,
     Tar,
     Zip,
     Gzip,
     Bzip2,
     Xz,
+    Lzma,
+    Lzip,
     File,
 }
 
@@ -32,11 +39,15 @@ impl Format {
             Format::TarGz => "tar.gz",
             Format::TarBz2 => "tar.bz2",
             Format::TarXz => "tar.xz",
+            Format::TarLzma => "tar.lzma",
+            Format::TarLz => "tar.lz",
             Format::Tar => "tar",
             Format::Zip => "zip",
             Format::Gzip => "gzip",
             Format::Bzip2 => "bzip2",
             Format::Xz => "xz",
+            Format::Lzma => "lzma",
+            Format::Lzip => "lzip",
             Format::File => "file",
         }
     }
@@ -50,6 +61,10 @@ impl Format {
             (Container::Bzip2, false) => Format::Bzip2,
             (Container::Xz, true) => Format::TarXz,
             (Container::Xz, false) => Format::Xz,
+            (Container::Lzma, true) => Format::TarLzma,
+            (Container::Lzma, false) => Format::Lzma,
+            (Container::Lzip, true) => Format::TarLz,
+            (Container::Lzip, false) => Format::Lzip,
             (Container::Zip, _) => Format::Zip,
             (Container::Tar, _) => Format::Tar,
             (Container::Plain, _) => Format::File,
@@ -67,15 +82,45 @@ pub fn detect(data: &[u8]) -> Container {
         Container::Bzip2
     } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
         Container::Xz
+    } else if data.starts_with(b"LZIP") {
+        Container::Lzip
     } else if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
         Container::Zip
     } else if is_tar_header(data) {
         Container::Tar
     } else if crate::zipdir::is_prefixed_zip(data) {
         Container::Zip
+    } else if is_lzma_alone_tarball(data) {
+        Container::Lzma
     } else {
         Container::Plain
     }
+}
+
+/// Whether `data` is a tarball in the legacy `.lzma` format. The format has no magic bytes:
+/// Python's `lzma` (so `tarfile`, and pip for `.tar.lzma`, `.tlz` and `.tar.lz` sdists) takes
+/// anything whose 13-byte header liblzma accepts: a properties byte, a dictionary size of 2^n or
+/// 2^n + 2^(n-1) bytes, and an unknown or plausible uncompressed size. Only a stream that then
+/// inflates to a tar header counts (pip opens nothing else), so text and binary files that happen
+/// to look like such a header stay files.
+fn is_lzma_alone_tarball(data: &[u8]) -> bool {
+    let Some(header) = data.get(..13) else { return false };
+    let dict = u32::from_le_bytes(header[1..5].try_into().expect("four bytes"));
+    let size = u64::from_le_bytes(header[5..13].try_into().expect("eight bytes"));
+    let dict_ok = dict == u32::MAX || {
+        let top = 31 - dict.max(1).leading_zeros();
+        dict == 1 << top || (top > 0 && dict == (1 << top) | (1 << (top - 1)))
+    };
+    if header[0] > 224 || !dict_ok || (size != u64::MAX && size >= 1 << 38) {
+        return false;
+    }
+    let Ok(reader) = lzma_rust2::LzmaReader::new_mem_limit(data, crate::walk::LZMA_MEMORY_LIMIT_KB, None)
+    else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(2 * TAR_BLOCK);
+    std::io::Read::read_to_end(&mut std::io::Read::take(reader, 2 * TAR_BLOCK as u64), &mut head).is_ok()
+        && is_tar_header(&head)
 }
 
 /// Every container pip could see in `data`, the one its magic bytes name first: a tarball that
@@ -85,7 +130,9 @@ pub fn detect(data: &[u8]) -> Container {
 pub fn interpretations(data: &[u8]) -> Vec<Container> {
     let primary = detect(data);
     let mut found = vec![primary];
-    if matches!(primary, Container::Gzip | Container::Bzip2 | Container::Xz) && is_tar_header(data) {
+    if matches!(primary, Container::Gzip | Container::Bzip2 | Container::Xz | Container::Lzip)
+        && is_tar_header(data)
+    {
         found.push(Container::Tar);
     }
     if primary != Container::Zip && primary != Container::Plain && crate::zipdir::is_prefixed_zip(data) {
@@ -95,7 +142,7 @@ pub fn interpretations(data: &[u8]) -> Vec<Container> {
 }
 
 /// Whether `data` starts with a tar header: the ustar magic, or (for old v7 archives) a header
-/// whose checksum is right. A tarball that is all end-of-archive zeros counts too.
+/// whose checksum `tarfile` accepts. A tarball that is all end-of-archive zeros counts too.
 pub fn is_tar_header(data: &[u8]) -> bool {
     let Some(block) = data.get(..TAR_BLOCK) else {
         return false;
@@ -109,21 +156,7 @@ pub fn is_tar_header(data: &[u8]) -> bool {
         // ends at once and hides the rest.
         return data.len() >= 2 * TAR_BLOCK && data.iter().all(|&b| b == 0);
     }
-    let field = &block[148..156];
-    let digits: Vec<u8> =
-        field.iter().copied().skip_while(|b| *b == b' ').take_while(|b| (b'0'..=b'7').contains(b)).collect();
-    if digits.is_empty() {
-        return false;
-    }
-    let Ok(stored) = u32::from_str_radix(std::str::from_utf8(&digits).unwrap_or(""), 8) else {
-        return false;
-    };
-    let computed: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(b) })
-        .sum();
-    stored == computed
+    crate::walk::tarfile::checksum_matches(block)
 }
 
 #[cfg(test)]
@@ -151,5 +184,18 @@ mod tests {
         fake.extend_from_slice(b"PK\x05\x06");
         fake.extend_from_slice(&[0xff; 18]);
         assert_eq!(detect(&fake), Container::Plain);
+    }
+
+    #[test]
+    fn lzma_alone_needs_a_header_liblzma_takes_and_a_tarball_inside() {
+        assert_eq!(detect(b"LZIP\x01\x14"), Container::Lzip);
+        // The header `xz --format=lzma` writes (8 MiB dictionary, unknown size), then no LZMA data.
+        let mut header = vec![0x5d, 0, 0, 0x80, 0];
+        header.extend_from_slice(&[0xff; 8]);
+        assert!(!is_lzma_alone_tarball(&[header.as_slice(), b"print('hi')\n"].concat()));
+        // A dictionary size that is neither 2^n nor 2^n + 2^(n-1): liblzma refuses it.
+        let mut odd = header.clone();
+        odd[1..5].copy_from_slice(&0x0070_0001u32.to_le_bytes());
+        assert!(!is_lzma_alone_tarball(&odd));
     }
 }

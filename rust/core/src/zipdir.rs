@@ -204,19 +204,30 @@ fn find_end(data: &[u8]) -> Option<usize> {
 /// gzip stream or a tarball prepended to it). pip unzips any file `zipfile.is_zipfile` accepts,
 /// whatever its name, and `zipfile` finds an archive from its end: such files must not pass for
 /// plain files (or only for the tarball in front) whose compressed members nobody looks into.
-/// An archive counts when its central directory parses and one of its first files (directories
-/// aside: pip never reads their local headers) has its local header where the directory says.
+/// An archive counts when its central directory parses and one of its first files has its local
+/// header where the directory says. Directories do not count, however many come first: pip never
+/// reads their local headers, so an archive may have none for them.
 pub(crate) fn is_prefixed_zip(data: &[u8]) -> bool {
-    const CHECKED: u64 = 16;
+    const FILES_CHECKED: u64 = 16;
     find_end(data).is_some()
-        && Directory::parse(data, CHECKED)
-            .is_ok_and(|(dir, _)| dir.entries.iter().any(|e| !e.is_dir(data) && dir.local(data, e).is_ok()))
+        && Directory::parse_kept(data, FILES_CHECKED, |e| !e.is_dir(data))
+            .is_ok_and(|(dir, _)| dir.entries.iter().any(|e| dir.local(data, e).is_ok()))
 }
 
 impl Directory {
     /// Read the central directory, at most `max_records` records of it (each one a member, kept
     /// in memory: the limit comes before the allocation). `Some` when records were left unread.
     pub fn parse(data: &[u8], max_records: u64) -> Result<(Directory, Option<RecordsLeft>), ZipError> {
+        Self::parse_kept(data, max_records, |_| true)
+    }
+
+    /// [`Directory::parse`] keeping only the records `keep` accepts: the others are read (they must
+    /// parse) but neither stored nor counted against `max_records`.
+    fn parse_kept(
+        data: &[u8],
+        max_records: u64,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> Result<(Directory, Option<RecordsLeft>), ZipError> {
         let n = data.len();
         let at = find_end(data).ok_or(ZipError::NoEndRecord)?;
         let comment_len = u16_at(data, at + 20) as usize;
@@ -255,10 +266,10 @@ impl Directory {
         let mut entries = Vec::new();
         let mut pos = 0usize;
         let mut left = None;
+        let mut index = 0usize;
         while (pos as u64) < size {
-            let index = entries.len();
-            if index as u64 >= max_records {
-                left = Some(RecordsLeft { read: index });
+            if entries.len() as u64 >= max_records {
+                left = Some(RecordsLeft { read: entries.len() });
                 break;
             }
             if pos + CENTRAL_LEN > dir.len() {
@@ -268,6 +279,7 @@ impl Directory {
             if &rec[..4] != CENTRAL_SIG {
                 return Err(ZipError::BadDirectorySignature(index));
             }
+            index += 1;
             let name_len = u16_at(rec, 28) as usize;
             let extra_len = u16_at(rec, 30) as usize;
             let comment_len = u16_at(rec, 32) as usize;
@@ -291,7 +303,9 @@ impl Directory {
             decode_extra(data, extra, &mut entry);
             let header = i128::from(entry.header_offset) + concat;
             entry.header_offset = u64::try_from(header).unwrap_or(u64::MAX);
-            entries.push(entry);
+            if keep(&entry) {
+                entries.push(entry);
+            }
             pos += CENTRAL_LEN + name_len + extra_len + comment_len;
         }
         let end = end_start..(at + END_LEN);

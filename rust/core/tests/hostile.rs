@@ -864,10 +864,16 @@ fn write_fuzz_seeds() {
             std::fs::write(dir.join(name), &data).unwrap();
         }
     }
-    // Small tarballs for the bzip2 and xz walkers (large seeds only slow every execution).
+    // Small tarballs for the bzip2, xz, .lzma and lzip walkers (large seeds only slow every execution).
     let small = tar(&[("p/a.py", MARKER), ("p/b.txt", b"hello"), ("p/c/d.py", b"def f(): pass\n")]);
     let nested = tar(&[("p/inner.zip", &zip(&[("x.py", MARKER)]))]);
-    for (target, compress) in [("walk_bzip2", bzip2 as fn(&[u8]) -> Vec<u8>), ("walk_xz", xz)] {
+    let walkers = [
+        ("walk_bzip2", bzip2 as fn(&[u8]) -> Vec<u8>),
+        ("walk_xz", xz),
+        ("walk_lzma", lzma_alone),
+        ("walk_lzip", lzip),
+    ];
+    for (target, compress) in walkers {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("small.tar"), compress(&small)).unwrap();

@@ -19,6 +19,8 @@ fn every_format_is_detected_and_scanned() {
         ("pkg-1.0.tar.gz", tar_gz(&entries), Format::TarGz),
         ("pkg-1.0.tar.bz2", bzip2(&tar(&entries)), Format::TarBz2),
         ("pkg-1.0.tar.xz", xz(&tar(&entries)), Format::TarXz),
+        ("pkg-1.0.tar.lzma", lzma_alone(&tar(&entries)), Format::TarLzma),
+        ("pkg-1.0.tar.lz", lzip(&tar(&entries)), Format::TarLz),
         ("pkg-1.0.tar", tar(&entries), Format::Tar),
         ("pkg-1.0.zip", zip(&entries), Format::Zip),
         // The name lies: the format comes from the bytes.

@@ -33,6 +33,7 @@ use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
 use crate::service::{looks_like_text, sha256, sha256_hex, ContentHash, FileScanner, ScanOutcome};
 use names::{archive_suffix, decompressed_name, name_problem};
+pub(crate) use stream::LZMA_MEMORY_LIMIT_KB;
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
 use zip::ArchiveBudget;
 
@@ -204,10 +205,11 @@ impl<'e> DistScan<'e> {
         self.issues.lock().unwrap_or_else(|e| e.into_inner()).push((order, issue));
     }
 
-    /// Flag a name seen before in this distribution (every copy is still scanned).
-    fn check_duplicate(&self, path: &str, order: &Order) {
+    /// Flag a member `name` (whole: `path` may show it cut) seen before in this distribution
+    /// (every copy is still scanned).
+    fn check_duplicate(&self, name: &[u8], path: &str, order: &Order) {
         // Within one archive: the position without its last part names the archive.
-        let hash = self.hasher.hash_one((&order[..order.len().saturating_sub(1)], path));
+        let hash = self.hasher.hash_one((&order[..order.len().saturating_sub(1)], name));
         if !self.names.lock().unwrap_or_else(|e| e.into_inner()).insert(hash) {
             self.issue(
                 order.clone(),
@@ -294,7 +296,7 @@ impl<'e> DistScan<'e> {
                 self.walk_tar(stream, prefix, depth, order, parallel);
                 (Format::Tar, true)
             }
-            Container::Gzip | Container::Bzip2 | Container::Xz => {
+            Container::Gzip | Container::Bzip2 | Container::Xz | Container::Lzma | Container::Lzip => {
                 let mut stream = open_stream(container, data, self.limits);
                 let head = match read_up_to(&mut stream.reader, 2 * TAR_BLOCK) {
                     Ok(head) => head,

@@ -20,13 +20,13 @@ pub(super) fn name_problem(raw: &[u8], check_utf8: bool) -> Option<String> {
     let text = String::from_utf8_lossy(raw);
     let parts = || text.split(['/', '\\']);
     let problem = if raw.is_empty() {
-        "the name is empty".to_owned()
+        "is empty".to_owned()
     } else if raw.len() > PATH_DISPLAY_LIMIT {
-        format!("the name is {} bytes long; shown cut to {PATH_DISPLAY_LIMIT}", raw.len())
+        format!("is {} bytes long; shown cut to {PATH_DISPLAY_LIMIT}", raw.len())
     } else if raw[0] == b'/' || raw[0] == b'\\' {
-        "an absolute path".to_owned()
+        "is an absolute path".to_owned()
     } else if raw.len() >= 2 && raw[0].is_ascii_alphabetic() && raw[1] == b':' {
-        "an absolute Windows path".to_owned()
+        "is an absolute Windows path".to_owned()
     } else if parts().any(|p| p == "..") {
         "climbs out of the archive with '..'".to_owned()
     } else if raw.contains(&0) {
@@ -45,7 +45,7 @@ pub(super) fn name_problem(raw: &[u8], check_utf8: bool) -> Option<String> {
 pub(super) fn decompressed_name(path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or(path);
     let lower = base.to_ascii_lowercase();
-    for suffix in [".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz"] {
+    for suffix in [".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".lzma", ".tlz", ".lz"] {
         if lower.ends_with(suffix) && base.len() > suffix.len() {
             let stem = &base[..base.len() - suffix.len()];
             return if suffix.starts_with(".t") { format!("{stem}.tar") } else { stem.to_owned() };
@@ -57,9 +57,24 @@ pub(super) fn decompressed_name(path: &str) -> String {
 /// The archive kind a distribution's file name promises, if any (what pip goes by).
 pub(super) fn archive_suffix(name: &str) -> Option<&'static str> {
     let lower = name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
-    [".whl", ".zip", ".egg", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tbz2", ".tar.xz", ".txz", ".tar"]
-        .into_iter()
-        .find(|suffix| lower.ends_with(suffix))
+    [
+        ".whl",
+        ".zip",
+        ".egg",
+        ".tar.gz",
+        ".tgz",
+        ".tar.bz2",
+        ".tbz",
+        ".tbz2",
+        ".tar.xz",
+        ".txz",
+        ".tar.lzma",
+        ".tlz",
+        ".tar.lz",
+        ".tar",
+    ]
+    .into_iter()
+    .find(|suffix| lower.ends_with(suffix))
 }
 
 /// A member path as it lands under the unpack directory: components split on `/`, empty and `.`

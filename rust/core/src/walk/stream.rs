@@ -9,8 +9,9 @@ use crate::format::Container;
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 
-/// Largest LZMA dictionary an xz stream may ask for (KiB); real packages use at most 64 MiB.
-const XZ_MEMORY_LIMIT_KB: u32 = 256 * 1024;
+/// Largest LZMA dictionary an xz, `.lzma` or lzip stream may ask for (KiB); real packages use at
+/// most 64 MiB.
+pub(crate) const LZMA_MEMORY_LIMIT_KB: u32 = 256 * 1024;
 /// Nothing recorded yet (no trailing bytes).
 const NOWHERE: u64 = u64::MAX;
 
@@ -38,51 +39,115 @@ impl Read for CountingReader<'_> {
 }
 
 /// The members of a gzip stream one after the other, as CPython's `gzip` (and so `tarfile`)
-/// reads them: zero bytes between or after members are skipped, and the next member is read
-/// whatever came before. Unlike a multi-member decoder it knows exactly where the last member
-/// ends, so bytes after it are found and scanned instead of failing the stream. A CRC mismatch
-/// in a member's trailer is recorded and the next member read: the content came out whole, only
-/// its checksum is wrong.
+/// reads them: each header as `gzip._read_gzip_header` reads it (its optional CRC-16 and its
+/// reserved flag bits ignored, which flate2's own gzip reader refuses), zero bytes between or
+/// after members skipped, and the next member read whatever came before. Unlike a multi-member
+/// decoder it knows exactly where the last member ends, so bytes after it are found and scanned
+/// instead of failing the stream. A trailer whose CRC-32 or size does not match is recorded and
+/// the next member read: the content came out whole, only its checksum is wrong.
 struct GzipMembers<'a> {
-    decoder: Option<flate2::bufread::GzDecoder<&'a [u8]>>,
+    state: GzipState<'a>,
     len: usize,
     guard: Guard,
 }
 
+enum GzipState<'a> {
+    /// At the start of a member (its magic bytes already seen).
+    Header(&'a [u8]),
+    /// Inflating a member's deflate data: the CRC-32 and size of what came out so far.
+    Body(flate2::bufread::DeflateDecoder<&'a [u8]>, flate2::Crc),
+    Done,
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const FHCRC: u8 = 0x02;
+const FEXTRA: u8 = 0x04;
+const FNAME: u8 = 0x08;
+const FCOMMENT: u8 = 0x10;
+
+fn gzip_truncated() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "a gzip member ends before its end-of-stream marker")
+}
+
+/// The length of the member header at the start of `data`, as `gzip._read_gzip_header` reads it.
+fn gzip_header_len(data: &[u8]) -> io::Result<usize> {
+    let fixed = data.get(..10).ok_or_else(gzip_truncated)?;
+    if fixed[2] != 8 {
+        let message = format!("a gzip member uses compression method {}, not deflate", fixed[2]);
+        return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+    }
+    let flags = fixed[3];
+    let mut at = 10usize;
+    if flags & FEXTRA != 0 {
+        let len = data.get(at..at + 2).ok_or_else(gzip_truncated)?;
+        at += 2 + usize::from(u16::from_le_bytes([len[0], len[1]]));
+        if at > data.len() {
+            return Err(gzip_truncated());
+        }
+    }
+    for flag in [FNAME, FCOMMENT] {
+        if flag & flags != 0 {
+            // Up to a NUL byte, or to the end of the data (where `gzip` stops looking too).
+            at = data[at..].iter().position(|&b| b == 0).map_or(data.len(), |nul| at + nul + 1);
+        }
+    }
+    if flags & FHCRC != 0 {
+        at += 2;
+        if at > data.len() {
+            return Err(gzip_truncated());
+        }
+    }
+    Ok(at)
+}
+
 impl<'a> GzipMembers<'a> {
     fn new(data: &'a [u8], guard: Guard) -> Self {
-        Self { decoder: Some(flate2::bufread::GzDecoder::new(data)), len: data.len(), guard }
+        Self { state: GzipState::Header(data), len: data.len(), guard }
+    }
+
+    /// After a member's deflate data: check its trailer, then go to the next member, if any.
+    fn end_member(&mut self, rest: &'a [u8], crc: &flate2::Crc) -> io::Result<()> {
+        let trailer = rest.get(..8).ok_or_else(gzip_truncated)?;
+        let stored_crc = u32::from_le_bytes(trailer[..4].try_into().expect("four bytes"));
+        let stored_size = u32::from_le_bytes(trailer[4..].try_into().expect("four bytes"));
+        if stored_crc != crc.sum() || stored_size != crc.amount() {
+            self.guard.bad_checksum.store(true, Ordering::Relaxed);
+        }
+        let rest = &rest[8..];
+        let zeros = rest.iter().take_while(|&&b| b == 0).count();
+        let next = &rest[zeros..];
+        self.guard.consumed.store((self.len - next.len()) as u64, Ordering::Relaxed);
+        if next.starts_with(&GZIP_MAGIC) {
+            self.state = GzipState::Header(next);
+        } else if !next.is_empty() {
+            // CPython stops there too (it would fail on them if it read that far).
+            self.guard.trailing.store((self.len - next.len()) as u64, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 
 impl Read for GzipMembers<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let Some(decoder) = self.decoder.as_mut() else { return Ok(0) };
-            let n = match decoder.read(buf) {
-                Ok(n) => n,
-                // The trailer is read only after the member's last byte: nothing is lost.
-                Err(err) if is_checksum_error(&err) => {
-                    self.guard.bad_checksum.store(true, Ordering::Relaxed);
-                    0
+            match std::mem::replace(&mut self.state, GzipState::Done) {
+                GzipState::Done => return Ok(0),
+                GzipState::Header(data) => {
+                    let body = &data[gzip_header_len(data)?..];
+                    self.state =
+                        GzipState::Body(flate2::bufread::DeflateDecoder::new(body), flate2::Crc::new());
                 }
-                Err(err) => return Err(err),
-            };
-            self.guard.consumed.store((self.len - decoder.get_ref().len()) as u64, Ordering::Relaxed);
-            if n > 0 || buf.is_empty() {
-                return Ok(n);
-            }
-            let rest = self.decoder.take().map(|d| d.into_inner()).unwrap_or_default();
-            let zeros = rest.iter().take_while(|&&b| b == 0).count();
-            let next = &rest[zeros..];
-            if next.starts_with(&[0x1f, 0x8b]) {
-                self.decoder = Some(flate2::bufread::GzDecoder::new(next));
-            } else if !next.is_empty() {
-                // CPython stops there too (it would fail on them if it read that far).
-                self.guard.trailing.store((self.len - next.len()) as u64, Ordering::Relaxed);
-                return Ok(0);
-            } else {
-                return Ok(0);
+                GzipState::Body(mut decoder, mut crc) => {
+                    let n = decoder.read(buf)?;
+                    let rest = *decoder.get_ref();
+                    self.guard.consumed.store((self.len - rest.len()) as u64, Ordering::Relaxed);
+                    if n > 0 || buf.is_empty() {
+                        crc.update(&buf[..n]);
+                        self.state = GzipState::Body(decoder, crc);
+                        return Ok(n);
+                    }
+                    self.end_member(rest, &crc)?;
+                }
             }
         }
     }
@@ -166,12 +231,41 @@ pub(super) fn open_stream<'a>(container: Container, data: &'a [u8], limits: &Lim
         Container::Gzip => Box::new(GzipMembers::new(data, guard.clone())),
         // Concatenated streams are one stream, as bzip2(1), xz(1) and Python read them.
         Container::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
-        Container::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(input, true, XZ_MEMORY_LIMIT_KB)),
+        Container::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(input, true, LZMA_MEMORY_LIMIT_KB)),
+        Container::Lzma => match lzma_rust2::LzmaReader::new_mem_limit(input, LZMA_MEMORY_LIMIT_KB, None) {
+            Ok(reader) => Box::new(reader),
+            Err(err) => Box::new(Failing(Some(err))),
+        },
+        Container::Lzip => match lzip_dictionary(data) {
+            Some(size) if size <= u64::from(LZMA_MEMORY_LIMIT_KB) * 1024 => {
+                Box::new(lzma_rust2::LzipReader::new(input))
+            }
+            Some(size) => Box::new(Failing(Some(io::Error::other(format!(
+                "the lzip stream asks for a {size}-byte dictionary, over the {LZMA_MEMORY_LIMIT_KB} KiB limit"
+            ))))),
+            None => Box::new(Failing(Some(io::Error::other("not a valid lzip header")))),
+        },
         Container::Zip | Container::Tar | Container::Plain => Box::new(input),
     };
     let reader =
         Box::new(GuardedReader { inner: decoder, inflated: 0, guard: guard.clone(), limits: limits.clone() });
     Stream { reader, guard, container, source: data }
+}
+
+/// The dictionary size an lzip header asks for (version 1 only, as lzip and liblzma read).
+fn lzip_dictionary(data: &[u8]) -> Option<u64> {
+    let header = data.get(..6).filter(|h| h.starts_with(b"LZIP") && h[4] == 1)?;
+    let base = 1u64 << (header[5] & 0x1f);
+    Some(base - base / 16 * u64::from(header[5] >> 5))
+}
+
+/// A stream whose decoder could not start: its first read is the reason.
+struct Failing(Option<io::Error>);
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(self.0.take().unwrap_or_else(|| io::Error::other("the stream could not be decoded")))
+    }
 }
 
 /// Reads at most `limit` bytes, retrying on interruption; fewer only at end of stream.

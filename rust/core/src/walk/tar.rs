@@ -73,10 +73,15 @@ impl DistScan<'_> {
         let mut index = 0usize;
         let stop = loop {
             let member_order: Order = [order, &[index as u32]].concat();
-            let entry = match headers.next(&mut tar) {
+            let mut entry = match headers.next(&mut tar) {
                 Ok(entry) => entry,
                 Err(stop) => break stop,
             };
+            // `tarfile` writes any member to its name without trailing slashes (`_extract_member`):
+            // a regular file named `setup.py/` is installed as `setup.py`, and must be routed as one.
+            while entry.name.last() == Some(&b'/') {
+                entry.name.pop();
+            }
             index += 1;
             if self.cancelled()
                 || !self.count_member(&member_order)
@@ -92,7 +97,7 @@ impl DistScan<'_> {
                 continue;
             }
             self.check_name(&entry.name, true, &path, &member_order);
-            self.check_duplicate(&path, &member_order);
+            self.check_duplicate(&entry.name, &path, &member_order);
             if matches!(entry.kind, LNKTYPE | SYMTYPE) {
                 let symbolic = entry.kind == SYMTYPE;
                 links.add(&entry.name, &entry.linkname, symbolic);

@@ -213,6 +213,14 @@ struct Header {
     v7_dir_candidate: bool,
 }
 
+/// Whether a header block's checksum field is one `TarInfo.frombuf` accepts: read as `nti` reads
+/// it (octal text with Python's spaces, sign, underscores and `0o`, or base-256), equal to the
+/// unsigned or the signed sum.
+pub(crate) fn checksum_matches(block: &[u8]) -> bool {
+    let (unsigned, signed) = checksums(block);
+    nti(&block[148..156]).is_some_and(|stored| stored == unsigned || stored == signed)
+}
+
 fn checksums(block: &[u8]) -> (i128, i128) {
     let fields = || block[..148].iter().chain(&block[156..]);
     let unsigned: i128 = 256 + fields().map(|&b| i128::from(b)).sum::<i128>();
@@ -231,9 +239,8 @@ fn frombuf(block: &[u8], dircheck: bool) -> Result<Header, HeaderError> {
         return Err(HeaderError::Zeros);
     }
     let invalid = HeaderError::Invalid("an invalid header (bad checksum or number field)");
-    let checksum = nti(&block[148..156]).ok_or(invalid)?;
-    let (unsigned, signed) = checksums(block);
-    if checksum != unsigned && checksum != signed {
+    nti(&block[148..156]).ok_or(invalid)?;
+    if !checksum_matches(block) {
         return Err(HeaderError::Invalid("a header with a bad checksum"));
     }
     for field in [100..108, 108..116, 116..124, 136..148, 329..337, 337..345] {

@@ -141,16 +141,17 @@ impl DistScan<'_> {
         }
         // Without the UTF-8 flag a name is CP437, where every byte is valid.
         self.check_name(entry.raw_name(data), entry.flags & zipdir::FLAG_UTF8 != 0, &path, &order);
-        self.check_duplicate(&path, &order);
+        self.check_duplicate(name.as_bytes(), &path, &order);
+        let full_unicode_name = entry.unicode_name(data);
         let unicode_name =
-            entry.unicode_name(data).map(|name| format!("{prefix}{}", display_name(name.as_bytes())));
-        if let Some(other) = &unicode_name {
+            full_unicode_name.as_ref().map(|name| format!("{prefix}{}", display_name(name.as_bytes())));
+        if let (Some(other), Some(full)) = (&unicode_name, &full_unicode_name) {
             let message = format!(
                 "its Unicode Path extra field names it {other:?}, the name Python 3.12 and later install it under; \
                  its content was scanned under both names"
             );
             self.issue(order.clone(), Issue::new(&*path, IssueKind::Ambiguous, message).scanned());
-            self.check_duplicate(other, &order);
+            self.check_duplicate(full.as_bytes(), other, &order);
         }
         if entry.bad_extra {
             let message = "a malformed extra field was ignored".to_owned();
@@ -199,8 +200,15 @@ impl DistScan<'_> {
                 None => return,
             },
         };
-        let Some(content) = read.data else { return };
-        if read.whole {
+        let Some(mut content) = read.data else { return };
+        let beyond = (read.whole && content.len() as u64 > entry.size)
+            .then(|| self.split_at_declared_size(entry, &mut content, &path, &order, depth))
+            .flatten();
+        let split = beyond.is_some();
+        if let Some(beyond) = beyond {
+            self.file(beyond);
+        }
+        if read.whole && !split {
             let actual = content.len() as u64;
             if local.truncated {
                 let message = format!(
@@ -228,6 +236,35 @@ impl DistScan<'_> {
             self.scan_named([order.as_slice(), &[1]].concat(), other, &content, &mut hash);
         }
         self.file(Member { order, path, data: content, depth });
+    }
+
+    /// `zipfile` stops reading a member at its declared size. When the content holds more and its
+    /// first bytes up to that size match the declared CRC-32, pip installs exactly those: they stay the
+    /// member, and the bytes after them are returned as a member of their own, scanned apart.
+    fn split_at_declared_size(
+        &self,
+        entry: &zipdir::Entry,
+        content: &mut Vec<u8>,
+        path: &str,
+        order: &Order,
+        depth: u32,
+    ) -> Option<Member> {
+        let declared = usize::try_from(entry.size).ok()?;
+        let mut crc = flate2::Crc::new();
+        crc.update(&content[..declared]);
+        if crc.sum() != entry.crc {
+            return None; // zipfile fails the CRC check: pip installs nothing, and all of it was scanned
+        }
+        let beyond = content.split_off(declared);
+        let message = format!(
+            "holds {} bytes where it declares {declared}: zipfile extracts the first {declared} (their CRC-32 \
+             matches), scanned as the file; the {} after them were scanned apart",
+            declared + beyond.len(),
+            beyond.len()
+        );
+        self.issue(order.clone(), Issue::new(path, IssueKind::SizeMismatch, message));
+        let path = format!("{path}<after its declared size>");
+        Some(Member { order: [order.as_slice(), &[2]].concat(), path, data: beyond, depth })
     }
 
     /// Read a member through its streaming decoder: how the read ended and the CRC-32 of what was read;

@@ -68,6 +68,20 @@ pub fn xz(data: &[u8]) -> Vec<u8> {
     writer.finish().unwrap()
 }
 
+/// The legacy `.lzma` format (LZMA-alone), as `xz --format=lzma` writes it (unknown size, end marker).
+pub fn lzma_alone(data: &[u8]) -> Vec<u8> {
+    let options = lzma_rust2::LzmaOptions::with_preset(6);
+    let mut writer = lzma_rust2::LzmaWriter::new_use_header(Vec::new(), &options, None).unwrap();
+    writer.write_all(data).unwrap();
+    writer.finish().unwrap()
+}
+
+pub fn lzip(data: &[u8]) -> Vec<u8> {
+    let mut writer = lzma_rust2::LzipWriter::new(Vec::new(), lzma_rust2::LzipOptions::with_preset(6));
+    writer.write_all(data).unwrap();
+    writer.finish().unwrap()
+}
+
 pub fn tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {
     gzip(&tar(entries))
 }

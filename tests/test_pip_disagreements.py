@@ -1,0 +1,273 @@
+"""Archives built to make the engine and CPython disagree, each checked side by side with pip's view.
+
+Every case here was a miss found by red-teaming the reader (and one by a long differential run): CPython
+(as pip unpacks, ``tests/pip_oracle.py``) writes a ``.py`` file holding the marker, and the engine said
+clean, scanned other bytes, or scanned them under another name so that rules limited to ``.py`` files
+never ran. The oracle runs on every case, so a case that stops meaning what it says (pip no longer
+writes the file) fails instead of passing silently.
+
+The promise checked: the file pip writes is reported under pip's name, and the ``.py`` rule matches it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import struct
+import tarfile
+import zlib
+from collections.abc import Callable
+
+import pytest
+from dragonfly_hybrid import DistributionResult, Rules, Scanner
+
+from tests.pip_oracle import PipView, missing, name_matches, pip_view
+
+MARKER = b"EVIL_MARKER_7f3a"
+PAYLOAD = b"import os\n# " + MARKER + b"\n"
+RULES = {
+    "marker.yar": 'rule marker_py { meta: filetype = ".py" strings: $a = "EVIL_MARKER_7f3a" condition: $a }',
+}
+
+
+@pytest.fixture(scope="module")
+def scanner() -> Scanner:
+    return Scanner(Rules.compile(RULES), threads=2)
+
+
+def assert_scanned_as_pip_writes(data: bytes, filename: str, scanner: Scanner) -> DistributionResult:
+    view: PipView = pip_view(data, filename, marker=MARKER)
+    assert view.marked, f"the case is wrong: pip writes no file with the marker ({view.error or view.kind})"
+    dist = scanner.scan_bytes(data, filename)
+    flagged = [f.path for f in dist.files if any(m.identifier == "marker_py" for m in f.matches)]
+    for name in view.marked:
+        assert any(name_matches(name, path) for path in flagged), (
+            f"pip writes {name!r} with the marker; the .py rule matched {flagged} "
+            f"(files: {[f.path for f in dist.files]}, issues: {[(i.kind, i.message) for i in dist.issues]})"
+        )
+    return dist
+
+
+def tar_of(members: list[tuple[str, bytes]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return out.getvalue()
+
+
+# ------------------------------------------------------------------ a zip that pip finds from the end
+
+
+def central_record(name: bytes, method: int = 0, crc: int = 0, sizes: tuple[int, int] = (0, 0)) -> bytes:
+    """A central-directory record (version 2.0, local header at offset 0) for ``name``."""
+    fields = (b"PK\x01\x02", 20, 20, 0, method, 0, 0, crc, *sizes, len(name), 0, 0, 0, 0, 0, 0)
+    return struct.pack("<4sHHHHHHIIIHHHHHII", *fields) + name
+
+
+def zip_behind_directories(directories: int) -> bytes:
+    """A zip whose central directory lists ``directories`` directory records (with no local headers: pip
+    never reads them) before ``pkg/evil.py``, deflated so that its text is not in the raw bytes, behind
+    a few bytes of something else (so that no magic bytes give it away)."""
+    name = b"pkg/evil.py"
+    body = zlib.compress(PAYLOAD, 9)[2:-4]
+    crc, sizes = zlib.crc32(PAYLOAD), (len(body), len(PAYLOAD))
+    local = (
+        struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, *sizes, len(name), 0) + name + body
+    )
+    records = b"".join(central_record(f"d{i}/".encode()) for i in range(directories))
+    records += central_record(name, 8, crc, sizes)
+    count = directories + 1
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count, len(records), len(local), 0)
+    return b"JUNK" + local + records + end
+
+
+@pytest.mark.parametrize("directories", [0, 16, 40])
+def test_a_zip_in_a_tar_member_behind_many_directory_records_is_opened(
+    directories: int, scanner: Scanner
+) -> None:
+    # pip unzips whatever zipfile.is_zipfile accepts, whatever its name: the zip is found from the end.
+    data = tar_of(
+        [("pkg-1.0/README", b"nothing here\n"), ("pkg-1.0/data.bin", zip_behind_directories(directories))]
+    )
+    assert_scanned_as_pip_writes(data, "pkg-1.0.tar", scanner)
+
+
+def test_a_zip_in_a_stored_gzip_tarball_behind_directory_records_is_opened(scanner: Scanner) -> None:
+    # Stored deflate blocks keep the zip's bytes verbatim inside a valid .tar.gz.
+    data = gzip.compress(tar_of([("pkg-1.0/data.bin", zip_behind_directories(20))]), compresslevel=0)
+    assert_scanned_as_pip_writes(data, "pkg-1.0.tar.gz", scanner)
+
+
+@pytest.mark.parametrize("runs_past_the_end", [False, True])
+def test_a_zip_member_holding_more_than_it_declares_is_scanned_as_zipfile_extracts_it(
+    runs_past_the_end: bool,
+) -> None:
+    # zipfile reads a member up to its declared size: with a matching CRC-32, pip installs that prefix.
+    name, stored = b"pkg/evil.py", PAYLOAD + b"# bytes zipfile never reads\n"
+    crc, sizes = zlib.crc32(PAYLOAD), (len(stored) + (4096 if runs_past_the_end else 0), len(PAYLOAD))
+    local = (
+        struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0, crc, *sizes, len(name), 0) + name + stored
+    )
+    record = central_record(name, 0, crc, sizes)
+    data = local + record + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(record), len(local), 0)
+    view = pip_view(data, "pkg-1.0-py3-none-any.whl")
+    assert not view.failed and [n for n, _ in view.files] == ["pkg/evil.py"], view
+    catch_all = Scanner(Rules.compile({"all.yar": "rule any_file { condition: true }"}), threads=2)
+    dist = catch_all.scan_bytes(data, "pkg-1.0-py3-none-any.whl")
+    assert dist.complete
+    assert missing(view.files, {(f.path, f.sha256) for f in dist.files}) == []
+    assert [i.kind for i in dist.issues if i.path == "pkg/evil.py"][-1] == "size-mismatch"
+
+
+# ----------------------------------------------------------------------------- gzip member headers
+
+FHCRC, FNAME, RESERVED = 0x02, 0x08, 0x20
+
+
+def gzip_member(data: bytes, flags: int = 0, header_crc: bytes = b"\x00\x00") -> bytes:
+    """One gzip member with ``flags``; its header CRC-16 (when flagged) is ``header_crc``, right or not."""
+    header = struct.pack("<2sBBIBB", b"\x1f\x8b", 8, flags, 0, 0, 255)
+    if flags & FNAME:
+        header += b"pkg-1.0.tar\x00"
+    if flags & FHCRC:
+        header += header_crc
+    body = zlib.compress(data, 9)[2:-4]
+    return header + body + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+
+
+SDIST = [("pkg-1.0/setup.py", PAYLOAD)]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [FHCRC, FHCRC | FNAME, RESERVED, FHCRC | RESERVED],
+    ids=["wrong-header-crc", "wrong-header-crc-with-name", "reserved-flag", "both"],
+)
+def test_gzip_header_fields_python_ignores_do_not_stop_the_scan(flags: int, scanner: Scanner) -> None:
+    # gzip reads the header CRC-16 without checking it and ignores reserved flag bits.
+    data = gzip_member(tar_of(SDIST), flags, header_crc=b"\xde\xad")
+    dist = assert_scanned_as_pip_writes(data, "pkg-1.0.tar.gz", scanner)
+    assert dist.complete and not dist.issues
+
+
+def test_a_second_gzip_member_with_a_wrong_header_crc_is_read(scanner: Scanner) -> None:
+    tar = tar_of(SDIST)
+    data = gzip_member(tar[:512]) + gzip_member(tar[512:], FHCRC, header_crc=b"\xbe\xef")
+    dist = assert_scanned_as_pip_writes(data, "pkg-1.0.tar.gz", scanner)
+    assert dist.complete and not dist.issues
+
+
+def test_a_wrong_trailer_crc_is_still_reported(scanner: Scanner) -> None:
+    member = bytearray(gzip_member(tar_of(SDIST)))
+    member[-8] ^= 0xFF
+    dist = scanner.scan_bytes(bytes(member), "pkg-1.0.tar.gz")
+    assert [i.kind for i in dist.issues] == ["bad-checksum"]
+    assert any(m.identifier == "marker_py" for f in dist.files for m in f.matches)
+
+
+# ------------------------------------------------------------------- v7 headers tarfile accepts
+
+
+def v7_tar(checksum_text: bytes | None, *, signed: bool) -> bytes:
+    """``setup.py`` in a v7 tar (no ustar magic) whose checksum field is written as ``checksum_text``
+    formats it (``%o`` of the sum); ``signed``: bytes >= 0x80 in the header, and the signed sum."""
+    block = bytearray(tar_of(SDIST, fmt=tarfile.USTAR_FORMAT)[:512])
+    block[257:265] = bytes(8)  # no magic, no version: a v7 header
+    block[345:500] = bytes(155)
+    if signed:
+        block[500:512] = b"\xff" * 12  # unused, but summed: the signed and unsigned sums differ
+    block[148:156] = b" " * 8
+    total = 256 + sum((b - 256 if signed and b > 127 else b) for b in block[:148] + block[156:])
+    text = (checksum_text or b"%06o") % total
+    block[148:156] = text.ljust(8, b"\x00")[:8]
+    content = PAYLOAD + bytes(-len(PAYLOAD) % 512)
+    return bytes(block) + content + bytes(1024)
+
+
+@pytest.mark.parametrize(
+    ("text", "signed"),
+    [(None, True), (b"+%o", False), (b"\t%o", False), (b"0o%o", False), (b"0_%o", False)],
+    ids=["signed-sum", "plus", "tab", "0o", "underscore"],
+)
+@pytest.mark.parametrize("compress", ["gz", "bz2", "xz"])
+def test_v7_checksums_tarfile_accepts_open_the_tarball(
+    text: bytes | None, signed: bool, compress: str, scanner: Scanner
+) -> None:
+    tar = v7_tar(text, signed=signed)
+    data = {"gz": gzip.compress, "bz2": __import__("bz2").compress, "xz": lzma.compress}[compress](tar)
+    dist = assert_scanned_as_pip_writes(data, f"pkg-1.0.tar.{compress}", scanner)
+    assert dist.format == f"tar.{compress}"
+
+
+# ------------------------------------------------------- the other formats Python's lzma reads
+
+
+def lzip(data: bytes) -> bytes:
+    """One lzip member (version 1, 1 MiB dictionary): LZMA with lc=3, lp=0, pb=2 and an end marker."""
+    filters = [{"id": lzma.FILTER_LZMA1, "dict_size": 1 << 20, "lc": 3, "lp": 0, "pb": 2}]
+    body = b"LZIP\x01\x14" + lzma.compress(data, format=lzma.FORMAT_RAW, filters=filters)
+    return body + struct.pack("<IQQ", zlib.crc32(data), len(data), len(body) + 20)
+
+
+def lzma_alone(data: bytes) -> bytes:
+    return lzma.compress(data, format=lzma.FORMAT_ALONE)
+
+
+@pytest.mark.parametrize(
+    ("compress", "filename", "fmt"),
+    [
+        (lzma_alone, "pkg-1.0.tar.lzma", "tar.lzma"),
+        (lzma_alone, "pkg-1.0.tlz", "tar.lzma"),
+        (lzma_alone, "pkg-1.0.tar.xz", "tar.lzma"),
+        (lzip, "pkg-1.0.tar.lz", "tar.lz"),
+    ],
+    ids=["lzma", "tlz", "lzma-named-xz", "lzip"],
+)
+def test_tarballs_in_the_formats_tarfile_xz_mode_reads_are_opened(
+    compress: Callable[[bytes], bytes], filename: str, fmt: str, scanner: Scanner
+) -> None:
+    # tarfile's "r:xz" reads with lzma's FORMAT_AUTO: .lzma always, lzip with liblzma 5.4 and later.
+    data = compress(tar_of(SDIST))
+    if compress is lzip:
+        try:
+            lzma.decompress(data)
+        except lzma.LZMAError:
+            pytest.skip("this Python's liblzma reads no lzip (it does from 5.4)")
+    dist = assert_scanned_as_pip_writes(data, filename, scanner)
+    assert dist.format == fmt and dist.complete
+
+
+def test_what_only_looks_like_an_lzma_header_stays_a_file(scanner: Scanner) -> None:
+    # An .lzma stream that does not hold a tarball, and bytes that only start like an .lzma header.
+    for data in (lzma_alone(PAYLOAD * 50), b"\x5d\x00\x00\x80\x00" + b"\xff" * 8 + PAYLOAD):
+        dist = scanner.scan_bytes(data, "payload.bin")
+        assert dist.format == "file" and dist.complete and not dist.issues
+
+
+def test_a_file_named_like_an_lzma_tarball_that_is_none_is_not_clean(scanner: Scanner) -> None:
+    dist = scanner.scan_bytes(b"not compressed at all\n" * 40, "pkg-1.0.tar.lzma")
+    assert not dist.complete, [(i.kind, i.message) for i in dist.issues]
+
+
+# --------------------------------------------------------------------------------- member names
+
+
+def test_a_regular_file_named_with_a_trailing_slash_is_scanned_under_the_name_tarfile_writes(
+    scanner: Scanner,
+) -> None:
+    # tarfile extracts it as `setup.py` (it strips trailing slashes from the target path).
+    data = gzip.compress(tar_of([("pkg-1.0/setup.py/", PAYLOAD)], fmt=tarfile.GNU_FORMAT))
+    dist = assert_scanned_as_pip_writes(data, "pkg-1.0.tar.gz", scanner)
+    assert [f.path for f in dist.files] == ["pkg-1.0/setup.py"]
+
+
+def test_names_that_differ_after_the_display_limit_are_not_duplicates(scanner: Scanner) -> None:
+    stem = "pkg-1.0/" + "a" * 5000
+    data = tar_of([(stem + "/one.py", b"x = 1\n"), (stem + "/two.py", b"x = 2\n")])
+    dist = scanner.scan_bytes(data, "pkg-1.0.tar")
+    assert "duplicate-name" not in [i.kind for i in dist.issues]
+    assert dist.files_scanned == 2

@@ -609,6 +609,8 @@ def build_links(rng: random.Random) -> Built:
             "hardlink-to-symlink",
             "symlink-dir-chain",
             "hardlink-dot-slash",
+            "hardlink-write-through",
+            "symlink-dir-dotdot",
         ]
     )
     body = payload(rng, variant)
@@ -662,6 +664,22 @@ def build_links(rng: random.Random) -> Built:
         parts = [
             member("./pkg-1.0/data.txt", body),
             member("pkg-1.0/setup.py", typeflag=b"1", linkname="./pkg-1.0/data.txt"),
+        ]
+    elif variant == "hardlink-write-through":
+        # tarfile opens an existing name for writing: through the hard link, into the file it shares.
+        parts = [
+            member("pkg-1.0/setup.py", benign(rng)),
+            member("pkg-1.0/x.txt", typeflag=b"1", linkname="pkg-1.0/setup.py"),
+            member("./pkg-1.0/x.txt", body),
+        ]
+    elif variant == "symlink-dir-dotdot":
+        # `..` after the directory symlink `d` leaves the directory it leads to (`sub/deep`).
+        parts = [
+            member("pkg-1.0/sub/deep/keep", benign(rng)),
+            member("pkg-1.0/d", typeflag=b"2", linkname="sub/deep"),
+            member("pkg-1.0/data.txt", benign(rng)),
+            member("pkg-1.0/sub/data.txt", body),
+            member("pkg-1.0/setup.py", typeflag=b"2", linkname="d/../data.txt"),
         ]
     elif variant == "hardlink-forward":
         parts = [

@@ -97,13 +97,9 @@ pub fn detect(data: &[u8]) -> Container {
     }
 }
 
-/// Whether `data` is a tarball in the legacy `.lzma` format. The format has no magic bytes:
-/// Python's `lzma` (so `tarfile`, and pip for `.tar.lzma`, `.tlz` and `.tar.lz` sdists) takes
-/// anything whose 13-byte header liblzma accepts: a properties byte, a dictionary size of 2^n or
-/// 2^n + 2^(n-1) bytes, and an unknown or plausible uncompressed size. Only a stream that then
-/// inflates to a tar header counts (pip opens nothing else), so text and binary files that happen
-/// to look like such a header stay files.
-fn is_lzma_alone_tarball(data: &[u8]) -> bool {
+/// Whether `data` starts with a legacy `.lzma` header liblzma's decoder takes (it is picky where
+/// the format is not: the dictionary size and the uncompressed size must be plausible).
+pub(crate) fn is_lzma_alone_header(data: &[u8]) -> bool {
     let Some(header) = data.get(..13) else { return false };
     let dict = u32::from_le_bytes(header[1..5].try_into().expect("four bytes"));
     let size = u64::from_le_bytes(header[5..13].try_into().expect("eight bytes"));
@@ -111,7 +107,17 @@ fn is_lzma_alone_tarball(data: &[u8]) -> bool {
         let top = 31 - dict.max(1).leading_zeros();
         dict == 1 << top || (top > 0 && dict == (1 << top) | (1 << (top - 1)))
     };
-    if header[0] > 224 || !dict_ok || (size != u64::MAX && size >= 1 << 38) {
+    header[0] <= 224 && dict_ok && (size == u64::MAX || size < 1 << 38)
+}
+
+/// Whether `data` is a tarball in the legacy `.lzma` format. The format has no magic bytes:
+/// Python's `lzma` (so `tarfile`, and pip for `.tar.lzma`, `.tlz` and `.tar.lz` sdists) takes
+/// anything whose 13-byte header liblzma accepts: a properties byte, a dictionary size of 2^n or
+/// 2^n + 2^(n-1) bytes, and an unknown or plausible uncompressed size. Only a stream that then
+/// inflates to a tar header counts (pip opens nothing else), so text and binary files that happen
+/// to look like such a header stay files.
+fn is_lzma_alone_tarball(data: &[u8]) -> bool {
+    if !is_lzma_alone_header(data) {
         return false;
     }
     let Ok(reader) = lzma_rust2::LzmaReader::new_mem_limit(data, crate::walk::LZMA_MEMORY_LIMIT_KB, None)

@@ -110,9 +110,10 @@ impl Entry {
         (!name.is_empty() && name != self.decoded_name(data).0).then(|| name.to_owned())
     }
 
-    /// A directory under every name the entry has (pip skips directories).
+    /// A directory under every name the entry has (pip skips directories), the name cut at its
+    /// first NUL as `zipfile` cuts it.
     pub fn is_dir(&self, data: &[u8]) -> bool {
-        self.raw_name(data).last() == Some(&b'/')
+        self.raw_name(data).split(|&b| b == 0).next().and_then(|name| name.last()) == Some(&b'/')
             && self.unicode_name(data).is_none_or(|name| name.ends_with('/'))
     }
 
@@ -204,14 +205,43 @@ fn find_end(data: &[u8]) -> Option<usize> {
 /// gzip stream or a tarball prepended to it). pip unzips any file `zipfile.is_zipfile` accepts,
 /// whatever its name, and `zipfile` finds an archive from its end: such files must not pass for
 /// plain files (or only for the tarball in front) whose compressed members nobody looks into.
-/// An archive counts when its central directory parses and one of its first files has its local
-/// header where the directory says. Directories do not count, however many come first: pip never
-/// reads their local headers, so an archive may have none for them.
+/// An archive counts when its central directory parses up to a record whose local header is where
+/// the directory says, however many records come before it: pip never reads the local headers of
+/// what it takes for directories (names ending in `/` or `\\`, or cut there by a NUL), and reads
+/// duplicated names by their last record, so records without one prove nothing either way.
 pub(crate) fn is_prefixed_zip(data: &[u8]) -> bool {
-    const FILES_CHECKED: u64 = 16;
     find_end(data).is_some()
-        && Directory::parse_kept(data, FILES_CHECKED, |e| !e.is_dir(data))
-            .is_ok_and(|(dir, _)| dir.entries.iter().any(|e| dir.local(data, e).is_ok()))
+        && Directory::parse_kept(data, 1, |e| local_header(data, e).is_ok())
+            .is_ok_and(|(dir, _)| !dir.entries.is_empty())
+}
+
+/// Read a member's local header as `zipfile.ZipFile.open` does.
+fn local_header(data: &[u8], entry: &Entry) -> Result<Local, LocalError> {
+    let at = entry.header_offset;
+    let start = usize::try_from(at).ok().filter(|&s| s.saturating_add(LOCAL_LEN) <= data.len());
+    let start = start.ok_or(LocalError::OutOfRange(at))?;
+    let header = &data[start..start + LOCAL_LEN];
+    if &header[..4] != LOCAL_SIG {
+        return Err(LocalError::BadSignature(at));
+    }
+    let flags = u16_at(header, 6);
+    let name_len = u16_at(header, 26) as u64;
+    let extra_len = u16_at(header, 28) as u64;
+    let name = clamp((start + LOCAL_LEN) as u64, name_len, data.len());
+    let local_raw = &data[name];
+    // A name decodes from its bytes and UTF-8 flag alone: the same bytes under the same flag need
+    // no decoding (this runs three times per entry of a 50,000-file wheel).
+    let same_name = local_raw == entry.raw_name(data) && (flags ^ entry.flags) & FLAG_UTF8 == 0;
+    let other_name = if same_name {
+        None
+    } else {
+        let (local_name, _) = decode_name(local_raw, flags);
+        (local_name != entry.decoded_name(data).0).then_some(local_name)
+    };
+    let data_start = (start + LOCAL_LEN) as u64 + name_len + extra_len;
+    let range = clamp(data_start, entry.compressed_size, data.len());
+    let truncated = data_start.saturating_add(entry.compressed_size) > data.len() as u64;
+    Ok(Local { data: range, truncated, other_name })
 }
 
 impl Directory {
@@ -314,31 +344,7 @@ impl Directory {
 
     /// Read a member's local header as `zipfile.ZipFile.open` does.
     pub fn local(&self, data: &[u8], entry: &Entry) -> Result<Local, LocalError> {
-        let at = entry.header_offset;
-        let start = usize::try_from(at).ok().filter(|&s| s.saturating_add(LOCAL_LEN) <= data.len());
-        let start = start.ok_or(LocalError::OutOfRange(at))?;
-        let header = &data[start..start + LOCAL_LEN];
-        if &header[..4] != LOCAL_SIG {
-            return Err(LocalError::BadSignature(at));
-        }
-        let flags = u16_at(header, 6);
-        let name_len = u16_at(header, 26) as u64;
-        let extra_len = u16_at(header, 28) as u64;
-        let name = clamp((start + LOCAL_LEN) as u64, name_len, data.len());
-        let local_raw = &data[name];
-        // A name decodes from its bytes and UTF-8 flag alone: the same bytes under the same flag need
-        // no decoding (this runs three times per entry of a 50,000-file wheel).
-        let same_name = local_raw == entry.raw_name(data) && (flags ^ entry.flags) & FLAG_UTF8 == 0;
-        let other_name = if same_name {
-            None
-        } else {
-            let (local_name, _) = decode_name(local_raw, flags);
-            (local_name != entry.decoded_name(data).0).then_some(local_name)
-        };
-        let data_start = (start + LOCAL_LEN) as u64 + name_len + extra_len;
-        let range = clamp(data_start, entry.compressed_size, data.len());
-        let truncated = data_start.saturating_add(entry.compressed_size) > data.len() as u64;
-        Ok(Local { data: range, truncated, other_name })
+        local_header(data, entry)
     }
 
     /// The bytes an entry occupies: local header, data and data descriptor (unclamped end).

@@ -77,22 +77,6 @@ pub(super) fn archive_suffix(name: &str) -> Option<&'static str> {
     .find(|suffix| lower.ends_with(suffix))
 }
 
-/// A member path as it lands under the unpack directory: components split on `/`, empty and `.`
-/// dropped, `..` applied. `None` when it climbs out (pip refuses such a member).
-pub(super) fn normalize(path: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let mut parts: Vec<Vec<u8>> = Vec::new();
-    for part in path.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                parts.pop()?;
-            }
-            other => parts.push(other.to_vec()),
-        }
-    }
-    Some(parts)
-}
-
 /// A path split into its components.
 type Place = Vec<Vec<u8>>;
 
@@ -110,13 +94,33 @@ impl Links {
         self.pairs.is_empty()
     }
 
+    /// Where a member path lands under the unpack directory, with the symlinks recorded so far (the
+    /// ones extracted before it): components split on `/`, empty and `.` dropped, and `..` applied
+    /// as the kernel applies it, to the directory a symlink on the way leads to, not to the text
+    /// before it. `None` when it climbs out (pip refuses such a member) or runs into a link loop.
+    pub(super) fn locate(&self, path: &[u8]) -> Option<Place> {
+        let mut parts: Place = Vec::new();
+        for part in path.split(|&b| b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => {
+                    parts = self.resolve(&parts)?;
+                    parts.pop()?;
+                }
+                other => parts.push(other.to_vec()),
+            }
+        }
+        Some(parts)
+    }
+
     /// Record a link as pip's data filter lets it through: absolute targets and targets outside
-    /// the archive are refused by the filter (pip fails), so they alias nothing.
+    /// the archive are refused by the filter (pip fails), so they alias nothing. Links are recorded
+    /// in archive order, as they are extracted.
     pub(super) fn add(&mut self, name: &[u8], target: &[u8], symbolic: bool) {
         if target.first() == Some(&b'/') {
             return;
         }
-        let Some(link) = normalize(name) else { return };
+        let Some(link) = self.locate(name) else { return };
         let joined = if symbolic {
             let mut dir = name.to_vec();
             while dir.last().is_some_and(|&b| b != b'/') {
@@ -126,7 +130,7 @@ impl Links {
         } else {
             target.to_vec()
         };
-        let Some(target) = normalize(&joined) else { return };
+        let Some(target) = self.locate(&joined) else { return };
         if link.is_empty() || target.is_empty() {
             return;
         }
@@ -159,16 +163,15 @@ impl Links {
 
     /// The graph of places whose content shows under other names once the links are made: a
     /// link's name shows its target's content (and so does a link to that link), and a member
-    /// written to a symlink's name lands in the symlink's target. Places are resolved through
-    /// directory symlinks on the way.
+    /// written to a link's name lands in the link's target (a symlink's target, or the file a hard
+    /// link shares: `tarfile` opens an existing name for writing, through the link). Places are
+    /// resolved through directory symlinks on the way.
     pub(super) fn graph(&self) -> LinkGraph<'_> {
         let mut edges: HashMap<Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>> = HashMap::new();
         for (link, target) in &self.pairs {
             let Some(resolved) = self.resolve(target) else { continue };
             edges.entry(resolved.clone()).or_default().push(link.clone());
-            if self.symlinks.get(link) == Some(target) {
-                edges.entry(link.clone()).or_default().push(resolved);
-            }
+            edges.entry(link.clone()).or_default().push(resolved);
         }
         LinkGraph { links: self, edges }
     }
@@ -215,14 +218,28 @@ mod tests {
     use super::*;
 
     fn parts(path: &str) -> Vec<Vec<u8>> {
-        normalize(path.as_bytes()).unwrap()
+        Links::default().locate(path.as_bytes()).unwrap()
     }
 
     #[test]
-    fn normalizes_like_a_filesystem() {
+    fn locates_like_a_filesystem() {
         assert_eq!(parts("./a//b/./c"), parts("a/b/c"));
         assert_eq!(parts("/a/b/../c"), parts("a/c"));
-        assert_eq!(normalize(b"a/../../etc"), None);
+        assert_eq!(Links::default().locate(b"a/../../etc"), None);
+        // `..` after a directory symlink leaves the directory the symlink leads to.
+        let mut links = Links::default();
+        links.add(b"pkg/d", b"sub/deep", true);
+        assert_eq!(links.locate(b"pkg/d/../x.py").unwrap(), parts("pkg/sub/x.py"));
+        links.add(b"pkg/evil.py", b"d/../data.txt", true);
+        let shown = links.graph().shown_under(&parts("pkg/sub/data.txt"));
+        assert!(shown.contains(&parts("pkg/evil.py")), "{shown:?}");
+    }
+
+    #[test]
+    fn a_member_written_to_a_hard_link_name_lands_in_the_shared_file() {
+        let mut links = Links::default();
+        links.add(b"pkg/x.txt", b"pkg/setup.py", false);
+        assert!(links.graph().shown_under(&parts("pkg/x.txt")).contains(&parts("pkg/setup.py")));
     }
 
     #[test]

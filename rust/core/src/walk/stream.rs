@@ -232,24 +232,105 @@ pub(super) fn open_stream<'a>(container: Container, data: &'a [u8], limits: &Lim
         // Concatenated streams are one stream, as bzip2(1), xz(1) and Python read them.
         Container::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
         Container::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(input, true, LZMA_MEMORY_LIMIT_KB)),
-        Container::Lzma => match lzma_rust2::LzmaReader::new_mem_limit(input, LZMA_MEMORY_LIMIT_KB, None) {
-            Ok(reader) => Box::new(reader),
-            Err(err) => Box::new(Failing(Some(err))),
-        },
-        Container::Lzip => match lzip_dictionary(data) {
-            Some(size) if size <= u64::from(LZMA_MEMORY_LIMIT_KB) * 1024 => {
-                Box::new(lzma_rust2::LzipReader::new(input))
-            }
-            Some(size) => Box::new(Failing(Some(io::Error::other(format!(
-                "the lzip stream asks for a {size}-byte dictionary, over the {LZMA_MEMORY_LIMIT_KB} KiB limit"
-            ))))),
-            None => Box::new(Failing(Some(io::Error::other("not a valid lzip header")))),
-        },
+        Container::Lzma => Box::new(LzmaStreams::new(data, guard.clone())),
+        Container::Lzip => lzip_reader(input),
         Container::Zip | Container::Tar | Container::Plain => Box::new(input),
     };
     let reader =
         Box::new(GuardedReader { inner: decoder, inflated: 0, guard: guard.clone(), limits: limits.clone() });
     Stream { reader, guard, container, source: data }
+}
+
+/// An lzip stream's decoder, or the reason it cannot start.
+fn lzip_reader<'a>(input: CountingReader<'a>) -> Box<dyn Read + Send + 'a> {
+    match lzip_dictionary(input.inner) {
+        Some(size) if size <= u64::from(LZMA_MEMORY_LIMIT_KB) * 1024 => {
+            Box::new(lzma_rust2::LzipReader::new(input))
+        }
+        Some(size) => Box::new(Failing(Some(io::Error::other(format!(
+            "the lzip stream asks for a {size}-byte dictionary, over the {LZMA_MEMORY_LIMIT_KB} KiB limit"
+        ))))),
+        None => Box::new(Failing(Some(io::Error::other("not a valid lzip header")))),
+    }
+}
+
+/// Streams that follow a legacy `.lzma` stream, read as Python's `lzma` reads a file: one stream
+/// after another, each of any format its decoder recognises (`.lzma`, xz, lzip), until the data
+/// ends or what follows is no stream (Python ignores such trailing bytes, and so does `tarfile`).
+struct LzmaStreams<'a> {
+    data: &'a [u8],
+    state: LzmaState<'a>,
+    guard: Guard,
+}
+
+enum LzmaState<'a> {
+    Alone(Box<lzma_rust2::LzmaReader<CountingReader<'a>>>),
+    /// An xz or lzip stream: its decoder reads on to the end of the data.
+    Last(Box<dyn Read + Send + 'a>),
+    Done,
+}
+
+impl<'a> LzmaStreams<'a> {
+    fn new(data: &'a [u8], guard: Guard) -> Self {
+        let mut streams = Self { data, state: LzmaState::Done, guard };
+        streams.state =
+            match lzma_rust2::LzmaReader::new_mem_limit(streams.input(0), LZMA_MEMORY_LIMIT_KB, None) {
+                Ok(reader) => LzmaState::Alone(Box::new(reader)),
+                Err(err) => LzmaState::Last(Box::new(Failing(Some(err)))),
+            };
+        streams
+    }
+
+    /// The data from `at`, its reads counted from there.
+    fn input(&self, at: usize) -> CountingReader<'a> {
+        self.guard.consumed.store(at as u64, Ordering::Relaxed);
+        CountingReader { inner: &self.data[at..], consumed: Arc::clone(&self.guard.consumed) }
+    }
+
+    /// The stream that starts at `at`, if one does.
+    fn next_stream(&self, at: usize) -> LzmaState<'a> {
+        let rest = &self.data[at..];
+        if rest.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            let reader = lzma_rust2::XzReader::new_mem_limit(self.input(at), true, LZMA_MEMORY_LIMIT_KB);
+            return LzmaState::Last(Box::new(reader));
+        }
+        if rest.starts_with(b"LZIP") {
+            return LzmaState::Last(lzip_reader(self.input(at)));
+        }
+        if crate::format::is_lzma_alone_header(rest) {
+            if let Ok(reader) =
+                lzma_rust2::LzmaReader::new_mem_limit(self.input(at), LZMA_MEMORY_LIMIT_KB, None)
+            {
+                return LzmaState::Alone(Box::new(reader));
+            }
+        }
+        LzmaState::Done
+    }
+}
+
+impl Read for LzmaStreams<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match std::mem::replace(&mut self.state, LzmaState::Done) {
+                LzmaState::Done => return Ok(0),
+                LzmaState::Last(mut reader) => {
+                    let n = reader.read(buf)?;
+                    self.state = LzmaState::Last(reader);
+                    return Ok(n);
+                }
+                LzmaState::Alone(mut reader) => {
+                    let n = reader.read(buf)?;
+                    if n > 0 || buf.is_empty() {
+                        self.state = LzmaState::Alone(reader);
+                        return Ok(n);
+                    }
+                    let (input, unused) = reader.into_parts();
+                    let at = self.data.len() - input.inner.len() - unused.len();
+                    self.state = self.next_stream(at);
+                }
+            }
+        }
+    }
 }
 
 /// The dictionary size an lzip header asks for (version 1 only, as lzip and liblzma read).

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::names::{display_name, join, normalize, Links};
+use super::names::{display_name, join, Links};
 use super::stream::{open_stream, stream_error_issue, Guard, Stream, Trip};
 use super::tarfile::{
     expand_sparse, has_content, sparse_is_plain, TarEntry, TarReader, TarStop, TarStream, BLOCK, DIRTYPE,
@@ -16,7 +16,7 @@ use super::tarfile::{
 use super::{DistScan, Member, Order, QUEUE_BYTES, READ_CHUNK};
 use crate::issue::{Issue, IssueKind};
 
-/// Member names seen with content, by their normalized path: which entries wrote there.
+/// Member names seen with content, by where they land: which entries wrote there.
 type Written = HashMap<Vec<Vec<u8>>, Vec<usize>>;
 
 impl DistScan<'_> {
@@ -117,7 +117,7 @@ impl DistScan<'_> {
             }
             let data = self.tar_content(&mut tar, &entry, &guard, &path, &member_order);
             if let Some(data) = data {
-                if let Some(parts) = normalize(&entry.name) {
+                if let Some(parts) = links.locate(&entry.name) {
                     written.entry(parts).or_default().push(index - 1);
                 }
                 emit(Member { order: member_order, path, data, depth });

@@ -557,8 +557,18 @@ impl Read for RangeReader<'_, '_> {
 
 /// An extension header waiting for the header it describes.
 enum Extension {
-    Long { kind: u8, value: Vec<u8> },
-    Pax { global: bool, map: Box<PaxMap>, records: Vec<(Vec<u8>, Vec<u8>)>, offset: u64 },
+    Long {
+        kind: u8,
+        value: Vec<u8>,
+    },
+    Pax {
+        global: bool,
+        map: Box<PaxMap>,
+        records: Vec<(Vec<u8>, Vec<u8>)>,
+        /// The GNU sparse 0.0 map as Python 3.12.5 and earlier find it in the raw header.
+        old_sparse_00: Vec<(i128, i128)>,
+        offset: u64,
+    },
 }
 
 /// `TarFile`'s reading state: where the next header is, and the global PAX records so far.
@@ -646,7 +656,14 @@ impl TarReader {
                         }
                         map
                     };
-                    chain.push(Extension::Pax { global, map: Box::new(map), records, offset: at });
+                    let old_sparse_00 = regex_sparse_00(&data);
+                    chain.push(Extension::Pax {
+                        global,
+                        map: Box::new(map),
+                        records,
+                        old_sparse_00,
+                        offset: at,
+                    });
                 }
                 SPARSE => {
                     let (mut structs, mut extended, real_size) = header.sparse.clone().unwrap_or_default();
@@ -742,7 +759,7 @@ impl TarReader {
                         entry.name.pop();
                     }
                 }
-                Extension::Pax { global, map, records, offset } => {
+                Extension::Pax { global, map, records, old_sparse_00, offset } => {
                     let map = if global { self.global.clone() } else { *map };
                     self.sparse_info(
                         stream,
@@ -754,6 +771,18 @@ impl TarReader {
                         depth,
                         &mut ambiguities,
                     )?;
+                    if map.get(SPARSE_MAP).is_none()
+                        && map.get(SPARSE_SIZE).is_some()
+                        && entry.sparse.as_deref() != Some(old_sparse_00.as_slice())
+                    {
+                        ambiguities.push(Ambiguity(format!(
+                            "Python 3.12.5, 3.11.9, 3.10.14, 3.9.19 and earlier find the GNU sparse 0.0 map with a \
+                             pattern over the whole PAX header, which reads another map here ({} chunks against {}): \
+                             they extract other bytes; the map of later versions was scanned",
+                            old_sparse_00.len(),
+                            entry.sparse.as_ref().map_or(0, Vec::len)
+                        )));
+                    }
                     if !global {
                         apply_pax(&mut entry, &map, &mut ambiguities)
                             .map_err(|why| TarStop::Refused { offset, why })?;
@@ -873,6 +902,51 @@ pub(crate) fn entries(data: &[u8]) -> (Vec<EntryOffsets>, String) {
             Err(stop) => return (found, format!("{stop:?}")),
         }
     }
+}
+
+/// The GNU sparse 0.0 map as Python 3.12.5 and earlier read it: `re.finditer` of
+/// `\d+ GNU.sparse.offset=(\d+)\n` and of the same for `numbytes` over the raw PAX header, where
+/// `.` is any byte but a newline and a match may sit inside another record's value; the two
+/// lists zipped.
+fn regex_sparse_00(buf: &[u8]) -> Vec<(i128, i128)> {
+    let find = |keyword: &[u8]| -> Vec<i128> {
+        let mut found = Vec::new();
+        let mut at = 0;
+        while at < buf.len() {
+            if !buf[at].is_ascii_digit() {
+                at += 1;
+                continue;
+            }
+            // Every start inside one run of digits meets the same text after the run.
+            let run_end = at + buf[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+            match match_sparse_record(&buf[run_end..], keyword) {
+                Some((value, len)) => {
+                    found.push(value);
+                    at = run_end + len;
+                }
+                None => at = run_end,
+            }
+        }
+        found
+    };
+    find(b"offset").into_iter().zip(find(b"numbytes")).collect()
+}
+
+/// ` GNU.sparse.<keyword>=(\d+)\n` at the start of `text` (`.`: any byte but `\n`): the value
+/// and the length matched.
+fn match_sparse_record(text: &[u8], keyword: &[u8]) -> Option<(i128, usize)> {
+    let any = |b: u8| b != b'\n';
+    let head = [b" GNU".as_slice(), b"?", b"sparse", b"?", keyword, b"="].concat();
+    let prefix = text.get(..head.len())?;
+    if !prefix.iter().zip(&head).all(|(&got, &want)| if want == b'?' { any(got) } else { got == want }) {
+        return None;
+    }
+    let digits = text[head.len()..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || text.get(head.len() + digits) != Some(&b'\n') {
+        return None;
+    }
+    let value = std::str::from_utf8(&text[head.len()..head.len() + digits]).ok()?.parse::<i128>().ok()?;
+    Some((value, head.len() + digits + 1))
 }
 
 /// `_apply_pax_info`: the keys in dictionary order. `Err` where Python raises (pip fails).

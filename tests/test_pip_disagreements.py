@@ -202,6 +202,14 @@ LINKED = {
         regular("pkg-1.0/sub/data.txt", PAYLOAD),
         link("pkg-1.0/evil.py", "d/../data.txt", symbolic=True),
     ],
+    # The kernel follows the link after the extraction: through `d`, made after the link.
+    "symlink-target-through-a-later-directory-symlink": [
+        regular("pkg-1.0/sub/deep/keep", b"k"),
+        regular("pkg-1.0/data.txt", b"benign\n"),
+        regular("pkg-1.0/sub/data.txt", PAYLOAD),
+        link("pkg-1.0/setup.py", "d/../data.txt", symbolic=True),
+        link("pkg-1.0/d", "sub/deep", symbolic=True),
+    ],
     "hard-link-target-after-a-directory-symlink": [
         regular("pkg-1.0/sub/deep/keep", b"k"),
         link("pkg-1.0/d", "sub/deep", symbolic=True),
@@ -224,6 +232,18 @@ def test_content_that_links_give_a_py_name_is_scanned_under_it(
     members: list[tuple[tarfile.TarInfo, bytes]], scanner: Scanner
 ) -> None:
     assert_scanned_as_pip_writes(gzip.compress(tar_with(members)), "pkg-1.0.tar.gz", scanner)
+
+
+@pytest.mark.parametrize("separator", ["\x1c", "\x1f"])
+def test_a_pax_size_int_refuses_is_zero_as_tarfile_reads_it(separator: str, scanner: Scanner) -> None:
+    # str.strip() removes \x1c-\x1f, int() does not: tarfile reads the size as 0, and the next block
+    # is the next header (here a symlink giving the payload a .py name), not this member's data.
+    members = [
+        regular("pkg-1.0/data.txt", PAYLOAD),
+        regular("pkg-1.0/README.txt", b"", {"size": separator + "512"}),
+        link("pkg-1.0/setup.py", "data.txt", symbolic=True),
+    ]
+    assert_scanned_as_pip_writes(tar_with(members), "pkg-1.0.tar", scanner)
 
 
 def test_a_gnu_sparse_map_older_pythons_read_differently_is_not_clean(scanner: Scanner) -> None:

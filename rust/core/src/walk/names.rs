@@ -83,10 +83,17 @@ type Place = Vec<Vec<u8>>;
 /// The links of one archive, to find every name a member's content appears under on disk.
 #[derive(Default)]
 pub(super) struct Links {
-    /// Symlink path -> its target (normalized, relative to the archive root).
-    symlinks: HashMap<Vec<Vec<u8>>, Vec<Vec<u8>>>,
-    /// (link path, target path), hard links and symlinks alike.
-    pairs: Vec<(Place, Place)>,
+    /// Symlink place -> its target as written, joined to the symlink's directory: the kernel
+    /// resolves it when the link is followed, against the links that exist then.
+    symlinks: HashMap<Place, Vec<u8>>,
+    /// Every link's place and its target: a symlink's as written (see `symlinks`), a hard link's
+    /// place (`os.link` resolves it when the link is made).
+    pairs: Vec<(Place, LinkTarget)>,
+}
+
+enum LinkTarget {
+    Symbolic(Vec<u8>),
+    Hard(Place),
 }
 
 impl Links {
@@ -94,23 +101,52 @@ impl Links {
         self.pairs.is_empty()
     }
 
-    /// Where a member path lands under the unpack directory, with the symlinks recorded so far (the
+    /// Where a member path lands under the unpack directory, with the links recorded so far (the
     /// ones extracted before it): components split on `/`, empty and `.` dropped, and `..` applied
     /// as the kernel applies it, to the directory a symlink on the way leads to, not to the text
     /// before it. `None` when it climbs out (pip refuses such a member) or runs into a link loop.
     pub(super) fn locate(&self, path: &[u8]) -> Option<Place> {
+        self.locate_within(path, &mut 0)
+    }
+
+    /// Where `path` really is once every symlink on it is followed (`None`: a loop).
+    pub(super) fn resolve(&self, path: &[Vec<u8>]) -> Option<Place> {
+        self.resolve_within(path, &mut 0)
+    }
+
+    /// [`Links::locate`], sharing a budget of symlink hops with the resolution it is part of.
+    fn locate_within(&self, path: &[u8], hops: &mut usize) -> Option<Place> {
         let mut parts: Place = Vec::new();
         for part in path.split(|&b| b == b'/') {
             match part {
                 b"" | b"." => {}
                 b".." => {
-                    parts = self.resolve(&parts)?;
+                    parts = self.resolve_within(&parts, hops)?;
                     parts.pop()?;
                 }
                 other => parts.push(other.to_vec()),
             }
         }
         Some(parts)
+    }
+
+    fn resolve_within(&self, path: &[Vec<u8>], hops: &mut usize) -> Option<Place> {
+        let mut current = path.to_vec();
+        'outer: loop {
+            for end in 1..=current.len() {
+                if let Some(target) = self.symlinks.get(&current[..end]) {
+                    *hops += 1;
+                    if *hops > MAX_LINK_HOPS {
+                        return None;
+                    }
+                    let mut next = self.locate_within(target, hops)?;
+                    next.extend_from_slice(&current[end..]);
+                    current = next;
+                    continue 'outer;
+                }
+            }
+            return Some(current);
+        }
     }
 
     /// Record a link as pip's data filter lets it through: absolute targets and targets outside
@@ -130,34 +166,16 @@ impl Links {
         } else {
             target.to_vec()
         };
-        let Some(target) = self.locate(&joined) else { return };
-        if link.is_empty() || target.is_empty() {
+        // The filter checks the target as it resolves when the link is extracted.
+        let Some(place) = self.locate(&joined) else { return };
+        if link.is_empty() || place.is_empty() {
             return;
         }
         if symbolic {
-            self.symlinks.insert(link.clone(), target.clone());
-        }
-        self.pairs.push((link, target));
-    }
-
-    /// Where `path` really is once every symlink on it is followed (`None`: a loop).
-    pub(super) fn resolve(&self, path: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
-        let mut current = path.to_vec();
-        let mut hops = 0;
-        'outer: loop {
-            for end in 1..=current.len() {
-                if let Some(target) = self.symlinks.get(&current[..end]) {
-                    hops += 1;
-                    if hops > MAX_LINK_HOPS {
-                        return None;
-                    }
-                    let mut next = target.clone();
-                    next.extend_from_slice(&current[end..]);
-                    current = next;
-                    continue 'outer;
-                }
-            }
-            return Some(current);
+            self.symlinks.insert(link.clone(), joined.clone());
+            self.pairs.push((link, LinkTarget::Symbolic(joined)));
+        } else {
+            self.pairs.push((link, LinkTarget::Hard(place)));
         }
     }
 
@@ -165,11 +183,16 @@ impl Links {
     /// link's name shows its target's content (and so does a link to that link), and a member
     /// written to a link's name lands in the link's target (a symlink's target, or the file a hard
     /// link shares: `tarfile` opens an existing name for writing, through the link). Places are
-    /// resolved through directory symlinks on the way.
+    /// resolved through directory symlinks on the way, a symlink's target against every link of
+    /// the archive (it is followed after the extraction, whatever came after it).
     pub(super) fn graph(&self) -> LinkGraph<'_> {
-        let mut edges: HashMap<Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>> = HashMap::new();
+        let mut edges: HashMap<Place, Vec<Place>> = HashMap::new();
         for (link, target) in &self.pairs {
-            let Some(resolved) = self.resolve(target) else { continue };
+            let place = match target {
+                LinkTarget::Symbolic(written) => self.locate(written),
+                LinkTarget::Hard(place) => Some(place.clone()),
+            };
+            let Some(resolved) = place.and_then(|place| self.resolve(&place)) else { continue };
             edges.entry(resolved.clone()).or_default().push(link.clone());
             edges.entry(link.clone()).or_default().push(resolved);
         }
@@ -233,6 +256,15 @@ mod tests {
         links.add(b"pkg/evil.py", b"d/../data.txt", true);
         let shown = links.graph().shown_under(&parts("pkg/sub/data.txt"));
         assert!(shown.contains(&parts("pkg/evil.py")), "{shown:?}");
+    }
+
+    #[test]
+    fn a_symlink_target_resolves_through_links_made_after_it() {
+        let mut links = Links::default();
+        links.add(b"pkg/setup.py", b"d/../data.txt", true);
+        links.add(b"pkg/d", b"sub/deep", true);
+        let shown = links.graph().shown_under(&parts("pkg/sub/data.txt"));
+        assert!(shown.contains(&parts("pkg/setup.py")), "{shown:?}");
     }
 
     #[test]

@@ -254,9 +254,9 @@ fn lzip_reader<'a>(input: CountingReader<'a>) -> Box<dyn Read + Send + 'a> {
     }
 }
 
-/// Streams that follow a legacy `.lzma` stream, read as Python's `lzma` reads a file: one stream
-/// after another, each of any format its decoder recognises (`.lzma`, xz, lzip), until the data
-/// ends or what follows is no stream (Python ignores such trailing bytes, and so does `tarfile`).
+/// A legacy `.lzma` stream and the streams after it, read as Python's `lzma` reads a file: one
+/// stream after another, each of any format its decoder recognises (`.lzma`, xz, lzip), until the
+/// data ends or what follows is no stream (Python ignores such trailing bytes, and so does `tarfile`).
 struct LzmaStreams<'a> {
     data: &'a [u8],
     state: LzmaState<'a>,

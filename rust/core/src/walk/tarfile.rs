@@ -63,20 +63,31 @@ fn round_up(count: i128) -> Option<u64> {
     Some(count.div_ceil(BLOCK).saturating_mul(BLOCK))
 }
 
-/// Python's `str.isspace()` on an ASCII byte (which `int()` and `strip()` both skip).
+/// Python's `str.isspace()` on an ASCII byte: what `str.strip()` removes.
 fn is_py_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f)
+    is_int_space(b) || (0x1c..=0x1f).contains(&b)
 }
 
-fn py_strip(mut text: &[u8]) -> &[u8] {
+/// The ASCII bytes `int()` skips around a number: fewer than `strip()` removes (`int('\x1c1')`
+/// is a `ValueError`).
+fn is_int_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// `text.strip()`.
+fn py_strip(text: &[u8]) -> &[u8] {
+    strip_by(text, is_py_space)
+}
+
+fn strip_by(mut text: &[u8], space: fn(u8) -> bool) -> &[u8] {
     while let [first, rest @ ..] = text {
-        if !is_py_space(*first) {
+        if !space(*first) {
             break;
         }
         text = rest;
     }
     while let [rest @ .., last] = text {
-        if !is_py_space(*last) {
+        if !space(*last) {
             break;
         }
         text = rest;
@@ -99,7 +110,7 @@ pub(super) fn py_int(text: &[u8], base: u32) -> PyInt {
     if !text.is_ascii() {
         return PyInt::NonAscii;
     }
-    let text = py_strip(text);
+    let text = strip_by(text, is_int_space);
     let (negative, mut digits) = match text.first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -1033,8 +1044,9 @@ mod tests {
         assert_eq!(py_int(b"+7", 10), PyInt::Value(7));
         assert_eq!(py_int(b"-7", 10), PyInt::Value(-7));
         assert_eq!(py_int(b"007", 10), PyInt::Value(7));
-        assert_eq!(py_int(b"\x1c12\x1f", 10), PyInt::Value(12));
-        for bad in [&b""[..], b"_1", b"1_", b"1__0", b"0x10", b"1 2", b"+", b"12a"] {
+        assert_eq!(py_int(b"\x0b12\x0c", 10), PyInt::Value(12));
+        // `str.strip()` removes these, `int()` does not skip them.
+        for bad in [&b""[..], b"_1", b"1_", b"1__0", b"0x10", b"1 2", b"+", b"12a", b"\x1c12", b"12\x1f"] {
             assert_eq!(py_int(bad, 10), PyInt::Invalid, "{bad:?}");
         }
         assert_eq!(py_int("١٢".as_bytes(), 10), PyInt::NonAscii);
@@ -1051,6 +1063,8 @@ mod tests {
         assert_eq!(nti(b"\0\0\0\0\0\0\0\0"), Some(0));
         assert_eq!(nti(b"12\09999\0"), Some(0o12));
         assert_eq!(nti(b"64x\0\0\0\0\0"), None);
+        // `nti` strips before `int()`: the separators `strip()` removes are fine there.
+        assert_eq!(nti(b"\x1c644\x1f\0\0\0"), Some(0o644));
         assert_eq!(nti(b"\x80\0\0\0\0\0\0\x01\0\0\0\0"), Some(1 << 32));
         assert_eq!(nti(b"\xff\xff\xff\xff\xff\xff\xff\xfe"), Some(-2));
     }

@@ -210,6 +210,27 @@ LINKED = {
         link("pkg-1.0/setup.py", "d/../data.txt", symbolic=True),
         link("pkg-1.0/d", "sub/deep", symbolic=True),
     ],
+    # tarfile cannot unlink the directory `d` to make the symlink: the error is ignored, `d` stays.
+    "symlink-over-a-directory": [
+        regular("pkg-1.0/a.txt", PAYLOAD),
+        link("pkg-1.0/d/m.py", "pkg-1.0/a.txt", symbolic=False),
+        link("pkg-1.0/d", "sub", symbolic=True),
+        link("pkg-1.0/setup.py", "d/m.py", symbolic=True),
+    ],
+    # A hard link to a symlink that dangles then: tarfile makes the symlink again at the link's name,
+    # its target read from there (b/x/setup.py, not x/setup.py).
+    "hard-link-to-a-dangling-symlink": [
+        link("pkg-1.0/e.py", "x/setup.py", symbolic=True),
+        link("pkg-1.0/b/h.py", "pkg-1.0/e.py", symbolic=False),
+        regular("pkg-1.0/b/x/setup.py", PAYLOAD),
+        regular("pkg-1.0/x/setup.py", b"print('benign')\n"),
+    ],
+    # A symlink to the unpack directory itself, which the data filter lets through.
+    "symlink-to-the-unpack-directory": [
+        regular("setup.cfg", b"[metadata]\n"),
+        link("pkg/a", "..", symbolic=True),
+        regular("pkg/a/setup.py", PAYLOAD),
+    ],
     "hard-link-target-after-a-directory-symlink": [
         regular("pkg-1.0/sub/deep/keep", b"k"),
         link("pkg-1.0/d", "sub/deep", symbolic=True),

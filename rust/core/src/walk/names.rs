@@ -1,7 +1,7 @@
 //! Member names: how they are shown, what is wrong with them, and which names a link makes a
 //! member's content appear under once pip has unpacked the archive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Longest member path kept in a report (bytes); longer names are cut and flagged.
 pub const PATH_DISPLAY_LIMIT: usize = 4096;
@@ -86,6 +86,10 @@ pub(super) struct Links {
     /// Symlink place -> its target as written, joined to the symlink's directory: the kernel
     /// resolves it when the link is followed, against the links that exist then.
     symlinks: HashMap<Place, Vec<u8>>,
+    /// Symlink place -> its target as written (a hard link to it can copy the symlink).
+    symlink_texts: HashMap<Place, Vec<u8>>,
+    /// The directories made so far: directory members and every member's parents.
+    dirs: HashSet<Place>,
     /// Every link's place and its target: a symlink's as written (see `symlinks`), a hard link's
     /// place (`os.link` resolves it when the link is made).
     pairs: Vec<(Place, LinkTarget)>,
@@ -149,6 +153,22 @@ impl Links {
         }
     }
 
+    /// Note a directory member at `place` (extracted at that point of the archive).
+    pub(super) fn add_dir(&mut self, place: &[Vec<u8>]) {
+        self.add_parents(place);
+        self.dirs.insert(place.to_vec());
+    }
+
+    /// Note the directories a member at `place` is extracted into (`tarfile` makes them).
+    pub(super) fn add_parents(&mut self, place: &[Vec<u8>]) {
+        for end in (1..place.len()).rev() {
+            if self.dirs.contains(&place[..end]) {
+                break; // its own parents are in too
+            }
+            self.dirs.insert(place[..end].to_vec());
+        }
+    }
+
     /// Record a link as pip's data filter lets it through: absolute targets and targets outside
     /// the archive are refused by the filter (pip fails), so they alias nothing. Links are recorded
     /// in archive order, as they are extracted.
@@ -157,6 +177,21 @@ impl Links {
             return;
         }
         let Some(link) = self.locate(name) else { return };
+        self.add_parents(&link);
+        if symbolic && self.dirs.contains(&link) {
+            // `tarfile` cannot unlink a directory to put the symlink there: the error is ignored at
+            // pip's error level, and the directory stays.
+            return;
+        }
+        if !symbolic {
+            let named = self.locate(target).and_then(|place| self.symlink_texts.get(&place)).cloned();
+            if let Some(text) = named {
+                // A hard link to a symlink that dangles when it is made: `tarfile` extracts the
+                // symlink again under the link's name, its target then read from there. Recorded
+                // as well as the hard link (which holds when the target exists by then).
+                self.add(name, &text, true);
+            }
+        }
         let joined = if symbolic {
             let mut dir = name.to_vec();
             while dir.last().is_some_and(|&b| b != b'/') {
@@ -168,11 +203,13 @@ impl Links {
         };
         // The filter checks the target as it resolves when the link is extracted.
         let Some(place) = self.locate(&joined) else { return };
-        if link.is_empty() || place.is_empty() {
+        // A symlink may lead to the unpack directory itself (`..` from one level down).
+        if link.is_empty() || (place.is_empty() && !symbolic) {
             return;
         }
         if symbolic {
             self.symlinks.insert(link.clone(), joined.clone());
+            self.symlink_texts.insert(link.clone(), target.to_vec());
             self.pairs.push((link, LinkTarget::Symbolic(joined)));
         } else {
             self.pairs.push((link, LinkTarget::Hard(place)));
@@ -211,7 +248,7 @@ impl LinkGraph<'_> {
     pub(super) fn shown_under(&self, place: &[Vec<u8>]) -> Vec<Vec<Vec<u8>>> {
         let (edges, links) = (&self.edges, self.links);
         let start = place.to_vec();
-        let mut seen = std::collections::HashSet::from([start.clone()]);
+        let mut seen = HashSet::from([start.clone()]);
         let mut queue = vec![start.clone()];
         if let Some(real) = links.resolve(place) {
             if seen.insert(real.clone()) {

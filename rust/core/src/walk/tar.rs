@@ -94,6 +94,9 @@ impl DistScan<'_> {
                 self.issue(member_order.clone(), Issue::new(&*path, IssueKind::Ambiguous, note.0.clone()));
             }
             if entry.kind == DIRTYPE {
+                if let Some(place) = links.locate(&entry.name) {
+                    links.add_dir(&place);
+                }
                 continue;
             }
             self.check_name(&entry.name, true, &path, &member_order);
@@ -118,6 +121,7 @@ impl DistScan<'_> {
             let data = self.tar_content(&mut tar, &entry, &guard, &path, &member_order);
             if let Some(data) = data {
                 if let Some(parts) = links.locate(&entry.name) {
+                    links.add_parents(&parts);
                     written.entry(parts).or_default().push(index - 1);
                 }
                 emit(Member { order: member_order, path, data, depth });

@@ -142,10 +142,10 @@ impl DistScan<'_> {
         // Without the UTF-8 flag a name is CP437, where every byte is valid.
         self.check_name(entry.raw_name(data), entry.flags & zipdir::FLAG_UTF8 != 0, &path, &order);
         self.check_duplicate(name.as_bytes(), &path, &order);
-        let full_unicode_name = entry.unicode_name(data);
-        let unicode_name =
-            full_unicode_name.as_ref().map(|name| format!("{prefix}{}", display_name(name.as_bytes())));
-        if let (Some(other), Some(full)) = (&unicode_name, &full_unicode_name) {
+        let unicode_name = entry.unicode_name(data);
+        let unicode_path =
+            unicode_name.as_ref().map(|name| format!("{prefix}{}", display_name(name.as_bytes())));
+        if let (Some(full), Some(other)) = (&unicode_name, &unicode_path) {
             let message = format!(
                 "its Unicode Path extra field names it {other:?}, the name Python 3.12 and later install it under; \
                  its content was scanned under both names"
@@ -231,7 +231,7 @@ impl DistScan<'_> {
                 self.issue(order.clone(), Issue::new(&*path, IssueKind::BadChecksum, message));
             }
         }
-        if let Some(other) = unicode_name {
+        if let Some(other) = unicode_path {
             let mut hash = None;
             self.scan_named([order.as_slice(), &[1]].concat(), other, &content, &mut hash);
         }

@@ -267,6 +267,71 @@ def test_a_pax_size_int_refuses_is_zero_as_tarfile_reads_it(separator: str, scan
     assert_scanned_as_pip_writes(tar_with(members), "pkg-1.0.tar", scanner)
 
 
+def directory(name: str) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info, b""
+
+
+BENIGN = b"# benign\n"
+UNPLACED = {
+    # What lands where here depends on how tarfile replaces existing names, version by version: the
+    # engine does not claim to know, and says the result is incomplete.
+    "link-named-through-a-directory-symlink": [
+        regular("pkg-1.0/data.txt", PAYLOAD),
+        directory("pkg-1.0/sub"),
+        regular("pkg-1.0/sub/setup.py", BENIGN),
+        link("pkg-1.0/b", "sub", symbolic=True),
+        link("pkg-1.0/b/setup.py", "../data.txt", symbolic=True),
+    ],
+    "hard-link-named-through-a-symlink": [
+        regular("pkg-1.0/data.txt", PAYLOAD),
+        link("pkg-1.0/b", ".", symbolic=True),
+        link("pkg-1.0/b/setup.py", "pkg-1.0/data.txt", symbolic=False),
+    ],
+    "hard-link-target-replaced-by-a-symlink-loop": [
+        regular("pkg-1.0/data.txt", PAYLOAD),
+        link("pkg-1.0/setup.py", "pkg-1.0/data.txt", symbolic=False),
+        link("pkg-1.0/data.txt", "data.txt", symbolic=True),
+    ],
+    "symlink-named-with-a-dot": [
+        regular("pkg-1.0/m.txt", PAYLOAD),
+        link("pkg-1.0/m.txt/.", "../", symbolic=True),
+        link("pkg-1.0/setup.py", "pkg-1.0/m.txt", symbolic=False),
+    ],
+    "symlink-over-a-hard-link": [
+        regular("a/f", PAYLOAD),
+        link("pkg/b", "a/f", symbolic=False),
+        link("pkg/a/f.py", "pkg/b", symbolic=False),
+        link("pkg/b", "b", symbolic=True),
+    ],
+    "directory-over-a-symlink-then-a-symlink": [
+        regular("pkg-1.0/benign.txt", BENIGN),
+        link("pkg-1.0/setup.py", "benign.txt", symbolic=True),
+        directory("pkg-1.0/setup.py"),
+        regular("pkg-1.0/evil.txt", PAYLOAD),
+        link("pkg-1.0/setup.py", "evil.txt", symbolic=True),
+    ],
+    "directory-over-a-file-then-a-symlink": [
+        regular("pkg-1.0/setup.py", BENIGN),
+        directory("pkg-1.0/setup.py"),
+        regular("pkg-1.0/evil.txt", PAYLOAD),
+        link("pkg-1.0/setup.py", "evil.txt", symbolic=True),
+    ],
+}
+
+
+@pytest.mark.parametrize("members", UNPLACED.values(), ids=UNPLACED.keys())
+def test_links_the_engine_cannot_place_exactly_are_never_clean(
+    members: list[tuple[tarfile.TarInfo, bytes]], scanner: Scanner
+) -> None:
+    data = tar_with(members)
+    view = pip_view(data, "pkg-1.0.tar", marker=MARKER)
+    assert any(name.endswith(".py") for name in view.marked) or sys.version_info >= (3, 13), view
+    dist = scanner.scan_bytes(data, "pkg-1.0.tar")
+    assert not dist.complete and "ambiguous" in [i.kind for i in dist.issues]
+
+
 def test_a_gnu_sparse_map_older_pythons_read_differently_is_not_clean(scanner: Scanner) -> None:
     # Python 3.12.5, 3.11.9, 3.10.14, 3.9.19 and earlier find the 0.0 map with a pattern over the whole
     # header: here inside a comment's value, so they extract the stored bytes; later versions, zeros.

@@ -90,6 +90,8 @@ pub(super) struct Links {
     symlink_texts: HashMap<Place, Vec<u8>>,
     /// The directories made so far: directory members and every member's parents.
     dirs: HashSet<Place>,
+    /// Where links (of either kind) were made.
+    link_places: HashSet<Place>,
     /// Every link's place and its target: a symlink's as written (see `symlinks`), a hard link's
     /// place (`os.link` resolves it when the link is made).
     pairs: Vec<(Place, LinkTarget)>,
@@ -153,6 +155,18 @@ impl Links {
         }
     }
 
+    pub(super) fn is_symlink(&self, place: &[Vec<u8>]) -> bool {
+        self.symlinks.contains_key(place)
+    }
+
+    pub(super) fn is_dir(&self, place: &[Vec<u8>]) -> bool {
+        self.dirs.contains(place)
+    }
+
+    pub(super) fn is_link(&self, place: &[Vec<u8>]) -> bool {
+        self.link_places.contains(place)
+    }
+
     /// Note a directory member at `place` (extracted at that point of the archive).
     pub(super) fn add_dir(&mut self, place: &[Vec<u8>]) {
         self.add_parents(place);
@@ -178,6 +192,7 @@ impl Links {
         }
         let Some(link) = self.locate(name) else { return };
         self.add_parents(&link);
+        self.link_places.insert(link.clone());
         if symbolic && self.dirs.contains(&link) {
             // `tarfile` cannot unlink a directory to put the symlink there: the error is ignored at
             // pip's error level, and the directory stays.

@@ -95,6 +95,13 @@ impl DistScan<'_> {
             }
             if entry.kind == DIRTYPE {
                 if let Some(place) = links.locate(&entry.name) {
+                    if links.is_symlink(&place) || written.contains_key(&place) {
+                        self.unplaced(
+                            &member_order,
+                            &path,
+                            "a directory member where a file or a symlink was made",
+                        );
+                    }
                     links.add_dir(&place);
                 }
                 continue;
@@ -103,6 +110,9 @@ impl DistScan<'_> {
             self.check_duplicate(&entry.name, &path, &member_order);
             if matches!(entry.kind, LNKTYPE | SYMTYPE) {
                 let symbolic = entry.kind == SYMTYPE;
+                if let Some(why) = link_out_of_model(&links, &written, &entry.name, symbolic) {
+                    self.unplaced(&member_order, &path, why);
+                }
                 links.add(&entry.name, &entry.linkname, symbolic);
                 let what = if symbolic { "symlink" } else { "hard link" };
                 let message = format!(
@@ -165,6 +175,16 @@ impl DistScan<'_> {
         if !links.is_empty() {
             self.tar_aliases(&stream, &links, &written, prefix, order);
         }
+    }
+
+    /// A link or directory member placed where the engine's model of `tarfile`'s extraction and
+    /// the Python versions may part: the result is incomplete rather than clean.
+    fn unplaced(&self, order: &Order, path: &str, what: &str) {
+        let message = format!(
+            "{what}: what lands under which name here depends on how each Python version's tarfile replaces \
+             existing names; the content was scanned under the names the engine works out, which may miss one"
+        );
+        self.issue(order.clone(), Issue::new(path, IssueKind::Ambiguous, message));
     }
 
     /// One member's content: `size` bytes from its data offset, or a sparse member's chunks laid
@@ -354,4 +374,24 @@ impl DistScan<'_> {
             }
         }
     }
+}
+
+/// Why a link member is outside what the engine models exactly, if it is: named through a symlink
+/// or with `.` or `..` inside its name, or a symlink made where a file, a directory or a link
+/// already is.
+fn link_out_of_model(links: &Links, written: &Written, name: &[u8], symbolic: bool) -> Option<&'static str> {
+    let parts: Vec<&[u8]> = name.split(|&b| b == b'/').collect();
+    let leading = parts.iter().take_while(|part| **part == b".").count();
+    if parts[leading..].iter().any(|part| *part == b"." || *part == b"..") {
+        return Some("a link named with '.' or '..' inside its name");
+    }
+    let place = links.locate(name)?;
+    let parent = &place[..place.len().saturating_sub(1)];
+    if links.resolve(parent).as_deref() != Some(parent) {
+        return Some("a link named through a symlink");
+    }
+    if symbolic && (written.contains_key(&place) || links.is_dir(&place) || links.is_link(&place)) {
+        return Some("a symlink member where a file, a directory or a link was made");
+    }
+    None
 }

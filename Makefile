@@ -18,7 +18,7 @@ FUZZ_DIR := rust/core/fuzz
 FUZZ_TARGET_DIR ?= $(HOME)/.cache/dragonfly-hybrid/fuzz-target
 FUZZ_SECONDS ?= 60
 FUZZ_SANITIZER ?= none
-FUZZ_TARGETS ?= walk_tar walk_gzip walk_bzip2 walk_xz walk_lzma walk_lzip walk_zip scan_any scoring tar_headers
+FUZZ_TARGETS ?= walk_tar walk_gzip walk_bzip2 walk_xz walk_lzma walk_lzip walk_zstd walk_zip scan_any scoring tar_headers
 FUZZ_CARGO ?= RUSTC_BOOTSTRAP=1 cargo fuzz
 FUZZ_BUILD_FLAGS = -s $(FUZZ_SANITIZER) --codegen-units 16 --target-dir $(FUZZ_TARGET_DIR)
 # Per input: 10 s is a hang, 2 GB a memory blow-up (the targets' limits allow far less).

@@ -1052,8 +1052,8 @@ def write_seeds(directory: str, n: int = 400, seed: int = 0) -> dict[str, int]:
     """Write ``n`` generated cases as fuzz seeds under ``directory/<target>/``: tarballs (decompressed)
     to ``walk_tar``, gzip streams to ``walk_gzip``, bzip2 to ``walk_bzip2``, xz to ``walk_xz``, zips
     to ``walk_zip``, ``.lzma`` tarballs to ``walk_lzma``, and every case, as it is, to ``scan_any``.
-    Returns the count per target (``walk_lzip`` is seeded from the hostile corpus only: Python writes
-    no lzip)."""
+    Returns the count per target (``walk_lzip`` and ``walk_zstd`` are seeded from the hostile corpus
+    only: Python writes no lzip, and zstd only from 3.14)."""
     counts: dict[str, int] = {}
 
     def put(target: str, data: bytes) -> None:

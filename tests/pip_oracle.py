@@ -39,6 +39,7 @@ import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
+from types import ModuleType
 
 ZIP_EXTENSIONS = (".zip", ".whl")
 BZ2_EXTENSIONS = (".tar.bz2", ".tbz")
@@ -111,12 +112,23 @@ def _copy_capped(src, dst, budget: list[int]) -> None:
         dst.write(chunk)
 
 
-def _unzip(path: str, location: str, max_bytes: int, view: PipView) -> None:
+def readers(zstd: bool = False) -> tuple[ModuleType, ModuleType]:
+    """The ``tarfile`` and ``zipfile`` pip unpacks with. With ``zstd``: Python 3.14's, which read zstd
+    (tarballs in ``r:*`` mode, zip method 93); before 3.14, the ``backports.zstd`` port of those modules."""
+    if not zstd or sys.version_info >= (3, 14):
+        return tarfile, zipfile
+    from backports.zstd import tarfile as zstd_tarfile
+    from backports.zstd import zipfile as zstd_zipfile
+
+    return zstd_tarfile, zstd_zipfile
+
+
+def _unzip(path: str, location: str, max_bytes: int, view: PipView, zip_module: ModuleType) -> None:
     """pip's ``unzip_file`` (flatten=False), which writes what the wheel installer writes too."""
     with open(path, "rb") as zipfp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            zf = zipfile.ZipFile(zipfp, allowZip64=True)
+            zf = zip_module.ZipFile(zipfp, allowZip64=True)
         view.opened = True
         declared = sum(max(info.file_size, 0) for info in zf.infolist())
         if declared > max_bytes:
@@ -148,16 +160,19 @@ def _tar_mode(filename: str) -> str:
     return "r:*"
 
 
-def _untar(path: str, filename: str, location: str, max_bytes: int, view: PipView) -> None:
+def _untar(
+    path: str, filename: str, location: str, max_bytes: int, view: PipView, tar_module: ModuleType
+) -> None:
     """pip's ``untar_file`` (pip >= 24.1, PEP 706 branch), without the leading-directory stripping."""
-    data_filter = getattr(tarfile, "data_filter", None)
+    data_filter = getattr(tar_module, "data_filter", None)
     if data_filter is None:  # pragma: no cover - every supported CPython has it
         raise RuntimeError("this Python has no tarfile.data_filter (PEP 706)")
-    tar = tarfile.open(path, _tar_mode(filename), encoding="utf-8")  # type: ignore[call-overload]
+    tar = tar_module.open(path, _tar_mode(filename), encoding="utf-8")  # type: ignore[call-overload]
     try:
         members = tar.getmembers()
         view.opened = True
-        declared = sum(max(m.size, 0) for m in members if m.isreg() or m.type not in tarfile.SUPPORTED_TYPES)
+        supported = tar_module.SUPPORTED_TYPES
+        declared = sum(max(m.size, 0) for m in members if m.isreg() or m.type not in supported)
         if declared > max_bytes:
             raise OracleCapped(f"tar declares {declared} bytes")
 
@@ -166,12 +181,12 @@ def _untar(path: str, filename: str, location: str, max_bytes: int, view: PipVie
             try:
                 try:
                     member = data_filter(member, location)
-                except tarfile.LinkOutsideDestinationError:
+                except tar_module.LinkOutsideDestinationError:
                     if sys.version_info[:3] in {(3, 8, 17), (3, 9, 17), (3, 10, 12), (3, 11, 4)}:
-                        member = tarfile.tar_filter(member, location)
+                        member = tar_module.tar_filter(member, location)
                     else:
                         raise
-            except tarfile.TarError as exc:
+            except tar_module.TarError as exc:
                 raise RuntimeError(f"Invalid member in the tar file: {exc}") from exc
             if member.isfile() and orig_mode & 0o111:
                 member.mode = 0o755
@@ -232,10 +247,13 @@ def pip_view(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = DEFAULT_TIMEOUT,
     marker: bytes | None = None,
+    zstd: bool = False,
 ) -> PipView:
     """Unpack ``data`` (named ``filename``) as pip would, in a temporary directory, and report the files
-    (``marker``: also list the files whose content holds it, in ``marked``)."""
+    (``marker``: also list the files whose content holds it, in ``marked``; ``zstd``: with the readers of
+    Python 3.14, see :func:`readers`)."""
     view = PipView()
+    tar_module, zip_module = readers(zstd)
     base = posixpath.basename(filename.replace("\\", "/")) or "archive"
     tmp = tempfile.mkdtemp(prefix="dfh-oracle-")
     armed = False
@@ -247,12 +265,12 @@ def pip_view(
         os.mkdir(location)
         armed = _alarm(timeout)
         try:
-            if base.lower().endswith(ZIP_EXTENSIONS) or zipfile.is_zipfile(path):
+            if base.lower().endswith(ZIP_EXTENSIONS) or zip_module.is_zipfile(path):
                 view.kind = "zip"
-                _unzip(path, location, max_bytes, view)
+                _unzip(path, location, max_bytes, view, zip_module)
             else:
                 view.kind = "tar"
-                _untar(path, base, location, max_bytes, view)
+                _untar(path, base, location, max_bytes, view, tar_module)
         except (OracleCapped, OracleTimeout) as exc:
             view.capped = True
             view.error = f"{type(exc).__name__}: {exc}"

@@ -234,8 +234,8 @@ class DistributionResult:
     def url(self) -> str | None: ...
     @property
     def format(self) -> str:
-        """``tar.gz``, ``tar.bz2``, ``tar.xz``, ``tar.lzma``, ``tar.lz``, ``tar``, ``zip``, ``gzip``,
-        ``bzip2``, ``xz``, ``lzma``, ``lzip`` or ``file``."""
+        """``tar.gz``, ``tar.bz2``, ``tar.xz``, ``tar.lzma``, ``tar.lz``, ``tar.zst``, ``tar``, ``zip``,
+        ``gzip``, ``bzip2``, ``xz``, ``lzma``, ``lzip``, ``zstd`` or ``file``."""
     @property
     def size(self) -> int: ...
     @property

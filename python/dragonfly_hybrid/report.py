@@ -667,8 +667,8 @@ def origin_uri(path: str) -> str:
 
 
 _DIST_SUFFIXES = (
-    ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar.lzma", ".tlz", ".tar.lz", ".tar", ".zip",
-    ".whl", ".egg",
+    ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar.lzma", ".tlz", ".tar.lz", ".tar.zst",
+    ".tzst", ".tar", ".zip", ".whl", ".egg",
 )  # fmt: skip
 
 

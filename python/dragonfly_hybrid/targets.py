@@ -57,8 +57,8 @@ if TYPE_CHECKING:
     from dragonfly_hybrid.pypi.pipconfig import PipSettings
 
 PATH_SUFFIXES = (
-    ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.lzma", ".tlz", ".tar.lz", ".tar", ".zip",
-    ".whl", ".egg",
+    ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.lzma", ".tlz", ".tar.lz", ".tar.zst",
+    ".tzst", ".tar", ".zip", ".whl", ".egg",
     ".py", ".pyi", ".pth",
 )  # fmt: skip
 """A nonexistent target ending like this is a missing file, never a PyPI name."""

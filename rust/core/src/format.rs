@@ -10,6 +10,8 @@ pub enum Container {
     /// The legacy `.lzma` format (LZMA-alone), which has no magic bytes.
     Lzma,
     Lzip,
+    /// zstd frames (Python 3.14's `tarfile` opens them in pip's `r:*` mode, for `.tar` files).
+    Zstd,
     Zip,
     Tar,
     Plain,
@@ -23,6 +25,7 @@ pub enum Format {
     TarXz,
     TarLzma,
     TarLz,
+    TarZst,
     Tar,
     Zip,
     Gzip,
@@ -30,6 +33,7 @@ pub enum Format {
     Xz,
     Lzma,
     Lzip,
+    Zstd,
     File,
 }
 
@@ -41,6 +45,7 @@ impl Format {
             Format::TarXz => "tar.xz",
             Format::TarLzma => "tar.lzma",
             Format::TarLz => "tar.lz",
+            Format::TarZst => "tar.zst",
             Format::Tar => "tar",
             Format::Zip => "zip",
             Format::Gzip => "gzip",
@@ -48,6 +53,7 @@ impl Format {
             Format::Xz => "xz",
             Format::Lzma => "lzma",
             Format::Lzip => "lzip",
+            Format::Zstd => "zstd",
             Format::File => "file",
         }
     }
@@ -65,6 +71,8 @@ impl Format {
             (Container::Lzma, false) => Format::Lzma,
             (Container::Lzip, true) => Format::TarLz,
             (Container::Lzip, false) => Format::Lzip,
+            (Container::Zstd, true) => Format::TarZst,
+            (Container::Zstd, false) => Format::Zstd,
             (Container::Zip, _) => Format::Zip,
             (Container::Tar, _) => Format::Tar,
             (Container::Plain, _) => Format::File,
@@ -84,6 +92,8 @@ pub fn detect(data: &[u8]) -> Container {
         Container::Xz
     } else if data.starts_with(b"LZIP") {
         Container::Lzip
+    } else if starts_zstd(data) {
+        Container::Zstd
     } else if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
         Container::Zip
     } else if is_tar_header(data) {
@@ -95,6 +105,33 @@ pub fn detect(data: &[u8]) -> Container {
     } else {
         Container::Plain
     }
+}
+
+/// Whether `frame` starts with the magic number of a zstd frame libzstd decodes: the current
+/// format, or a legacy one (v0.1 to v0.7, which libzstd still reads when built with legacy support,
+/// as system builds that CPython links often are).
+pub(crate) fn is_zstd_frame(frame: &[u8]) -> bool {
+    matches!(frame, [0x1e | 0x22..=0x28, 0xb5, 0x2f, 0xfd, ..])
+}
+
+/// The length of the zstd skippable frame at the start of `data`, if one is there whole.
+pub(crate) fn zstd_skippable_len(data: &[u8]) -> Option<usize> {
+    match data {
+        [0x50..=0x5f, 0x2a, 0x4d, 0x18, a, b, c, d, ..] => {
+            let len = 8usize.checked_add(u32::from_le_bytes([*a, *b, *c, *d]) as usize)?;
+            (len <= data.len()).then_some(len)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `data` is zstd: a frame, behind any number of skippable frames (which libzstd, and so
+/// Python's `compression.zstd`, passes over). Skippable frames alone decompress to nothing.
+fn starts_zstd(mut data: &[u8]) -> bool {
+    while let Some(len) = zstd_skippable_len(data) {
+        data = &data[len..];
+    }
+    is_zstd_frame(data)
 }
 
 /// Whether `data` starts with a legacy `.lzma` header liblzma's decoder takes (it is picky where
@@ -136,8 +173,10 @@ fn is_lzma_alone_tarball(data: &[u8]) -> bool {
 pub fn interpretations(data: &[u8]) -> Vec<Container> {
     let primary = detect(data);
     let mut found = vec![primary];
-    if matches!(primary, Container::Gzip | Container::Bzip2 | Container::Xz | Container::Lzip)
-        && is_tar_header(data)
+    if matches!(
+        primary,
+        Container::Gzip | Container::Bzip2 | Container::Xz | Container::Lzip | Container::Zstd
+    ) && is_tar_header(data)
     {
         found.push(Container::Tar);
     }
@@ -195,6 +234,15 @@ mod tests {
     #[test]
     fn lzma_alone_needs_a_header_liblzma_takes_and_a_tarball_inside() {
         assert_eq!(detect(b"LZIP\x01\x14"), Container::Lzip);
+        assert_eq!(detect(b"\x28\xb5\x2f\xfd\x00"), Container::Zstd);
+        assert_eq!(detect(b"\x27\xb5\x2f\xfd\x00"), Container::Zstd, "a legacy (v0.7) frame");
+        assert_eq!(detect(b"\x50\x2a\x4d\x18\x02\x00\x00\x00ab\x28\xb5\x2f\xfd"), Container::Zstd);
+        assert_eq!(detect(b"\x5f\x2a\x4d\x18\x00\x00\x00\x00"), Container::Plain, "skippable frames only");
+        assert_eq!(
+            detect(b"\x50\x2a\x4d\x18\xff\x00\x00\x00\x28\xb5\x2f\xfd"),
+            Container::Plain,
+            "cut short"
+        );
         // The header `xz --format=lzma` writes (8 MiB dictionary, unknown size), then no LZMA data.
         let mut header = vec![0x5d, 0, 0, 0x80, 0];
         header.extend_from_slice(&[0xff; 8]);

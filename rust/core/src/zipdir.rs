@@ -482,6 +482,8 @@ pub(crate) enum MethodError {
     Aes,
     #[error("bad LZMA header: {0}")]
     LzmaHeader(String),
+    #[error("cannot start a zstd decoder: {0}")]
+    Zstd(String),
 }
 
 /// A member's compressed bytes, counting what its decoder has consumed (the compression ratio is
@@ -543,6 +545,8 @@ pub(crate) fn decoder<'a>(
                 .map_err(|e| MethodError::LzmaHeader(e.to_string()))?;
             Box::new(reader)
         }
+        // One frame, as `zipfile` (Python 3.14) reads a member: what follows it is not read.
+        93 => Box::new(crate::walk::zstd_frame(raw).map_err(|e| MethodError::Zstd(e.to_string()))?),
         95 => Box::new(lzma_rust2::XzReader::new_mem_limit(raw, false, LZMA_MEMORY_LIMIT_KB)),
         99 => return Err(MethodError::Aes),
         other => return Err(MethodError::Unsupported(other)),

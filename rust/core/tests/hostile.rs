@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -151,6 +151,26 @@ hostile!(gzip_bomb_single_file, 300, {
     no_bugs(&report);
     find(&report, "compression-ratio", "<after end of archive>");
     assert_eq!(report.verdict(), Verdict::Incomplete);
+});
+
+hostile!(zstd_bomb_tar, 300, {
+    // 2 GiB of zeros in a member, in a zstd tarball of a few hundred KiB: cut by the ratio limit.
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    encoder.write_all(&tar_member("bomb/before.py", MARKER)).unwrap();
+    encoder.write_all(&tar_header("bomb/zeros.bin", 2 << 30, b'0')).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..2048 {
+        encoder.write_all(&zeros).unwrap();
+    }
+    let data = encoder.finish().unwrap();
+    assert!(data.len() < 1 << 20, "{}", data.len());
+    let report = scan(&default_engine(), "bomb.tar.zst", &data);
+    no_bugs(&report);
+    assert_eq!(report.format, dragonfly_core::Format::TarZst);
+    assert_eq!(paths(&report), vec!["bomb/before.py"]);
+    let issue = find(&report, "compression-ratio", "bomb/zeros.bin");
+    assert!(issue.unscanned, "{issue}");
+    assert_eq!(report.verdict(), Verdict::Findings);
 });
 
 hostile!(zip_bomb_one_entry, 300, {
@@ -592,6 +612,7 @@ hostile!(truncated_and_corrupt_streams, 200, {
         ("t.tar.gz", gzip(&three_members())),
         ("t.tar.bz2", bzip2(&three_members())),
         ("t.tar.xz", xz(&three_members())),
+        ("t.tar.zst", zstd(&three_members())),
     ] {
         for cut in [data.len() * 6 / 10, data.len() - 20] {
             let report = scan(&engine, name, &data[..cut]);
@@ -692,8 +713,9 @@ hostile!(encrypted_zip_entries, 200, {
         assert!(find(&report, "encrypted", path).unscanned);
     }
     assert_eq!(paths(&report), vec!["p/a.py"]);
-    let unknown = ZipMember { method: 93, ..ZipMember::stored("p/zstd.py", b"\x28\xb5\x2f\xfd") };
-    let report = scan(&default_engine(), "zstd.zip", &zip_raw(&[unknown], &ZipLayout::default()));
+    // PPMd (method 98): neither this scanner nor `zipfile` inflates it.
+    let unknown = ZipMember { method: 98, ..ZipMember::stored("p/ppmd.py", b"\x07\x00") };
+    let report = scan(&default_engine(), "ppmd.zip", &zip_raw(&[unknown], &ZipLayout::default()));
     assert_eq!(issue_kinds(&report), vec!["unsupported-compression"]);
     assert_eq!(report.verdict(), Verdict::Incomplete);
 });
@@ -872,6 +894,7 @@ fn write_fuzz_seeds() {
         ("walk_xz", xz),
         ("walk_lzma", lzma_alone),
         ("walk_lzip", lzip),
+        ("walk_zstd", zstd),
     ];
     for (target, compress) in walkers {
         let dir = root.join(target);

@@ -21,6 +21,7 @@ fn every_format_is_detected_and_scanned() {
         ("pkg-1.0.tar.xz", xz(&tar(&entries)), Format::TarXz),
         ("pkg-1.0.tar.lzma", lzma_alone(&tar(&entries)), Format::TarLzma),
         ("pkg-1.0.tar.lz", lzip(&tar(&entries)), Format::TarLz),
+        ("pkg-1.0.tar.zst", zstd(&tar(&entries)), Format::TarZst),
         ("pkg-1.0.tar", tar(&entries), Format::Tar),
         ("pkg-1.0.zip", zip(&entries), Format::Zip),
         // The name lies: the format comes from the bytes.

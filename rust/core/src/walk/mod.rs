@@ -33,8 +33,8 @@ use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
 use crate::service::{looks_like_text, sha256, sha256_hex, ContentHash, FileScanner, ScanOutcome};
 use names::{archive_suffix, decompressed_name, name_problem};
-pub(crate) use stream::LZMA_MEMORY_LIMIT_KB;
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
+pub(crate) use stream::{zstd_frame, LZMA_MEMORY_LIMIT_KB};
 use zip::ArchiveBudget;
 
 /// Position of a member in archive order; nested members extend their container's position.
@@ -296,7 +296,12 @@ impl<'e> DistScan<'e> {
                 self.walk_tar(stream, prefix, depth, order, parallel);
                 (Format::Tar, true)
             }
-            Container::Gzip | Container::Bzip2 | Container::Xz | Container::Lzma | Container::Lzip => {
+            Container::Gzip
+            | Container::Bzip2
+            | Container::Xz
+            | Container::Lzma
+            | Container::Lzip
+            | Container::Zstd => {
                 let mut stream = open_stream(container, data, self.limits);
                 let head = match read_up_to(&mut stream.reader, 2 * TAR_BLOCK) {
                     Ok(head) => head,
@@ -339,8 +344,8 @@ impl<'e> DistScan<'e> {
         }
     }
 
-    /// What a gzip stream's guard found after its last member: a bad member checksum, and
-    /// bytes that are not another member (scanned, and opened if they hold an archive).
+    /// What a gzip or zstd stream's guard found after its last member or frame: a bad member
+    /// checksum, and bytes that are not another member (scanned, and opened if they hold an archive).
     fn after_stream(&self, stream: &Stream<'_>, prefix: &str, depth: u32, order: &[u32]) {
         if stream.guard.bad_checksum.load(Ordering::Relaxed) {
             let label = prefix.strip_suffix("!/").unwrap_or(prefix);
@@ -350,16 +355,18 @@ impl<'e> DistScan<'e> {
         let Some(at) = stream.guard.trailing_offset() else { return };
         let hidden = &stream.source[at.min(stream.source.len())..];
         let order: Order = [order, &[u32::MAX, 1]].concat();
-        let path = format!("{prefix}<after end of gzip stream>");
+        let (kind, unit) =
+            if stream.container == Container::Zstd { ("zstd", "frame") } else { ("gzip", "member") };
+        let path = format!("{prefix}<after end of {kind} stream>");
         let max = self.limits.max_member_size as usize;
         let message = if hidden.len() > max {
             format!(
-                "{} bytes after the last gzip member (from offset {at}); only the first {max} were scanned",
+                "{} bytes after the last {kind} {unit} (from offset {at}); only the first {max} were scanned",
                 hidden.len()
             )
         } else {
             format!(
-                "{} bytes after the last gzip member (from offset {at}); scanned, and opened if an archive",
+                "{} bytes after the last {kind} {unit} (from offset {at}); scanned, and opened if an archive",
                 hidden.len()
             )
         };

@@ -45,7 +45,7 @@ pub(super) fn name_problem(raw: &[u8], check_utf8: bool) -> Option<String> {
 pub(super) fn decompressed_name(path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or(path);
     let lower = base.to_ascii_lowercase();
-    for suffix in [".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".lzma", ".tlz", ".lz"] {
+    for suffix in [".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".lzma", ".tlz", ".lz", ".zst", ".tzst"] {
         if lower.ends_with(suffix) && base.len() > suffix.len() {
             let stem = &base[..base.len() - suffix.len()];
             return if suffix.starts_with(".t") { format!("{stem}.tar") } else { stem.to_owned() };
@@ -71,6 +71,8 @@ pub(super) fn archive_suffix(name: &str) -> Option<&'static str> {
         ".tar.lzma",
         ".tlz",
         ".tar.lz",
+        ".tar.zst",
+        ".tzst",
         ".tar",
     ]
     .into_iter()

@@ -234,11 +234,91 @@ pub(super) fn open_stream<'a>(container: Container, data: &'a [u8], limits: &Lim
         Container::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(input, true, LZMA_MEMORY_LIMIT_KB)),
         Container::Lzma => Box::new(LzmaStreams::new(data, guard.clone())),
         Container::Lzip => lzip_reader(input),
+        Container::Zstd => Box::new(ZstdFrames::new(data, guard.clone())),
         Container::Zip | Container::Tar | Container::Plain => Box::new(input),
     };
     let reader =
         Box::new(GuardedReader { inner: decoder, inflated: 0, guard: guard.clone(), limits: limits.clone() });
     Stream { reader, guard, container, source: data }
+}
+
+/// The largest zstd window (log2 bytes) a frame may ask for: libzstd's default limit for
+/// decompression, which Python's `compression.zstd` keeps (frames past it fail there too).
+pub(crate) const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
+/// A decoder of the one zstd frame (or skippable frame) at the start of `input`.
+pub(crate) fn zstd_frame<'a, R: io::BufRead + 'a>(
+    input: R,
+) -> io::Result<zstd::stream::read::Decoder<'a, R>> {
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?.single_frame();
+    decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+    Ok(decoder)
+}
+
+/// zstd frames one after the other, as Python's `ZstdFile` (so `tarfile` in Python 3.14) reads
+/// them: skippable frames passed over, and reading stopped where what follows a frame is no frame
+/// (Python ignores such bytes). Like [`GzipMembers`], it knows where the last frame ends, so those
+/// bytes are found and scanned. One decoder context serves every frame: a new one per frame cost
+/// ~7 us, so a file of empty frames took a second per MB.
+struct ZstdFrames<'a> {
+    data: &'a [u8],
+    /// Where the compressed input goes on.
+    at: usize,
+    decoder: Result<zstd::stream::raw::Decoder<'static>, Option<io::Error>>,
+    in_frame: bool,
+    guard: Guard,
+}
+
+impl<'a> ZstdFrames<'a> {
+    fn new(data: &'a [u8], guard: Guard) -> Self {
+        let decoder = zstd::stream::raw::Decoder::new().and_then(|mut decoder| {
+            decoder.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX))?;
+            Ok(decoder)
+        });
+        Self { data, at: 0, decoder: decoder.map_err(Some), in_frame: false, guard }
+    }
+}
+
+impl Read for ZstdFrames<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+        let decoder = match &mut self.decoder {
+            Ok(decoder) => decoder,
+            Err(err) => return err.take().map_or(Ok(0), Err),
+        };
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let rest = &self.data[self.at..];
+            if !self.in_frame {
+                if rest.is_empty() {
+                    return Ok(0);
+                }
+                if !crate::format::is_zstd_frame(rest) && crate::format::zstd_skippable_len(rest).is_none() {
+                    self.guard.trailing.store(self.at as u64, Ordering::Relaxed);
+                    self.at = self.data.len();
+                    return Ok(0);
+                }
+                decoder.reinit()?;
+                self.in_frame = true;
+            }
+            let mut input = InBuffer::around(rest);
+            let mut output = OutBuffer::around(buf);
+            // 0: the frame is done and flushed; anything else: more to read or to flush.
+            let left = decoder.run(&mut input, &mut output)?;
+            self.at += input.pos();
+            self.guard.consumed.store(self.at as u64, Ordering::Relaxed);
+            self.in_frame = left != 0;
+            let written = output.pos();
+            if written > 0 {
+                return Ok(written);
+            }
+            if self.in_frame && input.pos() == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a zstd frame is cut short"));
+            }
+        }
+    }
 }
 
 /// An lzip stream's decoder, or the reason it cannot start.
@@ -428,5 +508,45 @@ mod tests {
         stream.reader.read_to_end(&mut out).unwrap();
         assert_eq!(out, b"first second");
         assert_eq!(stream.guard.trailing_offset(), Some(data.len() - 4));
+    }
+
+    fn read_zstd(data: &[u8]) -> (io::Result<Vec<u8>>, Option<usize>) {
+        let mut stream = open_stream(Container::Zstd, data, &Limits::default());
+        let mut out = Vec::new();
+        let read = stream.reader.read_to_end(&mut out).map(|_| out);
+        (read, stream.guard.trailing_offset())
+    }
+
+    #[test]
+    fn zstd_frames_are_read_one_after_the_other_past_skippable_frames() {
+        let skippable = |len: u32| {
+            [&0x184d_2a5a_u32.to_le_bytes()[..], &len.to_le_bytes(), &vec![7; len as usize]].concat()
+        };
+        let mut data = skippable(5);
+        data.extend_from_slice(&zstd::encode_all(&b"first "[..], 3).unwrap());
+        data.extend_from_slice(&skippable(0));
+        data.extend_from_slice(&zstd::encode_all(&b""[..], 1).unwrap().repeat(1000));
+        data.extend_from_slice(&zstd::encode_all(&b"second"[..], 19).unwrap());
+        assert_eq!(read_zstd(&data).0.unwrap(), b"first second");
+        assert_eq!(read_zstd(&data).1, None);
+
+        data.extend_from_slice(b"\0\0tail");
+        let (read, trailing) = read_zstd(&data);
+        assert_eq!(read.unwrap(), b"first second", "Python ignores bytes after the last frame");
+        assert_eq!(trailing, Some(data.len() - 6));
+    }
+
+    #[test]
+    fn a_zstd_frame_cut_short_or_over_the_window_limit_fails() {
+        let frame = zstd::encode_all(&vec![b'a'; 100_000][..], 1).unwrap();
+        let err = read_zstd(&frame[..frame.len() - 3]).0.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        encoder.window_log(ZSTD_WINDOW_LOG_MAX + 1).unwrap();
+        encoder.write_all(&[b'b'; 1000]).unwrap();
+        let wide = encoder.finish().unwrap();
+        let err = read_zstd(&wide).0.unwrap_err();
+        assert!(err.to_string().contains("too much memory"), "{err}");
     }
 }

@@ -285,7 +285,7 @@ impl DistScan<'_> {
                 let kind = match err {
                     zipdir::MethodError::Aes => IssueKind::Encrypted,
                     zipdir::MethodError::Unsupported(_) => IssueKind::UnsupportedCompression,
-                    zipdir::MethodError::LzmaHeader(_) => IssueKind::Corrupt,
+                    zipdir::MethodError::LzmaHeader(_) | zipdir::MethodError::Zstd(_) => IssueKind::Corrupt,
                 };
                 self.issue(order.clone(), Issue::new(path, kind, format!("cannot read member: {err}")));
                 return None;

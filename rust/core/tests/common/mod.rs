@@ -68,6 +68,14 @@ pub fn xz(data: &[u8]) -> Vec<u8> {
     writer.finish().unwrap()
 }
 
+/// One zstd frame with its content checksum, as `zstd` and Python 3.14's `tarfile` write it.
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    encoder.include_checksum(true).unwrap();
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
 /// The legacy `.lzma` format (LZMA-alone), as `xz --format=lzma` writes it (unknown size, end marker).
 pub fn lzma_alone(data: &[u8]) -> Vec<u8> {
     let options = lzma_rust2::LzmaOptions::with_preset(6);

@@ -19,6 +19,9 @@ Settings (environment):
 * ``DFH_DIFF_CASES``: cases per run, spread over the classes (default 5000, about 10 s on 2 cores);
 * ``DFH_DIFF_SEED``: the run's seed (default 0); a case id ``SEED:INDEX`` rebuilds one case:
   ``python -c "import archive_gen as g; c = g.make_case(INDEX, SEED)"`` (in ``tests/``);
+* before Python 3.14, the newest ``tarfile``/``zipfile`` count too (``pip_oracle.readers``: the
+  ``backports.zstd`` port of 3.14's, with the filter changes of CPython's security releases that older
+  patch releases of the interpreters here lack);
 * ``DFH_ORACLE_PYTHONS``: more interpreters (paths or names, space-separated) whose view of every case
   counts too (pip supports 3.9 to 3.14; their ``tarfile``/``zipfile`` differ), e.g.
   ``DFH_ORACLE_PYTHONS="python3.9 python3.12 python3.13"``;
@@ -95,6 +98,8 @@ def _other_pythons(cases: list[Case], pythons: list[str] = ORACLE_PYTHONS) -> li
 def _check(case: Case, scanner: Scanner, others: dict[str, PipView]) -> str | None:
     """``None`` when the case holds, else a description of the failure."""
     views = {".".join(map(str, sys.version_info[:2])): pip_view(case.data, case.filename), **others}
+    if sys.version_info < (3, 14):
+        views["3.14-readers"] = pip_view(case.data, case.filename, zstd=True)
     try:
         dist = scanner.scan_bytes(case.data, case.filename)
     except Exception as exc:

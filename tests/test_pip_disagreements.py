@@ -38,8 +38,12 @@ def scanner() -> Scanner:
     return Scanner(Rules.compile(RULES), threads=2)
 
 
-def assert_scanned_as_pip_writes(data: bytes, filename: str, scanner: Scanner) -> DistributionResult:
-    view: PipView = pip_view(data, filename, marker=MARKER)
+def assert_scanned_as_pip_writes(
+    data: bytes, filename: str, scanner: Scanner, *, current: bool = False
+) -> DistributionResult:
+    """``current``: pip's view with the newest CPython ``tarfile`` and ``zipfile`` (Python 3.14's, see
+    ``pip_oracle.readers``) instead of the running Python's."""
+    view: PipView = pip_view(data, filename, marker=MARKER, zstd=current)
     marked = [name for name in view.marked if name.endswith(".py")]  # what the .py rule must see
     assert marked, f"the case is wrong: pip writes no .py file with the marker ({view.error or view.kind})"
     dist = scanner.scan_bytes(data, filename)
@@ -253,6 +257,77 @@ def test_content_that_links_give_a_py_name_is_scanned_under_it(
     members: list[tuple[tarfile.TarInfo, bytes]], scanner: Scanner
 ) -> None:
     assert_scanned_as_pip_writes(gzip.compress(tar_with(members)), "pkg-1.0.tar.gz", scanner)
+
+
+# Current CPython (the security releases of June 2025 on, and 3.14) rewrites a link's target with
+# os.path.normpath in the data filter: `d/../data.txt` is `data.txt`, whatever `d` is. Older releases
+# leave `..` to the kernel, after the symlink (the cases above). Both readings are scanned.
+LINKED_CURRENT = {
+    "symlink-target-normalised-by-the-filter": [
+        link("pkg-1.0/d", "sub/deep", symbolic=True),
+        regular("pkg-1.0/sub/deep/keep", b"k"),
+        regular("pkg-1.0/data.txt", PAYLOAD),
+        regular("pkg-1.0/sub/data.txt", b"benign\n"),
+        link("pkg-1.0/evil.py", "d/../data.txt", symbolic=True),
+    ],
+    "symlink-target-normalised-before-a-later-directory-symlink": [
+        regular("pkg-1.0/sub/deep/keep", b"k"),
+        regular("pkg-1.0/data.txt", PAYLOAD),
+        regular("pkg-1.0/sub/data.txt", b"benign\n"),
+        link("pkg-1.0/setup.py", "d/../data.txt", symbolic=True),
+        link("pkg-1.0/d", "sub/deep", symbolic=True),
+    ],
+    "hard-link-target-normalised-by-the-filter": [
+        regular("pkg-1.0/sub/deep/keep", b"k"),
+        link("pkg-1.0/d", "sub/deep", symbolic=True),
+        regular("pkg-1.0/data.txt", PAYLOAD),
+        regular("pkg-1.0/sub/data.txt", b"benign\n"),
+        link("pkg-1.0/evil.py", "pkg-1.0/d/../data.txt", symbolic=False),
+    ],
+}
+
+
+@pytest.mark.parametrize("members", LINKED_CURRENT.values(), ids=LINKED_CURRENT.keys())
+def test_link_targets_are_read_as_current_cpython_normalises_them_too(
+    members: list[tuple[tarfile.TarInfo, bytes]], scanner: Scanner
+) -> None:
+    data = gzip.compress(tar_with(members))
+    assert_scanned_as_pip_writes(data, "pkg-1.0.tar.gz", scanner, current=True)
+    # The older reading is still scanned: the benign file's content under the link's name too.
+    dist = scanner.scan_bytes(data, "pkg-1.0.tar.gz")
+    assert dist.complete, dist.issues
+
+
+def test_a_member_through_a_symlink_whose_target_python_versions_read_apart_is_not_clean(
+    scanner: Scanner,
+) -> None:
+    # `b` leads to `sub/deep/..` = `sub` on older Pythons, to `.` (pkg-1.0) on current ones: `b/setup.py`
+    # lands in one directory or the other.
+    members = [
+        regular("pkg-1.0/sub/deep/keep", b"k"),
+        link("pkg-1.0/d", "sub/deep", symbolic=True),
+        link("pkg-1.0/b", "d/..", symbolic=True),
+        regular("pkg-1.0/b/setup.py", PAYLOAD),
+    ]
+    data = tar_with(members)
+    assert pip_view(data, "pkg-1.0.tar", marker=MARKER, zstd=True).marked
+    dist = scanner.scan_bytes(data, "pkg-1.0.tar")
+    assert not dist.complete and "ambiguous" in [i.kind for i in dist.issues]
+
+
+def test_a_member_named_with_dot_dot_after_a_symlink_is_not_clean(scanner: Scanner) -> None:
+    # Older Pythons write `d/../setup.py` to sub/setup.py (the kernel applies `..` after `d`); current
+    # ones normalise the name first and write pkg-1.0/setup.py.
+    members = [
+        regular("pkg-1.0/sub/deep/keep", b"k"),
+        link("pkg-1.0/d", "sub/deep", symbolic=True),
+        regular("pkg-1.0/d/../setup.py", PAYLOAD),
+    ]
+    data = tar_with(members)
+    old, new = (pip_view(data, "pkg-1.0.tar", marker=MARKER, zstd=zstd).marked for zstd in (False, True))
+    assert old != new, (old, new)
+    dist = scanner.scan_bytes(data, "pkg-1.0.tar")
+    assert not dist.complete and "ambiguous" in [i.kind for i in dist.issues]
 
 
 @pytest.mark.parametrize("separator", ["\x1c", "\x1f"])

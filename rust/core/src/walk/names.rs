@@ -95,8 +95,14 @@ pub(super) struct Links {
     /// Where links (of either kind) were made.
     link_places: HashSet<Place>,
     /// Every link's place and its target: a symlink's as written (see `symlinks`), a hard link's
-    /// place (`os.link` resolves it when the link is made).
+    /// place (`os.link` resolves it when the link is made). A link whose target has a `..` after
+    /// another component has two: current Pythons' data filter rewrites the target with
+    /// `os.path.normpath` (the June 2025 security releases on), older ones leave the kernel to
+    /// apply `..` where a symlink on the way leads.
     pairs: Vec<(Place, LinkTarget)>,
+    /// Symlinks whose two readings (see `pairs`) lead to different places: a member named
+    /// through one lands where the Python version decides.
+    version_dependent: HashSet<Place>,
 }
 
 enum LinkTarget {
@@ -169,6 +175,39 @@ impl Links {
         self.link_places.contains(place)
     }
 
+    /// Whether a member named `name` lands in a place the Python version decides: the name has a
+    /// `..` that `tarfile`'s filter (current Pythons) takes away lexically where the kernel (older
+    /// ones) applies it after a symlink, or it passes through a symlink whose target is read both
+    /// ways (see `pairs`).
+    pub(super) fn placed_by_version(&self, name: &[u8]) -> bool {
+        if let Some(lexical) = collapse_dot_dot(name) {
+            if self.locate(&lexical) != self.locate(name) {
+                return true;
+            }
+        }
+        if self.version_dependent.is_empty() {
+            return false;
+        }
+        // Each component's place, its directory resolved through the symlinks before it.
+        let mut directory: Place = Vec::new();
+        for part in name.split(|&b| b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => return false, // a `..` both readings apply alike (see above)
+                other => {
+                    let mut place = directory;
+                    place.push(other.to_vec());
+                    if self.version_dependent.contains(&place) {
+                        return true;
+                    }
+                    let Some(resolved) = self.resolve(&place) else { return false };
+                    directory = resolved;
+                }
+            }
+        }
+        false
+    }
+
     /// Note a directory member at `place` (extracted at that point of the archive).
     pub(super) fn add_dir(&mut self, place: &[Vec<u8>]) {
         self.add_parents(place);
@@ -209,27 +248,34 @@ impl Links {
                 self.add(name, &text, true);
             }
         }
-        let joined = if symbolic {
-            let mut dir = name.to_vec();
-            while dir.last().is_some_and(|&b| b != b'/') {
-                dir.pop();
+        let dir: &[u8] =
+            if symbolic { &name[..name.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)] } else { b"" };
+        let lexical = collapse_dot_dot(target);
+        let mut places = Vec::with_capacity(2);
+        for (k, text) in std::iter::once(target).chain(lexical.as_deref()).enumerate() {
+            let joined = [dir, text].concat();
+            // The filter checks the target as it resolves when the link is extracted.
+            let Some(place) = self.locate(&joined) else {
+                places.push(None);
+                continue;
+            };
+            // A symlink may lead to the unpack directory itself (`..` from one level down).
+            if link.is_empty() || (place.is_empty() && !symbolic) {
+                return;
             }
-            [dir.as_slice(), target].concat()
-        } else {
-            target.to_vec()
-        };
-        // The filter checks the target as it resolves when the link is extracted.
-        let Some(place) = self.locate(&joined) else { return };
-        // A symlink may lead to the unpack directory itself (`..` from one level down).
-        if link.is_empty() || (place.is_empty() && !symbolic) {
-            return;
+            if symbolic {
+                if k == 0 {
+                    self.symlinks.insert(link.clone(), joined.clone());
+                    self.symlink_texts.insert(link.clone(), text.to_vec());
+                }
+                self.pairs.push((link.clone(), LinkTarget::Symbolic(joined)));
+            } else {
+                self.pairs.push((link.clone(), LinkTarget::Hard(place.clone())));
+            }
+            places.push(Some(place));
         }
-        if symbolic {
-            self.symlinks.insert(link.clone(), joined.clone());
-            self.symlink_texts.insert(link.clone(), target.to_vec());
-            self.pairs.push((link, LinkTarget::Symbolic(joined)));
-        } else {
-            self.pairs.push((link, LinkTarget::Hard(place)));
+        if symbolic && lexical.is_some() && places.first() != places.get(1) {
+            self.version_dependent.insert(link);
         }
     }
 
@@ -286,6 +332,29 @@ impl LinkGraph<'_> {
     }
 }
 
+/// `path` as Python's `posixpath.normpath` writes a relative path, when that takes away a `..`
+/// with the component before it (`None` otherwise: empty and `.` components change nothing the
+/// kernel would not do too).
+pub(super) fn collapse_dot_dot(path: &[u8]) -> Option<Vec<u8>> {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut collapsed = false;
+    for part in path.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." if kept.last().is_some_and(|last| *last != b"..") => {
+                kept.pop();
+                collapsed = true;
+            }
+            other => kept.push(other),
+        }
+    }
+    if !collapsed {
+        return None;
+    }
+    let joined = kept.join(&b'/');
+    Some(if joined.is_empty() { b".".to_vec() } else { joined })
+}
+
 pub(super) fn join(parts: &[Vec<u8>]) -> Vec<u8> {
     parts.join(&b'/')
 }
@@ -310,6 +379,35 @@ mod tests {
         links.add(b"pkg/evil.py", b"d/../data.txt", true);
         let shown = links.graph().shown_under(&parts("pkg/sub/data.txt"));
         assert!(shown.contains(&parts("pkg/evil.py")), "{shown:?}");
+    }
+
+    #[test]
+    fn dot_dot_is_collapsed_as_posixpath_normpath_does() {
+        let collapse = |path: &str| collapse_dot_dot(path.as_bytes()).map(|p| String::from_utf8(p).unwrap());
+        assert_eq!(collapse("d/../data.txt").as_deref(), Some("data.txt"));
+        assert_eq!(collapse("a/./b/../../x").as_deref(), Some("x"));
+        assert_eq!(collapse("d/..").as_deref(), Some("."));
+        assert_eq!(collapse("a/../../x").as_deref(), Some("../x"));
+        // Nothing a lexical reading changes: leading `..`, `.` and empty components.
+        assert_eq!(collapse("../../x/./y//z"), None);
+    }
+
+    #[test]
+    fn a_link_target_is_read_both_as_the_kernel_and_as_the_current_filter_read_it() {
+        let mut links = Links::default();
+        links.add(b"pkg/d", b"sub/deep", true);
+        links.add(b"pkg/evil.py", b"d/../data.txt", true);
+        let graph = links.graph();
+        for target in ["pkg/sub/data.txt", "pkg/data.txt"] {
+            assert!(graph.shown_under(&parts(target)).contains(&parts("pkg/evil.py")), "{target}");
+        }
+        links.add(b"pkg/b", b"d/..", true);
+        assert!(links.placed_by_version(b"pkg/b/setup.py"));
+        assert!(links.placed_by_version(b"pkg/d/../setup.py"));
+        assert!(!links.placed_by_version(b"pkg/d/setup.py"));
+        assert!(!links.placed_by_version(b"pkg/sub/../setup.py"), "no symlink on the way: one reading");
+        links.add(b"x", b"pkg", true);
+        assert!(links.placed_by_version(b"x/b/setup.py"), "through another symlink first");
     }
 
     #[test]

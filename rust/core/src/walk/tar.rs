@@ -128,6 +128,13 @@ impl DistScan<'_> {
                 self.issue(member_order, Issue::new(path, IssueKind::SpecialEntry, message));
                 continue;
             }
+            if links.placed_by_version(&entry.name) {
+                self.unplaced(
+                    &member_order,
+                    &path,
+                    "a member whose '..' or symlink target Python versions read apart",
+                );
+            }
             let data = self.tar_content(&mut tar, &entry, &guard, &path, &member_order);
             if let Some(data) = data {
                 if let Some(parts) = links.locate(&entry.name) {
@@ -181,8 +188,9 @@ impl DistScan<'_> {
     /// the Python versions may part: the result is incomplete rather than clean.
     fn unplaced(&self, order: &Order, path: &str, what: &str) {
         let message = format!(
-            "{what}: what lands under which name here depends on how each Python version's tarfile replaces \
-             existing names; the content was scanned under the names the engine works out, which may miss one"
+            "{what}: what lands under which name here differs between Python versions' tarfile (how it \
+             replaces existing names, or reads '..'); the content was scanned under the names the engine works \
+             out, which may miss one"
         );
         self.issue(order.clone(), Issue::new(path, IssueKind::Ambiguous, message));
     }

@@ -315,6 +315,22 @@ def test_a_member_through_a_symlink_whose_target_python_versions_read_apart_is_n
     assert not dist.complete and "ambiguous" in [i.kind for i in dist.issues]
 
 
+def test_a_member_through_a_symlink_a_later_link_makes_version_dependent_is_not_clean(
+    scanner: Scanner,
+) -> None:
+    # `b` -> `a/..` is `pkg` both ways when it is made; once `a` is a symlink loop, older Pythons cannot
+    # follow `b`, current ones (which wrote `.`) write `b/c/g.py` to `pkg/c/g.py`.
+    members = [
+        link("pkg/b", "a/..", symbolic=True),
+        link("pkg/a", "a", symbolic=True),
+        regular("pkg/b/c/g.py", PAYLOAD),
+    ]
+    data = tar_with(members)
+    assert pip_view(data, "pkg-1.0.tar", marker=MARKER, zstd=True).marked == ["pkg/c/g.py"]
+    dist = scanner.scan_bytes(data, "pkg-1.0.tar")
+    assert not dist.complete and "ambiguous" in [i.kind for i in dist.issues]
+
+
 def test_a_member_named_with_dot_dot_after_a_symlink_is_not_clean(scanner: Scanner) -> None:
     # Older Pythons write `d/../setup.py` to sub/setup.py (the kernel applies `..` after `d`); current
     # ones normalise the name first and write pkg-1.0/setup.py.
@@ -328,6 +344,37 @@ def test_a_member_named_with_dot_dot_after_a_symlink_is_not_clean(scanner: Scann
     assert old != new, (old, new)
     dist = scanner.scan_bytes(data, "pkg-1.0.tar")
     assert not dist.complete and "ambiguous" in [i.kind for i in dist.issues]
+
+
+# Found by fuzzing link programs against the newest tarfile: a hard link re-declaring a name that is
+# already a link or a file. Python versions replace the name differently (older ones fall back to copying
+# the target's content into it, through whatever is there); the engine says the result is incomplete.
+REPLACED_BY_A_HARD_LINK = {
+    "hard-link-over-a-symlink-loop": [
+        regular("pkg-1.0/a/b", PAYLOAD),
+        link("pkg-1.0/d", "d", symbolic=True),
+        link("pkg-1.0/d", "pkg-1.0/a/b", symbolic=False),
+        link("pkg-1.0/g.py", "pkg-1.0/d", symbolic=False),
+    ],
+    "hard-link-over-a-hard-link-to-a-symlink": [
+        link("pkg-1.0/f", "g", symbolic=True),
+        link("pkg-1.0/g", "pkg-1.0/f", symbolic=False),
+        regular("pkg-1.0/b/c", PAYLOAD),
+        link("pkg-1.0/g", "pkg-1.0/b/c", symbolic=False),
+        link("pkg-1.0/setup.py", "f", symbolic=True),
+    ],
+}
+
+
+@pytest.mark.parametrize("members", REPLACED_BY_A_HARD_LINK.values(), ids=REPLACED_BY_A_HARD_LINK.keys())
+def test_a_hard_link_replacing_a_link_is_never_clean(
+    members: list[tuple[tarfile.TarInfo, bytes]], scanner: Scanner
+) -> None:
+    data = tar_with(members)
+    marked = pip_view(data, "pkg-1.0.tar", marker=MARKER, zstd=True).marked
+    assert any(name.endswith(".py") for name in marked), marked
+    dist = scanner.scan_bytes(data, "pkg-1.0.tar")
+    assert not dist.complete and "ambiguous" in [i.kind for i in dist.issues], dist.issues
 
 
 @pytest.mark.parametrize("separator", ["\x1c", "\x1f"])

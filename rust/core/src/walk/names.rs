@@ -100,9 +100,10 @@ pub(super) struct Links {
     /// `os.path.normpath` (the June 2025 security releases on), older ones leave the kernel to
     /// apply `..` where a symlink on the way leads.
     pairs: Vec<(Place, LinkTarget)>,
-    /// Symlinks whose two readings (see `pairs`) lead to different places: a member named
-    /// through one lands where the Python version decides.
-    version_dependent: HashSet<Place>,
+    /// Symlinks read two ways (see `pairs`) -> their target as current Pythons write it, joined to
+    /// the symlink's directory: a member named through one whose readings lead to different places
+    /// (with the links made by then) lands where the Python version decides.
+    two_ways: HashMap<Place, Vec<u8>>,
 }
 
 enum LinkTarget {
@@ -185,7 +186,7 @@ impl Links {
                 return true;
             }
         }
-        if self.version_dependent.is_empty() {
+        if self.two_ways.is_empty() {
             return false;
         }
         // Each component's place, its directory resolved through the symlinks before it.
@@ -197,8 +198,11 @@ impl Links {
                 other => {
                     let mut place = directory;
                     place.push(other.to_vec());
-                    if self.version_dependent.contains(&place) {
-                        return true;
+                    if let Some(lexical) = self.two_ways.get(&place) {
+                        let physical = self.symlinks.get(&place).and_then(|written| self.locate(written));
+                        if physical.is_none() || physical != self.locate(lexical) {
+                            return true;
+                        }
                     }
                     let Some(resolved) = self.resolve(&place) else { return false };
                     directory = resolved;
@@ -251,14 +255,13 @@ impl Links {
         let dir: &[u8] =
             if symbolic { &name[..name.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)] } else { b"" };
         let lexical = collapse_dot_dot(target);
-        let mut places = Vec::with_capacity(2);
         for (k, text) in std::iter::once(target).chain(lexical.as_deref()).enumerate() {
             let joined = [dir, text].concat();
+            if symbolic && k == 1 {
+                self.two_ways.insert(link.clone(), joined.clone());
+            }
             // The filter checks the target as it resolves when the link is extracted.
-            let Some(place) = self.locate(&joined) else {
-                places.push(None);
-                continue;
-            };
+            let Some(place) = self.locate(&joined) else { continue };
             // A symlink may lead to the unpack directory itself (`..` from one level down).
             if link.is_empty() || (place.is_empty() && !symbolic) {
                 return;
@@ -270,12 +273,8 @@ impl Links {
                 }
                 self.pairs.push((link.clone(), LinkTarget::Symbolic(joined)));
             } else {
-                self.pairs.push((link.clone(), LinkTarget::Hard(place.clone())));
+                self.pairs.push((link.clone(), LinkTarget::Hard(place)));
             }
-            places.push(Some(place));
-        }
-        if symbolic && lexical.is_some() && places.first() != places.get(1) {
-            self.version_dependent.insert(link);
         }
     }
 
@@ -408,6 +407,12 @@ mod tests {
         assert!(!links.placed_by_version(b"pkg/sub/../setup.py"), "no symlink on the way: one reading");
         links.add(b"x", b"pkg", true);
         assert!(links.placed_by_version(b"x/b/setup.py"), "through another symlink first");
+        // The readings agree when the link is made, and part when a later symlink changes one.
+        let mut links = Links::default();
+        links.add(b"pkg/b", b"a/..", true);
+        assert!(!links.placed_by_version(b"pkg/b/c/g.py"));
+        links.add(b"pkg/a", b"a", true);
+        assert!(links.placed_by_version(b"pkg/b/c/g.py"));
     }
 
     #[test]

@@ -385,8 +385,7 @@ impl DistScan<'_> {
 }
 
 /// Why a link member is outside what the engine models exactly, if it is: named through a symlink
-/// or with `.` or `..` inside its name, or a symlink made where a file, a directory or a link
-/// already is.
+/// or with `.` or `..` inside its name, or made where a file, a directory or a link already is.
 fn link_out_of_model(links: &Links, written: &Written, name: &[u8], symbolic: bool) -> Option<&'static str> {
     let parts: Vec<&[u8]> = name.split(|&b| b == b'/').collect();
     let leading = parts.iter().take_while(|part| **part == b".").count();
@@ -398,8 +397,12 @@ fn link_out_of_model(links: &Links, written: &Written, name: &[u8], symbolic: bo
     if links.resolve(parent).as_deref() != Some(parent) {
         return Some("a link named through a symlink");
     }
-    if symbolic && (written.contains_key(&place) || links.is_dir(&place) || links.is_link(&place)) {
-        return Some("a symlink member where a file, a directory or a link was made");
+    if written.contains_key(&place) || links.is_dir(&place) || links.is_link(&place) {
+        return Some(if symbolic {
+            "a symlink member where a file, a directory or a link was made"
+        } else {
+            "a hard link member where a file, a directory or a link was made"
+        });
     }
     None
 }

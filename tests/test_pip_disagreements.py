@@ -379,6 +379,43 @@ def test_a_hard_link_replacing_a_link_is_never_clean(
     assert_ambiguous(data, "pkg-1.0.tar", scanner)
 
 
+def ustar_block(name: bytes, size: int, kind: bytes) -> bytes:
+    """One ustar header block, by hand (``tarfile`` will not write a PAX header before a GNU long name)."""
+    header = bytearray(512)
+    header[: len(name)] = name
+    header[100:124] = b"0000644\x000000000\x000000000\x00"
+    header[124:136] = b"%011o\x00" % size
+    header[136:148] = b"00000000000\x00"
+    header[156:157] = kind
+    header[257:265] = b"ustar\x0000"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\x00 " % sum(header)
+    return bytes(header)
+
+
+def padded(data: bytes) -> bytes:
+    return data + b"\x00" * (-len(data) % 512)
+
+
+def test_a_pax_size_before_a_gnu_long_name_moves_the_next_header_in_python_3_14(scanner: Scanner) -> None:
+    # Python 3.14's tarfile counts a PAX size from the header right after the PAX header (here the GNU
+    # long name), so it reads the member's own header again, with its 512-byte size: the payload past
+    # the PAX size is extracted over setup.py. Earlier versions (and the engine) read 10 bytes.
+    longname = b"pkg-1.0/setup.py\x00"
+    data = (
+        ustar_block(b"././@PaxHeader", 11, b"x")
+        + padded(b"11 size=10\n")
+        + ustar_block(b"././@LongLink", len(longname), b"L")
+        + padded(longname)
+        + ustar_block(b"pkg-1.0/setup.py", 512, b"0")
+        + (b"x = 1    \n" + PAYLOAD).ljust(512, b"\n")
+        + b"\x00" * 1024
+    )
+    assert pip_view(data, "pkg-1.0.tar", marker=MARKER, zstd=True).marked == ["pkg-1.0/setup.py"]
+    assert not pip_view(data, "pkg-1.0.tar", marker=MARKER).marked
+    assert_ambiguous(data, "pkg-1.0.tar", scanner)
+
+
 @pytest.mark.parametrize("separator", ["\x1c", "\x1f"])
 def test_a_pax_size_int_refuses_is_zero_as_tarfile_reads_it(separator: str, scanner: Scanner) -> None:
     # str.strip() removes \x1c-\x1f, int() does not: tarfile reads the size as 0, and the next block

@@ -634,9 +634,12 @@ impl TarReader {
         let mut chain: Vec<Extension> = Vec::new();
         let mut budget = TAR_METADATA_LIMIT;
         let mut ambiguities = Vec::new();
+        // Where each header of the entry starts: the extension headers of `chain`, then its own.
+        let mut header_offsets: Vec<u64> = Vec::new();
         let (mut entry, v7_dir_candidate) = loop {
             let depth = chain.len();
             let at = self.cursor;
+            header_offsets.push(at);
             let block = stream.bytes(at, BLOCK).map_err(TarStop::Stream)?.to_vec();
             self.cursor += block.len() as u64;
             let header = match frombuf(&block, depth == 0) {
@@ -804,6 +807,19 @@ impl TarReader {
                                 0
                             };
                             self.offset = entry.data_offset.saturating_add(skip);
+                            // Python 3.14's `tarfile` counts the size from the header right after
+                            // this PAX header instead: past GNU long names or links (or another PAX
+                            // header) in between, it finds the next header elsewhere.
+                            let following = header_offsets.get(depth + 1).copied().unwrap_or(offset);
+                            let newest = following.saturating_add(BLOCK).saturating_add(skip);
+                            if newest != self.offset {
+                                ambiguities.push(Ambiguity(format!(
+                                    "a PAX size with other headers after it: Python 3.14's tarfile reads the next \
+                                     header at offset {newest}, earlier versions at offset {}; read as the earlier \
+                                     versions do",
+                                    self.offset
+                                )));
+                            }
                         }
                     }
                 }
@@ -1141,6 +1157,22 @@ mod tests {
         let (found, _) = entries(&data);
         assert_eq!(found.len(), 1);
         assert!(found[0].2 > found[0].3, "data after the map, next header before it: {found:?}");
+    }
+
+    #[test]
+    fn a_pax_size_before_a_gnu_long_name_is_ambiguous() {
+        let next = |data: &[u8]| {
+            let mut stream = TarStream::new(Box::new(data));
+            TarReader::new().next(&mut stream).unwrap()
+        };
+        let long = [header(b"././@LongLink", b"21", b'L'), b"pkg/setup.py".to_vec(), vec![0; 500]].concat();
+        let member = [header(b"pkg/setup.py", b"1000", b'0'), vec![b'x'; 1024]].concat();
+        let entry = next(&[pax(b"11 size=10\n", b'x'), long.clone(), member.clone()].concat());
+        assert_eq!((entry.size, entry.next_header), (10, 3072));
+        assert_eq!(entry.ambiguities.len(), 1, "Python 3.14 reads the next header at 2048");
+        // The usual PAX header, right before its member: both read the next header at the same place.
+        let entry = next(&[pax(b"11 size=10\n", b'x'), member].concat());
+        assert!(entry.ambiguities.is_empty(), "{:?}", entry.ambiguities.first().map(|a| &a.0));
     }
 
     #[test]

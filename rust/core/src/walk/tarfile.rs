@@ -807,16 +807,28 @@ impl TarReader {
                                 0
                             };
                             self.offset = entry.data_offset.saturating_add(skip);
-                            // Python 3.14's `tarfile` counts the size from the header right after
-                            // this PAX header instead: past GNU long names or links (or another PAX
-                            // header) in between, it finds the next header elsewhere.
+                            // Python 3.14's `tarfile` counts this PAX header's own `size` record (not
+                            // a GNU sparse size applied after it) from the header right after it:
+                            // past GNU long names or links (or another PAX header) in between, or
+                            // with another size, it finds the next header elsewhere.
+                            let newest_skip = if !has_content(entry.kind) {
+                                Some(0)
+                            } else {
+                                match map.get(SIZE).map(pax_int) {
+                                    Some(PyInt::Value(size)) => round_up(size),
+                                    Some(PyInt::Invalid) => Some(0),
+                                    _ => None,
+                                }
+                            };
                             let following = header_offsets.get(depth + 1).copied().unwrap_or(offset);
-                            let newest = following.saturating_add(BLOCK).saturating_add(skip);
-                            if newest != self.offset {
+                            let newest =
+                                newest_skip.map(|skip| following.saturating_add(BLOCK).saturating_add(skip));
+                            if newest != Some(self.offset) {
+                                let place =
+                                    newest.map_or("elsewhere".to_owned(), |at| format!("at offset {at}"));
                                 ambiguities.push(Ambiguity(format!(
-                                    "a PAX size with other headers after it: Python 3.14's tarfile reads the next \
-                                     header at offset {newest}, earlier versions at offset {}; read as the earlier \
-                                     versions do",
+                                    "a PAX size Python 3.14's tarfile counts from another place: it reads the next \
+                                     header {place}, earlier versions at offset {}; read as the earlier versions do",
                                     self.offset
                                 )));
                             }
@@ -1171,8 +1183,12 @@ mod tests {
         assert_eq!((entry.size, entry.next_header), (10, 3072));
         assert_eq!(entry.ambiguities.len(), 1, "Python 3.14 reads the next header at 2048");
         // The usual PAX header, right before its member: both read the next header at the same place.
-        let entry = next(&[pax(b"11 size=10\n", b'x'), member].concat());
+        let entry = next(&[pax(b"11 size=10\n", b'x'), member.clone()].concat());
         assert!(entry.ambiguities.is_empty(), "{:?}", entry.ambiguities.first().map(|a| &a.0));
+        // A GNU sparse real size applied after the PAX size: earlier versions skip that many bytes.
+        let entry = next(&[pax(b"11 size=10\n28 GNU.sparse.realsize=900\n", b'x'), member].concat());
+        assert_eq!((entry.size, entry.next_header), (900, 2560));
+        assert_eq!(entry.ambiguities.len(), 1, "Python 3.14 reads the next header at 2048");
     }
 
     #[test]

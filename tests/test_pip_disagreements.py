@@ -304,6 +304,21 @@ def test_link_targets_are_read_as_current_cpython_normalises_them_too(
     assert dist.complete, dist.issues
 
 
+@pytest.mark.parametrize("current", [False, True], ids=["running-python", "newest-readers"])
+def test_hard_links_chained_through_a_symlink_show_what_was_written_through_it(
+    current: bool, scanner: Scanner
+) -> None:
+    # Found by fuzzing: each hard link names the symlink `sub/x.py` (or a link to it); the engine
+    # recorded `setup.py` as a copy of that symlink too, a loop in its model, and lost the names after it.
+    members = [
+        link("pkg-1.0/sub/x.py", "setup.py", symbolic=True),
+        regular("pkg-1.0/./sub/x.py", PAYLOAD),
+        link("pkg-1.0/setup.py", "pkg-1.0/./sub/x.py", symbolic=False),
+        link("pkg-1.0/d/setup.py", "pkg-1.0/setup.py", symbolic=False),
+    ]
+    assert_scanned_as_pip_writes(tar_with(members), "pkg-1.0.tar", scanner, current=current)
+
+
 def test_a_member_through_a_symlink_whose_target_python_versions_read_apart_is_not_clean(
     scanner: Scanner,
 ) -> None:

@@ -291,7 +291,9 @@ impl Links {
                 LinkTarget::Symbolic(written) => self.locate(written),
                 LinkTarget::Hard(place) => Some(place.clone()),
             };
-            let Some(resolved) = place.and_then(|place| self.resolve(&place)) else { continue };
+            // A place that runs into a symlink loop is still linked by name: a hard link recorded
+            // both ways (see `add`) may loop in the model and hold content on disk.
+            let Some(resolved) = place.map(|place| self.resolve(&place).unwrap_or(place)) else { continue };
             edges.entry(resolved.clone()).or_default().push(link.clone());
             edges.entry(link.clone()).or_default().push(resolved);
         }
@@ -413,6 +415,23 @@ mod tests {
         assert!(!links.placed_by_version(b"pkg/b/c/g.py"));
         links.add(b"pkg/a", b"a", true);
         assert!(links.placed_by_version(b"pkg/b/c/g.py"));
+    }
+
+    #[test]
+    fn names_linked_through_a_loop_of_the_model_still_show_the_content() {
+        // `x.py` and `setup.py` are hard links to the symlink `sub/x.py`, each recorded both as the
+        // hard link and as a copy of the symlink (`setup.py` -> itself: a loop). On disk `os.link`
+        // follows the symlink: every name below holds what was written through `sub/x.py`.
+        let mut links = Links::default();
+        links.add(b"pkg/sub/x.py", b"setup.py", true);
+        links.add(b"pkg/a/d/sub", b"../../x.py", true);
+        links.add(b"pkg/x.py", b"pkg/sub/x.py", false);
+        links.add(b"pkg/setup.py", b"pkg/sub/x.py", false);
+        links.add(b"pkg/d/setup.py", b"pkg/setup.py", false);
+        let shown = links.graph().shown_under(&parts("pkg/sub/x.py"));
+        for name in ["pkg/sub/setup.py", "pkg/x.py", "pkg/setup.py", "pkg/d/setup.py", "pkg/a/d/sub"] {
+            assert!(shown.contains(&parts(name)), "{name}: {shown:?}");
+        }
     }
 
     #[test]

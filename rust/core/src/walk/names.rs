@@ -428,8 +428,17 @@ mod tests {
         links.add(b"pkg/x.py", b"pkg/sub/x.py", false);
         links.add(b"pkg/setup.py", b"pkg/sub/x.py", false);
         links.add(b"pkg/d/setup.py", b"pkg/setup.py", false);
-        let shown = links.graph().shown_under(&parts("pkg/sub/x.py"));
-        for name in ["pkg/sub/setup.py", "pkg/x.py", "pkg/setup.py", "pkg/d/setup.py", "pkg/a/d/sub"] {
+        assert_shows(
+            &links,
+            "pkg/sub/x.py",
+            &["pkg/sub/setup.py", "pkg/x.py", "pkg/setup.py", "pkg/d/setup.py", "pkg/a/d/sub"],
+        );
+    }
+
+    /// Content written at `written` shows under each of `names`.
+    fn assert_shows(links: &Links, written: &str, names: &[&str]) {
+        let shown = links.graph().shown_under(&parts(written));
+        for name in names {
             assert!(shown.contains(&parts(name)), "{name}: {shown:?}");
         }
     }
@@ -460,10 +469,8 @@ mod tests {
         links.add(b"chain.py", b"hard.py", false);
         links.add(b"abs.py", b"/etc/passwd", true);
         links.add(b"out.py", b"../../x", true);
+        assert_shows(&links, "pkg/data.txt", &["pkg/setup.py", "hard.py", "via.py", "chain.py"]);
         let shown = links.graph().shown_under(&parts("pkg/data.txt"));
-        for name in ["pkg/setup.py", "hard.py", "via.py", "chain.py"] {
-            assert!(shown.contains(&parts(name)), "{name}: {shown:?}");
-        }
         assert!(!shown.iter().any(|to| to == &parts("abs.py") || to == &parts("out.py")));
         // Written through a symlink, a member lands in its target.
         assert!(links.graph().shown_under(&parts("pkg/setup.py")).contains(&parts("pkg/data.txt")));

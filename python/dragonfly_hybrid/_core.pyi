@@ -436,5 +436,7 @@ class Scanner:
     ) -> ReleaseResult:
         """Scan the distributions of one release (items as for :meth:`scan_many`) and combine them:
         the release's score is the highest of its distributions', its rules the union, and it is
-        complete only if every distribution is. To fetch a release from an index and scan it the way
+        complete only if every distribution is. Releases scanned from several threads at once share
+        the scanner's threads: their distributions are queued, and at most ``threads`` of them are
+        scanned at a time. To fetch a release from an index and scan it the way
         ``dragonfly-hybrid scan`` does, use :func:`dragonfly_hybrid.fetch_and_scan`."""

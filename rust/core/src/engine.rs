@@ -2,10 +2,12 @@
 //! across distributions, the limits, and the file scanner ([`crate::service`]) the walker
 //! ([`crate::walk`]) hands every file to. It owns both; neither knows it.
 
+use std::collections::VecDeque;
 use std::io::Read;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::cache::{self, CacheEntryError};
 use crate::control::ScanControl;
@@ -66,6 +68,7 @@ pub struct Engine {
     files: FileScanner,
     limits: Limits,
     pool: rayon::ThreadPool,
+    releases: Arc<ReleaseQueue>,
 }
 
 impl Engine {
@@ -80,7 +83,8 @@ impl Engine {
             .thread_name(|i| format!("dragonfly-scan-{i}"))
             .build()
             .map_err(|err| EngineError::ThreadPool { threads, message: err.to_string() })?;
-        Ok(Self { files: FileScanner::new(rules, limits.timeout), limits, pool })
+        let releases = Arc::new(ReleaseQueue::default());
+        Ok(Self { files: FileScanner::new(rules, limits.timeout), limits, pool, releases })
     }
 
     /// Stop looking for a pattern after its first match when the rule only asks whether it
@@ -225,6 +229,15 @@ impl Engine {
     }
 
     /// [`Engine::scan_release`], counting into `control` and stopping early when it is cancelled.
+    ///
+    /// Releases scanned at once from several threads (the node scans a few while others download)
+    /// share one queue of distributions and at most `threads` drivers, as one [`Engine::scan_many`]
+    /// would. When each call ran a `scan_many` of its own, 4 callers on 2 threads scanned the
+    /// benchmark corpus at 0.970x the speed of one `scan_many` over it (with up to 8 distributions
+    /// in flight instead of 2); sharing the drivers, at 0.989x.
+    /// Within a release the largest distribution is queued first; releases are taken in the order
+    /// they come. The caller blocks until its release is done; it must not be a thread of this
+    /// engine's pool (none of the package's callers is).
     pub fn scan_release_with(
         &self,
         name: &str,
@@ -232,11 +245,30 @@ impl Engine {
         dists: Vec<DistInput<'_>>,
         control: &ScanControl,
     ) -> Result<ReleaseReport, EngineError> {
-        Ok(ReleaseReport {
-            name: name.to_owned(),
-            version: version.to_owned(),
-            distributions: self.scan_many_with(dists, control)?,
-        })
+        let waiter = Arc::new(ReleaseWaiter::new(dists.len()));
+        let mut order: Vec<(u64, usize, DistInput<'_>)> =
+            dists.into_iter().enumerate().map(|(i, d)| (d.input.size_hint(), i, d)).collect();
+        order.sort_by_key(|&(size, i, _)| (std::cmp::Reverse(size), i));
+        // Waits (also when unwinding) until no driver holds a task that borrows from this call.
+        let pending = PendingRelease { queue: &self.releases, waiter: &waiter };
+        {
+            let mut state = self.releases.lock();
+            for (_, index, dist) in order {
+                state.tasks.push_back(Task::new(dist, control, &waiter, index));
+            }
+            // A driver for each queued task while threads are free; counted and spawned under the
+            // lock, so that the count is always the drivers running.
+            let mut spawned = 0;
+            while state.drivers < self.threads() && spawned < state.tasks.len() {
+                state.drivers += 1;
+                spawned += 1;
+                let queue = Arc::clone(&self.releases);
+                let engine = EnginePtr(self);
+                self.pool.spawn(move || drive(engine, &queue));
+            }
+        }
+        let distributions = pending.wait()?;
+        Ok(ReleaseReport { name: name.to_owned(), version: version.to_owned(), distributions })
     }
 
     /// One distribution's report; `None` when `control` was cancelled before it was complete.
@@ -281,6 +313,175 @@ impl Engine {
                 .run_as(data, "fuzz".into(), None, Some(container))
                 .expect("nothing cancels a private control")
         })
+    }
+}
+
+/// Distributions of the releases being scanned, and how many drivers take from them.
+#[derive(Default)]
+struct ReleaseQueue {
+    state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    tasks: VecDeque<Task>,
+    drivers: usize,
+}
+
+impl ReleaseQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Nothing panics while holding it; a poisoned lock still holds a consistent queue.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One distribution of a release, borrowed from the `scan_release_with` call that queued it.
+struct Task {
+    name: String,
+    url: Option<String>,
+    input: TaskInput,
+    control: *const ScanControl,
+    waiter: Arc<ReleaseWaiter>,
+    index: usize,
+}
+
+enum TaskInput {
+    Bytes { ptr: *const u8, len: usize },
+    Owned(Vec<u8>),
+    Path(PathBuf),
+}
+
+// SAFETY: the pointers borrow from a `scan_release_with` call that does not return (nor unwind
+// past `PendingRelease`) before the task is finished or taken back from the queue, and what they
+// point to (bytes, a `ScanControl`) is read-only or thread-safe.
+unsafe impl Send for Task {}
+
+impl Task {
+    fn new(dist: DistInput<'_>, control: &ScanControl, waiter: &Arc<ReleaseWaiter>, index: usize) -> Self {
+        let input = match dist.input {
+            Input::Bytes(bytes) => TaskInput::Bytes { ptr: bytes.as_ptr(), len: bytes.len() },
+            Input::Owned(bytes) => TaskInput::Owned(bytes),
+            Input::Path(path) => TaskInput::Path(path),
+        };
+        Self { name: dist.name, url: dist.url, input, control, waiter: Arc::clone(waiter), index }
+    }
+}
+
+type TaskOutcome = std::thread::Result<Option<DistributionReport>>;
+
+/// The reports of one release's distributions, filled in by the drivers.
+struct ReleaseWaiter {
+    slots: Mutex<(Vec<Option<TaskOutcome>>, usize)>,
+    finished: Condvar,
+}
+
+impl ReleaseWaiter {
+    fn new(count: usize) -> Self {
+        Self { slots: Mutex::new(((0..count).map(|_| None).collect(), count)), finished: Condvar::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (Vec<Option<TaskOutcome>>, usize)> {
+        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn finish(&self, index: usize, outcome: TaskOutcome) {
+        let mut slots = self.lock();
+        slots.0[index] = Some(outcome);
+        slots.1 -= 1;
+        if slots.1 == 0 {
+            self.finished.notify_all();
+        }
+    }
+}
+
+/// A release queued by `scan_release_with`: waiting for it (or dropping it, when the call unwinds)
+/// returns only once no driver holds one of its tasks.
+struct PendingRelease<'a> {
+    queue: &'a ReleaseQueue,
+    waiter: &'a Arc<ReleaseWaiter>,
+}
+
+impl PendingRelease<'_> {
+    fn wait(self) -> Result<Vec<DistributionReport>, EngineError> {
+        let outcomes = std::mem::take(&mut self.block().0);
+        drop(self);
+        let mut reports = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            match outcome.expect("every task finished") {
+                Ok(Some(report)) => reports.push(report),
+                Ok(None) => return Err(EngineError::Cancelled),
+                Err(panic) => resume_unwind(panic),
+            }
+        }
+        Ok(reports)
+    }
+
+    fn block(&self) -> MutexGuard<'_, (Vec<Option<TaskOutcome>>, usize)> {
+        let mut slots = self.waiter.lock();
+        while slots.1 > 0 {
+            slots = self.waiter.finished.wait(slots).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        slots
+    }
+}
+
+impl Drop for PendingRelease<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return; // `wait` has already waited
+        }
+        // Unwinding: take back the tasks no driver has started, then wait for the others.
+        let taken: VecDeque<Task> = {
+            let mut state = self.queue.lock();
+            let (mine, others): (VecDeque<Task>, VecDeque<Task>) = std::mem::take(&mut state.tasks)
+                .into_iter()
+                .partition(|task| Arc::ptr_eq(&task.waiter, self.waiter));
+            state.tasks = others;
+            mine
+        };
+        for task in taken {
+            self.waiter.finish(task.index, Ok(None));
+        }
+        drop(self.block());
+    }
+}
+
+/// The engine, for drivers on its pool: it is only used while a task is held, whose caller borrows
+/// the engine until the task is finished.
+struct EnginePtr(*const Engine);
+
+// SAFETY: `Engine` is `Sync`; see the type's comment for the lifetime.
+unsafe impl Send for EnginePtr {}
+
+/// A driver: scan the queued distributions one after another (the pool helping inside each) until
+/// none is left.
+fn drive(engine: EnginePtr, queue: &ReleaseQueue) {
+    loop {
+        let task = {
+            let mut state = queue.lock();
+            match state.tasks.pop_front() {
+                Some(task) => task,
+                None => {
+                    state.drivers -= 1;
+                    return;
+                }
+            }
+        };
+        let Task { name, url, input, control, waiter, index } = task;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the caller that queued the task waits for it (see `Task`).
+            let (engine, control) = unsafe { (&*engine.0, &*control) };
+            let input = match input {
+                // SAFETY: as above: the bytes outlive the task.
+                TaskInput::Bytes { ptr, len } => {
+                    Input::Bytes(unsafe { std::slice::from_raw_parts(ptr, len) })
+                }
+                TaskInput::Owned(bytes) => Input::Owned(bytes),
+                TaskInput::Path(path) => Input::Path(path),
+            };
+            engine.scan_in_pool(DistInput { name, url, input }, control)
+        }));
+        waiter.finish(index, outcome);
     }
 }
 

@@ -254,7 +254,9 @@ impl Engine {
         {
             let mut state = self.releases.lock();
             for (_, index, dist) in order {
-                state.tasks.push_back(Task::new(dist, control, &waiter, index));
+                let task = Task::new(dist, control, &waiter, index);
+                waiter.lock().1 += 1;
+                state.tasks.push_back(task);
             }
             // A driver for each queued task while threads are free; counted and spawned under the
             // lock, so that the count is always the drivers running.
@@ -369,7 +371,8 @@ impl Task {
 
 type TaskOutcome = std::thread::Result<Option<DistributionReport>>;
 
-/// The reports of one release's distributions, filled in by the drivers.
+/// The reports of one release's distributions, filled in by the drivers, and how many of its tasks
+/// are queued or being scanned.
 struct ReleaseWaiter {
     slots: Mutex<(Vec<Option<TaskOutcome>>, usize)>,
     finished: Condvar,
@@ -377,7 +380,7 @@ struct ReleaseWaiter {
 
 impl ReleaseWaiter {
     fn new(count: usize) -> Self {
-        Self { slots: Mutex::new(((0..count).map(|_| None).collect(), count)), finished: Condvar::new() }
+        Self { slots: Mutex::new(((0..count).map(|_| None).collect(), 0)), finished: Condvar::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, (Vec<Option<TaskOutcome>>, usize)> {

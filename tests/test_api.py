@@ -373,6 +373,55 @@ def test_python_threads_scan_concurrently_with_identical_results(scanner: dh.Sca
     assert len(results[0]) == 43
 
 
+def test_releases_scanned_from_several_threads_get_the_results_of_one_scan_each(
+    scanner: dh.Scanner, tmp_path: Path
+) -> None:
+    # Concurrent scan_release calls share the scanner's threads through one queue of distributions;
+    # each caller gets its own release back, whatever it gave (bytes, a bytearray, a path).
+    releases: list[tuple[str, list[tuple[str, bytes | bytearray | str, str | None]]]] = []
+    for r in range(6):
+        sdist = tar_gz_bytes(
+            {f"r{r}/m{i}.py": (b"EVIL_MARKER" if r % 3 == 0 and i % 5 == 0 else b"ok") for i in range(40)}
+        )
+        wheel = zip_bytes({f"r{r}/w{i}.py": b"print(1)" for i in range(10 + r)})
+        path = tmp_path / f"r{r}-1.0.zip"
+        path.write_bytes(zip_bytes({"extra.py": b"EVIL_MARKER" if r % 3 == 1 else b"clean"}))
+        releases.append(
+            (
+                f"r{r}",
+                [
+                    (f"r{r}-1.0.tar.gz", sdist, None),
+                    (f"r{r}-1.0.whl", bytearray(wheel), None),
+                    (path.name, str(path), None),
+                ],
+            )
+        )
+
+    def outcome(result: dh.ReleaseResult) -> tuple[object, ...]:
+        return (
+            result.name,
+            result.score,
+            result.rules_matched,
+            [(d.name, d.files_scanned, [f.path for f in d.files]) for d in result.distributions],
+        )
+
+    expected = [outcome(scanner.scan_release(name, "1.0", dists)) for name, dists in releases]
+    assert any(e[1] for e in expected) and any(not e[1] for e in expected)
+    got: dict[int, tuple[object, ...]] = {}
+
+    def work(i: int) -> None:
+        got[i] = outcome(scanner.scan_release(releases[i][0], "1.0", releases[i][1]))
+
+    for _ in range(3):
+        got.clear()
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(releases))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [got[i] for i in range(len(releases))] == expected
+
+
 def test_load_rules_from_directory_file_and_blob(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.yar").write_text("rule a { condition: true }")

@@ -266,7 +266,7 @@ impl Engine {
                 spawned += 1;
                 let queue = Arc::clone(&self.releases);
                 let engine = EnginePtr(self);
-                self.pool.spawn(move || drive(engine, &queue));
+                self.pool.spawn(move || drive(engine, queue));
             }
         }
         let distributions = pending.wait()?;
@@ -456,36 +456,39 @@ struct EnginePtr(*const Engine);
 // SAFETY: `Engine` is `Sync`; see the type's comment for the lifetime.
 unsafe impl Send for EnginePtr {}
 
-/// A driver: scan the queued distributions one after another (the pool helping inside each) until
-/// none is left.
-fn drive(engine: EnginePtr, queue: &ReleaseQueue) {
-    loop {
-        let task = {
-            let mut state = queue.lock();
-            match state.tasks.pop_front() {
-                Some(task) => task,
-                None => {
-                    state.drivers -= 1;
-                    return;
-                }
+/// A driver: scan the next queued distribution (the pool helping inside it), then hand its place
+/// to a new driver job, or give it up when the queue is empty.
+///
+/// One distribution a job, not a loop over the queue: a worker waiting inside a distribution runs
+/// other jobs of the pool meanwhile, and a looping driver it picked up there would hold that
+/// distribution's report back until the whole queue had drained.
+fn drive(engine: EnginePtr, queue: Arc<ReleaseQueue>) {
+    let task = {
+        let mut state = queue.lock();
+        match state.tasks.pop_front() {
+            Some(task) => task,
+            None => {
+                state.drivers -= 1;
+                return;
             }
+        }
+    };
+    let Task { name, url, input, control, waiter, index } = task;
+    // SAFETY: the caller that queued the task waits for it (see `Task`), and with it the engine.
+    let (engine, control) = unsafe { (&*engine.0, &*control) };
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let input = match input {
+            // SAFETY: as above: the bytes outlive the task.
+            TaskInput::Bytes { ptr, len } => Input::Bytes(unsafe { std::slice::from_raw_parts(ptr, len) }),
+            TaskInput::Owned(bytes) => Input::Owned(bytes),
+            TaskInput::Path(path) => Input::Path(path),
         };
-        let Task { name, url, input, control, waiter, index } = task;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: the caller that queued the task waits for it (see `Task`).
-            let (engine, control) = unsafe { (&*engine.0, &*control) };
-            let input = match input {
-                // SAFETY: as above: the bytes outlive the task.
-                TaskInput::Bytes { ptr, len } => {
-                    Input::Bytes(unsafe { std::slice::from_raw_parts(ptr, len) })
-                }
-                TaskInput::Owned(bytes) => Input::Owned(bytes),
-                TaskInput::Path(path) => Input::Path(path),
-            };
-            engine.scan_in_pool(DistInput { name, url, input }, control)
-        }));
-        waiter.finish(index, outcome);
-    }
+        engine.scan_in_pool(DistInput { name, url, input }, control)
+    }));
+    // Spawned before the task is finished: once it is, its caller may return and drop the engine.
+    let next = EnginePtr(engine);
+    engine.pool.spawn(move || drive(next, queue));
+    waiter.finish(index, outcome);
 }
 
 /// Bytes read from a file at a time, checking for a cancel in between.

@@ -350,6 +350,22 @@ def test_a_member_through_a_symlink_a_later_link_makes_version_dependent_is_not_
     assert_ambiguous(data, "pkg-1.0.tar", scanner)
 
 
+def test_a_member_through_a_symlink_loop_current_pythons_do_not_see_is_not_clean(
+    scanner: Scanner,
+) -> None:
+    # Found by fuzzing against the newest tarfile: `sub` -> `b/../..` and `b` -> `sub` loop for the
+    # kernel (older Pythons cannot write `b/x.py`); current ones wrote `sub` -> `..`, so `b` leads to
+    # the unpack directory and `b/x.py` lands there.
+    members = [
+        link("pkg-1.0/sub", "b/../..", symbolic=True),
+        link("pkg-1.0/b", "sub", symbolic=True),
+        regular("pkg-1.0/b/x.py", PAYLOAD),
+    ]
+    data = tar_with(members)
+    assert pip_view(data, "pkg-1.0.tar", marker=MARKER, zstd=True).marked == ["x.py"]
+    assert_ambiguous(data, "pkg-1.0.tar", scanner)
+
+
 def test_a_member_named_with_dot_dot_after_a_symlink_is_not_clean(scanner: Scanner) -> None:
     # Older Pythons write `d/../setup.py` to sub/setup.py (the kernel applies `..` after `d`); current
     # ones normalise the name first and write pkg-1.0/setup.py.

@@ -179,7 +179,7 @@ impl Links {
     /// Whether a member named `name` lands in a place the Python version decides: the name has a
     /// `..` that `tarfile`'s filter (current Pythons) takes away lexically where the kernel (older
     /// ones) applies it after a symlink, or it passes through a symlink whose target is read both
-    /// ways (see `pairs`).
+    /// ways (see `pairs`), or, in an archive with such a symlink, through a symlink loop.
     pub(super) fn placed_by_version(&self, name: &[u8]) -> bool {
         if let Some(lexical) = collapse_dot_dot(name) {
             if self.locate(&lexical) != self.locate(name) {
@@ -204,7 +204,9 @@ impl Links {
                             return true;
                         }
                     }
-                    let Some(resolved) = self.resolve(&place) else { return false };
+                    // A loop for the kernel's reading may be none for the other (the `..` that closed
+                    // it taken away): a place the version decides.
+                    let Some(resolved) = self.resolve(&place) else { return true };
                     directory = resolved;
                 }
             }
@@ -415,6 +417,14 @@ mod tests {
         assert!(!links.placed_by_version(b"pkg/b/c/g.py"));
         links.add(b"pkg/a", b"a", true);
         assert!(links.placed_by_version(b"pkg/b/c/g.py"));
+        // A loop for the kernel (`sub` -> `b/../..`, `b` -> `sub`) that current Pythons, which wrote
+        // `sub` -> `..`, do not have.
+        let mut links = Links::default();
+        links.add(b"pkg/sub", b"b/../..", true);
+        links.add(b"pkg/b", b"sub", true);
+        assert!(links.placed_by_version(b"pkg/b/x.py"));
+        assert!(links.placed_by_version(b"pkg/./b/x.py"));
+        assert!(!links.placed_by_version(b"pkg/c/x.py"));
     }
 
     #[test]

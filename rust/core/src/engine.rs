@@ -233,8 +233,9 @@ impl Engine {
     /// Releases scanned at once from several threads (the node scans a few while others download)
     /// share one queue of distributions and at most `threads` drivers, as one [`Engine::scan_many`]
     /// would. When each call ran a `scan_many` of its own, 4 callers on 2 threads scanned the
-    /// benchmark corpus at 0.970x the speed of one `scan_many` over it (with up to 8 distributions
-    /// in flight instead of 2); sharing the drivers, at 0.989x.
+    /// benchmark corpus at 0.960-0.990x the speed of one `scan_many` over it (mean 0.978, seven
+    /// processes; up to 8 distributions in flight instead of 2); sharing the drivers, at
+    /// 0.983-0.997x (mean 0.991, ten).
     /// Within a release the largest distribution is queued first; releases are taken in the order
     /// they come. The caller blocks until its release is done; it must not be a thread of this
     /// engine's pool (none of the package's callers is).

@@ -5,7 +5,7 @@ mod common;
 use std::thread;
 use std::time::Duration;
 
-use dragonfly_core::{DistInput, EngineError, Input, Limits, ReleaseReport, ScanControl};
+use dragonfly_core::{DistInput, Engine, EngineError, Input, Limits, ReleaseReport, ScanControl};
 
 /// Release `i`: one to three distributions of both formats, some with the marker.
 fn release(i: usize) -> Vec<(String, Vec<u8>)> {
@@ -37,6 +37,19 @@ fn inputs(dists: &[(String, Vec<u8>)]) -> Vec<DistInput<'_>> {
         .collect()
 }
 
+/// Each release scanned on a thread of its own, as `r{i}`.
+fn scan_each_on_a_thread<'scope, 'env>(
+    scope: &'scope thread::Scope<'scope, 'env>,
+    engine: &'env Engine,
+    releases: &'env [Vec<(String, Vec<u8>)>],
+) -> Vec<thread::ScopedJoinHandle<'scope, ReleaseReport>> {
+    releases
+        .iter()
+        .enumerate()
+        .map(|(i, dists)| scope.spawn(move || engine.scan_release(&format!("r{i}"), "1.0", inputs(dists))))
+        .collect()
+}
+
 #[test]
 fn releases_scanned_at_once_get_the_reports_of_a_scan_each() {
     let releases: Vec<Vec<(String, Vec<u8>)>> = (0..8).map(release).collect();
@@ -53,14 +66,7 @@ fn releases_scanned_at_once_get_the_reports_of_a_scan_each() {
     assert!(expected.iter().any(|r| r.distributions.iter().any(|d| !d.files.is_empty())));
     for _ in 0..5 {
         let got: Vec<ReleaseReport> = thread::scope(|scope| {
-            let callers: Vec<_> = releases
-                .iter()
-                .enumerate()
-                .map(|(i, dists)| {
-                    let engine = &engine;
-                    scope.spawn(move || engine.scan_release(&format!("r{i}"), "1.0", inputs(dists)))
-                })
-                .collect();
+            let callers = scan_each_on_a_thread(scope, &engine, &releases);
             callers.into_iter().map(|c| c.join().expect("a caller ends")).collect()
         });
         // Each release's distributions come back in the order given, whatever order they were scanned in.
@@ -85,14 +91,7 @@ fn a_cancelled_release_leaves_the_others_scanned() {
         while cancel.files() < 100 {
             thread::sleep(Duration::from_millis(1));
         }
-        let callers: Vec<_> = others
-            .iter()
-            .enumerate()
-            .map(|(i, dists)| {
-                let engine = &engine;
-                scope.spawn(move || engine.scan_release(&format!("r{i}"), "1.0", inputs(dists)))
-            })
-            .collect();
+        let callers = scan_each_on_a_thread(scope, &engine, &others);
         cancel.cancel();
         let finished: Vec<ReleaseReport> = callers.into_iter().map(|c| c.join().expect("ends")).collect();
         (big_caller.join().expect("ends"), finished)

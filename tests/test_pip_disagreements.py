@@ -428,6 +428,24 @@ def padded(data: bytes) -> bytes:
     return data + b"\x00" * (-len(data) % 512)
 
 
+@pytest.mark.parametrize("content", [b"", PAYLOAD], ids=["empty", "with-data"])
+def test_a_v7_directory_header_after_a_gnu_long_name_is_not_clean(content: bytes, scanner: Scanner) -> None:
+    # Found by fuzzing against the newest tarfile: a v7 header (type NUL) named with a trailing slash
+    # right after a GNU long name. Python 3.13 and earlier make it a directory; Python 3.14's tarfile
+    # writes a file, here `x.py`, empty or not.
+    name = b"pkg-1.0/sub/x.py/"
+    data = (
+        ustar_block(b"././@LongLink", len(name) + 1, b"L")
+        + padded(name + b"\x00")
+        + ustar_block(name, len(content), b"\x00")
+        + padded(content)
+        + bytes(1024)
+    )
+    new = pip_view(data, "pkg-1.0.tar", zstd=True)
+    assert [path for path, _ in new.files] == ["pkg-1.0/sub/x.py"], new
+    assert_ambiguous(data, "pkg-1.0.tar", scanner)
+
+
 def test_a_pax_size_before_a_gnu_long_name_moves_the_next_header_in_python_3_14(scanner: Scanner) -> None:
     # Python 3.14's tarfile counts a PAX size from the header right after the PAX header (here the GNU
     # long name), so it reads the member's own header again, with its 512-byte size: the payload past

@@ -220,7 +220,7 @@ struct Header {
     /// the real size.
     sparse: Option<OldSparse>,
     /// A v7 `AREGTYPE` named with a trailing slash, read after an extension header: Python <=
-    /// 3.13 makes it a directory, later versions re-check it against the final name.
+    /// 3.13 makes it a directory, Python 3.14 a file.
     v7_dir_candidate: bool,
 }
 
@@ -636,7 +636,7 @@ impl TarReader {
         let mut ambiguities = Vec::new();
         // Where each header of the entry starts: the extension headers of `chain`, then its own.
         let mut header_offsets: Vec<u64> = Vec::new();
-        let (mut entry, v7_dir_candidate) = loop {
+        let mut entry = loop {
             let depth = chain.len();
             let at = self.cursor;
             header_offsets.push(at);
@@ -718,7 +718,7 @@ impl TarReader {
                         next_header: 0,
                         ambiguities: Vec::new(),
                     };
-                    break (entry, false);
+                    break entry;
                 }
                 kind => {
                     let data_offset = self.cursor;
@@ -745,15 +745,19 @@ impl TarReader {
                             entry.name.pop();
                         }
                     }
-                    if has_content(kind) && header.size > 0 && header.v7_dir_candidate {
+                    if has_content(kind) && header.v7_dir_candidate {
+                        // Even empty: one version makes a directory where another writes a file.
+                        let data = if header.size > 0 {
+                            format!(" and its {} data bytes as the next headers", header.size)
+                        } else {
+                            String::new()
+                        };
                         ambiguities.push(Ambiguity(format!(
                             "a v7 header named with a trailing slash after an extension header: Python 3.13 and \
-                             earlier read it as a directory and its {} data bytes as the next headers, later \
-                             versions as a file; read as a file",
-                            header.size
+                             earlier read it as a directory{data}, later versions as a file; read as a file"
                         )));
                     }
-                    break (entry, header.v7_dir_candidate);
+                    break entry;
                 }
             }
         };
@@ -762,10 +766,6 @@ impl TarReader {
                 Extension::Long { kind, value, .. } => {
                     if kind == LONGNAME {
                         entry.name = value;
-                        // Python 3.14 re-checks a v7 directory against the long name.
-                        if v7_dir_candidate && entry.kind == AREGTYPE && entry.name.ends_with(b"/") {
-                            entry.kind = DIRTYPE;
-                        }
                     } else {
                         entry.linkname = value;
                     }

@@ -290,6 +290,15 @@ LINKED_CURRENT = {
         regular("pkg-1.0/sub/data.txt", b"benign\n"),
         link("pkg-1.0/evil.py", "pkg-1.0/d/../data.txt", symbolic=False),
     ],
+    # Found by fuzzing: `b` -> `a/..` is `.` for current Pythons; the hard link `a` (which the engine
+    # also records as a copy of the symlink `g.py`) makes `b` a loop in the kernel's reading, where the
+    # content written through `g.py` lands in `c.py` for current Pythons.
+    "write-through-a-symlink-a-later-hard-link-makes-a-loop-for-the-kernel": [
+        link("pkg-1.0/b", "a/..", symbolic=True),
+        link("pkg-1.0/g.py", "b/c.py", symbolic=True),
+        regular("pkg-1.0/g.py", PAYLOAD),
+        link("pkg-1.0/a", "pkg-1.0/g.py", symbolic=False),
+    ],
 }
 
 

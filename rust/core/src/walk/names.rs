@@ -111,6 +111,15 @@ enum LinkTarget {
     Hard(Place),
 }
 
+/// How the targets of symlinks read two ways (see `Links::pairs`) are read.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// As written, `..` applied by the kernel (older Pythons).
+    Kernel,
+    /// As current Pythons' filter rewrites them.
+    Current,
+}
+
 impl Links {
     pub(super) fn is_empty(&self) -> bool {
         self.pairs.is_empty()
@@ -121,22 +130,31 @@ impl Links {
     /// as the kernel applies it, to the directory a symlink on the way leads to, not to the text
     /// before it. `None` when it climbs out (pip refuses such a member) or runs into a link loop.
     pub(super) fn locate(&self, path: &[u8]) -> Option<Place> {
-        self.locate_within(path, &mut 0)
+        self.locate_within(path, &mut 0, Reading::Kernel)
     }
 
     /// Where `path` really is once every symlink on it is followed (`None`: a loop).
     pub(super) fn resolve(&self, path: &[Vec<u8>]) -> Option<Place> {
-        self.resolve_within(path, &mut 0)
+        self.resolve_within(path, &mut 0, Reading::Kernel)
+    }
+
+    /// [`Links::resolve`] with the symlinks read two ways (see `pairs`) read as current Pythons
+    /// write them; `None` when there is none, or on a loop.
+    pub(super) fn resolve_current(&self, path: &[Vec<u8>]) -> Option<Place> {
+        if self.two_ways.is_empty() {
+            return None;
+        }
+        self.resolve_within(path, &mut 0, Reading::Current)
     }
 
     /// [`Links::locate`], sharing a budget of symlink hops with the resolution it is part of.
-    fn locate_within(&self, path: &[u8], hops: &mut usize) -> Option<Place> {
+    fn locate_within(&self, path: &[u8], hops: &mut usize, reading: Reading) -> Option<Place> {
         let mut parts: Place = Vec::new();
         for part in path.split(|&b| b == b'/') {
             match part {
                 b"" | b"." => {}
                 b".." => {
-                    parts = self.resolve_within(&parts, hops)?;
+                    parts = self.resolve_within(&parts, hops, reading)?;
                     parts.pop()?;
                 }
                 other => parts.push(other.to_vec()),
@@ -145,16 +163,21 @@ impl Links {
         Some(parts)
     }
 
-    fn resolve_within(&self, path: &[Vec<u8>], hops: &mut usize) -> Option<Place> {
+    fn resolve_within(&self, path: &[Vec<u8>], hops: &mut usize, reading: Reading) -> Option<Place> {
         let mut current = path.to_vec();
         'outer: loop {
             for end in 1..=current.len() {
-                if let Some(target) = self.symlinks.get(&current[..end]) {
+                let place = &current[..end];
+                let written = match reading {
+                    Reading::Current => self.two_ways.get(place).or_else(|| self.symlinks.get(place)),
+                    Reading::Kernel => self.symlinks.get(place),
+                };
+                if let Some(target) = written {
                     *hops += 1;
                     if *hops > MAX_LINK_HOPS {
                         return None;
                     }
-                    let mut next = self.locate_within(target, hops)?;
+                    let mut next = self.locate_within(target, hops, reading)?;
                     next.extend_from_slice(&current[end..]);
                     current = next;
                     continue 'outer;
@@ -316,7 +339,8 @@ impl LinkGraph<'_> {
         let start = place.to_vec();
         let mut seen = HashSet::from([start.clone()]);
         let mut queue = vec![start.clone()];
-        if let Some(real) = links.resolve(place) {
+        // Both readings: current Pythons may resolve a path the kernel's reading loops on.
+        for real in [links.resolve(place), links.resolve_current(place)].into_iter().flatten() {
             if seen.insert(real.clone()) {
                 queue.push(real);
             }

@@ -745,7 +745,7 @@ impl TarReader {
                             entry.name.pop();
                         }
                     }
-                    if has_content(kind) && header.v7_dir_candidate {
+                    if header.v7_dir_candidate {
                         // Even empty: one version makes a directory where another writes a file.
                         let data = if header.size > 0 {
                             format!(" and its {} data bytes as the next headers", header.size)

@@ -299,6 +299,16 @@ LINKED_CURRENT = {
         regular("pkg-1.0/g.py", PAYLOAD),
         link("pkg-1.0/a", "pkg-1.0/g.py", symbolic=False),
     ],
+    # Found by fuzzing: `g` is a loop for the kernel (through `a` -> `a/b`) and `x.py` for current
+    # Pythons; a hard link to it copies the symlink (it dangles), its target read from the link's own
+    # directory, so the content written to `b/f.py` lands in `b/x.py` on current Pythons.
+    "hard-link-copies-a-symlink-only-current-pythons-can-follow": [
+        link("pkg-1.0/a", "a/b", symbolic=True),
+        link("pkg-1.0/g", "a/../x.py", symbolic=True),
+        link("pkg-1.0/b/c/g/", "pkg-1.0/g", symbolic=False),
+        link("pkg-1.0/b/f.py", "pkg-1.0/g", symbolic=False),
+        regular("pkg-1.0/b/f.py", PAYLOAD),
+    ],
 }
 
 

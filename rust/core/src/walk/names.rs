@@ -277,6 +277,11 @@ impl Links {
                 self.add(name, &text, true);
             }
         }
+        if symbolic && !link.is_empty() {
+            // Kept even when the kernel's reading cannot follow it: a hard link copying it reads the
+            // target from its own directory, where current Pythons' reading may lead somewhere.
+            self.symlink_texts.insert(link.clone(), target.to_vec());
+        }
         let dir: &[u8] =
             if symbolic { &name[..name.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)] } else { b"" };
         let lexical = collapse_dot_dot(target);
@@ -294,7 +299,6 @@ impl Links {
             if symbolic {
                 if k == 0 {
                     self.symlinks.insert(link.clone(), joined.clone());
-                    self.symlink_texts.insert(link.clone(), text.to_vec());
                 }
                 self.pairs.push((link.clone(), LinkTarget::Symbolic(joined)));
             } else {

@@ -309,6 +309,13 @@ LINKED_CURRENT = {
         link("pkg-1.0/b/f.py", "pkg-1.0/g", symbolic=False),
         regular("pkg-1.0/b/f.py", PAYLOAD),
     ],
+    # Found by fuzzing: `e` -> `e/..` is a loop for the kernel and `.` for current Pythons, so `d.py`,
+    # made before it, shows `setup.py` there only: a symlink on a link's way is read both ways too.
+    "symlink-through-a-symlink-only-current-pythons-can-follow": [
+        link("pkg-1.0/d.py", "e/setup.py", symbolic=True),
+        link("pkg-1.0/e", "e/..", symbolic=True),
+        regular("pkg-1.0/setup.py", PAYLOAD),
+    ],
 }
 
 
@@ -374,6 +381,15 @@ PLACED_BY_VERSION: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes]], list[str
         ],
         ["x.py"],
     ),
+    # Found by fuzzing: the kernel refuses an empty symlink target (older Pythons make no `d`, and write
+    # `d/sub/e.py` into a directory `d`); current Pythons' filter writes it as `.`.
+    "empty-symlink-target": (
+        [
+            link("pkg-1.0/d", "", symbolic=True),
+            regular("pkg-1.0/d/sub/e.py", PAYLOAD),
+        ],
+        ["pkg-1.0/sub/e.py"],
+    ),
 }
 
 
@@ -388,6 +404,21 @@ def test_a_member_through_a_symlink_python_versions_place_apart_is_not_clean(
     else:
         assert written == marked
     assert_ambiguous(data, "pkg-1.0.tar", scanner)
+
+
+@pytest.mark.parametrize("current", [False, True], ids=["running-python", "newest-readers"])
+def test_a_symlink_over_a_directory_made_through_a_symlink_is_not_made(
+    current: bool, scanner: Scanner
+) -> None:
+    # Found by fuzzing: `d/sub/e.py` makes the directory `sub` (through `d` -> `.`), which the symlink
+    # `sub` cannot replace; the engine had recorded the directory as `d/sub` only, so `sub` was followed
+    # to `x` and the content listed as `x/e.py`.
+    members = [
+        link("pkg-1.0/d", ".", symbolic=True),
+        regular("pkg-1.0/d/sub/e.py", PAYLOAD),
+        link("pkg-1.0/sub", "x", symbolic=True),
+    ]
+    assert_scanned_as_pip_writes(tar_with(members), "pkg-1.0.tar", scanner, current=current)
 
 
 def test_a_member_named_with_dot_dot_after_a_symlink_is_not_clean(scanner: Scanner) -> None:

@@ -90,8 +90,11 @@ pub(super) struct Links {
     symlinks: HashMap<Place, Vec<u8>>,
     /// Symlink place -> its target as written (a hard link to it can copy the symlink).
     symlink_texts: HashMap<Place, Vec<u8>>,
-    /// The directories made so far: directory members and every member's parents.
+    /// The directories made so far: directory members and every member's parents, under the name
+    /// and where they really are (see `real_places`).
     dirs: HashSet<Place>,
+    /// Where file members were written, under the name and where they really are.
+    files: HashSet<Place>,
     /// Where links (of either kind) were made.
     link_places: HashSet<Place>,
     /// Every link's place and its target: a symlink's as written (see `symlinks`), a hard link's
@@ -237,14 +240,56 @@ impl Links {
         false
     }
 
+    /// Where a member named at `place` is made on disk, in each reading of the links made so far:
+    /// its directory resolved through the symlinks on the way (`os.makedirs` and `open` follow
+    /// them), and `place` itself, the name the model keys it by.
+    fn real_places(&self, place: &[Vec<u8>]) -> Vec<Place> {
+        let mut places = vec![place.to_vec()];
+        if !self.has_symlinks() {
+            return places; // no symlink on any way: the common case, every file member of an sdist
+        }
+        let Some((last, parent)) = place.split_last() else { return places };
+        for mut real in [self.resolve(parent), self.resolve_current(parent)].into_iter().flatten() {
+            real.push(last.clone());
+            if !places.contains(&real) {
+                places.push(real);
+            }
+        }
+        places
+    }
+
     /// Note a directory member at `place` (extracted at that point of the archive).
     pub(super) fn add_dir(&mut self, place: &[Vec<u8>]) {
-        self.add_parents(place);
-        self.dirs.insert(place.to_vec());
+        for real in self.real_places(place) {
+            self.add_parents(&real);
+            self.dirs.insert(real);
+        }
+    }
+
+    /// Note a file member written at `place`: the directories it is extracted into, and every place
+    /// it may land (through a symlink at `place` too), so that a later link made there is known to
+    /// replace a file.
+    pub(super) fn add_file(&mut self, place: &[Vec<u8>]) {
+        let mut reals = self.real_places(place);
+        if self.has_symlinks() {
+            reals.extend([self.resolve(place), self.resolve_current(place)].into_iter().flatten());
+        }
+        for real in reals {
+            self.add_parents(&real);
+            self.files.insert(real);
+        }
+    }
+
+    fn has_symlinks(&self) -> bool {
+        !self.symlinks.is_empty() || !self.two_ways.is_empty()
+    }
+
+    pub(super) fn is_file(&self, place: &[Vec<u8>]) -> bool {
+        self.files.contains(place)
     }
 
     /// Note the directories a member at `place` is extracted into (`tarfile` makes them).
-    pub(super) fn add_parents(&mut self, place: &[Vec<u8>]) {
+    fn add_parents(&mut self, place: &[Vec<u8>]) {
         for end in (1..place.len()).rev() {
             if self.dirs.contains(&place[..end]) {
                 break; // its own parents are in too
@@ -261,7 +306,9 @@ impl Links {
             return;
         }
         let Some(link) = self.locate(name) else { return };
-        self.add_parents(&link);
+        for real in self.real_places(&link) {
+            self.add_parents(&real);
+        }
         self.link_places.insert(link.clone());
         if symbolic && self.dirs.contains(&link) {
             // `tarfile` cannot unlink a directory to put the symlink there: the error is ignored at
@@ -284,8 +331,14 @@ impl Links {
         }
         let dir: &[u8] =
             if symbolic { &name[..name.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)] } else { b"" };
-        let lexical = collapse_dot_dot(target);
+        // An empty symlink target is refused by the kernel (older Pythons make no link); current
+        // Pythons' filter writes it as `.`.
+        let empty = symbolic && target.is_empty();
+        let lexical = if empty { Some(b".".to_vec()) } else { collapse_dot_dot(target) };
         for (k, text) in std::iter::once(target).chain(lexical.as_deref()).enumerate() {
+            if empty && k == 0 {
+                continue;
+            }
             let joined = [dir, text].concat();
             if symbolic && k == 1 {
                 self.two_ways.insert(link.clone(), joined.clone());
@@ -315,16 +368,33 @@ impl Links {
     /// the archive (it is followed after the extraction, whatever came after it).
     pub(super) fn graph(&self) -> LinkGraph<'_> {
         let mut edges: HashMap<Place, Vec<Place>> = HashMap::new();
+        let readings: &[Reading] =
+            if self.two_ways.is_empty() { &[Reading::Kernel] } else { &[Reading::Kernel, Reading::Current] };
         for (link, target) in &self.pairs {
-            let place = match target {
-                LinkTarget::Symbolic(written) => self.locate(written),
-                LinkTarget::Hard(place) => Some(place.clone()),
+            let places: Vec<Place> = match target {
+                LinkTarget::Symbolic(written) => readings
+                    .iter()
+                    .filter_map(|&reading| self.locate_within(written, &mut 0, reading))
+                    .collect(),
+                LinkTarget::Hard(place) => vec![place.clone()],
             };
-            // A place that runs into a symlink loop is still linked by name: a hard link recorded
-            // both ways (see `add`) may loop in the model and hold content on disk.
-            let Some(resolved) = place.map(|place| self.resolve(&place).unwrap_or(place)) else { continue };
-            edges.entry(resolved.clone()).or_default().push(link.clone());
-            edges.entry(link.clone()).or_default().push(resolved);
+            let mut targets: Vec<Place> = Vec::new();
+            for place in places {
+                // A place that runs into a symlink loop is still linked by name: a hard link recorded
+                // both ways (see `add`) may loop in the model and hold content on disk. Symlinks on
+                // the way read two ways lead to both places.
+                let current = self.resolve_current(&place);
+                let kernel = self.resolve(&place).unwrap_or(place);
+                for resolved in std::iter::once(kernel).chain(current) {
+                    if !targets.contains(&resolved) {
+                        targets.push(resolved);
+                    }
+                }
+            }
+            for resolved in targets {
+                edges.entry(resolved.clone()).or_default().push(link.clone());
+                edges.entry(link.clone()).or_default().push(resolved);
+            }
         }
         LinkGraph { links: self, edges }
     }

@@ -95,7 +95,7 @@ impl DistScan<'_> {
             }
             if entry.kind == DIRTYPE {
                 if let Some(place) = links.locate(&entry.name) {
-                    if links.is_symlink(&place) || written.contains_key(&place) {
+                    if links.is_symlink(&place) || links.is_file(&place) {
                         self.unplaced(
                             &member_order,
                             &path,
@@ -110,7 +110,7 @@ impl DistScan<'_> {
             self.check_duplicate(&entry.name, &path, &member_order);
             if matches!(entry.kind, LNKTYPE | SYMTYPE) {
                 let symbolic = entry.kind == SYMTYPE;
-                if let Some(why) = link_out_of_model(&links, &written, &entry.name, symbolic) {
+                if let Some(why) = link_out_of_model(&links, &entry.name, symbolic) {
                     self.unplaced(&member_order, &path, why);
                 }
                 links.add(&entry.name, &entry.linkname, symbolic);
@@ -138,7 +138,7 @@ impl DistScan<'_> {
             let data = self.tar_content(&mut tar, &entry, &guard, &path, &member_order);
             if let Some(data) = data {
                 if let Some(parts) = links.locate(&entry.name) {
-                    links.add_parents(&parts);
+                    links.add_file(&parts);
                     written.entry(parts).or_default().push(index - 1);
                 }
                 emit(Member { order: member_order, path, data, depth });
@@ -386,7 +386,7 @@ impl DistScan<'_> {
 
 /// Why a link member is outside what the engine models exactly, if it is: named through a symlink
 /// or with `.` or `..` inside its name, or made where a file, a directory or a link already is.
-fn link_out_of_model(links: &Links, written: &Written, name: &[u8], symbolic: bool) -> Option<&'static str> {
+fn link_out_of_model(links: &Links, name: &[u8], symbolic: bool) -> Option<&'static str> {
     let parts: Vec<&[u8]> = name.split(|&b| b == b'/').collect();
     let leading = parts.iter().take_while(|part| **part == b".").count();
     if parts[leading..].iter().any(|part| *part == b"." || *part == b"..") {
@@ -397,7 +397,7 @@ fn link_out_of_model(links: &Links, written: &Written, name: &[u8], symbolic: bo
     if links.resolve(parent).as_deref() != Some(parent) {
         return Some("a link named through a symlink");
     }
-    if written.contains_key(&place) || links.is_dir(&place) || links.is_link(&place) {
+    if links.is_file(&place) || links.is_dir(&place) || links.is_link(&place) {
         return Some(if symbolic {
             "a symlink member where a file, a directory or a link was made"
         } else {

@@ -390,6 +390,15 @@ PLACED_BY_VERSION: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes]], list[str
         ],
         ["pkg-1.0/sub/e.py"],
     ),
+    # Found by fuzzing: the same for a hard link named through it.
+    "hard-link-through-an-empty-symlink-target": (
+        [
+            link("pkg-1.0/a", "", symbolic=True),
+            regular("pkg-1.0/setup.py", PAYLOAD),
+            link("pkg-1.0/a/b/e.py", "pkg-1.0/setup.py", symbolic=False),
+        ],
+        ["pkg-1.0/setup.py", "pkg-1.0/b/e.py"],
+    ),
 }
 
 

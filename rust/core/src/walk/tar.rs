@@ -394,8 +394,12 @@ fn link_out_of_model(links: &Links, name: &[u8], symbolic: bool) -> Option<&'sta
     }
     let place = links.locate(name)?;
     let parent = &place[..place.len().saturating_sub(1)];
-    if links.resolve(parent).as_deref() != Some(parent) {
+    let current = links.resolve_current(parent);
+    if links.resolve(parent).as_deref() != Some(parent) || current.is_some_and(|real| real != parent) {
         return Some("a link named through a symlink");
+    }
+    if links.placed_by_version(name) {
+        return Some("a link named through a symlink Python versions read apart");
     }
     if links.is_file(&place) || links.is_dir(&place) || links.is_link(&place) {
         return Some(if symbolic {

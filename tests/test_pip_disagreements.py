@@ -330,18 +330,32 @@ def test_link_targets_are_read_as_current_cpython_normalises_them_too(
     assert dist.complete, dist.issues
 
 
-@pytest.mark.parametrize("current", [False, True], ids=["running-python", "newest-readers"])
-def test_hard_links_chained_through_a_symlink_show_what_was_written_through_it(
-    current: bool, scanner: Scanner
-) -> None:
-    # Found by fuzzing: each hard link names the symlink `sub/x.py` (or a link to it); the engine
-    # recorded `setup.py` as a copy of that symlink too, a loop in its model, and lost the names after it.
-    members = [
+# Found by fuzzing, scanned under every name pip writes with either reader.
+LINKED_ALIKE = {
+    # Each hard link names the symlink `sub/x.py` (or a link to it); the engine recorded `setup.py` as a
+    # copy of that symlink too, a loop in its model, and lost the names after it.
+    "hard-links-chained-through-a-symlink": [
         link("pkg-1.0/sub/x.py", "setup.py", symbolic=True),
         regular("pkg-1.0/./sub/x.py", PAYLOAD),
         link("pkg-1.0/setup.py", "pkg-1.0/./sub/x.py", symbolic=False),
         link("pkg-1.0/d/setup.py", "pkg-1.0/setup.py", symbolic=False),
-    ]
+    ],
+    # `d/sub/e.py` makes the directory `sub` (through `d` -> `.`), which the symlink `sub` cannot
+    # replace; the engine had recorded the directory as `d/sub` only, so `sub` was followed to `x` and
+    # the content listed as `x/e.py`.
+    "symlink-over-a-directory-made-through-a-symlink": [
+        link("pkg-1.0/d", ".", symbolic=True),
+        regular("pkg-1.0/d/sub/e.py", PAYLOAD),
+        link("pkg-1.0/sub", "x", symbolic=True),
+    ],
+}
+
+
+@pytest.mark.parametrize("current", [False, True], ids=["running-python", "newest-readers"])
+@pytest.mark.parametrize("members", LINKED_ALIKE.values(), ids=LINKED_ALIKE.keys())
+def test_content_linked_alike_by_every_reader_shows_under_each_name(
+    members: list[tuple[tarfile.TarInfo, bytes]], current: bool, scanner: Scanner
+) -> None:
     assert_scanned_as_pip_writes(tar_with(members), "pkg-1.0.tar", scanner, current=current)
 
 
@@ -413,21 +427,6 @@ def test_a_member_through_a_symlink_python_versions_place_apart_is_not_clean(
     else:
         assert written == marked
     assert_ambiguous(data, "pkg-1.0.tar", scanner)
-
-
-@pytest.mark.parametrize("current", [False, True], ids=["running-python", "newest-readers"])
-def test_a_symlink_over_a_directory_made_through_a_symlink_is_not_made(
-    current: bool, scanner: Scanner
-) -> None:
-    # Found by fuzzing: `d/sub/e.py` makes the directory `sub` (through `d` -> `.`), which the symlink
-    # `sub` cannot replace; the engine had recorded the directory as `d/sub` only, so `sub` was followed
-    # to `x` and the content listed as `x/e.py`.
-    members = [
-        link("pkg-1.0/d", ".", symbolic=True),
-        regular("pkg-1.0/d/sub/e.py", PAYLOAD),
-        link("pkg-1.0/sub", "x", symbolic=True),
-    ]
-    assert_scanned_as_pip_writes(tar_with(members), "pkg-1.0.tar", scanner, current=current)
 
 
 def test_a_member_named_with_dot_dot_after_a_symlink_is_not_clean(scanner: Scanner) -> None:

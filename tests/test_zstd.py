@@ -164,6 +164,34 @@ def test_a_corrupt_frame_is_never_clean(scanner: Scanner) -> None:
     assert any(i.kind == "corrupt" for i in dist.issues), dist.issues
 
 
+def legacy_v07_frame(data: bytes) -> bytes:
+    """``data`` as one frame of zstd v0.7 (before 1.0; magic 0xFD2FB527) of raw blocks, built by hand:
+    no writer makes them any more. Header: no dictionary, no checksum, a 128 KiB window."""
+
+    def block_header(kind: int, size: int) -> bytes:  # kind: 1 raw, 3 end of frame
+        return bytes([kind << 6 | size >> 16, size >> 8 & 0xFF, size & 0xFF])
+
+    blocks = b"".join(
+        block_header(1, len(data[i : i + (1 << 17)])) + data[i : i + (1 << 17)]
+        for i in range(0, len(data), 1 << 17)
+    )
+    return struct.pack("<I", 0xFD2FB527) + bytes([0x00, (17 - 10) << 3]) + blocks + block_header(3, 0)
+
+
+def test_a_legacy_frame_is_read(scanner: Scanner) -> None:
+    # libzstd decodes frames of zstd before 1.0 where it is built with legacy support (the engine's is);
+    # the backports.zstd build refuses them. pip reads such a tarball where its libzstd does, so the
+    # engine reads it as the tarball inside: its members are what pip's view of that tarball writes.
+    raw = plain_tar()
+    marked = [name for name in pip_view(raw, "pkg-1.0.tar", marker=MARKER).marked if name.endswith(".py")]
+    assert marked == ["pkg-1.0/evil.py"]
+    dist = scanner.scan_bytes(legacy_v07_frame(raw), "pkg-1.0.tar")
+    assert dist.format == "tar.zst"
+    assert dist.complete, [(i.kind, i.message) for i in dist.issues]
+    assert flagged_paths(dist) == marked
+    assert dist.files_scanned == 2
+
+
 # ------------------------------------------------------------------ zip members (method 93)
 
 

@@ -171,10 +171,8 @@ def legacy_v07_frame(data: bytes) -> bytes:
     def block_header(kind: int, size: int) -> bytes:  # kind: 1 raw, 3 end of frame
         return bytes([kind << 6 | size >> 16, size >> 8 & 0xFF, size & 0xFF])
 
-    blocks = b"".join(
-        block_header(1, len(data[i : i + (1 << 17)])) + data[i : i + (1 << 17)]
-        for i in range(0, len(data), 1 << 17)
-    )
+    chunks = [data[i : i + (1 << 17)] for i in range(0, len(data), 1 << 17)]
+    blocks = b"".join(block_header(1, len(chunk)) + chunk for chunk in chunks)
     return struct.pack("<I", 0xFD2FB527) + bytes([0x00, (17 - 10) << 3]) + blocks + block_header(3, 0)
 
 

@@ -34,7 +34,7 @@ use crate::report::{DistributionReport, FileReport};
 use crate::service::{looks_like_text, sha256, sha256_hex, ContentHash, FileScanner, ScanOutcome};
 use names::{archive_suffix, decompressed_name, name_problem};
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
-pub(crate) use stream::{zstd_frame, LZMA_MEMORY_LIMIT_KB};
+pub(crate) use stream::{LZMA_MEMORY_LIMIT_KB, ZSTD_WINDOW_LOG_MAX};
 use zip::ArchiveBudget;
 
 /// Position of a member in archive order; nested members extend their container's position.

@@ -246,15 +246,6 @@ pub(super) fn open_stream<'a>(container: Container, data: &'a [u8], limits: &Lim
 /// decompression, which Python's `compression.zstd` keeps (frames past it fail there too).
 pub(crate) const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
-/// A decoder of the one zstd frame (or skippable frame) at the start of `input`.
-pub(crate) fn zstd_frame<'a, R: io::BufRead + 'a>(
-    input: R,
-) -> io::Result<zstd::stream::read::Decoder<'a, R>> {
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?.single_frame();
-    decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
-    Ok(decoder)
-}
-
 /// zstd frames one after the other, as Python's `ZstdFile` (so `tarfile` in Python 3.14) reads
 /// them: skippable frames passed over, and reading stopped where what follows a frame is no frame
 /// (Python ignores such bytes). Like [`GzipMembers`], it knows where the last frame ends, so those

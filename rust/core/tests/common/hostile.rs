@@ -246,7 +246,8 @@ impl ZipMember {
 }
 
 /// One member per compression method the reader supports besides stored and deflated: deflate64
-/// (a zlib stream without long runs is valid deflate64), bzip2 and xz, each holding `content`.
+/// (a zlib stream without long runs is valid deflate64), bzip2, xz and zstd (two members, which a
+/// thread's decoder context may both serve), each holding `content`.
 pub fn zip_methods(content: &[u8]) -> Vec<ZipMember> {
     let deflated = ZipMember::deflated("m/deflate64.py", content);
     vec![
@@ -257,6 +258,16 @@ pub fn zip_methods(content: &[u8]) -> Vec<ZipMember> {
             ..ZipMember::stored("m/bzip2.py", content)
         },
         ZipMember { method: 95, data: crate::common::xz(content), ..ZipMember::stored("m/xz.py", content) },
+        ZipMember {
+            method: 93,
+            data: crate::common::zstd(content),
+            ..ZipMember::stored("m/zstd.py", content)
+        },
+        ZipMember {
+            method: 93,
+            data: crate::common::zstd(content),
+            ..ZipMember::stored("m/zstd2.py", content)
+        },
     ]
 }
 

@@ -654,8 +654,8 @@ impl<'a> ZstdMember<'a> {
         let context = match ZSTD_CONTEXTS.with(|spares| spares.borrow_mut().pop()) {
             Some(context) => context,
             None => {
-                let mut context = zstd::zstd_safe::DCtx::try_create()
-                    .ok_or_else(|| io::Error::other("cannot allocate a zstd decoder"))?;
+                let mut context =
+                    zstd::zstd_safe::DCtx::try_create().ok_or_else(|| io::Error::other("out of memory"))?;
                 let limit = zstd::zstd_safe::DParameter::WindowLogMax(crate::walk::ZSTD_WINDOW_LOG_MAX);
                 context.set_parameter(limit).map_err(zstd_error)?;
                 context
@@ -727,6 +727,8 @@ impl<R: Read> Read for CrcReader<R> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     #[test]
@@ -739,7 +741,6 @@ mod tests {
     }
 
     fn deflated(data: &[u8]) -> Vec<u8> {
-        use std::io::Write;
         let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
@@ -769,8 +770,6 @@ mod tests {
         assert_eq!(inflate_whole(&[0xff; 64], text.len()), None);
         assert_eq!(inflate_whole(&deflated(b""), 0).as_deref(), Some(&b""[..]));
     }
-
-    use std::io::Write as _;
 
     fn read_zstd_member(raw: &[u8]) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();

@@ -53,6 +53,15 @@ def rounds_for(group: str) -> int:
     return max(1, int(value)) if value else DEFAULT_ROUNDS[group]
 
 
+def record_median(benchmark: Any, medians: dict[str, float], group: str, row: str, **extra: Any) -> None:
+    """Tag a pedantic benchmark's result with its group and row, and note its median in ``medians`` (the
+    module's summary); under ``--benchmark-disable`` there is no median to note."""
+    benchmark.extra_info.update({"group": group, "variant": row, **extra})
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        medians[row] = stats.stats.median
+
+
 def all_threads() -> int:
     return int(os.environ.get("DFH_BENCH_THREADS") or os.cpu_count() or 1)
 

@@ -26,6 +26,7 @@ import pytest
 
 from bench.baseline import BaselineScanner
 from bench.bigwheel import BigWheel, common_code_sources, ensure_bigwheel
+from bench.conftest import record_median
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = 2
@@ -72,13 +73,6 @@ def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
             reporter.write_line(f"{name:<16} {median:8.3f} s  {ratio}")
 
 
-def _record(benchmark: Any, medians: dict[str, float], row: str, **extra: Any) -> None:
-    benchmark.extra_info.update({"group": GROUP, "variant": row, **extra})
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None:  # None under --benchmark-disable
-        medians[row] = stats.stats.median
-
-
 @pytest.mark.benchmark(group=GROUP)
 def test_engine(benchmark: Any, wheel: BigWheel, medians: dict[str, float]) -> None:
     from dragonfly_hybrid import Rules, Scanner
@@ -93,7 +87,7 @@ def test_engine(benchmark: Any, wheel: BigWheel, medians: dict[str, float]) -> N
         lambda scanner: scanner.scan_path(str(wheel.path)), setup=fresh, rounds=_rounds(), iterations=1
     )
     assert result.files_scanned == wheel.files and result.complete and result.files
-    _record(benchmark, medians, "engine-2threads", files_matched=len(result.files))
+    record_median(benchmark, medians, GROUP, "engine-2threads", files_matched=len(result.files))
 
 
 @pytest.mark.parametrize("fmt", ["json", "table", "sarif", "markdown", "html"])
@@ -113,7 +107,7 @@ def test_cli(
 
     done = benchmark.pedantic(run, rounds=_rounds(), iterations=1)
     assert done.returncode == 1, done.stderr.decode(errors="replace")  # findings
-    _record(benchmark, medians, f"cli-{fmt}", report_bytes=out.stat().st_size)
+    record_median(benchmark, medians, GROUP, f"cli-{fmt}", report_bytes=out.stat().st_size)
 
 
 @pytest.mark.benchmark(group=GROUP)
@@ -121,4 +115,4 @@ def test_baseline(benchmark: Any, wheel: BigWheel, medians: dict[str, float]) ->
     scanner = BaselineScanner(common_code_sources())
     outcome = benchmark.pedantic(lambda: scanner.scan_path(wheel.path), rounds=_rounds(), iterations=1)
     assert outcome.files_scanned == wheel.files and outcome.rules_matched
-    _record(benchmark, medians, "baseline-1proc")
+    record_median(benchmark, medians, GROUP, "baseline-1proc")

@@ -28,6 +28,7 @@ from dragonfly_hybrid import DistributionResult, Rules, Scanner
 
 from bench.baseline import BaselineScanner, outcome_of
 from bench.bigwheel import SEED, _entries, common_code_sources
+from bench.conftest import record_median
 
 if sys.version_info >= (3, 14):
     import zipfile
@@ -96,13 +97,6 @@ def _found(result: DistributionResult) -> list[tuple[str, str, list[str]]]:
     return [(f.path, f.sha256, sorted(m.identifier for m in f.matches)) for f in result.files]
 
 
-def _record(benchmark: Any, medians: dict[str, float], row: str, **extra: Any) -> None:
-    benchmark.extra_info.update({"group": GROUP, "variant": row, **extra})
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None:  # None under --benchmark-disable
-        medians[row] = stats.stats.median
-
-
 @pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.benchmark(group=GROUP)
 def test_engine(
@@ -120,7 +114,7 @@ def test_engine(
     assert result.complete and result.files_scanned == MEMBERS, [i.message for i in result.issues][:3]
     expected = Scanner(rules, threads=THREADS).scan_bytes(archives["deflate"], _wheel_name("deflate"))
     assert _found(result) == _found(expected) and result.files
-    _record(benchmark, medians, f"zip-{method}", zip_bytes=len(data))
+    record_median(benchmark, medians, GROUP, f"zip-{method}", zip_bytes=len(data))
 
 
 @pytest.mark.parametrize("method", BASELINE_METHODS)
@@ -135,4 +129,4 @@ def test_baseline(
     )
     engine = Scanner(rules, threads=THREADS).scan_bytes(data, _wheel_name(method))
     assert outcome.files_scanned == MEMBERS and outcome.key() == outcome_of(engine).key()
-    _record(benchmark, medians, f"baseline-{method}", zip_bytes=len(data))
+    record_median(benchmark, medians, GROUP, f"baseline-{method}", zip_bytes=len(data))

@@ -10,7 +10,7 @@ use std::thread;
 use rayon::prelude::*;
 
 use crate::issue::Issue;
-use crate::report::{DistributionReport, FileReport, PatternHit, RuleHit};
+use crate::report::{prefetch, DistributionReport, FileReport, PatternHit, RuleHit};
 use crate::rules::Meta;
 
 /// How the JSON is laid out.
@@ -116,7 +116,8 @@ fn write_distribution(text: &mut Text, d: &DistributionReport, style: Style) -> 
                 .par_chunks(FILES_PER_TASK)
                 .map(|files| {
                     let mut part = Vec::with_capacity(files.len() * 1024);
-                    for file in files {
+                    for (at, file) in files.iter().enumerate() {
+                        prefetch_ahead(files, at);
                         style.inner().separate(&mut part, false);
                         write_file(&mut part, file, items);
                     }
@@ -152,6 +153,29 @@ fn write_summary(buf: &mut Vec<u8>, map: &mut Container, d: &DistributionReport,
     map.boolean(buf, "complete", d.complete());
     map.key(buf, "issues");
     array(buf, style.inner(), &d.issues, |buf, issue| write_issue(buf, issue, style.inner().items()));
+}
+
+/// Ask for the memory of the files a few places after `files[at]`, one link of their reports' chains
+/// per step (the file's strings and hits, then its hits' patterns, then the patterns' bytes), so that
+/// the cache misses of several files overlap instead of each stalling in turn.
+fn prefetch_ahead(files: &[FileReport], at: usize) {
+    if let Some(file) = files.get(at + 6) {
+        prefetch(file.path.as_ptr());
+        prefetch(file.sha256.as_ptr());
+        prefetch(file.hits.as_ptr());
+    }
+    if let Some(file) = files.get(at + 4) {
+        for hit in &file.hits {
+            prefetch(hit.patterns.as_ptr());
+        }
+    }
+    if let Some(file) = files.get(at + 2) {
+        for pattern in file.hits.iter().flat_map(|hit| &hit.patterns) {
+            prefetch(pattern.identifier.as_ptr());
+            prefetch(pattern.data.as_ptr());
+            prefetch(pattern.snippet.as_ptr());
+        }
+    }
 }
 
 /// Files written per task, and per batch of tasks (the text of a batch is held in memory).
@@ -197,7 +221,7 @@ fn write_metadata(buf: &mut Vec<u8>, metadata: &[(String, Meta)], style: Style) 
     // Each key once (`RuleInfo::metadata`: a repeated key keeps its first value).
     let mut map = Container::object(buf, style);
     for (key, value) in metadata {
-        map.key(buf, key);
+        map.escaped_key(buf, key);
         match value {
             Meta::Int(v) => integer(buf, *v),
             Meta::Float(v) if v.is_finite() => {
@@ -220,8 +244,10 @@ fn write_pattern(buf: &mut Vec<u8>, p: &PatternHit, style: Style) {
     map.integer(buf, "length", p.length);
     map.integer(buf, "line", p.line);
     map.integer(buf, "column", p.column);
-    map.string(buf, "data", &utf8_backslashed(&p.data));
-    map.string(buf, "snippet", &utf8_backslashed(&p.snippet));
+    map.key(buf, "data");
+    bytes_string(buf, &p.data);
+    map.key(buf, "snippet");
+    bytes_string(buf, &p.snippet);
     map.close(buf);
 }
 
@@ -309,22 +335,37 @@ impl Container {
         self.style.close(buf, self.empty, self.closing);
     }
 
-    /// A key and its colon; its value follows.
-    fn key(&mut self, buf: &mut Vec<u8>, key: &str) {
+    /// One of the schema's keys and its colon; its value follows. The schema's keys need no escaping:
+    /// they are copied as they are (a report writes some 25 of them per matched file).
+    fn key(&mut self, buf: &mut Vec<u8>, key: &'static str) {
+        debug_assert!(!key.bytes().any(needs_escape), "{key:?}");
+        self.item(buf);
+        buf.push(b'"');
+        buf.extend_from_slice(key.as_bytes());
+        buf.push(b'"');
+        self.colon(buf);
+    }
+
+    /// A key from the input (a rule's metadata) and its colon.
+    fn escaped_key(&mut self, buf: &mut Vec<u8>, key: &str) {
         self.item(buf);
         string(buf, key);
+        self.colon(buf);
+    }
+
+    fn colon(&self, buf: &mut Vec<u8>) {
         match self.style {
             Style::Compact => buf.push(b':'),
             _ => buf.extend_from_slice(b": "),
         }
     }
 
-    fn string(&mut self, buf: &mut Vec<u8>, key: &str, value: &str) {
+    fn string(&mut self, buf: &mut Vec<u8>, key: &'static str, value: &str) {
         self.key(buf, key);
         string(buf, value);
     }
 
-    fn optional_string(&mut self, buf: &mut Vec<u8>, key: &str, value: Option<&str>) {
+    fn optional_string(&mut self, buf: &mut Vec<u8>, key: &'static str, value: Option<&str>) {
         self.key(buf, key);
         match value {
             Some(text) => string(buf, text),
@@ -332,12 +373,12 @@ impl Container {
         }
     }
 
-    fn integer(&mut self, buf: &mut Vec<u8>, key: &str, value: impl itoa::Integer) {
+    fn integer(&mut self, buf: &mut Vec<u8>, key: &'static str, value: impl itoa::Integer) {
         self.key(buf, key);
         integer(buf, value);
     }
 
-    fn boolean(&mut self, buf: &mut Vec<u8>, key: &str, value: bool) {
+    fn boolean(&mut self, buf: &mut Vec<u8>, key: &'static str, value: bool) {
         self.key(buf, key);
         boolean(buf, value);
     }
@@ -364,25 +405,53 @@ fn boolean(buf: &mut Vec<u8>, value: bool) {
 /// `text` as a JSON string, escaped as Python's `json.dumps(ensure_ascii=False)` escapes it: `"`, `\`,
 /// and the control characters below U+0020 (`\n`, `\t`... or `\u00XX`); everything else as it is.
 pub(crate) fn string(buf: &mut Vec<u8>, text: &str) {
-    const LANES: usize = 16;
-    let bytes = text.as_bytes();
-    buf.reserve(bytes.len() + 2);
+    buf.reserve(text.len() + 2);
     buf.push(b'"');
+    escaped(buf, text.as_bytes());
+    buf.push(b'"');
+}
+
+/// A pattern's bytes as a JSON string: as UTF-8 text, each byte that is not valid UTF-8 written `\xNN`
+/// (`utf8_backslashed`). ASCII, nearly every match and snippet, needs no decoding.
+fn bytes_string(buf: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.is_ascii() {
+        buf.reserve(bytes.len() + 2);
+        buf.push(b'"');
+        escaped(buf, bytes);
+        buf.push(b'"');
+    } else {
+        string(buf, &utf8_backslashed(bytes));
+    }
+}
+
+/// `bytes` (UTF-8) escaped, without quotes.
+fn escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
+    const LANES: usize = 16;
+    fn clean(lane: &[u8; LANES]) -> bool {
+        lane.iter().fold(true, |clean, &byte| clean & !needs_escape(byte))
+    }
     // Whole lanes with nothing to escape are copied at once (almost every string in a report).
     let mut done = 0;
     let mut lane_start = 0;
     for lane in bytes.chunks_exact(LANES) {
-        let lane: &[u8; LANES] = lane.try_into().expect("chunks_exact");
-        if !lane.iter().fold(true, |clean, &byte| clean & !needs_escape(byte)) {
+        if !clean(lane.try_into().expect("chunks_exact")) {
             buf.extend_from_slice(&bytes[done..lane_start]);
-            escape_run(buf, &bytes[lane_start..lane_start + LANES]);
+            escape_run(buf, lane);
             done = lane_start + LANES;
         }
         lane_start += LANES;
     }
-    buf.extend_from_slice(&bytes[done..lane_start]);
-    escape_run(buf, &bytes[lane_start..]);
-    buf.push(b'"');
+    // The last bytes are checked as one more lane, padded with a character that needs no escape (most
+    // strings of a report are shorter than a lane).
+    let tail = &bytes[lane_start..];
+    let mut padded = [b' '; LANES];
+    padded[..tail.len()].copy_from_slice(tail);
+    if clean(&padded) {
+        buf.extend_from_slice(&bytes[done..]);
+    } else {
+        buf.extend_from_slice(&bytes[done..lane_start]);
+        escape_run(buf, tail);
+    }
 }
 
 fn needs_escape(byte: u8) -> bool {
@@ -623,11 +692,48 @@ mod tests {
                 cases.push(text);
             }
         }
+        // Shorter than a lane, and ending in a partial one: each length, each position.
+        for len in 1..=LANE_TEST_LEN {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', 'é'] {
+                    let mut text: Vec<char> = vec!['y'; len];
+                    text[at] = special;
+                    cases.push(text.into_iter().collect());
+                }
+            }
+        }
         cases.push("\"\\\u{0}\u{1f}\n".repeat(9));
         for text in &cases {
             let mut out = Vec::new();
             string(&mut out, text);
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(text).unwrap(), "{text:?}");
+        }
+    }
+
+    const LANE_TEST_LEN: usize = 35;
+
+    #[test]
+    fn pattern_bytes_are_written_as_their_backslashed_text() {
+        // Every byte value at every position of every length up to past two lanes, in ASCII text:
+        // the ASCII fast path and the decoding path must write what `utf8_backslashed` then `string` do.
+        let mut cases: Vec<Vec<u8>> = vec![vec![], "é\u{1F600}".into(), b"\xe2\x82".to_vec()];
+        for len in 1..=LANE_TEST_LEN {
+            for at in 0..len {
+                for byte in 0..=u8::MAX {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = byte;
+                    cases.push(bytes);
+                }
+            }
+        }
+        for bytes in &cases {
+            let mut out = Vec::new();
+            bytes_string(&mut out, bytes);
+            let mut expected = Vec::new();
+            string(&mut expected, &utf8_backslashed(bytes));
+            assert_eq!(out, expected, "{bytes:?}");
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(serde_json::from_str::<String>(&text).unwrap(), utf8_backslashed(bytes), "{bytes:?}");
         }
     }
 }

@@ -149,7 +149,11 @@ impl DistributionReport {
         let mut seen = BTreeSet::new();
         let mut rules = Vec::new();
         let mut top: Option<(i64, &FileReport)> = None;
-        for file in &self.files {
+        for (at, file) in self.files.iter().enumerate() {
+            // Each file's hits are an allocation of their own: ask for those a few files ahead.
+            if let Some(ahead) = self.files.get(at + 8) {
+                prefetch(ahead.hits.as_ptr());
+            }
             let mut file_score = 0;
             for hit in &file.hits {
                 file_score += hit.rule.weight;
@@ -270,6 +274,20 @@ pub fn inspector_url(name: &str, version: &str, download_url: &str, file_path: &
     }
     let file = file_path.split("!/").next().unwrap_or(file_path).trim_start_matches('/');
     Some(format!("https://inspector.pypi.io/project/{name}/{version}/{path}/{file}"))
+}
+
+/// Ask the CPU to bring `address`'s cache line in: walking a report's many small allocations (a file's
+/// hits, their patterns, their bytes) is mostly waiting on cache misses, which overlap when the next
+/// ones are asked for ahead of use.
+#[inline(always)]
+pub(crate) fn prefetch<T>(address: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }
 
 #[cfg(test)]

@@ -34,7 +34,9 @@ pub use report::{
 pub use rules::{
     Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC, COMPILED_PREFIX, COMPILED_ROUTED_MAGIC,
 };
-pub use sarif::{rank as rank_findings, write_result as write_sarif_result, FindingRef, ResultContext};
+pub use sarif::{
+    prefetch_findings, rank as rank_findings, write_result as write_sarif_result, FindingRef, ResultContext,
+};
 pub use service::{CacheStats, CACHE_ENTRIES};
 pub use walk::MAX_NESTING_DEPTH;
 

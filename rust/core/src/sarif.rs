@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::format::Format;
 use crate::json::{integer, string};
-use crate::report::{DistributionReport, FileReport, PatternHit, RuleHit};
+use crate::report::{prefetch, DistributionReport, FileReport, PatternHit, RuleHit};
 
 /// Matches of rules with at least this weight are `error` results; lighter ones are `warning`
 /// (`report.SARIF_ERROR_WEIGHT`).
@@ -66,6 +66,37 @@ pub fn rank(dists: &[(usize, &DistributionReport)], limit: usize) -> Vec<Finding
     }
     found.sort_unstable_by(order);
     found
+}
+
+/// Ask for what [`write_result`] reads of the findings after `ranked[at]`, one link of each chain per
+/// step (the file's report, then its path and hits, the hit's patterns, the first pattern's bytes): the
+/// ranked findings are scattered over the reports, and each result otherwise waits on its cache misses
+/// in turn. `reports` are the distributions `FindingRef::dist` indexes.
+pub fn prefetch_findings(reports: &[&DistributionReport], ranked: &[FindingRef], at: usize) {
+    let finding = |ahead: usize| {
+        let found = ranked.get(at + ahead)?;
+        Some((reports.get(found.dist)?.files.get(found.file)?, found.hit))
+    };
+    if let Some((file, _)) = finding(8) {
+        let start: *const u8 = std::ptr::from_ref(file).cast();
+        prefetch(start);
+        prefetch(start.wrapping_add(std::mem::size_of::<FileReport>() - 1));
+    }
+    if let Some((file, hit)) = finding(4) {
+        prefetch(file.path.as_ptr());
+        prefetch(file.hits.as_ptr().wrapping_add(hit));
+    }
+    if let Some((file, hit)) = finding(2) {
+        if let Some(hit) = file.hits.get(hit) {
+            prefetch(hit.patterns.as_ptr());
+        }
+    }
+    if let Some((file, hit)) = finding(1) {
+        if let Some(pattern) = file.hits.get(hit).and_then(|hit| hit.patterns.first()) {
+            prefetch(pattern.data.as_ptr());
+            prefetch(pattern.snippet.as_ptr());
+        }
+    }
 }
 
 /// What a result takes from its target and distribution, worked out once by the report module.
@@ -318,4 +349,46 @@ fn normalize_project(name: &str) -> String {
         in_run = separator;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetching_never_reads_past_the_findings_or_the_reports() {
+        let rule = std::sync::Arc::new(crate::rules::RuleInfo {
+            identifier: "r".into(),
+            namespace: "default".into(),
+            tags: vec![],
+            metadata: vec![],
+            weight: 1,
+            filetypes: vec![],
+        });
+        let file = |hits: usize| FileReport {
+            path: "a.py".into(),
+            size: 1,
+            sha256: "0".repeat(64),
+            is_text: true,
+            hits: (0..hits).map(|_| RuleHit { rule: rule.clone(), patterns: vec![] }).collect(),
+        };
+        let report = DistributionReport {
+            name: "a.whl".into(),
+            url: None,
+            format: Format::Zip,
+            size: 1,
+            sha256: "0".repeat(64),
+            files_scanned: 2,
+            bytes_scanned: 2,
+            files: vec![file(1), file(0)],
+            issues: vec![],
+        };
+        // References past every list (a distribution, a file, a hit that do not exist) are skipped.
+        let ranked: Vec<FindingRef> =
+            (0..12).map(|i| FindingRef { dist: i % 3, file: i % 4, hit: i % 2 }).collect();
+        for at in 0..ranked.len() + 2 {
+            prefetch_findings(&[&report], &ranked, at);
+        }
+        prefetch_findings(&[], &ranked, 0);
+    }
 }

@@ -764,9 +764,17 @@ impl SarifFindings {
     ) -> PyResult<Vec<Option<String>>> {
         py.detach(|| {
             let mut buf = Vec::with_capacity(1024);
+            let reports: Vec<&core::DistributionReport> = self.dists.iter().map(|d| &*d.report).collect();
+            // Looked up per result without making its key.
+            let descriptions: HashMap<(&str, &str), Option<&str>> = descriptions
+                .iter()
+                .map(|((rule, namespace), text)| ((rule.as_str(), namespace.as_str()), text.as_deref()))
+                .collect();
             self.ranked
                 .iter()
-                .map(|&found| {
+                .enumerate()
+                .map(|(at, &found)| {
+                    core::prefetch_findings(&reports, &self.ranked, at);
                     let (dist, file, hit) = self.hit(found);
                     let target = &self.targets[dist.target];
                     let Some(target_json) = target.target_json.as_deref() else { return Ok(None) };
@@ -775,8 +783,9 @@ impl SarifFindings {
                         PyKeyError::new_err(format!("no rule index for {}", rule.identifier))
                     })?;
                     let description = descriptions
-                        .get(&(rule.identifier.clone(), rule.namespace.clone()))
-                        .and_then(Option::as_deref);
+                        .get(&(rule.identifier.as_str(), rule.namespace.as_str()))
+                        .copied()
+                        .flatten();
                     let context = core::ResultContext {
                         target_json,
                         below_min_score: target.below_min_score,

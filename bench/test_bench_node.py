@@ -23,9 +23,10 @@ variant being measured. Each round drains the whole queue and its wall time is m
   ratios (engine round / node round): the machine's speed drifts by 10% and more within an hour here, and
   the other rows' ratio compares medians taken a minute apart.
 * ``engine-only``: what the node cannot do without, and nothing else: ``Scanner.scan_many`` (every core,
-  ``fast_scan`` as the node) over every distribution of the queue, read from the page cache, with the same
-  rules compiled before the timing (as the scan benchmark's engine rows); no mainframe, no downloads, no
-  submissions. The node's target is at least 90% of its releases/min (the ``vs engine`` column).
+  ``fast_scan`` and no digests, as the node) over every distribution of the queue, read from the page
+  cache, with the same rules compiled before the timing (as the scan benchmark's engine rows); no
+  mainframe, no downloads, no submissions. The node's target is at least 90% of its releases/min (the
+  ``vs engine`` column).
 * ``engine-while-downloading``: ``engine-only`` while the node's downloader (``pypi.download.Downloader``,
   as many threads as the node's downloads) fetches every distribution of a fresh fake's queue from its
   file host on the same cores, and nothing else: no mainframe calls, rules or pipeline. What the
@@ -308,7 +309,7 @@ def stage_seconds(metrics: NodeMetrics) -> str:
 # --- variant C: the engine alone -------------------------------------------------------------------------
 def engine_only(rules: Rules, queue: Queue, threads: int) -> int:
     """Scan every distribution of the queue with ``rules``; the number of files scanned."""
-    scanner = Scanner(rules, threads=threads, fast_scan=True)
+    scanner = Scanner(rules, threads=threads, fast_scan=True, digests=False)
     items = [(filename, path, None) for release in queue.releases for filename, path in release.files]
     return sum(d.files_scanned for d in scanner.scan_many(items))
 

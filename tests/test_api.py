@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 import threading
@@ -269,6 +270,31 @@ def test_scan_release_scores_like_the_mainframe(scanner: dh.Scanner) -> None:
     assert release.inspector_url == "https://inspector.pypi.io/project/p/1/packages/ab/cd/ef/p-1.whl/p/x.py"
     assert release.verdict == "findings" and release.failure_reason is None
     assert [d.name for d in release.distributions] == ["p-1.tar.gz", "p-1.whl"]
+
+
+def test_a_scanner_without_digests_scores_the_same_and_leaves_sha256_empty(rules: dh.Rules) -> None:
+    sdist = tar_gz_bytes({"p-1/setup.py": b"EVIL_MARKER", "p-1/a.py": b"ok"})
+    wheel = zip_bytes({"p/x.py": b"EVIL_MARKER PY_ONLY", "p/y.py": b"clean"})
+    items = [("p-1.tar.gz", sdist, f"{URL}/p-1.tar.gz"), ("p-1.whl", wheel, f"{URL}/p-1.whl")]
+    digested = dh.Scanner(rules, threads=2, fast_scan=True)
+    bare = dh.Scanner(rules, threads=2, fast_scan=True, digests=False)
+    assert digested.digests and not bare.digests
+    full, undigested = digested.scan_release("p", "1", items), bare.scan_release("p", "1", items)
+    # What the node submits is the same.
+    assert (undigested.score, undigested.rules_matched, undigested.inspector_url, undigested.verdict) == (
+        full.score,
+        full.rules_matched,
+        full.inspector_url,
+        full.verdict,
+    )
+    assert [d.sha256 for d in full.distributions] == [hashlib.sha256(d).hexdigest() for d in (sdist, wheel)]
+    assert [f.sha256 for d in full.distributions for f in d.files] == [
+        hashlib.sha256(b"EVIL_MARKER").hexdigest(),
+        hashlib.sha256(b"EVIL_MARKER PY_ONLY").hexdigest(),
+    ]
+    assert [d.sha256 for d in undigested.distributions] == ["", ""]
+    assert [f.sha256 for d in undigested.distributions for f in d.files] == ["", ""]
+    assert [[f.path for f in d.files] for d in undigested.distributions] == [["p-1/setup.py"], ["p/x.py"]]
 
 
 def test_a_bytearray_is_scanned_in_place_like_bytes(scanner: dh.Scanner) -> None:

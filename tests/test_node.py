@@ -569,3 +569,22 @@ def test_first_rules_compile_before_claims_and_load_from_the_cache_alongside(tmp
         await loading
 
     asyncio.run(restart())
+
+
+def test_the_nodes_scanner_skips_what_its_result_bodies_never_carry(tmp_path: Path) -> None:
+    """The node's ``fast_scan`` rule state: only which rules matched which files reach a result body, so its
+    Scanner neither keeps every matched string nor hashes the distributions; the watch service's does both."""
+    from dragonfly_hybrid import Limits
+    from dragonfly_hybrid.node.pipeline import RuleState
+
+    rules = {"m.yar": 'rule m { strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }'}
+
+    async def scanner_of(fast_scan: bool) -> tuple[bool, bool]:
+        source = _ServedRules("c1", rules)
+        state = RuleState(source, Limits(), 1, None, fast_scan=fast_scan)  # type: ignore[arg-type]
+        await state.start()
+        assert state.scanner is not None
+        return state.scanner.fast_scan, state.scanner.digests
+
+    assert asyncio.run(scanner_of(True)) == (True, False)
+    assert asyncio.run(scanner_of(False)) == (False, True)

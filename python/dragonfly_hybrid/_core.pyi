@@ -199,7 +199,8 @@ class FileResult:
     @property
     def size(self) -> int: ...
     @property
-    def sha256(self) -> str: ...
+    def sha256(self) -> str:
+        """Hex SHA-256 of the file's bytes; ``""`` from a ``Scanner`` made with ``digests=False``."""
     @property
     def is_text(self) -> bool:
         """Whether the file looks like text: its first 8 KiB hold no NUL byte and are UTF-8."""
@@ -239,7 +240,9 @@ class DistributionResult:
     @property
     def size(self) -> int: ...
     @property
-    def sha256(self) -> str: ...
+    def sha256(self) -> str:
+        """Hex SHA-256 of the distribution's bytes; ``""`` when they could not be read, or from a
+        ``Scanner`` made with ``digests=False``."""
     @property
     def files_scanned(self) -> int: ...
     @property
@@ -366,12 +369,15 @@ class Scanner:
         fast_scan: bool = False,
         record_cache: bool = False,
         content_cache: bool = True,
+        digests: bool = True,
     ) -> Scanner:
         """``fast_scan``: stop looking for a pattern after its first match when its rule only asks whether
         it occurs (same rules match; reports keep one match of such patterns). ``record_cache``: journal
         every newly scanned content for ``cache_export`` (not with ``fast_scan``). ``content_cache=False``:
         no content cache (same results; every file is scanned, only matching files are hashed), for a
-        distribution scanned once; not with ``record_cache``, and ``cache_import`` raises ``ValueError``."""
+        distribution scanned once; not with ``record_cache``, and ``cache_import`` raises ``ValueError``.
+        ``digests=False``: reports leave ``sha256`` empty (``""``) for distributions and matched files,
+        which saves hashing every distribution's bytes; for callers that never read the digests (the node)."""
     @property
     def rules(self) -> Rules: ...
     @property
@@ -382,6 +388,8 @@ class Scanner:
     def fast_scan(self) -> bool: ...
     @property
     def content_cache(self) -> bool: ...
+    @property
+    def digests(self) -> bool: ...
     @property
     def cache_stats(self) -> dict[str, int]:
         """``entries`` held in the content cache, ``hits`` (files answered from it), ``misses`` (files

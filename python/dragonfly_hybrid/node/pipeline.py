@@ -150,7 +150,8 @@ class RuleState:
 
     With a ``content_cache``, every Scanner records its cache: a new one is loaded from the cache when it
     is built, and the one it replaces saves what it scanned first. ``fast_scan`` is for sinks that need
-    only which rules matched which files (the mainframe's result body), not every matched string.
+    only which rules matched which files (the mainframe's result body), not every matched string nor any
+    digest: its Scanner also leaves the reports' ``sha256`` empty instead of hashing every distribution.
     """
 
     def __init__(
@@ -183,7 +184,12 @@ class RuleState:
         """A Scanner for ``rules`` (blocking: loading the content cache reads the store)."""
         cache = self._content_cache
         scanner = Scanner(
-            rules, self._limits, self._threads, fast_scan=self._fast_scan, record_cache=cache is not None
+            rules,
+            self._limits,
+            self._threads,
+            fast_scan=self._fast_scan,
+            digests=not self._fast_scan,
+            record_cache=cache is not None,
         )
         if cache is not None:
             if self.scanner is not None:

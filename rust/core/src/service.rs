@@ -74,6 +74,8 @@ pub(crate) struct FileScanner {
     pub(crate) fast_scan: bool,
     /// Whether contents are hashed and looked up in (and added to) the cache before scanning.
     pub(crate) caching: bool,
+    /// Whether reports carry the SHA-256 of each distribution and of each file that matched.
+    pub(crate) digests: bool,
     cache: Mutex<HashMap<ContentHash, Arc<[RawHit]>>>,
     /// Contents scanned since the last [`FileScanner::take_journal`], when journaling is on.
     pub(crate) journal: Option<Mutex<Vec<CacheEntry>>>,
@@ -88,6 +90,7 @@ impl FileScanner {
             timeout,
             fast_scan: false,
             caching: true,
+            digests: true,
             cache: Mutex::new(HashMap::new()),
             journal: None,
             cache_hits: AtomicU64::new(0),

@@ -1,5 +1,5 @@
 //! The content cache: counters, the journal of new entries, importing them into another engine,
-//! and rejecting entries that do not fit the rule set. Also fast-scan mode.
+//! and rejecting entries that do not fit the rule set. Also fast-scan mode and scans without digests.
 
 mod common;
 
@@ -103,4 +103,33 @@ fn fast_scan_finds_the_same_rules_with_fewer_matches() {
     assert_eq!(full.score(), fast.score());
     assert_eq!(full.files[0].hits[0].patterns.len(), 16, "reports keep 16 matches per pattern");
     assert_eq!(fast.files[0].hits[0].patterns.len(), 1);
+}
+
+#[test]
+fn without_digests_reports_match_the_same_and_leave_every_sha256_empty() {
+    use sha2::{Digest, Sha256};
+    let data = sample();
+    // With and without the content cache: without it, matching files are hashed only for the report.
+    for caching in [true, false] {
+        let with = engine(Limits::default(), 2).with_content_cache(caching);
+        let without = engine(Limits::default(), 2).with_content_cache(caching).with_digests(false);
+        assert!(with.digests() && !without.digests());
+        let (full, bare) = (scan(&with, "s.tar.gz", &data), scan(&without, "s.tar.gz", &data));
+        assert_eq!(full.sha256, hex(&Sha256::digest(&data)));
+        assert!(!full.files.is_empty());
+        assert!(full.files.iter().all(|f| f.sha256.len() == 64));
+        assert_eq!(bare.sha256, "");
+        assert!(bare.files.iter().all(|f| f.sha256.is_empty()));
+        let blank = |r: &dragonfly_core::DistributionReport| {
+            let mut r = r.clone();
+            r.sha256.clear();
+            r.files.iter_mut().for_each(|f| f.sha256.clear());
+            r
+        };
+        assert_eq!(blank(&full), bare, "only the digests differ");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

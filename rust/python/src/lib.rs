@@ -1063,7 +1063,9 @@ struct Scanner {
 #[pymethods]
 impl Scanner {
     #[new]
-    #[pyo3(signature = (rules, limits=None, threads=None, *, fast_scan=false, record_cache=false, content_cache=true))]
+    #[pyo3(signature = (rules, limits=None, threads=None, *, fast_scan=false, record_cache=false, content_cache=true, digests=true))]
+    // The Python constructor's keyword arguments, one parameter each.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         rules: Py<Rules>,
@@ -1072,6 +1074,7 @@ impl Scanner {
         fast_scan: bool,
         record_cache: bool,
         content_cache: bool,
+        digests: bool,
     ) -> PyResult<Self> {
         if threads.is_some_and(|n| n == 0 || n > core::MAX_THREADS) {
             return Err(PyValueError::new_err(format!(
@@ -1095,6 +1098,7 @@ impl Scanner {
             .map_err(|err| PyRuntimeError::new_err(err.to_string()))?
             .with_fast_scan(fast_scan)
             .with_content_cache(content_cache)
+            .with_digests(digests)
             .with_cache_journal(record_cache);
         Ok(Self { engine: Arc::new(engine), rules, limits })
     }
@@ -1118,6 +1122,10 @@ impl Scanner {
     #[getter]
     fn content_cache(&self) -> bool {
         self.engine.content_cache()
+    }
+    #[getter]
+    fn digests(&self) -> bool {
+        self.engine.digests()
     }
 
     /// Content-cache counters: entries held, files answered from the cache, files scanned.

@@ -135,10 +135,13 @@ impl<'e> DistScan<'e> {
     ) -> Option<DistributionReport> {
         // The distribution's own digest is taken while its members are walked: done after the walk,
         // it left every other thread idle (50 ms for a 100 MB wheel).
-        let (walked, digest) = rayon::join(
-            || catch_unwind(AssertUnwindSafe(|| self.walk_top(data, container))),
-            || sha256(data),
-        );
+        let walk = || catch_unwind(AssertUnwindSafe(|| self.walk_top(data, container)));
+        let (walked, digest) = if self.scanner.digests {
+            let (walked, digest) = rayon::join(walk, || sha256(data));
+            (walked, sha256_hex(&digest))
+        } else {
+            (walk(), String::new())
+        };
         let format = match walked {
             Ok(format) => format,
             Err(panic) => {
@@ -179,7 +182,7 @@ impl<'e> DistScan<'e> {
             url,
             format,
             size: data.len() as u64,
-            sha256: sha256_hex(&digest),
+            sha256: digest,
             files_scanned: self.files_scanned.into_inner(),
             bytes_scanned: self.bytes_scanned.into_inner(),
             files: files.into_iter().map(|(_, f)| f).collect(),
@@ -656,7 +659,7 @@ impl<'e> DistScan<'e> {
             self.count_scanned(data.len());
             return;
         }
-        // Without the cache only files that match are hashed (for their report).
+        // Without the cache only files that match are hashed (for their report, with digests on).
         let key = self.scanner.caching.then(|| route.cache_key(hash.get_or_insert_with(|| sha256(data))));
         match self.scanner.scan_content(key.as_ref(), &route, data) {
             ScanOutcome::Hits(raw) => {
@@ -666,7 +669,11 @@ impl<'e> DistScan<'e> {
                     let report = FileReport {
                         path,
                         size: data.len() as u64,
-                        sha256: sha256_hex(hash.get_or_insert_with(|| sha256(data))),
+                        sha256: if self.scanner.digests {
+                            sha256_hex(hash.get_or_insert_with(|| sha256(data)))
+                        } else {
+                            String::new()
+                        },
                         is_text: looks_like_text(data),
                         hits,
                     };

@@ -7,6 +7,7 @@ file that cannot be downloaded (too large, wrong sha256, connection lost) is "co
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -198,6 +199,21 @@ def test_ndjson_and_sarif_formats(archives: dict[str, Path], rules_dir: Path) ->
     validate_sarif(sarif)
     assert result.exit_code == 1 and sarif["version"] == "2.1.0"
     assert sarif["runs"][0]["results"][0]["ruleId"] == "test_marker"
+
+
+def test_the_digest_formats_carry_the_digests(archives: dict[str, Path], rules_dir: Path) -> None:
+    """``scan`` hashes only for the formats that show digests: those must still carry them."""
+    archive, setup = (
+        hashlib.sha256(archives["bad"].read_bytes()).hexdigest(),
+        hashlib.sha256(SETUP).hexdigest(),
+    )
+    _, document = run_json("-r", rules_dir, archives["bad"])
+    [dist] = document["targets"][0]["distributions"]
+    assert (dist["sha256"], [f["sha256"] for f in dist["files"]]) == (archive, [setup])
+    line = json.loads(run("scan", "-r", rules_dir, "-f", "ndjson", archives["bad"]).stdout)
+    assert line["distributions"][0]["sha256"] == archive
+    sarif = json.loads(run("scan", "-r", rules_dir, "-f", "sarif", archives["bad"]).stdout)
+    assert setup in json.dumps(sarif["runs"][0]["results"][0]["properties"])
 
 
 def test_markdown_format(archives: dict[str, Path], rules_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import heapq
 import io
 import json
@@ -19,11 +20,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from html import unescape
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from dragonfly_hybrid import Limits, RuleMatch, Rules, Scanner
 from dragonfly_hybrid.report import (
+    DIGEST_FORMATS,
     EXIT_CLEAN,
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
@@ -34,6 +36,7 @@ from dragonfly_hybrid.report import (
     TABLE_WIDE_COLUMNS,
     Finding,
     Origin,
+    ReportFormat,
     TargetResult,
     artifact_uri,
     exit_code,
@@ -110,6 +113,33 @@ def results(tmp_path: Path, scanner: Scanner) -> list[TargetResult]:
         TargetResult.from_distributions(str(big), "archive", big_name, [scanner.scan_path(str(big))]),
         TargetResult.failed("gone==1.0", "release", "gone", "1.0", "could not download gone-1.0.tar.gz"),
     ]
+
+
+def test_only_the_digest_formats_show_digests_so_the_others_scan_without(
+    tmp_path: Path, scanner: Scanner, rules: Rules
+) -> None:
+    """``scan`` hashes nothing for a format outside ``DIGEST_FORMATS``: such a report must read the same
+    from a Scanner that hashes and from one that does not, and a digest format must show the digests."""
+    bare = Scanner(rules, scanner.limits, threads=2, digests=False)
+
+    def reports(engine: Scanner) -> list[TargetResult]:
+        release = engine.scan_release("demo", "0.1", release_dists(tmp_path))
+        return [TargetResult.from_release("demo==0.1", release)]
+
+    def rendered(targets: list[TargetResult], fmt: ReportFormat) -> str:
+        out = io.StringIO()
+        render(targets, rules, fmt, out)
+        return out.getvalue()
+
+    digested, undigested = reports(scanner), reports(bare)
+    setup_digest = hashlib.sha256(SETUP).hexdigest()
+    assert DIGEST_FORMATS < set(get_args(ReportFormat))
+    for fmt in get_args(ReportFormat):
+        with_digests, without = rendered(digested, fmt), rendered(undigested, fmt)
+        if fmt in DIGEST_FORMATS:
+            assert setup_digest in with_digests and setup_digest not in without, fmt
+        else:
+            assert with_digests == without, f"{fmt} shows a digest: add it to DIGEST_FORMATS"
 
 
 # -------------------------------------------------------------------------------------- data model

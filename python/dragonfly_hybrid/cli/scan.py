@@ -30,6 +30,7 @@ from dragonfly_hybrid.cli.common import (
 )
 from dragonfly_hybrid.http_client import NetworkSettingsError
 from dragonfly_hybrid.report import (
+    DIGEST_FORMATS,
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
     Origin,
@@ -296,7 +297,9 @@ def scan_command(
         results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
         _refuse_requirements_as_rules(rules or [])
         ruleset = run_in_worker(lambda: load_rules_or_exit(rules or []))  # compiling takes a while
-        engine, cache = new_scanner(ruleset, limits, threads, results_store, parsed)
+        engine, cache = new_scanner(
+            ruleset, limits, threads, results_store, parsed, digests=fmt in DIGEST_FORMATS
+        )
         show_progress = not quiet and sys.stderr.isatty()
         # pip's settings matter (and are checked) only when something is fetched from an index; the index
         # client (httpx, its TLS context: ~0.1 s) too.
@@ -400,14 +403,22 @@ def project_key(filename: str) -> str:
 
 
 def new_scanner(
-    rules: Rules, limits: Limits, threads: int | None, store: Store | None, targets: Sequence[Target]
+    rules: Rules,
+    limits: Limits,
+    threads: int | None,
+    store: Store | None,
+    targets: Sequence[Target],
+    *,
+    digests: bool,
 ) -> tuple[Scanner, StoreContentCache | None]:
     """The run's Scanner; with a store, ``cached_scanner``'s, which records its content cache, loaded from
     the store. Without one, the plain Scanner ``cached_scanner`` would give, built here so that a scan
-    without a store never imports the store (sqlite3)."""
+    without a store never imports the store (sqlite3); it hashes only with ``digests`` (a format that shows
+    them). The store keeps every digest, so a Scanner for it always hashes."""
     if store is None:
+        content_cache = shares_contents(targets, None)
         return Scanner(
-            rules, limits, threads or available_cores(), content_cache=shares_contents(targets, None)
+            rules, limits, threads or available_cores(), content_cache=content_cache, digests=digests
         ), None
     from dragonfly_hybrid.store.content_cache import cached_scanner
 

@@ -228,15 +228,21 @@ struct Header {
 /// it (octal text with Python's spaces, sign, underscores and `0o`, or base-256), equal to the
 /// unsigned or the signed sum.
 pub(crate) fn checksum_matches(block: &[u8]) -> bool {
+    // The stored checksum first: in a block that is not a header (every archive member is asked
+    // whether it is a tarball) it rarely parses, and then nothing is summed.
+    let Some(stored) = nti(&block[148..156]) else {
+        return false;
+    };
     let (unsigned, signed) = checksums(block);
-    nti(&block[148..156]).is_some_and(|stored| stored == unsigned || stored == signed)
+    stored == unsigned || stored == signed
 }
 
 fn checksums(block: &[u8]) -> (i128, i128) {
-    let fields = || block[..148].iter().chain(&block[156..]);
-    let unsigned: i128 = 256 + fields().map(|&b| i128::from(b)).sum::<i128>();
-    let signed: i128 = 256 + fields().map(|&b| i128::from(b as i8)).sum::<i128>();
-    (unsigned, signed)
+    // 504 bytes of at most 255 each: the sums fit an i32, where they vectorize (i128 sums did not).
+    let unsigned = |part: &[u8]| part.iter().map(|&b| i32::from(b)).sum::<i32>();
+    let signed = |part: &[u8]| part.iter().map(|&b| i32::from(b as i8)).sum::<i32>();
+    let (head, tail) = (&block[..148], &block[156..]);
+    (i128::from(256 + unsigned(head) + unsigned(tail)), i128::from(256 + signed(head) + signed(tail)))
 }
 
 fn frombuf(block: &[u8], dircheck: bool) -> Result<Header, HeaderError> {
@@ -1095,6 +1101,41 @@ mod tests {
         assert_eq!(nti(b"\x1c644\x1f\0\0\0"), Some(0o644));
         assert_eq!(nti(b"\x80\0\0\0\0\0\0\x01\0\0\0\0"), Some(1 << 32));
         assert_eq!(nti(b"\xff\xff\xff\xff\xff\xff\xff\xfe"), Some(-2));
+    }
+
+    #[test]
+    fn checksums_are_tarfiles_over_every_byte_value() {
+        // tarfile's calc_chksums: 256 plus the header's bytes but the checksum field's, read as
+        // unsigned and as signed bytes.
+        let reference = |block: &[u8]| {
+            let bytes = block[..148].iter().chain(&block[156..]);
+            let unsigned: i128 = 256 + bytes.clone().map(|&b| i128::from(b)).sum::<i128>();
+            (unsigned, 256 + bytes.map(|&b| i128::from(b as i8)).sum::<i128>())
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut blocks: Vec<[u8; 512]> = vec![[0; 512], [0xff; 512], [0x80; 512], [0x7f; 512]];
+        for _ in 0..200 {
+            let mut block = [0u8; 512];
+            for byte in block.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = state as u8;
+            }
+            blocks.push(block);
+        }
+        for mut block in blocks {
+            assert_eq!(checksums(&block), reference(&block));
+            let (unsigned, signed) = reference(&block);
+            for stored in [unsigned, signed] {
+                let sign = if stored < 0 { "-" } else { "" };
+                let field = format!("{:>7}\0", format!("{sign}{:o}", stored.abs()));
+                block[148..156].copy_from_slice(field.as_bytes());
+                assert!(checksum_matches(&block), "{field:?}");
+            }
+            block[148..156].copy_from_slice(b"port os\n");
+            assert!(!checksum_matches(&block));
+        }
     }
 
     #[test]

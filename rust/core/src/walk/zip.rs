@@ -66,13 +66,23 @@ impl DistScan<'_> {
             size: data.len() as u64,
             tripped: AtomicBool::new(false),
         };
-        // Largest first (by the size the directory claims: only the order depends on it), each thread
-        // taking the next member when it is free. A big member reached last, or queued behind the other
-        // big ones on one thread, kept that thread busy alone at the end: plotly's wheel (two 3.7 MB
-        // scripts at the end of its directory) took 0.20 s on 2 threads for 0.29 CPU-s with the members
-        // split between the threads, and takes 0.15 s this way.
+        // Big members first, largest first (by the size the directory claims: only the order depends on
+        // it), each thread taking the next member when it is free. A big member reached last, or queued
+        // behind the other big ones on one thread, kept that thread busy alone at the end: plotly's wheel
+        // (two 3.7 MB scripts at the end of its directory) took 0.20 s on 2 threads for 0.29 CPU-s with
+        // the members split between the threads, and takes 0.15 s this way. The small ones (under
+        // `READ_CHUNK`) then go in the order of their data in the archive, which the caches and the page
+        // tables follow: in size order they were read all over the file, and the big wheel's scan took
+        // 6% longer.
         let mut schedule: Vec<usize> = (0..allowed).collect();
-        schedule.sort_by_key(|&index| std::cmp::Reverse(dir.entries[index].size));
+        schedule.sort_by_key(|&index| {
+            let entry = &dir.entries[index];
+            if entry.size >= READ_CHUNK as u64 {
+                (std::cmp::Reverse(entry.size), 0)
+            } else {
+                (std::cmp::Reverse(0), entry.header_offset)
+            }
+        });
         let next = AtomicUsize::new(0);
         let workers = rayon::current_num_threads().min(schedule.len());
         (0..workers).into_par_iter().for_each(|_| {

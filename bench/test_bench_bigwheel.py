@@ -2,7 +2,9 @@
 14 common-code rules (issue 19), every row in the same run:
 
 * ``engine-2threads``: ``Scanner.scan_path`` on 2 threads (a fresh ``Scanner`` per round, built as the CLI
-  builds it for one archive: no content cache);
+  builds it for one archive: no content cache), with digests as ``json`` and ``sarif`` need them;
+* ``engine-2threads-nodigests``: the same without digests (``digests=False``), as ``table``, ``markdown``
+  and ``html`` scan;
 * ``cli-json``, ``cli-table``, ``cli-sarif``, ``cli-markdown``, ``cli-html``: ``python -m
   dragonfly_hybrid.cli scan WHEEL -f FMT -o FILE`` in a fresh process (start-up, rule compilation, scan and
   report: what a user waits for);
@@ -70,24 +72,27 @@ def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
         reporter.write_sep("=", "big wheel (median of rounds; ratio to engine-2threads)")
         for name, median in rows.items():
             ratio = f"{median / engine:6.2f}x" if engine else "      -"
-            reporter.write_line(f"{name:<16} {median:8.3f} s  {ratio}")
+            reporter.write_line(f"{name:<26} {median:8.3f} s  {ratio}")
 
 
+@pytest.mark.parametrize("digests", [True, False], ids=["digests", "nodigests"])
 @pytest.mark.benchmark(group=GROUP)
-def test_engine(benchmark: Any, wheel: BigWheel, medians: dict[str, float]) -> None:
+def test_engine(benchmark: Any, wheel: BigWheel, medians: dict[str, float], digests: bool) -> None:
     from dragonfly_hybrid import Rules, Scanner
 
     rules = Rules.compile(common_code_sources())
 
     def fresh() -> tuple[tuple[Scanner], dict[str, Any]]:
         # As the CLI builds it for one archive: no content cache (only matching files are hashed).
-        return (Scanner(rules, threads=THREADS, content_cache=False),), {}
+        return (Scanner(rules, threads=THREADS, content_cache=False, digests=digests),), {}
 
     result = benchmark.pedantic(
         lambda scanner: scanner.scan_path(str(wheel.path)), setup=fresh, rounds=_rounds(), iterations=1
     )
     assert result.files_scanned == wheel.files and result.complete and result.files
-    record_median(benchmark, medians, GROUP, "engine-2threads", files_matched=len(result.files))
+    assert all(f.sha256 for f in result.files) == digests
+    row = "engine-2threads" if digests else "engine-2threads-nodigests"
+    record_median(benchmark, medians, GROUP, row, files_matched=len(result.files))
 
 
 @pytest.mark.parametrize("fmt", ["json", "table", "sarif", "markdown", "html"])

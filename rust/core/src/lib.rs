@@ -7,6 +7,7 @@
 mod cache;
 mod codec;
 mod control;
+mod crc;
 mod engine;
 mod format;
 mod issue;

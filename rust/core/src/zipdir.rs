@@ -15,6 +15,8 @@ use std::sync::LazyLock;
 
 use memchr::memmem;
 
+use crate::crc::{self, Crc32};
+
 const LOCAL_SIG: &[u8; 4] = b"PK\x03\x04";
 const CENTRAL_SIG: &[u8; 4] = b"PK\x01\x02";
 const END_SIG: &[u8; 4] = b"PK\x05\x06";
@@ -459,9 +461,7 @@ fn decode_extra(data: &[u8], range: Range<usize>, entry: &mut Entry) {
                 entry.zip64 = true;
             }
         } else if kind == 0x7075 && len >= 5 && extra[4] == 1 {
-            let mut crc = flate2::Crc::new();
-            crc.update(&data[entry.name.clone()]);
-            if u32_at(extra, 5) == crc.sum() {
+            if u32_at(extra, 5) == crc::crc32(&data[entry.name.clone()]) {
                 entry.unicode_name = Some(at + 9..at + 4 + len);
             }
         }
@@ -714,7 +714,7 @@ impl Drop for ZstdMember<'_> {
 /// Computes the CRC-32 of everything read through it.
 pub(crate) struct CrcReader<R> {
     pub inner: R,
-    pub crc: flate2::Crc,
+    pub crc: Crc32,
 }
 
 impl<R: Read> Read for CrcReader<R> {

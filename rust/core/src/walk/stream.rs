@@ -5,6 +5,7 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
+use crate::crc::Crc32;
 use crate::format::Container;
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
@@ -55,7 +56,7 @@ enum GzipState<'a> {
     /// At the start of a member (its magic bytes already seen).
     Header(&'a [u8]),
     /// Inflating a member's deflate data: the CRC-32 and size of what came out so far.
-    Body(flate2::bufread::DeflateDecoder<&'a [u8]>, flate2::Crc),
+    Body(flate2::bufread::DeflateDecoder<&'a [u8]>, Crc32),
     Done,
 }
 
@@ -106,7 +107,7 @@ impl<'a> GzipMembers<'a> {
     }
 
     /// After a member's deflate data: check its trailer, then go to the next member, if any.
-    fn end_member(&mut self, rest: &'a [u8], crc: &flate2::Crc) -> io::Result<()> {
+    fn end_member(&mut self, rest: &'a [u8], crc: &Crc32) -> io::Result<()> {
         let trailer = rest.get(..8).ok_or_else(gzip_truncated)?;
         let stored_crc = u32::from_le_bytes(trailer[..4].try_into().expect("four bytes"));
         let stored_size = u32::from_le_bytes(trailer[4..].try_into().expect("four bytes"));
@@ -134,8 +135,7 @@ impl Read for GzipMembers<'_> {
                 GzipState::Done => return Ok(0),
                 GzipState::Header(data) => {
                     let body = &data[gzip_header_len(data)?..];
-                    self.state =
-                        GzipState::Body(flate2::bufread::DeflateDecoder::new(body), flate2::Crc::new());
+                    self.state = GzipState::Body(flate2::bufread::DeflateDecoder::new(body), Crc32::new());
                 }
                 GzipState::Body(mut decoder, mut crc) => {
                     let n = decoder.read(buf)?;

@@ -10,6 +10,7 @@ use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use super::names::display_name;
 use super::stream::Guard;
 use super::{DistScan, Member, MemberRead, Order, READ_CHUNK};
+use crate::crc::{self, Crc32};
 use crate::issue::{Issue, IssueKind};
 use crate::zipdir::{self, Directory};
 
@@ -201,13 +202,9 @@ impl DistScan<'_> {
             .flatten();
         let (read, crc) = match inflated {
             Some(content) => {
-                let mut crc = flate2::Crc::new();
-                crc.update(&content);
+                let crc = crc::crc32(&content);
                 let compressed = compressed.len() as u64;
-                (
-                    self.read_inflated(content, compressed, Some(entry.size), Some(budget), &path, &order),
-                    crc.sum(),
-                )
+                (self.read_inflated(content, compressed, Some(entry.size), Some(budget), &path, &order), crc)
             }
             None => match self.zip_stream(entry, compressed, &path, &order, budget) {
                 Some(streamed) => streamed,
@@ -264,9 +261,7 @@ impl DistScan<'_> {
         depth: u32,
     ) -> Option<Member> {
         let declared = usize::try_from(entry.size).ok()?;
-        let mut crc = flate2::Crc::new();
-        crc.update(&content[..declared]);
-        if crc.sum() != entry.crc {
+        if crc::crc32(&content[..declared]) != entry.crc {
             return None; // zipfile fails the CRC check: pip installs nothing, and all of it was scanned
         }
         let beyond = content.split_off(declared);
@@ -305,7 +300,7 @@ impl DistScan<'_> {
                 return None;
             }
         };
-        let mut reader = zipdir::CrcReader { inner: decoder, crc: flate2::Crc::new() };
+        let mut reader = zipdir::CrcReader { inner: decoder, crc: Crc32::new() };
         let read = self.read_member(&mut reader, &guard, path, None, Some(entry.size), Some(budget), order);
         Some((read, reader.crc.sum()))
     }

@@ -344,3 +344,43 @@ fn files_no_rule_applies_to_are_covered_without_scanning() {
     assert_eq!(report.files_scanned, 4);
     assert!(report.complete());
 }
+
+/// Deflated zip members up to `RATIO_GRACE_BYTES` are inflated whole, larger ones streamed, as every tar
+/// member is: around both edges a zip member is read as the same member in a tarball is, its last bytes
+/// included, with and without a member-size limit that cuts it, and a wrong CRC-32 is still caught.
+#[test]
+fn zip_members_read_whole_or_streamed_end_as_tar_members_do() {
+    let edges = [256 << 10, 1 << 20];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for size in edges.iter().flat_map(|&edge: &usize| [edge - 1, edge, edge + 1]) {
+        let mut content: Vec<u8> = (0..size - 11)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                b'a' + (seed % 26) as u8
+            })
+            .collect();
+        content.extend_from_slice(b"EVIL_MARKER");
+        let entries = [("p/m.bin", content.as_slice())];
+        let (zipped, tarred) = (zip(&entries), tar_gz(&entries));
+        for limits in [Limits::default(), Limits { max_member_size: size as u64 - 1, ..Limits::default() }] {
+            let engine = engine(limits.clone(), 2);
+            let (z, t) = (scan(&engine, "m.zip", &zipped), scan(&engine, "m.tar.gz", &tarred));
+            let cut = limits.max_member_size < size as u64;
+            assert_eq!(issue_kinds(&z), issue_kinds(&t), "{size} (cut: {cut})");
+            assert_eq!(issue_kinds(&z), if cut { vec!["member-too-large"] } else { vec![] }, "{size}");
+            assert_eq!((z.files_scanned, z.bytes_scanned), (t.files_scanned, t.bytes_scanned), "{size}");
+            assert_eq!(z.bytes_scanned, (size - usize::from(cut)) as u64, "{size}");
+            assert_eq!(z.rules_matched(), t.rules_matched(), "{size}");
+            assert_eq!(z.rules_matched().is_empty(), cut, "{size}: the marker ends the member");
+        }
+        let mut bad = zipped.clone();
+        for (signature, crc_at) in [(&b"PK\x03\x04"[..], 14), (&b"PK\x01\x02"[..], 16)] {
+            let at = bad.windows(4).position(|w| w == signature).unwrap();
+            bad[at + crc_at] ^= 1;
+        }
+        let report = scan(&engine(Limits::default(), 2), "crc.zip", &bad);
+        assert_eq!(issue_kinds(&report), vec!["bad-checksum"], "{size}");
+    }
+}

@@ -482,9 +482,9 @@ impl<'e> DistScan<'e> {
         }
     }
 
-    /// A member inflated whole in one call (`zipdir::inflate_whole`, at most [`READ_CHUNK`] bytes), counted
-    /// against the limits as `read_member` counts a member it reads in one chunk: the same issues, the
-    /// same outcome. `compressed`: the member's compressed bytes.
+    /// A member inflated whole in one call (`zipdir::inflate_whole`, when `DistScan::inflates_whole` says the
+    /// limits end it as they would end `read_member`'s reads), counted against them once: the same issues,
+    /// the same outcome. `compressed`: the member's compressed bytes.
     fn read_inflated(
         &self,
         data: Vec<u8>,

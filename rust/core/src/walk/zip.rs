@@ -12,6 +12,7 @@ use super::stream::Guard;
 use super::{DistScan, Member, MemberRead, Order, READ_CHUNK};
 use crate::crc::{self, Crc32};
 use crate::issue::{Issue, IssueKind};
+use crate::limits::RATIO_GRACE_BYTES;
 use crate::zipdir::{self, Directory};
 
 /// The zip-wide inflation budget: entries that share compressed bytes (or repeat them) cannot
@@ -197,7 +198,7 @@ impl DistScan<'_> {
             self.issue(order.clone(), Issue::new(&*path, IssueKind::Corrupt, message).scanned());
         }
         let compressed = &data[local.data.clone()];
-        let inflated = (entry.method == 8 && entry.size <= READ_CHUNK as u64)
+        let inflated = (entry.method == 8 && self.inflates_whole(entry.size, budget))
             .then(|| zipdir::inflate_whole(compressed, entry.size as usize))
             .flatten();
         let (read, crc) = match inflated {
@@ -274,6 +275,20 @@ impl DistScan<'_> {
         self.issue(order.clone(), Issue::new(path, IssueKind::SizeMismatch, message));
         let path = format!("{path}<after its declared size>");
         Some(Member { order: [order.as_slice(), &[2]].concat(), path, data: beyond, depth })
+    }
+
+    /// Whether a deflated member declaring `size` bytes is inflated whole (libdeflate: 1.6x zlib-rs's
+    /// streaming on the corpus's members) instead of streamed, which is when that ends as `read_member`
+    /// would, limit for limit. Up to `READ_CHUNK` the stream reads it in one chunk too. Up to
+    /// `RATIO_GRACE_BYTES` it reads it in several, and their outcome is the whole's: the ratio limit spares
+    /// a member's first `RATIO_GRACE_BYTES`, a total-size trip drops the member whichever chunk trips it,
+    /// and the member-size limit and the archive's budget are checked here not to trip at all. Only a
+    /// member that inflates to exactly `size` bytes is taken (`inflate_whole`); any other is streamed.
+    fn inflates_whole(&self, size: u64, budget: &ArchiveBudget) -> bool {
+        size <= READ_CHUNK as u64
+            || (size <= RATIO_GRACE_BYTES
+                && size <= self.limits.max_member_size
+                && budget.inflated.load(Ordering::Relaxed).saturating_add(size) <= budget.limit)
     }
 
     /// Read a member through its streaming decoder: how the read ended and the CRC-32 of what was read;

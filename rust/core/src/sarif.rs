@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::format::Format;
 use crate::json::{integer, string};
 use crate::report::{prefetch, DistributionReport, FileReport, PatternHit, RuleHit};
+use crate::rules::hex;
 
 /// Matches of rules with at least this weight are `error` results; lighter ones are `warning`
 /// (`report.SARIF_ERROR_WEIGHT`).
@@ -301,14 +302,6 @@ fn fingerprint(
         hasher.update(part.as_bytes());
     }
     hex(&hasher.finalize())
-}
-
-fn hex(digest: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    digest
-        .iter()
-        .flat_map(|b| [char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 0xf)])])
-        .collect()
 }
 
 /// The report module's `versionless_path` for printable ASCII: each directory named

@@ -581,12 +581,3 @@ def test_a_cancelled_progress_stops_every_later_scan(scanner: dh.Scanner) -> Non
         scanner.scan_many([("a.tar.gz", tar_gz_bytes({"a.py": b"EVIL_MARKER"}), None)], progress=progress)
     assert (progress.files, progress.distributions) == (0, 0)
     assert "cancelled" in repr(progress)
-
-
-def test_the_cores_sha256_is_hashlibs() -> None:
-    """``_core.sha256_hex`` keys the rules cache and the reports' fingerprints in place of ``hashlib``."""
-    from dragonfly_hybrid._core import sha256_hex
-
-    data = bytes(range(256)) * 5
-    for length in [*range(130), 1000, len(data)]:
-        assert sha256_hex(data[:length]) == hashlib.sha256(data[:length]).hexdigest(), length

@@ -3,7 +3,6 @@ that spares ``scan`` compiling the same rules at every start."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -13,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid import _core, rules_loader
+from dragonfly_hybrid import rules_loader
 from dragonfly_hybrid._core import Rules
 from dragonfly_hybrid.cli import app, main, rules_arguments
 from dragonfly_hybrid.cli.app import COMMANDS
@@ -97,7 +96,6 @@ NOT_FOR_A_LOCAL_SCAN = (
     "configparser",
     "sqlite3",
     "logging",
-    "hashlib",  # the core hashes what a scan needs hashed; hashlib's libcrypto took ~3 ms
     "dragonfly_hybrid.pypi",
     "dragonfly_hybrid.store.db",
     "dragonfly_hybrid.store.content_cache",
@@ -208,21 +206,6 @@ def test_sources_compiled_once_are_loaded_from_the_cache(tmp_path: Path) -> None
     entry.write_bytes(light.serialize())
     assert load_rules([marker], cache_dir=cache).identifiers == light.identifiers
     assert load_rules([marker]).identifiers == first.identifiers, "without a cache: compiled"
-
-
-def test_cache_entries_keep_their_names_the_length_prefixed_sha256_of_what_they_depend_on(
-    tmp_path: Path,
-) -> None:
-    """The key is computed by the core now (not ``hashlib``): entries written before are still found."""
-    sources = {"b.yar": MARKER_RULE, "a.yar": LIGHT_RULE + "\u00e9"}
-    digest = hashlib.sha256()
-    parts = [_core.__version__.encode(), _core.COMPILED_RULES_MAGIC, rules_loader.COMPILED_LAYOUT.encode()]
-    for origin in sorted(sources):
-        parts += [origin.encode(), sources[origin].encode()]
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "little") + part)
-    entry = rules_loader._cache_entry(tmp_path, sources)
-    assert entry == tmp_path / f"sources-{digest.hexdigest()}.rules"
 
 
 def test_changed_sources_are_compiled_again_under_another_entry(tmp_path: Path) -> None:

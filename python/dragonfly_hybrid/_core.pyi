@@ -27,7 +27,6 @@ __all__ = [
     "__version__",
     "default_threads",
     "distributions_json",
-    "sha256_hex",
     "write_distributions_json",
 ]
 
@@ -46,9 +45,6 @@ CACHE_ENTRIES: int
 def default_threads() -> int:
     """Threads a ``Scanner`` starts when none are asked for: the cores this process may run on (CPU affinity
     and cgroup quotas respected), at least 1."""
-
-def sha256_hex(data: bytes) -> str:
-    """The hex SHA-256 of ``data``, as ``hashlib.sha256(data).hexdigest()``."""
 
 def distributions_json(distributions: Sequence[DistributionResult], level: int | None = None) -> str:
     """The JSON array of ``distributions`` in the schema of ``dragonfly_hybrid.report`` (written in Rust): one

@@ -110,6 +110,7 @@ HTML (``--format html``): one self-contained page, described in :mod:`dragonfly_
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import io
 import json
@@ -725,14 +726,14 @@ def finding_fingerprint(finding: Finding) -> str:
 
 def _fingerprint(finding: Finding, pattern: PatternMatch | None) -> str:
     project, version = project_and_version(finding.dist.name)
-    matched = _core.sha256_hex(pattern.data if pattern is not None else b"")
+    matched = hashlib.sha256(pattern.data if pattern is not None else b"").hexdigest()
     parts = (
         finding.match.identifier,
         project,
         versionless_path(finding.file.path, project, version),
         matched,
     )
-    return _core.sha256_hex("\0".join(parts).encode("utf-8", "surrogatepass"))
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _help_uri(match: RuleMatch) -> str | None:
@@ -913,11 +914,11 @@ def _dependency_result(target: TargetResult, origin: Origin, index: int, min_sco
             for i, f in enumerate(top)
         ],
         "partialFingerprints": {
-            SARIF_FINGERPRINT_KEY: _core.sha256_hex(
+            SARIF_FINGERPRINT_KEY: hashlib.sha256(
                 "\0".join(
                     (FLAGGED_DEPENDENCY_RULE, origin_uri(origin.path), normalize_project(target.name))
                 ).encode()
-            )
+            ).hexdigest()
         },
         "properties": {
             "target": target.target,

@@ -16,12 +16,14 @@ writing the entry) to that call.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from dragonfly_hybrid._core import COMPILED_RULES_MAGIC, Rules, __version__, sha256_hex
+from dragonfly_hybrid._core import COMPILED_RULES_MAGIC, Rules, __version__
 from dragonfly_hybrid.errors import RulesFormatError
 
 RULE_SUFFIXES = (".yar", ".yara")
@@ -51,11 +53,13 @@ of warning about an unusable entry. Change it whenever the blob format changes."
 
 def _sources_key(sources: dict[str, str]) -> str:
     """What a compiled set depends on: every (origin, source) pair, the engine version, the blob format."""
-    parts = [__version__.encode(), COMPILED_RULES_MAGIC, COMPILED_LAYOUT.encode()]
+    digest = hashlib.sha256()
+    for part in (__version__.encode(), COMPILED_RULES_MAGIC, COMPILED_LAYOUT.encode()):
+        digest.update(len(part).to_bytes(8, "little") + part)
     for origin, text in sorted(sources.items()):
-        parts += (origin.encode(), text.encode())
-    # The core's SHA-256: hashlib's libcrypto took ~3 ms of every start.
-    return sha256_hex(b"".join(len(part).to_bytes(8, "little") + part for part in parts))
+        for part in (origin.encode(), text.encode()):
+            digest.update(len(part).to_bytes(8, "little") + part)
+    return digest.hexdigest()
 
 
 def _cache_entry(cache_dir: Path, sources: dict[str, str]) -> Path:
@@ -79,8 +83,6 @@ def compile_cached(sources: dict[str, str], cache_dir: Path | None) -> Rules:
             "ignoring an unusable cached rule set", extra={"path": str(path), "error": str(err)}
         )
     rules = Rules.compile(sources)
-    import tempfile  # ~2 ms, for a cache miss only
-
     with contextlib.suppress(OSError):  # a read-only or full disk costs the next start its compile, no more
         cache_dir.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=cache_dir, prefix=".partial-", suffix=".rules")

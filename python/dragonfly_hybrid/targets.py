@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import queue
 import re
 import stat
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -264,8 +266,6 @@ def _hash_verdict(file: DistributionFile, allowed: frozenset[str]) -> bool | Non
 
 def _file_hashes(path: Path, algorithms: set[str]) -> set[str]:
     """``algorithm:hex`` of the file's bytes for each of ``algorithms``."""
-    import hashlib  # libcrypto: ~3 ms, for downloads only
-
     hashers = {alg: hashlib.new(alg) for alg in algorithms}
     with path.open("rb") as stream:
         while chunk := stream.read(1 << 20):
@@ -443,8 +443,6 @@ class TargetScanner:
         return dists, errors
 
     def _scan_release(self, target: ReleaseTarget, release: Release) -> TargetResult:
-        import tempfile  # ~2 ms, for downloads only
-
         self.hooks.stage(f"downloading {release.name}=={release.version}")
         with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
             fetched, errors = self.download_release(target, release, Path(tmp))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import binascii
 import gc
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dragonfly_hybrid import __version__
-from dragonfly_hybrid._core import DistributionResult, FileResult, PatternMatch, RuleMatch, Rules, sha256_hex
+from dragonfly_hybrid._core import DistributionResult, FileResult, PatternMatch, RuleMatch, Rules
 from dragonfly_hybrid.report import (
     TargetResult,
     heaviest_findings,
@@ -506,7 +507,7 @@ def _asset(name: str) -> str:
 
 
 def _csp_hash(source: str) -> str:
-    digest = bytes.fromhex(sha256_hex(source.encode("utf-8")))  # hashlib's libcrypto: ~3 ms to import
+    digest = hashlib.sha256(source.encode("utf-8")).digest()
     return "'sha256-" + binascii.b2a_base64(digest, newline=False).decode() + "'"
 
 

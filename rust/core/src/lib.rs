@@ -33,8 +33,7 @@ pub use report::{
     MATCHES_PER_PATTERN, MATCH_DATA_BYTES,
 };
 pub use rules::{
-    sha256_hex, Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC, COMPILED_PREFIX,
-    COMPILED_ROUTED_MAGIC,
+    Diagnostic, Meta, RuleInfo, RuleSet, RulesError, COMPILED_MAGIC, COMPILED_PREFIX, COMPILED_ROUTED_MAGIC,
 };
 pub use sarif::{
     prefetch_findings, rank as rank_findings, write_result as write_sarif_result, FindingRef, ResultContext,

@@ -233,11 +233,6 @@ fn build(sources: &[(&str, &str)]) -> Result<yara_x::Rules, RulesError> {
     Err(RulesError::Compile(diagnostics))
 }
 
-/// The hex SHA-256 of `data`, as `hashlib.sha256(data).hexdigest()` writes it.
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
-}
-
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

@@ -68,13 +68,6 @@ fn default_threads() -> usize {
     core::default_threads()
 }
 
-/// The hex SHA-256 of `data`: for the rules-cache key, so that loading rules needs no `hashlib` (its
-/// libcrypto took ~3 ms of every start).
-#[pyfunction]
-fn sha256_hex(data: &[u8]) -> String {
-    core::sha256_hex(data)
-}
-
 /// A compiled YARA-X rule set, shared read-only by every scanning thread.
 #[pyclass(frozen, module = "dragonfly_hybrid._core")]
 struct Rules {
@@ -1299,7 +1292,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_THREADS", core::MAX_THREADS)?;
     m.add("CACHE_ENTRIES", core::CACHE_ENTRIES)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(sha256_hex, m)?)?;
     m.add_function(wrap_pyfunction!(distributions_json, m)?)?;
     #[cfg(unix)]
     m.add_function(wrap_pyfunction!(write_distributions_json, m)?)?;

@@ -460,10 +460,12 @@ fn decode_extra(data: &[u8], range: Range<usize>, entry: &mut Entry) {
                 field = &field[8..];
                 entry.zip64 = true;
             }
-        } else if kind == 0x7075 && len >= 5 && extra[4] == 1 {
-            if u32_at(extra, 5) == crc::crc32(&data[entry.name.clone()]) {
-                entry.unicode_name = Some(at + 9..at + 4 + len);
-            }
+        } else if kind == 0x7075
+            && len >= 5
+            && extra[4] == 1
+            && u32_at(extra, 5) == crc::crc32(&data[entry.name.clone()])
+        {
+            entry.unicode_name = Some(at + 9..at + 4 + len);
         }
         at += 4 + len;
         extra = &extra[4 + len..];

@@ -282,8 +282,10 @@ impl DistScan<'_> {
     /// would, limit for limit. Up to `READ_CHUNK` the stream reads it in one chunk too. Up to
     /// `RATIO_GRACE_BYTES` it reads it in several, and their outcome is the whole's: the ratio limit spares
     /// a member's first `RATIO_GRACE_BYTES`, a total-size trip drops the member whichever chunk trips it,
-    /// and the member-size limit and the archive's budget are checked here not to trip at all. Only a
-    /// member that inflates to exactly `size` bytes is taken (`inflate_whole`); any other is streamed.
+    /// and the member-size limit and the archive's budget are checked here not to trip at all (members
+    /// inflated meanwhile on other threads may still trip the budget: this one is then scanned whole where
+    /// the stream would have stopped at a chunk, with the same issue). Only a member that inflates to
+    /// exactly `size` bytes is taken (`inflate_whole`); any other is streamed.
     fn inflates_whole(&self, size: u64, budget: &ArchiveBudget) -> bool {
         size <= READ_CHUNK as u64
             || (size <= RATIO_GRACE_BYTES

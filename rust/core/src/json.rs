@@ -405,23 +405,25 @@ fn boolean(buf: &mut Vec<u8>, value: bool) {
 /// `text` as a JSON string, escaped as Python's `json.dumps(ensure_ascii=False)` escapes it: `"`, `\`,
 /// and the control characters below U+0020 (`\n`, `\t`... or `\u00XX`); everything else as it is.
 pub(crate) fn string(buf: &mut Vec<u8>, text: &str) {
-    buf.reserve(text.len() + 2);
-    buf.push(b'"');
-    escaped(buf, text.as_bytes());
-    buf.push(b'"');
+    quoted(buf, text.as_bytes());
 }
 
 /// A pattern's bytes as a JSON string: as UTF-8 text, each byte that is not valid UTF-8 written `\xNN`
 /// (`utf8_backslashed`). ASCII, nearly every match and snippet, needs no decoding.
 fn bytes_string(buf: &mut Vec<u8>, bytes: &[u8]) {
     if bytes.is_ascii() {
-        buf.reserve(bytes.len() + 2);
-        buf.push(b'"');
-        escaped(buf, bytes);
-        buf.push(b'"');
+        quoted(buf, bytes);
     } else {
         string(buf, &utf8_backslashed(bytes));
     }
+}
+
+/// `bytes` (UTF-8) escaped, between quotes.
+fn quoted(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.reserve(bytes.len() + 2);
+    buf.push(b'"');
+    escaped(buf, bytes);
+    buf.push(b'"');
 }
 
 /// `bytes` (UTF-8) escaped, without quotes.

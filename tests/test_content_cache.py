@@ -52,8 +52,17 @@ CACHE_LINE = re.compile(
 )
 
 
-def digest(content: bytes) -> bytes:
-    return hashlib.sha256(content).digest()
+def some_key(seed: bytes) -> bytes:
+    """A 32-byte cache key for store tests that never reach the engine."""
+    return hashlib.sha256(seed).digest()
+
+
+def engine_key(rules: Rules, content: bytes, name: str) -> bytes:
+    """The key the engine files ``content`` under when it scans it as ``name`` with ``rules``."""
+    recording = Scanner(rules, threads=1, record_cache=True)
+    recording.scan_bytes(content, name)
+    [(key, _)] = recording.cache_export()
+    return key
 
 
 def run(*args: object) -> Result:
@@ -99,7 +108,7 @@ def rules(rules_dir: Path) -> Rules:
 
 
 def test_entries_are_kept_per_rule_set_once_and_read_back_in_pages(tmp_path: Path) -> None:
-    entries = [(digest(bytes([i])), b"" if i % 2 else b"\x01match") for i in range(5)]
+    entries = [(some_key(bytes([i])), b"" if i % 2 else b"\x01match") for i in range(5)]
     with Store(tmp_path / "s.db") as db:
         assert db.save_content_cache("rules-a", entries) == 5
         # INSERT OR IGNORE: a second save of the same contents adds nothing and changes nothing.
@@ -112,13 +121,13 @@ def test_entries_are_kept_per_rule_set_once_and_read_back_in_pages(tmp_path: Pat
         # replace=True (entries the engine refused) overwrites.
         assert db.save_content_cache("rules-a", [(entries[0][0], b"\x01fresh")], replace=True) == 0
         assert dict(e for p in db.content_cache_pages("rules-a") for e in p)[entries[0][0]] == b"\x01fresh"
-        with pytest.raises(ValueError, match="32-byte sha256"):
+        with pytest.raises(ValueError, match="content-cache key is 32 bytes, not 5"):
             db.save_content_cache("rules-a", [(b"short", b"")])
 
 
 def test_each_rule_set_is_bounded_and_only_the_latest_rule_sets_are_kept(tmp_path: Path) -> None:
-    older = [(digest(b"old%d" % i), b"") for i in range(4)]
-    newer = [(digest(b"new%d" % i), b"") for i in range(4)]
+    older = [(some_key(b"old%d" % i), b"") for i in range(4)]
+    newer = [(some_key(b"new%d" % i), b"") for i in range(4)]
     with Store(tmp_path / "s.db") as db:
         db.save_content_cache("rules-a", older, limit=5)
         assert db.save_content_cache("rules-a", newer, limit=5) == 4
@@ -161,7 +170,8 @@ def test_entries_the_engine_refuses_are_logged_scanned_again_and_replaced(
     tmp_path: Path, rules: Rules, caplog: pytest.LogCaptureFixture
 ) -> None:
     with Store(tmp_path / "s.db") as db:
-        db.save_content_cache(rules.hash, [(digest(BAD), b"\x09not an entry this engine writes")])
+        key = engine_key(rules, BAD, "setup.py")
+        db.save_content_cache(rules.hash, [(key, b"\x09not an entry this engine writes")])
         scanner = Scanner(rules, threads=2, record_cache=True)
         cache = StoreContentCache(db)
         with caplog.at_level(logging.INFO, logger="dragonfly_hybrid.store.content_cache"):
@@ -313,7 +323,7 @@ def test_no_content_cache_cannot_record_or_load_entries(rules: Rules) -> None:
     with pytest.raises(ValueError, match="record_cache needs the content cache"):
         Scanner(rules, record_cache=True, content_cache=False)
     with pytest.raises(ValueError, match="no content cache"):
-        Scanner(rules, content_cache=False).cache_import([(digest(BAD), b"")])
+        Scanner(rules, content_cache=False).cache_import([(some_key(BAD), b"")])
 
 
 def archive_target(tmp_path: Path, filename: str) -> PathTarget:

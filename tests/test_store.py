@@ -72,7 +72,7 @@ def test_migrations_apply_in_order_and_keep_data(
         assert db._query("SELECT COUNT(*) FROM future_table")[0][0] == 0
 
 
-def test_a_version_1_store_migrates_to_2_keeping_its_data(
+def test_a_version_1_store_migrates_to_the_current_schema_keeping_its_data(
     tmp_path: Path, scanner: Scanner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "store.db"
@@ -86,7 +86,7 @@ def test_a_version_1_store_migrates_to_2_keeping_its_data(
     assert "content_cache" not in {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
     raw.close()
     with Store(path) as db:
-        assert db.schema_version() == SCHEMA_VERSION == 2
+        assert db.schema_version() == SCHEMA_VERSION == 3
         scan = db.latest_scan("pkg", "1.0")
         assert scan is not None and scan.verdict == "findings" and scan.rules_hash == "h1"
         assert len(db.findings(scan.id)) == 2 and db.get_state("serial") == "42"
@@ -94,6 +94,41 @@ def test_a_version_1_store_migrates_to_2_keeping_its_data(
         assert db.save_content_cache("h1", [(b"\x01" * 32, b"")]) == 1
         assert list(db.content_cache_pages("h1")) == [[(b"\x01" * 32, b"")]]
         assert db.integrity_check() == "ok"
+
+
+def test_a_version_2_store_drops_its_sha256_keyed_content_cache_and_keeps_the_rest(
+    tmp_path: Path, scanner: Scanner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 3: the engine's cache keys are BLAKE3 hashes. Entries stored under SHA-256 keys would never
+    be found again (and would take the bound's room), so the migration drops them; scans stay."""
+    path = tmp_path / "store.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
+        with Store(path) as db:
+            db.record(release_result(scanner, "pkg", "1.0"), rules_hash="h1", rules_count=2)
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT version FROM schema_version").fetchone() == (2,)
+    # Entries as version 2 kept them (this code writes version 3's column).
+    raw.executemany(
+        "INSERT INTO content_cache (rules_hash, sha256, matches, saved_at) VALUES ('h1', ?, x'', ?)",
+        [(bytes([i]) * 32, i + 1) for i in range(3)],
+    )
+    raw.execute("INSERT INTO content_cache_rulesets (rules_hash, entries, saved_at) VALUES ('h1', 3, 3)")
+    raw.commit()
+    raw.close()
+    with Store(path) as db:
+        assert db.schema_version() == SCHEMA_VERSION == 3
+        assert db.content_cache_entries() == 0 and db.count("content_cache") == 0
+        assert list(db.content_cache_pages("h1")) == []
+        scan = db.latest_scan("pkg", "1.0")
+        assert scan is not None and scan.verdict == "findings" and len(db.findings(scan.id)) == 2
+        assert db.save_content_cache("h1", [(b"\x02" * 32, b"")]) == 1
+        assert db.content_cache_entries("h1") == 1
+        assert db.integrity_check() == "ok"
+    raw = sqlite3.connect(path)
+    columns = [r[1] for r in raw.execute("PRAGMA table_info(content_cache)")]
+    raw.close()
+    assert columns == ["rules_hash", "content_key", "matches", "saved_at"]
 
 
 def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:

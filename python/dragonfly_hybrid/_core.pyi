@@ -396,8 +396,8 @@ class Scanner:
         scanned by YARA-X)."""
     def cache_export(self) -> list[tuple[bytes, bytes]]:
         """The contents scanned since the last call, as (cache key, encoded matches) pairs: the key is
-        the content's SHA-256, or when the rules are routed by filetype, a SHA-256 of it and the
-        rules its path was scanned with. Raises
+        the content's BLAKE3 hash, or when the rules are routed by filetype, a BLAKE3 hash of it and the
+        rules its path was scanned with (never the SHA-256 that reports give). Raises
         ``ValueError`` unless the Scanner was created with ``record_cache=True``."""
     def cache_import(self, entries: Iterable[tuple[bytes, bytes]]) -> tuple[int, str | None]:
         """Load entries exported by a Scanner with the same rules (same ``Rules.hash``): those contents

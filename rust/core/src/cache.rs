@@ -1,5 +1,5 @@
 //! The content cache's persistent form: one entry per distinct file content, keyed by its
-//! SHA-256 (mixed with the filetype class's rules when the set is routed, see
+//! BLAKE3 hash (mixed with the filetype class's rules when the set is routed, see
 //! [`crate::routing`]), holding the rules that matched it (before `filetype` filtering) and their
 //! patterns.
 //!

@@ -128,15 +128,16 @@ impl Route<'_> {
         self.parts.iter().all(Option::is_none)
     }
 
-    /// The content-cache key of a content with SHA-256 `hash` scanned along this route.
+    /// The content-cache key of a content whose own key (its BLAKE3 hash) is `hash`, scanned along
+    /// this route.
     pub(crate) fn cache_key(&self, hash: &[u8; 32]) -> [u8; 32] {
         match self.salt {
             None => *hash,
             Some(salt) => {
-                let mut hasher = Sha256::new();
+                let mut hasher = blake3::Hasher::new();
                 hasher.update(hash);
                 hasher.update(salt);
-                hasher.finalize().into()
+                *hasher.finalize().as_bytes()
             }
         }
     }

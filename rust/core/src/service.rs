@@ -286,6 +286,25 @@ pub(crate) fn sha256(data: &[u8]) -> ContentHash {
     Sha256::digest(data).into()
 }
 
+/// The hashes of one content, each taken when first needed and kept for its other names.
+#[derive(Default)]
+pub(crate) struct ContentHashes {
+    key: Option<ContentHash>,
+    sha256: Option<ContentHash>,
+}
+
+impl ContentHashes {
+    /// The content's key in the cache (before routing, see `Route::cache_key`): its BLAKE3 hash.
+    pub(crate) fn key(&mut self, data: &[u8]) -> &ContentHash {
+        self.key.get_or_insert_with(|| *blake3::hash(data).as_bytes())
+    }
+
+    /// The content's SHA-256, as reports give it.
+    pub(crate) fn sha256(&mut self, data: &[u8]) -> &ContentHash {
+        self.sha256.get_or_insert_with(|| sha256(data))
+    }
+}
+
 pub(crate) fn sha256_hex(hash: &ContentHash) -> String {
     hex(hash)
 }
@@ -293,6 +312,26 @@ pub(crate) fn sha256_hex(hash: &ContentHash) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_keys_are_blake3_and_report_digests_sha256() {
+        // Known answers for "abc" (SHA-256's from FIPS 180-2): a change of either breaks stored
+        // caches (the store migrates its schema for a new key) or the reports' digests.
+        let mut hashes = ContentHashes::default();
+        assert_eq!(
+            hex(hashes.key(b"abc")),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+        assert_eq!(
+            hex(hashes.sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // Taken once and kept: a `ContentHashes` belongs to one content, whatever names it is scanned under.
+        assert_eq!(
+            hex(hashes.key(b"other")),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+    }
 
     fn hit_at(offsets: &[u64]) -> RawHit {
         let patterns = offsets

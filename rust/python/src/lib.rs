@@ -1139,7 +1139,7 @@ impl Scanner {
         Ok(out)
     }
 
-    /// The contents scanned since the last call, as (sha256 digest, encoded matches) pairs.
+    /// The contents scanned since the last call, as (cache key, encoded matches) pairs.
     fn cache_export<'py>(
         &self,
         py: Python<'py>,
@@ -1162,13 +1162,10 @@ impl Scanner {
         let mut owned: Vec<([u8; 32], Vec<u8>)> = Vec::new();
         for item in entries.try_iter()? {
             let (hash, blob): (Vec<u8>, Vec<u8>) = item?.extract().map_err(|_| {
-                PyTypeError::new_err("each cache entry must be a (sha256 digest bytes, entry bytes) tuple")
+                PyTypeError::new_err("each cache entry must be a (cache key bytes, entry bytes) tuple")
             })?;
             let hash: [u8; 32] = hash.try_into().map_err(|h: Vec<u8>| {
-                PyValueError::new_err(format!(
-                    "a cache key must be a 32-byte sha256 digest, not {} bytes",
-                    h.len()
-                ))
+                PyValueError::new_err(format!("a cache key is 32 bytes, not {}", h.len()))
             })?;
             owned.push((hash, blob));
         }

@@ -31,7 +31,7 @@ use crate::format::{detect, interpretations, is_tar_header, Container, Format, T
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
-use crate::service::{looks_like_text, sha256, sha256_hex, ContentHash, FileScanner, ScanOutcome};
+use crate::service::{looks_like_text, sha256, sha256_hex, ContentHashes, FileScanner, ScanOutcome};
 use names::{archive_suffix, decompressed_name, name_problem};
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
 pub(crate) use stream::{LZMA_MEMORY_LIMIT_KB, ZSTD_WINDOW_LOG_MAX};
@@ -643,12 +643,12 @@ impl<'e> DistScan<'e> {
 
     /// Scan bytes as one file and record its matches or its failure.
     fn scan_blob(&self, order: Order, path: String, data: &[u8]) {
-        self.scan_named(order, path, data, &mut None);
+        self.scan_named(order, path, data, &mut ContentHashes::default());
     }
 
-    /// Scan bytes as the file `path` (its name picks the rules that can count for it); `hash`
-    /// holds the content's SHA-256 once computed, for scanning the same bytes under other names.
-    fn scan_named(&self, order: Order, path: String, data: &[u8], hash: &mut Option<ContentHash>) {
+    /// Scan bytes as the file `path` (its name picks the rules that can count for it); `hashes`
+    /// keeps the content's hashes once taken, for scanning the same bytes under other names.
+    fn scan_named(&self, order: Order, path: String, data: &[u8], hashes: &mut ContentHashes) {
         if self.cancelled() {
             return;
         }
@@ -660,7 +660,7 @@ impl<'e> DistScan<'e> {
             return;
         }
         // Without the cache only files that match are hashed (for their report, with digests on).
-        let key = self.scanner.caching.then(|| route.cache_key(hash.get_or_insert_with(|| sha256(data))));
+        let key = self.scanner.caching.then(|| route.cache_key(hashes.key(data)));
         match self.scanner.scan_content(key.as_ref(), &route, data) {
             ScanOutcome::Hits(raw) => {
                 self.count_scanned(data.len());
@@ -670,7 +670,7 @@ impl<'e> DistScan<'e> {
                         path,
                         size: data.len() as u64,
                         sha256: if self.scanner.digests {
-                            sha256_hex(hash.get_or_insert_with(|| sha256(data)))
+                            sha256_hex(hashes.sha256(data))
                         } else {
                             String::new()
                         },

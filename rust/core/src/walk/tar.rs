@@ -15,6 +15,7 @@ use super::tarfile::{
 };
 use super::{DistScan, Member, Order, QUEUE_BYTES, READ_CHUNK};
 use crate::issue::{Issue, IssueKind};
+use crate::service::ContentHashes;
 
 /// Member names seen with content, by where they land: which entries wrote there.
 type Written = HashMap<Vec<Vec<u8>>, Vec<usize>>;
@@ -375,10 +376,10 @@ impl DistScan<'_> {
                 Some(chunks) => expand_sparse(&data, chunks, entry.size, max),
                 None => data,
             };
-            let mut hash = None;
+            let mut hashes = ContentHashes::default();
             for (k, name) in names.iter().enumerate() {
                 let alias_order: Order = [order, &[index as u32, k as u32 + 1]].concat();
-                self.scan_named(alias_order, name.clone(), &data, &mut hash);
+                self.scan_named(alias_order, name.clone(), &data, &mut hashes);
             }
         }
     }

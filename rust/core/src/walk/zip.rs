@@ -13,6 +13,7 @@ use super::{DistScan, Member, MemberRead, Order, READ_CHUNK};
 use crate::crc::{self, Crc32};
 use crate::issue::{Issue, IssueKind};
 use crate::limits::RATIO_GRACE_BYTES;
+use crate::service::ContentHashes;
 use crate::zipdir::{self, Directory};
 
 /// The zip-wide inflation budget: entries that share compressed bytes (or repeat them) cannot
@@ -244,8 +245,8 @@ impl DistScan<'_> {
             }
         }
         if let Some(other) = unicode_path {
-            let mut hash = None;
-            self.scan_named([order.as_slice(), &[1]].concat(), other, &content, &mut hash);
+            let mut hashes = ContentHashes::default();
+            self.scan_named([order.as_slice(), &[1]].concat(), other, &content, &mut hashes);
         }
         self.file(Member { order, path, data: content, depth });
     }

@@ -184,23 +184,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # 2 -> 3: the engine keys its cache by BLAKE3 instead of SHA-256 (2.5x faster on files of 16 KiB and
-    # more): entries stored under the old keys would never be found again, so they go.
+    # more): entries stored under the old keys would never be found again, so they go. (RENAME COLUMN needs
+    # SQLite 3.25, from 2018; every system the wheel installs on has a newer one.)
     """
-    DROP TABLE content_cache;
-    DROP TABLE content_cache_rulesets;
-    CREATE TABLE content_cache (
-        rules_hash TEXT NOT NULL,
-        content_key BLOB NOT NULL,
-        matches BLOB NOT NULL,
-        saved_at INTEGER NOT NULL,
-        PRIMARY KEY (rules_hash, content_key)
-    ) WITHOUT ROWID;
-    CREATE INDEX content_cache_age ON content_cache (rules_hash, saved_at);
-    CREATE TABLE content_cache_rulesets (
-        rules_hash TEXT PRIMARY KEY,
-        entries INTEGER NOT NULL,
-        saved_at INTEGER NOT NULL
-    );
+    DELETE FROM content_cache;
+    DELETE FROM content_cache_rulesets;
+    ALTER TABLE content_cache RENAME COLUMN sha256 TO content_key;
     """,
 )
 """``MIGRATIONS[i]`` takes a store from schema version ``i`` to ``i + 1``; append, never edit."""

@@ -1,6 +1,6 @@
 """Loading rule sets from disk: directories of sources, single files, compiled blobs, the bundled set.
 
-Compiling is the slow part of a command's start (~0.4 s for the bundled set; loading the compiled form
+Compiling is the slow part of a command's start (~0.2 s for the bundled set; loading the compiled form
 takes a fraction of that), so the commands keep what they compile in a cache directory
 (:func:`rules_cache_dir`): one file per rule set, named by a digest of every source (origin and text), the
 engine version and the blob format, written atomically. A file that does not load (damaged, another

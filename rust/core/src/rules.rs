@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -199,6 +200,33 @@ where
         }]));
     }
     Ok(sources)
+}
+
+/// Compile each part with [`build`] on the pool's threads, in order; `None` when any part fails.
+/// The largest parts are taken first, each thread taking the next as it finishes: a routed set is a
+/// few parts of similar size (each repeats the rules its suffixes share) and a few small ones, and
+/// a large part started last would leave the other threads idle (on 2 threads, 0.94x the time of
+/// the pool's own split for the bench's `light` set, 0.95x for the bundled set; BENCHMARKS.md).
+fn build_largest_first(parts: &[Vec<(&str, &str)>]) -> Option<Vec<yara_x::Rules>> {
+    let size = |part: &Vec<(&str, &str)>| part.iter().map(|(_, text)| text.len()).sum::<usize>();
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(&parts[i])));
+    let next = AtomicUsize::new(0);
+    let built: Vec<Mutex<Option<yara_x::Rules>>> = parts.iter().map(|_| Mutex::new(None)).collect();
+    let failed = AtomicBool::new(false);
+    let workers = rayon::current_num_threads().min(parts.len());
+    (0..workers).into_par_iter().for_each(|_| {
+        while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if failed.load(Ordering::Relaxed) {
+                return;
+            }
+            match build(&parts[i]) {
+                Ok(rules) => *built[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(rules),
+                Err(_) => failed.store(true, Ordering::Relaxed),
+            }
+        }
+    });
+    built.into_iter().map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner())).collect()
 }
 
 /// Compile sources into one namespace, or every diagnostic located in its source.
@@ -407,21 +435,19 @@ impl RuleSet {
     /// Compile the parts of `plan`; `None` when any part fails (compiling whole then reports the
     /// errors where the author wrote them) or the compiled metadata disagrees with the plan.
     fn compile_routed(plan: Plan, hash: &str) -> Option<Self> {
-        let common = match &plan.common {
-            Some(common) => {
-                let borrowed: Vec<(&str, &str)> =
-                    common.iter().map(|(o, t)| (o.as_str(), t.as_str())).collect();
-                Some(build(&borrowed).ok()?)
-            }
-            None => None,
-        };
-        let classes: Vec<yara_x::Rules> = plan
+        let labels: Vec<String> = (0..plan.classes.len()).map(|i| format!("filetype class {i}")).collect();
+        let mut parts: Vec<Vec<(&str, &str)>> = plan
             .classes
-            .par_iter()
-            .enumerate()
-            .map(|(i, class)| build(&[(&format!("filetype class {i}"), &class.source)]).ok())
-            .collect::<Option<_>>()?;
-        let set = Self::from_routed(common, classes, plan.suffixes, &plan.order, hash.to_owned())?;
+            .iter()
+            .zip(&labels)
+            .map(|(class, label)| vec![(label.as_str(), class.source.as_str())])
+            .collect();
+        if let Some(common) = &plan.common {
+            parts.push(common.iter().map(|(o, t)| (o.as_str(), t.as_str())).collect());
+        }
+        let mut built = build_largest_first(&parts)?;
+        let common = plan.common.is_some().then(|| built.pop()).flatten();
+        let set = Self::from_routed(common, built, plan.suffixes, &plan.order, hash.to_owned())?;
         let agrees = set.infos().iter().all(|info| match plan.routed.get(&info.identifier) {
             Some(filetypes) => *filetypes == info.filetypes,
             None => true,

@@ -211,3 +211,33 @@ fn one_content_at_two_paths_gets_each_paths_rules() {
     let stats = whole.cache_stats();
     assert_eq!((stats.misses, stats.hits), (1, 3), "the whole set's keys are plain content hashes");
 }
+
+#[test]
+fn a_folded_file_name_class_gives_the_results_of_the_whole_set() {
+    // `__init__.py` fits ten rules, `setup.py` those and one more: one class for both, whose
+    // `setup.py` rule must still count for `setup.py` files alone.
+    let mut source: String = (0..9)
+        .map(|i| {
+            format!("rule py_{i} {{ meta: filetype = \".py\" strings: $a = \"word{i}\" condition: $a }}\n")
+        })
+        .collect();
+    source += "rule package { meta: weight = 2 filetype = \"setup.py __init__.py\" strings: $a = \"shared\" condition: $a }\n";
+    source += "rule setup_only { meta: weight = 3 filetype = \"setup.py\" strings: $a = \"shared\" condition: $a }\n";
+    let routed = RuleSet::compile([("r.yar", source.as_str())]).unwrap();
+    let whole = RuleSet::compile_whole([("r.yar", source.as_str())]).unwrap();
+    assert_eq!(routed.routed_classes(), Some(2), "`.py`, and `setup.py` with `__init__.py`");
+    let content: &[u8] = b"shared word0 word8";
+    let entries =
+        [("pkg/__init__.py", content), ("setup.py", content), ("pkg/a.py", content), ("notes.txt", content)];
+    for (name, archive) in [("f.tar.gz", tar_gz(&entries)), ("f.zip", zip(&entries))] {
+        let expected = scan(&engine(whole.clone()), name, &archive);
+        let actual = scan(&engine(routed.clone()), name, &archive);
+        assert_eq!(actual.files, expected.files, "{name}");
+        let rules_of = |path: &str| -> Vec<String> {
+            let file = actual.files.iter().find(|f| f.path == path).expect("a file with matches");
+            file.hits.iter().map(|h| h.rule.identifier.clone()).collect()
+        };
+        assert_eq!(rules_of("pkg/__init__.py"), ["py_0", "py_8", "package"], "{name}");
+        assert_eq!(rules_of("setup.py"), ["py_0", "py_8", "package", "setup_only"], "{name}");
+    }
+}

@@ -119,10 +119,10 @@ pub(crate) fn plan(sources: &[(&str, &str)]) -> Option<Plan> {
         });
         suffixes.push((suffix.to_owned(), class));
     }
-    fold_file_name_classes(&mut classes, &mut suffixes);
     if classes.len() > MAX_CLASSES {
         return None;
     }
+    fold_file_name_classes(&mut classes, &mut suffixes);
     let import_block: String = imports.iter().map(|i| format!("{i}\n")).collect();
     let classes: Vec<ClassPlan> = classes
         .iter()

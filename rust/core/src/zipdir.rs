@@ -562,12 +562,49 @@ pub(crate) fn decoder<'a>(
 /// which the declared size gives (the walk bounds it: `DistScan::inflates_whole`).
 pub(crate) fn inflate_whole(raw: &[u8], size: usize) -> Option<Vec<u8>> {
     thread_local! {
-        static DECOMPRESSOR: std::cell::RefCell<libdeflater::Decompressor> =
-            std::cell::RefCell::new(libdeflater::Decompressor::new());
+        static DECOMPRESSOR: WholeInflater = WholeInflater::new();
     }
-    let mut out = vec![0; size];
-    let inflated = DECOMPRESSOR.with(|d| d.borrow_mut().deflate_decompress(raw, &mut out));
-    (inflated.ok()? == size).then_some(out)
+    // Not zeroed first (a write of every byte that libdeflate then writes again): the buffer is only
+    // kept when libdeflate reports having written all `size` bytes of it.
+    let mut out = Vec::<u8>::with_capacity(size);
+    let mut written = 0usize;
+    // SAFETY: the decompressor is this thread's own and lives as long as the thread; `raw` is read
+    // only within its length and `out` written only within its capacity (`out_nbytes_avail`), through
+    // raw pointers; `written` is a valid place for the count.
+    let result = DECOMPRESSOR.with(|d| unsafe {
+        libdeflate_sys::libdeflate_deflate_decompress(
+            d.0.as_ptr(),
+            raw.as_ptr().cast(),
+            raw.len(),
+            out.as_mut_ptr().cast(),
+            size,
+            &mut written,
+        )
+    });
+    if result != libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS || written != size {
+        return None;
+    }
+    // SAFETY: libdeflate succeeded and wrote `size` bytes from the start of the capacity.
+    unsafe { out.set_len(size) };
+    Some(out)
+}
+
+/// libdeflate's decompressor (its state and tables), one per thread.
+struct WholeInflater(std::ptr::NonNull<libdeflate_sys::libdeflate_decompressor>);
+
+impl WholeInflater {
+    fn new() -> Self {
+        // SAFETY: no arguments; a null return (out of memory) is checked.
+        let decompressor = unsafe { libdeflate_sys::libdeflate_alloc_decompressor() };
+        Self(std::ptr::NonNull::new(decompressor).expect("libdeflate_alloc_decompressor: out of memory"))
+    }
+}
+
+impl Drop for WholeInflater {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `libdeflate_alloc_decompressor`, freed once, here.
+        unsafe { libdeflate_sys::libdeflate_free_decompressor(self.0.as_ptr()) }
+    }
 }
 
 /// Raw deflate states kept per thread for the next member: a fresh one allocated and zeroed its

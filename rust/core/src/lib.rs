@@ -13,6 +13,7 @@ mod format;
 mod issue;
 mod json;
 mod limits;
+mod membuf;
 mod report;
 mod routing;
 mod rules;

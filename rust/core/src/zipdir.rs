@@ -566,7 +566,7 @@ pub(crate) fn inflate_whole(raw: &[u8], size: usize) -> Option<Vec<u8>> {
     }
     // Not zeroed first (a write of every byte that libdeflate then writes again): the buffer is only
     // kept when libdeflate reports having written all `size` bytes of it.
-    let mut out = Vec::<u8>::with_capacity(size);
+    let mut out = crate::membuf::member_buffer(size);
     let mut written = 0usize;
     // SAFETY: the decompressor is this thread's own and lives as long as the thread; `raw` is read
     // only within its length and `out` written only within its capacity (`out_nbytes_avail`), through
@@ -582,9 +582,11 @@ pub(crate) fn inflate_whole(raw: &[u8], size: usize) -> Option<Vec<u8>> {
         )
     });
     if result != libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS || written != size {
+        crate::membuf::recycle(out);
         return None;
     }
-    // SAFETY: libdeflate succeeded and wrote `size` bytes from the start of the capacity.
+    // SAFETY: libdeflate succeeded and wrote `size` bytes from the start of the capacity (a reused
+    // buffer's capacity may be larger; its length stays 0 until here).
     unsafe { out.set_len(size) };
     Some(out)
 }

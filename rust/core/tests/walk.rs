@@ -173,6 +173,51 @@ fn member_size_limit_is_enforced_while_reading() {
     assert_eq!(report.verdict(), Verdict::Incomplete);
 }
 
+/// Large members' buffers are reused from one member to the next: a member that comes out shorter
+/// than it declares (truncated, or inflating to less) holds only its own bytes, never what a larger
+/// member before it left in the buffer.
+#[test]
+fn a_short_member_after_a_larger_one_holds_only_its_own_bytes() {
+    let mut big = vec![b'a'; 300_000];
+    big[299_000..299_011].copy_from_slice(b"EVIL_MARKER");
+    let short = vec![b'b'; 100_000];
+    // A tarball cut inside its last member, which declares as many bytes as the first.
+    let mut cut = tar(&[("pkg/big.py", &big), ("pkg/short.py", &big)]);
+    let short_starts = 512 + 300_000usize.next_multiple_of(512) + 512;
+    cut.truncate(short_starts + 100_000);
+    // A zip whose last member declares 300,000 bytes and inflates to 100,000.
+    let mut lying = zip(&[("pkg/big.py", &big), ("pkg/filler.txt", b"x"), ("pkg/short.py", &short)]);
+    declare_size(&mut lying, b"pkg/short.py", 300_000);
+    for threads in [1, 2] {
+        for (name, data) in
+            [("cut.tar.gz", gzip(&cut)), ("cut.tar", cut.clone()), ("lying.zip", lying.clone())]
+        {
+            for _ in 0..3 {
+                let report = scan(&engine(Limits::default(), threads), name, &data);
+                assert_eq!(paths(&report), vec!["pkg/big.py"], "{name}, {threads} threads");
+                assert!(!report.issues.is_empty(), "{name}: the short member is an issue");
+            }
+        }
+    }
+}
+
+/// Set the uncompressed size that `name`'s local header and central directory entry declare.
+fn declare_size(zip: &mut [u8], name: &[u8], size: u32) {
+    let mut patched = 0;
+    for (signature, size_at, name_at) in [(b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)] {
+        let mut at = 0;
+        while let Some(found) = zip[at..].windows(4).position(|w| w == signature) {
+            let header = at + found;
+            if zip[header + name_at..].starts_with(name) {
+                zip[header + size_at..header + size_at + 4].copy_from_slice(&size.to_le_bytes());
+                patched += 1;
+            }
+            at = header + 4;
+        }
+    }
+    assert_eq!(patched, 2, "a local header and a central directory entry");
+}
+
 #[test]
 fn total_size_and_member_count_limits() {
     let chunk = vec![b'x'; 600];

@@ -433,7 +433,7 @@ impl<'e> DistScan<'e> {
         // `max + 1` would wrap for a limit of u64::MAX (then every member would read as empty).
         let over = max.saturating_add(1);
         let expected = declared.unwrap_or(0).min(over).min(1 << 30) as usize;
-        let mut data = Vec::with_capacity(expected + 1 + PROBE_READ);
+        let mut data = crate::membuf::member_buffer(expected + 1 + PROBE_READ);
         loop {
             // Checked per chunk: one huge member must not hold up a cancel.
             if self.cancelled() {
@@ -632,6 +632,7 @@ impl<'e> DistScan<'e> {
             }
         }
         self.scan_blob(order, path, &data);
+        crate::membuf::recycle(data);
     }
 
     /// One more file of `bytes` scanned, in this distribution's counts and the control's.

@@ -8,8 +8,9 @@
 //!
 //! One spare for the process, not one per thread: a tarball's members are read on one thread and
 //! scanned on others. No large buffer is allocated while the spare is kept (it is taken when it is
-//! large enough, else freed first), so the spare holds pages that a member held a moment before: the
-//! engine's peak RSS on that corpus grew by 2-4 MB (of 93-113 MB).
+//! large enough, else freed first), so what it adds to the engine's memory is bounded by one buffer
+//! larger than its member needs, at most `MAX_SPARE`: the peak RSS on that corpus grew by 2-4 MB (of
+//! 93-113 MB).
 //!
 //! A spare's bytes beyond its length are left over from an earlier member: they are only ever
 //! overwritten, since a buffer's length grows only by what was read or inflated into it.

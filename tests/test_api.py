@@ -313,7 +313,8 @@ def test_a_bytearray_is_scanned_in_place_like_bytes(scanner: dh.Scanner) -> None
     expected = json_of([as_bytes.distributions[1]])
     assert json_of([many]) == json_of([one]) == expected
     arrays[1] += b"more"  # the scan's hold (which forbids resizing) ends with the call
-    with pytest.raises(TypeError, match=r'the data of "p-1\.whl" must be bytes, a bytearray or a path'):
+    must_be = r'the data of "p-1\.whl" must be bytes, a bytearray, a DownloadBuffer or a path'
+    with pytest.raises(TypeError, match=must_be):
         scanner.scan_many([("p-1.whl", memoryview(wheel), None)])  # type: ignore[list-item]
 
 

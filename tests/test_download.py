@@ -14,8 +14,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from dragonfly_hybrid._core import DownloadBuffer
 from dragonfly_hybrid.http_client import USER_AGENT
-from dragonfly_hybrid.pypi.direct import DirectDownloads
+from dragonfly_hybrid.pypi.direct import DirectDownloads, Downloaded
 from dragonfly_hybrid.pypi.download import Downloader
 from dragonfly_hybrid.pypi.index import DigestMismatch, DownloadError, DownloadTooLarge
 
@@ -126,8 +127,17 @@ def status(code: int, *, times: int | None = None, then: Answer | None = None) -
     return answer
 
 
-def download(downloader: Downloader, url: str, cap: int = 10_000_000, **kwargs: object) -> bytes | bytearray:
-    async def run() -> bytes | bytearray:
+def contents(data: Downloaded) -> bytes:
+    return bytes(data.data if isinstance(data, DownloadBuffer) else data)
+
+
+def download(downloader: Downloader, url: str, cap: int = 10_000_000, **kwargs: object) -> bytes:
+    """The bytes downloaded (which :func:`download_buffer` gives as the node gets them)."""
+    return contents(download_buffer(downloader, url, cap, **kwargs))
+
+
+def download_buffer(downloader: Downloader, url: str, cap: int = 10_000_000, **kwargs: object) -> Downloaded:
+    async def run() -> Downloaded:
         return await downloader.download(url, cap, backoff=0.0, **kwargs)  # type: ignore[arg-type]
 
     return asyncio.run(run())
@@ -136,16 +146,21 @@ def download(downloader: Downloader, url: str, cap: int = 10_000_000, **kwargs: 
 DATA = bytes(range(256)) * 12_000  # 3 MB
 
 
-def test_files_are_read_into_bytes_over_one_kept_alive_connection(
+def test_files_are_read_into_reused_buffers_over_one_kept_alive_connection(
     host: FileHost, downloader: Downloader
 ) -> None:
-    for name in ("a", "b", "c"):
-        host.answers[f"/{name}.whl"] = body(name.encode() * 1000 + DATA)
-    for name in ("a", "b", "c"):
-        data = download(downloader, host.url(f"/{name}.whl"))
-        # One bytes object the socket reads fill (no zero-filled bytearray first), handed on without a copy.
-        assert type(data) is bytes
-        assert data == name.encode() * 1000 + DATA
+    DownloadBuffer.free_pooled()
+    for name, size in (("a", 3000), ("b", 1000), ("c", 2000)):
+        host.answers[f"/{name}.whl"] = body(name.encode() * size + DATA)
+    for name, size in (("a", 3000), ("b", 1000), ("c", 2000)):
+        # One buffer the socket reads fill, handed on to the scanner without a copy; the one before it,
+        # dropped, is this one's (no larger than it, as it must be to serve).
+        data = download_buffer(downloader, host.url(f"/{name}.whl"))
+        assert isinstance(data, DownloadBuffer)
+        assert contents(data) == name.encode() * size + DATA
+        assert DownloadBuffer.pooled() == (0, 0)
+        del data
+        assert DownloadBuffer.pooled()[0] == 1
     assert host.connections == 1
     for _, headers in host.requests:
         assert headers["User-Agent"] == USER_AGENT
@@ -252,7 +267,7 @@ def test_tls_downloads_verify_the_host_certificate(pki: dict[str, Path]) -> None
         tls_host.answers["/a.whl"] = body(DATA)
         trusting = DirectDownloads(context=ssl.create_default_context(cafile=str(pki["ca"])))
         try:
-            assert trusting.get(tls_host.url("/a.whl"), "a.whl", 10_000_000) == DATA
+            assert contents(trusting.get(tls_host.url("/a.whl"), "a.whl", 10_000_000)) == DATA
         finally:
             trusting.close()
         downloader = Downloader(1)  # the package's trust store, which does not hold the test CA
@@ -331,7 +346,9 @@ def test_a_close_at_any_moment_of_the_downloads_fails_them_only_as_download_erro
         return list(await asyncio.wait_for(asyncio.gather(*started, return_exceptions=True), 30))
 
     def kind(outcome: object) -> object:
-        return "the bytes" if outcome == DATA else outcome  # each step's bytes are not kept
+        if isinstance(outcome, (bytes, bytearray, DownloadBuffer)) and contents(outcome) == DATA:
+            return "the bytes"  # each step's bytes are not kept
+        return outcome
 
     delays = [step % 20 * 0.0005 for step in range(40)]
     outcomes = [kind(o) for delay in delays for o in asyncio.run(downloads_closed_after(delay))]

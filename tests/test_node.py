@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dragonfly_hybrid._core import DownloadBuffer
 from dragonfly_hybrid.node.metrics import MetricsServer, NodeMetrics
 from dragonfly_hybrid.node.service import serve
 from dragonfly_hybrid.node.settings import NodeSettings
@@ -94,6 +95,19 @@ def test_happy_path_many_jobs_each_get_one_correct_result(fake: FakeMainframe, t
             assert body["inspector_url"] is None
     assert metrics.jobs_claimed._value.get() == 30
     assert metrics.jobs_finished.labels("success")._value.get() == 30
+
+
+def test_a_node_that_finds_no_job_frees_the_download_buffers_it_kept(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    add_releases(fake, 3)
+    run_node(settings_for(fake, tmp_path), max_jobs=3)
+    kept = DownloadBuffer(1_000_000)  # as a download done with before the queue ran dry
+    del kept
+    assert DownloadBuffer.pooled()[0] >= 1
+    run_node(settings_for(fake, tmp_path), once=True)  # the queue is empty
+    assert DownloadBuffer.pooled() == (0, 0)
+    assert len(fake.results) == 3
 
 
 def test_server_errors_and_dropped_connections_are_retried(fake: FakeMainframe, tmp_path: Path) -> None:

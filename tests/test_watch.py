@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid._core import Rules
+from dragonfly_hybrid._core import DownloadBuffer, Rules
 from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.pypi.download import Downloader
 from dragonfly_hybrid.pypi.index import DownloadError
@@ -283,7 +283,8 @@ def test_downloads_are_checked_against_the_listed_digest_only_when_there_is_one(
     async def fetch(sha256: str | None) -> bytes:
         downloader = Downloader(2)
         try:
-            return await downloader.download(url, 1000, sha256=sha256)
+            data = await downloader.download(url, 1000, sha256=sha256)
+            return bytes(data.data if isinstance(data, DownloadBuffer) else data)
         finally:
             downloader.close()
 

@@ -11,6 +11,7 @@ __all__ = [
     "MAX_NESTING_DEPTH",
     "MAX_THREADS",
     "DistributionResult",
+    "DownloadBuffer",
     "FileResult",
     "Limits",
     "PatternMatch",
@@ -357,6 +358,27 @@ class ScanProgress:
         """Stop the scans using this object: they raise ``ScanCancelled`` promptly."""
 
 @final
+class DownloadBuffer:
+    """One download's bytes: ``data`` is a ``bytearray`` of exactly ``size`` bytes, to be filled (e.g. by
+    ``response.readinto(memoryview(buffer.data))``), then scanned (the Scanner takes the buffer as a
+    distribution's data). Until it is filled it holds whatever its memory held, such as an earlier
+    download's bytes: its memory is reused. When the buffer is dropped and nothing else holds its array,
+    the array is kept for the next download of about its size (64 MiB at most over all kept arrays):
+    new memory costs the kernel a page fault and a clearing per 4 KiB."""
+
+    def __new__(cls, size: int) -> DownloadBuffer: ...
+    @property
+    def data(self) -> bytearray:
+        """The buffer's bytes, ``size`` of them."""
+    def __len__(self) -> int: ...
+    @staticmethod
+    def pooled() -> tuple[int, int]:
+        """How many arrays, and how many bytes, are kept for the next downloads."""
+    @staticmethod
+    def free_pooled() -> int:
+        """Free every kept array (when no download is expected for a while); returns the bytes freed."""
+
+@final
 class Scanner:
     """Scans distributions in parallel on its own thread pool, with the GIL released."""
 
@@ -407,7 +429,7 @@ class Scanner:
     # with (it then raises ``ScanCancelled``).
     def scan_bytes(
         self,
-        data: bytes | bytearray,
+        data: bytes | bytearray | DownloadBuffer,
         name: str,
         url: str | None = None,
         *,
@@ -418,8 +440,9 @@ class Scanner:
         in the result, ``url`` where it came from (kept in the result). Members are inflated in memory
         and scanned in parallel under the Scanner's limits; whatever a limit or a corrupt member left
         unscanned is an issue of the result (``complete`` False), never silently clean. Never raises for
-        hostile input. A ``bytearray`` is read in place, without a copy: it must not be written to until
-        the call returns (as for hashlib and zlib, which also read it without the GIL)."""
+        hostile input. A ``bytearray`` (or a :class:`DownloadBuffer`'s) is read in place, without a copy: it
+        must not be written to until the call returns (as for hashlib and zlib, which also read it
+        without the GIL)."""
     def scan_path(
         self, path: str | os.PathLike[str], name: str | None = None, *, progress: ScanProgress | None = None
     ) -> DistributionResult:
@@ -428,17 +451,18 @@ class Scanner:
         a regular file or cannot be read."""
     def scan_many(
         self,
-        items: Iterable[tuple[str, bytes | bytearray | str, str | None]],
+        items: Iterable[tuple[str, bytes | bytearray | DownloadBuffer | str, str | None]],
         *,
         progress: ScanProgress | None = None,
     ) -> list[DistributionResult]:
-        """Scan ``(name, bytes, bytearray or file path, url)`` items in parallel; results keep the input
-        order. Raises ``OSError`` when a path cannot be read (scan one by one to tell which)."""
+        """Scan ``(name, bytes, bytearray, DownloadBuffer or file path, url)`` items in parallel; results
+        keep the input order. Raises ``OSError`` when a path cannot be read (scan one by one to tell
+        which)."""
     def scan_release(
         self,
         name: str,
         version: str,
-        distributions: Iterable[tuple[str, bytes | bytearray | str, str | None]],
+        distributions: Iterable[tuple[str, bytes | bytearray | DownloadBuffer | str, str | None]],
         *,
         progress: ScanProgress | None = None,
     ) -> ReleaseResult:

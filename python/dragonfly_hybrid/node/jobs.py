@@ -8,9 +8,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from dragonfly_hybrid._core import ReleaseResult, Scanner
+
+if TYPE_CHECKING:
+    from dragonfly_hybrid.pypi.direct import Downloaded
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class Work(Generic[J]):
 
     job: J
     claimed_at: float
-    distributions: list[tuple[str, bytes | bytearray, str | None]] = field(default_factory=list)
+    distributions: list[tuple[str, Downloaded, str | None]] = field(default_factory=list)
     # Downloads that cannot succeed (404, over the cap): reported in a failure.
     permanent_errors: list[str] = field(default_factory=list)
     # Downloads that may succeed later: without findings, the job is left to be claimed again.

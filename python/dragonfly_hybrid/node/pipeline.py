@@ -23,7 +23,7 @@ from typing import Generic, Protocol, TypeVar
 
 import httpx
 
-from dragonfly_hybrid._core import Limits, Rules, Scanner, ScanProgress
+from dragonfly_hybrid._core import DownloadBuffer, Limits, Rules, Scanner, ScanProgress
 from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
 from dragonfly_hybrid.node.jobs import (
     J,
@@ -499,6 +499,8 @@ class Node(Generic[J]):
                 continue
             backoff = 1.0
             if not jobs:
+                # Nothing to download for now: the buffers kept for the next downloads go back.
+                DownloadBuffer.free_pooled()
                 if self.options.once:
                     return
                 await self._interruptible(asyncio.sleep(self.options.load_duration), None)

@@ -4,8 +4,8 @@ Why not httpx for these: its chunks pass through h11's buffers, a chunker and a 
 of a distribution was copied about five times in Python, with the GIL taken per chunk by 8 contending
 download threads. On 2 cores, receiving the 86 MB benchmark corpus cost ~0.3 CPU-seconds that way
 against ~0.05 here: the socket writes into the buffer the engine reads (``http.client`` reads a known
-length with ``recv_into`` in C, with the GIL released, into a ``bytes`` object of that length), and the
-engine takes it without a copy.
+length with ``recv_into`` in C, with the GIL released, into a :class:`~dragonfly_hybrid._core.DownloadBuffer`
+of that length, reused from an earlier download), and the engine takes it without a copy.
 
 What it handles is the common case of a file host: a 200 answer with or without a ``Content-Length``,
 over plain HTTP or TLS (the package's one verifying context), on kept-alive connections (one per host
@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from dragonfly_hybrid._core import DownloadBuffer
 from dragonfly_hybrid.http_client import USER_AGENT, redact_url, tls_context
 from dragonfly_hybrid.pypi.index import (
     DownloadError,
@@ -36,6 +37,9 @@ from dragonfly_hybrid.pypi.index import (
 
 if TYPE_CHECKING:
     import ssl
+
+Downloaded = bytes | bytearray | DownloadBuffer
+"""A distribution's bytes as downloaded (what the scanner takes as a distribution's data)."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Read size when the length is not announced (chunked or close-delimited answers).
@@ -73,7 +77,7 @@ class DirectDownloads:
         self._busy: set[http.client.HTTPConnection] = set()
         self._closed = False
 
-    def get(self, url: str, name: str, cap: int) -> bytes | bytearray:
+    def get(self, url: str, name: str, cap: int) -> Downloaded:
         """The body of ``url`` (the file ``name``), at most ``cap`` bytes, as stored (identity encoding)."""
         try:
             parts = urlsplit(url)
@@ -149,7 +153,7 @@ class DirectDownloads:
         url: str,
         name: str,
         cap: int,
-    ) -> bytes | bytearray:
+    ) -> Downloaded:
         with self._in_use(key, conn):
             try:
                 reused = conn.sock is not None
@@ -190,7 +194,7 @@ class DirectDownloads:
                 self._forget(key, conn)  # left open by close() while this download used it
 
     @staticmethod
-    def _body(response: http.client.HTTPResponse, url: str, name: str, cap: int) -> bytes | bytearray:
+    def _body(response: http.client.HTTPResponse, url: str, name: str, cap: int) -> Downloaded:
         status = response.status
         if status in (301, 302, 303, 307, 308):
             raise UseHttpx(f"HTTP {status}")
@@ -203,13 +207,18 @@ class DirectDownloads:
             return _read_unknown_length(response, name, cap)
         if length > cap:
             raise DownloadTooLarge(too_large(name, cap, f"the server announces {length} bytes"))
+        # One buffer of that length, which the socket reads fill (the buffered reader's readinto, in C, with
+        # the GIL released). Its memory is an earlier download's when one of about that size is done with:
+        # new memory costs the kernel a page fault and a clearing per 4 KiB.
+        buffer = DownloadBuffer(length)
+        view = memoryview(buffer.data)
         try:
-            # One bytes object of that length, which the socket reads fill (http.client reads it with the
-            # buffered reader's read(length)). A bytearray(length) would be zero-filled first, with the GIL
-            # held: a write of every page (on new memory, a page fault per 4 KiB) the download overwrites.
-            return response.read()
-        except http.client.IncompleteRead as err:
-            raise TruncatedBody(f"{len(err.partial)} of {length} bytes") from None
+            received = response.readinto(view)
+        finally:
+            view.release()
+        if received != length:
+            raise TruncatedBody(f"{received} of {length} bytes")
+        return buffer
 
 
 def _read_unknown_length(response: http.client.HTTPResponse, name: str, cap: int) -> bytearray:

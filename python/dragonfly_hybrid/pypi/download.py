@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from dragonfly_hybrid._core import DownloadBuffer
 from dragonfly_hybrid.http_client import environment_names_a_proxy, new_client, redact_url
-from dragonfly_hybrid.pypi.direct import DirectDownloads, UseHttpx
+from dragonfly_hybrid.pypi.direct import DirectDownloads, Downloaded, UseHttpx
 from dragonfly_hybrid.pypi.index import DownloadError, Retryable, digest_mismatch, stream_download
 
 
@@ -31,9 +32,9 @@ def _download_once(
     url: str,
     cap: int,
     sha256: str | None,
-) -> bytes | bytearray:
+) -> Downloaded:
     name = filename_of(url)
-    data: bytes | bytearray | None = None
+    data: Downloaded | None = None
     if direct is not None:
         try:
             data = direct.get(url, name, cap)
@@ -44,7 +45,7 @@ def _download_once(
         stream_download(httpx_client(), url, name, cap, chunks.append, digest=False)
         data = b"".join(chunks)
     if sha256 is not None:
-        digest = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(data.data if isinstance(data, DownloadBuffer) else data).hexdigest()
         if digest != sha256.lower():
             # The whole body arrived (its length was checked): these are not the bytes the index lists.
             raise digest_mismatch(name, sha256.lower(), digest, url)
@@ -82,7 +83,7 @@ class Downloader:
         sha256: str | None = None,
         attempts: int = 3,
         backoff: float = 0.5,
-    ) -> bytes | bytearray:
+    ) -> Downloaded:
         """Download ``url``, at most ``cap`` bytes; retry transient errors with jittered backoff.
 
         With ``sha256`` (hex), bytes that do not hash to it are a permanent :class:`DigestMismatch` naming the

@@ -2,11 +2,14 @@
 //! for every scan, and defines the package's exception types (`dragonfly_hybrid.errors` re-exports
 //! them), so the extension depends on nothing above it.
 
+mod download_buffer;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use download_buffer::DownloadBuffer;
 use dragonfly_core as core;
 use pyo3::exceptions::{
     PyException, PyFileNotFoundError, PyIndexError, PyKeyError, PyOSError, PyRuntimeError, PyTypeError,
@@ -920,8 +923,8 @@ fn write_distributions_json(
     Ok(())
 }
 
-/// Bytes handed over by Python without a copy: `bytes`, or a `bytearray` (the node downloads into one)
-/// held exported through a `memoryview` for the scan, so that it cannot be resized or freed meanwhile.
+/// Bytes handed over by Python without a copy: `bytes`, or a `bytearray` (the node downloads into one,
+/// a [`DownloadBuffer`]'s) held exported through a `memoryview` for the scan, so that it cannot be resized or freed meanwhile.
 enum BytesLike<'py> {
     Bytes(Bound<'py, PyBytes>),
     ByteArray { array: Bound<'py, PyByteArray>, _export: Bound<'py, PyMemoryView> },
@@ -932,9 +935,15 @@ impl<'py> BytesLike<'py> {
         if let Ok(bytes) = data.cast::<PyBytes>() {
             return Ok(Some(Self::Bytes(bytes.clone())));
         }
-        let Ok(array) = data.cast::<PyByteArray>() else { return Ok(None) };
+        let array = if let Ok(buffer) = data.cast::<DownloadBuffer>() {
+            buffer.get().array(data.py())
+        } else if let Ok(array) = data.cast::<PyByteArray>() {
+            array.clone()
+        } else {
+            return Ok(None);
+        };
         let export = PyMemoryView::from(array.as_any())?;
-        Ok(Some(Self::ByteArray { array: array.clone(), _export: export }))
+        Ok(Some(Self::ByteArray { array, _export: export }))
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -970,7 +979,7 @@ fn extract_items<'py>(items: &Bound<'py, PyAny>) -> PyResult<Vec<(String, Source
             Source::Path(path)
         } else {
             return Err(PyTypeError::new_err(format!(
-                "the data of {name:?} must be bytes, a bytearray or a path"
+                "the data of {name:?} must be bytes, a bytearray, a DownloadBuffer or a path"
             )));
         };
         out.push((name, source, url));
@@ -1185,7 +1194,9 @@ impl Scanner {
         progress: Option<&Bound<'_, ScanProgress>>,
     ) -> PyResult<DistributionResult> {
         let data = BytesLike::extract(data)?.ok_or_else(|| {
-            PyTypeError::new_err(format!("the data of {name:?} must be bytes or a bytearray"))
+            PyTypeError::new_err(format!(
+                "the data of {name:?} must be bytes, a bytearray or a DownloadBuffer"
+            ))
         })?;
         let bytes = data.as_bytes();
         let engine = &self.engine;
@@ -1306,5 +1317,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SarifFindings>()?;
     m.add_class::<ScanProgress>()?;
     m.add_class::<Scanner>()?;
+    m.add_class::<DownloadBuffer>()?;
     Ok(())
 }

@@ -167,6 +167,17 @@ def test_files_are_read_into_reused_buffers_over_one_kept_alive_connection(
         assert headers["Accept-Encoding"] == "identity"
 
 
+def test_an_empty_or_small_body_is_its_exact_bytes_on_the_same_connection(
+    host: FileHost, downloader: Downloader
+) -> None:
+    host.answers["/empty.whl"] = body(b"")
+    host.answers["/small.whl"] = body(b"tiny")
+    for _ in range(2):
+        assert download(downloader, host.url("/empty.whl")) == b""
+        assert download(downloader, host.url("/small.whl")) == b"tiny"
+    assert host.connections == 1
+
+
 def test_a_connection_the_host_closed_while_idle_is_replaced_without_using_a_retry(
     host: FileHost, downloader: Downloader
 ) -> None:

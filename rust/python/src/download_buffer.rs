@@ -23,7 +23,7 @@ use pyo3::types::PyByteArray;
 
 /// Smaller downloads come from the allocator's small-object pages, which it reuses as they are.
 const MIN_POOLED: usize = 64 * 1024;
-/// What an idle node keeps for its next downloads, at most.
+/// What the pool keeps for the next downloads, at most.
 const POOL_BYTES: usize = 64 * 1024 * 1024;
 
 /// Arrays of at least `MIN_POOLED` bytes given back, oldest first, with the size each can hold.

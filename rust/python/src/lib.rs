@@ -1,6 +1,7 @@
 //! The thin PyO3 layer over `dragonfly-core`: converts arguments and results, releases the GIL
 //! for every scan, and defines the package's exception types (`dragonfly_hybrid.errors` re-exports
-//! them), so the extension depends on nothing above it.
+//! them), so the extension depends on nothing above it. `download_buffer` keeps the node's download
+//! buffers for reuse.
 
 mod download_buffer;
 
@@ -924,7 +925,8 @@ fn write_distributions_json(
 }
 
 /// Bytes handed over by Python without a copy: `bytes`, or a `bytearray` (the node downloads into one,
-/// a [`DownloadBuffer`]'s) held exported through a `memoryview` for the scan, so that it cannot be resized or freed meanwhile.
+/// a [`DownloadBuffer`]'s) held exported through a `memoryview` for the scan, so that it cannot be
+/// resized or freed meanwhile.
 enum BytesLike<'py> {
     Bytes(Bound<'py, PyBytes>),
     ByteArray { array: Bound<'py, PyByteArray>, _export: Bound<'py, PyMemoryView> },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import ipaddress
 import logging
 import os
@@ -135,3 +136,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths["server"].write_bytes(b"".join(pem(server, server_key)))
     paths["client"].write_bytes(b"".join(pem(client, client_key)))
     return paths
+
+
+@pytest.fixture
+def empty_download_pool() -> Iterator[None]:
+    """Nothing in ``DownloadBuffer``'s pool at the start, and nothing added meanwhile but what the test
+    drops: other tests' downloads leave arrays in it, and buffers in their garbage (a traceback's frames)
+    could be collected into it at any moment, so the cyclic collector waits until the test is over."""
+    from dragonfly_hybrid._core import DownloadBuffer
+
+    gc.collect()
+    gc.disable()
+    try:
+        DownloadBuffer.free_pooled()
+        assert DownloadBuffer.pooled() == (0, 0)
+        yield
+    finally:
+        gc.enable()

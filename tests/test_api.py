@@ -297,6 +297,21 @@ def test_a_scanner_without_digests_scores_the_same_and_leaves_sha256_empty(rules
     assert [[f.path for f in d.files] for d in undigested.distributions] == [["p-1/setup.py"], ["p/x.py"]]
 
 
+def test_a_scanner_with_the_files_digests_only_leaves_each_distributions_sha256_empty(
+    rules: dh.Rules,
+) -> None:
+    sdist = tar_gz_bytes({"p-1/setup.py": b"EVIL_MARKER", "p-1/a.py": b"ok"})
+    items = [("p-1.tar.gz", sdist, None)]
+    files_only = dh.Scanner(rules, threads=2, digests="files")
+    assert files_only.digests == "files"
+    [dist] = files_only.scan_release("p", "1", items).distributions
+    assert dist.sha256 == ""
+    assert [f.sha256 for f in dist.files] == [hashlib.sha256(b"EVIL_MARKER").hexdigest()]
+    for wrong in ("all", 1, None):
+        with pytest.raises(ValueError, match=r'digests must be True, False or "files", not '):
+            dh.Scanner(rules, digests=wrong)  # type: ignore[arg-type]
+
+
 def test_a_bytearray_is_scanned_in_place_like_bytes(scanner: dh.Scanner) -> None:
     sdist = tar_gz_bytes({"p-1/setup.py": b"EVIL_MARKER"})
     wheel = zip_bytes({"p/x.py": b"EVIL_MARKER PY_ONLY", "p/y.py": b"clean"})

@@ -146,10 +146,10 @@ def download_buffer(downloader: Downloader, url: str, cap: int = 10_000_000, **k
 DATA = bytes(range(256)) * 12_000  # 3 MB
 
 
+@pytest.mark.usefixtures("empty_download_pool")
 def test_files_are_read_into_reused_buffers_over_one_kept_alive_connection(
     host: FileHost, downloader: Downloader
 ) -> None:
-    DownloadBuffer.free_pooled()
     for name, size in (("a", 3000), ("b", 1000), ("c", 2000)):
         host.answers[f"/{name}.whl"] = body(name.encode() * size + DATA)
     for name, size in (("a", 3000), ("b", 1000), ("c", 2000)):

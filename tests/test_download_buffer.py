@@ -16,11 +16,7 @@ MIB = 1024 * 1024
 POOL_BYTES = 64 * MIB
 
 
-@pytest.fixture(autouse=True)
-def empty_pool() -> None:
-    """Each test starts with nothing kept (other tests' downloads leave arrays in the pool)."""
-    DownloadBuffer.free_pooled()
-    assert DownloadBuffer.pooled() == (0, 0)
+pytestmark = pytest.mark.usefixtures("empty_download_pool")
 
 
 def filled(size: int, pattern: bytes) -> DownloadBuffer:

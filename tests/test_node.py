@@ -97,6 +97,7 @@ def test_happy_path_many_jobs_each_get_one_correct_result(fake: FakeMainframe, t
     assert metrics.jobs_finished.labels("success")._value.get() == 30
 
 
+@pytest.mark.usefixtures("empty_download_pool")
 def test_a_node_that_finds_no_job_frees_the_download_buffers_it_kept(
     fake: FakeMainframe, tmp_path: Path
 ) -> None:

@@ -25,12 +25,12 @@ from typing import Any, get_args
 import pytest
 from dragonfly_hybrid import Limits, RuleMatch, Rules, Scanner
 from dragonfly_hybrid.report import (
-    DIGEST_FORMATS,
     EXIT_CLEAN,
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
     FILE_TABLE_WIDTH,
     FLAGGED_DEPENDENCY_RULE,
+    REPORT_DIGESTS,
     SARIF_MAX_RESULTS,
     TABLE_MAX_FINDINGS,
     TABLE_WIDE_COLUMNS,
@@ -115,12 +115,12 @@ def results(tmp_path: Path, scanner: Scanner) -> list[TargetResult]:
     ]
 
 
-def test_only_the_digest_formats_show_digests_so_the_others_scan_without(
+def test_each_format_reads_the_same_from_a_scan_that_takes_only_the_digests_it_shows(
     tmp_path: Path, scanner: Scanner, rules: Rules
 ) -> None:
-    """``scan`` hashes nothing for a format outside ``DIGEST_FORMATS``: such a report must read the same
-    from a Scanner that hashes and from one that does not, and a digest format must show the digests."""
-    bare = Scanner(rules, scanner.limits, threads=2, digests=False)
+    """``scan`` takes only the digests its format shows (``REPORT_DIGESTS``): each report must read the same
+    from a Scanner that hashes everything and from one that takes only those, and show what it takes."""
+    assert set(REPORT_DIGESTS) == set(get_args(ReportFormat))
 
     def reports(engine: Scanner) -> list[TargetResult]:
         release = engine.scan_release("demo", "0.1", release_dists(tmp_path))
@@ -131,15 +131,17 @@ def test_only_the_digest_formats_show_digests_so_the_others_scan_without(
         render(targets, rules, fmt, out)
         return out.getvalue()
 
-    digested, undigested = reports(scanner), reports(bare)
+    digested = reports(scanner)
     setup_digest = hashlib.sha256(SETUP).hexdigest()
-    assert DIGEST_FORMATS < set(get_args(ReportFormat))
+    sdist_digest = digested[0].distributions[0].sha256
+    assert len(sdist_digest) == 64
     for fmt in get_args(ReportFormat):
-        with_digests, without = rendered(digested, fmt), rendered(undigested, fmt)
-        if fmt in DIGEST_FORMATS:
-            assert setup_digest in with_digests and setup_digest not in without, fmt
-        else:
-            assert with_digests == without, f"{fmt} shows a digest: add it to DIGEST_FORMATS"
+        takes = REPORT_DIGESTS[fmt]
+        taken = reports(Scanner(rules, scanner.limits, threads=2, digests=takes))
+        full = rendered(digested, fmt)
+        assert full == rendered(taken, fmt), f"{fmt} shows a digest its scan does not take (REPORT_DIGESTS)"
+        assert (setup_digest in full) == (takes is not False), fmt
+        assert (sdist_digest in full) == (takes is True), f"{fmt} takes a digest it does not show"
 
 
 # -------------------------------------------------------------------------------------- data model

@@ -243,7 +243,7 @@ class DistributionResult:
     @property
     def sha256(self) -> str:
         """Hex SHA-256 of the distribution's bytes; ``""`` when they could not be read, or from a
-        ``Scanner`` made with ``digests=False``."""
+        ``Scanner`` made with ``digests=False`` or ``digests="files"``."""
     @property
     def files_scanned(self) -> int: ...
     @property
@@ -391,7 +391,7 @@ class Scanner:
         fast_scan: bool = False,
         record_cache: bool = False,
         content_cache: bool = True,
-        digests: bool = True,
+        digests: bool | Literal["files"] = True,
     ) -> Scanner:
         """``fast_scan``: stop looking for a pattern after its first match when its rule only asks whether
         it occurs (same rules match; reports keep one match of such patterns). ``record_cache``: journal
@@ -399,7 +399,8 @@ class Scanner:
         no content cache (same results; every file is scanned, only matching files are hashed), for a
         distribution scanned once; not with ``record_cache``, and ``cache_import`` raises ``ValueError``.
         ``digests=False``: reports leave ``sha256`` empty (``""``) for distributions and matched files,
-        which saves hashing every distribution's bytes; for callers that never read the digests (the node)."""
+        which saves hashing every distribution's bytes; for callers that never read the digests (the node).
+        ``digests="files"``: only the matched files' (the distributions' left empty), as SARIF shows."""
     @property
     def rules(self) -> Rules: ...
     @property
@@ -411,7 +412,7 @@ class Scanner:
     @property
     def content_cache(self) -> bool: ...
     @property
-    def digests(self) -> bool: ...
+    def digests(self) -> bool | Literal["files"]: ...
     @property
     def cache_stats(self) -> dict[str, int]:
         """``entries`` held in the content cache, ``hits`` (files answered from it), ``misses`` (files

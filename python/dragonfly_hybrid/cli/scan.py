@@ -30,9 +30,10 @@ from dragonfly_hybrid.cli.common import (
 )
 from dragonfly_hybrid.http_client import NetworkSettingsError
 from dragonfly_hybrid.report import (
-    DIGEST_FORMATS,
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
+    REPORT_DIGESTS,
+    Digests,
     Origin,
     ReportFormat,
     TargetResult,
@@ -298,7 +299,7 @@ def scan_command(
         _refuse_requirements_as_rules(rules or [])
         ruleset = run_in_worker(lambda: load_rules_or_exit(rules or []))  # compiling takes a while
         engine, cache = new_scanner(
-            ruleset, limits, threads, results_store, parsed, digests=fmt in DIGEST_FORMATS
+            ruleset, limits, threads, results_store, parsed, digests=REPORT_DIGESTS[fmt]
         )
         show_progress = not quiet and sys.stderr.isatty()
         # pip's settings matter (and are checked) only when something is fetched from an index; the index
@@ -409,12 +410,12 @@ def new_scanner(
     store: Store | None,
     targets: Sequence[Target],
     *,
-    digests: bool,
+    digests: Digests,
 ) -> tuple[Scanner, StoreContentCache | None]:
     """The run's Scanner; with a store, ``cached_scanner``'s, which records its content cache, loaded from
     the store. Without one, the plain Scanner ``cached_scanner`` would give, built here so that a scan
-    without a store never imports the store (sqlite3); it hashes only with ``digests`` (a format that shows
-    them). The store keeps every digest, so a Scanner for it always hashes."""
+    without a store never imports the store (sqlite3); it takes only the ``digests`` its report shows. The
+    store keeps every digest, so a Scanner for it always hashes."""
     if store is None:
         content_cache = shares_contents(targets, None)
         return Scanner(

@@ -39,7 +39,7 @@ pub use rules::{
 pub use sarif::{
     prefetch_findings, rank as rank_findings, write_result as write_sarif_result, FindingRef, ResultContext,
 };
-pub use service::{CacheStats, CACHE_ENTRIES};
+pub use service::{CacheStats, Digests, CACHE_ENTRIES};
 pub use walk::MAX_NESTING_DEPTH;
 
 /// Entry points for the fuzz targets under `rust/core/fuzz`; not a stable interface.

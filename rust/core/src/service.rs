@@ -67,6 +67,17 @@ pub struct CacheStats {
     pub misses: u64,
 }
 
+/// Which SHA-256 digests a scan's reports carry (the others are left empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digests {
+    /// None: for callers that never read them (the node).
+    None,
+    /// The files that matched, not the distributions (SARIF shows only those).
+    Files,
+    /// Every distribution's and every matched file's.
+    All,
+}
+
 /// Scans files' bytes: see the module documentation.
 pub(crate) struct FileScanner {
     pub(crate) rules: RuleSet,
@@ -74,8 +85,8 @@ pub(crate) struct FileScanner {
     pub(crate) fast_scan: bool,
     /// Whether contents are hashed and looked up in (and added to) the cache before scanning.
     pub(crate) caching: bool,
-    /// Whether reports carry the SHA-256 of each distribution and of each file that matched.
-    pub(crate) digests: bool,
+    /// Which SHA-256 digests reports carry.
+    pub(crate) digests: Digests,
     cache: Mutex<HashMap<ContentHash, Arc<[RawHit]>>>,
     /// Contents scanned since the last [`FileScanner::take_journal`], when journaling is on.
     pub(crate) journal: Option<Mutex<Vec<CacheEntry>>>,
@@ -90,7 +101,7 @@ impl FileScanner {
             timeout,
             fast_scan: false,
             caching: true,
-            digests: true,
+            digests: Digests::All,
             cache: Mutex::new(HashMap::new()),
             journal: None,
             cache_hits: AtomicU64::new(0),

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{engine, marker_rules, scan, tar_gz, zip};
-use dragonfly_core::{CacheEntryError, Engine, Limits, RuleSet};
+use dragonfly_core::{CacheEntryError, Digests, Engine, Limits, RuleSet};
 
 fn sample() -> Vec<u8> {
     tar_gz(&[
@@ -112,21 +112,32 @@ fn without_digests_reports_match_the_same_and_leave_every_sha256_empty() {
     // With and without the content cache: without it, matching files are hashed only for the report.
     for caching in [true, false] {
         let with = engine(Limits::default(), 2).with_content_cache(caching);
-        let without = engine(Limits::default(), 2).with_content_cache(caching).with_digests(false);
-        assert!(with.digests() && !without.digests());
-        let (full, bare) = (scan(&with, "s.tar.gz", &data), scan(&without, "s.tar.gz", &data));
+        let files_only =
+            engine(Limits::default(), 2).with_content_cache(caching).with_digests(Digests::Files);
+        let without = engine(Limits::default(), 2).with_content_cache(caching).with_digests(Digests::None);
+        assert_eq!(
+            (with.digests(), files_only.digests(), without.digests()),
+            (Digests::All, Digests::Files, Digests::None)
+        );
+        let full = scan(&with, "s.tar.gz", &data);
+        let (files, bare) = (scan(&files_only, "s.tar.gz", &data), scan(&without, "s.tar.gz", &data));
         assert_eq!(full.sha256, hex(&Sha256::digest(&data)));
         assert!(!full.files.is_empty());
         assert!(full.files.iter().all(|f| f.sha256.len() == 64));
         assert_eq!(bare.sha256, "");
         assert!(bare.files.iter().all(|f| f.sha256.is_empty()));
-        let blank = |r: &dragonfly_core::DistributionReport| {
+        let blank = |r: &dragonfly_core::DistributionReport, files: bool| {
             let mut r = r.clone();
             r.sha256.clear();
-            r.files.iter_mut().for_each(|f| f.sha256.clear());
+            if files {
+                r.files.iter_mut().for_each(|f| f.sha256.clear());
+            }
             r
         };
-        assert_eq!(blank(&full), bare, "only the digests differ");
+        assert_eq!(blank(&full, true), bare, "only the digests differ");
+        // Only the matched files' digests: the distribution's is left empty.
+        assert_eq!(files.sha256, "");
+        assert_eq!(blank(&full, false), files);
     }
 }
 

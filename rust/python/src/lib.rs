@@ -17,7 +17,7 @@ use pyo3::exceptions::{
     PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -924,6 +924,27 @@ fn write_distributions_json(
     Ok(())
 }
 
+/// `Scanner(digests=...)`'s value for the matched files' digests only.
+const DIGESTS_FILES: &str = "files";
+
+/// `digests=`: `True`, `False` or `"files"`.
+struct DigestsArg(core::Digests);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for DigestsArg {
+    type Error = PyErr;
+
+    fn extract(value: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(flag) = value.cast::<PyBool>() {
+            return Ok(Self(if flag.is_true() { core::Digests::All } else { core::Digests::None }));
+        }
+        if value.extract::<String>().is_ok_and(|text| text == DIGESTS_FILES) {
+            return Ok(Self(core::Digests::Files));
+        }
+        let shown = value.repr().map(|repr| repr.to_string()).unwrap_or_default();
+        Err(PyValueError::new_err(format!("digests must be True, False or {DIGESTS_FILES:?}, not {shown}")))
+    }
+}
+
 /// Bytes handed over by Python without a copy: `bytes`, or a `bytearray` (the node downloads into one,
 /// a [`DownloadBuffer`]'s) held exported through a `memoryview` for the scan, so that it cannot be
 /// resized or freed meanwhile.
@@ -1074,7 +1095,10 @@ struct Scanner {
 #[pymethods]
 impl Scanner {
     #[new]
-    #[pyo3(signature = (rules, limits=None, threads=None, *, fast_scan=false, record_cache=false, content_cache=true, digests=true))]
+    #[pyo3(signature = (rules, limits=None, threads=None, *, fast_scan=false, record_cache=false, content_cache=true, digests=DigestsArg(core::Digests::All)))]
+    #[pyo3(
+        text_signature = "(rules, limits=None, threads=None, *, fast_scan=False, record_cache=False, content_cache=True, digests=True)"
+    )]
     // The Python constructor's keyword arguments, one parameter each.
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -1085,7 +1109,7 @@ impl Scanner {
         fast_scan: bool,
         record_cache: bool,
         content_cache: bool,
-        digests: bool,
+        digests: DigestsArg,
     ) -> PyResult<Self> {
         if threads.is_some_and(|n| n == 0 || n > core::MAX_THREADS) {
             return Err(PyValueError::new_err(format!(
@@ -1109,7 +1133,7 @@ impl Scanner {
             .map_err(|err| PyRuntimeError::new_err(err.to_string()))?
             .with_fast_scan(fast_scan)
             .with_content_cache(content_cache)
-            .with_digests(digests)
+            .with_digests(digests.0)
             .with_cache_journal(record_cache);
         Ok(Self { engine: Arc::new(engine), rules, limits })
     }
@@ -1134,9 +1158,14 @@ impl Scanner {
     fn content_cache(&self) -> bool {
         self.engine.content_cache()
     }
+    /// `True` (every digest), `"files"` (the matched files' only) or `False`.
     #[getter]
-    fn digests(&self) -> bool {
-        self.engine.digests()
+    fn digests<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        match self.engine.digests() {
+            core::Digests::All => PyBool::new(py, true).to_owned().into_any(),
+            core::Digests::Files => PyString::new(py, DIGESTS_FILES).into_any(),
+            core::Digests::None => PyBool::new(py, false).to_owned().into_any(),
+        }
     }
 
     /// Content-cache counters: entries held, files answered from the cache, files scanned.

@@ -31,7 +31,7 @@ use crate::format::{detect, interpretations, is_tar_header, Container, Format, T
 use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
-use crate::service::{looks_like_text, sha256, sha256_hex, ContentHashes, FileScanner, ScanOutcome};
+use crate::service::{looks_like_text, sha256, sha256_hex, ContentHashes, Digests, FileScanner, ScanOutcome};
 use names::{archive_suffix, decompressed_name, name_problem};
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
 pub(crate) use stream::{LZMA_MEMORY_LIMIT_KB, ZSTD_WINDOW_LOG_MAX};
@@ -136,7 +136,7 @@ impl<'e> DistScan<'e> {
         // The distribution's own digest is taken while its members are walked: done after the walk,
         // it left every other thread idle (50 ms for a 100 MB wheel).
         let walk = || catch_unwind(AssertUnwindSafe(|| self.walk_top(data, container)));
-        let (walked, digest) = if self.scanner.digests {
+        let (walked, digest) = if self.scanner.digests == Digests::All {
             let (walked, digest) = rayon::join(walk, || sha256(data));
             (walked, sha256_hex(&digest))
         } else {
@@ -670,7 +670,7 @@ impl<'e> DistScan<'e> {
                     let report = FileReport {
                         path,
                         size: data.len() as u64,
-                        sha256: if self.scanner.digests {
+                        sha256: if self.scanner.digests != Digests::None {
                             sha256_hex(hashes.sha256(data))
                         } else {
                             String::new()

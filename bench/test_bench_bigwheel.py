@@ -2,7 +2,9 @@
 14 common-code rules (issue 19), every row in the same run:
 
 * ``engine-2threads``: ``Scanner.scan_path`` on 2 threads (a fresh ``Scanner`` per round, built as the CLI
-  builds it for one archive: no content cache), with digests as ``json`` and ``sarif`` need them;
+  builds it for one archive: no content cache), with every digest, as ``json`` needs them;
+* ``engine-2threads-filedigests``: the same with the matched files' digests only (``digests="files"``), as
+  ``sarif`` scans;
 * ``engine-2threads-nodigests``: the same without digests (``digests=False``), as ``table``, ``markdown``
   and ``html`` scan;
 * ``cli-json``, ``cli-table``, ``cli-sarif``, ``cli-markdown``, ``cli-html``: ``python -m
@@ -22,7 +24,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -72,12 +74,21 @@ def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
         reporter.write_sep("=", "big wheel (median of rounds; ratio to engine-2threads)")
         for name, median in rows.items():
             ratio = f"{median / engine:6.2f}x" if engine else "      -"
-            reporter.write_line(f"{name:<26} {median:8.3f} s  {ratio}")
+            reporter.write_line(f"{name:<28} {median:8.3f} s  {ratio}")
 
 
-@pytest.mark.parametrize("digests", [True, False], ids=["digests", "nodigests"])
+ENGINE_ROWS: dict[bool | Literal["files"], str] = {
+    True: "engine-2threads",
+    "files": "engine-2threads-filedigests",
+    False: "engine-2threads-nodigests",
+}
+
+
+@pytest.mark.parametrize("digests", list(ENGINE_ROWS), ids=["digests", "filedigests", "nodigests"])
 @pytest.mark.benchmark(group=GROUP)
-def test_engine(benchmark: Any, wheel: BigWheel, medians: dict[str, float], digests: bool) -> None:
+def test_engine(
+    benchmark: Any, wheel: BigWheel, medians: dict[str, float], digests: bool | Literal["files"]
+) -> None:
     from dragonfly_hybrid import Rules, Scanner
 
     rules = Rules.compile(common_code_sources())
@@ -90,9 +101,9 @@ def test_engine(benchmark: Any, wheel: BigWheel, medians: dict[str, float], dige
         lambda scanner: scanner.scan_path(str(wheel.path)), setup=fresh, rounds=_rounds(), iterations=1
     )
     assert result.files_scanned == wheel.files and result.complete and result.files
-    assert all(f.sha256 for f in result.files) == digests
-    row = "engine-2threads" if digests else "engine-2threads-nodigests"
-    record_median(benchmark, medians, GROUP, row, files_matched=len(result.files))
+    assert all(f.sha256 for f in result.files) == (digests is not False)
+    assert bool(result.sha256) == (digests is True)
+    record_median(benchmark, medians, GROUP, ENGINE_ROWS[digests], files_matched=len(result.files))
 
 
 @pytest.mark.parametrize("fmt", ["json", "table", "sarif", "markdown", "html"])

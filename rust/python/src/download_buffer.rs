@@ -152,7 +152,8 @@ impl DownloadBuffer {
 impl Drop for DownloadBuffer {
     fn drop(&mut self) {
         let Some(array) = self.array.take() else { return };
-        Python::attach(|py| {
+        // Not while the interpreter shuts down: the array is then only released.
+        Python::try_attach(|py| {
             // Held elsewhere (a report, a test): its holder frees it; reusing it would change bytes
             // someone may still read.
             // SAFETY: reads the count of a live object, with the GIL held.

@@ -56,15 +56,22 @@ def test_sizes_it_cannot_serve_in_place_get_new_memory() -> None:
     assert DownloadBuffer.pooled() == (count, size)
 
 
-def test_an_array_resized_by_its_user_is_kept_as_large_as_it_is_now() -> None:
-    buffer = DownloadBuffer(100_000)
-    buffer.data.extend(bytes(300_000))  # CPython reallocates it
-    allocated = buffer.data.__alloc__()
-    assert allocated > 400_000
-    del buffer
-    assert DownloadBuffer.pooled() == (1, allocated - 1)
-    again = DownloadBuffer(allocated - 1)
-    assert DownloadBuffer.pooled() == (0, 0) and len(again) == allocated - 1
+def test_an_array_its_user_resized_past_what_it_was_made_for_is_not_kept() -> None:
+    grown = DownloadBuffer(100_000)
+    grown.data.extend(bytes(300_000))  # CPython reallocates it
+    shrunk = DownloadBuffer(100_000)
+    del shrunk.data[40_000:]  # under half: reallocated too
+    within = DownloadBuffer(100_000)
+    del within.data[60_000:]
+    del grown, shrunk, within
+    assert DownloadBuffer.pooled() == (1, 100_000)
+
+
+def test_a_buffer_freed_while_an_exception_is_raised_leaves_the_exception_alone() -> None:
+    # The list, and the buffer in it, are freed while the IndexError is being raised.
+    with pytest.raises(IndexError, match="list index out of range"):
+        [DownloadBuffer(100_000)][1]
+    assert DownloadBuffer.pooled() == (1, 100_000)
 
 
 def test_an_array_held_elsewhere_is_not_reused() -> None:

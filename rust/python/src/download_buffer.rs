@@ -42,7 +42,7 @@ impl Pool {
     /// The pooled array that fits `size` most closely, if one can be resized to it in place. CPython
     /// resizes a `bytearray` within its allocation without copying while the new size is at least half
     /// of it; an array that can hold `capacity` bytes has `capacity + 1` allocated.
-    fn take(&mut self, size: usize) -> Option<Py<PyByteArray>> {
+    fn take(&mut self, size: usize) -> Option<(usize, Py<PyByteArray>)> {
         let fits = |capacity: usize| capacity >= size && size >= capacity.div_ceil(2);
         let (index, _) = self
             .arrays
@@ -50,9 +50,9 @@ impl Pool {
             .enumerate()
             .filter(|(_, (capacity, _))| fits(*capacity))
             .min_by_key(|(_, (capacity, _))| *capacity)?;
-        let (capacity, array) = self.arrays.remove(index)?;
-        self.bytes -= capacity;
-        Some(array)
+        let taken = self.arrays.remove(index)?;
+        self.bytes -= taken.0;
+        Some(taken)
     }
 
     /// Keep `array`; what no longer fits is handed back to be freed (outside the lock).
@@ -95,6 +95,8 @@ fn uninitialised_array(py: Python<'_>, size: usize) -> PyResult<Py<PyByteArray>>
 pub struct DownloadBuffer {
     /// `None` only while it is dropped.
     array: Option<Py<PyByteArray>>,
+    /// What the array can hold without CPython reallocating it (the size it was made with).
+    capacity: usize,
 }
 
 impl DownloadBuffer {
@@ -108,8 +110,8 @@ impl DownloadBuffer {
     #[new]
     fn new(py: Python<'_>, size: usize) -> PyResult<Self> {
         let pooled = if size >= MIN_POOLED { pool().take(size) } else { None };
-        let Some(array) = pooled else {
-            return Ok(Self { array: Some(uninitialised_array(py, size)?) });
+        let Some((capacity, array)) = pooled else {
+            return Ok(Self { array: Some(uninitialised_array(py, size)?), capacity: size });
         };
         let length = ffi::Py_ssize_t::try_from(size).expect("no larger than a pooled array");
         // SAFETY: `array` is a bytearray that only the pool held (so nothing exports its buffer and the
@@ -117,7 +119,7 @@ impl DownloadBuffer {
         if unsafe { ffi::PyByteArray_Resize(array.as_ptr(), length) } != 0 {
             return Err(PyErr::fetch(py));
         }
-        Ok(Self { array: Some(array) })
+        Ok(Self { array: Some(array), capacity })
     }
 
     /// The buffer's bytes: a `bytearray` of the size the buffer was made with.
@@ -152,18 +154,20 @@ impl DownloadBuffer {
 impl Drop for DownloadBuffer {
     fn drop(&mut self) {
         let Some(array) = self.array.take() else { return };
-        // Not while the interpreter shuts down: the array is then only released.
-        Python::try_attach(|py| {
+        // Not while the interpreter shuts down: the array is then only released. No Python code runs
+        // here: a buffer may be dropped while an exception propagates.
+        Python::try_attach(|_| {
+            // SAFETY: C reads of a live bytearray, with the GIL held; neither can fail.
+            let (references, size) =
+                unsafe { (ffi::Py_REFCNT(array.as_ptr()), ffi::PyByteArray_Size(array.as_ptr())) };
             // Held elsewhere (a report, a test): its holder frees it; reusing it would change bytes
-            // someone may still read.
-            // SAFETY: reads the count of a live object, with the GIL held.
-            if unsafe { ffi::Py_REFCNT(array.as_ptr()) } != 1 {
+            // someone may still read. Resized by its user out of what it was made for: CPython may
+            // have reallocated it, to a size not known here.
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            if references != 1 || size > self.capacity || size < self.capacity.div_ceil(2) {
                 return;
             }
-            // What CPython allocated for it (one byte more than it can hold), whatever it was resized to.
-            let allocated = array.bind(py).call_method0("__alloc__").and_then(|n| n.extract::<usize>());
-            let Ok(allocated) = allocated else { return };
-            let evicted = pool().give(allocated.saturating_sub(1), array);
+            let evicted = pool().give(self.capacity, array);
             drop(evicted); // freed with the GIL held, outside the pool's lock
         });
     }

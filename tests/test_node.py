@@ -105,9 +105,13 @@ def test_a_node_that_finds_no_job_frees_the_download_buffers_it_kept(
     run_node(settings_for(fake, tmp_path), max_jobs=3)
     kept = DownloadBuffer(1_000_000)  # as a download done with before the queue ran dry
     del kept
-    assert DownloadBuffer.pooled()[0] >= 1
+    count, size = DownloadBuffer.pooled()
+    assert count >= 1
+    metrics = NodeMetrics()
+    assert metrics.registry.get_sample_value("dragonfly_download_buffers_kept_bytes") == size
     run_node(settings_for(fake, tmp_path), once=True)  # the queue is empty
     assert DownloadBuffer.pooled() == (0, 0)
+    assert metrics.registry.get_sample_value("dragonfly_download_buffers_kept_bytes") == 0
     assert len(fake.results) == 3
 
 

@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from dragonfly_hybrid._core import DownloadBuffer
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 
 
@@ -80,6 +82,12 @@ class NodeMetrics:
             "Jobs the node may hold at once, from its measured throughput.",
             registry=r,
         )
+        self.download_buffers_kept = Gauge(
+            "dragonfly_download_buffers_kept_bytes",
+            "Bytes of download buffers kept for the next downloads (process-wide).",
+            registry=r,
+        )
+        self.download_buffers_kept.set_function(lambda: DownloadBuffer.pooled()[1])
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

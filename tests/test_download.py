@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from dragonfly_hybrid._core import DownloadBuffer
 from dragonfly_hybrid.http_client import USER_AGENT
-from dragonfly_hybrid.pypi.direct import DirectDownloads, Downloaded
+from dragonfly_hybrid.pypi.direct import DirectDownloads, Downloaded, downloaded_bytes
 from dragonfly_hybrid.pypi.download import Downloader
 from dragonfly_hybrid.pypi.index import DigestMismatch, DownloadError, DownloadTooLarge
 
@@ -128,7 +128,7 @@ def status(code: int, *, times: int | None = None, then: Answer | None = None) -
 
 
 def contents(data: Downloaded) -> bytes:
-    return bytes(data.data if isinstance(data, DownloadBuffer) else data)
+    return bytes(downloaded_bytes(data))
 
 
 def download(downloader: Downloader, url: str, cap: int = 10_000_000, **kwargs: object) -> bytes:

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid._core import DownloadBuffer, Rules
+from dragonfly_hybrid._core import Rules
 from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.pypi.direct import downloaded_bytes
 from dragonfly_hybrid.pypi.download import Downloader
 from dragonfly_hybrid.pypi.index import DownloadError
 from dragonfly_hybrid.rules_loader import load_rules
@@ -284,7 +285,7 @@ def test_downloads_are_checked_against_the_listed_digest_only_when_there_is_one(
         downloader = Downloader(2)
         try:
             data = await downloader.download(url, 1000, sha256=sha256)
-            return bytes(data.data if isinstance(data, DownloadBuffer) else data)
+            return bytes(downloaded_bytes(data))
         finally:
             downloader.close()
 

@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 Downloaded = bytes | bytearray | DownloadBuffer
 """A distribution's bytes as downloaded (what the scanner takes as a distribution's data)."""
 
+
+def downloaded_bytes(data: Downloaded) -> bytes | bytearray:
+    """The bytes of a download, without a copy (a buffer's array)."""
+    return data.data if isinstance(data, DownloadBuffer) else data
+
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Read size when the length is not announced (chunked or close-delimited answers).
 _UNKNOWN_LENGTH_READ = 1 << 20

@@ -14,9 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from dragonfly_hybrid._core import DownloadBuffer
 from dragonfly_hybrid.http_client import environment_names_a_proxy, new_client, redact_url
-from dragonfly_hybrid.pypi.direct import DirectDownloads, Downloaded, UseHttpx
+from dragonfly_hybrid.pypi.direct import DirectDownloads, Downloaded, UseHttpx, downloaded_bytes
 from dragonfly_hybrid.pypi.index import DownloadError, Retryable, digest_mismatch, stream_download
 
 
@@ -45,7 +44,7 @@ def _download_once(
         stream_download(httpx_client(), url, name, cap, chunks.append, digest=False)
         data = b"".join(chunks)
     if sha256 is not None:
-        digest = hashlib.sha256(data.data if isinstance(data, DownloadBuffer) else data).hexdigest()
+        digest = hashlib.sha256(downloaded_bytes(data)).hexdigest()
         if digest != sha256.lower():
             # The whole body arrived (its length was checked): these are not the bytes the index lists.
             raise digest_mismatch(name, sha256.lower(), digest, url)

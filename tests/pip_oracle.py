@@ -5,17 +5,21 @@ archive's file name, it does what pip does, for real, in a fresh temporary direc
 
 * zip or tar: ``name.endswith((".zip", ".whl")) or zipfile.is_zipfile(path)`` unzips, anything else
   is a tarball, its mode taken from the extension (pip's ``unpack_file`` / ``untar_file``);
-* zips as pip's ``unzip_file`` (and the wheel installer, which writes the same): every
-  ``infolist()`` record whose name does not end with ``/`` is written, its content read BY NAME
-  (``zip.open(name)``: for duplicate names, the last record's content);
+* zips as pip's ``unzip_file``: every ``infolist()`` record whose name does not end with ``/`` is
+  written, its content read BY NAME (``zip.open(name)``: for duplicate names, the last record's
+  content); a ``.whl`` as pip's wheel installer writes it, the same but to each name's
+  ``os.path.normpath`` form (``pkg/evil.py/.`` is installed as ``pkg/evil.py``);
 * tarballs as pip's ``untar_file`` on a Python with PEP 706: ``getmembers()`` first, then
   ``tar.extractall(location, filter=pip_filter)`` where ``pip_filter`` applies ``tarfile.data_filter``
   and turns a filter error into a failure.
 
-pip's leading-directory stripping is left out (names stay archive-relative). The result is then walked
-(``os.walk``, directory symlinks not followed); regular files and symlinks to files are read (reading
-follows the link, as a build would). An exception while unpacking makes ``failed`` true; what was
-written before it still counts.
+pip's leading-directory stripping is left out unless asked for (``strip_leading``): when every name has
+the same first component, pip (24.1 and later) strips it from each name of an sdist, and from a hard
+link's target when that starts with the same component; the oracle then unpacks into a directory of that
+name, so that the names it reports stay archive-relative (``pkg\\setup.py`` is reported as
+``pkg/setup.py``). The result is then walked (``os.walk``, directory symlinks not followed); regular
+files and symlinks to files are read (reading follows the link, as a build would). An exception while
+unpacking makes ``failed`` true; what was written before it still counts.
 
 Nothing from an archive is executed. Hostile sizes are refused before extraction (``capped``): a case
 whose members declare more than ``max_bytes`` is not judged.
@@ -123,8 +127,46 @@ def readers(zstd: bool = False) -> tuple[ModuleType, ModuleType]:
     return zstd_tarfile, zstd_zipfile
 
 
-def _unzip(path: str, location: str, max_bytes: int, view: PipView, zip_module: ModuleType) -> None:
-    """pip's ``unzip_file`` (flatten=False), which writes what the wheel installer writes too."""
+def split_leading_dir(path: str) -> list[str]:
+    """pip's ``split_leading_dir``: the first component and the rest, split at the first ``/``, or at the
+    first ``\\`` when one comes before any ``/``."""
+    path = path.lstrip("/").lstrip("\\")
+    if "/" in path and (("\\" in path and path.find("/") < path.find("\\")) or "\\" not in path):
+        return path.split("/", 1)
+    if "\\" in path:
+        return path.split("\\", 1)
+    return [path, ""]
+
+
+def leading_dir(paths: list[str]) -> str | None:
+    """The first component every path shares (pip's ``has_leading_dir``), if they do."""
+    prefixes = {split_leading_dir(path)[0] for path in paths}
+    if len(prefixes) != 1 or "" in prefixes:
+        return None
+    return prefixes.pop()
+
+
+def _stripped_location(location: str, lead: str) -> str:
+    # Unpacked into a directory named as the leading one, the stripped names come out archive-relative.
+    if lead in (".", ".."):
+        return location
+    inside = os.path.join(location, lead)
+    os.makedirs(inside, exist_ok=True)
+    return inside
+
+
+def _unzip(
+    path: str,
+    location: str,
+    max_bytes: int,
+    view: PipView,
+    zip_module: ModuleType,
+    *,
+    wheel: bool = False,
+    strip_leading: bool = False,
+) -> None:
+    """pip's ``unzip_file`` (flatten=``strip_leading``), or with ``wheel``, what its wheel installer
+    writes: the same, to each name's ``os.path.normpath`` form."""
     with open(path, "rb") as zipfp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -134,9 +176,15 @@ def _unzip(path: str, location: str, max_bytes: int, view: PipView, zip_module: 
         if declared > max_bytes:
             raise OracleCapped(f"zip declares {declared} bytes")
         budget = [max_bytes]
+        lead = leading_dir(zf.namelist()) if strip_leading and not wheel else None
+        if lead is not None:
+            location = _stripped_location(location, lead)
         for info in zf.infolist():
             name = info.filename
-            fn = os.path.join(location, name)
+            if wheel and name.endswith("/"):
+                continue  # the installer skips directory entries
+            written = split_leading_dir(name)[1] if lead is not None else name
+            fn = os.path.join(location, os.path.normpath(written) if wheel else written)
             if not _is_within_directory(location, fn):
                 raise RuntimeError(f"zip member {name!r} would be written outside the target directory")
             if fn.endswith("/") or fn.endswith("\\"):
@@ -161,9 +209,17 @@ def _tar_mode(filename: str) -> str:
 
 
 def _untar(
-    path: str, filename: str, location: str, max_bytes: int, view: PipView, tar_module: ModuleType
+    path: str,
+    filename: str,
+    location: str,
+    max_bytes: int,
+    view: PipView,
+    tar_module: ModuleType,
+    *,
+    strip_leading: bool = False,
 ) -> None:
-    """pip's ``untar_file`` (pip >= 24.1, PEP 706 branch), without the leading-directory stripping."""
+    """pip's ``untar_file`` (pip >= 24.1, PEP 706 branch), with its leading-directory stripping only when
+    ``strip_leading``."""
     data_filter = getattr(tar_module, "data_filter", None)
     if data_filter is None:  # pragma: no cover - every supported CPython has it
         raise RuntimeError("this Python has no tarfile.data_filter (PEP 706)")
@@ -175,6 +231,13 @@ def _untar(
         declared = sum(max(m.size, 0) for m in members if m.isreg() or m.type not in supported)
         if declared > max_bytes:
             raise OracleCapped(f"tar declares {declared} bytes")
+        lead = leading_dir([member.name for member in members]) if strip_leading else None
+        if lead is not None:
+            location = _stripped_location(location, lead)
+            for member in members:
+                name_lead, member.name = split_leading_dir(member.name)
+                if member.islnk() and split_leading_dir(member.linkname)[0] == name_lead:
+                    member.linkname = split_leading_dir(member.linkname)[1]
 
         def pip_filter(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
             orig_mode = member.mode
@@ -248,10 +311,12 @@ def pip_view(
     timeout: float = DEFAULT_TIMEOUT,
     marker: bytes | None = None,
     zstd: bool = False,
+    strip_leading: bool = False,
 ) -> PipView:
     """Unpack ``data`` (named ``filename``) as pip would, in a temporary directory, and report the files
     (``marker``: also list the files whose content holds it, in ``marked``; ``zstd``: with the readers of
-    Python 3.14, see :func:`readers`)."""
+    Python 3.14, see :func:`readers`; ``strip_leading``: with pip's leading-directory stripping, see the
+    module's docstring)."""
     view = PipView()
     tar_module, zip_module = readers(zstd)
     base = posixpath.basename(filename.replace("\\", "/")) or "archive"
@@ -267,10 +332,11 @@ def pip_view(
         try:
             if base.lower().endswith(ZIP_EXTENSIONS) or zip_module.is_zipfile(path):
                 view.kind = "zip"
-                _unzip(path, location, max_bytes, view, zip_module)
+                wheel = base.lower().endswith(".whl")
+                _unzip(path, location, max_bytes, view, zip_module, wheel=wheel, strip_leading=strip_leading)
             else:
                 view.kind = "tar"
-                _untar(path, base, location, max_bytes, view, tar_module)
+                _untar(path, base, location, max_bytes, view, tar_module, strip_leading=strip_leading)
         except (OracleCapped, OracleTimeout) as exc:
             view.capped = True
             view.error = f"{type(exc).__name__}: {exc}"

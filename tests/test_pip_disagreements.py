@@ -18,6 +18,7 @@ import lzma
 import struct
 import sys
 import tarfile
+import zipfile
 import zlib
 from collections.abc import Callable
 
@@ -39,11 +40,12 @@ def scanner() -> Scanner:
 
 
 def assert_scanned_as_pip_writes(
-    data: bytes, filename: str, scanner: Scanner, *, current: bool = False
+    data: bytes, filename: str, scanner: Scanner, *, current: bool = False, strip_leading: bool = False
 ) -> DistributionResult:
     """``current``: pip's view with the newest CPython ``tarfile`` and ``zipfile`` (Python 3.14's, see
-    ``pip_oracle.readers``) instead of the running Python's."""
-    view: PipView = pip_view(data, filename, marker=MARKER, zstd=current)
+    ``pip_oracle.readers``) instead of the running Python's; ``strip_leading``: with pip's stripping of
+    an sdist's leading directory."""
+    view: PipView = pip_view(data, filename, marker=MARKER, zstd=current, strip_leading=strip_leading)
     marked = [name for name in view.marked if name.endswith(".py")]  # what the .py rule must see
     assert marked, f"the case is wrong: pip writes no .py file with the marker ({view.error or view.kind})"
     dist = scanner.scan_bytes(data, filename)
@@ -774,3 +776,204 @@ def test_names_that_differ_after_the_display_limit_are_not_duplicates(scanner: S
     dist = scanner.scan_bytes(data, "pkg-1.0.tar")
     assert "duplicate-name" not in [i.kind for i in dist.issues]
     assert dist.files_scanned == 2
+
+
+# ------------------------------------------------------- names pip writes after normalising or stripping
+
+
+def wheel_of(members: list[tuple[str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as wheel:
+        for name, content in [*members, ("pkg-1.0.dist-info/WHEEL", b"Wheel-Version: 1.0\n")]:
+            wheel.writestr(name, content)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["pkg/evil.py/.", "pkg/evil.py/x/..", "./pkg//evil.py/."])
+def test_a_wheel_member_is_scanned_under_the_name_the_installer_normalises_it_to(
+    name: str, scanner: Scanner
+) -> None:
+    # pip's wheel installer writes each member to os.path.normpath(name) (pip 23.2 and 24.2 install this
+    # wheel's `pkg/evil.py/.` as pkg/evil.py): under its raw name, no `.py` rule saw it.
+    data = wheel_of([("pkg/__init__.py", b""), (name, PAYLOAD)])
+    dist = assert_scanned_as_pip_writes(data, "pkg-1.0-py3-none-any.whl", scanner)
+    assert dist.complete
+    assert [i.kind for i in dist.issues if i.path == name and "normpath" in i.message] == ["ambiguous"]
+
+
+def test_a_tar_member_named_with_dot_dot_after_its_py_name_is_scanned_as_current_tarfile_writes_it(
+    scanner: Scanner,
+) -> None:
+    # The newest tarfile's data filter normalises a name holding `..`: `pkg/evil.py/x/..` is pkg/evil.py.
+    data = gzip.compress(tar_of([("pkg/evil.py/x/..", PAYLOAD)]))
+    assert_scanned_as_pip_writes(data, "pkg-1.0.tar.gz", scanner, current=True)
+
+
+def zip_of(members: list[tuple[str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members:
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+SPLIT_AT_A_BACKSLASH = {
+    "tar": ("pkg-1.0.tar.gz", gzip.compress(tar_of([("pkg/README", b"hello\n"), ("pkg\\evil.py", PAYLOAD)]))),
+    "zip": ("pkg-1.0.zip", zip_of([("pkg/README", b"hello\n"), ("pkg\\evil.py", PAYLOAD)])),
+}
+
+
+@pytest.mark.parametrize(("filename", "data"), SPLIT_AT_A_BACKSLASH.values(), ids=SPLIT_AT_A_BACKSLASH.keys())
+def test_a_name_pip_splits_at_a_backslash_is_scanned_under_the_name_it_writes(
+    filename: str, data: bytes, scanner: Scanner
+) -> None:
+    # Every name shares the leading directory `pkg` once pip splits `pkg\evil.py` at its backslash: it
+    # strips it and writes evil.py next to README.
+    dist = assert_scanned_as_pip_writes(data, filename, scanner, strip_leading=True)
+    assert dist.complete
+
+
+def test_a_backslash_name_without_a_shared_leading_directory_is_scanned_under_its_own_name_only(
+    scanner: Scanner,
+) -> None:
+    # The names share no first component: pip strips nothing and writes `pkg\evil.py` as it is.
+    data = gzip.compress(tar_of([("README", b"hello\n"), ("pkg\\evil.py", PAYLOAD)]))
+    dist = scanner.scan_bytes(data, "pkg-1.0.tar.gz")
+    assert dist.complete and [f.path for f in dist.files] == ["pkg\\evil.py"]
+    assert "ambiguous" not in [i.kind for i in dist.issues]
+
+
+BENIGN = b"print('benign')\n"
+LINKED_ONCE_STRIPPED = {
+    # pip strips `pkg/` from the names but not from the target `./pkg/evil.txt` (its first component is
+    # `.`): setup.py is linked to what was `pkg/pkg/evil.txt`.
+    "hard-link-target-left-as-written": [
+        regular("pkg/evil.txt", BENIGN),
+        regular("pkg/pkg/evil.txt", PAYLOAD),
+        link("pkg/setup.py", "./pkg/evil.txt", symbolic=False),
+    ],
+    # `pkg\setup.py` becomes setup.py, beside evil.txt, where its target is.
+    "symlink-named-with-a-backslash": [
+        regular("pkg/evil.txt", PAYLOAD),
+        link("pkg\\setup.py", "evil.txt", symbolic=True),
+    ],
+    # `pkg\x.txt` becomes x.txt, the symlink to setup.py: its content is written through it.
+    "written-through-a-symlink-once-stripped": [
+        regular("pkg/setup.py", BENIGN),
+        link("pkg/x.txt", "setup.py", symbolic=True),
+        regular("pkg\\x.txt", PAYLOAD),
+    ],
+}
+
+
+@pytest.mark.parametrize("members", LINKED_ONCE_STRIPPED.values(), ids=LINKED_ONCE_STRIPPED.keys())
+def test_links_pip_makes_apart_once_it_strips_the_leading_directory_are_never_clean(
+    members: list[tuple[tarfile.TarInfo, bytes]], scanner: Scanner
+) -> None:
+    data = gzip.compress(tar_with(members))
+    stripped = pip_view(data, "pkg-1.0.tar.gz", marker=MARKER, strip_leading=True)
+    kept = pip_view(data, "pkg-1.0.tar.gz", marker=MARKER)
+    moved = [name for name in stripped.marked if name.endswith(".py") and name not in kept.marked]
+    assert moved, f"the case is wrong: stripping puts the marker in no other .py file ({stripped.error})"
+    assert_ambiguous(data, "pkg-1.0.tar.gz", scanner)
+
+
+def test_hard_links_within_the_leading_directory_stay_complete(scanner: Scanner) -> None:
+    members = [
+        regular("pkg-1.0/a.py", b"x = 1\n"),
+        link("pkg-1.0/b.py", "pkg-1.0/a.py", symbolic=False),
+        link("pkg-1.0/c.py", "a.py", symbolic=True),
+    ]
+    dist = scanner.scan_bytes(gzip.compress(tar_with(members)), "pkg-1.0.tar.gz")
+    assert dist.complete and "ambiguous" not in [i.kind for i in dist.issues], dist.issues
+
+
+# ------------------------------------------------------------------------------------ zip64 locators
+
+
+def local_record(name: bytes, body: bytes, crc: int, size: int, method: int) -> bytes:
+    fields = (b"PK\x03\x04", 20, 0, method, 0, 0, crc, len(body), size, len(name), 0)
+    return struct.pack("<4sHHHHHIIIHH", *fields) + name + body
+
+
+def zip64_end_record(records: int, size: int, offset: int, extensible: int = 0) -> bytes:
+    fields = (b"PK\x06\x06", 44 + extensible, 45, 45, 0, 0, records, records, size, offset)
+    return struct.pack("<4sQHHIIQQQQ", *fields)
+
+
+def zip64_locator(offset: int) -> bytes:
+    return struct.pack("<4sIQI", b"PK\x06\x07", 0, offset, 1)
+
+
+def end_record(records: int, size: int, offset: int, comment: int = 0) -> bytes:
+    return struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, records, records, size, offset, comment)
+
+
+def zip64_locator_elsewhere() -> bytes:
+    """A zip whose end record lists only ``pkg/data.bin``, stored, and whose zip64 locator names a zip64
+    end record hidden in that member's data, behind a central directory listing ``pkg/evil.py``
+    (deflated, so its text is in no raw bytes). Python 3.14's ``zipfile`` (and the October 2025
+    security releases') follows the locator there; older ones look for that record only right before
+    the locator, find none, and read the end record."""
+    evil = zlib.compress(PAYLOAD, 9)[2:-4]
+    evil_local = local_record(b"pkg/evil.py", evil, zlib.crc32(PAYLOAD), len(PAYLOAD), 8)
+    inner_start = 30 + len(b"pkg/data.bin")  # where data.bin's data starts
+    evil_offset = inner_start + 4
+    evil_record = (
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            *(b"PK\x01\x02", 20, 20, 0, 8, 0, 0, zlib.crc32(PAYLOAD), len(evil), len(PAYLOAD)),
+            *(len(b"pkg/evil.py"), 0, 0, 0, 0, 0, evil_offset),
+        )
+        + b"pkg/evil.py"
+    )
+    directory_offset = evil_offset + len(evil_local)
+    record_offset = directory_offset + len(evil_record)
+    # data.bin's own record follows its data, with a 20-byte comment that the locator takes the place
+    # of: the zip64 record's extensible data runs from its end to the locator.
+    outer_record_len = 46 + len(b"pkg/data.bin") + 20
+    padding = 8
+    extensible = padding + outer_record_len - 20
+    zip64 = zip64_end_record(1, len(evil_record), directory_offset, extensible)
+    inner = b"JUNK" + evil_local + evil_record + zip64 + b"\x00" * padding
+    data_local = local_record(b"pkg/data.bin", inner, zlib.crc32(inner), len(inner), 0)
+    outer_record = (
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            *(b"PK\x01\x02", 20, 20, 0, 0, 0, 0, zlib.crc32(inner), len(inner), len(inner)),
+            *(len(b"pkg/data.bin"), 0, 20, 0, 0, 0, 0),
+        )
+        + b"pkg/data.bin"
+    )
+    outer_offset = len(data_local)
+    return (
+        data_local
+        + outer_record
+        + zip64_locator(record_offset)
+        + end_record(1, outer_record_len, outer_offset)
+    )
+
+
+def test_a_zip64_locator_leading_to_another_directory_is_never_clean(scanner: Scanner) -> None:
+    data = zip64_locator_elsewhere()
+    newest = pip_view(data, "pkg-1.0.zip", marker=MARKER, zstd=True)
+    assert newest.marked == ["pkg/evil.py"], f"the case is wrong: {newest}"
+    for filename in ("pkg-1.0-py3-none-any.whl", "pkg-1.0.zip"):
+        assert_ambiguous(data, filename, scanner)
+
+
+@pytest.mark.parametrize("prepended", [b"", b"#!/bin/sh\nexit 0\n"], ids=["plain", "prepended"])
+def test_a_zip64_end_record_every_python_reads_alike_stays_complete(
+    prepended: bytes, scanner: Scanner
+) -> None:
+    # The locator names the record right before it (offsets not shifted by what is prepended, as for a
+    # self-extracting archive): every Python reads the same directory.
+    evil = zlib.compress(PAYLOAD, 9)[2:-4]
+    local = local_record(b"pkg/evil.py", evil, zlib.crc32(PAYLOAD), len(PAYLOAD), 8)
+    record = central_record(b"pkg/evil.py", 8, zlib.crc32(PAYLOAD), (len(evil), len(PAYLOAD)))
+    zip64_offset = len(local) + len(record)
+    tail = zip64_end_record(1, len(record), len(local)) + zip64_locator(zip64_offset)
+    data = prepended + local + record + tail + end_record(0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    for current in (False, True):
+        dist = assert_scanned_as_pip_writes(data, "pkg-1.0-py3-none-any.whl", scanner, current=current)
+        assert "ambiguous" not in [i.kind for i in dist.issues], dist.issues

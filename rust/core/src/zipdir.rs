@@ -145,6 +145,9 @@ pub(crate) struct Directory {
     pub end: Range<usize>,
     /// The archive comment.
     pub comment: Range<usize>,
+    /// The central directory (offset, size) that Python 3.14's `zipfile` reads instead, when its
+    /// zip64 locator leads there (see [`locator_directory`]) and older Pythons read another.
+    pub locator_reading: Option<(u64, u64)>,
 }
 
 fn u16_at(data: &[u8], at: usize) -> u16 {
@@ -246,6 +249,35 @@ fn local_header(data: &[u8], entry: &Entry) -> Result<Local, LocalError> {
     Ok(Local { data: range, truncated, other_name })
 }
 
+/// The central directory (offset, size) that Python 3.14's `zipfile` reads (and the October 2025
+/// security releases before it), given the zip64 locator at `loc`: it looks for the zip64 end record
+/// at the offset the locator names, then (for an archive with data prepended) right before the
+/// locator, where older Pythons look only; the directory ends where the record it took starts. `None`
+/// when those Pythons refuse the archive (pip then installs nothing from it).
+fn locator_directory(data: &[u8], loc: usize) -> Option<(u64, u64)> {
+    let before = loc.checked_sub(ZIP64_END_LEN)? as u64;
+    let named = u64_at(data, loc + 8);
+    if named > before {
+        return None;
+    }
+    let record_at = |at: u64| {
+        let at = at as usize;
+        Some(&data[at..at + ZIP64_END_LEN]).filter(|record| &record[..4] == ZIP64_END_SIG)
+    };
+    let (record, extensible) = match record_at(named) {
+        Some(record) => (record, before - named),
+        None if named != before => (record_at(before)?, 0),
+        None => return None,
+    };
+    let (record_size, size, offset) = (u64_at(record, 4), u64_at(record, 40), u64_at(record, 48));
+    if offset.checked_add(size)? != named || record_size.checked_add(12)? != ZIP64_END_LEN as u64 + extensible
+    {
+        return None;
+    }
+    let location = before - extensible;
+    Some((location.checked_sub(size)?, size))
+}
+
 impl Directory {
     /// Read the central directory, at most `max_records` records of it (each one a member, kept
     /// in memory: the limit comes before the allocation). `Some` when records were left unread.
@@ -268,10 +300,12 @@ impl Directory {
         let mut offset = u64::from(u32_at(data, at + 16));
         let mut end_start = at;
         let mut zip64 = false;
+        let mut locator = None;
         if at >= ZIP64_LOCATOR_LEN
             && &data[at - ZIP64_LOCATOR_LEN..at - ZIP64_LOCATOR_LEN + 4] == ZIP64_LOCATOR_SIG
         {
             let loc = at - ZIP64_LOCATOR_LEN;
+            locator = Some(loc);
             if u32_at(data, loc + 4) != 0 || u32_at(data, loc + 16) > 1 {
                 return Err(ZipError::MultiDisk);
             }
@@ -293,6 +327,9 @@ impl Directory {
         if start < 0 {
             return Err(ZipError::BadDirectoryOffset);
         }
+        let locator_reading = locator
+            .and_then(|loc| locator_directory(data, loc))
+            .filter(|&reading| reading != (start as u64, size));
         let central = clamp(start as u64, size, n);
         let dir = &data[central.clone()];
         let mut entries = Vec::new();
@@ -341,7 +378,7 @@ impl Directory {
             pos += CENTRAL_LEN + name_len + extra_len + comment_len;
         }
         let end = end_start..(at + END_LEN);
-        Ok((Directory { entries, central, end, comment }, left))
+        Ok((Directory { entries, central, end, comment, locator_reading }, left))
     }
 
     /// Read a member's local header as `zipfile.ZipFile.open` does.

@@ -32,7 +32,7 @@ use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
 use crate::service::{looks_like_text, sha256, sha256_hex, ContentHashes, Digests, FileScanner, ScanOutcome};
-use names::{archive_suffix, decompressed_name, name_problem};
+use names::{archive_suffix, backslash_alias, decompressed_name, name_problem, normalized_alias};
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
 pub(crate) use stream::{LZMA_MEMORY_LIMIT_KB, ZSTD_WINDOW_LOG_MAX};
 use zip::ArchiveBudget;
@@ -52,6 +52,21 @@ pub const ISSUES_PER_KIND: u64 = 1000;
 /// Nested archives are never opened deeper than this, whatever `max_depth` says: each level
 /// recurses on a worker's stack, and thousands of levels (cheap to build) would overflow it.
 pub const MAX_NESTING_DEPTH: u32 = 32;
+/// Where a member's scans under the names `DistScan::scan_aliases` gives it come, after its own and
+/// those its links give it.
+const NORMALIZED_ALIAS: u32 = u32::MAX - 1;
+const SPLIT_ALIAS: u32 = u32::MAX;
+const NORMALIZED_WHY: &str =
+    "pip installs it from a wheel (and current Pythons' tarfile unpacks a name with '..') under its `os.path.normpath` \
+     form,";
+const SPLIT_WHY: &str =
+    "pip, stripping the archive's leading directory, splits its name at the '\\' and writes it as";
+
+/// A member's content scanned under another name pip writes it to, and why (`why` ends before the name).
+fn alias_issue(path: &str, why: &str, alias: &str) -> Issue {
+    let message = format!("{why} {alias:?}; its content was scanned under both names");
+    Issue::new(path, IssueKind::Ambiguous, message).scanned()
+}
 
 /// A regular file read from an archive, on its way to be scanned.
 struct Member {
@@ -222,6 +237,33 @@ impl<'e> DistScan<'e> {
                     "another member has the same name; both were scanned (extractors keep only one)",
                 ),
             );
+        }
+    }
+
+    /// Scan a member's `content` again under each other name pip may write it to: its
+    /// `os.path.normpath` form (see [`normalized_alias`]) and, when pip strips the archive's leading
+    /// directory (`strips_leading`), its name split at a backslash (see [`backslash_alias`]). Rules
+    /// pick files by name: under its raw name alone, `pkg/evil.py/.` would be spared the `.py` rules.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_aliases(
+        &self,
+        name: &[u8],
+        strips_leading: bool,
+        prefix: &str,
+        path: &str,
+        order: &Order,
+        content: &[u8],
+        hashes: &mut ContentHashes,
+    ) {
+        let normalized = normalized_alias(name).map(|alias| (alias, NORMALIZED_WHY, NORMALIZED_ALIAS));
+        let split = strips_leading
+            .then(|| backslash_alias(name))
+            .flatten()
+            .map(|alias| (alias, SPLIT_WHY, SPLIT_ALIAS));
+        for (alias, why, place) in normalized.into_iter().chain(split) {
+            let alias = format!("{prefix}{}", names::display_name(&alias));
+            self.issue(order.clone(), alias_issue(path, why, &alias));
+            self.scan_named([order.as_slice(), &[place]].concat(), alias, content, hashes);
         }
     }
 

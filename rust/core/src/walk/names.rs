@@ -456,6 +456,103 @@ pub(super) fn collapse_dot_dot(path: &[u8]) -> Option<Vec<u8>> {
     Some(if joined.is_empty() { b".".to_vec() } else { joined })
 }
 
+/// `name` as `os.path.normpath` writes it (leading slashes dropped, as pip's extractors drop or
+/// refuse them), when that is another name than the one it was scanned under: pip's wheel installer
+/// writes every member to its normalised name (`pkg/evil.py/.` is installed as `pkg/evil.py`), and
+/// current Pythons' tarfile filter normalises a name with `..`. `None` for a directory (a trailing
+/// `/`), for a name that climbs out (pip refuses it) and when only leading `./` and `/` differ.
+pub(super) fn normalized_alias(name: &[u8]) -> Option<Vec<u8>> {
+    let mut plain = name;
+    while let Some(rest) = plain.strip_prefix(b"./").or_else(|| plain.strip_prefix(b"/")) {
+        plain = rest;
+    }
+    // Nearly every name: no empty, `.` or `..` component past its leading `./` and `/` (checked
+    // without allocating: it runs for every member).
+    if plain.last() == Some(&b'/')
+        || !plain.split(|&b| b == b'/').any(|part| matches!(part, b"" | b"." | b".."))
+    {
+        return None;
+    }
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for part in name.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                kept.pop()?;
+            }
+            other => kept.push(other),
+        }
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    Some(kept.join(&b'/'))
+}
+
+/// pip's `split_leading_dir`: a member name's first component and the rest, split at the first `/`,
+/// or at the first `\` when one comes before any `/` (leading `/`, then leading `\`, dropped
+/// first); the flag says it was split at a `\`.
+fn pip_split_leading(name: &[u8]) -> (&[u8], &[u8], bool) {
+    let mut path = name;
+    while let [b'/', rest @ ..] = path {
+        path = rest;
+    }
+    while let [b'\\', rest @ ..] = path {
+        path = rest;
+    }
+    let slash = path.iter().position(|&b| b == b'/');
+    match (slash, path.iter().position(|&b| b == b'\\')) {
+        (Some(slash), backslash) if backslash.is_none_or(|backslash| slash < backslash) => {
+            (&path[..slash], &path[slash + 1..], false)
+        }
+        (_, Some(backslash)) => (&path[..backslash], &path[backslash + 1..], true),
+        _ => (path, &[], false),
+    }
+}
+
+/// Where pip writes a member whose name it splits at a `\` when it strips the archive's leading
+/// directory (`pkg\setup.py` is unpacked as `setup.py`), named as the archive's other members are:
+/// `pkg/setup.py`. `None` for a name pip splits at a `/`, or with nothing after the split.
+pub(super) fn backslash_alias(name: &[u8]) -> Option<Vec<u8>> {
+    let (lead, rest, at_backslash) = pip_split_leading(name);
+    (at_backslash && !rest.is_empty()).then(|| [lead, b"/", rest].concat())
+}
+
+/// Whether pip takes the first components of a hard link's name and target for the same leading
+/// directory: it strips the target of it only then, and otherwise makes the link to the target as
+/// written, under the unpack directory (`./pkg/x` is then the member `pkg/pkg/x`).
+pub(super) fn same_leading_dir(name: &[u8], target: &[u8]) -> bool {
+    pip_split_leading(name).0 == pip_split_leading(target).0
+}
+
+/// pip's `has_leading_dir` over an archive's member names, fed one at a time: every name has the
+/// same first component, which pip then strips from every name as it unpacks an sdist.
+#[derive(Default)]
+pub(super) struct LeadingDir {
+    common: Option<Vec<u8>>,
+    differs: bool,
+}
+
+impl LeadingDir {
+    pub(super) fn add(&mut self, name: &[u8]) {
+        if self.differs {
+            return;
+        }
+        let (lead, _, _) = pip_split_leading(name);
+        match &self.common {
+            _ if lead.is_empty() => self.differs = true,
+            Some(common) => self.differs = common != lead,
+            None => self.common = Some(lead.to_vec()),
+        }
+    }
+
+    /// pip strips the leading directory (no name, or names with different first components: it
+    /// does not).
+    pub(super) fn stripped(&self) -> bool {
+        !self.differs && self.common.is_some()
+    }
+}
+
 pub(super) fn join(parts: &[Vec<u8>]) -> Vec<u8> {
     parts.join(&b'/')
 }
@@ -586,5 +683,66 @@ mod tests {
         looped.add(b"a", b"b", true);
         looped.add(b"b", b"a", true);
         assert_eq!(looped.resolve(&parts("a/x")), None);
+    }
+
+    #[test]
+    fn normalized_alias_is_the_normpath_form_when_it_is_another_name() {
+        let alias = |name: &str| normalized_alias(name.as_bytes()).map(|a| String::from_utf8(a).unwrap());
+        assert_eq!(alias("pkg/evil.py/.").as_deref(), Some("pkg/evil.py"));
+        assert_eq!(alias("pkg/evil.py/x/..").as_deref(), Some("pkg/evil.py"));
+        assert_eq!(alias("pkg//evil.py").as_deref(), Some("pkg/evil.py"));
+        assert_eq!(alias("./pkg/./evil.py").as_deref(), Some("pkg/evil.py"));
+        // Only leading `./` and `/` differ, a directory, a name that climbs out or is empty: none.
+        for name in [
+            "pkg/evil.py",
+            "./pkg/evil.py",
+            "/pkg/evil.py",
+            ".//pkg/evil.py",
+            "pkg/",
+            "../evil.py",
+            "a/../..",
+            ".",
+        ] {
+            assert_eq!(alias(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn names_split_as_pip_splits_the_leading_directory() {
+        let split = |name: &str| {
+            let (lead, rest, at_backslash) = pip_split_leading(name.as_bytes());
+            (
+                String::from_utf8(lead.to_vec()).unwrap(),
+                String::from_utf8(rest.to_vec()).unwrap(),
+                at_backslash,
+            )
+        };
+        assert_eq!(split("pkg/setup.py"), ("pkg".into(), "setup.py".into(), false));
+        assert_eq!(split("pkg\\setup.py"), ("pkg".into(), "setup.py".into(), true));
+        assert_eq!(split("pkg/a\\b.py"), ("pkg".into(), "a\\b.py".into(), false));
+        assert_eq!(split("pkg\\a/b.py"), ("pkg".into(), "a/b.py".into(), true));
+        assert_eq!(split("//\\pkg/x"), ("pkg".into(), "x".into(), false));
+        assert_eq!(split("./pkg/x"), (".".into(), "pkg/x".into(), false));
+        assert_eq!(split("setup.py"), ("setup.py".into(), "".into(), false));
+        assert_eq!(backslash_alias(b"pkg\\setup.py").as_deref(), Some(&b"pkg/setup.py"[..]));
+        assert_eq!(backslash_alias(b"pkg/setup.py"), None);
+        assert_eq!(backslash_alias(b"pkg\\"), None);
+        assert!(same_leading_dir(b"pkg/setup.py", b"pkg/evil.txt"));
+        assert!(same_leading_dir(b"pkg\\setup.py", b"pkg/evil.txt"));
+        assert!(!same_leading_dir(b"pkg/setup.py", b"./pkg/evil.txt"));
+    }
+
+    #[test]
+    fn the_leading_directory_is_stripped_only_when_every_name_shares_it() {
+        let stripped = |names: &[&str]| {
+            let mut leading = LeadingDir::default();
+            names.iter().for_each(|name| leading.add(name.as_bytes()));
+            leading.stripped()
+        };
+        assert!(stripped(&["pkg", "pkg/setup.py", "pkg\\x.txt", "/pkg/y"]));
+        assert!(!stripped(&["pkg/setup.py", "README"]));
+        assert!(!stripped(&["pkg/setup.py", "other/x"]));
+        assert!(!stripped(&["pkg/setup.py", "/"]));
+        assert!(!stripped(&[]));
     }
 }

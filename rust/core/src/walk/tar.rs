@@ -7,18 +7,32 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::names::{display_name, join, Links};
+use super::names::{backslash_alias, display_name, join, same_leading_dir, LeadingDir, Links};
 use super::stream::{open_stream, stream_error_issue, Guard, Stream, Trip};
 use super::tarfile::{
     expand_sparse, has_content, sparse_is_plain, TarEntry, TarReader, TarStop, TarStream, BLOCK, DIRTYPE,
     LNKTYPE, SYMTYPE, TAR_METADATA_LIMIT,
 };
-use super::{DistScan, Member, Order, QUEUE_BYTES, READ_CHUNK};
+use super::{alias_issue, DistScan, Member, Order, QUEUE_BYTES, READ_CHUNK, SPLIT_WHY};
 use crate::issue::{Issue, IssueKind};
 use crate::service::ContentHashes;
 
 /// Member names seen with content, by where they land: which entries wrote there.
 type Written = HashMap<Vec<Vec<u8>>, Vec<usize>>;
+
+/// What pip's stripping of an sdist's leading directory may change, gathered while the members are
+/// read (whether pip strips is known only at the end).
+#[derive(Default)]
+struct Stripping {
+    leading: LeadingDir,
+    /// Members whose names pip splits at a `\`.
+    split: Vec<(Order, String)>,
+    /// Those of them with content: (entry, position, name, the name pip writes it under).
+    split_files: Vec<(usize, Order, String, String)>,
+    /// Hard links whose target pip leaves as written (see `same_leading_dir`).
+    unstripped_targets: Vec<(Order, String)>,
+    links: bool,
+}
 
 impl DistScan<'_> {
     /// Walk a tar stream. At the top level one thread inflates and parses while the pool scans
@@ -71,6 +85,7 @@ impl DistScan<'_> {
         let mut headers = TarReader::new();
         let mut links = Links::default();
         let mut written = Written::new();
+        let mut stripping = Stripping::default();
         let mut index = 0usize;
         let stop = loop {
             let member_order: Order = [order, &[index as u32]].concat();
@@ -84,6 +99,7 @@ impl DistScan<'_> {
                 entry.name.pop();
             }
             index += 1;
+            stripping.leading.add(&entry.name);
             if self.cancelled()
                 || !self.count_member(&member_order)
                 || self.total_exceeded.load(Ordering::Relaxed)
@@ -91,6 +107,10 @@ impl DistScan<'_> {
                 return;
             }
             let path = format!("{prefix}{}", display_name(&entry.name));
+            let split_alias = backslash_alias(&entry.name);
+            if split_alias.is_some() {
+                stripping.split.push((member_order.clone(), path.clone()));
+            }
             for note in &entry.ambiguities {
                 self.issue(member_order.clone(), Issue::new(&*path, IssueKind::Ambiguous, note.0.clone()));
             }
@@ -111,6 +131,10 @@ impl DistScan<'_> {
             self.check_duplicate(&entry.name, &path, &member_order);
             if matches!(entry.kind, LNKTYPE | SYMTYPE) {
                 let symbolic = entry.kind == SYMTYPE;
+                stripping.links = true;
+                if !symbolic && !same_leading_dir(&entry.name, &entry.linkname) {
+                    stripping.unstripped_targets.push((member_order.clone(), path.clone()));
+                }
                 if let Some(why) = link_out_of_model(&links, &entry.name, symbolic) {
                     self.unplaced(&member_order, &path, why);
                 }
@@ -142,6 +166,12 @@ impl DistScan<'_> {
                     links.add_file(&parts);
                     written.entry(parts).or_default().push(index - 1);
                 }
+                if let Some(alias) = split_alias {
+                    let alias = format!("{prefix}{}", display_name(&alias));
+                    stripping.split_files.push((index - 1, member_order.clone(), path.clone(), alias));
+                }
+                let mut hashes = ContentHashes::default();
+                self.scan_aliases(&entry.name, false, prefix, &path, &member_order, &data, &mut hashes);
                 emit(Member { order: member_order, path, data, depth });
             }
             if guard.tripped() != Trip::None {
@@ -177,12 +207,44 @@ impl DistScan<'_> {
                 return;
             }
         };
+        let split_files = self.stripped_names(stripping);
         self.tar_trailing(&mut tar, end, &guard, prefix, depth, order);
         let stream = Stream { reader: tar.reader, guard, container, source };
         self.after_stream(&stream, prefix, depth, order);
-        if !links.is_empty() {
-            self.tar_aliases(&stream, &links, &written, prefix, order);
+        if !links.is_empty() || !split_files.is_empty() {
+            self.tar_aliases(&stream, &links, &written, &split_files, prefix, order);
         }
+    }
+
+    /// What pip's stripping of the leading directory changes, once every name is known (it strips
+    /// only when all share their first component): file members whose names it splits at a `\`
+    /// are returned, to be scanned again under the name it writes them to; links it may make apart
+    /// from the engine's model make the result incomplete.
+    fn stripped_names(&self, stripping: Stripping) -> Vec<(usize, String)> {
+        if !stripping.leading.stripped() {
+            return Vec::new();
+        }
+        for (order, path) in stripping.unstripped_targets {
+            let message = "a hard link whose target pip (24.1 and later) does not strip of the leading directory it \
+                           strips from every name: it links to the target as written, under the unpack directory, \
+                           where another member may be; the content was scanned under the names the engine works \
+                           out, which may miss one";
+            self.issue(order, Issue::new(path, IssueKind::Ambiguous, message));
+        }
+        if stripping.links {
+            for (order, path) in stripping.split {
+                let message = "a name pip splits at its '\\' when it strips the leading directory, in an archive with \
+                               links, where the links then lead is not modelled; the content was scanned under the \
+                               names the engine works out, which may miss one";
+                self.issue(order, Issue::new(path, IssueKind::Ambiguous, message));
+            }
+        }
+        let mut aliases = Vec::with_capacity(stripping.split_files.len());
+        for (index, order, path, alias) in stripping.split_files {
+            self.issue(order, alias_issue(&path, SPLIT_WHY, &alias));
+            aliases.push((index, alias));
+        }
+        aliases
     }
 
     /// A link or directory member placed where the engine's model of `tarfile`'s extraction and
@@ -327,11 +389,15 @@ impl DistScan<'_> {
         stream: &Stream<'_>,
         links: &Links,
         written: &Written,
+        split_files: &[(usize, String)],
         prefix: &str,
         order: &[u32],
     ) {
         let mut wanted: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-        let mut count = 0u64;
+        for (entry, alias) in split_files {
+            wanted.entry(*entry).or_default().push(alias.clone());
+        }
+        let mut count = split_files.len() as u64;
         let graph = links.graph();
         for (place, entries) in written {
             for shown in graph.shown_under(place) {

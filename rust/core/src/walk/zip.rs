@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
-use super::names::display_name;
+use super::names::{display_name, LeadingDir};
 use super::stream::Guard;
 use super::{DistScan, Member, MemberRead, Order, READ_CHUNK};
 use crate::crc::{self, Crc32};
@@ -32,6 +32,27 @@ pub(super) struct ArchiveBudget {
 /// with those under 16 KiB.
 const IN_ARCHIVE_ORDER_UNDER: u64 = 16 * 1024;
 
+/// How a zip's member names are read: `prefix` (the archive's own path, for a nested one) before
+/// each, and whether pip strips the archive's leading directory from them (see `strips_leading_dir`).
+#[derive(Clone, Copy)]
+struct MemberNames<'a> {
+    prefix: &'a str,
+    strips_leading: bool,
+}
+
+/// Whether pip, unzipping this archive as an sdist, strips a leading directory that changes where
+/// a member lands (`has_leading_dir`): asked only when some name holds a `\`, which is when it does.
+fn strips_leading_dir(dir: &Directory, data: &[u8]) -> bool {
+    if !dir.entries.iter().any(|entry| entry.raw_name(data).contains(&b'\\')) {
+        return false;
+    }
+    let mut leading = LeadingDir::default();
+    for entry in &dir.entries {
+        leading.add(entry.decoded_name(data).0.as_bytes());
+    }
+    leading.stripped()
+}
+
 impl DistScan<'_> {
     /// Walk a zip archive; false when it cannot be opened at all.
     pub(super) fn walk_zip(&self, data: &[u8], prefix: &str, depth: u32, order: &[u32]) -> bool {
@@ -46,6 +67,15 @@ impl DistScan<'_> {
                 return false;
             }
         };
+        if let Some((offset, size)) = dir.locator_reading {
+            let message = format!(
+                "its zip64 locator leads Python 3.14 (and the October 2025 security releases) to another central \
+                 directory ({size} bytes at offset {offset}) than older Pythons read; only the older reading's \
+                 members were scanned"
+            );
+            self.issue(order.to_vec(), Issue::new(label, IssueKind::Ambiguous, message));
+        }
+        let strips_leading = strips_leading_dir(&dir, data);
         let entry_order = |index: usize| -> Order { [order, &[index as u32]].concat() };
         let entry_path = |index: usize| {
             let (name, _) = dir.entries[index].decoded_name(data);
@@ -97,7 +127,8 @@ impl DistScan<'_> {
                 if budget.tripped.load(Ordering::Relaxed) || self.cancelled() {
                     return;
                 }
-                self.zip_member(&dir, data, index, prefix, depth, entry_order(index), &budget);
+                let names = MemberNames { prefix, strips_leading };
+                self.zip_member(&dir, data, index, names, depth, entry_order(index), &budget);
             }
         });
         true
@@ -145,11 +176,12 @@ impl DistScan<'_> {
         dir: &Directory,
         data: &[u8],
         index: usize,
-        prefix: &str,
+        names: MemberNames<'_>,
         depth: u32,
         order: Order,
         budget: &ArchiveBudget,
     ) {
+        let MemberNames { prefix, strips_leading } = names;
         let entry = &dir.entries[index];
         let (name, _) = entry.decoded_name(data);
         let path = format!("{prefix}{}", display_name(name.as_bytes()));
@@ -244,10 +276,11 @@ impl DistScan<'_> {
                 self.issue(order.clone(), Issue::new(&*path, IssueKind::BadChecksum, message));
             }
         }
+        let mut hashes = ContentHashes::default();
         if let Some(other) = unicode_path {
-            let mut hashes = ContentHashes::default();
             self.scan_named([order.as_slice(), &[1]].concat(), other, &content, &mut hashes);
         }
+        self.scan_aliases(name.as_bytes(), strips_leading, prefix, &path, &order, &content, &mut hashes);
         self.file(Member { order, path, data: content, depth });
     }
 

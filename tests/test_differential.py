@@ -22,6 +22,8 @@ Settings (environment):
 * before Python 3.14, the newest ``tarfile``/``zipfile`` count too (``pip_oracle.readers``: the
   ``backports.zstd`` port of 3.14's, with the filter changes of CPython's security releases that older
   patch releases of the interpreters here lack);
+* so does what current pip writes with those readers: it strips an sdist's leading directory
+  (``pip_view(..., strip_leading=True)``);
 * ``DFH_ORACLE_PYTHONS``: more interpreters (paths or names, space-separated) whose view of every case
   counts too (pip supports 3.9 to 3.14; their ``tarfile``/``zipfile`` differ), e.g.
   ``DFH_ORACLE_PYTHONS="python3.9 python3.12 python3.13"``;
@@ -100,6 +102,8 @@ def _check(case: Case, scanner: Scanner, others: dict[str, PipView]) -> str | No
     views = {".".join(map(str, sys.version_info[:2])): pip_view(case.data, case.filename), **others}
     if sys.version_info < (3, 14):
         views["3.14-readers"] = pip_view(case.data, case.filename, zstd=True)
+    # Current pip on current readers: it strips an sdist's leading directory as it unpacks it.
+    views["3.14-readers, stripped"] = pip_view(case.data, case.filename, zstd=True, strip_leading=True)
     try:
         dist = scanner.scan_bytes(case.data, case.filename)
     except Exception as exc:

@@ -801,6 +801,42 @@ def test_a_wheel_member_is_scanned_under_the_name_the_installer_normalises_it_to
     assert [i.kind for i in dist.issues if i.path == name and "normpath" in i.message] == ["ambiguous"]
 
 
+def test_a_unicode_path_name_is_scanned_under_the_name_the_installer_normalises_it_to(
+    scanner: Scanner,
+) -> None:
+    # Python 3.12 and later take the Unicode Path extra field's name (`pkg/evil.py/.`) for `pkg/a.txt`,
+    # and pip's wheel installer writes its os.path.normpath form: pip 24.2 on 3.13 installs pkg/evil.py.
+    name = b"pkg/a.txt"
+    body = zlib.compress(PAYLOAD, 9)[2:-4]
+    crc = zlib.crc32(PAYLOAD)
+    field = struct.pack("<BI", 1, zlib.crc32(name)) + b"pkg/evil.py/."
+    extra = struct.pack("<HH", 0x7075, len(field)) + field
+    header = (b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(body), len(PAYLOAD), len(name), len(extra))
+    local = struct.pack("<4sHHHHHIIIHH", *header) + name + extra + body
+    fields = (
+        b"PK\x01\x02",
+        20,
+        20,
+        0,
+        8,
+        0,
+        0,
+        crc,
+        len(body),
+        len(PAYLOAD),
+        len(name),
+        len(extra),
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+    record = struct.pack("<4sHHHHHHIIIHHHHHII", *fields) + name + extra
+    data = local + record + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(record), len(local), 0)
+    assert_scanned_as_pip_writes(data, "pkg-1.0-py3-none-any.whl", scanner, current=True)
+
+
 def test_a_tar_member_named_with_dot_dot_after_its_py_name_is_scanned_as_current_tarfile_writes_it(
     scanner: Scanner,
 ) -> None:
@@ -876,6 +912,24 @@ def test_links_pip_makes_apart_once_it_strips_the_leading_directory_are_never_cl
     moved = [name for name in stripped.marked if name.endswith(".py") and name not in kept.marked]
     assert moved, f"the case is wrong: stripping puts the marker in no other .py file ({stripped.error})"
     assert_ambiguous(data, "pkg-1.0.tar.gz", scanner)
+
+
+@pytest.mark.parametrize("target", ["../../evil.py", "/tmp/dfh-never-written/evil.py"])
+@pytest.mark.parametrize("second", ["file", "hard-link"])
+def test_a_member_written_through_a_symlink_leading_out_of_the_unpack_directory_is_never_clean(
+    target: str, second: str, scanner: Scanner
+) -> None:
+    # pip before 24.1 (23.2.1 here) has no data filter: it makes the symlink, then opens the member's name
+    # for writing, through it, and writes the content out there (current pip refuses the symlink).
+    written = regular("pkg-1.0/x.txt", PAYLOAD)
+    if second == "hard-link":
+        written = link("pkg-1.0/x.txt", "pkg-1.0/README", symbolic=False)
+    members = [regular("pkg-1.0/README", PAYLOAD), link("pkg-1.0/x.txt", target, symbolic=True), written]
+    dist = scanner.scan_bytes(tar_with(members), "pkg-1.0.tar")
+    assert not dist.complete
+    assert [i.path for i in dist.issues if i.kind == "ambiguous" and "out of the unpack" in i.message] == [
+        "pkg-1.0/x.txt"
+    ]
 
 
 def test_hard_links_within_the_leading_directory_stay_complete(scanner: Scanner) -> None:

@@ -360,6 +360,17 @@ impl Links {
         }
     }
 
+    /// Whether a symlink `name` -> `target` leads out of the unpack directory as the kernel follows it
+    /// (an absolute target, or one that climbs out, with the links made so far): pip before 24.1, which
+    /// has no data filter, makes it, and writes a later member named through it out there.
+    pub(super) fn leads_out(&self, name: &[u8], target: &[u8]) -> bool {
+        if target.first() == Some(&b'/') {
+            return true;
+        }
+        let dir = &name[..name.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)];
+        self.locate(&[dir, target].concat()).is_none()
+    }
+
     /// The graph of places whose content shows under other names once the links are made: a
     /// link's name shows its target's content (and so does a link to that link), and a member
     /// written to a link's name lands in the link's target (a symlink's target, or the file a hard
@@ -456,21 +467,16 @@ pub(super) fn collapse_dot_dot(path: &[u8]) -> Option<Vec<u8>> {
     Some(if joined.is_empty() { b".".to_vec() } else { joined })
 }
 
-/// `name` as `os.path.normpath` writes it (leading slashes dropped, as pip's extractors drop or
-/// refuse them), when that is another name than the one it was scanned under: pip's wheel installer
-/// writes every member to its normalised name (`pkg/evil.py/.` is installed as `pkg/evil.py`), and
-/// current Pythons' tarfile filter normalises a name with `..`. `None` for a directory (a trailing
-/// `/`), for a name that climbs out (pip refuses it) and when only leading `./` and `/` differ.
+/// `name` as `os.path.normpath` writes it, when that ends in another component than the name
+/// itself, so that other rules apply to it: pip's wheel installer writes every member to its
+/// normalised name (`pkg/evil.py/.` is installed as `pkg/evil.py`), and current Pythons' tarfile
+/// filter normalises a name with `..` (`pkg/evil.py/x/..`). `None` for a directory (a trailing
+/// `/`), for a name that climbs out (pip refuses it), and for the names whose last component stays
+/// (`pkg//evil.py` lands at `pkg/evil.py` for every extractor, and is routed alike).
 pub(super) fn normalized_alias(name: &[u8]) -> Option<Vec<u8>> {
-    let mut plain = name;
-    while let Some(rest) = plain.strip_prefix(b"./").or_else(|| plain.strip_prefix(b"/")) {
-        plain = rest;
-    }
-    // Nearly every name: no empty, `.` or `..` component past its leading `./` and `/` (checked
-    // without allocating: it runs for every member).
-    if plain.last() == Some(&b'/')
-        || !plain.split(|&b| b == b'/').any(|part| matches!(part, b"" | b"." | b".."))
-    {
+    let last = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+    // Nearly every name ends in a plain component (checked first: it runs for every member).
+    if !matches!(last, b"." | b"..") {
         return None;
     }
     let mut kept: Vec<&[u8]> = Vec::new();
@@ -690,17 +696,18 @@ mod tests {
         let alias = |name: &str| normalized_alias(name.as_bytes()).map(|a| String::from_utf8(a).unwrap());
         assert_eq!(alias("pkg/evil.py/.").as_deref(), Some("pkg/evil.py"));
         assert_eq!(alias("pkg/evil.py/x/..").as_deref(), Some("pkg/evil.py"));
-        assert_eq!(alias("pkg//evil.py").as_deref(), Some("pkg/evil.py"));
-        assert_eq!(alias("./pkg/./evil.py").as_deref(), Some("pkg/evil.py"));
-        // Only leading `./` and `/` differ, a directory, a name that climbs out or is empty: none.
+        assert_eq!(alias("./pkg//evil.py/.").as_deref(), Some("pkg/evil.py"));
+        // The same last component, a directory, a name that climbs out or is empty: none.
         for name in [
             "pkg/evil.py",
             "./pkg/evil.py",
+            "pkg//evil.py",
+            "pkg/x/../evil.py",
             "/pkg/evil.py",
-            ".//pkg/evil.py",
             "pkg/",
             "../evil.py",
             "a/../..",
+            "pkg/..",
             ".",
         ] {
             assert_eq!(alias(name), None, "{name}");

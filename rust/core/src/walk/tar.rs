@@ -86,6 +86,8 @@ impl DistScan<'_> {
         let mut links = Links::default();
         let mut written = Written::new();
         let mut stripping = Stripping::default();
+        // Where symlinks that lead out of the unpack directory were made (see `Links::leads_out`).
+        let mut outside: Vec<Vec<Vec<u8>>> = Vec::new();
         let mut index = 0usize;
         let stop = loop {
             let member_order: Order = [order, &[index as u32]].concat();
@@ -138,6 +140,11 @@ impl DistScan<'_> {
                 if let Some(why) = link_out_of_model(&links, &entry.name, symbolic) {
                     self.unplaced(&member_order, &path, why);
                 }
+                if !symbolic {
+                    self.check_written_outside(&links, &outside, &entry.name, &path, &member_order);
+                } else if links.leads_out(&entry.name, &entry.linkname) {
+                    outside.extend(links.locate(&entry.name));
+                }
                 links.add(&entry.name, &entry.linkname, symbolic);
                 let what = if symbolic { "symlink" } else { "hard link" };
                 let message = format!(
@@ -153,6 +160,7 @@ impl DistScan<'_> {
                 self.issue(member_order, Issue::new(path, IssueKind::SpecialEntry, message));
                 continue;
             }
+            self.check_written_outside(&links, &outside, &entry.name, &path, &member_order);
             if links.placed_by_version(&entry.name) {
                 self.unplaced(
                     &member_order,
@@ -245,6 +253,31 @@ impl DistScan<'_> {
             aliases.push((index, alias));
         }
         aliases
+    }
+
+    /// A member written through a symlink in `outside` (one leading out of the unpack directory):
+    /// pip before 24.1 writes its content out there, under a name the engine cannot give it (current
+    /// pip refuses the symlink). The result is incomplete rather than clean.
+    fn check_written_outside(
+        &self,
+        links: &Links,
+        outside: &[Vec<Vec<u8>>],
+        name: &[u8],
+        path: &str,
+        order: &Order,
+    ) {
+        if outside.is_empty() {
+            return;
+        }
+        let Some(place) = links.locate(name) else { return };
+        let resolved = links.resolve(&place);
+        if std::iter::once(&place).chain(&resolved).any(|at| outside.iter().any(|link| at.starts_with(link)))
+        {
+            let message = "written through a symlink that leads out of the unpack directory: pip before 24.1 (no \
+                           data filter) writes the content out there, under a name the engine cannot give it; \
+                           it was scanned under this name only";
+            self.issue(order.clone(), Issue::new(path, IssueKind::Ambiguous, message));
+        }
     }
 
     /// A link or directory member placed where the engine's model of `tarfile`'s extraction and

@@ -277,8 +277,19 @@ impl DistScan<'_> {
             }
         }
         let mut hashes = ContentHashes::default();
-        if let Some(other) = unicode_path {
-            self.scan_named([order.as_slice(), &[1]].concat(), other, &content, &mut hashes);
+        if let (Some(full), Some(other)) = (&unicode_name, unicode_path) {
+            // The name Python 3.12 and later install it under, and the names pip makes of that one.
+            let unicode_order: Order = [order.as_slice(), &[1]].concat();
+            self.scan_aliases(
+                full.as_bytes(),
+                strips_leading,
+                prefix,
+                &other,
+                &unicode_order,
+                &content,
+                &mut hashes,
+            );
+            self.scan_named(unicode_order, other, &content, &mut hashes);
         }
         self.scan_aliases(name.as_bytes(), strips_leading, prefix, &path, &order, &content, &mut hashes);
         self.file(Member { order, path, data: content, depth });

@@ -133,6 +133,25 @@ def test_a_zip_in_a_stored_gzip_tarball_behind_directory_records_is_opened(scann
     assert_scanned_as_pip_writes(data, "pkg-1.0.tar.gz", scanner)
 
 
+@pytest.mark.parametrize("size", [len(PAYLOAD), 300_000], ids=["small", "over-a-read-chunk"])
+def test_a_deflate_member_without_its_final_block_is_scanned_as_zipfile_installs_it(
+    size: int, scanner: Scanner
+) -> None:
+    # zipfile stops at the end of a member's compressed bytes whether or not its deflate stream had its
+    # final block, and checks the CRC-32 of what came out: pip installs this evil.py as it is.
+    content = (PAYLOAD * (size // len(PAYLOAD) + 1))[:size]
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = packer.compress(content) + packer.flush(zlib.Z_SYNC_FLUSH)  # no final block
+    name, crc, sizes = b"pkg/evil.py", zlib.crc32(content), (len(body), len(content))
+    local = (
+        struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, *sizes, len(name), 0) + name + body
+    )
+    record = central_record(name, 8, crc, sizes)
+    data = local + record + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(record), len(local), 0)
+    dist = assert_scanned_as_pip_writes(data, "pkg-1.0-py3-none-any.whl", scanner)
+    assert not dist.complete  # the stream is still cut short: reported, and scanned
+
+
 @pytest.mark.parametrize("runs_past_the_end", [False, True])
 def test_a_zip_member_holding_more_than_it_declares_is_scanned_as_zipfile_extracts_it(
     runs_past_the_end: bool,
@@ -751,6 +770,28 @@ def test_what_only_looks_like_an_lzma_header_stays_a_file(scanner: Scanner) -> N
     for data in (lzma_alone(PAYLOAD * 50), b"\x5d\x00\x00\x80\x00" + b"\xff" * 8 + PAYLOAD):
         dist = scanner.scan_bytes(data, "payload.bin")
         assert dist.format == "file" and dist.complete and not dist.issues
+
+
+@pytest.mark.parametrize("dictionary", [0, 0xFFFFFFFF, 1 << 28], ids=["zero", "all-ones", "over-the-limit"])
+def test_a_second_lzma_stream_the_engine_cannot_open_is_never_clean(
+    dictionary: int, scanner: Scanner
+) -> None:
+    # Python's lzma reads stream after stream, and liblzma takes these dictionary sizes (0 passes its
+    # round-up check; the others are under its default memory limit): pip writes evil.py from the second.
+    tar = tar_of([("pkg-1.0/PKG-INFO", b"Name: pkg\n"), ("pkg-1.0/evil.py", PAYLOAD)])
+    second = bytearray(lzma_alone(tar[1024:]))  # the second member's header on
+    second[1:5] = struct.pack("<I", dictionary)
+    data = lzma_alone(tar[:1024]) + bytes(second)
+    view = pip_view(data, "pkg-1.0.tar.lzma", marker=MARKER)
+    assert view.marked == ["pkg-1.0/evil.py"], f"the case is wrong: {view}"
+    dist = scanner.scan_bytes(data, "pkg-1.0.tar.lzma")
+    assert not dist.complete, dist.issues
+
+
+def test_bytes_after_the_last_lzma_stream_are_never_clean(scanner: Scanner) -> None:
+    data = lzma_alone(tar_of([("pkg-1.0/PKG-INFO", b"Name: pkg\n")])) + b"not a stream " + PAYLOAD
+    dist = scanner.scan_bytes(data, "pkg-1.0.tar.lzma")
+    assert not dist.complete, dist.issues
 
 
 def test_a_file_named_like_an_lzma_tarball_that_is_none_is_not_clean(scanner: Scanner) -> None:

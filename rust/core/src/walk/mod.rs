@@ -492,25 +492,48 @@ impl<'e> DistScan<'e> {
             let n = match (&mut *reader).take(want as u64).read_to_end(&mut data) {
                 Ok(n) => n,
                 Err(err) => {
-                    data.truncate(start);
-                    let issue = match guard.tripped() {
+                    let trip = guard.tripped();
+                    if trip != Trip::None {
+                        data.truncate(start);
+                    }
+                    // What was inflated before the error is what Python's readers hand on (`zipfile`
+                    // installs a deflate stream that ends before its final block, when its CRC-32
+                    // matches): it is kept and scanned, within the limits, and the member stays
+                    // incomplete.
+                    let read = data.len();
+                    let issue = match trip {
                         Trip::None if is_checksum_error(&err) => Issue::new(
                             path,
                             IssueKind::BadChecksum,
                             format!(
-                                "a checksum failed after {start} bytes: {err}; the rest of the stream was not scanned"
+                                "a checksum failed after {read} bytes: {err}; the rest of the stream was not scanned"
                             ),
                         )
                         .unscanned(),
                         Trip::None => Issue::new(
                             path,
                             IssueKind::Corrupt,
-                            format!("cannot inflate after {start} bytes: {err}; the rest was not scanned"),
+                            format!("cannot inflate after {read} bytes: {err}; the rest was not scanned"),
                         ),
                         trip => limit_issue(trip, path, self.limits),
                     };
                     self.issue(order.clone(), issue);
-                    return MemberRead { data: (start > 0).then_some(data), whole: false };
+                    if read > start {
+                        let consumed = compressed.unwrap_or_else(|| guard.consumed.load(Ordering::Relaxed));
+                        data = match self.account_read(
+                            data,
+                            read - start,
+                            declared,
+                            consumed,
+                            budget,
+                            path,
+                            order,
+                        ) {
+                            Ok(data) => data,
+                            Err(ended) => return ended,
+                        };
+                    }
+                    return MemberRead { data: (read > 0).then_some(data), whole: false };
                 }
             };
             if n == 0 {

@@ -327,7 +327,8 @@ fn lzip_reader<'a>(input: CountingReader<'a>) -> Box<dyn Read + Send + 'a> {
 
 /// A legacy `.lzma` stream and the streams after it, read as Python's `lzma` reads a file: one
 /// stream after another, each of any format its decoder recognises (`.lzma`, xz, lzip), until the
-/// data ends or what follows is no stream (Python ignores such trailing bytes, and so does `tarfile`).
+/// data ends; what follows a stream and starts none this reader opens fails the read (see
+/// `next_stream`).
 struct LzmaStreams<'a> {
     data: &'a [u8],
     state: LzmaState<'a>,
@@ -358,9 +359,15 @@ impl<'a> LzmaStreams<'a> {
         CountingReader { inner: &self.data[at..], consumed: Arc::clone(&self.guard.consumed) }
     }
 
-    /// The stream that starts at `at`, if one does.
+    /// The stream that starts at `at`, if one does. Bytes there that start no stream this reader opens
+    /// fail the read: Python's `lzma` may read one there (liblzma takes a dictionary size of 0 or one over
+    /// our memory limit, and after a stream of known size it takes the end marker that may follow), or
+    /// ignore them; either way they are not scanned, so the result must not be clean.
     fn next_stream(&self, at: usize) -> LzmaState<'a> {
         let rest = &self.data[at..];
+        if rest.is_empty() {
+            return LzmaState::Done;
+        }
         if rest.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
             let reader = lzma_rust2::XzReader::new_mem_limit(self.input(at), true, LZMA_MEMORY_LIMIT_KB);
             return LzmaState::Last(Box::new(reader));
@@ -375,7 +382,10 @@ impl<'a> LzmaStreams<'a> {
                 return LzmaState::Alone(Box::new(reader));
             }
         }
-        LzmaState::Done
+        LzmaState::Last(Box::new(Failing(Some(io::Error::other(format!(
+            "{} bytes after an .lzma stream start no stream this reader opens (Python's lzma may read one there)",
+            rest.len()
+        ))))))
     }
 }
 

@@ -267,8 +267,10 @@ def test_directory_target(archives: dict[str, Path], rules_dir: Path, tmp_path: 
     assert code == 1
     (target,) = document["targets"]
     assert target["kind"] == "directory" and target["name"] == "in"
+    # The link to a file of the directory is scanned under its own name (see tests/test_local_scans.py).
     assert [d["name"] for d in target["distributions"]] == [
-        "bad-0.1.tar.gz", "big-1.0.tar.gz", "clean-0.1-py3-none-any.whl", "loose.py", "nested/deeper/x.txt",
+        "bad-0.1.tar.gz", "big-1.0.tar.gz", "clean-0.1-py3-none-any.whl", "link.py", "loose.py",
+        "nested/deeper/x.txt",
     ]  # fmt: skip
     assert target["score"] == 5 and sorted(target["rules_matched"]) == ["light_marker", "test_marker"]
 

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -160,6 +161,11 @@ def test_files_are_read_into_reused_buffers_over_one_kept_alive_connection(
         assert contents(data) == name.encode() * size + DATA
         assert DownloadBuffer.pooled() == (0, 0)
         del data
+        # The executor's thread may still hold the download's future (and so the buffer) for a moment
+        # after handing the result over: the buffer reaches the pool once that goes too.
+        deadline = time.monotonic() + 10
+        while DownloadBuffer.pooled()[0] != 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
         assert DownloadBuffer.pooled()[0] == 1
     assert host.connections == 1
     for _, headers in host.requests:
@@ -367,3 +373,36 @@ def test_a_close_at_any_moment_of_the_downloads_fails_them_only_as_download_erro
     unexpected = [o for o in outcomes if not (o == "the bytes" or isinstance(o, expected))]
     assert not unexpected, unexpected[:3]
     assert "the bytes" in outcomes and any(isinstance(o, DownloadError) for o in outcomes)
+
+
+def test_a_redirect_loop_is_a_permanent_download_error_and_not_retried(
+    host: FileHost, downloader: Downloader
+) -> None:
+    def to_itself(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", "/a.whl")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    host.answers["/a.whl"] = to_itself
+    with pytest.raises(DownloadError) as caught:
+        download(downloader, host.url("/a.whl"), attempts=3)
+    assert caught.value.permanent
+    assert str(caught.value) == f"{host.url('/a.whl')}: TooManyRedirects: Exceeded maximum allowed redirects."
+    # One try: the direct path's request (it leaves redirects to httpx), then httpx's and its 20 redirects.
+    assert len(host.requests) == 22
+
+
+def test_a_url_httpx_refuses_is_a_permanent_download_error_without_credentials(
+    host: FileHost, downloader: Downloader
+) -> None:
+    url = host.url("/\x1b[2J.whl").replace("http://", "http://alice:s3cret@")
+    with pytest.raises(DownloadError) as caught:
+        download(downloader, url)
+    assert caught.value.permanent
+    message = str(caught.value)
+    assert message.startswith(
+        f"{host.url('/')}\x1b[2J.whl: InvalidURL: Invalid non-printable ASCII character"
+    )
+    assert "s3cret" not in message and "alice" not in message
+    assert host.requests == []

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -29,7 +30,9 @@ from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.html_report import (
     SNIPPET_CHARS,
     DayCount,
+    FindingRow,
     Page,
+    RuleCount,
     Snippet,
     embedded_json,
     every_day,
@@ -57,6 +60,15 @@ rule hostile_markup {
 }
 """
 HOSTILE_LABEL_HTML = html.escape(f"hostile-1.0.tar.gz/hostile-1.0/{HOSTILE}.py")
+SPOOFING_NAMES = {
+    "invoice\u202etxt.exe.py": "invoice\\u202etxt.exe.py",  # right-to-left override: "invoice1:yp.exe.txt"
+    "se\u200btup.py": "se\\u200btup.py",  # zero-width space: "setup.py"
+    "aaaa\rZZ.py": "aaaa\\rZZ.py",  # carriage return
+}
+"""Member names that would disguise themselves if shown raw, and how the table and markdown reports write
+them."""
+SPOOFING_LINE = "x = '\u202egnp.exe\u200b' \r\u2066 # "
+SPOOFING_LINE_SHOWN = "x = '\\u202egnp.exe\\u200b' \\r\\u2066 # "
 REFERENCE_SCREENSHOT = Path(__file__).parent / "fixtures" / "html_report_layout.png"
 UPDATE_SCREENSHOTS = "DFH_UPDATE_SCREENSHOTS"
 MAX_LAYOUT_DIFFERENCE = 0.02
@@ -121,6 +133,27 @@ def hostile_archive(tmp_path: Path) -> Path:
     """An sdist whose member path and matched content are markup that would run if pasted unescaped."""
     content = f"print('x')\n{HOSTILE}\n# ".encode() + MARKER + b"\n"
     return write(tmp_path / "hostile-1.0.tar.gz", tar_gz_bytes({f"hostile-1.0/{HOSTILE}.py": content}))
+
+
+@pytest.fixture
+def spoofing_archive(tmp_path: Path) -> Path:
+    """An sdist whose member names and matched line hold bidi controls, zero-width characters and CRs."""
+    content = SPOOFING_LINE.encode() + MARKER + b"\n"
+    members = {f"spoof-1.0/{name}": content for name in SPOOFING_NAMES}
+    return write(tmp_path / "spoof-1.0.tar.gz", tar_gz_bytes(members))
+
+
+def spoofing_page(spoofing_archive: Path, rules: Rules) -> str:
+    target = TargetResult.from_distributions(
+        str(spoofing_archive), "archive", spoofing_archive.name, [Scanner(rules).scan_path(spoofing_archive)]
+    )
+    return render_page(page_from_targets([target], rules))
+
+
+def has_invisible(text: str) -> bool:
+    """Whether ``text`` holds a character the page must show as an escape (any but the page's own line
+    breaks, a C* or Z* character other than the space)."""
+    return any(unicodedata.category(c)[0] in "CZ" and c not in " \n" for c in text)
 
 
 # ------------------------------------------------------------------------------------ the page, as text
@@ -230,6 +263,28 @@ def test_scan_format_html(tmp_path: Path, hostile_archive: Path, rules: Rules) -
     stdout = run("scan", clean, "-r", rules_file, "--format", "html", "-q")
     assert stdout.exit_code == 0 and stdout.stdout.startswith("<!DOCTYPE html>")
     assert [r["verdict"] for r in embedded(stdout.stdout)["releases"]] == ["clean"]
+
+
+def test_scan_format_html_shows_spoofing_characters_as_escapes(
+    tmp_path: Path, spoofing_archive: Path, rules: Rules
+) -> None:
+    """Bidi controls, zero-width characters and CRs in member names and matched lines are shown as the
+    table and markdown reports show them, everywhere on the page; the embedded data keeps them as they are."""
+    rules_file = write(tmp_path / "rules.yar", MARKER_RULE.encode())
+    out = tmp_path / "report.html"
+    result = run("scan", spoofing_archive, "-r", rules_file, "-f", "html", "-o", out, "-q")
+    assert result.exit_code == 1, result.output
+    page = out.read_text(encoding="utf-8")
+    assert not has_invisible(page)  # the embedded JSON is ASCII: this is the markup
+    for name, shown in SPOOFING_NAMES.items():
+        assert f'<td class="path">spoof-1.0.tar.gz/spoof-1.0/{shown}:1</td>' in page, name
+    assert f"<code>{html.escape(SPOOFING_LINE_SHOWN)}<mark>DRAGONFLY_TEST_MARKER</mark></code>" in page
+    assert '<td class="path">spoof-1.0.tar.gz/spoof-1.0/aaaa\\rZZ.py</td>' in page  # its issue
+    data = embedded(page)
+    assert {f["file"] for f in data["findings"]} == {
+        f"spoof-1.0.tar.gz/spoof-1.0/{n}" for n in SPOOFING_NAMES
+    }
+    assert {f["snippets"][0]["before"] for f in data["findings"]} == {SPOOFING_LINE}
 
 
 def test_report_html_from_store(tmp_path: Path, store: Path) -> None:
@@ -394,6 +449,48 @@ def test_hostile_package_content_is_inert_text(
     assert browser.evaluate("document.querySelector('#releases th.release').getClientRects().length") == 1
     # The charts' labels come from the same data: drawn as text too.
     assert browser.evaluate("document.querySelectorAll('#chart-rules text').length") > 0
+
+
+def test_spoofing_characters_are_shown_as_escapes(
+    browser: Any, tmp_path: Path, spoofing_archive: Path, rules: Rules
+) -> None:
+    """What the browser shows of hostile names, lines and rule labels (tables and charts alike) is the
+    escaped form; the rule filter still finds its rows."""
+    page = spoofing_page(spoofing_archive, rules)
+    path = tmp_path / "spoof.html"
+    path.write_text(page, encoding="utf-8")
+    open_page(browser, path)
+    cells = browser.evaluate("[...document.querySelectorAll('#findings td.path')].map(c => c.textContent)")
+    assert sorted(cells) == sorted(
+        f"spoof-1.0.tar.gz/spoof-1.0/{shown}:1" for shown in SPOOFING_NAMES.values()
+    )
+    codes = browser.evaluate("[...document.querySelectorAll('#findings code')].map(c => c.textContent)")
+    assert codes == [SPOOFING_LINE_SHOWN + MARKER.decode()] * len(SPOOFING_NAMES)
+    shown = "document.title + ['header', 'main'].map(s => document.querySelector(s).textContent).join('')"
+    assert not has_invisible(browser.evaluate(shown))
+    # The charts are drawn by the script from the embedded data: a rule or a day from a store may be hostile.
+    hostile = Page(
+        title="se\u200btup==1.0",
+        generated_at="2026-03-05T00:00:00+00:00",
+        rules_hash=None,
+        rules_count=None,
+        findings=[FindingRow("r", "findings", "a.py", "rule\u202eevil", 5, None, [], 0)],
+        rule_counts=[RuleCount("rule\u202eevil", 5, 1, 1)],
+        days=[DayCount("2026-03-01\r", 1, 1)],
+    )
+    path.write_text(render_page(hostile), encoding="utf-8")
+    open_page(browser, path)
+    assert browser.evaluate("window.cspViolations") == []
+    drawn = browser.evaluate("[...document.querySelectorAll('svg text, svg title')].map(t => t.textContent)")
+    assert "rule\\u202eevil" in drawn and "2026-03-01\\r" in drawn
+    assert "rule\\u202eevil: 1 release(s), 1 file(s), weight 5" in drawn
+    assert not any(has_invisible(text) for text in drawn)
+    assert browser.evaluate("document.title") == "se\\u200btup==1.0"
+    browser.evaluate(
+        "{ const s = document.getElementById('rule-filter'); s.value = s.options[1].value;"
+        "s.dispatchEvent(new Event('input')); }"
+    )
+    assert visible_rows(browser, "findings") == 1
 
 
 def test_tables_read_without_javascript(browser: Any, tmp_path: Path, store: Path) -> None:

@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
+import json
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_INDEX_URL,
+    MAX_PAGE_SIZE,
     DigestMismatch,
     DistributionFile,
     DownloadError,
     DownloadTooLarge,
     IndexUnavailable,
+    PageTooLarge,
     ProjectNotFound,
     PyPIClient,
     VersionNotFound,
     configured_index_url,
     normalize_name,
 )
+from typer.testing import CliRunner
 
-from tests.fakes.pypi import FakeFile, FakeIndex, sdist, wheel
+from tests.fakes.pypi import MARKER, FakeFile, FakeIndex, sdist, wheel
 
 
 def client(index: FakeIndex, **kwargs: object) -> PyPIClient:
@@ -295,3 +303,130 @@ def test_missing_file_is_not_retried(fake_index: FakeIndex) -> None:
         with pytest.raises(DownloadError, match=r"could not download gone\.tar\.gz: HTTP 404"):
             download(pypi, gone)
     assert len([r for r in fake_index.requests if r.startswith("/files/")]) == 1
+
+
+# ------------------------------------------------------------------ download errors httpx does not retry
+
+
+def test_a_redirect_loop_is_a_permanent_download_error_naming_the_file(fake_index: FakeIndex) -> None:
+    (file,) = fake_index.add("demo", sdist("demo", "1.0", {"a.py": b"x"}))
+    fake_index.faults.redirect_loop.add(file.filename)
+    with client(fake_index) as pypi:
+        (dist,) = pypi.resolve("demo").files
+        with pytest.raises(DownloadError) as caught:
+            download(pypi, dist)
+    assert caught.value.permanent
+    assert str(caught.value) == (
+        f"could not download demo-1.0.tar.gz from {dist.url}: TooManyRedirects: "
+        "Exceeded maximum allowed redirects."
+    )
+    # Not tried again: a loop stays a loop.
+    assert fake_index.requests.count("/files/demo/demo-1.0.tar.gz") == 21  # the first and 20 redirects
+
+
+def test_a_url_httpx_refuses_is_a_download_error_without_credentials(fake_index: FakeIndex) -> None:
+    bad = DistributionFile(
+        "bad-1.0.tar.gz", "http://alice:s3cret@127.0.0.1:9/\x1b[2J.tar.gz", None, None, False
+    )
+    with client(fake_index) as pypi, pytest.raises(DownloadError) as caught:
+        download(pypi, bad)
+    message = str(caught.value)
+    assert message.startswith("could not download bad-1.0.tar.gz from http://127.0.0.1:9/")
+    assert "InvalidURL: Invalid non-printable ASCII character in URL" in message
+    assert "s3cret" not in message and "alice" not in message
+
+
+def scan_json(index: FakeIndex, rules: Path, target: str) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(
+        app,
+        ["scan", "-f", "json", "-r", str(rules), "--index-url", index.url, target],
+        catch_exceptions=False,
+    )
+    return result.exit_code, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("fault", ["redirect-loop", "invalid-url"])
+def test_scan_reports_a_download_httpx_refuses_as_failed_and_scans_no_empty_file(
+    fake_index: FakeIndex, rules_dir: Path, fault: str
+) -> None:
+    """The file that failed is named in the error, the release is incomplete (exit 3), and nothing stands
+    in for it: not the empty file it was to be written to, nor part of it."""
+    name, data = sdist("demo", "1.0", {"setup.py": b"# " + MARKER})
+    if fault == "redirect-loop":
+        fake_index.add("demo", (name, data))
+        fake_index.faults.redirect_loop.add(name)
+        reason = "TooManyRedirects: Exceeded maximum allowed redirects."
+    else:
+        fake_index.add("demo", FakeFile(name, data, listed_url=f"{fake_index.url}\x1b[2J/{name}"))
+        reason = "InvalidURL: Invalid non-printable ASCII character in URL"
+    code, document = scan_json(fake_index, rules_dir, "demo==1.0")
+    assert code == 3
+    (target,) = document["targets"]
+    assert target["verdict"] == "incomplete" and target["distributions"] == []
+    assert target["error"].startswith(f"could not download {name} from ") and reason in target["error"]
+    assert "corrupt" not in json.dumps(document)
+
+
+# ---------------------------------------------------------------------------------------- page size cap
+
+
+def test_a_page_over_the_cap_is_refused_without_reading_the_rest(fake_index: FakeIndex) -> None:
+    publish_versions(fake_index)
+    fake_index.faults.padded_pages["demo-pkg"] = 1 << 30  # 1 GiB of whitespace, then the page
+    with client(fake_index, max_page_size=1 << 20) as pypi, pytest.raises(PageTooLarge) as caught:
+        pypi.resolve("demo-pkg")
+    assert str(caught.value) == (
+        f"the index page {fake_index.url}demo-pkg/ exceeds the cap on index pages of {1 << 20} bytes "
+        f"(more than {1 << 20} bytes received)"
+    )
+    assert fake_index.requests == ["/simple/demo-pkg/"]  # not asked again
+    # The client stopped reading and closed the connection: the server could send only what the socket
+    # buffers hold beyond the cap, not the gigabyte.
+    assert fake_index.page_bytes_sent["demo-pkg"] < 64 << 20
+
+
+def test_a_page_under_the_cap_is_read(fake_index: FakeIndex) -> None:
+    publish_versions(fake_index)
+    fake_index.faults.padded_pages["demo-pkg"] = 3 << 20
+    with client(fake_index, max_page_size=4 << 20) as pypi:
+        assert pypi.resolve("demo-pkg").version == "2.0"
+
+
+def test_scan_of_a_release_whose_page_is_over_the_default_cap_exits_3(
+    fake_index: FakeIndex, rules_dir: Path
+) -> None:
+    publish_versions(fake_index)
+    fake_index.faults.padded_pages["demo-pkg"] = 2 * MAX_PAGE_SIZE
+    code, document = scan_json(fake_index, rules_dir, "demo-pkg==1.0")
+    assert code == 3
+    (target,) = document["targets"]
+    assert target["error"] == (
+        f"the index page {fake_index.url}demo-pkg/ exceeds the cap on index pages of {MAX_PAGE_SIZE} bytes "
+        f"(more than {MAX_PAGE_SIZE} bytes received)"
+    )
+    assert fake_index.page_bytes_sent["demo-pkg"] < MAX_PAGE_SIZE + (64 << 20)
+
+
+def test_a_project_page_that_redirects_to_itself_is_an_index_error_not_a_crash() -> None:
+    # A redirect loop on the project page (not on a file): httpx's TooManyRedirects is no transport
+    # error, and retrying cannot help.
+    class Looping(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Looping)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with PyPIClient(f"http://127.0.0.1:{server.server_port}/simple/", backoff=0.0) as pypi:
+            with pytest.raises(IndexUnavailable) as caught:
+                pypi.resolve("demo")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "could not fetch" in str(caught.value) and "TooManyRedirects" in str(caught.value)

@@ -155,3 +155,40 @@ def test_scan_requirements_mixed_with_targets_and_stored(
     (tmp_path / "junk.db").write_text("not sqlite" * 100)
     result = run("scan", local, "-r", rules_dir, "--store", tmp_path / "junk.db")
     assert result.exit_code == 2 and "cannot open the store" in result.stderr
+
+
+TERMINAL_SEQUENCES = "\x1b]0;PWNED-TITLE\x07\x1b[2J\x1b[H\x1b]8;;https://evil.example\x07click\x1b]8;;\x07"
+"""A window title, a screen clear, a cursor move and a hyperlink (ended by bells): a hostile file's."""
+
+
+def shown(text: str) -> str:
+    """``text`` as the CLI shows it: the escape and the bell as ``\\x1b`` and ``\\x07``."""
+    return text.replace("\x1b", "\\x1b").replace("\x07", "\\x07")
+
+
+def test_a_requirements_file_sends_no_control_character_to_the_terminal(
+    index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """Messages quoting a requirements file's lines show its control characters as escapes: the parser's
+    excerpt, with its caret still under the part it stopped at, a hash-checking error, a skipped entry."""
+    unparsable = tmp_path / "requirements.txt"
+    unparsable.write_text(f'good==1.0 ; python_version\t<\t"3"\t{TERMINAL_SEQUENCES}\n')
+    result = run("scan", "-R", unparsable, "-r", rules_dir, "--index-url", index.url)
+    assert result.exit_code == 2
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert result.stderr.startswith(f"error: {unparsable}:1: cannot parse ")
+    excerpt, caret = result.stderr.splitlines()[1:3]
+    assert excerpt == f'    python_version\\t<\\t"3"\\t{shown(TERMINAL_SEQUENCES)}'
+    assert caret.endswith("^") and excerpt[len(caret) - 1 :].startswith("\\x1b]0;PWNED-TITLE")
+
+    hashed = tmp_path / "hashed.txt"
+    hashed.write_text(f"good==1.0 --hash=sha256:ab\n-e ./local{TERMINAL_SEQUENCES}\n")
+    result = run("scan", "-R", hashed, "-r", rules_dir, "--index-url", index.url)
+    assert result.exit_code == 2
+    assert f"error: {hashed}:2: -e ./local{shown(TERMINAL_SEQUENCES)}: in hash-checking mode" in result.stderr
+
+    skipped = tmp_path / "skipped.txt"
+    skipped.write_text(f"good==1.0\n-e ./local{TERMINAL_SEQUENCES}\n")
+    result = run("scan", "-R", skipped, "-r", rules_dir, "--index-url", index.url, "-q", "--allow-skipped")
+    assert result.exit_code == 0, result.output
+    assert f"note: skipped {skipped}:2: -e ./local{shown(TERMINAL_SEQUENCES)}: an editable" in result.stderr

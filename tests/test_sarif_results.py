@@ -219,7 +219,7 @@ DIRECTORY_PARTS = (
     "Demo_Pkg-0.1", "demo.pkg-0.1", "DEMO-PKG-0.1.DATA", "demo_pkg-0.1.dist-info", "demo-pkg-0.1.Egg-Info",
     "demo_pkg-0.10", "demo_pkg-0.1.data.data", "other-0.1", "-0.1", "demo__pkg-0.1", "demo-0.1rc1.post2",
     "Demo-0.1RC1.POST2.dist-info", "x-1.data", "x-1.data.data", "a b", "%41", "q\"\\", "a&b=c?d#e", "~!",
-    "\u00fcber-0.1", "tab\tbed",
+    "\u00fcber-0.1", "tab\tbed", "..", ".",
 )  # fmt: skip
 DIST_NAMES = (
     "Demo_Pkg-0.1.tar.gz", "demo_pkg-0.1-py3-none-any.whl", "demo-0.1rc1.post2.tar.gz", "x-1.data.tar.gz",
@@ -266,3 +266,19 @@ def test_the_engine_and_the_report_module_agree_on_generated_names_and_lines(rul
             assert line == python_rendering(targets, flat, ranked.finding(index), indices, 0), index
             written += 1
     assert written > len(lines) // 2  # most by the engine, the rest (not ASCII, not UTF-8) by Python
+
+
+def test_dot_segments_of_member_names_do_not_climb_in_sarif_uris(rules: Rules) -> None:
+    # A member `../setup.py`, as a URI reference resolved against a repository's root, must not name
+    # the repository's own setup.py: the dots of `.` and `..` segments are percent-encoded.
+    scanner = Scanner(rules, threads=2)
+    dist = scanner.scan_bytes(
+        tar_gz_bytes({"../setup.py": b"MARKER\n", "./x/../y.py": b"MARKER\n"}), "d-1.0.tar.gz"
+    )
+    target = TargetResult.from_distributions("d", "archive", dist.name, [dist])
+    document = sarif_document([target], rules)
+    uris = {
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        for r in document["runs"][0]["results"]
+    }
+    assert uris == {"d-1.0.tar.gz/%2E%2E/setup.py", "d-1.0.tar.gz/%2E/x/%2E%2E/y.py"}, uris

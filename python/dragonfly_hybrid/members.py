@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from dragonfly_hybrid._core import Limits
+from dragonfly_hybrid.targets import member_name
 
 _CHUNK = 1 << 20
 
@@ -133,5 +134,5 @@ def list_tree(root: Path, files: list[Path], limits: Limits) -> MemberListing:
     labelled by its path relative to ``root``; archives are listed member by member."""
     listing = MemberListing()
     for path in files:
-        listing.merge(list_members(path, path.relative_to(root).as_posix(), limits))
+        listing.merge(list_members(path, member_name(root, path), limits))
     return listing

@@ -663,8 +663,10 @@ def security_severity(weight: int) -> str:
 
 
 def artifact_uri(dist: DistributionResult, path: str) -> str:
-    """A relative URI reference for a member: ``<distribution>/<member>``, percent-encoded."""
-    return quote(member_label(dist, path), safe="/!", errors="backslashreplace")
+    """A relative URI reference for a member: ``<distribution>/<member>``, percent-encoded, the dots of
+    a ``.`` or ``..`` segment too: a member named ``../setup.py`` must not resolve to another file."""
+    segments = quote(member_label(dist, path), safe="/!", errors="backslashreplace").split("/")
+    return "/".join("%2E" * len(s) if s in (".", "..") else s for s in segments)
 
 
 def origin_uri(path: str) -> str:

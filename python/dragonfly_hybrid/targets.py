@@ -146,25 +146,56 @@ def release_target(requirement: str, raw: str | None = None) -> ReleaseTarget:
 
 
 def directory_files(root: Path) -> tuple[list[Path], list[str]]:
-    """Every regular file under ``root``, recursively, sorted, and an error per unreadable directory.
+    """Every file under ``root`` to scan, recursively, sorted, and a problem per entry left unscanned.
 
-    Symbolic links (to files or directories) are not followed; nothing is skipped silently.
+    Regular files are scanned. A symbolic link to a regular file under ``root`` is scanned too, under
+    the link's own name (rules pick files by name); any other link (to a directory, out of ``root``,
+    dangling) is not followed, and neither are FIFOs, sockets and devices: each is a problem, so the
+    directory's verdict is incomplete, never clean. The walk keeps its own stack: a tree nested
+    thousands of levels deep is listed, not a recursion error.
     """
     found: list[Path] = []
-    errors: list[str] = []
+    problems: list[str] = []
+    real_root = root.resolve()
 
-    def unreadable(err: OSError) -> None:
-        errors.append(f"cannot list {err.filename}: {err.strerror or err}")
+    def left(path: Path, why: str) -> None:
+        problems.append(f"{member_name(root, path)}: {why}")
 
-    for dirpath, _dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
-        for filename in filenames:
-            path = Path(dirpath, filename)
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                listed = list(entries)
+        except OSError as err:
+            problems.append(f"cannot list {member_name(root, directory) or '.'}: {err.strerror or err}")
+            continue
+        for entry in listed:
+            path = Path(entry.path)
             try:
-                if stat.S_ISREG(path.lstat().st_mode):
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    pending.append(path)
+                elif stat.S_ISREG(mode):
                     found.append(path)
-            except OSError as err:
-                unreadable(err)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix()), errors
+                elif stat.S_ISLNK(mode):
+                    target = path.resolve()
+                    if target.is_relative_to(real_root) and stat.S_ISREG(target.stat().st_mode):
+                        found.append(path)
+                    else:
+                        left(path, f"a symbolic link to {os.readlink(path)!r}, not followed")
+                else:
+                    left(path, "a FIFO, socket or device, not read")
+            except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop on older Pythons
+                left(path, f"cannot read: {getattr(err, 'strerror', None) or err}")
+    return sorted(found, key=lambda p: member_name(root, p)), problems
+
+
+def member_name(root: Path, path: Path) -> str:
+    """``path`` relative to ``root``, with ``/``: a directory member's name in reports. Bytes that are
+    not UTF-8 are shown as ``\\xNN`` escapes (the file is still read by its real name)."""
+    relative = os.fsencode(path.relative_to(root).as_posix())
+    return "" if relative == b"." else relative.decode("utf-8", "backslashreplace")
 
 
 class Hooks(Protocol):
@@ -290,6 +321,11 @@ def _directory_name(target: PathTarget) -> str:
     return target.path.resolve().name or target.raw
 
 
+def _file_name(path: Path) -> str:
+    """A file target's name in reports: its base name, bytes that are not UTF-8 as ``\\xNN`` escapes."""
+    return os.fsencode(path.name).decode("utf-8", "backslashreplace")
+
+
 def _directory_result(
     target: PathTarget, dists: Sequence[DistributionResult], errors: Sequence[str]
 ) -> TargetResult:
@@ -370,10 +406,10 @@ class TargetScanner:
                 if not files:
                     continue
                 spans.append((index, target, len(items), errors))
-                items.extend((p.relative_to(target.path).as_posix(), str(p), None) for p in files)
+                items.extend((member_name(target.path, p), str(p), None) for p in files)
             elif _is_regular_file(target.path):
                 spans.append((index, target, len(items), []))
-                items.append((target.path.name, str(target.path), None))
+                items.append((_file_name(target.path), str(target.path), None))
         if not spans:
             return {}
         self.hooks.stage(f"scanning {len(spans)} local target{'s' if len(spans) > 1 else ''}")
@@ -405,7 +441,7 @@ class TargetScanner:
 
     def _scan_file(self, target: PathTarget) -> TargetResult:
         self.hooks.stage(f"scanning {target.raw}")
-        name = target.path.name
+        name = _file_name(target.path)
         try:
             dist = self._engine(
                 1, lambda: self.scanner.scan_path(str(target.path), name, progress=self.progress)
@@ -420,7 +456,7 @@ class TargetScanner:
         if not files:
             reason = "; ".join(errors) or f"no regular files under {target.raw}"
             return TargetResult.failed(target.raw, "directory", _directory_name(target), None, reason)
-        items = [(p.relative_to(target.path).as_posix(), str(p), None) for p in files]
+        items = [(member_name(target.path, p), str(p), None) for p in files]
         dists, read_errors = self._scan_items(items)
         return _directory_result(target, dists, errors + read_errors)
 

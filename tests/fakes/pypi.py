@@ -226,6 +226,8 @@ class FakeFile:
     """PEP 700 ``upload-time``; None: stamped with the current time when the file is added."""
     requires_python: str | None = None
     """PEP 345 Requires-Python, published as ``requires-python`` / ``data-requires-python``."""
+    listed_url: str | None = None
+    """The URL the JSON page publishes; None: the file's own, relative to the page."""
 
     @property
     def sha256(self) -> str:
@@ -258,6 +260,12 @@ class Faults:
     """Statuses for the next webhook POSTs (then 204)."""
     project_list: tuple[bytes, str] | None = None
     """Body and content type served for the project list (``/simple/``) instead of the PEP 691 JSON."""
+    redirect_loop: set[str] = field(default_factory=set)
+    """File names answered with a redirect to themselves, always."""
+    padded_pages: dict[str, int] = field(default_factory=dict)
+    """Normalized project name -> bytes of whitespace its JSON page starts with (still valid JSON), sent in
+    1 MiB writes without Content-Length, as a hostile index may; what was sent is counted in
+    ``FakeIndex.page_bytes_sent``."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -335,7 +343,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"no such project", "text/plain")
             return
         wants_json = JSON_TYPE in self.headers.get("Accept", "") and not index.faults.html_only
-        if wants_json:
+        if wants_json and name in index.faults.padded_pages:
+            self._padded_page(name, index.faults.padded_pages[name])
+        elif wants_json:
             self._send(200, json.dumps(index.json_page(name)).encode(), JSON_TYPE)
         else:
             self._send(200, index.html_page(name).encode(), f"{HTML_TYPE}; charset=utf-8")
@@ -348,6 +358,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         content = found[0].content
         faults = index.faults
+        if filename in faults.redirect_loop:
+            self._send(302, b"", "text/plain", {"Location": self.path})
+            return
         if filename in faults.delay:
             index.unblocked.wait(faults.delay[filename])  # cut short when the server stops
         if filename in faults.drop:
@@ -364,6 +377,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self._send(200, content, "application/octet-stream")
+
+    def _padded_page(self, name: str, padding: int) -> None:
+        """The JSON page of ``name`` after ``padding`` bytes of whitespace, delimited by closing the
+        connection; stops when the client does."""
+        index = self.server.index
+        self.send_response(200)
+        self.send_header("Content-Type", JSON_TYPE)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        piece = b" " * (1 << 20)
+        for start in range(0, padding, len(piece)):
+            chunk = piece[: padding - start]
+            self.wfile.write(chunk)
+            index.page_bytes_sent[name] += len(chunk)
+        self.wfile.write(json.dumps(index.json_page(name)).encode())
 
     def _drop(self, content: bytes) -> None:
         """Announce the whole body, send half of it, and close the connection."""
@@ -403,6 +432,7 @@ class FakeIndex:
         self.unblocked = threading.Event()
         self.requests: list[str] = []
         self.accepts: list[str] = []
+        self.page_bytes_sent: Counter[str] = Counter()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.index = self
         self.scheme = "http"
@@ -456,7 +486,7 @@ class FakeIndex:
     def _file_json(self, project: str, file: FakeFile) -> dict[str, object]:
         data: dict[str, object] = {
             # Relative to the page, as real indexes may do: the client must resolve it.
-            "url": f"../../files/{project}/{file.filename}",
+            "url": file.listed_url or f"../../files/{project}/{file.filename}",
             "filename": file.filename,
             "hashes": {} if file.listed_sha256 == "" else {"sha256": file.listed_sha256 or file.sha256},
             "yanked": "broken" if file.yanked else False,

@@ -38,6 +38,7 @@ from dragonfly_hybrid.report import (
     ReportFormat,
     TargetResult,
     exit_code,
+    printable,
     render,
     write_ndjson_line,
 )
@@ -444,9 +445,10 @@ def read_requirements(paths: Sequence[Path]) -> Pins | None:
     try:
         pins = read_pins(list(paths))
     except RequirementsError as err:
-        fail(str(err))
+        # The messages quote the files' lines: a line's escape sequences must not reach the terminal.
+        fail("\n".join(printable(line) for line in str(err).split("\n")))
     for skipped in pins.skipped:
-        print(f"note: skipped {skipped}", file=sys.stderr)
+        print(f"note: skipped {printable(skipped)}", file=sys.stderr)
     if not pins.pins and not pins.skipped:
         fail(f"no requirements in {', '.join(str(p) for p in paths)}")
     return pins

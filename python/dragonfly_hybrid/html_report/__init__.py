@@ -17,9 +17,12 @@ Data
 ----
 The page model (:class:`Page`, as JSON) is embedded once as ``<script type="application/json"
 id="report-data">``; the charts are drawn from it, and a reader can extract it. Every string in it that
-came from a package (member paths, matched text, error messages) is attacker-controlled: in the HTML
-they are escaped, and in the JSON blob ``<``, ``>`` and ``&`` are written ``\\u003c``, ``\\u003e``,
-``\\u0026``, so no package content can end the script element.
+came from a package (member paths, matched text, error messages) is attacker-controlled. In the HTML
+they are shown printable, as the table and markdown reports write them (control, format and separator
+characters as escapes: a bidi override, a zero-width space or a carriage return cannot disguise a name or
+a snippet; ``page.js`` does the same to what it draws), and escaped. The JSON blob holds them as they
+are, with ``<``, ``>`` and ``&`` written ``\\u003c``, ``\\u003e``, ``\\u0026``, so no package content
+can end the script element.
 
 Content Security Policy
 -----------------------
@@ -52,6 +55,7 @@ from dragonfly_hybrid.report import (
     member_label,
     meta_value,
     overall_verdict,
+    printable,
 )
 
 if TYPE_CHECKING:
@@ -553,10 +557,19 @@ def _e(value: object) -> str:
     return text
 
 
+def _shown(value: object) -> str:
+    """Text from the page's data as the page shows it: printable, then escaped as :func:`_e` escapes."""
+    text = str(value)
+    # Most text is printable already: looking is cheaper than calling (a page shows 12,000 strings).
+    return _e(text if text.isprintable() else printable(text))
+
+
 @lru_cache(maxsize=1024)
 def _row_attributes(release: str, verdict: str, rules: tuple[str, ...]) -> str:
-    # Cached: a page's 2,000 findings share a few (release, verdict, rule) triples.
-    return f' data-release="{_e(release)}" data-verdict="{_e(verdict)}" data-rules="{_e(json.dumps(rules))}"'
+    # Cached: a page's 2,000 findings share a few (release, verdict, rule) triples. The rules are the
+    # rule filter's option values, which are printable as their labels are.
+    shown_rules = json.dumps([printable(r) for r in rules])
+    return f' data-release="{_shown(release)}" data-verdict="{_e(verdict)}" data-rules="{_e(shown_rules)}"'
 
 
 def _row(cells: Iterable[str], release: str, verdict: str, rules: Sequence[str]) -> str:
@@ -564,7 +577,7 @@ def _row(cells: Iterable[str], release: str, verdict: str, rules: Sequence[str])
 
 
 def _td(value: object, cls: str = "") -> str:
-    text = str(value) if type(value) is int else _e(value)  # a number needs no escaping
+    text = str(value) if type(value) is int else _shown(value)  # a number needs no escaping
     return f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>"
 
 
@@ -592,17 +605,17 @@ def _table(table_id: str, title: str, headers: Sequence[str], rows: Sequence[str
 def _snippet_html(s: Snippet) -> str:
     where = f"line {s.line}, column {s.column}" if s.line is not None else f"offset {s.offset}"
     return (
-        f'<div class="snippet"><span class="where">{_e(s.identifier)} · {_e(where)}</span>'
-        f"<code>{_e(s.before)}<mark>{_e(s.matched)}</mark>{_e(s.after)}</code></div>"
+        f'<div class="snippet"><span class="where">{_shown(s.identifier)} · {_e(where)}</span>'
+        f"<code>{_shown(s.before)}<mark>{_shown(s.matched)}</mark>{_shown(s.after)}</code></div>"
     )
 
 
 @lru_cache(maxsize=1024)
 def _rule_cell(rule: str, weight: int, description: str | None) -> str:
     # Cached: a page's 2,000 findings name a few rules.
-    cell = f'<td><span class="rule w{min(weight, 10)}">{_e(rule)}</span>'
+    cell = f'<td><span class="rule w{min(weight, 10)}">{_shown(rule)}</span>'
     if description:
-        cell += f'<div class="desc">{_e(description)}</div>'
+        cell += f'<div class="desc">{_shown(description)}</div>'
     return cell + "</td>"
 
 
@@ -695,7 +708,7 @@ def _findings_count(page: Page) -> str:
 
 def _filters(page: Page) -> str:
     rules = sorted({f.rule for f in page.findings} | {c.rule for c in page.rule_counts})
-    rule_options = "".join(f'<option value="{_e(r)}">{_e(r)}</option>' for r in rules)
+    rule_options = "".join(f'<option value="{_shown(r)}">{_shown(r)}</option>' for r in rules)
     return (
         '<div id="filters" hidden>'
         '<input id="search" type="search" placeholder="Search releases, files, rules, snippets" '
@@ -738,8 +751,8 @@ def page_parts(page: Page) -> list[str]:
         f'<meta http-equiv="Content-Security-Policy" content="{_e(content_security_policy())}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
-        f"<title>{_e(page.title)}</title><style>{_asset('page.css')}</style></head>"
-        f'<body class="{body_class}"><header><h1>{_e(page.title)}</h1>'
+        f"<title>{_shown(page.title)}</title><style>{_asset('page.css')}</style></head>"
+        f'<body class="{body_class}"><header><h1>{_shown(page.title)}</h1>'
         f"{_summary(page)}{_filters(page)}</header>"
         f"<main>{_charts(page)}",
         *_table("releases", "Releases", release_headers, [_release_html(r) for r in page.releases],

@@ -1,9 +1,27 @@
 "use strict";
 // The report page's behaviour: filters that hide rows, and the SVG charts. Data comes from the JSON
-// blob; every string is put in the page as text (textContent), never as markup.
+// blob; every string is put in the page as text (textContent), never as markup, and printable.
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
   const data = JSON.parse(document.getElementById("report-data").textContent);
+
+  // The tables' printable form (report.printable on the server): control, format (bidi overrides,
+  // zero-width) and separator characters other than the space drawn as escapes, so a name cannot
+  // reorder or hide what is drawn beside it.
+  const INVISIBLE = /(?! )[\p{C}\p{Z}]/u;
+  const NAMED_ESCAPES = new Map([["\n", "\\n"], ["\r", "\\r"], ["\t", "\\t"]]);
+
+  function escapedChar(char) {
+    if (NAMED_ESCAPES.has(char)) return NAMED_ESCAPES.get(char);
+    const code = char.codePointAt(0), hex = code.toString(16);
+    if (code <= 0xff) return "\\x" + hex.padStart(2, "0");
+    return code <= 0xffff ? "\\u" + hex.padStart(4, "0") : "\\U" + hex.padStart(8, "0");
+  }
+
+  function printable(text) {
+    if (!INVISIBLE.test(text)) return text;
+    return Array.from(text, (char) => (INVISIBLE.test(char) ? escapedChar(char) : char)).join("");
+  }
 
   function svgElement(name, attributes, text) {
     const element = document.createElementNS(SVG, name);
@@ -29,13 +47,13 @@
     const max = Math.max(1, ...counts.map((c) => c.releases));
     svg.setAttribute("viewBox", `0 0 ${width} ${counts.length * rowHeight + 4}`);
     counts.forEach((c, index) => {
-      const y = index * rowHeight + 2;
-      const label = c.rule.length > 40 ? c.rule.slice(0, 39) + "…" : c.rule;
+      const y = index * rowHeight + 2, rule = printable(c.rule);
+      const label = rule.length > 40 ? rule.slice(0, 39) + "…" : rule;
       svg.appendChild(svgElement("text", { x: labelWidth - 6, y: y + 15, "text-anchor": "end" }, label));
       const length = Math.max(2, (c.releases / max) * barRoom);
       svg.appendChild(tooltip(
         svgElement("rect", { class: "bar", x: labelWidth, y: y + 3, width: length, height: rowHeight - 6, rx: 2 }),
-        `${c.rule}: ${c.releases} release(s), ${c.files} file(s), weight ${c.weight}`));
+        `${rule}: ${c.releases} release(s), ${c.files} file(s), weight ${c.weight}`));
       svg.appendChild(svgElement("text", { x: labelWidth + length + 4, y: y + 15 }, String(c.releases)));
     });
   }
@@ -54,7 +72,7 @@
         const h = Math.max(value > 0 ? 1 : 0, scale(value));
         svg.appendChild(tooltip(
           svgElement("rect", { class: cls, x, y: height - bottom - h, width: columnWidth, height: h }),
-          `${d.day}: ${d.scans} scan(s), ${d.findings} with findings`));
+          `${printable(d.day)}: ${d.scans} scan(s), ${d.findings} with findings`));
       }
     });
     const legend = [["bar", "scans"], ["bar-findings", "with findings"]];
@@ -67,7 +85,7 @@
     for (const index of labels) {
       const anchor = labels.length > 1 && index === days.length - 1 ? "end" : "start";
       const x = anchor === "end" ? width : index * step;
-      svg.appendChild(svgElement("text", { x, y: height - 5, "text-anchor": anchor }, days[index].day));
+      svg.appendChild(svgElement("text", { x, y: height - 5, "text-anchor": anchor }, printable(days[index].day)));
     }
   }
 

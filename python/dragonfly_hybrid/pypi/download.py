@@ -16,7 +16,13 @@ import httpx
 
 from dragonfly_hybrid.http_client import environment_names_a_proxy, new_client, redact_url
 from dragonfly_hybrid.pypi.direct import DirectDownloads, Downloaded, UseHttpx, downloaded_bytes
-from dragonfly_hybrid.pypi.index import DownloadError, Retryable, digest_mismatch, stream_download
+from dragonfly_hybrid.pypi.index import (
+    DownloadError,
+    Retryable,
+    describe_error,
+    digest_mismatch,
+    stream_download,
+)
 
 
 def filename_of(url: str) -> str:
@@ -87,6 +93,7 @@ class Downloader:
 
         With ``sha256`` (hex), bytes that do not hash to it are a permanent :class:`DigestMismatch` naming the
         file, the listed digest and the actual one: they are never scanned, and the release is a failure.
+        Every failure is a :class:`DownloadError`.
         """
         loop = asyncio.get_running_loop()
         for attempt in range(1, attempts + 1):
@@ -110,6 +117,12 @@ class Downloader:
                     raise DownloadError(
                         f"{redact_url(url)}: {reason} after {attempt} tries", permanent=False
                     ) from None
+            except Exception as err:
+                # Anything else (a redirect loop, a URL httpx refuses) would fail again, unless the downloader
+                # was closed under it (then the job is left to be claimed again).
+                raise DownloadError(
+                    f"{redact_url(url)}: {describe_error(err)}", permanent=not self._closed
+                ) from None
             await asyncio.sleep(random.uniform(0, backoff * 2 ** (attempt - 1)))
             if self._closed:
                 raise DownloadError(f"{redact_url(url)}: stopped after {attempt} tries", permanent=False)

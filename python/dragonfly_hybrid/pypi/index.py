@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import platform
 import re
 import time
@@ -50,6 +51,11 @@ ProgressCallback = Callable[[int, int | None], None]
 
 # Bytes asked of the socket per read: large reads keep Python's per-chunk work small.
 _CHUNK_SIZE = 1 << 20
+MAX_PAGE_SIZE = 256 * 1024 * 1024
+"""Largest index page read (a project page, the project list ``watch`` reads), in bytes as decoded. PyPI's
+largest are a few tens of MB (projects with tens of thousands of wheels; the JSON list of every project), so
+256 MiB leaves them a wide margin, while a hostile index can no longer make a page take the host's memory (a
+1 GiB page took 2.1 GB)."""
 _JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 _HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
 
@@ -68,6 +74,10 @@ class VersionNotFound(PyPIError):
 
 class IndexUnavailable(PyPIError):
     """The index could not be reached or gave an unusable answer (after retries)."""
+
+
+class PageTooLarge(IndexUnavailable):
+    """An index page is larger than the cap on pages (:data:`MAX_PAGE_SIZE`): asking again will not help."""
 
 
 class NotAProjectList(IndexUnavailable):
@@ -121,6 +131,23 @@ class ProjectList:
     projects: dict[str, int]
     serial: int
     server_time: datetime | None
+
+
+@dataclass(frozen=True)
+class IndexPage:
+    """An index answer read whole (at most the page cap): what parsing it needs."""
+
+    url: str
+    """Where it was served from, after redirects: the base of its relative links."""
+    headers: httpx.Headers
+    charset: str | None
+    """The charset its content type names, if any."""
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lower case, without parameters ("" when not given)."""
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 @dataclass(frozen=True)
@@ -247,6 +274,7 @@ class PyPIClient:
         network: NetworkSettings | None = None,
         python_version: Version = RUNNING_PYTHON,
         max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
+        max_page_size: int = MAX_PAGE_SIZE,
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
@@ -257,6 +285,7 @@ class PyPIClient:
         self.index_url = self.index_urls[0]
         self.python_version = python_version
         self.max_download_size = max_download_size
+        self.max_page_size = max_page_size
         self.retries = max(1, retries)
         self.backoff = backoff
         self._client = new_client(timeout=timeout, transport=transport, network=network)
@@ -279,30 +308,36 @@ class PyPIClient:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             yield attempt
 
-    def _get(self, url: str, accept: str) -> httpx.Response | None:
-        """A 200 answer, or None for 404; retries 5xx, 429 and network errors, else IndexUnavailable."""
+    def _get(self, url: str, accept: str) -> IndexPage | None:
+        """A 200 answer read whole, or None for 404; retries 5xx, 429 and network errors, else
+        IndexUnavailable (:class:`PageTooLarge` past ``max_page_size``)."""
         import httpx
 
         shown = redact_url(url)
         problem = ""
         for _ in self._attempts():
             try:
-                response = self._client.get(url, headers={"Accept": accept})
+                with self._client.stream("GET", url, headers={"Accept": accept}) as response:
+                    if response.status_code == 404:
+                        return None
+                    if _is_retryable(response):
+                        problem = f"HTTP {response.status_code}"
+                        continue
+                    if response.status_code in (401, 403):
+                        raise IndexUnavailable(
+                            f"index refused access (HTTP {response.status_code}) to {shown}; "
+                            "check its credentials"
+                        )
+                    if response.status_code != 200:
+                        raise IndexUnavailable(f"index answered HTTP {response.status_code} for {shown}")
+                    body = _read_page(response, shown, self.max_page_size)
+                    return IndexPage(str(response.url), response.headers, response.charset_encoding, body)
             except httpx.TransportError as err:
-                problem = _describe(err)
+                problem = describe_error(err)
                 continue
-            if response.status_code == 404:
-                return None
-            if _is_retryable(response):
-                problem = f"HTTP {response.status_code}"
-                continue
-            if response.status_code in (401, 403):
-                raise IndexUnavailable(
-                    f"index refused access (HTTP {response.status_code}) to {shown}; check its credentials"
-                )
-            if response.status_code != 200:
-                raise IndexUnavailable(f"index answered HTTP {response.status_code} for {shown}")
-            return response
+            except (httpx.HTTPError, httpx.InvalidURL) as err:
+                # A redirect loop, a body that does not decode, a URL httpx refuses: no retry helps.
+                raise IndexUnavailable(f"could not fetch {shown}: {describe_error(err)}") from None
         raise IndexUnavailable(f"could not fetch {shown} after {self.retries} attempts ({problem})")
 
     def project_page(self, name: str) -> ProjectPage:
@@ -313,9 +348,9 @@ class PyPIClient:
         pages = []
         for index_url in self.index_urls:
             url = urljoin(index_url, normalize_name(name) + "/")
-            response = self._get(url, ACCEPT_JSON_PREFERRED)
-            if response is not None:
-                pages.append(parse_project_page(response, name, redact_url(url)))
+            page = self._get(url, ACCEPT_JSON_PREFERRED)
+            if page is not None:
+                pages.append(parse_project_page(page, name, redact_url(url)))
         if not pages:
             where = ", ".join(redact_url(u) for u in self.index_urls)
             raise ProjectNotFound(f"no project named {name!r} on {where}")
@@ -325,10 +360,10 @@ class PyPIClient:
     def project_list(self) -> ProjectList:
         """Every project with its ``_last-serial`` (PEP 691 JSON, as PyPI serves it: ``watch`` needs it)."""
         shown = redact_url(self.index_url)
-        response = self._get(self.index_url, _JSON_TYPE)
-        if response is None:
+        page = self._get(self.index_url, _JSON_TYPE)
+        if page is None:
             raise IndexUnavailable(f"index answered HTTP 404 for {shown}")
-        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = page.content_type
         expected = (
             f"the PEP 691 JSON project list with each project's _last-serial ({_JSON_TYPE}, as PyPI serves)"
         )
@@ -338,7 +373,7 @@ class PyPIClient:
                 "an index that serves only the HTML (PEP 503) list cannot be watched"
             )
         try:
-            data = response.json()
+            data = json.loads(page.body)
             projects = {normalize_name(p["name"]): int(p["_last-serial"]) for p in data["projects"]}
             meta_serial = data.get("meta", {}).get("_last-serial")
         except (ValueError, KeyError, TypeError, AttributeError) as err:
@@ -347,11 +382,11 @@ class PyPIClient:
             ) from None
         serial = int(meta_serial) if meta_serial is not None else max(projects.values(), default=0)
         server_time = None
-        if response.headers.get("date"):
+        if page.headers.get("date"):
             from email.utils import parsedate_to_datetime  # the email package: only the watcher needs it
 
             try:
-                server_time = parsedate_to_datetime(response.headers["date"])
+                server_time = parsedate_to_datetime(page.headers["date"])
             except (TypeError, ValueError):
                 server_time = None
         return ProjectList(projects, serial, server_time)
@@ -366,7 +401,8 @@ class PyPIClient:
     ) -> None:
         """Stream ``file`` into ``sink``: size-capped, sha256-checked, retried on transient errors.
 
-        ``sink`` must be seekable: a retry starts again from its beginning.
+        ``sink`` must be seekable: a retry starts again from its beginning. Every failure is a
+        :class:`DownloadError`, but for an ``OSError`` of ``sink``; what ``sink`` holds then is not the file.
         """
         if file.size is not None and file.size > self.max_download_size:
             raise DownloadTooLarge(
@@ -384,8 +420,16 @@ class PyPIClient:
                 problem = str(err)
                 continue
             except httpx.TransportError as err:
-                problem = _describe(err)
+                problem = describe_error(err)
                 continue
+            except (DownloadError, OSError):
+                raise  # OSError: writing ``sink`` failed (the caller's to report)
+            except Exception as err:
+                # Anything else (a redirect loop, a URL httpx refuses) would fail again: the file is not
+                # downloaded, and the bytes written so far must never count as it.
+                raise DownloadError(
+                    f"could not download {file.filename} from {redact_url(file.url)}: {describe_error(err)}"
+                ) from None
             if file.sha256 is not None and digest != file.sha256:
                 raise digest_mismatch(file.filename, file.sha256, digest, file.url)
             return
@@ -458,8 +502,8 @@ def stream_download(
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
 
 
-def _describe(err: Exception) -> str:
-    """``Type: message`` of a transport error, with any credentials in URLs it quotes removed."""
+def describe_error(err: Exception) -> str:
+    """``Type: message`` of an error, with any credentials in URLs it quotes removed."""
     text = _USERINFO.sub("", str(err))
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
@@ -476,16 +520,35 @@ def _content_length(response: httpx.Response) -> int | None:
         return None
 
 
-def parse_project_page(response: httpx.Response, name: str, shown: str) -> ProjectPage:
+def _read_page(response: httpx.Response, shown: str, cap: int) -> bytes:
+    """The body of the index page at ``shown``: refused past ``cap`` bytes (as decoded) without reading on."""
+    announced = _content_length(response)
+    if announced is not None and announced > cap:
+        raise PageTooLarge(_page_too_large(shown, cap, f"the server announces {announced} bytes"))
+    chunks: list[bytes] = []
+    received = 0
+    for chunk in response.iter_bytes():
+        received += len(chunk)
+        if received > cap:
+            raise PageTooLarge(_page_too_large(shown, cap, f"more than {cap} bytes received"))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _page_too_large(shown: str, cap: int, detail: str) -> str:
+    return f"the index page {shown} exceeds the cap on index pages of {cap} bytes ({detail})"
+
+
+def parse_project_page(page: IndexPage, name: str, shown: str) -> ProjectPage:
     """A project page answer (PEP 691 JSON or PEP 503 HTML); :class:`IndexUnavailable` when unusable."""
     from pypi_simple import ProjectPage
 
-    content_type = response.headers.get("content-type", "text/html").split(";")[0].strip().lower()
+    content_type = page.content_type or "text/html"
     try:
         if content_type == _JSON_TYPE:
-            return ProjectPage.from_json_data(response.json(), str(response.url))
+            return ProjectPage.from_json_data(json.loads(page.body), page.url)
         if content_type in _HTML_TYPES:
-            return ProjectPage.from_html(name, response.content, str(response.url), response.charset_encoding)
+            return ProjectPage.from_html(name, page.body, page.url, page.charset)
     except Exception as err:  # pydantic, JSON and HTML parser errors: the page is unusable
         raise IndexUnavailable(f"malformed project page at {shown}: {err}") from err
     raise IndexUnavailable(f"unsupported content type {content_type!r} for {shown}")

@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.pypi.pipconfig import PipSettings
+from dragonfly_hybrid.report import printable
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
 
 
@@ -162,6 +164,26 @@ def _requirements_error(err: Exception) -> RequirementsError:
     return RequirementsError(str(err).replace("|n", ": "))
 
 
+_CARET_LINE = re.compile(r" *~*\^")
+
+
+def _printable_parser_message(message: str) -> str:
+    """The parser's message (its reason, an excerpt of the line, a ``~~^`` line under the part it could not
+    read) with each line printable, so that no escape sequence or bell of the file reaches a terminal; a
+    caret line is widened where the excerpt above it grew, to stay under the same part."""
+    lines = message.split("\n")
+    shown = [printable(line) for line in lines]
+    for index in range(1, len(lines)):
+        excerpt, marks = lines[index - 1], lines[index]
+        if _CARET_LINE.fullmatch(marks) and shown[index - 1] != excerpt:
+            shown[index] = "".join(
+                mark if mark == "^" else mark * len(printable(char))
+                # A caret may point past the excerpt's end (a missing part): it is then the longer.
+                for mark, char in zip_longest(marks, excerpt[: len(marks)], fillvalue=" ")
+            )
+    return "\n".join(shown)
+
+
 def _read_requirements(path: Path, pins: Pins) -> None:
     """pip's reading of a requirements file (pip's own parser, ``pip-requirements-parser``): includes
     followed relative to the including file, options, ``--hash``, markers, continuations."""
@@ -180,7 +202,8 @@ def _read_requirements(path: Path, pins: Pins) -> None:
     if parsed.invalid_lines:
         bad = parsed.invalid_lines[0]
         raise RequirementsError(
-            f"{bad.filename}:{bad.line_number}: cannot parse {bad.line!r}: {bad.error_message}"
+            f"{bad.filename}:{bad.line_number}: cannot parse {bad.line!r}: "
+            + _printable_parser_message(bad.error_message)
         )
     for option in parsed.options:
         _read_option(option.options, f"{option.filename}:{option.line_number}", pins)

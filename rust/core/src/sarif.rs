@@ -266,12 +266,27 @@ fn utf16_units(text: &str) -> usize {
 }
 
 /// Percent-encoded as Python's `urllib.parse.quote(text, safe="/!")`: every byte of its UTF-8 but
-/// letters, digits, `_.-~/!` written `%XX`.
+/// letters, digits, `_.-~/!` written `%XX`; and the dots of a `.` or `..` segment too (the report
+/// module's `artifact_uri`), so that a member named `../setup.py` is not resolved to another file.
 fn percent_encoded(text: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(text.len());
-    for &byte in text.as_bytes() {
-        if byte.is_ascii_alphanumeric() || b"_.-~/!".contains(&byte) {
+    for (i, segment) in text.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if segment == "." || segment == ".." {
+            out.push_str(&"%2E".repeat(segment.len()));
+        } else {
+            encode_segment(segment, &mut out);
+        }
+    }
+    out
+}
+
+fn encode_segment(segment: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &byte in segment.as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"_.-~!".contains(&byte) {
             out.push(char::from(byte));
         } else {
             out.extend([
@@ -281,7 +296,6 @@ fn percent_encoded(text: &str) -> String {
             ]);
         }
     }
-    out
 }
 
 /// SHA-256 of rule identifier, project, versionless member path and the SHA-256 of the matched bytes,

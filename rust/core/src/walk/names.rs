@@ -31,14 +31,25 @@ pub(super) fn name_problem(raw: &[u8], check_utf8: bool) -> Option<String> {
         "climbs out of the archive with '..'".to_owned()
     } else if raw.contains(&0) {
         "contains a NUL byte (extractors cut the name there)".to_owned()
-    } else if raw.iter().any(|&b| b < 0x20 || b == 0x7f) {
+    } else if raw.iter().any(|&b| b < 0x20 || b == 0x7f) || (!raw.is_ascii() && text.chars().any(is_c1)) {
         "contains control characters".to_owned()
+    } else if !raw.is_ascii() && text.chars().any(is_bidi_control) {
+        "contains bidirectional control characters (it may display as another name)".to_owned()
     } else if check_utf8 && std::str::from_utf8(raw).is_err() {
         "is not valid UTF-8 (shown with replacement characters)".to_owned()
     } else {
         return None;
     };
     Some(problem)
+}
+
+fn is_c1(c: char) -> bool {
+    ('\u{80}'..='\u{9f}').contains(&c)
+}
+
+/// The characters that reorder text around them as it is displayed (a name can show as another).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The name of the single file inside a compressed, non-tar stream: `x.txt.gz` -> `x.txt`.

@@ -242,14 +242,18 @@ def test_server_errors_are_retried_and_a_404_is_permanent(host: FileHost, downlo
     assert [path for path, _ in host.requests] == ["/a.whl"] * 3 + ["/missing.whl"]
 
 
-def test_a_redirect_is_followed(host: FileHost, downloader: Downloader) -> None:
+def redirect(location: str) -> Answer:
     def moved(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(302)
-        handler.send_header("Location", "/files/a.whl")
+        handler.send_header("Location", location)
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 
-    host.answers["/a.whl"] = moved
+    return moved
+
+
+def test_a_redirect_is_followed(host: FileHost, downloader: Downloader) -> None:
+    host.answers["/a.whl"] = redirect("/files/a.whl")
     host.answers["/files/a.whl"] = body(DATA)
     assert download(downloader, host.url("/a.whl")) == DATA
 
@@ -378,13 +382,7 @@ def test_a_close_at_any_moment_of_the_downloads_fails_them_only_as_download_erro
 def test_a_redirect_loop_is_a_permanent_download_error_and_not_retried(
     host: FileHost, downloader: Downloader
 ) -> None:
-    def to_itself(handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(302)
-        handler.send_header("Location", "/a.whl")
-        handler.send_header("Content-Length", "0")
-        handler.end_headers()
-
-    host.answers["/a.whl"] = to_itself
+    host.answers["/a.whl"] = redirect("/a.whl")
     with pytest.raises(DownloadError) as caught:
         download(downloader, host.url("/a.whl"), attempts=3)
     assert caught.value.permanent

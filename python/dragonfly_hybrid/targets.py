@@ -179,16 +179,23 @@ def directory_files(root: Path) -> tuple[list[Path], list[str]]:
                 elif stat.S_ISREG(mode):
                     found.append(path)
                 elif stat.S_ISLNK(mode):
-                    target = path.resolve()
-                    if target.is_relative_to(real_root) and stat.S_ISREG(target.stat().st_mode):
+                    if _links_to_a_file_under(path, real_root):
                         found.append(path)
                     else:
                         left(path, f"a symbolic link to {os.readlink(path)!r}, not followed")
                 else:
                     left(path, "a FIFO, socket or device, not read")
-            except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop on older Pythons
-                left(path, f"cannot read: {getattr(err, 'strerror', None) or err}")
+            except OSError as err:
+                left(path, f"cannot read: {err.strerror or err}")
     return sorted(found, key=lambda p: member_name(root, p)), problems
+
+
+def _links_to_a_file_under(link: Path, real_root: Path) -> bool:
+    try:
+        target = link.resolve(strict=True)
+        return target.is_relative_to(real_root) and stat.S_ISREG(target.stat().st_mode)
+    except (OSError, RuntimeError):  # dangling, a loop (RuntimeError before Python 3.13)
+        return False
 
 
 def member_name(root: Path, path: Path) -> str:

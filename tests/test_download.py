@@ -242,6 +242,16 @@ def test_server_errors_are_retried_and_a_404_is_permanent(host: FileHost, downlo
     assert [path for path, _ in host.requests] == ["/a.whl"] * 3 + ["/missing.whl"]
 
 
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/a.whl", "not a url"])
+def test_a_url_of_a_scheme_no_download_takes_is_a_permanent_error_at_once(
+    downloader: Downloader, url: str
+) -> None:
+    # The job gets its failure now, instead of being left to be leased again and fail the same way.
+    with pytest.raises(DownloadError) as caught:
+        download(downloader, url, attempts=3)
+    assert caught.value.permanent and "UnsupportedProtocol" in str(caught.value)
+
+
 def redirect(location: str) -> Answer:
     def moved(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(302)

@@ -104,6 +104,12 @@ class Downloader:
             except DownloadError as err:
                 if err.permanent or attempt == attempts or self._closed:
                     raise
+            except httpx.UnsupportedProtocol as err:
+                # A URL of a scheme no download takes (`file:`, `ftp:`, none at all): no retry fetches it, and
+                # a job left to be leased again would only fail again.
+                raise DownloadError(
+                    f"{redact_url(url)}: {describe_error(err)}", permanent=not self._closed
+                ) from None
             except (
                 Retryable,
                 httpx.TransportError,

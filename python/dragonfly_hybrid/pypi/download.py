@@ -107,9 +107,7 @@ class Downloader:
             except httpx.UnsupportedProtocol as err:
                 # A URL of a scheme no download takes (`file:`, `ftp:`, none at all): no retry fetches it, and
                 # a job left to be leased again would only fail again.
-                raise DownloadError(
-                    f"{redact_url(url)}: {describe_error(err)}", permanent=not self._closed
-                ) from None
+                raise self._failed(url, err) from None
             except (
                 Retryable,
                 httpx.TransportError,
@@ -124,15 +122,17 @@ class Downloader:
                         f"{redact_url(url)}: {reason} after {attempt} tries", permanent=False
                     ) from None
             except Exception as err:
-                # Anything else (a redirect loop, a URL httpx refuses) would fail again, unless the downloader
-                # was closed under it (then the job is left to be claimed again).
-                raise DownloadError(
-                    f"{redact_url(url)}: {describe_error(err)}", permanent=not self._closed
-                ) from None
+                # Anything else (a redirect loop, a URL httpx refuses) would fail again.
+                raise self._failed(url, err) from None
             await asyncio.sleep(random.uniform(0, backoff * 2 ** (attempt - 1)))
             if self._closed:
                 raise DownloadError(f"{redact_url(url)}: stopped after {attempt} tries", permanent=False)
         raise AssertionError("unreachable")
+
+    def _failed(self, url: str, err: Exception) -> DownloadError:
+        """The failure of a download that no retry would fix: permanent, unless the downloader was closed
+        under it (then the job is left to be claimed again)."""
+        return DownloadError(f"{redact_url(url)}: {describe_error(err)}", permanent=not self._closed)
 
     def _httpx_client(self) -> httpx.Client:
         """The blocking client of the downloads the direct path does not take (made on the first)."""

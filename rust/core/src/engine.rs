@@ -533,7 +533,7 @@ fn read_limited(path: &PathBuf, limit: u64, control: &ScanControl) -> Result<Fil
     let unreadable = |err: std::io::Error| {
         Issue::new("", IssueKind::Unreadable, format!("cannot read {}: {err}", path.display()))
     };
-    let size = std::fs::metadata(path).map_err(unreadable)?.len();
+    let (mut file, size) = open_regular(path).map_err(unreadable)?;
     if size > limit {
         return Err(Issue::new(
             "",
@@ -541,7 +541,6 @@ fn read_limited(path: &PathBuf, limit: u64, control: &ScanControl) -> Result<Fil
             format!("{} is {size} bytes, over the total-size limit of {limit} bytes", path.display()),
         ));
     }
-    let mut file = open_regular(path).map_err(unreadable)?;
     if let Some(map) = map_whole(&file, size) {
         return Ok(map);
     }
@@ -555,19 +554,20 @@ fn read_limited(path: &PathBuf, limit: u64, control: &ScanControl) -> Result<Fil
     Ok(FileBytes::Read(data))
 }
 
-/// `path` opened for reading if it is a regular file once open: a FIFO put in a file's place after it was
-/// listed (a directory scan) would block the read forever, and a device would read without end. Opened
-/// without blocking (which regular files ignore), and checked on the open file itself.
-fn open_regular(path: &PathBuf) -> std::io::Result<std::fs::File> {
+/// `path` opened for reading, and its size, if it is a regular file once open: a FIFO put in a file's
+/// place after it was listed (a directory scan) would block the read forever, and a device would read
+/// without end. Opened without blocking (which regular files ignore), and checked on the open file itself.
+fn open_regular(path: &PathBuf) -> std::io::Result<(std::fs::File, u64)> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
     let file = options.open(path)?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
-    Ok(file)
+    Ok((file, meta.len()))
 }
 
 /// Files this large are mapped rather than read: a mapping shares the page cache's pages, where reading

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,12 @@ from dragonfly_hybrid.pypi.download import Downloader
 from dragonfly_hybrid.pypi.index import DigestMismatch, DownloadError, DownloadTooLarge
 
 Answer = Callable[[BaseHTTPRequestHandler], None]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # clients that leave mid-answer are what tests do
+            super().handle_error(request, client_address)
 
 
 class FileHost:
@@ -55,7 +62,7 @@ class FileHost:
                 else:
                     answer(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
@@ -387,6 +394,88 @@ def test_a_close_at_any_moment_of_the_downloads_fails_them_only_as_download_erro
     unexpected = [o for o in outcomes if not (o == "the bytes" or isinstance(o, expected))]
     assert not unexpected, unexpected[:3]
     assert "the bytes" in outcomes and any(isinstance(o, DownloadError) for o in outcomes)
+
+
+def drip(left: threading.Event, *, headers: bool = True) -> Answer:
+    """200 announcing DATA, then a byte of it every 20 ms (never silent long enough for a read timeout);
+    without ``headers``, not a byte. ``left`` is set once the client has gone (a write fails, or for a
+    silent answer the connection reads as closed)."""
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        try:
+            if not headers:
+                handler.connection.settimeout(30)
+                handler.connection.recv(1)  # returns once the client closes or shuts down its end
+                return
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(DATA)))
+            handler.end_headers()
+            for offset in range(len(DATA)):
+                handler.wfile.write(DATA[offset : offset + 1])
+                handler.wfile.flush()
+                time.sleep(0.02)
+        except OSError:
+            pass
+        finally:
+            left.set()
+            handler.close_connection = True
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "path"),
+    [
+        pytest.param("drip", "/a.whl", id="direct"),
+        pytest.param("drip", "/moved/a.whl", id="httpx-after-a-redirect"),
+        pytest.param("silent", "/a.whl", id="headers-never-sent"),
+    ],
+)
+def test_a_download_still_under_way_at_its_deadline_is_ended_there_and_not_tried_again(
+    host: FileHost, downloader: Downloader, answer: str, path: str
+) -> None:
+    """The deadline bounds the whole download (a read timeout of 60 s never fires on a host sending a byte
+    every 20 ms); the host sees the connection go well before its body would have ended (an hour)."""
+    left = threading.Event()
+    host.answers["/a.whl"] = drip(left, headers=answer == "drip")
+    host.answers["/moved/a.whl"] = redirect("/a.whl")
+    with pytest.raises(DownloadError) as caught:
+        download(downloader, host.url(path), attempts=3, deadline=time.monotonic() + 0.5)
+    assert not caught.value.permanent
+    assert str(caught.value) == (
+        f"{host.url(path)}: not downloaded by its deadline (the job's lease), after 1 tries"
+    )
+    assert left.wait(30)
+    assert [p for p, _ in host.requests if p == "/a.whl"] == ["/a.whl"]
+
+
+def test_a_download_whose_deadline_has_passed_is_not_started(host: FileHost, downloader: Downloader) -> None:
+    host.answers["/a.whl"] = body(DATA)
+    with pytest.raises(DownloadError) as caught:
+        download(downloader, host.url("/a.whl"), deadline=time.monotonic())
+    assert not caught.value.permanent
+    reason = "not started: its deadline (the job's lease) had passed"
+    assert str(caught.value) == f"{host.url('/a.whl')}: {reason}"
+    assert host.requests == []
+
+
+def test_a_deadline_not_reached_changes_nothing_and_ends_retries_due_after_it(
+    host: FileHost, downloader: Downloader
+) -> None:
+    host.answers["/a.whl"] = status(503, times=1, then=body(DATA))
+    assert download(downloader, host.url("/a.whl"), deadline=time.monotonic() + 60) == DATA
+    host.answers["/b.whl"] = status(503)
+
+    async def run() -> None:
+        # The first try's 503 arrives at once; the backoff before a second (10 s here) ends past the deadline.
+        await downloader.download(host.url("/b.whl"), 1000, backoff=10.0, deadline=time.monotonic() + 5)
+
+    with pytest.raises(DownloadError) as caught:
+        asyncio.run(run())
+    assert str(caught.value) in (
+        f"{host.url('/b.whl')}: not downloaded by its deadline (the job's lease), after 1 tries",
+        f"{host.url('/b.whl')}: HTTP 503 after 3 tries",  # three jittered pauses that all fell short
+    )
 
 
 def test_a_redirect_loop_is_a_permanent_download_error_and_not_retried(

@@ -156,6 +156,23 @@ def test_lost_lease_409_is_not_retried(fake: FakeMainframe, tmp_path: Path) -> N
     assert fake.results == []
 
 
+def test_a_download_slowed_to_a_drip_ends_where_the_lease_runs_short(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    """A file host sending a byte every 50 ms (never silent long enough for the read timeout) held the one
+    download slot for the ~2 minutes its sdist took, the lease long gone. The download now ends when the
+    lease has too little left to scan and submit (7 s lease, 5 s kept for that): the job goes back to the
+    server unreported, and the next one is claimed, downloaded and submitted."""
+    [slow_url] = fake.add_release("slow", "1.0", {"setup.py": os.urandom(2000)}, wheel=False)
+    fake.drip(slow_url, 0.05)
+    fake.add_release("quick", "1.0", {"setup.py": MARK})
+    settings = settings_for(fake, tmp_path, job_timeout=7, bulk_size=1, download_concurrency=1)
+    metrics = run_node(settings, once=True)
+    assert [s.body["name"] for s in fake.results] == ["quick"]
+    assert metrics.http_errors.labels("download")._value.get() == 1
+    assert fake.state("slow", "1.0").status == "PENDING"  # leased, never answered
+
+
 def test_rules_hash_change_mid_run_reloads_rules(fake: FakeMainframe, tmp_path: Path) -> None:
     new_rule = 'rule new_rule { meta: weight = 9 strings: $a = "BRAND_NEW_MARKER" condition: $a }'
     for i in range(4):

@@ -149,6 +149,8 @@ class _Reply:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    drip: float = 0.0
+    """Seconds between the body's bytes (0: the body in one write)."""
 
 
 def _json_reply(status: int, data: object, headers: dict[str, str] | None = None) -> _Reply:
@@ -252,7 +254,16 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in reply.headers.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(reply.body)
+        if not reply.drip:
+            self.wfile.write(reply.body)
+            return
+        self.wfile.flush()
+        for offset in range(len(reply.body)):
+            if self.server.fake.closed:
+                return
+            self.wfile.write(reply.body[offset : offset + 1])  # a ConnectionError once the client leaves
+            self.wfile.flush()
+            time.sleep(reply.drip)
 
 
 class _Server(ThreadingHTTPServer):
@@ -324,6 +335,7 @@ class FakeMainframe:
         self._fail: dict[str, list[tuple[int, int]]] = {}
         self._drop: dict[str, list[tuple[int, bool]]] = {}
         self._delay: dict[str, float] = {}
+        self._drip: dict[str, float] = {}
         self._unauthorized: list[int] = []
         self._submissions: list[Submission] = []
         self._claims: list[Claim] = []
@@ -336,7 +348,7 @@ class FakeMainframe:
         self._server.fake = self
         self._thread = threading.Thread(target=self._serve, name="fake-mainframe", daemon=True)
         self._thread.start()
-        self._closed = False
+        self.closed = False
 
     def _serve(self) -> None:
         self._server.serve_forever(poll_interval=0.02)
@@ -353,9 +365,9 @@ class FakeMainframe:
         return f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         self._server.shutdown()
         self._server.server_close()
         self._server.close_connections()
@@ -471,6 +483,12 @@ class FakeMainframe:
         with self._lock:
             self._delay[_fault_key(route)] = seconds
 
+    def drip(self, route: str, seconds: float) -> None:
+        """Send the answers of ``route`` a byte every ``seconds`` (0 removes the drip): never silent long
+        enough for a read timeout."""
+        with self._lock:
+            self._drip[_fault_key(route)] = seconds
+
     def expire_tokens(self) -> None:
         """Every token issued so far expires now (the next API call with one gets 401)."""
         with self._lock:
@@ -486,6 +504,7 @@ class FakeMainframe:
             self._fail.clear()
             self._drop.clear()
             self._delay.clear()
+            self._drip.clear()
             self._unauthorized.clear()
 
     # ------------------------------------------------------------------------------------ records
@@ -571,6 +590,9 @@ class FakeMainframe:
                 reply, worker = self._serve_route(route, method, path, query, headers, body)
             if drop is not None:
                 reply = None
+            drip = max((self._drip.get(k, 0.0) for k in keys), default=0.0)
+            if reply is not None and drip > 0:
+                reply = replace(reply, drip=drip)
             if worker is None and route in API_ROUTES:
                 worker = self._authenticate(headers)
             self._record(

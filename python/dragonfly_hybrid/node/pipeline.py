@@ -529,18 +529,27 @@ class Node(Generic[J]):
             assert isinstance(item, Work)
             started = time.perf_counter()
             self.metrics.queue_wait_seconds.labels("download").observe(started - item.queued_at)
-            await asyncio.gather(*(self._fetch_one(item, url) for url in item.job.distributions))
+            # Downloads end where the lease leaves too little to scan and submit (a host sending a byte at a
+            # time held a download slot as long as it liked); a job whose lease is that short already is not
+            # downloaded at all, and its scan stage lets it go back to the server.
+            usable = item.claimed_at + self.options.job_timeout - self.options.min_lease_left - self._clock()
+            if usable > 0:
+                deadline = time.monotonic() + usable
+                urls = item.job.distributions
+                await asyncio.gather(*(self._fetch_one(item, url, deadline) for url in urls))
             item.queued_at = time.perf_counter()
             item.fetch_seconds = item.queued_at - started
             self.metrics.download_seconds.observe(item.fetch_seconds)
             await self._scan_queue.put(item)
 
-    async def _fetch_one(self, work: Work[J], url: str) -> None:
+    async def _fetch_one(self, work: Work[J], url: str, deadline: float) -> None:
         assert self._downloader is not None
         async with self._download_slots:
             try:
                 expected = work.job.sha256.get(url)
-                data = await self._downloader.download(url, self.options.max_download_size, sha256=expected)
+                data = await self._downloader.download(
+                    url, self.options.max_download_size, sha256=expected, deadline=deadline
+                )
             except DownloadError as err:
                 self.metrics.http_errors.labels("download").inc()
                 (work.permanent_errors if err.permanent else work.transient_errors).append(str(err))

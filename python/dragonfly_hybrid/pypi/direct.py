@@ -14,6 +14,10 @@ environment, credentials in the URL, redirects. Errors are those of :func:`.inde
 :class:`~.index.Retryable` for 429/5xx, :class:`~.index.DownloadError` for other answers,
 :class:`~.index.DownloadTooLarge` past the cap, and ``OSError``/``http.client.HTTPException`` for
 transport faults (the caller retries those).
+
+A :class:`DownloadDeadline` bounds a whole download, not only each read: a host that sends a byte every few
+seconds never trips the read timeout, and held a download slot (and the jobs queued behind it) for as long
+as it liked.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import contextlib
 import http.client
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -64,6 +69,52 @@ class TruncatedBody(http.client.HTTPException):
     """The connection ended before the announced ``Content-Length`` was received."""
 
 
+class DeadlinePassed(ConnectionAbortedError):
+    """A download met its :class:`DownloadDeadline` where the deadline is checked (a read ended by
+    :meth:`DownloadDeadline.expire` fails as a transport error, explained by ``passed``)."""
+
+
+class DownloadDeadline:
+    """When one download must be over (``time.monotonic()``), and the means of ending it there from another
+    thread: :meth:`expire` shuts down the socket the download reads from, which ends a read that a slow host
+    keeps alive byte by byte (the read timeout only ends silence)."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.passed = False
+        self._lock = threading.Lock()
+        self._socket: Callable[[], socket.socket | None] | None = None
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def limit(self, seconds: float) -> float:
+        """``seconds``, or less when the deadline is nearer; raises :class:`DeadlinePassed` once it passed."""
+        left = self.remaining()
+        if self.passed or left <= 0:
+            raise DeadlinePassed("the download's deadline passed")
+        return min(seconds, left)
+
+    def attach(self, socket_of: Callable[[], socket.socket | None] | None) -> None:
+        """Read from the socket ``socket_of`` gives (None when it has none yet) from now on, or from
+        nothing (None); refused once expired."""
+        with self._lock:
+            if self.passed and socket_of is not None:
+                raise DeadlinePassed("the download's deadline passed")
+            self._socket = socket_of
+
+    def expire(self) -> None:
+        """Mark the deadline passed and end the read under way, if any."""
+        with self._lock:
+            self.passed = True
+            sock = self._socket() if self._socket is not None else None
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed
+
+
 class DirectDownloads:
     """Kept-alive connections for downloads on many threads: each thread has its own per host (an
     ``http.client`` connection serves one request at a time). ``context``: the TLS context (default: the
@@ -83,8 +134,9 @@ class DirectDownloads:
         self._busy: set[http.client.HTTPConnection] = set()
         self._closed = False
 
-    def get(self, url: str, name: str, cap: int) -> Downloaded:
-        """The body of ``url`` (the file ``name``), at most ``cap`` bytes, as stored (identity encoding)."""
+    def get(self, url: str, name: str, cap: int, deadline: DownloadDeadline | None = None) -> Downloaded:
+        """The body of ``url`` (the file ``name``), at most ``cap`` bytes, as stored (identity encoding), by
+        ``deadline`` if one is given (each connect and read is then cut short to it)."""
         try:
             parts = urlsplit(url)
             port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
@@ -100,10 +152,10 @@ class DirectDownloads:
         conn = self._connections().get(key)
         if conn is not None:
             try:
-                return self._exchange(conn, key, target, url, name, cap)
+                return self._exchange(conn, key, target, url, name, cap, deadline)
             except _IdleConnectionClosed:
                 pass  # the host closed it while idle: no fault of the download, so no retry is used up
-        return self._exchange(self._open(key), key, target, url, name, cap)
+        return self._exchange(self._open(key), key, target, url, name, cap, deadline)
 
     def close(self) -> None:
         """Close every connection; downloads under way fail at once: their sockets are shut down, and each
@@ -159,14 +211,22 @@ class DirectDownloads:
         url: str,
         name: str,
         cap: int,
+        deadline: DownloadDeadline | None,
     ) -> Downloaded:
         with self._in_use(key, conn):
             try:
                 reused = conn.sock is not None
+                if deadline is not None:
+                    # From here an expiry shuts down its socket, even mid-handshake.
+                    deadline.attach(lambda: conn.sock)
                 if not reused:
-                    conn.connect()  # under the connect timeout; reads then get the read timeout
-                    assert conn.sock is not None
-                    conn.sock.settimeout(self._timeout)
+                    # Under the connect timeout; reads then get the read timeout.
+                    conn.timeout = self._connect if deadline is None else deadline.limit(self._connect)
+                    conn.connect()
+                assert conn.sock is not None
+                # Checked again after the connect: an expiry during it found no socket to shut down.
+                read_timeout = self._timeout if deadline is None else deadline.limit(self._timeout)
+                conn.sock.settimeout(read_timeout)
                 try:
                     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
                     conn.request("GET", target, headers=headers)
@@ -179,6 +239,9 @@ class DirectDownloads:
             except BaseException:
                 self._forget(key, conn)
                 raise
+            finally:
+                if deadline is not None:
+                    deadline.attach(None)
             if response.will_close:
                 self._forget(key, conn)
             return body

@@ -1,6 +1,7 @@
 """Downloading distributions for the node: streamed into memory, size-capped while streaming, retried when
-transient, and checked against the sha256 the index lists when the job carries one (``watch``). Errors are
-the package's one download error model (:class:`~dragonfly_hybrid.pypi.index.DownloadError`)."""
+transient, over by a deadline when given one (the job's lease), and checked against the sha256 the index
+lists when the job carries one (``watch``). Errors are the package's one download error model
+(:class:`~dragonfly_hybrid.pypi.index.DownloadError`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,22 @@ import hashlib
 import http.client
 import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import httpx
 
 from dragonfly_hybrid.http_client import environment_names_a_proxy, new_client, redact_url
-from dragonfly_hybrid.pypi.direct import DirectDownloads, Downloaded, UseHttpx, downloaded_bytes
+from dragonfly_hybrid.pypi.direct import (
+    DeadlinePassed,
+    DirectDownloads,
+    DownloadDeadline,
+    Downloaded,
+    UseHttpx,
+    downloaded_bytes,
+)
 from dragonfly_hybrid.pypi.index import (
     DownloadError,
     Retryable,
@@ -37,17 +47,19 @@ def _download_once(
     url: str,
     cap: int,
     sha256: str | None,
+    deadline: DownloadDeadline | None,
 ) -> Downloaded:
     name = filename_of(url)
     data: Downloaded | None = None
     if direct is not None:
         try:
-            data = direct.get(url, name, cap)
+            data = direct.get(url, name, cap, deadline)
         except UseHttpx:
             pass
     if data is None:
         chunks: list[bytes] = []
-        stream_download(httpx_client(), url, name, cap, chunks.append, digest=False)
+        opened = None if deadline is None else partial(_attach_body_socket, deadline)
+        stream_download(httpx_client(), url, name, cap, chunks.append, digest=False, opened=opened)
         data = b"".join(chunks)
     if sha256 is not None:
         digest = hashlib.sha256(downloaded_bytes(data)).hexdigest()
@@ -55,6 +67,14 @@ def _download_once(
             # The whole body arrived (its length was checked): these are not the bytes the index lists.
             raise digest_mismatch(name, sha256.lower(), digest, url)
     return data
+
+
+def _attach_body_socket(deadline: DownloadDeadline, response: httpx.Response) -> None:
+    """An expiry of ``deadline`` ends the body ``response`` reads (until the answer's head arrived, the
+    client's own timeouts apply: connect, and read per silence)."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    deadline.attach(None if sock is None else lambda: sock)
 
 
 class Downloader:
@@ -88,19 +108,32 @@ class Downloader:
         sha256: str | None = None,
         attempts: int = 3,
         backoff: float = 0.5,
+        deadline: float | None = None,
     ) -> Downloaded:
         """Download ``url``, at most ``cap`` bytes; retry transient errors with jittered backoff.
 
         With ``sha256`` (hex), bytes that do not hash to it are a permanent :class:`DigestMismatch` naming the
         file, the listed digest and the actual one: they are never scanned, and the release is a failure.
+        With ``deadline`` (``time.monotonic()``), a download not over by then is ended there, and not tried
+        again: a transient error (whatever held it up may not be there next time).
         Every failure is a :class:`DownloadError`.
         """
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DownloadError(
+                f"{redact_url(url)}: not started: its deadline (the job's lease) had passed", permanent=False
+            )
         loop = asyncio.get_running_loop()
         for attempt in range(1, attempts + 1):
+            limit = None if deadline is None else DownloadDeadline(deadline)
             try:
-                return await loop.run_in_executor(
-                    self._pool, _download_once, self._httpx_client, self._direct, url, cap, sha256
+                done = loop.run_in_executor(
+                    self._pool, _download_once, self._httpx_client, self._direct, url, cap, sha256, limit
                 )
+                if limit is not None and not (await asyncio.wait({done}, timeout=limit.remaining()))[0]:
+                    limit.expire()  # the read under way fails at once; its error is explained below
+                return await done
+            except DeadlinePassed:
+                raise self._late(url, attempt) from None
             except DownloadError as err:
                 if err.permanent or attempt == attempts or self._closed:
                     raise
@@ -115,6 +148,8 @@ class Downloader:
                 OSError,
                 http.client.HTTPException,
             ) as err:
+                if limit is not None and (limit.passed or limit.remaining() <= 0):
+                    raise self._late(url, attempt) from None
                 # Once closed, the download is not tried again: the failure it met is the answer.
                 if attempt == attempts or self._closed:
                     reason = str(err) if isinstance(err, Retryable) else type(err).__name__
@@ -124,7 +159,10 @@ class Downloader:
             except Exception as err:
                 # Anything else (a redirect loop, a URL httpx refuses) would fail again.
                 raise self._failed(url, err) from None
-            await asyncio.sleep(random.uniform(0, backoff * 2 ** (attempt - 1)))
+            pause = random.uniform(0, backoff * 2 ** (attempt - 1))
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                raise self._late(url, attempt)
+            await asyncio.sleep(pause)
             if self._closed:
                 raise DownloadError(f"{redact_url(url)}: stopped after {attempt} tries", permanent=False)
         raise AssertionError("unreachable")
@@ -133,6 +171,13 @@ class Downloader:
         """The failure of a download that no retry would fix: permanent, unless the downloader was closed
         under it (then the job is left to be claimed again)."""
         return DownloadError(f"{redact_url(url)}: {describe_error(err)}", permanent=not self._closed)
+
+    @staticmethod
+    def _late(url: str, attempt: int) -> DownloadError:
+        return DownloadError(
+            f"{redact_url(url)}: not downloaded by its deadline (the job's lease), after {attempt} tries",
+            permanent=False,
+        )
 
     def _httpx_client(self) -> httpx.Client:
         """The blocking client of the downloads the direct path does not take (made on the first)."""

@@ -467,10 +467,12 @@ def stream_download(
     *,
     digest: bool = True,
     progress: ProgressCallback | None = None,
+    opened: Callable[[httpx.Response], object] | None = None,
 ) -> str:
     """One download attempt of the file ``name`` at ``url``, every byte handed to ``write``: capped at ``cap``
     bytes while streaming (never trusting a header), as stored (identity encoding: the cap and the digest
     apply to the file, never to a re-encoding). Returns the sha256 hex digest (empty without ``digest``).
+    ``opened`` is called with the response once its head has arrived, before the body is read.
 
     Raises :class:`Retryable` for an answer worth retrying (429, 5xx), :class:`DownloadError` for any other
     HTTP error, :class:`DownloadTooLarge` past the cap; transport errors propagate (retried by the caller).
@@ -486,6 +488,8 @@ def stream_download(
         total = _content_length(response)
         if total is not None and total > cap:
             raise DownloadTooLarge(too_large(name, cap, f"the server announces {total} bytes"))
+        if opened is not None:
+            opened(response)
         received = 0
         for chunk in response.iter_raw(_CHUNK_SIZE):
             received += len(chunk)

@@ -7,6 +7,8 @@ import http.server
 import io
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from dragonfly_hybrid.pypi.index import (
     configured_index_url,
     normalize_name,
 )
+from dragonfly_hybrid.pypi.pip_names import listed_version, url_filename
 from typer.testing import CliRunner
 
 from tests.fakes.pypi import MARKER, FakeFile, FakeIndex, sdist, wheel
@@ -144,6 +147,139 @@ def test_exact_version_may_be_yanked_and_matches_equivalent_spelling(fake_index:
     assert [f.filename for f in equivalent.files] == ["demo_pkg-1.0.tar.gz"]
 
 
+def the_wheel(filename: str, files: dict[str, bytes] | None = None) -> tuple[str, bytes]:
+    """A wheel of ``files`` (a module by default) under ``filename``, its metadata naming the version the
+    name does (pip checks it)."""
+    name, version = filename.split("-")[:2]
+    return filename, wheel(name, version, files or {f"{name}/__init__.py": b"x = 1\n"})[1]
+
+
+@pytest.mark.parametrize("html_only", [False, True], ids=["json", "html"])
+def test_files_are_named_and_versioned_by_their_urls_as_pip_names_them(
+    fake_index: FakeIndex, html_only: bool
+) -> None:
+    """The page lists the 1.0 wheel under a 0.9 name, and a file whose URL names nothing under the 1.0
+    wheel's name: pip reads names from URLs, so `foo==1.0` is the first file, and the second is no file of
+    the project at all."""
+    fake_index.faults.html_only = html_only
+    fake_index.add(
+        "foo",
+        FakeFile(*the_wheel("foo-1.0-py3-none-any.whl"), listed_name="foo-0.9-py3-none-any.whl"),
+        FakeFile("clean.bin", b"clean", listed_name="foo-1.0-py3-none-any.whl"),
+    )
+    with client(fake_index) as pypi:
+        release = pypi.resolve("foo", "1.0")
+        with pytest.raises(VersionNotFound):
+            pypi.resolve("foo", "0.9")
+    assert [(f.filename, f.url) for f in release.files] == [
+        ("foo-1.0-py3-none-any.whl", fake_index.file_url("foo", "foo-1.0-py3-none-any.whl"))
+    ]
+
+
+def test_an_exact_pin_takes_every_local_version_it_matches(fake_index: FakeIndex) -> None:
+    """PEP 440's `==1.0` matches `1.0+evil`, which pip prefers (the higher version); `==1.0+evil` matches
+    only itself."""
+    fake_index.add("foo", sdist("foo", "1.0", {"setup.py": b""}), the_wheel("foo-1.0+evil-py3-none-any.whl"))
+    fake_index.add("bar", the_wheel("bar-2.0+local-py3-none-any.whl"))
+    with client(fake_index) as pypi:
+        both = pypi.resolve("foo", "1.0")
+        local = pypi.resolve("foo", "1.0+evil")
+        only_local = pypi.resolve("bar", "2.0")
+    assert (both.version, [f.filename for f in both.files]) == (
+        "1.0",
+        ["foo-1.0+evil-py3-none-any.whl", "foo-1.0.tar.gz"],
+    )
+    assert (local.version, [f.filename for f in local.files]) == (
+        "1.0+evil",
+        ["foo-1.0+evil-py3-none-any.whl"],
+    )
+    assert only_local.version == "2.0+local"
+
+
+def test_a_bare_name_is_the_latest_release_with_a_file_pip_could_install_here(fake_index: FakeIndex) -> None:
+    """2.0 has only a wheel for another platform: pip installs 1.9 here, until 2.0 gets an sdist."""
+    fake_index.add(
+        "foo", the_wheel("foo-2.0-cp311-cp311-win_amd64.whl"), the_wheel("foo-1.9-py3-none-any.whl")
+    )
+    with client(fake_index) as pypi:
+        before = pypi.resolve("foo")
+        fake_index.add("foo", sdist("foo", "2.0", {"setup.py": b""}))
+        after = pypi.resolve("foo")
+    assert (before.version, [f.filename for f in before.files]) == ("1.9", ["foo-1.9-py3-none-any.whl"])
+    assert (after.version, [f.filename for f in after.files]) == (
+        "2.0",
+        ["foo-2.0-cp311-cp311-win_amd64.whl", "foo-2.0.tar.gz"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("filename", "project", "version"),
+    [
+        ("foo_bar-1.0.tar.gz", "Foo.Bar", "1.0"),
+        ("foo-bar-1.0.tar.gz", "foo", "bar-1.0"),  # pip's reading (not a valid version: skipped later)
+        ("foo-1.0.TAR.GZ", "foo", None),  # pip matches extensions case-sensitively
+        ("foo-1.0.tar.xz", "foo", "1.0"),
+        ("foo-1.0.exe", "foo", None),
+        ("foo-1.0-py3-none-any.whl", "bar", None),
+        ("foo-1.0_rc1-1-py3-none-any.whl", "foo", "1.0-rc1"),
+        ("foo-1.0-py3-none.whl", "foo", None),
+        ("foo-1.0-py2.7.egg", "foo", "1.0"),  # not pip's, but still a file of the release to scan
+        ("clean.bin", "foo", None),
+    ],
+)
+def test_the_version_read_from_a_file_name_is_pips(filename: str, project: str, version: str | None) -> None:
+    assert listed_version(filename, project) == version
+
+
+def test_url_filename_is_the_last_segment_percent_decoded() -> None:
+    assert url_filename("https://h/files/a/foo-1.0%2Bevil-py3-none-any.whl?x=1#sha256=00") == (
+        "foo-1.0+evil-py3-none-any.whl"
+    )
+
+
+@pytest.mark.parametrize(
+    ("pin", "files"),
+    [
+        ("foo==1.0", ["foo-1.0-py3-none-any.whl", "foo-1.0+evil-py3-none-any.whl"]),
+        ("foo", ["foo-2.0-cp311-cp311-win_amd64.whl", "foo-1.9-py3-none-any.whl"]),
+        ("foo==1.9", ["foo-1.9-py3-none-any.whl", "foo-1.9-1-py3-none-any.whl"]),
+    ],
+)
+def test_the_file_pip_downloads_is_among_the_files_resolved(
+    fake_index: FakeIndex, tmp_path: Path, pin: str, files: list[str]
+) -> None:
+    """The yardstick, side by side: real `pip download` (wheels only: nothing is built) against the same
+    index picks one file; the release resolved for the same requirement holds it."""
+    fake_index.add("foo", *(the_wheel(name) for name in files))
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--isolated",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--index-url",
+            fake_index.url,
+            "-d",
+            str(tmp_path),
+            pin,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pip.returncode == 0, pip.stderr
+    [downloaded] = [p.name for p in tmp_path.iterdir()]
+    name, _, version = pin.partition("==")
+    with client(fake_index) as pypi:
+        release = pypi.resolve(name, version or None)
+    assert downloaded in [f.filename for f in release.files]
+
+
 def test_unknown_version_names_project_and_known_versions(fake_index: FakeIndex) -> None:
     publish_versions(fake_index)
     with client(fake_index) as pypi, pytest.raises(VersionNotFound) as caught:
@@ -186,6 +322,16 @@ def test_unreachable_index(fake_index: FakeIndex) -> None:
     with PyPIClient("http://127.0.0.1:9/simple/", retries=2, backoff=0.0, timeout=5) as pypi:
         with pytest.raises(IndexUnavailable, match="after 2 attempts"):
             pypi.resolve("anything")
+
+
+def test_an_index_url_of_a_scheme_no_client_takes_fails_at_once_saying_so() -> None:
+    """Not retried (a retried failure reads "after 3 attempts (...)"), and the credentials not shown."""
+    with PyPIClient("ftp://alice:s3cret@example.invalid/simple/", backoff=0.0) as pypi:
+        with pytest.raises(IndexUnavailable) as caught:
+            pypi.resolve("foo")
+    message = str(caught.value)
+    assert message.startswith("could not fetch ftp://example.invalid/simple/foo/: UnsupportedProtocol: ")
+    assert message.endswith("(an index URL starts with http:// or https://)")
 
 
 def test_credentials_are_used_but_never_shown(fake_index: FakeIndex) -> None:

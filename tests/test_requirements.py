@@ -59,6 +59,36 @@ def test_an_unpinned_requirement_is_an_error_naming_the_line(tmp_path: Path, lin
         read_pins([req])
 
 
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ("--index-url ${PRIVATE_INDEX}", "'${PRIVATE_INDEX}'"),
+        (
+            "--extra-index-url https://${TOKEN}@example.invalid/simple/",
+            "'https://${TOKEN}@example.invalid/simple/'",
+        ),
+        ("foo==${FOO_VERSION}", "cannot parse 'foo==${FOO_VERSION}'"),
+    ],
+)
+def test_an_environment_variable_pip_would_expand_is_an_error_saying_so(
+    tmp_path: Path, line: str, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip expands `${VAR}`; this reader does not (a pin does not depend on the scan's environment), and
+    says so instead of fetching a URL named `${PRIVATE_INDEX}` or reporting a parse error alone."""
+    for name in ("PRIVATE_INDEX", "TOKEN", "FOO_VERSION"):
+        monkeypatch.setenv(name, "set")
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"six==1.0\n{line}\n")
+    with pytest.raises(RequirementsError) as caught:
+        read_pins([req])
+    message = str(caught.value)
+    assert message.startswith(f"{req}:2: {shown}")
+    assert (
+        "pip expands ${VAR} from the environment; dragonfly-hybrid does not: write the value itself"
+        in message
+    )
+
+
 def test_pylock_uv_and_poetry_locks(tmp_path: Path) -> None:
     pylock = tmp_path / "pylock.toml"
     pylock.write_text(

@@ -228,6 +228,8 @@ class FakeFile:
     """PEP 345 Requires-Python, published as ``requires-python`` / ``data-requires-python``."""
     listed_url: str | None = None
     """The URL the JSON page publishes; None: the file's own, relative to the page."""
+    listed_name: str | None = None
+    """The name the page lists (JSON ``filename``, HTML link text); None: the file's own."""
 
     @property
     def sha256(self) -> str:
@@ -262,6 +264,12 @@ class Faults:
     """Body and content type served for the project list (``/simple/``) instead of the PEP 691 JSON."""
     redirect_loop: set[str] = field(default_factory=set)
     """File names answered with a redirect to themselves, always."""
+    list_date: str | None = None
+    """The ``Date`` header of the project list (``/simple/``), as written; None: the server's clock."""
+    list_headers: list[tuple[str, str]] = field(default_factory=list)
+    """More headers sent with the project list (a second ``Date``, as a proxy in front may add)."""
+    page_meta: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Normalized project name -> entries that replace those of its JSON page's ``meta``."""
     padded_pages: dict[str, int] = field(default_factory=dict)
     """Normalized project name -> bytes of whitespace its JSON page starts with (still valid JSON), sent in
     1 MiB writes without Content-Length, as a hostile index may; what was sent is counted in
@@ -274,6 +282,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        list_date = self.server.index.faults.list_date
+        if list_date is not None and self.path == "/simple/":
+            return list_date
+        return super().date_time_string(timestamp)
 
     def do_GET(self) -> None:
         index = self.server.index
@@ -291,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, *faults.project_list)
             return
         if self.path == "/simple/":
-            self._send(200, json.dumps(index.json_index()).encode(), JSON_TYPE)
+            self._send(200, json.dumps(index.json_index()).encode(), JSON_TYPE, faults.list_headers)
             return
         page = re.fullmatch(r"/simple/([^/]+)/", self.path)
         if page:
@@ -320,12 +334,16 @@ class _Handler(BaseHTTPRequestHandler):
         return self.headers.get("Authorization", "") == f"Basic {expected}"
 
     def _send(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
+        for key, value in headers.items() if isinstance(headers, dict) else headers or []:
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
@@ -487,7 +505,7 @@ class FakeIndex:
         data: dict[str, object] = {
             # Relative to the page, as real indexes may do: the client must resolve it.
             "url": file.listed_url or f"../../files/{project}/{file.filename}",
-            "filename": file.filename,
+            "filename": file.listed_name or file.filename,
             "hashes": {} if file.listed_sha256 == "" else {"sha256": file.listed_sha256 or file.sha256},
             "yanked": "broken" if file.yanked else False,
         }
@@ -504,6 +522,7 @@ class FakeIndex:
             "meta": {
                 "api-version": "1.0",
                 "_last-serial": self.faults.stale_pages.get(project, self.project_serials.get(project, 0)),
+                **self.faults.page_meta.get(project, {}),
             },
             "name": self.display_names[project],
             "files": [self._file_json(project, f) for f in self.projects[project]],
@@ -517,7 +536,8 @@ class FakeIndex:
             if f.requires_python is not None:
                 yanked += f' data-requires-python="{html.escape(f.requires_python)}"'
             links.append(
-                f'<a href="../../files/{project}/{f.filename}{digest}"{yanked}>{f.filename}</a><br/>'
+                f'<a href="../../files/{project}/{f.filename}{digest}"{yanked}>'
+                f"{html.escape(f.listed_name or f.filename)}</a><br/>"
             )
         return "<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n"
 

@@ -1,10 +1,12 @@
 """Resolving releases on a PEP 691 simple index and downloading their distributions.
 
-``name==version`` selects exactly that version (yanked files included: an exact pin may select a yanked
-release, PEP 592); a bare ``name`` selects the highest version that has at least one non-yanked file and is
-not a pre-release, and whose Requires-Python admits the running Python or the one asked for
-(pre-releases only when nothing else exists), and of it the files that are installable there: pip's
-rule, the one ``watch`` uses too. Project names are normalized per PEP 503 before the index is asked; a
+``name==version`` selects every version PEP 440's ``==`` matches: that version and its local variants
+(``1.0+build``), one of which pip picks; yanked files included (an exact pin may select a yanked release,
+PEP 592). A bare ``name`` selects the highest version that is not a pre-release and has a file pip could
+install: not yanked, Requires-Python admitting the running Python or the one asked for, and an sdist or a
+wheel whose tags this platform supports (pre-releases only when nothing else exists); of it, the files
+not yanked whose Requires-Python admits that Python. Files are named and versioned as pip names them, from
+their URLs (:mod:`.pip_names`). Project names are normalized per PEP 503 before the index is asked; a
 project is looked up on the index and every extra index, and their files are merged (pip's rule). Where
 the indexes and the network settings come from: :mod:`dragonfly_hybrid.pypi.pipconfig`.
 
@@ -24,7 +26,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urljoin
@@ -207,10 +209,19 @@ def _installable(package: DistributionPackage, python: Version) -> bool:
         return True
 
 
-def _latest(versions: dict[Version, list[DistributionPackage]], python: Version) -> Version | None:
+def _latest(
+    versions: dict[Version, list[DistributionPackage]], python: Version, *, here: bool = False
+) -> Version | None:
     """pip's choice: the newest final release with an installable file; a pre-release only when there is
-    no such final release."""
-    live = [v for v, packages in versions.items() if any(_installable(p, python) for p in packages)]
+    no such final release. ``here``: installable also means a format pip installs that runs on this
+    platform (a release of only Windows wheels is not pip's choice on Linux)."""
+    from dragonfly_hybrid.pypi.pip_names import runs_on
+
+    live = [
+        v
+        for v, packages in versions.items()
+        if any(_installable(p, python) and (not here or runs_on(p.filename, python)) for p in packages)
+    ]
     finals = [v for v in live if not v.is_prerelease]
     return max(finals or live, default=None)
 
@@ -229,28 +240,34 @@ def select_release(page: ProjectPage, version: str | None, python: Version = RUN
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
-        chosen = _latest(versions, python)
+        chosen = _latest(versions, python, here=True)
         if chosen is None:
             raise VersionNotFound(
-                f"project {page.project!r} has no installable release for Python {python} (every release "
-                f"is yanked or requires another Python; pin one with name==version){status}"
+                f"project {page.project!r} has no installable release for Python {python} here (every "
+                "release is yanked, requires another Python, or has no sdist or wheel for this platform; "
+                f"pin one with name==version){status}"
             )
         packages = [p for p in versions[chosen] if _installable(p, python)]
     else:
+        from packaging.specifiers import Specifier
+
         wanted = _parse_version(version)
         if wanted is None:
             raise VersionNotFound(f"{version!r} is not a valid version (PEP 440)")
-        packages = versions.get(wanted, [])
-        if not packages:
+        # PEP 440's `==`: `==1.0` also matches `1.0+anything`, which pip prefers as the higher version.
+        pinned = Specifier(f"=={wanted}")
+        matching = sorted(v for v in versions if pinned.contains(v, prereleases=True))
+        if not matching:
             known = ", ".join(str(v) for v in sorted(versions)[-5:]) or "none"
             raise VersionNotFound(
                 f"project {page.project!r} has no files for version {version}{status}; "
                 f"latest versions on the index: {known}"
             )
-        chosen = wanted
+        chosen = wanted if wanted in matching else matching[-1]
+        packages = [p for v in matching for p in versions[v]]
     packages.sort(key=lambda p: p.filename)
-    # The version as the index spells it (the first file's), not a re-normalized form.
-    spelled = packages[0].version or str(chosen)
+    # The version as the index spells it (a file's of that version), not a re-normalized form.
+    spelled = next((p.version for p in packages if _parse_version(p.version) == chosen), None) or str(chosen)
     return Release(name=page.project, version=spelled, files=tuple(_file_of(p) for p in packages))
 
 
@@ -332,6 +349,11 @@ class PyPIClient:
                         raise IndexUnavailable(f"index answered HTTP {response.status_code} for {shown}")
                     body = _read_page(response, shown, self.max_page_size)
                     return IndexPage(str(response.url), response.headers, response.charset_encoding, body)
+            except httpx.UnsupportedProtocol as err:
+                raise IndexUnavailable(
+                    f"could not fetch {shown}: {describe_error(err)} (an index URL starts with http:// or "
+                    "https://)"
+                ) from None
             except httpx.TransportError as err:
                 problem = describe_error(err)
                 continue
@@ -389,6 +411,9 @@ class PyPIClient:
                 server_time = parsedate_to_datetime(page.headers["date"])
             except (TypeError, ValueError):
                 server_time = None
+            if server_time is not None and server_time.tzinfo is None:
+                # "-0000" (RFC 5322: UTC, local offset unknown) parses without a zone; HTTP dates are UTC.
+                server_time = server_time.replace(tzinfo=timezone.utc)
         return ProjectList(projects, serial, server_time)
 
     def resolve(self, name: str, version: str | None = None) -> Release:
@@ -547,12 +572,18 @@ def parse_project_page(page: IndexPage, name: str, shown: str) -> ProjectPage:
     """A project page answer (PEP 691 JSON or PEP 503 HTML); :class:`IndexUnavailable` when unusable."""
     from pypi_simple import ProjectPage
 
+    from dragonfly_hybrid.pypi.pip_names import as_pip_reads
+
     content_type = page.content_type or "text/html"
     try:
         if content_type == _JSON_TYPE:
-            return ProjectPage.from_json_data(json.loads(page.body), page.url)
-        if content_type in _HTML_TYPES:
-            return ProjectPage.from_html(name, page.body, page.url, page.charset)
+            parsed = ProjectPage.from_json_data(json.loads(page.body), page.url)
+        elif content_type in _HTML_TYPES:
+            parsed = ProjectPage.from_html(name, page.body, page.url, page.charset)
+        else:
+            raise IndexUnavailable(f"unsupported content type {content_type!r} for {shown}")
+    except IndexUnavailable:
+        raise
     except Exception as err:  # pydantic, JSON and HTML parser errors: the page is unusable
         raise IndexUnavailable(f"malformed project page at {shown}: {err}") from err
-    raise IndexUnavailable(f"unsupported content type {content_type!r} for {shown}")
+    return as_pip_reads(parsed)

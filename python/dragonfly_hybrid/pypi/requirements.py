@@ -165,6 +165,24 @@ def _requirements_error(err: Exception) -> RequirementsError:
 
 
 _CARET_LINE = re.compile(r" *~*\^")
+# pip's form of a variable it expands in requirement files.
+_ENVIRONMENT_VARIABLE = re.compile(r"\$\{[A-Z0-9_]+\}")
+
+
+def _unexpanded(text: str) -> str:
+    """A note for a line holding ``${VAR}``: pip would have expanded it; this reader does not (so a pin
+    or an index never depends on the environment a scan happens to run in)."""
+    if not _ENVIRONMENT_VARIABLE.search(text):
+        return ""
+    return " (pip expands ${VAR} from the environment; dragonfly-hybrid does not: write the value itself)"
+
+
+def _option_values(options: dict[str, Any]) -> list[str]:
+    """The text values of a line's options (index URLs, hosts, files)."""
+    values: list[str] = []
+    for value in options.values():
+        values.extend(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
+    return values
 
 
 def _printable_parser_message(message: str) -> str:
@@ -202,11 +220,17 @@ def _read_requirements(path: Path, pins: Pins) -> None:
     if parsed.invalid_lines:
         bad = parsed.invalid_lines[0]
         raise RequirementsError(
-            f"{bad.filename}:{bad.line_number}: cannot parse {bad.line!r}: "
+            f"{bad.filename}:{bad.line_number}: cannot parse {bad.line!r}"
+            + _unexpanded(bad.line)
+            + ": "
             + _printable_parser_message(bad.error_message)
         )
     for option in parsed.options:
-        _read_option(option.options, f"{option.filename}:{option.line_number}", pins)
+        origin = f"{option.filename}:{option.line_number}"
+        for value in _option_values(option.options):
+            if _ENVIRONMENT_VARIABLE.search(value):
+                raise RequirementsError(f"{origin}: {printable(value)!r}{_unexpanded(value)}")
+        _read_option(option.options, origin, pins)
     entries = [r for r in parsed.requirements if not r.is_constraint]  # pip installs no constraint
     for entry in entries:
         _read_entry(entry, pins)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from dragonfly_hybrid._core import DownloadBuffer
+from dragonfly_hybrid.errors import NoRulesError
 from dragonfly_hybrid.node.metrics import MetricsServer, NodeMetrics
 from dragonfly_hybrid.node.service import serve
 from dragonfly_hybrid.node.settings import NodeSettings
@@ -217,6 +218,42 @@ def test_rules_that_do_not_compile_keep_the_last_good_set(fake: FakeMainframe, t
         fake.add_release("c", "1.0", {"setup.py": MARK})
 
     thread = threading.Thread(target=break_rules)
+    thread.start()
+    run_node(settings_for(fake, tmp_path, bulk_size=1), max_jobs=3)
+    thread.join()
+    bodies = {s.body["name"]: s.body for s in fake.results}
+    assert bodies["c"]["commit"] == "fake-rules-1" and bodies["c"]["rules_matched"] == ["m"]
+
+
+def test_a_rule_set_from_the_mainframe_that_defines_no_rule_is_never_used(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    """Comment-only sources compile to a set that matches nothing: installed, every job would be submitted
+    clean. The node does not start with one, and keeps the last good set when one is served later."""
+    empty = {"notes.yar": "// rules are being rewritten\n"}
+    fake.add_release("a", "1.0", {"setup.py": MARK})
+    fake.set_rules("empty-rules", empty)
+    with pytest.raises(NoRulesError, match="'empty-rules' defines no rule"):
+        run_node(settings_for(fake, tmp_path), once=True)
+    proc = node_process(fake, tmp_path, "--once")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 3, stderr
+    assert stderr.endswith(
+        "error: the mainframe's rules cannot be used: the rule set 'empty-rules' defines no rule: "
+        "it would match nothing\n"
+    )
+    assert fake.results == []
+    fake.set_rules(
+        "fake-rules-1", {"m.yar": 'rule m { strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }'}
+    )
+    fake.add_release("b", "1.0", {"setup.py": MARK})
+
+    def empty_rules() -> None:
+        fake.wait_until(lambda: len(fake.claims) >= 1)
+        fake.set_rules("empty-rules", empty)
+        fake.add_release("c", "1.0", {"setup.py": MARK})
+
+    thread = threading.Thread(target=empty_rules)
     thread.start()
     run_node(settings_for(fake, tmp_path, bulk_size=1), max_jobs=3)
     thread.join()

@@ -21,13 +21,14 @@ from dragonfly_hybrid._core import (
     ScanProgress,
     __version__,
 )
-from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError, ScanCancelled
+from dragonfly_hybrid.errors import NoRulesError, RuleCompileError, RulesFormatError, ScanCancelled
 from dragonfly_hybrid.rules_loader import bundled_rules, bundled_rules_dir, load_rules
 
 __all__ = [
     "DistributionResult",
     "FileResult",
     "Limits",
+    "NoRulesError",
     "PatternMatch",
     "ReleaseResult",
     "RuleCompileError",

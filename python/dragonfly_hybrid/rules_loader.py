@@ -8,23 +8,30 @@ format) is ignored and written again; a cache that cannot be written costs only 
 
 :func:`prefetch_rules` starts loading a rule set (the bundled one, or the paths ``--rules`` names) from the
 cache on a background thread (the engine lets go of the GIL while it deserializes), so ``scan`` overlaps it
-with the rest of its start-up; the next :func:`load_rules` of the same paths with the same cache directory
-takes that result. It only reads: a miss or an unusable entry leaves everything (compiling, the warning,
+with the rest of its start-up; the next :func:`load_rules` of the same paths takes what it read (every
+source is read once: a pipe, ``--rules <(...)``, cannot be read twice) and, with the same cache directory,
+what it loaded. It only reads: a miss or an unusable entry leaves everything (compiling, the warning,
 writing the entry) to that call.
+
+Sources are named by *origin* (what compile errors name; part of the rule-set hash): see :func:`_origins`.
+A set that defines no rule is refused (``NoRulesError``): it would call everything clean.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from dragonfly_hybrid._core import COMPILED_RULES_MAGIC, Rules, __version__
-from dragonfly_hybrid.errors import RulesFormatError
+from dragonfly_hybrid.errors import NoRulesError, RulesFormatError
 
 RULE_SUFFIXES = (".yar", ".yara")
 RULES_CACHE_ENV = "DRAGONFLY_RULES_CACHE_DIR"
@@ -83,6 +90,8 @@ def compile_cached(sources: dict[str, str], cache_dir: Path | None) -> Rules:
             "ignoring an unusable cached rule set", extra={"path": str(path), "error": str(err)}
         )
     rules = Rules.compile(sources)
+    if rules.count == 0:
+        return rules  # never kept: load_rules refuses a set without rules
     with contextlib.suppress(OSError):  # a read-only or full disk costs the next start its compile, no more
         cache_dir.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=cache_dir, prefix=".partial-", suffix=".rules")
@@ -102,28 +111,42 @@ def bundled_rules_dir() -> Path:
 
 
 class _Prefetch:
-    """The rule set of ``paths`` (none: the bundled set) read from ``cache_dir`` on a daemon thread (None:
-    not there, or not usable)."""
+    """The rule sources of ``paths`` (none: the bundled set), read on a daemon thread, and their compiled set
+    from ``cache_dir`` when it is there and usable.
+
+    What it read is what the next ``load_rules`` of the same paths compiles: a source is read once, as a
+    pipe (``--rules <(...)``) can be read only once."""
 
     def __init__(self, cache_dir: Path, paths: Sequence[StrPath]) -> None:
         self.cache_dir = cache_dir
         self.key = _paths_key(paths)
-        self.rules: Rules | None = None
+        self.found: Rules | dict[str, str] | None = None
+        self.error: Exception | None = None
+        self.cached: Rules | None = None
         # A daemon: a command that stops early (a usage error) does not wait for a load it will not use.
         self.thread = threading.Thread(target=self._load, args=(paths,), name="rules-prefetch", daemon=True)
         self.thread.start()
 
     def _load(self, paths: Sequence[StrPath]) -> None:
-        # Any failure is the caller's to meet again and report, as it would without the prefetch.
-        with contextlib.suppress(Exception):
+        try:
             found = _gather([Path(p) for p in paths] or [bundled_rules_dir()])
-            if isinstance(found, dict):
-                found = Rules.deserialize(_cache_entry(self.cache_dir, found).read_bytes())
-            self.rules = found
+        except Exception as err:  # the caller's to report, as it would without the prefetch
+            self.error = err
+            return
+        self.found = found
+        if isinstance(found, dict):
+            # A miss or an unusable entry: the caller compiles (and warns, and writes the entry).
+            with contextlib.suppress(Exception):
+                self.cached = Rules.deserialize(_cache_entry(self.cache_dir, found).read_bytes())
 
-    def result(self) -> Rules | None:
+    def outcome(self, cache_dir: Path | None) -> tuple[Rules | dict[str, str], Rules | None]:
+        """What the thread read (raising what reading raised), and the compiled set it found in the cache
+        when that is ``cache_dir``."""
         self.thread.join()
-        return self.rules
+        if self.error is not None:
+            raise self.error
+        assert self.found is not None
+        return self.found, self.cached if cache_dir == self.cache_dir else None
 
 
 def _paths_key(paths: Iterable[StrPath]) -> tuple[str, ...]:
@@ -136,8 +159,8 @@ _prefetch_lock = threading.Lock()
 
 def prefetch_rules(paths: Sequence[StrPath] = ()) -> None:
     """Start loading the rule set of ``paths`` (none: the bundled set) from the rules cache
-    (:func:`rules_cache_dir`) in the background, for the next ``load_rules(paths)`` with that cache
-    directory; nothing when the cache is off."""
+    (:func:`rules_cache_dir`) in the background, for the next ``load_rules(paths)`` (which takes the sources
+    it read, and the set it loaded when its cache directory is the same); nothing when the cache is off."""
     global _prefetch
     cache_dir = rules_cache_dir()
     if cache_dir is not None:
@@ -145,13 +168,11 @@ def prefetch_rules(paths: Sequence[StrPath] = ()) -> None:
             _prefetch = _Prefetch(cache_dir, paths)
 
 
-def _take_prefetched(cache_dir: Path, paths: Sequence[Path]) -> Rules | None:
+def _take_prefetched(paths: Sequence[Path]) -> _Prefetch | None:
     global _prefetch
     with _prefetch_lock:
         started, _prefetch = _prefetch, None
-    if started is None or started.cache_dir != cache_dir or started.key != _paths_key(paths):
-        return None
-    return started.result()
+    return started if started is not None and started.key == _paths_key(paths) else None
 
 
 def bundled_rules() -> Rules:
@@ -159,46 +180,181 @@ def bundled_rules() -> Rules:
     return load_rules([bundled_rules_dir()])
 
 
-def _sources_in_directory(directory: Path) -> dict[str, str]:
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in RULE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no .yar or .yara files under {directory}")
-    # Origins are relative to the directory so the rule-set hash does not depend on where it lives.
-    return {p.relative_to(directory).as_posix(): p.read_text(encoding="utf-8") for p in files}
+def shown_path(path: StrPath) -> str:
+    """``path`` for a message: bytes that are not UTF-8 as ``\\xNN``, control and format characters (a
+    newline, a bidi override in a file name) as escapes."""
+    from dragonfly_hybrid.report import printable  # only on the way to a message
+
+    return printable(os.fsencode(path).decode("utf-8", "backslashreplace"))
+
+
+def _origin_text(name: str) -> str:
+    # A name that is not UTF-8 (surrogate escapes) cannot be hashed or handed to the engine as it is.
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_a_rule_file(entry: Path) -> str | None:
+    """What ``entry`` (named like a rule file) is when it cannot be one, else None (a regular file, or a
+    directory, which the walk enters). Symbolic links are followed."""
+    try:
+        mode = entry.stat().st_mode
+    except FileNotFoundError:
+        return "a symbolic link to nothing" if entry.is_symlink() else None  # gone since: reading says so
+    except OSError as err:
+        return "a symbolic link loop" if err.errno == errno.ELOOP else None  # reading it reports the rest
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((what for test, what in _NOT_REGULAR if test(mode)), "not a regular file")
+
+
+def _rule_files_in_directory(directory: Path) -> tuple[Path, ...]:
+    """The .yar/.yara files under ``directory``, relative to it, sorted. An entry named so that is no
+    regular file (a broken link, a FIFO, a device) is an error: skipping it would drop its rules unseen, and
+    reading it could block or never end."""
+    found: list[Path] = []
+    unusable: list[str] = []
+    for entry in directory.rglob("*"):
+        if entry.suffix.lower() not in RULE_SUFFIXES:
+            continue
+        problem = _not_a_rule_file(entry)
+        if problem is not None:
+            unusable.append(f"{shown_path(entry)} is {problem}, not a rule file")
+        elif not entry.is_dir():
+            found.append(entry.relative_to(directory))
+    if unusable:
+        raise ValueError("; ".join(sorted(unusable)))
+    if not found:
+        raise FileNotFoundError(f"no .yar or .yara files under {shown_path(directory)}")
+    return tuple(sorted(found))
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One path given to :func:`load_rules`."""
+
+    path: Path
+    parts: tuple[str, ...]
+    """The components of its absolute path, without the root: the stock of its names."""
+    members: tuple[Path, ...] | None
+    """A directory's rule files, relative to it; None for a file."""
+
+    def origins(self, depth: int) -> list[str]:
+        """Its files' origins when it is named by the last ``depth`` components of its path."""
+        label = _origin_text("/".join(self.parts[-depth:]))
+        if self.members is None:
+            return [label]
+        return [f"{label}/{_origin_text(member.as_posix())}" for member in self.members]
+
+
+def _listed(given: Sequence[Path]) -> list[_Source]:
+    """The sources of ``given``; a path given twice is one source, read once. Lists directories, reads no
+    file."""
+    by_location: dict[str, Path] = {}
+    for path in given:
+        by_location.setdefault(os.path.abspath(path), path)
+    return [
+        _Source(path, Path(location).parts[1:], _rule_files_in_directory(path) if path.is_dir() else None)
+        for location, path in by_location.items()
+    ]
+
+
+def _origins(sources: Sequence[_Source]) -> list[list[str]]:
+    """The origin of every rule file of ``sources`` (what compile errors name; part of the rule-set hash).
+
+    One directory: paths relative to it, so the hash does not depend on where it lives. Otherwise a file is
+    its name and a directory's files ``<its name>/<relative path>``; sources whose origins would clash
+    (``team-a/custom.yar`` and ``team-b/custom.yar``) are named by more of their paths until they do not
+    (``team-a/custom.yar``), so every source's rules are kept and errors point at the right file."""
+    if len(sources) == 1 and sources[0].members is not None:
+        return [[_origin_text(member.as_posix()) for member in sources[0].members]]
+    depths = [1] * len(sources)
+    while True:
+        origins = [source.origins(depth) for source, depth in zip(sources, depths, strict=True)]
+        owners: dict[str, set[int]] = {}
+        for index, names in enumerate(origins):
+            for name in names:
+                owners.setdefault(name, set()).add(index)
+        clashing = sorted({index for found in owners.values() if len(found) > 1 for index in found})
+        if not clashing:
+            return origins
+        deeper = [index for index in clashing if depths[index] < len(sources[index].parts)]
+        if not deeper:  # whole paths, still the same: one file reached twice (given, and inside a directory)
+            named = ", ".join(shown_path(sources[index].path) for index in clashing)
+            raise ValueError(f"{named} hold the same rule file twice")
+        for index in deeper:
+            depths[index] += 1
+
+
+def rule_source_files(paths: Sequence[StrPath] = ()) -> dict[str, Path]:
+    """The file behind each origin of ``load_rules(paths)`` (what a compile error names): lists
+    directories, reads no file."""
+    sources = _listed([Path(p) for p in paths] or [bundled_rules_dir()])
+    files: dict[str, Path] = {}
+    for source, names in zip(sources, _origins(sources), strict=True):
+        members = [source.path] if source.members is None else [source.path / m for m in source.members]
+        files.update(zip(names, members, strict=True))
+    return files
 
 
 def load_rules(paths: Iterable[StrPath] = (), *, cache_dir: Path | None = None) -> Rules:
     """Load rules from directories (read recursively for .yar/.yara), source files or one compiled blob.
 
     With no paths, the bundled rules. With ``cache_dir``, sources compiled once are loaded from there
-    afterwards (:func:`compile_cached`). Raises ``RuleCompileError`` naming file and line when a source does
-    not compile, ``RulesFormatError`` for a damaged blob, ``OSError`` when a path cannot be read.
+    afterwards (:func:`compile_cached`). Every source is read once (what a prefetch read, when it read these
+    paths). Raises ``RuleCompileError`` naming file and line when a source does not compile,
+    ``RulesFormatError`` for a damaged blob, ``NoRulesError`` when the set defines no rule, ``OSError`` when
+    a path cannot be read, ``ValueError`` for a file that is not a rule source.
     """
     given = [Path(p) for p in paths]
-    if cache_dir is not None:
-        prefetched = _take_prefetched(cache_dir, given)
-        if prefetched is not None:
-            return prefetched
-    found = _gather(given or [bundled_rules_dir()])
-    return compile_cached(found, cache_dir) if isinstance(found, dict) else found
+    prefetched = _take_prefetched(given)
+    rules: Rules | None = None
+    if prefetched is not None:
+        found, rules = prefetched.outcome(cache_dir)
+    else:
+        found = _gather(given or [bundled_rules_dir()])
+    if rules is None:
+        rules = compile_cached(found, cache_dir) if isinstance(found, dict) else found
+    if rules.count == 0:
+        named = ", ".join(shown_path(p) for p in given) or "the bundled rule set"
+        raise NoRulesError(
+            f"no rule defined in {named} (empty or comment-only sources): it would match nothing"
+        )
+    return rules
 
 
 def _gather(given: list[Path]) -> Rules | dict[str, str]:
-    """The sources of ``given`` by origin, or the rule set when it is one compiled blob."""
-    sources: dict[str, str] = {}
-    for path in given:
-        if path.is_dir():
-            found = _sources_in_directory(path)
-            prefix = "" if len(given) == 1 else f"{path.name}/"
-            sources.update({prefix + origin: text for origin, text in found.items()})
+    """The sources of ``given`` by origin (:func:`_origins`), or the rule set when it is one compiled blob.
+    Reads every file once."""
+    sources = _listed(given)
+    texts: dict[str, str] = {}
+    for source, names in zip(sources, _origins(sources), strict=True):
+        if source.members is not None:
+            for name, member in zip(names, source.members, strict=True):
+                file = source.path / member
+                if name in texts:  # "caf\xe9.yar" spelt out beside a name holding the byte 0xE9
+                    raise ValueError(f"{shown_path(file)} has the name of another rule file ({name})")
+                texts[name] = _decoded(file.read_bytes(), file, "is not UTF-8 YARA source")
             continue
-        data = path.read_bytes()
+        data = source.path.read_bytes()
         if data.startswith(COMPILED_RULES_MAGIC):
-            if len(given) != 1:
-                raise ValueError(f"{path} is a compiled rule set; it cannot be combined with other rules")
+            if len(sources) != 1:
+                shown = shown_path(source.path)
+                raise ValueError(f"{shown} is a compiled rule set; it cannot be combined with other rules")
             return Rules.deserialize(data)
-        try:
-            sources[path.name] = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path} is neither UTF-8 YARA source nor a compiled rule set") from err
-    return sources
+        texts[names[0]] = _decoded(data, source.path, "is neither UTF-8 YARA source nor a compiled rule set")
+    return texts
+
+
+def _decoded(data: bytes, path: Path, what_else: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{shown_path(path)} {what_else} (byte {err.start}: {err.reason})") from err

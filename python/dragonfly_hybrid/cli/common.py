@@ -29,9 +29,9 @@ from dragonfly_hybrid.bounds import (
     threads_problem,
 )
 from dragonfly_hybrid.cli.base import int_option
-from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+from dragonfly_hybrid.errors import NoRulesError, RuleCompileError, RulesFormatError
 from dragonfly_hybrid.report import EXIT_USAGE
-from dragonfly_hybrid.rules_loader import bundled_rules_dir, load_rules, rules_cache_dir
+from dragonfly_hybrid.rules_loader import load_rules, rule_source_files, rules_cache_dir, shown_path
 
 if TYPE_CHECKING:
     # The store (sqlite3, the index client's helpers: ~6 ms) is imported where one is opened: a scan of
@@ -85,31 +85,23 @@ def open_store(path: Path, *, readonly: bool = False) -> Store:
         fail(f"cannot open the store: {err}")
 
 
-def _origin_path(origin: str, paths: Sequence[Path]) -> str:
-    """Map a rule origin given by ``load_rules`` back to the file it came from, when possible."""
-    for path in paths:
-        if path.is_dir():
-            relative = origin if len(paths) == 1 else origin.removeprefix(f"{path.name}/")
-            if (len(paths) == 1 or origin.startswith(f"{path.name}/")) and (path / relative).is_file():
-                return str(path / relative)
-        elif path.name == origin:
-            return str(path)
-    return origin
-
-
 def _compile_diagnostics(err: RuleCompileError, paths: Sequence[Path]) -> str:
-    paths = paths or [bundled_rules_dir()]
+    try:
+        files = {origin: shown_path(path) for origin, path in rule_source_files(paths).items()}
+    except (OSError, ValueError):  # the paths changed since they were read: name the origins
+        files = {}
     lines = [
-        f"{_origin_path(origin, paths)}:{line}:{column}: {message}"
+        f"{files.get(origin, origin)}:{line}:{column}: {message}"
         for origin, line, column, message in err.diagnostics
     ]
     return "\n".join(lines) if lines else str(err)
 
 
 def load_rules_or_exit(paths: Sequence[Path]) -> Rules:
-    """Load rules or exit 2 with a precise reason (compile diagnostics as ``file:line:column: message``);
-    sources compiled before are loaded from the rules cache (``rules_loader.rules_cache_dir``)."""
-    shown = ", ".join(str(p) for p in paths) or "the bundled rule set"
+    """Load rules or exit 2 with a precise reason (compile diagnostics as ``file:line:column: message``; a
+    set without rules is refused, naming its sources); sources compiled before are loaded from the rules
+    cache (``rules_loader.rules_cache_dir``)."""
+    shown = ", ".join(shown_path(p) for p in paths) or "the bundled rule set"
     try:
         return load_rules(paths, cache_dir=rules_cache_dir())
     except RuleCompileError as err:
@@ -117,8 +109,10 @@ def load_rules_or_exit(paths: Sequence[Path]) -> Rules:
         fail(f"rules do not compile ({count} error(s)):\n{_compile_diagnostics(err, paths)}")
     except RulesFormatError as err:
         fail(f"cannot load compiled rules from {shown}: {err}")
+    except NoRulesError as err:
+        fail(str(err))
     except OSError as err:
-        where = f" {err.filename}" if err.filename else ""
+        where = f" {shown_path(err.filename)}" if err.filename else ""
         fail(f"cannot read rules{where}: {err.strerror or err}")
     except ValueError as err:
         fail(f"cannot load rules from {shown}: {err}")

@@ -18,7 +18,7 @@ import typer
 from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import fail, load_rules_or_exit
 from dragonfly_hybrid.logs import LogFormat
-from dragonfly_hybrid.report import EXIT_INCOMPLETE, EXIT_USAGE
+from dragonfly_hybrid.report import EXIT_INCOMPLETE, EXIT_USAGE, printable
 
 if TYPE_CHECKING:
     from dragonfly_hybrid.node.settings import NodeSettings
@@ -165,6 +165,7 @@ def node_command(
     """
     import asyncio
 
+    from dragonfly_hybrid.errors import NoRulesError, RuleCompileError
     from dragonfly_hybrid.logs import setup_logging
     from dragonfly_hybrid.node.jobs import MainframeError
     from dragonfly_hybrid.node.mainframe import AuthError
@@ -198,6 +199,9 @@ def node_command(
         fail(f"cannot log in to the mainframe: {err}", EXIT_INCOMPLETE)
     except MainframeError as err:
         fail(f"mainframe: {err}", EXIT_INCOMPLETE)
+    except (RuleCompileError, NoRulesError) as err:
+        # The mainframe's first rule set (a later unusable one keeps the last good set instead).
+        fail(f"the mainframe's rules cannot be used: {printable(str(err))}", EXIT_INCOMPLETE)
 
 
 def config_command(config: ConfigFile = None) -> None:

@@ -24,7 +24,7 @@ from typing import Generic, Protocol, TypeVar
 import httpx
 
 from dragonfly_hybrid._core import DownloadBuffer, Limits, Rules, Scanner, ScanProgress
-from dragonfly_hybrid.errors import RuleCompileError, RulesFormatError
+from dragonfly_hybrid.errors import NoRulesError, RuleCompileError, RulesFormatError
 from dragonfly_hybrid.node.jobs import (
     J,
     JobSource,
@@ -211,15 +211,22 @@ class RuleState:
         return self._cache_dir / f"{safe}.{COMPILED_LAYOUT}.rules"
 
     def _compile(self, commit: str, sources: dict[str, str]) -> Rules:
+        """The rule set ``commit``, from the cache or compiled; :class:`NoRulesError` for a set that defines
+        no rule (comment-only sources): installed, it would have every job submitted clean."""
         path = self._cache_path(commit)
         if path is not None and path.is_file():
             try:
-                return Rules.deserialize(path.read_bytes())
+                cached = Rules.deserialize(path.read_bytes())
             except (RulesFormatError, OSError) as err:
                 self._log.warning(
                     "ignoring unusable cached rules", extra={"path": str(path), "error": str(err)}
                 )
-        rules = Rules.compile(sources)
+            else:
+                if cached.count > 0:
+                    return cached
+        rules = Rules.compile(sources) if sources else None
+        if rules is None or rules.count == 0:
+            raise NoRulesError(f"the rule set {commit!r} defines no rule: it would match nothing")
         if path is not None:
             with contextlib.suppress(OSError):
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -289,12 +296,12 @@ class RuleState:
             if payload.hash != self.commit:
                 try:
                     scanner = await asyncio.to_thread(self._compile_and_build, payload.hash, payload.rules)
-                except RuleCompileError as err:
+                except (RuleCompileError, NoRulesError) as err:
                     self._failed_hash = wanted
                     if self.scanner is None:
                         raise
                     self._log.error(
-                        "new rules do not compile; scanning with the last good set",
+                        "new rules do not compile or define no rule; scanning with the last good set",
                         extra={"wanted": payload.hash, "using": self.commit, "errors": str(err)},
                     )
                 else:

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from dragonfly_hybrid.pypi.index import DownloadError
 from dragonfly_hybrid.rules_loader import load_rules
 from dragonfly_hybrid.store.db import Store
 from dragonfly_hybrid.watch.service import WatchConfig, WatchSummary, serve_watch
-from dragonfly_hybrid.watch.source import SERIAL_KEY, WatchFilters
+from dragonfly_hybrid.watch.source import INDEX_KEY, SERIAL_KEY, WatchFilters, index_identity
 from dragonfly_hybrid.watch.webhook import Webhook, redact_webhook_url
 from typer.testing import CliRunner
 
@@ -89,8 +90,9 @@ def test_first_run_records_a_baseline_then_new_releases_are_scanned_filtered_and
     webhook = Webhook(fake_index.hook_url, min_score=5)
     filters = WatchFilters(exclude=("skipme-*",), max_size=10_000)
     second = watch(fake_index, store, rules, filters=filters, webhook=webhook)
-    assert second.stored == 2 and second.serial == fake_index.serial
-    assert scans_per_release(store) == {"trusted==1.1": 1, "fresh==0.1": 1}
+    assert second.stored == 3 and second.serial == fake_index.serial
+    # big==1.0 was not downloaded (over --max-size), yet it is stored: as incomplete, never clean.
+    assert scans_per_release(store) == {"trusted==1.1": 1, "fresh==0.1": 1, "big==1.0": 1}
     with Store(store, readonly=True) as db:
         bad = db.latest_scan("trusted", "1.1")
         assert bad is not None and bad.verdict == "findings" and bad.rules_matched == ["test_marker"]
@@ -175,7 +177,9 @@ def test_watch_cli_once_and_its_exit_codes(fake_index: FakeIndex, tmp_path: Path
     result = runner.invoke(app, [*args, "--index-url", fake_index.url], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "1 poll(s), 0 release(s) stored" in result.stderr
-    unreachable = runner.invoke(app, [*args, "--index-url", "http://127.0.0.1:9/simple/"])
+    # Another store: this one follows fake_index, and refuses another index (exit 2).
+    other_store = [*args[:3], str(tmp_path / "unreachable.db"), *args[4:]]
+    unreachable = runner.invoke(app, [*other_store, "--index-url", "http://127.0.0.1:9/simple/"])
     assert unreachable.exit_code == 3 and "cannot poll the index" in unreachable.stderr
     bad_size = runner.invoke(app, [*args, "--index-url", fake_index.url, "--max-size", "lots"])
     assert bad_size.exit_code == 2
@@ -429,3 +433,147 @@ def test_webhook_tokens_never_reach_the_logs(fake_index: FakeIndex, tmp_path: Pa
     [failed] = [r for r in records if r["message"] == "webhook failed"]
     assert failed["url"] == f"http://127.0.0.1:{fake_index.port}/***?***" and failed["error"] == "HTTP 404"
     assert TOKEN not in done.stderr and QUERY_TOKEN not in done.stderr
+
+
+# ------------------------------------------------------------------------------ what the store keeps
+
+SECRET = "idx-s3cret-P4ss"
+
+
+def watch_process(url: str, store: Path, rules_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``watch --once`` as a real process."""
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "watch", "--once", "--store", str(store),
+               "--rules", str(rules_dir), "--index-url", url, "--threads", "2"]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("https://pypi.org/simple/", "https://pypi.org/simple", True),
+        ("https://pypi.org/simple/", f"https://user:{SECRET}@PyPI.org:443/simple//#frag", True),
+        ("http://mirror.test/simple/", "https://mirror.test/simple/", True),
+        ("http://[::1]:8080/simple/", "http://[::1]:8080/simple", True),
+        ("https://pypi.org/simple/", "https://test.pypi.org/simple/", False),
+        ("https://mirror.test/simple/", "https://mirror.test:8443/simple/", False),
+        ("https://mirror.test/a/simple/", "https://mirror.test/b/simple/", False),
+        ("https://mirror.test/simple/?tenant=a", "https://mirror.test/simple/?tenant=b", False),
+    ],
+)
+def test_index_urls_are_the_same_index_up_to_credentials_case_default_port_and_slashes(
+    first: str, second: str, same: bool
+) -> None:
+    assert (index_identity(first) == index_identity(second)) is same
+    assert SECRET not in index_identity(second)
+
+
+def test_a_store_that_follows_one_index_refuses_to_follow_another(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    store = tmp_path / "store.db"
+    fake_index.serial = 5_000_000  # a big index (PyPI); the other one's serials are far lower
+    publish(fake_index, "seed", "1.0", old=True)
+    assert watch_process(fake_index.url, store, rules_dir).returncode == 0  # the baseline
+    # The same index spelled another way (credentials, no trailing slash) is still this store's index.
+    same = watch_process(f"http://user:{SECRET}@127.0.0.1:{fake_index.port}/simple", store, rules_dir)
+    assert same.returncode == 0, same.stderr
+    with FakeIndex() as other:
+        publish(other, "evil", "1.0", BAD)
+        refused = watch_process(f"http://user:{SECRET}@127.0.0.1:{other.port}/simple/", store, rules_dir)
+        assert refused.returncode == 2, refused.stderr
+        [error] = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert error == (
+            f"error: the store {store} follows the index {fake_index.url} (serial {fake_index.serial}), "
+            f"not {other.url}: one index's serials mean nothing on another (releases would be missed); "
+            f"watch {other.url} with another store (--store PATH or DRAGONFLY_STORE)"
+        )
+        assert SECRET not in refused.stderr and "Traceback" not in refused.stderr
+        assert other.requests == []  # refused before polling it
+        with Store(store, readonly=True) as db:
+            assert db.get_state(SERIAL_KEY) == str(fake_index.serial)
+            assert db.get_state(INDEX_KEY) == fake_index.url
+        # What the message says to do works: another store follows the other index.
+        assert watch_process(other.url, tmp_path / "other.db", rules_dir).returncode == 0
+
+
+def test_index_credentials_are_never_stored_nor_reported(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """Relative file links joined to ``http://user:pass@host/simple/`` carry the credentials: the
+    downloads need them, the store and ``report`` must not have them."""
+    fake_index.faults.basic_auth = ("user", SECRET)
+    url = f"http://user:{SECRET}@127.0.0.1:{fake_index.port}/simple/"
+    store = tmp_path / "store.db"
+    publish(fake_index, "seed", "1.0", old=True)
+    assert watch_process(url, store, rules_dir).returncode == 0  # the baseline
+    publish(fake_index, "evil", "1.0", BAD)
+    done = watch_process(url, store, rules_dir)
+    assert done.returncode == 0 and "1 release(s) stored" in done.stderr, done.stderr
+    assert SECRET not in done.stderr
+    connection = sqlite3.connect(store)
+    try:
+        dump = "\n".join(connection.iterdump())
+    finally:
+        connection.close()
+    assert SECRET not in dump
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "report", "--store", str(store), "evil==1.0",
+               "-f", "json"]  # fmt: skip
+    report = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert report.returncode == 0, report.stderr
+    assert SECRET not in report.stdout
+    assert {d["url"] for d in json.loads(report.stdout)["distributions"]} == {
+        fake_index.file_url("evil", f.filename) for f in fake_index.projects["evil"]
+    }
+
+
+def test_files_over_max_size_are_stored_as_not_downloaded_and_leave_the_release_incomplete(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules
+) -> None:
+    store = tmp_path / "store.db"
+    watch_from_now(fake_index, store, rules)
+    listed = 50_000
+
+    def huge(name: str, body: bytes) -> FakeFile:
+        return FakeFile(*sdist(name, "1.0", {"setup.py": body}), listed_size=listed)
+
+    fake_index.add(
+        "partly", FakeFile(*wheel("partly", "1.0", {"partly/__init__.py": CLEAN})), huge("partly", BAD)
+    )
+    fake_index.add("whole", huge("whole", BAD))  # every file over the limit
+    fake_index.add(
+        "flagged", FakeFile(*wheel("flagged", "1.0", {"flagged/__init__.py": BAD})), huge("flagged", CLEAN)
+    )
+    filters = WatchFilters(max_size=10_000)
+    summary = watch(fake_index, store, rules, filters=filters)
+    assert summary.stored == 3 and summary.serial == fake_index.serial
+    assert not [r for r in file_requests(fake_index) if r.endswith(".tar.gz")]  # the flag's purpose holds
+    message = f"not downloaded: the index lists {listed} bytes, over --max-size (10000 bytes)"
+    with Store(store, readonly=True) as db:
+        for name, verdict in (("partly", "incomplete"), ("whole", "incomplete"), ("flagged", "findings")):
+            scan = db.latest_scan(name, "1.0")
+            assert scan is not None and scan.verdict == verdict, name
+            assert scan.error == f"{name}-1.0.tar.gz {message}"
+            skipped = [d for d in db.details(scan.id) if d["name"] == f"{name}-1.0.tar.gz"]
+            assert [
+                (d["format"], d["size"], d["sha256"], d["files_scanned"], d["verdict"], d["complete"])
+                for d in skipped
+            ] == [("-", listed, "", 0, "incomplete", False)]
+            assert skipped[0]["url"] == fake_index.file_url(name, f"{name}-1.0.tar.gz")
+            assert skipped[0]["issues"] == [
+                {"path": "", "kind": "over-max-size", "message": message, "unscanned": True}
+            ]
+        partly = db.latest_scan("partly", "1.0")
+        assert partly is not None and partly.score == 0
+        assert [d["verdict"] for d in db.details(partly.id)] == ["clean", "incomplete"]
+    shown = CliRunner().invoke(app, ["report", "--store", str(store), "whole==1.0"], catch_exceptions=False)
+    assert (
+        shown.exit_code == 0 and "unscanned [over-max-size] whole-1.0.tar.gz: not downloaded" in shown.stdout
+    )
+
+    # A new release makes the index list the project again: the file kept out counts as seen, not re-stored.
+    publish(fake_index, "whole", "2.0")
+    again = watch(fake_index, store, rules, filters=filters)
+    assert again.stored == 1
+    assert scans_per_release(store) == {
+        "partly==1.0": 1, "whole==1.0": 1, "flagged==1.0": 1, "whole==2.0": 1
+    }  # fmt: skip

@@ -8,8 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
@@ -23,12 +27,16 @@ CLEAN = b"print('hello')\n"
 NODE_WORDS = ("claim", "submit", "job")
 
 
+def watch_command(index: FakeIndex, store: Path, rules_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dragonfly_hybrid.cli", "watch", "--store", str(store),
+            "--rules", str(rules_dir), "--index-url", index.url, "--threads", "2",
+            "--log-format", "json", *extra]  # fmt: skip
+
+
 def watch_cli(
     index: FakeIndex, store: Path, rules_dir: Path, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "watch", "--store", str(store),
-               "--rules", str(rules_dir), "--index-url", index.url, "--threads", "2",
-               "--log-format", "json", *extra]  # fmt: skip
+    command = watch_command(index, store, rules_dir, *extra)
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -117,3 +125,86 @@ def test_idle_polls_log_a_sign_of_life_at_the_first_then_periodically(
     alive = [r for r in caplog.records if r.getMessage().startswith("no new releases")]
     assert len(alive) == 3  # at 10 (the first idle poll), 620 and 1300
     assert all(r.levelno == logging.INFO for r in alive)
+
+
+# ------------------------------------------------------------------------------ hostile index answers
+
+
+def release_lines(stderr: str, project: str) -> list[dict[str, object]]:
+    return [
+        r for r in records(stderr) if r.get("project") == project and str(r["message"]).startswith("release")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("list_date", "list_headers"),
+    [
+        (formatdate(), []),  # "... -0000": RFC 5322's UTC with no known local offset (a naive datetime)
+        (None, [("Date", formatdate(usegmt=True))]),  # two Date headers, joined by the client
+    ],
+    ids=["date-zone-0000", "two-date-headers"],
+)
+def test_index_times_without_a_zone_are_read_as_utc(
+    fake_index: FakeIndex,
+    tmp_path: Path,
+    rules_dir: Path,
+    list_date: str | None,
+    list_headers: list[tuple[str, str]],
+) -> None:
+    store = tmp_path / "store.db"
+    fake_index.faults.list_date = list_date
+    fake_index.faults.list_headers = list_headers
+    publish(fake_index, "seed", "1.0", CLEAN)
+    baseline = watch_cli(fake_index, store, rules_dir, "--once")
+    assert baseline.returncode == 0, baseline.stderr
+    naive = FakeFile(*sdist("naive", "1.0", {"setup.py": BAD}), upload_time="2099-01-01T00:00:00")  # no "Z"
+    fake_index.add("naive", naive)
+    found = watch_cli(fake_index, store, rules_dir, "--once")
+    assert found.returncode == 0, found.stderr
+    [stored] = release_lines(found.stderr, "naive")
+    assert stored["message"] == "release has findings"
+
+
+def wait_for(condition: Callable[[], bool], child: subprocess.Popen[str], seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert child.poll() is None, "the watcher stopped"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def stored_releases(store: Path) -> list[str]:
+    with Store(store, readonly=True) as db:
+        return [f"{s.name}=={s.version}" for s in db.scans()]
+
+
+def test_an_index_answer_the_watcher_did_not_expect_is_logged_and_polled_again(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    store = tmp_path / "store.db"
+    publish(fake_index, "seed", "1.0", CLEAN)
+    assert watch_cli(fake_index, store, rules_dir, "--once").returncode == 0  # the baseline
+    publish(fake_index, "odd", "1.0", BAD)
+    fake_index.faults.page_meta["odd"] = {"_last-serial": "not-a-number"}
+    once = watch_cli(fake_index, store, rules_dir, "--once")
+    assert once.returncode == 3, once.stderr
+    [error] = [line for line in once.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith(
+        f"error: cannot poll the index: unexpected answer from {fake_index.url}: ValueError"
+    )
+    assert "Traceback" not in once.stderr
+
+    # Without --once the watcher logs it, polls again with backoff, and goes on once the index recovers.
+    command = watch_command(fake_index, store, rules_dir, "--interval", "0.05")
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: fake_index.requests.count("/simple/odd/") >= 4, child)
+        del fake_index.faults.page_meta["odd"]
+        wait_for(lambda: "odd==1.0" in stored_releases(store), child)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 0, stderr
+    failed = [r for r in records(stderr) if r["message"] == "polling the index failed; trying again"]
+    assert failed and all("ValueError" in str(r["error"]) for r in failed)
+    assert [r["message"] for r in release_lines(stderr, "odd")] == ["release has findings"]

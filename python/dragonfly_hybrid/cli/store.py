@@ -202,7 +202,7 @@ def watch_command(
     import asyncio
 
     from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
-    from dragonfly_hybrid.watch.source import UnwatchableIndex, WatchFailed, WatchFilters
+    from dragonfly_hybrid.watch.source import StoreOfAnotherIndex, UnwatchableIndex, WatchFailed, WatchFilters
     from dragonfly_hybrid.watch.webhook import Webhook
 
     ruleset = load_rules_or_exit(rules or [])
@@ -228,6 +228,8 @@ def watch_command(
         summary = asyncio.run(serve_watch(config))
     except UnwatchableIndex as err:
         fail(f"cannot watch this index: {err}")
+    except StoreOfAnotherIndex as err:
+        fail(str(err))
     except WatchFailed as err:
         fail(f"cannot poll the index: {err}", EXIT_INCOMPLETE)
     except StoreError as err:
@@ -441,9 +443,9 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
     for d in details:
         for issue in d["issues"]:
             tag = "unscanned" if issue["unscanned"] else "note"
-            console.print(
-                f"{tag} [{issue['kind']}] {d['name']}/{issue['path']}: {issue['message']}", overflow="fold"
-            )
+            where = f"{d['name']}/{issue['path']}" if issue["path"] else d["name"]  # "": the whole file
+            # Text, not markup: rich takes "[member-too-large]" (or brackets in a message) for style tags.
+            console.print(Text(f"{tag} [{issue['kind']}] {where}: {issue['message']}"), overflow="fold")
 
 
 # ----------------------------------------------------------------------------------------------- diff

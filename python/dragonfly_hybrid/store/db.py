@@ -73,6 +73,7 @@ from types import TracebackType
 from typing import Any
 
 from dragonfly_hybrid._core import CACHE_ENTRIES, DistributionResult, RuleMatch, Rules
+from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.report import TargetResult, meta_value, snippet_parts
 from dragonfly_hybrid.store import STORE_ENV as STORE_ENV  # re-exported
@@ -215,6 +216,12 @@ def default_store_path(env: dict[str, str] | None = None) -> Path:
     return Path(data_home) / "dragonfly-hybrid" / "store.db"
 
 
+def _stored_url(url: str | None) -> str | None:
+    """A distribution's URL as stored: never with the credentials an index URL may carry (relative file
+    links joined to ``https://user:token@host/simple/`` carry them), as stores and reports get shared."""
+    return None if url is None else redact_url(url)
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -242,6 +249,22 @@ def _patterns(match: RuleMatch, is_text: bool) -> list[dict[str, Any]]:
         }
         for p in match.patterns
     ]
+
+
+@dataclass(frozen=True)
+class NotDownloaded:
+    """A file of a release that was deliberately not downloaded (``watch --max-size``).
+
+    It is stored as a distribution that scanned nothing (``verdict`` incomplete, ``complete`` false, the
+    listed size, no sha256) with one unscanned issue of ``kind`` on the whole file: reports show what was
+    not scanned and why, and the file counts as seen (a later poll does not issue it again).
+    """
+
+    filename: str
+    url: str | None
+    size: int
+    kind: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -463,14 +486,16 @@ class Store:
         download_seconds: float | None = None,
         scan_seconds: float | None = None,
         scanned_at: str | None = None,
+        not_downloaded: Sequence[NotDownloaded] = (),
     ) -> int:
-        """Store one scanned release (every distribution, matching file, match and issue) in one
-        transaction; returns the scan id. ``result.version`` must be set (a release, not a path)."""
+        """Store one scanned release (every distribution, matching file, match and issue, and the files
+        ``not_downloaded``) in one transaction; returns the scan id. ``result.version`` must be set (a
+        release, not a path)."""
         if result.version is None:
             raise ValueError(f"{result.target}: only releases (name==version) are stored")
         with self.transaction() as db:
             scan_id = self._insert(db, result, rules_hash, rules_count, source, download_seconds,
-                                   scan_seconds, scanned_at or utc_now())  # fmt: skip
+                                   scan_seconds, scanned_at or utc_now(), not_downloaded)  # fmt: skip
         return scan_id
 
     def _insert(
@@ -483,6 +508,7 @@ class Store:
         download_seconds: float | None,
         scan_seconds: float | None,
         scanned_at: str,
+        not_downloaded: Sequence[NotDownloaded] = (),
     ) -> int:
         assert result.version is not None
         release_id = self._release_id(db, result.name, result.version)
@@ -499,7 +525,21 @@ class Store:
         scan_id = int(cursor.lastrowid or 0)
         for dist in result.distributions:
             self._insert_distribution(db, scan_id, dist)
+        for skipped in not_downloaded:
+            self._insert_not_downloaded(db, scan_id, skipped)
         return scan_id
+
+    def _insert_not_downloaded(self, db: sqlite3.Connection, scan_id: int, file: NotDownloaded) -> None:
+        dist_id = db.execute(
+            "INSERT INTO distributions (scan_id, filename, url, format, size, sha256, files_scanned, "
+            "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
+            "VALUES (?, ?, ?, '-', ?, '', 0, 0, 0, '[]', NULL, 'incomplete', 0)",
+            (scan_id, file.filename, _stored_url(file.url), file.size),
+        ).lastrowid
+        db.execute(
+            "INSERT INTO issues (distribution_id, path, kind, message, unscanned) VALUES (?, '', ?, ?, 1)",
+            (dist_id, file.kind, file.message),
+        )
 
     def _insert_distribution(self, db: sqlite3.Connection, scan_id: int, dist: DistributionResult) -> None:
         cursor = db.execute(
@@ -507,9 +547,9 @@ class Store:
             "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                scan_id, dist.name, dist.url, dist.format, dist.size, dist.sha256, dist.files_scanned,
-                dist.bytes_scanned, dist.score, _json(list(dist.rules_matched)), dist.top_file, dist.verdict,
-                int(dist.complete),
+                scan_id, dist.name, _stored_url(dist.url), dist.format, dist.size, dist.sha256,
+                dist.files_scanned, dist.bytes_scanned, dist.score, _json(list(dist.rules_matched)),
+                dist.top_file, dist.verdict, int(dist.complete),
             ),
         )  # fmt: skip
         dist_id = cursor.lastrowid
@@ -545,6 +585,7 @@ class Store:
         source: str = "watch",
         download_seconds: float | None = None,
         scan_seconds: float | None = None,
+        not_downloaded: Sequence[NotDownloaded] = (),
     ) -> int | None:
         """:meth:`record`, unless every one of ``files`` (non-empty) of the release is stored already
         (then None). The check and the write are one transaction: a result is never stored twice."""
@@ -554,7 +595,7 @@ class Store:
             if files and files <= self.stored_files(result.name, result.version):
                 return None
             return self._insert(db, result, rules_hash, rules_count, source, download_seconds,
-                                scan_seconds, utc_now())  # fmt: skip
+                                scan_seconds, utc_now(), not_downloaded)  # fmt: skip
 
     def record_many(
         self, results: Sequence[TargetResult], rules: Rules, *, source: str = "scan"

@@ -122,6 +122,7 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             fail_fast=config.once,
             idle_notice=config.idle_notice,
         )
+        source.check_store_index()  # before anything starts: a store of another index is refused as is
         cache = StoreContentCache(store)
         sink = StoreSink(store, config.rules, webhook=config.webhook, content_cache=cache)
         rule_state = RuleState(

@@ -17,13 +17,16 @@ from dragonfly_hybrid.watch.webhook import Webhook, webhook_payload
 
 
 def result_of(work: Work[WatchJob]) -> TargetResult:
-    """The :class:`TargetResult` of a finished job: its scan result, or why nothing could be scanned."""
+    """The :class:`TargetResult` of a finished job: its scan result, or why nothing could be scanned.
+    Files ``--max-size`` kept from being downloaded are named in its error: the release is incomplete."""
     job = work.job
     label = f"{job.name}=={job.version}"
-    errors = "; ".join(work.permanent_errors + work.transient_errors) or None
+    skipped = [f"{file.filename} {file.message}" for file in job.not_downloaded]
+    download_errors = "; ".join(work.permanent_errors + work.transient_errors)
     if work.release is not None:
+        errors = "; ".join(filter(None, [download_errors, *skipped])) or None
         return TargetResult.from_release(label, work.release, errors)
-    reason = work.failure or errors or "nothing could be scanned"
+    reason = "; ".join([work.failure or download_errors or "nothing could be scanned", *skipped])
     return TargetResult.failed(label, "release", job.name, job.version, reason)
 
 
@@ -55,7 +58,8 @@ class StoreSink:
     def _record(self, result: TargetResult, work: Work[WatchJob]) -> int | None:
         """Store the release, then what its scan added to the content cache (the release comes first: a
         crash in between costs a scan next time, never a result)."""
-        files = {filename_of(url) for url in work.job.distributions}
+        job = work.job
+        files = {filename_of(url) for url in job.distributions} | {f.filename for f in job.not_downloaded}
         scan_id = self.store.record_unless_stored(
             result,
             files,
@@ -64,6 +68,7 @@ class StoreSink:
             source=self.source,
             download_seconds=work.fetch_seconds,
             scan_seconds=work.scan_seconds,
+            not_downloaded=job.not_downloaded,
         )
         if self.content_cache is not None and work.scanner is not None:
             self.content_cache.save(work.scanner)
@@ -72,6 +77,10 @@ class StoreSink:
     async def deliver(self, work: Work[WatchJob], *, deadline: float) -> SubmitOutcome:
         del deadline  # a local write cannot outlive a lease
         result = result_of(work)
+        if result.verdict == "incomplete" and work.failure is None:
+            # What the node did not see (files --max-size kept out) still makes the release a failure:
+            # it is logged as one, never as "release stored" clean.
+            work.failure = result.error
         scan_id = await asyncio.to_thread(self._record, result, work)
         if scan_id is None:
             return SubmitOutcome.LEASE_LOST

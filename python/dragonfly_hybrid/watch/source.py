@@ -7,11 +7,13 @@ import asyncio
 import dataclasses
 import fnmatch
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import urlsplit, urlunsplit
 
 from pypi_simple import DistributionPackage, ProjectPage
 
@@ -27,7 +29,7 @@ from dragonfly_hybrid.pypi.index import (
     normalize_name,
 )
 from dragonfly_hybrid.report import TargetResult
-from dragonfly_hybrid.store.db import Store
+from dragonfly_hybrid.store.db import NotDownloaded, Store
 
 log = logging.getLogger("dragonfly_hybrid.watch")
 
@@ -50,6 +52,34 @@ class WatchFailed(Exception):
 class UnwatchableIndex(WatchFailed):
     """The index does not serve the project list ``watch`` needs (an HTML-only mirror or proxy): polling
     again would only download the same unusable answer, so the run stops, whatever ``fail_fast`` says."""
+
+
+class StoreOfAnotherIndex(WatchFailed):
+    """The store's resume point was recorded on another index: its serial means nothing on this one (a
+    lower serial would hide every release until the index caught up), so the run stops before polling."""
+
+
+MAX_SIZE_ISSUE = "over-max-size"
+"""The issue kind of a file ``--max-size`` kept from being downloaded."""
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def index_identity(url: str) -> str:
+    """What tells two index URLs apart: host, port and path. Credentials, the scheme, the letter case of
+    the host, a default port, trailing slashes and a fragment do not (the same index, reached another way).
+    """
+    parts = urlsplit(redact_url(url.strip()))
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: keep it as written
+        return urlunsplit(("", parts.netloc.lower(), parts.path.rstrip("/") + "/", parts.query, ""))
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower()):
+        host = f"{host}:{port}"
+    return urlunsplit(("", host, parts.path.rstrip("/") + "/", parts.query, ""))
 
 
 @dataclass(frozen=True)
@@ -80,6 +110,9 @@ class WatchJob:
     distributions: tuple[str, ...]
     sha256: dict[str, str]
     attempt: int = 1
+    not_downloaded: tuple[NotDownloaded, ...] = ()
+    """New files of the release that ``--max-size`` kept from being downloaded: stored with the release,
+    which is then incomplete (never clean for bytes not scanned)."""
 
     @property
     def rules_hash(self) -> str | None:
@@ -98,9 +131,14 @@ def _key(name: str, version: str) -> tuple[str, str]:
     return normalize_name(name), version
 
 
+def _as_utc(moment: datetime) -> datetime:
+    """A time without a zone is UTC: RFC 5322's ``-0000`` (UTC, local offset unknown), a ``Date`` header
+    sent twice, a PEP 700 ``upload-time`` without ``Z``; PyPI's times are all UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
 def _parse_time(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return _as_utc(datetime.fromisoformat(value))
 
 
 class PyPIWatchSource:
@@ -154,10 +192,21 @@ class PyPIWatchSource:
         if not self._queue and self._round is None:
             try:
                 await self._poll()
+            except (WatchFailed, sqlite3.Error):
+                raise  # a store that fails is not an index answer: not polled again as one
             except WatchIndexError as err:
                 if self.fail_fast:
                     raise WatchFailed(str(err)) from None
                 raise
+            except Exception as err:
+                # An index answer this code did not expect must not kill the watcher: the poll is
+                # abandoned (nothing was queued, the serial did not move) and tried again with backoff.
+                # The error is logged by whoever gets the WatchIndexError; the traceback, at DEBUG.
+                log.debug("unexpected error while polling the index", exc_info=True)
+                reason = f"unexpected answer from {redact_url(self.index_url)}: {type(err).__name__}: {err}"
+                if self.fail_fast:
+                    raise WatchFailed(reason) from None
+                raise WatchIndexError(reason) from None
         taken: list[WatchJob] = []
         now = self._clock()
         while self._queue and len(taken) < batch:
@@ -198,7 +247,10 @@ class PyPIWatchSource:
                 continue
             del self._issued[key]
             if job.attempt >= self.max_attempts:
-                reason = f"not scanned after {job.attempt} attempts (downloads failed or timed out)"
+                reason = "; ".join([
+                    f"not scanned after {job.attempt} attempts (downloads failed or timed out)",
+                    *(f"{file.filename} {file.message}" for file in job.not_downloaded),
+                ])  # fmt: skip
                 log.error("giving up on release", extra={"project": job.name, "version": job.version})
                 self.store.record(
                     TargetResult.failed(
@@ -206,6 +258,7 @@ class PyPIWatchSource:
                     ),
                     rules_hash=self.rules_hash,
                     source="watch",
+                    not_downloaded=job.not_downloaded,
                 )
                 self._settled(job.name, job.version)
                 continue
@@ -216,12 +269,27 @@ class PyPIWatchSource:
             again = dataclasses.replace(job, attempt=job.attempt + 1)
             self._queue.append(again)
 
+    def check_store_index(self) -> None:
+        """Refuse a store whose resume point was recorded on another index (:class:`StoreOfAnotherIndex`)."""
+        recorded = self.store.get_state(INDEX_KEY)
+        serial = self.store.get_state(SERIAL_KEY)
+        if recorded is None or serial is None or index_identity(recorded) == index_identity(self.index_url):
+            return
+        here = redact_url(self.index_url)
+        raise StoreOfAnotherIndex(
+            f"the store {self.store.path} follows the index {redact_url(recorded)} (serial {serial}), "
+            f"not {here}: one index's serials mean nothing on another (releases would be missed); "
+            f"watch {here} with another store (--store PATH or DRAGONFLY_STORE)"
+        )
+
     async def _poll(self) -> None:
         self.polls += 1
+        self.check_store_index()
         listing, index_serial, server_time = await self._project_list()
         stored_serial = self.store.get_state(SERIAL_KEY)
         if stored_serial is None or self.store.get_state(SINCE_KEY) is None:
-            since = min(datetime.now(timezone.utc), server_time or datetime.now(timezone.utc))
+            now = datetime.now(timezone.utc)
+            since = min(now, _as_utc(server_time)) if server_time is not None else now
             self.store.set_state(SINCE_KEY, since.isoformat())
             self.store.set_state(INDEX_KEY, redact_url(self.index_url))
             self.store.set_state(SERIAL_KEY, str(index_serial))
@@ -289,25 +357,43 @@ class PyPIWatchSource:
             new = [
                 p
                 for p in packages
-                if (p.upload_time >= since if p.upload_time is not None else version == latest)
+                if (_as_utc(p.upload_time) >= since if p.upload_time is not None else version == latest)
             ]
             if not new:
                 continue
             stored = self.store.stored_files(page.project, version)
             wanted = []
             digests = {}
+            skipped = []
             for p in sorted(new, key=lambda p: p.filename):
                 if p.filename in stored:
                     continue
                 if not self.filters.wants_file(p):
-                    log.info("skipping file over --max-size", extra={"file": p.filename, "size": p.size})
+                    log.info(
+                        "not downloading a file over --max-size", extra={"file": p.filename, "size": p.size}
+                    )
+                    skipped.append(self._over_max_size(p))
                     continue
                 wanted.append(p.url)
                 if p.digests.get("sha256"):
                     digests[p.url] = p.digests["sha256"].lower()
-            if wanted:
-                jobs.append(WatchJob(page.project, version, tuple(wanted), digests))
+            if wanted or skipped:
+                jobs.append(
+                    WatchJob(page.project, version, tuple(wanted), digests, not_downloaded=tuple(skipped))
+                )
         return jobs
+
+    def _over_max_size(self, package: DistributionPackage) -> NotDownloaded:
+        return NotDownloaded(
+            filename=package.filename,
+            url=redact_url(package.url),
+            size=package.size or 0,
+            kind=MAX_SIZE_ISSUE,
+            message=(
+                f"not downloaded: the index lists {package.size} bytes, over --max-size "
+                f"({self.filters.max_size} bytes)"
+            ),
+        )
 
     # -- index -------------------------------------------------------------------------------------------
 

@@ -485,6 +485,11 @@ def test_fetch_and_scan_has_the_semantics_of_the_scan_command(
         dh.fetch_and_scan("pkg==9", rules=rules, index_url=release.url)
     with pytest.raises(ValueError, match="not a PyPI project name"):
         dh.fetch_and_scan("no such thing", rules=rules, index_url=release.url)
+    # A set of no rule is refused, not replaced by the bundled rules (it is falsy: len() 0).
+    nothing = dh.Rules.compile({"notes.yar": "// no rule yet\n"})
+    for given in ({"rules": nothing}, {"scanner": dh.Scanner(nothing)}):
+        with pytest.raises(dh.NoRulesError, match="defines no rule"):
+            dh.fetch_and_scan("pkg==1.0", index_url=release.url, **given)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------- pip's settings

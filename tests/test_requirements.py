@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,7 @@ def test_scan_requirements_mixed_with_targets_and_stored(
     index: FakeIndex, tmp_path: Path, rules_dir: Path
 ) -> None:
     lock = tmp_path / "uv.lock"
-    lock.write_text('[[package]]\nname = "evil"\nversion = "2.0"\nsource = { registry = "x" }\n')
+    lock.write_text(f'[[package]]\nname = "evil"\nversion = "2.0"\nsource = {{ registry = "{index.url}" }}\n')
     store = tmp_path / "store.db"
     args = ("scan", "good==1.0", "-R", lock, "-r", rules_dir, "--index-url", index.url, "-q")
     result = run(*args, "--store", store)
@@ -185,6 +186,95 @@ def test_scan_requirements_mixed_with_targets_and_stored(
     (tmp_path / "junk.db").write_text("not sqlite" * 100)
     result = run("scan", local, "-r", rules_dir, "--store", tmp_path / "junk.db")
     assert result.exit_code == 2 and "cannot open the store" in result.stderr
+
+
+@pytest.fixture
+def lock_source() -> Iterator[FakeIndex]:
+    """Another index, where a lock file says its release comes from: its `foo==1.0` is flagged, while the
+    configured index (`index`) has a clean `foo==1.0` of the same name and version."""
+    with FakeIndex() as other:
+        other.add("foo", wheel("foo", "1.0", {"foo/__init__.py": BAD}))
+        yield other
+
+
+def locked_wheel(source: FakeIndex) -> tuple[str, str]:
+    """The URL and sha256 of the flagged wheel on ``source``."""
+    [file] = source.projects["foo"]
+    return source.file_url("foo", file.filename), file.sha256
+
+
+@pytest.mark.parametrize("kind", ["uv", "uv-registry-only", "pylock", "poetry"])
+def test_a_lock_file_is_scanned_as_its_installer_installs_not_as_the_configured_index_serves(
+    index: FakeIndex, lock_source: FakeIndex, tmp_path: Path, rules_dir: Path, kind: str
+) -> None:
+    """A lock names its files and where they come from: uv's and pylock's URLs, uv's registry, poetry's
+    source index with the files' hashes. The same name and version on the index of `--index-url` (clean)
+    is not what gets installed, and was what we scanned."""
+    index.add("foo", wheel("foo", "1.0", {"foo/__init__.py": b"pass\n"}))
+    url, sha256 = locked_wheel(lock_source)
+    source = lock_source.url
+    virtual = '[[package]]\nname = "app"\nversion = "0.1.0"\nsource = { virtual = "." }\n'
+    locks = {
+        "uv": f'[[package]]\nname = "foo"\nversion = "1.0"\nsource = {{ registry = "{index.url}" }}\n'
+        f'wheels = [{{ url = "{url}", hash = "sha256:{sha256}", size = 1 }}]\n' + virtual,
+        "uv-registry-only": '[[package]]\nname = "foo"\nversion = "1.0"\n'
+        f'source = {{ registry = "{source}" }}\n',
+        "pylock": 'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
+        f'wheels = [{{ url = "{url}", hashes = {{ sha256 = "{sha256}" }} }}]\n',
+        "poetry": '[[package]]\nname = "foo"\nversion = "1.0"\n'
+        f'files = [{{ file = "foo-1.0-py3-none-any.whl", hash = "sha256:{sha256}" }}]\n'
+        f'[package.source]\ntype = "legacy"\nurl = "{source}"\nreference = "private"\n',
+    }
+    name = {"uv": "uv.lock", "uv-registry-only": "uv.lock", "pylock": "pylock.toml", "poetry": "poetry.lock"}
+    lock = tmp_path / name[kind]
+    lock.write_text(locks[kind])
+    result = run("scan", "-R", lock, "-r", rules_dir, "--index-url", index.url, "-f", "json")
+    assert result.exit_code == 1, result.output
+    [target] = json.loads(result.stdout)["targets"]
+    assert (target["target"], target["verdict"]) == ("foo==1.0", "findings")
+    assert [d["url"] for d in target["distributions"]] == [url]
+
+
+def test_a_locked_file_whose_bytes_are_not_the_locked_ones_is_not_scanned(
+    lock_source: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    url, sha256 = locked_wheel(lock_source)
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
+        f'wheels = [{{ url = "{url}", hashes = {{ sha256 = "{"0" * 64}" }} }}]\n'
+    )
+    result = run("scan", "-R", lock, "-r", rules_dir, "-f", "json")
+    assert result.exit_code == 3, result.output
+    [target] = json.loads(result.stdout)["targets"]
+    assert target["verdict"] == "incomplete" and target["distributions"] == []
+    assert "0" * 64 in target["error"] and sha256 in target["error"]
+
+
+def test_a_lock_file_naming_a_local_file_skips_it_saying_how_to_scan_it(tmp_path: Path) -> None:
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
+        'wheels = [{ path = "dist/foo-1.0-py3-none-any.whl", hashes = { sha256 = "00" } }]\n'
+    )
+    pins = read_pins([lock])
+    assert pins.pins == []
+    reason = "a local file (dist/foo-1.0-py3-none-any.whl), not an index release: scan it by its path"
+    assert pins.skipped == [f"{lock}: foo: {reason}"]
+
+
+def test_a_requirements_files_index_url_wins_over_the_command_line_as_in_pip(
+    index: FakeIndex, lock_source: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """pip applies a requirements file's options after the command line's: `pip download -r req.txt -i A`
+    with `--index-url B` in req.txt fetches from B."""
+    index.add("foo", wheel("foo", "1.0", {"foo/__init__.py": b"pass\n"}))
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"--index-url {lock_source.url}\nfoo==1.0\n")
+    result = run("scan", "-R", req, "-r", rules_dir, "--index-url", index.url, "-f", "json")
+    assert result.exit_code == 1, result.output
+    [target] = json.loads(result.stdout)["targets"]
+    assert [d["url"] for d in target["distributions"]] == [locked_wheel(lock_source)[0]]
 
 
 TERMINAL_SEQUENCES = "\x1b]0;PWNED-TITLE\x07\x1b[2J\x1b[H\x1b]8;;https://evil.example\x07click\x1b]8;;\x07"

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from packaging.version import InvalidVersion, Version
 
 from dragonfly_hybrid._core import Rules, Scanner
+from dragonfly_hybrid.errors import NoRulesError
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, RUNNING_PYTHON
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.rules_loader import bundled_rules
@@ -45,14 +46,18 @@ def fetch_and_scan(
     string that is not a requirement or a version that is not X.Y[.Z], ``ProjectNotFound`` /
     ``VersionNotFound`` (from :mod:`dragonfly_hybrid.pypi.index`) when the index has no such project or
     version, ``PipConfigError`` for pip settings that cannot be honoured (``no-index``) and
-    ``NetworkSettingsError`` for a certificate file that cannot be loaded.
+    ``NetworkSettingsError`` for a certificate file that cannot be loaded, and
+    :class:`~dragonfly_hybrid.errors.NoRulesError` for a rule set that defines no rule.
     """
     target = release_target(requirement.removeprefix(INDEX_PREFIX))
     try:
         python = Version(python_version) if python_version is not None else RUNNING_PYTHON
     except InvalidVersion:
         raise TargetError(f"python_version {python_version!r}: expected X.Y or X.Y.Z") from None
-    engine = scanner or Scanner(rules or bundled_rules())
+    # Not `rules or ...`: a set of no rule is falsy (its len() is 0), and fell back to the bundled rules.
+    engine = scanner if scanner is not None else Scanner(rules if rules is not None else bundled_rules())
+    if engine.rules.count == 0:
+        raise NoRulesError("the rule set defines no rule: it would match nothing")
     settings = index_settings(index_url, extra_index_urls)
     with open_index(settings, python_version=python, max_download_size=max_download_size) as pypi:
         targets = TargetScanner(engine, pypi)

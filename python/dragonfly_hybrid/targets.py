@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from dragonfly_hybrid.pypi.index import DistributionFile, ProgressCallback, PyPIClient, Release
     from dragonfly_hybrid.pypi.pipconfig import PipSettings
+    from dragonfly_hybrid.pypi.requirements import LockedFile
 
 PATH_SUFFIXES = (
     ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.lzma", ".tlz", ".tar.lz", ".tar.zst",
@@ -94,6 +95,10 @@ class ReleaseTarget:
     """``algorithm:hex`` digests allowed for its files (empty: every file of the release)."""
     origin: Origin | None = None
     """The requirements-file line that asked for it."""
+    locked: tuple[LockedFile, ...] = ()
+    """The files a lock file names, with their URLs: the release is these, not the index's files."""
+    index_url: str | None = None
+    """The index to look it up on instead of the configured ones (a lock file's source)."""
 
 
 INDEX_PREFIX = "pypi:"
@@ -279,6 +284,32 @@ class Resolved:
     error: str | None = None
 
 
+def locked_release(name: str, version: str, files: Sequence[LockedFile]) -> Release:
+    """The release a lock file names: its files at their URLs, with the lock's hashes as their digests
+    (checked against the bytes when they arrive)."""
+    from dragonfly_hybrid.pypi.index import DistributionFile, Release
+    from dragonfly_hybrid.pypi.pip_names import url_filename
+
+    def digests(file: LockedFile) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((alg, value) for alg, _, value in (h.partition(":") for h in file.hashes)))
+
+    return Release(
+        name,
+        version,
+        tuple(
+            DistributionFile(
+                filename=url_filename(file.url),
+                url=file.url,
+                sha256=dict(digests(file)).get("sha256"),
+                size=file.size,
+                yanked=False,
+                digests=digests(file),
+            )
+            for file in files
+        ),
+    )
+
+
 def _listed(file: DistributionFile) -> set[str]:
     """``algorithm:hex`` of every digest the index lists for ``file``."""
     listed = {f"{alg}:{value}" for alg, value in file.digests}
@@ -384,8 +415,14 @@ class TargetScanner:
         from dragonfly_hybrid.pypi.index import IndexUnavailable
 
         self.hooks.stage(f"resolving {target.raw}")
+        if target.locked:
+            assert target.version is not None
+            return Resolved(target, release=locked_release(target.name, target.version, target.locked))
         try:
-            return Resolved(target, release=self.pypi.resolve(target.name, target.version))
+            if target.index_url is None:
+                return Resolved(target, release=self.pypi.resolve(target.name, target.version))
+            with self.pypi.on_index(target.index_url) as source:
+                return Resolved(target, release=source.resolve(target.name, target.version))
         except IndexUnavailable as err:
             return Resolved(target, error=str(err))
 
@@ -613,11 +650,12 @@ def index_settings(
     extra_index_urls: Sequence[str] = (),
     from_requirements: PipSettings | None = None,
 ) -> PipSettings:
-    """pip's settings as ``scan`` uses them: pip's configuration files and environment, then the
-    requirements files' option lines, then the command line (see :mod:`dragonfly_hybrid.pypi.pipconfig`)."""
+    """pip's settings as ``scan`` uses them: pip's configuration files and environment, then the command
+    line, then the requirements files' option lines, which pip applies last (a file's ``--index-url``
+    wins over ``-i``; see :mod:`dragonfly_hybrid.pypi.pipconfig`)."""
     from dragonfly_hybrid.pypi.pipconfig import pip_settings
 
-    settings = pip_settings()
+    settings = pip_settings().overlay(index_url=index_url, extra_index_urls=tuple(extra_index_urls))
     if from_requirements is not None:
         settings = settings.overlay(
             index_url=from_requirements.index_url,
@@ -625,7 +663,7 @@ def index_settings(
             trusted_hosts=from_requirements.trusted_hosts,
             refused=from_requirements.refused,
         )
-    return settings.overlay(index_url=index_url, extra_index_urls=tuple(extra_index_urls))
+    return settings
 
 
 def open_index(

@@ -465,6 +465,8 @@ def requirement_targets(pins: Pins | None) -> list[ReleaseTarget]:
             pin.version,
             pin.hashes,
             Origin(pin.path, pin.line) if pin.line is not None else None,
+            pin.files,
+            pin.index_url,
         )
         for pin in pins.pins
     ]

@@ -297,6 +297,16 @@ class PyPIClient:
         backoff: float = DEFAULT_BACKOFF,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        self._options = {
+            "network": network,
+            "python_version": python_version,
+            "max_download_size": max_download_size,
+            "max_page_size": max_page_size,
+            "timeout": timeout,
+            "retries": retries,
+            "backoff": backoff,
+            "transport": transport,
+        }
         urls = [index_url or configured_index_url(), *extra_index_urls]
         self.index_urls = list(dict.fromkeys(u if u.endswith("/") else u + "/" for u in urls))
         self.index_url = self.index_urls[0]
@@ -317,6 +327,10 @@ class PyPIClient:
 
     def close(self) -> None:
         self._client.close()
+
+    def on_index(self, index_url: str) -> PyPIClient:
+        """A client of ``index_url`` alone with this one's settings (a lock file's source index)."""
+        return PyPIClient(index_url, **self._options)  # type: ignore[arg-type]
 
     def _attempts(self) -> Iterator[int]:
         """Yield attempt numbers, sleeping with exponential backoff before every retry."""

@@ -3,8 +3,15 @@
 Formats, chosen by file name:
 
 * ``pylock.toml`` / ``pylock.*.toml`` (PEP 751): every ``[[packages]]`` entry with a ``version``;
-* ``uv.lock``: every ``[[package]]`` whose ``source`` is a registry;
+* ``uv.lock``: every ``[[package]]`` whose ``source`` is a registry (the workspace's own ``virtual``
+  project installs nothing and is passed over);
 * ``poetry.lock``: every ``[[package]]`` without a ``source``, or with a ``legacy`` (index) source;
+
+A lock names the files its installer takes, and where from; those are what is scanned (:class:`LockedFile`),
+never a same-named release on another index: the URLs of uv's and pylock's files are downloaded as
+they are and checked against the lock's hashes; poetry's files (names and hashes only) are looked up on
+the package's source index (:attr:`Pin.index_url`), and only the files whose hashes the lock lists are
+scanned. A pylock file given by ``path`` is skipped (scan it by its path).
 * anything else is a pip requirements file, read by pip's own parser (``pip-requirements-parser``):
   ``name==version`` or ``name===version`` lines (extras, environment markers, ``--hash`` options and
   ``\\`` continuations allowed), ``-r``/``--requirement`` files followed (relative to the including file);
@@ -45,6 +52,16 @@ class RequirementsError(ValueError):
 
 
 @dataclass(frozen=True)
+class LockedFile:
+    """A file a lock file names for a release: its installer downloads it from ``url`` and checks it
+    against ``hashes`` (``algorithm:hex``)."""
+
+    url: str
+    hashes: frozenset[str]
+    size: int | None = None
+
+
+@dataclass(frozen=True)
 class Pin:
     """One pinned dependency and where it was found (``origin``: ``file:line`` or ``file``)."""
 
@@ -57,6 +74,10 @@ class Pin:
     """The file it was found in."""
     line: int | None = None
     """Its line in that file (None for lock files)."""
+    files: tuple[LockedFile, ...] = ()
+    """The files a lock file names with their URLs: scanned from there, not looked up on an index."""
+    index_url: str | None = None
+    """The index a lock file resolves it on (poetry's source), instead of the configured ones."""
 
     @property
     def spec(self) -> str:
@@ -123,15 +144,84 @@ def _read_lock(path: Path, kind: str, pins: Pins) -> None:
             raise RequirementsError(f"{path}: package #{i} has no name")
         name = entry["name"]
         origin = f"{path}"
+        source = entry.get("source")
+        if kind == "uv" and isinstance(source, dict) and set(source) == {"virtual"}:
+            continue  # the workspace's own project, which a virtual source does not install
         reason = _not_a_release(entry, kind)
         version = entry.get("version")
         if reason is None and not isinstance(version, str):
             reason = "no version"
+        if reason is None:
+            locked, index_url, reason = _locked_files(entry, kind, f"{origin}: {name}")
         if reason is not None:
             pins.skipped.append(f"{origin}: {name}: {reason}")
             continue
         assert isinstance(version, str)
-        pins.add(Pin(name, version, origin, path=origin))
+        hashes = frozenset(h for file in locked for h in file.hashes)
+        with_urls = tuple(file for file in locked if file.url)
+        pins.add(Pin(name, version, origin, hashes, path=origin, files=with_urls, index_url=index_url))
+
+
+def _lock_hashes(value: object, where: str) -> frozenset[str]:
+    """A lock's hashes of one file: ``"sha256:hex"`` (uv, poetry) or ``{sha256 = "hex"}`` (pylock)."""
+    if value is None:
+        return frozenset()
+    pairs = (
+        [(alg, digest) for alg, digest in value.items()]
+        if isinstance(value, dict)
+        else [str(value).partition(":")[::2]]
+    )
+    hashes = set()
+    for algorithm, digest in pairs:
+        algorithm, digest = str(algorithm).lower(), str(digest).lower()
+        if algorithm not in _HASH_ALGORITHMS or not re.fullmatch(r"[0-9a-f]+", digest):
+            raise RequirementsError(
+                f"{where}: hash {printable(f'{algorithm}:{digest}')!r} is not ALGORITHM:HEX"
+            )
+        hashes.add(f"{algorithm}:{digest}")
+    return frozenset(hashes)
+
+
+def _locked_files(
+    entry: dict[str, Any], kind: str, where: str
+) -> tuple[list[LockedFile], str | None, str | None]:
+    """The files a lock entry names (``url`` empty when it gives none), the index to resolve it on, and
+    why it cannot be scanned (None when it can)."""
+    if kind == "poetry":
+        source = entry.get("source")
+        index_url = source.get("url") if isinstance(source, dict) else None
+        files = entry.get("files", [])
+        listed = files if isinstance(files, list) else []
+        locked = [LockedFile("", _lock_hashes(f.get("hash"), where)) for f in listed if isinstance(f, dict)]
+        return locked, index_url if isinstance(index_url, str) else None, None
+    if kind == "uv":
+        source = entry.get("source")
+        registry = source.get("registry") if isinstance(source, dict) else None
+        hash_key, index_url = "hash", registry if isinstance(registry, str) else None
+    else:
+        hash_key, index = "hashes", entry.get("index")
+        index_url = index if isinstance(index, str) else None
+    sdist = entry.get("sdist")
+    wheels = entry.get("wheels", [])
+    described = [sdist] if isinstance(sdist, dict) else []
+    described += [w for w in wheels if isinstance(w, dict)] if isinstance(wheels, list) else []
+    locked = []
+    for file in described:
+        url, local = file.get("url"), file.get("path")
+        if not isinstance(url, str) and isinstance(local, str):
+            return [], None, f"a local file ({printable(local)}), not an index release: scan it by its path"
+        size = file.get("size")
+        locked.append(
+            LockedFile(
+                url if isinstance(url, str) else "",
+                _lock_hashes(file.get(hash_key), where),
+                size if isinstance(size, int) else None,
+            )
+        )
+    if locked and all(file.url for file in locked):
+        return locked, index_url, None
+    # Files named without their URLs: looked up on the entry's index, the lock's hashes picking them.
+    return [LockedFile("", file.hashes) for file in locked], index_url, None
 
 
 def _not_a_release(entry: dict[str, Any], kind: str) -> str | None:

@@ -3,6 +3,7 @@ else they are downloaded from the fake index and scanned (and stored)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,59 @@ def test_version_free_labels() -> None:
         "pkg-*-py3-none-any.whl/pkg-*.dist-info/RECORD"
     )
     assert version_free("pkg-1.0.tar.gz/pkg-1.0/v1.0.txt", "1.0") == "pkg-*.tar.gz/pkg-*/v1.0.txt"
+
+
+# ------------------------------------------- a stored scan stands only for the very files it scanned
+
+
+def test_a_file_added_to_a_stored_release_is_scanned_not_taken_from_the_store(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    store = tmp_path / "s.db"
+    common = ("-r", rules_dir, "--index-url", fake_index.url, "--store", store)
+    fake_index.add("pkg", sdist("pkg", "1.0", {"pkg/a.py": b"a = 1\n"}))
+    fake_index.add("pkg", sdist("pkg", "1.1", {"pkg/a.py": b"a = 2\n"}))
+    assert run("scan", "pkg==1.1", *common, "-q").exit_code == 0  # stored clean: the sdist alone
+    # Indexes accept new files in an existing release: a flagged wheel arrives later.
+    fake_index.add("pkg", wheel("pkg", "1.1", {"pkg/a.py": BAD}))
+    code, data = diff_json("pkg==1.0", "pkg==1.1", *common)
+    assert code == 1 and data["new"]["from"] == "scan"
+    assert [f["file"] for f in data["new_findings"]] == ["pkg-1.1-py3-none-any.whl/pkg/a.py"]
+    # That scan covers every file now: the next diff takes it from the store.
+    code, data = diff_json("pkg==1.0", "pkg==1.1", *common)
+    assert code == 1 and data["new"]["from"] == "store"
+
+
+def test_a_hash_mode_scan_of_some_files_does_not_stand_for_the_release(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    store = tmp_path / "s.db"
+    common = ("-r", rules_dir, "--index-url", fake_index.url, "--store", store)
+    fake_index.add("pkg", sdist("pkg", "1.0", {"pkg/a.py": b"a = 1\n"}))
+    allowed = sdist("pkg", "2.0", {"pkg/a.py": b"a = 2\n"})
+    fake_index.add("pkg", allowed, wheel("pkg", "2.0", {"pkg/a.py": BAD}))
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"pkg==2.0 --hash=sha256:{hashlib.sha256(allowed[1]).hexdigest()}\n")
+    assert run("scan", "-R", requirements, *common, "-q").exit_code == 0  # the sdist alone: clean
+    with Store(store, readonly=True) as db:
+        assert db.count("scans") == 1  # stored, as what it is: a scan of the sdist alone
+    code, data = diff_json("pkg==1.0", "pkg==2.0", *common)
+    assert code == 1 and data["new"]["from"] == "scan"
+    assert [f["file"] for f in data["new_findings"]] == ["pkg-2.0-py3-none-any.whl/pkg/a.py"]
+
+
+def test_a_release_stored_from_another_index_with_other_bytes_is_scanned_again(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    store = tmp_path / "s.db"
+    fake_index.add("pkg", sdist("pkg", "1.0", {"pkg/a.py": b"a = 1\n"}))
+    fake_index.add("pkg", sdist("pkg", "1.1", {"pkg/a.py": b"a = 2\n"}))
+    scanned = run("scan", "pkg==1.1", "-r", rules_dir, "--index-url", fake_index.url, "--store", store, "-q")
+    assert scanned.exit_code == 0
+    with FakeIndex() as mirror:  # same release, same file name, other bytes
+        mirror.add("pkg", sdist("pkg", "1.0", {"pkg/a.py": b"a = 1\n"}))
+        mirror.add("pkg", sdist("pkg", "1.1", {"pkg/a.py": BAD}))
+        code, data = diff_json("pkg==1.0", "pkg==1.1", "-r", rules_dir, "--index-url", mirror.url,
+                               "--store", store)  # fmt: skip
+    assert code == 1 and data["new"]["from"] == "scan"
+    assert [f["file"] for f in data["new_findings"]] == ["pkg-1.1.tar.gz/pkg-1.1/pkg/a.py"]

@@ -144,7 +144,7 @@ def test_json_counts(rules_file: Path, corpus: tuple[Path, Path]) -> None:
     }
     assert per_rule["test_setup_only"]["malicious"] == 1
     assert per_rule["test_hint"]["malicious"] == 1
-    assert doc["thresholds"] == {"min_recall": None, "max_flagged": None, "met": True}
+    assert doc["thresholds"] == {"min_recall": None, "max_flagged": None, "met": True, "failures": []}
     assert doc["exit_code"] == 0
 
 
@@ -221,6 +221,92 @@ def test_corrupt_archive_is_incomplete(rules_file: Path, tmp_path: Path) -> None
     (missed,) = doc["malicious"]["missed"]
     assert missed["incomplete"] is True and missed["issues"]
     assert doc["malicious"]["incomplete"] == 1
+
+
+def test_entries_that_cannot_be_read_are_releases_that_count(rules_file: Path, tmp_path: Path) -> None:
+    mal = tmp_path / "mal"
+    write(mal / "dropper.py", b"x = 'STRONG_MARKER'\n")
+    (mal / "stale-1.0.tar.gz").symlink_to(tmp_path / "gone" / "stale-1.0.tar.gz")  # a stale cache link
+    os.mkfifo(mal / "fifo-1.0.tar.gz")
+    write(mal / "partly@1.0" / "setup.py", b"x = 'STRONG_MARKER'\n")
+    os.mkfifo(mal / "partly@1.0" / "pipe.py")
+    (mal / "partly@1.0" / "linked").symlink_to(tmp_path)  # a link to a directory: not followed
+    write(tmp_path / "cache" / "linked-1.0.tar.gz", sdist("linked", "1.0", {"setup.py": b"STRONG_MARKER"})[1])
+    (mal / "linked-1.0.tar.gz").symlink_to(tmp_path / "cache" / "linked-1.0.tar.gz")  # read, as before
+    code, doc = run_json(rules_file, "--malicious", mal)
+    assert code == 0
+    m = doc["malicious"]
+    assert (m["releases"], m["flagged"], m["incomplete"]) == (5, 3, 3)
+    assert m["recall"] == pytest.approx(0.6)
+    issues = {r["release"]: r["issues"] for r in m["incomplete_releases"]}
+    assert issues == {
+        "fifo-1.0.tar.gz": ["fifo-1.0.tar.gz: a FIFO, socket or device, not read"],
+        "partly@1.0": [
+            "partly@1.0/linked: a symbolic link to a directory, not followed",
+            "partly@1.0/pipe.py: a FIFO, socket or device, not read",
+        ],
+        "stale-1.0.tar.gz": [
+            f"stale-1.0.tar.gz: a symbolic link to {str(tmp_path / 'gone' / 'stale-1.0.tar.gz')!r} that "
+            "does not resolve, not read"
+        ],
+    }
+    assert [r["release"] for r in m["missed"]] == ["fifo-1.0.tar.gz", "stale-1.0.tar.gz"]
+    result = run("rules", "test", rules_file, "--malicious", mal, "--min-recall", "0.7")
+    assert result.exit_code == 1
+    assert "malicious         5        3  60.0%           3" in result.stdout
+    heading = "incomplete malicious releases (not read completely; recall counts those not flagged as missed)"
+    assert f"{heading}: 3" in result.stdout
+    assert "    partly@1.0/pipe.py: a FIFO, socket or device, not read" in result.stdout
+    assert "  recall 60.0% < 70.0% (2 incomplete release(s) not flagged count as missed)" in result.stdout
+
+
+def _encrypted_wheel(directory: Path, name: str, member: bytes) -> None:
+    """A wheel whose one member is marked encrypted: the engine cannot read it (an unscanned issue)."""
+    filename, data = wheel(name, "1.0", {f"{name}/__init__.py": member})
+    raw = bytearray(data)
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # the general-purpose flag's bit 0 in both headers
+        start = 0
+        while (at := raw.find(header, start)) != -1:
+            raw[at + (6 if header == b"PK\x03\x04" else 8)] |= 1
+            start = at + 4
+    write(directory / filename, bytes(raw))
+
+
+def test_an_incomplete_benign_release_counts_against_max_flagged(rules_file: Path, tmp_path: Path) -> None:
+    ben = tmp_path / "ben"
+    _encrypted_wheel(ben, "sealed", b"x = 'STRONG_MARKER'\n")
+    code, doc = run_json(rules_file, "--benign", ben, "--max-flagged", "0")
+    assert code == 1
+    b = doc["benign"]
+    assert (b["releases"], b["flagged"], b["incomplete"]) == (1, 0, 1)
+    assert b["flagged_rate"] == 0.0 and b["flagged_rate_worst"] == 1.0
+    (unread,) = b["incomplete_releases"]
+    assert unread["release"] == "sealed-1.0-py3-none-any.whl" and "encrypted" in unread["issues"][0]
+    assert doc["thresholds"]["met"] is False and doc["exit_code"] == 1
+    table = run("rules", "test", rules_file, "--benign", ben, "--max-flagged", "0")
+    assert table.exit_code == 1
+    assert "incomplete benign releases (not read completely; --max-flagged counts those not flagged as " in (
+        table.stdout
+    )
+    assert "  sealed-1.0-py3-none-any.whl:" in table.stdout and "thresholds: NOT met" in table.stdout
+    # A bound, not a veto: with 4 clean releases read, one unread release is at most 20%.
+    for i in range(4):
+        write(ben / f"good{i}.py", b"x = 1\n")
+    code, doc = run_json(rules_file, "--benign", ben, "--max-flagged", "20%")
+    assert code == 0 and doc["benign"]["flagged_rate_worst"] == pytest.approx(0.2)
+    code, doc = run_json(rules_file, "--benign", ben, "--max-flagged", "19%")
+    assert code == 1
+
+
+def test_a_side_with_no_release_meets_no_threshold(rules_file: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    write(empty / ".cache" / "x.py", b"x = 'STRONG_MARKER'\n")  # dot-entries are not releases
+    code, doc = run_json(rules_file, "--benign", empty)
+    assert code == 0 and doc["benign"]["releases"] == 0  # measured: nothing, and no threshold asked
+    code, doc = run_json(rules_file, "--benign", empty, "--max-flagged", "0")
+    assert code == 1 and doc["thresholds"]["failures"] == [f"no benign release in {empty}"]
+    code, doc = run_json(rules_file, "--malicious", empty, "--min-recall", "0")
+    assert code == 1 and doc["thresholds"]["failures"] == [f"no malicious release in {empty}"]
 
 
 @pytest.mark.parametrize(

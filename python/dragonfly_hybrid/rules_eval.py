@@ -10,6 +10,14 @@ A release is **flagged** when some rule of weight >= ``flag_weight`` (default 5,
 matched in it; lighter rules are hints and never flag a release on their own. Recall is the share of
 malicious releases flagged; benign flagged is the share of benign releases flagged.
 
+Every entry is a release, whether it could be read or not. A release is **incomplete** when something in
+it was not read: an entry that is a FIFO, socket, device or dangling link (a release of no files), such a
+file (or a link to a directory) inside a sub-folder, a file that cannot be read, an archive member left
+unscanned (over a limit, corrupt, encrypted). The thresholds never pass on what was not read: recall
+counts an incomplete malicious release that was not flagged as missed, ``--max-flagged`` is checked
+against ``flagged_rate_worst`` (an incomplete benign release not flagged counted as flagged), and a
+threshold on a side with no release is not met (``thresholds.failures`` says why).
+
 JSON document (``--format json``), keys always present (``null`` when a side was not given)::
 
     {
@@ -19,17 +27,21 @@ JSON document (``--format json``), keys always present (``null`` when a side was
         "path": str, "releases": int, "flagged": int, "recall": float, "with_findings": int,
         "incomplete": int,
         "missed": [{"release": str, "incomplete": bool, "issues": [str],
-                    "findings": [{"rule": str, "weight": int, "file": str, "snippet": str}]}]
+                    "findings": [{"rule": str, "weight": int, "file": str, "snippet": str}]}],
+        "incomplete_releases": [<as in missed, with every finding>]
       } | null,
       "benign": {
         "path": str, "releases": int, "flagged": int, "flagged_rate": float, "with_findings": int,
         "incomplete": int,
         "flagged_releases": [{"release": str, "incomplete": bool, "issues": [str],
-                              "findings": [{"rule": str, "weight": int, "file": str, "snippet": str}]}]
+                              "findings": [{"rule": str, "weight": int, "file": str, "snippet": str}]}],
+        "incomplete_releases": [<as in flagged_releases, with every finding>],
+        "flagged_rate_worst": float
       } | null,
       "per_rule": [{"rule": str, "weight": int | null, "malicious": int, "benign": int,
                     "malicious_only": int}],
-      "thresholds": {"min_recall": float | null, "max_flagged": float | null, "met": bool},
+      "thresholds": {"min_recall": float | null, "max_flagged": float | null, "met": bool,
+                     "failures": [str]},
       "exit_code": 0 | 1
     }
 
@@ -43,6 +55,8 @@ findings. ``snippet`` is the start of the first matched pattern (at most 64 byte
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +112,17 @@ class SideResult:
     def rate(self, flag_weight: int) -> float:
         return len(self.flagged(flag_weight)) / len(self.releases) if self.releases else 0.0
 
+    def incomplete(self) -> list[ReleaseOutcome]:
+        return [r for r in self.releases if r.incomplete]
+
+    def worst_rate(self, flag_weight: int) -> float:
+        """The flagged share if every incomplete release not flagged were flagged: what was not read
+        could have been."""
+        if not self.releases:
+            return 0.0
+        unknown = sum(1 for r in self.incomplete() if not r.flagged(flag_weight))
+        return (len(self.flagged(flag_weight)) + unknown) / len(self.releases)
+
 
 @dataclass
 class Evaluation:
@@ -120,11 +145,44 @@ class Evaluation:
         return self.benign.rate(self.flag_weight) if self.benign else None
 
     @property
+    def benign_flagged_worst(self) -> float | None:
+        return self.benign.worst_rate(self.flag_weight) if self.benign else None
+
+    def threshold_failures(self) -> list[str]:
+        """Why a given threshold is not met (empty: every one is).
+
+        A CI gate must not pass on content that was not read. Recall counts an incomplete malicious
+        release that was not flagged as missed (what was read did not flag it), so it can only be lower
+        than the truth; ``--max-flagged`` is checked against :meth:`SideResult.worst_rate`, which counts
+        an incomplete benign release that was not flagged as flagged. A side with no release measures
+        nothing, and its threshold is not met.
+        """
+        failures = []
+        if self.min_recall is not None:
+            if self.malicious is None or not self.malicious.releases:
+                failures.append(f"no malicious release in {self.malicious.path if self.malicious else '-'}")
+            elif (recall := self.malicious.rate(self.flag_weight)) < self.min_recall:
+                unread = sum(1 for r in self.malicious.incomplete() if not r.flagged(self.flag_weight))
+                failures.append(
+                    f"recall {recall:.1%} < {self.min_recall:.1%}"
+                    + (f" ({unread} incomplete release(s) not flagged count as missed)" if unread else "")
+                )
+        if self.max_flagged is not None:
+            if self.benign is None or not self.benign.releases:
+                failures.append(f"no benign release in {self.benign.path if self.benign else '-'}")
+            elif (worst := self.benign.worst_rate(self.flag_weight)) > self.max_flagged:
+                flagged = self.benign.rate(self.flag_weight)
+                failures.append(
+                    f"benign flagged {flagged:.1%} > {self.max_flagged:.1%}"
+                    if flagged > self.max_flagged
+                    else f"benign flagged {flagged:.1%}, but {worst:.1%} > {self.max_flagged:.1%} with the "
+                    "incomplete releases not flagged counted as flagged"
+                )
+        return failures
+
+    @property
     def thresholds_met(self) -> bool:
-        if self.min_recall is not None and (self.recall is None or self.recall < self.min_recall):
-            return False
-        flagged = self.benign_flagged
-        return not (self.max_flagged is not None and (flagged is None or flagged > self.max_flagged))
+        return not self.threshold_failures()
 
     @property
     def exit_code(self) -> int:
@@ -149,27 +207,92 @@ class Evaluation:
         return rows
 
 
-def release_entries(directory: Path) -> list[tuple[str, list[tuple[str, Path]]]]:
-    """``(release name, [(distribution name, file)])`` for every entry of ``directory``, sorted by name.
+@dataclass(frozen=True)
+class ReleaseEntry:
+    """One entry of a folder: its distributions, and what in it could not be read (``problems``)."""
+
+    name: str
+    files: list[tuple[str, Path]]
+    """``(distribution name, file)``."""
+    problems: list[str]
+
+
+def read_releases(directory: Path) -> list[ReleaseEntry]:
+    """Every entry of ``directory`` (names starting with ``.`` skipped), sorted by name; raises OSError when
+    ``directory`` cannot be listed.
 
     A file is a release of itself (its name is the distribution name); a sub-folder is a release of every
-    regular file under it, named by the path relative to the sub-folder. Symbolic links to files count
-    as files (benchmark caches link them); names starting with ``.`` are skipped at every level.
+    file under it, named by the path relative to the sub-folder. Symbolic links to files count as files
+    (benchmark caches link them), wherever the files are. Anything else is not read and is a problem of
+    its release, never dropped: an entry that is a FIFO, socket, device or dangling link is a release of
+    no files (so an incomplete one, counted like any other), and so is each such file, a link to a
+    directory or an unlistable directory inside a sub-folder. As with ``scan`` of a directory, what was
+    not read makes the release incomplete, never clean.
     """
-    entries: list[tuple[str, list[tuple[str, Path]]]] = []
+    entries: list[ReleaseEntry] = []
     for entry in sorted(directory.iterdir(), key=lambda p: p.name):
         if entry.name.startswith("."):
             continue
-        if entry.is_file():
-            entries.append((entry.name, [(entry.name, entry)]))
-        elif entry.is_dir():
-            files = [
-                (path.relative_to(entry).as_posix(), path)
-                for path in sorted(entry.rglob("*"))
-                if path.is_file() and not any(part.startswith(".") for part in path.relative_to(entry).parts)
-            ]
-            entries.append((entry.name, files))
+        kind = _kind(entry)
+        if kind == "file":
+            entries.append(ReleaseEntry(entry.name, [(entry.name, entry)], []))
+        elif kind == "directory":  # a link to a directory too: benchmark caches link releases
+            entries.append(ReleaseEntry(entry.name, *_release_files(entry)))
+        else:
+            entries.append(ReleaseEntry(entry.name, [], [f"{entry.name}: {kind}"]))
     return entries
+
+
+def release_entries(directory: Path) -> list[tuple[str, list[tuple[str, Path]]]]:
+    """``(release name, [(distribution name, file)])`` for every entry of ``directory`` (:func:`read_releases`
+    without the problems)."""
+    return [(entry.name, entry.files) for entry in read_releases(directory)]
+
+
+def _kind(path: Path) -> str:
+    """``file`` or ``directory`` (following symbolic links), else why ``path`` is not read."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        if path.is_symlink():
+            return f"a symbolic link to {os.readlink(path)!r} that does not resolve, not read"
+        return f"cannot read: {err.strerror or err}"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    return "a FIFO, socket or device, not read"
+
+
+def _release_files(folder: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """The files of a sub-folder release and a problem per entry under it that is not read. Directories
+    are walked, links to them are not followed (a link loop cannot recurse)."""
+    files: list[tuple[str, Path]] = []
+    problems: list[str] = []
+    pending = [folder]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as listing:
+                children = [Path(child.path) for child in listing if not child.name.startswith(".")]
+        except OSError as err:
+            where = directory.relative_to(folder).as_posix()
+            problems.append(f"{folder.name}/{where}: cannot list: {err.strerror or err}")
+            continue
+        for path in children:
+            name = path.relative_to(folder).as_posix()
+            if path.is_dir() and not path.is_symlink():
+                pending.append(path)
+                continue
+            kind = _kind(path)
+            if kind == "file":
+                files.append((name, path))
+            elif kind == "directory":
+                problems.append(f"{folder.name}/{name}: a symbolic link to a directory, not followed")
+            else:
+                problems.append(f"{folder.name}/{name}: {kind}")
+    files.sort(key=lambda item: Path(item[0]).parts)
+    return files, sorted(problems)
 
 
 def snippet(data: bytes) -> str:
@@ -187,15 +310,19 @@ def _findings(dist_name: str, single: bool, result: DistributionResult) -> Itera
 
 def scan_side(scanner: Scanner, directory: Path, weights: dict[str, int]) -> SideResult:
     """Scan every release of ``directory`` (distributions in batches, in parallel inside the engine)."""
-    releases = release_entries(directory)
-    outcomes = {name: ReleaseOutcome(name) for name, _ in releases}
-    jobs = [(name, dist, path) for name, files in releases for dist, path in files]
-    for name, files in releases:
-        if not files:
-            outcomes[name].incomplete = True
-            outcomes[name].issues.append("no files")
+    releases = read_releases(directory)
+    outcomes = {entry.name: ReleaseOutcome(entry.name) for entry in releases}
+    jobs = [(entry.name, dist, path) for entry in releases for dist, path in entry.files]
+    for entry in releases:
+        outcome = outcomes[entry.name]
+        outcome.issues.extend(entry.problems)
+        if entry.problems or not entry.files:
+            outcome.incomplete = True
+        if not entry.files and not entry.problems:
+            outcome.issues.append("no files")
     for start in range(0, len(jobs), BATCH):
         batch = jobs[start : start + BATCH]
+        # A file that cannot be read (gone, no permission) is an ``unreadable`` issue of its result.
         results = scanner.scan_many((dist, str(path), None) for _, dist, path in batch)
         for (name, dist, _), result in zip(batch, results, strict=True):
             outcome = outcomes[name]
@@ -207,7 +334,7 @@ def scan_side(scanner: Scanner, directory: Path, weights: dict[str, int]) -> Sid
                     f"{dist}: {issue.path}: {issue.message}" if issue.path else f"{dist}: {issue.message}"
                 )
                 outcome.incomplete = outcome.incomplete or issue.unscanned
-    return SideResult(directory, [outcomes[name] for name, _ in releases])
+    return SideResult(directory, [outcomes[entry.name] for entry in releases])
 
 
 def evaluate(
@@ -253,8 +380,9 @@ def _side_json(side: SideResult, w: int, rate_key: str, list_key: str, listed: l
         "flagged": len(side.flagged(w)),
         rate_key: side.rate(w),
         "with_findings": sum(1 for r in side.releases if r.findings),
-        "incomplete": sum(1 for r in side.releases if r.incomplete),
+        "incomplete": len(side.incomplete()),
         list_key: listed,
+        "incomplete_releases": [_release_json(r, r.findings) for r in side.incomplete()],
     }
 
 
@@ -270,13 +398,19 @@ def to_json(ev: Evaluation) -> dict[str, Any]:
         side = ev.benign
         flagged = [_release_json(r, [f for f in r.findings if f.weight >= w]) for r in side.flagged(w)]
         benign = _side_json(side, w, "flagged_rate", "flagged_releases", flagged)
+        benign["flagged_rate_worst"] = side.worst_rate(w)
     return {
         "rules": {"hash": ev.rules.hash, "count": ev.rules.count},
         "flag_weight": w,
         "malicious": malicious,
         "benign": benign,
         "per_rule": ev.per_rule(),
-        "thresholds": {"min_recall": ev.min_recall, "max_flagged": ev.max_flagged, "met": ev.thresholds_met},
+        "thresholds": {
+            "min_recall": ev.min_recall,
+            "max_flagged": ev.max_flagged,
+            "met": ev.thresholds_met,
+            "failures": ev.threshold_failures(),
+        },
         "exit_code": ev.exit_code,
     }
 
@@ -301,26 +435,14 @@ def render_table(ev: Evaluation, out: IO[str], *, limit: int = 20) -> None:
     w = ev.flag_weight
     lines = [f"rules: {ev.rules.count}, hash {ev.rules.hash[:12]}; flagged = a finding of weight >= {w}", ""]
     summary = []
-    if ev.malicious is not None:
-        m = ev.malicious
-        n = len(m.releases)
-        summary.append(
-            [
-                "malicious",
-                str(n),
-                str(len(m.flagged(w))),
-                _percent(len(m.flagged(w)), n),
-                "recall",
-                str(m.path),
-            ]
-        )
-    if ev.benign is not None:
-        b = ev.benign
-        n = len(b.releases)
-        summary.append(
-            ["benign", str(n), str(len(b.flagged(w))), _percent(len(b.flagged(w)), n), "flagged", str(b.path)]
-        )
-    lines += _table(["Set", "Releases", "Flagged", "Rate", "Meaning", "Path"], summary, {1, 2, 3})
+    for label, side, meaning in (("malicious", ev.malicious, "recall"), ("benign", ev.benign, "flagged")):
+        if side is None:
+            continue
+        n, hits, unread = len(side.releases), len(side.flagged(w)), len(side.incomplete())
+        summary.append([label, str(n), str(hits), _percent(hits, n), str(unread), meaning, str(side.path)])
+    lines += _table(
+        ["Set", "Releases", "Flagged", "Rate", "Incomplete", "Meaning", "Path"], summary, {1, 2, 3, 4}
+    )
     lines.append("")
     rows = [
         [
@@ -355,8 +477,25 @@ def render_table(ev: Evaluation, out: IO[str], *, limit: int = 20) -> None:
             for f in r.findings:
                 if f.weight >= w:
                     lines.append(f"    {f.rule} (weight {f.weight}) in {f.file}: {f.snippet}")
+    for label, side, counted in (
+        ("malicious", ev.malicious, "recall counts those not flagged as missed"),
+        ("benign", ev.benign, "--max-flagged counts those not flagged as flagged"),
+    ):
+        incomplete = side.incomplete() if side is not None else []
+        if not incomplete:
+            continue
+        lines += [
+            "",
+            f"incomplete {label} releases (not read completely; {counted}): {len(incomplete)}"
+            + (f" (first {limit})" if len(incomplete) > limit else ""),
+        ]
+        for r in incomplete[:limit]:
+            lines.append(f"  {r.name}:" + (" flagged" if r.flagged(w) else ""))
+            lines += [f"    {issue}" for issue in r.issues]
     if ev.min_recall is not None or ev.max_flagged is not None:
-        lines += ["", "thresholds: " + ("met" if ev.thresholds_met else "NOT met")]
+        failures = ev.threshold_failures()
+        lines += ["", "thresholds: " + ("NOT met" if failures else "met")]
+        lines += [f"  {failure}" for failure in failures]
     out.write("\n".join(lines) + "\n")
 
 

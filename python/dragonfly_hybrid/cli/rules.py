@@ -59,7 +59,9 @@ def rules_compile(
 
 RULES_TEST_EXIT_CODES_HELP = """\
 **Exit codes**: **0** measured (and every given threshold met); **1** `--min-recall` or `--max-flagged`
-not met; **2** usage error (no folder given, a folder that does not exist, rules that do not compile).
+not met (incomplete releases count against them: a malicious one not flagged as missed, a benign one not
+flagged as flagged; a side with no release meets no threshold); **2** usage error (no folder given, a
+folder that does not exist or cannot be listed, rules that do not compile).
 """
 
 
@@ -120,15 +122,18 @@ def rules_test(
     if flagged_max is not None and benign is None:
         fail("--max-flagged needs --benign")
     ruleset = load_rules_or_exit(paths or [])
-    evaluation = rules_eval.evaluate(
-        ruleset,
-        malicious,
-        benign,
-        flag_weight=flag_weight,
-        threads=threads,
-        min_recall=recall_min,
-        max_flagged=flagged_max,
-    )
+    try:
+        evaluation = rules_eval.evaluate(
+            ruleset,
+            malicious,
+            benign,
+            flag_weight=flag_weight,
+            threads=threads,
+            min_recall=recall_min,
+            max_flagged=flagged_max,
+        )
+    except OSError as err:  # a folder that cannot be listed
+        fail(f"cannot list {err.filename}: {err.strerror or err}")
     if fmt == "json":
         rules_eval.render_json(evaluation, sys.stdout)
     else:

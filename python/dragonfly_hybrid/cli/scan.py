@@ -64,6 +64,8 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from dragonfly_hybrid.cli.scan_progress import RichHooks
+    from dragonfly_hybrid.pypi.index import PyPIClient
+    from dragonfly_hybrid.pypi.pipconfig import PipSettings
     from dragonfly_hybrid.pypi.requirements import Pins
     from dragonfly_hybrid.store.content_cache import StoreContentCache
     from dragonfly_hybrid.store.db import Store
@@ -310,20 +312,15 @@ def scan_command(
         lookup_errors: tuple[type[Exception], ...] = ()
         if needs_index:
             from dragonfly_hybrid.pypi.index import ProjectNotFound, VersionNotFound
-            from dragonfly_hybrid.pypi.pipconfig import PipConfigError
 
             lookup_errors = (ProjectNotFound, VersionNotFound)
-            settings = index_settings(index_url, extra_index_url or [], pins.settings if pins else None)
-            for ignored in settings.ignored:
-                _note(f"ignoring pip's {ignored}: scan looks releases up on package indexes only")
-            try:
-                pypi = open_index(
-                    settings,
-                    python_version=_python_version(python_version),
-                    max_download_size=max_download_size,
-                )
-            except (PipConfigError, NetworkSettingsError) as err:
-                fail(str(err))
+            pypi = open_index_or_exit(
+                index_url,
+                extra_index_url or [],
+                pins.settings if pins else None,
+                python_version=python_version,
+                max_download_size=max_download_size,
+            )
         with pypi or nullcontext(), _output(output) as out:
             # NDJSON lines are written as targets finish, except to a terminal showing the progress display.
             stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
@@ -474,6 +471,30 @@ def requirement_targets(pins: Pins | None) -> list[ReleaseTarget]:
 
 def _note(text: str) -> None:
     print(f"note: {text}", file=sys.stderr)
+
+
+def open_index_or_exit(
+    index_url: str | None,
+    extra_index_urls: Sequence[str],
+    from_requirements: PipSettings | None = None,
+    *,
+    python_version: str | None = None,
+    max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
+) -> PyPIClient:
+    """The index client of ``scan`` and ``diff``: pip's indexes and network settings (configuration
+    files, environment, ``-R`` files' option lines, the command line; :func:`index_settings`), a note for
+    each setting left aside; exits 2 on one that cannot be honoured or a bad ``--python-version``."""
+    from dragonfly_hybrid.pypi.pipconfig import PipConfigError
+
+    settings = index_settings(index_url, extra_index_urls, from_requirements)
+    for ignored in settings.ignored:
+        _note(f"ignoring pip's {ignored}: releases are looked up on package indexes only")
+    try:
+        return open_index(
+            settings, python_version=_python_version(python_version), max_download_size=max_download_size
+        )
+    except (PipConfigError, NetworkSettingsError) as err:
+        fail(str(err))
 
 
 def _python_version(text: str | None) -> Version:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,14 +41,16 @@ from dragonfly_hybrid.cli.common import (
     seconds_option,
     size_option,
 )
+from dragonfly_hybrid.cli.scan import open_index_or_exit
 from dragonfly_hybrid.closed_pipe_console import ClosedPipeConsole
 from dragonfly_hybrid.logs import LogFormat, setup_logging
 from dragonfly_hybrid.members import MemberListing, list_members, list_tree
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_INDEX_URL,
     DEFAULT_MAX_DOWNLOAD_SIZE,
-    PyPIClient,
+    DistributionFile,
     PyPIError,
+    Release,
     normalize_name,
 )
 from dragonfly_hybrid.report import (
@@ -90,7 +95,8 @@ was closed early (`report | head`).
 DIFF_EXIT_CODES_HELP = """\
 **Exit codes**: **1** NEW has findings OLD does not (a new rule, or a rule matching a new file); **0**
 nothing new; **3** nothing new, but a side could not be scanned or its files listed completely; **2**
-usage error (a bad target, rules, a project or version the index does not have); **141** stdout closed.
+usage error (a bad target, rules, a project or version the index does not have, a pip setting that cannot
+be honoured such as no-index); **141** stdout closed.
 """
 
 Fmt = Literal["table", "json"]
@@ -554,6 +560,23 @@ def _path_side(target: PathTarget, scanner: TargetScanner) -> Side:
     )
 
 
+def current_files(
+    fetched: Sequence[tuple[DistributionFile, Path]], release: Release
+) -> dict[str, str | None]:
+    """Every file the index lists for ``release`` now -> its SHA-256: of the downloaded bytes, else the
+    one the index lists (None: not known). A stored scan answers for the release only if it scanned
+    exactly these: a file added to the release since, or left out by a scan in hash mode, is not judged
+    by a scan that never saw it."""
+    digests: dict[str, str | None] = {file.filename: file.sha256 for file in release.files}
+    for file, path in fetched:
+        digest = hashlib.sha256()
+        with path.open("rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        digests[file.filename] = digest.hexdigest()
+    return digests
+
+
 def _release_side(
     resolved: Resolved, db: Store | None, ruleset: Rules, scanner: TargetScanner, rescan: bool
 ) -> Side:
@@ -572,7 +595,13 @@ def _release_side(
         members = MemberListing(problems=list(errors))
         for file, path in fetched:
             members.merge(list_members(path, file.filename, DEFAULT_LIMITS))
-        stored = None if db is None or rescan else db.latest_scan(release.name, release.version, ruleset.hash)
+        stored = (
+            None
+            if db is None or rescan
+            else db.scan_of_files(
+                release.name, release.version, ruleset.hash, current_files(fetched, release)
+            )
+        )
         if stored is not None and stored.verdict != "incomplete":  # an incomplete one is worth another try
             return Side(
                 target.raw, stored.name, stored.version, stored.verdict, stored.score, stored.rules_matched,
@@ -643,7 +672,31 @@ def diff_command(
     store: StoreOption = None,
     rules: RulesOption = None,
     index_url: Annotated[
-        str | None, typer.Option(help="Index to resolve and download releases on.", metavar="URL")
+        str | None,
+        typer.Option(
+            help="Index to resolve and download releases on. Default: PIP_INDEX_URL, else pip's configured "
+            "index-url, else PyPI (pypi.org/simple/).",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    extra_index_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Another index to look projects up on (their files are merged, as pip does), added to "
+            "PIP_EXTRA_INDEX_URL and pip's configuration. Repeatable.",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    python_version: Annotated[
+        str | None,
+        typer.Option(
+            help="For a bare `name`: pick the latest release whose Requires-Python admits this Python "
+            "(X.Y or X.Y.Z). Default: the running Python.",
+            metavar="X.Y",
+            show_default=False,
+        ),
     ] = None,
     rescan: Annotated[
         bool, typer.Option("--rescan", help="Scan releases again even if the store has them.")
@@ -653,9 +706,10 @@ def diff_command(
     """Show what is new in NEW compared with OLD: rules it matches that OLD did not, findings in new
     files, and the files added, removed and changed (by SHA-256).
 
-    Each side is anything `scan` takes. A release's findings come from the store when it was scanned
-    completely with the same rules, else it is scanned (and stored, when a store is in use); its files are
-    always downloaded, to compare them.
+    Each side is anything `scan` takes; releases are looked up on the indexes, and with the network
+    settings, that `scan` uses (pip's). A release's findings come from the store when a scan with the same
+    rules covered exactly the files the index lists for it now (same names and SHA-256), else it is scanned
+    (and stored, when a store is in use); its files are always downloaded, to compare them.
     """
     targets = (_parse_side(old), _parse_side(new))
     ruleset = load_rules_or_exit(rules or [])
@@ -664,7 +718,13 @@ def diff_command(
     db = open_store(path) if named or path.is_file() else None
     engine, cache = cached_scanner(ruleset, None, available_cores(), db)
     try:
-        with PyPIClient(index_url) as pypi:
+        # Only a release needs the index: two local sides never read pip's settings (as with `scan`).
+        pypi = (
+            open_index_or_exit(index_url, extra_index_url or [], python_version=python_version)
+            if any(isinstance(t, ReleaseTarget) for t in targets)
+            else None
+        )
+        with pypi or nullcontext():
             scanner = TargetScanner(engine, pypi)
             try:
                 resolved = [scanner.resolve(t) for t in targets]  # usage errors before any download

@@ -64,7 +64,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -750,6 +750,36 @@ class Store:
             params.append(rules_hash)
         rows = self._query(sql + " ORDER BY s.id DESC LIMIT 1", params)
         return _scan_of(rows[0]) if rows else None
+
+    def scan_of_files(
+        self, name: str, version: str, rules_hash: str, files: Mapping[str, str | None]
+    ) -> StoredScan | None:
+        """The newest scan of ``name==version`` with ``rules_hash`` whose distributions are exactly
+        ``files`` (file name -> SHA-256, None where it is not known; names only then), else None.
+
+        A scan row records the files it scanned, not the release: ``watch`` stores a file added to a
+        release later as a scan of that file alone, a hash-mode ``scan -R`` only the files its hashes
+        allow, and another index may serve other bytes under the same name. Only a scan of these very
+        files can stand for them."""
+        if not files:
+            return None
+        wanted = {filename: None if digest is None else digest.lower() for filename, digest in files.items()}
+        rows = self._query(
+            f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE r.normalized = ? AND r.version = ? AND rs.hash = ? "
+            "ORDER BY s.id DESC",
+            (normalize_name(name), version, rules_hash),
+        )
+        for row in rows:
+            scanned: dict[str, set[str]] = {}
+            for filename, digest in self._query(
+                "SELECT filename, sha256 FROM distributions WHERE scan_id = ?", (row[0],)
+            ):
+                scanned.setdefault(filename, set()).add(str(digest).lower())
+            if scanned.keys() == wanted.keys() and all(
+                digest is None or scanned[filename] == {digest} for filename, digest in wanted.items()
+            ):
+                return _scan_of(row)
+        return None
 
     def scans(
         self, *, since: str | None = None, findings_only: bool = False, limit: int | None = None

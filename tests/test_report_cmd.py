@@ -4,6 +4,7 @@ filled from the fake index; table and JSON; ``--since``."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -103,3 +104,59 @@ def test_report_reads_while_the_store_is_open_for_writing(store: Path) -> None:
     with Store(store) as writer, writer.transaction():
         result = run("report", "--store", store, "-f", "json")  # a reader is not blocked by the writer
         assert result.exit_code == 0 and len(json.loads(result.stdout)["scans"]) == 2
+
+
+def test_a_release_watch_stored_in_pieces_is_reported_whole(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """`watch` stores pkg 1.0's sdist (findings), then a wheel uploaded later, as a scan of that wheel
+    alone (clean): the release, its hits per rule and its page still have the sdist's findings."""
+    store = tmp_path / "store.db"
+    watch = (
+        "watch",
+        "--once",
+        "--store",
+        store,
+        "-r",
+        rules_dir,
+        "--index-url",
+        fake_index.url,
+        "--threads",
+        2,
+    )
+    fake_index.add("seed", sdist("seed", "1.0", {"a.py": b"pass\n"}))
+    assert run(*watch).exit_code == 0  # the baseline
+    fake_index.add("pkg", sdist("pkg", "1.0", {"setup.py": BAD}))
+    assert run(*watch).exit_code == 0
+    fake_index.add("pkg", wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"}))
+    assert run(*watch).exit_code == 0
+    with Store(store, readonly=True) as db:
+        newest = db.latest_scan("pkg", "1.0")
+        assert newest is not None and newest.verdict == "clean"  # the wheel's scan alone
+
+    data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    assert (data["verdict"], data["score"], data["rules_matched"]) == ("findings", 5, ["test_marker"])
+    sdist_scan, wheel_scan = (s["id"] for s in reversed(data["scans"]))
+    assert data["id"] == wheel_scan and [s["verdict"] for s in data["scans"]] == ["clean", "findings"]
+    assert [(d["name"], d["scan_id"]) for d in data["distributions"]] == [
+        ("pkg-1.0.tar.gz", sdist_scan),
+        ("pkg-1.0-py3-none-any.whl", wheel_scan),
+    ]
+    table = run("report", "pkg==1.0", "--store", store).stdout
+    assert table.startswith("pkg==1.0 findings score 5\ncombined from 2 scans, the newest of each file:\n")
+    assert f"scan {sdist_scan}: scanned " in table and "pkg-1.0.tar.gz/pkg-1.0/setup.py" in table
+
+    rules = json.loads(run("report", "--by-rule", "--store", store, "-f", "json").stdout)["rules"]
+    assert [(r["rule"], r["releases"], r["files"]) for r in rules] == [("test_marker", 1, 1)]
+
+    page = tmp_path / "pkg.html"
+    assert run("report", "pkg==1.0", "--store", store, "--html", page).exit_code == 0
+    shown = page.read_text(encoding="utf-8")
+    blob = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', shown, re.S)
+    assert blob is not None
+    embedded = json.loads(blob.group(1))
+    assert [(r["verdict"], r["score"]) for r in embedded["releases"]] == [("findings", 5)]
+    assert [f["file"] for f in embedded["findings"]] == ["pkg-1.0.tar.gz/pkg-1.0/setup.py"]
+    assert [d["name"] for d in embedded["distributions"]] == ["pkg-1.0.tar.gz", "pkg-1.0-py3-none-any.whl"]
+    assert all(" by watch, rules " in d["scan"] for d in embedded["distributions"])
+    assert "<th>Scanned at (UTC), by, rules</th>" in shown

@@ -17,7 +17,15 @@ from dragonfly_hybrid._core import Scanner
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.rules_loader import load_rules
 from dragonfly_hybrid.store import db as store_module
-from dragonfly_hybrid.store.db import SCHEMA_VERSION, Store, StoreError, default_store_path, findings_of
+from dragonfly_hybrid.store.db import (
+    NOT_DOWNLOADED_SHA256,
+    SCHEMA_VERSION,
+    NotDownloaded,
+    Store,
+    StoreError,
+    default_store_path,
+    findings_of,
+)
 
 from tests.fakes.pypi import LIGHT_MARKER, MARKER, sdist, wheel
 
@@ -185,7 +193,7 @@ def test_a_scan_is_stored_with_files_matches_offsets_issues_and_rules(
         assert pattern["data"] == MARKER.decode() and pattern["offset"] == len(b"import os\n# ")
         assert matched["test_marker"]["metadata"]["description"] == "the test marker string"
         assert {f.label for f in db.findings(scan_id)} == {f.label for f in findings_of(result)}
-        assert db.stored_files("pkg", "1.0") == {d.name for d in result.distributions}
+        assert db.stored_files("pkg", "1.0").names() == {d.name for d in result.distributions}
         assert db.rule_counts()[0]["releases"] == 1
         assert db._query("SELECT hash, count FROM rulesets") == [(rules.hash, rules.count)]
         assert db.scans(since="2999-01-01") == [] and len(db.scans(findings_only=True)) == 1
@@ -193,12 +201,112 @@ def test_a_scan_is_stored_with_files_matches_offsets_issues_and_rules(
 
 def test_record_unless_stored_never_stores_the_same_files_twice(tmp_path: Path, scanner: Scanner) -> None:
     result = release_result(scanner, "pkg", "1.0")
-    files = {d.name for d in result.distributions}
+    files: dict[str, str | None] = {d.name: d.sha256 for d in result.distributions}
     with Store(tmp_path / "s.db") as db:
         assert db.record_unless_stored(result, files, rules_hash="h") is not None
         assert db.record_unless_stored(result, files, rules_hash="h") is None
-        assert db.record_unless_stored(result, files | {"new.whl"}, rules_hash="h") is not None
+        assert db.record_unless_stored(result, dict.fromkeys(files), rules_hash="h") is None  # no digests
+        assert db.record_unless_stored(result, {**files, "new.whl": None}, rules_hash="h") is not None
         assert db.count("scans") == 2
+
+
+def test_a_stored_file_is_seen_only_with_the_bytes_the_index_lists(tmp_path: Path, scanner: Scanner) -> None:
+    """Another host's bytes under a stored name (a lock file's scan) are not the index's file."""
+    result = release_result(scanner, "pkg", "1.0")
+    sdist_dist = result.distributions[0]
+    files: dict[str, str | None] = {d.name: d.sha256 for d in result.distributions}
+    other_bytes = "ab" * 32
+    with Store(tmp_path / "s.db") as db:
+        db.record(result, rules_hash="h")
+        stored = db.stored_files("pkg", "1.0")
+        assert stored.has(sdist_dist.name, sdist_dist.sha256.upper())
+        assert not stored.has(sdist_dist.name, other_bytes)
+        assert stored.has(sdist_dist.name, None)  # the index lists no sha256: the name decides
+        assert not stored.has("pkg-1.0-py2-none-any.whl", None)
+        other = {**files, sdist_dist.name: other_bytes}
+        assert db.record_unless_stored(result, other, rules_hash="h") is not None
+        assert db.count("scans") == 2
+
+
+def test_a_file_not_downloaded_counts_as_seen_by_name(tmp_path: Path, scanner: Scanner) -> None:
+    kept_out = NotDownloaded("pkg-1.0.tar.gz", None, 50_000, "over-max-size", "not downloaded")
+    failed = TargetResult.failed("pkg==1.0", "release", "pkg", "1.0", "pkg-1.0.tar.gz not downloaded")
+    with Store(tmp_path / "s.db") as db:
+        files = {"pkg-1.0.tar.gz": NOT_DOWNLOADED_SHA256}
+        assert db.record_unless_stored(failed, files, rules_hash="h", not_downloaded=[kept_out]) is not None
+        assert db.record_unless_stored(failed, files, rules_hash="h", not_downloaded=[kept_out]) is None
+        assert db.stored_files("pkg", "1.0").has("pkg-1.0.tar.gz", "cd" * 32)  # watch does not issue it again
+
+
+def test_a_release_is_shown_with_every_file_stored_for_it_from_its_newest_scan(
+    tmp_path: Path, scanner: Scanner
+) -> None:
+    """A scan stores only the files it read: the sdist with findings, then a wheel uploaded later (clean),
+    then a scan that could download nothing. The release still has findings, from the sdist."""
+    sdist_name, sdist_data = sdist("pkg", "1.0", {"setup.py": b"import os\n# " + MARKER + b"\n"})
+    wheel_name, wheel_data = wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"})
+
+    def scanned(*files: tuple[str, bytes]) -> TargetResult:
+        release = scanner.scan_release("pkg", "1.0", [(f, data, f"https://files/{f}") for f, data in files])
+        return TargetResult.from_release("pkg==1.0", release)
+
+    with Store(tmp_path / "s.db") as db:
+        first = db.record(scanned((sdist_name, sdist_data)), rules_hash="h1", source="watch")
+        second = db.record(scanned((wheel_name, wheel_data)), rules_hash="h2", source="watch")
+        newest = db.latest_scan("pkg", "1.0")
+        assert newest is not None and newest.verdict == "clean"  # the wheel's scan alone
+        release = db.release("PKG", "1.0")
+        assert release is not None
+        assert (release.verdict, release.score, release.rules_matched) == ("findings", 5, ["test_marker"])
+        assert [(d["name"], d["scan_id"]) for d in release.distributions] == [
+            (sdist_name, first),
+            (wheel_name, second),
+        ]
+        assert [s.id for s in release.scans] == [second, first] and release.error is None
+        assert [(c["rule"], c["releases"], c["files"]) for c in db.rule_counts()] == [("test_marker", 1, 1)]
+
+        # The same sdist scanned again (other rules): that scan replaces its older one.
+        third = db.record(scanned((sdist_name, sdist_data)), rules_hash="h3")
+        release = db.release("pkg", "1.0")
+        assert release is not None and release.verdict == "findings"
+        assert [(d["name"], d["scan_id"]) for d in release.distributions] == [
+            (wheel_name, second),
+            (sdist_name, third),
+        ]
+        # Other bytes under the sdist's name (another host's file): another file, shown beside it.
+        other_sdist = sdist("pkg", "1.0", {"setup.py": b"pass\n"})
+        assert other_sdist[0] == sdist_name
+        fourth = db.record(scanned(other_sdist), rules_hash="h3")
+        release = db.release("pkg", "1.0")
+        assert release is not None
+        assert [d["scan_id"] for d in release.distributions] == [second, third, fourth]
+        assert release.verdict == "findings" and db.rule_counts()[0]["releases"] == 1
+
+        failed = TargetResult.failed("pkg==1.0", "release", "pkg", "1.0", "pkg-1.0.tar.gz: HTTP 404")
+        fifth = db.record(failed, rules_hash="h3")
+        release = db.release("pkg", "1.0")
+        assert release is not None and [s.id for s in release.scans] == [fifth, fourth, third, second]
+        assert (release.verdict, release.error) == ("findings", "pkg-1.0.tar.gz: HTTP 404")
+        assert release.json()["id"] == fifth and release.json()["verdict"] == "findings"
+
+
+def test_a_file_stored_without_its_bytes_gives_way_to_a_later_scan_of_them(
+    tmp_path: Path, scanner: Scanner
+) -> None:
+    filename, data = wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"})
+    kept_out = NotDownloaded(filename, None, 50_000, "over-max-size", "not downloaded")
+    failed = TargetResult.failed("pkg==1.0", "release", "pkg", "1.0", f"{filename} not downloaded")
+    with Store(tmp_path / "s.db") as db:
+        db.record(failed, rules_hash="h", not_downloaded=[kept_out])
+        release = db.release("pkg", "1.0")
+        assert release is not None and release.verdict == "incomplete"
+        result = TargetResult.from_release(
+            "pkg==1.0", scanner.scan_release("pkg", "1.0", [(filename, data, f"https://files/{filename}")])
+        )
+        scan_id = db.record(result, rules_hash="h")
+        release = db.release("pkg", "1.0")
+        assert release is not None and (release.verdict, release.error) == ("clean", None)
+        assert [(d["name"], d["scan_id"]) for d in release.distributions] == [(filename, scan_id)]
 
 
 def test_readers_run_while_a_writer_writes_and_never_see_half_a_release(

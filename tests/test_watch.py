@@ -255,6 +255,38 @@ def test_a_restarted_watch_answers_files_it_has_seen_from_the_stored_content_cac
         assert details[1][0]["files_scanned"] == 2
 
 
+def test_a_file_of_the_same_name_from_another_host_is_not_taken_for_the_index_file(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules, rules_dir: Path
+) -> None:
+    """A lock file's scan stores `foo-1.0-py3-none-any.whl` fetched from another host (clean); the index
+    then publishes its own file of that name (flagged): the watcher sharing the store scans it."""
+    store = tmp_path / "store.db"
+    watch_from_now(fake_index, store, rules)
+    with FakeIndex() as other_host:
+        [locked] = other_host.add("foo", wheel("foo", "1.0", {"foo/__init__.py": CLEAN}))
+        lock = tmp_path / "pylock.toml"
+        lock.write_text(
+            'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
+            f'wheels = [{{ url = "{other_host.file_url("foo", locked.filename)}", '
+            f'hashes = {{ sha256 = "{locked.sha256}" }} }}]\n'
+        )
+        scanned = CliRunner().invoke(
+            app, ["scan", "--store", str(store), "-R", str(lock), "-r", str(rules_dir), "-q"]
+        )
+        assert scanned.exit_code == 0, scanned.output
+    [index_file] = fake_index.add("foo", wheel("foo", "1.0", {"foo/__init__.py": BAD}))
+    assert index_file.filename == locked.filename and index_file.sha256 != locked.sha256
+    summary = watch(fake_index, store, rules)
+    assert summary.stored == 1 and file_requests(fake_index) == [f"/files/foo/{locked.filename}"]
+    with Store(store, readonly=True) as db:
+        scan = db.latest_scan("foo", "1.0")
+        assert scan is not None and (scan.source, scan.verdict) == ("watch", "findings")
+    # A new release brings foo's page back: the index's 1.0 wheel, stored now, counts as seen.
+    fake_index.add("foo", wheel("foo", "2.0", {"foo/__init__.py": CLEAN}))
+    assert watch(fake_index, store, rules).stored == 1
+    assert scans_per_release(store) == {"foo==1.0": 2, "foo==2.0": 1}
+
+
 def test_a_download_that_does_not_match_the_index_sha256_is_stored_as_a_failure(
     fake_index: FakeIndex, tmp_path: Path, rules: Rules
 ) -> None:

@@ -65,6 +65,7 @@ from dragonfly_hybrid.store.db import (
     STORE_ENV,
     Finding,
     Store,
+    StoredScan,
     StoreError,
     default_store_path,
     findings_of,
@@ -377,7 +378,9 @@ def _report_rules(db: Store, since: str | None, fmt: Fmt) -> None:
         _print_json({"rules": counts})
         return
     table = Table(
-        title="Hits per rule (latest scan of each release)", box=box.SIMPLE_HEAVY, title_justify="left"
+        title="Hits per rule (newest scan of each file of each release)",
+        box=box.SIMPLE_HEAVY,
+        title_justify="left",
     )
     for column in ("Rule", "Weight", "Releases", "Files", "Last seen (UTC)"):
         table.add_column(column, justify="left" if column in ("Rule", "Last seen (UTC)") else "right")
@@ -392,36 +395,62 @@ def _report_rules(db: Store, since: str | None, fmt: Fmt) -> None:
     _console().print(table)
 
 
-def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
-    scan = db.latest_scan(name, version)
-    if scan is None:
-        fail(f"{name}=={version} is not in the store")
-    details = db.details(scan.id)
-    if fmt == "json":
-        _print_json({**scan.json(), "distributions": details})
-        return
-    console = _console()
-    console.print(
-        Text(f"{scan.name}=={scan.version}", style="bold"), Text(scan.verdict), f"score {scan.score}"
-    )
+def _scan_line(scan: StoredScan) -> str:
+    """When, by what and with which rules a scan was made, and how long it took."""
     timing = " ".join(
         f"{label} {value:.2f}s"
         for label, value in (("download", scan.download_seconds), ("scan", scan.scan_seconds))
         if value is not None
     )
-    console.print(
+    return (
         f"scanned {scan.scanned_at[:19].replace('T', ' ')} UTC by {scan.source}, rules "
         f"{(scan.rules_hash or '?')[:12]}" + (f", {timing}" if timing else "")
     )
-    if scan.error:
-        console.print(Text(f"error: {scan.error}", style="yellow"), overflow="fold")
+
+
+def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
+    release = db.release(name, version)
+    if release is None:
+        fail(f"{name}=={version} is not in the store")
+    details = release.distributions
+    if fmt == "json":
+        _print_json(release.json())
+        return
+    console = _console()
+    console.print(
+        Text(f"{release.name}=={release.version}", style="bold"),
+        Text(release.verdict),
+        f"score {release.score}",
+    )
+    several = len(release.scans) > 1
+    if several:
+        # A scan reads only some files of a release: each file is shown from the newest scan that stored it.
+        console.print(f"combined from {len(release.scans)} scans, the newest of each file:")
+        for scan in release.scans:
+            console.print(f"  scan {scan.id}: {_scan_line(scan)}")
+    else:
+        console.print(_scan_line(release.newest))
+    for scan in release.scans:
+        if scan.error:
+            label = f"error (scan {scan.id})" if several else "error"
+            console.print(Text(f"{label}: {scan.error}", style="yellow"), overflow="fold")
     dists = Table(title="Distributions", box=box.SIMPLE, title_justify="left")
-    for column in ("File", "Format", "Size", "Files scanned", "Score", "Verdict"):
+    for column in (
+        "File",
+        "Format",
+        "Size",
+        "Files scanned",
+        "Score",
+        "Verdict",
+        *(("Scan",) if several else ()),
+    ):
         dists.add_column(column, justify="right" if column in ("Size", "Files scanned", "Score") else "left")
     for d in details:
+        scan_cell = (f"scan {d['scan_id']}",) if several else ()
         dists.add_row(
-            d["name"], d["format"], str(d["size"]), str(d["files_scanned"]), str(d["score"]), d["verdict"]
-        )
+            d["name"], d["format"], str(d["size"]), str(d["files_scanned"]), str(d["score"]), d["verdict"],
+            *scan_cell,
+        )  # fmt: skip
     console.print(dists)
     matches = Table(title="Matches", box=box.SIMPLE, title_justify="left")
     for column in ("File", "Rule", "Weight", "Pattern", "Offset", "Length", "Matched"):

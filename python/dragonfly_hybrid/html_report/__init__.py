@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import DistributionResult, FileResult, PatternMatch, RuleMatch, Rules
@@ -60,7 +60,7 @@ from dragonfly_hybrid.report import (
 
 if TYPE_CHECKING:
     # The store's pages are given an open store: a scan's page never imports it (sqlite3, ~6 ms).
-    from dragonfly_hybrid.store.db import Store, StoredScan
+    from dragonfly_hybrid.store.db import Store, StoredRelease, StoredScan
 
 
 class _AtOffset(Protocol):
@@ -135,6 +135,9 @@ class DistributionRow:
     score: int
     dist_verdict: str
     rules: list[str]
+    scan: str | None = None
+    """The scan it comes from (when, by what, with which rules), on a release page whose files come from
+    several scans; None otherwise."""
 
 
 @dataclass
@@ -391,9 +394,54 @@ def _stored_snippet(pattern: dict[str, Any]) -> Snippet:
     )
 
 
+def _scan_label(scan: StoredScan) -> str:
+    return f"{scan.scanned_at[:19].replace('T', ' ')} by {scan.source}, rules {(scan.rules_hash or '?')[:12]}"
+
+
+def _add_stored_release(page: Page, release: StoredRelease) -> None:
+    """A release's stored files, each from the newest scan that stored it, and their combined verdict."""
+    several = len(release.scans) > 1
+    _add_stored(
+        page,
+        release.newest,
+        release.distributions,
+        _Summary(
+            release.verdict,
+            release.score,
+            release.rules_matched,
+            release.error,
+            ", ".join(dict.fromkeys(scan.source for scan in release.scans)),
+        ),
+        {scan.id: scan for scan in release.scans} if several else None,
+    )
+
+
 def _add_stored_scan(page: Page, db: Store, scan: StoredScan) -> None:
+    summary = _Summary(scan.verdict, scan.score, scan.rules_matched, scan.error, scan.source)
+    _add_stored(page, scan, db.details(scan.id), summary, None)
+
+
+class _Summary(NamedTuple):
+    """What a release row shows of the stored scan(s) its distributions come from."""
+
+    verdict: str
+    score: int
+    rules_matched: list[str]
+    error: str | None
+    source: str
+
+
+def _add_stored(
+    page: Page,
+    scan: StoredScan,
+    details: list[dict[str, Any]],
+    summary: _Summary,
+    scans: dict[int, StoredScan] | None,
+) -> None:
+    """One release (named and dated by ``scan``, the newest) with its ``details`` (distributions); with
+    ``scans``, the distributions come from several scans (each its ``scan_id``), each shown with its own."""
     label = f"{scan.name}=={scan.version}"
-    details = db.details(scan.id)
+    verdict, score, rules_matched, error, source = summary
     top = next(
         (
             _stored_label(d["name"], d["top_file"])
@@ -403,15 +451,13 @@ def _add_stored_scan(page: Page, db: Store, scan: StoredScan) -> None:
         None,
     )
     page.releases.append(
-        ReleaseRow(
-            label, scan.verdict, scan.score, scan.rules_matched, top, scan.error, scan.scanned_at, scan.source
-        )
+        ReleaseRow(label, verdict, score, rules_matched, top, error, scan.scanned_at, source)
     )
     for d in details:
         page.distributions.append(
             DistributionRow(
                 label,
-                scan.verdict,
+                verdict,
                 d["name"],
                 d["format"],
                 d["size"],
@@ -420,6 +466,7 @@ def _add_stored_scan(page: Page, db: Store, scan: StoredScan) -> None:
                 d["score"],
                 d["verdict"],
                 list(d["rules_matched"]),
+                _scan_label(scans[d["scan_id"]]) if scans is not None else None,
             )
         )
         for f in d["files"]:
@@ -427,7 +474,7 @@ def _add_stored_scan(page: Page, db: Store, scan: StoredScan) -> None:
             page.findings.extend(
                 _finding(
                     label,
-                    scan.verdict,
+                    verdict,
                     file,
                     m["rule"],
                     m["weight"],
@@ -439,7 +486,7 @@ def _add_stored_scan(page: Page, db: Store, scan: StoredScan) -> None:
         page.issues.extend(
             IssueRow(
                 label,
-                scan.verdict,
+                verdict,
                 _stored_label(d["name"], i["path"]),
                 i["kind"],
                 i["message"],
@@ -447,8 +494,8 @@ def _add_stored_scan(page: Page, db: Store, scan: StoredScan) -> None:
             )
             for i in d["issues"]
         )
-    if scan.error:
-        page.issues.append(IssueRow(label, scan.verdict, label, "error", scan.error, True))
+    if error:
+        page.issues.append(IssueRow(label, verdict, label, "error", error, True))
 
 
 def page_from_store(
@@ -460,19 +507,21 @@ def page_from_store(
     release: tuple[str, str] | None = None,
 ) -> Page:
     """The page of a results store: its recent scans (as ``report`` lists them), hits per rule and scans
-    per day since ``since``; or, with ``release``, that release's latest scan alone.
+    per day since ``since``; or, with ``release``, that release alone: each of its files from the newest
+    scan that stored it (:class:`~dragonfly_hybrid.store.db.StoredRelease`).
 
     Raises ``LookupError`` when ``release`` is not in the store."""
     page = Page(
         title="dragonfly-hybrid results store", generated_at=_now(), rules_hash=None, rules_count=None
     )
     if release is not None:
-        scan = db.latest_scan(*release)
-        if scan is None:
+        stored = db.release(*release)
+        if stored is None:
             raise LookupError(f"{release[0]}=={release[1]} is not in the store")
-        page.title = f"dragonfly-hybrid: {scan.name}=={scan.version}"
-        page.rules_hash = scan.rules_hash
-        _add_stored_scan(page, db, scan)
+        page.title = f"dragonfly-hybrid: {stored.name}=={stored.version}"
+        hashes = {scan.rules_hash for scan in stored.scans}
+        page.rules_hash = hashes.pop() if len(hashes) == 1 else None  # several: each file shows its own
+        _add_stored_release(page, stored)
         page.rule_counts = _rule_counts(page.findings)
         return page
     for scan in db.scans(since=since, findings_only=findings_only, limit=limit):
@@ -646,7 +695,7 @@ def _release_html(r: ReleaseRow) -> str:
     return _row(cells, r.label, r.verdict, r.rules)
 
 
-def _distribution_html(d: DistributionRow) -> str:
+def _distribution_html(d: DistributionRow, scan_column: bool) -> str:
     cells = [
         _td(d.release, "release"),
         _td(d.name, "path"),
@@ -657,6 +706,8 @@ def _distribution_html(d: DistributionRow) -> str:
         _td(d.score, "num"),
         _verdict_cell(d.dist_verdict),
     ]
+    if scan_column:
+        cells.append(_td(d.scan or "-"))
     return _row(cells, d.release, d.verdict, d.rules)
 
 
@@ -744,6 +795,7 @@ def page_parts(page: Page) -> list[str]:
     if store:
         release_headers += ["Scanned at (UTC)", "Source"]
     descriptions = {f.rule: f.description for f in page.findings if f.description}
+    scan_column = any(d.scan is not None for d in page.distributions)  # a release's files from several scans
     body_class = "one-release" if len(page.releases) == 1 else "releases"
     return [
         "<!DOCTYPE html>\n"
@@ -762,8 +814,9 @@ def page_parts(page: Page) -> list[str]:
         *_table("issues", "Issues", ["Release", "File", "Kind", "Effect", "Message"],
                 [_issue_html(i) for i in page.issues], "No issue: everything was scanned."),
         *_table("distributions", "Distributions",
-                ["Release", "File", "Format", "Size", "Files scanned", "Bytes scanned", "Score", "Verdict"],
-                [_distribution_html(d) for d in page.distributions], "No distribution."),
+                ["Release", "File", "Format", "Size", "Files scanned", "Bytes scanned", "Score", "Verdict",
+                 *(["Scanned at (UTC), by, rules"] if scan_column else [])],
+                [_distribution_html(d, scan_column) for d in page.distributions], "No distribution."),
         *_table("rules", "Hits per rule", ["Rule", "Weight", "Releases", "Files", "Description"],
                 [_rule_count_html(c, descriptions) for c in page.rule_counts], "No rule matched."),
         '</main><script type="application/json" id="report-data">',

@@ -26,8 +26,11 @@ Schema (version 3; ``schema_version`` holds the version, :data:`MIGRATIONS` the 
     content_cache_rulesets (rules_hash PRIMARY KEY, entries, saved_at)       -- per rule set: row count
 
 A release is scanned once per (release, rule set) by ``watch``; ``scan --store`` and ``diff`` add a scan
-row each time they scan. Readers use the latest scan of a release. Timestamps are ISO-8601 UTC strings
-(``2026-01-31T12:00:00.123456+00:00``), so they sort as text.
+row each time they scan. A scan row records only the files that scan read (``watch`` stores a file
+uploaded later as a scan of that file alone; a hash-mode ``scan -R`` or a lock file, the files it allows),
+so readers (``report``) show a release as :class:`StoredRelease`: each file stored for it from its newest
+scan, combined. Timestamps are ISO-8601 UTC strings (``2026-01-31T12:00:00.123456+00:00``), so they sort
+as text.
 
 The content cache
 -----------------
@@ -321,6 +324,129 @@ class StoredScan:
         }
 
 
+NOT_DOWNLOADED_SHA256 = ""
+"""The ``sha256`` of a distribution stored without its bytes (:class:`NotDownloaded`)."""
+
+
+@dataclass(frozen=True)
+class StoredFiles:
+    """The distribution files stored for a release: file name -> the sha256 of every stored copy's bytes
+    (:data:`NOT_DOWNLOADED_SHA256` for a copy stored without them). Names alone do not tell files apart:
+    a lock file's scan may store ``pkg-1.0-py3-none-any.whl`` fetched from another host, other bytes."""
+
+    digests: dict[str, frozenset[str]]
+
+    def names(self) -> set[str]:
+        return set(self.digests)
+
+    def has(self, filename: str, sha256: str | None) -> bool:
+        """Whether ``filename`` with the bytes whose digest is ``sha256`` is stored.
+
+        ``sha256`` None (the index lists none): the name alone decides, as nothing else tells the bytes
+        apart. A copy stored without its bytes (``watch --max-size``, which alone stores those, from the
+        one index a store follows) stands for the file whatever its digest: it was seen, and is stored as
+        incomplete, never clean."""
+        stored = self.digests.get(filename)
+        if stored is None:
+            return False
+        if sha256 is None:
+            return True
+        return sha256.lower() in stored or NOT_DOWNLOADED_SHA256 in stored
+
+
+@dataclass(frozen=True)
+class StoredRelease:
+    """A release as the store holds it: every distribution file stored for it (a file name and the sha256
+    of its bytes), each from the newest scan that stored it, and the verdict, score and rules combined
+    over them as a scan combines a release's distributions (:meth:`TargetResult.from_distributions`).
+
+    No one scan row stands for a release: a scan records only the files it read (``watch`` stores a file
+    uploaded later as a scan of that file alone; a hash-mode ``scan -R`` or a lock file, the files it
+    allows). Other bytes under a known name (another host's file) are another file: both are shown. A file
+    stored without its bytes (``watch --max-size``) gives way to a later scan that read that name's bytes.
+    """
+
+    name: str
+    version: str
+    scans: list[StoredScan]
+    """The scans the files come from, newest first. The first is the release's newest scan, always: one
+    that stored no file (nothing could be downloaded) counts until a later scan of the release."""
+    distributions: list[dict[str, Any]]
+    """As :meth:`Store.details` gives them, oldest scan first, each with the ``scan_id`` it comes from."""
+    verdict: str
+    score: int
+    rules_matched: list[str]
+    error: str | None
+    """The errors of those scans (files they could not read, which the store does not name otherwise)."""
+    inspector_url: str | None
+
+    @property
+    def newest(self) -> StoredScan:
+        return self.scans[0]
+
+    def json(self) -> dict[str, Any]:
+        """The newest scan's fields, with ``verdict``, ``score``, ``rules_matched``, ``error`` and
+        ``inspector_url`` those of the whole release; ``scans``: every scan the files come from (each
+        distribution's ``scan_id`` names its own). With one scan, its own fields, as before."""
+        return {
+            **self.newest.json(),
+            "verdict": self.verdict,
+            "score": self.score,
+            "rules_matched": self.rules_matched,
+            "inspector_url": self.inspector_url,
+            "error": self.error,
+            "scans": [scan.json() for scan in self.scans],
+            "distributions": self.distributions,
+        }
+
+
+def _combined_release(
+    name: str, version: str, scans: list[StoredScan], distributions: list[dict[str, Any]]
+) -> StoredRelease:
+    """As ``TargetResult.from_distributions`` combines distributions: rules the union, score the maximum,
+    ``findings`` when a rule matched, else ``incomplete`` when anything (a file, or a scan: its error)
+    was left unscanned, else ``clean``."""
+    rules: dict[str, None] = {}
+    for dist in distributions:
+        rules.update(dict.fromkeys(dist["rules_matched"]))
+    errors = list(dict.fromkeys(scan.error for scan in scans if scan.error))
+    complete = not errors and all(dist["complete"] for dist in distributions)
+    verdict = "findings" if rules else "clean" if complete else "incomplete"
+    top = max((d for d in distributions if d["rules_matched"]), key=lambda d: d["score"], default=None)
+    top_scan = next((scan for scan in scans if top is not None and scan.id == top["scan_id"]), None)
+    return StoredRelease(
+        name=name,
+        version=version,
+        scans=scans,
+        distributions=distributions,
+        verdict=verdict,
+        score=max((dist["score"] for dist in distributions), default=0),
+        rules_matched=list(rules),
+        error="; ".join(errors) or None,
+        inspector_url=top_scan.inspector_url if top_scan is not None else None,
+    )
+
+
+_NEWEST_FILES = """
+    newest AS (  -- per release, file name and bytes: the newest scan that stored it
+        SELECT s.release_id, d.filename, d.sha256, MAX(s.id) AS scan_id
+        FROM distributions d JOIN scans s ON s.id = d.scan_id {where}
+        GROUP BY s.release_id, d.filename, d.sha256
+    ),
+    read AS (  -- per release and file name: the newest scan that read its bytes
+        SELECT release_id, filename, MAX(scan_id) AS scan_id FROM newest WHERE sha256 != ''
+        GROUP BY release_id, filename
+    ),
+    shown AS (  -- the files a release is shown with: a copy stored without bytes gives way to a later read
+        SELECT n.release_id, n.scan_id, n.filename, n.sha256 FROM newest n
+        LEFT JOIN read ON read.release_id = n.release_id AND read.filename = n.filename
+        WHERE n.sha256 != '' OR read.scan_id IS NULL OR read.scan_id < n.scan_id
+    )
+"""
+"""The ``WITH`` clauses of the files each release is shown with (:class:`StoredRelease`); ``{where}``
+restricts the distributions read."""
+
+
 _SCAN_COLUMNS = """
     s.id, r.name, r.version, s.source, s.scanned_at, s.verdict, s.score, s.rules_matched, s.inspector_url,
     s.error, rs.hash, s.download_seconds, s.scan_seconds
@@ -578,7 +704,7 @@ class Store:
     def record_unless_stored(
         self,
         result: TargetResult,
-        files: set[str],
+        files: Mapping[str, str | None],
         *,
         rules_hash: str,
         rules_count: int | None = None,
@@ -587,12 +713,15 @@ class Store:
         scan_seconds: float | None = None,
         not_downloaded: Sequence[NotDownloaded] = (),
     ) -> int | None:
-        """:meth:`record`, unless every one of ``files`` (non-empty) of the release is stored already
-        (then None). The check and the write are one transaction: a result is never stored twice."""
+        """:meth:`record`, unless every one of ``files`` (non-empty: file name -> the sha256 the index
+        lists, None when it lists none, :data:`NOT_DOWNLOADED_SHA256` for a file not downloaded) of the
+        release is stored already (then None), as :meth:`StoredFiles.has` tells. The check and the write
+        are one transaction: a result is never stored twice."""
         if result.version is None:
             raise ValueError(f"{result.target}: only releases (name==version) are stored")
         with self.transaction() as db:
-            if files and files <= self.stored_files(result.name, result.version):
+            stored = self.stored_files(result.name, result.version)
+            if files and all(stored.has(filename, sha256) for filename, sha256 in files.items()):
                 return None
             return self._insert(db, result, rules_hash, rules_count, source, download_seconds,
                                 scan_seconds, utc_now(), not_downloaded)  # fmt: skip
@@ -728,10 +857,11 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
-    def stored_files(self, name: str, version: str, rules_hash: str | None = None) -> set[str]:
-        """File names of ``name==version`` already scanned (by any scan, or by one with ``rules_hash``)."""
+    def stored_files(self, name: str, version: str, rules_hash: str | None = None) -> StoredFiles:
+        """The files of ``name==version`` already stored (by any scan, or by one with ``rules_hash``),
+        each with the sha256 of its stored copies' bytes."""
         sql = (
-            "SELECT DISTINCT d.filename FROM distributions d JOIN scans s ON s.id = d.scan_id "
+            "SELECT DISTINCT d.filename, d.sha256 FROM distributions d JOIN scans s ON s.id = d.scan_id "
             "JOIN releases r ON r.id = s.release_id LEFT JOIN rulesets rs ON rs.id = s.ruleset_id "
             "WHERE r.normalized = ? AND r.version = ?"
         )
@@ -739,10 +869,40 @@ class Store:
         if rules_hash is not None:
             sql += " AND rs.hash = ?"
             params.append(rules_hash)
-        return {row[0] for row in self._query(sql, params)}
+        digests: dict[str, set[str]] = {}
+        for filename, digest in self._query(sql, params):
+            digests.setdefault(filename, set()).add(str(digest).lower())
+        return StoredFiles({filename: frozenset(found) for filename, found in digests.items()})
+
+    def release(self, name: str, version: str) -> StoredRelease | None:
+        """``name==version`` as the store holds it (:class:`StoredRelease`), None when it has no scan."""
+        key = (normalize_name(name), version)
+        rows = self._query(
+            f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE r.normalized = ? AND r.version = ? "
+            "ORDER BY s.id DESC",
+            key,
+        )
+        if not rows:
+            return None
+        where = "JOIN releases r ON r.id = s.release_id WHERE r.normalized = ? AND r.version = ?"
+        shown = self._query(
+            f"WITH {_NEWEST_FILES.format(where=where)} "
+            "SELECT d.id, d.scan_id FROM shown JOIN distributions d ON d.scan_id = shown.scan_id "
+            "AND d.filename = shown.filename AND d.sha256 = shown.sha256 ORDER BY d.id",
+            key,
+        )
+        from_scans = {scan_id for _, scan_id in shown} | {rows[0][0]}
+        scans = [_scan_of(row) for row in rows if row[0] in from_scans]
+        distributions = [
+            {**dist, "scan_id": scan_id}
+            for dist_id, scan_id in shown
+            for dist in self._distribution_details("id = ?", (dist_id,))
+        ]
+        return _combined_release(scans[0].name, scans[0].version, scans, distributions)
 
     def latest_scan(self, name: str, version: str, rules_hash: str | None = None) -> StoredScan | None:
-        """The newest scan of ``name==version`` (with ``rules_hash``, when given)."""
+        """The newest scan of ``name==version`` (with ``rules_hash``, when given): the files that scan read,
+        not necessarily the whole release (:meth:`release` shows that)."""
         sql = f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE r.normalized = ? AND r.version = ?"
         params: list[Any] = [normalize_name(name), version]
         if rules_hash is not None:
@@ -799,13 +959,18 @@ class Store:
         return [_scan_of(row) for row in self._query(sql, params)]
 
     def rule_counts(self, *, since: str | None = None) -> list[dict[str, Any]]:
-        """Per rule: how many releases (latest scan each) and files it matched, its weight, last seen."""
-        sql = """
+        """Per rule: how many releases and files it matched, its weight, last seen; each release as
+        :class:`StoredRelease` shows it (each of its files from the newest scan that stored it), counted
+        when that scan is since ``since``."""
+        sql = f"""
+            WITH {_NEWEST_FILES.format(where="")}
             SELECT m.rule, MAX(m.weight), COUNT(DISTINCT s.release_id), COUNT(DISTINCT f.id),
                 MAX(s.scanned_at)
-            FROM matches m JOIN files f ON f.id = m.file_id JOIN distributions d ON d.id = f.distribution_id
+            FROM shown JOIN distributions d ON d.scan_id = shown.scan_id AND d.filename = shown.filename
+                AND d.sha256 = shown.sha256
+            JOIN files f ON f.distribution_id = d.id JOIN matches m ON m.file_id = f.id
             JOIN scans s ON s.id = d.scan_id
-            WHERE s.id IN (SELECT MAX(id) FROM scans GROUP BY release_id)
+            WHERE 1 = 1
         """
         params: list[Any] = []
         if since is not None:
@@ -838,10 +1003,13 @@ class Store:
 
     def details(self, scan_id: int) -> list[dict[str, Any]]:
         """The distributions of a scan, each with its issues and its matching files and matches."""
+        return self._distribution_details("scan_id = ?", (scan_id,))
+
+    def _distribution_details(self, where: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         dists = self._query(
             "SELECT id, filename, url, format, size, sha256, files_scanned, bytes_scanned, score, "
-            "rules_matched, top_file, verdict, complete FROM distributions WHERE scan_id = ? ORDER BY id",
-            (scan_id,),
+            f"rules_matched, top_file, verdict, complete FROM distributions WHERE {where} ORDER BY id",
+            params,
         )
         out = []
         for d in dists:

@@ -11,7 +11,7 @@ from dragonfly_hybrid.node.jobs import SubmitOutcome, Work
 from dragonfly_hybrid.pypi.download import filename_of
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.store.content_cache import StoreContentCache
-from dragonfly_hybrid.store.db import Store
+from dragonfly_hybrid.store.db import NOT_DOWNLOADED_SHA256, Store
 from dragonfly_hybrid.watch.source import WatchJob
 from dragonfly_hybrid.watch.webhook import Webhook, webhook_payload
 
@@ -59,7 +59,10 @@ class StoreSink:
         """Store the release, then what its scan added to the content cache (the release comes first: a
         crash in between costs a scan next time, never a result)."""
         job = work.job
-        files = {filename_of(url) for url in job.distributions} | {f.filename for f in job.not_downloaded}
+        # Each file with the sha256 the index lists: another host's bytes under the same name (stored by
+        # a lock file's scan) do not make this result one that is stored already.
+        files: dict[str, str | None] = {filename_of(url): job.sha256.get(url) for url in job.distributions}
+        files.update((f.filename, NOT_DOWNLOADED_SHA256) for f in job.not_downloaded)
         scan_id = self.store.record_unless_stored(
             result,
             files,

@@ -366,7 +366,9 @@ class PyPIWatchSource:
             digests = {}
             skipped = []
             for p in sorted(new, key=lambda p: p.filename):
-                if p.filename in stored:
+                # Seen only if these very bytes are stored: a lock file's scan may have stored a file of
+                # this name from another host. A file the index lists no sha256 for goes by its name.
+                if stored.has(p.filename, p.digests.get("sha256") or None):
                     continue
                 if not self.filters.wants_file(p):
                     log.info(

@@ -198,6 +198,27 @@ MaxDownloadSizeOption = Annotated[
     int,
     size_option("Largest file downloaded from the index; a larger one makes the release incomplete."),
 ]
+PythonVersionOption = Annotated[
+    str | None,
+    typer.Option(
+        help="For a bare `name`: pick the latest release whose Requires-Python admits this Python "
+        "(X.Y or X.Y.Z). Default: the running Python.",
+        metavar="X.Y",
+        show_default=False,
+    ),
+]
+
+
+def extra_index_url_option(also_from: str = "") -> typer.models.OptionInfo:
+    """``--extra-index-url``, whose indexes are added to ``also_from`` (e.g. "those of the -R files, ") and
+    pip's."""
+    return typer.Option(
+        help="Another index to look projects up on (their files are merged, as pip does), added to "
+        f"{also_from}PIP_EXTRA_INDEX_URL and pip's configuration. Repeatable.",
+        metavar="URL",
+        show_default=False,
+    )
+
 
 _LIMIT_OPTIONS: dict[str, tuple[object, object]] = {
     "max_member_size": (

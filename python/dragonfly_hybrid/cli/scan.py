@@ -21,7 +21,9 @@ from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     MaxDownloadSizeOption,
+    PythonVersionOption,
     ThreadsOption,
+    extra_index_url_option,
     fail,
     finish,
     limit_options,
@@ -244,24 +246,8 @@ def scan_command(
             show_default=False,
         ),
     ] = None,
-    extra_index_url: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Another index to look projects up on (their files are merged, as pip does), added to "
-            "those of the -R files, PIP_EXTRA_INDEX_URL and pip's configuration. Repeatable.",
-            metavar="URL",
-            show_default=False,
-        ),
-    ] = None,
-    python_version: Annotated[
-        str | None,
-        typer.Option(
-            help="For a bare `name`: pick the latest release whose Requires-Python admits this Python "
-            "(X.Y or X.Y.Z). Default: the running Python.",
-            metavar="X.Y",
-            show_default=False,
-        ),
-    ] = None,
+    extra_index_url: Annotated[list[str] | None, extra_index_url_option("those of the -R files, ")] = None,
+    python_version: PythonVersionOption = None,
     allow_skipped: Annotated[
         bool,
         typer.Option(

@@ -33,7 +33,9 @@ from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import (
     DEFAULT_LIMITS,
     MaxDownloadSizeOption,
+    PythonVersionOption,
     ThreadsOption,
+    extra_index_url_option,
     fail,
     limit_options,
     load_rules_or_exit,
@@ -709,24 +711,8 @@ def diff_command(
             show_default=False,
         ),
     ] = None,
-    extra_index_url: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Another index to look projects up on (their files are merged, as pip does), added to "
-            "PIP_EXTRA_INDEX_URL and pip's configuration. Repeatable.",
-            metavar="URL",
-            show_default=False,
-        ),
-    ] = None,
-    python_version: Annotated[
-        str | None,
-        typer.Option(
-            help="For a bare `name`: pick the latest release whose Requires-Python admits this Python "
-            "(X.Y or X.Y.Z). Default: the running Python.",
-            metavar="X.Y",
-            show_default=False,
-        ),
-    ] = None,
+    extra_index_url: Annotated[list[str] | None, extra_index_url_option("")] = None,
+    python_version: PythonVersionOption = None,
     rescan: Annotated[
         bool, typer.Option("--rescan", help="Scan releases again even if the store has them.")
     ] = False,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from dragonfly_hybrid.cli import app
-from dragonfly_hybrid.pypi.requirements import RequirementsError, lock_format, read_pins
+from dragonfly_hybrid.pypi.requirements import Pin, Pins, RequirementsError, lock_format, read_pins
 from dragonfly_hybrid.store.db import Store
 from typer.testing import CliRunner, Result
 
@@ -249,6 +249,93 @@ def test_a_locked_file_whose_bytes_are_not_the_locked_ones_is_not_scanned(
     [target] = json.loads(result.stdout)["targets"]
     assert target["verdict"] == "incomplete" and target["distributions"] == []
     assert "0" * 64 in target["error"] and sha256 in target["error"]
+
+
+def test_a_locked_file_without_a_hash_is_scanned_beside_hashed_ones(
+    index: FakeIndex, lock_source: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """uv installs a locked wheel that has no hash unchecked: it was dropped, unscanned, because the
+    entry's other file had one (the allowed hashes were the entry's, not each file's)."""
+    index.add("foo", sdist("foo", "1.0", {"setup.py": b"pass\n"}))
+    [sdist_file] = index.projects["foo"]
+    sdist_url = index.file_url("foo", sdist_file.filename)
+    wheel_url, _ = locked_wheel(lock_source)
+    lock = tmp_path / "uv.lock"
+    lock.write_text(
+        f'[[package]]\nname = "foo"\nversion = "1.0"\nsource = {{ registry = "{index.url}" }}\n'
+        f'sdist = {{ url = "{sdist_url}", hash = "sha256:{sdist_file.sha256}" }}\n'
+        f'wheels = [{{ url = "{wheel_url}" }}]\n'
+    )
+    result = run("scan", "-R", lock, "-r", rules_dir, "-f", "json")
+    assert result.exit_code == 1, result.output
+    [target] = json.loads(result.stdout)["targets"]
+    assert sorted(d["url"] for d in target["distributions"]) == sorted([sdist_url, wheel_url])
+
+
+def test_every_lock_entry_of_one_name_and_version_is_scanned(
+    index: FakeIndex, lock_source: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """A version split over two indexes by markers has two entries: the second (flagged, the one the
+    installer takes on this platform) was dropped as a duplicate, as was a lock entry behind a
+    requirements line of the same name and version."""
+    index.add("foo", wheel("foo", "1.0", {"foo/__init__.py": b"pass\n"}))
+    [clean] = index.projects["foo"]
+    clean_url = index.file_url("foo", clean.filename)
+    flagged_url, flagged_sha256 = locked_wheel(lock_source)
+    entry = '[[packages]]\nname = "foo"\nversion = "1.0"\nmarker = "{marker}"\n'
+    entry += 'wheels = [{{ url = "{url}", hashes = {{ sha256 = "{sha256}" }} }}]\n'
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n'
+        + entry.format(marker="sys_platform == 'win32'", url=clean_url, sha256=clean.sha256)
+        + entry.format(marker="sys_platform != 'win32'", url=flagged_url, sha256=flagged_sha256)
+    )
+    result = run("scan", "-R", lock, "-r", rules_dir, "-f", "json")
+    assert result.exit_code == 1, result.output
+    urls = [[d["url"] for d in t["distributions"]] for t in json.loads(result.stdout)["targets"]]
+    assert urls == [[clean_url], [flagged_url]]
+    req = tmp_path / "requirements.txt"
+    req.write_text("foo==1.0\n")
+    uv = tmp_path / "uv.lock"
+    uv.write_text(
+        f'[[package]]\nname = "foo"\nversion = "1.0"\nsource = {{ registry = "{lock_source.url}" }}\n'
+        f'wheels = [{{ url = "{flagged_url}", hash = "sha256:{flagged_sha256}" }}]\n'
+    )
+    assert [p.files != () for p in read_pins([req, uv]).pins] == [False, True]
+
+
+def test_a_large_lock_keeps_every_entry() -> None:
+    pins = Pins()
+    for i in range(5000):
+        pins.add(Pin(f"pkg{i}", "1.0", "uv.lock"))
+    pins.add(Pin("PKG1", "1.0", "requirements.txt"))  # the same release, from the same place
+    assert len(pins.pins) == 5000
+
+
+def test_a_locked_file_whose_other_hash_does_not_match_is_not_scanned(
+    lock_source: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """SHA-256 is checked as the bytes arrive; a lock's other algorithms after."""
+    url, _ = locked_wheel(lock_source)
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
+        f'wheels = [{{ url = "{url}", hashes = {{ sha512 = "{"ab" * 64}" }} }}]\n'
+    )
+    result = run("scan", "-R", lock, "-r", rules_dir, "-f", "json")
+    assert result.exit_code == 3, result.output
+    [target] = json.loads(result.stdout)["targets"]
+    assert target["distributions"] == [] and f"expected sha512:{'ab' * 64}" in target["error"]
+
+
+def test_a_lock_url_that_does_not_parse_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
+        'wheels = [{ url = "http://[::1/foo-1.0-py3-none-any.whl", hashes = { sha256 = "00" } }]\n'
+    )
+    with pytest.raises(RequirementsError, match=r"foo: 'http://\[::1/foo-1.0-py3-none-any.whl' is not a URL"):
+        read_pins([lock])
 
 
 def test_a_lock_file_naming_a_local_file_skips_it_saying_how_to_scan_it(tmp_path: Path) -> None:

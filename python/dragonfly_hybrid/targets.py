@@ -310,6 +310,27 @@ def locked_release(name: str, version: str, files: Sequence[LockedFile]) -> Rele
     )
 
 
+def _matching_their_locks(
+    fetched: Sequence[tuple[DistributionFile, Path]], errors: list[str]
+) -> list[tuple[DistributionFile, Path]]:
+    """The downloaded files of a lock whose bytes have one of the hashes the lock gives each of them (a
+    file given none is kept, as its installer takes it unchecked); an error for each other one. SHA-256
+    was checked while downloading; the other algorithms are checked here."""
+    kept = []
+    for file, path in fetched:
+        others = {alg for alg, _ in file.digests} - ({"sha256"} if file.sha256 else set())
+        locked = _listed(file)
+        actual = _file_hashes(path, others) if others else set()
+        if others and not actual & locked:
+            expected = " or ".join(sorted(h for h in locked if h.partition(":")[0] in others))
+            errors.append(
+                f"{file.filename}: the downloaded bytes have {', '.join(sorted(actual))}, expected {expected}"
+            )
+        else:
+            kept.append((file, path))
+    return kept
+
+
 def _listed(file: DistributionFile) -> set[str]:
     """``algorithm:hex`` of every digest the index lists for ``file``."""
     listed = {f"{alg}:{value}" for alg, value in file.digests}
@@ -538,6 +559,8 @@ class TargetScanner:
         if target.hashes:
             label = f"{release.name}=={release.version}"
             fetched, errors = self._check_hashes(target, label, fetched, errors, release.files)
+        if target.locked:
+            fetched = _matching_their_locks(fetched, errors)
         return fetched, errors
 
     def scan_downloaded(

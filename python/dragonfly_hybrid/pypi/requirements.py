@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.pypi.pipconfig import PipSettings
@@ -93,10 +94,15 @@ class Pins:
     """Index options found in the requirements files (only the ones they set; see :mod:`pipconfig`)."""
     require_hashes: str | None = None
     """Where a ``--require-hashes`` line was found, if any."""
+    _keys: set[tuple[object, ...]] = field(default_factory=set, repr=False)
 
     def add(self, pin: Pin) -> None:
-        key = (normalize_name(pin.name), pin.version)
-        if all((normalize_name(p.name), p.version) != key for p in self.pins):
+        """Keep ``pin`` unless one for the same files is kept already: the same release from the same
+        place. Two lock entries of one name and version with other files (a version split over two
+        indexes by markers), or a lock entry and a requirements line, are both scanned."""
+        key = (normalize_name(pin.name), pin.version, pin.files, pin.index_url)
+        if key not in self._keys:
+            self._keys.add(key)
             self.pins.append(pin)
 
 
@@ -157,8 +163,10 @@ def _read_lock(path: Path, kind: str, pins: Pins) -> None:
             pins.skipped.append(f"{origin}: {name}: {reason}")
             continue
         assert isinstance(version, str)
-        hashes = frozenset(h for file in locked for h in file.hashes)
         with_urls = tuple(file for file in locked if file.url)
+        # Files with URLs are each checked against their own hashes (a file the lock lists without one is
+        # installed unchecked, so it is scanned unchecked); files looked up on an index are picked by them.
+        hashes = frozenset() if with_urls else frozenset(h for file in locked for h in file.hashes)
         pins.add(Pin(name, version, origin, hashes, path=origin, files=with_urls, index_url=index_url))
 
 
@@ -210,6 +218,11 @@ def _locked_files(
         url, local = file.get("url"), file.get("path")
         if not isinstance(url, str) and isinstance(local, str):
             return [], None, f"a local file ({printable(local)}), not an index release: scan it by its path"
+        if isinstance(url, str):
+            try:
+                urlsplit(url).port  # noqa: B018  (parsing the port is what raises on a malformed host)
+            except ValueError as err:
+                raise RequirementsError(f"{where}: {printable(url)!r} is not a URL ({err})") from None
         size = file.get("size")
         locked.append(
             LockedFile(

@@ -68,8 +68,31 @@ def test_normalize_name_follows_pep_503(name: str, expected: str) -> None:
 
 def test_redact_url_strips_userinfo() -> None:
     assert redact_url("https://user:s3cret@example.org/simple/") == "https://example.org/simple/"
-    assert redact_url("https://token@example.org:8443/x?y=1") == "https://example.org:8443/x?y=1"
+    assert redact_url("https://token@example.org:8443/x?y=1") == "https://example.org:8443/x?y=<redacted>"
     assert redact_url("https://example.org/simple/") == "https://example.org/simple/"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://files.example/f-1.0.whl?token=S3CRET&expires=17#sha256=ab",
+            "https://files.example/f-1.0.whl?token=<redacted>&expires=<redacted>#sha256=ab",
+        ),
+        (
+            "https://u:p@h.example/f.whl?X-Amz-Signature=S3CRET",
+            "https://h.example/f.whl?X-Amz-Signature=<redacted>",
+        ),
+        ("https://h.example/f.whl?S3CRET", "https://h.example/f.whl?<redacted>"),  # a bare token
+        ("https://h.example/f.whl?a=&b=S3CRET=x", "https://h.example/f.whl?a=&b=<redacted>"),
+        ("https://h.example/f.whl?", "https://h.example/f.whl?"),
+        ("https://h.example/f.whl#sha256=ab", "https://h.example/f.whl#sha256=ab"),
+        ("http://[::1/x.whl?token=S3CRET", "<unparsable URL>"),
+    ],
+)
+def test_redact_url_hides_query_values_and_keeps_their_keys(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact_url(shown) == shown  # idempotent: stored URLs are redacted again when shown
 
 
 # -------------------------------------------------------------------------------------- index config

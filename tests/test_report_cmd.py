@@ -3,6 +3,7 @@ filled from the fake index; table and JSON; ``--since``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timezone
@@ -14,7 +15,7 @@ from dragonfly_hybrid.cli.store import parse_since
 from dragonfly_hybrid.store.db import Store
 from typer.testing import CliRunner, Result
 
-from tests.fakes.pypi import LIGHT_MARKER, MARKER, FakeIndex, sdist, wheel
+from tests.fakes.pypi import LIGHT_MARKER, MARKER, FakeFile, FakeIndex, sdist, wheel
 
 BAD = b"import os\n# " + MARKER + b"\n"
 
@@ -160,3 +161,113 @@ def test_a_release_watch_stored_in_pieces_is_reported_whole(
     assert [d["name"] for d in embedded["distributions"]] == ["pkg-1.0.tar.gz", "pkg-1.0-py3-none-any.whl"]
     assert all(" by watch, rules " in d["scan"] for d in embedded["distributions"])
     assert "<th>Scanned at (UTC), by, rules</th>" in shown
+
+
+def test_an_error_counts_until_a_later_scan_reads_more_than_the_failed_one(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """Scan 1 (`scan --store`) reads the sdist, the wheel 404s: incomplete, with an error and no row for the
+    wheel. Scan 2 (hash mode, only the sdist allowed) is clean. The wheel was never scanned: the release
+    stays incomplete in `report` (table, JSON, page) with scan 1's error, dated, until a scan without an
+    error reads every file scan 1 read and more (scan 4, the whole release)."""
+    sdist_name, sdist_data = sdist("pkg", "1.0", {"setup.py": b"pass\n"})
+    wheel_name, wheel_data = wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"})
+    fake_index.add("pkg", (sdist_name, sdist_data), (wheel_name, wheel_data))
+    fake_index.faults.missing.add(wheel_name)
+    store = tmp_path / "store.db"
+    scan = ("scan", "-r", rules_dir, "--index-url", fake_index.url, "--store", store, "-q")
+    assert run(*scan, "pkg==1.0").exit_code == 3
+    digest = hashlib.sha256(sdist_data).hexdigest()
+    (tmp_path / "req.txt").write_text(f"pkg==1.0 --hash=sha256:{digest}\n")
+    assert run(*scan, "-R", tmp_path / "req.txt").exit_code == 0
+
+    data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    first, second = sorted(s["id"] for s in data["scans"])
+    assert data["verdict"] == "incomplete" and data["id"] == second
+    assert [(d["name"], d["scan_id"]) for d in data["distributions"]] == [(sdist_name, second)]
+    assert data["error"].startswith(f"could not download {wheel_name}")
+    assert re.search(rf"\(scan {first}, \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)$", data["error"])
+    table = run("report", "pkg==1.0", "--store", store).stdout
+    assert table.startswith("pkg==1.0 incomplete score 0\ncombined from 2 scans")
+    assert f"scan {first}: scanned " in table and "(no file shown; its error still counts)" in table
+    assert f"error (scan {first}): could not download {wheel_name}" in table
+    page = tmp_path / "pkg.html"
+    assert run("report", "pkg==1.0", "--store", store, "--html", page).exit_code == 0
+    blob = re.search(
+        r'<script type="application/json" id="report-data">(.*?)</script>', page.read_text("utf-8"), re.S
+    )
+    assert blob is not None
+    embedded = json.loads(blob.group(1))
+    assert [r["verdict"] for r in embedded["releases"]] == ["incomplete"]
+    assert any(wheel_name in i["message"] and i["kind"] == "error" for i in embedded["issues"])
+
+    # The sdist alone again: the error still counts.
+    assert run(*scan, "-R", tmp_path / "req.txt").exit_code == 0
+    assert json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)["verdict"] == (
+        "incomplete"
+    )
+    # The whole release read without an error: every file scan 1 read, and the wheel.
+    fake_index.faults.missing.clear()
+    assert run(*scan, "pkg==1.0").exit_code == 0
+    data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    assert (data["verdict"], data["error"]) == ("clean", None)
+    assert len(data["scans"]) == 1 and {d["name"] for d in data["distributions"]} == {sdist_name, wheel_name}
+
+
+def _store_bytes(store: Path) -> str:
+    """Every byte of the store (its WAL too), as text to search."""
+    return "".join(p.read_bytes().decode("latin-1") for p in store.parent.glob(store.name + "*"))
+
+
+def test_a_signed_urls_token_never_shows_in_outputs_nor_in_the_store(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """The index lists pkg's wheel at a signed URL (``?token=...``, the file is served there, with a
+    finding) and another wheel at one that 404s. Neither token appears in any scan format, stderr, the
+    store, or `report` (table, JSON, by rule, HTML); the keys do, with ``<redacted>``."""
+    good_token, lost_token = "S1GNED-T0KEN-ok", "S1GNED-T0KEN-404"
+    wheel_name, wheel_data = wheel("pkg", "1.0", {"pkg/__init__.py": BAD})
+    lost_name, lost_data = wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"})
+    lost_name = lost_name.replace("py3-none-any", "cp312-abi3-linux_x86_64")
+    fake_index.add(
+        "pkg",
+        sdist("pkg", "1.0", {"setup.py": b"pass\n"}),
+        FakeFile(  # served at /files/pkg/<name>?token=...: the handler reads the query as part of the name
+            f"{wheel_name}?token={good_token}&expires=1",
+            wheel_data,
+            listed_url=f"{fake_index.file_url('pkg', wheel_name)}?token={good_token}&expires=1",
+            listed_name=wheel_name,
+        ),
+        FakeFile(
+            lost_name,
+            lost_data,
+            listed_url=f"{fake_index.file_url('pkg', lost_name)}?token={lost_token}",
+        ),
+    )
+    fake_index.faults.missing.add(lost_name)
+    store = tmp_path / "store.db"
+    shown: list[str] = []
+    for fmt in ("table", "json", "ndjson", "sarif", "markdown", "html"):
+        result = run("scan", "pkg==1.0", "-r", rules_dir, "--index-url", fake_index.url, "--store", store,
+                     "-f", fmt)  # fmt: skip
+        assert result.exit_code == 1, result.output  # the finding; the lost wheel: an error too
+        shown += [result.stdout, result.stderr]
+    data = json.loads(
+        run("scan", "pkg==1.0", "-r", rules_dir, "--index-url", fake_index.url, "-f", "json").stdout
+    )
+    (target,) = data["targets"]
+    assert "token=<redacted>" in target["error"]
+    assert [d["url"] for d in target["distributions"] if d["name"] == wheel_name] == [
+        f"{fake_index.file_url('pkg', wheel_name)}?token=<redacted>&expires=<redacted>"
+    ]
+    for args in (("pkg==1.0",), ("pkg==1.0", "-f", "json"), ("--by-rule",), ("--all", "-f", "json")):
+        result = run("report", *args, "--store", store)
+        assert result.exit_code == 0, result.output
+        shown += [result.stdout, result.stderr]
+    page = tmp_path / "pkg.html"
+    assert run("report", "pkg==1.0", "--store", store, "--html", page).exit_code == 0
+    shown.append(page.read_text("utf-8"))
+    shown.append(_store_bytes(store))
+    everything = "\n".join(shown)
+    assert "token=<redacted>" in everything and wheel_name in everything
+    assert good_token not in everything and lost_token not in everything

@@ -413,3 +413,47 @@ def test_kill_9_mid_write_leaves_a_sound_store_with_every_committed_release(
         assert all(count == 150 for _, count in rows)
         assert db.count("scans") >= len(committed)
         assert json.loads(db._query("SELECT rules_matched FROM scans LIMIT 1")[0][0]) == ["test_marker"]
+
+
+def test_an_error_counts_until_a_later_error_free_scan_stored_its_files_and_more(
+    tmp_path: Path, scanner: Scanner
+) -> None:
+    """The store cannot tell which file an error was about (a file that could not be downloaded leaves no
+    row): a scan's error counts until a later scan without an error read every file it read, the same
+    bytes, and a file name more. The same files, others, other bytes, or a scan with an error of its own
+    do not settle it."""
+    sdist_file = sdist("pkg", "1.0", {"setup.py": b"pass\n"})
+    wheel_file = wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"})
+    other_sdist = sdist("pkg", "1.0", {"setup.py": b"x = 1\n"})
+    assert other_sdist[0] == sdist_file[0] and other_sdist[1] != sdist_file[1]
+
+    def scanned(*files: tuple[str, bytes], error: str | None = None) -> TargetResult:
+        release = scanner.scan_release("pkg", "1.0", [(f, data, f"https://files/{f}") for f, data in files])
+        return TargetResult.from_release("pkg==1.0", release, error)
+
+    def shown(db: Store) -> tuple[str, str | None, list[int]]:
+        release = db.release("pkg", "1.0")
+        assert release is not None
+        return release.verdict, release.error, [s.id for s in release.scans]
+
+    lost = f"could not download {wheel_file[0]}: HTTP 404"
+    with Store(tmp_path / "s.db") as db:
+        failed = db.record(scanned(sdist_file, error=lost), rules_hash="h")
+        assert shown(db) == ("incomplete", lost, [failed])
+        dated = db.release("pkg", "1.0")
+        assert dated is not None
+        label = f"scan {failed}, {dated.newest.scanned_at[:19].replace('T', ' ')} UTC"
+        same = db.record(scanned(sdist_file), rules_hash="h")  # hash mode: the sdist alone
+        assert shown(db) == ("incomplete", f"{lost} ({label})", [same, failed])
+        wheel_only = db.record(scanned(wheel_file), rules_hash="h")  # not the sdist scan 1 read
+        assert shown(db) == ("incomplete", f"{lost} ({label})", [wheel_only, same, failed])
+        others = db.record(scanned(other_sdist, wheel_file), rules_hash="h")  # another host's sdist
+        assert shown(db)[:2] == ("incomplete", f"{lost} ({label})") and failed in shown(db)[2]
+        erring = db.record(scanned(sdist_file, wheel_file, error="timeout"), rules_hash="h")
+        assert shown(db)[0] == "incomplete" and failed in shown(db)[2]
+        whole = db.record(scanned(sdist_file, wheel_file), rules_hash="h")
+        verdict, error, scans = shown(db)
+        # `whole` read every file scan 1 read and the wheel: scan 1's error is settled. It read no more
+        # than `erring`, whose error may be about a third file: that one still counts.
+        assert verdict == "incomplete" and error is not None and error.startswith(f"timeout (scan {erring}, ")
+        assert scans == [whole, erring, others]  # `others`: for its other sdist's bytes

@@ -489,7 +489,9 @@ def watch_process(url: str, store: Path, rules_dir: Path) -> subprocess.Complete
         ("https://pypi.org/simple/", "https://test.pypi.org/simple/", False),
         ("https://mirror.test/simple/", "https://mirror.test:8443/simple/", False),
         ("https://mirror.test/a/simple/", "https://mirror.test/b/simple/", False),
-        ("https://mirror.test/simple/?tenant=a", "https://mirror.test/simple/?tenant=b", False),
+        # Query values are never kept (redact_url: they may be tokens), so they do not tell indexes apart.
+        ("https://mirror.test/simple/?tenant=a", "https://mirror.test/simple/?tenant=b", True),
+        ("https://mirror.test/simple/", f"https://mirror.test/simple/?token={SECRET}", False),
     ],
 )
 def test_index_urls_are_the_same_index_up_to_credentials_case_default_port_and_slashes(

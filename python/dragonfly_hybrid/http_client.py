@@ -159,13 +159,36 @@ def environment_names_a_proxy() -> bool:
     return any(urllib.request.getproxies().get(scheme) for scheme in _PROXY_SCHEMES)
 
 
+REDACTED = "<redacted>"
+"""What :func:`redact_url` shows in place of each query value."""
+
+
 def redact_url(url: str) -> str:
-    """``url`` without the user name and password it may embed (safe to print or log)."""
+    """``url`` safe to print, log or store: without the user name and password it may embed, and with
+    every query value replaced by :data:`REDACTED`, as signed download URLs carry their token there:
+    ``https://host/f.whl?token=SECRET&expires=1`` is shown as
+    ``https://host/f.whl?token=<redacted>&expires=<redacted>``.
+
+    The keys stay, as written (``&``-separated); a query item with no ``=`` (it may be a bare token)
+    becomes :data:`REDACTED` whole; an empty value stays empty. The scheme, host, path and fragment
+    (``#sha256=...``, never sent to a server) are kept; a URL with neither userinfo nor query comes back
+    unchanged, one that cannot be parsed as ``<unparsable URL>``. Idempotent."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
-    if "@" not in parts.netloc:
+    if "@" not in parts.netloc and not parts.query:
         return url
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, host, parts.path, _redact_query(parts.query), parts.fragment))
+
+
+def _redact_query(query: str) -> str:
+    items = []
+    for item in query.split("&"):
+        key, equals, value = item.partition("=")
+        if not equals:
+            items.append(REDACTED if key else "")
+        else:
+            items.append(f"{key}={REDACTED if value else ''}")
+    return "&".join(items)

@@ -428,8 +428,13 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
     if several:
         # A scan reads only some files of a release: each file is shown from the newest scan that stored it.
         console.print(f"combined from {len(release.scans)} scans, the newest of each file:")
+        shown = {d["scan_id"] for d in details}
         for scan in release.scans:
-            console.print(f"  scan {scan.id}: {_scan_line(scan)}")
+            # A scan with no file shown is listed for its error: no later scan read more than it could.
+            unshown = (
+                " (no file shown; its error still counts)" if scan.error and scan.id not in shown else ""
+            )
+            console.print(f"  scan {scan.id}: {_scan_line(scan)}{unshown}")
     else:
         console.print(_scan_line(release.newest))
     for scan in release.scans:

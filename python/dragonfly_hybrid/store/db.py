@@ -29,8 +29,9 @@ A release is scanned once per (release, rule set) by ``watch``; ``scan --store``
 row each time they scan. A scan row records only the files that scan read (``watch`` stores a file
 uploaded later as a scan of that file alone; a hash-mode ``scan -R`` or a lock file, the files it allows),
 so readers (``report``) show a release as :class:`StoredRelease`: each file stored for it from its newest
-scan, combined. Timestamps are ISO-8601 UTC strings (``2026-01-31T12:00:00.123456+00:00``), so they sort
-as text.
+scan, combined, with the errors of earlier scans that no later scan settled (a file that could not be
+downloaded is stored as its scan's error alone). Timestamps are ISO-8601 UTC strings
+(``2026-01-31T12:00:00.123456+00:00``), so they sort as text.
 
 The content cache
 -----------------
@@ -364,20 +365,33 @@ class StoredRelease:
     uploaded later as a scan of that file alone; a hash-mode ``scan -R`` or a lock file, the files it
     allows). Other bytes under a known name (another host's file) are another file: both are shown. A file
     stored without its bytes (``watch --max-size``) gives way to a later scan that read that name's bytes.
+
+    Errors. A file that could not be downloaded leaves no distribution row, only its scan's ``error``, and
+    the store cannot tell which file an error was about. So a scan's error keeps counting (the release is
+    never ``clean``), whether or not any of its files is still shown, until a *later scan of the
+    release without an error settles it*: one that read every file the erroring scan read (the same name
+    and bytes) and at least one file name it did not read (a copy stored without its bytes was not read).
+    Only then did a scan read something the erroring one could not. A later partial scan (a hash-mode
+    ``scan -R`` or a lock file allowing the same files or fewer; ``watch`` storing a file uploaded later
+    alone) never settles an earlier error; a full rescan that downloads everything does. (Still, if a scan
+    missed two files and a later one read just one of them, the store cannot tell.)
     """
 
     name: str
     version: str
     scans: list[StoredScan]
-    """The scans the files come from, newest first. The first is the release's newest scan, always: one
-    that stored no file (nothing could be downloaded) counts until a later scan of the release."""
+    """The scans the release is shown from, newest first: the release's newest scan (always), the scans
+    the files come from, and every scan whose error still counts (see above), even one that stored no
+    file."""
     distributions: list[dict[str, Any]]
     """As :meth:`Store.details` gives them, oldest scan first, each with the ``scan_id`` it comes from."""
     verdict: str
     score: int
     rules_matched: list[str]
     error: str | None
-    """The errors of those scans (files they could not read, which the store does not name otherwise)."""
+    """The errors of those scans (files they could not read, which the store does not name otherwise),
+    ``"; "``-joined, each once; one from a scan other than the newest ends with that scan's id and date:
+    ``could not download x.whl: HTTP 404 (scan 3, 2026-01-31 12:00:00 UTC)``."""
     inspector_url: str | None
 
     @property
@@ -409,7 +423,12 @@ def _combined_release(
     rules: dict[str, None] = {}
     for dist in distributions:
         rules.update(dict.fromkeys(dist["rules_matched"]))
-    errors = list(dict.fromkeys(scan.error for scan in scans if scan.error))
+    seen: set[str] = set()
+    errors: list[str] = []
+    for scan in scans:  # newest first: a repeated error is dated by its newest scan
+        if scan.error and scan.error not in seen:
+            seen.add(scan.error)
+            errors.append(scan.error if scan is scans[0] else f"{scan.error} ({_scan_label(scan)})")
     complete = not errors and all(dist["complete"] for dist in distributions)
     verdict = "findings" if rules else "clean" if complete else "incomplete"
     top = max((d for d in distributions if d["rules_matched"]), key=lambda d: d["score"], default=None)
@@ -425,6 +444,30 @@ def _combined_release(
         error="; ".join(errors) or None,
         inspector_url=top_scan.inspector_url if top_scan is not None else None,
     )
+
+
+def _scan_label(scan: StoredScan) -> str:
+    return f"scan {scan.id}, {scan.scanned_at[:19].replace('T', ' ')} UTC"
+
+
+def _error_settled(
+    error_scan: int, scans: Sequence[tuple[int, bool]], files: Mapping[int, set[tuple[str, str]]]
+) -> bool:
+    """Whether the error of scan ``error_scan`` no longer counts (:class:`StoredRelease`): a later scan
+    without an error (``scans``: each scan's id and whether it had an error; ``files``: each scan's file
+    names and sha256) read every file it read, the same bytes, and a file name it did not read."""
+
+    def read(scan_id: int) -> set[tuple[str, str]]:
+        return {file for file in files.get(scan_id, ()) if file[1] != NOT_DOWNLOADED_SHA256}
+
+    before = read(error_scan)
+    names = {filename for filename, _ in before}
+    for scan_id, had_error in scans:
+        if scan_id > error_scan and not had_error:
+            later = read(scan_id)
+            if before <= later and {filename for filename, _ in later} - names:
+                return True
+    return False
 
 
 _NEWEST_FILES = """
@@ -891,7 +934,18 @@ class Store:
             "AND d.filename = shown.filename AND d.sha256 = shown.sha256 ORDER BY d.id",
             key,
         )
-        from_scans = {scan_id for _, scan_id in shown} | {rows[0][0]}
+        files: dict[int, set[tuple[str, str]]] = {}
+        for scan_id, filename, digest in self._query(
+            "SELECT d.scan_id, d.filename, d.sha256 FROM distributions d JOIN scans s ON s.id = d.scan_id "
+            "JOIN releases r ON r.id = s.release_id WHERE r.normalized = ? AND r.version = ?",
+            key,
+        ):
+            files.setdefault(scan_id, set()).add((filename, str(digest).lower()))
+        had_error = [(row[0], bool(row[9])) for row in rows]
+        erroring = {
+            scan_id for scan_id, error in had_error if error and not _error_settled(scan_id, had_error, files)
+        }
+        from_scans = {scan_id for _, scan_id in shown} | {rows[0][0]} | erroring
         scans = [_scan_of(row) for row in rows if row[0] in from_scans]
         distributions = [
             {**dist, "scan_id": scan_id}

@@ -1,10 +1,12 @@
 """The node's downloads (``pypi/download.py``, ``pypi/direct.py``) against a real file host on 127.0.0.1 whose
 answers each test scripts: kept-alive connections, hosts that close them, bodies cut short, chunked bodies,
-caps, retries, redirects, TLS, an environment proxy, and closing mid-download."""
+caps, retries, redirects, credentials in the URL, TLS, an environment proxy, deadlines, and closing
+mid-download."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import ssl
 import sys
@@ -366,6 +368,29 @@ def test_closing_the_downloader_ends_a_download_under_way(host: FileHost) -> Non
     assert host.url("/a.whl") in str(caught.value)
 
 
+def test_closing_the_downloader_ends_a_body_of_no_announced_length_under_way(host: FileHost) -> None:
+    """http.client lets go of the connection of such an answer once its head is read: closing still ends the
+    read of its body (it went on, and the bytes read until the host stopped were a success)."""
+    left = threading.Event()
+    host.answers["/a.whl"] = slow(left, "body")
+    downloader = Downloader(1)
+
+    async def closed_under_way() -> Downloaded:
+        under_way = asyncio.ensure_future(downloader.download(host.url("/a.whl"), 10_000_000))
+        while not host.requests:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the head is read: the body arrives a byte every 20 ms
+        downloader.close()
+        return await asyncio.wait_for(under_way, 30)
+
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as caught:
+        asyncio.run(closed_under_way())
+    assert time.monotonic() - started < 4  # well before the host is done (5 s)
+    assert not caught.value.permanent
+    assert left.wait(10)
+
+
 def test_a_close_at_any_moment_of_the_downloads_fails_them_only_as_download_errors(host: FileHost) -> None:
     """The downloader closed 0-10 ms after 8 downloads started on 4 threads, so that the close lands in
     every step of one (connecting, requesting, reading the body, finishing it): each download gives its
@@ -427,7 +452,7 @@ def drip(left: threading.Event, *, headers: bool = True) -> Answer:
     ("answer", "path"),
     [
         pytest.param("drip", "/a.whl", id="direct"),
-        pytest.param("drip", "/moved/a.whl", id="httpx-after-a-redirect"),
+        pytest.param("drip", "/moved/a.whl", id="direct-after-a-redirect"),
         pytest.param("silent", "/a.whl", id="headers-never-sent"),
     ],
 )
@@ -486,8 +511,11 @@ def test_a_redirect_loop_is_a_permanent_download_error_and_not_retried(
         download(downloader, host.url("/a.whl"), attempts=3)
     assert caught.value.permanent
     assert str(caught.value) == f"{host.url('/a.whl')}: TooManyRedirects: Exceeded maximum allowed redirects."
-    # One try: the direct path's request (it leaves redirects to httpx), then httpx's and its 20 redirects.
-    assert len(host.requests) == 22
+    # One try: the request and its 20 redirects (as httpx counts them), all on the direct path since it
+    # follows redirects itself (22 when the direct path left redirects to httpx: its request, then httpx's
+    # 21), over one kept-alive connection.
+    assert len(host.requests) == 21
+    assert host.connections == 1
 
 
 def test_a_url_httpx_refuses_is_a_permanent_download_error_without_credentials(
@@ -503,3 +531,138 @@ def test_a_url_httpx_refuses_is_a_permanent_download_error_without_credentials(
     )
     assert "s3cret" not in message and "alice" not in message
     assert host.requests == []
+
+
+def slow(left: threading.Event, part: str, seconds: float = 5.0) -> Answer:
+    """200 whose ``part`` arrives a byte every 20 ms for ``seconds``: ``"head"``, a header line; ``"body"``, a
+    body of no announced length (it ends with the connection). Then the rest at once: a whole answer, which
+    a download not ended at its deadline would take. ``left`` is set if the client goes first."""
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        try:
+            if part == "head":
+                handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            else:
+                handler.wfile.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                handler.wfile.write(b"a")
+                handler.wfile.flush()
+                time.sleep(0.02)
+            if part == "head":
+                handler.wfile.write(b"\r\nContent-Length: 2\r\n\r\nok")
+        except OSError:
+            left.set()
+        finally:
+            handler.close_connection = True
+
+    return answer
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+@pytest.mark.parametrize("route", ["direct", "redirected-to-another-host", "credentials-in-the-url"])
+def test_a_head_or_a_body_of_no_announced_length_arriving_byte_by_byte_is_ended_at_the_deadline(
+    host: FileHost, downloader: Downloader, part: str, route: str
+) -> None:
+    """Never a success: neither what a socket shut down mid-head leaves (the end of the connection read as
+    the end of the head and of an empty body), nor the bytes of a body the end of the connection delimits
+    (http.client lets go of such a connection once its head is read). The same after a redirect, and with
+    credentials in the URL (which httpx took, with no deadline until the head had arrived)."""
+    left = threading.Event()
+    slow_host = FileHost()
+    try:
+        slow_host.answers["/a.whl"] = slow(left, part)
+        host.answers["/moved/a.whl"] = redirect(slow_host.url("/a.whl"))
+        url = {
+            "direct": slow_host.url("/a.whl"),
+            "redirected-to-another-host": host.url("/moved/a.whl"),
+            "credentials-in-the-url": slow_host.url("/a.whl").replace("http://", "http://alice:s3cret@"),
+        }[route]
+        started = time.monotonic()
+        with pytest.raises(DownloadError) as caught:
+            download(downloader, url, attempts=3, deadline=started + 0.5)
+        assert time.monotonic() - started < 4  # well before the host is done (5 s)
+        assert not caught.value.permanent
+        late = "not downloaded by its deadline (the job's lease), after 1 tries"
+        assert str(caught.value) == f"{url.replace('alice:s3cret@', '')}: {late}"
+        assert left.wait(10)
+        assert [p for p, _ in slow_host.requests] == ["/a.whl"]
+    finally:
+        slow_host.close()
+
+
+def test_through_a_proxy_a_body_of_no_announced_length_is_ended_at_the_deadline(
+    host: FileHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpx's side: the deadline applies once the head has arrived (until then, only its timeouts do), and
+    what an expiry leaves of a body the end of the connection delimits is not taken for the whole body."""
+    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", host.url(""))
+    left = threading.Event()
+    host.answers["/pkg/a.whl"] = slow(left, "body")
+    downloader = Downloader(1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DownloadError) as caught:
+            download(downloader, "http://files.invalid/pkg/a.whl", attempts=3, deadline=started + 0.5)
+        assert time.monotonic() - started < 4  # well before the host is done (5 s)
+    finally:
+        downloader.close()
+    assert not caught.value.permanent
+    late = "not downloaded by its deadline (the job's lease), after 1 tries"
+    assert str(caught.value) == f"http://files.invalid/pkg/a.whl: {late}"
+    assert left.wait(10)
+    assert [path for path, _ in host.requests] == ["http://files.invalid/pkg/a.whl"]
+
+
+def test_redirects_are_followed_only_until_the_deadline(host: FileHost, downloader: Downloader) -> None:
+    def slowly_to_itself(handler: BaseHTTPRequestHandler) -> None:
+        time.sleep(0.1)
+        redirect("/a.whl")(handler)
+
+    host.answers["/a.whl"] = slowly_to_itself
+    with pytest.raises(DownloadError) as caught:
+        download(downloader, host.url("/a.whl"), attempts=3, deadline=time.monotonic() + 0.5)
+    assert not caught.value.permanent
+    late = "not downloaded by its deadline (the job's lease), after 1 tries"
+    assert str(caught.value) == f"{host.url('/a.whl')}: {late}"
+    assert len(host.requests) < 21  # not the redirect limit: 21 answers take 2.1 s
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_to_its_own_origin_only(
+    host: FileHost, downloader: Downloader
+) -> None:
+    other = FileHost()  # another port: another origin
+    try:
+        host.answers["/a.whl"] = redirect("/files/a.whl")
+        host.answers["/files/a.whl"] = redirect(other.url("/a.whl"))
+        other.answers["/a.whl"] = body(DATA)
+        url = host.url("/a.whl").replace("http://", "http://alice:s%3Acr%C3%A9t@")
+        assert download(downloader, url) == DATA
+    finally:
+        other.close()
+
+    def sent(served: FileHost, **more: str) -> dict[str, str]:
+        port = served.server.server_address[1]
+        return {"Host": f"127.0.0.1:{port}", "Accept-Encoding": "identity", "User-Agent": USER_AGENT, **more}
+
+    auth = "Basic " + base64.b64encode("alice:s:crét".encode()).decode()
+    # To the URL's origin, through a redirect within it too; to another origin, never.
+    assert host.requests == [
+        ("/a.whl", sent(host, Authorization=auth)),
+        ("/files/a.whl", sent(host, Authorization=auth)),
+    ]
+    assert other.requests == [("/a.whl", sent(other))]
+
+
+def test_a_redirect_to_a_url_no_download_takes_is_a_permanent_error_without_credentials(
+    host: FileHost, downloader: Downloader
+) -> None:
+    host.answers["/a.whl"] = redirect("ftp://alice:s3cret@127.0.0.1/a.whl")
+    with pytest.raises(DownloadError) as caught:
+        download(downloader, host.url("/a.whl"), attempts=3)
+    assert caught.value.permanent
+    reason = "UnusableRedirect: HTTP 302 to 'ftp://127.0.0.1/a.whl', not an http or https URL"
+    assert str(caught.value) == f"{host.url('/a.whl')}: {reason}"
+    assert len(host.requests) == 1

@@ -72,6 +72,13 @@ def test_redact_url_strips_userinfo() -> None:
     assert redact_url("https://example.org/simple/") == "https://example.org/simple/"
 
 
+def test_an_errors_description_shows_the_urls_it_quotes_redacted() -> None:
+    from dragonfly_hybrid.pypi.index import describe_error
+
+    err = ValueError("fetching https://alice:s3cret@files.example/f.whl?token=SIGNED failed")
+    assert describe_error(err) == "ValueError: fetching https://files.example/f.whl?token=<redacted> failed"
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [

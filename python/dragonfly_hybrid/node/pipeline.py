@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-import httpx
-
 from dragonfly_hybrid._core import DownloadBuffer, Limits, Rules, Scanner, ScanProgress
 from dragonfly_hybrid.errors import NoRulesError, RuleCompileError, RulesFormatError
 from dragonfly_hybrid.node.jobs import (
@@ -562,9 +560,6 @@ class Node(Generic[J]):
                 (work.permanent_errors if err.permanent else work.transient_errors).append(str(err))
                 key = self.options.wording.key
                 self._log.warning("download failed", extra={key: work.job.name, "error": str(err)})
-                return
-            except httpx.InvalidURL as err:
-                work.permanent_errors.append(f"invalid distribution URL {url!r}: {err}")
                 return
         self.metrics.bytes_downloaded.inc(len(data))
         work.distributions.append((filename_of(url), data, url))

@@ -7,21 +7,29 @@ against ~0.05 here: the socket writes into the buffer the engine reads (``http.c
 length with ``recv_into`` in C, with the GIL released, into a :class:`~dragonfly_hybrid._core.DownloadBuffer`
 of that length, reused from an earlier download), and the engine takes it without a copy.
 
-What it handles is the common case of a file host: a 200 answer with or without a ``Content-Length``,
-over plain HTTP or TLS (the package's one verifying context), on kept-alive connections (one per host
-per download thread). Anything else is left to httpx (:class:`UseHttpx`): proxies named by the
-environment, credentials in the URL, redirects. Errors are those of :func:`.index.stream_download`:
-:class:`~.index.Retryable` for 429/5xx, :class:`~.index.DownloadError` for other answers,
-:class:`~.index.DownloadTooLarge` past the cap, and ``OSError``/``http.client.HTTPException`` for
-transport faults (the caller retries those).
+What it handles is what a file host answers: a 200 with or without a ``Content-Length``, over plain HTTP
+or TLS (the package's one verifying context), on kept-alive connections (one per host per download
+thread); redirects (301, 302, 303, 307, 308), followed as httpx follows them: at most 20, relative
+locations resolved against the URL that answered, to http and https URLs only; and credentials in the URL,
+sent as HTTP Basic auth to that URL's own origin (scheme, host and port), never to another a redirect leads
+to. What is left to httpx (:class:`UseHttpx`, raised before any connection): URLs of another scheme or that
+do not parse (httpx names what is wrong with them); the caller also leaves proxies named by the environment
+to httpx. Errors are those of :func:`.index.stream_download`: :class:`~.index.Retryable` for 429/5xx,
+:class:`~.index.DownloadError` for other answers, :class:`~.index.DownloadTooLarge` past the cap, and
+``OSError``/``http.client.HTTPException`` for transport faults (the caller retries those); a redirect
+loop is :class:`TooManyRedirects`, a redirect to a URL no download takes :class:`UnusableRedirect`.
 
 A :class:`DownloadDeadline` bounds a whole download, not only each read: a host that sends a byte every few
 seconds never trips the read timeout, and held a download slot (and the jobs queued behind it) for as long
-as it liked.
+as it liked. It applies from the connect to the last byte of the body, on every hop of a redirect, and
+whatever delimits the body (a ``Content-Length``, chunks, or the end of the connection). A download whose
+deadline passed never returns a body, even one that looks whole: a socket shut down while the head is
+read reads as the end of the head and of an empty body.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import socket
@@ -29,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from dragonfly_hybrid._core import DownloadBuffer
 from dragonfly_hybrid.http_client import USER_AGENT, redact_url, tls_context
@@ -55,10 +63,33 @@ def downloaded_bytes(data: Downloaded) -> bytes | bytearray:
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Read size when the length is not announced (chunked or close-delimited answers).
 _UNKNOWN_LENGTH_READ = 1 << 20
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+# As httpx: the 21st redirect in a row is an error.
+_MAX_REDIRECTS = 20
+# A redirect's body up to this size is read (and dropped) to keep its connection; a larger one closes it.
+_REDIRECT_BODY = 64 * 1024
 
 
 class UseHttpx(Exception):
-    """This download needs what only the httpx client does (a proxy, URL credentials, a redirect)."""
+    """This download is left to the httpx client (a URL of another scheme, or one that does not parse)."""
+
+
+class TooManyRedirects(Exception):
+    """More redirects in a row than httpx follows (a loop): no retry helps."""
+
+
+class UnusableRedirect(Exception):
+    """A redirect to a URL no download takes (another scheme, no host, one that does not parse)."""
+
+
+class _Redirect(Exception):
+    """The answer was a redirect to ``location``; ``reusable``: its connection can serve the next request."""
+
+    def __init__(self, status: int, location: str, reusable: bool) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.location = location
+        self.reusable = reusable
 
 
 class _IdleConnectionClosed(Exception):
@@ -132,30 +163,56 @@ class DirectDownloads:
         # Connections in a download right now: only their own thread may close them (http.client is not
         # safe against a close from another thread halfway through a response).
         self._busy: set[http.client.HTTPConnection] = set()
+        # The sockets busy connections read from: http.client drops ``conn.sock`` while the body of an answer
+        # that ends with the connection is still read from it.
+        self._reading: dict[http.client.HTTPConnection, socket.socket] = {}
         self._closed = False
 
     def get(self, url: str, name: str, cap: int, deadline: DownloadDeadline | None = None) -> Downloaded:
         """The body of ``url`` (the file ``name``), at most ``cap`` bytes, as stored (identity encoding), by
-        ``deadline`` if one is given (each connect and read is then cut short to it)."""
-        try:
-            parts = urlsplit(url)
-            port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
-        except ValueError:
-            raise UseHttpx("unparsable URL") from None  # httpx names what is wrong with it
-        if parts.scheme not in _DEFAULT_PORTS or parts.username is not None or parts.password is not None:
-            raise UseHttpx(parts.scheme)
-        host = parts.hostname or ""
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if not (target.isascii() and target.isprintable()) or " " in target:
-            raise UseHttpx("a path to percent-encode")  # as httpx does; http.client refuses such paths
-        key = (parts.scheme, host, port)
+        ``deadline`` if one is given (each connect and read is then cut short to it, and each redirect
+        followed only before it). Messages name ``url`` (without its credentials), wherever it led."""
+        parts = _http_url(url)
+        if parts is None:
+            raise UseHttpx("not an http or https URL")  # httpx names what is wrong with it
+        origin = _origin(parts)
+        authorization = _basic_auth(parts)
+        current = url
+        for _ in range(_MAX_REDIRECTS + 1):
+            if deadline is not None:
+                deadline.limit(self._timeout)  # raises once it passed: no hop starts after it
+            key = _origin(parts)
+            # Credentials go to the URL's own origin only, never to another one a redirect names.
+            auth = authorization if key == origin else None
+            target = _request_target(parts, current)
+            try:
+                return self._get_once(key, target, url, name, cap, deadline, auth)
+            except _Redirect as moved:
+                current = urljoin(current, moved.location)
+                parts = _http_url(current)
+                if parts is None:
+                    shown = repr(redact_url(current)[:200])
+                    reason = f"HTTP {moved.status} to {shown}, not an http or https URL"
+                    raise UnusableRedirect(reason) from None
+        raise TooManyRedirects("Exceeded maximum allowed redirects.")  # httpx's words, in the same case
+
+    def _get_once(
+        self,
+        key: tuple[str, str, int],
+        target: str,
+        url: str,
+        name: str,
+        cap: int,
+        deadline: DownloadDeadline | None,
+        auth: str | None,
+    ) -> Downloaded:
         conn = self._connections().get(key)
         if conn is not None:
             try:
-                return self._exchange(conn, key, target, url, name, cap, deadline)
+                return self._exchange(conn, key, target, url, name, cap, deadline, auth)
             except _IdleConnectionClosed:
                 pass  # the host closed it while idle: no fault of the download, so no retry is used up
-        return self._exchange(self._open(key), key, target, url, name, cap, deadline)
+        return self._exchange(self._open(key), key, target, url, name, cap, deadline, auth)
 
     def close(self) -> None:
         """Close every connection; downloads under way fail at once: their sockets are shut down, and each
@@ -164,8 +221,9 @@ class DirectDownloads:
             self._closed = True
             every, self._every = self._every, set()
             idle = every - self._busy
+            reading = dict(self._reading)
         for conn in every:
-            sock = conn.sock
+            sock = reading.get(conn) or conn.sock
             if sock is not None:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
@@ -212,6 +270,7 @@ class DirectDownloads:
         name: str,
         cap: int,
         deadline: DownloadDeadline | None,
+        auth: str | None,
     ) -> Downloaded:
         with self._in_use(key, conn):
             try:
@@ -223,12 +282,24 @@ class DirectDownloads:
                     # Under the connect timeout; reads then get the read timeout.
                     conn.timeout = self._connect if deadline is None else deadline.limit(self._connect)
                     conn.connect()
-                assert conn.sock is not None
-                # Checked again after the connect: an expiry during it found no socket to shut down.
+                sock = conn.sock
+                assert sock is not None
+                with self._lock:
+                    if self._closed:  # closed during the connect: close() may have found no socket
+                        raise ConnectionAbortedError("the downloader is closed")
+                    self._reading[conn] = sock
+                if deadline is not None:
+                    # The socket itself from here: http.client drops ``conn.sock`` once it has read the head
+                    # of an answer that ends with the connection (no length announced), while the body is
+                    # still read from it. Refused if the deadline passed during the connect (nothing to shut
+                    # then).
+                    deadline.attach(lambda: sock)
                 read_timeout = self._timeout if deadline is None else deadline.limit(self._timeout)
-                conn.sock.settimeout(read_timeout)
+                sock.settimeout(read_timeout)
                 try:
                     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+                    if auth is not None:
+                        headers["Authorization"] = auth
                     conn.request("GET", target, headers=headers)
                     response = conn.getresponse()
                 except ConnectionError as err:  # http.client.RemoteDisconnected is one
@@ -236,6 +307,16 @@ class DirectDownloads:
                         raise _IdleConnectionClosed from err
                     raise
                 body = self._body(response, url, name, cap)
+                if deadline is not None and deadline.passed:
+                    # What a shut-down socket let http.client take for whole (an empty body, when the head was
+                    # cut: the end of the connection ended the head and a body of unannounced length).
+                    raise DeadlinePassed("the download's deadline passed")
+                if self._closed:  # set before close() shuts the socket down: the same cut, the same answer
+                    raise ConnectionAbortedError("the downloader is closed")
+            except _Redirect as moved:
+                if not moved.reusable:
+                    self._forget(key, conn)
+                raise
             except BaseException:
                 self._forget(key, conn)
                 raise
@@ -258,6 +339,7 @@ class DirectDownloads:
         finally:
             with self._lock:
                 self._busy.discard(conn)
+                self._reading.pop(conn, None)
                 closed = self._closed
             if closed:
                 self._forget(key, conn)  # left open by close() while this download used it
@@ -265,8 +347,10 @@ class DirectDownloads:
     @staticmethod
     def _body(response: http.client.HTTPResponse, url: str, name: str, cap: int) -> Downloaded:
         status = response.status
-        if status in (301, 302, 303, 307, 308):
-            raise UseHttpx(f"HTTP {status}")
+        location = response.getheader("Location") if status in _REDIRECTS else None
+        if location is not None:
+            raise _Redirect(status, location, _drained(response))
+        # A redirect that does not say where to is an answer like any other but a 200 (as with httpx).
         if status >= 500 or status == 429:
             raise Retryable(f"HTTP {status}")
         if status != 200:
@@ -288,6 +372,53 @@ class DirectDownloads:
         if received != length:
             raise TruncatedBody(f"{received} of {length} bytes")
         return buffer
+
+
+def _drained(response: http.client.HTTPResponse) -> bool:
+    """Whether the body of ``response`` (a redirect) was read, so that its connection serves the next request:
+    only a small body of announced length is; otherwise the connection is closed."""
+    length = response.length
+    if response.will_close or length is None or length > _REDIRECT_BODY:
+        return False
+    response.read()
+    return True
+
+
+def _http_url(url: str) -> SplitResult | None:
+    """The parts of ``url``, if it is an http or https URL with a host (and a valid port)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for an invalid port)
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return parts
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int]:
+    """(scheme, host, port): where a connection goes, and what credentials are confined to."""
+    return (parts.scheme, parts.hostname or "", parts.port or _DEFAULT_PORTS[parts.scheme])
+
+
+def _basic_auth(parts: SplitResult) -> str | None:
+    """The ``Authorization`` header of the credentials in a URL (as httpx makes it), if it has any."""
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    if not (user or password):
+        return None
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def _request_target(parts: SplitResult, url: str) -> str:
+    """The path and query of ``url`` to request, percent-encoded as httpx encodes them (http.client refuses
+    spaces and other characters to encode; a URL with characters httpx refuses raises
+    ``httpx.InvalidURL``)."""
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if target.isascii() and target.isprintable() and " " not in target:
+        return target
+    import httpx  # rare: only URLs that are not written as sent (httpx is loaded by the node anyway)
+
+    return httpx.URL(url).raw_path.decode("ascii")
 
 
 def _read_unknown_length(response: http.client.HTTPResponse, name: str, cap: int) -> bytearray:

@@ -542,12 +542,13 @@ def stream_download(
     return hasher.hexdigest() if hasher is not None else ""
 
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def describe_error(err: Exception) -> str:
-    """``Type: message`` of an error, with any credentials in URLs it quotes removed."""
-    text = _USERINFO.sub("", str(err))
+    """``Type: message`` of an error, each URL it quotes as :func:`redact_url` shows it (no credentials,
+    no query values)."""
+    text = _URL.sub(lambda found: redact_url(found.group()), str(err))
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 

@@ -637,7 +637,9 @@ def test_credentials_in_the_url_are_sent_as_basic_auth_to_its_own_origin_only(
     try:
         host.answers["/a.whl"] = redirect("/files/a.whl")
         host.answers["/files/a.whl"] = redirect(other.url("/a.whl"))
-        other.answers["/a.whl"] = body(DATA)
+        # Back to the origin, at a path the other host chose: no longer with the credentials.
+        other.answers["/a.whl"] = redirect(host.url("/private/a.whl"))
+        host.answers["/private/a.whl"] = body(DATA)
         url = host.url("/a.whl").replace("http://", "http://alice:s%3Acr%C3%A9t@")
         assert download(downloader, url) == DATA
     finally:
@@ -648,12 +650,32 @@ def test_credentials_in_the_url_are_sent_as_basic_auth_to_its_own_origin_only(
         return {"Host": f"127.0.0.1:{port}", "Accept-Encoding": "identity", "User-Agent": USER_AGENT, **more}
 
     auth = "Basic " + base64.b64encode("alice:s:crét".encode()).decode()
-    # To the URL's origin, through a redirect within it too; to another origin, never.
+    # To the URL's origin, through a redirect within it too; to another origin, or after one, never.
     assert host.requests == [
         ("/a.whl", sent(host, Authorization=auth)),
         ("/files/a.whl", sent(host, Authorization=auth)),
+        ("/private/a.whl", sent(host)),
     ]
     assert other.requests == [("/a.whl", sent(other))]
+
+
+def test_redirects_through_many_origins_keep_a_bounded_number_of_connections(host: FileHost) -> None:
+    """Each spelling of the address is another origin: a chain through nine of them kept nine open
+    connections (a host could lead a long-running node out of file descriptors)."""
+    port = host.server.server_address[1]
+    spellings = ["127.0.0.1", "localhost", "127.1", "127.0.1", "2130706433", "0x7f000001", "0177.0.0.1"]
+    spellings += ["127.0.0.01", "127.000.0.1"]
+    urls = [f"http://{name}:{port}/hop{i}.whl" for i, name in enumerate(spellings)]
+    for i, next_url in enumerate(urls[1:]):
+        host.answers[f"/hop{i}.whl"] = redirect(next_url)
+    host.answers[f"/hop{len(urls) - 1}.whl"] = body(DATA)
+    downloader = Downloader(1)
+    try:
+        assert download(downloader, urls[0]) == DATA
+        direct = downloader._direct  # what the downloader holds open, by its own count
+        assert direct is not None and 1 <= len(direct._every) <= 4
+    finally:
+        downloader.close()
 
 
 def test_a_redirect_to_a_url_no_download_takes_is_a_permanent_error_without_credentials(

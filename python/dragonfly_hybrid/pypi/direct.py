@@ -64,6 +64,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Read size when the length is not announced (chunked or close-delimited answers).
 _UNKNOWN_LENGTH_READ = 1 << 20
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
+# Kept-alive connections per download thread: a file host and the hosts its redirects lead to.
+_KEPT_PER_THREAD = 4
 # As httpx: the 21st redirect in a row is an error.
 _MAX_REDIRECTS = 20
 # A redirect's body up to this size is read (and dropped) to keep its connection; a larger one closes it.
@@ -182,8 +184,11 @@ class DirectDownloads:
             if deadline is not None:
                 deadline.limit(self._timeout)  # raises once it passed: no hop starts after it
             key = _origin(parts)
-            # Credentials go to the URL's own origin only, never to another one a redirect names.
-            auth = authorization if key == origin else None
+            if key != origin:
+                # Credentials go to the URL's own origin only: never to another one a redirect names, nor
+                # back to the origin once a hop left it (that host would choose what is fetched with them).
+                authorization = None
+            auth = authorization
             target = _request_target(parts, current)
             try:
                 return self._get_once(key, target, url, name, cap, deadline, auth)
@@ -251,7 +256,12 @@ class DirectDownloads:
             if self._closed:
                 raise ConnectionAbortedError("the downloader is closed")
             self._every.add(conn)
-        self._connections()[key] = conn
+        mine = self._connections()
+        while len(mine) >= _KEPT_PER_THREAD:
+            # Redirects can lead a thread to any number of origins: the least recently opened goes.
+            oldest = next(iter(mine))
+            self._forget(oldest, mine[oldest])
+        mine[key] = conn
         return conn
 
     def _forget(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:

@@ -25,6 +25,7 @@ from dragonfly_hybrid.pypi.index import (
     ProjectNotFound,
     PyPIClient,
     PyPIError,
+    describe_error,
     latest_version,
     normalize_name,
 )
@@ -203,7 +204,7 @@ class PyPIWatchSource:
                 # abandoned (nothing was queued, the serial did not move) and tried again with backoff.
                 # The error is logged by whoever gets the WatchIndexError; the traceback, at DEBUG.
                 log.debug("unexpected error while polling the index", exc_info=True)
-                reason = f"unexpected answer from {redact_url(self.index_url)}: {type(err).__name__}: {err}"
+                reason = f"unexpected answer from {redact_url(self.index_url)}: {describe_error(err)}"
                 if self.fail_fast:
                     raise WatchFailed(reason) from None
                 raise WatchIndexError(reason) from None

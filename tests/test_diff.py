@@ -14,7 +14,7 @@ from dragonfly_hybrid.cli.store import version_free
 from dragonfly_hybrid.store.db import Store
 from typer.testing import CliRunner, Result
 
-from tests.fakes.pypi import LIGHT_MARKER, MARKER, FakeIndex, sdist, wheel
+from tests.fakes.pypi import LIGHT_MARKER, MARKER, FakeFile, FakeIndex, sdist, wheel
 
 BAD = b"import os\n# " + MARKER + b"\n"
 LIGHT = b"# " + LIGHT_MARKER + b"\n"
@@ -141,6 +141,27 @@ def test_a_file_added_to_a_stored_release_is_scanned_not_taken_from_the_store(
     # That scan covers every file now: the next diff takes it from the store.
     code, data = diff_json("pkg==1.0", "pkg==1.1", *common)
     assert code == 1 and data["new"]["from"] == "store"
+
+
+def test_a_name_the_index_lists_twice_needs_a_stored_scan_of_both_copies(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """The index lists `pkg-2.0.tar.gz` twice, the flagged copy first, from another path: the stored scan
+    of the clean copy stood for both (the copies were keyed by name, the last one kept)."""
+    store = tmp_path / "s.db"
+    common = ("-r", rules_dir, "--index-url", fake_index.url, "--store", store)
+    fake_index.add("pkg", sdist("pkg", "1.0", {"pkg/a.py": b"a = 1\n"}))
+    name, clean = sdist("pkg", "2.0", {"pkg/a.py": b"a = 2\n"})
+    fake_index.add("pkg", (name, clean))
+    code, data = diff_json("pkg==1.0", "pkg==2.0", *common)
+    assert code == 0 and data["new"]["verdict"] == "clean"  # stored: a scan of the clean copy
+    flagged = sdist("pkg", "2.0", {"pkg/a.py": BAD})[1]
+    fake_index.add("elsewhere", (name, flagged))
+    # Listed on pkg's page under the same name, served from elsewhere (its own entry here names nothing).
+    listed = FakeFile("held", flagged, listed_url=fake_index.file_url("elsewhere", name), listed_name=name)
+    fake_index.projects["pkg"].insert(1, listed)
+    code, data = diff_json("pkg==1.0", "pkg==2.0", *common)
+    assert code == 1 and data["new"]["from"] == "scan"
 
 
 def test_a_hash_mode_scan_of_some_files_does_not_stand_for_the_release(

@@ -340,11 +340,38 @@ def test_rules_that_do_not_compile(tmp_path: Path, corpus: tuple[Path, Path]) ->
     assert "bad.yar:3" in result.stderr  # file:line of the compile error
 
 
+def test_names_that_are_not_utf8_are_scanned_and_shown_escaped(rules_file: Path, tmp_path: Path) -> None:
+    """A sample named with a byte that is not UTF-8 ended the run with a TypeError (exit 3)."""
+    mal = tmp_path / "malicious"
+    mal.mkdir()
+    (mal / os.fsdecode(b"plain\xfe.py")).write_bytes(b"x = 'STRONG_MARKER'\n")
+    folder = mal / os.fsdecode(b"rel\xff")
+    folder.mkdir()
+    (folder / os.fsdecode(b"inner\xfe.py")).write_bytes(b"x = 'STRONG_MARKER'\n")
+    code, data = run_json(rules_file, "--malicious", mal, "--min-recall", "100%")
+    assert code == 0, data
+    assert (data["malicious"]["releases"], data["malicious"]["flagged"]) == (2, 2)
+    table = run("rules", "test", rules_file, "--malicious", mal)
+    assert table.exit_code == 0 and "Traceback" not in table.output
+
+
+def test_a_percentage_threshold_equal_to_the_rate_is_met(rules_file: Path, tmp_path: Path) -> None:
+    """9 flagged of 125 is 7.2% exactly; `7.2%` was read as 0.07200000000000001 and not met."""
+    mal = tmp_path / "malicious"
+    mal.mkdir()
+    for i in range(125):
+        (mal / f"sample{i:03d}.py").write_bytes(b"x = 'STRONG_MARKER'\n" if i < 9 else b"x = 1\n")
+    code, data = run_json(rules_file, "--malicious", mal, "--min-recall", "7.2%")
+    assert (code, data["malicious"]["flagged"], data["malicious"]["releases"]) == (0, 9, 125)
+
+
 def test_snippet_escapes() -> None:
     assert rules_eval.snippet(b"a\nb\\c\xff") == "a\\x0ab\\x5cc\\xff"
 
 
-@pytest.mark.parametrize(("text", "value"), [("0.9", 0.9), ("90%", 0.9), ("0", 0.0), ("100%", 1.0)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("0.9", 0.9), ("90%", 0.9), ("0", 0.0), ("100%", 1.0), ("7.2%", 0.072)]
+)
 def test_parse_fraction(text: str, value: float) -> None:
     assert rules_eval.parse_fraction(text) == pytest.approx(value)
 

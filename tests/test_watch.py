@@ -255,6 +255,28 @@ def test_a_restarted_watch_answers_files_it_has_seen_from_the_stored_content_cac
         assert details[1][0]["files_scanned"] == 2
 
 
+def test_on_an_index_without_upload_times_every_release_not_stored_is_scanned(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules
+) -> None:
+    """Without PEP 700 times, only the version pip would install counted as new: a flagged pre-release
+    or backport published after the baseline was never scanned, and the serial moved past it."""
+    store = tmp_path / "store.db"
+    publish(fake_index, "foo", "2.0", old=True)
+    watch(fake_index, store, rules)  # the baseline
+    publish(fake_index, "foo", "3.0rc1", BAD)
+    publish(fake_index, "foo", "1.9.1", BAD)
+    for file in fake_index.projects["foo"]:
+        file.upload_time = None  # the index lists no upload-time (FakeIndex.add stamped them)
+    watch(fake_index, store, rules)
+    with Store(store, readonly=True) as db:
+        scans = {v: db.latest_scan("foo", v) for v in ("3.0rc1", "1.9.1", "2.0")}
+    assert {v: scan.verdict if scan else None for v, scan in scans.items()} == {
+        "3.0rc1": "findings",
+        "1.9.1": "findings",
+        "2.0": "clean",  # not seen before either: the store alone tells what was
+    }
+
+
 def test_a_file_of_the_same_name_from_another_host_is_not_taken_for_the_index_file(
     fake_index: FakeIndex, tmp_path: Path, rules: Rules, rules_dir: Path
 ) -> None:

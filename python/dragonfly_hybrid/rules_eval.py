@@ -59,6 +59,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 
@@ -231,15 +232,16 @@ def read_releases(directory: Path) -> list[ReleaseEntry]:
     """
     entries: list[ReleaseEntry] = []
     for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+        shown = _shown(entry.name)
         if entry.name.startswith("."):
             continue
         kind = _kind(entry)
         if kind == "file":
-            entries.append(ReleaseEntry(entry.name, [(entry.name, entry)], []))
+            entries.append(ReleaseEntry(shown, [(shown, entry)], []))
         elif kind == "directory":  # a link to a directory too: benchmark caches link releases
-            entries.append(ReleaseEntry(entry.name, *_release_files(entry)))
+            entries.append(ReleaseEntry(shown, *_release_files(entry)))
         else:
-            entries.append(ReleaseEntry(entry.name, [], [f"{entry.name}: {kind}"]))
+            entries.append(ReleaseEntry(shown, [], [f"{shown}: {kind}"]))
     return entries
 
 
@@ -264,6 +266,12 @@ def _kind(path: Path) -> str:
     return "a FIFO, socket or device, not read"
 
 
+def _shown(name: str) -> str:
+    """A file name as reports show it: bytes that are not UTF-8 as ``\\xNN`` (the engine takes names as
+    UTF-8 text; the file is still read by its real name)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _release_files(folder: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """The files of a sub-folder release and a problem per entry under it that is not read. Directories
     are walked, links to them are not followed (a link loop cannot recurse)."""
@@ -276,11 +284,11 @@ def _release_files(folder: Path) -> tuple[list[tuple[str, Path]], list[str]]:
             with os.scandir(directory) as listing:
                 children = [Path(child.path) for child in listing if not child.name.startswith(".")]
         except OSError as err:
-            where = directory.relative_to(folder).as_posix()
-            problems.append(f"{folder.name}/{where}: cannot list: {err.strerror or err}")
+            where = _shown(directory.relative_to(folder).as_posix())
+            problems.append(f"{_shown(folder.name)}/{where}: cannot list: {err.strerror or err}")
             continue
         for path in children:
-            name = path.relative_to(folder).as_posix()
+            name = _shown(path.relative_to(folder).as_posix())
             if path.is_dir() and not path.is_symlink():
                 pending.append(path)
                 continue
@@ -288,9 +296,9 @@ def _release_files(folder: Path) -> tuple[list[tuple[str, Path]], list[str]]:
             if kind == "file":
                 files.append((name, path))
             elif kind == "directory":
-                problems.append(f"{folder.name}/{name}: a symbolic link to a directory, not followed")
+                problems.append(f"{_shown(folder.name)}/{name}: a symbolic link to a directory, not followed")
             else:
-                problems.append(f"{folder.name}/{name}: {kind}")
+                problems.append(f"{_shown(folder.name)}/{name}: {kind}")
     files.sort(key=lambda item: Path(item[0]).parts)
     return files, sorted(problems)
 
@@ -507,7 +515,11 @@ def render_json(ev: Evaluation, out: IO[str]) -> None:
 def parse_fraction(value: str) -> float:
     """``0.9`` or ``90%`` -> 0.9; raises ``ValueError`` outside [0, 1]."""
     text = value.strip()
-    number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    # Through Decimal: float("7.2") / 100 is 0.07200000000000001, so "7.2%" was not met by 9 of 125.
+    try:
+        number = float(Decimal(text[:-1]) / 100) if text.endswith("%") else float(text)
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a number") from None
     if not 0.0 <= number <= 1.0:
         raise ValueError(f"{value!r} is not between 0 and 1 (or 0% and 100%)")
     return number

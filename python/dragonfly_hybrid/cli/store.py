@@ -598,18 +598,22 @@ def _path_side(target: PathTarget, scanner: TargetScanner) -> Side:
 
 def current_files(
     fetched: Sequence[tuple[DistributionFile, Path]], release: Release
-) -> dict[str, str | None]:
-    """Every file the index lists for ``release`` now -> its SHA-256: of the downloaded bytes, else the
-    one the index lists (None: not known). A stored scan answers for the release only if it scanned
-    exactly these: a file added to the release since, or left out by a scan in hash mode, is not judged
-    by a scan that never saw it."""
-    digests: dict[str, str | None] = {file.filename: file.sha256 for file in release.files}
+) -> dict[str, set[str | None]]:
+    """Every file the index lists for ``release`` now: its name -> the SHA-256 of each copy listed under it
+    (an index may list one name twice, with other bytes): of the downloaded bytes, else the one the index
+    lists (None: not known). A stored scan answers for the release only if it scanned exactly these: a file
+    added to the release since, or left out by a scan in hash mode, is not judged by a scan that never saw
+    it."""
+    downloaded: dict[DistributionFile, str] = {}
     for file, path in fetched:
         digest = hashlib.sha256()
         with path.open("rb") as stream:
             while chunk := stream.read(1 << 20):
                 digest.update(chunk)
-        digests[file.filename] = digest.hexdigest()
+        downloaded[file] = digest.hexdigest()
+    digests: dict[str, set[str | None]] = {}
+    for file in release.files:
+        digests.setdefault(file.filename, set()).add(downloaded.get(file, file.sha256))
     return digests
 
 

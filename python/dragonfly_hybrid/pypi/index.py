@@ -209,28 +209,19 @@ def _installable(package: DistributionPackage, python: Version) -> bool:
         return True
 
 
-def _latest(
-    versions: dict[Version, list[DistributionPackage]], python: Version, *, here: bool = False
-) -> Version | None:
-    """pip's choice: the newest final release with an installable file; a pre-release only when there is
-    no such final release. ``here``: installable also means a format pip installs that runs on this
-    platform (a release of only Windows wheels is not pip's choice on Linux)."""
+def _latest(versions: dict[Version, list[DistributionPackage]], python: Version) -> Version | None:
+    """pip's choice: the newest final release with a file pip could install here (not yanked, its
+    Requires-Python admitting ``python``, an sdist or a wheel for this platform: a release of only Windows
+    wheels is not pip's choice on Linux); a pre-release only when there is no such final release."""
     from dragonfly_hybrid.pypi.pip_names import runs_on
 
     live = [
         v
         for v, packages in versions.items()
-        if any(_installable(p, python) and (not here or runs_on(p.filename, python)) for p in packages)
+        if any(_installable(p, python) and runs_on(p.filename, python) for p in packages)
     ]
     finals = [v for v in live if not v.is_prerelease]
     return max(finals or live, default=None)
-
-
-def latest_version(packages: Iterable[DistributionPackage], python: Version = RUNNING_PYTHON) -> str | None:
-    """The version pip would install from these files (as the index spells it), or None."""
-    versions = _by_version(packages)
-    chosen = _latest(versions, python)
-    return None if chosen is None else versions[chosen][0].version
 
 
 def select_release(page: ProjectPage, version: str | None, python: Version = RUNNING_PYTHON) -> Release:
@@ -240,7 +231,7 @@ def select_release(page: ProjectPage, version: str | None, python: Version = RUN
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
-        chosen = _latest(versions, python, here=True)
+        chosen = _latest(versions, python)
         if chosen is None:
             raise VersionNotFound(
                 f"project {page.project!r} has no installable release for Python {python} here (every "

@@ -966,10 +966,11 @@ class Store:
         return _scan_of(rows[0]) if rows else None
 
     def scan_of_files(
-        self, name: str, version: str, rules_hash: str, files: Mapping[str, str | None]
+        self, name: str, version: str, rules_hash: str, files: Mapping[str, set[str | None]]
     ) -> StoredScan | None:
         """The newest scan of ``name==version`` with ``rules_hash`` whose distributions are exactly
-        ``files`` (file name -> SHA-256, None where it is not known; names only then), else None.
+        ``files`` (file name -> the SHA-256 of each copy listed under that name, None where it is not known:
+        a name with one such copy is matched by name; one with more, never), else None.
 
         A scan row records the files it scanned, not the release: ``watch`` stores a file added to a
         release later as a scan of that file alone, a hash-mode ``scan -R`` only the files its hashes
@@ -977,7 +978,10 @@ class Store:
         files can stand for them."""
         if not files:
             return None
-        wanted = {filename: None if digest is None else digest.lower() for filename, digest in files.items()}
+        wanted = {
+            filename: {None if digest is None else digest.lower() for digest in digests}
+            for filename, digests in files.items()
+        }
         rows = self._query(
             f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE r.normalized = ? AND r.version = ? AND rs.hash = ? "
             "ORDER BY s.id DESC",
@@ -990,7 +994,8 @@ class Store:
             ):
                 scanned.setdefault(filename, set()).add(str(digest).lower())
             if scanned.keys() == wanted.keys() and all(
-                digest is None or scanned[filename] == {digest} for filename, digest in wanted.items()
+                digests == {None} or (None not in digests and scanned[filename] == digests)
+                for filename, digests in wanted.items()
             ):
                 return _scan_of(row)
         return None

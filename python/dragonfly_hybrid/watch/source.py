@@ -26,7 +26,6 @@ from dragonfly_hybrid.pypi.index import (
     PyPIClient,
     PyPIError,
     describe_error,
-    latest_version,
     normalize_name,
 )
 from dragonfly_hybrid.report import TargetResult
@@ -352,14 +351,11 @@ class PyPIWatchSource:
         for package in page.packages:
             if package.version is not None:
                 by_version.setdefault(package.version, []).append(package)
-        latest = latest_version(page.packages)
         jobs = []
         for version, packages in by_version.items():
-            new = [
-                p
-                for p in packages
-                if (_as_utc(p.upload_time) >= since if p.upload_time is not None else version == latest)
-            ]
+            # A file the index gives no upload time may be new whatever its version (a pre-release, a
+            # backport): only the store can tell it was seen.
+            new = [p for p in packages if p.upload_time is None or _as_utc(p.upload_time) >= since]
             if not new:
                 continue
             stored = self.store.stored_files(page.project, version)

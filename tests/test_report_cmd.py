@@ -163,6 +163,24 @@ def test_a_release_watch_stored_in_pieces_is_reported_whole(
     assert "<th>Scanned at (UTC), by, rules</th>" in shown
 
 
+def test_every_spelling_of_a_version_is_one_release_in_the_report(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """Scans store a release under the version as the index spells it: `1.0.0` (a flagged wheel), then,
+    once the index lists `1.0`, a clean sdist under `1.0`. `report pkg==1.0` showed the clean half only,
+    and `report pkg==1` found nothing."""
+    store = tmp_path / "store.db"
+    scan = ("scan", "-r", rules_dir, "--index-url", fake_index.url, "--store", store, "-q")
+    fake_index.add("pkg", wheel("pkg", "1.0.0", {"pkg/__init__.py": BAD}))
+    assert run(*scan, "pkg==1").exit_code == 1
+    fake_index.projects["pkg"].clear()
+    fake_index.add("pkg", sdist("pkg", "1.0", {"setup.py": b"pass\n"}))
+    assert run(*scan, "pkg==1.0.0").exit_code == 0
+    for spelled in ("1.0", "1.0.0", "1"):
+        data = json.loads(run("report", f"pkg=={spelled}", "--store", store, "-f", "json").stdout)
+        assert data["verdict"] == "findings" and len(data["scans"]) == 2, spelled
+
+
 def test_an_error_counts_until_a_later_scan_reads_more_than_the_failed_one(
     fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
 ) -> None:

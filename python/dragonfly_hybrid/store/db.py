@@ -917,28 +917,42 @@ class Store:
             digests.setdefault(filename, set()).add(str(digest).lower())
         return StoredFiles({filename: frozenset(found) for filename, found in digests.items()})
 
+    def _release_ids(self, name: str, version: str) -> list[int]:
+        """The stored releases that are ``name==version``: the name normalised (PEP 503), the version
+        equal as PEP 440 compares (``1.0`` and ``1.0.0`` were stored apart, as each scan spelt it)."""
+        from packaging.version import InvalidVersion, Version
+
+        def same(stored: str) -> bool:
+            try:
+                return Version(stored) == Version(version)
+            except InvalidVersion:
+                return stored == version
+
+        rows = self._query("SELECT id, version FROM releases WHERE normalized = ?", (normalize_name(name),))
+        return [int(release_id) for release_id, stored in rows if same(str(stored))]
+
     def release(self, name: str, version: str) -> StoredRelease | None:
-        """``name==version`` as the store holds it (:class:`StoredRelease`), None when it has no scan."""
-        key = (normalize_name(name), version)
-        rows = self._query(
-            f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE r.normalized = ? AND r.version = ? "
-            "ORDER BY s.id DESC",
-            key,
-        )
+        """``name==version`` as the store holds it (:class:`StoredRelease`), every spelling of its version
+        together, None when it has no scan."""
+        ids = self._release_ids(name, version)
+        if not ids:
+            return None
+        among = f"r.id IN ({', '.join('?' * len(ids))})"
+        rows = self._query(f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE {among} ORDER BY s.id DESC", ids)
         if not rows:
             return None
-        where = "JOIN releases r ON r.id = s.release_id WHERE r.normalized = ? AND r.version = ?"
+        where = f"JOIN releases r ON r.id = s.release_id WHERE {among}"
         shown = self._query(
             f"WITH {_NEWEST_FILES.format(where=where)} "
             "SELECT d.id, d.scan_id FROM shown JOIN distributions d ON d.scan_id = shown.scan_id "
             "AND d.filename = shown.filename AND d.sha256 = shown.sha256 ORDER BY d.id",
-            key,
+            ids,
         )
         files: dict[int, set[tuple[str, str]]] = {}
         for scan_id, filename, digest in self._query(
             "SELECT d.scan_id, d.filename, d.sha256 FROM distributions d JOIN scans s ON s.id = d.scan_id "
-            "JOIN releases r ON r.id = s.release_id WHERE r.normalized = ? AND r.version = ?",
-            key,
+            f"JOIN releases r ON r.id = s.release_id WHERE {among}",
+            ids,
         ):
             files.setdefault(scan_id, set()).add((filename, str(digest).lower()))
         had_error = [(row[0], bool(row[9])) for row in rows]

@@ -36,6 +36,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
@@ -148,6 +149,20 @@ class DownloadDeadline:
                     pass  # already closed
 
 
+@dataclass(frozen=True)
+class _Hop:
+    """One request of a download: to ``key``'s origin, for ``target``; ``url`` and ``name`` the download's
+    (what messages name), ``authorization`` only while the hops stay at the URL's own origin."""
+
+    key: tuple[str, str, int]
+    target: str
+    url: str
+    name: str
+    cap: int
+    deadline: DownloadDeadline | None
+    authorization: str | None
+
+
 class DirectDownloads:
     """Kept-alive connections for downloads on many threads: each thread has its own per host (an
     ``http.client`` connection serves one request at a time). ``context``: the TLS context (default: the
@@ -188,10 +203,9 @@ class DirectDownloads:
                 # Credentials go to the URL's own origin only: never to another one a redirect names, nor
                 # back to the origin once a hop left it (that host would choose what is fetched with them).
                 authorization = None
-            auth = authorization
-            target = _request_target(parts, current)
+            hop = _Hop(key, _request_target(parts, current), url, name, cap, deadline, authorization)
             try:
-                return self._get_once(key, target, url, name, cap, deadline, auth)
+                return self._get_once(hop)
             except _Redirect as moved:
                 current = urljoin(current, moved.location)
                 parts = _http_url(current)
@@ -201,23 +215,14 @@ class DirectDownloads:
                     raise UnusableRedirect(reason) from None
         raise TooManyRedirects("Exceeded maximum allowed redirects.")  # httpx's words, in the same case
 
-    def _get_once(
-        self,
-        key: tuple[str, str, int],
-        target: str,
-        url: str,
-        name: str,
-        cap: int,
-        deadline: DownloadDeadline | None,
-        auth: str | None,
-    ) -> Downloaded:
-        conn = self._connections().get(key)
+    def _get_once(self, hop: _Hop) -> Downloaded:
+        conn = self._connections().get(hop.key)
         if conn is not None:
             try:
-                return self._exchange(conn, key, target, url, name, cap, deadline, auth)
+                return self._exchange(conn, hop)
             except _IdleConnectionClosed:
                 pass  # the host closed it while idle: no fault of the download, so no retry is used up
-        return self._exchange(self._open(key), key, target, url, name, cap, deadline, auth)
+        return self._exchange(self._open(hop.key), hop)
 
     def close(self) -> None:
         """Close every connection; downloads under way fail at once: their sockets are shut down, and each
@@ -271,17 +276,8 @@ class DirectDownloads:
         if self._connections().get(key) is conn:
             del self._connections()[key]
 
-    def _exchange(
-        self,
-        conn: http.client.HTTPConnection,
-        key: tuple[str, str, int],
-        target: str,
-        url: str,
-        name: str,
-        cap: int,
-        deadline: DownloadDeadline | None,
-        auth: str | None,
-    ) -> Downloaded:
+    def _exchange(self, conn: http.client.HTTPConnection, hop: _Hop) -> Downloaded:
+        key, deadline = hop.key, hop.deadline
         with self._in_use(key, conn):
             try:
                 reused = conn.sock is not None
@@ -308,15 +304,15 @@ class DirectDownloads:
                 sock.settimeout(read_timeout)
                 try:
                     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-                    if auth is not None:
-                        headers["Authorization"] = auth
-                    conn.request("GET", target, headers=headers)
+                    if hop.authorization is not None:
+                        headers["Authorization"] = hop.authorization
+                    conn.request("GET", hop.target, headers=headers)
                     response = conn.getresponse()
                 except ConnectionError as err:  # http.client.RemoteDisconnected is one
                     if reused:
                         raise _IdleConnectionClosed from err
                     raise
-                body = self._body(response, url, name, cap)
+                body = self._body(response, hop.url, hop.name, hop.cap)
                 if deadline is not None and deadline.passed:
                     # What a shut-down socket let http.client take for whole (an empty body, when the head was
                     # cut: the end of the connection ended the head and a body of unannounced length).

@@ -259,6 +259,20 @@ def test_rules_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert load_settings().rules_cache_dir == tmp_path / "xdg" / "dragonfly-hybrid" / "rules"
 
 
+@pytest.mark.parametrize("word", ["off", "OFF", " none ", "0", ""])
+def test_a_rules_cache_dir_of_off_turns_the_node_cache_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, word: str
+) -> None:
+    """As for the commands: the node used to take `off` as a directory and write its blobs to `./off`."""
+    monkeypatch.setenv("DRAGONFLY_RULES_CACHE_DIR", word)
+    assert load_settings().rules_cache_dir is None
+    config = tmp_path / "node.toml"
+    config.write_text(f'rules_cache_dir = "{word}"\n', encoding="utf-8")
+    monkeypatch.delenv("DRAGONFLY_RULES_CACHE_DIR")
+    monkeypatch.setenv("DRAGONFLY_CONFIG", str(config))
+    assert load_settings().rules_cache_dir is None
+
+
 def test_limits_from_settings() -> None:
     overrides = {
         "max_member_size": 10,

@@ -199,7 +199,22 @@ def test_rules_hash_change_mid_run_reloads_rules(fake: FakeMainframe, tmp_path: 
     for body in by_name.values():
         assert body["commit"] in ("fake-rules-1", "fake-rules-2")
         assert (body["commit"] == "fake-rules-2") == (body["rules_matched"] == ["new_rule"])
-    assert any(p.suffix == ".rules" for p in (tmp_path / "rules-cache").iterdir())
+    blobs = [p for p in (tmp_path / "rules-cache").iterdir() if p.suffix == ".rules"]
+    # A blob is code: readable by its owner only, as the commands' cache keeps it.
+    assert blobs and all(p.stat().st_mode & 0o777 == 0o600 for p in blobs)
+
+
+def test_a_node_with_its_rules_cache_off_writes_no_blob(
+    fake: FakeMainframe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DRAGONFLY_RULES_CACHE_DIR", "off")
+    add_releases(fake, 2)
+    settings = NodeSettings(**fake.node_settings(None, metrics_port=None, load_duration=0.1, threads=2))
+    assert settings.rules_cache_dir is None
+    run_node(settings, once=True)
+    assert len(accepted_by_job(fake)) == 2
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_rules_that_do_not_compile_keep_the_last_good_set(fake: FakeMainframe, tmp_path: Path) -> None:

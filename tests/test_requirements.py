@@ -338,6 +338,35 @@ def test_a_lock_url_that_does_not_parse_is_a_usage_error_naming_it(tmp_path: Pat
         read_pins([lock])
 
 
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1/foo-1.0.tar.gz", "foo-1.0.tar.gz", "https:///foo-1.0.tar.gz"]
+)
+def test_a_lock_url_of_another_scheme_or_no_host_is_a_usage_error(
+    tmp_path: Path, rules_dir: Path, url: str
+) -> None:
+    """It was downloaded, failed three times as a network fault would, and exited 3."""
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
+        f'sdist = {{ url = "{url}", hashes = {{ sha256 = "{"00" * 32}" }} }}\n'
+    )
+    result = run("scan", "-R", lock, "-r", rules_dir)
+    assert result.exit_code == 2, result.output
+    assert f"foo: {url!r} is not an http(s) URL" in result.output
+
+
+def test_a_lock_file_url_is_a_local_file_skipped_saying_how_to_scan_it(tmp_path: Path) -> None:
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
+        f'sdist = {{ url = "file://{tmp_path}/foo-1.0.tar.gz", hashes = {{ sha256 = "{"00" * 32}" }} }}\n'
+    )
+    [skipped] = read_pins([lock]).skipped
+    assert skipped.endswith(
+        f"foo: a local file (file://{tmp_path}/foo-1.0.tar.gz), not an index release: scan it by its path"
+    )
+
+
 def test_a_lock_file_naming_a_local_file_skips_it_saying_how_to_scan_it(tmp_path: Path) -> None:
     lock = tmp_path / "pylock.toml"
     lock.write_text(

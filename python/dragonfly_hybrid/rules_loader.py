@@ -45,10 +45,18 @@ def rules_cache_dir() -> Path | None:
     """``$DRAGONFLY_RULES_CACHE_DIR``, else ``$XDG_CACHE_HOME/dragonfly-hybrid/rules`` (by default
     ``~/.cache/dragonfly-hybrid/rules``); None when the variable turns the cache off."""
     configured = os.environ.get(RULES_CACHE_ENV)
-    if configured is not None:
-        return None if configured.strip().lower() in _OFF else Path(configured).expanduser()
+    return default_rules_cache_dir() if configured is None else configured_cache_dir(configured)
+
+
+def default_rules_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/dragonfly-hybrid/rules``, by default ``~/.cache/dragonfly-hybrid/rules``."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "dragonfly-hybrid" / "rules"
+
+
+def configured_cache_dir(value: str) -> Path | None:
+    """A configured rules cache directory; None for a word that turns the cache off (``off``, ``0``, ...)."""
+    return None if value.strip().lower() in _OFF else Path(value).expanduser()
 
 
 COMPILED_LAYOUT = "v3"
@@ -92,17 +100,24 @@ def compile_cached(sources: dict[str, str], cache_dir: Path | None) -> Rules:
     rules = Rules.compile(sources)
     if rules.count == 0:
         return rules  # never kept: load_rules refuses a set without rules
-    with contextlib.suppress(OSError):  # a read-only or full disk costs the next start its compile, no more
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=cache_dir, prefix=".partial-", suffix=".rules")
+    keep_compiled(rules, path)
+    return rules
+
+
+def keep_compiled(rules: Rules, path: Path) -> None:
+    """Write ``rules``'s blob to ``path`` in a rules cache, readable by its owner only (a blob is code), and
+    atomically: a concurrent reader sees the old file or the whole new one. A read-only or full disk costs
+    the next start its compile, no more."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".rules")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(rules.serialize())
-            os.replace(partial, path)  # atomic: a concurrent reader sees the old file or the whole new one
+            os.replace(partial, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
-    return rules
 
 
 def bundled_rules_dir() -> Path:

@@ -10,9 +10,7 @@ grace period, and whatever is left is the server's to lease again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 import time
 from collections import deque
@@ -36,7 +34,7 @@ from dragonfly_hybrid.node.jobs import (
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.pypi.download import Downloader, filename_of
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, DownloadError
-from dragonfly_hybrid.rules_loader import COMPILED_LAYOUT
+from dragonfly_hybrid.rules_loader import COMPILED_LAYOUT, keep_compiled
 
 # Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
 LEASE_SHARE = 0.5
@@ -226,11 +224,7 @@ class RuleState:
         if rules is None or rules.count == 0:
             raise NoRulesError(f"the rule set {commit!r} defines no rule: it would match nothing")
         if path is not None:
-            with contextlib.suppress(OSError):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_suffix(f".{os.getpid()}.tmp")
-                partial.write_bytes(rules.serialize())
-                partial.replace(path)
+            keep_compiled(rules, path)
         return rules
 
     async def start(self) -> asyncio.Future[None] | None:

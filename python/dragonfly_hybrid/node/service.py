@@ -6,7 +6,6 @@ import errno
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 from dragonfly_hybrid._core import Limits, Rules
@@ -145,8 +144,9 @@ async def _serve_mainframe(
     async with client:
         await client.login()
         mainframe_source = MainframeSource(client)
-        cache: Path = settings.rules_cache_dir
-        rule_state = RuleState(mainframe_source, limits, settings.threads, cache, fast_scan=True)
+        rule_state = RuleState(
+            mainframe_source, limits, settings.threads, settings.rules_cache_dir, fast_scan=True
+        )
         node = Node(
             mainframe_source,
             MainframeSink(client),

@@ -58,6 +58,7 @@ from dragonfly_hybrid.bounds import (
     threads_problem,
 )
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE
+from dragonfly_hybrid.rules_loader import configured_cache_dir, default_rules_cache_dir
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
 
 ENV_PREFIX = "DRAGONFLY_"
@@ -88,12 +89,6 @@ def env_var(field: str) -> str:
     """The environment variable that sets ``field`` (``bulk_size`` -> ``DRAGONFLY_BULK_SIZE``)."""
     name = field.upper()
     return name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name
-
-
-def default_rules_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/dragonfly-hybrid/rules``, by default ``~/.cache/dragonfly-hybrid/rules``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dragonfly-hybrid" / "rules"
 
 
 def _secret_is_set(secret: SecretStr | None) -> bool:
@@ -148,7 +143,7 @@ class NodeSettings(BaseSettings):
     metrics_port: int | None = Field(default=9100, ge=1, le=65535)
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
-    rules_cache_dir: Path = Field(default_factory=default_rules_cache_dir)
+    rules_cache_dir: Path | None = Field(default_factory=default_rules_cache_dir)
     http_timeout: float = Field(default=30.0, gt=0, le=MAX_WAIT, allow_inf_nan=False)
 
     @classmethod
@@ -213,10 +208,13 @@ class NodeSettings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return level
 
-    @field_validator("rules_cache_dir")
+    @field_validator("rules_cache_dir", mode="before")
     @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _cache_dir(cls, value: object) -> object:
+        # `off` turns the cache off, as for the commands (it named a directory `off`).
+        if isinstance(value, str):
+            return configured_cache_dir(value)
+        return value.expanduser() if isinstance(value, Path) else value
 
     def auth_scheme(self) -> AuthScheme:
         """How the node logs in: ``"auth0"`` when a user name or password is configured (the password

@@ -220,9 +220,16 @@ def _locked_files(
             return [], None, f"a local file ({printable(local)}), not an index release: scan it by its path"
         if isinstance(url, str):
             try:
-                urlsplit(url).port  # noqa: B018  (parsing the port is what raises on a malformed host)
+                parts = urlsplit(url)
+                parts.port  # noqa: B018  (parsing the port is what raises on a malformed host)
             except ValueError as err:
                 raise RequirementsError(f"{where}: {printable(url)!r} is not a URL ({err})") from None
+            scheme = parts.scheme.lower()
+            if scheme == "file":
+                return [], None, f"a local file ({printable(url)}), not an index release: scan it by its path"
+            if scheme not in ("http", "https") or not parts.hostname:
+                # Retried as a download, it failed three times as if the network had (exit 3).
+                raise RequirementsError(f"{where}: {printable(url)!r} is not an http(s) URL")
         size = file.get("size")
         locked.append(
             LockedFile(

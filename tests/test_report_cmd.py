@@ -15,7 +15,7 @@ from dragonfly_hybrid.cli.store import parse_since
 from dragonfly_hybrid.store.db import Store
 from typer.testing import CliRunner, Result
 
-from tests.fakes.pypi import LIGHT_MARKER, MARKER, FakeFile, FakeIndex, sdist, wheel
+from tests.fakes.pypi import LIGHT_MARKER, LIGHT_RULE, MARKER, MARKER_RULE, FakeFile, FakeIndex, sdist, wheel
 
 BAD = b"import os\n# " + MARKER + b"\n"
 
@@ -181,13 +181,13 @@ def test_every_spelling_of_a_version_is_one_release_in_the_report(
         assert data["verdict"] == "findings" and len(data["scans"]) == 2, spelled
 
 
-def test_an_error_counts_until_a_later_scan_reads_more_than_the_failed_one(
+def test_a_failed_download_counts_until_a_scan_reads_that_file(
     fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
 ) -> None:
-    """Scan 1 (`scan --store`) reads the sdist, the wheel 404s: incomplete, with an error and no row for the
-    wheel. Scan 2 (hash mode, only the sdist allowed) is clean. The wheel was never scanned: the release
-    stays incomplete in `report` (table, JSON, page) with scan 1's error, dated, until a scan without an
-    error reads every file scan 1 read and more (scan 4, the whole release)."""
+    """Scan 1 (`scan --store`) reads the sdist, the wheel 404s: incomplete, the wheel stored as a row without
+    bytes. Scan 2 (hash mode, only the sdist allowed) is clean. The wheel was never scanned: the release
+    stays incomplete in `report` (table, JSON, page), the wheel shown from scan 1 with its error, dated,
+    until a scan reads the wheel (scan 4, the whole release)."""
     sdist_name, sdist_data = sdist("pkg", "1.0", {"setup.py": b"pass\n"})
     wheel_name, wheel_data = wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"})
     fake_index.add("pkg", (sdist_name, sdist_data), (wheel_name, wheel_data))
@@ -202,13 +202,17 @@ def test_an_error_counts_until_a_later_scan_reads_more_than_the_failed_one(
     data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
     first, second = sorted(s["id"] for s in data["scans"])
     assert data["verdict"] == "incomplete" and data["id"] == second
-    assert [(d["name"], d["scan_id"]) for d in data["distributions"]] == [(sdist_name, second)]
+    assert [(d["name"], d["scan_id"], d["sha256"]) for d in data["distributions"]] == [
+        (wheel_name, first, ""),
+        (sdist_name, second, digest),
+    ]
+    assert data["distributions"][0]["listed_sha256"] == hashlib.sha256(wheel_data).hexdigest()
     assert data["error"].startswith(f"could not download {wheel_name}")
     assert re.search(rf"\(scan {first}, \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)$", data["error"])
     table = run("report", "pkg==1.0", "--store", store).stdout
     assert table.startswith("pkg==1.0 incomplete score 0\ncombined from 2 scans")
-    assert f"scan {first}: scanned " in table and "(no file shown; its error still counts)" in table
     assert f"error (scan {first}): could not download {wheel_name}" in table
+    assert f"unscanned [download-failed] {wheel_name}: could not download {wheel_name}" in table
     page = tmp_path / "pkg.html"
     assert run("report", "pkg==1.0", "--store", store, "--html", page).exit_code == 0
     blob = re.search(
@@ -219,17 +223,98 @@ def test_an_error_counts_until_a_later_scan_reads_more_than_the_failed_one(
     assert [r["verdict"] for r in embedded["releases"]] == ["incomplete"]
     assert any(wheel_name in i["message"] and i["kind"] == "error" for i in embedded["issues"])
 
-    # The sdist alone again: the error still counts.
+    # The sdist alone again: the wheel is still unscanned.
     assert run(*scan, "-R", tmp_path / "req.txt").exit_code == 0
     assert json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)["verdict"] == (
         "incomplete"
     )
-    # The whole release read without an error: every file scan 1 read, and the wheel.
+    # The whole release read: the wheel too.
     fake_index.faults.missing.clear()
     assert run(*scan, "pkg==1.0").exit_code == 0
     data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
     assert (data["verdict"], data["error"]) == ("clean", None)
     assert len(data["scans"]) == 1 and {d["name"] for d in data["distributions"]} == {sdist_name, wheel_name}
+
+
+def test_a_failed_download_is_not_settled_by_a_scan_of_other_files(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """Red-team finding (eleventh pass): scan 1 reads the sdist, the flagged py3 wheel 404s. A py2 wheel is
+    uploaded; a hash-mode `scan -R` reads the sdist and the py2 wheel: every file scan 1 read, and one more.
+    That settled scan 1's error and `report` showed the release clean, though the py3 wheel was never
+    read."""
+    flagged = FakeFile(*wheel("pkg", "1.0", {"pkg/__init__.py": BAD}))
+    clean_sdist = FakeFile(*sdist("pkg", "1.0", {"setup.py": b"pass\n"}))
+    fake_index.add("pkg", flagged, clean_sdist)
+    fake_index.faults.missing.add(flagged.filename)
+    store = tmp_path / "store.db"
+    scan = ("scan", "-r", rules_dir, "--index-url", fake_index.url, "--store", store, "-q")
+    assert run(*scan, "pkg==1.0").exit_code == 3
+    later = FakeFile("pkg-1.0-py2-none-any.whl", wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"})[1])
+    fake_index.add("pkg", later)
+    requirements = tmp_path / "req.txt"
+    requirements.write_text(f"pkg==1.0 --hash=sha256:{clean_sdist.sha256} --hash=sha256:{later.sha256}\n")
+    assert run(*scan, "-R", requirements).exit_code == 0
+
+    data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    assert data["verdict"] == "incomplete"
+    assert data["error"] is not None and f"could not download {flagged.filename}" in data["error"]
+    unread = [d for d in data["distributions"] if d["name"] == flagged.filename]
+    assert [(d["sha256"], d["listed_sha256"], d["complete"]) for d in unread] == [("", flagged.sha256, False)]
+    # Once the wheel can be downloaded, a scan of it settles it: its finding shows.
+    fake_index.faults.missing.clear()
+    assert run(*scan, "pkg==1.0").exit_code == 1
+    data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    assert (data["verdict"], data["error"]) == ("findings", None)
+
+
+def test_a_rescan_under_a_rule_set_that_lacks_a_rule_keeps_the_finding_labelled(
+    fake_index: FakeIndex, tmp_path: Path
+) -> None:
+    """Red-team finding (eleventh pass): `scan -r A` finds test_marker; `scan -r B` of the same bytes, a set
+    without that rule, made `report` show the release clean (table, JSON, page) and `--by-rule` empty. The
+    finding stays, labelled as from an earlier rule set, until a scan under rule set A reads the file
+    again."""
+    rules_a, rules_b = tmp_path / "rules_a", tmp_path / "rules_b"
+    rules_a.mkdir()
+    rules_b.mkdir()
+    (rules_a / "marker.yar").write_text(MARKER_RULE)
+    (rules_b / "light.yar").write_text(LIGHT_RULE)
+    fake_index.add("evil", sdist("evil", "1.0", {"setup.py": BAD}))
+    store = tmp_path / "store.db"
+    scan = ("scan", "evil==1.0", "--index-url", fake_index.url, "--store", store, "-q")
+    assert run(*scan, "-r", rules_a).exit_code == 1
+    assert run(*scan, "-r", rules_b).exit_code == 0
+
+    data = json.loads(run("report", "evil==1.0", "--store", store, "-f", "json").stdout)
+    first, second = sorted(s["id"] for s in data["scans"])
+    assert (data["verdict"], data["score"], data["rules_matched"]) == ("findings", 5, ["test_marker"])
+    assert [(d["scan_id"], d["verdict"], d["earlier_rule_set"]) for d in data["distributions"]] == [
+        (first, "findings", True),
+        (second, "clean", False),
+    ]
+    table = run("report", "evil==1.0", "--store", store).stdout
+    assert table.startswith("evil==1.0 findings score 5\n")
+    assert f"scan {first}, an earlier rule set" in table and "test_marker" in table
+    rules = json.loads(run("report", "--by-rule", "--store", store, "-f", "json").stdout)["rules"]
+    assert [(r["rule"], r["releases"], r["files"]) for r in rules] == [("test_marker", 1, 1)]
+    page = tmp_path / "evil.html"
+    assert run("report", "evil==1.0", "--store", store, "--html", page).exit_code == 0
+    blob = re.search(
+        r'<script type="application/json" id="report-data">(.*?)</script>', page.read_text("utf-8"), re.S
+    )
+    assert blob is not None
+    embedded = json.loads(blob.group(1))
+    assert [r["verdict"] for r in embedded["releases"]] == ["findings"]
+    assert [(f["rule"], f["file"]) for f in embedded["findings"]] == [
+        ("test_marker", "evil-1.0.tar.gz/evil-1.0/setup.py (an earlier rule set)")
+    ]
+    assert embedded["distributions"][0]["scan"].startswith("an earlier rule set: ")
+
+    # Rule set A again: its scan is the newest, and the finding is its own again, once.
+    assert run(*scan, "-r", rules_a).exit_code == 1
+    data = json.loads(run("report", "evil==1.0", "--store", store, "-f", "json").stdout)
+    assert [(d["verdict"], d["earlier_rule_set"]) for d in data["distributions"]] == [("findings", False)]
 
 
 def _store_bytes(store: Path) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -38,6 +40,23 @@ def release_result(scanner: Scanner, name: str, version: str, marked: bool = Tru
     ]
     release = scanner.scan_release(name, version, [(f, data, f"https://files/{f}") for f, data in files])
     return TargetResult.from_release(f"{name}=={version}", release)
+
+
+def as_written_by(path: Path, version: int) -> None:
+    """Make the store at ``path`` (written by this code) what schema ``version`` left: what the later
+    migrations added taken off again (``DROP COLUMN``: SQLite 3.35)."""
+    raw = sqlite3.connect(path)
+    if version < 4:
+        raw.execute("ALTER TABLE scans DROP COLUMN error_per_file")
+        raw.execute("ALTER TABLE distributions DROP COLUMN listed_sha256")
+    if version < 3:
+        raw.execute("ALTER TABLE content_cache RENAME COLUMN content_key TO sha256")
+    if version < 2:
+        raw.execute("DROP TABLE content_cache")
+        raw.execute("DROP TABLE content_cache_rulesets")
+    raw.execute("UPDATE schema_version SET version = ?", (version,))
+    raw.commit()
+    raw.close()
 
 
 @pytest.fixture
@@ -84,17 +103,16 @@ def test_a_version_1_store_migrates_to_the_current_schema_keeping_its_data(
     tmp_path: Path, scanner: Scanner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "store.db"
-    with monkeypatch.context() as patch:
-        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
-        with Store(path) as db:
-            db.record(release_result(scanner, "pkg", "1.0"), rules_hash="h1", rules_count=2)
-            db.set_state("serial", "42")
+    with Store(path) as db:
+        db.record(release_result(scanner, "pkg", "1.0"), rules_hash="h1", rules_count=2)
+        db.set_state("serial", "42")
+    as_written_by(path, 1)
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT version FROM schema_version").fetchone() == (1,)
     assert "content_cache" not in {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
     raw.close()
     with Store(path) as db:
-        assert db.schema_version() == SCHEMA_VERSION == 3
+        assert db.schema_version() == SCHEMA_VERSION == 4
         scan = db.latest_scan("pkg", "1.0")
         assert scan is not None and scan.verdict == "findings" and scan.rules_hash == "h1"
         assert len(db.findings(scan.id)) == 2 and db.get_state("serial") == "42"
@@ -110,10 +128,9 @@ def test_a_version_2_store_drops_its_sha256_keyed_content_cache_and_keeps_the_re
     """Version 3: the engine's cache keys are BLAKE3 hashes. Entries stored under SHA-256 keys would never
     be found again (and would take the bound's room), so the migration drops them; scans stay."""
     path = tmp_path / "store.db"
-    with monkeypatch.context() as patch:
-        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
-        with Store(path) as db:
-            db.record(release_result(scanner, "pkg", "1.0"), rules_hash="h1", rules_count=2)
+    with Store(path) as db:
+        db.record(release_result(scanner, "pkg", "1.0"), rules_hash="h1", rules_count=2)
+    as_written_by(path, 2)
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT version FROM schema_version").fetchone() == (2,)
     # Entries as version 2 kept them (this code writes version 3's column).
@@ -125,7 +142,7 @@ def test_a_version_2_store_drops_its_sha256_keyed_content_cache_and_keeps_the_re
     raw.commit()
     raw.close()
     with Store(path) as db:
-        assert db.schema_version() == SCHEMA_VERSION == 3
+        assert db.schema_version() == SCHEMA_VERSION == 4
         assert db.content_cache_entries() == 0 and db.count("content_cache") == 0
         assert list(db.content_cache_pages("h1")) == []
         scan = db.latest_scan("pkg", "1.0")
@@ -137,6 +154,37 @@ def test_a_version_2_store_drops_its_sha256_keyed_content_cache_and_keeps_the_re
     columns = [r[1] for r in raw.execute("PRAGMA table_info(content_cache)")]
     raw.close()
     assert columns == ["rules_hash", "content_key", "matches", "saved_at"]
+
+
+def test_a_version_3_store_gains_the_listed_digest_and_keeps_the_error_rule_of_its_scans(
+    tmp_path: Path, scanner: Scanner
+) -> None:
+    """Version 4: a file not downloaded keeps the digest the index listed, a scan whether its error is all
+    about such files. A version 3 store has neither: its scans' errors keep the rule they had (settled by a
+    later scan without an error that read more), its rows without bytes give way to a later read of the
+    name."""
+    path = tmp_path / "store.db"
+    whole = release_result(scanner, "pkg", "1.0", marked=False)
+    sdist_only = dataclasses.replace(
+        whole, distributions=whole.distributions[:1], error="could not download the wheel: HTTP 404"
+    )
+    with Store(path) as db:
+        first = db.record(sdist_only, rules_hash="h1")
+        db.record(kept_out_result("pkg-1.0.tar.gz", "ab" * 32), rules_hash="h1")
+    as_written_by(path, 3)
+    with Store(path) as db:
+        assert db.schema_version() == SCHEMA_VERSION == 4
+        assert db._query("SELECT error_per_file FROM scans") == [(0,), (0,)]
+        assert db._query("SELECT listed_sha256 FROM distributions") == [(None,), (None,)]
+        release = db.release("pkg", "1.0")
+        assert release is not None and release.error is not None
+        assert release.error.startswith("pkg-1.0.tar.gz not downloaded; could not download the wheel")
+        # The whole release read: every file scan 1 read and a name it did not, and the name kept out.
+        db.record(whole, rules_hash="h1")
+        release = db.release("pkg", "1.0")
+        assert release is not None and release.error is None and release.verdict == "findings"
+        assert first not in {scan.id for scan in release.scans}
+        assert db.integrity_check() == "ok"
 
 
 def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -228,14 +276,29 @@ def test_a_stored_file_is_seen_only_with_the_bytes_the_index_lists(tmp_path: Pat
         assert db.count("scans") == 2
 
 
-def test_a_file_not_downloaded_counts_as_seen_by_name(tmp_path: Path, scanner: Scanner) -> None:
-    kept_out = NotDownloaded("pkg-1.0.tar.gz", None, 50_000, "over-max-size", "not downloaded")
-    failed = TargetResult.failed("pkg==1.0", "release", "pkg", "1.0", "pkg-1.0.tar.gz not downloaded")
+def kept_out_result(filename: str, listed: str | None) -> TargetResult:
+    """A release whose one file ``watch --max-size`` kept out (the index lists ``listed`` for it)."""
+    kept_out = NotDownloaded(filename, None, 50_000, "over-max-size", "not downloaded", sha256=listed)
+    failed = TargetResult.failed("pkg==1.0", "release", "pkg", "1.0", f"{filename} not downloaded")
+    return dataclasses.replace(failed, not_downloaded=(kept_out,), error_per_file=True)
+
+
+def test_a_file_not_downloaded_is_stored_once_and_never_counts_as_read(tmp_path: Path) -> None:
+    """It keeps the digest the index listed: `watch` does not store it again while it is kept out, and
+    downloads it once it is not (a placeholder standing for any digest let another host's bytes of that
+    name pass for it)."""
+    listed = "ab" * 32
+    result = kept_out_result("pkg-1.0.tar.gz", listed.upper())
     with Store(tmp_path / "s.db") as db:
-        files = {"pkg-1.0.tar.gz": NOT_DOWNLOADED_SHA256}
-        assert db.record_unless_stored(failed, files, rules_hash="h", not_downloaded=[kept_out]) is not None
-        assert db.record_unless_stored(failed, files, rules_hash="h", not_downloaded=[kept_out]) is None
-        assert db.stored_files("pkg", "1.0").has("pkg-1.0.tar.gz", "cd" * 32)  # watch does not issue it again
+        assert db.record_unless_stored(result, {}, rules_hash="h") is not None
+        assert db.record_unless_stored(result, {}, rules_hash="h") is None
+        stored = db.stored_files("pkg", "1.0")
+        assert not stored.has("pkg-1.0.tar.gz", listed) and not stored.has("pkg-1.0.tar.gz", None)
+        assert not stored.has("pkg-1.0.tar.gz", "cd" * 32)
+        assert stored.has_not_downloaded("pkg-1.0.tar.gz", listed)
+        assert not stored.has_not_downloaded("pkg-1.0.tar.gz", "cd" * 32)
+        assert not stored.has_not_downloaded("pkg-1.0.tar.gz", None)
+        assert db.details(1)[0]["sha256"] == NOT_DOWNLOADED_SHA256
 
 
 def test_a_release_is_shown_with_every_file_stored_for_it_from_its_newest_scan(
@@ -290,23 +353,90 @@ def test_a_release_is_shown_with_every_file_stored_for_it_from_its_newest_scan(
         assert release.json()["id"] == fifth and release.json()["verdict"] == "findings"
 
 
-def test_a_file_stored_without_its_bytes_gives_way_to_a_later_scan_of_them(
+def test_a_file_stored_without_its_bytes_gives_way_only_to_a_scan_of_the_listed_bytes(
     tmp_path: Path, scanner: Scanner
 ) -> None:
     filename, data = wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"})
-    kept_out = NotDownloaded(filename, None, 50_000, "over-max-size", "not downloaded")
-    failed = TargetResult.failed("pkg==1.0", "release", "pkg", "1.0", f"{filename} not downloaded")
+    _, other_data = wheel("pkg", "1.0", {"pkg/__init__.py": b"print('other host')\n"})
+
+    def scanned(payload: bytes) -> TargetResult:
+        release = scanner.scan_release("pkg", "1.0", [(filename, payload, f"https://files/{filename}")])
+        return TargetResult.from_release("pkg==1.0", release)
+
     with Store(tmp_path / "s.db") as db:
-        db.record(failed, rules_hash="h", not_downloaded=[kept_out])
+        kept_out = db.record(kept_out_result(filename, hashlib.sha256(data).hexdigest()), rules_hash="h")
         release = db.release("pkg", "1.0")
         assert release is not None and release.verdict == "incomplete"
-        result = TargetResult.from_release(
-            "pkg==1.0", scanner.scan_release("pkg", "1.0", [(filename, data, f"https://files/{filename}")])
-        )
-        scan_id = db.record(result, rules_hash="h")
+        other = db.record(scanned(other_data), rules_hash="h")  # other bytes of that name: another file
+        release = db.release("pkg", "1.0")
+        assert release is not None and release.verdict == "incomplete"
+        assert [(d["scan_id"], d["complete"]) for d in release.distributions] == [
+            (kept_out, False),
+            (other, True),
+        ]
+        scan_id = db.record(scanned(data), rules_hash="h")
         release = db.release("pkg", "1.0")
         assert release is not None and (release.verdict, release.error) == ("clean", None)
-        assert [(d["name"], d["scan_id"]) for d in release.distributions] == [(filename, scan_id)]
+        assert [(d["name"], d["scan_id"]) for d in release.distributions] == [
+            (filename, other),
+            (filename, scan_id),
+        ]
+
+
+def test_a_file_stored_without_a_listed_digest_gives_way_to_a_later_scan_of_its_name(
+    tmp_path: Path, scanner: Scanner
+) -> None:
+    """The index listed no digest (or the store is older than version 4): the name alone tells the file."""
+    filename, data = wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"})
+    release_result = TargetResult.from_release(
+        "pkg==1.0", scanner.scan_release("pkg", "1.0", [(filename, data, f"https://files/{filename}")])
+    )
+    with Store(tmp_path / "s.db") as db:
+        earlier = db.record(release_result, rules_hash="h")
+        db.record(kept_out_result(filename, None), rules_hash="h")
+        release = db.release("pkg", "1.0")
+        assert release is not None and release.verdict == "incomplete"  # read before: not settled
+        scan_id = db.record(release_result, rules_hash="h")
+        release = db.release("pkg", "1.0")
+        assert release is not None and (release.verdict, release.error) == ("clean", None)
+        assert [d["scan_id"] for d in release.distributions] == [scan_id] and earlier < scan_id
+
+
+def test_a_finding_of_an_earlier_rule_set_stays_until_that_rule_set_reads_the_file_again(
+    tmp_path: Path, scanner: Scanner, rules_dir: Path
+) -> None:
+    """The newest scan of a file gives its verdict; what an earlier rule set reported that it did not stays
+    shown (and counted by rule) until a later scan under that rule set reads the file."""
+    light_only = tmp_path / "light_only"
+    light_only.mkdir()
+    (light_only / "light.yar").write_text((rules_dir / "sub" / "light.yara").read_text())
+    narrower = Scanner(load_rules([light_only]), threads=2)
+    files = [sdist("pkg", "1.0", {"setup.py": b"# " + MARKER + b"\n", "light.py": b"# " + LIGHT_MARKER})]
+
+    def scanned(engine: Scanner) -> TargetResult:
+        release = engine.scan_release("pkg", "1.0", [(f, data, f"https://files/{f}") for f, data in files])
+        return TargetResult.from_release("pkg==1.0", release)
+
+    with Store(tmp_path / "s.db") as db:
+        first = db.record(scanned(scanner), rules_hash="A")  # both rules
+        second = db.record(scanned(narrower), rules_hash="B")  # light_marker only
+        release = db.release("pkg", "1.0")
+        assert release is not None and release.verdict == "findings"
+        assert set(release.rules_matched) == {"test_marker", "light_marker"} and release.score == 6
+        assert [(d["scan_id"], d["earlier_rule_set"]) for d in release.distributions] == [
+            (first, True),
+            (second, False),
+        ]
+        assert {(c["rule"], c["releases"], c["files"]) for c in db.rule_counts()} == {
+            ("test_marker", 1, 1),
+            ("light_marker", 1, 1),  # one member, matched under both rule sets
+        }
+        # Rule set A reads the file again and does not report test_marker (limits, say): it is gone.
+        db.record(scanned(narrower), rules_hash="A")
+        release = db.release("pkg", "1.0")
+        assert release is not None and release.rules_matched == ["light_marker"]
+        assert not any(d["earlier_rule_set"] for d in release.distributions)
+        assert [c["rule"] for c in db.rule_counts()] == ["light_marker"]
 
 
 def test_readers_run_while_a_writer_writes_and_never_see_half_a_release(

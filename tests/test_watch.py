@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dragonfly_hybrid._core import Rules
@@ -26,7 +27,13 @@ from dragonfly_hybrid.pypi.index import DownloadError
 from dragonfly_hybrid.rules_loader import load_rules
 from dragonfly_hybrid.store.db import Store
 from dragonfly_hybrid.watch.service import WatchConfig, WatchSummary, serve_watch
-from dragonfly_hybrid.watch.source import INDEX_KEY, SERIAL_KEY, WatchFilters, index_identity
+from dragonfly_hybrid.watch.source import (
+    INDEX_KEY,
+    SERIAL_KEY,
+    PyPIWatchSource,
+    WatchFilters,
+    index_identity,
+)
 from dragonfly_hybrid.watch.webhook import Webhook, redact_webhook_url
 from typer.testing import CliRunner
 
@@ -166,6 +173,18 @@ def test_a_failed_download_is_stored_as_a_failure_and_the_webhook_retries(
         failed = db.latest_scan("gone", "1.0")
         assert failed is not None and failed.verdict == "incomplete"
         assert failed.error is not None and "HTTP 404" in failed.error
+        # A row per file not downloaded, with the digest listed and its own error; never counted as read,
+        # so the next poll that sees the project tries them again.
+        rows = db.details(failed.id)
+        gone = fake_index.projects["gone"]
+        assert sorted((d["name"], d["sha256"], d["listed_sha256"]) for d in rows) == sorted(
+            (f.filename, "", f.sha256) for f in gone
+        )
+        for row in rows:
+            [issue] = row["issues"]
+            assert issue["kind"] == "download-failed" and "HTTP 404" in issue["message"]
+            assert fake_index.file_url("gone", row["name"]) in issue["message"]
+        assert not any(db.stored_files("gone", "1.0").has(f.filename, f.sha256) for f in gone)
     assert [h["name"] for h in fake_index.hooks] == ["evil"]
     assert fake_index.requests.count("POST /hook") == 2
 
@@ -328,8 +347,17 @@ def test_a_download_that_does_not_match_the_index_sha256_is_stored_as_a_failure(
             assert f"sha256 of {file.filename} is {file.sha256}, but the index lists {listed}" in scan.error
         tampered = db.latest_scan("tampered", "1.0")
         assert tampered is not None
-        # The mismatched bytes were never scanned; the wheel, which matched its digest, was.
-        assert [d["name"] for d in db.details(tampered.id)] == ["tampered-1.0-py3-none-any.whl"]
+        # The mismatched bytes were never scanned; the wheel, which matched its digest, was. The sdist is
+        # stored without bytes, with the digest listed: only those bytes, once read, settle it.
+        wheel_row, sdist_row = db.details(tampered.id)
+        assert wheel_row["name"] == "tampered-1.0-py3-none-any.whl" and wheel_row["complete"]
+        assert (sdist_row["name"], sdist_row["sha256"], sdist_row["listed_sha256"]) == (
+            bad_sdist.filename, "", listed
+        )  # fmt: skip
+        assert [i["kind"] for i in sdist_row["issues"]] == ["download-failed"]
+        swapped = db.latest_scan("swapped", "1.0")
+        assert swapped is not None
+        assert [d["listed_sha256"] for d in db.details(swapped.id)] == [listed]  # stored in lower case
     assert fake_index.hooks == []  # BAD is in the unverified sdists only: no finding reported
 
 
@@ -633,3 +661,92 @@ def test_files_over_max_size_are_stored_as_not_downloaded_and_leave_the_release_
     assert scans_per_release(store) == {
         "partly==1.0": 1, "whole==1.0": 1, "flagged==1.0": 1, "whole==2.0": 1
     }  # fmt: skip
+
+
+def test_a_file_kept_out_by_max_size_is_settled_only_by_its_listed_bytes(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules, rules_dir: Path
+) -> None:
+    """Red-team finding (eleventh pass): `watch --max-size` stores partly-1.0.tar.gz (flagged, listed big)
+    without its bytes. A lock file's scan then read the index's wheel and another host's clean file of the
+    same name: the row without bytes gave way to those bytes, `report` showed the release clean, and
+    `watch` counted the index's sdist as seen, so it never scanned it. The row keeps the digest the index
+    listed: only those bytes settle it, and `watch` downloads the file once --max-size lets it."""
+    store = tmp_path / "store.db"
+    watch_from_now(fake_index, store, rules)
+    wheel_file = FakeFile(*wheel("partly", "1.0", {"partly/__init__.py": CLEAN}))
+    big = FakeFile(*sdist("partly", "1.0", {"setup.py": BAD}), listed_size=50_000)
+    fake_index.add("partly", wheel_file, big)
+    filters = WatchFilters(max_size=10_000)
+    assert watch(fake_index, store, rules, filters=filters).stored == 1
+    with FakeIndex() as other:
+        (elsewhere,) = other.add("partly", sdist("partly", "1.0", {"setup.py": CLEAN}))
+        lock = tmp_path / "pylock.toml"
+        lock.write_text(
+            'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "partly"\nversion = "1.0"\n'
+            f'sdist = {{ url = "{other.file_url("partly", elsewhere.filename)}", '
+            f'hashes = {{ sha256 = "{elsewhere.sha256}" }} }}\n'
+            f'wheels = [{{ url = "{fake_index.file_url("partly", wheel_file.filename)}", '
+            f'hashes = {{ sha256 = "{wheel_file.sha256}" }} }}]\n'
+        )
+        scan = ["scan", "-R", str(lock), "-r", str(rules_dir), "--store", str(store), "-q"]
+        scanned = CliRunner().invoke(app, scan, catch_exceptions=False)
+        assert scanned.exit_code == 0, scanned.output
+
+    def report() -> dict[str, Any]:
+        shown = CliRunner().invoke(app, ["report", "--store", str(store), "partly==1.0", "-f", "json"])
+        assert shown.exit_code == 0, shown.output
+        data: dict[str, Any] = json.loads(shown.stdout)
+        return data
+
+    data = report()
+    assert data["verdict"] == "incomplete" and f"{big.filename} not downloaded" in data["error"]
+    assert sorted((d["name"], d["sha256"]) for d in data["distributions"]) == [
+        (wheel_file.filename, wheel_file.sha256),
+        (big.filename, ""),
+        (big.filename, elsewhere.sha256),
+    ]
+    with Store(store, readonly=True) as db:
+        stored = db.stored_files("partly", "1.0")
+        assert stored.has(big.filename, elsewhere.sha256) and not stored.has(big.filename, big.sha256)
+
+    # The project changes, the sdist still over --max-size: it is not stored again...
+    publish(fake_index, "partly", "2.0")
+    assert watch(fake_index, store, rules, filters=filters).stored == 1
+    assert scans_per_release(store)["partly==1.0"] == 2
+    # ... and without the limit, the next change has it downloaded and scanned: its finding shows.
+    publish(fake_index, "partly", "3.0")
+    assert watch(fake_index, store, rules).stored == 2
+    data = report()
+    assert (data["verdict"], data["rules_matched"], data["error"]) == ("findings", ["test_marker"], None)
+
+
+def test_a_release_given_up_on_is_stored_with_a_row_per_file_it_was_to_scan(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules
+) -> None:
+    """A job not stored within its lease, `max_attempts` times: its files are stored as not downloaded
+    (the digest listed, the reason), so only a scan of each settles it."""
+    now = [0.0]
+    publish(fake_index, "seed", "1.0", old=True)
+    with Store(tmp_path / "store.db") as store:
+        source = PyPIWatchSource(
+            store, rules.hash, index_url=fake_index.url, lease=10.0, max_attempts=2, clock=lambda: now[0]
+        )
+
+        async def lease_out() -> None:
+            assert await source.claim(10) == []  # the baseline
+            publish(fake_index, "slow", "1.0", BAD)
+            (first,) = await source.claim(10)
+            now[0] = 11.0
+            (again,) = await source.claim(10)
+            assert (first.attempt, again.attempt) == (1, 2)
+            now[0] = 22.0
+            assert await source.claim(10) == []  # given up on, and stored
+            await source.aclose()
+
+        asyncio.run(lease_out())
+        release = store.release("slow", "1.0")
+    assert release is not None and release.verdict == "incomplete"
+    assert release.error is not None and release.error.startswith("not scanned after 2 attempts")
+    assert sorted((d["name"], d["listed_sha256"], d["complete"]) for d in release.distributions) == sorted(
+        (f.filename, f.sha256, False) for f in fake_index.projects["slow"]
+    )

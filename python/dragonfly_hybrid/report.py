@@ -223,6 +223,29 @@ class Origin:
     line: int
 
 
+DOWNLOAD_FAILED_ISSUE = "download-failed"
+"""The issue kind of a release's file whose download failed, or whose bytes did not have the digest
+listed for it (:class:`NotDownloaded`)."""
+
+
+@dataclass(frozen=True)
+class NotDownloaded:
+    """A file of a release whose bytes were not scanned because they were not fetched: its download failed
+    (``kind`` :data:`DOWNLOAD_FAILED_ISSUE`), or ``watch --max-size`` kept it out.
+
+    The store keeps it as a distribution that scanned nothing (``verdict`` incomplete, ``complete`` false,
+    ``size`` the listed one, 0 when unknown, no sha256) with one unscanned issue of ``kind`` on the whole
+    file: reports show what was not scanned and why, until a scan reads that very file."""
+
+    filename: str
+    url: str | None
+    size: int
+    kind: str
+    message: str
+    sha256: str | None = None
+    """The sha256 the index (or the lock file) lists for the file; None when it lists none."""
+
+
 @dataclass(frozen=True)
 class TargetResult:
     """One scanned target: a path, a directory or a PyPI release, with every distribution it held."""
@@ -238,6 +261,13 @@ class TargetResult:
     verdict: Verdict = "incomplete"
     error: str | None = None
     origin: Origin | None = None
+    not_downloaded: tuple[NotDownloaded, ...] = ()
+    """The release's files that were not scanned because they were not fetched, each named (``error``
+    says why too)."""
+    error_per_file: bool = False
+    """Whether every part of ``error`` is about one file: one of ``not_downloaded``, or a distribution left
+    incomplete. False, the default, also when not known: the store then settles the error by its rule for
+    an error about the whole release (:class:`~dragonfly_hybrid.store.db.StoredRelease`)."""
 
     @classmethod
     def from_release(cls, target: str, result: ReleaseResult, error: str | None = None) -> TargetResult:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from dragonfly_hybrid._core import DistributionResult, Scanner, ScanProgress
 from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE
 from dragonfly_hybrid.http_client import redact_url
-from dragonfly_hybrid.report import Origin, TargetKind, TargetResult
+from dragonfly_hybrid.report import DOWNLOAD_FAILED_ISSUE, NotDownloaded, Origin, TargetKind, TargetResult
 
 if TYPE_CHECKING:
     # The index client and pip's settings (packaging, configparser: ~5 ms) are imported where a release
@@ -75,6 +75,28 @@ T = TypeVar("T")
 
 class TargetError(ValueError):
     """A target that is neither an existing path nor a PyPI requirement (a usage error)."""
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """What :meth:`TargetScanner.download_release` could not fetch: why, and the file it is about (None
+    when it is about no one file: no file has a hash the requirements allow)."""
+
+    message: str
+    file: DistributionFile | None = None
+
+    def not_downloaded(self) -> NotDownloaded | None:
+        """The file as the store keeps a file whose bytes were not scanned (None: about no one file)."""
+        if self.file is None:
+            return None
+        return NotDownloaded(
+            filename=self.file.filename,
+            url=redact_url(self.file.url),
+            size=self.file.size or 0,
+            kind=DOWNLOAD_FAILED_ISSUE,
+            message=self.message,
+            sha256=self.file.sha256,
+        )
 
 
 @dataclass(frozen=True)
@@ -311,7 +333,7 @@ def locked_release(name: str, version: str, files: Sequence[LockedFile]) -> Rele
 
 
 def _matching_their_locks(
-    fetched: Sequence[tuple[DistributionFile, Path]], errors: list[str]
+    fetched: Sequence[tuple[DistributionFile, Path]], failures: list[FetchFailure]
 ) -> list[tuple[DistributionFile, Path]]:
     """The downloaded files of a lock whose bytes have one of the hashes the lock gives each of them (a
     file given none is kept, as its installer takes it unchecked); an error for each other one. SHA-256
@@ -323,9 +345,10 @@ def _matching_their_locks(
         actual = _file_hashes(path, others) if others else set()
         if others and not actual & locked:
             expected = " or ".join(sorted(h for h in locked if h.partition(":")[0] in others))
-            errors.append(
+            message = (
                 f"{file.filename}: the downloaded bytes have {', '.join(sorted(actual))}, expected {expected}"
             )
+            failures.append(FetchFailure(message, file))
         else:
             kept.append((file, path))
     return kept
@@ -546,51 +569,60 @@ class TargetScanner:
     def _scan_release(self, target: ReleaseTarget, release: Release) -> TargetResult:
         self.hooks.stage(f"downloading {release.name}=={release.version}")
         with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
-            fetched, errors = self.download_release(target, release, Path(tmp))
-            return self.scan_downloaded(target, release, fetched, errors)
+            fetched, failures = self.download_release(target, release, Path(tmp))
+            return self.scan_downloaded(target, release, fetched, failures)
 
     def download_release(
         self, target: ReleaseTarget, release: Release, directory: Path
-    ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
+    ) -> tuple[list[tuple[DistributionFile, Path]], list[FetchFailure]]:
         """Download into ``directory`` the files of ``release`` that the target's hashes allow (every file
-        when it has none), checked against them; what arrived (in index order) and an error per failure."""
+        when it has none), checked against them; what arrived (in index order) and each failure."""
         files = [f for f in release.files if _hash_verdict(f, target.hashes) is not False]
-        fetched, errors = self._download_all(files, directory)
+        fetched, failures = self._download_all(files, directory)
         if target.hashes:
             label = f"{release.name}=={release.version}"
-            fetched, errors = self._check_hashes(target, label, fetched, errors, release.files)
+            fetched, failures = self._check_hashes(target, label, fetched, failures, release.files)
         if target.locked:
-            fetched = _matching_their_locks(fetched, errors)
-        return fetched, errors
+            fetched = _matching_their_locks(fetched, failures)
+        return fetched, failures
 
     def scan_downloaded(
         self,
         target: ReleaseTarget,
         release: Release,
         fetched: Sequence[tuple[DistributionFile, Path]],
-        errors: Sequence[str],
+        failures: Sequence[FetchFailure],
     ) -> TargetResult:
-        """Scan the files of ``release`` that :meth:`download_release` fetched (``errors``: its failures)."""
+        """Scan the files of ``release`` that :meth:`download_release` fetched (``failures``: the rest).
+        Each file not fetched is named in the result's ``not_downloaded``, for the store."""
+        error = "; ".join(failure.message for failure in failures)
         if not fetched:
-            return TargetResult.failed(
-                target.raw, "release", release.name, release.version, "; ".join(errors)
+            result = TargetResult.failed(target.raw, "release", release.name, release.version, error)
+        else:
+            self.hooks.stage(f"scanning {release.name}=={release.version}")
+            items = [(f.filename, str(path), redact_url(f.url)) for f, path in fetched]
+            scanned = self._engine(
+                len(items),
+                lambda: self.scanner.scan_release(
+                    release.name, release.version, items, progress=self.progress
+                ),
             )
-        self.hooks.stage(f"scanning {release.name}=={release.version}")
-        items = [(f.filename, str(path), redact_url(f.url)) for f, path in fetched]
-        result = self._engine(
-            len(items),
-            lambda: self.scanner.scan_release(release.name, release.version, items, progress=self.progress),
+            result = TargetResult.from_release(target.raw, scanned, error or None)
+        not_downloaded = [failure.not_downloaded() for failure in failures]
+        return dataclasses.replace(
+            result,
+            not_downloaded=tuple(file for file in not_downloaded if file is not None),
+            error_per_file=None not in not_downloaded,
         )
-        return TargetResult.from_release(target.raw, result, "; ".join(errors) or None)
 
     def _check_hashes(
         self,
         target: ReleaseTarget,
         label: str,
         fetched: list[tuple[DistributionFile, Path]],
-        errors: list[str],
+        failures: list[FetchFailure],
         listed: Sequence[DistributionFile],
-    ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
+    ) -> tuple[list[tuple[DistributionFile, Path]], list[FetchFailure]]:
         """Keep the downloaded files whose bytes have an allowed hash; an error for a selected file whose
         bytes do not (the index listed an allowed digest for other bytes) and when nothing is allowed."""
         where = f" ({target.origin.path}:{target.origin.line})" if target.origin else ""
@@ -603,26 +635,29 @@ class TargetScanner:
                 matched |= actual & target.hashes
             elif _hash_verdict(file, target.hashes):
                 expected = " or ".join(sorted(h for h in target.hashes if h in _listed(file)))
-                errors.append(
+                message = (
                     f"{file.filename}: the downloaded bytes have {', '.join(sorted(actual))}, expected "
                     f"{expected}{where}"
                 )
-        if not kept and not errors:
+                failures.append(FetchFailure(message, file))
+        if not kept and not failures:
             files = ", ".join(f"{f.filename} sha256:{f.sha256 or '(not listed)'}" for f in listed) or "none"
-            errors.append(
-                f"no file of {label} has a hash allowed by the requirements{where} (pip would refuse to "
-                f"install it): allowed {', '.join(sorted(target.hashes))}; files: {files}"
+            failures.append(
+                FetchFailure(
+                    f"no file of {label} has a hash allowed by the requirements{where} (pip would refuse "
+                    f"to install it): allowed {', '.join(sorted(target.hashes))}; files: {files}"
+                )
             )
         unmatched_hashes = target.hashes - matched - {h for f in listed for h in _listed(f)}
         for unmatched in sorted(unmatched_hashes) if kept else ():  # else the error lists them
             self.note(f"{target.raw}{where}: hash {unmatched} matches no file of {label}")
-        return kept, errors
+        return kept, failures
 
     def _download_all(
         self, files: Sequence[DistributionFile], directory: Path
-    ) -> tuple[list[tuple[DistributionFile, Path]], list[str]]:
-        """Download files concurrently into ``directory``; returns what arrived (in index order) and an
-        error per failure.
+    ) -> tuple[list[tuple[DistributionFile, Path]], list[FetchFailure]]:
+        """Download files concurrently into ``directory``; returns what arrived (in index order) and each
+        failure.
 
         The downloads run on daemon threads waited for with :func:`wait_for`: a process stopped by a
         signal neither waits for a slow download nor leaves it running."""
@@ -649,7 +684,8 @@ class TargetScanner:
         for thread in threads:
             wait_for(thread)
         fetched = [(f, p) for f, p, err in zip(files, paths, outcomes, strict=True) if err is None]
-        return fetched, [err for err in outcomes if err is not None]
+        failures = [FetchFailure(err, f) for f, err in zip(files, outcomes, strict=True) if err is not None]
+        return fetched, failures
 
     def _download(self, file: DistributionFile, path: Path) -> str | None:
         """Download one file to ``path``; the error message, or None on success."""

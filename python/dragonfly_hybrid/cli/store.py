@@ -380,7 +380,7 @@ def _report_rules(db: Store, since: str | None, fmt: Fmt) -> None:
         _print_json({"rules": counts})
         return
     table = Table(
-        title="Hits per rule (newest scan of each file of each release)",
+        title="Hits per rule (each release's files as `report NAME==VERSION` shows them)",
         box=box.SIMPLE_HEAVY,
         title_justify="left",
     )
@@ -410,6 +410,12 @@ def _scan_line(scan: StoredScan) -> str:
     )
 
 
+def _scan_cell(distribution: dict[str, Any]) -> str:
+    """The scan a distribution of a combined release comes from, as its rows name it."""
+    earlier = ", an earlier rule set" if distribution["earlier_rule_set"] else ""
+    return f"scan {distribution['scan_id']}{earlier}"
+
+
 def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
     release = db.release(name, version)
     if release is None:
@@ -425,9 +431,11 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
         f"score {release.score}",
     )
     several = len(release.scans) > 1
+    earlier = any(d["earlier_rule_set"] for d in details)
     if several:
         # A scan reads only some files of a release: each file is shown from the newest scan that stored it.
-        console.print(f"combined from {len(release.scans)} scans, the newest of each file:")
+        also = ", and findings of earlier rule sets" if earlier else ""
+        console.print(f"combined from {len(release.scans)} scans, the newest of each file{also}:")
         shown = {d["scan_id"] for d in details}
         for scan in release.scans:
             # A scan with no file shown is listed for its error: no later scan read more than it could.
@@ -453,7 +461,7 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
     ):
         dists.add_column(column, justify="right" if column in ("Size", "Files scanned", "Score") else "left")
     for d in details:
-        scan_cell = (f"scan {d['scan_id']}",) if several else ()
+        scan_cell = (_scan_cell(d),) if several else ()
         dists.add_row(
             d["name"], d["format"], str(d["size"]), str(d["files_scanned"]), str(d["score"]), d["verdict"],
             *scan_cell,
@@ -472,7 +480,7 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
                 ]
                 for p in patterns:
                     matches.add_row(
-                        f"{d['name']}/{f['path']}",
+                        f"{d['name']}/{f['path']}" + (f" ({_scan_cell(d)})" if d["earlier_rule_set"] else ""),
                         Text(m["rule"], style=style),
                         str(m["weight"]),
                         p["identifier"],
@@ -631,8 +639,8 @@ def _release_side(
             normalize_name(target.name),
         )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
-        fetched, errors = scanner.download_release(target, release, Path(tmp))
-        members = MemberListing(problems=list(errors))
+        fetched, failures = scanner.download_release(target, release, Path(tmp))
+        members = MemberListing(problems=[failure.message for failure in failures])
         for file, path in fetched:
             members.merge(list_members(path, file.filename, DEFAULT_LIMITS))
         stored = (
@@ -648,7 +656,7 @@ def _release_side(
                 db.findings(stored.id) if db is not None else [], stored.error, "store", members,
                 normalize_name(stored.name),
             )  # fmt: skip
-        result = scanner.scan_downloaded(target, release, fetched, errors)
+        result = scanner.scan_downloaded(target, release, fetched, failures)
     if db is not None and result.version is not None:
         db.record(result, rules_hash=ruleset.hash, rules_count=ruleset.count, source="diff")
     return Side(

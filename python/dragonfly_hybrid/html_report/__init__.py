@@ -398,6 +398,13 @@ def _scan_label(scan: StoredScan) -> str:
     return f"{scan.scanned_at[:19].replace('T', ' ')} by {scan.source}, rules {(scan.rules_hash or '?')[:12]}"
 
 
+def _distribution_scan_label(scan: StoredScan, distribution: dict[str, Any]) -> str:
+    """The scan a distribution of a combined release comes from; one under an earlier rule set, shown for
+    its findings, says so."""
+    earlier = "an earlier rule set: " if distribution.get("earlier_rule_set") else ""
+    return f"{earlier}{_scan_label(scan)}"
+
+
 def _add_stored_release(page: Page, release: StoredRelease) -> None:
     """A release's stored files, each from the newest scan that stored it, and their combined verdict."""
     several = len(release.scans) > 1
@@ -466,11 +473,13 @@ def _add_stored(
                 d["score"],
                 d["verdict"],
                 list(d["rules_matched"]),
-                _scan_label(scans[d["scan_id"]]) if scans is not None else None,
+                _distribution_scan_label(scans[d["scan_id"]], d) if scans is not None else None,
             )
         )
         for f in d["files"]:
             file = _stored_label(d["name"], f["path"])
+            if d.get("earlier_rule_set"):
+                file += " (an earlier rule set)"
             page.findings.extend(
                 _finding(
                     label,

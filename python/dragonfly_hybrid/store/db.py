@@ -3,14 +3,19 @@
 Who writes it: ``scan --store PATH`` (or ``DRAGONFLY_STORE``), ``watch`` (always) and ``diff`` (the releases
 it had to scan). Who reads it: ``report``, ``diff`` and ``watch`` (to resume).
 
-Schema (version 3; ``schema_version`` holds the version, :data:`MIGRATIONS` the steps)::
+Schema (version 4; ``schema_version`` holds the version, :data:`MIGRATIONS` the steps)::
 
     rulesets      (id, hash UNIQUE, count, first_seen)            -- every rule set a scan used
     releases      (id, name, normalized, version, UNIQUE(normalized, version))
     scans         (id, release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched JSON,
-                   inspector_url, error, download_seconds, scan_seconds)      -- one row per scan of a release
+                   inspector_url, error, download_seconds, scan_seconds,
+                   error_per_file)                                            -- one row per scan of a release
+                   -- error_per_file: 1 when every part of the error is about one stored file (a file not
+                   -- downloaded, an incomplete distribution), 0 when not (or not known: before version 4)
     distributions (id, scan_id, filename, url, format, size, sha256, files_scanned, bytes_scanned, score,
-                   rules_matched JSON, top_file, verdict, complete)
+                   rules_matched JSON, top_file, verdict, complete, listed_sha256)
+                   -- a file not downloaded: sha256 '', listed_sha256 the digest the index listed (NULL:
+                   -- none listed, or stored before version 4)
     files         (id, distribution_id, path, size, sha256, score)           -- files that matched a rule
     matches       (id, file_id, rule, namespace, weight, tags JSON, metadata JSON,
                    patterns JSON [{identifier, offset, length, data, line, column, snippet}])
@@ -19,7 +24,8 @@ Schema (version 3; ``schema_version`` holds the version, :data:`MIGRATIONS` the 
                    -- absent in scans stored before they were kept
     issues        (id, distribution_id, path, kind, message, unscanned)
     watch_state   (key PRIMARY KEY, value)                                   -- the watcher's resume point
-    -- version 2: the persisted content cache; version 3: keyed by BLAKE3 (the SHA-256-keyed entries dropped)
+    -- version 2: the persisted content cache; version 3: keyed by BLAKE3 (the SHA-256-keyed entries dropped);
+    -- version 4: a row per file not downloaded keeps its listed digest, a scan whether its error is per file
     content_cache (rules_hash, content_key BLOB, matches BLOB, saved_at,
                    PRIMARY KEY (rules_hash, content_key))
                   WITHOUT ROWID                 -- one file content's engine result under one rule set
@@ -27,10 +33,10 @@ Schema (version 3; ``schema_version`` holds the version, :data:`MIGRATIONS` the 
 
 A release is scanned once per (release, rule set) by ``watch``; ``scan --store`` and ``diff`` add a scan
 row each time they scan. A scan row records only the files that scan read (``watch`` stores a file
-uploaded later as a scan of that file alone; a hash-mode ``scan -R`` or a lock file, the files it allows),
-so readers (``report``) show a release as :class:`StoredRelease`: each file stored for it from its newest
-scan, combined, with the errors of earlier scans that no later scan settled (a file that could not be
-downloaded is stored as its scan's error alone). Timestamps are ISO-8601 UTC strings
+uploaded later as a scan of that file alone; a hash-mode ``scan -R`` or a lock file, the files it allows)
+and a row without bytes per file it could not fetch, so readers (``report``) show a release as
+:class:`StoredRelease`: each file stored for it from its newest scan, combined, with the findings of
+earlier rule sets and the files and errors no later scan settled. Timestamps are ISO-8601 UTC strings
 (``2026-01-31T12:00:00.123456+00:00``), so they sort as text.
 
 The content cache
@@ -79,10 +85,11 @@ from typing import Any
 from dragonfly_hybrid._core import CACHE_ENTRIES, DistributionResult, RuleMatch, Rules
 from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.pypi.index import normalize_name
+from dragonfly_hybrid.report import NotDownloaded as NotDownloaded  # re-exported: the store keeps them
 from dragonfly_hybrid.report import TargetResult, meta_value, snippet_parts
 from dragonfly_hybrid.store import STORE_ENV as STORE_ENV  # re-exported
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CONTENT_CACHE_LIMIT = CACHE_ENTRIES
 """Most content-cache entries kept per rule set: what the engine keeps in memory."""
 CONTENT_CACHE_RULE_SETS = 3
@@ -196,6 +203,12 @@ MIGRATIONS: tuple[str, ...] = (
     DELETE FROM content_cache_rulesets;
     ALTER TABLE content_cache RENAME COLUMN sha256 TO content_key;
     """,
+    # 3 -> 4: a file not downloaded keeps the digest the index listed (only those bytes settle it), and a scan
+    # tells whether its error is all about such files. Earlier scans keep 0: their errors name no stored row.
+    """
+    ALTER TABLE distributions ADD COLUMN listed_sha256 TEXT;
+    ALTER TABLE scans ADD COLUMN error_per_file INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 """``MIGRATIONS[i]`` takes a store from schema version ``i`` to ``i + 1``; append, never edit."""
 
@@ -256,22 +269,6 @@ def _patterns(match: RuleMatch, is_text: bool) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class NotDownloaded:
-    """A file of a release that was deliberately not downloaded (``watch --max-size``).
-
-    It is stored as a distribution that scanned nothing (``verdict`` incomplete, ``complete`` false, the
-    listed size, no sha256) with one unscanned issue of ``kind`` on the whole file: reports show what was
-    not scanned and why, and the file counts as seen (a later poll does not issue it again).
-    """
-
-    filename: str
-    url: str | None
-    size: int
-    kind: str
-    message: str
-
-
-@dataclass(frozen=True)
 class Finding:
     """One rule that matched one file of a stored scan."""
 
@@ -329,30 +326,37 @@ NOT_DOWNLOADED_SHA256 = ""
 """The ``sha256`` of a distribution stored without its bytes (:class:`NotDownloaded`)."""
 
 
+def _digest(sha256: str | None) -> str | None:
+    """A sha256 as the store compares them: lower case; None (not known) stays None."""
+    return None if sha256 is None else sha256.lower()
+
+
 @dataclass(frozen=True)
 class StoredFiles:
-    """The distribution files stored for a release: file name -> the sha256 of every stored copy's bytes
-    (:data:`NOT_DOWNLOADED_SHA256` for a copy stored without them). Names alone do not tell files apart:
-    a lock file's scan may store ``pkg-1.0-py3-none-any.whl`` fetched from another host, other bytes."""
+    """The distribution files stored for a release. Names alone do not tell files apart: a lock file's scan
+    may store ``pkg-1.0-py3-none-any.whl`` fetched from another host, other bytes."""
 
     digests: dict[str, frozenset[str]]
+    """File name -> the sha256 of every copy stored with its bytes (read and scanned)."""
+    not_downloaded: dict[str, frozenset[str | None]]
+    """File name -> the sha256 listed for every copy stored without its bytes (None: none was listed)."""
 
     def names(self) -> set[str]:
         return set(self.digests)
 
     def has(self, filename: str, sha256: str | None) -> bool:
-        """Whether ``filename`` with the bytes whose digest is ``sha256`` is stored.
+        """Whether ``filename`` with the bytes whose digest is ``sha256`` was read and scanned.
 
         ``sha256`` None (the index lists none): the name alone decides, as nothing else tells the bytes
-        apart. A copy stored without its bytes (``watch --max-size``, which alone stores those, from the
-        one index a store follows) stands for the file whatever its digest: it was seen, and is stored as
-        incomplete, never clean."""
+        apart. A copy stored without its bytes (:class:`NotDownloaded`) never counts: it was not scanned."""
         stored = self.digests.get(filename)
         if stored is None:
             return False
-        if sha256 is None:
-            return True
-        return sha256.lower() in stored or NOT_DOWNLOADED_SHA256 in stored
+        return sha256 is None or sha256.lower() in stored
+
+    def has_not_downloaded(self, filename: str, sha256: str | None) -> bool:
+        """Whether ``filename``, listed with ``sha256`` (None: with none), is stored without its bytes."""
+        return _digest(sha256) in self.not_downloaded.get(filename, frozenset())
 
 
 @dataclass(frozen=True)
@@ -363,18 +367,30 @@ class StoredRelease:
 
     No one scan row stands for a release: a scan records only the files it read (``watch`` stores a file
     uploaded later as a scan of that file alone; a hash-mode ``scan -R`` or a lock file, the files it
-    allows). Other bytes under a known name (another host's file) are another file: both are shown. A file
-    stored without its bytes (``watch --max-size``) gives way to a later scan that read that name's bytes.
+    allows). Other bytes under a known name (another host's file) are another file: both are shown.
 
-    Errors. A file that could not be downloaded leaves no distribution row, only its scan's ``error``, and
-    the store cannot tell which file an error was about. So a scan's error keeps counting (the release is
-    never ``clean``), whether or not any of its files is still shown, until a *later scan of the
-    release without an error settles it*: one that read every file the erroring scan read (the same name
-    and bytes) and at least one file name it did not read (a copy stored without its bytes was not read).
-    Only then did a scan read something the erroring one could not. A later partial scan (a hash-mode
-    ``scan -R`` or a lock file allowing the same files or fewer; ``watch`` storing a file uploaded later
-    alone) never settles an earlier error; a full rescan that downloads everything does. (Still, if a scan
-    missed two files and a later one read just one of them, the store cannot tell.)
+    Rule sets. The newest scan of a file gives its verdict, but a finding does not vanish because the rules
+    changed: for each other rule set that scanned the same file, its newest scan of it is shown too
+    (``earlier_rule_set``), when it reported a rule the file's newest scan did not. Only a later scan under
+    that same rule set, reading the file and not reporting the rule, takes it away. So a rule set that
+    lacks a rule (a narrower ``-r``) never turns a flagged release ``clean``.
+
+    Files not fetched. A file a scan could not fetch (a failed download, bytes without the digest listed,
+    ``watch --max-size``) is stored as a row without bytes (:class:`NotDownloaded`) and keeps the release
+    incomplete until a scan reads that very file: the same name and, when one was listed, bytes with the
+    listed digest (those bytes were scanned, whenever); when none was listed, any bytes of that name read
+    by a later scan. Another host's bytes under that name (a lock file's) do not settle it.
+
+    Errors. A scan's error counts (the release is never ``clean``) while something it names is unsettled:
+
+    * an error all about files (``error_per_file``: files not fetched, distributions left incomplete)
+      counts while one of those rows of that scan is still shown;
+    * any other error (the index could not be read; no file had an allowed hash; any error of a scan
+      stored before schema version 4, which stored no row for the files it missed) counts until a *later
+      scan of the release without an error settles it*: one that read every file the erroring scan read
+      (the same name and bytes) and at least one file name it did not read. A later partial scan (a
+      hash-mode ``scan -R`` or a lock file allowing the same files or fewer; ``watch`` storing a file
+      uploaded later alone) never settles such an error; a full rescan that downloads everything does.
     """
 
     name: str
@@ -384,14 +400,14 @@ class StoredRelease:
     the files come from, and every scan whose error still counts (see above), even one that stored no
     file."""
     distributions: list[dict[str, Any]]
-    """As :meth:`Store.details` gives them, oldest scan first, each with the ``scan_id`` it comes from."""
+    """As :meth:`Store.details` gives them, oldest scan first, each with the ``scan_id`` it comes from and
+    ``earlier_rule_set``: true for a file's scan under an earlier rule set, shown for its findings only."""
     verdict: str
     score: int
     rules_matched: list[str]
     error: str | None
-    """The errors of those scans (files they could not read, which the store does not name otherwise),
-    ``"; "``-joined, each once; one from a scan other than the newest ends with that scan's id and date:
-    ``could not download x.whl: HTTP 404 (scan 3, 2026-01-31 12:00:00 UTC)``."""
+    """The errors of those scans, ``"; "``-joined, each once; one from a scan other than the newest ends
+    with that scan's id and date: ``could not download x.whl: HTTP 404 (scan 3, 2026-01-31 12:00:00 UTC)``."""
     inspector_url: str | None
 
     @property
@@ -419,7 +435,8 @@ def _combined_release(
 ) -> StoredRelease:
     """As ``TargetResult.from_distributions`` combines distributions: rules the union, score the maximum,
     ``findings`` when a rule matched, else ``incomplete`` when anything (a file, or a scan: its error)
-    was left unscanned, else ``clean``."""
+    was left unscanned, else ``clean``. A file's scan under an earlier rule set adds its findings, never
+    its completeness: the file's newest scan tells what was scanned."""
     rules: dict[str, None] = {}
     for dist in distributions:
         rules.update(dict.fromkeys(dist["rules_matched"]))
@@ -429,7 +446,7 @@ def _combined_release(
         if scan.error and scan.error not in seen:
             seen.add(scan.error)
             errors.append(scan.error if scan is scans[0] else f"{scan.error} ({_scan_label(scan)})")
-    complete = not errors and all(dist["complete"] for dist in distributions)
+    complete = not errors and all(dist["complete"] for dist in distributions if not dist["earlier_rule_set"])
     verdict = "findings" if rules else "clean" if complete else "incomplete"
     top = max((d for d in distributions if d["rules_matched"]), key=lambda d: d["score"], default=None)
     top_scan = next((scan for scan in scans if top is not None and scan.id == top["scan_id"]), None)
@@ -450,12 +467,67 @@ def _scan_label(scan: StoredScan) -> str:
     return f"scan {scan.id}, {scan.scanned_at[:19].replace('T', ' ')} UTC"
 
 
+@dataclass(frozen=True)
+class _StoredRow:
+    """What the combined view of a release needs of one stored distribution row."""
+
+    id: int
+    scan_id: int
+    ruleset_id: int | None
+    filename: str
+    sha256: str
+    """Lower case; :data:`NOT_DOWNLOADED_SHA256` for a file stored without its bytes."""
+    listed_sha256: str | None
+    complete: bool
+    rules: frozenset[str]
+
+
+def _shown_rows(rows: Sequence[_StoredRow]) -> list[tuple[_StoredRow, bool]]:
+    """The rows a release is shown with (:class:`StoredRelease`), in stored order, each with whether it is
+    a scan under an earlier rule set, shown for its findings."""
+    read: dict[tuple[str, str], list[_StoredRow]] = {}
+    not_read: dict[tuple[str, str | None], list[_StoredRow]] = {}
+    for row in rows:
+        if row.sha256 == NOT_DOWNLOADED_SHA256:
+            not_read.setdefault((row.filename, row.listed_sha256), []).append(row)
+        else:
+            read.setdefault((row.filename, row.sha256), []).append(row)
+    shown: list[tuple[_StoredRow, bool]] = []
+    for copies in read.values():
+        last = max(row.scan_id for row in copies)
+        newest = [row for row in copies if row.scan_id == last]
+        reported = frozenset().union(*(row.rules for row in newest))
+        newest_per_rule_set: dict[int | None, int] = {}
+        for row in copies:
+            newest_per_rule_set[row.ruleset_id] = max(row.scan_id, newest_per_rule_set.get(row.ruleset_id, 0))
+        shown.extend((row, False) for row in newest)
+        shown.extend(
+            (row, True)
+            for row in copies
+            if row.ruleset_id != newest[0].ruleset_id
+            and row.scan_id == newest_per_rule_set[row.ruleset_id]
+            and row.rules - reported
+        )
+    for (filename, listed), copies in not_read.items():
+        last = max(row.scan_id for row in copies)
+        if listed is not None:
+            settled = (filename, listed) in read
+        else:  # no digest to tell the bytes by: bytes of that name read later
+            settled = any(
+                row.scan_id > last for (name, _), reads in read.items() if name == filename for row in reads
+            )
+        if not settled:
+            shown.extend((row, False) for row in copies if row.scan_id == last)
+    return sorted(shown, key=lambda item: item[0].id)
+
+
 def _error_settled(
     error_scan: int, scans: Sequence[tuple[int, bool]], files: Mapping[int, set[tuple[str, str]]]
 ) -> bool:
-    """Whether the error of scan ``error_scan`` no longer counts (:class:`StoredRelease`): a later scan
-    without an error (``scans``: each scan's id and whether it had an error; ``files``: each scan's file
-    names and sha256) read every file it read, the same bytes, and a file name it did not read."""
+    """Whether the error (not all about files) of scan ``error_scan`` no longer counts
+    (:class:`StoredRelease`): a later scan without an error (``scans``: each scan's id and whether it had
+    an error; ``files``: each scan's file names and sha256) read every file it read, the same bytes, and a
+    file name it did not read."""
 
     def read(scan_id: int) -> set[tuple[str, str]]:
         return {file for file in files.get(scan_id, ()) if file[1] != NOT_DOWNLOADED_SHA256}
@@ -470,24 +542,31 @@ def _error_settled(
     return False
 
 
-_NEWEST_FILES = """
-    newest AS (  -- per release, file name and bytes: the newest scan that stored it
-        SELECT s.release_id, d.filename, d.sha256, MAX(s.id) AS scan_id
-        FROM distributions d JOIN scans s ON s.id = d.scan_id {where}
-        GROUP BY s.release_id, d.filename, d.sha256
+_SHOWN_SCANS_OF_FILES = """
+    by_rule_set AS (  -- per release, file read (name and bytes) and rule set: the newest scan of it
+        SELECT s.release_id, d.filename, d.sha256, s.ruleset_id, MAX(s.id) AS scan_id
+        FROM distributions d JOIN scans s ON s.id = d.scan_id WHERE d.sha256 != ''
+        GROUP BY s.release_id, d.filename, d.sha256, s.ruleset_id
     ),
-    read AS (  -- per release and file name: the newest scan that read its bytes
-        SELECT release_id, filename, MAX(scan_id) AS scan_id FROM newest WHERE sha256 != ''
-        GROUP BY release_id, filename
+    ranked AS (  -- each with the file's newest scan, whatever the rules (a window: a join here was O(n^2))
+        SELECT *, MAX(scan_id) OVER (PARTITION BY release_id, filename, sha256) AS newest_scan
+        FROM by_rule_set
     ),
-    shown AS (  -- the files a release is shown with: a copy stored without bytes gives way to a later read
-        SELECT n.release_id, n.scan_id, n.filename, n.sha256 FROM newest n
-        LEFT JOIN read ON read.release_id = n.release_id AND read.filename = n.filename
-        WHERE n.sha256 != '' OR read.scan_id IS NULL OR read.scan_id < n.scan_id
+    shown AS (  -- the newest scan, and each other rule set's that reported a rule the newest did not
+        SELECT r.release_id, r.filename, r.sha256, r.scan_id FROM ranked r
+        WHERE r.scan_id = r.newest_scan OR EXISTS (
+            SELECT 1 FROM distributions ed, json_each(ed.rules_matched) er
+            WHERE ed.scan_id = r.scan_id AND ed.filename = r.filename AND ed.sha256 = r.sha256
+            AND NOT EXISTS (
+                SELECT 1 FROM distributions nd, json_each(nd.rules_matched) nr
+                WHERE nd.scan_id = r.newest_scan AND nd.filename = r.filename AND nd.sha256 = r.sha256
+                AND nr.value = er.value
+            )
+        )
     )
 """
-"""The ``WITH`` clauses of the files each release is shown with (:class:`StoredRelease`); ``{where}``
-restricts the distributions read."""
+"""The ``WITH`` clauses of the scans each file read of each release is shown from, with its findings
+(:class:`StoredRelease`); files stored without their bytes have no findings and are left out."""
 
 
 _SCAN_COLUMNS = """
@@ -655,16 +734,15 @@ class Store:
         download_seconds: float | None = None,
         scan_seconds: float | None = None,
         scanned_at: str | None = None,
-        not_downloaded: Sequence[NotDownloaded] = (),
     ) -> int:
-        """Store one scanned release (every distribution, matching file, match and issue, and the files
-        ``not_downloaded``) in one transaction; returns the scan id. ``result.version`` must be set (a
-        release, not a path)."""
+        """Store one scanned release (every distribution, matching file, match and issue, and a row for
+        each file it did not fetch: ``result.not_downloaded``) in one transaction; returns the scan id.
+        ``result.version`` must be set (a release, not a path)."""
         if result.version is None:
             raise ValueError(f"{result.target}: only releases (name==version) are stored")
         with self.transaction() as db:
             scan_id = self._insert(db, result, rules_hash, rules_count, source, download_seconds,
-                                   scan_seconds, scanned_at or utc_now(), not_downloaded)  # fmt: skip
+                                   scan_seconds, scanned_at or utc_now())  # fmt: skip
         return scan_id
 
     def _insert(
@@ -677,33 +755,33 @@ class Store:
         download_seconds: float | None,
         scan_seconds: float | None,
         scanned_at: str,
-        not_downloaded: Sequence[NotDownloaded] = (),
     ) -> int:
         assert result.version is not None
         release_id = self._release_id(db, result.name, result.version)
         ruleset_id = self._ruleset_id(db, rules_hash, rules_count)
         cursor = db.execute(
             "INSERT INTO scans (release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched, "
-            "inspector_url, error, download_seconds, scan_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "inspector_url, error, download_seconds, scan_seconds, error_per_file) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 release_id, ruleset_id, source, scanned_at, result.verdict, result.score,
                 _json(list(result.rules_matched)), result.inspector_url, result.error,
-                download_seconds, scan_seconds,
+                download_seconds, scan_seconds, int(result.error_per_file),
             ),
         )  # fmt: skip
         scan_id = int(cursor.lastrowid or 0)
         for dist in result.distributions:
             self._insert_distribution(db, scan_id, dist)
-        for skipped in not_downloaded:
+        for skipped in result.not_downloaded:
             self._insert_not_downloaded(db, scan_id, skipped)
         return scan_id
 
     def _insert_not_downloaded(self, db: sqlite3.Connection, scan_id: int, file: NotDownloaded) -> None:
         dist_id = db.execute(
             "INSERT INTO distributions (scan_id, filename, url, format, size, sha256, files_scanned, "
-            "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
-            "VALUES (?, ?, ?, '-', ?, '', 0, 0, 0, '[]', NULL, 'incomplete', 0)",
-            (scan_id, file.filename, _stored_url(file.url), file.size),
+            "bytes_scanned, score, rules_matched, top_file, verdict, complete, listed_sha256) "
+            "VALUES (?, ?, ?, '-', ?, '', 0, 0, 0, '[]', NULL, 'incomplete', 0, ?)",
+            (scan_id, file.filename, _stored_url(file.url), file.size, _digest(file.sha256)),
         ).lastrowid
         db.execute(
             "INSERT INTO issues (distribution_id, path, kind, message, unscanned) VALUES (?, '', ?, ?, 1)",
@@ -754,20 +832,29 @@ class Store:
         source: str = "watch",
         download_seconds: float | None = None,
         scan_seconds: float | None = None,
-        not_downloaded: Sequence[NotDownloaded] = (),
     ) -> int | None:
-        """:meth:`record`, unless every one of ``files`` (non-empty: file name -> the sha256 the index
-        lists, None when it lists none, :data:`NOT_DOWNLOADED_SHA256` for a file not downloaded) of the
-        release is stored already (then None), as :meth:`StoredFiles.has` tells. The check and the write
-        are one transaction: a result is never stored twice."""
+        """:meth:`record`, unless the result is stored already (then None): every one of ``files`` (the
+        files the result was to download: file name -> the sha256 the index lists, None when it lists
+        none) read, as :meth:`StoredFiles.has` tells, and every other file of ``result.not_downloaded`` (a
+        file deliberately not downloaded) stored, read or without its bytes. The check and the write are
+        one transaction: a result is never stored twice."""
         if result.version is None:
             raise ValueError(f"{result.target}: only releases (name==version) are stored")
         with self.transaction() as db:
             stored = self.stored_files(result.name, result.version)
-            if files and all(stored.has(filename, sha256) for filename, sha256 in files.items()):
+            kept_out = [file for file in result.not_downloaded if file.filename not in files]
+            if (
+                (files or kept_out)
+                and all(stored.has(filename, sha256) for filename, sha256 in files.items())
+                and all(
+                    stored.has(file.filename, file.sha256)
+                    or stored.has_not_downloaded(file.filename, file.sha256)
+                    for file in kept_out
+                )
+            ):
                 return None
             return self._insert(db, result, rules_hash, rules_count, source, download_seconds,
-                                scan_seconds, utc_now(), not_downloaded)  # fmt: skip
+                                scan_seconds, utc_now())  # fmt: skip
 
     def record_many(
         self, results: Sequence[TargetResult], rules: Rules, *, source: str = "scan"
@@ -902,9 +989,10 @@ class Store:
 
     def stored_files(self, name: str, version: str, rules_hash: str | None = None) -> StoredFiles:
         """The files of ``name==version`` already stored (by any scan, or by one with ``rules_hash``),
-        each with the sha256 of its stored copies' bytes."""
+        each with the sha256 of its stored copies' bytes, or the one listed for a copy stored without."""
         sql = (
-            "SELECT DISTINCT d.filename, d.sha256 FROM distributions d JOIN scans s ON s.id = d.scan_id "
+            "SELECT DISTINCT d.filename, d.sha256, d.listed_sha256 FROM distributions d "
+            "JOIN scans s ON s.id = d.scan_id "
             "JOIN releases r ON r.id = s.release_id LEFT JOIN rulesets rs ON rs.id = s.ruleset_id "
             "WHERE r.normalized = ? AND r.version = ?"
         )
@@ -913,9 +1001,16 @@ class Store:
             sql += " AND rs.hash = ?"
             params.append(rules_hash)
         digests: dict[str, set[str]] = {}
-        for filename, digest in self._query(sql, params):
-            digests.setdefault(filename, set()).add(str(digest).lower())
-        return StoredFiles({filename: frozenset(found) for filename, found in digests.items()})
+        listed: dict[str, set[str | None]] = {}
+        for filename, digest, listed_digest in self._query(sql, params):
+            if digest == NOT_DOWNLOADED_SHA256:
+                listed.setdefault(filename, set()).add(_digest(listed_digest))
+            else:
+                digests.setdefault(filename, set()).add(str(digest).lower())
+        return StoredFiles(
+            {filename: frozenset(found) for filename, found in digests.items()},
+            {filename: frozenset(found) for filename, found in listed.items()},
+        )
 
     def _release_ids(self, name: str, version: str) -> list[int]:
         """The stored releases that are ``name==version``: the name normalised (PEP 503), the version
@@ -938,33 +1033,44 @@ class Store:
         if not ids:
             return None
         among = f"r.id IN ({', '.join('?' * len(ids))})"
-        rows = self._query(f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE {among} ORDER BY s.id DESC", ids)
+        rows = self._query(
+            f"SELECT {_SCAN_COLUMNS}, s.error_per_file {_SCAN_FROM} WHERE {among} ORDER BY s.id DESC", ids
+        )
         if not rows:
             return None
-        where = f"JOIN releases r ON r.id = s.release_id WHERE {among}"
-        shown = self._query(
-            f"WITH {_NEWEST_FILES.format(where=where)} "
-            "SELECT d.id, d.scan_id FROM shown JOIN distributions d ON d.scan_id = shown.scan_id "
-            "AND d.filename = shown.filename AND d.sha256 = shown.sha256 ORDER BY d.id",
-            ids,
-        )
+        stored = [
+            _StoredRow(dist_id, scan_id, ruleset_id, filename, str(digest).lower(), _digest(listed),
+                       bool(complete), frozenset(json.loads(rules)))
+            for dist_id, scan_id, ruleset_id, filename, digest, listed, complete, rules in self._query(
+                "SELECT d.id, d.scan_id, s.ruleset_id, d.filename, d.sha256, d.listed_sha256, d.complete, "
+                "d.rules_matched FROM distributions d JOIN scans s ON s.id = d.scan_id "
+                f"JOIN releases r ON r.id = s.release_id WHERE {among} ORDER BY d.id",
+                ids,
+            )
+        ]  # fmt: skip
+        shown = _shown_rows(stored)
         files: dict[int, set[tuple[str, str]]] = {}
-        for scan_id, filename, digest in self._query(
-            "SELECT d.scan_id, d.filename, d.sha256 FROM distributions d JOIN scans s ON s.id = d.scan_id "
-            f"JOIN releases r ON r.id = s.release_id WHERE {among}",
-            ids,
-        ):
-            files.setdefault(scan_id, set()).add((filename, str(digest).lower()))
+        for row in stored:
+            files.setdefault(row.scan_id, set()).add((row.filename, row.sha256))
+        unscanned_from = {row.scan_id for row, earlier in shown if not earlier and not row.complete}
         had_error = [(row[0], bool(row[9])) for row in rows]
+        per_file = {row[0]: bool(row[-1]) for row in rows}  # s.error_per_file, after the scan columns
         erroring = {
-            scan_id for scan_id, error in had_error if error and not _error_settled(scan_id, had_error, files)
+            scan_id
+            for scan_id, error in had_error
+            if error
+            and (
+                scan_id in unscanned_from
+                if per_file[scan_id]
+                else not _error_settled(scan_id, had_error, files)
+            )
         }
-        from_scans = {scan_id for _, scan_id in shown} | {rows[0][0]} | erroring
+        from_scans = {row.scan_id for row, _ in shown} | {rows[0][0]} | erroring
         scans = [_scan_of(row) for row in rows if row[0] in from_scans]
         distributions = [
-            {**dist, "scan_id": scan_id}
-            for dist_id, scan_id in shown
-            for dist in self._distribution_details("id = ?", (dist_id,))
+            {**dist, "scan_id": row.scan_id, "earlier_rule_set": earlier}
+            for row, earlier in shown
+            for dist in self._distribution_details("id = ?", (row.id,))
         ]
         return _combined_release(scans[0].name, scans[0].version, scans, distributions)
 
@@ -1033,26 +1139,30 @@ class Store:
 
     def rule_counts(self, *, since: str | None = None) -> list[dict[str, Any]]:
         """Per rule: how many releases and files it matched, its weight, last seen; each release as
-        :class:`StoredRelease` shows it (each of its files from the newest scan that stored it), counted
-        when that scan is since ``since``."""
+        :class:`StoredRelease` shows it (each of its files from the newest scan that stored it, and from an
+        earlier rule set's scan of it that reported a rule the newest did not), counted when that scan is
+        since ``since``. A member matched under several rule sets is one file."""
+        since_filter = "1 = 1" if since is None else "s.scanned_at >= ?"
         sql = f"""
-            WITH {_NEWEST_FILES.format(where="")}
-            SELECT m.rule, MAX(m.weight), COUNT(DISTINCT s.release_id), COUNT(DISTINCT f.id),
-                MAX(s.scanned_at)
-            FROM shown JOIN distributions d ON d.scan_id = shown.scan_id AND d.filename = shown.filename
-                AND d.sha256 = shown.sha256
-            JOIN files f ON f.distribution_id = d.id JOIN matches m ON m.file_id = f.id
-            JOIN scans s ON s.id = d.scan_id
-            WHERE 1 = 1
+            WITH {_SHOWN_SCANS_OF_FILES},
+            hits AS (
+                SELECT m.rule, m.weight, shown.release_id, d.filename, d.sha256, f.path, s.scanned_at
+                FROM shown JOIN distributions d ON d.scan_id = shown.scan_id AND d.filename = shown.filename
+                    AND d.sha256 = shown.sha256
+                JOIN files f ON f.distribution_id = d.id JOIN matches m ON m.file_id = f.id
+                JOIN scans s ON s.id = d.scan_id
+                WHERE {since_filter}
+            ),
+            per_file AS (
+                SELECT rule, MAX(weight) AS weight, release_id, MAX(scanned_at) AS last_seen FROM hits
+                GROUP BY rule, release_id, filename, sha256, path
+            )
+            SELECT rule, MAX(weight), COUNT(DISTINCT release_id), COUNT(*), MAX(last_seen) FROM per_file
+            GROUP BY rule ORDER BY COUNT(DISTINCT release_id) DESC, rule
         """
-        params: list[Any] = []
-        if since is not None:
-            sql += " AND s.scanned_at >= ?"
-            params.append(since)
-        sql += " GROUP BY m.rule ORDER BY COUNT(DISTINCT s.release_id) DESC, m.rule"
         return [
             {"rule": r[0], "weight": r[1], "releases": r[2], "files": r[3], "last_seen": r[4]}
-            for r in self._query(sql, params)
+            for r in self._query(sql, [] if since is None else [since])
         ]
 
     def scans_per_day(self, *, since: str | None = None) -> list[dict[str, Any]]:
@@ -1081,7 +1191,8 @@ class Store:
     def _distribution_details(self, where: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         dists = self._query(
             "SELECT id, filename, url, format, size, sha256, files_scanned, bytes_scanned, score, "
-            f"rules_matched, top_file, verdict, complete FROM distributions WHERE {where} ORDER BY id",
+            f"rules_matched, top_file, verdict, complete, listed_sha256 FROM distributions WHERE {where} "
+            "ORDER BY id",
             params,
         )
         out = []
@@ -1112,7 +1223,7 @@ class Store:
                 "name": d[1], "url": d[2], "format": d[3], "size": d[4], "sha256": d[5],
                 "files_scanned": d[6], "bytes_scanned": d[7], "score": d[8],
                 "rules_matched": json.loads(d[9]), "top_file": d[10], "verdict": d[11],
-                "complete": bool(d[12]), "issues": issues, "files": files,
+                "complete": bool(d[12]), "issues": issues, "files": files, "listed_sha256": d[13],
             })  # fmt: skip
         return out
 

@@ -3,31 +3,55 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections import Counter
 
 import httpx
 
 from dragonfly_hybrid._core import Rules
+from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.node.jobs import SubmitOutcome, Work
 from dragonfly_hybrid.pypi.download import filename_of
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.store.content_cache import StoreContentCache
-from dragonfly_hybrid.store.db import NOT_DOWNLOADED_SHA256, Store
+from dragonfly_hybrid.store.db import NotDownloaded, Store
 from dragonfly_hybrid.watch.source import WatchJob
 from dragonfly_hybrid.watch.webhook import Webhook, webhook_payload
 
 
 def result_of(work: Work[WatchJob]) -> TargetResult:
     """The :class:`TargetResult` of a finished job: its scan result, or why nothing could be scanned.
-    Files ``--max-size`` kept from being downloaded are named in its error: the release is incomplete."""
+    Files ``--max-size`` kept from being downloaded are named in its error: the release is incomplete.
+    Each file not scanned (kept out, or its download failed) is in ``not_downloaded``, for the store."""
     job = work.job
     label = f"{job.name}=={job.version}"
     skipped = [f"{file.filename} {file.message}" for file in job.not_downloaded]
-    download_errors = "; ".join(work.permanent_errors + work.transient_errors)
+    failures = work.permanent_errors + work.transient_errors
+    download_errors = "; ".join(failures)
     if work.release is not None:
         errors = "; ".join(filter(None, [download_errors, *skipped])) or None
-        return TargetResult.from_release(label, work.release, errors)
-    reason = "; ".join([work.failure or download_errors or "nothing could be scanned", *skipped])
-    return TargetResult.failed(label, "release", job.name, job.version, reason)
+        result = TargetResult.from_release(label, work.release, errors)
+    else:
+        reason = "; ".join([work.failure or download_errors or "nothing could be scanned", *skipped])
+        result = TargetResult.failed(label, "release", job.name, job.version, reason)
+    read = Counter(dist.name for dist in result.distributions)
+    failed: list[NotDownloaded] = []
+    for url in job.distributions:
+        filename = filename_of(url)
+        if read[filename] > 0:
+            read[filename] -= 1
+            continue
+        # The node's download errors name the URL they are about (redacted).
+        why = next((e for e in failures if redact_url(url) in e), download_errors or "not downloaded")
+        failed.append(job.unscanned(url, why))
+    not_downloaded = (*failed, *job.not_downloaded)
+    # Every part of the error is about one of these files, or a distribution left incomplete; with no
+    # file to name (nothing was scanned, nothing is missing), the error is the release's.
+    return dataclasses.replace(
+        result,
+        not_downloaded=not_downloaded,
+        error_per_file=work.release is not None or bool(not_downloaded),
+    )
 
 
 class StoreSink:
@@ -62,7 +86,6 @@ class StoreSink:
         # Each file with the sha256 the index lists: another host's bytes under the same name (stored by
         # a lock file's scan) do not make this result one that is stored already.
         files: dict[str, str | None] = {filename_of(url): job.sha256.get(url) for url in job.distributions}
-        files.update((f.filename, NOT_DOWNLOADED_SHA256) for f in job.not_downloaded)
         scan_id = self.store.record_unless_stored(
             result,
             files,
@@ -71,7 +94,6 @@ class StoreSink:
             source=self.source,
             download_seconds=work.fetch_seconds,
             scan_seconds=work.scan_seconds,
-            not_downloaded=job.not_downloaded,
         )
         if self.content_cache is not None and work.scanner is not None:
             self.content_cache.save(work.scanner)

@@ -19,6 +19,7 @@ from pypi_simple import DistributionPackage, ProjectPage
 
 from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.node.jobs import MainframeError, RulesPayload
+from dragonfly_hybrid.pypi.download import filename_of
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_INDEX_URL,
     NotAProjectList,
@@ -28,8 +29,8 @@ from dragonfly_hybrid.pypi.index import (
     describe_error,
     normalize_name,
 )
-from dragonfly_hybrid.report import TargetResult
-from dragonfly_hybrid.store.db import NotDownloaded, Store
+from dragonfly_hybrid.report import DOWNLOAD_FAILED_ISSUE, NotDownloaded, TargetResult
+from dragonfly_hybrid.store.db import Store
 
 log = logging.getLogger("dragonfly_hybrid.watch")
 
@@ -117,6 +118,17 @@ class WatchJob:
     @property
     def rules_hash(self) -> str | None:
         return None  # scanned with the rules watch was started with
+
+    def unscanned(self, url: str, why: str) -> NotDownloaded:
+        """The file of the job at ``url``, not scanned for ``why`` (its download failed), as stored."""
+        return NotDownloaded(
+            filename=filename_of(url),
+            url=redact_url(url),
+            size=0,  # the job does not carry the listed size
+            kind=DOWNLOAD_FAILED_ISSUE,
+            message=why,
+            sha256=self.sha256.get(url),
+        )
 
 
 @dataclass
@@ -247,18 +259,23 @@ class PyPIWatchSource:
                 continue
             del self._issued[key]
             if job.attempt >= self.max_attempts:
-                reason = "; ".join([
-                    f"not scanned after {job.attempt} attempts (downloads failed or timed out)",
-                    *(f"{file.filename} {file.message}" for file in job.not_downloaded),
-                ])  # fmt: skip
+                given_up = f"not scanned after {job.attempt} attempts (downloads failed or timed out)"
+                reason = "; ".join(
+                    [given_up, *(f"{file.filename} {file.message}" for file in job.not_downloaded)]
+                )
                 log.error("giving up on release", extra={"project": job.name, "version": job.version})
+                # A row per file of the job: only a later read of that very file settles it.
+                unscanned = tuple(job.unscanned(url, given_up) for url in job.distributions)
+                failed = TargetResult.failed(
+                    f"{job.name}=={job.version}", "release", job.name, job.version, reason
+                )
+                not_downloaded = (*unscanned, *job.not_downloaded)
                 self.store.record(
-                    TargetResult.failed(
-                        f"{job.name}=={job.version}", "release", job.name, job.version, reason
+                    dataclasses.replace(
+                        failed, not_downloaded=not_downloaded, error_per_file=bool(not_downloaded)
                     ),
                     rules_hash=self.rules_hash,
                     source="watch",
-                    not_downloaded=job.not_downloaded,
                 )
                 self._settled(job.name, job.version)
                 continue
@@ -363,11 +380,14 @@ class PyPIWatchSource:
             digests = {}
             skipped = []
             for p in sorted(new, key=lambda p: p.filename):
-                # Seen only if these very bytes are stored: a lock file's scan may have stored a file of
+                # Seen only if these very bytes were scanned: a lock file's scan may have stored a file of
                 # this name from another host. A file the index lists no sha256 for goes by its name.
-                if stored.has(p.filename, p.digests.get("sha256") or None):
+                listed = p.digests.get("sha256") or None
+                if stored.has(p.filename, listed):
                     continue
                 if not self.filters.wants_file(p):
+                    if stored.has_not_downloaded(p.filename, listed):
+                        continue  # stored as not scanned already; kept out again, it is not stored again
                     log.info(
                         "not downloading a file over --max-size", extra={"file": p.filename, "size": p.size}
                     )
@@ -392,6 +412,7 @@ class PyPIWatchSource:
                 f"not downloaded: the index lists {package.size} bytes, over --max-size "
                 f"({self.filters.max_size} bytes)"
             ),
+            sha256=package.digests.get("sha256") or None,
         )
 
     # -- index -------------------------------------------------------------------------------------------

@@ -1,0 +1,163 @@
+"""How `report` scales with a results store's size: a synthetic store of ``DFH_BENCH_STORE_RELEASES``
+releases (default 20,000), each scanned under rule set A (two distributions, one matching file each, two
+rules), every third rescanned under rule set B (the same bytes, one rule fewer: its earlier finding stays
+shown, the case that made the combined view an O(n^2) query once). Every row in the same run:
+
+* ``read-every-hit``: the baseline, one SQL pass joining every match to its file, distribution and scan;
+* ``rule-counts``: ``Store.rule_counts()`` (what ``report --by-rule`` prints);
+* ``release-x200``: ``Store.release()`` of 200 releases spread over the store (``report NAME==VERSION``);
+* ``cli-by-rule``: ``python -m dragonfly_hybrid.cli report --by-rule -f json`` in a fresh process.
+
+The summary prints each row's median and its ratio to ``read-every-hit``: a ratio that grows with the
+store's size is a query that does not scale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dragonfly_hybrid.store.db import Store
+
+from bench.conftest import record_median
+
+REPO = Path(__file__).resolve().parents[1]
+GROUP = "store"
+BASELINE = "read-every-hit"
+
+
+def _releases() -> int:
+    return int(os.environ.get("DFH_BENCH_STORE_RELEASES", "20000"))
+
+
+def _rounds() -> int:
+    return int(os.environ.get("DFH_BENCH_ROUNDS", "3"))
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "results.db"
+    Store(path).close()  # the current schema
+    db = sqlite3.connect(path)
+    db.executemany(
+        "INSERT INTO rulesets (id, hash, count, first_seen) VALUES (?, ?, 2, '2026-01-01T00:00:00+00:00')",
+        [(1, "a" * 64), (2, "b" * 64)],
+    )
+    scans, dists, files, matches = [], [], [], []
+    for i in range(_releases()):
+        for ruleset in (1, 2) if i % 3 == 0 else (1,):
+            rules = ["bench_a", "bench_b"] if ruleset == 1 else ["bench_a"]
+            scan_id = len(scans) + 1
+            scans.append((scan_id, i + 1, ruleset, f"2026-01-0{ruleset}T00:00:00+00:00", json.dumps(rules)))
+            for d in range(2):
+                dist_id = len(dists) + 1
+                dists.append((dist_id, scan_id, f"p{i}-1.0-{d}.whl", f"{i:032x}{d:032x}", json.dumps(rules)))
+                files.append((dist_id, dist_id))
+                matches.extend((dist_id, rule) for rule in rules)
+    db.executemany(
+        "INSERT INTO releases (id, name, normalized, version) VALUES (?, ?, ?, '1.0')",
+        [(i + 1, f"p{i}", f"p{i}") for i in range(_releases())],
+    )
+    db.executemany(
+        "INSERT INTO scans (id, release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched) "
+        "VALUES (?, ?, ?, 'scan', ?, 'findings', 5, ?)",
+        scans,
+    )
+    db.executemany(
+        "INSERT INTO distributions (id, scan_id, filename, url, format, size, sha256, files_scanned, "
+        "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
+        "VALUES (?, ?, ?, NULL, 'zip', 100, ?, 10, 1000, 5, ?, 'x.py', 'findings', 1)",
+        dists,
+    )
+    db.executemany(
+        "INSERT INTO files (id, distribution_id, path, size, sha256, score) VALUES (?, ?, 'x.py', 10, '', 5)",
+        files,
+    )
+    db.executemany(
+        "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
+        "VALUES (?, ?, 'default', 5, '[]', '{}', '[]')",
+        matches,
+    )
+    db.commit()
+    db.close()
+    print(f"\n[store] {path}: {_releases()} releases, {len(scans)} scans, {len(dists)} distributions")
+    return path
+
+
+@pytest.fixture(scope="module")
+def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
+    rows: dict[str, float] = {}
+    yield rows
+    baseline = rows.get(BASELINE)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or not rows:
+        return
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        reporter.write_sep("=", f"store of {_releases()} releases (median; ratio to {BASELINE})")
+        for name, median in rows.items():
+            ratio = f"{median / baseline:6.2f}x" if baseline else "      -"
+            reporter.write_line(f"{name:<20} {median:8.3f} s  {ratio}")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_read_every_hit(benchmark: Any, store_path: Path, medians: dict[str, float]) -> None:
+    def read() -> int:
+        with sqlite3.connect(store_path) as db:
+            return int(
+                db.execute(
+                    "SELECT COUNT(*) FROM matches m JOIN files f ON f.id = m.file_id "
+                    "JOIN distributions d ON d.id = f.distribution_id JOIN scans s ON s.id = d.scan_id"
+                ).fetchone()[0]
+            )
+
+    assert benchmark.pedantic(read, rounds=_rounds(), iterations=1) > 0
+    record_median(benchmark, medians, GROUP, BASELINE)
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_rule_counts(benchmark: Any, store_path: Path, medians: dict[str, float]) -> None:
+    def counts() -> list[dict[str, Any]]:
+        with Store(store_path) as db:
+            return db.rule_counts()
+
+    rules = {r["rule"]: r["releases"] for r in benchmark.pedantic(counts, rounds=_rounds(), iterations=1)}
+    # The rescan under B lacks bench_b: its finding under A still counts in every release.
+    assert rules == {"bench_a": _releases(), "bench_b": _releases()}
+    record_median(benchmark, medians, GROUP, "rule-counts")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_release(benchmark: Any, store_path: Path, medians: dict[str, float]) -> None:
+    step = max(1, _releases() // 200)
+
+    def releases() -> list[str]:
+        with Store(store_path) as db:
+            shown = [db.release(f"p{i}", "1.0") for i in range(0, step * 200, step)]
+        return [r.verdict for r in shown if r is not None]
+
+    assert set(benchmark.pedantic(releases, rounds=_rounds(), iterations=1)) == {"findings"}
+    record_median(benchmark, medians, GROUP, "release-x200")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_cli_by_rule(benchmark: Any, store_path: Path, medians: dict[str, float]) -> None:
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "report", "--by-rule", "--store"]
+    command.append(str(store_path))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "python")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+
+    def run() -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*command, "-f", "json"], env=env, capture_output=True, check=False)
+
+    done = benchmark.pedantic(run, rounds=_rounds(), iterations=1)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert {r["rule"] for r in json.loads(done.stdout)["rules"]} == {"bench_a", "bench_b"}
+    record_median(benchmark, medians, GROUP, "cli-by-rule")

@@ -495,6 +495,16 @@ def test_fetch_and_scan_has_the_semantics_of_the_scan_command(
 # ----------------------------------------------------------------------------------- pip's settings
 
 
+@pytest.mark.parametrize("requirement", ["not a req!!", "./pkg==1.0", "pkg>=1.0"])
+def test_fetch_and_scan_names_what_is_not_a_requirement_without_the_cli_words(requirement: str) -> None:
+    """The CLI's words ("no such file or directory") read oddly where no path was ever accepted."""
+    import dragonfly_hybrid as dh
+
+    with pytest.raises(ValueError) as raised:
+        dh.fetch_and_scan(requirement)
+    assert str(raised.value) == f"{requirement!r} is not a PyPI project name or name==version"
+
+
 def test_pip_settings_layer_config_files_environment_requirements_and_command_line(tmp_path: Path) -> None:
     from dragonfly_hybrid.pypi.pipconfig import PipSettings, pip_settings
 

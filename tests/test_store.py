@@ -187,6 +187,19 @@ def test_a_version_3_store_gains_the_listed_digest_and_keeps_the_error_rule_of_i
         assert db.integrity_check() == "ok"
 
 
+def test_reading_an_older_store_says_which_commands_migrate_it(tmp_path: Path, scanner: Scanner) -> None:
+    path = tmp_path / "store.db"
+    with Store(path) as db:
+        db.record(release_result(scanner, "pkg", "1.0"), rules_hash="h1", rules_count=2)
+    as_written_by(path, 1)
+    with pytest.raises(
+        StoreError,
+        match=r"schema version 1 \(this dragonfly-hybrid writes 4\); it is migrated "
+        r"when it is next written to: `dragonfly-hybrid scan --store PATH \.\.\.` or `watch",
+    ):
+        Store(path, readonly=True)
+
+
 def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     Store(path).close()

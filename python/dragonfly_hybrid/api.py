@@ -49,7 +49,11 @@ def fetch_and_scan(
     ``NetworkSettingsError`` for a certificate file that cannot be loaded, and
     :class:`~dragonfly_hybrid.errors.NoRulesError` for a rule set that defines no rule.
     """
-    target = release_target(requirement.removeprefix(INDEX_PREFIX))
+    try:
+        target = release_target(requirement.removeprefix(INDEX_PREFIX))
+    except TargetError:
+        # release_target words it for the CLI, where the string may also have been a path.
+        raise TargetError(f"{requirement!r} is not a PyPI project name or name==version") from None
     try:
         python = Version(python_version) if python_version is not None else RUNNING_PYTHON
     except InvalidVersion:

@@ -688,7 +688,11 @@ class Store:
                 f"({len(MIGRATIONS)}); upgrade dragonfly-hybrid"
             )
         if self.readonly and version < len(MIGRATIONS):
-            raise StoreError(f"{self.path} has schema version {version}; open it once for writing to migrate")
+            raise StoreError(
+                f"{self.path} has schema version {version} (this dragonfly-hybrid writes {len(MIGRATIONS)}); "
+                "it is migrated when it is next written to: `dragonfly-hybrid scan --store PATH ...` or "
+                "`watch --store PATH`"
+            )
 
     def _migrate(self) -> None:
         with self.transaction() as db:

@@ -94,7 +94,7 @@ def test_an_errors_description_shows_the_urls_it_quotes_redacted() -> None:
         ("https://h.example/f.whl?a=&b=S3CRET=x", "https://h.example/f.whl?a=&b=<redacted>"),
         ("https://h.example/f.whl?", "https://h.example/f.whl?"),
         ("https://h.example/f.whl#sha256=ab", "https://h.example/f.whl#sha256=ab"),
-        ("http://[::1/x.whl?token=S3CRET", "<unparsable URL>"),
+        ("http://[::1/x.whl?token=S3CRET", "http://[::1/x.whl?token=<redacted>"),  # cut by hand
     ],
 )
 def test_redact_url_hides_query_values_and_keeps_their_keys(url: str, shown: str) -> None:

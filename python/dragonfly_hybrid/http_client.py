@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dragonfly_hybrid._core import __version__
+from dragonfly_hybrid.redaction import REDACTED as REDACTED  # re-exported
+from dragonfly_hybrid.redaction import redact_url as redact_url  # re-exported
 
 if TYPE_CHECKING:
     import ssl  # as httpx: imported where a TLS context is built (commands that make none skip ~5 ms)
@@ -77,7 +79,30 @@ def _context(network: NetworkSettings) -> ssl.SSLContext:
 
 
 class NetworkSettingsError(ValueError):
-    """A ``cert`` or ``client-cert`` file that cannot be loaded."""
+    """A ``cert`` or ``client-cert`` file that cannot be loaded, or a proxy URL that cannot be used."""
+
+
+_Client = TypeVar("_Client")
+
+
+def _built(build: Callable[[], _Client]) -> _Client:
+    """``build()``, a client: a proxy URL it cannot use (pip's ``proxy``, ``HTTPS_PROXY``, ...) is a
+    :class:`NetworkSettingsError` whose message never quotes the URL (httpx's quotes the part it could not
+    read: ``Invalid port: 'pa'``, the start of a password with an unencoded ``/``)."""
+    import httpx
+
+    try:
+        return build()
+    except httpx.InvalidURL:
+        problem = "it is not a valid URL (is a character of its user name or password not percent-encoded?)"
+    except ImportError as err:  # a SOCKS proxy without socksio: httpx's message names the package
+        problem = str(err)
+    except ValueError:  # "Unknown scheme for proxy URL"
+        problem = "its scheme is not one of http://, https://, socks5://, socks5h://"
+    raise NetworkSettingsError(
+        f"cannot use the proxy URL (pip's proxy setting or PIP_PROXY, else HTTPS_PROXY, HTTP_PROXY or "
+        f"ALL_PROXY): {problem}"
+    )
 
 
 def _options(
@@ -121,16 +146,17 @@ def new_client(
 ) -> httpx.Client:
     """A blocking client (thread-safe: downloads run on threads), with pip's ``network`` settings.
 
-    Raises :class:`NetworkSettingsError` when a certificate file of ``network`` cannot be loaded.
+    Raises :class:`NetworkSettingsError` when a certificate file of ``network`` cannot be loaded or a proxy
+    URL (``network``'s or the environment's) cannot be used.
     """
     import httpx
 
     http2 = http2 and HAS_H2
-    return httpx.Client(
-        http2=http2,
-        transport=transport,
-        mounts=_trusted_mounts(network, http2) or None,
-        **_options(timeout, connect, follow_redirects, network),
+    options = _options(timeout, connect, follow_redirects, network)
+    return _built(
+        lambda: httpx.Client(
+            http2=http2, transport=transport, mounts=_trusted_mounts(network, http2) or None, **options
+        )
     )
 
 
@@ -143,12 +169,12 @@ def new_async_client(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """An asyncio client (the mainframe API, the watched index, webhooks). With ``transport``, requests go
-    through it (and ``http2`` and the environment's proxies do not apply)."""
+    through it (and ``http2`` and the environment's proxies do not apply). Raises
+    :class:`NetworkSettingsError` for a proxy URL of the environment that cannot be used."""
     import httpx
 
-    return httpx.AsyncClient(
-        http2=http2 and HAS_H2, transport=transport, **_options(timeout, connect, follow_redirects)
-    )
+    options = _options(timeout, connect, follow_redirects)
+    return _built(lambda: httpx.AsyncClient(http2=http2 and HAS_H2, transport=transport, **options))
 
 
 def environment_names_a_proxy() -> bool:
@@ -157,38 +183,3 @@ def environment_names_a_proxy() -> bool:
     import urllib.request
 
     return any(urllib.request.getproxies().get(scheme) for scheme in _PROXY_SCHEMES)
-
-
-REDACTED = "<redacted>"
-"""What :func:`redact_url` shows in place of each query value."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` safe to print, log or store: without the user name and password it may embed, and with
-    every query value replaced by :data:`REDACTED`, as signed download URLs carry their token there:
-    ``https://host/f.whl?token=SECRET&expires=1`` is shown as
-    ``https://host/f.whl?token=<redacted>&expires=<redacted>``.
-
-    The keys stay, as written (``&``-separated); a query item with no ``=`` (it may be a bare token)
-    becomes :data:`REDACTED` whole; an empty value stays empty. The scheme, host, path and fragment
-    (``#sha256=...``, never sent to a server) are kept; a URL with neither userinfo nor query comes back
-    unchanged, one that cannot be parsed as ``<unparsable URL>``. Idempotent."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if "@" not in parts.netloc and not parts.query:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, _redact_query(parts.query), parts.fragment))
-
-
-def _redact_query(query: str) -> str:
-    items = []
-    for item in query.split("&"):
-        key, equals, value = item.partition("=")
-        if not equals:
-            items.append(REDACTED if key else "")
-        else:
-            items.append(f"{key}={REDACTED if value else ''}")
-    return "&".join(items)

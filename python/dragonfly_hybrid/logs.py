@@ -1,4 +1,6 @@
-"""Structured logging for the node: human-readable text or one JSON object per line."""
+"""Structured logging for the node: human-readable text or one JSON object per line. Every line is redacted
+(:func:`~dragonfly_hybrid.redaction.redact_text`): the secrets the process remembers and the credentials and
+query values of URLs never reach a log, whatever message, field or traceback carried them."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import json
 import logging
 import sys
 from typing import Literal
+
+from dragonfly_hybrid.redaction import redact_text
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -24,6 +28,19 @@ def quiet_http_debug_logs() -> None:
             chosen.setLevel(logging.INFO)
 
 
+def _redacted(value: object) -> object:
+    """A log field's value with every string in it redacted (containers walked; other values as text)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _redacted(item) for key, item in value.items()}
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact_text(str(value))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -35,7 +52,7 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return json.dumps({key: _redacted(value) for key, value in entry.items()})
 
 
 class TextFormatter(logging.Formatter):
@@ -45,7 +62,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
         text = super().format(record)
-        return f"{text} [{fields}]" if fields else text
+        return redact_text(f"{text} [{fields}]" if fields else text)
 
 
 LogFormat = Literal["text", "json"]

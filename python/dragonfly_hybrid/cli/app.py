@@ -158,8 +158,12 @@ def main() -> None:
         print("error: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as err:  # a bug: show it, and never let it pass for "findings" (exit 1)
-        traceback.print_exc()
-        print(f"error: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+        from dragonfly_hybrid.redaction import describe_error, redact_text
+
+        # Redacted: an unexpected error's message (and those of its causes) may quote a URL with its
+        # credentials, or a secret.
+        print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
+        print(f"error: internal error: {describe_error(err)}", file=sys.stderr)
         sys.exit(EXIT_INCOMPLETE)
 
 

@@ -30,6 +30,7 @@ from dragonfly_hybrid.bounds import (
 )
 from dragonfly_hybrid.cli.base import int_option
 from dragonfly_hybrid.errors import NoRulesError, RuleCompileError, RulesFormatError
+from dragonfly_hybrid.redaction import redact_text
 from dragonfly_hybrid.report import EXIT_USAGE
 from dragonfly_hybrid.rules_loader import load_rules, rule_source_files, rules_cache_dir, shown_path
 
@@ -69,8 +70,10 @@ def finish(code: int) -> NoReturn:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print ``error: message`` on stderr and exit."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print ``error: message`` on stderr and exit. The message is redacted first (:func:`redact_text`: no
+    remembered secret, no URL's credentials or query values), whatever it quotes (a line of a requirements
+    file, a server's answer)."""
+    print(f"error: {redact_text(message)}", file=sys.stderr)
     raise typer.Exit(code)
 
 

@@ -166,6 +166,7 @@ def node_command(
     import asyncio
 
     from dragonfly_hybrid.errors import NoRulesError, RuleCompileError
+    from dragonfly_hybrid.http_client import NetworkSettingsError
     from dragonfly_hybrid.logs import setup_logging
     from dragonfly_hybrid.node.jobs import MainframeError
     from dragonfly_hybrid.node.mainframe import AuthError
@@ -193,7 +194,7 @@ def node_command(
                 asyncio.run(serve(settings, once=True, max_jobs=max_jobs, local=local))
         else:
             asyncio.run(serve(settings, once=once, max_jobs=max_jobs))
-    except ConfigError as err:
+    except (ConfigError, NetworkSettingsError) as err:
         fail(str(err), EXIT_USAGE)
     except AuthError as err:
         fail(f"cannot log in to the mainframe: {err}", EXIT_INCOMPLETE)

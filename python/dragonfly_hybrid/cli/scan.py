@@ -31,6 +31,7 @@ from dragonfly_hybrid.cli.common import (
     open_store,
 )
 from dragonfly_hybrid.http_client import NetworkSettingsError
+from dragonfly_hybrid.redaction import redact_text
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
@@ -431,7 +432,7 @@ def read_requirements(paths: Sequence[Path]) -> Pins | None:
         # The messages quote the files' lines: a line's escape sequences must not reach the terminal.
         fail("\n".join(printable(line) for line in str(err).split("\n")))
     for skipped in pins.skipped:
-        print(f"note: skipped {printable(skipped)}", file=sys.stderr)
+        _note(f"skipped {printable(skipped)}")
     if not pins.pins and not pins.skipped:
         fail(f"no requirements in {', '.join(str(p) for p in paths)}")
     return pins
@@ -456,7 +457,8 @@ def requirement_targets(pins: Pins | None) -> list[ReleaseTarget]:
 
 
 def _note(text: str) -> None:
-    print(f"note: {text}", file=sys.stderr)
+    """``note: text`` on stderr, redacted (a skipped line of a requirements file may hold a token)."""
+    print(f"note: {redact_text(text)}", file=sys.stderr)
 
 
 def open_index_or_exit(

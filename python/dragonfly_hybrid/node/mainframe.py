@@ -30,7 +30,10 @@ Retries of the calls themselves:
   returns ``[]`` and the caller simply claims again on its next iteration. The leases of the lost claim
   expire on the server after ``JOB_TIMEOUT`` and the jobs are handed out again (with ``attempt + 1``).
 
-Secrets (client secret, password, cookies, tokens) never appear in logs, exception messages or reprs.
+Secrets (client secret, password, cookies, tokens) never appear in logs, exception messages or reprs:
+the client remembers them (:func:`~dragonfly_hybrid.redaction.remember_secret`), and whatever text of the
+server's it quotes (an error answer's detail, an OAuth ``error_description``) is redacted first, since a
+server, or a proxy in front of it, may echo the request's credentials back.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from dragonfly_hybrid.node.jobs import (
     SuccessBody,
 )
 from dragonfly_hybrid.node.settings import NodeSettings
+from dragonfly_hybrid.redaction import describe_error, redact_text, remember_secret
 
 logger = logging.getLogger("dragonfly_hybrid.mainframe")
 
@@ -160,7 +164,9 @@ class _Authenticator(Protocol):
     async def login(self, http: httpx.AsyncClient, margin: float) -> _Session: ...
 
 
-def _session(headers: dict[str, str], lifetime: float, margin: float) -> _Session:
+def _session(headers: dict[str, str], lifetime: float, margin: float, token: str | None = None) -> _Session:
+    """A session sending ``headers``; ``token``, the credential they carry, is remembered as a secret."""
+    remember_secret(token, lasting=False)
     return _Session(headers=headers, refresh_at=time.monotonic() + refresh_delay(lifetime, margin))
 
 
@@ -218,7 +224,7 @@ class _Cloudflare:
                 CF_COOKIE,
             )
             return _session(dict(self._headers), DEFAULT_SESSION_LIFETIME, margin)
-        return _session({"Cookie": f"{CF_COOKIE}={token}"}, _token_lifetime(token), margin)
+        return _session({"Cookie": f"{CF_COOKIE}={token}"}, _token_lifetime(token), margin, token)
 
 
 class _Auth0:
@@ -252,7 +258,7 @@ class _Auth0:
             raise _LoginFailed("Auth0 token endpoint gave an empty access_token")
         if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
             lifetime = DEFAULT_SESSION_LIFETIME
-        return _session({"Authorization": f"Bearer {token}"}, float(lifetime), margin)
+        return _session({"Authorization": f"Bearer {token}"}, float(lifetime), margin, token)
 
 
 def _auth0_error(response: httpx.Response) -> str:
@@ -264,12 +270,16 @@ def _auth0_error(response: httpx.Response) -> str:
     if not isinstance(data, dict) or not isinstance(data.get("error"), str):
         return ""
     description = data.get("error_description")
-    text = data["error"] + (f": {description}" if isinstance(description, str) else "")
+    text = redact_text(data["error"] + (f": {description}" if isinstance(description, str) else ""))
     return f" ({text[:_DETAIL_LIMIT]})"
 
 
 def _authenticator(settings: NodeSettings) -> _Authenticator:
-    if settings.auth_scheme() == "auth0":
+    """The login of ``settings``' scheme; its secrets are remembered (never shown from now on)."""
+    scheme = settings.auth_scheme()
+    for secret in (settings.client_secret, settings.password):
+        remember_secret(secret.get_secret_value() if secret is not None else None)
+    if scheme == "auth0":
         return _Auth0(settings)
     return _Cloudflare(settings)
 
@@ -286,8 +296,7 @@ def _kind(err: httpx.TransportError) -> str:
 
 
 def _describe(err: BaseException) -> str:
-    text = str(err)
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return describe_error(err)
 
 
 def _never_sent(err: httpx.TransportError) -> bool:
@@ -300,14 +309,15 @@ def _transient(response: httpx.Response) -> bool:
 
 
 def _detail(response: httpx.Response) -> str:
-    """The server's explanation of an error answer, shortened."""
+    """The server's explanation of an error answer, redacted (it may echo the request's credentials),
+    shortened."""
     try:
         data = response.json()
         detail = data.get("detail", data) if isinstance(data, dict) else data
         text = detail if isinstance(detail, str) else json.dumps(detail)
     except ValueError:
         text = response.text
-    text = " ".join(text.split())
+    text = " ".join(redact_text(text).split())
     return text[:_DETAIL_LIMIT] + ("..." if len(text) > _DETAIL_LIMIT else "")
 
 

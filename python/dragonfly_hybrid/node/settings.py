@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -58,6 +58,7 @@ from dragonfly_hybrid.bounds import (
     threads_problem,
 )
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE
+from dragonfly_hybrid.redaction import redact_url
 from dragonfly_hybrid.rules_loader import configured_cache_dir, default_rules_cache_dir
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
 
@@ -71,6 +72,8 @@ AuthScheme = Literal["cloudflare", "auth0"]
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _TOML_ALIASES = {"cf_access_client_id": "client_id", "cf_access_client_secret": "client_secret"}
 _OFF = ("", "0", "off", "none", "false", "no")
+_URL_FIELDS = frozenset({"base_url", "auth0_domain", "audience"})
+"""Settings that are URLs (or may be written as one): a user name and password in them are never shown."""
 
 logger = logging.getLogger("dragonfly_hybrid.config")
 
@@ -266,7 +269,8 @@ class NodeSettings(BaseSettings):
             raise ConfigError(f"invalid limits: {err}") from None
 
     def masked(self) -> dict[str, object]:
-        """Every setting by name, secrets replaced by ``"********"`` (None when unset); safe to print."""
+        """Every setting by name, secrets replaced by ``"********"`` (None when unset), URLs as
+        :func:`redact_url` shows them (``https://user:pass@host`` as ``https://host``); safe to print."""
         shown: dict[str, object] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
@@ -274,9 +278,16 @@ class NodeSettings(BaseSettings):
                 shown[name] = MASK if value.get_secret_value() else None
             elif isinstance(value, Path):
                 shown[name] = str(value)
+            elif name in _URL_FIELDS and isinstance(value, str):
+                shown[name] = redact_url(value)
             else:
                 shown[name] = value
         return shown
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """As pydantic's, with the URLs redacted (the secrets are ``SecretStr``: masked already)."""
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in _URL_FIELDS and isinstance(value, str) else value
 
 
 def _describe(error: Mapping[str, Any], flags: Mapping[str, str]) -> str:

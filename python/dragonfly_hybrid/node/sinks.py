@@ -10,6 +10,7 @@ from typing import IO
 
 from dragonfly_hybrid.node.jobs import FailureBody, Job, ResultBody, SubmitOutcome, SuccessBody, Work
 from dragonfly_hybrid.node.mainframe import MainframeClient
+from dragonfly_hybrid.redaction import redact_url
 
 
 def result_body(work: Work[Job]) -> ResultBody:
@@ -39,7 +40,8 @@ class MainframeSink:
 
 
 class JsonLinesSink:
-    """One JSON object per result: the body the mainframe would get, plus ``"status"``."""
+    """One JSON object per result: the body the mainframe would get (its ``inspector_url`` redacted), plus
+    ``"status"``."""
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
@@ -49,6 +51,9 @@ class JsonLinesSink:
         del deadline  # a local write cannot outlive a lease
         body = result_body(work)
         status = "success" if isinstance(body, SuccessBody) else "failure"
+        if isinstance(body, SuccessBody) and body.inspector_url is not None:
+            # Made from the file's URL as the index lists it: a path parameter (;token=...) carries over.
+            body = dataclasses.replace(body, inspector_url=redact_url(body.inspector_url))
         line = json.dumps({"status": status, **dataclasses.asdict(body)})
         async with self._lock:
             self._stream.write(line + "\n")

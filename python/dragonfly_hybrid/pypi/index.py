@@ -37,6 +37,8 @@ from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE as DEFAULT_MAX_DOW
 from dragonfly_hybrid.http_client import NetworkSettings, new_client, redact_url
 from dragonfly_hybrid.pypi.pipconfig import DEFAULT_INDEX_URL as DEFAULT_INDEX_URL  # re-exported
 from dragonfly_hybrid.pypi.pipconfig import configured_index_url as configured_index_url
+from dragonfly_hybrid.redaction import describe_error as describe_error  # re-exported
+from dragonfly_hybrid.redaction import userinfo_spills
 
 if TYPE_CHECKING:
     # httpx (~40 ms) and pypi_simple (requests and BeautifulSoup, ~0.2 s) are imported where the index is
@@ -374,6 +376,11 @@ class PyPIClient:
 
         pages = []
         for index_url in self.index_urls:
+            if userinfo_spills(index_url):  # joined to a path, it would lose its host, and show the password
+                raise IndexUnavailable(
+                    f"the index URL {redact_url(index_url)} is not a valid URL: a character of its user name "
+                    "or password is not percent-encoded (write / ? # @ as %2F %3F %23 %40)"
+                )
             url = urljoin(index_url, normalize_name(name) + "/")
             page = self._get(url, ACCEPT_JSON_PREFERRED)
             if page is not None:
@@ -531,16 +538,6 @@ def stream_download(
             if progress is not None:
                 progress(received, total)
     return hasher.hexdigest() if hasher is not None else ""
-
-
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-
-
-def describe_error(err: Exception) -> str:
-    """``Type: message`` of an error, each URL it quotes as :func:`redact_url` shows it (no credentials,
-    no query values)."""
-    text = _URL.sub(lambda found: redact_url(found.group()), str(err))
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 class Retryable(Exception):

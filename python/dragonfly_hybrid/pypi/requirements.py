@@ -44,12 +44,18 @@ from urllib.parse import urlsplit
 
 from dragonfly_hybrid.pypi.index import normalize_name
 from dragonfly_hybrid.pypi.pipconfig import PipSettings
+from dragonfly_hybrid.redaction import REDACTED, redact_text
 from dragonfly_hybrid.report import printable
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
 
 
 class RequirementsError(ValueError):
-    """A file that cannot be read or parsed, or a requirement that is not pinned."""
+    """A file that cannot be read or parsed, or a requirement that is not pinned. The message is redacted
+    (:func:`~dragonfly_hybrid.redaction.redact_text`): it may quote a line whose URL holds a password or a
+    token."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_text(message))
 
 
 @dataclass(frozen=True)
@@ -89,12 +95,17 @@ class Pin:
 class Pins:
     pins: list[Pin] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    """``origin: name: reason`` of each entry that is not an index release."""
+    """``origin: name: reason`` of each entry that is not an index release (redacted: see :meth:`skip`)."""
     settings: PipSettings = field(default_factory=PipSettings)
     """Index options found in the requirements files (only the ones they set; see :mod:`pipconfig`)."""
     require_hashes: str | None = None
     """Where a ``--require-hashes`` line was found, if any."""
     _keys: set[tuple[object, ...]] = field(default_factory=set, repr=False)
+
+    def skip(self, entry: str) -> None:
+        """Record an entry that is not an index release, redacted: the line it quotes may hold a URL with a
+        password or a token (``pkg @ https://user:pass@host/pkg.whl``, ``git+https://token@...``)."""
+        self.skipped.append(redact_text(entry))
 
     def add(self, pin: Pin) -> None:
         """Keep ``pin`` unless one for the same files is kept already: the same release from the same
@@ -160,7 +171,7 @@ def _read_lock(path: Path, kind: str, pins: Pins) -> None:
         if reason is None:
             locked, index_url, reason = _locked_files(entry, kind, f"{origin}: {name}")
         if reason is not None:
-            pins.skipped.append(f"{origin}: {name}: {reason}")
+            pins.skip(f"{origin}: {name}: {reason}")
             continue
         assert isinstance(version, str)
         with_urls = tuple(file for file in locked if file.url)
@@ -223,7 +234,9 @@ def _locked_files(
                 parts = urlsplit(url)
                 parts.port  # noqa: B018  (parsing the port is what raises on a malformed host)
             except ValueError as err:
-                raise RequirementsError(f"{where}: {printable(url)!r} is not a URL ({err})") from None
+                # The parser's reason quotes the part it could not read: a password's, it may be.
+                reason = re.sub(r"'[^']*'", REDACTED, str(err))
+                raise RequirementsError(f"{where}: {printable(url)!r} is not a URL ({reason})") from None
             scheme = parts.scheme.lower()
             if scheme == "file":
                 return [], None, f"a local file ({printable(url)}), not an index release: scan it by its path"
@@ -367,12 +380,12 @@ def _read_entry(entry: Any, pins: Pins) -> None:
     origin = f"{entry.filename}:{entry.line_number}"
     line = entry.line.strip()
     if entry.is_editable:
-        pins.skipped.append(f"{origin}: {line}: an editable project, not an index release")
+        pins.skip(f"{origin}: {line}: an editable project, not an index release")
         return
     if entry.link is not None:
         remote = entry.link.scheme in ("http", "https", "ftp")
         kind = "a VCS checkout" if entry.is_vcs_url else "a URL" if remote else "a local path"
-        pins.skipped.append(f"{origin}: {line}: {kind}, not an index release")
+        pins.skip(f"{origin}: {line}: {kind}, not an index release")
         return
     specifiers = list(entry.specifier or ())
     exact = [s for s in specifiers if s.operator in ("==", "===") and "*" not in s.version]

@@ -1,0 +1,224 @@
+"""What may be shown of a secret: nothing. The one place that makes text safe to print, log or store.
+
+* :func:`redact_url`: a URL without the credentials it embeds (user name and password, also when the
+  password was written with an unencoded ``/``, ``?`` or ``#``), with every value of its query, its path
+  parameters (``;token=...``) and its fragment (but a ``#sha256=...`` digest) replaced by :data:`REDACTED`.
+* :func:`redact_text`: free text (an error message, a log line, a traceback, a server's answer) with every
+  secret the process was told about (:func:`remember_secret`: the node's client secret and password, its
+  session tokens) replaced, and every URL in it redacted.
+* :func:`describe_error`: ``Type: message`` of an exception, redacted.
+
+Kept free of heavy imports (no ``logging``, ``json`` or ``httpx`` at import): a ``scan`` of a local file
+loads it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from urllib.parse import quote, urlsplit, urlunsplit
+
+REDACTED = "<redacted>"
+"""What is shown in place of a secret: each query value, path parameter, credential, remembered secret."""
+
+UNPARSABLE_URL = "<unparsable URL>"
+
+_MASKS = frozenset({REDACTED, "***"})
+"""What stands for a value already hidden (``***``: how ``watch`` shows a webhook URL's query), kept as is."""
+
+MIN_SECRET_LENGTH = 4
+"""Shorter values are not remembered: scrubbing every ``abc`` from every message would garble them."""
+
+_LASTING_LIMIT = 64
+_RECENT_LIMIT = 32
+_lock = threading.Lock()
+# pip's ``${VARIABLE}`` placeholders (expanded from the environment by pip, not by this package): they name
+# a secret without holding it, and an error about them must show them.
+_PLACEHOLDERS = re.compile(r"(?:\$\{[A-Za-z0-9_]+\}|:)+")
+_lasting: tuple[str, ...] = ()
+_recent: tuple[str, ...] = ()
+_scrubbed: tuple[str, ...] = ()
+"""Every form of every remembered secret, longest first (rebuilt, never mutated: read without the lock)."""
+
+# Fragment keys whose values are kept: file digests (``#sha256=...``, pip's hash fragments) and pip's
+# ``egg``/``subdirectory``; every other fragment value may be a token.
+_KEPT_FRAGMENT_KEYS = frozenset(
+    {"md5", "sha1", "sha224", "sha256", "sha384", "sha512", "blake2b", "blake2s", "egg", "subdirectory"}
+    | {"sha3_224", "sha3_256", "sha3_384", "sha3_512"}
+)
+
+
+def remember_secret(value: str | None, *, lasting: bool = True) -> None:
+    """Have :func:`redact_text` hide ``value`` (and its percent-encoded and JSON-escaped forms) from now on.
+
+    ``lasting``: a configured secret (client secret, password; the last 64 are kept); else a session
+    token, one of the 32 most recent (tokens are renewed every few minutes, for weeks on end).
+    Values shorter than :data:`MIN_SECRET_LENGTH` are ignored."""
+    global _lasting, _recent, _scrubbed
+    if value is None or len(value) < MIN_SECRET_LENGTH:
+        return
+    with _lock:
+        if value in _lasting or value in _recent:
+            return
+        if lasting:
+            _lasting = (*_lasting, value)[-_LASTING_LIMIT:]
+        else:
+            _recent = (*_recent, value)[-_RECENT_LIMIT:]
+        _scrubbed = _forms(_lasting + _recent)
+
+
+def forget_secrets() -> None:
+    """Forget every remembered secret (tests)."""
+    global _lasting, _recent, _scrubbed
+    with _lock:
+        _lasting = _recent = _scrubbed = ()
+
+
+def _forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    import json
+
+    forms: set[str] = set()
+    for secret in secrets:
+        escaped = (json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])
+        forms.update((secret, quote(secret, safe=""), *escaped))
+    return tuple(sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True))
+
+
+# A URL in free text: a scheme, then, optionally, credentials up to an `@` (they may hold quotes, `/`, `?` or
+# `#` written unencoded), then anything up to a space, a quote or an angle bracket.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s@]*@)?[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` safe to print, log or store: every remembered secret (:func:`remember_secret`) replaced by
+    :data:`REDACTED`, and every URL it quotes as :func:`redact_url` shows it."""
+    for secret in _scrubbed:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    if "://" not in text:
+        return text
+    return _URL.sub(lambda found: redact_url(found.group()), text)
+
+
+def describe_error(err: BaseException) -> str:
+    """``Type: message`` of an error, redacted (:func:`redact_text`). httpx's ``InvalidURL`` quotes the part
+    of the URL it could not read (``Invalid port: 'S3'``: the start of a password with an unencoded ``/``):
+    what it quotes is hidden."""
+    text = str(err)
+    if type(err).__name__ == "InvalidURL":
+        text = re.sub(r"'[^']*'|\"[^\"]*\"", REDACTED, text)
+    text = redact_text(text)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to print, log or store: without the user name and password it may embed, and with
+    every query value replaced by :data:`REDACTED`, as signed download URLs carry their token there:
+    ``https://host/f.whl?token=SECRET&expires=1`` is shown as
+    ``https://host/f.whl?token=<redacted>&expires=<redacted>``.
+
+    The keys stay, as written (``&``-separated); a query item with no ``=`` (it may be a bare token)
+    becomes :data:`REDACTED` whole; an empty value stays empty. Path parameters are redacted alike
+    (``/f.whl;token=SECRET`` -> ``/f.whl;token=<redacted>``), and so are the fragment's values but a file
+    digest's and pip's ``egg``/``subdirectory`` (``#sha256=...`` is kept; never sent to a server, it says
+    which file is meant). Credentials whose password holds an unencoded ``/``, ``?`` or ``#`` (which end
+    the host part, so that a parser reads ``user:pa`` as a host and a port that is not a number) are
+    dropped up to the URL's last ``@``. The scheme, host and path are kept; a URL with nothing to hide
+    comes back unchanged; one the standard parser refuses is cut by hand (as :func:`_redact_unparsable`).
+    pip's ``${VARIABLE}`` placeholders are shown (``https://${TOKEN}@host``): they hold no secret.
+    Idempotent."""
+    try:
+        parts = urlsplit(url)
+        if "@" not in parts.netloc and _userinfo_spills(parts.netloc, url):
+            scheme, _, rest = url.partition("://")
+            url = f"{scheme}://{rest.rpartition('@')[2]}"
+            parts = urlsplit(url)
+    except ValueError:
+        return _redact_unparsable(url)
+    fragment = _redact_fragment(parts.fragment)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    if _PLACEHOLDERS.fullmatch(userinfo):
+        host = parts.netloc  # ${TOKEN}@host: pip's placeholder of a variable, not a secret
+    if host == parts.netloc and not parts.query and ";" not in parts.path and fragment == parts.fragment:
+        return url
+    path = _redact_path(parts.path)
+    return urlunsplit((parts.scheme, host, path, _redact_query(parts.query), fragment))
+
+
+def _redact_unparsable(url: str) -> str:
+    """:func:`redact_url` of a URL the standard parser refuses (``http://[::1/x``): cut by hand, the
+    credentials dropped up to the last ``@``, the query, path parameters and fragment redacted; without
+    ``://``, :data:`UNPARSABLE_URL`."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return UNPARSABLE_URL
+    rest = rest.rpartition("@")[2]
+    rest, hash_sign, fragment = rest.partition("#")
+    rest, question_mark, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    return (
+        f"{scheme}://{netloc}{_redact_path(slash + path)}{question_mark}{_redact_query(query)}"
+        f"{hash_sign}{_redact_fragment(fragment)}"
+    )
+
+
+def userinfo_spills(url: str) -> bool:
+    """True when ``url``'s credentials hold an unencoded ``/``, ``?`` or ``#`` (see :func:`redact_url`): the
+    URL names a host that is not the one meant, and joining a path to it drops the rest."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return False
+    return "@" not in netloc and _userinfo_spills(netloc, url)
+
+
+def _userinfo_spills(netloc: str, url: str) -> bool:
+    """True when the host part read from ``url`` (``netloc``, no ``@`` in it) is really the start of
+    credentials cut short by an unencoded ``/``, ``?`` or ``#`` in the password: an ``@`` follows, and
+    what stands for the port is not one (``user:pa`` of ``https://user:pa/ss@host/``)."""
+    if "://" not in url or "@" not in url.partition("://")[2][len(netloc) :]:
+        return False
+    _, colon, port = netloc.rpartition("]")[2].rpartition(":")
+    return bool(colon) and not (port.isascii() and port.isdigit() and int(port) <= 65535)
+
+
+def _redact_items(text: str, separator: str) -> str:
+    items = []
+    for item in text.split(separator):
+        key, equals, value = item.partition("=")
+        if not equals:
+            items.append(REDACTED if key and key not in _MASKS else key)
+        else:
+            kept = not value or value in _MASKS or _PLACEHOLDERS.fullmatch(value)
+            items.append(f"{key}={value if kept else REDACTED}")
+    return separator.join(items)
+
+
+def _redact_query(query: str) -> str:
+    return _redact_items(query, "&")
+
+
+def _redact_path(path: str) -> str:
+    """Each segment's parameters (``;key=value``) with their values redacted."""
+    if ";" not in path:
+        return path
+    segments = []
+    for segment in path.split("/"):
+        name, semicolon, parameters = segment.partition(";")
+        segments.append(f"{name};{_redact_items(parameters, ';')}" if semicolon else segment)
+    return "/".join(segments)
+
+
+def _redact_fragment(fragment: str) -> str:
+    if not fragment:
+        return fragment
+    items = []
+    for item in fragment.split("&"):
+        key, equals, value = item.partition("=")
+        if equals and (key.lower() in _KEPT_FRAGMENT_KEYS or not value):
+            items.append(item)
+        elif not equals and not key:
+            items.append(item)
+        else:
+            items.append(f"{key}={REDACTED}" if equals else REDACTED)
+    return "&".join(items)

@@ -1,0 +1,455 @@
+"""Secrets never reach a log, an error message or an output (the twelfth red-team pass, docs/security.md):
+URL credentials and tokens in every spelling, requirements lines that quote them, proxies, a mainframe
+that echoes the node's credentials back, ``config``, the log formatters and the last-resort handler."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from dragonfly_hybrid.cli import app
+from dragonfly_hybrid.logs import JsonFormatter, TextFormatter
+from dragonfly_hybrid.node.mainframe import AuthError, MainframeClient
+from dragonfly_hybrid.node.settings import NodeSettings
+from dragonfly_hybrid.pypi.requirements import read_pins
+from dragonfly_hybrid.redaction import (
+    REDACTED,
+    describe_error,
+    forget_secrets,
+    redact_text,
+    redact_url,
+    remember_secret,
+)
+from typer.testing import CliRunner, Result
+
+from tests.fakes.pypi import MARKER, FakeFile, FakeIndex, sdist
+
+SECRET = "S3CR3T-0xdeadbeef"
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_secrets() -> Iterator[None]:
+    forget_secrets()
+    yield
+    forget_secrets()
+
+
+def run(*args: object, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, env=env)
+
+
+def assert_hidden(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in text, f"{secret!r} shown in {text!r}"
+
+
+# ------------------------------------------------------------------------------------------ redact_url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # Path parameters and fragments carry tokens as well as the query does.
+        ("https://h.example/d;token=SEC/f.whl", "https://h.example/d;token=<redacted>/f.whl"),
+        ("https://h.example/f.whl;SEC?a=1", "https://h.example/f.whl;<redacted>?a=<redacted>"),
+        ("https://h.example/f.whl#access_token=SEC", "https://h.example/f.whl#access_token=<redacted>"),
+        ("https://h.example/f.whl#sha256=ab&t=SEC", "https://h.example/f.whl#sha256=ab&t=<redacted>"),
+        ("https://h.example/f.whl#SEC", "https://h.example/f.whl#<redacted>"),
+        # A password with an unencoded / ? or # ends the host part early: everything up to the last @ goes.
+        ("https://user:pa/SEC@h.example/simple/", "https://h.example/simple/"),
+        ("https://user:pa?SEC@h.example/simple/", "https://h.example/simple/"),
+        ("https://user:pa#SEC@h.example/simple/", "https://h.example/simple/"),
+        ("https://user:/SEC@[::1]:8080/simple/", "https://[::1]:8080/simple/"),
+        ("HTTPS://user:SEC@h.example/simple/", "https://h.example/simple/"),
+    ],
+)
+def test_redact_url_hides_path_parameters_fragments_and_malformed_credentials(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact_url(shown) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://h.example/f-1.0.tar.gz#sha256=" + "a" * 64,
+        "https://h.example/f-1.0.tar.gz#md5=abc",
+        "git+https://h.example/r.git#egg=r&subdirectory=src",
+        "https://h.example:8080/simple/@scope/x/",  # an @ in the path, after a real port
+    ],
+)
+def test_redact_url_keeps_digests_pip_fragments_and_paths(url: str) -> None:
+    assert redact_url(url) == url
+
+
+def test_redact_text_finds_credentials_that_hold_quotes_and_remembered_secrets() -> None:
+    assert redact_text("GET 'https://u:pa\"SEC@h.example/x' failed") == "GET 'https://h.example/x' failed"
+    assert redact_text("at https://u:pa/SEC@h.example/x: refused") == "at https://h.example/x: refused"
+    remember_secret(SECRET)
+    echoed = json.dumps({"detail": f'{{"client_secret": "{SECRET}"}}'})
+    assert_hidden(redact_text(f"{echoed} Bearer {SECRET}"), SECRET)
+    remember_secret("abc")  # too short to scrub everywhere
+    assert redact_text("abc") == "abc"
+
+
+def test_an_invalid_url_error_hides_the_part_it_quotes() -> None:
+    import httpx
+
+    with pytest.raises(httpx.InvalidURL) as caught:
+        httpx.URL("http://user:pa/SEC@h.example/")
+    shown = describe_error(caught.value)
+    assert shown == f"InvalidURL: Invalid port: {REDACTED}"
+
+
+# ------------------------------------------------------------------------------ scan against an index
+
+
+class _Files(BaseHTTPRequestHandler):
+    """Serves ``server.files`` by their last path segment, whatever the parameters, query and fragment."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        name = self.path.split("?")[0].rsplit("/", 1)[-1].split(";")[0]
+        body = self.server.files.get(name)  # type: ignore[attr-defined]
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+
+@pytest.fixture
+def file_host() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    server.daemon_threads = True
+    server.files = {}  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("where", ["path-parameter", "fragment"])
+def test_a_token_in_a_file_urls_path_parameter_or_fragment_is_never_shown_or_stored(
+    fake_index: FakeIndex, file_host: ThreadingHTTPServer, rules_dir: Path, tmp_path: Path, where: str
+) -> None:
+    name, data = sdist("demo", "1.0", {"demo/a.py": b"# " + MARKER})
+    file_host.files[name] = data  # type: ignore[attr-defined]
+    host = f"http://127.0.0.1:{file_host.server_address[1]}"
+    url = (
+        f"{host}/p;token={SECRET}/{name}" if where == "path-parameter" else f"{host}/p/{name}#token={SECRET}"
+    )
+    fake_index.add("demo", FakeFile(name, data, listed_url=url))
+    store = tmp_path / "store.db"
+    for fmt in ("json", "sarif", "markdown", "html", "table"):
+        result = run(
+            "scan", "demo==1.0", "-r", rules_dir, "--index-url", fake_index.url, "-f", fmt, "--store", store
+        )
+        assert result.exit_code == 1, result.output
+        assert_hidden(result.output, SECRET)
+    report = run("report", "demo==1.0", "--store", store, "-f", "json")
+    assert report.exit_code == 0, report.output
+    assert_hidden(report.output, SECRET)
+    assert_hidden(store.read_bytes().decode("latin-1"), SECRET)
+    shown = json.loads(report.stdout)
+    assert f"token={REDACTED}" in json.dumps(shown)
+
+
+def test_a_standalone_nodes_results_show_no_token_of_a_file_url(
+    fake_index: FakeIndex, file_host: ThreadingHTTPServer, rules_dir: Path, tmp_path: Path
+) -> None:
+    """The inspector URL is made from the file's URL path: a path parameter's token must not carry over."""
+    name, data = sdist("demo", "1.0", {"demo/a.py": b"# " + MARKER})
+    file_host.files[name] = data  # type: ignore[attr-defined]
+    url = f"http://u:{SECRET}@127.0.0.1:{file_host.server_address[1]}/p;token={SECRET}/{name}?sig={SECRET}"
+    fake_index.add("demo", FakeFile(name, data, listed_url=url))
+    out = tmp_path / "results.jsonl"
+    command = ["node", "--job", "demo==1.0", "--index-url", fake_index.url, "-r", rules_dir, "-o", out]
+    done = subprocess.run(
+        [sys.executable, "-m", "dragonfly_hybrid.cli", *map(str, command)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "DRAGONFLY_METRICS_PORT": "off", "DRAGONFLY_LOG_LEVEL": "DEBUG"},
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["score"] == 5 and f"/p;token={REDACTED}/" in result["inspector_url"]
+    assert_hidden(out.read_text() + done.stdout + done.stderr, SECRET)
+
+
+@pytest.mark.parametrize("character", ["/", "?", "#"])
+def test_an_index_url_whose_password_holds_an_unencoded_character_is_refused_without_showing_it(
+    rules_dir: Path, character: str
+) -> None:
+    password = f"pa{character}ss-{SECRET}"
+    result = run(
+        "scan", "demo==1.0", "-r", rules_dir, "--index-url", f"http://alice:{password}@127.0.0.1:9/simple/"
+    )
+    assert result.exit_code == 3, result.output
+    assert_hidden(result.output, "alice", f"pa{character}", SECRET)
+
+
+# ----------------------------------------------------------------------------- requirements and locks
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (f"other @ https://u:{SECRET}@files.example/other-1.0.tar.gz", "skipped"),
+        (f"other @ https://files.example/other-1.0.tar.gz?token={SECRET}", "skipped"),
+        (f"git+https://u:{SECRET}@github.com/o/r.git#egg=r", "skipped"),
+        (f"-e git+https://{SECRET}@github.com/o/r.git#egg=r", "skipped"),
+        (f"--index-url https://u:{SECRET}@files.example/simple/ --bogus", "cannot parse"),
+        (f"--index-url https://u:{SECRET}@files.example/simple/${{X}}", "expands"),
+    ],
+)
+def test_a_requirements_line_is_quoted_without_its_credentials(
+    fake_index: FakeIndex, rules_dir: Path, tmp_path: Path, line: str, message: str
+) -> None:
+    fake_index.add("demo", sdist("demo", "1.0", {"a.py": b"pass\n"}))
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"demo==1.0\n{line}\n")
+    result = run("scan", "-R", requirements, "-r", rules_dir, "--index-url", fake_index.url, "-f", "json")
+    assert message in result.stderr, result.stderr
+    assert_hidden(result.output, SECRET)
+
+
+def test_skipped_entries_and_errors_of_requirements_files_are_redacted(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"demo==1.0\nother @ https://u:{SECRET}@files.example/other-1.0.tar.gz\n")
+    assert_hidden(" ".join(read_pins([requirements]).skipped), SECRET)
+    hashed = tmp_path / "hashed.txt"
+    hashed.write_text(
+        f"demo==1.0 --hash=sha256:{'a' * 64}\nother @ https://u:{SECRET}@files.example/other-1.0.tar.gz\n"
+    )
+    from dragonfly_hybrid.pypi.requirements import RequirementsError
+
+    with pytest.raises(RequirementsError) as caught:
+        read_pins([hashed])
+    assert "hash-checking mode" in str(caught.value)
+    assert_hidden(str(caught.value), SECRET)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"ftp://u:{SECRET}@files.example/demo-1.0.tar.gz",
+        f"http://u:{SECRET}@[::1/demo-1.0.tar.gz",
+        f"http://u:pa/{SECRET}@files.example/demo-1.0.tar.gz",  # the port read: pa
+    ],
+)
+def test_a_lock_files_unusable_url_is_named_without_its_credentials(tmp_path: Path, url: str) -> None:
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "x"\n[[packages]]\nname = "demo"\nversion = "1.0"\n'
+        f'[packages.sdist]\nurl = "{url}"\nhashes = {{sha256 = "{"a" * 64}"}}\n'
+    )
+    result = run("scan", "-R", lock)
+    assert result.exit_code == 2 and "URL" in result.stderr, result.output
+    assert_hidden(result.output, SECRET)
+
+
+# ----------------------------------------------------------------------------------------------- proxies
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        f"http://proxyuser:pa/{SECRET}@127.0.0.1:3128",  # httpx: Invalid port: 'pa'
+        f"proxyuser:{SECRET}@127.0.0.1:3128",  # httpx: Unknown scheme for proxy URL URL('proxyuser:...')
+    ],
+)
+def test_a_proxy_url_that_cannot_be_used_is_a_usage_error_that_does_not_quote_it(
+    fake_index: FakeIndex, rules_dir: Path, proxy: str
+) -> None:
+    fake_index.add("demo", sdist("demo", "1.0", {"a.py": b"pass\n"}))
+    result = run(
+        "scan", "demo==1.0", "-r", rules_dir, "--index-url", fake_index.url, env={"PIP_PROXY": proxy}
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: cannot use the proxy URL"), result.stderr
+    assert_hidden(result.output, SECRET, "pa/", "'pa'", "proxyuser")
+
+
+# ------------------------------------------------------------------------------------------ the node
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """A mainframe (and Auth0 tenant) that logs the node in, then answers every call with an error whose
+    body echoes the request's headers and body: the node's credentials, as some proxies and servers do."""
+
+    protocol_version = "HTTP/1.1"
+    token = "opaque-session-" + SECRET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _reply(self, status: int, body: object, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in headers:
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        echoed = f"{self.headers}{self.rfile.read(length).decode()}"
+        if self.command == "GET" and self.path == "/":
+            cookie = ("Set-Cookie", f"CF_Authorization={self.token}; Path=/")
+            self._reply(200, {"server_commit": "x", "rules_commit": "x"}, (cookie,))
+        elif self.path == "/oauth/token" and self.server.auth0_refuses:  # type: ignore[attr-defined]
+            self._reply(403, {"error": "invalid_grant", "error_description": echoed})
+        elif self.path == "/oauth/token":
+            self._reply(200, {"access_token": self.token, "expires_in": 3600})
+        else:
+            self._reply(self.server.status, {"detail": echoed})  # type: ignore[attr-defined]
+
+    do_GET = do_POST = do_PUT = _handle
+
+
+@pytest.fixture
+def echo_mainframe() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    server.status = 500  # type: ignore[attr-defined]
+    server.auth0_refuses = False  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _settings(server: ThreadingHTTPServer, scheme: str) -> NodeSettings:
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    values: dict[str, object] = {"base_url": url, "client_id": "node-1", "client_secret": "cs-" + SECRET}
+    if scheme == "auth0":
+        values.update(auth0_domain=url, username="node@example.org", password="pw-" + SECRET)
+    return NodeSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scheme", ["cloudflare", "auth0"])
+@pytest.mark.parametrize("status", [500, 400, 409, 422])
+def test_a_mainframe_that_echoes_the_nodes_credentials_never_gets_them_logged(
+    echo_mainframe: ThreadingHTTPServer, caplog: pytest.LogCaptureFixture, scheme: str, status: int
+) -> None:
+    echo_mainframe.status = status  # type: ignore[attr-defined]
+    from dragonfly_hybrid.node.jobs import FailureBody, MainframeError
+
+    async def session() -> list[str]:
+        problems = []
+        async with MainframeClient(_settings(echo_mainframe, scheme), retries=0) as client:
+            calls = (
+                client.claim_jobs(1),
+                client.submit(FailureBody("demo", "1.0", "x", 1, "a")),
+                client.get_rules(),
+            )
+            for call in calls:
+                try:
+                    await call
+                except MainframeError as err:  # what the node logs or prints
+                    problems.append(str(err))
+        return problems
+
+    with caplog.at_level(logging.DEBUG, logger="dragonfly_hybrid"):
+        problems = asyncio.run(session())
+    shown = caplog.text + "\n".join(problems)
+    assert "User-Agent" in shown  # the echo was logged: without its secrets
+    assert_hidden(shown, SECRET)
+
+
+def test_an_auth0_refusal_that_echoes_the_request_does_not_show_its_secrets(
+    echo_mainframe: ThreadingHTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    echo_mainframe.auth0_refuses = True  # type: ignore[attr-defined]
+
+    async def login() -> str:
+        async with MainframeClient(_settings(echo_mainframe, "auth0"), login_attempts=1) as client:
+            with pytest.raises(AuthError) as caught:
+                await client.login()
+            return str(caught.value)
+
+    with caplog.at_level(logging.DEBUG, logger="dragonfly_hybrid"):
+        message = asyncio.run(login())
+    assert "invalid_grant" in message
+    assert_hidden(message + caplog.text, SECRET)
+
+
+def test_config_and_the_settings_repr_show_no_credentials_of_urls(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRAGONFLY_BASE_URL", f"https://node:{SECRET}@mainframe.example/?token={SECRET}")
+    monkeypatch.setenv("DRAGONFLY_AUTH0_DOMAIN", f"https://node:{SECRET}@tenant.example")
+    monkeypatch.setenv("DRAGONFLY_CLIENT_SECRET", SECRET)
+    result = run("config")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["base_url"] == f"https://mainframe.example/?token={REDACTED}"
+    assert shown["auth0_domain"] == "https://tenant.example"
+    assert_hidden(result.output, SECRET)
+    assert_hidden(repr(NodeSettings()), SECRET)
+
+
+# ----------------------------------------------------------------------- logs and the last-resort paths
+
+
+def _record(message: str, **extra: object) -> logging.LogRecord:
+    try:
+        raise RuntimeError(f"while fetching https://u:{SECRET}@h.example/x")
+    except RuntimeError:
+        info = sys.exc_info()
+    record = logging.LogRecord("dragonfly_hybrid.x", logging.WARNING, __file__, 1, message, None, info)
+    record.__dict__.update(extra)
+    return record
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()])
+def test_log_lines_are_redacted_whatever_carries_the_secret(formatter: logging.Formatter) -> None:
+    remember_secret("cs-" + SECRET)
+    basic = base64.b64encode(f"u:{SECRET}".encode()).decode()
+    record = _record(
+        f"failed: https://u:{SECRET}@h.example/f.whl;sig={SECRET}",
+        error=f"answered {{'token': 'cs-{SECRET}'}}",
+        errors=[f"https://h.example/f.whl?token={SECRET}"],
+    )
+    line = formatter.format(record)
+    assert "h.example" in line
+    assert_hidden(line, SECRET, basic)
+
+
+def test_an_internal_errors_message_and_traceback_are_redacted(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "import dragonfly_hybrid.cli.app as app\n"
+        "from dragonfly_hybrid.redaction import remember_secret\n"
+        f"remember_secret({'cs-' + SECRET!r})\n"
+        "def boom(command=None):\n"
+        f"    raise RuntimeError('lost https://u:{SECRET}@h.example/x?sig={SECRET} and cs-{SECRET}')\n"
+        "app.build_app = boom\n"
+        "sys.argv = ['dragonfly-hybrid', 'scan']\n"
+        "app.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" in done.stderr and "error: internal error: RuntimeError: lost https://h.example/x" in (
+        done.stderr
+    )
+    assert_hidden(done.stderr, SECRET)

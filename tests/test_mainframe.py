@@ -531,21 +531,28 @@ def test_submit_gives_up_at_the_deadline(fake_mainframe: FakeMainframe) -> None:
 
 
 def test_claim_not_repeated_once_sent(fake_mainframe: FakeMainframe) -> None:
-    """A lost claim answer gives [] (no second POST); the lease expires and the job comes back."""
+    """A lost claim answer is an error, not [] ("no job": a `--once` node would stop as drained), and no
+    second POST; the lease expires and the job comes back."""
     fake_mainframe.job_timeout = 0.2
     fake_mainframe.add_release("demo", "1.0")
 
-    async def scenario() -> tuple[list[Job], list[Job], list[Job]]:
+    async def scenario() -> tuple[list[str], list[Job]]:
+        problems = []
         async with client_for(fake_mainframe) as client:
             fake_mainframe.drop_next("jobs", processed=True)
-            lost = await client.claim_jobs(1)
+            with pytest.raises(MainframeError) as lost:
+                await client.claim_jobs(1)
+            problems.append(str(lost.value))
             fake_mainframe.fail_next("jobs", 503)
-            failed = await client.claim_jobs(1)
+            with pytest.raises(MainframeError) as failed:
+                await client.claim_jobs(1)
+            problems.append(str(failed.value))
             await asyncio.sleep(0.25)
-            return lost, failed, await client.claim_jobs(1)
+            return problems, await client.claim_jobs(1)
 
-    lost, failed, again = run(scenario())
-    assert lost == [] and failed == []
+    (lost, failed), again = run(scenario())
+    assert lost.startswith(f"POST /jobs on {fake_mainframe.url}") and "after the request was sent" in lost
+    assert failed.startswith(f"POST /jobs on {fake_mainframe.url}") and "answered HTTP 503" in failed
     assert fake_mainframe.count("jobs") == 3  # neither failure was repeated
     assert [c.attempt for c in fake_mainframe.claims] == [1, 2]
     assert again[0].attempt == 2 and again[0].assignment_id == fake_mainframe.claims[1].assignment_id
@@ -554,13 +561,14 @@ def test_claim_not_repeated_once_sent(fake_mainframe: FakeMainframe) -> None:
 def test_claim_retried_on_connect_errors(fake_mainframe: FakeMainframe) -> None:
     kinds: list[str] = []
 
-    async def scenario() -> list[Job]:
+    async def scenario() -> None:
         async with client_for(fake_mainframe, retries=2, on_http_error=kinds.append) as client:
             await client.login()
             fake_mainframe.close()  # nothing listens any more: the request provably never left
-            return await client.claim_jobs(1)
+            await client.claim_jobs(1)
 
-    assert run(scenario()) == []
+    with pytest.raises(MainframeError, match=r"POST /jobs on .* failed after 3 attempts \(ConnectError"):
+        run(scenario())
     assert kinds == ["connect"] * 3
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from dragonfly_hybrid._core import DownloadBuffer
 from dragonfly_hybrid.errors import NoRulesError
+from dragonfly_hybrid.node.jobs import MainframeError
 from dragonfly_hybrid.node.metrics import MetricsServer, NodeMetrics
 from dragonfly_hybrid.node.service import serve
 from dragonfly_hybrid.node.settings import NodeSettings
@@ -125,6 +126,42 @@ def test_server_errors_and_dropped_connections_are_retried(fake: FakeMainframe, 
     run_node(settings_for(fake, tmp_path), once=True)
     assert accepted_by_job(fake) == Counter({(f"pkg{i}", "1.0"): 1 for i in range(6)})
     assert fake.count("package", 503) == 3
+
+
+def test_a_once_run_goes_on_through_failed_claims_and_drains_the_queue(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    """A 503 or a lost answer to POST /jobs is not "no job": the run used to stop there, saying drained."""
+    add_releases(fake, 4)
+    fake.fail_next("jobs", 503, count=2)
+    fake.drop_next("jobs", count=1)
+    run_node(settings_for(fake, tmp_path, bulk_size=2), once=True)
+    assert accepted_by_job(fake) == Counter({(f"pkg{i}", "1.0"): 1 for i in range(4)})
+
+
+@pytest.mark.parametrize("status", [404, 503])
+def test_a_once_run_whose_claims_keep_failing_finishes_its_jobs_then_fails(
+    fake: FakeMainframe, tmp_path: Path, status: int
+) -> None:
+    """A POST /jobs that keeps answering 4xx (a wrong base URL path) had `--once` retry forever; one that
+    keeps answering 5xx had it exit 0 as if the queue were drained. The jobs claimed before are submitted."""
+    add_releases(fake, 4)
+    fake.delay("files", 0.3)  # the two jobs a claim limit of 2 lets in are still downloading
+    settings = settings_for(fake, tmp_path, bulk_size=1)
+
+    def after_two_claims() -> None:
+        fake.wait_until(lambda: len(fake.claims) >= 2)
+        fake.fail_next("jobs", status, count=1000)
+
+    thread = threading.Thread(target=after_two_claims)
+    thread.start()
+    with pytest.raises(
+        MainframeError, match=rf"could not claim jobs \(4 tries\): POST /jobs .*HTTP {status}"
+    ):
+        run_node(settings, once=True)
+    thread.join()
+    assert fake.count("jobs", status) == 4
+    assert len(fake.claims) == 2 and len(fake.results) == 2  # the jobs claimed were submitted
 
 
 def test_expired_token_and_401_lead_to_a_new_login(fake: FakeMainframe, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 NODE_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after draining, `--once` drained, `--max-jobs`
 reached); **2** configuration error (the message names the variable); **3** could not start or run
-(login refused, mainframe unreachable, a crash).
+(login refused, mainframe unreachable, `--once` unable to claim jobs, a crash).
 """
 
 ConfigFile = Annotated[

@@ -27,7 +27,8 @@ Retries of the calls themselves:
 * ``POST /jobs`` is **not** idempotent (each call leases jobs). It is retried only when the request cannot
   have reached the server (connect errors, connect/pool timeouts). After a read timeout, a dropped
   connection or a 5xx the claim may have happened server-side, but the answer is lost: ``claim_jobs``
-  returns ``[]`` and the caller simply claims again on its next iteration. The leases of the lost claim
+  raises :class:`MainframeError` (so does any other answer that is not a list of jobs) and the caller
+  claims again after its backoff; ``[]`` always means the server had no job. The leases of a lost claim
   expire on the server after ``JOB_TIMEOUT`` and the jobs are handed out again (with ``attempt + 1``).
 
 Secrets (client secret, password, cookies, tokens) never appear in logs, exception messages or reprs:
@@ -608,8 +609,9 @@ class MainframeClient:
             raise MainframeError(f"malformed GET /rules answer from {self._shown}: {err}") from None
 
     async def claim_jobs(self, batch: int) -> list[Job]:
-        """``POST /jobs?batch=N``: lease up to ``batch`` jobs; ``[]`` when there is no work *or* when the
-        answer was lost after the request was sent (see the module docstring)."""
+        """``POST /jobs?batch=N``: lease up to ``batch`` jobs; ``[]`` when there is no work.
+        :class:`MainframeError` when the claim failed, the answer lost after the request was sent included
+        (see the module docstring)."""
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
         retry = 0
@@ -618,34 +620,24 @@ class MainframeClient:
                 response = await self._request("POST", "/jobs", params={"batch": batch})
             except httpx.TransportError as err:
                 if not _never_sent(err):
-                    logger.warning(
-                        "POST /jobs: %s after the request was sent; claiming again later", _describe(err)
-                    )
-                    return []
+                    raise MainframeError(
+                        f"POST /jobs on {self._shown}: {_describe(err)} after the request was sent (jobs it "
+                        "may have leased come back when their leases expire)"
+                    ) from None
                 problem = _describe(err)
             else:
                 return self._jobs_from(response)
             retry += 1
             if retry > self.retries:
-                logger.warning(
-                    "POST /jobs failed after %d attempts (%s); claiming again later", retry, problem
-                )
-                return []
+                raise MainframeError(f"POST /jobs on {self._shown} failed after {retry} attempts ({problem})")
             delay = self.retry_backoff.delay(retry - 1)
             logger.warning("POST /jobs failed (%s); retrying in %.1f s", problem, delay)
             await asyncio.sleep(delay)
 
     def _jobs_from(self, response: httpx.Response) -> list[Job]:
-        status = response.status_code
-        if status >= 500 or status in (401, 403, 408, 429):
-            logger.warning(
-                "POST /jobs answered HTTP %s (%s); claiming again later", status, _detail(response)
-            )
-            return []
         data = self._json(response, "POST /jobs")
         if not isinstance(data, list):
-            logger.error("POST /jobs did not answer a JSON array; ignoring the answer")
-            return []
+            raise MainframeError(f"POST /jobs on {self._shown} did not answer a JSON array")
         jobs = []
         for item in data:
             try:

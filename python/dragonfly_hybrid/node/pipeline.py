@@ -38,6 +38,9 @@ from dragonfly_hybrid.rules_loader import COMPILED_LAYOUT, keep_compiled
 
 # Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
 LEASE_SHARE = 0.5
+ONCE_CLAIM_ATTEMPTS = 4
+"""Claims in a row that may fail (backing off 1, 2, 4 s) before a ``once`` run gives up: it cannot say
+the queue was drained."""
 
 
 def scan_workers(threads: int) -> int:
@@ -375,6 +378,8 @@ class Node(Generic[J]):
         self._scan_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(maxsize=self._scan_workers)
         self._send_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(maxsize=options.submit_concurrency)
         self.running = False
+        self.claim_error: MainframeError | None = None
+        """Why a ``once`` run stopped claiming before the queue was drained (:meth:`run` raises it)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -392,7 +397,8 @@ class Node(Generic[J]):
         return self.running and self.rules.scanner is not None
 
     async def run(self) -> None:
-        """Run until stopped (or drained, with `once` / `max_jobs`)."""
+        """Run until stopped (or drained, with `once` / `max_jobs`). A `once` run whose claims keep failing
+        (:data:`ONCE_CLAIM_ATTEMPTS` in a row) finishes what it claimed, then raises MainframeError."""
         owns_downloader = self._downloader is None
         # Downloads get their own client: the mainframe's session cookie must never go to file hosts.
         downloader = self._downloader or Downloader(self.options.download_concurrency)
@@ -421,6 +427,8 @@ class Node(Generic[J]):
             await asyncio.gather(*stages, return_exceptions=True)
             if owns_downloader:
                 downloader.close()
+        if self.claim_error is not None:
+            raise self.claim_error
 
     def abort(self) -> None:
         """End the grace period now: unsubmitted jobs are left for the server to lease again."""
@@ -475,6 +483,7 @@ class Node(Generic[J]):
 
     async def _load(self) -> None:
         backoff = 1.0
+        failed_claims = 0
         while not self._stopping.is_set():
             max_jobs = self.options.max_jobs
             if max_jobs is not None and self._claimed >= max_jobs:
@@ -493,10 +502,16 @@ class Node(Generic[J]):
                 jobs = await self.source.claim(batch)
             except MainframeError as err:
                 self._log.error(self.options.wording.claim_failed, extra={"error": str(err)})
+                failed_claims += 1
+                if self.options.once and failed_claims >= ONCE_CLAIM_ATTEMPTS:
+                    # The queue was not drained: what was claimed is finished, then the run fails.
+                    self.claim_error = MainframeError(f"could not claim jobs ({failed_claims} tries): {err}")
+                    return
                 await self._interruptible(asyncio.sleep(backoff), None)
                 backoff = min(backoff * 2, self.options.load_duration)
                 continue
             backoff = 1.0
+            failed_claims = 0
             if not jobs:
                 # Nothing to download for now: the buffers kept for the next downloads go back.
                 DownloadBuffer.free_pooled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 from pathlib import Path
 
@@ -192,6 +193,18 @@ def test_toml_problems(tmp_path: Path) -> None:
         load_settings(write(tmp_path / "typo.toml", "bulk_sise = 3\n"))
     with pytest.raises(ConfigError, match="DRAGONFLY_BULK_SIZE: Input should be a valid integer"):
         load_settings(write(tmp_path / "type.toml", 'bulk_size = "lots"\n'))
+
+
+def test_a_settings_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    """Both were internal errors (exit 3, a traceback) where any other unreadable file is a usage error."""
+    toml = tmp_path / "node.toml"
+    toml.write_bytes(b'client_id = "\xff"\n')
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(toml))} is not UTF-8 text \(byte 13: invalid"):
+        load_settings(toml, env_file=None)
+    env = tmp_path / ".env"
+    env.write_bytes(b"DRAGONFLY_CLIENT_ID=\xff\n")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(env))} is not UTF-8 text \(byte 20: invalid"):
+        load_settings(env_file=env)
 
 
 def test_unknown_override() -> None:

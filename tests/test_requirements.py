@@ -367,6 +367,14 @@ def test_a_lock_file_url_is_a_local_file_skipped_saying_how_to_scan_it(tmp_path:
     )
 
 
+def test_a_lock_file_that_is_not_utf8_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    lock = tmp_path / "pylock.toml"
+    lock.write_bytes(b'lock-version = "1.0"\ncreated-by = "\xff"\n')
+    result = run("scan", "-R", lock)
+    assert result.exit_code == 2, result.output
+    assert f"{lock} is not UTF-8 text (byte 35: invalid start byte)" in result.output
+
+
 def test_a_lock_file_naming_a_local_file_skips_it_saying_how_to_scan_it(tmp_path: Path) -> None:
     lock = tmp_path / "pylock.toml"
     lock.write_text(

@@ -28,3 +28,5 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise TomlError(f"cannot read {path}: {err.strerror or err}") from None
     except tomllib.TOMLDecodeError as err:
         raise TomlError(f"{path} is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:  # TOML is UTF-8: tomllib decodes the bytes before parsing them
+        raise TomlError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None

@@ -365,5 +365,7 @@ def load_settings(
         raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None
     except SettingsError as err:
         raise ConfigError(f"invalid configuration: {err}") from None
+    except UnicodeDecodeError as err:  # the .env file: the TOML file was read above
+        raise ConfigError(f"{env_file} is not UTF-8 text (byte {err.start}: {err.reason})") from None
     finally:
         _toml_values.reset(token)

@@ -6,7 +6,18 @@ shown, the case that made the combined view an O(n^2) query once). Every row in 
 * ``read-every-hit``: the baseline, one SQL pass joining every match to its file, distribution and scan;
 * ``rule-counts``: ``Store.rule_counts()`` (what ``report --by-rule`` prints);
 * ``release-x200``: ``Store.release()`` of 200 releases spread over the store (``report NAME==VERSION``);
-* ``cli-by-rule``: ``python -m dragonfly_hybrid.cli report --by-rule -f json`` in a fresh process.
+* ``cli-by-rule``: ``python -m dragonfly_hybrid.cli report --by-rule -f json`` in a fresh process;
+* ``rule-counts-wide``: ``Store.rule_counts()`` on another store, one release of ``DFH_BENCH_WIDE_FILES``
+  files (default 4,000) rescanned under a narrower rule set (a shape the SQL copy of the rule made
+  quadratic: 11 s at 4,000 files);
+* ``release-erring-scans``: ``Store.release()`` of one release with 4,000 scans whose error is about no
+  one file (the index could not be read) and 4,000 without (each erring scan was once compared with every
+  later one: 2.6 s at 2,000 of each);
+* ``shown-rows-unlisted``: the combined view's rule alone (``store.db._shown_rows``) on 20,000 files not
+  fetched, listed without a digest, beside 20,000 read (each was once compared with every read: 9.8 s).
+
+The last three are the shapes the thirteenth red-team pass found quadratic; they are timed here, not in
+the test suite.
 
 The summary prints each row's median and its ratio to ``read-every-hit``: a ratio that grows with the
 store's size is a query that does not scale.
@@ -24,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dragonfly_hybrid.store import db as store_db
 from dragonfly_hybrid.store.db import Store
 
 from bench.conftest import record_median
@@ -161,3 +173,108 @@ def test_cli_by_rule(benchmark: Any, store_path: Path, medians: dict[str, float]
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert {r["rule"] for r in json.loads(done.stdout)["rules"]} == {"bench_a", "bench_b"}
     record_median(benchmark, medians, GROUP, "cli-by-rule")
+
+
+@pytest.fixture(scope="module")
+def wide_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One release of ``DFH_BENCH_WIDE_FILES`` files, each matching under rule set A, rescanned under B."""
+    files = int(os.environ.get("DFH_BENCH_WIDE_FILES", "4000"))
+    path = tmp_path_factory.mktemp("wide") / "results.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.executemany(
+        "INSERT INTO rulesets (id, hash, count, first_seen) VALUES (?, ?, 2, '2026-01-01T00:00:00+00:00')",
+        [(1, "a" * 64), (2, "b" * 64)],
+    )
+    db.execute("INSERT INTO releases (id, name, normalized, version) VALUES (1, 'wide', 'wide', '1.0')")
+    db.executemany(
+        "INSERT INTO scans (id, release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched) "
+        "VALUES (?, 1, ?, 'scan', '2026-01-01T00:00:00+00:00', 'findings', 5, '[]')",
+        [(1, 1), (2, 2)],
+    )
+    dists = [
+        (scan * files + i + 1, scan + 1, f"w-{i}.whl", f"{i:064x}", '["bench_a"]' if scan == 0 else "[]")
+        for scan in range(2)
+        for i in range(files)
+    ]
+    db.executemany(
+        "INSERT INTO distributions (id, scan_id, filename, url, format, size, sha256, files_scanned, "
+        "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
+        "VALUES (?, ?, ?, NULL, 'zip', 100, ?, 10, 1000, 5, ?, 'x.py', 'findings', 1)",
+        dists,
+    )
+    db.executemany(
+        "INSERT INTO files (id, distribution_id, path, size, sha256, score) VALUES (?, ?, 'x.py', 10, '', 5)",
+        [(i + 1, i + 1) for i in range(files)],
+    )
+    db.executemany(
+        "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
+        "VALUES (?, 'bench_a', 'default', 5, '[]', '{}', '[]')",
+        [(i + 1,) for i in range(files)],
+    )
+    db.commit()
+    db.close()
+    return path
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_rule_counts_wide_release(benchmark: Any, wide_store_path: Path, medians: dict[str, float]) -> None:
+    def counts() -> list[dict[str, Any]]:
+        with Store(wide_store_path) as db:
+            return db.rule_counts()
+
+    rules = benchmark.pedantic(counts, rounds=_rounds(), iterations=1)
+    assert [(r["rule"], r["releases"]) for r in rules] == [("bench_a", 1)]
+    record_median(benchmark, medians, GROUP, "rule-counts-wide")
+
+
+@pytest.fixture(scope="module")
+def erring_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("erring") / "results.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute(
+        "INSERT INTO rulesets (id, hash, count, first_seen) VALUES (1, ?, 1, '2026-01-01T00:00:00Z')",
+        ("a" * 64,),
+    )
+    db.execute("INSERT INTO releases (id, name, normalized, version) VALUES (1, 'pkg', 'pkg', '1.0')")
+    db.executemany(
+        "INSERT INTO scans (id, release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched, "
+        "error) VALUES (?, 1, 1, 'scan', '2026-01-01T00:00:00Z', 'clean', 0, '[]', ?)",
+        [(i, "the index could not be read" if i <= 4000 else None) for i in range(1, 8001)],
+    )
+    db.executemany(
+        "INSERT INTO distributions (scan_id, filename, url, format, size, sha256, files_scanned, "
+        "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
+        "VALUES (?, ?, NULL, 'zip', 1, ?, 1, 1, 0, '[]', NULL, 'clean', 1)",
+        [(i, name, name[0] * 64) for i in range(1, 8001) for name in ("a.whl", "b.whl")],
+    )
+    db.commit()
+    db.close()
+    return path
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_release_with_erring_scans(
+    benchmark: Any, erring_store_path: Path, medians: dict[str, float]
+) -> None:
+    def release() -> str:
+        with Store(erring_store_path) as db:
+            shown = db.release("pkg", "1.0")
+        assert shown is not None
+        return shown.verdict
+
+    assert benchmark.pedantic(release, rounds=_rounds(), iterations=1) == "incomplete"
+    record_median(benchmark, medians, GROUP, "release-erring-scans")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_shown_rows_unlisted(benchmark: Any, medians: dict[str, float]) -> None:
+    row = store_db._StoredRow
+    rows = [row(i, 1, 1, f"gone{i}.whl", "", None, False, frozenset()) for i in range(20_000)]
+    rows += [
+        row(20_000 + i, 2, 1, f"read{i}.whl", f"{i:064x}", None, True, frozenset()) for i in range(20_000)
+    ]
+    shown = benchmark.pedantic(lambda: store_db._shown_rows(rows), rounds=_rounds(), iterations=1)
+    assert len(shown) == 40_000
+    record_median(benchmark, medians, GROUP, "shown-rows-unlisted")

@@ -374,3 +374,104 @@ def test_a_signed_urls_token_never_shows_in_outputs_nor_in_the_store(
     everything = "\n".join(shown)
     assert "token=<redacted>" in everything and wheel_name in everything
     assert good_token not in everything and lost_token not in everything
+
+
+def test_a_rescan_that_did_not_read_the_flagged_member_refutes_nothing(
+    fake_index: FakeIndex, tmp_path: Path
+) -> None:
+    """Red-team finding (thirteenth pass): `scan -r A` flags setup.py; `scan -r A --max-member-size 1KiB`
+    reads the sdist but only setup.py's first KiB (the marker is further on): it took the finding away as a
+    read under that rule set that did not report it (the release `incomplete`, no rule), and a later
+    `scan -r B` (a set without the rule) showed the release clean (JSON, table, --by-rule). Only a read of
+    the file whole refutes: the finding stays, from the earlier scan."""
+    rules_a, rules_b = tmp_path / "rules_a", tmp_path / "rules_b"
+    rules_a.mkdir()
+    rules_b.mkdir()
+    (rules_a / "marker.yar").write_text(MARKER_RULE)
+    (rules_b / "light.yar").write_text(LIGHT_RULE)
+    fake_index.add("pkg", sdist("pkg", "1.0", {"setup.py": b"#" * 20_000 + b"\n" + BAD, "a.py": b"pass\n"}))
+    store = tmp_path / "store.db"
+    scan = ("scan", "pkg==1.0", "--index-url", fake_index.url, "--store", store, "-q")
+    assert run(*scan, "-r", rules_a).exit_code == 1
+    assert run(*scan, "-r", rules_a, "--max-member-size", "1KiB").exit_code == 3  # incomplete
+
+    data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    assert (data["verdict"], data["rules_matched"]) == ("findings", ["test_marker"])
+    first, second = sorted(s["id"] for s in data["scans"])
+    assert [(d["scan_id"], d["complete"], d["findings_only"], d["earlier_rule_set"]) for d in
+            data["distributions"]] == [(first, True, True, False), (second, False, False, False)]  # fmt: skip
+    table = run("report", "pkg==1.0", "--store", store).stdout
+    assert "and findings of earlier scans" in table and f"scan {first}, an earlier scan" in table
+
+    assert run(*scan, "-r", rules_b).exit_code == 0
+    data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    assert (data["verdict"], data["score"], data["rules_matched"]) == ("findings", 5, ["test_marker"])
+    assert [(d["scan_id"], d["earlier_rule_set"]) for d in data["distributions"]] == [
+        (first, True),
+        (max(s["id"] for s in data["scans"]), False),
+    ]
+    rules = json.loads(run("report", "--by-rule", "--store", store, "-f", "json").stdout)["rules"]
+    assert [(r["rule"], r["releases"], r["files"]) for r in rules] == [("test_marker", 1, 1)]
+
+    # Rule set A reads the whole file again: its finding is its own, from the newest read.
+    assert run(*scan, "-r", rules_a).exit_code == 1
+    data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    assert [(d["verdict"], d["findings_only"]) for d in data["distributions"]] == [("findings", False)]
+
+
+def test_hits_per_rule_count_every_spelling_of_a_version_as_one_release(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """Red-team finding (thirteenth pass): a lock file stores pkg's wheel under version `1.0.0`, `scan
+    pkg==1.0` the same wheel under `1.0`. `report pkg==1.0` shows one release, one flagged file; --by-rule
+    counted 2 releases and 2 files (it took each stored spelling for a release)."""
+    [flagged] = fake_index.add("pkg", wheel("pkg", "1.0", {"pkg/__init__.py": BAD}))
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "pkg"\nversion = "1.0.0"\n'
+        f'wheels = [{{ url = "{fake_index.file_url("pkg", flagged.filename)}", '
+        f'hashes = {{ sha256 = "{flagged.sha256}" }} }}]\n'
+    )
+    store = tmp_path / "store.db"
+    assert run("scan", "-R", lock, "-r", rules_dir, "--store", store, "-q").exit_code == 1
+    scan = ("scan", "pkg==1.0", "-r", rules_dir, "--index-url", fake_index.url, "--store", store, "-q")
+    assert run(*scan).exit_code == 1
+    data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    assert data["verdict"] == "findings" and len(data["distributions"]) == 1
+    rules = json.loads(run("report", "--by-rule", "--store", store, "-f", "json").stdout)["rules"]
+    assert [(r["rule"], r["releases"], r["files"]) for r in rules] == [("test_marker", 1, 1)]
+
+
+def test_a_lock_files_file_with_no_sha256_is_settled_only_by_a_read_from_its_url(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """Red-team finding (thirteenth pass): a pylock.toml gives its wheel (on another host) a sha512 only,
+    and the download fails: the row stored without bytes lists no sha256. `scan pkg==1.0` then read the
+    index's own (clean) file of that name, which settled the row, and `report` showed the release clean
+    though the lock's bytes were never scanned. With no digest, only a read from the same URL settles it."""
+    with FakeIndex() as other_host:
+        [theirs] = other_host.add("pkg", wheel("pkg", "1.0", {"pkg/__init__.py": BAD}))
+        other_host.faults.missing.add(theirs.filename)
+        [ours] = fake_index.add("pkg", wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"}))
+        assert ours.filename == theirs.filename
+        lock = tmp_path / "pylock.toml"
+        lock.write_text(
+            'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "pkg"\nversion = "1.0"\n'
+            f'wheels = [{{ url = "{other_host.file_url("pkg", theirs.filename)}", '
+            f'hashes = {{ sha512 = "{hashlib.sha512(theirs.content).hexdigest()}" }} }}]\n'
+        )
+        store = tmp_path / "store.db"
+        scan = ("scan", "-r", rules_dir, "--store", store, "-q")
+        assert run(*scan, "-R", lock).exit_code == 3
+        assert run(*scan, "pkg==1.0", "--index-url", fake_index.url).exit_code == 0
+        data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+        assert data["verdict"] == "incomplete" and f"could not download {theirs.filename}" in data["error"]
+        assert [(d["sha256"], d["listed_sha256"]) for d in data["distributions"]] == [
+            ("", None),
+            (ours.sha256, None),
+        ]
+        # The lock's file read from its URL (its bytes now match its sha512) settles it.
+        other_host.faults.missing.clear()
+        assert run(*scan, "-R", lock).exit_code == 1
+        data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+        assert (data["verdict"], data["error"]) == ("findings", None)

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import re
 import signal
 import sqlite3
@@ -600,3 +601,143 @@ def test_an_error_counts_until_a_later_error_free_scan_stored_its_files_and_more
         # than `erring`, whose error may be about a third file: that one still counts.
         assert verdict == "incomplete" and error is not None and error.startswith(f"timeout (scan {erring}, ")
         assert scans == [whole, erring, others]  # `others`: for its other sdist's bytes
+
+
+def test_record_unless_stored_counts_only_reads_under_its_rule_set_and_each_copy_of_a_name(
+    tmp_path: Path, scanner: Scanner
+) -> None:
+    """Red-team findings (thirteenth pass): files read under another rule set (a narrower `scan -r`) made a
+    watcher's result "stored already" and it was dropped; a name listed twice collapsed to one digest in
+    the mapping of files, so a copy never read could pass for read; a file listed without a digest passed
+    for read when another host's file of that name was."""
+    result = release_result(scanner, "pkg", "1.0")
+    files = {d.name: d.sha256 for d in result.distributions}
+    with Store(tmp_path / "s.db") as db:
+        db.record(result, rules_hash="narrower")
+        assert db.record_unless_stored(result, files, rules_hash="h") is not None
+        assert db.record_unless_stored(result, files, rules_hash="h") is None
+        sdist_name, sdist_digest = next(iter(files.items()))
+        copies = [(name, digest, None) for name, digest in files.items()]
+        assert db.record_unless_stored(result, copies, rules_hash="h") is None
+        twice = [*copies, (sdist_name, "ab" * 32, None)]  # the same name listed again, other bytes
+        assert db.record_unless_stored(result, twice, rules_hash="h") is not None
+        stored = db.stored_files("pkg", "1.0", "h")
+        assert not db.stored_files("pkg", "1.0", "other").has(sdist_name, sdist_digest)
+        # No digest listed: the URL it was read from tells the file.
+        assert stored.has(sdist_name, None, f"https://files/{sdist_name}")
+        assert stored.has(sdist_name, None)
+        assert not stored.has(sdist_name, None, f"https://elsewhere/{sdist_name}")
+        elsewhere = [(name, None, f"https://elsewhere/{name}") for name in files]
+        assert db.record_unless_stored(result, elsewhere, rules_hash="h") is not None
+
+
+def _synthetic_store(path: Path) -> sqlite3.Connection:
+    Store(path).close()
+    raw = sqlite3.connect(path)
+    raw.executemany(
+        "INSERT INTO rulesets (id, hash, count, first_seen) VALUES (?, ?, 1, '2026-01-01T00:00:00+00:00')",
+        [(1, "a" * 64), (2, "b" * 64)],
+    )
+    raw.execute("INSERT INTO releases (id, name, normalized, version) VALUES (1, 'pkg', 'pkg', '1.0')")
+    return raw
+
+
+def _synthetic_scan(
+    raw: sqlite3.Connection, scan_id: int, ruleset: int, error: str | None = None, per_file: bool = False
+) -> None:
+    raw.execute(
+        "INSERT INTO scans (id, release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched, "
+        "error, error_per_file) VALUES (?, 1, ?, 'scan', '2026-01-01T00:00:00Z', 'clean', 0, '[]', ?, ?)",
+        (scan_id, ruleset, error, int(per_file)),
+    )
+
+
+def _synthetic_file(
+    raw: sqlite3.Connection, scan_id: int, name: str, sha256: str, rule: str | None = None, url: str = ""
+) -> None:
+    dist_id = raw.execute(
+        "INSERT INTO distributions (scan_id, filename, url, format, size, sha256, files_scanned, "
+        "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
+        "VALUES (?, ?, ?, 'zip', 1, ?, 1, 1, 0, ?, NULL, 'clean', ?)",
+        (scan_id, name, url or f"https://files/{name}", sha256, json.dumps([rule] if rule else []),
+         int(sha256 != "")),
+    ).lastrowid  # fmt: skip
+    if rule is not None:
+        file_id = raw.execute(
+            "INSERT INTO files (distribution_id, path, size, sha256, score) VALUES (?, 'x.py', 1, '', 5)",
+            (dist_id,),
+        ).lastrowid
+        raw.execute(
+            "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
+            "VALUES (?, ?, 'default', 5, '[]', '{}', '[]')",
+            (file_id, rule),
+        )
+
+
+def test_hits_per_rule_are_what_the_release_views_show(tmp_path: Path) -> None:
+    """`report --by-rule` and `report NAME==VERSION` apply one rule: over random stores (two spellings of
+    each version, three rule sets, files read whole or not, rescans, files not fetched), the counts per
+    rule are those of the releases as `release()` shows them. (Red-team finding, thirteenth pass: the SQL
+    copy of the rule counted each spelling as a release and a rescan that did not read the file whole as
+    refuting.)"""
+    disagreeing = []
+    for seed in range(150):
+        rnd = random.Random(seed)
+        path = tmp_path / f"{seed}.db"
+        raw = _synthetic_store(path)
+        raw.execute("INSERT INTO rulesets (id, hash, count, first_seen) VALUES (3, ?, 1, '')", ("c" * 64,))
+        raw.executemany(
+            "INSERT INTO releases (id, name, normalized, version) VALUES (?, ?, ?, ?)",
+            [(2, "pkg", "pkg", "1.0.0"), (3, "other", "other", "2"), (4, "other", "other", "2.0")],
+        )
+        for scan_id in range(1, rnd.randint(2, 9)):
+            raw.execute(
+                "INSERT INTO scans (id, release_id, ruleset_id, source, scanned_at, verdict, score, "
+                "rules_matched) VALUES (?, ?, ?, 'scan', ?, 'clean', 0, '[]')",
+                (scan_id, rnd.randint(1, 4), rnd.randint(1, 3), f"2026-01-{scan_id:02d}T00:00:00Z"),
+            )
+            for file in rnd.sample(range(3), rnd.randint(1, 3)):
+                digest = rnd.choice("ab") * 64 if rnd.random() < 0.9 else ""
+                rules = sorted(rnd.sample(["r1", "r2"], rnd.randint(0, 2))) if digest else []
+                dist_id = raw.execute(
+                    "INSERT INTO distributions (scan_id, filename, url, format, size, sha256, files_scanned, "
+                    "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
+                    "VALUES (?, ?, NULL, 'zip', 1, ?, 1, 1, 0, ?, NULL, 'clean', ?)",
+                    (
+                        scan_id,
+                        f"f{file}.whl",
+                        digest,
+                        json.dumps(rules),
+                        int(bool(digest) and rnd.random() < 0.7),
+                    ),
+                ).lastrowid
+                for rule in rules:
+                    file_id = raw.execute(
+                        "INSERT INTO files (distribution_id, path, size, sha256, score) "
+                        "VALUES (?, 'm.py', 1, '', 5)",
+                        (dist_id,),
+                    ).lastrowid
+                    raw.execute(
+                        "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
+                        "VALUES (?, ?, 'default', 5, '[]', '{}', '[]')",
+                        (file_id, rule),
+                    )
+        raw.commit()
+        raw.close()
+        with Store(path, readonly=True) as db:
+            viewed: dict[str, list[int]] = {}
+            for name, version in (("pkg", "1.0"), ("other", "2")):
+                release = db.release(name, version)
+                files: dict[str, set[tuple[str, str, str]]] = {}
+                for d in release.distributions if release is not None else []:
+                    for f in d["files"]:
+                        for m in f["matches"]:
+                            files.setdefault(m["rule"], set()).add((d["name"], d["sha256"], f["path"]))
+                for rule, found in files.items():
+                    viewed.setdefault(rule, [0, 0])
+                    viewed[rule][0] += 1
+                    viewed[rule][1] += len(found)
+            counted = {c["rule"]: [c["releases"], c["files"]] for c in db.rule_counts()}
+            if counted != viewed:
+                disagreeing.append((seed, counted, viewed))
+    assert disagreeing == []

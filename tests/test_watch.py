@@ -37,7 +37,7 @@ from dragonfly_hybrid.watch.source import (
 from dragonfly_hybrid.watch.webhook import Webhook, redact_webhook_url
 from typer.testing import CliRunner
 
-from tests.fakes.pypi import MARKER, FakeFile, FakeIndex, sdist, tar_gz_bytes, wheel
+from tests.fakes.pypi import LIGHT_RULE, MARKER, FakeFile, FakeIndex, sdist, tar_gz_bytes, wheel
 
 OLD = "2024-01-01T00:00:00Z"
 BAD = b"import os\n# " + MARKER + b"\n"
@@ -750,3 +750,115 @@ def test_a_release_given_up_on_is_stored_with_a_row_per_file_it_was_to_scan(
     assert sorted((d["name"], d["listed_sha256"], d["complete"]) for d in release.distributions) == sorted(
         (f.filename, f.sha256, False) for f in fake_index.projects["slow"]
     )
+
+
+def _report(store: Path, release: str) -> dict[str, Any]:
+    shown = CliRunner().invoke(app, ["report", "--store", str(store), release, "-f", "json"])
+    assert shown.exit_code == 0, shown.output
+    data: dict[str, Any] = json.loads(shown.stdout)
+    return data
+
+
+def test_a_name_listed_twice_with_one_copy_lost_stores_that_copys_digest(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules, rules_dir: Path
+) -> None:
+    """Red-team finding (thirteenth pass): the index lists pkg's wheel twice (two URLs, other bytes); the
+    flagged copy 404s, the clean one is read. `watch` paired the file read with the job's URLs by name, so
+    the row stored for the copy not read had the *read* copy's digest, settled at once: once a hash-mode
+    `scan -R` read the clean copy again, `report` showed the release clean and its error settled, though the
+    flagged copy was never scanned. Each file read is paired with its own URL."""
+    store = tmp_path / "store.db"
+    watch_from_now(fake_index, store, rules)
+    name, flagged = wheel("pkg", "1.0", {"pkg/__init__.py": BAD})
+    _, clean = wheel("pkg", "1.0", {"pkg/__init__.py": CLEAN})
+    lost, served = (
+        FakeFile(f"{name}?copy={n}", body, listed_url=f"{fake_index.file_url('pkg', name)}?copy={n}",
+                 listed_name=name)
+        for n, body in ((1, flagged), (2, clean))
+    )  # fmt: skip
+    fake_index.add("pkg", lost, served)
+    fake_index.faults.missing.add(lost.filename)
+    assert watch(fake_index, store, rules).stored == 1
+    with Store(store, readonly=True) as db:
+        scan = db.latest_scan("pkg", "1.0")
+        assert scan is not None
+        assert sorted((d["sha256"], d["listed_sha256"]) for d in db.details(scan.id)) == sorted(
+            [("", lost.sha256), (served.sha256, None)]
+        )
+    requirements = tmp_path / "req.txt"
+    requirements.write_text(f"pkg==1.0 --hash=sha256:{served.sha256}\n")
+    scanned = CliRunner().invoke(
+        app,
+        ["scan", "-R", str(requirements), "-r", str(rules_dir), "--index-url", fake_index.url,
+         "--store", str(store), "-q"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert scanned.exit_code == 0, scanned.output
+    data = _report(store, "pkg==1.0")
+    assert data["verdict"] == "incomplete" and "could not download" in data["error"]
+    assert [(d["sha256"], d["listed_sha256"]) for d in data["distributions"]] == [
+        ("", lost.sha256),
+        (served.sha256, None),
+    ]
+
+
+def test_a_release_read_only_under_other_rules_is_scanned_with_the_watchers(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules
+) -> None:
+    """Red-team finding (thirteenth pass): `scan --store -r B` (a set without the rule that flags pkg) read
+    pkg 1.0, published after the watcher's baseline; `watch` then counted its files as seen and never
+    scanned them with its own rules: `report` showed the release clean. A file counts as seen under the
+    rule set watch scans with only."""
+    store = tmp_path / "store.db"
+    watch_from_now(fake_index, store, rules)
+    publish(fake_index, "pkg", "1.0", BAD)
+    narrow = tmp_path / "narrow"
+    narrow.mkdir()
+    (narrow / "light.yar").write_text(LIGHT_RULE)
+    scanned = CliRunner().invoke(
+        app,
+        ["scan", "pkg==1.0", "-r", str(narrow), "--index-url", fake_index.url, "--store", str(store), "-q"],
+        catch_exceptions=False,
+    )
+    assert scanned.exit_code == 0, scanned.output
+    assert _report(store, "pkg==1.0")["verdict"] == "clean"
+    assert watch(fake_index, store, rules).stored == 1
+    data = _report(store, "pkg==1.0")
+    assert (data["verdict"], data["rules_matched"]) == ("findings", ["test_marker"])
+    assert [s["source"] for s in data["scans"]] == ["watch"]  # it read every file `scan -r B` read
+    # Seen under the watcher's rules now: the next change of the project does not scan 1.0 again.
+    publish(fake_index, "pkg", "2.0")
+    assert watch(fake_index, store, rules).stored == 1
+    assert scans_per_release(store) == {"pkg==1.0": 2, "pkg==2.0": 1}
+
+
+def test_a_file_listed_without_a_digest_is_not_seen_through_another_hosts_file_of_its_name(
+    fake_index: FakeIndex, tmp_path: Path, rules: Rules, rules_dir: Path
+) -> None:
+    """Red-team finding (thirteenth pass): the index lists pkg's wheel (flagged) without a sha256, after
+    the watcher's baseline; a lock file's `scan --store` had read another host's clean file of that name.
+    `watch` took the name alone for the file and never downloaded it: `report` showed the release clean.
+    Without a digest, a copy read from the same URL is the file."""
+    store = tmp_path / "store.db"
+    watch_from_now(fake_index, store, rules)
+    with FakeIndex() as other_host:
+        [theirs] = other_host.add("pkg", wheel("pkg", "1.0", {"pkg/__init__.py": CLEAN}))
+        lock = tmp_path / "pylock.toml"
+        lock.write_text(
+            'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "pkg"\nversion = "1.0"\n'
+            f'wheels = [{{ url = "{other_host.file_url("pkg", theirs.filename)}", '
+            f'hashes = {{ sha256 = "{theirs.sha256}" }} }}]\n'
+        )
+        scan = ["scan", "-R", str(lock), "-r", str(rules_dir), "--store", str(store), "-q"]
+        scanned = CliRunner().invoke(app, scan, catch_exceptions=False)
+        assert scanned.exit_code == 0, scanned.output
+    name, flagged = wheel("pkg", "1.0", {"pkg/__init__.py": BAD})
+    fake_index.add("pkg", FakeFile(name, flagged, listed_sha256=""))
+    assert watch(fake_index, store, rules).stored == 1
+    assert file_requests(fake_index) == [f"/files/pkg/{name}"]
+    data = _report(store, "pkg==1.0")
+    assert (data["verdict"], data["rules_matched"]) == ("findings", ["test_marker"])
+    # Read from its own URL now: the next change of the project does not download it again.
+    publish(fake_index, "pkg", "2.0")
+    assert watch(fake_index, store, rules).stored == 1
+    assert scans_per_release(store)["pkg==1.0"] == 2

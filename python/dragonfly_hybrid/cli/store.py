@@ -411,8 +411,15 @@ def _scan_line(scan: StoredScan) -> str:
 
 
 def _scan_cell(distribution: dict[str, Any]) -> str:
-    """The scan a distribution of a combined release comes from, as its rows name it."""
-    earlier = ", an earlier rule set" if distribution["earlier_rule_set"] else ""
+    """The scan a distribution of a combined release comes from, as its rows name it: one shown for its
+    findings only says so (a scan under an earlier rule set, or an earlier scan under the same rules that
+    read the file whole, when the newest did not)."""
+    if distribution["earlier_rule_set"]:
+        earlier = ", an earlier rule set"
+    elif distribution["findings_only"]:
+        earlier = ", an earlier scan"
+    else:
+        earlier = ""
     return f"scan {distribution['scan_id']}{earlier}"
 
 
@@ -431,10 +438,14 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
         f"score {release.score}",
     )
     several = len(release.scans) > 1
-    earlier = any(d["earlier_rule_set"] for d in details)
+    if any(d["earlier_rule_set"] for d in details):
+        also = ", and findings of earlier rule sets"
+    elif any(d["findings_only"] for d in details):
+        also = ", and findings of earlier scans"
+    else:
+        also = ""
     if several:
         # A scan reads only some files of a release: each file is shown from the newest scan that stored it.
-        also = ", and findings of earlier rule sets" if earlier else ""
         console.print(f"combined from {len(release.scans)} scans, the newest of each file{also}:")
         shown = {d["scan_id"] for d in details}
         for scan in release.scans:
@@ -480,7 +491,7 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
                 ]
                 for p in patterns:
                     matches.add_row(
-                        f"{d['name']}/{f['path']}" + (f" ({_scan_cell(d)})" if d["earlier_rule_set"] else ""),
+                        f"{d['name']}/{f['path']}" + (f" ({_scan_cell(d)})" if d["findings_only"] else ""),
                         Text(m["rule"], style=style),
                         str(m["weight"]),
                         p["identifier"],

@@ -399,10 +399,15 @@ def _scan_label(scan: StoredScan) -> str:
 
 
 def _distribution_scan_label(scan: StoredScan, distribution: dict[str, Any]) -> str:
-    """The scan a distribution of a combined release comes from; one under an earlier rule set, shown for
-    its findings, says so."""
-    earlier = "an earlier rule set: " if distribution.get("earlier_rule_set") else ""
-    return f"{earlier}{_scan_label(scan)}"
+    """The scan a distribution of a combined release comes from; one shown for its findings only (under an
+    earlier rule set, or an earlier scan under the same rules that read the file whole) says so."""
+    return f"{_shown_for_findings(distribution)}{_scan_label(scan)}"
+
+
+def _shown_for_findings(distribution: dict[str, Any]) -> str:
+    if distribution.get("earlier_rule_set"):
+        return "an earlier rule set: "
+    return "an earlier scan: " if distribution.get("findings_only") else ""
 
 
 def _add_stored_release(page: Page, release: StoredRelease) -> None:
@@ -478,8 +483,8 @@ def _add_stored(
         )
         for f in d["files"]:
             file = _stored_label(d["name"], f["path"])
-            if d.get("earlier_rule_set"):
-                file += " (an earlier rule set)"
+            if d.get("findings_only"):
+                file += f" ({_shown_for_findings(d)[:-2]})"
             page.findings.extend(
                 _finding(
                     label,

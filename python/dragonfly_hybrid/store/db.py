@@ -76,11 +76,11 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from dragonfly_hybrid._core import CACHE_ENTRIES, DistributionResult, RuleMatch, Rules
 from dragonfly_hybrid.http_client import redact_url
@@ -340,23 +340,39 @@ class StoredFiles:
     """File name -> the sha256 of every copy stored with its bytes (read and scanned)."""
     not_downloaded: dict[str, frozenset[str | None]]
     """File name -> the sha256 listed for every copy stored without its bytes (None: none was listed)."""
+    read_from: dict[str, frozenset[str | None]] = field(default_factory=dict)
+    """File name -> the URL (as stored: redacted; None: not known) of every copy read."""
+    not_downloaded_from: dict[str, frozenset[str | None]] = field(default_factory=dict)
+    """File name -> the URL of every copy stored without its bytes and without a listed digest."""
 
     def names(self) -> set[str]:
         return set(self.digests)
 
-    def has(self, filename: str, sha256: str | None) -> bool:
+    def has(self, filename: str, sha256: str | None, url: str | None = None) -> bool:
         """Whether ``filename`` with the bytes whose digest is ``sha256`` was read and scanned.
 
-        ``sha256`` None (the index lists none): the name alone decides, as nothing else tells the bytes
-        apart. A copy stored without its bytes (:class:`NotDownloaded`) never counts: it was not scanned."""
+        ``sha256`` None (the index lists none): nothing tells the bytes apart but where they came from: a
+        copy of that name read from ``url`` (any copy, when ``url`` or the stored copy's URL is not known;
+        another host's file of that name is another file). A copy stored without its bytes
+        (:class:`NotDownloaded`) never counts: it was not scanned."""
         stored = self.digests.get(filename)
         if stored is None:
             return False
-        return sha256 is None or sha256.lower() in stored
+        if sha256 is not None:
+            return sha256.lower() in stored
+        return _same_url(url, self.read_from.get(filename, frozenset({None})))
 
-    def has_not_downloaded(self, filename: str, sha256: str | None) -> bool:
-        """Whether ``filename``, listed with ``sha256`` (None: with none), is stored without its bytes."""
-        return _digest(sha256) in self.not_downloaded.get(filename, frozenset())
+    def has_not_downloaded(self, filename: str, sha256: str | None, url: str | None = None) -> bool:
+        """Whether ``filename``, listed with ``sha256`` (None: with none; then from ``url``, as for
+        :meth:`has`), is stored without its bytes."""
+        if _digest(sha256) not in self.not_downloaded.get(filename, frozenset()):
+            return False
+        return sha256 is not None or _same_url(url, self.not_downloaded_from.get(filename, frozenset({None})))
+
+
+def _same_url(url: str | None, stored: frozenset[str | None]) -> bool:
+    """Whether ``url`` (as given: redacted here) is among ``stored`` URLs, an unknown one matching any."""
+    return url is None or None in stored or _stored_url(url) in stored
 
 
 @dataclass(frozen=True)
@@ -370,16 +386,19 @@ class StoredRelease:
     allows). Other bytes under a known name (another host's file) are another file: both are shown.
 
     Rule sets. The newest scan of a file gives its verdict, but a finding does not vanish because the rules
-    changed: for each other rule set that scanned the same file, its newest scan of it is shown too
-    (``earlier_rule_set``), when it reported a rule the file's newest scan did not. Only a later scan under
-    that same rule set, reading the file and not reporting the rule, takes it away. So a rule set that
-    lacks a rule (a narrower ``-r``) never turns a flagged release ``clean``.
+    changed, or because a scan did not read all of the file: for each rule set that scanned the same file,
+    its newest scan of it that read it whole (no member over a limit; ``complete``), and any of its scans
+    of it since, are shown too (``findings_only``; ``earlier_rule_set`` when under another rule set than
+    the newest scan) when they reported a rule no newer scan shown did. Only a later scan under that same
+    rule set, reading the file whole and not reporting the rule, takes it away. So a rule set that lacks a
+    rule (a narrower ``-r``), or a scan with lower limits, never turns a flagged release ``clean``.
 
     Files not fetched. A file a scan could not fetch (a failed download, bytes without the digest listed,
     ``watch --max-size``) is stored as a row without bytes (:class:`NotDownloaded`) and keeps the release
     incomplete until a scan reads that very file: the same name and, when one was listed, bytes with the
-    listed digest (those bytes were scanned, whenever); when none was listed, any bytes of that name read
-    by a later scan. Another host's bytes under that name (a lock file's) do not settle it.
+    listed digest (those bytes were scanned, whenever); when none was listed (a lock file giving only a
+    sha512, an index listing no digest), bytes of that name read by a later scan from the same URL (as
+    stored, redacted). Another host's bytes under that name (a lock file's) do not settle it.
 
     Errors. A scan's error counts (the release is never ``clean``) while something it names is unsettled:
 
@@ -400,8 +419,9 @@ class StoredRelease:
     the files come from, and every scan whose error still counts (see above), even one that stored no
     file."""
     distributions: list[dict[str, Any]]
-    """As :meth:`Store.details` gives them, oldest scan first, each with the ``scan_id`` it comes from and
-    ``earlier_rule_set``: true for a file's scan under an earlier rule set, shown for its findings only."""
+    """As :meth:`Store.details` gives them, in stored order, each with the ``scan_id`` it comes from,
+    ``findings_only`` (true for an earlier scan of a file, shown for its findings only: see above) and
+    ``earlier_rule_set`` (true when that scan was under another rule set than the file's newest)."""
     verdict: str
     score: int
     rules_matched: list[str]
@@ -435,8 +455,8 @@ def _combined_release(
 ) -> StoredRelease:
     """As ``TargetResult.from_distributions`` combines distributions: rules the union, score the maximum,
     ``findings`` when a rule matched, else ``incomplete`` when anything (a file, or a scan: its error)
-    was left unscanned, else ``clean``. A file's scan under an earlier rule set adds its findings, never
-    its completeness: the file's newest scan tells what was scanned."""
+    was left unscanned, else ``clean``. A file's earlier scan shown for its findings (``findings_only``)
+    adds them, never its completeness: the file's newest scan tells what was scanned."""
     rules: dict[str, None] = {}
     for dist in distributions:
         rules.update(dict.fromkeys(dist["rules_matched"]))
@@ -446,7 +466,7 @@ def _combined_release(
         if scan.error and scan.error not in seen:
             seen.add(scan.error)
             errors.append(scan.error if scan is scans[0] else f"{scan.error} ({_scan_label(scan)})")
-    complete = not errors and all(dist["complete"] for dist in distributions if not dist["earlier_rule_set"])
+    complete = not errors and all(dist["complete"] for dist in distributions if not dist["findings_only"])
     verdict = "findings" if rules else "clean" if complete else "incomplete"
     top = max((d for d in distributions if d["rules_matched"]), key=lambda d: d["score"], default=None)
     top_scan = next((scan for scan in scans if top is not None and scan.id == top["scan_id"]), None)
@@ -467,9 +487,9 @@ def _scan_label(scan: StoredScan) -> str:
     return f"scan {scan.id}, {scan.scanned_at[:19].replace('T', ' ')} UTC"
 
 
-@dataclass(frozen=True)
-class _StoredRow:
-    """What the combined view of a release needs of one stored distribution row."""
+class _StoredRow(NamedTuple):
+    """What the combined view of a release needs of one stored distribution row (a tuple: ``rule_counts``
+    makes one per row of every release scanned more than once)."""
 
     id: int
     scan_id: int
@@ -480,93 +500,153 @@ class _StoredRow:
     listed_sha256: str | None
     complete: bool
     rules: frozenset[str]
+    url: str | None = None
+    """Where the file was (to be) fetched from, as stored (redacted)."""
 
 
-def _shown_rows(rows: Sequence[_StoredRow]) -> list[tuple[_StoredRow, bool]]:
-    """The rows a release is shown with (:class:`StoredRelease`), in stored order, each with whether it is
-    a scan under an earlier rule set, shown for its findings."""
+class _Shown(NamedTuple):
+    """A row a release is shown with, and why."""
+
+    row: _StoredRow
+    findings_only: bool = False
+    """Shown for its findings only: an earlier scan of the file whose rules a later one did not refute."""
+    earlier_rule_set: bool = False
+    """A scan under another rule set than the file's newest scan."""
+
+
+def _shown_of_file(copies: Sequence[_StoredRow]) -> list[_Shown]:
+    """The rows of one file read (a name and the sha256 of its bytes) that a release is shown with: its
+    newest scan's rows, and, per rule set, the rows since that rule set's newest *complete* scan of the
+    file that reported a rule not reported by a newer row shown (:class:`StoredRelease`). A scan that did
+    not read the file whole (a member over a limit) refutes nothing it did not report."""
+    ordered = sorted(copies, key=lambda row: -row.scan_id)  # newest scan first
+    last, newest_set = ordered[0].scan_id, ordered[0].ruleset_id
+    shown: list[_Shown] = []
+    reported: set[str] = set()
+    whole = True
+    at = 0
+    while at < len(ordered) and ordered[at].scan_id == last:
+        row = ordered[at]
+        shown.append(_Shown(row))
+        reported.update(row.rules)
+        whole = whole and row.complete
+        at += 1
+    # Rule sets whose newest whole read of the file is behind: what they did not report is refuted.
+    refuted: set[int | None] = {newest_set} if whole else set()
+    seen: dict[int | None, set[str]] = {}
+    while at < len(ordered):
+        scan_id, ruleset_id = ordered[at].scan_id, ordered[at].ruleset_id
+        end = at + 1
+        while end < len(ordered) and ordered[end].scan_id == scan_id:  # one name listed twice in a scan
+            end += 1
+        if ruleset_id not in refuted:
+            known = seen.setdefault(ruleset_id, set(reported))
+            for row in ordered[at:end]:
+                if row.rules and not row.rules <= known:
+                    shown.append(_Shown(row, True, ruleset_id != newest_set))
+            for row in ordered[at:end]:
+                known.update(row.rules)
+            if all(row.complete for row in ordered[at:end]):
+                refuted.add(ruleset_id)
+        at = end
+    return shown
+
+
+def _shown_rows(rows: Sequence[_StoredRow]) -> list[_Shown]:
+    """The rows a release is shown with (:class:`StoredRelease`), in stored order. Linear in the rows (a
+    sort per file and a dictionary look-up per row)."""
     read: dict[tuple[str, str], list[_StoredRow]] = {}
-    not_read: dict[tuple[str, str | None], list[_StoredRow]] = {}
+    not_read: dict[tuple[str, str | None, str | None], list[_StoredRow]] = {}
     for row in rows:
         if row.sha256 == NOT_DOWNLOADED_SHA256:
-            not_read.setdefault((row.filename, row.listed_sha256), []).append(row)
+            # No digest listed: the URL tells the file apart (another host's file of that name is another).
+            url = row.url if row.listed_sha256 is None else None
+            not_read.setdefault((row.filename, row.listed_sha256, url), []).append(row)
         else:
             read.setdefault((row.filename, row.sha256), []).append(row)
-    shown: list[tuple[_StoredRow, bool]] = []
+    shown: list[_Shown] = []
     for copies in read.values():
-        last = max(row.scan_id for row in copies)
-        newest = [row for row in copies if row.scan_id == last]
-        reported = frozenset().union(*(row.rules for row in newest))
-        newest_per_rule_set: dict[int | None, int] = {}
+        if len(copies) == 1:  # read once: shown, whatever it found
+            shown.append(_Shown(copies[0]))
+        else:
+            shown.extend(_shown_of_file(copies))
+    last_read_of_name: dict[str, int] = {}
+    last_read_from: dict[tuple[str, str], int] = {}
+    for copies in read.values() if not_read else ():
         for row in copies:
-            newest_per_rule_set[row.ruleset_id] = max(row.scan_id, newest_per_rule_set.get(row.ruleset_id, 0))
-        shown.extend((row, False) for row in newest)
-        shown.extend(
-            (row, True)
-            for row in copies
-            if row.ruleset_id != newest[0].ruleset_id
-            and row.scan_id == newest_per_rule_set[row.ruleset_id]
-            and row.rules - reported
-        )
-    for (filename, listed), copies in not_read.items():
+            last_read_of_name[row.filename] = max(row.scan_id, last_read_of_name.get(row.filename, 0))
+            if row.url is not None:
+                key = (row.filename, row.url)
+                last_read_from[key] = max(row.scan_id, last_read_from.get(key, 0))
+    for (filename, listed, url), copies in not_read.items():
         last = max(row.scan_id for row in copies)
-        if listed is not None:
+        if listed is not None:  # those bytes read, whenever
             settled = (filename, listed) in read
-        else:  # no digest to tell the bytes by: bytes of that name read later
-            settled = any(
-                row.scan_id > last for (name, _), reads in read.items() if name == filename for row in reads
-            )
+        elif url is not None:  # no digest to tell the bytes by: that name read later from that URL
+            settled = last_read_from.get((filename, url), 0) > last
+        else:  # nor a URL (not known): that name read later
+            settled = last_read_of_name.get(filename, 0) > last
         if not settled:
-            shown.extend((row, False) for row in copies if row.scan_id == last)
-    return sorted(shown, key=lambda item: item[0].id)
+            shown.extend(_Shown(row) for row in copies if row.scan_id == last)
+    return sorted(shown, key=lambda item: item.row.id)
 
 
-def _error_settled(
-    error_scan: int, scans: Sequence[tuple[int, bool]], files: Mapping[int, set[tuple[str, str]]]
-) -> bool:
-    """Whether the error (not all about files) of scan ``error_scan`` no longer counts
-    (:class:`StoredRelease`): a later scan without an error (``scans``: each scan's id and whether it had
-    an error; ``files``: each scan's file names and sha256) read every file it read, the same bytes, and a
-    file name it did not read."""
+def _settled_errors(
+    scans: Sequence[tuple[int, bool]], files: Mapping[int, set[tuple[str, str]]], erroring: Sequence[int]
+) -> set[int]:
+    """Which of the ``erroring`` scans (errors not all about files) no longer count (:class:`StoredRelease`):
+    a later scan without an error (``scans``: each scan's id and whether it had an error; ``files``: each
+    scan's file names and sha256) read every file it read, the same bytes, and a file name it did not read.
 
-    def read(scan_id: int) -> set[tuple[str, str]]:
-        return {file for file in files.get(scan_id, ()) if file[1] != NOT_DOWNLOADED_SHA256}
+    Scans that read the same files are compared once (the newest error-free one of them stands for them),
+    and only against error-free scans that read one of the erring scan's files: a release with thousands
+    of scans of the same files costs one comparison, not a million."""
 
-    before = read(error_scan)
-    names = {filename for filename, _ in before}
+    def read(scan_id: int) -> frozenset[tuple[str, str]]:
+        return frozenset(file for file in files.get(scan_id, ()) if file[1] != NOT_DOWNLOADED_SHA256)
+
+    newest_reading: dict[frozenset[tuple[str, str]], int] = {}  # error-free scans: files read -> newest
     for scan_id, had_error in scans:
-        if scan_id > error_scan and not had_error:
-            later = read(scan_id)
-            if before <= later and {filename for filename, _ in later} - names:
-                return True
-    return False
+        if not had_error:
+            key = read(scan_id)
+            newest_reading[key] = max(scan_id, newest_reading.get(key, 0))
+    containing: dict[tuple[str, str], list[frozenset[tuple[str, str]]]] = {}
+    for key in newest_reading:
+        for file in key:
+            containing.setdefault(file, []).append(key)
+    any_read = max((scan_id for key, scan_id in newest_reading.items() if key), default=0)
+    settled_before: dict[frozenset[tuple[str, str]], int] = {}  # files read -> settles scans before this id
+    settled = set()
+    for scan_id in erroring:
+        before = read(scan_id)
+        if before not in settled_before:
+            if not before:
+                settled_before[before] = any_read
+            else:
+                names = {filename for filename, _ in before}
+                rarest = min(before, key=lambda file: len(containing.get(file, ())))
+                settled_before[before] = max(
+                    (
+                        newest_reading[later]
+                        for later in containing.get(rarest, ())
+                        if before <= later and any(filename not in names for filename, _ in later)
+                    ),
+                    default=0,
+                )
+        if settled_before[before] > scan_id:
+            settled.add(scan_id)
+    return settled
 
 
-_SHOWN_SCANS_OF_FILES = """
-    by_rule_set AS (  -- per release, file read (name and bytes) and rule set: the newest scan of it
-        SELECT s.release_id, d.filename, d.sha256, s.ruleset_id, MAX(s.id) AS scan_id
-        FROM distributions d JOIN scans s ON s.id = d.scan_id WHERE d.sha256 != ''
-        GROUP BY s.release_id, d.filename, d.sha256, s.ruleset_id
-    ),
-    ranked AS (  -- each with the file's newest scan, whatever the rules (a window: a join here was O(n^2))
-        SELECT *, MAX(scan_id) OVER (PARTITION BY release_id, filename, sha256) AS newest_scan
-        FROM by_rule_set
-    ),
-    shown AS (  -- the newest scan, and each other rule set's that reported a rule the newest did not
-        SELECT r.release_id, r.filename, r.sha256, r.scan_id FROM ranked r
-        WHERE r.scan_id = r.newest_scan OR EXISTS (
-            SELECT 1 FROM distributions ed, json_each(ed.rules_matched) er
-            WHERE ed.scan_id = r.scan_id AND ed.filename = r.filename AND ed.sha256 = r.sha256
-            AND NOT EXISTS (
-                SELECT 1 FROM distributions nd, json_each(nd.rules_matched) nr
-                WHERE nd.scan_id = r.newest_scan AND nd.filename = r.filename AND nd.sha256 = r.sha256
-                AND nr.value = er.value
-            )
-        )
-    )
-"""
-"""The ``WITH`` clauses of the scans each file read of each release is shown from, with its findings
-(:class:`StoredRelease`); files stored without their bytes have no findings and are left out."""
+def _version_key(version: str) -> object:
+    """What tells stored versions apart as one release: PEP 440 equality (``1.0`` is ``1.0.0``); a version
+    PEP 440 cannot read is itself."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return version
 
 
 _SCAN_COLUMNS = """
@@ -829,7 +909,7 @@ class Store:
     def record_unless_stored(
         self,
         result: TargetResult,
-        files: Mapping[str, str | None],
+        files: Mapping[str, str | None] | Sequence[tuple[str, str | None, str | None]],
         *,
         rules_hash: str,
         rules_count: int | None = None,
@@ -837,22 +917,30 @@ class Store:
         download_seconds: float | None = None,
         scan_seconds: float | None = None,
     ) -> int | None:
-        """:meth:`record`, unless the result is stored already (then None): every one of ``files`` (the
-        files the result was to download: file name -> the sha256 the index lists, None when it lists
-        none) read, as :meth:`StoredFiles.has` tells, and every other file of ``result.not_downloaded`` (a
-        file deliberately not downloaded) stored, read or without its bytes. The check and the write are
-        one transaction: a result is never stored twice."""
+        """:meth:`record`, unless the result is stored already under ``rules_hash`` (then None): every one of
+        ``files`` (the files the result was to download: file name, the sha256 the index lists, None when
+        it lists none, and its URL, None when not known; a triple per file, as an index may list a name
+        twice) read under that rule set, as :meth:`StoredFiles.has` tells, and every other file of
+        ``result.not_downloaded`` (a file deliberately not downloaded) stored, read or without its bytes. A
+        scan under another rule set does not count: it may lack the rules that flag these bytes. The check
+        and the write are one transaction: a result is never stored twice."""
         if result.version is None:
             raise ValueError(f"{result.target}: only releases (name==version) are stored")
+        wanted = (
+            [(filename, sha256, None) for filename, sha256 in files.items()]
+            if isinstance(files, Mapping)
+            else list(files)
+        )
+        names = {filename for filename, _, _ in wanted}
         with self.transaction() as db:
-            stored = self.stored_files(result.name, result.version)
-            kept_out = [file for file in result.not_downloaded if file.filename not in files]
+            stored = self.stored_files(result.name, result.version, rules_hash)
+            kept_out = [file for file in result.not_downloaded if file.filename not in names]
             if (
-                (files or kept_out)
-                and all(stored.has(filename, sha256) for filename, sha256 in files.items())
+                (wanted or kept_out)
+                and all(stored.has(filename, sha256, url) for filename, sha256, url in wanted)
                 and all(
-                    stored.has(file.filename, file.sha256)
-                    or stored.has_not_downloaded(file.filename, file.sha256)
+                    stored.has(file.filename, file.sha256, file.url)
+                    or stored.has_not_downloaded(file.filename, file.sha256, file.url)
                     for file in kept_out
                 )
             ):
@@ -995,7 +1083,7 @@ class Store:
         """The files of ``name==version`` already stored (by any scan, or by one with ``rules_hash``),
         each with the sha256 of its stored copies' bytes, or the one listed for a copy stored without."""
         sql = (
-            "SELECT DISTINCT d.filename, d.sha256, d.listed_sha256 FROM distributions d "
+            "SELECT DISTINCT d.filename, d.sha256, d.listed_sha256, d.url FROM distributions d "
             "JOIN scans s ON s.id = d.scan_id "
             "JOIN releases r ON r.id = s.release_id LEFT JOIN rulesets rs ON rs.id = s.ruleset_id "
             "WHERE r.normalized = ? AND r.version = ?"
@@ -1006,29 +1094,28 @@ class Store:
             params.append(rules_hash)
         digests: dict[str, set[str]] = {}
         listed: dict[str, set[str | None]] = {}
-        for filename, digest, listed_digest in self._query(sql, params):
+        read_from: dict[str, set[str | None]] = {}
+        not_read_from: dict[str, set[str | None]] = {}
+        for filename, digest, listed_digest, url in self._query(sql, params):
             if digest == NOT_DOWNLOADED_SHA256:
                 listed.setdefault(filename, set()).add(_digest(listed_digest))
+                if listed_digest is None:
+                    not_read_from.setdefault(filename, set()).add(url)
             else:
                 digests.setdefault(filename, set()).add(str(digest).lower())
-        return StoredFiles(
-            {filename: frozenset(found) for filename, found in digests.items()},
-            {filename: frozenset(found) for filename, found in listed.items()},
-        )
+                read_from.setdefault(filename, set()).add(url)
+
+        def frozen(found: dict[str, set[Any]]) -> dict[str, frozenset[Any]]:
+            return {filename: frozenset(values) for filename, values in found.items()}
+
+        return StoredFiles(frozen(digests), frozen(listed), frozen(read_from), frozen(not_read_from))
 
     def _release_ids(self, name: str, version: str) -> list[int]:
         """The stored releases that are ``name==version``: the name normalised (PEP 503), the version
         equal as PEP 440 compares (``1.0`` and ``1.0.0`` were stored apart, as each scan spelt it)."""
-        from packaging.version import InvalidVersion, Version
-
-        def same(stored: str) -> bool:
-            try:
-                return Version(stored) == Version(version)
-            except InvalidVersion:
-                return stored == version
-
+        wanted = _version_key(version)
         rows = self._query("SELECT id, version FROM releases WHERE normalized = ?", (normalize_name(name),))
-        return [int(release_id) for release_id, stored in rows if same(str(stored))]
+        return [int(release_id) for release_id, stored in rows if _version_key(str(stored)) == wanted]
 
     def release(self, name: str, version: str) -> StoredRelease | None:
         """``name==version`` as the store holds it (:class:`StoredRelease`), every spelling of its version
@@ -1044,10 +1131,10 @@ class Store:
             return None
         stored = [
             _StoredRow(dist_id, scan_id, ruleset_id, filename, str(digest).lower(), _digest(listed),
-                       bool(complete), frozenset(json.loads(rules)))
-            for dist_id, scan_id, ruleset_id, filename, digest, listed, complete, rules in self._query(
+                       bool(complete), frozenset(json.loads(rules)), url)
+            for dist_id, scan_id, ruleset_id, filename, digest, listed, complete, rules, url in self._query(
                 "SELECT d.id, d.scan_id, s.ruleset_id, d.filename, d.sha256, d.listed_sha256, d.complete, "
-                "d.rules_matched FROM distributions d JOIN scans s ON s.id = d.scan_id "
+                "d.rules_matched, d.url FROM distributions d JOIN scans s ON s.id = d.scan_id "
                 f"JOIN releases r ON r.id = s.release_id WHERE {among} ORDER BY d.id",
                 ids,
             )
@@ -1056,25 +1143,29 @@ class Store:
         files: dict[int, set[tuple[str, str]]] = {}
         for row in stored:
             files.setdefault(row.scan_id, set()).add((row.filename, row.sha256))
-        unscanned_from = {row.scan_id for row, earlier in shown if not earlier and not row.complete}
+        unscanned_from = {
+            item.row.scan_id for item in shown if not item.findings_only and not item.row.complete
+        }
         had_error = [(row[0], bool(row[9])) for row in rows]
         per_file = {row[0]: bool(row[-1]) for row in rows}  # s.error_per_file, after the scan columns
+        whole_release_errors = [scan_id for scan_id, error in had_error if error and not per_file[scan_id]]
+        settled = _settled_errors(had_error, files, whole_release_errors)
         erroring = {
             scan_id
             for scan_id, error in had_error
-            if error
-            and (
-                scan_id in unscanned_from
-                if per_file[scan_id]
-                else not _error_settled(scan_id, had_error, files)
-            )
+            if error and (scan_id in unscanned_from if per_file[scan_id] else scan_id not in settled)
         }
-        from_scans = {row.scan_id for row, _ in shown} | {rows[0][0]} | erroring
+        from_scans = {item.row.scan_id for item in shown} | {rows[0][0]} | erroring
         scans = [_scan_of(row) for row in rows if row[0] in from_scans]
         distributions = [
-            {**dist, "scan_id": row.scan_id, "earlier_rule_set": earlier}
-            for row, earlier in shown
-            for dist in self._distribution_details("id = ?", (row.id,))
+            {
+                **dist,
+                "scan_id": item.row.scan_id,
+                "findings_only": item.findings_only,
+                "earlier_rule_set": item.earlier_rule_set,
+            }
+            for item in shown
+            for dist in self._distribution_details("id = ?", (item.row.id,))
         ]
         return _combined_release(scans[0].name, scans[0].version, scans, distributions)
 
@@ -1141,33 +1232,120 @@ class Store:
             params.append(limit)
         return [_scan_of(row) for row in self._query(sql, params)]
 
+    def _pages(self, sql: str, params: Sequence[Any] = (), page: int = 10_000) -> Iterator[list[Any]]:
+        """The rows of a query, ``page`` at a time (a whole store's rows are never all in memory)."""
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            try:
+                while batch := cursor.fetchmany(page):
+                    yield batch
+            finally:
+                cursor.close()
+
+    def _shown_with_findings(self) -> dict[int, tuple[int, str, str]]:
+        """Every distribution row with findings that its release is shown with (:class:`StoredRelease`, by
+        :func:`_shown_rows`, the rule :meth:`release` applies): row id -> (the release, as a number, every
+        spelling of its version one release; file name; sha256). One pass over the rows of the projects that
+        have a finding, a project at a time."""
+        shown: dict[int, tuple[int, str, str]] = {}
+        releases = 0
+        project: dict[str, list[tuple[Any, ...]]] = {}  # the rows of one project, per version as stored
+        rule_sets: dict[str, frozenset[str]] = {"[]": frozenset()}  # each JSON list is parsed once
+
+        def settle() -> None:
+            nonlocal releases
+            together: dict[object, list[tuple[Any, ...]]] = {}
+            if len(project) == 1:  # one spelling: nothing to compare
+                together = {None: next(iter(project.values()))}
+            else:
+                for version, rows in project.items():
+                    together.setdefault(_version_key(version), []).extend(rows)
+            for rows in together.values():
+                releases += 1
+                first_scan = rows[0][1]
+                if all(row[1] == first_scan for row in rows):
+                    # Read by one scan only: every row is shown (what _shown_rows finds, without the work).
+                    for dist_id, _, _, filename, digest, _, rules in rows:
+                        if rules != "[]":
+                            shown[dist_id] = (releases, filename, str(digest).lower())
+                    continue
+                stored = []
+                for dist_id, scan_id, ruleset_id, filename, digest, complete, rules in rows:
+                    matched = rule_sets.get(rules)
+                    if matched is None:
+                        matched = rule_sets[rules] = frozenset(json.loads(rules))
+                    stored.append(
+                        _StoredRow(dist_id, scan_id, ruleset_id, filename, str(digest).lower(), None,
+                                   bool(complete), matched)
+                    )  # fmt: skip
+                for item in _shown_rows(stored):
+                    if item.row.rules:
+                        shown[item.row.id] = (releases, item.row.filename, item.row.sha256)
+            project.clear()
+
+        # Rows stored without bytes have no findings and settle no read: only the files read count here.
+        sql = """
+            SELECT r.normalized, r.version, d.id, d.scan_id, s.ruleset_id, d.filename, d.sha256, d.complete,
+                   d.rules_matched
+            FROM releases r JOIN scans s ON s.release_id = r.id JOIN distributions d ON d.scan_id = s.id
+            WHERE d.sha256 != '' AND r.normalized IN (
+                SELECT r2.normalized FROM distributions d2 JOIN scans s2 ON s2.id = d2.scan_id
+                JOIN releases r2 ON r2.id = s2.release_id WHERE d2.rules_matched != '[]'
+            )
+            ORDER BY r.normalized
+        """
+        current = None
+        for batch in self._pages(sql):
+            for normalized, version, *stored in batch:
+                if normalized != current:
+                    if project:
+                        settle()
+                    current = normalized
+                project.setdefault(version, []).append(tuple(stored))
+        if project:
+            settle()
+        return shown
+
     def rule_counts(self, *, since: str | None = None) -> list[dict[str, Any]]:
         """Per rule: how many releases and files it matched, its weight, last seen; each release as
-        :class:`StoredRelease` shows it (each of its files from the newest scan that stored it, and from an
-        earlier rule set's scan of it that reported a rule the newest did not), counted when that scan is
-        since ``since``. A member matched under several rule sets is one file."""
-        since_filter = "1 = 1" if since is None else "s.scanned_at >= ?"
-        sql = f"""
-            WITH {_SHOWN_SCANS_OF_FILES},
-            hits AS (
-                SELECT m.rule, m.weight, shown.release_id, d.filename, d.sha256, f.path, s.scanned_at
-                FROM shown JOIN distributions d ON d.scan_id = shown.scan_id AND d.filename = shown.filename
-                    AND d.sha256 = shown.sha256
-                JOIN files f ON f.distribution_id = d.id JOIN matches m ON m.file_id = f.id
-                JOIN scans s ON s.id = d.scan_id
-                WHERE {since_filter}
-            ),
-            per_file AS (
-                SELECT rule, MAX(weight) AS weight, release_id, MAX(scanned_at) AS last_seen FROM hits
-                GROUP BY rule, release_id, filename, sha256, path
-            )
-            SELECT rule, MAX(weight), COUNT(DISTINCT release_id), COUNT(*), MAX(last_seen) FROM per_file
-            GROUP BY rule ORDER BY COUNT(DISTINCT release_id) DESC, rule
-        """
-        return [
-            {"rule": r[0], "weight": r[1], "releases": r[2], "files": r[3], "last_seen": r[4]}
-            for r in self._query(sql, [] if since is None else [since])
+        :meth:`release` shows it (:class:`StoredRelease`: every spelling of its version one release, each
+        file from its newest scan and from the earlier scans whose findings no later one refuted), a hit
+        counted when its scan is since ``since``. A member matched by several scans is one file."""
+        shown = self._shown_with_findings()
+        if not shown:
+            return []
+        sql = (
+            "SELECT d.id, m.rule, m.weight, f.path, s.scanned_at FROM matches m "
+            "JOIN files f ON f.id = m.file_id JOIN distributions d ON d.id = f.distribution_id "
+            "JOIN scans s ON s.id = d.scan_id"
+        )
+        params: list[Any] = []
+        if since is not None:
+            sql += " WHERE s.scanned_at >= ?"
+            params.append(since)
+        # Per (rule, release, file name and bytes, member): the highest weight, the newest scan.
+        per_file: dict[tuple[str, tuple[int, str, str], str], tuple[int, str]] = {}
+        for batch in self._pages(sql, params):
+            for dist_id, rule, weight, path, scanned_at in batch:
+                where = shown.get(dist_id)
+                if where is None:
+                    continue
+                key = (rule, where, path)
+                known = per_file.get(key)
+                if known is None:
+                    per_file[key] = (weight, scanned_at)
+                elif weight > known[0] or scanned_at > known[1]:
+                    per_file[key] = (max(known[0], weight), max(known[1], scanned_at))
+        per_rule: dict[str, tuple[int, set[int], int, str]] = {}
+        for (rule, (release, _, _), _), (weight, scanned_at) in per_file.items():
+            top, releases, files, last = per_rule.get(rule, (weight, set(), 0, scanned_at))
+            releases.add(release)
+            per_rule[rule] = (max(top, weight), releases, files + 1, max(last, scanned_at))
+        counts = [
+            {"rule": rule, "weight": top, "releases": len(releases), "files": files, "last_seen": last}
+            for rule, (top, releases, files, last) in per_rule.items()
         ]
+        return sorted(counts, key=lambda count: (-count["releases"], count["rule"]))
 
     def scans_per_day(self, *, since: str | None = None) -> list[dict[str, Any]]:
         """Per UTC day with scans (oldest first): how many scans, and how many of them had findings."""

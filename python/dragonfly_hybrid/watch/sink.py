@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import Counter
+from collections.abc import Sequence
 
 import httpx
 
-from dragonfly_hybrid._core import Rules
+from dragonfly_hybrid._core import DistributionResult, Rules
 from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.node.jobs import SubmitOutcome, Work
 from dragonfly_hybrid.pypi.download import filename_of
@@ -34,13 +34,8 @@ def result_of(work: Work[WatchJob]) -> TargetResult:
     else:
         reason = "; ".join([work.failure or download_errors or "nothing could be scanned", *skipped])
         result = TargetResult.failed(label, "release", job.name, job.version, reason)
-    read = Counter(dist.name for dist in result.distributions)
     failed: list[NotDownloaded] = []
-    for url in job.distributions:
-        filename = filename_of(url)
-        if read[filename] > 0:
-            read[filename] -= 1
-            continue
+    for url in _not_read(job, result.distributions):
         # The node's download errors name the URL they are about (redacted).
         why = next((e for e in failures if redact_url(url) in e), download_errors or "not downloaded")
         failed.append(job.unscanned(url, why))
@@ -52,6 +47,37 @@ def result_of(work: Work[WatchJob]) -> TargetResult:
         not_downloaded=not_downloaded,
         error_per_file=work.release is not None or bool(not_downloaded),
     )
+
+
+def _not_read(job: WatchJob, read: Sequence[DistributionResult]) -> list[str]:
+    """The job's URLs whose file the node did not read. Each file read is paired with the URL it came
+    from (the node keeps it), else with a URL of its name whose listed sha256 its bytes have: an index may
+    list one name twice, and the copy not read must be the one stored as not read (with its own digest),
+    not the copy that was."""
+    unread = list(read)
+    left = []
+    for url in job.distributions:
+        found = next((dist for dist in unread if dist.url == url), None)
+        if found is None:
+            left.append(url)
+        else:
+            unread.remove(found)
+    missed = []
+    for url in left:
+        listed = job.sha256.get(url)
+        found = next(
+            (
+                dist
+                for dist in unread
+                if dist.name == filename_of(url) and listed in (None, dist.sha256.lower())
+            ),
+            None,
+        )
+        if found is None:
+            missed.append(url)
+        else:
+            unread.remove(found)
+    return missed
 
 
 class StoreSink:
@@ -85,7 +111,8 @@ class StoreSink:
         job = work.job
         # Each file with the sha256 the index lists: another host's bytes under the same name (stored by
         # a lock file's scan) do not make this result one that is stored already.
-        files: dict[str, str | None] = {filename_of(url): job.sha256.get(url) for url in job.distributions}
+        # A pair per URL: a name the index lists twice is two files.
+        files = [(filename_of(url), job.sha256.get(url), url) for url in job.distributions]
         scan_id = self.store.record_unless_stored(
             result,
             files,

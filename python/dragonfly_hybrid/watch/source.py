@@ -375,18 +375,21 @@ class PyPIWatchSource:
             new = [p for p in packages if p.upload_time is None or _as_utc(p.upload_time) >= since]
             if not new:
                 continue
-            stored = self.store.stored_files(page.project, version)
+            # Under the rules watch scans with: a file read only under other rules (a narrower `scan -r`
+            # --store) was never looked at with these.
+            stored = self.store.stored_files(page.project, version, self.rules_hash)
             wanted = []
             digests = {}
             skipped = []
             for p in sorted(new, key=lambda p: p.filename):
                 # Seen only if these very bytes were scanned: a lock file's scan may have stored a file of
-                # this name from another host. A file the index lists no sha256 for goes by its name.
+                # this name from another host. A file the index lists no sha256 for goes by its name and
+                # its URL.
                 listed = p.digests.get("sha256") or None
-                if stored.has(p.filename, listed):
+                if stored.has(p.filename, listed, p.url):
                     continue
                 if not self.filters.wants_file(p):
-                    if stored.has_not_downloaded(p.filename, listed):
+                    if stored.has_not_downloaded(p.filename, listed, p.url):
                         continue  # stored as not scanned already; kept out again, it is not stored again
                     log.info(
                         "not downloading a file over --max-size", extra={"file": p.filename, "size": p.size}

@@ -9,6 +9,8 @@ import base64
 import json
 import logging
 import os
+import random
+import re
 import subprocess
 import sys
 import threading
@@ -99,6 +101,29 @@ def test_redact_text_finds_credentials_that_hold_quotes_and_remembered_secrets()
     assert_hidden(redact_text(f"{echoed} Bearer {SECRET}"), SECRET)
     remember_secret("abc")  # too short to scrub everywhere
     assert redact_text("abc") == "abc"
+
+
+URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s@]*@)?[^\s'\"<>]+")
+"""What :func:`redact_text` takes for a URL, as the regular expression it used to be (it backtracked
+quadratically over hostile text: a 96 kB line took 6 s); the hand-written scan must find the same ones."""
+
+
+def test_redact_text_finds_the_urls_the_reference_expression_finds() -> None:
+    pieces = [*"aZ9+.-:/@'\" <>?#=;&x\t\né", "://", "https://", "u:p@", "?t=1", ";k=v", "#f=2"]
+    rnd = random.Random(35)
+    for _ in range(30_000):
+        text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 20)))
+        expected = URL_IN_TEXT.sub(lambda found: redact_url(found.group()), text)
+        assert redact_text(text) == expected, text
+
+
+@pytest.mark.parametrize("piece", ["x://a'", "x://a'y://b@'", "x://'@'", "1://", "a"])
+def test_redact_text_reads_a_long_hostile_line(piece: str) -> None:
+    """Shapes that made the expression backtrack over the rest of the line at each URL or letter (its
+    time is the benchmark's: bench/test_bench_redaction.py)."""
+    text = piece * 20_000 + " see https://u:SEC@h.example/x?token=SEC"
+    shown = redact_text(text)
+    assert "SEC" not in shown and shown.endswith(" see https://h.example/x?token=<redacted>")
 
 
 def test_an_invalid_url_error_hides_the_part_it_quotes() -> None:

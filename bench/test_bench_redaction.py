@@ -1,0 +1,59 @@
+"""What redacting a log line or an error costs (``redaction.redact_text``, run on every log line, error and
+note), on a 1.2 MB line of a shape that made its former regular expression backtrack quadratically
+(``x://a'`` repeated: a URL that ends at a quote, with no ``@`` and no space after it), beside the
+baseline of one pass over the line (``str.count("://")``). Every row in the same run; the summary prints
+the ratios."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dragonfly_hybrid.redaction import redact_text
+
+from bench.conftest import record_median
+
+GROUP = "redaction"
+HOSTILE = "x://a'" * 200_000
+PLAIN = "downloading https://files.example/p/pkg-1.0.tar.gz?token=abc: done " * 20_000
+
+
+@pytest.fixture(scope="module")
+def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
+    rows: dict[str, float] = {}
+    yield rows
+    baseline = rows.get("count-separators")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or not rows:
+        return
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        reporter.write_sep("=", "redaction of a 1.2 MB line (median; ratio to count-separators)")
+        for name, median in rows.items():
+            ratio = f"{median / baseline:8.1f}x" if baseline else "        -"
+            reporter.write_line(f"{name:<20} {median:8.4f} s  {ratio}")
+
+
+def _rounds() -> int:
+    return int(os.environ.get("DFH_BENCH_ROUNDS", "5"))
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_count_separators(benchmark: Any, medians: dict[str, float]) -> None:
+    assert benchmark.pedantic(lambda: HOSTILE.count("://"), rounds=_rounds(), iterations=1) == 200_000
+    record_median(benchmark, medians, GROUP, "count-separators")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_redact_hostile_line(benchmark: Any, medians: dict[str, float]) -> None:
+    assert benchmark.pedantic(lambda: redact_text(HOSTILE), rounds=_rounds(), iterations=1) == HOSTILE
+    record_median(benchmark, medians, GROUP, "redact-hostile")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_redact_plain_lines(benchmark: Any, medians: dict[str, float]) -> None:
+    shown = benchmark.pedantic(lambda: redact_text(PLAIN), rounds=_rounds(), iterations=1)
+    assert "token=abc" not in shown and shown.count("token=<redacted>") == 20_000
+    record_median(benchmark, medians, GROUP, "redact-plain")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,15 @@ def test_diff_usage_errors_and_incomplete(index: FakeIndex, tmp_path: Path, rule
     index.faults.missing.add("gone-1.0.tar.gz")
     code, data = diff_json("gone==1.0", "gone==1.0", *common)
     assert code == 3 and data["new"]["verdict"] == "incomplete"
+
+
+def test_diff_caps_its_downloads_as_scan_does(fake_index: FakeIndex, tmp_path: Path, rules_dir: Path) -> None:
+    """`diff` downloads every file of both sides; it had no --max-download-size (always 128 MB)."""
+    fake_index.add("huge", FakeFile("huge-1.0.tar.gz", os.urandom(5000), listed_size=-1))
+    code, data = diff_json("huge==1.0", "huge==1.0", "-r", rules_dir, "--index-url", fake_index.url,
+                           "--max-download-size", "2K")  # fmt: skip
+    assert code == 3 and data["new"]["verdict"] == "incomplete"
+    assert "huge-1.0.tar.gz exceeds the download size cap of 2000 bytes" in data["new"]["error"]
 
 
 def test_version_free_labels() -> None:

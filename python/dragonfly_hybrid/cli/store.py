@@ -741,6 +741,7 @@ def diff_command(
     ] = None,
     extra_index_url: Annotated[list[str] | None, extra_index_url_option("")] = None,
     python_version: PythonVersionOption = None,
+    max_download_size: MaxDownloadSizeOption = DEFAULT_MAX_DOWNLOAD_SIZE,
     rescan: Annotated[
         bool, typer.Option("--rescan", help="Scan releases again even if the store has them.")
     ] = False,
@@ -763,7 +764,12 @@ def diff_command(
     try:
         # Only a release needs the index: two local sides never read pip's settings (as with `scan`).
         pypi = (
-            open_index_or_exit(index_url, extra_index_url or [], python_version=python_version)
+            open_index_or_exit(
+                index_url,
+                extra_index_url or [],
+                python_version=python_version,
+                max_download_size=max_download_size,
+            )
             if any(isinstance(t, ReleaseTarget) for t in targets)
             else None
         )

@@ -15,7 +15,10 @@ fn release(i: usize) -> Vec<(String, Vec<u8>)> {
         format!("r{i}-1.0.tar.gz"),
         common::tar_gz(&[
             (&format!("r{i}-1.0/setup.py"), text.as_bytes()),
-            (&format!("r{i}-1.0/r{i}/core.py"), if i % 2 == 0 { marked.as_bytes() } else { b"x = 1\n" }),
+            (
+                &format!("r{i}-1.0/r{i}/core.py"),
+                if i.is_multiple_of(2) { marked.as_bytes() } else { b"x = 1\n" },
+            ),
         ]),
     )];
     if i % 3 != 1 {

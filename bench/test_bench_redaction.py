@@ -17,6 +17,7 @@ from bench.conftest import record_median
 
 GROUP = "redaction"
 HOSTILE = "x://a'" * 200_000
+ADJACENT = 'x://u:p@a,"y:\\/\\/b"' * 50_000  # URLs one after another, escaped ones: 0.95 MB, no space
 PLAIN = "downloading https://files.example/p/pkg-1.0.tar.gz?token=abc: done " * 20_000
 
 
@@ -57,3 +58,11 @@ def test_redact_plain_lines(benchmark: Any, medians: dict[str, float]) -> None:
     shown = benchmark.pedantic(lambda: redact_text(PLAIN), rounds=_rounds(), iterations=1)
     assert "token=abc" not in shown and shown.count("token=<redacted>") == 20_000
     record_median(benchmark, medians, GROUP, "redact-plain")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_redact_adjacent_urls(benchmark: Any, medians: dict[str, float]) -> None:
+    """A URL starting in another's path ends it (fourteenth pass): each is cut off once, not rescanned."""
+    shown = benchmark.pedantic(lambda: redact_text(ADJACENT), rounds=_rounds(), iterations=1)
+    assert "u:p@" not in shown and shown.count("x://a,") == 50_000
+    record_median(benchmark, medians, GROUP, "redact-adjacent")

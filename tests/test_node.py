@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 
 import pytest
@@ -162,6 +162,30 @@ def test_a_once_run_whose_claims_keep_failing_finishes_its_jobs_then_fails(
     thread.join()
     assert fake.count("jobs", status) == 4
     assert len(fake.claims) == 2 and len(fake.results) == 2  # the jobs claimed were submitted
+
+
+@pytest.mark.parametrize("load_duration", [0.0, 0.1])
+def test_the_wait_after_a_failed_claim_doubles_and_never_shrinks(
+    fake: FakeMainframe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load_duration: float
+) -> None:
+    """Fourteenth pass: the wait was capped at the poll interval, so with DRAGONFLY_LOAD_DURATION=0 (or a
+    small one) it was 1 s, then 0 s: a daemon whose claims kept failing at once (HTTP 404) claimed and
+    logged thousands of times a second. The waits are recorded, not slept."""
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    def sleep(delay: float, result: object = None) -> Coroutine[object, object, object]:
+        if sys._getframe(1).f_code.co_name == "_load":
+            waits.append(delay)
+            delay = 0
+        return real_sleep(delay, result)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    fake.fail_next("jobs", 404, count=1000)
+    with pytest.raises(MainframeError, match=r"could not claim jobs \(4 tries\)"):
+        run_node(settings_for(fake, tmp_path, load_duration=load_duration), once=True)
+    assert waits == [1.0, 2.0, 4.0]
+    assert fake.count("jobs", 404) == 4
 
 
 def test_expired_token_and_401_lead_to_a_new_login(fake: FakeMainframe, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 REDACTED = "<redacted>"
 """What is shown in place of a secret: each query value, path parameter, credential, remembered secret."""
@@ -80,7 +80,12 @@ def _forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
     forms: set[str] = set()
     for secret in secrets:
         escaped = (json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])
-        forms.update((secret, quote(secret, safe=""), *escaped))
+        # Percent-encoded as a URL's part or a form's field (``+`` for a space), in upper- and lower-case
+        # hex; JSON-escaped, also with escaped slashes (``\/``, as PHP and others write them).
+        encoded = (quote(secret, safe=""), quote_plus(secret, safe=""))
+        lower = tuple(re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), form) for form in encoded)
+        slashes = tuple(form.replace("/", "\\/") for form in escaped)
+        forms.update((secret, *encoded, *lower, *escaped, *slashes))
     return tuple(sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True))
 
 
@@ -88,6 +93,7 @@ _SCHEME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV
 _WHITESPACE = re.compile(r"\s")
 _URL_END = re.compile(r"[\s'\"<>]")
 _AT = re.compile("@")
+_AUTHORITY_END = re.compile("[?#@]")
 
 
 class _NextMatch:
@@ -109,39 +115,98 @@ class _NextMatch:
         return self._found
 
 
-def _redact_urls(text: str) -> str:
+def _redact_urls(text: str, separator: str = "://") -> str:
     """``text`` with every URL in it as :func:`redact_url` shows it. A URL: a scheme, ``://``, then,
     optionally, credentials up to an ``@`` (they may hold quotes, ``/``, ``?`` or ``#`` written unencoded)
-    before the next white space, then anything up to a white space, a quote or an angle bracket.
+    before the next white space, then anything up to a white space, a quote or an angle bracket, or up to
+    the next URL's scheme when one starts in its host or path (``https://a/x,https://user:pass@b/``: two
+    URLs; one in its query or fragment is hidden with it).
+
+    ``separator``: ``:\\/\\/`` for URLs in JSON text that escapes its slashes
+    (``https:\\/\\/user:pass@host``): each is unescaped, redacted, and escaped again.
 
     Found by hand in one pass: a regular expression for it backtracked quadratically over hostile text (a
     96 kB line took 6 s), and this runs on whatever a package or a server said."""
+    escaped = separator != "://"
+    width = len(separator)
     parts: list[str] = []
     done = 0  # text[:done] is in parts
     spaces, ends, ats = (_NextMatch(pattern, text) for pattern in (_WHITESPACE, _URL_END, _AT))
-    separator = text.find("://")
-    while separator != -1:
-        start = separator
-        while start > done and text[start - 1] in _SCHEME_CHARACTERS:
-            start -= 1
-        while start < separator and not text[start].isalpha():  # a scheme starts with a letter
-            start += 1
-        body = separator + 3
-        end = ends.at_or_after(body) if start < separator else body
+    separators = _NextMatch(re.compile(re.escape(separator)), text)
+    found = text.find(separator)
+    while found != -1:
+        start = _scheme_start(text, done, found)
+        body = found + width
+        end = ends.at_or_after(body) if start < found else body
         at = ats.at_or_after(body)
-        if end <= at < spaces.at_or_after(body):
+        # (Not in JSON text: a quote in a string is escaped there.)
+        if not escaped and end <= at < spaces.at_or_after(body) and _credentials_cut_short(text[body:end]):
             # Credentials holding a quote or an angle bracket: the URL goes on after their "@" (if
-            # anything follows it).
+            # anything follows it), unless another URL starts before that "@" (JSON text: "url","url").
             after = ends.at_or_after(at + 1)
-            end = after if after > at + 1 else end
-        if end == body or start == separator:  # no scheme, or nothing after it
-            separator = text.find("://", body)
+            if after > at + 1 and _next_url(text, body, at, separators, width) == -1:
+                end = after
+        if end == body or start == found:  # no scheme, or nothing after it
+            found = text.find(separator, body)
             continue
-        parts += (text[done:start], redact_url(text[start:end]))
+        cut = _next_url(text, body, end, separators, width)
+        end = end if cut == -1 else cut
+        url = text[start:end]
+        if escaped:
+            url = redact_url(url.replace("\\/", "/")).replace("/", "\\/")
+        else:
+            url = redact_url(url)
+        parts += (text[done:start], url)
         done = end
-        separator = text.find("://", end)
+        found = text.find(separator, end)
     parts.append(text[done:])
     return "".join(parts)
+
+
+def _credentials_cut_short(head: str) -> bool:
+    """``head``, what follows a URL's ``://`` up to a quote or an angle bracket, may be the start of
+    credentials that hold one. Not when it names a host and then a path (``host/x?t=1`` of JSON text
+    ``"https://host/x?t=1","b":"u@h"``: the ``@`` that follows is not that URL's): a password with an
+    unencoded ``/`` reads as a host with a port that is not one (``user:pa`` of ``user:pa/ss``)."""
+    authority, slash, _ = head.partition("/")
+    return not slash or not authority or _AUTHORITY_END.search(authority) is not None or _bad_port(authority)
+
+
+def _scheme_start(text: str, floor: int, separator: int) -> int:
+    """Where the scheme before ``text[separator:]``'s ``://`` starts (not before ``floor``; it starts with a
+    letter): ``separator`` when there is none."""
+    start = separator
+    while start > floor and text[start - 1] in _SCHEME_CHARACTERS:
+        start -= 1
+    while start < separator and not text[start].isalpha():
+        start += 1
+    return start
+
+
+def _next_url(text: str, body: int, end: int, separators: _NextMatch, width: int) -> int:
+    """Where the next URL starts in ``text[body:end]``, the host and path of a URL (-1 when none does).
+    One in its query or fragment (after a ``?`` or ``#``) is not cut off: the query's and fragment's
+    values are redacted with it. Nor is a ``://`` in credentials (``user:pa://ss@host``,
+    ``user:pa/x://ss@host``: :func:`redact_url` drops them whole; a URL cut there would show them)."""
+    position = separators.at_or_after(body)
+    while position + width <= end:
+        scheme = _scheme_start(text, body, position)
+        if body < scheme < position:
+            before = text[body:scheme]
+            if "?" in before or "#" in before:
+                return -1
+            authority, slash, _ = before.partition("/")
+            if "@" not in authority and (not slash or _bad_port(authority)):
+                return -1
+            return scheme
+        position = separators.at_or_after(position + width)
+    return -1
+
+
+def _bad_port(netloc: str) -> bool:
+    """``netloc`` ends in ``:`` and something that is not a port: the start of credentials (``user:pa``)."""
+    _, colon, port = netloc.rpartition("]")[2].rpartition(":")
+    return bool(colon) and not (port.isascii() and port.isdigit() and int(port) <= 65535)
 
 
 def redact_text(text: str) -> str:
@@ -150,7 +215,25 @@ def redact_text(text: str) -> str:
     for secret in _scrubbed:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if "uthorization" in text or "UTHORIZATION" in text:
+        text = _AUTHORIZATION.sub(_hide_credentials, text)
+    if ":\\/\\/" in text:
+        text = _redact_urls(text, ":\\/\\/")
     return _redact_urls(text) if "://" in text else text
+
+
+# An ``Authorization:`` or ``Proxy-Authorization:`` header a server echoes back (also as a JSON member or a
+# ``key=value``): its credentials (``Basic <base64 of user:password>``, a bearer token) are hidden, its
+# scheme shown. Every repetition is bounded: linear on any text.
+_AUTHORIZATION = re.compile(
+    r"""\b((?:proxy-)?authorization["']?[ \t]{0,8}[:=][ \t]{0,8}["']?"""
+    r"(?:(?:basic|bearer|digest|token|negotiate|ntlm)[ \t]{1,8})?)[^\s\"',;]+",
+    re.IGNORECASE,
+)
+
+
+def _hide_credentials(match: re.Match[str]) -> str:
+    return match.group(1) + REDACTED
 
 
 def describe_error(err: BaseException) -> str:
@@ -231,8 +314,7 @@ def _userinfo_spills(netloc: str, url: str) -> bool:
     what stands for the port is not one (``user:pa`` of ``https://user:pa/ss@host/``)."""
     if "://" not in url or "@" not in url.partition("://")[2][len(netloc) :]:
         return False
-    _, colon, port = netloc.rpartition("]")[2].rpartition(":")
-    return bool(colon) and not (port.isascii() and port.isdigit() and int(port) <= 65535)
+    return _bad_port(netloc)
 
 
 def _redact_items(text: str, separator: str) -> str:
@@ -268,10 +350,15 @@ def _redact_fragment(fragment: str) -> str:
     items = []
     for item in fragment.split("&"):
         key, equals, value = item.partition("=")
-        if equals and (key.lower() in _KEPT_FRAGMENT_KEYS or not value):
+        if equals and (not value or (key.lower() in _KEPT_FRAGMENT_KEYS and _plain(value))):
             items.append(item)
         elif not equals and not key:
             items.append(item)
         else:
             items.append(f"{key}={REDACTED}" if equals else REDACTED)
     return "&".join(items)
+
+
+def _plain(value: str) -> bool:
+    """A kept fragment value (a digest, an egg name, a subdirectory) that holds no URL nor credentials."""
+    return "@" not in value and "://" not in value and ":\\/\\/" not in value

@@ -41,6 +41,10 @@ LEASE_SHARE = 0.5
 ONCE_CLAIM_ATTEMPTS = 4
 """Claims in a row that may fail (backing off 1, 2, 4 s) before a ``once`` run gives up: it cannot say
 the queue was drained."""
+CLAIM_BACKOFF_MAX = 60.0
+"""The longest wait after a failed claim, unless the poll interval (``load_duration``) is longer. The wait
+doubles from 1 s and never shrinks: capped at a ``load_duration`` of 0 (allowed: poll at once when idle),
+a claim that kept failing at once (HTTP 404) was repeated thousands of times a second, each logged."""
 
 
 def scan_workers(threads: int) -> int:
@@ -508,7 +512,7 @@ class Node(Generic[J]):
                     self.claim_error = MainframeError(f"could not claim jobs ({failed_claims} tries): {err}")
                     return
                 await self._interruptible(asyncio.sleep(backoff), None)
-                backoff = min(backoff * 2, self.options.load_duration)
+                backoff = min(backoff * 2, max(self.options.load_duration, CLAIM_BACKOFF_MAX))
                 continue
             backoff = 1.0
             failed_claims = 0

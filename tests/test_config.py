@@ -284,6 +284,8 @@ def test_a_rules_cache_dir_of_off_turns_the_node_cache_off(
     monkeypatch.delenv("DRAGONFLY_RULES_CACHE_DIR")
     monkeypatch.setenv("DRAGONFLY_CONFIG", str(config))
     assert load_settings().rules_cache_dir is None
+    config.write_text("rules_cache_dir = false\n", encoding="utf-8")  # TOML's own word for it
+    assert load_settings().rules_cache_dir is None
 
 
 def test_limits_from_settings() -> None:

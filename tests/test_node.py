@@ -278,6 +278,21 @@ def test_a_node_with_its_rules_cache_off_writes_no_blob(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("commit", ["c" * 300, "a/b", "a_b"])
+def test_any_rules_commit_name_is_cached_under_a_name_of_its_own(
+    fake: FakeMainframe, tmp_path: Path, commit: str
+) -> None:
+    """A 300-character commit name made the cache's file name too long (ENAMETOOLONG: the node could not
+    start), and `a/b` and `a_b` shared a file: a node could load one commit's rules for the other."""
+    fake.set_rules(commit, {"m.yar": 'rule m { strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }'})
+    fake.add_release("a", "1.0", {"setup.py": MARK})
+    run_node(settings_for(fake, tmp_path), once=True)
+    [body] = [s.body for s in fake.results]
+    assert body["commit"] == commit and body["rules_matched"] == ["m"]
+    [blob] = (tmp_path / "rules-cache").glob("*.rules")
+    assert len(blob.name) < 100 and (blob.name.startswith("sha256-") == (commit != "a_b"))
+
+
 def test_rules_that_do_not_compile_keep_the_last_good_set(fake: FakeMainframe, tmp_path: Path) -> None:
     fake.add_release("a", "1.0", {"setup.py": MARK})
     fake.set_rules("broken-rules", {"broken.yar": "rule broken { condition: nope }"})

@@ -10,6 +10,7 @@ grace period, and whatever is left is the server's to lease again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import signal
 import time
@@ -208,7 +209,11 @@ class RuleState:
     def _cache_path(self, commit: str) -> Path | None:
         if self._cache_dir is None:
             return None
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in commit) or "empty"
+        safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in commit)
+        if len(safe) > 100 or safe != commit:
+            # A name the file system would refuse (too long: ENAMETOOLONG), or one two commits could share
+            # once cleaned: the commit's digest names it instead.
+            safe = "sha256-" + hashlib.sha256(commit.encode("utf-8", "surrogatepass")).hexdigest()
         # Tagged with the blobs' shape, so an upgraded node compiles again instead of loading an older
         # form (or warning that it no longer loads).
         return self._cache_dir / f"{safe}.{COMPILED_LAYOUT}.rules"

@@ -217,6 +217,8 @@ class NodeSettings(BaseSettings):
         # `off` turns the cache off, as for the commands (it named a directory `off`).
         if isinstance(value, str):
             return configured_cache_dir(value)
+        if value is False:  # `rules_cache_dir = false` in the TOML file
+            return None
         return value.expanduser() if isinstance(value, Path) else value
 
     def auth_scheme(self) -> AuthScheme:

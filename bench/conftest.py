@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,26 @@ def record_median(benchmark: Any, medians: dict[str, float], group: str, row: st
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
         medians[row] = stats.stats.median
+
+
+def medians_printed(
+    request: pytest.FixtureRequest, title: str, baseline: str, *, digits: int = 3
+) -> Iterator[dict[str, float]]:
+    """The body of a module's ``medians`` fixture: row -> median seconds, printed when the module ends with
+    each row's ratio to the ``baseline`` row (shown without ``-s`` too)."""
+    rows: dict[str, float] = {}
+    yield rows
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or not rows:
+        return
+    base = rows.get(baseline)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        reporter.write_sep("=", f"{title} (median; ratio to {baseline})")
+        width = max(len(name) for name in rows) + 2
+        for name, median in rows.items():
+            ratio = f"{median / base:8.2f}x" if base else "        -"
+            reporter.write_line(f"{name:<{width}} {median:8.{digits}f} s  {ratio}")
 
 
 def all_threads() -> int:

@@ -30,7 +30,7 @@ import pytest
 
 from bench.baseline import BaselineScanner
 from bench.bigwheel import BigWheel, common_code_sources, ensure_bigwheel
-from bench.conftest import record_median
+from bench.conftest import medians_printed, record_median
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = 2
@@ -62,19 +62,7 @@ def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
-    """Row -> median seconds; printed as ratios to the engine row when the module ends."""
-    rows: dict[str, float] = {}
-    yield rows
-    engine = rows.get("engine-2threads")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not rows:
-        return
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    with capture.global_and_fixture_disabled():  # shown without -s too
-        reporter.write_sep("=", "big wheel (median of rounds; ratio to engine-2threads)")
-        for name, median in rows.items():
-            ratio = f"{median / engine:6.2f}x" if engine else "      -"
-            reporter.write_line(f"{name:<28} {median:8.3f} s  {ratio}")
+    yield from medians_printed(request, "big wheel", "engine-2threads")
 
 
 ENGINE_ROWS: dict[bool | Literal["files"], str] = {

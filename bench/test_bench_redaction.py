@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from dragonfly_hybrid.redaction import redact_text
 
-from bench.conftest import record_median
+from bench.conftest import medians_printed, record_median
 
 GROUP = "redaction"
 HOSTILE = "x://a'" * 200_000
@@ -23,18 +23,7 @@ PLAIN = "downloading https://files.example/p/pkg-1.0.tar.gz?token=abc: done " * 
 
 @pytest.fixture(scope="module")
 def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
-    rows: dict[str, float] = {}
-    yield rows
-    baseline = rows.get("count-separators")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not rows:
-        return
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        reporter.write_sep("=", "redaction of a 1.2 MB line (median; ratio to count-separators)")
-        for name, median in rows.items():
-            ratio = f"{median / baseline:8.1f}x" if baseline else "        -"
-            reporter.write_line(f"{name:<20} {median:8.4f} s  {ratio}")
+    yield from medians_printed(request, "redaction of a 1.2 MB line", "count-separators", digits=4)
 
 
 def _rounds() -> int:

@@ -38,7 +38,7 @@ import pytest
 from dragonfly_hybrid.store import db as store_db
 from dragonfly_hybrid.store.db import Store
 
-from bench.conftest import record_median
+from bench.conftest import medians_printed, record_median
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP = "store"
@@ -53,29 +53,25 @@ def _rounds() -> int:
     return int(os.environ.get("DFH_BENCH_ROUNDS", "3"))
 
 
-@pytest.fixture(scope="module")
-def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("store") / "results.db"
+def _write_store(
+    path: Path,
+    releases: list[tuple[int, str]],
+    scans: list[tuple[int, int, int, str, str]],
+    dists: list[tuple[int, int, str, str, str]],
+    matches: list[tuple[int, str]],
+) -> None:
+    """A store at ``path`` of rule sets 1 and 2 and these rows: releases (id, name), scans (id, release,
+    rule set, time, rules matched), distributions (id, scan, file name, sha256, rules matched) each with
+    one file, ``x.py`` (its id the distribution's), and matches (file, rule)."""
     Store(path).close()  # the current schema
     db = sqlite3.connect(path)
     db.executemany(
         "INSERT INTO rulesets (id, hash, count, first_seen) VALUES (?, ?, 2, '2026-01-01T00:00:00+00:00')",
         [(1, "a" * 64), (2, "b" * 64)],
     )
-    scans, dists, files, matches = [], [], [], []
-    for i in range(_releases()):
-        for ruleset in (1, 2) if i % 3 == 0 else (1,):
-            rules = ["bench_a", "bench_b"] if ruleset == 1 else ["bench_a"]
-            scan_id = len(scans) + 1
-            scans.append((scan_id, i + 1, ruleset, f"2026-01-0{ruleset}T00:00:00+00:00", json.dumps(rules)))
-            for d in range(2):
-                dist_id = len(dists) + 1
-                dists.append((dist_id, scan_id, f"p{i}-1.0-{d}.whl", f"{i:032x}{d:032x}", json.dumps(rules)))
-                files.append((dist_id, dist_id))
-                matches.extend((dist_id, rule) for rule in rules)
     db.executemany(
         "INSERT INTO releases (id, name, normalized, version) VALUES (?, ?, ?, '1.0')",
-        [(i + 1, f"p{i}", f"p{i}") for i in range(_releases())],
+        [(release_id, name, name) for release_id, name in releases],
     )
     db.executemany(
         "INSERT INTO scans (id, release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched) "
@@ -90,7 +86,7 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     db.executemany(
         "INSERT INTO files (id, distribution_id, path, size, sha256, score) VALUES (?, ?, 'x.py', 10, '', 5)",
-        files,
+        [(dist[0], dist[0]) for dist in dists],
     )
     db.executemany(
         "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
@@ -99,24 +95,31 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     db.commit()
     db.close()
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "results.db"
+    scans: list[tuple[int, int, int, str, str]] = []
+    dists: list[tuple[int, int, str, str, str]] = []
+    matches: list[tuple[int, str]] = []
+    for i in range(_releases()):
+        for ruleset in (1, 2) if i % 3 == 0 else (1,):
+            rules = ["bench_a", "bench_b"] if ruleset == 1 else ["bench_a"]
+            scan_id = len(scans) + 1
+            scans.append((scan_id, i + 1, ruleset, f"2026-01-0{ruleset}T00:00:00+00:00", json.dumps(rules)))
+            for d in range(2):
+                dist_id = len(dists) + 1
+                dists.append((dist_id, scan_id, f"p{i}-1.0-{d}.whl", f"{i:032x}{d:032x}", json.dumps(rules)))
+                matches.extend((dist_id, rule) for rule in rules)
+    _write_store(path, [(i + 1, f"p{i}") for i in range(_releases())], scans, dists, matches)
     print(f"\n[store] {path}: {_releases()} releases, {len(scans)} scans, {len(dists)} distributions")
     return path
 
 
 @pytest.fixture(scope="module")
 def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
-    rows: dict[str, float] = {}
-    yield rows
-    baseline = rows.get(BASELINE)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not rows:
-        return
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        reporter.write_sep("=", f"store of {_releases()} releases (median; ratio to {BASELINE})")
-        for name, median in rows.items():
-            ratio = f"{median / baseline:6.2f}x" if baseline else "      -"
-            reporter.write_line(f"{name:<20} {median:8.3f} s  {ratio}")
+    yield from medians_printed(request, f"store of {_releases()} releases", "read-every-hit")
 
 
 @pytest.mark.benchmark(group=GROUP)
@@ -180,40 +183,14 @@ def wide_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One release of ``DFH_BENCH_WIDE_FILES`` files, each matching under rule set A, rescanned under B."""
     files = int(os.environ.get("DFH_BENCH_WIDE_FILES", "4000"))
     path = tmp_path_factory.mktemp("wide") / "results.db"
-    Store(path).close()
-    db = sqlite3.connect(path)
-    db.executemany(
-        "INSERT INTO rulesets (id, hash, count, first_seen) VALUES (?, ?, 2, '2026-01-01T00:00:00+00:00')",
-        [(1, "a" * 64), (2, "b" * 64)],
-    )
-    db.execute("INSERT INTO releases (id, name, normalized, version) VALUES (1, 'wide', 'wide', '1.0')")
-    db.executemany(
-        "INSERT INTO scans (id, release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched) "
-        "VALUES (?, 1, ?, 'scan', '2026-01-01T00:00:00+00:00', 'findings', 5, '[]')",
-        [(1, 1), (2, 2)],
-    )
+    when = "2026-01-01T00:00:00+00:00"
     dists = [
         (scan * files + i + 1, scan + 1, f"w-{i}.whl", f"{i:064x}", '["bench_a"]' if scan == 0 else "[]")
         for scan in range(2)
         for i in range(files)
     ]
-    db.executemany(
-        "INSERT INTO distributions (id, scan_id, filename, url, format, size, sha256, files_scanned, "
-        "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
-        "VALUES (?, ?, ?, NULL, 'zip', 100, ?, 10, 1000, 5, ?, 'x.py', 'findings', 1)",
-        dists,
-    )
-    db.executemany(
-        "INSERT INTO files (id, distribution_id, path, size, sha256, score) VALUES (?, ?, 'x.py', 10, '', 5)",
-        [(i + 1, i + 1) for i in range(files)],
-    )
-    db.executemany(
-        "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
-        "VALUES (?, 'bench_a', 'default', 5, '[]', '{}', '[]')",
-        [(i + 1,) for i in range(files)],
-    )
-    db.commit()
-    db.close()
+    matches = [(i + 1, "bench_a") for i in range(files)]
+    _write_store(path, [(1, "wide")], [(1, 1, 1, when, "[]"), (2, 1, 2, when, "[]")], dists, matches)
     return path
 
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections import Counter
@@ -752,3 +753,48 @@ def test_the_nodes_scanner_skips_what_its_result_bodies_never_carry(tmp_path: Pa
 
     assert asyncio.run(scanner_of(True)) == (True, False)
     assert asyncio.run(scanner_of(False)) == (False, True)
+
+
+def test_inspector_urls_percent_encode_what_the_package_and_the_job_name(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    """The contract's ``/project/{name}/{version}/{download path}/{file path}``, as a URL: each piece
+    percent-encoded (the reference node builds it with a URL library), so a member named with a space,
+    ``#``, ``?``, ``%``, a backslash, non-ASCII or a bidi override links to that member; ``..`` segments,
+    which a browser resolves in any spelling, link to the distribution instead of to another project's page.
+    (Once pasted in raw: ``#``/``?`` cut the link, ``..`` left ``/project/up/1.0/...`` for
+    ``/project/other``.)"""
+    member = "a b#c?d%e\\f/é\u202e.py"
+    odd = fake.add_release("odd", "1.0", {member: MARK}, sdist=False)[0]
+    escape = "x/../../../../../../../project/other/9/other-9.tar.gz/setup.py"
+    up = fake.add_release("up", "1.0", distributions=[fake.host_file("up-1.0.zip", zip_of({escape: MARK}))])[
+        0
+    ]
+    named = fake.add_release(
+        "p q#", "1.0?/x", distributions=[fake.host_file("p.zip", zip_of({"m.py": MARK}))]
+    )[0]
+    run_node(settings_for(fake, tmp_path), once=True)
+    urls = {s.body["name"]: s.body["inspector_url"] for s in fake.results}
+
+    def path_of(url: str) -> str:
+        return urllib.parse.urlsplit(url).path.lstrip("/")
+
+    def encoded(path: str) -> str:
+        return "/".join(urllib.parse.quote(part, safe="") for part in path.split("/"))
+
+    base = "https://inspector.pypi.io/project"
+    assert urls["odd"] == f"{base}/odd/1.0/{path_of(odd)}/{encoded(member)}"
+    assert urls["up"] == f"{base}/up/1.0/{path_of(up)}/"
+    assert urls["p q#"] == f"{base}/p%20q%23/1.0%3F%2Fx/{path_of(named)}/m.py"
+    for url in urls.values():
+        parts = urllib.parse.urlsplit(url)
+        assert (parts.netloc, parts.query, parts.fragment) == ("inspector.pypi.io", "", ""), url
+        assert "/../" not in url and url.isascii() and url.isprintable(), url
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, content in files.items():
+            archive.writestr(path, content)
+    return buffer.getvalue()

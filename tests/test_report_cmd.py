@@ -475,3 +475,33 @@ def test_a_lock_files_file_with_no_sha256_is_settled_only_by_a_read_from_its_url
         assert run(*scan, "-R", lock).exit_code == 1
         data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
         assert (data["verdict"], data["error"]) == ("findings", None)
+
+
+def test_member_names_in_a_releases_details_are_text_not_markup_or_escapes(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """A stored member path is shown as the text it is: rich markup in it ([link=...] made a hyperlink, a
+    closing tag alone raised MarkupError and the release could not be shown), :emoji: codes, and terminal
+    escapes (an OSC 8 hyperlink, a colour) or bidi overrides, which went to the terminal raw."""
+    names = [
+        "[link=https://evil.example/]LINK[/link].py",
+        "[/bold]closing.py",
+        "\x1b]8;;https://evil.example/\x1b\\OSC\x1b]8;;\x1b\\.py",
+        "\x1b[31mred.py",
+        ":thumbs_up:.py",
+        "bidi\u202eyp.py",
+    ]
+    fake_index.add("evil", sdist("evil", "1.0", {name: BAD for name in names}))
+    store = tmp_path / "store.db"
+    assert (
+        run("scan", "evil==1.0", "-r", rules_dir, "--index-url", fake_index.url, "--store", store).exit_code
+        == 1
+    )
+    result = run("report", "evil==1.0", "--store", store)
+    assert result.exit_code == 0, result.output
+    shown = result.stdout.replace("\n", "")  # long paths are folded over lines
+    for literal in ("[link=https://evil.example/]LINK[/link].py", "[/bold]closing.py", ":thumbs_up:.py"):
+        assert literal in shown
+    assert "\\x1b]8;;https://evil.example/" in shown and "\\x1b[31mred.py" in shown
+    assert "bidi\\u202eyp.py" in shown
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout

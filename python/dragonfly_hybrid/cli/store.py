@@ -61,6 +61,7 @@ from dragonfly_hybrid.report import (
     EXIT_INCOMPLETE,
     FILE_TABLE_WIDTH,
     SARIF_ERROR_WEIGHT,
+    printable,
 )
 from dragonfly_hybrid.store.content_cache import cached_scanner
 from dragonfly_hybrid.store.db import (
@@ -127,8 +128,21 @@ RulesOption = Annotated[
 FormatOption = Annotated[Fmt, choice_option(Fmt, "--format", "-f", help_text="Output format.")]
 
 
+class _TextConsole(ClosedPipeConsole):
+    """What the store holds came from packages and indexes: every string (a table cell, a printed line) is
+    shown as the text it is, never as rich markup (``[link=...]``, ``[/bold]``, which also raised on a
+    closing tag without its opening one) or ``:emoji:`` codes, with control and format characters (terminal
+    escapes, ``\\r``, bidi overrides) written as escapes (:func:`~dragonfly_hybrid.report.printable`).
+    ``Text`` objects are made from printable text where they are built."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text), **kwargs)
+
+
 def _console() -> Console:
-    return ClosedPipeConsole(width=None if sys.stdout.isatty() else FILE_TABLE_WIDTH, highlight=False)
+    return _TextConsole(
+        width=None if sys.stdout.isatty() else FILE_TABLE_WIDTH, highlight=False, markup=False, emoji=False
+    )
 
 
 def _print_json(document: object) -> None:
@@ -433,8 +447,8 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
         return
     console = _console()
     console.print(
-        Text(f"{release.name}=={release.version}", style="bold"),
-        Text(release.verdict),
+        Text(printable(f"{release.name}=={release.version}"), style="bold"),
+        Text(printable(release.verdict)),
         f"score {release.score}",
     )
     several = len(release.scans) > 1
@@ -459,7 +473,7 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
     for scan in release.scans:
         if scan.error:
             label = f"error (scan {scan.id})" if several else "error"
-            console.print(Text(f"{label}: {scan.error}", style="yellow"), overflow="fold")
+            console.print(Text(printable(f"{label}: {scan.error}"), style="yellow"), overflow="fold")
     dists = Table(title="Distributions", box=box.SIMPLE, title_justify="left")
     for column in (
         "File",
@@ -492,7 +506,7 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
                 for p in patterns:
                     matches.add_row(
                         f"{d['name']}/{f['path']}" + (f" ({_scan_cell(d)})" if d["findings_only"] else ""),
-                        Text(m["rule"], style=style),
+                        Text(printable(m["rule"]), style=style),
                         str(m["weight"]),
                         p["identifier"],
                         str(p["offset"]),
@@ -506,7 +520,9 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
             tag = "unscanned" if issue["unscanned"] else "note"
             where = f"{d['name']}/{issue['path']}" if issue["path"] else d["name"]  # "": the whole file
             # Text, not markup: rich takes "[member-too-large]" (or brackets in a message) for style tags.
-            console.print(Text(f"{tag} [{issue['kind']}] {where}: {issue['message']}"), overflow="fold")
+            console.print(
+                Text(printable(f"{tag} [{issue['kind']}] {where}: {issue['message']}")), overflow="fold"
+            )
 
 
 # ----------------------------------------------------------------------------------------------- diff
@@ -843,12 +859,12 @@ def _render_diff(
             f"{', '.join(side.rules_matched) or '-'} (from {side.origin})"
         )
         if side.error:
-            console.print(Text(f"  error: {side.error}", style="yellow"), overflow="fold")
+            console.print(Text(printable(f"  error: {side.error}"), style="yellow"), overflow="fold")
     label = after.label
     if not (added or removed or new_rules):
-        console.print(Text(f"nothing new in {label}", style="green"))
+        console.print(Text(printable(f"nothing new in {label}"), style="green"))
     if new_rules:
-        console.print(Text(f"new rules in {label}: {', '.join(new_rules)}", style="bold red"))
+        console.print(Text(printable(f"new rules in {label}: {', '.join(new_rules)}"), style="bold red"))
     if gone_rules:
         console.print(f"rules no longer matched: {', '.join(gone_rules)}")
     for title, findings in ((f"New in {label}", added), (f"Gone in {label}", removed)):
@@ -863,7 +879,7 @@ def _render_diff(
             first = min(f.patterns, key=lambda p: p["offset"]) if f.patterns else None
             where = f"{first['identifier']} @ {first['offset']}" if first else "-"
             style = "red" if f.weight >= SARIF_ERROR_WEIGHT else "yellow"
-            table.add_row(Text(f.rule, style=style), str(f.weight), f.label, where)
+            table.add_row(Text(printable(f.rule), style=style), str(f.weight), f.label, where)
         console.print(table)
 
 
@@ -886,4 +902,4 @@ def _render_files(after: Side, files: FileChanges, problems: list[str]) -> None:
             table.add_row(change, label)
         console.print(table)
     for problem in problems:
-        console.print(Text(f"not compared: {problem}", style="yellow"), overflow="fold")
+        console.print(Text(printable(f"not compared: {problem}"), style="yellow"), overflow="fold")

@@ -263,17 +263,131 @@ impl ReleaseReport {
 }
 
 /// `https://inspector.pypi.io/project/{name}/{version}/{download path}/{file path}`: the download
-/// URL's host replaced by inspector.pypi.io, as the Dragonfly mainframe expects. Members of nested
-/// archives are shown by the outermost member (the inspector cannot open inner archives).
+/// URL's path under inspector.pypi.io, as the Dragonfly mainframe expects. Members of nested archives
+/// are shown by the outermost member (the inspector cannot open inner archives).
+///
+/// Every piece is percent-encoded, as the reference node's URL library does: a package names its
+/// members (and a hostile index its names and URLs), so a `#` or `?` cut the link short, a space or a
+/// bidi character went out raw, and `..` segments (or backslashes, which browsers read as `/`) sent
+/// whoever followed the link to another project's page. The name, the version and each member path
+/// segment are one segment each (`/`, `\` and `%` escaped); the download path keeps its escapes and
+/// resolves its own dot segments within itself; a member path with a `..` segment links to its
+/// distribution's page (a browser resolves `..` however it is spelled); a name or version that is
+/// empty, `.` or `..` gives no link. The download URL's query and fragment are left out.
 pub fn inspector_url(name: &str, version: &str, download_url: &str, file_path: &str) -> Option<String> {
-    let after_scheme = download_url.split_once("://").map_or(download_url, |(_, rest)| rest);
-    let path = after_scheme.find('/').map_or("", |slash| &after_scheme[slash..]);
-    let path = path.split(['?', '#']).next().unwrap_or("").trim_start_matches('/');
-    if path.is_empty() {
+    if [name, version].iter().any(|piece| matches!(*piece, "" | "." | "..")) {
         return None;
     }
-    let file = file_path.split("!/").next().unwrap_or(file_path).trim_start_matches('/');
-    Some(format!("https://inspector.pypi.io/project/{name}/{version}/{path}/{file}"))
+    let path = download_path(download_url)?;
+    let mut url = String::from("https://inspector.pypi.io/project/");
+    push_segment(&mut url, name);
+    url.push('/');
+    push_segment(&mut url, version);
+    url.push('/');
+    url.push_str(&path);
+    url.push('/');
+    let outer = file_path.split("!/").next().unwrap_or(file_path);
+    let segments: Vec<&str> = outer.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    if segments.is_empty() || segments.contains(&"..") {
+        return Some(url);
+    }
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            url.push('/');
+        }
+        push_segment(&mut url, segment);
+    }
+    Some(url)
+}
+
+/// RFC 3986's `pchar` less `%`: what a path segment holds as it is.
+fn is_pchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte)
+}
+
+fn push_escaped(url: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    url.push('%');
+    url.push(HEX[usize::from(byte >> 4)] as char);
+    url.push(HEX[usize::from(byte & 0xf)] as char);
+}
+
+/// `text` as one path segment: every byte that is not a `pchar` escaped (`/`, `\` and `%` too).
+fn push_segment(url: &mut String, text: &str) {
+    for &byte in text.as_bytes() {
+        if is_pchar(byte) {
+            url.push(byte as char);
+        } else {
+            push_escaped(url, byte);
+        }
+    }
+}
+
+/// A segment of the download URL's path: its escapes kept (upper-cased), any other byte that is not a
+/// `pchar` escaped. ASCII only.
+fn url_segment(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if byte == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            out.push('%');
+            out.push(bytes[i + 1].to_ascii_uppercase() as char);
+            out.push(bytes[i + 2].to_ascii_uppercase() as char);
+            i += 3;
+            continue;
+        }
+        if is_pchar(byte) {
+            out.push(byte as char);
+        } else {
+            push_escaped(&mut out, byte);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// How many dots an encoded segment is made of (`.` or `%2E` each), as a browser reads it; None when it
+/// holds anything else.
+fn dot_count(segment: &str) -> Option<usize> {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            rest = &rest[3..];
+        } else {
+            return None;
+        }
+        dots += 1;
+    }
+    Some(dots)
+}
+
+/// The download URL's path, without its query and fragment, each segment encoded, its own dot segments
+/// resolved within it (as when it was fetched, never above it); None when nothing is left.
+fn download_path(download_url: &str) -> Option<String> {
+    let after_scheme = download_url.split_once("://").map_or(download_url, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("", |slash| &after_scheme[slash..]);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let mut kept: Vec<String> = Vec::new();
+    for raw in path.split(['/', '\\']) {
+        let segment = url_segment(raw);
+        match dot_count(&segment) {
+            Some(0 | 1) => {}
+            Some(2) => {
+                kept.pop();
+            }
+            _ => kept.push(segment),
+        }
+    }
+    (!kept.is_empty()).then(|| kept.join("/"))
 }
 
 /// Ask the CPU to bring `address`'s cache line in: walking a report's many small allocations (a file's
@@ -406,5 +520,41 @@ mod tests {
             "https://inspector.pypi.io/project/a/1/p/a.whl/inner.zip"
         );
         assert_eq!(inspector_url("a", "1", "https://host", "f"), None);
+    }
+
+    #[test]
+    fn inspector_urls_encode_what_a_package_names() {
+        let url = |name, version, download, file| inspector_url(name, version, download, file);
+        assert_eq!(
+            url("a b", "1.0+x/y", "https://h/p%2fq/a%20b.whl", "dir/f #1?.py").unwrap(),
+            "https://inspector.pypi.io/project/a%20b/1.0+x%2Fy/p%2Fq/a%20b.whl/dir/f%20%231%3F.py"
+        );
+        // A member's `..` (any spelling) or a backslash never leaves the distribution's page.
+        let base = "https://inspector.pypi.io/project/a/1/p/a.whl/";
+        assert_eq!(url("a", "1", "https://h/p/a.whl", "x/../../../other/9/f.py").unwrap(), base);
+        assert_eq!(
+            url("a", "1", "https://h/p/a.whl", "..\\..\\other.py").unwrap(),
+            format!("{base}..%5C..%5Cother.py")
+        );
+        assert_eq!(
+            url("a", "1", "https://h/p/a.whl", "%2e%2e/x.py").unwrap(),
+            format!("{base}%252e%252e/x.py")
+        );
+        // The download URL's own dot segments resolve within its path.
+        assert_eq!(
+            url("a", "1", "https://h/p/../../q/./a.whl", "f").unwrap(),
+            "https://inspector.pypi.io/project/a/1/q/a.whl/f"
+        );
+        assert_eq!(
+            url("a", "1", "https://h/p/%2E%2e/a.whl", "f").unwrap(),
+            "https://inspector.pypi.io/project/a/1/a.whl/f"
+        );
+        assert_eq!(
+            url("é", "1", "https://h/a.whl", "ü.py").unwrap(),
+            "https://inspector.pypi.io/project/%C3%A9/1/a.whl/%C3%BC.py"
+        );
+        assert_eq!(url("..", "1", "https://h/a.whl", "f"), None);
+        assert_eq!(url("a", "", "https://h/a.whl", "f"), None);
+        assert_eq!(url("a", "1", "https://h/../..", "f"), None);
     }
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -28,6 +29,7 @@ from dragonfly_hybrid.node.jobs import MainframeError
 from dragonfly_hybrid.node.metrics import MetricsServer, NodeMetrics
 from dragonfly_hybrid.node.service import serve
 from dragonfly_hybrid.node.settings import NodeSettings
+from dragonfly_hybrid.rules_loader import COMPILED_LAYOUT
 
 from tests.fakes.mainframe import FakeMainframe
 from tests.fakes.pypi import SLOW_RULE, FakeIndex, slow_tarball, tar_gz_bytes, wheel
@@ -292,6 +294,31 @@ def test_any_rules_commit_name_is_cached_under_a_name_of_its_own(
     assert body["commit"] == commit and body["rules_matched"] == ["m"]
     [blob] = (tmp_path / "rules-cache").glob("*.rules")
     assert len(blob.name) < 100 and (blob.name.startswith("sha256-") == (commit != "a_b"))
+
+
+def test_a_commit_named_like_a_digest_does_not_load_the_digested_commits_rules(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    """`a/b` is cached under `sha256-<its digest>`: a commit named that very string took the same file and
+    ran `a/b`'s rules (the cache is not checked against the commit). A plain hex commit keeps its own name,
+    as before the digest naming (a cache written by an older node still loads)."""
+    marker_rule = 'rule {} {{ strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }}'
+    fake.set_rules("a/b", {"m.yar": marker_rule.format("from_a_b")})
+    fake.add_release("a", "1.0", {"setup.py": MARK})
+    run_node(settings_for(fake, tmp_path), once=True)
+    twin = "sha256-" + hashlib.sha256(b"a/b").hexdigest()
+    fake.set_rules(twin, {"m.yar": marker_rule.format("from_the_twin")})
+    fake.add_release("b", "1.0", {"setup.py": MARK})
+    run_node(settings_for(fake, tmp_path), once=True)
+    assert {s.body["name"]: s.body["rules_matched"] for s in fake.results} == {
+        "a": ["from_a_b"],
+        "b": ["from_the_twin"],
+    }
+    hex_commit = "0123456789abcdef" * 2 + "01234567"
+    fake.set_rules(hex_commit, {"m.yar": marker_rule.format("plain")})
+    fake.add_release("c", "1.0", {"setup.py": MARK})
+    run_node(settings_for(fake, tmp_path), once=True)
+    assert (tmp_path / "rules-cache" / f"{hex_commit}.{COMPILED_LAYOUT}.rules").is_file()
 
 
 def test_rules_that_do_not_compile_keep_the_last_good_set(fake: FakeMainframe, tmp_path: Path) -> None:

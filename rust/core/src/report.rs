@@ -373,8 +373,11 @@ fn dot_count(segment: &str) -> Option<usize> {
 /// The download URL's path, without its query and fragment, each segment encoded, its own dot segments
 /// resolved within it (as when it was fetched, never above it); None when nothing is left.
 fn download_path(download_url: &str) -> Option<String> {
-    let after_scheme = download_url.split_once("://").map_or(download_url, |(_, rest)| rest);
-    let path = after_scheme.find('/').map_or("", |slash| &after_scheme[slash..]);
+    // As a browser reads the URL: tabs and newlines dropped, `\\` a `/`, and the host ended by the first
+    // `/`, `?` or `#` (a `#/packages/...` is a fragment, not a path).
+    let url: String = download_url.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
+    let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let path = after_scheme.find(['/', '\\', '?', '#']).map_or("", |end| &after_scheme[end..]);
     let path = path.split(['?', '#']).next().unwrap_or("");
     let mut kept: Vec<String> = Vec::new();
     for raw in path.split(['/', '\\']) {
@@ -556,5 +559,16 @@ mod tests {
         assert_eq!(url("..", "1", "https://h/a.whl", "f"), None);
         assert_eq!(url("a", "", "https://h/a.whl", "f"), None);
         assert_eq!(url("a", "1", "https://h/../..", "f"), None);
+        // The download URL read as a browser reads it (sixteenth red-team pass).
+        assert_eq!(url("a", "1", "https://h#/packages/other/9/x.zip", "m.py"), None);
+        assert_eq!(url("a", "1", "https://h?/packages/x.zip", "m.py"), None);
+        assert_eq!(
+            url("a", "1", "https://h/pack\tag\nes/x.zip", "m.py").unwrap(),
+            "https://inspector.pypi.io/project/a/1/packages/x.zip/m.py"
+        );
+        assert_eq!(
+            url("a", "1", "https://h\\packages\\x.zip", "m.py").unwrap(),
+            "https://inspector.pypi.io/project/a/1/packages/x.zip/m.py"
+        );
     }
 }

@@ -345,9 +345,6 @@ class StoredFiles:
     not_downloaded_from: dict[str, frozenset[str | None]] = field(default_factory=dict)
     """File name -> the URL of every copy stored without its bytes and without a listed digest."""
 
-    def names(self) -> set[str]:
-        return set(self.digests)
-
     def has(self, filename: str, sha256: str | None, url: str | None = None) -> bool:
         """Whether ``filename`` with the bytes whose digest is ``sha256`` was read and scanned.
 

@@ -18,6 +18,16 @@ from tests.fakes.pypi import MARKER, FakeIndex, sdist, wheel
 BAD = b"import os\n# " + MARKER + b"\n"
 
 
+PYLOCK_FOO = 'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
+
+
+def foo_pylock(directory: Path, entry: str) -> Path:
+    """``directory/pylock.toml`` locking ``foo==1.0`` with ``entry`` (its ``sdist`` or ``wheels`` line)."""
+    lock = directory / "pylock.toml"
+    lock.write_text(PYLOCK_FOO + entry)
+    return lock
+
+
 def run(*args: object, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, env=env)
 
@@ -219,8 +229,7 @@ def test_a_lock_file_is_scanned_as_its_installer_installs_not_as_the_configured_
         f'wheels = [{{ url = "{url}", hash = "sha256:{sha256}", size = 1 }}]\n' + virtual,
         "uv-registry-only": '[[package]]\nname = "foo"\nversion = "1.0"\n'
         f'source = {{ registry = "{source}" }}\n',
-        "pylock": 'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
-        f'wheels = [{{ url = "{url}", hashes = {{ sha256 = "{sha256}" }} }}]\n',
+        "pylock": PYLOCK_FOO + f'wheels = [{{ url = "{url}", hashes = {{ sha256 = "{sha256}" }} }}]\n',
         "poetry": '[[package]]\nname = "foo"\nversion = "1.0"\n'
         f'files = [{{ file = "foo-1.0-py3-none-any.whl", hash = "sha256:{sha256}" }}]\n'
         f'[package.source]\ntype = "legacy"\nurl = "{source}"\nreference = "private"\n',
@@ -239,11 +248,7 @@ def test_a_locked_file_whose_bytes_are_not_the_locked_ones_is_not_scanned(
     lock_source: FakeIndex, tmp_path: Path, rules_dir: Path
 ) -> None:
     url, sha256 = locked_wheel(lock_source)
-    lock = tmp_path / "pylock.toml"
-    lock.write_text(
-        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
-        f'wheels = [{{ url = "{url}", hashes = {{ sha256 = "{"0" * 64}" }} }}]\n'
-    )
+    lock = foo_pylock(tmp_path, f'wheels = [{{ url = "{url}", hashes = {{ sha256 = "{"0" * 64}" }} }}]\n')
     result = run("scan", "-R", lock, "-r", rules_dir, "-f", "json")
     assert result.exit_code == 3, result.output
     [target] = json.loads(result.stdout)["targets"]
@@ -317,11 +322,7 @@ def test_a_locked_file_whose_other_hash_does_not_match_is_not_scanned(
 ) -> None:
     """SHA-256 is checked as the bytes arrive; a lock's other algorithms after."""
     url, _ = locked_wheel(lock_source)
-    lock = tmp_path / "pylock.toml"
-    lock.write_text(
-        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
-        f'wheels = [{{ url = "{url}", hashes = {{ sha512 = "{"ab" * 64}" }} }}]\n'
-    )
+    lock = foo_pylock(tmp_path, f'wheels = [{{ url = "{url}", hashes = {{ sha512 = "{"ab" * 64}" }} }}]\n')
     result = run("scan", "-R", lock, "-r", rules_dir, "-f", "json")
     assert result.exit_code == 3, result.output
     [target] = json.loads(result.stdout)["targets"]
@@ -329,10 +330,8 @@ def test_a_locked_file_whose_other_hash_does_not_match_is_not_scanned(
 
 
 def test_a_lock_url_that_does_not_parse_is_a_usage_error_naming_it(tmp_path: Path) -> None:
-    lock = tmp_path / "pylock.toml"
-    lock.write_text(
-        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
-        'wheels = [{ url = "http://[::1/foo-1.0-py3-none-any.whl", hashes = { sha256 = "00" } }]\n'
+    lock = foo_pylock(
+        tmp_path, 'wheels = [{ url = "http://[::1/foo-1.0-py3-none-any.whl", hashes = { sha256 = "00" } }]\n'
     )
     with pytest.raises(RequirementsError, match=r"foo: 'http://\[::1/foo-1.0-py3-none-any.whl' is not a URL"):
         read_pins([lock])
@@ -345,21 +344,16 @@ def test_a_lock_url_of_another_scheme_or_no_host_is_a_usage_error(
     tmp_path: Path, rules_dir: Path, url: str
 ) -> None:
     """It was downloaded, failed three times as a network fault would, and exited 3."""
-    lock = tmp_path / "pylock.toml"
-    lock.write_text(
-        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
-        f'sdist = {{ url = "{url}", hashes = {{ sha256 = "{"00" * 32}" }} }}\n'
-    )
+    lock = foo_pylock(tmp_path, f'sdist = {{ url = "{url}", hashes = {{ sha256 = "{"00" * 32}" }} }}\n')
     result = run("scan", "-R", lock, "-r", rules_dir)
     assert result.exit_code == 2, result.output
     assert f"foo: {url!r} is not an http(s) URL" in result.output
 
 
 def test_a_lock_file_url_is_a_local_file_skipped_saying_how_to_scan_it(tmp_path: Path) -> None:
-    lock = tmp_path / "pylock.toml"
-    lock.write_text(
-        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
-        f'sdist = {{ url = "file://{tmp_path}/foo-1.0.tar.gz", hashes = {{ sha256 = "{"00" * 32}" }} }}\n'
+    lock = foo_pylock(
+        tmp_path,
+        f'sdist = {{ url = "file://{tmp_path}/foo-1.0.tar.gz", hashes = {{ sha256 = "{"00" * 32}" }} }}\n',
     )
     [skipped] = read_pins([lock]).skipped
     assert skipped.endswith(
@@ -376,10 +370,8 @@ def test_a_lock_file_that_is_not_utf8_is_a_usage_error_naming_it(tmp_path: Path)
 
 
 def test_a_lock_file_naming_a_local_file_skips_it_saying_how_to_scan_it(tmp_path: Path) -> None:
-    lock = tmp_path / "pylock.toml"
-    lock.write_text(
-        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "foo"\nversion = "1.0"\n'
-        'wheels = [{ path = "dist/foo-1.0-py3-none-any.whl", hashes = { sha256 = "00" } }]\n'
+    lock = foo_pylock(
+        tmp_path, 'wheels = [{ path = "dist/foo-1.0-py3-none-any.whl", hashes = { sha256 = "00" } }]\n'
     )
     pins = read_pins([lock])
     assert pins.pins == []

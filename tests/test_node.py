@@ -321,6 +321,26 @@ def test_a_commit_named_like_a_digest_does_not_load_the_digested_commits_rules(
     assert (tmp_path / "rules-cache" / f"{hex_commit}.{COMPILED_LAYOUT}.rules").is_file()
 
 
+def test_commits_differing_in_case_only_have_cache_files_apart_on_any_file_system(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    """`Main` and `main` had the files `Main.…rules` and `main.…rules`: one file on a case-insensitive file
+    system (macOS), where a node would load one commit's rules for the other. A name with capitals is
+    digested (the usual lower-case hex commit keeps its name)."""
+    marker_rule = 'rule {} {{ strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }}'
+    for commit, project in (("Main", "a"), ("main", "b")):
+        fake.set_rules(commit, {"m.yar": marker_rule.format(f"from_{project}")})
+        fake.add_release(project, "1.0", {"setup.py": MARK})
+        run_node(settings_for(fake, tmp_path), once=True)
+    assert {s.body["name"]: s.body["rules_matched"] for s in fake.results} == {
+        "a": ["from_a"],
+        "b": ["from_b"],
+    }
+    names = [blob.name for blob in (tmp_path / "rules-cache").glob("*.rules")]
+    assert len(names) == 2 and len({name.casefold() for name in names}) == 2
+    assert f"main.{COMPILED_LAYOUT}.rules" in names
+
+
 def test_rules_that_do_not_compile_keep_the_last_good_set(fake: FakeMainframe, tmp_path: Path) -> None:
     fake.add_release("a", "1.0", {"setup.py": MARK})
     fake.set_rules("broken-rules", {"broken.yar": "rule broken { condition: nope }"})

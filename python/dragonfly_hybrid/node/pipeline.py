@@ -210,11 +210,12 @@ class RuleState:
         if self._cache_dir is None:
             return None
         safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in commit)
-        if not safe or len(safe) > 100 or safe != commit or safe.lower().startswith("sha256-"):
+        if not safe or len(safe) > 100 or safe != commit.lower() or safe.startswith("sha256-"):
             # A name the file system would refuse (too long: ENAMETOOLONG), or one two commits could share
-            # once cleaned: the commit's digest names it instead. A commit named like a digest is digested
-            # too (`sha256-<digest of "a/b">` shared `a/b`'s file and loaded its rules), and so is the empty
-            # name (no hidden `.{layout}.rules` file).
+            # once cleaned, or on a case-insensitive file system (`Main` and `main`, on macOS): the commit's
+            # digest names it instead. A commit named like a digest is digested too (`sha256-<digest of
+            # "a/b">` shared `a/b`'s file and loaded its rules), and so is the empty name (no hidden
+            # `.{layout}.rules` file).
             safe = "sha256-" + hashlib.sha256(commit.encode("utf-8", "surrogatepass")).hexdigest()
         # Tagged with the blobs' shape, so an upgraded node compiles again instead of loading an older
         # form (or warning that it no longer loads).

@@ -322,12 +322,16 @@ def test_tls_downloads_verify_the_host_certificate(pki: dict[str, Path]) -> None
         tls_host.close()
 
 
+def _no_proxy_but_http(monkeypatch: pytest.MonkeyPatch, proxy: str) -> None:
+    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+
+
 def test_a_proxy_named_by_the_environment_carries_the_downloads(
     host: FileHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", host.url(""))
+    _no_proxy_but_http(monkeypatch, host.url(""))
     host.answers["/pkg/a.whl"] = body(DATA)
     downloader = Downloader(1)
     try:
@@ -591,18 +595,26 @@ def test_a_head_or_a_body_of_no_announced_length_arriving_byte_by_byte_is_ended_
         slow_host.close()
 
 
-def test_through_a_proxy_a_body_of_no_announced_length_is_ended_at_the_deadline(
-    host: FileHost, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("after_a_download", [False, True], ids=["first", "after-a-download"])
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_through_a_proxy_a_head_or_a_body_arriving_byte_by_byte_is_ended_at_the_deadline(
+    host: FileHost, monkeypatch: pytest.MonkeyPatch, part: str, after_a_download: bool
 ) -> None:
-    """httpx's side: the deadline applies once the head has arrived (until then, only its timeouts do), and
-    what an expiry leaves of a body the end of the connection delimits is not taken for the whole body."""
-    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", host.url(""))
+    """httpx's side: the deadline applies from the connection's opening, so a head dripped by the proxy
+    (which took until it was whole: httpx's read timeout ends only silence) is cut off too, also after an
+    earlier download through the same proxy (whose connection, kept alive, would have carried the request
+    without opening one); and what an expiry leaves of a body the end of the connection delimits is not
+    taken for the whole body."""
+    _no_proxy_but_http(monkeypatch, host.url(""))
     left = threading.Event()
-    host.answers["/pkg/a.whl"] = slow(left, "body")
+    host.answers["/pkg/a.whl"] = slow(left, part)
+    host.answers["/pkg/b.whl"] = body(DATA)
     downloader = Downloader(1)
     try:
+        if after_a_download:
+            assert (
+                download(downloader, "http://files.invalid/pkg/b.whl", deadline=time.monotonic() + 30) == DATA
+            )
         started = time.monotonic()
         with pytest.raises(DownloadError) as caught:
             download(downloader, "http://files.invalid/pkg/a.whl", attempts=3, deadline=started + 0.5)
@@ -613,7 +625,32 @@ def test_through_a_proxy_a_body_of_no_announced_length_is_ended_at_the_deadline(
     late = "not downloaded by its deadline (the job's lease), after 1 tries"
     assert str(caught.value) == f"http://files.invalid/pkg/a.whl: {late}"
     assert left.wait(10)
-    assert [path for path, _ in host.requests] == ["http://files.invalid/pkg/a.whl"]
+    assert [path for path, _ in host.requests][-1] == "http://files.invalid/pkg/a.whl"
+
+
+def test_over_tls_through_httpx_a_dripped_head_is_ended_at_the_deadline(pki: dict[str, Path]) -> None:
+    """The socket put under the deadline when the connection opens is replaced by TLS's (the plain one is
+    detached, and shutting it down would end nothing): its start is followed too."""
+    import httpx
+
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(pki["server"])
+    tls_host = FileHost(tls=server_context)
+    left = threading.Event()
+    tls_host.answers["/a.whl"] = slow(left, "head")
+    client = httpx.Client(verify=ssl.create_default_context(cafile=str(pki["ca"])))
+    downloader = Downloader(1, client=client)  # a client given: the httpx path, whatever the environment
+    try:
+        started = time.monotonic()
+        with pytest.raises(DownloadError) as caught:
+            download(downloader, tls_host.url("/a.whl"), attempts=3, deadline=started + 0.5)
+        assert time.monotonic() - started < 4  # well before the host is done (5 s)
+    finally:
+        downloader.close()
+        tls_host.close()
+    late = "not downloaded by its deadline (the job's lease), after 1 tries"
+    assert str(caught.value) == f"{tls_host.url('/a.whl')}: {late}"
+    assert left.wait(10)
 
 
 def test_redirects_are_followed_only_until_the_deadline(host: FileHost, downloader: Downloader) -> None:

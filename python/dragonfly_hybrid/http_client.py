@@ -143,8 +143,10 @@ def new_client(
     follow_redirects: bool = True,
     transport: httpx.BaseTransport | None = None,
     network: NetworkSettings | None = None,
+    keep_alive: bool = True,
 ) -> httpx.Client:
-    """A blocking client (thread-safe: downloads run on threads), with pip's ``network`` settings.
+    """A blocking client (thread-safe: downloads run on threads), with pip's ``network`` settings; without
+    ``keep_alive``, every request opens a connection of its own (closed after its answer).
 
     Raises :class:`NetworkSettingsError` when a certificate file of ``network`` cannot be loaded or a proxy
     URL (``network``'s or the environment's) cannot be used.
@@ -153,6 +155,8 @@ def new_client(
 
     http2 = http2 and HAS_H2
     options = _options(timeout, connect, follow_redirects, network)
+    if not keep_alive:
+        options["limits"] = httpx.Limits(max_keepalive_connections=0)
     return _built(
         lambda: httpx.Client(
             http2=http2, transport=transport, mounts=_trusted_mounts(network, http2) or None, **options

@@ -3,12 +3,15 @@ transient, over by a deadline when given one (the job's lease), and checked agai
 lists when the job carries one (``watch``). Errors are the package's one download error model
 (:class:`~dragonfly_hybrid.pypi.index.DownloadError`).
 
-The deadline bounds the whole of a download on the direct path (:mod:`.direct`: every download, redirects
-and credentials in the URL included), from the connect to the last byte. Through httpx (a proxy named by
-the environment, or a client given by the caller) it applies once the answer's head has arrived: until
-then only the client's own timeouts do (connect, and read per silence), so a proxy, or a host behind it,
-sending the head a byte at a time holds the download until the head is whole. Either way, a download whose
-deadline passed never succeeds: it fails as late, whatever was read."""
+The deadline bounds the whole of a download, from the connect to the last byte: on the direct path
+(:mod:`.direct`: every download, redirects and credentials in the URL included), and through httpx (a
+proxy named by the environment), where each connection the download opens (to the proxy, its tunnel's TLS,
+each redirect's) is put under the deadline as it is opened, so a proxy, or a host behind it, sending the
+head a byte at a time is cut off there too. The httpx client made here keeps no connection alive for that
+reason: a request on a pooled connection opens none, and until its head arrives nothing would tell which
+socket to end. With a client given by the caller, a pooled connection comes under the deadline only once
+its answer's head has arrived. Either way, a download whose deadline passed never succeeds: it fails as
+late, whatever was read."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Any
 
 import httpx
 
@@ -66,7 +70,10 @@ def _download_once(
     if data is None:
         chunks: list[bytes] = []
         opened = None if deadline is None else partial(_attach_body_socket, deadline)
-        stream_download(httpx_client(), url, name, cap, chunks.append, digest=False, opened=opened)
+        trace = None if deadline is None else partial(_attach_new_socket, deadline)
+        stream_download(
+            httpx_client(), url, name, cap, chunks.append, digest=False, opened=opened, trace=trace
+        )
         data = b"".join(chunks)
     if deadline is not None and deadline.passed:
         raise DeadlinePassed("the download's deadline passed")  # what was read may be cut short
@@ -84,6 +91,17 @@ def _attach_body_socket(deadline: DownloadDeadline, response: httpx.Response) ->
     stream = response.extensions.get("network_stream")
     sock = stream.get_extra_info("socket") if stream is not None else None
     deadline.attach(None if sock is None else lambda: sock)
+
+
+def _attach_new_socket(deadline: DownloadDeadline, event: str, info: dict[str, Any]) -> None:
+    """httpcore's ``trace`` hook: each connection opened (``connection.connect_tcp``, a proxy's, a SOCKS
+    proxy's), and each TLS layer started on one (a new socket object for the same connection), is what an
+    expiry of ``deadline`` ends from then on: the head's reads included."""
+    if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            deadline.attach(lambda: sock)
 
 
 class Downloader:
@@ -199,7 +217,9 @@ class Downloader:
             if self._closed:
                 raise Retryable("the downloader is closed")
             if self._client is None:
-                self._client = new_client(http2=False)
+                # No connection kept alive: every download opens its own, put under its deadline as it
+                # opens (module docstring).
+                self._client = new_client(http2=False, keep_alive=False)
             return self._client
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urljoin
 
 from packaging.version import InvalidVersion, Version
@@ -505,17 +505,22 @@ def stream_download(
     digest: bool = True,
     progress: ProgressCallback | None = None,
     opened: Callable[[httpx.Response], object] | None = None,
+    trace: Callable[[str, dict[str, Any]], object] | None = None,
 ) -> str:
     """One download attempt of the file ``name`` at ``url``, every byte handed to ``write``: capped at ``cap``
     bytes while streaming (never trusting a header), as stored (identity encoding: the cap and the digest
     apply to the file, never to a re-encoding). Returns the sha256 hex digest (empty without ``digest``).
-    ``opened`` is called with the response once its head has arrived, before the body is read.
+    ``opened`` is called with the response once its head has arrived, before the body is read; ``trace`` is
+    httpcore's ``trace`` extension, called at each step of the request (connections opened included).
 
     Raises :class:`Retryable` for an answer worth retrying (429, 5xx), :class:`DownloadError` for any other
     HTTP error, :class:`DownloadTooLarge` past the cap; transport errors propagate (retried by the caller).
     """
     hasher = hashlib.sha256() if digest else None
-    with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
+    extensions = {} if trace is None else {"trace": trace}
+    with client.stream(
+        "GET", url, headers={"Accept-Encoding": "identity"}, extensions=extensions
+    ) as response:
         if _is_retryable(response):
             raise Retryable(f"HTTP {response.status_code}")
         if response.status_code != 200:

@@ -25,7 +25,8 @@ from dragonfly_hybrid.node.pipeline import RuleState
 from dragonfly_hybrid.node.settings import NodeSettings
 from dragonfly_hybrid.node.sources import MainframeSource
 from dragonfly_hybrid.rules_loader import load_rules
-from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner
+from dragonfly_hybrid.store import content_cache
+from dragonfly_hybrid.store.content_cache import StoreContentCache, cached_scanner, entries_key
 from dragonfly_hybrid.store.db import Store
 from dragonfly_hybrid.targets import PathTarget, ReleaseTarget
 from typer.testing import CliRunner, Result
@@ -166,12 +167,31 @@ def test_a_new_scanner_loaded_from_the_store_scans_nothing_it_has_seen(tmp_path:
     assert sorted(fresh.rules_matched) == ["light_marker", "test_marker"] and len(fresh.files) == 2
 
 
+def test_entries_saved_by_another_version_of_the_engine_are_not_taken(
+    tmp_path: Path, rules: Rules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry is what one version found in a content: a "no match" saved before an upgrade (another
+    YARA-X, a fixed matcher) must not stand for what the upgraded engine would find. The version is part of
+    the entries' key (the upgrade is this module's version string changed: no other version can run here)."""
+    name, data = sdist("pkg", "1.0", {"setup.py": BAD, "clean.py": CLEAN})
+    with Store(tmp_path / "s.db") as db:
+        before, cache = cached_scanner(rules, None, 2, db)
+        before.scan_bytes(data, name)
+        assert cache is not None and cache.save(before) == 3
+        monkeypatch.setattr(content_cache, "__version__", "99.0.0")
+        after, cache = cached_scanner(rules, None, 2, db)
+        assert cache is not None and cache.loaded == 0
+        after.scan_bytes(data, name)
+        assert after.cache_stats["misses"] == 3
+        assert cache.save(after) == 3 and db.content_cache_entries() == 6
+
+
 def test_entries_the_engine_refuses_are_logged_scanned_again_and_replaced(
     tmp_path: Path, rules: Rules, caplog: pytest.LogCaptureFixture
 ) -> None:
     with Store(tmp_path / "s.db") as db:
         key = engine_key(rules, BAD, "setup.py")
-        db.save_content_cache(rules.hash, [(key, b"\x09not an entry this engine writes")])
+        db.save_content_cache(entries_key(rules), [(key, b"\x09not an entry this engine writes")])
         scanner = Scanner(rules, threads=2, record_cache=True)
         cache = StoreContentCache(db)
         with caplog.at_level(logging.INFO, logger="dragonfly_hybrid.store.content_cache"):
@@ -230,8 +250,8 @@ def test_another_rule_set_never_reuses_the_entries(tmp_path: Path, rules_dir: Pa
     assert other.exit_code == 1 and cache_line(other) == (0, 0, 3, 3)
     assert [rule for _, rule, _ in findings(json.loads(other.stdout))] == ["light_marker"]
     with Store(store, readonly=True) as db:
-        assert db.content_cache_entries(load_rules([rules_dir]).hash) == 3
-        assert db.content_cache_entries(load_rules([light_only]).hash) == 3
+        assert db.content_cache_entries(entries_key(load_rules([rules_dir]))) == 3
+        assert db.content_cache_entries(entries_key(load_rules([light_only]))) == 3
     assert cache_line(run("scan", "-r", rules_dir, "--store", store, tarball)) == (3, 3, 0, 0)
 
 
@@ -288,8 +308,8 @@ def test_rule_changes_save_the_outgoing_scanner_and_load_the_new_one(
 
     with Store(tmp_path / "s.db") as db:
         first, second, third = asyncio.run(scenario(db))
-        marker_hash = Rules.compile({"m.yar": MARKER_RULE}).hash
-        assert db.content_cache_entries(marker_hash) == 2  # saved when the rules changed
+        marker_rules = Rules.compile({"m.yar": MARKER_RULE})
+        assert db.content_cache_entries(entries_key(marker_rules)) == 2  # saved when the rules changed
     assert first["misses"] == 2
     assert second["misses"] == 2  # nothing from the other rule set
     assert third == {"entries": 2, "hits": 2, "misses": 0}  # loaded again when the rules came back

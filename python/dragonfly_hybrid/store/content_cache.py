@@ -4,7 +4,8 @@ A :class:`Scanner` created with ``record_cache=True`` journals every file conten
 :meth:`StoreContentCache.load` fills a new Scanner with the entries stored for its rule set, so those
 contents are answered from the cache (``cache_stats["hits"]``) instead of being scanned again
 (``cache_stats["misses"]``); :meth:`StoreContentCache.save` writes what a Scanner scanned since the last
-save. Entries are keyed by ``Rules.hash``: another rule set never sees them.
+save. Entries are kept per :func:`entries_key`: another rule set, or another version of the engine,
+never sees them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 
+from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import Limits, Rules, Scanner
 from dragonfly_hybrid.store.db import Store, StoreError
 
 log = logging.getLogger("dragonfly_hybrid.content_cache")
+
+
+def entries_key(rules: Rules) -> str:
+    """Whose entries a Scanner of ``rules`` takes and saves: the rule set's hash and the engine's version.
+    An entry says what this engine found in a content with these rules; a later version (another YARA-X,
+    a fixed matcher) may find more, and a stored "no match" must not outlive the version that made it."""
+    return f"{rules.hash}:{__version__}"
 
 
 @dataclass(frozen=True)
@@ -47,10 +56,11 @@ class StoreContentCache:
     def load(self, scanner: Scanner) -> CacheLoad:
         """Give ``scanner`` every entry stored for its rule set."""
         rules_hash = scanner.rules.hash
+        key = entries_key(scanner.rules)
         loaded = refused = 0
         reason: str | None = None
         try:
-            for page in self.store.content_cache_pages(rules_hash):
+            for page in self.store.content_cache_pages(key):
                 count, why = scanner.cache_import(page)
                 loaded += count
                 refused += len(page) - count
@@ -61,7 +71,7 @@ class StoreContentCache:
             log.warning("content cache not loaded", extra={"store": str(self.store.path), "error": str(err)})
         self.loaded += loaded
         if reason is not None:
-            self._refused.add(rules_hash)
+            self._refused.add(key)
             log.warning(
                 "stored content-cache entries refused; their files will be scanned again",
                 extra={"rules": rules_hash[:12], "refused": refused, "reason": reason},
@@ -74,9 +84,9 @@ class StoreContentCache:
         entries = scanner.cache_export()
         if not entries:
             return 0
-        rules_hash = scanner.rules.hash
+        key = entries_key(scanner.rules)
         try:
-            added = self.store.save_content_cache(rules_hash, entries, replace=rules_hash in self._refused)
+            added = self.store.save_content_cache(key, entries, replace=key in self._refused)
         except (StoreError, sqlite3.Error) as err:
             log.warning(
                 "content cache not saved; those files will be scanned again next time",

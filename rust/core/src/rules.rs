@@ -117,6 +117,9 @@ struct Routed {
     salts: Vec<[u8; 32]>,
 }
 
+/// BLAKE3's key-derivation context of routed content-cache keys ([`Route::cache_key`]).
+const ROUTED_KEY_CONTEXT: &str = "dragonfly-hybrid 2026-12-06 routed content-cache key";
+
 /// The compiled parts a file at some path must be scanned with.
 pub(crate) struct Route<'a> {
     /// Indices for [`Inner::part`]; both `None` when no rule can count for the file.
@@ -130,12 +133,15 @@ impl Route<'_> {
     }
 
     /// The content-cache key of a content whose own key (its BLAKE3 hash) is `hash`, scanned along
-    /// this route.
+    /// this route. A routed key is BLAKE3 in key-derivation mode, another domain than the plain hash
+    /// of any content: with a plain hash, the 64 bytes `hash || salt` (the salt is public) had, as a
+    /// file scanned by the same sources compiled whole (the same `Rules.hash`, so the same stored
+    /// entries), the key of the content `hash` names under this route.
     pub(crate) fn cache_key(&self, hash: &[u8; 32]) -> [u8; 32] {
         match self.salt {
             None => *hash,
             Some(salt) => {
-                let mut hasher = blake3::Hasher::new();
+                let mut hasher = blake3::Hasher::new_derive_key(ROUTED_KEY_CONTEXT);
                 hasher.update(hash);
                 hasher.update(salt);
                 *hasher.finalize().as_bytes()
@@ -229,10 +235,19 @@ fn build_largest_first(parts: &[Vec<(&str, &str)>]) -> Option<Vec<yara_x::Rules>
     built.into_iter().map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner())).collect()
 }
 
+/// What a rule source's `include` statement is told (see [`build`]).
+const INCLUDE_REFUSED: &str = "include statements are not supported: give the included file as a \
+     rule source too (every rule file of a --rules directory is compiled), so that the rule set's hash \
+     covers every rule";
+
 /// Compile sources into one namespace, or every diagnostic located in its source.
 fn build(sources: &[(&str, &str)]) -> Result<yara_x::Rules, RulesError> {
     let mut compiler = Compiler::new();
     compiler.relaxed_re_syntax(true);
+    // An included file is not part of the sources `Rules.hash` digests: editing it would change the
+    // rules behind an unchanged hash, and the rules cache and the content cache (both keyed by it)
+    // would go on answering for the old rules.
+    compiler.enable_includes(false);
     for (origin, text) in sources {
         // Errors are collected below from `compiler.errors()`, which holds all of them.
         let _ = compiler.add_source(SourceCode::from(*text).with_origin(*origin));
@@ -253,6 +268,9 @@ fn build(sources: &[(&str, &str)]) -> Result<yara_x::Rules, RulesError> {
             };
             let detail = label.as_ref().map(|l| l.text()).filter(|t| !t.is_empty());
             let message = match detail {
+                _ if matches!(err, yara_x::errors::CompileError::IncludeNotAllowed(_)) => {
+                    INCLUDE_REFUSED.to_owned()
+                }
                 Some(detail) if detail != err.title() => format!("{}: {}", err.title(), detail),
                 _ => err.title().to_owned(),
             };
@@ -749,6 +767,34 @@ mod tests {
                 ["a", "b", "c", "d", "e"][..count].iter().map(|s| s.to_string()).collect();
             assert_eq!(identifiers(&load_parts(&some).unwrap()), expected, "{count} parts");
         }
+    }
+
+    #[test]
+    fn a_routed_key_is_no_plain_hash_of_any_content() {
+        let sources = [("r.yar", "rule py { meta: filetype = \".py\" strings: $a = \"x\" condition: $a }")];
+        let routed = RuleSet::compile(sources).unwrap();
+        let route = routed.route("setup.py");
+        let salt = *route.salt.expect("a routed set salts every route");
+        let content = b"import os\n";
+        let hash = *blake3::hash(content).as_bytes();
+        // The file `hash || salt`, scanned by the same sources compiled whole (the same hash, so the
+        // same stored entries), is keyed by its plain hash: it must not be the routed content's key.
+        let mut crafted = hash.to_vec();
+        crafted.extend_from_slice(&salt);
+        assert_eq!(RuleSet::compile_whole(sources).unwrap().hash(), routed.hash());
+        assert_ne!(route.cache_key(&hash), *blake3::hash(&crafted).as_bytes());
+        assert_ne!(route.cache_key(&hash), hash);
+    }
+
+    #[test]
+    fn an_include_statement_is_refused_with_what_to_do_instead() {
+        let sources = [("main.yar", "include \"other.yar\"\nrule a { condition: true }")];
+        let Err(RulesError::Compile(diagnostics)) = RuleSet::compile(sources) else {
+            panic!("an include compiled");
+        };
+        let [diagnostic] = diagnostics.as_slice() else { panic!("{diagnostics:?}") };
+        assert_eq!((diagnostic.origin.as_str(), diagnostic.line, diagnostic.column), ("main.yar", 1, 1));
+        assert_eq!(diagnostic.message, INCLUDE_REFUSED);
     }
 
     #[test]

@@ -7,6 +7,17 @@ shown, the case that made the combined view an O(n^2) query once). Every row in 
 * ``rule-counts``: ``Store.rule_counts()`` (what ``report --by-rule`` prints);
 * ``release-x200``: ``Store.release()`` of 200 releases spread over the store (``report NAME==VERSION``);
 * ``cli-by-rule``: ``python -m dragonfly_hybrid.cli report --by-rule -f json`` in a fresh process;
+* ``list-scans``: ``Store.scans(limit=100_000)``, every scan (``report --all --limit 100000`` without the
+  release verdicts: each scan's own row);
+* ``list-scans-with-release``: ``Store.listed_scans(limit=100_000)``, the same scans each with its release's
+  verdict and score as ``Store.release()`` combines them (what ``report --all`` lists); its ratio to
+  ``list-scans`` is printed too;
+* ``list-findings-with-release``: ``Store.listed_scans(findings_only=True, limit=100_000)`` (``report``'s
+  recent findings: the scans of releases flagged as a whole);
+* ``findings-50`` and ``findings-50-with-release``: ``report`` as it runs by default (recent findings,
+  ``--limit 50``): ``Store.scans(findings_only=True, limit=50)`` (each scan's own verdict, as ``report``
+  listed them before) and ``Store.listed_scans(findings_only=True, limit=50)`` (one pass over the
+  distributions for the projects with a finding, then 50 scans' releases combined); their ratio is printed;
 * ``rule-counts-wide``: ``Store.rule_counts()`` on another store, one release of ``DFH_BENCH_WIDE_FILES``
   files (default 4,000) rescanned under a narrower rule set (a shape the SQL copy of the rule made
   quadratic: 11 s at 4,000 files);
@@ -176,6 +187,74 @@ def test_cli_by_rule(benchmark: Any, store_path: Path, medians: dict[str, float]
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert {r["rule"] for r in json.loads(done.stdout)["rules"]} == {"bench_a", "bench_b"}
     record_median(benchmark, medians, GROUP, "cli-by-rule")
+
+
+LIST_LIMIT = 100_000
+"""``report --limit`` in the listing rows: more than the default store's scans, so every scan is listed."""
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_list_scans(benchmark: Any, store_path: Path, medians: dict[str, float]) -> None:
+    def listing() -> int:
+        with Store(store_path) as db:
+            return len(db.scans(limit=LIST_LIMIT))
+
+    assert benchmark.pedantic(listing, rounds=_rounds(), iterations=1) == _releases() + (_releases() + 2) // 3
+    record_median(benchmark, medians, GROUP, "list-scans")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_list_scans_with_release_verdicts(
+    benchmark: Any, store_path: Path, medians: dict[str, float]
+) -> None:
+    def listing() -> set[tuple[str, str, int]]:
+        with Store(store_path) as db:
+            listed = db.listed_scans(limit=LIST_LIMIT)
+        assert len(listed) == _releases() + (_releases() + 2) // 3
+        return {(item.scan.verdict, item.release_verdict, item.release_score) for item in listed}
+
+    assert benchmark.pedantic(listing, rounds=_rounds(), iterations=1) == {("findings", "findings", 5)}
+    record_median(benchmark, medians, GROUP, "list-scans-with-release")
+    if "list-scans" in medians and "list-scans-with-release" in medians:
+        ratio = medians["list-scans-with-release"] / medians["list-scans"]
+        print(f"\n[store] listing {LIST_LIMIT:,} scans: with the release verdicts / without: {ratio:.2f}x")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_list_findings_with_release_verdicts(
+    benchmark: Any, store_path: Path, medians: dict[str, float]
+) -> None:
+    def listing() -> int:
+        with Store(store_path) as db:
+            return len(db.listed_scans(findings_only=True, limit=LIST_LIMIT))
+
+    assert benchmark.pedantic(listing, rounds=_rounds(), iterations=1) == _releases() + (_releases() + 2) // 3
+    record_median(benchmark, medians, GROUP, "list-findings-with-release")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_recent_findings(benchmark: Any, store_path: Path, medians: dict[str, float]) -> None:
+    def listing() -> int:
+        with Store(store_path) as db:
+            return len(db.scans(findings_only=True, limit=50))
+
+    assert benchmark.pedantic(listing, rounds=_rounds(), iterations=1) == min(50, _releases())
+    record_median(benchmark, medians, GROUP, "findings-50")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_recent_findings_with_release_verdicts(
+    benchmark: Any, store_path: Path, medians: dict[str, float]
+) -> None:
+    def listing() -> int:
+        with Store(store_path) as db:
+            return len(db.listed_scans(findings_only=True, limit=50))
+
+    assert benchmark.pedantic(listing, rounds=_rounds(), iterations=1) == min(50, _releases())
+    record_median(benchmark, medians, GROUP, "findings-50-with-release")
+    if "findings-50" in medians and "findings-50-with-release" in medians:
+        ratio = medians["findings-50-with-release"] / medians["findings-50"]
+        print(f"\n[store] recent findings (--limit 50): with the release verdicts / without: {ratio:.1f}x")
 
 
 @pytest.fixture(scope="module")

@@ -174,6 +174,31 @@ def test_a_name_the_index_lists_twice_needs_a_stored_scan_of_both_copies(
     assert code == 1 and data["new"]["from"] == "scan"
 
 
+def test_two_copies_of_a_name_without_a_digest_that_both_fail_to_download_stay_two_files(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """The index lists `pkg-2.0.tar.gz` without a digest; `diff` stores a scan of it (clean). The index then
+    lists a second copy of that name, from elsewhere, also without a digest, and neither can be downloaded:
+    the two unknown copies were merged into one (a set of digests, `{None}`), matched by name, and the
+    stored scan of one copy stood for both: `clean`, from the store. Two copies are two files."""
+    store = tmp_path / "s.db"
+    common = ("-r", rules_dir, "--index-url", fake_index.url, "--store", store)
+    fake_index.add("pkg", sdist("pkg", "1.0", {"pkg/a.py": b"a = 1\n"}))
+    name, clean = sdist("pkg", "2.0", {"pkg/a.py": b"a = 2\n"})
+    fake_index.add("pkg", FakeFile(name, clean, listed_sha256=""))
+    code, data = diff_json("pkg==1.0", "pkg==2.0", *common)
+    assert code == 0 and (data["new"]["verdict"], data["new"]["from"]) == ("clean", "scan")
+    fake_index.add("elsewhere", (name, sdist("pkg", "2.0", {"pkg/a.py": BAD})[1]))
+    listed = FakeFile(
+        "held", b"", listed_sha256="", listed_url=fake_index.file_url("elsewhere", name), listed_name=name
+    )
+    fake_index.projects["pkg"].append(listed)
+    fake_index.faults.missing.add(name)  # both copies: 404
+    code, data = diff_json("pkg==1.0", "pkg==2.0", *common)
+    assert code == 3 and (data["new"]["verdict"], data["new"]["from"]) == ("incomplete", "scan")
+    assert data["new"]["error"].count(f"could not download {name}") == 2
+
+
 def test_a_hash_mode_scan_of_some_files_does_not_stand_for_the_release(
     fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
 ) -> None:

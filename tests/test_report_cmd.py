@@ -8,6 +8,7 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dragonfly_hybrid.cli import app
@@ -505,3 +506,83 @@ def test_member_names_in_a_releases_details_are_text_not_markup_or_escapes(
     assert "\\x1b]8;;https://evil.example/" in shown and "\\x1b[31mred.py" in shown
     assert "bidi\\u202eyp.py" in shown
     assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
+
+
+def _embedded_page(page: Path) -> dict[str, Any]:
+    blob = re.search(
+        r'<script type="application/json" id="report-data">(.*?)</script>', page.read_text("utf-8"), re.S
+    )
+    assert blob is not None
+    return dict(json.loads(blob.group(1)))
+
+
+def test_the_list_shows_each_scans_release_verdict_where_a_partial_scan_differs(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """`scan pkg==1.0` flags the sdist; a hash-mode `scan -R` then reads the clean wheel alone. The list
+    (`report`, `--all`, JSON, the `--html` page) showed that newer scan as `clean`, and `report --since`
+    (after the first scan) listed nothing under "Recent findings", while `report pkg==1.0` says `findings`.
+    Each row stays a scan (its own `verdict` and `score`), with its release's as a whole beside it."""
+    flagged = FakeFile(*sdist("pkg", "1.0", {"setup.py": BAD}))
+    clean = FakeFile(*wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"}))
+    fake_index.add("pkg", flagged, clean)
+    store = tmp_path / "store.db"
+    scan = ("scan", "-r", rules_dir, "--index-url", fake_index.url, "--store", store, "-q")
+    assert run(*scan, "pkg==1.0").exit_code == 1
+    between = datetime.now(timezone.utc).isoformat()
+    (tmp_path / "req.txt").write_text(f"pkg==1.0 --hash=sha256:{clean.sha256}\n")
+    assert run(*scan, "-R", tmp_path / "req.txt").exit_code == 0
+
+    whole = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    assert (whole["verdict"], whole["score"]) == ("findings", 5)
+    # Recent findings since the first scan: its release has findings, though the scan since had none.
+    data = json.loads(run("report", "--since", between, "--store", store, "-f", "json").stdout)
+    assert [(s["name"], s["verdict"]) for s in data["scans"]] == [("pkg", "clean")]
+    assert [(s["release_verdict"], s["release_score"]) for s in data["scans"]] == [("findings", 5)]
+    table = run("report", "--since", between, "--store", store).stdout
+    assert "Recent findings" in table and "clean (release: findings, score 5)" in table
+    expected = [("clean", 0, "findings", 5), ("findings", 5, "findings", 5)]  # the partial scan, the first
+    for args in (("--all",), ()):
+        data = json.loads(run("report", *args, "--store", store, "-f", "json").stdout)
+        shown = [(s["verdict"], s["score"], s["release_verdict"], s["release_score"]) for s in data["scans"]]
+        assert shown == expected, args
+
+    page = tmp_path / "list.html"
+    assert run("report", "--all", "--store", store, "--html", page).exit_code == 0
+    embedded = _embedded_page(page)
+    assert [(r["verdict"], r["release_verdict"], r["release_score"]) for r in embedded["releases"]] == [
+        ("clean", "findings", 5),
+        ("findings", "findings", 5),
+    ]
+    shown_html = page.read_text("utf-8")
+    assert "release: findings, score 5</span>" in shown_html
+    assert '<p class="summary">2 release(s) <span class="verdict v-findings">2 findings</span>' in shown_html
+    assert 'data-verdict="clean"' not in shown_html  # the verdict filter goes by the release's verdict
+
+
+def test_issues_of_a_row_shown_only_for_its_findings_are_not_printed(
+    fake_index: FakeIndex, tmp_path: Path
+) -> None:
+    """`scan -r A --max-member-size 1KiB` flags setup.py and leaves big.py unscanned; `scan -r B` (a set
+    without the rule) reads everything. The release is `findings` (rule set A's, shown for them) and
+    nothing is left unscanned, but `report pkg==1.0` printed scan 1's `unscanned [member-too-large]` line as
+    if it still counted. The JSON keeps that scan's issues with its row."""
+    rules_a, rules_b = tmp_path / "rules_a", tmp_path / "rules_b"
+    rules_a.mkdir()
+    rules_b.mkdir()
+    (rules_a / "marker.yar").write_text(MARKER_RULE)
+    (rules_b / "light.yar").write_text(LIGHT_RULE)
+    fake_index.add("pkg", sdist("pkg", "1.0", {"setup.py": BAD, "big.py": b"#" * 20_000 + b"\n"}))
+    store = tmp_path / "store.db"
+    scan = ("scan", "pkg==1.0", "--index-url", fake_index.url, "--store", store, "-q")
+    assert run(*scan, "-r", rules_a, "--max-member-size", "1KiB").exit_code == 1
+    assert run(*scan, "-r", rules_b).exit_code == 0
+
+    data = json.loads(run("report", "pkg==1.0", "--store", store, "-f", "json").stdout)
+    assert (data["verdict"], data["error"]) == ("findings", None)
+    earlier, newest = data["distributions"]
+    assert (earlier["findings_only"], newest["findings_only"]) == (True, False)
+    assert [i["kind"] for i in earlier["issues"]] == ["member-too-large"] and newest["issues"] == []
+    table = run("report", "pkg==1.0", "--store", store).stdout
+    assert "test_marker" in table and "an earlier rule set" in table
+    assert "member-too-large" not in table and "unscanned" not in table

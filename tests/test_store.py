@@ -65,6 +65,15 @@ def scanner(rules_dir: Path) -> Scanner:
     return Scanner(load_rules([rules_dir]), threads=2)
 
 
+@pytest.fixture
+def narrower(rules_dir: Path, tmp_path: Path) -> Scanner:
+    """A scanner with the light rule only (``rules_dir`` without test_marker)."""
+    light_only = tmp_path / "light_only"
+    light_only.mkdir()
+    (light_only / "light.yar").write_text((rules_dir / "sub" / "light.yara").read_text())
+    return Scanner(load_rules([light_only]), threads=2)
+
+
 def test_store_in_a_missing_directory_is_an_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "store.db"
     with pytest.raises(StoreError, match=f"{re.escape(str(path))}: directory .*missing does not exist"):
@@ -417,14 +426,10 @@ def test_a_file_stored_without_a_listed_digest_gives_way_to_a_later_scan_of_its_
 
 
 def test_a_finding_of_an_earlier_rule_set_stays_until_that_rule_set_reads_the_file_again(
-    tmp_path: Path, scanner: Scanner, rules_dir: Path
+    tmp_path: Path, scanner: Scanner, narrower: Scanner
 ) -> None:
     """The newest scan of a file gives its verdict; what an earlier rule set reported that it did not stays
     shown (and counted by rule) until a later scan under that rule set reads the file."""
-    light_only = tmp_path / "light_only"
-    light_only.mkdir()
-    (light_only / "light.yar").write_text((rules_dir / "sub" / "light.yara").read_text())
-    narrower = Scanner(load_rules([light_only]), threads=2)
     files = [sdist("pkg", "1.0", {"setup.py": b"# " + MARKER + b"\n", "light.py": b"# " + LIGHT_MARKER})]
 
     def scanned(engine: Scanner) -> TargetResult:
@@ -451,6 +456,82 @@ def test_a_finding_of_an_earlier_rule_set_stays_until_that_rule_set_reads_the_fi
         assert release is not None and release.rules_matched == ["light_marker"]
         assert not any(d["earlier_rule_set"] for d in release.distributions)
         assert [c["rule"] for c in db.rule_counts()] == ["light_marker"]
+
+
+def test_listed_scans_carry_their_releases_verdict_and_list_as_findings_what_it_flags_now(
+    tmp_path: Path, scanner: Scanner, narrower: Scanner
+) -> None:
+    """`report`'s list (:meth:`Store.listed_scans`): each scan with its own verdict and its release's as
+    `release()` gives it; "recent findings" are the scans of releases flagged as a whole. A clean scan of
+    the wheel alone (a file added later) is listed with the sdist's findings; once rule set A reads the
+    sdist whole again and does not report test_marker (refuted), no scan of the release is a finding,
+    though the first scan's own verdict stays `findings` (what :meth:`Store.scans` filters by)."""
+    sdist_file = sdist("pkg", "1.0", {"setup.py": b"import os\n# " + MARKER + b"\n"})
+    wheel_file = wheel("pkg", "1.0", {"pkg/__init__.py": b"pass\n"})
+
+    def scanned(engine: Scanner, *files: tuple[str, bytes]) -> TargetResult:
+        release = engine.scan_release("pkg", "1.0", [(f, data, f"https://files/{f}") for f, data in files])
+        return TargetResult.from_release("pkg==1.0", release)
+
+    def listed(db: Store, findings_only: bool = False) -> list[tuple[int, str, int, str, int]]:
+        return [
+            (item.scan.id, item.scan.verdict, item.scan.score, item.release_verdict, item.release_score)
+            for item in db.listed_scans(findings_only=findings_only)
+        ]
+
+    with Store(tmp_path / "s.db") as db:
+        first = db.record(scanned(scanner, sdist_file), rules_hash="A")
+        partial = db.record(scanned(scanner, wheel_file), rules_hash="A")
+        release = db.release("pkg", "1.0")
+        assert release is not None and (release.verdict, release.score) == ("findings", 5)
+        both = [(partial, "clean", 0, "findings", 5), (first, "findings", 5, "findings", 5)]
+        assert listed(db) == listed(db, findings_only=True) == both
+        assert [scan.id for scan in db.scans(findings_only=True)] == [first]  # by each scan's own verdict
+
+        refuting = db.record(scanned(narrower, sdist_file), rules_hash="A")
+        release = db.release("pkg", "1.0")
+        assert release is not None and (release.verdict, release.score) == ("clean", 0)
+        assert listed(db, findings_only=True) == []
+        assert listed(db) == [
+            (refuting, "clean", 0, "clean", 0),
+            (partial, "clean", 0, "clean", 0),
+            (first, "findings", 5, "clean", 0),
+        ]
+        assert db.listed_scans(limit=1)[0].json() == {
+            **db.scans(limit=1)[0].json(),
+            "release_verdict": "clean",
+            "release_score": 0,
+        }
+
+
+def test_listed_scans_give_each_release_as_release_shows_it(tmp_path: Path) -> None:
+    """Over random stores (two spellings of each version, three rule sets, files read whole or not, files
+    not fetched with and without a listed digest, errors about files or the whole release, scores, scans
+    on the same day): every listed scan's release verdict and score are `release()`'s; the list is
+    `scans()`'s, in its order; "findings only" is the scans of the releases flagged, bounded by `limit`
+    and `since` after that filter."""
+    disagreeing = []
+    for seed in range(150):
+        rnd = random.Random(seed)
+        path = tmp_path / f"{seed}.db"
+        _random_store(path, rnd, varied=True)
+        with Store(path, readonly=True) as db:
+            listed = db.listed_scans()
+            assert [item.scan for item in listed] == db.scans(), seed
+            for item in listed:
+                release = db.release(item.scan.name, item.scan.version)
+                assert release is not None
+                if (item.release_verdict, item.release_score) != (release.verdict, release.score):
+                    disagreeing.append((seed, item, release.verdict, release.score))
+            flagged = [item for item in listed if item.release_verdict == "findings"]
+            assert db.listed_scans(findings_only=True) == flagged, seed
+            assert db.listed_scans(findings_only=True, limit=2) == flagged[:2], seed
+            assert db.listed_scans(limit=3) == listed[:3], seed
+            since = "2026-01-03"
+            assert db.listed_scans(since=since, findings_only=True) == [
+                item for item in flagged if item.scan.scanned_at >= since
+            ], seed
+    assert disagreeing == []
 
 
 def test_readers_run_while_a_writer_writes_and_never_see_half_a_release(
@@ -674,6 +755,62 @@ def _synthetic_file(
         )
 
 
+def _random_store(path: Path, rnd: random.Random, *, varied: bool = False) -> None:
+    """A random store at ``path``: releases pkg 1.0 (stored as `1.0` and `1.0.0`) and other 2 (as `2` and
+    `2.0`), 1 to 8 scans, each under one of three rule sets reading 1 to 3 of three files (a tenth not
+    fetched), each with rules r1, r2, both or none, read whole or not. ``varied``: scans on a few days
+    (several on one), scores, errors (about the files not fetched or the whole release) and digests listed
+    for files not fetched too."""
+    raw = _synthetic_store(path)
+    raw.execute("INSERT INTO rulesets (id, hash, count, first_seen) VALUES (3, ?, 1, '')", ("c" * 64,))
+    raw.executemany(
+        "INSERT INTO releases (id, name, normalized, version) VALUES (?, ?, ?, ?)",
+        [(2, "pkg", "pkg", "1.0.0"), (3, "other", "other", "2"), (4, "other", "other", "2.0")],
+    )
+    for scan_id in range(1, rnd.randint(2, 9)):
+        day = rnd.randint(1, 4) if varied else scan_id
+        error = rnd.choice([None, None, None, "could not download", "index unreachable"]) if varied else None
+        raw.execute(
+            "INSERT INTO scans (id, release_id, ruleset_id, source, scanned_at, verdict, score, "
+            "rules_matched, error, error_per_file) VALUES (?, ?, ?, 'scan', ?, 'clean', 0, '[]', ?, ?)",
+            (scan_id, rnd.randint(1, 4), rnd.randint(1, 3), f"2026-01-{day:02d}T00:00:00Z", error,
+             int(error == "could not download")),
+        )  # fmt: skip
+        for file in rnd.sample(range(3), rnd.randint(1, 3)):
+            digest = rnd.choice("ab") * 64 if rnd.random() < 0.9 else ""
+            matched = bool(digest) and (not varied or rnd.random() < 0.3)  # varied: most files match nothing
+            rules = sorted(rnd.sample(["r1", "r2"], rnd.randint(0, 2))) if matched else []
+            score = rnd.randint(1, 9) if varied and rules else 0
+            listed = rnd.choice([None, "a" * 64]) if varied and not digest else None
+            dist_id = raw.execute(
+                "INSERT INTO distributions (scan_id, filename, url, format, size, sha256, files_scanned, "
+                "bytes_scanned, score, rules_matched, top_file, verdict, complete, listed_sha256) "
+                "VALUES (?, ?, NULL, 'zip', 1, ?, 1, 1, ?, ?, NULL, 'clean', ?, ?)",
+                (
+                    scan_id,
+                    f"f{file}.whl",
+                    digest,
+                    score,
+                    json.dumps(rules),
+                    int(bool(digest) and rnd.random() < 0.7),
+                    listed,
+                ),
+            ).lastrowid
+            for rule in rules:
+                file_id = raw.execute(
+                    "INSERT INTO files (distribution_id, path, size, sha256, score) "
+                    "VALUES (?, 'm.py', 1, '', 5)",
+                    (dist_id,),
+                ).lastrowid
+                raw.execute(
+                    "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
+                    "VALUES (?, ?, 'default', 5, '[]', '{}', '[]')",
+                    (file_id, rule),
+                )
+    raw.commit()
+    raw.close()
+
+
 def test_hits_per_rule_are_what_the_release_views_show(tmp_path: Path) -> None:
     """`report --by-rule` and `report NAME==VERSION` apply one rule: over random stores (two spellings of
     each version, three rule sets, files read whole or not, rescans, files not fetched), the counts per
@@ -684,46 +821,7 @@ def test_hits_per_rule_are_what_the_release_views_show(tmp_path: Path) -> None:
     for seed in range(150):
         rnd = random.Random(seed)
         path = tmp_path / f"{seed}.db"
-        raw = _synthetic_store(path)
-        raw.execute("INSERT INTO rulesets (id, hash, count, first_seen) VALUES (3, ?, 1, '')", ("c" * 64,))
-        raw.executemany(
-            "INSERT INTO releases (id, name, normalized, version) VALUES (?, ?, ?, ?)",
-            [(2, "pkg", "pkg", "1.0.0"), (3, "other", "other", "2"), (4, "other", "other", "2.0")],
-        )
-        for scan_id in range(1, rnd.randint(2, 9)):
-            raw.execute(
-                "INSERT INTO scans (id, release_id, ruleset_id, source, scanned_at, verdict, score, "
-                "rules_matched) VALUES (?, ?, ?, 'scan', ?, 'clean', 0, '[]')",
-                (scan_id, rnd.randint(1, 4), rnd.randint(1, 3), f"2026-01-{scan_id:02d}T00:00:00Z"),
-            )
-            for file in rnd.sample(range(3), rnd.randint(1, 3)):
-                digest = rnd.choice("ab") * 64 if rnd.random() < 0.9 else ""
-                rules = sorted(rnd.sample(["r1", "r2"], rnd.randint(0, 2))) if digest else []
-                dist_id = raw.execute(
-                    "INSERT INTO distributions (scan_id, filename, url, format, size, sha256, files_scanned, "
-                    "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
-                    "VALUES (?, ?, NULL, 'zip', 1, ?, 1, 1, 0, ?, NULL, 'clean', ?)",
-                    (
-                        scan_id,
-                        f"f{file}.whl",
-                        digest,
-                        json.dumps(rules),
-                        int(bool(digest) and rnd.random() < 0.7),
-                    ),
-                ).lastrowid
-                for rule in rules:
-                    file_id = raw.execute(
-                        "INSERT INTO files (distribution_id, path, size, sha256, score) "
-                        "VALUES (?, 'm.py', 1, '', 5)",
-                        (dist_id,),
-                    ).lastrowid
-                    raw.execute(
-                        "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
-                        "VALUES (?, ?, 'default', 5, '[]', '{}', '[]')",
-                        (file_id, rule),
-                    )
-        raw.commit()
-        raw.close()
+        _random_store(path, rnd)
         with Store(path, readonly=True) as db:
             viewed: dict[str, list[int]] = {}
             for name, version in (("pkg", "1.0"), ("other", "2")):

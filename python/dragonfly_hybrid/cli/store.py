@@ -67,6 +67,7 @@ from dragonfly_hybrid.store.content_cache import cached_scanner
 from dragonfly_hybrid.store.db import (
     STORE_ENV,
     Finding,
+    ListedScan,
     Store,
     StoredScan,
     StoreError,
@@ -316,7 +317,7 @@ def report_command(
     ] = None,
     by_rule: Annotated[bool, typer.Option("--by-rule", help="Hit counts per rule.")] = False,
     all_scans: Annotated[
-        bool, typer.Option("--all", help="Every scan, not only those with findings.")
+        bool, typer.Option("--all", help="Every scan, not only those of releases with findings.")
     ] = False,
     limit: Annotated[int, int_option("Most scans listed.", low=1)] = 50,
     fmt: FormatOption = "table",
@@ -364,27 +365,37 @@ def _write_html(
         fail(f"cannot write {path}: {err.strerror or err}")
 
 
+def _verdict_cell(listed: ListedScan) -> str:
+    """A listed scan's verdict, and its release's (as `report NAME==VERSION` gives it) where that differs:
+    a clean scan of some files of a flagged release never reads as `clean` alone."""
+    scan = listed.scan
+    if (listed.release_verdict, listed.release_score) == (scan.verdict, scan.score):
+        return scan.verdict
+    return f"{scan.verdict} (release: {listed.release_verdict}, score {listed.release_score})"
+
+
 def _report_scans(db: Store, since: str | None, findings_only: bool, limit: int, fmt: Fmt) -> None:
-    scans = db.scans(since=since, findings_only=findings_only, limit=limit)
+    listed = db.listed_scans(since=since, findings_only=findings_only, limit=limit)
     if fmt == "json":
-        _print_json({"scans": [s.json() for s in scans]})
+        _print_json({"scans": [s.json() for s in listed]})
         return
     title = "Recent findings" if findings_only else "Recent scans"
     table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
     for column in ("Scanned at (UTC)", "Release", "Verdict", "Score", "Rules matched", "Source"):
         table.add_column(column, justify="right" if column == "Score" else "left", overflow="fold")
-    for s in scans:
+    for item in listed:
+        s = item.scan
         table.add_row(
             s.scanned_at[:19].replace("T", " "),
             f"{s.name}=={s.version}",
-            s.verdict,
+            _verdict_cell(item),
             str(s.score),
             ", ".join(s.rules_matched) or "-",
             s.source,
         )
     console = _console()
     console.print(table)
-    if not scans:
+    if not listed:
         console.print("nothing stored" + (" since then" if since else ""))
 
 
@@ -516,6 +527,8 @@ def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
     if matches.row_count:
         console.print(matches)
     for d in details:
+        if d["findings_only"]:
+            continue  # an earlier scan of a file, shown for its findings: the newest scan tells what was read
         for issue in d["issues"]:
             tag = "unscanned" if issue["unscanned"] else "note"
             where = f"{d['name']}/{issue['path']}" if issue["path"] else d["name"]  # "": the whole file
@@ -633,12 +646,12 @@ def _path_side(target: PathTarget, scanner: TargetScanner) -> Side:
 
 def current_files(
     fetched: Sequence[tuple[DistributionFile, Path]], release: Release
-) -> dict[str, set[str | None]]:
-    """Every file the index lists for ``release`` now: its name -> the SHA-256 of each copy listed under it
-    (an index may list one name twice, with other bytes): of the downloaded bytes, else the one the index
-    lists (None: not known). A stored scan answers for the release only if it scanned exactly these: a file
-    added to the release since, or left out by a scan in hash mode, is not judged by a scan that never saw
-    it."""
+) -> dict[str, list[str | None]]:
+    """Every file the index lists for ``release`` now: its name -> the SHA-256 of each copy listed under it,
+    one item per copy (an index may list one name twice, with other bytes): of the downloaded bytes, else
+    the one the index lists (None: not known; two such copies stay two, not one unknown file). A stored scan
+    answers for the release only if it scanned exactly these: a file added to the release since, or left
+    out by a scan in hash mode, is not judged by a scan that never saw it."""
     downloaded: dict[DistributionFile, str] = {}
     for file, path in fetched:
         digest = hashlib.sha256()
@@ -646,9 +659,9 @@ def current_files(
             while chunk := stream.read(1 << 20):
                 digest.update(chunk)
         downloaded[file] = digest.hexdigest()
-    digests: dict[str, set[str | None]] = {}
+    digests: dict[str, list[str | None]] = {}
     for file in release.files:
-        digests.setdefault(file.filename, set()).add(downloaded.get(file, file.sha256))
+        digests.setdefault(file.filename, []).append(downloaded.get(file, file.sha256))
     return digests
 
 
@@ -677,7 +690,7 @@ def _release_side(
                 release.name, release.version, ruleset.hash, current_files(fetched, release)
             )
         )
-        if stored is not None and stored.verdict != "incomplete":  # an incomplete one is worth another try
+        if stored is not None:  # one that read these very files whole (an incomplete one: try again)
             return Side(
                 target.raw, stored.name, stored.version, stored.verdict, stored.score, stored.rules_matched,
                 db.findings(stored.id) if db is not None else [], stored.error, "store", members,

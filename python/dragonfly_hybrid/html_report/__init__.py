@@ -60,7 +60,7 @@ from dragonfly_hybrid.report import (
 
 if TYPE_CHECKING:
     # The store's pages are given an open store: a scan's page never imports it (sqlite3, ~6 ms).
-    from dragonfly_hybrid.store.db import Store, StoredRelease, StoredScan
+    from dragonfly_hybrid.store.db import ListedScan, Store, StoredRelease, StoredScan
 
 
 class _AtOffset(Protocol):
@@ -115,12 +115,19 @@ class FindingRow:
 class ReleaseRow:
     label: str
     verdict: str
+    """The release's; on a store's list page (each row a scan), the scan's own."""
     score: int
     rules: list[str]
     top_file: str | None
     error: str | None
     scanned_at: str | None = None
     source: str | None = None
+    release_verdict: str | None = None
+    """On a store's list page: the verdict of the scan's release as a whole, as ``report NAME==VERSION``
+    gives it (a scan may have read only some of its files); what the verdict filter and the summary go by.
+    None elsewhere."""
+    release_score: int | None = None
+    """On a store's list page: the score of the scan's release as a whole; None elsewhere."""
 
 
 @dataclass
@@ -428,9 +435,14 @@ def _add_stored_release(page: Page, release: StoredRelease) -> None:
     )
 
 
-def _add_stored_scan(page: Page, db: Store, scan: StoredScan) -> None:
+def _add_stored_scan(page: Page, db: Store, listed: ListedScan) -> None:
+    """A scan as ``report`` lists it: its own verdict, and its release's as a whole, which the rows of the
+    scan's findings, distributions and issues are filtered by."""
+    scan = listed.scan
     summary = _Summary(scan.verdict, scan.score, scan.rules_matched, scan.error, scan.source)
-    _add_stored(page, scan, db.details(scan.id), summary, None)
+    _add_stored(
+        page, scan, db.details(scan.id), summary, None, (listed.release_verdict, listed.release_score)
+    )
 
 
 class _Summary(NamedTuple):
@@ -449,11 +461,15 @@ def _add_stored(
     details: list[dict[str, Any]],
     summary: _Summary,
     scans: dict[int, StoredScan] | None,
+    release: tuple[str, int] | None = None,
 ) -> None:
     """One release (named and dated by ``scan``, the newest) with its ``details`` (distributions); with
-    ``scans``, the distributions come from several scans (each its ``scan_id``), each shown with its own."""
+    ``scans``, the distributions come from several scans (each its ``scan_id``), each shown with its own.
+    With ``release``, one scan of a store's list: the verdict and score of its release as a whole, which
+    its rows are filtered by."""
     label = f"{scan.name}=={scan.version}"
-    verdict, score, rules_matched, error, source = summary
+    own_verdict, score, rules_matched, error, source = summary
+    verdict = own_verdict if release is None else release[0]  # what the verdict filter matches
     top = next(
         (
             _stored_label(d["name"], d["top_file"])
@@ -463,8 +479,11 @@ def _add_stored(
         None,
     )
     page.releases.append(
-        ReleaseRow(label, verdict, score, rules_matched, top, error, scan.scanned_at, source)
-    )
+        ReleaseRow(
+            label, own_verdict, score, rules_matched, top, error, scan.scanned_at, source,
+            *(release or (None, None)),
+        )
+    )  # fmt: skip
     for d in details:
         page.distributions.append(
             DistributionRow(
@@ -520,9 +539,10 @@ def page_from_store(
     limit: int | None = None,
     release: tuple[str, str] | None = None,
 ) -> Page:
-    """The page of a results store: its recent scans (as ``report`` lists them), hits per rule and scans
-    per day since ``since``; or, with ``release``, that release alone: each of its files from the newest
-    scan that stored it (:class:`~dragonfly_hybrid.store.db.StoredRelease`).
+    """The page of a results store: its recent scans (as ``report`` lists them,
+    :meth:`~dragonfly_hybrid.store.db.Store.listed_scans`: each with its release's verdict as a whole),
+    hits per rule and scans per day since ``since``; or, with ``release``, that release alone: each of
+    its files from the newest scan that stored it (:class:`~dragonfly_hybrid.store.db.StoredRelease`).
 
     Raises ``LookupError`` when ``release`` is not in the store."""
     page = Page(
@@ -538,8 +558,8 @@ def page_from_store(
         _add_stored_release(page, stored)
         page.rule_counts = _rule_counts(page.findings)
         return page
-    for scan in db.scans(since=since, findings_only=findings_only, limit=limit):
-        _add_stored_scan(page, db, scan)
+    for listed in db.listed_scans(since=since, findings_only=findings_only, limit=limit):
+        _add_stored_scan(page, db, listed)
     page.rule_counts = [
         RuleCount(c["rule"], c["weight"], c["releases"], c["files"]) for c in db.rule_counts(since=since)
     ]
@@ -697,16 +717,24 @@ def _finding_html(f: FindingRow) -> str:
 
 
 def _release_html(r: ReleaseRow) -> str:
+    verdict = _verdict_cell(r.verdict)
+    if r.release_verdict is not None and (r.release_verdict, r.release_score) != (r.verdict, r.score):
+        # A scan of some of its release's files: the release as a whole beside it, never `clean` alone.
+        verdict = (
+            f'<td><span class="verdict v-{_e(r.verdict)}">{_e(r.verdict)}</span> '
+            f'<span class="verdict v-{_e(r.release_verdict)}" title="the release as a whole">release: '
+            f"{_e(r.release_verdict)}, score {_e(r.release_score)}</span></td>"
+        )
     cells = [
         _td(r.label, "path"),
-        _verdict_cell(r.verdict),
+        verdict,
         _td(r.score, "num"),
         _td(", ".join(r.rules) or "-"),
         _td(r.top_file or "-", "path"),
     ]
     if r.scanned_at is not None:
         cells += [_td(r.scanned_at[:19].replace("T", " ")), _td(r.source or "-")]
-    return _row(cells, r.label, r.verdict, r.rules)
+    return _row(cells, r.label, r.release_verdict or r.verdict, r.rules)
 
 
 def _distribution_html(d: DistributionRow, scan_column: bool) -> str:
@@ -748,7 +776,10 @@ def _rule_count_html(c: RuleCount, descriptions: dict[str, str]) -> str:
 
 
 def _summary(page: Page) -> str:
-    verdicts = {v: sum(r.verdict == v for r in page.releases) for v in ("findings", "incomplete", "clean")}
+    verdicts = {
+        v: sum((r.release_verdict or r.verdict) == v for r in page.releases)
+        for v in ("findings", "incomplete", "clean")
+    }
     counts = " ".join(f'<span class="verdict v-{v}">{n} {v}</span>' for v, n in verdicts.items() if n)
     rules = (
         f" · rules {_e((page.rules_hash or '')[:12])}"

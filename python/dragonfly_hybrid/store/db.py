@@ -74,7 +74,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -322,6 +322,28 @@ class StoredScan:
         }
 
 
+@dataclass(frozen=True)
+class ListedScan:
+    """One scan as ``report`` lists it (no argument, ``--all``, their JSON and the ``--html`` list page):
+    the scan's own fields (a scan may have read only some files of its release), and the verdict and score
+    of its release as a whole, as :meth:`Store.release` combines them now (every file stored for it, each
+    from its newest scan, with the findings of earlier rule sets and the errors that still count): a clean
+    partial scan of a flagged release is listed ``clean`` with ``release_verdict`` ``findings``."""
+
+    scan: StoredScan
+    release_verdict: str
+    release_score: int
+
+    def json(self) -> dict[str, Any]:
+        """The scan's own fields (:meth:`StoredScan.json`, ``verdict`` and ``score`` those of the scan), with
+        ``release_verdict`` and ``release_score``."""
+        return {
+            **self.scan.json(),
+            "release_verdict": self.release_verdict,
+            "release_score": self.release_score,
+        }
+
+
 NOT_DOWNLOADED_SHA256 = ""
 """The ``sha256`` of a distribution stored without its bytes (:class:`NotDownloaded`)."""
 
@@ -480,6 +502,31 @@ def _combined_release(
     )
 
 
+def _verdict_and_score(scans: list[StoredScan], shown: Sequence[_Shown]) -> tuple[str, int]:
+    """The verdict and score of a release shown with these rows and scans (:func:`_combine`), by
+    :func:`_combined_release` itself, from what it reads of each row (not its files, matches and issues:
+    :meth:`Store.release` reads those too)."""
+    distributions = [
+        {
+            "rules_matched": sorted(item.row.rules),
+            "complete": item.row.complete,
+            "findings_only": item.findings_only,
+            "score": item.row.score,
+            "scan_id": item.row.scan_id,
+        }
+        for item in shown
+    ]
+    combined = _combined_release(scans[0].name, scans[0].version, scans, distributions)
+    return combined.verdict, combined.score
+
+
+def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    """``values`` ``size`` at a time: an ``IN (...)`` list stays under SQLite's variable limit (999 before
+    SQLite 3.32)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
 def _scan_label(scan: StoredScan) -> str:
     return f"scan {scan.id}, {scan.scanned_at[:19].replace('T', ' ')} UTC"
 
@@ -499,6 +546,28 @@ class _StoredRow(NamedTuple):
     rules: frozenset[str]
     url: str | None = None
     """Where the file was (to be) fetched from, as stored (redacted)."""
+    score: int = 0
+    """The distribution's score (what a release's combined score is the maximum of)."""
+
+
+_STORED_ROW_COLUMNS = """
+    d.id, d.scan_id, s.ruleset_id, d.filename, d.sha256, d.listed_sha256, d.complete, d.rules_matched, d.url,
+    d.score
+"""
+"""What :func:`_stored_row` reads of a distribution row (``d``) and its scan (``s``)."""
+
+
+def _stored_row(row: Sequence[Any], rule_sets: dict[str, frozenset[str]]) -> _StoredRow:
+    """A row selected as :data:`_STORED_ROW_COLUMNS` (more columns may follow); ``rule_sets`` caches the
+    parsed ``rules_matched`` lists (a store has few distinct ones)."""
+    dist_id, scan_id, ruleset_id, filename, digest, listed, complete, rules_matched, url, score = row[:10]
+    rules = rule_sets.get(rules_matched)
+    if rules is None:
+        rules = rule_sets[rules_matched] = frozenset(json.loads(rules_matched))
+    return _StoredRow(
+        dist_id, scan_id, ruleset_id, filename, str(digest).lower(), _digest(listed), bool(complete), rules,
+        url, score,
+    )  # fmt: skip
 
 
 class _Shown(NamedTuple):
@@ -588,6 +657,38 @@ def _shown_rows(rows: Sequence[_StoredRow]) -> list[_Shown]:
     return sorted(shown, key=lambda item: item.row.id)
 
 
+def _combine(
+    scan_rows: Sequence[Sequence[Any]],
+    stored: Sequence[_StoredRow],
+    parsed: dict[str, list[str]] | None = None,
+) -> tuple[list[StoredScan], list[_Shown]]:
+    """The rule of :class:`StoredRelease`, for one release (every spelling of its version): which of its
+    rows it is shown with (:func:`_shown_rows`) and which of its scans it is shown from: its newest scan,
+    the scans those rows come from and every scan whose error still counts.
+
+    ``scan_rows``: every scan of the release, newest first, each ``_SCAN_COLUMNS`` then
+    ``s.error_per_file``; ``stored``: every distribution row of those scans, in stored order. The one
+    place that decides it: :meth:`Store.release` and :meth:`Store.listed_scans` (the release's verdict of
+    each scan listed) both call it, then :func:`_combined_release` for the verdict. ``parsed``: as for
+    :func:`_scan_of`."""
+    shown = _shown_rows(stored)
+    files: dict[int, set[tuple[str, str]]] = {}
+    for row in stored:
+        files.setdefault(row.scan_id, set()).add((row.filename, row.sha256))
+    unscanned_from = {item.row.scan_id for item in shown if not item.findings_only and not item.row.complete}
+    had_error = [(row[0], bool(row[9])) for row in scan_rows]
+    per_file = {row[0]: bool(row[-1]) for row in scan_rows}  # s.error_per_file, after the scan columns
+    whole_release_errors = [scan_id for scan_id, error in had_error if error and not per_file[scan_id]]
+    settled = _settled_errors(had_error, files, whole_release_errors)
+    erroring = {
+        scan_id
+        for scan_id, error in had_error
+        if error and (scan_id in unscanned_from if per_file[scan_id] else scan_id not in settled)
+    }
+    from_scans = {item.row.scan_id for item in shown} | {scan_rows[0][0]} | erroring
+    return [_scan_of(row, parsed) for row in scan_rows if row[0] in from_scans], shown
+
+
 def _settled_errors(
     scans: Sequence[tuple[int, bool]], files: Mapping[int, set[tuple[str, str]]], erroring: Sequence[int]
 ) -> set[int]:
@@ -655,7 +756,16 @@ _SCAN_FROM = """
 """
 
 
-def _scan_of(row: Sequence[Any]) -> StoredScan:
+def _scan_of(row: Sequence[Any], parsed: dict[str, list[str]] | None = None) -> StoredScan:
+    """A scan selected as ``_SCAN_COLUMNS``; ``parsed`` caches its ``rules_matched`` JSON lists (each scan
+    gets its own copy) when many scans are read."""
+    if parsed is None:
+        rules_matched = json.loads(row[7])
+    else:
+        known = parsed.get(row[7])
+        if known is None:
+            known = parsed[row[7]] = json.loads(row[7])
+        rules_matched = list(known)
     return StoredScan(
         id=row[0],
         name=row[1],
@@ -664,7 +774,7 @@ def _scan_of(row: Sequence[Any]) -> StoredScan:
         scanned_at=row[4],
         verdict=row[5],
         score=row[6],
-        rules_matched=json.loads(row[7]),
+        rules_matched=rules_matched,
         inspector_url=row[8],
         error=row[9],
         rules_hash=row[10],
@@ -1126,34 +1236,16 @@ class Store:
         )
         if not rows:
             return None
+        rule_sets: dict[str, frozenset[str]] = {}
         stored = [
-            _StoredRow(dist_id, scan_id, ruleset_id, filename, str(digest).lower(), _digest(listed),
-                       bool(complete), frozenset(json.loads(rules)), url)
-            for dist_id, scan_id, ruleset_id, filename, digest, listed, complete, rules, url in self._query(
-                "SELECT d.id, d.scan_id, s.ruleset_id, d.filename, d.sha256, d.listed_sha256, d.complete, "
-                "d.rules_matched, d.url FROM distributions d JOIN scans s ON s.id = d.scan_id "
+            _stored_row(row, rule_sets)
+            for row in self._query(
+                f"SELECT {_STORED_ROW_COLUMNS} FROM distributions d JOIN scans s ON s.id = d.scan_id "
                 f"JOIN releases r ON r.id = s.release_id WHERE {among} ORDER BY d.id",
                 ids,
             )
-        ]  # fmt: skip
-        shown = _shown_rows(stored)
-        files: dict[int, set[tuple[str, str]]] = {}
-        for row in stored:
-            files.setdefault(row.scan_id, set()).add((row.filename, row.sha256))
-        unscanned_from = {
-            item.row.scan_id for item in shown if not item.findings_only and not item.row.complete
-        }
-        had_error = [(row[0], bool(row[9])) for row in rows]
-        per_file = {row[0]: bool(row[-1]) for row in rows}  # s.error_per_file, after the scan columns
-        whole_release_errors = [scan_id for scan_id, error in had_error if error and not per_file[scan_id]]
-        settled = _settled_errors(had_error, files, whole_release_errors)
-        erroring = {
-            scan_id
-            for scan_id, error in had_error
-            if error and (scan_id in unscanned_from if per_file[scan_id] else scan_id not in settled)
-        }
-        from_scans = {item.row.scan_id for item in shown} | {rows[0][0]} | erroring
-        scans = [_scan_of(row) for row in rows if row[0] in from_scans]
+        ]
+        scans, shown = _combine(rows, stored)
         distributions = [
             {
                 **dist,
@@ -1178,20 +1270,23 @@ class Store:
         return _scan_of(rows[0]) if rows else None
 
     def scan_of_files(
-        self, name: str, version: str, rules_hash: str, files: Mapping[str, set[str | None]]
+        self, name: str, version: str, rules_hash: str, files: Mapping[str, Collection[str | None]]
     ) -> StoredScan | None:
         """The newest scan of ``name==version`` with ``rules_hash`` whose distributions are exactly
-        ``files`` (file name -> the SHA-256 of each copy listed under that name, None where it is not known:
-        a name with one such copy is matched by name; one with more, never), else None.
+        ``files`` (file name -> the SHA-256 of each copy listed under that name, one item per copy, None
+        where it is not known: a name with one such copy is matched by name; one with more, never, even
+        when every copy's is unknown: two copies are two files), else None.
 
         A scan row records the files it scanned, not the release: ``watch`` stores a file added to a
         release later as a scan of that file alone, a hash-mode ``scan -R`` only the files its hashes
         allow, and another index may serve other bytes under the same name. Only a scan of these very
-        files can stand for them."""
+        files can stand for them, and only one that read all of them (no error, every file complete): a
+        scan that matched a rule is ``findings`` even when it left a member over its limits unread, and
+        it cannot tell what that member holds."""
         if not files:
             return None
         wanted = {
-            filename: {None if digest is None else digest.lower() for digest in digests}
+            filename: [None if digest is None else digest.lower() for digest in digests]
             for filename, digests in files.items()
         }
         rows = self._query(
@@ -1200,22 +1295,31 @@ class Store:
             (normalize_name(name), version, rules_hash),
         )
         for row in rows:
+            scan = _scan_of(row)
             scanned: dict[str, set[str]] = {}
-            for filename, digest in self._query(
-                "SELECT filename, sha256 FROM distributions WHERE scan_id = ?", (row[0],)
+            read_whole = scan.error is None
+            for filename, digest, complete in self._query(
+                "SELECT filename, sha256, complete FROM distributions WHERE scan_id = ?", (row[0],)
             ):
                 scanned.setdefault(filename, set()).add(str(digest).lower())
-            if scanned.keys() == wanted.keys() and all(
-                digests == {None} or (None not in digests and scanned[filename] == digests)
-                for filename, digests in wanted.items()
+                read_whole = read_whole and bool(complete)
+            if (
+                read_whole
+                and scanned.keys() == wanted.keys()
+                and all(
+                    digests == [None] or (None not in digests and scanned[filename] == set(digests))
+                    for filename, digests in wanted.items()
+                )
             ):
-                return _scan_of(row)
+                return scan
         return None
 
     def scans(
         self, *, since: str | None = None, findings_only: bool = False, limit: int | None = None
     ) -> list[StoredScan]:
-        """Scans, newest first; ``since`` is an ISO-8601 UTC timestamp."""
+        """Scans, newest first; ``since`` is an ISO-8601 UTC timestamp; ``findings_only``: scans whose own
+        verdict is ``findings``. Each scan as stored: it may have read only some files of its release
+        (``report`` lists :meth:`listed_scans`, with each release's verdict as a whole)."""
         sql = f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE 1 = 1"
         params: list[Any] = []
         if since is not None:
@@ -1228,6 +1332,131 @@ class Store:
             sql += " LIMIT ?"
             params.append(limit)
         return [_scan_of(row) for row in self._query(sql, params)]
+
+    def listed_scans(
+        self, *, since: str | None = None, findings_only: bool = False, limit: int | None = None
+    ) -> list[ListedScan]:
+        """Scans, newest first (as :meth:`scans`), each with the verdict and score of its release as a whole
+        (:class:`ListedScan`: as :meth:`release` gives them). ``since`` (an ISO-8601 UTC timestamp) bounds
+        the scans listed, not what their releases' verdicts are combined from.
+
+        ``findings_only``: the scans of releases whose verdict as a whole is ``findings`` (not the scans'
+        own verdicts): a clean scan of some files of a flagged release is listed, a scan whose findings a
+        later scan under the same rules refuted is not.
+
+        Each release's verdict is computed once, for all the listed scans of it together
+        (:meth:`_release_verdicts`): linear in the rows of the releases listed."""
+        # CROSS JOIN: scans walked newest first (their time index), never all candidates sorted first.
+        sql = (
+            f"SELECT {_SCAN_COLUMNS}, s.release_id FROM scans s CROSS JOIN releases r ON r.id = s.release_id "
+            "LEFT JOIN rulesets rs ON rs.id = s.ruleset_id WHERE 1 = 1"
+        )
+        params: list[Any] = []
+        if since is not None:
+            sql += " AND s.scanned_at >= ?"
+            params.append(since)
+        if findings_only:
+            # Only a project with a distribution that matched a rule can have a release with findings (one
+            # pass over the distributions, as for --by-rule); their scans' releases are then combined.
+            sql += (
+                " AND r.normalized IN (SELECT r2.normalized FROM distributions d2 "
+                "JOIN scans s2 ON s2.id = d2.scan_id JOIN releases r2 ON r2.id = s2.release_id "
+                "WHERE d2.rules_matched != '[]')"
+            )
+        sql += " ORDER BY s.scanned_at DESC, s.id DESC"
+        parsed: dict[str, list[str]] = {}
+        if not findings_only:
+            if limit is not None:
+                sql += " LIMIT ?"
+                params.append(limit)
+            rows = self._query(sql, params)
+            verdicts = self._release_verdicts([row[-1] for row in rows])
+            return [ListedScan(_scan_of(row, parsed), *verdicts[row[-1]]) for row in rows]
+        # Which scans are listed depends on their releases' verdicts: pages of candidates until enough.
+        listed: list[ListedScan] = []
+        known: dict[int, tuple[str, int]] = {}
+        page = min(limit or 1_000, 20_000)
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            try:
+                while (limit is None or len(listed) < limit) and (rows := cursor.fetchmany(page)):
+                    known.update(self._release_verdicts([row[-1] for row in rows if row[-1] not in known]))
+                    listed.extend(
+                        ListedScan(_scan_of(row, parsed), *known[row[-1]])
+                        for row in rows
+                        if known[row[-1]][0] == "findings"
+                    )
+                    page = min(page * 2, 20_000)
+            finally:
+                cursor.close()
+        return listed if limit is None else listed[:limit]
+
+    def _release_verdicts(self, release_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """Stored release id -> the verdict and score of the release it is part of (every spelling of its
+        version one release), as :meth:`release` shows it: the same rule (:func:`_combine`,
+        :func:`_combined_release`), for many releases at once. A few queries per 500 releases, then each
+        release's rows once, grouped in Python: linear in the rows of the releases asked for."""
+        wanted = sorted(set(release_ids))
+        if not wanted:
+            return {}
+        # Every stored spelling of a version (`1.0`, `1.0.0`) is part of the release: its project's rows,
+        # each project read once.
+        names: set[str] = set()
+        for chunk in _chunks(wanted):
+            marks = ", ".join("?" * len(chunk))
+            names.update(
+                name
+                for (name,) in self._query(f"SELECT normalized FROM releases WHERE id IN ({marks})", chunk)
+            )
+        projects: dict[str, dict[int, str]] = {}
+        for chunk in _chunks(sorted(names)):
+            marks = ", ".join("?" * len(chunk))
+            for release_id, normalized, version in self._query(
+                f"SELECT id, normalized, version FROM releases WHERE normalized IN ({marks})", chunk
+            ):
+                projects.setdefault(normalized, {})[release_id] = version
+        asked = set(wanted)
+        group_of: dict[int, int] = {}  # stored release id -> its release (a group of spellings)
+        groups: list[list[int]] = []
+        for versions in projects.values():
+            together: dict[object, list[int]] = {}
+            if len(versions) == 1:  # one spelling: nothing to compare
+                together = {None: list(versions)}
+            else:
+                for release_id, version in versions.items():
+                    together.setdefault(_version_key(version), []).append(release_id)
+            for ids in together.values():
+                if asked.isdisjoint(ids):
+                    continue
+                for release_id in ids:
+                    group_of[release_id] = len(groups)
+                groups.append(ids)
+        scan_rows: dict[int, list[Sequence[Any]]] = {}
+        stored: dict[int, list[_StoredRow]] = {}
+        rule_sets: dict[str, frozenset[str]] = {}
+        for chunk in _chunks(sorted(group_of)):
+            marks = ", ".join("?" * len(chunk))
+            for row in self._query(
+                f"SELECT {_SCAN_COLUMNS}, s.error_per_file, s.release_id {_SCAN_FROM} "
+                f"WHERE s.release_id IN ({marks})",
+                chunk,
+            ):
+                scan_rows.setdefault(group_of[row[-1]], []).append(row[:-1])
+            for row in self._query(
+                f"SELECT {_STORED_ROW_COLUMNS}, s.release_id FROM distributions d "
+                f"JOIN scans s ON s.id = d.scan_id WHERE s.release_id IN ({marks})",
+                chunk,
+            ):
+                stored.setdefault(group_of[row[-1]], []).append(_stored_row(row, rule_sets))
+        verdicts: dict[int, tuple[str, int]] = {}
+        parsed: dict[str, list[str]] = {}
+        for group, rows in scan_rows.items():
+            rows.sort(key=lambda row: -row[0])  # newest first, as release() reads them
+            shown_from = sorted(stored.get(group, ()), key=lambda row: row.id)  # in stored order
+            verdict = _verdict_and_score(*_combine(rows, shown_from, parsed))
+            for release_id in groups[group]:
+                verdicts[release_id] = verdict
+        return verdicts
 
     def _pages(self, sql: str, params: Sequence[Any] = (), page: int = 10_000) -> Iterator[list[Any]]:
         """The rows of a query, ``page`` at a time (a whole store's rows are never all in memory)."""

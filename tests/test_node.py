@@ -29,7 +29,7 @@ from dragonfly_hybrid.node.jobs import MainframeError
 from dragonfly_hybrid.node.metrics import MetricsServer, NodeMetrics
 from dragonfly_hybrid.node.service import serve
 from dragonfly_hybrid.node.settings import NodeSettings
-from dragonfly_hybrid.rules_loader import COMPILED_LAYOUT
+from dragonfly_hybrid.rules_loader import cache_entry
 
 from tests.fakes.mainframe import FakeMainframe
 from tests.fakes.pypi import SLOW_RULE, FakeIndex, slow_tarball, tar_gz_bytes, wheel
@@ -281,64 +281,60 @@ def test_a_node_with_its_rules_cache_off_writes_no_blob(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("commit", ["c" * 300, "a/b", "a_b"])
-def test_any_rules_commit_name_is_cached_under_a_name_of_its_own(
+MARKER_RULE_NAMED = 'rule {} {{ strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }}'
+
+
+@pytest.mark.parametrize("commit", ["c" * 300, "a/b", "a_b", "Main", "sha256-" + "0" * 64])
+def test_any_rules_commit_name_is_cached_under_its_sources(
     fake: FakeMainframe, tmp_path: Path, commit: str
 ) -> None:
-    """A 300-character commit name made the cache's file name too long (ENAMETOOLONG: the node could not
-    start), and `a/b` and `a_b` shared a file: a node could load one commit's rules for the other."""
-    fake.set_rules(commit, {"m.yar": 'rule m { strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }'})
+    """The cache names a set by a digest of its sources (as the commands' cache), never by the commit: a
+    300-character name made the file name too long (ENAMETOOLONG: the node could not start), and `a/b` and
+    `a_b`, `Main` and `main` (on a case-insensitive file system), or `a/b` and a commit named like its
+    digest shared one file."""
+    sources = {"m.yar": MARKER_RULE_NAMED.format("m")}
+    fake.set_rules(commit, sources)
     fake.add_release("a", "1.0", {"setup.py": MARK})
     run_node(settings_for(fake, tmp_path), once=True)
     [body] = [s.body for s in fake.results]
     assert body["commit"] == commit and body["rules_matched"] == ["m"]
     [blob] = (tmp_path / "rules-cache").glob("*.rules")
-    assert len(blob.name) < 100 and (blob.name.startswith("sha256-") == (commit != "a_b"))
+    assert blob == cache_entry(tmp_path / "rules-cache", sources)
 
 
-def test_a_commit_named_like_a_digest_does_not_load_the_digested_commits_rules(
+def test_commits_whose_names_a_file_system_would_confuse_each_run_their_own_rules(
     fake: FakeMainframe, tmp_path: Path
 ) -> None:
-    """`a/b` is cached under `sha256-<its digest>`: a commit named that very string took the same file and
-    ran `a/b`'s rules (the cache is not checked against the commit). A plain hex commit keeps its own name,
-    as before the digest naming (a cache written by an older node still loads)."""
-    marker_rule = 'rule {} {{ strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }}'
-    fake.set_rules("a/b", {"m.yar": marker_rule.format("from_a_b")})
+    """`a/b` and a commit named `sha256-<digest of "a/b">` (once `a/b`'s file name), `Main` and `main`:
+    each runs its own rules, from its own file."""
+    commits = ["a/b", "sha256-" + hashlib.sha256(b"a/b").hexdigest(), "Main", "main"]
+    for number, commit in enumerate(commits):
+        fake.set_rules(commit, {"m.yar": MARKER_RULE_NAMED.format(f"rule_{number}")})
+        fake.add_release(f"p{number}", "1.0", {"setup.py": MARK})
+        run_node(settings_for(fake, tmp_path), once=True)
+    assert {s.body["name"]: s.body["rules_matched"] for s in fake.results} == {
+        f"p{number}": [f"rule_{number}"] for number in range(len(commits))
+    }
+    names = [blob.name for blob in (tmp_path / "rules-cache").glob("*.rules")]
+    assert len({name.casefold() for name in names}) == len(commits)
+
+
+def test_a_commit_served_with_other_sources_runs_them_not_the_cached_set(
+    fake: FakeMainframe, tmp_path: Path
+) -> None:
+    """A commit name is the server's choice (a branch name, or another mainframe's commit sharing the cache
+    directory): served again with other sources, a restarted node took the set first compiled under that
+    name from its cache, and ran rules the server no longer serves."""
+    fake.set_rules("main", {"m.yar": MARKER_RULE_NAMED.format("first")})
     fake.add_release("a", "1.0", {"setup.py": MARK})
     run_node(settings_for(fake, tmp_path), once=True)
-    twin = "sha256-" + hashlib.sha256(b"a/b").hexdigest()
-    fake.set_rules(twin, {"m.yar": marker_rule.format("from_the_twin")})
+    fake.set_rules("main", {"m.yar": MARKER_RULE_NAMED.format("second")})
     fake.add_release("b", "1.0", {"setup.py": MARK})
     run_node(settings_for(fake, tmp_path), once=True)
     assert {s.body["name"]: s.body["rules_matched"] for s in fake.results} == {
-        "a": ["from_a_b"],
-        "b": ["from_the_twin"],
+        "a": ["first"],
+        "b": ["second"],
     }
-    hex_commit = "0123456789abcdef" * 2 + "01234567"
-    fake.set_rules(hex_commit, {"m.yar": marker_rule.format("plain")})
-    fake.add_release("c", "1.0", {"setup.py": MARK})
-    run_node(settings_for(fake, tmp_path), once=True)
-    assert (tmp_path / "rules-cache" / f"{hex_commit}.{COMPILED_LAYOUT}.rules").is_file()
-
-
-def test_commits_differing_in_case_only_have_cache_files_apart_on_any_file_system(
-    fake: FakeMainframe, tmp_path: Path
-) -> None:
-    """`Main` and `main` had the files `Main.…rules` and `main.…rules`: one file on a case-insensitive file
-    system (macOS), where a node would load one commit's rules for the other. A name with capitals is
-    digested (the usual lower-case hex commit keeps its name)."""
-    marker_rule = 'rule {} {{ strings: $a = "DRAGONFLY_TEST_MARKER" condition: $a }}'
-    for commit, project in (("Main", "a"), ("main", "b")):
-        fake.set_rules(commit, {"m.yar": marker_rule.format(f"from_{project}")})
-        fake.add_release(project, "1.0", {"setup.py": MARK})
-        run_node(settings_for(fake, tmp_path), once=True)
-    assert {s.body["name"]: s.body["rules_matched"] for s in fake.results} == {
-        "a": ["from_a"],
-        "b": ["from_b"],
-    }
-    names = [blob.name for blob in (tmp_path / "rules-cache").glob("*.rules")]
-    assert len(names) == 2 and len({name.casefold() for name in names}) == 2
-    assert f"main.{COMPILED_LAYOUT}.rules" in names
 
 
 def test_rules_that_do_not_compile_keep_the_last_good_set(fake: FakeMainframe, tmp_path: Path) -> None:

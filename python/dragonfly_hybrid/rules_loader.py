@@ -77,7 +77,9 @@ def _sources_key(sources: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def _cache_entry(cache_dir: Path, sources: dict[str, str]) -> Path:
+def cache_entry(cache_dir: Path, sources: dict[str, str]) -> Path:
+    """Where ``sources`` compiled are kept in the rules cache ``cache_dir`` (named by :func:`_sources_key`:
+    whatever the set is called, its file holds these very sources compiled by this engine)."""
     return cache_dir / f"sources-{_sources_key(sources)}.rules"
 
 
@@ -86,7 +88,7 @@ def compile_cached(sources: dict[str, str], cache_dir: Path | None) -> Rules:
     with this engine (and kept there otherwise)."""
     if cache_dir is None:
         return Rules.compile(sources)
-    path = _cache_entry(cache_dir, sources)
+    path = cache_entry(cache_dir, sources)
     try:
         return Rules.deserialize(path.read_bytes())
     except FileNotFoundError:
@@ -152,7 +154,7 @@ class _Prefetch:
         if isinstance(found, dict):
             # A miss or an unusable entry: the caller compiles (and warns, and writes the entry).
             with contextlib.suppress(Exception):
-                self.cached = Rules.deserialize(_cache_entry(self.cache_dir, found).read_bytes())
+                self.cached = Rules.deserialize(cache_entry(self.cache_dir, found).read_bytes())
 
     def outcome(self, cache_dir: Path | None) -> tuple[Rules | dict[str, str], Rules | None]:
         """What the thread read (raising what reading raised), and the compiled set it found in the cache

@@ -10,7 +10,6 @@ grace period, and whatever is left is the server's to lease again.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import signal
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from dragonfly_hybrid._core import DownloadBuffer, Limits, Rules, Scanner, ScanProgress
-from dragonfly_hybrid.errors import NoRulesError, RuleCompileError, RulesFormatError
+from dragonfly_hybrid.errors import NoRulesError, RuleCompileError
 from dragonfly_hybrid.node.jobs import (
     J,
     JobSource,
@@ -35,7 +34,7 @@ from dragonfly_hybrid.node.jobs import (
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.pypi.download import Downloader, filename_of
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, DownloadError
-from dragonfly_hybrid.rules_loader import COMPILED_LAYOUT, keep_compiled
+from dragonfly_hybrid.rules_loader import cache_entry, compile_cached
 
 # Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
 LEASE_SHARE = 0.5
@@ -206,40 +205,15 @@ class RuleState:
         self.commit = commit
         self._log.info("rules loaded", extra={"commit": commit, "rules": scanner.rules.count})
 
-    def _cache_path(self, commit: str) -> Path | None:
-        if self._cache_dir is None:
-            return None
-        safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in commit)
-        if not safe or len(safe) > 100 or safe != commit.lower() or safe.startswith("sha256-"):
-            # A name the file system would refuse (too long: ENAMETOOLONG), or one two commits could share
-            # once cleaned, or on a case-insensitive file system (`Main` and `main`, on macOS): the commit's
-            # digest names it instead. A commit named like a digest is digested too (`sha256-<digest of
-            # "a/b">` shared `a/b`'s file and loaded its rules), and so is the empty name (no hidden
-            # `.{layout}.rules` file).
-            safe = "sha256-" + hashlib.sha256(commit.encode("utf-8", "surrogatepass")).hexdigest()
-        # Tagged with the blobs' shape, so an upgraded node compiles again instead of loading an older
-        # form (or warning that it no longer loads).
-        return self._cache_dir / f"{safe}.{COMPILED_LAYOUT}.rules"
-
     def _compile(self, commit: str, sources: dict[str, str]) -> Rules:
-        """The rule set ``commit``, from the cache or compiled; :class:`NoRulesError` for a set that defines
-        no rule (comment-only sources): installed, it would have every job submitted clean."""
-        path = self._cache_path(commit)
-        if path is not None and path.is_file():
-            try:
-                cached = Rules.deserialize(path.read_bytes())
-            except (RulesFormatError, OSError) as err:
-                self._log.warning(
-                    "ignoring unusable cached rules", extra={"path": str(path), "error": str(err)}
-                )
-            else:
-                if cached.count > 0:
-                    return cached
-        rules = Rules.compile(sources) if sources else None
+        """The rule set ``commit``, from the rules cache or compiled (and kept there); :class:`NoRulesError`
+        for a set that defines no rule (comment-only sources): installed, it would have every job submitted
+        clean. The cache is keyed by the sources themselves, as the commands' is: not by the commit's name,
+        which the server chooses (one name served with other sources, by another mainframe sharing the
+        cache directory or under a branch name, had the rules first compiled under that name)."""
+        rules = compile_cached(sources, self._cache_dir) if sources else None
         if rules is None or rules.count == 0:
             raise NoRulesError(f"the rule set {commit!r} defines no rule: it would match nothing")
-        if path is not None:
-            keep_compiled(rules, path)
         return rules
 
     async def start(self) -> asyncio.Future[None] | None:
@@ -255,8 +229,7 @@ class RuleState:
             payload = await self._source.rules()
             if payload is None:
                 raise RuntimeError("no rules: the job source serves none and none were given")
-            cached = self._cache_path(payload.hash)
-            if cached is not None and cached.is_file():
+            if self._cache_dir is not None and cache_entry(self._cache_dir, payload.rules).is_file():
                 in_background = True
                 return asyncio.ensure_future(self._load_then_unlock(payload))
             await self._load(payload)

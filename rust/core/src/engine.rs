@@ -301,16 +301,22 @@ impl Engine {
                 owned = bytes;
                 &owned
             }
-            Input::Path(path) => match read_limited(&path, self.limits.max_total_size, control) {
-                Ok(bytes) => {
-                    from_file = bytes;
-                    &from_file
+            // With the content cache on, a file is read, never mapped: a mapping shows another writer's
+            // changes, so the bytes a content's key was hashed from could differ from those YARA-X then
+            // scans, and the answer for the second kept under the first's key would answer for the
+            // first wherever it appears (another archive, a later run through the store).
+            Input::Path(path) => {
+                match read_limited(&path, self.limits.max_total_size, control, !self.files.caching) {
+                    Ok(bytes) => {
+                        from_file = bytes;
+                        &from_file
+                    }
+                    Err(issue) => {
+                        control.add_distribution();
+                        return Some(DistributionReport::unreadable(name, url, issue));
+                    }
                 }
-                Err(issue) => {
-                    control.add_distribution();
-                    return Some(DistributionReport::unreadable(name, url, issue));
-                }
-            },
+            }
         };
         let report = DistScan::new(&self.files, &self.limits, self.threads(), &name, control).run_as(
             data,
@@ -527,9 +533,10 @@ impl std::ops::Deref for FileBytes {
     }
 }
 
-/// The file at `path`, when it is within `limit` bytes: mapped ([`map_whole`]), or read in chunks so
-/// that a cancel is seen (it then reads no further, and the walk that follows stops at once).
-fn read_limited(path: &PathBuf, limit: u64, control: &ScanControl) -> Result<FileBytes, Issue> {
+/// The file at `path`, when it is within `limit` bytes: mapped ([`map_whole`]) when `map` allows, or
+/// read in chunks so that a cancel is seen (it then reads no further, and the walk that follows stops at
+/// once).
+fn read_limited(path: &PathBuf, limit: u64, control: &ScanControl, map: bool) -> Result<FileBytes, Issue> {
     let unreadable = |err: std::io::Error| {
         Issue::new("", IssueKind::Unreadable, format!("cannot read {}: {err}", path.display()))
     };
@@ -541,7 +548,7 @@ fn read_limited(path: &PathBuf, limit: u64, control: &ScanControl) -> Result<Fil
             format!("{} is {size} bytes, over the total-size limit of {limit} bytes", path.display()),
         ));
     }
-    if let Some(map) = map_whole(&file, size) {
+    if let Some(map) = map.then(|| map_whole(&file, size)).flatten() {
         return Ok(map);
     }
     let mut data = Vec::with_capacity(size as usize);
@@ -611,23 +618,26 @@ mod tests {
     }
 
     #[test]
-    fn a_large_file_is_mapped_and_a_small_one_read_with_the_same_bytes() {
+    fn a_large_file_is_mapped_when_allowed_and_a_small_one_read_with_the_same_bytes() {
         let content: Vec<u8> = (0..MAP_MIN as usize + 3).map(|i| (i * 7 % 251) as u8).collect();
         let control = ScanControl::new();
         for (name, size, mapped) in [("large", content.len(), cfg!(unix)), ("small", 1000, false)] {
             let path = file_with(name, &content[..size]);
-            let bytes = read_limited(&path, u64::MAX, &control);
+            let bytes = read_limited(&path, u64::MAX, &control, true);
+            let read = read_limited(&path, u64::MAX, &control, false);
             std::fs::remove_file(&path).expect("remove the temporary file");
-            let bytes = bytes.expect("the file is read");
+            let (bytes, read) = (bytes.expect("the file is read"), read.expect("the file is read"));
             assert_eq!(&*bytes, &content[..size], "{name}");
             assert_eq!(!matches!(bytes, FileBytes::Read(_)), mapped, "{name}");
+            // Not allowed to map (the content cache is on): read, the same bytes.
+            assert!(matches!(read, FileBytes::Read(_)) && *read == *bytes, "{name}");
         }
     }
 
     #[test]
     fn a_file_over_the_limit_is_neither_mapped_nor_read() {
         let path = file_with("over", &[b'x'; 4096]);
-        let refused = read_limited(&path, 4095, &ScanControl::new());
+        let refused = read_limited(&path, 4095, &ScanControl::new(), true);
         std::fs::remove_file(&path).expect("remove the temporary file");
         let Err(issue) = refused else { panic!("a file over the limit was read") };
         assert_eq!(issue.kind, IssueKind::TotalSizeExceeded);

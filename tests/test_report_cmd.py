@@ -25,6 +25,13 @@ def run(*args: object) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
+def embedded_data(html: str) -> dict[str, Any]:
+    """The page model an HTML report embeds (``<script type="application/json" id="report-data">``)."""
+    blob = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S)
+    assert blob is not None
+    return dict(json.loads(blob.group(1)))
+
+
 @pytest.fixture
 def store(fake_index: FakeIndex, tmp_path: Path, rules_dir: Path) -> Path:
     fake_index.add("evil", sdist("evil", "1.0", {"setup.py": BAD, "x.py": b"# " + LIGHT_MARKER}))
@@ -154,9 +161,7 @@ def test_a_release_watch_stored_in_pieces_is_reported_whole(
     page = tmp_path / "pkg.html"
     assert run("report", "pkg==1.0", "--store", store, "--html", page).exit_code == 0
     shown = page.read_text(encoding="utf-8")
-    blob = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', shown, re.S)
-    assert blob is not None
-    embedded = json.loads(blob.group(1))
+    embedded = embedded_data(shown)
     assert [(r["verdict"], r["score"]) for r in embedded["releases"]] == [("findings", 5)]
     assert [f["file"] for f in embedded["findings"]] == ["pkg-1.0.tar.gz/pkg-1.0/setup.py"]
     assert [d["name"] for d in embedded["distributions"]] == ["pkg-1.0.tar.gz", "pkg-1.0-py3-none-any.whl"]
@@ -216,11 +221,7 @@ def test_a_failed_download_counts_until_a_scan_reads_that_file(
     assert f"unscanned [download-failed] {wheel_name}: could not download {wheel_name}" in table
     page = tmp_path / "pkg.html"
     assert run("report", "pkg==1.0", "--store", store, "--html", page).exit_code == 0
-    blob = re.search(
-        r'<script type="application/json" id="report-data">(.*?)</script>', page.read_text("utf-8"), re.S
-    )
-    assert blob is not None
-    embedded = json.loads(blob.group(1))
+    embedded = embedded_data(page.read_text("utf-8"))
     assert [r["verdict"] for r in embedded["releases"]] == ["incomplete"]
     assert any(wheel_name in i["message"] and i["kind"] == "error" for i in embedded["issues"])
 
@@ -301,11 +302,7 @@ def test_a_rescan_under_a_rule_set_that_lacks_a_rule_keeps_the_finding_labelled(
     assert [(r["rule"], r["releases"], r["files"]) for r in rules] == [("test_marker", 1, 1)]
     page = tmp_path / "evil.html"
     assert run("report", "evil==1.0", "--store", store, "--html", page).exit_code == 0
-    blob = re.search(
-        r'<script type="application/json" id="report-data">(.*?)</script>', page.read_text("utf-8"), re.S
-    )
-    assert blob is not None
-    embedded = json.loads(blob.group(1))
+    embedded = embedded_data(page.read_text("utf-8"))
     assert [r["verdict"] for r in embedded["releases"]] == ["findings"]
     assert [(f["rule"], f["file"]) for f in embedded["findings"]] == [
         ("test_marker", "evil-1.0.tar.gz/evil-1.0/setup.py (an earlier rule set)")
@@ -508,14 +505,6 @@ def test_member_names_in_a_releases_details_are_text_not_markup_or_escapes(
     assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
 
 
-def _embedded_page(page: Path) -> dict[str, Any]:
-    blob = re.search(
-        r'<script type="application/json" id="report-data">(.*?)</script>', page.read_text("utf-8"), re.S
-    )
-    assert blob is not None
-    return dict(json.loads(blob.group(1)))
-
-
 def test_the_list_shows_each_scans_release_verdict_where_a_partial_scan_differs(
     fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
 ) -> None:
@@ -549,7 +538,7 @@ def test_the_list_shows_each_scans_release_verdict_where_a_partial_scan_differs(
 
     page = tmp_path / "list.html"
     assert run("report", "--all", "--store", store, "--html", page).exit_code == 0
-    embedded = _embedded_page(page)
+    embedded = embedded_data(page.read_text("utf-8"))
     assert [(r["verdict"], r["release_verdict"], r["release_score"]) for r in embedded["releases"]] == [
         ("clean", "findings", 5),
         ("findings", "findings", 5),
@@ -586,3 +575,7 @@ def test_issues_of_a_row_shown_only_for_its_findings_are_not_printed(
     table = run("report", "pkg==1.0", "--store", store).stdout
     assert "test_marker" in table and "an earlier rule set" in table
     assert "member-too-large" not in table and "unscanned" not in table
+    page = tmp_path / "pkg.html"
+    assert run("report", "pkg==1.0", "--store", store, "--html", page).exit_code == 0
+    shown = embedded_data(page.read_text("utf-8"))
+    assert [f["rule"] for f in shown["findings"]] == ["test_marker"] and shown["issues"] == []

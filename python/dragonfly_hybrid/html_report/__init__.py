@@ -516,6 +516,8 @@ def _add_stored(
                 )
                 for m in f["matches"]
             )
+        if d.get("findings_only"):
+            continue  # an earlier scan of a file, shown for its findings: the newest tells what was read
         page.issues.extend(
             IssueRow(
                 label,

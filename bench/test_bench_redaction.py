@@ -19,6 +19,9 @@ GROUP = "redaction"
 HOSTILE = "x://a'" * 200_000
 ADJACENT = 'x://u:p@a,"y:\\/\\/b"' * 50_000  # URLs one after another, escaped ones: 0.95 MB, no space
 PLAIN = "downloading https://files.example/p/pkg-1.0.tar.gz?token=abc: done " * 20_000
+# Credentials after a bare name and a port, holding a quote, then an "@" (read as credentials: a password
+# whose "/" follows digits): 1.2 MB, each URL's authority read by the rule of redaction._starts_credentials.
+CREDENTIALS = "x://a:1/b'@" * 110_000
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +58,11 @@ def test_redact_adjacent_urls(benchmark: Any, medians: dict[str, float]) -> None
     shown = benchmark.pedantic(lambda: redact_text(ADJACENT), rounds=_rounds(), iterations=1)
     assert "u:p@" not in shown and shown.count("x://a,") == 50_000
     record_median(benchmark, medians, GROUP, "redact-adjacent")
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_redact_credentials_after_a_port(benchmark: Any, medians: dict[str, float]) -> None:
+    """Each URL's credentials hold a quote and end at the "@" after it: every URL is dropped to its scheme."""
+    shown = benchmark.pedantic(lambda: redact_text(CREDENTIALS), rounds=_rounds(), iterations=1)
+    assert shown == "x://" * 109_999 + "x://a:1/b'@"
+    record_median(benchmark, medians, GROUP, "redact-credentials")

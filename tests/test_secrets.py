@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import io
 import json
 import logging
 import os
@@ -103,6 +105,142 @@ def test_redact_text_finds_credentials_that_hold_quotes_and_remembered_secrets()
     assert redact_text("abc") == "abc"
 
 
+# A password whose unencoded "/" (or "?", "#") follows digits: a parser reads ``user:123`` as a host and a
+# valid port. The rule (redaction._starts_credentials): when an "@" follows, a port after a bare name is
+# read as credentials; after a host name (dotted, an IP address, localhost), as a path.
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:123/x-SEC@host.example/simple/", "https://host.example/simple/"),
+        ("https://user:8080/abc-SEC@host.example", "https://host.example"),
+        ("https://user:123?x-SEC@host.example/simple/", "https://host.example/simple/"),
+        ("https://user:123#x-SEC@host.example/", "https://host.example/"),
+        ("https://user:00080/SEC@[::1]:8080/simple/", "https://[::1]:8080/simple/"),
+        (
+            "https://user:123/SEC/SEC@SEC@host.example/simple/?t=1",
+            "https://host.example/simple/?t=<redacted>",
+        ),
+        # A user name with an unencoded @ as well: the host part is read after the authority's last @.
+        ("https://me@corp:123/SEC@host.example/x", "https://host.example/x"),
+        ("https://me@corp.example:pa/SEC@host.example/x", "https://host.example/x"),
+        # What the rule costs: a bare host name with a port and an @ in its path is read as credentials.
+        ("https://devpi:3141/root/@scope/x/", "https://scope/x/"),
+    ],
+)
+def test_a_password_whose_slash_follows_digits_is_hidden(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact_url(shown) == shown
+    assert redact_text(f"GET {url} refused") == f"GET {shown} refused"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # Credentials holding a quote, or a "://", after the digits.
+        ("GET 'https://user:123/x'SEC@host.example/s' failed", "GET 'https://host.example/s' failed"),
+        ('{"u":"https://user:123/x\\"SEC@host.example/"}', '{"u":"https://host.example/"}'),
+        ("https://user:123/x://SEC@host.example/x", "https://host.example/x"),
+        ("https://a.example/s,https://user:123/x://SEC@b.example/", "https://a.example/s,https://b.example/"),
+        # A port of thousands of digits is no port (and Python's int() refuses so many digits).
+        ("see https://user:" + "1" * 5000 + "/x'SEC@host.example/ now", "see https://host.example/ now"),
+    ],
+)
+def test_redact_text_hides_a_password_whose_slash_follows_digits(text: str, shown: str) -> None:
+    assert redact_text(text) == shown
+    assert redact_text(shown) == shown
+
+
+def test_no_password_whose_slash_question_mark_or_hash_follows_digits_is_ever_shown() -> None:
+    """Random texts of one to three URLs whose password is digits, an unencoded ``/``, ``?`` or ``#``, then
+    the secret (a ``://`` in it too; a quote when white space parts the URLs), after user names with and
+    without an ``@``, before hosts with and without ports and paths holding an ``@``: never shown."""
+    rnd = random.Random(36)
+    users = ["u", "user", "__token__", "u%40x", "me@corp"]
+    hosts = ["h", "h.example", "h.example:8080", "[::1]:80", "localhost:1", "127.0.0.1:9"]
+    paths = ["", "/", "/simple/", "/s?t=1", "/p;k=v", "#f=2", "/@scope/x", "/r.git@v1"]
+    for _ in range(20_000):
+        spaced = rnd.random() < 0.5
+        separator = rnd.choice([" ", "\n", " x://a "] if spaced else [",", "", "'", '"', '","', "(", ")"])
+        urls = []
+        for _ in range(rnd.randint(1, 3)):
+            user = rnd.choice(users)
+            inside = ["", "x", "/", "://", "?", "#", *(["'", '"'] if spaced and "@" not in user else [])]
+            password = "".join(
+                (rnd.choice(["1", "80", "00443", "65536"]), rnd.choice("/?#"), rnd.choice(inside), "SEC")
+            )
+            host = rnd.choice(hosts) + rnd.choice(paths)
+            urls.append(
+                f"{rnd.choice(['https', 'git+https'])}://{user}:{password}{rnd.choice(['', '/', '1'])}@{host}"
+            )
+        before, after = (
+            rnd.choice(["", "see ", "'", '"', "[", '{"u":"']),
+            rnd.choice(["", " done", "'", "]", ": x"]),
+        )
+        text = before + separator.join(urls) + after
+        assert "SEC" not in redact_text(text), text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://host.example/@scope/pkg/",
+        "https://host/@scope/pkg/",  # no port: a bare name is a host
+        "https://host.example/users/me@domain.example/simple/",
+        "https://h.example:8080/users/me@domain.example/simple/",
+        "https://localhost:8080/simple/@scope/x/",
+        "https://127.0.0.1:8080/simple/@scope/x/",
+        "https://[::1]:8080/simple/@scope/x/",
+        "https://xn--bcher-kva.example:8443/@scope/x/",
+        "https://bücher.example:8443/@scope/x/",
+        "git+https://git.example:8443/g/r.git@v1.2#egg=r",
+        "git+https://github.com/o/r.git@main",
+    ],
+)
+def test_an_at_sign_in_the_path_after_a_host_and_a_port_stays(url: str) -> None:
+    assert redact_url(url) == url
+    assert redact_text(f"GET {url}: refused") == f"GET {url}: refused"
+    assert redact_url(url.replace("://", "://u:SEC@", 1)) == url
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()])
+def test_log_lines_hide_a_password_whose_slash_follows_digits(
+    formatter: logging.Formatter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real records through a real handler: the URL as a message argument, in a field, in a traceback; and
+    a port of 5,000 digits, which made the formatter raise (logging then printed the raw record)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    logger = logging.getLogger("dragonfly_hybrid.test_secrets")
+    logger.addHandler(handler)
+    try:
+        url = f"https://node:8080/ss-{SECRET}@mirror.example/simple/"
+        logger.warning("could not fetch %s", url, extra={"index": url})
+        try:
+            raise RuntimeError(f"refused: https://node:123?{SECRET}@mirror.example/x")
+        except RuntimeError:
+            logger.exception("lost")
+        logger.warning("at https://node:%s/x'%s@mirror.example/simple/", "1" * 5000, SECRET)
+    finally:
+        logger.removeHandler(handler)
+    shown = stream.getvalue()
+    assert_hidden(shown + capsys.readouterr().err, SECRET, "ss-", "8080/", "Logging error")
+    assert shown.count("mirror.example/simple/") == 3 and "RuntimeError: refused" in shown, shown
+
+
+def test_an_index_url_whose_password_holds_a_slash_after_digits_is_refused_without_showing_it(
+    rules_dir: Path,
+) -> None:
+    """Read as host ``alice``, port 123, the index URL would be asked for at the wrong host (and named with
+    its password in the error): refused, as a password with any other unencoded ``/``."""
+    index = f"http://alice:123/ss-{SECRET}@127.0.0.1:9/simple/"
+    result = run("scan", "demo==1.0", "-r", rules_dir, "--index-url", index)
+    assert_hidden(result.output, "alice", "123/", SECRET)
+    assert result.exit_code == 3 and "not percent-encoded" in result.output, result.output
+
+
 URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s@]*@)?[^\s'\"<>]+")
 """What :func:`redact_text` takes for a URL, as the regular expression it used to be (it backtracked
 quadratically over hostile text: a 96 kB line took 6 s); the hand-written scan must find the same ones,
@@ -111,14 +249,17 @@ in a text that quotes one URL (with several, a URL starting in another's host or
 URL_WITHOUT_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 HOST_THEN_PATH = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s'\"<>]+/")
 """A URL that names a host and then a path before a quote: an ``@`` after that quote is not its."""
+HOST_NAME = re.compile(r"(?i:localhost)|[^\W_]+(?:-+[^\W_]+)*(?:\.[^\W_]+(?:-+[^\W_]+)*)+\.?")
+"""A host name before a port (a bare word before one may be a user name: ``user:123/x@host``)."""
 
 
 def _reference(found: re.Match[str]) -> str:
     url = found.group()
     head = HOST_THEN_PATH.match(url)
     authority = head.group()[head.group().index("://") + 3 : -1] if head else ""
-    _, colon, port = authority.rpartition(":")
-    if head and (not colon or (port.isascii() and port.isdigit() and int(port) <= 65535)):
+    name, colon, port = authority.rpartition(":")
+    is_port = port.isascii() and port.isdigit() and int(port) <= 65535
+    if head and (not colon or (is_port and HOST_NAME.fullmatch(name))):
         url = URL_WITHOUT_CREDENTIALS.match(url).group()  # type: ignore[union-attr]
         return redact_url(url) + found.string[found.start() + len(url) : found.end()]
     return redact_url(url)
@@ -126,6 +267,7 @@ def _reference(found: re.Match[str]) -> str:
 
 def test_redact_text_finds_the_urls_the_reference_expression_finds() -> None:
     pieces = [*"aZ9+.-:/@'\" <>?#=;&x\t\né", "://", "https://", "u:p@", "?t=1", ";k=v", "#f=2"]
+    pieces += ["u:80/", "h.x:80/"]  # a bare name and a host name before a port: the rule's two sides
     rnd = random.Random(35)
     for _ in range(60_000):
         text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 20)))
@@ -134,7 +276,9 @@ def test_redact_text_finds_the_urls_the_reference_expression_finds() -> None:
             assert redact_text(text) == expected, text
 
 
-@pytest.mark.parametrize("piece", ["x://a'", "x://a'y://b@'", "x://'@'", "1://", "a"])
+@pytest.mark.parametrize(
+    "piece", ["x://a'", "x://a'y://b@'", "x://'@'", "1://", "a", "x://a:1/b'@", "x://a:1/b,y://c:2/d,"]
+)
 def test_redact_text_reads_a_long_hostile_line(piece: str) -> None:
     """Shapes that made the expression backtrack over the rest of the line at each URL or letter (its
     time is the benchmark's: bench/test_bench_redaction.py)."""
@@ -570,3 +714,99 @@ def test_an_internal_errors_message_and_traceback_are_redacted(tmp_path: Path) -
         done.stderr
     )
     assert_hidden(done.stderr, SECRET)
+
+
+class _SignedRedirect(BaseHTTPRequestHandler):
+    """A file host that redirects ``/simple/...`` to a signed URL (a token in its query), served with 200."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/simple/"):
+            self.send_response(302)
+            self.send_header("Location", f"http://{self.headers['Host']}/signed/f.whl?sig=sig-{SECRET}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def redirecting_host() -> Iterator[str]:
+    """A started :class:`_SignedRedirect` server on 127.0.0.1: its ``http://127.0.0.1:port``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SignedRedirect)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@contextlib.contextmanager
+def _application_logging(level: int) -> Iterator[io.StringIO]:
+    """Logging as an application embedding the package sets it up: a plain handler on the root logger (at
+    ``level``, httpcore's logger too at DEBUG), every record written; undone afterwards."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root, httpcore = logging.getLogger(), logging.getLogger("httpcore")
+    levels = root.level, httpcore.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    if level <= logging.DEBUG:
+        httpcore.setLevel(logging.DEBUG)  # the package's node keeps it at INFO once it has run
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(levels[0])
+        httpcore.setLevel(levels[1])
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+@pytest.mark.parametrize("flavour", ["blocking", "asyncio"])
+def test_httpx_and_httpcore_log_lines_show_no_credentials_or_tokens_to_an_embedding_application(
+    redirecting_host: str, level: int, flavour: str
+) -> None:
+    """httpx logs ``HTTP Request: GET <URL> "HTTP/1.1 302 Found"`` at INFO, httpcore the answer's headers
+    (the ``Location`` of a signed URL) at DEBUG: through the package's own clients, to the application's
+    handler, without the URL's password or any token."""
+    from dragonfly_hybrid.http_client import new_async_client, new_client
+
+    url = f"http://user:pw-{SECRET}@{redirecting_host}/simple/demo/?token=tk-{SECRET}"
+
+    async def fetch_async() -> int:
+        async with new_async_client() as client:
+            return (await client.get(url)).status_code
+
+    with _application_logging(level) as stream:
+        if flavour == "blocking":
+            with new_client() as client:
+                status = client.get(url).status_code
+        else:
+            status = asyncio.run(fetch_async())
+    shown = stream.getvalue()
+    assert_hidden(shown, SECRET)
+    assert status == 200
+    assert f'HTTP Request: GET http://{redirecting_host}/simple/demo/?token=<redacted> "HTTP/1.1 302' in shown
+    assert f"GET http://{redirecting_host}/signed/f.whl?sig=<redacted>" in shown, shown
+    if level == logging.DEBUG:  # httpcore's line with the answer's headers
+        assert f"(b'Location', b'http://{redirecting_host}/signed/f.whl?sig=<redacted>')" in shown, shown
+
+
+def test_the_redacting_filter_is_attached_once_and_leaves_the_levels_as_set() -> None:
+    from dragonfly_hybrid import logs
+    from dragonfly_hybrid.http_client import new_client
+
+    names = ("httpx", "httpcore", "httpcore.http11", "httpcore.connection")
+    levels = [logging.getLogger(name).level for name in names]
+    for _ in range(2):
+        new_client().close()
+    for name in names:
+        filters = logging.getLogger(name).filters
+        assert sum(isinstance(f, logs.RedactingFilter) for f in filters) == 1, (name, filters)
+    assert [logging.getLogger(name).level for name in names] == levels

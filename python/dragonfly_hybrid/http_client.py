@@ -88,9 +88,15 @@ _Client = TypeVar("_Client")
 def _built(build: Callable[[], _Client]) -> _Client:
     """``build()``, a client: a proxy URL it cannot use (pip's ``proxy``, ``HTTPS_PROXY``, ...) is a
     :class:`NetworkSettingsError` whose message never quotes the URL (httpx's quotes the part it could not
-    read: ``Invalid port: 'pa'``, the start of a password with an unencoded ``/``)."""
+    read: ``Invalid port: 'pa'``, the start of a password with an unencoded ``/``).
+
+    Every client is built here: httpx's and httpcore's loggers get the redacting filter first, so that an
+    application embedding the package sees no URL's credentials or tokens in their lines."""
     import httpx
 
+    from dragonfly_hybrid.logs import redact_http_library_logs
+
+    redact_http_library_logs()
     try:
         return build()
     except httpx.InvalidURL:

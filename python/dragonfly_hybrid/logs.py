@@ -1,12 +1,15 @@
 """Structured logging for the node: human-readable text or one JSON object per line. Every line is redacted
 (:func:`~dragonfly_hybrid.redaction.redact_text`): the secrets the process remembers and the credentials and
-query values of URLs never reach a log, whatever message, field or traceback carried them."""
+query values of URLs never reach a log, whatever message, field or traceback carried them. httpx's and
+httpcore's own records are redacted where they are created (:func:`redact_http_library_logs`), for an
+application that embeds the package and routes those loggers to its own handlers."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import threading
 from typing import Literal
 
 from dragonfly_hybrid.redaction import redact_text
@@ -26,6 +29,63 @@ def quiet_http_debug_logs() -> None:
         chosen = logging.getLogger(name)
         if chosen.level < logging.INFO:
             chosen.setLevel(logging.INFO)
+
+
+# Loggers of the HTTP libraries whose records quote URLs: httpx's INFO line (``HTTP Request: GET <URL>``,
+# credentials and query tokens included) and httpcore's traces (per module: a logger's filters apply only
+# to the records created on it, never to a child's, so each is named).
+_HTTP_LIBRARY_LOGGERS = (
+    "httpx",
+    "httpcore",
+    *(f"httpcore.{part}" for part in ("connection", "http11", "http2", "proxy", "socks")),
+)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts each record it sees, in place (:func:`~dragonfly_hybrid.redaction.redact_text`): its message
+    (formatted, then kept as the message with no arguments), traceback and stack. Attached to a logger, it
+    applies to every record created there, whatever handlers and formatters the application installed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not format: a filter must not raise into the caller
+            message = f"{_as_text(record.msg)} {_as_text(record.args)}"
+        record.msg, record.args = redact_text(message), None
+        if record.exc_info:
+            # Formatters show ``exc_text`` when set; without ``exc_info``, none formats the traceback anew.
+            record.exc_text = redact_text(
+                record.exc_text or logging.Formatter().formatException(record.exc_info)
+            )
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
+        return True
+
+
+def _as_text(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # a broken __str__: its type says what it was
+        return f"<{type(value).__name__}>"
+
+
+_REDACTING_FILTER = RedactingFilter()
+_attaching = threading.Lock()  # addFilter's own check is not atomic: clients may be built on two threads
+
+
+def redact_http_library_logs() -> None:
+    """Attach :class:`RedactingFilter` to httpx's and httpcore's loggers (their levels untouched), so that an
+    application embedding the package, routing those loggers to its own handlers, gets their records
+    redacted. Idempotent (``addFilter`` skips a filter already there); loggers under ``httpx.`` or
+    ``httpcore.`` that exist already (a later version's) get it too. Called when a client is built."""
+    names = set(_HTTP_LIBRARY_LOGGERS)
+    names.update(n for n in list(logging.root.manager.loggerDict) if n.startswith(("httpx.", "httpcore.")))
+    with _attaching:
+        for name in names:
+            logging.getLogger(name).addFilter(_REDACTING_FILTER)
 
 
 def _redacted(value: object) -> object:

@@ -94,6 +94,9 @@ _WHITESPACE = re.compile(r"\s")
 _URL_END = re.compile(r"[\s'\"<>]")
 _AT = re.compile("@")
 _AUTHORITY_END = re.compile("[?#@]")
+_AUTHORITY_CUT = re.compile("[/?#]")
+_LABEL = re.compile(r"[^\W_]+(?:-+[^\W_]+)*")
+"""A host name's label: letters and digits (any script), hyphens inside."""
 
 
 class _NextMatch:
@@ -144,12 +147,12 @@ def _redact_urls(text: str, separator: str = "://") -> str:
             # Credentials holding a quote or an angle bracket: the URL goes on after their "@" (if
             # anything follows it), unless another URL starts before that "@" (JSON text: "url","url").
             after = ends.at_or_after(at + 1)
-            if after > at + 1 and _next_url(text, body, at, separators, width) == -1:
+            if after > at + 1 and _next_url(text, body, at, separators, width, True) == -1:
                 end = after
         if end == body or start == found:  # no scheme, or nothing after it
             found = text.find(separator, body)
             continue
-        cut = _next_url(text, body, end, separators, width)
+        cut = _next_url(text, body, end, separators, width, at < end)
         end = end if cut == -1 else cut
         url = text[start:end]
         if escaped:
@@ -167,9 +170,15 @@ def _credentials_cut_short(head: str) -> bool:
     """``head``, what follows a URL's ``://`` up to a quote or an angle bracket, may be the start of
     credentials that hold one. Not when it names a host and then a path (``host/x?t=1`` of JSON text
     ``"https://host/x?t=1","b":"u@h"``: the ``@`` that follows is not that URL's): a password with an
-    unencoded ``/`` reads as a host with a port that is not one (``user:pa`` of ``user:pa/ss``)."""
+    unencoded ``/`` reads as a host with a port that is not one (``user:pa`` of ``user:pa/ss``), or as a
+    bare name and a port (``user:123`` of ``user:123/ss``; :func:`_starts_credentials`)."""
     authority, slash, _ = head.partition("/")
-    return not slash or not authority or _AUTHORITY_END.search(authority) is not None or _bad_port(authority)
+    return (
+        not slash
+        or not authority
+        or _AUTHORITY_END.search(authority) is not None
+        or _starts_credentials(authority)
+    )
 
 
 def _scheme_start(text: str, floor: int, separator: int) -> int:
@@ -183,11 +192,13 @@ def _scheme_start(text: str, floor: int, separator: int) -> int:
     return start
 
 
-def _next_url(text: str, body: int, end: int, separators: _NextMatch, width: int) -> int:
+def _next_url(text: str, body: int, end: int, separators: _NextMatch, width: int, at: bool) -> int:
     """Where the next URL starts in ``text[body:end]``, the host and path of a URL (-1 when none does).
     One in its query or fragment (after a ``?`` or ``#``) is not cut off: the query's and fragment's
     values are redacted with it. Nor is a ``://`` in credentials (``user:pa://ss@host``,
-    ``user:pa/x://ss@host``: :func:`redact_url` drops them whole; a URL cut there would show them)."""
+    ``user:pa/x://ss@host``, ``user:123/x://ss@host``: :func:`redact_url` drops them whole; a URL cut
+    there would show them), which there may be only when an ``@`` stands in ``text[body:end]`` (``at``),
+    after it: else ``https://devpi:3141/a,https://devpi:3141/b`` is two URLs."""
     position = separators.at_or_after(body)
     while position + width <= end:
         scheme = _scheme_start(text, body, position)
@@ -196,17 +207,61 @@ def _next_url(text: str, body: int, end: int, separators: _NextMatch, width: int
             if "?" in before or "#" in before:
                 return -1
             authority, slash, _ = before.partition("/")
-            if "@" not in authority and (not slash or _bad_port(authority)):
+            if "@" not in authority and not slash:
+                return -1
+            # In credentials only while no "@" has ended them (``u:pa/SEC'@h/,x://...``: a URL in the path).
+            if slash and at and "@" not in before and _starts_credentials(authority):
                 return -1
             return scheme
         position = separators.at_or_after(position + width)
     return -1
 
 
-def _bad_port(netloc: str) -> bool:
-    """``netloc`` ends in ``:`` and something that is not a port: the start of credentials (``user:pa``)."""
-    _, colon, port = netloc.rpartition("]")[2].rpartition(":")
-    return bool(colon) and not (port.isascii() and port.isdigit() and int(port) <= 65535)
+# Where a URL's authority ends is the question a secret hangs on: a password may hold an unencoded "/", "?"
+# or "#", which a parser takes for the authority's end (``https://user:123/x@host/``: host "user", port
+# 123, path "/x@host/", and the password "123/x" shown). So, when an "@" follows what a parser reads as
+# the authority ("[userinfo@]host[:port]", up to the first "/", "?" or "#"), that authority is read as
+# the start of credentials (everything up to the URL's last "@" is hidden) unless its host part, after its
+# last "@", reads as a host and a port:
+# * no colon: a host, and the "@" is the path's (``https://host/@scope/pkg``, ``host/u@domain/``);
+# * a colon and no port (``user:pa/x@h``, ``user:/x@h``): credentials;
+# * a colon and a port after a host name (``localhost``, a dotted name or IPv4 address, a bracketed IPv6
+#   address: ``h.example:8080/simple/@scope/``, ``git.example:8443/r.git@v1``): a path;
+# * a colon and a port after a bare name (``user:123/x@h``, ``user:8080?x@h``, ``devpi:3141/@x``): as
+#   likely a user name as a host: credentials. A single-label host with a port and an "@" later in its
+#   path is shown without it (what a log loses there is less than a password it would show).
+# Left: a user name that reads as a dotted host name (``first.last:123/x@h``, ``me@corp.example:123/x@h``)
+# keeps the path reading.
+
+
+def _starts_credentials(authority: str) -> bool:
+    """``authority`` (``[userinfo@]host[:port]``, no "/", "?" nor "#"), followed in its URL by an ``@``, is
+    the start of credentials cut short by an unencoded ``/``, ``?`` or ``#`` (the rule above)."""
+    head, bracket, tail = authority.rpartition("@")[2].rpartition("]")
+    name, colon, port = tail.rpartition(":")
+    if not colon:
+        return False
+    if not _is_port(port):
+        return True
+    if bracket:  # [IPv6]:port, unless something stands between the bracket and the colon
+        return bool(name) or not head.startswith("[")
+    return not _names_a_host(name)
+
+
+def _is_port(text: str) -> bool:
+    """A TCP port, as written (leading zeros allowed). Its length is checked before ``int()``: a long run of
+    digits raises there (Python's limit on digits converted), and redaction must not raise."""
+    digits = text.lstrip("0")
+    return text.isascii() and text.isdigit() and len(digits) <= 5 and int(digits or "0") <= 65535
+
+
+def _names_a_host(name: str) -> bool:
+    """``name`` reads as a host name: ``localhost``, or dotted labels of letters, digits and inner hyphens
+    (a DNS name, an IPv4 address; one trailing dot allowed). A bare word may as well be a user name."""
+    if name.lower() == "localhost":
+        return True
+    labels = name.removesuffix(".").split(".")
+    return len(labels) > 1 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def redact_text(text: str) -> str:
@@ -258,17 +313,18 @@ def redact_url(url: str) -> str:
     (``/f.whl;token=SECRET`` -> ``/f.whl;token=<redacted>``), and so are the fragment's values but a file
     digest's and pip's ``egg``/``subdirectory`` (``#sha256=...`` is kept; never sent to a server, it says
     which file is meant). Credentials whose password holds an unencoded ``/``, ``?`` or ``#`` (which end
-    the host part, so that a parser reads ``user:pa`` as a host and a port that is not a number) are
-    dropped up to the URL's last ``@``. The scheme, host and path are kept; a URL with nothing to hide
-    comes back unchanged; one the standard parser refuses is cut by hand (as :func:`_redact_unparsable`).
+    the host part, so that a parser reads ``user:pa`` as a host and a port that is not a number, or
+    ``user:123`` as a bare name and a port) are dropped up to the URL's last ``@`` (the rule, and what
+    it leaves, above :func:`_starts_credentials`). The scheme, host and path are kept; a URL with nothing
+    to hide comes back unchanged; one the standard parser refuses is cut by hand (as
+    :func:`_redact_unparsable`).
     pip's ``${VARIABLE}`` placeholders are shown (``https://${TOKEN}@host``): they hold no secret.
     Idempotent."""
+    if userinfo_spills(url):
+        scheme, _, rest = url.partition("://")
+        url = f"{scheme}://{rest.rpartition('@')[2]}"
     try:
         parts = urlsplit(url)
-        if "@" not in parts.netloc and _userinfo_spills(parts.netloc, url):
-            scheme, _, rest = url.partition("://")
-            url = f"{scheme}://{rest.rpartition('@')[2]}"
-            parts = urlsplit(url)
     except ValueError:
         return _redact_unparsable(url)
     fragment = _redact_fragment(parts.fragment)
@@ -300,21 +356,14 @@ def _redact_unparsable(url: str) -> str:
 
 def userinfo_spills(url: str) -> bool:
     """True when ``url``'s credentials hold an unencoded ``/``, ``?`` or ``#`` (see :func:`redact_url`): the
-    URL names a host that is not the one meant, and joining a path to it drops the rest."""
-    try:
-        netloc = urlsplit(url).netloc
-    except ValueError:
-        return False
-    return "@" not in netloc and _userinfo_spills(netloc, url)
-
-
-def _userinfo_spills(netloc: str, url: str) -> bool:
-    """True when the host part read from ``url`` (``netloc``, no ``@`` in it) is really the start of
-    credentials cut short by an unencoded ``/``, ``?`` or ``#`` in the password: an ``@`` follows, and
-    what stands for the port is not one (``user:pa`` of ``https://user:pa/ss@host/``)."""
-    if "://" not in url or "@" not in url.partition("://")[2][len(netloc) :]:
-        return False
-    return _bad_port(netloc)
+    URL names a host that is not the one meant, and joining a path to it drops the rest. The authority is
+    cut by hand, as a parser would (up to the first ``/``, ``?`` or ``#``), then read by the rule of
+    :func:`_starts_credentials`: an ``@`` follows it, and it does not end in a host and a port
+    (``user:pa`` and ``user:123`` of ``https://user:pa/ss@host/``, ``https://user:123/x@host/``)."""
+    _, separator, rest = url.partition("://")
+    cut = _AUTHORITY_CUT.search(rest)
+    end = cut.start() if cut else len(rest)
+    return bool(separator) and "@" in rest[end:] and _starts_credentials(rest[:end])
 
 
 def _redact_items(text: str, separator: str) -> str:

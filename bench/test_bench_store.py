@@ -25,7 +25,12 @@ shown, the case that made the combined view an O(n^2) query once). Every row in 
   one file (the index could not be read) and 4,000 without (each erring scan was once compared with every
   later one: 2.6 s at 2,000 of each);
 * ``shown-rows-unlisted``: the combined view's rule alone (``store.db._shown_rows``) on 20,000 files not
-  fetched, listed without a digest, beside 20,000 read (each was once compared with every read: 9.8 s).
+  fetched, listed without a digest, beside 20,000 read (each was once compared with every read: 9.8 s);
+* ``findings-one-project`` and ``findings-one-project-own``: ``report``'s recent findings (``--limit 50``)
+  on another store, one project of ``DFH_BENCH_VERSIONS`` versions (default 40,000), each scanned clean but
+  its oldest, flagged: ``Store.listed_scans`` (each release's versions were read and compared again for
+  each page of candidates, and every candidate combined: 23 s at 160,000 versions) and ``Store.scans``
+  (each scan's own verdict); their ratio is printed.
 
 The last three are the shapes the thirteenth red-team pass found quadratic; they are timed here, not in
 the test suite.
@@ -334,3 +339,72 @@ def test_shown_rows_unlisted(benchmark: Any, medians: dict[str, float]) -> None:
     shown = benchmark.pedantic(lambda: store_db._shown_rows(rows), rounds=_rounds(), iterations=1)
     assert len(shown) == 40_000
     record_median(benchmark, medians, GROUP, "shown-rows-unlisted")
+
+
+@pytest.fixture(scope="module")
+def one_project_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    versions = int(os.environ.get("DFH_BENCH_VERSIONS", "40000"))
+    path = tmp_path_factory.mktemp("one-project") / "results.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute(
+        "INSERT INTO rulesets (id, hash, count, first_seen) VALUES (1, ?, 1, '2026-01-01T00:00:00Z')",
+        ("a" * 64,),
+    )
+    db.executemany(
+        "INSERT INTO releases (id, name, normalized, version) VALUES (?, 'big', 'big', ?)",
+        [(i, f"1.{i}") for i in range(1, versions + 1)],
+    )
+    db.executemany(
+        "INSERT INTO scans (id, release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched) "
+        "VALUES (?, ?, 1, 'scan', ?, ?, ?, ?)",
+        [
+            (
+                i,
+                i,
+                f"2026-01-01T00:00:00.{i:06d}Z",
+                *(("findings", 5, '["r"]') if i == 1 else ("clean", 0, "[]")),
+            )
+            for i in range(1, versions + 1)
+        ],
+    )
+    db.executemany(
+        "INSERT INTO distributions (scan_id, filename, url, format, size, sha256, files_scanned, "
+        "bytes_scanned, score, rules_matched, top_file, verdict, complete) "
+        "VALUES (?, ?, NULL, 'sdist', 1, ?, 1, 1, ?, ?, NULL, ?, 1)",
+        [
+            (
+                i,
+                f"big-1.{i}.tar.gz",
+                f"{i:064x}",
+                *((5, '["r"]', "findings") if i == 1 else (0, "[]", "clean")),
+            )
+            for i in range(1, versions + 1)
+        ],
+    )
+    db.commit()
+    db.close()
+    return path
+
+
+@pytest.mark.parametrize("with_release", [False, True], ids=["own", "with-release"])
+@pytest.mark.benchmark(group=GROUP)
+def test_recent_findings_of_one_project_of_many_versions(
+    benchmark: Any, one_project_store_path: Path, medians: dict[str, float], with_release: bool
+) -> None:
+    def findings() -> list[str]:
+        with Store(one_project_store_path) as db:
+            if with_release:
+                return [listed.scan.version for listed in db.listed_scans(findings_only=True, limit=50)]
+            return [scan.version for scan in db.scans(findings_only=True, limit=50)]
+
+    assert benchmark.pedantic(findings, rounds=_rounds(), iterations=1) == ["1.1"]
+    record_median(
+        benchmark, medians, GROUP, "findings-one-project" if with_release else "findings-one-project-own"
+    )
+    if "findings-one-project" in medians and "findings-one-project-own" in medians:
+        ratio = medians["findings-one-project"] / medians["findings-one-project-own"]
+        print(
+            "\n[store] recent findings, one project of many versions: with the release verdicts / "
+            f"without: {ratio:.0f}x"
+        )

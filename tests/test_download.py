@@ -629,8 +629,8 @@ def test_through_a_proxy_a_head_or_a_body_arriving_byte_by_byte_is_ended_at_the_
 
 
 def test_over_tls_through_httpx_a_dripped_head_is_ended_at_the_deadline(pki: dict[str, Path]) -> None:
-    """The socket put under the deadline when the connection opens is replaced by TLS's (the plain one is
-    detached, and shutting it down would end nothing): its start is followed too."""
+    """The socket httpcore opens is detached by the TLS handshake (its descriptor moves to the TLS socket,
+    and shutting the plain one down would end nothing): a duplicate of it is what the deadline ends."""
     import httpx
 
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -5,13 +5,13 @@ lists when the job carries one (``watch``). Errors are the package's one downloa
 
 The deadline bounds the whole of a download, from the connect to the last byte: on the direct path
 (:mod:`.direct`: every download, redirects and credentials in the URL included), and through httpx (a
-proxy named by the environment), where each connection the download opens (to the proxy, its tunnel's TLS,
-each redirect's) is put under the deadline as it is opened, so a proxy, or a host behind it, sending the
-head a byte at a time is cut off there too. The httpx client made here keeps no connection alive for that
-reason: a request on a pooled connection opens none, and until its head arrives nothing would tell which
-socket to end. With a client given by the caller, a pooled connection comes under the deadline only once
-its answer's head has arrived. Either way, a download whose deadline passed never succeeds: it fails as
-late, whatever was read."""
+proxy named by the environment), where each connection the download opens (to the proxy or the host, each
+redirect's) is put under the deadline as it is opened, so a proxy, or a host behind it, dripping a TLS
+handshake or the head a byte at a time is cut off there too. The httpx client made here keeps no
+connection alive for that reason: a request on a pooled connection opens none, and until its head arrives
+nothing would tell which socket to end. With a client given by the caller, a pooled connection comes
+under the deadline only once its answer's head has arrived. Either way, a download whose deadline passed
+never succeeds: it fails as late, whatever was read."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import http.client
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -70,10 +71,14 @@ def _download_once(
     if data is None:
         chunks: list[bytes] = []
         opened = None if deadline is None else partial(_attach_body_socket, deadline)
-        trace = None if deadline is None else partial(_attach_new_socket, deadline)
-        stream_download(
-            httpx_client(), url, name, cap, chunks.append, digest=False, opened=opened, trace=trace
-        )
+        connections = None if deadline is None else _ConnectionsUnderDeadline(deadline)
+        try:
+            stream_download(
+                httpx_client(), url, name, cap, chunks.append, digest=False, opened=opened, trace=connections
+            )
+        finally:
+            if connections is not None:
+                connections.close()
         data = b"".join(chunks)
     if deadline is not None and deadline.passed:
         raise DeadlinePassed("the download's deadline passed")  # what was read may be cut short
@@ -93,15 +98,31 @@ def _attach_body_socket(deadline: DownloadDeadline, response: httpx.Response) ->
     deadline.attach(None if sock is None else lambda: sock)
 
 
-def _attach_new_socket(deadline: DownloadDeadline, event: str, info: dict[str, Any]) -> None:
-    """httpcore's ``trace`` hook: each connection opened (``connection.connect_tcp``, a proxy's, a SOCKS
-    proxy's), and each TLS layer started on one (a new socket object for the same connection), is what an
-    expiry of ``deadline`` ends from then on: the head's reads included."""
-    if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
+class _ConnectionsUnderDeadline:
+    """httpcore's ``trace`` hook for one download: each connection it opens (to the host, to a proxy, each
+    redirect's) is put under ``deadline`` as it opens, the head's reads and any TLS handshake included.
+    Through a duplicate of its socket: the TLS handshake that follows detaches the socket object httpcore
+    holds (its descriptor moves to the TLS socket), so shutting that one down ended nothing, where
+    shutting down a duplicate ends the connection. :meth:`close` closes the duplicates."""
+
+    def __init__(self, deadline: DownloadDeadline) -> None:
+        self._deadline = deadline
+        self._held: list[socket.socket] = []
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if not event.endswith(".connect_tcp.complete"):
+            return
         stream = info.get("return_value")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if sock is not None:
-            deadline.attach(lambda: sock)
+        opened = stream.get_extra_info("socket") if stream is not None else None
+        if opened is not None:
+            held = opened.dup()
+            self._held.append(held)
+            self._deadline.attach(lambda: held)
+
+    def close(self) -> None:
+        for held in self._held:
+            held.close()
+        self._held.clear()
 
 
 class Downloader:

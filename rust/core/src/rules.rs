@@ -591,6 +591,17 @@ impl RuleSet {
         &self.inner.infos
     }
 
+    /// Whether results depend on when a file is scanned, not only on its bytes: a rule set that imports
+    /// YARA's `time` module (`time.now()`). Its answers are never kept in a content cache: a "no match"
+    /// kept before a rule's moment would answer after it.
+    pub fn reads_the_clock(&self) -> bool {
+        let parts: Vec<&yara_x::Rules> = match &self.inner.compiled {
+            Compiled::Whole { rules, .. } => vec![rules],
+            Compiled::Routed(routed) => routed.common.iter().chain(&routed.classes).collect(),
+        };
+        parts.iter().any(|rules| rules.imports().any(|module| module == "time"))
+    }
+
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }
@@ -784,6 +795,19 @@ mod tests {
         assert_eq!(RuleSet::compile_whole(sources).unwrap().hash(), routed.hash());
         assert_ne!(route.cache_key(&hash), *blake3::hash(&crafted).as_bytes());
         assert_ne!(route.cache_key(&hash), hash);
+    }
+
+    #[test]
+    fn a_set_that_imports_time_reads_the_clock_whole_or_routed() {
+        let timed = "import \"time\"\nrule t { condition: time.now() > 0 }";
+        let routed = "rule py { meta: filetype = \".py\" strings: $a = \"x\" condition: $a }";
+        for sources in [vec![("t.yar", timed)], vec![("t.yar", timed), ("r.yar", routed)]] {
+            assert!(RuleSet::compile(sources.clone()).unwrap().reads_the_clock(), "{sources:?}");
+            assert!(RuleSet::compile_whole(sources).unwrap().reads_the_clock());
+        }
+        let plain =
+            RuleSet::compile([("r.yar", routed), ("m.yar", "import \"math\" rule m { condition: false }")]);
+        assert!(!plain.unwrap().reads_the_clock());
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub(crate) struct FileScanner {
     pub(crate) fast_scan: bool,
     /// Whether contents are hashed and looked up in (and added to) the cache before scanning.
     pub(crate) caching: bool,
+    /// False for rules whose answers depend on the time of the scan ([`RuleSet::reads_the_clock`]):
+    /// nothing is looked up in or added to the cache, whatever `caching` says.
+    pub(crate) answers_keep: bool,
     /// Which SHA-256 digests reports carry.
     pub(crate) digests: Digests,
     cache: Mutex<HashMap<ContentHash, Arc<[RawHit]>>>,
@@ -97,6 +100,7 @@ pub(crate) struct FileScanner {
 impl FileScanner {
     pub(crate) fn new(rules: RuleSet, timeout: Duration) -> Self {
         Self {
+            answers_keep: !rules.reads_the_clock(),
             rules,
             timeout,
             fast_scan: false,

@@ -726,7 +726,8 @@ impl<'e> DistScan<'e> {
             return;
         }
         // Without the cache only files that match are hashed (for their report, with digests on).
-        let key = self.scanner.caching.then(|| route.cache_key(hashes.key(data)));
+        let cached = self.scanner.caching && self.scanner.answers_keep;
+        let key = cached.then(|| route.cache_key(hashes.key(data)));
         match self.scanner.scan_content(key.as_ref(), &route, data) {
             ScanOutcome::Hits(raw) => {
                 self.count_scanned(data.len());

@@ -427,7 +427,8 @@ class Scanner:
         are not scanned again. Returns how many were loaded and why the first refused entry (one that
         does not fit this rule set) was refused, if any."""
     # Every scan method takes ``progress=``: a ``ScanProgress`` to count into and to cancel the scan
-    # with (it then raises ``ScanCancelled``).
+    # with (it then raises ``ScanCancelled``). In the main thread, a signal handler that raises while a
+    # scan runs (Ctrl-C's ``KeyboardInterrupt``) cancels it too, and its exception is raised.
     def scan_bytes(
         self,
         data: bytes | bytearray | DownloadBuffer,

@@ -553,7 +553,17 @@ fn read_limited(path: &PathBuf, limit: u64, control: &ScanControl, map: bool) ->
     }
     let mut data = Vec::with_capacity(size as usize);
     while !control.is_cancelled() {
+        // The size was the file's when it was opened: one still growing (or a `/proc` file, which says 0
+        // or less than it holds) is read no further than a chunk past the limit (whole chunks: some
+        // `/proc` files refuse reads of other sizes).
         let read = (&mut file).take(FILE_CHUNK as u64).read_to_end(&mut data).map_err(unreadable)?;
+        if data.len() as u64 > limit {
+            return Err(Issue::new(
+                "",
+                IssueKind::TotalSizeExceeded,
+                format!("{} holds more than the total-size limit of {limit} bytes", path.display()),
+            ));
+        }
         if read == 0 {
             break;
         }
@@ -632,6 +642,20 @@ mod tests {
             // Not allowed to map (the content cache is on): read, the same bytes.
             assert!(matches!(read, FileBytes::Read(_)) && *read == *bytes, "{name}");
         }
+    }
+
+    #[test]
+    fn a_file_holding_more_than_its_size_is_read_no_further_than_the_limit() {
+        // `/proc` files say 0 bytes and hold more (this one: a line per mapping of this process).
+        let path = PathBuf::from("/proc/self/maps");
+        if !path.exists() {
+            return; // not Linux
+        }
+        let refused = read_limited(&path, 16, &ScanControl::new(), true);
+        let Err(issue) = refused else { panic!("read past the limit") };
+        assert_eq!(issue.kind, IssueKind::TotalSizeExceeded);
+        let read = read_limited(&path, 1 << 30, &ScanControl::new(), true).expect("the file is read");
+        assert!(read.len() > 16);
     }
 
     #[test]

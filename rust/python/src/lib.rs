@@ -13,8 +13,8 @@ use std::time::Duration;
 use download_buffer::DownloadBuffer;
 use dragonfly_core as core;
 use pyo3::exceptions::{
-    PyException, PyFileNotFoundError, PyIndexError, PyKeyError, PyOSError, PyRuntimeError, PyTypeError,
-    PyValueError,
+    PyException, PyFileNotFoundError, PyIndexError, PyKeyError, PyOSError, PyOverflowError, PyRuntimeError,
+    PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString};
@@ -160,49 +160,54 @@ impl Limits {
     // The defaults are the core's (`Limits::default`), the one place they are written.
     #[pyo3(signature = (*, max_member_size=None, max_total_size=None, max_members=None, max_ratio=None, max_depth=None, timeout=None))]
     fn new(
-        max_member_size: Option<i128>,
-        max_total_size: Option<i128>,
-        max_members: Option<i128>,
-        max_ratio: Option<i128>,
-        max_depth: Option<i128>,
-        timeout: Option<f64>,
+        max_member_size: Option<Wide<u64>>,
+        max_total_size: Option<Wide<u64>>,
+        max_members: Option<Wide<u64>>,
+        max_ratio: Option<Wide<u64>>,
+        max_depth: Option<Wide<u32>>,
+        timeout: Option<Wide<f64>>,
     ) -> PyResult<Self> {
         let defaults = core::Limits::default();
-        let max_member_size = max_member_size.unwrap_or(i128::from(defaults.max_member_size));
-        let max_total_size = max_total_size.unwrap_or(i128::from(defaults.max_total_size));
-        let max_members = max_members.unwrap_or(i128::from(defaults.max_members));
-        let max_ratio = max_ratio.unwrap_or(i128::from(defaults.max_ratio));
-        let max_depth = max_depth.unwrap_or(i128::from(defaults.max_depth));
-        let timeout = timeout.unwrap_or(defaults.timeout.as_secs_f64());
-        // Taken as wide integers so that a negative or huge value is a ValueError naming the limit,
-        // not an OverflowError from the conversion.
-        let positive = |name: &str, value: i128| -> PyResult<u64> {
-            match u64::try_from(value) {
-                Ok(v) if v > 0 => Ok(v),
+        let positive = |name: &str, given: Option<Wide<u64>>, default: u64| -> PyResult<u64> {
+            let Some(given) = given else { return Ok(default) };
+            match given.value {
+                Some(v) if v > 0 => Ok(v),
                 _ => Err(PyValueError::new_err(format!(
-                    "{name} must be a positive integer below 2**64, got {value}"
+                    "{name} must be a positive integer below 2**64, got {}",
+                    given.shown
                 ))),
             }
         };
-        let max_depth =
-            u32::try_from(max_depth).ok().filter(|d| *d <= core::MAX_NESTING_DEPTH).ok_or_else(|| {
-                PyValueError::new_err(format!(
-                "max_depth must be an integer from 0 to {} (the walker never opens archives nested deeper), \
-                 got {max_depth}",
-                core::MAX_NESTING_DEPTH
-            ))
-            })?;
-        if !(timeout.is_finite() && (0.001..=86_400.0).contains(&timeout)) {
-            return Err(PyValueError::new_err(format!(
-                "timeout must be a number of seconds from 0.001 to 86400, got {timeout:?}"
-            )));
-        }
+        let max_depth = match max_depth {
+            None => defaults.max_depth,
+            Some(Wide { value: Some(depth), .. }) if depth <= core::MAX_NESTING_DEPTH => depth,
+            Some(Wide { shown, .. }) => {
+                return Err(PyValueError::new_err(format!(
+                    "max_depth must be an integer from 0 to {} (the walker never opens archives nested \
+                     deeper), got {shown}",
+                    core::MAX_NESTING_DEPTH
+                )))
+            }
+        };
+        let timeout = match timeout {
+            None => defaults.timeout.as_secs_f64(),
+            Some(Wide { value: Some(seconds), .. })
+                if seconds.is_finite() && (0.001..=86_400.0).contains(&seconds) =>
+            {
+                seconds
+            }
+            Some(Wide { shown, .. }) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout must be a number of seconds from 0.001 to 86400, got {shown}"
+                )))
+            }
+        };
         Ok(Self {
             inner: core::Limits {
-                max_member_size: positive("max_member_size", max_member_size)?,
-                max_total_size: positive("max_total_size", max_total_size)?,
-                max_members: positive("max_members", max_members)?,
-                max_ratio: positive("max_ratio", max_ratio)?,
+                max_member_size: positive("max_member_size", max_member_size, defaults.max_member_size)?,
+                max_total_size: positive("max_total_size", max_total_size, defaults.max_total_size)?,
+                max_members: positive("max_members", max_members, defaults.max_members)?,
+                max_ratio: positive("max_ratio", max_ratio, defaults.max_ratio)?,
                 max_depth,
                 timeout: Duration::from_secs_f64(timeout),
             },
@@ -869,6 +874,21 @@ impl ReleaseResult {
     }
 }
 
+/// The deepest `level` the JSON writers take: deeper, the indentation alone would be gigabytes (and
+/// past `usize::MAX / 2` its arithmetic would wrap).
+const MAX_JSON_LEVEL: usize = 1000;
+
+/// `level` as a layout, or a `ValueError` naming it past [`MAX_JSON_LEVEL`].
+fn json_layout(level: Option<usize>) -> PyResult<core::Layout> {
+    match level {
+        None => Ok(core::Layout::Compact),
+        Some(level) if level <= MAX_JSON_LEVEL => Ok(core::Layout::Indented { level }),
+        Some(level) => Err(PyValueError::new_err(format!(
+            "level must be at most {MAX_JSON_LEVEL} (levels of indentation), not {level}"
+        ))),
+    }
+}
+
 /// The JSON array of `distributions` (the schema of `dragonfly_hybrid.report`): one line when `level`
 /// is None, else `Layout::Indented` (each file and issue on one line), every line after the first
 /// `level` levels deeper.
@@ -881,7 +901,7 @@ fn distributions_json<'py>(
 ) -> PyResult<Bound<'py, PyString>> {
     let reports: Vec<Arc<core::DistributionReport>> =
         distributions.iter().map(|d| Arc::clone(&d.inner)).collect();
-    let layout = level.map_or(core::Layout::Compact, |level| core::Layout::Indented { level });
+    let layout = json_layout(level)?;
     let text = py.detach(|| {
         let refs: Vec<&core::DistributionReport> = reports.iter().map(|r| &**r).collect();
         let mut out = Vec::with_capacity(4096);
@@ -911,7 +931,7 @@ fn write_distributions_json(
     }
     let reports: Vec<Arc<core::DistributionReport>> =
         distributions.iter().map(|d| Arc::clone(&d.inner)).collect();
-    let layout = level.map_or(core::Layout::Compact, |level| core::Layout::Indented { level });
+    let layout = json_layout(level)?;
     // SAFETY: the caller keeps `fd` open for the duration of this call (Python holds the file
     // object); it is duplicated, so closing our copy leaves the caller's descriptor untouched.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -922,6 +942,31 @@ fn write_distributions_json(
         core::write_distributions(std::fs::File::from(owned), &refs, layout)
     })?;
     Ok(())
+}
+
+/// A numeric argument of any size, as given: `value` when it fits (`None` past `i128` or `f64`), and its
+/// `repr`. Range checks then name the argument in a `ValueError` whatever its size, where a conversion
+/// to a fixed-width type raised a bare `OverflowError` first (`Limits(max_total_size=2**200)`,
+/// `Scanner(threads=-1)`).
+struct Wide<T> {
+    value: Option<T>,
+    shown: String,
+}
+
+impl<'a, 'py, T> FromPyObject<'a, 'py> for Wide<T>
+where
+    T: for<'b> FromPyObject<'b, 'py>,
+{
+    type Error = PyErr;
+
+    fn extract(value: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let shown = value.repr().map(|repr| repr.to_string()).unwrap_or_default();
+        match value.extract::<T>().map_err(Into::<PyErr>::into) {
+            Ok(fits) => Ok(Self { value: Some(fits), shown }),
+            Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => Ok(Self { value: None, shown }),
+            Err(err) => Err(err),
+        }
+    }
 }
 
 /// `Scanner(digests=...)`'s value for the matched files' digests only.
@@ -960,8 +1005,13 @@ impl<'py> BytesLike<'py> {
         }
         let array = if let Ok(buffer) = data.cast::<DownloadBuffer>() {
             buffer.get().array(data.py())
-        } else if let Ok(array) = data.cast::<PyByteArray>() {
+        } else if let Ok(array) = data.cast_exact::<PyByteArray>() {
             array.clone()
+        } else if let Ok(array) = data.cast::<PyByteArray>() {
+            // A subclass may export another object's buffer (`__buffer__`, Python 3.12+), which would leave
+            // its own storage free to be resized or freed under the scan: it is copied instead.
+            // SAFETY: the GIL is held, so no Python code resizes or writes the array during the copy.
+            return Ok(Some(Self::Bytes(PyBytes::new(data.py(), unsafe { array.as_bytes() }))));
         } else {
             return Ok(None);
         };
@@ -1084,6 +1134,42 @@ fn control_of(progress: Option<&Bound<'_, ScanProgress>>) -> core::ScanControl {
     progress.map_or_else(core::ScanControl::new, |p| p.get().inner.clone())
 }
 
+/// How often a scan's caller looks for a signal (Ctrl-C) while the scan runs.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// `scan()` with the GIL released, on a thread of its own while this one looks for signals: a Python
+/// signal handler that raises (Ctrl-C's `KeyboardInterrupt`) cancels the scan through `control` (it stops
+/// at its next file, so within the per-file timeout), and its exception is raised here once the scan has
+/// stopped. Without it a scan called from the main thread held Ctrl-C until it had finished. Off the main
+/// thread no handler runs (`check_signals` does nothing there), at the cost of one thread per call.
+fn interruptible<T: Send>(
+    py: Python<'_>,
+    control: &core::ScanControl,
+    scan: impl FnOnce() -> T + Send,
+) -> PyResult<T> {
+    py.detach(|| {
+        std::thread::scope(|scope| {
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            let worker = scope.spawn(move || {
+                let result = scan();
+                let _ = done.send(());
+                result
+            });
+            let mut raised = None;
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(SIGNAL_CHECK) {
+                if let Err(err) = Python::attach(|py| py.check_signals()) {
+                    control.cancel();
+                    raised = Some(err);
+                    break;
+                }
+            }
+            // A panic in the scan goes on unwinding here, where PyO3 turns it into an exception.
+            let result = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            raised.map_or(Ok(result), Err)
+        })
+    })
+}
+
 /// Scans distributions in parallel on its own thread pool, with the GIL released.
 #[pyclass(frozen, module = "dragonfly_hybrid._core")]
 struct Scanner {
@@ -1105,18 +1191,22 @@ impl Scanner {
         py: Python<'_>,
         rules: Py<Rules>,
         limits: Option<Py<Limits>>,
-        threads: Option<usize>,
+        threads: Option<Wide<usize>>,
         fast_scan: bool,
         record_cache: bool,
         content_cache: bool,
         digests: DigestsArg,
     ) -> PyResult<Self> {
-        if threads.is_some_and(|n| n == 0 || n > core::MAX_THREADS) {
-            return Err(PyValueError::new_err(format!(
-                "threads must be an integer from 1 to {} (or None for every core)",
-                core::MAX_THREADS
-            )));
-        }
+        let threads = match threads {
+            None => None,
+            Some(Wide { value: Some(n), .. }) if (1..=core::MAX_THREADS).contains(&n) => Some(n),
+            Some(Wide { shown, .. }) => {
+                return Err(PyValueError::new_err(format!(
+                    "threads must be an integer from 1 to {} (or None for every core), got {shown}",
+                    core::MAX_THREADS
+                )))
+            }
+        };
         if fast_scan && record_cache {
             // Entries of a fast scan keep only first matches: persisted, they would short-change
             // a later full scan that loads them.
@@ -1232,11 +1322,10 @@ impl Scanner {
         let bytes = data.as_bytes();
         let engine = &self.engine;
         let control = control_of(progress);
-        let report = py
-            .detach(|| {
-                engine.scan_with(core::DistInput { name, url, input: core::Input::Bytes(bytes) }, &control)
-            })
-            .map_err(cancelled_error)?;
+        let report = interruptible(py, &control, || {
+            engine.scan_with(core::DistInput { name, url, input: core::Input::Bytes(bytes) }, &control)
+        })?
+        .map_err(cancelled_error)?;
         Ok(DistributionResult::new(Arc::new(report)))
     }
 
@@ -1261,12 +1350,10 @@ impl Scanner {
         });
         let engine = &self.engine;
         let control = control_of(progress);
-        let report = py
-            .detach(|| {
-                engine
-                    .scan_with(core::DistInput { name, url: None, input: core::Input::Path(path) }, &control)
-            })
-            .map_err(cancelled_error)?;
+        let report = interruptible(py, &control, || {
+            engine.scan_with(core::DistInput { name, url: None, input: core::Input::Path(path) }, &control)
+        })?
+        .map_err(cancelled_error)?;
         Ok(DistributionResult::new(Arc::new(report)))
     }
 
@@ -1281,7 +1368,8 @@ impl Scanner {
         let inputs = dist_inputs(&items);
         let engine = &self.engine;
         let control = control_of(progress);
-        let reports = py.detach(|| engine.scan_many_with(inputs, &control)).map_err(cancelled_error)?;
+        let reports = interruptible(py, &control, || engine.scan_many_with(inputs, &control))?
+            .map_err(cancelled_error)?;
         Ok(reports.into_iter().map(|r| DistributionResult::new(Arc::new(r))).collect())
     }
 
@@ -1298,9 +1386,9 @@ impl Scanner {
         let inputs = dist_inputs(&items);
         let engine = &self.engine;
         let control = control_of(progress);
-        let report = py
-            .detach(|| engine.scan_release_with(&name, &version, inputs, &control))
-            .map_err(cancelled_error)?;
+        let report =
+            interruptible(py, &control, || engine.scan_release_with(&name, &version, inputs, &control))?
+                .map_err(cancelled_error)?;
         Ok(ReleaseResult { inner: report })
     }
 }

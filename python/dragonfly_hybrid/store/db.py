@@ -1372,15 +1372,6 @@ class Store:
         # release can be `findings` only if a distribution of one of its spellings matched a rule: only
         # those are combined (a project of 160,000 clean versions and one flagged took 7.5 s without).
         spellings: dict[int, list[int]] = {}
-        matched = [
-            release_id
-            for (release_id,) in self._query(
-                "SELECT DISTINCT s.release_id FROM distributions d JOIN scans s ON s.id = d.scan_id "
-                "WHERE d.rules_matched != '[]'"
-            )
-        ]
-        self._read_spellings(matched, spellings)
-        may_be_flagged = {spelling for release_id in matched for spelling in spellings[release_id]}
         listed: list[ListedScan] = []
         known: dict[int, tuple[str, int]] = {}
         page = min(limit or 1_000, 20_000)
@@ -1388,17 +1379,36 @@ class Store:
             cursor = self._db.execute(sql, params)
             try:
                 while (limit is None or len(listed) < limit) and (rows := cursor.fetchmany(page)):
-                    unknown = [row[-1] for row in rows if row[-1] in may_be_flagged and row[-1] not in known]
-                    known.update(self._release_verdicts(unknown, spellings))
+                    unknown = sorted({row[-1] for row in rows} - known.keys())
+                    self._read_spellings([r for r in unknown if r not in spellings], spellings)
+                    matched = self._with_a_match([s for r in unknown for s in spellings[r]])
+                    flagged = [r for r in unknown if not matched.isdisjoint(spellings[r])]
+                    known.update(dict.fromkeys(unknown, ("", 0)))  # not `findings`: never listed here
+                    known.update(self._release_verdicts(flagged, spellings))
                     listed.extend(
                         ListedScan(_scan_of(row, parsed), *known[row[-1]])
                         for row in rows
-                        if row[-1] in known and known[row[-1]][0] == "findings"
+                        if known[row[-1]][0] == "findings"
                     )
                     page = min(page * 2, 20_000)
             finally:
                 cursor.close()
         return listed if limit is None else listed[:limit]
+
+    def _with_a_match(self, release_ids: Sequence[int]) -> set[int]:
+        """Which of ``release_ids`` have a distribution stored with a rule matched."""
+        matched: set[int] = set()
+        for chunk in _chunks(sorted(set(release_ids))):
+            marks = ", ".join("?" * len(chunk))
+            matched.update(
+                release_id
+                for (release_id,) in self._query(
+                    "SELECT DISTINCT s.release_id FROM distributions d JOIN scans s ON s.id = d.scan_id "
+                    f"WHERE d.rules_matched != '[]' AND s.release_id IN ({marks})",
+                    chunk,
+                )
+            )
+        return matched
 
     def _release_verdicts(
         self, release_ids: Sequence[int], spellings: dict[int, list[int]] | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,25 @@ def test_stored_scans_with_other_rules_are_not_used(
     assert code == 1 and data["old"]["from"] == "scan"  # stored with the bundled rules: scanned again
     with Store(store, readonly=True) as db:
         assert db.count("scans") == 3 and db.count("rulesets") == 2
+
+
+def test_stored_scans_made_by_another_version_are_not_used(
+    index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """Another version of the engine may have missed what this one finds (or the reverse): its scans are
+    history, not answers. A scan stored by an earlier version (its version column rewritten here, as no
+    other version can run in this process) is not taken; this version's scan of the same files is."""
+    store = tmp_path / "s.db"
+    common = ("-r", rules_dir, "--index-url", index.url, "--store", store)
+    assert diff_json("trusted==1.0", "trusted==1.1", *common)[0] == 1
+    raw = sqlite3.connect(store)
+    raw.execute("UPDATE scans SET engine_version = '0.0.1'")
+    raw.commit()
+    raw.close()
+    code, data = diff_json("trusted==1.0", "trusted==1.1", *common)
+    assert code == 1 and (data["old"]["from"], data["new"]["from"]) == ("scan", "scan")
+    code, data = diff_json("trusted==1.0", "trusted==1.1", *common)
+    assert code == 1 and (data["old"]["from"], data["new"]["from"]) == ("store", "store")
 
 
 def test_diff_usage_errors_and_incomplete(index: FakeIndex, tmp_path: Path, rules_dir: Path) -> None:

@@ -47,6 +47,8 @@ def as_written_by(path: Path, version: int) -> None:
     """Make the store at ``path`` (written by this code) what schema ``version`` left: what the later
     migrations added taken off again (``DROP COLUMN``: SQLite 3.35)."""
     raw = sqlite3.connect(path)
+    if version < 5:
+        raw.execute("ALTER TABLE scans DROP COLUMN engine_version")
     if version < 4:
         raw.execute("ALTER TABLE scans DROP COLUMN error_per_file")
         raw.execute("ALTER TABLE distributions DROP COLUMN listed_sha256")
@@ -122,7 +124,7 @@ def test_a_version_1_store_migrates_to_the_current_schema_keeping_its_data(
     assert "content_cache" not in {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
     raw.close()
     with Store(path) as db:
-        assert db.schema_version() == SCHEMA_VERSION == 4
+        assert db.schema_version() == SCHEMA_VERSION == 5
         scan = db.latest_scan("pkg", "1.0")
         assert scan is not None and scan.verdict == "findings" and scan.rules_hash == "h1"
         assert len(db.findings(scan.id)) == 2 and db.get_state("serial") == "42"
@@ -152,7 +154,7 @@ def test_a_version_2_store_drops_its_sha256_keyed_content_cache_and_keeps_the_re
     raw.commit()
     raw.close()
     with Store(path) as db:
-        assert db.schema_version() == SCHEMA_VERSION == 4
+        assert db.schema_version() == SCHEMA_VERSION == 5
         assert db.content_cache_entries() == 0 and db.count("content_cache") == 0
         assert list(db.content_cache_pages("h1")) == []
         scan = db.latest_scan("pkg", "1.0")
@@ -183,7 +185,7 @@ def test_a_version_3_store_gains_the_listed_digest_and_keeps_the_error_rule_of_i
         db.record(kept_out_result("pkg-1.0.tar.gz", "ab" * 32), rules_hash="h1")
     as_written_by(path, 3)
     with Store(path) as db:
-        assert db.schema_version() == SCHEMA_VERSION == 4
+        assert db.schema_version() == SCHEMA_VERSION == 5
         assert db._query("SELECT error_per_file FROM scans") == [(0,), (0,)]
         assert db._query("SELECT listed_sha256 FROM distributions") == [(None,), (None,)]
         release = db.release("pkg", "1.0")
@@ -204,7 +206,7 @@ def test_reading_an_older_store_says_which_commands_migrate_it(tmp_path: Path, s
     as_written_by(path, 1)
     with pytest.raises(
         StoreError,
-        match=r"schema version 1 \(this dragonfly-hybrid writes 4\); it is migrated "
+        match=r"schema version 1 \(this dragonfly-hybrid writes 5\); it is migrated "
         r"when it is next written to: `dragonfly-hybrid scan --store PATH \.\.\.` or `watch",
     ):
         Store(path, readonly=True)

@@ -3,15 +3,16 @@
 Who writes it: ``scan --store PATH`` (or ``DRAGONFLY_STORE``), ``watch`` (always) and ``diff`` (the releases
 it had to scan). Who reads it: ``report``, ``diff`` and ``watch`` (to resume).
 
-Schema (version 4; ``schema_version`` holds the version, :data:`MIGRATIONS` the steps)::
+Schema (version 5; ``schema_version`` holds the version, :data:`MIGRATIONS` the steps)::
 
     rulesets      (id, hash UNIQUE, count, first_seen)            -- every rule set a scan used
     releases      (id, name, normalized, version, UNIQUE(normalized, version))
     scans         (id, release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched JSON,
                    inspector_url, error, download_seconds, scan_seconds,
-                   error_per_file)                                            -- one row per scan of a release
+                   error_per_file, engine_version)                            -- one row per scan of a release
                    -- error_per_file: 1 when every part of the error is about one stored file (a file not
                    -- downloaded, an incomplete distribution), 0 when not (or not known: before version 4)
+                   -- engine_version: the dragonfly-hybrid version that scanned (NULL: before version 5)
     distributions (id, scan_id, filename, url, format, size, sha256, files_scanned, bytes_scanned, score,
                    rules_matched JSON, top_file, verdict, complete, listed_sha256)
                    -- a file not downloaded: sha256 '', listed_sha256 the digest the index listed (NULL:
@@ -25,7 +26,8 @@ Schema (version 4; ``schema_version`` holds the version, :data:`MIGRATIONS` the 
     issues        (id, distribution_id, path, kind, message, unscanned)
     watch_state   (key PRIMARY KEY, value)                                   -- the watcher's resume point
     -- version 2: the persisted content cache; version 3: keyed by BLAKE3 (the SHA-256-keyed entries dropped);
-    -- version 4: a row per file not downloaded keeps its listed digest, a scan whether its error is per file
+    -- version 4: a row per file not downloaded keeps its listed digest, a scan whether its error is per file;
+    -- version 5: a scan keeps the engine version that made it
     content_cache (rules_hash, content_key BLOB, matches BLOB, saved_at,
                    PRIMARY KEY (rules_hash, content_key))
                   WITHOUT ROWID                 -- one file content's engine result under one rule set
@@ -82,6 +84,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from dragonfly_hybrid import __version__
 from dragonfly_hybrid._core import CACHE_ENTRIES, DistributionResult, RuleMatch, Rules
 from dragonfly_hybrid.http_client import redact_url
 from dragonfly_hybrid.pypi.index import normalize_name
@@ -89,7 +92,7 @@ from dragonfly_hybrid.report import NotDownloaded as NotDownloaded  # re-exporte
 from dragonfly_hybrid.report import TargetResult, meta_value, snippet_parts
 from dragonfly_hybrid.store import STORE_ENV as STORE_ENV  # re-exported
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 CONTENT_CACHE_LIMIT = CACHE_ENTRIES
 """Most content-cache entries kept per rule set: what the engine keeps in memory."""
 CONTENT_CACHE_RULE_SETS = 3
@@ -208,6 +211,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE distributions ADD COLUMN listed_sha256 TEXT;
     ALTER TABLE scans ADD COLUMN error_per_file INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 4 -> 5: a scan keeps the version that made it: `diff` takes a stored scan for a release only from this
+    # version (another may have missed what this one finds). Earlier scans keep NULL: never taken.
+    """
+    ALTER TABLE scans ADD COLUMN engine_version TEXT;
     """,
 )
 """``MIGRATIONS[i]`` takes a store from schema version ``i`` to ``i + 1``; append, never edit."""
@@ -952,12 +960,12 @@ class Store:
         ruleset_id = self._ruleset_id(db, rules_hash, rules_count)
         cursor = db.execute(
             "INSERT INTO scans (release_id, ruleset_id, source, scanned_at, verdict, score, rules_matched, "
-            "inspector_url, error, download_seconds, scan_seconds, error_per_file) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "inspector_url, error, download_seconds, scan_seconds, error_per_file, engine_version) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 release_id, ruleset_id, source, scanned_at, result.verdict, result.score,
                 _json(list(result.rules_matched)), result.inspector_url, result.error,
-                download_seconds, scan_seconds, int(result.error_per_file),
+                download_seconds, scan_seconds, int(result.error_per_file), __version__,
             ),
         )  # fmt: skip
         scan_id = int(cursor.lastrowid or 0)
@@ -1282,7 +1290,8 @@ class Store:
         allow, and another index may serve other bytes under the same name. Only a scan of these very
         files can stand for them, and only one that read all of them (no error, every file complete): a
         scan that matched a rule is ``findings`` even when it left a member over its limits unread, and
-        it cannot tell what that member holds."""
+        it cannot tell what that member holds. And only one this version of the engine made: another may
+        have missed what this one finds."""
         if not files or any(digest is None for digests in files.values() for digest in digests):
             return None
         wanted = {
@@ -1290,8 +1299,8 @@ class Store:
         }
         rows = self._query(
             f"SELECT {_SCAN_COLUMNS} {_SCAN_FROM} WHERE r.normalized = ? AND r.version = ? AND rs.hash = ? "
-            "ORDER BY s.id DESC",
-            (normalize_name(name), version, rules_hash),
+            "AND s.engine_version = ? ORDER BY s.id DESC",
+            (normalize_name(name), version, rules_hash, __version__),
         )
         for row in rows:
             scan = _scan_of(row)

@@ -8,6 +8,7 @@ so that this suite survives them.
 from __future__ import annotations
 
 import glob
+import inspect
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ import dragonfly_hybrid as dh
 import pytest
 from dragonfly_hybrid import _core
 
+from tests.fakes.pypi import SLOW_RULE, slow_tarball
+
 HANG_GUARD = 120
 """Seconds a child may run before it counts as hung (the slowest child needs about 10 s today)."""
 PACKAGE_DIR = Path(_core.__file__).resolve().parents[1]
@@ -31,24 +34,11 @@ MARKER_RULE = 'rule test_marker { meta: weight = 5 strings: $m = "DRAGONFLY_TEST
 # Source for the children: a rule that reads each byte a hundred times (about 1 MB/s per thread) and a
 # tarball of distinct random members, so that a scan takes seconds (as tests/fakes/pypi.py's SLOW_RULE and
 # slow_tarball; copied so that a child needs nothing but the standard library and the extension).
-SLOW_SCAN_PRELUDE = '''
-import io, random, tarfile
-SLOW_RULE = """
-rule every_byte_a_hundred_times {
-  condition:
-    for all i in (0..filesize - 1) : (for all j in (0..99) : ((uint8(i) | j) != 256))
-}
-"""
-def slow_tarball(members, size=64 << 10, seed=7):
-    rng = random.Random(seed)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for i in range(members):
-            info = tarfile.TarInfo(f"pkg/member_{i}.bin")
-            info.size = size
-            archive.addfile(info, io.BytesIO(rng.randbytes(size)))
-    return buffer.getvalue()
-'''
+SLOW_SCAN_PRELUDE = (
+    f"import io, random, tarfile\nSLOW_RULE = {SLOW_RULE!r}\n{inspect.getsource(slow_tarball)}"
+)
+"""What a child needs to build a slow scan, taken from ``tests.fakes.pypi`` as source: a child may run
+another Python, without this suite's packages (``jsonschema``) to import that module."""
 
 
 def run_child(source: str, *, python: str = sys.executable, memory_cap: int | None = None) -> tuple[int, str]:

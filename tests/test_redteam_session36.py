@@ -20,27 +20,15 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.pypi.download import Downloader
 from dragonfly_hybrid.pypi.index import DownloadError
-from typer.testing import CliRunner, Result
 
 from tests.fakes.pypi import MARKER, FakeFile, FakeIndex, sdist, write
+from tests.test_content_cache_redteam import run, verdict_and_rules
 
 BAD = b"import os\n# " + MARKER + b"\n"
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def verdict_and_rules(result: Result) -> tuple[str, list[str]]:
-    document: dict[str, Any] = json.loads(result.stdout)
-    [target] = document["targets"]
-    return target["verdict"], target["rules_matched"]
 
 
 # ------------------------------------------------------------------- rules that depend on the time

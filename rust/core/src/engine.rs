@@ -7,7 +7,9 @@ use std::io::Read;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::cache::{self, CacheEntryError};
 use crate::control::ScanControl;
@@ -42,6 +44,20 @@ pub struct DistInput<'a> {
     pub name: String,
     pub url: Option<String>,
     pub input: Input<'a>,
+}
+
+/// How often a caller waiting for its scan is asked whether to stop it (see [`Interrupted`]).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Asked on the calling thread every [`POLL_INTERVAL`] while it waits for its scan: once it answers
+/// true, the scan's control is cancelled (the scan stops at its next file, and the call returns
+/// [`EngineError::Cancelled`]). The Python binding looks for signals there (Ctrl-C), which only the
+/// thread Python runs its signal handlers on can do; [`never`] for callers with nothing to look for.
+pub type Interrupted<'a> = &'a mut dyn FnMut() -> bool;
+
+/// An [`Interrupted`] that never interrupts (`&mut never`).
+pub fn never() -> bool {
+    false
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,21 +196,59 @@ impl Engine {
 
     /// Scan one distribution, in parallel inside it.
     pub fn scan(&self, dist: DistInput<'_>) -> DistributionReport {
-        self.scan_with(dist, &ScanControl::new()).expect("nothing cancels a private control")
+        self.scan_with(dist, &ScanControl::new(), &mut never).expect("nothing cancels a private control")
     }
 
-    /// [`Engine::scan`], counting into `control` and stopping early when it is cancelled.
+    /// [`Engine::scan`], counting into `control` and stopping early when it is cancelled (or when
+    /// `interrupted` says so).
     pub fn scan_with(
         &self,
         dist: DistInput<'_>,
         control: &ScanControl,
+        interrupted: Interrupted<'_>,
     ) -> Result<DistributionReport, EngineError> {
-        self.pool.install(|| self.scan_in_pool(dist, control)).ok_or(EngineError::Cancelled)
+        self.run_polling(control, interrupted, || self.scan_in_pool(dist, control))
+            .ok_or(EngineError::Cancelled)
+    }
+
+    /// `job()` run on the pool while the calling thread waits, asking `interrupted` every
+    /// [`POLL_INTERVAL`]; once it answers true, `control` is cancelled and the wait goes on until the
+    /// job has returned (it borrows from the caller). A panic in the job goes on unwinding here.
+    fn run_polling<T: Send>(
+        &self,
+        control: &ScanControl,
+        interrupted: Interrupted<'_>,
+        job: impl FnOnce() -> T + Send,
+    ) -> T {
+        let mut result = None;
+        self.pool.in_place_scope(|scope| {
+            let (done, finished) = mpsc::channel();
+            scope.spawn(move |_| {
+                let _ = done.send(job());
+            });
+            loop {
+                match finished.recv_timeout(POLL_INTERVAL) {
+                    Ok(returned) => {
+                        result = Some(returned);
+                        break;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        if !control.is_cancelled() && interrupted() {
+                            control.cancel();
+                        }
+                    }
+                    // The job panicked: the scope's end takes its panic up.
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        });
+        result.expect("a job that returned sent its result")
     }
 
     /// Scan several distributions, in parallel across and inside them; results keep input order.
     pub fn scan_many(&self, dists: Vec<DistInput<'_>>) -> Vec<DistributionReport> {
-        self.scan_many_with(dists, &ScanControl::new()).expect("nothing cancels a private control")
+        self.scan_many_with(dists, &ScanControl::new(), &mut never)
+            .expect("nothing cancels a private control")
     }
 
     /// [`Engine::scan_many`], counting into `control` and stopping early when it is cancelled.
@@ -207,6 +261,7 @@ impl Engine {
         &self,
         dists: Vec<DistInput<'_>>,
         control: &ScanControl,
+        interrupted: Interrupted<'_>,
     ) -> Result<Vec<DistributionReport>, EngineError> {
         let count = dists.len();
         let mut order: Vec<usize> = (0..count).collect();
@@ -215,7 +270,7 @@ impl Engine {
             dists.into_iter().map(|d| Mutex::new(Some(d))).collect();
         let reports: Vec<Mutex<Option<DistributionReport>>> = (0..count).map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
-        self.pool.install(|| {
+        self.run_polling(control, interrupted, || {
             rayon::scope(|scope| {
                 for _ in 0..self.threads().min(count) {
                     scope.spawn(|_| {
@@ -237,7 +292,7 @@ impl Engine {
 
     /// Scan every distribution of a release and score it as the Dragonfly mainframe expects.
     pub fn scan_release(&self, name: &str, version: &str, dists: Vec<DistInput<'_>>) -> ReleaseReport {
-        self.scan_release_with(name, version, dists, &ScanControl::new())
+        self.scan_release_with(name, version, dists, &ScanControl::new(), &mut never)
             .expect("nothing cancels a private control")
     }
 
@@ -258,6 +313,7 @@ impl Engine {
         version: &str,
         dists: Vec<DistInput<'_>>,
         control: &ScanControl,
+        interrupted: Interrupted<'_>,
     ) -> Result<ReleaseReport, EngineError> {
         let waiter = Arc::new(ReleaseWaiter::new(dists.len()));
         let mut order: Vec<(u64, usize, DistInput<'_>)> =
@@ -283,7 +339,7 @@ impl Engine {
                 self.pool.spawn(move || drive(engine, queue));
             }
         }
-        let distributions = pending.wait()?;
+        let distributions = pending.wait(control, interrupted)?;
         Ok(ReleaseReport { name: name.to_owned(), version: version.to_owned(), distributions })
     }
 
@@ -425,8 +481,14 @@ struct PendingRelease<'a> {
 }
 
 impl PendingRelease<'_> {
-    fn wait(self) -> Result<Vec<DistributionReport>, EngineError> {
-        let outcomes = std::mem::take(&mut self.block().0);
+    /// The release's reports once every task is finished, asking `interrupted` every
+    /// [`POLL_INTERVAL`] meanwhile (once it answers true, `control` is cancelled).
+    fn wait(
+        self,
+        control: &ScanControl,
+        interrupted: Interrupted<'_>,
+    ) -> Result<Vec<DistributionReport>, EngineError> {
+        let outcomes = std::mem::take(&mut self.block_polling(control, interrupted).0);
         drop(self);
         let mut reports = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
@@ -440,9 +502,25 @@ impl PendingRelease<'_> {
     }
 
     fn block(&self) -> MutexGuard<'_, (Vec<Option<TaskOutcome>>, usize)> {
+        self.block_polling(&ScanControl::new(), &mut never)
+    }
+
+    fn block_polling(
+        &self,
+        control: &ScanControl,
+        interrupted: Interrupted<'_>,
+    ) -> MutexGuard<'_, (Vec<Option<TaskOutcome>>, usize)> {
         let mut slots = self.waiter.lock();
         while slots.1 > 0 {
-            slots = self.waiter.finished.wait(slots).unwrap_or_else(|poisoned| poisoned.into_inner());
+            let (next, waited) = self
+                .waiter
+                .finished
+                .wait_timeout(slots, POLL_INTERVAL)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            slots = next;
+            if waited.timed_out() && slots.1 > 0 && !control.is_cancelled() && interrupted() {
+                control.cancel();
+            }
         }
         slots
     }

@@ -24,7 +24,9 @@ mod zipdir;
 
 pub use cache::CacheEntryError;
 pub use control::ScanControl;
-pub use engine::{default_threads, DistInput, Engine, EngineError, Input, MAX_THREADS};
+pub use engine::{
+    default_threads, never, DistInput, Engine, EngineError, Input, Interrupted, MAX_THREADS, POLL_INTERVAL,
+};
 pub use format::{detect, interpretations, Container, Format};
 pub use issue::{Issue, IssueKind};
 pub use json::{ascii_backslashed, utf8_backslashed, write_distributions, Layout};

@@ -49,6 +49,7 @@ fn scan_and_cancel(
         let result = engine.scan_with(
             DistInput { name: "big.tar.gz".into(), url: None, input: Input::Bytes(data) },
             control,
+            &mut dragonfly_core::never,
         );
         let ended = Instant::now();
         let cancelled_at = canceller.join().expect("the cancelling thread ends");
@@ -108,7 +109,7 @@ fn counters_of_a_whole_scan_equal_the_reports_totals() {
         DistInput { name: "first.tar.gz".into(), url: None, input: Input::Bytes(&first) },
         DistInput { name: "second.zip".into(), url: None, input: Input::Bytes(&second) },
     ];
-    let reports = engine.scan_many_with(dists, &control).expect("not cancelled");
+    let reports = engine.scan_many_with(dists, &control, &mut dragonfly_core::never).expect("not cancelled");
     assert_eq!(control.files(), reports.iter().map(|r| r.files_scanned).sum::<u64>());
     assert_eq!(control.bytes(), reports.iter().map(|r| r.bytes_scanned).sum::<u64>());
     assert_eq!(control.files(), 32);
@@ -123,7 +124,33 @@ fn a_control_cancelled_before_the_scan_scans_nothing() {
     let control = ScanControl::new();
     control.cancel();
     let dists = vec![DistInput { name: "a.tar.gz".into(), url: None, input: Input::Bytes(&data) }];
-    let result = engine.scan_release_with("a", "1.0", dists, &control);
+    let result = engine.scan_release_with("a", "1.0", dists, &control, &mut dragonfly_core::never);
     assert!(matches!(result, Err(EngineError::Cancelled)));
     assert_eq!((control.files(), control.distributions()), (0, 0));
+}
+
+#[test]
+fn a_caller_that_says_stop_while_it_waits_cancels_every_kind_of_scan() {
+    // What the Python binding does with Ctrl-C: the waiting thread is asked every POLL_INTERVAL, and the
+    // first "stop" cancels the scan (200,000 members: it would not finish for minutes otherwise).
+    let engine = common::engine(unbounded(), 2);
+    let data = repeated_tar_gz(2_000, 100, 64 << 10);
+    let input = || vec![DistInput { name: "big.tar.gz".into(), url: None, input: Input::Bytes(&data) }];
+    for kind in ["scan_with", "scan_many_with", "scan_release_with"] {
+        let control = ScanControl::new();
+        let mut asked = 0;
+        let mut stop_at_the_second_question = || {
+            asked += 1;
+            asked == 2
+        };
+        let interrupted: dragonfly_core::Interrupted<'_> = &mut stop_at_the_second_question;
+        let cancelled = match kind {
+            "scan_with" => engine.scan_with(input().remove(0), &control, interrupted).err(),
+            "scan_many_with" => engine.scan_many_with(input(), &control, interrupted).err(),
+            _ => engine.scan_release_with("big", "1.0", input(), &control, interrupted).err(),
+        };
+        assert!(matches!(cancelled, Some(EngineError::Cancelled)), "{kind}: {cancelled:?}");
+        assert!(control.is_cancelled() && control.files() < 200_000, "{kind}");
+        assert_eq!(asked, 2, "{kind}: asked again after it said stop");
+    }
 }

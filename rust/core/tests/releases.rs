@@ -89,7 +89,7 @@ fn a_cancelled_release_leaves_the_others_scanned() {
     let (cancelled, finished) = thread::scope(|scope| {
         let big_caller = scope.spawn(|| {
             let dists = vec![DistInput { name: "big.tar.gz".into(), url: None, input: Input::Bytes(&big) }];
-            engine.scan_release_with("big", "1.0", dists, &cancel)
+            engine.scan_release_with("big", "1.0", dists, &cancel, &mut dragonfly_core::never)
         });
         while cancel.files() < 100 {
             thread::sleep(Duration::from_millis(1));

@@ -960,7 +960,15 @@ where
     type Error = PyErr;
 
     fn extract(value: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        let shown = value.repr().map(|repr| repr.to_string()).unwrap_or_default();
+        if value.is_instance_of::<PyBool>() {
+            // An int to Python, a flag given to the wrong keyword here (`max_depth=False`: 0).
+            return Err(PyTypeError::new_err("a number is wanted, not a bool"));
+        }
+        // A repr that raises (or is not text) gives way to the value's type.
+        let shown = value.repr().map(|repr| repr.to_string()).unwrap_or_else(|_| {
+            let kind = value.get_type().name().map(|name| name.to_string()).unwrap_or_default();
+            format!("a {kind} object")
+        });
         match value.extract::<T>().map_err(Into::<PyErr>::into) {
             Ok(fits) => Ok(Self { value: Some(fits), shown }),
             Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => Ok(Self { value: None, shown }),
@@ -1134,40 +1142,24 @@ fn control_of(progress: Option<&Bound<'_, ScanProgress>>) -> core::ScanControl {
     progress.map_or_else(core::ScanControl::new, |p| p.get().inner.clone())
 }
 
-/// How often a scan's caller looks for a signal (Ctrl-C) while the scan runs.
-const SIGNAL_CHECK: Duration = Duration::from_millis(100);
-
-/// `scan()` with the GIL released, on a thread of its own while this one looks for signals: a Python
-/// signal handler that raises (Ctrl-C's `KeyboardInterrupt`) cancels the scan through `control` (it stops
-/// at its next file, so within the per-file timeout), and its exception is raised here once the scan has
-/// stopped. Without it a scan called from the main thread held Ctrl-C until it had finished. Off the main
-/// thread no handler runs (`check_signals` does nothing there), at the cost of one thread per call.
-fn interruptible<T: Send>(
-    py: Python<'_>,
-    control: &core::ScanControl,
-    scan: impl FnOnce() -> T + Send,
-) -> PyResult<T> {
-    py.detach(|| {
-        std::thread::scope(|scope| {
-            let (done, finished) = std::sync::mpsc::channel::<()>();
-            let worker = scope.spawn(move || {
-                let result = scan();
-                let _ = done.send(());
-                result
-            });
-            let mut raised = None;
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(SIGNAL_CHECK) {
-                if let Err(err) = Python::attach(|py| py.check_signals()) {
-                    control.cancel();
-                    raised = Some(err);
-                    break;
-                }
-            }
-            // A panic in the scan goes on unwinding here, where PyO3 turns it into an exception.
-            let result = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            raised.map_or(Ok(result), Err)
-        })
-    })
+/// Runs `scan` with the GIL released, handing it an [`core::Interrupted`] that looks for Python signals
+/// while it waits: a signal handler that raises (Ctrl-C's `KeyboardInterrupt`) cancels the scan (it
+/// stops at its next file) and its exception is raised here once the scan has stopped. Without it a scan
+/// called from the main thread held Ctrl-C until it had finished. Off the main thread no handler runs
+/// (`check_signals` does nothing there).
+fn interruptible<T>(py: Python<'_>, scan: impl FnOnce(core::Interrupted<'_>) -> T + Send) -> PyResult<T>
+where
+    T: Send,
+{
+    let (result, raised) = py.detach(|| {
+        let mut raised: Option<PyErr> = None;
+        let mut look_for_signals = || {
+            raised = Python::attach(|py| py.check_signals()).err();
+            raised.is_some()
+        };
+        (scan(&mut look_for_signals), raised)
+    });
+    raised.map_or(Ok(result), Err)
 }
 
 /// Scans distributions in parallel on its own thread pool, with the GIL released.
@@ -1322,8 +1314,9 @@ impl Scanner {
         let bytes = data.as_bytes();
         let engine = &self.engine;
         let control = control_of(progress);
-        let report = interruptible(py, &control, || {
-            engine.scan_with(core::DistInput { name, url, input: core::Input::Bytes(bytes) }, &control)
+        let report = interruptible(py, |interrupted| {
+            let dist = core::DistInput { name, url, input: core::Input::Bytes(bytes) };
+            engine.scan_with(dist, &control, interrupted)
         })?
         .map_err(cancelled_error)?;
         Ok(DistributionResult::new(Arc::new(report)))
@@ -1350,8 +1343,9 @@ impl Scanner {
         });
         let engine = &self.engine;
         let control = control_of(progress);
-        let report = interruptible(py, &control, || {
-            engine.scan_with(core::DistInput { name, url: None, input: core::Input::Path(path) }, &control)
+        let report = interruptible(py, |interrupted| {
+            let dist = core::DistInput { name, url: None, input: core::Input::Path(path) };
+            engine.scan_with(dist, &control, interrupted)
         })?
         .map_err(cancelled_error)?;
         Ok(DistributionResult::new(Arc::new(report)))
@@ -1368,7 +1362,7 @@ impl Scanner {
         let inputs = dist_inputs(&items);
         let engine = &self.engine;
         let control = control_of(progress);
-        let reports = interruptible(py, &control, || engine.scan_many_with(inputs, &control))?
+        let reports = interruptible(py, |interrupted| engine.scan_many_with(inputs, &control, interrupted))?
             .map_err(cancelled_error)?;
         Ok(reports.into_iter().map(|r| DistributionResult::new(Arc::new(r))).collect())
     }
@@ -1386,9 +1380,10 @@ impl Scanner {
         let inputs = dist_inputs(&items);
         let engine = &self.engine;
         let control = control_of(progress);
-        let report =
-            interruptible(py, &control, || engine.scan_release_with(&name, &version, inputs, &control))?
-                .map_err(cancelled_error)?;
+        let report = interruptible(py, |interrupted| {
+            engine.scan_release_with(&name, &version, inputs, &control, interrupted)
+        })?
+        .map_err(cancelled_error)?;
         Ok(ReleaseResult { inner: report })
     }
 }

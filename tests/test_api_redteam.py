@@ -41,10 +41,13 @@ SLOW_SCAN_PRELUDE = (
 another Python, without this suite's packages (``jsonschema``) to import that module."""
 
 
-def run_child(source: str, *, python: str = sys.executable, memory_cap: int | None = None) -> tuple[int, str]:
+def run_child(
+    source: str, *, python: str = sys.executable, memory_cap: int | None = None, hang_guard: int = HANG_GUARD
+) -> tuple[int, str]:
     """Run ``source`` in a new interpreter that imports this suite's package; its return code (negative:
     killed by that signal) and its output. ``memory_cap``: RLIMIT_AS in bytes, so that a blow-up ends
-    the child instead of starving the machine."""
+    the child instead of starving the machine; past ``hang_guard`` seconds the child is killed (SIGKILL:
+    a hung main thread never runs a Python SIGTERM handler) and the test fails."""
     prelude = "import sys\n"
     if memory_cap is not None:
         prelude += f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({memory_cap}, {memory_cap}))\n"
@@ -54,12 +57,12 @@ def run_child(source: str, *, python: str = sys.executable, memory_cap: int | No
             [python, "-c", prelude + textwrap.dedent(source)],
             capture_output=True,
             text=True,
-            timeout=HANG_GUARD,
+            timeout=hang_guard,
             env=env,
             cwd=REPO,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"the child hung for {HANG_GUARD} s")
+        pytest.fail(f"the child hung for {hang_guard} s")
     return done.returncode, done.stdout + done.stderr
 
 

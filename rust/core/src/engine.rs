@@ -220,6 +220,10 @@ impl Engine {
         interrupted: Interrupted<'_>,
         job: impl FnOnce() -> T + Send,
     ) -> T {
+        if self.pool.current_thread_index().is_some() {
+            // Called on the pool itself (a Rust caller): waiting here would hold a thread the job needs.
+            return job();
+        }
         let mut result = None;
         self.pool.in_place_scope(|scope| {
             let (done, finished) = mpsc::channel();
@@ -518,8 +522,14 @@ impl PendingRelease<'_> {
                 .wait_timeout(slots, POLL_INTERVAL)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             slots = next;
-            if waited.timed_out() && slots.1 > 0 && !control.is_cancelled() && interrupted() {
-                control.cancel();
+            if waited.timed_out() && slots.1 > 0 && !control.is_cancelled() {
+                // Asked without the lock: a driver finishing a task takes it, and the question may take
+                // long (the binding waits for the GIL, then runs Python's signal handlers, which may scan).
+                drop(slots);
+                if interrupted() {
+                    control.cancel();
+                }
+                slots = self.waiter.lock();
             }
         }
         slots

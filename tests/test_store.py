@@ -746,15 +746,20 @@ def _synthetic_file(
          int(sha256 != "")),
     ).lastrowid  # fmt: skip
     if rule is not None:
-        file_id = raw.execute(
-            "INSERT INTO files (distribution_id, path, size, sha256, score) VALUES (?, 'x.py', 1, '', 5)",
-            (dist_id,),
-        ).lastrowid
-        raw.execute(
-            "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
-            "VALUES (?, ?, 'default', 5, '[]', '{}', '[]')",
-            (file_id, rule),
-        )
+        _synthetic_hit(raw, dist_id, "x.py", rule)
+
+
+def _synthetic_hit(raw: sqlite3.Connection, dist_id: int | None, path: str, rule: str) -> None:
+    """A file ``path`` of the distribution ``dist_id`` that matched ``rule`` (weight 5)."""
+    file_id = raw.execute(
+        "INSERT INTO files (distribution_id, path, size, sha256, score) VALUES (?, ?, 1, '', 5)",
+        (dist_id, path),
+    ).lastrowid
+    raw.execute(
+        "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
+        "VALUES (?, ?, 'default', 5, '[]', '{}', '[]')",
+        (file_id, rule),
+    )
 
 
 def _random_store(path: Path, rnd: random.Random, *, varied: bool = False) -> None:
@@ -799,16 +804,7 @@ def _random_store(path: Path, rnd: random.Random, *, varied: bool = False) -> No
                 ),
             ).lastrowid
             for rule in rules:
-                file_id = raw.execute(
-                    "INSERT INTO files (distribution_id, path, size, sha256, score) "
-                    "VALUES (?, 'm.py', 1, '', 5)",
-                    (dist_id,),
-                ).lastrowid
-                raw.execute(
-                    "INSERT INTO matches (file_id, rule, namespace, weight, tags, metadata, patterns) "
-                    "VALUES (?, ?, 'default', 5, '[]', '{}', '[]')",
-                    (file_id, rule),
-                )
+                _synthetic_hit(raw, dist_id, "m.py", rule)
     raw.commit()
     raw.close()
 

@@ -234,7 +234,7 @@ print(json.dumps({{"verdict": result.verdict, "kinds": [issue.kind for issue in 
 # --- distributions_json's level --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("level", [10**9, 2**62, 2**63 - 1])
+@pytest.mark.parametrize("level", [10**9, 2**62, 2**63 - 1, 2**64, -1])
 @pytest.mark.parametrize("function", ["distributions_json", "write_distributions_json"])
 def test_an_indent_level_the_writer_cannot_honour_is_a_clear_error(function: str, level: int) -> None:
     """``Layout::Indented { level }`` indents by ``2 * level + 2`` spaces, unchecked: 10**9 asks for 2 GB

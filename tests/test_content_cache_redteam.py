@@ -52,7 +52,7 @@ def including_rules(tmp_path: Path) -> tuple[Path, Path]:
 
 # ------------------------------------------------------------------------- rule sets that include files
 
-INCLUDE_REFUSED = "include statements are not supported: give the included file as a rule source too"
+INCLUDE_REFUSED = "include statements are not supported: remove it and give the included file as a rule file"
 
 
 def test_an_include_statement_is_refused_so_that_no_rule_changes_behind_the_sets_hash(

@@ -51,7 +51,8 @@ def distributions_json(distributions: Sequence[DistributionResult], level: int |
     """The JSON array of ``distributions`` in the schema of ``dragonfly_hybrid.report`` (written in Rust): one
     line when ``level`` is None, else indented two spaces per level as ``json.dump(indent=2)`` indents it,
     each item of a distribution's ``files`` and ``issues`` on one line (as ``json.dumps(item)`` writes it),
-    every line after the first ``level`` levels deeper (to nest it in a larger document)."""
+    every line after the first ``level`` levels deeper (to nest it in a larger document). ``level`` is an
+    integer from 0 to 1000 (else ``ValueError``; a bool is a ``TypeError``)."""
 
 def write_distributions_json(
     distributions: Sequence[DistributionResult], fd: int, level: int | None = None

@@ -236,9 +236,9 @@ fn build_largest_first(parts: &[Vec<(&str, &str)>]) -> Option<Vec<yara_x::Rules>
 }
 
 /// What a rule source's `include` statement is told (see [`build`]).
-const INCLUDE_REFUSED: &str = "include statements are not supported: give the included file as a \
-     rule source too (every rule file of a --rules directory is compiled), so that the rule set's hash \
-     covers every rule";
+const INCLUDE_REFUSED: &str = "include statements are not supported: remove it and give the included \
+     file as a rule file of its own (every rule file of a --rules directory is compiled), so that the \
+     rule set's hash covers every rule";
 
 /// Compile sources into one namespace, or every diagnostic located in its source.
 fn build(sources: &[(&str, &str)]) -> Result<yara_x::Rules, RulesError> {

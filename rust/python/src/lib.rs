@@ -878,13 +878,15 @@ impl ReleaseResult {
 /// past `usize::MAX / 2` its arithmetic would wrap).
 const MAX_JSON_LEVEL: usize = 1000;
 
-/// `level` as a layout, or a `ValueError` naming it past [`MAX_JSON_LEVEL`].
-fn json_layout(level: Option<usize>) -> PyResult<core::Layout> {
+/// `level` as a layout, or a `ValueError` naming it when negative or past [`MAX_JSON_LEVEL`].
+fn json_layout(level: Option<Wide<usize>>) -> PyResult<core::Layout> {
     match level {
         None => Ok(core::Layout::Compact),
-        Some(level) if level <= MAX_JSON_LEVEL => Ok(core::Layout::Indented { level }),
-        Some(level) => Err(PyValueError::new_err(format!(
-            "level must be at most {MAX_JSON_LEVEL} (levels of indentation), not {level}"
+        Some(Wide { value: Some(level), .. }) if level <= MAX_JSON_LEVEL => {
+            Ok(core::Layout::Indented { level })
+        }
+        Some(Wide { shown, .. }) => Err(PyValueError::new_err(format!(
+            "level must be an integer from 0 to {MAX_JSON_LEVEL} (levels of indentation), not {shown}"
         ))),
     }
 }
@@ -897,7 +899,7 @@ fn json_layout(level: Option<usize>) -> PyResult<core::Layout> {
 fn distributions_json<'py>(
     py: Python<'py>,
     distributions: Vec<PyRef<'py, DistributionResult>>,
-    level: Option<usize>,
+    level: Option<Wide<usize>>,
 ) -> PyResult<Bound<'py, PyString>> {
     let reports: Vec<Arc<core::DistributionReport>> =
         distributions.iter().map(|d| Arc::clone(&d.inner)).collect();
@@ -922,7 +924,7 @@ fn write_distributions_json(
     py: Python<'_>,
     distributions: Vec<PyRef<'_, DistributionResult>>,
     fd: i32,
-    level: Option<usize>,
+    level: Option<Wide<usize>>,
 ) -> PyResult<()> {
     use std::os::fd::{BorrowedFd, OwnedFd};
 

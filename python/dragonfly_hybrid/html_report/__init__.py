@@ -778,11 +778,14 @@ def _rule_count_html(c: RuleCount, descriptions: dict[str, str]) -> str:
 
 
 def _summary(page: Page) -> str:
+    # A store's list page has a row per scan, and a release scanned file by file has several: the summary
+    # counts releases, each once, by the verdict of the release as a whole.
+    releases = {r.label: r.release_verdict or r.verdict for r in page.releases}
     verdicts = {
-        v: sum((r.release_verdict or r.verdict) == v for r in page.releases)
-        for v in ("findings", "incomplete", "clean")
+        v: sum(found == v for found in releases.values()) for v in ("findings", "incomplete", "clean")
     }
     counts = " ".join(f'<span class="verdict v-{v}">{n} {v}</span>' for v, n in verdicts.items() if n)
+    scans = f" in {len(page.releases)} scans" if len(page.releases) > len(releases) else ""
     rules = (
         f" · rules {_e((page.rules_hash or '')[:12])}"
         + (f" ({page.rules_count})" if page.rules_count else "")
@@ -790,7 +793,7 @@ def _summary(page: Page) -> str:
         else ""
     )
     return (
-        f'<p class="summary">{len(page.releases)} release(s) {counts} · {_findings_count(page)} · '
+        f'<p class="summary">{len(releases)} release(s){scans} {counts} · {_findings_count(page)} · '
         f"{len(page.issues)} issue(s){rules} · generated {_e(page.generated_at)} by {_e(page.tool)}</p>"
     )
 

@@ -16,13 +16,19 @@ EXIT_CLOSED_PIPE = 141
 (128 + 13), so ``set -o pipefail`` scripts see what they would see from any other command."""
 
 
-def exit_closed_pipe() -> NoReturn:
-    """Stop at once because stdout is closed: point it at /dev/null so that the interpreter's final flush
-    has nowhere to fail (no "Exception ignored" message), then exit with :data:`EXIT_CLOSED_PIPE`."""
+def discard_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for a stdout that cannot take it (closed, or a
+    full disk) is dropped, so that later flushes and the interpreter's final one have nowhere to fail (no
+    "Exception ignored" message, no exit code 120)."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     except (OSError, ValueError):  # stdout without a descriptor (captured in-process): nothing to flush
         pass
+
+
+def exit_closed_pipe() -> NoReturn:
+    """Stop at once because stdout is closed (:func:`discard_stdout`), with :data:`EXIT_CLOSED_PIPE`."""
+    discard_stdout()
     raise SystemExit(EXIT_CLOSED_PIPE)

@@ -32,7 +32,12 @@ def version_line() -> str:
 def main() -> None:
     """Console-script entry point: :func:`dragonfly_hybrid.cli.app.main`, or the version line at once."""
     if sys.argv[1:] == ["--version"]:
-        print(version_line())
+        try:
+            print(version_line(), flush=True)
+        except BrokenPipeError:  # `... --version | true`: 141 quietly, as every command (closed_pipe)
+            from dragonfly_hybrid.closed_pipe import exit_closed_pipe
+
+            exit_closed_pipe()
         return
     rules = rules_arguments(sys.argv[2:]) if sys.argv[1:2] == ["scan"] else None
     if rules is not None:

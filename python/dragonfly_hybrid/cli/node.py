@@ -9,7 +9,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated
 
@@ -17,6 +17,7 @@ import typer
 
 from dragonfly_hybrid.cli.base import choice_option, int_option
 from dragonfly_hybrid.cli.common import fail, load_rules_or_exit
+from dragonfly_hybrid.closed_pipe import discard_stdout, exit_closed_pipe
 from dragonfly_hybrid.logs import LogFormat
 from dragonfly_hybrid.report import EXIT_INCOMPLETE, EXIT_USAGE, printable
 
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 
 NODE_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after draining, `--once` drained, `--max-jobs`
-reached); **2** configuration error (the message names the variable); **3** could not start or run
-(login refused, mainframe unreachable, `--once` unable to claim jobs, a crash).
+reached, a standalone run done); **2** configuration error (the message names the variable), an unknown
+release in `--job`, unusable rules (standalone); **3** could not start or run (login refused, mainframe
+unreachable, its first rule set unusable, `--once` unable to claim jobs, standalone results that could
+not be written, a crash); **141** stdout closed (standalone).
 """
 
 ConfigFile = Annotated[
@@ -102,8 +105,16 @@ def _results_stream(output: Path | None) -> Iterator[IO[str]]:
         stream = output.open("a", encoding="utf-8")
     except OSError as err:
         fail(f"cannot write {output}: {err.strerror or err}", EXIT_USAGE)
-    with stream:
+    try:
         yield stream
+    except BaseException:
+        with suppress(OSError):  # what could not be written was said already (ResultsNotWritten)
+            stream.close()
+        raise
+    try:
+        stream.close()
+    except OSError as err:
+        fail(f"cannot write the results to {output}: {err.strerror or err}", EXIT_INCOMPLETE)
 
 
 def node_command(
@@ -124,7 +135,10 @@ def node_command(
     ] = None,
     jobs_file: Annotated[
         Path | None,
-        typer.Option(help="Standalone mode: a file of releases, one name==version per line.", metavar="FILE"),
+        typer.Option(
+            help="Standalone mode: a file of releases, one name==version (or name) per line; # comments.",
+            metavar="FILE",
+        ),
     ] = None,
     output: Annotated[
         Path | None,
@@ -142,7 +156,12 @@ def node_command(
         ),
     ] = None,
     index_url: Annotated[
-        str | None, typer.Option(help="Standalone mode: the index to resolve releases on.", metavar="URL")
+        str | None,
+        typer.Option(
+            help="Standalone mode: the index to resolve releases on. Default: PIP_INDEX_URL, else pip's "
+            "configured index-url, else PyPI (pypi.org/simple/).",
+            metavar="URL",
+        ),
     ] = None,
     base_url: Annotated[str | None, typer.Option(help="DRAGONFLY_BASE_URL.", metavar="URL")] = None,
     threads: Annotated[int | None, typer.Option(help="DRAGONFLY_THREADS.", metavar="N")] = None,
@@ -172,6 +191,7 @@ def node_command(
     from dragonfly_hybrid.node.mainframe import AuthError
     from dragonfly_hybrid.node.service import LocalJobs, serve
     from dragonfly_hybrid.node.settings import ConfigError
+    from dragonfly_hybrid.node.sinks import ResultsNotWritten
 
     overrides: dict[str, object] = {
         "base_url": base_url,
@@ -198,6 +218,16 @@ def node_command(
         fail(str(err), EXIT_USAGE)
     except AuthError as err:
         fail(f"cannot log in to the mainframe: {err}", EXIT_INCOMPLETE)
+    except ResultsNotWritten as err:  # standalone: results were lost, so the run is not done
+        cause = err.__cause__
+        if isinstance(cause, BrokenPipeError):
+            exit_closed_pipe()  # `node --job ... | head -1`: 141, as every command
+        where: object = output
+        if output is None or str(output) == "-":
+            where = "stdout"
+            discard_stdout()  # what is still buffered for it cannot be written either
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause or err
+        fail(f"cannot write the results to {where}: {reason}", EXIT_INCOMPLETE)
     except MainframeError as err:
         fail(f"mainframe: {err}", EXIT_INCOMPLETE)
     except (RuleCompileError, NoRulesError) as err:

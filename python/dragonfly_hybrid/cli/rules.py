@@ -61,7 +61,8 @@ RULES_TEST_EXIT_CODES_HELP = """\
 **Exit codes**: **0** measured (and every given threshold met); **1** `--min-recall` or `--max-flagged`
 not met (incomplete releases count against them: a malicious one not flagged as missed, a benign one not
 flagged as flagged; a side with no release meets no threshold); **2** usage error (no folder given, a
-folder that does not exist or cannot be listed, rules that do not compile).
+folder that does not exist or cannot be listed, a threshold outside 0-1 or without its folder, rules that
+do not compile).
 """
 
 

@@ -79,8 +79,8 @@ EXIT_CODES_HELP = """\
 * **0**: every target was scanned completely and no rule matched.
 * **1**: at least one rule matched (in a target scoring at least `--min-score`). Findings win over
   incomplete scans: a malicious signal is never lost.
-* **2**: usage or configuration error: a bad option, rules that cannot be read or do not compile, a path
-  that does not exist and is not a PyPI name, a project or version the index does not have.
+* **2**: usage or configuration error: a bad option, rules that cannot be read, do not compile or define
+  no rule, a path that does not exist and is not a PyPI name, a project or version the index does not have.
 * **3**: could not scan: some target was left incomplete (a download failed or did not match its hash,
   an archive member was over a limit or corrupt), or -R entries that are not index releases were skipped
   (unless --allow-skipped), and no rule matched anywhere (or only in targets below `--min-score`).
@@ -240,9 +240,9 @@ def scan_command(
     index_url: Annotated[
         str | None,
         typer.Option(
-            help="Simple repository API (PEP 691) to resolve `name` and `name==version` on. Default: "
-            "--index-url of the -R files, else PIP_INDEX_URL, else pip's configured index-url, else PyPI "
-            "(pypi.org/simple/).",
+            help="Simple repository API (PEP 691) to resolve `name` and `name==version` on; an --index-url "
+            "line of a -R file wins over it, as in pip. Default: PIP_INDEX_URL, else pip's configured "
+            "index-url, else PyPI (pypi.org/simple/).",
             metavar="URL",
             show_default=False,
         ),

@@ -93,9 +93,9 @@ that does not serve the PEP 691 JSON project list with `_last-serial`);
 **3** could not run (with `--once`: the index could not be polled).
 """
 REPORT_EXIT_CODES_HELP = """\
-**Exit codes**: **0** the report was written (with findings in it or not); **2** no store, a bad option
-or `--since`, a release the store does not have, or an `--html` FILE that cannot be written; **141** stdout
-was closed early (`report | head`).
+**Exit codes**: **0** the report was written (with findings in it or not); **2** no store, a store not
+migrated yet (the next `scan --store` or `watch` migrates it), a bad option or `--since`, a release the store
+does not have, or an `--html` FILE that cannot be written; **141** stdout was closed early (`report | head`).
 """
 DIFF_EXIT_CODES_HELP = """\
 **Exit codes**: **1** NEW has findings OLD does not (a new rule, or a rule matching a new file); **0**

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 from collections.abc import Callable, Sequence
@@ -13,7 +14,7 @@ from dragonfly_hybrid.node.mainframe import MainframeClient
 from dragonfly_hybrid.node.metrics import MetricsServer, NodeMetrics
 from dragonfly_hybrid.node.pipeline import Node, NodeOptions, RuleState, install_signal_handlers
 from dragonfly_hybrid.node.settings import ConfigError, NodeSettings
-from dragonfly_hybrid.node.sinks import JsonLinesSink, MainframeSink
+from dragonfly_hybrid.node.sinks import JsonLinesSink, MainframeSink, ResultsNotWritten
 from dragonfly_hybrid.node.sources import LocalSource, MainframeSource
 
 log = logging.getLogger("dragonfly_hybrid.service")
@@ -131,10 +132,14 @@ async def _serve_local(
     rules = RuleState(
         source, limits, settings.threads, None, initial=(local.rules, local.rules.hash), fast_scan=True
     )
-    node = Node(
-        source, JsonLinesSink(local.output), rules, options, threads=settings.threads, metrics=metrics
-    )
+    sink = JsonLinesSink(local.output)
+    wording = dataclasses.replace(options.wording, not_delivered="result not written")
+    options = dataclasses.replace(options, wording=wording)
+    node = Node(source, sink, rules, options, threads=settings.threads, metrics=metrics)
+    sink.on_error = node.request_stop  # nothing more can be written: claim no more
     await _run(node, health)
+    if sink.error is not None:  # results were lost: the run is not "done" (exit 141 or 3, never 0)
+        raise ResultsNotWritten("the results could not all be written") from sink.error
 
 
 async def _serve_mainframe(

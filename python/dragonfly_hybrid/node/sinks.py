@@ -6,9 +6,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import IO
 
-from dragonfly_hybrid.node.jobs import FailureBody, Job, ResultBody, SubmitOutcome, SuccessBody, Work
+from dragonfly_hybrid.node.jobs import (
+    FailureBody,
+    Job,
+    MainframeError,
+    ResultBody,
+    SubmitOutcome,
+    SuccessBody,
+    Work,
+)
 from dragonfly_hybrid.node.mainframe import MainframeClient
 from dragonfly_hybrid.redaction import redact_url
 
@@ -39,13 +48,23 @@ class MainframeSink:
         return await self._client.submit(result_body(work), deadline=deadline)
 
 
+class ResultsNotWritten(MainframeError):
+    """A standalone run's result could not be written (its output was closed or is full). The pipeline
+    logs it as a result not delivered; the run then exits 141 (a closed pipe) or 3, never 0."""
+
+
 class JsonLinesSink:
     """One JSON object per result: the body the mainframe would get (its ``inspector_url`` redacted), plus
-    ``"status"``."""
+    ``"status"``.
 
-    def __init__(self, stream: IO[str]) -> None:
+    A write that fails is kept in :attr:`error` and :attr:`on_error` is called (the standalone node stops
+    claiming): no result is written after it, each one raises :class:`ResultsNotWritten`."""
+
+    def __init__(self, stream: IO[str], on_error: Callable[[], None] | None = None) -> None:
         self._stream = stream
         self._lock = asyncio.Lock()
+        self.on_error = on_error
+        self.error: OSError | None = None
 
     async def deliver(self, work: Work[Job], *, deadline: float) -> SubmitOutcome:
         del deadline  # a local write cannot outlive a lease
@@ -56,6 +75,14 @@ class JsonLinesSink:
             body = dataclasses.replace(body, inspector_url=redact_url(body.inspector_url))
         line = json.dumps({"status": status, **dataclasses.asdict(body)})
         async with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            if self.error is None:
+                try:
+                    self._stream.write(line + "\n")
+                    self._stream.flush()
+                except OSError as err:
+                    self.error = err
+                    if self.on_error is not None:
+                        self.on_error()
+            if self.error is not None:
+                raise ResultsNotWritten(f"cannot write the result: {self.error.strerror or self.error}")
         return SubmitOutcome.ACCEPTED

@@ -164,6 +164,33 @@ def test_scan_into_a_closed_pipe_exits_141_quietly(
     assert stderr == ""
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("scan", "-f", "json"),
+        ("scan", "-f", "table"),
+        ("scan", "-f", "sarif", "-o", "/dev/full"),
+        ("report",),
+    ],
+    ids=["scan-json-stdout", "scan-table-stdout", "scan-sarif-o", "report"],
+)
+def test_a_full_disk_is_one_error_line_and_exit_3(
+    args: tuple[str, ...], malicious_sdist: Path, rules_dir: Path, store_with_findings: Path
+) -> None:
+    """A report that could not be written is neither findings (1) nor clean (0), and not a crash."""
+    extra = (
+        ("--store", store_with_findings) if args[0] == "report" else ("-q", "-r", rules_dir, malicious_sdist)
+    )
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", *map(str, args + extra)]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False
+        )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr == "error: cannot write the output: No space left on device\n"
+
+
 def test_report_exits_0_with_findings_in_it_and_2_without_a_store(
     store_with_findings: Path, tmp_path: Path
 ) -> None:

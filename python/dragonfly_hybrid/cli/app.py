@@ -17,17 +17,19 @@ Exit codes are a public contract (see :data:`~dragonfly_hybrid.cli.scan.EXIT_COD
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from dragonfly_hybrid.cli import version_line
 from dragonfly_hybrid.cli.base import DragonflyCommand, DragonflyGroup
-from dragonfly_hybrid.closed_pipe import exit_closed_pipe
-from dragonfly_hybrid.report import EXIT_INCOMPLETE
+from dragonfly_hybrid.closed_pipe import discard_stdout, exit_closed_pipe
+from dragonfly_hybrid.report import EXIT_INCOMPLETE, printable
 
 app: typer.Typer
 """The app with every command: built on first use (module ``__getattr__``), as tests and the help need it."""
@@ -143,6 +145,19 @@ def command_named(argv: list[str]) -> str | None:
     return argv[0] if argv and argv[0] in COMMANDS else None
 
 
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""A write refused for want of room (a full disk, a quota, a file size limit): the machine's state, not a
+bug, so one line and no traceback."""
+
+
+def _exit_no_room(err: OSError) -> NoReturn:
+    """Exit 3 (the output is not whole: never 0 or 1) naming what could not be written."""
+    discard_stdout()  # what is still buffered for stdout would fail again at exit
+    where = os.fsdecode(err.filename) if err.filename is not None else "the output"
+    print(f"error: cannot write {printable(where)}: {err.strerror or err}", file=sys.stderr)
+    sys.exit(EXIT_INCOMPLETE)
+
+
 def main() -> None:
     """Console-script entry point: expected errors are one `error:` line; a crash is exit 3, never 1."""
     try:
@@ -158,6 +173,8 @@ def main() -> None:
         print("error: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as err:  # a bug: show it, and never let it pass for "findings" (exit 1)
+        if isinstance(err, OSError) and err.errno in _NO_ROOM:
+            _exit_no_room(err)
         from dragonfly_hybrid.redaction import describe_error, redact_text
 
         # Redacted: an unexpected error's message (and those of its causes) may quote a URL with its

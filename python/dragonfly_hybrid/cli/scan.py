@@ -83,7 +83,8 @@ EXIT_CODES_HELP = """\
   no rule, a path that does not exist and is not a PyPI name, a project or version the index does not have.
 * **3**: could not scan: some target was left incomplete (a download failed or did not match its hash,
   an archive member was over a limit or corrupt), or -R entries that are not index releases were skipped
-  (unless --allow-skipped), and no rule matched anywhere (or only in targets below `--min-score`).
+  (unless --allow-skipped), and no rule matched anywhere (or only in targets below `--min-score`); or the
+  report could not be written (a full disk).
 * **130** (143 for SIGTERM): stopped by Ctrl-C (SIGINT) or SIGTERM, within a second at any stage, after one
   `stopping…` line; no report is written (an `--output` file is left as it was).
 * **141**: stdout was closed before the output was written (`... | head`), as for a shell's SIGPIPE.

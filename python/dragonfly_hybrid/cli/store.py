@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 import sys
 import tempfile
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -226,6 +227,7 @@ def watch_command(
     import asyncio
 
     from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
+    from dragonfly_hybrid.watch.sink import StoreNotWritten
     from dragonfly_hybrid.watch.source import StoreOfAnotherIndex, UnwatchableIndex, WatchFailed, WatchFilters
     from dragonfly_hybrid.watch.webhook import Webhook
 
@@ -258,6 +260,14 @@ def watch_command(
         fail(f"cannot poll the index: {err}", EXIT_INCOMPLETE)
     except StoreError as err:
         fail(f"store: {err}")
+    except (StoreNotWritten, sqlite3.Error) as err:
+        # The store failed while watching (corrupt pages, a full disk, a lock held past the busy timeout):
+        # the watcher stops; the serial never moved past a release not stored, so the next run scans it.
+        fail(
+            f"the store {path} failed: {err}; the watcher stopped (releases not stored yet "
+            "are scanned on the next run)",
+            EXIT_INCOMPLETE,
+        )
     print(
         f"watch: {summary.polls} poll(s), {summary.stored} release(s) stored in {path}, "
         f"serial {summary.serial}; content cache: {summary.cache_loaded} entries loaded, "
@@ -337,7 +347,9 @@ def report_command(
         since_iso = parse_since(since) if since else None
     except ValueError as err:
         fail(str(err))
-    with open_store(store or default_store_path(), readonly=True) as db:
+    path = store or default_store_path()
+    # One read transaction: what a writer commits meanwhile is in the report whole or not at all.
+    with open_store(path, readonly=True) as db, _store_read(path), db.snapshot():
         if html_path is not None:
             spec = _spec(release) if release is not None else None
             _write_html(db, html_path, since_iso, not all_scans, limit, spec)
@@ -347,6 +359,16 @@ def report_command(
             _report_rules(db, since_iso, fmt)
         else:
             _report_scans(db, since_iso, not all_scans, limit, fmt)
+
+
+@contextmanager
+def _store_read(path: Path) -> Iterator[None]:
+    """A store that fails while it is read (pages found corrupt past its header): one ``error:`` line
+    naming it, exit 2, never a traceback."""
+    try:
+        yield
+    except (sqlite3.Error, StoreError) as err:
+        fail(f"cannot read the store {path}: {err}")
 
 
 def _write_html(
@@ -814,6 +836,8 @@ def diff_command(
                 else _release_side(r, db, ruleset, scanner, rescan)
                 for r in resolved
             )
+    except sqlite3.Error as err:  # pages found corrupt past the header, a full disk, a lock held too long
+        fail(f"the store {path} failed: {err}", EXIT_INCOMPLETE)
     finally:
         if db is not None:
             if cache is not None:

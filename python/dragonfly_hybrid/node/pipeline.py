@@ -438,6 +438,9 @@ class Node(Generic[J]):
         finally:
             for waiter in (pipeline, stop, abort):
                 waiter.cancel()
+            # Cancelled before its stages end (the grace period over, a second signal), the gather keeps
+            # their CancelledError as its exception: taken here, or asyncio logs it as never retrieved.
+            pipeline.add_done_callback(_taken)
 
     async def _stage(
         self,
@@ -664,6 +667,12 @@ class Node(Generic[J]):
             else:
                 self._log.error(words.refused, extra={**extra, "outcome": outcome.name})
                 self._settle(work, outcome.name.lower())
+
+
+def _taken(future: asyncio.Future[object]) -> None:
+    """Take the outcome of a future no one awaits any more (asyncio logs an exception never retrieved)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def install_signal_handlers(node: Node) -> None:

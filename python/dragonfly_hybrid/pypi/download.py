@@ -90,6 +90,12 @@ def _download_once(
     return data
 
 
+def _taken(future: asyncio.Future[Downloaded]) -> None:
+    """Take the outcome of a download no one may await any more (asyncio logs an error never retrieved)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _attach_body_socket(deadline: DownloadDeadline, response: httpx.Response) -> None:
     """An expiry of ``deadline`` ends the body ``response`` reads (until the answer's head arrived, the
     client's own timeouts apply: connect, and read per silence)."""
@@ -178,6 +184,10 @@ class Downloader:
                 done = loop.run_in_executor(
                     self._pool, _download_once, self._httpx_client, self._direct, url, cap, sha256, limit
                 )
+                # Left behind when the caller is cancelled (the node stops), the download still ends in its
+                # thread, failing once the downloader closes: its error is taken, not logged as never
+                # retrieved.
+                done.add_done_callback(_taken)
                 if limit is not None and not (await asyncio.wait({done}, timeout=limit.remaining()))[0]:
                     limit.expire()  # the read under way fails at once; its error is explained below
                 data = await done

@@ -744,6 +744,12 @@ def _settled_errors(
     return settled
 
 
+def _file_state(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is written: its inode, size and modification time."""
+    status = path.stat()
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
 def _version_key(version: str) -> object:
     """What tells stored versions apart as one release: PEP 440 equality (``1.0`` is ``1.0.0``); a version
     PEP 440 cannot read is itself."""
@@ -805,6 +811,8 @@ class Store:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
+        self._unlocked: tuple[int, int, int] | None = None
+        """The main file's state when it is read without locks (:meth:`_read_without_locks`)."""
         try:
             if readonly:
                 if not self.path.is_file():
@@ -836,9 +844,44 @@ class Store:
                 self._db.execute("PRAGMA foreign_keys = ON")
                 self._migrate()
             else:
-                self._check_version(self.schema_version())
+                try:
+                    version = self.schema_version()
+                except sqlite3.OperationalError:
+                    if not self._read_without_locks(uri):
+                        raise
+                    version = self.schema_version()
+                self._check_version(version)
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path}: {err}") from err
+
+    def _read_without_locks(self, uri: str) -> bool:
+        """Read a store whose directory this user cannot write (a read-only mount; another user's store,
+        kept where only its user can write): SQLite reads a WAL store through a shared-memory file
+        (``-shm``) that it creates beside it, and fails ("attempt to write a readonly database") when it
+        cannot. With no ``-wal`` file beside the store, no writer has it open and every committed
+        transaction is in the main file: that file is read as it is (SQLite's ``immutable``), without
+        locks, and :meth:`snapshot` fails if a writer changed it meanwhile. False: not such a store."""
+        if Path(f"{self.path}-wal").exists() or os.access(self.path.parent, os.W_OK):
+            return False
+        self._db.close()
+        self._db = sqlite3.connect(
+            f"{uri}&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+        )
+        self._unlocked = _file_state(self.path)
+        return True
+
+    def _check_unchanged(self) -> None:
+        """After a read without locks: fail if the main file changed meanwhile (a writer checkpointed into
+        it), as what was read may mix two states of the store."""
+        if self._unlocked is None:
+            return
+        now = _file_state(self.path)
+        if now != self._unlocked:
+            self._unlocked = now  # the next read starts from this state
+            raise StoreError(
+                "it changed while it was read without locks (this user cannot write its directory, where "
+                "SQLite shares them): run the command again"
+            )
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -865,6 +908,26 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every query made inside reads one state of the store (one read transaction): a scan another
+        process commits meanwhile is seen whole or not at all, never its files without its scan row.
+        Readers still never block the writer (WAL). Inside a transaction already, nothing more to do."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")  # nothing was written: this ends the read
+            self._check_unchanged()
 
     def schema_version(self) -> int:
         with self._lock:
@@ -1235,6 +1298,10 @@ class Store:
     def release(self, name: str, version: str) -> StoredRelease | None:
         """``name==version`` as the store holds it (:class:`StoredRelease`), every spelling of its version
         together, None when it has no scan."""
+        with self.snapshot():
+            return self._release(name, version)
+
+    def _release(self, name: str, version: str) -> StoredRelease | None:
         ids = self._release_ids(name, version)
         if not ids:
             return None

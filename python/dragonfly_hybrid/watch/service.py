@@ -60,7 +60,7 @@ from dragonfly_hybrid.node.pipeline import LogWording, Node, NodeOptions, RuleSt
 from dragonfly_hybrid.pypi.index import DEFAULT_INDEX_URL, DEFAULT_MAX_DOWNLOAD_SIZE
 from dragonfly_hybrid.store.content_cache import StoreContentCache
 from dragonfly_hybrid.store.db import Store, is_default_location
-from dragonfly_hybrid.watch.sink import StoreSink
+from dragonfly_hybrid.watch.sink import StoreNotWritten, StoreSink
 from dragonfly_hybrid.watch.source import IDLE_NOTICE_SECONDS, SERIAL_KEY, PyPIWatchSource, WatchFilters
 from dragonfly_hybrid.watch.webhook import Webhook
 
@@ -144,6 +144,7 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             wording=WATCH_WORDING,
         )
         node = Node(source, sink, rule_state, options, threads=config.threads, metrics=metrics)
+        sink.on_error = node.request_stop  # nothing more can be stored: claim no more
         if config.handle_signals:
             install_signal_handlers(node)
         try:
@@ -152,6 +153,8 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             await source.aclose()
             if rule_state.scanner is not None:
                 cache.save(rule_state.scanner)  # what jobs left unstored scanned (transient errors)
+        if sink.error is not None:  # releases were not stored: the run is not "done" (exit 3, never 0)
+            raise StoreNotWritten(f"{sink.error}") from sink.error
         stats = rule_state.scanner.cache_stats if rule_state.scanner is not None else {}
         return WatchSummary(
             polls=source.polls,

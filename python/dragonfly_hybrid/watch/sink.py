@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 
 import httpx
 
 from dragonfly_hybrid._core import DistributionResult, Rules
 from dragonfly_hybrid.http_client import redact_url
-from dragonfly_hybrid.node.jobs import SubmitOutcome, Work
+from dragonfly_hybrid.node.jobs import MainframeError, SubmitOutcome, Work
 from dragonfly_hybrid.pypi.download import filename_of
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.store.content_cache import StoreContentCache
@@ -80,11 +81,19 @@ def _not_read(job: WatchJob, read: Sequence[DistributionResult]) -> list[str]:
     return missed
 
 
+class StoreNotWritten(MainframeError):
+    """A release could not be stored: the store failed (:attr:`StoreSink.error`). The pipeline logs the
+    release as not stored; the watcher then stops and exits 3 naming the store, never 0."""
+
+
 class StoreSink:
     """A :class:`~dragonfly_hybrid.node.jobs.ResultSink` that writes each job's whole result to the store.
 
     A result whose files are all in the store already (a job issued again after its lease ran out, and
     finished twice) is not stored twice: the node is told the lease was lost.
+
+    A write that fails is kept in :attr:`error` and :attr:`on_error` is called (the watcher stops
+    claiming): nothing is stored after it, each result raises :class:`StoreNotWritten`.
     """
 
     def __init__(
@@ -104,6 +113,8 @@ class StoreSink:
         self._http = http
         self.content_cache = content_cache
         self.stored = 0
+        self.on_error: Callable[[], None] | None = None
+        self.error: sqlite3.Error | None = None
 
     def _record(self, result: TargetResult, work: Work[WatchJob]) -> int | None:
         """Store the release, then what its scan added to the content cache (the release comes first: a
@@ -133,7 +144,18 @@ class StoreSink:
             # What the node did not see (files --max-size kept out) still makes the release a failure:
             # it is logged as one, never as "release stored" clean.
             work.failure = result.error
-        scan_id = await asyncio.to_thread(self._record, result, work)
+        scan_id: int | None = None
+        if self.error is None:
+            try:
+                scan_id = await asyncio.to_thread(self._record, result, work)
+            except sqlite3.Error as err:
+                # Corrupt pages, a full disk, a lock held past the busy timeout: later releases would fail
+                # the same way. The watcher stops claiming; this release is scanned on the next run.
+                self.error = err
+                if self.on_error is not None:
+                    self.on_error()
+        if self.error is not None:
+            raise StoreNotWritten(f"cannot store the release in {self.store.path}: {self.error}")
         if scan_id is None:
             return SubmitOutcome.LEASE_LOST
         self.stored += 1

@@ -111,6 +111,24 @@ def test_migrations_apply_in_order_and_keep_data(
         assert db._query("SELECT COUNT(*) FROM future_table")[0][0] == 0
 
 
+def test_two_watchers_on_one_store_never_mix_baselines_nor_move_the_serial_back(tmp_path: Path) -> None:
+    """Two connections, as two watchers have: a baseline is recorded whole by one of them, and a serial
+    only ever goes up, each check and write in one transaction."""
+    path = tmp_path / "store.db"
+    with Store(path) as first, Store(path) as second:
+        baseline = {"since": "2026-01-01T00:00:00+00:00", "index": "https://a/simple/", "serial": "10"}
+        assert first.set_states_once(baseline, unless=("serial", "since"))
+        other = {"since": "2026-02-02T00:00:00+00:00", "index": "https://a/simple/", "serial": "20"}
+        assert not second.set_states_once(other, unless=("serial", "since"))
+        assert [second.get_state(k) for k in baseline] == list(baseline.values())
+        assert second.raise_state("serial", 30) and not first.raise_state("serial", 25)
+        assert not first.raise_state("serial", 30) and first.get_state("serial") == "30"
+    with Store(tmp_path / "half.db") as half:
+        half.set_state("serial", "5")  # half a baseline (a watcher stopped between writes): recorded whole
+        assert half.set_states_once(other, unless=("serial", "since"))
+        assert [half.get_state(k) for k in other] == list(other.values())
+
+
 def test_a_version_1_store_migrates_to_the_current_schema_keeping_its_data(
     tmp_path: Path, scanner: Scanner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1144,6 +1144,36 @@ class Store:
                 (key, value),
             )
 
+    def set_states_once(self, values: dict[str, str], *, unless: Sequence[str]) -> bool:
+        """Set every key of ``values`` in one transaction, unless each key of ``unless`` is set already (by
+        another process, meanwhile): whether they were set. Two watchers starting on an empty store never
+        mix their baselines (one's start time with the other's serial)."""
+        with self.transaction() as db:
+            marks = ",".join("?" * len(unless))
+            found = db.execute(f"SELECT COUNT(*) FROM watch_state WHERE key IN ({marks})", tuple(unless))
+            if unless and found.fetchone()[0] == len(set(unless)):
+                return False
+            db.executemany(
+                "INSERT INTO watch_state (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                values.items(),
+            )
+        return True
+
+    def raise_state(self, key: str, value: int) -> bool:
+        """Set ``key`` to ``value`` unless it holds a number at least as large, in one transaction (two
+        watchers never move a serial back): whether it was set."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM watch_state WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0].isdigit() and int(row[0]) >= value:
+                return False
+            db.execute(
+                "INSERT INTO watch_state (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, str(value)),
+            )
+        return True
+
     def get_state(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM watch_state WHERE key = ?", (key,)).fetchone()

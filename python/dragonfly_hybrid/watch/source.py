@@ -245,9 +245,7 @@ class PyPIWatchSource:
     # -- rounds ------------------------------------------------------------------------------------------
 
     def _commit(self, finished: _Round) -> None:
-        old = int(self.store.get_state(SERIAL_KEY) or 0)
-        if finished.serial > old:
-            self.store.set_state(SERIAL_KEY, str(finished.serial))
+        if self.store.raise_state(SERIAL_KEY, finished.serial):
             log.info("watch serial committed", extra={"serial": finished.serial})
         if self._round is finished:
             self._round = None
@@ -307,10 +305,15 @@ class PyPIWatchSource:
         if stored_serial is None or self.store.get_state(SINCE_KEY) is None:
             now = datetime.now(timezone.utc)
             since = min(now, _as_utc(server_time)) if server_time is not None else now
-            self.store.set_state(SINCE_KEY, since.isoformat())
-            self.store.set_state(INDEX_KEY, redact_url(self.index_url))
-            self.store.set_state(SERIAL_KEY, str(index_serial))
-            log.info("watch baseline recorded", extra={"serial": index_serial, "since": since.isoformat()})
+            baseline = {
+                SINCE_KEY: since.isoformat(),
+                INDEX_KEY: redact_url(self.index_url),
+                SERIAL_KEY: str(index_serial),
+            }
+            # Another watcher may have recorded one meanwhile: its baseline stands (checked next poll).
+            if self.store.set_states_once(baseline, unless=(SERIAL_KEY, SINCE_KEY)):
+                recorded = {"serial": index_serial, "since": baseline[SINCE_KEY]}
+                log.info("watch baseline recorded", extra=recorded)
             return
         serial = int(stored_serial)
         since = _parse_time(self.store.get_state(SINCE_KEY) or "")
@@ -321,7 +324,7 @@ class PyPIWatchSource:
         )
         if not changed:
             if index_serial > serial:
-                self.store.set_state(SERIAL_KEY, str(index_serial))
+                self.store.raise_state(SERIAL_KEY, index_serial)
             self._idle()
             return
         self._last_news = datetime.now(timezone.utc)

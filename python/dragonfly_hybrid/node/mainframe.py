@@ -64,7 +64,7 @@ from dragonfly_hybrid.node.jobs import (
     SubmitOutcome,
     SuccessBody,
 )
-from dragonfly_hybrid.node.settings import NodeSettings
+from dragonfly_hybrid.node.settings import NodeSettings, header_safe
 from dragonfly_hybrid.redaction import describe_error, redact_text, remember_secret
 
 logger = logging.getLogger("dragonfly_hybrid.mainframe")
@@ -225,6 +225,10 @@ class _Cloudflare:
                 CF_COOKIE,
             )
             return _session(dict(self._headers), DEFAULT_SESSION_LIFETIME, margin)
+        if not header_safe(token):
+            # Sent back as it is, it failed every call after the login (a line break: the request could not
+            # be written, and no 401 ever came to log in again), or crashed the node (non-ASCII).
+            raise _LoginFailed(f"login set a {CF_COOKIE} cookie that cannot be sent back in an HTTP header")
         return _session({"Cookie": f"{CF_COOKIE}={token}"}, _token_lifetime(token), margin, token)
 
 
@@ -257,6 +261,10 @@ class _Auth0:
             raise _LoginFailed("Auth0 token endpoint gave an answer without access_token") from None
         if not isinstance(token, str) or not token:
             raise _LoginFailed("Auth0 token endpoint gave an empty access_token")
+        if not header_safe(token):
+            raise _LoginFailed(
+                "Auth0 token endpoint gave an access_token that cannot be sent in an HTTP header"
+            )
         if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
             lifetime = DEFAULT_SESSION_LIFETIME
         return _session({"Authorization": f"Bearer {token}"}, float(lifetime), margin, token)
@@ -474,7 +482,7 @@ class MainframeClient:
         while True:
             try:
                 session = await self._auth.login(self._http, self.refresh_margin)
-            except (_LoginFailed, httpx.TransportError) as err:
+            except (_LoginFailed, httpx.TransportError, httpx.DecodingError) as err:
                 reason = str(err) if isinstance(err, _LoginFailed) else _describe(err)
             else:
                 self.logins += 1
@@ -516,6 +524,11 @@ class MainframeClient:
         except httpx.TransportError as err:
             self._notify(_kind(err))
             raise
+        except httpx.DecodingError as err:
+            # A body that does not decode as its Content-Encoding says: the answer is lost, as on a dropped
+            # connection (no TransportError: a claim's crashed the node, a submission's was never retried).
+            self._notify("network")
+            raise httpx.RemoteProtocolError(f"the answer could not be decoded ({_describe(err)})") from None
         if response.status_code >= 400:
             self._notify(_status_kind(response.status_code))
         return response
@@ -529,16 +542,48 @@ class MainframeClient:
         return url
 
     async def _request(
-        self, method: str, path: str, *, params: dict[str, int] | None = None, body: object = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, int] | None = None,
+        body: object = None,
+        stop: asyncio.Event | None = None,
     ) -> httpx.Response:
-        """One authenticated call; after a 401/403, log in again and repeat it once."""
-        session = await self._current()
+        """One authenticated call; after a 401/403, log in again and repeat it once. ``stop``: when it is set
+        before the call is sent (while logging in), the call is not sent: :class:`_Stopped`."""
+        session = await self._unless_stopped(self._current(), stop)
         response = await self._send(method, path, session, params, body)
         if response.status_code not in (401, 403):
             return response
         logger.info("%s %s answered HTTP %s; logging in again", method, path, response.status_code)
-        session = await self._renew(session)
+        session = await self._unless_stopped(self._renew(session), stop)
         return await self._send(method, path, session, params, body)
+
+    @staticmethod
+    async def _unless_stopped(step: Awaitable[_T], stop: asyncio.Event | None) -> _T:
+        """``step``'s result, unless ``stop`` is set first: then ``step`` is cancelled and :class:`_Stopped`
+        raised. For the steps before a request is sent (a login, a wait before retrying)."""
+        if stop is None:
+            return await step
+        if stop.is_set():
+            if asyncio.iscoroutine(step):
+                step.close()
+            raise _Stopped
+        task = asyncio.ensure_future(step)
+        task.add_done_callback(_taken)
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()  # this caller was cancelled (the node's grace period over): the step goes too
+            raise
+        finally:
+            stopped.cancel()
+        if task.done() and not stop.is_set():
+            return task.result()
+        task.cancel()  # stopped first, or at the same time: no request goes out after the stop
+        raise _Stopped
 
     async def _within(self, call: Awaitable[_T], deadline: float | None) -> _T:
         if deadline is None:
@@ -608,16 +653,28 @@ class MainframeClient:
         except ValueError as err:
             raise MainframeError(f"malformed GET /rules answer from {self._shown}: {err}") from None
 
-    async def claim_jobs(self, batch: int) -> list[Job]:
+    async def claim_jobs(self, batch: int, *, stop: asyncio.Event | None = None) -> list[Job]:
         """``POST /jobs?batch=N``: lease up to ``batch`` jobs; ``[]`` when there is no work.
         :class:`MainframeError` when the claim failed, the answer lost after the request was sent included
-        (see the module docstring)."""
+        (see the module docstring).
+
+        ``stop`` (the node was asked to stop): a claim not sent yet when it is set (the client logging in
+        again, or waiting to retry) is not sent, and ``[]`` is returned; one sent is answered as usual (its
+        jobs are leased). Without it, a node stopped while its login failed claimed once the login worked,
+        after it had said it claimed no more, and its drain waited out the grace period for the login."""
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
+        try:
+            return await self._claim_jobs(batch, stop)
+        except _Stopped:
+            logger.info("POST /jobs not sent: stopping")
+            return []
+
+    async def _claim_jobs(self, batch: int, stop: asyncio.Event | None) -> list[Job]:
         retry = 0
         while True:
             try:
-                response = await self._request("POST", "/jobs", params={"batch": batch})
+                response = await self._request("POST", "/jobs", params={"batch": batch}, stop=stop)
             except httpx.TransportError as err:
                 if not _never_sent(err):
                     raise MainframeError(
@@ -632,7 +689,7 @@ class MainframeClient:
                 raise MainframeError(f"POST /jobs on {self._shown} failed after {retry} attempts ({problem})")
             delay = self.retry_backoff.delay(retry - 1)
             logger.warning("POST /jobs failed (%s); retrying in %.1f s", problem, delay)
-            await asyncio.sleep(delay)
+            await self._unless_stopped(asyncio.sleep(delay), stop)
 
     def _jobs_from(self, response: httpx.Response) -> list[Job]:
         data = self._json(response, "POST /jobs")
@@ -708,6 +765,16 @@ class MainframeClient:
 
 class _DeadlinePassed(Exception):
     pass
+
+
+class _Stopped(Exception):
+    """A call was not sent: the caller's ``stop`` was set first."""
+
+
+def _taken(task: asyncio.Future[Any]) -> None:
+    """Take the outcome of a step left behind (asyncio would log an exception never retrieved)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _new_http_client(settings: NodeSettings) -> httpx.AsyncClient:

@@ -41,6 +41,14 @@ LEASE_SHARE = 0.5
 ONCE_CLAIM_ATTEMPTS = 4
 """Claims in a row that may fail (backing off 1, 2, 4 s) before a ``once`` run gives up: it cannot say
 the queue was drained."""
+RULES_FETCH_BUDGET = 15.0
+"""The longest a job waits for a rule set it names to be fetched (``GET /rules``, retries included) while
+the node has one to scan with; past it, and after any failed fetch, the job is scanned with the last good
+set."""
+RULES_REFETCH_AFTER = 60.0
+"""How long after a failed fetch of a rule set its jobs are scanned with the last good set without trying
+again. Fetched again for every job, a ``GET /rules`` that kept failing (5xx, or hanging till the request
+timeout, retried 5 times) held each job, one after the other, till its lease was gone."""
 CLAIM_BACKOFF_MAX = 60.0
 """The longest wait after a failed claim, unless the poll interval (``load_duration``) is longer. The wait
 doubles from 1 s and never shrinks: capped at a ``load_duration`` of 0 (allowed: poll at once when idle),
@@ -178,6 +186,8 @@ class RuleState:
         self._content_cache = content_cache
         self._lock = asyncio.Lock()
         self._failed_hash: str | None = None
+        self._unfetched: tuple[str | None, float] | None = None
+        """The rule set whose fetch failed last, and until when (``time.monotonic()``) it is not tried."""
         self.scanner: Scanner | None = None
         self.commit = ""
         if initial is not None:
@@ -260,13 +270,23 @@ class RuleState:
         async with self._lock:
             if self.scanner is not None and (wanted == self.commit or wanted == self._failed_hash):
                 return self.scanner
+            unfetched = self._unfetched
+            if self.scanner is not None and unfetched is not None:
+                if unfetched[0] == wanted and time.monotonic() < unfetched[1]:
+                    return self.scanner
+            budget = RULES_FETCH_BUDGET if self.scanner is not None else None
             try:
-                payload = await self._source.rules()
-            except MainframeError as err:
+                payload = await asyncio.wait_for(self._source.rules(), budget)
+            except (MainframeError, asyncio.TimeoutError) as err:  # not TimeoutError before 3.11
                 if self.scanner is None:
                     raise
+                self._unfetched = (wanted, time.monotonic() + RULES_REFETCH_AFTER)
                 self._log.error(
-                    "fetching rules failed; scanning with the last good set", extra={"error": str(err)}
+                    "fetching rules failed; scanning with the last good set",
+                    extra={
+                        "error": str(err) or f"no rule set within {RULES_FETCH_BUDGET:.0f} s",
+                        "retry_in": RULES_REFETCH_AFTER,
+                    },
                 )
                 return self.scanner
             if payload is None:
@@ -336,7 +356,10 @@ class Node(Generic[J]):
         metrics: NodeMetrics | None = None,
         downloader: Downloader | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stop: asyncio.Event | None = None,
     ) -> None:
+        """``stop``: the event :meth:`request_stop` sets (by default the node's own), for a source that must
+        not send a claim once the node is stopping (``MainframeSource``: a claim waiting for a login)."""
         self.source = source
         self.sink = sink
         self.rules = rules
@@ -347,7 +370,7 @@ class Node(Generic[J]):
         self._downloader = downloader
         self._clock = clock
         self._meter = ThroughputMeter()
-        self._stopping = asyncio.Event()
+        self._stopping = stop if stop is not None else asyncio.Event()
         self._abort = asyncio.Event()
         # Cancelled when the grace period ends: scans still running stop within milliseconds, so the
         # process is not held until they finish (their jobs are the server's to lease again).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import errno
 import logging
@@ -148,7 +149,8 @@ async def _serve_mainframe(
     client = MainframeClient(settings, on_http_error=lambda kind: metrics.http_errors.labels(kind).inc())
     async with client:
         await client.login()
-        mainframe_source = MainframeSource(client)
+        stop = asyncio.Event()  # the node's: once set, a claim waiting for a login is not sent
+        mainframe_source = MainframeSource(client, stop)
         rule_state = RuleState(
             mainframe_source, limits, settings.threads, settings.rules_cache_dir, fast_scan=True
         )
@@ -159,5 +161,6 @@ async def _serve_mainframe(
             options,
             threads=settings.threads,
             metrics=metrics,
+            stop=stop,
         )
         await _run(node, health)

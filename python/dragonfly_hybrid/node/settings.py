@@ -98,6 +98,28 @@ def _secret_is_set(secret: SecretStr | None) -> bool:
     return secret is not None and secret.get_secret_value() != ""
 
 
+def header_safe(value: str) -> bool:
+    """Whether ``value`` can go out as an HTTP header value as it is: printable ASCII (tabs too), and no
+    whitespace at either end (a server strips it). A line break (a secret read from a file with its
+    newline), another control character or a non-ASCII one cannot be sent at all."""
+    return value == value.strip(" \t") and all(ch == "\t" or " " <= ch <= "~" for ch in value)
+
+
+def _http_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an address the node calls (None when it can). The port is read here: the
+    standard parser reads it only when asked, and httpx refused it at the first call, a crash."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError for a port that is not a number up to 65535
+    except ValueError:
+        return "must be an http:// or https:// URL with a valid host and port"
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL"
+    if not url.isprintable():
+        return "must not contain control characters"
+    return None
+
+
 class NodeSettings(BaseSettings):
     """Settings of the scanning node. Build with :func:`load_settings` to include the TOML file."""
 
@@ -173,9 +195,9 @@ class NodeSettings(BaseSettings):
     @classmethod
     def _check_base_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
+        problem = _http_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("auth0_domain")
@@ -184,6 +206,9 @@ class NodeSettings(BaseSettings):
         value = value.strip().rstrip("/")
         if not value:
             raise ValueError("must not be empty")
+        problem = _http_url_problem(value if "://" in value else f"https://{value}")
+        if problem is not None:
+            raise ValueError(problem.replace("URL", "URL (or a host name)", 1))
         return value
 
     @field_validator("audience", "metrics_host")
@@ -248,6 +273,18 @@ class NodeSettings(BaseSettings):
         missing = [env_var(name) for name in needed if not has[name]]
         if missing:
             raise ConfigError(f"{scheme} authentication needs {', '.join(missing)} (not set or empty)")
+        if scheme == "cloudflare":
+            # The service token travels in two headers (Auth0's credentials go in a JSON body: anything
+            # goes there). One that cannot be sent failed every login, or crashed the node at its first.
+            assert self.client_id is not None and self.client_secret is not None
+            sent = {"client_id": self.client_id, "client_secret": self.client_secret.get_secret_value()}
+            unsendable = [env_var(name) for name, value in sent.items() if not header_safe(value)]
+            if unsendable:
+                raise ConfigError(
+                    f"{', '.join(unsendable)}: cannot be sent in the HTTP header that carries it (the "
+                    "Cloudflare Access service token): it holds a line break (a trailing newline?), another "
+                    "control character, a non-ASCII character, or whitespace at an end"
+                )
         return scheme
 
     def auth0_token_url(self) -> str:

@@ -3,6 +3,7 @@ mainframe, or a local list of releases."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -12,13 +13,17 @@ from dragonfly_hybrid.node.mainframe import MainframeClient
 
 
 class MainframeSource:
-    """Jobs and rules from the mainframe: ``POST /jobs?batch=N`` and ``GET /rules``."""
+    """Jobs and rules from the mainframe: ``POST /jobs?batch=N`` and ``GET /rules``.
 
-    def __init__(self, client: MainframeClient) -> None:
+    ``stop``: set when the node stops (the node's ``stop`` event); a claim not yet sent then is not sent
+    (see :meth:`MainframeClient.claim_jobs`)."""
+
+    def __init__(self, client: MainframeClient, stop: asyncio.Event | None = None) -> None:
         self._client = client
+        self._stop = stop
 
     async def claim(self, batch: int) -> list[Job]:
-        return await self._client.claim_jobs(batch)
+        return await self._client.claim_jobs(batch, stop=self._stop)
 
     async def rules(self) -> RulesPayload | None:
         return await self._client.get_rules()

@@ -53,6 +53,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
+from dragonfly_hybrid.futures import take_outcome
 from dragonfly_hybrid.http11 import Http11Transport
 from dragonfly_hybrid.http_client import environment_names_a_proxy, new_async_client, redact_url, tls_context
 from dragonfly_hybrid.logs import quiet_http_debug_logs
@@ -571,7 +572,7 @@ class MainframeClient:
                 step.close()
             raise _Stopped
         task = asyncio.ensure_future(step)
-        task.add_done_callback(_taken)
+        task.add_done_callback(take_outcome)
         stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -769,12 +770,6 @@ class _DeadlinePassed(Exception):
 
 class _Stopped(Exception):
     """A call was not sent: the caller's ``stop`` was set first."""
-
-
-def _taken(task: asyncio.Future[Any]) -> None:
-    """Take the outcome of a step left behind (asyncio would log an exception never retrieved)."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _new_http_client(settings: NodeSettings) -> httpx.AsyncClient:

@@ -21,6 +21,7 @@ from typing import Generic, Protocol, TypeVar
 
 from dragonfly_hybrid._core import DownloadBuffer, Limits, Rules, Scanner, ScanProgress
 from dragonfly_hybrid.errors import NoRulesError, RuleCompileError
+from dragonfly_hybrid.futures import take_outcome
 from dragonfly_hybrid.node.jobs import (
     J,
     JobSource,
@@ -463,7 +464,7 @@ class Node(Generic[J]):
                 waiter.cancel()
             # Cancelled before its stages end (the grace period over, a second signal), the gather keeps
             # their CancelledError as its exception: taken here, or asyncio logs it as never retrieved.
-            pipeline.add_done_callback(_taken)
+            pipeline.add_done_callback(take_outcome)
 
     async def _stage(
         self,
@@ -690,12 +691,6 @@ class Node(Generic[J]):
             else:
                 self._log.error(words.refused, extra={**extra, "outcome": outcome.name})
                 self._settle(work, outcome.name.lower())
-
-
-def _taken(future: asyncio.Future[object]) -> None:
-    """Take the outcome of a future no one awaits any more (asyncio logs an exception never retrieved)."""
-    if not future.cancelled():
-        future.exception()
 
 
 def install_signal_handlers(node: Node) -> None:

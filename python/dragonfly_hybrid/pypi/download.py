@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from dragonfly_hybrid.futures import take_outcome
 from dragonfly_hybrid.http_client import environment_names_a_proxy, new_client, redact_url
 from dragonfly_hybrid.pypi.direct import (
     DeadlinePassed,
@@ -88,12 +89,6 @@ def _download_once(
             # The whole body arrived (its length was checked): these are not the bytes the index lists.
             raise digest_mismatch(name, sha256.lower(), digest, url)
     return data
-
-
-def _taken(future: asyncio.Future[Downloaded]) -> None:
-    """Take the outcome of a download no one may await any more (asyncio logs an error never retrieved)."""
-    if not future.cancelled():
-        future.exception()
 
 
 def _attach_body_socket(deadline: DownloadDeadline, response: httpx.Response) -> None:
@@ -187,7 +182,7 @@ class Downloader:
                 # Left behind when the caller is cancelled (the node stops), the download still ends in its
                 # thread, failing once the downloader closes: its error is taken, not logged as never
                 # retrieved.
-                done.add_done_callback(_taken)
+                done.add_done_callback(take_outcome)
                 if limit is not None and not (await asyncio.wait({done}, timeout=limit.remaining()))[0]:
                     limit.expire()  # the read under way fails at once; its error is explained below
                 data = await done

@@ -351,3 +351,21 @@ def test_auth0_credentials_go_in_a_json_body_so_any_character_is_fine() -> None:
         _env_file=None,  # type: ignore[call-arg]
     )
     assert settings.auth_scheme() == "auth0"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_node_signalled_during_its_first_login_exits_0_at_once(
+    fake: FakeMainframe, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Before its handlers were installed (the first login, retried while the mainframe is down), SIGTERM
+    killed the node (143) and SIGINT was "interrupted" (130): the node holds nothing yet, so it stops as
+    after a drain, with 0."""
+    fake.fail_next("root", 503, count=1_000_000)
+    add_releases(fake, 1)
+    proc = node_process(fake, tmp_path)
+    assert fake.wait_until(lambda: fake.count("root", 503) >= 2, timeout=30)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=HANG_GUARD)
+    assert proc.returncode == 0, stderr
+    assert "signalled while logging in" in stderr
+    assert not fake.claims

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import errno
 import logging
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
@@ -84,6 +85,34 @@ def open_metrics_server(
     return server.start()
 
 
+async def _login_unless_signalled(client: MainframeClient) -> bool:
+    """The first login (retried with backoff while the mainframe is down), unless SIGTERM or SIGINT comes
+    first: the node holds nothing yet, so it stops at once and exits 0, as after a drain. Whether it logged
+    in."""
+    loop = asyncio.get_running_loop()
+    login = asyncio.ensure_future(client.login())
+    signalled = False
+
+    def stop() -> None:
+        nonlocal signalled
+        signalled = True
+        login.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await login
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        log.info("stopping: signalled while logging in, before any claim")
+        return False
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)  # the node's own handlers come next (_run)
+    return True
+
+
 async def _run(node: Node, health: _Health) -> None:
     health.node = node
     install_signal_handlers(node)
@@ -148,7 +177,8 @@ async def _serve_mainframe(
 ) -> None:
     client = MainframeClient(settings, on_http_error=lambda kind: metrics.http_errors.labels(kind).inc())
     async with client:
-        await client.login()
+        if not await _login_unless_signalled(client):
+            return
         stop = asyncio.Event()  # the node's: once set, a claim waiting for a login is not sent
         mainframe_source = MainframeSource(client, stop)
         rule_state = RuleState(

@@ -38,6 +38,10 @@ def main() -> None:
             from dragonfly_hybrid.closed_pipe import exit_closed_pipe
 
             exit_closed_pipe()
+        except OSError as err:  # `--version >full-disk/file`: one line and 3, as every command (app.main)
+            from dragonfly_hybrid.cli.app import exit_not_written
+
+            exit_not_written(err)
         return
     rules = rules_arguments(sys.argv[2:]) if sys.argv[1:2] == ["scan"] else None
     if rules is not None:

@@ -22,7 +22,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO, cast
 
 import typer
 
@@ -150,16 +150,69 @@ _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 bug, so one line and no traceback."""
 
 
-def _exit_no_room(err: OSError) -> NoReturn:
+class _Diagnostics:
+    """``sys.stderr`` while a command runs. A diagnostic that cannot be written for want of room (stderr
+    on a full disk: ``... >log 2>&1``) is dropped, and stderr discarded from then on: the exit code stays
+    the command's own. Raised, the error ended every command with exit 1 (an exception escaping the
+    handler that was printing it), which claims findings: a clean scan, a usage error, ``report``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def _full(self, err: OSError) -> None:
+        if err.errno not in _NO_ROOM:
+            raise err
+        try:  # what is still buffered for it would fail again at every flush, and at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # a stream without a descriptor: nothing more to do
+            pass
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as err:
+            self._full(err)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as err:
+            self._full(err)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def exit_not_written(err: OSError) -> NoReturn:
     """Exit 3 (the output is not whole: never 0 or 1) naming what could not be written."""
     discard_stdout()  # what is still buffered for stdout would fail again at exit
     where = os.fsdecode(err.filename) if err.filename is not None else "the output"
-    print(f"error: cannot write {printable(where)}: {err.strerror or err}", file=sys.stderr)
+    message = f"error: cannot write {printable(where)}: {err.strerror or err}"
+    print(message, file=_diagnostics(sys.stderr), flush=True)
     sys.exit(EXIT_INCOMPLETE)
+
+
+def _diagnostics(stream: TextIO | None) -> TextIO | None:
+    """``stream`` (stderr) as :class:`_Diagnostics`, once; None (no stderr at all) as it is."""
+    if stream is None or isinstance(stream, _Diagnostics):
+        return stream
+    return cast(TextIO, _Diagnostics(stream))
 
 
 def main() -> None:
     """Console-script entry point: expected errors are one `error:` line; a crash is exit 3, never 1."""
+    stderr = sys.stderr
+    sys.stderr = _diagnostics(stderr)  # type: ignore[assignment]  # None when started without one
+    try:
+        _main()
+    finally:
+        sys.stderr = stderr
+
+
+def _main() -> None:
     try:
         try:
             build_app(command_named(sys.argv[1:]))(prog_name="dragonfly-hybrid")
@@ -174,7 +227,7 @@ def main() -> None:
         sys.exit(EXIT_INTERRUPTED)
     except Exception as err:  # a bug: show it, and never let it pass for "findings" (exit 1)
         if isinstance(err, OSError) and err.errno in _NO_ROOM:
-            _exit_no_room(err)
+            exit_not_written(err)
         from dragonfly_hybrid.redaction import describe_error, redact_text
 
         # Redacted: an unexpected error's message (and those of its causes) may quote a URL with its

@@ -6,6 +6,7 @@ starts: every other command would pay for them (see ``tests/test_startup.py``)."
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -96,6 +97,21 @@ def resolve_releases(
     return releases
 
 
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file ``path`` ends with a line cut short (an earlier run stopped by a full disk or a
+    kill): a line appended to it would be glued to that one, and a JSON lines reader would lose both."""
+    try:
+        if not path.is_file():
+            return False  # a pipe, a device
+        with path.open("rb") as existing:
+            if existing.seek(0, os.SEEK_END) == 0:
+                return False
+            existing.seek(-1, os.SEEK_END)
+            return existing.read(1) != b"\n"
+    except OSError:
+        return False
+
+
 @contextmanager
 def _results_stream(output: Path | None) -> Iterator[IO[str]]:
     if output is None or str(output) == "-":
@@ -105,6 +121,8 @@ def _results_stream(output: Path | None) -> Iterator[IO[str]]:
         stream = output.open("a", encoding="utf-8")
     except OSError as err:
         fail(f"cannot write {output}: {err.strerror or err}", EXIT_USAGE)
+    if _ends_mid_line(output):
+        stream.write("\n")  # the first result is a line of its own, not the end of the cut one
     try:
         yield stream
     except BaseException:

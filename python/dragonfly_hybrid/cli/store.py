@@ -379,7 +379,9 @@ def _write_html(
     try:
         page = page_from_store(db, since=since, findings_only=findings_only, limit=limit, release=release)
     except LookupError as err:
+        db.check_unchanged()
         fail(str(err))
+    db.check_unchanged()  # the page is written only from a read that holds
     try:
         with path.open("w", encoding="utf-8") as out:
             write_page(page, out)
@@ -398,6 +400,7 @@ def _verdict_cell(listed: ListedScan) -> str:
 
 def _report_scans(db: Store, since: str | None, findings_only: bool, limit: int, fmt: Fmt) -> None:
     listed = db.listed_scans(since=since, findings_only=findings_only, limit=limit)
+    db.check_unchanged()
     if fmt == "json":
         _print_json({"scans": [s.json() for s in listed]})
         return
@@ -423,6 +426,7 @@ def _report_scans(db: Store, since: str | None, findings_only: bool, limit: int,
 
 def _report_rules(db: Store, since: str | None, fmt: Fmt) -> None:
     counts = db.rule_counts(since=since)
+    db.check_unchanged()
     if fmt == "json":
         _print_json({"rules": counts})
         return
@@ -472,6 +476,7 @@ def _scan_cell(distribution: dict[str, Any]) -> str:
 
 def _report_release(db: Store, name: str, version: str, fmt: Fmt) -> None:
     release = db.release(name, version)
+    db.check_unchanged()
     if release is None:
         fail(f"{name}=={version} is not in the store")
     details = release.distributions

@@ -744,10 +744,11 @@ def _settled_errors(
     return settled
 
 
-def _file_state(path: Path) -> tuple[int, int, int]:
-    """What changes when a file is written: its inode, size and modification time."""
+def _file_state(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file is written: its inode, size, modification time and change time (which,
+    unlike the modification time, a writer cannot set back: ``cp -p`` over it in place)."""
     status = path.stat()
-    return status.st_ino, status.st_size, status.st_mtime_ns
+    return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
 def _version_key(version: str) -> object:
@@ -811,7 +812,7 @@ class Store:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
-        self._unlocked: tuple[int, int, int] | None = None
+        self._unlocked: tuple[int, int, int, int] | None = None
         """The main file's state when it is read without locks (:meth:`_read_without_locks`)."""
         try:
             if readonly:
@@ -860,8 +861,13 @@ class Store:
         (``-shm``) that it creates beside it, and fails ("attempt to write a readonly database") when it
         cannot. With no ``-wal`` file beside the store, no writer has it open and every committed
         transaction is in the main file: that file is read as it is (SQLite's ``immutable``), without
-        locks, and :meth:`snapshot` fails if a writer changed it meanwhile. False: not such a store."""
-        if Path(f"{self.path}-wal").exists() or os.access(self.path.parent, os.W_OK):
+        locks, and :meth:`snapshot` fails if a writer changed it meanwhile. False: not such a store.
+
+        The ``-wal`` file and the directory are those of the file the path leads to, where SQLite keeps
+        them (a store named through a symbolic link has them beside its target); a file with other names
+        (hard links) may have a ``-wal`` file beside any of them, so it is never read without locks."""
+        real = self.path.resolve()
+        if Path(f"{real}-wal").exists() or os.access(real.parent, os.W_OK) or real.stat().st_nlink != 1:
             return False
         self._db.close()
         self._db = sqlite3.connect(
@@ -870,9 +876,10 @@ class Store:
         self._unlocked = _file_state(self.path)
         return True
 
-    def _check_unchanged(self) -> None:
+    def check_unchanged(self) -> None:
         """After a read without locks: fail if the main file changed meanwhile (a writer checkpointed into
-        it), as what was read may mix two states of the store."""
+        it), as what was read may mix two states of the store. :meth:`snapshot` checks as it ends; a
+        reader checks before it shows what it read (nothing is written from a read that fails)."""
         if self._unlocked is None:
             return
         now = _file_state(self.path)
@@ -927,7 +934,7 @@ class Store:
                 raise
             if self._db.in_transaction:
                 self._db.execute("COMMIT")  # nothing was written: this ends the read
-            self._check_unchanged()
+            self.check_unchanged()
 
     def schema_version(self) -> int:
         with self._lock:

@@ -36,42 +36,11 @@ from dragonfly_hybrid.store.db import Store
 
 from tests.fakes.pypi import FakeIndex
 from tests.test_redteam_watch_crash import HANG_GUARD, failed_download, unwritable
+from tests.test_redteam_watch_crash import cli as run
 from tests.test_watch import BAD, publish
 
 FULL = Path("/dev/full")
 needs_dev_full = pytest.mark.skipif(not FULL.exists(), reason="needs /dev/full (a device always full)")
-
-
-def run(
-    *args: str,
-    prefix: tuple[str, ...] = (),
-    stdout: int | Path = subprocess.PIPE,
-    stderr: int | Path = subprocess.PIPE,
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-    preexec_fn: Callable[[], None] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """The CLI as a real process, its stdout and stderr each a pipe or a file (``/dev/full``)."""
-    streams = {
-        name: open(target, "w") if isinstance(target, Path) else None
-        for name, target in (("stdout", stdout), ("stderr", stderr))
-    }
-    try:
-        return subprocess.run(
-            [*prefix, sys.executable, "-m", "dragonfly_hybrid.cli", *args],
-            stdout=streams["stdout"] or stdout,
-            stderr=streams["stderr"] or stderr,
-            text=True,
-            timeout=HANG_GUARD,
-            check=False,
-            cwd=cwd,
-            env=env,
-            preexec_fn=preexec_fn,
-        )
-    finally:
-        for stream in streams.values():
-            if stream is not None:
-                stream.close()
 
 
 def no_traceback(done: subprocess.CompletedProcess[str]) -> None:

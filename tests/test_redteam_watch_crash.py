@@ -50,20 +50,34 @@ HANG_GUARD = 120
 def cli(
     *args: str,
     prefix: tuple[str, ...] = (),
+    stdout: int | Path = subprocess.PIPE,
+    stderr: int | Path = subprocess.PIPE,
+    cwd: Path | None = None,
     env: dict[str, str] | None = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """A command of the CLI as a real process (``prefix``: what it runs under), under the hang guard."""
-    command = [*prefix, sys.executable, "-m", "dragonfly_hybrid.cli", *args]
-    return subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-        check=False,
-        env=env,
-        preexec_fn=preexec_fn,
-    )
+    """A command of the CLI as a real process (``prefix``: what it runs under), under the hang guard, its
+    stdout and stderr each a pipe or a file (``/dev/full``)."""
+    streams = {
+        name: open(target, "w") if isinstance(target, Path) else None
+        for name, target in (("stdout", stdout), ("stderr", stderr))
+    }
+    try:
+        return subprocess.run(
+            [*prefix, sys.executable, "-m", "dragonfly_hybrid.cli", *args],
+            stdout=streams["stdout"] or stdout,
+            stderr=streams["stderr"] or stderr,
+            text=True,
+            timeout=HANG_GUARD,
+            check=False,
+            cwd=cwd,
+            env=env,
+            preexec_fn=preexec_fn,
+        )
+    finally:
+        for stream in streams.values():
+            if stream is not None:
+                stream.close()
 
 
 def watch_args(index: FakeIndex, store: Path, rules_dir: Path, *extra: str) -> list[str]:

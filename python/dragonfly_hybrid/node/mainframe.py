@@ -255,7 +255,7 @@ class _Auth0:
                 f"Auth0 token endpoint answered HTTP {response.status_code}{_auth0_error(response)}"
             )
         try:
-            data = response.json()
+            data = _decoded(response)
             token = data["access_token"]
             lifetime = data.get("expires_in", DEFAULT_SESSION_LIFETIME)
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -274,7 +274,7 @@ class _Auth0:
 def _auth0_error(response: httpx.Response) -> str:
     """`` (error: description)`` from an OAuth error answer (these never echo the credentials)."""
     try:
-        data = response.json()
+        data = _decoded(response)
     except ValueError:
         return ""
     if not isinstance(data, dict) or not isinstance(data.get("error"), str):
@@ -318,14 +318,24 @@ def _transient(response: httpx.Response) -> bool:
     return response.status_code >= 500 or response.status_code in (401, 403, 408, 429)
 
 
+def _decoded(response: httpx.Response) -> Any:
+    """``response.json()``; a body nested too deeply to decode is a ValueError too: the decoder's
+    RecursionError (2 kB of brackets) crashed the node out of a claim, and dropped each job whose rule set
+    was fetched."""
+    try:
+        return response.json()
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+
+
 def _detail(response: httpx.Response) -> str:
     """The server's explanation of an error answer, redacted (it may echo the request's credentials),
     shortened."""
     try:
-        data = response.json()
+        data = _decoded(response)
         detail = data.get("detail", data) if isinstance(data, dict) else data
         text = detail if isinstance(detail, str) else json.dumps(detail)
-    except ValueError:
+    except (ValueError, RecursionError):  # json.dumps: as deep as the decoder let through
         text = response.text
     text = " ".join(redact_text(text).split())
     return text[:_DETAIL_LIMIT] + ("..." if len(text) > _DETAIL_LIMIT else "")
@@ -710,7 +720,7 @@ class MainframeClient:
                 f"{what} on {self._shown} answered HTTP {response.status_code}: {_detail(response)}"
             )
         try:
-            return response.json()
+            return _decoded(response)
         except ValueError:
             raise MainframeError(f"{what} on {self._shown} did not answer JSON") from None
 

@@ -189,6 +189,8 @@ class RuleState:
         self._failed_hash: str | None = None
         self._unfetched: tuple[str | None, float] | None = None
         """The rule set whose fetch failed last, and until when (``time.monotonic()``) it is not tried."""
+        self._late: asyncio.Future[RulesPayload | None] | None = None
+        """A fetch past :data:`RULES_FETCH_BUDGET`, left to answer (see :meth:`_fetch`)."""
         self.scanner: Scanner | None = None
         self.commit = ""
         if initial is not None:
@@ -264,6 +266,42 @@ class RuleState:
         finally:
             self._lock.release()
 
+    async def _fetch(self) -> RulesPayload | None:
+        """``GET /rules``; while a set is loaded, waited for :data:`RULES_FETCH_BUDGET` at most
+        (:class:`asyncio.TimeoutError`). A fetch past it is not cancelled: it goes on, and the first job to
+        name a new set once it has answered takes its answer (:meth:`_late_answer`), or waits for it again
+        when the back-off is over (no second fetch). Cancelled, a ``GET /rules`` that always took longer
+        than the budget (a mainframe answering it in 20 s, within the request timeout) never gave the node
+        its new rules: it scanned with the old set for good."""
+        if self.scanner is None:
+            return await self._source.rules()
+        late = self._late
+        fetch = late if late is not None and not late.done() else None
+        if fetch is None:
+            fetch = asyncio.ensure_future(self._source.rules())
+            fetch.add_done_callback(take_outcome)
+        self._late = None
+        try:
+            return await asyncio.wait_for(asyncio.shield(fetch), RULES_FETCH_BUDGET)
+        except asyncio.TimeoutError:
+            self._late = fetch
+            raise
+        except asyncio.CancelledError:
+            fetch.cancel()  # the job was cancelled (the grace period over): nobody would take the answer
+            raise
+
+    def _late_answer(self, wanted: str | None) -> RulesPayload | None:
+        """The answer of a fetch that went past the budget, once it has come, if it is ``wanted``'s set (a
+        set the server has moved on from since is not installed for a job naming another one)."""
+        late = self._late
+        if late is None or not late.done():
+            return None
+        self._late = None
+        if late.cancelled() or late.exception() is not None:
+            return None
+        payload = late.result()
+        return payload if payload is not None and payload.hash == wanted else None
+
     async def ensure(self, wanted: str | None) -> Scanner:
         """The scanner for `wanted` (fetching and compiling it if needed), else the last good one."""
         if self.scanner is not None and (wanted is None or wanted == self.commit):
@@ -271,13 +309,14 @@ class RuleState:
         async with self._lock:
             if self.scanner is not None and (wanted == self.commit or wanted == self._failed_hash):
                 return self.scanner
+            payload = self._late_answer(wanted)
             unfetched = self._unfetched
-            if self.scanner is not None and unfetched is not None:
+            if payload is None and self.scanner is not None and unfetched is not None:
                 if unfetched[0] == wanted and time.monotonic() < unfetched[1]:
                     return self.scanner
-            budget = RULES_FETCH_BUDGET if self.scanner is not None else None
             try:
-                payload = await asyncio.wait_for(self._source.rules(), budget)
+                if payload is None:
+                    payload = await self._fetch()
             except (MainframeError, asyncio.TimeoutError) as err:  # not TimeoutError before 3.11
                 if self.scanner is None:
                     raise
@@ -285,7 +324,8 @@ class RuleState:
                 self._log.error(
                     "fetching rules failed; scanning with the last good set",
                     extra={
-                        "error": str(err) or f"no rule set within {RULES_FETCH_BUDGET:.0f} s",
+                        "error": str(err)
+                        or f"no rule set within {RULES_FETCH_BUDGET:.0f} s (a job takes it once it comes)",
                         "retry_in": RULES_REFETCH_AFTER,
                     },
                 )

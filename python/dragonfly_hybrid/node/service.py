@@ -85,31 +85,35 @@ def open_metrics_server(
     return server.start()
 
 
-async def _login_unless_signalled(client: MainframeClient) -> bool:
+async def _login_unless_signalled(client: MainframeClient, stop: asyncio.Event) -> bool:
     """The first login (retried with backoff while the mainframe is down), unless SIGTERM or SIGINT comes
     first: the node holds nothing yet, so it stops at once and exits 0, as after a drain. Whether it logged
-    in."""
+    in with no signal.
+
+    A signal sets ``stop``, the node's stop event. The handlers stay until the node's replace them: removed
+    first, a signal in between met its default action (killed, 143; SIGINT 130), a second signal after a
+    stop here too; and a signal read as the login ended, its handler run once the node had started, was
+    lost (the node claimed and ran on). Such a late handler still stops the node: it sets its event."""
     loop = asyncio.get_running_loop()
     login = asyncio.ensure_future(client.login())
-    signalled = False
 
-    def stop() -> None:
-        nonlocal signalled
-        signalled = True
+    def on_signal() -> None:
+        if login.done() and not stop.is_set():
+            log.info("stopping: signalled as the first login ended; no claim is sent")
+        stop.set()
         login.cancel()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await login
     except asyncio.CancelledError:
-        if not signalled:
+        if not stop.is_set():
             raise
-        log.info("stopping: signalled while logging in, before any claim")
+    if stop.is_set():
+        if login.cancelled():
+            log.info("stopping: signalled while logging in, before any claim")
         return False
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)  # the node's own handlers come next (_run)
     return True
 
 
@@ -177,9 +181,9 @@ async def _serve_mainframe(
 ) -> None:
     client = MainframeClient(settings, on_http_error=lambda kind: metrics.http_errors.labels(kind).inc())
     async with client:
-        if not await _login_unless_signalled(client):
-            return
         stop = asyncio.Event()  # the node's: once set, a claim waiting for a login is not sent
+        if not await _login_unless_signalled(client, stop):
+            return
         mainframe_source = MainframeSource(client, stop)
         rule_state = RuleState(
             mainframe_source, limits, settings.threads, settings.rules_cache_dir, fast_scan=True

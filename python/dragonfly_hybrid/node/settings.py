@@ -115,6 +115,8 @@ def _http_url_problem(url: str) -> str | None:
         return "must be an http:// or https:// URL with a valid host and port"
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return "must be an http:// or https:// URL"
+    if parts.port == 0:  # the node's transport called the scheme's default port instead
+        return "must not name port 0"
     if not url.isprintable():
         return "must not contain control characters"
     return None

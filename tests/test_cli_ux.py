@@ -4,6 +4,7 @@ closed stdout (``... | head``) ending quietly with exit 141 instead of 1 (the co
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import click
 import pytest
 import typer
+from dragonfly_hybrid import bundled_rules_dir
 from dragonfly_hybrid.cli import app
 from dragonfly_hybrid.cli.base import EXIT_CLOSED_PIPE
 from typer.testing import CliRunner
@@ -189,6 +191,40 @@ def test_a_full_disk_is_one_error_line_and_exit_3(
         )
     assert done.returncode == 3, done.stderr
     assert done.stderr == "error: cannot write the output: No space left on device\n"
+
+
+def _file_size_limit() -> None:
+    """In the child: files may not grow past 40 kB (writes past it fail with EFBIG, as on a full disk);
+    the store's shared-memory file (32 kB) still fits."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+
+@pytest.mark.parametrize("command", ["report --html", "rules compile -o"])
+def test_a_file_that_cannot_be_written_whole_leaves_the_last_whole_one(
+    command: str, store_with_findings: Path, rules_dir: Path, tmp_path: Path
+) -> None:
+    """A page or blob cut short by a full disk replaced the last whole one (an empty or truncated file):
+    it is written under a temporary name and renamed only once whole."""
+    target = tmp_path / "out"
+    target.write_text("the last whole one\n")
+    if command == "report --html":
+        args = ["report", "--store", str(store_with_findings), "--html", str(target)]
+    else:  # a blob of the bundled rules: larger than the limit
+        args = ["rules", "compile", str(rules_dir), str(bundled_rules_dir()), "-o", str(target)]
+    env = {**os.environ, "DRAGONFLY_RULES_CACHE_DIR": "off"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dragonfly_hybrid.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+        preexec_fn=_file_size_limit,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"error: cannot write {target}: File too large" in done.stderr
+    assert target.read_text() == "the last whole one\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []
 
 
 def test_report_exits_0_with_findings_in_it_and_2_without_a_store(

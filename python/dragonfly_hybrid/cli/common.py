@@ -11,10 +11,12 @@ import inspect
 import math
 import os
 import re
+import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -52,6 +54,38 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 EXIT_INTERRUPTED = 130
 """Ctrl-C: the shell's convention (128 + SIGINT)."""
+
+
+@contextmanager
+def output_file(path: Path | None, *, binary: bool = False) -> Iterator[IO[Any]]:
+    """Where the report goes. A file is written under a temporary name next to it and renamed when the
+    report is complete, so that a scan stopped halfway (or failing) never leaves one that looks whole;
+    a device or a pipe (``/dev/null``, a FIFO) is written in place, and a symbolic link is followed. Text
+    (UTF-8), or bytes with ``binary``; None: stdout (text only)."""
+    if path is None:
+        yield sys.stdout
+        return
+    final = Path(os.path.realpath(path))
+    if path.is_dir():
+        fail(f"cannot write {path}: it is a directory")
+    partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    try:
+        in_place = path.exists() and not stat.S_ISREG(path.stat().st_mode)
+        target = path if in_place else partial
+        stream = target.open("wb") if binary else target.open("w", encoding="utf-8")
+    except OSError as err:
+        fail(f"cannot write {path}: {err.strerror or err}")
+    if in_place:
+        with stream:
+            yield stream
+        return
+    try:
+        with stream:
+            yield stream
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def finish(code: int) -> NoReturn:

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from dragonfly_hybrid.cli.base import DragonflyCommand, DragonflyGroup, choice_option, int_option
-from dragonfly_hybrid.cli.common import ThreadsOption, fail, load_rules_or_exit
+from dragonfly_hybrid.cli.common import ThreadsOption, fail, load_rules_or_exit, output_file
 
 rules_app = typer.Typer(
     help="Check rule sets and compile them to a blob that loads without compiling.",
@@ -51,7 +51,8 @@ def rules_compile(
     code on your machine."""
     ruleset = load_rules_or_exit(paths)
     try:
-        output.write_bytes(ruleset.serialize())
+        with output_file(output, binary=True) as blob:  # a blob cut short never replaces a whole one
+            blob.write(ruleset.serialize())
     except OSError as err:
         fail(f"cannot write {output}: {err.strerror or err}")
     print(f"wrote {ruleset.count} rule(s), hash {ruleset.hash}, to {output}", file=sys.stderr)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import stat
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -29,6 +28,7 @@ from dragonfly_hybrid.cli.common import (
     limit_options,
     load_rules_or_exit,
     open_store,
+    output_file,
 )
 from dragonfly_hybrid.http_client import NetworkSettingsError
 from dragonfly_hybrid.redaction import redact_text
@@ -138,36 +138,6 @@ def _stop_on_signals(progress: ScanProgress) -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
-
-
-@contextmanager
-def _output(path: Path | None) -> Iterator[IO[str]]:
-    """Where the report goes. A file is written under a temporary name next to it and renamed when the
-    report is complete, so that a scan stopped halfway (or failing) never leaves one that looks whole;
-    a device or a pipe (``/dev/null``, a FIFO) is written in place, and a symbolic link is followed."""
-    if path is None:
-        yield sys.stdout
-        return
-    final = Path(os.path.realpath(path))
-    if path.is_dir():
-        fail(f"cannot write {path}: it is a directory")
-    partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
-    try:
-        in_place = path.exists() and not stat.S_ISREG(path.stat().st_mode)
-        stream = (path if in_place else partial).open("w", encoding="utf-8")
-    except OSError as err:
-        fail(f"cannot write {path}: {err.strerror or err}")
-    if in_place:
-        with stream:
-            yield stream
-        return
-    try:
-        with stream:
-            yield stream
-        os.replace(partial, final)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
 
 
 @limit_options
@@ -309,7 +279,7 @@ def scan_command(
                 python_version=python_version,
                 max_download_size=max_download_size,
             )
-        with pypi or nullcontext(), _output(output) as out:
+        with pypi or nullcontext(), output_file(output) as out:
             # NDJSON lines are written as targets finish, except to a terminal showing the progress display.
             stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
             try:

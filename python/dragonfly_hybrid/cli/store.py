@@ -41,6 +41,7 @@ from dragonfly_hybrid.cli.common import (
     limit_options,
     load_rules_or_exit,
     open_store,
+    output_file,
     seconds_option,
     size_option,
 )
@@ -383,7 +384,7 @@ def _write_html(
         fail(str(err))
     db.check_unchanged()  # the page is written only from a read that holds
     try:
-        with path.open("w", encoding="utf-8") as out:
+        with output_file(path) as out:  # a page cut short never replaces the last whole one
             write_page(page, out)
     except OSError as err:
         fail(f"cannot write {path}: {err.strerror or err}")

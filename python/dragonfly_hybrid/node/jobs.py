@@ -96,6 +96,11 @@ class MainframeError(Exception):
     """A call to the job server failed (after retries). Messages never contain secrets."""
 
 
+class SinkBroken(MainframeError):
+    """The sink can take no more results (a standalone run's output closed or full, the watcher's store
+    failed): the node logs the result as not delivered and stops claiming."""
+
+
 class ScanJob(Protocol):
     """What the pipeline reads of a job, whichever source handed it out (a mainframe :class:`Job`, a
     ``watch`` job)."""

@@ -29,6 +29,7 @@ from dragonfly_hybrid.node.jobs import (
     ResultSink,
     RulesPayload,
     RulesSource,
+    SinkBroken,
     SubmitOutcome,
     Work,
 )
@@ -702,6 +703,8 @@ class Node(Generic[J]):
             except MainframeError as err:
                 self._log.error(words.not_delivered, extra={words.key: work.job.name, "error": str(err)})
                 self._settle(work, "submit-error")
+                if isinstance(err, SinkBroken):
+                    self.request_stop()  # nothing more can be delivered: claim no more
                 continue
             except Exception:
                 self._log.exception(words.deliver_failed, extra={words.key: work.job.name})

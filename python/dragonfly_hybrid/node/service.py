@@ -170,7 +170,6 @@ async def _serve_local(
     wording = dataclasses.replace(options.wording, not_delivered="result not written")
     options = dataclasses.replace(options, wording=wording)
     node = Node(source, sink, rules, options, threads=settings.threads, metrics=metrics)
-    sink.on_error = node.request_stop  # nothing more can be written: claim no more
     await _run(node, health)
     if sink.error is not None:  # results were lost: the run is not "done" (exit 141 or 3, never 0)
         raise ResultsNotWritten("the results could not all be written") from sink.error

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Callable
 from typing import IO
 
 from dragonfly_hybrid.node.jobs import (
     FailureBody,
     Job,
-    MainframeError,
     ResultBody,
+    SinkBroken,
     SubmitOutcome,
     SuccessBody,
     Work,
@@ -48,7 +47,7 @@ class MainframeSink:
         return await self._client.submit(result_body(work), deadline=deadline)
 
 
-class ResultsNotWritten(MainframeError):
+class ResultsNotWritten(SinkBroken):
     """A standalone run's result could not be written (its output was closed or is full). The pipeline
     logs it as a result not delivered; the run then exits 141 (a closed pipe) or 3, never 0."""
 
@@ -57,13 +56,12 @@ class JsonLinesSink:
     """One JSON object per result: the body the mainframe would get (its ``inspector_url`` redacted), plus
     ``"status"``.
 
-    A write that fails is kept in :attr:`error` and :attr:`on_error` is called (the standalone node stops
-    claiming): no result is written after it, each one raises :class:`ResultsNotWritten`."""
+    A write that fails is kept in :attr:`error`: no result is written after it, each one raises
+    :class:`ResultsNotWritten` (the node stops claiming)."""
 
-    def __init__(self, stream: IO[str], on_error: Callable[[], None] | None = None) -> None:
+    def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
         self._lock = asyncio.Lock()
-        self.on_error = on_error
         self.error: OSError | None = None
 
     async def deliver(self, work: Work[Job], *, deadline: float) -> SubmitOutcome:
@@ -81,8 +79,6 @@ class JsonLinesSink:
                     self._stream.flush()
                 except OSError as err:
                     self.error = err
-                    if self.on_error is not None:
-                        self.on_error()
             if self.error is not None:
                 raise ResultsNotWritten(f"cannot write the result: {self.error.strerror or self.error}")
         return SubmitOutcome.ACCEPTED

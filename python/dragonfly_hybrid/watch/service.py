@@ -144,7 +144,6 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             wording=WATCH_WORDING,
         )
         node = Node(source, sink, rule_state, options, threads=config.threads, metrics=metrics)
-        sink.on_error = node.request_stop  # nothing more can be stored: claim no more
         if config.handle_signals:
             install_signal_handlers(node)
         try:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import httpx
 
 from dragonfly_hybrid._core import DistributionResult, Rules
 from dragonfly_hybrid.http_client import redact_url
-from dragonfly_hybrid.node.jobs import MainframeError, SubmitOutcome, Work
+from dragonfly_hybrid.node.jobs import SinkBroken, SubmitOutcome, Work
 from dragonfly_hybrid.pypi.download import filename_of
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.store.content_cache import StoreContentCache
@@ -81,7 +81,7 @@ def _not_read(job: WatchJob, read: Sequence[DistributionResult]) -> list[str]:
     return missed
 
 
-class StoreNotWritten(MainframeError):
+class StoreNotWritten(SinkBroken):
     """A release could not be stored: the store failed (:attr:`StoreSink.error`). The pipeline logs the
     release as not stored; the watcher then stops and exits 3 naming the store, never 0."""
 
@@ -92,8 +92,8 @@ class StoreSink:
     A result whose files are all in the store already (a job issued again after its lease ran out, and
     finished twice) is not stored twice: the node is told the lease was lost.
 
-    A write that fails is kept in :attr:`error` and :attr:`on_error` is called (the watcher stops
-    claiming): nothing is stored after it, each result raises :class:`StoreNotWritten`.
+    A write that fails is kept in :attr:`error`: nothing is stored after it, each result raises
+    :class:`StoreNotWritten` (the watcher stops claiming).
     """
 
     def __init__(
@@ -113,7 +113,6 @@ class StoreSink:
         self._http = http
         self.content_cache = content_cache
         self.stored = 0
-        self.on_error: Callable[[], None] | None = None
         self.error: sqlite3.Error | None = None
 
     def _record(self, result: TargetResult, work: Work[WatchJob]) -> int | None:
@@ -152,8 +151,6 @@ class StoreSink:
                 # Corrupt pages, a full disk, a lock held past the busy timeout: later releases would fail
                 # the same way. The watcher stops claiming; this release is scanned on the next run.
                 self.error = err
-                if self.on_error is not None:
-                    self.on_error()
         if self.error is not None:
             raise StoreNotWritten(f"cannot store the release in {self.store.path}: {self.error}")
         if scan_id is None:

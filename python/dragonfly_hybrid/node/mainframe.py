@@ -11,19 +11,22 @@ Authentication is chosen by :meth:`NodeSettings.auth_scheme`:
 * **Auth0 password grant**: ``POST https://{auth0_domain}/oauth/token``; ``Authorization: Bearer``, renewed
   ``refresh_margin`` seconds before ``expires_in`` runs out.
 
-Either way, a 401/403 answer makes the client log in again once and repeat the call once. Only one login
-runs at a time: concurrent callers wait for it and share its result. Failed logins back off exponentially
+Either way, a 401/403 answer, or a redirect to a login page (Cloudflare Access sends the calls of an expired
+session to its team's ``/cdn-cgi/access/login/...``), makes the client log in again once and repeat the call
+once; redirects are never followed (a submission's body never goes to another host). Only one login runs
+at a time: concurrent callers wait for it and share its result. Failed logins back off exponentially
 with full jitter (capped). The very first login (start-up) gives up after ``login_attempts`` tries with
 :class:`AuthError`; once the node has logged in, a later login keeps retrying for as long as it takes.
 
 Retries of the calls themselves:
 
-* ``GET /`` and ``GET /rules`` are idempotent: 5xx, 429, persistent 401/403, timeouts and network errors
-  are retried with backoff (``retries`` times), then :class:`MainframeError`.
+* ``GET /`` and ``GET /rules`` are idempotent: 5xx, 429, persistent 401/403 (or login redirects), timeouts
+  and network errors are retried with backoff (``retries`` times), then :class:`MainframeError`.
 * ``PUT /package`` is retried the same way until the caller's ``deadline`` (``time.monotonic()``), or
   ``retries`` times without one. 409 means the lease is lost (:attr:`SubmitOutcome.LEASE_LOST`, never
-  retried); 404 and 422/other 4xx are final outcomes too. A 409 after an earlier attempt whose answer was
-  lost (dropped connection, 5xx) may mean that attempt landed: it is logged as such.
+  retried); 404 and 422/other 4xx, and a redirect elsewhere than a login page, are final outcomes too. A
+  409 after an earlier attempt whose answer was lost (dropped connection, 5xx) may mean that attempt
+  landed: it is logged as such.
 * ``POST /jobs`` is **not** idempotent (each call leases jobs). It is retried only when the request cannot
   have reached the server (connect errors, connect/pool timeouts). After a read timeout, a dropped
   connection or a 5xx the claim may have happened server-side, but the answer is lost: ``claim_jobs``
@@ -45,6 +48,7 @@ import binascii
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -314,8 +318,26 @@ def _never_sent(err: httpx.TransportError) -> bool:
     return isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
+_LOGIN_PATH = re.compile(r"/cdn-cgi/access/|log-?in|sign-?in", re.IGNORECASE)
+
+
+def _to_login(response: httpx.Response) -> bool:
+    """A redirect to a login page: Cloudflare Access answers an expired session's calls with a 302 to its
+    team's ``https://<team>.cloudflareaccess.com/cdn-cgi/access/login/...`` instead of a 401. (httpx sets
+    ``next_request`` for a redirect it does not follow.)"""
+    target = response.next_request.url if response.next_request is not None else None
+    if target is None:
+        return False
+    return target.host.endswith(".cloudflareaccess.com") or _LOGIN_PATH.search(target.path) is not None
+
+
+def _unauthorized(response: httpx.Response) -> bool:
+    """The session is no longer good: log in again."""
+    return response.status_code in (401, 403) or _to_login(response)
+
+
 def _transient(response: httpx.Response) -> bool:
-    return response.status_code >= 500 or response.status_code in (401, 403, 408, 429)
+    return response.status_code >= 500 or response.status_code in (408, 429) or _unauthorized(response)
 
 
 def _decoded(response: httpx.Response) -> Any:
@@ -561,11 +583,12 @@ class MainframeClient:
         body: object = None,
         stop: asyncio.Event | None = None,
     ) -> httpx.Response:
-        """One authenticated call; after a 401/403, log in again and repeat it once. ``stop``: when it is set
-        before the call is sent (while logging in), the call is not sent: :class:`_Stopped`."""
+        """One authenticated call; after a 401/403 or a redirect to a login page, log in again and repeat it
+        once. ``stop``: when it is set before the call is sent (while logging in), the call is not sent:
+        :class:`_Stopped`."""
         session = await self._unless_stopped(self._current(), stop)
         response = await self._send(method, path, session, params, body)
-        if response.status_code not in (401, 403):
+        if not _unauthorized(response):
             return response
         logger.info("%s %s answered HTTP %s; logging in again", method, path, response.status_code)
         session = await self._unless_stopped(self._renew(session), stop)
@@ -729,10 +752,10 @@ class MainframeClient:
     ) -> SubmitOutcome:
         """``PUT /package``: report one job's outcome.
 
-        Retries 5xx, 429, persistent 401/403 and network errors with backoff until ``deadline``
-        (``time.monotonic()``; without one, ``retries`` times), then raises MainframeError. 409, 404 and
-        other 4xx answers are final (see :class:`SubmitOutcome`).
-        """
+        Retries 5xx, 429, persistent 401/403 (or login redirects) and network errors with backoff until
+        ``deadline`` (``time.monotonic()``; without one, ``retries`` times), then raises MainframeError. 409,
+        404, other 4xx and other 3xx answers are final (see :class:`SubmitOutcome`; a redirect is never
+        followed)."""
         what = f"PUT /package for {body.name} {body.version} (attempt {body.attempt})"
         payload = body.to_json()
         unconfirmed = False

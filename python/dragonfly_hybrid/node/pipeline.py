@@ -48,9 +48,11 @@ RULES_FETCH_BUDGET = 15.0
 the node has one to scan with; past it, and after any failed fetch, the job is scanned with the last good
 set."""
 RULES_REFETCH_AFTER = 60.0
-"""How long after a failed fetch of a rule set its jobs are scanned with the last good set without trying
-again. Fetched again for every job, a ``GET /rules`` that kept failing (5xx, or hanging till the request
-timeout, retried 5 times) held each job, one after the other, till its lease was gone."""
+"""How long after a failed fetch of a rule set, or a set that could not be used (it did not compile, or the
+server served another), its jobs are scanned with the last good set without trying again. Fetched again for
+every job, a ``GET /rules`` that kept failing (5xx, or hanging till the request timeout, retried 5 times)
+held each job, one after the other, till its lease was gone; never fetched again, a set served fixed under
+the name that did not compile was never used."""
 CLAIM_BACKOFF_MAX = 60.0
 """The longest wait after a failed claim, unless the poll interval (``load_duration``) is longer. The wait
 doubles from 1 s and never shrinks: capped at a ``load_duration`` of 0 (allowed: poll at once when idle),
@@ -79,6 +81,8 @@ class LogWording:
     """The log field naming a job's project."""
     stopping: str = "stopping: no new claims; finishing in-flight jobs"
     grace_over: str = "grace period over; unsubmitted jobs are left for the server to lease again"
+    left: str = "unfinished when the grace period ended"
+    """One line per job still held when the grace period ends (or at a second signal)."""
     claim_failed: str = "claiming jobs failed"
     claimed: str = "claimed jobs"
     scan_failed: str = "scanning failed"
@@ -187,9 +191,9 @@ class RuleState:
         self._cache_dir = cache_dir
         self._content_cache = content_cache
         self._lock = asyncio.Lock()
-        self._failed_hash: str | None = None
         self._unfetched: tuple[str | None, float] | None = None
-        """The rule set whose fetch failed last, and until when (``time.monotonic()``) it is not tried."""
+        """The rule set last not fetched or not usable, and until when (``time.monotonic()``) it is not tried
+        again (:data:`RULES_REFETCH_AFTER`)."""
         self._late: asyncio.Future[RulesPayload | None] | None = None
         """A fetch past :data:`RULES_FETCH_BUDGET`, left to answer (see :meth:`_fetch`)."""
         self.scanner: Scanner | None = None
@@ -308,7 +312,7 @@ class RuleState:
         if self.scanner is not None and (wanted is None or wanted == self.commit):
             return self.scanner
         async with self._lock:
-            if self.scanner is not None and (wanted == self.commit or wanted == self._failed_hash):
+            if self.scanner is not None and wanted == self.commit:
                 return self.scanner
             payload = self._late_answer(wanted)
             unfetched = self._unfetched
@@ -339,18 +343,23 @@ class RuleState:
                 try:
                     scanner = await asyncio.to_thread(self._compile_and_build, payload.hash, payload.rules)
                 except (RuleCompileError, NoRulesError) as err:
-                    self._failed_hash = wanted
                     if self.scanner is None:
                         raise
                     self._log.error(
                         "new rules do not compile or define no rule; scanning with the last good set",
-                        extra={"wanted": payload.hash, "using": self.commit, "errors": str(err)},
+                        extra={
+                            "wanted": payload.hash,
+                            "using": self.commit,
+                            "errors": str(err),
+                            "retry_in": RULES_REFETCH_AFTER,
+                        },
                     )
                 else:
                     self._install(scanner, payload.hash)
             if wanted is not None and wanted != self.commit:
-                # The server has moved on again, or keeps serving another hash: do not refetch per job.
-                self._failed_hash = wanted
+                # It did not compile, or the server has moved on: not fetched again per job, but fetched again
+                # (a set fixed under the same name, the server back on it).
+                self._unfetched = (wanted, time.monotonic() + RULES_REFETCH_AFTER)
             assert self.scanner is not None
             return self.scanner
 
@@ -418,7 +427,8 @@ class Node(Generic[J]):
         # process is not held until they finish (their jobs are the server's to lease again).
         self._scans = ScanProgress()
         self._settled = asyncio.Event()
-        self._in_flight = 0
+        self._held: dict[int, Work[J]] = {}
+        """The claimed jobs not settled yet, by ``id``: those left when the grace period ends are dropped."""
         self._claimed = 0
         self._download_slots = asyncio.Semaphore(options.download_concurrency)
         self._fetch_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(
@@ -436,7 +446,7 @@ class Node(Generic[J]):
     def request_stop(self) -> None:
         """Stop claiming; in-flight jobs are finished and submitted."""
         if not self._stopping.is_set():
-            self._log.info(self.options.wording.stopping, extra={"in_flight": self._in_flight})
+            self._log.info(self.options.wording.stopping, extra={"in_flight": len(self._held)})
         self._stopping.set()
 
     @property
@@ -496,8 +506,16 @@ class Node(Generic[J]):
                     {pipeline, abort}, timeout=self.options.grace_period, return_when=asyncio.FIRST_COMPLETED
                 )
             if not pipeline.done():
-                self._log.warning(self.options.wording.grace_over, extra={"left": self._in_flight})
+                words = self.options.wording
+                self._log.warning(words.grace_over, extra={"left": len(self._held)})
                 self._scans.cancel()
+                # Settled here, or dashboards showed claimed jobs that were neither finished nor dropped
+                # (the stages are cancelled next: none of them settles a job any more).
+                for work in list(self._held.values()):
+                    self._log.warning(
+                        words.left, extra={words.key: work.job.name, "version": work.job.version}
+                    )
+                    self._settle(work, "grace-period-over")
                 return
             pipeline.result()  # a stage's crash is the node's crash
         finally:
@@ -521,9 +539,10 @@ class Node(Generic[J]):
                 await downstream.put(_DONE)  # type: ignore[arg-type]
 
     def _settle(self, work: Work[J], outcome: str) -> None:
+        if self._held.pop(id(work), None) is None:
+            return  # settled already (at the end of the grace period): counted once
         now = self._clock()
-        self._in_flight -= 1
-        self.metrics.in_flight.set(self._in_flight)
+        self.metrics.in_flight.set(len(self._held))
         self._meter.record(now)
         if outcome in ("success", "failure"):
             self.metrics.jobs_finished.labels(outcome).inc()
@@ -543,7 +562,7 @@ class Node(Generic[J]):
                 return
             limit = claim_limit(self._meter.rate(self._clock()), self.options, self.threads)
             self.metrics.claim_limit.set(limit)
-            room = limit - self._in_flight
+            room = limit - len(self._held)
             if room <= 0:
                 self._settled.clear()
                 await self._interruptible(self._settled.wait(), None)
@@ -573,13 +592,14 @@ class Node(Generic[J]):
                 await self._interruptible(asyncio.sleep(self.options.load_duration), None)
                 continue
             now = self._clock()
+            works = [Work(job, now, queued_at=time.perf_counter()) for job in jobs]
             self._claimed += len(jobs)
-            self._in_flight += len(jobs)
+            self._held.update((id(work), work) for work in works)
             self.metrics.jobs_claimed.inc(len(jobs))
-            self.metrics.in_flight.set(self._in_flight)
+            self.metrics.in_flight.set(len(self._held))
             self._log.info(self.options.wording.claimed, extra={"count": len(jobs), "limit": limit})
-            for job in jobs:
-                await self._fetch_queue.put(Work(job, now, queued_at=time.perf_counter()))
+            for work in works:
+                await self._fetch_queue.put(work)
 
     async def _interruptible(self, waiting: Awaitable[object], default: object) -> object:
         """Wait for `waiting` unless a stop is requested first."""

@@ -117,6 +117,8 @@ def _http_url_problem(url: str) -> str | None:
         return "must be an http:// or https:// URL"
     if parts.port == 0:  # the node's transport called the scheme's default port instead
         return "must not name port 0"
+    if "?" in url or "#" in url:  # paths are appended to it: `https://h/?x=1/jobs` calls `https://h/`
+        return "must not have a query string (?) or a fragment (#)"
     if not url.isprintable():
         return "must not contain control characters"
     return None

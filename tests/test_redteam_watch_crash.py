@@ -173,7 +173,8 @@ def test_a_store_with_corrupt_pages_is_one_error_line_naming_it_never_a_tracebac
     """The ``files`` table (a release's matching files) of a store is corrupt. ``watch`` logged the
     release it could not store with a traceback and exited 0; ``report`` and ``diff`` ended in "internal
     error" with a traceback (exit 3). Each now says ``error: ... the store PATH ...: database disk image
-    is malformed``: ``watch`` and ``diff`` exit 3, ``report`` 2."""
+    is malformed``: ``watch`` exits 3, ``report`` 2, and ``diff`` 1 (NEW's finding is never hidden behind
+    the store's failure; without one it would be 3)."""
     store = tmp_path / "store.db"
     before = baseline(fake_index, store, rules_dir)
     publish(fake_index, "old", "1.0", BAD)
@@ -195,7 +196,7 @@ def test_a_store_with_corrupt_pages_is_one_error_line_naming_it_never_a_tracebac
 
     diff = cli("diff", "old==1.0", "new==1.0", "--store", str(store), "--rules", str(rules_dir),
                "--index-url", fake_index.url)  # fmt: skip
-    assert diff.returncode == 3, diff.stderr
+    assert diff.returncode == 1, diff.stderr
     assert f"error: the store {store} failed: database disk image is malformed" in diff.stderr
     no_traceback(diff)
 

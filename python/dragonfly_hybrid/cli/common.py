@@ -11,11 +11,15 @@ import inspect
 import math
 import os
 import re
+import signal
 import stat
 import sys
+import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
@@ -57,35 +61,105 @@ EXIT_INTERRUPTED = 130
 
 
 @contextmanager
-def output_file(path: Path | None, *, binary: bool = False) -> Iterator[IO[Any]]:
+def output_file(
+    path: Path | None, *, binary: bool = False, inputs: Sequence[tuple[Path, str]] = ()
+) -> Iterator[IO[Any]]:
     """Where the report goes. A file is written under a temporary name next to it and renamed when the
-    report is complete, so that a scan stopped halfway (or failing) never leaves one that looks whole;
-    a device or a pipe (``/dev/null``, a FIFO) is written in place, and a symbolic link is followed. Text
-    (UTF-8), or bytes with ``binary``; None: stdout (text only)."""
+    report is complete, so that a scan stopped halfway (or failing, or SIGTERM) never leaves one that looks
+    whole, nor the temporary file; the file keeps its permissions (a 0600 report never becomes readable by
+    others). A device or a pipe (``/dev/null``, a FIFO) is written in place, and a symbolic link is
+    followed; so is a file whose directory this user cannot write (as before, it may then be left cut).
+    ``inputs``: (path, what it is) of files it must not replace (the store read). Text (UTF-8), or bytes
+    with ``binary``; None: stdout (text only)."""
     if path is None:
         yield sys.stdout
         return
     final = Path(os.path.realpath(path))
     if path.is_dir():
         fail(f"cannot write {path}: it is a directory")
-    partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    for source, what in inputs:
+        if final.exists() and source.exists() and os.path.samefile(final, source):
+            fail(f"cannot write {path}: it is {what}")
+    partial: Path | None = None
+    stream: IO[Any]
     try:
-        in_place = path.exists() and not stat.S_ISREG(path.stat().st_mode)
-        target = path if in_place else partial
-        stream = target.open("wb") if binary else target.open("w", encoding="utf-8")
+        if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+            stream = path.open("wb") if binary else path.open("w", encoding="utf-8")
+        else:
+            partial, stream = _partial_file(final, binary)
     except OSError as err:
         fail(f"cannot write {path}: {err.strerror or err}")
-    if in_place:
+    if partial is None:
         with stream:
             yield stream
         return
     try:
-        with stream:
+        with stream, _removed_on_sigterm(partial):
             yield stream
         os.replace(partial, final)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def _partial_file(final: Path, binary: bool) -> tuple[Path | None, IO[Any]]:
+    """A new file beside ``final`` that replaces it once whole: a name no one else has (``mkstemp``: never
+    a link planted under a name guessed in a shared directory), with ``final``'s mode, owner and group
+    when it exists (a group it cannot keep gets no access), else a new file's mode. Where this user cannot
+    create a file but can write ``final`` (a directory of another user's), None and ``final`` itself."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{final.name[:200]}.", suffix=".partial", dir=final.parent)
+    except PermissionError:
+        if not (final.is_file() and os.access(final, os.W_OK)):
+            raise
+        return None, final.open("wb") if binary else final.open("w", encoding="utf-8")
+    try:
+        try:
+            old = final.stat()
+        except FileNotFoundError:
+            umask = os.umask(0o022)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        else:
+            mode = stat.S_IMODE(old.st_mode)
+            new = os.fstat(fd)
+            if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
+                try:
+                    os.fchown(fd, old.st_uid, old.st_gid)
+                except PermissionError:
+                    try:
+                        os.fchown(fd, -1, old.st_gid)
+                    except PermissionError:
+                        mode &= ~0o070
+        os.fchmod(fd, mode)
+        return Path(name), os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        os.unlink(name)
+        raise
+
+
+@contextmanager
+def _removed_on_sigterm(partial: Path) -> Iterator[None]:
+    """SIGTERM while ``partial`` is written, where it would end the process at once (its default action:
+    ``report --html``, ``rules compile``): remove it first, then end as SIGTERM does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        partial.unlink(missing_ok=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def finish(code: int) -> NoReturn:

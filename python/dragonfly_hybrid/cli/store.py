@@ -57,12 +57,14 @@ from dragonfly_hybrid.pypi.index import (
     Release,
     normalize_name,
 )
+from dragonfly_hybrid.redaction import redact_text
 from dragonfly_hybrid.report import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
     FILE_TABLE_WIDTH,
     SARIF_ERROR_WEIGHT,
+    TargetResult,
     printable,
 )
 from dragonfly_hybrid.store.content_cache import cached_scanner
@@ -100,8 +102,9 @@ migrated yet (the next `scan --store` or `watch` migrates it), a bad option or `
 does not have, or an `--html` FILE that cannot be written; **141** stdout was closed early (`report | head`).
 """
 DIFF_EXIT_CODES_HELP = """\
-**Exit codes**: **1** NEW has findings OLD does not (a new rule, or a rule matching a new file); **0**
-nothing new; **3** nothing new, but a side could not be scanned or its files listed completely; **2**
+**Exit codes**: **1** NEW has findings OLD does not (a new rule, or a rule matching a new file), even when
+the store failed; **0** nothing new; **3** nothing new, but a side could not be scanned or its files listed
+completely, or the store failed (a release it had to scan could not be stored); **2**
 usage error (a bad target, rules, a project or version the index does not have, a pip setting that cannot
 be honoured such as no-index); **141** stdout closed.
 """
@@ -384,7 +387,8 @@ def _write_html(
         fail(str(err))
     db.check_unchanged()  # the page is written only from a read that holds
     try:
-        with output_file(path) as out:  # a page cut short never replaces the last whole one
+        # A page cut short never replaces the last whole one; a mistyped FILE never replaces the store.
+        with output_file(path, inputs=[(db.path, "the store it reports on")]) as out:
             write_page(page, out)
     except OSError as err:
         fail(f"cannot write {path}: {err.strerror or err}")
@@ -693,8 +697,73 @@ def current_files(
     return digests
 
 
+class _DiffStore:
+    """The store a diff reads releases from and keeps the releases it scans in. When it fails (corrupt
+    pages, a full disk, a lock held past the busy timeout) the diff goes on without it: one ``error:``
+    line, the side scanned, and exit 3 unless NEW has findings, as ``scan --store`` does (a finding is
+    never hidden behind the failure, and the failure never looks clean)."""
+
+    def __init__(self, path: Path, db: Store | None, unwritable: str | None = None) -> None:
+        self.path = path
+        self.db = db
+        self.opened = db
+        self.unwritable = unwritable
+        """Why the store was opened read-only (it could not be opened for writing: a full disk)."""
+        self.failed = False
+
+    def failure(self, err: Exception | str) -> None:
+        print(f"error: {redact_text(f'the store {self.path} failed: {err}')}", file=sys.stderr)
+        self.db = None  # not used again: it would fail again, or answer from a store gone bad
+        self.failed = True
+
+    def stored(
+        self, release: Release, ruleset: Rules, fetched: Sequence[tuple[DistributionFile, Path]]
+    ) -> tuple[StoredScan, list[Finding]] | None:
+        """The stored scan that read exactly ``release``'s files now, with its findings (one read)."""
+        if self.db is None:
+            return None
+        try:
+            with self.db.snapshot():  # one read; a lock-free one is checked as it ends
+                scan = self.db.scan_of_files(
+                    release.name, release.version, ruleset.hash, current_files(fetched, release)
+                )
+                return None if scan is None else (scan, self.db.findings(scan.id))
+        except (sqlite3.Error, StoreError) as err:
+            self.failure(err)
+            return None
+
+    def record(self, result: TargetResult, ruleset: Rules) -> None:
+        if self.db is None or result.version is None:
+            return
+        if self.unwritable is not None:
+            self.failure(f"{self.unwritable} (opened read-only: {result.name}=={result.version} not stored)")
+            return
+        try:
+            self.db.record(result, rules_hash=ruleset.hash, rules_count=ruleset.count, source="diff")
+        except (sqlite3.Error, StoreError) as err:
+            self.failure(err)
+
+
+def _open_diff_store(path: Path, named: bool) -> _DiffStore:
+    """``diff``'s store: none unless named or the default one exists; one that cannot be opened for
+    writing (a full disk, a directory this user cannot write) is read, if it can be: a release it has is
+    not scanned again, and one scanned is not stored (exit 3 unless NEW has findings)."""
+    if not (named or path.is_file()):
+        return _DiffStore(path, None)
+    try:
+        return _DiffStore(path, Store(path, create_parents=is_default_location(path)))
+    except (StoreError, OSError) as err:
+        unwritable = str(err)
+    if path.is_file():
+        try:
+            return _DiffStore(path, Store(path, readonly=True), unwritable)
+        except (StoreError, OSError):
+            pass
+    fail(f"cannot open the store: {unwritable}")
+
+
 def _release_side(
-    resolved: Resolved, db: Store | None, ruleset: Rules, scanner: TargetScanner, rescan: bool
+    resolved: Resolved, db: _DiffStore, ruleset: Rules, scanner: TargetScanner, rescan: bool
 ) -> Side:
     target = resolved.target
     assert isinstance(target, ReleaseTarget)
@@ -711,22 +780,15 @@ def _release_side(
         members = MemberListing(problems=[failure.message for failure in failures])
         for file, path in fetched:
             members.merge(list_members(path, file.filename, DEFAULT_LIMITS))
-        stored = (
-            None
-            if db is None or rescan
-            else db.scan_of_files(
-                release.name, release.version, ruleset.hash, current_files(fetched, release)
-            )
-        )
-        if stored is not None:  # one that read these very files whole (an incomplete one: try again)
+        found = None if rescan else db.stored(release, ruleset, fetched)
+        if found is not None:  # one that read these very files whole (an incomplete one: try again)
+            stored, findings = found
             return Side(
                 target.raw, stored.name, stored.version, stored.verdict, stored.score, stored.rules_matched,
-                db.findings(stored.id) if db is not None else [], stored.error, "store", members,
-                normalize_name(stored.name),
+                findings, stored.error, "store", members, normalize_name(stored.name),
             )  # fmt: skip
         result = scanner.scan_downloaded(target, release, fetched, failures)
-    if db is not None and result.version is not None:
-        db.record(result, rules_hash=ruleset.hash, rules_count=ruleset.count, source="diff")
+    db.record(result, ruleset)
     return Side(
         target.raw, result.name, result.version or release.version, result.verdict, result.score,
         list(result.rules_matched), findings_of(result), result.error, "scan", members,
@@ -816,8 +878,9 @@ def diff_command(
     ruleset = load_rules_or_exit(rules or [])
     path = store or default_store_path()
     named = store is not None or not is_default_location(path)  # --store or $DRAGONFLY_STORE
-    db = open_store(path) if named or path.is_file() else None
-    engine, cache = cached_scanner(ruleset, None, available_cores(), db)
+    db = _open_diff_store(path, named)
+    # A store opened read-only lends no content cache: it is not saved, nor loaded outside a checked read.
+    engine, cache = cached_scanner(ruleset, None, available_cores(), None if db.unwritable else db.opened)
     try:
         # Only a release needs the index: two local sides never read pip's settings (as with `scan`).
         pypi = (
@@ -842,13 +905,11 @@ def diff_command(
                 else _release_side(r, db, ruleset, scanner, rescan)
                 for r in resolved
             )
-    except sqlite3.Error as err:  # pages found corrupt past the header, a full disk, a lock held too long
-        fail(f"the store {path} failed: {err}", EXIT_INCOMPLETE)
     finally:
-        if db is not None:
-            if cache is not None:
+        if db.opened is not None:
+            if cache is not None and db.db is not None:  # not into a store that failed
                 cache.save(engine)
-            db.close()
+            db.opened.close()
     if before.project and after.project and before.project != after.project:
         print(
             f"warning: {old} and {new} are different projects ({before.project}, {after.project}): "
@@ -863,7 +924,7 @@ def diff_command(
     problems = before.members.problems + after.members.problems
     if added or new_rules:
         code = EXIT_FINDINGS
-    elif "incomplete" in (before.verdict, after.verdict) or problems:
+    elif "incomplete" in (before.verdict, after.verdict) or problems or db.failed:
         code = EXIT_INCOMPLETE
     else:
         code = EXIT_CLEAN

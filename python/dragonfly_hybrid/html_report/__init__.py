@@ -54,6 +54,7 @@ from dragonfly_hybrid.report import (
     human_size,
     member_label,
     meta_value,
+    normalize_project,
     overall_verdict,
     printable,
 )
@@ -777,10 +778,22 @@ def _rule_count_html(c: RuleCount, descriptions: dict[str, str]) -> str:
     return _row(cells, "", "", [c.rule])
 
 
+def _release_key(row: ReleaseRow) -> object:
+    """What makes rows one release in the summary: on a store's list page (a row per scan), its project
+    and version as PyPI tells them apart (PEP 503 and PEP 440: `Foo_Bar==1.0` is `foo-bar==1.0.0`, which
+    the store counts as one release too); elsewhere, the row's label."""
+    if row.release_verdict is None:
+        return row.label
+    from dragonfly_hybrid.store.db import version_key  # a store's page: the store is loaded already
+
+    name, _, version = row.label.partition("==")
+    return normalize_project(name), version_key(version)
+
+
 def _summary(page: Page) -> str:
     # A store's list page has a row per scan, and a release scanned file by file has several: the summary
     # counts releases, each once, by the verdict of the release as a whole.
-    releases = {r.label: r.release_verdict or r.verdict for r in page.releases}
+    releases = {_release_key(r): r.release_verdict or r.verdict for r in page.releases}
     verdicts = {
         v: sum(found == v for found in releases.values()) for v in ("findings", "incomplete", "clean")
     }

@@ -744,6 +744,15 @@ def _settled_errors(
     return settled
 
 
+def _wal_has_frames(real: Path) -> bool:
+    """Whether a ``-wal`` file beside the store (its real path) may hold commits: one that exists and is
+    not empty (a new or truncated one holds none)."""
+    try:
+        return Path(f"{real}-wal").stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def _file_state(path: Path) -> tuple[int, int, int, int]:
     """What changes when a file is written: its inode, size, modification time and change time (which,
     unlike the modification time, a writer cannot set back: ``cp -p`` over it in place)."""
@@ -751,7 +760,7 @@ def _file_state(path: Path) -> tuple[int, int, int, int]:
     return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
-def _version_key(version: str) -> object:
+def version_key(version: str) -> object:
     """What tells stored versions apart as one release: PEP 440 equality (``1.0`` is ``1.0.0``); a version
     PEP 440 cannot read is itself."""
     from packaging.version import InvalidVersion, Version
@@ -847,27 +856,33 @@ class Store:
             else:
                 try:
                     version = self.schema_version()
-                except sqlite3.OperationalError:
-                    if not self._read_without_locks(uri):
+                except sqlite3.OperationalError as err:
+                    if not self._read_without_locks(uri, err):
                         raise
                     version = self.schema_version()
                 self._check_version(version)
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path}: {err}") from err
 
-    def _read_without_locks(self, uri: str) -> bool:
+    def _read_without_locks(self, uri: str, error: sqlite3.OperationalError) -> bool:
         """Read a store whose directory this user cannot write (a read-only mount; another user's store,
-        kept where only its user can write): SQLite reads a WAL store through a shared-memory file
-        (``-shm``) that it creates beside it, and fails ("attempt to write a readonly database") when it
-        cannot. With no ``-wal`` file beside the store, no writer has it open and every committed
-        transaction is in the main file: that file is read as it is (SQLite's ``immutable``), without
-        locks, and :meth:`snapshot` fails if a writer changed it meanwhile. False: not such a store.
+        kept where only its user can write) or whose disk is full: SQLite reads a WAL store through a
+        shared-memory file (``-shm``) that it creates beside it, and fails ("attempt to write a readonly
+        database", or "disk I/O error" when it has no room to size it) when it cannot. With no ``-wal``
+        file beside the store (or an empty one: the failed attempt may have created it), no writer has
+        committed anything outside the main file: that file is read as it is (SQLite's ``immutable``),
+        without locks, and :meth:`snapshot` fails if a writer changed it meanwhile. False: not such a store.
 
         The ``-wal`` file and the directory are those of the file the path leads to, where SQLite keeps
         them (a store named through a symbolic link has them beside its target); a file with other names
         (hard links) may have a ``-wal`` file beside any of them, so it is never read without locks."""
         real = self.path.resolve()
-        if Path(f"{real}-wal").exists() or os.access(real.parent, os.W_OK) or real.stat().st_nlink != 1:
+        no_room = getattr(error, "sqlite_errorname", "") in ("SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_SHMOPEN")
+        if (
+            _wal_has_frames(real)
+            or (os.access(real.parent, os.W_OK) and not no_room)
+            or real.stat().st_nlink != 1
+        ):
             return False
         self._db.close()
         self._db = sqlite3.connect(
@@ -960,6 +975,8 @@ class Store:
             )
 
     def _migrate(self) -> None:
+        if self.schema_version() == len(MIGRATIONS):
+            return  # nothing to write: a store on a full disk still opens (`diff` reads it)
         with self.transaction() as db:
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             version = self.schema_version()
@@ -1328,9 +1345,9 @@ class Store:
     def _release_ids(self, name: str, version: str) -> list[int]:
         """The stored releases that are ``name==version``: the name normalised (PEP 503), the version
         equal as PEP 440 compares (``1.0`` and ``1.0.0`` were stored apart, as each scan spelt it)."""
-        wanted = _version_key(version)
+        wanted = version_key(version)
         rows = self._query("SELECT id, version FROM releases WHERE normalized = ?", (normalize_name(name),))
-        return [int(release_id) for release_id, stored in rows if _version_key(str(stored)) == wanted]
+        return [int(release_id) for release_id, stored in rows if version_key(str(stored)) == wanted]
 
     def release(self, name: str, version: str) -> StoredRelease | None:
         """``name==version`` as the store holds it (:class:`StoredRelease`), every spelling of its version
@@ -1598,7 +1615,7 @@ class Store:
                 together = {None: list(versions)}
             else:
                 for release_id, version in versions.items():
-                    together.setdefault(_version_key(version), []).append(release_id)
+                    together.setdefault(version_key(version), []).append(release_id)
             for ids in together.values():
                 for release_id in ids:
                     spellings[release_id] = ids
@@ -1630,7 +1647,7 @@ class Store:
                 together = {None: next(iter(project.values()))}
             else:
                 for version, rows in project.items():
-                    together.setdefault(_version_key(version), []).extend(rows)
+                    together.setdefault(version_key(version), []).extend(rows)
             for rows in together.values():
                 releases += 1
                 first_scan = rows[0][1]

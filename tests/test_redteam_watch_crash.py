@@ -414,8 +414,8 @@ on a real SQLite file; only the moment is chosen)."""
 def test_a_watcher_killed_after_any_commit_resumes_storing_every_file_exactly_once(
     fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
 ) -> None:
-    """Held: a poll's commits are the store's migration check, each release (with its content-cache
-    entries) and the serial. Killed with SIGKILL right after each in turn (on a fresh copy of the store),
+    """Held: a poll's commits are each release (with its content-cache entries, which may share a
+    commit) and the serial (opening a store at this version commits nothing). Killed with SIGKILL right after each in turn (on a fresh copy of the store),
     then restarted, the watcher ends with every file stored exactly once and the serial at the index's,
     as a run never killed."""
     first = tmp_path / "first.db"
@@ -442,4 +442,4 @@ def test_a_watcher_killed_after_any_commit_resumes_storing_every_file_exactly_on
         assert resumed.returncode == 0, resumed.stderr
         assert serial_of(store) == fake_index.serial, commits
         assert files_stored(store) == files_listed(fake_index), commits
-    assert commits > 5  # migrations, two releases and their cache entries, the serial: each was a kill point
+    assert commits > 3  # at least the two releases and the serial: each was a kill point

@@ -202,10 +202,21 @@ def _diagnostics(stream: TextIO | None) -> TextIO | None:
     return cast(TextIO, _Diagnostics(stream))
 
 
+def _discard_missing_streams() -> None:
+    """Started without fd 1 or fd 2 (``>&-``, ``2>&-``), Python leaves ``sys.stdout``/``sys.stderr`` None:
+    commands crashed on them (exit 3 for a clean scan, the traceback printed to stdout by
+    ``print(file=None)``). What is written to a stream the process was not given is discarded, as into
+    ``/dev/null``: the exit code stays the command's own."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # the process's own, never closed
+
+
 def main() -> None:
     """Console-script entry point: expected errors are one `error:` line; a crash is exit 3, never 1."""
+    _discard_missing_streams()
     stderr = sys.stderr
-    sys.stderr = _diagnostics(stderr)  # type: ignore[assignment]  # None when started without one
+    sys.stderr = _diagnostics(stderr)  # type: ignore[assignment]  # never None here
     try:
         _main()
     finally:

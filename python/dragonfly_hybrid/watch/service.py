@@ -49,6 +49,7 @@ Downloads and scans
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,7 @@ class WatchConfig:
 async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None) -> WatchSummary:
     """Watch the index until stopped (or for one poll with ``once``, or ``max_jobs`` releases)."""
     with Store(config.store_path, create_parents=is_default_location(config.store_path)) as store:
+        stop = asyncio.Event()  # the node's: a poll it interrupts queues nothing (no scan after a signal)
         source = PyPIWatchSource(
             store,
             config.rules.hash,
@@ -121,6 +123,7 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             lease=config.lease,
             fail_fast=config.once,
             idle_notice=config.idle_notice,
+            stop=stop,
         )
         source.check_store_index()  # before anything starts: a store of another index is refused as is
         cache = StoreContentCache(store)
@@ -143,7 +146,7 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
             max_jobs=config.max_jobs,
             wording=WATCH_WORDING,
         )
-        node = Node(source, sink, rule_state, options, threads=config.threads, metrics=metrics)
+        node = Node(source, sink, rule_state, options, threads=config.threads, metrics=metrics, stop=stop)
         if config.handle_signals:
             install_signal_handlers(node)
         try:
@@ -154,6 +157,8 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
                 cache.save(rule_state.scanner)  # what jobs left unstored scanned (transient errors)
         if sink.error is not None:  # releases were not stored: the run is not "done" (exit 3, never 0)
             raise StoreNotWritten(f"{sink.error}") from sink.error
+        if source.error is not None:  # the serial could not be committed: exit 3 too
+            raise source.error
         stats = rule_state.scanner.cache_stats if rule_state.scanner is not None else {}
         return WatchSummary(
             polls=source.polls,

@@ -169,7 +169,10 @@ class PyPIWatchSource:
         pypi: PyPIClient | None = None,
         clock: Callable[[], float] = time.monotonic,
         idle_notice: float = IDLE_NOTICE_SECONDS,
+        stop: asyncio.Event | None = None,
     ) -> None:
+        """``stop``: the node's stop event (set by SIGTERM/SIGINT). A poll it interrupts hands out nothing:
+        its releases are the next run's (the serial did not move), none is scanned after the signal."""
         self.store = store
         self.rules_hash = rules_hash
         self.index_url = index_url if index_url.endswith("/") else index_url + "/"
@@ -189,6 +192,12 @@ class PyPIWatchSource:
         self.idle_notice = idle_notice
         self._last_news = datetime.now(timezone.utc)
         self._last_idle_notice: float | None = None
+        self._stop = stop
+        self.error: sqlite3.Error | None = None
+        """The store failed as a round's serial was committed: no new poll; ``serve_watch`` raises it."""
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     async def aclose(self) -> None:
         if self._owns_pypi:
@@ -245,7 +254,17 @@ class PyPIWatchSource:
     # -- rounds ------------------------------------------------------------------------------------------
 
     def _commit(self, finished: _Round) -> None:
-        if self.store.raise_state(SERIAL_KEY, finished.serial):
+        try:
+            committed = self.store.raise_state(SERIAL_KEY, finished.serial)
+        except sqlite3.Error as err:
+            # Raised into the node, it ended the watcher before the release just stored was logged (a
+            # finding never logged) and cut the scans running. The round stays: nothing more is polled.
+            self.error = err
+            log.error("the store failed; no new polls", extra={"error": str(err)})
+            if self._stop is not None:
+                self._stop.set()
+            return
+        if committed:
             log.info("watch serial committed", extra={"serial": finished.serial})
         if self._round is finished:
             self._round = None
@@ -333,9 +352,13 @@ class PyPIWatchSource:
 
         async def page_of(name: str) -> ProjectPage | None:
             async with slots:
-                return await self._project_page(name)
+                # Once stopping, the pages not asked for yet never are: the poll is given up below.
+                return None if self._stopping() else await self._project_page(name)
 
         pages = await asyncio.gather(*(page_of(name) for _, name in changed))
+        if self._stopping():
+            log.info("stopping: this poll is left for the next run", extra={"changed": len(changed)})
+            return  # nothing queued, the serial unmoved: the next run polls these projects again
         target = max(index_serial, changed[-1][0])
         jobs: list[WatchJob] = []
         for (listed_serial, name), page in zip(changed, pages, strict=True):

@@ -35,6 +35,12 @@ def webhook_url_problem(url: str) -> str | None:
         return WEBHOOK_URL_PROBLEM
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url.strip()):
         return WEBHOOK_URL_PROBLEM
+    try:
+        # The request the POST builds: a host httpx cannot encode (``xn--``, a zero-width character) raised
+        # at the first finding, after the release was stored (a traceback, the round left unfinished).
+        httpx.Request("POST", url.strip())
+    except (httpx.InvalidURL, ValueError):
+        return WEBHOOK_URL_PROBLEM
     return None
 
 

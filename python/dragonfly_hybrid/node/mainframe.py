@@ -88,7 +88,8 @@ _T = TypeVar("_T")
 
 HttpErrorHook = Callable[[str], None]
 """Called with a short error kind: ``connect``, ``timeout``, ``network``, ``5xx``, ``401``, ``403``,
-``404``, ``409``, ``422``, ``429``, ``4xx`` (other), ``login`` (a failed login attempt)."""
+``404``, ``409``, ``422``, ``429``, ``4xx`` (other), ``3xx`` (a redirect, never followed), ``login`` (a failed
+login attempt)."""
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -364,6 +365,8 @@ def _detail(response: httpx.Response) -> str:
 
 
 def _status_kind(status: int) -> str:
+    if status < 400:
+        return "3xx"
     if status >= 500:
         return "5xx"
     if status in (401, 403, 404, 409, 422, 429):
@@ -562,7 +565,9 @@ class MainframeClient:
             # connection (no TransportError: a claim's crashed the node, a submission's was never retried).
             self._notify("network")
             raise httpx.RemoteProtocolError(f"the answer could not be decoded ({_describe(err)})") from None
-        if response.status_code >= 400:
+        if response.status_code >= 300:
+            # Redirects too: a session Cloudflare Access sends to its login page on every call was counted
+            # nowhere, where a 401 loop shows.
             self._notify(_status_kind(response.status_code))
         return response
 

@@ -118,6 +118,10 @@ class NodeOptions:
     once: bool = False
     max_jobs: int | None = None
     wording: LogWording = LogWording()
+    leased: bool = True
+    """Whether a job left unfinished is claimed again (the mainframe's lease, ``watch``'s next run). Not in a
+    standalone run: there a release whose download kept failing, or whose lease ran short, was dropped
+    without a line and the run exited 0; it is a failure saying why."""
 
 
 class ContentCache(Protocol):
@@ -191,9 +195,10 @@ class RuleState:
         self._cache_dir = cache_dir
         self._content_cache = content_cache
         self._lock = asyncio.Lock()
-        self._unfetched: tuple[str | None, float] | None = None
-        """The rule set last not fetched or not usable, and until when (``time.monotonic()``) it is not tried
-        again (:data:`RULES_REFETCH_AFTER`)."""
+        self._unfetched: dict[str | None, float] = {}
+        """The rule sets not fetched or not usable, each with when (``time.monotonic()``) it is tried again
+        (:data:`RULES_REFETCH_AFTER`). Each set, not only the last: jobs naming two such sets in turn (two
+        mainframe replicas on two commits) had each job fetch, and compile, under the lock."""
         self._late: asyncio.Future[RulesPayload | None] | None = None
         """A fetch past :data:`RULES_FETCH_BUDGET`, left to answer (see :meth:`_fetch`)."""
         self.scanner: Scanner | None = None
@@ -315,17 +320,17 @@ class RuleState:
             if self.scanner is not None and wanted == self.commit:
                 return self.scanner
             payload = self._late_answer(wanted)
-            unfetched = self._unfetched
-            if payload is None and self.scanner is not None and unfetched is not None:
-                if unfetched[0] == wanted and time.monotonic() < unfetched[1]:
-                    return self.scanner
+            now = time.monotonic()
+            self._unfetched = {name: until for name, until in self._unfetched.items() if until > now}
+            if payload is None and self.scanner is not None and wanted in self._unfetched:
+                return self.scanner
             try:
                 if payload is None:
                     payload = await self._fetch()
             except (MainframeError, asyncio.TimeoutError) as err:  # not TimeoutError before 3.11
                 if self.scanner is None:
                     raise
-                self._unfetched = (wanted, time.monotonic() + RULES_REFETCH_AFTER)
+                self._unfetched[wanted] = time.monotonic() + RULES_REFETCH_AFTER
                 self._log.error(
                     "fetching rules failed; scanning with the last good set",
                     extra={
@@ -359,17 +364,18 @@ class RuleState:
             if wanted is not None and wanted != self.commit:
                 # It did not compile, or the server has moved on: not fetched again per job, but fetched again
                 # (a set fixed under the same name, the server back on it).
-                self._unfetched = (wanted, time.monotonic() + RULES_REFETCH_AFTER)
+                self._unfetched[wanted] = time.monotonic() + RULES_REFETCH_AFTER
             assert self.scanner is not None
             return self.scanner
 
 
-def conclude(work: Work[J], log: logging.Logger, words: LogWording) -> bool:
+def conclude(work: Work[J], log: logging.Logger, words: LogWording, *, leased: bool = True) -> bool:
     """Decide how a scanned job ends (sets ``work.failure``); False when it must be left to be claimed again.
 
     Findings are always delivered (the malicious signal must not be lost), even if part of the release
     could not be scanned. Without findings, anything unscanned is a failure with the precise reason;
-    a transient download error leaves the job to be leased again instead of failing it for good.
+    a transient download error leaves the job to be leased again instead of failing it for good (unless
+    nobody claims it again: not ``leased``).
     """
     job, release = work.job, work.release
     if work.findings:
@@ -383,9 +389,9 @@ def conclude(work: Work[J], log: logging.Logger, words: LogWording) -> bool:
                 },
             )
         return True
-    if work.transient_errors:
+    if work.transient_errors and leased:
         return False
-    reasons = list(work.permanent_errors)
+    reasons = work.permanent_errors + work.transient_errors
     if release is not None and release.failure_reason:
         reasons.append(release.failure_reason)
     work.failure = "; ".join(reasons) if reasons else None
@@ -675,6 +681,15 @@ class Node(Generic[J]):
         job = item.job
         lease_left = item.claimed_at + self.options.job_timeout - self._clock()
         if lease_left < self.options.min_lease_left:
+            if not self.options.leased:
+                # Nobody claims it again: a failure saying why, never a release scanned in part (or not at
+                # all: its downloads were not started) as clean.
+                item.distributions.clear()
+                item.failure = (
+                    f"not scanned: less than {self.options.min_lease_left:.0f} s of its lease "
+                    f"({self.options.job_timeout:g} s, DRAGONFLY_JOB_TIMEOUT) was left"
+                )
+                return True
             self._log.warning(self.options.wording.lease_short, extra={self.options.wording.key: job.name})
             self._settle(item, "lease-expired")
             return False
@@ -697,7 +712,7 @@ class Node(Generic[J]):
                 self.metrics.bytes_scanned.inc(dist.bytes_scanned)
         item.distributions.clear()  # the bytes are not needed past this point
         item.release = release
-        ready = conclude(item, self._log, self.options.wording)
+        ready = conclude(item, self._log, self.options.wording, leased=self.options.leased)
         if not ready:
             self._log.warning(
                 self.options.wording.transient,

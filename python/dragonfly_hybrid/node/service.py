@@ -168,7 +168,7 @@ async def _serve_local(
     )
     sink = JsonLinesSink(local.output)
     wording = dataclasses.replace(options.wording, not_delivered="result not written")
-    options = dataclasses.replace(options, wording=wording)
+    options = dataclasses.replace(options, wording=wording, leased=False)  # nobody claims a release again
     node = Node(source, sink, rules, options, threads=settings.threads, metrics=metrics)
     await _run(node, health)
     if sink.error is not None:  # results were lost: the run is not "done" (exit 141 or 3, never 0)

@@ -6,18 +6,20 @@ or infinity is a usage error (exit 2) naming the flag, before anything runs."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import math
 import os
 import re
+import shutil
 import signal
 import stat
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
@@ -62,15 +64,23 @@ EXIT_INTERRUPTED = 130
 
 @contextmanager
 def output_file(
-    path: Path | None, *, binary: bool = False, inputs: Sequence[tuple[Path, str]] = ()
+    path: Path | None,
+    *,
+    binary: bool = False,
+    inputs: Sequence[tuple[Path, str]] = (),
+    unwritten: int = EXIT_USAGE,
 ) -> Iterator[IO[Any]]:
     """Where the report goes. A file is written under a temporary name next to it and renamed when the
     report is complete, so that a scan stopped halfway (or failing, or SIGTERM) never leaves one that looks
     whole, nor the temporary file; the file keeps its permissions (a 0600 report never becomes readable by
-    others). A device or a pipe (``/dev/null``, a FIFO) is written in place, and a symbolic link is
-    followed; so is a file whose directory this user cannot write (as before, it may then be left cut).
-    ``inputs``: (path, what it is) of files it must not replace (the store read). Text (UTF-8), or bytes
-    with ``binary``; None: stdout (text only)."""
+    others), never setuid, setgid or sticky. A device or a pipe (``/dev/null``, a FIFO) is written in place,
+    and a symbolic link is followed; so is a file whose directory this user cannot write (as before, it may
+    then be left cut), and a file that cannot be replaced (a mount point: a file bind-mounted into a
+    container) is overwritten once the report is whole. Another user's file in a sticky directory (``/tmp``)
+    is refused: that user would own, or keep reading, the report. ``inputs``: (path, what it is) of files
+    it must not replace (the store read, the files scanned); a directory: no file under it. ``unwritten``:
+    the exit code when the whole report cannot take FILE's place. Text (UTF-8), or bytes with ``binary``;
+    None: stdout (text only)."""
     if path is None:
         yield sys.stdout
         return
@@ -78,7 +88,11 @@ def output_file(
     if path.is_dir():
         fail(f"cannot write {path}: it is a directory")
     for source, what in inputs:
-        if final.exists() and source.exists() and os.path.samefile(final, source):
+        if final.exists() and (
+            final.is_relative_to(os.path.realpath(source))
+            if source.is_dir()
+            else source.exists() and os.path.samefile(final, source)
+        ):
             fail(f"cannot write {path}: it is {what}")
     partial: Path | None = None
     stream: IO[Any]
@@ -94,9 +108,16 @@ def output_file(
             yield stream
         return
     try:
-        with stream, _removed_on_sigterm(partial):
-            yield stream
-        os.replace(partial, final)
+        with _removed_on_sigterm(partial):  # until it is renamed: the handler never meets the final file
+            with stream:
+                yield stream
+            try:
+                os.replace(partial, final)
+            except OSError as err:
+                if err.errno != errno.EBUSY:
+                    fail(f"cannot write {path}: {err.strerror or err}", unwritten)
+                shutil.copyfile(partial, final)  # a mount point: overwritten, now that the report is whole
+                partial.unlink()
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -104,9 +125,10 @@ def output_file(
 
 def _partial_file(final: Path, binary: bool) -> tuple[Path | None, IO[Any]]:
     """A new file beside ``final`` that replaces it once whole: a name no one else has (``mkstemp``: never
-    a link planted under a name guessed in a shared directory), with ``final``'s mode, owner and group
-    when it exists (a group it cannot keep gets no access), else a new file's mode. Where this user cannot
-    create a file but can write ``final`` (a directory of another user's), None and ``final`` itself."""
+    a link planted under a name guessed in a shared directory), with ``final``'s permissions (no setuid,
+    setgid or sticky bit), owner and group when it exists (a group it cannot keep gets no access), else a
+    new file's mode. Where this user cannot create a file but can write ``final`` (a directory of another
+    user's), None and ``final`` itself."""
     try:
         fd, name = tempfile.mkstemp(prefix=f".{final.name[:200]}.", suffix=".partial", dir=final.parent)
     except PermissionError:
@@ -121,7 +143,15 @@ def _partial_file(final: Path, binary: bool) -> tuple[Path | None, IO[Any]]:
             os.umask(umask)
             mode = 0o666 & ~umask
         else:
-            mode = stat.S_IMODE(old.st_mode)
+            directory = final.parent.stat()
+            if directory.st_mode & stat.S_ISVTX and os.geteuid() not in (old.st_uid, directory.st_uid):
+                # Where the kernel would refuse the rename (and, with protected_regular, an opening): a
+                # file planted there would get the report, and its owner with it.
+                raise PermissionError(
+                    errno.EPERM,
+                    "it is another user's file, in a sticky directory: remove it or write elsewhere",
+                )
+            mode = stat.S_IMODE(old.st_mode) & 0o777  # a report is no program: never setuid or setgid
             new = os.fstat(fd)
             if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
                 try:
@@ -151,7 +181,8 @@ def _removed_on_sigterm(partial: Path) -> Iterator[None]:
         return
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        partial.unlink(missing_ok=True)
+        with suppress(OSError):  # raised here, it would stop whatever runs instead of the process
+            partial.unlink(missing_ok=True)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 

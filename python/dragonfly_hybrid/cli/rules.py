@@ -10,6 +10,7 @@ import typer
 
 from dragonfly_hybrid.cli.base import DragonflyCommand, DragonflyGroup, choice_option, int_option
 from dragonfly_hybrid.cli.common import ThreadsOption, fail, load_rules_or_exit, output_file
+from dragonfly_hybrid.rules_loader import rule_source_files
 
 rules_app = typer.Typer(
     help="Check rule sets and compile them to a blob that loads without compiling.",
@@ -42,7 +43,13 @@ def rules_check(paths: RulePaths) -> None:
 def rules_compile(
     paths: RulePaths,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to write the compiled blob.", metavar="FILE")
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the compiled blob (never over a rule source).",
+            metavar="FILE",
+        ),
     ],
 ) -> None:
     """Compile rules to a blob that `scan --rules FILE` loads without compiling again (same hash).
@@ -51,7 +58,9 @@ def rules_compile(
     code on your machine."""
     ruleset = load_rules_or_exit(paths)
     try:
-        with output_file(output, binary=True) as blob:  # a blob cut short never replaces a whole one
+        # A blob cut short never replaces a whole one; a mistyped FILE never replaces a rule source.
+        sources = [(source, f"the rule source {source}") for source in rule_source_files(paths).values()]
+        with output_file(output, binary=True, inputs=sources) as blob:
             blob.write(ruleset.serialize())
     except OSError as err:
         fail(f"cannot write {output}: {err.strerror or err}")

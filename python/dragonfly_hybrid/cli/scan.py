@@ -203,7 +203,13 @@ def scan_command(
     ] = 0,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.", metavar="FILE"),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the report to FILE instead of stdout (renamed into place once whole); never a file "
+            "the scan reads (a target, a file under a target directory, a -R file).",
+            metavar="FILE",
+        ),
     ] = None,
     threads: ThreadsOption = None,
     limits: Limits = DEFAULT_LIMITS,
@@ -279,7 +285,13 @@ def scan_command(
                 python_version=python_version,
                 max_download_size=max_download_size,
             )
-        with pypi or nullcontext(), output_file(output) as out:
+        # The report never replaces what it reports on: a file scanned (given or under a directory), -R files.
+        inputs = [
+            (t.path, f"in the scanned directory {t.raw}" if t.is_directory else f"the scanned file {t.raw}")
+            for t in parsed
+            if isinstance(t, PathTarget)
+        ] + [(path, f"the requirements file {path}") for path in requirements or []]
+        with pypi or nullcontext(), output_file(output, inputs=inputs, unwritten=EXIT_INCOMPLETE) as out:
             # NDJSON lines are written as targets finish, except to a terminal showing the progress display.
             stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
             try:

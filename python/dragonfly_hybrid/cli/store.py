@@ -757,8 +757,9 @@ def _open_diff_store(path: Path, named: bool) -> _DiffStore:
     if path.is_file():
         try:
             return _DiffStore(path, Store(path, readonly=True), unwritable)
-        except (StoreError, OSError):
-            pass
+        except (StoreError, OSError) as err:
+            if str(err) != unwritable:  # it says more (a store to migrate first, on a full disk)
+                unwritable += f"; nor read-only: {err}"
     fail(f"cannot open the store: {unwritable}")
 
 

@@ -744,6 +744,10 @@ def _settled_errors(
     return settled
 
 
+_NO_ROOM_FOR_SHM = ("SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_SHMOPEN")
+"""What SQLite says when it cannot make or size a store's -shm file (a full disk)."""
+
+
 def _wal_has_frames(real: Path) -> bool:
     """Whether a ``-wal`` file beside the store (its real path) may hold commits: one that exists and is
     not empty (a new or truncated one holds none)."""
@@ -767,7 +771,7 @@ def version_key(version: str) -> object:
 
     try:
         return Version(version)
-    except InvalidVersion:
+    except (InvalidVersion, ValueError):  # ValueError: a number past Python's 4300 digits
         return version
 
 
@@ -862,6 +866,11 @@ class Store:
                     version = self.schema_version()
                 self._check_version(version)
         except sqlite3.DatabaseError as err:
+            if getattr(err, "sqlite_errorname", "") in _NO_ROOM_FOR_SHM:
+                raise StoreError(
+                    f"{self.path}: {err} (no room for the shared-memory file, -shm, that SQLite reads it "
+                    "through: a full disk?)"
+                ) from err
             raise StoreError(f"{self.path}: {err}") from err
 
     def _read_without_locks(self, uri: str, error: sqlite3.OperationalError) -> bool:
@@ -877,7 +886,7 @@ class Store:
         them (a store named through a symbolic link has them beside its target); a file with other names
         (hard links) may have a ``-wal`` file beside any of them, so it is never read without locks."""
         real = self.path.resolve()
-        no_room = getattr(error, "sqlite_errorname", "") in ("SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_SHMOPEN")
+        no_room = getattr(error, "sqlite_errorname", "") in _NO_ROOM_FOR_SHM
         if (
             _wal_has_frames(real)
             or (os.access(real.parent, os.W_OK) and not no_room)

@@ -195,6 +195,22 @@ def test_scan_never_writes_its_report_over_a_file_it_scans(tmp_path: Path) -> No
     assert sorted(p.name for p in (tree / "sub").iterdir()) == ["setup.py"]
 
 
+def test_a_new_report_inside_the_scanned_directory_is_not_scanned_itself(tmp_path: Path) -> None:
+    """``scan . -o report.json`` in a fresh checkout: the report is written under a temporary name in
+    the tree being walked, and that file (empty, or the report's own bytes) was scanned as one of the
+    tree's, listed and counted in the report. It is left out; every file of the tree is still scanned."""
+    tree = tmp_path / "pkg"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "setup.py").write_bytes(CLEAN)
+    (tree / "sub" / "mod.py").write_bytes(CLEAN)
+    out = tree / "report.json"
+    done = cli("scan", str(tree), "-q", "-f", "json", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    [target] = json.loads(out.read_text())["targets"]
+    assert sorted(d["name"] for d in target["distributions"]) == ["setup.py", "sub/mod.py"]
+    assert sorted(p.name for p in tree.iterdir()) == ["report.json", "setup.py", "sub"]
+
+
 def test_scan_never_writes_its_report_over_a_requirements_file(fake_index: FakeIndex, tmp_path: Path) -> None:
     """``scan -R requirements.txt -o requirements.txt`` replaced the pins with the report."""
     publish(fake_index, "old", "1.0")

@@ -56,7 +56,7 @@ def fetch_and_scan(
         raise TargetError(f"{requirement!r} is not a PyPI project name or name==version") from None
     try:
         python = Version(python_version) if python_version is not None else RUNNING_PYTHON
-    except InvalidVersion:
+    except (InvalidVersion, ValueError):  # ValueError: a number past Python's 4300 digits
         raise TargetError(f"python_version {python_version!r}: expected X.Y or X.Y.Z") from None
     # Not `rules or ...`: a set of no rule is falsy (its len() is 0), and fell back to the bundled rules.
     engine = scanner if scanner is not None else Scanner(rules if rules is not None else bundled_rules())

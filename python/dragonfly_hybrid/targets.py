@@ -41,7 +41,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dragonfly_hybrid._core import DistributionResult, Scanner, ScanProgress
 from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE
@@ -167,13 +167,28 @@ def release_target(requirement: str, raw: str | None = None) -> ReleaseTarget:
 
         try:
             Version(version)
-        except InvalidVersion as err:
+        except (InvalidVersion, ValueError) as err:  # ValueError: a number past Python's 4300 digits
             raise TargetError(f"{raw}: {version!r} is not a valid version (PEP 440)") from err
     return ReleaseTarget(raw, match.group("name"), version)
 
 
-def directory_files(root: Path) -> tuple[list[Path], list[str]]:
+FileIdentity = tuple[int, int]
+"""A file's device and inode numbers."""
+
+
+def stream_identity(stream: IO[Any]) -> frozenset[FileIdentity]:
+    """The regular file ``stream`` writes to, if any, as ``directory_files``'s ``skip`` takes it."""
+    try:
+        status = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a StringIO, a closed stream)
+        return frozenset()
+    return frozenset({(status.st_dev, status.st_ino)}) if stat.S_ISREG(status.st_mode) else frozenset()
+
+
+def directory_files(root: Path, skip: frozenset[FileIdentity] = frozenset()) -> tuple[list[Path], list[str]]:
     """Every file under ``root`` to scan, recursively, sorted, and a problem per entry left unscanned.
+    ``skip``: files left out, by identity: the report being written (``scan . -o report.json``, a new
+    file under the tree), whose bytes are the scanner's own, not the tree's.
 
     Regular files are scanned. A symbolic link to a regular file under ``root`` is scanned too, under
     the link's own name (rules pick files by name); any other link (to a directory, out of ``root``,
@@ -200,7 +215,10 @@ def directory_files(root: Path) -> tuple[list[Path], list[str]]:
         for entry in listed:
             path = Path(entry.path)
             try:
-                mode = entry.stat(follow_symlinks=False).st_mode
+                status = entry.stat(follow_symlinks=False)
+                mode = status.st_mode
+                if (status.st_dev, status.st_ino) in skip:
+                    continue
                 if stat.S_ISDIR(mode):
                     pending.append(path)
                 elif stat.S_ISREG(mode):
@@ -430,8 +448,11 @@ class TargetScanner:
         hooks: Hooks | None = None,
         note: Callable[[str], None] | None = None,
         progress: ScanProgress | None = None,
+        own_output: frozenset[FileIdentity] = frozenset(),
     ) -> None:
         self.scanner = scanner
+        self.own_output = own_output
+        """The report's file (``stream_identity``): left out of the directories walked."""
         self._pypi = pypi
         self.hooks: Hooks = hooks or NoHooks()
         self.note = note or (lambda text: None)
@@ -490,7 +511,7 @@ class TargetScanner:
             if not isinstance(target, PathTarget):
                 continue
             if target.is_directory:
-                files, errors = directory_files(target.path)
+                files, errors = directory_files(target.path, self.own_output)
                 if not files:
                     continue
                 spans.append((index, target, len(items), errors))
@@ -540,7 +561,7 @@ class TargetScanner:
 
     def _scan_directory(self, target: PathTarget) -> TargetResult:
         self.hooks.stage(f"scanning {target.raw}")
-        files, errors = directory_files(target.path)
+        files, errors = directory_files(target.path, self.own_output)
         if not files:
             reason = "; ".join(errors) or f"no regular files under {target.raw}"
             return TargetResult.failed(target.raw, "directory", _directory_name(target), None, reason)

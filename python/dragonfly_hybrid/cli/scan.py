@@ -59,6 +59,7 @@ from dragonfly_hybrid.targets import (
     open_index,
     parse_target,
     run_in_worker,
+    stream_identity,
 )
 
 if TYPE_CHECKING:
@@ -296,7 +297,10 @@ def scan_command(
             stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
             try:
                 with _hooks(show_progress, len(parsed)) as hooks:
-                    scanner = TargetScanner(engine, pypi, hooks, note=_note, progress=live)
+                    # The -o file being written (new, under a scanned directory) holds the report's bytes
+                    # only: it is not scanned. (Not stdout's file: `>> log` keeps what was there.)
+                    own = stream_identity(out) if output is not None else frozenset()
+                    scanner = TargetScanner(engine, pypi, hooks, note=_note, progress=live, own_output=own)
                     resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
                     results = _scan_all(scanner, resolved, hooks, stream)
             except lookup_errors as err:
@@ -476,7 +480,7 @@ def _python_version(text: str | None) -> Version:
 
     if text is None:
         return RUNNING_PYTHON
-    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", text.strip()):
+    if not re.fullmatch(r"\d{1,9}\.\d{1,9}(\.\d{1,9})?", text.strip()):
         fail(f"--python-version {text!r}: expected X.Y or X.Y.Z, such as 3.11")
     return Version(text.strip())
 

@@ -168,7 +168,7 @@ def _parse_version(text: str | None) -> Version | None:
         return None
     try:
         return Version(text)
-    except InvalidVersion:
+    except (InvalidVersion, ValueError):  # ValueError: a number past Python's 4300 digits
         return None
 
 
@@ -207,7 +207,7 @@ def _installable(package: DistributionPackage, python: Version) -> bool:
 
     try:
         return SpecifierSet(package.requires_python).contains(python, prereleases=True)
-    except InvalidSpecifier:
+    except (InvalidSpecifier, ValueError):  # ValueError: a number past Python's 4300 digits
         return True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import logging
 import random
@@ -589,6 +590,9 @@ def test_jwt_expiry() -> None:
     ):
         assert jwt_expiry(bad) is None
     assert jwt_expiry("x.WzFd.y") is None  # the payload is [1], not an object
+    # A payload of nested brackets: the decoder's RecursionError crashed the login.
+    nested = base64.urlsafe_b64encode(b"[" * 100_000).decode().rstrip("=")
+    assert jwt_expiry(f"x.{nested}.y") is None
 
 
 def test_refresh_delay() -> None:

@@ -59,8 +59,11 @@ HTML_LIST = b'<!DOCTYPE html><html><body><a href="/simple/seed/">seed</a></body>
         (HTML_LIST, HTML_TYPE, f"answered {HTML_TYPE}, not the PEP 691 JSON project list"),
         (b'{"meta": {"api-version": "1.0"}, "projects": [{"name": "se', JSON_TYPE, "JSONDecodeError"),
         (b'{"meta": {"api-version": "1.0"}, "projects": [{"name": "seed"}]}', JSON_TYPE, "KeyError"),
+        # The decoder's RecursionError escaped as a traceback.
+        (b'{"projects": ' + b"[" * 100_000, JSON_TYPE, "RecursionError"),
+        (b'{"projects": [{"name": "seed", "_last-serial": ' + b"1" * 5000 + b"}]}", JSON_TYPE, "ValueError"),
     ],
-    ids=["html", "pep503-html", "truncated-json", "json-without-serials"],
+    ids=["html", "pep503-html", "truncated-json", "json-without-serials", "nested-json", "huge-serial"],
 )
 def test_an_index_without_a_json_project_list_stops_the_watch_after_one_request(
     fake_index: FakeIndex, tmp_path: Path, rules_dir: Path, body: bytes, content_type: str, said: str

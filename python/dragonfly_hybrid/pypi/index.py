@@ -410,7 +410,7 @@ class PyPIClient:
             data = json.loads(page.body)
             projects = {normalize_name(p["name"]): int(p["_last-serial"]) for p in data["projects"]}
             meta_serial = data.get("meta", {}).get("_last-serial")
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
             raise NotAProjectList(
                 f"{shown} answered {content_type} that is not {expected}: {type(err).__name__}: {err}"
             ) from None

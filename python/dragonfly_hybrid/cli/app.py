@@ -206,10 +206,13 @@ def _discard_missing_streams() -> None:
     """Started without fd 1 or fd 2 (``>&-``, ``2>&-``), Python leaves ``sys.stdout``/``sys.stderr`` None:
     commands crashed on them (exit 3 for a clean scan, the traceback printed to stdout by
     ``print(file=None)``). What is written to a stream the process was not given is discarded, as into
-    ``/dev/null``: the exit code stays the command's own."""
+    ``/dev/null``: the exit code stays the command's own. Nothing written to it can fail
+    (``backslashreplace``, as Python's own stderr): strict, a file name that is not UTF-8 (surrogate
+    escapes) in an error line or a JSON report raised, and a usage error exited 1, a scan 3."""
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # the process's own, never closed
+            # The process's own, never closed.
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8", errors="backslashreplace"))
 
 
 def main() -> None:

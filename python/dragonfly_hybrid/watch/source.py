@@ -8,11 +8,13 @@ import dataclasses
 import fnmatch
 import logging
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pypi_simple import DistributionPackage, ProjectPage
@@ -33,6 +35,8 @@ from dragonfly_hybrid.report import DOWNLOAD_FAILED_ISSUE, NotDownloaded, Target
 from dragonfly_hybrid.store.db import Store
 
 log = logging.getLogger("dragonfly_hybrid.watch")
+
+T = TypeVar("T")
 
 SERIAL_KEY = "serial"
 SINCE_KEY = "since"
@@ -319,7 +323,11 @@ class PyPIWatchSource:
     async def _poll(self) -> None:
         self.polls += 1
         self.check_store_index()
-        listing, index_serial, server_time = await self._project_list()
+        listed = await self._project_list()
+        if listed is None:
+            log.info("stopping: this poll is left for the next run")
+            return  # given up before the index answered: nothing read, nothing queued
+        listing, index_serial, server_time = listed
         stored_serial = self.store.get_state(SERIAL_KEY)
         if stored_serial is None or self.store.get_state(SINCE_KEY) is None:
             now = datetime.now(timezone.utc)
@@ -446,19 +454,62 @@ class PyPIWatchSource:
 
     # -- index -------------------------------------------------------------------------------------------
 
-    async def _project_list(self) -> tuple[dict[str, int], int, datetime | None]:
-        """Every project's normalized name and ``_last-serial``; the index's serial; the server's time."""
+    async def _ask(self, call: Callable[[], T]) -> T | None:
+        """``call()``, a request to the index, on a daemon thread; None once stopping, without waiting for
+        its answer. On the event loop's executor (``asyncio.to_thread``), a slow answer (the project list
+        is megabytes; an index that trickles) held a signalled watcher until it came, after a second signal
+        too: the executor's threads are waited for at exit. The request left behind ends with the process."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[T] = loop.create_future()
+
+        def settle(value: T | None, error: BaseException | None) -> None:
+            if answer.done():
+                return  # given up
+            if error is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(value)  # type: ignore[arg-type]  # None only with an error
+
+        def work() -> None:
+            value: T | None = None
+            error: BaseException | None = None
+            try:
+                value = call()
+            except BaseException as err:  # handed to the poll, which raises it
+                error = err
+            try:
+                loop.call_soon_threadsafe(settle, value, error)
+            except RuntimeError:  # the loop is closed: the poll was given up
+                pass
+
+        threading.Thread(target=work, name="dragonfly-hybrid-watch-index", daemon=True).start()
+        waiting: set[asyncio.Future[Any]] = {answer}
+        if self._stop is not None:
+            waiting.add(asyncio.ensure_future(self._stop.wait()))
         try:
-            listing = await asyncio.to_thread(self._pypi.project_list)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiting - {answer}:
+                waiter.cancel()
+            if not answer.done():
+                answer.cancel()  # its answer, when it comes, is dropped
+        return None if answer.cancelled() else answer.result()
+
+    async def _project_list(self) -> tuple[dict[str, int], int, datetime | None] | None:
+        """Every project's normalized name and ``_last-serial``; the index's serial; the server's time.
+        None: given up (stopping)."""
+        try:
+            listing = await self._ask(self._pypi.project_list)
         except NotAProjectList as err:
             raise UnwatchableIndex(str(err)) from None
         except PyPIError as err:
             raise WatchIndexError(str(err)) from None
-        return listing.projects, listing.serial, listing.server_time
+        return None if listing is None else (listing.projects, listing.serial, listing.server_time)
 
     async def _project_page(self, name: str) -> ProjectPage | None:
+        """The page of ``name``; None when it was deleted since the listing, or given up (stopping)."""
         try:
-            return await asyncio.to_thread(self._pypi.project_page, name)
+            return await self._ask(lambda: self._pypi.project_page(name))
         except ProjectNotFound:
             return None  # deleted since the listing
         except PyPIError as err:

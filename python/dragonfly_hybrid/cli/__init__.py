@@ -31,6 +31,7 @@ def version_line() -> str:
 
 def main() -> None:
     """Console-script entry point: :func:`dragonfly_hybrid.cli.app.main`, or the version line at once."""
+    _fill_standard_descriptors()
     if sys.argv[1:] == ["--version"]:
         try:
             print(version_line(), flush=True)
@@ -51,6 +52,22 @@ def main() -> None:
     from dragonfly_hybrid.cli.app import main as run_app
 
     run_app()
+
+
+def _fill_standard_descriptors() -> None:
+    """Open ``/dev/null`` on a standard descriptor the process was started without (``<&-``, ``>&-``,
+    ``2>&-``): else the next file opened (the report being written, the rules cache) took its number, and
+    what writes to that descriptor directly (a panic message of the engine on 2) wrote into that file."""
+    import os
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd`` itself
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
 
 
 def run() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from dragonfly_hybrid._core import Limits
 from dragonfly_hybrid.node import pipeline
-from dragonfly_hybrid.node.jobs import Job, SubmitOutcome, SuccessBody
+from dragonfly_hybrid.node.jobs import Job, SubmitOutcome
 from dragonfly_hybrid.node.mainframe import Backoff, MainframeClient
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.node.pipeline import Node, NodeOptions, RuleState
@@ -46,6 +46,7 @@ from tests.test_node import (
     settings_for,
     zip_of,
 )
+from tests.test_redteam_node_pass26 import body_of
 
 HANG_GUARD = 60
 """Seconds a node process or a scenario may take (each needs a few when nothing is wrong)."""
@@ -166,19 +167,6 @@ def trap() -> Iterator[FakeMainframe]:
 def access(trap: FakeMainframe) -> Iterator[AccessMainframe]:
     with AccessMainframe(trap.url, job_timeout=30) as server:
         yield server
-
-
-def body_of(job: Job) -> SuccessBody:
-    return SuccessBody(
-        name=job.name,
-        version=job.version,
-        score=0,
-        inspector_url=None,
-        rules_matched=[],
-        commit=job.hash,
-        attempt=job.attempt,
-        assignment_id=job.assignment_id,
-    )
 
 
 def with_client(fake: FakeMainframe, scenario: Callable[[MainframeClient], Any]) -> Any:

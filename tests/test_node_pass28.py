@@ -32,24 +32,13 @@ from tests.fakes.mainframe import DEFAULT_RULES, FakeMainframe
 from tests.fakes.pypi import FakeIndex, wheel
 from tests.test_node import MARK, add_releases, run_node, settings_for, zip_of
 from tests.test_node_pass27 import BROKEN, HANG_GUARD, AccessMainframe, sample, settled, with_client
+from tests.test_node_pass27 import access as access  # fixtures
+from tests.test_node_pass27 import trap as trap
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeMainframe]:
     with FakeMainframe(job_timeout=30) as server:
-        yield server
-
-
-@pytest.fixture
-def trap() -> Iterator[FakeMainframe]:
-    """Another host, where redirects point: nothing may reach it."""
-    with FakeMainframe() as server:
-        yield server
-
-
-@pytest.fixture
-def access(trap: FakeMainframe) -> Iterator[AccessMainframe]:
-    with AccessMainframe(trap.url, job_timeout=30) as server:
         yield server
 
 

@@ -30,7 +30,7 @@ import httpx
 import pytest
 from dragonfly_hybrid.http11 import Http11Transport
 from dragonfly_hybrid.node import pipeline
-from dragonfly_hybrid.node.jobs import SubmitOutcome, SuccessBody
+from dragonfly_hybrid.node.jobs import Job, SubmitOutcome, SuccessBody
 from dragonfly_hybrid.node.mainframe import Backoff, MainframeClient
 from dragonfly_hybrid.node.settings import ConfigError, NodeSettings, header_safe, load_settings
 
@@ -125,6 +125,20 @@ def stopped(proc: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 SIGNALS = pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+
+
+def body_of(job: Job) -> SuccessBody:
+    """A clean result of ``job``."""
+    return SuccessBody(
+        name=job.name,
+        version=job.version,
+        score=0,
+        inspector_url=None,
+        rules_matched=[],
+        commit=job.hash,
+        attempt=job.attempt,
+        assignment_id=job.assignment_id,
+    )
 
 
 @SIGNALS
@@ -336,16 +350,7 @@ def test_a_submission_waiting_for_a_new_login_when_the_node_stops_is_delivered(
             fake.expire_tokens()
             fake.fail_next("root", 503, count=1_000_000)
             stop = asyncio.Event()
-            body = SuccessBody(
-                name=job.name,
-                version=job.version,
-                score=0,
-                inspector_url=None,
-                rules_matched=[],
-                commit=job.hash,
-                attempt=job.attempt,
-                assignment_id=job.assignment_id,
-            )
+            body = body_of(job)
             calls = {
                 "claim": lambda: client.claim_jobs(1, stop=stop),
                 "submission": lambda: client.submit(body, deadline=time.monotonic() + 30),

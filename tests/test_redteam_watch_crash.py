@@ -415,9 +415,9 @@ def test_a_watcher_killed_after_any_commit_resumes_storing_every_file_exactly_on
     fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
 ) -> None:
     """Held: a poll's commits are each release (with its content-cache entries, which may share a
-    commit) and the serial (opening a store at this version commits nothing). Killed with SIGKILL right after each in turn (on a fresh copy of the store),
-    then restarted, the watcher ends with every file stored exactly once and the serial at the index's,
-    as a run never killed."""
+    commit) and the serial (opening a store at this version commits nothing). Killed with SIGKILL right
+    after each in turn (on a fresh copy of the store), then restarted, the watcher ends with every file
+    stored exactly once and the serial at the index's, as a run never killed."""
     first = tmp_path / "first.db"
     baseline(fake_index, first, rules_dir)
     publish(fake_index, "flagged", "1.0", BAD)

@@ -30,7 +30,8 @@ NODE_EXIT_CODES_HELP = """\
 reached, a standalone run done); **2** configuration error (the message names the variable), an unknown
 release in `--job`, unusable rules (standalone); **3** could not start or run (login refused, mainframe
 unreachable, its first rule set unusable, `--once` unable to claim jobs, standalone results that could
-not be written, a crash); **141** stdout closed (standalone).
+not be written, a crash); **130** (143 for SIGTERM) a standalone run stopped by SIGINT (SIGTERM) before
+every release had its result line; **141** stdout closed (standalone).
 """
 
 ConfigFile = Annotated[
@@ -207,7 +208,7 @@ def node_command(
     from dragonfly_hybrid.logs import setup_logging
     from dragonfly_hybrid.node.jobs import MainframeError
     from dragonfly_hybrid.node.mainframe import AuthError
-    from dragonfly_hybrid.node.service import LocalJobs, serve
+    from dragonfly_hybrid.node.service import LocalJobs, StoppedIncomplete, serve
     from dragonfly_hybrid.node.settings import ConfigError
     from dragonfly_hybrid.node.sinks import ResultsNotWritten
 
@@ -246,6 +247,8 @@ def node_command(
             discard_stdout()  # what is still buffered for it cannot be written either
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause or err
         fail(f"cannot write the results to {where}: {reason}", EXIT_INCOMPLETE)
+    except StoppedIncomplete as err:  # standalone: the results file lacks releases of the list
+        fail(str(err), err.exit_code)
     except MainframeError as err:
         fail(f"mainframe: {err}", EXIT_INCOMPLETE)
     except (RuleCompileError, NoRulesError) as err:

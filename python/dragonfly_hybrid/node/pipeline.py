@@ -444,6 +444,8 @@ class Node(Generic[J]):
         self._scan_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(maxsize=self._scan_workers)
         self._send_queue: asyncio.Queue[Work[J] | object] = asyncio.Queue(maxsize=options.submit_concurrency)
         self.running = False
+        self.signalled: signal.Signals | None = None
+        """The first SIGTERM/SIGINT the node's handlers took (:func:`install_signal_handlers`)."""
         self.claim_error: MainframeError | None = None
         """Why a ``once`` run stopped claiming before the queue was drained (:meth:`run` raises it)."""
 
@@ -772,14 +774,18 @@ class Node(Generic[J]):
 
 
 def install_signal_handlers(node: Node) -> None:
-    """SIGTERM/SIGINT stop claiming and drain; a second signal ends the grace period at once."""
+    """SIGTERM/SIGINT stop claiming and drain; a second signal ends the grace period at once. Signals are
+    counted here: read from ``node.stopping``, a stop the node had asked for itself (a sink that takes no
+    more, ``watch``'s store failing at a serial commit) made the user's first signal a second one, which
+    cut the scans it was to let finish."""
     loop = asyncio.get_running_loop()
 
-    def handle() -> None:
-        if node.stopping:
+    def handle(sig: signal.Signals) -> None:
+        if node.signalled is not None:
             node.abort()
         else:
+            node.signalled = sig
             node.request_stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, handle)
+        loop.add_signal_handler(sig, handle, sig)

@@ -22,6 +22,16 @@ from dragonfly_hybrid.node.sources import LocalSource, MainframeSource
 log = logging.getLogger("dragonfly_hybrid.service")
 
 
+class StoppedIncomplete(Exception):
+    """A standalone run stopped by SIGTERM/SIGINT before every release of its list had a result line (never
+    claimed, or unfinished when the grace period ended): the command exits ``128 + signum``, as ``scan``
+    does, never 0 ("every release done")."""
+
+    def __init__(self, sig: signal.Signals, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + sig
+
+
 @dataclass
 class LocalJobs:
     """A standalone run: releases resolved from an index, rules from disk, results as JSON lines."""
@@ -173,6 +183,13 @@ async def _serve_local(
     await _run(node, health)
     if sink.error is not None:  # results were lost: the run is not "done" (exit 141 or 3, never 0)
         raise ResultsNotWritten("the results could not all be written") from sink.error
+    wanted = len(local.releases) if options.max_jobs is None else min(len(local.releases), options.max_jobs)
+    if node.signalled is not None and sink.written < wanted:
+        raise StoppedIncomplete(
+            node.signalled,
+            f"stopped by {node.signalled.name}: {wanted - sink.written} of {wanted} release(s) have no "
+            "result line (not scanned, or unfinished when the grace period ended)",
+        )
 
 
 async def _serve_mainframe(

@@ -63,6 +63,8 @@ class JsonLinesSink:
         self._stream = stream
         self._lock = asyncio.Lock()
         self.error: OSError | None = None
+        self.written = 0
+        """Results written whole."""
 
     async def deliver(self, work: Work[Job], *, deadline: float) -> SubmitOutcome:
         del deadline  # a local write cannot outlive a lease
@@ -77,6 +79,7 @@ class JsonLinesSink:
                 try:
                     self._stream.write(line + "\n")
                     self._stream.flush()
+                    self.written += 1
                 except OSError as err:
                     self.error = err
             if self.error is not None:

@@ -65,6 +65,8 @@ from dragonfly_hybrid.watch.sink import StoreNotWritten, StoreSink
 from dragonfly_hybrid.watch.source import IDLE_NOTICE_SECONDS, SERIAL_KEY, PyPIWatchSource, WatchFilters
 from dragonfly_hybrid.watch.webhook import Webhook
 
+log = logging.getLogger("dragonfly_hybrid.watch")
+
 WATCH_WORDING = LogWording(
     logger="dragonfly_hybrid.watch",
     key="project",
@@ -152,6 +154,18 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
         try:
             await node.run()
         finally:
+            for result, work in await sink.finish():
+                # Stored after all: said, so that a finding is never in the store alone (the next run
+                # skips it); the serial moves past it too. Its webhook is not sent: the watcher is stopping.
+                extra = {
+                    "project": work.job.name,
+                    "version": work.job.version,
+                    "verdict": result.verdict,
+                    "score": result.score,
+                    "rules": ",".join(result.rules_matched),
+                }
+                log.warning("release stored as the watcher stopped; no webhook sent", extra=extra)
+                source.delivered(work.job)
             await source.aclose()
             if rule_state.scanner is not None:
                 cache.save(rule_state.scanner)  # what jobs left unstored scanned (transient errors)

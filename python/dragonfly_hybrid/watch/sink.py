@@ -114,6 +114,8 @@ class StoreSink:
         self.content_cache = content_cache
         self.stored = 0
         self.error: sqlite3.Error | None = None
+        self._cut: list[tuple[asyncio.Future[int | None], TargetResult, Work[WatchJob]]] = []
+        """Writes under way when their delivery was cancelled (see :meth:`finish`)."""
 
     def _record(self, result: TargetResult, work: Work[WatchJob]) -> int | None:
         """Store the release, then what its scan added to the content cache (the release comes first: a
@@ -145,8 +147,12 @@ class StoreSink:
             work.failure = result.error
         scan_id: int | None = None
         if self.error is None:
+            write = asyncio.ensure_future(asyncio.to_thread(self._record, result, work))
             try:
-                scan_id = await asyncio.to_thread(self._record, result, work)
+                scan_id = await asyncio.shield(write)
+            except asyncio.CancelledError:
+                self._cut.append((write, result, work))  # a thread is not stopped: see finish()
+                raise
             except sqlite3.Error as err:
                 # Corrupt pages, a full disk, a lock held past the busy timeout: later releases would fail
                 # the same way. The watcher stops claiming; this release is scanned on the next run.
@@ -163,3 +169,21 @@ class StoreSink:
         ):
             await self.webhook.post(webhook_payload(result, scan_id, self.rules.hash), self._http)
         return SubmitOutcome.ACCEPTED
+
+    async def finish(self) -> list[tuple[TargetResult, Work[WatchJob]]]:
+        """Wait for the writes whose delivery was cancelled (the grace period over, a second signal) and
+        return the releases they stored. Such a write goes on in its thread: the store was saved to and
+        closed under it, and the release it stored (skipped by the next run as stored) was counted
+        unfinished, never logged nor announced."""
+        stored = []
+        for write, result, work in self._cut:
+            try:
+                scan_id = await write
+            except sqlite3.Error as err:
+                self.error = self.error or err  # rolled back: the next run scans it; this one exits 3
+                continue
+            if scan_id is not None:
+                self.stored += 1
+                stored.append((result, work))
+        self._cut.clear()
+        return stored

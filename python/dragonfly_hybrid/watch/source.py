@@ -363,7 +363,14 @@ class PyPIWatchSource:
                 # Once stopping, the pages not asked for yet never are: the poll is given up below.
                 return None if self._stopping() else await self._project_page(name)
 
-        pages = await asyncio.gather(*(page_of(name) for _, name in changed))
+        asked = [asyncio.ensure_future(page_of(name)) for _, name in changed]
+        try:
+            pages = await asyncio.gather(*asked)
+        finally:
+            # A page that failed fails the poll, but gather left the others running: each failed poll went
+            # on asking for its pages (a thread each) beside the polls after it, without bound.
+            for task in asked:
+                task.cancel()
         if self._stopping():
             log.info("stopping: this poll is left for the next run", extra={"changed": len(changed)})
             return  # nothing queued, the serial unmoved: the next run polls these projects again

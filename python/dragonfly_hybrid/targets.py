@@ -188,7 +188,8 @@ def stream_identity(stream: IO[Any]) -> frozenset[FileIdentity]:
 def directory_files(root: Path, skip: frozenset[FileIdentity] = frozenset()) -> tuple[list[Path], list[str]]:
     """Every file under ``root`` to scan, recursively, sorted, and a problem per entry left unscanned.
     ``skip``: files left out, by identity: the report being written (``scan . -o report.json``, a new
-    file under the tree), whose bytes are the scanner's own, not the tree's.
+    file under the tree), whose bytes are the scanner's own, not the tree's; unless it has another name
+    (a hard link someone made to it during the scan): then it is scanned under each.
 
     Regular files are scanned. A symbolic link to a regular file under ``root`` is scanned too, under
     the link's own name (rules pick files by name); any other link (to a directory, out of ``root``,
@@ -217,8 +218,8 @@ def directory_files(root: Path, skip: frozenset[FileIdentity] = frozenset()) -> 
             try:
                 status = entry.stat(follow_symlinks=False)
                 mode = status.st_mode
-                if (status.st_dev, status.st_ino) in skip:
-                    continue
+                if (status.st_dev, status.st_ino) in skip and status.st_nlink == 1:
+                    continue  # linked under another name too, it holds what someone else put there: scanned
                 if stat.S_ISDIR(mode):
                     pending.append(path)
                 elif stat.S_ISREG(mode):

@@ -87,6 +87,8 @@ def output_file(
     final = Path(os.path.realpath(path))
     if path.is_dir():
         fail(f"cannot write {path}: it is a directory")
+    if _planted_link(path):
+        fail(f"cannot write {path}: it is another user's symbolic link in a sticky directory")
     for source, what in inputs:
         if final.exists() and (
             final.is_relative_to(os.path.realpath(source))
@@ -112,15 +114,59 @@ def output_file(
             with stream:
                 yield stream
             try:
-                os.replace(partial, final)
+                try:
+                    os.replace(partial, final)
+                except OSError as err:
+                    if err.errno != errno.EBUSY:
+                        raise
+                    _overwrite(final, partial)  # a mount point: overwritten, now that the report is whole
+                    partial.unlink()
             except OSError as err:
-                if err.errno != errno.EBUSY:
-                    fail(f"cannot write {path}: {err.strerror or err}", unwritten)
-                shutil.copyfile(partial, final)  # a mount point: overwritten, now that the report is whole
-                partial.unlink()
+                fail(f"cannot write {path}: {err.strerror or err}", unwritten)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def _planted_link(path: Path) -> bool:
+    """Whether ``path`` is a symbolic link that the kernel would not follow for this user (Linux's
+    ``protected_symlinks``): another user's, in a sticky world-writable directory (``/tmp``) that neither
+    of them owns. Resolved here (``realpath``, as the report is written beside its target), it was followed:
+    the report went where that user chose, and was made theirs."""
+    try:
+        link = path.lstat()
+        directory = path.parent.stat()
+    except OSError:
+        return False
+    shared = directory.st_mode & (stat.S_ISVTX | stat.S_IWOTH) == stat.S_ISVTX | stat.S_IWOTH
+    return stat.S_ISLNK(link.st_mode) and shared and link.st_uid not in (os.geteuid(), directory.st_uid)
+
+
+def _overwrite(final: Path, whole: Path) -> None:
+    """``final`` (a file that cannot be renamed over) overwritten with the bytes of ``whole``: its room
+    taken first, so that a full disk fails before a byte of it changes, and SIGINT and SIGTERM held until
+    it is whole (they act then), so that a stop never leaves it cut."""
+    arrived: list[int] = []
+    held: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():  # where signal handlers are set
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            held[signum] = signal.signal(signum, lambda number, _frame: arrived.append(number))
+    try:
+        with whole.open("rb") as source, final.open("r+b") as target:
+            size = os.fstat(source.fileno()).st_size
+            try:
+                if size:
+                    os.posix_fallocate(target.fileno(), 0, size)
+            except OSError as err:
+                if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):  # not where it cannot
+                    raise
+            shutil.copyfileobj(source, target)
+            target.truncate()
+    finally:
+        for number, handler in held.items():
+            signal.signal(number, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
 
 
 def _partial_file(final: Path, binary: bool) -> tuple[Path | None, IO[Any]]:
@@ -271,7 +317,10 @@ def parse_size(value: str | int) -> int:
     unit = _UNITS.get(match.group(2).lower()) if match else None
     if match is None or unit is None:
         raise ValueError(f"{value!r} is not a size (examples: 5000000, 500K, 128M, 2G, 64MiB)")
-    return int(float(match.group(1)) * unit)
+    size = float(match.group(1)) * unit
+    if not math.isfinite(size):  # past a float's range (309 digits): infinity, no integer
+        raise ValueError(f"{value!r} is too large a size")
+    return int(size)
 
 
 def _size_parser(low: int, high: int) -> Callable[[str | int], int]:

@@ -45,6 +45,7 @@ from dragonfly_hybrid.report import (
     render,
     write_ndjson_line,
 )
+from dragonfly_hybrid.rules_loader import rule_source_files
 from dragonfly_hybrid.store import STORE_ENV
 from dragonfly_hybrid.targets import (
     INDEX_PREFIX,
@@ -208,7 +209,8 @@ def scan_command(
             "--output",
             "-o",
             help="Write the report to FILE instead of stdout (renamed into place once whole); never a file "
-            "the scan reads (a target, a file under a target directory, a -R file).",
+            "the scan reads (a target, a file under a target directory, a -R file, a rule source, the "
+            "store).",
             metavar="FILE",
         ),
     ] = None,
@@ -286,12 +288,17 @@ def scan_command(
                 python_version=python_version,
                 max_download_size=max_download_size,
             )
-        # The report never replaces what it reports on: a file scanned (given or under a directory), -R files.
+        # The report never replaces what the scan reads: a file scanned (given or under a directory), -R
+        # files, the rule sources, the store it keeps the results in.
         inputs = [
             (t.path, f"in the scanned directory {t.raw}" if t.is_directory else f"the scanned file {t.raw}")
             for t in parsed
             if isinstance(t, PathTarget)
         ] + [(path, f"the requirements file {path}") for path in requirements or []]
+        if rules:
+            inputs += [(path, f"the rule source {path}") for path in rule_source_files(rules).values()]
+        if results_store is not None:
+            inputs.append((results_store.path, "the store it keeps the results in"))
         with pypi or nullcontext(), output_file(output, inputs=inputs, unwritten=EXIT_INCOMPLETE) as out:
             # NDJSON lines are written as targets finish, except to a terminal showing the progress display.
             stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None

@@ -292,7 +292,10 @@ def parse_since(value: str, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     match = _DURATION.match(value)
     if match:
-        moment = now - timedelta(seconds=float(match.group(1)) * _SECONDS[match.group(2).lower()])
+        try:
+            moment = now - timedelta(seconds=float(match.group(1)) * _SECONDS[match.group(2).lower()])
+        except OverflowError:  # before year 1 (or past a float's range): everything stored is newer
+            moment = datetime.min.replace(tzinfo=timezone.utc)
         return moment.isoformat()
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))

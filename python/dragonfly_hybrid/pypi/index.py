@@ -410,11 +410,12 @@ class PyPIClient:
             data = json.loads(page.body)
             projects = {normalize_name(p["name"]): int(p["_last-serial"]) for p in data["projects"]}
             meta_serial = data.get("meta", {}).get("_last-serial")
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+            serial = int(meta_serial) if meta_serial is not None else max(projects.values(), default=0)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError) as err:
+            # OverflowError: a serial of 1e400 (infinity); ValueError: one past Python's 4300 digits
             raise NotAProjectList(
                 f"{shown} answered {content_type} that is not {expected}: {type(err).__name__}: {err}"
             ) from None
-        serial = int(meta_serial) if meta_serial is not None else max(projects.values(), default=0)
         server_time = None
         if page.headers.get("date"):
             from email.utils import parsedate_to_datetime  # the email package: only the watcher needs it

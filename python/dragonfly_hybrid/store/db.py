@@ -906,7 +906,10 @@ class Store:
         reader checks before it shows what it read (nothing is written from a read that fails)."""
         if self._unlocked is None:
             return
-        now = _file_state(self.path)
+        try:
+            now = _file_state(self.path)
+        except OSError as err:  # removed (or its directory made unreadable) meanwhile
+            raise StoreError(f"it cannot be found again after it was read: {err.strerror or err}") from None
         if now != self._unlocked:
             self._unlocked = now  # the next read starts from this state
             raise StoreError(

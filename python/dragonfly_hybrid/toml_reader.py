@@ -30,3 +30,5 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise TomlError(f"{path} is not valid TOML: {err}") from None
     except UnicodeDecodeError as err:  # TOML is UTF-8: tomllib decodes the bytes before parsing them
         raise TomlError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except (ValueError, RecursionError) as err:  # a number past Python's 4300 digits; arrays nested deep
+        raise TomlError(f"{path} is not valid TOML: {type(err).__name__}: {err}") from None

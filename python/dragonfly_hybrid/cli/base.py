@@ -74,7 +74,10 @@ def _to_int(value: Any) -> int:
     # ASCII digits only: int() would also take other scripts' digits, which typer's coercion refuses
     if not text.isascii() or _WHOLE_NUMBER.fullmatch(text) is None:
         raise typer.BadParameter("Input should be a valid integer, unable to parse string as an integer")
-    return int(text.partition(".")[0])
+    try:
+        return int(text.partition(".")[0])
+    except ValueError:  # past Python's 4300 digits: no option's range comes near
+        raise typer.BadParameter("Input is too large a number") from None
 
 
 def _to_float(value: Any) -> float:

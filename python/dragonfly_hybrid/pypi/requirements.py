@@ -149,8 +149,6 @@ def _load_toml(path: Path) -> dict[str, Any]:
         return read_toml(path)
     except TomlError as err:
         raise RequirementsError(str(err)) from None
-    except (ValueError, RecursionError) as err:  # a number past Python's 4300 digits; arrays nested deep
-        raise RequirementsError(f"{path} is not valid TOML: {type(err).__name__}: {err}") from None
 
 
 def _read_lock(path: Path, kind: str, pins: Pins) -> None:

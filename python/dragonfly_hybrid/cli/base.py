@@ -253,10 +253,12 @@ def choice_option(choices: Any, flag: str, *aliases: str, help_text: str) -> typ
 def _int_parser(low: int, high: int | None) -> Callable[[str | int], int]:
     def parse(value: str | int) -> int:
         try:
-            number = int(value)
+            number: int | None = int(value)
         except ValueError:
-            raise typer.BadParameter(f"{value!r} is not a whole number") from None
-        if number < low or (high is not None and number > high):
+            if re.fullmatch(r"\s*[+-]?\d+\s*", str(value)) is None:
+                raise typer.BadParameter(f"{value!r} is not a whole number") from None
+            number = None  # a whole number past Python's 4300 digits: past every range
+        if number is None or number < low or (high is not None and number > high):
             span = f"from {low} to {high}" if high is not None else f"{low} or more"
             raise typer.BadParameter(f"must be a whole number {span}")
         return number

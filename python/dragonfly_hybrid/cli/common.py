@@ -129,17 +129,39 @@ def output_file(
 
 
 def _planted_link(path: Path) -> bool:
-    """Whether ``path`` is a symbolic link that the kernel would not follow for this user (Linux's
-    ``protected_symlinks``): another user's, in a sticky world-writable directory (``/tmp``) that neither
-    of them owns. Resolved here (``realpath``, as the report is written beside its target), it was followed:
-    the report went where that user chose, and was made theirs."""
-    try:
-        link = path.lstat()
-        directory = path.parent.stat()
-    except OSError:
-        return False
-    shared = directory.st_mode & (stat.S_ISVTX | stat.S_IWOTH) == stat.S_ISVTX | stat.S_IWOTH
-    return stat.S_ISLNK(link.st_mode) and shared and link.st_uid not in (os.geteuid(), directory.st_uid)
+    """Whether resolving ``path`` follows a symbolic link that the kernel would not follow for this user
+    (Linux's ``protected_symlinks``): another user's, in a sticky world-writable directory (``/tmp``) whose
+    owner is not the link's. Every link met counts, as for the kernel: ``path`` itself, a directory on the
+    way (``/tmp/theirs/report.txt``), a link's target (this user's link to theirs). Resolved here
+    (``realpath``, as the report is written beside its target), it was followed: the report went where
+    that user chose, and was made theirs."""
+    at = Path(path.absolute().anchor)
+    pending = list(reversed(path.absolute().parts[1:]))
+    followed = 0
+    while pending:
+        part = pending.pop()
+        if part == "..":
+            at = at.parent
+            continue
+        try:
+            link = (at / part).lstat()
+            if not stat.S_ISLNK(link.st_mode):
+                at = at / part
+                continue
+            directory = at.stat()
+            target = Path(os.readlink(at / part))
+        except OSError:  # the rest is to be made (or cannot be): nothing more is followed
+            return False
+        shared = directory.st_mode & (stat.S_ISVTX | stat.S_IWOTH) == stat.S_ISVTX | stat.S_IWOTH
+        if shared and link.st_uid not in (os.geteuid(), directory.st_uid):
+            return True
+        followed += 1
+        if followed > 40:  # the kernel's limit: a loop, which the write itself refuses
+            return False
+        if target.is_absolute():
+            at = Path(target.anchor)
+        pending += reversed(target.parts[1:] if target.is_absolute() else target.parts)
+    return False
 
 
 def _overwrite(final: Path, whole: Path) -> None:
@@ -154,10 +176,15 @@ def _overwrite(final: Path, whole: Path) -> None:
     try:
         with whole.open("rb") as source, final.open("r+b") as target:
             size = os.fstat(source.fileno()).st_size
+            before = os.fstat(target.fileno()).st_size
             try:
                 if size:
                     os.posix_fallocate(target.fileno(), 0, size)
             except OSError as err:
+                # Its length back: a failed allocation may have lengthened it with zeros (glibc writes them
+                # where the file system has no fallocate: ext2, ext3).
+                with suppress(OSError):
+                    os.ftruncate(target.fileno(), before)
                 if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):  # not where it cannot
                     raise
             shutil.copyfileobj(source, target)

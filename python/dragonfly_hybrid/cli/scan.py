@@ -88,7 +88,8 @@ EXIT_CODES_HELP = """\
   (unless --allow-skipped), and no rule matched anywhere (or only in targets below `--min-score`); or the
   report could not be written (a full disk).
 * **130** (143 for SIGTERM): stopped by Ctrl-C (SIGINT) or SIGTERM, within a second at any stage, after one
-  `stopping…` line; no report is written (an `--output` file is left as it was).
+  `stopping…` line; no report is written (an `--output` file is left as it was; one bind-mounted and
+  already being written over is finished first).
 * **141**: stdout was closed before the output was written (`... | head`), as for a shell's SIGPIPE.
 """
 

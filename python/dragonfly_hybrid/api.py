@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from packaging.version import InvalidVersion, Version
 
 from dragonfly_hybrid._core import Rules, Scanner
+from dragonfly_hybrid.bounds import MAX_BYTES
 from dragonfly_hybrid.errors import NoRulesError
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, RUNNING_PYTHON
 from dragonfly_hybrid.report import TargetResult
@@ -48,7 +49,15 @@ def fetch_and_scan(
     version, ``PipConfigError`` for pip settings that cannot be honoured (``no-index``) and
     ``NetworkSettingsError`` for a certificate file that cannot be loaded, and
     :class:`~dragonfly_hybrid.errors.NoRulesError` for a rule set that defines no rule.
+    ``max_download_size`` is an ``int`` from 1 to 64 GB, as ``--max-download-size`` and
+    ``DRAGONFLY_MAX_SCAN_SIZE`` are (else ``TypeError`` or ``ValueError``).
     """
+    # Checked before anything is fetched: 0 or a bool failed every download ("cap of True bytes"), NaN
+    # capped nothing, and a str or None failed each download with a TypeError as its reason.
+    if isinstance(max_download_size, bool) or not isinstance(max_download_size, int):
+        raise TypeError(f"max_download_size must be an int, not {type(max_download_size).__name__}")
+    if not 1 <= max_download_size <= MAX_BYTES:
+        raise ValueError(f"max_download_size must be from 1 to {MAX_BYTES} bytes")
     try:
         target = release_target(requirement.removeprefix(INDEX_PREFIX))
     except TargetError:

@@ -39,8 +39,24 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// True when `inflated` bytes out of `compressed` input bytes exceed the ratio limit.
+    /// True when `inflated` bytes out of `compressed` input bytes exceed the ratio limit: the exact
+    /// ratio, not its integer part (which let up to `compressed - 1` bytes more through).
     pub fn ratio_exceeded(&self, inflated: u64, compressed: u64) -> bool {
-        inflated > RATIO_GRACE_BYTES && inflated / compressed.max(1) > self.max_ratio
+        inflated > RATIO_GRACE_BYTES && inflated > self.max_ratio.saturating_mul(compressed.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_is_judged_exactly_past_the_grace_bytes() {
+        let limits = Limits { max_ratio: 800, ..Limits::default() };
+        let compressed = 2_000; // 1.6 MB at 800:1, past the grace bytes
+        assert!(!limits.ratio_exceeded(800 * compressed, compressed));
+        assert!(limits.ratio_exceeded(800 * compressed + 1, compressed)); // its integer part is still 800
+        assert!(!limits.ratio_exceeded(RATIO_GRACE_BYTES, 1)); // tiny members compress arbitrarily well
+        assert!(!Limits { max_ratio: u64::MAX, ..Limits::default() }.ratio_exceeded(u64::MAX, 2));
     }
 }

@@ -348,14 +348,17 @@ impl<'e> DistScan<'e> {
             | Container::Lzip
             | Container::Zstd => {
                 let mut stream = open_stream(container, data, self.limits);
-                let head = match read_up_to(&mut stream.reader, 2 * TAR_BLOCK) {
-                    Ok(head) => head,
-                    Err(err) => {
+                let mut head = Vec::with_capacity(2 * TAR_BLOCK);
+                if let Err(err) = read_up_to(&mut stream.reader, 2 * TAR_BLOCK, &mut head) {
+                    if stream.guard.tripped() == Trip::None {
                         let message = format!("cannot decompress: {err}");
                         self.issue(order.to_vec(), Issue::new(label, IssueKind::Corrupt, message));
                         return (Format::compressed(container, false), false);
                     }
-                };
+                    // A limit stopped the stream within its first two blocks: what came before it is
+                    // walked as any stream its guard cut (the reader fails again where it stopped), so
+                    // that the limit is named and a finding in those bytes is not lost.
+                }
                 let holds_tar = is_tar_header(&head);
                 let rest = std::mem::replace(&mut stream.reader, Box::new(io::empty()));
                 stream.reader = Box::new(Cursor::new(head).chain(rest));

@@ -164,6 +164,11 @@ struct GuardedReader<R> {
 
 impl<R: Read> Read for GuardedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.guard.tripped() != Trip::None {
+            // Stopped for good: read on, a stream whose ratio fell back under the limit would go on
+            // after a gap (the bytes of the read that tripped were never handed out).
+            return Err(io::Error::other("stream limit reached"));
+        }
         let n = self.inner.read(buf)?;
         self.inflated += n as u64;
         let trip = if self.inflated > self.limits.max_total_size {
@@ -430,11 +435,10 @@ impl Read for Failing {
     }
 }
 
-/// Reads at most `limit` bytes, retrying on interruption; fewer only at end of stream.
-pub(super) fn read_up_to(reader: &mut dyn Read, limit: usize) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(limit);
-    reader.take(limit as u64).read_to_end(&mut buf)?;
-    Ok(buf)
+/// Reads at most `limit` bytes into `buf`, retrying on interruption; fewer only at end of stream. On an
+/// error, `buf` keeps what was read before it.
+pub(super) fn read_up_to(reader: &mut dyn Read, limit: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+    reader.take(limit as u64).read_to_end(buf).map(drop)
 }
 
 pub(super) fn is_checksum_error(err: &io::Error) -> bool {

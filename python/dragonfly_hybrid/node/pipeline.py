@@ -467,11 +467,17 @@ class Node(Generic[J]):
     async def run(self) -> None:
         """Run until stopped (or drained, with `once` / `max_jobs`). A `once` run whose claims keep failing
         (:data:`ONCE_CLAIM_ATTEMPTS` in a row) finishes what it claimed, then raises MainframeError."""
+        # Given up at a stop: nothing is held yet. Awaited whatever came, a signal during the first GET
+        # /rules (retried for a minute while the mainframe answers 503) or its compile, a second one too,
+        # was acted on only after it: the fetch then failed, and the signalled node exited 3.
+        start = asyncio.ensure_future(self.rules.start())
+        if await self._interruptible(start, _DONE) is _DONE:
+            return
+        loading = start.result()
         owns_downloader = self._downloader is None
         # Downloads get their own client: the mainframe's session cookie must never go to file hosts.
         downloader = self._downloader or Downloader(self.options.download_concurrency)
         self._downloader = downloader
-        loading = await self.rules.start()
         self.running = True
         opts = self.options
         stages: list[asyncio.Future[None]] = [

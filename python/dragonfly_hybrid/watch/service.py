@@ -154,9 +154,10 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
         try:
             await node.run()
         finally:
-            for result, work in await sink.finish():
+            for result, work, announcing in await sink.finish():
                 # Stored after all: said, so that a finding is never in the store alone (the next run
-                # skips it); the serial moves past it too. Its webhook is not sent: the watcher is stopping.
+                # skips it); the serial moves past it too. No webhook: a stop does not wait for another host.
+                webhook = "its webhook was cut short" if announcing else "no webhook sent"
                 extra = {
                     "project": work.job.name,
                     "version": work.job.version,
@@ -164,7 +165,7 @@ async def serve_watch(config: WatchConfig, *, metrics: NodeMetrics | None = None
                     "score": result.score,
                     "rules": ",".join(result.rules_matched),
                 }
-                log.warning("release stored as the watcher stopped; no webhook sent", extra=extra)
+                log.warning(f"release stored as the watcher stopped; {webhook}", extra=extra)
                 source.delivered(work.job)
             await source.aclose()
             if rule_state.scanner is not None:

@@ -116,6 +116,8 @@ class StoreSink:
         self.error: sqlite3.Error | None = None
         self._cut: list[tuple[asyncio.Future[int | None], TargetResult, Work[WatchJob]]] = []
         """Writes under way when their delivery was cancelled (see :meth:`finish`)."""
+        self._unannounced: list[tuple[TargetResult, Work[WatchJob]]] = []
+        """Releases stored whose webhook was under way when their delivery was cancelled."""
 
     def _record(self, result: TargetResult, work: Work[WatchJob]) -> int | None:
         """Store the release, then what its scan added to the content cache (the release comes first: a
@@ -167,15 +169,22 @@ class StoreSink:
             and result.verdict == "findings"
             and result.score >= self.webhook.min_score
         ):
-            await self.webhook.post(webhook_payload(result, scan_id, self.rules.hash), self._http)
+            try:
+                await self.webhook.post(webhook_payload(result, scan_id, self.rules.hash), self._http)
+            except asyncio.CancelledError:
+                self._unannounced.append((result, work))  # stored all the same: see finish()
+                raise
         return SubmitOutcome.ACCEPTED
 
-    async def finish(self) -> list[tuple[TargetResult, Work[WatchJob]]]:
+    async def finish(self) -> list[tuple[TargetResult, Work[WatchJob], bool]]:
         """Wait for the writes whose delivery was cancelled (the grace period over, a second signal) and
-        return the releases they stored. Such a write goes on in its thread: the store was saved to and
-        closed under it, and the release it stored (skipped by the next run as stored) was counted
-        unfinished, never logged nor announced."""
-        stored = []
+        return the releases they stored, each with whether its webhook was cut short (the others' was not
+        posted). Such a write goes on in its thread: the store was saved to and closed under it, and the
+        release it stored (skipped by the next run as stored) was counted unfinished, never logged nor
+        announced; so was a release stored whose webhook was being posted. Webhooks are not posted here:
+        a stop does not wait for another host."""
+        stored = [(result, work, True) for result, work in self._unannounced]
+        self._unannounced.clear()
         for write, result, work in self._cut:
             try:
                 scan_id = await write
@@ -184,6 +193,6 @@ class StoreSink:
                 continue
             if scan_id is not None:
                 self.stored += 1
-                stored.append((result, work))
+                stored.append((result, work, False))
         self._cut.clear()
         return stored

@@ -58,6 +58,28 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("DRAGONFLY_")}
 
 
+def signalled_while_held(
+    fake_index: FakeIndex, held: str, args: list[str], sig: signal.Signals, cwd: Path
+) -> tuple[int, str, str]:
+    """``dragonfly-hybrid node ARGS`` (standalone) signalled with ``sig`` once the download of the file
+    ``held`` (delayed by the test) has started, then that download let go: exit code, stdout, stderr."""
+    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "node", *args]
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=cwd
+    )
+    try:
+        wait_for(lambda: any(r.endswith(f"/{held}") for r in fake_index.requests), child)
+        child.send_signal(sig)
+        fake_index.unblocked.set()  # the release in flight is finished and written
+        stdout, stderr = child.communicate(timeout=HANG_GUARD)
+    finally:
+        fake_index.unblocked.set()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return child.returncode, stdout, stderr
+
+
 # --- a standalone node stopped before every release was written -------------------------------------------
 
 
@@ -75,21 +97,10 @@ def test_a_standalone_node_signalled_before_every_release_is_written_exits_128_p
     jobs = tmp_path / "releases.txt"
     jobs.write_text("held==1.0\nlater==1.0\nlast==1.0\n")
     results = tmp_path / "results.jsonl"
-    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "node", "--jobs-file", str(jobs), "-o",
-               str(results), "--index-url", fake_index.url, "-r", str(rules_dir), "--bulk-size", "1",
-               "--metrics-port", "0"]  # fmt: skip
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=tmp_path)
-    try:
-        wait_for(lambda: f"/files/held/{held.filename}" in fake_index.requests, child)
-        child.send_signal(sig)
-        fake_index.unblocked.set()  # the release in flight is finished and written
-        _, stderr = child.communicate(timeout=HANG_GUARD)
-    finally:
-        fake_index.unblocked.set()
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 128 + sig, stderr
+    args = ["--jobs-file", str(jobs), "-o", str(results), "--index-url", fake_index.url, "-r", str(rules_dir),
+            "--bulk-size", "1", "--metrics-port", "0"]  # fmt: skip
+    status, _, stderr = signalled_while_held(fake_index, held.filename, args, sig, tmp_path)
+    assert status == 128 + sig, stderr
     assert "Traceback" not in stderr
     [error] = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert error == f"error: stopped by {sig.name}: 2 of 3 release(s) have no result line (not scanned, or " \
@@ -106,22 +117,9 @@ def test_review_a_standalone_node_signalled_as_its_last_release_is_written_exits
     list is done and the exit is 0 (only a list left unwritten is 143)."""
     [held] = fake_index.add("held", wheel("held", "1.0", {"held/__init__.py": MARK}))
     fake_index.faults.delay[held.filename] = HANG_GUARD
-    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "node", "--job", "held==1.0", "--index-url",
-               fake_index.url, "-r", str(rules_dir), "--metrics-port", "0"]  # fmt: skip
-    child = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=tmp_path
-    )
-    try:
-        wait_for(lambda: f"/files/held/{held.filename}" in fake_index.requests, child)
-        child.send_signal(signal.SIGTERM)
-        fake_index.unblocked.set()
-        stdout, stderr = child.communicate(timeout=HANG_GUARD)
-    finally:
-        fake_index.unblocked.set()
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, stderr
+    args = ["--job", "held==1.0", "--index-url", fake_index.url, "-r", str(rules_dir), "--metrics-port", "0"]
+    status, stdout, stderr = signalled_while_held(fake_index, held.filename, args, signal.SIGTERM, tmp_path)
+    assert status == 0, stderr
     assert [json.loads(line)["name"] for line in stdout.splitlines()] == ["held"]
 
 

@@ -28,7 +28,7 @@ import pytest
 from tests.fakes.mainframe import FakeMainframe
 from tests.fakes.pypi import FakeIndex, wheel
 from tests.test_node import MARK, add_releases, node_process
-from tests.test_node_pass29 import SIGNALS, WRITE_HELD, clean_env
+from tests.test_node_pass29 import SIGNALS, WRITE_HELD, clean_env, signalled_while_held
 from tests.test_redteam_watch_crash import (
     HANG_GUARD,
     baseline,
@@ -109,23 +109,10 @@ def test_review_a_standalone_list_with_a_duplicate_and_max_jobs_counts_what_was_
     fake_index.faults.delay[held.filename] = HANG_GUARD
     jobs = tmp_path / "releases.txt"
     jobs.write_text("held==1.0\nheld==1.0\nlater==1.0\nlater==1.0\n")
-    command = [sys.executable, "-m", "dragonfly_hybrid.cli", "node", "--jobs-file", str(jobs), "--max-jobs",
-               "3", "--index-url", fake_index.url, "-r", str(rules_dir), "--bulk-size", "1", "--metrics-port",
-               "0"]  # fmt: skip
-    child = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=tmp_path
-    )
-    try:
-        wait_for(lambda: f"/files/held/{held.filename}" in fake_index.requests, child)
-        child.send_signal(signal.SIGINT)
-        fake_index.unblocked.set()
-        stdout, stderr = child.communicate(timeout=HANG_GUARD)
-    finally:
-        fake_index.unblocked.set()
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 130, stderr
+    args = ["--jobs-file", str(jobs), "--max-jobs", "3", "--index-url", fake_index.url, "-r", str(rules_dir),
+            "--bulk-size", "1", "--metrics-port", "0"]  # fmt: skip
+    status, stdout, stderr = signalled_while_held(fake_index, held.filename, args, signal.SIGINT, tmp_path)
+    assert status == 130, stderr
     [error] = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert error.startswith("error: stopped by SIGINT: 2 of 3 release(s) have no result line"), error
     assert [json.loads(line)["name"] for line in stdout.splitlines()] == ["held"]

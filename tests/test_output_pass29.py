@@ -26,6 +26,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -135,21 +137,22 @@ def _bind(source: Path, mount_point: Path) -> None:
         pytest.skip("no bind mounts here")
 
 
-def test_a_full_disk_under_a_bind_mounted_file_leaves_it_as_it_was(store: Path, tmp_path: Path) -> None:
-    """A FILE bind-mounted from a full file system: the copy over it truncated it, then ran out of room
-    (``report --html``: the last page gone, a cut one in its place; ``scan``: the same, "cannot write the
-    output"). Its room is taken first: it stays as it was, one line names it, no temporary file stays."""
+@contextmanager
+def page_bound_on_a_full_disk(mount: list[str], tmp_path: Path, chunk: int) -> Iterator[tuple[Path, Path]]:
+    """``tmp_path/site/page.html`` bind-mounted on ``mounted.html`` ("the previous page") of a file system
+    mounted by ``mount`` (its arguments but the mount point) on ``tmp_path/full`` and then filled up by
+    ``chunk``-byte writes: (the mounted file, the page). Skips where nothing can be mounted."""
     full = tmp_path / "full"
     full.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
+    if subprocess.run(["mount", *mount, str(full)], capture_output=True).returncode:
+        pytest.skip(f"cannot mount {mount[-1]} here")
     try:
         source = full / "mounted.html"
         source.write_text("the previous page")
         try:
             with (full / "filler").open("wb") as filler:
                 while True:
-                    filler.write(b"\0" * 4096)
+                    filler.write(b"\0" * chunk)
                     filler.flush()
         except OSError:
             pass  # no room left
@@ -159,19 +162,27 @@ def test_a_full_disk_under_a_bind_mounted_file_leaves_it_as_it_was(store: Path, 
         page.write_text("")
         _bind(source, page)
         try:
-            report = cli("report", "--store", str(store), "--all", "--html", str(page))
-            scan = cli("scan", str(store), "-q", "-f", "html", "-o", str(page))
-            assert page.read_text() == "the previous page"
+            yield source, page
         finally:
             subprocess.run(["umount", str(page)], check=True)
     finally:
         subprocess.run(["umount", str(full)], check=True)
+
+
+def test_a_full_disk_under_a_bind_mounted_file_leaves_it_as_it_was(store: Path, tmp_path: Path) -> None:
+    """A FILE bind-mounted from a full file system: the copy over it truncated it, then ran out of room
+    (``report --html``: the last page gone, a cut one in its place; ``scan``: the same, "cannot write the
+    output"). Its room is taken first: it stays as it was, one line names it, no temporary file stays."""
+    with page_bound_on_a_full_disk(["-t", "tmpfs", "-o", "size=64k", "tmpfs"], tmp_path, 4096) as (_, page):
+        report = cli("report", "--store", str(store), "--all", "--html", str(page))
+        scan = cli("scan", str(store), "-q", "-f", "html", "-o", str(page))
+        assert page.read_text() == "the previous page"
     for done, code in ((report, 2), (scan, 3)):
         no_traceback(done)
         assert (done.returncode, done.stderr) == (
             code, f"error: cannot write {page}: No space left on device\n"
         )  # fmt: skip
-    assert [p.name for p in site.iterdir()] == ["page.html"]
+    assert [p.name for p in page.parent.iterdir()] == ["page.html"]
 
 
 SIGNALLED_IN_THE_COPY = """

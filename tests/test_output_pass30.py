@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_output_pass29 import SIGNALLED_IN_THE_COPY, _bind, _child, _finish
+from tests.test_output_pass29 import SIGNALLED_IN_THE_COPY, _bind, _child, _finish, page_bound_on_a_full_disk
 from tests.test_redteam_watch_crash import cli
 from tests.test_store_pass27 import no_traceback
 from tests.test_store_pass27 import store as store  # a fixture: a store holding old==1.0
@@ -44,35 +44,12 @@ def test_a_full_disk_without_fallocate_under_a_bind_mounted_file_leaves_it_as_it
     with image.open("wb") as handle:
         handle.truncate(2 * 1024 * 1024)
     subprocess.run(["mkfs.ext2", "-q", "-F", str(image)], check=True, capture_output=True)
-    full = tmp_path / "full"
-    full.mkdir()
-    if subprocess.run(["mount", "-o", "loop", str(image), str(full)], capture_output=True).returncode:
-        pytest.skip("cannot mount a loop device here")
-    try:
-        source = full / "mounted.html"
-        source.write_text("the previous page")
-        try:
-            with (full / "filler").open("wb") as filler:
-                while True:
-                    filler.write(b"\0" * 1024)
-                    filler.flush()
-        except OSError:
-            pass  # no room left
-        site = tmp_path / "site"
-        site.mkdir()
-        page = site / "page.html"
-        page.write_text("")
-        _bind(source, page)
-        try:
-            done = cli("report", "--store", str(store), "--all", "--html", str(page))
-            assert source.read_bytes() == b"the previous page"
-        finally:
-            subprocess.run(["umount", str(page)], check=True)
-    finally:
-        subprocess.run(["umount", str(full)], check=True)
+    with page_bound_on_a_full_disk(["-o", "loop", str(image)], tmp_path, 1024) as (source, page):
+        done = cli("report", "--store", str(store), "--all", "--html", str(page))
+        assert source.read_bytes() == b"the previous page"
     no_traceback(done)
     assert (done.returncode, done.stderr) == (2, f"error: cannot write {page}: No space left on device\n")
-    assert [p.name for p in site.iterdir()] == ["page.html"]
+    assert [p.name for p in page.parent.iterdir()] == ["page.html"]
 
 
 def test_ctrl_c_while_scan_overwrites_a_bind_mounted_file_ends_as_scans_ctrl_c(tmp_path: Path) -> None:

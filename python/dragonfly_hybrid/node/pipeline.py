@@ -619,10 +619,14 @@ class Node(Generic[J]):
         """Wait for `waiting` unless a stop is requested first."""
         task = asyncio.ensure_future(waiting)
         stop = asyncio.ensure_future(self._stopping.wait())
-        done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-        for pending in (task, stop):
-            if pending not in done:
-                pending.cancel()
+        try:
+            done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # This caller cancelled too (``run`` during the first GET /rules): the fetch went on without it,
+            # and installed its rules or failed ("Task exception was never retrieved") after the node ended.
+            for pending in (task, stop):
+                if not pending.done():
+                    pending.cancel()
         return task.result() if task in done and not task.cancelled() else default
 
     async def _fetch_loop(self) -> None:

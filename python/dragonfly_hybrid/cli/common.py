@@ -18,7 +18,7 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _UNITS = {
     "": 1, "b": 1,
@@ -279,6 +280,24 @@ def finish(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def run_service(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` for a command that is a service (``node``, ``watch``). Once it has ended, a
+    SIGTERM or SIGINT has nothing left to stop and is ignored while the process exits: closing its loop,
+    asyncio put their default actions back, so a second signal as a drained service ended (a
+    supervisor's, a user's) killed it (143) or raised ``KeyboardInterrupt`` in its last lines, where it
+    exits 0. Only when the process is the program: in process (tests, embedding) the caller's stay."""
+    import asyncio
+
+    import dragonfly_hybrid.cli as cli
+
+    try:
+        return asyncio.run(main)
+    finally:
+        if cli.exit_at_once:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

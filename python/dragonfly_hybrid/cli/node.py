@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Annotated
 import typer
 
 from dragonfly_hybrid.cli.base import choice_option, int_option
-from dragonfly_hybrid.cli.common import fail, load_rules_or_exit
+from dragonfly_hybrid.cli.common import fail, load_rules_or_exit, run_service
 from dragonfly_hybrid.closed_pipe import discard_stdout, exit_closed_pipe
 from dragonfly_hybrid.logs import LogFormat
 from dragonfly_hybrid.report import EXIT_INCOMPLETE, EXIT_USAGE, printable
@@ -201,8 +201,6 @@ def node_command(
     (a second signal stops at once). With `--job`/`--jobs-file` the node runs standalone: releases come
     from the index and results are written as JSON lines.
     """
-    import asyncio
-
     from dragonfly_hybrid.errors import NoRulesError, RuleCompileError
     from dragonfly_hybrid.http_client import NetworkSettingsError
     from dragonfly_hybrid.logs import setup_logging
@@ -230,9 +228,9 @@ def node_command(
             releases = resolve_releases(specs, index_url)
             with _results_stream(output) as stream:
                 local = LocalJobs(releases, ruleset, stream)
-                asyncio.run(serve(settings, once=True, max_jobs=max_jobs, local=local))
+                run_service(serve(settings, once=True, max_jobs=max_jobs, local=local))
         else:
-            asyncio.run(serve(settings, once=once, max_jobs=max_jobs))
+            run_service(serve(settings, once=once, max_jobs=max_jobs))
     except (ConfigError, NetworkSettingsError) as err:
         fail(str(err), EXIT_USAGE)
     except AuthError as err:

@@ -42,6 +42,7 @@ from dragonfly_hybrid.cli.common import (
     load_rules_or_exit,
     open_store,
     output_file,
+    run_service,
     seconds_option,
     size_option,
 )
@@ -228,8 +229,6 @@ def watch_command(
     The first run records the index's current serial as the baseline; later runs scan every release
     published since, resuming where the last run stopped (nothing missed, nothing scanned twice).
     """
-    import asyncio
-
     from dragonfly_hybrid.watch.service import WatchConfig, serve_watch
     from dragonfly_hybrid.watch.sink import StoreNotWritten
     from dragonfly_hybrid.watch.source import StoreOfAnotherIndex, UnwatchableIndex, WatchFailed, WatchFilters
@@ -255,7 +254,7 @@ def watch_command(
     )
     setup_logging(log_format, log_level)
     try:
-        summary = asyncio.run(serve_watch(config))
+        summary = run_service(serve_watch(config))
     except UnwatchableIndex as err:
         fail(f"cannot watch this index: {err}")
     except StoreOfAnotherIndex as err:

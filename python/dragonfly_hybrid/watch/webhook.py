@@ -118,7 +118,10 @@ class Webhook:
                     problem = _scrub(f"{type(err).__name__}: {err}", self.url)
                 if attempt < self.attempts:
                     await asyncio.sleep(0.2 * 2 ** (attempt - 1))
-            log.error("webhook failed", extra={"url": shown, "error": problem})
+            # Named: with several findings under way, a line without the release left which one was
+            # never announced to be guessed.
+            about = {"project": payload.get("name"), "version": payload.get("version")}
+            log.error("webhook failed", extra={"url": shown, "error": problem, **about})
         finally:
             if http is None:
                 await client.aclose()

@@ -18,7 +18,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from dragonfly_hybrid.node.pipeline import Node, Work
 from tests.fakes.mainframe import DEFAULT_RULES, FakeMainframe
 from tests.test_node import LIGHT, MARK, node_process, run_node, settings_for
 from tests.test_node_pass27 import BROKEN, FIXED, HANG_GUARD, AccessMainframe, settled
+from tests.test_node_pass27 import access as access  # fixtures
+from tests.test_node_pass27 import trap as trap
 
 RELEASES = 30
 EXPECTED = {
@@ -46,19 +48,6 @@ class Settled:
     assignment_id: str
     outcome: str
     at: float
-
-
-@pytest.fixture
-def trap() -> Iterator[FakeMainframe]:
-    """Another host, where the login redirects point: nothing may reach it."""
-    with FakeMainframe() as server:
-        yield server
-
-
-@pytest.fixture
-def access(trap: FakeMainframe) -> Iterator[AccessMainframe]:
-    with AccessMainframe(trap.url, job_timeout=30) as server:
-        yield server
 
 
 def add_marked_releases(fake: FakeMainframe) -> dict[str, tuple[bool, bool]]:

@@ -80,6 +80,20 @@ def signalled_while_held(
     return child.returncode, stdout, stderr
 
 
+def logged_stored_at_stop(stderr: str, webhook: str, store: Path, index: FakeIndex) -> None:
+    """The watcher's log says ``flagged`` was stored as it stopped (``webhook``: what became of its
+    webhook), counts it, and the store holds every file with the serial the index's."""
+    assert "Traceback" not in stderr
+    logged = [r for r in records(stderr) if r.get("project") == "flagged"]
+    assert {
+        "message": f"release stored as the watcher stopped; {webhook}",
+        "verdict": "findings",
+        "rules": "test_marker",
+    }.items() <= logged[-1].items(), logged
+    assert "1 release(s) stored" in stderr
+    assert files_stored(store) == files_listed(index) and serial_of(store) == index.serial
+
+
 # --- a standalone node stopped before every release was written -------------------------------------------
 
 
@@ -277,15 +291,7 @@ def test_a_release_whose_store_write_runs_when_the_watcher_is_cut_short_is_logge
             child.wait()
     stderr = "".join(lines) + rest
     assert child.returncode == 0, stderr
-    assert "Traceback" not in stderr
-    logged = [r for r in records(stderr) if r.get("project") == "flagged"]
-    assert {
-        "message": "release stored as the watcher stopped; no webhook sent",
-        "verdict": "findings",
-        "rules": "test_marker",
-    }.items() <= logged[-1].items(), logged
-    assert "1 release(s) stored" in stderr
-    assert files_stored(store) == files_listed(fake_index) and serial_of(store) == fake_index.serial
+    logged_stored_at_stop(stderr, "no webhook sent", store, fake_index)
 
     again = cli(*watch_args(fake_index, store, rules_dir, "--once", "--webhook", fake_index.hook_url))
     assert again.returncode == 0, again.stderr

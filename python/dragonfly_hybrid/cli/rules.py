@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 import typer
 
 from dragonfly_hybrid.cli.base import DragonflyCommand, DragonflyGroup, choice_option, int_option
-from dragonfly_hybrid.cli.common import ThreadsOption, fail, load_rules_or_exit, output_file
+from dragonfly_hybrid.cli.common import ThreadsOption, fail, load_rules_or_exit
+from dragonfly_hybrid.cli.output import output_file
 from dragonfly_hybrid.rules_loader import rule_source_files
 
 rules_app = typer.Typer(

@@ -28,8 +28,8 @@ from dragonfly_hybrid.cli.common import (
     limit_options,
     load_rules_or_exit,
     open_store,
-    output_file,
 )
+from dragonfly_hybrid.cli.output import output_file
 from dragonfly_hybrid.http_client import NetworkSettingsError
 from dragonfly_hybrid.redaction import redact_text
 from dragonfly_hybrid.report import (

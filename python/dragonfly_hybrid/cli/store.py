@@ -41,11 +41,11 @@ from dragonfly_hybrid.cli.common import (
     limit_options,
     load_rules_or_exit,
     open_store,
-    output_file,
     run_service,
     seconds_option,
     size_option,
 )
+from dragonfly_hybrid.cli.output import output_file
 from dragonfly_hybrid.cli.scan import open_index_or_exit
 from dragonfly_hybrid.closed_pipe_console import ClosedPipeConsole
 from dragonfly_hybrid.logs import LogFormat, setup_logging

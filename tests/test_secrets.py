@@ -657,16 +657,22 @@ def test_an_auth0_refusal_that_echoes_the_request_does_not_show_its_secrets(
 def test_config_and_the_settings_repr_show_no_credentials_of_urls(
     clean_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DRAGONFLY_BASE_URL", f"https://node:{SECRET}@mainframe.example/?token={SECRET}")
+    monkeypatch.setenv("DRAGONFLY_BASE_URL", f"https://node:{SECRET}@mainframe.example/api")
     monkeypatch.setenv("DRAGONFLY_AUTH0_DOMAIN", f"https://node:{SECRET}@tenant.example")
     monkeypatch.setenv("DRAGONFLY_CLIENT_SECRET", SECRET)
     result = run("config")
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
-    assert shown["base_url"] == f"https://mainframe.example/?token={REDACTED}"
+    assert shown["base_url"] == "https://mainframe.example/api"
     assert shown["auth0_domain"] == "https://tenant.example"
     assert_hidden(result.output, SECRET)
     assert_hidden(repr(NodeSettings()), SECRET)
+    # A query string is refused (the node appends its paths to the URL): the error shows neither secret.
+    monkeypatch.setenv("DRAGONFLY_BASE_URL", f"https://node:{SECRET}@mainframe.example/?token={SECRET}")
+    refused = run("config")
+    assert refused.exit_code == 2, refused.output
+    assert "DRAGONFLY_BASE_URL: must not have a query string" in refused.output
+    assert_hidden(refused.output, SECRET)
 
 
 # ----------------------------------------------------------------------- logs and the last-resort paths

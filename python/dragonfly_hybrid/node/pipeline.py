@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from dragonfly_hybrid._core import DownloadBuffer, Limits, Rules, Scanner, ScanProgress
+from dragonfly_hybrid._core import DownloadBuffer, Limits, ReleaseResult, Rules, Scanner, ScanProgress
 from dragonfly_hybrid.errors import NoRulesError, RuleCompileError
 from dragonfly_hybrid.futures import take_outcome
 from dragonfly_hybrid.node.jobs import (
@@ -36,6 +36,7 @@ from dragonfly_hybrid.node.jobs import (
 from dragonfly_hybrid.node.metrics import NodeMetrics
 from dragonfly_hybrid.pypi.download import Downloader, filename_of
 from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, DownloadError
+from dragonfly_hybrid.redaction import describe_error
 from dragonfly_hybrid.rules_loader import cache_entry, compile_cached
 
 # Claimed work must be submitted within this share of the lease; the rest is slack for slow networks.
@@ -378,24 +379,34 @@ def conclude(work: Work[J], log: logging.Logger, words: LogWording, *, leased: b
     nobody claims it again: not ``leased``).
     """
     job, release = work.job, work.release
+    reasons = work.permanent_errors + work.transient_errors
     if work.findings:
-        if work.permanent_errors or work.transient_errors or (release is not None and not release.complete):
-            log.warning(
-                words.partial_findings,
-                extra={
-                    words.key: job.name,
-                    "version": job.version,
-                    "unscanned": release.failure_reason if release is not None else None,
-                },
-            )
+        if release is not None:
+            # The release's own failure reason is None once it has findings: its unscanned issues.
+            reasons += unscanned_issues(release)
+        if reasons:
+            extra = {words.key: job.name, "version": job.version, "unscanned": "; ".join(reasons)}
+            log.warning(words.partial_findings, extra=extra)
         return True
     if work.transient_errors and leased:
         return False
-    reasons = work.permanent_errors + work.transient_errors
     if release is not None and release.failure_reason:
         reasons.append(release.failure_reason)
     work.failure = "; ".join(reasons) if reasons else None
     return True
+
+
+def unscanned_issues(release: ReleaseResult, shown: int = 5) -> list[str]:
+    """The first ``shown`` issues that left part of ``release`` unscanned (``dist: path: kind: message``),
+    then how many more."""
+    issues = [
+        f"{dist.name}: {issue.path + ': ' if issue.path else ''}{issue.kind}: {issue.message}"
+        for dist in release.distributions
+        for issue in dist.issues
+        if issue.unscanned
+    ]
+    more = [f"and {len(issues) - shown} more"] if len(issues) > shown else []
+    return issues[:shown] + more
 
 
 _DONE = object()
@@ -676,14 +687,21 @@ class Node(Generic[J]):
             self.metrics.queue_wait_seconds.labels("scan").observe(now - item.queued_at)
             try:
                 ready = await self._scan_one(item)
-            except Exception:
+            except Exception as err:
                 # One bad job must not stop the node; its lease expires and the server retries it.
                 words = self.options.wording
                 self._log.exception(
                     words.scan_failed, extra={words.key: item.job.name, "version": item.job.version}
                 )
-                self._settle(item, "internal-error")
-                continue
+                if self.options.leased:
+                    self._settle(item, "internal-error")
+                    continue
+                # Nobody claims it again: a result saying why (its findings, if the scan got that far),
+                # never a release left without one.
+                item.distributions.clear()
+                if not item.findings:
+                    item.failure = f"not scanned: internal error: {describe_error(err)}"
+                ready = True
             if ready:
                 item.queued_at = time.perf_counter()
                 await self._send_queue.put(item)

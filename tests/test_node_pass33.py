@@ -1,4 +1,4 @@
-"""Node pass 33: two problems session 38's notes left, with real archives, real HTTP on 127.0.0.1 and real
+"""Node pass 33: three problems session 38's notes left, with real archives, real HTTP on 127.0.0.1 and real
 processes. Each test fails on the code before its fix:
 
 * a release submitted with findings though part of it was not scanned was logged with ``unscanned=None``
@@ -6,7 +6,8 @@ processes. Each test fails on the code before its fix:
   a distribution never downloaded or a member past a limit;
 * a standalone run (``--job``/``--jobs-file``) whose scan of a release failed inside the node (a bug: an
   ``internal-error``) wrote no line for it and exited 0, as if the list were done: nobody claims a release
-  of a list again, so it gets a failure line naming the error.
+  of a list again, so it gets a failure line naming the error;
+* the metrics endpoint's ``Server`` header told any client the exact Python version.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import io
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any, cast
 
 from dragonfly_hybrid._core import Limits, ReleaseResult, Scanner
-from dragonfly_hybrid.node.metrics import NodeMetrics
+from dragonfly_hybrid.node.metrics import MetricsServer, NodeMetrics
 from dragonfly_hybrid.node.pipeline import Node, NodeOptions, RuleState
 from dragonfly_hybrid.node.sinks import JsonLinesSink
 from dragonfly_hybrid.node.sources import LocalSource
@@ -128,3 +130,15 @@ def test_a_standalone_release_whose_scan_fails_inside_the_node_gets_a_failure_li
     assert lines["fine"]["status"] == "success" and lines["fine"]["rules_matched"] == ["test_marker"]
     assert lines["broken"]["status"] == "failure"
     assert lines["broken"]["reason"] == "not scanned: internal error: RuntimeError: the scanner went away"
+
+
+def test_the_metrics_endpoint_does_not_tell_the_python_version() -> None:
+    """``http.server`` answers ``Server: BaseHTTP/0.6 Python/3.11.7`` by default: on 0.0.0.0 (the Docker
+    image), anyone who can reach the port learns the interpreter's exact version."""
+    server = MetricsServer(NodeMetrics(), lambda: True, "127.0.0.1", 0).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=HANG_GUARD) as answer:
+            assert answer.status == 200
+            assert answer.headers["Server"] == "dragonfly-hybrid"
+    finally:
+        server.close()

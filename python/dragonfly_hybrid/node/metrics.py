@@ -218,6 +218,9 @@ class MetricsServer:
 
             do_HEAD = do_GET  # curl -I, and checks that ask for the status only
 
+            def version_string(self) -> str:
+                return "dragonfly-hybrid"  # not the Python version (http.server's default tells it anyone)
+
             def _reply(self, status: int, body: bytes, content_type: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)

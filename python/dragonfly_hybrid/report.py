@@ -319,9 +319,10 @@ class TargetResult:
 
     @property
     def top_distribution(self) -> DistributionResult | None:
-        """The highest-scoring distribution that matched something."""
+        """The highest-scoring distribution that matched something; among equals the last, as the engine
+        (and the reference node) picks the one ``inspector_url`` links to."""
         matched = [d for d in self.distributions if d.rules_matched]
-        return max(matched, key=lambda d: d.score, default=None)
+        return max(reversed(matched), key=lambda d: d.score, default=None)
 
     @property
     def top_file(self) -> str | None:

@@ -20,6 +20,11 @@ from dragonfly_hybrid.node.jobs import (
 from dragonfly_hybrid.node.mainframe import MainframeClient
 from dragonfly_hybrid.redaction import redact_url
 
+SCORE_RANGE = (-(2**31), 2**31 - 1)
+"""The scores the mainframe can store (its ``score`` column is a PostgreSQL ``integer``): a larger one (a
+rule weighted past it, as YARA-X allows up to 2**63 - 1) was refused with a 500 at every try, so the
+release was never recorded; it is sent as the nearest bound, which still flags it."""
+
 
 def result_body(work: Work[Job]) -> ResultBody:
     """The mainframe's body for a finished job: its failure, else its score and matched rules."""
@@ -27,10 +32,11 @@ def result_body(work: Work[Job]) -> ResultBody:
     if work.failure is not None:
         return FailureBody(job.name, job.version, work.failure, job.attempt, job.assignment_id)
     found = release if work.findings else None
+    low, high = SCORE_RANGE
     return SuccessBody(
         name=job.name,
         version=job.version,
-        score=found.score if found is not None else 0,
+        score=min(max(found.score, low), high) if found is not None else 0,
         inspector_url=found.inspector_url if found is not None else None,
         rules_matched=found.rules_matched if found is not None else [],
         commit=work.commit,
@@ -70,8 +76,13 @@ class JsonLinesSink:
         del deadline  # a local write cannot outlive a lease
         body = result_body(work)
         status = "success" if isinstance(body, SuccessBody) else "failure"
-        if isinstance(body, SuccessBody) and body.inspector_url is not None:
+        if (
+            isinstance(body, SuccessBody)
+            and body.inspector_url is not None
+            and any(redact_url(url) != url for url in work.job.distributions)
+        ):
             # Made from the file's URL as the index lists it: a path parameter (;token=...) carries over.
+            # Only then: a member named `run;x=1.py` hides no secret, and its link stays the server's.
             body = dataclasses.replace(body, inspector_url=redact_url(body.inspector_url))
         line = json.dumps({"status": status, **dataclasses.asdict(body)})
         async with self._lock:

@@ -6,8 +6,10 @@ Authentication is chosen by :meth:`NodeSettings.auth_scheme`:
   the ``CF_Authorization`` cookie it sets is sent on every call. The cookie's JWT ``exp`` (read without
   verifying) decides when to log in again, ``refresh_margin`` seconds early. A token without a readable
   ``exp`` is assumed to last :data:`DEFAULT_SESSION_LIFETIME` (a warning is logged; the 401 path covers a
-  wrong guess). A login answered 2xx without the cookie (no Cloudflare in front) falls back to sending the
-  two headers on every call, which the contract allows.
+  wrong guess). The cookie is read as a browser keeps it (the last ``Set-Cookie`` wins; an expired one,
+  one for another domain or path is not the session), from a 2xx answer or a redirect (not followed). A
+  login answered 2xx without the cookie (no Cloudflare in front) falls back to sending the two headers on
+  every call, which the contract allows.
 * **Auth0 password grant**: ``POST https://{auth0_domain}/oauth/token``; ``Authorization: Bearer``, renewed
   ``refresh_margin`` seconds before ``expires_in`` runs out.
 
@@ -15,8 +17,9 @@ Either way, a 401/403 answer, or a redirect to a login page (Cloudflare Access s
 session to its team's ``/cdn-cgi/access/login/...``), makes the client log in again once and repeat the call
 once; redirects are never followed (a submission's body never goes to another host). Only one login runs
 at a time: concurrent callers wait for it and share its result. Failed logins back off exponentially
-with full jitter (capped). The very first login (start-up) gives up after ``login_attempts`` tries with
-:class:`AuthError`; once the node has logged in, a later login keeps retrying for as long as it takes.
+with full jitter (capped), at least as long as a ``Retry-After`` asks (up to the cap). The very first
+login (start-up) gives up after ``login_attempts`` tries with :class:`AuthError`; once the node has
+logged in, a later login keeps retrying for as long as it takes.
 
 Retries of the calls themselves:
 
@@ -47,11 +50,13 @@ import base64
 import binascii
 import json
 import logging
+import math
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.utils import mktime_tz, parsedate_tz
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -135,10 +140,20 @@ def jwt_expiry(token: str) -> float | None:
         claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
     except (ValueError, binascii.Error, UnicodeError, RecursionError):  # nested brackets: the decoder's
         return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+    return _seconds(claims.get("exp") if isinstance(claims, dict) else None)
+
+
+def _seconds(value: object) -> float | None:
+    """``value`` as a finite float (a JSON number); None for anything else. A float NaN or infinity (JSON's
+    ``NaN``, ``1e400``) made a session never renewed before it was refused, and an integer too large for a
+    float (``10**400``) raised OverflowError out of the login: a crash."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(exp)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 def refresh_delay(lifetime: float, margin: float) -> float:
@@ -162,7 +177,30 @@ class _Session:
 
 
 class _LoginFailed(Exception):
-    """One login attempt failed; the message is safe to log."""
+    """One login attempt failed; the message is safe to log. ``retry_after``: the seconds the answer's
+    ``Retry-After`` asked for (None without one)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds (its value is seconds or an HTTP date)."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isascii() and value.isdigit():
+        return float(value)  # a very long number: inf, capped by the caller
+    when = _http_date(value)
+    return None if when is None else max(0.0, when - time.time())
+
+
+def _http_date(value: str) -> float | None:
+    """Unix seconds of an HTTP date (``Retry-After``, a cookie's ``Expires``); None when it is none."""
+    parsed = parsedate_tz(value)
+    try:
+        return None if parsed is None else float(mktime_tz(parsed))
+    except (ValueError, OverflowError):  # a year past 9999
+        return None
 
 
 class _Authenticator(Protocol):
@@ -177,12 +215,37 @@ def _session(headers: dict[str, str], lifetime: float, margin: float, token: str
     return _Session(headers=headers, refresh_at=time.monotonic() + refresh_delay(lifetime, margin))
 
 
-def _cookie(response: httpx.Response, name: str) -> str | None:
+def _cookie(response: httpx.Response, name: str, path: str) -> str | None:
+    """The cookie ``name`` that ``response`` leaves for the requests to ``path``, as a browser keeps it: the
+    last ``Set-Cookie`` of it wins, one already expired (``Max-Age`` <= 0, ``Expires`` past) deletes it,
+    one for another domain or for a path that does not cover ``path`` is not ours. (The first was taken: a
+    deletion sent before the new cookie became the session, refused on every call, a login each.)"""
+    host = response.request.url.host
+    value = None
     for header in response.headers.get_list("set-cookie"):
-        key, _, value = header.split(";", 1)[0].partition("=")
-        if key.strip() == name and value.strip():
-            return value.strip().strip('"')
-    return None
+        pair, *attributes = header.split(";")
+        key, _, found = pair.partition("=")
+        if key.strip() != name:
+            continue
+        attrs = {k.strip().lower(): v.strip() for k, _, v in (a.partition("=") for a in attributes)}
+        domain = attrs.get("domain", "").lstrip(".").lower()
+        if domain and host != domain and not host.endswith("." + domain):
+            continue
+        scope = attrs.get("path", "")
+        if scope.startswith("/") and not (
+            path == scope or path.startswith(scope if scope.endswith("/") else scope + "/")
+        ):
+            continue
+        value = None if _cookie_expired(attrs) else found.strip().strip('"') or None
+    return value
+
+
+def _cookie_expired(attrs: dict[str, str]) -> bool:
+    max_age = attrs.get("max-age", "")
+    if re.fullmatch(r"-?[0-9]+", max_age):  # takes precedence over Expires
+        return int(max_age) <= 0
+    expires = _http_date(attrs.get("expires", ""))
+    return expires is not None and expires <= time.time()
 
 
 def _token_lifetime(token: str) -> float:
@@ -212,6 +275,7 @@ class _Cloudflare:
     def __init__(self, settings: NodeSettings) -> None:
         assert settings.client_id is not None and settings.client_secret is not None
         self._url = settings.base_url + "/"
+        self._path = httpx.URL(self._url).path
         self._headers = {
             "CF-Access-Client-Id": settings.client_id,
             "CF-Access-Client-Secret": settings.client_secret.get_secret_value(),
@@ -219,10 +283,13 @@ class _Cloudflare:
 
     async def login(self, http: httpx.AsyncClient, margin: float) -> _Session:
         response = await http.get(self._url, headers=self._headers)
-        if not response.is_success:
-            raise _LoginFailed(f"Cloudflare Access login answered HTTP {response.status_code}")
         http.cookies.delete(CF_COOKIE)  # sent explicitly per request; never from the shared jar
-        token = _cookie(response, CF_COOKIE)
+        token = _cookie(response, CF_COOKIE, self._path)
+        # A redirect that sets the cookie logged in too (a browser keeps it): it is not followed.
+        if not response.is_success and (token is None or not 300 <= response.status_code < 400):
+            raise _LoginFailed(
+                f"Cloudflare Access login answered HTTP {response.status_code}", _retry_after(response)
+            )
         if token is None:
             logger.warning(
                 "login answered HTTP %s without a %s cookie (no Cloudflare Access in front?); sending the "
@@ -257,7 +324,8 @@ class _Auth0:
         response = await http.post(self._url, json=self._body)
         if not response.is_success:
             raise _LoginFailed(
-                f"Auth0 token endpoint answered HTTP {response.status_code}{_auth0_error(response)}"
+                f"Auth0 token endpoint answered HTTP {response.status_code}{_auth0_error(response)}",
+                _retry_after(response),
             )
         try:
             data = _decoded(response)
@@ -271,9 +339,10 @@ class _Auth0:
             raise _LoginFailed(
                 "Auth0 token endpoint gave an access_token that cannot be sent in an HTTP header"
             )
-        if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
-            lifetime = DEFAULT_SESSION_LIFETIME
-        return _session({"Authorization": f"Bearer {token}"}, float(lifetime), margin, token)
+        seconds = _seconds(lifetime)
+        if seconds is None or seconds <= 0:
+            seconds = DEFAULT_SESSION_LIFETIME
+        return _session({"Authorization": f"Bearer {token}"}, seconds, margin, token)
 
 
 def _auth0_error(response: httpx.Response) -> str:
@@ -520,6 +589,7 @@ class MainframeClient:
                 session = await self._auth.login(self._http, self.refresh_margin)
             except (_LoginFailed, httpx.TransportError, httpx.DecodingError) as err:
                 reason = str(err) if isinstance(err, _LoginFailed) else _describe(err)
+                asked = err.retry_after if isinstance(err, _LoginFailed) else None
             else:
                 self.logins += 1
                 logger.info(
@@ -538,6 +608,8 @@ class MainframeClient:
                     f"gave up after {failures} attempts"
                 )
             delay = self.login_backoff.delay(failures - 1)
+            if asked is not None:  # a 429/503's Retry-After, up to the backoff's cap
+                delay = max(delay, min(asked, self.login_backoff.cap))
             logger.warning("login to %s failed (%s); retrying in %.1f s", self._shown, reason, delay)
             await asyncio.sleep(delay)
 

@@ -4,7 +4,7 @@ and the live server's model (vipyrsec/dragonfly-mainframe: ``PackageScanResult |
 ``score`` a PostgreSQL ``integer``, a ``Rule`` row created per name of ``rules_matched``). Real archives
 built here, real rule sources, the public API, the node in process against the fake mainframe on 127.0.0.1
 and a standalone node as a real process against the fake index. The tests of a fix fail on the code before
-it; the others pin what held; ``xfail(strict=True)`` ones show a disagreement whose fix is in Rust:
+it; the others pin what held:
 
 * a score past the server's ``integer`` (a rule weighted 2**31 or more) was refused with a 500 at every try,
   so the release was never recorded: it is sent as the nearest bound (``node/sinks.py``);
@@ -12,7 +12,11 @@ it; the others pin what held; ``xfail(strict=True)`` ones show a disagreement wh
   ``run;x=1.py`` linked to ``run;x=<redacted>``, not to the file the mainframe's body names. It is redacted
   only when a file URL of the job has something to hide (``node/sinks.py``);
 * ``scan``'s top file (SARIF message, HTML rows) took the *first* of equally scoring distributions, the
-  ``inspector_url`` beside it the last (``report.TargetResult.top_distribution``).
+  ``inspector_url`` beside it the last (``report.TargetResult.top_distribution``);
+* in the engine (Rust): weights summing past i64 wrapped to a negative score (they saturate); a
+  ``filetype`` written with an escape (YARA-X hands it over as bytes) was ignored, the rule counting for
+  every file; ``/setup.py`` did not fit a wheel's root ``setup.py``, which the reference node's absolute
+  path does; a weight-0 match lost its link to a clean distribution after it, which won the tie.
 """
 
 from __future__ import annotations
@@ -114,7 +118,6 @@ def test_distinct_rules_count_once_per_distribution_and_the_release_takes_the_ma
         )
 
 
-@pytest.mark.xfail(strict=True, reason="Rust: report.rs sums weights with a wrapping i64 add")
 def test_weights_that_add_past_i64_do_not_wrap_to_a_negative_score() -> None:
     """The reference node wraps too (a release build), but -2 reads as benign; a saturating add would not."""
     scan = scanner(rule("a", f"weight = {I64_MAX}", "AAA") + rule("b", f"weight = {I64_MAX}", "BBB"))
@@ -160,7 +163,6 @@ def test_filetype_applies_to_the_name_pip_writes(meta: str, paths: list[str], ro
     assert whl.score == (1 if paths else 0)
 
 
-@pytest.mark.xfail(strict=True, reason="Rust: rules.rs ignores a filetype YARA-X hands over as bytes")
 def test_a_filetype_written_with_an_escape_still_limits_the_rule() -> None:
     """YARA-X gives a meta string holding an escape as bytes (``b".py .pyi"``); the rule then counted for
     every file. libyara (the reference node) reads ``".py\\x20.pyi"`` as ``".py .pyi"``."""
@@ -169,7 +171,6 @@ def test_a_filetype_written_with_an_escape_still_limits_the_rule() -> None:
     assert sorted(f.path for f in whl.files) == ["a/mysetup.py", "a/x.pyi", "setup.py"]
 
 
-@pytest.mark.xfail(strict=True, reason="Rust: rules.rs matches suffixes on the archive-relative path")
 def test_a_filetype_naming_a_whole_file_with_its_slash_matches_it_at_the_wheels_root() -> None:
     """The reference node tests the extracted file's absolute path: ``/setup.py`` matches a wheel's
     root ``setup.py`` (``/tmp/x/setup.py``), not ``mysetup.py``."""
@@ -206,7 +207,6 @@ def test_a_zero_weight_match_has_score_0_and_a_link_and_an_empty_release_neither
     assert (clean.score, clean.rules_matched, clean.inspector_url) == (0, [], None)
 
 
-@pytest.mark.xfail(strict=True, reason="Rust: report.rs's top distribution can be one that matched nothing")
 def test_a_zero_weight_match_keeps_its_link_when_a_clean_distribution_comes_last() -> None:
     """Contract: null only "when the score is 0 and nothing matched". Both distributions score 0; the last
     (clean) one won the tie, and it has no top file."""

@@ -57,7 +57,7 @@ pub struct FileReport {
 impl FileReport {
     /// Sum of the weights of the rules that matched this file.
     pub fn score(&self) -> i64 {
-        self.hits.iter().map(|hit| hit.rule.weight).sum()
+        self.hits.iter().fold(0, |sum, hit| sum.saturating_add(hit.rule.weight))
     }
 }
 
@@ -154,9 +154,10 @@ impl DistributionReport {
             if let Some(ahead) = self.files.get(at + 8) {
                 prefetch(ahead.hits.as_ptr());
             }
-            let mut file_score = 0;
+            let mut file_score: i64 = 0;
             for hit in &file.hits {
-                file_score += hit.rule.weight;
+                // Saturating: weights up to i64::MAX wrapped past it to a negative, benign-looking score.
+                file_score = file_score.saturating_add(hit.rule.weight);
                 if seen_infos.insert(Arc::as_ptr(&hit.rule))
                     && seen.insert((&hit.rule.namespace, &hit.rule.identifier))
                 {
@@ -168,7 +169,8 @@ impl DistributionReport {
                 top = Some((file_score, file));
             }
         }
-        Tally { score: rules.iter().map(|rule| rule.weight).sum(), rules, top_file: top.map(|(_, f)| f) }
+        let score = rules.iter().fold(0i64, |sum, rule| sum.saturating_add(rule.weight));
+        Tally { score, rules, top_file: top.map(|(_, f)| f) }
     }
 
     /// Sum of the weights of the distinct rules that matched anywhere in the distribution.
@@ -206,9 +208,10 @@ pub struct ReleaseReport {
 }
 
 impl ReleaseReport {
-    /// The distribution with the highest score; among equals the last, as the reference node.
+    /// The distribution with the highest score; among equals one that matched something (a match of
+    /// weight 0 keeps its link), then the last, as the reference node.
     pub fn top_distribution(&self) -> Option<&DistributionReport> {
-        self.distributions.iter().max_by_key(|dist| dist.score())
+        self.distributions.iter().max_by_key(|dist| (dist.score(), !dist.files.is_empty()))
     }
 
     /// The maximum distribution score (not the sum).
@@ -500,6 +503,27 @@ mod tests {
         assert_eq!(release.score(), 0);
         assert_eq!(release.verdict(), Verdict::Findings);
         assert!(release.inspector_url().unwrap().ends_with("/a.whl/m.py"));
+    }
+
+    #[test]
+    fn a_zero_weight_match_keeps_its_link_beside_a_clean_distribution_after_it() {
+        let r = rule("zero", 0);
+        let release = ReleaseReport {
+            name: "p".into(),
+            version: "1".into(),
+            distributions: vec![dist("a.whl", vec![file("m.py", &[&r])]), dist("b.tar.gz", vec![])],
+        };
+        assert_eq!(release.top_distribution().unwrap().name, "a.whl");
+        assert!(release.inspector_url().unwrap().ends_with("/a.whl/m.py"));
+    }
+
+    #[test]
+    fn weights_past_i64_saturate_instead_of_wrapping_negative() {
+        let (a, b) = (rule("a", i64::MAX), rule("b", i64::MAX));
+        let d = dist("a.whl", vec![file("m.py", &[&a, &b]), file("n.py", &[&a])]);
+        assert_eq!(d.files[0].score(), i64::MAX);
+        assert_eq!(d.score(), i64::MAX);
+        assert_eq!(d.top_file().unwrap().path, "n.py");
     }
 
     #[test]

@@ -52,8 +52,14 @@ pub struct RuleInfo {
 impl RuleInfo {
     /// Whether a match of this rule counts for the file at `path`.
     pub fn applies_to(&self, path: &str) -> bool {
-        self.filetypes.is_empty() || self.filetypes.iter().any(|suffix| path.ends_with(suffix.as_str()))
+        self.filetypes.is_empty() || self.filetypes.iter().any(|suffix| suffix_fits(path, suffix))
     }
+}
+
+/// Whether `suffix` ends the archive-relative `path` as the reference node sees it: it matches the
+/// extracted file's absolute path, so `/setup.py` also fits a `setup.py` at the archive's root.
+pub(crate) fn suffix_fits(path: &str, suffix: &str) -> bool {
+    path.ends_with(suffix) || suffix.strip_prefix('/') == Some(path)
 }
 
 /// One compile diagnostic, located in its source.
@@ -321,9 +327,14 @@ fn rule_infos(rules: &yara_x::Rules) -> Vec<Arc<RuleInfo>> {
             let filetypes = metadata
                 .iter()
                 .find(|(key, _)| key == "filetype" || key == "filetypes")
-                .map_or_else(Vec::new, |(_, value)| match value {
-                    Meta::Str(s) => s.split_whitespace().map(str::to_owned).collect(),
-                    _ => Vec::new(),
+                .map_or_else(Vec::new, |(_, value)| {
+                    // YARA-X hands a string with an escape (`".py\x20.pyi"`) over as bytes.
+                    let text = match value {
+                        Meta::Str(s) => s.as_str(),
+                        Meta::Bytes(b) => std::str::from_utf8(b).unwrap_or_default(),
+                        _ => "",
+                    };
+                    text.split_whitespace().map(str::to_owned).collect()
                 });
             Arc::new(RuleInfo {
                 identifier: rule.identifier().to_owned(),
@@ -407,7 +418,7 @@ impl RuleSet {
                 class_infos[*class].iter().map(|i| i.identifier.as_str()).collect();
             routed_rules
                 .values()
-                .filter(|i| i.applies_to(suffix))
+                .filter(|i| i.filetypes.iter().any(|ft| suffix.ends_with(ft.as_str())))
                 .all(|i| held.contains(i.identifier.as_str()))
         });
         if !consistent {
@@ -615,14 +626,13 @@ impl RuleSet {
     pub(crate) fn route(&self, path: &str) -> Route<'_> {
         match &self.inner.compiled {
             Compiled::Whole { suffixes, .. } => {
-                let applies =
-                    suffixes.as_ref().is_none_or(|all| all.iter().any(|s| path.ends_with(s.as_str())));
+                let applies = suffixes.as_ref().is_none_or(|all| all.iter().any(|s| suffix_fits(path, s)));
                 Route { parts: [applies.then_some(0), None], salt: None }
             }
             Compiled::Routed(routed) => {
                 // The longest suffix that fits names the class: every shorter one that fits the
                 // path is a suffix of it, so it fits the same rules.
-                let class = routed.suffixes.iter().find(|(s, _)| path.ends_with(s.as_str())).map(|(_, c)| *c);
+                let class = routed.suffixes.iter().find(|(s, _)| suffix_fits(path, s)).map(|(_, c)| *c);
                 Route {
                     parts: [routed.common.as_ref().map(|_| 0), class.map(|c| c + 1)],
                     salt: Some(&routed.salts[class.unwrap_or(routed.classes.len())]),
@@ -819,6 +829,39 @@ mod tests {
         let [diagnostic] = diagnostics.as_slice() else { panic!("{diagnostics:?}") };
         assert_eq!((diagnostic.origin.as_str(), diagnostic.line, diagnostic.column), ("main.yar", 1, 1));
         assert_eq!(diagnostic.message, INCLUDE_REFUSED);
+    }
+
+    #[test]
+    fn a_slashed_filetype_fits_a_file_at_the_root_whole_or_routed() {
+        // The reference node matches the extracted file's absolute path: `/setup.py` fits `setup.py`.
+        let sources = [
+            ("s.yar", "rule s { meta: filetype = \"/setup.py\" strings: $a = \"x\" condition: $a }"),
+            ("p.yar", "rule p { meta: filetype = \"setup.py\" strings: $a = \"x\" condition: $a }"),
+        ];
+        for set in [RuleSet::compile(sources).unwrap(), RuleSet::compile_whole(sources).unwrap()] {
+            let info = |id: &str| &set.inner().infos[set.index_of("default", id).unwrap()];
+            for (path, slashed, plain) in
+                [("setup.py", true, true), ("a/setup.py", true, true), ("mysetup.py", false, true)]
+            {
+                assert!(set.may_apply(path), "{path}");
+                assert_eq!(info("s").applies_to(path), slashed, "{path}");
+                assert_eq!(info("p").applies_to(path), plain, "{path}");
+            }
+            assert!(!set.may_apply("setup.pyc"));
+        }
+    }
+
+    #[test]
+    fn a_filetype_written_with_an_escape_still_limits_the_rule() {
+        // YARA-X hands a meta string holding an escape over as bytes.
+        let set = RuleSet::compile_whole([(
+            "e.yar",
+            "rule e { meta: filetype = \".py\\x20.pyi\" strings: $a = \"x\" condition: $a }",
+        )])
+        .unwrap();
+        let info = &set.inner().infos[0];
+        assert_eq!(info.filetypes, vec![".py", ".pyi"]);
+        assert!(info.applies_to("a.pyi") && !info.applies_to("a.txt"));
     }
 
     #[test]

@@ -104,6 +104,11 @@ class BaselineScanner:
             meta = list(rule.metadata)
             weight = next((_weight(v) for k, v in meta if k == "weight"), 0)
             filetype = next((v for k, v in meta if k in ("filetype", "filetypes")), None)
+            if isinstance(filetype, bytes):  # a string holding an escape, as yara-x hands it over
+                try:
+                    filetype = filetype.decode()
+                except UnicodeDecodeError:  # no filter, as in the engine
+                    filetype = None
             # No filter when absent, not a string or only whitespace.
             suffixes = tuple(filetype.split()) if isinstance(filetype, str) else ()
             info = self._meta[rule.identifier] = (weight, suffixes or None)
@@ -118,7 +123,8 @@ class BaselineScanner:
             total += len(content)
             for rule in self.scanner.scan(content).matching_rules:
                 weight, suffixes = self._rule_info(rule)
-                if suffixes is not None and not path.endswith(suffixes):
+                # The reference node's absolute path: "/setup.py" fits a root "setup.py" too.
+                if suffixes is not None and not f"/{path}".endswith(suffixes):
                     continue
                 matched[rule.identifier] = weight
         return Outcome(sum(matched.values()), frozenset(matched), files, total)

@@ -7,7 +7,20 @@ mod common;
 use common::{scan, tar_gz, zip};
 use dragonfly_core::{Engine, Limits, RuleSet, RulesError, COMPILED_MAGIC, COMPILED_ROUTED_MAGIC};
 
-const SUFFIXES: [&str; 7] = [".py", ".py .pyi", "setup.py", ".js", ".txt .md", ".pth", ".sh .bat"];
+// `/setup.py` fits a root `setup.py` too (the reference node's absolute path); `\\x20` is an escape,
+// which YARA-X hands over as bytes.
+const SUFFIXES: [&str; 10] = [
+    ".py",
+    ".py .pyi",
+    "setup.py",
+    ".js",
+    ".txt .md",
+    ".pth",
+    ".sh .bat",
+    "/setup.py",
+    "/run.sh .md",
+    ".js\\x20.pth",
+];
 const WORDS: [&str; 6] = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
 const PATHS: [&str; 10] = [
     "pkg/a.py",
@@ -63,7 +76,14 @@ fn files(rng: &mut Lcg) -> Vec<(String, Vec<u8>)> {
     (0..40)
         .map(|i| {
             let words: Vec<&str> = (0..rng.next(5)).map(|_| WORDS[rng.next(WORDS.len())]).collect();
-            (format!("{i}/{}", PATHS[rng.next(PATHS.len())]), words.join(" ").into_bytes())
+            // Half of the first ten at the archive's root (their names all differ), where a suffix
+            // starting with `/` fits the whole name.
+            let path = if i < PATHS.len() && rng.next(2) == 0 {
+                PATHS[i].rsplit('/').next().unwrap().to_owned()
+            } else {
+                format!("{i}/{}", PATHS[rng.next(PATHS.len())])
+            };
+            (path, words.join(" ").into_bytes())
         })
         .collect()
 }

@@ -721,7 +721,9 @@ impl<'e> DistScan<'e> {
         if self.cancelled() {
             return;
         }
-        let route = self.scanner.rules.route(&path);
+        // The rules that count are picked by the name pip writes the file to.
+        let fit = names::fit_name(&path);
+        let route = self.scanner.rules.route(&fit);
         if route.is_empty() {
             // No rule can count for this file (all have a `filetype` that does not fit): its
             // content is covered without running YARA-X.
@@ -734,7 +736,7 @@ impl<'e> DistScan<'e> {
         match self.scanner.scan_content(key.as_ref(), &route, data) {
             ScanOutcome::Hits(raw) => {
                 self.count_scanned(data.len());
-                let hits = self.scanner.hits_for_path(&raw, &path);
+                let hits = self.scanner.hits_for_path(&raw, &fit);
                 if !hits.is_empty() {
                     let report = FileReport {
                         path,

@@ -1,6 +1,7 @@
 //! Member names: how they are shown, what is wrong with them, and which names a link makes a
 //! member's content appear under once pip has unpacked the archive.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 /// Longest member path kept in a report (bytes); longer names are cut and flagged.
@@ -506,6 +507,36 @@ pub(super) fn normalized_alias(name: &[u8]) -> Option<Vec<u8>> {
     Some(kept.join(&b'/'))
 }
 
+/// The name a `filetype` is matched against for the file shown as `path`: the `os.path.normpath`
+/// form pip writes it to (empty and `.` components dropped, `x/..` resolved), so that a suffix of
+/// several components (`pkg/evil.py`) fits `pkg//evil.py` and `pkg/./evil.py` as it fits the file
+/// pip installs. `path` itself when that changes nothing, climbs out (pip refuses it), or ends in
+/// `.` or `..` (scanned again under its normalised name: [`normalized_alias`]).
+pub(super) fn fit_name(path: &str) -> Cow<'_, str> {
+    // Nearly every name is already normal (checked first: it runs for every file).
+    let odd = path.starts_with('/') || path.starts_with("./") || path.contains("//") || path.contains("/./");
+    if !odd && !path.starts_with("../") && !path.contains("/../") {
+        return Cow::Borrowed(path);
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if kept.pop().is_none() {
+                    return Cow::Borrowed(path);
+                }
+            }
+            other => kept.push(other),
+        }
+    }
+    let last = path.rsplit('/').next().unwrap_or(path);
+    if kept.is_empty() || matches!(last, "." | "..") {
+        return Cow::Borrowed(path);
+    }
+    Cow::Owned(kept.join("/"))
+}
+
 /// pip's `split_leading_dir`: a member name's first component and the rest, split at the first `/`,
 /// or at the first `\` when one comes before any `/` (leading `/`, then leading `\`, dropped
 /// first); the flag says it was split at a `\`.
@@ -700,6 +731,27 @@ mod tests {
         looped.add(b"a", b"b", true);
         looped.add(b"b", b"a", true);
         assert_eq!(looped.resolve(&parts("a/x")), None);
+    }
+
+    #[test]
+    fn fit_name_is_the_normpath_form_of_names_whose_last_component_stays() {
+        for (path, fit) in [
+            ("pkg/evil.py", "pkg/evil.py"),
+            ("pkg//evil.py", "pkg/evil.py"),
+            ("pkg/./evil.py", "pkg/evil.py"),
+            ("./pkg/evil.py", "pkg/evil.py"),
+            ("/setup.py", "setup.py"),
+            ("pkg/x/../evil.py", "pkg/evil.py"),
+            ("outer.zip!/./pkg//evil.py", "outer.zip!/pkg/evil.py"),
+            // Climbing out, ending in `.` or `..` (an alias of its own), nothing left: as it is.
+            ("../evil.py", "../evil.py"),
+            ("a/../../evil.py", "a/../../evil.py"),
+            ("pkg/evil.py/.", "pkg/evil.py/."),
+            ("pkg//x/..", "pkg//x/.."),
+            ("//", "//"),
+        ] {
+            assert_eq!(fit_name(path), fit, "{path}");
+        }
     }
 
     #[test]

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 
 NODE_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after draining, `--once` drained, `--max-jobs`
-reached, a standalone run done); **2** configuration error (the message names the variable), an unknown
-release in `--job`, unusable rules (standalone); **3** could not start or run (login refused, mainframe
+reached, a standalone run done); **2** configuration error (the message names the variable, both of them
+for a setting given two values under its two spellings), an unknown release in `--job`, unusable rules
+(standalone); **3** could not start or run (login refused, mainframe
 unreachable, its first rule set unusable, `--once` unable to claim jobs, standalone results that could
 not be written, a crash); **130** (143 for SIGTERM) a standalone run stopped by SIGINT (SIGTERM) before
 every release had its result line; **141** stdout closed (standalone).

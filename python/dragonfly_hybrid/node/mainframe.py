@@ -36,6 +36,11 @@ Retries of the calls themselves:
   raises :class:`MainframeError` (so does any other answer that is not a list of jobs) and the caller
   claims again after its backoff; ``[]`` always means the server had no job. The leases of a lost claim
   expire on the server after ``JOB_TIMEOUT`` and the jobs are handed out again (with ``attempt + 1``).
+  A 429 or 503 carrying ``Retry-After`` leased nothing: the claim is repeated after that wait.
+
+A retry after a 429 or 503 waits at least what its ``Retry-After`` asks (seconds or an HTTP date), up to
+the backoff's cap; for a submission, only when the wait leaves time for a last try before the deadline
+(else it fails at once, as when the deadline has passed).
 
 Secrets (client secret, password, cookies, tokens) never appear in logs, exception messages or reprs:
 the client remembers them (:func:`~dragonfly_hybrid.redaction.remember_secret`), and whatever text of the
@@ -192,6 +197,11 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(value)  # a very long number: inf, capped by the caller
     when = _http_date(value)
     return None if when is None else max(0.0, when - time.time())
+
+
+def _asked_wait(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` of a 429 or 503 answer to an API call (None without one, or on another answer)."""
+    return _retry_after(response) if response.status_code in (429, 503) else None
 
 
 def _http_date(value: str) -> float | None:
@@ -709,22 +719,37 @@ class MainframeClient:
         except asyncio.TimeoutError:
             raise _DeadlinePassed from None
 
-    async def _pause(self, retry: int, deadline: float | None, what: str, problem: str) -> None:
+    async def _pause(
+        self,
+        retry: int,
+        deadline: float | None,
+        what: str,
+        problem: str,
+        asked: float | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
         """Sleep before retry number ``retry`` (from 1), or raise MainframeError when out of retries/time.
 
-        With a deadline, the backoff is shortened to half the time left so a last try still fits.
+        With a deadline, the backoff is shortened to half the time left so a last try still fits. ``asked``
+        (a Retry-After, :func:`_asked_wait`) is waited at least, up to the backoff's cap; with a deadline, a
+        wait that leaves no time for a last try is a passed deadline now (a submission never outlives its
+        lease). ``stop``: see :meth:`_unless_stopped`.
         """
         delay = self.retry_backoff.delay(retry - 1)
+        wait = 0.0 if asked is None else min(asked, self.retry_backoff.cap)
         if deadline is None:
             if retry > self.retries:
                 raise MainframeError(f"{what} failed after {retry} attempts ({problem})")
         else:
             remaining = deadline - time.monotonic()
-            if remaining < _MIN_LAST_TRY:
+            if remaining < wait + _MIN_LAST_TRY:
+                if remaining >= _MIN_LAST_TRY:
+                    problem += f"; its Retry-After of {wait:.0f} s ends too late"
                 raise MainframeError(f"{what} failed: deadline passed after {retry} attempts ({problem})")
             delay = min(delay, remaining / 2)
+        delay = max(delay, wait)
         logger.warning("%s failed (%s); retrying in %.1f s", what, problem, delay)
-        await asyncio.sleep(delay)
+        await self._unless_stopped(asyncio.sleep(delay), stop)
 
     async def _retrying(
         self, method: str, path: str, *, body: object = None, deadline: float | None = None
@@ -733,6 +758,7 @@ class MainframeClient:
         what = f"{method} {path}"
         retry = 0
         while True:
+            asked = None
             try:
                 response = await self._within(self._request(method, path, body=body), deadline)
             except httpx.TransportError as err:
@@ -743,8 +769,9 @@ class MainframeClient:
                 if not _transient(response):
                     return response
                 problem = f"HTTP {response.status_code}"
+                asked = _asked_wait(response)
             retry += 1
-            await self._pause(retry, deadline, what, problem)
+            await self._pause(retry, deadline, what, problem, asked)
 
     # -------------------------------------------------------------------------------------- endpoints
 
@@ -782,8 +809,10 @@ class MainframeClient:
             return []
 
     async def _claim_jobs(self, batch: int, stop: asyncio.Event | None) -> list[Job]:
+        what = f"POST /jobs on {self._shown}"
         retry = 0
         while True:
+            asked = None
             try:
                 response = await self._request("POST", "/jobs", params={"batch": batch}, stop=stop)
             except httpx.TransportError as err:
@@ -794,13 +823,14 @@ class MainframeClient:
                     ) from None
                 problem = _describe(err)
             else:
-                return self._jobs_from(response)
+                # A 429 or 503 with a Retry-After leased nothing and says when to come back: claimed again
+                # then (the node's own claim backoff, from 1 s, ignored the wait).
+                asked = _asked_wait(response)
+                if asked is None:
+                    return self._jobs_from(response)
+                problem = f"HTTP {response.status_code}"
             retry += 1
-            if retry > self.retries:
-                raise MainframeError(f"POST /jobs on {self._shown} failed after {retry} attempts ({problem})")
-            delay = self.retry_backoff.delay(retry - 1)
-            logger.warning("POST /jobs failed (%s); retrying in %.1f s", problem, delay)
-            await self._unless_stopped(asyncio.sleep(delay), stop)
+            await self._pause(retry, None, what, problem, asked, stop)
 
     def _jobs_from(self, response: httpx.Response) -> list[Job]:
         data = self._json(response, "POST /jobs")
@@ -838,6 +868,7 @@ class MainframeClient:
         unconfirmed = False
         retry = 0
         while True:
+            asked = None
             try:
                 response = await self._within(self._request("PUT", "/package", body=payload), deadline)
             except httpx.TransportError as err:
@@ -850,8 +881,9 @@ class MainframeClient:
                     return self._outcome(response, what, unconfirmed)
                 problem = f"HTTP {response.status_code}"
                 unconfirmed = unconfirmed or response.status_code >= 500
+                asked = _asked_wait(response)
             retry += 1
-            await self._pause(retry, deadline, what, problem)
+            await self._pause(retry, deadline, what, problem, asked)
 
     def _outcome(self, response: httpx.Response, what: str, unconfirmed: bool) -> SubmitOutcome:
         status = response.status_code

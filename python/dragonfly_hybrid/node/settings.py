@@ -20,7 +20,9 @@ cannot authenticate, while ``dragonfly-hybrid scan`` never asks.
 
 The current reference node names the Cloudflare Access service token ``DRAGONFLY_CF_ACCESS_CLIENT_ID`` /
 ``DRAGONFLY_CF_ACCESS_CLIENT_SECRET``; those names are accepted as alternatives of ``DRAGONFLY_CLIENT_ID`` /
-``DRAGONFLY_CLIENT_SECRET`` (and ``cf_access_client_id`` / ``cf_access_client_secret`` in TOML).
+``DRAGONFLY_CLIENT_SECRET`` (and ``cf_access_client_id`` / ``cf_access_client_secret`` in TOML). Both
+spellings of one setting with different values in one source (the environment, the ``.env`` file, the TOML
+file) is an error, as is a TOML key written twice in different cases; between sources the precedence holds.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -184,6 +188,13 @@ class NodeSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        problems: list[str] = []
+        for source in (env_settings, dotenv_settings):
+            if isinstance(source, EnvSettingsSource):  # each source on its own: between them, precedence
+                where = source.env_file if isinstance(source, DotEnvSettingsSource) else "the environment"
+                problems += _spelling_conflicts(settings_cls, source.env_vars, f"in {where}")
+        if problems:
+            raise ConfigError("invalid configuration:\n" + "\n".join(problems))
         toml = InitSettingsSource(settings_cls, init_kwargs=dict(_toml_values.get() or {}))
         return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
 
@@ -333,6 +344,26 @@ class NodeSettings(BaseSettings):
             yield name, redact_url(value) if name in _URL_FIELDS and isinstance(value, str) else value
 
 
+def _spelling_conflicts(
+    settings_cls: type[BaseSettings], values: Mapping[str, str | None], where: str
+) -> list[str]:
+    """A line per setting that one source (``values``: its variables by lower-case name) gives under two
+    spellings with different values. pydantic took the first spelling it knew: a leftover
+    ``DRAGONFLY_CLIENT_ID`` and a new ``DRAGONFLY_CF_ACCESS_CLIENT_ID`` pair made a mixed id and secret,
+    refused at every login. The values are secrets: never shown."""
+    problems = []
+    for field in settings_cls.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names = [str(choice) for choice in alias.choices]
+            if len({values.get(name.lower()) for name in names} - {None}) > 1:  # None: a name without =
+                problems.append(
+                    f"{' and '.join(names)} ({where}): two spellings of one setting with different values; "
+                    "set one of them (or both the same)"
+                )
+    return problems
+
+
 def _describe(error: Mapping[str, Any], flags: Mapping[str, str]) -> str:
     """``DRAGONFLY_X: message`` for one pydantic error (the input value is deliberately left out);
     ``DRAGONFLY_X (--x): message`` when the value came from the CLI flag ``flags[field]``."""
@@ -353,7 +384,18 @@ def _read_toml(path: Path) -> dict[str, object]:
         data = read_toml(path)
     except TomlError as err:
         raise ConfigError(f"{CONFIG_ENV_VAR}: configuration file {err}") from None
-    values = {_TOML_ALIASES.get(key.lower(), key.lower()): value for key, value in data.items()}
+    values: dict[str, object] = {}
+    spelled: dict[str, str] = {}
+    for key, value in data.items():
+        name = _TOML_ALIASES.get(key.lower(), key.lower())
+        if name in values and values[name] != value:
+            # Two spellings (`client_id`, `cf_access_client_id`; `bulk_size`, `BULK_SIZE`): the last won.
+            raise ConfigError(
+                f"{CONFIG_ENV_VAR}: {spelled[name]} and {key} in {path} are one setting with different "
+                "values; keep one of them"
+            )
+        values[name] = value
+        spelled.setdefault(name, key)
     unknown = sorted(set(values) - set(NodeSettings.model_fields))
     if unknown:
         raise ConfigError(f"{CONFIG_ENV_VAR}: unknown setting(s) in {path}: {', '.join(unknown)}")

@@ -253,7 +253,8 @@ def _cookie(response: httpx.Response, name: str, path: str) -> str | None:
 def _cookie_expired(attrs: dict[str, str]) -> bool:
     max_age = attrs.get("max-age", "")
     if re.fullmatch(r"-?[0-9]+", max_age):  # takes precedence over Expires
-        return int(max_age) <= 0
+        # Read by its sign, not int(): past 4300 digits int() raised ValueError out of the login (a crash).
+        return max_age.startswith("-") or not max_age.strip("0")
     expires = _http_date(attrs.get("expires", ""))
     return expires is not None and expires <= time.time()
 

@@ -356,7 +356,10 @@ def _spelling_conflicts(
         alias = field.validation_alias
         if isinstance(alias, AliasChoices):
             names = [str(choice) for choice in alias.choices]
-            if len({values.get(name.lower()) for name in names} - {None}) > 1:  # None: a name without =
+            given = [value for name in names if (value := values.get(name.lower())) is not None]  # None: no =
+            # The first is the one taken; an empty other one is not set (a compose file's `${OLD:-}`: it
+            # was refused where it had been ignored), but an empty first one hides the other: an error.
+            if any(value and value != given[0] for value in given[1:]):
                 problems.append(
                     f"{' and '.join(names)} ({where}): two spellings of one setting with different values; "
                     "set one of them (or both the same)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     import ssl  # as httpx: imported where a TLS context is built (commands that make none skip ~5 ms)
 
     import httpx  # imported by the functions that build clients: commands that make none skip ~40 ms
+
+# httpx hands every answer's Set-Cookie to http.cookiejar, which reports an attribute it cannot read (a bare
+# `Max-Age`, as any server may send) as "http.cookiejar bug!" with a traceback on stderr. No client here uses
+# that jar's cookies (the node reads its own: mainframe._cookie): the noise is dropped.
+warnings.filterwarnings("ignore", message=r"http\.cookiejar bug!", category=UserWarning)
 
 USER_AGENT = f"dragonfly-hybrid/{__version__}"
 _PROXY_SCHEMES = ("http", "https", "all")

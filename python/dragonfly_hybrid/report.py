@@ -319,10 +319,11 @@ class TargetResult:
 
     @property
     def top_distribution(self) -> DistributionResult | None:
-        """The highest-scoring distribution that matched something; among equals the last, as the engine
-        (and the reference node) picks the one ``inspector_url`` links to."""
-        matched = [d for d in self.distributions if d.rules_matched]
-        return max(reversed(matched), key=lambda d: d.score, default=None)
+        """The distribution ``inspector_url`` links to, picked as the engine (and the reference node) does:
+        the highest score; among equals one that matched something, then the last. ``None`` when that one
+        matched nothing: a clean distribution outscores one whose matches weigh less than 0."""
+        top = max(reversed(self.distributions), key=lambda d: (d.score, bool(d.rules_matched)), default=None)
+        return top if top is not None and top.rules_matched else None
 
     @property
     def top_file(self) -> str | None:

@@ -510,31 +510,40 @@ pub(super) fn normalized_alias(name: &[u8]) -> Option<Vec<u8>> {
 /// The name a `filetype` is matched against for the file shown as `path`: the `os.path.normpath`
 /// form pip writes it to (empty and `.` components dropped, `x/..` resolved), so that a suffix of
 /// several components (`pkg/evil.py`) fits `pkg//evil.py` and `pkg/./evil.py` as it fits the file
-/// pip installs. `path` itself when that changes nothing, climbs out (pip refuses it), or ends in
-/// `.` or `..` (scanned again under its normalised name: [`normalized_alias`]).
+/// pip installs. Each nesting level (`outer!/inner`) apart: a member of an inner archive never climbs
+/// into the outer one. `path` itself when that changes nothing, climbs out of its archive (pip
+/// refuses it), or ends in `.` or `..` (scanned again under its normalised name:
+/// [`normalized_alias`]).
 pub(super) fn fit_name(path: &str) -> Cow<'_, str> {
     // Nearly every name is already normal (checked first: it runs for every file).
     let odd = path.starts_with('/') || path.starts_with("./") || path.contains("//") || path.contains("/./");
     if !odd && !path.starts_with("../") && !path.contains("/../") {
         return Cow::Borrowed(path);
     }
-    let mut kept: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if kept.pop().is_none() {
-                    return Cow::Borrowed(path);
-                }
-            }
-            other => kept.push(other),
-        }
-    }
     let last = path.rsplit('/').next().unwrap_or(path);
-    if kept.is_empty() || matches!(last, "." | "..") {
+    if matches!(last, "." | "..") {
         return Cow::Borrowed(path);
     }
-    Cow::Owned(kept.join("/"))
+    let mut levels: Vec<String> = Vec::new();
+    for level in path.split("!/") {
+        let mut kept: Vec<&str> = Vec::new();
+        for part in level.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    if kept.pop().is_none() {
+                        return Cow::Borrowed(path);
+                    }
+                }
+                other => kept.push(other),
+            }
+        }
+        if kept.is_empty() {
+            return Cow::Borrowed(path);
+        }
+        levels.push(kept.join("/"));
+    }
+    Cow::Owned(levels.join("!/"))
 }
 
 /// pip's `split_leading_dir`: a member name's first component and the rest, split at the first `/`,
@@ -743,6 +752,9 @@ mod tests {
             ("/setup.py", "setup.py"),
             ("pkg/x/../evil.py", "pkg/evil.py"),
             ("outer.zip!/./pkg//evil.py", "outer.zip!/pkg/evil.py"),
+            ("p-1.0//in.zip!/a/../evil.py", "p-1.0/in.zip!/evil.py"),
+            // A nested member climbing out of its own archive does not land in the outer one.
+            ("p-1.0/pkg/in.zip!/../evil.py", "p-1.0/pkg/in.zip!/../evil.py"),
             // Climbing out, ending in `.` or `..` (an alias of its own), nothing left: as it is.
             ("../evil.py", "../evil.py"),
             ("a/../../evil.py", "a/../../evil.py"),

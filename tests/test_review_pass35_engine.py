@@ -33,24 +33,13 @@ from typer.testing import CliRunner
 
 from tests.fakes.pypi import sdist, wheel
 from tests.pip_oracle import pip_view
+from tests.test_routing_pass34 import tar_gz
 
 URL = "https://files.pythonhosted.org/packages/ab/cd/{}"
 
 
 def rule(name: str, meta: str = "", *, weight: int = 1, text: str = "EVIL") -> str:
     return f'rule {name} {{ meta: weight = {weight} {meta} strings: $a = "{text}" condition: $a }}\n'
-
-
-def tar_gz(members: list[tuple[str, bytes, dict[str, Any]]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
-        for name, data, extra in members:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), 1_700_000_000
-            for key, value in extra.items():
-                setattr(info, key, value)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def zipped(members: list[tuple[str, bytes]]) -> bytes:

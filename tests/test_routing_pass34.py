@@ -63,7 +63,7 @@ FILES: dict[str, bytes] = {
 }
 
 
-def _tar(members: list[tuple[str, bytes, dict[str, Any]]]) -> bytes:
+def tar_gz(members: list[tuple[str, bytes, dict[str, Any]]]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name, data, extra in members:
@@ -100,7 +100,7 @@ DISTS: list[tuple[str, bytes]] = [
     # Aliases: a hard link scanned under its own name, `a.py/.` also as `a.py`.
     (
         "aliases-1.0.tar.gz",
-        _tar(
+        tar_gz(
             [
                 ("aliases-1.0/x.txt", b"EVIL linked", {}),
                 ("aliases-1.0/y.py", b"", {"type": tarfile.LNKTYPE, "linkname": "aliases-1.0/x.txt"}),

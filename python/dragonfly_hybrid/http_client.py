@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,14 +21,36 @@ if TYPE_CHECKING:
 
     import httpx  # imported by the functions that build clients: commands that make none skip ~40 ms
 
-# httpx hands every answer's Set-Cookie to http.cookiejar, which reports an attribute it cannot read (a bare
-# `Max-Age`, as any server may send) as "http.cookiejar bug!" with a traceback on stderr. No client here uses
-# that jar's cookies (the node reads its own: mainframe._cookie): the noise is dropped.
-warnings.filterwarnings("ignore", message=r"http\.cookiejar bug!", category=UserWarning)
-
 USER_AGENT = f"dragonfly-hybrid/{__version__}"
 _PROXY_SCHEMES = ("http", "https", "all")
 HAS_H2 = importlib.util.find_spec("h2") is not None
+
+
+def retry_after(value: str | None) -> float | None:
+    """The seconds a ``Retry-After`` header value asks for: its digits, or the time left until its HTTP date
+    (0 once past); None for anything else. A very long number is infinity: each caller caps the wait."""
+    value = (value or "").strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    when = http_date(value)
+    return None if when is None else max(0.0, when - time.time())
+
+
+def asked_wait(status: int, value: str | None) -> float | None:
+    """What a 429 or 503 answer's ``Retry-After`` (``value``) asks before the next try; None for another
+    status (a retry after a 500 waits its backoff only, as pip's)."""
+    return retry_after(value) if status in (429, 503) else None
+
+
+def http_date(value: str) -> float | None:
+    """Unix seconds of an HTTP date (``Retry-After``, a cookie's ``Expires``); None when it is none."""
+    from email.utils import mktime_tz, parsedate_tz  # 5 ms of imports (socket): not on a scan's start
+
+    parsed = parsedate_tz(value)
+    try:
+        return None if parsed is None else float(mktime_tz(parsed))
+    except (ValueError, OverflowError):  # a year past 9999
+        return None
 
 
 @functools.cache
@@ -103,6 +126,11 @@ def _built(build: Callable[[], _Client]) -> _Client:
     from dragonfly_hybrid.logs import redact_http_library_logs
 
     redact_http_library_logs()
+    # httpx hands every answer's Set-Cookie to http.cookiejar, which reports an attribute it cannot read (a
+    # bare `Max-Age`, as any server may send) as "http.cookiejar bug!" with a traceback on stderr. No client
+    # here uses that jar's cookies (the node reads its own: mainframe._cookie): the noise is dropped. Set
+    # with each client (a filter set once at import is lost to a `catch_warnings` block the import ran in).
+    warnings.filterwarnings("ignore", message=r"http\.cookiejar bug!", category=UserWarning)
     try:
         return build()
     except httpx.InvalidURL:

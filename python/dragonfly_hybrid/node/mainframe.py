@@ -61,7 +61,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from email.utils import mktime_tz, parsedate_tz
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -69,7 +68,15 @@ import httpx
 
 from dragonfly_hybrid.futures import take_outcome
 from dragonfly_hybrid.http11 import Http11Transport
-from dragonfly_hybrid.http_client import environment_names_a_proxy, new_async_client, redact_url, tls_context
+from dragonfly_hybrid.http_client import (
+    asked_wait,
+    environment_names_a_proxy,
+    http_date,
+    new_async_client,
+    redact_url,
+    retry_after,
+    tls_context,
+)
 from dragonfly_hybrid.logs import quiet_http_debug_logs
 from dragonfly_hybrid.node.jobs import (
     FailureBody,
@@ -190,29 +197,6 @@ class _LoginFailed(Exception):
         self.retry_after = retry_after
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """The wait a ``Retry-After`` header asks for, in seconds (its value is seconds or an HTTP date)."""
-    value = response.headers.get("retry-after", "").strip()
-    if value.isascii() and value.isdigit():
-        return float(value)  # a very long number: inf, capped by the caller
-    when = _http_date(value)
-    return None if when is None else max(0.0, when - time.time())
-
-
-def _asked_wait(response: httpx.Response) -> float | None:
-    """The ``Retry-After`` of a 429 or 503 answer to an API call (None without one, or on another answer)."""
-    return _retry_after(response) if response.status_code in (429, 503) else None
-
-
-def _http_date(value: str) -> float | None:
-    """Unix seconds of an HTTP date (``Retry-After``, a cookie's ``Expires``); None when it is none."""
-    parsed = parsedate_tz(value)
-    try:
-        return None if parsed is None else float(mktime_tz(parsed))
-    except (ValueError, OverflowError):  # a year past 9999
-        return None
-
-
 class _Authenticator(Protocol):
     scheme: str
 
@@ -255,7 +239,7 @@ def _cookie_expired(attrs: dict[str, str]) -> bool:
     if re.fullmatch(r"-?[0-9]+", max_age):  # takes precedence over Expires
         # Read by its sign, not int(): past 4300 digits int() raised ValueError out of the login (a crash).
         return max_age.startswith("-") or not max_age.strip("0")
-    expires = _http_date(attrs.get("expires", ""))
+    expires = http_date(attrs.get("expires", ""))
     return expires is not None and expires <= time.time()
 
 
@@ -299,7 +283,8 @@ class _Cloudflare:
         # A redirect that sets the cookie logged in too (a browser keeps it): it is not followed.
         if not response.is_success and (token is None or not 300 <= response.status_code < 400):
             raise _LoginFailed(
-                f"Cloudflare Access login answered HTTP {response.status_code}", _retry_after(response)
+                f"Cloudflare Access login answered HTTP {response.status_code}",
+                retry_after(response.headers.get("retry-after")),
             )
         if token is None:
             logger.warning(
@@ -336,7 +321,7 @@ class _Auth0:
         if not response.is_success:
             raise _LoginFailed(
                 f"Auth0 token endpoint answered HTTP {response.status_code}{_auth0_error(response)}",
-                _retry_after(response),
+                retry_after(response.headers.get("retry-after")),
             )
         try:
             data = _decoded(response)
@@ -732,9 +717,9 @@ class MainframeClient:
         """Sleep before retry number ``retry`` (from 1), or raise MainframeError when out of retries/time.
 
         With a deadline, the backoff is shortened to half the time left so a last try still fits. ``asked``
-        (a Retry-After, :func:`_asked_wait`) is waited at least, up to the backoff's cap; with a deadline, a
-        wait that leaves no time for a last try is a passed deadline now (a submission never outlives its
-        lease). ``stop``: see :meth:`_unless_stopped`.
+        (a Retry-After, :func:`~dragonfly_hybrid.http_client.asked_wait`) is waited at least, up to the
+        backoff's cap; with a deadline, a wait that leaves no time for a last try is a passed deadline now (a
+        submission never outlives its lease). ``stop``: see :meth:`_unless_stopped`.
         """
         delay = self.retry_backoff.delay(retry - 1)
         wait = 0.0 if asked is None else min(asked, self.retry_backoff.cap)
@@ -770,7 +755,7 @@ class MainframeClient:
                 if not _transient(response):
                     return response
                 problem = f"HTTP {response.status_code}"
-                asked = _asked_wait(response)
+                asked = asked_wait(response.status_code, response.headers.get("retry-after"))
             retry += 1
             await self._pause(retry, deadline, what, problem, asked)
 
@@ -826,7 +811,7 @@ class MainframeClient:
             else:
                 # A 429 or 503 with a Retry-After leased nothing and says when to come back: claimed again
                 # then (the node's own claim backoff, from 1 s, ignored the wait).
-                asked = _asked_wait(response)
+                asked = asked_wait(response.status_code, response.headers.get("retry-after"))
                 if asked is None:
                     return self._jobs_from(response)
                 problem = f"HTTP {response.status_code}"
@@ -882,7 +867,7 @@ class MainframeClient:
                     return self._outcome(response, what, unconfirmed)
                 problem = f"HTTP {response.status_code}"
                 unconfirmed = unconfirmed or response.status_code >= 500
-                asked = _asked_wait(response)
+                asked = asked_wait(response.status_code, response.headers.get("retry-after"))
             retry += 1
             await self._pause(retry, deadline, what, problem, asked)
 

@@ -14,10 +14,11 @@ locations resolved against the URL that answered, to http and https URLs only; a
 sent as HTTP Basic auth to that URL's own origin (scheme, host and port), never to another a redirect leads
 to. What is left to httpx (:class:`UseHttpx`, raised before any connection): URLs of another scheme or that
 do not parse (httpx names what is wrong with them); the caller also leaves proxies named by the environment
-to httpx. Errors are those of :func:`.index.stream_download`: :class:`~.index.Retryable` for 429/5xx,
-:class:`~.index.DownloadError` for other answers, :class:`~.index.DownloadTooLarge` past the cap, and
-``OSError``/``http.client.HTTPException`` for transport faults (the caller retries those); a redirect
-loop is :class:`TooManyRedirects`, a redirect to a URL no download takes :class:`UnusableRedirect`.
+to httpx. Errors are those of :func:`.index.stream_download`: :class:`~.index.Retryable` for 429/5xx (with
+what its ``Retry-After`` asks), :class:`~.index.DownloadError` for other answers,
+:class:`~.index.DownloadTooLarge` past the cap, and ``OSError``/``http.client.HTTPException`` for transport
+faults (the caller retries those); a redirect loop is :class:`TooManyRedirects`, a redirect to a URL no
+download takes :class:`UnusableRedirect`.
 
 A :class:`DownloadDeadline` bounds a whole download, not only each read: a host that sends a byte every few
 seconds never trips the read timeout, and held a download slot (and the jobs queued behind it) for as long
@@ -46,6 +47,7 @@ from dragonfly_hybrid.pypi.index import (
     DownloadError,
     DownloadTooLarge,
     Retryable,
+    capped_wait,
     too_large,
 )
 
@@ -358,7 +360,7 @@ class DirectDownloads:
             raise _Redirect(status, location, _drained(response))
         # A redirect that does not say where to is an answer like any other but a 200 (as with httpx).
         if status >= 500 or status == 429:
-            raise Retryable(f"HTTP {status}")
+            raise Retryable(f"HTTP {status}", capped_wait(status, response.getheader("retry-after")))
         if status != 200:
             raise DownloadError(f"could not download {name}: HTTP {status} from {redact_url(url)}")
         length = response.length

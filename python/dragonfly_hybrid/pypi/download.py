@@ -49,9 +49,11 @@ from dragonfly_hybrid.pypi.index import (
 
 
 def filename_of(url: str) -> str:
-    """The last path segment of a download URL: the distribution's file name."""
+    """The distribution's file name: the last path segment of its download URL, without the segment's
+    parameters (``f.whl;token=S`` is ``f.whl``). pip's name keeps them, but this one is logged, reported and
+    stored, and a signed URL may carry its token there (the URL is only ever shown redacted)."""
     path = httpx.URL(url).path
-    return path.rstrip("/").rsplit("/", 1)[-1] or "distribution"
+    return path.rstrip("/").rsplit("/", 1)[-1].partition(";")[0] or "distribution"
 
 
 def _download_once(
@@ -160,12 +162,14 @@ class Downloader:
         backoff: float = 0.5,
         deadline: float | None = None,
     ) -> Downloaded:
-        """Download ``url``, at most ``cap`` bytes; retry transient errors with jittered backoff.
+        """Download ``url``, at most ``cap`` bytes; retry transient errors with jittered backoff, after a 429
+        or 503 at least what its ``Retry-After`` asks (up to :data:`~.index.MAX_RETRY_AFTER`).
 
         With ``sha256`` (hex), bytes that do not hash to it are a permanent :class:`DigestMismatch` naming the
         file, the listed digest and the actual one: they are never scanned, and the release is a failure.
         With ``deadline`` (``time.monotonic()``), a download not over by then is ended there, and not tried
-        again: a transient error (whatever held it up may not be there next time).
+        again: a transient error (whatever held it up may not be there next time). A retry whose wait would
+        end past it fails at once, as late.
         Every failure is a :class:`DownloadError`.
         """
         if deadline is not None and time.monotonic() >= deadline:
@@ -174,6 +178,7 @@ class Downloader:
             )
         loop = asyncio.get_running_loop()
         for attempt in range(1, attempts + 1):
+            asked: float | None = None
             limit = None if deadline is None else DownloadDeadline(deadline)
             try:
                 done = loop.run_in_executor(
@@ -208,6 +213,8 @@ class Downloader:
             ) as err:
                 if limit is not None and (limit.passed or limit.remaining() <= 0):
                     raise self._late(url, attempt) from None
+                if isinstance(err, Retryable):
+                    asked = err.retry_after
                 # Once closed, the download is not tried again: the failure it met is the answer.
                 if attempt == attempts or self._closed:
                     reason = str(err) if isinstance(err, Retryable) else type(err).__name__
@@ -217,9 +224,10 @@ class Downloader:
             except Exception as err:
                 # Anything else (a redirect loop, a URL httpx refuses) would fail again.
                 raise self._failed(url, err) from None
-            pause = random.uniform(0, backoff * 2 ** (attempt - 1))
+            pause = max(random.uniform(0, backoff * 2 ** (attempt - 1)), asked or 0.0)
             if deadline is not None and time.monotonic() + pause >= deadline:
-                raise self._late(url, attempt)
+                # Never asked again before the wait a Retry-After asks is over: that would end too late.
+                raise self._late(url, attempt, asked if asked == pause else None)
             await asyncio.sleep(pause)
             if self._closed:
                 raise DownloadError(f"{redact_url(url)}: stopped after {attempt} tries", permanent=False)
@@ -231,9 +239,11 @@ class Downloader:
         return DownloadError(f"{redact_url(url)}: {describe_error(err)}", permanent=not self._closed)
 
     @staticmethod
-    def _late(url: str, attempt: int) -> DownloadError:
+    def _late(url: str, attempt: int, asked: float | None = None) -> DownloadError:
+        why = "" if asked is None else f"; its Retry-After of {asked:.0f} s ends too late"
         return DownloadError(
-            f"{redact_url(url)}: not downloaded by its deadline (the job's lease), after {attempt} tries",
+            f"{redact_url(url)}: not downloaded by its deadline (the job's lease), after {attempt} tries"
+            + why,
             permanent=False,
         )
 

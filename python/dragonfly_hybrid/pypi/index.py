@@ -11,7 +11,9 @@ project is looked up on the index and every extra index, and their files are mer
 the indexes and the network settings come from: :mod:`dragonfly_hybrid.pypi.pipconfig`.
 
 Downloads are streamed, capped while streaming (never truncated silently), checked against the sha256 the
-index publishes, and retried with exponential backoff on 5xx answers and connection errors. Every error is a
+index publishes, and retried with exponential backoff on 429 and 5xx answers and connection errors; after a
+429 or 503, at least as long as its ``Retry-After`` asks (seconds or an HTTP date, as pip waits it), up to
+:data:`MAX_RETRY_AFTER`. Every error is a
 :class:`PyPIError` whose message names the project, version or file concerned; URLs in messages never carry
 the credentials that an index URL may embed.
 """
@@ -24,7 +26,7 @@ import json
 import platform
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
@@ -34,7 +36,7 @@ from urllib.parse import urljoin
 from packaging.version import InvalidVersion, Version
 
 from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE as DEFAULT_MAX_DOWNLOAD_SIZE  # re-exported
-from dragonfly_hybrid.http_client import NetworkSettings, new_client, redact_url
+from dragonfly_hybrid.http_client import NetworkSettings, asked_wait, new_client, redact_url
 from dragonfly_hybrid.pypi.pipconfig import DEFAULT_INDEX_URL as DEFAULT_INDEX_URL  # re-exported
 from dragonfly_hybrid.pypi.pipconfig import configured_index_url as configured_index_url
 from dragonfly_hybrid.redaction import describe_error as describe_error  # re-exported
@@ -49,6 +51,11 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.5
+MAX_RETRY_AFTER = 60.0
+"""The longest wait a ``Retry-After`` gets before a retry (index lookups, downloads, ``watch``'s polls): a
+longer one (a day, a date years ahead) is cut to it, as the mainframe client cuts it to its backoff's cap.
+These retries have no cap of their own (a few, doubling from :data:`DEFAULT_BACKOFF`); 60 s is the longest
+``watch`` backs off between failed polls, and the default timeout."""
 
 ProgressCallback = Callable[[int, int | None], None]
 """Called with (bytes received so far, total size when known) while a file downloads."""
@@ -78,6 +85,9 @@ class VersionNotFound(PyPIError):
 
 class IndexUnavailable(PyPIError):
     """The index could not be reached or gave an unusable answer (after retries)."""
+
+    retry_after: float | None = None
+    """What the last answer's ``Retry-After`` asked (:func:`capped_wait`): before asking that index again."""
 
 
 class PageTooLarge(IndexUnavailable):
@@ -268,6 +278,13 @@ def _is_retryable(response: httpx.Response) -> bool:
     return response.status_code >= 500 or response.status_code == 429
 
 
+def capped_wait(status: int, value: str | None) -> float | None:
+    """What a 429 or 503 answer's ``Retry-After`` (``value``: seconds or an HTTP date) asks, at most
+    :data:`MAX_RETRY_AFTER`; None without a usable one."""
+    asked = asked_wait(status, value)
+    return None if asked is None else min(asked, MAX_RETRY_AFTER)
+
+
 class PyPIClient:
     """A small client for simple indexes: resolve releases, download their files.
 
@@ -325,12 +342,12 @@ class PyPIClient:
         """A client of ``index_url`` alone with this one's settings (a lock file's source index)."""
         return PyPIClient(index_url, **self._options)  # type: ignore[arg-type]
 
-    def _attempts(self) -> Iterator[int]:
-        """Yield attempt numbers, sleeping with exponential backoff before every retry."""
-        for attempt in range(self.retries):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            yield attempt
+    def _pause(self, attempt: int, asked: float | None) -> None:
+        """Before attempt number ``attempt`` (from 0), but the first: exponential backoff, or what the last
+        answer's ``Retry-After`` asked (``asked``, :func:`capped_wait`) when longer. A signal ends the sleep
+        (the scan's main thread; ``watch`` leaves the thread asking behind)."""
+        if attempt:
+            time.sleep(max(self.backoff * 2 ** (attempt - 1), asked or 0.0))
 
     def _get(self, url: str, accept: str) -> IndexPage | None:
         """A 200 answer read whole, or None for 404; retries 5xx, 429 and network errors, else
@@ -339,13 +356,17 @@ class PyPIClient:
 
         shown = redact_url(url)
         problem = ""
-        for _ in self._attempts():
+        asked: float | None = None
+        for attempt in range(self.retries):
+            self._pause(attempt, asked)
+            asked = None
             try:
                 with self._client.stream("GET", url, headers={"Accept": accept}) as response:
                     if response.status_code == 404:
                         return None
                     if _is_retryable(response):
                         problem = f"HTTP {response.status_code}"
+                        asked = capped_wait(response.status_code, response.headers.get("retry-after"))
                         continue
                     if response.status_code in (401, 403):
                         raise IndexUnavailable(
@@ -367,7 +388,9 @@ class PyPIClient:
             except (httpx.HTTPError, httpx.InvalidURL) as err:
                 # A redirect loop, a body that does not decode, a URL httpx refuses: no retry helps.
                 raise IndexUnavailable(f"could not fetch {shown}: {describe_error(err)}") from None
-        raise IndexUnavailable(f"could not fetch {shown} after {self.retries} attempts ({problem})")
+        failed = IndexUnavailable(f"could not fetch {shown} after {self.retries} attempts ({problem})")
+        failed.retry_after = asked
+        raise failed
 
     def project_page(self, name: str) -> ProjectPage:
         """Fetch and parse the project page of ``name`` (JSON preferred, HTML accepted) on every index,
@@ -449,13 +472,17 @@ class PyPIClient:
         import httpx
 
         problem = ""
-        for _ in self._attempts():
+        asked: float | None = None
+        for attempt in range(self.retries):
+            self._pause(attempt, asked)
+            asked = None
             sink.seek(0)
             sink.truncate()
             try:
                 digest = self._stream(file, sink, progress)
             except Retryable as err:
                 problem = str(err)
+                asked = err.retry_after
                 continue
             except httpx.TransportError as err:
                 problem = describe_error(err)
@@ -523,7 +550,10 @@ def stream_download(
         "GET", url, headers={"Accept-Encoding": "identity"}, extensions=extensions
     ) as response:
         if _is_retryable(response):
-            raise Retryable(f"HTTP {response.status_code}")
+            raise Retryable(
+                f"HTTP {response.status_code}",
+                capped_wait(response.status_code, response.headers.get("retry-after")),
+            )
         if response.status_code != 200:
             raise DownloadError(
                 f"could not download {name}: HTTP {response.status_code} from {redact_url(url)}"
@@ -548,7 +578,11 @@ def stream_download(
 
 class Retryable(Exception):
     """A download answer worth retrying (429, 5xx): raised by :func:`stream_download`, caught by the retry
-    loops of its callers."""
+    loops of its callers. ``retry_after``: what its ``Retry-After`` asked (:func:`capped_wait`)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def _content_length(response: httpx.Response) -> int | None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fnmatch
 import logging
@@ -24,6 +25,7 @@ from dragonfly_hybrid.node.jobs import MainframeError, RulesPayload
 from dragonfly_hybrid.pypi.download import filename_of
 from dragonfly_hybrid.pypi.index import (
     DEFAULT_INDEX_URL,
+    IndexUnavailable,
     NotAProjectList,
     ProjectNotFound,
     PyPIClient,
@@ -197,6 +199,8 @@ class PyPIWatchSource:
         self._last_news = datetime.now(timezone.utc)
         self._last_idle_notice: float | None = None
         self._stop = stop
+        self._poll_after = 0.0
+        """``time.monotonic()`` before which no poll starts: a failed poll's last ``Retry-After``."""
         self.error: sqlite3.Error | None = None
         """The store failed as a round's serial was committed: no new poll; ``serve_watch`` raises it."""
 
@@ -215,6 +219,8 @@ class PyPIWatchSource:
     async def claim(self, batch: int) -> list[WatchJob]:
         self._reissue_expired()
         if not self._queue and self._round is None:
+            if not await self._waited_as_asked():
+                return []  # stopping: nothing polled, nothing handed out
             try:
                 await self._poll()
             except (WatchFailed, sqlite3.Error):
@@ -461,6 +467,27 @@ class PyPIWatchSource:
 
     # -- index -------------------------------------------------------------------------------------------
 
+    async def _waited_as_asked(self) -> bool:
+        """Wait out what the index's ``Retry-After`` asked when the last poll failed (the node's own backoff
+        between polls is shorter at first); False when stopping, which ends the wait."""
+        left = self._poll_after - time.monotonic()
+        if left > 0:
+            if self._stop is None:
+                await asyncio.sleep(left)
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), left)
+        return not self._stopping()
+
+    def _failed(self, err: PyPIError) -> WatchIndexError:
+        """The poll failed on ``err``: the next one waits what its ``Retry-After`` asked, if anything."""
+        reason = str(err)
+        asked = err.retry_after if isinstance(err, IndexUnavailable) else None
+        if asked is not None and not self.fail_fast:  # fail_fast: no next poll
+            self._poll_after = time.monotonic() + asked
+            reason += f"; next poll in {asked:.0f} s at the earliest, as its Retry-After asks"
+        return WatchIndexError(reason)
+
     async def _ask(self, call: Callable[[], T]) -> T | None:
         """``call()``, a request to the index, on a daemon thread; None once stopping, without waiting for
         its answer. On the event loop's executor (``asyncio.to_thread``), a slow answer (the project list
@@ -510,7 +537,7 @@ class PyPIWatchSource:
         except NotAProjectList as err:
             raise UnwatchableIndex(str(err)) from None
         except PyPIError as err:
-            raise WatchIndexError(str(err)) from None
+            raise self._failed(err) from None
         return None if listing is None else (listing.projects, listing.serial, listing.server_time)
 
     async def _project_page(self, name: str) -> ProjectPage | None:
@@ -520,4 +547,4 @@ class PyPIWatchSource:
         except ProjectNotFound:
             return None  # deleted since the listing
         except PyPIError as err:
-            raise WatchIndexError(str(err)) from None
+            raise self._failed(err) from None

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -51,9 +52,12 @@ from dragonfly_hybrid.pypi.index import (
 def filename_of(url: str) -> str:
     """The distribution's file name: the last path segment of its download URL, without the segment's
     parameters (``f.whl;token=S`` is ``f.whl``). pip's name keeps them, but this one is logged, reported and
-    stored, and a signed URL may carry its token there (the URL is only ever shown redacted)."""
-    path = httpx.URL(url).path
-    return path.rstrip("/").rsplit("/", 1)[-1].partition(";")[0] or "distribution"
+    stored, and a signed URL may carry its token there (the URL is only ever shown redacted). Cut before it
+    is percent-decoded: an encoded ``%3B`` is part of the name, as pip and the index name it (``watch``
+    finds a file stored by that name), and as :func:`redact_url` leaves it."""
+    raw = httpx.URL(url).raw_path.decode("ascii").partition("?")[0]
+    segment = raw.rstrip("/").rsplit("/", 1)[-1].partition(";")[0]
+    return unquote(segment).rstrip("/").rsplit("/", 1)[-1] or "distribution"
 
 
 def _download_once(

@@ -37,6 +37,7 @@ from tests.fakes.pypi import FakeIndex
 from tests.test_redteam_watch_crash import HANG_GUARD, cli, failed_download, unwritable
 from tests.test_store_pass27 import no_traceback
 from tests.test_store_pass27 import store as store  # a fixture: a store holding old==1.0
+from tests.test_store_pass28 import sticky_shared
 from tests.test_watch import BAD, CLEAN, publish
 from tests.test_watch_logs import JSON_TYPE, watch_cli
 
@@ -100,10 +101,7 @@ def test_another_users_link_in_a_sticky_directory_is_not_followed(tmp_path: Path
     the report written beside the link's target and, as root, given to that user (their file's owner).
     The kernel (``protected_symlinks``) refuses to follow such a link for an open; so does the report:
     one line, exit 2, nothing written."""
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    os.chown(shared, 1234, 1234)
-    shared.chmod(0o1777)
+    shared = sticky_shared(tmp_path)
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     os.chown(theirs, 65534, 65534)

@@ -27,6 +27,7 @@ from tests.test_output_pass29 import SIGNALLED_IN_THE_COPY, _bind, _child, _fini
 from tests.test_redteam_watch_crash import cli
 from tests.test_store_pass27 import no_traceback
 from tests.test_store_pass27 import store as store  # a fixture: a store holding old==1.0
+from tests.test_store_pass28 import sticky_shared
 from tests.test_watch import CLEAN
 
 # --- 1. a bind-mounted FILE on a file system without fallocate --------------------------------------------
@@ -80,11 +81,7 @@ def test_ctrl_c_while_scan_overwrites_a_bind_mounted_file_ends_as_scans_ctrl_c(t
 
 def _sticky_with_their_link(tmp_path: Path, name: str, to: Path) -> Path:
     """A sticky world-writable directory of uid 1234 holding ``name``, uid 65534's link to ``to``."""
-    shared = tmp_path / "shared"
-    shared.mkdir(exist_ok=True)
-    os.chown(shared, 1234, 1234)
-    shared.chmod(0o1777)
-    link = shared / name
+    link = sticky_shared(tmp_path) / name
     link.symlink_to(to)
     os.lchown(link, 65534, 65534)
     return link

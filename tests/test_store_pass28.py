@@ -43,6 +43,15 @@ from tests.test_watch import publish
 CLEAN = b"print('hello')\n"
 
 
+def sticky_shared(tmp_path: Path) -> Path:
+    """``tmp_path/shared``: a sticky, world-writable directory of another user (uid 1234), as ``/tmp``."""
+    shared = tmp_path / "shared"
+    shared.mkdir(exist_ok=True)
+    os.chown(shared, 1234, 1234)
+    shared.chmod(0o1777)
+    return shared
+
+
 def _scan_clean(tmp_path: Path) -> Path:
     target = tmp_path / "clean.py"
     target.write_bytes(CLEAN)
@@ -94,10 +103,7 @@ def test_another_users_file_in_a_sticky_directory_is_refused_before_the_scan(tmp
     failed "Operation not permitted". Written in place instead, the report would still be that user's to
     read. It is refused at once: one line, exit 2, the file and the directory as they were."""
     prefix = _without_overrides()
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    os.chown(shared, 1234, 1234)
-    shared.chmod(0o1777)
+    shared = sticky_shared(tmp_path)
     planted = shared / "report.txt"
     planted.write_text("someone else's")
     os.chown(planted, 65534, 65534)

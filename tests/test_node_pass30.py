@@ -70,17 +70,19 @@ def test_a_signal_while_the_first_rule_set_is_fetched_stops_the_node_with_0(
     """Logged in, the node fetches its first rule set before it claims anything; the mainframe answers 503,
     so ``GET /rules`` is retried (6 tries, backing off). The signal stopped nothing: the node fetched on,
     then exited 3 (``GET /rules failed after 6 attempts``) having held no job. It stops at once, exit 0,
-    the rules asked for once."""
+    the rules not asked for again (but a retry already under way as the signal came: the backoff's jitter
+    can be a few milliseconds)."""
     add_releases(fake, 2)
     fake.fail_next("rules", 503, count=1_000_000)
     child = node_process(fake, tmp_path)
     assert fake.wait_until(lambda: fake.count("rules", 503) >= 1, timeout=HANG_GUARD)
+    asked = fake.count("rules")
     child.send_signal(sig)
     status, stderr = stopped(child)
     assert status == 0, stderr
     assert "Traceback" not in stderr and "error:" not in stderr, stderr
     assert "stopping: no new claims" in stderr
-    assert fake.count("rules") == 1 and not fake.claims
+    assert fake.count("rules") <= asked + 1 and not fake.claims
 
 
 def test_review_a_node_whose_first_rules_come_after_a_503_still_claims_and_submits(

@@ -269,7 +269,7 @@ class DistributionResult:
         ``files``."""
     def top_findings(self, n: int) -> list[tuple[FileResult, RuleMatch]]:
         """At most ``n`` (file, match) pairs: the heaviest rule first, then by path, then by rule
-        identifier, then in scan order; only these are built."""
+        identifier, then in scan order; only these are built. ``ValueError`` for a negative ``n``."""
     @property
     def issues(self) -> list[ScanIssue]: ...
     @property
@@ -426,7 +426,8 @@ class Scanner:
     def cache_import(self, entries: Iterable[tuple[bytes, bytes]]) -> tuple[int, str | None]:
         """Load entries exported by a Scanner with the same rules (same ``Rules.hash``): those contents
         are not scanned again. Returns how many were loaded and why the first refused entry (one that
-        does not fit this rule set) was refused, if any."""
+        does not fit this rule set) was refused, if any. Keys mix in ``Rules.hash``: the entries of
+        another rule set (rules of the same names too) load but never answer for a content here."""
     # Every scan method takes ``progress=``: a ``ScanProgress`` to count into and to cancel the scan
     # with (it then raises ``ScanCancelled``). In the main thread, a signal handler that raises while a
     # scan runs (Ctrl-C's ``KeyboardInterrupt``) cancels it too, and its exception is raised.
@@ -450,22 +451,24 @@ class Scanner:
         self, path: str | os.PathLike[str], name: str | None = None, *, progress: ScanProgress | None = None
     ) -> DistributionResult:
         """Scan the distribution in the file ``path``, like :meth:`scan_bytes` (``name`` defaults to the
-        file's name). Raises ``FileNotFoundError`` when it does not exist and ``OSError`` when it is not
-        a regular file or cannot be read."""
+        file's name). Raises ``FileNotFoundError`` when it does not exist, ``OSError`` when it is not
+        a regular file or cannot be read, ``ValueError`` for a path with a NUL byte."""
     def scan_many(
         self,
-        items: Iterable[tuple[str, bytes | bytearray | DownloadBuffer | str, str | None]],
+        items: Iterable[tuple[str, bytes | bytearray | DownloadBuffer | str | os.PathLike[str], str | None]],
         *,
         progress: ScanProgress | None = None,
     ) -> list[DistributionResult]:
         """Scan ``(name, bytes, bytearray, DownloadBuffer or file path, url)`` items in parallel; results
-        keep the input order. Raises ``OSError`` when a path cannot be read (scan one by one to tell
-        which)."""
+        keep the input order. A path (a str or path-like) that cannot be read, or is not a regular
+        file, gives an incomplete result with an ``unreadable`` issue."""
     def scan_release(
         self,
         name: str,
         version: str,
-        distributions: Iterable[tuple[str, bytes | bytearray | DownloadBuffer | str, str | None]],
+        distributions: Iterable[
+            tuple[str, bytes | bytearray | DownloadBuffer | str | os.PathLike[str], str | None]
+        ],
         *,
         progress: ScanProgress | None = None,
     ) -> ReleaseResult:

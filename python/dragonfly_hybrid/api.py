@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from packaging.version import InvalidVersion, Version
+from collections.abc import Iterable, Sequence
 
 from dragonfly_hybrid._core import Rules, Scanner
 from dragonfly_hybrid.bounds import MAX_BYTES
 from dragonfly_hybrid.errors import NoRulesError
-from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, RUNNING_PYTHON
+from dragonfly_hybrid.pypi.index import DEFAULT_MAX_DOWNLOAD_SIZE, target_python
 from dragonfly_hybrid.report import TargetResult
 from dragonfly_hybrid.rules_loader import bundled_rules
 from dragonfly_hybrid.targets import (
@@ -20,6 +18,22 @@ from dragonfly_hybrid.targets import (
     open_index,
     release_target,
 )
+
+
+def _require(name: str, value: object, kind: type) -> None:
+    """``TypeError`` naming ``name`` unless ``value`` is a ``kind`` or None."""
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__} or None, not {type(value).__name__}")
+
+
+def _strings(values: Iterable[object]) -> tuple[str, ...] | None:
+    """``values`` as a tuple (read once: it may be a generator), or None unless an iterable of str."""
+    try:
+        items = tuple(values)
+    except TypeError:  # not iterable (None)
+        return None
+    strings = tuple(item for item in items if isinstance(item, str))
+    return strings if len(strings) == len(items) else None
 
 
 def fetch_and_scan(
@@ -50,8 +64,27 @@ def fetch_and_scan(
     ``NetworkSettingsError`` for a certificate file that cannot be loaded, and
     :class:`~dragonfly_hybrid.errors.NoRulesError` for a rule set that defines no rule.
     ``max_download_size`` is an ``int`` from 1 to 64 GB, as ``--max-download-size`` and
-    ``DRAGONFLY_MAX_SCAN_SIZE`` are (else ``TypeError`` or ``ValueError``).
+    ``DRAGONFLY_MAX_SCAN_SIZE`` are (else ``TypeError`` or ``ValueError``). An argument of the wrong type
+    (``extra_index_urls`` given one str rather than a list of them) is a ``TypeError`` naming it.
     """
+    # Checked first: None or bytes raised an AttributeError or a TypeError that named nothing, and a str
+    # as extra_index_urls was one index per character ("could not fetch h/pkg/": an incomplete result).
+    if not isinstance(requirement, str):
+        raise TypeError(f"requirement must be a str, not {type(requirement).__name__}")
+    for name, value, kind in [
+        ("index_url", index_url, str),
+        ("python_version", python_version, str),
+        ("rules", rules, Rules),
+        ("scanner", scanner, Scanner),
+    ]:
+        _require(name, value, kind)
+    if isinstance(extra_index_urls, str | bytes):
+        raise TypeError(
+            f"extra_index_urls must be a list of index URLs, not a {type(extra_index_urls).__name__}"
+        )
+    extra = _strings(extra_index_urls)
+    if extra is None:  # not the value: a URL may hold a password
+        raise TypeError("extra_index_urls must be a list of index URLs, each a str")
     # Checked before anything is fetched: 0 or a bool failed every download ("cap of True bytes"), NaN
     # capped nothing, and a str or None failed each download with a TypeError as its reason.
     if isinstance(max_download_size, bool) or not isinstance(max_download_size, int):
@@ -63,15 +96,16 @@ def fetch_and_scan(
     except TargetError:
         # release_target words it for the CLI, where the string may also have been a path.
         raise TargetError(f"{requirement!r} is not a PyPI project name or name==version") from None
+    # As --python-version: "3", "3.11rc1" or "v3.11" were taken though neither the CLI nor the docstring do.
     try:
-        python = Version(python_version) if python_version is not None else RUNNING_PYTHON
-    except (InvalidVersion, ValueError):  # ValueError: a number past Python's 4300 digits
-        raise TargetError(f"python_version {python_version!r}: expected X.Y or X.Y.Z") from None
+        python = target_python(python_version)
+    except ValueError as err:
+        raise TargetError(f"python_version {err}") from None
     # Not `rules or ...`: a set of no rule is falsy (its len() is 0), and fell back to the bundled rules.
     engine = scanner if scanner is not None else Scanner(rules if rules is not None else bundled_rules())
     if engine.rules.count == 0:
         raise NoRulesError("the rule set defines no rule: it would match nothing")
-    settings = index_settings(index_url, extra_index_urls)
+    settings = index_settings(index_url, extra)
     with open_index(settings, python_version=python, max_download_size=max_download_size) as pypi:
         targets = TargetScanner(engine, pypi)
         return targets.scan(targets.resolve(target))

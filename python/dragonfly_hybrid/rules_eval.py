@@ -59,11 +59,12 @@ import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
 from dragonfly_hybrid._core import DistributionResult, Limits, Rules, Scanner
+from dragonfly_hybrid.report import printable
 
 DEFAULT_FLAG_WEIGHT = 5
 BATCH = 64
@@ -319,10 +320,11 @@ def _findings(dist_name: str, single: bool, result: DistributionResult) -> Itera
 def scan_side(scanner: Scanner, directory: Path, weights: dict[str, int]) -> SideResult:
     """Scan every release of ``directory`` (distributions in batches, in parallel inside the engine)."""
     releases = read_releases(directory)
-    outcomes = {entry.name: ReleaseOutcome(entry.name) for entry in releases}
-    jobs = [(entry.name, dist, path) for entry in releases for dist, path in entry.files]
-    for entry in releases:
-        outcome = outcomes[entry.name]
+    # By position, not name: two entries can show the same name (a byte that is not UTF-8 as \xNN beside
+    # a name spelling it out), and one's findings must not count for the other.
+    outcomes = [ReleaseOutcome(entry.name) for entry in releases]
+    jobs = [(index, dist, path) for index, entry in enumerate(releases) for dist, path in entry.files]
+    for entry, outcome in zip(releases, outcomes, strict=True):
         outcome.issues.extend(entry.problems)
         if entry.problems or not entry.files:
             outcome.incomplete = True
@@ -332,8 +334,8 @@ def scan_side(scanner: Scanner, directory: Path, weights: dict[str, int]) -> Sid
         batch = jobs[start : start + BATCH]
         # A file that cannot be read (gone, no permission) is an ``unreadable`` issue of its result.
         results = scanner.scan_many((dist, str(path), None) for _, dist, path in batch)
-        for (name, dist, _), result in zip(batch, results, strict=True):
-            outcome = outcomes[name]
+        for (index, dist, _), result in zip(batch, results, strict=True):
+            outcome = outcomes[index]
             for finding in _findings(dist, True, result):
                 outcome.findings.append(finding)
                 weights.setdefault(finding.rule, finding.weight)
@@ -342,7 +344,7 @@ def scan_side(scanner: Scanner, directory: Path, weights: dict[str, int]) -> Sid
                     f"{dist}: {issue.path}: {issue.message}" if issue.path else f"{dist}: {issue.message}"
                 )
                 outcome.incomplete = outcome.incomplete or issue.unscanned
-    return SideResult(directory, [outcomes[entry.name] for entry in releases])
+    return SideResult(directory, outcomes)
 
 
 def evaluate(
@@ -504,7 +506,9 @@ def render_table(ev: Evaluation, out: IO[str], *, limit: int = 20) -> None:
         failures = ev.threshold_failures()
         lines += ["", "thresholds: " + ("NOT met" if failures else "met")]
         lines += [f"  {failure}" for failure in failures]
-    out.write("\n".join(lines) + "\n")
+    # Release and member names come from the samples (malware names its files): a newline, an escape
+    # sequence or a bidi override would forge rows or drive the terminal.
+    out.write("\n".join(printable(line) for line in lines) + "\n")
 
 
 def render_json(ev: Evaluation, out: IO[str]) -> None:
@@ -518,8 +522,8 @@ def parse_fraction(value: str) -> float:
     # Through Decimal: float("7.2") / 100 is 0.07200000000000001, so "7.2%" was not met by 9 of 125.
     try:
         number = float(Decimal(text[:-1]) / 100) if text.endswith("%") else float(text)
-    except InvalidOperation:
+    except (ArithmeticError, ValueError):  # ArithmeticError: Decimal's Overflow ("1e9999999%") and others
         raise ValueError(f"{value!r} is not a number") from None
     if not 0.0 <= number <= 1.0:
         raise ValueError(f"{value!r} is not between 0 and 1 (or 0% and 100%)")
-    return number
+    return number + 0.0  # "-0" is 0, not -0.0 in the JSON and "-0.0%" in messages

@@ -97,7 +97,8 @@ def compile_cached(sources: dict[str, str], cache_dir: Path | None) -> Rules:
         import logging  # ~3 ms of every start, for a message that is rare
 
         logging.getLogger("dragonfly_hybrid.rules").warning(
-            "ignoring an unusable cached rule set", extra={"path": str(path), "error": str(err)}
+            f"ignoring an unusable cached rule set ({shown_path(path)}: {err}); compiling the rules",
+            extra={"path": str(path), "error": str(err)},
         )
     rules = Rules.compile(sources)
     if rules.count == 0:
@@ -233,19 +234,32 @@ def _not_a_rule_file(entry: Path) -> str | None:
 
 
 def _rule_files_in_directory(directory: Path) -> tuple[Path, ...]:
-    """The .yar/.yara files under ``directory``, relative to it, sorted. An entry named so that is no
-    regular file (a broken link, a FIFO, a device) is an error: skipping it would drop its rules unseen, and
-    reading it could block or never end."""
+    """The .yar/.yara files under ``directory``, relative to it, sorted. Links to directories are followed
+    (each directory walked once: a link loop ends); ``rglob`` did not follow them and dropped their rules
+    unseen. An entry named so that is no regular file (a broken link, a FIFO, a device) is an error:
+    skipping it would drop its rules unseen, and reading it could block or never end. A directory that
+    cannot be listed raises ``OSError``, for the same reason."""
     found: list[Path] = []
     unusable: list[str] = []
-    for entry in directory.rglob("*"):
-        if entry.suffix.lower() not in RULE_SUFFIXES:
+    walked: set[tuple[int, int]] = set()
+    pending = [directory]
+    while pending:
+        folder = pending.pop()
+        info = folder.stat()
+        if (info.st_dev, info.st_ino) in walked:
             continue
-        problem = _not_a_rule_file(entry)
-        if problem is not None:
-            unusable.append(f"{shown_path(entry)} is {problem}, not a rule file")
-        elif not entry.is_dir():
-            found.append(entry.relative_to(directory))
+        walked.add((info.st_dev, info.st_ino))
+        for entry in sorted(folder.iterdir(), reverse=True):  # sorted: the same link wins every time
+            if entry.is_dir():
+                pending.append(entry)
+                continue
+            if entry.suffix.lower() not in RULE_SUFFIXES:
+                continue
+            problem = _not_a_rule_file(entry)
+            if problem is not None:
+                unusable.append(f"{shown_path(entry)} is {problem}, not a rule file")
+            else:
+                found.append(entry.relative_to(directory))
     if unusable:
         raise ValueError("; ".join(sorted(unusable)))
     if not found:
@@ -321,16 +335,17 @@ def rule_source_files(paths: Sequence[StrPath] = ()) -> dict[str, Path]:
     return files
 
 
-def load_rules(paths: Iterable[StrPath] = (), *, cache_dir: Path | None = None) -> Rules:
+def load_rules(paths: Iterable[StrPath] | StrPath = (), *, cache_dir: Path | None = None) -> Rules:
     """Load rules from directories (read recursively for .yar/.yara), source files or one compiled blob.
 
-    With no paths, the bundled rules. With ``cache_dir``, sources compiled once are loaded from there
+    ``paths`` is a list of them, or one. With no paths, the bundled rules. With ``cache_dir``, sources compiled once are loaded from there
     afterwards (:func:`compile_cached`). Every source is read once (what a prefetch read, when it read these
     paths). Raises ``RuleCompileError`` naming file and line when a source does not compile,
     ``RulesFormatError`` for a damaged blob, ``NoRulesError`` when the set defines no rule, ``OSError`` when
     a path cannot be read, ``ValueError`` for a file that is not a rule source.
     """
-    given = [Path(p) for p in paths]
+    # One path is one path: a str iterated gave its characters ('/' first: the whole file system walked).
+    given = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
     prefetched = _take_prefetched(given)
     rules: Rules | None = None
     if prefetched is not None:

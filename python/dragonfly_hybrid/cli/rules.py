@@ -26,7 +26,8 @@ TestFormat = Literal["table", "json"]
 RulePaths = Annotated[
     list[Path],
     typer.Argument(
-        help="Directories (read recursively for .yar/.yara), YARA source files, or one compiled blob.",
+        help="Directories (read recursively for .yar/.yara, links to folders followed), YARA source files, "
+        "or one compiled blob.",
         metavar="PATH",
         show_default=False,
     ),

@@ -482,15 +482,12 @@ def open_index_or_exit(
 
 def _python_version(text: str | None) -> Version:
     """``--python-version``: X.Y or X.Y.Z; exits 2 otherwise."""
-    from packaging.version import Version
+    from dragonfly_hybrid.pypi.index import target_python
 
-    from dragonfly_hybrid.pypi.index import RUNNING_PYTHON
-
-    if text is None:
-        return RUNNING_PYTHON
-    if not re.fullmatch(r"\d{1,9}\.\d{1,9}(\.\d{1,9})?", text.strip()):
-        fail(f"--python-version {text!r}: expected X.Y or X.Y.Z, such as 3.11")
-    return Version(text.strip())
+    try:
+        return target_python(text)
+    except ValueError as err:
+        fail(f"--python-version {err}")
 
 
 def _refuse_requirements_as_rules(paths: Sequence[Path]) -> None:

@@ -206,6 +206,16 @@ def _by_version(packages: Iterable[DistributionPackage]) -> dict[Version, list[D
 RUNNING_PYTHON = Version(platform.python_version())
 
 
+def target_python(text: str | None) -> Version:
+    """The Python a lookup selects files for: ``text`` as X.Y or X.Y.Z (``--python-version``,
+    ``fetch_and_scan(python_version=...)``), the running one for None; ``ValueError`` otherwise."""
+    if text is None:
+        return RUNNING_PYTHON
+    if not re.fullmatch(r"\d{1,9}\.\d{1,9}(\.\d{1,9})?", text.strip()):
+        raise ValueError(f"{text!r}: expected X.Y or X.Y.Z, such as 3.11")
+    return Version(text.strip())
+
+
 def _installable(package: DistributionPackage, python: Version) -> bool:
     """Not yanked, and its Requires-Python admits ``python`` (an invalid one is ignored, as pip ignores
     it)."""

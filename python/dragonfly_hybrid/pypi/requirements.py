@@ -15,7 +15,8 @@ scanned. A pylock file given by ``path`` is skipped (scan it by its path).
 * anything else is a pip requirements file, read by pip's own parser (``pip-requirements-parser``):
   ``name==version`` or ``name===version`` lines (extras, environment markers, ``--hash`` options and
   ``\\`` continuations allowed), ``-r``/``--requirement`` files followed (relative to the including file);
-  ``-c``/``--constraint`` files are read but not scanned (pip installs nothing from them). Option lines
+  ``-c``/``--constraint`` files are read but not scanned (pip installs nothing from them, except from the
+  URL or path of a named constraint, ``foo @ https://...``: skipped, as a URL requirement is). Option lines
   that change where releases come from are kept in :attr:`Pins.settings` (``--index-url``,
   ``--extra-index-url``, ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused);
   the others do not change what is fetched and are ignored. Environment markers are not evaluated:
@@ -109,9 +110,11 @@ class Pins:
 
     def add(self, pin: Pin) -> None:
         """Keep ``pin`` unless one for the same files is kept already: the same release from the same
-        place. Two lock entries of one name and version with other files (a version split over two
-        indexes by markers), or a lock entry and a requirements line, are both scanned."""
-        key = (normalize_name(pin.name), pin.version, pin.files, pin.index_url)
+        place, allowing the same hashes. Two lock entries of one name and version with other files (a
+        version split over two indexes by markers), a lock entry and a requirements line, or lines of two
+        files hashing the release differently (or one not at all: any of its files installs) are each
+        scanned."""
+        key = (normalize_name(pin.name), pin.version, pin.files, pin.index_url, pin.hashes)
         if key not in self._keys:
             self._keys.add(key)
             self.pins.append(pin)
@@ -332,16 +335,34 @@ def _read_requirements(path: Path, pins: Pins) -> None:
     from pip_requirements_parser import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
         InstallationError,
         RequirementsFile,
+        auto_decode,
     )
 
     try:
         parsed = RequirementsFile.from_file(str(path), include_nested=True)
     except InstallationError as err:
         raise _requirements_error(err) from None
-    except UnicodeDecodeError as err:
-        raise RequirementsError(f"{path}: not UTF-8 text") from err
+    except (ValueError, LookupError) as err:
+        # Bytes not in the file's encoding, a coding line naming no text encoding, a -r/-c name with a
+        # NUL byte: the parser does not say which file it was reading (this one, unless this one reads).
+        try:
+            auto_decode(path.read_bytes())
+            where = f"a file {path} includes (-r/-c)"
+        except (ValueError, LookupError, OSError):
+            where = str(path)
+        if isinstance(err, UnicodeDecodeError):
+            raise RequirementsError(
+                f"{where} is not {err.encoding} text (byte {err.start}: {err.reason})"
+            ) from None
+        if isinstance(err, LookupError):
+            raise RequirementsError(f"{where}: its coding line names no text encoding ({err})") from None
+        raise RequirementsError(f"{where}: cannot read it ({err})") from None
     if parsed.invalid_lines:
         bad = parsed.invalid_lines[0]
+        if "maximum recursion depth" in bad.error_message:  # pip's parser follows -r/-c without a check
+            raise RequirementsError(
+                f"{path}: its -r/-c files include each other in a loop ({bad.filename} is one)"
+            )
         raise RequirementsError(
             f"{bad.filename}:{bad.line_number}: cannot parse {bad.line!r}"
             + _unexpanded(bad.line)
@@ -354,7 +375,15 @@ def _read_requirements(path: Path, pins: Pins) -> None:
             if _ENVIRONMENT_VARIABLE.search(value):
                 raise RequirementsError(f"{origin}: {printable(value)!r}{_unexpanded(value)}")
         _read_option(option.options, origin, pins)
-    entries = [r for r in parsed.requirements if not r.is_constraint]  # pip installs no constraint
+    entries = [r for r in parsed.requirements if not r.is_constraint]  # pip installs no constraint...
+    for entry in parsed.requirements:
+        if entry.is_constraint and entry.link is not None:
+            # ...but a named one's URL or path is where pip takes that name from (a requirement's or a
+            # dependency's), instead of the index.
+            pins.skip(
+                f"{_origin(entry)}: {entry.line.strip()}: a constraint to {_link_kind(entry)}, "
+                "which pip installs that name from, not an index release"
+            )
     for entry in entries:
         _read_entry(entry, pins)
     _check_hashes(entries, pins)
@@ -376,16 +405,24 @@ def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
         pins.require_hashes = origin
 
 
+def _origin(entry: Any) -> str:
+    return f"{entry.filename}:{entry.line_number}"
+
+
+def _link_kind(entry: Any) -> str:
+    """What the URL or path of a line with one names."""
+    remote = entry.link.scheme in ("http", "https", "ftp")
+    return "a VCS checkout" if entry.is_vcs_url else "a URL" if remote else "a local path"
+
+
 def _read_entry(entry: Any, pins: Pins) -> None:
-    origin = f"{entry.filename}:{entry.line_number}"
+    origin = _origin(entry)
     line = entry.line.strip()
     if entry.is_editable:
         pins.skip(f"{origin}: {line}: an editable project, not an index release")
         return
     if entry.link is not None:
-        remote = entry.link.scheme in ("http", "https", "ftp")
-        kind = "a VCS checkout" if entry.is_vcs_url else "a URL" if remote else "a local path"
-        pins.skip(f"{origin}: {line}: {kind}, not an index release")
+        pins.skip(f"{origin}: {line}: {_link_kind(entry)}, not an index release")
         return
     specifiers = list(entry.specifier or ())
     exact = [s for s in specifiers if s.operator in ("==", "===") and "*" not in s.version]
@@ -416,7 +453,7 @@ def _check_hashes(entries: list[Any], pins: Pins) -> None:
     else:
         return
     for entry in entries:
-        origin = f"{entry.filename}:{entry.line_number}"
+        origin = _origin(entry)
         if entry.link is not None or entry.is_editable:
             raise RequirementsError(
                 f"{origin}: {entry.line.strip()}: in hash-checking mode (turned on by {why}) pip refuses "

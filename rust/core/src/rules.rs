@@ -123,14 +123,16 @@ struct Routed {
     salts: Vec<[u8; 32]>,
 }
 
-/// BLAKE3's key-derivation context of routed content-cache keys ([`Route::cache_key`]).
-const ROUTED_KEY_CONTEXT: &str = "dragonfly-hybrid 2026-12-06 routed content-cache key";
+/// BLAKE3's key-derivation context of content-cache keys ([`Route::cache_key`]).
+const CONTENT_KEY_CONTEXT: &str = "dragonfly-hybrid 2026-12-07 content-cache key";
 
 /// The compiled parts a file at some path must be scanned with.
 pub(crate) struct Route<'a> {
     /// Indices for [`Inner::part`]; both `None` when no rule can count for the file.
     pub(crate) parts: [Option<usize>; 2],
     salt: Option<&'a [u8; 32]>,
+    /// The set's `Rules.hash`.
+    set: &'a str,
 }
 
 impl Route<'_> {
@@ -139,20 +141,19 @@ impl Route<'_> {
     }
 
     /// The content-cache key of a content whose own key (its BLAKE3 hash) is `hash`, scanned along
-    /// this route. A routed key is BLAKE3 in key-derivation mode, another domain than the plain hash
-    /// of any content: with a plain hash, the 64 bytes `hash || salt` (the salt is public) had, as a
-    /// file scanned by the same sources compiled whole (the same `Rules.hash`, so the same stored
-    /// entries), the key of the content `hash` names under this route.
+    /// this route: BLAKE3 in key-derivation mode over the content's hash, the route's salt and the
+    /// set's hash. With the set's hash, an entry imported from another rule set (its "no match", a
+    /// rule of the same name) never answers for a content: the content's hash alone keyed a set
+    /// compiled whole, and a routed salt digests only rule names. In key-derivation mode, another
+    /// domain than the plain hash of any content (a file `hash || salt || set` is not a key).
     pub(crate) fn cache_key(&self, hash: &[u8; 32]) -> [u8; 32] {
-        match self.salt {
-            None => *hash,
-            Some(salt) => {
-                let mut hasher = blake3::Hasher::new_derive_key(ROUTED_KEY_CONTEXT);
-                hasher.update(hash);
-                hasher.update(salt);
-                *hasher.finalize().as_bytes()
-            }
+        let mut hasher = blake3::Hasher::new_derive_key(CONTENT_KEY_CONTEXT);
+        hasher.update(hash);
+        if let Some(salt) = self.salt {
+            hasher.update(salt);
         }
+        hasher.update(self.set.as_bytes());
+        *hasher.finalize().as_bytes()
     }
 }
 
@@ -266,20 +267,29 @@ fn build(sources: &[(&str, &str)]) -> Result<yara_x::Rules, RulesError> {
     let diagnostics = errors
         .iter()
         .map(|err| {
-            let label = err.labels().next();
-            let origin = label.as_ref().and_then(|l| l.origin()).unwrap_or("").to_owned();
-            let (line, column) = match (&label, by_origin.get(origin.as_str())) {
-                (Some(label), Some(text)) => line_column(text, label.span().start()),
-                _ => (0, 0),
+            let mut labels = err.labels();
+            let label = labels.next();
+            let located = |origin: Option<&str>, start: usize| {
+                let origin = origin.unwrap_or("");
+                let place = by_origin.get(origin).map_or((0, 0), |text| line_column(text, start));
+                (origin.to_owned(), place)
             };
+            let (origin, (line, column)) =
+                label.as_ref().map(|l| located(l.origin(), l.span().start())).unwrap_or_default();
             let detail = label.as_ref().map(|l| l.text()).filter(|t| !t.is_empty());
-            let message = match detail {
+            let mut message = match detail {
                 _ if matches!(err, yara_x::errors::CompileError::IncludeNotAllowed(_)) => {
                     INCLUDE_REFUSED.to_owned()
                 }
                 Some(detail) if detail != err.title() => format!("{}: {}", err.title(), detail),
                 _ => err.title().to_owned(),
             };
+            // The other places an error points at (a duplicate rule's first declaration, maybe in
+            // another file): without them the message named one file of two.
+            for other in labels.filter(|l| !l.text().is_empty()) {
+                let (at, (line, column)) = located(other.origin(), other.span().start());
+                message.push_str(&format!(" ({}: {at}:{line}:{column})", other.text()));
+            }
             Diagnostic { origin, line, column, message }
         })
         .collect();
@@ -627,7 +637,7 @@ impl RuleSet {
         match &self.inner.compiled {
             Compiled::Whole { suffixes, .. } => {
                 let applies = suffixes.as_ref().is_none_or(|all| all.iter().any(|s| suffix_fits(path, s)));
-                Route { parts: [applies.then_some(0), None], salt: None }
+                Route { parts: [applies.then_some(0), None], salt: None, set: &self.inner.hash }
             }
             Compiled::Routed(routed) => {
                 // The longest suffix that fits names the class: every shorter one that fits the
@@ -636,6 +646,7 @@ impl RuleSet {
                 Route {
                     parts: [routed.common.as_ref().map(|_| 0), class.map(|c| c + 1)],
                     salt: Some(&routed.salts[class.unwrap_or(routed.classes.len())]),
+                    set: &self.inner.hash,
                 }
             }
         }
@@ -791,20 +802,39 @@ mod tests {
     }
 
     #[test]
-    fn a_routed_key_is_no_plain_hash_of_any_content() {
+    fn a_content_key_is_no_plain_hash_of_any_content() {
         let sources = [("r.yar", "rule py { meta: filetype = \".py\" strings: $a = \"x\" condition: $a }")];
         let routed = RuleSet::compile(sources).unwrap();
+        let whole = RuleSet::compile_whole(sources).unwrap();
         let route = routed.route("setup.py");
         let salt = *route.salt.expect("a routed set salts every route");
         let content = b"import os\n";
         let hash = *blake3::hash(content).as_bytes();
-        // The file `hash || salt`, scanned by the same sources compiled whole (the same hash, so the
-        // same stored entries), is keyed by its plain hash: it must not be the routed content's key.
+        // A file made of the key's inputs is keyed by a derived key too: it never names the content.
         let mut crafted = hash.to_vec();
         crafted.extend_from_slice(&salt);
-        assert_eq!(RuleSet::compile_whole(sources).unwrap().hash(), routed.hash());
-        assert_ne!(route.cache_key(&hash), *blake3::hash(&crafted).as_bytes());
-        assert_ne!(route.cache_key(&hash), hash);
+        crafted.extend_from_slice(routed.hash().as_bytes());
+        assert_eq!(whole.hash(), routed.hash());
+        let whole_key = whole.route("setup.py").cache_key(&hash);
+        for key in [route.cache_key(&hash), whole_key] {
+            assert_ne!(key, hash);
+            assert_ne!(key, whole.route("x.py").cache_key(blake3::hash(&crafted).as_bytes()));
+        }
+        assert_ne!(route.cache_key(&hash), whole_key, "routed and whole answers are kept apart");
+    }
+
+    #[test]
+    fn another_rule_set_keys_the_same_content_apart() {
+        // Rules of the same names, other strings: neither set's answers may stand in for the other's.
+        let one = [("r.yar", "rule evil { meta: filetype = \".py\" strings: $a = \"x\" condition: $a }")];
+        let two = [("r.yar", "rule evil { meta: filetype = \".py\" strings: $a = \"y\" condition: $a }")];
+        let hash = *blake3::hash(b"x y").as_bytes();
+        for (a, b) in [
+            (RuleSet::compile(one).unwrap(), RuleSet::compile(two).unwrap()),
+            (RuleSet::compile_whole(one).unwrap(), RuleSet::compile_whole(two).unwrap()),
+        ] {
+            assert_ne!(a.route("a.py").cache_key(&hash), b.route("a.py").cache_key(&hash));
+        }
     }
 
     #[test]
@@ -829,6 +859,21 @@ mod tests {
         let [diagnostic] = diagnostics.as_slice() else { panic!("{diagnostics:?}") };
         assert_eq!((diagnostic.origin.as_str(), diagnostic.line, diagnostic.column), ("main.yar", 1, 1));
         assert_eq!(diagnostic.message, INCLUDE_REFUSED);
+    }
+
+    #[test]
+    fn a_duplicate_rule_names_where_it_was_first_declared() {
+        let sources =
+            [("one.yar", "rule same { condition: true }"), ("two.yar", "\nrule same { condition: false }")];
+        let Err(RulesError::Compile(diagnostics)) = RuleSet::compile(sources) else {
+            panic!("a duplicate rule compiled");
+        };
+        let [diagnostic] = diagnostics.as_slice() else { panic!("{diagnostics:?}") };
+        assert_eq!((diagnostic.origin.as_str(), diagnostic.line, diagnostic.column), ("two.yar", 2, 6));
+        assert!(
+            diagnostic.message.ends_with("(`same` declared here for the first time: one.yar:1:6)"),
+            "{diagnostic:?}"
+        );
     }
 
     #[test]

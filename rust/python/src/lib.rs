@@ -586,9 +586,15 @@ impl DistributionResult {
     }
     /// At most ``n`` (file, match) pairs: the heaviest rule first, then by path, then by rule
     /// identifier, then in scan order. Only these are built (a report may hold 50,000 matches).
-    fn top_findings(&self, n: usize) -> Vec<(FileResult, RuleMatch)> {
+    fn top_findings(&self, n: Wide<usize>) -> PyResult<Vec<(FileResult, RuleMatch)>> {
+        let n = match n.value {
+            Some(n) => n,
+            // Past usize: every finding; below 0 was a bare OverflowError.
+            None if !n.shown.starts_with('-') => usize::MAX,
+            None => return Err(PyValueError::new_err(format!("n must be 0 or more, not {}", n.shown))),
+        };
         if n == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         // Only hits as heavy as the n-th heaviest can be among the first n: the others are not ranked.
         let mut per_weight: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
@@ -627,12 +633,12 @@ impl DistributionResult {
             pairs.truncate(n);
         }
         pairs.sort_unstable_by(FindingKey::order);
-        pairs
+        Ok(pairs
             .into_iter()
             .map(|k| {
                 (FileResult::new(&self.inner, k.file_at), RuleMatch::new(&self.inner, k.file_at, k.hit_at))
             })
-            .collect()
+            .collect())
     }
     #[getter]
     fn issues(&self) -> Vec<ScanIssue> {
@@ -1332,6 +1338,10 @@ impl Scanner {
         name: Option<String>,
         progress: Option<&Bound<'_, ScanProgress>>,
     ) -> PyResult<DistributionResult> {
+        // As Python's own file functions: the OS error showed the raw NUL.
+        if path.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err(PyValueError::new_err("path: embedded NUL byte"));
+        }
         match std::fs::metadata(&path) {
             Ok(meta) if meta.is_file() => {}
             Ok(_) => return Err(PyOSError::new_err(format!("{} is not a regular file", path.display()))),

@@ -29,7 +29,12 @@ pub(super) fn name_problem(raw: &[u8], check_utf8: bool) -> Option<String> {
     } else if raw.len() >= 2 && raw[0].is_ascii_alphabetic() && raw[1] == b':' {
         "is an absolute Windows path".to_owned()
     } else if parts().any(|p| p == "..") {
-        "climbs out of the archive with '..'".to_owned()
+        if climbs_out(parts()) {
+            "climbs out of the archive with '..'".to_owned()
+        } else {
+            "has a '..' component (it stays inside the archive, written to another name than it shows)"
+                .to_owned()
+        }
     } else if raw.contains(&0) {
         "contains a NUL byte (extractors cut the name there)".to_owned()
     } else if raw.iter().any(|&b| b < 0x20 || b == 0x7f) || (!raw.is_ascii() && text.chars().any(is_c1)) {
@@ -42,6 +47,22 @@ pub(super) fn name_problem(raw: &[u8], check_utf8: bool) -> Option<String> {
         return None;
     };
     Some(problem)
+}
+
+/// Whether a name's components (`..` popping one) go above the archive's root at some point.
+fn climbs_out<'a>(parts: impl Iterator<Item = &'a str>) -> bool {
+    let mut depth = 0usize;
+    for part in parts {
+        match part {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return true,
+            },
+            _ => depth += 1,
+        }
+    }
+    false
 }
 
 fn is_c1(c: char) -> bool {
@@ -620,6 +641,17 @@ mod tests {
 
     fn parts(path: &str) -> Vec<Vec<u8>> {
         Links::default().locate(path.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_dotdot_name_says_whether_it_climbs_out() {
+        let problem = |name: &str| name_problem(name.as_bytes(), true).unwrap();
+        for name in ["../x.py", "a/../../x.py", "a\\..\\..\\x.py", "./../x.py"] {
+            assert_eq!(problem(name), "climbs out of the archive with '..'", "{name}");
+        }
+        for name in ["a/../x.py", "a/b/../../x.py", "a/..", "a\\..\\x.py"] {
+            assert!(problem(name).starts_with("has a '..' component (it stays inside"), "{name}");
+        }
     }
 
     #[test]

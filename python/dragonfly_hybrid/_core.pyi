@@ -419,9 +419,9 @@ class Scanner:
         """``entries`` held in the content cache, ``hits`` (files answered from it), ``misses`` (files
         scanned by YARA-X)."""
     def cache_export(self) -> list[tuple[bytes, bytes]]:
-        """The contents scanned since the last call, as (cache key, encoded matches) pairs: the key is
-        the content's BLAKE3 hash, or when the rules are routed by filetype, a BLAKE3 hash of it and the
-        rules its path was scanned with (never the SHA-256 that reports give). Raises
+        """The contents scanned since the last call, as (cache key, encoded matches) pairs: the key is a
+        BLAKE3 key derived from the content's BLAKE3 hash, ``Rules.hash`` and, when the rules are routed
+        by filetype, the rules its path was scanned with (never the SHA-256 that reports give). Raises
         ``ValueError`` unless the Scanner was created with ``record_cache=True``."""
     def cache_import(self, entries: Iterable[tuple[bytes, bytes]]) -> tuple[int, str | None]:
         """Load entries exported by a Scanner with the same rules (same ``Rules.hash``): those contents

@@ -236,22 +236,33 @@ def _not_a_rule_file(entry: Path) -> str | None:
 def _rule_files_in_directory(directory: Path) -> tuple[Path, ...]:
     """The .yar/.yara files under ``directory``, relative to it, sorted. Links to directories are followed
     (each directory walked once: a link loop ends); ``rglob`` did not follow them and dropped their rules
-    unseen. An entry named so that is no regular file (a broken link, a FIFO, a device) is an error:
-    skipping it would drop its rules unseen, and reading it could block or never end. A directory that
-    cannot be listed raises ``OSError``, for the same reason."""
+    unseen. A directory is named by its own path when it has one in the tree, else by the first link to it
+    (in sorted order); a link to a directory that holds ``directory`` is an error (a loop that would walk
+    everything beside it, the whole file system for a link to ``/``). An entry named so that is no regular
+    file (a broken link, a FIFO, a device) is an error: skipping it would drop its rules unseen, and
+    reading it could block or never end. A directory that cannot be listed raises ``OSError``, for the same
+    reason."""
     found: list[Path] = []
     unusable: list[str] = []
     walked: set[tuple[int, int]] = set()
+    around = {_identity(folder) for folder in directory.resolve().parents}
     pending = [directory]
-    while pending:
+    linked: list[Path] = []
+    while pending or linked:
+        if not pending:
+            # Links last: a link to a folder of the tree (an alias) must not rename its rules.
+            pending, linked = sorted(linked, reverse=True), []
         folder = pending.pop()
-        info = folder.stat()
-        if (info.st_dev, info.st_ino) in walked:
+        identity = _identity(folder)
+        if identity in around:
+            unusable.append(f"{shown_path(folder)} is a link to a folder holding {shown_path(directory)}")
             continue
-        walked.add((info.st_dev, info.st_ino))
+        if identity in walked:
+            continue
+        walked.add(identity)
         for entry in sorted(folder.iterdir(), reverse=True):  # sorted: the same link wins every time
             if entry.is_dir():
-                pending.append(entry)
+                (linked if entry.is_symlink() else pending).append(entry)
                 continue
             if entry.suffix.lower() not in RULE_SUFFIXES:
                 continue
@@ -265,6 +276,11 @@ def _rule_files_in_directory(directory: Path) -> tuple[Path, ...]:
     if not found:
         raise FileNotFoundError(f"no .yar or .yara files under {shown_path(directory)}")
     return tuple(sorted(found))
+
+
+def _identity(folder: Path) -> tuple[int, int]:
+    info = folder.stat()
+    return info.st_dev, info.st_ino
 
 
 @dataclass(frozen=True)
@@ -338,14 +354,24 @@ def rule_source_files(paths: Sequence[StrPath] = ()) -> dict[str, Path]:
 def load_rules(paths: Iterable[StrPath] | StrPath = (), *, cache_dir: Path | None = None) -> Rules:
     """Load rules from directories (read recursively for .yar/.yara), source files or one compiled blob.
 
-    ``paths`` is a list of them, or one. With no paths, the bundled rules. With ``cache_dir``, sources compiled once are loaded from there
-    afterwards (:func:`compile_cached`). Every source is read once (what a prefetch read, when it read these
-    paths). Raises ``RuleCompileError`` naming file and line when a source does not compile,
-    ``RulesFormatError`` for a damaged blob, ``NoRulesError`` when the set defines no rule, ``OSError`` when
-    a path cannot be read, ``ValueError`` for a file that is not a rule source.
+    ``paths`` is a list of them, or one (``str`` or path-like; not ``bytes``: ``TypeError``). With no paths
+    (an empty list), the bundled rules; an empty string is no path (``FileNotFoundError``). With
+    ``cache_dir``, sources compiled once are loaded from there afterwards (:func:`compile_cached`). Every
+    source is read once (what a prefetch read, when it read these paths). Raises ``RuleCompileError``
+    naming file and line when a source does not compile, ``RulesFormatError`` for a damaged blob,
+    ``NoRulesError`` when the set defines no rule, ``OSError`` when a path cannot be read, ``ValueError``
+    for a file that is not a rule source.
     """
     # One path is one path: a str iterated gave its characters ('/' first: the whole file system walked).
-    given = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
+    if isinstance(paths, bytes | bytearray):  # iterated: ints (a misleading TypeError), or none: bundled
+        raise TypeError(
+            f"paths must be a path or a list of paths, not {type(paths).__name__} "
+            "(a compiled rule set's bytes load with Rules.deserialize)"
+        )
+    listed = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    if any(os.fspath(p) == "" for p in listed):  # Path("") is "."; open("") fails, as this must
+        raise FileNotFoundError("an empty path names no rule file or folder")
+    given = [Path(p) for p in listed]
     prefetched = _take_prefetched(given)
     rules: Rules | None = None
     if prefetched is not None:

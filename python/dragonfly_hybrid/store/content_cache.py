@@ -21,11 +21,17 @@ from dragonfly_hybrid.store.db import Store, StoreError
 log = logging.getLogger("dragonfly_hybrid.content_cache")
 
 
+KEY_LAYOUT = "k2"
+"""How the engine derives an entry's key (k2: every key mixes in ``Rules.hash``). Entries of another layout
+never answer; keyed apart, they are not loaded to fill the cache's room either."""
+
+
 def entries_key(rules: Rules) -> str:
-    """Whose entries a Scanner of ``rules`` takes and saves: the rule set's hash and the engine's version.
-    An entry says what this engine found in a content with these rules; a later version (another YARA-X,
-    a fixed matcher) may find more, and a stored "no match" must not outlive the version that made it."""
-    return f"{rules.hash}:{__version__}"
+    """Whose entries a Scanner of ``rules`` takes and saves: the rule set's hash, the engine's version and
+    its key layout. An entry says what this engine found in a content with these rules; a later version
+    (another YARA-X, a fixed matcher) may find more, and a stored "no match" must not outlive the version
+    that made it."""
+    return f"{rules.hash}:{__version__}:{KEY_LAYOUT}"
 
 
 @dataclass(frozen=True)

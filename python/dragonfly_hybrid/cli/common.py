@@ -214,7 +214,7 @@ def _check_threads(value: int | None) -> int | None:
 ThreadsOption = Annotated[
     int | None,
     typer.Option(
-        help="Scanning threads. Default: every available core (at most 4 per core).",
+        help="Scanning threads, at most 4 per available core. Default: one per available core.",
         callback=_check_threads,
         show_default=False,
         metavar="N",

@@ -40,9 +40,9 @@ def output_file(
     is refused: that user would own, or keep reading, the report. ``inputs``: (path, what it is) of files
     it must not replace (the store read, the files scanned); a directory: no file under it. ``unwritten``:
     the exit code when the whole report cannot take FILE's place. Text (UTF-8), or bytes with ``binary``;
-    None: stdout (text only)."""
-    if path is None:
-        yield sys.stdout
+    None or ``-``: stdout (``-`` as for the node's ``--output``: never a file named ``-``)."""
+    if path is None or str(path) == "-":
+        yield sys.stdout.buffer if binary else sys.stdout
         return
     final = Path(os.path.realpath(path))
     if path.is_dir():

@@ -49,7 +49,7 @@ def rules_compile(
         typer.Option(
             "--output",
             "-o",
-            help="Where to write the compiled blob (never over a rule source).",
+            help="Where to write the compiled blob (never over a rule source; `-`: stdout).",
             metavar="FILE",
         ),
     ],
@@ -66,7 +66,8 @@ def rules_compile(
             blob.write(ruleset.serialize())
     except OSError as err:
         fail(f"cannot write {output}: {err.strerror or err}")
-    print(f"wrote {ruleset.count} rule(s), hash {ruleset.hash}, to {output}", file=sys.stderr)
+    where = "stdout" if str(output) == "-" else output
+    print(f"wrote {ruleset.count} rule(s), hash {ruleset.hash}, to {where}", file=sys.stderr)
 
 
 RULES_TEST_EXIT_CODES_HELP = """\

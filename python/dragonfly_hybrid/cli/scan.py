@@ -200,7 +200,7 @@ def scan_command(
         int,
         int_option(
             "Targets scoring below N do not set exit code 1 (their findings are still reported, marked "
-            "below the threshold). Default: 0, any match fails.",
+            "below the threshold). 0: any match fails.",
             low=0,
         ),
     ] = 0,
@@ -209,9 +209,9 @@ def scan_command(
         typer.Option(
             "--output",
             "-o",
-            help="Write the report to FILE instead of stdout (renamed into place once whole); never a file "
-            "the scan reads (a target, a file under a target directory, a -R file, a rule source, the "
-            "store).",
+            help="Write the report to FILE instead of stdout (`-` also means stdout), renamed into place "
+            "once whole; never a file the scan reads (a target, a file under a target directory, a -R file, "
+            "a rule source, the store).",
             metavar="FILE",
         ),
     ] = None,
@@ -250,6 +250,7 @@ def scan_command(
     """
     live = ScanProgress()
     with _stop_on_signals(live):
+        _refuse_requirements_as_rules(rules or [])  # first: `scan -r requirements.txt` has no TARGET either
         if not targets and not requirements:
             fail("nothing to scan: give at least one TARGET or --requirements FILE")
         try:
@@ -267,7 +268,6 @@ def scan_command(
         pins = read_requirements(requirements or [])
         parsed += requirement_targets(pins)
         results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
-        _refuse_requirements_as_rules(rules or [])
         ruleset = run_in_worker(lambda: load_rules_or_exit(rules or []))  # compiling takes a while
         engine, cache = new_scanner(
             ruleset, limits, threads, results_store, parsed, digests=REPORT_DIGESTS[fmt]
@@ -307,7 +307,7 @@ def scan_command(
                 with _hooks(show_progress, len(parsed)) as hooks:
                     # The -o file being written (new, under a scanned directory) holds the report's bytes
                     # only: it is not scanned. (Not stdout's file: `>> log` keeps what was there.)
-                    own = stream_identity(out) if output is not None else frozenset()
+                    own = stream_identity(out) if out is not sys.stdout else frozenset()
                     scanner = TargetScanner(engine, pypi, hooks, note=_note, progress=live, own_output=own)
                     resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
                     results = _scan_all(scanner, resolved, hooks, stream)

@@ -95,12 +95,14 @@ WATCH_EXIT_CODES_HELP = """\
 **Exit codes**: **0** stopped normally (SIGTERM/SIGINT after finishing in-flight releases, `--once` done,
 `--max-jobs` reached); **2** usage or configuration error (bad option, rules, an unusable store, an index
 that does not serve the PEP 691 JSON project list with `_last-serial`);
-**3** could not run (with `--once`: the index could not be polled).
+**3** could not run (with `--once`: the index could not be polled), or the store failed while watching
+(corrupt pages, a full disk, a lock held past the busy timeout).
 """
 REPORT_EXIT_CODES_HELP = """\
 **Exit codes**: **0** the report was written (with findings in it or not); **2** no store, a store not
 migrated yet (the next `scan --store` or `watch` migrates it), a bad option or `--since`, a release the store
-does not have, or an `--html` FILE that cannot be written; **141** stdout was closed early (`report | head`).
+does not have, an `--html` FILE that cannot be written, or a store that cannot be read (corrupt pages);
+**141** stdout was closed early (`report | head`).
 """
 DIFF_EXIT_CODES_HELP = """\
 **Exit codes**: **1** NEW has findings OLD does not (a new rule, or a rule matching a new file), even when

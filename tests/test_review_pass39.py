@@ -103,3 +103,42 @@ def test_entries_of_the_earlier_key_layout_are_not_loaded(tmp_path: Path) -> Non
         scanner, cache = cached_scanner(rules, None, 1, db)
         assert cache is not None and cache.loaded == 0
         assert scanner.scan_bytes(data, "p-1.0.tar.gz").rules_matched == ["test_marker"]
+
+
+def test_a_directorys_unread_entries_are_listed_in_one_order(tmp_path: Path) -> None:
+    """They came in scandir's order (the file system's: "p9; p11; p7..."), so one tree's issue line read
+    differently from run to run and machine to machine."""
+    from dragonfly_hybrid.targets import directory_files
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.py").write_bytes(b"x = 1\n")
+    names = [f"p{i}" for i in range(40)]
+    for name in names:
+        os.mkfifo(tree / name)
+    files, problems = directory_files(tree)
+    assert [p.name for p in files] == ["a.py"]
+    assert problems == sorted(problems) and len(problems) == len(names)
+
+
+@pytest.mark.parametrize(
+    ("constraint", "why"),
+    [
+        ("https://h.example/p-1.0.tar.gz", "Unnamed requirements are not allowed as constraints"),
+        ("./local/dir", "Unnamed requirements are not allowed as constraints"),
+        ("-e git+https://h.example/x.git#egg=x", "Editable requirements are not allowed as constraints"),
+        ("foo[bar]==1.0", "Constraints cannot have extras"),
+    ],
+)
+def test_a_constraint_pip_refuses_is_a_usage_error(tmp_path: Path, constraint: str, why: str) -> None:
+    """pip's resolver refuses the whole file for such a constraint (checked with pip download); they were
+    noted as skipped (exit 3 with an install pip never makes) or, with extras, read as a plain pin."""
+    from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins
+
+    (tmp_path / "c.txt").write_text(constraint + "\n")
+    (tmp_path / "r.txt").write_text("-c c.txt\nfoo==1.0\n")
+    with pytest.raises(RequirementsError, match=re.escape(why)):
+        read_pins([tmp_path / "r.txt"])
+    # A named link (a wheel's URL names its project) is a constraint pip follows: skipped, as before.
+    (tmp_path / "c.txt").write_text("https://h.example/p-1.0-py3-none-any.whl\n")
+    assert [s for s in read_pins([tmp_path / "r.txt"]).skipped if "a constraint to a URL" in s]

@@ -233,7 +233,8 @@ def directory_files(root: Path, skip: frozenset[FileIdentity] = frozenset()) -> 
                     left(path, "a FIFO, socket or device, not read")
             except OSError as err:
                 left(path, f"cannot read: {err.strerror or err}")
-    return sorted(found, key=lambda p: member_name(root, p)), problems
+    # Sorted both: scandir's order is the file system's, and a report must read the same run after run.
+    return sorted(found, key=lambda p: member_name(root, p)), sorted(problems)
 
 
 def _links_to_a_file_under(link: Path, real_root: Path) -> bool:

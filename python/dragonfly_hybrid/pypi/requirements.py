@@ -377,6 +377,9 @@ def _read_requirements(path: Path, pins: Pins) -> None:
         _read_option(option.options, origin, pins)
     entries = [r for r in parsed.requirements if not r.is_constraint]  # pip installs no constraint...
     for entry in parsed.requirements:
+        refused = _refused_constraint(entry) if entry.is_constraint else None
+        if refused is not None:  # pip refuses the whole file, as its resolver does (pip 23+)
+            raise RequirementsError(f"{_origin(entry)}: {printable(entry.line.strip())!r}: {refused}")
         if entry.is_constraint and entry.link is not None:
             # ...but a named one's URL or path is where pip takes that name from (a requirement's or a
             # dependency's), instead of the index.
@@ -403,6 +406,17 @@ def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
     )
     if options.get("require_hashes"):
         pins.require_hashes = origin
+
+
+def _refused_constraint(entry: Any) -> str | None:
+    """Why pip refuses a constraint line, as its resolver words it, if it does."""
+    if not entry.name:
+        return "Unnamed requirements are not allowed as constraints (pip)"
+    if entry.is_editable:
+        return "Editable requirements are not allowed as constraints (pip)"
+    if entry.extras:
+        return "Constraints cannot have extras (pip)"
+    return None
 
 
 def _origin(entry: Any) -> str:

@@ -599,7 +599,8 @@ class TargetScanner:
         self, target: ReleaseTarget, release: Release, directory: Path
     ) -> tuple[list[tuple[DistributionFile, Path]], list[FetchFailure]]:
         """Download into ``directory`` the files of ``release`` that the target's hashes allow (every file
-        when it has none), checked against them; what arrived (in index order) and each failure."""
+        when it has none), checked against them; what arrived (in index order) and each failure (a
+        find-links location that could not be read among them: the release may have files not seen)."""
         files = [f for f in release.files if _hash_verdict(f, target.hashes) is not False]
         fetched, failures = self._download_all(files, directory)
         if target.hashes:
@@ -607,7 +608,7 @@ class TargetScanner:
             fetched, failures = self._check_hashes(target, label, fetched, failures, release.files)
         if target.locked:
             fetched = _matching_their_locks(fetched, failures)
-        return fetched, failures
+        return fetched, [*failures, *(FetchFailure(problem) for problem in release.problems)]
 
     def scan_downloaded(
         self,
@@ -754,9 +755,9 @@ def open_index(
     python_version: Version | None = None,
     max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
 ) -> PyPIClient:
-    """A client for the indexes of ``settings`` (``python_version``: default, the running Python's). Raises
-    :class:`PipConfigError` for settings that cannot be honoured (``no-index``, ``find-links``) and
-    :class:`NetworkSettingsError` for unloadable certificates."""
+    """A client for the indexes and find-links of ``settings`` (``python_version``: default, the running
+    Python's). Raises :class:`PipConfigError` for settings that cannot be honoured (``no-index``,
+    ``--find-links`` in a requirements file) and :class:`NetworkSettingsError` for unloadable certificates."""
     from dragonfly_hybrid.pypi.index import RUNNING_PYTHON, PyPIClient
     from dragonfly_hybrid.pypi.pipconfig import network_of
 
@@ -768,4 +769,5 @@ def open_index(
         network=network_of(settings),
         python_version=RUNNING_PYTHON if python_version is None else python_version,
         max_download_size=max_download_size,
+        find_links=settings.find_links,
     )

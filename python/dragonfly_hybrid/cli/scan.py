@@ -465,13 +465,11 @@ def open_index_or_exit(
     max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
 ) -> PyPIClient:
     """The index client of ``scan`` and ``diff``: pip's indexes and network settings (configuration
-    files, environment, ``-R`` files' option lines, the command line; :func:`index_settings`), a note for
-    each setting left aside; exits 2 on one that cannot be honoured or a bad ``--python-version``."""
+    files, environment, ``-R`` files' option lines, the command line; :func:`index_settings`); exits 2
+    on one that cannot be honoured or a bad ``--python-version``."""
     from dragonfly_hybrid.pypi.pipconfig import PipConfigError
 
     settings = index_settings(index_url, extra_index_urls, from_requirements)
-    for ignored in settings.ignored:
-        _note(f"ignoring pip's {ignored}: releases are looked up on package indexes only")
     try:
         return open_index(
             settings, python_version=_python_version(python_version), max_download_size=max_download_size

@@ -7,8 +7,10 @@ install: not yanked, Requires-Python admitting the running Python or the one ask
 wheel whose tags this platform supports (pre-releases only when nothing else exists); of it, the files
 not yanked whose Requires-Python admits that Python. Files are named and versioned as pip names them, from
 their URLs (:mod:`.pip_names`). Project names are normalized per PEP 503 before the index is asked; a
-project is looked up on the index and every extra index, and their files are merged (pip's rule). Where
-the indexes and the network settings come from: :mod:`dragonfly_hybrid.pypi.pipconfig`.
+project is looked up on the index and every extra index, and their files are merged (pip's rule), with
+those of pip's ``find-links`` (:meth:`PyPIClient.find_links_packages`: a directory's files, a page's links,
+a file or URL itself, named and versioned pip's way; a location that cannot be read makes the release
+incomplete). Where the indexes and the network settings come from: :mod:`dragonfly_hybrid.pypi.pipconfig`.
 
 Downloads are streamed, capped while streaming (never truncated silently), checked against the sha256 the
 index publishes, and retried with exponential backoff on 429 and 5xx answers and connection errors; after a
@@ -23,15 +25,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import re
+import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from packaging.version import InvalidVersion, Version
 
@@ -171,6 +176,8 @@ class Release:
     name: str
     version: str
     files: tuple[DistributionFile, ...]
+    problems: tuple[str, ...] = ()
+    """Find-links locations that could not be read: files pip may take were not seen (an incomplete scan)."""
 
 
 def _parse_version(text: str | None) -> Version | None:
@@ -316,8 +323,10 @@ class PyPIClient:
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
         transport: httpx.BaseTransport | None = None,
+        find_links: Sequence[str] = (),
     ) -> None:
         self._options = {
+            "find_links": find_links,
             "network": network,
             "python_version": python_version,
             "max_download_size": max_download_size,
@@ -330,6 +339,10 @@ class PyPIClient:
         urls = [index_url or configured_index_url(), *extra_index_urls]
         self.index_urls = list(dict.fromkeys(u if u.endswith("/") else u + "/" for u in urls))
         self.index_url = self.index_urls[0]
+        self.find_links = tuple(find_links)
+        self._local: dict[str, Path] = {}
+        """``file:`` URL -> path of each file found through find-links: read from disk (never an index's
+        ``file:`` link: a remote page does not choose what local file is read)."""
         self.python_version = python_version
         self.max_download_size = max_download_size
         self.max_page_size = max_page_size
@@ -402,10 +415,10 @@ class PyPIClient:
         failed.retry_after = asked
         raise failed
 
-    def project_page(self, name: str) -> ProjectPage:
+    def project_page(self, name: str, extra: Sequence[DistributionPackage] = ()) -> ProjectPage:
         """Fetch and parse the project page of ``name`` (JSON preferred, HTML accepted) on every index,
-        merged: the files of all of them, in index order."""
-        from pypi_simple import ACCEPT_JSON_PREFERRED
+        merged: the files of all of them, in index order, then ``extra`` (find-links files)."""
+        from pypi_simple import ACCEPT_JSON_PREFERRED, ProjectPage
 
         pages = []
         for index_url in self.index_urls:
@@ -418,11 +431,65 @@ class PyPIClient:
             page = self._get(url, ACCEPT_JSON_PREFERRED)
             if page is not None:
                 pages.append(parse_project_page(page, name, redact_url(url)))
-        if not pages:
-            where = ", ".join(redact_url(u) for u in self.index_urls)
+        if not pages and not extra:
+            where = ", ".join(redact_url(u) for u in [*self.index_urls, *self.find_links])
             raise ProjectNotFound(f"no project named {name!r} on {where}")
-        merged = [p for page in pages for p in page.packages]
-        return dataclasses.replace(pages[0], packages=merged)
+        merged = [p for page in pages for p in page.packages] + list(extra)
+        return dataclasses.replace(pages[0] if pages else ProjectPage(name, [], None, None), packages=merged)
+
+    def find_links_packages(self, name: str) -> tuple[list[DistributionPackage], list[str]]:
+        """The files of project ``name`` that pip's find-links offer, as pip finds them: a directory's
+        files (and the links of its HTML files), a local file itself, an http(s) URL's page links (or the
+        URL itself when it names a file); named and versioned as pip reads them. Also a problem for each
+        location that cannot be read (pip warns and goes on: the scan must not)."""
+        found: list[DistributionPackage] = []
+        problems: list[str] = []
+        for location in self.find_links:
+            try:
+                found += self._found_at(location, name)
+            except (OSError, PyPIError) as err:
+                detail = (err.strerror or str(err)) if isinstance(err, OSError) else str(err)
+                problems.append(f"find-links {redact_url(location)} could not be read: {detail}")
+        return found, problems
+
+    def _found_at(self, location: str, name: str) -> list[DistributionPackage]:
+        import mimetypes
+        from urllib.request import url2pathname
+
+        import httpx
+        from pypi_simple import ACCEPT_JSON_PREFERRED
+
+        from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS, url_filename
+
+        scheme = urlsplit(location).scheme.lower()
+        if scheme in ("http", "https"):
+            if userinfo_spills(location):  # httpx would take part of the password for the host
+                raise IndexUnavailable("a character of its user name or password is not percent-encoded")
+            if url_filename(location).endswith((".whl", *SDIST_EXTENSIONS)):
+                return _links_of(name, [location])  # a file (another project's: none)
+            page = self._get(location, ACCEPT_JSON_PREFERRED)
+            if page is None:
+                raise IndexUnavailable("HTTP 404")
+            return parse_project_page(page, name, redact_url(location)).packages
+        if scheme not in ("", "file") and "://" in location:
+            raise IndexUnavailable("neither an existing path nor an http(s) or file: URL")
+        expanded = os.path.expanduser(location)  # pip expands ``~``
+        path = Path(url2pathname(urlsplit(location).path) if scheme == "file" else expanded)
+        mode = path.stat().st_mode  # a missing path: an OSError naming why
+        entries = sorted(path.iterdir()) if stat.S_ISDIR(mode) else [path]
+        # pip reads a directory's (or the given) HTML files as pages of links, every other file as one.
+        pages = [p for p in entries if mimetypes.guess_type(p.name, strict=False)[0] == "text/html"]
+        found = _links_of(name, [p.absolute().as_uri() for p in entries if p not in pages])
+        for page_path in pages:
+            if page_path.stat().st_size > self.max_page_size:
+                raise PageTooLarge(_page_too_large(str(page_path), self.max_page_size, "its size on disk"))
+            headers = httpx.Headers({"content-type": "text/html"})
+            html = IndexPage(page_path.absolute().as_uri(), headers, None, page_path.read_bytes())
+            found += parse_project_page(html, name, str(page_path)).packages
+        for package in found:  # local files, and those a local page links to
+            if urlsplit(package.url).scheme.lower() == "file":
+                self._local[package.url] = Path(url2pathname(urlsplit(package.url).path))
+        return found
 
     def project_list(self) -> ProjectList:
         """Every project with its ``_last-serial`` (PEP 691 JSON, as PyPI serves it: ``watch`` needs it)."""
@@ -464,8 +531,17 @@ class PyPIClient:
 
     def resolve(self, name: str, version: str | None = None) -> Release:
         """The files of ``name==version``, or of the latest version of ``name`` that pip would install on
-        ``python_version`` when version is None."""
-        return select_release(self.project_page(name), version, self.python_version)
+        ``python_version`` when version is None: the indexes' and find-links' (pip's candidates are all of
+        them). Find-links that cannot be read are the release's ``problems``; without them, a project or
+        version not found is :class:`IndexUnavailable` (pip might find it there), naming them."""
+        found, problems = self.find_links_packages(name)
+        try:
+            release = select_release(self.project_page(name, found), version, self.python_version)
+        except (ProjectNotFound, VersionNotFound) as err:
+            if not problems:
+                raise
+            raise IndexUnavailable(f"{err}; {'; '.join(problems)}") from None
+        return dataclasses.replace(release, problems=tuple(problems))
 
     def download(
         self, file: DistributionFile, sink: BinaryIO, progress: ProgressCallback | None = None
@@ -479,6 +555,12 @@ class PyPIClient:
             raise DownloadTooLarge(
                 too_large(file.filename, self.max_download_size, f"the index lists {file.size} bytes")
             )
+        local = self._local.get(file.url)
+        if local is not None:
+            digest = self._copy_local(file.filename, local, sink, progress)
+            if file.sha256 is not None and digest != file.sha256:
+                raise digest_mismatch(file.filename, file.sha256, digest, file.url)
+            return
         import httpx
 
         problem = ""
@@ -513,6 +595,21 @@ class PyPIClient:
             f"after {self.retries} attempts ({problem})",
             permanent=False,
         )
+
+    def _copy_local(self, name: str, path: Path, sink: BinaryIO, progress: ProgressCallback | None) -> str:
+        """A find-links file read from disk into ``sink``, capped as downloads are; its sha256 hex digest."""
+        hasher = hashlib.sha256()
+        received = 0
+        cap = self.max_download_size
+        for chunk in _file_chunks(name, path):
+            received += len(chunk)
+            if received > cap:
+                raise DownloadTooLarge(too_large(name, cap, f"more than {cap} bytes in {path}"))
+            hasher.update(chunk)
+            sink.write(chunk)  # its OSError is the caller's (the sink's), not the file's
+            if progress is not None:
+                progress(received, None)
+        return hasher.hexdigest()
 
     def _stream(self, file: DistributionFile, sink: BinaryIO, progress: ProgressCallback | None) -> str:
         """One download attempt; returns the sha256 hex digest of what was written."""
@@ -619,6 +716,28 @@ def _read_page(response: httpx.Response, shown: str, cap: int) -> bytes:
 
 def _page_too_large(shown: str, cap: int, detail: str) -> str:
     return f"the index page {shown} exceeds the cap on index pages of {cap} bytes ({detail})"
+
+
+def _file_chunks(name: str, path: Path) -> Iterator[bytes]:
+    """The bytes of the find-links file ``path``; :class:`DownloadError` when it cannot be read."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read for ever
+            raise DownloadError(f"could not read {name} at {path}: not a regular file")
+        with path.open("rb") as source:
+            while chunk := source.read(_CHUNK_SIZE):
+                yield chunk
+    except OSError as err:
+        raise DownloadError(f"could not read {name} at {path}: {err.strerror or err}") from None
+
+
+def _links_of(name: str, urls: Sequence[str]) -> list[DistributionPackage]:
+    """The files of project ``name`` among links to ``urls`` (a ``#sha256=`` fragment is a digest)."""
+    from pypi_simple import DistributionPackage, Link, ProjectPage
+
+    from dragonfly_hybrid.pypi.pip_names import as_pip_reads
+
+    packages = [DistributionPackage.from_link(Link("", url, {}), name) for url in urls]
+    return as_pip_reads(ProjectPage(name, packages, None, None)).packages
 
 
 def parse_project_page(page: IndexPage, name: str, shown: str) -> ProjectPage:

@@ -19,10 +19,11 @@ The index URL of the highest-priority source that sets one is used; extra indexe
 sources 3 and 4 are added to those of 1 and 2 (a project is looked up on every index, and the files of
 all of them are merged, as pip does).
 Keys with several values (``extra-index-url``, ``trusted-host``) are whitespace-separated, as pip reads
-them. The scanner looks releases up on indexes only: ``no-index`` (anywhere) and ``--find-links`` in a
-requirements file are refused (:class:`PipConfigError`; scan local distributions by giving their paths as
-targets); ``find-links`` in pip's configuration or environment is ignored with a note (it adds local
-candidates to the index's, which are still scanned).
+them, as are ``find-links`` values. ``find-links`` in pip's configuration or environment adds candidates to
+every release, as pip takes them: the files of those directories and pages are scanned with the index's
+(:meth:`dragonfly_hybrid.pypi.index.PyPIClient.resolve`). ``no-index`` (anywhere) and ``--find-links`` in
+a requirements file are refused (:class:`PipConfigError`; scan local distributions by giving their paths
+as targets).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ DEFAULT_INDEX_URL = "https://pypi.org/simple/"
 
 
 class PipConfigError(ValueError):
-    """A pip setting the scanner cannot honour (``no-index``, ``find-links``) or an unreadable value."""
+    """A pip setting the scanner cannot honour (``no-index``, ``--find-links`` in a requirements file) or an
+    unreadable value."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,11 @@ class PipSettings:
     trusted_hosts: tuple[str, ...] = ()
     """``host`` or ``host:port`` whose TLS certificate is not verified (pip's ``--trusted-host``)."""
     proxy: str | None = None
+    find_links: tuple[str, ...] = ()
+    """pip's ``find-links``: directories, files and pages (paths or URLs) whose files are candidates too."""
     refused: tuple[str, ...] = field(default=())
-    """``what (where)`` of every setting that cannot be honoured (``no-index``, ``find-links``)."""
-    ignored: tuple[str, ...] = field(default=())
-    """``what (where)`` of every setting left aside (``find-links`` in the configuration or environment)."""
+    """``what (where)`` of every setting that cannot be honoured (``no-index``, ``--find-links`` in a
+    requirements file)."""
 
     @property
     def index_urls(self) -> list[str]:
@@ -143,7 +146,6 @@ def _read_config(path: Path) -> dict[str, str]:
 
 def _apply(settings: PipSettings, values: Mapping[str, str], where: str) -> PipSettings:
     refused = [f"no-index is set ({where})"] if values.get("no-index", "").lower() in _TRUE else []
-    ignored = [f"find-links ({where})"] if values.get("find-links", "").strip() else []
     return replace(
         settings,
         index_url=values.get("index-url") or settings.index_url,
@@ -156,8 +158,8 @@ def _apply(settings: PipSettings, values: Mapping[str, str], where: str) -> PipS
         if "trusted-host" in values
         else settings.trusted_hosts,
         proxy=values.get("proxy") or settings.proxy,
+        find_links=tuple(values["find-links"].split()) if "find-links" in values else settings.find_links,
         refused=(*settings.refused, *refused),
-        ignored=(*settings.ignored, *ignored),
     )
 
 

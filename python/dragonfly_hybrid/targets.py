@@ -436,6 +436,9 @@ def _directory_result(
     return TargetResult.from_distributions(target.raw, "directory", _directory_name(target), dists, error)
 
 
+FetchedCallback = Callable[[ReleaseTarget, "Release", Sequence[tuple["DistributionFile", Path]]], None]
+
+
 class TargetScanner:
     """Scans targets with one ``Scanner``, fetching releases through one ``PyPIClient`` (None when every
     target is a path: ``scan`` of local files opens no index client).
@@ -451,8 +454,11 @@ class TargetScanner:
         note: Callable[[str], None] | None = None,
         progress: ScanProgress | None = None,
         own_output: frozenset[FileIdentity] = frozenset(),
+        on_fetched: FetchedCallback | None = None,
     ) -> None:
         self.scanner = scanner
+        self.on_fetched = on_fetched
+        """Called with each release scanned and its downloaded files, before they are deleted."""
         self.own_output = own_output
         """The report's file (``stream_identity``): left out of the directories walked."""
         self._pypi = pypi
@@ -593,7 +599,10 @@ class TargetScanner:
         self.hooks.stage(f"downloading {release.name}=={release.version}")
         with tempfile.TemporaryDirectory(prefix="dragonfly-hybrid-") as tmp:
             fetched, failures = self.download_release(target, release, Path(tmp))
-            return self.scan_downloaded(target, release, fetched, failures)
+            result = self.scan_downloaded(target, release, fetched, failures)
+            if self.on_fetched is not None:
+                self.on_fetched(target, release, fetched)
+            return result
 
     def download_release(
         self, target: ReleaseTarget, release: Release, directory: Path

@@ -49,6 +49,7 @@ from dragonfly_hybrid.rules_loader import rule_source_files
 from dragonfly_hybrid.store import STORE_ENV
 from dragonfly_hybrid.targets import (
     INDEX_PREFIX,
+    FetchedCallback,
     NoHooks,
     PathTarget,
     ReleaseTarget,
@@ -69,7 +70,8 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from dragonfly_hybrid.cli.scan_progress import RichHooks
-    from dragonfly_hybrid.pypi.index import PyPIClient
+    from dragonfly_hybrid.pypi.dependencies import DependencyNotes
+    from dragonfly_hybrid.pypi.index import DistributionFile, PyPIClient, Release
     from dragonfly_hybrid.pypi.pipconfig import PipSettings
     from dragonfly_hybrid.pypi.requirements import Pins
     from dragonfly_hybrid.store.content_cache import StoreContentCache
@@ -161,7 +163,8 @@ def scan_command(
             "--requirements",
             "-R",
             help="Scan every pinned release in a requirements file, pylock.toml, uv.lock or poetry.lock "
-            "(each dependency is a target). Repeatable.",
+            "(each dependency is a target). Repeatable. For requirements files (without --hash), the "
+            "dependencies the releases declare that no -R file pins are named in a note.",
             metavar="FILE",
             show_default=False,
         ),
@@ -300,6 +303,7 @@ def scan_command(
             inputs += [(path, f"the rule source {path}") for path in rule_source_files(rules).values()]
         if results_store is not None:
             inputs.append((results_store.path, "the store it keeps the results in"))
+        dependencies, on_fetched = _dependency_notes(requirements or [], pins, pypi)
         with pypi or nullcontext(), output_file(output, inputs=inputs, unwritten=EXIT_INCOMPLETE) as out:
             # NDJSON lines are written as targets finish, except to a terminal showing the progress display.
             stream = out if fmt == "ndjson" and not (show_progress and out.isatty()) else None
@@ -308,13 +312,17 @@ def scan_command(
                     # The -o file being written (new, under a scanned directory) holds the report's bytes
                     # only: it is not scanned. (Not stdout's file: `>> log` keeps what was there.)
                     own = stream_identity(out) if out is not sys.stdout else frozenset()
-                    scanner = TargetScanner(engine, pypi, hooks, note=_note, progress=live, own_output=own)
+                    scanner = TargetScanner(
+                        engine, pypi, hooks, note=_note, progress=live, own_output=own, on_fetched=on_fetched
+                    )
                     resolved = [scanner.resolve(t) for t in parsed]  # usage errors surface before any scan
                     results = _scan_all(scanner, resolved, hooks, stream)
             except lookup_errors as err:
                 fail(str(err))
             if stream is None:
                 render(results, ruleset, fmt, out, quiet=quiet, min_score=min_score)
+        for line in dependencies.lines() if dependencies is not None else ():
+            _note(line)  # a note, not a verdict: exit codes are unchanged
         code = exit_code(results, min_score)
         if pins is not None and pins.skipped and code == EXIT_CLEAN and not allow_skipped:
             print(
@@ -449,6 +457,29 @@ def requirement_targets(pins: Pins | None) -> list[ReleaseTarget]:
         )
         for pin in pins.pins
     ]
+
+
+def _dependency_notes(
+    paths: Sequence[Path], pins: Pins | None, pypi: PyPIClient | None
+) -> tuple[DependencyNotes | None, FetchedCallback | None]:
+    """What collects the dependencies of the releases of pip requirements files that no -R file pins, and
+    the ``TargetScanner`` callback feeding it (None, None when there is nothing to say: no requirements
+    file, lock files only, pip's hash-checking mode)."""
+    if pins is None or pypi is None:
+        return None, None
+    from dragonfly_hybrid.pypi.dependencies import dependency_notes, wants_notes
+
+    if not wants_notes(pins):
+        return None, None
+    notes = dependency_notes(paths, pins, pypi.python_version)
+
+    def on_fetched(
+        target: ReleaseTarget, release: Release, fetched: Sequence[tuple[DistributionFile, Path]]
+    ) -> None:
+        if target.origin is not None and not target.locked:  # a line of a requirements file
+            notes.add(release, fetched)
+
+    return notes, on_fetched
 
 
 def _note(text: str) -> None:

@@ -169,6 +169,11 @@ class IndexPage:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+# A find-links location's files (``(normalized name, URL)``), its pages of links (with how they are shown),
+# and whether it is local.
+_Listing = tuple[list[tuple[str, str]], list[tuple[IndexPage, str]], bool]
+
+
 @dataclass(frozen=True)
 class Release:
     """A resolved release: its project name as the index spells it, its version and its files."""
@@ -343,6 +348,8 @@ class PyPIClient:
         self._local: dict[str, Path] = {}
         """``file:`` URL -> path of each file found through find-links: read from disk (never an index's
         ``file:`` link: a remote page does not choose what local file is read)."""
+        self._listings: dict[str, _Listing | OSError | PyPIError] = {}
+        """find-links location -> what it holds (:meth:`_listed_at`), or why it could not be read."""
         self.python_version = python_version
         self.max_download_size = max_download_size
         self.max_page_size = max_page_size
@@ -362,8 +369,9 @@ class PyPIClient:
         self._client.close()
 
     def on_index(self, index_url: str) -> PyPIClient:
-        """A client of ``index_url`` alone with this one's settings (a lock file's source index)."""
-        return PyPIClient(index_url, **self._options)  # type: ignore[arg-type]
+        """A client of ``index_url`` alone with this one's settings (a lock file's source index), without
+        find-links: a lock names its own index (and this client's downloads would not read their files)."""
+        return PyPIClient(index_url, **{**self._options, "find_links": ()})  # type: ignore[arg-type]
 
     def _pause(self, attempt: int, asked: float | None) -> None:
         """Before attempt number ``attempt`` (from 0), but the first: exponential backoff, or what the last
@@ -453,43 +461,80 @@ class PyPIClient:
         return found, problems
 
     def _found_at(self, location: str, name: str) -> list[DistributionPackage]:
-        import mimetypes
         from urllib.request import url2pathname
 
-        import httpx
-        from pypi_simple import ACCEPT_JSON_PREFERRED
+        from packaging.utils import canonicalize_name
 
-        from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS, url_filename
+        from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS
 
-        scheme = urlsplit(location).scheme.lower()
-        if scheme in ("http", "https"):
-            if userinfo_spills(location):  # httpx would take part of the password for the host
-                raise IndexUnavailable("a character of its user name or password is not percent-encoded")
-            if url_filename(location).endswith((".whl", *SDIST_EXTENSIONS)):
-                return _links_of(name, [location])  # a file (another project's: none)
-            page = self._get(location, ACCEPT_JSON_PREFERRED)
-            if page is None:
-                raise IndexUnavailable("HTTP 404")
-            return parse_project_page(page, name, redact_url(location)).packages
-        if scheme not in ("", "file") and "://" in location:
-            raise IndexUnavailable("neither an existing path nor an http(s) or file: URL")
-        expanded = os.path.expanduser(location)  # pip expands ``~``
-        path = Path(url2pathname(urlsplit(location).path) if scheme == "file" else expanded)
-        mode = path.stat().st_mode  # a missing path: an OSError naming why
-        entries = sorted(path.iterdir()) if stat.S_ISDIR(mode) else [path]
-        # pip reads a directory's (or the given) HTML files as pages of links, every other file as one.
-        pages = [p for p in entries if mimetypes.guess_type(p.name, strict=False)[0] == "text/html"]
-        found = _links_of(name, [p.absolute().as_uri() for p in entries if p not in pages])
-        for page_path in pages:
-            if page_path.stat().st_size > self.max_page_size:
-                raise PageTooLarge(_page_too_large(str(page_path), self.max_page_size, "its size on disk"))
-            headers = httpx.Headers({"content-type": "text/html"})
-            html = IndexPage(page_path.absolute().as_uri(), headers, None, page_path.read_bytes())
-            found += parse_project_page(html, name, str(page_path)).packages
+        listing = self._listings.get(location)
+        if listing is None:
+            listing = self._listings[location] = self._listed_at(location)
+        if isinstance(listing, Exception):
+            raise listing
+        files, pages, local = listing
+        # A file of the project has a name whose normalized form starts so (the rest is read pip's way).
+        wanted = canonicalize_name(name) + "-"
+        found = _links_of(name, [url for normal, url in files if normal.startswith(wanted)])
+        for page, shown in pages:
+            found += parse_project_page(page, name, shown).packages
+        if not local:
+            return found
+        # pip takes a wheel or an archive only (an ``.egg`` is not read): nothing else is read from disk.
+        found = [p for p in found if p.filename.endswith((".whl", *SDIST_EXTENSIONS))]
         for package in found:  # local files, and those a local page links to
             if urlsplit(package.url).scheme.lower() == "file":
                 self._local[package.url] = Path(url2pathname(urlsplit(package.url).path))
         return found
+
+    def _listed_at(self, location: str) -> _Listing | OSError | PyPIError:
+        """What the find-links ``location`` holds (its error when it cannot be read), read once per client
+        as pip reads it once per run: ``(normalized name, URL)`` of its files, its pages of links, and
+        whether it is local (a remote page's ``file:`` links are never read)."""
+        import mimetypes
+        from urllib.request import url2pathname
+
+        import httpx
+        from packaging.utils import canonicalize_name
+        from pypi_simple import ACCEPT_JSON_PREFERRED
+
+        from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS, url_filename
+
+        try:
+            scheme = urlsplit(location).scheme.lower()
+            if scheme in ("http", "https"):
+                if userinfo_spills(location):  # httpx would take part of the password for the host
+                    raise IndexUnavailable("a character of its user name or password is not percent-encoded")
+                if url_filename(location).endswith((".whl", *SDIST_EXTENSIONS)):
+                    # a file (another project's: none)
+                    return [(canonicalize_name(url_filename(location)), location)], [], False
+                page = self._get(location, ACCEPT_JSON_PREFERRED)
+                if page is None:
+                    raise IndexUnavailable("HTTP 404")
+                return [], [(page, redact_url(location))], False
+            if scheme not in ("", "file") and "://" in location:
+                raise IndexUnavailable("neither an existing path nor an http(s) or file: URL")
+            expanded = os.path.expanduser(location)  # pip expands ``~``
+            path = Path(url2pathname(urlsplit(location).path) if scheme == "file" else expanded)
+            mode = path.stat().st_mode  # a missing path: an OSError naming why
+            entries = sorted(path.iterdir()) if stat.S_ISDIR(mode) else [path]
+            # pip reads a directory's (or the given) HTML files as pages of links, every other file as one.
+            html = {p for p in entries if mimetypes.guess_type(p.name, strict=False)[0] == "text/html"}
+            files: list[tuple[str, str]] = [
+                (canonicalize_name(p.name), p.absolute().as_uri()) for p in entries if p not in html
+            ]
+            pages = []
+            for page_path in (p for p in entries if p in html):
+                if page_path.stat().st_size > self.max_page_size:
+                    raise PageTooLarge(
+                        _page_too_large(str(page_path), self.max_page_size, "its size on disk")
+                    )
+                headers = httpx.Headers({"content-type": "text/html"})
+                body = page_path.read_bytes()
+                pages.append((IndexPage(page_path.absolute().as_uri(), headers, None, body), str(page_path)))
+            return files, pages, True
+        except (OSError, PyPIError) as err:
+            return err
 
     def project_list(self) -> ProjectList:
         """Every project with its ``_last-serial`` (PEP 691 JSON, as PyPI serves it: ``watch`` needs it)."""

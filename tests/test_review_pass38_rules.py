@@ -5,19 +5,16 @@ Real archives and folders built here; the CLI runs in-process (``CliRunner``), w
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from dragonfly_hybrid import load_rules
-from dragonfly_hybrid.cli import app
-from typer.testing import CliRunner, Result
 
 from tests.fakes.pypi import LIGHT_RULE, MARKER_RULE, sdist, write
+from tests.test_rules_test_cmd import run, run_json
 
 RULES = """
 rule strong { meta: weight = 7 strings: $a = "STRONG_MARK" condition: $a }
@@ -26,15 +23,6 @@ rule negative { meta: weight = -9 strings: $a = "NEGATIVE_MARK" condition: $a }
 rule text_weight { meta: weight = "9" strings: $a = "TEXT_WEIGHT_MARK" condition: $a }
 rule hint { meta: weight = 1 strings: $a = "HINT_MARK" condition: $a }
 """
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def run_json(*args: object) -> tuple[int, dict[str, Any]]:
-    result = run("rules", "test", "--format", "json", *args)
-    return result.exit_code, json.loads(result.stdout)
 
 
 @pytest.fixture

@@ -4,9 +4,11 @@ already downloaded, so that ``scan`` can say which of them no ``-R`` file pins (
 What a file declares: a wheel's ``*.dist-info/METADATA``; an sdist's ``PKG-INFO`` when it is Metadata 2.2+
 and ``Requires-Dist`` is not ``Dynamic`` (older sdists' are known only once built). ``Requires-Dist``
 markers are evaluated for the Python the scan selects files for and this platform, with the extras the
-requirements ask for. The archives are the attacker's: a metadata file over :data:`METADATA_LIMIT` is
-refused, no more than that is ever inflated from it, a tarball is walked through at most
-:data:`TAR_WALK_LIMIT` inflated bytes, and any error makes that file's dependencies "unknown".
+requirements ask for and those the dependencies ask of the named releases (``foo[x]`` in foo's own metadata).
+The archives are the attacker's: a metadata file over :data:`METADATA_LIMIT` is refused, no more than that
+is ever inflated from it (so only stored or deflated zip members are read), a zip's central directory over
+:data:`CENTRAL_DIRECTORY_LIMIT` is not parsed, a tarball is walked through at most :data:`TAR_WALK_LIMIT`
+inflated bytes, and any error makes that file's dependencies "unknown".
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ METADATA_LIMIT = 1 << 20
 """Bytes of a METADATA / PKG-INFO read at most (a larger one is refused)."""
 TAR_WALK_LIMIT = 64 << 20
 """Inflated bytes of an sdist's tarball walked at most looking for its PKG-INFO."""
+CENTRAL_DIRECTORY_LIMIT = 8 << 20
+"""Bytes of a zip's central directory parsed at most (zipfile keeps an object per entry: ~10 times that)."""
+NOTE_NAMES_LIMIT = 50
+"""Dependencies named in one note at most (the metadata may declare thousands)."""
+EVALUATION_LIMIT = 1 << 18
+"""Markers evaluated at most for one release (its requirements times its extras; a few µs each)."""
 SDIST_UNKNOWN = "an sdist's are known once built"
 
 _WHEEL_METADATA = re.compile(r"^([^/]+)-[^/-]+\.dist-info/METADATA$")
@@ -62,68 +70,136 @@ def wants_notes(pins: Pins) -> bool:
 
 
 @dataclass
+class _Declared:
+    """What the downloaded files of one release declare."""
+
+    label: str
+    key: str
+    requires: list[Requirement]
+    """The union over its files whose dependencies are known."""
+    unknown: list[str]
+
+
+@dataclass
 class DependencyNotes:
-    """Collects, release by release, the dependencies no ``-R`` file names; :meth:`lines` says them."""
+    """Collects, release by release, what the files declare; :meth:`lines` says which dependencies no ``-R``
+    file names."""
 
     named: frozenset[str]
     """Normalized names the -R files give pip (pins, and named URL requirements, already reported)."""
     extras: dict[str, frozenset[str]]
     """Normalized extras asked for each normalized name."""
     python: Version
-    _lines: list[str] = field(default_factory=list)
+    constrained: frozenset[str] = frozenset()
+    """Normalized names of the -c files' constraints (pip installs them at that version: still unscanned)."""
+    _declared: list[_Declared] = field(default_factory=list)
 
     def add(self, release: Release, fetched: Sequence[tuple[DistributionFile, Path]]) -> None:
         """Read what the downloaded files of ``release`` declare (the union over its files)."""
-        key = normalize_name(release.name)
-        environment = _environment(self.python)
-        missing: dict[str, set[str]] = {}
+        requires: list[Requirement] = []
         unknown: list[str] = []
         wheel_known = False
         for file, path in fetched:
             try:
-                requires = _declared(path, file.filename, key)
+                declared = _declared(path, file.filename, normalize_name(release.name))
             except Unknown as why:
                 unknown.append(f"{printable(file.filename)}: {why}")
                 continue
-            if requires is None:  # not a distribution pip installs (an egg, an installer)
+            if declared is None:  # not a distribution pip installs (an egg, an installer)
                 continue
             wheel_known |= file.filename.endswith(".whl")
-            for requirement in requires:
-                name = normalize_name(requirement.name)
-                if name in self.named or not _applies(requirement, environment, self.extras.get(key)):
-                    continue
-                shown = str(requirement.specifier) if requirement.url is None else ""
-                missing.setdefault(name, set()).add(shown)
+            requires += declared
         if wheel_known:  # pip installs a wheel when one fits; one built from the sdist declares the same
             unknown = [u for u in unknown if not u.endswith(SDIST_UNKNOWN)]
         label = printable(f"{release.name}=={release.version}")
-        if missing:
-            # A name with one specifier in every file shows it; with several, the name alone.
-            shown = ", ".join(
-                name + (next(iter(specs)) if len(specs) == 1 else "")
-                for name, specs in sorted(missing.items())
-            )
-            self._lines.append(f"not pinned, so not scanned: {shown} (required by {label})")
-        if unknown:
-            self._lines.append(f"dependencies unknown, not checked: {label} ({'; '.join(unknown)})")
+        self._declared.append(_Declared(label, normalize_name(release.name), requires, unknown))
 
     def lines(self) -> list[str]:
-        return list(self._lines)
+        lines = []
+        for release, (installed, evaluated) in zip(self._declared, self._installed(), strict=True):
+            missing: dict[str, set[str]] = {}
+            for requirement in installed:
+                name = normalize_name(requirement.name)
+                if name not in self.named:
+                    shown = printable(str(requirement.specifier)) if requirement.url is None else ""
+                    missing.setdefault(name, set()).add(shown)
+            constrained = {n: s for n, s in missing.items() if n in self.constrained}
+            unpinned = {n: s for n, s in missing.items() if n not in self.constrained}
+            if unpinned:
+                lines.append(f"not pinned, so not scanned: {_listed(unpinned)} (required by {release.label})")
+            if constrained:
+                lines.append(
+                    f"pinned only by a -c constraint, so not scanned: {_listed(constrained)} "
+                    f"(required by {release.label})"
+                )
+            unknown = release.unknown + (
+                [] if evaluated else [f"over {EVALUATION_LIMIT} markers to evaluate"]
+            )
+            if unknown:
+                lines.append(f"dependencies unknown, not checked: {release.label} ({'; '.join(unknown)})")
+        return lines
+
+    def _installed(self) -> list[tuple[list[Requirement], bool]]:
+        """The requirements of each release pip installs: with the extras the -R lines ask for, and those
+        the installed requirements ask of a named release (``foo[x]`` in foo's own metadata, ``bar[y]``
+        of a pinned bar), to a fixed point; and whether they were all evaluated (each requirement once per
+        extra, at most :data:`EVALUATION_LIMIT` times a release)."""
+        environment = _environment(self.python)
+        releases: dict[str, list[int]] = {}
+        for at, release in enumerate(self._declared):
+            releases.setdefault(release.key, []).append(at)
+        installed: list[dict[int, Requirement]] = [{} for _ in self._declared]
+        evaluations = [0] * len(self._declared)
+        asked = {key: set(extras) for key, extras in self.extras.items()}
+        pending = [
+            (at, extra) for at, r in enumerate(self._declared) for extra in ("", *asked.get(r.key, ()))
+        ]
+        while pending:
+            at, extra = pending.pop()
+            release = self._declared[at]
+            evaluations[at] += len(release.requires)
+            if evaluations[at] > EVALUATION_LIMIT:
+                continue
+            for index, requirement in enumerate(release.requires):
+                if index in installed[at] or not _applies(requirement, environment, extra):
+                    continue
+                installed[at][index] = requirement
+                name = normalize_name(requirement.name)
+                for wanted in {normalize_name(e) for e in requirement.extras} - asked.get(name, set()):
+                    asked.setdefault(name, set()).add(wanted)
+                    pending += [(other, wanted) for other in releases.get(name, ())]
+        return [
+            (list(found.values()), count <= EVALUATION_LIMIT)
+            for found, count in zip(installed, evaluations, strict=True)
+        ]
+
+
+def _listed(missing: dict[str, set[str]]) -> str:
+    """``bar, baz>=2``: a name with one specifier in every file shows it; with several, the name alone; no
+    more than :data:`NOTE_NAMES_LIMIT` names."""
+    shown = [name + (next(iter(specs)) if len(specs) == 1 else "") for name, specs in sorted(missing.items())]
+    more = len(shown) - NOTE_NAMES_LIMIT
+    return ", ".join(shown[:NOTE_NAMES_LIMIT]) + (f" and {more} more" if more > 0 else "")
 
 
 def dependency_notes(paths: Sequence[Path], pins: Pins, python: Version) -> DependencyNotes:
     """Notes for the pins of requirements files ``paths`` (already read without error into ``pins``)."""
     named = {normalize_name(pin.name) for pin in pins.pins}
     extras: dict[str, frozenset[str]] = {}
-    for name, asked in _named_entries(paths):
+    constrained: set[str] = set()
+    for name, asked, is_constraint in _named_entries(paths):
+        if is_constraint:
+            constrained.add(name)
+            continue
         named.add(name)
         extras[name] = extras.get(name, frozenset()) | asked
-    return DependencyNotes(frozenset(named), extras, python)
+    return DependencyNotes(frozenset(named), extras, python, frozenset(constrained))
 
 
-def _named_entries(paths: Sequence[Path]) -> list[tuple[str, frozenset[str]]]:
-    """``(normalized name, normalized extras)`` of every named requirement line (pins and URL ones) of
-    the requirements files; ``Pins`` keeps no extras, so the files are read again with pip's parser."""
+def _named_entries(paths: Sequence[Path]) -> list[tuple[str, frozenset[str], bool]]:
+    """``(normalized name, normalized extras, is a constraint)`` of every named line (pins, URL ones,
+    constraints) of the requirements files; ``Pins`` keeps no extras nor constraints, so the files are read
+    again with pip's parser."""
     from pip_requirements_parser import RequirementsFile  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     from dragonfly_hybrid.pypi.requirements import lock_format
@@ -137,9 +213,9 @@ def _named_entries(paths: Sequence[Path]) -> list[tuple[str, frozenset[str]]]:
         except Exception:  # read once without error already: changed since, its extras are not known
             continue
         for entry in parsed.requirements:
-            if entry.is_constraint or not entry.name:
-                continue
-            found.append((normalize_name(entry.name), frozenset(normalize_name(e) for e in entry.extras)))
+            if entry.name:
+                extras = frozenset(normalize_name(e) for e in entry.extras)
+                found.append((normalize_name(entry.name), extras, bool(entry.is_constraint)))
     return found
 
 
@@ -152,18 +228,15 @@ def _environment(python: Version) -> dict[str, str]:
     return environment
 
 
-def _applies(requirement: Requirement, environment: dict[str, str], extras: frozenset[str] | None) -> bool:
-    """Whether pip installs ``requirement`` with ``extras`` asked for (none: only markers without
-    ``extra``); a marker that cannot be evaluated counts as true (better a note too many)."""
+def _applies(requirement: Requirement, environment: dict[str, str], extra: str) -> bool:
+    """Whether pip installs ``requirement`` with ``extra`` asked for ("": none); a marker that cannot be
+    evaluated counts as true (better a note too many)."""
     if requirement.marker is None:
         return True
-    for extra in ("", *sorted(extras or ())):
-        try:
-            if requirement.marker.evaluate({**environment, "extra": extra}):
-                return True
-        except Exception:  # an undefined comparison or name in the attacker's metadata
-            return True
-    return False
+    try:
+        return requirement.marker.evaluate({**environment, "extra": extra})
+    except Exception:  # an undefined comparison or name in the attacker's metadata
+        return True
 
 
 def _declared(path: Path, filename: str, project: str) -> list[Requirement] | None:
@@ -190,6 +263,12 @@ def _declared(path: Path, filename: str, project: str) -> list[Requirement] | No
 
 def _zip_metadata(path: Path, is_wheel: bool, project: str) -> bytes:
     pattern = _WHEEL_METADATA if is_wheel else _SDIST_PKG_INFO
+    with path.open("rb") as stream:
+        # zipfile parses the whole central directory (the size its end record gives) before anything: an
+        # archive of a million empty entries costs seconds and half a GiB. (No public API tells the size.)
+        end = zipfile._EndRecData(stream)  # type: ignore[attr-defined]
+    if end is not None and end[zipfile._ECD_SIZE] > CENTRAL_DIRECTORY_LIMIT:  # type: ignore[attr-defined]
+        raise Unknown(f"its central directory is over {CENTRAL_DIRECTORY_LIMIT >> 20} MiB")
     with zipfile.ZipFile(path) as archive:
         found = [info for info in archive.infolist() if pattern.match(info.filename)]
         if is_wheel and len(found) > 1:  # pip takes the project's own .dist-info
@@ -200,6 +279,9 @@ def _zip_metadata(path: Path, is_wheel: bool, project: str) -> bytes:
             raise Unknown("several metadata files")
         if found[0].file_size > METADATA_LIMIT:
             raise Unknown("its metadata is over 1 MiB")
+        if found[0].compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            # zipfile inflates bzip2 and lzma a whole read at a time: a few KiB of bzip2 are GiBs of zeros.
+            raise Unknown(f"its metadata is compressed with method {found[0].compress_type}, not read")
         with archive.open(found[0]) as member:
             return _bounded(member)
 
@@ -207,18 +289,31 @@ def _zip_metadata(path: Path, is_wheel: bool, project: str) -> bytes:
 def _tar_pkg_info(path: Path, head: bytes) -> bytes:
     opener = next((open_ for magic, open_ in _TAR_OPENERS.items() if head.startswith(magic)), None)
     raw: IO[bytes] = opener(path, "rb") if opener is not None else path.open("rb")  # type: ignore[operator]
+    found = None
     with raw, tarfile.open(fileobj=_Capped(raw), mode="r|") as archive:  # type: ignore[call-overload]
-        for member in archive:
-            if not _SDIST_PKG_INFO.match(member.name):
-                continue
-            if not member.isfile():
-                raise Unknown("its PKG-INFO is not a file")
-            if member.size > METADATA_LIMIT:
-                raise Unknown("its metadata is over 1 MiB")
-            extracted = archive.extractfile(member)
-            assert extracted is not None
-            return _bounded(extracted)
-    raise Unknown("no PKG-INFO")
+        try:
+            for member in archive:
+                if not _SDIST_PKG_INFO.match(member.name):
+                    continue
+                if found is not None:  # unpacked, the last one is on disk: pip reads neither, it builds
+                    raise Unknown("several metadata files")
+                if not member.isfile():
+                    raise Unknown("its PKG-INFO is not a file")
+                if member.size > METADATA_LIMIT:
+                    raise Unknown("its metadata is over 1 MiB")
+                extracted = archive.extractfile(member)
+                assert extracted is not None
+                found = _bounded(extracted)
+        except _WalkLimit:
+            if found is None:
+                raise
+    if found is None:
+        raise Unknown("no PKG-INFO")
+    return found
+
+
+class _WalkLimit(Unknown):
+    """The tarball goes on past :data:`TAR_WALK_LIMIT` (a PKG-INFO found before it is taken)."""
 
 
 class _Capped:
@@ -230,7 +325,7 @@ class _Capped:
 
     def read(self, size: int = -1) -> bytes:
         if self.read_so_far > TAR_WALK_LIMIT:
-            raise Unknown(f"no PKG-INFO in its first {TAR_WALK_LIMIT >> 20} MiB")
+            raise _WalkLimit(f"no PKG-INFO in its first {TAR_WALK_LIMIT >> 20} MiB")
         data = self.raw.read(min(size, TAR_WALK_LIMIT + 1) if size >= 0 else TAR_WALK_LIMIT + 1)
         self.read_so_far += len(data)
         return data

@@ -121,6 +121,8 @@ class ReleaseTarget:
     """The files a lock file names, with their URLs: the release is these, not the index's files."""
     index_url: str | None = None
     """The index to look it up on instead of the configured ones (a lock file's source)."""
+    find_links: bool = True
+    """Whether pip's find-links offer candidates (not to a lock's entry: its installer never reads them)."""
 
 
 INDEX_PREFIX = "pypi:"
@@ -493,7 +495,8 @@ class TargetScanner:
             return Resolved(target, release=locked_release(target.name, target.version, target.locked))
         try:
             if target.index_url is None:
-                return Resolved(target, release=self.pypi.resolve(target.name, target.version))
+                release = self.pypi.resolve(target.name, target.version, find_links=target.find_links)
+                return Resolved(target, release=release)
             with self.pypi.on_index(target.index_url) as source:
                 return Resolved(target, release=source.resolve(target.name, target.version))
         except IndexUnavailable as err:

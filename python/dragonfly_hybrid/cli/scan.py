@@ -454,6 +454,7 @@ def requirement_targets(pins: Pins | None) -> list[ReleaseTarget]:
             Origin(pin.path, pin.line) if pin.line is not None else None,
             pin.files,
             pin.index_url,
+            find_links=pin.line is not None,  # a lock's entry (no line) takes no find-links
         )
         for pin in pins.pins
     ]

@@ -461,8 +461,6 @@ class PyPIClient:
         return found, problems
 
     def _found_at(self, location: str, name: str) -> list[DistributionPackage]:
-        from urllib.request import url2pathname
-
         from packaging.utils import canonicalize_name
 
         from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS
@@ -484,7 +482,7 @@ class PyPIClient:
         found = [p for p in found if p.filename.endswith((".whl", *SDIST_EXTENSIONS))]
         for package in found:  # local files, and those a local page links to
             if urlsplit(package.url).scheme.lower() == "file":
-                self._local[package.url] = Path(url2pathname(urlsplit(package.url).path))
+                self._local[package.url] = _local_path(package.url)
         return found
 
     def _listed_at(self, location: str) -> _Listing | OSError | PyPIError:
@@ -492,7 +490,6 @@ class PyPIClient:
         as pip reads it once per run: ``(normalized name, URL)`` of its files, its pages of links, and
         whether it is local (a remote page's ``file:`` links are never read)."""
         import mimetypes
-        from urllib.request import url2pathname
 
         import httpx
         from packaging.utils import canonicalize_name
@@ -515,7 +512,7 @@ class PyPIClient:
             if scheme not in ("", "file") and "://" in location:
                 raise IndexUnavailable("neither an existing path nor an http(s) or file: URL")
             expanded = os.path.expanduser(location)  # pip expands ``~``
-            path = Path(url2pathname(urlsplit(location).path) if scheme == "file" else expanded)
+            path = _local_path(location) if scheme == "file" else Path(expanded)
             mode = path.stat().st_mode  # a missing path: an OSError naming why
             entries = sorted(path.iterdir()) if stat.S_ISDIR(mode) else [path]
             # pip reads a directory's (or the given) HTML files as pages of links, every other file as one.
@@ -574,12 +571,13 @@ class PyPIClient:
                 server_time = server_time.replace(tzinfo=timezone.utc)
         return ProjectList(projects, serial, server_time)
 
-    def resolve(self, name: str, version: str | None = None) -> Release:
+    def resolve(self, name: str, version: str | None = None, *, find_links: bool = True) -> Release:
         """The files of ``name==version``, or of the latest version of ``name`` that pip would install on
         ``python_version`` when version is None: the indexes' and find-links' (pip's candidates are all of
-        them). Find-links that cannot be read are the release's ``problems``; without them, a project or
-        version not found is :class:`IndexUnavailable` (pip might find it there), naming them."""
-        found, problems = self.find_links_packages(name)
+        them; the indexes' alone without ``find_links``: a lock's entry). Find-links that cannot be read
+        are the release's ``problems``; without them, a project or version not found is
+        :class:`IndexUnavailable` (pip might find it there), naming them."""
+        found, problems = self.find_links_packages(name) if find_links else ([], [])
         try:
             release = select_release(self.project_page(name, found), version, self.python_version)
         except (ProjectNotFound, VersionNotFound) as err:
@@ -606,6 +604,12 @@ class PyPIClient:
             if file.sha256 is not None and digest != file.sha256:
                 raise digest_mismatch(file.filename, file.sha256, digest, file.url)
             return
+        if urlsplit(file.url).scheme.lower() == "file":
+            # Not a local find-links location's file: no retry reads it (httpx has no file: transport).
+            raise DownloadError(
+                f"could not download {file.filename} from {redact_url(file.url)}: a remote page's file: "
+                "link is not read (only the files of a local find-links location are)"
+            )
         import httpx
 
         problem = ""
@@ -761,6 +765,17 @@ def _read_page(response: httpx.Response, shown: str, cap: int) -> bytes:
 
 def _page_too_large(shown: str, cap: int, detail: str) -> str:
     return f"the index page {shown} exceeds the cap on index pages of {cap} bytes ({detail})"
+
+
+def _local_path(url: str) -> Path:
+    """The path of a find-links ``file:`` URL; :class:`IndexUnavailable` for another host's, which pip
+    refuses (the local path of that name is another file)."""
+    from urllib.request import url2pathname
+
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):  # pip's url_to_path: exactly these are local
+        raise IndexUnavailable(f"{redact_url(url)} is a file: URL of another host, which pip does not read")
+    return Path(url2pathname(parts.path))
 
 
 def _file_chunks(name: str, path: Path) -> Iterator[bytes]:

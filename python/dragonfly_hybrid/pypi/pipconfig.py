@@ -9,8 +9,8 @@ Sources, lowest priority first (each one overrides the ones before it, key by ke
    (``os.devnull``: no files at all). In each, ``[install]`` overrides ``[global]``.
 2. The environment: ``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL`` (a space-separated list), ``PIP_CERT``,
    ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (space-separated), ``PIP_PROXY``, ``PIP_NO_INDEX``,
-   ``PIP_FIND_LINKS``. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` variables
-   are honoured by the HTTP client whenever no ``proxy`` setting is given.
+   ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/
+   ``NO_PROXY`` variables are honoured by the HTTP client whenever no ``proxy`` setting is given.
 3. Option lines of the requirements files given to ``-R`` (``--index-url``, ``--extra-index-url``,
    ``--trusted-host``, ``--no-index``, ``--find-links``).
 4. The command line (``scan --index-url``/``--extra-index-url``).
@@ -23,7 +23,8 @@ them, as are ``find-links`` values. ``find-links`` in pip's configuration or env
 every release, as pip takes them: the files of those directories and pages are scanned with the index's
 (:meth:`dragonfly_hybrid.pypi.index.PyPIClient.resolve`). ``no-index`` (anywhere) and ``--find-links`` in
 a requirements file are refused (:class:`PipConfigError`; scan local distributions by giving their paths
-as targets).
+as targets). ``require-hashes`` turns on pip's hash-checking mode for requirements files, as a
+``--require-hashes`` line does (:attr:`PipSettings.require_hashes`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class PipSettings:
     proxy: str | None = None
     find_links: tuple[str, ...] = ()
     """pip's ``find-links``: directories, files and pages (paths or URLs) whose files are candidates too."""
+    require_hashes: str | None = None
+    """``require-hashes (where)`` when pip's ``require-hashes`` is on (pip then refuses a requirements file
+    whose requirements are not all pinned with ``--hash``), else None."""
     refused: tuple[str, ...] = field(default=())
     """``what (where)`` of every setting that cannot be honoured (``no-index``, ``--find-links`` in a
     requirements file)."""
@@ -122,8 +126,11 @@ _KEYS = (
     "proxy",
     "no-index",
     "find-links",
+    "require-hashes",
 )
-_TRUE = ("1", "true", "yes", "on")
+# pip's boolean values (its ``strtobool``); pip refuses any other.
+_TRUE = ("1", "true", "yes", "on", "y", "t")
+_FALSE = ("0", "false", "no", "off", "n", "f")
 
 
 def _read_config(path: Path) -> dict[str, str]:
@@ -146,6 +153,8 @@ def _read_config(path: Path) -> dict[str, str]:
 
 def _apply(settings: PipSettings, values: Mapping[str, str], where: str) -> PipSettings:
     refused = [f"no-index is set ({where})"] if values.get("no-index", "").lower() in _TRUE else []
+    # A later source turns it off as well as on (``PIP_REQUIRE_HASHES=0`` over pip.conf's ``true``).
+    require_hashes = values.get("require-hashes", "").lower()
     return replace(
         settings,
         index_url=values.get("index-url") or settings.index_url,
@@ -159,6 +168,11 @@ def _apply(settings: PipSettings, values: Mapping[str, str], where: str) -> PipS
         else settings.trusted_hosts,
         proxy=values.get("proxy") or settings.proxy,
         find_links=tuple(values["find-links"].split()) if "find-links" in values else settings.find_links,
+        require_hashes=f"require-hashes ({where})"
+        if require_hashes in _TRUE
+        else None
+        if require_hashes in _FALSE
+        else settings.require_hashes,
         refused=(*settings.refused, *refused),
     )
 

@@ -22,9 +22,10 @@ scanned. A pylock file given by ``path`` is skipped (scan it by its path).
   the others do not change what is fetched and are ignored. Environment markers are not evaluated:
   a release pinned for another platform or Python is scanned too.
 
-Hashes follow pip's hash-checking mode: once a requirement has ``--hash`` or a ``--require-hashes`` line
-is present, every requirement must be pinned with ``==`` (or ``===``) and have ``--hash`` options
-(``sha256``, ``sha384`` or ``sha512``), else a :class:`RequirementsError` naming the line. Each pin
+Hashes follow pip's hash-checking mode: once a requirement has ``--hash``, a ``--require-hashes`` line
+is present or pip's ``require-hashes`` is set (``PIP_REQUIRE_HASHES``, pip.conf), every requirement must
+be pinned with ``==`` (or ``===``) and have ``--hash`` options (``sha256``, ``sha384`` or ``sha512``),
+else a :class:`RequirementsError` naming the line and what turned the mode on. Each pin
 keeps its allowed hashes (:attr:`Pin.hashes`): only the files of the release they allow are scanned.
 
 Entries that are not releases on an index (a local directory, a VCS checkout, a URL, an editable
@@ -44,7 +45,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dragonfly_hybrid.pypi.index import normalize_name
-from dragonfly_hybrid.pypi.pipconfig import PipSettings
+from dragonfly_hybrid.pypi.pipconfig import PipSettings, pip_settings
 from dragonfly_hybrid.redaction import REDACTED, redact_text
 from dragonfly_hybrid.report import printable
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
@@ -100,7 +101,9 @@ class Pins:
     settings: PipSettings = field(default_factory=PipSettings)
     """Index options found in the requirements files (only the ones they set; see :mod:`pipconfig`)."""
     require_hashes: str | None = None
-    """Where a ``--require-hashes`` line was found, if any."""
+    """What turned on hash-checking mode for every requirements file, if anything: a ``--require-hashes``
+    line (``--require-hashes (file:line)``) or pip's ``require-hashes`` setting (``require-hashes
+    (where)``)."""
     _keys: set[tuple[object, ...]] = field(default_factory=set, repr=False)
 
     def skip(self, entry: str) -> None:
@@ -114,7 +117,8 @@ class Pins:
         version split over two indexes by markers), a lock entry and a requirements line, or lines of two
         files hashing the release differently (or one not at all: any of its files installs) are each
         scanned."""
-        key = (normalize_name(pin.name), pin.version, pin.files, pin.index_url, pin.hashes)
+        # A lock's entry and a requirements line apart: only the line takes pip's find-links.
+        key = (normalize_name(pin.name), pin.version, pin.files, pin.index_url, pin.hashes, pin.line is None)
         if key not in self._keys:
             self._keys.add(key)
             self.pins.append(pin)
@@ -132,9 +136,10 @@ def lock_format(path: Path) -> str:
     return "requirements"
 
 
-def read_pins(paths: list[Path]) -> Pins:
-    """Every pinned release in ``paths`` (in order, duplicates removed)."""
-    pins = Pins()
+def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
+    """Every pinned release in ``paths`` (in order, duplicates removed). ``settings``: pip's (default: its
+    configuration files and environment), whose ``require-hashes`` pip applies to requirements files."""
+    pins = Pins(require_hashes=(pip_settings() if settings is None else settings).require_hashes)
     for path in paths:
         kind = lock_format(path)
         if kind == "requirements":
@@ -405,7 +410,7 @@ def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
         ),
     )
     if options.get("require_hashes"):
-        pins.require_hashes = origin
+        pins.require_hashes = f"--require-hashes ({origin})"
 
 
 def _refused_constraint(entry: Any) -> str | None:
@@ -461,7 +466,7 @@ def _check_hashes(entries: list[Any], pins: Pins) -> None:
     every requirement must be pinned with ``==`` and carry hashes."""
     hashed = next((e for e in entries if e.hash_options), None)
     if pins.require_hashes is not None:
-        why = f"--require-hashes ({pins.require_hashes})"
+        why = pins.require_hashes
     elif hashed is not None:
         why = f"--hash options ({hashed.filename}:{hashed.line_number})"
     else:

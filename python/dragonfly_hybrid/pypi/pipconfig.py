@@ -6,7 +6,7 @@ Sources, lowest priority first (each one overrides the ones before it, key by ke
 1. pip's configuration files, in pip's order: ``/etc/xdg/pip/pip.conf``, ``/etc/pip.conf``, the user
    files ``~/.pip/pip.conf`` and ``$XDG_CONFIG_HOME/pip/pip.conf`` (skipped when ``PIP_CONFIG_FILE``
    names an existing file, as pip does), the site file ``$VIRTUAL_ENV/pip.conf``, then ``PIP_CONFIG_FILE``
-   (``os.devnull``: no files at all). In each, ``[install]`` overrides ``[global]``.
+   (``os.devnull``: no files at all). ``[install]`` in any of them overrides ``[global]`` in all.
 2. The environment: ``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL`` (a space-separated list), ``PIP_CERT``,
    ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (space-separated), ``PIP_PROXY``, ``PIP_NO_INDEX``,
    ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/
@@ -131,23 +131,24 @@ _KEYS = (
 # pip's boolean values (its ``strtobool``); pip refuses any other.
 _TRUE = ("1", "true", "yes", "on", "y", "t")
 _FALSE = ("0", "false", "no", "off", "n", "f")
+_SECTIONS = ("global", "install")
 
 
-def _read_config(path: Path) -> dict[str, str]:
-    """The recognised keys of one file, ``[install]`` over ``[global]`` (``index_url`` = ``index-url``)."""
+def _read_config(path: Path) -> dict[str, dict[str, str]]:
+    """The recognised keys of one file's ``[global]`` and ``[install]`` (``index_url`` = ``index-url``)."""
     parser = configparser.RawConfigParser()
     try:
         parser.read(path, encoding="utf-8")
     except (OSError, configparser.Error, UnicodeDecodeError):
         return {}
-    found: dict[str, str] = {}
-    for section in ("global", "install"):
+    found: dict[str, dict[str, str]] = {}
+    for section in _SECTIONS:
         if not parser.has_section(section):
             continue
         for key, value in parser.items(section):
             key = key.replace("_", "-")
             if key in _KEYS and value.strip():
-                found[key] = value.strip()
+                found.setdefault(section, {})[key] = value.strip()
     return found
 
 
@@ -181,8 +182,16 @@ def pip_settings(env: Mapping[str, str] | None = None, home: Path | None = None)
     """pip's settings from its configuration files and the environment (sources 1 and 2 above)."""
     env = os.environ if env is None else env
     settings = PipSettings()
-    for path in config_files(env, home or Path.home()):
-        settings = _apply(settings, _read_config(path), str(path))
+    files = [(path, _read_config(path)) for path in config_files(env, home or Path.home())]
+    # pip merges the files, then applies [global] and then [install]: an [install] key in any file wins
+    # over a [global] one in any other (a user's [install] over PIP_CONFIG_FILE's [global]). Only each
+    # key's winning value counts (a ``no-index = true`` it overrides refuses nothing).
+    winners: dict[str, tuple[str, str]] = {}
+    for section in _SECTIONS:
+        for path, sections in files:
+            winners.update((key, (value, str(path))) for key, value in sections.get(section, {}).items())
+    for where in dict.fromkeys(where for _, where in winners.values()):
+        settings = _apply(settings, {k: v for k, (v, w) in winners.items() if w == where}, where)
     values = {
         key: env[variable].strip()
         for key in _KEYS

@@ -140,12 +140,16 @@ def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
     """Every pinned release in ``paths`` (in order, duplicates removed). ``settings``: pip's (default: its
     configuration files and environment), whose ``require-hashes`` pip applies to requirements files."""
     pins = Pins(require_hashes=(pip_settings() if settings is None else settings).require_hashes)
+    entries: list[Any] = []
     for path in paths:
         kind = lock_format(path)
         if kind == "requirements":
-            _read_requirements(path, pins)
+            entries += _read_requirements(path, pins)
         else:
             _read_lock(path, kind, pins)
+    # Checked once all are read, as pip does: a --hash or --require-hashes in any file turns the mode on
+    # for the requirements of every file, whichever -R comes first.
+    _check_hashes(entries, pins)
     return pins
 
 
@@ -333,9 +337,10 @@ def _printable_parser_message(message: str) -> str:
     return "\n".join(shown)
 
 
-def _read_requirements(path: Path, pins: Pins) -> None:
+def _read_requirements(path: Path, pins: Pins) -> list[Any]:
     """pip's reading of a requirements file (pip's own parser, ``pip-requirements-parser``): includes
-    followed relative to the including file, options, ``--hash``, markers, continuations."""
+    followed relative to the including file, options, ``--hash``, markers, continuations. Returns its
+    requirements, for :func:`_check_hashes`."""
     # Imported here: it takes ~130 ms, which commands that read no requirements file should not pay.
     from pip_requirements_parser import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
         InstallationError,
@@ -394,7 +399,7 @@ def _read_requirements(path: Path, pins: Pins) -> None:
             )
     for entry in entries:
         _read_entry(entry, pins)
-    _check_hashes(entries, pins)
+    return entries
 
 
 def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
@@ -471,6 +476,7 @@ def _check_hashes(entries: list[Any], pins: Pins) -> None:
         why = f"--hash options ({hashed.filename}:{hashed.line_number})"
     else:
         return
+    hashed_names = {normalize_name(e.name) for e in entries if e.hash_options and e.name}
     for entry in entries:
         origin = _origin(entry)
         if entry.link is not None or entry.is_editable:
@@ -479,7 +485,10 @@ def _check_hashes(entries: list[Any], pins: Pins) -> None:
                 "requirements that are not name==version releases with --hash"
             )
         exact = [s for s in entry.specifier or () if s.operator in ("==", "===")]
-        if not entry.hash_options or len(list(entry.specifier or ())) != 1 or not exact:
+        # pip takes a name's line without --hash when another line of that name has them (the hashes of
+        # all its lines combine): not refused, and scanned for any file, as before.
+        unhashed = not entry.hash_options and normalize_name(entry.name) not in hashed_names
+        if unhashed or len(list(entry.specifier or ())) != 1 or not exact:
             raise RequirementsError(
                 f"{origin}: {entry.req!s}: in hash-checking mode (turned on by {why}) every requirement "
                 "must be pinned with == and have --hash options, as pip requires"

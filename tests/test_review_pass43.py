@@ -95,3 +95,31 @@ def test_an_install_section_of_any_pip_conf_wins_over_a_global_one(
     assert pip_install([requirements], fake_index, {"HOME": str(home)}).returncode == 0
     result, _ = scan("-R", requirements, "-r", rules_dir, "--index-url", fake_index.url, env=env)
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("line", "taken"),
+    [
+        ("pkg @ https://files.example/pkg-1.0-py3-none-any.whl --hash=sha256:{h}", True),
+        ("https://files.example/pkg-1.0-py3-none-any.whl --hash=sha256:{h}", True),
+        ("pkg @ https://files.example/pkg-1.0-py3-none-any.whl", False),
+        ("git+https://git.example/pkg.git#egg=pkg --hash=sha256:{h}", False),
+        ("-e ./local", False),
+    ],
+)
+def test_a_url_with_hashes_is_taken_in_hash_checking_mode(tmp_path: Path, line: str, taken: bool) -> None:
+    """pip takes a URL or file requirement with --hash in hash-checking mode (checked with pip download);
+    the whole file was refused (exit 2), so a hash-pinned file with one direct URL could not be scanned.
+    Taken, it is skipped as any URL requirement (exit 3 unless --allow-skipped); without hashes, a VCS
+    checkout or an editable, pip refuses it still."""
+    from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins
+
+    digest = hashlib.sha256(b"x").hexdigest()
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(line.format(h=digest) + f"\nfoo==1.0 --hash=sha256:{digest}\n")
+    if taken:
+        pins = read_pins([requirements])
+        assert [p.name for p in pins.pins] == ["foo"] and len(pins.skipped) == 1
+    else:
+        with pytest.raises(RequirementsError, match="hash-checking mode"):
+            read_pins([requirements])

@@ -479,10 +479,12 @@ def _check_hashes(entries: list[Any], pins: Pins) -> None:
     hashed_names = {normalize_name(e.name) for e in entries if e.hash_options and e.name}
     for entry in entries:
         origin = _origin(entry)
+        if entry.link is not None and entry.hash_options and not entry.is_editable and not entry.is_vcs_url:
+            continue  # a URL or file pip checks by its hashes: taken (skipped: not an index release)
         if entry.link is not None or entry.is_editable:
             raise RequirementsError(
                 f"{origin}: {entry.line.strip()}: in hash-checking mode (turned on by {why}) pip refuses "
-                "requirements that are not name==version releases with --hash"
+                "requirements that are not name==version releases or URLs with --hash"
             )
         exact = [s for s in entry.specifier or () if s.operator in ("==", "===")]
         # pip takes a name's line without --hash when another line of that name has them (the hashes of

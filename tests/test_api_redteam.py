@@ -88,6 +88,9 @@ def test_ctrl_c_in_the_main_thread_stops_a_scan_before_it_finishes(method: str, 
         + f"""
 import json, os, signal, threading, time
 from dragonfly_hybrid import _core
+# Python's own Ctrl-C handler, as a terminal gives it: a child of a shell's background job without job
+# control starts with SIGINT ignored, and Python then installs none (the signal would do nothing).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 MEMBERS = 150
 data = slow_tarball(MEMBERS)
 path = {str(archive)!r}

@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 from collections import Counter
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -556,13 +556,18 @@ def node_process(fake: FakeMainframe, tmp_path: Path, *args: str, **env: str) ->
         environment[f"DRAGONFLY_{key.upper()}"] = str(value)
     environment["DRAGONFLY_RULES_CACHE_DIR"] = str(tmp_path / "cache")
     environment.update(env)
+    return spawn_node(args, environment, tmp_path)
+
+
+def spawn_node(args: Sequence[str], environment: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    """``dragonfly-hybrid node ARGS`` in a new process with exactly ``environment``, its output piped."""
     return subprocess.Popen(
         [sys.executable, "-m", "dragonfly_hybrid.cli", "node", *args],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=tmp_path,
+        cwd=cwd,
     )
 
 

@@ -16,7 +16,6 @@ import asyncio
 import itertools
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Coroutine, Iterator
 from email.utils import formatdate
@@ -30,6 +29,7 @@ from dragonfly_hybrid.node.settings import load_settings
 
 from tests.fakes.mainframe import FakeMainframe, _Reply, _route_of
 from tests.test_mainframe import client_for, success
+from tests.test_node import spawn_node
 
 T = TypeVar("T")
 HANG_GUARD = 60
@@ -88,14 +88,7 @@ def _start_node(fake: FakeMainframe, tmp_path: Path, source: str, leftover: str)
         lines = [f'{k.removeprefix("DRAGONFLY_").lower()} = "{v}"\n' for k, v in credentials.items()]
         (tmp_path / "node.toml").write_text("".join(lines))
         args += ["--config", str(tmp_path / "node.toml")]
-    return subprocess.Popen(
-        [sys.executable, "-m", "dragonfly_hybrid.cli", "node", *args],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
+    return spawn_node(args, environment, tmp_path)
 
 
 @pytest.mark.parametrize("leftover", ["id", "secret"])

@@ -169,5 +169,17 @@ def test_a_duplicate_rule_names_both_files(tmp_path: Path) -> None:
     [line] = [line for line in result.output.splitlines() if "duplicate rule" in line]
     assert line.endswith(
         "two.yar:2:6: duplicate rule `same`: duplicate declaration of `same` "
-        "(`same` declared here for the first time: one.yar:1:6)"
+        f"(`same` declared here for the first time: {rules / 'one.yar'}:1:6)"
     ), line
+
+
+def test_a_duplicate_rule_in_another_folder_names_the_first_file_by_its_path(tmp_path: Path) -> None:
+    """Pass 44: with two folders the first declaration was named by its origin label (``one.yar``), the
+    second by its path (``b/sub/two.yar``): both by path now."""
+    write(tmp_path / "a" / "one.yar", b"rule same { condition: true }\n")
+    write(tmp_path / "b" / "sub" / "two.yar", b"rule same { condition: false }\n")
+    result = run("rules", "check", tmp_path / "a", tmp_path / "b")
+    assert result.exit_code == 2
+    [line] = [line for line in result.output.splitlines() if "duplicate rule" in line]
+    first = tmp_path / "a" / "one.yar"
+    assert line.endswith(f"(`same` declared here for the first time: {first}:1:6)"), line

@@ -427,7 +427,9 @@ class Scanner:
         """Load entries exported by a Scanner with the same rules (same ``Rules.hash``): those contents
         are not scanned again. Returns how many were loaded and why the first refused entry (one that
         does not fit this rule set) was refused, if any. Keys mix in ``Rules.hash``: the entries of
-        another rule set (rules of the same names too) load but never answer for a content here."""
+        another rule set (rules of the same names too) load but never answer for a content here. An
+        entry that is not a (bytes, bytes) pair raises ``TypeError``, a key not 32 bytes long
+        ``ValueError``."""
     # Every scan method takes ``progress=``: a ``ScanProgress`` to count into and to cancel the scan
     # with (it then raises ``ScanCancelled``). In the main thread, a signal handler that raises while a
     # scan runs (Ctrl-C's ``KeyboardInterrupt``) cancels it too, and its exception is raised.

@@ -744,13 +744,16 @@ def index_settings(
     index_url: str | None = None,
     extra_index_urls: Sequence[str] = (),
     from_requirements: PipSettings | None = None,
+    pip: PipSettings | None = None,
 ) -> PipSettings:
-    """pip's settings as ``scan`` uses them: pip's configuration files and environment, then the command
-    line, then the requirements files' option lines, which pip applies last (a file's ``--index-url``
-    wins over ``-i``; see :mod:`dragonfly_hybrid.pypi.pipconfig`)."""
+    """pip's settings as ``scan`` uses them: pip's configuration files and environment (``pip``: as read
+    already, else read now), then the command line, then the requirements files' option lines, which pip
+    applies last (a file's ``--index-url`` wins over ``-i``; see :mod:`dragonfly_hybrid.pypi.pipconfig`)."""
     from dragonfly_hybrid.pypi.pipconfig import pip_settings
 
-    settings = pip_settings().overlay(index_url=index_url, extra_index_urls=tuple(extra_index_urls))
+    settings = (pip_settings() if pip is None else pip).overlay(
+        index_url=index_url, extra_index_urls=tuple(extra_index_urls)
+    )
     if from_requirements is not None:
         settings = settings.overlay(
             index_url=from_requirements.index_url,

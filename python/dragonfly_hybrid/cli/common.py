@@ -114,10 +114,19 @@ def _compile_diagnostics(err: RuleCompileError, paths: Sequence[Path]) -> str:
     except (OSError, ValueError):  # the paths changed since they were read: name the origins
         files = {}
     lines = [
-        f"{files.get(origin, origin)}:{line}:{column}: {message}"
+        f"{files.get(origin, origin)}:{line}:{column}: {_shown_places(message, files)}"
         for origin, line, column, message in err.diagnostics
     ]
     return "\n".join(lines) if lines else str(err)
+
+
+def _shown_places(message: str, files: dict[str, str]) -> str:
+    """``message`` with the other places it points at (``(...: origin:line:column)``, a duplicate rule's
+    first declaration) named by their paths, as the diagnostic's own place is."""
+    if not files:
+        return message
+    origins = "|".join(re.escape(origin) for origin in sorted(files, key=len, reverse=True))
+    return re.sub(rf"(?<=: )({origins})(?=:\d+:\d+\))", lambda found: files[found.group(1)], message)
 
 
 def load_rules_or_exit(paths: Sequence[Path]) -> Rules:

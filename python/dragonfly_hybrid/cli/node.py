@@ -87,9 +87,14 @@ def resolve_releases(
 ) -> list[tuple[str, str, list[str]]]:
     """Every release's download URLs, from the index; an unknown project or version is a usage error."""
     from dragonfly_hybrid.pypi.index import PyPIClient, PyPIError
+    from dragonfly_hybrid.pypi.pipconfig import PipConfigError
 
     releases = []
-    with PyPIClient(index_url) as pypi:
+    try:
+        pypi = PyPIClient(index_url)  # without --index-url: pip's, from its configuration files
+    except PipConfigError as err:
+        fail(str(err), EXIT_USAGE)
+    with pypi:
         for name, version in specs:
             try:
                 release = pypi.resolve(name, version)

@@ -14,7 +14,7 @@ from dragonfly_hybrid.cli.output import output_file
 from dragonfly_hybrid.rules_loader import rule_source_files
 
 rules_app = typer.Typer(
-    help="Check rule sets and compile them to a blob that loads without compiling.",
+    help="Check rule sets, compile them to a blob that loads without compiling, or measure them on releases.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
     cls=DragonflyGroup,
@@ -75,7 +75,7 @@ RULES_TEST_EXIT_CODES_HELP = """\
 not met (incomplete releases count against them: a malicious one not flagged as missed, a benign one not
 flagged as flagged; a side with no release meets no threshold); **2** usage error (no folder given, a
 folder that does not exist or cannot be listed, a threshold outside 0-1 or without its folder, rules that
-do not compile).
+do not compile or define no rule).
 """
 
 

@@ -289,6 +289,7 @@ def scan_command(
                 index_url,
                 extra_index_url or [],
                 pins.settings if pins else None,
+                pins.pip if pins else None,
                 python_version=python_version,
                 max_download_size=max_download_size,
             )
@@ -427,11 +428,12 @@ def read_requirements(paths: Sequence[Path]) -> Pins | None:
     are listed on stderr."""
     if not paths:
         return None
+    from dragonfly_hybrid.pypi.pipconfig import PipConfigError
     from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins
 
     try:
         pins = read_pins(list(paths))
-    except RequirementsError as err:
+    except (RequirementsError, PipConfigError) as err:  # pip's require-hashes is read with the files
         # The messages quote the files' lines: a line's escape sequences must not reach the terminal.
         fail("\n".join(printable(line) for line in str(err).split("\n")))
     for skipped in pins.skipped:
@@ -492,17 +494,18 @@ def open_index_or_exit(
     index_url: str | None,
     extra_index_urls: Sequence[str],
     from_requirements: PipSettings | None = None,
+    pip: PipSettings | None = None,
     *,
     python_version: str | None = None,
     max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
 ) -> PyPIClient:
     """The index client of ``scan`` and ``diff``: pip's indexes and network settings (configuration
-    files, environment, ``-R`` files' option lines, the command line; :func:`index_settings`); exits 2
-    on one that cannot be honoured or a bad ``--python-version``."""
+    files and environment, ``pip`` when read already; ``-R`` files' option lines, the command line;
+    :func:`index_settings`); exits 2 on one that cannot be honoured or a bad ``--python-version``."""
     from dragonfly_hybrid.pypi.pipconfig import PipConfigError
 
-    settings = index_settings(index_url, extra_index_urls, from_requirements)
     try:
+        settings = index_settings(index_url, extra_index_urls, from_requirements, pip)
         return open_index(
             settings, python_version=_python_version(python_version), max_download_size=max_download_size
         )

@@ -3,13 +3,19 @@ would install from where pip would fetch it.
 
 Sources, lowest priority first (each one overrides the ones before it, key by key):
 
-1. pip's configuration files, in pip's order: ``/etc/xdg/pip/pip.conf``, ``/etc/pip.conf``, the user
-   files ``~/.pip/pip.conf`` and ``$XDG_CONFIG_HOME/pip/pip.conf`` (skipped when ``PIP_CONFIG_FILE``
-   names an existing file, as pip does), the site file ``$VIRTUAL_ENV/pip.conf``, then ``PIP_CONFIG_FILE``
-   (``os.devnull``: no files at all). ``[install]`` in any of them overrides ``[global]`` in all.
-2. The environment: ``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL`` (a space-separated list), ``PIP_CERT``,
-   ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (space-separated), ``PIP_PROXY``, ``PIP_NO_INDEX``,
-   ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/
+1. pip's configuration files, in pip's order: ``pip/pip.conf`` in each of ``$XDG_CONFIG_DIRS``
+   (``/etc/xdg``), ``/etc/pip.conf``, the user files ``~/.pip/pip.conf`` and
+   ``$XDG_CONFIG_HOME/pip/pip.conf`` (skipped when ``PIP_CONFIG_FILE`` names an existing file, as pip
+   does), the site file ``$VIRTUAL_ENV/pip.conf``, then ``PIP_CONFIG_FILE`` (``os.devnull``: no files at
+   all). ``[install]`` in any of them overrides ``[global]`` in all; a later file's empty ``key =`` unsets
+   an earlier one's. A file pip cannot load (a duplicate key, no section header, not in the locale's
+   encoding) is refused, as pip refuses to run.
+2. The environment: ``PIP_INDEX_URL`` (or ``PIP_PYPI_URL``), ``PIP_EXTRA_INDEX_URL`` (a
+   whitespace-separated list), ``PIP_CERT``, ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (whitespace-separated),
+   ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``; an empty one sets nothing.
+   Booleans (``no-index``, ``require-hashes``) are pip's: ``1``/``0``, ``true``/``false``, ``yes``/``no``,
+   ``on``/``off`` turn them on and off again over a lower source; any other value is refused, as pip
+   refuses it. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/
    ``NO_PROXY`` variables are honoured by the HTTP client whenever no ``proxy`` setting is given.
 3. Option lines of the requirements files given to ``-R`` (``--index-url``, ``--extra-index-url``,
    ``--trusted-host``, ``--no-index``, ``--find-links``).
@@ -21,21 +27,23 @@ all of them are merged, as pip does).
 Keys with several values (``extra-index-url``, ``trusted-host``) are whitespace-separated, as pip reads
 them, as are ``find-links`` values. ``find-links`` in pip's configuration or environment adds candidates to
 every release, as pip takes them: the files of those directories and pages are scanned with the index's
-(:meth:`dragonfly_hybrid.pypi.index.PyPIClient.resolve`). ``no-index`` (anywhere) and ``--find-links`` in
-a requirements file are refused (:class:`PipConfigError`; scan local distributions by giving their paths
-as targets). ``require-hashes`` turns on pip's hash-checking mode for requirements files, as a
-``--require-hashes`` line does (:attr:`PipSettings.require_hashes`).
+(:meth:`dragonfly_hybrid.pypi.index.PyPIClient.resolve`). ``no-index`` (when on in the source that
+wins) and ``--find-links`` in a requirements file are refused (:class:`PipConfigError`; scan local
+distributions by giving their paths as targets). ``require-hashes`` turns on pip's hash-checking mode for
+requirements files, as a ``--require-hashes`` line does (:attr:`PipSettings.require_hashes`).
 """
 
 from __future__ import annotations
 
 import configparser
+import locale
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dragonfly_hybrid.http_client import NetworkSettings
+from dragonfly_hybrid.redaction import redact_text
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple/"
 
@@ -106,7 +114,9 @@ def config_files(env: Mapping[str, str], home: Path) -> list[Path]:
     if config_file == os.devnull:
         return []
     name = "pip.ini" if os.name == "nt" else "pip.conf"
-    files = [Path("/etc/xdg/pip") / name, Path("/etc") / name]
+    # pip's site-wide directories: $XDG_CONFIG_DIRS (default /etc/xdg), each with pip/, then /etc.
+    dirs = (env.get("XDG_CONFIG_DIRS") or "").strip() or "/etc/xdg"
+    files = [*(Path(d) / "pip" / name for d in dirs.split(os.pathsep)), Path("/etc") / name]
     if not (config_file and Path(config_file).exists()):
         xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
         files += [home / ".pip" / name, xdg / "pip" / name]
@@ -132,72 +142,108 @@ _KEYS = (
 _TRUE = ("1", "true", "yes", "on", "y", "t")
 _FALSE = ("0", "false", "no", "off", "n", "f")
 _SECTIONS = ("global", "install")
+_ENVIRONMENT = "environment"
+
+
+def _key(name: str) -> str:
+    """A setting's name as pip matches it: any case, ``_`` for ``-``, an optional leading ``--``;
+    ``pypi-url`` is another name of pip's ``--index-url``."""
+    key = name.lower().replace("_", "-").removeprefix("--")
+    return "index-url" if key == "pypi-url" else key
 
 
 def _read_config(path: Path) -> dict[str, dict[str, str]]:
-    """The recognised keys of one file's ``[global]`` and ``[install]`` (``index_url`` = ``index-url``)."""
+    """The recognised keys of one file's ``[global]`` and ``[install]``, empty values kept (a later file's
+    ``key =`` unsets an earlier one's). A file pip cannot load (not in the locale's encoding, a duplicate
+    key or section, no section header) makes pip refuse to run: :class:`PipConfigError`. A missing or
+    unreadable file is skipped, as pip skips it."""
     parser = configparser.RawConfigParser()
+    encoding = locale.getpreferredencoding(False)  # pip's
     try:
-        parser.read(path, encoding="utf-8")
-    except (OSError, configparser.Error, UnicodeDecodeError):
-        return {}
+        parser.read(path, encoding=encoding)
+    except UnicodeDecodeError:
+        raise PipConfigError(
+            f"pip configuration file {path} is not valid {encoding}: pip refuses it"
+        ) from None
+    except configparser.Error as err:
+        # The first line only: the others may quote the file's lines (an index URL with a password).
+        reason = redact_text(str(err).splitlines()[0])
+        raise PipConfigError(f"pip configuration file {path} cannot be loaded: {reason}") from None
     found: dict[str, dict[str, str]] = {}
     for section in _SECTIONS:
-        if not parser.has_section(section):
-            continue
-        for key, value in parser.items(section):
-            key = key.replace("_", "-")
-            if key in _KEYS and value.strip():
-                found.setdefault(section, {})[key] = value.strip()
+        if parser.has_section(section):
+            for name, value in parser.items(section):
+                if (key := _key(name)) in _KEYS:
+                    found.setdefault(section, {})[key] = value.strip()
     return found
 
 
-def _apply(settings: PipSettings, values: Mapping[str, str], where: str) -> PipSettings:
-    refused = [f"no-index is set ({where})"] if values.get("no-index", "").lower() in _TRUE else []
-    # A later source turns it off as well as on (``PIP_REQUIRE_HASHES=0`` over pip.conf's ``true``).
-    require_hashes = values.get("require-hashes", "").lower()
+def _flag(key: str, value: str, where: str) -> bool:
+    """pip's boolean (``strtobool``, not stripped); pip refuses to run on any other value."""
+    if value.lower() in _TRUE + _FALSE:
+        return value.lower() in _TRUE
+    raise PipConfigError(
+        f"pip's {key} is {value!r} ({where}): not a boolean (true/false, yes/no, on/off, 1/0); pip refuses it"
+    )
+
+
+def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipSettings:
+    """``settings`` under one of pip's layers (``[global]``, ``[install]``, the environment): each key it
+    sets, to ``(value, where)``, replaces the one before, a boolean turned off as well as on."""
+
+    def text(key: str) -> str | None:
+        return values[key][0].strip() or None if key in values else None
+
+    def words(key: str, before: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(values[key][0].split()) if key in values else before
+
+    def flag(key: str, before: str | None) -> str | None:
+        if key not in values:
+            return before
+        value, where = values[key]
+        return f"{key} ({where})" if _flag(key, value, where) else None
+
+    def path(key: str, before: str | None) -> str | None:
+        value = text(key)
+        return before if value is None else os.path.expanduser(value)  # pip expands ``~`` in its paths
+
+    refused = settings.refused
+    if "no-index" in values:  # a later layer's false lifts an earlier one's refusal, as pip takes it
+        value, where = values["no-index"]
+        refused = (f"no-index is set ({where})",) if _flag("no-index", value, where) else ()
     return replace(
         settings,
-        index_url=values.get("index-url") or settings.index_url,
-        extra_index_urls=tuple(values["extra-index-url"].split())
-        if "extra-index-url" in values
-        else settings.extra_index_urls,
-        cert=values.get("cert") or settings.cert,
-        client_cert=values.get("client-cert") or settings.client_cert,
-        trusted_hosts=tuple(values["trusted-host"].split())
-        if "trusted-host" in values
-        else settings.trusted_hosts,
-        proxy=values.get("proxy") or settings.proxy,
-        find_links=tuple(values["find-links"].split()) if "find-links" in values else settings.find_links,
-        require_hashes=f"require-hashes ({where})"
-        if require_hashes in _TRUE
-        else None
-        if require_hashes in _FALSE
-        else settings.require_hashes,
-        refused=(*settings.refused, *refused),
+        index_url=text("index-url") or settings.index_url,
+        extra_index_urls=words("extra-index-url", settings.extra_index_urls),
+        cert=path("cert", settings.cert),
+        client_cert=path("client-cert", settings.client_cert),
+        trusted_hosts=words("trusted-host", settings.trusted_hosts),
+        proxy=text("proxy") or settings.proxy,
+        find_links=words("find-links", settings.find_links),
+        require_hashes=flag("require-hashes", settings.require_hashes),
+        refused=refused,
     )
 
 
 def pip_settings(env: Mapping[str, str] | None = None, home: Path | None = None) -> PipSettings:
-    """pip's settings from its configuration files and the environment (sources 1 and 2 above)."""
+    """pip's settings from its configuration files and the environment (sources 1 and 2 above). Raises
+    :class:`PipConfigError` where pip refuses to run (a file it cannot load, a value that is not a
+    boolean)."""
     env = os.environ if env is None else env
-    settings = PipSettings()
-    files = [(path, _read_config(path)) for path in config_files(env, home or Path.home())]
-    # pip merges the files, then applies [global] and then [install]: an [install] key in any file wins
-    # over a [global] one in any other (a user's [install] over PIP_CONFIG_FILE's [global]). Only each
-    # key's winning value counts (a ``no-index = true`` it overrides refuses nothing).
-    winners: dict[str, tuple[str, str]] = {}
+    files = [(str(path), _read_config(path)) for path in config_files(env, home or Path.home())]
+    # As pip: the files are merged key by key, later files winning (an empty value too, which then sets
+    # nothing); then every [global] key is applied, then every [install] one (an [install] key of any file
+    # over a [global] one of any other), then the environment's PIP_* (any case), each over the one before.
+    layers: list[dict[str, tuple[str, str]]] = []
     for section in _SECTIONS:
-        for path, sections in files:
-            winners.update((key, (value, str(path))) for key, value in sections.get(section, {}).items())
-    for where in dict.fromkeys(where for _, where in winners.values()):
-        settings = _apply(settings, {k: v for k, (v, w) in winners.items() if w == where}, where)
-    values = {
-        key: env[variable].strip()
-        for key in _KEYS
-        if (variable := f"PIP_{key.upper().replace('-', '_')}") in env and env[variable].strip()
-    }
-    return _apply(settings, values, "environment")
+        merged = {k: (v, where) for where, sections in files for k, v in sections.get(section, {}).items()}
+        layers.append({k: vw for k, vw in merged.items() if vw[0]})
+    variables = ((_key(n[4:]), v) for n, v in env.items() if n.startswith("PIP_"))
+    layers.append({k: (v, _ENVIRONMENT) for k, v in variables if k in _KEYS and v})
+    settings = PipSettings()
+    for values in layers:
+        settings = _apply(settings, values)
+    return settings
 
 
 def configured_index_url(env: Mapping[str, str] | None = None, home: Path | None = None) -> str:

@@ -104,6 +104,9 @@ class Pins:
     """What turned on hash-checking mode for every requirements file, if anything: a ``--require-hashes``
     line (``--require-hashes (file:line)``) or pip's ``require-hashes`` setting (``require-hashes
     (where)``)."""
+    pip: PipSettings | None = None
+    """pip's settings (configuration files, environment) as read for these files: the index client takes
+    them too (read once per command)."""
     _keys: set[tuple[object, ...]] = field(default_factory=set, repr=False)
 
     def skip(self, entry: str) -> None:
@@ -139,7 +142,8 @@ def lock_format(path: Path) -> str:
 def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
     """Every pinned release in ``paths`` (in order, duplicates removed). ``settings``: pip's (default: its
     configuration files and environment), whose ``require-hashes`` pip applies to requirements files."""
-    pins = Pins(require_hashes=(pip_settings() if settings is None else settings).require_hashes)
+    pip = pip_settings() if settings is None else settings
+    pins = Pins(require_hashes=pip.require_hashes, pip=pip)
     entries: list[Any] = []
     for path in paths:
         kind = lock_format(path)

@@ -162,3 +162,30 @@ def test_the_options_values_are_the_coerced_types() -> None:
             None,
         )
     )
+
+
+@pytest.mark.parametrize("args", [["--where", ""], ["--rules", "r", "--rules", ""]])
+def test_an_empty_path_is_a_usage_error_not_the_current_directory(args: list[str]) -> None:
+    """Where typer reads ``""`` as ``Path(".")``: ``--rules "$UNSET"`` read the current directory's rules,
+    ``-o "$UNSET"`` said "cannot write .". Refused, naming the option."""
+    code, output = run(DragonflyCommand, args)
+    assert code == 2, output
+    assert f"Invalid value for '{args[-2]}'" in output and "empty path" in output, output
+
+
+def test_scan_with_an_empty_rules_path_does_not_read_the_current_directory(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "cwd.yar").write_text("rule from_the_current_directory { condition: true }\n")
+    (tmp_path / "x.py").write_text("print(1)\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "dragonfly_hybrid.cli", "scan", "x.py", "--rules", "", "-f", "json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout
+    assert "from_the_current_directory" not in done.stdout and "empty path" in done.stderr, done.stderr

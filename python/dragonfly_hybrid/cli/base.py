@@ -136,6 +136,9 @@ def _path_converter(parameter_info: Any) -> Callable[[Any, ClickContext, Any], A
         return None
 
     def convert(value: Any, ctx: ClickContext, param: Any) -> Any:
+        if isinstance(value, str) and not value:
+            # Path("") is ".": `--rules "$UNSET"` would read the current directory's rules.
+            raise typer.BadParameter("an empty path names no file (an unset variable?)", ctx=ctx, param=param)
         path = value if isinstance(value, Path) else Path(value)
         return coerce_cli_path(path, parameter_info, path_type=Path, param=param, ctx=ctx)
 

@@ -139,6 +139,7 @@ def test_a_pip_conf_pip_cannot_load_is_refused_not_skipped(
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.splitlines()
     assert str(conf) in line and reason.lower() in line.lower() and "s3cret" not in line
+    assert line.count(str(conf)) == 1, line  # configparser's "While reading from PosixPath(...)" dropped
 
 
 def test_an_empty_value_in_a_later_file_unsets_the_key(

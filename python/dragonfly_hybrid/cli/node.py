@@ -89,7 +89,9 @@ def resolve_releases(
     from dragonfly_hybrid.pypi.index import PyPIClient, PyPIError
     from dragonfly_hybrid.pypi.pipconfig import PipConfigError
 
-    releases = []
+    releases: list[tuple[str, str, list[str]]] = []
+    if not specs:  # an empty --jobs-file: nothing to look up, pip's settings are not read
+        return releases
     try:
         pypi = PyPIClient(index_url)  # without --index-url: pip's, from its configuration files
     except PipConfigError as err:

@@ -4,12 +4,13 @@ would install from where pip would fetch it.
 Sources, lowest priority first (each one overrides the ones before it, key by key):
 
 1. pip's configuration files, in pip's order: ``pip/pip.conf`` in each of ``$XDG_CONFIG_DIRS``
-   (``/etc/xdg``), ``/etc/pip.conf``, the user files ``~/.pip/pip.conf`` and
-   ``$XDG_CONFIG_HOME/pip/pip.conf`` (skipped when ``PIP_CONFIG_FILE`` names an existing file, as pip
-   does), the site file ``$VIRTUAL_ENV/pip.conf``, then ``PIP_CONFIG_FILE`` (``os.devnull``: no files at
-   all). ``[install]`` in any of them overrides ``[global]`` in all; a later file's empty ``key =`` unsets
-   an earlier one's. A file pip cannot load (a duplicate key, no section header, not in the locale's
-   encoding) is refused, as pip refuses to run.
+   (``/etc/xdg``; ``~`` expanded), ``/etc/pip.conf``, the user files ``~/.pip/pip.conf`` and
+   ``$XDG_CONFIG_HOME/pip/pip.conf`` (``~/.config`` when blank; both skipped when ``PIP_CONFIG_FILE``
+   names an existing file, as pip does), the site file ``$VIRTUAL_ENV/pip.conf``, then
+   ``PIP_CONFIG_FILE`` (``os.devnull``: no files at all). ``[install]`` in any of them overrides
+   ``[global]`` in all; a later file's empty ``key =`` unsets an earlier one's (``pypi-url`` and
+   ``index-url`` are two keys, as in pip). A file pip cannot load (a duplicate key, no section header,
+   not in the locale's encoding) is refused, as pip refuses to run.
 2. The environment: ``PIP_INDEX_URL`` (or ``PIP_PYPI_URL``), ``PIP_EXTRA_INDEX_URL`` (a
    whitespace-separated list), ``PIP_CERT``, ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (whitespace-separated),
    ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``; an empty one sets nothing.
@@ -38,6 +39,7 @@ from __future__ import annotations
 import configparser
 import locale
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -114,12 +116,17 @@ def config_files(env: Mapping[str, str], home: Path) -> list[Path]:
     if config_file == os.devnull:
         return []
     name = "pip.ini" if os.name == "nt" else "pip.conf"
-    # pip's site-wide directories: $XDG_CONFIG_DIRS (default /etc/xdg), each with pip/, then /etc.
-    dirs = (env.get("XDG_CONFIG_DIRS") or "").strip() or "/etc/xdg"
-    files = [*(Path(d) / "pip" / name for d in dirs.split(os.pathsep)), Path("/etc") / name]
+    # pip's site-wide directories: $XDG_CONFIG_DIRS (/etc/xdg when blank), each with pip/, then /etc. As
+    # pip's platformdirs: a component's ~ is expanded, an empty one is the working directory.
+    dirs = env.get("XDG_CONFIG_DIRS") or ""
+    dirs = dirs if dirs.strip() else "/etc/xdg"
+    files = [
+        *(Path(os.path.expanduser(d)) / "pip" / name for d in dirs.split(os.pathsep)),
+        Path("/etc") / name,
+    ]
     if not (config_file and Path(config_file).exists()):
-        xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-        files += [home / ".pip" / name, xdg / "pip" / name]
+        xdg = env.get("XDG_CONFIG_HOME") or ""
+        files += [home / ".pip" / name, (Path(xdg) if xdg.strip() else home / ".config") / "pip" / name]
     if env.get("VIRTUAL_ENV"):
         files.append(Path(env["VIRTUAL_ENV"]) / name)
     if config_file:
@@ -129,6 +136,7 @@ def config_files(env: Mapping[str, str], home: Path) -> list[Path]:
 
 _KEYS = (
     "index-url",
+    "pypi-url",  # pip's other name of --index-url
     "extra-index-url",
     "cert",
     "client-cert",
@@ -146,10 +154,8 @@ _ENVIRONMENT = "environment"
 
 
 def _key(name: str) -> str:
-    """A setting's name as pip matches it: any case, ``_`` for ``-``, an optional leading ``--``;
-    ``pypi-url`` is another name of pip's ``--index-url``."""
-    key = name.lower().replace("_", "-").removeprefix("--")
-    return "index-url" if key == "pypi-url" else key
+    """A setting's name as pip matches it: any case, ``_`` for ``-``, an optional leading ``--``."""
+    return name.lower().replace("_", "-").removeprefix("--")
 
 
 def _read_config(path: Path) -> dict[str, dict[str, str]]:
@@ -168,6 +174,8 @@ def _read_config(path: Path) -> dict[str, dict[str, str]]:
     except configparser.Error as err:
         # The first line only: the others may quote the file's lines (an index URL with a password).
         reason = redact_text(str(err).splitlines()[0])
+        # "While reading from PosixPath('...') [line  3]: option ..." names the file again: its line only.
+        reason = re.sub(r"^While reading from .*? \[line\s+(\d+)\]: ", r"line \1: ", reason)
         raise PipConfigError(f"pip configuration file {path} cannot be loaded: {reason}") from None
     found: dict[str, dict[str, str]] = {}
     for section in _SECTIONS:
@@ -207,13 +215,16 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
         value = text(key)
         return before if value is None else os.path.expanduser(value)  # pip expands ``~`` in its paths
 
+    # pip keeps ``index-url`` and ``pypi-url`` apart (an empty one unsets that name only) and applies them
+    # in the order of its merged keys: the later one wins.
+    names = [key for key in values if key in ("index-url", "pypi-url")]
     refused = settings.refused
     if "no-index" in values:  # a later layer's false lifts an earlier one's refusal, as pip takes it
         value, where = values["no-index"]
         refused = (f"no-index is set ({where})",) if _flag("no-index", value, where) else ()
     return replace(
         settings,
-        index_url=text("index-url") or settings.index_url,
+        index_url=(text(names[-1]) if names else None) or settings.index_url,
         extra_index_urls=words("extra-index-url", settings.extra_index_urls),
         cert=path("cert", settings.cert),
         client_cert=path("client-cert", settings.client_cert),

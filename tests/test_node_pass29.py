@@ -49,7 +49,7 @@ from tests.test_redteam_watch_crash import (
     watch_args,
 )
 from tests.test_watch import BAD, publish
-from tests.test_watch_logs import records, wait_for
+from tests.test_watch_logs import records, stopped, wait_for
 
 SIGNALS = pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 
@@ -283,7 +283,7 @@ def test_a_release_whose_store_write_runs_when_the_watcher_is_cut_short_is_logge
             if '"unfinished when the grace period ended"' in line:
                 break
         hold.touch()
-        _, rest = child.communicate(timeout=HANG_GUARD)
+        _, rest = stopped(child, HANG_GUARD)
     finally:
         hold.touch()
         if child.poll() is None:

@@ -40,24 +40,13 @@ from tests.test_redteam_watch_crash import (
     watch_args,
 )
 from tests.test_watch import BAD, publish
-from tests.test_watch_logs import wait_for
+from tests.test_watch_logs import stopped, wait_for
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeMainframe]:
     with FakeMainframe(job_timeout=30) as server:
         yield server
-
-
-def stopped(child: subprocess.Popen[str]) -> tuple[int, str]:
-    """The exit status and stderr of a child that should stop by itself (hang guard: HANG_GUARD seconds)."""
-    try:
-        _, stderr = child.communicate(timeout=HANG_GUARD)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    return child.returncode, stderr
 
 
 # --- a signal while the node fetches its first rule set ----------------------------------------------------

@@ -29,8 +29,8 @@ from tests.test_metrics_endpoint import connect, until
 from tests.test_node import add_releases, free_port, node_process
 from tests.test_node_pass27 import with_client
 from tests.test_node_pass30 import fake as fake  # a fixture: a fake mainframe
-from tests.test_node_pass30 import stopped
 from tests.test_redteam_watch_crash import HANG_GUARD
+from tests.test_watch_logs import stopped
 
 
 def health(port: int) -> int:

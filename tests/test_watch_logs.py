@@ -11,6 +11,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -174,6 +175,30 @@ def wait_for(condition: Callable[[], bool], child: subprocess.Popen[str], second
         assert child.poll() is None, "the watcher stopped"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def stopped(child: subprocess.Popen[str], seconds: float = 120.0) -> tuple[int, str]:
+    """The exit status and the rest of stderr of a child that should stop by itself (hang guard:
+    ``seconds``). Read through the file objects a caller may have iterated already: ``communicate(timeout=)``
+    reads the pipes' descriptors and loses the lines those objects had read ahead (a line logged, never seen:
+    a flaky test)."""
+    rest: dict[str, str] = {}
+    readers = [
+        threading.Thread(target=lambda name=name, pipe=pipe: rest.update({name: pipe.read()}), daemon=True)
+        for name, pipe in (("stdout", child.stdout), ("stderr", child.stderr))
+        if pipe is not None
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        child.wait(timeout=seconds)
+        for reader in readers:
+            reader.join(seconds)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return child.returncode, rest.get("stderr", "")
 
 
 def stored_releases(store: Path) -> list[str]:

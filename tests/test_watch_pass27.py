@@ -42,7 +42,7 @@ from tests.test_redteam_watch_crash import (
     watch_args,
 )
 from tests.test_watch import BAD, CLEAN, publish
-from tests.test_watch_logs import records, wait_for
+from tests.test_watch_logs import records, stopped, wait_for
 
 # --- no stdout, no stderr -------------------------------------------------------------------------------
 
@@ -182,7 +182,7 @@ def test_a_signal_during_a_poll_scans_nothing_more_and_the_next_run_stores_that_
                 if '"stopping: no new polls' in line:
                     break
             release.set()
-            _, rest = child.communicate(timeout=HANG_GUARD)
+            _, rest = stopped(child, HANG_GUARD)
         finally:
             if child.poll() is None:
                 child.kill()

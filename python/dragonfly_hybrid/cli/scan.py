@@ -164,7 +164,8 @@ def scan_command(
             "-R",
             help="Scan every pinned release in a requirements file, pylock.toml, uv.lock or poetry.lock "
             "(each dependency is a target). Repeatable. For requirements files (without --hash), the "
-            "dependencies the releases declare that no -R file pins are named in a note.",
+            "dependencies the releases declare that no -R file pins (or that pip takes from a URL) are named "
+            "in a note, one level deep; an sdist pip would build has unknown ones (its build decides).",
             metavar="FILE",
             show_default=False,
         ),

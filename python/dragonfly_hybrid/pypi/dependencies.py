@@ -1,15 +1,17 @@
 """The dependencies pip would install for the releases of ``scan -R requirements.txt``, read from the files
 already downloaded, so that ``scan`` can say which of them no ``-R`` file pins (and so were not scanned).
 
-What a file declares: a wheel's ``*.dist-info/METADATA``; an sdist's ``PKG-INFO`` when it is Metadata 2.2+
-and ``Requires-Dist`` is not ``Dynamic`` (older sdists' are known only once built). ``Requires-Dist``
-markers are evaluated for the Python the scan selects files for and this platform, with the extras the
-requirements ask for and those the dependencies ask of the named releases (``foo[x]`` in foo's own metadata).
-The archives are the attacker's: a metadata file over :data:`METADATA_LIMIT` is refused, no more than that
-is ever inflated from it (so only stored or deflated zip members are read), a zip's central directory over
-:data:`CENTRAL_DIRECTORY_LIMIT` is not parsed, a tarball is walked through at most :data:`TAR_WALK_LIMIT`
-inflated bytes, and any error makes that file's dependencies "unknown".
-"""
+What a file declares: a wheel's ``*.dist-info/METADATA``; an sdist's ``PKG-INFO`` when it is Metadata 2.2+ and
+``Requires-Dist`` is not ``Dynamic`` (older sdists' are known only once built; and since pip builds an sdist
+and reads the build's, never the PKG-INFO, an sdist pip would install has them unknown too, unless a wheel
+that fits this Python and platform is there). A ``name @ URL`` dependency is never the pinned release of that
+name: pip installs it from the URL. ``Requires-Dist`` markers are evaluated for the Python the scan selects
+files for and this platform, with the extras the requirements ask for and those the dependencies ask of the
+named releases (``foo[x]`` in foo's own metadata). The archives are the attacker's: a metadata file over
+:data:`METADATA_LIMIT` is refused, no more than that is ever inflated from it (so only stored or deflated zip
+members are read), a zip's central directory over :data:`CENTRAL_DIRECTORY_LIMIT` is not parsed, a tarball is
+walked through at most :data:`TAR_WALK_LIMIT` inflated bytes, and any error makes that file's dependencies
+"unknown"."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from dragonfly_hybrid.pypi.index import normalize_name
-from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS
+from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS, runs_on
 from dragonfly_hybrid.report import printable
 
 if TYPE_CHECKING:
@@ -107,7 +109,12 @@ class DependencyNotes:
                 continue
             if declared is None:  # not a distribution pip installs (an egg, an installer)
                 continue
-            wheel_known |= file.filename.endswith(".whl")
+            if not file.filename.endswith(".whl"):
+                # pip builds an sdist and reads what the build says, never its PKG-INFO: that is named,
+                # yet the build (the attacker's code) may say otherwise.
+                unknown.append(f"{printable(file.filename)}: {SDIST_UNKNOWN}")
+            # A wheel for another platform or Python is not one pip takes here: it builds the sdist.
+            wheel_known |= file.filename.endswith(".whl") and runs_on(file.filename, self.python)
             requires += declared
         if wheel_known:  # pip installs a wheel when one fits; one built from the sdist declares the same
             unknown = [u for u in unknown if not u.endswith(SDIST_UNKNOWN)]
@@ -118,9 +125,13 @@ class DependencyNotes:
         lines = []
         for release, (installed, evaluated) in zip(self._declared, self._installed(), strict=True):
             missing: dict[str, set[str]] = {}
+            from_url: dict[str, set[str]] = {}
             for requirement in installed:
                 name = normalize_name(requirement.name)
-                if name not in self.named:
+                if requirement.url is not None and (name in self.named or name in self.constrained):
+                    # pip installs it from that URL, not the pinned release that was scanned
+                    from_url.setdefault(name, set()).add("")
+                elif name not in self.named:
                     shown = printable(str(requirement.specifier)) if requirement.url is None else ""
                     missing.setdefault(name, set()).add(shown)
             constrained = {n: s for n, s in missing.items() if n in self.constrained}
@@ -130,6 +141,11 @@ class DependencyNotes:
             if constrained:
                 lines.append(
                     f"pinned only by a -c constraint, so not scanned: {_listed(constrained)} "
+                    f"(required by {release.label})"
+                )
+            if from_url:
+                lines.append(
+                    f"from a URL, not the pinned release, so not scanned: {_listed(from_url)} "
                     f"(required by {release.label})"
                 )
             unknown = release.unknown + (

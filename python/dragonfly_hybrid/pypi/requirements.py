@@ -38,6 +38,7 @@ installed.
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
@@ -383,6 +384,15 @@ def _read_requirements(path: Path, pins: Pins) -> list[Any]:
             + ": "
             + _printable_parser_message(bad.error_message)
         )
+    read = {str(path)} | {line.filename for line in (*parsed.requirements, *parsed.options, *parsed.comments)}
+    for name in sorted(read):
+        hidden = _line_of_a_latin1_pip(Path(name))
+        if hidden is not None:
+            raise RequirementsError(
+                f"{name}: pip under a Latin-1 locale reads a line {printable(hidden)!r} in it that this "
+                "reader does not (lines break elsewhere there: at the byte 0x85 of a character such as 'ą', "
+                "not at U+2028 or U+2029); declare the encoding (a first line '# -*- coding: utf-8 -*-')"
+            )
     for option in parsed.options:
         origin = f"{option.filename}:{option.line_number}"
         for value in _option_values(option.options):
@@ -404,6 +414,46 @@ def _read_requirements(path: Path, pins: Pins) -> list[Any]:
     for entry in entries:
         _read_entry(entry, pins)
     return entries
+
+
+def _line_of_a_latin1_pip(path: Path) -> str | None:
+    """A line pip takes (a requirement, an option) in ``path`` when it decodes it as its locale asks (a file
+    without a BOM or a coding line) and that locale's codec is Latin-1 (ISO-8859), that this reader (UTF-8)
+    does not take: lines break elsewhere there. The byte 0x85 of a UTF-8 character is NEL, a line break
+    (``# Zo\u0105`` then ``foo==1.0``, as bytes ``# Zo\\xc4\\x85foo==1.0``); U+2028 and U+2029 are none (a
+    comment swallows the line after one, and the continuation of that line becomes a line of its own). Lines
+    are compared as bytes; a piece of a comment in Polish or Russian is no line pip takes."""
+    from pip_requirements_parser import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        BOMS,
+        ENCODING_RE,
+        RequirementsFile,
+    )
+
+    try:
+        data = path.read_bytes()
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None  # read a moment ago in this locale's codec: the parser's answer stands
+    declared = any(data.startswith(bom) for bom, _ in BOMS) or any(
+        line[:1] == b"#" and ENCODING_RE.search(line) for line in data.split(b"\n")[:2]
+    )
+    latin1 = data.replace(b"\xc2\x85", b"\n")  # NEL itself (C2 85) ends a line in both readings
+    if declared or not (b"\x85" in latin1 or b"\xe2\x80\xa8" in data or b"\xe2\x80\xa9" in data):
+        return None
+
+    def taken(text: str, codec: str) -> dict[bytes, str]:
+        with tempfile.TemporaryDirectory() as directory:
+            copy = Path(directory, "requirements.txt")
+            copy.write_text("# -*- coding: utf-8 -*-\n" + text, encoding="utf-8")  # whatever this locale is
+            parsed = RequirementsFile.from_file(str(copy), include_nested=False)
+        return {
+            str(line.line).encode(codec): str(line.line) for line in (*parsed.requirements, *parsed.options)
+        }
+
+    ours = taken(text, "utf-8")
+    return next(
+        (line for raw, line in taken(latin1.decode("latin-1"), "latin-1").items() if raw not in ours), None
+    )
 
 
 def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:

@@ -95,7 +95,9 @@ def _supported_tags(major: int, minor: int) -> frozenset[Tag]:
     # Another Python asked for (``--python-version``): its tags on this platform, as ``pip download
     # --python-version`` takes them.
     version = (major, minor)
-    return frozenset([*tags.cpython_tags(version), *tags.compatible_tags(version)])
+    # pip names the interpreter too, which adds ``cp3X-none-any``.
+    interpreter = f"cp{major}{minor}"
+    return frozenset([*tags.cpython_tags(version), *tags.compatible_tags(version, interpreter=interpreter)])
 
 
 def runs_on(filename: str, python: Version) -> bool:

@@ -37,6 +37,7 @@ installed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -388,8 +389,13 @@ def _read_requirements(path: Path, pins: Pins) -> list[Any]:
     for name in sorted(read):
         hidden = _line_of_a_latin1_pip(Path(name))
         if hidden is not None:
+            # A piece of a URL cut at a password's `ą` is no URL redaction recognises: not quoted then.
+            shown = "(not quoted: a URL in the file holds a secret)"
+            with contextlib.suppress(OSError):
+                text = Path(name).read_bytes().decode("utf-8", "replace")
+                shown = repr(printable(hidden)) if redact_text(text) == text else shown
             raise RequirementsError(
-                f"{name}: pip under a Latin-1 locale reads a line {printable(hidden)!r} in it that this "
+                f"{name}: pip under a Latin-1 locale reads a line {shown} in it that this "
                 "reader does not (lines break elsewhere there: at the byte 0x85 of a character such as 'ą', "
                 "not at U+2028 or U+2029); declare the encoding (a first line '# -*- coding: utf-8 -*-')"
             )
@@ -422,10 +428,12 @@ def _line_of_a_latin1_pip(path: Path) -> str | None:
     does not take: lines break elsewhere there. The byte 0x85 of a UTF-8 character is NEL, a line break
     (``# Zo\u0105`` then ``foo==1.0``, as bytes ``# Zo\\xc4\\x85foo==1.0``); U+2028 and U+2029 are none (a
     comment swallows the line after one, and the continuation of that line becomes a line of its own). Lines
-    are compared as bytes; a piece of a comment in Polish or Russian is no line pip takes."""
+    are compared as bytes; a piece of a comment in Polish or Russian is no line pip takes. None too when pip
+    refuses that reading: a piece that is no requirement (``хорошо`` but its first letter) stops it."""
     from pip_requirements_parser import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
         BOMS,
         ENCODING_RE,
+        InvalidRequirementLine,
         RequirementsFile,
     )
 
@@ -441,19 +449,27 @@ def _line_of_a_latin1_pip(path: Path) -> str | None:
     if declared or not (b"\x85" in latin1 or b"\xe2\x80\xa8" in data or b"\xe2\x80\xa9" in data):
         return None
 
-    def taken(text: str, codec: str) -> dict[bytes, str]:
+    def taken(text: str, codec: str) -> dict[bytes, str] | None:
         with tempfile.TemporaryDirectory() as directory:
             copy = Path(directory, "requirements.txt")
             copy.write_text("# -*- coding: utf-8 -*-\n" + text, encoding="utf-8")  # whatever this locale is
             parsed = RequirementsFile.from_file(str(copy), include_nested=False)
+        if any(
+            # pip stops at such a line and installs nothing. Not so sure: a line with a version operator (pip
+            # 23 takes a legacy version, `foo==1.0Ä`), other errors (options pip ignores, `foo --pre`).
+            type(bad) is InvalidRequirementLine
+            and bad.error_message.startswith("Invalid requirement")
+            and not re.search(r"[<>=!~]", str(bad.line))
+            for bad in parsed.invalid_lines
+        ):
+            return None
         return {
             str(line.line).encode(codec): str(line.line) for line in (*parsed.requirements, *parsed.options)
         }
 
-    ours = taken(text, "utf-8")
-    return next(
-        (line for raw, line in taken(latin1.decode("latin-1"), "latin-1").items() if raw not in ours), None
-    )
+    ours = taken(text, "utf-8") or {}  # read without error a moment ago
+    theirs = taken(latin1.decode("latin-1"), "latin-1") or {}
+    return next((line for raw, line in theirs.items() if raw not in ours), None)
 
 
 def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:

@@ -9,39 +9,16 @@ variables itself (``conftest`` clears the machine's).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.pypi import FakeIndex, sdist, wheel, write
 from tests.test_find_links import BAD, CLEAN, scan
+from tests.test_review_pass42 import pip_download
 from tests.test_review_pass43 import pip_install
 
 NO_FILES: dict[str, str | None] = {"PIP_CONFIG_FILE": None, "XDG_CONFIG_HOME": None, "XDG_CONFIG_DIRS": None}
-
-
-def pip_download(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Real ``pip download --no-deps pkg==1.0`` with pip's settings from ``env`` only."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-cache-dir",
-            "-d",
-            str(tmp_path),
-            *args,
-            "pkg==1.0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PIP_DISABLE_PIP_VERSION_CHECK": "1", **env},
-    )
 
 
 @pytest.fixture
@@ -122,14 +99,16 @@ def test_a_boolean_pip_refuses_is_a_usage_error_naming_key_value_and_where(
         (b"[global]\nno-index = true\nno-index = false\n", "already exists"),
         (b"[global]\nindex-url = https://a/simple/\n[global]\nproxy = http://p:3128\n", "already exists"),
         (b"index-url = https://alice:s3cret@private.example/simple/\n", "no section headers"),
+        (b"[global]\nindex-url = https://alice:s3cret@private.example/simple/\njunk\n", "line 3: neither"),
         (b"[global]\n# caf\xe9\nextra-index-url = https://b/simple/\n", "not valid UTF-8"),
     ],
 )
 def test_a_pip_conf_pip_cannot_load_is_refused_not_skipped(
     index: FakeIndex, tmp_path: Path, rules_dir: Path, content: bytes, reason: str
 ) -> None:
-    """A duplicate key or section, no section header, bytes not in the locale's encoding: pip refuses to run
-    (exit 2, checked). ``scan`` dropped the whole file silently and scanned with the other settings."""
+    """A duplicate key or section, no section header, a line that is no ``key = value``, bytes not in the
+    locale's encoding: pip refuses to run (exit 2, checked). ``scan`` dropped the whole file silently and
+    scanned with the other settings; then named a line that is no ``key = value`` by the file only, twice."""
     conf = write(tmp_path / "pip.conf", content)
     requirements = write(tmp_path / "requirements.txt", b"pkg==1.0\n")
     pip = pip_install([requirements], index, {"PIP_CONFIG_FILE": str(conf), "LC_ALL": "C.UTF-8"})
@@ -154,7 +133,7 @@ def test_an_empty_value_in_a_later_file_unsets_the_key(
         home = tmp_path / "home"
         write(home / ".pip" / "pip.conf", f"[global]\nextra-index-url = {extra.url}\n".encode())
         write(home / ".config" / "pip" / "pip.conf", b"[global]\nextra-index-url =\n")
-        pip = pip_download(tmp_path, {"HOME": str(home)}, "--index-url", fake_index.url)
+        pip = pip_download(tmp_path, {"HOME": str(home)}, "--index-url", fake_index.url, "pkg==1.0")
         assert pip.returncode == 0 and extra.url not in pip.stdout, pip.stdout
         env = {"HOME": str(home), **NO_FILES}
         result, report = scan("pkg==1.0", "-r", rules_dir, "--index-url", fake_index.url, env=env)
@@ -191,7 +170,7 @@ def test_pips_other_spellings_and_xdg_config_dirs_set_the_index(
     else:
         assert variable is not None
         env.update({variable: index.url, "PIP_CONFIG_FILE": "/dev/null"})
-    pip = pip_download(tmp_path, env)
+    pip = pip_download(tmp_path, env, "pkg==1.0")
     assert pip.returncode == 0 and index.url in pip.stdout, pip.stdout + pip.stderr
     assert pip_settings(env, Path(env["HOME"])).index_urls == [index.url]
 

@@ -23,25 +23,10 @@ from tests.fakes.pypi import FakeFile, FakeIndex, wheel, write
 from tests.test_find_links import BAD, CLEAN, distributions, scan
 
 
-def pip_download(
-    requirements: Path, index: FakeIndex, into: Path, env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """Real ``pip download`` of ``-r requirements`` from ``index`` (pip's settings: ``env`` only)."""
+def pip_download(into: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Real ``pip download --no-deps ARGS`` into ``into`` (pip's settings: ``env`` only)."""
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-cache-dir",
-            "--index-url",
-            index.url,
-            "-d",
-            str(into),
-            "-r",
-            str(requirements),
-        ],
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-d", str(into), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -80,7 +65,7 @@ def test_pips_require_hashes_setting_turns_on_hash_checking_mode_for_requirement
         conf = write(tmp_path / "pip.conf", b"[global]\nrequire-hashes = true\n")
         env = {"PIP_CONFIG_FILE": str(conf)}
         named = f"require-hashes ({conf})"
-    pip = pip_download(requirements, fake_index, tmp_path / "pip", env)
+    pip = pip_download(tmp_path / "pip", env, "--index-url", fake_index.url, "-r", str(requirements))
     assert pip.returncode != 0 and "Hashes are required in --require-hashes mode" in pip.stderr, pip.stderr
     result, _ = scan("-R", requirements, "-r", rules_dir, "--index-url", fake_index.url, env={**env})
     assert result.exit_code == 2, result.output
@@ -89,7 +74,12 @@ def test_pips_require_hashes_setting_turns_on_hash_checking_mode_for_requirement
     # Turned off again by a later source (the environment over pip.conf), pip and scan both take the file.
     if where == "pip.conf":
         env["PIP_REQUIRE_HASHES"] = "0"
-        assert pip_download(requirements, fake_index, tmp_path / "pip", env).returncode == 0
+        assert (
+            pip_download(
+                tmp_path / "pip", env, "--index-url", fake_index.url, "-r", str(requirements)
+            ).returncode
+            == 0
+        )
         result, _ = scan("-R", requirements, "-r", rules_dir, "--index-url", fake_index.url, env={**env})
         assert result.exit_code == 0, result.output
         assert "not pinned, so not scanned: unpinned-dep (required by pkg==1.0)" in result.stderr

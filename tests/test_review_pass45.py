@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from tests.fakes.pypi import FakeIndex, wheel, write
 from tests.test_find_links import CLEAN
-from tests.test_pipconfig_pass44 import pip_download
+from tests.test_review_pass42 import pip_download
 
 DEAD = "http://127.0.0.1:9/simple/"  # nothing listens: pip fails if it asks this index
 SECRET_CONF = b"[global]\nindex-url = https://alice:s3cret@private.example/simple/\nindex-url = x\n"
@@ -49,7 +49,7 @@ def test_pypi_url_and_index_url_are_two_keys_as_pip_merges_them(
     write(xdg / "pip" / "pip.conf", site.format(url=index.url).encode())
     write(home / ".config" / "pip" / "pip.conf", user.encode())
     env = {"HOME": str(home), "XDG_CONFIG_DIRS": str(xdg)}
-    pip = pip_download(tmp_path / "pip", env)
+    pip = pip_download(tmp_path / "pip", env, "pkg==1.0")
     assert pip.returncode == 0 and index.url in pip.stdout, pip.stdout + pip.stderr
     assert pip_settings(env, home).index_urls == [index.url]
 
@@ -82,7 +82,7 @@ def test_xdg_directories_are_read_as_pip_reads_them(
     monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setenv("HOME", str(home))  # os.path.expanduser's, as pip's
     env = {"HOME": str(home), variable: value}
-    pip = pip_download(tmp_path / "pip", env)
+    pip = pip_download(tmp_path / "pip", env, "pkg==1.0")
     assert pip.returncode == 0 and index.url in pip.stdout, pip.stdout + pip.stderr
     assert pip_settings(env, home).index_urls == [index.url]
 

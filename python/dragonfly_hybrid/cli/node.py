@@ -85,7 +85,8 @@ def read_job_specs(jobs: Sequence[str], jobs_file: Path | None) -> list[tuple[st
 def resolve_releases(
     specs: Sequence[tuple[str, str | None]], index_url: str | None
 ) -> list[tuple[str, str, list[str]]]:
-    """Every release's download URLs, from the index; an unknown project or version is a usage error."""
+    """Every release's download URLs, from the index; an unknown project or version, or (without
+    ``index_url``) pip settings pip refuses to run with, is a usage error."""
     from dragonfly_hybrid.pypi.index import PyPIClient, PyPIError
     from dragonfly_hybrid.pypi.pipconfig import PipConfigError
 

@@ -10,7 +10,7 @@ Sources, lowest priority first (each one overrides the ones before it, key by ke
    ``PIP_CONFIG_FILE`` (``os.devnull``: no files at all). ``[install]`` in any of them overrides
    ``[global]`` in all; a later file's empty ``key =`` unsets an earlier one's (``pypi-url`` and
    ``index-url`` are two keys, as in pip). A file pip cannot load (a duplicate key, no section header,
-   not in the locale's encoding) is refused, as pip refuses to run.
+   a line that is no ``key = value``, not in the locale's encoding) is refused, as pip refuses to run.
 2. The environment: ``PIP_INDEX_URL`` (or ``PIP_PYPI_URL``), ``PIP_EXTRA_INDEX_URL`` (a
    whitespace-separated list), ``PIP_CERT``, ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (whitespace-separated),
    ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``; an empty one sets nothing.
@@ -161,7 +161,8 @@ def _key(name: str) -> str:
 def _read_config(path: Path) -> dict[str, dict[str, str]]:
     """The recognised keys of one file's ``[global]`` and ``[install]``, empty values kept (a later file's
     ``key =`` unsets an earlier one's). A file pip cannot load (not in the locale's encoding, a duplicate
-    key or section, no section header) makes pip refuse to run: :class:`PipConfigError`. A missing or
+    key or section, no section header, a line that is no ``key = value``) makes pip refuse to run:
+    :class:`PipConfigError`, naming the file once and the line, never quoting it. A missing or
     unreadable file is skipped, as pip skips it."""
     parser = configparser.RawConfigParser()
     encoding = locale.getpreferredencoding(False)  # pip's
@@ -176,6 +177,8 @@ def _read_config(path: Path) -> dict[str, dict[str, str]]:
         reason = redact_text(str(err).splitlines()[0])
         # "While reading from PosixPath('...') [line  3]: option ..." names the file again: its line only.
         reason = re.sub(r"^While reading from .*? \[line\s+(\d+)\]: ", r"line \1: ", reason)
+        if errors := getattr(err, "errors", None):  # "Source contains parsing errors: PosixPath(...)"
+            reason = f"line {errors[0][0]}: neither a [section] header nor a 'key = value' line"
         raise PipConfigError(f"pip configuration file {path} cannot be loaded: {reason}") from None
     found: dict[str, dict[str, str]] = {}
     for section in _SECTIONS:
@@ -200,7 +203,7 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
     sets, to ``(value, where)``, replaces the one before, a boolean turned off as well as on."""
 
     def text(key: str) -> str | None:
-        return values[key][0].strip() or None if key in values else None
+        return (values[key][0].strip() or None) if key in values else None
 
     def words(key: str, before: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(values[key][0].split()) if key in values else before

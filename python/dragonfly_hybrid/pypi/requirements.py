@@ -20,7 +20,9 @@ scanned. A pylock file given by ``path`` is skipped (scan it by its path).
   that change where releases come from are kept in :attr:`Pins.settings` (``--index-url``,
   ``--extra-index-url``, ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused);
   the others do not change what is fetched and are ignored. Environment markers are not evaluated:
-  a release pinned for another platform or Python is scanned too.
+  a release pinned for another platform or Python is scanned too. A file without a BOM or a coding line
+  in which pip under a Latin-1 locale would take a line this reader does not (lines break elsewhere there)
+  is a :class:`RequirementsError` (:func:`_line_of_a_latin1_pip`).
 
 Hashes follow pip's hash-checking mode: once a requirement has ``--hash``, a ``--require-hashes`` line
 is present or pip's ``require-hashes`` is set (``PIP_REQUIRE_HASHES``, pip.conf), every requirement must

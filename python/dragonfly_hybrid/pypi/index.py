@@ -229,8 +229,8 @@ def target_python(text: str | None) -> Version:
 
 
 def _installable(package: DistributionPackage, python: Version) -> bool:
-    """Not yanked, and its Requires-Python admits ``python`` (an invalid one is ignored, as pip ignores
-    it)."""
+    """Not yanked, and its Requires-Python admits ``python`` (an invalid one is ignored, as pip 24.1 and later
+    ignore it: pip before 24.1 compared a clause such as ``>=3.6.*`` as a legacy version)."""
     if package.is_yanked:
         return False
     if not package.requires_python:

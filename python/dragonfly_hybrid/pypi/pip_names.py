@@ -2,7 +2,8 @@
 
 pip names a listed file by the last segment of its URL (percent-decoded), never by the index's
 ``filename`` field or a link's text, and reads the version from that name: a wheel's second field, or for
-an sdist what follows the first ``-`` whose prefix normalizes to the project's name. An index that lists
+an sdist what follows the first ``-`` whose prefix normalizes to the project's name, less a trailing
+``-pyX.Y`` (the one Python the sdist is for). An index that lists
 ``foo-1.0-py3-none-any.whl`` under the name ``foo-0.9-...`` (a mirror, a proxy, a private index) had us
 scan another file than the one pip installs for ``foo==1.0``; reading the page pip's way closes that gap.
 """
@@ -36,6 +37,9 @@ SDIST_EXTENSIONS = (
     ".tar.lzma",
     ".zip",
 )
+# What pip (23.2 to 26.3) reads at the end of an sdist's version as the one Python it is for
+# (``foo-2.0-py3.8.tar.gz`` is version 2.0, for Python 3.8 only).
+_PY_SUFFIX = re.compile(r"-py([123]\.?[0-9]?)$")
 # A wheel's name without ``.whl``: name-version(-build)-python-abi-platform, no field holding a space.
 _WHEEL = re.compile(r"(?P<name>[^\s-]+?)-(?P<version>[^\s-]*?)(-\d[^-]*?)?-[^\s-]+?-[^\s-]+?-[^\s-]+?")
 
@@ -63,7 +67,7 @@ def listed_version(filename: str, project: str) -> str | None:
         wanted = _normalized(project)
         for at, char in enumerate(stem):
             if char == "-" and _normalized(stem[:at]) == wanted:
-                return stem[at + 1 :] or None
+                return _PY_SUFFIX.sub("", stem[at + 1 :]) or None
         return None
     from pypi_simple import UnparsableFilenameError, parse_filename
 
@@ -101,10 +105,13 @@ def _supported_tags(major: int, minor: int) -> frozenset[Tag]:
 
 
 def runs_on(filename: str, python: Version) -> bool:
-    """pip could install this file on ``python`` here: an sdist, or a wheel one of whose tags this platform
-    supports (formats pip does not install: False)."""
+    """pip could install this file on ``python`` here: an sdist (but for another Python when its name ends
+    in ``-pyX.Y``), or a wheel one of whose tags this platform supports (formats pip does not install:
+    False)."""
     if filename.endswith(SDIST_EXTENSIONS):
-        return True
+        stem = next(filename[: -len(ext)] for ext in SDIST_EXTENSIONS if filename.endswith(ext))
+        only = _PY_SUFFIX.search(stem)
+        return only is None or only[1] == f"{python.major}.{python.minor}"
     if not filename.endswith(".whl"):
         return False
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename

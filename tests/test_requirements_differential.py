@@ -265,6 +265,8 @@ def disagreements(path: Path, judged: list[int] | None = None) -> list[str]:
         ours = read_pins([path], settings=PipSettings())
     except RequirementsError:
         return []  # refused loudly: nothing is hidden
+    if any("under a Latin-1 locale" in note for note in ours.notes):
+        views = views[:1]  # what pip before 24.2 reads there is named in a note; pip 24.2+ reads UTF-8
     problems: list[str] = []
     read = {line for pip in views if pip is not None for line in pip.any_line}
     for pin in ours.pins:
@@ -345,7 +347,7 @@ def test_the_judge_sees_a_line_dropped_a_version_changed_and_a_url_not_skipped(
     ]
 
 
-def test_a_line_pip_reads_under_a_latin1_locale_is_refused(
+def test_a_line_pip_reads_under_a_latin1_locale_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """pip decodes a file without a BOM or a coding line with its locale's codec: under an ISO-8859 one
@@ -365,9 +367,8 @@ def test_a_line_pip_reads_under_a_latin1_locale_is_refused(
         ("six", "1.16.0"),
         ("bar", "2.0"),
     ]
-    with pytest.raises(RequirementsError) as caught:
-        read_pins([req], settings=PipSettings())
-    assert str(caught.value).startswith(f"{sub}: pip under a Latin-1 locale reads a line 'foo==1.0' in it ")
+    [note] = read_pins([req], settings=PipSettings()).notes
+    assert note.startswith(f"{sub}: pip before 24.2 under a Latin-1 locale reads a line 'foo==1.0' in it ")
 
     # U+2028 ends a line in UTF-8 only: under Latin-1 the comment swallows the option line after it, whose
     # continuation becomes a requirement of its own.
@@ -376,9 +377,8 @@ def test_a_line_pip_reads_under_a_latin1_locale_is_refused(
         latin1.setattr(locale, "getpreferredencoding", lambda *_: "latin-1")
         pip = pip_view(req)
     assert pip is not None and ("foo", "1.0") in {(name, version) for name, version, _, _ in pip.pinned}
-    with pytest.raises(RequirementsError) as caught:
-        read_pins([req], settings=PipSettings())
-    assert "reads a line 'foo==1.0' in it that this reader does not" in str(caught.value)
+    [note] = read_pins([req], settings=PipSettings()).notes
+    assert "reads a line 'foo==1.0' in it that this reader (and pip 24.2 and later) does not" in note
 
     # A comment in Polish or Russian (the rest of a word or a sentence is no line pip takes), or a file
     # whose encoding is declared, reads as before.

@@ -439,6 +439,8 @@ def read_requirements(paths: Sequence[Path]) -> Pins | None:
         fail("\n".join(printable(line) for line in str(err).split("\n")))
     for skipped in pins.skipped:
         _note(f"skipped {printable(skipped)}")
+    for remark in pins.notes:
+        _note(printable(remark))
     if not pins.pins and not pins.skipped:
         fail(f"no requirements in {', '.join(str(p) for p in paths)}")
     return pins

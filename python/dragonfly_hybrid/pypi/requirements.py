@@ -21,8 +21,9 @@ scanned. A pylock file given by ``path`` is skipped (scan it by its path).
   ``--extra-index-url``, ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused);
   the others do not change what is fetched and are ignored. Environment markers are not evaluated:
   a release pinned for another platform or Python is scanned too. A file without a BOM or a coding line
-  in which pip under a Latin-1 locale would take a line this reader does not (lines break elsewhere there)
-  is a :class:`RequirementsError` (:func:`_line_of_a_latin1_pip`).
+  in which pip before 24.2 (which decoded it with its locale's codec) under a Latin-1 locale would take a
+  line this reader does not (lines break elsewhere there) gets a note in :attr:`Pins.notes`
+  (:func:`_line_of_a_latin1_pip`); pip 24.2 and later decode it as UTF-8, as this reader does.
 
 Hashes follow pip's hash-checking mode: once a requirement has ``--hash``, a ``--require-hashes`` line
 is present or pip's ``require-hashes`` is set (``PIP_REQUIRE_HASHES``, pip.conf), every requirement must
@@ -111,6 +112,8 @@ class Pins:
     pip: PipSettings | None = None
     """pip's settings (configuration files, environment) as read for these files: the index client takes
     them too (read once per command)."""
+    notes: list[str] = field(default_factory=list)
+    """Remarks on the files that change no pin (what an older pip would read otherwise)."""
     _keys: set[tuple[object, ...]] = field(default_factory=set, repr=False)
 
     def skip(self, entry: str) -> None:
@@ -396,10 +399,12 @@ def _read_requirements(path: Path, pins: Pins) -> list[Any]:
             with contextlib.suppress(OSError):
                 text = Path(name).read_bytes().decode("utf-8", "replace")
                 shown = repr(printable(hidden)) if redact_text(text) == text else shown
-            raise RequirementsError(
-                f"{name}: pip under a Latin-1 locale reads a line {shown} in it that this "
-                "reader does not (lines break elsewhere there: at the byte 0x85 of a character such as 'ą', "
-                "not at U+2028 or U+2029); declare the encoding (a first line '# -*- coding: utf-8 -*-')"
+            # A note, not a refusal: pip 24.2 and later decode the file as UTF-8, as this reader does.
+            pins.notes.append(
+                f"{name}: pip before 24.2 under a Latin-1 locale reads a line {shown} in it that this reader "
+                "(and pip 24.2 and later) does not: lines break elsewhere there, at the byte 0x85 of a "
+                "character such as 'ą', not at U+2028 or U+2029; a first line '# -*- coding: utf-8 -*-' "
+                "settles it"
             )
     for option in parsed.options:
         origin = f"{option.filename}:{option.line_number}"
@@ -425,13 +430,14 @@ def _read_requirements(path: Path, pins: Pins) -> list[Any]:
 
 
 def _line_of_a_latin1_pip(path: Path) -> str | None:
-    """A line pip takes (a requirement, an option) in ``path`` when it decodes it as its locale asks (a file
-    without a BOM or a coding line) and that locale's codec is Latin-1 (ISO-8859), that this reader (UTF-8)
-    does not take: lines break elsewhere there. The byte 0x85 of a UTF-8 character is NEL, a line break
-    (``# Zo\u0105`` then ``foo==1.0``, as bytes ``# Zo\\xc4\\x85foo==1.0``); U+2028 and U+2029 are none (a
-    comment swallows the line after one, and the continuation of that line becomes a line of its own). Lines
-    are compared as bytes; a piece of a comment in Polish or Russian is no line pip takes. None too when pip
-    refuses that reading: a piece that is no requirement (``хорошо`` but its first letter) stops it."""
+    """A line pip before 24.2 takes (a requirement, an option) in ``path`` when it decodes it as its locale
+    asks (a file without a BOM or a coding line) and that locale's codec is Latin-1 (ISO-8859), that this
+    reader (UTF-8, as pip 24.2 and later) does not take: lines break elsewhere there. The byte 0x85 of a
+    UTF-8 character is NEL, a line break (``# Zo\u0105`` then ``foo==1.0``, as bytes ``#
+    Zo\\xc4\\x85foo==1.0``); U+2028 and U+2029 are none (a comment swallows the line after one, and the
+    continuation of that line becomes a line of its own). Lines are compared as bytes; a piece of a
+    comment in Polish or Russian is no line pip takes. None too when pip refuses that reading: a piece
+    that is no requirement (``хорошо`` but its first letter) stops it."""
     from pip_requirements_parser import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
         BOMS,
         ENCODING_RE,

@@ -40,8 +40,6 @@ SDIST_EXTENSIONS = (
 # What pip (23.2 to 26.3) reads at the end of an sdist's version as the one Python it is for
 # (``foo-2.0-py3.8.tar.gz`` is version 2.0, for Python 3.8 only).
 _PY_SUFFIX = re.compile(r"-py([123]\.?[0-9]?)$")
-# A wheel's name without ``.whl``: name-version(-build)-python-abi-platform, no field holding a space.
-_WHEEL = re.compile(r"(?P<name>[^\s-]+?)-(?P<version>[^\s-]*?)(-\d[^-]*?)?-[^\s-]+?-[^\s-]+?-[^\s-]+?")
 
 
 def _normalized(name: str) -> str:
@@ -49,8 +47,9 @@ def _normalized(name: str) -> str:
 
 
 def url_filename(url: str) -> str:
-    """The name pip gives the file at ``url``: its path's last segment, percent-decoded."""
-    return unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    """The name pip gives the file at ``url``: the last segment of its path once percent-decoded, so that an
+    encoded ``/`` (``evil%2Ffoo-2.0.tar.gz``) ends a segment too, as pip 23.2 and 26.3 read it."""
+    return unquote(urlsplit(url).path).rstrip("/").rsplit("/", 1)[-1]
 
 
 def listed_version(filename: str, project: str) -> str | None:
@@ -58,10 +57,18 @@ def listed_version(filename: str, project: str) -> str | None:
     file (another project's, a name that does not parse). Formats pip does not install (eggs, installers)
     are read as :func:`pypi_simple.parse_filename` reads them, so that they are still scanned."""
     if filename.endswith(".whl"):
-        wheel = _WHEEL.fullmatch(filename[: -len(".whl")])
-        if wheel is None or _normalized(wheel["name"]) != _normalized(project):
+        from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+        # pip 26.3's reading (packaging's): the version is PEP 440, blanks around it allowed, so that
+        # ``foo-%202.0-py3-none-any.whl`` is 2.0; pip 23.2's pattern skipped that file and took
+        # ``foo-1.0_1-...`` (no PEP 440 version) as 1.0.post1.
+        try:
+            wheel_name = parse_wheel_filename(filename)[0]
+        except InvalidWheelFilename:
             return None
-        return wheel["version"].replace("_", "-") or None
+        if wheel_name != _normalized(project):
+            return None
+        return filename.split("-")[1].strip().replace("_", "-")  # spelled as pip 23.2 spelled it
     stem = next((filename[: -len(ext)] for ext in SDIST_EXTENSIONS if filename.endswith(ext)), None)
     if stem is not None:
         wanted = _normalized(project)

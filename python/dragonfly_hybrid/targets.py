@@ -785,4 +785,5 @@ def open_index(
         python_version=RUNNING_PYTHON if python_version is None else python_version,
         max_download_size=max_download_size,
         find_links=settings.find_links,
+        uploaded_prior_to=settings.uploaded_prior_to,
     )

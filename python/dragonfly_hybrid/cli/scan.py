@@ -227,7 +227,8 @@ def scan_command(
         typer.Option(
             help="Simple repository API (PEP 691) to resolve `name` and `name==version` on; an --index-url "
             "line of a -R file wins over it, as in pip. Default: PIP_INDEX_URL, else pip's configured "
-            "index-url, else PyPI (pypi.org/simple/).",
+            "index-url, else PyPI (pypi.org/simple/). pip's other settings apply too (extra indexes, "
+            "find-links, cert, proxy, uploaded-prior-to: see the README).",
             metavar="URL",
             show_default=False,
         ),
@@ -509,11 +510,18 @@ def open_index_or_exit(
 
     try:
         settings = index_settings(index_url, extra_index_urls, from_requirements, pip)
-        return open_index(
+        client = open_index(
             settings, python_version=_python_version(python_version), max_download_size=max_download_size
         )
     except (PipConfigError, NetworkSettingsError) as err:
         fail(str(err))
+    cutoff = settings.uploaded_prior_to
+    if cutoff is not None:  # why the release scanned may not be the newest
+        _note(
+            f"pip's uploaded-prior-to: only index files uploaded before {cutoff.isoformat()} are candidates "
+            "(lock files' entries excepted)"
+        )
+    return client
 
 
 def _python_version(text: str | None) -> Version:

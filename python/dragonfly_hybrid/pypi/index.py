@@ -296,6 +296,34 @@ def select_release(page: ProjectPage, version: str | None, python: Version = RUN
     return Release(name=page.project, version=spelled, files=tuple(_file_of(p) for p in packages))
 
 
+def uploaded_before(page: ProjectPage, cutoff: datetime, python: Version) -> ProjectPage:
+    """``page`` without the files uploaded at or after ``cutoff`` (pip's ``uploaded-prior-to``), local
+    (``file:``) ones kept, as pip keeps them. A file pip would consider (an sdist, a wheel for this platform)
+    without an upload time makes pip refuse to install: :class:`IndexUnavailable` (PEP 700 gives it in JSON
+    pages only: an HTML page never has one)."""
+    from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS, runs_on
+
+    kept = []
+    for package in page.packages:
+        if urlsplit(package.url).scheme.lower() == "file":
+            kept.append(package)
+            continue
+        uploaded = package.upload_time
+        if uploaded is None:
+            if package.filename.endswith(SDIST_EXTENSIONS) or runs_on(package.filename, python):
+                raise IndexUnavailable(
+                    f"the index gives no upload time for {package.filename} (from {redact_url(package.url)}; "
+                    "PEP 700's upload-time, in JSON pages only), which pip's uploaded-prior-to needs: pip "
+                    "refuses to install from it"
+                )
+            continue  # a file pip never considers
+        if uploaded.tzinfo is None:  # PEP 700's times are UTC (pip would fail comparing a naive one)
+            uploaded = uploaded.replace(tzinfo=timezone.utc)
+        if uploaded < cutoff:
+            kept.append(package)
+    return dataclasses.replace(page, packages=kept)
+
+
 def _is_retryable(response: httpx.Response) -> bool:
     return response.status_code >= 500 or response.status_code == 429
 
@@ -329,9 +357,11 @@ class PyPIClient:
         backoff: float = DEFAULT_BACKOFF,
         transport: httpx.BaseTransport | None = None,
         find_links: Sequence[str] = (),
+        uploaded_prior_to: datetime | None = None,
     ) -> None:
         self._options = {
             "find_links": find_links,
+            "uploaded_prior_to": uploaded_prior_to,
             "network": network,
             "python_version": python_version,
             "max_download_size": max_download_size,
@@ -345,6 +375,8 @@ class PyPIClient:
         self.index_urls = list(dict.fromkeys(u if u.endswith("/") else u + "/" for u in urls))
         self.index_url = self.index_urls[0]
         self.find_links = tuple(find_links)
+        self.uploaded_prior_to = uploaded_prior_to
+        """pip's ``uploaded-prior-to`` (aware): index files uploaded at or after it are not candidates."""
         self._local: dict[str, Path] = {}
         """``file:`` URL -> path of each file found through find-links: read from disk (never an index's
         ``file:`` link: a remote page does not choose what local file is read)."""
@@ -370,8 +402,10 @@ class PyPIClient:
 
     def on_index(self, index_url: str) -> PyPIClient:
         """A client of ``index_url`` alone with this one's settings (a lock file's source index), without
-        find-links: a lock names its own index (and this client's downloads would not read their files)."""
-        return PyPIClient(index_url, **{**self._options, "find_links": ()})  # type: ignore[arg-type]
+        find-links (a lock names its own index, and this client's downloads would not read their files) or
+        ``uploaded_prior_to`` (a lock's installer does not read pip's settings)."""
+        options = {**self._options, "find_links": (), "uploaded_prior_to": None}
+        return PyPIClient(index_url, **options)  # type: ignore[arg-type]
 
     def _pause(self, attempt: int, asked: float | None) -> None:
         """Before attempt number ``attempt`` (from 0), but the first: exponential backoff, or what the last
@@ -574,13 +608,21 @@ class PyPIClient:
     def resolve(self, name: str, version: str | None = None, *, find_links: bool = True) -> Release:
         """The files of ``name==version``, or of the latest version of ``name`` that pip would install on
         ``python_version`` when version is None: the indexes' and find-links' (pip's candidates are all of
-        them; the indexes' alone without ``find_links``: a lock's entry). Find-links that cannot be read
-        are the release's ``problems``; without them, a project or version not found is
-        :class:`IndexUnavailable` (pip might find it there), naming them."""
+        them; the indexes' alone without ``find_links``: a lock's entry, which takes none of pip's settings).
+        With ``uploaded_prior_to``, pip's candidates are those files uploaded before it, but local files
+        (:func:`uploaded_before`). Find-links that cannot be read are the release's ``problems``; without
+        them, a project or version not found is :class:`IndexUnavailable` (pip might find it there), naming
+        them."""
         found, problems = self.find_links_packages(name) if find_links else ([], [])
+        cutoff = self.uploaded_prior_to if find_links else None
         try:
-            release = select_release(self.project_page(name, found), version, self.python_version)
+            page = self.project_page(name, found)
+            if cutoff is not None:
+                page = uploaded_before(page, cutoff, self.python_version)
+            release = select_release(page, version, self.python_version)
         except (ProjectNotFound, VersionNotFound) as err:
+            if cutoff is not None:  # which files were left out, as the note of every such lookup
+                err.args = (f"{err} (pip's uploaded-prior-to: only files uploaded before {cutoff} count)",)
             if not problems:
                 raise
             raise IndexUnavailable(f"{err}; {'; '.join(problems)}") from None

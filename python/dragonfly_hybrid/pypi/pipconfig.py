@@ -13,7 +13,8 @@ Sources, lowest priority first (each one overrides the ones before it, key by ke
    a line that is no ``key = value``, not in the locale's encoding) is refused, as pip refuses to run.
 2. The environment: ``PIP_INDEX_URL`` (or ``PIP_PYPI_URL``), ``PIP_EXTRA_INDEX_URL`` (a
    whitespace-separated list), ``PIP_CERT``, ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (whitespace-separated),
-   ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``; an empty one sets nothing.
+   ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``, ``PIP_UPLOADED_PRIOR_TO``; an
+   empty one sets nothing.
    Booleans (``no-index``, ``require-hashes``) are pip's: ``1``/``0``, ``true``/``false``, ``yes``/``no``,
    ``on``/``off`` turn them on and off again over a lower source; any other value is refused, as pip
    refuses it. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/
@@ -32,6 +33,9 @@ every release, as pip takes them: the files of those directories and pages are s
 wins) and ``--find-links`` in a requirements file are refused (:class:`PipConfigError`; scan local
 distributions by giving their paths as targets). ``require-hashes`` turns on pip's hash-checking mode for
 requirements files, as a ``--require-hashes`` line does (:attr:`PipSettings.require_hashes`).
+``uploaded-prior-to`` (as pip 26.3 reads it: an ISO 8601 datetime, local time without a zone, or ``PnD``,
+n days ago; any other value refused, as pip refuses it) keeps index files uploaded at or after it out of
+every release (:attr:`PipSettings.uploaded_prior_to`).
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ import configparser
 import locale
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from dragonfly_hybrid.http_client import NetworkSettings
@@ -73,6 +79,9 @@ class PipSettings:
     require_hashes: str | None = None
     """``require-hashes (where)`` when pip's ``require-hashes`` is on (pip then refuses a requirements file
     whose requirements are not all pinned with ``--hash``), else None."""
+    uploaded_prior_to: datetime | None = None
+    """pip's ``uploaded-prior-to`` (time zone aware): only index files uploaded before it are candidates
+    (:meth:`dragonfly_hybrid.pypi.index.PyPIClient.resolve`)."""
     refused: tuple[str, ...] = field(default=())
     """``what (where)`` of every setting that cannot be honoured (``no-index``, ``--find-links`` in a
     requirements file)."""
@@ -145,6 +154,7 @@ _KEYS = (
     "no-index",
     "find-links",
     "require-hashes",
+    "uploaded-prior-to",
 )
 # pip's boolean values (its ``strtobool``); pip refuses any other.
 _TRUE = ("1", "true", "yes", "on", "y", "t")
@@ -198,6 +208,24 @@ def _flag(key: str, value: str, where: str) -> bool:
     )
 
 
+def _cutoff(value: str, where: str) -> datetime:
+    """pip's ``uploaded-prior-to`` (its ``_handle_uploaded_prior_to``): ``PnD`` is n days before now, else an
+    ISO 8601 datetime, in the local time zone when it names none; pip refuses any other value."""
+    try:
+        if days := re.match(r"^P(\d+)D$", value, re.ASCII):
+            return datetime.now(timezone.utc) - timedelta(days=int(days[1]))
+        text = value
+        if sys.version_info < (3, 11) and text.endswith("Z") and ("T" in text or " " in text.strip()):
+            text = text.replace("Z", "+00:00")  # as pip: Python 3.10's fromisoformat takes no Z
+        cutoff = datetime.fromisoformat(text)
+        return cutoff if cutoff.tzinfo is not None else cutoff.astimezone()
+    except (ValueError, OverflowError):  # OverflowError: more days than a datetime reaches back
+        raise PipConfigError(
+            f"pip's uploaded-prior-to is {value!r} ({where}): not an ISO 8601 datetime (such as 2023-01-01 "
+            "or 2023-01-01T00:00:00Z) nor a number of days (such as P3D); pip refuses it"
+        ) from None
+
+
 def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipSettings:
     """``settings`` under one of pip's layers (``[global]``, ``[install]``, the environment): each key it
     sets, to ``(value, where)``, replaces the one before, a boolean turned off as well as on."""
@@ -213,6 +241,9 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
             return before
         value, where = values[key]
         return f"{key} ({where})" if _flag(key, value, where) else None
+
+    def cutoff(before: datetime | None) -> datetime | None:
+        return _cutoff(*values["uploaded-prior-to"]) if "uploaded-prior-to" in values else before
 
     def path(key: str, before: str | None) -> str | None:
         value = text(key)
@@ -235,6 +266,7 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
         proxy=text("proxy") or settings.proxy,
         find_links=words("find-links", settings.find_links),
         require_hashes=flag("require-hashes", settings.require_hashes),
+        uploaded_prior_to=cutoff(settings.uploaded_prior_to),
         refused=refused,
     )
 

@@ -51,17 +51,18 @@ def fetch_and_scan(
 
     The indexes are pip's: ``index_url`` and ``extra_index_urls`` if given, on top of ``PIP_INDEX_URL``,
     ``PIP_EXTRA_INDEX_URL`` and pip's configuration files (with pip's ``cert``, ``client-cert``,
-    ``trusted-host`` and ``proxy``); a project is looked up on all of them. A bare name selects the
-    latest release that is not yanked and whose Requires-Python admits ``python_version`` (``"3.11"``;
-    default: the running Python). Scanned with ``scanner``, else a new Scanner of ``rules`` (default:
+    ``trusted-host``, ``proxy``, ``find-links`` and ``uploaded-prior-to``); a project is looked up on all of
+    them. A bare name selects the latest release that is not yanked, whose Requires-Python admits
+    ``python_version`` (``"3.11"``; default: the running Python) and, with ``uploaded-prior-to``, that has a
+    file uploaded before it. Scanned with ``scanner``, else a new Scanner of ``rules`` (default:
     the bundled rule set).
 
     A download that fails or bytes that do not match the index's sha256 make the result incomplete
     (``verdict == "incomplete"``, ``error`` says why) rather than raising. Raises ``ValueError`` for a
     string that is not a requirement or a version that is not X.Y[.Z], ``ProjectNotFound`` /
     ``VersionNotFound`` (from :mod:`dragonfly_hybrid.pypi.index`) when the index has no such project or
-    version, ``PipConfigError`` for pip settings that cannot be honoured (``no-index``) and
-    ``NetworkSettingsError`` for a certificate file that cannot be loaded, and
+    version, ``PipConfigError`` for pip settings that cannot be honoured (``no-index``) or that pip
+    refuses, and ``NetworkSettingsError`` for a certificate file that cannot be loaded, and
     :class:`~dragonfly_hybrid.errors.NoRulesError` for a rule set that defines no rule.
     ``max_download_size`` is an ``int`` from 1 to 64 GB, as ``--max-download-size`` and
     ``DRAGONFLY_MAX_SCAN_SIZE`` are (else ``TypeError`` or ``ValueError``). An argument of the wrong type

@@ -375,6 +375,8 @@ class PyPIClient:
         self.index_urls = list(dict.fromkeys(u if u.endswith("/") else u + "/" for u in urls))
         self.index_url = self.index_urls[0]
         self.find_links = tuple(find_links)
+        if uploaded_prior_to is not None and uploaded_prior_to.tzinfo is None:  # as pip: local time
+            uploaded_prior_to = uploaded_prior_to.astimezone()  # (compared with an aware one: TypeError)
         self.uploaded_prior_to = uploaded_prior_to
         """pip's ``uploaded-prior-to`` (aware): index files uploaded at or after it are not candidates."""
         self._local: dict[str, Path] = {}
@@ -817,7 +819,10 @@ def _local_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):  # pip's url_to_path: exactly these are local
         raise IndexUnavailable(f"{redact_url(url)} is a file: URL of another host, which pip does not read")
-    return Path(url2pathname(parts.path))
+    path = url2pathname(parts.path)
+    if "\0" in path:  # ``%00``: no file has that name (pip ignores the location); stat() raised ValueError
+        raise IndexUnavailable(f"{redact_url(url)} names no file: its path holds an encoded NUL (%00)")
+    return Path(path)
 
 
 def _file_chunks(name: str, path: Path) -> Iterator[bytes]:

@@ -38,12 +38,7 @@ def test_a_find_links_file_url_with_an_encoded_nul_is_unreadable_not_a_crash(
     fake_index.add("pkg", FakeFile(*wheel("pkg", "1.0", CLEAN)))
     location = (tmp_path / "links").as_uri() + "%00x/"
     env: dict[str, str | None] = {"PIP_FIND_LINKS": location, "PIP_CONFIG_FILE": "/dev/null"}
-    result, report = scan("pkg", "-r", rules_dir, "--index-url", fake_index.url, env=env)
-    assert result.exit_code == 3, result.output
-    assert "Traceback" not in result.output and "internal error" not in result.output
-    (target,) = report["targets"]
-    assert target["verdict"] == "incomplete"
-    assert "encoded NUL (%00)" in target["error"]
+    assert_incomplete_naming_the_nul(fake_index, rules_dir, env)
 
 
 def test_a_local_page_linking_to_a_path_with_an_encoded_nul_is_unreadable_not_a_crash(
@@ -57,12 +52,7 @@ def test_a_local_page_linking_to_a_path_with_an_encoded_nul_is_unreadable_not_a_
     write(tmp_path / "files" / name, content)
     write(tmp_path / "links" / "index.html", f'<a href="../files%00/{name}">{name}</a>'.encode())
     env: dict[str, str | None] = {"PIP_FIND_LINKS": str(tmp_path / "links"), "PIP_CONFIG_FILE": "/dev/null"}
-    result, report = scan("pkg", "-r", rules_dir, "--index-url", fake_index.url, env=env)
-    assert result.exit_code == 3, result.output
-    assert "Traceback" not in result.output and "internal error" not in result.output
-    (target,) = report["targets"]
-    assert target["verdict"] == "incomplete"
-    assert "encoded NUL (%00)" in target["error"]
+    assert_incomplete_naming_the_nul(fake_index, rules_dir, env)
 
 
 def test_a_naive_cutoff_given_to_the_client_is_local_time_as_pip_reads_it(fake_index: FakeIndex) -> None:
@@ -77,3 +67,15 @@ def test_a_naive_cutoff_given_to_the_client_is_local_time_as_pip_reads_it(fake_i
     with PyPIClient(fake_index.url, uploaded_prior_to=cutoff) as pypi:
         assert pypi.resolve("pkg").version == "1.0"
         assert pypi.uploaded_prior_to == cutoff.astimezone()
+
+
+def assert_incomplete_naming_the_nul(
+    fake_index: FakeIndex, rules_dir: Path, env: dict[str, str | None]
+) -> None:
+    """``scan pkg`` with ``env`` is incomplete (exit 3), naming the encoded NUL, without a traceback."""
+    result, report = scan("pkg", "-r", rules_dir, "--index-url", fake_index.url, env=env)
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    (target,) = report["targets"]
+    assert target["verdict"] == "incomplete"
+    assert "encoded NUL (%00)" in target["error"]

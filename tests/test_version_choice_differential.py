@@ -68,6 +68,7 @@ SUFFIXES = [
     "+local",
     "+cu1.2",
 ]
+PIP_DOWNLOAD = ["download", "--no-deps", "--no-cache-dir", "--no-build-isolation", "-q"]
 LEGACY = ["1.0.x", "2.0-beta-foo", "dev", "3.0.custom"]
 REQUIRES_PYTHON = [
     None,
@@ -213,15 +214,7 @@ def test_scan_picks_the_release_pip_installs(tmp_path: Path) -> None:
             for version, python in _specs(rng, project):
                 dest = tmp_path / f"d{len(cases)}"
                 spec = project.name if version is None else f"{project.name}=={version}"
-                args = [
-                    "download",
-                    "--no-deps",
-                    "--no-cache-dir",
-                    "--no-build-isolation",
-                    "-q",
-                    "-d",
-                    str(dest),
-                ]
+                args = [*PIP_DOWNLOAD, "-d", str(dest)]
                 args += ["--index-url", index.url, *(["--python-version", python] if python else []), spec]
                 cases.append((project, version, python, dest))
                 jobs.append(args)
@@ -257,11 +250,7 @@ def test_scan_picks_the_release_pip_installs(tmp_path: Path) -> None:
 def _pip_pick(index: FakeIndex, work: Path, spec: str, python: str | None = None) -> list[str]:
     """The files ``pip download --no-deps`` takes for ``spec`` (empty when it fails)."""
     args = [
-        "download",
-        "--no-deps",
-        "--no-cache-dir",
-        "--no-build-isolation",
-        "-q",
+        *PIP_DOWNLOAD,
         "-d",
         str(work / "pip"),
         "--index-url",

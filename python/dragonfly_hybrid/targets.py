@@ -786,4 +786,5 @@ def open_index(
         max_download_size=max_download_size,
         find_links=settings.find_links,
         uploaded_prior_to=settings.uploaded_prior_to,
+        pre=settings.pre is not None,
     )

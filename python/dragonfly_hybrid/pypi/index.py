@@ -243,10 +243,13 @@ def _installable(package: DistributionPackage, python: Version) -> bool:
         return True
 
 
-def _latest(versions: dict[Version, list[DistributionPackage]], python: Version) -> Version | None:
+def _latest(
+    versions: dict[Version, list[DistributionPackage]], python: Version, pre: bool = False
+) -> Version | None:
     """pip's choice: the newest final release with a file pip could install here (not yanked, its
     Requires-Python admitting ``python``, an sdist or a wheel for this platform: a release of only Windows
-    wheels is not pip's choice on Linux); a pre-release only when there is no such final release."""
+    wheels is not pip's choice on Linux); a pre-release only when there is no such final release, or with
+    ``pre`` (pip's ``--pre``)."""
     from dragonfly_hybrid.pypi.pip_names import runs_on
 
     live = [
@@ -254,18 +257,20 @@ def _latest(versions: dict[Version, list[DistributionPackage]], python: Version)
         for v, packages in versions.items()
         if any(_installable(p, python) and runs_on(p.filename, python) for p in packages)
     ]
-    finals = [v for v in live if not v.is_prerelease]
+    finals = [] if pre else [v for v in live if not v.is_prerelease]
     return max(finals or live, default=None)
 
 
-def select_release(page: ProjectPage, version: str | None, python: Version = RUNNING_PYTHON) -> Release:
+def select_release(
+    page: ProjectPage, version: str | None, python: Version = RUNNING_PYTHON, *, pre: bool = False
+) -> Release:
     """Pick the files of ``version`` from a parsed project page, or, when ``version`` is None, the
     installable files (not yanked, Requires-Python admitting ``python``) of the latest version pip would
-    install on ``python``."""
+    install on ``python`` (a pre-release too with ``pre``, pip's ``--pre``)."""
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
-        chosen = _latest(versions, python)
+        chosen = _latest(versions, python, pre)
         if chosen is None:
             raise VersionNotFound(
                 f"project {page.project!r} has no installable release for Python {python} here (every "
@@ -358,10 +363,12 @@ class PyPIClient:
         transport: httpx.BaseTransport | None = None,
         find_links: Sequence[str] = (),
         uploaded_prior_to: datetime | None = None,
+        pre: bool = False,
     ) -> None:
         self._options = {
             "find_links": find_links,
             "uploaded_prior_to": uploaded_prior_to,
+            "pre": pre,
             "network": network,
             "python_version": python_version,
             "max_download_size": max_download_size,
@@ -375,6 +382,8 @@ class PyPIClient:
         self.index_urls = list(dict.fromkeys(u if u.endswith("/") else u + "/" for u in urls))
         self.index_url = self.index_urls[0]
         self.find_links = tuple(find_links)
+        self.pre = pre
+        """pip's ``pre``: a bare name's newest release may be a pre-release."""
         if uploaded_prior_to is not None and uploaded_prior_to.tzinfo is None:  # as pip: local time
             uploaded_prior_to = uploaded_prior_to.astimezone()  # (compared with an aware one: TypeError)
         self.uploaded_prior_to = uploaded_prior_to
@@ -406,7 +415,7 @@ class PyPIClient:
         """A client of ``index_url`` alone with this one's settings (a lock file's source index), without
         find-links (a lock names its own index, and this client's downloads would not read their files) or
         ``uploaded_prior_to`` (a lock's installer does not read pip's settings)."""
-        options = {**self._options, "find_links": (), "uploaded_prior_to": None}
+        options = {**self._options, "find_links": (), "uploaded_prior_to": None, "pre": False}
         return PyPIClient(index_url, **options)  # type: ignore[arg-type]
 
     def _pause(self, attempt: int, asked: float | None) -> None:
@@ -621,7 +630,7 @@ class PyPIClient:
             page = self.project_page(name, found)
             if cutoff is not None:
                 page = uploaded_before(page, cutoff, self.python_version)
-            release = select_release(page, version, self.python_version)
+            release = select_release(page, version, self.python_version, pre=self.pre and find_links)
         except (ProjectNotFound, VersionNotFound) as err:
             if cutoff is not None:  # which files were left out, as the note of every such lookup
                 err.args = (f"{err} (pip's uploaded-prior-to: only files uploaded before {cutoff} count)",)

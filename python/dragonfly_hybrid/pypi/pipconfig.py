@@ -13,12 +13,12 @@ Sources, lowest priority first (each one overrides the ones before it, key by ke
    a line that is no ``key = value``, not in the locale's encoding) is refused, as pip refuses to run.
 2. The environment: ``PIP_INDEX_URL`` (or ``PIP_PYPI_URL``), ``PIP_EXTRA_INDEX_URL`` (a
    whitespace-separated list), ``PIP_CERT``, ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (whitespace-separated),
-   ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``, ``PIP_UPLOADED_PRIOR_TO``; an
-   empty one sets nothing.
-   Booleans (``no-index``, ``require-hashes``) are pip's: ``1``/``0``, ``true``/``false``, ``yes``/``no``,
-   ``on``/``off`` turn them on and off again over a lower source; any other value is refused, as pip
-   refuses it. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/
-   ``NO_PROXY`` variables are honoured by the HTTP client whenever no ``proxy`` setting is given.
+   ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``, ``PIP_PRE``,
+   ``PIP_UPLOADED_PRIOR_TO``; an empty one sets nothing.
+   Booleans (``no-index``, ``require-hashes``, ``pre``) are pip's: ``1``/``0``, ``true``/``false``,
+   ``yes``/``no``, ``on``/``off`` turn them on and off again over a lower source; any other value is
+   refused, as pip refuses it. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY``
+   variables are honoured by the HTTP client whenever no ``proxy`` setting is given.
 3. Option lines of the requirements files given to ``-R`` (``--index-url``, ``--extra-index-url``,
    ``--trusted-host``, ``--no-index``, ``--find-links``).
 4. The command line (``scan --index-url``/``--extra-index-url``).
@@ -33,6 +33,8 @@ every release, as pip takes them: the files of those directories and pages are s
 wins) and ``--find-links`` in a requirements file are refused (:class:`PipConfigError`; scan local
 distributions by giving their paths as targets). ``require-hashes`` turns on pip's hash-checking mode for
 requirements files, as a ``--require-hashes`` line does (:attr:`PipSettings.require_hashes`).
+``pre`` lets a bare name's newest release be a pre-release, as pip's ``--pre`` does
+(:attr:`PipSettings.pre`).
 ``uploaded-prior-to`` (as pip 26.3 reads it: an ISO 8601 datetime, local time without a zone, or ``PnD``,
 n days ago; any other value refused, as pip refuses it) keeps index files uploaded at or after it out of
 every release (:attr:`PipSettings.uploaded_prior_to`).
@@ -79,6 +81,9 @@ class PipSettings:
     require_hashes: str | None = None
     """``require-hashes (where)`` when pip's ``require-hashes`` is on (pip then refuses a requirements file
     whose requirements are not all pinned with ``--hash``), else None."""
+    pre: str | None = None
+    """``pre (where)`` when pip's ``pre`` is on (a bare name's newest release may be a pre-release), else
+    None."""
     uploaded_prior_to: datetime | None = None
     """pip's ``uploaded-prior-to`` (time zone aware): only index files uploaded before it are candidates
     (:meth:`dragonfly_hybrid.pypi.index.PyPIClient.resolve`)."""
@@ -154,6 +159,7 @@ _KEYS = (
     "no-index",
     "find-links",
     "require-hashes",
+    "pre",
     "uploaded-prior-to",
 )
 # pip's boolean values (its ``strtobool``); pip refuses any other.
@@ -266,6 +272,7 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
         proxy=text("proxy") or settings.proxy,
         find_links=words("find-links", settings.find_links),
         require_hashes=flag("require-hashes", settings.require_hashes),
+        pre=flag("pre", settings.pre),
         uploaded_prior_to=cutoff(settings.uploaded_prior_to),
         refused=refused,
     )

@@ -28,13 +28,7 @@ def test_a_wheel_version_with_blanks_is_read_as_pip_26_reads_it(fake_index: Fake
             "foo- 2.0-py3-none-any.whl", content, listed_url="../../files/foo/foo-%202.0-py3-none-any.whl"
         ),
     )
-    with PyPIClient(fake_index.url, backoff=0.0) as pypi:
-        release = pypi.resolve("foo", find_links=False)
-        (file,) = release.files
-        sink = io.BytesIO()
-        pypi.download(file, sink)
-    assert (release.version, file.filename) == ("2.0", "foo- 2.0-py3-none-any.whl")
-    assert sink.getvalue() == content
+    assert picked_and_downloaded(fake_index) == ("2.0", "foo- 2.0-py3-none-any.whl", content)
 
 
 @pytest.mark.parametrize(
@@ -73,10 +67,14 @@ def test_an_encoded_slash_ends_the_file_name_as_pip_reads_it(fake_index: FakeInd
             listed_url="../../files/foo/evil%2Ffoo-3.0-py3-none-any.whl",
         ),
     )
+    assert picked_and_downloaded(fake_index) == ("3.0", "foo-3.0-py3-none-any.whl", content)
+
+
+def picked_and_downloaded(fake_index: FakeIndex) -> tuple[str, str, bytes]:
+    """The version ``resolve("foo")`` picks, its one file's name and the bytes downloaded for it."""
     with PyPIClient(fake_index.url, backoff=0.0) as pypi:
         release = pypi.resolve("foo", find_links=False)
         (file,) = release.files
         sink = io.BytesIO()
         pypi.download(file, sink)
-    assert (release.version, file.filename) == ("3.0", "foo-3.0-py3-none-any.whl")
-    assert sink.getvalue() == content
+    return release.version, file.filename, sink.getvalue()

@@ -760,6 +760,7 @@ def index_settings(
             extra_index_urls=from_requirements.extra_index_urls,
             trusted_hosts=from_requirements.trusted_hosts,
             refused=from_requirements.refused,
+            release_control=from_requirements.release_control,
         )
     return settings
 
@@ -786,5 +787,5 @@ def open_index(
         max_download_size=max_download_size,
         find_links=settings.find_links,
         uploaded_prior_to=settings.uploaded_prior_to,
-        pre=settings.pre is not None,
+        release_control=settings.release_control,
     )

@@ -228,7 +228,7 @@ def scan_command(
             help="Simple repository API (PEP 691) to resolve `name` and `name==version` on; an --index-url "
             "line of a -R file wins over it, as in pip. Default: PIP_INDEX_URL, else pip's configured "
             "index-url, else PyPI (pypi.org/simple/). pip's other settings apply too (extra indexes, "
-            "find-links, cert, proxy, pre, uploaded-prior-to: see the README).",
+            "find-links, cert, proxy, pre, all-releases, only-final, uploaded-prior-to: see the README).",
             metavar="URL",
             show_default=False,
         ),

@@ -43,6 +43,7 @@ from packaging.version import InvalidVersion, Version
 from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE as DEFAULT_MAX_DOWNLOAD_SIZE  # re-exported
 from dragonfly_hybrid.http_client import NetworkSettings, asked_wait, new_client, redact_url
 from dragonfly_hybrid.pypi.pipconfig import DEFAULT_INDEX_URL as DEFAULT_INDEX_URL  # re-exported
+from dragonfly_hybrid.pypi.pipconfig import ReleaseControl
 from dragonfly_hybrid.pypi.pipconfig import configured_index_url as configured_index_url
 from dragonfly_hybrid.redaction import describe_error as describe_error  # re-exported
 from dragonfly_hybrid.redaction import userinfo_spills
@@ -244,12 +245,12 @@ def _installable(package: DistributionPackage, python: Version) -> bool:
 
 
 def _latest(
-    versions: dict[Version, list[DistributionPackage]], python: Version, pre: bool = False
+    versions: dict[Version, list[DistributionPackage]], python: Version, pre: bool | None = None
 ) -> Version | None:
     """pip's choice: the newest final release with a file pip could install here (not yanked, its
     Requires-Python admitting ``python``, an sdist or a wheel for this platform: a release of only Windows
-    wheels is not pip's choice on Linux); a pre-release only when there is no such final release, or with
-    ``pre`` (pip's ``--pre``)."""
+    wheels is not pip's choice on Linux); a pre-release only when there is no such final release (``pre``
+    None), or whenever newer (True: pip's ``--pre``, ``all-releases``), or never (False: ``only-final``)."""
     from dragonfly_hybrid.pypi.pip_names import runs_on
 
     live = [
@@ -257,20 +258,30 @@ def _latest(
         for v, packages in versions.items()
         if any(_installable(p, python) and runs_on(p.filename, python) for p in packages)
     ]
-    finals = [] if pre else [v for v in live if not v.is_prerelease]
-    return max(finals or live, default=None)
+    finals = [v for v in live if not v.is_prerelease]
+    return max(live if pre else finals if pre is False else finals or live, default=None)
+
+
+_ONLY_FINAL = "; pip's only-final allows no pre-release of it: pip finds no final version that satisfies it"
 
 
 def select_release(
-    page: ProjectPage, version: str | None, python: Version = RUNNING_PYTHON, *, pre: bool = False
+    page: ProjectPage, version: str | None, python: Version = RUNNING_PYTHON, *, pre: bool | None = None
 ) -> Release:
     """Pick the files of ``version`` from a parsed project page, or, when ``version`` is None, the
     installable files (not yanked, Requires-Python admitting ``python``) of the latest version pip would
-    install on ``python`` (a pre-release too with ``pre``, pip's ``--pre``)."""
+    install on ``python``. ``pre``: pip's ``allows_prereleases`` for the project (True: ``--pre`` or
+    ``all-releases``, the newest may be a pre-release; False: ``only-final``, no pre-release is a
+    candidate, not even pinned; None: pip's default)."""
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
         chosen = _latest(versions, python, pre)
+        if chosen is None and pre is False:
+            raise VersionNotFound(
+                f"project {page.project!r} has no installable final release for Python {python} here"
+                f"{_ONLY_FINAL}{status}"
+            )
         if chosen is None:
             raise VersionNotFound(
                 f"project {page.project!r} has no installable release for Python {python} here (every "
@@ -287,6 +298,11 @@ def select_release(
         # PEP 440's `==`: `==1.0` also matches `1.0+anything`, which pip prefers as the higher version.
         pinned = Specifier(f"=={wanted}")
         matching = sorted(v for v in versions if pinned.contains(v, prereleases=True))
+        if pre is False and matching and all(v.is_prerelease for v in matching):
+            raise VersionNotFound(
+                f"project {page.project!r} has no final version {version} (it is a pre-release){_ONLY_FINAL}"
+                f"{status}"
+            )
         if not matching:
             known = ", ".join(str(v) for v in sorted(versions)[-5:]) or "none"
             raise VersionNotFound(
@@ -363,12 +379,12 @@ class PyPIClient:
         transport: httpx.BaseTransport | None = None,
         find_links: Sequence[str] = (),
         uploaded_prior_to: datetime | None = None,
-        pre: bool = False,
+        release_control: ReleaseControl | None = None,
     ) -> None:
         self._options = {
             "find_links": find_links,
             "uploaded_prior_to": uploaded_prior_to,
-            "pre": pre,
+            "release_control": release_control,
             "network": network,
             "python_version": python_version,
             "max_download_size": max_download_size,
@@ -382,8 +398,8 @@ class PyPIClient:
         self.index_urls = list(dict.fromkeys(u if u.endswith("/") else u + "/" for u in urls))
         self.index_url = self.index_urls[0]
         self.find_links = tuple(find_links)
-        self.pre = pre
-        """pip's ``pre``: a bare name's newest release may be a pre-release."""
+        self.release_control = release_control
+        """pip's ``pre``/``all-releases``/``only-final``: whether a project's pre-releases are candidates."""
         if uploaded_prior_to is not None and uploaded_prior_to.tzinfo is None:  # as pip: local time
             uploaded_prior_to = uploaded_prior_to.astimezone()  # (compared with an aware one: TypeError)
         self.uploaded_prior_to = uploaded_prior_to
@@ -414,8 +430,8 @@ class PyPIClient:
     def on_index(self, index_url: str) -> PyPIClient:
         """A client of ``index_url`` alone with this one's settings (a lock file's source index), without
         find-links (a lock names its own index, and this client's downloads would not read their files) or
-        ``uploaded_prior_to`` (a lock's installer does not read pip's settings)."""
-        options = {**self._options, "find_links": (), "uploaded_prior_to": None, "pre": False}
+        ``uploaded_prior_to`` or ``release_control`` (a lock's installer does not read pip's settings)."""
+        options = {**self._options, "find_links": (), "uploaded_prior_to": None, "release_control": None}
         return PyPIClient(index_url, **options)  # type: ignore[arg-type]
 
     def _pause(self, attempt: int, asked: float | None) -> None:
@@ -630,7 +646,9 @@ class PyPIClient:
             page = self.project_page(name, found)
             if cutoff is not None:
                 page = uploaded_before(page, cutoff, self.python_version)
-            release = select_release(page, version, self.python_version, pre=self.pre and find_links)
+            control = self.release_control if find_links else None
+            pre = control.allows_prereleases(normalize_name(name)) if control is not None else None
+            release = select_release(page, version, self.python_version, pre=pre)
         except (ProjectNotFound, VersionNotFound) as err:
             if cutoff is not None:  # which files were left out, as the note of every such lookup
                 err.args = (f"{err} (pip's uploaded-prior-to: only files uploaded before {cutoff} count)",)

@@ -14,13 +14,13 @@ Sources, lowest priority first (each one overrides the ones before it, key by ke
 2. The environment: ``PIP_INDEX_URL`` (or ``PIP_PYPI_URL``), ``PIP_EXTRA_INDEX_URL`` (a
    whitespace-separated list), ``PIP_CERT``, ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (whitespace-separated),
    ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``, ``PIP_PRE``,
-   ``PIP_UPLOADED_PRIOR_TO``; an empty one sets nothing.
+   ``PIP_ALL_RELEASES``, ``PIP_ONLY_FINAL``, ``PIP_UPLOADED_PRIOR_TO``; an empty one sets nothing.
    Booleans (``no-index``, ``require-hashes``, ``pre``) are pip's: ``1``/``0``, ``true``/``false``,
    ``yes``/``no``, ``on``/``off`` turn them on and off again over a lower source; any other value is
    refused, as pip refuses it. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY``
    variables are honoured by the HTTP client whenever no ``proxy`` setting is given.
 3. Option lines of the requirements files given to ``-R`` (``--index-url``, ``--extra-index-url``,
-   ``--trusted-host``, ``--no-index``, ``--find-links``).
+   ``--trusted-host``, ``--no-index``, ``--find-links``, ``--pre``, ``--all-releases``, ``--only-final``).
 4. The command line (``scan --index-url``/``--extra-index-url``).
 
 The index URL of the highest-priority source that sets one is used; extra indexes and trusted hosts of
@@ -34,7 +34,10 @@ wins) and ``--find-links`` in a requirements file are refused (:class:`PipConfig
 distributions by giving their paths as targets). ``require-hashes`` turns on pip's hash-checking mode for
 requirements files, as a ``--require-hashes`` line does (:attr:`PipSettings.require_hashes`).
 ``pre`` lets a bare name's newest release be a pre-release, as pip's ``--pre`` does
-(:attr:`PipSettings.pre`).
+(:attr:`PipSettings.pre`). pip 26's ``all-releases`` and ``only-final`` (:class:`ReleaseControl`, as pip
+26.3 reads them) decide it name by name: a pre-release is then pip's choice for a bare name, or never a
+candidate, not even pinned; ``pre`` is ``all-releases = :all:``, and refused with either one, as pip
+refuses it (:attr:`PipSettings.release_control`).
 ``uploaded-prior-to`` (as pip 26.3 reads it: an ISO 8601 datetime, local time without a zone, or ``PnD``,
 n days ago; any other value refused, as pip refuses it) keeps index files uploaded at or after it out of
 every release (:attr:`PipSettings.uploaded_prior_to`).
@@ -64,6 +67,67 @@ class PipConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class ReleaseControl:
+    """pip 26's ``all-releases`` and ``only-final`` (its ``ReleaseControl``): canonical project names,
+    ``:all:`` for every project."""
+
+    all_releases: frozenset[str] = frozenset()
+    only_final: frozenset[str] = frozenset()
+    sources: tuple[str, ...] = field(default=(), compare=False)
+    """``key (where)`` of each value applied, in order (for messages)."""
+
+    def apply(self, key: str, value: str, where: str) -> ReleaseControl:
+        """These under one more ``all-releases``/``only-final`` value (pip's ``handle_mutual_excludes``):
+        comma-separated names go to that set and leave the other, ``:all:`` empties both and stands for
+        every project (the names after it are ignored, but after a ``:none:``), ``:none:`` empties that
+        set. A value starting with ``-`` is refused, as pip refuses it."""
+        from packaging.utils import canonicalize_name
+
+        if value.startswith("-"):
+            raise PipConfigError(
+                f"pip's {key} is {value!r} ({where}): not a list of project names, :all: or :none:; "
+                "pip refuses it"
+            )
+        target, other = (
+            (set(self.all_releases), set(self.only_final))
+            if key == "all-releases"
+            else (set(self.only_final), set(self.all_releases))
+        )
+        new = value.split(",")  # as pip: not stripped (" foo" names no project)
+        while ":all:" in new:
+            target, other = {":all:"}, set()
+            del new[: new.index(":all:") + 1]
+            if ":none:" not in new:
+                new = []
+        for name in new:
+            if name == ":none:":
+                target.clear()
+            else:
+                other.discard(canonicalize_name(name))
+                target.add(canonicalize_name(name))
+        pair = (target, other) if key == "all-releases" else (other, target)
+        return ReleaseControl(
+            frozenset(pair[0]), frozenset(pair[1]), tuple(dict.fromkeys((*self.sources, f"{key} ({where})")))
+        )
+
+    def with_pre(self) -> ReleaseControl:
+        """pip's ``pre`` turned into ``all-releases = :all:`` (added; the names of ``only-final`` stay)."""
+        return replace(self, all_releases=self.all_releases | {":all:"})
+
+    def allows_prereleases(self, name: str) -> bool | None:
+        """pip's answer for project ``name`` (canonical): True, a pre-release is a candidate (and the newest
+        one pip's choice); False, never; None, pip's default (a pre-release only when pinned or when
+        there is no final release)."""
+        for names, allowed in ((self.all_releases, True), (self.only_final, False)):
+            if name in names:
+                return allowed
+        for names, allowed in ((self.all_releases, True), (self.only_final, False)):
+            if ":all:" in names:
+                return allowed
+        return None
+
+
+@dataclass(frozen=True)
 class PipSettings:
     """The index and network settings pip would use (None: not set anywhere)."""
 
@@ -84,6 +148,8 @@ class PipSettings:
     pre: str | None = None
     """``pre (where)`` when pip's ``pre`` is on (a bare name's newest release may be a pre-release), else
     None."""
+    release_control: ReleaseControl = ReleaseControl()
+    """pip 26's ``all-releases``/``only-final``, with ``pre`` as ``all-releases = :all:``."""
     uploaded_prior_to: datetime | None = None
     """pip's ``uploaded-prior-to`` (time zone aware): only index files uploaded before it are candidates
     (:meth:`dragonfly_hybrid.pypi.index.PyPIClient.resolve`)."""
@@ -112,11 +178,14 @@ class PipSettings:
         extra_index_urls: tuple[str, ...] = (),
         trusted_hosts: tuple[str, ...] = (),
         refused: tuple[str, ...] = (),
+        release_control: ReleaseControl | None = None,
     ) -> PipSettings:
         """These settings under a higher-priority source: its index URL wins, its extra indexes and
-        trusted hosts are added."""
+        trusted hosts are added, its release control (requirements files': pip's under their lines)
+        replaces this one's."""
         return replace(
             self,
+            release_control=self.release_control if release_control is None else release_control,
             index_url=index_url or self.index_url,
             extra_index_urls=tuple(dict.fromkeys((*self.extra_index_urls, *extra_index_urls))),
             trusted_hosts=tuple(dict.fromkeys((*self.trusted_hosts, *trusted_hosts))),
@@ -160,6 +229,8 @@ _KEYS = (
     "find-links",
     "require-hashes",
     "pre",
+    "all-releases",
+    "only-final",
     "uploaded-prior-to",
 )
 # pip's boolean values (its ``strtobool``); pip refuses any other.
@@ -258,6 +329,9 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
     # pip keeps ``index-url`` and ``pypi-url`` apart (an empty one unsets that name only) and applies them
     # in the order of its merged keys: the later one wins.
     names = [key for key in values if key in ("index-url", "pypi-url")]
+    control = settings.release_control
+    for key in (k for k in values if k in ("all-releases", "only-final")):  # in pip's order of its keys
+        control = control.apply(key, *values[key])
     refused = settings.refused
     if "no-index" in values:  # a later layer's false lifts an earlier one's refusal, as pip takes it
         value, where = values["no-index"]
@@ -273,6 +347,7 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
         find_links=words("find-links", settings.find_links),
         require_hashes=flag("require-hashes", settings.require_hashes),
         pre=flag("pre", settings.pre),
+        release_control=control,
         uploaded_prior_to=cutoff(settings.uploaded_prior_to),
         refused=refused,
     )
@@ -296,6 +371,15 @@ def pip_settings(env: Mapping[str, str] | None = None, home: Path | None = None)
     settings = PipSettings()
     for values in layers:
         settings = _apply(settings, values)
+    control = settings.release_control
+    if settings.pre is not None:  # as pip 26 (check_release_control_exclusive), once all are read
+        names = {"all-releases": control.all_releases, "only-final": control.only_final}
+        if set_by := [s for s in control.sources if names[s.split(" ", 1)[0]]]:  # ":none:" sets nothing
+            raise PipConfigError(
+                f"pip's {settings.pre} cannot be used with {', '.join(set_by)}: pip refuses it "
+                "(unset one of them for scan)"
+            )
+        settings = replace(settings, release_control=control.with_pre())
     return settings
 
 

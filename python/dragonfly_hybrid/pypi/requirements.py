@@ -18,7 +18,9 @@ scanned. A pylock file given by ``path`` is skipped (scan it by its path).
   ``-c``/``--constraint`` files are read but not scanned (pip installs nothing from them, except from the
   URL or path of a named constraint, ``foo @ https://...``: skipped, as a URL requirement is). Option lines
   that change where releases come from are kept in :attr:`Pins.settings` (``--index-url``,
-  ``--extra-index-url``, ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused);
+  ``--extra-index-url``, ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused),
+  as are pip 26's ``--all-releases``/``--only-final`` and ``--pre`` lines, applied in order over pip's
+  settings, as pip 26.3 applies them (:attr:`PipSettings.release_control`);
   the others do not change what is fetched and are ignored. Environment markers are not evaluated:
   a release pinned for another platform or Python is scanned too. A file without a BOM or a coding line
   in which pip before 24.2 (which decoded it with its locale's codec) under a Latin-1 locale would take a
@@ -41,16 +43,18 @@ installed.
 from __future__ import annotations
 
 import contextlib
+import optparse
 import re
 import tempfile
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from dragonfly_hybrid.pypi.index import normalize_name
-from dragonfly_hybrid.pypi.pipconfig import PipSettings, pip_settings
+from dragonfly_hybrid.pypi.pipconfig import PipConfigError, PipSettings, pip_settings
 from dragonfly_hybrid.redaction import REDACTED, redact_text
 from dragonfly_hybrid.report import printable
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
@@ -150,7 +154,10 @@ def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
     """Every pinned release in ``paths`` (in order, duplicates removed). ``settings``: pip's (default: its
     configuration files and environment), whose ``require-hashes`` pip applies to requirements files."""
     pip = pip_settings() if settings is None else settings
-    pins = Pins(require_hashes=pip.require_hashes, pip=pip)
+    # pip 26 applies the files' release-control lines over its settings' (the finder's, changed in place).
+    pins = Pins(
+        settings=PipSettings(release_control=pip.release_control), require_hashes=pip.require_hashes, pip=pip
+    )
     entries: list[Any] = []
     for path in paths:
         kind = lock_format(path)
@@ -353,12 +360,14 @@ def _read_requirements(path: Path, pins: Pins) -> list[Any]:
     followed relative to the including file, options, ``--hash``, markers, continuations. Returns its
     requirements, for :func:`_check_hashes`."""
     # Imported here: it takes ~130 ms, which commands that read no requirements file should not pay.
+    import pip_requirements_parser as parser_module  # type: ignore[import-untyped,import-not-found,unused-ignore]
     from pip_requirements_parser import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
         InstallationError,
         RequirementsFile,
         auto_decode,
     )
 
+    _add_release_control_options(parser_module)
     try:
         parsed = RequirementsFile.from_file(str(path), include_nested=True)
     except InstallationError as err:
@@ -480,10 +489,45 @@ def _line_of_a_latin1_pip(path: Path) -> str | None:
     return next((line for raw, line in theirs.items() if raw not in ours), None)
 
 
+def _record_release_control(option: Any, opt_str: str, value: str, parser: Any) -> None:
+    """An ``--all-releases``/``--only-final`` of a line, kept in order with its value (flag, value, ...)."""
+    parser.values.release_control = [*(parser.values.release_control or ()), option.get_opt_string(), value]
+
+
+def _add_release_control_options(parser_module: Any) -> None:
+    """Teach the parser (pip 22's) pip 26's ``--all-releases``/``--only-final`` lines, which it refuses as
+    unknown options: an option line then carries ``release_control``, its flags and values in order."""
+    if "release_control" in parser_module.SUPPORTED_OPTIONS_DEST:
+        return
+    for flag in ("--all-releases", "--only-final"):
+        parser_module.SUPPORTED_OPTIONS.append(
+            partial(
+                optparse.Option,
+                flag,
+                dest="release_control",
+                action="callback",
+                type="str",
+                callback=_record_release_control,
+            )
+        )
+    parser_module.SUPPORTED_OPTIONS_DEST.append("release_control")
+
+
 def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
-    """Option lines that decide where releases come from; the others do not change what is fetched."""
-    settings = pins.settings
-    pins.settings = settings.overlay(
+    """Option lines that decide where releases come from, or which of them (``--pre``, ``--all-releases``,
+    ``--only-final``: over pip's settings, as pip 26.3 applies them, in order; a ``--pre`` line adds
+    ``:all:`` to ``all-releases`` without pip's refusal of ``pre`` with them); the others do not change
+    what is fetched."""
+    control = pins.settings.release_control
+    flags = options.get("release_control", [])
+    try:
+        for flag, value in zip(flags[::2], flags[1::2], strict=True):
+            control = control.apply(flag.removeprefix("--"), value, origin)
+    except PipConfigError as err:
+        raise RequirementsError(str(err).replace("pip's ", "--", 1)) from None
+    if options.get("pre"):  # after the line's other release options, as pip applies it
+        control = control.with_pre()
+    pins.settings = pins.settings.overlay(
         index_url=options.get("index_url"),
         extra_index_urls=tuple(options.get("extra_index_urls", ())),
         trusted_hosts=tuple(options.get("trusted_hosts", ())),
@@ -491,6 +535,7 @@ def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
             *((f"--no-index ({origin})",) if options.get("no_index") else ()),
             *((f"--find-links ({origin})",) if options.get("find_links") else ()),
         ),
+        release_control=control,
     )
     if options.get("require_hashes"):
         pins.require_hashes = f"--require-hashes ({origin})"

@@ -122,6 +122,17 @@ def test_hash_checking_mode_and_lock_files_give_no_note(
     assert "note:" not in result.stderr
 
 
+def test_a_hash_under_no_require_hashes_keeps_the_notes(
+    index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    # pip 26's --no-require-hashes: a --hash no longer turns hash-checking mode on, so pip installs the
+    # unpinned dependencies (checked with pip 26.3's `pip download -r`: foo's hash checked, bar downloaded).
+    digest = hashlib.sha256(index.projects["foo"][0].content).hexdigest()
+    result = scan(index, rules_dir, tmp_path, f"--no-require-hashes\nfoo==1.0 --hash=sha256:{digest}\n")
+    assert result.exit_code == 0, result.output
+    assert f"{NOTE} bar-baz, qux>=2 (required by foo==1.0)" in result.stderr
+
+
 def test_sdist_dependencies_are_known_from_metadata_2_2_only(
     fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
 ) -> None:

@@ -62,13 +62,11 @@ class Unknown(Exception):
 
 def wants_notes(pins: Pins) -> bool:
     """Whether the pins come from pip requirements files not in hash-checking mode (where pip refuses an
-    unpinned dependency); lock files list every dependency."""
+    unpinned dependency; a ``--hash`` turns it on, but with pip 26's ``no-require-hashes``); lock files list
+    every dependency."""
     from_requirements = [pin for pin in pins.pins if pin.line is not None]
-    return (
-        bool(from_requirements)
-        and pins.require_hashes is None
-        and not any(p.hashes for p in from_requirements)
-    )
+    hashed = pins.no_require_hashes is None and any(p.hashes for p in from_requirements)
+    return bool(from_requirements) and pins.require_hashes is None and not hashed
 
 
 @dataclass

@@ -13,14 +13,16 @@ Sources, lowest priority first (each one overrides the ones before it, key by ke
    a line that is no ``key = value``, not in the locale's encoding) is refused, as pip refuses to run.
 2. The environment: ``PIP_INDEX_URL`` (or ``PIP_PYPI_URL``), ``PIP_EXTRA_INDEX_URL`` (a
    whitespace-separated list), ``PIP_CERT``, ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (whitespace-separated),
-   ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``, ``PIP_PRE``,
-   ``PIP_ALL_RELEASES``, ``PIP_ONLY_FINAL``, ``PIP_UPLOADED_PRIOR_TO``; an empty one sets nothing.
-   Booleans (``no-index``, ``require-hashes``, ``pre``) are pip's: ``1``/``0``, ``true``/``false``,
-   ``yes``/``no``, ``on``/``off`` turn them on and off again over a lower source; any other value is
-   refused, as pip refuses it. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY``
-   variables are honoured by the HTTP client whenever no ``proxy`` setting is given.
+   ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``, ``PIP_NO_REQUIRE_HASHES``,
+   ``PIP_PRE``, ``PIP_ALL_RELEASES``, ``PIP_ONLY_FINAL``, ``PIP_UPLOADED_PRIOR_TO``; an empty one sets
+   nothing. Booleans (``no-index``, ``require-hashes``, ``no-require-hashes``, ``pre``) are pip's:
+   ``1``/``0``, ``true``/``false``, ``yes``/``no``, ``on``/``off`` turn them on and off again over a lower
+   source; any other value is refused, as pip refuses it. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/
+   ``ALL_PROXY``/``NO_PROXY`` variables are honoured by the HTTP client whenever no ``proxy`` setting is
+   given.
 3. Option lines of the requirements files given to ``-R`` (``--index-url``, ``--extra-index-url``,
-   ``--trusted-host``, ``--no-index``, ``--find-links``, ``--pre``, ``--all-releases``, ``--only-final``).
+   ``--trusted-host``, ``--no-index``, ``--find-links``, ``--pre``, ``--all-releases``, ``--only-final``;
+   ``--require-hashes`` and ``--no-require-hashes``, read by :mod:`requirements`).
 4. The command line (``scan --index-url``/``--extra-index-url``).
 
 The index URL of the highest-priority source that sets one is used; extra indexes and trusted hosts of
@@ -32,7 +34,9 @@ every release, as pip takes them: the files of those directories and pages are s
 (:meth:`dragonfly_hybrid.pypi.index.PyPIClient.resolve`). ``no-index`` (when on in the source that
 wins) and ``--find-links`` in a requirements file are refused (:class:`PipConfigError`; scan local
 distributions by giving their paths as targets). ``require-hashes`` turns on pip's hash-checking mode for
-requirements files, as a ``--require-hashes`` line does (:attr:`PipSettings.require_hashes`).
+requirements files, as a ``--require-hashes`` line does (:attr:`PipSettings.require_hashes`); pip 26's
+``no-require-hashes`` keeps a ``--hash`` from turning it on (:attr:`PipSettings.no_require_hashes`), and
+is refused with ``require-hashes``, as pip 26.3 refuses both (:func:`check_hash_mode`).
 ``pre`` lets a bare name's newest release be a pre-release, as pip's ``--pre`` does
 (:attr:`PipSettings.pre`). pip 26's ``all-releases`` and ``only-final`` (:class:`ReleaseControl`, as pip
 26.3 reads them) decide it name by name: a pre-release is then pip's choice for a bare name, or never a
@@ -145,6 +149,9 @@ class PipSettings:
     require_hashes: str | None = None
     """``require-hashes (where)`` when pip's ``require-hashes`` is on (pip then refuses a requirements file
     whose requirements are not all pinned with ``--hash``), else None."""
+    no_require_hashes: str | None = None
+    """``no-require-hashes (where)`` when pip 26's ``no-require-hashes`` is on (a ``--hash`` no longer
+    turns on hash-checking mode for every requirement), else None."""
     pre: str | None = None
     """``pre (where)`` when pip's ``pre`` is on (a bare name's newest release may be a pre-release), else
     None."""
@@ -228,6 +235,7 @@ _KEYS = (
     "no-index",
     "find-links",
     "require-hashes",
+    "no-require-hashes",
     "pre",
     "all-releases",
     "only-final",
@@ -346,6 +354,7 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
         proxy=text("proxy") or settings.proxy,
         find_links=words("find-links", settings.find_links),
         require_hashes=flag("require-hashes", settings.require_hashes),
+        no_require_hashes=flag("no-require-hashes", settings.no_require_hashes),
         pre=flag("pre", settings.pre),
         release_control=control,
         uploaded_prior_to=cutoff(settings.uploaded_prior_to),
@@ -380,7 +389,18 @@ def pip_settings(env: Mapping[str, str] | None = None, home: Path | None = None)
                 "(unset one of them for scan)"
             )
         settings = replace(settings, release_control=control.with_pre())
+    check_hash_mode(settings.require_hashes, settings.no_require_hashes)
     return settings
+
+
+def check_hash_mode(require_hashes: str | None, no_require_hashes: str | None) -> None:
+    """pip 26's refusal (``CommandError``) of ``require-hashes`` with ``no-require-hashes``, each ``name
+    (where)`` of a setting or a requirements file's line, once all are read."""
+    if require_hashes and no_require_hashes:
+        raise PipConfigError(
+            f"{require_hashes} and {no_require_hashes} are mutually exclusive: pip refuses them together "
+            "(unset one of them for scan)"
+        )
 
 
 def configured_index_url(env: Mapping[str, str] | None = None, home: Path | None = None) -> str:

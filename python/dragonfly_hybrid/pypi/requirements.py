@@ -20,18 +20,22 @@ scanned. A pylock file given by ``path`` is skipped (scan it by its path).
   that change where releases come from are kept in :attr:`Pins.settings` (``--index-url``,
   ``--extra-index-url``, ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused),
   as are pip 26's ``--all-releases``/``--only-final`` and ``--pre`` lines, applied in order over pip's
-  settings, as pip 26.3 applies them (:attr:`PipSettings.release_control`);
-  the others do not change what is fetched and are ignored. Environment markers are not evaluated:
-  a release pinned for another platform or Python is scanned too. A file without a BOM or a coding line
-  in which pip before 24.2 (which decoded it with its locale's codec) under a Latin-1 locale would take a
-  line this reader does not (lines break elsewhere there) gets a note in :attr:`Pins.notes`
+  settings, as pip 26.3 applies them (:attr:`PipSettings.release_control`; its ``--no-require-hashes``
+  lines: below); the others do not change what is fetched and are ignored. Environment markers are not
+  evaluated: a release pinned for another platform or Python is scanned too. A file without a BOM or a
+  coding line in which pip before 24.2 (which decoded it with its locale's codec) under a Latin-1 locale
+  would take a line this reader does not (lines break elsewhere there) gets a note in :attr:`Pins.notes`
   (:func:`_line_of_a_latin1_pip`); pip 24.2 and later decode it as UTF-8, as this reader does.
 
 Hashes follow pip's hash-checking mode: once a requirement has ``--hash``, a ``--require-hashes`` line
 is present or pip's ``require-hashes`` is set (``PIP_REQUIRE_HASHES``, pip.conf), every requirement must
 be pinned with ``==`` (or ``===``) and have ``--hash`` options (``sha256``, ``sha384`` or ``sha512``),
-else a :class:`RequirementsError` naming the line and what turned the mode on. Each pin
-keeps its allowed hashes (:attr:`Pin.hashes`): only the files of the release they allow are scanned.
+else a :class:`RequirementsError` naming the line and what turned the mode on. pip 26's
+``--no-require-hashes`` line or ``no-require-hashes`` setting (``PIP_NO_REQUIRE_HASHES``, pip.conf) keeps
+a ``--hash`` from turning the mode on (a line without hashes is then taken), and is a
+:class:`RequirementsError` with ``--require-hashes``/``require-hashes``, as pip 26.3 refuses both. Each pin
+keeps its allowed hashes (:attr:`Pin.hashes`), the mode on or off (pip 26.3 checks them either way): only
+the files of the release they allow are scanned.
 
 Entries that are not releases on an index (a local directory, a VCS checkout, a URL, an editable
 project) are listed in :attr:`Pins.skipped` with the reason; they cannot be resolved by name and version.
@@ -54,7 +58,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dragonfly_hybrid.pypi.index import normalize_name
-from dragonfly_hybrid.pypi.pipconfig import PipConfigError, PipSettings, pip_settings
+from dragonfly_hybrid.pypi.pipconfig import PipConfigError, PipSettings, check_hash_mode, pip_settings
 from dragonfly_hybrid.redaction import REDACTED, redact_text
 from dragonfly_hybrid.report import printable
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
@@ -113,6 +117,9 @@ class Pins:
     """What turned on hash-checking mode for every requirements file, if anything: a ``--require-hashes``
     line (``--require-hashes (file:line)``) or pip's ``require-hashes`` setting (``require-hashes
     (where)``)."""
+    no_require_hashes: str | None = None
+    """What keeps a ``--hash`` from turning that mode on (pip 26): a ``--no-require-hashes`` line
+    (``--no-require-hashes (file:line)``) or pip's ``no-require-hashes`` setting."""
     pip: PipSettings | None = None
     """pip's settings (configuration files, environment) as read for these files: the index client takes
     them too (read once per command)."""
@@ -156,7 +163,10 @@ def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
     pip = pip_settings() if settings is None else settings
     # pip 26 applies the files' release-control lines over its settings' (the finder's, changed in place).
     pins = Pins(
-        settings=PipSettings(release_control=pip.release_control), require_hashes=pip.require_hashes, pip=pip
+        settings=PipSettings(release_control=pip.release_control),
+        require_hashes=pip.require_hashes,
+        no_require_hashes=pip.no_require_hashes,
+        pip=pip,
     )
     entries: list[Any] = []
     for path in paths:
@@ -166,7 +176,11 @@ def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
         else:
             _read_lock(path, kind, pins)
     # Checked once all are read, as pip does: a --hash or --require-hashes in any file turns the mode on
-    # for the requirements of every file, whichever -R comes first.
+    # for the requirements of every file, whichever -R comes first (a --no-require-hashes, the --hash not).
+    try:
+        check_hash_mode(pins.require_hashes, pins.no_require_hashes)
+    except PipConfigError as err:
+        raise RequirementsError(str(err)) from None
     _check_hashes(entries, pins)
     return pins
 
@@ -367,7 +381,7 @@ def _read_requirements(path: Path, pins: Pins) -> list[Any]:
         auto_decode,
     )
 
-    _add_release_control_options(parser_module)
+    _add_pip26_options(parser_module)
     try:
         parsed = RequirementsFile.from_file(str(path), include_nested=True)
     except InstallationError as err:
@@ -494,23 +508,30 @@ def _record_release_control(option: Any, opt_str: str, value: str, parser: Any) 
     parser.values.release_control = [*(parser.values.release_control or ()), option.get_opt_string(), value]
 
 
-def _add_release_control_options(parser_module: Any) -> None:
-    """Teach the parser (pip 22's) pip 26's ``--all-releases``/``--only-final`` lines, which it refuses as
-    unknown options: an option line then carries ``release_control``, its flags and values in order."""
-    if "release_control" in parser_module.SUPPORTED_OPTIONS_DEST:
+# pip 26's option lines that pip 22's parser refuses as unknown options, as optparse keeps each: an
+# --all-releases/--only-final line carries ``release_control`` (its flags and values in order), a
+# --no-require-hashes line ``no_require_hashes``.
+_PIP26_OPTIONS: dict[str, dict[str, Any]] = {
+    **{
+        flag: {
+            "dest": "release_control",
+            "action": "callback",
+            "type": "str",
+            "callback": _record_release_control,
+        }
+        for flag in ("--all-releases", "--only-final")
+    },
+    "--no-require-hashes": {"dest": "no_require_hashes", "action": "store_true"},
+}
+
+
+def _add_pip26_options(parser_module: Any) -> None:
+    """Teach the parser (pip 22's) :data:`_PIP26_OPTIONS`."""
+    if "no_require_hashes" in parser_module.SUPPORTED_OPTIONS_DEST:
         return
-    for flag in ("--all-releases", "--only-final"):
-        parser_module.SUPPORTED_OPTIONS.append(
-            partial(
-                optparse.Option,
-                flag,
-                dest="release_control",
-                action="callback",
-                type="str",
-                callback=_record_release_control,
-            )
-        )
-    parser_module.SUPPORTED_OPTIONS_DEST.append("release_control")
+    for flag, how in _PIP26_OPTIONS.items():
+        parser_module.SUPPORTED_OPTIONS.append(partial(optparse.Option, flag, **how))
+    parser_module.SUPPORTED_OPTIONS_DEST.extend(dict.fromkeys(how["dest"] for how in _PIP26_OPTIONS.values()))
 
 
 def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
@@ -539,6 +560,8 @@ def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
     )
     if options.get("require_hashes"):
         pins.require_hashes = f"--require-hashes ({origin})"
+    if options.get("no_require_hashes"):
+        pins.no_require_hashes = f"--no-require-hashes ({origin})"
 
 
 def _refused_constraint(entry: Any) -> str | None:
@@ -590,12 +613,13 @@ def _read_entry(entry: Any, pins: Pins) -> None:
 
 
 def _check_hashes(entries: list[Any], pins: Pins) -> None:
-    """pip's hash-checking mode: once ``--require-hashes`` is given or any requirement has a ``--hash``,
-    every requirement must be pinned with ``==`` and carry hashes."""
+    """pip's hash-checking mode: once ``--require-hashes`` is given or any requirement has a ``--hash``
+    (but with pip 26's ``--no-require-hashes``), every requirement must be pinned with ``==`` and carry
+    hashes."""
     hashed = next((e for e in entries if e.hash_options), None)
     if pins.require_hashes is not None:
         why = pins.require_hashes
-    elif hashed is not None:
+    elif hashed is not None and pins.no_require_hashes is None:
         why = f"--hash options ({hashed.filename}:{hashed.line_number})"
     else:
         return

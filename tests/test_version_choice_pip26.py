@@ -1,0 +1,59 @@
+"""Pass 48's version choice run with pip 26.3 as the oracle (red-team pass 55).
+
+``tests/test_version_choice_differential.py``'s generator was run by hand with pip 26.3's wheel first on
+``sys.path`` (seeds 1-9, 30-200 projects each, HTML and JSON pages, ``--python-version 3.8``, invalid
+Requires-Python clauses, ``PIP_ALL_RELEASES``/``PIP_ONLY_FINAL`` given to both sides): every file pip 26.3
+downloaded was scanned, and a bare name reported pip's version. What differed was the version a pin
+reports: ``scan foo==1.0`` reported ``1.0`` where pip installs ``1.0+cu1``. CI has pip 23.2 only, which
+picks the same file in every case below (each also checked by hand with pip 26.3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dragonfly_hybrid.pypi.index import PyPIClient
+
+from tests.fakes.pypi import FakeFile, FakeIndex, wheel
+from tests.test_version_choice_differential import _pip_pick
+
+WINDOWS = "cp311-cp311-win_amd64"
+
+
+def _wheel(
+    version: str, tags: str = "py3-none-any", yanked: bool = False, requires_python: str | None = None
+) -> FakeFile:
+    filename, content = wheel("foo", version, {"m.py": b"pass\n"})
+    return FakeFile(filename.replace("py3-none-any", tags), content, yanked, requires_python=requires_python)
+
+
+# (files of foo, the version `foo==1.0` reports: what pip 23.2 and 26.3 install, checked by hand with both)
+CASES = {
+    "1.0 yanked": ([_wheel("1.0", yanked=True), _wheel("1.0+cu1")], "1.0+cu1"),
+    "neither yanked": ([_wheel("1.0"), _wheel("1.0+cu1")], "1.0+cu1"),
+    "both yanked": ([_wheel("1.0", yanked=True), _wheel("1.0+cu1", yanked=True)], "1.0+cu1"),
+    "local yanked": ([_wheel("1.0"), _wheel("1.0+cu1", yanked=True)], "1.0"),
+    "local for Windows only": ([_wheel("1.0"), _wheel("1.0+cu1", WINDOWS)], "1.0"),
+    "1.0 yanked, local for Windows": ([_wheel("1.0", yanked=True), _wheel("1.0+cu1", WINDOWS)], "1.0"),
+    "local for Python 3.13+": ([_wheel("1.0"), _wheel("1.0+cu1", requires_python=">=3.13")], "1.0"),
+    "two locals, the higher for Windows": (
+        [_wheel("1.0", yanked=True), _wheel("1.0+cu1"), _wheel("1.0+cu2", WINDOWS)],
+        "1.0+cu1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_pin_reports_the_local_version_pip_installs(
+    fake_index: FakeIndex, tmp_path: Path, case: str
+) -> None:
+    """Every version `==1.0` matches is scanned; the one reported is the one pip installs: the newest with a
+    file it takes here (its tags, its Requires-Python), a yanked one only when all those are yanked."""
+    files, expected = CASES[case]
+    fake_index.add("foo", *files)
+    release = PyPIClient(fake_index.url).resolve("foo", "1.0")
+    assert release.version == expected
+    assert sorted(f.filename for f in release.files) == sorted(f.filename for f in files)  # none lost
+    (picked,) = _pip_pick(fake_index, tmp_path, "foo==1.0")
+    assert picked.split("-")[1] == expected

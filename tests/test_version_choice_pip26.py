@@ -3,9 +3,11 @@
 ``tests/test_version_choice_differential.py``'s generator was run by hand with pip 26.3's wheel first on
 ``sys.path`` (seeds 1-9, 30-200 projects each, HTML and JSON pages, ``--python-version 3.8``, invalid
 Requires-Python clauses, ``PIP_ALL_RELEASES``/``PIP_ONLY_FINAL`` given to both sides): every file pip 26.3
-downloaded was scanned, and a bare name reported pip's version. What differed was the version a pin
-reports: ``scan foo==1.0`` reported ``1.0`` where pip installs ``1.0+cu1``. CI has pip 23.2 only, which
-picks the same file in every case below (each also checked by hand with pip 26.3).
+downloaded was scanned, and a bare name reported pip's version. A pin reports the version asked for:
+``scan foo==1.0`` scans every version ``==1.0`` matches and says ``1.0`` where pip installs ``1.0+cu1``
+(the label of the stored release too, which ``report foo==1.0`` finds; labelling it with pip's choice was
+tried and undone for that). CI has pip 23.2 only, which picks the same file in every case below (each also
+checked by hand with pip 26.3).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _wheel(
     return FakeFile(filename.replace("py3-none-any", tags), content, yanked, requires_python=requires_python)
 
 
-# (files of foo, the version `foo==1.0` reports: what pip 23.2 and 26.3 install, checked by hand with both)
+# (files of foo, the version pip 23.2 and 26.3 install for `foo==1.0`, checked by hand with both)
 CASES = {
     "1.0 yanked": ([_wheel("1.0", yanked=True), _wheel("1.0+cu1")], "1.0+cu1"),
     "neither yanked": ([_wheel("1.0"), _wheel("1.0+cu1")], "1.0+cu1"),
@@ -45,15 +47,17 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_a_pin_reports_the_local_version_pip_installs(
+def test_a_pin_scans_the_version_pip_installs_under_the_version_asked(
     fake_index: FakeIndex, tmp_path: Path, case: str
 ) -> None:
-    """Every version `==1.0` matches is scanned; the one reported is the one pip installs: the newest with a
-    file it takes here (its tags, its Requires-Python), a yanked one only when all those are yanked."""
-    files, expected = CASES[case]
+    """Every version `==1.0` matches is scanned, the one pip installs among them (the newest with a file it
+    takes here, its tags, its Requires-Python; a yanked one only when all those are yanked) included; the
+    release is reported as the version asked for."""
+    files, installed = CASES[case]
     fake_index.add("foo", *files)
     release = PyPIClient(fake_index.url).resolve("foo", "1.0")
-    assert release.version == expected
+    assert release.version == "1.0"
     assert sorted(f.filename for f in release.files) == sorted(f.filename for f in files)  # none lost
     (picked,) = _pip_pick(fake_index, tmp_path, "foo==1.0")
-    assert picked.split("-")[1] == expected
+    assert picked.split("-")[1] == installed
+    assert picked in {f.filename for f in release.files}

@@ -1,12 +1,11 @@
 """Resolving releases on a PEP 691 simple index and downloading their distributions.
 
 ``name==version`` selects every version PEP 440's ``==`` matches: that version and its local variants
-(``1.0+build``), yanked files included (an exact pin may select a yanked release, PEP 592); the version
-reported is the one of them pip picks (:func:`select_release`). A bare ``name`` selects the highest
-version that is not a pre-release and has a file pip could install: not yanked, Requires-Python
-admitting the running Python or the one asked for, and an sdist or a wheel whose tags this platform
-supports (pre-releases only when nothing else exists); of it, the files not yanked whose Requires-Python
-admits that Python. Files are named and versioned as pip names them, from
+(``1.0+build``), one of which pip picks; yanked files included (an exact pin may select a yanked release,
+PEP 592). A bare ``name`` selects the highest version that is not a pre-release and has a file pip could
+install: not yanked, Requires-Python admitting the running Python or the one asked for, and an sdist or a
+wheel whose tags this platform supports (pre-releases only when nothing else exists); of it, the files
+not yanked whose Requires-Python admits that Python. Files are named and versioned as pip names them, from
 their URLs (:mod:`.pip_names`). Project names are normalized per PEP 503 before the index is asked; a
 project is looked up on the index and every extra index, and their files are merged (pip's rule), with
 those of pip's ``find-links`` (:meth:`PyPIClient.find_links_packages`: a directory's files, a page's links,
@@ -230,11 +229,10 @@ def target_python(text: str | None) -> Version:
     return Version(text.strip())
 
 
-def _installable(package: DistributionPackage, python: Version, *, yanked: bool = False) -> bool:
-    """Not yanked (unless ``yanked``), and its Requires-Python admits ``python`` (an invalid one is ignored,
-    as pip 24.1 and later ignore it: pip before 24.1 compared a clause such as ``>=3.6.*`` as a legacy
-    version)."""
-    if package.is_yanked and not yanked:
+def _installable(package: DistributionPackage, python: Version) -> bool:
+    """Not yanked, and its Requires-Python admits ``python`` (an invalid one is ignored, as pip 24.1 and later
+    ignore it: pip before 24.1 compared a clause such as ``>=3.6.*`` as a legacy version)."""
+    if package.is_yanked:
         return False
     if not package.requires_python:
         return True
@@ -247,23 +245,18 @@ def _installable(package: DistributionPackage, python: Version, *, yanked: bool 
 
 
 def _latest(
-    versions: dict[Version, list[DistributionPackage]],
-    python: Version,
-    pre: bool | None = None,
-    *,
-    yanked: bool = False,
+    versions: dict[Version, list[DistributionPackage]], python: Version, pre: bool | None = None
 ) -> Version | None:
     """pip's choice: the newest final release with a file pip could install here (not yanked, its
     Requires-Python admitting ``python``, an sdist or a wheel for this platform: a release of only Windows
     wheels is not pip's choice on Linux); a pre-release only when there is no such final release (``pre``
-    None), or whenever newer (True: pip's ``--pre``, ``all-releases``), or never (False: ``only-final``).
-    ``yanked``: yanked files count too (what a pin takes when pip has nothing else, PEP 592)."""
+    None), or whenever newer (True: pip's ``--pre``, ``all-releases``), or never (False: ``only-final``)."""
     from dragonfly_hybrid.pypi.pip_names import runs_on
 
     live = [
         v
         for v, packages in versions.items()
-        if any(_installable(p, python, yanked=yanked) and runs_on(p.filename, python) for p in packages)
+        if any(_installable(p, python) and runs_on(p.filename, python) for p in packages)
     ]
     finals = [v for v in live if not v.is_prerelease]
     return max(live if pre else finals if pre is False else finals or live, default=None)
@@ -275,12 +268,11 @@ _ONLY_FINAL = "; pip's only-final allows no pre-release of it: pip finds no fina
 def select_release(
     page: ProjectPage, version: str | None, python: Version = RUNNING_PYTHON, *, pre: bool | None = None
 ) -> Release:
-    """Pick the files of ``version`` (of every version its ``==`` matches, labelled with the one pip
-    installs) from a parsed project page, or, when ``version`` is None, the installable files (not yanked,
-    Requires-Python admitting ``python``) of the latest version pip would install on ``python``. ``pre``:
-    pip's ``allows_prereleases`` for the project (True: ``--pre`` or ``all-releases``, the newest may be a
-    pre-release; False: ``only-final``, no pre-release is a candidate, not even pinned; None: pip's
-    default)."""
+    """Pick the files of ``version`` from a parsed project page, or, when ``version`` is None, the
+    installable files (not yanked, Requires-Python admitting ``python``) of the latest version pip would
+    install on ``python``. ``pre``: pip's ``allows_prereleases`` for the project (True: ``--pre`` or
+    ``all-releases``, the newest may be a pre-release; False: ``only-final``, no pre-release is a
+    candidate, not even pinned; None: pip's default)."""
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
@@ -317,14 +309,7 @@ def select_release(
                 f"project {page.project!r} has no files for version {version}{status}; "
                 f"latest versions on the index: {known}"
             )
-        # Every matching version is scanned; the one reported is the one pip installs (pip 23.2 and 26.3
-        # alike): the newest with a file it takes here, a yanked one only when all those are yanked.
-        among = {v: versions[v] for v in matching}
-        chosen = (
-            _latest(among, python, True)
-            or _latest(among, python, True, yanked=True)
-            or (wanted if wanted in matching else matching[-1])  # pip takes none of them here
-        )
+        chosen = wanted if wanted in matching else matching[-1]
         packages = [p for v in matching for p in versions[v]]
     packages.sort(key=lambda p: p.filename)
     # The version as the index spells it (a file's of that version), not a re-normalized form.

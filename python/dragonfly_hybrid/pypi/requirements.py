@@ -21,11 +21,13 @@ scanned. A pylock file given by ``path`` is skipped (scan it by its path).
   ``--extra-index-url``, ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused),
   as are pip 26's ``--all-releases``/``--only-final`` and ``--pre`` lines, applied in order over pip's
   settings, as pip 26.3 applies them (:attr:`PipSettings.release_control`; its ``--no-require-hashes``
-  lines: below); the others do not change what is fetched and are ignored. Environment markers are not
-  evaluated: a release pinned for another platform or Python is scanned too. A file without a BOM or a
-  coding line in which pip before 24.2 (which decoded it with its locale's codec) under a Latin-1 locale
-  would take a line this reader does not (lines break elsewhere there) gets a note in :attr:`Pins.notes`
-  (:func:`_line_of_a_latin1_pip`); pip 24.2 and later decode it as UTF-8, as this reader does.
+  lines: below); the others do not change what is fetched and are ignored, as is pip 23.1+'s
+  per-requirement ``-C``/``--config-settings KEY=VAL`` (how pip builds an sdist; without ``=`` refused,
+  as pip refuses it). Environment markers are not evaluated: a release pinned for another platform or
+  Python is scanned too. A file without a BOM or a coding line in which pip before 24.2 (which decoded it
+  with its locale's codec) under a Latin-1 locale would take a line this reader does not (lines break
+  elsewhere there) gets a note in :attr:`Pins.notes` (:func:`_line_of_a_latin1_pip`); pip 24.2 and later
+  decode it as UTF-8, as this reader does.
 
 Hashes follow pip's hash-checking mode: once a requirement has ``--hash``, a ``--require-hashes`` line
 is present or pip's ``require-hashes`` is set (``PIP_REQUIRE_HASHES``, pip.conf), every requirement must
@@ -50,6 +52,7 @@ import contextlib
 import optparse
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import zip_longest
@@ -508,12 +511,18 @@ def _record_release_control(option: Any, opt_str: str, value: str, parser: Any) 
     parser.values.release_control = [*(parser.values.release_control or ()), option.get_opt_string(), value]
 
 
-# pip 26's option lines that pip 22's parser refuses as unknown options, as optparse keeps each: an
+def _check_config_setting(option: Any, opt_str: str, value: str, parser: Any) -> None:
+    """A ``-C``/``--config-settings`` value: ``KEY=VAL``, else the line is refused, as pip refuses it."""
+    if "=" not in value:
+        parser.error(f"Arguments to {opt_str} must be of the form KEY=VAL")
+
+
+# pip's option lines that pip 22's parser refuses as unknown options, as optparse keeps each: an
 # --all-releases/--only-final line carries ``release_control`` (its flags and values in order), a
-# --no-require-hashes line ``no_require_hashes``.
-_PIP26_OPTIONS: dict[str, dict[str, Any]] = {
+# --no-require-hashes line ``no_require_hashes`` (pip 26).
+_PIP26_OPTIONS: dict[tuple[str, ...], dict[str, Any]] = {
     **{
-        flag: {
+        (flag,): {
             "dest": "release_control",
             "action": "callback",
             "type": "str",
@@ -521,17 +530,40 @@ _PIP26_OPTIONS: dict[str, dict[str, Any]] = {
         }
         for flag in ("--all-releases", "--only-final")
     },
-    "--no-require-hashes": {"dest": "no_require_hashes", "action": "store_true"},
+    ("--no-require-hashes",): {"dest": "no_require_hashes", "action": "store_true"},
 }
+# pip's per-requirement options that pip 22's parser refuses: -C/--config-settings (pip 23.1+) changes how
+# pip builds an sdist, not which release or files it fetches: checked as pip checks it, then ignored.
+_PIP26_REQUIREMENT_OPTIONS: dict[tuple[str, ...], dict[str, Any]] = {
+    ("-C", "--config-settings"): {
+        "dest": "config_settings",
+        "action": "callback",
+        "type": "str",
+        "callback": _check_config_setting,
+    },
+}
+# The parser's option lists are module globals, shared by every thread (the node's jobs, watch's rounds).
+_PARSER_LOCK = threading.Lock()
 
 
 def _add_pip26_options(parser_module: Any) -> None:
-    """Teach the parser (pip 22's) :data:`_PIP26_OPTIONS`."""
-    if "no_require_hashes" in parser_module.SUPPORTED_OPTIONS_DEST:
-        return
-    for flag, how in _PIP26_OPTIONS.items():
-        parser_module.SUPPORTED_OPTIONS.append(partial(optparse.Option, flag, **how))
-    parser_module.SUPPORTED_OPTIONS_DEST.extend(dict.fromkeys(how["dest"] for how in _PIP26_OPTIONS.values()))
+    """Teach the parser (pip 22's) :data:`_PIP26_OPTIONS` and :data:`_PIP26_REQUIREMENT_OPTIONS`, each
+    option it does not know yet (once per process, whoever imported the parser first)."""
+    with _PARSER_LOCK:
+        known = parser_module.build_parser()
+        for factories, dests, table in (
+            (parser_module.SUPPORTED_OPTIONS, parser_module.SUPPORTED_OPTIONS_DEST, _PIP26_OPTIONS),
+            (
+                parser_module.SUPPORTED_OPTIONS_REQ,
+                parser_module.SUPPORTED_OPTIONS_REQ_DEST,
+                _PIP26_REQUIREMENT_OPTIONS,
+            ),
+        ):
+            for flags, how in table.items():
+                if not any(known.has_option(flag) for flag in flags):
+                    factories.append(partial(optparse.Option, *flags, **how))
+                if how["dest"] not in dests:
+                    dests.append(how["dest"])
 
 
 def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:

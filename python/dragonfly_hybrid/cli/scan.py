@@ -152,7 +152,8 @@ def scan_command(
         typer.Argument(
             help="What to scan: an archive (sdist, wheel, zip, egg; the format is detected from the bytes), "
             "a loose file, a directory (every file under it, recursively), `name==version` (that release "
-            "on the index: every sdist and wheel) or `name` (its latest release).",
+            "on the index: every sdist and wheel) or `name` (the release pip would install: its latest final "
+            "one, by pip's settings).",
             metavar="TARGET",
             show_default=False,
         ),
@@ -163,9 +164,10 @@ def scan_command(
             "--requirements",
             "-R",
             help="Scan every pinned release in a requirements file, pylock.toml, uv.lock or poetry.lock "
-            "(each dependency is a target). Repeatable. For requirements files (without --hash), the "
-            "dependencies the releases declare that no -R file pins (or that pip takes from a URL) are named "
-            "in a note, one level deep; an sdist pip would build has unknown ones (its build decides).",
+            "(each dependency is a target). Repeatable. For requirements files not in pip's hash-checking "
+            "mode, the dependencies the releases declare that no -R file pins (or that pip takes from a URL) "
+            "are named in a note, one level deep; an sdist pip would build has unknown ones (its build "
+            "decides).",
             metavar="FILE",
             show_default=False,
         ),
@@ -228,7 +230,8 @@ def scan_command(
             help="Simple repository API (PEP 691) to resolve `name` and `name==version` on; an --index-url "
             "line of a -R file wins over it, as in pip. Default: PIP_INDEX_URL, else pip's configured "
             "index-url, else PyPI (pypi.org/simple/). pip's other settings apply too (extra indexes, "
-            "find-links, cert, proxy, pre, all-releases, only-final, uploaded-prior-to: see the README).",
+            "find-links, cert, client-cert, trusted-host, proxy, pre, all-releases, only-final, "
+            "uploaded-prior-to, require-hashes, no-require-hashes; no-index is refused: see the README).",
             metavar="URL",
             show_default=False,
         ),

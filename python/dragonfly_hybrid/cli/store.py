@@ -839,7 +839,9 @@ class FileChanges:
         }
 
 
-SIDE_HELP = "an archive (sdist, wheel, zip), a directory, name==version, or name (its latest release)"
+SIDE_HELP = (
+    "an archive (sdist, wheel, zip), a directory, name==version, or name (the release pip would install)"
+)
 
 
 def _parse_side(raw: str) -> Target:

@@ -289,7 +289,8 @@ def _flag(key: str, value: str, where: str) -> bool:
     if value.lower() in _TRUE + _FALSE:
         return value.lower() in _TRUE
     raise PipConfigError(
-        f"pip's {key} is {value!r} ({where}): not a boolean (true/false, yes/no, on/off, 1/0); pip refuses it"
+        f"pip's {key} is {value!r} ({where}): not a boolean (true/false, yes/no, on/off, 1/0, y/n, t/f); "
+        "pip refuses it"
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid.pypi.index import PyPIClient
+from dragonfly_hybrid.pypi.index import PyPIClient, VersionNotFound
 
 from tests.fakes.pypi import FakeFile, FakeIndex, wheel
 from tests.test_version_choice_differential import _pip_pick
@@ -61,3 +61,28 @@ def test_a_pin_scans_the_version_pip_installs_under_the_version_asked(
     (picked,) = _pip_pick(fake_index, tmp_path, "foo==1.0")
     assert picked.split("-")[1] == installed
     assert picked in {f.filename for f in release.files}
+
+
+@pytest.mark.parametrize(
+    ("files", "installed"),
+    [
+        ([_wheel("1.0", yanked=True), _wheel("2.0a1")], None),  # a final release (yanked) keeps 2.0a1 out
+        ([_wheel("1.0", WINDOWS, yanked=True), _wheel("2.0a1")], "2.0a1"),  # no final file pip takes here
+        ([_wheel("1.0", yanked=True), _wheel("0.9"), _wheel("2.0a1")], "0.9"),
+    ],
+)
+def test_a_bare_name_with_its_final_release_yanked_takes_no_pre_release(
+    fake_index: FakeIndex, tmp_path: Path, files: list[FakeFile], installed: str | None
+) -> None:
+    """pip (23.2 as 26.3, the latter checked by hand) keeps pre-releases only when no final version has a
+    file it takes here, yanked ones counted, then drops the yanked ones: with `1.0` yanked beside `2.0a1`, it
+    installs nothing, where `scan foo` scanned `2.0a1`."""
+    fake_index.add("foo", *files)
+    picked = _pip_pick(fake_index, tmp_path, "foo")
+    assert [name.split("-")[1] for name in picked] == ([installed] if installed else [])
+    client = PyPIClient(fake_index.url)
+    if installed is None:
+        with pytest.raises(VersionNotFound, match="final releases are yanked, and pip takes no pre-release"):
+            client.resolve("foo")
+    else:
+        assert client.resolve("foo").version == installed

@@ -229,10 +229,11 @@ def target_python(text: str | None) -> Version:
     return Version(text.strip())
 
 
-def _installable(package: DistributionPackage, python: Version) -> bool:
-    """Not yanked, and its Requires-Python admits ``python`` (an invalid one is ignored, as pip 24.1 and later
-    ignore it: pip before 24.1 compared a clause such as ``>=3.6.*`` as a legacy version)."""
-    if package.is_yanked:
+def _installable(package: DistributionPackage, python: Version, *, yanked_too: bool = False) -> bool:
+    """Not yanked (unless ``yanked_too``), and its Requires-Python admits ``python`` (an invalid one is
+    ignored, as pip 24.1 and later ignore it: pip before 24.1 compared a clause such as ``>=3.6.*`` as a
+    legacy version)."""
+    if package.is_yanked and not yanked_too:
         return False
     if not package.requires_python:
         return True
@@ -253,12 +254,18 @@ def _latest(
     None), or whenever newer (True: pip's ``--pre``, ``all-releases``), or never (False: ``only-final``)."""
     from dragonfly_hybrid.pypi.pip_names import runs_on
 
-    live = [
-        v
-        for v, packages in versions.items()
-        if any(_installable(p, python) and runs_on(p.filename, python) for p in packages)
-    ]
+    def has_file(version: Version, yanked_too: bool = False) -> bool:
+        return any(
+            _installable(p, python, yanked_too=yanked_too) and runs_on(p.filename, python)
+            for p in versions[version]
+        )
+
+    live = [v for v in versions if has_file(v)]
     finals = [v for v in live if not v.is_prerelease]
+    if pre is None and not finals and any(not v.is_prerelease and has_file(v, True) for v in versions):
+        # pip keeps pre-releases only when no final version has a file here, yanked ones counted; then it
+        # drops the yanked ones (PEP 592): nothing is left (pip 23.2 and 26.3: "No matching distribution").
+        return None
     return max(live if pre else finals if pre is False else finals or live, default=None)
 
 
@@ -281,6 +288,12 @@ def select_release(
             raise VersionNotFound(
                 f"project {page.project!r} has no installable final release for Python {python} here"
                 f"{_ONLY_FINAL}{status}"
+            )
+        if chosen is None and pre is None and _latest(versions, python, True) is not None:
+            raise VersionNotFound(
+                f"project {page.project!r} has no installable release for Python {python} here: its final "
+                "releases are yanked, and pip takes no pre-release while a final release exists (pin one "
+                f"with name==version){status}"
             )
         if chosen is None:
             raise VersionNotFound(

@@ -13,7 +13,7 @@ from dragonfly_hybrid.pypi import dependencies
 from dragonfly_hybrid.pypi.dependencies import Unknown
 from typer.testing import CliRunner, Result
 
-from tests.fakes.pypi import FakeIndex, tar_gz_bytes, wheel, zip_bytes
+from tests.fakes.pypi import FakeFile, FakeIndex, tar_gz_bytes, wheel, zip_bytes
 
 NOTE = "note: not pinned, so not scanned:"
 
@@ -152,6 +152,28 @@ def test_sdist_dependencies_are_known_from_metadata_2_2_only(
     fake_index.add("old", wheel_requiring("old", "1.0", ["bar"]))
     result = scan(fake_index, rules_dir, tmp_path, "old==1.0\n")
     assert f"{NOTE} bar (required by old==1.0)" in result.stderr and "unknown" not in result.stderr
+
+
+def test_a_yanked_wheel_beside_an_sdist_leaves_the_sdists_dependencies_unknown(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """pip takes a yanked file of a pinned release only when all it could take here are yanked (PEP 592;
+    pip's resolver, 23.2 as 26.3: ``iter_index_candidate_infos``): here it builds the sdist, whose
+    dependencies its build decides, not the yanked wheel's METADATA."""
+    name, content = wheel_requiring("foo", "1.0", ["bar"])
+    pkg_info = metadata("foo", "1.0", [], "2.1")
+    fake_index.add("foo", FakeFile(name, content, True), sdist_with("foo", "1.0", pkg_info))
+    fake_index.add("bar", wheel("bar", "1.0", {"bar/__init__.py": b""}))
+    result = scan(fake_index, rules_dir, tmp_path, "foo==1.0\nbar==1.0\n")
+    assert result.exit_code == 0, result.output
+    unknown = (
+        f"note: dependencies unknown, not checked: foo==1.0 (foo-1.0.tar.gz: {dependencies.SDIST_UNKNOWN})"
+    )
+    assert unknown in result.stderr
+    # Every file yanked: pip takes the wheel, which declares its dependencies.
+    fake_index.projects["foo"] = [FakeFile(name, content, True)]
+    result = scan(fake_index, rules_dir, tmp_path, "foo==1.0\nbar==1.0\n")
+    assert result.exit_code == 0 and "note:" not in result.stderr, result.output
 
 
 def _lying_size(archive: bytes, member: bytes, size: int) -> bytes:

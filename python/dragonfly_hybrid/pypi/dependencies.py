@@ -99,6 +99,11 @@ class DependencyNotes:
         requires: list[Requirement] = []
         unknown: list[str] = []
         wheel_known = False
+        # pip takes a yanked file of a pinned release only when every file it could take here is yanked.
+        takeable = [
+            f for f, _ in fetched if not f.filename.endswith(".whl") or runs_on(f.filename, self.python)
+        ]
+        yanked_ok = all(f.yanked for f in takeable)
         for file, path in fetched:
             try:
                 declared = _declared(path, file.filename, normalize_name(release.name))
@@ -112,7 +117,11 @@ class DependencyNotes:
                 # yet the build (the attacker's code) may say otherwise.
                 unknown.append(f"{printable(file.filename)}: {SDIST_UNKNOWN}")
             # A wheel for another platform or Python is not one pip takes here: it builds the sdist.
-            wheel_known |= file.filename.endswith(".whl") and runs_on(file.filename, self.python)
+            wheel_known |= (
+                file.filename.endswith(".whl")
+                and runs_on(file.filename, self.python)
+                and (yanked_ok or not file.yanked)
+            )
             requires += declared
         if wheel_known:  # pip installs a wheel when one fits; one built from the sdist declares the same
             unknown = [u for u in unknown if not u.endswith(SDIST_UNKNOWN)]

@@ -61,7 +61,9 @@ def test_a_wrong_hash_is_incomplete_not_clean(release: FakeIndex, tmp_path: Path
     (target,) = report["targets"]
     assert target["verdict"] == "incomplete"
     assert "no file of pkg==1.0 has a hash allowed" in target["error"] and f"{req}:1" in target["error"]
-    assert not [r for r in release.requests if r.startswith("/files/")]  # nothing downloaded, nothing scanned
+    # No file lists an allowed digest: pip keeps every candidate and checks the bytes of the one it downloads
+    # (filter_unallowed_hashes), so each candidate is downloaded and checked; none is scanned.
+    assert not target["distributions"]
     assert "matches no file" not in result.stderr  # the error says it already
 
 

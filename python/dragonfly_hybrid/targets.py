@@ -399,6 +399,21 @@ def _hash_verdict(file: DistributionFile, allowed: frozenset[str]) -> bool | Non
     return None
 
 
+def _hash_candidates(
+    files: Sequence[DistributionFile], allowed: frozenset[str], python: Version
+) -> list[DistributionFile]:
+    """The ``files`` to download for the ``allowed`` hashes, as pip's ``filter_unallowed_hashes`` keeps its
+    candidates: those the index lists an allowed digest for, and those only their bytes can tell; but when
+    no file pip could take here lists an allowed digest, every file pip could take here too (pip then keeps
+    every candidate, and installs the best one if its bytes match, whatever digest the index lists)."""
+    from dragonfly_hybrid.pypi.index import pip_candidate
+
+    verdicts = [(file, _hash_verdict(file, allowed)) for file in files]
+    if any(verdict is True and pip_candidate(file, python) for file, verdict in verdicts):
+        return [file for file, verdict in verdicts if verdict is not False]
+    return [file for file, verdict in verdicts if verdict is not False or pip_candidate(file, python)]
+
+
 def _file_hashes(path: Path, algorithms: set[str]) -> set[str]:
     """``algorithm:hex`` of the file's bytes for each of ``algorithms``."""
     hashers = {alg: hashlib.new(alg) for alg in algorithms}
@@ -613,8 +628,10 @@ class TargetScanner:
         """Download into ``directory`` the files of ``release`` that the target's hashes allow (every file
         when it has none), checked against them; what arrived (in index order) and each failure (a
         find-links location that could not be read among them: the release may have files not seen)."""
-        files = [f for f in release.files if _hash_verdict(f, target.hashes) is not False]
-        fetched, failures = self._download_all(files, directory)
+        files = _hash_candidates(release.files, target.hashes, self.pypi.python_version)
+        # With hashes, pip checks the bytes against them only (26.3: "an index-provided hash must not
+        # override one supplied by the user"); _check_hashes does.
+        fetched, failures = self._download_all(files, directory, listed_digest=not target.hashes)
         if target.hashes:
             label = f"{release.name}=={release.version}"
             fetched, failures = self._check_hashes(target, label, fetched, failures, release.files)
@@ -690,10 +707,10 @@ class TargetScanner:
         return kept, failures
 
     def _download_all(
-        self, files: Sequence[DistributionFile], directory: Path
+        self, files: Sequence[DistributionFile], directory: Path, *, listed_digest: bool = True
     ) -> tuple[list[tuple[DistributionFile, Path]], list[FetchFailure]]:
-        """Download files concurrently into ``directory``; returns what arrived (in index order) and each
-        failure.
+        """Download files concurrently into ``directory`` (``listed_digest``: as ``PyPIClient.download``);
+        returns what arrived (in index order) and each failure.
 
         The downloads run on daemon threads waited for with :func:`wait_for`: a process stopped by a
         signal neither waits for a slow download nor leaves it running."""
@@ -709,7 +726,7 @@ class TargetScanner:
                     i = pending.get_nowait()
                 except queue.Empty:
                     return
-                outcomes[i] = self._download(files[i], paths[i])
+                outcomes[i] = self._download(files[i], paths[i], listed_digest)
 
         threads = [
             threading.Thread(target=work, name=f"dragonfly-hybrid-download-{n}", daemon=True)
@@ -723,14 +740,14 @@ class TargetScanner:
         failures = [FetchFailure(err, f) for f, err in zip(files, outcomes, strict=True) if err is not None]
         return fetched, failures
 
-    def _download(self, file: DistributionFile, path: Path) -> str | None:
+    def _download(self, file: DistributionFile, path: Path, listed_digest: bool = True) -> str | None:
         """Download one file to ``path``; the error message, or None on success."""
         from dragonfly_hybrid.pypi.index import PyPIError
 
         progress = self.hooks.download(file.filename, file.size)
         try:
             with path.open("w+b") as sink:
-                self.pypi.download(file, sink, progress)
+                self.pypi.download(file, sink, progress, listed_digest=listed_digest)
         except PyPIError as err:
             return str(err)
         except OSError as err:

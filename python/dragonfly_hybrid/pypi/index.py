@@ -142,6 +142,8 @@ class DistributionFile:
     yanked: bool
     digests: tuple[tuple[str, str], ...] = ()
     """Every ``(algorithm, hex digest)`` the index lists (sha256 included), lower case."""
+    requires_python: str | None = None
+    """The Requires-Python the index lists for it."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ def _file_of(package: DistributionPackage) -> DistributionFile:
         size=package.size,
         yanked=package.is_yanked,
         digests=tuple(sorted((alg.lower(), value.lower()) for alg, value in package.digests.items())),
+        requires_python=package.requires_python,
     )
 
 
@@ -230,19 +233,31 @@ def target_python(text: str | None) -> Version:
 
 
 def _installable(package: DistributionPackage, python: Version, *, yanked_too: bool = False) -> bool:
-    """Not yanked (unless ``yanked_too``), and its Requires-Python admits ``python`` (an invalid one is
-    ignored, as pip 24.1 and later ignore it: pip before 24.1 compared a clause such as ``>=3.6.*`` as a
-    legacy version)."""
+    """Not yanked (unless ``yanked_too``), and its Requires-Python admits ``python``."""
     if package.is_yanked and not yanked_too:
         return False
-    if not package.requires_python:
+    return _admits(package.requires_python, python)
+
+
+def _admits(requires_python: str | None, python: Version) -> bool:
+    """Whether a Requires-Python admits ``python`` (an invalid one is ignored, as pip 24.1 and later ignore
+    it: pip before 24.1 compared a clause such as ``>=3.6.*`` as a legacy version)."""
+    if not requires_python:
         return True
     from packaging.specifiers import InvalidSpecifier, SpecifierSet  # ~6 ms: only when a release is chosen
 
     try:
-        return SpecifierSet(package.requires_python).contains(python, prereleases=True)
+        return SpecifierSet(requires_python).contains(python, prereleases=True)
     except (InvalidSpecifier, ValueError):  # ValueError: a number past Python's 4300 digits
         return True
+
+
+def pip_candidate(file: DistributionFile, python: Version) -> bool:
+    """Whether pip takes ``file`` as a candidate on ``python`` here, yanked or not: an sdist or a wheel for
+    this platform, its Requires-Python admitting ``python``."""
+    from dragonfly_hybrid.pypi.pip_names import runs_on
+
+    return runs_on(file.filename, python) and _admits(file.requires_python, python)
 
 
 def _latest(
@@ -671,13 +686,21 @@ class PyPIClient:
         return dataclasses.replace(release, problems=tuple(problems))
 
     def download(
-        self, file: DistributionFile, sink: BinaryIO, progress: ProgressCallback | None = None
+        self,
+        file: DistributionFile,
+        sink: BinaryIO,
+        progress: ProgressCallback | None = None,
+        *,
+        listed_digest: bool = True,
     ) -> None:
-        """Stream ``file`` into ``sink``: size-capped, sha256-checked, retried on transient errors.
+        """Stream ``file`` into ``sink``: size-capped, checked against the sha256 the index lists (not with
+        ``listed_digest=False``: a requirement's own hashes decide, as in pip, and the caller checks them),
+        retried on transient errors.
 
         ``sink`` must be seekable: a retry starts again from its beginning. Every failure is a
         :class:`DownloadError`, but for an ``OSError`` of ``sink``; what ``sink`` holds then is not the file.
         """
+        expected = file.sha256 if listed_digest else None
         if file.size is not None and file.size > self.max_download_size:
             raise DownloadTooLarge(
                 too_large(file.filename, self.max_download_size, f"the index lists {file.size} bytes")
@@ -685,8 +708,8 @@ class PyPIClient:
         local = self._local.get(file.url)
         if local is not None:
             digest = self._copy_local(file.filename, local, sink, progress)
-            if file.sha256 is not None and digest != file.sha256:
-                raise digest_mismatch(file.filename, file.sha256, digest, file.url)
+            if expected is not None and digest != expected:
+                raise digest_mismatch(file.filename, expected, digest, file.url)
             return
         if urlsplit(file.url).scheme.lower() == "file":
             # Not a local find-links location's file: no retry reads it (httpx has no file: transport).
@@ -720,8 +743,8 @@ class PyPIClient:
                 raise DownloadError(
                     f"could not download {file.filename} from {redact_url(file.url)}: {describe_error(err)}"
                 ) from None
-            if file.sha256 is not None and digest != file.sha256:
-                raise digest_mismatch(file.filename, file.sha256, digest, file.url)
+            if expected is not None and digest != expected:
+                raise digest_mismatch(file.filename, expected, digest, file.url)
             return
         raise DownloadError(
             f"could not download {file.filename} from {redact_url(file.url)} "

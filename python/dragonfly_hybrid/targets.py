@@ -681,12 +681,17 @@ class TargetScanner:
         where = f" ({target.origin.path}:{target.origin.line})" if target.origin else ""
         kept: list[tuple[DistributionFile, Path]] = []
         matched: set[str] = set()
+        # What the refused downloads' bytes have: the index may list other digests, and the user fixing the
+        # requirement needs these (as pip's "Got" line).
+        got: dict[DistributionFile, str] = {}
         for file, path in fetched:
             actual = _file_hashes(path, {h.partition(":")[0] for h in target.hashes})
             if actual & target.hashes:
                 kept.append((file, path))
                 matched |= actual & target.hashes
-            elif _hash_verdict(file, target.hashes):
+                continue
+            got[file] = ", ".join(sorted(actual))
+            if _hash_verdict(file, target.hashes):
                 expected = " or ".join(sorted(h for h in target.hashes if h in _listed(file)))
                 message = (
                     f"{file.filename}: the downloaded bytes have {', '.join(sorted(actual))}, expected "
@@ -694,7 +699,14 @@ class TargetScanner:
                 )
                 failures.append(FetchFailure(message, file))
         if not kept and not failures:
-            files = ", ".join(f"{f.filename} sha256:{f.sha256 or '(not listed)'}" for f in listed) or "none"
+            files = (
+                ", ".join(
+                    f"{f.filename} sha256:{f.sha256 or '(not listed)'}"
+                    + (f" (downloaded bytes: {got[f]})" if f in got else "")
+                    for f in listed
+                )
+                or "none"
+            )
             failures.append(
                 FetchFailure(
                     f"no file of {label} has a hash allowed by the requirements{where} (pip would refuse "

@@ -197,15 +197,22 @@ def _parse_version(text: str | None) -> Version | None:
         return None
 
 
+# pip's digest in a link's URL (``#sha256=...``, or ``&sha256=...`` anywhere in it: the leftmost), which wins
+# over the ``hashes`` of a JSON page (pip 23.2 and 26.3, ``Link.__init__``).
+_URL_DIGEST = re.compile(r"[#&](sha512|sha384|sha256|sha224|sha1|md5)=([^&]*)")
+
+
 def _file_of(package: DistributionPackage) -> DistributionFile:
-    sha256 = package.digests.get("sha256")
+    digests = {alg.lower(): value.lower() for alg, value in package.digests.items()}
+    if in_url := _URL_DIGEST.search(package.url):
+        digests[in_url[1]] = in_url[2].lower()
     return DistributionFile(
         filename=package.filename,
         url=package.url,
-        sha256=sha256.lower() if sha256 else None,
+        sha256=digests.get("sha256") or None,
         size=package.size,
         yanked=package.is_yanked,
-        digests=tuple(sorted((alg.lower(), value.lower()) for alg, value in package.digests.items())),
+        digests=tuple(sorted(digests.items())),
         requires_python=package.requires_python,
     )
 

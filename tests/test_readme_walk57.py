@@ -38,6 +38,7 @@ from packaging.version import Version
 from typer.testing import CliRunner, Result
 
 from tests.fakes.pypi import MARKER_RULE, FakeFile, FakeIndex, sdist, wheel, write, zip_bytes
+from tests.test_readme_walk44 import flat, section
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -49,24 +50,6 @@ def run(*args: object, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(
         app, [str(a) for a in args], env={"COLUMNS": "200", **(env or {})}, catch_exceptions=False
     )
-
-
-def flat(text: str) -> str:
-    """Text without box drawing and line breaks, for matching sentences."""
-    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
-
-
-def section(heading: str) -> list[str]:
-    """The README lines from ``heading`` to the next heading of its level or higher."""
-    lines = README.read_text(encoding="utf-8").splitlines()
-    start = lines.index(heading)
-    level = len(heading.split()[0])
-    fenced = False  # a code block's `# comment` is no heading
-    for end in range(start + 1, len(lines)):
-        fenced ^= lines[end].startswith("```")
-        if not fenced and re.match(rf"#{{1,{level}}} ", lines[end]):
-            return lines[start:end]
-    return lines[start:]
 
 
 def says(sentence: str) -> None:

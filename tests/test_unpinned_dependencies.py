@@ -176,6 +176,23 @@ def test_a_yanked_wheel_beside_an_sdist_leaves_the_sdists_dependencies_unknown(
     assert result.exit_code == 0 and "note:" not in result.stderr, result.output
 
 
+def test_a_wheel_for_another_python_beside_an_sdist_leaves_the_sdists_dependencies_unknown(
+    fake_index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
+    """A wheel whose Requires-Python excludes this Python is no candidate of pip's here (its link evaluator
+    drops it): pip builds the sdist, whose dependencies its build decides."""
+    name, content = wheel_requiring("foo", "1.0", ["bar"])
+    pkg_info = metadata("foo", "1.0", [], "2.1")
+    fake_index.add(
+        "foo", FakeFile(name, content, requires_python=">=3.99"), sdist_with("foo", "1.0", pkg_info)
+    )
+    fake_index.add("bar", wheel("bar", "1.0", {"bar/__init__.py": b""}))
+    result = scan(fake_index, rules_dir, tmp_path, "foo==1.0\nbar==1.0\n")
+    assert result.exit_code == 0, result.output
+    unknown = f"foo==1.0 (foo-1.0.tar.gz: {dependencies.SDIST_UNKNOWN})"
+    assert f"note: dependencies unknown, not checked: {unknown}" in result.stderr
+
+
 def _lying_size(archive: bytes, member: bytes, size: int) -> bytes:
     """``archive`` with the uncompressed size of ``member`` given as ``size`` in both of its headers."""
     data = bytearray(archive)

@@ -31,8 +31,8 @@ from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from dragonfly_hybrid.pypi.index import normalize_name
-from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS, runs_on
+from dragonfly_hybrid.pypi.index import normalize_name, pip_candidate
+from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS
 from dragonfly_hybrid.report import printable
 
 if TYPE_CHECKING:
@@ -100,9 +100,7 @@ class DependencyNotes:
         unknown: list[str] = []
         wheel_known = False
         # pip takes a yanked file of a pinned release only when every file it could take here is yanked.
-        takeable = [
-            f for f, _ in fetched if not f.filename.endswith(".whl") or runs_on(f.filename, self.python)
-        ]
+        takeable = [f for f, _ in fetched if pip_candidate(f, self.python)]
         yanked_ok = all(f.yanked for f in takeable)
         for file, path in fetched:
             try:
@@ -116,11 +114,10 @@ class DependencyNotes:
                 # pip builds an sdist and reads what the build says, never its PKG-INFO: that is named,
                 # yet the build (the attacker's code) may say otherwise.
                 unknown.append(f"{printable(file.filename)}: {SDIST_UNKNOWN}")
-            # A wheel for another platform or Python is not one pip takes here: it builds the sdist.
+            # A wheel for another platform or Python (its tags, its Requires-Python) is not one pip takes
+            # here: it builds the sdist.
             wheel_known |= (
-                file.filename.endswith(".whl")
-                and runs_on(file.filename, self.python)
-                and (yanked_ok or not file.yanked)
+                file.filename.endswith(".whl") and file in takeable and (yanked_ok or not file.yanked)
             )
             requires += declared
         if wheel_known:  # pip installs a wheel when one fits; one built from the sdist declares the same

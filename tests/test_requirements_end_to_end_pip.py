@@ -34,7 +34,15 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.pypi import MARKER_RULE, FakeFile, FakeIndex, sdist, wheel
-from tests.test_version_choice_differential import LEGACY, Project, _project, _spellings
+from tests.test_version_choice_differential import (
+    LEGACY,
+    PIP_DOWNLOAD,
+    PIP_ENV,
+    Project,
+    _project,
+    _spellings,
+    run_pip,
+)
 
 CASES = int(os.environ.get("DFH_E2E_CASES", "30"))
 SEED = int(os.environ.get("DFH_E2E_SEED", "59000"))
@@ -42,32 +50,6 @@ PIP_PATH = os.environ.get("DFH_E2E_PIP", "")
 PIP26 = bool(PIP_PATH)
 PACKAGE = Path(__file__).resolve().parents[1]
 
-# pip's download command, run in one process for every case, each with its own PIP_* environment.
-PIP_DRIVER = textwrap.dedent(
-    """
-    import contextlib, io, json, os, sys, time
-    if sys.argv[2]:
-        sys.path.insert(0, sys.argv[2])
-    from pip._internal.cli.main import main
-
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    results = []
-    for args, env in json.load(open(sys.argv[1])):
-        os.environ.clear()
-        os.environ.update(base, **env)
-        time.tzset()
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            try:
-                code = main(args)
-            except SystemExit as exit:
-                code = exit.code
-        results.append([code, out.getvalue()[-1500:]])
-    json.dump(results, sys.stdout)
-    """
-)
-PIP_DOWNLOAD = ["download", "--no-deps", "--no-cache-dir", "--no-build-isolation", "-q"]
-BASE_ENV = {"PIP_CONFIG_FILE": "/dev/null", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
 
 EXTRAS = ["", "", "", "[x]", "[x,y]"]
 MARKERS = [
@@ -191,19 +173,7 @@ def _publish(rng: random.Random, index: FakeIndex, projects: list[Project]) -> N
 
 
 def _run_pip(work: Path, jobs: list[tuple[list[str], dict[str, str]]]) -> list[tuple[int, str]]:
-    (work / "jobs.json").write_text(json.dumps(jobs))
-    (work / "driver.py").write_text(PIP_DRIVER)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    done = subprocess.run(
-        [sys.executable, str(work / "driver.py"), str(work / "jobs.json"), PIP_PATH],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=work,
-        timeout=1800,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return [(int(code or 0), output) for code, output in json.loads(done.stdout)]
+    return run_pip(work, jobs, PIP_PATH)
 
 
 def _scan(
@@ -212,7 +182,7 @@ def _scan(
     """``scan -R req.txt``'s exit code, the ``(name, sha256)`` of the distributions it scanned, its stderr."""
     out = directory / "report.json"
     full = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    full |= {**BASE_ENV, **env, "PYTHONPATH": f"{PACKAGE / 'python'}:{PACKAGE}"}
+    full |= {**PIP_ENV, **env, "PYTHONPATH": f"{PACKAGE / 'python'}:{PACKAGE}"}
     args = ["scan", "-R", str(directory / "req.txt"), "--index-url", url, "-f", "json", "-o", str(out), "-q"]
     done = subprocess.run(
         [sys.executable, "-m", "dragonfly_hybrid.cli", *args, "-r", str(rules)],
@@ -264,7 +234,7 @@ def differential(work: Path, seed: int, cases: int) -> tuple[list[str], int, int
             for name, text in case.files.items():
                 (directory / name).write_text(text)
             args = [*PIP_DOWNLOAD, "-d", str(directory / "pip"), "--index-url", index.url]
-            jobs.append(([*args, "-r", str(directory / "req.txt")], {**BASE_ENV, **case.env}))
+            jobs.append(([*args, "-r", str(directory / "req.txt")], {**PIP_ENV, **case.env}))
         results = _run_pip(work, jobs)
         for number, (case, (pip_code, _)) in enumerate(zip(generated, results, strict=True)):
             directory = work / f"c{number}"
@@ -329,7 +299,7 @@ def _pip_and_scan(
     (rules / "marker.yar").write_text(MARKER_RULE)
     (work / "req.txt").write_text(requirements)
     args = [*PIP_DOWNLOAD, "-d", str(work / "pip"), "--index-url", index.url, "-r", str(work / "req.txt")]
-    assert _run_pip(work, [(args, BASE_ENV)])[0][0] == 0
+    assert _run_pip(work, [(args, PIP_ENV)])[0][0] == 0
     code, scanned, _ = _scan(work, index.url, rules, {})
     return sorted(p.name for p in (work / "pip").iterdir()), code, scanned
 

@@ -34,24 +34,32 @@ from tests.fakes.pypi import FakeFile, FakeIndex, tar_gz_bytes, wheel
 CASES = int(os.environ.get("DFH_VERSION_CASES", "60"))
 SEED = int(os.environ.get("DFH_VERSION_SEED", "0"))
 
-# pip's download command, run in one process for every spec (its import is most of a pip run's second).
+# pip's download command, run in one process for every job (its import is most of a pip run's second), each
+# job with its own PIP_* environment; a pip other than the installed one when its path is given.
 PIP_DRIVER = textwrap.dedent(
     """
-    import contextlib, io, json, sys
+    import contextlib, io, json, os, sys, time
+    if sys.argv[2]:
+        sys.path.insert(0, sys.argv[2])
     from pip._internal.cli.main import main
 
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     results = []
-    for args in json.load(open(sys.argv[1])):
+    for args, env in json.load(open(sys.argv[1])):
+        os.environ.clear()
+        os.environ.update(base, **env)
+        time.tzset()
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             try:
                 code = main(args)
             except SystemExit as exit:
                 code = exit.code
-        results.append([code, out.getvalue()[-600:]])
+        results.append([code, out.getvalue()[-1500:]])
     json.dump(results, sys.stdout)
     """
 )
+PIP_ENV = {"PIP_CONFIG_FILE": "/dev/null", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
 
 RELEASES = ["0.9", "1.0", "1.0.0", "1.00", "1.1", "2.0", "2.0.1", "1!0.5", "10.0", "0.0.1"]
 SUFFIXES = [
@@ -171,21 +179,28 @@ def _specs(rng: random.Random, project: Project) -> list[tuple[str | None, str |
     return specs
 
 
-def _pip_downloads(work: Path, jobs: list[list[str]]) -> list[tuple[int, str]]:
+def run_pip(
+    work: Path, jobs: list[tuple[list[str], dict[str, str]]], pip_path: str = ""
+) -> list[tuple[int, str]]:
+    """Each job's pip arguments run with its ``PIP_*`` environment (:data:`PIP_DRIVER`, one process; the
+    pip at ``pip_path``, else the installed one): its exit code and the end of its output."""
     (work / "jobs.json").write_text(json.dumps(jobs))
     (work / "driver.py").write_text(PIP_DRIVER)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(PIP_CONFIG_FILE="/dev/null", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
     done = subprocess.run(
-        [sys.executable, str(work / "driver.py"), str(work / "jobs.json")],
+        [sys.executable, str(work / "driver.py"), str(work / "jobs.json"), pip_path],
         capture_output=True,
         text=True,
         env=env,
         cwd=work,
-        timeout=900,
+        timeout=1800,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return [(int(code or 0), output) for code, output in json.loads(done.stdout)]
+
+
+def _pip_downloads(work: Path, jobs: list[list[str]]) -> list[tuple[int, str]]:
+    return run_pip(work, [(args, PIP_ENV) for args in jobs])
 
 
 def _version(text: str) -> Version | None:

@@ -112,7 +112,8 @@ def test_dependency_notes_with_hashes_under_no_require_hashes(tmp_path: Path, ru
 def test_pips_booleans_as_the_readme_lists_them(tmp_path: Path, rules: Path) -> None:
     """``t``/``f``, ``y``/``n`` are pip's booleans too; any other ``pre`` is refused, naming where."""
     says(
-        "a boolean (`no-index`, `pre`, `require-hashes`, `no-require-hashes`) that is not one of pip's "
+        "a boolean (`no-index`, `pre`, `require-hashes`, `no-require-hashes`, `prefer-binary`, "
+        "`ignore-requires-python`) that is not one of pip's "
         "(`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`, `y`/`n`, `t`/`f`, in any case), with the value "
         "and where it was set"
     )
@@ -152,7 +153,8 @@ def test_lock_file_entries_take_none_of_pips_choices_of_candidates(tmp_path: Pat
     """The one place the README now says it: only-final, uploaded-prior-to and find-links leave a
     poetry.lock entry as locked (a pinned pre-release, an index file, no find-links copy)."""
     says("A lock file's entries take none of pip's choices of candidates (`pre`, `all-releases`, "
-         "`only-final`, find-links, `uploaded-prior-to`): their installers do not read them.")  # fmt: skip
+         "`only-final`, find-links, `uploaded-prior-to`, `no-binary`, `only-binary`, `prefer-binary`, "
+         "`ignore-requires-python`): their installers do not read them.")  # fmt: skip
     links = write(tmp_path / "links" / "foo-2.0rc1.tar.gz", sdist("foo", "2.0rc1", {"foo/b.py": b"y\n"})[1])
     with FakeIndex() as index:
         [locked] = index.add("foo", sdist("foo", "2.0rc1", {"foo/a.py": b"x\n"}))
@@ -165,6 +167,7 @@ def test_lock_file_entries_take_none_of_pips_choices_of_candidates(tmp_path: Pat
             "PIP_ONLY_FINAL": "foo",
             "PIP_UPLOADED_PRIOR_TO": "2000-01-01",
             "PIP_FIND_LINKS": str(links.parent),
+            "PIP_ONLY_BINARY": ":all:",  # the locked file is an sdist
         }
         result = run("scan", "-R", lock, "--index-url", index.url, "-r", rules, "-q", "-f", "json", env=env)
         assert result.exit_code == 0, result.stderr

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from dragonfly_hybrid.pypi.index import DistributionFile, ProgressCallback, PyPIClient, Release
-    from dragonfly_hybrid.pypi.pipconfig import PipSettings
+    from dragonfly_hybrid.pypi.pipconfig import CandidateFiles, PipSettings
     from dragonfly_hybrid.pypi.requirements import LockedFile
 
 PATH_SUFFIXES = (
@@ -400,18 +400,27 @@ def _hash_verdict(file: DistributionFile, allowed: frozenset[str]) -> bool | Non
 
 
 def _hash_candidates(
-    files: Sequence[DistributionFile], allowed: frozenset[str], python: Version
+    files: Sequence[DistributionFile],
+    allowed: frozenset[str],
+    python: Version,
+    project: str,
+    candidates: CandidateFiles,
 ) -> list[DistributionFile]:
     """The ``files`` to download for the ``allowed`` hashes, as pip's ``filter_unallowed_hashes`` keeps its
     candidates: those the index lists an allowed digest for, and those only their bytes can tell; but when
-    no file pip could take here lists an allowed digest, every file pip could take here too (pip then keeps
-    every candidate, and installs the best one if its bytes match, whatever digest the index lists)."""
+    no file pip could take here (under pip's ``candidates`` settings) lists an allowed digest, every file
+    pip could take here and only those (pip then keeps every candidate, and installs the best one if its
+    bytes match, whatever digest the index lists)."""
     from dragonfly_hybrid.pypi.index import pip_candidate
 
+    def takes(file: DistributionFile) -> bool:
+        return pip_candidate(file, python, project, candidates)
+
     verdicts = [(file, _hash_verdict(file, allowed)) for file in files]
-    if any(verdict is True and pip_candidate(file, python) for file, verdict in verdicts):
+    if any(verdict is True and takes(file) for file, verdict in verdicts):
         return [file for file, verdict in verdicts if verdict is not False]
-    return [file for file, verdict in verdicts if verdict is not False or pip_candidate(file, python)]
+    # Not a file pip never takes here, whatever it lists: its bytes would answer for a release pip refuses.
+    return [file for file in files if takes(file)]
 
 
 def _file_hashes(path: Path, algorithms: set[str]) -> set[str]:
@@ -628,7 +637,12 @@ class TargetScanner:
         """Download into ``directory`` the files of ``release`` that the target's hashes allow (every file
         when it has none), checked against them; what arrived (in index order) and each failure (a
         find-links location that could not be read among them: the release may have files not seen)."""
-        files = _hash_candidates(release.files, target.hashes, self.pypi.python_version)
+        from dragonfly_hybrid.pypi.index import PIP_DEFAULTS, normalize_name
+
+        # A lock's entry takes none of pip's settings (its installer's own decide).
+        candidates = self.pypi.candidate_files if target.find_links else PIP_DEFAULTS
+        project = normalize_name(release.name)
+        files = _hash_candidates(release.files, target.hashes, self.pypi.python_version, project, candidates)
         # With hashes, pip checks the bytes against them only (26.3: "an index-provided hash must not
         # override one supplied by the user"); _check_hashes does.
         fetched, failures = self._download_all(files, directory, listed_digest=not target.hashes)
@@ -790,6 +804,8 @@ def index_settings(
             trusted_hosts=from_requirements.trusted_hosts,
             refused=from_requirements.refused,
             release_control=from_requirements.release_control,
+            format_control=from_requirements.format_control,
+            prefer_binary=from_requirements.prefer_binary,
         )
     return settings
 
@@ -799,14 +815,17 @@ def open_index(
     *,
     python_version: Version | None = None,
     max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
+    reads_pip: bool = True,
 ) -> PyPIClient:
     """A client for the indexes and find-links of ``settings`` (``python_version``: default, the running
-    Python's). Raises :class:`PipConfigError` for settings that cannot be honoured (``no-index``,
-    ``--find-links`` in a requirements file) and :class:`NetworkSettingsError` for unloadable certificates."""
+    Python's; ``reads_pip``: some release is looked up as pip looks it up, not only lock files' entries).
+    Raises :class:`PipConfigError` for settings that cannot be honoured (``no-index``, ``--find-links`` in
+    a requirements file; pip's ``constraint``/``requirement`` files, for ``reads_pip``) and
+    :class:`NetworkSettingsError` for unloadable certificates."""
     from dragonfly_hybrid.pypi.index import RUNNING_PYTHON, PyPIClient
     from dragonfly_hybrid.pypi.pipconfig import network_of
 
-    settings.check()
+    settings.check(reads_pip=reads_pip)
     urls = settings.index_urls
     return PyPIClient(
         urls[0],
@@ -817,4 +836,5 @@ def open_index(
         find_links=settings.find_links,
         uploaded_prior_to=settings.uploaded_prior_to,
         release_control=settings.release_control,
+        candidate_files=settings.candidate_files,
     )

@@ -231,7 +231,9 @@ def scan_command(
             "line of a -R file wins over it, as in pip. Default: PIP_INDEX_URL, else pip's configured "
             "index-url, else PyPI (pypi.org/simple/). pip's other settings apply too (extra indexes, "
             "find-links, cert, client-cert, trusted-host, proxy, pre, all-releases, only-final, "
-            "uploaded-prior-to, require-hashes, no-require-hashes; no-index is refused: see the README).",
+            "uploaded-prior-to, no-binary, only-binary, prefer-binary, ignore-requires-python, "
+            "require-hashes, no-require-hashes; no-index, constraint and requirement are refused: see the "
+            "README).",
             metavar="URL",
             show_default=False,
         ),
@@ -297,6 +299,8 @@ def scan_command(
                 pins.pip if pins else None,
                 python_version=python_version,
                 max_download_size=max_download_size,
+                # A lock file's entries take none of pip's settings: pip's constraint files do not matter.
+                reads_pip=any(isinstance(t, ReleaseTarget) and t.find_links for t in parsed),
             )
         # The report never replaces what the scan reads: a file scanned (given or under a directory), -R
         # files, the rule sources, the store it keeps the results in.
@@ -481,7 +485,7 @@ def _dependency_notes(
 
     if not wants_notes(pins):
         return None, None
-    notes = dependency_notes(paths, pins, pypi.python_version)
+    notes = dependency_notes(paths, pins, pypi.python_version, pypi.candidate_files)
 
     def on_fetched(
         target: ReleaseTarget, release: Release, fetched: Sequence[tuple[DistributionFile, Path]]
@@ -505,16 +509,21 @@ def open_index_or_exit(
     *,
     python_version: str | None = None,
     max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE,
+    reads_pip: bool = True,
 ) -> PyPIClient:
     """The index client of ``scan`` and ``diff``: pip's indexes and network settings (configuration
     files and environment, ``pip`` when read already; ``-R`` files' option lines, the command line;
-    :func:`index_settings`); exits 2 on one that cannot be honoured or a bad ``--python-version``."""
+    :func:`index_settings`); exits 2 on one that cannot be honoured (``reads_pip``: :func:`open_index`)
+    or a bad ``--python-version``."""
     from dragonfly_hybrid.pypi.pipconfig import PipConfigError
 
     try:
         settings = index_settings(index_url, extra_index_urls, from_requirements, pip)
         client = open_index(
-            settings, python_version=_python_version(python_version), max_download_size=max_download_size
+            settings,
+            python_version=_python_version(python_version),
+            max_download_size=max_download_size,
+            reads_pip=reads_pip,
         )
     except (PipConfigError, NetworkSettingsError) as err:
         fail(str(err))

@@ -31,12 +31,13 @@ from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from dragonfly_hybrid.pypi.index import normalize_name, pip_candidate
+from dragonfly_hybrid.pypi.index import PIP_DEFAULTS, normalize_name, pip_candidate
 from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS
 from dragonfly_hybrid.report import printable
 
 if TYPE_CHECKING:
     from dragonfly_hybrid.pypi.index import DistributionFile, Release
+    from dragonfly_hybrid.pypi.pipconfig import CandidateFiles
     from dragonfly_hybrid.pypi.requirements import Pins
 
 METADATA_LIMIT = 1 << 20
@@ -92,6 +93,8 @@ class DependencyNotes:
     python: Version
     constrained: frozenset[str] = frozenset()
     """Normalized names of the -c files' constraints (pip installs them at that version: still unscanned)."""
+    candidates: CandidateFiles = PIP_DEFAULTS
+    """pip's settings that decide which files it takes (``no-binary``: it builds the sdist)."""
     _declared: list[_Declared] = field(default_factory=list)
 
     def add(self, release: Release, fetched: Sequence[tuple[DistributionFile, Path]]) -> None:
@@ -100,11 +103,12 @@ class DependencyNotes:
         unknown: list[str] = []
         wheel_known = False
         # pip takes a yanked file of a pinned release only when every file it could take here is yanked.
-        takeable = [f for f, _ in fetched if pip_candidate(f, self.python)]
+        project = normalize_name(release.name)
+        takeable = [f for f, _ in fetched if pip_candidate(f, self.python, project, self.candidates)]
         yanked_ok = all(f.yanked for f in takeable)
         for file, path in fetched:
             try:
-                declared = _declared(path, file.filename, normalize_name(release.name))
+                declared = _declared(path, file.filename, project)
             except Unknown as why:
                 unknown.append(f"{printable(file.filename)}: {why}")
                 continue
@@ -123,7 +127,7 @@ class DependencyNotes:
         if wheel_known:  # pip installs a wheel when one fits; one built from the sdist declares the same
             unknown = [u for u in unknown if not u.endswith(SDIST_UNKNOWN)]
         label = printable(f"{release.name}=={release.version}")
-        self._declared.append(_Declared(label, normalize_name(release.name), requires, unknown))
+        self._declared.append(_Declared(label, project, requires, unknown))
 
     def lines(self) -> list[str]:
         lines = []
@@ -202,8 +206,11 @@ def _listed(missing: dict[str, set[str]]) -> str:
     return ", ".join(shown[:NOTE_NAMES_LIMIT]) + (f" and {more} more" if more > 0 else "")
 
 
-def dependency_notes(paths: Sequence[Path], pins: Pins, python: Version) -> DependencyNotes:
-    """Notes for the pins of requirements files ``paths`` (already read without error into ``pins``)."""
+def dependency_notes(
+    paths: Sequence[Path], pins: Pins, python: Version, candidates: CandidateFiles = PIP_DEFAULTS
+) -> DependencyNotes:
+    """Notes for the pins of requirements files ``paths`` (already read without error into ``pins``), for
+    pip on ``python`` under its ``candidates`` settings."""
     named = {normalize_name(pin.name) for pin in pins.pins}
     extras: dict[str, frozenset[str]] = {}
     constrained: set[str] = set()
@@ -213,7 +220,7 @@ def dependency_notes(paths: Sequence[Path], pins: Pins, python: Version) -> Depe
             continue
         named.add(name)
         extras[name] = extras.get(name, frozenset()) | asked
-    return DependencyNotes(frozenset(named), extras, python, frozenset(constrained))
+    return DependencyNotes(frozenset(named), extras, python, frozenset(constrained), candidates)
 
 
 def _named_entries(paths: Sequence[Path]) -> list[tuple[str, frozenset[str], bool]]:

@@ -43,7 +43,7 @@ from packaging.version import InvalidVersion, Version
 from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE as DEFAULT_MAX_DOWNLOAD_SIZE  # re-exported
 from dragonfly_hybrid.http_client import NetworkSettings, asked_wait, new_client, redact_url
 from dragonfly_hybrid.pypi.pipconfig import DEFAULT_INDEX_URL as DEFAULT_INDEX_URL  # re-exported
-from dragonfly_hybrid.pypi.pipconfig import ReleaseControl
+from dragonfly_hybrid.pypi.pipconfig import CandidateFiles, ReleaseControl
 from dragonfly_hybrid.pypi.pipconfig import configured_index_url as configured_index_url
 from dragonfly_hybrid.redaction import describe_error as describe_error  # re-exported
 from dragonfly_hybrid.redaction import userinfo_spills
@@ -239,11 +239,21 @@ def target_python(text: str | None) -> Version:
     return Version(text.strip())
 
 
-def _installable(package: DistributionPackage, python: Version, *, yanked_too: bool = False) -> bool:
-    """Not yanked (unless ``yanked_too``), and its Requires-Python admits ``python``."""
+PIP_DEFAULTS = CandidateFiles()
+"""pip's candidates and preferences when none of its settings changes them."""
+
+
+def _installable(
+    package: DistributionPackage,
+    python: Version,
+    *,
+    yanked_too: bool = False,
+    ignore_requires_python: bool = False,
+) -> bool:
+    """Not yanked (unless ``yanked_too``), and its Requires-Python admits ``python`` (or is ignored)."""
     if package.is_yanked and not yanked_too:
         return False
-    return _admits(package.requires_python, python)
+    return ignore_requires_python or _admits(package.requires_python, python)
 
 
 def _admits(requires_python: str | None, python: Version) -> bool:
@@ -259,26 +269,46 @@ def _admits(requires_python: str | None, python: Version) -> bool:
         return True
 
 
-def pip_candidate(file: DistributionFile, python: Version) -> bool:
-    """Whether pip takes ``file`` as a candidate on ``python`` here, yanked or not: an sdist or a wheel for
-    this platform, its Requires-Python admitting ``python``."""
+def pip_candidate(
+    file: DistributionFile, python: Version, project: str = "", candidates: CandidateFiles = PIP_DEFAULTS
+) -> bool:
+    """Whether pip takes ``file`` of ``project`` (canonical) as a candidate on ``python`` here, yanked or
+    not: an sdist or a wheel for this platform that ``candidates`` (pip's ``no-binary``/``only-binary``)
+    lets in, its Requires-Python admitting ``python`` (unless pip's ``ignore-requires-python``)."""
+    return _takes(file.filename, file.requires_python, python, project, candidates)
+
+
+def _takes(
+    filename: str, requires_python: str | None, python: Version, project: str, candidates: CandidateFiles
+) -> bool:
     from dragonfly_hybrid.pypi.pip_names import runs_on
 
-    return runs_on(file.filename, python) and _admits(file.requires_python, python)
+    return (
+        runs_on(filename, python)
+        and candidates.formats.takes(project, wheel=filename.endswith(".whl"))
+        and (candidates.ignore_requires_python or _admits(requires_python, python))
+    )
 
 
 def _latest(
-    versions: dict[Version, list[DistributionPackage]], python: Version, pre: bool | None = None
+    versions: dict[Version, list[DistributionPackage]],
+    python: Version,
+    pre: bool | None = None,
+    project: str = "",
+    candidates: CandidateFiles = PIP_DEFAULTS,
 ) -> Version | None:
     """pip's choice: the newest final release with a file pip could install here (not yanked, its
     Requires-Python admitting ``python``, an sdist or a wheel for this platform: a release of only Windows
-    wheels is not pip's choice on Linux); a pre-release only when there is no such final release (``pre``
-    None), or whenever newer (True: pip's ``--pre``, ``all-releases``), or never (False: ``only-final``)."""
-    from dragonfly_hybrid.pypi.pip_names import runs_on
+    wheels is not pip's choice on Linux; of the formats ``candidates`` lets in); a pre-release only when
+    there is no such final release (``pre`` None), or whenever newer (True: pip's ``--pre``,
+    ``all-releases``), or never (False: ``only-final``). With pip's ``prefer-binary``, the newest of those
+    with such a wheel, if one has any (pip sorts every wheel above every sdist)."""
 
-    def has_file(version: Version, yanked_too: bool = False) -> bool:
+    def has_file(version: Version, yanked_too: bool = False, wheel: bool = False) -> bool:
         return any(
-            _installable(p, python, yanked_too=yanked_too) and runs_on(p.filename, python)
+            not (p.is_yanked and not yanked_too)
+            and (p.filename.endswith(".whl") or not wheel)
+            and _takes(p.filename, p.requires_python, python, project, candidates)
             for p in versions[version]
         )
 
@@ -288,30 +318,53 @@ def _latest(
         # pip keeps pre-releases only when no final version has a file here, yanked ones counted; then it
         # drops the yanked ones (PEP 592): nothing is left (pip 23.2 and 26.3: "No matching distribution").
         return None
-    return max(live if pre else finals if pre is False else finals or live, default=None)
+    pool = live if pre else finals if pre is False else finals or live
+    if candidates.prefer_binary:
+        pool = [v for v in pool if has_file(v, wheel=True)] or pool
+    return max(pool, default=None)
+
+
+def _formats_left_out(project: str, candidates: CandidateFiles) -> str:
+    """What pip's ``no-binary``/``only-binary`` leave out of ``project``'s candidates, for a message."""
+    if not candidates.formats.takes(project, wheel=True):
+        return " that pip's no-binary lets in: its wheels are no candidates"
+    if not candidates.formats.takes(project, wheel=False):
+        return " that pip's only-binary lets in: its sdists are no candidates"
+    return ""
 
 
 _ONLY_FINAL = "; pip's only-final allows no pre-release of it: pip finds no final version that satisfies it"
 
 
 def select_release(
-    page: ProjectPage, version: str | None, python: Version = RUNNING_PYTHON, *, pre: bool | None = None
+    page: ProjectPage,
+    version: str | None,
+    python: Version = RUNNING_PYTHON,
+    *,
+    pre: bool | None = None,
+    candidates: CandidateFiles = PIP_DEFAULTS,
 ) -> Release:
     """Pick the files of ``version`` from a parsed project page, or, when ``version`` is None, the
     installable files (not yanked, Requires-Python admitting ``python``) of the latest version pip would
     install on ``python``. ``pre``: pip's ``allows_prereleases`` for the project (True: ``--pre`` or
     ``all-releases``, the newest may be a pre-release; False: ``only-final``, no pre-release is a
-    candidate, not even pinned; None: pip's default)."""
+    candidate, not even pinned; None: pip's default). ``candidates``: pip's settings that decide which
+    files are candidates and which release it prefers (a bare name's)."""
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
-        chosen = _latest(versions, python, pre)
+        project = normalize_name(page.project)
+        chosen = _latest(versions, python, pre, project, candidates)
         if chosen is None and pre is False:
             raise VersionNotFound(
                 f"project {page.project!r} has no installable final release for Python {python} here"
                 f"{_ONLY_FINAL}{status}"
             )
-        if chosen is None and pre is None and _latest(versions, python, True) is not None:
+        if (
+            chosen is None
+            and pre is None
+            and _latest(versions, python, True, project, candidates) is not None
+        ):
             raise VersionNotFound(
                 f"project {page.project!r} has no installable release for Python {python} here: its final "
                 "releases are yanked, and pip takes no pre-release while a final release exists (pin one "
@@ -320,10 +373,11 @@ def select_release(
         if chosen is None:
             raise VersionNotFound(
                 f"project {page.project!r} has no installable release for Python {python} here (every "
-                "release is yanked, requires another Python, or has no sdist or wheel for this platform; "
-                f"pin one with name==version){status}"
+                "release is yanked, requires another Python, or has no sdist or wheel for this platform"
+                f"{_formats_left_out(project, candidates)}; pin one with name==version){status}"
             )
-        packages = [p for p in versions[chosen] if _installable(p, python)]
+        ignore = candidates.ignore_requires_python
+        packages = [p for p in versions[chosen] if _installable(p, python, ignore_requires_python=ignore)]
     else:
         from packaging.specifiers import Specifier
 
@@ -352,11 +406,14 @@ def select_release(
     return Release(name=page.project, version=spelled, files=tuple(_file_of(p) for p in packages))
 
 
-def uploaded_before(page: ProjectPage, cutoff: datetime, python: Version) -> ProjectPage:
+def uploaded_before(
+    page: ProjectPage, cutoff: datetime, python: Version, candidates: CandidateFiles = PIP_DEFAULTS
+) -> ProjectPage:
     """``page`` without the files uploaded at or after ``cutoff`` (pip's ``uploaded-prior-to``), local
-    (``file:``) ones kept, as pip keeps them. A file pip would consider (an sdist, a wheel for this platform)
-    without an upload time makes pip refuse to install: :class:`IndexUnavailable` (PEP 700 gives it in JSON
-    pages only: an HTML page never has one)."""
+    (``file:``) ones kept, as pip keeps them. A file pip would consider (an sdist, even under pip's
+    ``only-binary``, which pip 26.3 checks after the upload time; a wheel for this platform, unless pip's
+    ``no-binary`` leaves wheels out, checked before) without an upload time makes pip refuse to install:
+    :class:`IndexUnavailable` (PEP 700 gives it in JSON pages only: an HTML page never has one)."""
     from dragonfly_hybrid.pypi.pip_names import SDIST_EXTENSIONS, runs_on
 
     kept = []
@@ -366,7 +423,10 @@ def uploaded_before(page: ProjectPage, cutoff: datetime, python: Version) -> Pro
             continue
         uploaded = package.upload_time
         if uploaded is None:
-            if package.filename.endswith(SDIST_EXTENSIONS) or runs_on(package.filename, python):
+            wheel = runs_on(package.filename, python) and package.filename.endswith(".whl")
+            if package.filename.endswith(SDIST_EXTENSIONS) or (
+                wheel and candidates.formats.takes(normalize_name(page.project), wheel=True)
+            ):
                 raise IndexUnavailable(
                     f"the index gives no upload time for {package.filename} (from {redact_url(package.url)}; "
                     "PEP 700's upload-time, in JSON pages only), which pip's uploaded-prior-to needs: pip "
@@ -415,11 +475,13 @@ class PyPIClient:
         find_links: Sequence[str] = (),
         uploaded_prior_to: datetime | None = None,
         release_control: ReleaseControl | None = None,
+        candidate_files: CandidateFiles = PIP_DEFAULTS,
     ) -> None:
         self._options = {
             "find_links": find_links,
             "uploaded_prior_to": uploaded_prior_to,
             "release_control": release_control,
+            "candidate_files": candidate_files,
             "network": network,
             "python_version": python_version,
             "max_download_size": max_download_size,
@@ -435,6 +497,8 @@ class PyPIClient:
         self.find_links = tuple(find_links)
         self.release_control = release_control
         """pip's ``pre``/``all-releases``/``only-final``: whether a project's pre-releases are candidates."""
+        self.candidate_files = candidate_files
+        """pip's ``no-binary``/``only-binary``/``prefer-binary``/``ignore-requires-python``."""
         if uploaded_prior_to is not None and uploaded_prior_to.tzinfo is None:  # as pip: local time
             uploaded_prior_to = uploaded_prior_to.astimezone()  # (compared with an aware one: TypeError)
         self.uploaded_prior_to = uploaded_prior_to
@@ -465,8 +529,15 @@ class PyPIClient:
     def on_index(self, index_url: str) -> PyPIClient:
         """A client of ``index_url`` alone with this one's settings (a lock file's source index), without
         find-links (a lock names its own index, and this client's downloads would not read their files) or
-        ``uploaded_prior_to`` or ``release_control`` (a lock's installer does not read pip's settings)."""
-        options = {**self._options, "find_links": (), "uploaded_prior_to": None, "release_control": None}
+        ``uploaded_prior_to``, ``release_control`` or ``candidate_files`` (a lock's installer does not read
+        pip's settings)."""
+        options = {
+            **self._options,
+            "find_links": (),
+            "uploaded_prior_to": None,
+            "release_control": None,
+            "candidate_files": PIP_DEFAULTS,
+        }
         return PyPIClient(index_url, **options)  # type: ignore[arg-type]
 
     def _pause(self, attempt: int, asked: float | None) -> None:
@@ -680,10 +751,11 @@ class PyPIClient:
         try:
             page = self.project_page(name, found)
             if cutoff is not None:
-                page = uploaded_before(page, cutoff, self.python_version)
+                page = uploaded_before(page, cutoff, self.python_version, self.candidate_files)
             control = self.release_control if find_links else None
             pre = control.allows_prereleases(normalize_name(name)) if control is not None else None
-            release = select_release(page, version, self.python_version, pre=pre)
+            candidates = self.candidate_files if find_links else PIP_DEFAULTS
+            release = select_release(page, version, self.python_version, pre=pre, candidates=candidates)
         except (ProjectNotFound, VersionNotFound) as err:
             if cutoff is not None:  # which files were left out, as the note of every such lookup
                 err.args = (f"{err} (pip's uploaded-prior-to: only files uploaded before {cutoff} count)",)

@@ -14,14 +14,17 @@ Sources, lowest priority first (each one overrides the ones before it, key by ke
 2. The environment: ``PIP_INDEX_URL`` (or ``PIP_PYPI_URL``), ``PIP_EXTRA_INDEX_URL`` (a
    whitespace-separated list), ``PIP_CERT``, ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (whitespace-separated),
    ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``, ``PIP_NO_REQUIRE_HASHES``,
-   ``PIP_PRE``, ``PIP_ALL_RELEASES``, ``PIP_ONLY_FINAL``, ``PIP_UPLOADED_PRIOR_TO``; an empty one sets
-   nothing. Booleans (``no-index``, ``require-hashes``, ``no-require-hashes``, ``pre``) are pip's:
+   ``PIP_PRE``, ``PIP_ALL_RELEASES``, ``PIP_ONLY_FINAL``, ``PIP_UPLOADED_PRIOR_TO``, ``PIP_NO_BINARY``,
+   ``PIP_ONLY_BINARY``, ``PIP_PREFER_BINARY``, ``PIP_IGNORE_REQUIRES_PYTHON``; an empty one sets nothing.
+   Booleans (``no-index``, ``require-hashes``, ``no-require-hashes``, ``pre``, ``prefer-binary``,
+   ``ignore-requires-python``) are pip's:
    ``1``/``0``, ``true``/``false``, ``yes``/``no``, ``on``/``off`` turn them on and off again over a lower
    source; any other value is refused, as pip refuses it. The standard ``HTTPS_PROXY``/``HTTP_PROXY``/
    ``ALL_PROXY``/``NO_PROXY`` variables are honoured by the HTTP client whenever no ``proxy`` setting is
    given.
 3. Option lines of the requirements files given to ``-R`` (``--index-url``, ``--extra-index-url``,
-   ``--trusted-host``, ``--no-index``, ``--find-links``, ``--pre``, ``--all-releases``, ``--only-final``;
+   ``--trusted-host``, ``--no-index``, ``--find-links``, ``--pre``, ``--all-releases``, ``--only-final``,
+   ``--no-binary``, ``--only-binary``, ``--prefer-binary``;
    ``--require-hashes`` and ``--no-require-hashes``, read by :mod:`requirements`).
 4. The command line (``scan --index-url``/``--extra-index-url``).
 
@@ -45,6 +48,9 @@ refuses it (:attr:`PipSettings.release_control`).
 ``uploaded-prior-to`` (as pip 26.3 reads it: an ISO 8601 datetime, local time without a zone, or ``PnD``,
 n days ago; any other value refused, as pip refuses it) keeps index files uploaded at or after it out of
 every release (:attr:`PipSettings.uploaded_prior_to`).
+``no-binary``/``only-binary`` (:class:`FormatControl`, read as ``all-releases``/``only-final`` are: pip
+shares the code), ``prefer-binary`` and ``ignore-requires-python`` decide which files are pip's candidates
+and which release a bare name installs (:attr:`PipSettings.candidate_files`).
 """
 
 from __future__ import annotations
@@ -70,6 +76,37 @@ class PipConfigError(ValueError):
     unreadable value."""
 
 
+def _mutually_excluded(
+    key: str, value: str, where: str, target: frozenset[str], other: frozenset[str]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """``(target, other)`` under one more value of ``key`` (pip's ``handle_mutual_excludes``, shared by its
+    ``no-binary``/``only-binary`` and pip 26's ``all-releases``/``only-final``): comma-separated names go
+    to ``target`` and leave ``other``, ``:all:`` empties both and stands for every project (the names
+    after it are ignored, but after a ``:none:``), ``:none:`` empties ``target``. A value starting with
+    ``-`` is refused, as pip refuses it."""
+    from packaging.utils import canonicalize_name
+
+    if value.startswith("-"):
+        raise PipConfigError(
+            f"pip's {key} is {value!r} ({where}): not a list of project names, :all: or :none:; "
+            "pip refuses it"
+        )
+    into, out = set(target), set(other)
+    new = value.split(",")  # as pip: not stripped (" foo" names no project)
+    while ":all:" in new:
+        into, out = {":all:"}, set()
+        del new[: new.index(":all:") + 1]
+        if ":none:" not in new:
+            new = []
+    for name in new:
+        if name == ":none:":
+            into.clear()
+        else:
+            out.discard(canonicalize_name(name))
+            into.add(canonicalize_name(name))
+    return frozenset(into), frozenset(out)
+
+
 @dataclass(frozen=True)
 class ReleaseControl:
     """pip 26's ``all-releases`` and ``only-final`` (its ``ReleaseControl``): canonical project names,
@@ -81,37 +118,17 @@ class ReleaseControl:
     """``key (where)`` of each value applied, in order (for messages)."""
 
     def apply(self, key: str, value: str, where: str) -> ReleaseControl:
-        """These under one more ``all-releases``/``only-final`` value (pip's ``handle_mutual_excludes``):
-        comma-separated names go to that set and leave the other, ``:all:`` empties both and stands for
-        every project (the names after it are ignored, but after a ``:none:``), ``:none:`` empties that
-        set. A value starting with ``-`` is refused, as pip refuses it."""
-        from packaging.utils import canonicalize_name
-
-        if value.startswith("-"):
-            raise PipConfigError(
-                f"pip's {key} is {value!r} ({where}): not a list of project names, :all: or :none:; "
-                "pip refuses it"
+        """These under one more ``all-releases``/``only-final`` value (:func:`_mutually_excluded`)."""
+        if key == "all-releases":
+            all_releases, only_final = _mutually_excluded(
+                key, value, where, self.all_releases, self.only_final
             )
-        target, other = (
-            (set(self.all_releases), set(self.only_final))
-            if key == "all-releases"
-            else (set(self.only_final), set(self.all_releases))
-        )
-        new = value.split(",")  # as pip: not stripped (" foo" names no project)
-        while ":all:" in new:
-            target, other = {":all:"}, set()
-            del new[: new.index(":all:") + 1]
-            if ":none:" not in new:
-                new = []
-        for name in new:
-            if name == ":none:":
-                target.clear()
-            else:
-                other.discard(canonicalize_name(name))
-                target.add(canonicalize_name(name))
-        pair = (target, other) if key == "all-releases" else (other, target)
+        else:
+            only_final, all_releases = _mutually_excluded(
+                key, value, where, self.only_final, self.all_releases
+            )
         return ReleaseControl(
-            frozenset(pair[0]), frozenset(pair[1]), tuple(dict.fromkeys((*self.sources, f"{key} ({where})")))
+            all_releases, only_final, tuple(dict.fromkeys((*self.sources, f"{key} ({where})")))
         )
 
     def with_pre(self) -> ReleaseControl:
@@ -129,6 +146,45 @@ class ReleaseControl:
             if ":all:" in names:
                 return allowed
         return None
+
+
+@dataclass(frozen=True)
+class FormatControl:
+    """pip's ``no-binary`` and ``only-binary`` (its ``FormatControl``): canonical project names, ``:all:``
+    for every project."""
+
+    no_binary: frozenset[str] = frozenset()
+    only_binary: frozenset[str] = frozenset()
+
+    def apply(self, key: str, value: str, where: str) -> FormatControl:
+        """These under one more ``no-binary``/``only-binary`` value (:func:`_mutually_excluded`)."""
+        if key == "no-binary":
+            no_binary, only_binary = _mutually_excluded(key, value, where, self.no_binary, self.only_binary)
+        else:
+            only_binary, no_binary = _mutually_excluded(key, value, where, self.only_binary, self.no_binary)
+        return FormatControl(no_binary, only_binary)
+
+    def takes(self, name: str, *, wheel: bool) -> bool:
+        """Whether pip takes a wheel (``wheel``) or an sdist of project ``name`` (canonical) as a candidate:
+        its ``get_allowed_formats``, a name before ``:all:``."""
+        for key in (name, ":all:"):
+            if key in self.only_binary:
+                return wheel
+            if key in self.no_binary:
+                return not wheel
+        return True
+
+
+@dataclass(frozen=True)
+class CandidateFiles:
+    """pip's settings that decide which files of a release are its candidates, and which release it then
+    prefers: ``no-binary``/``only-binary`` (:class:`FormatControl`), ``prefer-binary`` (the newest release
+    with a wheel pip takes here, over any newer one with only sdists) and ``ignore-requires-python`` (no
+    file is left out for its Requires-Python)."""
+
+    formats: FormatControl = FormatControl()
+    prefer_binary: bool = False
+    ignore_requires_python: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,9 +216,25 @@ class PipSettings:
     uploaded_prior_to: datetime | None = None
     """pip's ``uploaded-prior-to`` (time zone aware): only index files uploaded before it are candidates
     (:meth:`dragonfly_hybrid.pypi.index.PyPIClient.resolve`)."""
+    format_control: FormatControl = FormatControl()
+    """pip's ``no-binary``/``only-binary``."""
+    prefer_binary: str | None = None
+    """``prefer-binary (where)`` when pip's ``prefer-binary`` is on, else None."""
+    ignore_requires_python: str | None = None
+    """``ignore-requires-python (where)`` when pip's ``ignore-requires-python`` is on, else None."""
     refused: tuple[str, ...] = field(default=())
     """``what (where)`` of every setting that cannot be honoured (``no-index``, ``--find-links`` in a
     requirements file)."""
+    added_files: tuple[str, ...] = ()
+    """``key (where): files`` of pip's ``constraint`` and ``requirement`` settings: files pip reads into
+    every install (their option lines, constraints and requirements), which ``scan`` does not read."""
+
+    @property
+    def candidate_files(self) -> CandidateFiles:
+        """Which files pip takes as candidates, and which release it prefers, under these settings."""
+        return CandidateFiles(
+            self.format_control, bool(self.prefer_binary), bool(self.ignore_requires_python)
+        )
 
     @property
     def index_urls(self) -> list[str]:
@@ -170,12 +242,21 @@ class PipSettings:
         urls = [self.index_url or DEFAULT_INDEX_URL, *self.extra_index_urls]
         return list(dict.fromkeys(urls))
 
-    def check(self) -> None:
-        """Raise :class:`PipConfigError` when a setting cannot be honoured."""
+    def check(self, *, reads_pip: bool = True) -> None:
+        """Raise :class:`PipConfigError` when a setting cannot be honoured (``reads_pip``: for a release
+        looked up as pip looks it up, not a lock file's entry)."""
         if self.refused:
             raise PipConfigError(
                 f"{'; '.join(self.refused)}: scan looks releases up on package indexes only; to scan "
                 "local distributions, give their files or directory as targets (and unset this for scan)"
+            )
+        if reads_pip and self.added_files:
+            raise PipConfigError(
+                f"pip's {'; '.join(self.added_files)}: pip reads these files into every install (their "
+                "constraints, requirements and option lines such as --index-url), scan does not, so it "
+                "cannot tell which release or files pip takes under them; unset it for scan, and pin what "
+                "they decide (name==version, or a -R file with a '-c FILE' or '-r FILE' line, read as pip "
+                "reads it)"
             )
 
     def overlay(
@@ -186,13 +267,17 @@ class PipSettings:
         trusted_hosts: tuple[str, ...] = (),
         refused: tuple[str, ...] = (),
         release_control: ReleaseControl | None = None,
+        format_control: FormatControl | None = None,
+        prefer_binary: str | None = None,
     ) -> PipSettings:
         """These settings under a higher-priority source: its index URL wins, its extra indexes and
-        trusted hosts are added, its release control (requirements files': pip's under their lines)
-        replaces this one's."""
+        trusted hosts are added, its release and format control (requirements files': pip's under their
+        lines) replace this one's, its ``prefer-binary`` turns pip's on."""
         return replace(
             self,
             release_control=self.release_control if release_control is None else release_control,
+            format_control=self.format_control if format_control is None else format_control,
+            prefer_binary=prefer_binary or self.prefer_binary,
             index_url=index_url or self.index_url,
             extra_index_urls=tuple(dict.fromkeys((*self.extra_index_urls, *extra_index_urls))),
             trusted_hosts=tuple(dict.fromkeys((*self.trusted_hosts, *trusted_hosts))),
@@ -240,6 +325,12 @@ _KEYS = (
     "all-releases",
     "only-final",
     "uploaded-prior-to",
+    "no-binary",
+    "only-binary",
+    "prefer-binary",
+    "ignore-requires-python",
+    "constraint",
+    "requirement",
 )
 # pip's boolean values (its ``strtobool``); pip refuses any other.
 _TRUE = ("1", "true", "yes", "on", "y", "t")
@@ -338,9 +429,17 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
     # pip keeps ``index-url`` and ``pypi-url`` apart (an empty one unsets that name only) and applies them
     # in the order of its merged keys: the later one wins.
     names = [key for key in values if key in ("index-url", "pypi-url")]
-    control = settings.release_control
-    for key in (k for k in values if k in ("all-releases", "only-final")):  # in pip's order of its keys
-        control = control.apply(key, *values[key])
+    control, formats = settings.release_control, settings.format_control
+    for key in values:  # in pip's order of its keys
+        if key in ("all-releases", "only-final"):
+            control = control.apply(key, *values[key])
+        elif key in ("no-binary", "only-binary"):
+            formats = formats.apply(key, *values[key])
+    added = {entry.split(" ", 1)[0]: entry for entry in settings.added_files}
+    for key in ("constraint", "requirement"):  # pip's lists of files: a later layer's replaces the earlier
+        if key in values and values[key][0].split():
+            value, where = values[key]
+            added[key] = f"{key} ({where}): {' '.join(value.split())}"
     refused = settings.refused
     if "no-index" in values:  # a later layer's false lifts an earlier one's refusal, as pip takes it
         value, where = values["no-index"]
@@ -359,6 +458,10 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
         pre=flag("pre", settings.pre),
         release_control=control,
         uploaded_prior_to=cutoff(settings.uploaded_prior_to),
+        format_control=formats,
+        prefer_binary=flag("prefer-binary", settings.prefer_binary),
+        ignore_requires_python=flag("ignore-requires-python", settings.ignore_requires_python),
+        added_files=tuple(added.values()),
         refused=refused,
     )
 

@@ -13,21 +13,22 @@ they are and checked against the lock's hashes; poetry's files (names and hashes
 the package's source index (:attr:`Pin.index_url`), and only the files whose hashes the lock lists are
 scanned. A pylock file given by ``path`` is skipped (scan it by its path).
 * anything else is a pip requirements file, read by pip's own parser (``pip-requirements-parser``):
-  ``name==version`` or ``name===version`` lines (extras, environment markers, ``--hash`` options and
-  ``\\`` continuations allowed), ``-r``/``--requirement`` files followed (relative to the including file);
-  ``-c``/``--constraint`` files are read but not scanned (pip installs nothing from them, except from the
-  URL or path of a named constraint, ``foo @ https://...``: skipped, as a URL requirement is). Option lines
-  that change where releases come from are kept in :attr:`Pins.settings` (``--index-url``,
-  ``--extra-index-url``, ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused),
-  as are pip 26's ``--all-releases``/``--only-final`` and ``--pre`` lines, applied in order over pip's
-  settings, as pip 26.3 applies them (:attr:`PipSettings.release_control`; its ``--no-require-hashes``
-  lines: below); the others do not change what is fetched and are ignored, as is pip 23.1+'s
-  per-requirement ``-C``/``--config-settings KEY=VAL`` (how pip builds an sdist; without ``=`` refused,
-  as pip refuses it). Environment markers are not evaluated: a release pinned for another platform or
-  Python is scanned too. A file without a BOM or a coding line in which pip before 24.2 (which decoded it
-  with its locale's codec) under a Latin-1 locale would take a line this reader does not (lines break
-  elsewhere there) gets a note in :attr:`Pins.notes` (:func:`_line_of_a_latin1_pip`); pip 24.2 and later
-  decode it as UTF-8, as this reader does.
+  ``name==version`` or ``name===version`` lines (extras, environment markers, ``--hash`` options and ``\\``
+  continuations allowed), ``-r``/``--requirement`` files followed (relative to the including file);
+  ``-c``/``--constraint`` files are read but not scanned (pip installs nothing from them, except from the URL
+  or path of a named constraint, ``foo @ https://...``: skipped, as a URL requirement is). Option lines that
+  change where releases come from are kept in :attr:`Pins.settings` (``--index-url``, ``--extra-index-url``,
+  ``--trusted-host``; ``--no-index`` and ``--find-links`` are recorded as refused), as are pip 26's
+  ``--all-releases``/``--only-final`` and ``--pre`` lines, applied in order over pip's settings, as pip 26.3
+  applies them (:attr:`PipSettings.release_control`; its ``--no-require-hashes`` lines: below), and
+  ``--no-binary``/``--only-binary``/``--prefer-binary`` lines, the same way
+  (:attr:`PipSettings.candidate_files`); the others do not change what is fetched and are ignored, as is pip
+  23.1+'s per-requirement ``-C``/``--config-settings KEY=VAL`` (how pip builds an sdist; without ``=``
+  refused, as pip refuses it). Environment markers are not evaluated: a release pinned for another platform or
+  Python is scanned too. A file without a BOM or a coding line in which pip before 24.2 (which decoded it with
+  its locale's codec) under a Latin-1 locale would take a line this reader does not (lines break elsewhere
+  there) gets a note in :attr:`Pins.notes` (:func:`_line_of_a_latin1_pip`); pip 24.2 and later decode it as
+  UTF-8, as this reader does.
 
 Hashes follow pip's hash-checking mode: once a requirement has ``--hash``, a ``--require-hashes`` line
 is present or pip's ``require-hashes`` is set (``PIP_REQUIRE_HASHES``, pip.conf), every requirement must
@@ -164,9 +165,10 @@ def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
     """Every pinned release in ``paths`` (in order, duplicates removed). ``settings``: pip's (default: its
     configuration files and environment), whose ``require-hashes`` pip applies to requirements files."""
     pip = pip_settings() if settings is None else settings
-    # pip 26 applies the files' release-control lines over its settings' (the finder's, changed in place).
+    # pip applies the files' release- and format-control lines over its settings' (the finder's, changed in
+    # place).
     pins = Pins(
-        settings=PipSettings(release_control=pip.release_control),
+        settings=PipSettings(release_control=pip.release_control, format_control=pip.format_control),
         require_hashes=pip.require_hashes,
         no_require_hashes=pip.no_require_hashes,
         pip=pip,
@@ -506,9 +508,11 @@ def _line_of_a_latin1_pip(path: Path) -> str | None:
     return next((line for raw, line in theirs.items() if raw not in ours), None)
 
 
-def _record_release_control(option: Any, opt_str: str, value: str, parser: Any) -> None:
-    """An ``--all-releases``/``--only-final`` of a line, kept in order with its value (flag, value, ...)."""
-    parser.values.release_control = [*(parser.values.release_control or ()), option.get_opt_string(), value]
+def _record_in_order(option: Any, opt_str: str, value: str, parser: Any) -> None:
+    """An ``--all-releases``/``--only-final`` (or ``--no-binary``/``--only-binary``) of a line, kept in order
+    with its value (flag, value, ...): pip applies each in turn."""
+    recorded = getattr(parser.values, option.dest, None) or ()
+    setattr(parser.values, option.dest, [*recorded, option.get_opt_string(), value])
 
 
 def _check_config_setting(option: Any, opt_str: str, value: str, parser: Any) -> None:
@@ -526,7 +530,7 @@ _PIP26_OPTIONS: dict[tuple[str, ...], dict[str, Any]] = {
             "dest": "release_control",
             "action": "callback",
             "type": "str",
-            "callback": _record_release_control,
+            "callback": _record_in_order,
         }
         for flag in ("--all-releases", "--only-final")
     },
@@ -541,6 +545,14 @@ _PIP26_REQUIREMENT_OPTIONS: dict[tuple[str, ...], dict[str, Any]] = {
         "type": "str",
         "callback": _check_config_setting,
     },
+}
+# pip's --no-binary/--only-binary, which pip 22's parser keeps in two lists: one list in order, as pip applies
+# them to one FormatControl (``--no-binary foo --only-binary foo`` leaves foo's sdists out).
+_FORMAT_OPTION: dict[str, Any] = {
+    "dest": "format_control",
+    "action": "callback",
+    "type": "str",
+    "callback": _record_in_order,
 }
 # The parser's option lists are module globals, shared by every thread (the node's jobs, watch's rounds).
 _PARSER_LOCK = threading.Lock()
@@ -564,18 +576,28 @@ def _add_pip26_options(parser_module: Any) -> None:
                     factories.append(partial(optparse.Option, *flags, **how))
                 if how["dest"] not in dests:
                     dests.append(how["dest"])
+        options = parser_module.SUPPORTED_OPTIONS
+        for index, factory in enumerate(options):
+            flag = factory().get_opt_string()
+            if flag in ("--no-binary", "--only-binary") and factory().dest != _FORMAT_OPTION["dest"]:
+                options[index] = partial(optparse.Option, flag, **_FORMAT_OPTION)
+        if _FORMAT_OPTION["dest"] not in parser_module.SUPPORTED_OPTIONS_DEST:
+            parser_module.SUPPORTED_OPTIONS_DEST.append(_FORMAT_OPTION["dest"])
 
 
 def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
     """Option lines that decide where releases come from, or which of them (``--pre``, ``--all-releases``,
     ``--only-final``: over pip's settings, as pip 26.3 applies them, in order; a ``--pre`` line adds
-    ``:all:`` to ``all-releases`` without pip's refusal of ``pre`` with them); the others do not change
-    what is fetched."""
-    control = pins.settings.release_control
-    flags = options.get("release_control", [])
+    ``:all:`` to ``all-releases`` without pip's refusal of ``pre`` with them), or which of their files pip
+    takes (``--no-binary``, ``--only-binary``, in order over pip's settings; ``--prefer-binary``); the
+    others do not change what is fetched."""
+    control, formats = pins.settings.release_control, pins.settings.format_control
+    releases, binaries = options.get("release_control", []), options.get("format_control", [])
     try:
-        for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        for flag, value in zip(releases[::2], releases[1::2], strict=True):
             control = control.apply(flag.removeprefix("--"), value, origin)
+        for flag, value in zip(binaries[::2], binaries[1::2], strict=True):
+            formats = formats.apply(flag.removeprefix("--"), value, origin)
     except PipConfigError as err:
         raise RequirementsError(str(err).replace("pip's ", "--", 1)) from None
     if options.get("pre"):  # after the line's other release options, as pip applies it
@@ -589,6 +611,8 @@ def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
             *((f"--find-links ({origin})",) if options.get("find_links") else ()),
         ),
         release_control=control,
+        format_control=formats,
+        prefer_binary=f"--prefer-binary ({origin})" if options.get("prefer_binary") else None,
     )
     if options.get("require_hashes"):
         pins.require_hashes = f"--require-hashes ({origin})"

@@ -17,60 +17,26 @@ import dragonfly_hybrid
 import pytest
 
 from tests.fakes.pypi import MARKER_RULE, FakeFile, FakeIndex, sdist, wheel
-from tests.test_review_pass42 import pip_download
-from tests.test_version_choice_differential import PIP_DOWNLOAD, PIP_ENV, run_pip
+from tests.test_review_pass42 import _metadata_wheel, pip_download
+from tests.test_version_choice_differential import BACKEND, PIP_DOWNLOAD, PIP_ENV, PYPROJECT, run_pip
 
 # The package this test imports (the one under test), for scan's subprocess too.
 PACKAGE = Path(dragonfly_hybrid.__file__).resolve().parent.parent
 REPORT = ["-q", "-f", "json", "-o"]
-PYPROJECT = b'[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
-BACKEND = """
-import os
-
-
-def _metadata():
-    lines = open("PKG-INFO").read().splitlines()
-    return "\\n".join(line for line in lines if line.split(":")[0] in ("Metadata-Version", "Name", "Version"))
-
-
-def prepare_metadata_for_build_wheel(directory, config_settings=None):
-    fields = dict(line.split(": ", 1) for line in _metadata().splitlines())
-    info = f"{fields['Name'].replace('-', '_')}-{fields['Version']}.dist-info"
-    os.makedirs(os.path.join(directory, info))
-    with open(os.path.join(directory, info, "METADATA"), "w") as out:
-        out.write(_metadata() + "\\n")
-    return info
-
-
-def get_requires_for_build_wheel(config_settings=None):
-    return []
-
-
-def build_wheel(directory, config_settings=None, metadata_directory=None):
-    raise RuntimeError("not built in these tests")
-"""
 
 
 def _sdist(name: str, version: str) -> FakeFile:
     """An sdist pip can prepare (an in-tree build backend: pip builds without isolation, the fake index
     has no setuptools, and the interpreter may lack ``wheel``)."""
-    return FakeFile(*sdist(name, version, {"pyproject.toml": PYPROJECT, "backend.py": BACKEND.encode()}))
+    members = {"pyproject.toml": PYPROJECT, "backend.py": BACKEND, "NV": f"{name} {version}".encode()}
+    return FakeFile(*sdist(name, version, members))
 
 
 def _wheel(name: str, version: str, requires: str = "") -> FakeFile:
-    filename, content = wheel(name, version, {f"{name.replace('-', '_')}/__init__.py": b"pass\n"})
-    if requires:  # a METADATA declaring it: rebuild the wheel with it
-        from tests.fakes.pypi import zip_bytes
-
-        stem = f"{name.replace('-', '_')}-{version}"
-        content = zip_bytes(
-            {
-                f"{stem}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                f"Requires-Dist: {requires}\n".encode(),
-                f"{stem}.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-            }
-        )
-    return FakeFile(filename, content)
+    """A wheel; its METADATA declaring ``requires`` when given."""
+    if requires:
+        return FakeFile(*_metadata_wheel(name, version, requires))
+    return FakeFile(*wheel(name, version, {f"{name.replace('-', '_')}/__init__.py": b"pass\n"}))
 
 
 def _pip(work: Path, url: str, args: list[str], env: dict[str, str]) -> tuple[int, set[tuple[str, str]], str]:

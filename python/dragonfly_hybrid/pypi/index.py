@@ -244,16 +244,10 @@ PIP_DEFAULTS = CandidateFiles()
 
 
 def _installable(
-    package: DistributionPackage,
-    python: Version,
-    *,
-    yanked_too: bool = False,
-    ignore_requires_python: bool = False,
+    package: DistributionPackage, python: Version, *, ignore_requires_python: bool = False
 ) -> bool:
-    """Not yanked (unless ``yanked_too``), and its Requires-Python admits ``python`` (or is ignored)."""
-    if package.is_yanked and not yanked_too:
-        return False
-    return ignore_requires_python or _admits(package.requires_python, python)
+    """Not yanked, and its Requires-Python admits ``python`` (or is ignored)."""
+    return not package.is_yanked and (ignore_requires_python or _admits(package.requires_python, python))
 
 
 def _admits(requires_python: str | None, python: Version) -> bool:

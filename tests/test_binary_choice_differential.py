@@ -42,6 +42,7 @@ from tests.test_version_choice_differential import (
     _project,
     _spellings,
     _version,
+    resolved,
     run_pip,
 )
 
@@ -175,11 +176,7 @@ def test_scan_picks_the_release_pip_installs_under_its_binary_settings(tmp_path:
                 retries=1,
                 candidate_files=settings.candidate_files,
             )
-            try:
-                release = client.resolve(project.name, version)
-                ours = f"{release.version}: {sorted(f.filename for f in release.files)}"
-            except PyPIError as err:
-                release, ours = None, f"error {err}"
+            release, ours = resolved(client, project.name, version)
             downloaded = sorted(p.name for p in dest.iterdir()) if dest.exists() else []
             if code != 0 or len(downloaded) != 1:
                 counts["pip finds nothing"] += 1

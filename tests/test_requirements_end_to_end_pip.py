@@ -180,10 +180,18 @@ def _scan(
     directory: Path, url: str, rules: Path, env: dict[str, str]
 ) -> tuple[int, set[tuple[str, str]], str]:
     """``scan -R req.txt``'s exit code, the ``(name, sha256)`` of the distributions it scanned, its stderr."""
+    return scan_subprocess(["-R", str(directory / "req.txt")], directory, url, rules, env)
+
+
+def scan_subprocess(
+    args: list[str], directory: Path, url: str, rules: Path, env: dict[str, str]
+) -> tuple[int, set[tuple[str, str]], str]:
+    """``scan ARGS`` in a fresh process (this repository's package; pip's settings: ``env`` over
+    :data:`PIP_ENV`): its exit code, the ``(name, sha256)`` of the distributions it scanned, its stderr."""
     out = directory / "report.json"
     full = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     full |= {**PIP_ENV, **env, "PYTHONPATH": f"{PACKAGE / 'python'}:{PACKAGE}"}
-    args = ["scan", "-R", str(directory / "req.txt"), "--index-url", url, "-f", "json", "-o", str(out), "-q"]
+    args = ["scan", *args, "--index-url", url, "-f", "json", "-o", str(out), "-q"]
     done = subprocess.run(
         [sys.executable, "-m", "dragonfly_hybrid.cli", *args, "-r", str(rules)],
         capture_output=True,

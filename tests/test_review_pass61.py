@@ -7,22 +7,14 @@ exit 2 or 3 is acceptable where it says why.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import dragonfly_hybrid
 import pytest
 
 from tests.fakes.pypi import MARKER_RULE, FakeFile, FakeIndex, sdist, wheel
+from tests.test_requirements_end_to_end_pip import scan_subprocess
 from tests.test_review_pass42 import _metadata_wheel, pip_download
 from tests.test_version_choice_differential import BACKEND, PIP_DOWNLOAD, PIP_ENV, PYPROJECT, run_pip
-
-# The package this test imports (the one under test), for scan's subprocess too.
-PACKAGE = Path(dragonfly_hybrid.__file__).resolve().parent.parent
-REPORT = ["-q", "-f", "json", "-o"]
 
 
 def _sdist(name: str, version: str) -> FakeFile:
@@ -58,22 +50,7 @@ def _scan(
     rules = work / "rules"
     rules.mkdir(exist_ok=True)
     (rules / "marker.yar").write_text(MARKER_RULE)
-    out = work / "report.json"
-    args = [*args, "-r", str(rules)]
-    full = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    full |= {**env, "PYTHONPATH": f"{PACKAGE}:{Path(__file__).resolve().parents[1]}"}
-    done = subprocess.run(
-        [sys.executable, "-m", "dragonfly_hybrid.cli", "scan", *args, "--index-url", url, *REPORT, str(out)],
-        capture_output=True,
-        text=True,
-        env=full,
-        timeout=300,
-    )
-    scanned: set[tuple[str, str]] = set()
-    if done.returncode in (0, 1):
-        for target in json.loads(out.read_text())["targets"]:
-            scanned |= {(d["name"], d["sha256"]) for d in target["distributions"]}
-    return done.returncode, scanned, done.stderr
+    return scan_subprocess(args, work, url, rules, env)
 
 
 def _judge(

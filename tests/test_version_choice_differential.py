@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from dragonfly_hybrid.pypi.index import PyPIClient, PyPIError, target_python
+from dragonfly_hybrid.pypi.index import PyPIClient, PyPIError, Release, target_python
 from packaging.version import InvalidVersion, Version
 
 from tests.fakes.pypi import FakeFile, FakeIndex, tar_gz_bytes, wheel
@@ -203,6 +203,15 @@ def _pip_downloads(work: Path, jobs: list[list[str]]) -> list[tuple[int, str]]:
     return run_pip(work, [(args, PIP_ENV) for args in jobs])
 
 
+def resolved(client: PyPIClient, name: str, version: str | None) -> tuple[Release | None, str]:
+    """What ``client`` resolves ``name`` (``==version``) to, and its ``version: [files]`` (or the error)."""
+    try:
+        release = client.resolve(name, version)
+    except PyPIError as err:
+        return None, f"error {err}"
+    return release, f"{release.version}: {sorted(f.filename for f in release.files)}"
+
+
 def _version(text: str) -> Version | None:
     try:
         return Version(text)
@@ -239,11 +248,7 @@ def test_scan_picks_the_release_pip_installs(tmp_path: Path) -> None:
         for (project, version, python, dest), (code, _) in zip(cases, results, strict=True):
             spec = project.name if version is None else f"{project.name}=={version}"
             client = PyPIClient(index.url, python_version=target_python(python), retries=1)
-            try:
-                release = client.resolve(project.name, version)
-                ours = f"{release.version}: {sorted(f.filename for f in release.files)}"
-            except PyPIError as err:
-                release, ours = None, f"error {err}"
+            release, ours = resolved(client, project.name, version)
             downloaded = sorted(p.name for p in dest.iterdir()) if dest.exists() else []
             if code != 0 or len(downloaded) != 1 or release is None:
                 continue  # pip installs nothing, or we refuse: no clean verdict about other bytes

@@ -4,8 +4,9 @@
 read none of them: with ``PIP_ONLY_BINARY=:all:`` (a common hardening) pip installs the newest release
 that has a wheel, while ``scan pkg`` scanned a newer release of sdists only and reported it clean; under
 ``--hash`` with an ``--only-binary :all:`` line, an sdist listing an allowed digest kept the wheel pip
-installs out of the scan. pip's ``constraint`` and ``requirement`` settings add files to every install,
-which ``scan`` does not read: a usage error now. Each case is held against the installed pip (23.2, which
+installs out of the scan. pip's ``constraint`` and ``requirement`` settings add files to every install:
+the first are read now as pip reads them (``tests/test_pip_constraint_setting.py``), the second, whose
+requirements pip installs too, are a usage error. Each case is held against the installed pip (23.2, which
 reads these settings as pip 26.3 does; checked by hand with 26.3 too). ``PIP_*`` are cleared per test
 (``conftest``)."""
 
@@ -174,16 +175,21 @@ def test_pips_constraint_and_requirement_files_are_a_usage_error_not_a_wrong_rel
     index: FakeIndex, tmp_path: Path, rules_dir: Path, key: str
 ) -> None:
     """pip reads the files of its ``constraint``/``requirement`` settings into every install: with one that
-    pins ``wheely==1.0``, pip installs 1.0 where ``scan wheely`` scanned 2.0 (clean or not, another release)
-    and a pin's files could come from another index (their option lines). ``scan`` does not read them: a
-    usage error naming the setting, but for a lock file's entry (its installer does not read them)."""
+    pins ``wheely==1.0``, pip installs 1.0 where ``scan wheely`` scanned 2.0 (clean or not, another release).
+    ``scan`` reads the constraint files as pip does (``scan wheely``: 1.0; a pinned release is scanned as
+    pinned); the requirement files, whose requirements pip installs too, are a usage error naming the
+    setting. Neither matters for a lock file's entry (its installer does not read them)."""
     pinned = write(tmp_path / "pins.txt", b"wheely==1.0\n")
     env = {"PIP_CONFIG_FILE": "/dev/null", key: f"{pinned}"}
     assert pip_version(index, tmp_path, env, "wheely") == "1.0"
-    for target in ("wheely", "wheely==2.0"):
-        result, _ = scan(target, "-r", rules_dir, "--index-url", index.url, env={**env})
-        assert result.exit_code == 2
-        assert f"pip's {key[4:].lower()} (environment): {pinned}: pip reads these files" in result.stderr
+    for target, version in (("wheely", "1.0"), ("wheely==2.0", "2.0")):
+        result, report = scan(target, "-r", rules_dir, "--index-url", index.url, env={**env})
+        if key == "PIP_REQUIREMENT":
+            assert result.exit_code == 2
+            assert f"pip's requirement (environment): {pinned}: pip installs these files'" in result.stderr
+            continue
+        assert [t["version"] for t in report["targets"]] == [version], result.output
+        assert result.exit_code == (1 if version == "2.0" else 0), result.output
     [locked] = [f for f in index.projects["wheely"] if f.filename.endswith(".whl")]
     lock = write(
         tmp_path / "poetry.lock",

@@ -46,7 +46,14 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 from dragonfly_hybrid._core import DistributionResult, Scanner, ScanProgress
 from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE
 from dragonfly_hybrid.http_client import redact_url
-from dragonfly_hybrid.report import DOWNLOAD_FAILED_ISSUE, NotDownloaded, Origin, TargetKind, TargetResult
+from dragonfly_hybrid.report import (
+    DOWNLOAD_FAILED_ISSUE,
+    NotDownloaded,
+    Origin,
+    TargetKind,
+    TargetResult,
+    printable,
+)
 
 if TYPE_CHECKING:
     # The index client and pip's settings (packaging, configparser: ~5 ms) are imported where a release
@@ -788,15 +795,31 @@ def index_settings(
     extra_index_urls: Sequence[str] = (),
     from_requirements: PipSettings | None = None,
     pip: PipSettings | None = None,
+    *,
+    reads_pip: bool = True,
 ) -> PipSettings:
     """pip's settings as ``scan`` uses them: pip's configuration files and environment (``pip``: as read
     already, else read now), then the command line, then the requirements files' option lines, which pip
-    applies last (a file's ``--index-url`` wins over ``-i``; see :mod:`dragonfly_hybrid.pypi.pipconfig`)."""
-    from dragonfly_hybrid.pypi.pipconfig import pip_settings
+    applies last (a file's ``--index-url`` wins over ``-i``; see :mod:`dragonfly_hybrid.pypi.pipconfig`),
+    pip's ``constraint`` files' first (read now, unless with the requirements files, or ``reads_pip`` is
+    False: only lock files' entries are looked up). Raises :class:`PipConfigError` for a constraint file
+    that cannot be read or that pip refuses."""
+    from dragonfly_hybrid.pypi.pipconfig import PipConfigError, pip_settings
 
-    settings = (pip_settings() if pip is None else pip).overlay(
-        index_url=index_url, extra_index_urls=tuple(extra_index_urls)
-    )
+    pip = pip_settings() if pip is None else pip
+    settings = pip.overlay(index_url=index_url, extra_index_urls=tuple(extra_index_urls))
+    if (
+        reads_pip
+        and pip.constraint_files
+        and (from_requirements is None or not from_requirements.constraint_files)
+    ):
+        # pip reads them into every install, as -c files (read_pins read them with the requirements files).
+        from dragonfly_hybrid.pypi.requirements import RequirementsError, read_constraints
+
+        try:
+            from_requirements = read_constraints(pip)
+        except RequirementsError as err:  # the lines it quotes are the file's: none reaches a terminal raw
+            raise PipConfigError("\n".join(printable(line) for line in str(err).split("\n"))) from None
     if from_requirements is not None:
         settings = settings.overlay(
             index_url=from_requirements.index_url,
@@ -806,6 +829,7 @@ def index_settings(
             release_control=from_requirements.release_control,
             format_control=from_requirements.format_control,
             prefer_binary=from_requirements.prefer_binary,
+            constraints=from_requirements.constraints,
         )
     return settings
 
@@ -820,7 +844,7 @@ def open_index(
     """A client for the indexes and find-links of ``settings`` (``python_version``: default, the running
     Python's; ``reads_pip``: some release is looked up as pip looks it up, not only lock files' entries).
     Raises :class:`PipConfigError` for settings that cannot be honoured (``no-index``, ``--find-links`` in
-    a requirements file; pip's ``constraint``/``requirement`` files, for ``reads_pip``) and
+    a requirements file; pip's ``requirement`` files, for ``reads_pip``) and
     :class:`NetworkSettingsError` for unloadable certificates."""
     from dragonfly_hybrid.pypi.index import RUNNING_PYTHON, PyPIClient
     from dragonfly_hybrid.pypi.pipconfig import network_of
@@ -837,4 +861,5 @@ def open_index(
         uploaded_prior_to=settings.uploaded_prior_to,
         release_control=settings.release_control,
         candidate_files=settings.candidate_files,
+        constraints=settings.constraints,
     )

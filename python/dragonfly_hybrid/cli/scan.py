@@ -232,8 +232,8 @@ def scan_command(
             "index-url, else PyPI (pypi.org/simple/). pip's other settings apply too (extra indexes, "
             "find-links, cert, client-cert, trusted-host, proxy, pre, all-releases, only-final, "
             "uploaded-prior-to, no-binary, only-binary, prefer-binary, ignore-requires-python, "
-            "require-hashes, no-require-hashes; no-index, constraint and requirement are refused: see the "
-            "README).",
+            "require-hashes, no-require-hashes, constraint (read as a -c line); no-index and requirement are "
+            "refused: see the README).",
             metavar="URL",
             show_default=False,
         ),
@@ -299,7 +299,8 @@ def scan_command(
                 pins.pip if pins else None,
                 python_version=python_version,
                 max_download_size=max_download_size,
-                # A lock file's entries take none of pip's settings: pip's constraint files do not matter.
+                # A lock file's entries take none of pip's settings: pip's constraint and requirement files
+                # do not matter.
                 reads_pip=any(isinstance(t, ReleaseTarget) and t.find_links for t in parsed),
             )
         # The report never replaces what the scan reads: a file scanned (given or under a directory), -R
@@ -518,7 +519,7 @@ def open_index_or_exit(
     from dragonfly_hybrid.pypi.pipconfig import PipConfigError
 
     try:
-        settings = index_settings(index_url, extra_index_urls, from_requirements, pip)
+        settings = index_settings(index_url, extra_index_urls, from_requirements, pip, reads_pip=reads_pip)
         client = open_index(
             settings,
             python_version=_python_version(python_version),

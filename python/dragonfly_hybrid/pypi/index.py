@@ -43,7 +43,7 @@ from packaging.version import InvalidVersion, Version
 from dragonfly_hybrid.bounds import DEFAULT_MAX_DOWNLOAD_SIZE as DEFAULT_MAX_DOWNLOAD_SIZE  # re-exported
 from dragonfly_hybrid.http_client import NetworkSettings, asked_wait, new_client, redact_url
 from dragonfly_hybrid.pypi.pipconfig import DEFAULT_INDEX_URL as DEFAULT_INDEX_URL  # re-exported
-from dragonfly_hybrid.pypi.pipconfig import CandidateFiles, ReleaseControl
+from dragonfly_hybrid.pypi.pipconfig import CandidateFiles, Constraint, ReleaseControl
 from dragonfly_hybrid.pypi.pipconfig import configured_index_url as configured_index_url
 from dragonfly_hybrid.redaction import describe_error as describe_error  # re-exported
 from dragonfly_hybrid.redaction import userinfo_spills
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     # httpx (~40 ms) and pypi_simple (requests and BeautifulSoup, ~0.2 s) are imported where the index is
     # read, so that commands that never read one (``scan`` of local files, ``--version``) do not pay for them.
     import httpx
+    from packaging.specifiers import SpecifierSet
     from pypi_simple import DistributionPackage, ProjectPage
 
 DEFAULT_TIMEOUT = 60.0
@@ -290,13 +291,16 @@ def _latest(
     pre: bool | None = None,
     project: str = "",
     candidates: CandidateFiles = PIP_DEFAULTS,
+    specifier: SpecifierSet | None = None,
 ) -> Version | None:
     """pip's choice: the newest final release with a file pip could install here (not yanked, its
     Requires-Python admitting ``python``, an sdist or a wheel for this platform: a release of only Windows
     wheels is not pip's choice on Linux; of the formats ``candidates`` lets in); a pre-release only when
     there is no such final release (``pre`` None), or whenever newer (True: pip's ``--pre``,
     ``all-releases``), or never (False: ``only-final``). With pip's ``prefer-binary``, the newest of those
-    with such a wheel, if one has any (pip sorts every wheel above every sdist)."""
+    with such a wheel, if one has any (pip sorts every wheel above every sdist). ``specifier``: pip's
+    constraints on the project; only versions it admits, an explicit pre-release in it admitting
+    pre-releases when ``pre`` is None (pip's ``SpecifierSet.filter``)."""
 
     def has_file(version: Version, yanked_too: bool = False, wheel: bool = False) -> bool:
         return any(
@@ -306,6 +310,10 @@ def _latest(
             for p in versions[version]
         )
 
+    if specifier is not None:
+        if pre is None and specifier.prereleases:
+            pre = True
+        versions = {v: files for v, files in versions.items() if specifier.contains(v, prereleases=True)}
     live = [v for v in versions if has_file(v)]
     finals = [v for v in live if not v.is_prerelease]
     if pre is None and not finals and any(not v.is_prerelease and has_file(v, True) for v in versions):
@@ -337,18 +345,20 @@ def select_release(
     *,
     pre: bool | None = None,
     candidates: CandidateFiles = PIP_DEFAULTS,
+    specifier: SpecifierSet | None = None,
 ) -> Release:
     """Pick the files of ``version`` from a parsed project page, or, when ``version`` is None, the
     installable files (not yanked, Requires-Python admitting ``python``) of the latest version pip would
     install on ``python``. ``pre``: pip's ``allows_prereleases`` for the project (True: ``--pre`` or
     ``all-releases``, the newest may be a pre-release; False: ``only-final``, no pre-release is a
     candidate, not even pinned; None: pip's default). ``candidates``: pip's settings that decide which
-    files are candidates and which release it prefers (a bare name's)."""
+    files are candidates and which release it prefers (a bare name's); ``specifier``: the versions pip's
+    constraints admit (a bare name's)."""
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
         project = normalize_name(page.project)
-        chosen = _latest(versions, python, pre, project, candidates)
+        chosen = _latest(versions, python, pre, project, candidates, specifier)
         if chosen is None and pre is False:
             raise VersionNotFound(
                 f"project {page.project!r} has no installable final release for Python {python} here"
@@ -357,7 +367,7 @@ def select_release(
         if (
             chosen is None
             and pre is None
-            and _latest(versions, python, True, project, candidates) is not None
+            and _latest(versions, python, True, project, candidates, specifier) is not None
         ):
             raise VersionNotFound(
                 f"project {page.project!r} has no installable release for Python {python} here: its final "
@@ -470,8 +480,10 @@ class PyPIClient:
         uploaded_prior_to: datetime | None = None,
         release_control: ReleaseControl | None = None,
         candidate_files: CandidateFiles = PIP_DEFAULTS,
+        constraints: Sequence[Constraint] = (),
     ) -> None:
         self._options = {
+            "constraints": constraints,
             "find_links": find_links,
             "uploaded_prior_to": uploaded_prior_to,
             "release_control": release_control,
@@ -493,6 +505,8 @@ class PyPIClient:
         """pip's ``pre``/``all-releases``/``only-final``: whether a project's pre-releases are candidates."""
         self.candidate_files = candidate_files
         """pip's ``no-binary``/``only-binary``/``prefer-binary``/``ignore-requires-python``."""
+        self.constraints = tuple(constraints)
+        """pip's named constraints (its ``constraint`` files', -R files' ``-c``): a bare name's release."""
         if uploaded_prior_to is not None and uploaded_prior_to.tzinfo is None:  # as pip: local time
             uploaded_prior_to = uploaded_prior_to.astimezone()  # (compared with an aware one: TypeError)
         self.uploaded_prior_to = uploaded_prior_to
@@ -523,10 +537,11 @@ class PyPIClient:
     def on_index(self, index_url: str) -> PyPIClient:
         """A client of ``index_url`` alone with this one's settings (a lock file's source index), without
         find-links (a lock names its own index, and this client's downloads would not read their files) or
-        ``uploaded_prior_to``, ``release_control`` or ``candidate_files`` (a lock's installer does not read
-        pip's settings)."""
+        ``uploaded_prior_to``, ``release_control``, ``candidate_files`` or ``constraints`` (a lock's
+        installer does not read pip's settings)."""
         options = {
             **self._options,
+            "constraints": (),
             "find_links": (),
             "uploaded_prior_to": None,
             "release_control": None,
@@ -739,7 +754,9 @@ class PyPIClient:
         With ``uploaded_prior_to``, pip's candidates are those files uploaded before it, but local files
         (:func:`uploaded_before`). Find-links that cannot be read are the release's ``problems``; without
         them, a project or version not found is :class:`IndexUnavailable` (pip might find it there), naming
-        them."""
+        them. A bare name's release is one pip's ``constraints`` admit (:class:`VersionNotFound` when one
+        is a URL: pip installs it from there)."""
+        specifier, constrained = self._constrained(name) if find_links and version is None else (None, "")
         found, problems = self.find_links_packages(name) if find_links else ([], [])
         cutoff = self.uploaded_prior_to if find_links else None
         try:
@@ -749,14 +766,46 @@ class PyPIClient:
             control = self.release_control if find_links else None
             pre = control.allows_prereleases(normalize_name(name)) if control is not None else None
             candidates = self.candidate_files if find_links else PIP_DEFAULTS
-            release = select_release(page, version, self.python_version, pre=pre, candidates=candidates)
+            release = select_release(
+                page, version, self.python_version, pre=pre, candidates=candidates, specifier=specifier
+            )
         except (ProjectNotFound, VersionNotFound) as err:
             if cutoff is not None:  # which files were left out, as the note of every such lookup
                 err.args = (f"{err} (pip's uploaded-prior-to: only files uploaded before {cutoff} count)",)
+            if constrained and isinstance(err, VersionNotFound):
+                err.args = (f"{err} (pip's constraints: only versions {constrained} admit count)",)
             if not problems:
                 raise
             raise IndexUnavailable(f"{err}; {'; '.join(problems)}") from None
         return dataclasses.replace(release, problems=tuple(problems))
+
+    def _constrained(self, name: str) -> tuple[SpecifierSet | None, str]:
+        """The versions of ``name`` pip's constraints admit (None: no constraint names it, its markers
+        evaluated on ``python_version`` as pip on it evaluates them) and which constraints (for messages).
+        Raises :class:`VersionNotFound` for a URL constraint: pip installs ``name`` from there."""
+        from packaging.markers import Marker
+        from packaging.specifiers import SpecifierSet
+
+        from dragonfly_hybrid.pypi.dependencies import _environment
+        from dragonfly_hybrid.report import printable
+
+        environment = {**_environment(self.python_version), "extra": ""}
+        project = normalize_name(name)
+        applying = [
+            c
+            for c in self.constraints
+            if c.name == project and (c.marker is None or Marker(c.marker).evaluate(environment))
+        ]
+        for constraint in applying:
+            if constraint.url is not None:
+                raise VersionNotFound(
+                    f"pip's constraint at {constraint.origin} makes pip install {name} from "
+                    f"{printable(constraint.url)}, not from an index: scan that file by its path"
+                )
+        if not applying:
+            return None, ""
+        where = ", ".join(f"{c.name}{c.specifier} ({c.origin})" for c in applying)
+        return SpecifierSet("".join(f",{c.specifier}" for c in applying).strip(",")), where
 
     def download(
         self,

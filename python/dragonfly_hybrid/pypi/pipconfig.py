@@ -188,6 +188,20 @@ class CandidateFiles:
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """A named line of a constraints file: pip installs ``name`` at a version ``specifier`` admits, or from
+    ``url`` (redacted, for messages), where ``marker`` (None: always) holds."""
+
+    name: str
+    """Canonical."""
+    specifier: str
+    marker: str | None
+    url: str | None
+    origin: str
+    """``file:line``."""
+
+
+@dataclass(frozen=True)
 class PipSettings:
     """The index and network settings pip would use (None: not set anywhere)."""
 
@@ -226,8 +240,14 @@ class PipSettings:
     """``what (where)`` of every setting that cannot be honoured (``no-index``, ``--find-links`` in a
     requirements file)."""
     added_files: tuple[str, ...] = ()
-    """``key (where): files`` of pip's ``constraint`` and ``requirement`` settings: files pip reads into
-    every install (their option lines, constraints and requirements), which ``scan`` does not read."""
+    """``requirement (where): files`` of pip's ``requirement`` setting: files pip reads into every install
+    (their option lines, constraints and requirements), which ``scan`` does not read."""
+    constraint_files: tuple[str, ...] = ()
+    """pip's ``constraint`` setting (relative to the working directory): files pip reads into every
+    install as it reads a ``-c FILE`` line (:func:`dragonfly_hybrid.pypi.requirements.read_constraints`).
+    In the settings of requirements files: the ones read into them."""
+    constraints: tuple[Constraint, ...] = ()
+    """The named constraints of the constraints files read (``-c`` lines', pip's ``constraint``)."""
 
     @property
     def candidate_files(self) -> CandidateFiles:
@@ -252,11 +272,9 @@ class PipSettings:
             )
         if reads_pip and self.added_files:
             raise PipConfigError(
-                f"pip's {'; '.join(self.added_files)}: pip reads these files into every install (their "
-                "constraints, requirements and option lines such as --index-url), scan does not, so it "
-                "cannot tell which release or files pip takes under them; unset it for scan, and pin what "
-                "they decide (name==version, or a -R file with a '-c FILE' or '-r FILE' line, read as pip "
-                "reads it)"
+                f"pip's {'; '.join(self.added_files)}: pip installs these files' requirements too, which "
+                "scan does not scan; unset it for scan, and give the files with -R (or a -R file with a "
+                "'-r FILE' line, read as pip reads it)"
             )
 
     def overlay(
@@ -269,12 +287,14 @@ class PipSettings:
         release_control: ReleaseControl | None = None,
         format_control: FormatControl | None = None,
         prefer_binary: str | None = None,
+        constraints: tuple[Constraint, ...] = (),
     ) -> PipSettings:
-        """These settings under a higher-priority source: its index URL wins, its extra indexes and
-        trusted hosts are added, its release and format control (requirements files': pip's under their
-        lines) replace this one's, its ``prefer-binary`` turns pip's on."""
+        """These settings under a higher-priority source: its index URL wins, its extra indexes, trusted
+        hosts and constraints are added, its release and format control (requirements files': pip's under
+        their lines) replace this one's, its ``prefer-binary`` turns pip's on."""
         return replace(
             self,
+            constraints=(*self.constraints, *constraints),
             release_control=self.release_control if release_control is None else release_control,
             format_control=self.format_control if format_control is None else format_control,
             prefer_binary=prefer_binary or self.prefer_binary,
@@ -435,11 +455,13 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
             control = control.apply(key, *values[key])
         elif key in ("no-binary", "only-binary"):
             formats = formats.apply(key, *values[key])
-    added = {entry.split(" ", 1)[0]: entry for entry in settings.added_files}
-    for key in ("constraint", "requirement"):  # pip's lists of files: a later layer's replaces the earlier
-        if key in values and values[key][0].split():
-            value, where = values[key]
-            added[key] = f"{key} ({where}): {' '.join(value.split())}"
+    # pip's lists of files: a later layer's replaces the earlier.
+    added, constraint_files = settings.added_files, settings.constraint_files
+    if "requirement" in values and values["requirement"][0].split():
+        value, where = values["requirement"]
+        added = (f"requirement ({where}): {' '.join(value.split())}",)
+    if "constraint" in values and values["constraint"][0].split():
+        constraint_files = tuple(values["constraint"][0].split())
     refused = settings.refused
     if "no-index" in values:  # a later layer's false lifts an earlier one's refusal, as pip takes it
         value, where = values["no-index"]
@@ -461,7 +483,8 @@ def _apply(settings: PipSettings, values: Mapping[str, tuple[str, str]]) -> PipS
         format_control=formats,
         prefer_binary=flag("prefer-binary", settings.prefer_binary),
         ignore_requires_python=flag("ignore-requires-python", settings.ignore_requires_python),
-        added_files=tuple(added.values()),
+        added_files=added,
+        constraint_files=constraint_files,
         refused=refused,
     )
 

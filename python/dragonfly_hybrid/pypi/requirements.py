@@ -54,7 +54,7 @@ import optparse
 import re
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import zip_longest
 from pathlib import Path
@@ -62,7 +62,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dragonfly_hybrid.pypi.index import normalize_name
-from dragonfly_hybrid.pypi.pipconfig import PipConfigError, PipSettings, check_hash_mode, pip_settings
+from dragonfly_hybrid.pypi.pipconfig import (
+    Constraint,
+    PipConfigError,
+    PipSettings,
+    check_hash_mode,
+    pip_settings,
+)
 from dragonfly_hybrid.redaction import REDACTED, redact_text
 from dragonfly_hybrid.report import printable
 from dragonfly_hybrid.toml_reader import TomlError, read_toml
@@ -165,14 +171,9 @@ def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
     """Every pinned release in ``paths`` (in order, duplicates removed). ``settings``: pip's (default: its
     configuration files and environment), whose ``require-hashes`` pip applies to requirements files."""
     pip = pip_settings() if settings is None else settings
-    # pip applies the files' release- and format-control lines over its settings' (the finder's, changed in
-    # place).
-    pins = Pins(
-        settings=PipSettings(release_control=pip.release_control, format_control=pip.format_control),
-        require_hashes=pip.require_hashes,
-        no_require_hashes=pip.no_require_hashes,
-        pip=pip,
-    )
+    pins = _pins_of(pip)
+    if any(lock_format(path) == "requirements" for path in paths):  # a lock's entries take none of it
+        _read_constraint_files(pins)
     entries: list[Any] = []
     for path in paths:
         kind = lock_format(path)
@@ -188,6 +189,39 @@ def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
         raise RequirementsError(str(err)) from None
     _check_hashes(entries, pins)
     return pins
+
+
+def read_constraints(pip: PipSettings) -> PipSettings:
+    """What pip's ``constraint`` files set, read as :func:`read_pins` reads them: their option lines over
+    pip's, their named constraints (:attr:`PipSettings.constraints`). Raises :class:`RequirementsError`
+    for a file that cannot be read or that pip refuses."""
+    pins = _pins_of(pip)
+    _read_constraint_files(pins)
+    return pins.settings
+
+
+def _pins_of(pip: PipSettings) -> Pins:
+    """No pins yet, under pip's settings ``pip``."""
+    # pip applies the files' release- and format-control lines over its settings' (the finder's, changed in
+    # place).
+    return Pins(
+        settings=PipSettings(release_control=pip.release_control, format_control=pip.format_control),
+        require_hashes=pip.require_hashes,
+        no_require_hashes=pip.no_require_hashes,
+        pip=pip,
+    )
+
+
+def _read_constraint_files(pins: Pins) -> None:
+    """pip's ``constraint`` files, read as a ``-c FILE`` line at the top of the first requirements file
+    (pip parses them before any requirements file), the names relative to the working directory."""
+    assert pins.pip is not None
+    for name in pins.pip.constraint_files:
+        try:
+            _read_requirements(Path(name), pins, constraint=True)
+        except RequirementsError as err:
+            raise RequirementsError(f"pip's constraint setting: {err}") from None
+    pins.settings = replace(pins.settings, constraint_files=pins.pip.constraint_files)
 
 
 # ---------------------------------------------------------------------------------------- lock files
@@ -374,10 +408,10 @@ def _printable_parser_message(message: str) -> str:
     return "\n".join(shown)
 
 
-def _read_requirements(path: Path, pins: Pins) -> list[Any]:
-    """pip's reading of a requirements file (pip's own parser, ``pip-requirements-parser``): includes
-    followed relative to the including file, options, ``--hash``, markers, continuations. Returns its
-    requirements, for :func:`_check_hashes`."""
+def _read_requirements(path: Path, pins: Pins, *, constraint: bool = False) -> list[Any]:
+    """pip's reading of a requirements file (a constraints file: ``constraint``; pip's own parser,
+    ``pip-requirements-parser``): includes followed relative to the including file, options, ``--hash``,
+    markers, continuations. Returns its requirements, for :func:`_check_hashes`."""
     # Imported here: it takes ~130 ms, which commands that read no requirements file should not pay.
     import pip_requirements_parser as parser_module  # type: ignore[import-untyped,import-not-found,unused-ignore]
     from pip_requirements_parser import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
@@ -388,7 +422,11 @@ def _read_requirements(path: Path, pins: Pins) -> list[Any]:
 
     _add_pip26_options(parser_module)
     try:
-        parsed = RequirementsFile.from_file(str(path), include_nested=True)
+        parsed = (
+            _constraints_file(RequirementsFile, path)
+            if constraint
+            else RequirementsFile.from_file(str(path), include_nested=True)
+        )
     except InstallationError as err:
         raise _requirements_error(err) from None
     except (ValueError, LookupError) as err:
@@ -445,6 +483,11 @@ def _read_requirements(path: Path, pins: Pins) -> list[Any]:
         refused = _refused_constraint(entry) if entry.is_constraint else None
         if refused is not None:  # pip refuses the whole file, as its resolver does (pip 23+)
             raise RequirementsError(f"{_origin(entry)}: {printable(entry.line.strip())!r}: {refused}")
+        if entry.is_constraint:
+            url = redact_text(entry.link.url) if entry.link is not None else None
+            marker = str(entry.marker) if entry.marker is not None else None
+            found = Constraint(normalize_name(entry.name), str(entry.specifier), marker, url, _origin(entry))
+            pins.settings = replace(pins.settings, constraints=(*pins.settings.constraints, found))
         if entry.is_constraint and entry.link is not None:
             # ...but a named one's URL or path is where pip takes that name from (a requirement's or a
             # dependency's), instead of the index.
@@ -455,6 +498,22 @@ def _read_requirements(path: Path, pins: Pins) -> list[Any]:
     for entry in entries:
         _read_entry(entry, pins)
     return entries
+
+
+def _constraints_file(files: Any, path: Path) -> Any:
+    """``path`` parsed as a constraints file (``RequirementsFile.from_file`` reads a requirements file)."""
+    from pip_requirements_parser import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        CommentRequirementLine,
+        InvalidRequirementLine,
+        OptionLine,
+    )
+
+    read: dict[str, list[Any]] = {"requirements": [], "options": [], "invalid_lines": [], "comments": []}
+    for line in files.parse(str(path), include_nested=True, is_constraint=True):
+        kinds = [(InvalidRequirementLine, "invalid_lines"), (CommentRequirementLine, "comments")]
+        kinds.append((OptionLine, "options"))
+        read[next((key for kind, key in kinds if isinstance(line, kind)), "requirements")].append(line)
+    return files(filename=str(path), **read)
 
 
 def _line_of_a_latin1_pip(path: Path) -> str | None:

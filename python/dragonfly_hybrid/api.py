@@ -57,14 +57,13 @@ def fetch_and_scan(
     file uploaded before it. Scanned with ``scanner``, else a new Scanner of ``rules`` (default:
     the bundled rule set).
 
-    A download that fails or bytes that do not match the index's sha256 make the result incomplete
-    (``verdict == "incomplete"``, ``error`` says why) rather than raising. Raises ``ValueError`` for a
-    string that is not a requirement or a version that is not X.Y[.Z], ``ProjectNotFound`` /
-    ``VersionNotFound`` (from :mod:`dragonfly_hybrid.pypi.index`) when the index has no such project or
-    version, ``PipConfigError`` for pip settings that cannot be honoured (``no-index``, pip's
-    ``constraint``/``requirement`` files) or that pip refuses, and ``NetworkSettingsError`` for a
-    certificate file that cannot be loaded, and :class:`~dragonfly_hybrid.errors.NoRulesError` for a rule
-    set that defines no rule.
+    A download that fails or bytes that do not match the index's sha256 make the result incomplete (``verdict
+    == "incomplete"``, ``error`` says why) rather than raising. Raises ``ValueError`` for a string that is not
+    a requirement or a version that is not X.Y[.Z], ``ProjectNotFound`` / ``VersionNotFound`` (from
+    :mod:`dragonfly_hybrid.pypi.index`) when the index has no such project or version, ``PipConfigError`` for
+    pip settings that cannot be honoured (``no-index``, pip's ``requirement`` files; a ``constraint`` file
+    that cannot be read) or that pip refuses, and ``NetworkSettingsError`` for a certificate file that cannot
+    be loaded, and :class:`~dragonfly_hybrid.errors.NoRulesError` for a rule set that defines no rule.
     ``max_download_size`` is an ``int`` from 1 to 64 GB, as ``--max-download-size`` and
     ``DRAGONFLY_MAX_SCAN_SIZE`` are (else ``TypeError`` or ``ValueError``). An argument of the wrong type
     (``extra_index_urls`` given one str rather than a list of them) is a ``TypeError`` naming it.

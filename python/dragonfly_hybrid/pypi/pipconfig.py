@@ -15,7 +15,8 @@ Sources, lowest priority first (each one overrides the ones before it, key by ke
    whitespace-separated list), ``PIP_CERT``, ``PIP_CLIENT_CERT``, ``PIP_TRUSTED_HOST`` (whitespace-separated),
    ``PIP_PROXY``, ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``, ``PIP_REQUIRE_HASHES``, ``PIP_NO_REQUIRE_HASHES``,
    ``PIP_PRE``, ``PIP_ALL_RELEASES``, ``PIP_ONLY_FINAL``, ``PIP_UPLOADED_PRIOR_TO``, ``PIP_NO_BINARY``,
-   ``PIP_ONLY_BINARY``, ``PIP_PREFER_BINARY``, ``PIP_IGNORE_REQUIRES_PYTHON``; an empty one sets nothing.
+   ``PIP_ONLY_BINARY``, ``PIP_PREFER_BINARY``, ``PIP_IGNORE_REQUIRES_PYTHON``, ``PIP_CONSTRAINT``,
+   ``PIP_REQUIREMENT``; an empty one sets nothing.
    Booleans (``no-index``, ``require-hashes``, ``no-require-hashes``, ``pre``, ``prefer-binary``,
    ``ignore-requires-python``) are pip's:
    ``1``/``0``, ``true``/``false``, ``yes``/``no``, ``on``/``off`` turn them on and off again over a lower
@@ -50,7 +51,10 @@ n days ago; any other value refused, as pip refuses it) keeps index files upload
 every release (:attr:`PipSettings.uploaded_prior_to`).
 ``no-binary``/``only-binary`` (:class:`FormatControl`, read as ``all-releases``/``only-final`` are: pip
 shares the code), ``prefer-binary`` and ``ignore-requires-python`` decide which files are pip's candidates
-and which release a bare name installs (:attr:`PipSettings.candidate_files`).
+and which release a bare name installs (:attr:`PipSettings.candidate_files`). ``constraint`` names files
+pip reads into every install as ``-c`` files (:attr:`PipSettings.constraint_files`, read by
+:mod:`requirements`); ``requirement`` names files whose requirements pip installs too, which ``scan`` does
+not scan: a lookup that reads pip's settings refuses it (:meth:`PipSettings.check`).
 """
 
 from __future__ import annotations

@@ -803,11 +803,14 @@ def index_settings(
     applies last (a file's ``--index-url`` wins over ``-i``; see :mod:`dragonfly_hybrid.pypi.pipconfig`),
     pip's ``constraint`` files' first (read now, unless with the requirements files, or ``reads_pip`` is
     False: only lock files' entries are looked up). Raises :class:`PipConfigError` for a constraint file
-    that cannot be read or that pip refuses."""
+    that cannot be read or that pip refuses. A URL constraint read with the requirements files is not
+    kept: they named it as skipped (read now, it refuses the name it constrains)."""
     from dragonfly_hybrid.pypi.pipconfig import PipConfigError, pip_settings
 
     pip = pip_settings() if pip is None else pip
     settings = pip.overlay(index_url=index_url, extra_index_urls=tuple(extra_index_urls))
+    constraints = () if from_requirements is None else from_requirements.constraints
+    constraints = tuple(c for c in constraints if c.url is None)
     if (
         reads_pip
         and pip.constraint_files
@@ -818,6 +821,7 @@ def index_settings(
 
         try:
             from_requirements = read_constraints(pip)
+            constraints = from_requirements.constraints
         except RequirementsError as err:  # the lines it quotes are the file's: none reaches a terminal raw
             raise PipConfigError("\n".join(printable(line) for line in str(err).split("\n"))) from None
     if from_requirements is not None:
@@ -829,7 +833,7 @@ def index_settings(
             release_control=from_requirements.release_control,
             format_control=from_requirements.format_control,
             prefer_binary=from_requirements.prefer_binary,
-            constraints=from_requirements.constraints,
+            constraints=constraints,
         )
     return settings
 

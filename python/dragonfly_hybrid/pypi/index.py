@@ -755,8 +755,8 @@ class PyPIClient:
         (:func:`uploaded_before`). Find-links that cannot be read are the release's ``problems``; without
         them, a project or version not found is :class:`IndexUnavailable` (pip might find it there), naming
         them. A bare name's release is one pip's ``constraints`` admit (:class:`VersionNotFound` when one
-        is a URL: pip installs it from there)."""
-        specifier, constrained = self._constrained(name) if find_links and version is None else (None, "")
+        is a URL, a pinned name's too: pip installs it from there)."""
+        specifier, constrained = self._constrained(name) if find_links else (None, "")
         found, problems = self.find_links_packages(name) if find_links else ([], [])
         cutoff = self.uploaded_prior_to if find_links else None
         try:
@@ -772,7 +772,7 @@ class PyPIClient:
         except (ProjectNotFound, VersionNotFound) as err:
             if cutoff is not None:  # which files were left out, as the note of every such lookup
                 err.args = (f"{err} (pip's uploaded-prior-to: only files uploaded before {cutoff} count)",)
-            if constrained and isinstance(err, VersionNotFound):
+            if constrained and version is None and isinstance(err, VersionNotFound):
                 err.args = (f"{err} (pip's constraints: only versions {constrained} admit count)",)
             if not problems:
                 raise

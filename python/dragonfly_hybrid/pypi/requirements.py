@@ -172,9 +172,9 @@ def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
     configuration files and environment), whose ``require-hashes`` pip applies to requirements files."""
     pip = pip_settings() if settings is None else settings
     pins = _pins_of(pip)
-    if any(lock_format(path) == "requirements" for path in paths):  # a lock's entries take none of it
-        _read_constraint_files(pins)
     entries: list[Any] = []
+    if any(lock_format(path) == "requirements" for path in paths):  # a lock's entries take none of it
+        entries += _read_constraint_files(pins)
     for path in paths:
         kind = lock_format(path)
         if kind == "requirements":
@@ -196,7 +196,12 @@ def read_constraints(pip: PipSettings) -> PipSettings:
     pip's, their named constraints (:attr:`PipSettings.constraints`). Raises :class:`RequirementsError`
     for a file that cannot be read or that pip refuses."""
     pins = _pins_of(pip)
-    _read_constraint_files(pins)
+    for entry in _read_constraint_files(pins):
+        # A -r line in a constraints file reads a requirements file: pip installs its requirements too.
+        raise RequirementsError(
+            f"pip's constraint setting: {_origin(entry)}: pip installs this requirement too (a '-r FILE' "
+            "line in a constraints file reads requirements), which scan does not scan: give that file with -R"
+        )
     return pins.settings
 
 
@@ -212,16 +217,24 @@ def _pins_of(pip: PipSettings) -> Pins:
     )
 
 
-def _read_constraint_files(pins: Pins) -> None:
+def _read_constraint_files(pins: Pins) -> list[Any]:
     """pip's ``constraint`` files, read as a ``-c FILE`` line at the top of the first requirements file
-    (pip parses them before any requirements file), the names relative to the working directory."""
+    (pip parses them before any requirements file), the names relative to the working directory. Returns
+    the requirements of their ``-r`` files (pip installs them), for :func:`_check_hashes`."""
     assert pins.pip is not None
+    entries: list[Any] = []
     for name in pins.pip.constraint_files:
+        if urlsplit(name).scheme in ("http", "https", "file"):  # pip fetches these: the parser reads paths
+            raise RequirementsError(
+                f"pip's constraint setting: {printable(redact_text(name))}: pip fetches this constraints "
+                "file from its URL, scan reads them by path only: download it and name its path"
+            )
         try:
-            _read_requirements(Path(name), pins, constraint=True)
+            entries += _read_requirements(Path(name), pins, constraint=True)
         except RequirementsError as err:
             raise RequirementsError(f"pip's constraint setting: {err}") from None
     pins.settings = replace(pins.settings, constraint_files=pins.pip.constraint_files)
+    return entries
 
 
 # ---------------------------------------------------------------------------------------- lock files
@@ -486,7 +499,8 @@ def _read_requirements(path: Path, pins: Pins, *, constraint: bool = False) -> l
         if entry.is_constraint:
             url = redact_text(entry.link.url) if entry.link is not None else None
             marker = str(entry.marker) if entry.marker is not None else None
-            found = Constraint(normalize_name(entry.name), str(entry.specifier), marker, url, _origin(entry))
+            specifier = str(entry.specifier or "")  # None: a bare name, which admits every version
+            found = Constraint(normalize_name(entry.name), specifier, marker, url, _origin(entry))
             pins.settings = replace(pins.settings, constraints=(*pins.settings.constraints, found))
         if entry.is_constraint and entry.link is not None:
             # ...but a named one's URL or path is where pip takes that name from (a requirement's or a

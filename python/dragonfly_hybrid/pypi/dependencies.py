@@ -168,7 +168,7 @@ class DependencyNotes:
         the installed requirements ask of a named release (``foo[x]`` in foo's own metadata, ``bar[y]``
         of a pinned bar), to a fixed point; and whether they were all evaluated (each requirement once per
         extra, at most :data:`EVALUATION_LIMIT` times a release)."""
-        environment = _environment(self.python)
+        environment = marker_environment(self.python)
         releases: dict[str, list[int]] = {}
         for at, release in enumerate(self._declared):
             releases.setdefault(release.key, []).append(at)
@@ -246,7 +246,7 @@ def _named_entries(paths: Sequence[Path]) -> list[tuple[str, frozenset[str], boo
     return found
 
 
-def _environment(python: Version) -> dict[str, str]:
+def marker_environment(python: Version) -> dict[str, str]:
     """pip's marker environment on this platform, for the Python the scan selects files for."""
     environment: dict[str, str] = dict(default_environment())  # type: ignore[arg-type]
     major, minor, micro = (*python.release, 0, 0)[:3]

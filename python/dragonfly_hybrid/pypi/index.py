@@ -786,10 +786,10 @@ class PyPIClient:
         from packaging.markers import Marker
         from packaging.specifiers import SpecifierSet
 
-        from dragonfly_hybrid.pypi.dependencies import _environment
+        from dragonfly_hybrid.pypi.dependencies import marker_environment
         from dragonfly_hybrid.report import printable
 
-        environment = {**_environment(self.python_version), "extra": ""}
+        environment = {**marker_environment(self.python_version), "extra": ""}
         project = normalize_name(name)
         applying = [
             c

@@ -71,7 +71,8 @@ def test_a_bare_name_scans_the_release_pip_installs_under_its_constraint_files(
     }
     assert pip_version(index, tmp_path, env, "foo-bar") == expected
     assert scanned_version(index, env, "foo-bar") == expected
-    assert scanned_version(index, env, "foo-bar==2.0") == "2.0"  # a pin: the release pinned, every file
+    # A pin: the release pinned, every file; none when the constraints do not admit it (pip refuses it).
+    assert scanned_version(index, env, "foo-bar==2.0") == pip_version(index, tmp_path, env, "foo-bar==2.0")
 
 
 def test_constraint_files_are_relative_to_the_working_directory_and_pip_conf_takes_them(

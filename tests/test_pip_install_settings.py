@@ -176,20 +176,25 @@ def test_pips_constraint_and_requirement_files_are_a_usage_error_not_a_wrong_rel
 ) -> None:
     """pip reads the files of its ``constraint``/``requirement`` settings into every install: with one that
     pins ``wheely==1.0``, pip installs 1.0 where ``scan wheely`` scanned 2.0 (clean or not, another release).
-    ``scan`` reads the constraint files as pip does (``scan wheely``: 1.0; a pinned release is scanned as
-    pinned); the requirement files, whose requirements pip installs too, are a usage error naming the
-    setting. Neither matters for a lock file's entry (its installer does not read them)."""
+    ``scan`` reads the constraint files as pip does (``scan wheely``: 1.0; a pin they do not admit is a
+    usage error, as pip refuses it); the requirement files, whose requirements pip installs too, are a
+    usage error naming the setting. Neither matters for a lock file's entry (its installer does not read
+    them)."""
     pinned = write(tmp_path / "pins.txt", b"wheely==1.0\n")
     env = {"PIP_CONFIG_FILE": "/dev/null", key: f"{pinned}"}
     assert pip_version(index, tmp_path, env, "wheely") == "1.0"
-    for target, version in (("wheely", "1.0"), ("wheely==2.0", "2.0")):
+    for target, version in (("wheely", "1.0"), ("wheely==2.0", None)):
         result, report = scan(target, "-r", rules_dir, "--index-url", index.url, env={**env})
         if key == "PIP_REQUIREMENT":
             assert result.exit_code == 2
             assert f"pip's requirement (environment): {pinned}: pip installs these files'" in result.stderr
-            continue
-        assert [t["version"] for t in report["targets"]] == [version], result.output
-        assert result.exit_code == (1 if version == "2.0" else 0), result.output
+        elif version is None:
+            assert pip_version(index, tmp_path, env, target) is None
+            assert result.exit_code == 2, result.output
+            assert "pip's constraints do not admit wheely==2.0" in result.stderr
+        else:
+            assert [t["version"] for t in report["targets"]] == [version], result.output
+            assert result.exit_code == 0, result.output
     [locked] = [f for f in index.projects["wheely"] if f.filename.endswith(".whl")]
     lock = write(
         tmp_path / "poetry.lock",

@@ -213,7 +213,8 @@ def dependency_notes(
     pip on ``python`` under its ``candidates`` settings."""
     named = {normalize_name(pin.name) for pin in pins.pins}
     extras: dict[str, frozenset[str]] = {}
-    constrained: set[str] = set()
+    # pip's constraint setting's files are read into no -R file: their constraints are the settings'.
+    constrained = {constraint.name for constraint in pins.settings.constraints}
     for name, asked, is_constraint in _named_entries(paths):
         if is_constraint:
             constrained.add(name)
@@ -225,8 +226,8 @@ def dependency_notes(
 
 def _named_entries(paths: Sequence[Path]) -> list[tuple[str, frozenset[str], bool]]:
     """``(normalized name, normalized extras, is a constraint)`` of every named line (pins, URL ones,
-    constraints) of the requirements files; ``Pins`` keeps no extras nor constraints, so the files are read
-    again with pip's parser."""
+    constraints) of the requirements files; ``Pins`` keeps no extras, so the files are read again with pip's
+    parser."""
     from pip_requirements_parser import RequirementsFile  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     from dragonfly_hybrid.pypi.requirements import lock_format

@@ -353,7 +353,8 @@ def select_release(
     ``all-releases``, the newest may be a pre-release; False: ``only-final``, no pre-release is a
     candidate, not even pinned; None: pip's default). ``candidates``: pip's settings that decide which
     files are candidates and which release it prefers (a bare name's); ``specifier``: the versions pip's
-    constraints admit (a bare name's)."""
+    constraints admit (a pin none of whose versions they admit is :class:`VersionNotFound`: pip refuses
+    it)."""
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
@@ -401,6 +402,11 @@ def select_release(
             raise VersionNotFound(
                 f"project {page.project!r} has no files for version {version}{status}; "
                 f"latest versions on the index: {known}"
+            )
+        if specifier is not None and not (matching := [v for v in matching if specifier.contains(v, True)]):
+            # pip finds no candidate both admit (ResolutionImpossible): it installs nothing.
+            raise VersionNotFound(
+                f"pip's constraints do not admit {page.project}=={version}: pip refuses to install it"
             )
         chosen = wanted if wanted in matching else matching[-1]
         packages = [p for v in matching for p in versions[v]]
@@ -754,8 +760,9 @@ class PyPIClient:
         With ``uploaded_prior_to``, pip's candidates are those files uploaded before it, but local files
         (:func:`uploaded_before`). Find-links that cannot be read are the release's ``problems``; without
         them, a project or version not found is :class:`IndexUnavailable` (pip might find it there), naming
-        them. A bare name's release is one pip's ``constraints`` admit (:class:`VersionNotFound` when one
-        is a URL, a pinned name's too: pip installs it from there)."""
+        them. A bare name's release is one pip's ``constraints`` admit; a pinned one they do not admit is
+        :class:`VersionNotFound`, as is one of a URL constraint (pip installs it from there) or of one with
+        ``--hash`` (pip 26.3 installs only a file with one of them, which this lookup cannot tell)."""
         specifier, constrained = self._constrained(name) if find_links else (None, "")
         found, problems = self.find_links_packages(name) if find_links else ([], [])
         cutoff = self.uploaded_prior_to if find_links else None
@@ -772,7 +779,7 @@ class PyPIClient:
         except (ProjectNotFound, VersionNotFound) as err:
             if cutoff is not None:  # which files were left out, as the note of every such lookup
                 err.args = (f"{err} (pip's uploaded-prior-to: only files uploaded before {cutoff} count)",)
-            if constrained and version is None and isinstance(err, VersionNotFound):
+            if constrained and isinstance(err, VersionNotFound):
                 err.args = (f"{err} (pip's constraints: only versions {constrained} admit count)",)
             if not problems:
                 raise
@@ -782,7 +789,8 @@ class PyPIClient:
     def _constrained(self, name: str) -> tuple[SpecifierSet | None, str]:
         """The versions of ``name`` pip's constraints admit (None: no constraint names it, its markers
         evaluated on ``python_version`` as pip on it evaluates them) and which constraints (for messages).
-        Raises :class:`VersionNotFound` for a URL constraint: pip installs ``name`` from there."""
+        Raises :class:`VersionNotFound` for a URL constraint (pip installs ``name`` from there) or one with
+        ``--hash``."""
         from packaging.markers import Marker
         from packaging.specifiers import SpecifierSet
 
@@ -801,6 +809,14 @@ class PyPIClient:
                 raise VersionNotFound(
                     f"pip's constraint at {constraint.origin} makes pip install {name} from "
                     f"{printable(constraint.url)}, not from an index: scan that file by its path"
+                )
+            if constraint.hashes:
+                # pip 26.3 takes only a file with one of them (a bare name's newest such release) unless the
+                # requirement has its own --hash; pip 23.2 turns on hash-checking mode. Refused: loud.
+                raise VersionNotFound(
+                    f"pip's constraint at {constraint.origin} has --hash options: pip installs {name} only "
+                    "from a file with one of them, which scan does not check: pin it with those --hash "
+                    "options in a -R file, and remove them from the constraint"
                 )
         if not applying:
             return None, ""

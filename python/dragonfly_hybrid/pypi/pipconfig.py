@@ -203,6 +203,9 @@ class Constraint:
     url: str | None
     origin: str
     """``file:line``."""
+    hashes: frozenset[str] = frozenset()
+    """``algorithm:hex`` of the line's ``--hash`` options (pip 26.3 installs ``name`` only from a file with
+    one of them, but a requirement's own)."""
 
 
 @dataclass(frozen=True)

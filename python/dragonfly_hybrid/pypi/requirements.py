@@ -56,7 +56,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field, replace
 from functools import partial
-from itertools import zip_longest
+from itertools import takewhile, zip_longest
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -379,8 +379,9 @@ _HASH_ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
 def _requirements_error(err: Exception) -> RequirementsError:
-    # The parser joins lines of its messages with a literal "|n".
-    return RequirementsError(str(err).replace("|n", ": "))
+    # The parser joins lines of its messages with a literal "|n". A file that cannot be opened may be named
+    # by a -r/-c line whose ${VAR} pip would have expanded.
+    return RequirementsError(str(err).replace("|n", ": ") + _unexpanded(str(err)))
 
 
 _CARET_LINE = re.compile(r" *~*\^")
@@ -490,6 +491,11 @@ def _read_requirements(path: Path, pins: Pins, *, constraint: bool = False) -> l
         for value in _option_values(option.options):
             if _ENVIRONMENT_VARIABLE.search(value):
                 raise RequirementsError(f"{origin}: {printable(value)!r}{_unexpanded(value)}")
+        if option.options.get(_IGNORED):
+            pins.notes.append(
+                f"{origin}: pip ignores {', '.join(option.options[_IGNORED])} on a requirement line (only "
+                "--hash and -C/--config-settings apply to it there): not applied"
+            )
         _read_option(option.options, origin, pins)
     entries = [r for r in parsed.requirements if not r.is_constraint]  # pip installs no constraint...
     for entry in parsed.requirements:
@@ -500,7 +506,8 @@ def _read_requirements(path: Path, pins: Pins, *, constraint: bool = False) -> l
             url = redact_text(entry.link.url) if entry.link is not None else None
             marker = str(entry.marker) if entry.marker is not None else None
             specifier = str(entry.specifier or "")  # None: a bare name, which admits every version
-            found = Constraint(normalize_name(entry.name), specifier, marker, url, _origin(entry))
+            hashes = frozenset(_pip_hash(h) for h in entry.hash_options or ())
+            found = Constraint(normalize_name(entry.name), specifier, marker, url, _origin(entry), hashes)
             pins.settings = replace(pins.settings, constraints=(*pins.settings.constraints, found))
         if entry.is_constraint and entry.link is not None:
             # ...but a named one's URL or path is where pip takes that name from (a requirement's or a
@@ -631,10 +638,31 @@ _FORMAT_OPTION: dict[str, Any] = {
 _PARSER_LOCK = threading.Lock()
 
 
+def _requirement_option() -> optparse.Option:
+    """pip's ``-r``/``--requirement``, without the parser's own ``--requirements`` (pip refuses that one)."""
+    return optparse.Option("-r", "--requirement", dest="requirements", action="append", default=[])
+
+
 def _add_pip26_options(parser_module: Any) -> None:
     """Teach the parser (pip 22's) :data:`_PIP26_OPTIONS` and :data:`_PIP26_REQUIREMENT_OPTIONS`, each
-    option it does not know yet (once per process, whoever imported the parser first)."""
+    option it does not know yet, and take away the options pip 26.3 does not know (``--requirements``,
+    ``--install-option``, ``--global-option``, the legacy ``--allow-*``, ``-Z``, ``--no-use-wheel``): pip
+    refuses a line with one, and optparse takes an abbreviation (``--all``, ``--in``) only when no other
+    option begins so. Requirement lines' options are read as pip 26.3 reads them
+    (:func:`_pip26_handle_line`). Once per process, whoever imported the parser first."""
     with _PARSER_LOCK:
+        parser_module.LEGACY_OPTIONS.clear()
+        parser_module.SUPPORTED_OPTIONS_REQ[:] = [
+            factory
+            for factory in parser_module.SUPPORTED_OPTIONS_REQ
+            if factory().dest not in ("install_options", "global_options")
+        ]
+        parser_module.SUPPORTED_OPTIONS[:] = [
+            _requirement_option if factory().dest == "requirements" else factory
+            for factory in parser_module.SUPPORTED_OPTIONS
+        ]
+        if not isinstance(parser_module.handle_line, partial):
+            parser_module.handle_line = partial(_pip26_handle_line, parser_module, parser_module.handle_line)
         known = parser_module.build_parser()
         for factories, dests, table in (
             (parser_module.SUPPORTED_OPTIONS, parser_module.SUPPORTED_OPTIONS_DEST, _PIP26_OPTIONS),
@@ -656,6 +684,34 @@ def _add_pip26_options(parser_module: Any) -> None:
                 options[index] = partial(optparse.Option, flag, **_FORMAT_OPTION)
         if _FORMAT_OPTION["dest"] not in parser_module.SUPPORTED_OPTIONS_DEST:
             parser_module.SUPPORTED_OPTIONS_DEST.append(_FORMAT_OPTION["dest"])
+
+
+# The key of the options pip ignores on a requirement line, in the option line made of its others.
+_IGNORED = "ignored_on_a_requirement_line"
+
+
+def _pip26_handle_line(parser_module: Any, handle_line: Any, parsed_line: Any) -> Any:
+    """The parser's ``handle_line`` (its reading of a line), with a requirement line's options read as pip
+    26.3 reads them, where the parser refused the line for any global option: ``--no-binary``,
+    ``--only-binary``, ``--all-releases``, ``--only-final`` apply as on a line of their own (pip's callbacks
+    change its finder's settings in place, whatever the line: an option line made of them comes first),
+    ``-e`` makes pip refuse the line; the others pip ignores (named in that option line, for a note)."""
+    for parsed in handle_line(parsed_line=parsed_line):
+        if isinstance(parsed, parser_module.ParsedRequirement):
+            values, invalid = parsed_line.options, parsed.invalid_options or {}
+            carried = {
+                dest: getattr(values, dest)
+                for dest in ("release_control", "format_control")
+                if getattr(values, dest, None)
+            }
+            ignored = [dest for dest in invalid if dest in parser_module.SUPPORTED_OPTIONS_DEST]
+            ignored = [dest for dest in ignored if dest != "editables"]
+            if ignored:
+                carried[_IGNORED] = [parser_module.OPT_BY_OPTIONS_DEST[dest] for dest in ignored]
+            if carried:
+                yield parser_module.OptionLine(requirement_line=parsed_line.requirement_line, options=carried)
+            parsed.invalid_options = {dest: value for dest, value in invalid.items() if dest not in ignored}
+        yield parsed
 
 
 def _read_option(options: dict[str, Any], origin: str, pins: Pins) -> None:
@@ -714,6 +770,13 @@ def _link_kind(entry: Any) -> str:
     return "a VCS checkout" if entry.is_vcs_url else "a URL" if remote else "a local path"
 
 
+def _pip_hash(option: str) -> str:
+    """A ``--hash`` value as pip compares it: the algorithm's name as written (``SHA256`` is refused), the
+    digest lower-cased."""
+    algorithm, _, digest = option.partition(":")
+    return f"{algorithm}:{digest.lower()}"
+
+
 def _read_entry(entry: Any, pins: Pins) -> None:
     origin = _origin(entry)
     line = entry.line.strip()
@@ -730,7 +793,7 @@ def _read_entry(entry: Any, pins: Pins) -> None:
             f"{origin}: {entry.req!s} is not pinned to one version (name==version); pin it "
             "(pip-compile, uv pip compile) or give the release to scan as a target"
         )
-    hashes = frozenset(h.lower() for h in entry.hash_options)
+    hashes = frozenset(map(_pip_hash, entry.hash_options))
     for value in hashes:
         algorithm, _, digest = value.partition(":")
         if algorithm not in _HASH_ALGORITHMS or not re.fullmatch(r"[0-9a-f]+", digest):
@@ -790,8 +853,10 @@ def looks_like_requirements(path: Path) -> bool:
     for line in lines:
         if line.startswith("-"):
             continue
-        try:
-            Requirement(line.split(" --hash")[0].rstrip("\\ "))
+        try:  # up to the line's first option, as pip splits it (`--hash`, `-C KEY=VAL`, ...)
+            Requirement(
+                " ".join(takewhile(lambda token: not token.startswith("-"), line.split(" "))).rstrip("\\ ")
+            )
         except InvalidRequirement:
             return False
         requirements += 1

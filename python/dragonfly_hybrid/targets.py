@@ -526,7 +526,9 @@ class TargetScanner:
             return Resolved(target, release=locked_release(target.name, target.version, target.locked))
         try:
             if target.index_url is None:
-                release = self.pypi.resolve(target.name, target.version, find_links=target.find_links)
+                release = self.pypi.resolve(
+                    target.name, target.version, find_links=target.find_links, hashed=bool(target.hashes)
+                )
                 return Resolved(target, release=release)
             with self.pypi.on_index(target.index_url) as source:
                 return Resolved(target, release=source.resolve(target.name, target.version))

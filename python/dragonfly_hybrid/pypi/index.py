@@ -753,7 +753,9 @@ class PyPIClient:
                 server_time = server_time.replace(tzinfo=timezone.utc)
         return ProjectList(projects, serial, server_time)
 
-    def resolve(self, name: str, version: str | None = None, *, find_links: bool = True) -> Release:
+    def resolve(
+        self, name: str, version: str | None = None, *, find_links: bool = True, hashed: bool = False
+    ) -> Release:
         """The files of ``name==version``, or of the latest version of ``name`` that pip would install on
         ``python_version`` when version is None: the indexes' and find-links' (pip's candidates are all of
         them; the indexes' alone without ``find_links``: a lock's entry, which takes none of pip's settings).
@@ -762,8 +764,10 @@ class PyPIClient:
         them, a project or version not found is :class:`IndexUnavailable` (pip might find it there), naming
         them. A bare name's release is one pip's ``constraints`` admit; a pinned one they do not admit is
         :class:`VersionNotFound`, as is one of a URL constraint (pip installs it from there) or of one with
-        ``--hash`` (pip 26.3 installs only a file with one of them, which this lookup cannot tell)."""
-        specifier, constrained = self._constrained(name) if find_links else (None, "")
+        ``--hash`` (pip 26.3 installs only a file with one of them, which this lookup cannot tell), but for
+        a ``hashed`` requirement (a ``-R`` pin with hashes, its own or its constraints': the caller checks
+        the files against them)."""
+        specifier, constrained = self._constrained(name, hashed) if find_links else (None, "")
         found, problems = self.find_links_packages(name) if find_links else ([], [])
         cutoff = self.uploaded_prior_to if find_links else None
         try:
@@ -786,11 +790,11 @@ class PyPIClient:
             raise IndexUnavailable(f"{err}; {'; '.join(problems)}") from None
         return dataclasses.replace(release, problems=tuple(problems))
 
-    def _constrained(self, name: str) -> tuple[SpecifierSet | None, str]:
+    def _constrained(self, name: str, hashed: bool = False) -> tuple[SpecifierSet | None, str]:
         """The versions of ``name`` pip's constraints admit (None: no constraint names it, its markers
         evaluated on ``python_version`` as pip on it evaluates them) and which constraints (for messages).
         Raises :class:`VersionNotFound` for a URL constraint (pip installs ``name`` from there) or one with
-        ``--hash``."""
+        ``--hash``, unless the requirement is ``hashed``."""
         from packaging.markers import Marker
         from packaging.specifiers import SpecifierSet
 
@@ -810,13 +814,13 @@ class PyPIClient:
                     f"pip's constraint at {constraint.origin} makes pip install {name} from "
                     f"{printable(constraint.url)}, not from an index: scan that file by its path"
                 )
-            if constraint.hashes:
+            if constraint.hashes and not hashed:
                 # pip 26.3 takes only a file with one of them (a bare name's newest such release) unless the
-                # requirement has its own --hash; pip 23.2 turns on hash-checking mode. Refused: loud.
+                # requirement has its own --hash; pip 23.2 turns on hash-checking mode. Refused: loud. A -R
+                # pin has them (its own or the constraint's, read_pins): its files are checked.
                 raise VersionNotFound(
                     f"pip's constraint at {constraint.origin} has --hash options: pip installs {name} only "
-                    "from a file with one of them, which scan does not check: pin it with those --hash "
-                    "options in a -R file, and remove them from the constraint"
+                    "from a file with one of them, which scan checks only for a -R pin: pin it in a -R file"
                 )
         if not applying:
             return None, ""

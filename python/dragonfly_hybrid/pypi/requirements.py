@@ -30,9 +30,10 @@ scanned. A pylock file given by ``path`` is skipped (scan it by its path).
   there) gets a note in :attr:`Pins.notes` (:func:`_line_of_a_latin1_pip`); pip 24.2 and later decode it as
   UTF-8, as this reader does.
 
-Hashes follow pip's hash-checking mode: once a requirement has ``--hash``, a ``--require-hashes`` line
-is present or pip's ``require-hashes`` is set (``PIP_REQUIRE_HASHES``, pip.conf), every requirement must
-be pinned with ``==`` (or ``===``) and have ``--hash`` options (``sha256``, ``sha384`` or ``sha512``),
+Hashes follow pip's hash-checking mode: once a requirement or a constraint has ``--hash``, a
+``--require-hashes`` line is present or pip's ``require-hashes`` is set (``PIP_REQUIRE_HASHES``, pip.conf),
+every requirement must be pinned with ``==`` (or ``===``) and have ``--hash`` options (``sha256``,
+``sha384`` or ``sha512``; a line without takes those its name's constraints all allow, as pip 26.3 does),
 else a :class:`RequirementsError` naming the line and what turned the mode on. pip 26's
 ``--no-require-hashes`` line or ``no-require-hashes`` setting (``PIP_NO_REQUIRE_HASHES``, pip.conf) keeps
 a ``--hash`` from turning the mode on (a line without hashes is then taken), and is a
@@ -154,6 +155,12 @@ class Pins:
             self._keys.add(key)
             self.pins.append(pin)
 
+    def keep_only(self, pins: list[Pin]) -> None:
+        """Keep ``pins`` in place of those kept, each as :meth:`add` keeps it."""
+        self.pins, self._keys = [], set()
+        for pin in pins:
+            self.add(pin)
+
 
 def lock_format(path: Path) -> str:
     """``pylock``, ``uv``, ``poetry`` or ``requirements``, from the file name."""
@@ -187,7 +194,7 @@ def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
         check_hash_mode(pins.require_hashes, pins.no_require_hashes)
     except PipConfigError as err:
         raise RequirementsError(str(err)) from None
-    _check_hashes(entries, pins)
+    _check_hashes(entries, pins, _take_constraint_hashes(entries, pins))
     return pins
 
 
@@ -804,18 +811,51 @@ def _read_entry(entry: Any, pins: Pins) -> None:
     pins.add(Pin(entry.name, exact[0].version, origin, hashes, str(entry.filename), entry.line_number))
 
 
-def _check_hashes(entries: list[Any], pins: Pins) -> None:
-    """pip's hash-checking mode: once ``--require-hashes`` is given or any requirement has a ``--hash``
-    (but with pip 26's ``--no-require-hashes``), every requirement must be pinned with ``==`` and carry
-    hashes."""
+def _take_constraint_hashes(entries: list[Any], pins: Pins) -> set[str]:
+    """pip 26.3 checks a requirement without ``--hash`` of its own against the hashes of its name's
+    constraints (those all of them allow): each such pin of a line takes them (a lock's entry takes no
+    constraint), unless another line of its name has hashes (scanned as before). Returns the names that
+    took some, for :func:`_check_hashes`."""
+    hashed = [c for c in pins.settings.constraints if c.hashes]
+    own = {normalize_name(e.name) for e in entries if e.hash_options and e.name}
+    taken: set[str] = set()
+    kept: list[Pin] = []
+    for pin in pins.pins:
+        project = normalize_name(pin.name)
+        constraints = [c for c in hashed if c.name == project]
+        if pin.hashes or pin.line is None or project in own or not constraints:
+            kept.append(pin)
+            continue
+        marked = next((c for c in constraints if c.marker is not None), None)
+        if marked is not None:  # pip takes its hashes only where the marker holds; scan reads no marker
+            raise RequirementsError(
+                f"{pin.origin}: {pin.spec}: pip's constraint at {marked.origin} has --hash options and a "
+                "marker, which scan does not evaluate: give the line its own --hash options"
+            )
+        allowed = frozenset.intersection(*(c.hashes for c in constraints))
+        if allowed:  # none: pip takes none, as a line without hashes (refused in hash-checking mode)
+            taken.add(project)
+        kept.append(replace(pin, hashes=allowed))
+    pins.keep_only(kept)
+    return taken
+
+
+def _check_hashes(entries: list[Any], pins: Pins, constrained: set[str]) -> None:
+    """pip's hash-checking mode: once ``--require-hashes`` is given or any requirement or constraint has a
+    ``--hash`` (but with pip 26's ``--no-require-hashes``), every requirement must be pinned with ``==``
+    and carry hashes (or take its ``constrained`` name's, pip 26.3)."""
     hashed = next((e for e in entries if e.hash_options), None)
+    # pip 26.3 counts its constraints among the requirements that turn the mode on (pip 23.2 too).
+    constraint = next((c for c in pins.settings.constraints if c.hashes), None)
     if pins.require_hashes is not None:
         why = pins.require_hashes
     elif hashed is not None and pins.no_require_hashes is None:
         why = f"--hash options ({hashed.filename}:{hashed.line_number})"
+    elif constraint is not None and pins.no_require_hashes is None:
+        why = f"--hash options of a constraint ({constraint.origin})"
     else:
         return
-    hashed_names = {normalize_name(e.name) for e in entries if e.hash_options and e.name}
+    hashed_names = {normalize_name(e.name) for e in entries if e.hash_options and e.name} | constrained
     for entry in entries:
         origin = _origin(entry)
         if entry.link is not None and entry.hash_options and not entry.is_editable and not entry.is_vcs_url:

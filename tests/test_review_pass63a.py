@@ -4,6 +4,7 @@ for what pip installs. ``PIP_*`` are cleared per test (``conftest``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -78,15 +79,18 @@ def test_a_hashed_constraint_is_refused_by_the_index_client(index: FakeIndex) ->
         assert client.resolve("foo-bar", "1.0", find_links=False).version == "1.0"  # a lock's entry
 
 
-def test_a_hashed_constraint_file_is_a_usage_error(index: FakeIndex, tmp_path: Path, rules_dir: Path) -> None:
+def test_a_pin_no_file_of_which_a_hashed_constraint_allows_is_not_clean(
+    index: FakeIndex, tmp_path: Path, rules_dir: Path
+) -> None:
     """End to end: pip 23.2 and 26.3 both refuse ``foo-bar==3.0`` under a constraint hashed for 1.0; scan
-    scanned 3.0 and reported it clean."""
+    scanned 3.0 and reported it clean. It takes the constraint's hashes now (pass 64b): no file of 3.0 has
+    one, so the release is incomplete (exit 3), naming that."""
     [one] = [f for f in index.projects["foo-bar"] if "-1.0-" in f.filename]
     env = {"PIP_CONSTRAINT": str(write(tmp_path / "c.txt", f"foo-bar --hash=sha256:{one.sha256}\n".encode()))}
     assert pip_files(index, tmp_path, env, "foo-bar==3.0") is None
-    result, _ = scan("foo-bar==3.0", "-r", rules_dir, "--index-url", index.url, env={**env})
-    assert result.exit_code == 2, result.output
-    assert "c.txt:1 has --hash options" in result.stderr
+    result, report = scan("foo-bar==3.0", "-r", rules_dir, "--index-url", index.url, env={**env})
+    assert result.exit_code == 3, result.output
+    assert "no file of foo-bar==3.0 has a hash allowed" in json.dumps(report)
 
 
 def test_dependency_notes_count_pip_constraint_settings_names_as_constrained(

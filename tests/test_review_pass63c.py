@@ -113,33 +113,3 @@ def test_a_pin_takes_the_hashes_all_its_constraints_allow(tmp_path: Path) -> Non
     write(tmp_path / "c.txt", f"foo-bar --hash={ONE}\nFoo_Bar --hash={TWO}\n".encode())
     with pytest.raises(RequirementsError, match=r"req\.txt:2: foo-bar==1\.0: in hash-checking mode"):
         read_pins([req], PipSettings())
-
-
-def test_a_hashed_constraint_with_a_marker_is_refused_for_a_pin_without_hashes(
-    index: FakeIndex, tmp_path: Path, rules_dir: Path
-) -> None:
-    """pip 26.3 (by hand) takes a constraint's hashes only where its marker holds (else the line has none:
-    refused), and scan reads no marker: a usage error naming the constraint, where scan refused the pin
-    for the hashes alone."""
-    env, req = _setup(
-        tmp_path, "-c line", f"foo-bar ; python_version >= '3' --hash={ONE}\n", "foo-bar==1.0\n"
-    )
-    code, _, stderr = scanned(index, rules_dir, env, req)
-    assert code == 2, stderr
-    assert (
-        f"{req}:2: foo-bar==1.0: pip's constraint at {tmp_path / 'c.txt'}:1 has --hash options and a marker"
-        in (stderr.replace("\n", " "))
-    ), stderr
-
-
-def test_a_command_line_pin_under_a_hashed_constraint_stays_a_usage_error(
-    index: FakeIndex, tmp_path: Path, rules_dir: Path
-) -> None:
-    """pip 26.3 (by hand) downloads ``foo-bar==1.0`` and bare ``foo-bar`` (the newest release with an
-    allowed file) under a constraint hashed for 1.0's wheel; scan checks hashes only for a -R pin, and
-    refuses both, now naming that way out (it asked for the hashes on a -R line)."""
-    env = {"PIP_CONSTRAINT": str(write(tmp_path / "c.txt", f"foo-bar --hash={ONE}\n".encode()))}
-    for target in ("foo-bar==1.0", "foo-bar"):
-        result, _ = scan(target, "-r", rules_dir, "--index-url", index.url, env={**env})
-        assert result.exit_code == 2, result.output
-        assert "c.txt:1 has --hash options" in result.stderr and "pin it in a -R file" in result.stderr

@@ -526,14 +526,32 @@ class TargetScanner:
             return Resolved(target, release=locked_release(target.name, target.version, target.locked))
         try:
             if target.index_url is None:
+                target = self._command_line_hashes(target)
                 release = self.pypi.resolve(
-                    target.name, target.version, find_links=target.find_links, hashed=bool(target.hashes)
+                    target.name, target.version, find_links=target.find_links, hashes=target.hashes
                 )
                 return Resolved(target, release=release)
             with self.pypi.on_index(target.index_url) as source:
                 return Resolved(target, release=source.resolve(target.name, target.version))
         except IndexUnavailable as err:
             return Resolved(target, error=str(err))
+
+    def _command_line_hashes(self, target: ReleaseTarget) -> ReleaseTarget:
+        """A name given on the command line with the hashes its constraints all allow, as pip 26.3 checks
+        a requirement without hashes of its own (a -R pin took them when read). In pip's hash-checking
+        mode one without any is :class:`VersionNotFound` (a usage error): pip refuses it."""
+        if target.origin is not None or target.locked or target.hashes or not target.find_links:
+            return target
+        hashes = self.pypi.constraint_hashes(target.name)
+        if not hashes and self.pypi.hash_mode is not None:
+            from dragonfly_hybrid.pypi.index import VersionNotFound
+
+            raise VersionNotFound(
+                f"{target.raw}: in hash-checking mode (turned on by {self.pypi.hash_mode}) pip refuses a "
+                "requirement without --hash options, which a name on the command line cannot have: pin it "
+                "with its hashes in a -R file"
+            )
+        return dataclasses.replace(target, hashes=hashes)
 
     def scan_all(self, resolved: Sequence[Resolved]) -> Iterator[TargetResult]:
         """The result of every target, in order. The local paths are scanned first, all in one engine
@@ -853,11 +871,11 @@ def open_index(
     a requirements file; pip's ``requirement`` files, for ``reads_pip``) and
     :class:`NetworkSettingsError` for unloadable certificates."""
     from dragonfly_hybrid.pypi.index import RUNNING_PYTHON, PyPIClient
-    from dragonfly_hybrid.pypi.pipconfig import network_of
+    from dragonfly_hybrid.pypi.pipconfig import hash_checking_mode, network_of
 
     settings.check(reads_pip=reads_pip)
     urls = settings.index_urls
-    return PyPIClient(
+    client = PyPIClient(
         urls[0],
         extra_index_urls=urls[1:],
         network=network_of(settings),
@@ -869,3 +887,5 @@ def open_index(
         candidate_files=settings.candidate_files,
         constraints=settings.constraints,
     )
+    client.hash_mode = hash_checking_mode(settings)
+    return client

@@ -275,7 +275,7 @@ def scan_command(
                     f"for the project on the index, write {INDEX_PREFIX}{target.raw}",
                     file=sys.stderr,
                 )
-        pins = read_requirements(requirements or [])
+        pins = read_requirements(requirements or [], python_version)
         parsed += requirement_targets(pins)
         results_store = open_scan_store(store)  # a bad store is a usage error, before anything is scanned
         ruleset = run_in_worker(lambda: load_rules_or_exit(rules or []))  # compiling takes a while
@@ -303,6 +303,8 @@ def scan_command(
                 # do not matter.
                 reads_pip=any(isinstance(t, ReleaseTarget) and t.find_links for t in parsed),
             )
+            if pins is not None:  # the -R files' lines turn pip's hash-checking mode on, or keep it off
+                pypi.hash_mode = pins.hash_mode or (None if pins.no_require_hashes else pypi.hash_mode)
         # The report never replaces what the scan reads: a file scanned (given or under a directory), -R
         # files, the rule sources, the store it keeps the results in.
         inputs = [
@@ -433,16 +435,16 @@ def scan_store_path(option: Path | None) -> Path | None:
     return Path(env).expanduser() if env else None
 
 
-def read_requirements(paths: Sequence[Path]) -> Pins | None:
-    """The pins of requirements/lock files (None without files); exits 2 on a bad file. Skipped entries
-    are listed on stderr."""
+def read_requirements(paths: Sequence[Path], python_version: str | None = None) -> Pins | None:
+    """The pins of requirements/lock files (None without files; constraints' markers evaluated for
+    ``python_version``); exits 2 on a bad file or version. Skipped entries are listed on stderr."""
     if not paths:
         return None
     from dragonfly_hybrid.pypi.pipconfig import PipConfigError
     from dragonfly_hybrid.pypi.requirements import RequirementsError, read_pins
 
     try:
-        pins = read_pins(list(paths))
+        pins = read_pins(list(paths), python_version=_python_version(python_version))
     except (RequirementsError, PipConfigError) as err:  # pip's require-hashes is read with the files
         # The messages quote the files' lines: a line's escape sequences must not reach the terminal.
         fail("\n".join(printable(line) for line in str(err).split("\n")))

@@ -326,6 +326,34 @@ def _latest(
     return max(pool, default=None)
 
 
+def _allowed_by_hashes(
+    versions: dict[Version, list[DistributionPackage]],
+    hashes: frozenset[str],
+    python: Version,
+    project: str,
+    candidates: CandidateFiles,
+    specifier: SpecifierSet | None,
+) -> dict[Version, list[DistributionPackage]]:
+    """pip's ``filter_unallowed_hashes`` over a bare name's candidates: when a file pip could take here
+    lists an allowed digest, the files that do or list none; else all of them (pip then takes the newest
+    and refuses its bytes)."""
+
+    def listed(package: DistributionPackage) -> set[str]:
+        return {f"{alg}:{value}" for alg, value in _file_of(package).digests}
+
+    admitted = [
+        p
+        for v, files in versions.items()
+        if specifier is None or specifier.contains(v, prereleases=True)
+        for p in files
+        if _takes(p.filename, p.requires_python, python, project, candidates)
+    ]
+    if not any(listed(p) & hashes for p in admitted):
+        return versions
+    kept = {v: [p for p in files if not listed(p) or listed(p) & hashes] for v, files in versions.items()}
+    return {v: files for v, files in kept.items() if files}
+
+
 def _formats_left_out(project: str, candidates: CandidateFiles) -> str:
     """What pip's ``no-binary``/``only-binary`` leave out of ``project``'s candidates, for a message."""
     if not candidates.formats.takes(project, wheel=True):
@@ -346,6 +374,7 @@ def select_release(
     pre: bool | None = None,
     candidates: CandidateFiles = PIP_DEFAULTS,
     specifier: SpecifierSet | None = None,
+    hashes: frozenset[str] = frozenset(),
 ) -> Release:
     """Pick the files of ``version`` from a parsed project page, or, when ``version`` is None, the
     installable files (not yanked, Requires-Python admitting ``python``) of the latest version pip would
@@ -354,11 +383,14 @@ def select_release(
     candidate, not even pinned; None: pip's default). ``candidates``: pip's settings that decide which
     files are candidates and which release it prefers (a bare name's); ``specifier``: the versions pip's
     constraints admit (a pin none of whose versions they admit is :class:`VersionNotFound`: pip refuses
-    it)."""
+    it); ``hashes``: the requirement's, which choose among a bare name's releases (:func:`_allowed_by_hashes`;
+    the caller keeps the files they allow)."""
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
         project = normalize_name(page.project)
+        if hashes:
+            versions = _allowed_by_hashes(versions, hashes, python, project, candidates, specifier)
         chosen = _latest(versions, python, pre, project, candidates, specifier)
         if chosen is None and pre is False:
             raise VersionNotFound(
@@ -513,6 +545,8 @@ class PyPIClient:
         """pip's ``no-binary``/``only-binary``/``prefer-binary``/``ignore-requires-python``."""
         self.constraints = tuple(constraints)
         """pip's named constraints (its ``constraint`` files', -R files' ``-c``): a bare name's release."""
+        self.hash_mode: str | None = None
+        """What turns pip's hash-checking mode on for the command line's requirements (None: off)."""
         if uploaded_prior_to is not None and uploaded_prior_to.tzinfo is None:  # as pip: local time
             uploaded_prior_to = uploaded_prior_to.astimezone()  # (compared with an aware one: TypeError)
         self.uploaded_prior_to = uploaded_prior_to
@@ -754,7 +788,12 @@ class PyPIClient:
         return ProjectList(projects, serial, server_time)
 
     def resolve(
-        self, name: str, version: str | None = None, *, find_links: bool = True, hashed: bool = False
+        self,
+        name: str,
+        version: str | None = None,
+        *,
+        find_links: bool = True,
+        hashes: frozenset[str] = frozenset(),
     ) -> Release:
         """The files of ``name==version``, or of the latest version of ``name`` that pip would install on
         ``python_version`` when version is None: the indexes' and find-links' (pip's candidates are all of
@@ -764,10 +803,11 @@ class PyPIClient:
         them, a project or version not found is :class:`IndexUnavailable` (pip might find it there), naming
         them. A bare name's release is one pip's ``constraints`` admit; a pinned one they do not admit is
         :class:`VersionNotFound`, as is one of a URL constraint (pip installs it from there) or of one with
-        ``--hash`` (pip 26.3 installs only a file with one of them, which this lookup cannot tell), but for
-        a ``hashed`` requirement (a ``-R`` pin with hashes, its own or its constraints': the caller checks
-        the files against them)."""
-        specifier, constrained = self._constrained(name, hashed) if find_links else (None, "")
+        ``--hash`` when the requirement has no ``hashes`` (its own or its constraints',
+        :meth:`constraint_hashes`: the caller checks the files against them). With ``hashes``, a bare
+        name's release is the newest with a candidate file the index lists an allowed digest for, as pip
+        26.3 chooses it."""
+        specifier, constrained = self._constrained(name, bool(hashes)) if find_links else (None, "")
         found, problems = self.find_links_packages(name) if find_links else ([], [])
         cutoff = self.uploaded_prior_to if find_links else None
         try:
@@ -778,7 +818,13 @@ class PyPIClient:
             pre = control.allows_prereleases(normalize_name(name)) if control is not None else None
             candidates = self.candidate_files if find_links else PIP_DEFAULTS
             release = select_release(
-                page, version, self.python_version, pre=pre, candidates=candidates, specifier=specifier
+                page,
+                version,
+                self.python_version,
+                pre=pre,
+                candidates=candidates,
+                specifier=specifier,
+                hashes=hashes,
             )
         except (ProjectNotFound, VersionNotFound) as err:
             if cutoff is not None:  # which files were left out, as the note of every such lookup
@@ -795,19 +841,11 @@ class PyPIClient:
         evaluated on ``python_version`` as pip on it evaluates them) and which constraints (for messages).
         Raises :class:`VersionNotFound` for a URL constraint (pip installs ``name`` from there) or one with
         ``--hash``, unless the requirement is ``hashed``."""
-        from packaging.markers import Marker
         from packaging.specifiers import SpecifierSet
 
-        from dragonfly_hybrid.pypi.dependencies import marker_environment
         from dragonfly_hybrid.report import printable
 
-        environment = {**marker_environment(self.python_version), "extra": ""}
-        project = normalize_name(name)
-        applying = [
-            c
-            for c in self.constraints
-            if c.name == project and (c.marker is None or Marker(c.marker).evaluate(environment))
-        ]
+        applying = self._applying(name)
         for constraint in applying:
             if constraint.url is not None:
                 raise VersionNotFound(
@@ -815,17 +853,27 @@ class PyPIClient:
                     f"{printable(constraint.url)}, not from an index: scan that file by its path"
                 )
             if constraint.hashes and not hashed:
-                # pip 26.3 takes only a file with one of them (a bare name's newest such release) unless the
-                # requirement has its own --hash; pip 23.2 turns on hash-checking mode. Refused: loud. A -R
-                # pin has them (its own or the constraint's, read_pins): its files are checked.
+                # A requirement takes the hashes its constraints all allow (constraint_hashes, read_pins):
+                # none left, pip 26.3 installs no file of it in hash-checking mode. Refused: loud.
                 raise VersionNotFound(
-                    f"pip's constraint at {constraint.origin} has --hash options: pip installs {name} only "
-                    "from a file with one of them, which scan checks only for a -R pin: pin it in a -R file"
+                    f"pip's constraint at {constraint.origin} has --hash options, and {name} has no hash "
+                    "that its constraints all allow: give it its own --hash options in a -R file"
                 )
         if not applying:
             return None, ""
         where = ", ".join(f"{c.name}{c.specifier} ({c.origin})" for c in applying)
         return SpecifierSet("".join(f",{c.specifier}" for c in applying).strip(",")), where
+
+    def _applying(self, name: str) -> list[Constraint]:
+        """pip's constraints on ``name`` whose markers hold on ``python_version``."""
+        project = normalize_name(name)
+        return [c for c in self.constraints if c.name == project and c.applies(self.python_version)]
+
+    def constraint_hashes(self, name: str) -> frozenset[str]:
+        """The hashes pip 26.3 checks a requirement of ``name`` without ``--hash`` against: those its
+        applying hashed constraints all allow (empty: none, or none in common)."""
+        hashed = [c.hashes for c in self._applying(name) if c.hashes]
+        return frozenset.intersection(*hashed) if hashed else frozenset()
 
     def download(
         self,

@@ -68,9 +68,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dragonfly_hybrid.http_client import NetworkSettings
 from dragonfly_hybrid.redaction import redact_text
+
+if TYPE_CHECKING:
+    from packaging.version import Version
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple/"
 
@@ -206,6 +210,16 @@ class Constraint:
     hashes: frozenset[str] = frozenset()
     """``algorithm:hex`` of the line's ``--hash`` options (pip 26.3 installs ``name`` only from a file with
     one of them, but a requirement's own)."""
+
+    def applies(self, python: Version) -> bool:
+        """Whether its marker holds on ``python`` (pip evaluates it for the target Python)."""
+        if self.marker is None:
+            return True
+        from packaging.markers import Marker
+
+        from dragonfly_hybrid.pypi.dependencies import marker_environment
+
+        return Marker(self.marker).evaluate({**marker_environment(python), "extra": ""})
 
 
 @dataclass(frozen=True)
@@ -525,6 +539,18 @@ def pip_settings(env: Mapping[str, str] | None = None, home: Path | None = None)
         settings = replace(settings, release_control=control.with_pre())
     check_hash_mode(settings.require_hashes, settings.no_require_hashes)
     return settings
+
+
+def hash_checking_mode(settings: PipSettings) -> str | None:
+    """What turns pip's hash-checking mode on for every requirement under ``settings`` (None: off): its
+    ``require-hashes``, or a constraint with ``--hash`` (pip counts constraints among the requirements)
+    unless ``no-require-hashes``."""
+    if settings.require_hashes is not None:
+        return settings.require_hashes
+    hashed = next((c for c in settings.constraints if c.hashes), None)
+    if hashed is None or settings.no_require_hashes is not None:
+        return None
+    return f"--hash options of a constraint ({hashed.origin})"
 
 
 def check_hash_mode(require_hashes: str | None, no_require_hashes: str | None) -> None:

@@ -62,7 +62,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dragonfly_hybrid.pypi.index import normalize_name
+from packaging.version import Version
+
+from dragonfly_hybrid.pypi.index import RUNNING_PYTHON, normalize_name
 from dragonfly_hybrid.pypi.pipconfig import (
     Constraint,
     PipConfigError,
@@ -131,6 +133,9 @@ class Pins:
     no_require_hashes: str | None = None
     """What keeps a ``--hash`` from turning that mode on (pip 26): a ``--no-require-hashes`` line
     (``--no-require-hashes (file:line)``) or pip's ``no-require-hashes`` setting."""
+    hash_mode: str | None = None
+    """What turned pip's hash-checking mode on, once the files are read (None: off): pip applies it to
+    the command line's requirements too."""
     pip: PipSettings | None = None
     """pip's settings (configuration files, environment) as read for these files: the index client takes
     them too (read once per command)."""
@@ -174,9 +179,12 @@ def lock_format(path: Path) -> str:
     return "requirements"
 
 
-def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
+def read_pins(
+    paths: list[Path], settings: PipSettings | None = None, python_version: Version | None = None
+) -> Pins:
     """Every pinned release in ``paths`` (in order, duplicates removed). ``settings``: pip's (default: its
-    configuration files and environment), whose ``require-hashes`` pip applies to requirements files."""
+    configuration files and environment), whose ``require-hashes`` pip applies to requirements files;
+    ``python_version`` (default: the running one's): where constraints' markers are evaluated."""
     pip = pip_settings() if settings is None else settings
     pins = _pins_of(pip)
     entries: list[Any] = []
@@ -194,7 +202,8 @@ def read_pins(paths: list[Path], settings: PipSettings | None = None) -> Pins:
         check_hash_mode(pins.require_hashes, pins.no_require_hashes)
     except PipConfigError as err:
         raise RequirementsError(str(err)) from None
-    _check_hashes(entries, pins, _take_constraint_hashes(entries, pins))
+    python = RUNNING_PYTHON if python_version is None else python_version
+    _check_hashes(entries, pins, _take_constraint_hashes(entries, pins, python))
     return pins
 
 
@@ -498,6 +507,17 @@ def _read_requirements(path: Path, pins: Pins, *, constraint: bool = False) -> l
         for value in _option_values(option.options):
             if _ENVIRONMENT_VARIABLE.search(value):
                 raise RequirementsError(f"{origin}: {printable(value)!r}{_unexpanded(value)}")
+        for value in option.options.get(_OWN_LINE_HASHES, ()):
+            # pip checks a --hash value of any line as it parses it (its option's callback), then ignores
+            # the line's hashes: no requirement takes them.
+            algorithm, colon, _ = value.partition(":")
+            if not colon or algorithm not in _HASH_ALGORITHMS:
+                raise RequirementsError(
+                    f"{origin}: --hash={printable(value)}: not ALGORITHM:VALUE with ALGORITHM one of "
+                    f"{', '.join(_HASH_ALGORITHMS)} (pip refuses the file)"
+                )
+        if option.options.get(_OWN_LINE_HASHES):
+            pins.notes.append(f"{origin}: pip ignores --hash on a line of its own (no requirement before it)")
         if option.options.get(_IGNORED):
             pins.notes.append(
                 f"{origin}: pip ignores {', '.join(option.options[_IGNORED])} on a requirement line (only "
@@ -695,6 +715,8 @@ def _add_pip26_options(parser_module: Any) -> None:
 
 # The key of the options pip ignores on a requirement line, in the option line made of its others.
 _IGNORED = "ignored_on_a_requirement_line"
+# The key of the --hash values of an option line (pip checks them, then ignores them; the parser drops them).
+_OWN_LINE_HASHES = "hashes_on_a_line_of_their_own"
 
 
 def _pip26_handle_line(parser_module: Any, handle_line: Any, parsed_line: Any) -> Any:
@@ -718,6 +740,8 @@ def _pip26_handle_line(parser_module: Any, handle_line: Any, parsed_line: Any) -
             if carried:
                 yield parser_module.OptionLine(requirement_line=parsed_line.requirement_line, options=carried)
             parsed.invalid_options = {dest: value for dest, value in invalid.items() if dest not in ignored}
+        elif isinstance(parsed, parser_module.OptionLine) and getattr(parsed_line.options, "hashes", None):
+            parsed.options[_OWN_LINE_HASHES] = list(parsed_line.options.hashes)
         yield parsed
 
 
@@ -811,27 +835,21 @@ def _read_entry(entry: Any, pins: Pins) -> None:
     pins.add(Pin(entry.name, exact[0].version, origin, hashes, str(entry.filename), entry.line_number))
 
 
-def _take_constraint_hashes(entries: list[Any], pins: Pins) -> set[str]:
+def _take_constraint_hashes(entries: list[Any], pins: Pins, python: Version) -> set[str]:
     """pip 26.3 checks a requirement without ``--hash`` of its own against the hashes of its name's
-    constraints (those all of them allow): each such pin of a line takes them (a lock's entry takes no
-    constraint), unless another line of its name has hashes (scanned as before). Returns the names that
-    took some, for :func:`_check_hashes`."""
+    constraints whose markers hold on ``python`` (those all of them allow): each such pin of a line takes
+    them (a lock's entry takes no constraint), unless another line of its name has hashes (scanned as
+    before). Returns the names that took some, for :func:`_check_hashes`."""
     hashed = [c for c in pins.settings.constraints if c.hashes]
     own = {normalize_name(e.name) for e in entries if e.hash_options and e.name}
     taken: set[str] = set()
     kept: list[Pin] = []
     for pin in pins.pins:
         project = normalize_name(pin.name)
-        constraints = [c for c in hashed if c.name == project]
+        constraints = [c for c in hashed if c.name == project and c.applies(python)]
         if pin.hashes or pin.line is None or project in own or not constraints:
             kept.append(pin)
             continue
-        marked = next((c for c in constraints if c.marker is not None), None)
-        if marked is not None:  # pip takes its hashes only where the marker holds; scan reads no marker
-            raise RequirementsError(
-                f"{pin.origin}: {pin.spec}: pip's constraint at {marked.origin} has --hash options and a "
-                "marker, which scan does not evaluate: give the line its own --hash options"
-            )
         allowed = frozenset.intersection(*(c.hashes for c in constraints))
         if allowed:  # none: pip takes none, as a line without hashes (refused in hash-checking mode)
             taken.add(project)
@@ -855,6 +873,7 @@ def _check_hashes(entries: list[Any], pins: Pins, constrained: set[str]) -> None
         why = f"--hash options of a constraint ({constraint.origin})"
     else:
         return
+    pins.hash_mode = why
     hashed_names = {normalize_name(e.name) for e in entries if e.hash_options and e.name} | constrained
     for entry in entries:
         origin = _origin(entry)

@@ -148,6 +148,9 @@ pub(crate) struct Directory {
     /// The central directory (offset, size) that Python 3.14's `zipfile` reads instead, when its
     /// zip64 locator leads there (see [`locator_directory`]) and older Pythons read another.
     pub locator_reading: Option<(u64, u64)>,
+    /// The central directory (offset, size) that `zipimport` before Python 3.13 reads instead, when a
+    /// zip64 record was taken and the classic end record names another one (see [`classic_directory`]).
+    pub classic_reading: Option<(u64, u64)>,
 }
 
 fn u16_at(data: &[u8], at: usize) -> u16 {
@@ -278,6 +281,20 @@ fn locator_directory(data: &[u8], loc: usize) -> Option<(u64, u64)> {
     Some((location.checked_sub(size)?, size))
 }
 
+/// Where `zipimport` before Python 3.13, which knows no zip64, looks for the central directory of an
+/// archive whose classic end record is at `at`: the record's size back from it (`_read_directory`),
+/// read until a signature that is not a central record's. `None` when its fields are saturated (it then
+/// fails, importing nothing) or no central record starts there.
+fn classic_directory(data: &[u8], at: usize) -> Option<(u64, u64)> {
+    let (size, offset) = (u32_at(data, at + 12), u32_at(data, at + 16));
+    if size == u32::MAX || offset == u32::MAX || (size as usize) > at || offset as usize > at - size as usize
+    {
+        return None;
+    }
+    let start = at - size as usize;
+    (data.get(start..start + 4) == Some(&CENTRAL_SIG[..])).then_some((start as u64, u64::from(size)))
+}
+
 impl Directory {
     /// Read the central directory, at most `max_records` records of it (each one a member, kept
     /// in memory: the limit comes before the allocation). `Some` when records were left unread.
@@ -330,6 +347,10 @@ impl Directory {
         let locator_reading = locator
             .and_then(|loc| locator_directory(data, loc))
             .filter(|&reading| reading != (start as u64, size));
+        let classic_reading = zip64
+            .then(|| classic_directory(data, at))
+            .flatten()
+            .filter(|&(offset, _)| offset != start as u64);
         let central = clamp(start as u64, size, n);
         let dir = &data[central.clone()];
         let mut entries = Vec::new();
@@ -378,7 +399,7 @@ impl Directory {
             pos += CENTRAL_LEN + name_len + extra_len + comment_len;
         }
         let end = end_start..(at + END_LEN);
-        Ok((Directory { entries, central, end, comment, locator_reading }, left))
+        Ok((Directory { entries, central, end, comment, locator_reading, classic_reading }, left))
     }
 
     /// Read a member's local header as `zipfile.ZipFile.open` does.

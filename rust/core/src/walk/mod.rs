@@ -18,6 +18,7 @@ mod tar;
 pub(crate) mod tarfile;
 mod zip;
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::hash::BuildHasher;
@@ -718,11 +719,24 @@ impl<'e> DistScan<'e> {
     /// Scan bytes as the file `path` (its name picks the rules that can count for it); `hashes`
     /// keeps the content's hashes once taken, for scanning the same bytes under other names.
     fn scan_named(&self, order: Order, path: String, data: &[u8], hashes: &mut ContentHashes) {
+        self.scan_fitted(order, path, None, data, hashes);
+    }
+
+    /// [`Self::scan_named`], the rules that count picked by `fit_as` when given (the name pip writes the
+    /// file to, where the report's `path` says more).
+    fn scan_fitted(
+        &self,
+        order: Order,
+        path: String,
+        fit_as: Option<&str>,
+        data: &[u8],
+        hashes: &mut ContentHashes,
+    ) {
         if self.cancelled() {
             return;
         }
         // The rules that count are picked by the name pip writes the file to.
-        let fit = names::fit_name(&path);
+        let fit = fit_as.map_or_else(|| names::fit_name(&path), Cow::Borrowed);
         let route = self.scanner.rules.route(&fit);
         if route.is_empty() {
             // No rule can count for this file (all have a `filetype` that does not fit): its

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
-use super::names::{display_name, LeadingDir};
+use super::names::{self, display_name, LeadingDir};
 use super::stream::Guard;
 use super::{DistScan, Member, MemberRead, Order, READ_CHUNK};
 use crate::crc::{self, Crc32};
@@ -72,6 +72,14 @@ impl DistScan<'_> {
                 "its zip64 locator leads Python 3.14 (and the October 2025 security releases) to another central \
                  directory ({size} bytes at offset {offset}) than older Pythons read; only the older reading's \
                  members were scanned"
+            );
+            self.issue(order.to_vec(), Issue::new(label, IssueKind::Ambiguous, message));
+        }
+        if let Some((offset, size)) = dir.classic_reading {
+            let message = format!(
+                "its classic end record leads Python's zipimport before 3.13 (which runs code from zips on sys.path) \
+                 to another central directory ({size} bytes at offset {offset}) than its zip64 record, which zipfile \
+                 reads; only zipfile's members were scanned"
             );
             self.issue(order.to_vec(), Issue::new(label, IssueKind::Ambiguous, message));
         }
@@ -297,7 +305,9 @@ impl DistScan<'_> {
 
     /// `zipfile` stops reading a member at its declared size. When the content holds more and its
     /// first bytes up to that size match the declared CRC-32, pip installs exactly those: they stay the
-    /// member, and the bytes after them are returned as a member of their own, scanned apart.
+    /// member, and the bytes after them are returned as a member of their own, scanned apart. The whole
+    /// content is scanned under the member's name too: `zipimport`, which runs code from a zip on
+    /// `sys.path` (an sdist's `backend-path`, say), inflates all of it and checks no CRC-32.
     fn split_at_declared_size(
         &self,
         entry: &zipdir::Entry,
@@ -310,10 +320,20 @@ impl DistScan<'_> {
         if crc::crc32(&content[..declared]) != entry.crc {
             return None; // zipfile fails the CRC check: pip installs nothing, and all of it was scanned
         }
+        let whole = format!("{path}<as zipimport reads it>");
+        let fit = names::fit_name(path);
+        self.scan_fitted(
+            [order.as_slice(), &[3]].concat(),
+            whole,
+            Some(&fit),
+            content,
+            &mut ContentHashes::default(),
+        );
         let beyond = content.split_off(declared);
         let message = format!(
             "holds {} bytes where it declares {declared}: zipfile extracts the first {declared} (their CRC-32 \
-             matches), scanned as the file; the {} after them were scanned apart",
+             matches), scanned as the file; the {} after them were scanned apart, and all of them as the \
+             file too, as zipimport reads it",
             declared + beyond.len(),
             beyond.len()
         );

@@ -488,8 +488,14 @@ class TargetScanner:
         progress: ScanProgress | None = None,
         own_output: frozenset[FileIdentity] = frozenset(),
         on_fetched: FetchedCallback | None = None,
+        *,
+        refuses_unhashed: bool = True,
     ) -> None:
         self.scanner = scanner
+        self.refuses_unhashed = refuses_unhashed
+        """Whether a name on the command line without hashes is refused in pip's hash-checking mode
+        (:meth:`_command_line_hashes`); False for ``diff``: it compares releases, installs none, and takes
+        no -R file that could give one hashes."""
         self.on_fetched = on_fetched
         """Called with each release scanned and its downloaded files, before they are deleted."""
         self.own_output = own_output
@@ -543,7 +549,7 @@ class TargetScanner:
         if target.origin is not None or target.locked or target.hashes or not target.find_links:
             return target
         hashes = self.pypi.constraint_hashes(target.name)
-        if not hashes and self.pypi.hash_mode is not None:
+        if not hashes and self.pypi.hash_mode is not None and self.refuses_unhashed:
             from dragonfly_hybrid.pypi.index import VersionNotFound
 
             raise VersionNotFound(

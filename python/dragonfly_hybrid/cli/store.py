@@ -901,7 +901,8 @@ def diff_command(
             else None
         )
         with pypi or nullcontext():
-            scanner = TargetScanner(engine, pypi)
+            # pip's hash-checking mode refuses what it would install: a comparison installs nothing.
+            scanner = TargetScanner(engine, pypi, refuses_unhashed=False)
             try:
                 resolved = [scanner.resolve(t) for t in targets]  # usage errors before any download
             except PyPIError as err:  # ProjectNotFound, VersionNotFound

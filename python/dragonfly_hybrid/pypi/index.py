@@ -326,32 +326,49 @@ def _latest(
     return max(pool, default=None)
 
 
-def _allowed_by_hashes(
+def _latest_by_hashes(
     versions: dict[Version, list[DistributionPackage]],
     hashes: frozenset[str],
     python: Version,
+    pre: bool | None,
     project: str,
     candidates: CandidateFiles,
     specifier: SpecifierSet | None,
-) -> dict[Version, list[DistributionPackage]]:
-    """pip's ``filter_unallowed_hashes`` over a bare name's candidates: when a file pip could take here
-    lists an allowed digest, the files that do or list none; else all of them (pip then takes the newest
-    and refuses its bytes)."""
+) -> Version | None:
+    """pip 26.3's choice for a bare name with ``hashes``: its candidates (files pip could take here, yanked
+    too) of the versions its specifier filter keeps (a pre-release only without a final one, but for
+    ``pre``), then ``filter_unallowed_hashes`` (when one lists an allowed digest, those that do or list
+    none), then the best not yanked by its sort key, whose first term is "lists an allowed digest": an
+    older release with one is taken over a newer whose files list none."""
 
     def listed(package: DistributionPackage) -> set[str]:
-        return {f"{alg}:{value}" for alg, value in _file_of(package).digests}
+        # As pip's Link holds them: the page's spelling (pip compares it case-sensitively), the URL's wins.
+        digests = dict(package.digests)
+        if in_url := _URL_DIGEST.search(package.url):
+            digests[in_url[1]] = in_url[2]
+        return {f"{alg}:{value}" for alg, value in digests.items()}
 
-    admitted = [
-        p
-        for v, files in versions.items()
+    if pre is None and specifier is not None and specifier.prereleases:
+        pre = True
+    files = [
+        (v, p)
+        for v, packages in versions.items()
         if specifier is None or specifier.contains(v, prereleases=True)
-        for p in files
+        for p in packages
         if _takes(p.filename, p.requires_python, python, project, candidates)
     ]
-    if not any(listed(p) & hashes for p in admitted):
-        return versions
-    kept = {v: [p for p in files if not listed(p) or listed(p) & hashes] for v, files in versions.items()}
-    return {v: files for v, files in kept.items() if files}
+    if pre is False or (pre is None and any(not v.is_prerelease for v, _ in files)):  # SpecifierSet.filter
+        files = [(v, p) for v, p in files if not v.is_prerelease]
+    if any(listed(p) & hashes for _, p in files):
+        files = [(v, p) for v, p in files if listed(p) & hashes or not listed(p)]
+    binary = candidates.prefer_binary
+    ranked = [
+        (bool(listed(p) & hashes), binary and p.filename.endswith(".whl"), v)
+        for v, p in files
+        if not p.is_yanked
+    ]
+    best = max(ranked, default=None)
+    return None if best is None else best[2]
 
 
 def _formats_left_out(project: str, candidates: CandidateFiles) -> str:
@@ -383,15 +400,17 @@ def select_release(
     candidate, not even pinned; None: pip's default). ``candidates``: pip's settings that decide which
     files are candidates and which release it prefers (a bare name's); ``specifier``: the versions pip's
     constraints admit (a pin none of whose versions they admit is :class:`VersionNotFound`: pip refuses
-    it); ``hashes``: the requirement's, which choose among a bare name's releases (:func:`_allowed_by_hashes`;
+    it); ``hashes``: the requirement's, which choose among a bare name's releases (:func:`_latest_by_hashes`;
     the caller keeps the files they allow)."""
     versions = _by_version(page.packages)
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
         project = normalize_name(page.project)
-        if hashes:
-            versions = _allowed_by_hashes(versions, hashes, python, project, candidates, specifier)
-        chosen = _latest(versions, python, pre, project, candidates, specifier)
+        chosen = (
+            _latest_by_hashes(versions, hashes, python, pre, project, candidates, specifier)
+            if hashes
+            else _latest(versions, python, pre, project, candidates, specifier)
+        )
         if chosen is None and pre is False:
             raise VersionNotFound(
                 f"project {page.project!r} has no installable final release for Python {python} here"

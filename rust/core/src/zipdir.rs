@@ -216,11 +216,19 @@ fn find_end(data: &[u8]) -> Option<usize> {
 /// An archive counts when its central directory parses up to a record whose local header is where
 /// the directory says, however many records come before it: pip never reads the local headers of
 /// what it takes for directories (names ending in `/` or `\\`, or cut there by a NUL), and reads
-/// duplicated names by their last record, so records without one prove nothing either way.
+/// duplicated names by their last record, so records without one prove nothing either way. And an
+/// archive counts when `zipimport` reads a central directory in it ([`classic_directory`]), which
+/// takes an end record at the very end whatever its comment length says: Python imports code from
+/// such a zip on `sys.path` (an sdist's `backend-path`) where `zipfile` may refuse it.
 pub(crate) fn is_prefixed_zip(data: &[u8]) -> bool {
-    find_end(data).is_some()
-        && Directory::parse_kept(data, 1, |e| local_header(data, e).is_ok())
-            .is_ok_and(|(dir, _)| !dir.entries.is_empty())
+    let Some(tail) = data.len().checked_sub(END_LEN) else { return false };
+    let at_tail = &data[tail..tail + 4] == END_SIG;
+    let Some(end) = find_end(data) else {
+        return at_tail && classic_directory(data, tail).is_some();
+    };
+    Directory::parse_kept(data, 1, |e| local_header(data, e).is_ok())
+        .is_ok_and(|(dir, _)| !dir.entries.is_empty())
+        || classic_directory(data, if at_tail { tail } else { end }).is_some()
 }
 
 /// Read a member's local header as `zipfile.ZipFile.open` does.
@@ -281,7 +289,7 @@ fn locator_directory(data: &[u8], loc: usize) -> Option<(u64, u64)> {
     Some((location.checked_sub(size)?, size))
 }
 
-/// Where `zipimport` before Python 3.13, which knows no zip64, looks for the central directory of an
+/// Where `zipimport` (before Python 3.13 it knows no zip64) looks for the central directory of an
 /// archive whose classic end record is at `at`: the record's size back from it (`_read_directory`),
 /// read until a signature that is not a central record's. `None` when its fields are saturated (it then
 /// fails, importing nothing) or no central record starts there.

@@ -24,12 +24,16 @@ ONE = f"sha256:{hashlib.sha256(ONE_WHEEL[1]).hexdigest()}"
 TWO = f"sha256:{hashlib.sha256(TWO_WHEEL[1]).hexdigest()}"
 
 
-@pytest.fixture
-def index(fake_index: FakeIndex) -> FakeIndex:
+def foo_bar_and_baz(fake_index: FakeIndex) -> FakeIndex:
     """foo-bar 1.0 (a clean wheel, a malicious sdist) and 2.0 (malicious); baz 1.0 (clean)."""
     fake_index.add("foo-bar", ONE_WHEEL, sdist("foo_bar", "1.0", BAD), TWO_WHEEL)
     fake_index.add("baz", wheel("baz", "1.0", CLEAN))
     return fake_index
+
+
+@pytest.fixture
+def index(fake_index: FakeIndex) -> FakeIndex:
+    return foo_bar_and_baz(fake_index)
 
 
 def _setup(tmp_path: Path, via: str, constraints: str, requirements: str) -> tuple[dict[str, str], Path]:

@@ -8,28 +8,20 @@ per test (``conftest``)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.pypi import FakeIndex, sdist, wheel, write
-from tests.test_find_links import BAD, CLEAN, scan
+from tests.fakes.pypi import FakeIndex, write
+from tests.test_find_links import scan
 from tests.test_no_require_hashes import scanned
 from tests.test_review_pass62 import pip_files
-
-ONE_WHEEL = wheel("foo_bar", "1.0", CLEAN)
-TWO_WHEEL = wheel("foo_bar", "2.0", BAD)
-ONE = f"sha256:{hashlib.sha256(ONE_WHEEL[1]).hexdigest()}"
-TWO = f"sha256:{hashlib.sha256(TWO_WHEEL[1]).hexdigest()}"
+from tests.test_review_pass63c import ONE, TWO, foo_bar_and_baz
 
 
 @pytest.fixture
 def index(fake_index: FakeIndex) -> FakeIndex:
-    """foo-bar 1.0 (a clean wheel, a malicious sdist) and 2.0 (malicious); baz 1.0 (clean)."""
-    fake_index.add("foo-bar", ONE_WHEEL, sdist("foo_bar", "1.0", BAD), TWO_WHEEL)
-    fake_index.add("baz", wheel("baz", "1.0", CLEAN))
-    return fake_index
+    return foo_bar_and_baz(fake_index)
 
 
 def _command_line(

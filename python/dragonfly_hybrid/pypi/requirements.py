@@ -523,6 +523,12 @@ def _read_requirements(path: Path, pins: Pins, *, constraint: bool = False) -> l
                 f"{origin}: pip ignores {', '.join(option.options[_IGNORED])} on a requirement line (only "
                 "--hash and -C/--config-settings apply to it there): not applied"
             )
+        if option.options.get(_IGNORED_BESIDE_INCLUDE):
+            pins.notes.append(
+                f"{origin}: pip ignores {', '.join(option.options[_IGNORED_BESIDE_INCLUDE])} on a -r/-c line "
+                "(only --no-binary, --only-binary, --all-releases, --only-final apply there, before the "
+                "file's lines): not applied"
+            )
         _read_option(option.options, origin, pins)
     entries = [r for r in parsed.requirements if not r.is_constraint]  # pip installs no constraint...
     for entry in parsed.requirements:
@@ -690,6 +696,9 @@ def _add_pip26_options(parser_module: Any) -> None:
         ]
         if not isinstance(parser_module.handle_line, partial):
             parser_module.handle_line = partial(_pip26_handle_line, parser_module, parser_module.handle_line)
+        files = parser_module.RequirementsFileParser
+        if not getattr(files._parse_file, "pip26", False):
+            files._parse_file = _pip26_parse_file(parser_module, files._parse_file)
         known = parser_module.build_parser()
         for factories, dests, table in (
             (parser_module.SUPPORTED_OPTIONS, parser_module.SUPPORTED_OPTIONS_DEST, _PIP26_OPTIONS),
@@ -715,8 +724,35 @@ def _add_pip26_options(parser_module: Any) -> None:
 
 # The key of the options pip ignores on a requirement line, in the option line made of its others.
 _IGNORED = "ignored_on_a_requirement_line"
+# The key of the options pip ignores on a -r/-c line, in that line's options.
+_IGNORED_BESIDE_INCLUDE = "ignored_on_an_include_line"
 # The key of the --hash values of an option line (pip checks them, then ignores them; the parser drops them).
 _OWN_LINE_HASHES = "hashes_on_a_line_of_their_own"
+# The options whose callbacks change pip's finder as a line is parsed, whatever the line.
+_CALLBACK_DESTS = ("release_control", "format_control")
+
+
+def _pip26_parse_file(parser_module: Any, parse_file: Any) -> Any:
+    """The parser's ``RequirementsFileParser._parse_file``, with a ``-r``/``-c`` line's ``--no-binary``,
+    ``--only-binary``, ``--all-releases``, ``--only-final`` made an option line of their own before it:
+    pip's callbacks apply them as it parses the line, before the lines of the file it includes (the parser
+    yields the include line after those)."""
+
+    def pip26_parse_file(self: Any, filename: str, is_constraint: bool) -> Any:
+        for line in parse_file(self, filename=filename, is_constraint=is_constraint):
+            option_line = isinstance(line, parser_module.ParsedLine) and not line.is_requirement
+            values = line.options if option_line else None
+            if values is not None and (values.requirements or values.constraints):
+                carried = [dest for dest in _CALLBACK_DESTS if getattr(values, dest, None)]
+                if carried:
+                    own = optparse.Values({k: v if k in carried else None for k, v in vars(values).items()})
+                    yield parser_module.ParsedLine(line.requirement_line, "", own, is_constraint)
+                    for dest in carried:
+                        setattr(values, dest, None)
+            yield line
+
+    pip26_parse_file.pip26 = True  # type: ignore[attr-defined]
+    return pip26_parse_file
 
 
 def _pip26_handle_line(parser_module: Any, handle_line: Any, parsed_line: Any) -> Any:
@@ -724,7 +760,8 @@ def _pip26_handle_line(parser_module: Any, handle_line: Any, parsed_line: Any) -
     26.3 reads them, where the parser refused the line for any global option: ``--no-binary``,
     ``--only-binary``, ``--all-releases``, ``--only-final`` apply as on a line of their own (pip's callbacks
     change its finder's settings in place, whatever the line: an option line made of them comes first),
-    ``-e`` makes pip refuse the line; the others pip ignores (named in that option line, for a note)."""
+    ``-e`` makes pip refuse the line; the others pip ignores (named in that option line, for a note). A
+    ``-r``/``-c`` line keeps its file alone: pip ignores its other options too (named, for a note)."""
     for parsed in handle_line(parsed_line=parsed_line):
         if isinstance(parsed, parser_module.ParsedRequirement):
             values, invalid = parsed_line.options, parsed.invalid_options or {}
@@ -740,8 +777,19 @@ def _pip26_handle_line(parser_module: Any, handle_line: Any, parsed_line: Any) -
             if carried:
                 yield parser_module.OptionLine(requirement_line=parsed_line.requirement_line, options=carried)
             parsed.invalid_options = {dest: value for dest, value in invalid.items() if dest not in ignored}
-        elif isinstance(parsed, parser_module.OptionLine) and getattr(parsed_line.options, "hashes", None):
-            parsed.options[_OWN_LINE_HASHES] = list(parsed_line.options.hashes)
+        elif isinstance(parsed, parser_module.OptionLine):
+            if getattr(parsed_line.options, "hashes", None):
+                parsed.options[_OWN_LINE_HASHES] = list(parsed_line.options.hashes)
+            if parsed.options.get("requirements") or parsed.options.get("constraints"):
+                # pip follows a -r/-c line and applies none of its other options (its index, --pre, ...).
+                ignored = [dest for dest in parsed.options if dest in parser_module.SUPPORTED_OPTIONS_DEST]
+                ignored = [dest for dest in ignored if dest not in ("requirements", "constraints")]
+                if ignored:
+                    parsed.options[_IGNORED_BESIDE_INCLUDE] = [
+                        parser_module.OPT_BY_OPTIONS_DEST[dest] for dest in ignored
+                    ]
+                    for dest in ignored:
+                        del parsed.options[dest]
         yield parsed
 
 

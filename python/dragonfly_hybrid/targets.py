@@ -893,5 +893,7 @@ def open_index(
         candidate_files=settings.candidate_files,
         constraints=settings.constraints,
     )
-    client.hash_mode = hash_checking_mode(settings)
+    client.hash_mode = hash_checking_mode(
+        settings.require_hashes, settings.no_require_hashes, settings.constraints
+    )
     return client

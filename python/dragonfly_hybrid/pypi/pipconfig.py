@@ -64,7 +64,7 @@ import locale
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -541,16 +541,23 @@ def pip_settings(env: Mapping[str, str] | None = None, home: Path | None = None)
     return settings
 
 
-def hash_checking_mode(settings: PipSettings) -> str | None:
-    """What turns pip's hash-checking mode on for every requirement under ``settings`` (None: off): its
-    ``require-hashes``, or a constraint with ``--hash`` (pip counts constraints among the requirements)
-    unless ``no-require-hashes``."""
-    if settings.require_hashes is not None:
-        return settings.require_hashes
-    hashed = next((c for c in settings.constraints if c.hashes), None)
-    if hashed is None or settings.no_require_hashes is not None:
+def hash_checking_mode(
+    require_hashes: str | None,
+    no_require_hashes: str | None,
+    constraints: Sequence[Constraint],
+    requirement_hash: str | None = None,
+) -> str | None:
+    """What turns pip's hash-checking mode on for every requirement (None: off): its ``require-hashes``,
+    else (unless ``no-require-hashes``) a requirement's ``--hash`` (``requirement_hash``: where, a
+    ``file:line``) or a constraint's (pip counts constraints among the requirements)."""
+    if require_hashes is not None:
+        return require_hashes
+    if no_require_hashes is not None:
         return None
-    return f"--hash options of a constraint ({hashed.origin})"
+    if requirement_hash is not None:
+        return f"--hash options ({requirement_hash})"
+    hashed = next((c for c in constraints if c.hashes), None)
+    return None if hashed is None else f"--hash options of a constraint ({hashed.origin})"
 
 
 def check_hash_mode(require_hashes: str | None, no_require_hashes: str | None) -> None:

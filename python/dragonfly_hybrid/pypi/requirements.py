@@ -70,6 +70,7 @@ from dragonfly_hybrid.pypi.pipconfig import (
     PipConfigError,
     PipSettings,
     check_hash_mode,
+    hash_checking_mode,
     pip_settings,
 )
 from dragonfly_hybrid.redaction import REDACTED, redact_text
@@ -911,15 +912,13 @@ def _check_hashes(entries: list[Any], pins: Pins, constrained: set[str]) -> None
     ``--hash`` (but with pip 26's ``--no-require-hashes``), every requirement must be pinned with ``==``
     and carry hashes (or take its ``constrained`` name's, pip 26.3)."""
     hashed = next((e for e in entries if e.hash_options), None)
-    # pip 26.3 counts its constraints among the requirements that turn the mode on (pip 23.2 too).
-    constraint = next((c for c in pins.settings.constraints if c.hashes), None)
-    if pins.require_hashes is not None:
-        why = pins.require_hashes
-    elif hashed is not None and pins.no_require_hashes is None:
-        why = f"--hash options ({hashed.filename}:{hashed.line_number})"
-    elif constraint is not None and pins.no_require_hashes is None:
-        why = f"--hash options of a constraint ({constraint.origin})"
-    else:
+    why = hash_checking_mode(
+        pins.require_hashes,
+        pins.no_require_hashes,
+        pins.settings.constraints,
+        None if hashed is None else f"{hashed.filename}:{hashed.line_number}",
+    )
+    if why is None:
         return
     pins.hash_mode = why
     hashed_names = {normalize_name(e.name) for e in entries if e.hash_options and e.name} | constrained

@@ -12,6 +12,7 @@
 //! records, sparse maps) by [`tarfile::TAR_METADATA_LIMIT`]; members waiting to be scanned by
 //! [`QUEUE_BYTES`]; the issue list by [`ISSUES_PER_KIND`] and [`names::PATH_DISPLAY_LIMIT`].
 
+mod identifiers;
 mod names;
 mod stream;
 mod tar;
@@ -57,6 +58,8 @@ pub const MAX_NESTING_DEPTH: u32 = 32;
 /// those its links give it.
 const NORMALIZED_ALIAS: u32 = u32::MAX - 1;
 const SPLIT_ALIAS: u32 = u32::MAX;
+/// Where a Python file's reading with its identifiers folded comes, after the file's other scans.
+const IDENTIFIERS_ORDER: u32 = u32::MAX - 16;
 const NORMALIZED_WHY: &str =
     "pip installs it from a wheel (and current Pythons' tarfile unpacks a name with '..') under its `os.path.normpath` \
      form,";
@@ -735,6 +738,32 @@ impl<'e> DistScan<'e> {
         if self.cancelled() {
             return;
         }
+        // CPython reads a Python file's identifiers in NFKC form: scanned as it reads them too.
+        let folded = {
+            let fit = fit_as.map_or_else(|| names::fit_name(&path), Cow::Borrowed);
+            if identifiers::is_python_code(&fit) {
+                identifiers::folded(data).map(|folded| (folded, fit.into_owned()))
+            } else {
+                None
+            }
+        };
+        if let Some((folded, fit)) = folded {
+            let reading = format!("{path}{}", identifiers::READING);
+            let order = [order.as_slice(), &[IDENTIFIERS_ORDER]].concat();
+            self.scan_as(order, reading, Some(&fit), &folded, &mut ContentHashes::default());
+        }
+        self.scan_as(order, path, fit_as, data, hashes);
+    }
+
+    /// Scan `data` as the file `path`, with the rules that count for `fit_as` or else its own name.
+    fn scan_as(
+        &self,
+        order: Order,
+        path: String,
+        fit_as: Option<&str>,
+        data: &[u8],
+        hashes: &mut ContentHashes,
+    ) {
         // The rules that count are picked by the name pip writes the file to.
         let fit = fit_as.map_or_else(|| names::fit_name(&path), Cow::Borrowed);
         let route = self.scanner.rules.route(&fit);

@@ -4,8 +4,11 @@
  * Python that hides its real code and rebuilds it at run time (base64, zlib, marshal, codecs, hex,
  * chr() lists, XOR loops, string reversal, Fernet/AES decryption, dynamic imports, builtins looked
  * up by computed or escaped names, exec rebound to other names) before handing it to exec/eval or a
- * shell, and code shipped packed by PyArmor.
+ * shell, code shipped packed by PyArmor, and source whose coding cookie names a codec in which the
+ * code itself can be written escaped.
  */
+
+import "math"
 
 // Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
 // suppress: potentially_slow_loop
@@ -263,9 +266,84 @@ rule obfuscation_confusable_identifiers
         // identifiers start with a letter: OO0O0OO0, lIlI1lIl (a run of zeros or ones is a number)
         $o0 = /\bO[O0]{7,30}\b/
         $il = /\b[Il][Il1]{7,30}\b/
-        $underscores = /\b_{2,}[a-z]{0,12}_{4,}\b/
+        // __xx____, written _*____\b rather than _{4,}\b: the atom is then the last four underscores and
+        // only \b is checked forwards (forwards from every atom hit, _{4,} read to the end of a run of
+        // underscores: quadratic on a flood of them)
+        $underscores = /\b_{2,}[a-z]{0,12}_*____\b/
         $use = /\b(exec|eval|__import__|compile|b64decode|b16decode|decompress|loads)\s{0,2}\(/
 
     condition:
         $use and (#o0 > 20 or #il > 20 or #underscores > 30)
+}
+
+// CPython decodes a .py file with the codec its coding cookie names: under unicode_escape,
+// raw_unicode_escape, UTF-7, an EBCDIC code page, ISO-2022 or HZ, `\x69mport os`, `+AGk-mport os` or
+// `im\x1b(Bport os` runs as `import os`, so no rule that reads the file as ASCII sees the code. CPython
+// takes the first cookie of a comment on line 1, or on line 2 after a blank or comment line; lines end
+// at \n, \r\n or \r. The pattern starts at its rare atom and only reads forwards; the condition checks
+// the line structure once, from offset 0, for the first match: linear in the file however many cookies
+// a hostile line repeats. A line opening with 256 or more spaces, tabs or form feeds counts as a comment
+// line (CPython allows any number before the '#'). tests/test_coding_cookie_differential.py holds the
+// rule against CPython's tokenizer.
+// suppress: potentially_slow_loop
+rule obfuscation_escaping_source_codec
+{
+    meta:
+        description = "Python source declaring a coding cookie (unicode_escape, raw_unicode_escape, UTF-7, EBCDIC, ISO-2022, HZ) under which its code can be written escaped, invisible to a reader of the bytes."
+        weight = 8
+        author = "dragonfly-hybrid"
+        filetype = ".py .pyw"
+
+    strings:
+        // CPython reads [-\w.]+ after `coding:` or `coding=` and spaces or tabs; the codec lookup ignores
+        // case and reads a run of '-' and '_' (or '.' in aliases) as one separator, leading and trailing
+        // ones as none
+        $cookie = /coding[:=][ \t]*[-_]*((raw[-_.]+)?unicode[-_.]+escape|utf[-_.]*7|u7|unicode[-_.]+1[-_.]+1[-_.]+utf[-_.]+7|(cp|ibm|csibm)?(037|039|1026|1140|273|424|500|875)|ebcdic[-_.]+cp[-_.]+(ca|nl|us|wt|he|be|ch)|hz([-_.]*gb([-_.]+2312)?)?|(cs)?iso[-_.]*2022[-_.]*(jp|kr)([-_.]+(1|2|2004|3|ext))?)[-_]*[^0-9a-z_.\-]/ nocase
+
+    condition:
+        // on line 1: no line break before it, and the line's first byte other than a space, tab or form
+        // feed is '#'
+        (
+            math.count(0x0a, 0, @cookie[1]) + math.count(0x0d, 0, @cookie[1]) == 0 and
+            (
+                for any h in (0..math.min(255, @cookie[1] - 1)) : (
+                    uint8(h) == 0x23 and
+                    math.count(0x20, 0, h) + math.count(0x09, 0, h) + math.count(0x0c, 0, h) == h
+                ) or
+                (@cookie[1] > 256 and math.count(0x20, 0, 256) + math.count(0x09, 0, 256) + math.count(0x0c, 0, 256) == 256)
+            )
+        ) or
+        // on line 2: e is the last byte of the one line break before it (a lone \n or \r, or \r\n)
+        (
+            math.count(0x0a, 0, @cookie[1]) + math.count(0x0d, 0, @cookie[1]) <= 2 and
+            for any e in (0..@cookie[1] - 1) : (
+                (uint8(e) == 0x0a or uint8(e) == 0x0d) and
+                math.count(0x0a, e + 1, @cookie[1] - e - 1) + math.count(0x0d, e + 1, @cookie[1] - e - 1) == 0 and
+                (
+                    math.count(0x0a, 0, e) + math.count(0x0d, 0, e) == 0 or
+                    (uint8(e) == 0x0a and uint8(e - 1) == 0x0d and math.count(0x0a, 0, e - 1) + math.count(0x0d, 0, e - 1) == 0)
+                ) and
+                // line 1 blank or a comment: its first byte other than a space, tab or form feed is '#' or
+                // the line break
+                (
+                    for any h in (0..math.min(255, e)) : (
+                        (uint8(h) == 0x23 or uint8(h) == 0x0d or uint8(h) == 0x0a) and
+                        math.count(0x20, 0, h) + math.count(0x09, 0, h) + math.count(0x0c, 0, h) == h
+                    ) or
+                    (e >= 256 and math.count(0x20, 0, 256) + math.count(0x09, 0, 256) + math.count(0x0c, 0, 256) == 256)
+                ) and
+                // line 2 a comment
+                (
+                    for any h in (e + 1..math.min(e + 256, @cookie[1] - 1)) : (
+                        uint8(h) == 0x23 and
+                        math.count(0x20, e + 1, h - e - 1) + math.count(0x09, e + 1, h - e - 1) +
+                        math.count(0x0c, e + 1, h - e - 1) == h - e - 1
+                    ) or
+                    (
+                        @cookie[1] - e - 1 > 256 and
+                        math.count(0x20, e + 1, 256) + math.count(0x09, e + 1, 256) + math.count(0x0c, e + 1, 256) == 256
+                    )
+                )
+            )
+        )
 }

@@ -55,7 +55,9 @@ def fetch_and_scan(
     them. A bare name selects the latest release that is not yanked, whose Requires-Python admits
     ``python_version`` (``"3.11"``; default: the running Python) and, with ``uploaded-prior-to``, that has a
     file uploaded before it. Scanned with ``scanner``, else a new Scanner of ``rules`` (default:
-    the bundled rule set).
+    the bundled rule set). pip's hash-checking mode (``PIP_REQUIRE_HASHES``, a constraint with ``--hash``)
+    does not refuse the requirement, as ``scan`` refuses a name given without hashes: the release asked for
+    is scanned, as ``diff`` scans it (the hashes of constraints on its name still choose its files).
 
     A download that fails or bytes that do not match the index's sha256 make the result incomplete (``verdict
     == "incomplete"``, ``error`` says why) rather than raising. Raises ``ValueError`` for a string that is not
@@ -108,5 +110,7 @@ def fetch_and_scan(
         raise NoRulesError("the rule set defines no rule: it would match nothing")
     settings = index_settings(index_url, extra)
     with open_index(settings, python_version=python, max_download_size=max_download_size) as pypi:
-        targets = TargetScanner(engine, pypi)
+        # Not refused in pip's hash-checking mode (as `diff`): the caller asks for a release, installs none,
+        # and has no -R file to give it --hash options; a hashed constraint's hashes still pick its files.
+        targets = TargetScanner(engine, pypi, refuses_unhashed=False)
         return targets.scan(targets.resolve(target))

@@ -494,8 +494,8 @@ class TargetScanner:
         self.scanner = scanner
         self.refuses_unhashed = refuses_unhashed
         """Whether a name on the command line without hashes is refused in pip's hash-checking mode
-        (:meth:`_command_line_hashes`); False for ``diff``: it compares releases, installs none, and takes
-        no -R file that could give one hashes."""
+        (:meth:`_command_line_hashes`); False for ``diff`` and ``fetch_and_scan``: they scan the release
+        asked for, install none, and take no -R file that could give one hashes."""
         self.on_fetched = on_fetched
         """Called with each release scanned and its downloaded files, before they are deleted."""
         self.own_output = own_output

@@ -245,10 +245,24 @@ PIP_DEFAULTS = CandidateFiles()
 
 
 def _installable(
-    package: DistributionPackage, python: Version, *, ignore_requires_python: bool = False
+    package: DistributionPackage,
+    python: Version,
+    *,
+    ignore_requires_python: bool = False,
+    yanked: bool = False,
 ) -> bool:
-    """Not yanked, and its Requires-Python admits ``python`` (or is ignored)."""
-    return not package.is_yanked and (ignore_requires_python or _admits(package.requires_python, python))
+    """Not yanked (unless ``yanked``), and its Requires-Python admits ``python`` (or is ignored)."""
+    return (yanked or not package.is_yanked) and (
+        ignore_requires_python or _admits(package.requires_python, python)
+    )
+
+
+def _pins(specifier: SpecifierSet | None) -> bool:
+    """Whether pip's constraints pin a version (``==`` but a wildcard, or ``===``): pip then takes a yanked
+    release when every candidate they admit is yanked (PEP 592), with a warning."""
+    return specifier is not None and any(
+        s.operator == "===" or (s.operator == "==" and not s.version.endswith(".*")) for s in specifier
+    )
 
 
 def _admits(requires_python: str | None, python: Version) -> bool:
@@ -292,17 +306,18 @@ def _latest(
     project: str = "",
     candidates: CandidateFiles = PIP_DEFAULTS,
     specifier: SpecifierSet | None = None,
+    yanked: bool = False,
 ) -> Version | None:
-    """pip's choice: the newest final release with a file pip could install here (not yanked, its
-    Requires-Python admitting ``python``, an sdist or a wheel for this platform: a release of only Windows
-    wheels is not pip's choice on Linux; of the formats ``candidates`` lets in); a pre-release only when
-    there is no such final release (``pre`` None), or whenever newer (True: pip's ``--pre``,
-    ``all-releases``), or never (False: ``only-final``). With pip's ``prefer-binary``, the newest of those
-    with such a wheel, if one has any (pip sorts every wheel above every sdist). ``specifier``: pip's
-    constraints on the project; only versions it admits, an explicit pre-release in it admitting
-    pre-releases when ``pre`` is None (pip's ``SpecifierSet.filter``)."""
+    """pip's choice: the newest final release with a file pip could install here (not yanked, unless
+    ``yanked``, its Requires-Python admitting ``python``, an sdist or a wheel for this platform: a
+    release of only Windows wheels is not pip's choice on Linux; of the formats ``candidates`` lets in);
+    a pre-release only when there is no such final release (``pre`` None), or whenever newer (True: pip's
+    ``--pre``, ``all-releases``), or never (False: ``only-final``). With pip's ``prefer-binary``, the
+    newest of those with such a wheel, if one has any (pip sorts every wheel above every sdist).
+    ``specifier``: pip's constraints on the project; only versions it admits, an explicit pre-release in
+    it admitting pre-releases when ``pre`` is None (pip's ``SpecifierSet.filter``)."""
 
-    def has_file(version: Version, yanked_too: bool = False, wheel: bool = False) -> bool:
+    def has_file(version: Version, yanked_too: bool = yanked, wheel: bool = False) -> bool:
         return any(
             not (p.is_yanked and not yanked_too)
             and (p.filename.endswith(".whl") or not wheel)
@@ -334,12 +349,13 @@ def _latest_by_hashes(
     project: str,
     candidates: CandidateFiles,
     specifier: SpecifierSet | None,
+    yanked: bool = False,
 ) -> Version | None:
     """pip 26.3's choice for a bare name with ``hashes``: its candidates (files pip could take here, yanked
     too) of the versions its specifier filter keeps (a pre-release only without a final one, but for
     ``pre``), then ``filter_unallowed_hashes`` (when one lists an allowed digest, those that do or list
-    none), then the best not yanked by its sort key, whose first term is "lists an allowed digest": an
-    older release with one is taken over a newer whose files list none."""
+    none), then the best not yanked (unless ``yanked``) by its sort key, whose first term is "lists an
+    allowed digest": an older release with one is taken over a newer whose files list none."""
 
     def listed(package: DistributionPackage) -> set[str]:
         # As pip's Link holds them: the page's spelling (pip compares it case-sensitively), the URL's wins.
@@ -365,7 +381,7 @@ def _latest_by_hashes(
     ranked = [
         (bool(listed(p) & hashes), binary and p.filename.endswith(".whl"), v)
         for v, p in files
-        if not p.is_yanked
+        if yanked or not p.is_yanked
     ]
     best = max(ranked, default=None)
     return None if best is None else best[2]
@@ -406,11 +422,19 @@ def select_release(
     status = f" (the index marks the project {page.status.value})" if page.status is not None else ""
     if version is None:
         project = normalize_name(page.project)
-        chosen = (
-            _latest_by_hashes(versions, hashes, python, pre, project, candidates, specifier)
-            if hashes
-            else _latest(versions, python, pre, project, candidates, specifier)
-        )
+
+        def choose(yanked: bool) -> Version | None:
+            if hashes:
+                return _latest_by_hashes(
+                    versions, hashes, python, pre, project, candidates, specifier, yanked
+                )
+            return _latest(versions, python, pre, project, candidates, specifier, yanked)
+
+        chosen = choose(False)
+        # PEP 592: a pin of pip's constraints whose candidates are all yanked takes them (pip 23.2, 26.3).
+        yanked = chosen is None and _pins(specifier)
+        if yanked:
+            chosen = choose(True)
         if chosen is None and pre is False:
             raise VersionNotFound(
                 f"project {page.project!r} has no installable final release for Python {python} here"
@@ -433,7 +457,11 @@ def select_release(
                 f"{_formats_left_out(project, candidates)}; pin one with name==version){status}"
             )
         ignore = candidates.ignore_requires_python
-        packages = [p for p in versions[chosen] if _installable(p, python, ignore_requires_python=ignore)]
+        packages = [
+            p
+            for p in versions[chosen]
+            if _installable(p, python, ignore_requires_python=ignore, yanked=yanked)
+        ]
     else:
         from packaging.specifiers import Specifier
 

@@ -517,8 +517,16 @@ def _read_requirements(path: Path, pins: Pins, *, constraint: bool = False) -> l
                     f"{origin}: --hash={printable(value)}: not ALGORITHM:VALUE with ALGORITHM one of "
                     f"{', '.join(_HASH_ALGORITHMS)} (pip refuses the file)"
                 )
-        if option.options.get(_OWN_LINE_HASHES):
+        # A --hash beside -r/-c is named in that line's note instead.
+        beside_include = option.options.get(_IGNORED_BESIDE_INCLUDE, ())
+        if option.options.get(_OWN_LINE_HASHES) and "--hash" not in beside_include:
             pins.notes.append(f"{origin}: pip ignores --hash on a line of its own (no requirement before it)")
+        if option.options.get(_TRAILING):
+            words = printable(redact_text(" ".join(option.options[_TRAILING])))
+            pins.notes.append(
+                f"{origin}: pip ignores {words!r} after an option (a requirement comes first on its line): "
+                "not installed, not scanned"
+            )
         if option.options.get(_IGNORED):
             pins.notes.append(
                 f"{origin}: pip ignores {', '.join(option.options[_IGNORED])} on a requirement line (only "
@@ -729,6 +737,8 @@ _IGNORED = "ignored_on_a_requirement_line"
 _IGNORED_BESIDE_INCLUDE = "ignored_on_an_include_line"
 # The key of the --hash values of an option line (pip checks them, then ignores them; the parser drops them).
 _OWN_LINE_HASHES = "hashes_on_a_line_of_their_own"
+# The key of the words after an option line's first option that no option takes (pip drops them unread).
+_TRAILING = "trailing_words_of_an_option_line"
 # The options whose callbacks change pip's finder as a line is parsed, whatever the line.
 _CALLBACK_DESTS = ("release_control", "format_control")
 
@@ -762,8 +772,13 @@ def _pip26_handle_line(parser_module: Any, handle_line: Any, parsed_line: Any) -
     ``--only-binary``, ``--all-releases``, ``--only-final`` apply as on a line of their own (pip's callbacks
     change its finder's settings in place, whatever the line: an option line made of them comes first),
     ``-e`` makes pip refuse the line; the others pip ignores (named in that option line, for a note). A
-    ``-r``/``-c`` line keeps its file alone: pip ignores its other options too (named, for a note)."""
+    ``-r``/``-c`` line keeps its file alone: pip ignores its other options too, and its ``--hash`` (named,
+    for a note). An option line's words that no option takes (``--pre foo==1.0``), which the parser refuses,
+    pip drops (its optparse's leftover arguments): kept for a note."""
+    trailing = [] if parsed_line.is_requirement else list(parsed_line.arguments)
     for parsed in handle_line(parsed_line=parsed_line):
+        if trailing and isinstance(parsed, parser_module.IncorrectRequirementLine):
+            continue  # the parser's "Incorrect and ignored trailing argument(s)": pip reads the rest
         if isinstance(parsed, parser_module.ParsedRequirement):
             values, invalid = parsed_line.options, parsed.invalid_options or {}
             carried = {
@@ -779,15 +794,20 @@ def _pip26_handle_line(parser_module: Any, handle_line: Any, parsed_line: Any) -
                 yield parser_module.OptionLine(requirement_line=parsed_line.requirement_line, options=carried)
             parsed.invalid_options = {dest: value for dest, value in invalid.items() if dest not in ignored}
         elif isinstance(parsed, parser_module.OptionLine):
+            if trailing:
+                parsed.options[_TRAILING] = trailing
             if getattr(parsed_line.options, "hashes", None):
                 parsed.options[_OWN_LINE_HASHES] = list(parsed_line.options.hashes)
             if parsed.options.get("requirements") or parsed.options.get("constraints"):
-                # pip follows a -r/-c line and applies none of its other options (its index, --pre, ...).
+                # pip follows a -r/-c line and applies none of its other options (its index, --pre, ...);
+                # it checks a --hash value (its callback), then drops it, without its own line's warning.
                 ignored = [dest for dest in parsed.options if dest in parser_module.SUPPORTED_OPTIONS_DEST]
                 ignored = [dest for dest in ignored if dest not in ("requirements", "constraints")]
-                if ignored:
+                hashed = ["--hash"] if parsed.options.get(_OWN_LINE_HASHES) else []
+                if ignored or hashed:
                     parsed.options[_IGNORED_BESIDE_INCLUDE] = [
-                        parser_module.OPT_BY_OPTIONS_DEST[dest] for dest in ignored
+                        *(parser_module.OPT_BY_OPTIONS_DEST[dest] for dest in ignored),
+                        *hashed,
                     ]
                     for dest in ignored:
                         del parsed.options[dest]

@@ -1,17 +1,20 @@
 # ruff: noqa: RUF001, RUF002 (the look-alike characters are what this file tests)
-"""The engine's reading of Python files with their identifiers folded, against CPython's (PEP 3131).
+"""The engine's reading of Python files as CPython reads them, against CPython (PEP 3131, PEP 263).
 
 CPython reads identifiers in NFKC form: ``ｅｘｅｃ('x')``, ``𝐞𝐯𝐚𝐥(x)`` and ``oſ.ſyſtem(x)`` call ``exec``,
-``eval`` and ``os.system``, where a rule reading the bytes sees no such name. A `.py`, `.pyw` or `.pth`
-file holding a character whose NFKC form is ASCII letters, digits or '_' is also scanned as
-``PATH<as Python reads its identifiers>``, those characters written in that form, with the rules of
-``PATH``.
+``eval`` and ``os.system``, where a rule reading the bytes sees no such name; and it decodes a file in the
+codec its coding cookie names, where the same letters are other bytes. A `.py`, `.pyw` or `.pth` file that
+reads otherwise than its bytes (decoded from its cookie's codec, each character whose NFKC form is ASCII
+letters, digits or '_' written in that form) is also scanned as ``PATH<as Python reads it>`` with the
+rules of ``PATH``.
 
 Spellings of names malware calls, random letters replaced by compatibility forms taken from
 ``unicodedata`` (fullwidth, mathematical, superscript, long s, ...; every form of every letter reached),
 are put in code shapes; CPython's ``compile()`` is the oracle: when the code object names the ASCII name,
 a rule for that name must match in the reading. ``DFH_COMPAT_SEED`` and ``DFH_COMPAT_CASES`` pick the seed
-(default 0) and the number of random cases (default 300).
+(default 0) and the number of random cases (default 300); the same spellings are also encoded in the
+legacy codecs a cookie may name (Shift_JIS, EUC-JP, GBK, GB18030, Big5, EUC-KR, ISO-2022-JP, Latin-1, Mac
+Roman), where each holds the forms it can encode.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import zipfile
 import dragonfly_hybrid as dh
 import pytest
 
-READING = "<as Python reads its identifiers>"
+READING = "<as Python reads it>"
 NAMES = (
     "exec",
     "eval",
@@ -216,3 +219,71 @@ def test_the_bundled_rules_see_through_the_spelling() -> None:
     result = dh.Scanner(dh.bundled_rules(), threads=1).scan_bytes(source.encode(), "setup.py")
     assert "obfuscation_exec_decoded_payload" in result.rules_matched
     assert {f.path for f in result.files} == {"setup.py" + READING}
+
+
+# Codecs whose cookie the engine follows, as Python spells them (any case and separators).
+LEGACY_CODECS = (
+    "shift_jis",
+    "cp932",
+    "euc_jp",
+    "gbk",
+    "gb2312",
+    "gb18030",
+    "big5",
+    "euc_kr",
+    "cp949",
+    "iso2022_jp",
+    "latin-1",
+    "cp1252",
+    "mac_roman",
+)
+
+
+def encodable_spelling(rng: random.Random, name: str, codec: str) -> str | None:
+    """``name`` with random letters replaced by compatibility forms ``codec`` can encode; None if none."""
+    forms = {c: [f for f in FORMS.get(c, []) if _encodes(f, codec)] for c in set(name)}
+    positions = [i for i, c in enumerate(name) if forms[c]]
+    if not positions:
+        return None
+    chosen = set(rng.sample(positions, rng.randint(1, len(positions))))
+    return "".join(rng.choice(forms[c]) if i in chosen else c for i, c in enumerate(name))
+
+
+def _encodes(char: str, codec: str) -> bool:
+    try:
+        char.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("codec", LEGACY_CODECS)
+def test_spellings_in_a_cookies_codec_are_read_as_cpython_reads_them(scanner: dh.Scanner, codec: str) -> None:
+    rng = random.Random(f"{SEED}:{codec}")
+    checked, missed = 0, []
+    for _ in range(400):
+        name = rng.choice(NAMES)
+        spelling = encodable_spelling(rng, name, codec)
+        if spelling is None:
+            continue
+        cookie = rng.choice(("# -*- coding: {} -*-\n", "#!/usr/bin/env python\n# coding={}\n"))
+        spelled_codec = codec.upper() if rng.random() < 0.3 else codec
+        text = cookie.format(spelled_codec) + "import m\n" + rng.choice(CODE_SHAPES).format(n=spelling)
+        data = text.encode(codec)
+        names = compiled_names_of(data)
+        if names is None:
+            continue
+        assert name in names, text
+        checked += 1
+        result = scanner.scan_bytes(data, "m.py")
+        if rule_of(name) not in reading_matches(result, "m.py"):
+            missed.append(text)
+    assert checked >= 20, f"{codec}: only {checked} spellings it can encode"
+    assert not missed, f"{codec}: {len(missed)} of {checked} missed, e.g. {missed[:3]}"
+
+
+def compiled_names_of(data: bytes) -> set[str] | None:
+    try:
+        return code_names(compile(data, "m.py", "exec"))
+    except SyntaxError:
+        return None

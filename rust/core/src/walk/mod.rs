@@ -12,8 +12,8 @@
 //! records, sparse maps) by [`tarfile::TAR_METADATA_LIMIT`]; members waiting to be scanned by
 //! [`QUEUE_BYTES`]; the issue list by [`ISSUES_PER_KIND`] and [`names::PATH_DISPLAY_LIMIT`].
 
-mod identifiers;
 mod names;
+mod python_reading;
 mod stream;
 mod tar;
 pub(crate) mod tarfile;
@@ -58,8 +58,8 @@ pub const MAX_NESTING_DEPTH: u32 = 32;
 /// those its links give it.
 const NORMALIZED_ALIAS: u32 = u32::MAX - 1;
 const SPLIT_ALIAS: u32 = u32::MAX;
-/// Where a Python file's reading with its identifiers folded comes, after the file's other scans.
-const IDENTIFIERS_ORDER: u32 = u32::MAX - 16;
+/// Where a Python file's reading as CPython reads it comes, after the file's other scans.
+const PYTHON_READING_ORDER: u32 = u32::MAX - 16;
 const NORMALIZED_WHY: &str =
     "pip installs it from a wheel (and current Pythons' tarfile unpacks a name with '..') under its `os.path.normpath` \
      form,";
@@ -738,19 +738,19 @@ impl<'e> DistScan<'e> {
         if self.cancelled() {
             return;
         }
-        // CPython reads a Python file's identifiers in NFKC form: scanned as it reads them too.
-        let folded = {
+        // A Python file is also scanned as CPython reads it (its coding cookie, NFKC identifiers).
+        let reading = {
             let fit = fit_as.map_or_else(|| names::fit_name(&path), Cow::Borrowed);
-            if identifiers::is_python_code(&fit) {
-                identifiers::folded(data).map(|folded| (folded, fit.into_owned()))
+            if python_reading::is_python_code(&fit) {
+                python_reading::reading(data).map(|reading| (reading, fit.into_owned()))
             } else {
                 None
             }
         };
-        if let Some((folded, fit)) = folded {
-            let reading = format!("{path}{}", identifiers::READING);
-            let order = [order.as_slice(), &[IDENTIFIERS_ORDER]].concat();
-            self.scan_as(order, reading, Some(&fit), &folded, &mut ContentHashes::default());
+        if let Some((reading, fit)) = reading {
+            let path = format!("{path}{}", python_reading::READING);
+            let order = [order.as_slice(), &[PYTHON_READING_ORDER]].concat();
+            self.scan_as(order, path, Some(&fit), &reading, &mut ContentHashes::default());
         }
         self.scan_as(order, path, fit_as, data, hashes);
     }

@@ -1,0 +1,402 @@
+//! How CPython reads a Python file: in the codec its coding cookie names (PEP 263), its identifiers in
+//! NFKC form (PEP 3131). `ｅｘｅｃ(...)`, `𝐞𝐯𝐚𝐥(...)` and `oſ.ſyſtem(...)` call `exec`, `eval` and
+//! `os.system`, in UTF-8 or, under `# coding: shift_jis`, in Shift_JIS bytes, where a rule reading the
+//! bytes sees none of those names; such a file is scanned a second time as CPython reads it.
+
+use encoding_rs::Encoding;
+use unicode_normalization::UnicodeNormalization;
+
+/// Appended to a file's path for its reading.
+pub(super) const READING: &str = "<as Python reads it>";
+
+/// Files whose code CPython runs: modules and scripts, and `.pth` files (their `import` lines are
+/// executed).
+const PYTHON_CODE: [&str; 3] = [".py", ".pyw", ".pth"];
+
+/// Every character whose NFKC form is ASCII letters, digits or '_' lies in one of these ranges (the
+/// tests check every code point): the normalisation runs for those characters only, so text in other
+/// scripts (CJK, Cyrillic, ...) costs a range lookup per character.
+const FOLDING: [(u32, u32); 23] = [
+    (0xAA, 0xBA),
+    (0x132, 0x133),
+    (0x17F, 0x17F),
+    (0x1C7, 0x1F3),
+    (0x2B0, 0x2E3),
+    (0x1D2C, 0x1DBB),
+    (0x2070, 0x20A8),
+    (0x2102, 0x217F),
+    (0x2460, 0x24EA),
+    (0x2C7C, 0x2C7D),
+    (0x3250, 0x33FF),
+    (0xA69C, 0xA69D),
+    (0xA7F1, 0xA7F9),
+    (0xAB5C, 0xAB69),
+    (0xFB00, 0xFB06),
+    (0xFE33, 0xFE4F),
+    (0xFF10, 0xFF5A),
+    (0x10780, 0x107BA),
+    (0x1CCD6, 0x1CCF9),
+    (0x1D400, 0x1D7FF),
+    (0x1E030, 0x1E08F),
+    (0x1F100, 0x1F1FF),
+    (0x1FBF0, 0x1FBF9),
+];
+
+/// Whether CPython runs the code of a file installed under `fit`.
+pub(super) fn is_python_code(fit: &str) -> bool {
+    PYTHON_CODE.iter().any(|suffix| fit.ends_with(suffix))
+}
+
+fn may_fold(c: char) -> bool {
+    let code = u32::from(c);
+    let at = FOLDING.partition_point(|&(_, last)| last < code);
+    FOLDING.get(at).is_some_and(|&(first, _)| first <= code)
+}
+
+/// The NFKC form of `c` when it is only ASCII letters, digits and '_' (at most 18 characters, the
+/// longest NFKC expansion), written into `out`; its length.
+fn folded_char(c: char, out: &mut [u8; 18]) -> Option<usize> {
+    let mut len = 0;
+    for d in std::iter::once(c).nfkc() {
+        if !(d.is_ascii_alphanumeric() || d == '_') || len == out.len() {
+            return None;
+        }
+        out[len] = d as u8;
+        len += 1;
+    }
+    (len > 0).then_some(len)
+}
+
+/// `data` as CPython reads it, when that differs from the bytes: decoded from the codec its coding cookie
+/// names (one `encoding_rs` decodes, UTF-8 aside), then [`folded`].
+pub(super) fn reading(data: &[u8]) -> Option<Vec<u8>> {
+    let Some(encoding) = declared_encoding(data) else {
+        return folded(data);
+    };
+    let decoded = encoding.decode_without_bom_handling(data).0.into_owned();
+    let text = folded(decoded.as_bytes()).unwrap_or_else(|| decoded.into_bytes());
+    (text != data).then_some(text)
+}
+
+/// The encoding of a coding cookie CPython reads (on line 1, or on line 2 when line 1 is blank or a
+/// comment; lines end at \n, \r\n or \r) naming a codec other than UTF-8 that `encoding_rs` decodes.
+/// After a UTF-8 BOM CPython takes a UTF-8 cookie only.
+fn declared_encoding(data: &[u8]) -> Option<&'static Encoding> {
+    if data.starts_with(b"\xef\xbb\xbf") {
+        return None;
+    }
+    let (first, rest) = split_line(data);
+    let name = match coding_spec(first) {
+        Some(name) => name,
+        None if blank_or_comment(first) => coding_spec(split_line(rest?).0)?,
+        None => return None,
+    };
+    python_codec(name)
+}
+
+fn split_line(data: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match memchr::memchr2(b'\n', b'\r', data) {
+        Some(end) => {
+            let next = if data[end..].starts_with(b"\r\n") { end + 2 } else { end + 1 };
+            (&data[..end], Some(&data[next..]))
+        }
+        None => (data, None),
+    }
+}
+
+const BLANKS: &[u8] = b" \t\x0c";
+
+fn blank_or_comment(line: &[u8]) -> bool {
+    line.iter().find(|b| !BLANKS.contains(b)).is_none_or(|&b| b == b'#')
+}
+
+/// The codec name of a line that is a comment: after the first `coding:` or `coding=` followed (past
+/// spaces and tabs) by letters, digits, '-', '_' or '.' (CPython's `get_coding_spec`).
+fn coding_spec(line: &[u8]) -> Option<&[u8]> {
+    let start = line.iter().position(|b| !BLANKS.contains(b))?;
+    if line[start] != b'#' {
+        return None;
+    }
+    let mut from = start;
+    while let Some(found) = memchr::memmem::find(&line[from..], b"coding") {
+        let mut at = from + found + b"coding".len();
+        from += found + 1;
+        if !matches!(line.get(at), Some(b':' | b'=')) {
+            continue;
+        }
+        at += 1;
+        while matches!(line.get(at), Some(b' ' | b'\t')) {
+            at += 1;
+        }
+        let len = line[at..].iter().take_while(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b)).count();
+        if len > 0 {
+            return Some(&line[at..at + len]);
+        }
+    }
+    None
+}
+
+/// Python's names for the codecs `encoding_rs` decodes that are not among its (WHATWG) labels.
+const PYTHON_NAMES: [(&[&str], &Encoding); 9] = [
+    (
+        &[
+            "shift_jis",
+            "shiftjis",
+            "sjis",
+            "s_jis",
+            "cp932",
+            "932",
+            "ms932",
+            "mskanji",
+            "ms_kanji",
+            "shift_jis_2004",
+            "shiftjis2004",
+            "sjis_2004",
+            "s_jis_2004",
+            "shift_jisx0213",
+            "shiftjisx0213",
+            "sjisx0213",
+            "s_jisx0213",
+        ],
+        encoding_rs::SHIFT_JIS,
+    ),
+    (
+        &[
+            "euc_jp",
+            "eucjp",
+            "ujis",
+            "u_jis",
+            "euc_jis_2004",
+            "jisx0213",
+            "eucjis2004",
+            "euc_jisx0213",
+            "eucjisx0213",
+        ],
+        encoding_rs::EUC_JP,
+    ),
+    (
+        &[
+            "gbk",
+            "cp936",
+            "936",
+            "ms936",
+            "gb2312",
+            "chinese",
+            "csiso58gb231280",
+            "euc_cn",
+            "euccn",
+            "eucgb2312_cn",
+            "gb2312_1980",
+            "gb2312_80",
+            "iso_ir_58",
+        ],
+        encoding_rs::GBK,
+    ),
+    (&["gb18030", "gb18030_2000"], encoding_rs::GB18030),
+    (
+        &["big5", "big5_tw", "csbig5", "cp950", "950", "ms950", "big5hkscs", "big5_hkscs", "hkscs"],
+        encoding_rs::BIG5,
+    ),
+    (
+        &[
+            "euc_kr",
+            "euckr",
+            "korean",
+            "ksc5601",
+            "ks_c_5601",
+            "ks_c_5601_1987",
+            "ksx1001",
+            "ks_x_1001",
+            "cp949",
+            "949",
+            "ms949",
+            "uhc",
+        ],
+        encoding_rs::EUC_KR,
+    ),
+    (
+        &[
+            "iso2022_jp",
+            "csiso2022jp",
+            "iso2022jp",
+            "iso_2022_jp",
+            "iso2022_jp_1",
+            "iso2022jp_1",
+            "iso_2022_jp_1",
+            "iso2022_jp_2",
+            "iso2022jp_2",
+            "iso_2022_jp_2",
+            "iso2022_jp_2004",
+            "iso2022jp_2004",
+            "iso_2022_jp_2004",
+            "iso2022_jp_3",
+            "iso2022jp_3",
+            "iso_2022_jp_3",
+            "iso2022_jp_ext",
+            "iso2022jp_ext",
+            "iso_2022_jp_ext",
+        ],
+        encoding_rs::ISO_2022_JP,
+    ),
+    (
+        &[
+            "latin_1",
+            "latin1",
+            "latin",
+            "l1",
+            "iso8859_1",
+            "iso_8859_1",
+            "8859",
+            "cp819",
+            "iso_ir_100",
+            "csisolatin1",
+            "iso_8859_1_1987",
+            "1252",
+        ],
+        encoding_rs::WINDOWS_1252,
+    ),
+    (&["mac_roman", "macroman", "macintosh"], encoding_rs::MACINTOSH),
+];
+
+/// The encoding of a Python codec name, looked up as Python looks it up: lower case, each run of
+/// characters other than letters, digits and '.' one '_', none at the ends (`normalize_encoding`).
+/// UTF-8, and codecs `encoding_rs` does not decode (EBCDIC, UTF-7, HZ, `unicode_escape`: the bundled rule
+/// `obfuscation_escaping_source_codec` flags those), give `None`.
+fn python_codec(name: &[u8]) -> Option<&'static Encoding> {
+    let mut key = String::with_capacity(name.len());
+    let mut gap = false;
+    for &b in name {
+        if b.is_ascii_alphanumeric() || b == b'.' {
+            if gap && !key.is_empty() {
+                key.push('_');
+            }
+            key.push(char::from(b.to_ascii_lowercase()));
+            gap = false;
+        } else {
+            gap = true;
+        }
+    }
+    let encoding = PYTHON_NAMES
+        .iter()
+        .find(|(names, _)| names.contains(&key.as_str()))
+        .map(|&(_, encoding)| encoding)
+        .or_else(|| Encoding::for_label(key.replace('_', "-").as_bytes()))?;
+    let decodes = encoding.is_ascii_compatible() || encoding == encoding_rs::ISO_2022_JP;
+    (decodes && encoding != encoding_rs::UTF_8).then_some(encoding)
+}
+
+/// `data` with each character whose NFKC form is ASCII letters, digits and '_' written in that form
+/// (in comments and strings too: a reading for rules, not a decoding); bytes that are not UTF-8 are
+/// kept. `None` when no character changes.
+fn folded(data: &[u8]) -> Option<Vec<u8>> {
+    if data.is_ascii() {
+        return None;
+    }
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut offset = 0;
+    let mut ascii = [0u8; 18];
+    for chunk in data.utf8_chunks() {
+        let valid = chunk.valid();
+        for (i, c) in valid.char_indices() {
+            if c.is_ascii() || !may_fold(c) {
+                continue;
+            }
+            let Some(len) = folded_char(c, &mut ascii) else { continue };
+            let at = offset + i;
+            let buf = out.get_or_insert_with(|| Vec::with_capacity(data.len()));
+            buf.extend_from_slice(&data[copied..at]);
+            buf.extend_from_slice(&ascii[..len]);
+            copied = at + c.len_utf8();
+        }
+        offset += valid.len() + chunk.invalid().len();
+    }
+    let mut buf = out?;
+    buf.extend_from_slice(&data[copied..]);
+    Some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ranges_hold_every_character_that_folds() {
+        let mut ascii = [0u8; 18];
+        let outside: Vec<String> = (0x80..=0x10FFFF_u32)
+            .filter_map(char::from_u32)
+            .filter(|&c| !may_fold(c) && folded_char(c, &mut ascii).is_some())
+            .map(|c| format!("U+{:04X}", u32::from(c)))
+            .collect();
+        assert!(outside.is_empty(), "characters that fold outside FOLDING: {outside:?}");
+        assert!(FOLDING.windows(2).all(|w| w[0].1 < w[1].0), "sorted, disjoint");
+    }
+
+    #[test]
+    fn folds_compatibility_letters_and_keeps_everything_else() {
+        let source = "import os\noſ.ſyſtem('ｅｘｅｃ')\n𝐞𝐯𝐚𝐥(x)  # 設定 ﬁle µ\n".as_bytes();
+        let folded = folded(source).unwrap();
+        assert_eq!(folded, "import os\nos.system('exec')\neval(x)  # 設定 file µ\n".as_bytes());
+        assert_eq!(folded_char('\u{FF3F}', &mut [0; 18]), Some(1), "fullwidth low line is '_'");
+    }
+
+    #[test]
+    fn nothing_to_fold_is_no_reading() {
+        assert_eq!(folded(b"exec('x')\n"), None);
+        assert_eq!(folded("# 設定: µ, é, ŉ\nx = 1\n".as_bytes()), None);
+        // Bytes that are not UTF-8 are kept around a folded character.
+        assert_eq!(folded(b"\xff\xfe\xef\xbd\x85xec\xc3").unwrap(), b"\xff\xfeexec\xc3");
+    }
+
+    #[test]
+    fn read_in_the_codec_of_its_cookie() {
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("ｅｘｅｃ('x')  # 設定\n");
+        let source = [b"# -*- coding: cp932 -*-\n".as_slice(), &sjis].concat();
+        assert_eq!(reading(&source).unwrap(), "# -*- coding: cp932 -*-\nexec('x')  # 設定\n".as_bytes());
+        // ISO-2022-JP: escapes back to ASCII vanish from the text CPython reads.
+        let source = b"#!python\r\n# coding=ISO_2022-JP\r\nim\x1b(Bport os\r\n";
+        assert!(reading(source).unwrap().ends_with(b"import os\r\n"));
+        // Latin-1: the ordinal indicators are `a` and `o` in NFKC.
+        assert_eq!(
+            reading(b"# coding: latin-1\n\xbas.system('x')\n").unwrap(),
+            b"# coding: latin-1\nos.system('x')\n"
+        );
+    }
+
+    #[test]
+    fn the_cookie_is_where_cpython_reads_it() {
+        let cases: [(&[u8], bool); 10] = [
+            (b"# coding: euc-jp\n", true),
+            (b"\x0c \t# vim: set fileencoding=EUC_JP :\n", true),
+            (b"\n# coding: euc_jp\n", true),
+            (b"#!/usr/bin/env python\r# coding: eucjp\r", true),
+            (b"# coding coding=euc-jp\n", true),
+            (b"x = 1  # coding: euc-jp\n", false),
+            (b"x = 1\n# coding: euc-jp\n", false),
+            (b"#\n#\n# coding: euc-jp\n", false),
+            (b"\xef\xbb\xbf# coding: euc-jp\n", false),
+            (b"# coding: utf-8\n# coding: euc-jp\n", false),
+        ];
+        for (head, euc) in cases {
+            let expected = euc.then_some(encoding_rs::EUC_JP);
+            assert_eq!(declared_encoding(head), expected, "{}", String::from_utf8_lossy(head));
+        }
+        for name in
+            ["UTF-8", "utf8", "cp65001", "utf-16", "unicode_escape", "cp500", "hz", "iso2022_kr", "nope"]
+        {
+            assert_eq!(python_codec(name.as_bytes()), None, "{name}");
+        }
+        assert_eq!(python_codec(b"--Shift--JIS_2004-"), Some(encoding_rs::SHIFT_JIS));
+        assert_eq!(python_codec(b"cp1251"), Some(encoding_rs::WINDOWS_1251));
+    }
+
+    #[test]
+    fn python_code_is_named_by_its_suffix() {
+        for fit in ["pkg/m.py", "setup.py", "tool.pyw", "evil.pth"] {
+            assert!(is_python_code(fit), "{fit}");
+        }
+        for fit in ["m.pyc", "m.pyi", "README.md", "bin/tool", "m.py.txt"] {
+            assert!(!is_python_code(fit), "{fit}");
+        }
+    }
+}

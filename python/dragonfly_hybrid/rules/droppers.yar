@@ -174,7 +174,8 @@ rule dropper_download_run_executable
 
     strings:
         // a URL literal naming an executable, or a file on a chat CDN or paste host used as payload storage
-        $url = /https?:\/\/([^\s'"]{4,200}\.(exe|scr|msi|bat|vbs|ps1|hta)(\?[^\s'"]{0,200})?['"\s]|(cdn\.discordapp\.com\/attachments|media\.discordapp\.net\/attachments|pastebin\.com\/raw|paste\.[\w.]{2,20}\/(raw|paste)|rentry\.(co|org)\/[\w]{2,20}\/raw|transfer\.sh|anonfiles\.com|file\.io)\/)/ nocase
+        // grouped so YARA-X's atoms are the extensions and hosts, not `://` (200 bytes read per `http://` of a flood)
+        $url = /(https?)(:\/\/([^\s'"]{4,200}\.(exe|scr|msi|bat|vbs|ps1|hta)(\?[^\s'"]{0,200})?['"\s]|(cdn\.discordapp\.com\/attachments|media\.discordapp\.net\/attachments|pastebin\.com\/raw|paste\.[\w.]{2,20}\/(raw|paste)|rentry\.(co|org)\/[\w]{2,20}\/raw|transfer\.sh|anonfiles\.com|file\.io)\/))/ nocase
         $fetch = /\b(urlopen|urlretrieve|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|wget\s{0,2}\.\s{0,2}download|curl\s{1,4}(-[a-zA-Z]{1,3}\s{1,4}){0,4}|Invoke-WebRequest|\biwr\s|DownloadFile|Start-BitsTransfer)/
         // from requests import get; get("https://...")
         $fetch_bare = /(^|[^\w.]|\w\s{0,2}\.\s{0,2})get\s{0,2}\(\s{0,2}f?['"]https?:\/\//

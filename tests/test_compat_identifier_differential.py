@@ -287,3 +287,22 @@ def compiled_names_of(data: bytes) -> set[str] | None:
         return code_names(compile(data, "m.py", "exec"))
     except SyntaxError:
         return None
+
+
+def test_the_inspector_url_of_a_reading_links_to_its_file() -> None:
+    source = "import base64\nｅｘｅｃ(base64.b64decode('cHJpbnQoImZpeHR1cmUiKQ=='))\n".encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("pkg-1.0/setup.py")
+        info.size = len(source)
+        tar.addfile(info, io.BytesIO(source))
+    url = "https://files.example/packages/ab/pkg-1.0.tar.gz"
+    release = dh.Scanner(dh.bundled_rules(), threads=1).scan_release(
+        "pkg", "1.0", [("pkg-1.0.tar.gz", buf.getvalue(), url)]
+    )
+    (dist,) = release.distributions
+    assert dist.top_file is not None and dist.top_file.endswith(READING)
+    assert (
+        release.inspector_url
+        == "https://inspector.pypi.io/project/pkg/1.0/packages/ab/pkg-1.0.tar.gz/pkg-1.0/setup.py"
+    )

@@ -8,6 +8,7 @@ use rustc_hash::FxHashSet;
 use crate::format::Format;
 use crate::issue::Issue;
 use crate::rules::RuleInfo;
+use crate::walk::{PYTHON_READING, ZIPIMPORT_READING};
 
 /// One match of one pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,7 +277,8 @@ impl ReleaseReport {
 /// segment are one segment each (`/`, `\` and `%` escaped); the download path keeps its escapes and
 /// resolves its own dot segments within itself; a member path with a `..` segment links to its
 /// distribution's page (a browser resolves `..` however it is spelled); a name or version that is
-/// empty, `.` or `..` gives no link. The download URL's query and fragment are left out.
+/// empty, `.` or `..` gives no link. The download URL's query and fragment are left out. A reading of a
+/// file (`NAME<as Python reads it>`, `NAME<as zipimport reads it>`) links to the file.
 pub fn inspector_url(name: &str, version: &str, download_url: &str, file_path: &str) -> Option<String> {
     if [name, version].iter().any(|piece| matches!(*piece, "" | "." | "..")) {
         return None;
@@ -290,6 +292,9 @@ pub fn inspector_url(name: &str, version: &str, download_url: &str, file_path: &
     url.push_str(&path);
     url.push('/');
     let outer = file_path.split("!/").next().unwrap_or(file_path);
+    // A reading of a file's content (as zipimport or CPython reads it) links to the file.
+    let outer =
+        [ZIPIMPORT_READING, PYTHON_READING].iter().find_map(|r| outer.strip_suffix(r)).unwrap_or(outer);
     let segments: Vec<&str> = outer.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
     if segments.is_empty() || segments.contains(&"..") {
         return Some(url);
@@ -547,6 +552,16 @@ mod tests {
             "https://inspector.pypi.io/project/a/1/p/a.whl/inner.zip"
         );
         assert_eq!(inspector_url("a", "1", "https://host", "f"), None);
+        for reading in ["pkg/setup.py<as Python reads it>", "pkg/b.zip<as zipimport reads it>"] {
+            let url = inspector_url("a", "1", "https://h/p/a.tar.gz", reading).unwrap();
+            assert_eq!(
+                url,
+                format!(
+                    "https://inspector.pypi.io/project/a/1/p/a.tar.gz/{}",
+                    &reading[..reading.find('<').unwrap()]
+                )
+            );
+        }
     }
 
     #[test]

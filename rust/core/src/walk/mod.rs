@@ -58,6 +58,9 @@ pub const MAX_NESTING_DEPTH: u32 = 32;
 /// those its links give it.
 const NORMALIZED_ALIAS: u32 = u32::MAX - 1;
 const SPLIT_ALIAS: u32 = u32::MAX;
+/// Appended to the path of a file's content as `zipimport` reads it and as CPython reads a Python file.
+pub(crate) const ZIPIMPORT_READING: &str = "<as zipimport reads it>";
+pub(crate) use python_reading::READING as PYTHON_READING;
 /// Where a Python file's reading as CPython reads it comes, after the file's other scans.
 const PYTHON_READING_ORDER: u32 = u32::MAX - 16;
 const NORMALIZED_WHY: &str =

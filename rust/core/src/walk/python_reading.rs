@@ -7,7 +7,7 @@ use encoding_rs::Encoding;
 use unicode_normalization::UnicodeNormalization;
 
 /// Appended to a file's path for its reading.
-pub(super) const READING: &str = "<as Python reads it>";
+pub(crate) const READING: &str = "<as Python reads it>";
 
 /// Files whose code CPython runs: modules and scripts, and `.pth` files (their `import` lines are
 /// executed).

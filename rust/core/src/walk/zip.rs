@@ -9,7 +9,7 @@ use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use super::names::{self, display_name, LeadingDir};
 use super::stream::Guard;
-use super::{DistScan, Member, MemberRead, Order, READ_CHUNK};
+use super::{DistScan, Member, MemberRead, Order, READ_CHUNK, ZIPIMPORT_READING};
 use crate::crc::{self, Crc32};
 use crate::issue::{Issue, IssueKind};
 use crate::limits::RATIO_GRACE_BYTES;
@@ -320,7 +320,7 @@ impl DistScan<'_> {
         if crc::crc32(&content[..declared]) != entry.crc {
             return None; // zipfile fails the CRC check: pip installs nothing, and all of it was scanned
         }
-        let whole = format!("{path}<as zipimport reads it>");
+        let whole = format!("{path}{ZIPIMPORT_READING}");
         let fit = names::fit_name(path);
         self.scan_fitted(
             [order.as_slice(), &[3]].concat(),

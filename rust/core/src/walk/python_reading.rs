@@ -68,14 +68,18 @@ fn folded_char(c: char, out: &mut [u8; 18]) -> Option<usize> {
 }
 
 /// `data` as CPython reads it, when that differs from the bytes: decoded from the codec its coding cookie
-/// names (one `encoding_rs` decodes, UTF-8 aside), then [`folded`].
+/// names (one `encoding_rs` decodes, UTF-8 aside), then [`folded`]. Without such a cookie CPython runs
+/// UTF-8 text only: other bytes give no reading.
 pub(super) fn reading(data: &[u8]) -> Option<Vec<u8>> {
-    let Some(encoding) = declared_encoding(data) else {
-        return folded(data);
-    };
-    let decoded = encoding.decode_without_bom_handling(data).0.into_owned();
-    let text = folded(decoded.as_bytes()).unwrap_or_else(|| decoded.into_bytes());
-    (text != data).then_some(text)
+    match declared_encoding(data) {
+        None if data.is_ascii() => None,
+        None => folded(std::str::from_utf8(data).ok()?),
+        Some(encoding) => {
+            let decoded = encoding.decode_without_bom_handling(data).0;
+            let text = folded(&decoded).unwrap_or_else(|| decoded.into_owned().into_bytes());
+            (text != data).then_some(text)
+        }
+    }
 }
 
 /// The encoding of a coding cookie CPython reads (on line 1, or on line 2 when line 1 is blank or a
@@ -285,34 +289,28 @@ fn python_codec(name: &[u8]) -> Option<&'static Encoding> {
     (decodes && encoding != encoding_rs::UTF_8).then_some(encoding)
 }
 
-/// `data` with each character whose NFKC form is ASCII letters, digits and '_' written in that form
-/// (in comments and strings too: a reading for rules, not a decoding); bytes that are not UTF-8 are
-/// kept. `None` when no character changes.
-fn folded(data: &[u8]) -> Option<Vec<u8>> {
-    if data.is_ascii() {
+/// `text` with each character whose NFKC form is ASCII letters, digits and '_' written in that form (in
+/// comments and strings too: a reading for rules, not a tokenizer). `None` when no character changes.
+fn folded(text: &str) -> Option<Vec<u8>> {
+    if text.is_ascii() {
         return None;
     }
+    let bytes = text.as_bytes();
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
-    let mut offset = 0;
     let mut ascii = [0u8; 18];
-    for chunk in data.utf8_chunks() {
-        let valid = chunk.valid();
-        for (i, c) in valid.char_indices() {
-            if c.is_ascii() || !may_fold(c) {
-                continue;
-            }
-            let Some(len) = folded_char(c, &mut ascii) else { continue };
-            let at = offset + i;
-            let buf = out.get_or_insert_with(|| Vec::with_capacity(data.len()));
-            buf.extend_from_slice(&data[copied..at]);
-            buf.extend_from_slice(&ascii[..len]);
-            copied = at + c.len_utf8();
+    for (at, c) in text.char_indices() {
+        if c.is_ascii() || !may_fold(c) {
+            continue;
         }
-        offset += valid.len() + chunk.invalid().len();
+        let Some(len) = folded_char(c, &mut ascii) else { continue };
+        let buf = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+        buf.extend_from_slice(&bytes[copied..at]);
+        buf.extend_from_slice(&ascii[..len]);
+        copied = at + c.len_utf8();
     }
     let mut buf = out?;
-    buf.extend_from_slice(&data[copied..]);
+    buf.extend_from_slice(&bytes[copied..]);
     Some(buf)
 }
 
@@ -335,17 +333,18 @@ mod tests {
     #[test]
     fn folds_compatibility_letters_and_keeps_everything_else() {
         let source = "import os\noſ.ſyſtem('ｅｘｅｃ')\n𝐞𝐯𝐚𝐥(x)  # 設定 ﬁle µ\n".as_bytes();
-        let folded = folded(source).unwrap();
+        let folded = reading(source).unwrap();
         assert_eq!(folded, "import os\nos.system('exec')\neval(x)  # 設定 file µ\n".as_bytes());
         assert_eq!(folded_char('\u{FF3F}', &mut [0; 18]), Some(1), "fullwidth low line is '_'");
     }
 
     #[test]
     fn nothing_to_fold_is_no_reading() {
-        assert_eq!(folded(b"exec('x')\n"), None);
-        assert_eq!(folded("# 設定: µ, é, ŉ\nx = 1\n".as_bytes()), None);
-        // Bytes that are not UTF-8 are kept around a folded character.
-        assert_eq!(folded(b"\xff\xfe\xef\xbd\x85xec\xc3").unwrap(), b"\xff\xfeexec\xc3");
+        assert_eq!(reading(b"exec('x')\n"), None);
+        assert_eq!(reading("# 設定: µ, é, ŉ\nx = 1\n".as_bytes()), None);
+        // Not UTF-8 and no cookie: CPython runs none of it.
+        assert_eq!(reading(b"\xef\xbd\x85xec('x') # \xff\n"), None);
+        assert_eq!(reading("\u{feff}ｅｘｅｃ('x')\n".as_bytes()).unwrap(), "\u{feff}exec('x')\n".as_bytes());
     }
 
     #[test]

@@ -277,8 +277,10 @@ rule obfuscation_confusable_identifiers
 }
 
 // CPython decodes a .py file with the codec its coding cookie names: under unicode_escape,
-// raw_unicode_escape, UTF-7, an EBCDIC code page, ISO-2022 or HZ, `\x69mport os`, `+AGk-mport os` or
-// `im\x1b(Bport os` runs as `import os`, so no rule that reads the file as ASCII sees the code. CPython
+// raw_unicode_escape, UTF-7, an EBCDIC code page, ISO-2022, HZ or IDNA, `\x69mport os`, `+AGk-mport os` or
+// `im\x1b(Bport os` runs as `import os`, so no rule that reads the file as ASCII sees the code; under
+// JIS X 0213 or Johab letters that CPython reads as ASCII in identifiers (NFKC) are bytes the engine's
+// reading of Python files (rust/core/src/walk/python_reading.rs) does not decode. CPython
 // takes the first cookie of a comment on line 1, or on line 2 after a blank or comment line; lines end
 // at \n, \r\n or \r. The pattern starts at its rare atom and only reads forwards; the condition checks
 // the line structure once, from offset 0, for the first match: linear in the file however many cookies
@@ -289,7 +291,7 @@ rule obfuscation_confusable_identifiers
 rule obfuscation_escaping_source_codec
 {
     meta:
-        description = "Python source declaring a coding cookie (unicode_escape, raw_unicode_escape, UTF-7, EBCDIC, ISO-2022, HZ) under which its code can be written escaped, invisible to a reader of the bytes."
+        description = "Python source declaring a coding cookie (unicode_escape, raw_unicode_escape, UTF-7, EBCDIC, ISO-2022, HZ, IDNA, JIS X 0213, Johab) under which its code can be written so that a reader of the bytes does not see it."
         weight = 8
         author = "dragonfly-hybrid"
         filetype = ".py .pyw"
@@ -298,7 +300,7 @@ rule obfuscation_escaping_source_codec
         // CPython reads [-\w.]+ after `coding:` or `coding=` and spaces or tabs; the codec lookup ignores
         // case and reads a run of '-' and '_' (or '.' in aliases) as one separator, leading and trailing
         // ones as none
-        $cookie = /coding[:=][ \t]*[-_]*((raw[-_.]+)?unicode[-_.]+escape|utf[-_.]*7|u7|unicode[-_.]+1[-_.]+1[-_.]+utf[-_.]+7|(cp|ibm|csibm)?(037|039|1026|1140|273|424|500|875)|ebcdic[-_.]+cp[-_.]+(ca|nl|us|wt|he|be|ch)|hz([-_.]*gb([-_.]+2312)?)?|(cs)?iso[-_.]*2022[-_.]*(jp|kr)([-_.]+(1|2|2004|3|ext))?)[-_]*[^0-9a-z_.\-]/ nocase
+        $cookie = /coding[:=][ \t]*[-_]*((raw[-_.]+)?unicode[-_.]+escape|utf[-_.]*7|u7|unicode[-_.]+1[-_.]+1[-_.]+utf[-_.]+7|(cp|ibm|csibm)?(037|039|1026|1140|273|424|500|875)|ebcdic[-_.]+cp[-_.]+(ca|nl|us|wt|he|be|ch)|hz([-_.]*gb([-_.]+2312)?)?|(cs)?iso[-_.]*2022[-_.]*(jp|kr)([-_.]+(1|2|2004|3|ext))?|idna|johab|(cp|ms)1361|(shift[-_.]*|s[-_.]*)?jis[-_.]*(2004|x0213)|euc[-_.]*jis[-_.]*(2004|x0213))[-_]*[^0-9a-z_.\-]/ nocase
 
     condition:
         // on line 1: no line break before it, and the line's first byte other than a space, tab or form

@@ -13,6 +13,7 @@
 //! [`QUEUE_BYTES`]; the issue list by [`ISSUES_PER_KIND`] and [`names::PATH_DISPLAY_LIMIT`].
 
 mod names;
+mod python_codecs;
 mod python_reading;
 mod stream;
 mod tar;

@@ -3,8 +3,9 @@
 //! `os.system`, in UTF-8 or, under `# coding: shift_jis`, in Shift_JIS bytes, where a rule reading the
 //! bytes sees none of those names; such a file is scanned a second time as CPython reads it.
 
-use encoding_rs::Encoding;
 use unicode_normalization::UnicodeNormalization;
+
+use super::python_codecs::{Codec, CODECS};
 
 /// Appended to a file's path for its reading.
 pub(crate) const READING: &str = "<as Python reads it>";
@@ -67,14 +68,16 @@ fn folded_char(c: char, out: &mut [u8; 18]) -> Option<usize> {
     (len > 0).then_some(len)
 }
 
-/// `data` as CPython reads it, when that differs from the bytes: decoded from the codec its coding cookie
-/// names (one `encoding_rs` decodes, UTF-8 aside), then [`folded`]. Without such a cookie CPython runs
-/// UTF-8 text only: other bytes give no reading.
+/// `data` as CPython reads it, when that differs from the bytes: in the codec its coding cookie names
+/// (UTF-8 without one), each character whose NFKC form is ASCII letters, digits and '_' written in that
+/// form. A file in UTF-8 that is not UTF-8 gets none (CPython runs none of it), nor does one whose cookie
+/// names a codec the reading does not follow.
 pub(super) fn reading(data: &[u8]) -> Option<Vec<u8>> {
-    match declared_encoding(data) {
-        None if data.is_ascii() => None,
-        None => folded(std::str::from_utf8(data).ok()?),
-        Some(encoding) => {
+    match source_codec(data)? {
+        Codec::Utf8 if data.is_ascii() => None,
+        Codec::Utf8 => folded(std::str::from_utf8(data).ok()?),
+        Codec::Folds(folds) => folded_bytes(data, folds),
+        Codec::Decoded(encoding) => {
             let decoded = encoding.decode_without_bom_handling(data).0;
             let text = folded(&decoded).unwrap_or_else(|| decoded.into_owned().into_bytes());
             (text != data).then_some(text)
@@ -82,18 +85,22 @@ pub(super) fn reading(data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// The encoding of a coding cookie CPython reads (on line 1, or on line 2 when line 1 is blank or a
-/// comment; lines end at \n, \r\n or \r) naming a codec other than UTF-8 that `encoding_rs` decodes.
-/// After a UTF-8 BOM CPython takes a UTF-8 cookie only.
-fn declared_encoding(data: &[u8]) -> Option<&'static Encoding> {
+/// The codec CPython reads `data` in: the one a coding cookie names (on line 1, or on line 2 when line 1
+/// is blank or a comment; lines end at \n, \r\n or \r), else UTF-8 (after a UTF-8 BOM CPython takes a
+/// UTF-8 cookie only). `None` for a codec the reading does not follow.
+fn source_codec(data: &[u8]) -> Option<&'static Codec> {
+    const UTF8: &Codec = &Codec::Utf8;
     if data.starts_with(b"\xef\xbb\xbf") {
-        return None;
+        return Some(UTF8);
     }
     let (first, rest) = split_line(data);
     let name = match coding_spec(first) {
         Some(name) => name,
-        None if blank_or_comment(first) => coding_spec(split_line(rest?).0)?,
-        None => return None,
+        None if blank_or_comment(first) => match rest.and_then(|rest| coding_spec(split_line(rest).0)) {
+            Some(name) => name,
+            None => return Some(UTF8),
+        },
+        None => return Some(UTF8),
     };
     python_codec(name)
 }
@@ -140,153 +147,62 @@ fn coding_spec(line: &[u8]) -> Option<&[u8]> {
     None
 }
 
-/// Python's names for the codecs `encoding_rs` decodes that are not among its (WHATWG) labels.
-const PYTHON_NAMES: [(&[&str], &Encoding); 9] = [
-    (
-        &[
-            "shift_jis",
-            "shiftjis",
-            "sjis",
-            "s_jis",
-            "cp932",
-            "932",
-            "ms932",
-            "mskanji",
-            "ms_kanji",
-            "shift_jis_2004",
-            "shiftjis2004",
-            "sjis_2004",
-            "s_jis_2004",
-            "shift_jisx0213",
-            "shiftjisx0213",
-            "sjisx0213",
-            "s_jisx0213",
-        ],
-        encoding_rs::SHIFT_JIS,
-    ),
-    (
-        &[
-            "euc_jp",
-            "eucjp",
-            "ujis",
-            "u_jis",
-            "euc_jis_2004",
-            "jisx0213",
-            "eucjis2004",
-            "euc_jisx0213",
-            "eucjisx0213",
-        ],
-        encoding_rs::EUC_JP,
-    ),
-    (
-        &[
-            "gbk",
-            "cp936",
-            "936",
-            "ms936",
-            "gb2312",
-            "chinese",
-            "csiso58gb231280",
-            "euc_cn",
-            "euccn",
-            "eucgb2312_cn",
-            "gb2312_1980",
-            "gb2312_80",
-            "iso_ir_58",
-        ],
-        encoding_rs::GBK,
-    ),
-    (&["gb18030", "gb18030_2000"], encoding_rs::GB18030),
-    (
-        &["big5", "big5_tw", "csbig5", "cp950", "950", "ms950", "big5hkscs", "big5_hkscs", "hkscs"],
-        encoding_rs::BIG5,
-    ),
-    (
-        &[
-            "euc_kr",
-            "euckr",
-            "korean",
-            "ksc5601",
-            "ks_c_5601",
-            "ks_c_5601_1987",
-            "ksx1001",
-            "ks_x_1001",
-            "cp949",
-            "949",
-            "ms949",
-            "uhc",
-        ],
-        encoding_rs::EUC_KR,
-    ),
-    (
-        &[
-            "iso2022_jp",
-            "csiso2022jp",
-            "iso2022jp",
-            "iso_2022_jp",
-            "iso2022_jp_1",
-            "iso2022jp_1",
-            "iso_2022_jp_1",
-            "iso2022_jp_2",
-            "iso2022jp_2",
-            "iso_2022_jp_2",
-            "iso2022_jp_2004",
-            "iso2022jp_2004",
-            "iso_2022_jp_2004",
-            "iso2022_jp_3",
-            "iso2022jp_3",
-            "iso_2022_jp_3",
-            "iso2022_jp_ext",
-            "iso2022jp_ext",
-            "iso_2022_jp_ext",
-        ],
-        encoding_rs::ISO_2022_JP,
-    ),
-    (
-        &[
-            "latin_1",
-            "latin1",
-            "latin",
-            "l1",
-            "iso8859_1",
-            "iso_8859_1",
-            "8859",
-            "cp819",
-            "iso_ir_100",
-            "csisolatin1",
-            "iso_8859_1_1987",
-            "1252",
-        ],
-        encoding_rs::WINDOWS_1252,
-    ),
-    (&["mac_roman", "macroman", "macintosh"], encoding_rs::MACINTOSH),
-];
-
-/// The encoding of a Python codec name, looked up as Python looks it up: lower case, each run of
-/// characters other than letters, digits and '.' one '_', none at the ends (`normalize_encoding`).
-/// UTF-8, and codecs `encoding_rs` does not decode (EBCDIC, UTF-7, HZ, `unicode_escape`: the bundled rule
-/// `obfuscation_escaping_source_codec` flags those), give `None`.
-fn python_codec(name: &[u8]) -> Option<&'static Encoding> {
+/// A codec as CPython finds it by the name a cookie gives: the tokenizer reads `utf-8`, `latin-1`,
+/// `iso-8859-1`, `iso-latin-1` and names beginning so (with `-`) as those (`get_normal_name`, on the first
+/// 12 characters, `_` as `-`); the codec lookup reads the rest in lower case, each run of characters other
+/// than letters, digits and '.' as one '_', none at the ends, and an alias also with '.' as '_'.
+fn python_codec(name: &[u8]) -> Option<&'static Codec> {
+    let head: String = name
+        .iter()
+        .take(12)
+        .map(|&b| char::from(if b == b'_' { b'-' } else { b.to_ascii_lowercase() }))
+        .collect();
+    let normal = if head == "utf-8" || head.starts_with("utf-8-") {
+        Some("utf_8")
+    } else if ["latin-1", "iso-8859-1", "iso-latin-1"]
+        .iter()
+        .any(|n| head == *n || head.starts_with(&format!("{n}-")))
+    {
+        Some("latin_1")
+    } else {
+        None
+    };
     let mut key = String::with_capacity(name.len());
-    let mut gap = false;
-    for &b in name {
-        if b.is_ascii_alphanumeric() || b == b'.' {
-            if gap && !key.is_empty() {
-                key.push('_');
+    match normal {
+        Some(normal) => key.push_str(normal),
+        None => {
+            let mut gap = false;
+            for &b in name {
+                if b.is_ascii_alphanumeric() || b == b'.' {
+                    if gap && !key.is_empty() {
+                        key.push('_');
+                    }
+                    key.push(char::from(b.to_ascii_lowercase()));
+                    gap = false;
+                } else {
+                    gap = true;
+                }
             }
-            key.push(char::from(b.to_ascii_lowercase()));
-            gap = false;
-        } else {
-            gap = true;
         }
     }
-    let encoding = PYTHON_NAMES
-        .iter()
-        .find(|(names, _)| names.contains(&key.as_str()))
-        .map(|&(_, encoding)| encoding)
-        .or_else(|| Encoding::for_label(key.replace('_', "-").as_bytes()))?;
-    let decodes = encoding.is_ascii_compatible() || encoding == encoding_rs::ISO_2022_JP;
-    (decodes && encoding != encoding_rs::UTF_8).then_some(encoding)
+    let find = |key: &str| CODECS.binary_search_by(|(k, _)| (*k).cmp(key)).ok().map(|at| &CODECS[at].1);
+    find(&key).or_else(|| find(&key.replace('.', "_")))
+}
+
+/// `data` with each byte `folds` names written as its form; `None` when there is none.
+fn folded_bytes(data: &[u8], folds: &[(u8, &str)]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    for (at, byte) in data.iter().enumerate().filter(|(_, b)| !b.is_ascii()) {
+        let Some((_, form)) = folds.iter().find(|(b, _)| b == byte) else { continue };
+        let buf = out.get_or_insert_with(|| Vec::with_capacity(data.len()));
+        buf.extend_from_slice(&data[copied..at]);
+        buf.extend_from_slice(form.as_bytes());
+        copied = at + 1;
+    }
+    let mut buf = out?;
+    buf.extend_from_slice(&data[copied..]);
+    Some(buf)
 }
 
 /// `text` with each character whose NFKC form is ASCII letters, digits and '_' written in that form (in
@@ -362,6 +278,14 @@ mod tests {
         );
     }
 
+    /// The encoding a codec is decoded with; `None` for another kind of codec.
+    fn decoded(codec: Option<&Codec>) -> Option<&'static encoding_rs::Encoding> {
+        match codec {
+            Some(Codec::Decoded(encoding)) => Some(encoding),
+            _ => None,
+        }
+    }
+
     #[test]
     fn the_cookie_is_where_cpython_reads_it() {
         let cases: [(&[u8], bool); 10] = [
@@ -377,16 +301,48 @@ mod tests {
             (b"# coding: utf-8\n# coding: euc-jp\n", false),
         ];
         for (head, euc) in cases {
-            let expected = euc.then_some(encoding_rs::EUC_JP);
-            assert_eq!(declared_encoding(head), expected, "{}", String::from_utf8_lossy(head));
+            let codec = source_codec(head);
+            assert_eq!(
+                decoded(codec),
+                euc.then_some(encoding_rs::EUC_JP),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+            assert!(euc || matches!(codec, Some(Codec::Utf8)), "{}", String::from_utf8_lossy(head));
+        }
+    }
+
+    #[test]
+    fn codec_names_are_looked_up_as_cpython_looks_them_up() {
+        for name in ["UTF-8", "utf8", "cp65001", "utf-8-unix", "UTF_8_SIG"] {
+            assert!(matches!(python_codec(name.as_bytes()), Some(Codec::Utf8)), "{name}");
         }
         for name in
-            ["UTF-8", "utf8", "cp65001", "utf-16", "unicode_escape", "cp500", "hz", "iso2022_kr", "nope"]
+            ["latin-1-unix", "ISO_8859_1_x", "iso-latin-1", "iso8859.1", "1254", "latin9", "437", "charmap"]
         {
-            assert_eq!(python_codec(name.as_bytes()), None, "{name}");
+            assert!(
+                matches!(python_codec(name.as_bytes()), Some(Codec::Folds(f)) if !f.is_empty()),
+                "{name}"
+            );
         }
-        assert_eq!(python_codec(b"--Shift--JIS_2004-"), Some(encoding_rs::SHIFT_JIS));
-        assert_eq!(python_codec(b"cp1251"), Some(encoding_rs::WINDOWS_1251));
+        for name in ["--Shift--JIS-", "s.jis", "x_mac_japanese", "cp932"] {
+            assert_eq!(decoded(python_codec(name.as_bytes())), Some(encoding_rs::SHIFT_JIS), "{name}");
+        }
+        // Not followed: the bundled rule flags the escaping ones and those read only in part.
+        for name in [
+            "utf-16",
+            "unicode_escape",
+            "cp500",
+            "hz",
+            "iso2022_kr",
+            "shift_jis_2004",
+            "johab",
+            "idna",
+            "nope",
+        ] {
+            assert!(python_codec(name.as_bytes()).is_none(), "{name}");
+        }
+        assert!(CODECS.windows(2).all(|w| w[0].0 < w[1].0), "sorted for the binary search");
     }
 
     #[test]

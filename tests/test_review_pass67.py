@@ -15,23 +15,17 @@ from tests.test_find_links import BAD, CLEAN
 from tests.test_no_require_hashes import scanned
 from tests.test_review_pass62 import pip_files
 from tests.test_review_pass64b import _command_line
+from tests.test_review_pass66 import index  # noqa: F401 (the fixture: foo-bar, pkg, pre)
 
 
 def _sha256(file: tuple[str, bytes]) -> str:
     return f"sha256:{hashlib.sha256(file[1]).hexdigest()}"
 
 
-@pytest.fixture
-def index(fake_index: FakeIndex) -> FakeIndex:
-    """foo-bar 1.0 (a malicious wheel), pkg 1.0 (a clean wheel and sdist), pre 1.0 and 2.0b1 (clean)."""
-    fake_index.add("foo-bar", wheel("foo_bar", "1.0", BAD))
-    fake_index.add("pkg", wheel("pkg", "1.0", CLEAN), sdist("pkg", "1.0", CLEAN))
-    fake_index.add("pre", wheel("pre", "1.0", CLEAN), wheel("pre", "2.0b1", CLEAN))
-    return fake_index
-
-
 def test_an_option_line_drops_the_words_after_its_options_as_pip_does(
-    index: FakeIndex, tmp_path: Path, rules_dir: Path
+    index: FakeIndex,  # noqa: F811
+    tmp_path: Path,
+    rules_dir: Path,
 ) -> None:
     """pip (23.2 and 26.3) parses a line that begins with an option as an option line: its optparse's
     leftover words (``foo-bar==1.0``) are dropped unread, the options applied (``--pre``: a bare ``pre`` is
@@ -52,7 +46,9 @@ def test_an_option_line_drops_the_words_after_its_options_as_pip_does(
 
 
 def test_a_binary_option_line_with_trailing_words_applies_and_drops_them(
-    index: FakeIndex, tmp_path: Path, rules_dir: Path
+    index: FakeIndex,  # noqa: F811
+    tmp_path: Path,
+    rules_dir: Path,
 ) -> None:
     """``--only-binary :all: foo-bar==1.0``: pip takes ``:all:`` as the option's value and drops foo-bar; an
     sdist-only release is then no candidate (pip installs nothing). scan refused the file (exit 2)."""
@@ -129,7 +125,10 @@ def test_fetch_and_scan_is_not_refused_in_hash_checking_mode(
 
 @pytest.mark.parametrize("include", ["-r", "-c"])
 def test_a_hash_beside_an_include_line_is_named_as_ignored_there(
-    index: FakeIndex, tmp_path: Path, rules_dir: Path, include: str
+    index: FakeIndex,  # noqa: F811
+    tmp_path: Path,
+    rules_dir: Path,
+    include: str,
 ) -> None:
     """pip (23.2 and 26.3) follows ``-r other.txt --hash=...`` and drops the hash silently (it checks the
     value's algorithm first): the mode stays off, every file of an unhashed pin is downloaded. scan did

@@ -70,8 +70,8 @@ fn folded_char(c: char, out: &mut [u8; 18]) -> Option<usize> {
 
 /// `data` as CPython reads it, when that differs from the bytes: in the codec its coding cookie names
 /// (UTF-8 without one), each character whose NFKC form is ASCII letters, digits and '_' written in that
-/// form. A file in UTF-8 that is not UTF-8 gets none (CPython runs none of it), nor does one whose cookie
-/// names a codec the reading does not follow.
+/// form. A file read as UTF-8 whose bytes are not UTF-8 gets none (CPython runs none of it), nor does
+/// one whose cookie names a codec the reading does not follow.
 pub(super) fn reading(data: &[u8]) -> Option<Vec<u8>> {
     match source_codec(data)? {
         Codec::Utf8 if data.is_ascii() => None,

@@ -19,6 +19,7 @@ Roman), where each holds the forms it can encode.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import random
@@ -63,14 +64,25 @@ CODE_SHAPES = (
     "v = [{n} ('a')]\n",
     "getattr(o, 'k')({n}, 1)\n",
 )
-# One rule per name, for Python files only: the reading is scanned with the file's own rules.
-RULES = {
-    "names.yar": "\n".join(
-        f'rule n_{name.strip("_")} {{ meta: filetype = ".py .pyw .pth" strings: $a = "{name}" fullword '
-        "condition: $a }"
-        for name in NAMES
-    )
-}
+
+
+def rule_of(name: str) -> str:
+    return f"n_{name.strip('_')}"
+
+
+def name_rules(names: tuple[str, ...]) -> dict[str, str]:
+    """One fullword rule per name (``rule_of``), for Python files only: a reading is scanned with its file's
+    rules."""
+    return {
+        "names.yar": "\n".join(
+            f'rule {rule_of(name)} {{ meta: filetype = ".py .pyw .pth" strings: $a = "{name}" fullword '
+            "condition: $a }"
+            for name in names
+        )
+    }
+
+
+RULES = name_rules(NAMES)
 
 
 def compat_forms() -> dict[str, list[str]]:
@@ -113,10 +125,6 @@ def spell(rng: random.Random, name: str) -> str:
     positions = [i for i, c in enumerate(name) if c in FORMS]
     chosen = set(rng.sample(positions, rng.randint(1, len(positions))))
     return "".join(rng.choice(FORMS[c]) if i in chosen else c for i, c in enumerate(name))
-
-
-def rule_of(name: str) -> str:
-    return f"n_{name.strip('_')}"
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +249,7 @@ LEGACY_CODECS = (
 
 def encodable_spelling(rng: random.Random, name: str, codec: str) -> str | None:
     """``name`` with random letters replaced by compatibility forms ``codec`` can encode; None if none."""
-    forms = {c: [f for f in FORMS.get(c, []) if _encodes(f, codec)] for c in set(name)}
+    forms = {c: [f for f in FORMS.get(c, []) if encodes(f, codec)] for c in set(name)}
     positions = [i for i, c in enumerate(name) if forms[c]]
     if not positions:
         return None
@@ -249,10 +257,11 @@ def encodable_spelling(rng: random.Random, name: str, codec: str) -> str | None:
     return "".join(rng.choice(forms[c]) if i in chosen else c for i, c in enumerate(name))
 
 
-def _encodes(char: str, codec: str) -> bool:
+@functools.cache
+def encodes(chars: str, codec: str) -> bool:
     try:
-        char.encode(codec)
-    except UnicodeEncodeError:
+        chars.encode(codec)
+    except UnicodeError:
         return False
     return True
 

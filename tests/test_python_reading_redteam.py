@@ -20,7 +20,6 @@ from __future__ import annotations
 import codecs
 import encodings
 import encodings.aliases
-import functools
 import os
 import pkgutil
 import random
@@ -32,34 +31,21 @@ from pathlib import Path
 import dragonfly_hybrid as dh
 import pytest
 
-from tests.test_compat_identifier_differential import READING, code_names
+from tests.test_compat_identifier_differential import NAMES as COMPAT_NAMES
+from tests.test_compat_identifier_differential import READING, code_names, encodes, name_rules, rule_of
 
 SEED = int(os.environ.get("DFH_READING_SEED", "0"))
 CASES = int(os.environ.get("DFH_READING_CASES", "300"))
 SCRIPT_SAMPLE = 12
 
 NAMES = (
-    "exec",
-    "eval",
-    "compile",
-    "__import__",
-    "getattr",
+    *COMPAT_NAMES,
     "setattr",
-    "globals",
     "locals",
-    "system",
-    "popen",
     "spawnl",
-    "subprocess",
     "check_output",
     "Popen",
-    "b64decode",
     "a85decode",
-    "decompress",
-    "marshal",
-    "loads",
-    "builtins",
-    "open",
     "urlopen",
     "urlretrieve",
     "request",
@@ -70,12 +56,7 @@ NAMES = (
     "rmtree",
     "chmod",
 )
-RULES = {
-    "names.yar": "\n".join(
-        f'rule n_{name.strip("_")} {{ meta: filetype = ".py" strings: $a = "{name}" fullword condition: $a }}'
-        for name in NAMES
-    )
-}
+RULES = name_rules(NAMES)
 
 # Every character whose NFKC form is ASCII letters, digits or '_', by that form.
 FORMS: dict[str, list[str]] = {}
@@ -154,15 +135,6 @@ PROBE = (
 )
 
 
-@functools.cache
-def _encodes(chars: str, codec: str) -> bool:
-    try:
-        chars.encode(codec)
-    except UnicodeError:
-        return False
-    return True
-
-
 def spell(rng: random.Random, name: str, codec: str) -> str | None:
     """``name`` with random runs of its letters written as characters whose NFKC form they are and that
     ``codec`` encodes; None when none could be replaced."""
@@ -172,7 +144,7 @@ def spell(rng: random.Random, name: str, codec: str) -> str | None:
             (form, size)
             for size in range(1, len(name) - at + 1)
             for form in FORMS.get(name[at : at + size], ())
-            if _encodes(form, codec)
+            if encodes(form, codec)
         ]
         if choices and rng.random() < 0.6:
             form, size = rng.choice(choices)
@@ -227,10 +199,6 @@ def script_names(data: bytes, tmp: Path) -> set[str] | None:
 
 def matched(result: dh.DistributionResult) -> set[str]:
     return {m.identifier for f in result.files if f.path in ("m.py", "m.py" + READING) for m in f.matches}
-
-
-def rule_of(name: str) -> str:
-    return f"n_{name.strip('_')}"
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +271,7 @@ def test_the_codecs_and_spellings_that_hide_names(scanner: dh.Scanner) -> None:
     hidden, gaps = set(), set()
     for looked_up, names in spellings.items():
         module = next((s for s in names if s in _MODULES), names[0])
-        encodable = [(form, c) for form, c in chars if _encodes(c, module)]
+        encodable = [(form, c) for form, c in chars if encodes(c, module)]
         read = [(form, c) for form, c in encodable if not hides(scanner, module, form, c)]
         if len(read) < len(encodable):
             hidden.add(looked_up)

@@ -244,8 +244,9 @@ rule obfuscation_exec_alias
         filetype = ".py .pyw .pth"
 
     strings:
-        // a = exec / brownish = eval  (a bare rebinding on its own line or statement)
-        $alias = /(^|[\n;])[ \t]{0,16}\w{1,40}[ \t]{0,4}=[ \t]{0,4}(exec|eval|__builtins__\.exec|builtins\.exec)[ \t]{0,4}(\r?\n|;)/
+        // a = exec / brownish = eval  (a bare rebinding on its own line or statement; form feeds are blanks
+        // to the tokenizer, and a backslash at a line's end joins the next line)
+        $alias = /(^|[\n;])[ \t\x0c]{0,16}\w{1,40}[ \t\x0c]{0,4}(\\\r?\n[ \t\x0c]{0,16})?=[ \t\x0c]{0,4}(\\\r?\n[ \t\x0c]{0,16})?(exec|eval|__builtins__\.exec|builtins\.exec)[ \t\x0c]{0,4}(\r?\n|;)/
         $decoded = /\b(b64decode|b32decode|b85decode|decompress|unhexlify|fromhex|marshal\.loads)\s{0,2}\(/
         $escaped = /['"](\\(x[0-9a-fA-F]{2}|[0-7]{3})){8}/
         $xor = /\bchr\s{0,2}\(\s{0,2}ord\s{0,2}\(/

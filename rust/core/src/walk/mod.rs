@@ -36,6 +36,7 @@ use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
 use crate::service::{looks_like_text, sha256, sha256_hex, ContentHashes, Digests, FileScanner, ScanOutcome};
 use names::{archive_suffix, backslash_alias, decompressed_name, name_problem, normalized_alias};
+use python_reading::PythonCode;
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
 pub(crate) use stream::{LZMA_MEMORY_LIMIT_KB, ZSTD_WINDOW_LOG_MAX};
 use zip::ArchiveBudget;
@@ -64,6 +65,9 @@ pub(crate) const ZIPIMPORT_READING: &str = "<as zipimport reads it>";
 pub(crate) use python_reading::READING as PYTHON_READING;
 /// Where a Python file's reading as CPython reads it comes, after the file's other scans.
 const PYTHON_READING_ORDER: u32 = u32::MAX - 16;
+const PTH_LOCALE_WHY: &str = "a .pth file that is not UTF-8 and holds `import`: Python 3.13 and later, and every \
+     Python on a locale that is not UTF-8 (Windows'), read it in the locale's codec, and run the lines that start \
+     with `import` as they read there; it was scanned as its bytes and as UTF-8 only";
 const NORMALIZED_WHY: &str =
     "pip installs it from a wheel (and current Pythons' tarfile unpacks a name with '..') under its `os.path.normpath` \
      form,";
@@ -742,13 +746,17 @@ impl<'e> DistScan<'e> {
         if self.cancelled() {
             return;
         }
-        // A Python file is also scanned as CPython reads it (its coding cookie, NFKC identifiers).
+        // A Python file is also scanned as CPython reads it (its codec, NFKC identifiers, line breaks).
         let reading = {
             let fit = fit_as.map_or_else(|| names::fit_name(&path), Cow::Borrowed);
-            if python_reading::is_python_code(&fit) {
-                python_reading::reading(data).map(|reading| (reading, fit.into_owned()))
-            } else {
-                None
+            match python_reading::python_code(&fit) {
+                Some(code) => {
+                    if code == PythonCode::Pth && python_reading::pth_read_in_locale_codec(data) {
+                        self.issue(order.clone(), Issue::new(&*path, IssueKind::Ambiguous, PTH_LOCALE_WHY));
+                    }
+                    python_reading::reading(code, data).map(|reading| (reading, fit.into_owned()))
+                }
+                None => None,
             }
         };
         if let Some((reading, fit)) = reading {

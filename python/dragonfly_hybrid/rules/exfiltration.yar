@@ -84,10 +84,10 @@ rule exfil_paste_service
 rule exfil_install_recon_beacon
 {
     meta:
-        description = "Install or import-time code that sends the host name and user name over the network (dependency-confusion recon)."
+        description = "Install, import or start-up code that sends the host name and user name over the network (dependency-confusion recon)."
         weight = 6
         author = "dragonfly-hybrid"
-        filetype = "setup.py __init__.py .pth"
+        filetype = "setup.py __init__.py .pth sitecustomize.py usercustomize.py"
 
     strings:
         $host = /\b(gethostname|platform\s{0,2}\.\s{0,2}node|getfqdn|os\s{0,2}\.\s{0,2}uname)\s{0,2}\(/
@@ -107,10 +107,10 @@ rule exfil_install_recon_beacon
 rule exfil_capture_service_beacon
 {
     meta:
-        description = "Install or import-time code calls a request-capture, out-of-band, tunnel or IP-logger host, or a bare public IP address: a beacon to whoever runs it."
+        description = "Install, import or start-up code calls a request-capture, out-of-band, tunnel or IP-logger host, or a bare public IP address: a beacon to whoever runs it."
         weight = 6
         author = "dragonfly-hybrid"
-        filetype = "setup.py __init__.py .pth"
+        filetype = "setup.py __init__.py .pth sitecustomize.py usercustomize.py"
 
     strings:
         $host = /https?:\/\/[\w.-]{1,100}\.(m\.pipedream\.net|pipedream\.net|webhook\.site|oast\.(fun|live|me|online|pro|site)|interact\.sh|interactsh\.com|burpcollaborator\.net|oastify\.com|dnslog\.cn|ceye\.io|requestbin\.(net|com)|ngrok\.io|ngrok-free\.app|ngrok\.app|trycloudflare\.com|loca\.lt|serveo\.net|requestcatcher\.com|beeceptor\.com|canarytokens\.com|herokuapp\.com|repl\.co|glitch\.me)\b/
@@ -173,10 +173,10 @@ rule exfil_host_data_in_url
 rule exfil_install_socket_beacon
 {
     meta:
-        description = "setup.py or __init__.py opens a raw socket to a hard-coded IP address and sends host details (install-time beacon without HTTP)."
+        description = "Install, import or start-up code (setup.py, __init__.py, .pth, sitecustomize.py) opens a raw socket to a hard-coded IP address and sends host details (install-time beacon without HTTP)."
         weight = 6
         author = "dragonfly-hybrid"
-        filetype = "setup.py __init__.py .pth"
+        filetype = "setup.py __init__.py .pth sitecustomize.py usercustomize.py"
 
     strings:
         $connect_ip = /\.\s{0,2}connect\s{0,2}\(\s{0,2}\(\s{0,2}['"]\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}['"]\s{0,2},\s{0,2}\d{2,5}\s{0,2}\)\s{0,2}\)/

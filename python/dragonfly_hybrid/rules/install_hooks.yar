@@ -2,8 +2,8 @@
  * dragonfly-hybrid bundled rules: install-time execution.
  *
  * Code that runs when a package is installed or when the interpreter starts: setup.py command
- * overrides, download-and-execute in setup.py / __init__.py, code-executing .pth files, shell
- * one-liners that fetch and run a script, and decoded scripts written out at install time.
+ * overrides, download-and-execute in setup.py / __init__.py / sitecustomize.py, code-executing .pth
+ * files, shell one-liners that fetch and run a script, and decoded scripts written out at install time.
  */
 
 // Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
@@ -73,10 +73,10 @@ rule install_cmdclass_network
 rule install_download_exec
 {
     meta:
-        description = "setup.py, __init__.py or a .pth file downloads content and executes it or launches a process right after."
+        description = "setup.py, __init__.py or a start-up file (.pth, sitecustomize.py) downloads content and executes it or launches a process right after."
         weight = 8
         author = "dragonfly-hybrid"
-        filetype = "setup.py __init__.py .pth"
+        filetype = "setup.py __init__.py .pth sitecustomize.py usercustomize.py"
 
     strings:
         // exec(urlopen(url).read()), eval(requests.get(url).text)
@@ -123,10 +123,10 @@ rule install_pth_code_exec
 rule install_shell_downloader
 {
     meta:
-        description = "Install or import-time code (setup.py, __init__.py, .pth) launches a shell one-liner that downloads a script and pipes it to a shell or makes it executable."
+        description = "Install, import or start-up code (setup.py, __init__.py, .pth, sitecustomize.py) launches a shell one-liner that downloads a script and pipes it to a shell or makes it executable."
         weight = 6
         author = "dragonfly-hybrid"
-        filetype = "setup.py __init__.py .pth"
+        filetype = "setup.py __init__.py .pth sitecustomize.py usercustomize.py"
 
     strings:
         $fetcher = /\b(curl|wget)\s{1,4}-{0,2}[\w:]/
@@ -153,10 +153,10 @@ rule install_shell_downloader
 rule install_decoded_script_write
 {
     meta:
-        description = "setup.py or __init__.py decodes a long embedded base64 or hex blob and writes it out as a script file (.py, .pyw, .vbs, .bat, .ps1, .js)."
+        description = "Install, import or start-up code (setup.py, __init__.py, .pth, sitecustomize.py) decodes a long embedded base64 or hex blob and writes it out as a script file (.py, .pyw, .vbs, .bat, .ps1, .js)."
         weight = 7
         author = "dragonfly-hybrid"
-        filetype = "setup.py __init__.py .pth"
+        filetype = "setup.py __init__.py .pth sitecustomize.py usercustomize.py"
 
     strings:
         $decode = /\b(b64decode|b32decode|b85decode|decodebytes|unhexlify|fromhex|decompress)\s{0,2}\(/

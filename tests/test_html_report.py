@@ -69,6 +69,11 @@ SPOOFING_NAMES = {
 them."""
 SPOOFING_LINE = "x = '\u202egnp.exe\u200b' \r\u2066 # "
 SPOOFING_LINE_SHOWN = "x = '\\u202egnp.exe\\u200b' \\r\\u2066 # "
+# CPython ends a line at a lone CR: each `.py` member is also scanned as it reads it, where the marker is on
+# line 2, after the CR.
+READING = "<as Python reads it>"
+SPOOFING_READ_LINE = "\u2066 # "
+SPOOFING_READ_LINE_SHOWN = "\\u2066 # "
 REFERENCE_SCREENSHOT = Path(__file__).parent / "fixtures" / "html_report_layout.png"
 UPDATE_SCREENSHOTS = "DFH_UPDATE_SCREENSHOTS"
 MAX_LAYOUT_DIFFERENCE = 0.02
@@ -278,13 +283,14 @@ def test_scan_format_html_shows_spoofing_characters_as_escapes(
     assert not has_invisible(page)  # the embedded JSON is ASCII: this is the markup
     for name, shown in SPOOFING_NAMES.items():
         assert f'<td class="path">spoof-1.0.tar.gz/spoof-1.0/{shown}:1</td>' in page, name
+        assert f'<td class="path">spoof-1.0.tar.gz/spoof-1.0/{shown}{html.escape(READING)}:2</td>' in page
     assert f"<code>{html.escape(SPOOFING_LINE_SHOWN)}<mark>DRAGONFLY_TEST_MARKER</mark></code>" in page
     assert '<td class="path">spoof-1.0.tar.gz/spoof-1.0/aaaa\\rZZ.py</td>' in page  # its issue
     data = embedded(page)
     assert {f["file"] for f in data["findings"]} == {
-        f"spoof-1.0.tar.gz/spoof-1.0/{n}" for n in SPOOFING_NAMES
+        f"spoof-1.0.tar.gz/spoof-1.0/{n}{reading}" for n in SPOOFING_NAMES for reading in ("", READING)
     }
-    assert {f["snippets"][0]["before"] for f in data["findings"]} == {SPOOFING_LINE}
+    assert {f["snippets"][0]["before"] for f in data["findings"]} == {SPOOFING_LINE, SPOOFING_READ_LINE}
 
 
 def test_report_html_from_store(tmp_path: Path, store: Path) -> None:
@@ -462,10 +468,13 @@ def test_spoofing_characters_are_shown_as_escapes(
     open_page(browser, path)
     cells = browser.evaluate("[...document.querySelectorAll('#findings td.path')].map(c => c.textContent)")
     assert sorted(cells) == sorted(
-        f"spoof-1.0.tar.gz/spoof-1.0/{shown}:1" for shown in SPOOFING_NAMES.values()
+        f"spoof-1.0.tar.gz/spoof-1.0/{shown}{where}"
+        for shown in SPOOFING_NAMES.values()
+        for where in (":1", f"{READING}:2")
     )
     codes = browser.evaluate("[...document.querySelectorAll('#findings code')].map(c => c.textContent)")
-    assert codes == [SPOOFING_LINE_SHOWN + MARKER.decode()] * len(SPOOFING_NAMES)
+    lines = [SPOOFING_LINE_SHOWN + MARKER.decode(), SPOOFING_READ_LINE_SHOWN + MARKER.decode()]
+    assert sorted(codes) == sorted(lines * len(SPOOFING_NAMES))
     shown = "document.title + ['header', 'main'].map(s => document.querySelector(s).textContent).join('')"
     assert not has_invisible(browser.evaluate(shown))
     # The charts are drawn by the script from the embedded data: a rule or a day from a store may be hostile.

@@ -176,6 +176,8 @@ rule credentials_environ_exfil
         )
 }
 
+// Loops run over match offsets only; `$ in (a..b)` keeps them cheap on hostile input.
+// suppress: potentially_slow_loop
 rule credentials_files_archive_upload
 {
     meta:
@@ -190,10 +192,16 @@ rule credentials_files_archive_upload
         $file_hosts = "/etc/hosts"
         $file_git = /\.(git-credentials|gitconfig|netrc|pgpass)\b/
         $archive = /\b(zipfile\s{0,2}\.\s{0,2}ZipFile|make_archive|tarfile\s{0,2}\.\s{0,2}open|zip\s{1,4}-[rqy]{1,3}\s|tar\s{1,4}-?c[zvjf]{1,4}\s)/
-        $upload_curl = /\bcurl\s[^\n]{0,200}\s-F\s/
+        // curl ... -F: two patterns and an offset check, not one regex reading up to 200 bytes from
+        // every "curl " (a flood of it took 1.8 s for 2 MB)
+        $curl = /\bcurl\s/
+        $curl_form = /\s-F\s/
         $upload_files = /\bfiles\s{0,2}=\s{0,2}[{\[(]/
         $upload_ftp = /\b(storbinary|storlines)\s{0,2}\(/
 
     condition:
-        2 of ($file_*) and $archive and any of ($upload_*)
+        2 of ($file_*) and $archive and (
+            any of ($upload_*) or
+            for any i in (1..#curl) : ( $curl_form in (@curl[i] + 4..@curl[i] + 205) )
+        )
 }

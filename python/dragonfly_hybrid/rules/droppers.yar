@@ -128,7 +128,8 @@ rule dropper_exec_remote_code
         $fetch = /\b(urlopen|requests\s{0,2}\.\s{0,2}get|httpx\s{0,2}\.\s{0,2}get|session\s{0,2}\.\s{0,2}get)\s{0,4}\(/
         // r = requests.get(url); exec(r.text) / resp = urlopen(url); exec(resp.read())
         // exec(rs.get(url).text), exec(client.urlopen(url).read()): any client object's fetch, run at once
-        $chain = /\b(exec|eval)\s{0,4}\(\s{0,4}[\w.]{1,40}\.\s{0,2}(get|post|urlopen)\s{0,2}\([^\n]{1,300}\)\s{0,2}\.\s{0,2}(text|content|read\s{0,2}\(\s{0,2}\))/
+        // (its arguments up to 150 bytes: every read past them costs on a flood of "exec(a.get(")
+        $chain = /\b(exec|eval)\s{0,4}\(\s{0,4}[\w.]{1,40}\.\s{0,2}(get|post|urlopen)\s{0,2}\([^\n]{1,150}\)\s{0,2}\.\s{0,2}(text|content|read\s{0,2}\(\s{0,2}\))/
         $exec_response = /\b(exec|eval)\s{0,4}\(\s{0,4}(compile\s{0,4}\(\s{0,4})?\w{1,40}\s{0,2}\.\s{0,2}(text|content|read\s{0,2}\(\s{0,2}\))/
 
     condition:

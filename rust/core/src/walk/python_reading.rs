@@ -138,9 +138,9 @@ fn pth_text(data: &[u8]) -> Cow<'_, [u8]> {
 
 /// The length of the line break other than \n and \r\n that `rest` starts with: a lone \r (the tokenizer
 /// and `site` read it as \n), and in a `.pth` file what else `str.splitlines` splits at (\v, \f,
-/// \x1c-\x1e, U+0085, U+2028, U+2029), where `site` splits since Python 3.13, when an `import` line
-/// follows it: before 3.13 such a character is part of the line (a form feed is a blank to `exec`),
-/// which a line that does not start with `import` can only be.
+/// \x1c-\x1e, U+0085, U+2028, U+2029: `site` splits there since Python 3.13) when an `import` line
+/// follows. Elsewhere such a character stays: earlier Pythons run it within the line (a form feed is a
+/// blank to `exec`), and 3.13 runs no line that does not start with `import`.
 fn line_break_len(code: PythonCode, rest: &[u8]) -> Option<usize> {
     let len = match rest {
         [b'\r', b'\n', ..] => return None,

@@ -3,8 +3,9 @@
 #   make test         every test: Rust core (incl. the hostile corpus) and the Python suite
 #   make fuzz         build the cargo-fuzz targets, seed them from the hostile corpus, and run
 #                     each for FUZZ_SECONDS (default 60); fails if any target found a crash
-#   make fuzz-seeds   only (re)write the seed corpora: the hostile corpus (tests/common/hostile.rs)
-#                     and the differential generator's cases (tests/archive_gen.py)
+#   make fuzz-seeds   only (re)write the seed corpora: the hostile corpus (tests/common/hostile.rs),
+#                     the differential generator's cases (tests/archive_gen.py) and, for read_python,
+#                     the Python files of the rules' fixtures
 #
 # cargo-fuzz passes nightly-only flags to rustc (-Z sanitizer, coverage instrumentation). There is
 # no nightly toolchain on the project's machines, so it runs on stable with RUSTC_BOOTSTRAP=1, the
@@ -18,7 +19,7 @@ FUZZ_DIR := rust/core/fuzz
 FUZZ_TARGET_DIR ?= $(HOME)/.cache/dragonfly-hybrid/fuzz-target
 FUZZ_SECONDS ?= 60
 FUZZ_SANITIZER ?= none
-FUZZ_TARGETS ?= walk_tar walk_gzip walk_bzip2 walk_xz walk_lzma walk_lzip walk_zstd walk_zip scan_any scoring tar_headers
+FUZZ_TARGETS ?= walk_tar walk_gzip walk_bzip2 walk_xz walk_lzma walk_lzip walk_zstd walk_zip scan_any scoring tar_headers read_python
 FUZZ_CARGO ?= RUSTC_BOOTSTRAP=1 cargo fuzz
 FUZZ_BUILD_FLAGS = -s $(FUZZ_SANITIZER) --codegen-units 16 --target-dir $(FUZZ_TARGET_DIR)
 # Per input: 10 s is a hang, 2 GB a memory blow-up (the targets' limits allow far less).
@@ -40,6 +41,8 @@ fuzz-seeds:
 		--ignored --exact write_fuzz_seeds
 	python scripts/write-fuzz-seeds.py $(CORPUS)
 	mkdir -p $(CORPUS)/tar_headers && cp $(CORPUS)/walk_tar/* $(CORPUS)/tar_headers/
+	mkdir -p $(CORPUS)/read_python && for f in $$(find tests/fixtures/rules -name '*.py' -o -name '*.pth'); do \
+		cp "$$f" $(CORPUS)/read_python/fixture-$$(sha256sum "$$f" | cut -c1-16); done
 
 fuzz: fuzz-build fuzz-seeds
 	@mkdir -p $(LOGS); failed=""; \

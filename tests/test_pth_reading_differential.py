@@ -21,18 +21,18 @@ choose the cases.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
 import random
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import dragonfly_hybrid as dh
 import pytest
+
+from tests.archive_gen import zip_of
 
 READING = "<as Python reads it>"
 SEED = int(os.environ.get("DFH_PTH_SEED", "0"))
@@ -175,11 +175,7 @@ def engine_tokens(result: dh.DistributionResult) -> dict[str, set[bytes]]:
 
 
 def wheel(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
+    return zip_of(list(files.items()))
 
 
 def is_utf8(data: bytes) -> bool:

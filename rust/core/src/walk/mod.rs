@@ -35,7 +35,9 @@ use crate::issue::{Issue, IssueKind};
 use crate::limits::Limits;
 use crate::report::{DistributionReport, FileReport};
 use crate::service::{looks_like_text, sha256, sha256_hex, ContentHashes, Digests, FileScanner, ScanOutcome};
-use names::{archive_suffix, backslash_alias, decompressed_name, name_problem, normalized_alias};
+use names::{
+    archive_suffix, backslash_alias, decompressed_name, name_problem, normalized_alias, windows_alias,
+};
 use python_reading::PythonCode;
 use stream::{is_checksum_error, limit_issue, open_stream, read_up_to, Guard, Stream, Trip};
 pub(crate) use stream::{LZMA_MEMORY_LIMIT_KB, ZSTD_WINDOW_LOG_MAX};
@@ -58,6 +60,7 @@ pub const ISSUES_PER_KIND: u64 = 1000;
 pub const MAX_NESTING_DEPTH: u32 = 32;
 /// Where a member's scans under the names `DistScan::scan_aliases` gives it come, after its own and
 /// those its links give it.
+const WINDOWS_ALIAS: u32 = u32::MAX - 2;
 const NORMALIZED_ALIAS: u32 = u32::MAX - 1;
 const SPLIT_ALIAS: u32 = u32::MAX;
 /// Appended to the path of a file's content as `zipimport` reads it and as CPython reads a Python file.
@@ -71,6 +74,9 @@ const PTH_LOCALE_WHY: &str = "a .pth file that is not UTF-8 and holds `import`: 
 const NORMALIZED_WHY: &str =
     "pip installs it from a wheel (and current Pythons' tarfile unpacks a name with '..') under its `os.path.normpath` \
      form,";
+const WINDOWS_WHY: &str =
+    "pip on Windows (which drops the trailing dots and spaces of a name, reads `NAME::$DATA` as \
+     `NAME`, and on whose case-blind names pip runs a `SETUP.PY` as `setup.py`) writes it as";
 const SPLIT_WHY: &str =
     "pip, stripping the archive's leading directory, splits its name at the '\\' and writes it as";
 
@@ -253,9 +259,10 @@ impl<'e> DistScan<'e> {
     }
 
     /// Scan a member's `content` again under each other name pip may write it to: its
-    /// `os.path.normpath` form (see [`normalized_alias`]) and, when pip strips the archive's leading
-    /// directory (`strips_leading`), its name split at a backslash (see [`backslash_alias`]). Rules
-    /// pick files by name: under its raw name alone, `pkg/evil.py/.` would be spared the `.py` rules.
+    /// `os.path.normpath` form (see [`normalized_alias`]), the name Windows gives it (see
+    /// [`windows_alias`]) and, when pip strips the archive's leading directory (`strips_leading`), its
+    /// name split at a backslash (see [`backslash_alias`]). Rules pick files by name: under its raw name
+    /// alone, `pkg/evil.py/.` would be spared the `.py` rules.
     #[allow(clippy::too_many_arguments)]
     fn scan_aliases(
         &self,
@@ -268,11 +275,12 @@ impl<'e> DistScan<'e> {
         hashes: &mut ContentHashes,
     ) {
         let normalized = normalized_alias(name).map(|alias| (alias, NORMALIZED_WHY, NORMALIZED_ALIAS));
+        let windows = windows_alias(name).map(|alias| (alias, WINDOWS_WHY, WINDOWS_ALIAS));
         let split = strips_leading
             .then(|| backslash_alias(name))
             .flatten()
             .map(|alias| (alias, SPLIT_WHY, SPLIT_ALIAS));
-        for (alias, why, place) in normalized.into_iter().chain(split) {
+        for (alias, why, place) in normalized.into_iter().chain(windows).chain(split) {
             let alias = format!("{prefix}{}", names::display_name(&alias));
             self.issue(order.clone(), alias_issue(path, why, &alias));
             self.scan_named([order.as_slice(), &[place]].concat(), alias, content, hashes);

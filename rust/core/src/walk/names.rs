@@ -528,6 +528,48 @@ pub(super) fn normalized_alias(name: &[u8]) -> Option<Vec<u8>> {
     Some(kept.join(&b'/'))
 }
 
+/// The name Windows writes `name` to, when that is another name (so that other rules may apply to it):
+/// its path normalisation drops the trailing dots and spaces of the last component and one trailing
+/// period of another, `NAME::$DATA` is the file `NAME` itself, and on its case-blind names pip building
+/// an sdist runs a `SETUP.PY` as `setup.py`. `None` for a directory (a trailing `/`) and for a component
+/// left empty.
+pub(super) fn windows_alias(name: &[u8]) -> Option<Vec<u8>> {
+    let last = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+    // Nearly every name has none of this (checked first: it runs for every member).
+    let odd = matches!(last.last(), Some(b'.' | b' '))
+        || last.contains(&b':')
+        || (last.eq_ignore_ascii_case(b"setup.py") && last != b"setup.py")
+        || memchr::memmem::find(name, b"./").is_some();
+    if !odd || last.is_empty() {
+        return None;
+    }
+    let count = name.split(|&b| b == b'/').count();
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(count);
+    for (at, mut part) in name.split(|&b| b == b'/').enumerate() {
+        if !matches!(part, b"" | b"." | b"..") {
+            if at + 1 == count {
+                if part.len() > 7 && part[part.len() - 7..].eq_ignore_ascii_case(b"::$DATA") {
+                    part = &part[..part.len() - 7];
+                }
+                while let [rest @ .., b'.' | b' '] = part {
+                    part = rest;
+                }
+                if part.eq_ignore_ascii_case(b"setup.py") {
+                    part = b"setup.py";
+                }
+            } else if part.ends_with(b".") && !part.ends_with(b"..") {
+                part = &part[..part.len() - 1];
+            }
+            if part.is_empty() {
+                return None;
+            }
+        }
+        parts.push(part);
+    }
+    let alias = parts.join(&b'/');
+    (alias != name).then_some(alias)
+}
+
 /// The name a `filetype` is matched against for the file shown as `path`: the `os.path.normpath`
 /// form pip writes it to (empty and `.` components dropped, `x/..` resolved), so that a suffix of
 /// several components (`pkg/evil.py`) fits `pkg//evil.py` and `pkg/./evil.py` as it fits the file
@@ -795,6 +837,28 @@ mod tests {
             ("//", "//"),
         ] {
             assert_eq!(fit_name(path), fit, "{path}");
+        }
+    }
+
+    #[test]
+    fn windows_alias_is_the_name_windows_writes() {
+        let alias = |name: &str| windows_alias(name.as_bytes()).map(|a| String::from_utf8(a).unwrap());
+        for (name, expected) in [
+            ("evil.pth.", Some("evil.pth")),
+            ("pkg/evil.py . .", Some("pkg/evil.py")),
+            ("pkg./__init__.py", Some("pkg/__init__.py")),
+            ("evil.pth::$data", Some("evil.pth")),
+            ("p-1.0/SETUP.PY", Some("p-1.0/setup.py")),
+            ("p-1.0/Setup.py.", Some("p-1.0/setup.py")),
+            ("p-1.0/setup.py", None),
+            ("pkg/evil.py", None),
+            ("pkg/", None),
+            ("pkg/...", None),
+            ("./pkg/evil.py", None),
+            ("pkg../x.py", None),
+            ("evil.pth:stream", None),
+        ] {
+            assert_eq!(alias(name).as_deref(), expected, "{name}");
         }
     }
 

@@ -529,10 +529,10 @@ pub(super) fn normalized_alias(name: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The name Windows writes `name` to, when that is another name (so that other rules may apply to it):
-/// its path normalisation drops the trailing dots and spaces of the last component and one trailing
-/// period of another, `NAME::$DATA` is the file `NAME` itself, and on its case-blind names pip building
-/// an sdist runs a `SETUP.PY` as `setup.py`. `None` for a directory (a trailing `/`) and for a component
-/// left empty.
+/// its path normalisation drops the trailing dots and spaces of the last component and the period that
+/// ends another (`pkg./`; one ending in `..` is kept as it is), `NAME::$DATA` is the file `NAME` itself,
+/// and on its case-blind names pip building an sdist runs a `SETUP.PY` as `setup.py`. `None` for a
+/// directory (a trailing `/`) and for a component left empty.
 pub(super) fn windows_alias(name: &[u8]) -> Option<Vec<u8>> {
     let last = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
     // Nearly every name has none of this (checked first: it runs for every member).

@@ -12,6 +12,7 @@
 //! records, sparse maps) by [`tarfile::TAR_METADATA_LIMIT`]; members waiting to be scanned by
 //! [`QUEUE_BYTES`]; the issue list by [`ISSUES_PER_KIND`] and [`names::PATH_DISPLAY_LIMIT`].
 
+mod build_backend;
 mod names;
 mod python_codecs;
 mod python_reading;
@@ -61,6 +62,8 @@ pub const MAX_NESTING_DEPTH: u32 = 32;
 /// Where a member's scans under the names `DistScan::scan_aliases` gives it come, after its own and
 /// those its links give it.
 const WINDOWS_ALIAS: u32 = u32::MAX - 2;
+/// Where a module's scan as the sdist's build backend comes (see [`build_backend`]).
+const BACKEND_ALIAS: u32 = u32::MAX - 3;
 const NORMALIZED_ALIAS: u32 = u32::MAX - 1;
 const SPLIT_ALIAS: u32 = u32::MAX;
 /// Appended to the path of a file's content as `zipimport` reads it and as CPython reads a Python file.

@@ -113,7 +113,7 @@ pub(super) fn archive_suffix(name: &str) -> Option<&'static str> {
 }
 
 /// A path split into its components.
-type Place = Vec<Vec<u8>>;
+pub(super) type Place = Vec<Vec<u8>>;
 
 /// The links of one archive, to find every name a member's content appears under on disk.
 #[derive(Default)]
@@ -670,6 +670,14 @@ impl LeadingDir {
     /// does not).
     pub(super) fn stripped(&self) -> bool {
         !self.differs && self.common.is_some()
+    }
+
+    /// Where pip builds the sdist, as a place in the archive: the leading directory it strips, or the top.
+    pub(super) fn root(&self) -> Place {
+        match &self.common {
+            Some(common) if !self.differs => vec![common.clone()],
+            _ => Vec::new(),
+        }
     }
 }
 

@@ -2,12 +2,13 @@
 //! limits, links recorded and their targets' content scanned again under the link's name (pip's
 //! data filter writes it there), and whatever follows the end of the archive scanned and opened.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::names::{backslash_alias, display_name, join, same_leading_dir, LeadingDir, Links};
+use super::build_backend::{may_be_pyproject, BackendSearch};
+use super::names::{backslash_alias, display_name, join, same_leading_dir, LeadingDir, Links, Place};
 use super::stream::{open_stream, stream_error_issue, Guard, Stream, Trip};
 use super::tarfile::{
     expand_sparse, has_content, sparse_is_plain, TarEntry, TarReader, TarStop, TarStream, BLOCK, DIRTYPE,
@@ -32,6 +33,13 @@ struct Stripping {
     /// Hard links whose target pip leaves as written (see `same_leading_dir`).
     unstripped_targets: Vec<(Order, String)>,
     links: bool,
+}
+
+/// The modules of an sdist's in-tree build backend (see `build_backend`), and where pip builds it.
+#[derive(Clone, Copy)]
+struct Backend<'a> {
+    search: &'a BackendSearch,
+    root: &'a [Vec<u8>],
 }
 
 impl DistScan<'_> {
@@ -86,6 +94,8 @@ impl DistScan<'_> {
         let mut links = Links::default();
         let mut written = Written::new();
         let mut stripping = Stripping::default();
+        // The last member at each place the root pyproject.toml may be (see `build_backend`).
+        let mut pyprojects: BTreeMap<Place, Vec<u8>> = BTreeMap::new();
         // Where symlinks that lead out of the unpack directory were made (see `Links::leads_out`).
         let mut outside: Vec<Vec<Vec<u8>>> = Vec::new();
         let mut index = 0usize;
@@ -171,6 +181,14 @@ impl DistScan<'_> {
             let data = self.tar_content(&mut tar, &entry, &guard, &path, &member_order);
             if let Some(data) = data {
                 if let Some(parts) = links.locate(&entry.name) {
+                    // Top level only (pip builds the distribution, not an sdist inside it), and under the
+                    // leading directory seen so far: at most two places are kept.
+                    if prefix.is_empty()
+                        && may_be_pyproject(&parts)
+                        && (parts.len() == 1 || parts[..1] == stripping.leading.root()[..])
+                    {
+                        pyprojects.insert(parts.clone(), data.clone());
+                    }
                     links.add_file(&parts);
                     written.entry(parts).or_default().push(index - 1);
                 }
@@ -215,12 +233,22 @@ impl DistScan<'_> {
                 return;
             }
         };
+        let root = stripping.leading.root();
+        let pyproject = pyprojects.get(&[root.as_slice(), &[b"pyproject.toml".to_vec()]].concat());
+        let backend = self.backend_places(pyproject.map(Vec::as_slice), &root, order);
+        for directory in &backend.directories {
+            for &entry in written.get(directory).into_iter().flatten() {
+                let path = format!("{prefix}{}", display_name(&join(directory)));
+                self.backend_zip(&path, &[order, &[entry as u32]].concat());
+            }
+        }
         let split_files = self.stripped_names(stripping);
         self.tar_trailing(&mut tar, end, &guard, prefix, depth, order);
         let stream = Stream { reader: tar.reader, guard, container, source };
         self.after_stream(&stream, prefix, depth, order);
-        if !links.is_empty() || !split_files.is_empty() {
-            self.tar_aliases(&stream, &links, &written, &split_files, prefix, order);
+        if !links.is_empty() || !split_files.is_empty() || !backend.is_empty() {
+            let backend = Backend { search: &backend, root: &root };
+            self.tar_aliases(&stream, &links, &written, &split_files, backend, prefix, order);
         }
     }
 
@@ -417,18 +445,28 @@ impl DistScan<'_> {
     /// at (and of members written through a symlink, under its target's name). A second pass
     /// over the archive reads only those members: links are rare, and this keeps the first pass
     /// from holding every member in case a later link needs it.
+    #[allow(clippy::too_many_arguments)]
     fn tar_aliases(
         &self,
         stream: &Stream<'_>,
         links: &Links,
         written: &Written,
         split_files: &[(usize, String)],
+        backend: Backend<'_>,
         prefix: &str,
         order: &[u32],
     ) {
         let mut wanted: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         for (entry, alias) in split_files {
             wanted.entry(*entry).or_default().push(alias.clone());
+        }
+        // The members at the places of the build backend's modules, and through the links to them.
+        let mut backend_entries: BTreeSet<usize> = BTreeSet::new();
+        for place in &backend.search.modules {
+            let real = links.resolve(place);
+            for entries in std::iter::once(place).chain(real.as_ref()).filter_map(|at| written.get(at)) {
+                backend_entries.extend(entries);
+            }
         }
         let mut count = split_files.len() as u64;
         let graph = links.graph();
@@ -444,7 +482,8 @@ impl DistScan<'_> {
                 break;
             }
         }
-        let Some(&last) = wanted.keys().next_back() else { return };
+        let last = wanted.keys().next_back().max(backend_entries.last());
+        let Some(&last) = last else { return };
         if count > self.limits.max_members {
             let message = format!(
                 "links give members {count} more names, over the member limit of {}; the content under those names \
@@ -463,7 +502,11 @@ impl DistScan<'_> {
         let max = self.limits.max_member_size;
         for index in 0..=last {
             let Ok(entry) = headers.next(&mut tar) else { return };
-            let Some(names) = wanted.get(&index) else { continue };
+            let names = wanted.get(&index);
+            let as_backend = backend_entries.contains(&index);
+            if names.is_none() && !as_backend {
+                continue;
+            }
             let stored = entry.stored_len().min(max);
             let mut reader =
                 tar.range(entry.data_offset, entry.data_offset.saturating_add(stored), entry.next_header);
@@ -476,9 +519,14 @@ impl DistScan<'_> {
                 None => data,
             };
             let mut hashes = ContentHashes::default();
-            for (k, name) in names.iter().enumerate() {
+            for (k, name) in names.into_iter().flatten().enumerate() {
                 let alias_order: Order = [order, &[index as u32, k as u32 + 1]].concat();
                 self.scan_named(alias_order, name.clone(), &data, &mut hashes);
+            }
+            if as_backend {
+                let path = format!("{prefix}{}", display_name(&entry.name));
+                let entry_order: Order = [order, &[index as u32]].concat();
+                self.scan_as_backend(&entry_order, &path, backend.root, &data, &mut hashes);
             }
         }
     }

@@ -139,6 +139,10 @@ impl DistScan<'_> {
                 self.zip_member(&dir, data, index, names, depth, entry_order(index), &budget);
             }
         });
+        // pip builds only the distribution itself: an sdist nested in it is not built.
+        if prefix.is_empty() && !budget.tripped.load(Ordering::Relaxed) {
+            self.zip_backend(&dir, data, allowed, order);
+        }
         true
     }
 

@@ -39,7 +39,8 @@ def scanner() -> dh.Scanner:
     return dh.Scanner(dh.bundled_rules(), threads=1)
 
 
-def targz_of(files: Sequence[tuple[str, bytes]]) -> bytes:
+def targz_of(files: Sequence[tuple[str, bytes]], links: Mapping[str, str] | None = None) -> bytes:
+    """A tar.gz of files, then of links (`name: target`; a target starting `hard:` is a hard link's)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in files:
@@ -47,6 +48,11 @@ def targz_of(files: Sequence[tuple[str, bytes]]) -> bytes:
             info.size = len(data)
             info.mtime = 1_600_000_000
             tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.LNKTYPE if target.startswith("hard:") else tarfile.SYMTYPE
+            info.linkname = target.removeprefix("hard:")
+            tar.addfile(info)
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
@@ -77,6 +83,34 @@ def test_a_backend_module_gets_the_setup_rules(
     assert result.complete
 
 
+@pytest.mark.parametrize(
+    ("files", "links", "scanned"),
+    [
+        # `_build` a symlink to the directory holding the module.
+        ([("p-1.0/impl/backend.py", SETUP)], {"p-1.0/_build": "impl"}, "p-1.0/impl/backend.py"),
+        # The module itself a symlink, or a hard link, to another member.
+        ([("p-1.0/impl.py", SETUP)], {"p-1.0/_build/backend.py": "../impl.py"}, "p-1.0/impl.py"),
+        ([("p-1.0/impl.py", SETUP)], {"p-1.0/_build/backend.py": "hard:p-1.0/impl.py"}, "p-1.0/impl.py"),
+    ],
+)
+def test_a_module_reached_through_links_is_scanned_as_the_backend(
+    scanner: dh.Scanner, files: list[tuple[str, bytes]], links: dict[str, str], scanned: str
+) -> None:
+    data = targz_of([("p-1.0/pyproject.toml", IN_TREE), *files], links)
+    result = scanner.scan_bytes(data, "p-1.0.tar.gz")
+    assert SETUP_ONLY_RULE in hits(result).get(f"{scanned}{READING}", set()), hits(result)
+    assert result.complete
+
+
+@pytest.mark.parametrize("target", ["real.toml", "hard:p-1.0/real.toml"])
+def test_a_pyproject_that_is_a_link_leaves_the_scan_incomplete(scanner: dh.Scanner, target: str) -> None:
+    files = [("p-1.0/real.toml", IN_TREE), ("p-1.0/_build/backend.py", SETUP)]
+    result = scanner.scan_bytes(targz_of(files, {"p-1.0/pyproject.toml": target}), "p-1.0.tar.gz")
+    (issue,) = [i for i in result.issues if i.kind == "ambiguous"]
+    assert issue.path == "p-1.0/pyproject.toml" and "is a link" in issue.message and issue.unscanned
+    assert not result.complete
+
+
 def test_without_backend_path_the_backend_comes_from_the_build_environment(scanner: dh.Scanner) -> None:
     pyproject = b'[build-system]\nrequires = ["flit_core"]\nbuild-backend = "backend"\n'
     files = [("p-1.0/pyproject.toml", pyproject), ("p-1.0/backend.py", SETUP)]
@@ -101,15 +135,21 @@ def test_a_pyproject_the_engine_cannot_read_leaves_the_scan_incomplete(scanner: 
 
 
 @pytest.mark.parametrize("container", ["tar.gz", "zip"])
-def test_a_zip_on_backend_path_leaves_the_scan_incomplete(scanner: dh.Scanner, container: str) -> None:
-    # Python imports the backend from a zip on sys.path (zipimport): its members are not read as the backend.
-    pyproject = b'[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["_build.zip"]\n'
-    files = [("p-1.0/pyproject.toml", pyproject), ("p-1.0/_build.zip", zip_of([("backend.py", SETUP)]))]
+@pytest.mark.parametrize("entry", ["_build.zip", "_build.zip/sub"])
+def test_modules_zipimport_serves_from_backend_path_get_the_setup_rules(
+    scanner: dh.Scanner, container: str, entry: str
+) -> None:
+    # A file on sys.path is read as a zip (zipimport), a directory inside it too (`archive.zip/sub`).
+    pyproject = f'[build-system]\nrequires = []\nbuild-backend = "pk.backend"\nbackend-path = ["{entry}"]\n'
+    inner = entry.partition("/")[2]
+    modules = [(f"{inner}/pk/__init__.py".lstrip("/"), b""), (f"{inner}/pk/backend.py".lstrip("/"), SETUP)]
+    files = [("p-1.0/pyproject.toml", pyproject.encode()), ("p-1.0/_build.zip", zip_of(modules))]
     data = targz_of(files) if container == "tar.gz" else zip_of(files)
     result = scanner.scan_bytes(data, f"p-1.0.{container}")
-    (issue,) = [i for i in result.issues if i.kind == "ambiguous"]
-    assert issue.path == "p-1.0/_build.zip" and "zipimport" in issue.message and issue.unscanned
-    assert not result.complete
+    module = f"p-1.0/_build.zip!/{modules[1][0]}"
+    assert SETUP_ONLY_RULE in hits(result).get(f"{module}{READING}", set()), hits(result)
+    assert backend_paths(result) == {module, f"p-1.0/_build.zip!/{modules[0][0]}"}
+    assert result.complete
 
 
 def test_an_sdist_inside_the_distribution_is_not_built(scanner: dh.Scanner) -> None:

@@ -51,6 +51,18 @@ impl BackendSearch {
     pub(super) fn is_empty(&self) -> bool {
         self.directories.is_empty()
     }
+
+    /// When a file is at `file`, where `backend-path` names a directory (or one inside it): Python puts
+    /// it on `sys.path` all the same and `zipimport` reads it as a zip. The names in that zip of the
+    /// modules the import may run from it.
+    pub(super) fn inside(&self, file: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let directories: Vec<&Place> = self.directories.iter().filter(|d| d.starts_with(file)).collect();
+        self.modules
+            .iter()
+            .filter(|module| directories.iter().any(|d| module.starts_with(d) && module.len() > d.len()))
+            .map(|module| module[file.len()..].join(&b'/'))
+            .collect()
+    }
 }
 
 /// Where importing the build backend `pyproject` names looks, under `root` (where pip builds: the
@@ -154,23 +166,23 @@ impl DistScan<'_> {
     ) -> BackendSearch {
         let Some(pyproject) = pyproject else { return BackendSearch::default() };
         backend_search(pyproject, root).unwrap_or_else(|err| {
-            let path = display_name(&[root, &[b"pyproject.toml".to_vec()]].concat().join(&b'/'));
-            let message = format!(
-                "not TOML the engine reads ({err}): pip (Python's tomllib) may read it, and import an in-tree build \
-                 backend it names (`backend-path`) to build the sdist; no module was scanned as that backend"
+            self.backend_unread(
+                root,
+                order,
+                &format!("is not TOML the engine reads ({err}); pip (Python's tomllib) may read it"),
             );
-            self.issue([order, &[BACKEND_ALIAS]].concat(), Issue::new(path, IssueKind::Ambiguous, message));
             BackendSearch::default()
         })
     }
 
-    /// A file member where `backend-path` names a directory: Python puts it on `sys.path` as a zip, and
-    /// `zipimport` imports the backend from it. Its members were scanned under their own names only.
-    pub(super) fn backend_zip(&self, path: &str, order: &[u32]) {
-        let message = "a `backend-path` entry of the sdist's pyproject.toml names this file: Python imports the \
-                       build backend from it as a zip (zipimport), install-time code; its members were scanned under \
-                       their own names, not as that backend";
-        self.issue(order.to_vec(), Issue::new(path, IssueKind::Ambiguous, message));
+    /// The root `pyproject.toml` was not read, for the reason `why` gives: the result is incomplete.
+    pub(super) fn backend_unread(&self, root: &[Vec<u8>], order: &[u32], why: &str) {
+        let path = display_name(&[root, &[b"pyproject.toml".to_vec()]].concat().join(&b'/'));
+        let message = format!(
+            "the sdist's pyproject.toml {why}: pip imports the in-tree build backend it may name (`backend-path`) \
+             to build the sdist, and no module was scanned as that backend"
+        );
+        self.issue([order, &[BACKEND_ALIAS]].concat(), Issue::new(path, IssueKind::Ambiguous, message));
     }
 
     /// Scan a member's `content` (the member `path`, at `order`) again as the build backend: under a
@@ -224,36 +236,81 @@ impl DistScan<'_> {
         let Some(index) = places.iter().rposition(|at| at.contains(&pyproject)) else { return };
         let content = self.zip_content(dir, data, index);
         let search = self.backend_places(content.as_deref(), &root, order);
-        // The walk's budget for the whole archive bounds what is read again (many entries of one name).
+        if search.is_empty() {
+            return;
+        }
+        let is_module = |index: usize| places[index].iter().any(|place| search.modules.contains(place));
+        self.scan_backend_entries(dir, data, allowed, is_module, "", &root, order);
+        for (index, at) in places.iter().enumerate() {
+            let inside: Vec<Vec<u8>> = at.iter().flat_map(|place| search.inside(place)).collect();
+            if !inside.is_empty() {
+                if let Some(content) = self.zip_content(dir, data, index) {
+                    let path = display_name(entries[index].decoded_name(data).0.as_bytes());
+                    self.zip_on_path(&content, &path, &inside, &root, &[order, &[index as u32]].concat());
+                }
+            }
+        }
+    }
+
+    /// A member that `backend-path` puts on `sys.path` (at `path`, its content `data`) is read as a zip by
+    /// `zipimport`: the build backend's modules it may serve (`inside`: their names in it, see
+    /// [`BackendSearch::inside`]) are scanned as the backend. Not a zip, it serves nothing.
+    pub(super) fn zip_on_path(
+        &self,
+        data: &[u8],
+        path: &str,
+        inside: &[Vec<u8>],
+        root: &[Vec<u8>],
+        order: &[u32],
+    ) {
+        let Ok((dir, _)) = Directory::parse(data, self.limits.max_members) else { return };
+        // zipimport looks a module up under its exact name in the archive (no `.` or `..` taken away).
+        let is_module = |index: usize| {
+            let name = dir.entries[index].decoded_name(data).0;
+            inside.iter().any(|module| module == name.as_bytes())
+        };
+        let prefix = format!("{path}!/");
+        self.scan_backend_entries(&dir, data, dir.entries.len(), is_module, &prefix, root, order);
+    }
+
+    /// Scan as the backend each of the first `allowed` entries of a zip that `is_module` picks (its path:
+    /// `prefix` and its name), reading again at most the archive's inflation budget in all (an archive
+    /// may hold many entries of one name).
+    #[allow(clippy::too_many_arguments)]
+    fn scan_backend_entries(
+        &self,
+        dir: &Directory,
+        data: &[u8],
+        allowed: usize,
+        is_module: impl Fn(usize) -> bool,
+        prefix: &str,
+        root: &[Vec<u8>],
+        order: &[u32],
+    ) {
         let budget = self.limits.max_ratio.saturating_mul(data.len() as u64).max(RATIO_GRACE_BYTES);
         let mut read_again = 0u64;
-        for (index, at) in places.iter().enumerate() {
-            if at.iter().any(|place| search.directories.contains(place)) {
-                let path = display_name(entries[index].decoded_name(data).0.as_bytes());
-                self.backend_zip(&path, &[order, &[index as u32]].concat());
+        for index in 0..allowed.min(dir.entries.len()) {
+            if self.cancelled() {
+                return;
             }
-            if self.cancelled() || !at.iter().any(|place| search.modules.contains(place)) {
+            if !is_module(index) {
                 continue;
             }
-            if let Some(content) = self.zip_content(dir, data, index) {
-                read_again += content.len() as u64;
-                if read_again > budget {
-                    let message = format!(
-                        "the modules pip may import as the sdist's build backend inflate more than {}:1 of the \
-                         archive in all; this one and the rest were not scanned as that backend",
-                        self.limits.max_ratio
-                    );
-                    let path = display_name(entries[index].decoded_name(data).0.as_bytes());
-                    self.issue(
-                        [order, &[index as u32]].concat(),
-                        Issue::new(path, IssueKind::CompressionRatio, message),
-                    );
-                    return;
-                }
-                let path = display_name(entries[index].decoded_name(data).0.as_bytes());
-                let entry_order: Order = [order, &[index as u32]].concat();
-                self.scan_as_backend(&entry_order, &path, &root, &content, &mut ContentHashes::default());
+            let path =
+                format!("{prefix}{}", display_name(dir.entries[index].decoded_name(data).0.as_bytes()));
+            let entry_order: Order = [order, &[index as u32]].concat();
+            let Some(content) = self.zip_content(dir, data, index) else { continue };
+            read_again += content.len() as u64;
+            if read_again > budget {
+                let message = format!(
+                    "the modules pip may import as the sdist's build backend inflate more than {}:1 of the \
+                     archive in all; this one and the rest were not scanned as that backend",
+                    self.limits.max_ratio
+                );
+                self.issue(entry_order, Issue::new(path, IssueKind::CompressionRatio, message));
+                return;
             }
+            self.scan_as_backend(&entry_order, &path, root, &content, &mut ContentHashes::default());
         }
     }
 

@@ -2,7 +2,7 @@
 //! limits, links recorded and their targets' content scanned again under the link's name (pip's
 //! data filter writes it there), and whatever follows the end of the archive scanned and opened.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,8 +94,9 @@ impl DistScan<'_> {
         let mut links = Links::default();
         let mut written = Written::new();
         let mut stripping = Stripping::default();
-        // The last member at each place the root pyproject.toml may be (see `build_backend`).
-        let mut pyprojects: BTreeMap<Place, Vec<u8>> = BTreeMap::new();
+        // The last member at each place the root pyproject.toml may be (see `build_backend`): its
+        // content, or `None` for a link.
+        let mut pyprojects: BTreeMap<Place, Option<Vec<u8>>> = BTreeMap::new();
         // Where symlinks that lead out of the unpack directory were made (see `Links::leads_out`).
         let mut outside: Vec<Vec<Vec<u8>>> = Vec::new();
         let mut index = 0usize;
@@ -147,6 +148,11 @@ impl DistScan<'_> {
                 if !symbolic && !same_leading_dir(&entry.name, &entry.linkname) {
                     stripping.unstripped_targets.push((member_order.clone(), path.clone()));
                 }
+                if let Some(place) = links.locate(&entry.name).filter(|place| may_be_pyproject(place)) {
+                    if prefix.is_empty() {
+                        pyprojects.insert(place, None);
+                    }
+                }
                 if let Some(why) = link_out_of_model(&links, &entry.name, symbolic) {
                     self.unplaced(&member_order, &path, why);
                 }
@@ -187,7 +193,7 @@ impl DistScan<'_> {
                         && may_be_pyproject(&parts)
                         && (parts.len() == 1 || parts[..1] == stripping.leading.root()[..])
                     {
-                        pyprojects.insert(parts.clone(), data.clone());
+                        pyprojects.insert(parts.clone(), Some(data.clone()));
                     }
                     links.add_file(&parts);
                     written.entry(parts).or_default().push(index - 1);
@@ -234,14 +240,11 @@ impl DistScan<'_> {
             }
         };
         let root = stripping.leading.root();
-        let pyproject = pyprojects.get(&[root.as_slice(), &[b"pyproject.toml".to_vec()]].concat());
-        let backend = self.backend_places(pyproject.map(Vec::as_slice), &root, order);
-        for directory in &backend.directories {
-            for &entry in written.get(directory).into_iter().flatten() {
-                let path = format!("{prefix}{}", display_name(&join(directory)));
-                self.backend_zip(&path, &[order, &[entry as u32]].concat());
-            }
+        let pyproject = pyprojects.remove(&[root.as_slice(), &[b"pyproject.toml".to_vec()]].concat());
+        if pyproject.as_ref().is_some_and(Option::is_none) {
+            self.backend_unread(&root, order, "is a link (pip reads it through the link)");
         }
+        let backend = self.backend_places(pyproject.flatten().as_deref(), &root, order);
         let split_files = self.stripped_names(stripping);
         self.tar_trailing(&mut tar, end, &guard, prefix, depth, order);
         let stream = Stream { reader: tar.reader, guard, container, source };
@@ -460,16 +463,30 @@ impl DistScan<'_> {
         for (entry, alias) in split_files {
             wanted.entry(*entry).or_default().push(alias.clone());
         }
-        // The members at the places of the build backend's modules, and through the links to them.
+        let graph = links.graph();
+        // The members whose content shows at the place of a build backend's module, under its own name or
+        // through links.
         let mut backend_entries: BTreeSet<usize> = BTreeSet::new();
-        for place in &backend.search.modules {
-            let real = links.resolve(place);
-            for entries in std::iter::once(place).chain(real.as_ref()).filter_map(|at| written.get(at)) {
-                backend_entries.extend(entries);
+        // And the members `zipimport` reads as zips, where `backend-path` names a directory: the modules'
+        // names in them.
+        let mut zips_on_path: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
+        let modules: HashSet<&Place> = backend.search.modules.iter().collect();
+        if !modules.is_empty() {
+            // Through a symlinked directory on the way to a module's place.
+            for real in backend.search.modules.iter().filter_map(|place| links.resolve(place)) {
+                backend_entries.extend(written.get(&real).into_iter().flatten());
+            }
+            for (place, entries) in written {
+                if modules.contains(place) || graph.shown_under(place).iter().any(|at| modules.contains(at)) {
+                    backend_entries.extend(entries);
+                }
+                let inside = backend.search.inside(place);
+                if !inside.is_empty() {
+                    zips_on_path.extend(entries.iter().map(|&entry| (entry, inside.clone())));
+                }
             }
         }
         let mut count = split_files.len() as u64;
-        let graph = links.graph();
         for (place, entries) in written {
             for shown in graph.shown_under(place) {
                 let name = format!("{prefix}{}", display_name(&join(&shown)));
@@ -482,7 +499,7 @@ impl DistScan<'_> {
                 break;
             }
         }
-        let last = wanted.keys().next_back().max(backend_entries.last());
+        let last = wanted.keys().next_back().max(backend_entries.last()).max(zips_on_path.keys().next_back());
         let Some(&last) = last else { return };
         if count > self.limits.max_members {
             let message = format!(
@@ -504,7 +521,8 @@ impl DistScan<'_> {
             let Ok(entry) = headers.next(&mut tar) else { return };
             let names = wanted.get(&index);
             let as_backend = backend_entries.contains(&index);
-            if names.is_none() && !as_backend {
+            let zip_on_path = zips_on_path.get(&index);
+            if names.is_none() && !as_backend && zip_on_path.is_none() {
                 continue;
             }
             let stored = entry.stored_len().min(max);
@@ -523,10 +541,13 @@ impl DistScan<'_> {
                 let alias_order: Order = [order, &[index as u32, k as u32 + 1]].concat();
                 self.scan_named(alias_order, name.clone(), &data, &mut hashes);
             }
+            let path = format!("{prefix}{}", display_name(&entry.name));
+            let entry_order: Order = [order, &[index as u32]].concat();
             if as_backend {
-                let path = format!("{prefix}{}", display_name(&entry.name));
-                let entry_order: Order = [order, &[index as u32]].concat();
                 self.scan_as_backend(&entry_order, &path, backend.root, &data, &mut hashes);
+            }
+            if let Some(inside) = zip_on_path {
+                self.zip_on_path(&data, &path, inside, backend.root, &entry_order);
             }
         }
     }

@@ -129,14 +129,16 @@ fn search_directories(entry: &str) -> Vec<Place> {
     // `os.path.normpath` of the entry joined to the source directory: `..` taken lexically.
     let Some(normalized) = lexical(entry.as_bytes()) else { return Vec::new() };
     let joined = normalized.join(&b'/');
-    // Split on `os.pathsep` in the build process: the first piece is under the source directory,
-    // the others are relative `sys.path` entries, read against the working directory (the same).
-    joined
+    // pyproject_hooks before 1.1 (pip before 24.1) joins the entries with `os.pathsep` and splits them
+    // again in the build process: the first piece is under the source directory, the others are
+    // relative `sys.path` entries, read against the working directory (the same). Later versions pass
+    // them as JSON: the entry whole.
+    let pieces = joined
         .split(|&b| b == b':')
         .enumerate()
         .filter(|(i, piece)| *i == 0 || !piece.starts_with(b"/"))
-        .filter_map(|(_, piece)| lexical(piece))
-        .collect()
+        .filter_map(|(_, piece)| lexical(piece));
+    std::iter::once(normalized.clone()).chain(pieces).collect()
 }
 
 /// `path`'s components with empty ones and `.` dropped and `..` applied to the one before;
@@ -382,17 +384,22 @@ mod tests {
 
     #[test]
     fn entries_split_on_the_path_separator_and_strings_iterated() {
-        // "a:b" is two sys.path entries; "b" relative to the working directory (the source directory).
+        // "a:b" is two sys.path entries for older pips ("b" relative to the working directory, the source
+        // directory), one for later ones.
         let pyproject = "[build-system]\nbuild-backend = \"m\"\nbackend-path = [\"a:b\", \"c:/etc\", \"/abs\", \"../out\"]\n";
         assert_eq!(
             modules(pyproject, "p"),
             [
                 "p/a/m.py",
                 "p/a/m/__init__.py",
+                "p/a:b/m.py",
+                "p/a:b/m/__init__.py",
                 "p/b/m.py",
                 "p/b/m/__init__.py",
                 "p/c/m.py",
-                "p/c/m/__init__.py"
+                "p/c/m/__init__.py",
+                "p/c:/etc/m.py",
+                "p/c:/etc/m/__init__.py"
             ]
         );
         let pyproject = "[build-system]\nbuild-backend = \"m\"\nbackend-path = \"s.\"\n";

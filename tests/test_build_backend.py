@@ -28,7 +28,7 @@ import dragonfly_hybrid as dh
 import pytest
 import tomllib
 
-from tests.archive_gen import zip_of
+from tests.archive_gen import unicode_path_extra, zip_of
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"
 SETUP = (FIXTURES / "install_cmdclass_shell" / "positive" / "setup.py").read_bytes()
@@ -112,6 +112,19 @@ def test_a_pyproject_that_is_a_link_leaves_the_scan_incomplete(scanner: dh.Scann
     (issue,) = [i for i in result.issues if i.kind == "ambiguous"]
     assert issue.path == "p-1.0/pyproject.toml" and "is a link" in issue.message and issue.unscanned
     assert not result.complete
+
+
+def test_the_leading_directory_of_either_zip_name_reading(scanner: dh.Scanner) -> None:
+    # Python 3.11's zipfile names the last entry `p-1.0/README` (pip strips `p-1.0`); 3.12 and later take its
+    # Unicode Path field, `q/README`, and strip nothing. Both roots are looked at.
+    extra = unicode_path_extra(b"p-1.0/README", "q/README")
+    files = [
+        ("p-1.0/pyproject.toml", IN_TREE),
+        ("p-1.0/_build/backend.py", SETUP),
+        ("p-1.0/README", b"", {"extra": extra}),
+    ]
+    result = scanner.scan_bytes(zip_of(files), "p-1.0.zip")
+    assert SETUP_ONLY_RULE in hits(result).get(f"p-1.0/_build/backend.py{READING}", set()), hits(result)
 
 
 def test_without_backend_path_the_backend_comes_from_the_build_environment(scanner: dh.Scanner) -> None:

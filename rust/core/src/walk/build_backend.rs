@@ -222,33 +222,41 @@ impl DistScan<'_> {
         if !entries.iter().any(may_be_pyproject) {
             return;
         }
-        let mut leading = LeadingDir::default();
+        // pip strips the leading directory of the names `zipfile` gives: the Unicode Path field's on
+        // Python 3.12 and later, the header's before. Each reading's root is looked at.
+        let (mut header_names, mut unicode_names) = (LeadingDir::default(), LeadingDir::default());
         let mut places: Vec<Vec<Place>> = Vec::with_capacity(entries.len());
         for entry in entries {
-            let names = std::iter::once(entry.decoded_name(data).0).chain(entry.unicode_name(data));
-            let mut at = Vec::new();
-            for name in names {
-                leading.add(name.as_bytes());
-                at.extend(lexical(name.as_bytes()).filter(|_| !entry.is_dir(data)));
+            let name = entry.decoded_name(data).0;
+            let unicode = entry.unicode_name(data);
+            header_names.add(name.as_bytes());
+            unicode_names.add(unicode.as_deref().unwrap_or(&name).as_bytes());
+            let names = std::iter::once(name).chain(unicode);
+            places.push(
+                names.filter_map(|name| lexical(name.as_bytes())).filter(|_| !entry.is_dir(data)).collect(),
+            );
+        }
+        let mut roots = vec![header_names.root()];
+        if unicode_names.root() != roots[0] {
+            roots.push(unicode_names.root());
+        }
+        for root in roots {
+            let pyproject: Place = [root.as_slice(), &[b"pyproject.toml".to_vec()]].concat();
+            let Some(index) = places.iter().rposition(|at| at.contains(&pyproject)) else { continue };
+            let content = self.zip_content(dir, data, index);
+            let search = self.backend_places(content.as_deref(), &root, order);
+            if search.is_empty() {
+                continue;
             }
-            places.push(at);
-        }
-        let root = leading.root();
-        let pyproject: Place = [root.as_slice(), &[b"pyproject.toml".to_vec()]].concat();
-        let Some(index) = places.iter().rposition(|at| at.contains(&pyproject)) else { return };
-        let content = self.zip_content(dir, data, index);
-        let search = self.backend_places(content.as_deref(), &root, order);
-        if search.is_empty() {
-            return;
-        }
-        let is_module = |index: usize| places[index].iter().any(|place| search.modules.contains(place));
-        self.scan_backend_entries(dir, data, allowed, is_module, "", &root, order);
-        for (index, at) in places.iter().enumerate() {
-            let inside: Vec<Vec<u8>> = at.iter().flat_map(|place| search.inside(place)).collect();
-            if !inside.is_empty() {
-                if let Some(content) = self.zip_content(dir, data, index) {
-                    let path = display_name(entries[index].decoded_name(data).0.as_bytes());
-                    self.zip_on_path(&content, &path, &inside, &root, &[order, &[index as u32]].concat());
+            let is_module = |index: usize| places[index].iter().any(|place| search.modules.contains(place));
+            self.scan_backend_entries(dir, data, allowed, is_module, "", &root, order);
+            for (index, at) in places.iter().enumerate() {
+                let inside: Vec<Vec<u8>> = at.iter().flat_map(|place| search.inside(place)).collect();
+                if !inside.is_empty() {
+                    if let Some(content) = self.zip_content(dir, data, index) {
+                        let path = display_name(entries[index].decoded_name(data).0.as_bytes());
+                        self.zip_on_path(&content, &path, &inside, &root, &[order, &[index as u32]].concat());
+                    }
                 }
             }
         }

@@ -7,11 +7,13 @@
 //! What pip does, step by step (pip's `load_pyproject_toml`, pyproject_hooks' `norm_and_check` and
 //! `_build_backend`): each `backend-path` entry (a string is iterated character by character) is
 //! joined to the source directory and `os.path.normpath`ed, refused when absolute or outside it;
-//! the entries are joined with `os.pathsep` and split on it again in the build process, so an entry
-//! holding a `:` becomes several `sys.path` entries, the later ones relative to the working
-//! directory (the source directory). `import_module` of `a.b` then imports `a` (its `__init__.py`,
-//! or `a.py`) and `a.b`, each from the first `sys.path` entry holding it.
+//! pyproject_hooks before 1.1 (pip before 24.1) joins the entries with `os.pathsep` and splits them
+//! again in the build process, so an entry holding a `:` becomes several `sys.path` entries, the
+//! later ones relative to the working directory (the source directory); later versions keep each
+//! whole. `import_module` of `a.b` then imports `a` (its `__init__.py`, or `a.py`) and `a.b`, each
+//! from the first of those directories holding it (a file there is read as a zip by `zipimport`).
 
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -31,6 +33,15 @@ pub(super) const BACKEND_WHY: &str =
      install-time code, as a setup.py is; the rules for setup.py read it as";
 /// The backend pip uses when `[build-system]` names none.
 const DEFAULT_BACKEND: &str = "setuptools.build_meta:__legacy__";
+/// `backend-path` directories, their depth and the parts of the backend's dotted name followed, at most
+/// (real sdists have one or two of each): a hostile `pyproject.toml` of a million entries must not
+/// make millions of places to look at. Past one of them the scan is incomplete.
+const MAX_DIRECTORIES: usize = 64;
+const MAX_DEPTH: usize = 32;
+const MAX_PARTS: usize = 32;
+/// A `pyproject.toml` is read up to this size (real ones are a few KiB): the TOML parser holds the
+/// whole document, and a larger one is incomplete.
+const MAX_PYPROJECT: usize = 1 << 20;
 
 /// Whether a member at `place` may be the root `pyproject.toml` (at the top, or under the leading
 /// directory pip strips).
@@ -39,12 +50,13 @@ pub(super) fn may_be_pyproject(place: &[Vec<u8>]) -> bool {
 }
 
 /// Where importing an sdist's build backend looks in the archive.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(super) struct BackendSearch {
-    /// The `sys.path` entries `backend-path` adds, under the root.
-    pub(super) directories: Vec<Place>,
-    /// The `.py` files the import may run from them.
-    pub(super) modules: Vec<Place>,
+    /// Each `sys.path` directory `backend-path` adds (under the root), with the `.py` files the import
+    /// may run from it.
+    directories: Vec<(Place, Vec<Place>)>,
+    /// Every directory's modules, sorted.
+    modules: Vec<Place>,
 }
 
 impl BackendSearch {
@@ -52,35 +64,56 @@ impl BackendSearch {
         self.directories.is_empty()
     }
 
-    /// When a file is at `file`, where `backend-path` names a directory (or one inside it): Python puts
-    /// it on `sys.path` all the same and `zipimport` reads it as a zip. The names in that zip of the
-    /// modules the import may run from it.
-    pub(super) fn inside(&self, file: &[Vec<u8>]) -> Vec<Vec<u8>> {
-        let directories: Vec<&Place> = self.directories.iter().filter(|d| d.starts_with(file)).collect();
-        self.modules
-            .iter()
-            .filter(|module| directories.iter().any(|d| module.starts_with(d) && module.len() > d.len()))
-            .map(|module| module[file.len()..].join(&b'/'))
-            .collect()
+    pub(super) fn modules(&self) -> &[Place] {
+        &self.modules
+    }
+
+    pub(super) fn is_module(&self, place: &[Vec<u8>]) -> bool {
+        self.modules.binary_search_by(|module| module.as_slice().cmp(place)).is_ok()
+    }
+
+    /// A directory's place, or a leading part of it, may hold a file: Python puts it on `sys.path` all
+    /// the same and `zipimport` reads it as a zip. For each such place `is_file` says holds a file: the
+    /// names in that zip of the modules the import may run from it.
+    pub(super) fn zips_on_path(&self, is_file: impl Fn(&[Vec<u8>]) -> bool) -> Vec<(Place, Vec<Vec<u8>>)> {
+        let mut zips: Vec<(Place, Vec<Vec<u8>>)> = Vec::new();
+        for (directory, modules) in &self.directories {
+            for length in 1..=directory.len() {
+                let file = &directory[..length];
+                if is_file(file) {
+                    let names = modules.iter().map(|module| module[length..].join(&b'/'));
+                    match zips.iter_mut().find(|(place, _)| place == file) {
+                        Some((_, inside)) => inside.extend(names),
+                        None => zips.push((file.to_vec(), names.collect())),
+                    }
+                }
+            }
+        }
+        zips
     }
 }
 
 /// Where importing the build backend `pyproject` names looks, under `root` (where pip builds: the
 /// archive's leading directory when pip strips it). Empty when it names no `backend-path` (the
 /// backend then comes from the build environment, not the archive) or is not UTF-8 (pip cannot read
-/// it and builds nothing); `Err` with the parser's message when it is not TOML this parser reads
-/// (Python's `tomllib`, pip's, might).
+/// it and builds nothing); `Err` saying why when it is not TOML this parser reads (Python's `tomllib`,
+/// pip's, might), or names more places than the engine looks at.
 pub(super) fn backend_search(pyproject: &[u8], root: &[Vec<u8>]) -> Result<BackendSearch, String> {
     let none = || Ok(BackendSearch::default());
+    if pyproject.len() > MAX_PYPROJECT {
+        return Err(format!("is larger than the {MAX_PYPROJECT} bytes the engine reads"));
+    }
     let Ok(text) = std::str::from_utf8(pyproject) else { return none() };
-    let document: toml::Table = text.parse().map_err(|err: toml::de::Error| err.message().to_owned())?;
+    let document: toml::Table = text.parse().map_err(|err: toml::de::Error| {
+        format!("is not TOML the engine reads ({}); pip (Python's tomllib) may read it", err.message())
+    })?;
     let Some(toml::Value::Table(system)) = document.get("build-system") else { return none() };
     // A non-string entry stops pip before any import; taking the strings anyway only scans more.
-    let entries: Vec<String> = match system.get("backend-path") {
-        Some(toml::Value::Array(items)) => {
-            items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect()
+    let entries: Vec<&str> = match system.get("backend-path") {
+        Some(toml::Value::Array(items)) => items.iter().filter_map(toml::Value::as_str).collect(),
+        Some(toml::Value::String(text)) => {
+            text.char_indices().map(|(i, c)| &text[i..i + c.len_utf8()]).collect()
         }
-        Some(toml::Value::String(text)) => text.chars().map(String::from).collect(),
         _ => Vec::new(),
     };
     if entries.is_empty() {
@@ -93,16 +126,28 @@ pub(super) fn backend_search(pyproject: &[u8], root: &[Vec<u8>]) -> Result<Backe
     };
     let module = backend.split_once(':').map_or(backend, |(module, _)| module);
     // `import_module("a..b")` imports `a` before it fails; a leading dot imports nothing.
-    let parts: Vec<&str> = module.split('.').take_while(|part| !part.is_empty()).collect();
-    let mut directories: Vec<Place> = entries
-        .iter()
-        .flat_map(|entry| search_directories(entry))
-        .map(|directory| [root, &directory].concat())
-        .collect();
-    directories.sort();
-    directories.dedup();
-    let mut modules = Vec::new();
-    for directory in &directories {
+    let parts: Vec<&str> =
+        module.split('.').take_while(|part| !part.is_empty()).take(MAX_PARTS + 1).collect();
+    let mut directories: BTreeSet<Place> = BTreeSet::new();
+    let mut within = parts.len() <= MAX_PARTS;
+    for entry in &entries {
+        within = within
+            && search_directories(entry, &mut |directory| {
+                let deep = directory.len() > MAX_DEPTH;
+                directories.insert(directory);
+                !deep && directories.len() <= MAX_DIRECTORIES
+            });
+    }
+    if !within {
+        return Err(format!(
+            "names more places for its build backend's modules than the engine looks at ({MAX_DIRECTORIES} \
+             `backend-path` directories {MAX_DEPTH} deep, a name of {MAX_PARTS} parts)"
+        ));
+    }
+    let mut search = BackendSearch::default();
+    for directory in directories {
+        let directory: Place = [root, &directory].concat();
+        let mut modules = Vec::with_capacity(2 * parts.len());
         for depth in 1..=parts.len() {
             let mut package: Place = directory.clone();
             package.extend(parts[..depth].iter().map(|part| part.as_bytes().to_vec()));
@@ -114,31 +159,42 @@ pub(super) fn backend_search(pyproject: &[u8], root: &[Vec<u8>]) -> Result<Backe
             modules.push(package);
             modules.push(module);
         }
+        search.modules.extend(modules.iter().cloned());
+        search.directories.push((directory, modules));
     }
-    modules.sort();
-    modules.dedup();
-    Ok(BackendSearch { directories, modules })
+    search.modules.sort();
+    search.modules.dedup();
+    Ok(search)
 }
 
-/// The directories, relative to the source directory, that one `backend-path` entry puts on
-/// `sys.path` (none when pip refuses it, or for the parts outside the source directory).
-fn search_directories(entry: &str) -> Vec<Place> {
+/// Hand `found` each directory, relative to the source directory, that one `backend-path` entry puts
+/// on `sys.path` (none when pip refuses it, nor the parts outside the source directory), until it
+/// returns false; false then.
+fn search_directories(entry: &str, found: &mut dyn FnMut(Place) -> bool) -> bool {
     if entry.starts_with('/') {
-        return Vec::new(); // "paths must be relative"
+        return true; // "paths must be relative"
     }
     // `os.path.normpath` of the entry joined to the source directory: `..` taken lexically.
-    let Some(normalized) = lexical(entry.as_bytes()) else { return Vec::new() };
+    let Some(normalized) = lexical(entry.as_bytes()) else { return true };
     let joined = normalized.join(&b'/');
+    if !found(normalized) {
+        return false;
+    }
     // pyproject_hooks before 1.1 (pip before 24.1) joins the entries with `os.pathsep` and splits them
     // again in the build process: the first piece is under the source directory, the others are
     // relative `sys.path` entries, read against the working directory (the same). Later versions pass
-    // them as JSON: the entry whole.
-    let pieces = joined
-        .split(|&b| b == b':')
-        .enumerate()
-        .filter(|(i, piece)| *i == 0 || !piece.starts_with(b"/"))
-        .filter_map(|(_, piece)| lexical(piece));
-    std::iter::once(normalized.clone()).chain(pieces).collect()
+    // them as JSON: the entry whole, above.
+    for (i, piece) in joined.split(|&b| b == b':').enumerate() {
+        if joined.len() == piece.len() || (i > 0 && piece.starts_with(b"/")) {
+            continue;
+        }
+        if let Some(directory) = lexical(piece) {
+            if !found(directory) {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// `path`'s components with empty ones and `.` dropped and `..` applied to the one before;
@@ -167,12 +223,8 @@ impl DistScan<'_> {
         order: &[u32],
     ) -> BackendSearch {
         let Some(pyproject) = pyproject else { return BackendSearch::default() };
-        backend_search(pyproject, root).unwrap_or_else(|err| {
-            self.backend_unread(
-                root,
-                order,
-                &format!("is not TOML the engine reads ({err}); pip (Python's tomllib) may read it"),
-            );
+        backend_search(pyproject, root).unwrap_or_else(|why| {
+            self.backend_unread(root, order, &why);
             BackendSearch::default()
         })
     }
@@ -248,15 +300,19 @@ impl DistScan<'_> {
             if search.is_empty() {
                 continue;
             }
-            let is_module = |index: usize| places[index].iter().any(|place| search.modules.contains(place));
+            let is_module = |index: usize| places[index].iter().any(|place| search.is_module(place));
             self.scan_backend_entries(dir, data, allowed, is_module, "", &root, order);
-            for (index, at) in places.iter().enumerate() {
-                let inside: Vec<Vec<u8>> = at.iter().flat_map(|place| search.inside(place)).collect();
-                if !inside.is_empty() {
-                    if let Some(content) = self.zip_content(dir, data, index) {
-                        let path = display_name(entries[index].decoded_name(data).0.as_bytes());
-                        self.zip_on_path(&content, &path, &inside, &root, &[order, &[index as u32]].concat());
-                    }
+            // The last entry at a place is the file there, as extraction leaves it.
+            let files: HashMap<&[Vec<u8>], usize> = places
+                .iter()
+                .enumerate()
+                .flat_map(|(index, at)| at.iter().map(move |place| (place.as_slice(), index)))
+                .collect();
+            for (file, inside) in search.zips_on_path(|place| files.contains_key(place)) {
+                let index = files[file.as_slice()];
+                if let Some(content) = self.zip_content(dir, data, index) {
+                    let path = display_name(entries[index].decoded_name(data).0.as_bytes());
+                    self.zip_on_path(&content, &path, &inside, &root, &[order, &[index as u32]].concat());
                 }
             }
         }
@@ -426,7 +482,27 @@ mod tests {
             assert!(modules(pyproject, "p").is_empty(), "{pyproject}");
         }
         assert!(backend_search(b"[build-system]\nbackend-path = [\".\"]\n\xff", &[]).unwrap().is_empty());
-        assert!(backend_search(b"[build-system\nbackend-path = [\".\"]\n", &[]).is_err());
+        assert!(backend_search(b"[build-system\nbackend-path = [\".\"]\n", &[])
+            .unwrap_err()
+            .contains("not TOML"));
+        // A hostile number of places is refused, not built; repeats of one are one.
+        let with = |path: &str| format!("[build-system]\nbuild-backend = \"a.b\"\nbackend-path = {path}\n");
+        let huge = with(&format!("\"{}\"", "x".repeat(1 << 20)));
+        assert!(backend_search(huge.as_bytes(), &[]).unwrap_err().contains("larger than"));
+        let repeated = with(&format!("[\"{}\"]", ":".repeat(1 << 19)));
+        // The entry whole (a directory named with colons) and the empty pieces, the source directory.
+        assert_eq!(backend_search(repeated.as_bytes(), &[]).unwrap().modules().len(), 8);
+        let distinct: Vec<String> = (0..65).map(|i| format!("d{i}")).collect();
+        for path in [
+            format!("{distinct:?}"),
+            format!("[\"{}\"]", distinct.join(":")),
+            format!("[\"{}\"]", "a/".repeat(33)),
+        ] {
+            assert!(
+                backend_search(with(&path).as_bytes(), &[]).unwrap_err().contains("more places"),
+                "{path}"
+            );
+        }
         // `a..b`: `a` is imported before the empty part fails.
         let pyproject = "[build-system]\nbuild-backend = \"a..b\"\nbackend-path = [\".\"]\n";
         assert_eq!(modules(pyproject, ""), ["a.py", "a/__init__.py"]);

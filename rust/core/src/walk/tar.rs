@@ -2,7 +2,7 @@
 //! limits, links recorded and their targets' content scanned again under the link's name (pip's
 //! data filter writes it there), and whatever follows the end of the archive scanned and opened.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,8 +148,8 @@ impl DistScan<'_> {
                 if !symbolic && !same_leading_dir(&entry.name, &entry.linkname) {
                     stripping.unstripped_targets.push((member_order.clone(), path.clone()));
                 }
-                if let Some(place) = links.locate(&entry.name).filter(|place| may_be_pyproject(place)) {
-                    if prefix.is_empty() {
+                if prefix.is_empty() {
+                    if let Some(place) = links.locate(&entry.name).filter(|place| may_be_pyproject(place)) {
                         pyprojects.insert(place, None);
                     }
                 }
@@ -445,9 +445,11 @@ impl DistScan<'_> {
     }
 
     /// Scan again, under each name a link gives it, the content of every member a link points
-    /// at (and of members written through a symlink, under its target's name). A second pass
-    /// over the archive reads only those members: links are rare, and this keeps the first pass
-    /// from holding every member in case a later link needs it.
+    /// at (and of members written through a symlink, under its target's name), and as the sdist's
+    /// build backend each member at one of its modules' places (see `build_backend`). A second pass
+    /// over the archive reads only those members: links and in-tree backends are rare, and this
+    /// keeps the first pass from holding every member in case a later link or `pyproject.toml`
+    /// needs it.
     #[allow(clippy::too_many_arguments)]
     fn tar_aliases(
         &self,
@@ -470,20 +472,19 @@ impl DistScan<'_> {
         // And the members `zipimport` reads as zips, where `backend-path` names a directory: the modules'
         // names in them.
         let mut zips_on_path: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
-        let modules: HashSet<&Place> = backend.search.modules.iter().collect();
-        if !modules.is_empty() {
+        let search = backend.search;
+        if !search.is_empty() {
             // Through a symlinked directory on the way to a module's place.
-            for real in backend.search.modules.iter().filter_map(|place| links.resolve(place)) {
+            for real in search.modules().iter().filter_map(|place| links.resolve(place)) {
                 backend_entries.extend(written.get(&real).into_iter().flatten());
             }
             for (place, entries) in written {
-                if modules.contains(place) || graph.shown_under(place).iter().any(|at| modules.contains(at)) {
+                if search.is_module(place) || graph.shown_under(place).iter().any(|at| search.is_module(at)) {
                     backend_entries.extend(entries);
                 }
-                let inside = backend.search.inside(place);
-                if !inside.is_empty() {
-                    zips_on_path.extend(entries.iter().map(|&entry| (entry, inside.clone())));
-                }
+            }
+            for (file, inside) in search.zips_on_path(|place| written.contains_key(place)) {
+                zips_on_path.extend(written[&file].iter().map(|&entry| (entry, inside.clone())));
             }
         }
         let mut count = split_files.len() as u64;

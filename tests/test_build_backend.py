@@ -26,7 +26,6 @@ from typing import Any
 
 import dragonfly_hybrid as dh
 import pytest
-import tomllib
 
 from tests.archive_gen import unicode_path_extra, zip_of
 
@@ -241,6 +240,11 @@ def hook_callers() -> list[Any]:
 
 def pip_opens(caller: Any, root: Path, pyproject: bytes) -> set[str] | None:
     """The files under `root` that the hook caller opens importing the backend (None: it refuses first)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pip reads pyproject.toml with its vendored tomli
+        from pip._vendor import tomli as tomllib
+
     system = tomllib.loads(pyproject.decode())["build-system"]
     backend = system.get("build-backend", "setuptools.build_meta:__legacy__")  # pip's load_pyproject_toml
     log = root.parent / "opened.txt"

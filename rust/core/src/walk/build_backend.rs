@@ -18,7 +18,7 @@ use std::io::Read;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use super::names::{display_name, LeadingDir, Place};
+use super::names::{display_name, LeadingDir, Links, Place};
 use super::{alias_issue, DistScan, Order, BACKEND_ALIAS};
 use crate::issue::{Issue, IssueKind};
 use crate::limits::RATIO_GRACE_BYTES;
@@ -175,9 +175,9 @@ fn search_directories(entry: &str, found: &mut dyn FnMut(Place) -> bool) -> bool
         return true; // "paths must be relative"
     }
     // `os.path.normpath` of the entry joined to the source directory: `..` taken lexically.
-    let Some(normalized) = lexical(entry.as_bytes()) else { return true };
-    let joined = normalized.join(&b'/');
-    if !found(normalized) {
+    let Some(whole) = normalized(entry.as_bytes()) else { return true };
+    let joined = whole.join(&b'/');
+    if !found(whole) {
         return false;
     }
     // pyproject_hooks before 1.1 (pip before 24.1) joins the entries with `os.pathsep` and splits them
@@ -188,7 +188,7 @@ fn search_directories(entry: &str, found: &mut dyn FnMut(Place) -> bool) -> bool
         if joined.len() == piece.len() || (i > 0 && piece.starts_with(b"/")) {
             continue;
         }
-        if let Some(directory) = lexical(piece) {
+        if let Some(directory) = normalized(piece) {
             if !found(directory) {
                 return false;
             }
@@ -197,20 +197,10 @@ fn search_directories(entry: &str, found: &mut dyn FnMut(Place) -> bool) -> bool
     true
 }
 
-/// `path`'s components with empty ones and `.` dropped and `..` applied to the one before;
-/// `None` when it climbs out.
-pub(super) fn lexical(path: &[u8]) -> Option<Place> {
-    let mut parts: Place = Vec::new();
-    for part in path.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                parts.pop()?;
-            }
-            other => parts.push(other.to_vec()),
-        }
-    }
-    Some(parts)
+/// `path`'s components as `os.path.normpath` reads them (empty ones and `.` dropped, `..` taking the one
+/// before); `None` when it climbs out: where a member lands when no link is on its way.
+fn normalized(path: &[u8]) -> Option<Place> {
+    Links::default().locate(path)
 }
 
 impl DistScan<'_> {
@@ -285,7 +275,10 @@ impl DistScan<'_> {
             unicode_names.add(unicode.as_deref().unwrap_or(&name).as_bytes());
             let names = std::iter::once(name).chain(unicode);
             places.push(
-                names.filter_map(|name| lexical(name.as_bytes())).filter(|_| !entry.is_dir(data)).collect(),
+                names
+                    .filter_map(|name| normalized(name.as_bytes()))
+                    .filter(|_| !entry.is_dir(data))
+                    .collect(),
             );
         }
         let mut roots = vec![header_names.root()];

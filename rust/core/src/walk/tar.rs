@@ -473,23 +473,14 @@ impl DistScan<'_> {
         // names in them.
         let mut zips_on_path: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
         let search = backend.search;
-        if !search.is_empty() {
-            // Through a symlinked directory on the way to a module's place.
-            for real in search.modules().iter().filter_map(|place| links.resolve(place)) {
-                backend_entries.extend(written.get(&real).into_iter().flatten());
-            }
-            for (place, entries) in written {
-                if search.is_module(place) || graph.shown_under(place).iter().any(|at| search.is_module(at)) {
-                    backend_entries.extend(entries);
-                }
-            }
-            for (file, inside) in search.zips_on_path(|place| written.contains_key(place)) {
-                zips_on_path.extend(written[&file].iter().map(|&entry| (entry, inside.clone())));
-            }
-        }
         let mut count = split_files.len() as u64;
         for (place, entries) in written {
-            for shown in graph.shown_under(place) {
+            let shown = graph.shown_under(place);
+            if !search.is_empty() && (search.is_module(place) || shown.iter().any(|at| search.is_module(at)))
+            {
+                backend_entries.extend(entries);
+            }
+            for shown in shown {
                 let name = format!("{prefix}{}", display_name(&join(&shown)));
                 for &entry in entries {
                     wanted.entry(entry).or_default().push(name.clone());
@@ -498,6 +489,15 @@ impl DistScan<'_> {
             }
             if count > self.limits.max_members {
                 break;
+            }
+        }
+        if !search.is_empty() {
+            // Through a symlinked directory on the way to a module's place.
+            for real in search.modules().iter().filter_map(|place| links.resolve(place)) {
+                backend_entries.extend(written.get(&real).into_iter().flatten());
+            }
+            for (file, inside) in search.zips_on_path(|place| written.contains_key(place)) {
+                zips_on_path.extend(written[&file].iter().map(|&entry| (entry, inside.clone())));
             }
         }
         let last = wanted.keys().next_back().max(backend_entries.last()).max(zips_on_path.keys().next_back());
